@@ -1,0 +1,67 @@
+//! The `limpq` command line: a thin layer over `limpq-solver` and `limpq-trainer`.
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Mixed-precision quantization from learned layer-wise importance.
+///
+/// Learn LSQ step sizes of every layer at every candidate bit-width in one joint GPU run
+/// (`limpq indicators`), then pick per-layer bits under BitOps / size budgets with an exact
+/// solver (`limpq solve`).
+#[derive(Parser)]
+#[command(name = "limpq", version, about, long_about = None)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Solve the bit-width search for an indicator file under budgets.
+    Solve(cmd::solve::Args),
+    /// Convert the PyTorch reference code's indicator pickle to an indicator file.
+    ImportLimpq(cmd::import_limpq::Args),
+    /// Print per-layer MACs and parameter counts of a built-in model or MODEL.ron.
+    Layers(cmd::layers::Args),
+    /// Time the exact solver against the microlp backend on the same instances.
+    BenchSolver(cmd::bench_solver::Args),
+    /// List the GPU adapters wgpu can see.
+    Devices(cmd::devices::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Solve(a) => cmd::solve::run(a),
+        Command::ImportLimpq(a) => cmd::import_limpq::run(a),
+        Command::Layers(a) => cmd::layers::run(a),
+        Command::BenchSolver(a) => cmd::bench_solver::run(a),
+        Command::Devices(a) => cmd::devices::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

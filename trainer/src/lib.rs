@@ -1,0 +1,1 @@
+//! GPU trainer for limpq.
