@@ -1,1 +1,9 @@
-//! GPU trainer for limpq.
+//! GPU trainer for limpq: WGSL compute kernels through wgpu, model descriptions, data
+//! loading, and (later) LSQ joint indicator training.
+
+pub mod data;
+pub mod gpu;
+pub mod kernels;
+pub mod model;
+pub mod reference;
+pub mod shapes;

@@ -1,0 +1,1 @@
+//! GPU kernels: one WGSL file per kernel under shaders/, pipelines built once.

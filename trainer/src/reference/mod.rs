@@ -1,0 +1,1 @@
+//! CPU reference implementations of every op, forward and backward: the oracle for GPU kernels.
