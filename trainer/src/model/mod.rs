@@ -1,0 +1,402 @@
+//! Model descriptions: the static graph the GPU engine runs forward and backward, and the
+//! source of every layer's MACs and parameter count (`limpq layers`, indicator files).
+//!
+//! A [`Model`] is a list of [`Node`]s in topological order. Each node names its inputs:
+//! earlier nodes, or `"input"` for the image. Tensors are `C×H×W` per image (the batch
+//! dimension is implicit); a flat vector is `N×1×1`. The output of the last node is the
+//! logits and must be `classes×1×1`. The RON format is documented in `docs/MODELS.md`.
+//!
+//! Nothing here panics on a user-given description: [`Model::analyze`] checks names,
+//! wiring and every shape with overflow-checked arithmetic and returns a [`ModelError`]
+//! that names the file (or built-in), the node and the field.
+
+mod builtins;
+mod infer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use limpq_solver::{IndicatorSet, Layer};
+use serde::{Deserialize, Serialize};
+
+pub use builtins::{builtin, resnet18, resnet20, resnet50, small_cnn, BUILTIN_NAMES};
+
+/// The reserved name by which nodes refer to the model's input image.
+pub const INPUT: &str = "input";
+
+/// Bits at which the layers excluded from the search (stem conv, classifier) are kept.
+pub const FIXED_BITS: (u32, u32) = (8, 8);
+
+/// A network as a static graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    /// Name written into indicator and policy files, e.g. `"resnet20"`.
+    pub name: String,
+    /// Input image shape `(channels, height, width)`.
+    pub input: (usize, usize, usize),
+    /// Number of classes; the last node's output must be `classes×1×1`.
+    pub classes: usize,
+    /// Nodes in topological order: a node's inputs are defined before it.
+    pub nodes: Vec<Node>,
+}
+
+/// One operation of the graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Unique name; torchvision's module names for the ResNets (`layer1.0.conv1`).
+    pub name: String,
+    pub op: Op,
+    /// Names of earlier nodes, or [`INPUT`]. One for every op except [`Op::Add`] (two or more).
+    pub inputs: Vec<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The operations the GPU engine implements. Convolutions and linear layers are the
+/// quantizable layers; everything else is kept in full precision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// 2-D convolution with a square kernel, stride and zero padding; no dilation.
+    /// Weight `[out_channels, in_channels / groups, kernel, kernel]`.
+    Conv2d {
+        out_channels: usize,
+        kernel: usize,
+        #[serde(default = "one")]
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+        #[serde(default = "one")]
+        groups: usize,
+        #[serde(default)]
+        bias: bool,
+    },
+    /// Batch normalisation over channels, with learned scale and shift. In joint
+    /// training the engine keeps one BN per candidate bit-width ("switchable BN").
+    BatchNorm,
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// Element-wise sum of two or more inputs of identical shape (residual connection).
+    Add,
+    /// Max pooling; padding is at most `kernel / 2` (PyTorch's rule) so that every window
+    /// holds at least one real element.
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+    },
+    /// Average pooling; padded zeros count in the average (PyTorch's default
+    /// `count_include_pad=True`). Same padding rule as `MaxPool`.
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+    },
+    /// Mean over H and W: `C×H×W → C×1×1`.
+    GlobalAvgPool,
+    /// `C×H×W → (C·H·W)×1×1`. Optional: `Linear` flattens its input itself.
+    Flatten,
+    /// Fully connected layer on the flattened input (`in_features = C·H·W`).
+    /// Weight `[out_features, in_features]`.
+    Linear {
+        out_features: usize,
+        #[serde(default)]
+        bias: bool,
+    },
+}
+
+impl Op {
+    /// Short name of the operation, as printed by `limpq layers`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Conv2d { .. } => "conv",
+            Op::BatchNorm => "bn",
+            Op::Relu => "relu",
+            Op::Relu6 => "relu6",
+            Op::Add => "add",
+            Op::MaxPool { .. } => "maxpool",
+            Op::AvgPool { .. } => "avgpool",
+            Op::GlobalAvgPool => "gap",
+            Op::Flatten => "flatten",
+            Op::Linear { .. } => "linear",
+        }
+    }
+}
+
+/// A per-image tensor shape, `C×H×W`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shape {
+    pub fn numel(&self) -> usize {
+        // Every shape produced by `Model::analyze` has a product that fits in u64 and usize.
+        self.c * self.h * self.w
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}×{}×{}", self.c, self.h, self.w)
+    }
+}
+
+/// Where a node's input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The model input.
+    Input,
+    /// The output of node `i` (an index into `Model::nodes`).
+    Node(usize),
+}
+
+/// A node after checking: resolved inputs, shapes and cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub inputs: Vec<Source>,
+    pub input_shapes: Vec<Shape>,
+    pub output: Shape,
+    /// Multiply-accumulates per image (convs and linear layers; 0 for other ops).
+    pub macs: u64,
+    /// Weights of a conv or linear layer, bias excluded (0 for other ops).
+    pub params: u64,
+}
+
+/// Conv or linear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayerKind {
+    Conv,
+    Linear,
+}
+
+impl fmt::Display for LayerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LayerKind::Conv => "conv",
+            LayerKind::Linear => "linear",
+        })
+    }
+}
+
+/// A layer whose weights and input activations are quantized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuantLayer {
+    pub name: String,
+    /// Index of the node in `Model::nodes`.
+    pub node: usize,
+    pub kind: LayerKind,
+    pub input: Shape,
+    pub output: Shape,
+    /// `Cin·Cout·k²·Hout·Wout / groups` for a conv, `in·out` for a linear layer; per image.
+    pub macs: u64,
+    /// Weights only, bias excluded.
+    pub params: u64,
+    /// Kept at [`FIXED_BITS`] and not searched: the first conv and the last linear layer.
+    pub fixed: bool,
+}
+
+/// Why a model description was rejected.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The file could not be read.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid RON for a [`Model`]; `message` holds line and column.
+    Parse { path: PathBuf, message: String },
+    /// Neither a built-in name nor an existing file.
+    Unknown { name: String },
+    /// The graph is inconsistent. `origin` is the file or `model 'NAME'`.
+    Invalid {
+        origin: String,
+        node: Option<String>,
+        field: Option<&'static str>,
+        message: String,
+    },
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            ModelError::Parse { path, message } => {
+                write!(
+                    f,
+                    "{}: not a valid model description: {message}",
+                    path.display()
+                )
+            }
+            ModelError::Unknown { name } => write!(
+                f,
+                "unknown model '{name}': not a built-in ({}) and no such file",
+                BUILTIN_NAMES.join(", ")
+            ),
+            ModelError::Invalid {
+                origin,
+                node,
+                field,
+                message,
+            } => {
+                write!(f, "{origin}: ")?;
+                if let Some(node) = node {
+                    write!(f, "node '{node}': ")?;
+                }
+                if let Some(field) = field {
+                    write!(f, "field '{field}': ")?;
+                }
+                f.write_str(message)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ModelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ModelError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Model {
+    /// Reads and checks a RON model description; every error names `path`.
+    pub fn from_ron_file(path: impl AsRef<Path>) -> Result<Model, ModelError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let model: Model =
+            ron::Options::default()
+                .from_str(&text)
+                .map_err(|e| ModelError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+        model.analyze().map_err(|e| match e {
+            ModelError::Invalid {
+                origin,
+                node,
+                field,
+                message,
+            } => ModelError::Invalid {
+                origin: format!("{} ({origin})", path.display()),
+                node,
+                field,
+                message,
+            },
+            other => other,
+        })?;
+        Ok(model)
+    }
+
+    /// A built-in name (see [`BUILTIN_NAMES`]) or the path of a RON description.
+    pub fn resolve(name_or_path: &str) -> Result<Model, ModelError> {
+        if let Some(model) = builtin(name_or_path) {
+            return Ok(model);
+        }
+        let path = Path::new(name_or_path);
+        if path.exists() || name_or_path.ends_with(".ron") {
+            return Model::from_ron_file(path);
+        }
+        Err(ModelError::Unknown {
+            name: name_or_path.to_string(),
+        })
+    }
+
+    /// Pretty RON, one node per line; [`Model::from_ron_file`] reads it back.
+    pub fn to_ron(&self) -> String {
+        let config = ron::ser::PrettyConfig::new()
+            .struct_names(true)
+            .depth_limit(2);
+        // Serialising plain strings, integers, bools and unit/struct variants cannot fail.
+        ron::ser::to_string_pretty(self, config).unwrap_or_else(|e| format!("/* {e} */"))
+    }
+
+    /// Checks names, wiring and shapes; returns each node's resolved inputs, shapes and cost.
+    pub fn analyze(&self) -> Result<Vec<NodeInfo>, ModelError> {
+        infer::analyze(self).map_err(|e| ModelError::Invalid {
+            origin: format!("model '{}'", self.name),
+            node: e.node,
+            field: e.field,
+            message: e.message,
+        })
+    }
+
+    /// Every conv and linear layer in node order, with MACs, params and whether it is fixed
+    /// at 8 bits (the first conv and the last linear layer: "stem and fc excluded").
+    pub fn quantizable_layers(&self) -> Result<Vec<QuantLayer>, ModelError> {
+        let infos = self.analyze()?;
+        let first_conv = self
+            .nodes
+            .iter()
+            .position(|n| matches!(n.op, Op::Conv2d { .. }));
+        let last_linear = self
+            .nodes
+            .iter()
+            .rposition(|n| matches!(n.op, Op::Linear { .. }));
+        let mut layers = Vec::new();
+        for (i, (node, info)) in self.nodes.iter().zip(&infos).enumerate() {
+            let kind = match node.op {
+                Op::Conv2d { .. } => LayerKind::Conv,
+                Op::Linear { .. } => LayerKind::Linear,
+                _ => continue,
+            };
+            layers.push(QuantLayer {
+                name: node.name.clone(),
+                node: i,
+                kind,
+                input: info.input_shapes[0],
+                output: info.output,
+                macs: info.macs,
+                params: info.params,
+                fixed: Some(i) == first_conv || Some(i) == last_linear,
+            });
+        }
+        Ok(layers)
+    }
+
+    /// An indicator file for this model with names, MACs, params and `fixed` filled in,
+    /// stem and classifier at [`FIXED_BITS`]. The step sizes are placeholders of the right
+    /// length: `NaN` for searchable layers, so that a set whose indicators were never filled
+    /// in is rejected by the solver, and `1.0` for fixed layers, whose scales the search
+    /// does not read.
+    pub fn indicator_skeleton(
+        &self,
+        weight_bits: &[u32],
+        act_bits: &[u32],
+    ) -> Result<IndicatorSet, ModelError> {
+        let layers = self
+            .quantizable_layers()?
+            .into_iter()
+            .map(|l| {
+                let fill = if l.fixed { 1.0 } else { f64::NAN };
+                Layer {
+                    name: l.name,
+                    macs: l.macs,
+                    params: l.params,
+                    weight_scale: vec![fill; weight_bits.len()],
+                    act_scale: vec![fill; act_bits.len()],
+                    fixed: l.fixed.then_some(FIXED_BITS),
+                }
+            })
+            .collect();
+        Ok(IndicatorSet {
+            model: self.name.clone(),
+            weight_bits: weight_bits.to_vec(),
+            act_bits: act_bits.to_vec(),
+            layers,
+            meta: Vec::new(),
+        })
+    }
+}
