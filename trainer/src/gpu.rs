@@ -1,1 +1,358 @@
-//! (in progress)
+//! The GPU context: adapter selection, device creation and error capture.
+//!
+//! [`Gpu::new`] picks one adapter among those wgpu enumerates:
+//! - `WGPU_BACKEND` (e.g. `vulkan`, `metal,dx12`) restricts the backends searched;
+//! - `WGPU_ADAPTER_NAME` keeps only adapters whose name contains it (case-insensitive);
+//! - among the rest a discrete GPU wins over an integrated one, then virtual/other, and a
+//!   software adapter (Mesa lavapipe "llvmpipe") is the last resort.
+//!
+//! No adapter is an error ([`GpuError::NoAdapter`]), never a panic. The device is requested with
+//! the adapter's own limits (storage binding size, workgroup counts) so large models fit.
+//!
+//! wgpu reports validation errors asynchronously; a default handler would panic. The context
+//! installs a handler that records them and a device-lost callback, and [`Gpu::check`] turns
+//! either into a [`GpuError`]. [`Gpu::scoped`] wraps a closure in error scopes for exact blame.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// What went wrong with the GPU. Every variant carries a message meant for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GpuError {
+    /// wgpu found no adapter at all on the searched backends.
+    NoAdapter { backends: String },
+    /// `WGPU_ADAPTER_NAME` (or [`GpuOptions::adapter_name`]) matched none of the adapters.
+    NoMatchingAdapter { wanted: String, seen: Vec<String> },
+    /// The adapter refused the device request.
+    RequestDevice(String),
+    /// The device was lost (driver reset, out of memory on some drivers, destroyed).
+    DeviceLost(String),
+    /// A validation error: a bug in our kernels or their bindings.
+    Validation(String),
+    /// The GPU ran out of memory.
+    OutOfMemory(String),
+    /// Internal wgpu / driver error.
+    Internal(String),
+    /// Mapping a buffer for readback failed, or polling the device failed.
+    Readback(String),
+    /// A kernel was given tensors or a shape it cannot take (names the kernel and the field).
+    Shape(String),
+}
+
+impl fmt::Display for GpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuError::NoAdapter { backends } => write!(
+                f,
+                "no GPU adapter found (backends searched: {backends}); install a Vulkan driver \
+                 (e.g. Mesa lavapipe: mesa-vulkan-drivers) or set WGPU_BACKEND"
+            ),
+            GpuError::NoMatchingAdapter { wanted, seen } => write!(
+                f,
+                "no adapter name contains {wanted:?} (WGPU_ADAPTER_NAME); adapters seen: {}",
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.join(", ")
+                }
+            ),
+            GpuError::RequestDevice(m) => write!(f, "device request failed: {m}"),
+            GpuError::DeviceLost(m) => write!(f, "GPU device lost: {m}"),
+            GpuError::Validation(m) => write!(f, "GPU validation error: {m}"),
+            GpuError::OutOfMemory(m) => write!(f, "GPU out of memory: {m}"),
+            GpuError::Internal(m) => write!(f, "GPU internal error: {m}"),
+            GpuError::Readback(m) => write!(f, "GPU readback failed: {m}"),
+            GpuError::Shape(m) => write!(f, "bad kernel arguments: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for GpuError {}
+
+impl From<wgpu::Error> for GpuError {
+    fn from(e: wgpu::Error) -> Self {
+        match e {
+            wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(e.to_string()),
+            wgpu::Error::Validation { description, .. } => GpuError::Validation(description),
+            wgpu::Error::Internal { description, .. } => GpuError::Internal(description),
+        }
+    }
+}
+
+/// How to choose the adapter. `Default` means: whatever the environment says.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct GpuOptions {
+    /// Backends to search; `None` reads `WGPU_BACKEND`, else all backends.
+    pub backends: Option<wgpu::Backends>,
+    /// Keep only adapters whose name contains this (case-insensitive); `None` reads
+    /// `WGPU_ADAPTER_NAME`.
+    pub adapter_name: Option<String>,
+}
+
+impl GpuOptions {
+    /// Options taken from `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` (the same as `Default`).
+    pub fn from_env() -> Self {
+        Self::default()
+    }
+
+    fn resolved_backends(&self) -> wgpu::Backends {
+        self.backends
+            .unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()))
+    }
+
+    fn resolved_name(&self) -> Option<String> {
+        self.adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .filter(|s| !s.trim().is_empty())
+    }
+}
+
+/// One adapter as `limpq devices` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    /// Features of interest the adapter offers: `shader-f16`, `subgroup`,
+    /// `cooperative-matrix`, `timestamp-query`. Not requested yet; noted for later kernels.
+    pub features: Vec<&'static str>,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let l = adapter.limits();
+        let f = adapter.features();
+        let mut features = Vec::new();
+        for (flag, name) in [
+            (wgpu::Features::SHADER_F16, "shader-f16"),
+            (wgpu::Features::SUBGROUP, "subgroup"),
+            (
+                wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+                "cooperative-matrix",
+            ),
+            (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+        ] {
+            if f.contains(flag) {
+                features.push(name);
+            }
+        }
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_buffer_size: l.max_buffer_size,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            features,
+        }
+    }
+}
+
+/// Preference order: lower is better.
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Index of the adapter [`Gpu::new`] would take, given the name filter.
+fn choose(adapters: &[wgpu::Adapter], name: Option<&str>) -> Result<usize, GpuError> {
+    let wanted = name.map(str::to_lowercase);
+    adapters
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| {
+            let info = a.get_info();
+            // The noop backend is a stub that runs nothing; never choose it.
+            info.backend != wgpu::Backend::Noop
+                && wanted
+                    .as_deref()
+                    .is_none_or(|w| info.name.to_lowercase().contains(w))
+        })
+        .min_by_key(|(i, a)| (type_rank(a.get_info().device_type), *i))
+        .map(|(i, _)| i)
+        .ok_or_else(|| match name {
+            Some(w) => GpuError::NoMatchingAdapter {
+                wanted: w.to_string(),
+                seen: adapters.iter().map(|a| a.get_info().name).collect(),
+            },
+            None => GpuError::NoAdapter {
+                backends: String::new(),
+            },
+        })
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu sees under `opts`, and the index of the one [`Gpu::new`] would choose
+/// (`None` when none qualifies, e.g. the name filter matches nothing).
+pub fn list_adapters(opts: &GpuOptions) -> (Vec<AdapterSummary>, Option<usize>) {
+    let instance = new_instance(opts.resolved_backends());
+    let adapters = pollster::block_on(instance.enumerate_adapters(opts.resolved_backends()));
+    let chosen = choose(&adapters, opts.resolved_name().as_deref()).ok();
+    (adapters.iter().map(AdapterSummary::of).collect(), chosen)
+}
+
+/// Errors wgpu reported outside any error scope, and a device-lost message.
+#[derive(Default)]
+struct ErrorSink {
+    first: Option<GpuError>,
+    count: usize,
+}
+
+/// The device, its queue, and the pipeline cache. Create one per process (it is `Sync`;
+/// share it behind an `Arc` if several threads record work).
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: wgpu::Adapter,
+    /// What was chosen, for logs and reports.
+    pub summary: AdapterSummary,
+    /// The device's limits (equal to the adapter's).
+    pub limits: wgpu::Limits,
+    errors: Arc<Mutex<ErrorSink>>,
+    pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<crate::kernels::Pipeline>>>,
+}
+
+impl fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.summary)
+            .finish()
+    }
+}
+
+impl Gpu {
+    /// Choose an adapter (see the module docs) and create the device with its full limits.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
+        let backends = opts.resolved_backends();
+        let instance = new_instance(backends);
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let index = choose(&adapters, opts.resolved_name().as_deref()).map_err(|e| match e {
+            GpuError::NoAdapter { .. } => GpuError::NoAdapter {
+                backends: format!("{backends:?}"),
+            },
+            other => other,
+        })?;
+        let adapter = adapters.into_iter().nth(index).ok_or(GpuError::NoAdapter {
+            backends: format!("{backends:?}"),
+        })?;
+        let summary = AdapterSummary::of(&adapter);
+        tracing::info!(
+            adapter = %summary.name,
+            backend = %summary.backend,
+            device_type = %summary.device_type,
+            driver = %summary.driver,
+            "chosen GPU adapter"
+        );
+        if summary.device_type == "Cpu" {
+            tracing::warn!(adapter = %summary.name, "using a software adapter: expect it to be slow");
+        }
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("limpq"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::RequestDevice(format!("{}: {e}", summary.name)))?;
+
+        let errors = Arc::new(Mutex::new(ErrorSink::default()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            tracing::error!("uncaptured wgpu error: {e}");
+            if let Ok(mut s) = sink.lock() {
+                s.count += 1;
+                s.first.get_or_insert_with(|| GpuError::from(e));
+            }
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if reason == wgpu::DeviceLostReason::Destroyed {
+                return;
+            }
+            tracing::error!("GPU device lost ({reason:?}): {msg}");
+            if let Ok(mut s) = sink.lock() {
+                s.count += 1;
+                s.first
+                    .get_or_insert_with(|| GpuError::DeviceLost(format!("{reason:?}: {msg}")));
+            }
+        });
+        Ok(Gpu {
+            device,
+            queue,
+            adapter,
+            summary,
+            limits,
+            errors,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The first error wgpu reported outside any scope since the last call (validation,
+    /// out-of-memory, device lost), if any; clears it.
+    pub fn check(&self) -> Result<(), GpuError> {
+        let mut s = self.errors.lock().map_err(|_| {
+            GpuError::Internal("error sink poisoned by a panicking thread".to_string())
+        })?;
+        let count = std::mem::take(&mut s.count);
+        match s.first.take() {
+            Some(e) if count > 1 => Err(match e {
+                GpuError::Validation(m) => {
+                    GpuError::Validation(format!("{m} (and {} more errors)", count - 1))
+                }
+                other => other,
+            }),
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Run `f` inside validation and out-of-memory error scopes and return the first error
+    /// raised while it ran. Scopes are per thread: call it on the thread that uses the device.
+    pub fn scoped<R>(&self, f: impl FnOnce() -> R) -> Result<R, GpuError> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let r = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        match v.or(o) {
+            Some(e) => Err(e.into()),
+            None => Ok(r),
+        }
+    }
+
+    /// Block until all submitted work has finished, then report any captured error.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(format!("device poll: {e}")))?;
+        self.check()
+    }
+}

@@ -1,0 +1,78 @@
+//! Helpers shared by the GPU kernel tests: get an adapter or skip, compare with a tolerance.
+//!
+//! Use from a test file with `mod common;` and:
+//! ```ignore
+//! let Some(gpu) = common::gpu_or_skip("gemm") else { return };
+//! common::assert_close("gemm 3x5x7", &got, &want, common::Tol::sum_of(k));
+//! ```
+#![allow(dead_code)] // each test binary uses a different subset
+
+use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
+use std::sync::OnceLock;
+
+/// One device per test binary: creating a Vulkan device on lavapipe costs ~100 ms and tests
+/// run on several threads.
+pub fn shared_gpu() -> &'static Result<Gpu, GpuError> {
+    static GPU: OnceLock<Result<Gpu, GpuError>> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new(&GpuOptions::from_env()))
+}
+
+/// The shared GPU, or `None` after printing why the calling test skips. Only "no adapter"
+/// skips; any other failure to create the device fails the test.
+pub fn gpu_or_skip(test: &str) -> Option<&'static Gpu> {
+    match shared_gpu() {
+        Ok(g) => Some(g),
+        Err(e @ GpuError::NoAdapter { .. }) => {
+            eprintln!("SKIP {test}: {e}");
+            None
+        }
+        Err(e) => panic!("{test}: GPU context failed: {e}"),
+    }
+}
+
+/// Tolerance `|got - want| <= abs + rel * |want|`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tol {
+    pub abs: f32,
+    pub rel: f32,
+}
+
+impl Tol {
+    /// For a value that is a sum of `terms` products of U(-1,1) numbers: f32 rounding error
+    /// grows like sqrt(terms) × the typical magnitude (sqrt(terms / 9)), so abs scales with
+    /// `terms` itself; `1e-5 · terms` is ~50× the expected rounding, far below any indexing
+    /// error (a wrong or missing term moves the value by ~0.3).
+    pub fn sum_of(terms: usize) -> Tol {
+        Tol {
+            abs: 1e-5 * (terms.max(1) as f32),
+            rel: 1e-5,
+        }
+    }
+}
+
+/// Panics naming the first element out of tolerance (and how many are), or on NaN / length
+/// mismatch. Returns the worst absolute error for reporting.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tol) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: length differs");
+    let mut worst = 0.0f32;
+    let mut bad = Vec::new();
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs();
+        if err.is_nan() || err > tol.abs + tol.rel * w.abs() {
+            bad.push((i, g, w));
+        }
+        if err > worst {
+            worst = err;
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {} elements out of tolerance {tol:?}; first: index {} got {} want {}",
+        bad.len(),
+        got.len(),
+        bad[0].0,
+        bad[0].1,
+        bad[0].2
+    );
+    worst
+}
