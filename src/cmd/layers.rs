@@ -11,11 +11,17 @@ use limpq_trainer::model::{LayerKind, Model, QuantLayer};
 /// 8 bits and not searched. Sums are printed over conv layers, linear layers, all of them,
 /// and the searchable ones (the layers a BitOps budget counts).
 #[derive(clap::Args)]
-#[command(
-    after_help = "Examples:\n  limpq layers resnet18\n  limpq layers resnet20-cifar\n  \
-limpq layers small_cnn --format ron > my_model.ron   # start a custom model from a built-in\n  \
-limpq layers my_model.ron"
-)]
+#[command(after_help = "\
+Counting: MACs per image; a conv counts Cin·Cout·k²·Hout·Wout/groups with integer (floored)
+output sizes, a linear layer in·out. Params are weights only (no bias, no BatchNorm). The
+first conv and the last linear layer (stem, fc) are fixed at 8 bits and not searched; the
+'searchable' sum is what a BitOps budget counts.
+
+Examples:
+  limpq layers resnet18
+  limpq layers resnet20-cifar
+  limpq layers small_cnn --format ron > my_model.ron   # start a custom model from a built-in
+  limpq layers my_model.ron")]
 pub struct Args {
     /// A built-in model (small_cnn, resnet20, resnet20-cifar, resnet18, resnet50) or the
     /// path of a RON model description (docs/MODELS.md).

@@ -452,3 +452,51 @@ fn indicator_skeleton_carries_costs_and_fixed_layers() {
         }
     }
 }
+
+#[test]
+fn resnet20_indicator_example_matches_the_model() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/resnet20.indicators.ron"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let set: limpq_solver::IndicatorSet = ron::from_str(&text).unwrap();
+    let skeleton = builtin("resnet20")
+        .unwrap()
+        .indicator_skeleton(&[2, 3, 4, 5, 6], &[2, 3, 4, 5, 6])
+        .unwrap();
+    assert_eq!(
+        (&set.model, &set.weight_bits, &set.act_bits),
+        (&skeleton.model, &skeleton.weight_bits, &skeleton.act_bits)
+    );
+    assert_eq!(set.layers.len(), skeleton.layers.len());
+    for (l, s) in set.layers.iter().zip(&skeleton.layers) {
+        assert_eq!(
+            (&l.name, l.macs, l.params, l.fixed),
+            (&s.name, s.macs, s.params, s.fixed)
+        );
+        assert_eq!(
+            (l.weight_scale.len(), l.act_scale.len()),
+            (5, 5),
+            "{}",
+            l.name
+        );
+        assert!(
+            l.weight_scale
+                .iter()
+                .chain(&l.act_scale)
+                .all(|&v| v > 0.0 && v <= 1.0),
+            "{}",
+            l.name
+        );
+        if l.fixed.is_none() {
+            // Illustrative, but shaped like trained LSQ steps: 2-bit steps well above 6-bit ones.
+            assert!(l.weight_scale[0] > 4.0 * l.weight_scale[4], "{}", l.name);
+            assert!(l.act_scale[0] > 4.0 * l.act_scale[4], "{}", l.name);
+        }
+    }
+    assert!(set
+        .meta
+        .iter()
+        .any(|(k, v)| k == "source" && v == "illustrative values for the docs, not trained"));
+}
