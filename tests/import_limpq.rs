@@ -391,3 +391,58 @@ fn truncated_and_random_files_are_errors() {
         assert_eq!(o.status.code(), Some(1), "case {case}: {}", stderr(&o));
     }
 }
+
+/// Checked-in pickles (made by `tests/fixtures/import/make.py`): these run without python3.
+#[test]
+fn converts_checked_in_fixtures_and_refuses_the_exploit() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import");
+    let dir = temp_dir("fixtures");
+    let table = fixtures.join("table.csv");
+    for name in ["good_p2", "good_p5"] {
+        let out = dir.join(format!("{name}.ron"));
+        let o = import(
+            &fixtures.join(format!("{name}.pkl")),
+            table.to_str().unwrap(),
+            &out,
+            &[],
+        );
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let set: IndicatorSet = ron::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        check_good(&set);
+
+        // The written indicator file is itself a valid --layers table.
+        let again = dir.join(format!("{name}_again.ron"));
+        let o = import(
+            &fixtures.join(format!("{name}.pkl")),
+            out.to_str().unwrap(),
+            &again,
+            &[],
+        );
+        assert!(
+            o.status.success(),
+            "{name} with an IndicatorSet table: {}",
+            stderr(&o)
+        );
+        let set2: IndicatorSet = ron::from_str(&std::fs::read_to_string(&again).unwrap()).unwrap();
+        assert_eq!(set2.layers, set.layers);
+    }
+
+    // Its __reduce__ would `touch PWNED` in the working directory if anything ran it.
+    let out = dir.join("exploit.ron");
+    let o = Command::new(BIN)
+        .current_dir(&dir)
+        .arg("import-limpq")
+        .arg(fixtures.join("exploit_p2.pkl"))
+        .args(["--layers", table.to_str().unwrap(), "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("opcode GLOBAL at byte 48"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.join("PWNED").exists());
+    assert!(!out.exists());
+}
