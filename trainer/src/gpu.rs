@@ -234,7 +234,9 @@ pub struct Gpu {
     pub adapter: wgpu::Adapter,
     /// What was chosen, for logs and reports.
     pub summary: AdapterSummary,
-    /// The device's limits (equal to the adapter's).
+    /// The limits kernels plan against: the device's (equal to the adapter's). Lowering one
+    /// is allowed (tests lower `max_compute_workgroups_per_dimension` to exercise grid
+    /// splitting); raising one past the device's makes wgpu reject the work.
     pub limits: wgpu::Limits,
     errors: Arc<Mutex<ErrorSink>>,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<crate::kernels::Pipeline>>>,

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{assert_close, gpu_or_skip, Tol};
+use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::kernels::gemm::{Gemm, GemmShape};
 use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference;
@@ -127,4 +128,229 @@ fn gemm_rejects_wrong_lengths() {
     let c = Tensor::zeros(gpu, 5, "c").unwrap();
     let err = Gemm::new(gpu, GemmShape::new(2, 3, 2), &a, &b, &c).unwrap_err();
     assert!(err.to_string().contains("tensor c"), "{err}");
+}
+
+use limpq_trainer::kernels::conv::{
+    Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward,
+};
+use limpq_trainer::shapes::Conv2dShape;
+
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+) -> Conv2dShape {
+    Conv2dShape {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+        groups,
+    }
+}
+
+/// Forward (with and without bias), backward data, weight and bias of one shape, all in ONE
+/// submission, each against the CPU reference. The backward-data pass is also fed the GPU's
+/// own forward output as `dy` in the same submission, which fails if dispatches in one
+/// recorder were not ordered. Backward passes accumulate into a random start when `accumulate`.
+///
+/// Tolerances (see `Tol::sum_of`): forward sums c_in/groups·kh·kw products (+ bias), backward
+/// data c_out/groups·kh·kw, backward weight and bias n·h_out·w_out.
+fn check_conv(s: Conv2dShape, accumulate: bool) {
+    let Some(gpu) = gpu_or_skip("conv") else {
+        return;
+    };
+    check_conv_on(gpu, s, accumulate);
+}
+
+fn check_conv_on(gpu: &Gpu, s: Conv2dShape, accumulate: bool) {
+    let mut rng = SeededRng::new(s.input_len() as u64 * 31 + s.weight_len() as u64);
+    let x = rng.vec_uniform(s.input_len(), -1.0, 1.0);
+    let w = rng.vec_uniform(s.weight_len(), -1.0, 1.0);
+    let bias = rng.vec_uniform(s.c_out, -1.0, 1.0);
+    let dy = rng.vec_uniform(s.output_len(), -1.0, 1.0);
+    let dx0 = rng.vec_uniform(s.input_len(), -1.0, 1.0);
+    let dw0 = rng.vec_uniform(s.weight_len(), -1.0, 1.0);
+    let db0 = rng.vec_uniform(s.c_out, -1.0, 1.0);
+
+    let want_y = reference::conv2d_forward(&s, &x, &w, Some(&bias));
+    let want_y_nobias = reference::conv2d_forward(&s, &x, &w, None);
+    let mut want_dx = reference::conv2d_backward_data(&s, &dy, &w);
+    let mut want_dw = reference::conv2d_backward_weight(&s, &x, &dy);
+    let mut want_db = reference::conv2d_backward_bias(&s, &dy);
+    let want_dx_chain = reference::conv2d_backward_data(&s, &want_y, &w);
+    if accumulate {
+        for (v, o) in want_dx.iter_mut().zip(&dx0) {
+            *v += o;
+        }
+        for (v, o) in want_dw.iter_mut().zip(&dw0) {
+            *v += o;
+        }
+        for (v, o) in want_db.iter_mut().zip(&db0) {
+            *v += o;
+        }
+    }
+
+    let t = |d: &[f32], l: &str| Tensor::from_f32(gpu, d, l).unwrap();
+    let (tx, tw, tb, tdy) = (t(&x, "x"), t(&w, "w"), t(&bias, "bias"), t(&dy, "dy"));
+    let nan = |len: usize, l: &str| t(&vec![f32::NAN; len], l);
+    let ty = nan(s.output_len(), "y");
+    let ty2 = nan(s.output_len(), "y nobias");
+    let tdx_chain = nan(s.input_len(), "dx chain");
+    let (tdx, tdw, tdb) = if accumulate {
+        (t(&dx0, "dx"), t(&dw0, "dw"), t(&db0, "db"))
+    } else {
+        (
+            nan(s.input_len(), "dx"),
+            nan(s.weight_len(), "dw"),
+            nan(s.c_out, "db"),
+        )
+    };
+
+    let fwd = Conv2dForward::new(gpu, &s, &tx, &tw, Some(&tb), &ty).unwrap();
+    let fwd2 = Conv2dForward::new(gpu, &s, &tx, &tw, None, &ty2).unwrap();
+    let bd = Conv2dBackwardData::new(gpu, &s, &tdy, &tw, &tdx, accumulate).unwrap();
+    let bd_chain = Conv2dBackwardData::new(gpu, &s, &ty, &tw, &tdx_chain, false).unwrap();
+    let bw = Conv2dBackwardWeight::new(gpu, &s, &tx, &tdy, &tdw, accumulate).unwrap();
+    let bb = Conv2dBackwardBias::new(gpu, &s, &tdy, &tdb, accumulate).unwrap();
+
+    let mut rec = Recorder::new(gpu);
+    fwd.record(&mut rec);
+    fwd2.record(&mut rec);
+    bd.record(&mut rec);
+    bd_chain.record(&mut rec);
+    bw.record(&mut rec);
+    bb.record(&mut rec);
+    let reads: Vec<usize> = [&ty, &ty2, &tdx, &tdx_chain, &tdw, &tdb]
+        .into_iter()
+        .map(|t| rec.read(t))
+        .collect();
+    let out = rec.submit().unwrap();
+
+    let cin_g = s.c_in / s.groups;
+    let cout_g = s.c_out / s.groups;
+    let k2 = s.kh * s.kw;
+    let plane_terms = s.n * s.h_out() * s.w_out();
+    let tag = format!("{s:?} acc={accumulate}");
+    let fwd_tol = Tol::sum_of(cin_g * k2 + 1);
+    assert_close(
+        &format!("forward {tag}"),
+        out.f32(reads[0]),
+        &want_y,
+        fwd_tol,
+    );
+    assert_close(
+        &format!("forward no bias {tag}"),
+        out.f32(reads[1]),
+        &want_y_nobias,
+        fwd_tol,
+    );
+    let bd_tol = Tol::sum_of(cout_g * k2 + 1);
+    assert_close(
+        &format!("backward data {tag}"),
+        out.f32(reads[2]),
+        &want_dx,
+        bd_tol,
+    );
+    // dy here is y itself (|y| up to ~sqrt(terms)), so scale the tolerance by that too.
+    let chain_tol = Tol::sum_of((cout_g * k2) * (cin_g * k2 + 1));
+    assert_close(
+        &format!("chained {tag}"),
+        out.f32(reads[3]),
+        &want_dx_chain,
+        chain_tol,
+    );
+    let bw_tol = Tol::sum_of(plane_terms + 1);
+    assert_close(
+        &format!("backward weight {tag}"),
+        out.f32(reads[4]),
+        &want_dw,
+        bw_tol,
+    );
+    assert_close(
+        &format!("backward bias {tag}"),
+        out.f32(reads[5]),
+        &want_db,
+        bw_tol,
+    );
+}
+
+#[test]
+fn conv_tiny_and_1x1() {
+    check_conv(shape(1, 1, 1, 1, 1, 1, 1, 0, 1), false);
+    // 1×1 stride-2 projection shortcut, uneven spatial size.
+    check_conv(shape(3, 4, 6, 5, 8, 1, 2, 0, 1), true);
+}
+
+#[test]
+fn conv_3x3_stride_padding() {
+    check_conv(shape(2, 3, 5, 7, 4, 3, 1, 1, 1), false);
+    check_conv(shape(2, 5, 9, 8, 6, 3, 2, 1, 1), true);
+    check_conv(shape(2, 3, 7, 6, 5, 3, 2, 0, 1), false);
+}
+
+#[test]
+fn conv_groups_and_depthwise() {
+    check_conv(shape(2, 4, 9, 8, 6, 3, 2, 1, 2), false);
+    // Depthwise (MobileNet): groups = c_in = c_out, stride 2 and 1.
+    check_conv(shape(2, 6, 7, 7, 6, 3, 2, 1, 6), true);
+    check_conv(shape(3, 5, 6, 6, 5, 3, 1, 0, 5), false);
+    // Depthwise with channel multiplier 2.
+    check_conv(shape(2, 3, 5, 5, 6, 3, 1, 1, 3), false);
+}
+
+#[test]
+fn conv_7x7_stem() {
+    check_conv(shape(2, 3, 13, 11, 4, 7, 2, 3, 1), false);
+}
+
+/// More workgroups than one grid dimension allows must be split into a 2-D grid that covers
+/// them all, and the surplus workgroups of the last row must do nothing. Lowering the limit the
+/// kernels plan against to 20 exercises exactly the code a 65535 limit would, at lavapipe speed
+/// (the kernels compute the flat workgroup index from `num_workgroups`, not from the limit).
+#[test]
+fn conv_grid_split_beyond_the_per_dimension_limit() {
+    if gpu_or_skip("conv_grid_split").is_none() {
+        return;
+    }
+    let mut gpu = Gpu::new(&GpuOptions::from_env()).unwrap();
+    gpu.limits.max_compute_workgroups_per_dimension = 20;
+    // Workgroups: forward 25 (grid 20×2), backward weight 288 (20×15), data 13, bias 8.
+    check_conv_on(&gpu, shape(2, 4, 20, 20, 8, 3, 1, 1, 1), false);
+    // Backward weight 144 (20×8).
+    check_conv_on(&gpu, shape(2, 4, 20, 20, 8, 3, 2, 1, 2), true);
+    assert_eq!(
+        limpq_trainer::kernels::grid(&gpu, 288).unwrap(),
+        [20, 15, 1]
+    );
+    let e = limpq_trainer::kernels::grid(&gpu, 401).unwrap_err();
+    assert!(e.to_string().contains("exceed"), "{e}");
+}
+
+#[test]
+fn conv_rejects_bad_shapes() {
+    let Some(gpu) = gpu_or_skip("conv_rejects_bad_shapes") else {
+        return;
+    };
+    let s = shape(1, 3, 4, 4, 4, 3, 1, 1, 2); // 3 channels in 2 groups
+    let x = Tensor::zeros(gpu, s.input_len(), "x").unwrap();
+    let w = Tensor::zeros(gpu, 4 * 3 * 9, "w").unwrap();
+    let y = Tensor::zeros(gpu, s.output_len(), "y").unwrap();
+    let e = Conv2dForward::new(gpu, &s, &x, &w, None, &y).unwrap_err();
+    assert!(e.to_string().contains("multiples of groups"), "{e}");
+    let s = shape(1, 4, 4, 4, 4, 3, 1, 1, 1);
+    let e = Conv2dForward::new(gpu, &s, &x, &w, None, &y).unwrap_err();
+    assert!(e.to_string().contains("tensor x"), "{e}");
 }

@@ -1,1 +1,329 @@
-//! conv2d kernels (placeholder until the kernels land).
+//! conv2d kernels: forward (`shaders/conv2d_forward.wgsl`), backward data, backward weight
+//! and backward bias. Direct convolution, NCHW, weight `[c_out, c_in / groups, kh, kw]`;
+//! stride, padding and groups (depthwise included) as in [`Conv2dShape`].
+//!
+//! Each op checks its tensor lengths against the shape, writes its params uniform once and
+//! builds its [`Dispatch`] once; `record` appends it to a [`Recorder`].
+
+use super::{grid, pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Recorder, Tensor};
+use crate::gpu::{Gpu, GpuError};
+use crate::shapes::Conv2dShape;
+
+static FORWARD: KernelSpec = KernelSpec {
+    id: "conv2d_forward",
+    source: include_str!("../../../shaders/conv2d_forward.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
+static BACKWARD_DATA: KernelSpec = KernelSpec {
+    id: "conv2d_backward_data",
+    source: include_str!("../../../shaders/conv2d_backward_data.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
+static BACKWARD_WEIGHT: KernelSpec = KernelSpec {
+    id: "conv2d_backward_weight",
+    source: include_str!("../../../shaders/conv2d_backward_weight.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
+static BACKWARD_BIAS: KernelSpec = KernelSpec {
+    id: "conv2d_backward_bias",
+    source: include_str!("../../../shaders/conv2d_backward_bias.wgsl"),
+    entry: "main",
+    bindings: &[Binding::Uniform, Binding::ReadOnly, Binding::ReadWrite],
+};
+
+/// Invocations per workgroup of the element-wise conv kernels.
+const WG: u64 = 256;
+
+/// Must match `struct Params` in every `shaders/conv2d_*.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    groups: u32,
+    h_out: u32,
+    w_out: u32,
+    flags: u32,
+    total: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// Reject shapes the kernels cannot run (they would divide by zero or index out of bounds).
+fn validate(s: &Conv2dShape, op: &str) -> Result<(), GpuError> {
+    let bad = |why: String| Err(GpuError::Shape(format!("{op} {s:?}: {why}")));
+    if s.groups == 0 || s.stride == 0 || s.kh == 0 || s.kw == 0 {
+        return bad("groups, stride, kh and kw must be positive".into());
+    }
+    if s.c_in % s.groups != 0 || s.c_out % s.groups != 0 || s.c_in == 0 || s.c_out == 0 {
+        return bad(format!(
+            "c_in {} and c_out {} must be positive multiples of groups {}",
+            s.c_in, s.c_out, s.groups
+        ));
+    }
+    if s.h + 2 * s.pad < s.kh || s.w + 2 * s.pad < s.kw {
+        return bad("kernel larger than the padded input".into());
+    }
+    for (what, v) in [
+        ("input length", s.input_len()),
+        ("output length", s.output_len()),
+        ("weight length", s.weight_len()),
+    ] {
+        to_u32(v, &format!("{op} {what}"))?;
+    }
+    Ok(())
+}
+
+fn params(s: &Conv2dShape, flags: u32, total: usize, op: &str) -> Result<ConvParams, GpuError> {
+    validate(s, op)?;
+    Ok(ConvParams {
+        n: to_u32(s.n, "n")?,
+        c_in: to_u32(s.c_in, "c_in")?,
+        h: to_u32(s.h, "h")?,
+        w: to_u32(s.w, "w")?,
+        c_out: to_u32(s.c_out, "c_out")?,
+        kh: to_u32(s.kh, "kh")?,
+        kw: to_u32(s.kw, "kw")?,
+        stride: to_u32(s.stride, "stride")?,
+        pad: to_u32(s.pad, "pad")?,
+        groups: to_u32(s.groups, "groups")?,
+        h_out: to_u32(s.h_out(), "h_out")?,
+        w_out: to_u32(s.w_out(), "w_out")?,
+        flags,
+        total: to_u32(total, "total")?,
+        _pad0: 0,
+        _pad1: 0,
+    })
+}
+
+fn check_len(op: &str, name: &str, t: &Tensor, want: usize) -> Result<(), GpuError> {
+    if t.len() == want {
+        Ok(())
+    } else {
+        Err(GpuError::Shape(format!(
+            "{op}: tensor {name} has {} elements, expected {want}",
+            t.len()
+        )))
+    }
+}
+
+/// A built conv op: its dispatch and the uniform it reads. Nothing to record when the
+/// output is empty.
+#[derive(Debug)]
+struct Built {
+    dispatch: Dispatch,
+    _params: wgpu::Buffer,
+    empty: bool,
+}
+
+impl Built {
+    fn new(
+        gpu: &Gpu,
+        spec: &'static KernelSpec,
+        p: ConvParams,
+        buffers: &[&wgpu::Buffer],
+        groups: u64,
+    ) -> Result<Built, GpuError> {
+        let buf = uniform(gpu, &p, spec.id);
+        let mut all = vec![&buf];
+        all.extend_from_slice(buffers);
+        let dispatch = pipeline(gpu, spec)?.dispatch(gpu, &all, grid(gpu, groups)?)?;
+        Ok(Built {
+            dispatch,
+            _params: buf,
+            empty: p.total == 0,
+        })
+    }
+
+    fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
+        if !self.empty {
+            rec.dispatch(&self.dispatch);
+        }
+    }
+}
+
+/// `y = conv2d(x, w) + bias`.
+#[derive(Debug)]
+pub struct Conv2dForward {
+    pub shape: Conv2dShape,
+    built: Built,
+}
+
+impl Conv2dForward {
+    /// `x`: input, `w`: weight, `bias`: `c_out` values or `None`, `y`: output (overwritten).
+    pub fn new(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+    ) -> Result<Self, GpuError> {
+        let op = "conv2d_forward";
+        let s = shape;
+        let p = params(s, u32::from(bias.is_some()), s.output_len(), op)?;
+        check_len(op, "x", x, s.input_len())?;
+        check_len(op, "w", w, s.weight_len())?;
+        check_len(op, "y", y, s.output_len())?;
+        if let Some(b) = bias {
+            check_len(op, "bias", b, s.c_out)?;
+        }
+        // Without bias the binding still needs a buffer; the kernel never reads it.
+        let bias_buf = bias.map_or(&w.buffer, |b| &b.buffer);
+        let groups = (s.output_len() as u64).div_ceil(WG);
+        let built = Built::new(
+            gpu,
+            &FORWARD,
+            p,
+            &[&x.buffer, &w.buffer, bias_buf, &y.buffer],
+            groups,
+        )?;
+        Ok(Conv2dForward { shape: *s, built })
+    }
+
+    pub fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
+        self.built.record(rec);
+    }
+}
+
+/// `dx (+)= conv2d_backward_data(dy, w)`.
+#[derive(Debug)]
+pub struct Conv2dBackwardData {
+    pub shape: Conv2dShape,
+    built: Built,
+}
+
+impl Conv2dBackwardData {
+    /// `accumulate`: add into `dx` instead of overwriting it.
+    pub fn new(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        dy: &Tensor,
+        w: &Tensor,
+        dx: &Tensor,
+        accumulate: bool,
+    ) -> Result<Self, GpuError> {
+        let op = "conv2d_backward_data";
+        let s = shape;
+        let p = params(s, u32::from(accumulate), s.input_len(), op)?;
+        check_len(op, "dy", dy, s.output_len())?;
+        check_len(op, "w", w, s.weight_len())?;
+        check_len(op, "dx", dx, s.input_len())?;
+        let groups = (s.input_len() as u64).div_ceil(WG);
+        let built = Built::new(
+            gpu,
+            &BACKWARD_DATA,
+            p,
+            &[&dy.buffer, &w.buffer, &dx.buffer],
+            groups,
+        )?;
+        Ok(Conv2dBackwardData { shape: *s, built })
+    }
+
+    pub fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
+        self.built.record(rec);
+    }
+}
+
+/// `dw (+)= conv2d_backward_weight(x, dy)`; one workgroup per weight element.
+#[derive(Debug)]
+pub struct Conv2dBackwardWeight {
+    pub shape: Conv2dShape,
+    built: Built,
+}
+
+impl Conv2dBackwardWeight {
+    /// `accumulate`: add into `dw` instead of overwriting it.
+    pub fn new(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        dy: &Tensor,
+        dw: &Tensor,
+        accumulate: bool,
+    ) -> Result<Self, GpuError> {
+        let op = "conv2d_backward_weight";
+        let s = shape;
+        let p = params(s, u32::from(accumulate), s.weight_len(), op)?;
+        check_len(op, "x", x, s.input_len())?;
+        check_len(op, "dy", dy, s.output_len())?;
+        check_len(op, "dw", dw, s.weight_len())?;
+        let built = Built::new(
+            gpu,
+            &BACKWARD_WEIGHT,
+            p,
+            &[&x.buffer, &dy.buffer, &dw.buffer],
+            s.weight_len() as u64,
+        )?;
+        Ok(Conv2dBackwardWeight { shape: *s, built })
+    }
+
+    pub fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
+        self.built.record(rec);
+    }
+}
+
+/// `db (+)= Σ_{n, y, x} dy`; one workgroup per output channel.
+#[derive(Debug)]
+pub struct Conv2dBackwardBias {
+    pub shape: Conv2dShape,
+    built: Built,
+}
+
+impl Conv2dBackwardBias {
+    /// `accumulate`: add into `db` instead of overwriting it.
+    pub fn new(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        dy: &Tensor,
+        db: &Tensor,
+        accumulate: bool,
+    ) -> Result<Self, GpuError> {
+        let op = "conv2d_backward_bias";
+        let s = shape;
+        let p = params(s, u32::from(accumulate), s.c_out, op)?;
+        check_len(op, "dy", dy, s.output_len())?;
+        check_len(op, "db", db, s.c_out)?;
+        let built = Built::new(
+            gpu,
+            &BACKWARD_BIAS,
+            p,
+            &[&dy.buffer, &db.buffer],
+            s.c_out as u64,
+        )?;
+        Ok(Conv2dBackwardBias { shape: *s, built })
+    }
+
+    pub fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
+        self.built.record(rec);
+    }
+}

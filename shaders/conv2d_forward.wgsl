@@ -1,0 +1,75 @@
+// conv2d forward: y[n, co, oy, ox] = bias[co] + Σ x[n, ci, oy·s - p + ky, ox·s - p + kx] · w[co, ci', ky, kx]
+// over the input channels ci of co's group. NCHW, weight [c_out, c_in / groups, kh, kw].
+// One invocation per output element (direct convolution), 256 per workgroup, 2-D grid:
+// flat workgroup = wid.x + wid.y · nwg.x. Flag bit 0: add bias.
+
+struct Params {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    groups: u32,
+    h_out: u32,
+    w_out: u32,
+    flags: u32,
+    total: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if idx >= p.total {
+        return;
+    }
+    let ox = idx % p.w_out;
+    let oy = (idx / p.w_out) % p.h_out;
+    let co = (idx / (p.w_out * p.h_out)) % p.c_out;
+    let nb = idx / (p.w_out * p.h_out * p.c_out);
+    let cin_g = p.c_in / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let g = co / cout_g;
+
+    var acc = 0.0;
+    if (p.flags & 1u) != 0u {
+        acc = bias[co];
+    }
+    let iy0 = i32(oy * p.stride) - i32(p.pad);
+    let ix0 = i32(ox * p.stride) - i32(p.pad);
+    for (var c = 0u; c < cin_g; c++) {
+        let x_base = (nb * p.c_in + g * cin_g + c) * p.h;
+        let w_base = (co * cin_g + c) * p.kh;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let iy = iy0 + i32(ky);
+            if iy < 0 || iy >= i32(p.h) {
+                continue;
+            }
+            let x_row = (x_base + u32(iy)) * p.w;
+            let w_row = (w_base + ky) * p.kw;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let ix = ix0 + i32(kx);
+                if ix < 0 || ix >= i32(p.w) {
+                    continue;
+                }
+                acc += x[x_row + u32(ix)] * wt[w_row + kx];
+            }
+        }
+    }
+    y[idx] = acc;
+}
