@@ -98,6 +98,19 @@ impl GpuOptions {
         Self::default()
     }
 
+    /// Search only these backends, a comma list as in `WGPU_BACKEND` (`vulkan`, `metal`,
+    /// `dx12`, `gl`, case-insensitive); overrides the environment.
+    pub fn with_backend_list(mut self, list: &str) -> Self {
+        self.backends = Some(wgpu::Backends::from_comma_list(list));
+        self
+    }
+
+    /// Keep only adapters whose name contains `name`; overrides `WGPU_ADAPTER_NAME`.
+    pub fn with_adapter_name(mut self, name: &str) -> Self {
+        self.adapter_name = Some(name.to_string());
+        self
+    }
+
     fn resolved_backends(&self) -> wgpu::Backends {
         self.backends
             .unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()))
@@ -177,26 +190,38 @@ fn type_rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// GL compute is the least capable backend; among adapters of one type prefer the others.
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Gl => 1,
+        _ => 0,
+    }
+}
+
 /// Index of the adapter [`Gpu::new`] would take, given the name filter.
 fn choose(adapters: &[wgpu::Adapter], name: Option<&str>) -> Result<usize, GpuError> {
+    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+    choose_info(&infos, name)
+}
+
+fn choose_info(infos: &[wgpu::AdapterInfo], name: Option<&str>) -> Result<usize, GpuError> {
     let wanted = name.map(str::to_lowercase);
-    adapters
+    infos
         .iter()
         .enumerate()
-        .filter(|(_, a)| {
-            let info = a.get_info();
+        .filter(|(_, info)| {
             // The noop backend is a stub that runs nothing; never choose it.
             info.backend != wgpu::Backend::Noop
                 && wanted
                     .as_deref()
                     .is_none_or(|w| info.name.to_lowercase().contains(w))
         })
-        .min_by_key(|(i, a)| (type_rank(a.get_info().device_type), *i))
+        .min_by_key(|(i, info)| (type_rank(info.device_type), backend_rank(info.backend), *i))
         .map(|(i, _)| i)
         .ok_or_else(|| match name {
             Some(w) => GpuError::NoMatchingAdapter {
                 wanted: w.to_string(),
-                seen: adapters.iter().map(|a| a.get_info().name).collect(),
+                seen: infos.iter().map(|a| a.name.clone()).collect(),
             },
             None => GpuError::NoAdapter {
                 backends: String::new(),
@@ -356,5 +381,52 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GpuError::Readback(format!("device poll: {e}")))?;
         self.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(
+        name: &str,
+        device_type: wgpu::DeviceType,
+        backend: wgpu::Backend,
+    ) -> wgpu::AdapterInfo {
+        let mut i = wgpu::AdapterInfo::new(device_type, backend);
+        i.name = name.to_string();
+        i
+    }
+
+    #[test]
+    fn prefers_discrete_then_integrated_then_software_and_not_gl() {
+        use wgpu::{Backend as B, DeviceType as T};
+        let all = [
+            info("llvmpipe", T::Cpu, B::Gl),
+            info("llvmpipe", T::Cpu, B::Vulkan),
+            info("Intel UHD", T::IntegratedGpu, B::Vulkan),
+            info("NVIDIA H200", T::DiscreteGpu, B::Gl),
+            info("NVIDIA H200", T::DiscreteGpu, B::Vulkan),
+        ];
+        assert_eq!(choose_info(&all, None), Ok(4));
+        assert_eq!(choose_info(&all[..3], None), Ok(2));
+        assert_eq!(choose_info(&all[..2], None), Ok(1));
+        assert_eq!(choose_info(&all, Some("LLVMPIPE")), Ok(1));
+        assert_eq!(choose_info(&all, Some("uhd")), Ok(2));
+        match choose_info(&all, Some("radeon")) {
+            Err(GpuError::NoMatchingAdapter { wanted, seen }) => {
+                assert_eq!(wanted, "radeon");
+                assert_eq!(seen.len(), 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            choose_info(&[], None),
+            Err(GpuError::NoAdapter { .. })
+        ));
+        assert!(matches!(
+            choose_info(&[info("noop", T::Other, B::Noop)], None),
+            Err(GpuError::NoAdapter { .. })
+        ));
     }
 }
