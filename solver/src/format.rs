@@ -70,3 +70,94 @@ pub struct Policy {
     /// The weight-size budget in bits, if any.
     pub size_budget_bits: Option<u64>,
 }
+
+/// An extra linear resource (latency, energy, ...): a value per layer per
+/// (weight bits, act bits) choice. Its budget is given next to it (`Problem::resource`).
+///
+/// Every searchable layer must list every (weight, act) pair it may take; a fixed layer
+/// may list its fixed pair (counted into the total) or be left out (counted as 0).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ResourceTable {
+    /// Name used in reports and errors, e.g. `"latency_us"`.
+    pub name: String,
+    pub layers: Vec<ResourceLayer>,
+}
+
+/// One layer's row of a [`ResourceTable`].
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ResourceLayer {
+    pub name: String,
+    /// `(weight_bits, act_bits, value)` triples.
+    pub costs: Vec<(u32, u32, f64)>,
+}
+
+/// One point of a Pareto sweep over BitOps budgets.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FrontierPoint {
+    pub bitops_budget: u64,
+    pub objective: f64,
+    pub bitops: u64,
+    pub weight_bits_total: u64,
+    pub optimal: bool,
+    pub layers: Vec<LayerBits>,
+}
+
+/// The optimal policies for a range of BitOps budgets (output of `limpq solve --sweep`).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Frontier {
+    pub model: String,
+    pub points: Vec<FrontierPoint>,
+}
+
+#[cfg(feature = "serde")]
+mod text {
+    //! RON and JSON reading and writing. Writing files (atomically) is the caller's job.
+    use super::{Frontier, IndicatorSet, Policy, ResourceTable};
+    use crate::Error;
+    use alloc::format;
+    use alloc::string::String;
+
+    fn ron_options() -> ron::Options {
+        ron::Options::default()
+    }
+
+    macro_rules! text_io {
+        ($ty:ty, $what:literal) => {
+            impl $ty {
+                #[doc = concat!("Parses ", $what, " from RON text.")]
+                pub fn from_ron_str(s: &str) -> Result<Self, Error> {
+                    ron_options().from_str(s).map_err(|e| Error::Parse {
+                        what: String::from(concat!("RON ", $what)),
+                        message: format!("{e}"),
+                    })
+                }
+                #[doc = concat!("Parses ", $what, " from JSON text.")]
+                pub fn from_json_str(s: &str) -> Result<Self, Error> {
+                    serde_json::from_str(s).map_err(|e| Error::Parse {
+                        what: String::from(concat!("JSON ", $what)),
+                        message: format!("{e}"),
+                    })
+                }
+                /// Pretty RON text.
+                pub fn to_ron_string(&self) -> String {
+                    ron_options()
+                        .to_string_pretty(self, ron::ser::PrettyConfig::default())
+                        .unwrap_or_else(|e| format!("// serialisation failed: {e}\n"))
+                }
+                /// Pretty JSON text.
+                pub fn to_json_string(&self) -> String {
+                    serde_json::to_string_pretty(self)
+                        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                }
+            }
+        };
+    }
+    text_io!(IndicatorSet, "indicator set");
+    text_io!(Policy, "policy");
+    text_io!(ResourceTable, "resource table");
+    text_io!(Frontier, "frontier");
+}

@@ -4,10 +4,38 @@
 //! sizes learned at every candidate bit-width. The search picks one (weight bits,
 //! activation bits) pair per layer minimising the summed indicators under BitOps, size and
 //! other linear budgets, and proves the choice optimal.
+//!
+//! ```
+//! use limpq_solver::{BitOpsBudget, IndicatorSet, Layer, Problem};
+//! let layer = |name: &str, macs| Layer {
+//!     name: name.into(), macs, params: macs / 10,
+//!     weight_scale: vec![0.1, 0.05, 0.03], act_scale: vec![0.5, 0.3, 0.2], fixed: None,
+//! };
+//! let ind = IndicatorSet {
+//!     model: "toy".into(), weight_bits: vec![2, 4, 8], act_bits: vec![2, 4, 8],
+//!     layers: vec![layer("a", 1000), layer("b", 4000)], meta: vec![],
+//! };
+//! let sol = Problem::new(ind).bitops(BitOpsBudget::Uniform { weight: 4, act: 4 }).solve().unwrap();
+//! assert!(sol.proof.optimal);
+//! assert!(sol.policy.bitops <= 5000 * 16);
+//! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
 
+pub mod error;
+mod exact;
 pub mod format;
+#[cfg(feature = "std")]
+pub mod gen;
+#[cfg(feature = "microlp")]
+mod milp;
+pub mod problem;
+pub mod solve;
 
-pub use format::{IndicatorSet, Layer, LayerBits, Policy};
+pub use error::{BudgetFloor, Error};
+pub use format::{
+    Frontier, FrontierPoint, IndicatorSet, Layer, LayerBits, Policy, ResourceLayer, ResourceTable,
+};
+pub use problem::{BitOpsBudget, Compiled, Options, Problem, Resource, SizeBudget};
+pub use solve::{Backend, Proof, Solution, SolveOptions, Usage};

@@ -1,0 +1,99 @@
+//! The one error type of the solver crate.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// The smallest value a budgeted resource can reach, each budget taken on its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetFloor {
+    /// `"BitOps"`, `"size"` or the name of an extra resource.
+    pub name: String,
+    /// The budget as given (BitOps, bits of weights, or the resource's unit).
+    pub budget: f64,
+    /// The smallest achievable value under the layer rules (pins, ties, non-monotone rule).
+    pub smallest: f64,
+}
+
+/// Everything that can go wrong building or solving a [`crate::Problem`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed input: NaN, negative, inconsistent lengths, unknown or duplicate names.
+    /// `layer` is `None` when the field is not a layer's (for example `weight_bits`).
+    InvalidInput {
+        layer: Option<String>,
+        field: String,
+        reason: String,
+    },
+    /// No policy meets every budget. `binding` names the budget that cannot be met
+    /// (or says that the budgets only conflict jointly); `floors` gives, for every
+    /// budget, the smallest value it can reach on its own.
+    Infeasible {
+        binding: String,
+        floors: Vec<BudgetFloor>,
+    },
+    /// A text file could not be parsed (`what` names the format and file kind).
+    Parse { what: String, message: String },
+    /// The microlp backend failed or returned something unusable.
+    Backend(String),
+}
+
+impl Error {
+    pub(crate) fn input(layer: Option<&str>, field: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            layer: layer.map(String::from),
+            field: String::from(field),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidInput {
+                layer: Some(l),
+                field,
+                reason,
+            } => write!(f, "layer `{l}`, field `{field}`: {reason}"),
+            Error::InvalidInput {
+                layer: None,
+                field,
+                reason,
+            } => write!(f, "field `{field}`: {reason}"),
+            Error::Infeasible { binding, floors } => {
+                write!(f, "infeasible: {binding}; smallest achievable values:")?;
+                for (i, fl) in floors.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    write!(
+                        f,
+                        "{sep}{} {} (budget {})",
+                        fl.name,
+                        Num(fl.smallest),
+                        Num(fl.budget)
+                    )?;
+                }
+                Ok(())
+            }
+            Error::Parse { what, message } => write!(f, "cannot parse {what}: {message}"),
+            Error::Backend(m) => write!(f, "microlp backend: {m}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Prints integral values without a fractional part (BitOps, bits), others as given.
+pub(crate) struct Num(pub f64);
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v.is_finite() && v == (v as i64) as f64 && (v as i64).unsigned_abs() < (1u64 << 53) {
+            write!(f, "{}", v as i64)
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! The exact solver: Lagrangian bound, greedy incumbent, reduced-cost fixing, then a
+//! depth-first branch-and-bound over what is left, which proves optimality.
+//!
+//! It works on a multiple-choice knapsack: groups, each taking one choice; choice c costs
+//! `cost[c]` and uses `r[c][k]` of row k, Σ r ≤ cap per row. Rows are normalised so
+//! that the largest possible use of each row is 1.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::problem::{tol, Choices};
+
+/// Result of one exact solve, in indices of the input [`Choices`].
+#[derive(Clone, Debug)]
+pub(crate) struct Outcome {
+    pub choice: Vec<usize>,
+    pub objective: f64,
+    pub lower_bound: f64,
+    pub nodes: u64,
+    pub optimal: bool,
+    /// Multipliers per input row (0 for rows that cannot bind), for warm starts.
+    pub lambda: Vec<f64>,
+}
+
+/// A solved instance or the reason there is none.
+pub(crate) enum Exact {
+    Solved(Outcome),
+    Infeasible,
+}
+
+struct Work {
+    m: usize,
+    start: Vec<usize>,
+    cost: Vec<f64>,
+    r: Vec<f64>,
+    cap: Vec<f64>,
+    /// Input choice index of each local choice.
+    orig: Vec<usize>,
+}
+
+impl Work {
+    fn groups(&self) -> usize {
+        self.start.len() - 1
+    }
+    fn range(&self, g: usize) -> core::ops::Range<usize> {
+        self.start[g]..self.start[g + 1]
+    }
+    /// Lagrangian cost of choice c.
+    fn lcost(&self, lam: &[f64], c: usize) -> f64 {
+        let mut v = self.cost[c];
+        for k in 0..self.m {
+            v += lam[k] * self.r[c * self.m + k];
+        }
+        v
+    }
+    fn rsum(&self, c: usize) -> f64 {
+        self.r[c * self.m..(c + 1) * self.m].iter().sum()
+    }
+    /// L(λ) and its minimisers (ties to less resource).
+    fn lagrangian(&self, lam: &[f64], arg: &mut [usize]) -> f64 {
+        let mut total = 0.0;
+        for g in 0..self.groups() {
+            let mut best = f64::INFINITY;
+            let mut bc = self.start[g];
+            for c in self.range(g) {
+                let v = self.lcost(lam, c);
+                if v < best || (v == best && self.rsum(c) < self.rsum(bc)) {
+                    best = v;
+                    bc = c;
+                }
+            }
+            arg[g] = bc;
+            total += best;
+        }
+        for k in 0..self.m {
+            total -= lam[k] * self.cap[k];
+        }
+        total
+    }
+
+    /// Maximises L over λ_k with the other multipliers fixed, exactly: L is the sum of
+    /// each group's lower envelope of lines in λ_k, minus λ_k · cap_k.
+    fn line_search(&self, lam: &mut [f64], k: usize, bps: &mut Vec<(f64, f64)>) {
+        let m = self.m;
+        bps.clear();
+        let mut slope = -self.cap[k];
+        let saved = lam[k];
+        lam[k] = 0.0;
+        for g in 0..self.groups() {
+            let rg = self.range(g);
+            let a = |c: usize| self.lcost(lam, c);
+            let s = |c: usize| self.r[c * m + k];
+            let mut cur = rg.start;
+            for c in rg.clone() {
+                if a(c) < a(cur) || (a(c) == a(cur) && s(c) < s(cur)) {
+                    cur = c;
+                }
+            }
+            slope += s(cur);
+            let mut t = 0.0;
+            loop {
+                let mut next = None;
+                let mut nt = f64::INFINITY;
+                for c in rg.clone() {
+                    if s(c) < s(cur) {
+                        let mut ti = (a(c) - a(cur)) / (s(cur) - s(c));
+                        if ti < t {
+                            ti = t;
+                        }
+                        if ti < nt || (ti == nt && next.is_some_and(|n| s(c) < s(n))) {
+                            nt = ti;
+                            next = Some(c);
+                        }
+                    }
+                }
+                let Some(nx) = next else { break };
+                bps.push((nt, s(cur) - s(nx)));
+                cur = nx;
+                t = nt;
+            }
+        }
+        if slope <= 0.0 {
+            return; // λ_k = 0 is optimal
+        }
+        bps.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
+        let mut best = saved;
+        for &(t, drop) in bps.iter() {
+            slope -= drop;
+            best = t;
+            if slope <= 0.0 {
+                break;
+            }
+        }
+        lam[k] = best;
+    }
+}
+
+fn used_of(w: &Work, x: &[usize]) -> Vec<f64> {
+    let mut u = vec![0.0; w.m];
+    for &c in x {
+        for (k, uk) in u.iter_mut().enumerate() {
+            *uk += w.r[c * w.m + k];
+        }
+    }
+    u
+}
+
+fn violation(w: &Work, used: &[f64]) -> f64 {
+    let mut v = 0.0;
+    for k in 0..w.m {
+        let e = used[k] - w.cap[k];
+        if e > 0.0 {
+            v += e;
+        }
+    }
+    v
+}
+
+/// Greedy repair to feasibility, then greedy improvement. Returns false if stuck infeasible.
+fn repair_and_improve(w: &Work, x: &mut [usize], feas_tol: f64) -> bool {
+    let m = w.m;
+    let mut used = used_of(w, x);
+    let mut new = vec![0.0; m];
+    let mut guard = 0;
+    loop {
+        let v = violation(w, &used);
+        if v <= feas_tol {
+            break;
+        }
+        guard += 1;
+        if guard > 100_000 {
+            return false;
+        }
+        // Move with the least cost increase per unit of violation removed.
+        let mut best: Option<(usize, usize, f64)> = None;
+        for g in 0..w.groups() {
+            let cur = x[g];
+            for c in w.range(g) {
+                if c == cur {
+                    continue;
+                }
+                for k in 0..m {
+                    new[k] = used[k] - w.r[cur * m + k] + w.r[c * m + k];
+                }
+                let dv = v - violation(w, &new);
+                if dv <= 0.0 {
+                    continue;
+                }
+                let ratio = (w.cost[c] - w.cost[cur]) / dv;
+                if best.is_none_or(|b| ratio < b.2) {
+                    best = Some((g, c, ratio));
+                }
+            }
+        }
+        let Some((g, c, _)) = best else { return false };
+        for k in 0..m {
+            used[k] += w.r[c * m + k] - w.r[x[g] * m + k];
+        }
+        x[g] = c;
+    }
+    // Improve: best cost decrease that stays feasible.
+    loop {
+        guard += 1;
+        if guard > 100_000 {
+            break;
+        }
+        let mut best: Option<(usize, usize, f64)> = None;
+        for g in 0..w.groups() {
+            let cur = x[g];
+            for c in w.range(g) {
+                let d = w.cost[c] - w.cost[cur];
+                if d >= 0.0 || best.is_some_and(|b| d >= b.2) {
+                    continue;
+                }
+                let ok = (0..m)
+                    .all(|k| used[k] - w.r[cur * m + k] + w.r[c * m + k] <= w.cap[k] + feas_tol);
+                if ok {
+                    best = Some((g, c, d));
+                }
+            }
+        }
+        let Some((g, c, _)) = best else { break };
+        for k in 0..m {
+            used[k] += w.r[c * m + k] - w.r[x[g] * m + k];
+        }
+        x[g] = c;
+    }
+    true
+}
+
+fn cost_of(w: &Work, x: &[usize]) -> f64 {
+    x.iter().map(|&c| w.cost[c]).sum()
+}
+
+/// Maximises the Lagrangian dual by exact coordinate ascent from `lam`.
+fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
+    let mut bps = Vec::new();
+    let mut best = w.lagrangian(lam, arg);
+    let rounds = if w.m <= 1 { 1 } else { 30 };
+    for _ in 0..rounds {
+        let before = best;
+        for k in 0..w.m {
+            w.line_search(lam, k, &mut bps);
+        }
+        best = w.lagrangian(lam, arg);
+        if best <= before + 1e-13 * (1.0 + abs(before)) {
+            break;
+        }
+    }
+    best
+}
+
+fn abs(x: f64) -> f64 {
+    if x < 0.0 {
+        -x
+    } else {
+        x
+    }
+}
+
+/// Solves the knapsack over `ch` with capacities `caps` (one per row of `ch`).
+/// `warm`: multipliers and a candidate incumbent (input indices) from a related solve.
+pub(crate) fn solve(
+    ch: &Choices,
+    m_all: usize,
+    caps: &[f64],
+    warm: Option<(&[f64], &[usize])>,
+    node_limit: u64,
+) -> Exact {
+    let ng = ch.groups();
+    // Rows that can bind, normalised by their largest possible use.
+    let mut rows = Vec::new();
+    let mut scales = Vec::new();
+    for k in 0..m_all {
+        let (mut mx, mut mn) = (0.0, 0.0);
+        for g in 0..ng {
+            let it = (ch.start[g]..ch.start[g + 1]).map(|c| ch.res[c * m_all + k]);
+            mx += it.clone().fold(f64::NEG_INFINITY, f64::max);
+            mn += it.fold(f64::INFINITY, f64::min);
+        }
+        if mn > caps[k] + tol(caps[k]) {
+            return Exact::Infeasible;
+        }
+        if mx > caps[k] + tol(caps[k]) {
+            rows.push(k);
+            scales.push(if mx > 0.0 { mx } else { 1.0 });
+        }
+    }
+    let m = rows.len();
+    let mut w = Work {
+        m,
+        start: ch.start.clone(),
+        cost: ch.cost.clone(),
+        r: Vec::with_capacity(ch.cost.len() * m),
+        cap: rows
+            .iter()
+            .zip(&scales)
+            .map(|(&k, s)| caps[k] / s)
+            .collect(),
+        orig: (0..ch.cost.len()).collect(),
+    };
+    for c in 0..ch.cost.len() {
+        for (j, &k) in rows.iter().enumerate() {
+            w.r.push(ch.res[c * m_all + k] / scales[j]);
+        }
+    }
+    let feas_tol: Vec<f64> = rows
+        .iter()
+        .zip(&scales)
+        .map(|(&k, s)| tol(caps[k]) / s)
+        .collect();
+    let ftol = feas_tol.iter().copied().fold(0.0, f64::min);
+    let feasible = |w: &Work, x: &[usize]| {
+        let u = used_of(w, x);
+        (0..w.m).all(|k| u[k] <= w.cap[k] + feas_tol[k])
+    };
+
+    let mut lam: Vec<f64> = match warm {
+        Some((l, _)) => rows
+            .iter()
+            .zip(&scales)
+            .map(|(&k, s)| l.get(k).copied().unwrap_or(0.0) * s)
+            .collect(),
+        None => vec![0.0; m],
+    };
+    let mut arg = vec![0usize; ng];
+    let lb = dual(&w, &mut lam, &mut arg);
+
+    // Incumbent: the Lagrangian minimiser repaired and improved, or the warm one.
+    let mut inc: Option<Vec<usize>> = None;
+    let mut x = arg.clone();
+    if repair_and_improve(&w, &mut x, ftol) && feasible(&w, &x) {
+        inc = Some(x);
+    }
+    if let Some((_, wx)) = warm {
+        if wx.len() == ng && feasible(&w, wx) {
+            let mut y = wx.to_vec();
+            repair_and_improve(&w, &mut y, ftol);
+            if feasible(&w, &y)
+                && inc
+                    .as_ref()
+                    .is_none_or(|i| cost_of(&w, &y) < cost_of(&w, i))
+            {
+                inc = Some(y);
+            }
+        }
+    }
+    let z = inc.as_ref().map_or(f64::INFINITY, |i| cost_of(&w, i));
+    let obj_tol = |z: f64| 1e-9 * (1.0 + abs(z));
+
+    // Reduced-cost fixing: drop choices that cannot lead below the incumbent; redo the
+    // dual on what is left while that keeps shrinking the problem. The incumbent is kept
+    // as input indices (identity so far).
+    let mut best_lb = lb;
+    let mut cur_lb = lb;
+    let mut lam_w = lam.clone();
+    for _ in 0..4 {
+        if !z.is_finite() {
+            break;
+        }
+        let mut nw = Work {
+            m,
+            start: vec![0],
+            cost: Vec::new(),
+            r: Vec::new(),
+            cap: w.cap.clone(),
+            orig: Vec::new(),
+        };
+        let mut closed = false;
+        for g in 0..w.groups() {
+            let mn = w
+                .range(g)
+                .map(|c| w.lcost(&lam_w, c))
+                .fold(f64::INFINITY, f64::min);
+            for c in w.range(g) {
+                let rc = w.lcost(&lam_w, c) - mn;
+                if cur_lb + rc < z - obj_tol(z) {
+                    nw.cost.push(w.cost[c]);
+                    nw.r.extend_from_slice(&w.r[c * m..(c + 1) * m]);
+                    nw.orig.push(w.orig[c]);
+                }
+            }
+            if nw.cost.len() == *nw.start.last().unwrap_or(&0) {
+                closed = true; // no choice of this group can beat the incumbent
+                break;
+            }
+            nw.start.push(nw.cost.len());
+        }
+        if closed {
+            let choice = inc.unwrap_or_default();
+            return Exact::Solved(Outcome {
+                choice,
+                objective: z,
+                lower_bound: z,
+                nodes: 0,
+                optimal: true,
+                lambda: unscale(&lam, &rows, &scales, m_all),
+            });
+        }
+        let shrank = nw.cost.len() < w.cost.len();
+        w = nw;
+        let mut a2 = vec![0usize; w.groups()];
+        cur_lb = dual(&w, &mut lam_w, &mut a2);
+        if cur_lb > best_lb {
+            best_lb = cur_lb;
+        }
+        if cur_lb >= z - obj_tol(z) {
+            let choice = inc.unwrap_or_default();
+            return Exact::Solved(Outcome {
+                choice,
+                objective: z,
+                lower_bound: z,
+                nodes: 0,
+                optimal: true,
+                lambda: unscale(&lam, &rows, &scales, m_all),
+            });
+        }
+        if !shrank {
+            break;
+        }
+    }
+    branch(
+        &w, &lam_w, cur_lb, inc, z, feas_tol, node_limit, &lam, &rows, &scales, m_all, best_lb,
+    )
+}
+
+fn unscale(lam: &[f64], rows: &[usize], scales: &[f64], m_all: usize) -> Vec<f64> {
+    let mut out = vec![0.0; m_all];
+    for (j, &k) in rows.iter().enumerate() {
+        out[k] = lam[j] / scales[j];
+    }
+    out
+}
+
+/// Depth-first branch-and-bound over the reduced problem with the bound
+/// L(λ) + Σ reduced costs of the choices fixed so far, and a feasibility test against
+/// the least each remaining group can use of each row.
+#[allow(clippy::too_many_arguments)]
+fn branch(
+    w: &Work,
+    lam_w: &[f64],
+    lb: f64,
+    inc: Option<Vec<usize>>,
+    mut z: f64,
+    feas_tol: Vec<f64>,
+    node_limit: u64,
+    lam: &[f64],
+    rows: &[usize],
+    scales: &[f64],
+    m_all: usize,
+    best_lb: f64,
+) -> Exact {
+    let m = w.m;
+    let ng = w.groups();
+    let obj_tol = |z: f64| 1e-9 * (1.0 + abs(z));
+    // Reduced costs, choices of each group sorted by them.
+    let mut rc = vec![0.0; w.cost.len()];
+    let mut order_in: Vec<Vec<usize>> = Vec::with_capacity(ng);
+    for g in 0..ng {
+        let mn = w
+            .range(g)
+            .map(|c| w.lcost(lam_w, c))
+            .fold(f64::INFINITY, f64::min);
+        let mut v: Vec<usize> = w.range(g).collect();
+        for &c in &v {
+            rc[c] = w.lcost(lam_w, c) - mn;
+        }
+        v.sort_by(|&a, &b| rc[a].total_cmp(&rc[b]));
+        order_in.push(v);
+    }
+    // Groups with one choice are fixed; others are branched on, widest row swing first.
+    let mut base_used = vec![0.0; m];
+    let mut base_cost = 0.0;
+    let mut base_rc = 0.0;
+    let mut fixed_choice = vec![usize::MAX; ng];
+    let mut free = Vec::new();
+    for g in 0..ng {
+        if order_in[g].len() == 1 {
+            let c = order_in[g][0];
+            fixed_choice[g] = c;
+            base_cost += w.cost[c];
+            base_rc += rc[c];
+            for k in 0..m {
+                base_used[k] += w.r[c * m + k];
+            }
+        } else {
+            free.push(g);
+        }
+    }
+    let swing = |g: usize| -> f64 {
+        let mut s = 0.0;
+        for k in 0..m {
+            let it = w.range(g).map(|c| w.r[c * m + k]);
+            s += it.clone().fold(f64::NEG_INFINITY, f64::max) - it.fold(f64::INFINITY, f64::min);
+        }
+        s
+    };
+    free.sort_by(|&a, &b| swing(b).total_cmp(&swing(a)));
+    let d_max = free.len();
+    // suffix[d][k]: least use of row k by free groups d.. .
+    let mut suffix = vec![0.0; (d_max + 1) * m];
+    for d in (0..d_max).rev() {
+        let g = free[d];
+        for k in 0..m {
+            let mn = w
+                .range(g)
+                .map(|c| w.r[c * m + k])
+                .fold(f64::INFINITY, f64::min);
+            suffix[d * m + k] = suffix[(d + 1) * m + k] + mn;
+        }
+    }
+    let mut pos = vec![0usize; d_max + 1];
+    let mut used = vec![0.0; (d_max + 1) * m];
+    used[..m].copy_from_slice(&base_used);
+    let mut rcs = vec![0.0; d_max + 1];
+    rcs[0] = base_rc;
+    let mut costs = vec![0.0; d_max + 1];
+    costs[0] = base_cost;
+    let mut chosen = vec![0usize; d_max];
+    let mut best: Option<Vec<usize>> = None;
+    let mut nodes: u64 = 0;
+    let mut d = 0usize;
+    let mut complete = true;
+    loop {
+        if d == d_max {
+            let c = costs[d];
+            if c < z - obj_tol(z) {
+                z = c;
+                let mut x = fixed_choice.clone();
+                for (i, &g) in free.iter().enumerate() {
+                    x[g] = chosen[i];
+                }
+                best = Some(x);
+            }
+            if d == 0 {
+                break;
+            }
+            d -= 1;
+            pos[d] += 1;
+            continue;
+        }
+        let list = &order_in[free[d]];
+        if pos[d] >= list.len() {
+            if d == 0 {
+                break;
+            }
+            d -= 1;
+            pos[d] += 1;
+            continue;
+        }
+        nodes += 1;
+        if nodes > node_limit {
+            complete = false;
+            break;
+        }
+        let c = list[pos[d]];
+        if lb + rcs[d] + rc[c] >= z - obj_tol(z) {
+            pos[d] = list.len(); // later choices have larger reduced costs
+            continue;
+        }
+        let mut ok = true;
+        for k in 0..m {
+            let u = used[d * m + k] + w.r[c * m + k];
+            if u + suffix[(d + 1) * m + k] > w.cap[k] + feas_tol[k] {
+                ok = false;
+                break;
+            }
+            used[(d + 1) * m + k] = u;
+        }
+        if !ok {
+            pos[d] += 1;
+            continue;
+        }
+        rcs[d + 1] = rcs[d] + rc[c];
+        costs[d + 1] = costs[d] + w.cost[c];
+        chosen[d] = c;
+        d += 1;
+        pos[d] = 0;
+    }
+    let choice: Vec<usize> = match (best, inc) {
+        (Some(x), _) => x.iter().map(|&c| w.orig[c]).collect(),
+        (None, Some(io)) => io,
+        (None, None) => {
+            if complete {
+                return Exact::Infeasible;
+            }
+            return Exact::Infeasible; // no feasible point found within the node limit
+        }
+    };
+    let lower = if complete { z } else { best_lb.min(z) };
+    Exact::Solved(Outcome {
+        choice,
+        objective: z,
+        lower_bound: lower,
+        nodes,
+        optimal: complete,
+        lambda: unscale(lam, rows, scales, m_all),
+    })
+}

@@ -1,0 +1,800 @@
+//! The search problem: a builder over an [`IndicatorSet`], validated and compiled into a
+//! multiple-choice knapsack (one group per layer or tie component, one choice per allowed
+//! bit combination, one row per budget).
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::error::{BudgetFloor, Error};
+use crate::format::{IndicatorSet, ResourceTable};
+
+/// A BitOps budget. BitOps = Σ over searchable (non-`fixed`) layers of MACs · wbits · abits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum BitOpsBudget {
+    /// An absolute number of BitOps.
+    Absolute(u64),
+    /// The BitOps of every searchable layer at `weight` and `act` bits ("uniform WxAy").
+    Uniform { weight: u32, act: u32 },
+}
+
+/// A weight-storage budget. Size = Σ over every layer (fixed ones at their fixed bits)
+/// of params · wbits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum SizeBudget {
+    Bytes(u64),
+    /// 32-bit weights of the whole model divided by this ratio.
+    CompressionRatio(f64),
+}
+
+/// An extra linear resource and its maximum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub table: ResourceTable,
+    pub max: f64,
+}
+
+/// Everything the search takes besides the indicators. Build through [`Problem`]'s methods.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Weight of the weight indicators in the objective (Σ act + α · weight). Default 2.
+    pub alpha: f64,
+    /// Candidate weight bits; `None` = the indicator file's.
+    pub weight_bits: Option<Vec<u32>>,
+    /// Candidate activation bits; `None` = the indicator file's.
+    pub act_bits: Option<Vec<u32>>,
+    pub bitops: Option<BitOpsBudget>,
+    pub size: Option<SizeBudget>,
+    pub resources: Vec<Resource>,
+    /// `Some(a)`: search weights only, every searchable layer's activations at `a` bits
+    /// (activation indicators then do not enter the objective).
+    pub weight_only: Option<u32>,
+    /// Layers held at given (weight, act) bits.
+    pub pinned: Vec<(String, u32, u32)>,
+    /// Groups of layers that must take the same weight bits.
+    pub tie_weight: Vec<Vec<String>>,
+    /// Groups of layers that must take the same activation bits.
+    pub tie_act: Vec<Vec<String>>,
+    /// Forbid bit b for a layer whose indicator at b is smaller than at the next larger
+    /// candidate (a non-monotone, unreliable indicator). Default on.
+    pub non_monotone_rule: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            alpha: 2.0,
+            weight_bits: None,
+            act_bits: None,
+            bitops: None,
+            size: None,
+            resources: Vec::new(),
+            weight_only: None,
+            pinned: Vec::new(),
+            tie_weight: Vec::new(),
+            tie_act: Vec::new(),
+            non_monotone_rule: true,
+        }
+    }
+}
+
+/// The bit-width search for one model: build it, then [`Problem::solve`] or
+/// [`Problem::compile`] once and solve many times.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub indicators: IndicatorSet,
+    pub options: Options,
+}
+
+impl Problem {
+    pub fn new(indicators: IndicatorSet) -> Self {
+        Problem {
+            indicators,
+            options: Options::default(),
+        }
+    }
+    pub fn with_options(indicators: IndicatorSet, options: Options) -> Self {
+        Problem {
+            indicators,
+            options,
+        }
+    }
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.options.alpha = alpha;
+        self
+    }
+    pub fn weight_bits(mut self, bits: &[u32]) -> Self {
+        self.options.weight_bits = Some(bits.to_vec());
+        self
+    }
+    pub fn act_bits(mut self, bits: &[u32]) -> Self {
+        self.options.act_bits = Some(bits.to_vec());
+        self
+    }
+    pub fn bitops(mut self, budget: BitOpsBudget) -> Self {
+        self.options.bitops = Some(budget);
+        self
+    }
+    pub fn size(mut self, budget: SizeBudget) -> Self {
+        self.options.size = Some(budget);
+        self
+    }
+    pub fn resource(mut self, table: ResourceTable, max: f64) -> Self {
+        self.options.resources.push(Resource { table, max });
+        self
+    }
+    pub fn weight_only(mut self, act_bits: u32) -> Self {
+        self.options.weight_only = Some(act_bits);
+        self
+    }
+    pub fn pin(mut self, layer: &str, weight: u32, act: u32) -> Self {
+        self.options.pinned.push((String::from(layer), weight, act));
+        self
+    }
+    pub fn tie_weights<S: AsRef<str>>(mut self, layers: &[S]) -> Self {
+        let g = layers.iter().map(|s| String::from(s.as_ref())).collect();
+        self.options.tie_weight.push(g);
+        self
+    }
+    pub fn tie_acts<S: AsRef<str>>(mut self, layers: &[S]) -> Self {
+        let g = layers.iter().map(|s| String::from(s.as_ref())).collect();
+        self.options.tie_act.push(g);
+        self
+    }
+    pub fn non_monotone_rule(mut self, on: bool) -> Self {
+        self.options.non_monotone_rule = on;
+        self
+    }
+
+    /// Validates and compiles the problem.
+    pub fn compile(&self) -> Result<Compiled, Error> {
+        compile(self)
+    }
+}
+
+/// Kind of a budget row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowKind {
+    BitOps,
+    Size,
+    Extra(usize),
+}
+
+/// One budget row of the compiled problem.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub kind: RowKind,
+    pub name: String,
+    /// Budget as the user gave it (fixed layers included where they count).
+    pub budget: f64,
+    /// Contribution of fixed layers (not searched) to the row.
+    pub fixed_part: f64,
+}
+
+/// A validated problem as a multiple-choice knapsack: group `g` takes exactly one of its
+/// choices; choice `c` costs `cost[c]` and uses `res[c * m + k]` of row `k`.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub(crate) model: String,
+    pub(crate) layer_names: Vec<String>,
+    pub(crate) macs: Vec<u64>,
+    pub(crate) params: Vec<u64>,
+    pub(crate) fixed: Vec<Option<(u32, u32)>>,
+    /// Layers of each group (indices into the layer lists).
+    pub(crate) group_layers: Vec<Vec<usize>>,
+    /// Rows with a budget, in order: BitOps (if budgeted), size (if budgeted), extras.
+    pub(crate) rows: Vec<Row>,
+    /// Every allowed choice (before dominance removal), for the microlp backend.
+    pub(crate) full: Choices,
+    /// Non-dominated choices, for the exact solver.
+    pub(crate) reduced: Choices,
+    /// BitOps / size budgets as given (for the policy).
+    pub(crate) bitops_budget: Option<u64>,
+    pub(crate) size_budget_bits: Option<u64>,
+    /// Extra resource tables, (layer, w, a) → value, for reporting.
+    pub(crate) extra: Vec<BTreeMap<(usize, u32, u32), f64>>,
+}
+
+/// Choices of all groups; `bits[c]` holds (weight, act) per layer of the group.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Choices {
+    pub start: Vec<usize>,
+    pub cost: Vec<f64>,
+    pub res: Vec<f64>,
+    pub bits: Vec<Vec<(u32, u32)>>,
+}
+
+impl Choices {
+    pub fn groups(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+}
+
+fn check_bits(list: &[u32], field: &str) -> Result<(), Error> {
+    if list.is_empty() {
+        return Err(Error::input(None, field, "empty list of bit-widths"));
+    }
+    for (i, &b) in list.iter().enumerate() {
+        if b == 0 || b > 32 {
+            return Err(Error::input(
+                None,
+                field,
+                format!("bit-width {b} is not in 1..=32"),
+            ));
+        }
+        if list[..i].contains(&b) {
+            return Err(Error::input(
+                None,
+                field,
+                format!("bit-width {b} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_scales(layer: &str, field: &str, v: &[f64], n: usize, fixed: bool) -> Result<(), Error> {
+    if v.len() != n && !(fixed && v.is_empty()) {
+        return Err(Error::input(
+            Some(layer),
+            field,
+            format!("has {} values but the bit list has {n}", v.len()),
+        ));
+    }
+    for &x in v {
+        if !x.is_finite() || x < 0.0 {
+            return Err(Error::input(
+                Some(layer),
+                field,
+                format!("value {x} is not a finite non-negative number"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+struct Uf(Vec<usize>);
+impl Uf {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.0[x] != x {
+            self.0[x] = self.0[self.0[x]];
+            x = self.0[x];
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.0[a.max(b)] = a.min(b);
+        }
+    }
+}
+
+/// Largest number of joint choices a tie component may have.
+pub const MAX_COMPONENT_CHOICES: usize = 4096;
+
+fn compile(p: &Problem) -> Result<Compiled, Error> {
+    let ind = &p.indicators;
+    let o = &p.options;
+    check_bits(&ind.weight_bits, "weight_bits")?;
+    check_bits(&ind.act_bits, "act_bits")?;
+    if !o.alpha.is_finite() || o.alpha < 0.0 {
+        return Err(Error::input(
+            None,
+            "alpha",
+            format!("{} is not a finite non-negative number", o.alpha),
+        ));
+    }
+    let cand = |given: &Option<Vec<u32>>, file: &[u32], field: &str| -> Result<Vec<u32>, Error> {
+        let mut v = match given {
+            None => file.to_vec(),
+            Some(g) => {
+                check_bits(g, field)?;
+                for b in g {
+                    if !file.contains(b) {
+                        return Err(Error::input(
+                            None,
+                            field,
+                            format!("candidate {b} bits has no indicator in the file"),
+                        ));
+                    }
+                }
+                g.clone()
+            }
+        };
+        v.sort_unstable();
+        Ok(v)
+    };
+    let wcand = cand(&o.weight_bits, &ind.weight_bits, "weight_bits")?;
+    let acand = cand(&o.act_bits, &ind.act_bits, "act_bits")?;
+    if ind.layers.is_empty() {
+        return Err(Error::input(
+            None,
+            "layers",
+            "the indicator set has no layers",
+        ));
+    }
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, l) in ind.layers.iter().enumerate() {
+        if index.insert(l.name.as_str(), i).is_some() {
+            return Err(Error::input(Some(&l.name), "name", "duplicate layer name"));
+        }
+        let fixed = l.fixed.is_some();
+        check_scales(
+            &l.name,
+            "weight_scale",
+            &l.weight_scale,
+            ind.weight_bits.len(),
+            fixed,
+        )?;
+        check_scales(
+            &l.name,
+            "act_scale",
+            &l.act_scale,
+            ind.act_bits.len(),
+            fixed,
+        )?;
+        if let Some((w, a)) = l.fixed {
+            if w == 0 || a == 0 || w > 32 || a > 32 {
+                return Err(Error::input(
+                    Some(&l.name),
+                    "fixed",
+                    format!("({w}, {a}) bits are not in 1..=32"),
+                ));
+            }
+        }
+    }
+    if let Some(a) = o.weight_only {
+        if a == 0 || a > 32 {
+            return Err(Error::input(
+                None,
+                "weight_only",
+                format!("{a} activation bits are not in 1..=32"),
+            ));
+        }
+    }
+    let lookup = |name: &str, field: &str| -> Result<usize, Error> {
+        let &i = index
+            .get(name)
+            .ok_or_else(|| Error::input(Some(name), field, "no such layer in the indicator set"))?;
+        if ind.layers[i].fixed.is_some() {
+            return Err(Error::input(
+                Some(name),
+                field,
+                "layer is fixed in the indicator set and is not searched",
+            ));
+        }
+        Ok(i)
+    };
+    let n = ind.layers.len();
+    let mut pinned: Vec<Option<(u32, u32)>> = vec![None; n];
+    for (name, w, a) in &o.pinned {
+        let i = lookup(name, "pinned")?;
+        if *w == 0 || *a == 0 || *w > 32 || *a > 32 {
+            return Err(Error::input(
+                Some(name),
+                "pinned",
+                format!("({w}, {a}) bits are not in 1..=32"),
+            ));
+        }
+        if pinned[i].replace((*w, *a)).is_some() {
+            return Err(Error::input(Some(name), "pinned", "layer pinned twice"));
+        }
+    }
+
+    // Allowed (bits, indicator) per searchable layer.
+    let scale_at = |scales: &[f64], bits: &[u32], b: u32| -> f64 {
+        bits.iter()
+            .position(|&x| x == b)
+            .and_then(|i| scales.get(i).copied())
+            .unwrap_or(0.0)
+    };
+    let allowed = |scales: &[f64], file_bits: &[u32], cand: &[u32]| -> Vec<(u32, f64)> {
+        let mut v = Vec::new();
+        for (i, &b) in cand.iter().enumerate() {
+            let s = scale_at(scales, file_bits, b);
+            if o.non_monotone_rule {
+                if let Some(&next) = cand.get(i + 1) {
+                    if s < scale_at(scales, file_bits, next) {
+                        continue;
+                    }
+                }
+            }
+            v.push((b, s));
+        }
+        v
+    };
+    let mut wopts: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
+    let mut aopts: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
+    for (i, l) in ind.layers.iter().enumerate() {
+        if l.fixed.is_some() {
+            continue;
+        }
+        if let Some((w, a)) = pinned[i] {
+            wopts[i] = vec![(w, scale_at(&l.weight_scale, &ind.weight_bits, w))];
+            let s = if o.weight_only.is_some() {
+                0.0
+            } else {
+                scale_at(&l.act_scale, &ind.act_bits, a)
+            };
+            aopts[i] = vec![(a, s)];
+        } else {
+            wopts[i] = allowed(&l.weight_scale, &ind.weight_bits, &wcand);
+            aopts[i] = match o.weight_only {
+                Some(a) => vec![(a, 0.0)],
+                None => allowed(&l.act_scale, &ind.act_bits, &acand),
+            };
+        }
+    }
+
+    // Tie classes and components.
+    let mut wuf = Uf((0..n).collect());
+    let mut auf = Uf((0..n).collect());
+    let mut cuf = Uf((0..n).collect());
+    for (groups, uf, field) in [
+        (&o.tie_weight, &mut wuf, "tie_weight"),
+        (&o.tie_act, &mut auf, "tie_act"),
+    ] {
+        for g in groups {
+            let mut first = None;
+            for name in g {
+                let i = lookup(name, field)?;
+                if let Some(f) = first {
+                    uf.union(f, i);
+                    cuf.union(f, i);
+                } else {
+                    first = Some(i);
+                }
+            }
+        }
+    }
+
+    // Budget rows.
+    let searchable: Vec<usize> = (0..n).filter(|&i| ind.layers[i].fixed.is_none()).collect();
+    if searchable.is_empty() {
+        return Err(Error::input(
+            None,
+            "layers",
+            "every layer is fixed: nothing to search",
+        ));
+    }
+    let mut rows = Vec::new();
+    let mut bitops_budget = None;
+    if let Some(b) = o.bitops {
+        let v = match b {
+            BitOpsBudget::Absolute(v) => v,
+            BitOpsBudget::Uniform { weight, act } => {
+                if weight == 0 || act == 0 {
+                    return Err(Error::input(
+                        None,
+                        "bitops",
+                        "uniform budget needs bits > 0",
+                    ));
+                }
+                searchable.iter().fold(0u64, |s, &i| {
+                    s.saturating_add(
+                        ind.layers[i]
+                            .macs
+                            .saturating_mul(u64::from(weight) * u64::from(act)),
+                    )
+                })
+            }
+        };
+        bitops_budget = Some(v);
+        rows.push(Row {
+            kind: RowKind::BitOps,
+            name: String::from("BitOps"),
+            budget: v as f64,
+            fixed_part: 0.0,
+        });
+    }
+    let fixed_size: u64 = ind
+        .layers
+        .iter()
+        .filter_map(|l| l.fixed.map(|(w, _)| l.params.saturating_mul(u64::from(w))))
+        .fold(0, u64::saturating_add);
+    let mut size_budget_bits = None;
+    if let Some(s) = o.size {
+        let bits = match s {
+            SizeBudget::Bytes(b) => b.saturating_mul(8),
+            SizeBudget::CompressionRatio(r) => {
+                if !r.is_finite() || r <= 0.0 {
+                    return Err(Error::input(
+                        None,
+                        "size",
+                        format!("compression ratio {r} is not a finite positive number"),
+                    ));
+                }
+                let total: u64 = ind
+                    .layers
+                    .iter()
+                    .map(|l| l.params)
+                    .fold(0, u64::saturating_add);
+                (total as f64 * 32.0 / r) as u64
+            }
+        };
+        size_budget_bits = Some(bits);
+        rows.push(Row {
+            kind: RowKind::Size,
+            name: String::from("size"),
+            budget: bits as f64,
+            fixed_part: fixed_size as f64,
+        });
+    }
+    let mut extra = Vec::new();
+    for (ri, r) in o.resources.iter().enumerate() {
+        let rname = &r.table.name;
+        let field = format!("resource `{rname}`");
+        if !r.max.is_finite() || r.max < 0.0 {
+            return Err(Error::input(
+                None,
+                &field,
+                format!("max {} is not a finite non-negative number", r.max),
+            ));
+        }
+        let mut table = BTreeMap::new();
+        for rl in &r.table.layers {
+            let &i = index.get(rl.name.as_str()).ok_or_else(|| {
+                Error::input(Some(&rl.name), &field, "no such layer in the indicator set")
+            })?;
+            for &(w, a, v) in &rl.costs {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(Error::input(
+                        Some(&rl.name),
+                        &field,
+                        format!("value {v} at ({w}, {a}) is not a finite non-negative number"),
+                    ));
+                }
+                if table.insert((i, w, a), v).is_some() {
+                    return Err(Error::input(
+                        Some(&rl.name),
+                        &field,
+                        format!("({w}, {a}) listed twice"),
+                    ));
+                }
+            }
+        }
+        let mut fixed_part = 0.0;
+        for (i, l) in ind.layers.iter().enumerate() {
+            if let Some((w, a)) = l.fixed {
+                fixed_part += table.get(&(i, w, a)).copied().unwrap_or(0.0);
+            } else {
+                for &(w, _) in &wopts[i] {
+                    for &(a, _) in &aopts[i] {
+                        if !table.contains_key(&(i, w, a)) {
+                            return Err(Error::input(
+                                Some(&l.name),
+                                &field,
+                                format!("no value for weight {w} bits, act {a} bits"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        rows.push(Row {
+            kind: RowKind::Extra(ri),
+            name: rname.clone(),
+            budget: r.max,
+            fixed_part,
+        });
+        extra.push(table);
+    }
+    let m = rows.len();
+
+    // Groups: one per component, choices = product of its tie classes' common bits.
+    let mut comp_layers: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &i in &searchable {
+        comp_layers.entry(cuf.find(i)).or_default().push(i);
+    }
+    let mut full = Choices {
+        start: vec![0],
+        ..Default::default()
+    };
+    let mut group_layers = Vec::new();
+    for layers in comp_layers.into_values() {
+        // Tie classes (weight and act) of the component with their common allowed bits.
+        let mut wclass: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut aclass: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut lw = Vec::new();
+        let mut la = Vec::new();
+        for &i in &layers {
+            for (uf, opts, classes, idx, field) in [
+                (&mut wuf, &wopts[i], &mut wclass, &mut lw, "tie_weight"),
+                (&mut auf, &aopts[i], &mut aclass, &mut la, "tie_act"),
+            ] {
+                let root = uf.find(i);
+                let bits: Vec<u32> = opts.iter().map(|x| x.0).collect();
+                match classes.iter().position(|c| c.0 == root) {
+                    Some(k) => {
+                        classes[k].1.retain(|b| bits.contains(b));
+                        if classes[k].1.is_empty() {
+                            return Err(Error::input(Some(&ind.layers[i].name), field, "tied layers have no allowed bit-width in common (pins or the non-monotone rule exclude all)"));
+                        }
+                        idx.push(k);
+                    }
+                    None => {
+                        idx.push(classes.len());
+                        classes.push((root, bits));
+                    }
+                }
+            }
+        }
+        let doms: Vec<&Vec<u32>> = wclass.iter().chain(aclass.iter()).map(|c| &c.1).collect();
+        let total = doms.iter().try_fold(1usize, |t, d| {
+            t.checked_mul(d.len())
+                .filter(|&t| t <= MAX_COMPONENT_CHOICES)
+        });
+        if total.is_none() {
+            return Err(Error::input(Some(&ind.layers[layers[0]].name), "tie_weight/tie_act", format!("tie component of {} layers has more than {MAX_COMPONENT_CHOICES} joint choices", layers.len())));
+        }
+        let nw = wclass.len();
+        let mut digit = vec![0usize; doms.len()];
+        loop {
+            let mut cost = 0.0;
+            let mut res = vec![0.0; m];
+            let mut bits = Vec::with_capacity(layers.len());
+            for (j, &i) in layers.iter().enumerate() {
+                let w = doms[lw[j]][digit[lw[j]]];
+                let a = doms[nw + la[j]][digit[nw + la[j]]];
+                let ws = wopts[i].iter().find(|x| x.0 == w).map_or(0.0, |x| x.1);
+                let as_ = aopts[i].iter().find(|x| x.0 == a).map_or(0.0, |x| x.1);
+                cost += as_ + o.alpha * ws;
+                let l = &ind.layers[i];
+                for (k, row) in rows.iter().enumerate() {
+                    res[k] += match row.kind {
+                        RowKind::BitOps => (l.macs as f64) * f64::from(w) * f64::from(a),
+                        RowKind::Size => (l.params as f64) * f64::from(w),
+                        RowKind::Extra(e) => extra[e].get(&(i, w, a)).copied().unwrap_or(0.0),
+                    };
+                }
+                bits.push((w, a));
+            }
+            full.cost.push(cost);
+            full.res.extend_from_slice(&res);
+            full.bits.push(bits);
+            // Next joint assignment (odometer).
+            let mut d = 0;
+            while d < digit.len() {
+                digit[d] += 1;
+                if digit[d] < doms[d].len() {
+                    break;
+                }
+                digit[d] = 0;
+                d += 1;
+            }
+            if d == digit.len() {
+                break;
+            }
+        }
+        full.start.push(full.cost.len());
+        group_layers.push(layers);
+    }
+    let reduced = remove_dominated(&full, m);
+    let c = Compiled {
+        model: ind.model.clone(),
+        layer_names: ind.layers.iter().map(|l| l.name.clone()).collect(),
+        macs: ind.layers.iter().map(|l| l.macs).collect(),
+        params: ind.layers.iter().map(|l| l.params).collect(),
+        fixed: ind.layers.iter().map(|l| l.fixed).collect(),
+        group_layers,
+        rows,
+        full,
+        reduced,
+        bitops_budget,
+        size_budget_bits,
+        extra,
+    };
+    Ok(c)
+}
+
+/// Drops choices that another choice of the same group matches or beats in cost and in
+/// every budget row (keeping the first of exact duplicates).
+pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
+    let mut out = Choices {
+        start: vec![0],
+        ..Default::default()
+    };
+    for g in 0..ch.groups() {
+        let (s, e) = (ch.start[g], ch.start[g + 1]);
+        let mut idx: Vec<usize> = (s..e).collect();
+        // Sort by cost, then by resources, so a dominator comes before what it dominates.
+        idx.sort_by(|&a, &b| {
+            ch.cost[a]
+                .total_cmp(&ch.cost[b])
+                .then_with(|| {
+                    for k in 0..m {
+                        let o = ch.res[a * m + k].total_cmp(&ch.res[b * m + k]);
+                        if o.is_ne() {
+                            return o;
+                        }
+                    }
+                    core::cmp::Ordering::Equal
+                })
+                .then(a.cmp(&b))
+        });
+        let mut kept: Vec<usize> = Vec::new();
+        for &c in &idx {
+            let dominated = kept
+                .iter()
+                .any(|&d| (0..m).all(|k| ch.res[d * m + k] <= ch.res[c * m + k]));
+            if !dominated {
+                kept.push(c);
+            }
+        }
+        for c in kept {
+            out.cost.push(ch.cost[c]);
+            out.res.extend_from_slice(&ch.res[c * m..(c + 1) * m]);
+            out.bits.push(ch.bits[c].clone());
+        }
+        out.start.push(out.cost.len());
+    }
+    out
+}
+
+impl Compiled {
+    /// Number of budget rows.
+    pub(crate) fn m(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Capacities left for searchable layers.
+    pub(crate) fn caps(&self) -> Vec<f64> {
+        self.rows.iter().map(|r| r.budget - r.fixed_part).collect()
+    }
+
+    /// The infeasibility error for these capacities.
+    pub(crate) fn infeasible(&self, caps: &[f64]) -> Error {
+        let m = self.m();
+        let ch = &self.reduced;
+        let mut floors = Vec::new();
+        let mut binding = None;
+        for (k, row) in self.rows.iter().enumerate() {
+            let mut s = row.fixed_part;
+            for g in 0..ch.groups() {
+                let mn = (ch.start[g]..ch.start[g + 1])
+                    .map(|c| ch.res[c * m + k])
+                    .fold(f64::INFINITY, f64::min);
+                s += mn;
+            }
+            if binding.is_none() && s > caps[k] + row.fixed_part + tol(caps[k]) {
+                binding = Some(format!(
+                    "the {} budget {} is below the smallest achievable {}",
+                    row.name,
+                    crate::error::Num(row.budget),
+                    crate::error::Num(s)
+                ));
+            }
+            floors.push(BudgetFloor {
+                name: row.name.clone(),
+                budget: row.budget,
+                smallest: s,
+            });
+        }
+        let binding = binding
+            .unwrap_or_else(|| String::from("each budget can be met alone but not all together"));
+        Error::Infeasible { binding, floors }
+    }
+
+    /// Number of searchable groups (layers or tie components).
+    pub fn groups(&self) -> usize {
+        self.group_layers.len()
+    }
+
+    /// Total number of allowed choices, before and after dominance removal.
+    pub fn choices(&self) -> (usize, usize) {
+        (self.full.cost.len(), self.reduced.cost.len())
+    }
+}
+
+/// Absolute feasibility tolerance of a row with capacity `cap`: far below one unit of an
+/// integral resource (BitOps, bits) yet above f64 round-off of a sum.
+pub(crate) fn tol(cap: f64) -> f64 {
+    let a = if cap < 0.0 { -cap } else { cap };
+    1e-9 + a * 1e-12
+}

@@ -1,0 +1,278 @@
+//! Solving a compiled problem: the exact solver, the microlp backend, the Pareto sweep,
+//! and turning a choice per group into a [`Policy`] with its resource usage.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::error::Error;
+use crate::exact::{self, Exact};
+use crate::format::{LayerBits, Policy};
+use crate::problem::{BitOpsBudget, Choices, Compiled, Problem, RowKind};
+
+/// Which backend produced a solution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    Exact,
+    Microlp,
+}
+
+/// Options of the exact solver.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SolveOptions {
+    /// Branch-and-bound nodes before giving up the proof (the best policy found is
+    /// still returned, with `Proof::optimal == false`).
+    pub node_limit: u64,
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        SolveOptions {
+            node_limit: 200_000_000,
+        }
+    }
+}
+
+/// What the solver can say about optimality.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Proof {
+    pub optimal: bool,
+    /// A proven lower bound on the objective of every feasible policy.
+    pub lower_bound: f64,
+    /// objective − lower_bound (0 when optimal).
+    pub gap: f64,
+    /// Branch-and-bound nodes explored.
+    pub nodes: u64,
+    pub backend: Backend,
+}
+
+/// Use of one resource by a policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Usage {
+    /// `"BitOps"` (searchable layers only), `"size"` (bits of all weights, fixed layers
+    /// included) or an extra resource's name (fixed layers' listed values included).
+    pub name: String,
+    pub used: f64,
+    pub budget: Option<f64>,
+}
+
+/// A solved problem.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Solution {
+    pub policy: Policy,
+    /// BitOps, size, then each extra resource.
+    pub usage: Vec<Usage>,
+    /// BitOps of the fixed (not searched) layers at their fixed bits; not in `policy.bitops`.
+    pub fixed_bitops: u64,
+    pub proof: Proof,
+}
+
+impl Problem {
+    /// Compiles and solves with the exact solver.
+    pub fn solve(&self) -> Result<Solution, Error> {
+        self.compile()?.solve(&SolveOptions::default())
+    }
+
+    /// Optimal policies for `points` BitOps budgets spread evenly from the smallest
+    /// feasible BitOps (under the other budgets) to the BitOps of every layer at its
+    /// highest allowed bits. Any BitOps budget set on the problem is ignored.
+    pub fn sweep(&self, points: usize) -> Result<Vec<Solution>, Error> {
+        let mut p = self.clone();
+        p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
+        p.compile()?.sweep(points, &SolveOptions::default())
+    }
+}
+
+impl Compiled {
+    /// Solves with the exact solver.
+    pub fn solve(&self, opts: &SolveOptions) -> Result<Solution, Error> {
+        let caps = self.caps();
+        match exact::solve(&self.reduced, self.m(), &caps, None, opts.node_limit) {
+            Exact::Infeasible => Err(self.infeasible(&caps)),
+            Exact::Solved(o) => Ok(self.solution(
+                &self.reduced,
+                &o.choice,
+                o.optimal,
+                o.lower_bound,
+                o.nodes,
+                Backend::Exact,
+            )),
+        }
+    }
+
+    /// The sweep over BitOps budgets (the problem must have a BitOps row; see
+    /// [`Problem::sweep`]).
+    pub fn sweep(&self, points: usize, opts: &SolveOptions) -> Result<Vec<Solution>, Error> {
+        let m = self.m();
+        let Some(kb) = self.rows.iter().position(|r| r.kind == RowKind::BitOps) else {
+            return Err(Error::input(None, "bitops", "a sweep needs a BitOps row"));
+        };
+        if points == 0 {
+            return Ok(Vec::new());
+        }
+        let caps = self.caps();
+        // Smallest feasible BitOps: the same knapsack with BitOps as the cost.
+        let others: Vec<usize> = (0..m).filter(|&k| k != kb).collect();
+        let ch = &self.reduced;
+        let mut by_bitops = Choices {
+            start: ch.start.clone(),
+            ..Default::default()
+        };
+        for c in 0..ch.cost.len() {
+            by_bitops.cost.push(ch.res[c * m + kb]);
+            for &k in &others {
+                by_bitops.res.push(ch.res[c * m + k]);
+            }
+            by_bitops.bits.push(Vec::new());
+        }
+        let ocaps: Vec<f64> = others.iter().map(|&k| caps[k]).collect();
+        let lo = match exact::solve(&by_bitops, others.len(), &ocaps, None, opts.node_limit) {
+            Exact::Infeasible => return Err(self.infeasible(&caps)),
+            Exact::Solved(o) => (o.objective + 0.5) as u64,
+        };
+        let full = &self.full;
+        let mut hi = 0u64;
+        for g in 0..full.groups() {
+            let mx = (full.start[g]..full.start[g + 1])
+                .map(|c| full.res[c * m + kb])
+                .fold(0.0, f64::max);
+            hi += mx as u64;
+        }
+        let hi = hi.max(lo);
+        let mut out = Vec::with_capacity(points);
+        let mut warm: Option<(Vec<f64>, Vec<usize>)> = None;
+        for i in 0..points {
+            let budget = if points == 1 {
+                hi
+            } else {
+                lo + ((u128::from(hi - lo) * i as u128) / (points as u128 - 1)) as u64
+            };
+            let mut c = caps.clone();
+            c[kb] = budget as f64;
+            let w = warm.as_ref().map(|(l, x)| (l.as_slice(), x.as_slice()));
+            match exact::solve(ch, m, &c, w, opts.node_limit) {
+                Exact::Infeasible => return Err(self.infeasible(&c)),
+                Exact::Solved(o) => {
+                    let mut s = self.solution(
+                        ch,
+                        &o.choice,
+                        o.optimal,
+                        o.lower_bound,
+                        o.nodes,
+                        Backend::Exact,
+                    );
+                    s.policy.bitops_budget = Some(budget);
+                    if let Some(u) = s.usage.iter_mut().find(|u| u.name == "BitOps") {
+                        u.budget = Some(budget as f64);
+                    }
+                    out.push(s);
+                    warm = Some((o.lambda, o.choice));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the solution for one choice (input indices of `ch`) per group.
+    pub(crate) fn solution(
+        &self,
+        ch: &Choices,
+        choice: &[usize],
+        optimal: bool,
+        lower_bound: f64,
+        nodes: u64,
+        backend: Backend,
+    ) -> Solution {
+        let n = self.layer_names.len();
+        let mut bits: Vec<(u32, u32)> = vec![(0, 0); n];
+        let mut objective = 0.0;
+        for (g, &c) in choice.iter().enumerate() {
+            objective += ch.cost[c];
+            for (j, &l) in self.group_layers[g].iter().enumerate() {
+                bits[l] = ch.bits[c][j];
+            }
+        }
+        let mut bitops = 0u64;
+        let mut fixed_bitops = 0u64;
+        let mut size = 0u64;
+        for l in 0..n {
+            if let Some(f) = self.fixed[l] {
+                bits[l] = f;
+            }
+            let (w, a) = bits[l];
+            let b = self.macs[l].saturating_mul(u64::from(w) * u64::from(a));
+            if self.fixed[l].is_some() {
+                fixed_bitops = fixed_bitops.saturating_add(b);
+            } else {
+                bitops = bitops.saturating_add(b);
+            }
+            size = size.saturating_add(self.params[l].saturating_mul(u64::from(w)));
+        }
+        let budget_of = |kind: RowKind| self.rows.iter().find(|r| r.kind == kind).map(|r| r.budget);
+        let mut usage = vec![
+            Usage {
+                name: String::from("BitOps"),
+                used: bitops as f64,
+                budget: budget_of(RowKind::BitOps).filter(|&b| b < u64::MAX as f64),
+            },
+            Usage {
+                name: String::from("size"),
+                used: size as f64,
+                budget: budget_of(RowKind::Size),
+            },
+        ];
+        for (e, table) in self.extra.iter().enumerate() {
+            let row = self.rows.iter().find(|r| r.kind == RowKind::Extra(e));
+            let used: f64 = (0..n)
+                .map(|l| {
+                    table
+                        .get(&(l, bits[l].0, bits[l].1))
+                        .copied()
+                        .unwrap_or(0.0)
+                })
+                .sum();
+            usage.push(Usage {
+                name: row.map(|r| r.name.clone()).unwrap_or_default(),
+                used,
+                budget: row.map(|r| r.budget),
+            });
+        }
+        let layers = (0..n)
+            .map(|l| LayerBits {
+                name: self.layer_names[l].clone(),
+                weight: bits[l].0,
+                act: bits[l].1,
+            })
+            .collect();
+        let lb = if optimal {
+            objective
+        } else {
+            lower_bound.min(objective)
+        };
+        Solution {
+            policy: Policy {
+                model: self.model.clone(),
+                layers,
+                objective,
+                bitops,
+                weight_bits_total: size,
+                optimal,
+                bitops_budget: self.bitops_budget.filter(|&b| b != u64::MAX),
+                size_budget_bits: self.size_budget_bits,
+            },
+            usage,
+            fixed_bitops,
+            proof: Proof {
+                optimal,
+                lower_bound: lb,
+                gap: objective - lb,
+                nodes,
+                backend,
+            },
+        }
+    }
+}
