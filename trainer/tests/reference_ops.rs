@@ -274,3 +274,654 @@ fn conv2d_backwards_match_finite_differences() {
         );
     }
 }
+
+// ---------------------------------------------------------------- helpers for the other ops
+
+/// `L = <r, f(x)>`: checks `backward(r)` against central differences with step `h`.
+#[allow(clippy::too_many_arguments)]
+fn check_grad(
+    name: &str,
+    x: &[f32],
+    r: &[f32],
+    h: f32,
+    atol: f64,
+    rtol: f64,
+    f: impl Fn(&[f32]) -> Vec<f32>,
+    analytic: &[f32],
+) {
+    let numeric = numeric_grad(x, h, |x| dot(r, &f(x)));
+    assert_close(name, analytic, &numeric, atol, rtol);
+}
+
+/// `len` values spaced `gap` apart in a seeded random order (no near-ties: max pool's argmax and
+/// ReLU masks are stable under perturbations smaller than gap/2).
+fn spaced(r: &mut SeededRng, len: usize, start: f32, gap: f32) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..len).map(|i| start + gap * i as f32).collect();
+    r.shuffle(&mut v);
+    v
+}
+
+// ---------------------------------------------------------------- batch norm
+
+#[test]
+fn batch_norm_known_vector() {
+    // One channel, x = [1, 2, 3, 4]: mean 2.5, biased var 1.25, unbiased var 5/3.
+    let d = Nchw::new(1, 1, 1, 4);
+    let (mut rm, mut rv) = (vec![0.0f32], vec![1.0f32]);
+    let cfg = BatchNormConfig::default();
+    let (y, saved) =
+        batch_norm_train_forward(&d, &[1., 2., 3., 4.], &[2.0], &[1.0], &mut rm, &mut rv, cfg);
+    let inv = 1.0 / (1.25f64 + 1e-5).sqrt();
+    let want: Vec<f64> = [1., 2., 3., 4.]
+        .iter()
+        .map(|x| 2.0 * (x - 2.5) * inv + 1.0)
+        .collect();
+    assert_close("bn y", &y, &want, 1e-6, 1e-6);
+    assert_eq!(saved.mean, vec![2.5]);
+    assert_close("bn inv_std", &saved.inv_std, &[inv], 0.0, 1e-6);
+    // running_mean = 0.9·0 + 0.1·2.5; running_var = 0.9·1 + 0.1·(5/3) (unbiased, like PyTorch).
+    assert_close("bn running_mean", &rm, &[0.25], 1e-7, 1e-6);
+    assert_close("bn running_var", &rv, &[0.9 + 0.1 * 5.0 / 3.0], 1e-7, 1e-6);
+    // Eval with those running stats: (x - 0.25)/sqrt(rv + eps)·2 + 1.
+    let ye = batch_norm_eval_forward(&d, &[1., 2., 3., 4.], &[2.0], &[1.0], &rm, &rv, 1e-5);
+    let inv_e = 1.0 / (rv[0] as f64 + 1e-5).sqrt();
+    let want_e: Vec<f64> = [1., 2., 3., 4.]
+        .iter()
+        .map(|x| 2.0 * (x - 0.25) * inv_e + 1.0)
+        .collect();
+    assert_close("bn eval y", &ye, &want_e, 1e-6, 1e-6);
+}
+
+#[test]
+fn batch_norm_statistics_span_batch_and_space_per_channel() {
+    // Two samples, two channels, 2×1 planes. Channel 0 gets {0,2,4,6}, channel 1 {10,10,10,10}.
+    let d = Nchw::new(2, 2, 2, 1);
+    let x = [0., 2., 10., 10., 4., 6., 10., 10.];
+    let (mut rm, mut rv) = (vec![0.0; 2], vec![1.0; 2]);
+    let (y, saved) = batch_norm_train_forward(
+        &d,
+        &x,
+        &[1., 1.],
+        &[0., 0.],
+        &mut rm,
+        &mut rv,
+        BatchNormConfig::default(),
+    );
+    assert_eq!(saved.mean, vec![3.0, 10.0]);
+    // channel 0: biased var 5; channel 1: var 0 → inv_std = 1/sqrt(eps), y = 0.
+    assert_close(
+        "inv_std",
+        &saved.inv_std,
+        &[1.0 / 5.00001f64.sqrt(), 1.0 / 1e-5f64.sqrt()],
+        0.0,
+        1e-5,
+    );
+    assert_eq!((y[2], y[3], y[6], y[7]), (0.0, 0.0, 0.0, 0.0));
+    assert_close(
+        "running_var",
+        &rv,
+        &[0.9 + 0.1 * 20.0 / 3.0, 0.9],
+        1e-6,
+        1e-6,
+    );
+}
+
+#[test]
+fn batch_norm_backward_matches_finite_differences() {
+    // BN is smooth; h = 1e-2 on inputs of scale 1: truncation + f32 output noise < 1e-4.
+    // Tolerance: 5e-4 absolute + 5e-3 relative.
+    let mut r = SeededRng::new(21);
+    for d in [
+        Nchw::new(2, 3, 4, 5),
+        Nchw::new(1, 2, 3, 3),
+        Nchw::new(5, 1, 1, 2),
+    ] {
+        let x = r.vec_uniform(d.len(), -2.0, 2.0);
+        let gamma = r.vec_uniform(d.c, 0.5, 1.5);
+        let beta = r.vec_uniform(d.c, -0.5, 0.5);
+        let dy = r.vec_uniform(d.len(), -1.0, 1.0);
+        let cfg = BatchNormConfig::default();
+        let fwd = |x: &[f32], g: &[f32], b: &[f32]| {
+            let (mut rm, mut rv) = (vec![0.0; d.c], vec![1.0; d.c]);
+            batch_norm_train_forward(&d, x, g, b, &mut rm, &mut rv, cfg)
+        };
+        let (_, saved) = fwd(&x, &gamma, &beta);
+        let (dx, dg, db) = batch_norm_backward(&d, &x, &dy, &gamma, &saved);
+        check_grad(
+            &format!("bn dx {d:?}"),
+            &x,
+            &dy,
+            1e-2,
+            5e-4,
+            5e-3,
+            |x| fwd(x, &gamma, &beta).0,
+            &dx,
+        );
+        check_grad(
+            &format!("bn dgamma {d:?}"),
+            &gamma,
+            &dy,
+            1e-2,
+            5e-4,
+            5e-3,
+            |g| fwd(&x, g, &beta).0,
+            &dg,
+        );
+        check_grad(
+            &format!("bn dbeta {d:?}"),
+            &beta,
+            &dy,
+            1e-2,
+            5e-4,
+            5e-3,
+            |b| fwd(&x, &gamma, b).0,
+            &db,
+        );
+
+        let rm = r.vec_uniform(d.c, -0.5, 0.5);
+        let rv = r.vec_uniform(d.c, 0.5, 2.0);
+        let (dx, dg, db) = batch_norm_eval_backward(&d, &x, &dy, &gamma, &rm, &rv, 1e-5);
+        let ev =
+            |x: &[f32], g: &[f32], b: &[f32]| batch_norm_eval_forward(&d, x, g, b, &rm, &rv, 1e-5);
+        check_grad(
+            "bn eval dx",
+            &x,
+            &dy,
+            1e-2,
+            5e-4,
+            5e-3,
+            |x| ev(x, &gamma, &beta),
+            &dx,
+        );
+        check_grad(
+            "bn eval dgamma",
+            &gamma,
+            &dy,
+            1e-2,
+            5e-4,
+            5e-3,
+            |g| ev(&x, g, &beta),
+            &dg,
+        );
+        check_grad(
+            "bn eval dbeta",
+            &beta,
+            &dy,
+            1e-2,
+            5e-4,
+            5e-3,
+            |b| ev(&x, &gamma, b),
+            &db,
+        );
+    }
+}
+
+// ---------------------------------------------------------------- relu, relu6, add
+
+#[test]
+fn relu_relu6_add_hand_and_finite_differences() {
+    let x = [-1.0, 0.0, 0.5, 5.9, 6.0, 7.0];
+    assert_eq!(relu_forward(&x), vec![0.0, 0.0, 0.5, 5.9, 6.0, 7.0]);
+    assert_eq!(relu6_forward(&x), vec![0.0, 0.0, 0.5, 5.9, 6.0, 6.0]);
+    let dy = [1.0; 6];
+    assert_eq!(relu_backward(&x, &dy), vec![0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+    assert_eq!(relu6_backward(&x, &dy), vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+    assert_eq!(add_forward(&[1.0, 2.0], &[0.5, -3.0]), vec![1.5, -1.0]);
+
+    // Away from the kinks (values spaced 0.1 apart, none within 0.05 of 0 or 6), h = 1e-2.
+    let mut r = SeededRng::new(4);
+    let x: Vec<f32> = spaced(&mut r, 90, -1.95, 0.1);
+    let dy = r.vec_uniform(x.len(), -1.0, 1.0);
+    check_grad(
+        "relu",
+        &x,
+        &dy,
+        1e-2,
+        1e-4,
+        1e-3,
+        relu_forward,
+        &relu_backward(&x, &dy),
+    );
+    check_grad(
+        "relu6",
+        &x,
+        &dy,
+        1e-2,
+        1e-4,
+        1e-3,
+        relu6_forward,
+        &relu6_backward(&x, &dy),
+    );
+    let b = r.vec_uniform(x.len(), -1.0, 1.0);
+    let (da, db) = add_backward(&dy);
+    check_grad(
+        "add a",
+        &x,
+        &dy,
+        1e-2,
+        1e-4,
+        1e-3,
+        |a| add_forward(a, &b),
+        &da,
+    );
+    check_grad(
+        "add b",
+        &b,
+        &dy,
+        1e-2,
+        1e-4,
+        1e-3,
+        |b| add_forward(&x, b),
+        &db,
+    );
+}
+
+// ---------------------------------------------------------------- pooling
+
+#[test]
+fn pooling_hand_cases() {
+    let d = Nchw::new(1, 1, 4, 4);
+    let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+    let p = Pool2d {
+        k: 2,
+        stride: 2,
+        pad: 0,
+    };
+    let (y, arg) = max_pool2d_forward(&d, &p, &x);
+    assert_eq!(y, vec![6., 8., 14., 16.]);
+    assert_eq!(arg, vec![5, 7, 13, 15]);
+    assert_eq!(
+        max_pool2d_backward(&d, &arg, &[1., 2., 3., 4.])[5..8],
+        [1., 0., 2.]
+    );
+    assert_eq!(avg_pool2d_forward(&d, &p, &x), vec![3.5, 5.5, 11.5, 13.5]);
+    // 3×3, stride 1, pad 1, count_include_pad: corner = (1+2+5+6)/9, centre (1,1) = 54/9.
+    let p3 = Pool2d {
+        k: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let y = avg_pool2d_forward(&d, &p3, &x);
+    assert_close(
+        "avg corner/centre",
+        &[y[0], y[5]],
+        &[14.0 / 9.0, 6.0],
+        1e-6,
+        1e-6,
+    );
+    // Max with padding: padding is -inf, so an all-negative corner still picks a real value.
+    let neg: Vec<f32> = x.iter().map(|v| -v).collect();
+    let (y, arg) = max_pool2d_forward(
+        &d,
+        &Pool2d {
+            k: 3,
+            stride: 2,
+            pad: 1,
+        },
+        &neg,
+    );
+    assert_eq!((y[0], arg[0]), (-1.0, 0));
+    // Ties: the first in window order wins.
+    let (_, arg) = max_pool2d_forward(&Nchw::new(1, 1, 2, 2), &p, &[1.0, 3.0, 3.0, 0.0]);
+    assert_eq!(arg, vec![1]);
+    // Batched channels: indices point into the whole tensor.
+    let (_, arg) = max_pool2d_forward(
+        &Nchw::new(2, 1, 2, 2),
+        &p,
+        &[0.0, 1.0, 2.0, 0.0, 9.0, 0.0, 0.0, 0.0],
+    );
+    assert_eq!(arg, vec![2, 4]);
+    assert_eq!(
+        global_avg_pool_forward(&Nchw::new(2, 1, 2, 2), &[1., 2., 3., 4., 0., 0., 0., 8.]),
+        vec![2.5, 2.0]
+    );
+}
+
+#[test]
+fn pooling_backwards_match_finite_differences() {
+    // Max pool on values spaced 0.05 apart (h = 1e-2 never changes an argmax). Pooling is
+    // piecewise linear: tolerance 1e-4 absolute + 1e-3 relative.
+    let mut r = SeededRng::new(8);
+    for (d, p) in [
+        (
+            Nchw::new(2, 3, 5, 7),
+            Pool2d {
+                k: 2,
+                stride: 2,
+                pad: 0,
+            },
+        ),
+        (
+            Nchw::new(1, 2, 6, 6),
+            Pool2d {
+                k: 3,
+                stride: 2,
+                pad: 1,
+            },
+        ),
+        (
+            Nchw::new(2, 1, 5, 5),
+            Pool2d {
+                k: 3,
+                stride: 1,
+                pad: 1,
+            },
+        ),
+    ] {
+        let x = spaced(&mut r, d.len(), -1.0, 0.05);
+        let o = p.out_dims(&d);
+        let dy = r.vec_uniform(o.len(), -1.0, 1.0);
+        let (_, arg) = max_pool2d_forward(&d, &p, &x);
+        check_grad(
+            &format!("maxpool {d:?} {p:?}"),
+            &x,
+            &dy,
+            1e-2,
+            1e-4,
+            1e-3,
+            |x| max_pool2d_forward(&d, &p, x).0,
+            &max_pool2d_backward(&d, &arg, &dy),
+        );
+        check_grad(
+            &format!("avgpool {d:?} {p:?}"),
+            &x,
+            &dy,
+            1e-2,
+            1e-4,
+            1e-3,
+            |x| avg_pool2d_forward(&d, &p, x),
+            &avg_pool2d_backward(&d, &p, &dy),
+        );
+        let dg = r.vec_uniform(d.n * d.c, -1.0, 1.0);
+        check_grad(
+            &format!("gap {d:?}"),
+            &x,
+            &dg,
+            1e-2,
+            1e-4,
+            1e-3,
+            |x| global_avg_pool_forward(&d, x),
+            &global_avg_pool_backward(&d, &dg),
+        );
+    }
+}
+
+// ---------------------------------------------------------------- linear
+
+#[test]
+fn linear_hand_case_and_finite_differences() {
+    // x [1, 2] = [1, 2]; W [[1, 0], [2, -1], [0.5, 0.5]]; b = [0, 1, -1] → [1, 1, 0.5].
+    let y = linear_forward(
+        1,
+        2,
+        3,
+        &[1., 2.],
+        &[1., 0., 2., -1., 0.5, 0.5],
+        Some(&[0., 1., -1.]),
+    );
+    assert_eq!(y, vec![1.0, 1.0, 0.5]);
+    let (dx, dw, db) = linear_backward(
+        1,
+        2,
+        3,
+        &[1., 2.],
+        &[1., 0., 2., -1., 0.5, 0.5],
+        &[1., 0., 2.],
+    );
+    assert_eq!(dx, vec![2.0, 1.0]); // dy·W = 1·[1,0] + 2·[0.5,0.5]
+    assert_eq!(dw, vec![1., 2., 0., 0., 2., 4.]);
+    assert_eq!(db, vec![1., 0., 2.]);
+
+    let mut r = SeededRng::new(31);
+    let (n, i, o) = (3, 7, 5);
+    let x = r.vec_uniform(n * i, -1.0, 1.0);
+    let w = r.vec_uniform(o * i, -1.0, 1.0);
+    let b = r.vec_uniform(o, -1.0, 1.0);
+    let dy = r.vec_uniform(n * o, -1.0, 1.0);
+    let (dx, dw, db) = linear_backward(n, i, o, &x, &w, &dy);
+    // Linear: exact up to f32 output rounding; 1e-4 absolute + 1e-3 relative.
+    check_grad(
+        "linear dx",
+        &x,
+        &dy,
+        1e-2,
+        1e-4,
+        1e-3,
+        |x| linear_forward(n, i, o, x, &w, Some(&b)),
+        &dx,
+    );
+    check_grad(
+        "linear dw",
+        &w,
+        &dy,
+        1e-2,
+        1e-4,
+        1e-3,
+        |w| linear_forward(n, i, o, &x, w, Some(&b)),
+        &dw,
+    );
+    check_grad(
+        "linear db",
+        &b,
+        &dy,
+        1e-2,
+        1e-4,
+        1e-3,
+        |b| linear_forward(n, i, o, &x, &w, Some(b)),
+        &db,
+    );
+    assert_eq!(
+        matmul(
+            n,
+            i,
+            o,
+            &x,
+            &(0..i * o)
+                .map(|k| w[(k % o) * i + k / o])
+                .collect::<Vec<_>>()
+        ),
+        linear_forward(n, i, o, &x, &w, None)
+    );
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+#[test]
+fn cross_entropy_known_logits() {
+    // Uniform logits: loss = ln 3 whatever the smoothing.
+    let ce = softmax_cross_entropy(1, 3, &[0., 0., 0.], &[0], 0.1);
+    assert!((ce.loss as f64 - 3f64.ln()).abs() < 1e-6);
+    // logits [1,2,3], label 2, ε = 0.1: -log p = [2.4076, 1.4076, 0.4076] (lse = 3.40760596);
+    // loss = 0.9·0.40760596 + 0.1·mean(-log p) = 0.9·0.40760596 + 0.1·1.40760596 = 0.50760596
+    // (what torch.nn.functional.cross_entropy(..., label_smoothing=0.1) gives).
+    let ce = softmax_cross_entropy(1, 3, &[1., 2., 3.], &[2], 0.1);
+    assert!((ce.loss as f64 - 0.50760596).abs() < 1e-6, "{}", ce.loss);
+    let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+    let p: Vec<f64> = [1., 2., 3.].iter().map(|v: &f64| (v - lse).exp()).collect();
+    let want = [p[0] - 0.1 / 3.0, p[1] - 0.1 / 3.0, p[2] - 0.9 - 0.1 / 3.0];
+    assert_close("ce dlogits", &ce.dlogits, &want, 1e-7, 1e-6);
+    assert_eq!(ce.correct, 1);
+    // Batch of two: mean over the batch; accuracy counts argmax == label (first max on ties).
+    let ce2 = softmax_cross_entropy(2, 3, &[1., 2., 3., 5., 5., 0.], &[2, 1], 0.0);
+    let l2 = (lse - 3.0) + (5f64.exp() * 2.0 + 1.0).ln() - 5.0;
+    assert!(
+        (ce2.loss as f64 - l2 / 2.0).abs() < 1e-6,
+        "{} vs {}",
+        ce2.loss,
+        l2 / 2.0
+    );
+    assert_eq!(ce2.correct, 1);
+}
+
+#[test]
+fn cross_entropy_gradient_matches_finite_differences() {
+    // Smooth; h = 1e-2, f32 loss noise ~1e-7/2e-2 and O(h²) truncation: 2e-4 absolute + 1e-2 relative.
+    let mut r = SeededRng::new(12);
+    for (n, k, eps) in [(4, 10, 0.1f32), (3, 5, 0.0), (1, 2, 0.3)] {
+        let logits = r.vec_uniform(n * k, -3.0, 3.0);
+        let labels: Vec<u32> = (0..n).map(|_| r.below(k) as u32).collect();
+        let ce = softmax_cross_entropy(n, k, &logits, &labels, eps);
+        let numeric = numeric_grad(&logits, 1e-2, |l| {
+            softmax_cross_entropy(n, k, l, &labels, eps).loss as f64
+        });
+        assert_close(
+            &format!("ce n{n} k{k} eps{eps}"),
+            &ce.dlogits,
+            &numeric,
+            2e-4,
+            1e-2,
+        );
+    }
+}
+
+// ---------------------------------------------------------------- sgd
+
+#[test]
+fn sgd_matches_pytorch_sequence() {
+    // p = 1, g = 0.5 twice, lr 0.1, momentum 0.9, wd 0.01 (torch.optim.SGD by hand):
+    // step 1: d = 0.5 + 0.01 = 0.51, buf = 0.51, p = 0.949
+    // step 2: d = 0.5 + 0.00949 = 0.50949, buf = 0.9·0.51 + 0.50949 = 0.96849, p = 0.852151
+    let cfg = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.01,
+        nesterov: false,
+        clip: None,
+    };
+    let (mut p, mut buf) = (vec![1.0f32], vec![0.0f32]);
+    sgd_step(&cfg, &mut p, &[0.5], &mut buf);
+    assert_close("sgd p1", &p, &[0.949], 1e-7, 1e-6);
+    assert_close("sgd buf1", &buf, &[0.51], 1e-7, 1e-6);
+    sgd_step(&cfg, &mut p, &[0.5], &mut buf);
+    assert_close("sgd p2", &p, &[0.852151], 1e-7, 1e-6);
+    assert_close("sgd buf2", &buf, &[0.96849], 1e-7, 1e-6);
+    // Nesterov step 1: buf = 0.51, d = 0.51 + 0.9·0.51 = 0.969, p = 0.9031.
+    let nes = SgdConfig {
+        nesterov: true,
+        ..cfg
+    };
+    let (mut p, mut buf) = (vec![1.0f32], vec![0.0f32]);
+    sgd_step(&nes, &mut p, &[0.5], &mut buf);
+    assert_close("nesterov p1", &p, &[0.9031], 1e-7, 1e-6);
+    // Clip ±1 before weight decay: g = 5 → 1; no momentum: p = 1 - 0.1·(1 + 0.01) = 0.899.
+    let clip = SgdConfig {
+        momentum: 0.0,
+        clip: Some(1.0),
+        ..cfg
+    };
+    let (mut p, mut buf) = (vec![1.0f32], vec![0.0f32]);
+    sgd_step(&clip, &mut p, &[5.0], &mut buf);
+    assert_close("clip p1", &p, &[0.899], 1e-7, 1e-6);
+    assert_eq!(buf, vec![0.0], "no momentum: buffer untouched");
+    assert_eq!(cosine_lr(0.01, 0, 100), 0.01);
+    assert!((cosine_lr(0.01, 50, 100) - 0.005).abs() < 1e-9);
+    assert!(cosine_lr(0.01, 100, 100).abs() < 1e-9);
+}
+
+// ---------------------------------------------------------------- lsq
+
+#[test]
+fn lsq_ranges() {
+    assert_eq!(lsq_range(2, true), (-2.0, 1.0));
+    assert_eq!(lsq_range(4, true), (-8.0, 7.0));
+    assert_eq!(lsq_range(2, false), (0.0, 3.0));
+    assert_eq!(lsq_range(8, false), (0.0, 255.0));
+}
+
+#[test]
+fn lsq_hand_cases() {
+    // Unsigned 2 bits (Qp = 3), s = 1: v = x. Rounds half to even: 0.5→0, 1.5→2, 2.5→2.
+    let x = [0.5, 1.5, 2.5, -1.0, 4.0, 2.2];
+    assert_eq!(
+        lsq_quantize_forward(&x, 1.0, 2, false),
+        vec![0., 2., 2., 0., 3., 2.]
+    );
+    let (dx, ds) = lsq_quantize_backward(&x, 1.0, 2, false, &[1.0; 6]);
+    assert_eq!(dx, vec![1., 1., 1., 0., 0., 1.]);
+    // t = [-0.5, 0.5, -0.5, Qn = 0, Qp = 3, -0.2], Σ = 2.3, g = 1/sqrt(6·3).
+    assert!((ds as f64 - 2.3 / 18f64.sqrt()).abs() < 1e-6, "{ds}");
+    // Signed 2 bits (Qn = -2, Qp = 1), s = 0.5: v = [-6, -0.5, 1.5, 1.0 (boundary, inside)].
+    let x = [-3.0, -0.25, 0.75, 0.5];
+    assert_eq!(
+        lsq_quantize_forward(&x, 0.5, 2, true),
+        vec![-1.0, 0.0, 0.5, 0.5]
+    );
+    let dy = [1.0, 2.0, 1.0, 1.0];
+    let (dx, ds) = lsq_quantize_backward(&x, 0.5, 2, true, &dy);
+    assert_eq!(dx, vec![0.0, 2.0, 0.0, 1.0]);
+    // t = [Qn = -2, round(-0.5) + 0.5 = 0.5, Qp = 1, 0]; Σ dy·t = -2 + 1 + 1 + 0 = 0; g = 1/2.
+    assert_eq!(ds, 0.0);
+    let (_, ds) = lsq_quantize_backward(&x, 0.5, 2, true, &[1.0, 1.0, 3.0, 1.0]);
+    assert!((ds as f64 - (-2.0 + 0.5 + 3.0) / 2.0).abs() < 1e-6, "{ds}");
+    // Step-size inits (DESIGN.md): weights max(|m-3σ|, |m+3σ|)/2^(b-1), σ unbiased;
+    // activations 2·mean|x|/sqrt(Qp).
+    let w = [1.0, -1.0, 1.0, -1.0]; // mean 0, unbiased σ = sqrt(4/3)
+    assert!((lsq_init_weight_scale(&w, 4) as f64 - 3.0 * (4f64 / 3.0).sqrt() / 8.0).abs() < 1e-6);
+    assert!((lsq_init_act_scale(&[1.0, -3.0], 2) as f64 - 2.0 * 2.0 / 3f64.sqrt()).abs() < 1e-6);
+}
+
+#[test]
+fn lsq_step_gradient_matches_ste_surrogate() {
+    // LSQ's ds is the derivative of the surrogate q(s) = (clamp(x/s) + c)·s with
+    // c = round(clamp(x/s₀)) - clamp(x/s₀) held constant (the straight-through estimator), times g.
+    // Central differences of that surrogate in f64, h = 1e-6·s₀: tolerance 1e-5 abs + 1e-4 rel.
+    let mut r = SeededRng::new(17);
+    for (bits, signed, n) in [
+        (2, true, 50),
+        (4, true, 200),
+        (3, false, 120),
+        (8, false, 64),
+    ] {
+        let (qn, qp) = lsq_range(bits, signed);
+        let lo = if signed { -1.5 } else { -0.2 };
+        let x = r.vec_uniform(n, lo, 1.5);
+        let dy = r.vec_uniform(n, -1.0, 1.0);
+        let s0 = if signed { 1.2 / (qp + 1.0) } else { 1.2 / qp };
+        let (dx, ds) = lsq_quantize_backward(&x, s0, bits, signed, &dy);
+        let s0d = s0 as f64;
+        let c: Vec<f64> = x
+            .iter()
+            .map(|v| {
+                let cl = (*v as f64 / s0d).clamp(qn as f64, qp as f64);
+                ((*v / s0).clamp(qn, qp).round_ties_even() as f64) - cl
+            })
+            .collect();
+        let surrogate = |s: f64| -> f64 {
+            x.iter()
+                .zip(&c)
+                .zip(&dy)
+                .map(|((v, c), g)| {
+                    ((*v as f64 / s).clamp(qn as f64, qp as f64) + c) * s * *g as f64
+                })
+                .sum()
+        };
+        let h = 1e-6 * s0d;
+        let numeric =
+            (surrogate(s0d + h) - surrogate(s0d - h)) / (2.0 * h) / ((n as f64) * qp as f64).sqrt();
+        assert!(
+            (ds as f64 - numeric).abs() <= 1e-5 + 1e-4 * numeric.abs(),
+            "bits {bits} signed {signed}: ds {ds} vs {numeric}"
+        );
+        let inside = x.iter().filter(|v| (qn..=qp).contains(&(**v / s0))).count();
+        assert!(
+            inside > 0 && inside < n,
+            "the sample must cover inside and outside the range"
+        );
+        for (i, v) in x.iter().enumerate() {
+            let want = if (qn..=qp).contains(&(v / s0)) {
+                dy[i]
+            } else {
+                0.0
+            };
+            assert_eq!(dx[i], want);
+        }
+        // Forward values lie on the grid s·{Qn..Qp}.
+        for q in lsq_quantize_forward(&x, s0, bits, signed) {
+            let k = q / s0;
+            assert!(
+                k >= qn && k <= qp && (k - k.round()).abs() < 1e-4,
+                "{q} not on the grid"
+            );
+        }
+    }
+}
