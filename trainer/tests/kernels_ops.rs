@@ -8,6 +8,7 @@ mod common;
 use common::{assert_close, gpu_or_skip, Tol};
 use limpq_trainer::gpu::Gpu;
 use limpq_trainer::kernels::elementwise::{Add, Axpy, Fill, Relu, ReluBackward};
+use limpq_trainer::kernels::loss::SoftmaxCrossEntropy;
 use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference;
 use limpq_trainer::reference::rng::SeededRng;
@@ -146,4 +147,90 @@ fn elementwise_rejects_wrong_lengths() {
     assert!(Relu::new(gpu, &a, &poisoned(gpu, 5), Some(-1.0)).is_err());
     assert!(Add::new(gpu, &a, &b, &a).is_err());
     assert!(Axpy::new(gpu, &a, &b, 1.0).is_err());
+}
+
+// ---------------------------------------------------------------- loss
+
+fn check_xent(gpu: &Gpu, n: usize, classes: usize, eps: f32) {
+    let mut rng = SeededRng::new(300 + (n * 31 + classes) as u64);
+    let mut logits: Vec<f32> = rng.vec_uniform(n * classes, -4.0, 4.0);
+    let labels: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
+    // A row of equal logits: the first maximum (index 0) is the argmax.
+    if n > 2 && classes > 1 {
+        logits[2 * classes..3 * classes].fill(0.5);
+    }
+    let want = reference::softmax_cross_entropy(n, classes, &logits, &labels, eps);
+    let tl = up(gpu, &logits);
+    let ty = Tensor::from_u32(gpu, &labels, "labels").unwrap();
+    let (td, tloss, tcorrect) = (
+        poisoned(gpu, n * classes),
+        poisoned(gpu, 1),
+        poisoned(gpu, 1),
+    );
+    let op =
+        SoftmaxCrossEntropy::new(gpu, n, classes, &tl, &ty, &td, &tloss, &tcorrect, eps).unwrap();
+    let mut rec = Recorder::new(gpu);
+    op.record(&mut rec);
+    let (id, il, ic) = (rec.read(&td), rec.read(&tloss), rec.read(&tcorrect));
+    let out = rec.submit().unwrap();
+    let what = format!("xent n {n} classes {classes} eps {eps}");
+    // Loss: a mean of f32 log-sum-exps of values in [-4, 4]; relative 1e-5 is ~100 ulps.
+    assert_close(
+        &format!("{what} loss"),
+        out.f32(il),
+        &[want.loss],
+        Tol {
+            abs: 1e-6,
+            rel: 1e-5,
+        },
+    );
+    assert_close(
+        &format!("{what} correct"),
+        out.f32(ic),
+        &[want.correct as f32],
+        EXACT,
+    );
+    // dlogits = (p - target) / n with p from one f32 exp: error ≲ 1e-6 of 1/n.
+    assert_close(
+        &format!("{what} dlogits"),
+        out.f32(id),
+        &want.dlogits,
+        Tol {
+            abs: 1e-6 / n as f32,
+            rel: 1e-5,
+        },
+    );
+    assert!(
+        want.correct > 0 || n < 10,
+        "{what}: test data hits no label"
+    );
+}
+
+#[test]
+fn softmax_cross_entropy_matches_reference() {
+    let Some(gpu) = gpu_or_skip("softmax_cross_entropy") else {
+        return;
+    };
+    for (n, classes) in [(1, 10), (3, 1), (7, 10), (300, 13)] {
+        for eps in [0.0, 0.1] {
+            check_xent(gpu, n, classes, eps);
+        }
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_bad_label_is_nan() {
+    let Some(gpu) = gpu_or_skip("softmax_cross_entropy bad label") else {
+        return;
+    };
+    let tl = up(gpu, &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+    let ty = Tensor::from_u32(gpu, &[1, 3], "labels").unwrap();
+    let (td, tloss, tc) = (poisoned(gpu, 6), poisoned(gpu, 1), poisoned(gpu, 1));
+    let op = SoftmaxCrossEntropy::new(gpu, 2, 3, &tl, &ty, &td, &tloss, &tc, 0.0).unwrap();
+    let mut rec = Recorder::new(gpu);
+    op.record(&mut rec);
+    let il = rec.read(&tloss);
+    assert!(rec.submit().unwrap().f32(il)[0].is_nan());
+    assert!(SoftmaxCrossEntropy::new(gpu, 2, 4, &tl, &ty, &td, &tloss, &tc, 0.0).is_err());
+    assert!(SoftmaxCrossEntropy::new(gpu, 2, 3, &tl, &ty, &td, &tloss, &tc, 1.5).is_err());
 }

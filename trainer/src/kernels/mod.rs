@@ -27,6 +27,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod loss;
 
 use std::sync::Arc;
 
