@@ -354,3 +354,76 @@ fn conv_rejects_bad_shapes() {
     let e = Conv2dForward::new(gpu, &s, &x, &w, None, &y).unwrap_err();
     assert!(e.to_string().contains("tensor x"), "{e}");
 }
+
+/// A shader that does not compile, or a bind group that does not match, is an `Err` naming
+/// the kernel, not a panic from wgpu's default error handler.
+#[test]
+fn infra_errors_are_errors() {
+    use limpq_trainer::kernels::{pipeline, Binding, KernelSpec};
+    let Some(gpu) = gpu_or_skip("infra_errors_are_errors") else {
+        return;
+    };
+    static BROKEN: KernelSpec = KernelSpec {
+        id: "test_broken",
+        source: "@compute @workgroup_size(1) fn main() { let x: f32 = undefined_thing; }",
+        entry: "main",
+        bindings: &[],
+    };
+    let e = pipeline(gpu, &BROKEN).unwrap_err();
+    assert!(e.to_string().contains("test_broken"), "{e}");
+    // Layout says read-only storage, shader says read_write: pipeline creation must fail.
+    static MISMATCH: KernelSpec = KernelSpec {
+        id: "test_mismatch",
+        source: "@group(0) @binding(0) var<storage, read_write> a: array<f32>;
+                 @compute @workgroup_size(1) fn main() { a[0] = 1.0; }",
+        entry: "main",
+        bindings: &[Binding::ReadOnly],
+    };
+    let e = pipeline(gpu, &MISMATCH).unwrap_err();
+    assert!(e.to_string().contains("test_mismatch"), "{e}");
+    // Wrong number of buffers for a good pipeline.
+    static ONE: KernelSpec = KernelSpec {
+        id: "test_one",
+        source: "@group(0) @binding(0) var<storage, read_write> a: array<f32>;
+                 @compute @workgroup_size(1) fn main() { a[0] = 1.0; }",
+        entry: "main",
+        bindings: &[Binding::ReadWrite],
+    };
+    let p = pipeline(gpu, &ONE).unwrap();
+    let t = Tensor::zeros(gpu, 4, "t").unwrap();
+    assert!(p.dispatch(gpu, &[&t.buffer, &t.buffer], [1, 1, 1]).is_err());
+    let too_many = gpu.limits.max_compute_workgroups_per_dimension + 1;
+    assert!(p.dispatch(gpu, &[&t.buffer], [too_many, 1, 1]).is_err());
+    // And the good path works, through the cache.
+    let d = pipeline(gpu, &ONE)
+        .unwrap()
+        .dispatch(gpu, &[&t.buffer], [1, 1, 1])
+        .unwrap();
+    let mut rec = Recorder::new(gpu);
+    rec.dispatch(&d);
+    rec.submit().unwrap();
+    assert_eq!(t.read_f32(gpu).unwrap(), vec![1.0, 0.0, 0.0, 0.0]);
+    gpu.check().unwrap();
+}
+
+/// Tensors round-trip f32 and u32 data; copies and clears recorded in one submission apply
+/// in order; a wrong-length write is an error.
+#[test]
+fn infra_tensor_copy_clear_read() {
+    let Some(gpu) = gpu_or_skip("infra_tensor_copy_clear_read") else {
+        return;
+    };
+    let a = Tensor::from_f32(gpu, &[1.0, -2.5, 3.0], "a").unwrap();
+    let b = Tensor::zeros(gpu, 3, "b").unwrap();
+    let c = Tensor::from_u32(gpu, &[7, 8, 9, 10, 11], "c").unwrap();
+    assert_eq!(c.read_u32(gpu).unwrap(), vec![7, 8, 9, 10, 11]);
+    assert!(a.write_f32(gpu, &[1.0]).is_err());
+    let mut rec = Recorder::new(gpu);
+    rec.copy(&a, &b);
+    let before = rec.read(&b);
+    rec.clear(&a);
+    let cleared = rec.read(&a);
+    let out = rec.submit().unwrap();
+    assert_eq!(out.f32(before), &[1.0, -2.5, 3.0]);
+    assert_eq!(out.f32(cleared), &[0.0, 0.0, 0.0]);
+}
