@@ -132,3 +132,28 @@ fn errors_name_the_file_and_node() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("absent.ron"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn all_lists_every_node_with_its_shapes() {
+    let table = stdout_of(&["layers", "small_cnn", "--all"]);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row {name} in:\n{table}"))
+            .to_string()
+    };
+    assert!(row("bn1").contains("bn") && row("bn1").contains("8×14×14 → 8×14×14"));
+    assert!(row("layer1.0.add").contains("16×7×7 + 16×7×7 → 16×7×7"));
+    assert!(row("avgpool").contains("32×4×4 → 32×1×1"));
+    // The sums are the same with or without --all.
+    let plain = stdout_of(&["layers", "small_cnn"]);
+    let sums = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("sum over"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sums(&table), sums(&plain));
+    assert!(!plain.lines().any(|l| l.starts_with("bn1")));
+}

@@ -1,7 +1,6 @@
 //! `limpq layers`: per-layer MACs and parameter counts of a model description.
 
-use anyhow::Context;
-use limpq_trainer::model::{LayerKind, Model, QuantLayer};
+use limpq_trainer::model::{LayerKind, Model, NodeInfo, QuantLayer};
 
 /// Print the quantizable layers of a model: shapes, MACs, weights, fixed or searchable.
 ///
@@ -19,7 +18,7 @@ first conv and the last linear layer (stem, fc) are fixed at 8 bits and not sear
 
 Examples:
   limpq layers resnet18
-  limpq layers resnet20-cifar
+  limpq layers resnet20-cifar --all   # every node: BN, ReLU, add, pooling too
   limpq layers small_cnn --format ron > my_model.ron   # start a custom model from a built-in
   limpq layers my_model.ron")]
 pub struct Args {
@@ -31,6 +30,10 @@ pub struct Args {
     /// file `limpq layers` and the trainer read back.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// List every node of the graph (BatchNorm, ReLU, add, pooling too), not only the
+    /// quantizable layers.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,10 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.format {
         Format::Ron => println!("{}", model.to_ron()),
         Format::Table => {
-            let layers = model
-                .quantizable_layers()
-                .with_context(|| format!("model {}", args.model))?;
-            print!("{}", table(&model, &layers));
+            let infos = model.analyze()?;
+            let layers = model.quantizable_layers()?;
+            print!("{}", table(&model, &infos, &layers, args.all));
         }
     }
     Ok(())
@@ -67,7 +69,7 @@ pub fn thousands(n: impl Into<u128>) -> String {
     out
 }
 
-fn table(model: &Model, layers: &[QuantLayer]) -> String {
+fn table(model: &Model, infos: &[NodeInfo], layers: &[QuantLayer], all: bool) -> String {
     use std::fmt::Write;
     let (c, h, w) = model.input;
     let mut rows: Vec<[String; 6]> = vec![[
@@ -78,19 +80,33 @@ fn table(model: &Model, layers: &[QuantLayer]) -> String {
         "params".into(),
         "bits".into(),
     ]];
-    for l in layers {
-        rows.push([
-            l.name.clone(),
-            l.kind.to_string(),
-            format!("{} → {}", l.input, l.output),
-            thousands(l.macs),
-            thousands(l.params),
-            if l.fixed {
-                "fixed 8/8".into()
-            } else {
-                "searched".into()
-            },
-        ]);
+    let mut quantizable = layers.iter().peekable();
+    for (i, (node, info)) in model.nodes.iter().zip(infos).enumerate() {
+        let shapes_in: Vec<String> = info.input_shapes.iter().map(|s| s.to_string()).collect();
+        let shapes = format!("{} → {}", shapes_in.join(" + "), info.output);
+        match quantizable.next_if(|l| l.node == i) {
+            Some(l) => rows.push([
+                l.name.clone(),
+                l.kind.to_string(),
+                shapes,
+                thousands(l.macs),
+                thousands(l.params),
+                if l.fixed {
+                    "fixed 8/8".into()
+                } else {
+                    "searched".into()
+                },
+            ]),
+            None if all => rows.push([
+                node.name.clone(),
+                node.op.kind().into(),
+                shapes,
+                String::new(),
+                String::new(),
+                String::new(),
+            ]),
+            None => {}
+        }
     }
     let sum = |pred: &dyn Fn(&QuantLayer) -> bool| {
         let sel = layers.iter().filter(|l| pred(l));

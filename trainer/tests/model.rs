@@ -500,3 +500,18 @@ fn resnet20_indicator_example_matches_the_model() {
         .iter()
         .any(|(k, v)| k == "source" && v == "illustrative values for the docs, not trained"));
 }
+
+#[test]
+fn misspelt_fields_are_errors_not_defaults() {
+    let dir = std::env::temp_dir().join(format!("limpq-model-typo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("typo.ron");
+    let text = builtin("small_cnn")
+        .unwrap()
+        .to_ron()
+        .replacen("stride: 2", "strid: 2", 1);
+    std::fs::write(&path, text).unwrap();
+    let e = Model::from_ron_file(&path).unwrap_err().to_string();
+    assert!(e.contains("typo.ron") && e.contains("strid"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

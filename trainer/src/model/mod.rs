@@ -29,6 +29,7 @@ pub const FIXED_BITS: (u32, u32) = (8, 8);
 
 /// A network as a static graph.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Model {
     /// Name written into indicator and policy files, e.g. `"resnet20"`.
     pub name: String,
@@ -42,6 +43,7 @@ pub struct Model {
 
 /// One operation of the graph.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Node {
     /// Unique name; torchvision's module names for the ResNets (`layer1.0.conv1`).
     pub name: String,
@@ -56,7 +58,9 @@ fn one() -> usize {
 
 /// The operations the GPU engine implements. Convolutions and linear layers are the
 /// quantizable layers; everything else is kept in full precision.
+/// Unknown fields are errors: a misspelt `strid: 2` must not silently default to 1.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Op {
     /// 2-D convolution with a square kernel, stride and zero padding; no dilation.
     /// Weight `[out_channels, in_channels / groups, kernel, kernel]`.
@@ -319,8 +323,9 @@ impl Model {
         let config = ron::ser::PrettyConfig::new()
             .struct_names(true)
             .depth_limit(2);
-        // Serialising plain strings, integers, bools and unit/struct variants cannot fail.
-        ron::ser::to_string_pretty(self, config).unwrap_or_else(|e| format!("/* {e} */"))
+        // ron fails only on types it cannot represent (maps with non-string keys, values
+        // beyond its depth limit); a Model holds strings, integers, bools and flat enums.
+        ron::ser::to_string_pretty(self, config).expect("a Model always serialises to RON")
     }
 
     /// Checks names, wiring and shapes; returns each node's resolved inputs, shapes and cost.
