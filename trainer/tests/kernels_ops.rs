@@ -9,9 +9,11 @@ use common::{assert_close, gpu_or_skip, Tol};
 use limpq_trainer::gpu::Gpu;
 use limpq_trainer::kernels::elementwise::{Add, Axpy, Fill, Relu, ReluBackward};
 use limpq_trainer::kernels::loss::SoftmaxCrossEntropy;
+use limpq_trainer::kernels::norm::{BatchNorm2d, BatchNorm2dBackward, BnMode, BnShape, BnTensors};
 use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference;
 use limpq_trainer::reference::rng::SeededRng;
+use limpq_trainer::reference::{BatchNormConfig, BatchNormSaved, Nchw};
 
 fn up(gpu: &Gpu, data: &[f32]) -> Tensor {
     Tensor::from_f32(gpu, data, "test").unwrap()
@@ -233,4 +235,135 @@ fn softmax_cross_entropy_bad_label_is_nan() {
     assert!(rec.submit().unwrap().f32(il)[0].is_nan());
     assert!(SoftmaxCrossEntropy::new(gpu, 2, 4, &tl, &ty, &td, &tloss, &tc, 0.0).is_err());
     assert!(SoftmaxCrossEntropy::new(gpu, 2, 3, &tl, &ty, &td, &tloss, &tc, 1.5).is_err());
+}
+
+// ---------------------------------------------------------------- batch norm
+
+/// (n, c, hw): below a workgroup, uneven, batched, 1×1 spatial, and m = n·hw = 4500 > 4096
+/// so a channel spans two partial-sum chunks.
+const BN_SHAPES: [(usize, usize, usize); 5] =
+    [(3, 5, 49), (2, 17, 81), (4, 3, 1), (1, 2, 1), (3, 2, 1500)];
+
+/// A sum of m terms of size ≲ 1 in f32 (per-thread runs, then a tree): worst-case rounding is
+/// ≲ m·2⁻²⁴ ≈ 6e-8·m; 1e-6·m is 16× that and far below one missing term (~0.3).
+fn sum_tol(m: usize) -> Tol {
+    Tol {
+        abs: 1e-6 * m as f32,
+        rel: 1e-5,
+    }
+}
+
+fn check_bn(gpu: &Gpu, n: usize, c: usize, hw: usize) {
+    let mut rng = SeededRng::new(400 + (n * 1000 + c * 10 + hw) as u64);
+    let d = Nchw::new(n, c, hw, 1);
+    let len = d.len();
+    // U(-1,1) plus a per-channel offset up to ±3, so the mean is not ~0.
+    let offsets = rng.vec_uniform(c, -3.0, 3.0);
+    let x: Vec<f32> = (0..len)
+        .map(|i| rng.uniform(-1.0, 1.0) + offsets[(i / hw) % c])
+        .collect();
+    let dy = rng.vec_uniform(len, -1.0, 1.0);
+    let gamma = rng.vec_uniform(c, -1.0, 1.0);
+    let beta = rng.vec_uniform(c, -1.0, 1.0);
+    let rm0 = rng.vec_uniform(c, -1.0, 1.0);
+    let rv0: Vec<f32> = (0..c).map(|_| rng.uniform(0.5, 1.5)).collect();
+
+    let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
+    let cfg = BatchNormConfig::default();
+    let (want_y, saved) =
+        reference::batch_norm_train_forward(&d, &x, &gamma, &beta, &mut rm, &mut rv, cfg);
+    let (want_dx, want_dg, want_db) = reference::batch_norm_backward(&d, &x, &dy, &gamma, &saved);
+    let want_eval = reference::batch_norm_eval_forward(&d, &x, &gamma, &beta, &rm0, &rv0, cfg.eps);
+
+    let shape = BnShape::new(n, c, hw);
+    let (tx, tdy) = (up(gpu, &x), up(gpu, &dy));
+    let (tg, tb) = (up(gpu, &gamma), up(gpu, &beta));
+    let (trm, trv) = (up(gpu, &rm0), up(gpu, &rv0));
+    let (tsm, tsi) = (poisoned(gpu, c), poisoned(gpu, c));
+    let t = BnTensors {
+        gamma: &tg,
+        beta: &tb,
+        running_mean: &trm,
+        running_var: &trv,
+        saved_mean: &tsm,
+        saved_invstd: &tsi,
+    };
+    let (ty, ty_eval, tdx) = (poisoned(gpu, len), poisoned(gpu, len), poisoned(gpu, len));
+    let (tdg, tdb) = (poisoned(gpu, c), poisoned(gpu, c));
+    // Eval first: it must read the running statistics before train mode updates them.
+    let eval = BatchNorm2d::new(gpu, shape, &tx, &ty_eval, &t, BnMode::Eval).unwrap();
+    let train = BatchNorm2d::new(gpu, shape, &tx, &ty, &t, BnMode::Train).unwrap();
+    let back = BatchNorm2dBackward::new(gpu, shape, &tx, &tdy, &tdx, &t, &tdg, &tdb).unwrap();
+    let mut rec = Recorder::new(gpu);
+    eval.record(&mut rec);
+    train.record(&mut rec);
+    back.record(&mut rec);
+    let r: Vec<usize> = [&ty_eval, &ty, &tsm, &tsi, &trm, &trv, &tdx, &tdg, &tdb]
+        .into_iter()
+        .map(|t| rec.read(t))
+        .collect();
+    let out = rec.submit().unwrap();
+    let what = format!("bn n {n} c {c} hw {hw}");
+    let m = n * hw;
+    // Normalised outputs are O(1) (|x̂| ≤ ~2, |gamma|, |beta| ≤ 1): a few f32 roundings of
+    // mean/invstd, well under 1e-5.
+    let elem = Tol {
+        abs: 1e-5,
+        rel: 1e-5,
+    };
+    let BatchNormSaved { mean, inv_std } = &saved;
+    assert_close(&format!("{what} eval y"), out.f32(r[0]), &want_eval, elem);
+    assert_close(&format!("{what} train y"), out.f32(r[1]), &want_y, elem);
+    assert_close(&format!("{what} saved mean"), out.f32(r[2]), mean, elem);
+    // invstd up to 1/sqrt(eps) ≈ 316 when the variance is 0 (m = 1): relative tolerance.
+    let stat = Tol {
+        abs: 1e-5,
+        rel: 1e-4,
+    };
+    assert_close(
+        &format!("{what} saved invstd"),
+        out.f32(r[3]),
+        inv_std,
+        stat,
+    );
+    assert_close(&format!("{what} running mean"), out.f32(r[4]), &rm, elem);
+    assert_close(&format!("{what} running var"), out.f32(r[5]), &rv, stat);
+    assert_close(&format!("{what} dx"), out.f32(r[6]), &want_dx, stat);
+    assert_close(
+        &format!("{what} dgamma"),
+        out.f32(r[7]),
+        &want_dg,
+        sum_tol(m),
+    );
+    assert_close(
+        &format!("{what} dbeta"),
+        out.f32(r[8]),
+        &want_db,
+        sum_tol(m),
+    );
+}
+
+#[test]
+fn batch_norm_train_eval_backward() {
+    let Some(gpu) = gpu_or_skip("batch_norm") else {
+        return;
+    };
+    for (n, c, hw) in BN_SHAPES {
+        check_bn(gpu, n, c, hw);
+    }
+    let one = poisoned(gpu, 3);
+    let t = BnTensors {
+        gamma: &one,
+        beta: &one,
+        running_mean: &one,
+        running_var: &one,
+        saved_mean: &one,
+        saved_invstd: &one,
+    };
+    let (x, y) = (poisoned(gpu, 12), poisoned(gpu, 12));
+    assert!(BatchNorm2d::new(gpu, BnShape::new(2, 3, 2), &x, &y, &t, BnMode::Train).is_ok());
+    assert!(BatchNorm2d::new(gpu, BnShape::new(2, 3, 3), &x, &y, &t, BnMode::Train).is_err());
+    assert!(BatchNorm2d::new(gpu, BnShape::new(4, 3, 1), &x, &y, &t, BnMode::Eval).is_ok());
+    assert!(BatchNorm2d::new(gpu, BnShape::new(2, 2, 3), &x, &y, &t, BnMode::Eval).is_err());
+    assert!(BatchNorm2d::new(gpu, BnShape::new(0, 3, 4), &x, &y, &t, BnMode::Eval).is_err());
 }

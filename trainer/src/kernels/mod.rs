@@ -28,6 +28,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod loss;
+pub mod norm;
 
 use std::sync::Arc;
 
