@@ -1,0 +1,295 @@
+//! Checkpoints: a model description, its parameters, BN running statistics, optimizer
+//! momentum and the training position, in one small self-describing binary file.
+//!
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! magic    8 bytes  "LIMPQCKP"
+//! version  u32      1
+//! hlen     u32      length of the header in bytes
+//! header   hlen     RON text of `Header` (model, seed, epoch, step, tensor table)
+//! payload  Σ len·4  f32 values of every tensor, in table order
+//! checksum u64      FNV-1a 64 of every byte before it
+//! ```
+//!
+//! Written atomically: to `PATH.tmp`, fsync, rename over `PATH`, fsync the directory, so a
+//! crash leaves either the old file or the new one. Loading checks magic, version, length,
+//! checksum and the tensor table, and every error names the file.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Model;
+
+const MAGIC: &[u8; 8] = b"LIMPQCKP";
+const VERSION: u32 = 1;
+/// Refuse headers larger than this (a corrupt length field must not allocate gigabytes).
+const MAX_HEADER: usize = 64 << 20;
+
+/// What a stored tensor is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TensorKind {
+    /// A trained parameter (conv/linear weight or bias, BN gamma/beta).
+    Param,
+    /// BN running mean or variance.
+    RunningStat,
+    /// SGD momentum buffer of a parameter.
+    Momentum,
+}
+
+/// One named tensor (`conv1.weight`, `bn1.running_mean`, `conv1.weight.momentum`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub kind: TensorKind,
+    pub data: Vec<f32>,
+}
+
+/// Everything a checkpoint holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub model: Model,
+    /// Seed the run was started with.
+    pub seed: u64,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// Free-form facts (`data`, `test_acc`, `lr`, ...), kept as text.
+    pub meta: Vec<(String, String)>,
+    pub tensors: Vec<NamedTensor>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TensorEntry {
+    name: String,
+    kind: TensorKind,
+    len: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    model: Model,
+    seed: u64,
+    epoch: usize,
+    step: u64,
+    meta: Vec<(String, String)>,
+    tensors: Vec<TensorEntry>,
+}
+
+/// Why a checkpoint could not be written or read. Every variant names the file.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not a checkpoint, truncated, corrupt, or of another version.
+    Format { path: PathBuf, message: String },
+    /// A valid checkpoint that does not fit what it is loaded into.
+    Mismatch { path: PathBuf, message: String },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            CheckpointError::Format { path, message } => {
+                write!(f, "{}: not a valid limpq checkpoint: {message}", path.display())
+            }
+            CheckpointError::Mismatch { path, message } => {
+                write!(f, "{}: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CheckpointError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// FNV-1a, 64 bit: enough to catch truncation and bit rot, not an integrity proof.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl Checkpoint {
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = Header {
+            model: self.model.clone(),
+            seed: self.seed,
+            epoch: self.epoch,
+            step: self.step,
+            meta: self.meta.clone(),
+            tensors: self
+                .tensors
+                .iter()
+                .map(|t| TensorEntry {
+                    name: t.name.clone(),
+                    kind: t.kind,
+                    len: t.data.len(),
+                })
+                .collect(),
+        };
+        // Plain strings, numbers and enums: serialising cannot fail.
+        let text = ron::ser::to_string(&header).unwrap_or_default();
+        let payload: usize = self.tensors.iter().map(|t| t.data.len() * 4).sum();
+        let mut out = Vec::with_capacity(16 + text.len() + payload + 8);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+        for t in &self.tensors {
+            for v in &t.data {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let sum = fnv1a(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Parse the bytes of a checkpoint file; `path` only names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let bad = |message: String| CheckpointError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+            return Err(bad("bad magic (expected LIMPQCKP)".into()));
+        }
+        if bytes.len() < 16 + 8 {
+            return Err(bad(format!("truncated: {} bytes", bytes.len())));
+        }
+        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let version = word(8);
+        if version != VERSION {
+            return Err(bad(format!(
+                "format version {version}, this build reads version {VERSION}"
+            )));
+        }
+        let hlen = word(12) as usize;
+        if hlen > MAX_HEADER || 16 + hlen + 8 > bytes.len() {
+            return Err(bad(format!(
+                "truncated: header of {hlen} bytes does not fit in {} bytes",
+                bytes.len()
+            )));
+        }
+        let body_end = bytes.len() - 8;
+        let mut sum = [0u8; 8];
+        sum.copy_from_slice(&bytes[body_end..]);
+        let text = std::str::from_utf8(&bytes[16..16 + hlen])
+            .map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
+        let header: Header = ron::Options::default()
+            .from_str(text)
+            .map_err(|e| bad(format!("header: {e}")))?;
+        let want: usize = header
+            .tensors
+            .iter()
+            .try_fold(0usize, |acc, t| acc.checked_add(t.len.checked_mul(4)?))
+            .ok_or_else(|| bad("tensor table sizes overflow".into()))?;
+        let have = body_end - 16 - hlen;
+        if have != want {
+            return Err(bad(format!(
+                "truncated or padded: the tensor table needs {want} payload bytes, the file has {have}"
+            )));
+        }
+        if fnv1a(&bytes[..body_end]) != u64::from_le_bytes(sum) {
+            return Err(bad("checksum mismatch (file corrupt)".into()));
+        }
+        header.model.analyze().map_err(|e| bad(format!("model: {e}")))?;
+        let mut at = 16 + hlen;
+        let tensors = header
+            .tensors
+            .into_iter()
+            .map(|t| {
+                let data = bytes[at..at + t.len * 4]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                at += t.len * 4;
+                NamedTensor {
+                    name: t.name,
+                    kind: t.kind,
+                    data,
+                }
+            })
+            .collect();
+        Ok(Checkpoint {
+            model: header.model,
+            seed: header.seed,
+            epoch: header.epoch,
+            step: header.step,
+            meta: header.meta,
+            tensors,
+        })
+    }
+
+    /// Write atomically: `PATH.tmp`, fsync, rename, fsync the directory.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
+        let path = path.as_ref();
+        let io = |source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(|source| CheckpointError::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+            f.write_all(&self.to_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        // Persist the rename itself; directories cannot be opened for sync on every OS.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Read and check a checkpoint file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint, CheckpointError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// The tensors of one kind.
+    pub fn of_kind(&self, kind: TensorKind) -> impl Iterator<Item = &NamedTensor> {
+        self.tensors.iter().filter(move |t| t.kind == kind)
+    }
+
+    /// A `meta` value by key.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.meta
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
