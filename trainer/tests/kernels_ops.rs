@@ -10,10 +10,14 @@ use limpq_trainer::gpu::Gpu;
 use limpq_trainer::kernels::elementwise::{Add, Axpy, Fill, Relu, ReluBackward};
 use limpq_trainer::kernels::loss::SoftmaxCrossEntropy;
 use limpq_trainer::kernels::norm::{BatchNorm2d, BatchNorm2dBackward, BnMode, BnShape, BnTensors};
+use limpq_trainer::kernels::pool::{
+    AvgPool2d, AvgPool2dBackward, GlobalAvgPool, GlobalAvgPoolBackward, MaxPool2d,
+    MaxPool2dBackward, PoolShape,
+};
 use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference;
 use limpq_trainer::reference::rng::SeededRng;
-use limpq_trainer::reference::{BatchNormConfig, BatchNormSaved, Nchw};
+use limpq_trainer::reference::{BatchNormConfig, BatchNormSaved, Nchw, Pool2d};
 
 fn up(gpu: &Gpu, data: &[f32]) -> Tensor {
     Tensor::from_f32(gpu, data, "test").unwrap()
@@ -366,4 +370,142 @@ fn batch_norm_train_eval_backward() {
     assert!(BatchNorm2d::new(gpu, BnShape::new(4, 3, 1), &x, &y, &t, BnMode::Eval).is_ok());
     assert!(BatchNorm2d::new(gpu, BnShape::new(2, 2, 3), &x, &y, &t, BnMode::Eval).is_err());
     assert!(BatchNorm2d::new(gpu, BnShape::new(0, 3, 4), &x, &y, &t, BnMode::Eval).is_err());
+}
+
+// ---------------------------------------------------------------- pooling
+
+/// A few f32 additions of values ≤ 1 in magnitude (window sums, overlapping gathers).
+const SMALL_SUM: Tol = Tol {
+    abs: 1e-6,
+    rel: 1e-6,
+};
+
+fn check_pool(gpu: &Gpu, s: PoolShape, ties: bool) {
+    let mut rng = SeededRng::new(500 + (s.n * 7 + s.c * 131 + s.h * 17 + s.k * 3 + s.pad) as u64);
+    let d = Nchw::new(s.n, s.c, s.h, s.w);
+    let rp = Pool2d {
+        k: s.k,
+        stride: s.stride,
+        pad: s.pad,
+    };
+    let o = rp.out_dims(&d);
+    assert_eq!((o.h, o.w), (s.h_out(), s.w_out()), "{s:?}: output size");
+    let mut x = rng.vec_uniform(d.len(), -1.0, 1.0);
+    if ties {
+        // Quarter steps: many equal values, so the first-maximum rule decides the argmax.
+        for v in &mut x {
+            *v = (*v * 4.0).round() / 4.0;
+        }
+    }
+    let dy = rng.vec_uniform(o.len(), -1.0, 1.0);
+    let (want_max, want_arg) = reference::max_pool2d_forward(&d, &rp, &x);
+    let want_max_dx = reference::max_pool2d_backward(&d, &want_arg, &dy);
+    let want_avg = reference::avg_pool2d_forward(&d, &rp, &x);
+    let want_avg_dx = reference::avg_pool2d_backward(&d, &rp, &dy);
+
+    let (tx, tdy) = (up(gpu, &x), up(gpu, &dy));
+    let (tmax, targ, tavg) = (
+        poisoned(gpu, o.len()),
+        Tensor::from_u32(gpu, &vec![u32::MAX; o.len()], "argmax").unwrap(),
+        poisoned(gpu, o.len()),
+    );
+    let (tmdx, tadx) = (poisoned(gpu, d.len()), poisoned(gpu, d.len()));
+    let ops_max = MaxPool2d::new(gpu, s, &tx, &tmax, &targ).unwrap();
+    let ops_max_b = MaxPool2dBackward::new(gpu, s, &targ, &tdy, &tmdx).unwrap();
+    let ops_avg = AvgPool2d::new(gpu, s, &tx, &tavg).unwrap();
+    let ops_avg_b = AvgPool2dBackward::new(gpu, s, &tdy, &tadx).unwrap();
+    let mut rec = Recorder::new(gpu);
+    ops_max.record(&mut rec);
+    ops_max_b.record(&mut rec);
+    ops_avg.record(&mut rec);
+    ops_avg_b.record(&mut rec);
+    let r: Vec<usize> = [&tmax, &targ, &tmdx, &tavg, &tadx]
+        .into_iter()
+        .map(|t| rec.read(t))
+        .collect();
+    let out = rec.submit().unwrap();
+    let what = format!("pool {s:?} ties {ties}");
+    assert_close(&format!("{what} max y"), out.f32(r[0]), &want_max, EXACT);
+    assert_eq!(out.u32(r[1]), &want_arg[..], "{what}: argmax");
+    assert_close(
+        &format!("{what} max dx"),
+        out.f32(r[2]),
+        &want_max_dx,
+        SMALL_SUM,
+    );
+    assert_close(
+        &format!("{what} avg y"),
+        out.f32(r[3]),
+        &want_avg,
+        SMALL_SUM,
+    );
+    assert_close(
+        &format!("{what} avg dx"),
+        out.f32(r[4]),
+        &want_avg_dx,
+        SMALL_SUM,
+    );
+}
+
+#[test]
+fn max_and_avg_pool_forward_backward() {
+    let Some(gpu) = gpu_or_skip("pool") else {
+        return;
+    };
+    let shape = |n, c, h, w, k, stride, pad| PoolShape {
+        n,
+        c,
+        h,
+        w,
+        k,
+        stride,
+        pad,
+    };
+    for (s, ties) in [
+        (shape(2, 3, 7, 7, 3, 2, 1), false),
+        (shape(2, 3, 7, 7, 3, 2, 1), true),
+        (shape(3, 5, 7, 7, 3, 1, 1), true),
+        (shape(1, 2, 5, 6, 2, 2, 0), false),
+        (shape(1, 2, 5, 6, 2, 2, 1), false),
+        (shape(2, 17, 9, 9, 3, 2, 0), false),
+        (shape(2, 3, 1, 1, 1, 1, 0), false),
+        (shape(1, 1, 2, 2, 3, 1, 1), true),
+    ] {
+        check_pool(gpu, s, ties);
+    }
+    let (x, y) = (poisoned(gpu, 49), poisoned(gpu, 16));
+    let bad = shape(1, 1, 7, 7, 3, 2, 2);
+    assert!(AvgPool2d::new(gpu, bad, &x, &y).is_err(), "pad > k/2");
+    assert!(AvgPool2d::new(gpu, shape(1, 1, 7, 7, 3, 2, 1), &x, &y).is_ok());
+    assert!(
+        AvgPool2d::new(gpu, shape(1, 1, 7, 7, 3, 2, 0), &x, &y).is_err(),
+        "y is 3x3"
+    );
+}
+
+#[test]
+fn global_avg_pool_forward_backward() {
+    let Some(gpu) = gpu_or_skip("global_avg_pool") else {
+        return;
+    };
+    for (n, c, h, w) in [(3, 5, 7, 7), (2, 17, 9, 9), (4, 3, 1, 1), (2, 130, 2, 3)] {
+        let mut rng = SeededRng::new(600 + (n * c * h * w) as u64);
+        let d = Nchw::new(n, c, h, w);
+        let x = rng.vec_uniform(d.len(), -1.0, 1.0);
+        let dy = rng.vec_uniform(n * c, -1.0, 1.0);
+        let (tx, tdy) = (up(gpu, &x), up(gpu, &dy));
+        let (ty, tdx) = (poisoned(gpu, n * c), poisoned(gpu, d.len()));
+        let f = GlobalAvgPool::new(gpu, n, c, h * w, &tx, &ty).unwrap();
+        let b = GlobalAvgPoolBackward::new(gpu, n, c, h * w, &tdy, &tdx).unwrap();
+        let mut rec = Recorder::new(gpu);
+        f.record(&mut rec);
+        b.record(&mut rec);
+        let (iy, idx) = (rec.read(&ty), rec.read(&tdx));
+        let out = rec.submit().unwrap();
+        let what = format!("gap {d:?}");
+        let want_y = reference::global_avg_pool_forward(&d, &x);
+        let want_dx = reference::global_avg_pool_backward(&d, &dy);
+        assert_close(&format!("{what} y"), out.f32(iy), &want_y, SMALL_SUM);
+        assert_close(&format!("{what} dx"), out.f32(idx), &want_dx, SMALL_SUM);
+    }
 }
