@@ -1,0 +1,311 @@
+//! Datasets and the batch loader: IDX (MNIST, Fashion-MNIST; gzipped or not), CIFAR-10 binary
+//! batches, and a loader thread that shuffles, augments and normalises on the CPU while the GPU
+//! runs. docs/DATA.md describes the formats, paths and environment variables.
+
+mod cifar;
+mod idx;
+mod loader;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use cifar::read_cifar_batch;
+pub use idx::{read_idx, IdxArray};
+pub use loader::{
+    epoch_order, make_batch, produce, Augment, Batch, Loader, LoaderConfig, Normalize,
+};
+
+use crate::reference::rng::SeededRng;
+
+/// Environment variable naming the data root (or the folder holding one dataset's files).
+pub const DATA_ENV: &str = "LIMPQ_DATA";
+/// Where Debian's `dataset-fashion-mnist` puts the files; the other datasets follow the pattern.
+pub const SYSTEM_DATA_DIR: &str = "/usr/share/datasets";
+
+/// Everything that can go wrong reading data; every variant names the file or the setting.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The file could not be opened or read (including a truncated or corrupt gzip stream).
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file was read but its content is not what the format requires.
+    Format { path: PathBuf, what: String },
+    /// A dataset name, split or option that does not exist.
+    Invalid(String),
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            DataError::Format { path, what } => write!(f, "{}: {what}", path.display()),
+            DataError::Invalid(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for DataError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DataError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn format_err(path: &Path, what: impl Into<String>) -> DataError {
+    DataError::Format {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl std::str::FromStr for Split {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self, DataError> {
+        match s {
+            "train" => Ok(Split::Train),
+            "test" => Ok(Split::Test),
+            _ => Err(DataError::Invalid(format!(
+                "unknown split {s:?} (expected \"train\" or \"test\")"
+            ))),
+        }
+    }
+}
+
+/// The datasets this crate can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DatasetKind {
+    FashionMnist,
+    Mnist,
+    Cifar10,
+}
+
+impl DatasetKind {
+    /// Accepts "fashion-mnist" (also "fashion_mnist", "fmnist"), "mnist", "cifar10" ("cifar-10").
+    pub fn parse(name: &str) -> Result<Self, DataError> {
+        match name.to_ascii_lowercase().as_str() {
+            "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fmnist" => Ok(Self::FashionMnist),
+            "mnist" => Ok(Self::Mnist),
+            "cifar10" | "cifar-10" | "cifar_10" => Ok(Self::Cifar10),
+            _ => Err(DataError::Invalid(format!(
+                "unknown dataset {name:?} (expected \"fashion-mnist\", \"mnist\" or \"cifar10\")"
+            ))),
+        }
+    }
+
+    /// Canonical name, also the folder name under the data root.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FashionMnist => "fashion-mnist",
+            Self::Mnist => "mnist",
+            Self::Cifar10 => "cifar10",
+        }
+    }
+
+    /// (channels, height, width).
+    pub fn shape(self) -> (usize, usize, usize) {
+        match self {
+            Self::FashionMnist | Self::Mnist => (1, 28, 28),
+            Self::Cifar10 => (3, 32, 32),
+        }
+    }
+
+    pub fn classes(self) -> usize {
+        10
+    }
+
+    /// Per-channel mean and std of the training set in [0, 1] pixel units (the usual constants).
+    pub fn normalize(self) -> Normalize {
+        match self {
+            Self::FashionMnist => Normalize {
+                mean: vec![0.2860],
+                std: vec![0.3530],
+            },
+            Self::Mnist => Normalize {
+                mean: vec![0.1307],
+                std: vec![0.3081],
+            },
+            Self::Cifar10 => Normalize {
+                mean: vec![0.4914, 0.4822, 0.4465],
+                std: vec![0.2470, 0.2435, 0.2616],
+            },
+        }
+    }
+
+    /// Training augmentation: random crop with zero padding 2 (28 px) or 4 (32 px); horizontal
+    /// flip for CIFAR-10 only (digits and their orientation-sensitive cousins are not flipped).
+    pub fn train_augment(self) -> Augment {
+        match self {
+            Self::FashionMnist | Self::Mnist => Augment {
+                crop_pad: 2,
+                hflip: false,
+            },
+            Self::Cifar10 => Augment {
+                crop_pad: 4,
+                hflip: true,
+            },
+        }
+    }
+
+    /// Whether `dir` holds this dataset's files (any of the expected names, gz or plain).
+    fn has_files(self, dir: &Path) -> bool {
+        match self {
+            Self::FashionMnist | Self::Mnist => {
+                idx::find(dir, "train-labels-idx1-ubyte").is_some()
+                    || idx::find(dir, "t10k-labels-idx1-ubyte").is_some()
+            }
+            Self::Cifar10 => cifar::batch_dir(dir).is_some(),
+        }
+    }
+
+    /// Where the files are looked for when no folder is given: `$LIMPQ_DATA/<name>` if that
+    /// exists, else `$LIMPQ_DATA` itself if it holds the files, else `/usr/share/datasets/<name>`.
+    pub fn default_dir(self) -> PathBuf {
+        if let Some(root) = std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()) {
+            let root = PathBuf::from(root);
+            let sub = root.join(self.name());
+            if sub.is_dir() || !self.has_files(&root) {
+                return sub;
+            }
+            return root;
+        }
+        Path::new(SYSTEM_DATA_DIR).join(self.name())
+    }
+}
+
+/// Which examples to keep of a loaded split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subset {
+    All,
+    /// The first n (in file order).
+    First(usize),
+    /// n distinct examples drawn with a seeded shuffle, kept in file order.
+    Random {
+        n: usize,
+        seed: u64,
+    },
+}
+
+/// One split of a dataset, in memory: raw pixels `[len, c, h, w]` (u8) and labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub kind: DatasetKind,
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    /// (channels, height, width).
+    pub shape: (usize, usize, usize),
+    pub classes: usize,
+}
+
+impl Dataset {
+    /// Loads `split` of `name` from `dir`, or from [`DatasetKind::default_dir`] when `dir` is None.
+    pub fn load(name: &str, dir: Option<&Path>, split: Split) -> Result<Self, DataError> {
+        let kind = DatasetKind::parse(name)?;
+        let dir = dir.map_or_else(|| kind.default_dir(), Path::to_path_buf);
+        if !dir.is_dir() {
+            return Err(DataError::Io {
+                path: dir.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "{} data folder not found (set {DATA_ENV} or pass a folder)",
+                        kind.name()
+                    ),
+                ),
+            });
+        }
+        let (images, labels) = match kind {
+            DatasetKind::FashionMnist | DatasetKind::Mnist => {
+                idx::load_split(&dir, split, kind.shape())?
+            }
+            DatasetKind::Cifar10 => cifar::load_split(&dir, split)?,
+        };
+        Ok(Self {
+            kind,
+            images,
+            labels,
+            shape: kind.shape(),
+            classes: kind.classes(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Values per example: c·h·w.
+    pub fn image_len(&self) -> usize {
+        self.shape.0 * self.shape.1 * self.shape.2
+    }
+
+    /// Raw pixels of example `i`, `[c, h, w]`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let l = self.image_len();
+        &self.images[i * l..(i + 1) * l]
+    }
+
+    /// A new dataset holding only the chosen examples (errors if more are asked than exist).
+    pub fn subset(&self, which: Subset) -> Result<Self, DataError> {
+        let idx: Vec<usize> = match which {
+            Subset::All => return Ok(self.clone()),
+            Subset::First(n) | Subset::Random { n, .. } if n > self.len() => {
+                return Err(DataError::Invalid(format!(
+                    "subset of {n} asked, {} has only {} examples",
+                    self.kind.name(),
+                    self.len()
+                )))
+            }
+            Subset::First(n) => (0..n).collect(),
+            Subset::Random { n, seed } => {
+                let mut all: Vec<usize> = (0..self.len()).collect();
+                SeededRng::new(seed).shuffle(&mut all);
+                let mut pick = all[..n].to_vec();
+                pick.sort_unstable();
+                pick
+            }
+        };
+        let mut images = Vec::with_capacity(idx.len() * self.image_len());
+        for &i in &idx {
+            images.extend_from_slice(self.image(i));
+        }
+        let labels = idx.iter().map(|&i| self.labels[i]).collect();
+        Ok(Self {
+            images,
+            labels,
+            ..self.clone_meta()
+        })
+    }
+
+    fn clone_meta(&self) -> Self {
+        Self {
+            kind: self.kind,
+            images: Vec::new(),
+            labels: Vec::new(),
+            shape: self.shape,
+            classes: self.classes,
+        }
+    }
+
+    /// Examples per class (for checks and reports).
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.classes];
+        for &l in &self.labels {
+            c[l as usize] += 1;
+        }
+        c
+    }
+}

@@ -1,0 +1,521 @@
+//! Data readers and the loader: real Fashion-MNIST (skipped with a reason when absent), corrupt
+//! files written to a temp folder, synthetic CIFAR-10 batches, and loader determinism/coverage.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use limpq_trainer::data::*;
+use limpq_trainer::reference::rng::SeededRng;
+
+const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+/// A fresh temp folder per test (removed at the end of the test if it passes).
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("limpq-data-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A synthetic IDX split: n images of h×w where pixel = (i + y·w + x) mod 256, label i mod 10.
+fn write_idx_split(dir: &Path, prefix: &str, n: usize, h: usize, w: usize, gzip: bool) {
+    let mut px = Vec::new();
+    for i in 0..n {
+        for p in 0..h * w {
+            px.push(((i + p) % 256) as u8);
+        }
+    }
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let img = idx_bytes(&[n as u32, h as u32, w as u32], &px);
+    let lab = idx_bytes(&[n as u32], &labels);
+    let (img, lab, ext) = if gzip {
+        (gz(&img), gz(&lab), ".gz")
+    } else {
+        (img, lab, "")
+    };
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte{ext}")), img).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")), lab).unwrap();
+}
+
+fn err_text(r: Result<Dataset, DataError>) -> String {
+    match r {
+        Ok(d) => panic!("expected an error, loaded {} examples", d.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn real_fashion_mnist() {
+    if !Path::new(FMNIST)
+        .join("train-labels-idx1-ubyte.gz")
+        .is_file()
+    {
+        println!("SKIPPED: Fashion-MNIST not installed at {FMNIST} (Debian package dataset-fashion-mnist)");
+        return;
+    }
+    let train = Dataset::load("fashion-mnist", Some(Path::new(FMNIST)), Split::Train).unwrap();
+    let test = Dataset::load("fashion-mnist", Some(Path::new(FMNIST)), Split::Test).unwrap();
+    assert_eq!((train.len(), test.len()), (60000, 10000));
+    assert_eq!(train.shape, (1, 28, 28));
+    assert_eq!(train.images.len(), 60000 * 784);
+    assert!(train.labels.iter().chain(&test.labels).all(|l| *l < 10));
+    // Fashion-MNIST is balanced: 6000 per class in train, 1000 in test.
+    assert_eq!(train.class_counts(), vec![6000; 10]);
+    assert_eq!(test.class_counts(), vec![1000; 10]);
+    // The normalisation constants match the data: mean 0.2860, std 0.3530 over the train pixels.
+    let n = train.images.len() as f64;
+    let mean = train.images.iter().map(|p| *p as f64 / 255.0).sum::<f64>() / n;
+    let var = train
+        .images
+        .iter()
+        .map(|p| (*p as f64 / 255.0 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    assert!(
+        (mean - 0.2860).abs() < 5e-4 && (var.sqrt() - 0.3530).abs() < 5e-4,
+        "mean {mean} std {}",
+        var.sqrt()
+    );
+}
+
+#[test]
+fn idx_plain_and_gz_read_the_same() {
+    let t = TempDir::new("idx");
+    let (a, b) = (t.0.join("plain"), t.0.join("gz"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    write_idx_split(&a, "t10k", 13, 28, 28, false);
+    write_idx_split(&b, "t10k", 13, 28, 28, true);
+    let da = Dataset::load("mnist", Some(&a), Split::Test).unwrap();
+    let db = Dataset::load("mnist", Some(&b), Split::Test).unwrap();
+    assert_eq!(da, db);
+    assert_eq!(da.len(), 13);
+    assert_eq!(da.image(2)[5], 7);
+    assert_eq!(da.labels[12], 2);
+    let arr = read_idx(&a.join("t10k-labels-idx1-ubyte")).unwrap();
+    assert_eq!(arr.dims, vec![13]);
+}
+
+#[test]
+fn corrupt_idx_files_are_errors_naming_the_file() {
+    let t = TempDir::new("corrupt");
+    let dir = &t.0;
+    write_idx_split(dir, "train", 20, 28, 28, true);
+    let img = dir.join("train-images-idx3-ubyte.gz");
+    let lab = dir.join("train-labels-idx1-ubyte.gz");
+    let good = std::fs::read(&img).unwrap();
+    let load = || Dataset::load("fashion-mnist", Some(dir), Split::Train);
+    assert!(load().is_ok());
+
+    // Truncated gzip stream.
+    std::fs::write(&img, &good[..good.len() / 2]).unwrap();
+    let e = err_text(load());
+    assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
+    // Corrupt gzip body (flip bytes in the middle of the deflate stream).
+    let mut bad = good.clone();
+    for b in &mut bad[20..60] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&img, &bad).unwrap();
+    let e = err_text(load());
+    assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
+    // Valid gzip of a truncated IDX payload: data shorter than the dimensions say.
+    let raw = idx_bytes(&[20, 28, 28], &vec![0u8; 20 * 784 - 1]);
+    std::fs::write(&img, gz(&raw)).unwrap();
+    let e = err_text(load());
+    assert!(
+        e.contains("train-images-idx3-ubyte.gz") && e.contains("15679"),
+        "{e}"
+    );
+    // Bad magic.
+    let mut raw = idx_bytes(&[20, 28, 28], &vec![0u8; 20 * 784]);
+    raw[0] = 7;
+    std::fs::write(&img, gz(&raw)).unwrap();
+    let e = err_text(load());
+    assert!(
+        e.contains("train-images-idx3-ubyte.gz") && e.contains("magic"),
+        "{e}"
+    );
+    // Wrong image size for the dataset.
+    std::fs::write(&img, gz(&idx_bytes(&[20, 32, 32], &vec![0u8; 20 * 1024]))).unwrap();
+    let e = err_text(load());
+    assert!(
+        e.contains("train-images-idx3-ubyte.gz") && e.contains("28"),
+        "{e}"
+    );
+    // Label count disagrees with the image count.
+    std::fs::write(&img, &good).unwrap();
+    std::fs::write(&lab, gz(&idx_bytes(&[19], &[0u8; 19]))).unwrap();
+    let e = err_text(load());
+    assert!(
+        e.contains("train-labels-idx1-ubyte.gz") && e.contains("19 labels for 20 images"),
+        "{e}"
+    );
+    // A label that is not a class.
+    let mut l = vec![0u8; 20];
+    l[7] = 10;
+    std::fs::write(&lab, gz(&idx_bytes(&[20], &l))).unwrap();
+    let e = err_text(load());
+    assert!(
+        e.contains("train-labels-idx1-ubyte.gz") && e.contains("index 7"),
+        "{e}"
+    );
+    // Missing file.
+    std::fs::remove_file(&lab).unwrap();
+    let e = err_text(load());
+    assert!(e.contains("train-labels-idx1-ubyte"), "{e}");
+    // Missing folder, unknown dataset, unknown split.
+    let e = err_text(Dataset::load(
+        "fashion-mnist",
+        Some(&dir.join("nope")),
+        Split::Train,
+    ));
+    assert!(e.contains("nope"), "{e}");
+    assert!(err_text(Dataset::load("imagenet", Some(dir), Split::Train)).contains("imagenet"));
+    assert!("val".parse::<Split>().is_err());
+}
+
+/// Synthetic CIFAR-10 records: label = (file·7 + r) mod 10, pixel (c, y, x) = c·80 + y + x + r.
+fn cifar_file(path: &Path, file: usize, records: usize) {
+    let mut v = Vec::new();
+    for r in 0..records {
+        v.push(((file * 7 + r) % 10) as u8);
+        for c in 0..3 {
+            for y in 0..32 {
+                for x in 0..32 {
+                    v.push(((c * 80 + y + x + r) % 256) as u8);
+                }
+            }
+        }
+    }
+    std::fs::write(path, v).unwrap();
+}
+
+#[test]
+fn cifar10_synthetic_batches() {
+    let t = TempDir::new("cifar");
+    let dir = t.0.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 1..=5 {
+        cifar_file(&dir.join(format!("data_batch_{i}.bin")), i, 3);
+    }
+    cifar_file(&dir.join("test_batch.bin"), 0, 4);
+    // Both the parent folder and the batch folder work.
+    let train = Dataset::load("cifar10", Some(&t.0), Split::Train).unwrap();
+    let test = Dataset::load("cifar-10", Some(&dir), Split::Test).unwrap();
+    assert_eq!((train.len(), test.len()), (15, 4));
+    assert_eq!(train.shape, (3, 32, 32));
+    // Example 4 = file 2, record 1: label (14 + 1) % 10 = 5; pixel (c=1, y=2, x=3) = 80+2+3+1.
+    assert_eq!(train.labels[4], 5);
+    assert_eq!(train.image(4)[1024 + 2 * 32 + 3], 86);
+    assert_eq!(test.labels, vec![0, 1, 2, 3]);
+    // Truncated record.
+    let f = dir.join("data_batch_3.bin");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 1]).unwrap();
+    let e = err_text(Dataset::load("cifar10", Some(&dir), Split::Train));
+    assert!(
+        e.contains("data_batch_3.bin") && e.contains("truncated"),
+        "{e}"
+    );
+    // Bad label.
+    let mut bytes = bytes;
+    bytes[3073] = 11;
+    std::fs::write(&f, &bytes).unwrap();
+    let e = err_text(Dataset::load("cifar10", Some(&dir), Split::Train));
+    assert!(
+        e.contains("data_batch_3.bin") && e.contains("record 1"),
+        "{e}"
+    );
+    // Missing file.
+    std::fs::remove_file(dir.join("test_batch.bin")).unwrap();
+    let e = err_text(Dataset::load("cifar10", Some(&dir), Split::Test));
+    assert!(e.contains("test_batch.bin"), "{e}");
+}
+
+#[test]
+fn limpq_data_env_selects_the_folder() {
+    // The only test that touches the environment (tests run in parallel threads).
+    let t = TempDir::new("env");
+    let kind = DatasetKind::parse("fashion-mnist").unwrap();
+    std::env::remove_var(DATA_ENV);
+    assert_eq!(
+        kind.default_dir(),
+        Path::new("/usr/share/datasets/fashion-mnist")
+    );
+    // LIMPQ_DATA as a root holding fashion-mnist/.
+    let sub = t.0.join("fashion-mnist");
+    std::fs::create_dir_all(&sub).unwrap();
+    write_idx_split(&sub, "t10k", 5, 28, 28, true);
+    std::env::set_var(DATA_ENV, &t.0);
+    assert_eq!(kind.default_dir(), sub);
+    assert_eq!(
+        Dataset::load("fashion-mnist", None, Split::Test)
+            .unwrap()
+            .len(),
+        5
+    );
+    // LIMPQ_DATA pointing straight at the folder with the files.
+    std::env::set_var(DATA_ENV, &sub);
+    assert_eq!(kind.default_dir(), sub);
+    assert_eq!(
+        Dataset::load("fashion-mnist", None, Split::Test)
+            .unwrap()
+            .len(),
+        5
+    );
+    std::env::remove_var(DATA_ENV);
+}
+
+/// 37 synthetic 28×28 examples, pixel values distinct per example.
+fn small_dataset() -> Dataset {
+    let n = 37;
+    let mut images = Vec::new();
+    for i in 0..n {
+        for p in 0..784 {
+            images.push(((i * 5 + p) % 256) as u8);
+        }
+    }
+    Dataset {
+        kind: DatasetKind::FashionMnist,
+        images,
+        labels: (0..n).map(|i| (i % 10) as u8).collect(),
+        shape: (1, 28, 28),
+        classes: 10,
+    }
+}
+
+fn collect(ds: &Arc<Dataset>, cfg: &LoaderConfig) -> Vec<Batch> {
+    Loader::spawn(ds.clone(), cfg.clone()).unwrap().collect()
+}
+
+#[test]
+fn loader_is_deterministic_and_covers_each_epoch_once() {
+    let ds = Arc::new(small_dataset());
+    let mut cfg = LoaderConfig::train(&ds, 8, 42, 3);
+    cfg.drop_last = false;
+    let a = collect(&ds, &cfg);
+    let b = collect(&ds, &cfg);
+    assert_eq!(
+        a, b,
+        "same seed, same batches (order, augmentation, values)"
+    );
+    assert_eq!(a.len(), 3 * 5);
+    for epoch in 0..3 {
+        let batches: Vec<&Batch> = a.iter().filter(|b| b.epoch == epoch).collect();
+        assert_eq!(
+            batches.iter().map(|b| b.n).collect::<Vec<_>>(),
+            vec![8, 8, 8, 8, 5]
+        );
+        let ids: Vec<u32> = batches.iter().flat_map(|b| b.ids.clone()).collect();
+        let set: HashSet<u32> = ids.iter().copied().collect();
+        assert_eq!(
+            (ids.len(), set.len()),
+            (37, 37),
+            "epoch {epoch}: every example exactly once"
+        );
+        for b in &batches {
+            assert_eq!(b.x.len(), b.n * 784);
+            assert_eq!(
+                b.y,
+                b.ids
+                    .iter()
+                    .map(|i| ds.labels[*i as usize] as u32)
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    let order = |e: usize| {
+        a.iter()
+            .filter(|b| b.epoch == e)
+            .flat_map(|b| b.ids.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_ne!(order(0), order(1), "a new permutation each epoch");
+    assert_ne!(order(0), (0..37).collect::<Vec<u32>>(), "shuffled");
+    // Another seed, another order; resuming at epoch 1 reproduces epochs 1 and 2.
+    let c = collect(
+        &ds,
+        &LoaderConfig {
+            seed: 43,
+            ..cfg.clone()
+        },
+    );
+    assert_ne!(c[0].ids, a[0].ids);
+    let resumed = collect(
+        &ds,
+        &LoaderConfig {
+            start_epoch: 1,
+            epochs: 2,
+            ..cfg.clone()
+        },
+    );
+    assert_eq!(resumed[..], a[5..]);
+    // drop_last: 4 full batches per epoch.
+    let d = collect(
+        &ds,
+        &LoaderConfig {
+            drop_last: true,
+            epochs: 1,
+            ..cfg.clone()
+        },
+    );
+    assert_eq!(d.iter().map(|b| b.n).collect::<Vec<_>>(), vec![8; 4]);
+    assert_eq!(cfg.batches_per_epoch(37), 5);
+}
+
+#[test]
+fn loader_normalises_crops_and_flips() {
+    let ds = Arc::new(small_dataset());
+    let norm = DatasetKind::FashionMnist.normalize();
+    let (m, s) = (norm.mean[0], norm.std[0]);
+    // Eval: file order, exact normalisation.
+    let ev = collect(&ds, &LoaderConfig::eval(&ds, 16));
+    assert_eq!(ev.iter().map(|b| b.n).collect::<Vec<_>>(), vec![16, 16, 5]);
+    assert_eq!(ev[0].ids, (0..16).collect::<Vec<u32>>());
+    for (k, v) in ev[1].x[..784].iter().enumerate() {
+        let want = (ds.image(16)[k] as f32 / 255.0 - m) / s;
+        assert!((v - want).abs() < 1e-5, "pixel {k}: {v} vs {want}");
+    }
+    // Train (crop pad 2, no flip for Fashion-MNIST): every image is the original shifted by
+    // (dy, dx) in [-2, 2]², zeros (→ -mean/std) where the shift leaves the image.
+    let tr = collect(&ds, &LoaderConfig::train(&ds, 8, 7, 1));
+    let mut shifts = HashSet::new();
+    for b in &tr {
+        for (j, id) in b.ids.iter().enumerate() {
+            let img = ds.image(*id as usize);
+            let got = &b.x[j * 784..(j + 1) * 784];
+            let found = (-2i32..=2)
+                .flat_map(|dy| (-2i32..=2).map(move |dx| (dy, dx)))
+                .find(|&(dy, dx)| {
+                    (0..28i32).all(|y| {
+                        (0..28i32).all(|x| {
+                            let (sy, sx) = (y + dy, x + dx);
+                            let p = if (0..28).contains(&sy) && (0..28).contains(&sx) {
+                                img[(sy * 28 + sx) as usize]
+                            } else {
+                                0
+                            };
+                            (got[(y * 28 + x) as usize] - (p as f32 / 255.0 - m) / s).abs() < 1e-5
+                        })
+                    })
+                });
+            shifts.insert(
+                found.unwrap_or_else(|| panic!("example {id}: not a shifted crop of the original")),
+            );
+        }
+    }
+    assert!(shifts.len() > 5, "crops vary: {shifts:?}");
+    // Flip only, no crop: each image equals the original or its mirror, and both occur.
+    let cfg = LoaderConfig {
+        augment: Augment {
+            crop_pad: 0,
+            hflip: true,
+        },
+        ..LoaderConfig::train(&ds, 8, 9, 1)
+    };
+    let (mut same, mut mirrored) = (0, 0);
+    for b in collect(&ds, &cfg) {
+        for (j, id) in b.ids.iter().enumerate() {
+            let img = ds.image(*id as usize);
+            let got = &b.x[j * 784..(j + 1) * 784];
+            let px = |k: usize| (img[k] as f32 / 255.0 - m) / s;
+            if (0..784).all(|k| (got[k] - px(k)).abs() < 1e-5) {
+                same += 1;
+            } else if (0..784).all(|k| (got[k] - px(k / 28 * 28 + 27 - k % 28)).abs() < 1e-5) {
+                mirrored += 1;
+            } else {
+                panic!("example {id}: neither the image nor its mirror");
+            }
+        }
+    }
+    assert!(
+        same > 0 && mirrored > 0 && same + mirrored == 32,
+        "{same} same, {mirrored} mirrored"
+    );
+}
+
+#[test]
+fn loader_stops_when_dropped_and_rejects_bad_config() {
+    let ds = Arc::new(small_dataset());
+    let mut loader = Loader::spawn(
+        ds.clone(),
+        LoaderConfig {
+            prefetch: 1,
+            ..LoaderConfig::train(&ds, 4, 1, 1_000_000)
+        },
+    )
+    .unwrap();
+    assert!(loader.next().is_some());
+    assert!(loader.next().is_some());
+    let t = std::time::Instant::now();
+    drop(loader); // joins the thread: returns only if the thread noticed and stopped
+    assert!(t.elapsed().as_secs() < 5);
+    assert!(Loader::spawn(
+        ds.clone(),
+        LoaderConfig {
+            batch_size: 0,
+            ..LoaderConfig::eval(&ds, 4)
+        }
+    )
+    .is_err());
+    let bad = LoaderConfig {
+        normalize: Normalize {
+            mean: vec![0.0; 3],
+            std: vec![1.0; 3],
+        },
+        ..LoaderConfig::eval(&ds, 4)
+    };
+    assert!(Loader::spawn(ds.clone(), bad.clone()).is_err());
+    assert!(make_batch(&ds, &[0], &bad, &mut SeededRng::new(0)).is_err());
+    assert!(make_batch(
+        &ds,
+        &[37],
+        &LoaderConfig::eval(&ds, 4),
+        &mut SeededRng::new(0)
+    )
+    .is_err());
+}
+
+#[test]
+fn subsets() {
+    let ds = small_dataset();
+    let f = ds.subset(Subset::First(10)).unwrap();
+    assert_eq!(f.len(), 10);
+    assert_eq!(f.image(9), ds.image(9));
+    let r1 = ds.subset(Subset::Random { n: 12, seed: 5 }).unwrap();
+    let r2 = ds.subset(Subset::Random { n: 12, seed: 5 }).unwrap();
+    let r3 = ds.subset(Subset::Random { n: 12, seed: 6 }).unwrap();
+    assert_eq!(r1, r2);
+    assert_ne!(r1, r3);
+    // Distinct examples (each image in small_dataset is unique).
+    let set: HashSet<&[u8]> = (0..12).map(|i| r1.image(i)).collect();
+    assert_eq!(set.len(), 12);
+    assert!(ds.subset(Subset::First(38)).is_err());
+    assert_eq!(ds.subset(Subset::All).unwrap(), ds);
+}
