@@ -10,6 +10,7 @@ use limpq_trainer::gpu::Gpu;
 use limpq_trainer::kernels::elementwise::{Add, Axpy, Fill, Relu, ReluBackward};
 use limpq_trainer::kernels::loss::SoftmaxCrossEntropy;
 use limpq_trainer::kernels::norm::{BatchNorm2d, BatchNorm2dBackward, BnMode, BnShape, BnTensors};
+use limpq_trainer::kernels::optim::{Sgd, SgdConfig};
 use limpq_trainer::kernels::pool::{
     AvgPool2d, AvgPool2dBackward, GlobalAvgPool, GlobalAvgPoolBackward, MaxPool2d,
     MaxPool2dBackward, PoolShape,
@@ -508,4 +509,78 @@ fn global_avg_pool_forward_backward() {
         assert_close(&format!("{what} y"), out.f32(iy), &want_y, SMALL_SUM);
         assert_close(&format!("{what} dx"), out.f32(idx), &want_dx, SMALL_SUM);
     }
+}
+
+// ---------------------------------------------------------------- SGD
+
+#[test]
+fn sgd_matches_reference_over_steps() {
+    let Some(gpu) = gpu_or_skip("sgd") else {
+        return;
+    };
+    let configs = [
+        (0.0, false, 0.0, None),
+        (0.9, false, 0.0, None),
+        (0.9, true, 5e-4, None),
+        (0.9, false, 2.5e-5, Some(0.5)),
+        (0.0, false, 1e-2, Some(0.25)),
+    ];
+    for &len in &[1usize, 37, 1000] {
+        for (ci, &(momentum, nesterov, weight_decay, clip)) in configs.iter().enumerate() {
+            let mut rng = SeededRng::new(700 + (len * 10 + ci) as u64);
+            let mut want_p = rng.vec_uniform(len, -1.0, 1.0);
+            let mut want_buf = vec![0.0f32; len];
+            let tp = up(gpu, &want_p);
+            let tbuf = up(gpu, &want_buf);
+            let tg = poisoned(gpu, len);
+            let cfg = SgdConfig {
+                momentum,
+                nesterov,
+                weight_decay,
+                clip,
+            };
+            let mut sgd = Sgd::new(gpu, &tp, &tg, &tbuf, cfg).unwrap();
+            for (step, lr) in [0.1f32, 0.05, 0.01].into_iter().enumerate() {
+                // Gradients in (-2, 2) so clipping at 0.5 / 0.25 bites.
+                let g = rng.vec_uniform(len, -2.0, 2.0);
+                tg.write_f32(gpu, &g).unwrap();
+                sgd.set_lr(gpu, lr);
+                let rcfg = reference::SgdConfig {
+                    lr,
+                    momentum,
+                    weight_decay,
+                    nesterov,
+                    clip,
+                };
+                reference::sgd_step(&rcfg, &mut want_p, &g, &mut want_buf);
+                let mut rec = Recorder::new(gpu);
+                sgd.record(&mut rec);
+                let (ip, ib) = (rec.read(&tp), rec.read(&tbuf));
+                let out = rec.submit().unwrap();
+                let what = format!("sgd len {len} config {ci} step {step}");
+                // A handful of f32 multiply-adds per step (possibly fused on the GPU).
+                let tol = Tol {
+                    abs: 2e-6,
+                    rel: 1e-6,
+                };
+                assert_close(&format!("{what} param"), out.f32(ip), &want_p, tol);
+                assert_close(&format!("{what} momentum"), out.f32(ib), &want_buf, tol);
+            }
+        }
+    }
+    let (a, b) = (poisoned(gpu, 3), poisoned(gpu, 4));
+    let cfg = SgdConfig {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        clip: None,
+    };
+    assert!(Sgd::new(gpu, &a, &b, &a, cfg).is_err());
+    let (g, m) = (poisoned(gpu, 3), poisoned(gpu, 3));
+    assert!(Sgd::new(gpu, &a, &g, &m, cfg).is_ok());
+    let nan_clip = SgdConfig {
+        clip: Some(f32::NAN),
+        ..cfg
+    };
+    assert!(Sgd::new(gpu, &a, &g, &m, nan_clip).is_err());
 }

@@ -29,6 +29,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod loss;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 
 use std::sync::Arc;
