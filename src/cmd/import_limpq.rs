@@ -248,7 +248,12 @@ fn per_layer(
                 bail!("{key}[{layer:?}] gives bit {bit} twice (as \"{bit}\" and {bit})");
             }
         }
-        out.insert(normalize_name(layer).to_string(), per_bit);
+        if out
+            .insert(normalize_name(layer).to_string(), per_bit)
+            .is_some()
+        {
+            bail!("'{key}' gives layer {layer:?} twice (with and without the module. prefix)");
+        }
     }
     let listed: BTreeSet<&str> = layer_names.iter().map(|n| normalize_name(n)).collect();
     let missing: Vec<&str> = listed
@@ -285,7 +290,9 @@ fn bit_list(
 ) -> anyhow::Result<Vec<u32>> {
     let all: BTreeSet<u32> = per.values().flat_map(|m| m.keys().copied()).collect();
     for name in order {
-        let m = &per[normalize_name(name)];
+        let m = per
+            .get(normalize_name(name))
+            .with_context(|| format!("no {kind} step sizes for layer {name:?}"))?;
         let missing: Vec<String> = all
             .iter()
             .filter(|b| !m.contains_key(b))
@@ -350,31 +357,41 @@ pub fn convert(
         bail!("{msg}");
     }
 
-    let layers = rows
-        .iter()
-        .map(|r| {
-            let key = normalize_name(&r.name);
-            match (ind.weight.get(key), ind.act.get(key)) {
-                (Some(w), Some(a)) => Layer {
-                    name: r.name.clone(),
-                    macs: r.macs,
-                    params: r.params,
-                    weight_scale: weight_bits.iter().map(|b| w[b]).collect(),
-                    act_scale: act_bits.iter().map(|b| a[b]).collect(),
-                    fixed: r.fixed,
-                },
-                // Not searched: the solver reads only MACs, params and the fixed bits.
-                _ => Layer {
-                    name: r.name.clone(),
-                    macs: r.macs,
-                    params: r.params,
-                    weight_scale: Vec::new(),
-                    act_scale: Vec::new(),
-                    fixed: Some(r.fixed.unwrap_or(DEFAULT_FIXED_BITS)),
-                },
-            }
-        })
-        .collect();
+    // Every bit of `bits` is in `per_bit`: `bit_list` checked each pickle layer.
+    let scales = |name: &str, kind: &str, per_bit: &BTreeMap<u32, f64>, bits: &[u32]| {
+        bits.iter()
+            .map(|b| {
+                per_bit
+                    .get(b)
+                    .copied()
+                    .with_context(|| format!("layer {name:?} has no {kind} step size at bit {b}"))
+            })
+            .collect::<anyhow::Result<Vec<f64>>>()
+    };
+    let mut layers = Vec::with_capacity(rows.len());
+    for r in rows {
+        let key = normalize_name(&r.name);
+        let layer = match (ind.weight.get(key), ind.act.get(key)) {
+            (Some(w), Some(a)) => Layer {
+                name: r.name.clone(),
+                macs: r.macs,
+                params: r.params,
+                weight_scale: scales(&r.name, "weight", w, &weight_bits)?,
+                act_scale: scales(&r.name, "act", a, &act_bits)?,
+                fixed: r.fixed,
+            },
+            // Not searched: the solver reads only MACs, params and the fixed bits.
+            _ => Layer {
+                name: r.name.clone(),
+                macs: r.macs,
+                params: r.params,
+                weight_scale: Vec::new(),
+                act_scale: Vec::new(),
+                fixed: Some(r.fixed.unwrap_or(DEFAULT_FIXED_BITS)),
+            },
+        };
+        layers.push(layer);
+    }
     Ok(IndicatorSet {
         model: model.to_string(),
         weight_bits,
