@@ -515,3 +515,83 @@ fn misspelt_fields_are_errors_not_defaults() {
     assert!(e.contains("typo.ron") && e.contains("strid"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// xorshift64: a seeded generator for the edit test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// A size: mostly small, sometimes 0 or near usize::MAX.
+    fn size(&mut self) -> usize {
+        match self.next() % 6 {
+            0 => 0,
+            1 => usize::MAX,
+            2 => usize::MAX / 2 + self.below(3),
+            _ => self.below(40),
+        }
+    }
+}
+
+/// Seeded random edits of the numeric fields and wiring of small_cnn: `analyze` must
+/// return Ok or Err, never panic (the test harness fails on a panic).
+#[test]
+fn random_edits_never_panic() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let base = builtin("small_cnn").unwrap();
+    let names: Vec<String> = base.nodes.iter().map(|n| n.name.clone()).collect();
+    let (mut ok, mut err) = (0, 0);
+    for _case in 0..5000 {
+        let mut m = base.clone();
+        for _ in 0..1 + rng.below(3) {
+            let i = rng.below(m.nodes.len());
+            match rng.below(8) {
+                0 => m.input = (rng.size(), rng.size(), rng.size()),
+                1 => m.classes = rng.size(),
+                2 => m.nodes[i].inputs = vec![names[rng.below(names.len())].clone()],
+                3 => m.nodes[i]
+                    .inputs
+                    .push(names[rng.below(names.len())].clone()),
+                4 => {
+                    m.nodes[i].op = Op::MaxPool {
+                        kernel: rng.size(),
+                        stride: rng.size(),
+                        padding: rng.size(),
+                    }
+                }
+                5 => {
+                    m.nodes[i].op = Op::Linear {
+                        out_features: rng.size(),
+                        bias: false,
+                    }
+                }
+                _ => {
+                    m.nodes[i].op = Op::Conv2d {
+                        out_channels: rng.size(),
+                        kernel: rng.size(),
+                        stride: rng.size(),
+                        padding: rng.size(),
+                        groups: rng.size(),
+                        bias: false,
+                    }
+                }
+            }
+        }
+        match m.quantizable_layers() {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert!(e.to_string().starts_with("model 'small_cnn': "), "{e}");
+                err += 1;
+            }
+        }
+    }
+    // Both outcomes occur, so the edits reach past the first check.
+    assert!(ok > 50 && err > 50, "ok {ok}, err {err}");
+}

@@ -298,11 +298,10 @@ fn infer_node(
             }
             let h_out = window_out(node, "height", x.h, kernel, stride, padding)?;
             let w_out = window_out(node, "width", x.w, kernel, stride, padding)?;
-            same(Shape {
-                c: x.c,
-                h: h_out,
-                w: w_out,
-            })
+            // Padding can make the output a little larger than the input.
+            let output =
+                checked_shape(x.c, h_out, w_out).ok_or_else(|| too_large(node, "padding"))?;
+            same(output)
         }
         Op::GlobalAvgPool => same(Shape { c: x.c, h: 1, w: 1 }),
         Op::Flatten => same(Shape {
