@@ -28,9 +28,11 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod loss;
+pub mod lsq;
 pub mod norm;
 pub mod optim;
 pub mod pool;
+pub mod reduce;
 
 use std::sync::Arc;
 
