@@ -3,6 +3,20 @@
 //! accumulated in f64. Plain loops, written to be obviously correct rather than fast. Lengths
 //! are checked with `assert!`: a wrong length is a bug in the calling test or kernel harness,
 //! not user input.
+//!
+//! Conventions these references fix, which the GPU kernels must follow:
+//! - conv weights `[c_out, c_in/groups, kh, kw]`; linear `y = x·Wᵀ + b`, `W` `[out, in]`;
+//! - batch norm: biased batch variance to normalise, UNBIASED (`m/(m-1)`) variance into the
+//!   running variance, momentum 0.1, eps 1e-5 ([`BatchNormConfig::default`]);
+//! - ReLU passes the gradient where `x > 0`; ReLU6 where `0 < x < 6`;
+//! - max pool: padding is -inf, ties go to the first element in row-major window order, the
+//!   argmax is an index into the whole input tensor; avg pool divides by k² (count_include_pad);
+//! - cross-entropy: `(1-ε)·CE + ε·mean_j(-log p_j)`, mean over the batch,
+//!   `dlogits = (softmax - target) / n`; accuracy counts the first maximum;
+//! - SGD: clip → `d = g + wd·p` → `buf = μ·buf + d` (buffer starts at ZERO, which equals
+//!   PyTorch's `buf = d` on the first step) → Nesterov `d + μ·buf` or `buf` → `p -= lr·d`;
+//! - LSQ: `v = x / s` (a division), round half to even, range bounds inclusive for the STE
+//!   (see [`lsq`]).
 
 pub mod conv;
 pub mod elementwise;
