@@ -250,6 +250,15 @@ fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
     best
 }
 
+/// Objective values must be under this to count as an improvement on `z`.
+fn below(z: f64) -> f64 {
+    if z.is_finite() {
+        z - 1e-9 * (1.0 + abs(z))
+    } else {
+        f64::INFINITY
+    }
+}
+
 fn abs(x: f64) -> f64 {
     if x < 0.0 {
         -x
@@ -309,7 +318,7 @@ pub(crate) fn solve(
         .zip(&scales)
         .map(|(&k, s)| tol(caps[k]) / s)
         .collect();
-    let ftol = feas_tol.iter().copied().fold(0.0, f64::min);
+    let ftol = feas_tol.iter().copied().fold(f64::INFINITY, f64::min);
     let feasible = |w: &Work, x: &[usize]| {
         let u = used_of(w, x);
         (0..w.m).all(|k| u[k] <= w.cap[k] + feas_tol[k])
@@ -346,7 +355,6 @@ pub(crate) fn solve(
         }
     }
     let z = inc.as_ref().map_or(f64::INFINITY, |i| cost_of(&w, i));
-    let obj_tol = |z: f64| 1e-9 * (1.0 + abs(z));
 
     // Reduced-cost fixing: drop choices that cannot lead below the incumbent; redo the
     // dual on what is left while that keeps shrinking the problem. The incumbent is kept
@@ -374,7 +382,7 @@ pub(crate) fn solve(
                 .fold(f64::INFINITY, f64::min);
             for c in w.range(g) {
                 let rc = w.lcost(&lam_w, c) - mn;
-                if cur_lb + rc < z - obj_tol(z) {
+                if cur_lb + rc < below(z) {
                     nw.cost.push(w.cost[c]);
                     nw.r.extend_from_slice(&w.r[c * m..(c + 1) * m]);
                     nw.orig.push(w.orig[c]);
@@ -404,7 +412,7 @@ pub(crate) fn solve(
         if cur_lb > best_lb {
             best_lb = cur_lb;
         }
-        if cur_lb >= z - obj_tol(z) {
+        if cur_lb >= below(z) {
             let choice = inc.unwrap_or_default();
             return Exact::Solved(Outcome {
                 choice,
@@ -432,9 +440,11 @@ fn unscale(lam: &[f64], rows: &[usize], scales: &[f64], m_all: usize) -> Vec<f64
     out
 }
 
-/// Depth-first branch-and-bound over the reduced problem with the bound
-/// L(λ) + Σ reduced costs of the choices fixed so far, and a feasibility test against
-/// the least each remaining group can use of each row.
+/// Exact search over what reduced-cost fixing left: dynamic programming over the free
+/// groups, one stage per group, whose states are partial policies (rows used, cost).
+/// A state is dropped when another uses no more of any row at no more cost (dominance),
+/// when L(λ) + its reduced costs cannot beat the incumbent (bound), or when the least the
+/// remaining groups use would break a budget (feasibility).
 #[allow(clippy::too_many_arguments)]
 fn branch(
     w: &Work,
@@ -443,7 +453,7 @@ fn branch(
     inc: Option<Vec<usize>>,
     mut z: f64,
     feas_tol: Vec<f64>,
-    node_limit: u64,
+    state_limit: u64,
     lam: &[f64],
     rows: &[usize],
     scales: &[f64],
@@ -452,7 +462,6 @@ fn branch(
 ) -> Exact {
     let m = w.m;
     let ng = w.groups();
-    let obj_tol = |z: f64| 1e-9 * (1.0 + abs(z));
     // Reduced costs, choices of each group sorted by them.
     let mut rc = vec![0.0; w.cost.len()];
     let mut order_in: Vec<Vec<usize>> = Vec::with_capacity(ng);
@@ -468,7 +477,6 @@ fn branch(
         v.sort_by(|&a, &b| rc[a].total_cmp(&rc[b]));
         order_in.push(v);
     }
-    // Groups with one choice are fixed; others are branched on, widest row swing first.
     let mut base_used = vec![0.0; m];
     let mut base_cost = 0.0;
     let mut base_rc = 0.0;
@@ -487,17 +495,7 @@ fn branch(
             free.push(g);
         }
     }
-    let swing = |g: usize| -> f64 {
-        let mut s = 0.0;
-        for k in 0..m {
-            let it = w.range(g).map(|c| w.r[c * m + k]);
-            s += it.clone().fold(f64::NEG_INFINITY, f64::max) - it.fold(f64::INFINITY, f64::min);
-        }
-        s
-    };
-    free.sort_by(|&a, &b| swing(b).total_cmp(&swing(a)));
     let d_max = free.len();
-    // suffix[d][k]: least use of row k by free groups d.. .
     let mut suffix = vec![0.0; (d_max + 1) * m];
     for d in (0..d_max).rev() {
         let g = free[d];
@@ -509,91 +507,239 @@ fn branch(
             suffix[d * m + k] = suffix[(d + 1) * m + k] + mn;
         }
     }
-    let mut pos = vec![0usize; d_max + 1];
-    let mut used = vec![0.0; (d_max + 1) * m];
-    used[..m].copy_from_slice(&base_used);
-    let mut rcs = vec![0.0; d_max + 1];
-    rcs[0] = base_rc;
-    let mut costs = vec![0.0; d_max + 1];
-    costs[0] = base_cost;
-    let mut chosen = vec![0usize; d_max];
-    let mut best: Option<Vec<usize>> = None;
-    let mut nodes: u64 = 0;
-    let mut d = 0usize;
+    // Extra multipliers around λ: a state that uses more (or less) of a row than the
+    // relaxation's solution is bounded better by a larger (smaller) multiplier on it.
+    // bound_j(state at stage d) = cost + λ_j · used + off_j[d].
+    let mut lams: Vec<Vec<f64>> = Vec::new();
+    for k in 0..m {
+        for f in [0.0, 0.25, 0.5, 0.7, 0.85, 0.95, 1.05, 1.2, 1.5, 2.0, 4.0] {
+            let mut l = lam_w.to_vec();
+            l[k] *= f;
+            lams.push(l);
+        }
+    }
+    let nl = lams.len();
+    let mut off = vec![0.0; nl * (d_max + 1)];
+    for (j, l) in lams.iter().enumerate() {
+        let mut acc: f64 = -(0..m).map(|k| l[k] * w.cap[k]).sum::<f64>();
+        off[j * (d_max + 1) + d_max] = acc;
+        for d in (0..d_max).rev() {
+            acc += w
+                .range(free[d])
+                .map(|c| w.lcost(l, c))
+                .fold(f64::INFINITY, f64::min);
+            off[j * (d_max + 1) + d] = acc;
+        }
+    }
+    // Two passes: a beam (at most `BEAM` states per stage) to find a good incumbent,
+    // then the exact pass with the bound that incumbent gives.
+    let mut states: u64 = 0;
     let mut complete = true;
-    loop {
-        if d == d_max {
-            let c = costs[d];
-            if c < z - obj_tol(z) {
-                z = c;
+    let mut best: Option<Vec<usize>> = None;
+    const PASSES: usize = 4;
+    for pass in 0..PASSES {
+        let last = pass + 1 == PASSES;
+        let beam = if last { usize::MAX } else { BEAM << pass };
+        // Current stage: used rows (m per state), cost, reduced-cost sum.
+        let mut used = base_used.clone();
+        let mut cost = vec![base_cost];
+        let mut rcs = vec![base_rc];
+        // back[d][i] = (parent state, choice) of state i after stage d.
+        let mut back: Vec<Vec<(u32, u32)>> = Vec::with_capacity(d_max);
+        let mut cut = false;
+        let mut cand: Vec<(u32, u32)> = Vec::new();
+        let mut cand_u: Vec<f64> = Vec::new();
+        let mut cand_cost: Vec<f64> = Vec::new();
+        for d in 0..d_max {
+            cand.clear();
+            cand_u.clear();
+            cand_cost.clear();
+            let list = &order_in[free[d]];
+            for i in 0..cost.len() {
+                for &c in list {
+                    let nrc = rcs[i] + rc[c];
+                    if lb + nrc >= below(z) {
+                        break; // later choices have larger reduced costs
+                    }
+                    let ok = (0..m).all(|k| {
+                        used[i * m + k] + w.r[c * m + k] + suffix[(d + 1) * m + k]
+                            <= w.cap[k] + feas_tol[k]
+                    });
+                    if !ok {
+                        continue;
+                    }
+                    let ncost = cost[i] + w.cost[c];
+                    let pruned = lams.iter().enumerate().any(|(j, l)| {
+                        let mut b = ncost + off[j * (d_max + 1) + d + 1];
+                        for k in 0..m {
+                            b += l[k] * (used[i * m + k] + w.r[c * m + k]);
+                        }
+                        b >= below(z)
+                    });
+                    if pruned {
+                        continue;
+                    }
+                    cand.push((i as u32, c as u32));
+                    for k in 0..m {
+                        cand_u.push(used[i * m + k] + w.r[c * m + k]);
+                    }
+                    cand_cost.push(cost[i] + w.cost[c]);
+                }
+            }
+            states += cand.len() as u64;
+            if states > state_limit {
+                cut = true;
+                break;
+            }
+            let mut keep = pareto(&cand_u, &cand_cost, m);
+            if keep.len() > beam {
+                // Rank by the best bound on any completion (all multipliers).
+                let key = |j: usize| {
+                    lams.iter()
+                        .enumerate()
+                        .map(|(jj, l)| {
+                            let mut b = cand_cost[j] + off[jj * (d_max + 1) + d + 1];
+                            for k in 0..m {
+                                b += l[k] * cand_u[j * m + k];
+                            }
+                            b
+                        })
+                        .fold(f64::NEG_INFINITY, f64::max)
+                };
+                keep.select_nth_unstable_by(beam, |&a, &b| key(a).total_cmp(&key(b)));
+                keep.truncate(beam);
+                cut = true;
+            }
+            let mut nused = Vec::with_capacity(keep.len() * m);
+            let mut ncost = Vec::with_capacity(keep.len());
+            let mut nrcs = Vec::with_capacity(keep.len());
+            let mut nback = Vec::with_capacity(keep.len());
+            for &j in &keep {
+                let (i, c) = cand[j];
+                nused.extend_from_slice(&cand_u[j * m..(j + 1) * m]);
+                ncost.push(cand_cost[j]);
+                nrcs.push(rcs[i as usize] + rc[c as usize]);
+                nback.push((i, c));
+            }
+            used = nused;
+            cost = ncost;
+            rcs = nrcs;
+            back.push(nback);
+            if cost.is_empty() {
+                break;
+            }
+        }
+        if last && cut {
+            complete = false;
+        }
+        if back.len() == d_max && !cost.is_empty() {
+            let (bi, &bc) = cost
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap_or((0, &f64::INFINITY));
+            if bc < below(z) {
+                z = bc;
                 let mut x = fixed_choice.clone();
-                for (i, &g) in free.iter().enumerate() {
-                    x[g] = chosen[i];
+                let mut i = bi;
+                for d in (0..d_max).rev() {
+                    let (p, c) = back[d][i];
+                    x[free[d]] = c as usize;
+                    i = p as usize;
                 }
                 best = Some(x);
             }
-            if d == 0 {
-                break;
-            }
-            d -= 1;
-            pos[d] += 1;
-            continue;
         }
-        let list = &order_in[free[d]];
-        if pos[d] >= list.len() {
-            if d == 0 {
-                break;
-            }
-            d -= 1;
-            pos[d] += 1;
-            continue;
+        if !last && !cut {
+            break; // the beam never bit: that pass was exact
         }
-        nodes += 1;
-        if nodes > node_limit {
-            complete = false;
-            break;
-        }
-        let c = list[pos[d]];
-        if lb + rcs[d] + rc[c] >= z - obj_tol(z) {
-            pos[d] = list.len(); // later choices have larger reduced costs
-            continue;
-        }
-        let mut ok = true;
-        for k in 0..m {
-            let u = used[d * m + k] + w.r[c * m + k];
-            if u + suffix[(d + 1) * m + k] > w.cap[k] + feas_tol[k] {
-                ok = false;
-                break;
-            }
-            used[(d + 1) * m + k] = u;
-        }
-        if !ok {
-            pos[d] += 1;
-            continue;
-        }
-        rcs[d + 1] = rcs[d] + rc[c];
-        costs[d + 1] = costs[d] + w.cost[c];
-        chosen[d] = c;
-        d += 1;
-        pos[d] = 0;
     }
     let choice: Vec<usize> = match (best, inc) {
         (Some(x), _) => x.iter().map(|&c| w.orig[c]).collect(),
         (None, Some(io)) => io,
-        (None, None) => {
-            if complete {
-                return Exact::Infeasible;
-            }
-            return Exact::Infeasible; // no feasible point found within the node limit
-        }
+        (None, None) => return Exact::Infeasible,
     };
     let lower = if complete { z } else { best_lb.min(z) };
     Exact::Solved(Outcome {
         choice,
         objective: z,
         lower_bound: lower,
-        nodes,
+        nodes: states,
         optimal: complete,
         lambda: unscale(lam, rows, scales, m_all),
     })
+}
+
+/// States per stage of the heuristic pass.
+const BEAM: usize = 256;
+
+/// Indices of the candidates no other candidate dominates (≤ in every row and in cost);
+/// of exact duplicates the first is kept.
+fn pareto(u: &[f64], cost: &[f64], m: usize) -> Vec<usize> {
+    let n = cost.len();
+    let mut idx: Vec<usize> = (0..n).collect();
+    let key = |i: usize, k: usize| u[i * m + k];
+    idx.sort_by(|&a, &b| {
+        for k in 0..m {
+            let o = key(a, k).total_cmp(&key(b, k));
+            if o.is_ne() {
+                return o;
+            }
+        }
+        cost[a].total_cmp(&cost[b]).then(a.cmp(&b))
+    });
+    let mut keep = Vec::new();
+    match m {
+        0 => {
+            if let Some(&i) = idx.iter().min_by(|&&a, &&b| cost[a].total_cmp(&cost[b])) {
+                keep.push(i);
+            }
+        }
+        1 => {
+            let mut best = f64::INFINITY;
+            for &i in &idx {
+                if cost[i] < best {
+                    best = cost[i];
+                    keep.push(i);
+                }
+            }
+        }
+        2 => {
+            // Sorted by row 0; a staircase over (row 1, cost) of kept states answers
+            // "is there a kept state with row 1 ≤ x and cost ≤ y".
+            let mut stair: alloc::collections::BTreeMap<u64, f64> =
+                alloc::collections::BTreeMap::new();
+            for &i in &idx {
+                let u1 = key(i, 1) + 0.0;
+                let kb = u1.to_bits();
+                if let Some((_, &c)) = stair.range(..=kb).next_back() {
+                    if c <= cost[i] {
+                        continue;
+                    }
+                }
+                keep.push(i);
+                // Remove staircase steps at larger row 1 with no smaller cost.
+                let dead: Vec<u64> = stair
+                    .range(kb..)
+                    .take_while(|(_, &c)| c >= cost[i])
+                    .map(|(&k, _)| k)
+                    .collect();
+                for k in dead {
+                    stair.remove(&k);
+                }
+                stair.insert(kb, cost[i]);
+            }
+        }
+        _ => {
+            for &i in &idx {
+                let dominated = keep
+                    .iter()
+                    .any(|&j: &usize| cost[j] <= cost[i] && (0..m).all(|k| key(j, k) <= key(i, k)));
+                if !dominated {
+                    keep.push(i);
+                }
+            }
+        }
+    }
+    keep
 }

@@ -181,3 +181,238 @@ pub fn indicators(
         meta: Vec::new(),
     }
 }
+
+/// A benchmark instance: name and problem.
+pub fn bench_problem(kind: &str, seed: u64) -> Option<crate::Problem> {
+    use crate::{BitOpsBudget, Problem, SizeBudget};
+    let mut rng = Rng(seed);
+    let b25: &[u32] = &[2, 3, 4, 5, 6];
+    let b36: &[u32] = &[2, 3, 4, 5, 6, 8];
+    let (ind, bits) = match kind {
+        "resnet18" => (
+            indicators("resnet18", &resnet18(), b25, b25, 0.0, &mut rng),
+            b25,
+        ),
+        "resnet50" => (
+            indicators("resnet50", &resnet50(), b25, b25, 0.0, &mut rng),
+            b25,
+        ),
+        "random200" => (
+            indicators(
+                "random200",
+                &random_shapes(200, &mut rng),
+                b36,
+                b36,
+                0.0,
+                &mut rng,
+            ),
+            b36,
+        ),
+        "random1000" => (
+            indicators(
+                "random1000",
+                &random_shapes(1000, &mut rng),
+                b36,
+                b36,
+                0.0,
+                &mut rng,
+            ),
+            b36,
+        ),
+        _ => return None,
+    };
+    // Budgets: BitOps of uniform W4A4; weights at 3.5 (25 choices) or 4.5 (36) bits on
+    // average counting fixed layers at 8: both rows bind.
+    let avg = if bits.len() == 5 { 3.5 } else { 4.5 };
+    Some(
+        Problem::new(ind)
+            .bitops(BitOpsBudget::Uniform { weight: 4, act: 4 })
+            .size(SizeBudget::CompressionRatio(32.0 / avg)),
+    )
+}
+
+/// Settings of [`bench`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BenchOptions {
+    /// Seeded instances per kind.
+    pub instances: u64,
+    /// Timed exact solves per instance.
+    pub repeats: usize,
+    /// Time limit of one microlp solve.
+    pub microlp_limit: std::time::Duration,
+    /// Total time microlp may spend per instance kind (later instances are skipped).
+    pub microlp_budget: std::time::Duration,
+    /// Points of the ResNet-50 sweep.
+    pub sweep_points: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            instances: 5,
+            repeats: 20,
+            microlp_limit: std::time::Duration::from_secs(20),
+            microlp_budget: std::time::Duration::from_secs(60),
+            sweep_points: 100,
+        }
+    }
+}
+
+/// One line of the benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchRow {
+    pub name: String,
+    pub groups: usize,
+    pub choices: usize,
+    /// Median wall time of compile + exact solve (or the whole sweep).
+    pub exact_median: std::time::Duration,
+    pub exact_runs: usize,
+    /// Every exact run proved optimality.
+    pub exact_all_optimal: bool,
+    pub exact_max_nodes: u64,
+    /// Median of microlp's compile + solve over the instances it ran on.
+    pub microlp_median: Option<std::time::Duration>,
+    /// Instances microlp ran on, of `instances`; how many it proved optimal.
+    pub microlp_runs: usize,
+    pub microlp_optimal: usize,
+    pub instances: usize,
+    /// Instances where both proved optimality and the objectives differ (must be 0).
+    pub disagreements: usize,
+}
+
+fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Runs the solver benchmark: exact vs microlp on the same seeded instances.
+#[cfg(feature = "microlp")]
+pub fn bench(
+    o: &BenchOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<BenchRow>, crate::Error> {
+    use std::time::Instant;
+    let mut rows = Vec::new();
+    for kind in ["resnet18", "resnet50", "random200", "random1000"] {
+        progress(kind);
+        let mut ex = Vec::new();
+        let mut ml = Vec::new();
+        let mut row = BenchRow {
+            name: String::from(kind),
+            groups: 0,
+            choices: 0,
+            exact_median: Default::default(),
+            exact_runs: 0,
+            exact_all_optimal: true,
+            exact_max_nodes: 0,
+            microlp_median: None,
+            microlp_runs: 0,
+            microlp_optimal: 0,
+            instances: o.instances as usize,
+            disagreements: 0,
+        };
+        let mut ml_spent = std::time::Duration::ZERO;
+        for seed in 0..o.instances {
+            let p = bench_problem(kind, seed)
+                .ok_or_else(|| crate::Error::input(None, "kind", "unknown"))?;
+            let mut sol = None;
+            for _ in 0..o.repeats {
+                let t = Instant::now();
+                let s = p.compile()?.solve(&Default::default())?;
+                ex.push(t.elapsed());
+                row.exact_all_optimal &= s.proof.optimal;
+                row.exact_max_nodes = row.exact_max_nodes.max(s.proof.nodes);
+                sol = Some(s);
+            }
+            let c = p.compile()?;
+            row.groups = c.groups();
+            row.choices = c.choices().0;
+            if ml_spent < o.microlp_budget {
+                let t = Instant::now();
+                let r = c.solve_microlp(Some(o.microlp_limit));
+                let dt = t.elapsed();
+                ml_spent += dt;
+                ml.push(dt);
+                row.microlp_runs += 1;
+                if let (Ok(m), Some(s)) = (r, &sol) {
+                    if m.proof.optimal {
+                        row.microlp_optimal += 1;
+                        let (a, b) = (m.policy.objective, s.policy.objective);
+                        if s.proof.optimal && (a - b).abs() > 1e-7 * (1.0 + a.abs()) {
+                            row.disagreements += 1;
+                        }
+                    }
+                }
+            }
+        }
+        row.exact_runs = ex.len();
+        row.exact_median = median(ex);
+        if !ml.is_empty() {
+            row.microlp_median = Some(median(ml));
+        }
+        rows.push(row);
+    }
+    // The sweep.
+    progress("sweep");
+    let mut p =
+        bench_problem("resnet50", 0).ok_or_else(|| crate::Error::input(None, "kind", "unknown"))?;
+    p.options.bitops = None;
+    let mut times = Vec::new();
+    let mut all_opt = true;
+    let mut nodes = 0;
+    let mut pts = Vec::new();
+    for _ in 0..o.repeats.clamp(1, 10) {
+        let t = Instant::now();
+        pts = p.sweep(o.sweep_points)?;
+        times.push(t.elapsed());
+        all_opt &= pts.iter().all(|s| s.proof.optimal);
+        nodes = pts.iter().map(|s| s.proof.nodes).max().unwrap_or(0);
+    }
+    // microlp on the same budgets, one solve per point, within its time budget.
+    let mut ml_total = std::time::Duration::ZERO;
+    let mut ml_runs = 0;
+    let mut ml_opt = 0;
+    let mut dis = 0;
+    for s in &pts {
+        if ml_total >= o.microlp_budget {
+            break;
+        }
+        let mut q = p.clone();
+        q.options.bitops = s.policy.bitops_budget.map(crate::BitOpsBudget::Absolute);
+        let t = Instant::now();
+        let r = q.compile()?.solve_microlp(Some(o.microlp_limit));
+        ml_total += t.elapsed();
+        ml_runs += 1;
+        if let Ok(m) = r {
+            if m.proof.optimal {
+                ml_opt += 1;
+                if (m.policy.objective - s.policy.objective).abs()
+                    > 1e-7 * (1.0 + s.policy.objective.abs())
+                {
+                    dis += 1;
+                }
+            }
+        }
+    }
+    let c = p
+        .clone()
+        .bitops(crate::BitOpsBudget::Absolute(u64::MAX))
+        .compile()?;
+    rows.push(BenchRow {
+        name: format!("resnet50 sweep ×{}", o.sweep_points),
+        groups: c.groups(),
+        choices: c.choices().0,
+        exact_runs: times.len(),
+        exact_median: median(times),
+        exact_all_optimal: all_opt,
+        exact_max_nodes: nodes,
+        // Whole-sweep time: microlp's per-point total scaled to all points if it stopped early.
+        microlp_median: (ml_runs > 0).then(|| ml_total * o.sweep_points as u32 / ml_runs as u32),
+        microlp_runs: ml_runs,
+        microlp_optimal: ml_opt,
+        instances: pts.len(),
+        disagreements: dis,
+    });
+    Ok(rows)
+}
