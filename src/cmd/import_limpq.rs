@@ -38,8 +38,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (rows, table_model) = load_table(&args.layers)?;
-    let bytes = std::fs::read(&args.pickle)
-        .with_context(|| format!("reading {}", args.pickle.display()))?;
+    let bytes = read_bounded(&args.pickle, pickle::MAX_INPUT_BYTES)?;
     let (value, proto) =
         pickle::parse(&bytes).with_context(|| format!("reading {}", args.pickle.display()))?;
     let indicators = Indicators::from_value(&value)
@@ -399,6 +398,24 @@ pub fn convert(
         layers,
         meta: Vec::new(),
     })
+}
+
+/// Read at most `limit` bytes (one more, to tell an over-long file apart): never loads a huge
+/// file into memory just to refuse it.
+fn read_bounded(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() > limit {
+        bail!(
+            "{}: larger than the {limit}-byte limit for an indicator pickle",
+            path.display()
+        );
+    }
+    Ok(bytes)
 }
 
 /// Write `bytes` to a temporary file next to `path`, flush it to disk, then rename it over
