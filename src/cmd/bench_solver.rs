@@ -1,6 +1,93 @@
-#[derive(clap::Args)]
-pub struct Args {}
+//! `limpq bench-solver`: the exact solver and microlp on the same seeded instances.
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use std::time::Duration;
+
+use limpq_solver::gen::{bench, BenchOptions};
+
+/// Time the exact solver against the microlp backend on the same instances.
+///
+/// Instances: ResNet-18 and ResNet-50 shapes at 224×224 (bits {2..6} for W and A: 25
+/// choices per layer; stem and classifier fixed at 8 bits), random 200- and 1000-layer
+/// models with bits {2,3,4,5,6,8} (36 choices); budgets: BitOps of uniform W4A4 and a
+/// weight size of 3.5 (25 choices) or 4.5 (36) bits per weight on average, fixed layers
+/// included. Then a Pareto sweep over BitOps budgets on ResNet-50. Times include compiling
+/// the problem (validation, tie handling, dominance removal). Build with --release.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seeded instances per kind.
+    #[arg(long, default_value_t = 5)]
+    pub instances: u64,
+    /// Timed exact solves per instance.
+    #[arg(long, default_value_t = 20)]
+    pub repeats: usize,
+    /// Time limit of one microlp solve, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    pub microlp_limit: f64,
+    /// Total seconds microlp may spend per kind; instances after that are skipped.
+    #[arg(long, default_value_t = 60.0)]
+    pub microlp_budget: f64,
+    /// Points of the ResNet-50 sweep.
+    #[arg(long, default_value_t = 100)]
+    pub sweep_points: usize,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: debug build; run `cargo run --release -- bench-solver` for real figures"
+        );
+    }
+    let mut o = BenchOptions::default();
+    o.instances = a.instances.max(1);
+    o.repeats = a.repeats.max(1);
+    o.microlp_limit = Duration::from_secs_f64(a.microlp_limit.max(0.001));
+    o.microlp_budget = Duration::from_secs_f64(a.microlp_budget.max(0.0));
+    o.sweep_points = a.sweep_points.max(1);
+    let rows = bench(&o, |k| eprintln!("running {k} ..."))?;
+    println!(
+        "{:<24} {:>6} {:>8} {:>14} {:>9} {:>9} {:>16} {:>12} {:>8}",
+        "instance",
+        "groups",
+        "choices",
+        "exact median",
+        "proven",
+        "states",
+        "microlp median",
+        "microlp ran",
+        "agree"
+    );
+    for r in &rows {
+        let ml = r.microlp_median.map_or(String::from("-"), ms);
+        println!(
+            "{:<24} {:>6} {:>8} {:>14} {:>9} {:>9} {:>16} {:>12} {:>8}",
+            r.name,
+            r.groups,
+            r.choices,
+            ms(r.exact_median),
+            if r.exact_all_optimal {
+                "all"
+            } else {
+                "NOT all"
+            },
+            r.exact_max_nodes,
+            ml,
+            format!(
+                "{}/{} ({} opt)",
+                r.microlp_runs, r.instances, r.microlp_optimal
+            ),
+            if r.disagreements == 0 {
+                String::from("yes")
+            } else {
+                format!("{} NO", r.disagreements)
+            },
+        );
+    }
+    println!();
+    println!("exact median: compile + solve over {} instances × {} repeats (sweep: whole sweep, up to 10 repeats).", o.instances, o.repeats);
+    println!("microlp: one solve per instance, each capped at {} s, at most {} s per kind (later instances skipped); the sweep row scales microlp's per-point time to all points if it stopped early. 'agree' compares objectives where both proved optimality.", a.microlp_limit, a.microlp_budget);
+    Ok(())
 }
