@@ -1,0 +1,187 @@
+//! Property tests and error cases of the solver's public API.
+mod common;
+
+use common::{check_policy, random_problem};
+use limpq_solver::{BitOpsBudget, Error, IndicatorSet, Layer, Problem, SizeBudget};
+use proptest::prelude::*;
+
+fn layer(name: &str, macs: u64, ws: Vec<f64>, as_: Vec<f64>) -> Layer {
+    Layer {
+        name: name.into(),
+        macs,
+        params: macs / 4 + 1,
+        weight_scale: ws,
+        act_scale: as_,
+        fixed: None,
+    }
+}
+
+fn toy() -> IndicatorSet {
+    IndicatorSet {
+        model: "toy".into(),
+        weight_bits: vec![2, 4, 8],
+        act_bits: vec![2, 4, 8],
+        layers: vec![
+            layer("a", 100, vec![0.3, 0.1, 0.01], vec![0.5, 0.2, 0.05]),
+            layer("b", 400, vec![0.2, 0.08, 0.02], vec![0.6, 0.3, 0.1]),
+            Layer {
+                fixed: Some((8, 8)),
+                weight_scale: vec![],
+                act_scale: vec![],
+                ..layer("fc", 10, vec![], vec![])
+            },
+        ],
+        meta: vec![],
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Every solution meets every rule and budget, and its reported figures are right.
+    #[test]
+    fn solutions_are_feasible_and_reported_correctly(seed in 0u64..1_000_000) {
+        let p = random_problem(seed, 10, None);
+        if let Ok(s) = p.solve() {
+            prop_assert!(s.proof.optimal, "seed {}", seed);
+            prop_assert!(s.proof.gap == 0.0);
+            if let Err(e) = check_policy(&p, &s.policy) {
+                return Err(TestCaseError::fail(format!("seed {seed}: {e}")));
+            }
+        }
+    }
+
+    /// A larger BitOps budget never makes the optimum worse.
+    #[test]
+    fn objective_does_not_rise_with_the_budget(seed in 0u64..1_000_000, extra in 0u64..100_000) {
+        let p = random_problem(seed, 10, None);
+        let Some(BitOpsBudget::Absolute(b)) = p.options.bitops else { return Ok(()) };
+        let (Ok(a), Ok(c)) = (p.solve(), p.clone().bitops(BitOpsBudget::Absolute(b + extra)).solve()) else { return Ok(()) };
+        prop_assert!(c.policy.objective <= a.policy.objective + 1e-9, "seed {}: {} then {}", seed, a.policy.objective, c.policy.objective);
+    }
+
+    /// The sweep's points are optimal for their budgets and ordered.
+    #[test]
+    fn sweep_points_match_single_solves(seed in 0u64..1_000_000) {
+        let p = random_problem(seed, 6, None);
+        let Ok(pts) = p.sweep(4) else { return Ok(()) };
+        for w in pts.windows(2) {
+            prop_assert!(w[0].policy.bitops_budget <= w[1].policy.bitops_budget);
+            prop_assert!(w[1].policy.objective <= w[0].policy.objective + 1e-9);
+        }
+        for s in &pts {
+            let b = s.policy.bitops_budget.unwrap();
+            let single = p.clone().bitops(BitOpsBudget::Absolute(b)).solve().unwrap();
+            prop_assert!((single.policy.objective - s.policy.objective).abs() < 1e-9, "seed {}", seed);
+        }
+    }
+}
+
+fn err(p: Problem) -> Error {
+    p.solve().expect_err("should fail")
+}
+
+fn names(e: &Error, layer: Option<&str>, field: &str) -> bool {
+    matches!(e, Error::InvalidInput { layer: l, field: f, .. } if l.as_deref() == layer && f.contains(field))
+}
+
+#[test]
+fn invalid_input_names_layer_and_field() {
+    let mut i = toy();
+    i.layers[1].act_scale.pop();
+    assert!(names(
+        &err(Problem::new(i).bitops(BitOpsBudget::Absolute(1 << 20))),
+        Some("b"),
+        "act_scale"
+    ));
+    let mut i = toy();
+    i.layers[0].weight_scale[1] = f64::NAN;
+    assert!(names(&err(Problem::new(i)), Some("a"), "weight_scale"));
+    let mut i = toy();
+    i.layers[0].act_scale[0] = -1.0;
+    assert!(names(&err(Problem::new(i)), Some("a"), "act_scale"));
+    let mut i = toy();
+    i.layers[1].name = "a".into();
+    assert!(names(&err(Problem::new(i)), Some("a"), "name"));
+    assert!(names(
+        &err(Problem::new(toy()).pin("zz", 4, 4)),
+        Some("zz"),
+        "pinned"
+    ));
+    assert!(names(
+        &err(Problem::new(toy()).pin("fc", 4, 4)),
+        Some("fc"),
+        "pinned"
+    ));
+    assert!(names(
+        &err(Problem::new(toy()).tie_acts(&["a", "q"])),
+        Some("q"),
+        "tie_act"
+    ));
+    assert!(names(
+        &err(Problem::new(toy()).weight_bits(&[3])),
+        None,
+        "weight_bits"
+    ));
+    assert!(names(
+        &err(Problem::new(toy()).alpha(f64::NAN)),
+        None,
+        "alpha"
+    ));
+    assert!(names(
+        &err(Problem::new(toy()).size(SizeBudget::CompressionRatio(0.0))),
+        None,
+        "size"
+    ));
+    let mut i = toy();
+    i.weight_bits = vec![2, 2, 8];
+    assert!(names(&err(Problem::new(i)), None, "weight_bits"));
+    // Display names them too.
+    let mut i = toy();
+    i.layers[1].act_scale.pop();
+    let s = err(Problem::new(i)).to_string();
+    assert!(s.contains("`b`") && s.contains("act_scale"), "{s}");
+}
+
+#[test]
+fn infeasible_names_binding_budget_and_floors() {
+    // All-lowest BitOps: 2·2·(100 + 400) = 2000.
+    let e = err(Problem::new(toy()).bitops(BitOpsBudget::Absolute(1999)));
+    let Error::Infeasible { binding, floors } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(binding.contains("BitOps"), "{binding}");
+    assert_eq!(floors[0].smallest, 2000.0);
+    assert!(e.to_string().contains("2000"));
+    assert!(
+        Problem::new(toy())
+            .bitops(BitOpsBudget::Absolute(2000))
+            .solve()
+            .unwrap()
+            .proof
+            .optimal
+    );
+    // Size: fixed fc (3 params at 8 bits) counts: smallest = 2·(26 + 101) + 8·3 = 278 bits.
+    let e = err(Problem::new(toy()).size(SizeBudget::Bytes(34)));
+    let Error::Infeasible { binding, floors } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(binding.contains("size"), "{binding}");
+    assert_eq!(floors[0].smallest, 278.0);
+}
+
+#[test]
+fn non_monotone_rule_forbids_the_lower_bit() {
+    let mut i = toy();
+    // a's weight indicator at 2 bits is below that at 4: 2 bits forbidden for a's weights.
+    i.layers[0].weight_scale = vec![0.05, 0.1, 0.01];
+    let tight = BitOpsBudget::Absolute(2 * 2 * 400 + 4 * 2 * 100);
+    let s = Problem::new(i.clone()).bitops(tight).solve().unwrap();
+    assert_eq!(s.policy.layers[0].weight, 4);
+    let s = Problem::new(i)
+        .bitops(tight)
+        .non_monotone_rule(false)
+        .solve()
+        .unwrap();
+    assert_eq!(s.policy.layers[0].weight, 2);
+}
