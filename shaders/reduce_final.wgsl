@@ -1,12 +1,12 @@
-// Deterministic sum, stage 2, ONE workgroup: out[index] = scale * sum(partials[0..len]),
-// thread t summing every 256th partial from t, then a fixed tree. Other elements of out are
-// left untouched.
+// Deterministic sum, stage 2, ONE workgroup: out[index] = scale * sum(partials[0..len])
+// (added to the old out[index] when accumulate != 0), thread t summing every 256th partial
+// from t, then a fixed tree. Other elements of out are left untouched.
 
 struct Params {
     len: u32,
     index: u32,
     scale: f32,
-    _pad: u32,
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,6 +30,10 @@ fn main(@builtin(local_invocation_index) t: u32) {
         workgroupBarrier();
     }
     if t == 0u {
-        out[p.index] = p.scale * s[0];
+        var prev = 0.0;
+        if p.accumulate != 0u {
+            prev = out[p.index];
+        }
+        out[p.index] = prev + p.scale * s[0];
     }
 }

@@ -6,7 +6,7 @@ struct Params {
     len: u32,
     index: u32,
     scale: f32,
-    _pad: u32,
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

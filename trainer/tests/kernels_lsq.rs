@@ -212,8 +212,35 @@ fn lsq_several_bit_widths_in_one_submission() {
             ds_tol(n, b, true),
         );
     }
-    // Deterministic: the same submission again gives bit-identical step gradients.
+    // Kept for the determinism check at the end.
     let first = out.f32(ids).to_vec();
+    // A second (e.g. random-policy) pass at 3 bits with another dy ADDS to slot 1 only.
+    let dy2 = rng.vec_uniform(n, -1.0, 1.0);
+    let tdy2 = up(gpu, &dy2);
+    let dx2 = poisoned(gpu, n);
+    let cfg3 = LsqConfig {
+        index: 1,
+        bits: 3,
+        signed: true,
+    };
+    let acc = LsqBackward::new_accumulating(gpu, &tx, &tdy2, &dx2, &steps, &dsteps, cfg3).unwrap();
+    let mut rec = Recorder::new(gpu);
+    acc.record(&mut rec);
+    let (ids2, idx2) = (rec.read(&dsteps), rec.read(&dx2));
+    let out2 = rec.submit().unwrap();
+    let (want_dx2, want_ds2) = reference::lsq_quantize_backward(&x, step_vals[1], 3, true, &dy2);
+    assert_close("accumulating dx", out2.f32(idx2), &want_dx2, EXACT);
+    let got = out2.f32(ids2);
+    for i in [0, 2, 3, 4] {
+        assert_eq!(got[i].to_bits(), first[i].to_bits(), "slot {i} changed");
+    }
+    assert_close(
+        "accumulated ds",
+        &got[1..2],
+        &[first[1] + want_ds2],
+        ds_tol(n, 3, true),
+    );
+    // Deterministic: the overwriting passes again give bit-identical step gradients.
     let mut rec = Recorder::new(gpu);
     for (_, b) in &ops {
         b.record(&mut rec);

@@ -11,7 +11,8 @@
 //!   `Qp` above, `g = 1 / sqrt(N · Qp)`, N = elements of `x`. The gradient is that of the
 //!   clamped step (the clamp is a guard, not part of the model: straight-through as in the
 //!   reference code). Other entries of `dsteps` are untouched; `dsteps[index]` is
-//!   overwritten (accumulate across passes with `Axpy` if needed).
+//!   overwritten by [`LsqBackward::new`], added to by [`LsqBackward::new_accumulating`]
+//!   (two passes at the same bit-width in one step, e.g. the random-policy pass).
 //!
 //! The sum is deterministic: `lsq_backward` writes one partial per 4096 elements
 //! (strided per thread + fixed tree), then `reduce_final` sums the partials in one workgroup.
@@ -168,7 +169,8 @@ pub struct LsqBackward {
 
 impl LsqBackward {
     /// `x` is the forward input, `dy` the upstream gradient; `dsteps` has `steps.len()`
-    /// elements. An empty `x` writes `dsteps[index] = 0` and nothing else.
+    /// elements. Overwrites `dx` and `dsteps[index]`. An empty `x` writes
+    /// `dsteps[index] = 0` and nothing else.
     pub fn new(
         gpu: &Gpu,
         x: &Tensor,
@@ -177,6 +179,34 @@ impl LsqBackward {
         steps: &Tensor,
         dsteps: &Tensor,
         config: LsqConfig,
+    ) -> Result<LsqBackward, GpuError> {
+        Self::build(gpu, x, dy, dx, steps, dsteps, config, false)
+    }
+
+    /// As [`LsqBackward::new`], but ADDS the step gradient to `dsteps[index]` (`dx` is still
+    /// overwritten).
+    pub fn new_accumulating(
+        gpu: &Gpu,
+        x: &Tensor,
+        dy: &Tensor,
+        dx: &Tensor,
+        steps: &Tensor,
+        dsteps: &Tensor,
+        config: LsqConfig,
+    ) -> Result<LsqBackward, GpuError> {
+        Self::build(gpu, x, dy, dx, steps, dsteps, config, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        gpu: &Gpu,
+        x: &Tensor,
+        dy: &Tensor,
+        dx: &Tensor,
+        steps: &Tensor,
+        dsteps: &Tensor,
+        config: LsqConfig,
+        accumulate: bool,
     ) -> Result<LsqBackward, GpuError> {
         let op = "lsq_backward";
         check_len(op, "dy", dy, x.len())?;
@@ -206,7 +236,7 @@ impl LsqBackward {
         } else {
             (1.0 / (x.len() as f64 * p.qp as f64).sqrt()) as f32
         };
-        let fin = final_launch(gpu, &partials, dsteps, config.index, g)?;
+        let fin = final_launch(gpu, &partials, dsteps, config.index, g, accumulate)?;
         Ok(LsqBackward {
             config,
             partial,

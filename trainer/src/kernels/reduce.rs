@@ -3,7 +3,8 @@
 //! 1. `reduce_partial`: workgroup w sums elements `w·CHUNK .. (w+1)·CHUNK` of `x` (thread t
 //!    takes every 256th element from t, then a fixed tree in workgroup memory) → `partials[w]`;
 //! 2. `reduce_final`: ONE workgroup sums `partials[0..count]` the same way and writes
-//!    `out[index] = scale · sum`, leaving the other elements of `out` untouched.
+//!    `out[index] = scale · sum` (or `+=` when accumulating), leaving the other elements of
+//!    `out` untouched.
 //!
 //! The order of every addition depends only on the length, so results are bit-identical
 //! from run to run. `lsq` reuses stage 2 after its own stage 1.
@@ -37,7 +38,8 @@ struct ReduceParams {
     len: u32,
     index: u32,
     scale: f32,
-    _pad: u32,
+    /// Stage 2: 1 adds to `out[index]` instead of overwriting it.
+    accumulate: u32,
 }
 
 /// Number of stage-1 workgroups (= partials) for `len` elements; at least 1.
@@ -45,13 +47,14 @@ pub fn partial_count(len: usize) -> usize {
     len.div_ceil(CHUNK).max(1)
 }
 
-/// Stage 2 over `partials`: `out[index] = scale · Σ partials`.
+/// Stage 2 over `partials`: `out[index] = scale · Σ partials` (`+=` when `accumulate`).
 pub(crate) fn final_launch(
     gpu: &Gpu,
     partials: &Tensor,
     out: &Tensor,
     index: usize,
     scale: f32,
+    accumulate: bool,
 ) -> Result<Launch, GpuError> {
     if index >= out.len() {
         return Err(GpuError::Shape(format!(
@@ -63,7 +66,7 @@ pub(crate) fn final_launch(
         len: to_u32(partials.len(), "reduce partials")?,
         index: to_u32(index, "reduce index")?,
         scale,
-        _pad: 0,
+        accumulate: u32::from(accumulate),
     };
     Launch::new(gpu, &FINAL, &p, &[&partials.buffer, &out.buffer], 1, false)
 }
@@ -90,7 +93,7 @@ impl Sum {
             len: to_u32(x.len(), "sum length")?,
             index: 0,
             scale: 1.0,
-            _pad: 0,
+            accumulate: 0,
         };
         let partial = Launch::new(
             gpu,
@@ -100,7 +103,7 @@ impl Sum {
             count as u64,
             false,
         )?;
-        let fin = final_launch(gpu, &partials, out, index, scale)?;
+        let fin = final_launch(gpu, &partials, out, index, scale, false)?;
         Ok(Sum {
             partial,
             fin,
