@@ -76,10 +76,11 @@ fn main(
     let trans_a = (p.flags & 1u) != 0u;
     let trans_b = (p.flags & 2u) != 0u;
 
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    // Four named accumulators (not an array): constant indexing keeps them in registers.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < p.k; k0 += KT) {
         // op(A) tile: rows row0..row0+64, k0..k0+16; one vec4 per thread.
@@ -138,30 +139,37 @@ fn main(
         for (var kk = 0u; kk < KT; kk++) {
             let av = a_tile[kk * 16u + lid.y];
             let bv = b_tile[kk * 16u + lid.x];
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+            acc0 += av.x * bv;
+            acc1 += av.y * bv;
+            acc2 += av.z * bv;
+            acc3 += av.w * bv;
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let m = row0 + lid.y * 4u + i;
-        if m >= p.m {
-            break;
+    let m0 = row0 + lid.y * 4u;
+    let n0 = col0 + lid.x * 4u;
+    store_row(c_off, m0, n0, acc0);
+    store_row(c_off, m0 + 1u, n0, acc1);
+    store_row(c_off, m0 + 2u, n0, acc2);
+    store_row(c_off, m0 + 3u, n0, acc3);
+}
+
+// C[m, n0..n0+4] = alpha · v + beta · C, within bounds.
+fn store_row(c_off: u32, m: u32, n0: u32, v: vec4<f32>) {
+    if m >= p.m {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let n = n0 + j;
+        if n >= p.n {
+            return;
         }
-        for (var j = 0u; j < 4u; j++) {
-            let n = col0 + lid.x * 4u + j;
-            if n >= p.n {
-                break;
-            }
-            let idx = c_off + m * p.n + n;
-            var r = p.alpha * acc[i][j];
-            if p.beta != 0.0 {
-                r += p.beta * c[idx];
-            }
-            c[idx] = r;
+        let idx = c_off + m * p.n + n;
+        var r = p.alpha * v[j];
+        if p.beta != 0.0 {
+            r += p.beta * c[idx];
         }
+        c[idx] = r;
     }
 }

@@ -131,7 +131,7 @@ fn gemm_rejects_wrong_lengths() {
 }
 
 use limpq_trainer::kernels::conv::{
-    Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward,
+    Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo,
 };
 use limpq_trainer::shapes::Conv2dShape;
 
@@ -172,10 +172,12 @@ fn check_conv(s: Conv2dShape, accumulate: bool) {
     let Some(gpu) = gpu_or_skip("conv") else {
         return;
     };
-    check_conv_on(gpu, s, accumulate);
+    for algo in [ConvAlgo::Direct, ConvAlgo::ImplicitGemm] {
+        check_conv_on(gpu, s, accumulate, algo);
+    }
 }
 
-fn check_conv_on(gpu: &Gpu, s: Conv2dShape, accumulate: bool) {
+fn check_conv_on(gpu: &Gpu, s: Conv2dShape, accumulate: bool, algo: ConvAlgo) {
     let mut rng = SeededRng::new(s.input_len() as u64 * 31 + s.weight_len() as u64);
     let x = rng.vec_uniform(s.input_len(), -1.0, 1.0);
     let w = rng.vec_uniform(s.weight_len(), -1.0, 1.0);
@@ -219,10 +221,12 @@ fn check_conv_on(gpu: &Gpu, s: Conv2dShape, accumulate: bool) {
         )
     };
 
-    let fwd = Conv2dForward::new(gpu, &s, &tx, &tw, Some(&tb), &ty).unwrap();
-    let fwd2 = Conv2dForward::new(gpu, &s, &tx, &tw, None, &ty2).unwrap();
-    let bd = Conv2dBackwardData::new(gpu, &s, &tdy, &tw, &tdx, accumulate).unwrap();
-    let bd_chain = Conv2dBackwardData::new(gpu, &s, &ty, &tw, &tdx_chain, false).unwrap();
+    let fwd = Conv2dForward::with_algo(gpu, &s, &tx, &tw, Some(&tb), &ty, algo).unwrap();
+    let fwd2 = Conv2dForward::with_algo(gpu, &s, &tx, &tw, None, &ty2, algo).unwrap();
+    let bd = Conv2dBackwardData::with_algo(gpu, &s, &tdy, &tw, &tdx, accumulate, algo).unwrap();
+    let bd_chain =
+        Conv2dBackwardData::with_algo(gpu, &s, &ty, &tw, &tdx_chain, false, algo).unwrap();
+    assert_eq!((fwd.algo, bd.algo), (algo, algo));
     let bw = Conv2dBackwardWeight::new(gpu, &s, &tx, &tdy, &tdw, accumulate).unwrap();
     let bb = Conv2dBackwardBias::new(gpu, &s, &tdy, &tdb, accumulate).unwrap();
 
@@ -243,7 +247,7 @@ fn check_conv_on(gpu: &Gpu, s: Conv2dShape, accumulate: bool) {
     let cout_g = s.c_out / s.groups;
     let k2 = s.kh * s.kw;
     let plane_terms = s.n * s.h_out() * s.w_out();
-    let tag = format!("{s:?} acc={accumulate}");
+    let tag = format!("{s:?} acc={accumulate} {algo:?}");
     let fwd_tol = Tol::sum_of(cin_g * k2 + 1);
     assert_close(
         &format!("forward {tag}"),
@@ -311,6 +315,35 @@ fn conv_groups_and_depthwise() {
     check_conv(shape(2, 3, 5, 5, 6, 3, 1, 1, 3), false);
 }
 
+/// More than one 64-row and 64-column tile, K longer than one 16-step: the implicit GEMM's
+/// tiling edges.
+#[test]
+fn conv_several_tiles() {
+    check_conv(shape(2, 20, 9, 9, 70, 1, 1, 0, 1), false);
+    check_conv(shape(1, 70, 5, 5, 4, 3, 2, 1, 1), true);
+    check_conv(shape(1, 12, 6, 6, 132, 1, 1, 0, 2), false);
+}
+
+#[test]
+fn conv_auto_algo_choice() {
+    let Some(gpu) = gpu_or_skip("conv_auto_algo_choice") else {
+        return;
+    };
+    let pick = |s: Conv2dShape| {
+        let x = Tensor::zeros(gpu, s.input_len(), "x").unwrap();
+        let w = Tensor::zeros(gpu, s.weight_len(), "w").unwrap();
+        let y = Tensor::zeros(gpu, s.output_len(), "y").unwrap();
+        let f = Conv2dForward::new(gpu, &s, &x, &w, None, &y).unwrap();
+        let b = Conv2dBackwardData::new(gpu, &s, &y, &w, &x, false).unwrap();
+        (f.algo, b.algo)
+    };
+    let (d, g) = (ConvAlgo::Direct, ConvAlgo::ImplicitGemm);
+    assert_eq!(pick(shape(1, 32, 6, 6, 64, 3, 1, 1, 1)), (g, g));
+    assert_eq!(pick(shape(1, 16, 6, 6, 16, 3, 1, 1, 1)), (d, d));
+    assert_eq!(pick(shape(1, 32, 6, 6, 32, 3, 1, 1, 32)), (d, d)); // depthwise
+    assert_eq!(pick(shape(1, 3, 6, 6, 64, 3, 1, 1, 1)), (g, d)); // RGB stem
+}
+
 #[test]
 fn conv_7x7_stem() {
     check_conv(shape(2, 3, 13, 11, 4, 7, 2, 3, 1), false);
@@ -328,9 +361,19 @@ fn conv_grid_split_beyond_the_per_dimension_limit() {
     let mut gpu = Gpu::new(&GpuOptions::from_env()).unwrap();
     gpu.limits.max_compute_workgroups_per_dimension = 20;
     // Workgroups: forward 25 (grid 20×2), backward weight 288 (20×15), data 13, bias 8.
-    check_conv_on(&gpu, shape(2, 4, 20, 20, 8, 3, 1, 1, 1), false);
+    check_conv_on(
+        &gpu,
+        shape(2, 4, 20, 20, 8, 3, 1, 1, 1),
+        false,
+        ConvAlgo::Direct,
+    );
     // Backward weight 144 (20×8).
-    check_conv_on(&gpu, shape(2, 4, 20, 20, 8, 3, 2, 1, 2), true);
+    check_conv_on(
+        &gpu,
+        shape(2, 4, 20, 20, 8, 3, 2, 1, 2),
+        true,
+        ConvAlgo::Direct,
+    );
     assert_eq!(
         limpq_trainer::kernels::grid(&gpu, 288).unwrap(),
         [20, 15, 1]
