@@ -1,0 +1,374 @@
+//! The daemon in-process: round trips, concurrent clients, bad input, cancel, shutdown.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use limpq_trainer::daemon::client::Client;
+use limpq_trainer::daemon::job::{Bitops, CountJob, JobKind, JobSpec, SolveJob};
+use limpq_trainer::daemon::protocol::{
+    read_message, JobInfo, JobState, Request, Response, MAX_FRAME,
+};
+use limpq_trainer::daemon::{self, Config, Handle};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("limpq-dt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(dir: &Path, workers: usize) -> Handle {
+    let mut cfg = Config::new(dir.join("d.sock"), dir.join("state"));
+    cfg.workers = workers;
+    cfg.test_jobs = true;
+    cfg.tick = Duration::from_millis(20);
+    daemon::start(cfg).expect("daemon starts")
+}
+
+fn client(h: &Handle) -> Client {
+    let c = Client::connect(h.socket()).unwrap();
+    c.set_timeout(Some(Duration::from_secs(30))).unwrap();
+    c
+}
+
+fn count(n: u64, step_ms: u64) -> JobSpec {
+    JobSpec {
+        name: String::new(),
+        job: JobKind::Count(CountJob {
+            n,
+            step_ms,
+            fail_at: None,
+            panic_at: None,
+        }),
+    }
+}
+
+fn wait_for(c: &mut Client, id: u64, what: &str, pred: impl Fn(&JobInfo) -> bool) -> JobInfo {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let i = c.status(id).unwrap();
+        if pred(&i) {
+            return i;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for job {id} to be {what}: {i:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn round_trip_with_progress_and_outputs() {
+    let dir = TempDir::new("rt");
+    let h = start(&dir.0, 1);
+    let mode = std::fs::metadata(h.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode");
+    let mut c = client(&h);
+    let id = c.submit(count(5, 10)).unwrap();
+    let mut steps = Vec::new();
+    let mut logs = Vec::new();
+    let fin = client(&h)
+        .watch(id, |r| match r {
+            Response::Progress(_, p) => steps.push(p.step.unwrap().0),
+            Response::Log(_, l) => logs.push(l.clone()),
+            _ => {}
+        })
+        .unwrap();
+    assert_eq!(fin.state, JobState::Done);
+    assert_eq!(fin.progress.as_ref().and_then(|p| p.step), Some((5, 5)));
+    assert!(
+        steps.windows(2).all(|w| w[0] <= w[1]),
+        "progress goes forward: {steps:?}"
+    );
+    assert!(logs.iter().any(|l| l == "step 5"), "{logs:?}");
+    let out = std::fs::read_to_string(Path::new(&fin.output_dir).join("count.txt")).unwrap();
+    assert_eq!(out, "5\n");
+    let jobs = c.list().unwrap();
+    assert_eq!(jobs.len(), 1);
+    // Watching a finished job answers at once.
+    let again = client(&h).watch(id, |_| {}).unwrap();
+    assert_eq!(again.state, JobState::Done);
+    h.shutdown().unwrap();
+    assert!(!dir.0.join("d.sock").exists(), "socket removed on shutdown");
+}
+
+#[test]
+fn solve_job_writes_a_policy() {
+    let dir = TempDir::new("solve");
+    let h = start(&dir.0, 1);
+    let ind = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/resnet20.indicators.ron");
+    let spec = JobSpec {
+        name: "w3a3".into(),
+        job: JobKind::Solve(SolveJob {
+            indicators: ind,
+            alpha: None,
+            bitops: Some(Bitops::Uniform(3, 3)),
+            size_bytes: None,
+            compression: None,
+        }),
+    };
+    let mut c = client(&h);
+    let id = c.submit(spec).unwrap();
+    let fin = c.watch(id, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    let text = std::fs::read_to_string(Path::new(&fin.output_dir).join("policy.ron")).unwrap();
+    let policy = limpq_solver::Policy::from_ron_str(&text).unwrap();
+    assert!(!policy.layers.is_empty());
+    assert!(policy.bitops <= policy.bitops_budget.unwrap());
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn eight_clients_submit_and_watch_at_once() {
+    let dir = TempDir::new("eight");
+    let h = start(&dir.0, 2);
+    let socket = h.socket().to_path_buf();
+    let threads: Vec<_> = (0..8u64)
+        .map(|k| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&socket).unwrap();
+                c.set_timeout(Some(Duration::from_secs(60))).unwrap();
+                let n = 3 + k;
+                let id = c.submit(count(n, 5)).unwrap();
+                let mut last = 0;
+                let fin = c
+                    .watch(id, |r| {
+                        if let Response::Progress(pid, p) = r {
+                            assert_eq!(*pid, id);
+                            last = p.step.unwrap().0;
+                        }
+                    })
+                    .unwrap();
+                assert_eq!(fin.state, JobState::Done);
+                let out =
+                    std::fs::read_to_string(Path::new(&fin.output_dir).join("count.txt")).unwrap();
+                assert_eq!(out, format!("{n}\n"));
+                assert!(last <= n);
+                id
+            })
+        })
+        .collect();
+    let mut ids: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "distinct ids");
+    let jobs = client(&h).list().unwrap();
+    assert_eq!(jobs.iter().filter(|j| j.state == JobState::Done).count(), 8);
+    h.shutdown().unwrap();
+}
+
+fn raw(h: &Handle) -> UnixStream {
+    let s = UnixStream::connect(h.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+fn reply(s: &mut UnixStream) -> Response {
+    read_message(s, MAX_FRAME).unwrap()
+}
+
+#[test]
+fn bad_input_gets_error_replies_and_the_daemon_stays_up() {
+    let dir = TempDir::new("bad");
+    let h = start(&dir.0, 1);
+
+    // Malformed RON, then an unknown request on the same connection: both answered.
+    let mut s = raw(&h);
+    s.write_all(&frame(b"Submit((((")).unwrap();
+    assert!(matches!(reply(&mut s), Response::Error(e) if e.contains("malformed")));
+    s.write_all(&frame(b"Reboot")).unwrap();
+    assert!(matches!(reply(&mut s), Response::Error(e) if e.contains("Reboot")));
+    s.write_all(&frame(&[0xff, 0xfe])).unwrap();
+    assert!(matches!(reply(&mut s), Response::Error(e) if e.contains("UTF-8")));
+    s.write_all(&frame(b"List")).unwrap();
+    assert!(matches!(reply(&mut s), Response::Jobs(_)));
+
+    // Oversized: refused from the length alone, then the connection is closed.
+    let mut s = raw(&h);
+    s.write_all(&(MAX_FRAME as u32 + 1).to_be_bytes()).unwrap();
+    assert!(matches!(reply(&mut s), Response::Error(e) if e.contains("exceeds")));
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+
+    // Cut short: the daemon drops that connection only.
+    let mut s = raw(&h);
+    s.write_all(&frame(b"List")[..6]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+
+    let mut c = client(&h);
+    // Missing data file, NaN and negative hyper-parameters.
+    let solve = |ind: &str, alpha: Option<f64>| JobSpec {
+        name: String::new(),
+        job: JobKind::Solve(SolveJob {
+            indicators: PathBuf::from(ind),
+            alpha,
+            bitops: None,
+            size_bytes: None,
+            compression: None,
+        }),
+    };
+    let e = c.submit(solve("/nonexistent/ind.ron", None)).unwrap_err();
+    assert!(e.contains("/nonexistent/ind.ron"), "{e}");
+    let ind = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/resnet20.indicators.ron");
+    let ind = ind.to_str().unwrap();
+    let e = c.submit(solve(ind, Some(f64::NAN))).unwrap_err();
+    assert!(e.contains("alpha") && e.contains("NaN"), "{e}");
+    let e = c.submit(solve(ind, Some(-1.0))).unwrap_err();
+    assert!(e.contains("alpha") && e.contains("-1"), "{e}");
+    // Unknown job ids.
+    assert!(c.status(99).unwrap_err().contains("no job 99"));
+    assert!(c
+        .request(&Request::Cancel(99))
+        .unwrap_err()
+        .contains("no job 99"));
+
+    // A job that fails and one that panics become failed jobs with the message; the next runs.
+    let mut fail = count(5, 1);
+    if let JobKind::Count(k) = &mut fail.job {
+        k.fail_at = Some(3);
+    }
+    let mut boom = count(5, 1);
+    if let JobKind::Count(k) = &mut boom.job {
+        k.panic_at = Some(2);
+    }
+    let f = c.submit(fail).unwrap();
+    let p = c.submit(boom).unwrap();
+    let ok = c.submit(count(2, 1)).unwrap();
+    let fi = c.watch(f, |_| {}).unwrap();
+    assert!(
+        matches!(&fi.state, JobState::Failed(m) if m.contains("fail at step 3")),
+        "{fi:?}"
+    );
+    let pi = client(&h).watch(p, |_| {}).unwrap();
+    assert!(
+        matches!(&pi.state, JobState::Failed(m) if m.contains("panic")),
+        "{pi:?}"
+    );
+    let oi = client(&h).watch(ok, |_| {}).unwrap();
+    assert_eq!(oi.state, JobState::Done);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn test_jobs_are_refused_unless_enabled() {
+    let dir = TempDir::new("notest");
+    let h = daemon::start(Config::new(dir.0.join("d.sock"), dir.0.join("state"))).unwrap();
+    let e = client(&h).submit(count(1, 0)).unwrap_err();
+    assert!(e.contains("test-only"), "{e}");
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn cancel_queued_and_running_jobs() {
+    let dir = TempDir::new("cancel");
+    let h = start(&dir.0, 1);
+    let mut c = client(&h);
+    let a = c.submit(count(1000, 10)).unwrap();
+    let b = c.submit(count(3, 1)).unwrap();
+    wait_for(&mut c, a, "running", |i| i.state == JobState::Running);
+    assert_eq!(c.request(&Request::Cancel(b)).unwrap(), Response::Ok);
+    assert_eq!(c.status(b).unwrap().state, JobState::Cancelled);
+    assert_eq!(c.request(&Request::Cancel(a)).unwrap(), Response::Ok);
+    let ai = wait_for(&mut c, a, "cancelled", |i| i.state == JobState::Cancelled);
+    assert!(ai.progress.unwrap().step.unwrap().0 < 1000);
+    assert!(c
+        .request(&Request::Cancel(a))
+        .unwrap_err()
+        .contains("already cancelled"));
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_interrupts_and_a_restart_resumes() {
+    let dir = TempDir::new("resume");
+    let h = start(&dir.0, 1);
+    let mut c = client(&h);
+    let a = c.submit(count(30, 20)).unwrap();
+    let q = c.submit(count(2, 1)).unwrap();
+    let at = wait_for(&mut c, a, "past step 3", |i| {
+        i.progress
+            .as_ref()
+            .and_then(|p| p.step)
+            .is_some_and(|s| s.0 >= 3)
+    });
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let watcher = {
+        let mut w = client(&h);
+        std::thread::spawn(move || {
+            w.watch(a, |_| {
+                let _ = seen_tx.send(());
+            })
+            .unwrap()
+        })
+    };
+    // The watch is registered once its first reply arrives.
+    seen_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(c.request(&Request::Shutdown).unwrap(), Response::Ok);
+    h.join().unwrap();
+    assert_eq!(watcher.join().unwrap().state, JobState::Interrupted);
+    assert!(!dir.0.join("d.sock").exists());
+    let stopped_at: u64 = {
+        let ck = std::fs::read_to_string(dir.0.join("state/jobs/1/checkpoint/count.ron")).unwrap();
+        ck.trim_start_matches("(done:")
+            .trim_end_matches(')')
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(stopped_at >= at.progress.unwrap().step.unwrap().0 && stopped_at < 30);
+
+    let h = start(&dir.0, 1);
+    let mut c = client(&h);
+    let fin = c.watch(a, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done);
+    assert_eq!(fin.resumes, 1);
+    let log = std::fs::read_to_string(dir.0.join("state/jobs/1/log.txt")).unwrap();
+    assert!(
+        log.contains(&format!("resumed from checkpoint at step {stopped_at}")),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines().filter(|l| *l == "step 1").count(),
+        1,
+        "not restarted from zero"
+    );
+    assert_eq!(c.watch(q, |_| {}).unwrap().state, JobState::Done);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_is_refused() {
+    let dir = TempDir::new("two");
+    let h = start(&dir.0, 1);
+    let mut cfg = Config::new(dir.0.join("other.sock"), dir.0.join("state"));
+    cfg.test_jobs = true;
+    let e = daemon::start(cfg).err().expect("refused").to_string();
+    assert!(e.contains("already running"), "{e}");
+    let cfg = Config::new(dir.0.join("d.sock"), dir.0.join("state2"));
+    let e = daemon::start(cfg).err().expect("refused").to_string();
+    assert!(e.contains("answers"), "{e}");
+    h.shutdown().unwrap();
+}
