@@ -73,6 +73,26 @@ pub struct PoolShape {
 }
 
 impl PoolShape {
+    pub fn new(
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        PoolShape {
+            n,
+            c,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+        }
+    }
+
     /// Output height `(h + 2·pad - k) / stride + 1` (0 when the window does not fit).
     pub fn h_out(&self) -> usize {
         (self.h + 2 * self.pad)
