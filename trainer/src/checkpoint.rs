@@ -99,7 +99,11 @@ impl fmt::Display for CheckpointError {
         match self {
             CheckpointError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             CheckpointError::Format { path, message } => {
-                write!(f, "{}: not a valid limpq checkpoint: {message}", path.display())
+                write!(
+                    f,
+                    "{}: not a valid limpq checkpoint: {message}",
+                    path.display()
+                )
             }
             CheckpointError::Mismatch { path, message } => {
                 write!(f, "{}: {message}", path.display())
@@ -176,7 +180,9 @@ impl Checkpoint {
         if bytes.len() < 16 + 8 {
             return Err(bad(format!("truncated: {} bytes", bytes.len())));
         }
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let version = word(8);
         if version != VERSION {
             return Err(bad(format!(
@@ -212,7 +218,10 @@ impl Checkpoint {
         if fnv1a(&bytes[..body_end]) != u64::from_le_bytes(sum) {
             return Err(bad("checksum mismatch (file corrupt)".into()));
         }
-        header.model.analyze().map_err(|e| bad(format!("model: {e}")))?;
+        header
+            .model
+            .analyze()
+            .map_err(|e| bad(format!("model: {e}")))?;
         let mut at = 16 + hlen;
         let tensors = header
             .tensors

@@ -1,10 +1,13 @@
 //! GPU trainer for limpq: WGSL compute kernels through wgpu, model descriptions, data
 //! loading, and (later) LSQ joint indicator training.
 
+pub mod checkpoint;
 pub mod daemon;
 pub mod data;
+pub mod engine;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod reference;
 pub mod shapes;
+pub mod train;

@@ -1,0 +1,66 @@
+//! The kernel ops the executor records, behind one object-safe trait.
+
+use crate::gpu::GpuError;
+use crate::kernels::conv::{
+    Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward,
+};
+use crate::kernels::elementwise::{Add, Axpy, Relu, ReluBackward};
+use crate::kernels::gemm::Gemm;
+use crate::kernels::Recorder;
+
+/// Anything that appends its dispatches to a [`Recorder`].
+pub(crate) trait Record: Send + Sync {
+    fn record<'a>(&'a self, rec: &mut Recorder<'a>);
+}
+
+macro_rules! impl_record {
+    ($($t:ty),* $(,)?) => {
+        $(impl Record for $t {
+            fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
+                <$t>::record(self, rec)
+            }
+        })*
+    };
+}
+
+impl_record!(
+    Gemm,
+    Conv2dForward,
+    Conv2dBackwardData,
+    Conv2dBackwardWeight,
+    Conv2dBackwardBias,
+    Relu,
+    ReluBackward,
+    Add,
+    Axpy,
+    crate::kernels::loss::SoftmaxCrossEntropy,
+    crate::kernels::norm::BatchNorm2d,
+    crate::kernels::norm::BatchNorm2dBackward,
+    crate::kernels::pool::MaxPool2d,
+    crate::kernels::pool::MaxPool2dBackward,
+    crate::kernels::pool::AvgPool2d,
+    crate::kernels::pool::AvgPool2dBackward,
+    crate::kernels::pool::GlobalAvgPool,
+    crate::kernels::pool::GlobalAvgPoolBackward,
+);
+
+/// One entry of an op list: a kernel, or a buffer copy done by the encoder.
+pub(crate) enum Step {
+    Op(Box<dyn Record>),
+    /// Copy tensor `.0` into tensor `.1` (ids into the network's tensor table).
+    Copy(usize, usize),
+}
+
+impl Step {
+    pub(crate) fn op(r: impl Record + 'static) -> Step {
+        Step::Op(Box::new(r))
+    }
+}
+
+/// Build an op or name the graph node it was for.
+pub(crate) fn at<T>(node: &str, r: Result<T, GpuError>) -> Result<T, GpuError> {
+    r.map_err(|e| match e {
+        GpuError::Shape(m) => GpuError::Shape(format!("node '{node}': {m}")),
+        other => other,
+    })
+}

@@ -1,0 +1,439 @@
+//! Whole-network checks of the GPU executor: the reference small net (conv, BN, ReLU,
+//! residual add, pool, GAP, linear, softmax CE with label smoothing) run by `engine::Network`
+//! against `reference::net::SmallNet` on the CPU — loss, every parameter gradient, BN running
+//! statistics, the SGD update — and a finite-difference check through the GPU loss itself.
+//! Plus checkpoint round trips and refusals. GPU tests skip only when no adapter exists.
+
+mod common;
+
+use common::gpu_or_skip;
+use limpq_trainer::checkpoint::{Checkpoint, TensorKind};
+use limpq_trainer::engine::{Network, NetworkConfig, ParamKind};
+use limpq_trainer::model::{Model, Node, Op};
+use limpq_trainer::reference::net::{PoolKind, SmallNet, SmallNetConfig};
+use limpq_trainer::reference::rng::SeededRng;
+use limpq_trainer::reference::{sgd_step, BatchNormConfig, SgdConfig};
+
+/// The graph of `reference::net` as a model description, with the engine's parameter names
+/// in the order of `SmallNetParams::NAMES`.
+fn small_net_model(cfg: &SmallNetConfig) -> Model {
+    let node = |name: &str, op: Op, inputs: &[&str]| Node {
+        name: name.to_string(),
+        op,
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+    };
+    let conv = |out| Op::Conv2d {
+        out_channels: out,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        groups: 1,
+        bias: false,
+    };
+    let pool = match cfg.pool {
+        PoolKind::Max => Op::MaxPool {
+            kernel: 2,
+            stride: 2,
+            padding: 0,
+        },
+        PoolKind::Avg => Op::AvgPool {
+            kernel: 2,
+            stride: 2,
+            padding: 0,
+        },
+    };
+    Model {
+        name: "small_net".into(),
+        input: (cfg.c_in, cfg.h, cfg.w),
+        classes: cfg.classes,
+        nodes: vec![
+            node("conv1", conv(cfg.channels), &["input"]),
+            node("bn1", Op::BatchNorm, &["conv1"]),
+            node("relu1", Op::Relu, &["bn1"]),
+            node("conv2", conv(cfg.channels), &["relu1"]),
+            node("bn2", Op::BatchNorm, &["conv2"]),
+            node("add", Op::Add, &["bn2", "relu1"]),
+            node("relu2", Op::Relu, &["add"]),
+            node("pool", pool, &["relu2"]),
+            node("gap", Op::GlobalAvgPool, &["pool"]),
+            node(
+                "fc",
+                Op::Linear {
+                    out_features: cfg.classes,
+                    bias: true,
+                },
+                &["gap"],
+            ),
+        ],
+    }
+}
+
+const ENGINE_NAMES: [&str; 8] = [
+    "conv1.weight",
+    "bn1.weight",
+    "bn1.bias",
+    "conv2.weight",
+    "bn2.weight",
+    "bn2.bias",
+    "fc.weight",
+    "fc.bias",
+];
+
+fn config(pool: PoolKind) -> SmallNetConfig {
+    SmallNetConfig {
+        n: 4,
+        c_in: 2,
+        h: 6,
+        w: 6,
+        channels: 5,
+        classes: 7,
+        pool,
+        label_smoothing: 0.1,
+        bn: BatchNormConfig::default(),
+    }
+}
+
+fn data(cfg: &SmallNetConfig, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let mut r = SeededRng::new(seed);
+    let x = r.vec_uniform(cfg.n * cfg.c_in * cfg.h * cfg.w, -1.0, 1.0);
+    let y = (0..cfg.n).map(|_| r.below(cfg.classes) as u32).collect();
+    (x, y)
+}
+
+/// The GPU network with the reference net's parameters loaded.
+fn gpu_net<'g>(
+    gpu: &'g limpq_trainer::gpu::Gpu,
+    cfg: &SmallNetConfig,
+    net: &SmallNet,
+    wd: f32,
+) -> Network<'g> {
+    let model = small_net_model(cfg);
+    let ncfg = NetworkConfig {
+        batch: cfg.n,
+        seed: 1,
+        label_smoothing: cfg.label_smoothing,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: wd,
+        grad_clip: None,
+    };
+    let mut g = Network::new(gpu, &model, ncfg).expect("build network");
+    let names: Vec<String> = g.param_infos().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ENGINE_NAMES, "engine parameter names and order");
+    for (name, t) in ENGINE_NAMES.iter().zip(net.params.tensors()) {
+        g.set_param(name, t).unwrap();
+    }
+    g
+}
+
+/// `max |got - want| ≤ rel · max |want| + abs`, per tensor: a scale-aware bound. A wrong,
+/// missing or doubled gradient term moves elements by a sizeable fraction of the tensor's
+/// scale; f32 rounding through this depth stays below ~1e-5 of it.
+fn assert_tensor_close(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let mut worst = (0.0f32, 0usize);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let e = (g - w).abs();
+        assert!(!e.is_nan(), "{what}[{i}]: got {g}, want {w}");
+        if e > worst.0 {
+            worst = (e, i);
+        }
+    }
+    let tol = rel * scale + abs;
+    assert!(
+        worst.0 <= tol,
+        "{what}: worst error {} at {} (got {}, want {}) exceeds {tol} (scale {scale})",
+        worst.0,
+        worst.1,
+        got[worst.1],
+        want[worst.1]
+    );
+    worst.0 / scale.max(f32::MIN_POSITIVE)
+}
+
+fn check_against_reference(pool: PoolKind) {
+    let Some(gpu) = gpu_or_skip("engine vs reference") else {
+        return;
+    };
+    let cfg = config(pool);
+    let mut net = SmallNet::new(cfg, 11);
+    let (x, y) = data(&cfg, 12);
+    let mut g = gpu_net(gpu, &cfg, &net, 5e-4);
+    let want = net.step(&x, &y);
+    let got = g.forward_backward(&x, &y).unwrap();
+    // Loss is a mean of ~2: f32 softmax vs f64 reference agree to ~1e-6 relative.
+    assert!(
+        (got.loss - want.loss).abs() <= 1e-5 * want.loss.abs() + 1e-6,
+        "{pool:?}: loss {} vs reference {}",
+        got.loss,
+        want.loss
+    );
+    assert_eq!(got.correct, want.correct, "{pool:?}: correct count");
+    let grads = g.read_grads().unwrap();
+    for ((name, got), want) in ENGINE_NAMES.iter().zip(&grads).zip(want.grads.tensors()) {
+        let r = assert_tensor_close(&format!("{pool:?} d{name}"), got, want, 1e-4, 1e-7);
+        eprintln!("{pool:?} d{name}: worst error / scale = {r:.2e}");
+    }
+    // Running statistics after one train-mode forward (momentum 0.1, unbiased variance).
+    let state = g.export_state().unwrap();
+    let run = |n: &str| {
+        state
+            .iter()
+            .find(|t| t.name == n && t.kind == TensorKind::RunningStat)
+            .unwrap_or_else(|| panic!("no {n}"))
+            .data
+            .clone()
+    };
+    for (name, want) in [
+        ("bn1.running_mean", &net.running.bn1_mean),
+        ("bn1.running_var", &net.running.bn1_var),
+        ("bn2.running_mean", &net.running.bn2_mean),
+        ("bn2.running_var", &net.running.bn2_var),
+    ] {
+        assert_tensor_close(name, &run(name), want, 1e-5, 1e-7);
+    }
+}
+
+#[test]
+fn small_net_max_pool_matches_reference() {
+    check_against_reference(PoolKind::Max);
+}
+
+#[test]
+fn small_net_avg_pool_matches_reference() {
+    check_against_reference(PoolKind::Avg);
+}
+
+/// One `train_step` = the reference gradients followed by the reference SGD (momentum 0.9,
+/// weight decay on conv/linear weights only), for two steps (momentum buffers carry over).
+#[test]
+fn train_step_applies_sgd_like_the_reference() {
+    let Some(gpu) = gpu_or_skip("engine train_step") else {
+        return;
+    };
+    let cfg = config(PoolKind::Avg);
+    let mut net = SmallNet::new(cfg, 21);
+    let (x, y) = data(&cfg, 22);
+    let wd = 5e-4;
+    let mut g = gpu_net(gpu, &cfg, &net, wd);
+    let kinds: Vec<ParamKind> = g.param_infos().into_iter().map(|p| p.kind).collect();
+    let mut bufs: Vec<Vec<f32>> = net
+        .params
+        .tensors()
+        .iter()
+        .map(|t| vec![0.0; t.len()])
+        .collect();
+    for (step, lr) in [(0, 0.1f32), (1, 0.05)] {
+        let want = net.step(&x, &y);
+        let stats = g.train_step(&x, &y, lr).unwrap();
+        assert!((stats.loss - want.loss).abs() <= 1e-5 * want.loss.abs() + 1e-6);
+        for (((p, gr), buf), kind) in net
+            .params
+            .tensors_mut()
+            .into_iter()
+            .zip(want.grads.tensors())
+            .zip(&mut bufs)
+            .zip(&kinds)
+        {
+            let sgd = SgdConfig {
+                lr,
+                momentum: 0.9,
+                weight_decay: if *kind == ParamKind::Weight { wd } else { 0.0 },
+                nesterov: false,
+                clip: None,
+            };
+            sgd_step(&sgd, p, gr, buf);
+        }
+        let got = g.read_params().unwrap();
+        for ((name, got), want) in ENGINE_NAMES.iter().zip(&got).zip(net.params.tensors()) {
+            assert_tensor_close(&format!("step {step} {name}"), got, want, 1e-5, 1e-6);
+        }
+    }
+}
+
+/// Central differences of the GPU's own train-mode loss for the parameters with the largest
+/// gradient in each tensor (avg pool: no max-pool ties). h = 1e-3 on a loss of ~2 in f32:
+/// rounding contributes ~1e-4 to the quotient, curvature O(h²) ~1e-5 relative; we allow
+/// 3 % of the gradient plus 5e-4, while a wrong term would be off by O(100 %).
+#[test]
+fn finite_differences_through_the_gpu_loss() {
+    let Some(gpu) = gpu_or_skip("engine finite differences") else {
+        return;
+    };
+    let cfg = config(PoolKind::Avg);
+    let net = SmallNet::new(cfg, 31);
+    let (x, y) = data(&cfg, 32);
+    let mut g = gpu_net(gpu, &cfg, &net, 0.0);
+    g.forward_backward(&x, &y).unwrap();
+    let grads = g.read_grads().unwrap();
+    let params = g.read_params().unwrap();
+    let h = 1e-3f32;
+    let mut checked = 0;
+    for (k, name) in ENGINE_NAMES.iter().enumerate() {
+        let gk = &grads[k];
+        let mut order: Vec<usize> = (0..gk.len()).collect();
+        order.sort_by(|&a, &b| gk[b].abs().total_cmp(&gk[a].abs()));
+        for &i in order.iter().take(2) {
+            let mut p = params[k].clone();
+            let orig = p[i];
+            p[i] = orig + h;
+            g.set_param(name, &p).unwrap();
+            let up = g.train_loss(&x, &y).unwrap() as f64;
+            p[i] = orig - h;
+            g.set_param(name, &p).unwrap();
+            let down = g.train_loss(&x, &y).unwrap() as f64;
+            p[i] = orig;
+            g.set_param(name, &p).unwrap();
+            let fd = (up - down) / ((orig + h) as f64 - (orig - h) as f64);
+            let an = gk[i] as f64;
+            assert!(
+                (fd - an).abs() <= 0.03 * an.abs() + 5e-4,
+                "d{name}[{i}]: finite difference {fd} vs backward {an}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 16);
+}
+
+/// Eval pads a short batch: the real images' logits do not depend on the padding.
+#[test]
+fn eval_of_a_short_batch_matches_the_full_batch() {
+    let Some(gpu) = gpu_or_skip("engine eval padding") else {
+        return;
+    };
+    let cfg = config(PoolKind::Max);
+    let net = SmallNet::new(cfg, 41);
+    let (x, y) = data(&cfg, 42);
+    let mut g = gpu_net(gpu, &cfg, &net, 0.0);
+    // Move the running statistics away from 0/1 first.
+    g.train_step(&x, &y, 0.0).unwrap();
+    let full = g.eval_logits(&x).unwrap();
+    let per = cfg.c_in * cfg.h * cfg.w;
+    let short = g.eval_logits(&x[..2 * per]).unwrap();
+    assert_eq!(short.len(), 2 * cfg.classes);
+    assert_eq!(&full[..2 * cfg.classes], &short[..]);
+    let stats = g.eval_batch(&x[..3 * per], &y[..3]).unwrap();
+    assert_eq!(stats.count, 3);
+    assert!(
+        g.eval_logits(&vec![0.0; 5 * per]).is_err(),
+        "over-long batch"
+    );
+    assert!(
+        g.train_step(&x[..per], &y[..1], 0.1).is_err(),
+        "short train batch"
+    );
+    let mut bad = y.clone();
+    bad[0] = cfg.classes as u32;
+    let err = g.train_step(&x, &bad, 0.1).unwrap_err().to_string();
+    assert!(err.contains("label"), "{err}");
+}
+
+/// Export → checkpoint bytes → import into a fresh network gives identical eval logits.
+#[test]
+fn checkpoint_round_trip_restores_the_network() {
+    let Some(gpu) = gpu_or_skip("engine checkpoint") else {
+        return;
+    };
+    let cfg = config(PoolKind::Avg);
+    let net = SmallNet::new(cfg, 51);
+    let (x, y) = data(&cfg, 52);
+    let mut a = gpu_net(gpu, &cfg, &net, 5e-4);
+    a.train_step(&x, &y, 0.1).unwrap();
+    a.train_step(&x, &y, 0.1).unwrap();
+    let ckpt = Checkpoint {
+        model: a.model().clone(),
+        seed: 1,
+        epoch: 1,
+        step: 2,
+        meta: vec![("data".into(), "test".into())],
+        tensors: a.export_state().unwrap(),
+    };
+    let back = Checkpoint::from_bytes(&ckpt.to_bytes(), "mem.ckpt".as_ref()).unwrap();
+    assert_eq!(back, ckpt);
+    let model = small_net_model(&cfg);
+    let mut b = Network::new(gpu, &model, *a.config()).unwrap();
+    b.import_state(&back.tensors, true).unwrap();
+    assert_eq!(a.eval_logits(&x).unwrap(), b.eval_logits(&x).unwrap());
+    // Same momentum too: one more identical step keeps them identical.
+    a.train_step(&x, &y, 0.1).unwrap();
+    b.train_step(&x, &y, 0.1).unwrap();
+    assert_eq!(a.read_params().unwrap(), b.read_params().unwrap());
+    // A checkpoint of another model is refused with the tensor named.
+    let mut other = back.clone();
+    other.tensors.retain(|t| t.name != "fc.bias");
+    let err = b
+        .import_state(&other.tensors, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fc.bias"), "{err}");
+}
+
+#[test]
+fn builtin_models_build_and_step() {
+    let Some(gpu) = gpu_or_skip("engine builtins") else {
+        return;
+    };
+    let model = limpq_trainer::model::small_cnn();
+    let mut net = Network::new(
+        gpu,
+        &model,
+        NetworkConfig {
+            batch: 3,
+            ..NetworkConfig::default()
+        },
+    )
+    .unwrap();
+    let mut r = SeededRng::new(5);
+    let x = r.vec_uniform(3 * 28 * 28, -1.0, 1.0);
+    let y = vec![1, 2, 3];
+    let s = net.train_step(&x, &y, 0.01).unwrap();
+    assert!(s.loss.is_finite() && s.loss > 0.0, "loss {}", s.loss);
+    assert!(net.train_dispatches() > 20);
+    // Deterministic: a second network from the same seed gives the same loss.
+    let mut again = Network::new(gpu, &model, *net.config()).unwrap();
+    assert_eq!(again.train_step(&x, &y, 0.01).unwrap().loss, s.loss);
+}
+
+#[test]
+fn checkpoint_refuses_bad_files() {
+    let cfg = config(PoolKind::Avg);
+    let ckpt = Checkpoint {
+        model: small_net_model(&cfg),
+        seed: 3,
+        epoch: 0,
+        step: 0,
+        meta: Vec::new(),
+        tensors: vec![limpq_trainer::checkpoint::NamedTensor {
+            name: "w".into(),
+            kind: TensorKind::Param,
+            data: vec![1.0, -2.5, 3.25],
+        }],
+    };
+    let bytes = ckpt.to_bytes();
+    let p = std::path::Path::new("x.ckpt");
+    assert_eq!(Checkpoint::from_bytes(&bytes, p).unwrap(), ckpt);
+    let err = |b: &[u8]| Checkpoint::from_bytes(b, p).unwrap_err().to_string();
+    assert!(err(b"hello world, not a checkpoint").contains("magic"));
+    assert!(err(&bytes[..bytes.len() - 5]).contains("truncated"));
+    let mut flipped = bytes.clone();
+    let at = bytes.len() - 10;
+    flipped[at] ^= 1;
+    assert!(err(&flipped).contains("checksum"));
+    let mut version = bytes.clone();
+    version[8] = 9;
+    assert!(err(&version).contains("version"));
+    assert!(err(&flipped).contains("x.ckpt"), "errors name the file");
+    let dir = std::env::temp_dir().join(format!("limpq-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.ckpt");
+    ckpt.save(&path).unwrap();
+    assert!(!dir.join("a.ckpt.tmp").exists());
+    assert_eq!(Checkpoint::load(&path).unwrap(), ckpt);
+    let missing = Checkpoint::load(dir.join("nope.ckpt"))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope.ckpt"), "{missing}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
