@@ -1,6 +1,6 @@
 // conv2d backward weight: dw[co, ci', ky, kx] = Σ_{n, oy, ox} dy[n, co, oy, ox] · x[n, ci, oy·s - p + ky, ox·s - p + kx]
 // with ci = group(co) · (c_in / groups) + ci'. One workgroup per weight element: its 256
-// invocations stride over the n · h_out · w_out terms and reduce in workgroup memory.
+// invocations stride over the n · h_out output rows and reduce in workgroup memory.
 // 2-D grid, flat workgroup = wid.x + wid.y · nwg.x. Flag bit 0: accumulate into dw.
 
 struct Params {
@@ -48,20 +48,29 @@ fn main(
     let co = widx / (p.kw * p.kh * cin_g);
     let ci = (co / cout_g) * cin_g + cl;
 
-    let plane = p.h_out * p.w_out;
-    let terms = p.n * plane;
+    // Invocations stride over output rows (n, oy); within a row, the ox whose input column
+    // ix = ox·stride + kx - pad lies inside [0, w) form one range, so the inner loop has no
+    // divisions and no bounds checks.
+    let rows = p.n * p.h_out;
+    let s = i32(p.stride);
+    let lo = max(i32(p.pad) - i32(kx), 0);
+    let ox_lo = u32((lo + s - 1) / s);
+    let hi = i32(p.w + p.pad) - i32(kx);
+    let ox_hi = min(p.w_out, u32((max(hi, 0) + s - 1) / s));
     var acc = 0.0;
-    for (var r = lid; r < terms; r += 256u) {
-        let ox = r % p.w_out;
-        let oy = (r / p.w_out) % p.h_out;
-        let nb = r / plane;
+    for (var row = lid; row < rows; row += 256u) {
+        let nb = row / p.h_out;
+        let oy = row % p.h_out;
         let iy = i32(oy * p.stride + ky) - i32(p.pad);
-        let ix = i32(ox * p.stride + kx) - i32(p.pad);
-        if iy < 0 || iy >= i32(p.h) || ix < 0 || ix >= i32(p.w) {
+        if iy < 0 || iy >= i32(p.h) {
             continue;
         }
-        acc += dy[(nb * p.c_out + co) * plane + oy * p.w_out + ox]
-            * x[((nb * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+        let dy_row = ((nb * p.c_out + co) * p.h_out + oy) * p.w_out;
+        // May wrap below zero when kx < pad; ox · stride brings it back (u32 wraps in WGSL).
+        let x_row = ((nb * p.c_in + ci) * p.h + u32(iy)) * p.w + kx - p.pad;
+        for (var ox = ox_lo; ox < ox_hi; ox++) {
+            acc += dy[dy_row + ox] * x[x_row + ox * p.stride];
+        }
     }
     partial[lid] = acc;
     workgroupBarrier();
