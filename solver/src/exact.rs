@@ -5,6 +5,9 @@
 //! `cost[c]` and uses `r[c][k]` of row k, Σ r ≤ cap per row. Rows are normalised so
 //! that the largest possible use of each row is 1.
 
+// Index loops over rows and groups mirror the formulas; iterator chains would hide them.
+#![allow(clippy::needless_range_loop)]
+
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -534,12 +537,18 @@ fn branch(
     // Two passes: a beam (at most `BEAM` states per stage) to find a good incumbent,
     // then the exact pass with the bound that incumbent gives.
     let mut states: u64 = 0;
-    let mut complete = true;
+    let mut complete = false;
     let mut best: Option<Vec<usize>> = None;
-    const PASSES: usize = 4;
-    for pass in 0..PASSES {
-        let last = pass + 1 == PASSES;
-        let beam = if last { usize::MAX } else { BEAM << pass };
+    // Passes: exact with a small state budget (enough for most layer-wise searches);
+    // if that runs out, beams to improve the incumbent, then exact with the full budget.
+    let plan = [
+        (usize::MAX, EARLY_STATES),
+        (BEAM, u64::MAX),
+        (4 * BEAM, u64::MAX),
+        (usize::MAX, state_limit),
+    ];
+    for &(beam, limit) in &plan {
+        let mut pass_states: u64 = 0;
         // Current stage: used rows (m per state), cost, reduced-cost sum.
         let mut used = base_used.clone();
         let mut cost = vec![base_cost];
@@ -587,7 +596,8 @@ fn branch(
                 }
             }
             states += cand.len() as u64;
-            if states > state_limit {
+            pass_states += cand.len() as u64;
+            if pass_states > limit {
                 cut = true;
                 break;
             }
@@ -629,9 +639,6 @@ fn branch(
                 break;
             }
         }
-        if last && cut {
-            complete = false;
-        }
         if back.len() == d_max && !cost.is_empty() {
             let (bi, &bc) = cost
                 .iter()
@@ -650,8 +657,9 @@ fn branch(
                 best = Some(x);
             }
         }
-        if !last && !cut {
-            break; // the beam never bit: that pass was exact
+        if !cut {
+            complete = true; // no state was dropped except by bound, dominance or feasibility
+            break;
         }
     }
     let choice: Vec<usize> = match (best, inc) {
@@ -672,6 +680,9 @@ fn branch(
 
 /// States per stage of the heuristic pass.
 const BEAM: usize = 256;
+
+/// State budget of the first exact pass.
+const EARLY_STATES: u64 = 100_000;
 
 /// Indices of the candidates no other candidate dominates (≤ in every row and in cost);
 /// of exact duplicates the first is kept.

@@ -1,6 +1,9 @@
 //! The general ILP backend: the same knapsack handed to microlp, one binary per allowed
 //! choice (dominated ones included), one equality per group, one row per budget.
 
+// Index loops mirror the formulas over rows and layers.
+#![allow(clippy::needless_range_loop)]
+
 use std::time::Duration;
 use std::vec::Vec;
 

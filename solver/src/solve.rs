@@ -1,6 +1,9 @@
 //! Solving a compiled problem: the exact solver, the microlp backend, the Pareto sweep,
 //! and turning a choice per group into a [`Policy`] with its resource usage.
 
+// Index loops mirror the formulas over rows and layers.
+#![allow(clippy::needless_range_loop)]
+
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
