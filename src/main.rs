@@ -30,6 +30,18 @@ enum Command {
     BenchSolver(cmd::bench_solver::Args),
     /// List the GPU adapters wgpu can see.
     Devices(cmd::devices::Args),
+    /// Run the trainer daemon (jobs from `limpq submit`) in the foreground.
+    Serve(cmd::serve::Args),
+    /// Queue a job file on the daemon.
+    Submit(cmd::submit::Args),
+    /// List the daemon's jobs.
+    Jobs(cmd::jobs::Args),
+    /// Follow a daemon job's progress until it ends.
+    Watch(cmd::watch::Args),
+    /// Cancel a queued or running daemon job.
+    Cancel(cmd::cancel::Args),
+    /// Stop the daemon (a running job checkpoints and resumes on the next start).
+    Shutdown(cmd::shutdown::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +53,12 @@ fn main() -> std::process::ExitCode {
         Command::Layers(a) => cmd::layers::run(a),
         Command::BenchSolver(a) => cmd::bench_solver::run(a),
         Command::Devices(a) => cmd::devices::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Submit(a) => cmd::submit::run(a),
+        Command::Jobs(a) => cmd::jobs::run(a),
+        Command::Watch(a) => cmd::watch::run(a),
+        Command::Cancel(a) => cmd::cancel::run(a),
+        Command::Shutdown(a) => cmd::shutdown::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,12 @@
 //! One module per subcommand: its clap `Args` and its `run`.
 pub mod bench_solver;
+pub mod cancel;
 pub mod devices;
 pub mod import_limpq;
+pub mod jobs;
 pub mod layers;
+pub mod serve;
+pub mod shutdown;
 pub mod solve;
+pub mod submit;
+pub mod watch;
