@@ -249,6 +249,7 @@ pub fn write_uniform<T: bytemuck::Pod>(gpu: &Gpu, buffer: &wgpu::Buffer, params:
 pub struct Tensor {
     pub buffer: wgpu::Buffer,
     len: usize,
+    label: String,
 }
 
 impl Tensor {
@@ -274,7 +275,11 @@ impl Tensor {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Tensor { buffer, len })
+        Ok(Tensor {
+            buffer,
+            len,
+            label: label.to_string(),
+        })
     }
 
     /// A zero-filled tensor of `len` elements.
@@ -294,6 +299,11 @@ impl Tensor {
         let t = Self::alloc(gpu, data.len(), label)?;
         t.write_u32(gpu, data)?;
         Ok(t)
+    }
+
+    /// The label given at creation (used in error messages).
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Number of elements (without padding).
@@ -490,7 +500,9 @@ impl<'a> Recorder<'a> {
             }
             i += 1;
         }
-        gpu.queue.submit(Some(encoder.finish()));
+        // The scope blames validation errors on this submission even when other threads
+        // share the device; errors raised later (device lost) still reach `gpu.check()`.
+        gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
         if staging.is_empty() {
             return gpu.check().map(|_| Readbacks::default());
         }
