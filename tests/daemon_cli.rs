@@ -1,0 +1,314 @@
+//! The `limpq` binary as a daemon: kill -9 mid-job and resume, SIGTERM/SIGINT clean exit,
+//! socket permissions, and the client commands.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use limpq_trainer::daemon::client::Client;
+use limpq_trainer::daemon::protocol::{JobInfo, JobState};
+
+const BIN: &str = env!("CARGO_BIN_EXE_limpq");
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("limpq-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn socket(&self) -> PathBuf {
+        self.0.join("d.sock")
+    }
+    fn state(&self) -> PathBuf {
+        self.0.join("state")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `limpq serve` child, killed if the test ends early.
+struct Daemon(Option<Child>);
+
+impl Daemon {
+    fn start(t: &TempDir) -> Daemon {
+        let child = Command::new(BIN)
+            .args(["serve", "--test-jobs", "--socket"])
+            .arg(t.socket())
+            .arg("--state")
+            .arg(t.state())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let d = Daemon(Some(child));
+        let end = Instant::now() + Duration::from_secs(20);
+        while Client::connect(&t.socket()).is_err() {
+            assert!(Instant::now() < end, "the daemon did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+    fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+    fn kill9(&mut self) {
+        let mut c = self.0.take().unwrap();
+        c.kill().unwrap(); // SIGKILL
+        c.wait().unwrap();
+    }
+    /// Wait for exit (bounded) and return the status and stderr.
+    fn wait(&mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let mut c = self.0.take().unwrap();
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                return (st, err);
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                panic!("the daemon did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn limpq(t: &TempDir, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--socket")
+        .arg(t.socket())
+        .arg("--state")
+        .arg(t.state())
+        .output()
+        .unwrap()
+}
+
+fn job_file(t: &TempDir, name: &str, n: u64, step_ms: u64) -> String {
+    let p = t.0.join(format!("{name}.job.ron"));
+    std::fs::write(
+        &p,
+        format!("(name: \"{name}\", job: Count((n: {n}, step_ms: {step_ms})))"),
+    )
+    .unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn submit(t: &TempDir, file: &str) -> u64 {
+    let o = limpq(t, &["submit", file]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().parse().unwrap()
+}
+
+fn status(t: &TempDir, id: u64) -> JobInfo {
+    let mut c = Client::connect(&t.socket()).unwrap();
+    c.set_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.status(id).unwrap()
+}
+
+fn wait_until(t: &TempDir, id: u64, what: &str, pred: impl Fn(&JobInfo) -> bool) -> JobInfo {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let i = status(t, id);
+        if pred(&i) {
+            return i;
+        }
+        assert!(Instant::now() < end, "job {id} never {what}: {i:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn on_disk(t: &TempDir, id: u64) -> JobInfo {
+    let p = t.state().join(format!("jobs/{id}/status.ron"));
+    ron::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn step(i: &JobInfo) -> u64 {
+    i.progress.as_ref().and_then(|p| p.step).map_or(0, |s| s.0)
+}
+
+#[test]
+fn kill_9_mid_job_then_restart_resumes_from_the_checkpoint() {
+    let t = TempDir::new("kill9");
+    let mut d = Daemon::start(&t);
+    let quick = submit(&t, &job_file(&t, "quick", 2, 1));
+    let o = limpq(&t, &["watch", &quick.to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let long = submit(&t, &job_file(&t, "long", 40, 40));
+    let queued = submit(&t, &job_file(&t, "queued", 3, 1));
+    wait_until(&t, long, "past step 8", |i| step(i) >= 8);
+    d.kill9();
+
+    // What the crash left on disk: the long job running, the next one queued.
+    assert_eq!(on_disk(&t, long).state, JobState::Running);
+    assert_eq!(on_disk(&t, queued).state, JobState::Queued);
+    let ck = std::fs::read_to_string(t.state().join(format!("jobs/{long}/checkpoint/count.ron")))
+        .unwrap();
+    let at_kill: u64 = ck
+        .trim()
+        .trim_start_matches("(done:")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert!((8..40).contains(&at_kill), "checkpoint at {at_kill}");
+
+    let _d = Daemon::start(&t);
+    let o = limpq(&t, &["watch", &long.to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info = status(&t, long);
+    assert_eq!(info.state, JobState::Done);
+    assert_eq!(info.resumes, 1);
+    let log = std::fs::read_to_string(t.state().join(format!("jobs/{long}/log.txt"))).unwrap();
+    // Resumed from the checkpoint it had, not from zero: step 1 ran once, the step after the
+    // checkpoint follows the resume line.
+    assert!(
+        log.contains(&format!(
+            "resumed from checkpoint at step {at_kill}\nstep {}\n",
+            at_kill + 1
+        )),
+        "{log}"
+    );
+    assert_eq!(log.lines().filter(|l| *l == "step 1").count(), 1, "{log}");
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&info.output_dir).join("count.txt")).unwrap(),
+        "40\n"
+    );
+    let o = limpq(&t, &["watch", &queued.to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(status(&t, queued).resumes, 0);
+    // The job finished before the crash kept its outputs.
+    let q = status(&t, quick);
+    assert_eq!(q.state, JobState::Done);
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&q.output_dir).join("count.txt")).unwrap(),
+        "2\n"
+    );
+    let o = limpq(&t, &["jobs"]);
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" done ")).count(),
+        3,
+        "{table}"
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_checkpoint_and_leave_no_socket() {
+    for sig in ["-TERM", "-INT"] {
+        let t = TempDir::new(&format!("sig{sig}"));
+        let mut d = Daemon::start(&t);
+        let long = submit(&t, &job_file(&t, "long", 1000, 20));
+        wait_until(&t, long, "running", |i| step(i) >= 2);
+        let k = Command::new("kill")
+            .arg(sig)
+            .arg(d.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(k.success());
+        let (st, err) = d.wait(Duration::from_secs(20));
+        assert!(st.success(), "exit {st:?}: {err}");
+        assert!(!t.socket().exists(), "socket left behind");
+        let info = on_disk(&t, long);
+        assert_eq!(info.state, JobState::Interrupted);
+        let log = std::fs::read_to_string(t.state().join(format!("jobs/{long}/log.txt"))).unwrap();
+        assert!(log.contains("stopped at step"), "{log}");
+    }
+}
+
+#[test]
+fn submit_without_a_daemon_says_how_to_start_one() {
+    let t = TempDir::new("nodaemon");
+    let o = limpq(&t, &["submit", &job_file(&t, "x", 1, 0)]);
+    assert!(!o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("limpq serve"), "{err}");
+}
+
+#[test]
+fn bad_job_files_and_unknown_ids_are_errors_with_the_reason() {
+    let t = TempDir::new("badjob");
+    let _d = Daemon::start(&t);
+    let bad = t.0.join("bad.job.ron");
+    std::fs::write(&bad, "(job: Train((model: \"resnet9000\")))").unwrap();
+    let o = limpq(&t, &["submit", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("bad.job.ron"), "{err}");
+    let missing = t.0.join("missing.job.ron");
+    std::fs::write(&missing, "(job: Solve((indicators: \"nope.ron\")))").unwrap();
+    let o = limpq(&t, &["submit", missing.to_str().unwrap()]);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(!o.status.success() && err.contains("nope.ron"), "{err}");
+    let o = limpq(&t, &["watch", "77"]);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(!o.status.success() && err.contains("no job 77"), "{err}");
+    let o = limpq(&t, &["cancel", "77"]);
+    assert!(!o.status.success());
+    // Still up.
+    assert!(limpq(&t, &["jobs"]).status.success());
+    let o = limpq(&t, &["shutdown"]);
+    assert!(o.status.success());
+}
+
+#[test]
+fn socket_is_0600_and_other_users_cannot_connect() {
+    let t = TempDir::new("perm");
+    let _d = Daemon::start(&t);
+    let mode = std::fs::metadata(t.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    use std::os::unix::fs::MetadataExt;
+    // Files we create are owned by our effective uid.
+    let root = std::fs::metadata(&t.0).unwrap().uid() == 0;
+    let setpriv = Path::new("/usr/bin/setpriv").exists();
+    if !(root && setpriv) {
+        eprintln!("skipping the other-uid connection check: needs root and /usr/bin/setpriv");
+        return;
+    }
+    let as_nobody = |args: &[&str]| {
+        Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(args)
+            .arg("--socket")
+            .arg(t.socket())
+            .output()
+            .unwrap()
+    };
+    // The client ran as nobody and its connect() was refused by the socket's mode.
+    let o = as_nobody(&["jobs"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("no limpq daemon answers")
+            && err.contains("Permission denied"),
+        "{err}"
+    );
+    // With the file mode opened up, the daemon's own peer-uid check still refuses.
+    std::fs::set_permissions(t.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = as_nobody(&["jobs"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("permission denied"),
+        "{err}"
+    );
+}
