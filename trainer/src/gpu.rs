@@ -1,7 +1,8 @@
 //! The GPU context: adapter selection, device creation and error capture.
 //!
 //! [`Gpu::new`] picks one adapter among those wgpu enumerates:
-//! - `WGPU_BACKEND` (e.g. `vulkan`, `metal,dx12`) restricts the backends searched;
+//! - `WGPU_BACKEND` (e.g. `vulkan`, `metal,dx12`) restricts the backends searched; without
+//!   it Vulkan/Metal/DX12 are searched first and GL only when they offer no adapter;
 //! - `WGPU_ADAPTER_NAME` keeps only adapters whose name contains it (case-insensitive);
 //! - among the rest a discrete GPU wins over an integrated one, then virtual/other, and a
 //!   software adapter (Mesa lavapipe "llvmpipe") is the last resort.
@@ -278,18 +279,41 @@ impl fmt::Debug for Gpu {
 impl Gpu {
     /// Choose an adapter (see the module docs) and create the device with its full limits.
     pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
-        let backends = opts.resolved_backends();
-        let instance = new_instance(backends);
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        let index = choose(&adapters, opts.resolved_name().as_deref()).map_err(|e| match e {
-            GpuError::NoAdapter { .. } => GpuError::NoAdapter {
-                backends: format!("{backends:?}"),
-            },
-            other => other,
-        })?;
-        let adapter = adapters.into_iter().nth(index).ok_or(GpuError::NoAdapter {
-            backends: format!("{backends:?}"),
-        })?;
+        let explicit = opts.backends.or_else(wgpu::Backends::from_env);
+        let name = opts.resolved_name();
+        // Without an explicit choice, look at Vulkan/Metal/DX12 first and only probe GL (slow
+        // to start, noisy on headless machines, weakest compute) when they offer nothing.
+        let mut attempts = match explicit {
+            Some(b) => vec![b],
+            None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::all()],
+        };
+        let mut last_err = None;
+        let mut found = None;
+        for backends in attempts.drain(..) {
+            let instance = new_instance(backends);
+            let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+            match choose(&adapters, name.as_deref()) {
+                Ok(i) => {
+                    found = Some(adapters.swap_remove(i));
+                    break;
+                }
+                Err(GpuError::NoAdapter { .. }) => {
+                    last_err = Some(GpuError::NoAdapter {
+                        backends: format!("{backends:?}"),
+                    })
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let adapter = match (found, last_err) {
+            (Some(a), _) => a,
+            (None, Some(e)) => return Err(e),
+            (None, None) => {
+                return Err(GpuError::NoAdapter {
+                    backends: "none".into(),
+                })
+            }
+        };
         let summary = AdapterSummary::of(&adapter);
         tracing::info!(
             adapter = %summary.name,
