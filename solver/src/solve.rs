@@ -33,7 +33,7 @@ pub struct SolveOptions {
 impl Default for SolveOptions {
     fn default() -> Self {
         SolveOptions {
-            node_limit: 200_000_000,
+            node_limit: 20_000_000,
         }
     }
 }
