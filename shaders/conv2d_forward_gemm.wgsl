@@ -76,10 +76,11 @@ fn main(
         col_ix[j] = i32((pix % p.w_out) * p.stride) - i32(p.pad);
     }
 
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    // Four named accumulators (not an array): constant indexing keeps them in registers.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < k_len; k0 += KT) {
         let k = k0 + kk_load;
@@ -110,31 +111,41 @@ fn main(
         for (var kk = 0u; kk < KT; kk++) {
             let av = w_tile[kk * 16u + lid.y];
             let bv = x_tile[kk * 16u + lid.x];
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+            acc0 += av.x * bv;
+            acc1 += av.y * bv;
+            acc2 += av.z * bv;
+            acc3 += av.w * bv;
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let m = row0 + lid.y * 4u + i;
-        if m >= cout_g {
-            break;
+    let m0 = row0 + lid.y * 4u;
+    let c0 = col0 + lid.x * 4u;
+    store_row(g, m0, c0, acc0);
+    store_row(g, m0 + 1u, c0, acc1);
+    store_row(g, m0 + 2u, c0, acc2);
+    store_row(g, m0 + 3u, c0, acc3);
+}
+
+// y[n, g·cout_g + m, pixel] for the 4 columns c0.. of output channel m of group g (+ bias).
+fn store_row(g: u32, m: u32, c0: u32, v: vec4<f32>) {
+    let cout_g = p.c_out / p.groups;
+    if m >= cout_g {
+        return;
+    }
+    let plane = p.h_out * p.w_out;
+    let cols = p.n * plane;
+    let co = g * cout_g + m;
+    var b = 0.0;
+    if (p.flags & 1u) != 0u {
+        b = bias[co];
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let col = c0 + j;
+        if col >= cols {
+            return;
         }
-        let co = g * cout_g + m;
-        var b = 0.0;
-        if (p.flags & 1u) != 0u {
-            b = bias[co];
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x * 4u + j;
-            if col >= cols {
-                break;
-            }
-            let nb = col / plane;
-            y[(nb * p.c_out + co) * plane + col % plane] = acc[i][j] + b;
-        }
+        let nb = col / plane;
+        y[(nb * p.c_out + co) * plane + col % plane] = v[j] + b;
     }
 }
