@@ -250,11 +250,28 @@ fn bad_job_files_and_unknown_ids_are_errors_with_the_reason() {
     let t = TempDir::new("badjob");
     let _d = Daemon::start(&t);
     let bad = t.0.join("bad.job.ron");
-    std::fs::write(&bad, "(job: Train((model: \"resnet9000\")))").unwrap();
+    std::fs::write(&bad, "(job: Frobnicate((model: \"resnet20\")))").unwrap();
     let o = limpq(&t, &["submit", bad.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8(o.stderr).unwrap();
-    assert!(err.contains("bad.job.ron"), "{err}");
+    assert!(
+        err.contains("bad.job.ron") && err.contains("Frobnicate"),
+        "{err}"
+    );
+    let unknown = t.0.join("unknown.job.ron");
+    std::fs::write(&unknown, "(job: Train((model: \"resnet9000\")))").unwrap();
+    let o = limpq(&t, &["submit", unknown.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("resnet9000"), "{err}");
+    let nan = t.0.join("nan.job.ron");
+    std::fs::write(&nan, "(job: Train((model: \"small_cnn\", lr: NaN)))").unwrap();
+    let o = limpq(&t, &["submit", nan.to_str().unwrap()]);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        !o.status.success() && err.contains("lr") && err.contains("NaN"),
+        "{err}"
+    );
     let missing = t.0.join("missing.job.ron");
     std::fs::write(&missing, "(job: Solve((indicators: \"nope.ron\")))").unwrap();
     let o = limpq(&t, &["submit", missing.to_str().unwrap()]);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
+pub use super::gpu_jobs::{EvalJob, TrainJob};
 use super::protocol::{JobId, Progress};
 use super::state::write_atomic;
 
@@ -35,6 +36,10 @@ pub struct JobSpec {
 pub enum JobKind {
     /// The bit-width search on an indicator file; writes `policy.ron`.
     Solve(SolveJob),
+    /// Full-precision training on the GPU; writes `model.ckpt` and `history.ron`.
+    Train(TrainJob),
+    /// Test accuracy of a checkpoint on the GPU; writes `eval.ron`.
+    Eval(EvalJob),
     /// TEST-ONLY: count to `n`, one step every `step_ms`, checkpointing the counter after every
     /// step. Refused unless the daemon was started with test jobs enabled (the hidden
     /// `limpq serve --test-jobs` flag, or `Config::test_jobs`). It exists so the queue, resume
@@ -46,6 +51,8 @@ impl JobKind {
     pub fn name(&self) -> &'static str {
         match self {
             JobKind::Solve(_) => "solve",
+            JobKind::Train(_) => "train",
+            JobKind::Eval(_) => "eval",
             JobKind::Count(_) => "count",
         }
     }
@@ -118,6 +125,8 @@ impl JobSpec {
         };
         match &mut self.job {
             JobKind::Solve(s) => fix(&mut s.indicators),
+            JobKind::Train(t) => t.resolve_paths(base),
+            JobKind::Eval(e) => e.resolve_paths(base),
             JobKind::Count(_) => {}
         }
     }
@@ -153,6 +162,8 @@ impl JobSpec {
                 }
                 Ok(())
             }
+            JobKind::Train(t) => t.validate(),
+            JobKind::Eval(e) => e.validate(),
             JobKind::Count(c) => {
                 if !test_jobs {
                     return Err("count is a test-only job kind; this daemon was not started with test jobs enabled".into());
@@ -281,6 +292,8 @@ impl JobSpec {
     pub fn run(&self, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
         match &self.job {
             JobKind::Solve(s) => run_solve(s, ctx),
+            JobKind::Train(t) => super::gpu_jobs::run_train(t, ctx),
+            JobKind::Eval(e) => super::gpu_jobs::run_eval(e, ctx),
             JobKind::Count(c) => run_count(c, ctx),
         }
     }

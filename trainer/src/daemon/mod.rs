@@ -11,6 +11,7 @@
 //! `limpq serve` calls (it also stops on SIGTERM / SIGINT).
 
 pub mod client;
+mod gpu_jobs;
 pub mod job;
 pub mod protocol;
 pub mod state;

@@ -1,0 +1,475 @@
+//! The GPU job kinds: `Train` (full-precision training through [`crate::train::train`]) and
+//! `Eval` (test accuracy of a checkpoint).
+//!
+//! Stopping a training run: `train::train` has no stop flag yet, so the progress callback
+//! unwinds out of it with a private marker (never a user-visible panic: the marker is
+//! caught here and the panic hook is told to stay quiet about it). Everything `train`
+//! holds is dropped on the way out; its last per-epoch checkpoint (written atomically) is
+//! what the job resumes from.
+//!
+//! Resuming: every checkpoint the job writes carries `daemon_epochs_before` in its meta, so
+//! one atomically written file says how many epochs are done in all. A resumed run starts
+//! from that checkpoint's parameters and BN statistics and trains the remaining epochs;
+//! because `train::train` takes no start position, the cosine schedule restarts over the
+//! remaining epochs and momentum starts at zero (documented in docs/DAEMON.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+
+use serde::{Deserialize, Serialize};
+
+use super::job::{JobContext, Outcome};
+use super::protocol::Progress;
+use super::state::write_atomic;
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, DatasetKind, Split, Subset};
+use crate::engine::{Network, NetworkConfig};
+use crate::gpu::{Gpu, GpuOptions};
+use crate::model::Model;
+use crate::train::{check_checkpoint_model, check_data, evaluate, train, Event, TrainConfig};
+
+/// Full-precision training of a model (see `limpq train`, whose options these mirror).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainJob {
+    /// Built-in model (small_cnn, resnet20, resnet20-cifar, resnet18) or MODEL.ron.
+    pub model: String,
+    #[serde(default = "default_data")]
+    pub data: String,
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default = "one")]
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default = "default_lr")]
+    pub lr: f32,
+    #[serde(default = "default_momentum")]
+    pub momentum: f32,
+    #[serde(default)]
+    pub nesterov: bool,
+    #[serde(default = "default_wd")]
+    pub weight_decay: f32,
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// Train on N training images drawn with the seed (default: all).
+    #[serde(default)]
+    pub subset: Option<usize>,
+    /// Evaluate on N test images (default: all).
+    #[serde(default)]
+    pub test_subset: Option<usize>,
+    #[serde(default)]
+    pub seed: u64,
+    /// Start from this checkpoint's parameters and BN statistics.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch: usize,
+}
+
+/// Test accuracy of a checkpoint (see `limpq eval`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalJob {
+    pub ckpt: PathBuf,
+    /// Default: the checkpoint's `data`, else fashion-mnist.
+    #[serde(default)]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub subset: Option<usize>,
+    #[serde(default = "default_eval_batch")]
+    pub batch: usize,
+}
+
+fn default_data() -> String {
+    "fashion-mnist".into()
+}
+fn one() -> usize {
+    1
+}
+fn default_batch() -> usize {
+    64
+}
+fn default_lr() -> f32 {
+    0.1
+}
+fn default_momentum() -> f32 {
+    0.9
+}
+fn default_wd() -> f32 {
+    5e-4
+}
+fn default_eval_batch() -> usize {
+    256
+}
+
+/// Seed of the test subset, as `limpq train` / `limpq eval` use.
+const TEST_SUBSET_SEED: u64 = 0x7E57;
+const EPOCHS_BEFORE: &str = "daemon_epochs_before";
+
+fn check_hyper(field: &str, v: f32) -> Result<(), String> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("train.{field}: {v} must be finite and ≥ 0"));
+    }
+    Ok(())
+}
+
+/// `resnet20` with CIFAR-10 means its 3×32×32 sibling (as in `limpq train`).
+fn resolve_model(name: &str, data: &str) -> Result<Model, String> {
+    let name = if name == "resnet20" && data.to_ascii_lowercase().starts_with("cifar") {
+        "resnet20-cifar"
+    } else {
+        name
+    };
+    Model::resolve(name).map_err(|e| format!("train.model: {e}"))
+}
+
+fn check_data_dir(data: &str, dir: Option<&Path>) -> Result<(), String> {
+    let kind = DatasetKind::parse(data).map_err(|e| format!("data: {e}"))?;
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| kind.default_dir());
+    if !dir.is_dir() {
+        return Err(format!(
+            "data: no {} folder at {}",
+            kind.name(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+impl TrainJob {
+    pub fn validate(&self) -> Result<(), String> {
+        resolve_model(&self.model, &self.data)?;
+        check_data_dir(&self.data, self.data_dir.as_deref())?;
+        if self.epochs == 0 || self.epochs > 100_000 {
+            return Err(format!(
+                "train.epochs: {} must be in 1..=100000",
+                self.epochs
+            ));
+        }
+        if self.batch == 0 || self.eval_batch == 0 {
+            return Err("train.batch and train.eval_batch must be positive".into());
+        }
+        check_hyper("lr", self.lr)?;
+        check_hyper("momentum", self.momentum)?;
+        check_hyper("weight_decay", self.weight_decay)?;
+        check_hyper("label_smoothing", self.label_smoothing)?;
+        if self.label_smoothing >= 1.0 {
+            return Err(format!(
+                "train.label_smoothing: {} must be below 1",
+                self.label_smoothing
+            ));
+        }
+        if let Some(p) = &self.init {
+            if !p.is_file() {
+                return Err(format!("train.init: no checkpoint at {}", p.display()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.data_dir, &mut self.init].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        // A model given as a relative file path (not a built-in name).
+        if self.model.ends_with(".ron") && Path::new(&self.model).is_relative() {
+            self.model = base.join(&self.model).display().to_string();
+        }
+    }
+}
+
+impl EvalJob {
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.ckpt.is_file() {
+            return Err(format!(
+                "eval.ckpt: no checkpoint at {}",
+                self.ckpt.display()
+            ));
+        }
+        if let Some(d) = &self.data {
+            check_data_dir(d, self.data_dir.as_deref())?;
+        }
+        if self.batch == 0 {
+            return Err("eval.batch must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [Some(&mut self.ckpt), self.data_dir.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+}
+
+fn load_split(
+    data: &str,
+    dir: Option<&Path>,
+    split: Split,
+    subset: Option<usize>,
+    seed: u64,
+) -> Result<Arc<Dataset>, String> {
+    let ds = Dataset::load(data, dir, split).map_err(|e| e.to_string())?;
+    let ds = match subset {
+        Some(n) => ds
+            .subset(Subset::Random { n, seed })
+            .map_err(|e| e.to_string())?,
+        None => ds,
+    };
+    Ok(Arc::new(ds))
+}
+
+fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {
+    let g = Gpu::new(&GpuOptions::from_env()).map_err(|e| format!("GPU: {e}"))?;
+    ctx.log(format!(
+        "adapter: {} ({})",
+        g.summary.name, g.summary.backend
+    ));
+    Ok(g)
+}
+
+/// The payload the progress callback unwinds with to stop `train::train`.
+struct StopTraining;
+
+/// Keep the panic hook quiet about [`StopTraining`] (it is a stop, not a bug).
+fn quiet_stop_marker() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<StopTraining>().is_none() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
+    quiet_stop_marker();
+    let model = resolve_model(&job.model, &job.data)?;
+    let current = ctx.checkpoint_dir.join("current.ckpt");
+    // What the job resumes from: its own last checkpoint, else the spec's init.
+    let (init, before) = if current.is_file() {
+        let ck = Checkpoint::load(&current).map_err(|e| e.to_string())?;
+        check_checkpoint_model(&ck, &model, &current.display().to_string())
+            .map_err(|e| e.to_string())?;
+        let before: usize = match ck.meta(EPOCHS_BEFORE) {
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("{}: bad {EPOCHS_BEFORE} {v:?}", current.display()))?,
+            None => 0,
+        };
+        let done = before + ck.epoch;
+        ctx.log(format!(
+            "resumed from checkpoint at epoch {done} of {} (step {}); the cosine schedule restarts over the remaining epochs",
+            job.epochs, ck.step
+        ));
+        (Some(ck), done)
+    } else {
+        let init = match &job.init {
+            Some(p) => Some(Checkpoint::load(p).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        (init, 0)
+    };
+    let out = ctx.output_dir.join("model.ckpt");
+    if before >= job.epochs {
+        // Killed after the last epoch's checkpoint but before the output was written.
+        let mut ck = init.ok_or("no checkpoint")?;
+        ck.epoch = before;
+        ck.save(&out).map_err(|e| e.to_string())?;
+        return Ok(Outcome::Completed);
+    }
+    let dir = job.data_dir.as_deref();
+    let train_ds = load_split(&job.data, dir, Split::Train, job.subset, job.seed)?;
+    let test_ds = load_split(
+        &job.data,
+        dir,
+        Split::Test,
+        job.test_subset,
+        TEST_SUBSET_SEED,
+    )?;
+    let gpu = gpu(ctx)?;
+    let remaining = job.epochs - before;
+    let cfg = TrainConfig {
+        epochs: remaining,
+        batch: job.batch,
+        lr: job.lr,
+        momentum: job.momentum,
+        nesterov: job.nesterov,
+        weight_decay: job.weight_decay,
+        label_smoothing: job.label_smoothing,
+        // A fresh shuffle order for the resumed part.
+        seed: job.seed.wrapping_add(before as u64),
+        eval_batch: job.eval_batch,
+        checkpoint: Some(current.clone()),
+        meta: vec![
+            ("data".into(), train_ds.kind.name().to_string()),
+            (EPOCHS_BEFORE.into(), before.to_string()),
+        ],
+    };
+    let total = job.epochs as u64;
+    let mut summaries = Vec::new();
+    let ran = {
+        let ctx = &mut *ctx;
+        let summaries = &mut summaries;
+        let mut on_event = |e: &Event| {
+            match e {
+                Event::Start { .. } => {}
+                Event::Step {
+                    epoch,
+                    step,
+                    steps,
+                    loss,
+                    accuracy,
+                    images_per_sec,
+                    eta_secs,
+                    ..
+                } => ctx.progress(Progress {
+                    stage: "training".into(),
+                    epoch: Some(((before + epoch) as u64, total)),
+                    step: Some((*step as u64, *steps as u64)),
+                    loss: Some(*loss as f64),
+                    accuracy: Some(*accuracy),
+                    images_per_sec: Some(*images_per_sec),
+                    eta_secs: Some(*eta_secs),
+                }),
+                Event::Evaluating { epoch } => ctx.progress(Progress {
+                    stage: "evaluating".into(),
+                    epoch: Some(((before + epoch) as u64, total)),
+                    ..Progress::default()
+                }),
+                Event::Epoch(s) => {
+                    ctx.log(format!(
+                        "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
+                        before + s.epoch,
+                        total,
+                        s.train_loss,
+                        s.train_acc * 100.0,
+                        s.test_loss,
+                        s.test_acc * 100.0,
+                        s.seconds,
+                        s.images_per_sec
+                    ));
+                    summaries.push(s.clone());
+                }
+            }
+            if ctx.should_stop() {
+                std::panic::panic_any(StopTraining);
+            }
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train(
+                &gpu,
+                &model,
+                train_ds,
+                test_ds,
+                &cfg,
+                init.as_ref(),
+                &mut on_event,
+            )
+        }))
+    };
+    let trained = match ran {
+        Ok(r) => r.map_err(|e| e.to_string())?,
+        Err(p) if p.downcast_ref::<StopTraining>().is_some() => {
+            ctx.log("stopped; resumes from the last epoch checkpoint");
+            return Ok(Outcome::Stopped);
+        }
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let mut ck = trained.checkpoint;
+    ck.epoch = job.epochs;
+    ck.save(&out).map_err(|e| e.to_string())?;
+    let history = ron::ser::to_string_pretty(
+        &summaries
+            .iter()
+            .map(|s| {
+                (
+                    s.epoch + before,
+                    s.train_loss,
+                    s.train_acc,
+                    s.test_loss,
+                    s.test_acc,
+                )
+            })
+            .collect::<Vec<_>>(),
+        ron::ser::PrettyConfig::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    write_atomic(&ctx.output_dir.join("history.ron"), history.as_bytes())?;
+    ctx.log(format!("checkpoint written to {}", out.display()));
+    Ok(Outcome::Completed)
+}
+
+/// The figures an eval job writes to `eval.ron`.
+#[derive(Serialize)]
+struct EvalResult {
+    model: String,
+    data: String,
+    images: usize,
+    correct: usize,
+    accuracy: f64,
+    loss: f64,
+}
+
+pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
+    ctx.progress(Progress {
+        stage: "evaluating".into(),
+        ..Progress::default()
+    });
+    let ckpt = Checkpoint::load(&job.ckpt).map_err(|e| e.to_string())?;
+    let data = match (&job.data, ckpt.meta("data")) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => default_data(),
+    };
+    let test = load_split(
+        &data,
+        job.data_dir.as_deref(),
+        Split::Test,
+        job.subset,
+        TEST_SUBSET_SEED,
+    )?;
+    check_data(&ckpt.model, &test).map_err(|e| e.to_string())?;
+    let gpu = gpu(ctx)?;
+    let cfg = NetworkConfig {
+        batch: job.batch,
+        ..NetworkConfig::default()
+    };
+    let mut net = Network::new(&gpu, &ckpt.model, cfg).map_err(|e| e.to_string())?;
+    net.import_state(&ckpt.tensors, false)
+        .map_err(|e| format!("{}: {e}", job.ckpt.display()))?;
+    let stats = evaluate(&mut net, &test).map_err(|e| e.to_string())?;
+    let r = EvalResult {
+        model: ckpt.model.name.clone(),
+        data,
+        images: stats.count,
+        correct: stats.correct,
+        accuracy: stats.accuracy(),
+        loss: stats.mean_loss(),
+    };
+    ctx.log(format!(
+        "accuracy {:.2}% ({}/{}), loss {:.4}",
+        r.accuracy * 100.0,
+        r.correct,
+        r.images,
+        r.loss
+    ));
+    let text = ron::ser::to_string_pretty(&r, ron::ser::PrettyConfig::default())
+        .map_err(|e| e.to_string())?;
+    write_atomic(&ctx.output_dir.join("eval.ron"), text.as_bytes())?;
+    Ok(Outcome::Completed)
+}

@@ -1,0 +1,230 @@
+//! Train and eval jobs through the daemon on the software adapter (tiny shapes): progress,
+//! outputs, a shutdown mid-training that resumes from the epoch checkpoint, a GPU error that
+//! fails one job while the next runs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::daemon::client::Client;
+use limpq_trainer::daemon::job::{EvalJob, JobKind, JobSpec, TrainJob};
+use limpq_trainer::daemon::protocol::{JobState, Response};
+use limpq_trainer::daemon::{self, Config, Handle};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("limpq-dg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(dir: &Path) -> Handle {
+    let mut cfg = Config::new(dir.join("d.sock"), dir.join("state"));
+    cfg.tick = Duration::from_millis(20);
+    daemon::start(cfg).expect("daemon starts")
+}
+
+fn client(h: &Handle) -> Client {
+    let c = Client::connect(h.socket()).unwrap();
+    c.set_timeout(Some(Duration::from_secs(300))).unwrap();
+    c
+}
+
+fn tiny_train(epochs: usize) -> TrainJob {
+    ron::from_str(&format!(
+        "(model: \"small_cnn\", epochs: {epochs}, batch: 32, lr: 0.05, subset: Some(256), test_subset: Some(64), eval_batch: 64)"
+    ))
+    .unwrap()
+}
+
+fn spec(job: JobKind) -> JobSpec {
+    JobSpec {
+        name: String::new(),
+        job,
+    }
+}
+
+#[test]
+fn train_then_eval_through_the_daemon() {
+    let dir = TempDir::new("train");
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let id = c.submit(spec(JobKind::Train(tiny_train(2)))).unwrap();
+    let mut epochs_seen = Vec::new();
+    let mut losses = Vec::new();
+    let fin = c
+        .watch(id, |r| {
+            if let Response::Progress(_, p) = r {
+                if let Some(e) = p.epoch {
+                    epochs_seen.push(e);
+                }
+                if let Some(l) = p.loss {
+                    losses.push(l);
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    assert!(epochs_seen.contains(&(2, 2)), "{epochs_seen:?}");
+    assert!(!losses.is_empty() && losses.iter().all(|l| l.is_finite()));
+    let ckpt_path = Path::new(&fin.output_dir).join("model.ckpt");
+    let ck = Checkpoint::load(&ckpt_path).unwrap();
+    assert_eq!(ck.epoch, 2);
+    assert_eq!(ck.step, 2 * (256 / 32));
+    let history = std::fs::read_to_string(Path::new(&fin.output_dir).join("history.ron")).unwrap();
+    let history: Vec<(usize, f64, f64, f64, f64)> = ron::from_str(&history).unwrap();
+    assert_eq!(history.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 2]);
+
+    let eval = EvalJob {
+        ckpt: ckpt_path,
+        data: None,
+        data_dir: None,
+        subset: Some(64),
+        batch: 32,
+    };
+    let e = c.submit(spec(JobKind::Eval(eval))).unwrap();
+    let fin = c.watch(e, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    let text = std::fs::read_to_string(Path::new(&fin.output_dir).join("eval.ron")).unwrap();
+    assert!(text.contains("images: 64"), "{text}");
+    // The eval job's accuracy is the one train measured on the same 64 test images.
+    let acc: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("accuracy: "))
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap();
+    assert!(
+        (acc - history[1].4).abs() < 1e-9,
+        "eval {acc} vs train's test acc {}",
+        history[1].4
+    );
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn bad_train_specs_are_refused_and_a_gpu_error_fails_only_its_job() {
+    let dir = TempDir::new("badtrain");
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let mut t = tiny_train(1);
+    t.model = "resnet9000".into();
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err();
+    assert!(e.contains("resnet9000"), "{e}");
+    let mut t = tiny_train(1);
+    t.lr = f32::NAN;
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err();
+    assert!(e.contains("lr") && e.contains("NaN"), "{e}");
+    let mut t = tiny_train(1);
+    t.momentum = -0.5;
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err();
+    assert!(e.contains("momentum"), "{e}");
+    let mut t = tiny_train(1);
+    t.data_dir = Some(dir.0.join("no-such-data"));
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err();
+    assert!(e.contains("no-such-data"), "{e}");
+    // Data folder exists but holds no dataset: a failed job naming the folder.
+    let empty = dir.0.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut t = tiny_train(1);
+    t.data_dir = Some(empty.clone());
+    let f = c.submit(spec(JobKind::Train(t))).unwrap();
+    let fi = c.watch(f, |_| {}).unwrap();
+    assert!(
+        matches!(&fi.state, JobState::Failed(m) if m.contains("empty")),
+        "{fi:?}"
+    );
+
+    // A batch whose buffers exceed the device's limits: the GPU refuses, the job fails.
+    let ck = dir.0.join("init.ckpt");
+    let t = c.submit(spec(JobKind::Train(tiny_train(1)))).unwrap();
+    let ti = c.watch(t, |_| {}).unwrap();
+    std::fs::copy(Path::new(&ti.output_dir).join("model.ckpt"), &ck).unwrap();
+    let huge = EvalJob {
+        ckpt: ck.clone(),
+        data: None,
+        data_dir: None,
+        subset: Some(64),
+        batch: 1 << 22,
+    };
+    let g = c.submit(spec(JobKind::Eval(huge))).unwrap();
+    let ok = EvalJob {
+        ckpt: ck,
+        data: None,
+        data_dir: None,
+        subset: Some(64),
+        batch: 64,
+    };
+    let after = c.submit(spec(JobKind::Eval(ok))).unwrap();
+    let gi = c.watch(g, |_| {}).unwrap();
+    assert!(
+        matches!(&gi.state, JobState::Failed(m) if !m.is_empty()),
+        "{gi:?}"
+    );
+    eprintln!("GPU error job: {}", gi.state);
+    assert_eq!(c.watch(after, |_| {}).unwrap().state, JobState::Done);
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_mid_training_resumes_from_the_epoch_checkpoint() {
+    let dir = TempDir::new("trainresume");
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let id = c.submit(spec(JobKind::Train(tiny_train(3)))).unwrap();
+    let ck = dir.0.join("state/jobs/1/checkpoint/current.ckpt");
+    let end = Instant::now() + Duration::from_secs(300);
+    while !ck.exists() {
+        assert!(Instant::now() < end, "no epoch checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.shutdown().unwrap();
+    let info = c_status_on_disk(&dir.0, id);
+    let saved = Checkpoint::load(&ck).unwrap();
+    assert!(saved.epoch >= 1);
+    if saved.epoch >= 3 {
+        // The whole run finished before the stop landed; nothing to resume.
+        assert_eq!(info, "Done");
+        return;
+    }
+    assert_eq!(info, "Interrupted");
+
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let fin = c.watch(id, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    assert_eq!(fin.resumes, 1);
+    let log = std::fs::read_to_string(dir.0.join("state/jobs/1/log.txt")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "resumed from checkpoint at epoch {} of 3",
+            saved.epoch
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("epoch 1/3")).count(),
+        1,
+        "epoch 1 ran once: {log}"
+    );
+    let out = Checkpoint::load(Path::new(&fin.output_dir).join("model.ckpt")).unwrap();
+    assert_eq!(out.epoch, 3);
+    h.shutdown().unwrap();
+}
+
+fn c_status_on_disk(dir: &Path, id: u64) -> String {
+    let text = std::fs::read_to_string(dir.join(format!("state/jobs/{id}/status.ron"))).unwrap();
+    let info: limpq_trainer::daemon::protocol::JobInfo = ron::from_str(&text).unwrap();
+    format!("{:?}", info.state)
+}
