@@ -1,4 +1,6 @@
 //! `limpq jobs`: list the daemon's jobs.
+use limpq_trainer::daemon::protocol::JobState;
+
 use super::serve::Endpoint;
 
 #[derive(clap::Args)]
@@ -19,19 +21,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     for j in jobs {
         let state = match &j.state {
-            limpq_trainer::daemon::protocol::JobState::Failed(_) => "failed".to_string(),
+            JobState::Failed(_) => "failed".to_string(),
             s => s.to_string(),
         };
-        let progress = j
-            .progress
-            .as_ref()
-            .map(super::watch::describe)
-            .unwrap_or_default();
+        // Progress only means something while the job can still move.
+        let live = matches!(j.state, JobState::Running | JobState::Interrupted);
+        let progress = match (&j.progress, live) {
+            (Some(p), true) => super::watch::describe(p),
+            _ => String::new(),
+        };
         println!(
             "{:>4}  {:<12}  {:<8}  {:<24}  {progress}",
             j.id, state, j.kind, j.name
         );
-        if let limpq_trainer::daemon::protocol::JobState::Failed(m) = &j.state {
+        if let JobState::Failed(m) = &j.state {
             println!("      {m}");
         }
     }
