@@ -30,6 +30,7 @@
 //! without touching the rest of the graph.
 
 mod ops;
+mod quant;
 
 use std::fmt;
 
@@ -52,6 +53,7 @@ use crate::model::{Model, ModelError, NodeInfo, Op, Shape, Source};
 use crate::reference::rng::SeededRng;
 use crate::shapes::Conv2dShape;
 use ops::{at, Step};
+pub use quant::{QuantLayerInfo, QuantSpec};
 
 /// Build-time settings of a [`Network`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -134,6 +136,8 @@ pub enum ParamKind {
     Bias,
     BnGamma,
     BnBeta,
+    /// LSQ step sizes of a quantizer, one per bit-width variant (no weight decay).
+    LsqStep,
 }
 
 /// A trainable tensor: name (`conv1.weight`, `bn1.bias`, torchvision style), kind, length.
@@ -238,6 +242,9 @@ pub struct Network<'g> {
     /// Layer inputs/weights per conv/linear node and BN sets per BN node (extension points).
     layer_io: Vec<(usize, LayerIo)>,
     bn_sets: Vec<(usize, Vec<BnSet>)>,
+    /// Quantization-aware networks only: quantized layers and per-layer variant selection.
+    quant: Option<quant::QuantNet>,
+    sel: Vec<usize>,
 }
 
 fn pool_shape(n: usize, x: Shape, k: usize, stride: usize, pad: usize) -> PoolShape {
@@ -278,6 +285,8 @@ struct Builder<'g> {
     /// Per BN node: saved mean and inverse std of the train-mode forward.
     bn_saved: Vec<Option<(usize, usize)>>,
     pool_argmax: Vec<Option<usize>>,
+    /// Fake-quantization plan and build state (`None`: full precision).
+    quant: Option<quant::QuantBuild>,
 }
 
 impl<'g> Builder<'g> {
@@ -459,6 +468,7 @@ impl<'g> Builder<'g> {
                     input: x,
                     weight: self.params[wp].value,
                 };
+                let io = self.quant_io(i, io, wp)?;
                 self.layer_io.push((i, io));
                 let op = Conv2dForward::new(
                     self.gpu,
@@ -480,6 +490,7 @@ impl<'g> Builder<'g> {
                     input: x,
                     weight: self.params[wp].value,
                 };
+                let io = self.quant_io(i, io, wp)?;
                 self.layer_io.push((i, io));
                 let shape = GemmShape::new(self.n, in_f, out_features).trans_b(true);
                 let op = Gemm::new(
@@ -499,6 +510,7 @@ impl<'g> Builder<'g> {
                     self.fwd(Step::op(at(name, op)?));
                 }
             }
+            Op::BatchNorm if self.quant.is_some() => self.quant_bn_forward(i, x, y, xshape)?,
             Op::BatchNorm => {
                 let c = xshape.c;
                 let gamma = self.param(
@@ -596,6 +608,11 @@ impl<'g> Builder<'g> {
         let my_params: Vec<usize> = (0..self.params.len())
             .filter(|&p| self.params[p].info.node == i)
             .collect();
+        if self.quant.is_some()
+            && matches!(node.op, Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm)
+        {
+            return self.quant_backward(i, dy, &my_params);
+        }
         match node.op {
             Op::Conv2d { .. } => {
                 let s = self.conv_shape(i).unwrap_or_else(|| unreachable!());
@@ -776,6 +793,15 @@ impl<'g> Network<'g> {
         model: &Model,
         cfg: NetworkConfig,
     ) -> Result<Network<'g>, EngineError> {
+        Self::build(gpu, model, cfg, None)
+    }
+
+    fn build(
+        gpu: &'g Gpu,
+        model: &Model,
+        cfg: NetworkConfig,
+        quant: Option<quant::QuantBuild>,
+    ) -> Result<Network<'g>, EngineError> {
         let infos = model.analyze()?;
         if cfg.batch == 0 {
             return Err(EngineError::Input("batch size must be positive".into()));
@@ -804,6 +830,7 @@ impl<'g> Network<'g> {
             bn_sets: Vec::new(),
             bn_saved: vec![None; count],
             pool_argmax: vec![None; count],
+            quant,
         };
         b.x = b.zeros(n * c * h * w, "input")?;
         let labels = b.tensor(Tensor::zeros(gpu, n, "labels"))?;
@@ -848,6 +875,8 @@ impl<'g> Network<'g> {
             let dy = b.grad[i];
             b.build_backward(i, dy)?;
         }
+        let quant = b.quant.take().map(quant::QuantBuild::finish);
+        let sel = vec![0; quant.as_ref().map_or(0, |q| q.layers.len())];
         let mut sgd = Vec::with_capacity(b.params.len());
         for p in &b.params {
             let decay = if p.info.kind == ParamKind::Weight {
@@ -890,6 +919,8 @@ impl<'g> Network<'g> {
             layer_io: b.layer_io,
             bn_sets: b.bn_sets,
             tensors: b.tensors,
+            quant,
+            sel,
         })
     }
 
@@ -927,31 +958,51 @@ impl<'g> Network<'g> {
     /// Number of kernel dispatches of one training step (forward, loss, backward, SGD).
     pub fn train_dispatches(&self) -> usize {
         let mut rec = Recorder::new(self.gpu);
-        self.record_train(&mut rec, true);
+        self.record_train(&mut rec, true, &self.sel);
         rec.dispatches()
     }
 
-    fn step<'a>(&'a self, s: &'a Step, rec: &mut Recorder<'a>) {
+    /// Record one op-list entry; `sel[slot]` picks the variant of a quantized layer's ops.
+    fn step<'a>(&'a self, s: &'a Step, rec: &mut Recorder<'a>, sel: &[usize]) {
         match s {
             Step::Op(op) => op.record(rec),
             Step::Copy(a, b) => rec.copy(&self.tensors[*a], &self.tensors[*b]),
-        }
-    }
-
-    fn record_forward<'a>(&'a self, rec: &mut Recorder<'a>, train: bool) {
-        for f in &self.forward {
-            match f {
-                Fwd::Both(s) => self.step(s, rec),
-                Fwd::Mode { train: t, eval: e } => self.step(if train { t } else { e }, rec),
+            Step::Pick { slot, variants } => {
+                let k = sel.get(*slot).copied().unwrap_or(0);
+                if let Some(v) = variants.get(k).or_else(|| variants.first()) {
+                    for s in v {
+                        self.step(s, rec, sel);
+                    }
+                }
             }
         }
     }
 
-    fn record_train<'a>(&'a self, rec: &mut Recorder<'a>, update: bool) {
-        self.record_forward(rec, true);
+    fn record_forward<'a>(&'a self, rec: &mut Recorder<'a>, train: bool, sel: &[usize]) {
+        for f in &self.forward {
+            self.record_fwd(f, rec, train, sel);
+        }
+    }
+
+    fn record_fwd<'a>(&'a self, f: &'a Fwd, rec: &mut Recorder<'a>, train: bool, sel: &[usize]) {
+        match f {
+            Fwd::Both(s) => self.step(s, rec, sel),
+            Fwd::Mode { train: t, eval: e } => self.step(if train { t } else { e }, rec, sel),
+        }
+    }
+
+    fn record_train<'a>(&'a self, rec: &mut Recorder<'a>, update: bool, sel: &[usize]) {
+        // Quantization-aware backward ops accumulate into parameter gradients (several
+        // passes per step): start from zero.
+        if self.quant.is_some() {
+            for p in &self.params {
+                rec.clear(&self.tensors[p.grad]);
+            }
+        }
+        self.record_forward(rec, true, sel);
         self.loss_op.record(rec);
         for s in &self.backward {
-            self.step(s, rec);
+            self.step(s, rec, sel);
         }
         if update {
             for op in &self.sgd {
@@ -986,7 +1037,7 @@ impl<'g> Network<'g> {
     fn run_train(&mut self, x: &[f32], y: &[u32], update: bool) -> Result<StepStats, EngineError> {
         self.upload(x, y)?;
         let mut rec = Recorder::new(self.gpu);
-        self.record_train(&mut rec, update);
+        self.record_train(&mut rec, update, &self.sel);
         let l = rec.read(&self.tensors[self.loss]);
         let c = rec.read(&self.tensors[self.correct]);
         let out = rec.submit()?;
@@ -1021,7 +1072,7 @@ impl<'g> Network<'g> {
     pub fn train_loss(&mut self, x: &[f32], y: &[u32]) -> Result<f32, EngineError> {
         self.upload(x, y)?;
         let mut rec = Recorder::new(self.gpu);
-        self.record_forward(&mut rec, true);
+        self.record_forward(&mut rec, true, &self.sel);
         self.loss_op.record(&mut rec);
         let l = rec.read(&self.tensors[self.loss]);
         let out = rec.submit()?;
@@ -1050,7 +1101,7 @@ impl<'g> Network<'g> {
             self.tensors[self.x].write_f32(self.gpu, &self.pad_x)?;
         }
         let mut rec = Recorder::new(self.gpu);
-        self.record_forward(&mut rec, false);
+        self.record_forward(&mut rec, false, &self.sel);
         let l = rec.read(&self.tensors[self.logits]);
         let out = rec.submit()?;
         let classes = self.model.classes;

@@ -42,6 +42,8 @@ impl_record!(
     crate::kernels::pool::AvgPool2dBackward,
     crate::kernels::pool::GlobalAvgPool,
     crate::kernels::pool::GlobalAvgPoolBackward,
+    crate::kernels::lsq::LsqQuantize,
+    crate::kernels::lsq::LsqBackward,
 );
 
 /// One entry of an op list: a kernel, or a buffer copy done by the encoder.
@@ -49,6 +51,12 @@ pub(crate) enum Step {
     Op(Box<dyn Record>),
     /// Copy tensor `.0` into tensor `.1` (ids into the network's tensor table).
     Copy(usize, usize),
+    /// Quantization-aware networks: one op list per bit-width variant of quantized layer
+    /// `slot`; the step records the variant the current selection names (see `quant`).
+    Pick {
+        slot: usize,
+        variants: Vec<Vec<Step>>,
+    },
 }
 
 impl Step {
