@@ -30,6 +30,10 @@ enum Command {
     BenchSolver(cmd::bench_solver::Args),
     /// List the GPU adapters wgpu can see.
     Devices(cmd::devices::Args),
+    /// Train a model in full precision on the GPU and write a checkpoint.
+    Train(cmd::train::Args),
+    /// Test accuracy of a checkpoint.
+    Eval(cmd::eval::Args),
     /// Run the trainer daemon (jobs from `limpq submit`) in the foreground.
     Serve(cmd::serve::Args),
     /// Queue a job file on the daemon.
@@ -53,6 +57,8 @@ fn main() -> std::process::ExitCode {
         Command::Layers(a) => cmd::layers::run(a),
         Command::BenchSolver(a) => cmd::bench_solver::run(a),
         Command::Devices(a) => cmd::devices::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Submit(a) => cmd::submit::run(a),
         Command::Jobs(a) => cmd::jobs::run(a),

@@ -2,6 +2,7 @@
 pub mod bench_solver;
 pub mod cancel;
 pub mod devices;
+pub mod eval;
 pub mod import_limpq;
 pub mod jobs;
 pub mod layers;
@@ -9,4 +10,5 @@ pub mod serve;
 pub mod shutdown;
 pub mod solve;
 pub mod submit;
+pub mod train;
 pub mod watch;

@@ -1,0 +1,65 @@
+//! `limpq eval`: test accuracy of a checkpoint.
+use std::path::PathBuf;
+
+use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::data::Split;
+use limpq_trainer::engine::{Network, NetworkConfig};
+use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::train::{check_data, evaluate};
+
+use super::train::load_split;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Checkpoint written by `limpq train`.
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// Dataset (default: the one the checkpoint was trained on).
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Evaluate on N test images drawn with a fixed seed (default: all).
+    #[arg(long)]
+    pub subset: Option<usize>,
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let ckpt = Checkpoint::load(&args.ckpt)?;
+    let data = match (&args.data, ckpt.meta("data")) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => "fashion-mnist".to_string(),
+    };
+    let test = load_split(
+        &data,
+        args.data_dir.as_deref(),
+        Split::Test,
+        args.subset,
+        0x7E57,
+    )?;
+    check_data(&ckpt.model, &test)?;
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    let cfg = NetworkConfig {
+        batch: args.batch,
+        ..NetworkConfig::default()
+    };
+    let mut net = Network::new(&gpu, &ckpt.model, cfg)?;
+    net.import_state(&ckpt.tensors, false)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?;
+    let stats = evaluate(&mut net, &test)?;
+    println!(
+        "{}: {} on {} test images of {}: accuracy {:.2}% ({}/{}), loss {:.4}",
+        args.ckpt.display(),
+        ckpt.model.name,
+        stats.count,
+        data,
+        stats.accuracy() * 100.0,
+        stats.correct,
+        stats.count,
+        stats.mean_loss()
+    );
+    Ok(())
+}

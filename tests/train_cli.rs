@@ -1,0 +1,187 @@
+//! `limpq train` and `limpq eval` end to end on a tiny Fashion-MNIST subset: the checkpoint
+//! written by train loads in eval, and data / model / checkpoint errors name what is wrong.
+//! Runs on whatever adapter wgpu finds (lavapipe in CI); skips only without one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn limpq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_limpq"))
+        .args(args)
+        .output()
+        .expect("run limpq")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("limpq-train-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Skip (with the reason) when there is no adapter or no Fashion-MNIST.
+fn have_gpu_and_data(test: &str) -> bool {
+    if !Path::new(FMNIST)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        eprintln!("SKIP {test}: no Fashion-MNIST at {FMNIST}");
+        return false;
+    }
+    let out = limpq(&["devices"]);
+    if !out.status.success() {
+        eprintln!("SKIP {test}: no GPU adapter: {}", stderr(&out));
+        return false;
+    }
+    true
+}
+
+#[test]
+fn train_writes_a_checkpoint_that_eval_loads() {
+    if !have_gpu_and_data("train then eval") {
+        return;
+    }
+    let ckpt = tmp("fp.ckpt");
+    let c = ckpt.to_str().unwrap();
+    let out = limpq(&[
+        "train",
+        "--model",
+        "small_cnn",
+        "--data",
+        "fashion-mnist",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "64",
+        "--test-subset",
+        "50",
+        "--batch",
+        "32",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.05",
+        "--seed",
+        "3",
+        "-o",
+        c,
+    ]);
+    assert!(out.status.success(), "train failed: {}", stderr(&out));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("epoch 1/1: train loss"), "{summary}");
+    assert!(ckpt.exists());
+    let out = limpq(&["eval", "--ckpt", c, "--data-dir", FMNIST, "--subset", "50"]);
+    assert!(out.status.success(), "eval failed: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("small_cnn on 50 test images of fashion-mnist: accuracy"),
+        "{text}"
+    );
+    // The same 50 test images were evaluated at the end of training: same accuracy.
+    let after = |s: &str, key: &str| {
+        let at = s.find(key).unwrap_or_else(|| panic!("no '{key}' in {s}")) + key.len();
+        s[at..].split('%').next().unwrap().trim().to_string()
+    };
+    let test_part = &summary[summary.find("| test").expect("test part")..];
+    assert_eq!(
+        after(&text, "accuracy"),
+        after(test_part, "acc"),
+        "{summary} / {text}"
+    );
+
+    // --init from that checkpoint is accepted for the same model and refused for another.
+    let out = limpq(&[
+        "train",
+        "--model",
+        "resnet20",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "8",
+        "--test-subset",
+        "8",
+        "--batch",
+        "8",
+        "--epochs",
+        "0",
+        "--init",
+        c,
+        "-o",
+        tmp("other.ckpt").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("differs from 'resnet20'"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A damaged checkpoint is refused with its path.
+    let bad = tmp("bad.ckpt");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&bad, bytes).unwrap();
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        bad.to_str().unwrap(),
+        "--data-dir",
+        FMNIST,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bad.ckpt") && stderr(&out).contains("truncated"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_data_dir_is_named() {
+    let missing = tmp("no-such-data");
+    let out = limpq(&[
+        "train",
+        "--model",
+        "small_cnn",
+        "--data",
+        "fashion-mnist",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "-o",
+        tmp("x.ckpt").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no-such-data"), "{}", stderr(&out));
+}
+
+#[test]
+fn unknown_model_is_named() {
+    let out = limpq(&[
+        "train",
+        "--model",
+        "resnet7",
+        "--data-dir",
+        FMNIST,
+        "-o",
+        tmp("y.ckpt").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown model 'resnet7'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_checkpoint_is_named() {
+    let p = tmp("absent.ckpt");
+    let out = limpq(&["eval", "--ckpt", p.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("absent.ckpt"), "{}", stderr(&out));
+}
