@@ -1,0 +1,741 @@
+//! `limpq pipeline JOB.ron`: the whole method end to end, resumable.
+//!
+//! For every seed: full-precision pretraining (or a given checkpoint) → joint indicator
+//! training → at every budget the searched policy (exact solver), the uniform policy and
+//! random policies at the same BitOps (see [`policies`]) → the same finetuning recipe for
+//! each → test accuracy. Then `report.md`, `accuracy_vs_bitops.svg` and `bits_<budget>.svg`.
+//!
+//! Layout of the output folder:
+//!
+//! ```text
+//! state.ron                         completed stages with their input fingerprints
+//! seed<S>/pretrain.ckpt             full-precision model (absent when `pretrain.init` is set)
+//! seed<S>/indicators.ron            learned indicators (an IndicatorSet)
+//! seed<S>/policies/<budget>_<kind>.ron   kind: searched, uniform, random<k>
+//! seed<S>/finetune/<budget>_<kind>.ckpt  finetuned quantized model
+//! results.ron, report.md, accuracy_vs_bitops.svg, bits_<budget>.svg
+//! ```
+//!
+//! Every file is written atomically. A stage is skipped on a re-run when `state.ron` records
+//! it with the same fingerprint (a hash of every setting it depends on, the policy's bits
+//! included) and its output files exist and load; anything else runs again. The GPU work is
+//! behind the [`Stages`] trait so that the orchestration is tested without a GPU.
+
+pub mod job;
+pub mod policies;
+pub mod report;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use limpq_solver::{IndicatorSet, Policy};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpoint;
+use crate::model::Model;
+use crate::train::Event as TrainEvent;
+
+pub use job::{Budget, DataSpec, FinetuneSpec, Job, JointSpec, PretrainSpec};
+pub use report::{BudgetResult, PolicyResult, Results, SeedResult};
+
+/// Why a pipeline stopped. Every message names the job field, file or stage.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The job file is unreadable or invalid.
+    Job(String),
+    /// A file of the output folder could not be written or read.
+    Io { path: PathBuf, message: String },
+    /// A stage failed; `stage` names it (`seed 0: finetune w2a3 searched`).
+    Stage { stage: String, message: String },
+}
+
+impl fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipelineError::Job(m) => write!(f, "pipeline job: {m}"),
+            PipelineError::Io { path, message } => write!(f, "{}: {message}", path.display()),
+            PipelineError::Stage { stage, message } => write!(f, "{stage}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+fn io_err(path: &Path, e: impl fmt::Display) -> PipelineError {
+    PipelineError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Test accuracy (in [0, 1]) and mean loss.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Eval {
+    pub accuracy: f64,
+    pub loss: f64,
+}
+
+/// The GPU work of the pipeline. [`gpu::GpuStages`] runs it on a GPU; tests substitute
+/// their own.
+pub trait Stages {
+    /// Full-precision training from scratch for `seed`.
+    fn pretrain(
+        &mut self,
+        seed: u64,
+        on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<(Checkpoint, Eval), String>;
+    /// Test accuracy of a full-precision checkpoint (for `pretrain.init`).
+    fn evaluate_fp(&mut self, ckpt: &Checkpoint) -> Result<Eval, String>;
+    /// Joint indicator training from `init`.
+    fn indicators(
+        &mut self,
+        init: &Checkpoint,
+        seed: u64,
+        on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<IndicatorSet, String>;
+    /// Training and test images used (for the report).
+    fn data_sizes(&self) -> (usize, usize);
+    /// Quantization-aware finetuning of `policy` from `init`, then its test accuracy.
+    fn finetune(
+        &mut self,
+        init: &Checkpoint,
+        policy: &Policy,
+        indicators: &IndicatorSet,
+        seed: u64,
+        on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<(Checkpoint, Eval), String>;
+}
+
+/// Progress of a pipeline run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// `total` stages will run or be skipped.
+    Plan { total: usize },
+    StageStart {
+        index: usize,
+        total: usize,
+        name: String,
+    },
+    /// Progress of the stage's training run.
+    Train(TrainEvent),
+    StageDone {
+        index: usize,
+        total: usize,
+        name: String,
+        /// One line: accuracy, BitOps, seconds.
+        summary: String,
+    },
+    /// Completed in an earlier run with the same settings.
+    StageSkipped {
+        index: usize,
+        total: usize,
+        name: String,
+    },
+    /// A warning or fact worth showing (also kept in the report's notes).
+    Note(String),
+}
+
+/// One completed stage in `state.ron`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// `seed0/pretrain`, `seed0/indicators`, `seed0/finetune/w2a3_searched`.
+    pub key: String,
+    /// Hash of every setting the stage depends on.
+    pub fingerprint: String,
+    /// Files the stage wrote, relative to the output folder.
+    pub outputs: Vec<String>,
+    pub eval: Option<Eval>,
+    pub seconds: f64,
+}
+
+/// `state.ron`: the completed stages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub stages: Vec<StageRecord>,
+}
+
+impl State {
+    /// Reads `state.ron` in `out`, or an empty state when there is none.
+    pub fn load(out: &Path) -> Result<State, PipelineError> {
+        let path = out.join("state.ron");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => ron::Options::default()
+                .from_str(&text)
+                .map_err(|e| io_err(&path, format!("not a valid pipeline state: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
+                version: 1,
+                stages: Vec::new(),
+            }),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    pub fn save(&self, out: &Path) -> Result<(), PipelineError> {
+        let cfg = ron::ser::PrettyConfig::new().struct_names(true);
+        let text =
+            ron::ser::to_string_pretty(self, cfg).map_err(|e| io_err(&out.join("state.ron"), e))?;
+        write_atomic(&out.join("state.ron"), text.as_bytes())
+    }
+
+    /// The record of `key` if it was completed with `fingerprint`.
+    pub fn done(&self, key: &str, fingerprint: &str) -> Option<&StageRecord> {
+        self.stages
+            .iter()
+            .find(|r| r.key == key && r.fingerprint == fingerprint)
+    }
+
+    fn record(&mut self, rec: StageRecord) {
+        self.stages.retain(|r| r.key != rec.key);
+        self.stages.push(rec);
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename (creating the folder).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
+    f.sync_all().map_err(|e| io_err(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// Saves a checkpoint (atomically, by [`Checkpoint::save`]), creating its folder.
+fn save_ckpt(ck: &Checkpoint, path: &Path) -> Result<(), PipelineError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    }
+    ck.save(path).map_err(|e| PipelineError::Io {
+        path: path.to_path_buf(),
+        message: format!("cannot write the checkpoint: {e}"),
+    })
+}
+
+/// FNV-1a 64 of `parts`, as hex: the fingerprint of a stage's inputs.
+pub fn fingerprint(parts: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in p.as_bytes().iter().chain(&[0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// A validated job bound to its model: what will run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub job: Job,
+    pub model: Model,
+    /// Budgets in BitOps, aligned with `job.budgets`.
+    pub bitops: Vec<u64>,
+    /// Why a budget is skipped, aligned with `job.budgets`.
+    pub skipped: Vec<Option<String>>,
+}
+
+/// `resnet20` means the 1×28×28 variant; with CIFAR-10 its 3×32×32 sibling.
+pub fn resolve_model(name: &str, data: &str) -> Result<Model, String> {
+    let name = if name == "resnet20" && data.to_ascii_lowercase().starts_with("cifar") {
+        "resnet20-cifar"
+    } else {
+        name
+    };
+    Model::resolve(name).map_err(|e| e.to_string())
+}
+
+impl Plan {
+    /// Binds the job to its model and checks the budgets against it: below the smallest
+    /// possible BitOps is an error; equal to it (every policy is the all-lowest-bits one,
+    /// e.g. W2A2 with 2 the lowest candidate) is skipped with a note.
+    pub fn new(job: Job) -> Result<Plan, PipelineError> {
+        job.validate().map_err(PipelineError::Job)?;
+        let model = resolve_model(&job.model, &job.data.name)
+            .map_err(|e| PipelineError::Job(format!("field `model`: {e}")))?;
+        let skel = model
+            .indicator_skeleton(&job.joint.bits, &job.joint.bits)
+            .map_err(|e| PipelineError::Job(format!("field `model`: {e}")))?;
+        let macs = policies::searchable_macs(&skel);
+        if macs.is_empty() {
+            return Err(PipelineError::Job(format!(
+                "field `model`: '{}' has no searchable layer (only the fixed stem and classifier)",
+                model.name
+            )));
+        }
+        let min = policies::min_bitops(&skel);
+        let lo = job.joint.bits.iter().copied().min().unwrap_or(2);
+        let mut bitops = Vec::new();
+        let mut skipped = Vec::new();
+        for b in &job.budgets {
+            let n = b.bitops(&macs);
+            if n < min {
+                return Err(PipelineError::Job(format!(
+                    "field `budgets`: {b} = {n} BitOps is below the smallest possible {min} \
+                     (every searchable layer of '{}' at W{lo}A{lo})",
+                    model.name
+                )));
+            }
+            skipped.push((n == min).then(|| {
+                format!(
+                    "{b} admits only the all-W{lo}A{lo} policy ({n} BitOps): searched, uniform \
+                     and random would all be the same policy"
+                )
+            }));
+            bitops.push(n);
+        }
+        Ok(Plan {
+            job,
+            model,
+            bitops,
+            skipped,
+        })
+    }
+
+    /// Stages (pretrain, indicators, finetunes) the run goes through.
+    pub fn stage_count(&self) -> usize {
+        let per_budget: usize = self
+            .job
+            .budgets
+            .iter()
+            .zip(&self.skipped)
+            .filter(|(_, s)| s.is_none())
+            .map(|(b, _)| {
+                1 + self.job.random_policies + usize::from(matches!(b, Budget::Uniform { .. }))
+            })
+            .sum();
+        self.job.seeds.len() * (2 + per_budget)
+    }
+}
+
+fn stage_err(stage: &str, message: impl fmt::Display) -> PipelineError {
+    PipelineError::Stage {
+        stage: stage.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Runs (or resumes) the plan with `stages` doing the GPU work, writes the report into the
+/// output folder and returns the results.
+pub fn run(
+    plan: &Plan,
+    stages: &mut dyn Stages,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Results, PipelineError> {
+    let job = &plan.job;
+    let out = job.output.as_path();
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    write_atomic(&out.join("job.ron"), job.to_ron().as_bytes())?;
+    let mut state = State::load(out)?;
+    state.version = 1;
+    let total = plan.stage_count();
+    on_event(&Event::Plan { total });
+    let mut index = 0usize;
+    let mut notes = Vec::new();
+    let mut fp32 = Vec::new();
+    let mut budgets: Vec<BudgetResult> = job
+        .budgets
+        .iter()
+        .zip(&plan.bitops)
+        .zip(&plan.skipped)
+        .map(|((b, &n), s)| BudgetResult {
+            label: b.label(),
+            bitops_budget: n,
+            seeds: Vec::new(),
+            skipped: s.clone(),
+        })
+        .collect();
+    for s in plan.skipped.iter().flatten() {
+        on_event(&Event::Note(format!("skipped: {s}")));
+    }
+    let model_fp = fingerprint(&[&plan.model.to_ron()]);
+    let data_fp = format!("{:?}", job.data);
+    for &seed in &job.seeds {
+        let sdir = format!("seed{seed}");
+        // 1. Pretrain or load.
+        let (init, fp_eval, pre_fp) = {
+            index += 1;
+            let name = format!("seed {seed}: pretrain");
+            let key = format!("{sdir}/pretrain");
+            let (fpr, rel) = match &job.pretrain.init {
+                Some(p) => (
+                    fingerprint(&[&model_fp, &data_fp, "init", &p.display().to_string()]),
+                    None,
+                ),
+                None => (
+                    fingerprint(&[
+                        &model_fp,
+                        &data_fp,
+                        &seed.to_string(),
+                        &format!("{:?}", job.pretrain),
+                    ]),
+                    Some(format!("{sdir}/pretrain.ckpt")),
+                ),
+            };
+            let ckpt_path = match (&job.pretrain.init, &rel) {
+                (Some(p), _) => p.clone(),
+                (None, Some(r)) => out.join(r),
+                (None, None) => unreachable!("rel is set when init is not"),
+            };
+            let prior = state
+                .done(&key, &fpr)
+                .and_then(|r| r.eval.map(|e| (r.clone(), e)));
+            let loaded = match &prior {
+                Some(_) => Checkpoint::load(&ckpt_path).ok(),
+                None => None,
+            };
+            match (prior, loaded) {
+                (Some((_, e)), Some(ck)) => {
+                    on_event(&Event::StageSkipped { index, total, name });
+                    (ck, e, fpr)
+                }
+                _ => {
+                    on_event(&Event::StageStart {
+                        index,
+                        total,
+                        name: name.clone(),
+                    });
+                    let t = Instant::now();
+                    let (ck, e) = match &job.pretrain.init {
+                        Some(p) => {
+                            let ck = Checkpoint::load(p).map_err(|e| {
+                                PipelineError::Job(format!("field `pretrain.init`: {e}"))
+                            })?;
+                            let e = stages.evaluate_fp(&ck).map_err(|m| stage_err(&name, m))?;
+                            (ck, e)
+                        }
+                        None => {
+                            let (ck, e) = stages
+                                .pretrain(seed, &mut |ev| on_event(&Event::Train(ev.clone())))
+                                .map_err(|m| stage_err(&name, m))?;
+                            save_ckpt(&ck, &ckpt_path)?;
+                            (ck, e)
+                        }
+                    };
+                    state.record(StageRecord {
+                        key,
+                        fingerprint: fpr.clone(),
+                        outputs: rel.into_iter().collect(),
+                        eval: Some(e),
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    state.save(out)?;
+                    on_event(&Event::StageDone {
+                        index,
+                        total,
+                        name,
+                        summary: format!(
+                            "FP32 test accuracy {:.2}% ({:.1} s)",
+                            e.accuracy * 100.0,
+                            t.elapsed().as_secs_f64()
+                        ),
+                    });
+                    (ck, e, fpr)
+                }
+            }
+        };
+        fp32.push((seed, fp_eval.accuracy));
+        // 2. Indicators.
+        let ind_rel = format!("{sdir}/indicators.ron");
+        let ind_path = out.join(&ind_rel);
+        let ind_fp = fingerprint(&[&pre_fp, &format!("{:?}", job.joint)]);
+        let indicators = {
+            index += 1;
+            let name = format!("seed {seed}: indicators");
+            let key = format!("{sdir}/indicators");
+            let prior = state.done(&key, &ind_fp).is_some();
+            let loaded = if prior {
+                std::fs::read_to_string(&ind_path)
+                    .ok()
+                    .and_then(|t| IndicatorSet::from_ron_str(&t).ok())
+            } else {
+                None
+            };
+            match loaded {
+                Some(ind) => {
+                    on_event(&Event::StageSkipped { index, total, name });
+                    ind
+                }
+                None => {
+                    on_event(&Event::StageStart {
+                        index,
+                        total,
+                        name: name.clone(),
+                    });
+                    let t = Instant::now();
+                    let ind = stages
+                        .indicators(&init, seed, &mut |ev| on_event(&Event::Train(ev.clone())))
+                        .map_err(|m| stage_err(&name, m))?;
+                    write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
+                    state.record(StageRecord {
+                        key,
+                        fingerprint: ind_fp.clone(),
+                        outputs: vec![ind_rel.clone()],
+                        eval: None,
+                        seconds: t.elapsed().as_secs_f64(),
+                    });
+                    state.save(out)?;
+                    on_event(&Event::StageDone {
+                        index,
+                        total,
+                        name,
+                        summary: format!(
+                            "{} layers × {} bit-widths ({:.1} s)",
+                            ind.layers.len(),
+                            ind.weight_bits.len(),
+                            t.elapsed().as_secs_f64()
+                        ),
+                    });
+                    ind
+                }
+            }
+        };
+        check_indicators(&indicators, plan, &ind_path)?;
+        // 3. Policies and finetunes per budget.
+        for (bi, budget) in job.budgets.iter().enumerate() {
+            if plan.skipped[bi].is_some() {
+                continue;
+            }
+            let n = plan.bitops[bi];
+            let label = budget.label();
+            let (searched, note) = policies::searched_policy(&indicators, job.alpha, n)
+                .map_err(|e| stage_err(&format!("seed {seed}: search at {label}"), e))?;
+            if let Some(note) = note {
+                let line = format!("seed {seed}, {label}: {note}");
+                on_event(&Event::Note(line.clone()));
+                notes.push(line);
+            }
+            let mut list: Vec<(String, Policy)> = vec![("searched".into(), searched)];
+            if let Budget::Uniform { weight, act } = *budget {
+                let u = policies::uniform_policy(&indicators, job.alpha, weight, act, n)
+                    .map_err(|e| stage_err(&format!("seed {seed}: uniform {label}"), e))?;
+                list.push(("uniform".into(), u));
+            }
+            let randoms =
+                policies::random_policies(&indicators, job.alpha, n, job.random_policies, seed)
+                    .map_err(|e| stage_err(&format!("seed {seed}: random at {label}"), e))?;
+            for (k, p) in randoms.into_iter().enumerate() {
+                list.push((format!("random{k}"), p));
+            }
+            let mut seed_result = SeedResult {
+                seed,
+                uniform: None,
+                searched: PolicyResult {
+                    bitops: 0,
+                    accuracy: f64::NAN,
+                    loss: f64::NAN,
+                    layers: Vec::new(),
+                },
+                random: Vec::new(),
+            };
+            for (kind, policy) in list {
+                index += 1;
+                let stem = format!("{label}_{kind}");
+                let pol_rel = format!("{sdir}/policies/{stem}.ron");
+                write_atomic(&out.join(&pol_rel), policy.to_ron_string().as_bytes())?;
+                let ck_rel = format!("{sdir}/finetune/{stem}.ckpt");
+                let ck_path = out.join(&ck_rel);
+                let bits: Vec<String> = policy
+                    .layers
+                    .iter()
+                    .map(|l| format!("{}:{}:{}", l.name, l.weight, l.act))
+                    .collect();
+                let fpr = fingerprint(&[&ind_fp, &format!("{:?}", job.finetune), &bits.join(",")]);
+                let key = format!("{sdir}/finetune/{stem}");
+                let name = format!("seed {seed}: finetune {label} {kind}");
+                let prior = state.done(&key, &fpr).and_then(|r| r.eval);
+                let eval = match prior.filter(|_| Checkpoint::load(&ck_path).is_ok()) {
+                    Some(e) => {
+                        on_event(&Event::StageSkipped { index, total, name });
+                        e
+                    }
+                    None => {
+                        on_event(&Event::StageStart {
+                            index,
+                            total,
+                            name: name.clone(),
+                        });
+                        let t = Instant::now();
+                        let (ck, e) = stages
+                            .finetune(&init, &policy, &indicators, seed, &mut |ev| {
+                                on_event(&Event::Train(ev.clone()))
+                            })
+                            .map_err(|m| stage_err(&name, m))?;
+                        save_ckpt(&ck, &ck_path)?;
+                        state.record(StageRecord {
+                            key,
+                            fingerprint: fpr,
+                            outputs: vec![ck_rel, pol_rel],
+                            eval: Some(e),
+                            seconds: t.elapsed().as_secs_f64(),
+                        });
+                        state.save(out)?;
+                        on_event(&Event::StageDone {
+                            index,
+                            total,
+                            name,
+                            summary: format!(
+                                "{:.2}% at {} BitOps ({:.1} s)",
+                                e.accuracy * 100.0,
+                                report::human(policy.bitops as f64),
+                                t.elapsed().as_secs_f64()
+                            ),
+                        });
+                        e
+                    }
+                };
+                let r = PolicyResult {
+                    bitops: policy.bitops,
+                    accuracy: eval.accuracy,
+                    loss: eval.loss,
+                    layers: policy.layers.clone(),
+                };
+                match kind.as_str() {
+                    "searched" => seed_result.searched = r,
+                    "uniform" => seed_result.uniform = Some(r),
+                    _ => seed_result.random.push(r),
+                }
+            }
+            budgets[bi].seeds.push(seed_result);
+        }
+    }
+    let (train_images, test_images) = stages.data_sizes();
+    let results = Results {
+        model: plan.model.name.clone(),
+        data: job.data.name.clone(),
+        train_images,
+        test_images,
+        fp32,
+        budgets,
+        settings: settings(job),
+        notes: plan
+            .skipped
+            .iter()
+            .flatten()
+            .map(|s| format!("skipped: {s}"))
+            .chain(notes)
+            .collect(),
+    };
+    write_report(out, &results, plan)?;
+    Ok(results)
+}
+
+/// The indicator set fits the model and the job's candidate bits.
+fn check_indicators(ind: &IndicatorSet, plan: &Plan, path: &Path) -> Result<(), PipelineError> {
+    let skel = plan
+        .model
+        .indicator_skeleton(&plan.job.joint.bits, &plan.job.joint.bits)
+        .map_err(|e| io_err(path, e))?;
+    let names = |s: &IndicatorSet| -> Vec<(String, u64, bool)> {
+        s.layers
+            .iter()
+            .map(|l| (l.name.clone(), l.macs, l.fixed.is_some()))
+            .collect()
+    };
+    if names(ind) != names(&skel)
+        || ind.weight_bits != plan.job.joint.bits
+        || ind.act_bits != plan.job.joint.bits
+    {
+        return Err(io_err(
+            path,
+            format!(
+                "the indicators do not match model '{}' with bits {:?}",
+                plan.model.name, plan.job.joint.bits
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn settings(job: &Job) -> Vec<String> {
+    let mut s = Vec::new();
+    match &job.pretrain.init {
+        Some(p) => s.push(format!("FP32 model loaded from {}", p.display())),
+        None => s.push(format!(
+            "FP32 pretraining: {} epochs, batch {}, lr {} (cosine)",
+            job.pretrain.epochs, job.pretrain.batch, job.pretrain.lr
+        )),
+    }
+    s.push(format!(
+        "joint indicator training: bits {:?}, {} epochs, batch {}, lr {}",
+        job.joint.bits, job.joint.epochs, job.joint.batch, job.joint.lr
+    ));
+    s.push(format!(
+        "search: exact solver, alpha {}, BitOps budgets {}",
+        job.alpha,
+        job.budgets
+            .iter()
+            .map(|b| b.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    s.push(format!(
+        "finetune (every policy): {} epochs, batch {}, lr {}",
+        job.finetune.epochs, job.finetune.batch, job.finetune.lr
+    ));
+    s.push(format!(
+        "{} random policies per budget and seed, BitOps in [{:.0}%, 100%] of the budget \
+         (rule in docs/PIPELINE.md)",
+        job.random_policies,
+        policies::RANDOM_FLOOR * 100.0
+    ));
+    s.push(format!(
+        "data: {}, train {}, test {}",
+        job.data.name,
+        job.data
+            .train
+            .map_or("all".to_string(), |n| format!("{n} images (seeded subset)")),
+        job.data
+            .test
+            .map_or("all".to_string(), |n| format!("{n} images (fixed subset)"))
+    ));
+    s
+}
+
+/// Writes `results.ron`, `report.md`, `accuracy_vs_bitops.svg` and `bits_<budget>.svg`.
+pub fn write_report(out: &Path, results: &Results, plan: &Plan) -> Result<(), PipelineError> {
+    let cfg = ron::ser::PrettyConfig::new().struct_names(true);
+    let ron_text = ron::ser::to_string_pretty(results, cfg)
+        .map_err(|e| io_err(&out.join("results.ron"), e))?;
+    write_atomic(&out.join("results.ron"), ron_text.as_bytes())?;
+    write_atomic(&out.join("report.md"), report::markdown(results).as_bytes())?;
+    write_atomic(
+        &out.join("accuracy_vs_bitops.svg"),
+        report::accuracy_svg(results).as_bytes(),
+    )?;
+    let fixed: Vec<bool> = plan
+        .model
+        .quantizable_layers()
+        .map(|ls| ls.iter().map(|l| l.fixed).collect())
+        .unwrap_or_default();
+    for b in &results.budgets {
+        for (k, s) in b.seeds.iter().enumerate() {
+            let title = format!(
+                "{} searched policy at {}: {} BitOps (budget {}), seed {}",
+                results.model,
+                b.label,
+                report::human(s.searched.bitops as f64),
+                report::human(b.bitops_budget as f64),
+                s.seed
+            );
+            let file = if k == 0 {
+                format!("bits_{}.svg", b.label)
+            } else {
+                format!("bits_{}_seed{}.svg", b.label, s.seed)
+            };
+            write_atomic(
+                &out.join(file),
+                report::bits_svg(&title, &s.searched.layers, &fixed).as_bytes(),
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,654 @@
+//! The pipeline without a GPU: job validation, budgets, random policy draws (checked
+//! independently of the code that draws them), resume from `state.ron`, and the report.
+//! A fake [`Stages`] stands in for the GPU work and counts what it was asked to do.
+
+use std::path::{Path, PathBuf};
+
+use limpq_solver::{IndicatorSet, LayerBits, Policy};
+use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::model::Model;
+use limpq_trainer::pipeline::policies::{self, RANDOM_FLOOR};
+use limpq_trainer::pipeline::report::{self, BudgetResult, PolicyResult, Results, SeedResult};
+use limpq_trainer::pipeline::{run, Eval, Event, Job, Plan, Stages, State};
+use limpq_trainer::train::Event as TrainEvent;
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("limpq-pipeline-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn job_text(out: &Path) -> String {
+    format!(
+        r#"Job(
+    model: "small_cnn",
+    data: (name: "fashion-mnist", train: Some(256), test: Some(128)),
+    seeds: [0, 1],
+    pretrain: (epochs: 1, batch: 32, lr: 0.1),
+    joint: (bits: [2, 3, 4, 5, 6], epochs: 1, batch: 32),
+    budgets: ["w2a3", "w3a3", "w4a4"],
+    alpha: 2.0,
+    finetune: (epochs: 1, batch: 32, lr: 0.01),
+    random_policies: 3,
+    output: "{}",
+)"#,
+        out.display()
+    )
+}
+
+/// Stands in for the GPU: deterministic numbers, every call counted.
+#[derive(Default)]
+struct Fake {
+    model: Option<Model>,
+    pretrain: usize,
+    indicators: usize,
+    finetunes: Vec<String>,
+    /// Fail the finetune call with this index (0-based, counting calls).
+    fail_finetune_at: Option<usize>,
+}
+
+fn ckpt(model: &Model, seed: u64) -> Checkpoint {
+    Checkpoint {
+        model: model.clone(),
+        seed,
+        epoch: 1,
+        step: 1,
+        meta: vec![],
+        tensors: vec![],
+    }
+}
+
+impl Stages for Fake {
+    fn pretrain(
+        &mut self,
+        seed: u64,
+        on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<(Checkpoint, Eval), String> {
+        self.pretrain += 1;
+        on_event(&TrainEvent::Evaluating { epoch: 1 });
+        let m = self.model.clone().unwrap();
+        Ok((
+            ckpt(&m, seed),
+            Eval {
+                accuracy: 0.9 + seed as f64 * 0.001,
+                loss: 0.3,
+            },
+        ))
+    }
+    fn evaluate_fp(&mut self, _ckpt: &Checkpoint) -> Result<Eval, String> {
+        Ok(Eval {
+            accuracy: 0.9,
+            loss: 0.3,
+        })
+    }
+    fn indicators(
+        &mut self,
+        _init: &Checkpoint,
+        seed: u64,
+        _on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<IndicatorSet, String> {
+        self.indicators += 1;
+        let m = self.model.clone().unwrap();
+        let mut ind = m
+            .indicator_skeleton(&[2, 3, 4, 5, 6], &[2, 3, 4, 5, 6])
+            .unwrap();
+        for (l, layer) in ind.layers.iter_mut().enumerate() {
+            let c = 1.0 + l as f64 * 0.37 + seed as f64 * 0.01;
+            layer.weight_scale = [2u32, 3, 4, 5, 6]
+                .iter()
+                .map(|b| c / f64::from(1u32 << b))
+                .collect();
+            layer.act_scale = [2u32, 3, 4, 5, 6]
+                .iter()
+                .map(|b| 2.0 * c / f64::from(1u32 << b) / (1.0 + l as f64))
+                .collect();
+        }
+        Ok(ind)
+    }
+    fn data_sizes(&self) -> (usize, usize) {
+        (256, 128)
+    }
+    fn finetune(
+        &mut self,
+        init: &Checkpoint,
+        policy: &Policy,
+        _indicators: &IndicatorSet,
+        seed: u64,
+        _on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<(Checkpoint, Eval), String> {
+        if self.fail_finetune_at == Some(self.finetunes.len()) {
+            return Err("injected failure".into());
+        }
+        let bits: Vec<String> = policy
+            .layers
+            .iter()
+            .map(|l| format!("{}{}", l.weight, l.act))
+            .collect();
+        self.finetunes.push(bits.join(","));
+        let acc = 0.8 + (policy.bitops as f64).ln() * 0.005 - policy.objective * 0.001;
+        Ok((
+            ckpt(&init.model, seed),
+            Eval {
+                accuracy: acc,
+                loss: 0.5,
+            },
+        ))
+    }
+}
+
+fn plan_for(out: &Path) -> Plan {
+    let job = Job::from_ron_str(&job_text(out)).unwrap();
+    Plan::new(job).unwrap()
+}
+
+fn fake_for(plan: &Plan) -> Fake {
+    Fake {
+        model: Some(plan.model.clone()),
+        ..Fake::default()
+    }
+}
+
+#[test]
+fn example_jobs_parse_and_plan() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".pipeline.ron") {
+            let job = Job::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            Plan::new(job).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no examples/*.pipeline.ron found");
+}
+
+#[test]
+fn invalid_jobs_are_refused_naming_the_field() {
+    let out = tmpdir("invalid");
+    let base = job_text(&out);
+    let cases = [
+        ("lr: 0.1)", "lr: NaN)", "pretrain.lr"),
+        ("lr: 0.01)", "lr: -0.01)", "finetune.lr"),
+        (
+            "random_policies: 3",
+            "random_policies: 2",
+            "random_policies",
+        ),
+        ("seeds: [0, 1]", "seeds: []", "seeds"),
+        ("seeds: [0, 1]", "seeds: [1, 1]", "seeds"),
+        ("alpha: 2.0", "alpha: -1.0", "alpha"),
+        ("\"w4a4\"]", "\"w4a8\"]", "budgets"),
+        ("\"w4a4\"]", "\"w4a4\", \"w4a4\"]", "budgets"),
+        ("\"w4a4\"]", "\"fast\"]", "budget"),
+        ("\"w4a4\"]", "-5]", "negative"),
+        ("bits: [2, 3, 4, 5, 6]", "bits: [2, 2, 3]", "joint.bits"),
+        (
+            "epochs: 1, batch: 32, lr: 0.01)",
+            "epochs: 0, batch: 32, lr: 0.01)",
+            "finetune.epochs",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        assert!(base.contains(from), "{from}");
+        let text = base.replacen(from, to, 1);
+        let err = Job::from_ron_str(&text).expect_err(to);
+        assert!(err.contains(needle), "{to}: {err}");
+    }
+    // Unknown model and a budget below the smallest possible BitOps: caught by the plan.
+    let job = Job::from_ron_str(&base.replace("small_cnn", "no_such_model")).unwrap();
+    let err = Plan::new(job).unwrap_err().to_string();
+    assert!(err.contains("unknown model 'no_such_model'"), "{err}");
+    let job = Job::from_ron_str(&base.replace("\"w4a4\"]", "1000]")).unwrap();
+    let err = Plan::new(job).unwrap_err().to_string();
+    assert!(err.contains("below the smallest possible"), "{err}");
+    // The all-lowest budget is skipped (degenerate), not an error.
+    let job = Job::from_ron_str(&base.replace("\"w4a4\"]", "\"w2a2\"]")).unwrap();
+    let plan = Plan::new(job).unwrap();
+    assert!(plan.skipped[2]
+        .as_deref()
+        .unwrap()
+        .contains("only the all-W2A2"));
+    assert!(plan.skipped[..2].iter().all(Option::is_none));
+}
+
+/// BitOps of a policy over searchable layers, computed here from the model.
+fn bitops_by_hand(model: &Model, layers: &[LayerBits]) -> u64 {
+    let q = model.quantizable_layers().unwrap();
+    assert_eq!(q.len(), layers.len());
+    q.iter()
+        .zip(layers)
+        .filter(|(l, _)| !l.fixed)
+        .map(|(l, b)| {
+            assert_eq!(l.name, b.name);
+            l.macs * u64::from(b.weight) * u64::from(b.act)
+        })
+        .sum()
+}
+
+#[test]
+fn random_policies_respect_the_budget() {
+    for name in ["small_cnn", "resnet20"] {
+        let model = Model::resolve(name).unwrap();
+        let mut fake = Fake {
+            model: Some(model.clone()),
+            ..Fake::default()
+        };
+        let ind = fake.indicators(&ckpt(&model, 0), 0, &mut |_| {}).unwrap();
+        let q = model.quantizable_layers().unwrap();
+        let searchable_macs: u64 = q.iter().filter(|l| !l.fixed).map(|l| l.macs).sum();
+        for (w, a) in [(2u64, 3u64), (3, 3), (4, 4), (3, 5)] {
+            let budget = searchable_macs * w * a;
+            for seed in 0..4u64 {
+                let ps = policies::random_policies(&ind, 2.0, budget, 5, seed).unwrap();
+                assert_eq!(ps.len(), 5);
+                for p in &ps {
+                    let b = bitops_by_hand(&model, &p.layers);
+                    assert_eq!(b, p.bitops, "{name}");
+                    assert!(b <= budget, "{name} w{w}a{a}: {b} > {budget}");
+                    assert!(
+                        b as f64 >= RANDOM_FLOOR * budget as f64,
+                        "{name} w{w}a{a}: {b} < {RANDOM_FLOOR} of {budget}"
+                    );
+                    for (l, lb) in q.iter().zip(&p.layers) {
+                        if l.fixed {
+                            assert_eq!((lb.weight, lb.act), (8, 8));
+                        } else {
+                            assert!((2..=6).contains(&lb.weight) && (2..=6).contains(&lb.act));
+                        }
+                    }
+                }
+                // Seeded: the same seed draws the same policies, another seed others.
+                let again = policies::random_policies(&ind, 2.0, budget, 5, seed).unwrap();
+                assert_eq!(ps, again);
+                if name == "resnet20" {
+                    let other =
+                        policies::random_policies(&ind, 2.0, budget, 5, seed + 100).unwrap();
+                    assert_ne!(ps, other);
+                    // Distinct draws within one budget.
+                    for i in 0..ps.len() {
+                        for j in 0..i {
+                            assert_ne!(ps[i].layers, ps[j].layers);
+                        }
+                    }
+                    // Not all uniform: mixed precision.
+                    assert!(ps.iter().any(|p| {
+                        let s: Vec<_> = p.layers.iter().filter(|l| l.weight != 8).collect();
+                        s.iter()
+                            .any(|l| (l.weight, l.act) != (s[0].weight, s[0].act))
+                    }));
+                }
+            }
+            // The searched policy too, and it is no worse than uniform in the objective.
+            let (s, _) = policies::searched_policy(&ind, 2.0, budget).unwrap();
+            assert!(bitops_by_hand(&model, &s.layers) <= budget);
+            let u = policies::uniform_policy(&ind, 2.0, w as u32, a as u32, budget).unwrap();
+            assert_eq!(bitops_by_hand(&model, &u.layers), budget);
+            assert!(s.objective <= u.objective + 1e-12);
+        }
+    }
+}
+
+#[test]
+fn random_draw_with_arbitrary_macs_stays_within_budget() {
+    let mut rng = limpq_trainer::reference::rng::SeededRng::new(7);
+    for case in 0..300 {
+        let n = 1 + rng.below(12);
+        let macs: Vec<u64> = (0..n).map(|_| 1 + rng.below(100_000) as u64).collect();
+        let lo: u64 = macs.iter().map(|m| m * 4).sum();
+        let hi: u64 = macs.iter().map(|m| m * 36).sum();
+        let budget = lo + (rng.unit_f64() * (hi - lo) as f64) as u64;
+        let bits = [2, 3, 4, 5, 6];
+        let d = policies::draw_random_bits(&macs, &bits, &bits, budget, &mut rng)
+            .unwrap_or_else(|| panic!("case {case}: no draw"));
+        let total: u64 = macs
+            .iter()
+            .zip(&d)
+            .map(|(m, (w, a))| m * u64::from(*w) * u64::from(*a))
+            .sum();
+        assert!(total <= budget, "case {case}");
+        // Maximal: no single one-step raise fits.
+        for (l, &(w, a)) in d.iter().enumerate() {
+            if w < 6 {
+                assert!(
+                    total + macs[l] * u64::from(a) > budget,
+                    "case {case} layer {l}"
+                );
+            }
+            if a < 6 {
+                assert!(
+                    total + macs[l] * u64::from(w) > budget,
+                    "case {case} layer {l}"
+                );
+            }
+        }
+    }
+    // Below the smallest BitOps nothing fits.
+    assert!(policies::draw_random_bits(&[10, 10], &[2, 4], &[2, 4], 79, &mut rng).is_none());
+}
+
+fn event_names(events: &[Event]) -> (Vec<String>, Vec<String>) {
+    let mut ran = Vec::new();
+    let mut skipped = Vec::new();
+    for e in events {
+        match e {
+            Event::StageStart { name, .. } => ran.push(name.clone()),
+            Event::StageSkipped { name, .. } => skipped.push(name.clone()),
+            _ => {}
+        }
+    }
+    (ran, skipped)
+}
+
+#[test]
+fn a_rerun_resumes_and_skips_completed_stages() {
+    let out = tmpdir("resume");
+    let plan = plan_for(&out);
+    // 2 seeds × (pretrain + indicators + 3 budgets × (searched + uniform + 3 random)).
+    assert_eq!(plan.stage_count(), 2 * (2 + 3 * 5));
+
+    // First run fails at the 7th finetune: what finished before is kept.
+    let mut fake = fake_for(&plan);
+    fake.fail_finetune_at = Some(6);
+    let err = run(&plan, &mut fake, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("seed 0: finetune w3a3") && err.contains("injected"),
+        "{err}"
+    );
+    assert_eq!(
+        (fake.pretrain, fake.indicators, fake.finetunes.len()),
+        (1, 1, 6)
+    );
+    let state = State::load(&out).unwrap();
+    assert_eq!(state.stages.len(), 2 + 6);
+
+    // The re-run skips those 8 stages and runs the rest.
+    let mut fake = fake_for(&plan);
+    let mut events = Vec::new();
+    let first = run(&plan, &mut fake, &mut |e| events.push(e.clone())).unwrap();
+    let (ran, skipped) = event_names(&events);
+    assert_eq!(skipped.len(), 8, "{skipped:?}");
+    assert_eq!(ran.len(), plan.stage_count() - 8);
+    assert_eq!((fake.pretrain, fake.indicators), (1, 1)); // seed 1 only
+    assert!(skipped.contains(&"seed 0: pretrain".to_string()));
+    assert!(ran.contains(&"seed 1: pretrain".to_string()));
+
+    // Everything done: a third run does no GPU work and gives the same results.
+    let mut fake = fake_for(&plan);
+    let again = run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!(
+        (fake.pretrain, fake.indicators, fake.finetunes.len()),
+        (0, 0, 0)
+    );
+    assert_eq!(first, again);
+
+    // A lost finetune output reruns only that finetune.
+    std::fs::remove_file(out.join("seed1/finetune/w4a4_random2.ckpt")).unwrap();
+    let mut fake = fake_for(&plan);
+    run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!(
+        (fake.pretrain, fake.indicators, fake.finetunes.len()),
+        (0, 0, 1)
+    );
+
+    // A corrupt indicator file reruns the indicators; same indicators → same policies, so
+    // the finetunes stay done.
+    std::fs::write(out.join("seed0/indicators.ron"), "IndicatorSet(garbage").unwrap();
+    let mut fake = fake_for(&plan);
+    run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!(
+        (fake.pretrain, fake.indicators, fake.finetunes.len()),
+        (0, 1, 0)
+    );
+
+    // A changed finetune recipe reruns every finetune but not pretrain or indicators.
+    let job = Job::from_ron_str(&job_text(&out).replace(
+        "epochs: 1, batch: 32, lr: 0.01)",
+        "epochs: 2, batch: 32, lr: 0.01)",
+    ))
+    .unwrap();
+    let plan2 = Plan::new(job).unwrap();
+    let mut fake = fake_for(&plan2);
+    run(&plan2, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!(
+        (fake.pretrain, fake.indicators, fake.finetunes.len()),
+        (0, 0, 30)
+    );
+
+    // A changed seed-1 pretraining recipe... is shared by both seeds: all reruns.
+    let job = Job::from_ron_str(&job_text(&out).replace("lr: 0.1)", "lr: 0.05)")).unwrap();
+    let plan3 = Plan::new(job).unwrap();
+    let mut fake = fake_for(&plan3);
+    run(&plan3, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!(
+        (fake.pretrain, fake.indicators, fake.finetunes.len()),
+        (2, 2, 30)
+    );
+}
+
+#[test]
+fn run_writes_report_files_with_the_measured_numbers() {
+    let out = tmpdir("report-run");
+    let plan = plan_for(&out);
+    let mut fake = fake_for(&plan);
+    let res = run(&plan, &mut fake, &mut |_| {}).unwrap();
+    for f in [
+        "report.md",
+        "results.ron",
+        "accuracy_vs_bitops.svg",
+        "bits_w2a3.svg",
+        "bits_w2a3_seed1.svg",
+        "bits_w4a4.svg",
+        "state.ron",
+        "job.ron",
+        "seed0/indicators.ron",
+        "seed0/policies/w3a3_searched.ron",
+        "seed1/finetune/w3a3_random1.ckpt",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // Policy files are what the solver crate reads.
+    let text = std::fs::read_to_string(out.join("seed0/policies/w3a3_searched.ron")).unwrap();
+    let p = Policy::from_ron_str(&text).unwrap();
+    assert_eq!(p, {
+        let ind = IndicatorSet::from_ron_str(
+            &std::fs::read_to_string(out.join("seed0/indicators.ron")).unwrap(),
+        )
+        .unwrap();
+        policies::searched_policy(&ind, 2.0, plan.bitops[1])
+            .unwrap()
+            .0
+    });
+    assert_eq!(res.budgets.len(), 3);
+    assert_eq!(res.fp32.len(), 2);
+    for b in &res.budgets {
+        assert_eq!(b.seeds.len(), 2);
+        for s in &b.seeds {
+            assert!(s.uniform.is_some());
+            assert_eq!(s.random.len(), 3);
+        }
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| w2a3 |"), "{md}");
+    assert!(md.contains("2 seeds"), "{md}");
+}
+
+fn pr(bitops: u64, acc: f64) -> PolicyResult {
+    PolicyResult {
+        bitops,
+        accuracy: acc,
+        loss: 0.1,
+        layers: vec![
+            LayerBits {
+                name: "conv1".into(),
+                weight: 8,
+                act: 8,
+            },
+            LayerBits {
+                name: "conv2".into(),
+                weight: 3,
+                act: 4,
+            },
+            LayerBits {
+                name: "fc".into(),
+                weight: 8,
+                act: 8,
+            },
+        ],
+    }
+}
+
+fn synthetic(seeds: &[u64]) -> Results {
+    let budgets = [("w2a3", 600u64), ("w3a3", 900), ("w4a4", 1600)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(label, n))| BudgetResult {
+            label: label.into(),
+            bitops_budget: n,
+            skipped: None,
+            seeds: seeds
+                .iter()
+                .map(|&s| {
+                    let d = s as f64 * 0.01;
+                    SeedResult {
+                        seed: s,
+                        uniform: Some(pr(n, 0.80 + i as f64 * 0.02 + d)),
+                        searched: pr(n - 10, 0.81 + i as f64 * 0.02 + d),
+                        random: vec![
+                            pr(n - 20, 0.70 + d),
+                            pr(n - 30, 0.75 + d),
+                            pr(n - 40, 0.60 + d),
+                        ],
+                    }
+                })
+                .collect(),
+        })
+        .chain(std::iter::once(BudgetResult {
+            label: "w2a2".into(),
+            bitops_budget: 400,
+            seeds: vec![],
+            skipped: Some("degenerate".into()),
+        }))
+        .collect();
+    Results {
+        model: "toy".into(),
+        data: "fashion-mnist".into(),
+        train_images: 1000,
+        test_images: 500,
+        fp32: seeds.iter().map(|&s| (s, 0.9 + s as f64 * 0.01)).collect(),
+        budgets,
+        settings: vec!["finetune: 1 epoch".into()],
+        notes: vec!["a note".into()],
+    }
+}
+
+#[test]
+fn markdown_table_from_synthetic_results() {
+    let md = report::markdown(&synthetic(&[0]));
+    // Single seed: plain values, the random median is the middle of 70 / 75 / 60.
+    assert!(
+        md.contains("| w2a3 | 600 | 590 | 80.00 | 81.00 | 70.00 | 70.00, 75.00, 60.00 | 90.00 |"),
+        "{md}"
+    );
+    assert!(md.contains("| w2a2 | 400 | – |"), "{md}");
+    assert!(md.contains("skipped: degenerate"), "{md}");
+    assert!(md.contains("| conv2 | W3A4 | W3A4 | W3A4 |"), "{md}");
+    assert!(md.contains("- a note"));
+
+    // Two seeds: mean ± sample std. Seeds 0 and 2: uniform 80 and 82 → 81.00 ± 1.41.
+    let md = report::markdown(&synthetic(&[0, 2]));
+    assert!(
+        md.contains("| w2a3 | 600 | 590 | 81.00 ± 1.41 | 82.00 ± 1.41 | 71.00 ± 1.41 |"),
+        "{md}"
+    );
+    assert!(md.contains("91.00 ± 1.41 |"), "{md}");
+}
+
+/// Minimal well-formedness check: tags balance and every `<` opens a known element.
+fn check_svg(svg: &str) {
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = svg;
+    while let Some(i) = rest.find('<') {
+        let j = rest[i..].find('>').expect("unclosed tag") + i;
+        let tag = &rest[i + 1..j];
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop().as_deref(), Some(name), "mismatched </{name}>");
+        } else if !tag.ends_with('/') {
+            let name = tag.split_whitespace().next().unwrap().to_string();
+            stack.push(name);
+        }
+        assert!(
+            tag.matches('"').count() % 2 == 0,
+            "unbalanced quotes in <{tag}>"
+        );
+        rest = &rest[j + 1..];
+    }
+    assert!(stack.is_empty(), "unclosed: {stack:?}");
+    assert!(
+        !svg.contains("NaN") && !svg.contains("inf"),
+        "non-finite coordinate"
+    );
+}
+
+/// Centres of the searched series' circles (r=5), in drawing order.
+fn circles(svg: &str, color: &str) -> Vec<(f64, f64)> {
+    svg.lines()
+        .filter(|l| l.starts_with("<circle") && l.contains(&format!("fill=\"{color}\"")))
+        .map(|l| {
+            let num = |k: &str| -> f64 {
+                let s = &l[l.find(k).unwrap() + k.len()..];
+                s[..s.find('"').unwrap()].parse().unwrap()
+            };
+            (num("cx=\""), num("cy=\""))
+        })
+        .collect()
+}
+
+#[test]
+fn svg_plots_are_well_formed_and_place_points_in_order() {
+    for seeds in [&[0u64][..], &[0, 1, 2]] {
+        let r = synthetic(seeds);
+        let svg = report::accuracy_svg(&r);
+        check_svg(&svg);
+        for label in [
+            "uniform",
+            "searched",
+            "random median",
+            "FP32",
+            "w2a3",
+            "w4a4",
+        ] {
+            assert!(svg.contains(label), "{label}");
+        }
+        // Searched markers: BitOps rise left to right, accuracy rises upwards (smaller y).
+        let pts = circles(&svg, "#d62728");
+        assert_eq!(pts.len(), 3 + 1, "3 points and the legend marker");
+        let data = &pts[..3];
+        assert!(data[0].0 < data[1].0 && data[1].0 < data[2].0, "{data:?}");
+        assert!(data[0].1 > data[1].1 && data[1].1 > data[2].1, "{data:?}");
+        // Random values as grey dots: 3 per seed per budget (+1 legend).
+        assert_eq!(circles(&svg, "#999").len(), 9 * seeds.len() + 1);
+        assert_eq!(svg.contains("mean ± std"), seeds.len() > 1);
+    }
+    let layers = pr(1, 0.5).layers;
+    let svg = report::bits_svg("bits <w2a3> & more", &layers, &[true, false, true]);
+    check_svg(&svg);
+    assert!(svg.contains("bits &lt;w2a3&gt; &amp; more"));
+    assert!(svg.contains("conv1 (fixed)") && svg.contains(">conv2<"));
+    // One bar per layer for weights and one for activations.
+    assert_eq!(svg.matches("fill=\"#1f77b4\" fill-opacity").count(), 3);
+    assert_eq!(svg.matches("fill=\"#ff7f0e\" fill-opacity").count(), 3);
+}
+
+#[test]
+fn median_and_mean_std() {
+    assert_eq!(report::median(&[3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(report::median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    assert!(report::median(&[]).is_nan());
+    let (m, s) = report::mean_std(&[1.0, 3.0]);
+    assert_eq!(m, 2.0);
+    assert!((s - 2f64.sqrt()).abs() < 1e-12);
+    assert_eq!(report::mean_std(&[5.0]), (5.0, 0.0));
+}
