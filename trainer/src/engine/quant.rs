@@ -641,9 +641,14 @@ impl<'g> Network<'g> {
 
     /// Load a (full-precision or quantized) state by name: parameters and running
     /// statistics present in `tensors` are loaded; a switchable BN set `{bn}.wWaA.*` missing
-    /// there is loaded from the plain `{bn}.*`; step sizes missing are left as they are.
-    /// Anything else missing is an error. Momentum buffers are zeroed.
-    pub fn import_state_lenient(&mut self, tensors: &[NamedTensor]) -> Result<(), EngineError> {
+    /// there is loaded from the plain `{bn}.*`; step tensors missing, or stored with another
+    /// number of variants, are left as they are and their names returned. Anything else
+    /// missing is an error. Momentum buffers are zeroed.
+    pub fn import_state_lenient(
+        &mut self,
+        tensors: &[NamedTensor],
+    ) -> Result<Vec<String>, EngineError> {
+        let mut left = Vec::new();
         let find = |name: &str, kind: TensorKind| -> Option<&NamedTensor> {
             tensors
                 .iter()
@@ -656,8 +661,11 @@ impl<'g> Network<'g> {
         let mut writes: Vec<(usize, String, Vec<f32>)> = Vec::new();
         for p in &self.params {
             match find(&p.info.name, TensorKind::Param) {
+                Some(t) if p.info.kind == ParamKind::LsqStep && t.data.len() != p.info.len => {
+                    left.push(p.info.name.clone())
+                }
                 Some(t) => writes.push((p.value, p.info.name.clone(), t.data.clone())),
-                None if p.info.kind == ParamKind::LsqStep => {}
+                None if p.info.kind == ParamKind::LsqStep => left.push(p.info.name.clone()),
                 None => {
                     return Err(EngineError::Input(format!(
                         "missing parameter '{}'",
@@ -684,7 +692,7 @@ impl<'g> Network<'g> {
         for (id, _, data) in writes {
             self.tensors[id].write_f32(self.gpu, &data)?;
         }
-        Ok(())
+        Ok(left)
     }
 
     /// Step sizes of every quantized layer: `(weight steps, act steps)` per variant.
@@ -880,7 +888,6 @@ fn strip_set(name: &str) -> Option<String> {
     }
     Some(format!("{base}.{field}"))
 }
-
 
 #[cfg(test)]
 mod tests {

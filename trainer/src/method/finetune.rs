@@ -1,0 +1,314 @@
+//! Quantization-aware finetuning of one policy: every conv/linear layer at the policy's
+//! bits with ONE step size per quantizer (initialised from the learned indicators at those
+//! bits when given, else by the LSQ init rule on the first batch), one BN per layer (from
+//! the full-precision checkpoint), SGD with momentum, weight decay on conv/linear weights,
+//! cosine learning rate per step, evaluation of the test split after every epoch.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use limpq_solver::{IndicatorSet, Policy};
+
+use super::{MethodError, POLICY_META};
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, Loader, LoaderConfig};
+use crate::engine::{Network, NetworkConfig, QuantSpec};
+use crate::gpu::Gpu;
+use crate::model::Model;
+use crate::reference::cosine_lr;
+use crate::train::{check_checkpoint_model, check_data, evaluate, EpochSummary, Event};
+
+/// Settings of a finetune run (defaults: the reference recipe).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinetuneConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub weight_decay: f32,
+    pub label_smoothing: f32,
+    /// Optional ±clip of every gradient element (the reference finetune does not clip).
+    pub clip: Option<f32>,
+    pub seed: u64,
+    pub eval_batch: usize,
+    pub meta: Vec<(String, String)>,
+    /// Written after every epoch when set.
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            epochs: 1,
+            batch: 64,
+            lr: 0.01,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 2.5e-5,
+            label_smoothing: 0.1,
+            clip: None,
+            seed: 0,
+            eval_batch: 256,
+            meta: Vec::new(),
+            checkpoint: None,
+        }
+    }
+}
+
+/// The finetuned model and its final test figures.
+#[derive(Clone, Debug)]
+pub struct Finetuned {
+    /// Holds the policy in its meta under [`POLICY_META`].
+    pub checkpoint: Checkpoint,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub history: Vec<EpochSummary>,
+}
+
+/// Step sizes of every quantized layer at the policy's bits from `ind`, where it has them:
+/// `(weight, act)` per layer of `spec`, `None` for layers it does not cover (fixed layers).
+fn steps_from_indicators(
+    spec: &QuantSpec,
+    ind: &IndicatorSet,
+    model: &Model,
+) -> Result<Vec<Option<(f32, f32)>>, MethodError> {
+    if ind.model != model.name {
+        return Err(MethodError::Config(format!(
+            "indicators are for model '{}', not '{}'",
+            ind.model, model.name
+        )));
+    }
+    let mut out = Vec::new();
+    for (name, variants) in &spec.layers {
+        let (wb, ab) = variants[0];
+        let Some(l) = ind.layers.iter().find(|l| l.name == *name) else {
+            return Err(MethodError::Config(format!(
+                "indicators have no layer '{name}'"
+            )));
+        };
+        if l.fixed.is_some() {
+            out.push(None);
+            continue;
+        }
+        let wi = ind.weight_bits.iter().position(|&b| b == wb);
+        let ai = ind.act_bits.iter().position(|&b| b == ab);
+        let (Some(wi), Some(ai)) = (wi, ai) else {
+            return Err(MethodError::Config(format!(
+                "layer '{name}': the policy's W{wb}A{ab} is not among the indicators' bits \
+                 (weights {:?}, activations {:?})",
+                ind.weight_bits, ind.act_bits
+            )));
+        };
+        let (w, a) = (
+            l.weight_scale.get(wi).copied(),
+            l.act_scale.get(ai).copied(),
+        );
+        match (w, a) {
+            (Some(w), Some(a)) if w.is_finite() && a.is_finite() => {
+                out.push(Some((w as f32, a as f32)))
+            }
+            _ => {
+                return Err(MethodError::BadIndicator {
+                    layer: name.clone(),
+                    message: "indicator at the policy's bits is missing or not finite".into(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Finetune `model` from the full-precision checkpoint `init` at `policy`'s bits.
+#[allow(clippy::too_many_arguments)]
+pub fn finetune(
+    gpu: &Gpu,
+    model: &Model,
+    init: &Checkpoint,
+    policy: &Policy,
+    indicators: Option<&IndicatorSet>,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+    cfg: &FinetuneConfig,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Finetuned, MethodError> {
+    check_data(model, &train)?;
+    check_data(model, &test)?;
+    check_checkpoint_model(init, model, "the --init checkpoint")?;
+    if cfg.batch == 0 || cfg.eval_batch == 0 {
+        return Err(MethodError::Config("batch sizes must be positive".into()));
+    }
+    if !(cfg.lr.is_finite() && cfg.lr >= 0.0) {
+        return Err(MethodError::Config(format!(
+            "learning rate {} must be finite and ≥ 0",
+            cfg.lr
+        )));
+    }
+    let steps = train.len() / cfg.batch;
+    if steps == 0 {
+        return Err(MethodError::Config(format!(
+            "{} training images make no full batch of {}",
+            train.len(),
+            cfg.batch
+        )));
+    }
+    let spec = QuantSpec::policy(model, policy)?;
+    let from_ind = match indicators {
+        Some(ind) => steps_from_indicators(&spec, ind, model)?,
+        None => vec![None; spec.layers.len()],
+    };
+    let ncfg = NetworkConfig {
+        batch: cfg.batch,
+        seed: cfg.seed,
+        label_smoothing: cfg.label_smoothing,
+        momentum: cfg.momentum,
+        nesterov: cfg.nesterov,
+        weight_decay: cfg.weight_decay,
+        grad_clip: cfg.clip,
+    };
+    let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
+    let left = net.import_state_lenient(&init.tensors)?;
+    let layers = net.quant_layers();
+    let mut need_init = Vec::with_capacity(layers.len());
+    for (li, l) in layers.iter().enumerate() {
+        if let Some((w, a)) = from_ind[li] {
+            net.write_steps(li, &[w], &[a])?;
+            need_init.push(false);
+        } else {
+            // Steps stored in `init` (a checkpoint of this policy) are kept.
+            need_init.push(left.contains(&l.weight_step) || left.contains(&l.act_step));
+        }
+    }
+    let mut eval_net = Network::new_quantized(
+        gpu,
+        model,
+        NetworkConfig {
+            batch: cfg.eval_batch,
+            ..ncfg
+        },
+        &spec,
+    )?;
+    on_event(&Event::Start {
+        epochs: cfg.epochs,
+        steps_per_epoch: steps,
+        train_images: steps * cfg.batch,
+        test_images: test.len(),
+    });
+    let total = cfg.epochs * steps;
+    let sel = vec![vec![0usize; layers.len()]];
+    let loader_cfg = LoaderConfig::train(&train, cfg.batch, cfg.seed, cfg.epochs);
+    let mut loader = Loader::spawn(train.clone(), loader_cfg)?;
+    let mut history = Vec::new();
+    let mut global = 0usize;
+    let mut initialised = false;
+    let mut state = Vec::new();
+    for epoch in 1..=cfg.epochs {
+        let start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for step in 1..=steps {
+            let b = loader
+                .next()
+                .ok_or_else(|| MethodError::Config("the data loader stopped early".into()))?;
+            if !initialised {
+                if need_init.iter().any(|&n| n) {
+                    net.init_steps(&b.x, &b.y, &need_init)?;
+                }
+                initialised = true;
+            }
+            let lr = cosine_lr(cfg.lr, global, total);
+            let s = net.train_passes(&b.x, &b.y, lr, &sel)?[0];
+            global += 1;
+            if !s.loss.is_finite() {
+                return Err(MethodError::Diverged {
+                    stage: "finetuning",
+                    epoch,
+                    step,
+                    pass: "policy".into(),
+                    loss: s.loss,
+                    lr,
+                });
+            }
+            loss_sum += s.loss as f64 * b.n as f64;
+            correct += s.correct;
+            seen += b.n;
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            on_event(&Event::Step {
+                epoch,
+                epochs: cfg.epochs,
+                step,
+                steps,
+                loss: s.loss,
+                accuracy: correct as f64 / seen as f64,
+                lr,
+                images_per_sec: seen as f64 / secs,
+                eta_secs: secs / step as f64 * (total - global) as f64,
+            });
+        }
+        let train_secs = start.elapsed().as_secs_f64();
+        on_event(&Event::Evaluating { epoch });
+        state = net.export_state()?;
+        eval_net.import_state(&state, false)?;
+        let ev = evaluate(&mut eval_net, &test)?;
+        let summary = EpochSummary {
+            epoch,
+            epochs: cfg.epochs,
+            train_loss: loss_sum / seen as f64,
+            train_acc: correct as f64 / seen as f64,
+            test_loss: ev.mean_loss(),
+            test_acc: ev.accuracy(),
+            seconds: start.elapsed().as_secs_f64(),
+            images_per_sec: seen as f64 / train_secs.max(1e-9),
+        };
+        on_event(&Event::Epoch(summary.clone()));
+        history.push(summary);
+        if let Some(path) = &cfg.checkpoint {
+            checkpoint(model, cfg, policy, epoch, global, &history, state.clone()).save(path)?;
+        }
+    }
+    drop(loader);
+    let (test_accuracy, test_loss) = match history.last() {
+        Some(h) => (h.test_acc, h.test_loss),
+        None => {
+            // No epochs: evaluate the initial quantized model.
+            state = net.export_state()?;
+            eval_net.import_state(&state, false)?;
+            let ev = evaluate(&mut eval_net, &test)?;
+            (ev.accuracy(), ev.mean_loss())
+        }
+    };
+    Ok(Finetuned {
+        checkpoint: checkpoint(model, cfg, policy, cfg.epochs, global, &history, state),
+        test_accuracy,
+        test_loss,
+        history,
+    })
+}
+
+fn checkpoint(
+    model: &Model,
+    cfg: &FinetuneConfig,
+    policy: &Policy,
+    epoch: usize,
+    step: usize,
+    history: &[EpochSummary],
+    tensors: Vec<crate::checkpoint::NamedTensor>,
+) -> Checkpoint {
+    let mut meta = cfg.meta.clone();
+    meta.push(("stage".into(), "finetune".into()));
+    meta.push(("lr".into(), cfg.lr.to_string()));
+    meta.push(("batch".into(), cfg.batch.to_string()));
+    meta.push(("epochs".into(), cfg.epochs.to_string()));
+    if let Some(last) = history.last() {
+        meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
+    }
+    meta.push((POLICY_META.into(), policy.to_ron_string()));
+    Checkpoint {
+        model: model.clone(),
+        seed: cfg.seed,
+        epoch,
+        step: step as u64,
+        meta,
+        tensors,
+    }
+}

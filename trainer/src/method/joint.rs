@@ -1,0 +1,370 @@
+//! Joint indicator training: every optimizer step is ONE submission holding a pass per
+//! candidate bit-width (all searchable layers at b, BN set b) and one random-policy pass
+//! (each searchable layer at its own uniformly drawn b, drawn on the CPU from a seeded
+//! generator; its BN follows), gradients summed, every element clipped to ±clip, SGD with
+//! momentum, weight decay on conv/linear weights only, cosine learning rate per step.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use limpq_solver::IndicatorSet;
+
+use super::{utc_now, MethodError};
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, Loader, LoaderConfig};
+use crate::engine::{Network, NetworkConfig, QuantSpec};
+use crate::gpu::Gpu;
+use crate::model::Model;
+use crate::reference::cosine_lr;
+use crate::reference::rng::SeededRng;
+use crate::train::{check_checkpoint_model, check_data, evaluate, EpochSummary, Event};
+
+/// Settings of a joint run (defaults: DESIGN.md's recipe).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JointConfig {
+    /// Candidate bit-widths, ascending, distinct (weights and activations alike).
+    pub bits: Vec<u32>,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    /// The PyTorch reference recipe uses Nesterov momentum.
+    pub nesterov: bool,
+    /// On conv/linear weights only.
+    pub weight_decay: f32,
+    pub label_smoothing: f32,
+    /// Every gradient element is clipped to ±clip before the update.
+    pub clip: f32,
+    pub seed: u64,
+    /// Images per evaluation batch.
+    pub eval_batch: usize,
+    /// Provenance copied into the indicator file's and checkpoint's meta (data, init, ...).
+    pub meta: Vec<(String, String)>,
+    /// Written after every epoch when set: the whole joint state (weights, switchable BN
+    /// sets, step tensors).
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl Default for JointConfig {
+    fn default() -> Self {
+        JointConfig {
+            bits: vec![2, 3, 4, 5, 6],
+            epochs: 1,
+            batch: 64,
+            lr: 0.01,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 2.5e-5,
+            label_smoothing: 0.1,
+            clip: 1.0,
+            seed: 0,
+            eval_batch: 256,
+            meta: Vec::new(),
+            checkpoint: None,
+        }
+    }
+}
+
+/// Everything a joint run produced.
+#[derive(Clone, Debug)]
+pub struct JointTrained {
+    pub indicators: IndicatorSet,
+    /// Final joint state.
+    pub checkpoint: Checkpoint,
+    /// Per epoch; the test figures are at the highest candidate bit-width.
+    pub history: Vec<EpochSummary>,
+    /// Indicators that are not monotone in bits (also warned and put in the meta).
+    pub non_monotone: Vec<String>,
+}
+
+/// Learn the indicators of `model` from the full-precision checkpoint `init`.
+pub fn joint_train(
+    gpu: &Gpu,
+    model: &Model,
+    init: &Checkpoint,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+    cfg: &JointConfig,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<IndicatorSet, MethodError> {
+    joint_train_full(gpu, model, init, train, test, cfg, on_event).map(|r| r.indicators)
+}
+
+fn check_config(cfg: &JointConfig) -> Result<(), MethodError> {
+    if cfg.bits.is_empty() || cfg.bits.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(MethodError::Config(format!(
+            "candidate bits {:?} must be non-empty, ascending and distinct",
+            cfg.bits
+        )));
+    }
+    if cfg.batch == 0 || cfg.eval_batch == 0 {
+        return Err(MethodError::Config("batch sizes must be positive".into()));
+    }
+    for (v, what) in [
+        (cfg.lr, "learning rate"),
+        (cfg.momentum, "momentum"),
+        (cfg.weight_decay, "weight decay"),
+        (cfg.clip, "clip"),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(MethodError::Config(format!(
+                "{what} {v} must be finite and ≥ 0"
+            )));
+        }
+    }
+    if !(0.0..1.0).contains(&cfg.label_smoothing) {
+        return Err(MethodError::Config(format!(
+            "label smoothing {} must be in [0, 1)",
+            cfg.label_smoothing
+        )));
+    }
+    Ok(())
+}
+
+/// [`joint_train`] with the final state, history and monotonicity report.
+pub fn joint_train_full(
+    gpu: &Gpu,
+    model: &Model,
+    init: &Checkpoint,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+    cfg: &JointConfig,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<JointTrained, MethodError> {
+    check_config(cfg)?;
+    check_data(model, &train)?;
+    check_data(model, &test)?;
+    check_checkpoint_model(init, model, "the --init checkpoint")?;
+    let steps = train.len() / cfg.batch;
+    if steps == 0 {
+        return Err(MethodError::Config(format!(
+            "{} training images make no full batch of {}",
+            train.len(),
+            cfg.batch
+        )));
+    }
+    let spec = QuantSpec::joint(model, &cfg.bits)?;
+    let ncfg = NetworkConfig {
+        batch: cfg.batch,
+        seed: cfg.seed,
+        label_smoothing: cfg.label_smoothing,
+        momentum: cfg.momentum,
+        nesterov: cfg.nesterov,
+        weight_decay: cfg.weight_decay,
+        grad_clip: Some(cfg.clip),
+    };
+    let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
+    net.import_state_lenient(&init.tensors)?;
+    let mut eval_net = Network::new_quantized(
+        gpu,
+        model,
+        NetworkConfig {
+            batch: cfg.eval_batch,
+            ..ncfg
+        },
+        &spec,
+    )?;
+    let layers = net.quant_layers();
+    let nb = cfg.bits.len();
+    let searchable: Vec<bool> = layers.iter().map(|l| l.variants.len() > 1).collect();
+    // Pass k: searchable layers at candidate k, fixed layers at their only variant.
+    let uniform: Vec<Vec<usize>> = (0..nb)
+        .map(|k| searchable.iter().map(|&s| if s { k } else { 0 }).collect())
+        .collect();
+    let top = uniform[nb - 1].clone();
+    let mut pass_names: Vec<String> = cfg.bits.iter().map(|b| format!("{b}-bit")).collect();
+    pass_names.push("random-policy".into());
+    let mut policy_rng = SeededRng::new(cfg.seed ^ 0x5EED_0F_4A11_D0E5);
+
+    on_event(&Event::Start {
+        epochs: cfg.epochs,
+        steps_per_epoch: steps,
+        train_images: steps * cfg.batch,
+        test_images: test.len(),
+    });
+    let total = cfg.epochs * steps;
+    let loader_cfg = LoaderConfig::train(&train, cfg.batch, cfg.seed, cfg.epochs);
+    let mut loader = Loader::spawn(train.clone(), loader_cfg)?;
+    let mut history = Vec::new();
+    let mut global = 0usize;
+    let mut initialised = false;
+    for epoch in 1..=cfg.epochs {
+        let start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for step in 1..=steps {
+            let b = loader
+                .next()
+                .ok_or_else(|| MethodError::Config("the data loader stopped early".into()))?;
+            if !initialised {
+                // Step-size init on the first training batch (DESIGN.md).
+                net.init_steps(&b.x, &b.y, &vec![true; layers.len()])?;
+                initialised = true;
+            }
+            let mut sels = uniform.clone();
+            sels.push(
+                searchable
+                    .iter()
+                    .map(|&s| if s { policy_rng.below(nb) } else { 0 })
+                    .collect(),
+            );
+            let lr = cosine_lr(cfg.lr, global, total);
+            let stats = net.train_passes(&b.x, &b.y, lr, &sels)?;
+            global += 1;
+            if let Some((i, s)) = stats.iter().enumerate().find(|(_, s)| !s.loss.is_finite()) {
+                return Err(MethodError::Diverged {
+                    stage: "joint training",
+                    epoch,
+                    step,
+                    pass: pass_names[i].clone(),
+                    loss: s.loss,
+                    lr,
+                });
+            }
+            let mean_loss = stats.iter().map(|s| s.loss as f64).sum::<f64>() / stats.len() as f64;
+            loss_sum += mean_loss * b.n as f64;
+            correct += stats.iter().map(|s| s.correct).sum::<usize>();
+            seen += b.n;
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            on_event(&Event::Step {
+                epoch,
+                epochs: cfg.epochs,
+                step,
+                steps,
+                loss: mean_loss as f32,
+                accuracy: correct as f64 / (seen * stats.len()) as f64,
+                lr,
+                images_per_sec: seen as f64 / secs,
+                eta_secs: secs / step as f64 * (total - global) as f64,
+            });
+        }
+        let train_secs = start.elapsed().as_secs_f64();
+        on_event(&Event::Evaluating { epoch });
+        let state = net.export_state()?;
+        eval_net.import_state(&state, false)?;
+        eval_net.set_selection(&top)?;
+        let ev = evaluate(&mut eval_net, &test)?;
+        let summary = EpochSummary {
+            epoch,
+            epochs: cfg.epochs,
+            train_loss: loss_sum / seen as f64,
+            train_acc: correct as f64 / (seen * (nb + 1)) as f64,
+            test_loss: ev.mean_loss(),
+            test_acc: ev.accuracy(),
+            seconds: start.elapsed().as_secs_f64(),
+            images_per_sec: seen as f64 / train_secs.max(1e-9),
+        };
+        on_event(&Event::Epoch(summary.clone()));
+        history.push(summary);
+        if let Some(path) = &cfg.checkpoint {
+            checkpoint(model, cfg, epoch, global, &history, state).save(path)?;
+        }
+    }
+    drop(loader);
+    let steps_now = net.read_steps()?;
+    let mut ind = model.indicator_skeleton(&cfg.bits, &cfg.bits)?;
+    let mut non_monotone = Vec::new();
+    for ((l, info), (w, a)) in ind.layers.iter_mut().zip(&layers).zip(&steps_now) {
+        if info.name != l.name {
+            return Err(MethodError::Config(format!(
+                "internal: layer order differs ('{}' vs '{}')",
+                info.name, l.name
+            )));
+        }
+        if l.fixed.is_some() {
+            continue;
+        }
+        for (what, vals) in [("weight", w), ("activation", a)] {
+            if let Some(v) = vals.iter().find(|v| !v.is_finite()) {
+                return Err(MethodError::BadIndicator {
+                    layer: l.name.clone(),
+                    message: format!("learned {what} step size is {v}"),
+                });
+            }
+            // Step sizes must fall as bits rise: s at b-1 smaller than s at b is suspect.
+            for (k, pair) in vals.windows(2).enumerate() {
+                if pair[0] < pair[1] {
+                    let msg = format!(
+                        "{} {what}: s({}) = {:.4e} < s({}) = {:.4e}",
+                        l.name,
+                        cfg.bits[k],
+                        pair[0],
+                        cfg.bits[k + 1],
+                        pair[1]
+                    );
+                    tracing::warn!("non-monotone indicator: {msg}");
+                    non_monotone.push(msg);
+                }
+            }
+        }
+        l.weight_scale = w.iter().map(|&v| v as f64).collect();
+        l.act_scale = a.iter().map(|&v| v as f64).collect();
+    }
+    let mut meta = vec![
+        ("model".to_string(), model.name.clone()),
+        ("seed".to_string(), cfg.seed.to_string()),
+        ("epochs".to_string(), cfg.epochs.to_string()),
+        (
+            "bits".to_string(),
+            cfg.bits
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("batch".to_string(), cfg.batch.to_string()),
+        ("lr".to_string(), cfg.lr.to_string()),
+        ("train_images".to_string(), (steps * cfg.batch).to_string()),
+        ("date".to_string(), utc_now()),
+    ];
+    meta.extend(cfg.meta.iter().cloned());
+    if let Some(last) = history.last() {
+        meta.push((
+            format!("test_acc_{}bit", cfg.bits[nb - 1]),
+            format!("{:.6}", last.test_acc),
+        ));
+    }
+    meta.push(("non_monotone".to_string(), non_monotone.len().to_string()));
+    for (i, m) in non_monotone.iter().enumerate() {
+        meta.push((format!("non_monotone.{i}"), m.clone()));
+    }
+    ind.meta = meta;
+    let state = net.export_state()?;
+    Ok(JointTrained {
+        indicators: ind,
+        checkpoint: checkpoint(model, cfg, cfg.epochs, global, &history, state),
+        history,
+        non_monotone,
+    })
+}
+
+fn checkpoint(
+    model: &Model,
+    cfg: &JointConfig,
+    epoch: usize,
+    step: usize,
+    history: &[EpochSummary],
+    tensors: Vec<crate::checkpoint::NamedTensor>,
+) -> Checkpoint {
+    let mut meta = cfg.meta.clone();
+    meta.push(("stage".into(), "joint".into()));
+    meta.push((
+        "bits".into(),
+        cfg.bits
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
+    if let Some(last) = history.last() {
+        meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
+    }
+    Checkpoint {
+        model: model.clone(),
+        seed: cfg.seed,
+        epoch,
+        step: step as u64,
+        meta,
+        tensors,
+    }
+}

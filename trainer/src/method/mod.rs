@@ -1,0 +1,197 @@
+//! The method (DESIGN.md "The method", issue 4) on the GPU engine: joint training of the
+//! LSQ importance indicators ([`joint_train`]), quantization-aware finetuning of a solved
+//! policy ([`finetune`]) and evaluation of a quantized checkpoint ([`evaluate_quantized`]).
+//! The network side — fake quantization, switchable BN, several passes per submission — is
+//! `crate::engine::quant`.
+
+mod finetune;
+mod joint;
+
+use std::fmt;
+use std::sync::Arc;
+
+use limpq_solver::Policy;
+
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::data::{DataError, Dataset};
+use crate::engine::{EngineError, EvalStats, Network, NetworkConfig, QuantSpec};
+use crate::gpu::Gpu;
+use crate::model::Model;
+use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
+
+pub use finetune::{finetune, FinetuneConfig, Finetuned};
+pub use joint::{joint_train, joint_train_full, JointConfig, JointTrained};
+
+/// Meta key under which a finetuned checkpoint stores its policy (RON text).
+pub const POLICY_META: &str = "policy";
+
+/// Why joint training, finetuning or a quantized evaluation stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MethodError {
+    Engine(EngineError),
+    Data(DataError),
+    Checkpoint(CheckpointError),
+    /// A loss became NaN or infinite.
+    Diverged {
+        stage: &'static str,
+        epoch: usize,
+        step: usize,
+        /// Which pass of the step (`"6 bits"`, `"random policy"`, ...).
+        pass: String,
+        loss: f32,
+        lr: f32,
+    },
+    /// A learned step size is not a finite number.
+    BadIndicator {
+        layer: String,
+        message: String,
+    },
+    /// Settings or inputs that cannot work together.
+    Config(String),
+}
+
+impl fmt::Display for MethodError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MethodError::Engine(e) => write!(f, "{e}"),
+            MethodError::Data(e) => write!(f, "{e}"),
+            MethodError::Checkpoint(e) => write!(f, "{e}"),
+            MethodError::Diverged {
+                stage,
+                epoch,
+                step,
+                pass,
+                loss,
+                lr,
+            } => write!(
+                f,
+                "{stage} diverged: loss is {loss} in the {pass} pass at epoch {epoch} step {step} \
+                 (lr {lr}); try a smaller --lr"
+            ),
+            MethodError::BadIndicator { layer, message } => {
+                write!(f, "layer '{layer}': {message}")
+            }
+            MethodError::Config(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for MethodError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MethodError::Engine(e) => Some(e),
+            MethodError::Data(e) => Some(e),
+            MethodError::Checkpoint(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<EngineError> for MethodError {
+    fn from(e: EngineError) -> Self {
+        MethodError::Engine(e)
+    }
+}
+impl From<crate::model::ModelError> for MethodError {
+    fn from(e: crate::model::ModelError) -> Self {
+        MethodError::Engine(EngineError::Model(e))
+    }
+}
+impl From<DataError> for MethodError {
+    fn from(e: DataError) -> Self {
+        MethodError::Data(e)
+    }
+}
+impl From<CheckpointError> for MethodError {
+    fn from(e: CheckpointError) -> Self {
+        MethodError::Checkpoint(e)
+    }
+}
+impl From<TrainError> for MethodError {
+    fn from(e: TrainError) -> Self {
+        match e {
+            TrainError::Engine(e) => MethodError::Engine(e),
+            TrainError::Data(e) => MethodError::Data(e),
+            TrainError::Checkpoint(e) => MethodError::Checkpoint(e),
+            other => MethodError::Config(other.to_string()),
+        }
+    }
+}
+
+/// The policy stored in a finetuned checkpoint's meta, if any.
+pub fn checkpoint_policy(ckpt: &Checkpoint) -> Result<Option<Policy>, MethodError> {
+    match ckpt.meta(POLICY_META) {
+        None => Ok(None),
+        Some(text) => Policy::from_ron_str(text)
+            .map(Some)
+            .map_err(|e| MethodError::Config(format!("policy stored in the checkpoint: {e}"))),
+    }
+}
+
+/// Test accuracy and loss of a quantized checkpoint (written by [`finetune`]) at `policy`'s
+/// bits: eval-mode BN, every conv/linear fake-quantized with the stored step sizes.
+pub fn evaluate_quantized(
+    gpu: &Gpu,
+    model: &Model,
+    ckpt: &Checkpoint,
+    policy: &Policy,
+    test: Arc<Dataset>,
+    batch: usize,
+) -> Result<EvalStats, MethodError> {
+    check_data(model, &test)?;
+    check_checkpoint_model(ckpt, model, "the checkpoint")?;
+    if batch == 0 {
+        return Err(MethodError::Config("batch size must be positive".into()));
+    }
+    let spec = QuantSpec::policy(model, policy)?;
+    let cfg = NetworkConfig {
+        batch,
+        ..NetworkConfig::default()
+    };
+    let mut net = Network::new_quantized(gpu, model, cfg, &spec)?;
+    net.import_state(&ckpt.tensors, false).map_err(|e| {
+        MethodError::Config(format!(
+            "the checkpoint does not hold a model quantized at this policy ({e}); \
+             was it written by `limpq finetune` with this policy?"
+        ))
+    })?;
+    Ok(evaluate(&mut net, &test)?)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of now (UTC), for provenance in written files.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_now_is_well_formed() {
+        let s = super::utc_now();
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.starts_with("20"), "{s}");
+        assert_eq!(&s[4..5], "-");
+        assert!(s.ends_with('Z'));
+    }
+}
