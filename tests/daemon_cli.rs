@@ -329,3 +329,48 @@ fn socket_is_0600_and_other_users_cannot_connect() {
         "{err}"
     );
 }
+
+/// The same crash with a real training job on the software adapter: it resumes from the
+/// epoch checkpoint (epoch 1 is not trained again) and completes with its checkpoint.
+#[test]
+fn kill_9_mid_training_resumes_from_the_epoch_checkpoint() {
+    let t = TempDir::new("kill9train");
+    let mut d = Daemon::start(&t);
+    let job = t.0.join("train.job.ron");
+    std::fs::write(
+        &job,
+        "(job: Train((model: \"small_cnn\", epochs: 3, batch: 32, lr: 0.05, \
+         subset: Some(256), test_subset: Some(64), eval_batch: 64)))",
+    )
+    .unwrap();
+    let id = submit(&t, job.to_str().unwrap());
+    let ck = t.state().join(format!("jobs/{id}/checkpoint/current.ckpt"));
+    let end = Instant::now() + Duration::from_secs(300);
+    while !ck.exists() {
+        assert!(Instant::now() < end, "no epoch checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.kill9();
+    assert_eq!(on_disk(&t, id).state, JobState::Running);
+    let _d = Daemon::start(&t);
+    let o = limpq(&t, &["watch", &id.to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info = status(&t, id);
+    assert_eq!(info.resumes, 1);
+    let log = std::fs::read_to_string(t.state().join(format!("jobs/{id}/log.txt"))).unwrap();
+    let resumed_at = log
+        .lines()
+        .find_map(|l| l.strip_prefix("resumed from checkpoint at epoch "))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|e| e.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no resume line: {log}"));
+    assert!((1..3).contains(&resumed_at), "{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("epoch 1/3")).count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("epoch 3/3"), "{log}");
+    let out = std::fs::read(Path::new(&info.output_dir).join("model.ckpt")).unwrap();
+    assert!(out.starts_with(b"LIMPQCKP"));
+}

@@ -192,12 +192,12 @@ fn shutdown_mid_training_resumes_from_the_epoch_checkpoint() {
     h.shutdown().unwrap();
     let info = c_status_on_disk(&dir.0, id);
     let saved = Checkpoint::load(&ck).unwrap();
-    assert!(saved.epoch >= 1);
-    if saved.epoch >= 3 {
-        // The whole run finished before the stop landed; nothing to resume.
-        assert_eq!(info, "Done");
-        return;
-    }
+    // The stop lands at the next optimizer step, long before epoch 3 ends.
+    assert!(
+        (1..3).contains(&saved.epoch),
+        "checkpoint at epoch {}",
+        saved.epoch
+    );
     assert_eq!(info, "Interrupted");
 
     let h = start(&dir.0);

@@ -545,6 +545,7 @@ impl Dispatcher {
         let mut jobs = BTreeMap::new();
         let mut specs = BTreeMap::new();
         let mut resume = Vec::new();
+        let max_id = loaded.max_id;
         for (mut info, spec) in loaded.jobs {
             // A job that was running when the daemon died (or was interrupted by a
             // shutdown) goes first, to resume from its checkpoint.
@@ -568,7 +569,7 @@ impl Dispatcher {
                 queue.push_back(*id);
             }
         }
-        let next_id = jobs.keys().next_back().map_or(1, |k| k + 1);
+        let next_id = max_id + 1;
         let d = Dispatcher {
             idle: config.workers,
             config,

@@ -51,6 +51,8 @@ pub struct Loaded {
     pub queue: VecDeque<JobId>,
     /// Job directories that could not be read, with why (skipped, reported in the log).
     pub skipped: Vec<String>,
+    /// The largest job id with a directory, readable or not (ids are never reused).
+    pub max_id: JobId,
 }
 
 impl StateDir {
@@ -89,6 +91,7 @@ impl StateDir {
         fs::create_dir_all(&jobs_dir).map_err(|e| format!("{}: {e}", jobs_dir.display()))?;
         let mut jobs = Vec::new();
         let mut skipped = Vec::new();
+        let mut max_id = 0;
         for entry in fs::read_dir(&jobs_dir).map_err(|e| format!("{}: {e}", jobs_dir.display()))? {
             let entry = entry.map_err(|e| format!("{}: {e}", jobs_dir.display()))?;
             let Some(id) = entry
@@ -98,6 +101,7 @@ impl StateDir {
             else {
                 continue;
             };
+            max_id = max_id.max(id);
             let dir = entry.path();
             let read = |name: &str| {
                 let p = dir.join(name);
@@ -132,6 +136,7 @@ impl StateDir {
             jobs,
             queue: queue.into(),
             skipped,
+            max_id,
         })
     }
 }
