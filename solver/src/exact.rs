@@ -1,5 +1,5 @@
 //! The exact solver: Lagrangian bound, greedy incumbent, reduced-cost fixing, then a
-//! depth-first branch-and-bound over what is left, which proves optimality.
+//! dynamic program over what is left (Pareto states, bounded), which proves optimality.
 //!
 //! It works on a multiple-choice knapsack: groups, each taking one choice; choice c costs
 //! `cost[c]` and uses `r[c][k]` of row k, Σ r ≤ cap per row. Rows are normalised so
@@ -534,8 +534,6 @@ fn branch(
             off[j * (d_max + 1) + d] = acc;
         }
     }
-    // Two passes: a beam (at most `BEAM` states per stage) to find a good incumbent,
-    // then the exact pass with the bound that incumbent gives.
     let mut states: u64 = 0;
     let mut complete = false;
     let mut best: Option<Vec<usize>> = None;

@@ -271,6 +271,8 @@ pub struct BenchRow {
     pub exact_runs: usize,
     /// Every exact run proved optimality.
     pub exact_all_optimal: bool,
+    /// Instances (sweep: points) whose exact solve proved optimality.
+    pub exact_proven: usize,
     pub exact_max_nodes: u64,
     /// Median of microlp's compile + solve over the instances it ran on.
     pub microlp_median: Option<std::time::Duration>,
@@ -307,6 +309,7 @@ pub fn bench(
             exact_median: Default::default(),
             exact_runs: 0,
             exact_all_optimal: true,
+            exact_proven: 0,
             exact_max_nodes: 0,
             microlp_median: None,
             microlp_runs: 0,
@@ -331,6 +334,9 @@ pub fn bench(
                 if slow {
                     break; // one timing is enough for a slow instance
                 }
+            }
+            if sol.as_ref().is_some_and(|s| s.proof.optimal) {
+                row.exact_proven += 1;
             }
             let c = p.compile()?;
             row.groups = c.groups();
@@ -413,6 +419,7 @@ pub fn bench(
         exact_runs: times.len(),
         exact_median: median(times),
         exact_all_optimal: all_opt,
+        exact_proven: pts.iter().filter(|s| s.proof.optimal).count(),
         exact_max_nodes: nodes,
         // Whole-sweep time: microlp's per-point total scaled to all points if it stopped early.
         microlp_median: (ml_runs > 0).then(|| ml_total * o.sweep_points as u32 / ml_runs as u32),

@@ -367,8 +367,8 @@ pub fn table(p: &Problem, sol: &Solution, dt: Duration) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<w$}  {:>3} {:>3}  {:>14} {:>11} {:>16}  {}",
-        "layer", "W", "A", "MACs", "params", "BitOps", ""
+        "{:<w$}  {:>3} {:>3}  {:>14} {:>11} {:>16}",
+        "layer", "W", "A", "MACs", "params", "BitOps"
     );
     for (l, b) in ind.layers.iter().zip(&pol.layers) {
         let note = if l.fixed.is_some() {
@@ -459,8 +459,8 @@ fn frontier_table(ind: &IndicatorSet, f: &Frontier, dt: Duration) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>4}  {:>16}  {:>12}  {:>16}  {:>14}  {:>7}  {}",
-        "#", "budget", "objective", "BitOps", "size (bytes)", "CR", "optimal"
+        "{:>4}  {:>16}  {:>12}  {:>16}  {:>14}  {:>7}  optimal",
+        "#", "budget", "objective", "BitOps", "size (bytes)", "CR"
     );
     let tp = total_params(ind) as f64;
     for (i, p) in f.points.iter().enumerate() {
