@@ -34,6 +34,10 @@ enum Command {
     Train(cmd::train::Args),
     /// Test accuracy of a checkpoint.
     Eval(cmd::eval::Args),
+    /// Pretrain, learn indicators, search at each budget, finetune and report (JOB.ron).
+    Pipeline(cmd::pipeline::Args),
+    /// The whole method on embedded defaults (small CNN, Fashion-MNIST subset), in minutes.
+    Demo(cmd::demo::Args),
     /// Run the trainer daemon (jobs from `limpq submit`) in the foreground.
     Serve(cmd::serve::Args),
     /// Queue a job file on the daemon.
@@ -59,6 +63,8 @@ fn main() -> std::process::ExitCode {
         Command::Devices(a) => cmd::devices::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Pipeline(a) => cmd::pipeline::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Submit(a) => cmd::submit::run(a),
         Command::Jobs(a) => cmd::jobs::run(a),

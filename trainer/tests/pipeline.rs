@@ -630,7 +630,7 @@ fn svg_plots_are_well_formed_and_place_points_in_order() {
         assert!(data[0].1 > data[1].1 && data[1].1 > data[2].1, "{data:?}");
         // Random values as grey dots: 3 per seed per budget (+1 legend).
         assert_eq!(circles(&svg, "#999").len(), 9 * seeds.len() + 1);
-        assert_eq!(svg.contains("mean ± std"), seeds.len() > 1);
+        assert_eq!(svg.contains("± std over"), seeds.len() > 1);
     }
     let layers = pr(1, 0.5).layers;
     let svg = report::bits_svg("bits <w2a3> & more", &layers, &[true, false, true]);

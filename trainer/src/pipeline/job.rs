@@ -310,10 +310,11 @@ impl Job {
         if self.joint.bits.len() < 2 {
             return Err("field `joint.bits`: give at least two candidate bit-widths".into());
         }
-        let mut bits = self.joint.bits.clone();
-        bits.sort_unstable();
-        if bits.windows(2).any(|w| w[0] == w[1]) {
-            return Err("field `joint.bits`: a bit-width is listed twice".into());
+        if self.joint.bits.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "field `joint.bits`: {:?} must be ascending, each bit-width once",
+                self.joint.bits
+            ));
         }
         if let Some(b) = self.joint.bits.iter().find(|b| !(2..=16).contains(*b)) {
             return Err(format!(

@@ -21,6 +21,7 @@
 //! included) and its output files exist and load; anything else runs again. The GPU work is
 //! behind the [`Stages`] trait so that the orchestration is tested without a GPU.
 
+pub mod gpu;
 pub mod job;
 pub mod policies;
 pub mod report;

@@ -150,32 +150,9 @@ fn series(b: &BudgetResult) -> Series {
     s
 }
 
-/// `report.md`.
-pub fn markdown(r: &Results) -> String {
+/// The results table alone (markdown), as `report.md` and `limpq demo` show it.
+pub fn table(r: &Results) -> String {
     let mut o = String::new();
-    let nseeds = r.fp32.len();
-    let _ = writeln!(
-        o,
-        "# limpq pipeline: {} on {} ({} train / {} test images)\n",
-        r.model, r.data, r.train_images, r.test_images
-    );
-    let seeds: Vec<String> = r.fp32.iter().map(|(s, _)| s.to_string()).collect();
-    if nseeds > 1 {
-        let _ = writeln!(
-            o,
-            "Test accuracy in %, mean ± sample standard deviation over {nseeds} seeds ({}). \
-             The random column is the median of the random policies of each seed (then \
-             averaged over seeds); every random value follows.\n",
-            seeds.join(", ")
-        );
-    } else {
-        let _ = writeln!(
-            o,
-            "Test accuracy in %, seed {}. The random column is the median of the random \
-             policies drawn at the budget; every random value follows.\n",
-            seeds.join(", ")
-        );
-    }
     let fp: Vec<f64> = r.fp32.iter().map(|x| x.1).collect();
     let _ = writeln!(
         o,
@@ -212,6 +189,36 @@ pub fn markdown(r: &Results) -> String {
             pct(&fp)
         );
     }
+    o
+}
+
+/// `report.md`.
+pub fn markdown(r: &Results) -> String {
+    let mut o = String::new();
+    let nseeds = r.fp32.len();
+    let _ = writeln!(
+        o,
+        "# limpq pipeline: {} on {} ({} train / {} test images)\n",
+        r.model, r.data, r.train_images, r.test_images
+    );
+    let seeds: Vec<String> = r.fp32.iter().map(|(s, _)| s.to_string()).collect();
+    if nseeds > 1 {
+        let _ = writeln!(
+            o,
+            "Test accuracy in %, mean ± sample standard deviation over {nseeds} seeds ({}). \
+             The random column is the median of the random policies of each seed (then \
+             averaged over seeds); every random value follows.\n",
+            seeds.join(", ")
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "Test accuracy in %, seed {}. The random column is the median of the random \
+             policies drawn at the budget; every random value follows.\n",
+            seeds.join(", ")
+        );
+    }
+    o.push_str(&table(r));
     o.push_str("\n![accuracy against BitOps](accuracy_vs_bitops.svg)\n");
     // Per-layer bits of the searched policies (first seed).
     let run: Vec<&BudgetResult> = r.budgets.iter().filter(|b| !b.seeds.is_empty()).collect();
@@ -533,9 +540,8 @@ pub fn accuracy_svg(r: &Results) -> String {
     if r.fp32.len() > 1 {
         let _ = writeln!(
             o,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="#555">mean ± std over {} seeds</text>"##,
-            ml + pw,
-            ly + 18.0,
+            r##"<text x="8" y="{:.1}" font-size="11" fill="#555">error bars: ± std over {} seeds</text>"##,
+            h - 14.0,
             r.fp32.len()
         );
     }
@@ -596,7 +602,9 @@ pub fn bits_svg(title: &str, layers: &[LayerBits], fixed: &[bool]) -> String {
     let (ml, mr, mt, mb) = (50.0, 20.0, 60.0, 120.0);
     let pw = slot * n;
     let ph = 240.0;
-    let (w, h) = (ml + pw + mr, mt + ph + mb);
+    // Wide enough for the title too (about 8 px per character at 14 px bold).
+    let w = (ml + pw + mr).max(8.0 * title.chars().count() as f64 + 20.0);
+    let h = mt + ph + mb;
     let py = |b: f64| mt + ph - b / max_bits * ph;
     let mut o = String::new();
     let _ = writeln!(

@@ -1,0 +1,165 @@
+//! `limpq pipeline JOB.ron`: pretrain → indicators → search at each budget → finetune the
+//! searched, uniform and random policies → report; resumes from `state.ron` when re-run.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use limpq_trainer::data::DatasetKind;
+use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::pipeline::gpu::{load_data, GpuStages};
+use limpq_trainer::pipeline::{self, report, Event, Job, Plan, Results};
+use limpq_trainer::train::Event as TrainEvent;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The job file (RON; see docs/PIPELINE.md and examples/*.pipeline.ron).
+    pub job: PathBuf,
+    /// Write into this folder instead of the job's `output`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut job = Job::from_file(&args.job)?;
+    if let Some(out) = args.out {
+        job.output = out;
+    }
+    let results = execute(job)?;
+    println!("\n{}", report::table(&results));
+    Ok(())
+}
+
+/// Loads the data (with an install hint when Fashion-MNIST is missing), opens the GPU and
+/// runs the job with a progress bar on stderr and one line per stage on stdout.
+pub fn execute(job: Job) -> anyhow::Result<Results> {
+    let plan = Plan::new(job)?;
+    let job = &plan.job;
+    let (train, test) = load_data(job).map_err(|e| data_hint(&job.data.name, e))?;
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    eprintln!(
+        "pipeline: {} on {} ({} train / {} test images), {} seed(s), budgets {}, on {} ({}); \
+         output {}",
+        plan.model.name,
+        train.kind.name(),
+        train.len(),
+        test.len(),
+        job.seeds.len(),
+        job.budgets
+            .iter()
+            .map(|b| b.label())
+            .collect::<Vec<_>>()
+            .join(", "),
+        gpu.summary.name,
+        gpu.summary.backend,
+        job.output.display()
+    );
+    let mut stages = GpuStages {
+        gpu: &gpu,
+        model: plan.model.clone(),
+        job: job.clone(),
+        train,
+        test,
+    };
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}")
+            .context("progress bar template")?
+            .progress_chars("=> "),
+    );
+    let mut stage = String::new();
+    let mut on_event = |e: &Event| match e {
+        Event::Plan { total } => {
+            bar.suspend(|| println!("{total} stages"));
+        }
+        Event::StageStart { index, total, name } => {
+            stage = format!("[{index}/{total}] {name}");
+            bar.reset();
+            bar.set_prefix(stage.clone());
+            bar.set_message("starting");
+        }
+        Event::StageSkipped { index, total, name } => {
+            bar.suspend(|| println!("[{index}/{total}] {name}: done earlier, skipped"));
+        }
+        Event::StageDone {
+            index,
+            total,
+            name,
+            summary,
+        } => {
+            bar.suspend(|| println!("[{index}/{total}] {name}: {summary}"));
+            bar.set_message("");
+        }
+        Event::Note(n) => bar.suspend(|| eprintln!("note: {n}")),
+        Event::Train(t) => match t {
+            TrainEvent::Start {
+                steps_per_epoch, ..
+            } => bar.set_length(*steps_per_epoch as u64),
+            TrainEvent::Step {
+                epoch,
+                epochs,
+                step,
+                loss,
+                accuracy,
+                images_per_sec,
+                ..
+            } => {
+                bar.set_prefix(format!("{stage} epoch {epoch}/{epochs}"));
+                bar.set_position(*step as u64);
+                bar.set_message(format!(
+                    "loss {loss:.4} acc {:.2}% {images_per_sec:.0} img/s",
+                    accuracy * 100.0
+                ));
+            }
+            TrainEvent::Evaluating { .. } => bar.set_message("evaluating"),
+            TrainEvent::Epoch(s) => {
+                bar.suspend(|| {
+                    eprintln!(
+                        "    epoch {}/{}: train loss {:.4} acc {:.2}% | test acc {:.2}% | {:.1} s",
+                        s.epoch,
+                        s.epochs,
+                        s.train_loss,
+                        s.train_acc * 100.0,
+                        s.test_acc * 100.0,
+                        s.seconds
+                    )
+                });
+            }
+        },
+    };
+    bar.enable_steady_tick(Duration::from_millis(500));
+    let result = pipeline::run(&plan, &mut stages, &mut on_event);
+    bar.finish_and_clear();
+    let results = result?;
+    let out = &job.output;
+    eprintln!(
+        "wrote {}, {} and bits_<budget>.svg",
+        out.join("report.md").display(),
+        out.join("accuracy_vs_bitops.svg").display()
+    );
+    Ok(results)
+}
+
+/// A missing dataset folder gets the ways to install it.
+fn data_hint(name: &str, message: String) -> anyhow::Error {
+    let kind = DatasetKind::parse(name).ok();
+    let dir = kind.map(|k| k.default_dir());
+    let missing = dir.as_deref().is_some_and(|d| !Path::new(d).is_dir())
+        || message.contains("not found")
+        || message.contains("No such file");
+    if !missing {
+        return anyhow::anyhow!("{message}");
+    }
+    let install = match kind {
+        Some(DatasetKind::FashionMnist) => {
+            "install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu: files in \
+             /usr/share/datasets/fashion-mnist), or download the four *-idx?-ubyte.gz files and \
+             set LIMPQ_DATA to their folder (or its parent)"
+        }
+        _ => {
+            "set LIMPQ_DATA to the folder holding the dataset (or its parent), or give \
+             `data.dir` in the job"
+        }
+    };
+    anyhow::anyhow!("{message}\n{name} is not installed: {install} (see docs/DATA.md)")
+}

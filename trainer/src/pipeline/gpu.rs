@@ -1,0 +1,191 @@
+//! The pipeline's stages on a GPU: [`crate::train::train`] for pretraining,
+//! [`crate::method::joint_train`] for the indicators and [`crate::method::finetune`] for
+//! every policy, all on the same train/test subsets.
+
+use std::sync::Arc;
+
+use limpq_solver::{IndicatorSet, Policy};
+
+use super::{Eval, Job, Stages};
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, Split, Subset};
+use crate::engine::{Network, NetworkConfig};
+use crate::gpu::Gpu;
+use crate::method::{self, FinetuneConfig, JointConfig};
+use crate::model::Model;
+use crate::train::{self, Event as TrainEvent, TrainConfig};
+
+/// Seed of the training subset: one subset for every run seed, so that seeds vary the
+/// initialisation and the batch order only.
+pub const TRAIN_SUBSET_SEED: u64 = 0xDA7A;
+/// Seed of the test subset (the same as `limpq train --test-subset`).
+pub const TEST_SUBSET_SEED: u64 = 0x7E57;
+
+/// Loads the job's train and test splits (subsets as the job asks).
+pub fn load_data(job: &Job) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
+    let dir = job.data.dir.as_deref();
+    let load = |split: Split, n: Option<usize>, seed: u64| -> Result<Arc<Dataset>, String> {
+        let ds = Dataset::load(&job.data.name, dir, split).map_err(|e| e.to_string())?;
+        let ds = match n {
+            Some(n) => ds
+                .subset(Subset::Random { n, seed })
+                .map_err(|e| format!("field `data`: {e}"))?,
+            None => ds,
+        };
+        Ok(Arc::new(ds))
+    };
+    Ok((
+        load(Split::Train, job.data.train, TRAIN_SUBSET_SEED)?,
+        load(Split::Test, job.data.test, TEST_SUBSET_SEED)?,
+    ))
+}
+
+/// The real stages.
+pub struct GpuStages<'g> {
+    pub gpu: &'g Gpu,
+    pub model: Model,
+    pub job: Job,
+    pub train: Arc<Dataset>,
+    pub test: Arc<Dataset>,
+}
+
+impl GpuStages<'_> {
+    fn meta(&self, seed: u64) -> Vec<(String, String)> {
+        vec![
+            ("data".into(), self.train.kind.name().to_string()),
+            ("train_images".into(), self.train.len().to_string()),
+            ("test_images".into(), self.test.len().to_string()),
+            ("run_seed".into(), seed.to_string()),
+            ("pipeline".into(), self.job.output.display().to_string()),
+        ]
+    }
+}
+
+impl Stages for GpuStages<'_> {
+    fn pretrain(
+        &mut self,
+        seed: u64,
+        on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<(Checkpoint, Eval), String> {
+        let p = &self.job.pretrain;
+        // The reference recipe: SGD Nesterov 0.9, weight decay 5e-4, label smoothing 0.1.
+        let cfg = TrainConfig {
+            epochs: p.epochs,
+            batch: p.batch,
+            lr: p.lr,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            label_smoothing: 0.1,
+            seed,
+            eval_batch: 256,
+            checkpoint: None,
+            meta: self.meta(seed),
+        };
+        let t = train::train(
+            self.gpu,
+            &self.model,
+            self.train.clone(),
+            self.test.clone(),
+            &cfg,
+            None,
+            on_event,
+        )
+        .map_err(|e| e.to_string())?;
+        let last = t.history.last().ok_or("pretraining ran no epoch")?.clone();
+        Ok((
+            t.checkpoint,
+            Eval {
+                accuracy: last.test_acc,
+                loss: last.test_loss,
+            },
+        ))
+    }
+
+    fn evaluate_fp(&mut self, ckpt: &Checkpoint) -> Result<Eval, String> {
+        train::check_checkpoint_model(ckpt, &self.model, "field `pretrain.init`")
+            .map_err(|e| e.to_string())?;
+        let cfg = NetworkConfig {
+            batch: 256,
+            ..NetworkConfig::default()
+        };
+        let mut net = Network::new(self.gpu, &self.model, cfg).map_err(|e| e.to_string())?;
+        net.import_state(&ckpt.tensors, false)
+            .map_err(|e| format!("field `pretrain.init`: {e}"))?;
+        let s = train::evaluate(&mut net, &self.test).map_err(|e| e.to_string())?;
+        Ok(Eval {
+            accuracy: s.accuracy(),
+            loss: s.mean_loss(),
+        })
+    }
+
+    fn indicators(
+        &mut self,
+        init: &Checkpoint,
+        seed: u64,
+        on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<IndicatorSet, String> {
+        let j = &self.job.joint;
+        let cfg = JointConfig {
+            bits: j.bits.clone(),
+            epochs: j.epochs,
+            batch: j.batch,
+            lr: j.lr,
+            seed,
+            meta: self.meta(seed),
+            ..JointConfig::default()
+        };
+        method::joint_train(
+            self.gpu,
+            &self.model,
+            init,
+            self.train.clone(),
+            self.test.clone(),
+            &cfg,
+            on_event,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn data_sizes(&self) -> (usize, usize) {
+        (self.train.len(), self.test.len())
+    }
+
+    fn finetune(
+        &mut self,
+        init: &Checkpoint,
+        policy: &Policy,
+        indicators: &IndicatorSet,
+        seed: u64,
+        on_event: &mut dyn FnMut(&TrainEvent),
+    ) -> Result<(Checkpoint, Eval), String> {
+        let f = &self.job.finetune;
+        let cfg = FinetuneConfig {
+            epochs: f.epochs,
+            batch: f.batch,
+            lr: f.lr,
+            seed,
+            meta: self.meta(seed),
+            ..FinetuneConfig::default()
+        };
+        let r = method::finetune(
+            self.gpu,
+            &self.model,
+            init,
+            policy,
+            Some(indicators),
+            self.train.clone(),
+            self.test.clone(),
+            &cfg,
+            on_event,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((
+            r.checkpoint,
+            Eval {
+                accuracy: r.test_accuracy,
+                loss: r.test_loss,
+            },
+        ))
+    }
+}
