@@ -168,11 +168,11 @@ fn bad_train_specs_are_refused_and_a_gpu_error_fails_only_its_job() {
     };
     let after = c.submit(spec(JobKind::Eval(ok))).unwrap();
     let gi = c.watch(g, |_| {}).unwrap();
+    // The engine names the tensor and the limit it exceeds.
     assert!(
-        matches!(&gi.state, JobState::Failed(m) if !m.is_empty()),
+        matches!(&gi.state, JobState::Failed(m) if m.contains("exceed")),
         "{gi:?}"
     );
-    eprintln!("GPU error job: {}", gi.state);
     assert_eq!(c.watch(after, |_| {}).unwrap().state, JobState::Done);
     h.shutdown().unwrap();
 }
