@@ -1,0 +1,465 @@
+//! The method on the GPU engine (issue 4): a quantized network's forward/backward against a
+//! CPU composition of the reference ops (LSQ step-size and STE weight gradients included),
+//! gradient accumulation over the passes of a joint step, and on the software adapter a
+//! tiny joint run → indicators the solver accepts → finetune of the solved policy.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::gpu_or_skip;
+use limpq_solver::{BitOpsBudget, Problem};
+use limpq_trainer::data::{Dataset, Split, Subset};
+use limpq_trainer::engine::{Network, NetworkConfig, QuantSpec};
+use limpq_trainer::method::{
+    evaluate_quantized, finetune, joint_train_full, FinetuneConfig, JointConfig,
+};
+use limpq_trainer::model::{Model, Node, Op};
+use limpq_trainer::reference::conv::{
+    conv2d_backward_bias, conv2d_backward_data, conv2d_backward_weight, conv2d_forward,
+};
+use limpq_trainer::reference::elementwise::{relu_backward, relu_forward};
+use limpq_trainer::reference::linear::{linear_backward, linear_forward};
+use limpq_trainer::reference::loss::softmax_cross_entropy;
+use limpq_trainer::reference::lsq::{lsq_quantize_backward, lsq_quantize_forward};
+use limpq_trainer::reference::pool::{global_avg_pool_backward, global_avg_pool_forward};
+use limpq_trainer::reference::rng::SeededRng;
+use limpq_trainer::reference::Nchw;
+use limpq_trainer::shapes::Conv2dShape;
+use limpq_trainer::train::{train, TrainConfig};
+
+const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn node(name: &str, op: Op, input: &str) -> Node {
+    Node {
+        name: name.into(),
+        op,
+        inputs: vec![input.into()],
+    }
+}
+
+/// input 1×6×6 → conv1 (stem, fixed 8-bit, signed input) → relu → conv2 (searchable) →
+/// relu → GAP → fc (fixed 8-bit) → 3 classes; every layer with a bias.
+fn tiny() -> Model {
+    let conv = |c| Op::Conv2d {
+        out_channels: c,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        groups: 1,
+        // Biases keep conv outputs off exact zeros: without them a quantized conv's output
+        // is s_a·s_w·(integer), often exactly 0 mathematically, and the sign of the f32
+        // rounding error (summation order differs between GPU and CPU) decides the ReLU mask.
+        bias: true,
+    };
+    Model {
+        name: "tiny_q".into(),
+        input: (1, 6, 6),
+        classes: 3,
+        nodes: vec![
+            node("conv1", conv(4), "input"),
+            node("relu1", Op::Relu, "conv1"),
+            node("conv2", conv(5), "relu1"),
+            node("relu2", Op::Relu, "conv2"),
+            node("gap", Op::GlobalAvgPool, "relu2"),
+            node(
+                "fc",
+                Op::Linear {
+                    out_features: 3,
+                    bias: true,
+                },
+                "gap",
+            ),
+        ],
+    }
+}
+
+fn close(what: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    if std::env::var("DBG").is_ok() {
+        eprintln!(
+            "{what}: {:?}\n   vs {:?}",
+            &got[..got.len().min(8)],
+            &want[..want.len().min(8)]
+        );
+        return;
+    }
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= abs + rel * w.abs(),
+            "{what}[{i}]: GPU {g} vs CPU {w}"
+        );
+    }
+}
+
+struct CpuGrads {
+    loss: f32,
+    /// name → gradient
+    grads: Vec<(String, Vec<f32>)>,
+}
+
+/// The tiny network's loss and gradients composed from the reference ops; `b` is conv2's
+/// bit-width, `s` the steps used: (conv1 w, conv1 a, conv2 w, conv2 a, fc w, fc a).
+#[allow(clippy::too_many_arguments)]
+fn cpu_tiny(
+    n: usize,
+    x: &[f32],
+    y: &[u32],
+    w1: &[f32],
+    b1: &[f32],
+    w2: &[f32],
+    b2: &[f32],
+    w3: &[f32],
+    b3: &[f32],
+    s: [f32; 6],
+    b: u32,
+) -> CpuGrads {
+    let c1 = Conv2dShape {
+        n,
+        c_in: 1,
+        h: 6,
+        w: 6,
+        c_out: 4,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
+    let c2 = Conv2dShape {
+        c_in: 4,
+        c_out: 5,
+        ..c1
+    };
+    let xq1 = lsq_quantize_forward(x, s[1], 8, true);
+    let w1q = lsq_quantize_forward(w1, s[0], 8, true);
+    let y1 = conv2d_forward(&c1, &xq1, &w1q, Some(b1));
+    let r1 = relu_forward(&y1);
+    let xq2 = lsq_quantize_forward(&r1, s[3], b, false);
+    let w2q = lsq_quantize_forward(w2, s[2], b, true);
+    let y2 = conv2d_forward(&c2, &xq2, &w2q, Some(b2));
+    let r2 = relu_forward(&y2);
+    let d2 = Nchw::new(n, 5, 6, 6);
+    let g = global_avg_pool_forward(&d2, &r2);
+    let xq3 = lsq_quantize_forward(&g, s[5], 8, false);
+    let w3q = lsq_quantize_forward(w3, s[4], 8, true);
+    let logits = linear_forward(n, 5, 3, &xq3, &w3q, Some(b3));
+    let ce = softmax_cross_entropy(n, 3, &logits, y, 0.1);
+    let (dxq3, dw3q, db3) = linear_backward(n, 5, 3, &xq3, &w3q, &ce.dlogits);
+    let (dg, ds3a) = lsq_quantize_backward(&g, s[5], 8, false, &dxq3);
+    let (dw3, ds3w) = lsq_quantize_backward(w3, s[4], 8, true, &dw3q);
+    let dr2 = global_avg_pool_backward(&d2, &dg);
+    let dy2 = relu_backward(&y2, &dr2);
+    let dxq2 = conv2d_backward_data(&c2, &dy2, &w2q);
+    let dw2q = conv2d_backward_weight(&c2, &xq2, &dy2);
+    let (dr1, ds2a) = lsq_quantize_backward(&r1, s[3], b, false, &dxq2);
+    let (dw2, ds2w) = lsq_quantize_backward(w2, s[2], b, true, &dw2q);
+    let db2 = conv2d_backward_bias(&c2, &dy2);
+    let dy1 = relu_backward(&y1, &dr1);
+    let db1 = conv2d_backward_bias(&c1, &dy1);
+    let dw1q = conv2d_backward_weight(&c1, &xq1, &dy1);
+    let dxq1 = conv2d_backward_data(&c1, &dy1, &w1q);
+    let (_, ds1a) = lsq_quantize_backward(x, s[1], 8, true, &dxq1);
+    let (dw1, ds1w) = lsq_quantize_backward(w1, s[0], 8, true, &dw1q);
+    CpuGrads {
+        loss: ce.loss,
+        grads: vec![
+            ("conv1.weight".into(), dw1),
+            ("conv1.bias".into(), db1),
+            ("conv2.bias".into(), db2),
+            ("conv1.weight_step".into(), vec![ds1w]),
+            ("conv1.act_step".into(), vec![ds1a]),
+            ("conv2.weight".into(), dw2),
+            ("conv2.weight_step".into(), vec![ds2w]),
+            ("conv2.act_step".into(), vec![ds2a]),
+            ("fc.weight".into(), dw3),
+            ("fc.bias".into(), db3),
+            ("fc.weight_step".into(), vec![ds3w]),
+            ("fc.act_step".into(), vec![ds3a]),
+        ],
+    }
+}
+
+/// Forward/backward of the quantized tiny network (conv2 at variant `k` of bits [2, 4])
+/// equals the reference composition: loss, STE weight gradients, every step-size gradient
+/// (at the selected entry; the other entry's gradient stays 0). Then a two-pass step at
+/// lr 0 leaves the SUM of both passes' gradients.
+#[test]
+fn quantized_network_matches_reference_composition() {
+    let Some(gpu) = gpu_or_skip("quantized network") else {
+        return;
+    };
+    let model = tiny();
+    let n = 3;
+    let spec = QuantSpec::joint(&model, &[2, 4]).unwrap();
+    assert_eq!(spec.layers[0].1, vec![(8, 8)], "stem fixed at 8 bits");
+    assert_eq!(spec.layers[1].1, vec![(2, 2), (4, 4)]);
+    assert_eq!(spec.layers[2].1, vec![(8, 8)], "classifier fixed at 8 bits");
+    let cfg = NetworkConfig {
+        batch: n,
+        seed: 3,
+        label_smoothing: 0.1,
+        ..NetworkConfig::default()
+    };
+    let mut net = Network::new_quantized(gpu, &model, cfg, &spec).unwrap();
+    let infos = net.param_infos();
+    let mut rng = SeededRng::new(17);
+    let x = rng.vec_uniform(n * 36, -1.0, 1.5);
+    let y = vec![0u32, 2, 1];
+    let params = net.read_params().unwrap();
+    let get = |name: &str| -> Vec<f32> {
+        let i = infos.iter().position(|p| p.name == name).unwrap();
+        params[i].clone()
+    };
+    let (w1, b1, w2, b2, w3, b3) = (
+        get("conv1.weight"),
+        get("conv1.bias"),
+        get("conv2.weight"),
+        get("conv2.bias"),
+        get("fc.weight"),
+        get("fc.bias"),
+    );
+    // Steps: init rule for weights; activations chosen so that some values clip.
+    net.init_steps(&x, &y, &[true, true, true]).unwrap();
+    let steps = net.read_steps().unwrap();
+    for (l, (w, a)) in net.quant_layers().iter().zip(&steps) {
+        assert!(
+            w.iter().chain(a).all(|v| v.is_finite() && *v > 0.0),
+            "{}: {w:?} {a:?}",
+            l.name
+        );
+    }
+    // Weight init rule: a 4-bit step is a quarter... of the 2-bit one (2^(b-1) ratio).
+    assert!((steps[1].0[0] / steps[1].0[1] - 4.0).abs() < 1e-4);
+    let s2a = [0.09f32, 0.03];
+    net.write_steps(1, &steps[1].0, &s2a).unwrap();
+    for k in 0..2 {
+        let bits = [2, 4][k];
+        net.set_selection(&[0, k, 0]).unwrap();
+        let st = net.forward_backward(&x, &y).unwrap();
+        let grads = net.read_grads().unwrap();
+        let s = [
+            steps[0].0[0],
+            steps[0].1[0],
+            steps[1].0[k],
+            s2a[k],
+            steps[2].0[0],
+            steps[2].1[0],
+        ];
+        let cpu = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits);
+        if std::env::var("DBG").is_ok() {
+            eprintln!("loss {} vs {} steps {s:?}", st.loss, cpu.loss);
+        }
+        assert!(
+            (st.loss - cpu.loss).abs() < 1e-5 + 1e-5 * cpu.loss.abs(),
+            "loss {} vs {}",
+            st.loss,
+            cpu.loss
+        );
+        for (name, want) in &cpu.grads {
+            let i = infos.iter().position(|p| p.name == *name).unwrap();
+            let got = &grads[i];
+            let got: Vec<f32> = if name == "conv2.weight_step" || name == "conv2.act_step" {
+                assert_eq!(got[1 - k], 0.0, "{name}: unselected entry untouched");
+                vec![got[k]]
+            } else {
+                got.clone()
+            };
+            close(&format!("{name} at {bits} bits"), &got, want, 2e-5, 1e-3);
+        }
+        // The STE gradient really differs from the unquantized one (the test can see it).
+        if k == 0 {
+            let dw2 = &cpu.grads[3].1;
+            assert!(dw2.iter().any(|v| *v != 0.0));
+            let st = &grads[infos
+                .iter()
+                .position(|p| p.name == "conv2.act_step")
+                .unwrap()];
+            assert!(st[0] != 0.0, "2-bit act step gradient");
+        }
+    }
+    // Accumulation: a two-pass step (2-bit, then 4-bit) at lr 0 sums the gradients.
+    let mut single = Vec::new();
+    for k in 0..2 {
+        net.set_selection(&[0, k, 0]).unwrap();
+        net.forward_backward(&x, &y).unwrap();
+        single.push(net.read_grads().unwrap());
+    }
+    let stats = net
+        .train_passes(&x, &y, 0.0, &[vec![0, 0, 0], vec![0, 1, 0]])
+        .unwrap();
+    assert_eq!(stats.len(), 2);
+    let summed = net.read_grads().unwrap();
+    for (i, p) in infos.iter().enumerate() {
+        let want: Vec<f32> = single[0][i]
+            .iter()
+            .zip(&single[1][i])
+            .map(|(a, b)| a + b)
+            .collect();
+        close(&format!("summed {}", p.name), &summed[i], &want, 1e-6, 1e-5);
+    }
+    // The two-pass submission records both variants' LSQ ops.
+    let one = net.passes_dispatches(&[vec![0, 0, 0]]);
+    let two = net.passes_dispatches(&[vec![0, 0, 0], vec![0, 1, 0]]);
+    assert!(two > one, "{two} vs {one}");
+}
+
+/// Pretrain small_cnn briefly, learn indicators jointly on a few hundred images, check them,
+/// solve at the BitOps of uniform W3A3, finetune the policy and evaluate it.
+///
+/// Measured on lavapipe (2 shared cores): see the asserted thresholds' comments.
+#[test]
+fn tiny_joint_run_solve_and_finetune() {
+    let Some(gpu) = gpu_or_skip("joint run") else {
+        return;
+    };
+    if !std::path::Path::new(FMNIST).is_dir() {
+        eprintln!("SKIP joint run: no Fashion-MNIST at {FMNIST}");
+        return;
+    }
+    let dir = Some(std::path::Path::new(FMNIST));
+    let all = Dataset::load("fashion-mnist", dir, Split::Train).unwrap();
+    let pre = Arc::new(all.subset(Subset::Random { n: 512, seed: 1 }).unwrap());
+    let joint_ds = Arc::new(all.subset(Subset::Random { n: 128, seed: 2 }).unwrap());
+    let test = Arc::new(
+        Dataset::load("fashion-mnist", dir, Split::Test)
+            .unwrap()
+            .subset(Subset::Random { n: 200, seed: 3 })
+            .unwrap(),
+    );
+    let model = Model::resolve("small_cnn").unwrap();
+    let t0 = std::time::Instant::now();
+    let fp = train(
+        gpu,
+        &model,
+        pre,
+        test.clone(),
+        &TrainConfig {
+            epochs: 2,
+            batch: 32,
+            lr: 0.2,
+            seed: 1,
+            eval_batch: 100,
+            ..TrainConfig::default()
+        },
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let fp_acc = fp.history.last().unwrap().test_acc;
+    eprintln!(
+        "fp: {:.1}% in {:.1}s",
+        100.0 * fp_acc,
+        t0.elapsed().as_secs_f64()
+    );
+    let t1 = std::time::Instant::now();
+    let jcfg = JointConfig {
+        bits: vec![2, 3, 4, 5, 6],
+        epochs: 1,
+        batch: 32,
+        seed: 5,
+        eval_batch: 100,
+        meta: vec![("data".into(), "fashion-mnist subset 256".into())],
+        ..JointConfig::default()
+    };
+    let jt = joint_train_full(
+        gpu,
+        &model,
+        &fp.checkpoint,
+        joint_ds.clone(),
+        test.clone(),
+        &jcfg,
+        &mut |_| {},
+    )
+    .unwrap();
+    let ind = &jt.indicators;
+    eprintln!(
+        "joint: {:.1}s, 6-bit test acc {:.1}%",
+        t1.elapsed().as_secs_f64(),
+        100.0 * jt.history[0].test_acc
+    );
+    // Shape of the file: every conv/linear, stem and fc fixed, provenance recorded.
+    let q = model.quantizable_layers().unwrap();
+    assert_eq!(ind.layers.len(), q.len());
+    assert_eq!(ind.layers[0].fixed, Some((8, 8)));
+    assert_eq!(ind.layers.last().unwrap().fixed, Some((8, 8)));
+    for key in ["seed", "model", "epochs", "bits", "date", "data"] {
+        assert!(ind.meta.iter().any(|(k, _)| k == key), "meta {key}");
+    }
+    // Step sizes fall as bits rise: count monotone (layer, bit) pairs.
+    let (mut w_ok, mut a_ok, mut pairs) = (0, 0, 0);
+    for l in ind.layers.iter().filter(|l| l.fixed.is_none()) {
+        eprintln!("{}: w {:?} a {:?}", l.name, l.weight_scale, l.act_scale);
+        for k in 0..4 {
+            pairs += 1;
+            w_ok += usize::from(l.weight_scale[k] > l.weight_scale[k + 1]);
+            a_ok += usize::from(l.act_scale[k] > l.act_scale[k + 1]);
+        }
+    }
+    eprintln!("monotone pairs: weights {w_ok}/{pairs}, activations {a_ok}/{pairs}");
+    assert!(pairs > 0);
+    assert!(w_ok * 10 >= pairs * 8, "weights {w_ok}/{pairs}");
+    assert!(a_ok * 10 >= pairs * 8, "activations {a_ok}/{pairs}");
+    assert_eq!(
+        jt.non_monotone.len(),
+        2 * pairs - w_ok - a_ok,
+        "every non-monotone pair is reported"
+    );
+    // The solver accepts the file unchanged (through its text form, as `limpq solve` reads it).
+    let text = ind.to_ron_string();
+    let back = limpq_solver::IndicatorSet::from_ron_str(&text).unwrap();
+    assert_eq!(&back, ind);
+    let sol = Problem::new(back)
+        .non_monotone_rule(false)
+        .bitops(BitOpsBudget::Uniform { weight: 3, act: 3 })
+        .solve()
+        .unwrap();
+    let policy = sol.policy;
+    let macs: u64 = ind
+        .layers
+        .iter()
+        .filter(|l| l.fixed.is_none())
+        .map(|l| l.macs)
+        .sum();
+    assert!(
+        policy.bitops <= macs * 9,
+        "{} > {}",
+        policy.bitops,
+        macs * 9
+    );
+    eprintln!("policy: {:?}", policy.layers);
+    // Finetune the policy from the fp checkpoint, steps from the indicators.
+    let t2 = std::time::Instant::now();
+    let ft = finetune(
+        gpu,
+        &model,
+        &fp.checkpoint,
+        &policy,
+        Some(ind),
+        joint_ds,
+        test.clone(),
+        &FinetuneConfig {
+            epochs: 1,
+            batch: 32,
+            seed: 6,
+            eval_batch: 100,
+            ..FinetuneConfig::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    eprintln!(
+        "finetune: {:.1}% in {:.1}s",
+        100.0 * ft.test_accuracy,
+        t2.elapsed().as_secs_f64()
+    );
+    assert!(ft.test_accuracy > 0.3, "accuracy {}", ft.test_accuracy);
+    // The checkpoint evaluates to the same accuracy through evaluate_quantized, and it
+    // carries its policy.
+    let ev = evaluate_quantized(gpu, &model, &ft.checkpoint, &policy, test, 100).unwrap();
+    assert!((ev.accuracy() - ft.test_accuracy).abs() < 1e-9);
+    let stored = limpq_trainer::method::checkpoint_policy(&ft.checkpoint)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, policy);
+}
