@@ -228,3 +228,62 @@ fn c_status_on_disk(dir: &Path, id: u64) -> String {
     let info: limpq_trainer::daemon::protocol::JobInfo = ron::from_str(&text).unwrap();
     format!("{:?}", info.state)
 }
+
+#[test]
+fn a_pipeline_job_file_runs_through_the_daemon() {
+    let dir = TempDir::new("pipeline");
+    let file = dir.0.join("tiny.pipeline.ron");
+    std::fs::write(
+        &file,
+        r#"Job(
+    model: "small_cnn",
+    data: (name: "fashion-mnist", train: Some(128), test: Some(64)),
+    seeds: [0],
+    pretrain: (epochs: 1, batch: 32, lr: 0.05),
+    joint: (bits: [2, 3, 4], epochs: 1, batch: 32, lr: 0.01),
+    budgets: ["w3a3"],
+    finetune: (epochs: 1, batch: 32, lr: 0.01),
+    random_policies: 3,
+    output: "out",
+)"#,
+    )
+    .unwrap();
+    // A bare `limpq pipeline` file is accepted as a job; `output` is taken from its folder.
+    let spec = JobSpec::from_file(&file).unwrap();
+    assert!(matches!(spec.job, JobKind::Pipeline(_)));
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let id = c.submit(spec).unwrap();
+    let mut stages = Vec::new();
+    let fin = c
+        .watch(id, |r| {
+            if let Response::Progress(_, p) = r {
+                if stages.last() != Some(&p.stage) {
+                    stages.push(p.stage.clone());
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    assert_eq!(Path::new(&fin.output_dir), dir.0.join("out"));
+    assert!(dir.0.join("out/report.md").is_file());
+    assert!(dir.0.join("out/results.ron").is_file());
+    assert!(
+        stages
+            .iter()
+            .any(|s| s.contains("pretrain") || s.starts_with("[1/")),
+        "{stages:?}"
+    );
+    let log = std::fs::read_to_string(dir.0.join(format!("state/jobs/{id}/log.txt"))).unwrap();
+    assert!(log.contains("report written to"), "{log}");
+
+    // Submitted again, every stage is found done and skipped.
+    let again = c.submit(JobSpec::from_file(&file).unwrap()).unwrap();
+    assert_eq!(c.watch(again, |_| {}).unwrap().state, JobState::Done);
+    let log = std::fs::read_to_string(dir.0.join(format!("state/jobs/{again}/log.txt"))).unwrap();
+    assert!(
+        log.contains("done earlier, skipped") && !log.contains("epoch"),
+        "{log}"
+    );
+    h.shutdown().unwrap();
+}

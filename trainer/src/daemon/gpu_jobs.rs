@@ -473,3 +473,118 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
     write_atomic(&ctx.output_dir.join("eval.ron"), text.as_bytes())?;
     Ok(Outcome::Completed)
 }
+
+/// A whole pipeline run (pretrain → indicators → search → finetunes → report), the job file
+/// of `limpq pipeline`. It resumes stage by stage from the `state.ron` in its output folder.
+pub type PipelineJob = crate::pipeline::Job;
+
+pub fn validate_pipeline(job: &PipelineJob) -> Result<(), String> {
+    crate::pipeline::Plan::new(job.clone()).map_err(|e| format!("pipeline: {e}"))?;
+    check_data_dir(&job.data.name, job.data.dir.as_deref())?;
+    if let Some(p) = &job.pretrain.init {
+        if !p.is_file() {
+            return Err(format!(
+                "pipeline.pretrain.init: no checkpoint at {}",
+                p.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn resolve_pipeline_paths(job: &mut PipelineJob, base: &Path) {
+    for p in [
+        job.data.dir.as_mut(),
+        job.pretrain.init.as_mut(),
+        Some(&mut job.output),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    if job.model.ends_with(".ron") && Path::new(&job.model).is_relative() {
+        job.model = base.join(&job.model).display().to_string();
+    }
+}
+
+pub fn run_pipeline(job: &PipelineJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
+    use crate::pipeline::{self, Event as PEvent};
+    quiet_stop_marker();
+    let plan = pipeline::Plan::new(job.clone()).map_err(|e| e.to_string())?;
+    let (train_ds, test_ds) = pipeline::gpu::load_data(job)?;
+    let gpu = gpu(ctx)?;
+    let mut stages = pipeline::gpu::GpuStages {
+        gpu: &gpu,
+        model: plan.model.clone(),
+        job: job.clone(),
+        train: train_ds,
+        test: test_ds,
+    };
+    let ran = {
+        let ctx = &mut *ctx;
+        let mut stage = String::new();
+        let mut on_event = |e: &PEvent| {
+            match e {
+                PEvent::Plan { total } => ctx.log(format!("{total} stages")),
+                PEvent::StageStart { index, total, name } => {
+                    stage = format!("[{index}/{total}] {name}");
+                    ctx.progress(Progress {
+                        stage: stage.clone(),
+                        ..Progress::default()
+                    });
+                }
+                PEvent::StageSkipped { index, total, name } => {
+                    ctx.log(format!("[{index}/{total}] {name}: done earlier, skipped"))
+                }
+                PEvent::StageDone {
+                    index,
+                    total,
+                    name,
+                    summary,
+                } => ctx.log(format!("[{index}/{total}] {name}: {summary}")),
+                PEvent::Note(n) => ctx.log(format!("note: {n}")),
+                PEvent::Train(Event::Step {
+                    epoch,
+                    epochs,
+                    step,
+                    steps,
+                    loss,
+                    accuracy,
+                    images_per_sec,
+                    eta_secs,
+                    ..
+                }) => ctx.progress(Progress {
+                    stage: stage.clone(),
+                    epoch: Some((*epoch as u64, *epochs as u64)),
+                    step: Some((*step as u64, *steps as u64)),
+                    loss: Some(*loss as f64),
+                    accuracy: Some(*accuracy),
+                    images_per_sec: Some(*images_per_sec),
+                    eta_secs: Some(*eta_secs),
+                }),
+                PEvent::Train(_) => {}
+            }
+            if ctx.should_stop() {
+                std::panic::panic_any(StopTraining);
+            }
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pipeline::run(&plan, &mut stages, &mut on_event)
+        }))
+    };
+    match ran {
+        Ok(r) => {
+            r.map_err(|e| e.to_string())?;
+            ctx.log(format!("report written to {}", job.output.display()));
+            Ok(Outcome::Completed)
+        }
+        Err(p) if p.downcast_ref::<StopTraining>().is_some() => {
+            ctx.log("stopped; resumes from the last completed stage");
+            Ok(Outcome::Stopped)
+        }
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 
-pub use super::gpu_jobs::{EvalJob, TrainJob};
+pub use super::gpu_jobs::{EvalJob, PipelineJob, TrainJob};
 use super::protocol::{JobId, Progress};
 use super::state::write_atomic;
 
@@ -40,6 +40,8 @@ pub enum JobKind {
     Train(TrainJob),
     /// Test accuracy of a checkpoint on the GPU; writes `eval.ron`.
     Eval(EvalJob),
+    /// The whole method (a `limpq pipeline` job file); writes into its `output` folder.
+    Pipeline(PipelineJob),
     /// TEST-ONLY: count to `n`, one step every `step_ms`, checkpointing the counter after every
     /// step. Refused unless the daemon was started with test jobs enabled (the hidden
     /// `limpq serve --test-jobs` flag, or `Config::test_jobs`). It exists so the queue, resume
@@ -53,6 +55,7 @@ impl JobKind {
             JobKind::Solve(_) => "solve",
             JobKind::Train(_) => "train",
             JobKind::Eval(_) => "eval",
+            JobKind::Pipeline(_) => "pipeline",
             JobKind::Count(_) => "count",
         }
     }
@@ -103,8 +106,17 @@ impl JobSpec {
     /// Parse a job file, resolving relative paths against the file's directory.
     pub fn from_file(path: &Path) -> Result<JobSpec, String> {
         let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut spec: JobSpec =
-            ron::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut spec: JobSpec = match ron::from_str(&text) {
+            Ok(s) => s,
+            // A `limpq pipeline` job file, submitted as it is.
+            Err(e) => match crate::pipeline::Job::from_ron_str(&text) {
+                Ok(p) => JobSpec {
+                    name: String::new(),
+                    job: JobKind::Pipeline(p),
+                },
+                Err(_) => return Err(format!("{}: {e}", path.display())),
+            },
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let base = fs::canonicalize(if base.as_os_str().is_empty() {
             Path::new(".")
@@ -127,6 +139,7 @@ impl JobSpec {
             JobKind::Solve(s) => fix(&mut s.indicators),
             JobKind::Train(t) => t.resolve_paths(base),
             JobKind::Eval(e) => e.resolve_paths(base),
+            JobKind::Pipeline(p) => super::gpu_jobs::resolve_pipeline_paths(p, base),
             JobKind::Count(_) => {}
         }
     }
@@ -164,6 +177,7 @@ impl JobSpec {
             }
             JobKind::Train(t) => t.validate(),
             JobKind::Eval(e) => e.validate(),
+            JobKind::Pipeline(p) => super::gpu_jobs::validate_pipeline(p),
             JobKind::Count(c) => {
                 if !test_jobs {
                     return Err("count is a test-only job kind; this daemon was not started with test jobs enabled".into());
@@ -294,6 +308,7 @@ impl JobSpec {
             JobKind::Solve(s) => run_solve(s, ctx),
             JobKind::Train(t) => super::gpu_jobs::run_train(t, ctx),
             JobKind::Eval(e) => super::gpu_jobs::run_eval(e, ctx),
+            JobKind::Pipeline(p) => super::gpu_jobs::run_pipeline(p, ctx),
             JobKind::Count(c) => run_count(c, ctx),
         }
     }

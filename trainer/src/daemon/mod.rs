@@ -755,7 +755,11 @@ impl Dispatcher {
             finished: None,
             resumes: 0,
             progress: None,
-            output_dir: self.state.job_dir(id).join("output").display().to_string(),
+            output_dir: match &spec.job {
+                // A pipeline writes (and resumes) in the folder its job file names.
+                job::JobKind::Pipeline(p) => p.output.display().to_string(),
+                _ => self.state.job_dir(id).join("output").display().to_string(),
+            },
         };
         // Spec before status: a directory with a status always has its spec.
         if let Err(e) = self
