@@ -34,6 +34,10 @@ enum Command {
     Train(cmd::train::Args),
     /// Test accuracy of a checkpoint.
     Eval(cmd::eval::Args),
+    /// Learn the LSQ importance indicators jointly from a full-precision checkpoint.
+    Indicators(cmd::indicators::Args),
+    /// Quantization-aware finetuning of a solved policy.
+    Finetune(cmd::finetune::Args),
     /// Pretrain, learn indicators, search at each budget, finetune and report (JOB.ron).
     Pipeline(cmd::pipeline::Args),
     /// The whole method on embedded defaults (small CNN, Fashion-MNIST subset), in minutes.
@@ -63,6 +67,8 @@ fn main() -> std::process::ExitCode {
         Command::Devices(a) => cmd::devices::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Indicators(a) => cmd::indicators::run(a),
+        Command::Finetune(a) => cmd::finetune::run(a),
         Command::Pipeline(a) => cmd::pipeline::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Serve(a) => cmd::serve::run(a),

@@ -24,6 +24,10 @@ pub struct Args {
     pub subset: Option<usize>,
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// Evaluate quantized at this policy (default: the policy a `limpq finetune`
+    /// checkpoint stores; none: full precision).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -42,6 +46,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     check_data(&ckpt.model, &test)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
+    let policy = match &args.policy {
+        Some(p) => Some(super::finetune::read_policy(p)?),
+        None => limpq_trainer::method::checkpoint_policy(&ckpt)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?,
+    };
+    if let Some(policy) = policy {
+        let stats = limpq_trainer::method::evaluate_quantized(
+            &gpu,
+            &ckpt.model,
+            &ckpt,
+            &policy,
+            test,
+            args.batch,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?;
+        println!(
+            "{}: {} quantized, on {} test images of {}: accuracy {:.2}% ({}/{}), loss {:.4}",
+            args.ckpt.display(),
+            ckpt.model.name,
+            stats.count,
+            data,
+            stats.accuracy() * 100.0,
+            stats.correct,
+            stats.count,
+            stats.mean_loss()
+        );
+        println!("{}", super::finetune::cost_line(&ckpt.model, &policy)?);
+        return Ok(());
+    }
     let cfg = NetworkConfig {
         batch: args.batch,
         ..NetworkConfig::default()

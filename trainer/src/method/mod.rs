@@ -159,6 +159,48 @@ pub fn evaluate_quantized(
     Ok(evaluate(&mut net, &test)?)
 }
 
+/// What a policy costs on `model`, computed by the solver (every searchable layer pinned
+/// to the policy's bits): `(BitOps of the searchable layers, BitOps of the fixed layers,
+/// weight storage of the whole model in bits)`.
+pub fn policy_cost(model: &Model, policy: &Policy) -> Result<(u64, u64, u64), MethodError> {
+    let layers = model.quantizable_layers()?;
+    let mut bits: Vec<u32> = Vec::new();
+    let mut pins = Vec::new();
+    for l in layers.iter().filter(|l| !l.fixed) {
+        let p = policy
+            .layers
+            .iter()
+            .find(|p| p.name == l.name)
+            .ok_or_else(|| {
+                MethodError::Config(format!("policy has no layer '{}'", l.name))
+            })?;
+        bits.extend([p.weight, p.act]);
+        pins.push((l.name.clone(), p.weight, p.act));
+    }
+    bits.sort_unstable();
+    bits.dedup();
+    if bits.is_empty() {
+        bits.push(crate::model::FIXED_BITS.0);
+    }
+    let mut ind = model.indicator_skeleton(&bits, &bits)?;
+    for l in &mut ind.layers {
+        l.weight_scale.iter_mut().for_each(|v| *v = 1.0);
+        l.act_scale.iter_mut().for_each(|v| *v = 1.0);
+    }
+    let mut problem = limpq_solver::Problem::new(ind).non_monotone_rule(false);
+    for (name, w, a) in &pins {
+        problem = problem.pin(name, *w, *a);
+    }
+    let sol = problem
+        .solve()
+        .map_err(|e| MethodError::Config(format!("cost of the policy: {e}")))?;
+    Ok((
+        sol.policy.bitops,
+        sol.fixed_bitops,
+        sol.policy.weight_bits_total,
+    ))
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` of now (UTC), for provenance in written files.
 pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now()

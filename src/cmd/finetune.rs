@@ -1,0 +1,148 @@
+//! `limpq finetune`: quantization-aware training of a solved policy from a full-precision
+//! checkpoint; writes a quantized checkpoint that carries its policy (`limpq eval` reads it).
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use limpq_solver::{IndicatorSet, Policy};
+use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::data::Split;
+use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig};
+
+use super::indicators::{data_name, Progress};
+use super::solve::read_indicators;
+use super::train::load_split;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Full-precision checkpoint written by `limpq train` (its model is used).
+    #[arg(long)]
+    pub init: PathBuf,
+    /// Policy written by `limpq solve` (RON, or JSON by extension).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Indicator file of the joint run: step sizes start from its values at the policy's
+    /// bits (default: the LSQ init rule on the first batch).
+    #[arg(long)]
+    pub indicators: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Initial learning rate; cosine-annealed to 0 per step.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f32,
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Train on N training images drawn with the seed (default: all).
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Evaluate on N test images drawn with a fixed seed (default: all).
+    #[arg(long)]
+    pub test_subset: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 256)]
+    pub eval_batch: usize,
+    /// Quantized checkpoint to write (rewritten after every epoch).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// A policy file (RON, or JSON by extension).
+pub fn read_policy(p: &Path) -> anyhow::Result<Policy> {
+    let t = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let r = if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        Policy::from_json_str(&t)
+    } else {
+        Policy::from_ron_str(&t)
+    };
+    r.with_context(|| format!("in {}", p.display()))
+}
+
+/// One line: BitOps and weight size of a policy on a model.
+pub fn cost_line(model: &limpq_trainer::model::Model, policy: &Policy) -> anyhow::Result<String> {
+    let (bitops, fixed, bits) = policy_cost(model, policy)?;
+    Ok(format!(
+        "policy: {} BitOps in searched layers (+{} in fixed 8-bit layers), weights {} bytes ({:.2}× smaller than fp32)",
+        bitops,
+        fixed,
+        bits.div_ceil(8),
+        model
+            .quantizable_layers()?
+            .iter()
+            .map(|l| l.params as f64 * 32.0)
+            .sum::<f64>()
+            / bits.max(1) as f64
+    ))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let init = Checkpoint::load(&args.init)?;
+    let model = init.model.clone();
+    let policy = read_policy(&args.policy)?;
+    if policy.model != model.name {
+        anyhow::bail!(
+            "{} is a policy for model '{}', {} holds '{}'",
+            args.policy.display(),
+            policy.model,
+            args.init.display(),
+            model.name
+        );
+    }
+    let indicators: Option<IndicatorSet> =
+        args.indicators.as_deref().map(read_indicators).transpose()?;
+    let data = data_name(&args.data, &init);
+    let dir = args.data_dir.as_deref();
+    let train_ds = load_split(&data, dir, Split::Train, args.subset, args.seed)?;
+    let test_ds = load_split(&data, dir, Split::Test, args.test_subset, 0x7E57)?;
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    eprintln!(
+        "finetuning {} at {} on {} ({} train / {} test images) on {} ({})",
+        model.name,
+        args.policy.display(),
+        train_ds.kind.name(),
+        train_ds.len(),
+        test_ds.len(),
+        gpu.summary.name,
+        gpu.summary.backend
+    );
+    let cfg = FinetuneConfig {
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        eval_batch: args.eval_batch,
+        meta: vec![
+            ("data".into(), train_ds.kind.name().to_string()),
+            ("init".into(), args.init.display().to_string()),
+        ],
+        checkpoint: Some(args.output.clone()),
+        ..FinetuneConfig::default()
+    };
+    let progress = Progress::new("finetune")?;
+    let result = finetune(
+        &gpu,
+        &model,
+        &init,
+        &policy,
+        indicators.as_ref(),
+        train_ds,
+        test_ds,
+        &cfg,
+        &mut |e| progress.event(e),
+    );
+    progress.finish();
+    let ft = result?;
+    ft.checkpoint.save(&args.output)?;
+    println!(
+        "quantized test accuracy {:.2}%, loss {:.4}",
+        ft.test_accuracy * 100.0,
+        ft.test_loss
+    );
+    println!("{}", cost_line(&model, &policy)?);
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! `limpq indicators`: joint LSQ indicator training on the GPU from a full-precision
+//! checkpoint; writes an indicator file `limpq solve` reads unchanged.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::data::Split;
+use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::method::{joint_train_full, JointConfig};
+use limpq_trainer::train::Event;
+
+use super::solve::write_atomic;
+use super::train::{load_split, resolve_model};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Built-in model (small_cnn, resnet20, ...) or MODEL.ron; must match the checkpoint.
+    #[arg(long)]
+    pub model: String,
+    /// Full-precision checkpoint written by `limpq train`.
+    #[arg(long)]
+    pub init: PathBuf,
+    /// Candidate bit-widths (weights and activations), ascending.
+    #[arg(long, value_delimiter = ',', default_value = "2,3,4,5,6")]
+    pub bits: Vec<u32>,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Initial learning rate; cosine-annealed to 0 per step.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f32,
+    /// Dataset (default: the one the checkpoint was trained on).
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Train on N training images drawn with the seed (default: all).
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Evaluate on N test images drawn with a fixed seed (default: all).
+    #[arg(long)]
+    pub test_subset: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 256)]
+    pub eval_batch: usize,
+    /// Also keep the joint state (weights, switchable BN sets, step tensors) here.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Indicator file to write (RON; JSON if it ends in .json).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// A progress bar fed by training [`Event`]s, drawn as `limpq train` draws its own; `what`
+/// names the stage in the per-epoch lines.
+pub struct Progress {
+    bar: ProgressBar,
+    what: &'static str,
+}
+
+impl Progress {
+    pub fn new(what: &'static str) -> anyhow::Result<Progress> {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .context("progress bar template")?
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(500));
+        Ok(Progress { bar, what })
+    }
+
+    pub fn event(&self, e: &Event) {
+        let bar = &self.bar;
+        match e {
+            Event::Start {
+                steps_per_epoch, ..
+            } => bar.set_length(*steps_per_epoch as u64),
+            Event::Step {
+                epoch,
+                epochs,
+                step,
+                loss,
+                accuracy,
+                images_per_sec,
+                ..
+            } => {
+                bar.set_prefix(format!("{epoch}/{epochs}"));
+                bar.set_position(*step as u64);
+                bar.set_message(format!(
+                    "loss {loss:.4} acc {:.2}% {images_per_sec:.0} img/s",
+                    accuracy * 100.0
+                ));
+            }
+            Event::Evaluating { .. } => bar.set_message("evaluating"),
+            Event::Epoch(s) => {
+                bar.suspend(|| {
+                    println!(
+                        "{} epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
+                        self.what,
+                        s.epoch,
+                        s.epochs,
+                        s.train_loss,
+                        s.train_acc * 100.0,
+                        s.test_loss,
+                        s.test_acc * 100.0,
+                        s.seconds,
+                        s.images_per_sec
+                    )
+                });
+                bar.reset();
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The dataset a command uses: `--data`, else the checkpoint's, else Fashion-MNIST.
+pub fn data_name(arg: &Option<String>, ckpt: &Checkpoint) -> String {
+    match (arg, ckpt.meta("data")) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => "fashion-mnist".to_string(),
+    }
+}
+
+fn is_json(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let init = Checkpoint::load(&args.init)?;
+    let data = data_name(&args.data, &init);
+    let model = resolve_model(&args.model, &data)?;
+    let dir = args.data_dir.as_deref();
+    let train_ds = load_split(&data, dir, Split::Train, args.subset, args.seed)?;
+    let test_ds = load_split(&data, dir, Split::Test, args.test_subset, 0x7E57)?;
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    eprintln!(
+        "joint indicator training of {} at bits {:?} on {} ({} train / {} test images) on {} ({})",
+        model.name,
+        args.bits,
+        train_ds.kind.name(),
+        train_ds.len(),
+        test_ds.len(),
+        gpu.summary.name,
+        gpu.summary.backend
+    );
+    let mut meta = vec![
+        ("data".to_string(), train_ds.kind.name().to_string()),
+        ("init".to_string(), args.init.display().to_string()),
+    ];
+    if let Some(n) = args.subset {
+        meta.push(("subset".into(), n.to_string()));
+    }
+    let cfg = JointConfig {
+        bits: args.bits.clone(),
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        eval_batch: args.eval_batch,
+        meta,
+        checkpoint: args.checkpoint.clone(),
+        ..JointConfig::default()
+    };
+    let progress = Progress::new("joint")?;
+    let result = joint_train_full(
+        &gpu,
+        &model,
+        &init,
+        train_ds,
+        test_ds,
+        &cfg,
+        &mut |e| progress.event(e),
+    );
+    progress.finish();
+    let out = result?;
+    if !out.non_monotone.is_empty() {
+        eprintln!(
+            "warning: {} indicator pairs are not monotone in bits (listed in the file's meta); \
+             `limpq solve` forbids the lower bit-width there unless --allow-non-monotone",
+            out.non_monotone.len()
+        );
+    }
+    let text = if is_json(&args.output) {
+        out.indicators.to_json_string()
+    } else {
+        out.indicators.to_ron_string()
+    };
+    write_atomic(&args.output, &text)?;
+    if let Some(p) = &args.checkpoint {
+        out.checkpoint.save(p)?;
+    }
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
