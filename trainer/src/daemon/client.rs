@@ -51,7 +51,7 @@ impl Client {
     }
 
     pub fn submit(&mut self, spec: super::job::JobSpec) -> Result<JobId, String> {
-        match self.request(&Request::Submit(spec))? {
+        match self.request(&Request::Submit(Box::new(spec)))? {
             Response::Submitted(id) => Ok(id),
             r => Err(format!("unexpected reply {r:?}")),
         }

@@ -700,7 +700,7 @@ impl Dispatcher {
 
     fn handle(&mut self, req: Request, reply: Sender<Response>) {
         let resp = match req {
-            Request::Submit(spec) => self.submit(spec),
+            Request::Submit(spec) => self.submit(*spec),
             Request::List => {
                 Response::Jobs(self.jobs.keys().filter_map(|&id| self.info(id)).collect())
             }

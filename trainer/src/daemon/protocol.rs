@@ -21,7 +21,7 @@ pub type JobId = u64;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Queue a job; answered by `Submitted(id)` or `Error`.
-    Submit(JobSpec),
+    Submit(Box<JobSpec>),
     /// Every job the daemon knows; answered by `Jobs`.
     List,
     /// One job; answered by `Job` or `Error`.
