@@ -54,7 +54,10 @@ pub struct Args {
 /// A policy file (RON, or JSON by extension).
 pub fn read_policy(p: &Path) -> anyhow::Result<Policy> {
     let t = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-    let r = if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+    let r = if p
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
         Policy::from_json_str(&t)
     } else {
         Policy::from_ron_str(&t)
@@ -92,8 +95,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             model.name
         );
     }
-    let indicators: Option<IndicatorSet> =
-        args.indicators.as_deref().map(read_indicators).transpose()?;
+    let indicators: Option<IndicatorSet> = args
+        .indicators
+        .as_deref()
+        .map(read_indicators)
+        .transpose()?;
     let data = data_name(&args.data, &init);
     let dir = args.data_dir.as_deref();
     let train_ds = load_split(&data, dir, Split::Train, args.subset, args.seed)?;

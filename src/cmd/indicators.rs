@@ -132,7 +132,8 @@ pub fn data_name(arg: &Option<String>, ckpt: &Checkpoint) -> String {
 }
 
 fn is_json(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -172,15 +173,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..JointConfig::default()
     };
     let progress = Progress::new("joint")?;
-    let result = joint_train_full(
-        &gpu,
-        &model,
-        &init,
-        train_ds,
-        test_ds,
-        &cfg,
-        &mut |e| progress.event(e),
-    );
+    let result = joint_train_full(&gpu, &model, &init, train_ds, test_ds, &cfg, &mut |e| {
+        progress.event(e)
+    });
     progress.finish();
     let out = result?;
     if !out.non_monotone.is_empty() {

@@ -1,0 +1,245 @@
+//! `limpq indicators` → `limpq solve` → `limpq finetune` → `limpq eval` on the real binary
+//! with a tiny Fashion-MNIST subset, and the errors that name what is wrong.
+//! Runs on whatever adapter wgpu finds (lavapipe in CI); skips only without one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn limpq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_limpq"))
+        .args(args)
+        .output()
+        .expect("run limpq")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("limpq-method-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn have_gpu_and_data(test: &str) -> bool {
+    if !Path::new(FMNIST)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        eprintln!("SKIP {test}: no Fashion-MNIST at {FMNIST}");
+        return false;
+    }
+    let out = limpq(&["devices"]);
+    if !out.status.success() {
+        eprintln!("SKIP {test}: no GPU adapter: {}", stderr(&out));
+        return false;
+    }
+    true
+}
+
+fn train_fp(path: &str) {
+    let out = limpq(&[
+        "train",
+        "--model",
+        "small_cnn",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "64",
+        "--test-subset",
+        "50",
+        "--batch",
+        "32",
+        "--lr",
+        "0.05",
+        "--seed",
+        "3",
+        "-o",
+        path,
+    ]);
+    assert!(out.status.success(), "train failed: {}", stderr(&out));
+}
+
+#[test]
+fn indicators_solve_finetune_eval() {
+    if !have_gpu_and_data("method cli") {
+        return;
+    }
+    let fp = tmp("fp.ckpt");
+    let fp = fp.to_str().unwrap();
+    train_fp(fp);
+    let ind = tmp("ind.ron");
+    let ind = ind.to_str().unwrap();
+    let out = limpq(&[
+        "indicators",
+        "--model",
+        "small_cnn",
+        "--init",
+        fp,
+        "--bits",
+        "2,3,4",
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--subset",
+        "64",
+        "--test-subset",
+        "50",
+        "--data-dir",
+        FMNIST,
+        "--seed",
+        "4",
+        "-o",
+        ind,
+    ]);
+    assert!(out.status.success(), "indicators failed: {}", stderr(&out));
+    assert!(stdout(&out).contains("joint epoch 1/1"), "{}", stdout(&out));
+    let text = std::fs::read_to_string(ind).unwrap();
+    let set = limpq_solver::IndicatorSet::from_ron_str(&text).unwrap();
+    assert_eq!(set.model, "small_cnn");
+    assert_eq!(set.weight_bits, vec![2, 3, 4]);
+    let meta = |k: &str| {
+        set.meta
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(meta("seed").as_deref(), Some("4"));
+    assert_eq!(meta("init").as_deref(), Some(fp));
+    assert_eq!(meta("data").as_deref(), Some("fashion-mnist"));
+    assert!(meta("date").is_some());
+    // `limpq solve` reads it unchanged.
+    let pol = tmp("pol.ron");
+    let pol = pol.to_str().unwrap();
+    let out = limpq(&["solve", ind, "--bitops", "w3a3", "-o", pol]);
+    assert!(out.status.success(), "solve failed: {}", stderr(&out));
+    let q = tmp("q.ckpt");
+    let q = q.to_str().unwrap();
+    let out = limpq(&[
+        "finetune",
+        "--init",
+        fp,
+        "--policy",
+        pol,
+        "--indicators",
+        ind,
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--subset",
+        "64",
+        "--test-subset",
+        "50",
+        "--data-dir",
+        FMNIST,
+        "-o",
+        q,
+    ]);
+    assert!(out.status.success(), "finetune failed: {}", stderr(&out));
+    let ft = stdout(&out);
+    assert!(ft.contains("quantized test accuracy"), "{ft}");
+    // eval reads the policy stored in the checkpoint and prints its cost.
+    let out = limpq(&["eval", "--ckpt", q, "--data-dir", FMNIST, "--subset", "50"]);
+    assert!(out.status.success(), "eval failed: {}", stderr(&out));
+    let ev = stdout(&out);
+    assert!(ev.contains("quantized, on 50 test images"), "{ev}");
+    assert!(ev.contains("BitOps in searched layers"), "{ev}");
+    // The BitOps printed are the solver's for that policy.
+    let policy =
+        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
+    assert!(
+        ev.contains(&format!("policy: {} BitOps", policy.bitops)),
+        "{ev} vs {}",
+        policy.bitops
+    );
+    // Same test images, same model: finetune's final accuracy equals eval's.
+    let acc = |s: &str, key: &str| -> String {
+        let at = s.find(key).unwrap() + key.len();
+        s[at..].split('%').next().unwrap().trim().to_string()
+    };
+    assert_eq!(
+        acc(&ft, "quantized test accuracy"),
+        acc(&ev, "accuracy"),
+        "{ft}\n{ev}"
+    );
+}
+
+#[test]
+fn finetune_errors_name_the_problem() {
+    if !have_gpu_and_data("method cli errors") {
+        return;
+    }
+    let fp = tmp("fp2.ckpt");
+    let fp = fp.to_str().unwrap();
+    train_fp(fp);
+    // A policy of another model.
+    let pol = tmp("other.ron");
+    std::fs::write(
+        &pol,
+        "Policy(model: \"resnet20\", layers: [], objective: 0.0, bitops: 0, \
+         weight_bits_total: 0, optimal: true, bitops_budget: None, size_budget_bits: None)",
+    )
+    .unwrap();
+    let out = limpq(&[
+        "finetune",
+        "--init",
+        fp,
+        "--policy",
+        pol.to_str().unwrap(),
+        "--data-dir",
+        FMNIST,
+        "-o",
+        tmp("x.ckpt").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("policy for model 'resnet20'"),
+        "{}",
+        stderr(&out)
+    );
+    // Indicators from a missing checkpoint.
+    let out = limpq(&[
+        "indicators",
+        "--model",
+        "small_cnn",
+        "--init",
+        "/nonexistent/fp.ckpt",
+        "-o",
+        tmp("i.ron").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/nonexistent/fp.ckpt"),
+        "{}",
+        stderr(&out)
+    );
+    // Candidate bits out of order.
+    let out = limpq(&[
+        "indicators",
+        "--model",
+        "small_cnn",
+        "--init",
+        fp,
+        "--bits",
+        "4,2",
+        "--subset",
+        "64",
+        "--test-subset",
+        "50",
+        "--data-dir",
+        FMNIST,
+        "-o",
+        tmp("i.ron").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("ascending"), "{}", stderr(&out));
+}
