@@ -235,6 +235,97 @@ fn cost_of(w: &Work, x: &[usize]) -> f64 {
     x.iter().map(|&c| w.cost[c]).sum()
 }
 
+/// One candidate move of the local search: group, new choice, cost change.
+struct Move {
+    g: usize,
+    c: usize,
+    dcost: f64,
+}
+
+/// Improves a feasible policy `x` by the best single-group or two-group change that keeps
+/// every budget, until none is left. Only choices whose reduced cost at `lam` is below the
+/// current gap `cost(x) − lb` are tried: no policy cheaper than `x` can use any other
+/// (its cost is at least lb + its reduced costs). This is a heuristic: it only supplies a
+/// tighter incumbent, which the exact search then has to confirm or beat.
+fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64]) {
+    let m = w.m;
+    let ng = w.groups();
+    let mins: Vec<f64> = (0..ng)
+        .map(|g| {
+            w.range(g)
+                .map(|c| w.lcost(lam, c))
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    let mut used = used_of(w, x);
+    let mut z = cost_of(w, x);
+    let mut moves: Vec<Move> = Vec::new();
+    let mut room = vec![0.0; m];
+    for _ in 0..10_000 {
+        let thr = z - lb;
+        moves.clear();
+        for g in 0..ng {
+            let cur = x[g];
+            for c in w.range(g) {
+                if c != cur && w.lcost(lam, c) - mins[g] < thr {
+                    moves.push(Move {
+                        g,
+                        c,
+                        dcost: w.cost[c] - w.cost[cur],
+                    });
+                }
+            }
+        }
+        moves.sort_unstable_by(|a, b| a.dcost.total_cmp(&b.dcost));
+        for k in 0..m {
+            room[k] = w.cap[k] + feas_tol[k] - used[k];
+        }
+        let dr = |mv: &Move, k: usize| w.r[mv.c * m + k] - w.r[x[mv.g] * m + k];
+        // Best single move (the first feasible one in cost order).
+        let mut best: Option<(f64, usize, Option<usize>)> = None;
+        for (i, mv) in moves.iter().enumerate() {
+            if mv.dcost >= 0.0 {
+                break;
+            }
+            if (0..m).all(|k| dr(mv, k) <= room[k]) {
+                best = Some((mv.dcost, i, None));
+                break;
+            }
+        }
+        // Best pair: the first move of a profitable pair has the smaller (negative) change.
+        for i in 0..moves.len() {
+            let a = &moves[i];
+            let bound = best.map_or(0.0, |b| b.0);
+            if a.dcost >= 0.0 || a.dcost + a.dcost >= bound {
+                break;
+            }
+            for j in i + 1..moves.len() {
+                let b = &moves[j];
+                let bound = best.map_or(0.0, |b| b.0);
+                if a.dcost + b.dcost >= bound {
+                    break;
+                }
+                if a.g == b.g {
+                    continue;
+                }
+                if (0..m).all(|k| dr(a, k) + dr(b, k) <= room[k]) {
+                    best = Some((a.dcost + b.dcost, i, Some(j)));
+                    break; // later j cost more
+                }
+            }
+        }
+        let Some((_, i, j)) = best else { break };
+        for mv in core::iter::once(i).chain(j) {
+            let mv = &moves[mv];
+            for k in 0..m {
+                used[k] += w.r[mv.c * m + k] - w.r[x[mv.g] * m + k];
+            }
+            x[mv.g] = mv.c;
+        }
+        z = cost_of(w, x);
+    }
+}
+
 /// Maximises the Lagrangian dual by exact coordinate ascent from `lam`.
 fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
     let mut bps = Vec::new();
@@ -356,6 +447,9 @@ pub(crate) fn solve(
                 inc = Some(y);
             }
         }
+    }
+    if let Some(x) = inc.as_mut() {
+        local_search(&w, &lam, lb, x, &feas_tol);
     }
     let z = inc.as_ref().map_or(f64::INFINITY, |i| cost_of(&w, i));
 

@@ -1,0 +1,53 @@
+//! Times exact solves of one benchmark kind: `cargo run --release -p limpq-solver --example dbg1000 -- KIND SEEDS LIMIT`.
+use std::time::Instant;
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let kind = a.get(1).map_or("random1000", |s| s.as_str());
+    let seeds: u64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    if kind == "sweep" {
+        let mut p = limpq_solver::gen::bench_problem("resnet50", 0).unwrap();
+        p.options.bitops = None;
+        let mut ts = Vec::new();
+        for _ in 0..seeds {
+            let t = Instant::now();
+            let pts = p.sweep(100).unwrap();
+            ts.push(t.elapsed());
+            println!(
+                "sweep {:?} all optimal {} max nodes {} total nodes {}",
+                t.elapsed(),
+                pts.iter().all(|s| s.proof.optimal),
+                pts.iter().map(|s| s.proof.nodes).max().unwrap(),
+                pts.iter().map(|s| s.proof.nodes).sum::<u64>()
+            );
+        }
+        if std::env::var("PTS").is_ok() {
+            let pts = p.sweep(100).unwrap();
+            for (i, s) in pts.iter().enumerate() {
+                print!("{i}:{} ", s.proof.nodes);
+            }
+            println!();
+        }
+        ts.sort();
+        println!("median {:?}", ts[ts.len() / 2]);
+        return;
+    }
+    let limit: u64 = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
+    for seed in 0..seeds {
+        let p = limpq_solver::gen::bench_problem(kind, seed).unwrap();
+        let t = Instant::now();
+        let c = p.compile().unwrap();
+        let tc = t.elapsed();
+        let mut o = limpq_solver::SolveOptions::default();
+        o.node_limit = limit;
+        let s = c.solve(&o).unwrap();
+        println!(
+            "{kind} seed {seed}: compile {tc:?} total {:?} optimal {} nodes {} obj {:.9} lb {:.9}",
+            t.elapsed(),
+            s.proof.optimal,
+            s.proof.nodes,
+            s.policy.objective,
+            s.proof.lower_bound
+        );
+    }
+}
