@@ -29,7 +29,7 @@ const DEMO_JOB: &str = r#"Job(
 
 const QUICK_JOB: &str = r#"Job(
     model: "small_cnn",
-    data: (name: "fashion-mnist", train: Some(256), test: Some(128)),
+    data: (name: "fashion-mnist", train: Some(128), test: Some(128)),
     seeds: [0],
     pretrain: (epochs: 1, batch: 32, lr: 0.1),
     joint: (bits: [2, 3, 4, 5, 6], epochs: 1, batch: 32, lr: 0.01),
@@ -45,7 +45,8 @@ pub struct Args {
     /// Output folder (re-running with the same folder resumes).
     #[arg(long, default_value = "limpq-demo")]
     pub out: PathBuf,
-    /// A much smaller run (256 training images, two budgets) to check the installation.
+    /// A much smaller run (128 training images, two budgets) to check the installation;
+    /// its accuracies mean nothing.
     #[arg(long)]
     pub quick: bool,
 }

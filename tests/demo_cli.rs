@@ -1,0 +1,203 @@
+//! `limpq pipeline` and `limpq demo` on the real binary: a tiny job end to end on whatever
+//! adapter wgpu finds (lavapipe in CI), its re-run resuming with nothing left to do, and the
+//! errors for a missing dataset and a bad job file. The GPU run skips only without an adapter
+//! or Fashion-MNIST.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn limpq(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_limpq"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run limpq")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("limpq-demo-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn have_gpu_and_data(test: &str) -> bool {
+    if !Path::new(FMNIST)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        eprintln!("SKIP {test}: no Fashion-MNIST at {FMNIST}");
+        return false;
+    }
+    let out = limpq(&["devices"], &[]);
+    if !out.status.success() {
+        eprintln!("SKIP {test}: no GPU adapter: {}", text(&out).1);
+        return false;
+    }
+    true
+}
+
+fn tiny_job(out: &Path) -> String {
+    format!(
+        r#"Job(
+    model: "small_cnn",
+    data: (name: "fashion-mnist", dir: Some("{FMNIST}"), train: Some(64), test: Some(64)),
+    seeds: [3],
+    pretrain: (epochs: 1, batch: 32, lr: 0.05),
+    joint: (bits: [2, 3, 4], epochs: 1, batch: 32, lr: 0.01),
+    budgets: ["w3a3"],
+    finetune: (epochs: 1, batch: 32, lr: 0.01),
+    random_policies: 3,
+    output: "{}",
+)"#,
+        out.display()
+    )
+}
+
+/// The row of `budget` in the printed table, split into cells.
+fn row(stdout: &str, budget: &str) -> Vec<String> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("| {budget} |")))
+        .unwrap_or_else(|| panic!("no {budget} row in:\n{stdout}"));
+    line.trim_matches('|')
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn tiny_pipeline_runs_end_to_end_and_resumes() {
+    if !have_gpu_and_data("tiny pipeline") {
+        return;
+    }
+    let dir = tmp("tiny");
+    let out = dir.join("run");
+    let job = dir.join("tiny.pipeline.ron");
+    std::fs::write(&job, tiny_job(&out)).unwrap();
+    let o = limpq(&["pipeline", job.to_str().unwrap()], &[]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    // pretrain + indicators + searched + uniform + 3 random.
+    assert!(stdout.contains("7 stages"), "{stdout}");
+    assert!(stdout.contains("[7/7] seed 3: finetune w3a3"), "{stdout}");
+    assert!(!stdout.contains("skipped"), "{stdout}");
+    let cells = row(&stdout, "w3a3");
+    // budget, BitOps budget, searched BitOps, uniform, searched, random median, each, FP32
+    assert_eq!(cells.len(), 8, "{cells:?}");
+    for c in [&cells[3], &cells[4], &cells[5], &cells[7]] {
+        let v: f64 = c.parse().unwrap_or_else(|_| panic!("{c:?} in {cells:?}"));
+        assert!((0.0..=100.0).contains(&v), "{cells:?}");
+    }
+    assert_eq!(cells[6].split(", ").count(), 3, "{cells:?}");
+    for f in [
+        "report.md",
+        "accuracy_vs_bitops.svg",
+        "bits_w3a3.svg",
+        "state.ron",
+        "seed3/pretrain.ckpt",
+        "seed3/indicators.ron",
+        "seed3/policies/w3a3_searched.ron",
+        "seed3/finetune/w3a3_random2.ckpt",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // The searched policy is a policy file `limpq solve` wrote the same way: check it
+    // against the indicators with the solver's own command.
+    let ind = out.join("seed3/indicators.ron");
+    let solve = |extra: &[&str]| {
+        let mut a = vec![
+            "solve",
+            ind.to_str().unwrap(),
+            "--bitops",
+            "w3a3",
+            "--format",
+            "ron",
+        ];
+        a.extend_from_slice(extra);
+        limpq(&a, &[])
+    };
+    let mut o2 = solve(&[]);
+    if !o2.status.success() {
+        // The pipeline solves without the non-monotone rule when it makes the budget
+        // infeasible, and says so in the report.
+        assert!(text(&o2).1.contains("infeasible"), "{}", text(&o2).1);
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains("solved without it"), "{md}");
+        o2 = solve(&["--allow-non-monotone"]);
+    }
+    assert!(o2.status.success(), "{}", text(&o2).1);
+    let solved = limpq_solver::Policy::from_ron_str(&text(&o2).0).unwrap();
+    let written = limpq_solver::Policy::from_ron_str(
+        &std::fs::read_to_string(out.join("seed3/policies/w3a3_searched.ron")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(solved.layers, written.layers);
+
+    // Re-run: every stage done earlier, the same table.
+    let o3 = limpq(&["pipeline", job.to_str().unwrap()], &[]);
+    let (stdout3, stderr3) = text(&o3);
+    assert!(o3.status.success(), "{stdout3}\n{stderr3}");
+    assert_eq!(
+        stdout3.matches("done earlier, skipped").count(),
+        7,
+        "{stdout3}"
+    );
+    assert_eq!(row(&stdout3, "w3a3"), cells);
+}
+
+#[test]
+fn missing_fashion_mnist_says_how_to_install_it() {
+    let dir = tmp("nodata");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = limpq(
+        &[
+            "demo",
+            "--quick",
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ],
+        &[("LIMPQ_DATA", empty.to_str().unwrap())],
+    );
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("apt-get install dataset-fashion-mnist") && stderr.contains("LIMPQ_DATA"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_job_files_are_refused_with_the_field() {
+    let dir = tmp("badjob");
+    let job = dir.join("bad.pipeline.ron");
+    let out = dir.join("run");
+    std::fs::write(&job, tiny_job(&out).replace("lr: 0.05", "lr: NaN")).unwrap();
+    let o = limpq(&["pipeline", job.to_str().unwrap()], &[]);
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("bad.pipeline.ron") && stderr.contains("pretrain.lr"),
+        "{stderr}"
+    );
+    std::fs::write(&job, tiny_job(&out).replace("\"w3a3\"", "\"w1a1\"")).unwrap();
+    let o = limpq(&["pipeline", job.to_str().unwrap()], &[]);
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("w1a1") && stderr.contains("joint.bits"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing is written for an invalid job");
+}
