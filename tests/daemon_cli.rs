@@ -155,7 +155,7 @@ fn kill_9_mid_job_then_restart_resumes_from_the_checkpoint() {
     let quick = submit(&t, &job_file(&t, "quick", 2, 1));
     let o = limpq(&t, &["watch", &quick.to_string()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let long = submit(&t, &job_file(&t, "long", 40, 40));
+    let long = submit(&t, &job_file(&t, "long", 100, 40));
     let queued = submit(&t, &job_file(&t, "queued", 3, 1));
     wait_until(&t, long, "past step 8", |i| step(i) >= 8);
     d.kill9();
@@ -171,7 +171,7 @@ fn kill_9_mid_job_then_restart_resumes_from_the_checkpoint() {
         .trim_end_matches(')')
         .parse()
         .unwrap();
-    assert!((8..40).contains(&at_kill), "checkpoint at {at_kill}");
+    assert!((8..100).contains(&at_kill), "checkpoint at {at_kill}");
 
     let _d = Daemon::start(&t);
     let o = limpq(&t, &["watch", &long.to_string()]);
@@ -192,7 +192,7 @@ fn kill_9_mid_job_then_restart_resumes_from_the_checkpoint() {
     assert_eq!(log.lines().filter(|l| *l == "step 1").count(), 1, "{log}");
     assert_eq!(
         std::fs::read_to_string(Path::new(&info.output_dir).join("count.txt")).unwrap(),
-        "40\n"
+        "100\n"
     );
     let o = limpq(&t, &["watch", &queued.to_string()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -306,7 +306,7 @@ fn shutdown_interrupts_and_a_restart_resumes() {
     let dir = TempDir::new("resume");
     let h = start(&dir.0, 1);
     let mut c = client(&h);
-    let a = c.submit(count(30, 20)).unwrap();
+    let a = c.submit(count(200, 20)).unwrap();
     let q = c.submit(count(2, 1)).unwrap();
     let at = wait_for(&mut c, a, "past step 3", |i| {
         i.progress
@@ -338,7 +338,7 @@ fn shutdown_interrupts_and_a_restart_resumes() {
             .parse()
             .unwrap()
     };
-    assert!(stopped_at >= at.progress.unwrap().step.unwrap().0 && stopped_at < 30);
+    assert!(stopped_at >= at.progress.unwrap().step.unwrap().0 && stopped_at < 200);
 
     let h = start(&dir.0, 1);
     let mut c = client(&h);
