@@ -16,13 +16,13 @@ pub fn demo_job(out: PathBuf, quick: bool) -> Job {
 
 const DEMO_JOB: &str = r#"Job(
     model: "small_cnn",
-    data: (name: "fashion-mnist", train: Some(2000), test: Some(1000)),
+    data: (name: "fashion-mnist", train: Some(256), test: Some(300)),
     seeds: [0],
-    pretrain: (epochs: 3, batch: 64, lr: 0.1),
-    joint: (bits: [2, 3, 4, 5, 6], epochs: 1, batch: 64, lr: 0.01),
+    pretrain: (epochs: 4, batch: 32, lr: 0.1),
+    joint: (bits: [2, 3, 4, 5, 6], epochs: 1, batch: 32, lr: 0.01),
     budgets: ["w2a3", "w3a3", "w4a4"],
     alpha: 2.0,
-    finetune: (epochs: 1, batch: 64, lr: 0.01),
+    finetune: (epochs: 1, batch: 32, lr: 0.01),
     random_policies: 3,
     output: "limpq-demo",
 )"#;
@@ -54,7 +54,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let job = demo_job(args.out, args.quick);
     eprintln!(
-        "demo job (as a file: {}):",
+        "demo: embedded job, written to {} (`limpq pipeline` runs it again)",
         job.output.join("job.ron").display()
     );
     let results = super::pipeline::execute(job)?;
