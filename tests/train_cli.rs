@@ -185,3 +185,33 @@ fn missing_checkpoint_is_named() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("absent.ckpt"), "{}", stderr(&out));
 }
+
+/// A learning rate that blows the weights up stops the run with a clear error.
+#[test]
+fn divergence_stops_with_a_clear_error() {
+    if !have_gpu_and_data("divergence") {
+        return;
+    }
+    let out = limpq(&[
+        "train",
+        "--model",
+        "small_cnn",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "64",
+        "--test-subset",
+        "10",
+        "--batch",
+        "32",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e30",
+        "-o",
+        tmp("nan.ckpt").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("training diverged: loss is"), "{err}");
+}
