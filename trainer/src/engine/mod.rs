@@ -53,7 +53,7 @@ use crate::model::{Model, ModelError, NodeInfo, Op, Shape, Source};
 use crate::reference::rng::SeededRng;
 use crate::shapes::Conv2dShape;
 use ops::{at, Step};
-pub use quant::{QuantLayerInfo, QuantSpec};
+pub use quant::{act_init_scale, LayerSteps, QuantLayerInfo, QuantSpec};
 
 /// Build-time settings of a [`Network`].
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -37,6 +37,9 @@ use crate::reference::lsq::lsq_init_weight_scale;
 
 use super::ops::Step;
 
+/// `(weight steps, act steps)` of one quantized layer, one entry per variant.
+pub type LayerSteps = (Vec<f32>, Vec<f32>);
+
 /// Bit-width variants of every quantized (conv/linear) layer, in node order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantSpec {
@@ -696,7 +699,7 @@ impl<'g> Network<'g> {
     }
 
     /// Step sizes of every quantized layer: `(weight steps, act steps)` per variant.
-    pub fn read_steps(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>, EngineError> {
+    pub fn read_steps(&self) -> Result<Vec<LayerSteps>, EngineError> {
         let q = self.qnet()?;
         let mut ids = Vec::new();
         for l in &q.layers {

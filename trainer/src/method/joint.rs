@@ -175,7 +175,7 @@ pub fn joint_train_full(
     let top = uniform[nb - 1].clone();
     let mut pass_names: Vec<String> = cfg.bits.iter().map(|b| format!("{b}-bit")).collect();
     pass_names.push("random-policy".into());
-    let mut policy_rng = SeededRng::new(cfg.seed ^ 0x5EED_0F_4A11_D0E5);
+    let mut policy_rng = SeededRng::new(cfg.seed ^ 0x5EED_0F4A_11D0_E5E5);
 
     on_event(&Event::Start {
         epochs: cfg.epochs,
