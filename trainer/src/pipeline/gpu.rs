@@ -81,6 +81,7 @@ impl Stages for GpuStages<'_> {
             eval_batch: 256,
             checkpoint: None,
             meta: self.meta(seed),
+            stop: None,
         };
         let t = train::train(
             self.gpu,
