@@ -115,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eval_batch: args.eval_batch,
         checkpoint: Some(args.output.clone()),
         meta: vec![("data".into(), train_ds.kind.name().to_string())],
+        stop: None,
     };
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(

@@ -6,10 +6,11 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::checkpoint::{Checkpoint, CheckpointError, NamedTensor, TensorKind};
 use crate::data::{DataError, Dataset, Loader, LoaderConfig};
 use crate::engine::{EngineError, EvalStats, Network, NetworkConfig};
 use crate::gpu::Gpu;
@@ -17,7 +18,7 @@ use crate::model::Model;
 use crate::reference::cosine_lr;
 
 /// Hyper-parameters of a run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch: usize,
@@ -31,10 +32,14 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Images per evaluation batch.
     pub eval_batch: usize,
-    /// Written (atomically) after every epoch when set.
+    /// Written (atomically) after every epoch, and when the run is stopped, when set.
     pub checkpoint: Option<PathBuf>,
     /// Free-form facts stored in the checkpoint (`data`, ...).
     pub meta: Vec<(String, String)>,
+    /// Checked before every optimizer step and before each epoch's evaluation: once set,
+    /// the run saves its exact position (to `checkpoint` when set) and returns
+    /// [`TrainError::Stopped`], from which [`Start::Resume`] continues.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for TrainConfig {
@@ -51,7 +56,219 @@ impl Default for TrainConfig {
             eval_batch: 256,
             checkpoint: None,
             meta: Vec::new(),
+            stop: None,
         }
+    }
+}
+
+/// Equal settings; two stop flags are equal when they are the same flag.
+impl PartialEq for TrainConfig {
+    fn eq(&self, o: &Self) -> bool {
+        let same_stop = match (&self.stop, &o.stop) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.epochs == o.epochs
+            && self.batch == o.batch
+            && self.lr == o.lr
+            && self.momentum == o.momentum
+            && self.nesterov == o.nesterov
+            && self.weight_decay == o.weight_decay
+            && self.label_smoothing == o.label_smoothing
+            && self.seed == o.seed
+            && self.eval_batch == o.eval_batch
+            && self.checkpoint == o.checkpoint
+            && self.meta == o.meta
+            && same_stop
+    }
+}
+
+impl TrainConfig {
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+}
+
+/// Where a run starts.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// Seeded initialisation, step 0.
+    Fresh,
+    /// A new run from these parameters and BN statistics (`limpq train --init`,
+    /// fine-tuning): step 0, the cosine schedule from the top, momentum zero.
+    Init(&'a Checkpoint),
+    /// Continue the run that wrote this checkpoint (a stop, an epoch end or the end) from
+    /// its exact position: global step for the schedule, momentum buffers, batch order and
+    /// augmentation of the remaining batches. The run's settings (epochs, batch, lr,
+    /// momentum, weight decay, Nesterov, label smoothing, seed, steps per epoch) must be
+    /// the ones the checkpoint records, else [`TrainError::Config`] names the difference.
+    Resume(&'a Checkpoint),
+}
+
+/// Meta keys of a checkpoint written by [`train_from`] that say where the run stood.
+const POS_EPOCH_STEP: &str = "position.epoch_step";
+const POS_STEPS: &str = "position.steps_per_epoch";
+const POS_EPOCHS: &str = "position.epochs";
+const POS_LOSS_SUM: &str = "position.loss_sum";
+const POS_CORRECT: &str = "position.correct";
+const POS_SEEN: &str = "position.seen";
+const POS_HISTORY: &str = "position.history";
+
+/// The exact position of a run, as stored in the checkpoints [`train_from`] writes
+/// (`Checkpoint::epoch` = epochs done, `Checkpoint::step` = global step, the rest in meta).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Position {
+    /// Epochs completed (trained and evaluated).
+    pub epochs_done: usize,
+    /// Optimizer steps done within epoch `epochs_done + 1` (may equal `steps_per_epoch`
+    /// when the run stopped before that epoch's evaluation).
+    pub epoch_step: usize,
+    /// Optimizer steps done in all: the cosine schedule's position.
+    pub global_step: usize,
+    pub steps_per_epoch: usize,
+    /// Length of the run (the schedule ends at `epochs * steps_per_epoch`).
+    pub epochs: usize,
+    /// Running training figures of the unfinished epoch: Σ loss·n, correct, images.
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+    /// The summaries of the completed epochs.
+    pub history: Vec<EpochSummary>,
+}
+
+impl Position {
+    /// The position a checkpoint carries: `None` for a checkpoint without one (written by
+    /// something other than [`train_from`], or an older build); an error naming the key
+    /// when it carries a broken one.
+    pub fn of(ck: &Checkpoint) -> Result<Option<Position>, TrainError> {
+        let Some(epoch_step) = ck.meta(POS_EPOCH_STEP) else {
+            return Ok(None);
+        };
+        fn num<T: std::str::FromStr>(key: &str, v: Option<&str>) -> Result<T, TrainError> {
+            let v = v.ok_or_else(|| {
+                TrainError::Config(format!("checkpoint position: meta '{key}' is missing"))
+            })?;
+            v.parse().map_err(|_| {
+                TrainError::Config(format!(
+                    "checkpoint position: meta '{key}' = {v:?} is not a number"
+                ))
+            })
+        }
+        let pos = Position {
+            epochs_done: ck.epoch,
+            epoch_step: num(POS_EPOCH_STEP, Some(epoch_step))?,
+            global_step: usize::try_from(ck.step).map_err(|_| {
+                TrainError::Config(format!("checkpoint position: step {} too large", ck.step))
+            })?,
+            steps_per_epoch: num(POS_STEPS, ck.meta(POS_STEPS))?,
+            epochs: num(POS_EPOCHS, ck.meta(POS_EPOCHS))?,
+            loss_sum: num(POS_LOSS_SUM, ck.meta(POS_LOSS_SUM))?,
+            correct: num(POS_CORRECT, ck.meta(POS_CORRECT))?,
+            seen: num(POS_SEEN, ck.meta(POS_SEEN))?,
+            history: parse_history(ck.meta(POS_HISTORY).unwrap_or(""))?,
+        };
+        let consistent = pos.epoch_step <= pos.steps_per_epoch
+            && pos.epochs_done <= pos.epochs
+            && pos.epochs_done.checked_mul(pos.steps_per_epoch)
+                == pos.global_step.checked_sub(pos.epoch_step)
+            && pos.history.len() == pos.epochs_done
+            && (pos.epochs_done < pos.epochs || pos.epoch_step == 0);
+        if !consistent {
+            return Err(TrainError::Config(format!(
+                "checkpoint position is inconsistent: epoch {} of {}, step {} of {} in the \
+                 epoch, global step {}, {} epoch summaries",
+                pos.epochs_done,
+                pos.epochs,
+                pos.epoch_step,
+                pos.steps_per_epoch,
+                pos.global_step,
+                pos.history.len()
+            )));
+        }
+        Ok(Some(pos))
+    }
+
+    fn meta(&self) -> Vec<(String, String)> {
+        vec![
+            (POS_EPOCH_STEP.into(), self.epoch_step.to_string()),
+            (POS_STEPS.into(), self.steps_per_epoch.to_string()),
+            (POS_EPOCHS.into(), self.epochs.to_string()),
+            // `Display` of a float is the shortest text that parses back to the same bits.
+            (POS_LOSS_SUM.into(), self.loss_sum.to_string()),
+            (POS_CORRECT.into(), self.correct.to_string()),
+            (POS_SEEN.into(), self.seen.to_string()),
+            (POS_HISTORY.into(), format_history(&self.history)),
+        ]
+    }
+}
+
+/// Epoch summaries as `epoch epochs train_loss train_acc test_loss test_acc seconds ips`,
+/// separated by `;` (floats in their exact shortest form).
+fn format_history(h: &[EpochSummary]) -> String {
+    h.iter()
+        .map(|s| {
+            format!(
+                "{} {} {} {} {} {} {} {}",
+                s.epoch,
+                s.epochs,
+                s.train_loss,
+                s.train_acc,
+                s.test_loss,
+                s.test_acc,
+                s.seconds,
+                s.images_per_sec
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn parse_history(text: &str) -> Result<Vec<EpochSummary>, TrainError> {
+    let bad = |part: &str| {
+        TrainError::Config(format!(
+            "checkpoint position: meta '{POS_HISTORY}' entry {part:?} is not 8 numbers"
+        ))
+    };
+    text.split(';')
+        .filter(|p| !p.trim().is_empty())
+        .map(|part| {
+            let f: Vec<&str> = part.split_whitespace().collect();
+            if f.len() != 8 {
+                return Err(bad(part));
+            }
+            let u = |i: usize| f[i].parse::<usize>().map_err(|_| bad(part));
+            let x = |i: usize| f[i].parse::<f64>().map_err(|_| bad(part));
+            Ok(EpochSummary {
+                epoch: u(0)?,
+                epochs: u(1)?,
+                train_loss: x(2)?,
+                train_acc: x(3)?,
+                test_loss: x(4)?,
+                test_acc: x(5)?,
+                seconds: x(6)?,
+                images_per_sec: x(7)?,
+            })
+        })
+        .collect()
+}
+
+/// Where and how a run was stopped through [`TrainConfig::stop`].
+pub struct Stopped {
+    pub position: Position,
+    /// The state at the stop, with its position: resume with [`Start::Resume`].
+    pub checkpoint: Checkpoint,
+    /// Where it was also saved (`TrainConfig::checkpoint`).
+    pub saved: Option<PathBuf>,
+}
+
+impl fmt::Debug for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stopped")
+            .field("position", &self.position)
+            .field("tensors", &self.checkpoint.tensors.len())
+            .field("saved", &self.saved)
+            .finish()
     }
 }
 
@@ -112,8 +329,11 @@ pub enum TrainError {
         loss: f32,
         lr: f32,
     },
-    /// Settings that cannot work together (model vs data, empty data, ...).
+    /// Settings that cannot work together (model vs data, empty data, a resume checkpoint
+    /// of another run, ...).
     Config(String),
+    /// [`TrainConfig::stop`] was set: the position was saved; not a failure.
+    Stopped(Box<Stopped>),
 }
 
 impl fmt::Display for TrainError {
@@ -133,6 +353,21 @@ impl fmt::Display for TrainError {
                  try a smaller --lr"
             ),
             TrainError::Config(m) => f.write_str(m),
+            TrainError::Stopped(s) => {
+                let p = &s.position;
+                write!(
+                    f,
+                    "training stopped after step {} of {} in epoch {} (global step {})",
+                    p.epoch_step,
+                    p.steps_per_epoch,
+                    p.epochs_done + 1,
+                    p.global_step
+                )?;
+                match &s.saved {
+                    Some(path) => write!(f, "; resume from {}", path.display()),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -222,8 +457,9 @@ pub fn evaluate(net: &mut Network<'_>, ds: &Arc<Dataset>) -> Result<EvalStats, T
     Ok(stats)
 }
 
-/// Train `model` on `train`, evaluating on `test` after every epoch. `init`: start from
-/// these parameters and BN statistics (momentum starts at zero). `on_event` sees progress.
+/// Train `model` on `train`, evaluating on `test` after every epoch. `init`: start a new run
+/// from these parameters and BN statistics (momentum zero, the schedule from the top), i.e.
+/// [`train_from`] with [`Start::Init`], else [`Start::Fresh`]. `on_event` sees progress.
 pub fn train(
     gpu: &Gpu,
     model: &Model,
@@ -231,6 +467,27 @@ pub fn train(
     test: Arc<Dataset>,
     cfg: &TrainConfig,
     init: Option<&Checkpoint>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Trained, TrainError> {
+    let start = init.map_or(Start::Fresh, Start::Init);
+    train_from(gpu, model, train, test, cfg, start, on_event)
+}
+
+/// Train `model` on `train` from `start`, evaluating on `test` after every epoch. Every
+/// checkpoint it writes (epoch ends, a stop, the returned one) carries the run's exact
+/// [`Position`], so [`Start::Resume`] continues it: a run stopped after any step and
+/// resumed ends with the same parameters as one never stopped (same adapter).
+///
+/// A resumed run's [`Trained::history`] holds every epoch of the run (the earlier ones from
+/// the checkpoint); the `seconds` and `images_per_sec` of the epoch it resumed in cover the
+/// resumed part only.
+pub fn train_from(
+    gpu: &Gpu,
+    model: &Model,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+    cfg: &TrainConfig,
+    start: Start<'_>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Trained, TrainError> {
     check_data(model, &train)?;
@@ -272,9 +529,28 @@ pub fn train(
             ..ncfg
         },
     )?;
-    if let Some(ck) = init {
-        check_checkpoint_model(ck, model, "the --init checkpoint")?;
-        net.import_state(&ck.tensors, false)?;
+    let mut pos = Position {
+        epochs_done: 0,
+        epoch_step: 0,
+        global_step: 0,
+        steps_per_epoch: steps,
+        epochs: cfg.epochs,
+        loss_sum: 0.0,
+        correct: 0,
+        seen: 0,
+        history: Vec::new(),
+    };
+    match start {
+        Start::Fresh => {}
+        Start::Init(ck) => {
+            check_checkpoint_model(ck, model, "the --init checkpoint")?;
+            net.import_state(&ck.tensors, false)?;
+        }
+        Start::Resume(ck) => {
+            check_checkpoint_model(ck, model, "the resume checkpoint")?;
+            pos = resume_position(ck, cfg, steps)?;
+            net.import_state(&ck.tensors, true)?;
+        }
     }
     on_event(&Event::Start {
         epochs: cfg.epochs,
@@ -283,22 +559,44 @@ pub fn train(
         test_images: test.len(),
     });
     let total = cfg.epochs * steps;
-    let mut loader_cfg = LoaderConfig::train(&train, cfg.batch, cfg.seed, cfg.epochs);
+    // Batch order and augmentation are seeded per epoch and per batch, so the loader
+    // starts at the first epoch with batches left; the batches of it already trained are
+    // built and dropped (CPU work only, no GPU step) so the remaining ones are exactly those
+    // an uninterrupted run trains on.
+    let (first_epoch, skip) = if pos.epoch_step == steps {
+        (pos.epochs_done + 1, 0)
+    } else {
+        (pos.epochs_done, pos.epoch_step)
+    };
+    let mut loader_cfg = LoaderConfig::train(
+        &train,
+        cfg.batch,
+        cfg.seed,
+        cfg.epochs.saturating_sub(first_epoch),
+    );
+    loader_cfg.start_epoch = first_epoch;
     loader_cfg.drop_last = true;
     let mut loader = Loader::spawn(train.clone(), loader_cfg)?;
-    let mut history = Vec::new();
-    let mut global = 0usize;
-    let mut state = Vec::new();
-    for epoch in 1..=cfg.epochs {
-        let start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for step in 1..=steps {
-            let b = loader
-                .next()
-                .ok_or_else(|| TrainError::Config("the data loader stopped early".into()))?;
-            let lr = cosine_lr(cfg.lr, global, total);
+    let early = || TrainError::Config("the data loader stopped early".into());
+    for _ in 0..skip {
+        loader.next().ok_or_else(early)?;
+    }
+    let mut state = None;
+    while pos.epochs_done < cfg.epochs {
+        let epoch = pos.epochs_done + 1;
+        let started = Instant::now();
+        let first_step = pos.epoch_step;
+        let mut seen_here = 0usize;
+        while pos.epoch_step < steps {
+            if cfg.stop_requested() {
+                return Err(stopped(&net, model, cfg, &pos));
+            }
+            let b = loader.next().ok_or_else(early)?;
+            let lr = cosine_lr(cfg.lr, pos.global_step, total);
             let s = net.train_step(&b.x, &b.y, lr)?;
-            global += 1;
+            pos.global_step += 1;
+            pos.epoch_step += 1;
+            let step = pos.epoch_step;
             if !s.loss.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch,
@@ -307,76 +605,173 @@ pub fn train(
                     lr,
                 });
             }
-            loss_sum += s.loss as f64 * b.n as f64;
-            correct += s.correct;
-            seen += b.n;
-            let secs = start.elapsed().as_secs_f64().max(1e-9);
-            let per_step = secs / step as f64;
+            pos.loss_sum += s.loss as f64 * b.n as f64;
+            pos.correct += s.correct;
+            pos.seen += b.n;
+            seen_here += b.n;
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            let per_step = secs / (step - first_step) as f64;
             on_event(&Event::Step {
                 epoch,
                 epochs: cfg.epochs,
                 step,
                 steps,
                 loss: s.loss,
-                accuracy: correct as f64 / seen as f64,
+                accuracy: pos.correct as f64 / pos.seen as f64,
                 lr,
-                images_per_sec: seen as f64 / secs,
-                eta_secs: per_step * (total - global) as f64,
+                images_per_sec: seen_here as f64 / secs,
+                eta_secs: per_step * (total - pos.global_step) as f64,
             });
         }
-        let train_secs = start.elapsed().as_secs_f64();
+        if cfg.stop_requested() {
+            return Err(stopped(&net, model, cfg, &pos));
+        }
+        let train_secs = started.elapsed().as_secs_f64();
         on_event(&Event::Evaluating { epoch });
-        state = net.export_state()?;
-        eval_net.import_state(&state, false)?;
+        let st = net.export_state()?;
+        eval_net.import_state(&st, false)?;
         let ev = evaluate(&mut eval_net, &test)?;
         let summary = EpochSummary {
             epoch,
             epochs: cfg.epochs,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
+            train_loss: pos.loss_sum / pos.seen.max(1) as f64,
+            train_acc: pos.correct as f64 / pos.seen.max(1) as f64,
             test_loss: ev.mean_loss(),
             test_acc: ev.accuracy(),
-            seconds: start.elapsed().as_secs_f64(),
-            images_per_sec: seen as f64 / train_secs.max(1e-9),
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_sec: seen_here as f64 / train_secs.max(1e-9),
         };
         on_event(&Event::Epoch(summary.clone()));
-        history.push(summary);
+        pos.history.push(summary);
+        pos.epochs_done = epoch;
+        pos.epoch_step = 0;
+        pos.loss_sum = 0.0;
+        pos.correct = 0;
+        pos.seen = 0;
         if let Some(path) = &cfg.checkpoint {
-            checkpoint(model, cfg, epoch, global, &history, state.clone()).save(path)?;
+            checkpoint(model, cfg, &pos, st.clone()).save(path)?;
         }
+        state = Some(st);
     }
-    if cfg.epochs == 0 {
-        state = net.export_state()?;
-    }
+    // No epoch ran (`epochs` 0, or resumed at the end): hand back the state as it is.
+    let state = match state {
+        Some(s) => s,
+        None => net.export_state()?,
+    };
     // Stop the loader thread before handing back.
     drop(loader);
     Ok(Trained {
-        checkpoint: checkpoint(model, cfg, cfg.epochs, global, &history, state),
-        history,
+        checkpoint: checkpoint(model, cfg, &pos, state),
+        history: pos.history,
     })
+}
+
+/// The settings a resumed run must share with the run that wrote its checkpoint, as stored
+/// in the checkpoint's meta.
+fn recorded_settings(cfg: &TrainConfig) -> [(&'static str, String); 7] {
+    [
+        ("lr", cfg.lr.to_string()),
+        ("batch", cfg.batch.to_string()),
+        ("epochs", cfg.epochs.to_string()),
+        ("momentum", cfg.momentum.to_string()),
+        ("nesterov", cfg.nesterov.to_string()),
+        ("weight_decay", cfg.weight_decay.to_string()),
+        ("label_smoothing", cfg.label_smoothing.to_string()),
+    ]
+}
+
+/// The position to resume from, after checking that `ck` belongs to a run with `cfg`.
+fn resume_position(
+    ck: &Checkpoint,
+    cfg: &TrainConfig,
+    steps: usize,
+) -> Result<Position, TrainError> {
+    let pos = Position::of(ck)?.ok_or_else(|| {
+        TrainError::Config(
+            "the resume checkpoint carries no training position (it was not written by \
+             train_from); start a new run from it as an init checkpoint instead"
+                .into(),
+        )
+    })?;
+    let mut diffs = Vec::new();
+    if ck.seed != cfg.seed {
+        diffs.push(format!("seed {} (this run {})", ck.seed, cfg.seed));
+    }
+    if pos.steps_per_epoch != steps {
+        diffs.push(format!(
+            "{} steps per epoch (this run {steps})",
+            pos.steps_per_epoch
+        ));
+    }
+    for (key, want) in recorded_settings(cfg) {
+        match ck.meta(key) {
+            Some(v) if v == want => {}
+            Some(v) => diffs.push(format!("{key} {v} (this run {want})")),
+            None => diffs.push(format!("no {key} recorded")),
+        }
+    }
+    if !diffs.is_empty() {
+        return Err(TrainError::Config(format!(
+            "the resume checkpoint was written by a different run: {}",
+            diffs.join(", ")
+        )));
+    }
+    for p in ck.of_kind(TensorKind::Param) {
+        let m = format!("{}.momentum", p.name);
+        if !ck
+            .of_kind(TensorKind::Momentum)
+            .any(|t| t.name == m && t.data.len() == p.data.len())
+        {
+            return Err(TrainError::Config(format!(
+                "the resume checkpoint has no momentum buffer '{m}' of {} values",
+                p.data.len()
+            )));
+        }
+    }
+    Ok(pos)
+}
+
+/// Save the exact position (to `cfg.checkpoint` when set) and describe the stop; an error
+/// while saving is returned instead.
+fn stopped(net: &Network<'_>, model: &Model, cfg: &TrainConfig, pos: &Position) -> TrainError {
+    let save = || -> Result<Checkpoint, TrainError> {
+        let ck = checkpoint(model, cfg, pos, net.export_state()?);
+        if let Some(path) = &cfg.checkpoint {
+            ck.save(path)?;
+        }
+        Ok(ck)
+    };
+    match save() {
+        Ok(checkpoint) => TrainError::Stopped(Box::new(Stopped {
+            position: pos.clone(),
+            checkpoint,
+            saved: cfg.checkpoint.clone(),
+        })),
+        Err(e) => e,
+    }
 }
 
 fn checkpoint(
     model: &Model,
     cfg: &TrainConfig,
-    epoch: usize,
-    step: usize,
-    history: &[EpochSummary],
-    tensors: Vec<crate::checkpoint::NamedTensor>,
+    pos: &Position,
+    tensors: Vec<NamedTensor>,
 ) -> Checkpoint {
-    let mut meta = cfg.meta.clone();
-    meta.push(("lr".into(), cfg.lr.to_string()));
-    meta.push(("batch".into(), cfg.batch.to_string()));
-    meta.push(("epochs".into(), cfg.epochs.to_string()));
-    if let Some(last) = history.last() {
+    let mut meta: Vec<(String, String)> = recorded_settings(cfg)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    if let Some(last) = pos.history.last() {
         meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
         meta.push(("train_loss".into(), format!("{:.6}", last.train_loss)));
     }
+    meta.extend(pos.meta());
+    meta.extend(cfg.meta.iter().cloned());
     Checkpoint {
         model: model.clone(),
         seed: cfg.seed,
-        epoch,
-        step: step as u64,
+        epoch: pos.epochs_done,
+        step: pos.global_step as u64,
         meta,
         tensors,
     }

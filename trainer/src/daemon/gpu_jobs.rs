@@ -1,19 +1,20 @@
 //! The GPU job kinds: `Train` (full-precision training through [`crate::train::train`]) and
 //! `Eval` (test accuracy of a checkpoint).
 //!
-//! Stopping a training run: `train::train` has no stop flag yet, so the progress callback
-//! unwinds out of it with a private marker (never a user-visible panic: the marker is
-//! caught here and the panic hook is told to stay quiet about it). Everything `train`
-//! holds is dropped on the way out; its last per-epoch checkpoint (written atomically) is
-//! what the job resumes from.
+//! Stopping a training run: the job forwards the daemon's stop flag to
+//! [`TrainConfig::stop`]; `train_from` then saves the exact position (epoch, step within it,
+//! global step, momentum, partial epoch figures) to the job's `current.ckpt` and returns
+//! [`TrainError::Stopped`]. Resuming: `current.ckpt` (written at every epoch end and at a
+//! stop) is passed as [`Start::Resume`], so the cosine schedule, momentum and the order and
+//! augmentation of the remaining batches are those of an uninterrupted run. The spec's
+//! `init` is [`Start::Init`]: a new run from those weights.
 //!
-//! Resuming: every checkpoint the job writes carries `daemon_epochs_before` in its meta, so
-//! one atomically written file says how many epochs are done in all. A resumed run starts
-//! from that checkpoint's parameters and BN statistics and trains the remaining epochs;
-//! because `train::train` takes no start position, the cosine schedule restarts over the
-//! remaining epochs and momentum starts at zero (documented in docs/DAEMON.md).
+//! Pipeline jobs: `pipeline::run` and its stages take no stop flag (that code belongs to
+//! the pipeline), so the progress callback still unwinds out of it with a private marker
+//! (caught here, hidden from the panic hook); the pipeline resumes stage by stage.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,10 @@ use crate::data::{Dataset, DatasetKind, Split, Subset};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::Model;
-use crate::train::{check_checkpoint_model, check_data, evaluate, train, Event, TrainConfig};
+use crate::train::{
+    check_checkpoint_model, check_data, evaluate, train_from, Event, Position, Start, TrainConfig,
+    TrainError,
+};
 
 /// Full-precision training of a model (see `limpq train`, whose options these mirror).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,7 +111,6 @@ fn default_eval_batch() -> usize {
 
 /// Seed of the test subset, as `limpq train` / `limpq eval` use.
 const TEST_SUBSET_SEED: u64 = 0x7E57;
-const EPOCHS_BEFORE: &str = "daemon_epochs_before";
 
 fn check_hyper(field: &str, v: f32) -> Result<(), String> {
     if !v.is_finite() || v < 0.0 {
@@ -240,7 +243,7 @@ fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {
     Ok(g)
 }
 
-/// The payload the progress callback unwinds with to stop `train::train`.
+/// The payload the progress callback unwinds with to stop a pipeline (see the module doc).
 struct StopTraining;
 
 /// Keep the panic hook quiet about [`StopTraining`] (it is a stop, not a bug).
@@ -257,41 +260,41 @@ fn quiet_stop_marker() {
 }
 
 pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
-    quiet_stop_marker();
     let model = resolve_model(&job.model, &job.data)?;
     let current = ctx.checkpoint_dir.join("current.ckpt");
-    // What the job resumes from: its own last checkpoint, else the spec's init.
-    let (init, before) = if current.is_file() {
+    // What the job starts from: its own last checkpoint (an exact position), else the
+    // spec's init (weights only, a new run), else a fresh initialisation.
+    let resume = if current.is_file() {
         let ck = Checkpoint::load(&current).map_err(|e| e.to_string())?;
         check_checkpoint_model(&ck, &model, &current.display().to_string())
             .map_err(|e| e.to_string())?;
-        let before: usize = match ck.meta(EPOCHS_BEFORE) {
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("{}: bad {EPOCHS_BEFORE} {v:?}", current.display()))?,
-            None => 0,
-        };
-        let done = before + ck.epoch;
+        let pos = Position::of(&ck)
+            .map_err(|e| format!("{}: {e}", current.display()))?
+            .ok_or_else(|| {
+                format!(
+                    "{}: this checkpoint carries no training position (written by an older \
+                     limpq); delete it to restart the job from the beginning",
+                    current.display()
+                )
+            })?;
         ctx.log(format!(
-            "resumed from checkpoint at epoch {done} of {} (step {}); the cosine schedule restarts over the remaining epochs",
-            job.epochs, ck.step
+            "resumed from checkpoint at epoch {} of {}, step {} of {} in the next epoch \
+             (global step {}); schedule, momentum and batch order continue exactly",
+            pos.epochs_done, job.epochs, pos.epoch_step, pos.steps_per_epoch, pos.global_step
         ));
-        (Some(ck), done)
+        Some(ck)
     } else {
-        let init = match &job.init {
-            Some(p) => Some(Checkpoint::load(p).map_err(|e| e.to_string())?),
-            None => None,
-        };
-        (init, 0)
+        None
     };
-    let out = ctx.output_dir.join("model.ckpt");
-    if before >= job.epochs {
-        // Killed after the last epoch's checkpoint but before the output was written.
-        let mut ck = init.ok_or("no checkpoint")?;
-        ck.epoch = before;
-        ck.save(&out).map_err(|e| e.to_string())?;
-        return Ok(Outcome::Completed);
-    }
+    let init = match (&resume, &job.init) {
+        (None, Some(p)) => Some(Checkpoint::load(p).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let start = match (&resume, &init) {
+        (Some(ck), _) => Start::Resume(ck),
+        (None, Some(ck)) => Start::Init(ck),
+        (None, None) => Start::Fresh,
+    };
     let dir = job.data_dir.as_deref();
     let train_ds = load_split(&job.data, dir, Split::Train, job.subset, job.seed)?;
     let test_ds = load_split(
@@ -302,29 +305,27 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         TEST_SUBSET_SEED,
     )?;
     let gpu = gpu(ctx)?;
-    let remaining = job.epochs - before;
+    // The daemon's stop flag (cancel or shutdown) is an AtomicU8 owned by the worker; the
+    // progress callback, which runs after every step, forwards it to train's own flag,
+    // which train checks before the next step and before each evaluation.
+    let stop = Arc::new(AtomicBool::new(false));
     let cfg = TrainConfig {
-        epochs: remaining,
+        epochs: job.epochs,
         batch: job.batch,
         lr: job.lr,
         momentum: job.momentum,
         nesterov: job.nesterov,
         weight_decay: job.weight_decay,
         label_smoothing: job.label_smoothing,
-        // A fresh shuffle order for the resumed part.
-        seed: job.seed.wrapping_add(before as u64),
+        seed: job.seed,
         eval_batch: job.eval_batch,
         checkpoint: Some(current.clone()),
-        meta: vec![
-            ("data".into(), train_ds.kind.name().to_string()),
-            (EPOCHS_BEFORE.into(), before.to_string()),
-        ],
+        meta: vec![("data".into(), train_ds.kind.name().to_string())],
+        stop: Some(stop.clone()),
     };
     let total = job.epochs as u64;
-    let mut summaries = Vec::new();
     let ran = {
         let ctx = &mut *ctx;
-        let summaries = &mut summaries;
         let mut on_event = |e: &Event| {
             match e {
                 Event::Start { .. } => {}
@@ -339,7 +340,7 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
                     ..
                 } => ctx.progress(Progress {
                     stage: "training".into(),
-                    epoch: Some(((before + epoch) as u64, total)),
+                    epoch: Some((*epoch as u64, total)),
                     step: Some((*step as u64, *steps as u64)),
                     loss: Some(*loss as f64),
                     accuracy: Some(*accuracy),
@@ -348,63 +349,49 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
                 }),
                 Event::Evaluating { epoch } => ctx.progress(Progress {
                     stage: "evaluating".into(),
-                    epoch: Some(((before + epoch) as u64, total)),
+                    epoch: Some((*epoch as u64, total)),
                     ..Progress::default()
                 }),
-                Event::Epoch(s) => {
-                    ctx.log(format!(
-                        "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
-                        before + s.epoch,
-                        total,
-                        s.train_loss,
-                        s.train_acc * 100.0,
-                        s.test_loss,
-                        s.test_acc * 100.0,
-                        s.seconds,
-                        s.images_per_sec
-                    ));
-                    summaries.push(s.clone());
-                }
+                Event::Epoch(s) => ctx.log(format!(
+                    "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
+                    s.epoch,
+                    total,
+                    s.train_loss,
+                    s.train_acc * 100.0,
+                    s.test_loss,
+                    s.test_acc * 100.0,
+                    s.seconds,
+                    s.images_per_sec
+                )),
             }
             if ctx.should_stop() {
-                std::panic::panic_any(StopTraining);
+                stop.store(true, Ordering::SeqCst);
             }
         };
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            train(
-                &gpu,
-                &model,
-                train_ds,
-                test_ds,
-                &cfg,
-                init.as_ref(),
-                &mut on_event,
-            )
-        }))
+        train_from(&gpu, &model, train_ds, test_ds, &cfg, start, &mut on_event)
     };
     let trained = match ran {
-        Ok(r) => r.map_err(|e| e.to_string())?,
-        Err(p) if p.downcast_ref::<StopTraining>().is_some() => {
-            ctx.log("stopped; resumes from the last epoch checkpoint");
+        Ok(t) => t,
+        Err(TrainError::Stopped(s)) => {
+            let p = &s.position;
+            ctx.log(format!(
+                "stopped after step {} of {} in epoch {} (global step {}); resumes from there",
+                p.epoch_step,
+                p.steps_per_epoch,
+                p.epochs_done + 1,
+                p.global_step
+            ));
             return Ok(Outcome::Stopped);
         }
-        Err(p) => std::panic::resume_unwind(p),
+        Err(e) => return Err(e.to_string()),
     };
-    let mut ck = trained.checkpoint;
-    ck.epoch = job.epochs;
-    ck.save(&out).map_err(|e| e.to_string())?;
+    let out = ctx.output_dir.join("model.ckpt");
+    trained.checkpoint.save(&out).map_err(|e| e.to_string())?;
     let history = ron::ser::to_string_pretty(
-        &summaries
+        &trained
+            .history
             .iter()
-            .map(|s| {
-                (
-                    s.epoch + before,
-                    s.train_loss,
-                    s.train_acc,
-                    s.test_loss,
-                    s.test_acc,
-                )
-            })
+            .map(|s| (s.epoch, s.train_loss, s.train_acc, s.test_loss, s.test_acc))
             .collect::<Vec<_>>(),
         ron::ser::PrettyConfig::default(),
     )
