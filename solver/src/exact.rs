@@ -455,7 +455,7 @@ pub(crate) fn solve(
 
     // Reduced-cost fixing: drop choices that cannot lead below the incumbent; redo the
     // dual on what is left while that keeps shrinking the problem. The incumbent is kept
-    // as input indices (identity so far).
+    // as input indices.
     let mut best_lb = lb;
     let mut cur_lb = lb;
     let mut lam_w = lam.clone();
@@ -524,8 +524,14 @@ pub(crate) fn solve(
             break;
         }
     }
+    let plan = [
+        (usize::MAX, EARLY_STATES),
+        (BEAM, u64::MAX),
+        (4 * BEAM, u64::MAX),
+        (usize::MAX, node_limit),
+    ];
     branch(
-        &w, &lam_w, cur_lb, inc, z, feas_tol, node_limit, &lam, &rows, &scales, m_all, best_lb,
+        &w, &lam_w, cur_lb, inc, z, feas_tol, &plan, &lam, &rows, &scales, m_all, best_lb,
     )
 }
 
@@ -550,7 +556,7 @@ fn branch(
     inc: Option<Vec<usize>>,
     mut z: f64,
     feas_tol: Vec<f64>,
-    state_limit: u64,
+    plan: &[(usize, u64)],
     lam: &[f64],
     rows: &[usize],
     scales: &[f64],
@@ -616,35 +622,47 @@ fn branch(
         }
     }
     let nl = lams.len();
+    // lc[c * nl + j]: Lagrangian cost of choice c at multiplier j.
+    // off[d * nl + j]: Σ over free groups d.. of their least Lagrangian cost − λ_j · cap.
+    let nc = w.cost.len();
+    let mut lc = vec![0.0; nc * nl];
+    for c in 0..nc {
+        for (j, l) in lams.iter().enumerate() {
+            lc[c * nl + j] = w.lcost(l, c);
+        }
+    }
     let mut off = vec![0.0; nl * (d_max + 1)];
     for (j, l) in lams.iter().enumerate() {
         let mut acc: f64 = -(0..m).map(|k| l[k] * w.cap[k]).sum::<f64>();
-        off[j * (d_max + 1) + d_max] = acc;
+        off[d_max * nl + j] = acc;
         for d in (0..d_max).rev() {
             acc += w
                 .range(free[d])
-                .map(|c| w.lcost(l, c))
+                .map(|c| lc[c * nl + j])
                 .fold(f64::INFINITY, f64::min);
-            off[j * (d_max + 1) + d] = acc;
+            off[d * nl + j] = acc;
         }
     }
+    // A state's bound at multiplier j is sb_j + off_j of the next stage, where
+    // sb_j = cost + λ_j · used is carried from parent to child by adding lc.
+    let base_sb: Vec<f64> = lams
+        .iter()
+        .map(|l| base_cost + (0..m).map(|k| l[k] * base_used[k]).sum::<f64>())
+        .collect();
     let mut states: u64 = 0;
     let mut complete = false;
     let mut best: Option<Vec<usize>> = None;
     // Passes: exact with a small state budget (enough for most layer-wise searches);
     // if that runs out, beams to improve the incumbent, then exact with the full budget.
-    let plan = [
-        (usize::MAX, EARLY_STATES),
-        (BEAM, u64::MAX),
-        (4 * BEAM, u64::MAX),
-        (usize::MAX, state_limit),
-    ];
-    for &(beam, limit) in &plan {
+    for &(beam, limit) in plan {
         let mut pass_states: u64 = 0;
         // Current stage: used rows (m per state), cost, reduced-cost sum.
         let mut used = base_used.clone();
         let mut cost = vec![base_cost];
         let mut rcs = vec![base_rc];
+        let mut sb = base_sb.clone();
+        let zb = below(z);
+        let mut hint = 0usize;
         // back[d][i] = (parent state, choice) of state i after stage d.
         let mut back: Vec<Vec<(u32, u32)>> = Vec::with_capacity(d_max);
         let mut cut = false;
@@ -656,10 +674,12 @@ fn branch(
             cand_u.clear();
             cand_cost.clear();
             let list = &order_in[free[d]];
+            let offn = &off[(d + 1) * nl..(d + 2) * nl];
             for i in 0..cost.len() {
+                let sbi = &sb[i * nl..(i + 1) * nl];
                 for &c in list {
                     let nrc = rcs[i] + rc[c];
-                    if lb + nrc >= below(z) {
+                    if lb + nrc >= zb {
                         break; // later choices have larger reduced costs
                     }
                     let ok = (0..m).all(|k| {
@@ -669,14 +689,19 @@ fn branch(
                     if !ok {
                         continue;
                     }
-                    let ncost = cost[i] + w.cost[c];
-                    let pruned = lams.iter().enumerate().any(|(j, l)| {
-                        let mut b = ncost + off[j * (d_max + 1) + d + 1];
-                        for k in 0..m {
-                            b += l[k] * (used[i * m + k] + w.r[c * m + k]);
+                    let lcc = &lc[c * nl..(c + 1) * nl];
+                    // The multiplier that pruned last is tried first.
+                    if sbi[hint] + lcc[hint] + offn[hint] >= zb {
+                        continue;
+                    }
+                    let mut pruned = false;
+                    for j in 0..nl {
+                        if sbi[j] + lcc[j] + offn[j] >= zb {
+                            hint = j;
+                            pruned = true;
+                            break;
                         }
-                        b >= below(z)
-                    });
+                    }
                     if pruned {
                         continue;
                     }
@@ -696,16 +721,11 @@ fn branch(
             let mut keep = pareto(&cand_u, &cand_cost, m);
             if keep.len() > beam {
                 // Rank by the best bound on any completion (all multipliers).
+                let offn = &off[(d + 1) * nl..(d + 2) * nl];
                 let key = |j: usize| {
-                    lams.iter()
-                        .enumerate()
-                        .map(|(jj, l)| {
-                            let mut b = cand_cost[j] + off[jj * (d_max + 1) + d + 1];
-                            for k in 0..m {
-                                b += l[k] * cand_u[j * m + k];
-                            }
-                            b
-                        })
+                    let (i, c) = (cand[j].0 as usize, cand[j].1 as usize);
+                    (0..nl)
+                        .map(|jj| sb[i * nl + jj] + lc[c * nl + jj] + offn[jj])
                         .fold(f64::NEG_INFINITY, f64::max)
                 };
                 keep.select_nth_unstable_by(beam, |&a, &b| key(a).total_cmp(&key(b)));
@@ -716,8 +736,12 @@ fn branch(
             let mut ncost = Vec::with_capacity(keep.len());
             let mut nrcs = Vec::with_capacity(keep.len());
             let mut nback = Vec::with_capacity(keep.len());
+            let mut nsb = Vec::with_capacity(keep.len() * nl);
             for &j in &keep {
                 let (i, c) = cand[j];
+                for jj in 0..nl {
+                    nsb.push(sb[i as usize * nl + jj] + lc[c as usize * nl + jj]);
+                }
                 nused.extend_from_slice(&cand_u[j * m..(j + 1) * m]);
                 ncost.push(cand_cost[j]);
                 nrcs.push(rcs[i as usize] + rc[c as usize]);
@@ -726,6 +750,7 @@ fn branch(
             used = nused;
             cost = ncost;
             rcs = nrcs;
+            sb = nsb;
             back.push(nback);
             if cost.is_empty() {
                 break;
