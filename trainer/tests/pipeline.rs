@@ -42,6 +42,7 @@ fn job_text(out: &Path) -> String {
 struct Fake {
     model: Option<Model>,
     pretrain: usize,
+    evaluated: usize,
     indicators: usize,
     finetunes: Vec<String>,
     /// Fail the finetune call with this index (0-based, counting calls).
@@ -77,6 +78,7 @@ impl Stages for Fake {
         ))
     }
     fn evaluate_fp(&mut self, _ckpt: &Checkpoint) -> Result<Eval, String> {
+        self.evaluated += 1;
         Ok(Eval {
             accuracy: 0.9,
             loss: 0.3,
@@ -651,4 +653,40 @@ fn median_and_mean_std() {
     assert_eq!(m, 2.0);
     assert!((s - 2f64.sqrt()).abs() < 1e-12);
     assert_eq!(report::mean_std(&[5.0]), (5.0, 0.0));
+}
+
+#[test]
+fn a_given_fp_checkpoint_replaces_pretraining() {
+    let out = tmpdir("init");
+    let plan = plan_for(&out);
+    let init = out.join("given.ckpt");
+    ckpt(&plan.model, 9).save(&init).unwrap();
+    let text = job_text(&out).replace(
+        "pretrain: (epochs: 1, batch: 32, lr: 0.1)",
+        &format!("pretrain: (init: Some(\"{}\"))", init.display()),
+    );
+    let plan = Plan::new(Job::from_ron_str(&text).unwrap()).unwrap();
+    let mut fake = fake_for(&plan);
+    let res = run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!((fake.pretrain, fake.evaluated, fake.indicators), (0, 2, 2));
+    assert_eq!(res.fp32, vec![(0, 0.9), (1, 0.9)]);
+    assert!(!out.join("seed0/pretrain.ckpt").exists());
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("FP32 model loaded from"), "{md}");
+    // Re-run: nothing to do.
+    let mut fake = fake_for(&plan);
+    run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!(
+        (fake.evaluated, fake.indicators, fake.finetunes.len()),
+        (0, 0, 0)
+    );
+    // A missing checkpoint is named with the field.
+    let text = text.replace("given.ckpt", "missing.ckpt");
+    let plan = Plan::new(Job::from_ron_str(&text).unwrap()).unwrap();
+    let mut fake = fake_for(&plan);
+    let err = run(&plan, &mut fake, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("pretrain.init") && err.contains("missing.ckpt"),
+        "{err}"
+    );
 }
