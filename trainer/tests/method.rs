@@ -463,3 +463,68 @@ fn tiny_joint_run_solve_and_finetune() {
         .unwrap();
     assert_eq!(stored, policy);
 }
+
+/// Joint-step throughput (a pass per bit-width of 2..=6 plus a random-policy pass, one
+/// submission, SGD included) of small_cnn and resnet20 at batch 64 on random data.
+/// `cargo test --release -p limpq-trainer --test method -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn joint_step_throughput() {
+    let Some(gpu) = gpu_or_skip("joint throughput") else {
+        return;
+    };
+    for name in ["small_cnn", "resnet20"] {
+        let model = Model::resolve(name).unwrap();
+        let bits = [2, 3, 4, 5, 6];
+        let spec = QuantSpec::joint(&model, &bits).unwrap();
+        let batch = 64;
+        let cfg = NetworkConfig {
+            batch,
+            label_smoothing: 0.1,
+            grad_clip: Some(1.0),
+            weight_decay: 2.5e-5,
+            ..NetworkConfig::default()
+        };
+        let mut net = Network::new_quantized(gpu, &model, cfg, &spec).unwrap();
+        let (c, h, w) = model.input;
+        let mut rng = SeededRng::new(1);
+        let x = rng.vec_uniform(batch * c * h * w, -1.0, 2.0);
+        let y: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
+        let layers = net.quant_layers();
+        net.init_steps(&x, &y, &vec![true; layers.len()]).unwrap();
+        let mut sels: Vec<Vec<usize>> = (0..bits.len())
+            .map(|k| {
+                layers
+                    .iter()
+                    .map(|l| if l.variants.len() > 1 { k } else { 0 })
+                    .collect()
+            })
+            .collect();
+        sels.push(
+            layers
+                .iter()
+                .map(|l| {
+                    if l.variants.len() > 1 {
+                        rng.below(bits.len())
+                    } else {
+                        0
+                    }
+                })
+                .collect(),
+        );
+        net.train_passes(&x, &y, 0.01, &sels).unwrap();
+        let steps = if name == "small_cnn" { 5 } else { 2 };
+        let t = std::time::Instant::now();
+        for _ in 0..steps {
+            let s = net.train_passes(&x, &y, 0.01, &sels).unwrap();
+            assert!(s.iter().all(|s| s.loss.is_finite()));
+        }
+        let dt = t.elapsed().as_secs_f64() / steps as f64;
+        eprintln!(
+            "{name}: joint step (6 passes) {:.2} s, {:.1} images/s, {} dispatches",
+            dt,
+            batch as f64 / dt,
+            net.passes_dispatches(&sels)
+        );
+    }
+}
