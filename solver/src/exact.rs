@@ -524,14 +524,8 @@ pub(crate) fn solve(
             break;
         }
     }
-    let plan = [
-        (usize::MAX, EARLY_STATES),
-        (BEAM, u64::MAX),
-        (4 * BEAM, u64::MAX),
-        (usize::MAX, node_limit),
-    ];
     branch(
-        &w, &lam_w, cur_lb, inc, z, feas_tol, &plan, &lam, &rows, &scales, m_all, best_lb,
+        &w, &lam_w, cur_lb, inc, z, feas_tol, node_limit, &lam, &rows, &scales, m_all, best_lb,
     )
 }
 
@@ -556,7 +550,7 @@ fn branch(
     inc: Option<Vec<usize>>,
     mut z: f64,
     feas_tol: Vec<f64>,
-    plan: &[(usize, u64)],
+    state_limit: u64,
     lam: &[f64],
     rows: &[usize],
     scales: &[f64],
@@ -649,42 +643,241 @@ fn branch(
         .iter()
         .map(|l| base_cost + (0..m).map(|k| l[k] * base_used[k]).sum::<f64>())
         .collect();
+    // Prefix counterparts of `suffix` and `off` for the backward half of the
+    // meet-in-the-middle search: groups free[..e].
+    let mut pre_min = vec![0.0; (d_max + 1) * m];
+    let mut pre_off = vec![0.0; (d_max + 1) * nl];
+    for j in 0..nl {
+        pre_off[j] = -(0..m).map(|k| lams[j][k] * w.cap[k]).sum::<f64>();
+    }
+    for e in 0..d_max {
+        let g = free[e];
+        for k in 0..m {
+            let mn = w
+                .range(g)
+                .map(|c| w.r[c * m + k])
+                .fold(f64::INFINITY, f64::min);
+            pre_min[(e + 1) * m + k] = pre_min[e * m + k] + mn;
+        }
+        for j in 0..nl {
+            let mn = w
+                .range(g)
+                .map(|c| lc[c * nl + j])
+                .fold(f64::INFINITY, f64::min);
+            pre_off[(e + 1) * nl + j] = pre_off[e * nl + j] + mn;
+        }
+    }
+    let base = Base {
+        used: &base_used,
+        cost: base_cost,
+        rc: base_rc,
+        sb: &base_sb,
+    };
+    let ctx = Ctx {
+        w,
+        order_in: &order_in,
+        rc: &rc,
+        lc: &lc,
+        nl,
+        lb,
+        feas_tol: &feas_tol,
+    };
     let mut states: u64 = 0;
     let mut complete = false;
     let mut best: Option<Vec<usize>> = None;
     // Passes: exact with a small state budget (enough for most layer-wise searches);
     // if that runs out, beams to improve the incumbent, then exact with the full budget.
-    for &(beam, limit) in plan {
-        let mut pass_states: u64 = 0;
-        // Current stage: used rows (m per state), cost, reduced-cost sum.
-        let mut used = base_used.clone();
-        let mut cost = vec![base_cost];
-        let mut rcs = vec![base_rc];
-        let mut sb = base_sb.clone();
+    // With two rows and enough groups the full exact pass meets in the middle: the first
+    // half of the groups forward, the second half backward (each bounded by the
+    // Lagrangian of the other half, as the one-way pass is), then every pair of a
+    // forward and a backward state that fits the budgets is joined. A policy cheaper
+    // than the incumbent has both halves kept (or replaced by no worse states), so the
+    // join finds it: the search stays exact.
+    let plan = [
+        (usize::MAX, EARLY_STATES),
+        (BEAM, u64::MAX),
+        (4 * BEAM, u64::MAX),
+        (usize::MAX, state_limit),
+    ];
+    for &(beam, limit) in &plan {
         let zb = below(z);
+        if beam == usize::MAX && m == 2 && d_max >= 4 {
+            let h = d_max / 2;
+            let fwd = ctx.dp(
+                &free[..h],
+                &suffix[m..(h + 1) * m],
+                &off[nl..(h + 1) * nl],
+                &base,
+                zb,
+                beam,
+                limit,
+            );
+            states += fwd.states;
+            if fwd.cut {
+                continue;
+            }
+            let order_b: Vec<usize> = free[h..].iter().rev().copied().collect();
+            let mut rest_min = Vec::with_capacity((d_max - h) * m);
+            let mut rest_off = Vec::with_capacity((d_max - h) * nl);
+            for sidx in 0..d_max - h {
+                let e = d_max - 1 - sidx;
+                rest_min.extend_from_slice(&pre_min[e * m..(e + 1) * m]);
+                rest_off.extend_from_slice(&pre_off[e * nl..(e + 1) * nl]);
+            }
+            let bwd = ctx.dp(
+                &order_b,
+                &rest_min,
+                &rest_off,
+                &base,
+                zb,
+                beam,
+                limit.saturating_sub(fwd.states),
+            );
+            states += bwd.states;
+            if bwd.cut {
+                continue;
+            }
+            if let Some((fi, bi, bc)) = join2(w, &fwd, &bwd, &base, &feas_tol) {
+                if bc < zb {
+                    z = bc;
+                    let mut x = fixed_choice.clone();
+                    fwd.trace(fi, &free[..h], &mut x);
+                    bwd.trace(bi, &order_b, &mut x);
+                    best = Some(x);
+                }
+            }
+            complete = true;
+            break;
+        }
+        let out = ctx.dp(&free, &suffix[m..], &off[nl..], &base, zb, beam, limit);
+        states += out.states;
+        if out.complete_len == d_max && !out.cost.is_empty() {
+            let (bi, &bc) = out
+                .cost
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap_or((0, &f64::INFINITY));
+            if bc < below(z) {
+                z = bc;
+                let mut x = fixed_choice.clone();
+                out.trace(bi, &free, &mut x);
+                best = Some(x);
+            }
+        }
+        if !out.cut {
+            complete = true; // no state was dropped except by bound, dominance or feasibility
+            break;
+        }
+    }
+    let choice: Vec<usize> = match (best, inc) {
+        (Some(x), _) => x.iter().map(|&c| w.orig[c]).collect(),
+        (None, Some(io)) => io,
+        (None, None) => return Exact::Infeasible,
+    };
+    let lower = if complete { z } else { best_lb.min(z) };
+    Exact::Solved(Outcome {
+        choice,
+        objective: z,
+        lower_bound: lower,
+        nodes: states,
+        optimal: complete,
+        lambda: unscale(lam, rows, scales, m_all),
+    })
+}
+
+/// The state a DP starts from: the groups with one choice left.
+struct Base<'a> {
+    used: &'a [f64],
+    cost: f64,
+    rc: f64,
+    sb: &'a [f64],
+}
+
+/// What every DP pass of one search shares.
+struct Ctx<'a> {
+    w: &'a Work,
+    order_in: &'a [Vec<usize>],
+    rc: &'a [f64],
+    lc: &'a [f64],
+    nl: usize,
+    lb: f64,
+    feas_tol: &'a [f64],
+}
+
+/// States after a DP pass: used rows (m per state), cost, and the path back.
+struct Dp {
+    used: Vec<f64>,
+    cost: Vec<f64>,
+    /// back[s][i] = (parent state, choice) of state i after stage s.
+    back: Vec<Vec<(u32, u32)>>,
+    /// Stages completed (fewer than asked when every state was dropped).
+    complete_len: usize,
+    /// A state was dropped for a reason other than bound, dominance or feasibility.
+    cut: bool,
+    states: u64,
+}
+
+impl Dp {
+    /// Writes state `i`'s choices into `x` (groups in `order`, the pass's order).
+    fn trace(&self, mut i: usize, order: &[usize], x: &mut [usize]) {
+        for s in (0..self.back.len()).rev() {
+            let (p, c) = self.back[s][i];
+            x[order[s]] = c as usize;
+            i = p as usize;
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// One DP pass over `order`'s groups: `rest_min[s]` (m per stage) is the least use
+    /// of each row by the groups not yet taken after stage s, `rest_off[s]` (nl per
+    /// stage) their least Lagrangian cost at each multiplier minus λ·cap. States whose
+    /// bound reaches `zb` are dropped, and so are states that cannot fit any more;
+    /// beyond `beam` states per stage the best-bounded are kept (then `cut` is set), and
+    /// beyond `limit` candidates in all the pass stops (`cut`).
+    #[allow(clippy::too_many_arguments)]
+    fn dp(
+        &self,
+        order: &[usize],
+        rest_min: &[f64],
+        rest_off: &[f64],
+        base: &Base,
+        zb: f64,
+        beam: usize,
+        limit: u64,
+    ) -> Dp {
+        let w = self.w;
+        let m = w.m;
+        let nl = self.nl;
+        let (rc, lc) = (self.rc, self.lc);
+        let mut used = base.used.to_vec();
+        let mut cost = vec![base.cost];
+        let mut rcs = vec![base.rc];
+        let mut sb = base.sb.to_vec();
         let mut hint = 0usize;
-        // back[d][i] = (parent state, choice) of state i after stage d.
-        let mut back: Vec<Vec<(u32, u32)>> = Vec::with_capacity(d_max);
+        let mut back: Vec<Vec<(u32, u32)>> = Vec::with_capacity(order.len());
         let mut cut = false;
+        let mut states = 0u64;
         let mut cand: Vec<(u32, u32)> = Vec::new();
         let mut cand_u: Vec<f64> = Vec::new();
         let mut cand_cost: Vec<f64> = Vec::new();
-        for d in 0..d_max {
+        for (s, &g) in order.iter().enumerate() {
             cand.clear();
             cand_u.clear();
             cand_cost.clear();
-            let list = &order_in[free[d]];
-            let offn = &off[(d + 1) * nl..(d + 2) * nl];
+            let list = &self.order_in[g];
+            let offn = &rest_off[s * nl..(s + 1) * nl];
+            let rmin = &rest_min[s * m..(s + 1) * m];
             for i in 0..cost.len() {
                 let sbi = &sb[i * nl..(i + 1) * nl];
                 for &c in list {
                     let nrc = rcs[i] + rc[c];
-                    if lb + nrc >= zb {
+                    if self.lb + nrc >= zb {
                         break; // later choices have larger reduced costs
                     }
                     let ok = (0..m).all(|k| {
-                        used[i * m + k] + w.r[c * m + k] + suffix[(d + 1) * m + k]
-                            <= w.cap[k] + feas_tol[k]
+                        used[i * m + k] + w.r[c * m + k] + rmin[k] <= w.cap[k] + self.feas_tol[k]
                     });
                     if !ok {
                         continue;
@@ -713,15 +906,13 @@ fn branch(
                 }
             }
             states += cand.len() as u64;
-            pass_states += cand.len() as u64;
-            if pass_states > limit {
+            if states > limit {
                 cut = true;
                 break;
             }
             let mut keep = pareto(&cand_u, &cand_cost, m);
             if keep.len() > beam {
                 // Rank by the best bound on any completion (all multipliers).
-                let offn = &off[(d + 1) * nl..(d + 2) * nl];
                 let key = |j: usize| {
                     let (i, c) = (cand[j].0 as usize, cand[j].1 as usize);
                     (0..nl)
@@ -756,43 +947,72 @@ fn branch(
                 break;
             }
         }
-        if back.len() == d_max && !cost.is_empty() {
-            let (bi, &bc) = cost
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.total_cmp(b.1))
-                .unwrap_or((0, &f64::INFINITY));
-            if bc < below(z) {
-                z = bc;
-                let mut x = fixed_choice.clone();
-                let mut i = bi;
-                for d in (0..d_max).rev() {
-                    let (p, c) = back[d][i];
-                    x[free[d]] = c as usize;
-                    i = p as usize;
-                }
-                best = Some(x);
-            }
-        }
-        if !cut {
-            complete = true; // no state was dropped except by bound, dominance or feasibility
-            break;
+        Dp {
+            complete_len: if cost.is_empty() { 0 } else { back.len() },
+            used,
+            cost,
+            back,
+            cut,
+            states,
         }
     }
-    let choice: Vec<usize> = match (best, inc) {
-        (Some(x), _) => x.iter().map(|&c| w.orig[c]).collect(),
-        (None, Some(io)) => io,
-        (None, None) => return Exact::Infeasible,
-    };
-    let lower = if complete { z } else { best_lb.min(z) };
-    Exact::Solved(Outcome {
-        choice,
-        objective: z,
-        lower_bound: lower,
-        nodes: states,
-        optimal: complete,
-        lambda: unscale(lam, rows, scales, m_all),
-    })
+}
+
+/// The cheapest pair of a forward and a backward state (two rows) whose joint use fits
+/// the budgets: (forward index, backward index, cost). Both include the base once each.
+fn join2(w: &Work, f: &Dp, b: &Dp, base: &Base, feas_tol: &[f64]) -> Option<(usize, usize, f64)> {
+    if f.complete_len != f.back.len() || b.complete_len != b.back.len() {
+        return None;
+    }
+    if f.cost.is_empty() || b.cost.is_empty() {
+        return None;
+    }
+    // Room each forward state leaves for the backward part (which includes the base).
+    let room = |i: usize, k: usize| w.cap[k] + feas_tol[k] + base.used[k] - f.used[i * 2 + k];
+    let mut fi: Vec<usize> = (0..f.cost.len()).collect();
+    fi.sort_by(|&x, &y| room(x, 0).total_cmp(&room(y, 0)));
+    let mut bi: Vec<usize> = (0..b.cost.len()).collect();
+    bi.sort_by(|&x, &y| b.used[x * 2].total_cmp(&b.used[y * 2]));
+    // Ranks of the backward states' row-1 use, for a Fenwick tree of prefix minima.
+    let mut r1: Vec<f64> = (0..b.cost.len()).map(|i| b.used[i * 2 + 1]).collect();
+    r1.sort_by(f64::total_cmp);
+    r1.dedup();
+    let n = r1.len();
+    let mut tree: Vec<(f64, usize)> = vec![(f64::INFINITY, usize::MAX); n + 1];
+    let mut best: Option<(usize, usize, f64)> = None;
+    let mut next = 0;
+    for &i in &fi {
+        let r0 = room(i, 0);
+        while next < bi.len() && b.used[bi[next] * 2] <= r0 {
+            let j = bi[next];
+            let pos = r1.partition_point(|&v| v < b.used[j * 2 + 1]) + 1;
+            let mut p = pos;
+            while p <= n {
+                if b.cost[j] < tree[p].0 {
+                    tree[p] = (b.cost[j], j);
+                }
+                p += p & p.wrapping_neg();
+            }
+            next += 1;
+        }
+        // Backward states with row-1 use at most the room: ranks 1..=cnt.
+        let r1room = room(i, 1);
+        let mut p = r1.partition_point(|&v| v <= r1room);
+        let mut mn = (f64::INFINITY, usize::MAX);
+        while p > 0 {
+            if tree[p].0 < mn.0 {
+                mn = tree[p];
+            }
+            p &= p - 1;
+        }
+        if mn.1 != usize::MAX {
+            let c = f.cost[i] + mn.0 - base.cost;
+            if best.is_none_or(|bb| c < bb.2) {
+                best = Some((i, mn.1, c));
+            }
+        }
+    }
+    best
 }
 
 /// States per stage of the heuristic pass.
