@@ -89,35 +89,44 @@ impl Work {
         let mut slope = -self.cap[k];
         let saved = lam[k];
         lam[k] = 0.0;
+        let mut av: Vec<f64> = Vec::new();
+        let mut sv: Vec<f64> = Vec::new();
         for g in 0..self.groups() {
             let rg = self.range(g);
-            let a = |c: usize| self.lcost(lam, c);
-            let s = |c: usize| self.r[c * m + k];
-            let mut cur = rg.start;
+            // Intercepts and slopes of the group's lines in λ_k, computed once.
+            av.clear();
+            sv.clear();
             for c in rg.clone() {
-                if a(c) < a(cur) || (a(c) == a(cur) && s(c) < s(cur)) {
+                av.push(self.lcost(lam, c));
+                sv.push(self.r[c * m + k]);
+            }
+            let (a, s) = (&av, &sv);
+            let n = av.len();
+            let mut cur = 0;
+            for c in 0..n {
+                if a[c] < a[cur] || (a[c] == a[cur] && s[c] < s[cur]) {
                     cur = c;
                 }
             }
-            slope += s(cur);
+            slope += s[cur];
             let mut t = 0.0;
             loop {
-                let mut next = None;
+                let mut next: Option<usize> = None;
                 let mut nt = f64::INFINITY;
-                for c in rg.clone() {
-                    if s(c) < s(cur) {
-                        let mut ti = (a(c) - a(cur)) / (s(cur) - s(c));
+                for c in 0..n {
+                    if s[c] < s[cur] {
+                        let mut ti = (a[c] - a[cur]) / (s[cur] - s[c]);
                         if ti < t {
                             ti = t;
                         }
-                        if ti < nt || (ti == nt && next.is_some_and(|n| s(c) < s(n))) {
+                        if ti < nt || (ti == nt && next.is_some_and(|n| s[c] < s[n])) {
                             nt = ti;
                             next = Some(c);
                         }
                     }
                 }
                 let Some(nx) = next else { break };
-                bps.push((nt, s(cur) - s(nx)));
+                bps.push((nt, s[cur] - s[nx]));
                 cur = nx;
                 t = nt;
             }
@@ -330,7 +339,7 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
 fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
     let mut bps = Vec::new();
     let mut best = w.lagrangian(lam, arg);
-    let rounds = if w.m <= 1 { 1 } else { 30 };
+    let rounds = if w.m <= 1 { 1 } else { DUAL_ROUNDS };
     for _ in 0..rounds {
         let before = best;
         for k in 0..w.m {
@@ -502,7 +511,9 @@ pub(crate) fn solve(
                 lambda: unscale(&lam, &rows, &scales, m_all),
             });
         }
-        let shrank = nw.cost.len() < w.cost.len();
+        if nw.cost.len() == w.cost.len() {
+            break; // nothing dropped: the dual on what is left is the one already solved
+        }
         w = nw;
         let mut a2 = vec![0usize; w.groups()];
         cur_lb = dual(&w, &mut lam_w, &mut a2);
@@ -519,9 +530,6 @@ pub(crate) fn solve(
                 optimal: true,
                 lambda: unscale(&lam, &rows, &scales, m_all),
             });
-        }
-        if !shrank {
-            break;
         }
     }
     branch(
@@ -1091,3 +1099,6 @@ fn pareto(u: &[f64], cost: &[f64], m: usize) -> Vec<usize> {
     }
     keep
 }
+
+/// Rounds of coordinate ascent on the dual with two or more rows.
+const DUAL_ROUNDS: usize = 30;
