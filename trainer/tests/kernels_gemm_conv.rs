@@ -172,7 +172,7 @@ fn check_conv(s: Conv2dShape, accumulate: bool) {
     let Some(gpu) = gpu_or_skip("conv") else {
         return;
     };
-    for algo in [ConvAlgo::Direct, ConvAlgo::ImplicitGemm] {
+    for algo in [ConvAlgo::Direct, ConvAlgo::ImplicitGemm, ConvAlgo::Blocked] {
         check_conv_on(gpu, s, accumulate, algo);
     }
 }
@@ -227,7 +227,14 @@ fn check_conv_on(gpu: &Gpu, s: Conv2dShape, accumulate: bool, algo: ConvAlgo) {
     let bd_chain =
         Conv2dBackwardData::with_algo(gpu, &s, &ty, &tw, &tdx_chain, false, algo).unwrap();
     assert_eq!((fwd.algo, bd.algo), (algo, algo));
-    let bw = Conv2dBackwardWeight::new(gpu, &s, &tx, &tdy, &tdw, accumulate).unwrap();
+    // Backward weight: `Blocked` runs the blocked kernel, the others the per-weight reduction.
+    let bw = Conv2dBackwardWeight::with_algo(gpu, &s, &tx, &tdy, &tdw, accumulate, algo).unwrap();
+    let want_bw_algo = if algo == ConvAlgo::Blocked {
+        algo
+    } else {
+        ConvAlgo::Direct
+    };
+    assert_eq!(bw.algo, want_bw_algo);
     let bb = Conv2dBackwardBias::new(gpu, &s, &tdy, &tdb, accumulate).unwrap();
 
     let mut rec = Recorder::new(gpu);
@@ -338,6 +345,13 @@ fn conv_auto_algo_choice() {
         (f.algo, b.algo)
     };
     let (d, g) = (ConvAlgo::Direct, ConvAlgo::ImplicitGemm);
+    if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+        // Software adapters (lavapipe) always take the register-blocked kernels.
+        let b = ConvAlgo::Blocked;
+        assert_eq!(pick(shape(1, 32, 6, 6, 64, 3, 1, 1, 1)), (b, b));
+        assert_eq!(pick(shape(1, 32, 6, 6, 32, 3, 1, 1, 32)), (b, b));
+        return;
+    }
     assert_eq!(pick(shape(1, 32, 6, 6, 64, 3, 1, 1, 1)), (g, g));
     assert_eq!(pick(shape(1, 16, 6, 6, 16, 3, 1, 1, 1)), (d, d));
     assert_eq!(pick(shape(1, 32, 6, 6, 32, 3, 1, 1, 32)), (d, d)); // depthwise

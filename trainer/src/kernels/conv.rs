@@ -74,6 +74,43 @@ static BACKWARD_WEIGHT: KernelSpec = KernelSpec {
     ],
 };
 
+static FORWARD_BLOCKED: KernelSpec = KernelSpec {
+    id: "conv2d_forward_blocked",
+    source: include_str!("../../../shaders/conv2d_forward_blocked.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
+static BACKWARD_DATA_BLOCKED: KernelSpec = KernelSpec {
+    id: "conv2d_backward_data_blocked",
+    source: include_str!("../../../shaders/conv2d_backward_data_blocked.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
+static BACKWARD_WEIGHT_BLOCKED: KernelSpec = KernelSpec {
+    id: "conv2d_backward_weight_blocked",
+    source: include_str!("../../../shaders/conv2d_backward_weight_blocked.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
 static BACKWARD_BIAS: KernelSpec = KernelSpec {
     id: "conv2d_backward_bias",
     source: include_str!("../../../shaders/conv2d_backward_bias.wgsl"),
@@ -85,21 +122,45 @@ static BACKWARD_BIAS: KernelSpec = KernelSpec {
 const WG: u64 = 256;
 /// Output tile edge of the implicit-GEMM kernels.
 const TILE: usize = 64;
+/// Invocations per workgroup of the register-blocked (`*_blocked.wgsl`) kernels.
+const WG_BLOCKED: u64 = 64;
 
-/// How a forward or backward-data convolution is computed. Both give the same result up to
-/// f32 rounding; the tests run both on every shape.
+/// How a convolution is computed. All give the same result up to f32 rounding; the tests run
+/// every one on every shape. For backward weight, `Blocked` selects the register-blocked
+/// kernel and `Direct` / `ImplicitGemm` the one-workgroup-per-weight reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Implicit GEMM when the GEMM's row count (output channels per group for forward, input
-    /// channels per group for backward data) is at least 32 and its grid fits; else direct.
-    /// (A 64-row tile is mostly idle below that: on lavapipe direct wins at 16 channels,
-    /// implicit GEMM is 1.2× faster at 32 and 2–3× at 64.)
+    /// On a software (CPU) adapter such as lavapipe: `Blocked` (see there). Elsewhere:
+    /// implicit GEMM when the GEMM's row count (output channels per group for forward, input
+    /// channels per group for backward data) is at least 32 and its grid fits, else direct;
+    /// backward weight takes the per-weight reduction.
     #[default]
     Auto,
     /// One invocation per output element: best for depthwise and tiny channel counts.
     Direct,
     /// 64×64-tiled implicit GEMM (`conv2d_*_gemm.wgsl`), im2col gathered on the fly.
     ImplicitGemm,
+    /// Register-blocked direct kernels (`conv2d_*_blocked.wgsl`): each invocation computes
+    /// 4 channels × 4 outputs, with no workgroup memory and no barriers, 64 invocations per
+    /// workgroup. Made for llvmpipe, which runs a workgroup's invocations as a loop, executes
+    /// each buffer load lane by lane, and turns barriers into per-invocation coroutine
+    /// switches; see docs/ENGINE.md "Software adapter".
+    Blocked,
+}
+
+/// Whether `Auto` should mean `Blocked` on this adapter (a CPU / software adapter).
+fn software(gpu: &Gpu) -> bool {
+    gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu
+}
+
+/// Workgroups of a blocked kernel with `blocks` invocations.
+fn blocked_groups(gpu: &Gpu, blocks: usize) -> Result<[u32; 3], GpuError> {
+    grid(gpu, (blocks as u64).div_ceil(WG_BLOCKED))
+}
+
+/// Invocations of a blocked kernel: `rows` · ⌈chans / 4⌉ · ⌈cols / 4⌉ · `outer`.
+fn blocked_count(outer: usize, chans: usize, rows: usize, cols: usize) -> usize {
+    outer * chans.div_ceil(4) * rows * cols.div_ceil(4)
 }
 
 /// Workgroups of an implicit GEMM with `rows` GEMM rows per group over `cols` columns.
@@ -114,6 +175,7 @@ fn gemm_groups(s: &Conv2dShape, rows: usize, cols: usize) -> Result<[u32; 3], Gp
 /// Resolve `Auto` for a GEMM with `rows` rows per group and the given grid.
 fn pick(gpu: &Gpu, algo: ConvAlgo, rows: usize, groups: Result<[u32; 3], GpuError>) -> ConvAlgo {
     match algo {
+        ConvAlgo::Auto if software(gpu) => ConvAlgo::Blocked,
         ConvAlgo::Auto => {
             let max = gpu.limits.max_compute_workgroups_per_dimension;
             match groups {
@@ -289,6 +351,20 @@ impl Conv2dForward {
         let algo = pick(gpu, algo, rows, gemm.clone());
         let built = match algo {
             ConvAlgo::ImplicitGemm => Built::new(gpu, &FORWARD_GEMM, p, &buffers, gemm?)?,
+            ConvAlgo::Blocked => {
+                let blocks = blocked_count(s.n * s.groups, rows, s.h_out(), s.w_out());
+                let p = ConvParams {
+                    total: to_u32(blocks, "conv2d_forward blocks")?,
+                    ..p
+                };
+                Built::new(
+                    gpu,
+                    &FORWARD_BLOCKED,
+                    p,
+                    &buffers,
+                    blocked_groups(gpu, blocks)?,
+                )?
+            }
             _ => {
                 let wg = grid(gpu, (s.output_len() as u64).div_ceil(WG))?;
                 Built::new(gpu, &FORWARD, p, &buffers, wg)?
@@ -350,6 +426,15 @@ impl Conv2dBackwardData {
         let algo = pick(gpu, algo, rows, gemm.clone());
         let built = match algo {
             ConvAlgo::ImplicitGemm => Built::new(gpu, &BACKWARD_DATA_GEMM, p, &buffers, gemm?)?,
+            ConvAlgo::Blocked => {
+                let blocks = blocked_count(s.n * s.groups, rows, s.h, s.w);
+                let p = ConvParams {
+                    total: to_u32(blocks, "conv2d_backward_data blocks")?,
+                    ..p
+                };
+                let wg = blocked_groups(gpu, blocks)?;
+                Built::new(gpu, &BACKWARD_DATA_BLOCKED, p, &buffers, wg)?
+            }
             _ => {
                 let wg = grid(gpu, (s.input_len() as u64).div_ceil(WG))?;
                 Built::new(gpu, &BACKWARD_DATA, p, &buffers, wg)?
@@ -367,10 +452,13 @@ impl Conv2dBackwardData {
     }
 }
 
-/// `dw (+)= conv2d_backward_weight(x, dy)`; one workgroup per weight element.
+/// `dw (+)= conv2d_backward_weight(x, dy)`: one workgroup per weight element, or (on CPU
+/// adapters, [`ConvAlgo::Blocked`]) one invocation per 4 × 4 block of weights.
 #[derive(Debug)]
 pub struct Conv2dBackwardWeight {
     pub shape: Conv2dShape,
+    /// `Blocked`, or `Direct` for the per-weight reduction (never `Auto`).
+    pub algo: ConvAlgo,
     built: Built,
 }
 
@@ -384,20 +472,50 @@ impl Conv2dBackwardWeight {
         dw: &Tensor,
         accumulate: bool,
     ) -> Result<Self, GpuError> {
+        Self::with_algo(gpu, shape, x, dy, dw, accumulate, ConvAlgo::Auto)
+    }
+
+    /// As [`Conv2dBackwardWeight::new`] with a chosen kernel: `Blocked`, or any other
+    /// non-`Auto` value for the per-weight reduction.
+    pub fn with_algo(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        dy: &Tensor,
+        dw: &Tensor,
+        accumulate: bool,
+        algo: ConvAlgo,
+    ) -> Result<Self, GpuError> {
         let op = "conv2d_backward_weight";
         let s = shape;
         let p = params(s, u32::from(accumulate), s.weight_len(), op)?;
         check_len(op, "x", x, s.input_len())?;
         check_len(op, "dy", dy, s.output_len())?;
         check_len(op, "dw", dw, s.weight_len())?;
-        let built = Built::new(
-            gpu,
-            &BACKWARD_WEIGHT,
-            p,
-            &[&x.buffer, &dy.buffer, &dw.buffer],
-            grid(gpu, s.weight_len() as u64)?,
-        )?;
-        Ok(Conv2dBackwardWeight { shape: *s, built })
+        let buffers = [&x.buffer, &dy.buffer, &dw.buffer];
+        let algo = match algo {
+            ConvAlgo::Auto if software(gpu) => ConvAlgo::Blocked,
+            ConvAlgo::Blocked => ConvAlgo::Blocked,
+            _ => ConvAlgo::Direct,
+        };
+        let built = if algo == ConvAlgo::Blocked {
+            let q = (s.c_in / s.groups) * s.kh * s.kw;
+            let blocks = blocked_count(s.groups, s.c_out / s.groups, 1, q);
+            let p = ConvParams {
+                total: to_u32(blocks, "conv2d_backward_weight blocks")?,
+                ..p
+            };
+            let wg = blocked_groups(gpu, blocks)?;
+            Built::new(gpu, &BACKWARD_WEIGHT_BLOCKED, p, &buffers, wg)?
+        } else {
+            let wg = grid(gpu, s.weight_len() as u64)?;
+            Built::new(gpu, &BACKWARD_WEIGHT, p, &buffers, wg)?
+        };
+        Ok(Conv2dBackwardWeight {
+            shape: *s,
+            algo,
+            built,
+        })
     }
 
     pub fn record<'a>(&'a self, rec: &mut Recorder<'a>) {

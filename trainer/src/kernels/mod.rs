@@ -34,6 +34,76 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 
+/// Per-kernel wall times for the profiling example (`trainer/examples/kernel_profile.rs`).
+///
+/// While on ([`profile::start`]), [`Recorder::submit`] submits every command on its own and
+/// waits for each dispatch, adding its wall time (submission included) to a process-wide
+/// table keyed by kernel id and workgroup grid. Off by default; costs nothing when off.
+pub mod profile {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+    type Table = HashMap<(&'static str, [u32; 3]), (u32, Duration)>;
+    static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+
+    /// One kernel launch shape and its accumulated time.
+    #[derive(Debug, Clone)]
+    pub struct Entry {
+        pub id: &'static str,
+        pub workgroups: [u32; 3],
+        /// Launches timed.
+        pub count: u32,
+        pub total: Duration,
+    }
+
+    pub(super) fn enabled() -> bool {
+        ON.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn add(id: &'static str, workgroups: [u32; 3], t: Duration) {
+        if let Ok(mut g) = TABLE.lock() {
+            let e = g
+                .get_or_insert_with(HashMap::new)
+                .entry((id, workgroups))
+                .or_insert((0, Duration::ZERO));
+            e.0 += 1;
+            e.1 += t;
+        }
+    }
+
+    /// Clear the table and start timing every dispatch (process-wide).
+    pub fn start() {
+        if let Ok(mut g) = TABLE.lock() {
+            *g = Some(HashMap::new());
+        }
+        ON.store(true, Ordering::Relaxed);
+    }
+
+    /// Stop timing and return the table, largest total first.
+    pub fn stop() -> Vec<Entry> {
+        ON.store(false, Ordering::Relaxed);
+        let table = TABLE
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take())
+            .unwrap_or_default();
+        let mut v: Vec<Entry> = table
+            .into_iter()
+            .map(|((id, workgroups), (count, total))| Entry {
+                id,
+                workgroups,
+                count,
+                total,
+            })
+            .collect();
+        v.sort_by(|a, b| b.total.cmp(&a.total));
+        v
+    }
+}
+
 use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
@@ -454,6 +524,9 @@ impl<'a> Recorder<'a> {
     /// Encode everything, submit once, and — only if something was read — wait and map the
     /// staging buffers. Errors wgpu reported meanwhile come back as `Err`.
     pub fn submit(self) -> Result<Readbacks, GpuError> {
+        if profile::enabled() {
+            return self.submit_profiled();
+        }
         let gpu = self.gpu;
         let mut encoder = gpu
             .device
@@ -503,6 +576,66 @@ impl<'a> Recorder<'a> {
         // The scope blames validation errors on this submission even when other threads
         // share the device; errors raised later (device lost) still reach `gpu.check()`.
         gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
+        Self::finish_reads(gpu, staging)
+    }
+
+    /// [`Recorder::submit`] while [`profile`] is on: every command is its own submission,
+    /// and each dispatch is waited for and its wall time added to the profile under its
+    /// kernel id and grid. Results are the same as an ordinary submit.
+    fn submit_profiled(self) -> Result<Readbacks, GpuError> {
+        let gpu = self.gpu;
+        gpu.wait()?;
+        let mut staging: Vec<(wgpu::Buffer, usize)> = Vec::new();
+        for cmd in &self.commands {
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("limpq profiled command"),
+                });
+            match *cmd {
+                Command::Dispatch(d) => {
+                    {
+                        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: None,
+                            timestamp_writes: None,
+                        });
+                        pass.set_pipeline(&d.pipeline);
+                        pass.set_bind_group(0, &d.bind_group, &[]);
+                        let [x, y, z] = d.workgroups;
+                        pass.dispatch_workgroups(x, y, z);
+                    }
+                    let t = std::time::Instant::now();
+                    gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
+                    gpu.wait()?;
+                    profile::add(d.id, d.workgroups, t.elapsed());
+                    continue;
+                }
+                Command::Copy(src, dst) => {
+                    let n = src.len.min(dst.len) as u64 * 4;
+                    if n > 0 {
+                        encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, n);
+                    }
+                }
+                Command::Clear(t) => encoder.clear_buffer(&t.buffer, 0, None),
+                Command::Read(t) => {
+                    let bytes = Tensor::padded_bytes(t.len);
+                    let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("readback staging"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    encoder.copy_buffer_to_buffer(&t.buffer, 0, &buf, 0, bytes);
+                    staging.push((buf, t.len));
+                }
+            }
+            gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
+        }
+        Self::finish_reads(gpu, staging)
+    }
+
+    /// Wait for and map the staging buffers of one submission (none: just check errors).
+    fn finish_reads(gpu: &Gpu, staging: Vec<(wgpu::Buffer, usize)>) -> Result<Readbacks, GpuError> {
         if staging.is_empty() {
             return gpu.check().map(|_| Readbacks::default());
         }

@@ -1,0 +1,132 @@
+// conv2d backward data, register-blocked direct kernel for CPU adapters (lavapipe):
+// dx[n, ci, iy, ix] = Σ dy[n, co, oy, ox] · w[co, ci', ky, kx] over the output channels co of
+// ci's group and the (ky, kx) with oy·s - p + ky = iy, ox·s - p + kx = ix.
+// One invocation computes 4 input channels (of one group) × 4 consecutive ix of one row, so
+// each dy and w load feeds 4 products. No workgroup memory, no barriers; dy columns that do
+// not exist (off the grid or not a multiple of the stride) are loaded from a clamped index
+// and replaced by 0 with select. 64 invocations per workgroup, 2-D grid
+// (flat = wid.x + wid.y · nwg.x); `total` = blocks. Flag bit 0: accumulate into dx.
+
+struct Params {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    groups: u32,
+    h_out: u32,
+    w_out: u32,
+    flags: u32,
+    total: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 64u + lid;
+    if idx >= p.total {
+        return;
+    }
+    let cin_g = p.c_in / p.groups;
+    let cout_g = p.c_out / p.groups;
+    let wblocks = (p.w + 3u) / 4u;
+    let cblocks = (cin_g + 3u) / 4u;
+    let ixb = idx % wblocks;
+    var r = idx / wblocks;
+    let iy = r % p.h;
+    r = r / p.h;
+    let cb = r % cblocks;
+    r = r / cblocks;
+    let g = r % p.groups;
+    let nb = r / p.groups;
+
+    let cl0 = cb * 4u;
+    let nci = min(4u, cin_g - cl0);
+    let kk = p.kh * p.kw;
+    // Offsets of the 4 input channels' weights within one output channel's block;
+    // channels past the group's end repeat the last one.
+    let o0 = cl0 * kk;
+    let o1 = (cl0 + min(1u, nci - 1u)) * kk;
+    let o2 = (cl0 + min(2u, nci - 1u)) * kk;
+    let o3 = (cl0 + min(3u, nci - 1u)) * kk;
+
+    let ix0 = ixb * 4u;
+    let s = i32(p.stride);
+    let txb = vec4<i32>(i32(ix0 + p.pad)) + vec4<i32>(0, 1, 2, 3);
+    let omax = i32(p.w_out) - 1;
+
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var j = 0u; j < cout_g; j++) {
+        let co = g * cout_g + j;
+        let dy_base = (nb * p.c_out + co) * p.h_out;
+        let wb = co * cin_g * kk;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            // oy · stride = iy + pad - ky must be a non-negative multiple of stride.
+            let ty = i32(iy + p.pad) - i32(ky);
+            if ty < 0 || ty % s != 0 || u32(ty / s) >= p.h_out {
+                continue;
+            }
+            let dr = (dy_base + u32(ty / s)) * p.w_out;
+            let wr = wb + ky * p.kw;
+            for (var kx = 0u; kx < p.kw; kx++) {
+                let tx = txb - vec4<i32>(i32(kx));
+                let txc = max(tx, vec4<i32>(0));
+                let ox = txc / vec4<i32>(s);
+                let ok = tx >= vec4<i32>(0) & (txc % vec4<i32>(s)) == vec4<i32>(0)
+                    & ox <= vec4<i32>(omax);
+                let oc = vec4<u32>(min(ox, vec4<i32>(omax)));
+                let dv = select(
+                    vec4<f32>(0.0),
+                    vec4<f32>(dy[dr + oc.x], dy[dr + oc.y], dy[dr + oc.z], dy[dr + oc.w]),
+                    ok,
+                );
+                let k = wr + kx;
+                a0 += wt[k + o0] * dv;
+                a1 += wt[k + o1] * dv;
+                a2 += wt[k + o2] * dv;
+                a3 += wt[k + o3] * dv;
+            }
+        }
+    }
+    let ci0 = g * cin_g + cl0;
+    store(nb, ci0, iy, ix0, a0);
+    if nci > 1u {
+        store(nb, ci0 + 1u, iy, ix0, a1);
+    }
+    if nci > 2u {
+        store(nb, ci0 + 2u, iy, ix0, a2);
+    }
+    if nci > 3u {
+        store(nb, ci0 + 3u, iy, ix0, a3);
+    }
+}
+
+fn store(nb: u32, ci: u32, iy: u32, ix0: u32, v: vec4<f32>) {
+    let base = ((nb * p.c_in + ci) * p.h + iy) * p.w + ix0;
+    let n = min(4u, p.w - ix0);
+    let acc = (p.flags & 1u) != 0u;
+    for (var i = 0u; i < n; i++) {
+        var r = v[i];
+        if acc {
+            r += dx[base + i];
+        }
+        dx[base + i] = r;
+    }
+}
