@@ -199,6 +199,12 @@ fn shutdown_mid_training_resumes_from_the_epoch_checkpoint() {
         saved.epoch
     );
     assert_eq!(info, "Interrupted");
+    // The stop saved the exact position (not only the last epoch end).
+    let pos = limpq_trainer::train::Position::of(&saved)
+        .unwrap()
+        .expect("the stop checkpoint carries a training position");
+    assert_eq!(pos.global_step as u64, saved.step);
+    assert_eq!(pos.epochs_done, saved.epoch);
 
     let h = start(&dir.0);
     let mut c = client(&h);
@@ -210,6 +216,15 @@ fn shutdown_mid_training_resumes_from_the_epoch_checkpoint() {
         log.contains(&format!(
             "resumed from checkpoint at epoch {} of 3",
             saved.epoch
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "stopped after step {} of {} in epoch {}",
+            pos.epoch_step,
+            pos.steps_per_epoch,
+            pos.epochs_done + 1
         )),
         "{log}"
     );

@@ -222,8 +222,7 @@ fn resume_refuses_a_checkpoint_of_another_run() {
     other.lr = 0.2;
     other.seed = 8;
     let err = run(&s, &other, Start::Resume(&st.checkpoint), &mut |_| {})
-        .err()
-        .expect("a different lr and seed are refused");
+        .expect_err("a different lr and seed are refused");
     let msg = err.to_string();
     assert!(
         msg.contains("lr 0.1 (this run 0.2)") && msg.contains("seed 7 (this run 8)"),
@@ -233,8 +232,7 @@ fn resume_refuses_a_checkpoint_of_another_run() {
     // A checkpoint without a position (weights only) cannot be resumed, only used as init.
     let mut bare = st.checkpoint.clone();
     bare.meta.retain(|(k, _)| !k.starts_with("position."));
-    let err = run(&s, &config(None, None), Start::Resume(&bare), &mut |_| {})
-        .err()
-        .expect("no position");
+    let err =
+        run(&s, &config(None, None), Start::Resume(&bare), &mut |_| {}).expect_err("no position");
     assert!(err.to_string().contains("no training position"), "{err}");
 }
