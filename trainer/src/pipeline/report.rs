@@ -499,9 +499,11 @@ pub fn accuracy_svg(r: &Results) -> String {
         for q in &p {
             let (x, y) = (px(q.0), py(q.1));
             if q.2 > 0.0 {
+                // Shifted a few pixels per series so that bars at one budget stay apart.
+                let ex = x + (k as f64 - 1.0) * 5.0;
                 let _ = writeln!(
                     o,
-                    r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{color}" stroke-width="1.5"/>"#,
+                    r#"<line x1="{ex:.1}" y1="{:.1}" x2="{ex:.1}" y2="{:.1}" stroke="{color}" stroke-width="1.5"/>"#,
                     py(q.1 - q.2),
                     py(q.1 + q.2)
                 );
