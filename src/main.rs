@@ -28,6 +28,9 @@ enum Command {
     Layers(cmd::layers::Args),
     /// Time the exact solver against the microlp backend on the same instances.
     BenchSolver(cmd::bench_solver::Args),
+    /// Benchmarks of the GPU trainer (`bench train`: training-step throughput).
+    #[command(subcommand)]
+    Bench(cmd::bench_train::Bench),
     /// List the GPU adapters wgpu can see.
     Devices(cmd::devices::Args),
     /// Train a model in full precision on the GPU and write a checkpoint.
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::ImportLimpq(a) => cmd::import_limpq::run(a),
         Command::Layers(a) => cmd::layers::run(a),
         Command::BenchSolver(a) => cmd::bench_solver::run(a),
+        Command::Bench(b) => cmd::bench_train::dispatch(b),
         Command::Devices(a) => cmd::devices::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),

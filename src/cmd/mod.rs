@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap `Args` and its `run`.
 pub mod bench_solver;
+pub mod bench_train;
 pub mod cancel;
 pub mod demo;
 pub mod devices;
