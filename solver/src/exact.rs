@@ -1061,29 +1061,28 @@ fn pareto(u: &[f64], cost: &[f64], m: usize) -> Vec<usize> {
             }
         }
         2 => {
-            // Sorted by row 0; a staircase over (row 1, cost) of kept states answers
-            // "is there a kept state with row 1 ≤ x and cost ≤ y".
-            let mut stair: alloc::collections::BTreeMap<u64, f64> =
-                alloc::collections::BTreeMap::new();
+            // Sorted by row 0; a staircase of kept states over (row 1, cost), row 1
+            // rising and cost falling, answers "is there a kept state with row 1 ≤ x
+            // and cost ≤ y": the last step at or below x has the least such cost.
+            let mut stair: Vec<(f64, f64)> = Vec::new();
             for &i in &idx {
-                let u1 = key(i, 1) + 0.0;
-                let kb = u1.to_bits();
-                if let Some((_, &c)) = stair.range(..=kb).next_back() {
-                    if c <= cost[i] {
-                        continue;
-                    }
+                let u1 = key(i, 1);
+                let p = stair.partition_point(|st| st.0 <= u1);
+                if p > 0 && stair[p - 1].1 <= cost[i] {
+                    continue;
                 }
                 keep.push(i);
-                // Remove staircase steps at larger row 1 with no smaller cost.
-                let dead: Vec<u64> = stair
-                    .range(kb..)
-                    .take_while(|(_, &c)| c >= cost[i])
-                    .map(|(&k, _)| k)
-                    .collect();
-                for k in dead {
-                    stair.remove(&k);
+                // Steps at row 1 ≥ u1 with no smaller cost are now dominated.
+                let mut q = p;
+                while q < stair.len() && stair[q].1 >= cost[i] {
+                    q += 1;
                 }
-                stair.insert(kb, cost[i]);
+                if p > 0 && stair[p - 1].0 == u1 {
+                    // Same row 1 as the step before: it had a larger cost; replace it.
+                    stair.splice(p - 1..q, core::iter::once((u1, cost[i])));
+                } else {
+                    stair.splice(p..q, core::iter::once((u1, cost[i])));
+                }
             }
         }
         _ => {
