@@ -134,9 +134,25 @@ impl Work {
         if slope <= 0.0 {
             return; // λ_k = 0 is optimal
         }
-        bps.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
+        // The optimum is the first breakpoint (in λ_k order) where the slope, falling
+        // by each breakpoint's drop, reaches 0. Weighted selection finds it without
+        // sorting every breakpoint: halve the range around a median until it is small.
+        let cmp = |x: &(f64, f64), y: &(f64, f64)| x.0.total_cmp(&y.0);
+        let (mut lo, mut hi) = (0, bps.len());
+        while hi - lo > 32 {
+            let mid = lo + (hi - lo) / 2;
+            bps[lo..hi].select_nth_unstable_by(mid - lo, cmp);
+            let left: f64 = bps[lo..=mid].iter().map(|x| x.1).sum();
+            if slope - left <= 0.0 {
+                hi = mid + 1;
+            } else {
+                slope -= left;
+                lo = mid + 1;
+            }
+        }
+        bps[lo..hi].sort_unstable_by(cmp);
         let mut best = saved;
-        for &(t, drop) in bps.iter() {
+        for &(t, drop) in bps[lo..hi].iter() {
             slope -= drop;
             best = t;
             if slope <= 0.0 {
