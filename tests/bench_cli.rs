@@ -1,0 +1,97 @@
+//! `limpq bench train` end to end on a tiny model: the joint step runs and reports a positive
+//! throughput in text and JSON, and a bad model name is an error that names it. Runs on
+//! whatever adapter wgpu finds (lavapipe in CI); skips only without one.
+
+use std::process::{Command, Output};
+
+fn limpq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_limpq"))
+        .args(args)
+        .output()
+        .expect("run limpq")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn have_gpu(test: &str) -> bool {
+    let out = limpq(&["devices"]);
+    if !out.status.success() {
+        eprintln!("SKIP {test}: no GPU adapter: {}", text(&out.stderr));
+        return false;
+    }
+    true
+}
+
+const TINY: [&str; 11] = [
+    "bench",
+    "train",
+    "--model",
+    "small_cnn",
+    "--batch",
+    "4",
+    "--mode",
+    "joint",
+    "--steps",
+    "1",
+    "--warmup",
+];
+
+#[test]
+fn joint_step_reports_positive_throughput() {
+    if !have_gpu("joint_step_reports_positive_throughput") {
+        return;
+    }
+    let mut args = TINY.to_vec();
+    args.push("0");
+    let out = limpq(&args);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("small_cnn"), "{stdout}");
+    assert!(stdout.contains("6 passes per step"), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("images/s:"))
+        .unwrap_or_else(|| panic!("no images/s line in:\n{stdout}"));
+    let ips: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unparsable: {line}"));
+    assert!(ips.is_finite() && ips > 0.0, "{line}");
+}
+
+#[test]
+fn json_line_parses_with_peer_keys() {
+    if !have_gpu("json_line_parses_with_peer_keys") {
+        return;
+    }
+    let mut args = TINY.to_vec();
+    args.extend(["0", "--format", "json"]);
+    let out = limpq(&args);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON line ({e}):\n{stdout}"));
+    assert_eq!(v["model"], "small_cnn");
+    assert_eq!(v["batch"], 4);
+    assert_eq!(v["mode"], "joint");
+    assert_eq!(v["passes"], 6);
+    let ips = v["joint"]["images_per_s"]
+        .as_f64()
+        .expect("joint.images_per_s");
+    let ms = v["joint"]["step_ms"].as_f64().expect("joint.step_ms");
+    assert!(ips > 0.0 && ms > 0.0, "{v}");
+    // images/s is batch / mean step time, as the peer computes it.
+    assert!((ips * ms / 1e3 - 4.0).abs() < 1e-6, "{v}");
+    assert!(v["loss"].as_f64().is_some_and(f64::is_finite), "{v}");
+}
+
+#[test]
+fn unknown_model_is_named() {
+    let out = limpq(&["bench", "train", "--model", "resnet99x", "--batch", "4"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("resnet99x"), "{err}");
+}
