@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The ONE measurement run for the H200 device machine (see ../shared/gpu/README.md and
+# docs/PERFORMANCE.md, "How to measure on the H200"): our training-step bench and the PyTorch
+# peer on the same GPU in the same run, then a short full-precision accuracy run with what
+# time is left. Everything goes to $OUT/ (logs, bench.jsonl, peer.jsonl, summary.txt).
+#
+# Usage (project root; carry .gl, .data and target/release/limpq):
+#   source .gl/gpu-env.sh; bash scripts/gpu-measure.sh [--quick] [--epochs E]
+#   LIMPQ_QUICK=1 bash scripts/gpu-measure.sh     # tiny settings (small_cnn, 2 steps): a
+#                                                 # dry run that works on lavapipe
+# Environment: OUT (default ./gpu-measure-out), LIMPQ_BIN (default target/release/limpq),
+# BUDGET_S (whole run, default 540 s; the accuracy run gets what is left of it), PEER
+# (the peer script, default .gl/torch_lsq_joint.py).
+# One step failing or hanging (each runs under `timeout`) does not stop the others; the
+# exit status is 1 if any step failed.
+set -u -o pipefail
+
+quick=${LIMPQ_QUICK:-}
+epochs=12
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --epochs) epochs=${2:?--epochs needs a value}; shift ;;
+    --epochs=*) epochs=${1#--epochs=} ;;
+    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$epochs" in ''|*[!0-9]*) echo "--epochs must be a whole number, got '$epochs'" >&2; exit 2 ;; esac
+
+start=$(date +%s)
+budget=${BUDGET_S:-540}
+OUT=${OUT:-$PWD/gpu-measure-out}
+mkdir -p "$OUT"
+bin=${LIMPQ_BIN:-target/release/limpq}
+peer=${PEER:-.gl/torch_lsq_joint.py}
+[ -f "$peer" ] || peer=../shared/bench/torch_lsq_joint.py
+failed=0
+
+# On the device machine the loader must be set up first; the documented command sources
+# gpu-env.sh itself, this only covers a forgotten `source` (never in quick mode: it unpacks
+# packages into /).
+if [ -z "$quick" ] && [ -z "${VK_DRIVER_FILES:-}" ] && [ -f .gl/gpu-env.sh ]; then
+  # shellcheck disable=SC1091
+  source .gl/gpu-env.sh
+fi
+
+summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
+
+# step NAME SECONDS CMD...: run CMD under a timeout, stdout+stderr to $OUT/NAME.log and the
+# terminal; note the outcome in summary.txt.
+step() {
+  local name=$1 secs=$2; shift 2
+  local t0; t0=$(date +%s)
+  echo "== $name (timeout ${secs}s): $*" | tee "$OUT/$name.log"
+  timeout -k 5 "$secs" "$@" 2>&1 | tee -a "$OUT/$name.log"
+  local rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  if [ $rc -eq 0 ]; then summary "ok      $name (${dt}s)"
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then summary "TIMEOUT $name after ${dt}s"; failed=1
+  else summary "FAILED  $name rc=$rc (${dt}s)"; failed=1
+  fi
+}
+
+# bench MODEL BATCH MODE SECONDS [ARGS...]: one `limpq bench train` JSON line into bench.jsonl.
+bench() {
+  local model=$1 batch=$2 mode=$3 secs=$4; shift 4
+  local name="bench-$(basename "$model" .ron)-b$batch-$mode"
+  step "$name" "$secs" "$bin" bench train --model "$model" --batch "$batch" --mode "$mode" \
+    --format json "$@"
+  grep -h '^{' "$OUT/$name.log" >> "$OUT/bench.jsonl" || true
+}
+
+: > "$OUT/summary.txt"; : > "$OUT/bench.jsonl"; : > "$OUT/peer.jsonl"
+summary "gpu-measure $(date -u +%Y-%m-%dT%H:%M:%SZ) quick=${quick:-0} epochs=$epochs budget=${budget}s"
+summary "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binary $bin"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total \
+  --format=csv,noheader 2>&1 | tee -a "$OUT/summary.txt"
+
+step devices 30 "$bin" devices
+
+if [ -n "$quick" ]; then
+  bench small_cnn 16 joint 60 --steps 2 --warmup 1
+  bench small_cnn 16 single 60 --steps 2 --warmup 1
+  bench small_cnn 16 single-quant 60 --steps 2 --warmup 1
+  peer_args=(--only resnet20 --steps 2)
+  peer_secs=60
+else
+  # Same models, batches, warmup (3) and timed steps (20) as the peer.
+  bench resnet20 256 joint 75
+  bench resnet20 256 single 40
+  bench resnet20 256 single-quant 40
+  bench resnet18 64 joint 100
+  bench resnet18 64 single 45
+  bench resnet18 64 single-quant 45
+  peer_args=()
+  peer_secs=150
+fi
+
+if python3 -c 'import torch' 2>/dev/null; then
+  step peer "$peer_secs" python3 "$peer" "${peer_args[@]}"
+  grep -h '^{' "$OUT/peer.log" >> "$OUT/peer.jsonl" || true
+else
+  summary "skip    peer: python3 has no torch here"
+fi
+
+# Side by side (images/s, ms per step), from the JSON lines.
+python3 - "$OUT/bench.jsonl" "$OUT/peer.jsonl" <<'PY' 2>&1 | tee -a "$OUT/summary.txt"
+import json, sys
+ours = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peer = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+pname = {"resnet20": "resnet20-28px", "resnet18": "resnet18-224px"}
+print(f"{'model':<10} {'batch':>5} {'mode':<12} {'limpq ms':>9} {'limpq img/s':>11} {'torch ms':>9} {'torch img/s':>11} {'ratio':>6}")
+for o in ours:
+    p = next((p for p in peer if p["model"] == pname.get(o["model"]) and p["batch"] == o["batch"]), None)
+    pm = p.get(o["mode"]) if p else None
+    tm, ti = (f"{pm['step_ms']:.2f}", f"{pm['images_per_s']:.0f}") if pm else ("-", "-")
+    ratio = f"{o['images_per_s'] / pm['images_per_s']:.2f}" if pm else "-"
+    print(f"{o['model']:<10} {o['batch']:>5} {o['mode']:<12} {o['step_ms']:>9.2f} {o['images_per_s']:>11.0f} {tm:>9} {ti:>11} {ratio:>6}")
+print("adapter:", ", ".join(sorted({o["device"] + " (" + o["backend"] + ")" for o in ours})) or "-")
+PY
+
+# Accuracy: full-precision ResNet-20 on Fashion-MNIST with the time left (the checkpoint
+# and one line per epoch are written after every epoch, so a timeout keeps what finished).
+left=$(( budget - ($(date +%s) - start) - 10 ))
+if [ "$left" -lt 30 ]; then
+  summary "skip    train: only ${left}s of the ${budget}s budget left"
+else
+  if [ -n "$quick" ]; then
+    step train "$left" "$bin" train --model small_cnn --data fashion-mnist --epochs 1 \
+      --subset 512 --test-subset 256 --batch 64 -o "$OUT/train.ckpt"
+  else
+    step train "$left" "$bin" train --model resnet20 --data fashion-mnist --epochs "$epochs" \
+      -o "$OUT/train.ckpt"
+  fi
+  grep -h '^epoch [0-9]*/[0-9]*:' "$OUT/train.log" | tail -1 | sed 's/^/last    /' | tee -a "$OUT/summary.txt"
+fi
+
+summary "total $(( $(date +%s) - start ))s; failed=$failed"
+exit $failed
