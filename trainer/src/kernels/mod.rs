@@ -99,7 +99,7 @@ pub mod profile {
                 total,
             })
             .collect();
-        v.sort_by(|a, b| b.total.cmp(&a.total));
+        v.sort_by_key(|e| std::cmp::Reverse(e.total));
         v
     }
 }
