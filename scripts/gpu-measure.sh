@@ -91,7 +91,7 @@ else
   bench resnet20 256 joint 75
   bench resnet20 256 single 40
   bench resnet20 256 single-quant 40
-  bench resnet18 64 joint 100
+  bench resnet18 64 joint 100 --steps 10   # 10 timed steps: fits the timeout if slow
   bench resnet18 64 single 45
   bench resnet18 64 single-quant 45
   peer_args=()
