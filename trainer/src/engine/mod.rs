@@ -609,7 +609,10 @@ impl<'g> Builder<'g> {
             .filter(|&p| self.params[p].info.node == i)
             .collect();
         if self.quant.is_some()
-            && matches!(node.op, Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm)
+            && matches!(
+                node.op,
+                Op::Conv2d { .. } | Op::Linear { .. } | Op::BatchNorm
+            )
         {
             return self.quant_backward(i, dy, &my_params);
         }

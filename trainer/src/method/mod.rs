@@ -171,9 +171,7 @@ pub fn policy_cost(model: &Model, policy: &Policy) -> Result<(u64, u64, u64), Me
             .layers
             .iter()
             .find(|p| p.name == l.name)
-            .ok_or_else(|| {
-                MethodError::Config(format!("policy has no layer '{}'", l.name))
-            })?;
+            .ok_or_else(|| MethodError::Config(format!("policy has no layer '{}'", l.name)))?;
         bits.extend([p.weight, p.act]);
         pins.push((l.name.clone(), p.weight, p.act));
     }
