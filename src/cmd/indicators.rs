@@ -1,16 +1,13 @@
 //! `limpq indicators`: joint LSQ indicator training on the GPU from a full-precision
 //! checkpoint; writes an indicator file `limpq solve` reads unchanged.
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::Split;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{joint_train_full, JointConfig};
-use limpq_trainer::train::Event;
 
+use super::progress::Progress;
 use super::solve::write_atomic;
 use super::train::{load_split, resolve_model};
 
@@ -53,73 +50,6 @@ pub struct Args {
     /// Indicator file to write (RON; JSON if it ends in .json).
     #[arg(short, long)]
     pub output: PathBuf,
-}
-
-/// A progress bar fed by training [`Event`]s, drawn as `limpq train` draws its own; `what`
-/// names the stage in the per-epoch lines.
-pub struct Progress {
-    bar: ProgressBar,
-    what: &'static str,
-}
-
-impl Progress {
-    pub fn new(what: &'static str) -> anyhow::Result<Progress> {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                .context("progress bar template")?
-                .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(Duration::from_millis(500));
-        Ok(Progress { bar, what })
-    }
-
-    pub fn event(&self, e: &Event) {
-        let bar = &self.bar;
-        match e {
-            Event::Start {
-                steps_per_epoch, ..
-            } => bar.set_length(*steps_per_epoch as u64),
-            Event::Step {
-                epoch,
-                epochs,
-                step,
-                loss,
-                accuracy,
-                images_per_sec,
-                ..
-            } => {
-                bar.set_prefix(format!("{epoch}/{epochs}"));
-                bar.set_position(*step as u64);
-                bar.set_message(format!(
-                    "loss {loss:.4} acc {:.2}% {images_per_sec:.0} img/s",
-                    accuracy * 100.0
-                ));
-            }
-            Event::Evaluating { .. } => bar.set_message("evaluating"),
-            Event::Epoch(s) => {
-                bar.suspend(|| {
-                    println!(
-                        "{} epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
-                        self.what,
-                        s.epoch,
-                        s.epochs,
-                        s.train_loss,
-                        s.train_acc * 100.0,
-                        s.test_loss,
-                        s.test_acc * 100.0,
-                        s.seconds,
-                        s.images_per_sec
-                    )
-                });
-                bar.reset();
-            }
-        }
-    }
-
-    pub fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 /// The dataset a command uses: `--data`, else the checkpoint's, else Fashion-MNIST.

@@ -11,6 +11,7 @@ pub mod indicators;
 pub mod jobs;
 pub mod layers;
 pub mod pipeline;
+pub mod progress;
 pub mod serve;
 pub mod shutdown;
 pub mod solve;

@@ -2,15 +2,14 @@
 //! summary line per epoch on stdout; the final state is written as a checkpoint.
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::model::Model;
 use limpq_trainer::train::{train, Event, TrainConfig};
+
+use super::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -117,51 +116,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         meta: vec![("data".into(), train_ds.kind.name().to_string())],
         stop: None,
     };
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-            .context("progress bar template")?
-            .progress_chars("=> "),
-    );
-    let mut on_event = |e: &Event| match e {
-        Event::Start {
-            steps_per_epoch, ..
-        } => bar.set_length(*steps_per_epoch as u64),
-        Event::Step {
-            epoch,
-            epochs,
-            step,
-            loss,
-            accuracy,
-            images_per_sec,
-            ..
-        } => {
-            bar.set_prefix(format!("{epoch}/{epochs}"));
-            bar.set_position(*step as u64);
-            bar.set_message(format!(
-                "loss {loss:.4} acc {:.2}% {images_per_sec:.0} img/s",
-                accuracy * 100.0
-            ));
-        }
-        Event::Evaluating { .. } => bar.set_message("evaluating"),
-        Event::Epoch(s) => {
-            bar.suspend(|| {
-                println!(
-                    "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
-                    s.epoch,
-                    s.epochs,
-                    s.train_loss,
-                    s.train_acc * 100.0,
-                    s.test_loss,
-                    s.test_acc * 100.0,
-                    s.seconds,
-                    s.images_per_sec
-                )
-            });
-            bar.reset();
-        }
-    };
-    bar.enable_steady_tick(Duration::from_millis(500));
+    let progress = Progress::new("")?;
+    let mut on_event = |e: &Event| progress.event(e);
     let result = train(
         &gpu,
         &model,
@@ -171,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         init.as_ref(),
         &mut on_event,
     );
-    bar.finish_and_clear();
+    progress.finish();
     let trained = result?;
     // Also covers --epochs 0, where no per-epoch checkpoint was written.
     trained.checkpoint.save(&args.output)?;
