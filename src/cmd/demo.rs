@@ -16,9 +16,9 @@ pub fn demo_job(out: PathBuf, quick: bool) -> Job {
 
 const DEMO_JOB: &str = r#"Job(
     model: "small_cnn",
-    data: (name: "fashion-mnist", train: Some(256), test: Some(300)),
+    data: (name: "fashion-mnist", train: Some(1024), test: Some(500)),
     seeds: [0],
-    pretrain: (epochs: 4, batch: 32, lr: 0.1),
+    pretrain: (epochs: 8, batch: 32, lr: 0.1),
     joint: (bits: [2, 3, 4, 5, 6], epochs: 1, batch: 32, lr: 0.01),
     budgets: ["w2a3", "w3a3", "w4a4"],
     alpha: 2.0,
