@@ -2,46 +2,12 @@
 //! with a tiny Fashion-MNIST subset, and the errors that name what is wrong.
 //! Runs on whatever adapter wgpu finds (lavapipe in CI); skips only without one.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+use common::{have_gpu_and_data, limpq, stderr, stdout, FMNIST};
 
-fn limpq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limpq"))
-        .args(args)
-        .output()
-        .expect("run limpq")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("limpq-method-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn have_gpu_and_data(test: &str) -> bool {
-    if !Path::new(FMNIST)
-        .join("train-images-idx3-ubyte.gz")
-        .exists()
-    {
-        eprintln!("SKIP {test}: no Fashion-MNIST at {FMNIST}");
-        return false;
-    }
-    let out = limpq(&["devices"]);
-    if !out.status.success() {
-        eprintln!("SKIP {test}: no GPU adapter: {}", stderr(&out));
-        return false;
-    }
-    true
+fn tmp(name: &str) -> std::path::PathBuf {
+    common::tmp("method-cli", name)
 }
 
 fn train_fp(path: &str) {

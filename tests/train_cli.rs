@@ -2,43 +2,12 @@
 //! written by train loads in eval, and data / model / checkpoint errors name what is wrong.
 //! Runs on whatever adapter wgpu finds (lavapipe in CI); skips only without one.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+use common::{have_gpu_and_data, limpq, stderr, FMNIST};
 
-fn limpq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limpq"))
-        .args(args)
-        .output()
-        .expect("run limpq")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("limpq-train-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-/// Skip (with the reason) when there is no adapter or no Fashion-MNIST.
-fn have_gpu_and_data(test: &str) -> bool {
-    if !Path::new(FMNIST)
-        .join("train-images-idx3-ubyte.gz")
-        .exists()
-    {
-        eprintln!("SKIP {test}: no Fashion-MNIST at {FMNIST}");
-        return false;
-    }
-    let out = limpq(&["devices"]);
-    if !out.status.success() {
-        eprintln!("SKIP {test}: no GPU adapter: {}", stderr(&out));
-        return false;
-    }
-    true
+fn tmp(name: &str) -> std::path::PathBuf {
+    common::tmp("train-cli", name)
 }
 
 #[test]
