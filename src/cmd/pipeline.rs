@@ -60,6 +60,7 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
         job: job.clone(),
         train,
         test,
+        stop: None,
     };
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(

@@ -372,3 +372,50 @@ fn a_second_daemon_on_the_same_state_is_refused() {
     assert!(e.contains("answers"), "{e}");
     h.shutdown().unwrap();
 }
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_and_connections_are_capped() {
+    let dir = TempDir::new("limits");
+    let mut cfg = Config::new(dir.0.join("d.sock"), dir.0.join("state"));
+    cfg.test_jobs = true;
+    cfg.tick = Duration::from_millis(20);
+    cfg.idle_timeout = Duration::from_millis(300);
+    cfg.max_connections = 2;
+    let h = daemon::start(cfg).expect("daemon starts");
+
+    // Two connections: one silent, one that sends half a frame header and stalls.
+    let mut silent = raw(&h);
+    let mut half = raw(&h);
+    half.write_all(&[0, 0]).unwrap();
+    // Both are being served, so a third is refused with a reason.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut third = raw(&h);
+    match reply(&mut third) {
+        Response::Error(e) => assert!(e.contains("too many connections"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // After the idle timeout the daemon closes both: reads see end of stream.
+    let t = Instant::now();
+    for s in [&mut silent, &mut half] {
+        let mut buf = [0u8; 8];
+        let n = s.read(&mut buf).expect("closed, not timed out on our side");
+        assert_eq!(n, 0, "the daemon should have closed the idle connection");
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // Their slots are free again: a new client is served.
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = raw(&h);
+        c.write_all(&frame(b"List")).unwrap();
+        match reply(&mut c) {
+            Response::Jobs(_) => break,
+            Response::Error(e) if e.contains("too many") && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("expected the job list, got {other:?}"),
+        }
+    }
+    h.shutdown().unwrap();
+}

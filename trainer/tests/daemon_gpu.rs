@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::daemon::client::Client;
 use limpq_trainer::daemon::job::{EvalJob, JobKind, JobSpec, TrainJob};
-use limpq_trainer::daemon::protocol::{JobState, Response};
+use limpq_trainer::daemon::protocol::{JobState, Request, Response};
 use limpq_trainer::daemon::{self, Config, Handle};
 
 struct TempDir(PathBuf);
@@ -268,6 +268,29 @@ fn a_pipeline_job_file_runs_through_the_daemon() {
     assert!(matches!(spec.job, JobKind::Pipeline(_)));
     let h = start(&dir.0);
     let mut c = client(&h);
+
+    // Cancelled once its first training step is reported: it stops cleanly (no panic, a
+    // log line naming the stage), and the run below still completes.
+    let first = c.submit(JobSpec::from_file(&file).unwrap()).unwrap();
+    let mut canceller = client(&h);
+    let mut asked = false;
+    let fin = c
+        .watch(first, |r| {
+            if let Response::Progress(_, p) = r {
+                if p.step.is_some() && !asked {
+                    asked = true;
+                    assert_eq!(
+                        canceller.request(&Request::Cancel(first)).unwrap(),
+                        Response::Ok
+                    );
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(fin.state, JobState::Cancelled, "{fin:?}");
+    let log = std::fs::read_to_string(dir.0.join(format!("state/jobs/{first}/log.txt"))).unwrap();
+    assert!(log.contains("stopped during seed 0:"), "{log}");
+
     let id = c.submit(spec).unwrap();
     let mut stages = Vec::new();
     let fin = c

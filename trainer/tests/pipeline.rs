@@ -9,7 +9,7 @@ use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::model::Model;
 use limpq_trainer::pipeline::policies::{self, RANDOM_FLOOR};
 use limpq_trainer::pipeline::report::{self, BudgetResult, PolicyResult, Results, SeedResult};
-use limpq_trainer::pipeline::{run, Eval, Event, Job, Plan, Stages, State};
+use limpq_trainer::pipeline::{run, Eval, Event, Job, PipelineError, Plan, Stages, State};
 use limpq_trainer::train::Event as TrainEvent;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -47,6 +47,10 @@ struct Fake {
     finetunes: Vec<String>,
     /// Fail the finetune call with this index (0-based, counting calls).
     fail_finetune_at: Option<usize>,
+    /// Ask for a stop during the finetune call with this index: the call then fails as a
+    /// training run does when its stop flag is set.
+    stop_during_finetune: Option<usize>,
+    stopped: bool,
 }
 
 fn ckpt(model: &Model, seed: u64) -> Checkpoint {
@@ -61,6 +65,9 @@ fn ckpt(model: &Model, seed: u64) -> Checkpoint {
 }
 
 impl Stages for Fake {
+    fn stop_requested(&self) -> bool {
+        self.stopped
+    }
     fn pretrain(
         &mut self,
         seed: u64,
@@ -121,6 +128,10 @@ impl Stages for Fake {
     ) -> Result<(Checkpoint, Eval), String> {
         if self.fail_finetune_at == Some(self.finetunes.len()) {
             return Err("injected failure".into());
+        }
+        if self.stop_during_finetune == Some(self.finetunes.len()) {
+            self.stopped = true;
+            return Err("finetuning stopped on request".into());
         }
         let bits: Vec<String> = policy
             .layers
@@ -427,6 +438,37 @@ fn a_rerun_resumes_and_skips_completed_stages() {
         (fake.pretrain, fake.indicators, fake.finetunes.len()),
         (2, 2, 30)
     );
+}
+
+#[test]
+fn a_stop_ends_the_run_as_stopped_and_a_rerun_resumes() {
+    let out = tmpdir("stop");
+    let plan = plan_for(&out);
+    let mut fake = fake_for(&plan);
+    fake.stop_during_finetune = Some(4);
+    let err = run(&plan, &mut fake, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Stopped { stage } if stage.starts_with("seed 0: finetune")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("resumes"), "{err}");
+    // The four finished finetunes are kept; the interrupted one is not recorded.
+    assert_eq!(State::load(&out).unwrap().stages.len(), 2 + 4);
+
+    // A stop asked before a stage starts: no stage runs at all.
+    let mut fake = fake_for(&plan);
+    fake.stopped = true;
+    let err = run(&plan, &mut fake, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, PipelineError::Stopped { .. }), "{err:?}");
+    assert_eq!(fake.finetunes.len() + fake.pretrain + fake.indicators, 0);
+
+    // The rerun skips the six completed stages and finishes.
+    let mut fake = fake_for(&plan);
+    let mut events = Vec::new();
+    run(&plan, &mut fake, &mut |e| events.push(e.clone())).unwrap();
+    let (ran, skipped) = event_names(&events);
+    assert_eq!(skipped.len(), 6, "{skipped:?}");
+    assert_eq!(ran.len(), plan.stage_count() - 6);
 }
 
 #[test]

@@ -9,13 +9,13 @@
 //! augmentation of the remaining batches are those of an uninterrupted run. The spec's
 //! `init` is [`Start::Init`]: a new run from those weights.
 //!
-//! Pipeline jobs: `pipeline::run` and its stages take no stop flag (that code belongs to
-//! the pipeline), so the progress callback still unwinds out of it with a private marker
-//! (caught here, hidden from the panic hook); the pipeline resumes stage by stage.
+//! Pipeline jobs: the same flag goes to the pipeline's GPU stages, which pass it to every
+//! training run; `pipeline::run` returns [`PipelineError::Stopped`] after the running
+//! stage's current step, and a rerun resumes from the last completed stage.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,7 @@ use crate::data::{Dataset, DatasetKind, Split, Subset};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::Model;
+use crate::pipeline::PipelineError;
 use crate::train::{
     check_checkpoint_model, check_data, evaluate, train_from, Event, Position, Start, TrainConfig,
     TrainError,
@@ -241,22 +242,6 @@ fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {
         g.summary.name, g.summary.backend
     ));
     Ok(g)
-}
-
-/// The payload the progress callback unwinds with to stop a pipeline (see the module doc).
-struct StopTraining;
-
-/// Keep the panic hook quiet about [`StopTraining`] (it is a stop, not a bug).
-fn quiet_stop_marker() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<StopTraining>().is_none() {
-                previous(info);
-            }
-        }));
-    });
 }
 
 pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
@@ -499,16 +484,18 @@ pub fn resolve_pipeline_paths(job: &mut PipelineJob, base: &Path) {
 
 pub fn run_pipeline(job: &PipelineJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
     use crate::pipeline::{self, Event as PEvent};
-    quiet_stop_marker();
     let plan = pipeline::Plan::new(job.clone()).map_err(|e| e.to_string())?;
     let (train_ds, test_ds) = pipeline::gpu::load_data(job)?;
     let gpu = gpu(ctx)?;
+    // As for train jobs: the callback forwards the daemon's flag to the stages' own.
+    let stop = Arc::new(AtomicBool::new(false));
     let mut stages = pipeline::gpu::GpuStages {
         gpu: &gpu,
         model: plan.model.clone(),
         job: job.clone(),
         train: train_ds,
         test: test_ds,
+        stop: Some(stop.clone()),
     };
     let ran = {
         let ctx = &mut *ctx;
@@ -555,23 +542,22 @@ pub fn run_pipeline(job: &PipelineJob, ctx: &mut JobContext<'_>) -> Result<Outco
                 PEvent::Train(_) => {}
             }
             if ctx.should_stop() {
-                std::panic::panic_any(StopTraining);
+                stop.store(true, Ordering::SeqCst);
             }
         };
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pipeline::run(&plan, &mut stages, &mut on_event)
-        }))
+        pipeline::run(&plan, &mut stages, &mut on_event)
     };
     match ran {
-        Ok(r) => {
-            r.map_err(|e| e.to_string())?;
+        Ok(_) => {
             ctx.log(format!("report written to {}", job.output.display()));
             Ok(Outcome::Completed)
         }
-        Err(p) if p.downcast_ref::<StopTraining>().is_some() => {
-            ctx.log("stopped; resumes from the last completed stage");
+        Err(PipelineError::Stopped { stage }) => {
+            ctx.log(format!(
+                "stopped during {stage}; resumes from the last completed stage"
+            ));
             Ok(Outcome::Stopped)
         }
-        Err(p) => std::panic::resume_unwind(p),
+        Err(e) => Err(e.to_string()),
     }
 }

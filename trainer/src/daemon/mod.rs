@@ -24,7 +24,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,6 +50,12 @@ pub struct Config {
     pub max_frame: usize,
     /// How often coalesced progress goes out to watchers.
     pub tick: Duration,
+    /// A connection that sends nothing (or only part of a request) for this long, or does
+    /// not read its replies for this long, is closed, so a stuck client cannot hold a
+    /// connection thread forever.
+    pub idle_timeout: Duration,
+    /// Connections served at once; one more is answered with an error and closed.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -62,6 +68,8 @@ impl Config {
             test_jobs: false,
             max_frame: protocol::MAX_FRAME,
             tick: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 64,
         }
     }
 }
@@ -348,10 +356,10 @@ fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, Daem
 
     let listen_stop = Arc::new(AtomicBool::new(false));
     let listener_thread = {
-        let (stop, max_frame) = (listen_stop.clone(), config.max_frame);
+        let (stop, limits) = (listen_stop.clone(), Limits::of(&config));
         std::thread::Builder::new()
             .name("limpq-listener".into())
-            .spawn(move || listen(listener, req_tx, stop, max_frame))
+            .spawn(move || listen(listener, req_tx, stop, limits))
             .map_err(|e| DaemonError::Io(format!("spawning the listener: {e}")))?
     };
 
@@ -381,35 +389,88 @@ fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, Daem
     })
 }
 
+/// What one connection may use: frame size, idle time, and how many run at once.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_frame: usize,
+    idle: Duration,
+    max_connections: usize,
+}
+
+impl Limits {
+    fn of(c: &Config) -> Limits {
+        Limits {
+            max_frame: c.max_frame,
+            // A zero timeout means "block forever" to the socket API; keep a floor instead.
+            idle: c.idle_timeout.max(Duration::from_millis(1)),
+            max_connections: c.max_connections.max(1),
+        }
+    }
+}
+
+/// Counts a live connection; the count drops when its thread ends, however it ends.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn listen(
     listener: UnixListener,
     req_tx: Sender<(Request, Sender<Response>)>,
     stop: Arc<AtomicBool>,
-    max_frame: usize,
+    limits: Limits,
 ) {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
+    let live = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(limits.idle));
+                let _ = stream.set_write_timeout(Some(limits.idle));
+                let refuse = |mut s: UnixStream, why: String| {
+                    let _ = write_message(&mut s, &Response::Error(why), limits.max_frame);
+                };
                 match peer_uid(&stream) {
                     Some(uid) if uid == me || uid == 0 => {}
                     other => {
                         tracing::warn!("refused a connection from uid {other:?}");
-                        let mut s = stream;
-                        let _ = write_message(
-                            &mut s,
-                            &Response::Error("permission denied".into()),
-                            max_frame,
-                        );
+                        refuse(stream, "permission denied".into());
                         continue;
                     }
                 }
+                if live.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
+                    live.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!(
+                        "refused a connection: {} already open",
+                        limits.max_connections
+                    );
+                    refuse(
+                        stream,
+                        format!(
+                            "too many connections ({} open); try again later",
+                            limits.max_connections
+                        ),
+                    );
+                    continue;
+                }
+                let guard = Live(live.clone());
                 let tx = req_tx.clone();
-                let _ = std::thread::Builder::new()
-                    .name("limpq-conn".into())
-                    .spawn(move || connection(stream, tx, max_frame));
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("limpq-conn".into())
+                        .spawn(move || {
+                            let _guard = guard;
+                            connection(stream, tx, limits.max_frame)
+                        });
+                if let Err(e) = spawned {
+                    // The closure (and its guard) was dropped: the count is already back.
+                    tracing::warn!("spawning a connection thread: {e}");
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20))

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use limpq_solver::{IndicatorSet, Policy};
 
-use super::{MethodError, POLICY_META};
+use super::{MethodError, StopFlag, POLICY_META};
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Loader, LoaderConfig};
 use crate::engine::{Network, NetworkConfig, QuantSpec};
@@ -36,6 +36,9 @@ pub struct FinetuneConfig {
     pub meta: Vec<(String, String)>,
     /// Written after every epoch when set.
     pub checkpoint: Option<PathBuf>,
+    /// Checked before every optimizer step: when set, the run returns
+    /// [`MethodError::Stopped`] (the last epoch's checkpoint, if any, stays as it was).
+    pub stop: StopFlag,
 }
 
 impl Default for FinetuneConfig {
@@ -53,6 +56,7 @@ impl Default for FinetuneConfig {
             eval_batch: 256,
             meta: Vec::new(),
             checkpoint: None,
+            stop: StopFlag::default(),
         }
     }
 }
@@ -207,6 +211,13 @@ pub fn finetune(
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for step in 1..=steps {
+            if cfg.stop.requested() {
+                return Err(MethodError::Stopped {
+                    stage: "finetuning",
+                    epoch,
+                    step,
+                });
+            }
             let b = loader
                 .next()
                 .ok_or_else(|| MethodError::Config("the data loader stopped early".into()))?;

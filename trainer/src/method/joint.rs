@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use limpq_solver::IndicatorSet;
 
-use super::{utc_now, MethodError};
+use super::{utc_now, MethodError, StopFlag};
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Loader, LoaderConfig};
 use crate::engine::{Network, NetworkConfig, QuantSpec};
@@ -44,6 +44,9 @@ pub struct JointConfig {
     /// Written after every epoch when set: the whole joint state (weights, switchable BN
     /// sets, step tensors).
     pub checkpoint: Option<PathBuf>,
+    /// Checked before every optimizer step: when set, the run returns
+    /// [`MethodError::Stopped`] (the last epoch's checkpoint, if any, stays as it was).
+    pub stop: StopFlag,
 }
 
 impl Default for JointConfig {
@@ -62,6 +65,7 @@ impl Default for JointConfig {
             eval_batch: 256,
             meta: Vec::new(),
             checkpoint: None,
+            stop: StopFlag::default(),
         }
     }
 }
@@ -193,6 +197,13 @@ pub fn joint_train_full(
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for step in 1..=steps {
+            if cfg.stop.requested() {
+                return Err(MethodError::Stopped {
+                    stage: "joint training",
+                    epoch,
+                    step,
+                });
+            }
             let b = loader
                 .next()
                 .ok_or_else(|| MethodError::Config("the data loader stopped early".into()))?;

@@ -2,6 +2,7 @@
 //! [`crate::method::joint_train`] for the indicators and [`crate::method::finetune`] for
 //! every policy, all on the same train/test subsets.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use limpq_solver::{IndicatorSet, Policy};
@@ -11,7 +12,7 @@ use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Split, Subset};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
-use crate::method::{self, FinetuneConfig, JointConfig};
+use crate::method::{self, FinetuneConfig, JointConfig, StopFlag};
 use crate::model::Model;
 use crate::train::{self, Event as TrainEvent, TrainConfig};
 
@@ -47,6 +48,9 @@ pub struct GpuStages<'g> {
     pub job: Job,
     pub train: Arc<Dataset>,
     pub test: Arc<Dataset>,
+    /// Set by another thread to stop the running training run after its current step
+    /// (the daemon's cancel and shutdown).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl GpuStages<'_> {
@@ -62,6 +66,10 @@ impl GpuStages<'_> {
 }
 
 impl Stages for GpuStages<'_> {
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
     fn pretrain(
         &mut self,
         seed: u64,
@@ -81,7 +89,7 @@ impl Stages for GpuStages<'_> {
             eval_batch: 256,
             checkpoint: None,
             meta: self.meta(seed),
-            stop: None,
+            stop: self.stop.clone(),
         };
         let t = train::train(
             self.gpu,
@@ -134,6 +142,7 @@ impl Stages for GpuStages<'_> {
             lr: j.lr,
             seed,
             meta: self.meta(seed),
+            stop: StopFlag(self.stop.clone()),
             ..JointConfig::default()
         };
         method::joint_train(
@@ -167,6 +176,7 @@ impl Stages for GpuStages<'_> {
             lr: f.lr,
             seed,
             meta: self.meta(seed),
+            stop: StopFlag(self.stop.clone()),
             ..FinetuneConfig::default()
         };
         let r = method::finetune(

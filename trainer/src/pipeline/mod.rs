@@ -50,6 +50,9 @@ pub enum PipelineError {
     Io { path: PathBuf, message: String },
     /// A stage failed; `stage` names it (`seed 0: finetune w2a3 searched`).
     Stage { stage: String, message: String },
+    /// A stop was requested ([`Stages::stop_requested`]); `stage` is the one that was
+    /// running or about to start. Completed stages are kept: a rerun resumes after them.
+    Stopped { stage: String },
 }
 
 impl fmt::Display for PipelineError {
@@ -58,6 +61,10 @@ impl fmt::Display for PipelineError {
             PipelineError::Job(m) => write!(f, "pipeline job: {m}"),
             PipelineError::Io { path, message } => write!(f, "{}: {message}", path.display()),
             PipelineError::Stage { stage, message } => write!(f, "{stage}: {message}"),
+            PipelineError::Stopped { stage } => write!(
+                f,
+                "{stage}: stopped on request; a rerun resumes from the last completed stage"
+            ),
         }
     }
 }
@@ -81,6 +88,12 @@ pub struct Eval {
 /// The GPU work of the pipeline. [`gpu::GpuStages`] runs it on a GPU; tests substitute
 /// their own.
 pub trait Stages {
+    /// Whether a stop was requested: checked before every stage, and a stage that fails
+    /// while it is set is reported as [`PipelineError::Stopped`]. Stages should stop their
+    /// training runs promptly once it is set (the GPU stages pass it to every run).
+    fn stop_requested(&self) -> bool {
+        false
+    }
     /// Full-precision training from scratch for `seed`.
     fn pretrain(
         &mut self,
@@ -317,6 +330,28 @@ impl Plan {
     }
 }
 
+/// A stage's failure, or [`PipelineError::Stopped`] when it failed because a stop was
+/// requested.
+fn stage_fail(stages: &dyn Stages, stage: &str, message: impl fmt::Display) -> PipelineError {
+    if stages.stop_requested() {
+        PipelineError::Stopped {
+            stage: stage.to_string(),
+        }
+    } else {
+        stage_err(stage, message)
+    }
+}
+
+/// [`PipelineError::Stopped`] when a stop was requested before `stage` starts.
+fn check_stop(stages: &dyn Stages, stage: &str) -> Result<(), PipelineError> {
+    if stages.stop_requested() {
+        return Err(PipelineError::Stopped {
+            stage: stage.to_string(),
+        });
+    }
+    Ok(())
+}
+
 fn stage_err(stage: &str, message: impl fmt::Display) -> PipelineError {
     PipelineError::Stage {
         stage: stage.to_string(),
@@ -399,6 +434,7 @@ pub fn run(
                     (ck, e, fpr)
                 }
                 _ => {
+                    check_stop(&*stages, &name)?;
                     on_event(&Event::StageStart {
                         index,
                         total,
@@ -410,13 +446,15 @@ pub fn run(
                             let ck = Checkpoint::load(p).map_err(|e| {
                                 PipelineError::Job(format!("field `pretrain.init`: {e}"))
                             })?;
-                            let e = stages.evaluate_fp(&ck).map_err(|m| stage_err(&name, m))?;
+                            let e = stages
+                                .evaluate_fp(&ck)
+                                .map_err(|m| stage_fail(&*stages, &name, m))?;
                             (ck, e)
                         }
                         None => {
                             let (ck, e) = stages
                                 .pretrain(seed, &mut |ev| on_event(&Event::Train(ev.clone())))
-                                .map_err(|m| stage_err(&name, m))?;
+                                .map_err(|m| stage_fail(&*stages, &name, m))?;
                             save_ckpt(&ck, &ckpt_path)?;
                             (ck, e)
                         }
@@ -466,6 +504,7 @@ pub fn run(
                     ind
                 }
                 None => {
+                    check_stop(&*stages, &name)?;
                     on_event(&Event::StageStart {
                         index,
                         total,
@@ -474,7 +513,7 @@ pub fn run(
                     let t = Instant::now();
                     let ind = stages
                         .indicators(&init, seed, &mut |ev| on_event(&Event::Train(ev.clone())))
-                        .map_err(|m| stage_err(&name, m))?;
+                        .map_err(|m| stage_fail(&*stages, &name, m))?;
                     write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
                     state.record(StageRecord {
                         key,
@@ -559,6 +598,7 @@ pub fn run(
                         e
                     }
                     None => {
+                        check_stop(&*stages, &name)?;
                         on_event(&Event::StageStart {
                             index,
                             total,
@@ -569,7 +609,7 @@ pub fn run(
                             .finetune(&init, &policy, &indicators, seed, &mut |ev| {
                                 on_event(&Event::Train(ev.clone()))
                             })
-                            .map_err(|m| stage_err(&name, m))?;
+                            .map_err(|m| stage_fail(&*stages, &name, m))?;
                         save_ckpt(&ck, &ck_path)?;
                         state.record(StageRecord {
                             key,
