@@ -18,14 +18,51 @@ struct Params {
     w_out: u32,
     flags: u32,
     total: u32,
-    _pad0: u32,
-    _pad1: u32,
+    q_step: u32,
+    q_bits: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
+
+// Optional quantize-on-load of x (LSQ fake quantization, the formula and op order of
+// lsq_forward.wgsl): QUANT_X is set per pipeline (conv.rs), so the plain kernel carries no
+// cost. s = clamp(steps[q_step], STEP_MIN, STEP_MAX); q_bits bits, flag bit 1: signed
+// (Qn = -2^(b-1), Qp = 2^(b-1) - 1), else unsigned (Qn = 0, Qp = 2^b - 1);
+// x_q = round(clamp(x / s, Qn, Qp)) · s. Padding (zero) stays zero.
+override QUANT_X: bool = false;
+override STEP_MIN: f32 = 1e-5;
+override STEP_MAX: f32 = 1.0;
+@group(0) @binding(4) var<storage, read> steps: array<f32>;
+
+struct Quant {
+    s: f32,
+    qn: f32,
+    qp: f32,
+}
+
+fn quant_params() -> Quant {
+    if !QUANT_X {
+        return Quant(1.0, 0.0, 0.0);
+    }
+    let s = clamp(steps[p.q_step], STEP_MIN, STEP_MAX);
+    let b = p.q_bits;
+    if (p.flags & 2u) != 0u {
+        return Quant(s, -f32(1u << (b - 1u)), f32((1u << (b - 1u)) - 1u));
+    }
+    return Quant(s, 0.0, f32((1u << b) - 1u));
+}
+
+// x[i], quantized when QUANT_X.
+fn load_x(i: u32, q: Quant) -> f32 {
+    let v = x[i];
+    if QUANT_X {
+        return round(clamp(v / q.s, q.qn, q.qp)) * q.s;
+    }
+    return v;
+}
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -57,6 +94,7 @@ fn main(
     let ox_lo = u32((lo + s - 1) / s);
     let hi = i32(p.w + p.pad) - i32(kx);
     let ox_hi = min(p.w_out, u32((max(hi, 0) + s - 1) / s));
+    let lsq = quant_params();
     var acc = 0.0;
     for (var row = lid; row < rows; row += 256u) {
         let nb = row / p.h_out;
@@ -69,7 +107,7 @@ fn main(
         // May wrap below zero when kx < pad; ox · stride brings it back (u32 wraps in WGSL).
         let x_row = ((nb * p.c_in + ci) * p.h + u32(iy)) * p.w + kx - p.pad;
         for (var ox = ox_lo; ox < ox_hi; ox++) {
-            acc += dy[dy_row + ox] * x[x_row + ox * p.stride];
+            acc += dy[dy_row + ox] * load_x(x_row + ox * p.stride, lsq);
         }
     }
     partial[lid] = acc;

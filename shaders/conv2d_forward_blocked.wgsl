@@ -22,8 +22,8 @@ struct Params {
     w_out: u32,
     flags: u32,
     total: u32,
-    _pad0: u32,
-    _pad1: u32,
+    q_step: u32,
+    q_bits: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,6 +31,42 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// Optional quantize-on-load of x (LSQ fake quantization, the formula and op order of
+// lsq_forward.wgsl): QUANT_X is set per pipeline (conv.rs), so the plain kernel carries no
+// cost. s = clamp(steps[q_step], STEP_MIN, STEP_MAX); q_bits bits, flag bit 1: signed
+// (Qn = -2^(b-1), Qp = 2^(b-1) - 1), else unsigned (Qn = 0, Qp = 2^b - 1);
+// x_q = round(clamp(x / s, Qn, Qp)) · s. Padding (zero) stays zero.
+override QUANT_X: bool = false;
+override STEP_MIN: f32 = 1e-5;
+override STEP_MAX: f32 = 1.0;
+@group(0) @binding(5) var<storage, read> steps: array<f32>;
+
+struct Quant {
+    s: f32,
+    qn: f32,
+    qp: f32,
+}
+
+fn quant_params() -> Quant {
+    if !QUANT_X {
+        return Quant(1.0, 0.0, 0.0);
+    }
+    let s = clamp(steps[p.q_step], STEP_MIN, STEP_MAX);
+    let b = p.q_bits;
+    if (p.flags & 2u) != 0u {
+        return Quant(s, -f32(1u << (b - 1u)), f32((1u << (b - 1u)) - 1u));
+    }
+    return Quant(s, 0.0, f32((1u << b) - 1u));
+}
+
+// Four loaded x values, quantized when QUANT_X (lane-wise the formula of load_x).
+fn quant4(v: vec4<f32>, q: Quant) -> vec4<f32> {
+    if QUANT_X {
+        return round(clamp(v / vec4<f32>(q.s), vec4<f32>(q.qn), vec4<f32>(q.qp))) * q.s;
+    }
+    return v;
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn main(
@@ -72,6 +108,7 @@ fn main(
     let wmax = i32(p.w) - 1;
     let iy0 = i32(oy * p.stride) - i32(p.pad);
 
+    let lsq = quant_params();
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -92,7 +129,7 @@ fn main(
                 let ic = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(wmax)));
                 let xv = select(
                     vec4<f32>(0.0),
-                    vec4<f32>(x[xr + ic.x], x[xr + ic.y], x[xr + ic.z], x[xr + ic.w]),
+                    quant4(vec4<f32>(x[xr + ic.x], x[xr + ic.y], x[xr + ic.z], x[xr + ic.w]), lsq),
                     ok,
                 );
                 let k = wr + kx;

@@ -22,8 +22,8 @@ struct Params {
     w_out: u32,
     flags: u32,
     total: u32,
-    _pad0: u32,
-    _pad1: u32,
+    q_step: u32,
+    q_bits: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,6 +31,43 @@ struct Params {
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// Optional quantize-on-load of x (LSQ fake quantization, the formula and op order of
+// lsq_forward.wgsl): QUANT_X is set per pipeline (conv.rs), so the plain kernel carries no
+// cost. s = clamp(steps[q_step], STEP_MIN, STEP_MAX); q_bits bits, flag bit 1: signed
+// (Qn = -2^(b-1), Qp = 2^(b-1) - 1), else unsigned (Qn = 0, Qp = 2^b - 1);
+// x_q = round(clamp(x / s, Qn, Qp)) · s. Padding (zero) stays zero.
+override QUANT_X: bool = false;
+override STEP_MIN: f32 = 1e-5;
+override STEP_MAX: f32 = 1.0;
+@group(0) @binding(5) var<storage, read> steps: array<f32>;
+
+struct Quant {
+    s: f32,
+    qn: f32,
+    qp: f32,
+}
+
+fn quant_params() -> Quant {
+    if !QUANT_X {
+        return Quant(1.0, 0.0, 0.0);
+    }
+    let s = clamp(steps[p.q_step], STEP_MIN, STEP_MAX);
+    let b = p.q_bits;
+    if (p.flags & 2u) != 0u {
+        return Quant(s, -f32(1u << (b - 1u)), f32((1u << (b - 1u)) - 1u));
+    }
+    return Quant(s, 0.0, f32((1u << b) - 1u));
+}
+
+// x[i], quantized when QUANT_X.
+fn load_x(i: u32, q: Quant) -> f32 {
+    let v = x[i];
+    if QUANT_X {
+        return round(clamp(v / q.s, q.qn, q.qp)) * q.s;
+    }
+    return v;
+}
 
 const TILE: u32 = 64u;
 const KT: u32 = 16u;
@@ -76,6 +113,7 @@ fn main(
         col_ix[j] = i32((pix % p.w_out) * p.stride) - i32(p.pad);
     }
 
+    let lsq = quant_params();
     // Four named accumulators (not an array): constant indexing keeps them in registers.
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
@@ -101,7 +139,7 @@ fn main(
                 let iy = col_iy[j] + ky;
                 let ix = col_ix[j] + kx;
                 if col_ok[j] && iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
-                    xv[j] = x[col_base[j] + c_off + u32(iy) * p.w + u32(ix)];
+                    xv[j] = load_x(col_base[j] + c_off + u32(iy) * p.w + u32(ix), lsq);
                 }
             }
         }

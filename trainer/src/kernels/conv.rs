@@ -5,10 +5,20 @@
 //! (`conv2d_forward.wgsl`, `conv2d_backward_data.wgsl`) for depthwise / few channels; see
 //! [`ConvAlgo`]. Backward weight and bias reduce one weight / channel per workgroup.
 //!
+//! Forward and backward weight can quantize their input on load ([`QuantX`]): the LSQ fake
+//! quantization of `x` is applied to every value the kernel reads, so no quantized copy of
+//! `x` is written (the `*+qx` pipelines: the same shaders with `override QUANT_X = true`).
+//!
 //! Each op checks its tensor lengths against the shape, writes its params uniform once and
 //! builds its [`Dispatch`] once; `record` appends it to a [`Recorder`].
 
-use super::{grid, pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Recorder, Tensor};
+use std::sync::Arc;
+
+use super::lsq::{LsqConfig, STEP_MAX, STEP_MIN};
+use super::{
+    grid, pipeline, specialized_pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Pipeline,
+    Recorder, Specialization, Tensor,
+};
 use crate::gpu::{Gpu, GpuError};
 use crate::shapes::Conv2dShape;
 
@@ -22,6 +32,8 @@ static FORWARD: KernelSpec = KernelSpec {
         Binding::ReadOnly,
         Binding::ReadOnly,
         Binding::ReadWrite,
+        // steps (read only when the input is quantized on load)
+        Binding::ReadOnly,
     ],
 };
 
@@ -35,6 +47,8 @@ static FORWARD_GEMM: KernelSpec = KernelSpec {
         Binding::ReadOnly,
         Binding::ReadOnly,
         Binding::ReadWrite,
+        // steps (read only when the input is quantized on load)
+        Binding::ReadOnly,
     ],
 };
 
@@ -71,6 +85,8 @@ static BACKWARD_WEIGHT: KernelSpec = KernelSpec {
         Binding::ReadOnly,
         Binding::ReadOnly,
         Binding::ReadWrite,
+        // steps (read only when the input is quantized on load)
+        Binding::ReadOnly,
     ],
 };
 
@@ -84,6 +100,8 @@ static FORWARD_BLOCKED: KernelSpec = KernelSpec {
         Binding::ReadOnly,
         Binding::ReadOnly,
         Binding::ReadWrite,
+        // steps (read only when the input is quantized on load)
+        Binding::ReadOnly,
     ],
 };
 
@@ -108,6 +126,8 @@ static BACKWARD_WEIGHT_BLOCKED: KernelSpec = KernelSpec {
         Binding::ReadOnly,
         Binding::ReadOnly,
         Binding::ReadWrite,
+        // steps (read only when the input is quantized on load)
+        Binding::ReadOnly,
     ],
 };
 
@@ -117,6 +137,86 @@ static BACKWARD_BIAS: KernelSpec = KernelSpec {
     entry: "main",
     bindings: &[Binding::Uniform, Binding::ReadOnly, Binding::ReadWrite],
 };
+
+/// Constants of the quantize-on-load pipelines (`override`s of the conv shaders).
+const QX: &[(&str, f64)] = &[
+    ("QUANT_X", 1.0),
+    ("STEP_MIN", STEP_MIN as f64),
+    ("STEP_MAX", STEP_MAX as f64),
+];
+
+static FORWARD_QX: Specialization = Specialization {
+    id: "conv2d_forward+qx",
+    spec: &FORWARD,
+    constants: QX,
+};
+static FORWARD_GEMM_QX: Specialization = Specialization {
+    id: "conv2d_forward_gemm+qx",
+    spec: &FORWARD_GEMM,
+    constants: QX,
+};
+static FORWARD_BLOCKED_QX: Specialization = Specialization {
+    id: "conv2d_forward_blocked+qx",
+    spec: &FORWARD_BLOCKED,
+    constants: QX,
+};
+static BACKWARD_WEIGHT_QX: Specialization = Specialization {
+    id: "conv2d_backward_weight+qx",
+    spec: &BACKWARD_WEIGHT,
+    constants: QX,
+};
+static BACKWARD_WEIGHT_BLOCKED_QX: Specialization = Specialization {
+    id: "conv2d_backward_weight_blocked+qx",
+    spec: &BACKWARD_WEIGHT_BLOCKED,
+    constants: QX,
+};
+
+/// Quantize-on-load of a conv's input `x` (forward and backward weight): every value of `x`
+/// the kernel reads is replaced by `round(clamp(x / s, Qn, Qp)) · s` with
+/// `s = clamp(steps[config.index], 1e-5, 1)` and `(Qn, Qp)` of `config` — the formula and
+/// op order of [`LsqQuantize`](super::lsq::LsqQuantize), so the conv sees bit for bit what it
+/// would read from an `LsqQuantize` output. Zero padding stays zero (it quantizes to 0).
+#[derive(Debug, Clone, Copy)]
+pub struct QuantX<'a> {
+    pub steps: &'a Tensor,
+    pub config: LsqConfig,
+}
+
+impl QuantX<'_> {
+    /// `p` with the quantizer's step index, bits and sign (flag bit 1) filled in.
+    fn apply(&self, op: &str, p: ConvParams) -> Result<ConvParams, GpuError> {
+        self.config
+            .range()
+            .map_err(|e| GpuError::Shape(format!("{op}: input quantizer: {e}")))?;
+        if self.config.index >= self.steps.len() {
+            return Err(GpuError::Shape(format!(
+                "{op}: step index {} outside a {}-element step tensor",
+                self.config.index,
+                self.steps.len()
+            )));
+        }
+        Ok(ConvParams {
+            flags: p.flags | if self.config.signed { 2 } else { 0 },
+            q_step: to_u32(self.config.index, "step index")?,
+            q_bits: self.config.bits,
+            ..p
+        })
+    }
+}
+
+/// The plain pipeline of `spec`, or its quantize-on-load specialization `qx`.
+fn conv_pipeline(
+    gpu: &Gpu,
+    spec: &'static KernelSpec,
+    qx: &'static Specialization,
+    quant: bool,
+) -> Result<Arc<Pipeline>, GpuError> {
+    if quant {
+        specialized_pipeline(gpu, qx)
+    } else {
+        pipeline(gpu, spec)
+    }
+}
 
 /// Invocations per workgroup of the element-wise conv kernels.
 const WG: u64 = 256;
@@ -203,10 +303,12 @@ struct ConvParams {
     groups: u32,
     h_out: u32,
     w_out: u32,
+    /// Bit 0: bias (forward) / accumulate (backward); bit 1: the input quantizer is signed.
     flags: u32,
     total: u32,
-    _pad0: u32,
-    _pad1: u32,
+    /// Quantize-on-load ([`QuantX`]): step index and bits; unused otherwise.
+    q_step: u32,
+    q_bits: u32,
 }
 
 /// Reject shapes the kernels cannot run (they would divide by zero or index out of bounds).
@@ -251,8 +353,8 @@ fn params(s: &Conv2dShape, flags: u32, total: usize, op: &str) -> Result<ConvPar
         w_out: to_u32(s.w_out(), "w_out")?,
         flags,
         total: to_u32(total, "total")?,
-        _pad0: 0,
-        _pad1: 0,
+        q_step: 0,
+        q_bits: 0,
     })
 }
 
@@ -284,10 +386,21 @@ impl Built {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) -> Result<Built, GpuError> {
-        let buf = uniform(gpu, &p, spec.id);
+        Self::on(gpu, pipeline(gpu, spec)?.as_ref(), p, buffers, workgroups)
+    }
+
+    /// As [`Built::new`] on an already chosen pipeline.
+    fn on(
+        gpu: &Gpu,
+        pipe: &Pipeline,
+        p: ConvParams,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Built, GpuError> {
+        let buf = uniform(gpu, &p, pipe.id);
         let mut all = vec![&buf];
         all.extend_from_slice(buffers);
-        let dispatch = pipeline(gpu, spec)?.dispatch(gpu, &all, workgroups)?;
+        let dispatch = pipe.dispatch(gpu, &all, workgroups)?;
         Ok(Built {
             dispatch,
             _params: buf,
@@ -302,12 +415,14 @@ impl Built {
     }
 }
 
-/// `y = conv2d(x, w) + bias`.
+/// `y = conv2d(x, w) + bias`, or `conv2d(quantize(x), w) + bias` with [`QuantX`].
 #[derive(Debug)]
 pub struct Conv2dForward {
     pub shape: Conv2dShape,
     /// The algorithm chosen (never `Auto`).
     pub algo: ConvAlgo,
+    /// The input quantizer, when `x` is quantized on load.
+    pub quant: Option<LsqConfig>,
     built: Built,
 }
 
@@ -334,9 +449,28 @@ impl Conv2dForward {
         y: &Tensor,
         algo: ConvAlgo,
     ) -> Result<Self, GpuError> {
+        Self::with_input_quant(gpu, shape, x, w, bias, y, algo, None)
+    }
+
+    /// As [`Conv2dForward::with_algo`]; with `quant`, `x` is fake-quantized on load.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_input_quant(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+        algo: ConvAlgo,
+        quant: Option<QuantX>,
+    ) -> Result<Self, GpuError> {
         let op = "conv2d_forward";
         let s = shape;
-        let p = params(s, u32::from(bias.is_some()), s.output_len(), op)?;
+        let mut p = params(s, u32::from(bias.is_some()), s.output_len(), op)?;
+        if let Some(q) = &quant {
+            p = q.apply(op, p)?;
+        }
+        let quantized = quant.is_some();
         check_len(op, "x", x, s.input_len())?;
         check_len(op, "w", w, s.weight_len())?;
         check_len(op, "y", y, s.output_len())?;
@@ -345,34 +479,36 @@ impl Conv2dForward {
         }
         // Without bias the binding still needs a buffer; the kernel never reads it.
         let bias_buf = bias.map_or(&w.buffer, |b| &b.buffer);
-        let buffers = [&x.buffer, &w.buffer, bias_buf, &y.buffer];
+        // Unquantized, the steps binding is never read: bind x there.
+        let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
+        let buffers = [&x.buffer, &w.buffer, bias_buf, &y.buffer, steps_buf];
         let rows = s.c_out / s.groups;
         let gemm = gemm_groups(s, rows, s.n * s.h_out() * s.w_out());
         let algo = pick(gpu, algo, rows, gemm.clone());
         let built = match algo {
-            ConvAlgo::ImplicitGemm => Built::new(gpu, &FORWARD_GEMM, p, &buffers, gemm?)?,
+            ConvAlgo::ImplicitGemm => {
+                let pipe = conv_pipeline(gpu, &FORWARD_GEMM, &FORWARD_GEMM_QX, quantized)?;
+                Built::on(gpu, &pipe, p, &buffers, gemm?)?
+            }
             ConvAlgo::Blocked => {
                 let blocks = blocked_count(s.n * s.groups, rows, s.h_out(), s.w_out());
                 let p = ConvParams {
                     total: to_u32(blocks, "conv2d_forward blocks")?,
                     ..p
                 };
-                Built::new(
-                    gpu,
-                    &FORWARD_BLOCKED,
-                    p,
-                    &buffers,
-                    blocked_groups(gpu, blocks)?,
-                )?
+                let pipe = conv_pipeline(gpu, &FORWARD_BLOCKED, &FORWARD_BLOCKED_QX, quantized)?;
+                Built::on(gpu, &pipe, p, &buffers, blocked_groups(gpu, blocks)?)?
             }
             _ => {
                 let wg = grid(gpu, (s.output_len() as u64).div_ceil(WG))?;
-                Built::new(gpu, &FORWARD, p, &buffers, wg)?
+                let pipe = conv_pipeline(gpu, &FORWARD, &FORWARD_QX, quantized)?;
+                Built::on(gpu, &pipe, p, &buffers, wg)?
             }
         };
         Ok(Conv2dForward {
             shape: *s,
             algo,
+            quant: quant.map(|q| q.config),
             built,
         })
     }
@@ -459,6 +595,8 @@ pub struct Conv2dBackwardWeight {
     pub shape: Conv2dShape,
     /// `Blocked`, or `Direct` for the per-weight reduction (never `Auto`).
     pub algo: ConvAlgo,
+    /// The input quantizer, when `x` is quantized on load.
+    pub quant: Option<LsqConfig>,
     built: Built,
 }
 
@@ -486,13 +624,35 @@ impl Conv2dBackwardWeight {
         accumulate: bool,
         algo: ConvAlgo,
     ) -> Result<Self, GpuError> {
+        Self::with_input_quant(gpu, shape, x, dy, dw, accumulate, algo, None)
+    }
+
+    /// As [`Conv2dBackwardWeight::with_algo`]; with `quant`, the forward input `x` is
+    /// fake-quantized on load (the gradient of the weight of a conv that read `quantize(x)`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_input_quant(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        dy: &Tensor,
+        dw: &Tensor,
+        accumulate: bool,
+        algo: ConvAlgo,
+        quant: Option<QuantX>,
+    ) -> Result<Self, GpuError> {
         let op = "conv2d_backward_weight";
         let s = shape;
-        let p = params(s, u32::from(accumulate), s.weight_len(), op)?;
+        let mut p = params(s, u32::from(accumulate), s.weight_len(), op)?;
+        if let Some(q) = &quant {
+            p = q.apply(op, p)?;
+        }
+        let quantized = quant.is_some();
         check_len(op, "x", x, s.input_len())?;
         check_len(op, "dy", dy, s.output_len())?;
         check_len(op, "dw", dw, s.weight_len())?;
-        let buffers = [&x.buffer, &dy.buffer, &dw.buffer];
+        // Unquantized, the steps binding is never read: bind x there.
+        let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
+        let buffers = [&x.buffer, &dy.buffer, &dw.buffer, steps_buf];
         let algo = match algo {
             ConvAlgo::Auto if software(gpu) => ConvAlgo::Blocked,
             ConvAlgo::Blocked => ConvAlgo::Blocked,
@@ -506,14 +666,22 @@ impl Conv2dBackwardWeight {
                 ..p
             };
             let wg = blocked_groups(gpu, blocks)?;
-            Built::new(gpu, &BACKWARD_WEIGHT_BLOCKED, p, &buffers, wg)?
+            let pipe = conv_pipeline(
+                gpu,
+                &BACKWARD_WEIGHT_BLOCKED,
+                &BACKWARD_WEIGHT_BLOCKED_QX,
+                quantized,
+            )?;
+            Built::on(gpu, &pipe, p, &buffers, wg)?
         } else {
             let wg = grid(gpu, s.weight_len() as u64)?;
-            Built::new(gpu, &BACKWARD_WEIGHT, p, &buffers, wg)?
+            let pipe = conv_pipeline(gpu, &BACKWARD_WEIGHT, &BACKWARD_WEIGHT_QX, quantized)?;
+            Built::on(gpu, &pipe, p, &buffers, wg)?
         };
         Ok(Conv2dBackwardWeight {
             shape: *s,
             algo,
+            quant: quant.map(|q| q.config),
             built,
         })
     }

@@ -27,6 +27,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod gemm_f16;
 pub mod loss;
 pub mod lsq;
 pub mod norm;
@@ -146,25 +147,59 @@ pub struct Pipeline {
 /// The pipeline for `spec`, built on first use and cached in `gpu` by `spec.id`.
 /// A shader that fails to compile or does not match its layout is an error, not a panic.
 pub fn pipeline(gpu: &Gpu, spec: &'static KernelSpec) -> Result<Arc<Pipeline>, GpuError> {
+    cached_pipeline(gpu, spec, spec.id, &[])
+}
+
+/// A [`KernelSpec`] with WGSL pipeline-overridable constants (`override NAME: T = v;`) set
+/// when its pipeline is built, e.g. a kernel variant that quantizes its input on load.
+/// Constants not listed keep their defaults in the shader.
+#[derive(Debug)]
+pub struct Specialization {
+    /// Cache key and label; must differ from every spec id and every other specialization
+    /// (e.g. `"conv2d_forward+qx"`), since the cache knows a pipeline by this id alone.
+    pub id: &'static str,
+    pub spec: &'static KernelSpec,
+    pub constants: &'static [(&'static str, f64)],
+}
+
+/// The pipeline of a [`Specialization`], built on first use and cached by its `id`.
+pub fn specialized_pipeline(
+    gpu: &Gpu,
+    sp: &'static Specialization,
+) -> Result<Arc<Pipeline>, GpuError> {
+    cached_pipeline(gpu, sp.spec, sp.id, sp.constants)
+}
+
+fn cached_pipeline(
+    gpu: &Gpu,
+    spec: &'static KernelSpec,
+    id: &'static str,
+    constants: &[(&str, f64)],
+) -> Result<Arc<Pipeline>, GpuError> {
     let mut cache = gpu
         .pipelines
         .lock()
         .map_err(|_| GpuError::Internal("pipeline cache poisoned".into()))?;
-    if let Some(p) = cache.get(spec.id) {
+    if let Some(p) = cache.get(id) {
         return Ok(p.clone());
     }
     let built = gpu
-        .scoped(|| build_pipeline(gpu, spec))
+        .scoped(|| build_pipeline(gpu, spec, id, constants))
         .map_err(|e| match e {
-            GpuError::Validation(m) => GpuError::Validation(format!("kernel {}: {m}", spec.id)),
+            GpuError::Validation(m) => GpuError::Validation(format!("kernel {id}: {m}")),
             other => other,
         })?;
     let p = Arc::new(built);
-    cache.insert(spec.id, p.clone());
+    cache.insert(id, p.clone());
     Ok(p)
 }
 
-fn build_pipeline(gpu: &Gpu, spec: &'static KernelSpec) -> Pipeline {
+fn build_pipeline(
+    gpu: &Gpu,
+    spec: &'static KernelSpec,
+    id: &'static str,
+    constants: &[(&str, f64)],
+) -> Pipeline {
     let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
         .bindings
         .iter()
@@ -187,34 +222,37 @@ fn build_pipeline(gpu: &Gpu, spec: &'static KernelSpec) -> Pipeline {
     let layout = gpu
         .device
         .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(spec.id),
+            label: Some(id),
             entries: &entries,
         });
     let pipeline_layout = gpu
         .device
         .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(spec.id),
+            label: Some(id),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
     let module = gpu
         .device
         .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(spec.id),
+            label: Some(id),
             source: wgpu::ShaderSource::Wgsl(spec.source.into()),
         });
     let pipeline = gpu
         .device
         .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(spec.id),
+            label: Some(id),
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(spec.entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
             cache: None,
         });
     Pipeline {
-        id: spec.id,
+        id,
         pipeline,
         layout,
         bindings: spec.bindings,
