@@ -12,6 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::problem::{tol, Choices};
+use crate::solve::SolveOptions;
 
 /// Result of one exact solve, in indices of the input [`Choices`].
 #[derive(Clone, Debug)]
@@ -393,7 +394,7 @@ pub(crate) fn solve(
     m_all: usize,
     caps: &[f64],
     warm: Option<(&[f64], &[usize])>,
-    node_limit: u64,
+    opts: &SolveOptions,
 ) -> Exact {
     let ng = ch.groups();
     // Rows that can bind, normalised by their largest possible use.
@@ -549,7 +550,7 @@ pub(crate) fn solve(
         }
     }
     branch(
-        &w, &lam_w, cur_lb, inc, z, feas_tol, node_limit, &lam, &rows, &scales, m_all, best_lb,
+        &w, &lam_w, cur_lb, inc, z, feas_tol, opts, &lam, &rows, &scales, m_all, best_lb,
     )
 }
 
@@ -561,11 +562,16 @@ fn unscale(lam: &[f64], rows: &[usize], scales: &[f64], m_all: usize) -> Vec<f64
     out
 }
 
-/// Exact search over what reduced-cost fixing left: dynamic programming over the free
-/// groups, one stage per group, whose states are partial policies (rows used, cost).
-/// A state is dropped when another uses no more of any row at no more cost (dominance),
-/// when L(λ) + its reduced costs cannot beat the incumbent (bound), or when the least the
-/// remaining groups use would break a budget (feasibility).
+/// Exact search over what reduced-cost fixing left, proving optimality or giving up at
+/// `state_limit` DP states. First one exact pass against the incumbent with a small state
+/// budget (enough for layer-wise searches of real networks). If that runs out, the search
+/// probes thresholds: a pass at threshold t keeps every partial policy whose bound is
+/// below t, so it either finds the cheapest policy (if one costs less than t: it is then
+/// optimal) or proves that every policy costs at least t. Thresholds start at
+/// lb + (z − lb)/16 and grow by a factor [`PROBE_GROWTH`] of the gap until they reach the
+/// incumbent. A pass at a threshold near the optimum keeps far fewer states than one at a
+/// loose incumbent (the states within the gap grow very fast with it), and choices whose
+/// reduced cost reaches t − lb are left out of it.
 #[allow(clippy::too_many_arguments)]
 fn branch(
     w: &Work,
@@ -574,13 +580,147 @@ fn branch(
     inc: Option<Vec<usize>>,
     mut z: f64,
     feas_tol: Vec<f64>,
-    state_limit: u64,
+    opts: &SolveOptions,
     lam: &[f64],
     rows: &[usize],
     scales: &[f64],
     m_all: usize,
     best_lb: f64,
 ) -> Exact {
+    let state_limit = opts.node_limit;
+    let mut states: u64 = 0;
+    let mut proven = best_lb;
+    let mut best: Option<Vec<usize>> = None;
+    let first = search(
+        w,
+        lam_w,
+        lb,
+        below(z),
+        &feas_tol,
+        opts.first_pass_states.min(state_limit),
+    );
+    states += first.states;
+    if let Some((x, c)) = first.found {
+        z = c;
+        best = Some(x);
+    }
+    let mut complete = first.complete;
+    if !complete {
+        if z.is_finite() {
+            let mut g = (z - lb) / PROBE_START;
+            loop {
+                let t = lb + g;
+                let last = t >= below(z);
+                let tt = if last { below(z) } else { t };
+                let left = state_limit.saturating_sub(states);
+                let out = match restrict(w, lam_w, lb, tt) {
+                    Some(wt) => search(&wt, lam_w, lb, tt, &feas_tol, left),
+                    None => Search {
+                        states: 0,
+                        complete: true,
+                        found: None,
+                    },
+                };
+                states += out.states;
+                if !out.complete {
+                    break;
+                }
+                if let Some((x, c)) = out.found {
+                    z = c;
+                    best = Some(x);
+                    complete = true;
+                    break;
+                }
+                if last {
+                    complete = true;
+                    break;
+                }
+                if t > proven {
+                    proven = t;
+                }
+                g *= PROBE_GROWTH;
+            }
+        } else {
+            let out = search(
+                w,
+                lam_w,
+                lb,
+                f64::INFINITY,
+                &feas_tol,
+                state_limit.saturating_sub(states),
+            );
+            states += out.states;
+            if let Some((x, c)) = out.found {
+                z = c;
+                best = Some(x);
+            }
+            complete = out.complete;
+        }
+    }
+    let choice: Vec<usize> = match (best, inc) {
+        (Some(x), _) => x,
+        (None, Some(io)) => io,
+        (None, None) => return Exact::Infeasible,
+    };
+    let lower = if complete { z } else { proven.min(z) };
+    Exact::Solved(Outcome {
+        choice,
+        objective: z,
+        lower_bound: lower,
+        nodes: states,
+        optimal: complete,
+        lambda: unscale(lam, rows, scales, m_all),
+    })
+}
+
+/// The choices of `w` whose reduced cost at `lam_w` keeps lb + rc below `t`; `None` if a
+/// group has none left (then no policy costs less than t).
+fn restrict(w: &Work, lam_w: &[f64], lb: f64, t: f64) -> Option<Work> {
+    let m = w.m;
+    let mut nw = Work {
+        m,
+        start: vec![0],
+        cost: Vec::new(),
+        r: Vec::new(),
+        cap: w.cap.clone(),
+        orig: Vec::new(),
+    };
+    for g in 0..w.groups() {
+        let mn = w
+            .range(g)
+            .map(|c| w.lcost(lam_w, c))
+            .fold(f64::INFINITY, f64::min);
+        for c in w.range(g) {
+            if lb + (w.lcost(lam_w, c) - mn) < t {
+                nw.cost.push(w.cost[c]);
+                nw.r.extend_from_slice(&w.r[c * m..(c + 1) * m]);
+                nw.orig.push(w.orig[c]);
+            }
+        }
+        if nw.cost.len() == *nw.start.last().unwrap_or(&0) {
+            return None;
+        }
+        nw.start.push(nw.cost.len());
+    }
+    Some(nw)
+}
+
+/// Outcome of one exact pass.
+struct Search {
+    states: u64,
+    /// No state was dropped except by dominance, bound or feasibility.
+    complete: bool,
+    /// The cheapest policy below the threshold (input indices) and its cost.
+    found: Option<(Vec<usize>, f64)>,
+}
+
+/// One exact pass over `w` at threshold `zb`: dynamic programming over the groups with
+/// more than one choice, one stage per group, whose states are partial policies (rows
+/// used, cost). A state is dropped when another uses no more of any row at no more cost
+/// (dominance), when its bound reaches `zb` (bound), or when the least the remaining
+/// groups use would break a budget (feasibility). With two rows and four or more free
+/// groups it meets in the middle.
+fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u64) -> Search {
     let m = w.m;
     let ng = w.groups();
     // Reduced costs, choices of each group sorted by them.
@@ -704,110 +844,104 @@ fn branch(
         lc: &lc,
         nl,
         lb,
-        feas_tol: &feas_tol,
+        feas_tol,
     };
     let mut states: u64 = 0;
-    let mut complete = false;
-    let mut best: Option<Vec<usize>> = None;
-    // Passes: exact with a small state budget (enough for most layer-wise searches);
-    // if that runs out, beams to improve the incumbent, then exact with the full budget.
-    // With two rows and enough groups the full exact pass meets in the middle: the first
-    // half of the groups forward, the second half backward (each bounded by the
-    // Lagrangian of the other half, as the one-way pass is), then every pair of a
-    // forward and a backward state that fits the budgets is joined. A policy cheaper
-    // than the incumbent has both halves kept (or replaced by no worse states), so the
-    // join finds it: the search stays exact.
-    let plan = [
-        (usize::MAX, EARLY_STATES),
-        (BEAM, u64::MAX),
-        (4 * BEAM, u64::MAX),
-        (usize::MAX, state_limit),
-    ];
-    for &(beam, limit) in &plan {
-        let zb = below(z);
-        if beam == usize::MAX && m == 2 && d_max >= 4 {
-            let h = d_max / 2;
-            let fwd = ctx.dp(
-                &free[..h],
-                &suffix[m..(h + 1) * m],
-                &off[nl..(h + 1) * nl],
-                &base,
-                zb,
-                beam,
-                limit,
-            );
-            states += fwd.states;
-            if fwd.cut {
-                continue;
-            }
-            let order_b: Vec<usize> = free[h..].iter().rev().copied().collect();
-            let mut rest_min = Vec::with_capacity((d_max - h) * m);
-            let mut rest_off = Vec::with_capacity((d_max - h) * nl);
-            for sidx in 0..d_max - h {
-                let e = d_max - 1 - sidx;
-                rest_min.extend_from_slice(&pre_min[e * m..(e + 1) * m]);
-                rest_off.extend_from_slice(&pre_off[e * nl..(e + 1) * nl]);
-            }
-            let bwd = ctx.dp(
-                &order_b,
-                &rest_min,
-                &rest_off,
-                &base,
-                zb,
-                beam,
-                limit.saturating_sub(fwd.states),
-            );
-            states += bwd.states;
-            if bwd.cut {
-                continue;
-            }
-            if let Some((fi, bi, bc)) = join2(w, &fwd, &bwd, &base, &feas_tol) {
-                if bc < zb {
-                    z = bc;
-                    let mut x = fixed_choice.clone();
-                    fwd.trace(fi, &free[..h], &mut x);
-                    bwd.trace(bi, &order_b, &mut x);
-                    best = Some(x);
-                }
-            }
-            complete = true;
-            break;
+    let to_input = |x: &[usize]| -> Vec<usize> { x.iter().map(|&c| w.orig[c]).collect() };
+    if m == 2 && d_max >= 4 {
+        // Meet in the middle: the first half of the free groups forward, the second half
+        // backward (each bounded by the Lagrangian of the other half, as the one-way pass
+        // is by the rest), then the cheapest pair of a forward and a backward state that
+        // fits the budgets. A policy below the threshold has both halves kept (or
+        // replaced by states that use no more and cost no more), so the join finds it (or
+        // one as good): the pass stays exact.
+        let h = d_max / 2;
+        let fwd = ctx.dp(
+            &free[..h],
+            &suffix[m..(h + 1) * m],
+            &off[nl..(h + 1) * nl],
+            &base,
+            zb,
+            usize::MAX,
+            limit,
+        );
+        states += fwd.states;
+        if fwd.cut {
+            return Search {
+                states,
+                complete: false,
+                found: None,
+            };
         }
-        let out = ctx.dp(&free, &suffix[m..], &off[nl..], &base, zb, beam, limit);
-        states += out.states;
-        if out.complete_len == d_max && !out.cost.is_empty() {
-            let (bi, &bc) = out
-                .cost
-                .iter()
-                .enumerate()
-                .min_by(|a, b| a.1.total_cmp(b.1))
-                .unwrap_or((0, &f64::INFINITY));
-            if bc < below(z) {
-                z = bc;
+        let order_b: Vec<usize> = free[h..].iter().rev().copied().collect();
+        let mut rest_min = Vec::with_capacity((d_max - h) * m);
+        let mut rest_off = Vec::with_capacity((d_max - h) * nl);
+        for sidx in 0..d_max - h {
+            let e = d_max - 1 - sidx;
+            rest_min.extend_from_slice(&pre_min[e * m..(e + 1) * m]);
+            rest_off.extend_from_slice(&pre_off[e * nl..(e + 1) * nl]);
+        }
+        let bwd = ctx.dp(
+            &order_b,
+            &rest_min,
+            &rest_off,
+            &base,
+            zb,
+            usize::MAX,
+            limit.saturating_sub(fwd.states),
+        );
+        states += bwd.states;
+        if bwd.cut {
+            return Search {
+                states,
+                complete: false,
+                found: None,
+            };
+        }
+        let mut found = None;
+        if let Some((fi, bi, bc)) = join2(w, &fwd, &bwd, &base, feas_tol) {
+            if bc < zb {
                 let mut x = fixed_choice.clone();
-                out.trace(bi, &free, &mut x);
-                best = Some(x);
+                fwd.trace(fi, &free[..h], &mut x);
+                bwd.trace(bi, &order_b, &mut x);
+                found = Some((to_input(&x), bc));
             }
         }
-        if !out.cut {
-            complete = true; // no state was dropped except by bound, dominance or feasibility
-            break;
+        return Search {
+            states,
+            complete: true,
+            found,
+        };
+    }
+    let out = ctx.dp(
+        &free,
+        &suffix[m..],
+        &off[nl..],
+        &base,
+        zb,
+        usize::MAX,
+        limit,
+    );
+    states += out.states;
+    let mut found = None;
+    if !out.cut && out.complete_len == d_max && !out.cost.is_empty() {
+        let (bi, &bc) = out
+            .cost
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap_or((0, &f64::INFINITY));
+        if bc < zb {
+            let mut x = fixed_choice.clone();
+            out.trace(bi, &free, &mut x);
+            found = Some((to_input(&x), bc));
         }
     }
-    let choice: Vec<usize> = match (best, inc) {
-        (Some(x), _) => x.iter().map(|&c| w.orig[c]).collect(),
-        (None, Some(io)) => io,
-        (None, None) => return Exact::Infeasible,
-    };
-    let lower = if complete { z } else { best_lb.min(z) };
-    Exact::Solved(Outcome {
-        choice,
-        objective: z,
-        lower_bound: lower,
-        nodes: states,
-        optimal: complete,
-        lambda: unscale(lam, rows, scales, m_all),
-    })
+    Search {
+        states,
+        complete: !out.cut,
+        found,
+    }
 }
 
 /// The state a DP starts from: the groups with one choice left.
@@ -1039,11 +1173,11 @@ fn join2(w: &Work, f: &Dp, b: &Dp, base: &Base, feas_tol: &[f64]) -> Option<(usi
     best
 }
 
-/// States per stage of the heuristic pass.
-const BEAM: usize = 256;
+/// The first threshold probe is at lb + (incumbent − lb) / PROBE_START.
+const PROBE_START: f64 = 16.0;
 
-/// State budget of the first exact pass.
-const EARLY_STATES: u64 = 100_000;
+/// Each further probe multiplies the threshold's distance to the bound by this.
+const PROBE_GROWTH: f64 = 1.25;
 
 /// Indices of the candidates no other candidate dominates (≤ in every row and in cost);
 /// of exact duplicates the first is kept.

@@ -28,12 +28,16 @@ pub struct SolveOptions {
     /// Branch-and-bound nodes before giving up the proof (the best policy found is
     /// still returned, with `Proof::optimal == false`).
     pub node_limit: u64,
+    /// DP states of the first exact pass (against the incumbent) before the search turns
+    /// to threshold probes. Default 100 000; 0 goes straight to the probes.
+    pub first_pass_states: u64,
 }
 
 impl Default for SolveOptions {
     fn default() -> Self {
         SolveOptions {
             node_limit: 20_000_000,
+            first_pass_states: 100_000,
         }
     }
 }
@@ -94,7 +98,7 @@ impl Compiled {
     /// Solves with the exact solver.
     pub fn solve(&self, opts: &SolveOptions) -> Result<Solution, Error> {
         let caps = self.caps();
-        match exact::solve(&self.reduced, self.m(), &caps, None, opts.node_limit) {
+        match exact::solve(&self.reduced, self.m(), &caps, None, opts) {
             Exact::Infeasible => Err(self.infeasible(&caps)),
             Exact::Solved(o) => Ok(self.solution(
                 &self.reduced,
@@ -133,7 +137,7 @@ impl Compiled {
             by_bitops.bits.push(Vec::new());
         }
         let ocaps: Vec<f64> = others.iter().map(|&k| caps[k]).collect();
-        let lo = match exact::solve(&by_bitops, others.len(), &ocaps, None, opts.node_limit) {
+        let lo = match exact::solve(&by_bitops, others.len(), &ocaps, None, opts) {
             Exact::Infeasible => return Err(self.infeasible(&caps)),
             Exact::Solved(o) => (o.objective + 0.5) as u64,
         };
@@ -157,7 +161,7 @@ impl Compiled {
             let mut c = caps.clone();
             c[kb] = budget as f64;
             let w = warm.as_ref().map(|(l, x)| (l.as_slice(), x.as_slice()));
-            match exact::solve(ch, m, &c, w, opts.node_limit) {
+            match exact::solve(ch, m, &c, w, opts) {
                 Exact::Infeasible => return Err(self.infeasible(&c)),
                 Exact::Solved(o) => {
                     let mut s = self.solution(

@@ -2,7 +2,7 @@
 mod common;
 
 use common::{check_policy, describe, oracle, oracle_size, random_problem};
-use limpq_solver::Error;
+use limpq_solver::{Error, SolveOptions};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
@@ -85,6 +85,121 @@ fn exact_and_microlp_agree_on_seeded_instances() {
             }
             (Err(Error::Infeasible { .. }), Err(Error::Infeasible { .. })) => {}
             (a, b) => panic!("seed {}: exact {a:?}\nmicrolp {b:?}", 10_000 + seed),
+        }
+    }
+    assert!(
+        compared > 200,
+        "only {compared} feasible instances compared"
+    );
+}
+
+/// Options that skip the first exact pass: every instance goes through the threshold
+/// probes (which otherwise only run on instances too big for the first pass).
+fn probes_only(node_limit: u64) -> SolveOptions {
+    let mut o = SolveOptions::default();
+    o.first_pass_states = 0;
+    o.node_limit = node_limit;
+    o
+}
+
+#[test]
+fn threshold_probes_match_brute_force_on_seeded_instances() {
+    let mut solved = 0;
+    for seed in 0..1500u64 {
+        let p = random_problem(seed, 5, None);
+        if oracle_size(&p) > 20_000 {
+            continue;
+        }
+        let Ok(c) = p.compile() else { continue };
+        let want = oracle(&p);
+        match (want, c.solve(&probes_only(20_000_000))) {
+            (Some(w), Ok(s)) => {
+                assert!(s.proof.optimal, "seed {seed}: not proven optimal");
+                assert!(
+                    close(w, s.policy.objective),
+                    "seed {seed} ({}): oracle {w}, probes {}",
+                    describe(&p.indicators),
+                    s.policy.objective
+                );
+                check_policy(&p, &s.policy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+                solved += 1;
+            }
+            (None, Err(Error::Infeasible { .. })) => {}
+            (w, g) => panic!(
+                "seed {seed} ({}): oracle {w:?}, probes {g:?}",
+                describe(&p.indicators)
+            ),
+        }
+    }
+    assert!(solved > 1000, "only {solved} instances solved");
+}
+
+/// With a tiny state budget the search stops early: the policy is still feasible, the
+/// lower bound (raised by every finished probe) never exceeds the true optimum, and a
+/// claimed proof is right.
+#[test]
+fn lower_bounds_of_interrupted_searches_are_valid() {
+    let mut interrupted = 0;
+    for seed in 0..1500u64 {
+        let p = random_problem(seed, 5, None);
+        if oracle_size(&p) > 20_000 {
+            continue;
+        }
+        let Some(w) = oracle(&p) else { continue };
+        let Ok(c) = p.compile() else { continue };
+        for limit in [0u64, 1, 3, 10, 30] {
+            let s = c
+                .solve(&probes_only(limit))
+                .unwrap_or_else(|e| panic!("seed {seed} limit {limit}: {e}"));
+            let lbv = s.proof.lower_bound;
+            assert!(
+                lbv <= w + 1e-9 * (1.0 + w.abs()),
+                "seed {seed} limit {limit}: lower bound {lbv} above the optimum {w}"
+            );
+            assert!(
+                s.policy.objective >= w - 1e-9 * (1.0 + w.abs()),
+                "seed {seed} limit {limit}: objective {} below the optimum {w}",
+                s.policy.objective
+            );
+            if s.proof.optimal {
+                assert!(close(w, s.policy.objective), "seed {seed} limit {limit}");
+            } else {
+                interrupted += 1;
+            }
+            check_policy(&p, &s.policy)
+                .unwrap_or_else(|e| panic!("seed {seed} limit {limit}: {e}"));
+        }
+    }
+    assert!(
+        interrupted > 100,
+        "only {interrupted} searches were interrupted"
+    );
+}
+
+#[cfg(feature = "microlp")]
+#[test]
+fn threshold_probes_and_microlp_agree_on_seeded_instances() {
+    const SETS: &[&[u32]] = &[&[2, 3, 4, 5, 6], &[2, 3, 4, 5, 6, 8], &[2, 4, 8]];
+    let mut compared = 0;
+    for seed in 0..300u64 {
+        let p = random_problem(20_000 + seed, 12, Some(SETS));
+        let Ok(c) = p.compile() else { continue };
+        match (c.solve(&probes_only(20_000_000)), c.solve_microlp(None)) {
+            (Ok(a), Ok(b)) => {
+                assert!(a.proof.optimal && b.proof.optimal, "seed {}", 20_000 + seed);
+                assert!(
+                    close(a.policy.objective, b.policy.objective),
+                    "seed {}: probes {} microlp {}",
+                    20_000 + seed,
+                    a.policy.objective,
+                    b.policy.objective
+                );
+                check_policy(&p, &a.policy)
+                    .unwrap_or_else(|e| panic!("seed {}: {e}", 20_000 + seed));
+                compared += 1;
+            }
+            (Err(Error::Infeasible { .. }), Err(Error::Infeasible { .. })) => {}
+            (a, b) => panic!("seed {}: probes {a:?}\nmicrolp {b:?}", 20_000 + seed),
         }
     }
     assert!(
