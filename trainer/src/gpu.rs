@@ -10,6 +10,13 @@
 //! No adapter is an error ([`GpuError::NoAdapter`]), never a panic. The device is requested with
 //! the adapter's own limits (storage binding size, workgroup counts) so large models fit.
 //!
+//! Optional features, each behind a check with an f32 path as the fallback: the device is
+//! requested with `SHADER_F16` when the adapter has it ([`Gpu::shader_f16`]: f16 storage
+//! for `kernels::gemm_f16`), and with `EXPERIMENTAL_COOPERATIVE_MATRIX` when the adapter also
+//! lists a 16×16×16 f16·f16→f32 configuration and its subgroups fit a 32-invocation
+//! workgroup ([`Gpu::coop_f16`]: tensor-core GEMM). `LIMPQ_NO_F16=1` / `LIMPQ_NO_COOP=1` turn
+//! them off; a device request refused with them is retried without them.
+//!
 //! wgpu reports validation errors asynchronously; a default handler would panic. The context
 //! installs a handler that records them and a device-lost callback, and [`Gpu::check`] turns
 //! either into a [`GpuError`]. [`Gpu::scoped`] wraps a closure in error scopes for exact blame.
@@ -40,6 +47,8 @@ pub enum GpuError {
     Readback(String),
     /// A kernel was given tensors or a shape it cannot take (names the kernel and the field).
     Shape(String),
+    /// The kernel needs a device feature this device was not created with (names both).
+    Unsupported(String),
 }
 
 impl fmt::Display for GpuError {
@@ -66,6 +75,7 @@ impl fmt::Display for GpuError {
             GpuError::Internal(m) => write!(f, "GPU internal error: {m}"),
             GpuError::Readback(m) => write!(f, "GPU readback failed: {m}"),
             GpuError::Shape(m) => write!(f, "bad kernel arguments: {m}"),
+            GpuError::Unsupported(m) => write!(f, "not supported by this GPU device: {m}"),
         }
     }
 }
@@ -260,6 +270,12 @@ pub struct Gpu {
     pub adapter: wgpu::Adapter,
     /// What was chosen, for logs and reports.
     pub summary: AdapterSummary,
+    /// The device was created with `SHADER_F16`: `enable f16;` shaders (f16 storage) run.
+    pub shader_f16: bool,
+    /// The device was created with `EXPERIMENTAL_COOPERATIVE_MATRIX` and the adapter offers
+    /// 16×16×16 f16·f16→f32 tiles with subgroups of at most 32 that divide 32:
+    /// `shaders/gemm_coop.wgsl` runs.
+    pub coop_f16: bool,
     /// The limits kernels plan against: the device's (equal to the adapter's). Lowering one
     /// is allowed (tests lower `max_compute_workgroups_per_dimension` to exercise grid
     /// splitting); raising one past the device's makes wgpu reject the work.
@@ -326,13 +342,64 @@ impl Gpu {
             tracing::warn!(adapter = %summary.name, "using a software adapter: expect it to be slow");
         }
         let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("limpq"),
-            required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| GpuError::RequestDevice(format!("{}: {e}", summary.name)))?;
+        let want_f16 =
+            adapter.features().contains(wgpu::Features::SHADER_F16) && !env_off("LIMPQ_NO_F16");
+        let want_coop = want_f16 && !env_off("LIMPQ_NO_COOP") && coop_f16_usable(&adapter);
+        let request = |f16: bool, coop: bool| {
+            let mut required_features = wgpu::Features::empty();
+            if f16 {
+                required_features |= wgpu::Features::SHADER_F16;
+            }
+            let experimental_features = if coop {
+                required_features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+                // SAFETY: `enabled()` is unsafe because wgpu's experimental features may have
+                // bugs that cause UB when used incorrectly. The only experimental feature
+                // requested is cooperative matrices, and only shaders/gemm_coop.wgsl uses it,
+                // as its API requires: every coopLoadT/coopStoreT pointer is in bounds (the
+                // operands are padded to multiples of 16 and tile origins are clamped into
+                // them; the stored tile is a 256-float workgroup array), the matrix ops run
+                // in workgroup-uniform control flow, the workgroup (32 invocations) is a whole
+                // number of subgroups (checked in `coop_f16_usable`), and the only tile
+                // configuration used (16×16×16 f16·f16→f32) is one the adapter lists.
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            };
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("limpq"),
+                required_features,
+                required_limits: limits.clone(),
+                experimental_features,
+                ..Default::default()
+            }))
+        };
+        // Ask for what the adapter offers; if refused, drop cooperative matrices, then f16.
+        let mut tries = vec![(want_f16, want_coop)];
+        if want_coop {
+            tries.push((want_f16, false));
+        }
+        if want_f16 {
+            tries.push((false, false));
+        }
+        let mut outcome = None;
+        for (f16, coop) in tries {
+            match request(f16, coop) {
+                Ok(dq) => {
+                    outcome = Some((f16, coop, dq));
+                    break;
+                }
+                Err(e) if f16 || coop => tracing::warn!(
+                    adapter = %summary.name,
+                    "device request with shader-f16={f16} cooperative-matrix={coop} failed \
+                     ({e}); retrying with less"
+                ),
+                Err(e) => return Err(GpuError::RequestDevice(format!("{}: {e}", summary.name))),
+            }
+        }
+        let (shader_f16, coop_f16, (device, queue)) = outcome.ok_or_else(|| {
+            GpuError::RequestDevice(format!("{}: no device request succeeded", summary.name))
+        })?;
+        tracing::debug!(shader_f16, coop_f16, "optional device features");
 
         let errors = Arc::new(Mutex::new(ErrorSink::default()));
         let sink = errors.clone();
@@ -360,6 +427,8 @@ impl Gpu {
             queue,
             adapter,
             summary,
+            shader_f16,
+            coop_f16,
             limits,
             errors,
             pipelines: Mutex::new(HashMap::new()),
@@ -408,6 +477,46 @@ impl Gpu {
     }
 }
 
+/// Whether the environment variable `name` is set to something other than `""` / `0`.
+fn env_off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Whether `shaders/gemm_coop.wgsl` can run on `adapter`: it offers cooperative matrices with
+/// a 16×16×16 f16·f16→f32 configuration, and its subgroups divide the kernel's 32-invocation
+/// workgroup (so every subgroup is full).
+fn coop_f16_usable(adapter: &wgpu::Adapter) -> bool {
+    if !adapter
+        .features()
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+    {
+        return false;
+    }
+    let info = adapter.get_info();
+    coop_config_ok(
+        &adapter.cooperative_matrix_properties(),
+        info.subgroup_min_size,
+        info.subgroup_max_size,
+    )
+}
+
+fn coop_config_ok(
+    props: &[wgpu::CooperativeMatrixProperties],
+    subgroup_min: u32,
+    subgroup_max: u32,
+) -> bool {
+    use wgpu::CooperativeScalarType as S;
+    let tile = props.iter().any(|p| {
+        (p.m_size, p.n_size, p.k_size) == (16, 16, 16) && p.ab_type == S::F16 && p.cr_type == S::F32
+    });
+    let sizes_ok = subgroup_min >= 1
+        && subgroup_max <= 32
+        && (subgroup_min..=subgroup_max)
+            .filter(|s| s.is_power_of_two())
+            .all(|s| 32 % s == 0);
+    tile && sizes_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +529,30 @@ mod tests {
         let mut i = wgpu::AdapterInfo::new(device_type, backend);
         i.name = name.to_string();
         i
+    }
+
+    #[test]
+    fn coop_needs_16x16x16_f16_f32_and_small_subgroups() {
+        use wgpu::CooperativeScalarType as S;
+        let prop = |m, ab, cr| wgpu::CooperativeMatrixProperties {
+            m_size: m,
+            n_size: m,
+            k_size: m,
+            ab_type: ab,
+            cr_type: cr,
+            saturating_accumulation: false,
+        };
+        let h200 = [prop(16, S::F16, S::F32), prop(16, S::F16, S::F16)];
+        assert!(coop_config_ok(&h200, 32, 32));
+        assert!(coop_config_ok(&h200, 16, 32));
+        assert!(
+            !coop_config_ok(&h200, 64, 64),
+            "AMD wave64: a 32 workgroup is a partial subgroup"
+        );
+        assert!(!coop_config_ok(&h200, 32, 128));
+        assert!(!coop_config_ok(&[prop(16, S::F16, S::F16)], 32, 32));
+        assert!(!coop_config_ok(&[prop(8, S::F16, S::F32)], 32, 32));
+        assert!(!coop_config_ok(&[], 32, 32));
     }
 
     #[test]

@@ -26,7 +26,11 @@ fn every_shader_validates() {
         };
         let mut validator = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
+            // f16 / cooperative-matrix shaders must say `enable ...;` to parse at all; the
+            // capabilities are the device features their Rust callers check for first.
+            naga::valid::Capabilities::default()
+                | naga::valid::Capabilities::SHADER_FLOAT16
+                | naga::valid::Capabilities::COOPERATIVE_MATRIX,
         );
         if let Err(e) = validator.validate(&module) {
             failures.push(format!(

@@ -27,6 +27,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod gemm_f16;
 pub mod loss;
 pub mod lsq;
 pub mod norm;
