@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::gpu_or_skip;
@@ -12,7 +13,8 @@ use limpq_solver::{BitOpsBudget, Problem};
 use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::engine::{Network, NetworkConfig, QuantSpec};
 use limpq_trainer::method::{
-    evaluate_quantized, finetune, joint_train_full, FinetuneConfig, JointConfig,
+    evaluate_quantized, finetune, joint_train_full, FinetuneConfig, JointConfig, MethodError,
+    StopFlag,
 };
 use limpq_trainer::model::{Model, Node, Op};
 use limpq_trainer::reference::conv::{
@@ -26,7 +28,7 @@ use limpq_trainer::reference::pool::{global_avg_pool_backward, global_avg_pool_f
 use limpq_trainer::reference::rng::SeededRng;
 use limpq_trainer::reference::Nchw;
 use limpq_trainer::shapes::Conv2dShape;
-use limpq_trainer::train::{train, TrainConfig};
+use limpq_trainer::train::{train, Event, TrainConfig};
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -436,7 +438,7 @@ fn tiny_joint_run_solve_and_finetune() {
         &fp.checkpoint,
         &policy,
         Some(ind),
-        joint_ds,
+        joint_ds.clone(),
         test.clone(),
         &FinetuneConfig {
             epochs: 1,
@@ -456,12 +458,64 @@ fn tiny_joint_run_solve_and_finetune() {
     assert!(ft.test_accuracy > 0.3, "accuracy {}", ft.test_accuracy);
     // The checkpoint evaluates to the same accuracy through evaluate_quantized, and it
     // carries its policy.
-    let ev = evaluate_quantized(gpu, &model, &ft.checkpoint, &policy, test, 100).unwrap();
+    let ev = evaluate_quantized(gpu, &model, &ft.checkpoint, &policy, test.clone(), 100).unwrap();
     assert!((ev.accuracy() - ft.test_accuracy).abs() < 1e-9);
     let stored = limpq_trainer::method::checkpoint_policy(&ft.checkpoint)
         .unwrap()
         .unwrap();
     assert_eq!(stored, policy);
+
+    // A stop flag set after the second step's event stops both runs before step 3.
+    for which in ["joint", "finetune"] {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut on_event = |e: &Event| {
+            if matches!(e, Event::Step { step: 2, .. }) {
+                flag.store(true, Ordering::SeqCst);
+            }
+        };
+        let stop = StopFlag::new(flag.clone());
+        let err = if which == "joint" {
+            let cfg = JointConfig {
+                stop,
+                ..jcfg.clone()
+            };
+            let r = joint_train_full(
+                gpu,
+                &model,
+                &fp.checkpoint,
+                joint_ds.clone(),
+                test.clone(),
+                &cfg,
+                &mut on_event,
+            );
+            r.err()
+        } else {
+            let cfg = FinetuneConfig {
+                epochs: 1,
+                batch: 32,
+                stop,
+                ..FinetuneConfig::default()
+            };
+            let r = finetune(
+                gpu,
+                &model,
+                &fp.checkpoint,
+                &policy,
+                Some(ind),
+                joint_ds.clone(),
+                test.clone(),
+                &cfg,
+                &mut on_event,
+            );
+            r.err()
+        };
+        match err {
+            Some(MethodError::Stopped {
+                epoch: 1, step: 3, ..
+            }) => {}
+            other => panic!("{which}: expected a stop before step 3, got {other:?}"),
+        }
+    }
 }
 
 /// Joint-step throughput (a pass per bit-width of 2..=6 plus a random-policy pass, one

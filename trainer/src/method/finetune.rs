@@ -6,17 +6,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use limpq_solver::{IndicatorSet, Policy};
 
+use super::epochs::{run_epochs, steps_per_epoch, Schedule};
 use super::{MethodError, StopFlag, POLICY_META};
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Loader, LoaderConfig};
+use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
-use crate::reference::cosine_lr;
 use crate::train::{check_checkpoint_model, check_data, evaluate, EpochSummary, Event};
 
 /// Settings of a finetune run (defaults: the reference recipe).
@@ -149,14 +148,7 @@ pub fn finetune(
             cfg.lr
         )));
     }
-    let steps = train.len() / cfg.batch;
-    if steps == 0 {
-        return Err(MethodError::Config(format!(
-            "{} training images make no full batch of {}",
-            train.len(),
-            cfg.batch
-        )));
-    }
+    steps_per_epoch(train.len(), cfg.batch)?;
     let spec = QuantSpec::policy(model, policy)?;
     let from_ind = match indicators {
         Some(ind) => steps_from_indicators(&spec, ind, model)?,
@@ -193,106 +185,58 @@ pub fn finetune(
         },
         &spec,
     )?;
-    on_event(&Event::Start {
+    let schedule = Schedule {
+        stage: "finetuning",
         epochs: cfg.epochs,
-        steps_per_epoch: steps,
-        train_images: steps * cfg.batch,
-        test_images: test.len(),
-    });
-    let total = cfg.epochs * steps;
+        batch: cfg.batch,
+        lr: cfg.lr,
+        seed: cfg.seed,
+        stop: &cfg.stop,
+        init_steps: need_init,
+        pass_names: vec!["policy".into()],
+        eval_selection: None,
+    };
     let sel = vec![vec![0usize; layers.len()]];
-    let loader_cfg = LoaderConfig::train(&train, cfg.batch, cfg.seed, cfg.epochs);
-    let mut loader = Loader::spawn(train.clone(), loader_cfg)?;
-    let mut history = Vec::new();
-    let mut global = 0usize;
-    let mut initialised = false;
-    let mut state = Vec::new();
-    for epoch in 1..=cfg.epochs {
-        let start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for step in 1..=steps {
-            if cfg.stop.requested() {
-                return Err(MethodError::Stopped {
-                    stage: "finetuning",
-                    epoch,
-                    step,
-                });
+    let mut last_state = None;
+    let ran = run_epochs(
+        &mut net,
+        &mut eval_net,
+        &train,
+        &test,
+        &schedule,
+        &mut || sel.clone(),
+        &mut |epoch, steps, history, state| {
+            if let Some(path) = &cfg.checkpoint {
+                checkpoint(model, cfg, policy, epoch, steps, history, state.clone()).save(path)?;
             }
-            let b = loader
-                .next()
-                .ok_or_else(|| MethodError::Config("the data loader stopped early".into()))?;
-            if !initialised {
-                if need_init.iter().any(|&n| n) {
-                    net.init_steps(&b.x, &b.y, &need_init)?;
-                }
-                initialised = true;
-            }
-            let lr = cosine_lr(cfg.lr, global, total);
-            let s = net.train_passes(&b.x, &b.y, lr, &sel)?[0];
-            global += 1;
-            if !s.loss.is_finite() {
-                return Err(MethodError::Diverged {
-                    stage: "finetuning",
-                    epoch,
-                    step,
-                    pass: "policy".into(),
-                    loss: s.loss,
-                    lr,
-                });
-            }
-            loss_sum += s.loss as f64 * b.n as f64;
-            correct += s.correct;
-            seen += b.n;
-            let secs = start.elapsed().as_secs_f64().max(1e-9);
-            on_event(&Event::Step {
-                epoch,
-                epochs: cfg.epochs,
-                step,
-                steps,
-                loss: s.loss,
-                accuracy: correct as f64 / seen as f64,
-                lr,
-                images_per_sec: seen as f64 / secs,
-                eta_secs: secs / step as f64 * (total - global) as f64,
-            });
-        }
-        let train_secs = start.elapsed().as_secs_f64();
-        on_event(&Event::Evaluating { epoch });
-        state = net.export_state()?;
-        eval_net.import_state(&state, false)?;
-        let ev = evaluate(&mut eval_net, &test)?;
-        let summary = EpochSummary {
-            epoch,
-            epochs: cfg.epochs,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
-            test_loss: ev.mean_loss(),
-            test_acc: ev.accuracy(),
-            seconds: start.elapsed().as_secs_f64(),
-            images_per_sec: seen as f64 / train_secs.max(1e-9),
-        };
-        on_event(&Event::Epoch(summary.clone()));
-        history.push(summary);
-        if let Some(path) = &cfg.checkpoint {
-            checkpoint(model, cfg, policy, epoch, global, &history, state.clone()).save(path)?;
-        }
-    }
-    drop(loader);
-    let (test_accuracy, test_loss) = match history.last() {
-        Some(h) => (h.test_acc, h.test_loss),
-        None => {
+            last_state = Some(state);
+            Ok(())
+        },
+        on_event,
+    )?;
+    let (state, test_accuracy, test_loss) = match (last_state, ran.history.last()) {
+        (Some(state), Some(h)) => (state, h.test_acc, h.test_loss),
+        _ => {
             // No epochs: evaluate the initial quantized model.
-            state = net.export_state()?;
+            let state = net.export_state()?;
             eval_net.import_state(&state, false)?;
             let ev = evaluate(&mut eval_net, &test)?;
-            (ev.accuracy(), ev.mean_loss())
+            (state, ev.accuracy(), ev.mean_loss())
         }
     };
     Ok(Finetuned {
-        checkpoint: checkpoint(model, cfg, policy, cfg.epochs, global, &history, state),
+        checkpoint: checkpoint(
+            model,
+            cfg,
+            policy,
+            cfg.epochs,
+            ran.steps,
+            &ran.history,
+            state,
+        ),
         test_accuracy,
         test_loss,
-        history,
+        history: ran.history,
     })
 }
 

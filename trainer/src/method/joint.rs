@@ -6,19 +6,18 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use limpq_solver::IndicatorSet;
 
+use super::epochs::{run_epochs, steps_per_epoch, Schedule};
 use super::{utc_now, MethodError, StopFlag};
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Loader, LoaderConfig};
+use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
-use crate::reference::cosine_lr;
 use crate::reference::rng::SeededRng;
-use crate::train::{check_checkpoint_model, check_data, evaluate, EpochSummary, Event};
+use crate::train::{check_checkpoint_model, check_data, EpochSummary, Event};
 
 /// Settings of a joint run (defaults: DESIGN.md's recipe).
 #[derive(Clone, Debug, PartialEq)]
@@ -140,14 +139,7 @@ pub fn joint_train_full(
     check_data(model, &train)?;
     check_data(model, &test)?;
     check_checkpoint_model(init, model, "the --init checkpoint")?;
-    let steps = train.len() / cfg.batch;
-    if steps == 0 {
-        return Err(MethodError::Config(format!(
-            "{} training images make no full batch of {}",
-            train.len(),
-            cfg.batch
-        )));
-    }
+    let steps = steps_per_epoch(train.len(), cfg.batch)?;
     let spec = QuantSpec::joint(model, &cfg.bits)?;
     let ncfg = NetworkConfig {
         batch: cfg.batch,
@@ -181,37 +173,24 @@ pub fn joint_train_full(
     pass_names.push("random-policy".into());
     let mut policy_rng = SeededRng::new(cfg.seed ^ 0x5EED_0F4A_11D0_E5E5);
 
-    on_event(&Event::Start {
+    let schedule = Schedule {
+        stage: "joint training",
         epochs: cfg.epochs,
-        steps_per_epoch: steps,
-        train_images: steps * cfg.batch,
-        test_images: test.len(),
-    });
-    let total = cfg.epochs * steps;
-    let loader_cfg = LoaderConfig::train(&train, cfg.batch, cfg.seed, cfg.epochs);
-    let mut loader = Loader::spawn(train.clone(), loader_cfg)?;
-    let mut history = Vec::new();
-    let mut global = 0usize;
-    let mut initialised = false;
-    for epoch in 1..=cfg.epochs {
-        let start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for step in 1..=steps {
-            if cfg.stop.requested() {
-                return Err(MethodError::Stopped {
-                    stage: "joint training",
-                    epoch,
-                    step,
-                });
-            }
-            let b = loader
-                .next()
-                .ok_or_else(|| MethodError::Config("the data loader stopped early".into()))?;
-            if !initialised {
-                // Step-size init on the first training batch (DESIGN.md).
-                net.init_steps(&b.x, &b.y, &vec![true; layers.len()])?;
-                initialised = true;
-            }
+        batch: cfg.batch,
+        lr: cfg.lr,
+        seed: cfg.seed,
+        stop: &cfg.stop,
+        init_steps: vec![true; layers.len()],
+        pass_names,
+        eval_selection: Some(top),
+    };
+    let ran = run_epochs(
+        &mut net,
+        &mut eval_net,
+        &train,
+        &test,
+        &schedule,
+        &mut || {
             let mut sels = uniform.clone();
             sels.push(
                 searchable
@@ -219,59 +198,17 @@ pub fn joint_train_full(
                     .map(|&s| if s { policy_rng.below(nb) } else { 0 })
                     .collect(),
             );
-            let lr = cosine_lr(cfg.lr, global, total);
-            let stats = net.train_passes(&b.x, &b.y, lr, &sels)?;
-            global += 1;
-            if let Some((i, s)) = stats.iter().enumerate().find(|(_, s)| !s.loss.is_finite()) {
-                return Err(MethodError::Diverged {
-                    stage: "joint training",
-                    epoch,
-                    step,
-                    pass: pass_names[i].clone(),
-                    loss: s.loss,
-                    lr,
-                });
+            sels
+        },
+        &mut |epoch, steps, history, state| {
+            if let Some(path) = &cfg.checkpoint {
+                checkpoint(model, cfg, epoch, steps, history, state).save(path)?;
             }
-            let mean_loss = stats.iter().map(|s| s.loss as f64).sum::<f64>() / stats.len() as f64;
-            loss_sum += mean_loss * b.n as f64;
-            correct += stats.iter().map(|s| s.correct).sum::<usize>();
-            seen += b.n;
-            let secs = start.elapsed().as_secs_f64().max(1e-9);
-            on_event(&Event::Step {
-                epoch,
-                epochs: cfg.epochs,
-                step,
-                steps,
-                loss: mean_loss as f32,
-                accuracy: correct as f64 / (seen * stats.len()) as f64,
-                lr,
-                images_per_sec: seen as f64 / secs,
-                eta_secs: secs / step as f64 * (total - global) as f64,
-            });
-        }
-        let train_secs = start.elapsed().as_secs_f64();
-        on_event(&Event::Evaluating { epoch });
-        let state = net.export_state()?;
-        eval_net.import_state(&state, false)?;
-        eval_net.set_selection(&top)?;
-        let ev = evaluate(&mut eval_net, &test)?;
-        let summary = EpochSummary {
-            epoch,
-            epochs: cfg.epochs,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / (seen * (nb + 1)) as f64,
-            test_loss: ev.mean_loss(),
-            test_acc: ev.accuracy(),
-            seconds: start.elapsed().as_secs_f64(),
-            images_per_sec: seen as f64 / train_secs.max(1e-9),
-        };
-        on_event(&Event::Epoch(summary.clone()));
-        history.push(summary);
-        if let Some(path) = &cfg.checkpoint {
-            checkpoint(model, cfg, epoch, global, &history, state).save(path)?;
-        }
-    }
-    drop(loader);
+            Ok(())
+        },
+        on_event,
+    )?;
+    let (history, global) = (ran.history, ran.steps);
     let steps_now = net.read_steps()?;
     let mut ind = model.indicator_skeleton(&cfg.bits, &cfg.bits)?;
     let mut non_monotone = Vec::new();

@@ -4,6 +4,7 @@
 //! The network side — fake quantization, switchable BN, several passes per submission — is
 //! `crate::engine::quant`.
 
+mod epochs;
 mod finetune;
 mod joint;
 
