@@ -40,6 +40,10 @@ pub(super) struct Ran {
     pub steps: usize,
 }
 
+/// Called after every epoch's evaluation: `(epoch, steps so far, history, state)`.
+pub(super) type SaveFn<'a> =
+    dyn FnMut(usize, usize, &[EpochSummary], Vec<NamedTensor>) -> Result<(), MethodError> + 'a;
+
 /// Full batches per epoch, or an error when there is none.
 pub(super) fn steps_per_epoch(images: usize, batch: usize) -> Result<usize, MethodError> {
     match images.checked_div(batch) {
@@ -60,12 +64,7 @@ pub(super) fn run_epochs(
     test: &Arc<Dataset>,
     s: &Schedule<'_>,
     passes: &mut dyn FnMut() -> Vec<Vec<usize>>,
-    save: &mut dyn FnMut(
-        usize,
-        usize,
-        &[EpochSummary],
-        Vec<NamedTensor>,
-    ) -> Result<(), MethodError>,
+    save: &mut SaveFn<'_>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Ran, MethodError> {
     let steps = steps_per_epoch(train.len(), s.batch)?;
