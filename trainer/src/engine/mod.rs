@@ -24,8 +24,9 @@
 //!
 //! Extension points for quantization-aware and joint training (issue 4): every conv/linear
 //! node reads its input and weight through [`LayerIo`]; a fake-quant hook replaces those
-//! with the outputs of LSQ ops recorded just before the layer, and routes the layer's
-//! input/weight gradients through the LSQ backward. BN parameters and running statistics
+//! with the outputs of LSQ ops recorded just before the layer (a conv instead quantizes
+//! its input on load, one conv op per bit-width), and routes the layer's input/weight
+//! gradients through the LSQ backward. BN parameters and running statistics
 //! are stored per node in [`BnSet`]s, so switchable BN adds sets (one per bit-width)
 //! without touching the rest of the graph.
 
@@ -36,9 +37,7 @@ use std::fmt;
 
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::conv::{
-    Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward,
-};
+use crate::kernels::conv::{Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight};
 use crate::kernels::elementwise::{Add, Axpy, Relu, ReluBackward};
 use crate::kernels::gemm::{Gemm, GemmShape};
 use crate::kernels::loss::SoftmaxCrossEntropy;
@@ -157,8 +156,9 @@ struct Param {
     momentum: usize,
 }
 
-/// Tensors a conv/linear layer reads. Today both are the raw tensors; a fake-quant hook
-/// points them at quantized copies.
+/// Tensors a conv/linear layer reads. In full precision both are the raw tensors; in a
+/// quantization-aware network the weight is a quantized copy, and so is a linear layer's
+/// input (a conv reads its raw input and quantizes it on load).
 #[derive(Clone, Copy, Debug)]
 pub struct LayerIo {
     pub input: usize,
@@ -470,16 +470,8 @@ impl<'g> Builder<'g> {
                 };
                 let io = self.quant_io(i, io, wp)?;
                 self.layer_io.push((i, io));
-                let op = Conv2dForward::new(
-                    self.gpu,
-                    &s,
-                    self.t(io.input),
-                    self.t(io.weight),
-                    bp.map(|b| self.pv(b)),
-                    self.t(y),
-                );
-                let op = at(name, op)?;
-                self.fwd(Step::op(op));
+                let step = self.conv_forward_step(i, &s, io, bp, y)?;
+                self.fwd(step);
             }
             Op::Linear { out_features, bias } => {
                 let in_f = xshape.numel();

@@ -7,8 +7,14 @@
 //!   quantizer and its input through an LSQ quantizer that is unsigned for activations
 //!   (post-ReLU) and signed for the model input (a normalised image has negative values);
 //!   each quantizer has ONE step tensor with an entry per variant (`{layer}.weight_step`,
-//!   `{layer}.act_step`, [`ParamKind::LsqStep`], no weight decay). The conv/GEMM reads the
-//!   quantized copies (`LayerIo` points at them).
+//!   `{layer}.act_step`, [`ParamKind::LsqStep`], no weight decay). The weight is quantized
+//!   into a copy (`LsqQuantize`) that the conv/GEMM reads (`LayerIo::weight` points at it).
+//!   A conv quantizes its input ON LOAD: its forward and backward-weight kernels read the
+//!   raw input and apply the LSQ forward as they load it ([`QuantX`], bit-identical to
+//!   `LsqQuantize`), one conv op per variant, so no quantized copy of the activation is
+//!   written or stored. A linear layer's input goes through `LsqQuantize` into a copy.
+//!   The activation backward (straight-through mask and step gradient) is `LsqBackward` on
+//!   the raw input either way.
 //! - A BN whose input is a quantized layer with several variants keeps one parameter set and
 //!   one pair of running statistics per variant (switchable BN), named
 //!   `{bn}.w{W}a{A}.weight` etc.; which set runs follows that layer's variant.
@@ -27,13 +33,16 @@ use super::{
 };
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::conv::{Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight};
+use crate::kernels::conv::{
+    Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo, QuantX,
+};
 use crate::kernels::elementwise::Axpy;
 use crate::kernels::gemm::{Gemm, GemmShape};
 use crate::kernels::lsq::{LsqBackward, LsqConfig, LsqQuantize};
 use crate::kernels::norm::{BatchNorm2d, BatchNorm2dBackward, BnMode, BnShape, BnTensors};
 use crate::model::{Model, Op, Shape, Source, FIXED_BITS};
 use crate::reference::lsq::lsq_init_weight_scale;
+use crate::shapes::Conv2dShape;
 
 use super::ops::Step;
 
@@ -132,9 +141,10 @@ pub(super) struct QLayer {
     w_steps: usize,
     a_steps: usize,
     weight: usize,
-    /// Raw input and its quantized copy (tensor ids), quantized weight.
+    /// Raw input, its quantized copy (linear layers only: a conv quantizes on load), and the
+    /// quantized weight (tensor ids).
     x: usize,
-    xq: usize,
+    xq: Option<usize>,
     wq: usize,
     /// Index of this layer's quantize entry in the forward list.
     fwd_pos: usize,
@@ -208,7 +218,10 @@ impl<'g> Builder<'g> {
     }
 
     /// Forward hook of a conv/linear node: in a quantized network, record the LSQ ops of
-    /// its input and weight (one variant per bit-width) and return the quantized copies.
+    /// its weight and (linear layers) input, one variant per bit-width, and return the
+    /// tensors the layer reads: the quantized weight, and the quantized input copy of a
+    /// linear layer or the raw input of a conv (which quantizes it on load, see
+    /// [`Builder::conv_forward_step`]).
     pub(super) fn quant_io(
         &mut self,
         i: usize,
@@ -236,6 +249,7 @@ impl<'g> Builder<'g> {
             )));
         }
         let act_signed = self.infos[i].inputs[0] == Source::Input;
+        let on_load = matches!(self.model.nodes[i].op, Op::Conv2d { .. });
         let nv = variants.len();
         let w_steps = self.param(
             i,
@@ -251,18 +265,26 @@ impl<'g> Builder<'g> {
         )?;
         let xlen = self.tensors[io.input].len();
         let wlen = self.tensors[io.weight].len();
-        let xq = self.zeros(xlen, &format!("{name}.input_q"))?;
+        let xq = if on_load {
+            None
+        } else {
+            Some(self.zeros(xlen, &format!("{name}.input_q"))?)
+        };
         let wq = self.zeros(wlen, &format!("{name}.weight_q"))?;
         let slot = self.qb().layers.len();
         let mut per = Vec::with_capacity(nv);
         for (k, &(wb, ab)) in variants.iter().enumerate() {
-            let a = LsqQuantize::new(
-                self.gpu,
-                self.t(io.input),
-                self.t(xq),
-                self.pv(a_steps),
-                lsq(k, ab, act_signed),
-            );
+            let mut ops = Vec::with_capacity(2);
+            if let Some(xq) = xq {
+                let a = LsqQuantize::new(
+                    self.gpu,
+                    self.t(io.input),
+                    self.t(xq),
+                    self.pv(a_steps),
+                    lsq(k, ab, act_signed),
+                );
+                ops.push(Step::op(at(&name, a)?));
+            }
             let w = LsqQuantize::new(
                 self.gpu,
                 self.t(io.weight),
@@ -270,7 +292,8 @@ impl<'g> Builder<'g> {
                 self.pv(w_steps),
                 lsq(k, wb, true),
             );
-            per.push(vec![Step::op(at(&name, a)?), Step::op(at(&name, w)?)]);
+            ops.push(Step::op(at(&name, w)?));
+            per.push(ops);
         }
         let fwd_pos = self.forward.len();
         self.forward.push(Fwd::Both(Step::Pick {
@@ -296,8 +319,57 @@ impl<'g> Builder<'g> {
             fwd_pos,
         });
         Ok(LayerIo {
-            input: xq,
+            input: xq.unwrap_or(io.input),
             weight: wq,
+        })
+    }
+
+    /// The forward step of conv node `i` reading `io` (from [`Builder::quant_io`]): in a
+    /// quantized network one conv per variant of its layer, each quantizing the input on
+    /// load at that variant's activation bits ([`Step::Pick`]); else the plain conv.
+    pub(super) fn conv_forward_step(
+        &mut self,
+        i: usize,
+        s: &Conv2dShape,
+        io: LayerIo,
+        bias: Option<usize>,
+        y: usize,
+    ) -> Result<Step, GpuError> {
+        let name = self.model.nodes[i].name.clone();
+        let bias = bias.map(|b| self.pv(b));
+        let Some(slot) = self.slot_of(i) else {
+            let op = Conv2dForward::new(
+                self.gpu,
+                s,
+                self.t(io.input),
+                self.t(io.weight),
+                bias,
+                self.t(y),
+            );
+            return Ok(Step::op(at(&name, op)?));
+        };
+        let l = &self.qb().layers[slot];
+        let mut per = Vec::with_capacity(l.info.variants.len());
+        for (k, &(_, ab)) in l.info.variants.iter().enumerate() {
+            let q = QuantX {
+                steps: self.pv(l.a_steps),
+                config: lsq(k, ab, l.info.act_signed),
+            };
+            let op = Conv2dForward::with_input_quant(
+                self.gpu,
+                s,
+                self.t(io.input),
+                self.t(io.weight),
+                bias,
+                self.t(y),
+                ConvAlgo::Auto,
+                Some(q),
+            );
+            per.push(vec![Step::op(at(&name, op)?)]);
+        }
+        Ok(Step::Pick {
+            slot,
+            variants: per,
         })
     }
 
@@ -397,7 +469,7 @@ impl<'g> Builder<'g> {
             .ok_or_else(|| GpuError::Shape(format!("node '{name}': not quantized")))?;
         let l = self.qb().layers[slot].clone();
         let wlen = self.tensors[l.wq].len();
-        let xlen = self.tensors[l.xq].len();
+        let xlen = self.tensors[l.x].len();
         let dwq = self.qscratch(wlen, ROLE_DWQ)?;
         let dw = self.qscratch(wlen, ROLE_DW)?;
         let dxq = self.qscratch(xlen, ROLE_DXQ)?;
@@ -409,15 +481,29 @@ impl<'g> Builder<'g> {
         match node.op {
             Op::Conv2d { .. } => {
                 let s = self.conv_shape(i).unwrap_or_else(|| unreachable!());
-                let op = Conv2dBackwardWeight::new(
-                    self.gpu,
-                    &s,
-                    self.t(l.xq),
-                    self.t(dy),
-                    self.t(dwq),
-                    false,
-                );
-                self.bwd(Step::op(at(name, op)?));
+                // dWq from the input quantized on load at each variant's bits.
+                let mut per = Vec::with_capacity(l.info.variants.len());
+                for (k, &(_, ab)) in l.info.variants.iter().enumerate() {
+                    let q = QuantX {
+                        steps: self.pv(l.a_steps),
+                        config: lsq(k, ab, l.info.act_signed),
+                    };
+                    let op = Conv2dBackwardWeight::with_input_quant(
+                        self.gpu,
+                        &s,
+                        self.t(l.x),
+                        self.t(dy),
+                        self.t(dwq),
+                        false,
+                        ConvAlgo::Auto,
+                        Some(q),
+                    );
+                    per.push(vec![Step::op(at(name, op)?)]);
+                }
+                self.bwd(Step::Pick {
+                    slot,
+                    variants: per,
+                });
                 if let Some(bp) = bias {
                     let op = Conv2dBackwardBias::new(self.gpu, &s, self.t(dy), self.pg(bp), true);
                     self.bwd(Step::op(at(name, op)?));
@@ -435,7 +521,9 @@ impl<'g> Builder<'g> {
             Op::Linear { out_features, .. } => {
                 let in_f = xshape.numel();
                 let shape = GemmShape::new(out_features, self.n, in_f).trans_a(true);
-                let op = Gemm::new(self.gpu, shape, self.t(dy), self.t(l.xq), self.t(dwq));
+                let xq =
+                    l.xq.unwrap_or_else(|| unreachable!("linear layers keep a copy"));
+                let op = Gemm::new(self.gpu, shape, self.t(dy), self.t(xq), self.t(dwq));
                 self.bwd(Step::op(at(name, op)?));
                 if let Some(bp) = bias {
                     let ones = self.ones()?;
