@@ -81,12 +81,15 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
 step devices 30 "$bin" devices
 
 if [ -n "$quick" ]; then
+  step bench-gemm 60 "$bin" bench gemm --size 128 --kind all --iters 2 --warmup 1 --reps 1
   bench small_cnn 16 joint 60 --steps 2 --warmup 1
   bench small_cnn 16 single 60 --steps 2 --warmup 1
   bench small_cnn 16 single-quant 60 --steps 2 --warmup 1
   peer_args=(--only resnet20 --steps 2)
   peer_secs=60
 else
+  # GEMM TFLOP/s at 4096³: f32, f16 operands, tensor cores (target ≥ 150); CPU-checked first.
+  step bench-gemm 90 "$bin" bench gemm --size 4096 --kind all --iters 10 --reps 10
   # Same models, batches, warmup (3) and timed steps (20) as the peer.
   bench resnet20 256 joint 75
   bench resnet20 256 single 40

@@ -260,10 +260,14 @@ pub enum Bench {
     /// Training-step throughput (ms per step, images/s) on synthetic data: the LIMPQ joint
     /// step, one full-precision step or one quantized pass.
     Train(Args),
+    /// GEMM TFLOP/s: the f32 kernel, the f16-operand kernel and (where the adapter has
+    /// cooperative matrices) the tensor-core kernel, each checked against the CPU first.
+    Gemm(super::bench_gemm::Args),
 }
 
 pub fn dispatch(b: Bench) -> anyhow::Result<()> {
     match b {
         Bench::Train(a) => run(a),
+        Bench::Gemm(a) => super::bench_gemm::run(a),
     }
 }
