@@ -757,6 +757,32 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
         }
     }
     let d_max = free.len();
+    // Order: the groups whose choices move the most-weighted row the most first. With
+    // two rows the search meets in the middle, so the coarse groups form the forward half
+    // and the fine ones the backward half; this keeps both frontiers far smaller than the
+    // layer order does (random 1000 x 36: 2-4x fewer states).
+    if m > 0 && d_max >= ORDER_MIN_GROUPS {
+        let spread = |g: usize, k: usize| -> f64 {
+            let b = order_in[g][0];
+            order_in[g]
+                .iter()
+                .map(|&c| abs(w.r[c * m + k] - w.r[b * m + k]))
+                .fold(0.0, f64::max)
+        };
+        let mut kbest = 0;
+        let mut vbest = f64::NEG_INFINITY;
+        for k in 0..m {
+            let v: f64 = free.iter().map(|&g| lam_w[k] * spread(g, k)).sum();
+            if v > vbest {
+                vbest = v;
+                kbest = k;
+            }
+        }
+        let key: Vec<f64> = free.iter().map(|&g| spread(g, kbest)).collect();
+        let mut idx: Vec<usize> = (0..d_max).collect();
+        idx.sort_by(|&a, &b| key[b].total_cmp(&key[a]).then(a.cmp(&b)));
+        free = idx.iter().map(|&i| free[i]).collect();
+    }
     let mut suffix = vec![0.0; (d_max + 1) * m];
     for d in (0..d_max).rev() {
         let g = free[d];
@@ -1251,3 +1277,7 @@ fn pareto(u: &[f64], cost: &[f64], m: usize) -> Vec<usize> {
 
 /// Rounds of coordinate ascent on the dual with two or more rows.
 const DUAL_ROUNDS: usize = 30;
+
+/// Searches with at least this many free groups order them coarse-first (see `search`);
+/// smaller ones keep the layer order, which needed fewer states on the ResNet-50 sweep.
+const ORDER_MIN_GROUPS: usize = 64;

@@ -29,7 +29,7 @@ pub struct SolveOptions {
     /// still returned, with `Proof::optimal == false`).
     pub node_limit: u64,
     /// DP states of the first exact pass (against the incumbent) before the search turns
-    /// to threshold probes. Default 100 000; 0 goes straight to the probes.
+    /// to threshold probes. Default 20 000; 0 goes straight to the probes.
     pub first_pass_states: u64,
 }
 
@@ -37,7 +37,7 @@ impl Default for SolveOptions {
     fn default() -> Self {
         SolveOptions {
             node_limit: 20_000_000,
-            first_pass_states: 100_000,
+            first_pass_states: 20_000,
         }
     }
 }
