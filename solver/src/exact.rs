@@ -600,11 +600,14 @@ fn branch(
         opts.first_pass_states.min(state_limit),
     );
     states += first.states;
+    let mut complete = false;
     if let Some((x, c)) = first.found {
-        z = c;
-        best = Some(x);
+        if c < z {
+            z = c;
+            best = Some(x);
+        }
     }
-    let mut complete = first.complete;
+    complete |= first.complete;
     if !complete {
         if z.is_finite() {
             let mut g = (z - lb) / PROBE_START;
@@ -626,10 +629,15 @@ fn branch(
                     break;
                 }
                 if let Some((x, c)) = out.found {
-                    z = c;
-                    best = Some(x);
-                    complete = true;
-                    break;
+                    let below_t = c < tt;
+                    if c < z {
+                        z = c;
+                        best = Some(x);
+                    }
+                    if below_t {
+                        complete = true; // the cheapest policy, and none is below tt
+                        break;
+                    }
                 }
                 if last {
                     complete = true;
@@ -639,6 +647,11 @@ fn branch(
                     proven = t;
                 }
                 g *= PROBE_GROWTH;
+                // Probes found policies on the way; once the next threshold is within a
+                // growth step of the incumbent, prove the incumbent directly.
+                if lb + g * PROBE_GROWTH >= z {
+                    g = z - lb;
+                }
             }
         } else {
             let out = search(
@@ -651,8 +664,10 @@ fn branch(
             );
             states += out.states;
             if let Some((x, c)) = out.found {
-                z = c;
-                best = Some(x);
+                if c < z {
+                    z = c;
+                    best = Some(x);
+                }
             }
             complete = out.complete;
         }
@@ -710,7 +725,8 @@ struct Search {
     states: u64,
     /// No state was dropped except by dominance, bound or feasibility.
     complete: bool,
-    /// The cheapest policy below the threshold (input indices) and its cost.
+    /// The cheapest policy among the states kept (input indices) and its cost: the
+    /// optimum if it is below the threshold, else only a feasible policy.
     found: Option<(Vec<usize>, f64)>,
 }
 
@@ -798,13 +814,18 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
     // relaxation's solution is bounded better by a larger (smaller) multiplier on it.
     // bound_j(state at stage d) = cost + λ_j · used + off_j[d].
     let mut lams: Vec<Vec<f64>> = Vec::new();
+    let mut mk = Vec::new();
+    let mut coef = Vec::new();
     for k in 0..m {
         for f in [0.0, 0.25, 0.5, 0.7, 0.85, 0.95, 1.05, 1.2, 1.5, 2.0, 4.0] {
             let mut l = lam_w.to_vec();
             l[k] *= f;
             lams.push(l);
+            mk.push(k);
+            coef.push((f - 1.0) * lam_w[k]);
         }
     }
+    let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam_w, c)).collect();
     let nl = lams.len();
     // lc[c * nl + j]: Lagrangian cost of choice c at multiplier j.
     // off[d * nl + j]: Σ over free groups d.. of their least Lagrangian cost − λ_j · cap.
@@ -827,12 +848,8 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
             off[d * nl + j] = acc;
         }
     }
-    // A state's bound at multiplier j is sb_j + off_j of the next stage, where
-    // sb_j = cost + λ_j · used is carried from parent to child by adding lc.
-    let base_sb: Vec<f64> = lams
-        .iter()
-        .map(|l| base_cost + (0..m).map(|k| l[k] * base_used[k]).sum::<f64>())
-        .collect();
+    // A state's bound at multiplier j is cost + λ_j·used + off_j of the next stage.
+    let base_ls = base_cost + (0..m).map(|k| lam_w[k] * base_used[k]).sum::<f64>();
     // Prefix counterparts of `suffix` and `off` for the backward half of the
     // meet-in-the-middle search: groups free[..e].
     let mut pre_min = vec![0.0; (d_max + 1) * m];
@@ -861,13 +878,15 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
         used: &base_used,
         cost: base_cost,
         rc: base_rc,
-        sb: &base_sb,
+        ls: base_ls,
     };
     let ctx = Ctx {
         w,
         order_in: &order_in,
         rc: &rc,
-        lc: &lc,
+        lw: &lw,
+        mk: &mk,
+        coef: &coef,
         nl,
         lb,
         feas_tol,
@@ -888,7 +907,6 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
             &off[nl..(h + 1) * nl],
             &base,
             zb,
-            usize::MAX,
             limit,
         );
         states += fwd.states;
@@ -913,7 +931,6 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
             &rest_off,
             &base,
             zb,
-            usize::MAX,
             limit.saturating_sub(fwd.states),
         );
         states += bwd.states;
@@ -926,12 +943,10 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
         }
         let mut found = None;
         if let Some((fi, bi, bc)) = join2(w, &fwd, &bwd, &base, feas_tol) {
-            if bc < zb {
-                let mut x = fixed_choice.clone();
-                fwd.trace(fi, &free[..h], &mut x);
-                bwd.trace(bi, &order_b, &mut x);
-                found = Some((to_input(&x), bc));
-            }
+            let mut x = fixed_choice.clone();
+            fwd.trace(fi, &free[..h], &mut x);
+            bwd.trace(bi, &order_b, &mut x);
+            found = Some((to_input(&x), bc));
         }
         return Search {
             states,
@@ -939,15 +954,7 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
             found,
         };
     }
-    let out = ctx.dp(
-        &free,
-        &suffix[m..],
-        &off[nl..],
-        &base,
-        zb,
-        usize::MAX,
-        limit,
-    );
+    let out = ctx.dp(&free, &suffix[m..], &off[nl..], &base, zb, limit);
     states += out.states;
     let mut found = None;
     if !out.cut && out.complete_len == d_max && !out.cost.is_empty() {
@@ -957,7 +964,7 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
             .enumerate()
             .min_by(|a, b| a.1.total_cmp(b.1))
             .unwrap_or((0, &f64::INFINITY));
-        if bc < zb {
+        if bc.is_finite() {
             let mut x = fixed_choice.clone();
             out.trace(bi, &free, &mut x);
             found = Some((to_input(&x), bc));
@@ -975,7 +982,8 @@ struct Base<'a> {
     used: &'a [f64],
     cost: f64,
     rc: f64,
-    sb: &'a [f64],
+    /// cost + λ·used.
+    ls: f64,
 }
 
 /// What every DP pass of one search shares.
@@ -983,7 +991,11 @@ struct Ctx<'a> {
     w: &'a Work,
     order_in: &'a [Vec<usize>],
     rc: &'a [f64],
-    lc: &'a [f64],
+    /// Lagrangian cost of each choice at λ.
+    lw: &'a [f64],
+    /// Multiplier j is λ with row mk[j] scaled so that λ_j·u = λ·u + coef[j]·u[mk[j]].
+    mk: &'a [usize],
+    coef: &'a [f64],
     nl: usize,
     lb: f64,
     feas_tol: &'a [f64],
@@ -1018,9 +1030,7 @@ impl Ctx<'_> {
     /// of each row by the groups not yet taken after stage s, `rest_off[s]` (nl per
     /// stage) their least Lagrangian cost at each multiplier minus λ·cap. States whose
     /// bound reaches `zb` are dropped, and so are states that cannot fit any more;
-    /// beyond `beam` states per stage the best-bounded are kept (then `cut` is set), and
     /// beyond `limit` candidates in all the pass stops (`cut`).
-    #[allow(clippy::too_many_arguments)]
     fn dp(
         &self,
         order: &[usize],
@@ -1028,17 +1038,18 @@ impl Ctx<'_> {
         rest_off: &[f64],
         base: &Base,
         zb: f64,
-        beam: usize,
         limit: u64,
     ) -> Dp {
         let w = self.w;
         let m = w.m;
         let nl = self.nl;
-        let (rc, lc) = (self.rc, self.lc);
+        let (rc, lw) = (self.rc, self.lw);
+        let (mk, coef) = (self.mk, self.coef);
         let mut used = base.used.to_vec();
         let mut cost = vec![base.cost];
         let mut rcs = vec![base.rc];
-        let mut sb = base.sb.to_vec();
+        // cost + λ·used of each state (λ the search's multipliers).
+        let mut ls = vec![base.ls];
         let mut hint = 0usize;
         let mut back: Vec<Vec<(u32, u32)>> = Vec::with_capacity(order.len());
         let mut cut = false;
@@ -1046,34 +1057,47 @@ impl Ctx<'_> {
         let mut cand: Vec<(u32, u32)> = Vec::new();
         let mut cand_u: Vec<f64> = Vec::new();
         let mut cand_cost: Vec<f64> = Vec::new();
+        let mut cand_ls: Vec<f64> = Vec::new();
+        let mut nu = vec![0.0; m];
         for (s, &g) in order.iter().enumerate() {
             cand.clear();
             cand_u.clear();
             cand_cost.clear();
+            cand_ls.clear();
             let list = &self.order_in[g];
             let offn = &rest_off[s * nl..(s + 1) * nl];
             let rmin = &rest_min[s * m..(s + 1) * m];
-            for i in 0..cost.len() {
-                let sbi = &sb[i * nl..(i + 1) * nl];
-                for &c in list {
-                    let nrc = rcs[i] + rc[c];
-                    if self.lb + nrc >= zb {
-                        break; // later choices have larger reduced costs
+            let min_rcs = rcs.iter().copied().fold(f64::INFINITY, f64::min);
+            // Choice-major: the states are sorted by row 0, so each choice's candidates
+            // come out sorted too and the dominance sort below only merges runs.
+            for &c in list {
+                if self.lb + min_rcs + rc[c] >= zb {
+                    break; // later choices have larger reduced costs
+                }
+                let rcc = &w.r[c * m..(c + 1) * m];
+                for i in 0..cost.len() {
+                    if self.lb + rcs[i] + rc[c] >= zb {
+                        continue;
                     }
-                    let ok = (0..m).all(|k| {
-                        used[i * m + k] + w.r[c * m + k] + rmin[k] <= w.cap[k] + self.feas_tol[k]
-                    });
+                    let ui = &used[i * m..(i + 1) * m];
+                    let mut ok = true;
+                    for k in 0..m {
+                        nu[k] = ui[k] + rcc[k];
+                        ok &= nu[k] + rmin[k] <= w.cap[k] + self.feas_tol[k];
+                    }
                     if !ok {
                         continue;
                     }
-                    let lcc = &lc[c * nl..(c + 1) * nl];
+                    // Bound at multiplier j: cost + λ_j·used + off_j, where λ_j is λ with
+                    // row mk[j] scaled: ls + coef_j · used[mk[j]] + off_j.
+                    let nls = ls[i] + lw[c];
                     // The multiplier that pruned last is tried first.
-                    if sbi[hint] + lcc[hint] + offn[hint] >= zb {
+                    if nls + coef[hint] * nu[mk[hint]] + offn[hint] >= zb {
                         continue;
                     }
                     let mut pruned = false;
                     for j in 0..nl {
-                        if sbi[j] + lcc[j] + offn[j] >= zb {
+                        if nls + coef[j] * nu[mk[j]] + offn[j] >= zb {
                             hint = j;
                             pruned = true;
                             break;
@@ -1083,10 +1107,9 @@ impl Ctx<'_> {
                         continue;
                     }
                     cand.push((i as u32, c as u32));
-                    for k in 0..m {
-                        cand_u.push(used[i * m + k] + w.r[c * m + k]);
-                    }
+                    cand_u.extend_from_slice(&nu);
                     cand_cost.push(cost[i] + w.cost[c]);
+                    cand_ls.push(nls);
                 }
             }
             states += cand.len() as u64;
@@ -1094,38 +1117,24 @@ impl Ctx<'_> {
                 cut = true;
                 break;
             }
-            let mut keep = pareto(&cand_u, &cand_cost, m);
-            if keep.len() > beam {
-                // Rank by the best bound on any completion (all multipliers).
-                let key = |j: usize| {
-                    let (i, c) = (cand[j].0 as usize, cand[j].1 as usize);
-                    (0..nl)
-                        .map(|jj| sb[i * nl + jj] + lc[c * nl + jj] + offn[jj])
-                        .fold(f64::NEG_INFINITY, f64::max)
-                };
-                keep.select_nth_unstable_by(beam, |&a, &b| key(a).total_cmp(&key(b)));
-                keep.truncate(beam);
-                cut = true;
-            }
+            let keep = pareto(&cand_u, &cand_cost, m);
             let mut nused = Vec::with_capacity(keep.len() * m);
             let mut ncost = Vec::with_capacity(keep.len());
             let mut nrcs = Vec::with_capacity(keep.len());
+            let mut nls = Vec::with_capacity(keep.len());
             let mut nback = Vec::with_capacity(keep.len());
-            let mut nsb = Vec::with_capacity(keep.len() * nl);
             for &j in &keep {
                 let (i, c) = cand[j];
-                for jj in 0..nl {
-                    nsb.push(sb[i as usize * nl + jj] + lc[c as usize * nl + jj]);
-                }
                 nused.extend_from_slice(&cand_u[j * m..(j + 1) * m]);
                 ncost.push(cand_cost[j]);
                 nrcs.push(rcs[i as usize] + rc[c as usize]);
+                nls.push(cand_ls[j]);
                 nback.push((i, c));
             }
             used = nused;
             cost = ncost;
             rcs = nrcs;
-            sb = nsb;
+            ls = nls;
             back.push(nback);
             if cost.is_empty() {
                 break;
