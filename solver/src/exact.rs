@@ -588,6 +588,7 @@ fn branch(
     best_lb: f64,
 ) -> Exact {
     let state_limit = opts.node_limit;
+    let order_min = opts.coarse_first_min_groups;
     let mut states: u64 = 0;
     let mut proven = best_lb;
     let mut best: Option<Vec<usize>> = None;
@@ -598,6 +599,7 @@ fn branch(
         below(z),
         &feas_tol,
         opts.first_pass_states.min(state_limit),
+        order_min,
     );
     states += first.states;
     let mut complete = false;
@@ -617,7 +619,7 @@ fn branch(
                 let tt = if last { below(z) } else { t };
                 let left = state_limit.saturating_sub(states);
                 let out = match restrict(w, lam_w, lb, tt) {
-                    Some(wt) => search(&wt, lam_w, lb, tt, &feas_tol, left),
+                    Some(wt) => search(&wt, lam_w, lb, tt, &feas_tol, left, order_min),
                     None => Search {
                         states: 0,
                         complete: true,
@@ -661,6 +663,7 @@ fn branch(
                 f64::INFINITY,
                 &feas_tol,
                 state_limit.saturating_sub(states),
+                order_min,
             );
             states += out.states;
             if let Some((x, c)) = out.found {
@@ -736,7 +739,15 @@ struct Search {
 /// (dominance), when its bound reaches `zb` (bound), or when the least the remaining
 /// groups use would break a budget (feasibility). With two rows and four or more free
 /// groups it meets in the middle.
-fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u64) -> Search {
+fn search(
+    w: &Work,
+    lam_w: &[f64],
+    lb: f64,
+    zb: f64,
+    feas_tol: &[f64],
+    limit: u64,
+    order_min: usize,
+) -> Search {
     let m = w.m;
     let ng = w.groups();
     // Reduced costs, choices of each group sorted by them.
@@ -777,7 +788,7 @@ fn search(w: &Work, lam_w: &[f64], lb: f64, zb: f64, feas_tol: &[f64], limit: u6
     // two rows the search meets in the middle, so the coarse groups form the forward half
     // and the fine ones the backward half; this keeps both frontiers far smaller than the
     // layer order does (random 1000 x 36: 2-4x fewer states).
-    if m > 0 && d_max >= ORDER_MIN_GROUPS {
+    if m > 0 && d_max > 1 && d_max >= order_min {
         let spread = |g: usize, k: usize| -> f64 {
             let b = order_in[g][0];
             order_in[g]
@@ -1286,7 +1297,3 @@ fn pareto(u: &[f64], cost: &[f64], m: usize) -> Vec<usize> {
 
 /// Rounds of coordinate ascent on the dual with two or more rows.
 const DUAL_ROUNDS: usize = 30;
-
-/// Searches with at least this many free groups order them coarse-first (see `search`);
-/// smaller ones keep the layer order, which needed fewer states on the ResNet-50 sweep.
-const ORDER_MIN_GROUPS: usize = 64;

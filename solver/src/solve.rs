@@ -31,6 +31,10 @@ pub struct SolveOptions {
     /// DP states of the first exact pass (against the incumbent) before the search turns
     /// to threshold probes. Default 20 000; 0 goes straight to the probes.
     pub first_pass_states: u64,
+    /// Searches with at least this many free groups order them coarse-first (the
+    /// groups that move the most-weighted budget row the most); smaller ones keep the
+    /// layer order. Default 64.
+    pub coarse_first_min_groups: usize,
 }
 
 impl Default for SolveOptions {
@@ -38,6 +42,7 @@ impl Default for SolveOptions {
         SolveOptions {
             node_limit: 20_000_000,
             first_pass_states: 20_000,
+            coarse_first_min_groups: 64,
         }
     }
 }

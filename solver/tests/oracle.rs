@@ -94,11 +94,14 @@ fn exact_and_microlp_agree_on_seeded_instances() {
 }
 
 /// Options that skip the first exact pass: every instance goes through the threshold
-/// probes (which otherwise only run on instances too big for the first pass).
+/// probes (which otherwise only run on instances too big for the first pass), with the
+/// group order otherwise used only on large searches.
 fn probes_only(node_limit: u64) -> SolveOptions {
     let mut o = SolveOptions::default();
     o.first_pass_states = 0;
     o.node_limit = node_limit;
+    // Coarse-first group order on every search, not only on large ones.
+    o.coarse_first_min_groups = 0;
     o
 }
 
@@ -206,4 +209,28 @@ fn threshold_probes_and_microlp_agree_on_seeded_instances() {
         compared > 200,
         "only {compared} feasible instances compared"
     );
+}
+
+/// 200-layer instances (two binding budgets) are too big for the oracles: every search
+/// configuration (first pass or probes only, layer or coarse-first order) must prove the
+/// same optimum, and the policies must pass the independent feasibility check.
+#[test]
+fn search_configurations_agree_on_200_layer_instances() {
+    for seed in 0..4u64 {
+        let p = limpq_solver::gen::bench_problem("random200", seed).expect("known kind");
+        let c = p.compile().unwrap();
+        let mut objs = Vec::new();
+        for (first, order_min) in [(20_000, 64), (0, 0), (0, usize::MAX), (u64::MAX, 64)] {
+            let mut o = SolveOptions::default();
+            o.first_pass_states = first;
+            o.coarse_first_min_groups = order_min;
+            let s = c.solve(&o).unwrap();
+            assert!(s.proof.optimal, "seed {seed} ({first}, {order_min}): not proven");
+            check_policy(&p, &s.policy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            objs.push(s.policy.objective);
+        }
+        for &o in &objs[1..] {
+            assert!(close(objs[0], o), "seed {seed}: objectives {objs:?}");
+        }
+    }
 }
