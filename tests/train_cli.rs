@@ -184,3 +184,80 @@ fn divergence_stops_with_a_clear_error() {
     let err = stderr(&out);
     assert!(err.contains("training diverged: loss is"), "{err}");
 }
+
+#[test]
+fn ctrl_c_saves_the_position_and_resume_finishes_the_run() {
+    if !have_gpu_and_data("ctrl-c then --resume") {
+        return;
+    }
+    let ckpt = tmp("interrupted.ckpt");
+    let c = ckpt.to_str().unwrap();
+    let _ = std::fs::remove_file(&ckpt);
+    let args = [
+        "train",
+        "--model",
+        "small_cnn",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "512",
+        "--test-subset",
+        "50",
+        "--batch",
+        "32",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.05",
+        "-o",
+        c,
+    ];
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_limpq"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The checkpoint appears at the end of epoch 1; interrupt during epoch 2.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !ckpt.exists() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ckpt.exists(), "no checkpoint after epoch 1");
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "the run finished before the interrupt: {err}"
+    );
+    assert!(
+        err.contains("training stopped after step") && err.contains("--resume"),
+        "{err}"
+    );
+
+    let mut resume: Vec<&str> = args.to_vec();
+    resume.push("--resume");
+    let out = limpq(&resume);
+    assert!(out.status.success(), "resume failed: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("epoch 3/3: train loss"), "{text}");
+    // Epoch 1 was not trained again.
+    assert!(!text.contains("epoch 1/3: train loss"), "{text}");
+
+    // --resume without a run to continue names the file.
+    let missing = tmp("nothing-here.ckpt");
+    let mut bad: Vec<&str> = args[..args.len() - 1].to_vec();
+    bad.extend([missing.to_str().unwrap(), "--resume"]);
+    let out = limpq(&bad);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nothing-here.ckpt"),
+        "{}",
+        stderr(&out)
+    );
+}

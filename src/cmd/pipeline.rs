@@ -7,6 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use limpq_trainer::data::DatasetKind;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::interrupt;
 use limpq_trainer::pipeline::gpu::{load_data, GpuStages};
 use limpq_trainer::pipeline::{self, report, Event, Job, Plan, Results};
 use limpq_trainer::train::Event as TrainEvent;
@@ -60,7 +61,9 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
         job: job.clone(),
         train,
         test,
-        stop: None,
+        stop: Some(interrupt::stop_on_signal(|| {
+            eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
+        })?),
     };
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
@@ -131,7 +134,13 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
     bar.enable_steady_tick(Duration::from_millis(500));
     let result = pipeline::run(&plan, &mut stages, &mut on_event);
     bar.finish_and_clear();
-    let results = result?;
+    let results = match result {
+        Err(e @ pipeline::PipelineError::Stopped { .. }) => anyhow::bail!(
+            "{e} (pretraining continues from its exact position, a joint or finetune stage \
+             starts over)"
+        ),
+        r => r?,
+    };
     let out = &job.output;
     eprintln!(
         "wrote {}, {} and bits_<budget>.svg",

@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::interrupt;
 use limpq_trainer::model::Model;
-use limpq_trainer::train::{train, Event, TrainConfig};
+use limpq_trainer::train::{train_from, Event, Start, TrainConfig, TrainError};
 
 use super::progress::Progress;
 
@@ -52,9 +54,14 @@ pub struct Args {
     /// Images per evaluation batch.
     #[arg(long, default_value_t = 256)]
     pub eval_batch: usize,
-    /// Where to write the checkpoint (rewritten after every epoch).
+    /// Where to write the checkpoint (rewritten after every epoch, and at Ctrl-C with the
+    /// exact position).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Continue the run recorded in --output (stopped with Ctrl-C, or cut short: from its
+    /// last epoch end) exactly where it stopped; the other settings must be the same.
+    #[arg(long, conflicts_with = "init")]
+    pub resume: bool,
 }
 
 /// `resnet20` means the 1×28×28 variant; with CIFAR-10 pick its 3×32×32 sibling.
@@ -89,6 +96,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => Some(Checkpoint::load(p)?),
         None => None,
     };
+    let earlier = if args.resume {
+        let ck = Checkpoint::load(&args.output).with_context(|| {
+            format!("--resume: no run to continue in {}", args.output.display())
+        })?;
+        Some(ck)
+    } else {
+        None
+    };
     let dir = args.data_dir.as_deref();
     let train_ds = load_split(&args.data, dir, Split::Train, args.subset, args.seed)?;
     let test_ds = load_split(&args.data, dir, Split::Test, args.test_subset, 0x7E57)?;
@@ -114,21 +129,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eval_batch: args.eval_batch,
         checkpoint: Some(args.output.clone()),
         meta: vec![("data".into(), train_ds.kind.name().to_string())],
-        stop: None,
+        stop: Some(interrupt::stop_on_signal(|| {
+            eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
+        })?),
     };
     let progress = Progress::new("")?;
     let mut on_event = |e: &Event| progress.event(e);
-    let result = train(
-        &gpu,
-        &model,
-        train_ds,
-        test_ds,
-        &cfg,
-        init.as_ref(),
-        &mut on_event,
-    );
+    let start = match (&earlier, &init) {
+        (Some(ck), _) => Start::Resume(ck),
+        (None, Some(ck)) => Start::Init(ck),
+        (None, None) => Start::Fresh,
+    };
+    let result = train_from(&gpu, &model, train_ds, test_ds, &cfg, start, &mut on_event);
     progress.finish();
-    let trained = result?;
+    let trained = match result {
+        Err(e @ TrainError::Stopped(_)) => {
+            anyhow::bail!("{e}: add --resume to the same command to continue")
+        }
+        r => r?,
+    };
     // Also covers --epochs 0, where no per-epoch checkpoint was written.
     trained.checkpoint.save(&args.output)?;
     eprintln!("wrote {}", args.output.display());

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod data;
 pub mod engine;
 pub mod gpu;
+pub mod interrupt;
 pub mod kernels;
 pub mod method;
 pub mod model;

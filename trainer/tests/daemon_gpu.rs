@@ -254,7 +254,7 @@ fn a_pipeline_job_file_runs_through_the_daemon() {
     model: "small_cnn",
     data: (name: "fashion-mnist", train: Some(128), test: Some(64)),
     seeds: [0],
-    pretrain: (epochs: 1, batch: 32, lr: 0.05),
+    pretrain: (epochs: 2, batch: 32, lr: 0.05),
     joint: (bits: [2, 3, 4], epochs: 1, batch: 32, lr: 0.01),
     budgets: ["w3a3"],
     finetune: (epochs: 1, batch: 32, lr: 0.01),
@@ -289,19 +289,39 @@ fn a_pipeline_job_file_runs_through_the_daemon() {
         .unwrap();
     assert_eq!(fin.state, JobState::Cancelled, "{fin:?}");
     let log = std::fs::read_to_string(dir.0.join(format!("state/jobs/{first}/log.txt"))).unwrap();
-    assert!(log.contains("stopped during seed 0:"), "{log}");
+    assert!(log.contains("stopped during seed 0: pretrain"), "{log}");
+    // Pretraining kept its exact position (after step 1)...
+    let partial = dir.0.join("out/seed0/pretrain.partial.ckpt");
+    assert!(partial.is_file(), "no partial pretraining checkpoint");
 
     let id = c.submit(spec).unwrap();
     let mut stages = Vec::new();
+    let mut first_pretrain_step = None;
     let fin = c
         .watch(id, |r| {
             if let Response::Progress(_, p) = r {
                 if stages.last() != Some(&p.stage) {
                     stages.push(p.stage.clone());
                 }
+                if p.stage.contains("pretrain") && first_pretrain_step.is_none() {
+                    // Global step: (epoch - 1) · steps per epoch + step.
+                    first_pretrain_step = p
+                        .epoch
+                        .zip(p.step)
+                        .map(|((e, _), (s, n))| (e - 1) * n + s);
+                }
             }
         })
         .unwrap();
+    // ...so the rerun continued from it rather than from step 1, and removed it when done.
+    assert!(
+        first_pretrain_step.is_some_and(|s| s >= 2),
+        "resumed pretraining started at step {first_pretrain_step:?}"
+    );
+    assert!(
+        !partial.exists(),
+        "the partial checkpoint outlived its stage"
+    );
     assert_eq!(fin.state, JobState::Done, "{fin:?}");
     assert_eq!(Path::new(&fin.output_dir), dir.0.join("out"));
     assert!(dir.0.join("out/report.md").is_file());

@@ -9,7 +9,7 @@ use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::model::Model;
 use limpq_trainer::pipeline::policies::{self, RANDOM_FLOOR};
 use limpq_trainer::pipeline::report::{self, BudgetResult, PolicyResult, Results, SeedResult};
-use limpq_trainer::pipeline::{run, Eval, Event, Job, PipelineError, Plan, Stages, State};
+use limpq_trainer::pipeline::{run, Eval, Event, Job, Partial, PipelineError, Plan, Stages, State};
 use limpq_trainer::train::Event as TrainEvent;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -71,6 +71,7 @@ impl Stages for Fake {
     fn pretrain(
         &mut self,
         seed: u64,
+        _partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), String> {
         self.pretrain += 1;

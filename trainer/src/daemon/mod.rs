@@ -177,52 +177,12 @@ pub fn start(config: Config) -> Result<Handle, DaemonError> {
     start_with_flag(config, Arc::new(AtomicBool::new(false)))
 }
 
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    SIGNALLED.store(true, Ordering::SeqCst);
-}
-
 /// SIGTERM / SIGINT set a flag that the dispatcher polls on every tick.
 fn install_signal_flag() -> Result<Arc<AtomicBool>, DaemonError> {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: `sa` is fully initialised (zeroed, then handler and empty mask set) before
-        // use; the handler only performs an atomic store, which is async-signal-safe; the
-        // pointers passed to sigemptyset/sigaction point to live locals.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(DaemonError::Io(format!(
-                "sigaction: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-    }
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    // Forward the process-wide flag to this daemon's stop flag.
-    std::thread::Builder::new()
-        .name("limpq-signals".into())
-        .spawn(move || loop {
-            if SIGNALLED.load(Ordering::SeqCst) {
-                tracing::info!("signal received; shutting down");
-                f.store(true, Ordering::SeqCst);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        })
-        .map_err(|e| DaemonError::Io(format!("spawning the signal thread: {e}")))?;
-    Ok(flag)
+    crate::interrupt::stop_on_signal(|| tracing::info!("signal received; shutting down"))
+        .map_err(|e| DaemonError::Io(format!("installing the signal handlers: {e}")))
 }
 
-/// Hold an exclusive flock on STATE/lock for the daemon's life (released by the kernel on
-/// any exit, kill -9 included).
 fn lock_state(dir: &Path) -> Result<fs::File, DaemonError> {
     let p = dir.join("lock");
     let f = fs::OpenOptions::new()

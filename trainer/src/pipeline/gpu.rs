@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use limpq_solver::{IndicatorSet, Policy};
 
-use super::{Eval, Job, Stages};
+use super::{Eval, Job, Partial, Stages, PARTIAL_FINGERPRINT};
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Split, Subset};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
 use crate::method::{self, FinetuneConfig, JointConfig, StopFlag};
 use crate::model::Model;
-use crate::train::{self, Event as TrainEvent, TrainConfig};
+use crate::train::{self, Event as TrainEvent, Start, TrainConfig, TrainError};
 
 /// Seed of the training subset: one subset for every run seed, so that seeds vary the
 /// initialisation and the batch order only.
@@ -73,9 +73,12 @@ impl Stages for GpuStages<'_> {
     fn pretrain(
         &mut self,
         seed: u64,
+        partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), String> {
         let p = &self.job.pretrain;
+        let mut meta = self.meta(seed);
+        meta.push((PARTIAL_FINGERPRINT.into(), partial.fingerprint.clone()));
         // The reference recipe: SGD Nesterov 0.9, weight decay 5e-4, label smoothing 0.1.
         let cfg = TrainConfig {
             epochs: p.epochs,
@@ -87,23 +90,41 @@ impl Stages for GpuStages<'_> {
             label_smoothing: 0.1,
             seed,
             eval_batch: 256,
-            checkpoint: None,
-            meta: self.meta(seed),
+            // Written at every epoch end and at a stop: the next run continues from it.
+            checkpoint: Some(partial.path.clone()),
+            meta,
             stop: self.stop.clone(),
         };
-        let t = train::train(
-            self.gpu,
-            &self.model,
-            self.train.clone(),
-            self.test.clone(),
-            &cfg,
-            None,
-            on_event,
-        )
+        // Progress of an earlier run of this very stage (same inputs) is resumed; anything
+        // else there (other inputs, an unreadable file) is ignored and overwritten.
+        let earlier = Checkpoint::load(&partial.path)
+            .ok()
+            .filter(|ck| ck.meta(PARTIAL_FINGERPRINT) == Some(partial.fingerprint.as_str()));
+        let mut run = |start| {
+            train::train_from(
+                self.gpu,
+                &self.model,
+                self.train.clone(),
+                self.test.clone(),
+                &cfg,
+                start,
+                on_event,
+            )
+        };
+        let t = match &earlier {
+            Some(ck) => match run(Start::Resume(ck)) {
+                // Settings the checkpoint does not match: start over rather than fail.
+                Err(TrainError::Config(_)) => run(Start::Fresh),
+                r => r,
+            },
+            None => run(Start::Fresh),
+        }
         .map_err(|e| e.to_string())?;
         let last = t.history.last().ok_or("pretraining ran no epoch")?.clone();
+        let mut ck = t.checkpoint;
+        ck.meta.retain(|(k, _)| k != PARTIAL_FINGERPRINT);
         Ok((
-            t.checkpoint,
+            ck,
             Eval {
                 accuracy: last.test_acc,
                 loss: last.test_loss,

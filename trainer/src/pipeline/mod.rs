@@ -85,6 +85,17 @@ pub struct Eval {
     pub loss: f64,
 }
 
+/// Where a training stage keeps its progress, and the fingerprint of the stage's inputs: a
+/// partial checkpoint whose recorded fingerprint differs is stale and must not be resumed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Partial {
+    pub path: PathBuf,
+    pub fingerprint: String,
+}
+
+/// Meta key under which a partial checkpoint records its stage's fingerprint.
+pub const PARTIAL_FINGERPRINT: &str = "pipeline.fingerprint";
+
 /// The GPU work of the pipeline. [`gpu::GpuStages`] runs it on a GPU; tests substitute
 /// their own.
 pub trait Stages {
@@ -94,10 +105,13 @@ pub trait Stages {
     fn stop_requested(&self) -> bool {
         false
     }
-    /// Full-precision training from scratch for `seed`.
+    /// Full-precision training from scratch for `seed`. `partial` says where the run may
+    /// keep its progress (epoch ends, a stop) so that a run cut short continues from there
+    /// next time instead of from scratch; the pipeline removes it once the stage is done.
     fn pretrain(
         &mut self,
         seed: u64,
+        partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), String>;
     /// Test accuracy of a full-precision checkpoint (for `pretrain.init`).
@@ -452,10 +466,21 @@ pub fn run(
                             (ck, e)
                         }
                         None => {
+                            let partial = Partial {
+                                path: out.join(format!("{sdir}/pretrain.partial.ckpt")),
+                                fingerprint: fpr.clone(),
+                            };
+                            if let Some(dir) = partial.path.parent() {
+                                std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+                            }
                             let (ck, e) = stages
-                                .pretrain(seed, &mut |ev| on_event(&Event::Train(ev.clone())))
+                                .pretrain(seed, &partial, &mut |ev| {
+                                    on_event(&Event::Train(ev.clone()))
+                                })
                                 .map_err(|m| stage_fail(&*stages, &name, m))?;
                             save_ckpt(&ck, &ckpt_path)?;
+                            // Only now is the progress file redundant.
+                            let _ = std::fs::remove_file(&partial.path);
                             (ck, e)
                         }
                     };
