@@ -206,12 +206,23 @@ pub(crate) struct Choices {
     pub start: Vec<usize>,
     pub cost: Vec<f64>,
     pub res: Vec<f64>,
-    pub bits: Vec<Vec<(u32, u32)>>,
+    /// (weight, act) bits per layer of the group, all choices one after another:
+    /// choice c's are `bits[bstart[c]..bstart[c + 1]]` (one allocation, not one per choice).
+    pub bits: Vec<(u32, u32)>,
+    /// Offsets into `bits`, one more than there are choices (empty when unused).
+    pub bstart: Vec<usize>,
 }
 
 impl Choices {
     pub fn groups(&self) -> usize {
         self.start.len().saturating_sub(1)
+    }
+    /// Bits of choice c (empty if this set carries none).
+    pub fn bits_of(&self, c: usize) -> &[(u32, u32)] {
+        match (self.bstart.get(c), self.bstart.get(c + 1)) {
+            (Some(&a), Some(&b)) => &self.bits[a..b],
+            _ => &[],
+        }
     }
 }
 
@@ -594,8 +605,15 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     }
     let mut full = Choices {
         start: vec![0],
+        bstart: vec![0],
         ..Default::default()
     };
+    let mut res = vec![0.0; m];
+    let guess = searchable.len() * wcand.len() * acand.len().max(1);
+    full.cost.reserve(guess);
+    full.res.reserve(guess * m);
+    full.bits.reserve(guess);
+    full.bstart.reserve(guess);
     let mut group_layers = Vec::new();
     for layers in comp_layers.into_values() {
         // Tie classes (weight and act) of the component with their common allowed bits.
@@ -637,8 +655,7 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         let mut digit = vec![0usize; doms.len()];
         loop {
             let mut cost = 0.0;
-            let mut res = vec![0.0; m];
-            let mut bits = Vec::with_capacity(layers.len());
+            res.iter_mut().for_each(|r| *r = 0.0);
             for (j, &i) in layers.iter().enumerate() {
                 let w = doms[lw[j]][digit[lw[j]]];
                 let a = doms[nw + la[j]][digit[nw + la[j]]];
@@ -653,11 +670,11 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
                         RowKind::Extra(e) => extra[e].get(&(i, w, a)).copied().unwrap_or(0.0),
                     };
                 }
-                bits.push((w, a));
+                full.bits.push((w, a));
             }
             full.cost.push(cost);
             full.res.extend_from_slice(&res);
-            full.bits.push(bits);
+            full.bstart.push(full.bits.len());
             // Next joint assignment (odometer).
             let mut d = 0;
             while d < digit.len() {
@@ -698,11 +715,15 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
 pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
     let mut out = Choices {
         start: vec![0],
+        bstart: vec![0],
         ..Default::default()
     };
+    let mut idx: Vec<usize> = Vec::new();
+    let mut kept: Vec<usize> = Vec::new();
     for g in 0..ch.groups() {
         let (s, e) = (ch.start[g], ch.start[g + 1]);
-        let mut idx: Vec<usize> = (s..e).collect();
+        idx.clear();
+        idx.extend(s..e);
         // Sort by cost, then by resources, so a dominator comes before what it dominates.
         idx.sort_by(|&a, &b| {
             ch.cost[a]
@@ -718,7 +739,7 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
                 })
                 .then(a.cmp(&b))
         });
-        let mut kept: Vec<usize> = Vec::new();
+        kept.clear();
         for &c in &idx {
             let dominated = kept
                 .iter()
@@ -727,10 +748,11 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
                 kept.push(c);
             }
         }
-        for c in kept {
+        for &c in &kept {
             out.cost.push(ch.cost[c]);
             out.res.extend_from_slice(&ch.res[c * m..(c + 1) * m]);
-            out.bits.push(ch.bits[c].clone());
+            out.bits.extend_from_slice(ch.bits_of(c));
+            out.bstart.push(out.bits.len());
         }
         out.start.push(out.cost.len());
     }

@@ -139,7 +139,6 @@ impl Compiled {
             for &k in &others {
                 by_bitops.res.push(ch.res[c * m + k]);
             }
-            by_bitops.bits.push(Vec::new());
         }
         let ocaps: Vec<f64> = others.iter().map(|&k| caps[k]).collect();
         let lo = match exact::solve(&by_bitops, others.len(), &ocaps, None, opts) {
@@ -205,7 +204,9 @@ impl Compiled {
         for (g, &c) in choice.iter().enumerate() {
             objective += ch.cost[c];
             for (j, &l) in self.group_layers[g].iter().enumerate() {
-                bits[l] = ch.bits[c][j];
+                if let Some(&b) = ch.bits_of(c).get(j) {
+                    bits[l] = b;
+                }
             }
         }
         let mut bitops = 0u64;
