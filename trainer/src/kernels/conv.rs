@@ -246,6 +246,11 @@ pub enum ConvAlgo {
     /// each buffer load lane by lane, and turns barriers into per-invocation coroutine
     /// switches; see docs/ENGINE.md "Software adapter".
     Blocked,
+    /// Forward only, opt-in (never chosen by `Auto`): f16 operands, f32 accumulation —
+    /// im2col into f16 and the f16 / tensor-core GEMM (`kernels::conv_f16`, the best
+    /// `HalfKind` of the device). Groups 1, no bias, no input quantization (else
+    /// `GpuError::Unsupported`). Backward ops given it resolve it as `Auto`.
+    F16Gemm,
 }
 
 /// Whether `Auto` should mean `Blocked` on this adapter (a CPU / software adapter).
@@ -275,8 +280,8 @@ fn gemm_groups(s: &Conv2dShape, rows: usize, cols: usize) -> Result<[u32; 3], Gp
 /// Resolve `Auto` for a GEMM with `rows` rows per group and the given grid.
 fn pick(gpu: &Gpu, algo: ConvAlgo, rows: usize, groups: Result<[u32; 3], GpuError>) -> ConvAlgo {
     match algo {
-        ConvAlgo::Auto if software(gpu) => ConvAlgo::Blocked,
-        ConvAlgo::Auto => {
+        ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => ConvAlgo::Blocked,
+        ConvAlgo::Auto | ConvAlgo::F16Gemm => {
             let max = gpu.limits.max_compute_workgroups_per_dimension;
             match groups {
                 Ok(g) if rows >= 32 && g.iter().all(|&d| d <= max) => ConvAlgo::ImplicitGemm,
@@ -423,7 +428,8 @@ pub struct Conv2dForward {
     pub algo: ConvAlgo,
     /// The input quantizer, when `x` is quantized on load.
     pub quant: Option<LsqConfig>,
-    built: Built,
+    built: Option<Built>,
+    half: Option<super::conv_f16::Conv2dForwardHalf>,
 }
 
 impl Conv2dForward {
@@ -482,6 +488,22 @@ impl Conv2dForward {
         // Unquantized, the steps binding is never read: bind x there.
         let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
         let buffers = [&x.buffer, &w.buffer, bias_buf, &y.buffer, steps_buf];
+        if algo == ConvAlgo::F16Gemm {
+            let no = |m: &str| GpuError::Unsupported(format!("{op} (ConvAlgo::F16Gemm): {m}"));
+            if bias.is_some() || quantized {
+                return Err(no("bias or input quantization; use an f32 algorithm"));
+            }
+            let kind = super::gemm_f16::HalfKind::best(gpu)
+                .ok_or_else(|| no(&super::gemm_f16::HalfKind::F16.missing(gpu)))?;
+            let half = super::conv_f16::Conv2dForwardHalf::new(gpu, s, x, w, y, kind)?;
+            return Ok(Conv2dForward {
+                shape: *s,
+                algo,
+                quant: None,
+                built: None,
+                half: Some(half),
+            });
+        }
         let rows = s.c_out / s.groups;
         let gemm = gemm_groups(s, rows, s.n * s.h_out() * s.w_out());
         let algo = pick(gpu, algo, rows, gemm.clone());
@@ -509,12 +531,18 @@ impl Conv2dForward {
             shape: *s,
             algo,
             quant: quant.map(|q| q.config),
-            built,
+            built: Some(built),
+            half: None,
         })
     }
 
     pub fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
-        self.built.record(rec);
+        if let Some(b) = &self.built {
+            b.record(rec);
+        }
+        if let Some(h) = &self.half {
+            h.record(rec);
+        }
     }
 }
 
@@ -654,7 +682,7 @@ impl Conv2dBackwardWeight {
         let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
         let buffers = [&x.buffer, &dy.buffer, &dw.buffer, steps_buf];
         let algo = match algo {
-            ConvAlgo::Auto if software(gpu) => ConvAlgo::Blocked,
+            ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => ConvAlgo::Blocked,
             ConvAlgo::Blocked => ConvAlgo::Blocked,
             _ => ConvAlgo::Direct,
         };

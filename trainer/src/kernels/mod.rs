@@ -25,6 +25,7 @@
 //! [`Dispatch`], and whose `record` hands that to a [`Recorder`]. See `gemm.rs`.
 
 pub mod conv;
+pub mod conv_f16;
 pub mod elementwise;
 pub mod gemm;
 pub mod gemm_f16;
