@@ -9,7 +9,7 @@ use limpq_trainer::data::Split;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig};
 
-use super::indicators::data_name;
+use super::indicators::{data_name, RunArgs};
 use super::progress::Progress;
 use super::solve::read_indicators;
 use super::train::load_split;
@@ -26,27 +26,8 @@ pub struct Args {
     /// bits (default: the LSQ init rule on the first batch).
     #[arg(long)]
     pub indicators: Option<PathBuf>,
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Initial learning rate; cosine-annealed to 0 per step.
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f32,
-    #[arg(long)]
-    pub data: Option<String>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Train on N training images drawn with the seed (default: all).
-    #[arg(long)]
-    pub subset: Option<usize>,
-    /// Evaluate on N test images drawn with a fixed seed (default: all).
-    #[arg(long)]
-    pub test_subset: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 256)]
-    pub eval_batch: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Quantized checkpoint to write (rewritten after every epoch).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -101,10 +82,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(read_indicators)
         .transpose()?;
-    let data = data_name(&args.data, &init);
-    let dir = args.data_dir.as_deref();
-    let train_ds = load_split(&data, dir, Split::Train, args.subset, args.seed)?;
-    let test_ds = load_split(&data, dir, Split::Test, args.test_subset, 0x7E57)?;
+    let data = data_name(&args.run.data, &init);
+    let dir = args.run.data_dir.as_deref();
+    let train_ds = load_split(&data, dir, Split::Train, args.run.subset, args.run.seed)?;
+    let test_ds = load_split(&data, dir, Split::Test, args.run.test_subset, 0x7E57)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "finetuning {} at {} on {} ({} train / {} test images) on {} ({})",
@@ -117,11 +98,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         gpu.summary.backend
     );
     let cfg = FinetuneConfig {
-        epochs: args.epochs,
-        batch: args.batch,
-        lr: args.lr,
-        seed: args.seed,
-        eval_batch: args.eval_batch,
+        epochs: args.run.epochs,
+        batch: args.run.batch,
+        lr: args.run.lr,
+        seed: args.run.seed,
+        eval_batch: args.run.eval_batch,
         meta: vec![
             ("data".into(), train_ds.kind.name().to_string()),
             ("init".into(), args.init.display().to_string()),

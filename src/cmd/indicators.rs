@@ -22,6 +22,19 @@ pub struct Args {
     /// Candidate bit-widths (weights and activations), ascending.
     #[arg(long, value_delimiter = ',', default_value = "2,3,4,5,6")]
     pub bits: Vec<u32>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Also keep the joint state (weights, switchable BN sets, step tensors) here.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Indicator file to write (RON; JSON if it ends in .json).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// Settings `limpq indicators` and `limpq finetune` share: the recipe and the data.
+#[derive(clap::Args)]
+pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -29,9 +42,10 @@ pub struct Args {
     /// Initial learning rate; cosine-annealed to 0 per step.
     #[arg(long, default_value_t = 0.01)]
     pub lr: f32,
-    /// Dataset (default: the one the checkpoint was trained on).
+    /// Dataset (default: the one the --init checkpoint was trained on).
     #[arg(long)]
     pub data: Option<String>,
+    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Train on N training images drawn with the seed (default: all).
@@ -42,14 +56,9 @@ pub struct Args {
     pub test_subset: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Images per evaluation batch.
     #[arg(long, default_value_t = 256)]
     pub eval_batch: usize,
-    /// Also keep the joint state (weights, switchable BN sets, step tensors) here.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// Indicator file to write (RON; JSON if it ends in .json).
-    #[arg(short, long)]
-    pub output: PathBuf,
 }
 
 /// The dataset a command uses: `--data`, else the checkpoint's, else Fashion-MNIST.
@@ -68,11 +77,11 @@ fn is_json(p: &Path) -> bool {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let init = Checkpoint::load(&args.init)?;
-    let data = data_name(&args.data, &init);
+    let data = data_name(&args.run.data, &init);
     let model = resolve_model(&args.model, &data)?;
-    let dir = args.data_dir.as_deref();
-    let train_ds = load_split(&data, dir, Split::Train, args.subset, args.seed)?;
-    let test_ds = load_split(&data, dir, Split::Test, args.test_subset, 0x7E57)?;
+    let dir = args.run.data_dir.as_deref();
+    let train_ds = load_split(&data, dir, Split::Train, args.run.subset, args.run.seed)?;
+    let test_ds = load_split(&data, dir, Split::Test, args.run.test_subset, 0x7E57)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "joint indicator training of {} at bits {:?} on {} ({} train / {} test images) on {} ({})",
@@ -88,16 +97,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("data".to_string(), train_ds.kind.name().to_string()),
         ("init".to_string(), args.init.display().to_string()),
     ];
-    if let Some(n) = args.subset {
+    if let Some(n) = args.run.subset {
         meta.push(("subset".into(), n.to_string()));
     }
     let cfg = JointConfig {
         bits: args.bits.clone(),
-        epochs: args.epochs,
-        batch: args.batch,
-        lr: args.lr,
-        seed: args.seed,
-        eval_batch: args.eval_batch,
+        epochs: args.run.epochs,
+        batch: args.run.batch,
+        lr: args.run.lr,
+        seed: args.run.seed,
+        eval_batch: args.run.eval_batch,
         meta,
         checkpoint: args.checkpoint.clone(),
         ..JointConfig::default()
