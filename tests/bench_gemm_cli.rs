@@ -36,7 +36,12 @@ fn bench_gemm_all_kinds_json() {
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
     let kinds: Vec<&str> = lines.iter().filter_map(|v| v["kind"].as_str()).collect();
-    assert_eq!(kinds, ["f32", "f16", "coop"], "{}", stdout(&out));
+    assert_eq!(
+        kinds,
+        ["f32", "f16", "coop", "coop-prefetch"],
+        "{}",
+        stdout(&out)
+    );
     for v in &lines {
         if let Some(why) = v["skipped"].as_str() {
             assert!(why.contains("adapter"), "{v}");

@@ -30,6 +30,8 @@ pub enum Kind {
     F16,
     /// Tensor cores through cooperative matrices (needs EXPERIMENTAL_COOPERATIVE_MATRIX).
     Coop,
+    /// The tensor-core kernel with its K loop software-pipelined (loads one step ahead).
+    CoopPrefetch,
     /// Every kind the adapter can run; the others are listed as skipped with the reason.
     All,
 }
@@ -308,10 +310,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Kind::F32 => vec![Which::F32],
         Kind::F16 => vec![Which::Half(HalfKind::F16)],
         Kind::Coop => vec![Which::Half(HalfKind::Coop)],
+        Kind::CoopPrefetch => vec![Which::Half(HalfKind::CoopPrefetch)],
         Kind::All => vec![
             Which::F32,
             Which::Half(HalfKind::F16),
             Which::Half(HalfKind::Coop),
+            Which::Half(HalfKind::CoopPrefetch),
         ],
     };
     let text = args.format == Format::Text;
@@ -338,7 +342,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              to f16 as the pack kernel does)"
         );
         println!(
-            "{:<5} {:>10} {:>10} {:>9} {:>10} {:>11} {:>12} {:>13}",
+            "{:<13} {:>10} {:>10} {:>9} {:>10} {:>11} {:>12} {:>13}",
             "kind",
             "ms/GEMM",
             "best ms",
@@ -350,6 +354,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let flops = 2.0 * (m * n * k) as f64;
+    // A kind that fails (check out of tolerance, shader refused by the driver) is reported
+    // and the others still run; the command fails at the end.
+    let mut failed = Vec::new();
     for which in wanted {
         if let Which::Half(h) = which {
             if !h.available(&gpu) {
@@ -357,7 +364,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     anyhow::bail!("--kind {}: {}", h.name(), h.missing(&gpu));
                 }
                 if text {
-                    println!("{:<5} skipped: {}", h.name(), h.missing(&gpu));
+                    println!("{:<13} skipped: {}", h.name(), h.missing(&gpu));
                 } else {
                     let v = serde_json::json!({
                         "tool": "limpq", "bench": "gemm", "kind": h.name(),
@@ -368,14 +375,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 continue;
             }
         }
-        let c = check(&gpu, which, check_shape)?;
-        let t = time(&gpu, which, (m, k, n), &args)?;
+        let (c, t) = match check(&gpu, which, check_shape)
+            .and_then(|c| Ok((c, time(&gpu, which, (m, k, n), &args)?)))
+        {
+            Ok(ct) => ct,
+            Err(e) => {
+                if text {
+                    println!("{:<13} FAILED: {e:#}", which.name());
+                } else {
+                    let v = serde_json::json!({
+                        "tool": "limpq", "bench": "gemm", "kind": which.name(),
+                        "device": s.name, "error": format!("{e:#}"),
+                    });
+                    println!("{v}");
+                }
+                failed.push(format!("{}: {e:#}", which.name()));
+                continue;
+            }
+        };
         let secs = t.per_gemm.as_secs_f64();
         let tflops = flops / secs / 1e12;
         let pack_ms = t.pack.map(|p| p.as_secs_f64() * 1e3);
         if text {
             println!(
-                "{:<5} {:>10.3} {:>10.3} {:>9.3} {:>10.2} {:>11} {:>12.1e} {:>13.2e}",
+                "{:<13} {:>10.3} {:>10.3} {:>9.3} {:>10.2} {:>11} {:>12.1e} {:>13.2e}",
                 which.name(),
                 secs * 1e3,
                 t.best.as_secs_f64() * 1e3,
@@ -399,6 +422,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             });
             println!("{v}");
         }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} kind(s) failed: {}", failed.len(), failed.join("; "));
     }
     Ok(())
 }

@@ -17,8 +17,8 @@ use common::{assert_close, gpu_or_skip, Tol};
 use limpq_trainer::gpu::{Gpu, GpuError};
 use limpq_trainer::kernels::gemm::GemmShape;
 use limpq_trainer::kernels::gemm_f16::{
-    f16_bits_to_f32, f32_to_f16_bits, pad16, round_f16, GemmF16, HalfKind, PackF16, COOP_SOURCE,
-    F16_SOURCE, PACK_SOURCE,
+    f16_bits_to_f32, f32_to_f16_bits, pad16, round_f16, GemmF16, HalfKind, PackF16,
+    COOP_PREFETCH_SOURCE, COOP_SOURCE, F16_SOURCE, PACK_SOURCE,
 };
 use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference::rng::SeededRng;
@@ -327,7 +327,7 @@ fn run_all(kind: HalfKind) {
         check(gpu, kind, s, false);
     }
     check(gpu, kind, GemmShape::new(40, 48, 24), true);
-    if kind == HalfKind::Coop {
+    if kind != HalfKind::F16 {
         // Several 64×64 blocks per dimension, clamped edge tiles, long K.
         check(gpu, kind, GemmShape::new(200, 300, 150), false);
     }
@@ -341,6 +341,11 @@ fn gemm_f16_matches_f16_rounded_reference() {
 #[test]
 fn gemm_coop_matches_f16_rounded_reference() {
     run_all(HalfKind::Coop);
+}
+
+#[test]
+fn gemm_coop_prefetch_matches_f16_rounded_reference() {
+    run_all(HalfKind::CoopPrefetch);
 }
 
 #[test]
@@ -438,6 +443,18 @@ fn coop_shader_validates_and_compiles_to_spirv() {
         .is_err(),
         "gemm_coop.wgsl validated without COOPERATIVE_MATRIX"
     );
+    let ops = opcodes(&spirv(
+        "gemm_coop_prefetch.wgsl",
+        COOP_PREFETCH_SOURCE,
+        caps,
+    ));
+    assert_eq!(ops.get(&MULADD), Some(&32), "16 in the loop, 16 after it");
+    assert_eq!(
+        ops.get(&LOAD),
+        Some(&17),
+        "8 tiles before the loop, 8 in it, 1 zero tile"
+    );
+    assert_eq!(ops.get(&STORE), Some(&1));
     spirv(
         "gemm_f16.wgsl",
         F16_SOURCE,

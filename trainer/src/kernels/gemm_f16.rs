@@ -51,8 +51,22 @@ static GEMM_COOP: KernelSpec = KernelSpec {
     ],
 };
 
+static GEMM_COOP_PREFETCH: KernelSpec = KernelSpec {
+    id: "gemm_coop_prefetch",
+    source: include_str!("../../../shaders/gemm_coop_prefetch.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
 /// The WGSL source of the tensor-core kernel (for tests that validate it without a device).
 pub const COOP_SOURCE: &str = include_str!("../../../shaders/gemm_coop.wgsl");
+/// The WGSL source of the software-pipelined tensor-core kernel.
+pub const COOP_PREFETCH_SOURCE: &str = include_str!("../../../shaders/gemm_coop_prefetch.wgsl");
 /// The WGSL source of the f16-storage kernel.
 pub const F16_SOURCE: &str = include_str!("../../../shaders/gemm_f16.wgsl");
 /// The WGSL source of the f32 → f16 packing kernel.
@@ -124,6 +138,10 @@ pub enum HalfKind {
     F16,
     /// Tensor cores: cooperative-matrix 16×16×16 f16·f16→f32 (`gemm_coop.wgsl`).
     Coop,
+    /// The same with the K loop software-pipelined (`gemm_coop_prefetch.wgsl`): the next
+    /// step's tiles are loaded before this step's multiply-adds. Same results as `Coop`;
+    /// which is faster is for `limpq bench gemm` on the GPU to say.
+    CoopPrefetch,
 }
 
 impl HalfKind {
@@ -131,7 +149,7 @@ impl HalfKind {
     pub fn available(self, gpu: &Gpu) -> bool {
         match self {
             HalfKind::F16 => gpu.shader_f16,
-            HalfKind::Coop => gpu.coop_f16,
+            HalfKind::Coop | HalfKind::CoopPrefetch => gpu.coop_f16,
         }
     }
 
@@ -146,6 +164,7 @@ impl HalfKind {
         match self {
             HalfKind::F16 => "f16",
             HalfKind::Coop => "coop",
+            HalfKind::CoopPrefetch => "coop-prefetch",
         }
     }
 
@@ -156,7 +175,7 @@ impl HalfKind {
                 "adapter {} was not given SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
                 gpu.summary.name
             ),
-            HalfKind::Coop => format!(
+            HalfKind::Coop | HalfKind::CoopPrefetch => format!(
                 "adapter {} has no usable cooperative matrix (needs \
                  EXPERIMENTAL_COOPERATIVE_MATRIX with 16×16×16 f16·f16→f32 tiles, SHADER_F16 \
                  and subgroups dividing 32; LIMPQ_NO_COOP unset)",
@@ -368,6 +387,7 @@ impl HalfProduct {
         let spec = match kind {
             HalfKind::F16 => &GEMM_F16,
             HalfKind::Coop => &GEMM_COOP,
+            HalfKind::CoopPrefetch => &GEMM_COOP_PREFETCH,
         };
         let p = pipeline(gpu, spec)?;
         let dispatch = p.dispatch(gpu, &[&buf, &a16.buffer, &b16.buffer, &c.buffer], groups)?;
