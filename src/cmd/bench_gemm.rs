@@ -95,7 +95,7 @@ impl Which {
 /// A built GEMM of either precision.
 enum Built {
     F32(Gemm),
-    Half(GemmF16),
+    Half(Box<GemmF16>),
 }
 
 impl Built {
@@ -109,7 +109,7 @@ impl Built {
     ) -> anyhow::Result<Built> {
         Ok(match which {
             Which::F32 => Built::F32(Gemm::new(gpu, s, a, b, c)?),
-            Which::Half(k) => Built::Half(GemmF16::new(gpu, s, a, b, c, k)?),
+            Which::Half(k) => Built::Half(Box::new(GemmF16::new(gpu, s, a, b, c, k)?)),
         })
     }
 
