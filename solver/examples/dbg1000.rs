@@ -8,10 +8,21 @@ fn main() {
     if kind == "sweep" {
         let mut p = limpq_solver::gen::bench_problem("resnet50", 0).unwrap();
         p.options.bitops = None;
+        let mut o = limpq_solver::SolveOptions::default();
+        if let Some(f) = std::env::var("FIRST").ok().and_then(|v| v.parse().ok()) {
+            o.first_pass_states = f;
+        }
+        let sweep = |p: &limpq_solver::Problem| {
+            p.clone()
+                .bitops(limpq_solver::BitOpsBudget::Absolute(u64::MAX))
+                .compile()
+                .unwrap()
+                .sweep(100, &o)
+        };
         let mut ts = Vec::new();
         for _ in 0..seeds {
             let t = Instant::now();
-            let pts = p.sweep(100).unwrap();
+            let pts = sweep(&p).unwrap();
             ts.push(t.elapsed());
             println!(
                 "sweep {:?} all optimal {} max nodes {} total nodes {}",
@@ -22,7 +33,7 @@ fn main() {
             );
         }
         if std::env::var("PTS").is_ok() {
-            let pts = p.sweep(100).unwrap();
+            let pts = sweep(&p).unwrap();
             for (i, s) in pts.iter().enumerate() {
                 print!("{i}:{} ", s.proof.nodes);
             }

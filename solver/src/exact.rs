@@ -90,46 +90,45 @@ impl Work {
         let mut slope = -self.cap[k];
         let saved = lam[k];
         lam[k] = 0.0;
-        let mut av: Vec<f64> = Vec::new();
-        let mut sv: Vec<f64> = Vec::new();
+        // Per group: the lower envelope of its lines a_c + s_c·λ_k for λ_k ≥ 0, by the
+        // convex-hull trick over the choices sorted by slope (steepest first).
+        let mut lines: Vec<(f64, f64)> = Vec::new();
+        let mut hull: Vec<(f64, f64)> = Vec::new();
+        // λ_k where the envelope passes from line p to line q (slope p > slope q).
+        let cross = |p: (f64, f64), q: (f64, f64)| (q.0 - p.0) / (p.1 - q.1);
         for g in 0..self.groups() {
-            let rg = self.range(g);
-            // Intercepts and slopes of the group's lines in λ_k, computed once.
-            av.clear();
-            sv.clear();
-            for c in rg.clone() {
-                av.push(self.lcost(lam, c));
-                sv.push(self.r[c * m + k]);
+            lines.clear();
+            for c in self.range(g) {
+                lines.push((self.lcost(lam, c), self.r[c * m + k]));
             }
-            let (a, s) = (&av, &sv);
-            let n = av.len();
-            let mut cur = 0;
-            for c in 0..n {
-                if a[c] < a[cur] || (a[c] == a[cur] && s[c] < s[cur]) {
-                    cur = c;
-                }
-            }
-            slope += s[cur];
-            let mut t = 0.0;
-            loop {
-                let mut next: Option<usize> = None;
-                let mut nt = f64::INFINITY;
-                for c in 0..n {
-                    if s[c] < s[cur] {
-                        let mut ti = (a[c] - a[cur]) / (s[cur] - s[c]);
-                        if ti < t {
-                            ti = t;
-                        }
-                        if ti < nt || (ti == nt && next.is_some_and(|n| s[c] < s[n])) {
-                            nt = ti;
-                            next = Some(c);
-                        }
+            // Steepest first; of equal slopes the lowest intercept first.
+            lines.sort_unstable_by(|x, y| y.1.total_cmp(&x.1).then(x.0.total_cmp(&y.0)));
+            hull.clear();
+            for &l in lines.iter() {
+                if let Some(&top) = hull.last() {
+                    if top.1 == l.1 {
+                        continue; // same slope, intercept no lower
                     }
                 }
-                let Some(nx) = next else { break };
-                bps.push((nt, s[cur] - s[nx]));
-                cur = nx;
-                t = nt;
+                while hull.len() >= 2 {
+                    let (p, q) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+                    // q never lies below both p and l: drop it.
+                    if (l.0 - p.0) * (p.1 - q.1) <= (q.0 - p.0) * (p.1 - l.1) {
+                        hull.pop();
+                    } else {
+                        break;
+                    }
+                }
+                hull.push(l);
+            }
+            // The line in force just right of λ_k = 0 (ties at 0 go to the flatter one).
+            let mut i = 0;
+            while i + 1 < hull.len() && cross(hull[i], hull[i + 1]) <= 0.0 {
+                i += 1;
+            }
+            slope += hull[i].1;
+            for j in i + 1..hull.len() {
+                bps.push((cross(hull[j - 1], hull[j]), hull[j - 1].1 - hull[j].1));
             }
         }
         if slope <= 0.0 {
@@ -485,7 +484,7 @@ pub(crate) fn solve(
     let mut best_lb = lb;
     let mut cur_lb = lb;
     let mut lam_w = lam.clone();
-    for _ in 0..4 {
+    for _ in 0..FIX_ROUNDS {
         if !z.is_finite() {
             break;
         }
@@ -1070,6 +1069,7 @@ impl Ctx<'_> {
         let mut cand_cost: Vec<f64> = Vec::new();
         let mut cand_ls: Vec<f64> = Vec::new();
         let mut nu = vec![0.0; m];
+        let mut runs: Vec<usize> = Vec::new();
         for (s, &g) in order.iter().enumerate() {
             cand.clear();
             cand_u.clear();
@@ -1081,7 +1081,12 @@ impl Ctx<'_> {
             let min_rcs = rcs.iter().copied().fold(f64::INFINITY, f64::min);
             // Choice-major: the states are sorted by row 0, so each choice's candidates
             // come out sorted too and the dominance sort below only merges runs.
+            runs.clear();
+            runs.push(0);
             for &c in list {
+                if *runs.last().unwrap_or(&0) < cand.len() {
+                    runs.push(cand.len());
+                }
                 if self.lb + min_rcs + rc[c] >= zb {
                     break; // later choices have larger reduced costs
                 }
@@ -1128,7 +1133,10 @@ impl Ctx<'_> {
                 cut = true;
                 break;
             }
-            let keep = pareto(&cand_u, &cand_cost, m);
+            if *runs.last().unwrap_or(&0) < cand.len() {
+                runs.push(cand.len());
+            }
+            let keep = pareto(&cand_u, &cand_cost, m, &runs);
             let mut nused = Vec::with_capacity(keep.len() * m);
             let mut ncost = Vec::with_capacity(keep.len());
             let mut nrcs = Vec::with_capacity(keep.len());
@@ -1227,19 +1235,77 @@ const PROBE_GROWTH: f64 = 1.25;
 
 /// Indices of the candidates no other candidate dominates (≤ in every row and in cost);
 /// of exact duplicates the first is kept.
-fn pareto(u: &[f64], cost: &[f64], m: usize) -> Vec<usize> {
+///
+/// `runs` (0, ends…, n) cuts the candidates into runs each sorted by row 0 (one run per
+/// choice, as the DP makes them): they are merged rather than sorted. The scan below only
+/// needs the order to be non-decreasing in row 0; ties broken by the other rows and the
+/// cost make it drop more.
+fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
     let n = cost.len();
-    let mut idx: Vec<usize> = (0..n).collect();
     let key = |i: usize, k: usize| u[i * m + k];
-    idx.sort_by(|&a, &b| {
+    let less = |a: usize, b: usize| -> bool {
         for k in 0..m {
             let o = key(a, k).total_cmp(&key(b, k));
             if o.is_ne() {
-                return o;
+                return o.is_lt();
             }
         }
-        cost[a].total_cmp(&cost[b]).then(a.cmp(&b))
-    });
+        cost[a] < cost[b]
+    };
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut tmp: Vec<usize> = vec![0; n];
+    let mut bounds: Vec<usize> = runs.to_vec();
+    if bounds.first() != Some(&0) || bounds.last() != Some(&n) || m == 0 {
+        bounds = vec![0, n];
+        idx.sort_by(|&a, &b| {
+            if less(a, b) {
+                core::cmp::Ordering::Less
+            } else if less(b, a) {
+                core::cmp::Ordering::Greater
+            } else {
+                a.cmp(&b)
+            }
+        });
+    }
+    // Pairwise merges of neighbouring runs until one is left.
+    while bounds.len() > 2 {
+        let runs_n = bounds.len() - 1;
+        let mut nb = vec![0];
+        let mut j = 0;
+        while j < runs_n {
+            let lo = bounds[j];
+            let mid = bounds[j + 1];
+            let hi = if j + 2 <= runs_n { bounds[j + 2] } else { mid };
+            let (mut a, mut b, mut o) = (lo, mid, lo);
+            while a < mid && b < hi {
+                if less(idx[b], idx[a]) {
+                    tmp[o] = idx[b];
+                    b += 1;
+                } else {
+                    tmp[o] = idx[a];
+                    a += 1;
+                }
+                o += 1;
+            }
+            tmp[o..o + (mid - a)].copy_from_slice(&idx[a..mid]);
+            o += mid - a;
+            tmp[o..o + (hi - b)].copy_from_slice(&idx[b..hi]);
+            nb.push(hi);
+            j += 2;
+        }
+        core::mem::swap(&mut idx, &mut tmp);
+        bounds = nb;
+    }
+    // Adding a choice's use can round values that differed into equal ones, so the
+    // runs are sorted by row 0 but not always by the later keys among equal row-0
+    // values: insertion sort restores the full order (it moves only those few).
+    for i in 1..n {
+        let mut j = i;
+        while j > 0 && less(idx[j], idx[j - 1]) {
+            idx.swap(j, j - 1);
+            j -= 1;
+        }
+    }
     let mut keep = Vec::new();
     match m {
         0 => {
@@ -1297,3 +1363,7 @@ fn pareto(u: &[f64], cost: &[f64], m: usize) -> Vec<usize> {
 
 /// Rounds of coordinate ascent on the dual with two or more rows.
 const DUAL_ROUNDS: usize = 30;
+
+/// Rounds of reduced-cost fixing, each followed by the dual on what is left. One is as
+/// good as more on the benchmark (same DP states) and saves the extra duals.
+const FIX_ROUNDS: usize = 1;
