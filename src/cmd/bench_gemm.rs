@@ -32,6 +32,8 @@ pub enum Kind {
     Coop,
     /// The tensor-core kernel with its K loop software-pipelined (loads one step ahead).
     CoopPrefetch,
+    /// The tensor-core kernel with 4 subgroups per workgroup (needs subgroups of 32).
+    CoopWg4,
     /// Every kind the adapter can run; the others are listed as skipped with the reason.
     All,
 }
@@ -311,11 +313,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Kind::F16 => vec![Which::Half(HalfKind::F16)],
         Kind::Coop => vec![Which::Half(HalfKind::Coop)],
         Kind::CoopPrefetch => vec![Which::Half(HalfKind::CoopPrefetch)],
+        Kind::CoopWg4 => vec![Which::Half(HalfKind::CoopWg4)],
         Kind::All => vec![
             Which::F32,
             Which::Half(HalfKind::F16),
             Which::Half(HalfKind::Coop),
             Which::Half(HalfKind::CoopPrefetch),
+            Which::Half(HalfKind::CoopWg4),
         ],
     };
     let text = args.format == Format::Text;

@@ -276,6 +276,10 @@ pub struct Gpu {
     /// 16×16×16 f16·f16→f32 tiles with subgroups of at most 32 that divide 32:
     /// `shaders/gemm_coop.wgsl` runs.
     pub coop_f16: bool,
+    /// With `coop_f16`: the device was also created with `SUBGROUP` and the adapter's
+    /// subgroups are exactly 32 wide, so `shaders/gemm_coop_wg4.wgsl` (4 subgroups per
+    /// workgroup, told apart by `subgroup_id`) runs.
+    pub subgroup32: bool,
     /// The limits kernels plan against: the device's (equal to the adapter's). Lowering one
     /// is allowed (tests lower `max_compute_workgroups_per_dimension` to exercise grid
     /// splitting); raising one past the device's makes wgpu reject the work.
@@ -345,22 +349,31 @@ impl Gpu {
         let want_f16 =
             adapter.features().contains(wgpu::Features::SHADER_F16) && !env_off("LIMPQ_NO_F16");
         let want_coop = want_f16 && !env_off("LIMPQ_NO_COOP") && coop_f16_usable(&adapter);
-        let request = |f16: bool, coop: bool| {
+        let info = adapter.get_info();
+        let want_sg32 = want_coop
+            && adapter.features().contains(wgpu::Features::SUBGROUP)
+            && (info.subgroup_min_size, info.subgroup_max_size) == (32, 32);
+        let request = |f16: bool, coop: bool, sg32: bool| {
             let mut required_features = wgpu::Features::empty();
             if f16 {
                 required_features |= wgpu::Features::SHADER_F16;
+            }
+            if sg32 {
+                required_features |= wgpu::Features::SUBGROUP;
             }
             let experimental_features = if coop {
                 required_features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
                 // SAFETY: `enabled()` is unsafe because wgpu's experimental features may have
                 // bugs that cause UB when used incorrectly. The only experimental feature
-                // requested is cooperative matrices, and only shaders/gemm_coop.wgsl uses it,
+                // requested is cooperative matrices, and only shaders/gemm_coop*.wgsl use it,
                 // as its API requires: every coopLoadT/coopStoreT pointer is in bounds (the
                 // operands are padded to multiples of 16 and tile origins are clamped into
-                // them; the stored tile is a 256-float workgroup array), the matrix ops run
-                // in workgroup-uniform control flow, the workgroup (32 invocations) is a whole
-                // number of subgroups (checked in `coop_f16_usable`), and the only tile
-                // configuration used (16×16×16 f16·f16→f32) is one the adapter lists.
+                // them; each stored tile is a 256-float slice of a workgroup array), the
+                // matrix ops run in subgroup-uniform control flow, every workgroup is a whole
+                // number of full subgroups (32 invocations with subgroups dividing 32,
+                // checked in `coop_f16_usable`; 128 only with subgroups of exactly 32), and
+                // the only tile configuration used (16×16×16 f16·f16→f32) is one the adapter
+                // lists.
                 unsafe { wgpu::ExperimentalFeatures::enabled() }
             } else {
                 wgpu::ExperimentalFeatures::disabled()
@@ -373,33 +386,37 @@ impl Gpu {
                 ..Default::default()
             }))
         };
-        // Ask for what the adapter offers; if refused, drop cooperative matrices, then f16.
-        let mut tries = vec![(want_f16, want_coop)];
+        // Ask for what the adapter offers; if refused, drop subgroups, then cooperative
+        // matrices, then f16.
+        let mut tries = vec![(want_f16, want_coop, want_sg32)];
+        if want_sg32 {
+            tries.push((want_f16, want_coop, false));
+        }
         if want_coop {
-            tries.push((want_f16, false));
+            tries.push((want_f16, false, false));
         }
         if want_f16 {
-            tries.push((false, false));
+            tries.push((false, false, false));
         }
         let mut outcome = None;
-        for (f16, coop) in tries {
-            match request(f16, coop) {
+        for (f16, coop, sg32) in tries {
+            match request(f16, coop, sg32) {
                 Ok(dq) => {
-                    outcome = Some((f16, coop, dq));
+                    outcome = Some((f16, coop, sg32, dq));
                     break;
                 }
                 Err(e) if f16 || coop => tracing::warn!(
                     adapter = %summary.name,
-                    "device request with shader-f16={f16} cooperative-matrix={coop} failed \
-                     ({e}); retrying with less"
+                    "device request with shader-f16={f16} cooperative-matrix={coop} \
+                     subgroup={sg32} failed ({e}); retrying with less"
                 ),
                 Err(e) => return Err(GpuError::RequestDevice(format!("{}: {e}", summary.name))),
             }
         }
-        let (shader_f16, coop_f16, (device, queue)) = outcome.ok_or_else(|| {
+        let (shader_f16, coop_f16, subgroup32, (device, queue)) = outcome.ok_or_else(|| {
             GpuError::RequestDevice(format!("{}: no device request succeeded", summary.name))
         })?;
-        tracing::debug!(shader_f16, coop_f16, "optional device features");
+        tracing::debug!(shader_f16, coop_f16, subgroup32, "optional device features");
 
         let errors = Arc::new(Mutex::new(ErrorSink::default()));
         let sink = errors.clone();
@@ -429,6 +446,7 @@ impl Gpu {
             summary,
             shader_f16,
             coop_f16,
+            subgroup32,
             limits,
             errors,
             pipelines: Mutex::new(HashMap::new()),

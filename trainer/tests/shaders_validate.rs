@@ -30,7 +30,8 @@ fn every_shader_validates() {
             // capabilities are the device features their Rust callers check for first.
             naga::valid::Capabilities::default()
                 | naga::valid::Capabilities::SHADER_FLOAT16
-                | naga::valid::Capabilities::COOPERATIVE_MATRIX,
+                | naga::valid::Capabilities::COOPERATIVE_MATRIX
+                | naga::valid::Capabilities::SUBGROUP,
         );
         if let Err(e) = validator.validate(&module) {
             failures.push(format!(

@@ -63,16 +63,30 @@ static GEMM_COOP_PREFETCH: KernelSpec = KernelSpec {
     ],
 };
 
+static GEMM_COOP_WG4: KernelSpec = KernelSpec {
+    id: "gemm_coop_wg4",
+    source: include_str!("../../../shaders/gemm_coop_wg4.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
 /// The WGSL source of the tensor-core kernel (for tests that validate it without a device).
 pub const COOP_SOURCE: &str = include_str!("../../../shaders/gemm_coop.wgsl");
 /// The WGSL source of the software-pipelined tensor-core kernel.
 pub const COOP_PREFETCH_SOURCE: &str = include_str!("../../../shaders/gemm_coop_prefetch.wgsl");
+/// The WGSL source of the 4-subgroup tensor-core kernel.
+pub const COOP_WG4_SOURCE: &str = include_str!("../../../shaders/gemm_coop_wg4.wgsl");
 /// The WGSL source of the f16-storage kernel.
 pub const F16_SOURCE: &str = include_str!("../../../shaders/gemm_f16.wgsl");
 /// The WGSL source of the f32 → f16 packing kernel.
 pub const PACK_SOURCE: &str = include_str!("../../../shaders/f16_pack.wgsl");
 
-/// Output block edge of both product kernels.
+/// Output block edge of the product kernels (twice that for `gemm_coop_wg4`).
 const BLOCK: usize = 64;
 
 /// f32 → IEEE binary16 bits, round to nearest, ties to even; subnormals kept, overflow to
@@ -142,6 +156,9 @@ pub enum HalfKind {
     /// step's tiles are loaded before this step's multiply-adds. Same results as `Coop`;
     /// which is faster is for `limpq bench gemm` on the GPU to say.
     CoopPrefetch,
+    /// Four subgroups of 32 per workgroup on a 128×128 block (`gemm_coop_wg4.wgsl`), so
+    /// that tile loads shared by two subgroups can hit L1; needs [`Gpu::subgroup32`] too.
+    CoopWg4,
 }
 
 impl HalfKind {
@@ -150,6 +167,7 @@ impl HalfKind {
         match self {
             HalfKind::F16 => gpu.shader_f16,
             HalfKind::Coop | HalfKind::CoopPrefetch => gpu.coop_f16,
+            HalfKind::CoopWg4 => gpu.coop_f16 && gpu.subgroup32,
         }
     }
 
@@ -165,6 +183,7 @@ impl HalfKind {
             HalfKind::F16 => "f16",
             HalfKind::Coop => "coop",
             HalfKind::CoopPrefetch => "coop-prefetch",
+            HalfKind::CoopWg4 => "coop-wg4",
         }
     }
 
@@ -175,7 +194,11 @@ impl HalfKind {
                 "adapter {} was not given SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
                 gpu.summary.name
             ),
-            HalfKind::Coop | HalfKind::CoopPrefetch => format!(
+            HalfKind::CoopWg4 if gpu.coop_f16 => format!(
+                "adapter {} was not given SUBGROUP with subgroups of exactly 32",
+                gpu.summary.name
+            ),
+            HalfKind::Coop | HalfKind::CoopPrefetch | HalfKind::CoopWg4 => format!(
                 "adapter {} has no usable cooperative matrix (needs \
                  EXPERIMENTAL_COOPERATIVE_MATRIX with 16×16×16 f16·f16→f32 tiles, SHADER_F16 \
                  and subgroups dividing 32; LIMPQ_NO_COOP unset)",
@@ -378,9 +401,14 @@ impl HalfProduct {
             stride_c: to_u32(m * n, "gemm_f16 c stride")?,
             _pad: 0,
         };
+        let block = if kind == HalfKind::CoopWg4 {
+            2 * BLOCK
+        } else {
+            BLOCK
+        };
         let groups = [
-            to_u32(np.div_ceil(BLOCK), "gemm_f16 column blocks")?,
-            to_u32(mp.div_ceil(BLOCK), "gemm_f16 row blocks")?,
+            to_u32(np.div_ceil(block), "gemm_f16 column blocks")?,
+            to_u32(mp.div_ceil(block), "gemm_f16 row blocks")?,
             to_u32(batch.max(1), "gemm_f16 batch")?,
         ];
         let buf = uniform(gpu, &params, "gemm_f16 params");
@@ -388,6 +416,7 @@ impl HalfProduct {
             HalfKind::F16 => &GEMM_F16,
             HalfKind::Coop => &GEMM_COOP,
             HalfKind::CoopPrefetch => &GEMM_COOP_PREFETCH,
+            HalfKind::CoopWg4 => &GEMM_COOP_WG4,
         };
         let p = pipeline(gpu, spec)?;
         let dispatch = p.dispatch(gpu, &[&buf, &a16.buffer, &b16.buffer, &c.buffer], groups)?;
