@@ -90,6 +90,7 @@ if [ -n "$quick" ]; then
 else
   # GEMM TFLOP/s at 4096³: f32, f16 operands, tensor cores (target ≥ 150); CPU-checked first.
   step bench-gemm 90 "$bin" bench gemm --size 4096 --kind all --iters 10 --reps 10
+  grep -E '^(f32|f16|coop)' "$OUT/bench-gemm.log" | sed 's/^/gemm    /' >> "$OUT/summary.txt" || true
   # Same models, batches, warmup (3) and timed steps (20) as the peer.
   bench resnet20 256 joint 75
   bench resnet20 256 single 40
