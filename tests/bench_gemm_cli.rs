@@ -38,7 +38,14 @@ fn bench_gemm_all_kinds_json() {
     let kinds: Vec<&str> = lines.iter().filter_map(|v| v["kind"].as_str()).collect();
     assert_eq!(
         kinds,
-        ["f32", "f16", "coop", "coop-prefetch", "coop-wg4"],
+        [
+            "f32",
+            "f16",
+            "coop",
+            "coop-prefetch",
+            "coop-wg4",
+            "coop-wg4-prefetch"
+        ],
         "{}",
         stdout(&out)
     );

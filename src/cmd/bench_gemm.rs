@@ -34,6 +34,8 @@ pub enum Kind {
     CoopPrefetch,
     /// The tensor-core kernel with 4 subgroups per workgroup (needs subgroups of 32).
     CoopWg4,
+    /// The 4-subgroup tensor-core kernel with the software-pipelined K loop.
+    CoopWg4Prefetch,
     /// Every kind the adapter can run; the others are listed as skipped with the reason.
     All,
 }
@@ -314,12 +316,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Kind::Coop => vec![Which::Half(HalfKind::Coop)],
         Kind::CoopPrefetch => vec![Which::Half(HalfKind::CoopPrefetch)],
         Kind::CoopWg4 => vec![Which::Half(HalfKind::CoopWg4)],
+        Kind::CoopWg4Prefetch => vec![Which::Half(HalfKind::CoopWg4Prefetch)],
         Kind::All => vec![
             Which::F32,
             Which::Half(HalfKind::F16),
             Which::Half(HalfKind::Coop),
             Which::Half(HalfKind::CoopPrefetch),
             Which::Half(HalfKind::CoopWg4),
+            Which::Half(HalfKind::CoopWg4Prefetch),
         ],
     };
     let text = args.format == Format::Text;
@@ -346,7 +350,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              to f16 as the pack kernel does)"
         );
         println!(
-            "{:<13} {:>10} {:>10} {:>9} {:>10} {:>11} {:>12} {:>13}",
+            "{:<17} {:>10} {:>10} {:>9} {:>10} {:>11} {:>12} {:>13}",
             "kind",
             "ms/GEMM",
             "best ms",
@@ -368,7 +372,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     anyhow::bail!("--kind {}: {}", h.name(), h.missing(&gpu));
                 }
                 if text {
-                    println!("{:<13} skipped: {}", h.name(), h.missing(&gpu));
+                    println!("{:<17} skipped: {}", h.name(), h.missing(&gpu));
                 } else {
                     let v = serde_json::json!({
                         "tool": "limpq", "bench": "gemm", "kind": h.name(),
@@ -385,7 +389,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(ct) => ct,
             Err(e) => {
                 if text {
-                    println!("{:<13} FAILED: {e:#}", which.name());
+                    println!("{:<17} FAILED: {e:#}", which.name());
                 } else {
                     let v = serde_json::json!({
                         "tool": "limpq", "bench": "gemm", "kind": which.name(),
@@ -402,7 +406,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let pack_ms = t.pack.map(|p| p.as_secs_f64() * 1e3);
         if text {
             println!(
-                "{:<13} {:>10.3} {:>10.3} {:>9.3} {:>10.2} {:>11} {:>12.1e} {:>13.2e}",
+                "{:<17} {:>10.3} {:>10.3} {:>9.3} {:>10.2} {:>11} {:>12.1e} {:>13.2e}",
                 which.name(),
                 secs * 1e3,
                 t.best.as_secs_f64() * 1e3,

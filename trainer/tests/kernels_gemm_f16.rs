@@ -18,7 +18,8 @@ use limpq_trainer::gpu::{Gpu, GpuError};
 use limpq_trainer::kernels::gemm::GemmShape;
 use limpq_trainer::kernels::gemm_f16::{
     f16_bits_to_f32, f32_to_f16_bits, pad16, round_f16, GemmF16, HalfKind, PackF16,
-    COOP_PREFETCH_SOURCE, COOP_SOURCE, COOP_WG4_SOURCE, F16_SOURCE, PACK_SOURCE,
+    COOP_PREFETCH_SOURCE, COOP_SOURCE, COOP_WG4_PREFETCH_SOURCE, COOP_WG4_SOURCE, F16_SOURCE,
+    PACK_SOURCE,
 };
 use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference::rng::SeededRng;
@@ -354,6 +355,11 @@ fn gemm_coop_wg4_matches_f16_rounded_reference() {
 }
 
 #[test]
+fn gemm_coop_wg4_prefetch_matches_f16_rounded_reference() {
+    run_all(HalfKind::CoopWg4Prefetch);
+}
+
+#[test]
 fn gemm_f16_rejects_wrong_lengths() {
     let Some(gpu) = gpu_or_skip("gemm_f16 shapes") else {
         return;
@@ -455,6 +461,14 @@ fn coop_shader_validates_and_compiles_to_spirv() {
     ));
     assert_eq!(ops.get(&MULADD), Some(&16));
     assert_eq!(ops.get(&LOAD), Some(&9));
+    assert_eq!(ops.get(&STORE), Some(&1));
+    let ops = opcodes(&spirv(
+        "gemm_coop_wg4_prefetch.wgsl",
+        COOP_WG4_PREFETCH_SOURCE,
+        caps | Caps::SUBGROUP,
+    ));
+    assert_eq!(ops.get(&MULADD), Some(&32));
+    assert_eq!(ops.get(&LOAD), Some(&17));
     assert_eq!(ops.get(&STORE), Some(&1));
     let ops = opcodes(&spirv(
         "gemm_coop_prefetch.wgsl",

@@ -75,12 +75,27 @@ static GEMM_COOP_WG4: KernelSpec = KernelSpec {
     ],
 };
 
+static GEMM_COOP_WG4_PREFETCH: KernelSpec = KernelSpec {
+    id: "gemm_coop_wg4_prefetch",
+    source: include_str!("../../../shaders/gemm_coop_wg4_prefetch.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
 /// The WGSL source of the tensor-core kernel (for tests that validate it without a device).
 pub const COOP_SOURCE: &str = include_str!("../../../shaders/gemm_coop.wgsl");
 /// The WGSL source of the software-pipelined tensor-core kernel.
 pub const COOP_PREFETCH_SOURCE: &str = include_str!("../../../shaders/gemm_coop_prefetch.wgsl");
 /// The WGSL source of the 4-subgroup tensor-core kernel.
 pub const COOP_WG4_SOURCE: &str = include_str!("../../../shaders/gemm_coop_wg4.wgsl");
+/// The WGSL source of the 4-subgroup, software-pipelined tensor-core kernel.
+pub const COOP_WG4_PREFETCH_SOURCE: &str =
+    include_str!("../../../shaders/gemm_coop_wg4_prefetch.wgsl");
 /// The WGSL source of the f16-storage kernel.
 pub const F16_SOURCE: &str = include_str!("../../../shaders/gemm_f16.wgsl");
 /// The WGSL source of the f32 → f16 packing kernel.
@@ -159,6 +174,8 @@ pub enum HalfKind {
     /// Four subgroups of 32 per workgroup on a 128×128 block (`gemm_coop_wg4.wgsl`), so
     /// that tile loads shared by two subgroups can hit L1; needs [`Gpu::subgroup32`] too.
     CoopWg4,
+    /// `CoopWg4` with the K loop of `CoopPrefetch` (`gemm_coop_wg4_prefetch.wgsl`).
+    CoopWg4Prefetch,
 }
 
 impl HalfKind {
@@ -167,7 +184,7 @@ impl HalfKind {
         match self {
             HalfKind::F16 => gpu.shader_f16,
             HalfKind::Coop | HalfKind::CoopPrefetch => gpu.coop_f16,
-            HalfKind::CoopWg4 => gpu.coop_f16 && gpu.subgroup32,
+            HalfKind::CoopWg4 | HalfKind::CoopWg4Prefetch => gpu.coop_f16 && gpu.subgroup32,
         }
     }
 
@@ -184,6 +201,7 @@ impl HalfKind {
             HalfKind::Coop => "coop",
             HalfKind::CoopPrefetch => "coop-prefetch",
             HalfKind::CoopWg4 => "coop-wg4",
+            HalfKind::CoopWg4Prefetch => "coop-wg4-prefetch",
         }
     }
 
@@ -194,11 +212,14 @@ impl HalfKind {
                 "adapter {} was not given SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
                 gpu.summary.name
             ),
-            HalfKind::CoopWg4 if gpu.coop_f16 => format!(
+            HalfKind::CoopWg4 | HalfKind::CoopWg4Prefetch if gpu.coop_f16 => format!(
                 "adapter {} was not given SUBGROUP with subgroups of exactly 32",
                 gpu.summary.name
             ),
-            HalfKind::Coop | HalfKind::CoopPrefetch | HalfKind::CoopWg4 => format!(
+            HalfKind::Coop
+            | HalfKind::CoopPrefetch
+            | HalfKind::CoopWg4
+            | HalfKind::CoopWg4Prefetch => format!(
                 "adapter {} has no usable cooperative matrix (needs \
                  EXPERIMENTAL_COOPERATIVE_MATRIX with 16×16×16 f16·f16→f32 tiles, SHADER_F16 \
                  and subgroups dividing 32; LIMPQ_NO_COOP unset)",
@@ -401,7 +422,7 @@ impl HalfProduct {
             stride_c: to_u32(m * n, "gemm_f16 c stride")?,
             _pad: 0,
         };
-        let block = if kind == HalfKind::CoopWg4 {
+        let block = if matches!(kind, HalfKind::CoopWg4 | HalfKind::CoopWg4Prefetch) {
             2 * BLOCK
         } else {
             BLOCK
@@ -417,6 +438,7 @@ impl HalfProduct {
             HalfKind::Coop => &GEMM_COOP,
             HalfKind::CoopPrefetch => &GEMM_COOP_PREFETCH,
             HalfKind::CoopWg4 => &GEMM_COOP_WG4,
+            HalfKind::CoopWg4Prefetch => &GEMM_COOP_WG4_PREFETCH,
         };
         let p = pipeline(gpu, spec)?;
         let dispatch = p.dispatch(gpu, &[&buf, &a16.buffer, &b16.buffer, &c.buffer], groups)?;
