@@ -6,9 +6,8 @@
 // by f16_pack.wgsl to multiples of 16; C is the logical M×N row-major f32 matrix. The
 // multiply-adds run on coop_mat16x16 tiles: f16 operands, f32 accumulators.
 //
-// One workgroup = 32 invocations = one subgroup on NVIDIA (gpu.rs requires the adapter's
-// subgroup size to divide 32; with smaller subgroups every subgroup of the workgroup would
-// compute the same block and store the same values). Each computes a 64×64 block of C as
+// One workgroup = 32 invocations = one subgroup (gpu.rs requires the adapter's subgroups to
+// be exactly 32 wide, as on NVIDIA). Each computes a 64×64 block of C as
 // 4×4 tiles of 16×16, its A and B tiles loaded straight from storage (coopLoadT, row-major,
 // stride K_p / N_p) — on the H200 that beat staging tiles in workgroup memory (README of
 // ../shared/gpu). Tile origins past M_p / N_p are clamped to the last tile so that every load

@@ -273,8 +273,8 @@ pub struct Gpu {
     /// The device was created with `SHADER_F16`: `enable f16;` shaders (f16 storage) run.
     pub shader_f16: bool,
     /// The device was created with `EXPERIMENTAL_COOPERATIVE_MATRIX` and the adapter offers
-    /// 16×16×16 f16·f16→f32 tiles with subgroups of at most 32 that divide 32:
-    /// `shaders/gemm_coop.wgsl` runs.
+    /// 16×16×16 f16·f16→f32 tiles with subgroups of exactly 32 (NVIDIA):
+    /// `shaders/gemm_coop.wgsl` (one workgroup = one subgroup) and its prefetch variant run.
     pub coop_f16: bool,
     /// With `coop_f16`: the device was also created with `SUBGROUP` and the adapter's
     /// subgroups are exactly 32 wide, so `shaders/gemm_coop_wg4.wgsl` (4 subgroups per
@@ -370,8 +370,9 @@ impl Gpu {
                 // operands are padded to multiples of 16 and tile origins are clamped into
                 // them; each stored tile is a 256-float slice of a workgroup array), the
                 // matrix ops run in subgroup-uniform control flow, every workgroup is a whole
-                // number of full subgroups (32 invocations with subgroups dividing 32,
-                // checked in `coop_f16_usable`; 128 only with subgroups of exactly 32), and
+                // number of full subgroups (32 or 128 invocations, subgroups of exactly 32:
+                // checked in `coop_f16_usable`), no two subgroups write the same workgroup
+                // memory (one staging tile per subgroup), and
                 // the only tile configuration used (16×16×16 f16·f16→f32) is one the adapter
                 // lists.
                 unsafe { wgpu::ExperimentalFeatures::enabled() }
@@ -501,8 +502,8 @@ fn env_off(name: &str) -> bool {
 }
 
 /// Whether `shaders/gemm_coop.wgsl` can run on `adapter`: it offers cooperative matrices with
-/// a 16×16×16 f16·f16→f32 configuration, and its subgroups divide the kernel's 32-invocation
-/// workgroup (so every subgroup is full).
+/// a 16×16×16 f16·f16→f32 configuration, and its subgroups are exactly 32 wide (so the
+/// kernel's 32-invocation workgroup is one full subgroup).
 fn coop_f16_usable(adapter: &wgpu::Adapter) -> bool {
     if !adapter
         .features()
@@ -527,12 +528,9 @@ fn coop_config_ok(
     let tile = props.iter().any(|p| {
         (p.m_size, p.n_size, p.k_size) == (16, 16, 16) && p.ab_type == S::F16 && p.cr_type == S::F32
     });
-    let sizes_ok = subgroup_min >= 1
-        && subgroup_max <= 32
-        && (subgroup_min..=subgroup_max)
-            .filter(|s| s.is_power_of_two())
-            .all(|s| 32 % s == 0);
-    tile && sizes_ok
+    // A 32-invocation workgroup must be exactly one full subgroup: with narrower subgroups
+    // two of them would race on the staging tile, with wider ones the subgroup is partial.
+    tile && (subgroup_min, subgroup_max) == (32, 32)
 }
 
 #[cfg(test)]
@@ -562,7 +560,10 @@ mod tests {
         };
         let h200 = [prop(16, S::F16, S::F32), prop(16, S::F16, S::F16)];
         assert!(coop_config_ok(&h200, 32, 32));
-        assert!(coop_config_ok(&h200, 16, 32));
+        assert!(
+            !coop_config_ok(&h200, 16, 32),
+            "Intel: two subgroups per workgroup would race on the staging tile"
+        );
         assert!(
             !coop_config_ok(&h200, 64, 64),
             "AMD wave64: a 32 workgroup is a partial subgroup"

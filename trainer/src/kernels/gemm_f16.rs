@@ -222,7 +222,7 @@ impl HalfKind {
             | HalfKind::CoopWg4Prefetch => format!(
                 "adapter {} has no usable cooperative matrix (needs \
                  EXPERIMENTAL_COOPERATIVE_MATRIX with 16×16×16 f16·f16→f32 tiles, SHADER_F16 \
-                 and subgroups dividing 32; LIMPQ_NO_COOP unset)",
+                 and subgroups of exactly 32; LIMPQ_NO_COOP unset)",
                 gpu.summary.name
             ),
         }
