@@ -24,6 +24,8 @@ pub(crate) struct Outcome {
     pub optimal: bool,
     /// Multipliers per input row (0 for rows that cannot bind), for warm starts.
     pub lambda: Vec<f64>,
+    /// The Lagrangian bound at the root (before any search).
+    pub root_lb: f64,
 }
 
 /// A solved instance or the reason there is none.
@@ -393,6 +395,7 @@ pub(crate) fn solve(
     m_all: usize,
     caps: &[f64],
     warm: Option<(&[f64], &[usize])>,
+    gap_hint: Option<f64>,
     opts: &SolveOptions,
 ) -> Exact {
     let ng = ch.groups();
@@ -525,6 +528,7 @@ pub(crate) fn solve(
                 nodes: 0,
                 optimal: true,
                 lambda: unscale(&lam, &rows, &scales, m_all),
+                root_lb: lb,
             });
         }
         if nw.cost.len() == w.cost.len() {
@@ -545,11 +549,12 @@ pub(crate) fn solve(
                 nodes: 0,
                 optimal: true,
                 lambda: unscale(&lam, &rows, &scales, m_all),
+                root_lb: lb,
             });
         }
     }
     branch(
-        &w, &lam_w, cur_lb, inc, z, feas_tol, opts, &lam, &rows, &scales, m_all, best_lb,
+        &w, &lam_w, cur_lb, inc, z, feas_tol, opts, &lam, &rows, &scales, m_all, best_lb, gap_hint,
     )
 }
 
@@ -585,33 +590,64 @@ fn branch(
     scales: &[f64],
     m_all: usize,
     best_lb: f64,
+    gap_hint: Option<f64>,
 ) -> Exact {
     let state_limit = opts.node_limit;
     let order_min = opts.coarse_first_min_groups;
     let mut states: u64 = 0;
     let mut proven = best_lb;
     let mut best: Option<Vec<usize>> = None;
-    let first = search(
-        w,
-        lam_w,
-        lb,
-        below(z),
-        &feas_tol,
-        opts.first_pass_states.min(state_limit),
-        order_min,
-    );
+    // The first pass runs at the incumbent, or below it at lb + the hinted gap (a sweep
+    // passes the previous point's): if it finds a policy below that threshold, that one
+    // is optimal; if it proves there is none, the incumbent is proven next.
+    let z0 = below(z);
+    let t0 = match gap_hint {
+        Some(h) if h > 0.0 && lb + h < z0 => lb + h,
+        _ => z0,
+    };
+    let first = match restrict(w, lam_w, lb, t0) {
+        Some(wt) => search(
+            &wt,
+            lam_w,
+            lb,
+            t0,
+            &feas_tol,
+            opts.first_pass_states.min(state_limit),
+            order_min,
+        ),
+        None => Search {
+            states: 0,
+            complete: true,
+            found: None,
+        },
+    };
     states += first.states;
     let mut complete = false;
+    let mut hinted_miss = false;
     if let Some((x, c)) = first.found {
         if c < z {
             z = c;
             best = Some(x);
         }
+        complete |= first.complete && c < t0;
     }
-    complete |= first.complete;
+    if first.complete && !complete {
+        if t0 >= z0 {
+            complete = true; // nothing below the incumbent
+        } else {
+            hinted_miss = true;
+            if t0 > proven {
+                proven = t0;
+            }
+        }
+    }
     if !complete {
         if z.is_finite() {
-            let mut g = (z - lb) / PROBE_START;
+            let mut g = if hinted_miss {
+                z - lb // straight to the incumbent
+            } else {
+                (z - lb) / PROBE_START
+            };
             loop {
                 let t = lb + g;
                 let last = t >= below(z);
@@ -687,6 +723,7 @@ fn branch(
         nodes: states,
         optimal: complete,
         lambda: unscale(lam, rows, scales, m_all),
+        root_lb: best_lb,
     })
 }
 
@@ -962,6 +999,15 @@ fn search(
             states,
             complete: true,
             found,
+        };
+    }
+    if d_max == 0 {
+        // Every group has one choice left: the DP has no stage to check the budgets in.
+        let fits = (0..m).all(|k| base_used[k] <= w.cap[k] + feas_tol[k]);
+        return Search {
+            states,
+            complete: true,
+            found: fits.then(|| (to_input(&fixed_choice), base_cost)),
         };
     }
     let out = ctx.dp(&free, &suffix[m..], &off[nl..], &base, zb, limit);

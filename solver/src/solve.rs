@@ -103,7 +103,7 @@ impl Compiled {
     /// Solves with the exact solver.
     pub fn solve(&self, opts: &SolveOptions) -> Result<Solution, Error> {
         let caps = self.caps();
-        match exact::solve(&self.reduced, self.m(), &caps, None, opts) {
+        match exact::solve(&self.reduced, self.m(), &caps, None, None, opts) {
             Exact::Infeasible => Err(self.infeasible(&caps)),
             Exact::Solved(o) => Ok(self.solution(
                 &self.reduced,
@@ -141,7 +141,7 @@ impl Compiled {
             }
         }
         let ocaps: Vec<f64> = others.iter().map(|&k| caps[k]).collect();
-        let lo = match exact::solve(&by_bitops, others.len(), &ocaps, None, opts) {
+        let lo = match exact::solve(&by_bitops, others.len(), &ocaps, None, None, opts) {
             Exact::Infeasible => return Err(self.infeasible(&caps)),
             Exact::Solved(o) => (o.objective + 0.5) as u64,
         };
@@ -156,6 +156,7 @@ impl Compiled {
         let hi = hi.max(lo);
         let mut out = Vec::with_capacity(points);
         let mut warm: Option<(Vec<f64>, Vec<usize>)> = None;
+        let mut gap_hint: Option<f64> = None;
         for i in 0..points {
             let budget = if points == 1 {
                 hi
@@ -165,7 +166,7 @@ impl Compiled {
             let mut c = caps.clone();
             c[kb] = budget as f64;
             let w = warm.as_ref().map(|(l, x)| (l.as_slice(), x.as_slice()));
-            match exact::solve(ch, m, &c, w, opts) {
+            match exact::solve(ch, m, &c, w, gap_hint, opts) {
                 Exact::Infeasible => return Err(self.infeasible(&c)),
                 Exact::Solved(o) => {
                     let mut s = self.solution(
@@ -181,6 +182,10 @@ impl Compiled {
                         u.budget = Some(budget as f64);
                     }
                     out.push(s);
+                    // The next point's first pass looks for a policy within this
+                    // point's gap (times SWEEP_GAP_MARGIN) of its own bound.
+                    gap_hint = (o.optimal && o.objective > o.root_lb)
+                        .then(|| SWEEP_GAP_MARGIN * (o.objective - o.root_lb));
                     warm = Some((o.lambda, o.choice));
                 }
             }
@@ -289,3 +294,7 @@ impl Compiled {
         }
     }
 }
+
+/// A sweep point's first pass looks this many times the previous point's gap above its
+/// Lagrangian bound (see `exact::solve`'s `gap_hint`).
+const SWEEP_GAP_MARGIN: f64 = 1.0;

@@ -225,12 +225,76 @@ fn search_configurations_agree_on_200_layer_instances() {
             o.first_pass_states = first;
             o.coarse_first_min_groups = order_min;
             let s = c.solve(&o).unwrap();
-            assert!(s.proof.optimal, "seed {seed} ({first}, {order_min}): not proven");
+            assert!(
+                s.proof.optimal,
+                "seed {seed} ({first}, {order_min}): not proven"
+            );
             check_policy(&p, &s.policy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             objs.push(s.policy.objective);
         }
         for &o in &objs[1..] {
             assert!(close(objs[0], o), "seed {seed}: objectives {objs:?}");
         }
+    }
+}
+
+/// Every point of a sweep (whose first passes are steered by the previous point's gap)
+/// matches the brute-force optimum at its budget, and passes the feasibility check.
+#[test]
+fn sweep_points_match_brute_force_on_seeded_instances() {
+    let mut points = 0;
+    for seed in 0..400u64 {
+        let mut p = random_problem(30_000 + seed, 5, None);
+        if oracle_size(&p) > 5_000 {
+            continue;
+        }
+        p.options.bitops = None;
+        let Ok(pts) = p.sweep(12) else { continue };
+        for s in &pts {
+            let b = s
+                .policy
+                .bitops_budget
+                .expect("sweep points carry their budget");
+            let q = p.clone().bitops(limpq_solver::BitOpsBudget::Absolute(b));
+            let w = oracle(&q).unwrap_or_else(|| panic!("seed {seed}: budget {b} infeasible"));
+            assert!(s.proof.optimal, "seed {seed} budget {b}: not proven");
+            check_policy(&q, &s.policy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert!(
+                close(w, s.policy.objective),
+                "seed {seed} budget {b}: oracle {w}, sweep {} ({})",
+                s.policy.objective,
+                describe(&p.indicators)
+            );
+            points += 1;
+        }
+    }
+    assert!(points > 2000, "only {points} sweep points checked");
+}
+
+/// The 100-point ResNet-50 sweep of the benchmark against independent single solves
+/// (probes only, coarse-first order: a different path through the search) at every
+/// fifth budget.
+#[test]
+fn resnet50_sweep_matches_independent_single_solves() {
+    let mut p = limpq_solver::gen::bench_problem("resnet50", 0).expect("known kind");
+    p.options.bitops = None;
+    let pts = p.sweep(100).unwrap();
+    assert_eq!(pts.len(), 100);
+    for s in pts.iter().step_by(5) {
+        let b = s.policy.bitops_budget.expect("budget");
+        let q = p.clone().bitops(limpq_solver::BitOpsBudget::Absolute(b));
+        let single = q
+            .compile()
+            .unwrap()
+            .solve(&probes_only(20_000_000))
+            .unwrap();
+        assert!(s.proof.optimal && single.proof.optimal, "budget {b}");
+        assert!(
+            close(single.policy.objective, s.policy.objective),
+            "budget {b}: sweep {} single {}",
+            s.policy.objective,
+            single.policy.objective
+        );
+        check_policy(&q, &s.policy).unwrap_or_else(|e| panic!("budget {b}: {e}"));
     }
 }
