@@ -185,7 +185,7 @@ impl Compiled {
                     // The next point's first pass looks for a policy within this
                     // point's gap (times SWEEP_GAP_MARGIN) of its own bound.
                     gap_hint = (o.optimal && o.objective > o.root_lb)
-                        .then(|| SWEEP_GAP_MARGIN * (o.objective - o.root_lb));
+                        .then_some(SWEEP_GAP_MARGIN * (o.objective - o.root_lb));
                     warm = Some((o.lambda, o.choice));
                 }
             }
