@@ -16,6 +16,11 @@
 //!
 //! The sum is deterministic: `lsq_backward` writes one partial per 4096 elements
 //! (strided per thread + fixed tree), then `reduce_final` sums the partials in one workgroup.
+//!
+//! The forward formula is also applied on load by the conv kernels
+//! ([`QuantX`](super::conv::QuantX): forward and backward weight read the raw input and
+//! quantize each value exactly as `lsq_forward.wgsl` does), so a quantized conv needs no
+//! `LsqQuantize` copy of its input; the backward still runs [`LsqBackward`] on the raw input.
 
 use super::elementwise::{check_len, Launch, WG};
 use super::reduce::{final_launch, partial_count};
