@@ -864,7 +864,7 @@ fn search(
     let mut mk = Vec::new();
     let mut coef = Vec::new();
     for k in 0..m {
-        for f in [0.0, 0.25, 0.5, 0.7, 0.85, 0.95, 1.05, 1.2, 1.5, 2.0, 4.0] {
+        for f in [0.0, 0.5, 0.85, 0.95, 1.05, 1.2, 2.0] {
             let mut l = lam_w.to_vec();
             l[k] *= f;
             lams.push(l);
