@@ -874,25 +874,28 @@ fn search(
     }
     let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam_w, c)).collect();
     let nl = lams.len();
-    // lc[c * nl + j]: Lagrangian cost of choice c at multiplier j.
-    // off[d * nl + j]: Σ over free groups d.. of their least Lagrangian cost − λ_j · cap.
-    let nc = w.cost.len();
-    let mut lc = vec![0.0; nc * nl];
-    for c in 0..nc {
-        for (j, l) in lams.iter().enumerate() {
-            lc[c * nl + j] = w.lcost(l, c);
+    // gmin[d * nl + j]: least Lagrangian cost at multiplier j of free group d.
+    // off[d * nl + j]: Σ over free groups d.. of gmin − λ_j · cap.
+    let mut gmin = vec![f64::INFINITY; d_max * nl];
+    for d in 0..d_max {
+        for c in w.range(free[d]) {
+            for j in 0..nl {
+                let v = lw[c] + coef[j] * w.r[c * m + mk[j]];
+                if v < gmin[d * nl + j] {
+                    gmin[d * nl + j] = v;
+                }
+            }
         }
     }
+    let cap_term: Vec<f64> = lams
+        .iter()
+        .map(|l| -(0..m).map(|k| l[k] * w.cap[k]).sum::<f64>())
+        .collect();
     let mut off = vec![0.0; nl * (d_max + 1)];
-    for (j, l) in lams.iter().enumerate() {
-        let mut acc: f64 = -(0..m).map(|k| l[k] * w.cap[k]).sum::<f64>();
-        off[d_max * nl + j] = acc;
-        for d in (0..d_max).rev() {
-            acc += w
-                .range(free[d])
-                .map(|c| lc[c * nl + j])
-                .fold(f64::INFINITY, f64::min);
-            off[d * nl + j] = acc;
+    off[d_max * nl..].copy_from_slice(&cap_term);
+    for d in (0..d_max).rev() {
+        for j in 0..nl {
+            off[d * nl + j] = off[(d + 1) * nl + j] + gmin[d * nl + j];
         }
     }
     // A state's bound at multiplier j is cost + λ_j·used + off_j of the next stage.
@@ -901,9 +904,7 @@ fn search(
     // meet-in-the-middle search: groups free[..e].
     let mut pre_min = vec![0.0; (d_max + 1) * m];
     let mut pre_off = vec![0.0; (d_max + 1) * nl];
-    for j in 0..nl {
-        pre_off[j] = -(0..m).map(|k| lams[j][k] * w.cap[k]).sum::<f64>();
-    }
+    pre_off[..nl].copy_from_slice(&cap_term);
     for e in 0..d_max {
         let g = free[e];
         for k in 0..m {
@@ -914,11 +915,7 @@ fn search(
             pre_min[(e + 1) * m + k] = pre_min[e * m + k] + mn;
         }
         for j in 0..nl {
-            let mn = w
-                .range(g)
-                .map(|c| lc[c * nl + j])
-                .fold(f64::INFINITY, f64::min);
-            pre_off[(e + 1) * nl + j] = pre_off[e * nl + j] + mn;
+            pre_off[(e + 1) * nl + j] = pre_off[e * nl + j] + gmin[e * nl + j];
         }
     }
     let base = Base {
