@@ -28,7 +28,8 @@ enum Command {
     Layers(cmd::layers::Args),
     /// Time the exact solver against the microlp backend on the same instances.
     BenchSolver(cmd::bench_solver::Args),
-    /// Benchmarks of the GPU trainer (`bench train`: training-step throughput; `bench gemm`:
+    /// Benchmarks of the GPU trainer (`bench train`: training-step throughput; `bench conv`:
+    /// conv kernels per model shape; `bench gemm`:
     /// GEMM TFLOP/s in f32, f16 and on tensor cores).
     #[command(subcommand)]
     Bench(cmd::bench_train::Bench),

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use limpq_trainer::engine::{Network, NetworkConfig, QuantSpec};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::kernels::conv::ConvAlgo;
 use limpq_trainer::method::JointConfig;
 use limpq_trainer::model::Model;
 use limpq_trainer::reference::rng::SeededRng;
@@ -70,6 +71,15 @@ pub struct Args {
     /// text: a readable summary; json: one JSON line (keys as the peer's).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Force one conv algorithm on every conv of the network: auto (the built-in per-shape
+    /// rule), direct, gemm (implicit GEMM) or blocked. Default: LIMPQ_CONV_ALGO, else auto.
+    #[arg(long, value_name = "ALGO", value_parser = parse_conv_algo)]
+    pub conv_algo: Option<ConvAlgo>,
+}
+
+/// `--conv-algo` values (clap names the flag in its error).
+pub fn parse_conv_algo(s: &str) -> Result<ConvAlgo, String> {
+    s.parse()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -86,7 +96,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.steps == 0 {
         anyhow::bail!("--steps must be positive");
     }
-    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    let mut opts = GpuOptions::from_env();
+    if let Some(a) = args.conv_algo {
+        opts = opts.with_conv_algo(a);
+    }
+    let gpu = Gpu::new(&opts)?;
     let (c, h, w) = model.input;
     let mut rng = SeededRng::new(args.seed ^ 0xBE4C_0DA7_A000_0001);
     let x: Vec<f32> = (0..args.batch * c * h * w).map(|_| rng.normal()).collect();
@@ -211,6 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "backend": s.backend,
                 "device_type": s.device_type,
                 "passes": passes,
+                "conv_algo": gpu.conv_algo.name(),
                 "steps": args.steps,
                 "warmup": args.warmup,
                 "step_ms": mean * 1e3,
@@ -233,6 +248,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 model.name, model.classes
             );
             println!("batch:        {}", args.batch);
+            println!(
+                "conv algo:    {}",
+                if gpu.conv_algo == ConvAlgo::Auto {
+                    "auto (built-in per-shape rule)"
+                } else {
+                    gpu.conv_algo.name()
+                }
+            );
             println!(
                 "mode:         {} ({passes} pass{} per step)",
                 args.mode.peer_label(),
@@ -263,11 +286,16 @@ pub enum Bench {
     /// GEMM TFLOP/s: the f32 kernel, the f16-operand kernel and (where the adapter has
     /// cooperative matrices) the tensor-core kernel, each checked against the CPU first.
     Gemm(super::bench_gemm::Args),
+    /// Conv kernels per distinct conv shape of a model: forward, backward data and backward
+    /// weight under every algorithm, each checked against the CPU first; the fastest per op,
+    /// what Auto picks, and the summed conv time per training step.
+    Conv(super::bench_conv::Args),
 }
 
 pub fn dispatch(b: Bench) -> anyhow::Result<()> {
     match b {
         Bench::Train(a) => run(a),
         Bench::Gemm(a) => super::bench_gemm::run(a),
+        Bench::Conv(a) => super::bench_conv::run(a),
     }
 }

@@ -17,6 +17,10 @@
 //! workgroup ([`Gpu::coop_f16`]: tensor-core GEMM). `LIMPQ_NO_F16=1` / `LIMPQ_NO_COOP=1` turn
 //! them off; a device request refused with them is retried without them.
 //!
+//! `LIMPQ_CONV_ALGO=auto|direct|gemm|blocked` (or [`GpuOptions::with_conv_algo`]) forces
+//! one conv algorithm on every conv op built with `ConvAlgo::Auto` ([`Gpu::conv_algo`]);
+//! any other value makes [`Gpu::new`] fail with [`GpuError::InvalidOption`].
+//!
 //! wgpu reports validation errors asynchronously; a default handler would panic. The context
 //! installs a handler that records them and a device-lost callback, and [`Gpu::check`] turns
 //! either into a [`GpuError`]. [`Gpu::scoped`] wraps a closure in error scopes for exact blame.
@@ -24,6 +28,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+
+use crate::kernels::conv::ConvAlgo;
+
+/// Environment variable of the whole-network conv override ([`Gpu::conv_algo`]).
+pub const CONV_ALGO_ENV: &str = "LIMPQ_CONV_ALGO";
 
 /// What went wrong with the GPU. Every variant carries a message meant for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +58,9 @@ pub enum GpuError {
     Shape(String),
     /// The kernel needs a device feature this device was not created with (names both).
     Unsupported(String),
+    /// An option or environment variable holds a value the trainer does not accept (names
+    /// it and the allowed values).
+    InvalidOption(String),
 }
 
 impl fmt::Display for GpuError {
@@ -74,6 +86,7 @@ impl fmt::Display for GpuError {
             GpuError::OutOfMemory(m) => write!(f, "GPU out of memory: {m}"),
             GpuError::Internal(m) => write!(f, "GPU internal error: {m}"),
             GpuError::Readback(m) => write!(f, "GPU readback failed: {m}"),
+            GpuError::InvalidOption(m) => f.write_str(m),
             GpuError::Shape(m) => write!(f, "bad kernel arguments: {m}"),
             GpuError::Unsupported(m) => write!(f, "not supported by this GPU device: {m}"),
         }
@@ -101,6 +114,9 @@ pub struct GpuOptions {
     /// Keep only adapters whose name contains this (case-insensitive); `None` reads
     /// `WGPU_ADAPTER_NAME`.
     pub adapter_name: Option<String>,
+    /// What `ConvAlgo::Auto` means for every conv op built on this device (a whole-network
+    /// override; `Auto` = the built-in per-shape rule); `None` reads `LIMPQ_CONV_ALGO`.
+    pub conv_algo: Option<ConvAlgo>,
 }
 
 impl GpuOptions {
@@ -120,6 +136,34 @@ impl GpuOptions {
     pub fn with_adapter_name(mut self, name: &str) -> Self {
         self.adapter_name = Some(name.to_string());
         self
+    }
+
+    /// Force every conv op that asks for `ConvAlgo::Auto` to use `algo` (`Auto` keeps the
+    /// built-in rule); overrides `LIMPQ_CONV_ALGO`.
+    pub fn with_conv_algo(mut self, algo: ConvAlgo) -> Self {
+        self.conv_algo = Some(algo);
+        self
+    }
+
+    /// The conv override: the option, else `LIMPQ_CONV_ALGO` (unset or empty = `Auto`).
+    fn resolved_conv_algo(&self) -> Result<ConvAlgo, GpuError> {
+        let algo = match self.conv_algo {
+            Some(a) => a,
+            None => match std::env::var(CONV_ALGO_ENV) {
+                Ok(v) if !v.trim().is_empty() => v.parse().map_err(|e: String| {
+                    GpuError::InvalidOption(format!("{CONV_ALGO_ENV}={v:?}: {e}"))
+                })?,
+                _ => ConvAlgo::Auto,
+            },
+        };
+        if algo == ConvAlgo::F16Gemm {
+            return Err(GpuError::InvalidOption(format!(
+                "conv algorithm override f16gemm: forward-only, not a whole-network choice \
+                 (allowed: {})",
+                ConvAlgo::OVERRIDE_VALUES
+            )));
+        }
+        Ok(algo)
     }
 
     fn resolved_backends(&self) -> wgpu::Backends {
@@ -284,6 +328,11 @@ pub struct Gpu {
     /// is allowed (tests lower `max_compute_workgroups_per_dimension` to exercise grid
     /// splitting); raising one past the device's makes wgpu reject the work.
     pub limits: wgpu::Limits,
+    /// What `ConvAlgo::Auto` resolves to on this device: `Auto` = the built-in per-shape
+    /// rule ([`ConvAlgo::Auto`]), anything else forces that algorithm on every conv op built
+    /// with `Auto` (whole-network comparisons; [`GpuOptions::with_conv_algo`],
+    /// `LIMPQ_CONV_ALGO`). Ops built with an explicit algorithm are not affected.
+    pub conv_algo: ConvAlgo,
     errors: Arc<Mutex<ErrorSink>>,
     pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<crate::kernels::Pipeline>>>,
 }
@@ -299,6 +348,7 @@ impl fmt::Debug for Gpu {
 impl Gpu {
     /// Choose an adapter (see the module docs) and create the device with its full limits.
     pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
+        let conv_algo = opts.resolved_conv_algo()?;
         let explicit = opts.backends.or_else(wgpu::Backends::from_env);
         let name = opts.resolved_name();
         // Without an explicit choice, look at Vulkan/Metal/DX12 first and only probe GL (slow
@@ -449,6 +499,7 @@ impl Gpu {
             coop_f16,
             subgroup32,
             limits,
+            conv_algo,
             errors,
             pipelines: Mutex::new(HashMap::new()),
         })

@@ -230,7 +230,9 @@ const WG_BLOCKED: u64 = 64;
 /// kernel and `Direct` / `ImplicitGemm` the one-workgroup-per-weight reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// On a software (CPU) adapter such as lavapipe: `Blocked` (see there). Elsewhere:
+    /// The device's whole-network override when one is set ([`Gpu::conv_algo`]:
+    /// `LIMPQ_CONV_ALGO`, `--conv-algo`). Otherwise, on a software (CPU) adapter such as
+    /// lavapipe: `Blocked` (see there). Elsewhere:
     /// implicit GEMM when the GEMM's row count (output channels per group for forward, input
     /// channels per group for backward data) is at least 32 and its grid fits, else direct;
     /// backward weight takes the per-weight reduction.
@@ -251,6 +253,58 @@ pub enum ConvAlgo {
     /// `HalfKind` of the device). Groups 1, no bias, no input quantization (else
     /// `GpuError::Unsupported`). Backward ops given it resolve it as `Auto`.
     F16Gemm,
+}
+
+impl ConvAlgo {
+    /// The values [`ConvAlgo::from_str`](std::str::FromStr) accepts for a whole-network
+    /// override (`LIMPQ_CONV_ALGO`, `--conv-algo`).
+    pub const OVERRIDE_VALUES: &'static str = "auto, direct, gemm, blocked";
+
+    /// The short name (`auto`, `direct`, `gemm`, `blocked`, `f16gemm`), as parsed.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgo::Auto => "auto",
+            ConvAlgo::Direct => "direct",
+            ConvAlgo::ImplicitGemm => "gemm",
+            ConvAlgo::Blocked => "blocked",
+            ConvAlgo::F16Gemm => "f16gemm",
+        }
+    }
+}
+
+impl std::fmt::Display for ConvAlgo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ConvAlgo {
+    type Err = String;
+
+    /// `auto`, `direct`, `gemm` (or `implicit-gemm`), `blocked`; case-insensitive, trimmed.
+    /// `f16gemm` is refused: it is forward-only and opt-in per op, not a whole-network choice.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ConvAlgo::Auto),
+            "direct" => Ok(ConvAlgo::Direct),
+            "gemm" | "implicit-gemm" | "implicit_gemm" => Ok(ConvAlgo::ImplicitGemm),
+            "blocked" => Ok(ConvAlgo::Blocked),
+            other => Err(format!(
+                "unknown conv algorithm {other:?} (allowed: {})",
+                Self::OVERRIDE_VALUES
+            )),
+        }
+    }
+}
+
+/// What `Auto` means on `gpu`: its whole-network override ([`Gpu::conv_algo`], from
+/// `LIMPQ_CONV_ALGO` or [`GpuOptions::with_conv_algo`](crate::gpu::GpuOptions::with_conv_algo))
+/// when one is set, else `Auto` itself (the built-in per-shape rule). Other values stay.
+fn overridden(gpu: &Gpu, algo: ConvAlgo) -> ConvAlgo {
+    match algo {
+        ConvAlgo::Auto => gpu.conv_algo,
+        other => other,
+    }
 }
 
 /// Whether `Auto` should mean `Blocked` on this adapter (a CPU / software adapter).
@@ -279,7 +333,7 @@ fn gemm_groups(s: &Conv2dShape, rows: usize, cols: usize) -> Result<[u32; 3], Gp
 
 /// Resolve `Auto` for a GEMM with `rows` rows per group and the given grid.
 fn pick(gpu: &Gpu, algo: ConvAlgo, rows: usize, groups: Result<[u32; 3], GpuError>) -> ConvAlgo {
-    match algo {
+    match overridden(gpu, algo) {
         ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => ConvAlgo::Blocked,
         ConvAlgo::Auto | ConvAlgo::F16Gemm => {
             let max = gpu.limits.max_compute_workgroups_per_dimension;
@@ -681,7 +735,7 @@ impl Conv2dBackwardWeight {
         // Unquantized, the steps binding is never read: bind x there.
         let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
         let buffers = [&x.buffer, &dy.buffer, &dw.buffer, steps_buf];
-        let algo = match algo {
+        let algo = match overridden(gpu, algo) {
             ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => ConvAlgo::Blocked,
             ConvAlgo::Blocked => ConvAlgo::Blocked,
             _ => ConvAlgo::Direct,
