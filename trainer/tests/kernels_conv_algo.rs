@@ -1,0 +1,178 @@
+//! The whole-network conv override (`Gpu::conv_algo`, `LIMPQ_CONV_ALGO`, `--conv-algo`):
+//! parsing, which kernel `ConvAlgo::Auto` resolves to on a device built with each override,
+//! that explicit choices are untouched, and that the forced kernels still match the CPU
+//! reference. Skips (with a printed reason) only when no GPU adapter exists.
+
+mod common;
+
+use common::{assert_close, Tol};
+use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
+use limpq_trainer::kernels::conv::{
+    Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo,
+};
+use limpq_trainer::kernels::{Recorder, Tensor};
+use limpq_trainer::reference;
+use limpq_trainer::reference::rng::SeededRng;
+use limpq_trainer::shapes::Conv2dShape;
+
+#[test]
+fn conv_algo_parses_the_override_values() {
+    let ok = [
+        ("auto", ConvAlgo::Auto),
+        ("direct", ConvAlgo::Direct),
+        ("gemm", ConvAlgo::ImplicitGemm),
+        ("implicit-gemm", ConvAlgo::ImplicitGemm),
+        (" Blocked ", ConvAlgo::Blocked),
+    ];
+    for (s, want) in ok {
+        assert_eq!(s.parse::<ConvAlgo>(), Ok(want), "{s:?}");
+    }
+    for a in [
+        ConvAlgo::Auto,
+        ConvAlgo::Direct,
+        ConvAlgo::ImplicitGemm,
+        ConvAlgo::Blocked,
+    ] {
+        assert_eq!(a.name().parse::<ConvAlgo>(), Ok(a), "round trip of {a}");
+    }
+    for bad in ["", "fast", "f16gemm", "direct,gemm"] {
+        let e = bad.parse::<ConvAlgo>().unwrap_err();
+        assert!(
+            e.contains("auto, direct, gemm, blocked"),
+            "{bad:?}: the error must list the allowed values: {e}"
+        );
+    }
+}
+
+/// A device with `algo` as its override, or `None` (skip) without any adapter.
+fn gpu_with(algo: ConvAlgo) -> Option<Gpu> {
+    match Gpu::new(&GpuOptions::default().with_conv_algo(algo)) {
+        Ok(g) => Some(g),
+        Err(e @ GpuError::NoAdapter { .. }) => {
+            eprintln!("SKIP: no GPU adapter: {e}");
+            None
+        }
+        Err(e) => panic!("Gpu::new with override {algo}: {e}"),
+    }
+}
+
+#[test]
+fn f16gemm_is_not_a_whole_network_override() {
+    match Gpu::new(&GpuOptions::default().with_conv_algo(ConvAlgo::F16Gemm)) {
+        Err(GpuError::InvalidOption(m)) => {
+            assert!(m.contains("f16gemm") && m.contains("allowed"), "{m}")
+        }
+        Err(e @ GpuError::NoAdapter { .. }) => eprintln!("SKIP: no GPU adapter: {e}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("an f16gemm override must be refused"),
+    }
+}
+
+const SHAPE: Conv2dShape = Conv2dShape {
+    n: 2,
+    c_in: 5,
+    h: 7,
+    w: 6,
+    c_out: 6,
+    kh: 3,
+    kw: 3,
+    stride: 2,
+    pad: 1,
+    groups: 1,
+};
+
+/// Under each override, `Auto` resolves to the forced kernel (backward weight: `Blocked`, or
+/// the per-weight reduction `Direct` for the others), an explicit algorithm is kept, and
+/// the forced `Auto` ops agree with the CPU reference.
+#[test]
+fn override_forces_auto_and_keeps_explicit_choices() {
+    let s = SHAPE;
+    let mut rng = SeededRng::new(0xA160);
+    let x = rng.vec_uniform(s.input_len(), -1.0, 1.0);
+    let w = rng.vec_uniform(s.weight_len(), -1.0, 1.0);
+    let dy = rng.vec_uniform(s.output_len(), -1.0, 1.0);
+    let want_y = reference::conv2d_forward(&s, &x, &w, None);
+    let want_dx = reference::conv2d_backward_data(&s, &dy, &w);
+    let want_dw = reference::conv2d_backward_weight(&s, &x, &dy);
+    for forced in [ConvAlgo::Direct, ConvAlgo::ImplicitGemm, ConvAlgo::Blocked] {
+        let Some(gpu) = gpu_with(forced) else {
+            return;
+        };
+        assert_eq!(gpu.conv_algo, forced);
+        let t = |d: &[f32], l: &str| Tensor::from_f32(&gpu, d, l).unwrap();
+        let (tx, tw, tdy) = (t(&x, "x"), t(&w, "w"), t(&dy, "dy"));
+        let ty = t(&vec![f32::NAN; s.output_len()], "y");
+        let tdx = t(&vec![f32::NAN; s.input_len()], "dx");
+        let tdw = t(&vec![f32::NAN; s.weight_len()], "dw");
+        let f = Conv2dForward::new(&gpu, &s, &tx, &tw, None, &ty).unwrap();
+        let d = Conv2dBackwardData::new(&gpu, &s, &tdy, &tw, &tdx, false).unwrap();
+        let wt = Conv2dBackwardWeight::new(&gpu, &s, &tx, &tdy, &tdw, false).unwrap();
+        let want_bw = if forced == ConvAlgo::Blocked {
+            ConvAlgo::Blocked
+        } else {
+            ConvAlgo::Direct
+        };
+        assert_eq!(
+            (f.algo, d.algo, wt.algo),
+            (forced, forced, want_bw),
+            "override {forced}"
+        );
+        // An explicit algorithm wins over the override.
+        let other = if forced == ConvAlgo::Direct {
+            ConvAlgo::ImplicitGemm
+        } else {
+            ConvAlgo::Direct
+        };
+        let scratch = Tensor::zeros(&gpu, s.output_len(), "scratch").unwrap();
+        let f2 = Conv2dForward::with_algo(&gpu, &s, &tx, &tw, None, &scratch, other).unwrap();
+        assert_eq!(f2.algo, other, "explicit {other} under override {forced}");
+
+        let mut rec = Recorder::new(&gpu);
+        f.record(&mut rec);
+        d.record(&mut rec);
+        wt.record(&mut rec);
+        let r: Vec<usize> = [&ty, &tdx, &tdw].into_iter().map(|t| rec.read(t)).collect();
+        let out = rec.submit().unwrap();
+        let k2 = s.kh * s.kw;
+        let tag = format!("override {forced}");
+        let fwd_tol = Tol::sum_of(s.c_in * k2);
+        assert_close(&format!("forward {tag}"), out.f32(r[0]), &want_y, fwd_tol);
+        let bd_tol = Tol::sum_of(s.c_out * k2);
+        assert_close(
+            &format!("backward data {tag}"),
+            out.f32(r[1]),
+            &want_dx,
+            bd_tol,
+        );
+        let bw_tol = Tol::sum_of(s.n * s.h_out() * s.w_out());
+        assert_close(
+            &format!("backward weight {tag}"),
+            out.f32(r[2]),
+            &want_dw,
+            bw_tol,
+        );
+    }
+}
+
+/// With the override `Auto`, the built-in rule applies: on a software adapter every op takes
+/// `Blocked`; elsewhere forward / backward data take implicit GEMM for ≥ 32 GEMM rows or the
+/// direct kernel, and backward weight the per-weight reduction.
+#[test]
+fn auto_override_keeps_the_built_in_rule() {
+    let Some(gpu) = gpu_with(ConvAlgo::Auto) else {
+        return;
+    };
+    let s = SHAPE;
+    let x = Tensor::zeros(&gpu, s.input_len(), "x").unwrap();
+    let w = Tensor::zeros(&gpu, s.weight_len(), "w").unwrap();
+    let y = Tensor::zeros(&gpu, s.output_len(), "y").unwrap();
+    let dw = Tensor::zeros(&gpu, s.weight_len(), "dw").unwrap();
+    let f = Conv2dForward::new(&gpu, &s, &x, &w, None, &y).unwrap();
+    let wt = Conv2dBackwardWeight::new(&gpu, &s, &x, &y, &dw, false).unwrap();
+    if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
+        assert_eq!((f.algo, wt.algo), (ConvAlgo::Blocked, ConvAlgo::Blocked));
+    } else {
+        // 6 output channels: below the 32-row threshold.
+        assert_eq!((f.algo, wt.algo), (ConvAlgo::Direct, ConvAlgo::Direct));
+    }
+}
