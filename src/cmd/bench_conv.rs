@@ -13,7 +13,8 @@
 //! divided by `--reps` (several dispatches per submission hide the submission latency).
 //! TFLOP/s = 2·MACs·batch / (median seconds per op), the same count for all three ops.
 //!
-//! Backward weight has two kernels: the per-weight reduction (`direct`; `gemm` would run the
+//! Backward data of a shape whose layers all read the model input (the stem) is never run
+//! in training and is listed as skipped, not timed. Backward weight has two kernels: the per-weight reduction (`direct`; `gemm` would run the
 //! same kernel, so it is listed as skipped) and the register-blocked one (`blocked`). `f16gemm`
 //! is forward only. The fastest f32 algorithm per op is marked `*`; `auto` marks what
 //! `ConvAlgo::Auto` resolves to on this adapter today (after any `LIMPQ_CONV_ALGO` override).
@@ -589,6 +590,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             for &algo in &algos {
                 let outcome = if let Some(why) = not_applicable(op, algo) {
                     Outcome::Skipped(why.to_string())
+                } else if op == ConvOp::BackwardData && g.with_dx == 0 {
+                    Outcome::Skipped(
+                        "never run in training: the layer reads the model input".into(),
+                    )
                 } else {
                     match check(&gpu, op, algo, cs, &check_t, &wants[gi]) {
                         Err(e) => match e.downcast_ref::<GpuError>() {
