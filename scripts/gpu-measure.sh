@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The ONE measurement run for the H200 device machine (see ../shared/gpu/README.md and
 # docs/PERFORMANCE.md, "How to measure on the H200"): our training-step bench and the PyTorch
-# peer on the same GPU in the same run, then a short full-precision accuracy run with what
-# time is left. Everything goes to $OUT/ (logs, bench.jsonl, peer.jsonl, summary.txt).
+# peer on the same GPU in the same run, the conv kernels per shape class (`bench conv`,
+# conv.jsonl) and one joint step with every conv forced to the direct kernel, then a short
+# full-precision accuracy run with what time is left. Everything goes to $OUT/ (logs,
+# bench.jsonl, peer.jsonl, conv.jsonl, summary.txt).
 #
 # Usage (project root; carry .gl, .data and target/release/limpq):
 #   source .gl/gpu-env.sh; bash scripts/gpu-measure.sh [--quick] [--epochs E]
@@ -12,7 +14,8 @@
 # BUDGET_S (whole run, default 540 s; the accuracy run gets what is left of it), PEER
 # (the peer script, default .gl/torch_lsq_joint.py).
 # One step failing or hanging (each runs under `timeout`) does not stop the others; the
-# exit status is 1 if any step failed.
+# exit status is 1 if any step failed. No step's timeout reaches past BUDGET_S (a step is
+# cut to the budget left, or skipped when under 10 s are left).
 set -u -o pipefail
 
 quick=${LIMPQ_QUICK:-}
@@ -53,6 +56,9 @@ summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
 step() {
   local name=$1 secs=$2; shift 2
   local t0; t0=$(date +%s)
+  local left=$(( budget - (t0 - start) ))
+  if [ "$left" -lt 10 ]; then summary "skip    $name: only ${left}s of the ${budget}s budget left"; return; fi
+  [ "$secs" -gt "$left" ] && secs=$left
   echo "== $name (timeout ${secs}s): $*" | tee "$OUT/$name.log"
   timeout -k 5 "$secs" "$@" 2>&1 | tee -a "$OUT/$name.log"
   local rc=$?
@@ -66,13 +72,23 @@ step() {
 # bench MODEL BATCH MODE SECONDS [ARGS...]: one `limpq bench train` JSON line into bench.jsonl.
 bench() {
   local model=$1 batch=$2 mode=$3 secs=$4; shift 4
-  local name="bench-$(basename "$model" .ron)-b$batch-$mode"
+  local name="bench-$(basename "$model" .ron)-b$batch-$mode" prev=
+  for a in "$@"; do [ "$prev" = --conv-algo ] && name="$name-$a"; prev=$a; done
   step "$name" "$secs" "$bin" bench train --model "$model" --batch "$batch" --mode "$mode" \
     --format json "$@"
   grep -h '^{' "$OUT/$name.log" >> "$OUT/bench.jsonl" || true
 }
 
-: > "$OUT/summary.txt"; : > "$OUT/bench.jsonl"; : > "$OUT/peer.jsonl"
+# conv MODEL BATCH SECONDS [ARGS...]: `limpq bench conv` (every distinct conv shape, every
+# algorithm, CPU-checked then timed), its JSON lines into conv.jsonl.
+conv() {
+  local model=$1 batch=$2 secs=$3; shift 3
+  local name="conv-$(basename "$model" .ron)-b$batch"
+  step "$name" "$secs" "$bin" bench conv --model "$model" --batch "$batch" --format json "$@"
+  grep -h '^{' "$OUT/$name.log" >> "$OUT/conv.jsonl" || true
+}
+
+: > "$OUT/summary.txt"; : > "$OUT/bench.jsonl"; : > "$OUT/peer.jsonl"; : > "$OUT/conv.jsonl"
 summary "gpu-measure $(date -u +%Y-%m-%dT%H:%M:%SZ) quick=${quick:-0} epochs=$epochs budget=${budget}s"
 summary "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binary $bin"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total \
@@ -85,6 +101,8 @@ if [ -n "$quick" ]; then
   bench small_cnn 16 joint 60 --steps 2 --warmup 1
   bench small_cnn 16 single 60 --steps 2 --warmup 1
   bench small_cnn 16 single-quant 60 --steps 2 --warmup 1
+  conv_runs=(small_cnn:4:60:--iters:1:--warmup:0:--reps:1)
+  forced=(small_cnn 16 joint 60 --steps 2 --warmup 1 --conv-algo direct)
   peer_args=(--only resnet20 --steps 2)
   peer_secs=60
 else
@@ -98,6 +116,10 @@ else
   bench resnet18 64 joint 100 --steps 10   # 10 timed steps: fits the timeout if slow
   bench resnet18 64 single 45
   bench resnet18 64 single-quant 45
+  # Conv kernels per shape class (~40 s each; resnet18 with fewer samples: its stem's
+  # per-weight reduction is slow), and one joint step with every conv forced to direct.
+  conv_runs=(resnet20:256:40 resnet18:64:40:--iters:3:--reps:5)
+  forced=(resnet20 256 joint 40 --conv-algo direct)
   peer_args=()
   peer_secs=150
 fi
@@ -109,19 +131,45 @@ else
   summary "skip    peer: python3 has no torch here"
 fi
 
+for run in "${conv_runs[@]}"; do
+  IFS=: read -r -a a <<< "$run"
+  conv "${a[@]}"
+done
+bench "${forced[@]}"
+
+# Conv kernels: per shape, the fastest f32 algorithm of each op against Auto's pick.
+python3 - "$OUT/conv.jsonl" <<'PY' 2>&1 | tee -a "$OUT/summary.txt"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for t in [r for r in rows if r.get("bench") == "conv-total"]:
+    print(f"conv    {t['model']} b{t['batch']}: {t['conv_layers']} convs, {t['distinct_shapes']} shapes; "
+          f"per step auto {t['auto_ms_per_step']:.3f} ms, per-shape best {t['best_ms_per_step']:.3f} ms")
+for r in rows:
+    if r.get("bench") != "conv" or not r.get("fastest"):
+        continue
+    auto = next((a for a in rows if a.get("bench") == "conv" and a["model"] == r["model"]
+                 and a["shape_id"] == r["shape_id"] and a["op"] == r["op"] and a.get("is_auto")), None)
+    am = f"{auto['ms']:.4f}" if auto and "ms" in auto else "-"
+    print(f"conv    {r['model']} #{r['shape_id']} {r['class']:<12} x{r['count']} {r['op']:<15} "
+          f"best {r['algo']:<7} {r['ms']:.4f} ms {r['tflops']:.2f} TFLOP/s; auto {r['auto_pick']} {am} ms")
+bad = [r for r in rows if "error" in r]
+for r in bad:
+    print(f"conv    FAILED {r['model']} #{r['shape_id']} {r['op']} {r['algo']}: {r['error']}")
+PY
+
 # Side by side (images/s, ms per step), from the JSON lines.
 python3 - "$OUT/bench.jsonl" "$OUT/peer.jsonl" <<'PY' 2>&1 | tee -a "$OUT/summary.txt"
 import json, sys
 ours = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peer = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 pname = {"resnet20": "resnet20-28px", "resnet18": "resnet18-224px"}
-print(f"{'model':<10} {'batch':>5} {'mode':<12} {'limpq ms':>9} {'limpq img/s':>11} {'torch ms':>9} {'torch img/s':>11} {'ratio':>6}")
+print(f"{'model':<10} {'batch':>5} {'mode':<12} {'conv':<8} {'limpq ms':>9} {'limpq img/s':>11} {'torch ms':>9} {'torch img/s':>11} {'ratio':>6}")
 for o in ours:
     p = next((p for p in peer if p["model"] == pname.get(o["model"]) and p["batch"] == o["batch"]), None)
     pm = p.get(o["mode"]) if p else None
     tm, ti = (f"{pm['step_ms']:.2f}", f"{pm['images_per_s']:.0f}") if pm else ("-", "-")
     ratio = f"{o['images_per_s'] / pm['images_per_s']:.2f}" if pm else "-"
-    print(f"{o['model']:<10} {o['batch']:>5} {o['mode']:<12} {o['step_ms']:>9.2f} {o['images_per_s']:>11.0f} {tm:>9} {ti:>11} {ratio:>6}")
+    print(f"{o['model']:<10} {o['batch']:>5} {o['mode']:<12} {o.get('conv_algo', 'auto'):<8} {o['step_ms']:>9.2f} {o['images_per_s']:>11.0f} {tm:>9} {ti:>11} {ratio:>6}")
 print("adapter:", ", ".join(sorted({o["device"] + " (" + o["backend"] + ")" for o in ours})) or "-")
 PY
 
