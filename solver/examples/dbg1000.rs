@@ -1,4 +1,6 @@
-//! Times exact solves of one benchmark kind: `cargo run --release -p limpq-solver --example dbg1000 -- KIND SEEDS LIMIT`.
+//! Times exact solves of one benchmark kind: `cargo run --release -p limpq-solver --example
+//! dbg1000 -- KIND SEEDS LIMIT` (compile + solve per seed), or the 100-point ResNet-50 sweep
+//! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`).
 use std::time::Instant;
 
 fn main() {
