@@ -273,7 +273,7 @@ impl Tensors {
 
 /// A built op of any kind.
 enum Built {
-    F(Conv2dForward),
+    F(Box<Conv2dForward>),
     D(Conv2dBackwardData),
     W(Conv2dBackwardWeight),
 }
@@ -306,9 +306,9 @@ fn build(
     algo: ConvAlgo,
 ) -> Result<Built, GpuError> {
     Ok(match op {
-        ConvOp::Forward => Built::F(Conv2dForward::with_algo(
+        ConvOp::Forward => Built::F(Box::new(Conv2dForward::with_algo(
             gpu, s, &t.x, &t.w, None, &t.y, algo,
-        )?),
+        )?)),
         ConvOp::BackwardData => Built::D(Conv2dBackwardData::with_algo(
             gpu, s, &t.dy, &t.w, &t.dx, false, algo,
         )?),
