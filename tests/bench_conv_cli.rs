@@ -180,8 +180,8 @@ fn json_lines_cover_every_shape_op_and_algo() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     let (rows, total): (Vec<_>, Vec<_>) = lines.iter().partition(|v| v["bench"] == "conv");
-    // 5 shapes × 3 ops × 4 algorithms.
-    assert_eq!(rows.len(), 5 * 3 * 4, "{out}");
+    // 5 shapes × 3 ops × 5 algorithms.
+    assert_eq!(rows.len(), 5 * 3 * 5, "{out}");
     assert_eq!(total.len(), 1, "{out}");
     for shape_id in 1..=5u64 {
         for op in ["forward", "backward_data", "backward_weight"] {
@@ -192,7 +192,7 @@ fn json_lines_cover_every_shape_op_and_algo() {
             let algos: Vec<&str> = of.iter().filter_map(|v| v["algo"].as_str()).collect();
             assert_eq!(
                 algos,
-                ["direct", "gemm", "blocked", "f16gemm"],
+                ["direct", "gemm", "blocked", "f16gemm", "pointwise"],
                 "{shape_id} {op}"
             );
             let timed: Vec<_> = of.iter().filter(|v| v.get("ms").is_some()).collect();
@@ -226,6 +226,11 @@ fn json_lines_cover_every_shape_op_and_algo() {
                 "shape {shape_id} {op}: no auto"
             );
         }
+    }
+    // Pointwise runs only on the 1×1 stride-1 shape (#4), forward and backward data.
+    for v in rows.iter().filter(|v| v["algo"] == "pointwise") {
+        let timed = v["shape_id"] == 4 && v["op"] != "backward_weight";
+        assert_eq!(v.get("ms").is_some(), timed, "{v}");
     }
     let tot = total[0];
     assert_eq!(tot["conv_layers"], 6);

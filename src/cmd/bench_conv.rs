@@ -16,7 +16,8 @@
 //! Backward data of a shape whose layers all read the model input (the stem) is never run
 //! in training and is listed as skipped, not timed. Backward weight has two kernels: the per-weight reduction (`direct`; `gemm` would run the
 //! same kernel, so it is listed as skipped) and the register-blocked one (`blocked`). `f16gemm`
-//! is forward only. The fastest f32 algorithm per op is marked `*`; `auto` marks what
+//! is forward only; `pointwise` covers forward and backward data of 1×1 stride-1 pad-0 convs
+//! (elsewhere the op's `Unsupported` reason is listed). The fastest f32 algorithm per op is marked `*`; `auto` marks what
 //! `ConvAlgo::Auto` resolves to on this adapter today (after any `LIMPQ_CONV_ALGO` override).
 //! The last line sums one full-precision training step's conv time over all conv layers
 //! (forward + backward weight for every layer, backward data for every layer that does not
@@ -49,13 +50,16 @@ pub enum AlgoArg {
     Blocked,
     /// Forward only: f16 operands (im2col + f16 / tensor-core GEMM), f32 accumulation.
     F16gemm,
+    /// 1×1 stride-1 pad-0 convs only, forward and backward data: one batched GEMM.
+    Pointwise,
 }
 
-const ALL: [ConvAlgo; 4] = [
+const ALL: [ConvAlgo; 5] = [
     ConvAlgo::Direct,
     ConvAlgo::ImplicitGemm,
     ConvAlgo::Blocked,
     ConvAlgo::F16Gemm,
+    ConvAlgo::Pointwise,
 ];
 
 #[derive(clap::Args)]
@@ -67,7 +71,7 @@ pub struct Args {
     /// Images per op (the training batch).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Algorithms, a comma list (all, direct, gemm, blocked, f16gemm).
+    /// Algorithms, a comma list (all, direct, gemm, blocked, f16gemm, pointwise).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub algo: Vec<AlgoArg>,
     /// Timed samples per (shape, op, algorithm); the median is reported.
@@ -504,6 +508,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 AlgoArg::Gemm => ConvAlgo::ImplicitGemm,
                 AlgoArg::Blocked => ConvAlgo::Blocked,
                 AlgoArg::F16gemm => ConvAlgo::F16Gemm,
+                AlgoArg::Pointwise => ConvAlgo::Pointwise,
             };
             if !v.contains(&c) {
                 v.push(c);
@@ -676,7 +681,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
             );
             println!(
-                "   {:<16} {:<8} {:>10} {:>10} {:>9} {:>9} {:>11}",
+                "   {:<16} {:<9} {:>10} {:>10} {:>9} {:>9} {:>11}",
                 "op", "algo", "ms", "best ms", "TFLOP/s", "GFLOP/s", "check |err|"
             );
         }
@@ -697,7 +702,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         best_ms,
                         check_err,
                     } => println!(
-                        "   {:<16} {:<8} {:>10.4} {:>10.4} {:>9.3} {:>9.2} {:>11.1e}{mark}",
+                        "   {:<16} {:<9} {:>10.4} {:>10.4} {:>9.3} {:>9.2} {:>11.1e}{mark}",
                         r.op.name(),
                         r.algo.name(),
                         ms,
@@ -707,12 +712,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         check_err
                     ),
                     Outcome::Skipped(why) => println!(
-                        "   {:<16} {:<8} skipped: {why}{mark}",
+                        "   {:<16} {:<9} skipped: {why}{mark}",
                         r.op.name(),
                         r.algo.name()
                     ),
                     Outcome::Failed(why) => {
-                        println!("   {:<16} {:<8} FAILED: {why}", r.op.name(), r.algo.name())
+                        println!("   {:<16} {:<9} FAILED: {why}", r.op.name(), r.algo.name())
                     }
                 }
             } else {

@@ -156,9 +156,9 @@ impl GpuOptions {
                 _ => ConvAlgo::Auto,
             },
         };
-        if algo == ConvAlgo::F16Gemm {
+        if matches!(algo, ConvAlgo::F16Gemm | ConvAlgo::Pointwise) {
             return Err(GpuError::InvalidOption(format!(
-                "conv algorithm override f16gemm: forward-only, not a whole-network choice \
+                "conv algorithm override {algo}: opt-in per op, not a whole-network choice \
                  (allowed: {})",
                 ConvAlgo::OVERRIDE_VALUES
             )));

@@ -176,3 +176,163 @@ fn auto_override_keeps_the_built_in_rule() {
         assert_eq!((f.algo, wt.algo), (ConvAlgo::Direct, ConvAlgo::Direct));
     }
 }
+
+fn pointwise(n: usize, c_in: usize, h: usize, w: usize, c_out: usize) -> Conv2dShape {
+    Conv2dShape {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+        groups: 1,
+    }
+}
+
+/// `ConvAlgo::Pointwise` (1×1 stride-1 convs as one batched GEMM with the weight shared):
+/// forward and backward data (overwrite and accumulate) against the CPU reference, on shapes
+/// with several 64-row / 64-column tiles, uneven edges and a single element.
+#[test]
+fn pointwise_matches_the_cpu_reference() {
+    let Some(gpu) = common::gpu_or_skip("pointwise_matches_the_cpu_reference") else {
+        return;
+    };
+    for s in [
+        pointwise(1, 1, 1, 1, 1),
+        pointwise(3, 5, 3, 7, 6),
+        pointwise(2, 70, 9, 9, 20),
+        pointwise(2, 20, 9, 9, 70),
+    ] {
+        let mut rng = SeededRng::new(s.input_len() as u64 * 7 + s.weight_len() as u64);
+        let x = rng.vec_uniform(s.input_len(), -1.0, 1.0);
+        let w = rng.vec_uniform(s.weight_len(), -1.0, 1.0);
+        let dy = rng.vec_uniform(s.output_len(), -1.0, 1.0);
+        let dx0 = rng.vec_uniform(s.input_len(), -1.0, 1.0);
+        let want_y = reference::conv2d_forward(&s, &x, &w, None);
+        let want_dx = reference::conv2d_backward_data(&s, &dy, &w);
+        let want_dx_acc: Vec<f32> = want_dx.iter().zip(&dx0).map(|(a, b)| a + b).collect();
+        let t = |d: &[f32], l: &str| Tensor::from_f32(gpu, d, l).unwrap();
+        let (tx, tw, tdy) = (t(&x, "x"), t(&w, "w"), t(&dy, "dy"));
+        let ty = t(&vec![f32::NAN; s.output_len()], "y");
+        let tdx = t(&vec![f32::NAN; s.input_len()], "dx");
+        let tdx_acc = t(&dx0, "dx acc");
+        let p = ConvAlgo::Pointwise;
+        let f = Conv2dForward::with_algo(gpu, &s, &tx, &tw, None, &ty, p).unwrap();
+        let d = Conv2dBackwardData::with_algo(gpu, &s, &tdy, &tw, &tdx, false, p).unwrap();
+        let da = Conv2dBackwardData::with_algo(gpu, &s, &tdy, &tw, &tdx_acc, true, p).unwrap();
+        assert_eq!((f.algo, d.algo, da.algo), (p, p, p));
+        let mut rec = Recorder::new(gpu);
+        f.record(&mut rec);
+        d.record(&mut rec);
+        da.record(&mut rec);
+        let r: Vec<usize> = [&ty, &tdx, &tdx_acc]
+            .into_iter()
+            .map(|t| rec.read(t))
+            .collect();
+        let out = rec.submit().unwrap();
+        let tag = format!("pointwise {s:?}");
+        assert_close(
+            &format!("forward {tag}"),
+            out.f32(r[0]),
+            &want_y,
+            Tol::sum_of(s.c_in),
+        );
+        let bd_tol = Tol::sum_of(s.c_out + 1);
+        assert_close(
+            &format!("backward data {tag}"),
+            out.f32(r[1]),
+            &want_dx,
+            bd_tol,
+        );
+        assert_close(
+            &format!("backward data accumulate {tag}"),
+            out.f32(r[2]),
+            &want_dx_acc,
+            bd_tol,
+        );
+    }
+}
+
+/// Everything `Pointwise` cannot do is `Unsupported` (never a wrong result): other kernel
+/// sizes, stride, padding, groups, bias, input quantization, backward weight.
+#[test]
+fn pointwise_refuses_what_it_cannot_compute() {
+    let Some(gpu) = common::gpu_or_skip("pointwise_refuses_what_it_cannot_compute") else {
+        return;
+    };
+    let p = ConvAlgo::Pointwise;
+    let unsupported = |r: Result<ConvAlgo, GpuError>, what: &str| match r {
+        Err(GpuError::Unsupported(m)) => assert!(m.contains("Pointwise"), "{what}: {m}"),
+        Err(e) => panic!("{what}: wrong error {e}"),
+        Ok(a) => panic!("{what}: built as {a}"),
+    };
+    let base = pointwise(2, 4, 5, 5, 6);
+    let bad = [
+        (
+            "3×3",
+            Conv2dShape {
+                kh: 3,
+                kw: 3,
+                pad: 1,
+                ..base
+            },
+        ),
+        ("stride 2", Conv2dShape { stride: 2, ..base }),
+        ("pad 1", Conv2dShape { pad: 1, ..base }),
+        ("groups 2", Conv2dShape { groups: 2, ..base }),
+    ];
+    let zeros = |len: usize| Tensor::zeros(gpu, len, "z").unwrap();
+    for (what, s) in bad {
+        let (x, w, y) = (
+            zeros(s.input_len()),
+            zeros(s.weight_len()),
+            zeros(s.output_len()),
+        );
+        unsupported(
+            Conv2dForward::with_algo(gpu, &s, &x, &w, None, &y, p).map(|o| o.algo),
+            &format!("forward {what}"),
+        );
+        unsupported(
+            Conv2dBackwardData::with_algo(gpu, &s, &y, &w, &x, false, p).map(|o| o.algo),
+            &format!("backward data {what}"),
+        );
+    }
+    let s = base;
+    let (x, w, y) = (
+        zeros(s.input_len()),
+        zeros(s.weight_len()),
+        zeros(s.output_len()),
+    );
+    let b = zeros(s.c_out);
+    unsupported(
+        Conv2dForward::with_algo(gpu, &s, &x, &w, Some(&b), &y, p).map(|o| o.algo),
+        "forward with bias",
+    );
+    let steps = Tensor::from_f32(gpu, &[0.1], "steps").unwrap();
+    let q = limpq_trainer::kernels::conv::QuantX {
+        steps: &steps,
+        config: limpq_trainer::kernels::lsq::LsqConfig {
+            index: 0,
+            bits: 4,
+            signed: false,
+        },
+    };
+    unsupported(
+        Conv2dForward::with_input_quant(gpu, &s, &x, &w, None, &y, p, Some(q)).map(|o| o.algo),
+        "forward with input quantization",
+    );
+    let dw = zeros(s.weight_len());
+    unsupported(
+        Conv2dBackwardWeight::with_algo(gpu, &s, &x, &y, &dw, false, p).map(|o| o.algo),
+        "backward weight",
+    );
+    // Not a whole-network override either.
+    assert!("pointwise".parse::<ConvAlgo>().is_err());
+    assert!(matches!(
+        Gpu::new(&GpuOptions::default().with_conv_algo(p)),
+        Err(GpuError::InvalidOption(_))
+    ));
+}

@@ -131,6 +131,20 @@ static BACKWARD_WEIGHT_BLOCKED: KernelSpec = KernelSpec {
     ],
 };
 
+/// `shaders/gemm.wgsl` under its own id: the batched GEMM of [`ConvAlgo::Pointwise`], with
+/// the weight shared by every image (A stride 0), which [`super::gemm::Gemm`] does not offer.
+static POINTWISE_GEMM: KernelSpec = KernelSpec {
+    id: "conv2d_pointwise_gemm",
+    source: include_str!("../../../shaders/gemm.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+
 static BACKWARD_BIAS: KernelSpec = KernelSpec {
     id: "conv2d_backward_bias",
     source: include_str!("../../../shaders/conv2d_backward_bias.wgsl"),
@@ -253,6 +267,13 @@ pub enum ConvAlgo {
     /// `HalfKind` of the device). Groups 1, no bias, no input quantization (else
     /// `GpuError::Unsupported`). Backward ops given it resolve it as `Auto`.
     F16Gemm,
+    /// Opt-in (never chosen by `Auto`, not an override value), 1×1 stride-1 pad-0 groups-1
+    /// convs only: the conv is a plain GEMM per image on NCHW data, run as one batched
+    /// `gemm.wgsl` dispatch with the weight shared by all images. Forward
+    /// `y[n] = W · x[n]` (no bias, no input quantization), backward data
+    /// `dx[n] (+)= Wᵀ · dy[n]`. Backward weight, other shapes, bias or quantization:
+    /// `GpuError::Unsupported`.
+    Pointwise,
 }
 
 impl ConvAlgo {
@@ -268,6 +289,7 @@ impl ConvAlgo {
             ConvAlgo::ImplicitGemm => "gemm",
             ConvAlgo::Blocked => "blocked",
             ConvAlgo::F16Gemm => "f16gemm",
+            ConvAlgo::Pointwise => "pointwise",
         }
     }
 }
@@ -282,7 +304,8 @@ impl std::str::FromStr for ConvAlgo {
     type Err = String;
 
     /// `auto`, `direct`, `gemm` (or `implicit-gemm`), `blocked`; case-insensitive, trimmed.
-    /// `f16gemm` is refused: it is forward-only and opt-in per op, not a whole-network choice.
+    /// `f16gemm` and `pointwise` are refused: they are opt-in per op and cover only some
+    /// ops or shapes, not a whole-network choice.
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(ConvAlgo::Auto),
@@ -344,6 +367,88 @@ fn pick(gpu: &Gpu, algo: ConvAlgo, rows: usize, groups: Result<[u32; 3], GpuErro
         }
         other => other,
     }
+}
+
+/// Must match `struct Params` in `shaders/gemm.wgsl` ([`ConvAlgo::Pointwise`]).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PointwiseParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    /// Bit 0: A stored transposed.
+    flags: u32,
+    alpha: f32,
+    beta: f32,
+    batch: u32,
+    _pad0: u32,
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    _pad1: u32,
+}
+
+/// `Unsupported` unless `s` is a 1×1, stride-1, pad-0, groups-1 conv.
+fn pointwise_shape(s: &Conv2dShape, op: &str) -> Result<(), GpuError> {
+    if (s.kh, s.kw, s.stride, s.pad, s.groups) == (1, 1, 1, 0, 1) {
+        Ok(())
+    } else {
+        Err(GpuError::Unsupported(format!(
+            "{op} (ConvAlgo::Pointwise): needs a 1×1 kernel, stride 1, pad 0, groups 1; got \
+             {}×{}, stride {}, pad {}, groups {}",
+            s.kh, s.kw, s.stride, s.pad, s.groups
+        )))
+    }
+}
+
+/// One batched GEMM over the `s.n` images: `out[n] (m×hw) = beta·out[n] + op(W) · inp[n]`
+/// with `inp[n]` `k×hw` and W shared (stride 0); `trans_w`: W is stored `k×m`.
+#[allow(clippy::too_many_arguments)]
+fn pointwise_built(
+    gpu: &Gpu,
+    s: &Conv2dShape,
+    m: usize,
+    k: usize,
+    trans_w: bool,
+    w: &Tensor,
+    inp: &Tensor,
+    out: &Tensor,
+    accumulate: bool,
+) -> Result<Built, GpuError> {
+    let hw = s.h * s.w;
+    let p = PointwiseParams {
+        m: to_u32(m, "pointwise m")?,
+        n: to_u32(hw, "pointwise n")?,
+        k: to_u32(k, "pointwise k")?,
+        flags: u32::from(trans_w),
+        alpha: 1.0,
+        beta: if accumulate { 1.0 } else { 0.0 },
+        batch: to_u32(s.n, "pointwise batch")?,
+        _pad0: 0,
+        stride_a: 0,
+        stride_b: to_u32(k * hw, "pointwise input stride")?,
+        stride_c: to_u32(m * hw, "pointwise output stride")?,
+        _pad1: 0,
+    };
+    let groups = [
+        to_u32(hw.div_ceil(TILE).max(1), "pointwise column tiles")?,
+        to_u32(m.div_ceil(TILE).max(1), "pointwise row tiles")?,
+        to_u32(s.n.max(1), "pointwise batch")?,
+    ];
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    if groups.iter().any(|&g| g > max) {
+        return Err(GpuError::Shape(format!(
+            "ConvAlgo::Pointwise {s:?}: grid {groups:?} exceeds {max} workgroups per dimension"
+        )));
+    }
+    let pipe = pipeline(gpu, &POINTWISE_GEMM)?;
+    let buf = uniform(gpu, &p, pipe.id);
+    let dispatch = pipe.dispatch(gpu, &[&buf, &w.buffer, &inp.buffer, &out.buffer], groups)?;
+    Ok(Built {
+        dispatch,
+        _params: buf,
+        empty: s.n == 0 || m == 0 || hw == 0,
+    })
 }
 
 /// Must match `struct Params` in every `shaders/conv2d_*.wgsl`.
@@ -562,6 +667,16 @@ impl Conv2dForward {
         let gemm = gemm_groups(s, rows, s.n * s.h_out() * s.w_out());
         let algo = pick(gpu, algo, rows, gemm.clone());
         let built = match algo {
+            ConvAlgo::Pointwise => {
+                pointwise_shape(s, op)?;
+                if bias.is_some() || quantized {
+                    return Err(GpuError::Unsupported(format!(
+                        "{op} (ConvAlgo::Pointwise): bias or input quantization; use another \
+                         algorithm"
+                    )));
+                }
+                pointwise_built(gpu, s, s.c_out, s.c_in, false, w, x, y, false)?
+            }
             ConvAlgo::ImplicitGemm => {
                 let pipe = conv_pipeline(gpu, &FORWARD_GEMM, &FORWARD_GEMM_QX, quantized)?;
                 Built::on(gpu, &pipe, p, &buffers, gemm?)?
@@ -643,6 +758,10 @@ impl Conv2dBackwardData {
         let gemm = gemm_groups(s, rows, s.n * s.h * s.w);
         let algo = pick(gpu, algo, rows, gemm.clone());
         let built = match algo {
+            ConvAlgo::Pointwise => {
+                pointwise_shape(s, op)?;
+                pointwise_built(gpu, s, s.c_in, s.c_out, true, w, dy, dx, accumulate)?
+            }
             ConvAlgo::ImplicitGemm => Built::new(gpu, &BACKWARD_DATA_GEMM, p, &buffers, gemm?)?,
             ConvAlgo::Blocked => {
                 let blocks = blocked_count(s.n * s.groups, rows, s.h, s.w);
@@ -736,6 +855,12 @@ impl Conv2dBackwardWeight {
         let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
         let buffers = [&x.buffer, &dy.buffer, &dw.buffer, steps_buf];
         let algo = match overridden(gpu, algo) {
+            ConvAlgo::Pointwise => {
+                return Err(GpuError::Unsupported(format!(
+                    "{op} (ConvAlgo::Pointwise): no pointwise backward-weight kernel; use \
+                     direct or blocked"
+                )))
+            }
             ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => ConvAlgo::Blocked,
             ConvAlgo::Blocked => ConvAlgo::Blocked,
             _ => ConvAlgo::Direct,
