@@ -232,8 +232,8 @@ impl Data {
     }
 }
 
-/// CPU results of one check shape: forward (f32 operands and f16-rounded operands),
-/// backward data, backward weight.
+/// CPU results of one check shape: forward (f32 operands and, when `f16gemm` runs,
+/// f16-rounded operands), backward data (when it runs), backward weight; empty when skipped.
 struct Want {
     y: Vec<f32>,
     y_half: Vec<f32>,
@@ -241,12 +241,20 @@ struct Want {
     dw: Vec<f32>,
 }
 
-fn want(s: &Conv2dShape, d: &Data) -> Want {
+fn want(s: &Conv2dShape, d: &Data, half: bool, dx: bool) -> Want {
     let r = |v: &[f32]| v.iter().map(|&a| round_f16(a)).collect::<Vec<f32>>();
     Want {
         y: reference::conv2d_forward(s, &d.x, &d.w, None),
-        y_half: reference::conv2d_forward(s, &r(&d.x), &r(&d.w), None),
-        dx: reference::conv2d_backward_data(s, &d.dy, &d.w),
+        y_half: if half {
+            reference::conv2d_forward(s, &r(&d.x), &r(&d.w), None)
+        } else {
+            Vec::new()
+        },
+        dx: if dx {
+            reference::conv2d_backward_data(s, &d.dy, &d.w)
+        } else {
+            Vec::new()
+        },
         dw: reference::conv2d_backward_weight(s, &d.x, &d.dy),
     }
 }
@@ -374,6 +382,15 @@ fn check(
         (ConvOp::BackwardWeight, _) => &want.dw,
     };
     let abs = 1e-5 * terms(op, s).max(1) as f64;
+    if got.len() != w.len() {
+        anyhow::bail!(
+            "{} {}: {} output elements, the reference has {}",
+            op.name(),
+            b.algo().name(),
+            got.len(),
+            w.len()
+        );
+    }
     let mut worst = 0.0f64;
     for (idx, (&g, &r)) in got.iter().zip(w).enumerate() {
         let e = (f64::from(g) - f64::from(r)).abs();
@@ -536,10 +553,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     let t0 = Instant::now();
+    let half = algos.contains(&ConvAlgo::F16Gemm);
     let wants: Vec<Want> = std::thread::scope(|sc| {
         let hs: Vec<_> = checks
             .iter()
-            .map(|(s, d)| sc.spawn(move || want(s, d)))
+            .zip(&groups)
+            .map(|((s, d), g)| sc.spawn(move || want(s, d, half, g.with_dx > 0)))
             .collect();
         hs.into_iter()
             .map(|h| {
