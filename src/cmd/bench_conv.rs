@@ -10,7 +10,9 @@
 //! pack does): a wrong kernel is reported, not timed. Then it is timed at `--batch`:
 //! `--warmup` untimed samples, then `--iters` timed ones; a sample is ONE submission of
 //! `--reps` back-to-back dispatches of the op, timed from submit to the device going idle,
-//! divided by `--reps` (several dispatches per submission hide the submission latency).
+//! divided by `--reps` (several dispatches per submission hide the submission latency);
+//! sampling one (shape, op, algorithm) stops early after `--max-ms` (default 2 s) once one
+//! timed sample exists, and the number of samples taken is reported.
 //! TFLOP/s = 2·MACs·batch / (median seconds per op), the same count for all three ops.
 //!
 //! Backward data of a shape whose layers all read the model input (the stem) is never run
@@ -83,6 +85,11 @@ pub struct Args {
     /// Dispatches of the op per submission (per sample).
     #[arg(long, default_value_t = 10)]
     pub reps: usize,
+    /// Stop sampling one (shape, op, algorithm) once this many milliseconds have passed
+    /// (warm-up included) and one timed sample exists, so a very slow kernel cannot eat the
+    /// run; the samples taken are reported.
+    #[arg(long, default_value_t = 2000.0)]
+    pub max_ms: f64,
     /// Batch of the correctness check against the CPU reference (capped at --batch).
     #[arg(long, default_value_t = 2)]
     pub check_batch: usize,
@@ -418,10 +425,15 @@ fn median(v: &mut [Duration]) -> Duration {
     }
 }
 
-/// Median and best seconds per op as the module docs describe.
-fn time(gpu: &Gpu, b: &Built, args: &Args) -> anyhow::Result<(f64, f64)> {
+/// Median and best seconds per op and the timed samples taken, as the module docs
+/// describe; sampling stops early once `--max-ms` have passed and one timed sample exists.
+fn time(gpu: &Gpu, b: &Built, args: &Args) -> anyhow::Result<(f64, f64, usize)> {
     let mut v = Vec::with_capacity(args.iters);
+    let start = Instant::now();
     for i in 0..args.warmup + args.iters {
+        if !v.is_empty() && start.elapsed().as_secs_f64() * 1e3 > args.max_ms {
+            break;
+        }
         let mut rec = Recorder::new(gpu);
         for _ in 0..args.reps {
             b.record(&mut rec);
@@ -435,7 +447,8 @@ fn time(gpu: &Gpu, b: &Built, args: &Args) -> anyhow::Result<(f64, f64)> {
         }
     }
     let best = v.iter().min().copied().unwrap_or_default();
-    Ok((median(&mut v).as_secs_f64(), best.as_secs_f64()))
+    let n = v.len();
+    Ok((median(&mut v).as_secs_f64(), best.as_secs_f64(), n))
 }
 
 /// The outcome of one (shape, op, algorithm).
@@ -444,6 +457,7 @@ enum Outcome {
         ms: f64,
         best_ms: f64,
         check_err: f64,
+        samples: usize,
     },
     Skipped(String),
     Failed(String),
@@ -590,8 +604,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         println!(
             "timing:   median of {} samples after {} warm-up; a sample = one submission of {} \
-             dispatches of the op, submit → idle, ÷ {}; TFLOP/s = 2·MACs·batch / time",
-            args.iters, args.warmup, args.reps, args.reps
+             dispatches of the op, submit → idle, ÷ {}, sampling cut after {} ms; TFLOP/s = \
+             2·MACs·batch / time",
+            args.iters, args.warmup, args.reps, args.reps, args.max_ms
         );
         println!(
             "check:    every algorithm at batch {check_n} against the CPU reference first \
@@ -628,10 +643,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             .map_err(anyhow::Error::from)
                             .and_then(|b| time(&gpu, &b, &args))
                         {
-                            Ok((med, best)) => Outcome::Timed {
+                            Ok((med, best, samples)) => Outcome::Timed {
                                 ms: med * 1e3,
                                 best_ms: best * 1e3,
                                 check_err: err,
+                                samples,
                             },
                             Err(e) => match e.downcast_ref::<GpuError>() {
                                 Some(GpuError::Unsupported(m)) => Outcome::Skipped(m.clone()),
@@ -720,15 +736,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         ms,
                         best_ms,
                         check_err,
+                        samples,
                     } => println!(
-                        "   {:<16} {:<9} {:>10.4} {:>10.4} {:>9.3} {:>9.2} {:>11.1e}{mark}",
+                        "   {:<16} {:<9} {:>10.4} {:>10.4} {:>9.3} {:>9.2} {:>11.1e}{mark}{}",
                         r.op.name(),
                         r.algo.name(),
                         ms,
                         best_ms,
                         gflop / ms, // GFLOP / ms = TFLOP/s
                         gflop / ms * 1e3,
-                        check_err
+                        check_err,
+                        if *samples < args.iters {
+                            format!(" ({samples} of {} samples: --max-ms)", args.iters)
+                        } else {
+                            String::new()
+                        }
                     ),
                     Outcome::Skipped(why) => println!(
                         "   {:<16} {:<9} skipped: {why}{mark}",
@@ -752,6 +774,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "auto_pick": picks[oi].map(ConvAlgo::name), "is_auto": is_auto,
                     "fastest": is_fastest, "gflop": gflop,
                     "iters": args.iters, "warmup": args.warmup, "reps_per_submit": args.reps,
+                    "max_ms": args.max_ms,
                     "check_batch": check_n,
                 });
                 match &r.outcome {
@@ -759,7 +782,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         ms,
                         best_ms,
                         check_err,
+                        samples,
                     } => {
+                        v["samples"] = serde_json::json!(samples);
                         v["ms"] = serde_json::json!(ms);
                         v["ms_best"] = serde_json::json!(best_ms);
                         v["tflops"] = serde_json::json!(gflop / ms);
