@@ -305,10 +305,8 @@ fn a_pipeline_job_file_runs_through_the_daemon() {
                 }
                 if p.stage.contains("pretrain") && first_pretrain_step.is_none() {
                     // Global step: (epoch - 1) · steps per epoch + step.
-                    first_pretrain_step = p
-                        .epoch
-                        .zip(p.step)
-                        .map(|((e, _), (s, n))| (e - 1) * n + s);
+                    first_pretrain_step =
+                        p.epoch.zip(p.step).map(|((e, _), (s, n))| (e - 1) * n + s);
                 }
             }
         })
