@@ -925,12 +925,22 @@ fn search(
             &base,
             zb,
             limit,
+            None,
         );
         states += fwd.states;
         if fwd.cut {
             return Search {
                 states,
                 complete: false,
+                found: None,
+            };
+        }
+        if fwd.cost.is_empty() {
+            // Every forward state was dropped by bound, dominance or feasibility: no
+            // policy is below the threshold.
+            return Search {
+                states,
+                complete: true,
                 found: None,
             };
         }
@@ -942,6 +952,7 @@ fn search(
             rest_min.extend_from_slice(&pre_min[e * m..(e + 1) * m]);
             rest_off.extend_from_slice(&pre_off[e * nl..(e + 1) * nl]);
         }
+        let partner = Partner::new(w, &fwd, &base, lam_w, &lw, &free, h, feas_tol);
         let bwd = ctx.dp(
             &order_b,
             &rest_min,
@@ -949,6 +960,7 @@ fn search(
             &base,
             zb,
             limit.saturating_sub(fwd.states),
+            partner.as_ref(),
         );
         states += bwd.states;
         if bwd.cut {
@@ -980,7 +992,7 @@ fn search(
             found: fits.then(|| (to_input(&fixed_choice), base_cost)),
         };
     }
-    let out = ctx.dp(&free, &suffix[m..], &off[nl..], &base, zb, limit);
+    let out = ctx.dp(&free, &suffix[m..], &off[nl..], &base, zb, limit, None);
     states += out.states;
     let mut found = None;
     if !out.cut && out.complete_len == d_max && !out.cost.is_empty() {
@@ -1056,7 +1068,10 @@ impl Ctx<'_> {
     /// of each row by the groups not yet taken after stage s, `rest_off[s]` (nl per
     /// stage) their least Lagrangian cost at each multiplier minus λ·cap. States whose
     /// bound reaches `zb` are dropped, and so are states that cannot fit any more;
-    /// beyond `limit` candidates in all the pass stops (`cut`).
+    /// beyond `limit` candidates in all the pass stops (`cut`). With a `partner` (the
+    /// backward half of a meet-in-the-middle pass) the states kept after each stage are
+    /// also bounded by the forward half's final states ([`Partner`]).
+    #[allow(clippy::too_many_arguments)]
     fn dp(
         &self,
         order: &[usize],
@@ -1065,6 +1080,7 @@ impl Ctx<'_> {
         base: &Base,
         zb: f64,
         limit: u64,
+        partner: Option<&Partner>,
     ) -> Dp {
         let w = self.w;
         let m = w.m;
@@ -1152,7 +1168,10 @@ impl Ctx<'_> {
             if *runs.last().unwrap_or(&0) < cand.len() {
                 runs.push(cand.len());
             }
-            let keep = pareto(&cand_u, &cand_cost, m, &runs);
+            let mut keep = pareto(&cand_u, &cand_cost, m, &runs);
+            if let Some(p) = partner {
+                p.filter(s, &mut keep, &cand_u, &cand_ls, zb);
+            }
             let mut nused = Vec::with_capacity(keep.len() * m);
             let mut ncost = Vec::with_capacity(keep.len());
             let mut nrcs = Vec::with_capacity(keep.len());
@@ -1183,6 +1202,145 @@ impl Ctx<'_> {
             cut,
             states,
         }
+    }
+}
+
+/// The forward half's final states as a bound for the backward half of a meet-in-the-
+/// middle pass (two rows). A backward state `b` after stage s still needs a forward state
+/// `f` and the middle groups free[h..e] (e = d − 1 − s, those neither half has taken yet):
+/// every policy through `b` costs at least
+///
+///   min over f with f.used + b.used − base.used + midmin ≤ cap (+ tol) of
+///       (b.cost + λ·b.used) + (f.cost + λ·f.used) − (base.cost + λ·base.used)
+///       + Σ_mid min_c (cost_c + λ·r_c) − λ·cap,
+///
+/// the Lagrangian bound of the middle at λ with the forward half taken exactly (its
+/// states, not its relaxation) and only those forward states that leave room. A state
+/// with no such f, or whose bound reaches the threshold, is dropped. Unlike the
+/// Lagrangian bound of the forward half this sees the forward half's integrality and its
+/// coupling with the budgets, which is where most of the gap lies.
+struct Partner {
+    /// Forward states sorted by row-0 use: (row 0, rank of row 1, value).
+    pts: Vec<(f64, usize, f64)>,
+    /// Sorted distinct row-1 uses of the forward states.
+    r1: Vec<f64>,
+    /// Room for a forward state before the backward state's own use, per stage and row:
+    /// cap + tol + base.used − midmin (+ a little slack for rounding).
+    room: Vec<f64>,
+    /// Per stage: Σ_mid min_c (cost_c + λ·r_c) − λ·cap − (base.cost + λ·base.used).
+    off: Vec<f64>,
+}
+
+impl Partner {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        w: &Work,
+        fwd: &Dp,
+        base: &Base,
+        lam: &[f64],
+        lw: &[f64],
+        free: &[usize],
+        h: usize,
+        feas_tol: &[f64],
+    ) -> Option<Partner> {
+        if w.m != 2 || fwd.complete_len != fwd.back.len() || fwd.cost.is_empty() {
+            return None;
+        }
+        let d = free.len();
+        let cap_lam: f64 = (0..2).map(|k| lam[k] * w.cap[k]).sum();
+        let base_term = base.ls;
+        // Stage s of the backward pass leaves free[h..d-1-s] in the middle.
+        let nst = d - h;
+        let mut room = vec![0.0; nst * 2];
+        let mut off = vec![0.0; nst];
+        // mid sums over free[h..e], e from h upward.
+        let mut mmin = [0.0f64; 2];
+        let mut moff = 0.0;
+        let mut at_e = vec![(mmin, moff); d + 1];
+        for e in h..d {
+            let g = free[e];
+            for k in 0..2 {
+                let mn = w
+                    .range(g)
+                    .map(|c| w.r[c * 2 + k])
+                    .fold(f64::INFINITY, f64::min);
+                mmin[k] += mn;
+            }
+            moff += w.range(g).map(|c| lw[c]).fold(f64::INFINITY, f64::min);
+            at_e[e + 1] = (mmin, moff);
+        }
+        for s in 0..nst {
+            let e = d - 1 - s;
+            let (mm, mo) = at_e[e];
+            for k in 0..2 {
+                room[s * 2 + k] = w.cap[k] + feas_tol[k] + base.used[k] - mm[k] + 1e-12;
+            }
+            off[s] = mo - cap_lam - base_term;
+        }
+        // Only forward states no other beats in both rows and in value can answer a
+        // query (a state that uses no more and has no larger value fits wherever it
+        // does): far fewer than the states, which were kept for their cost.
+        let val: Vec<f64> = (0..fwd.cost.len())
+            .map(|i| fwd.cost[i] + lam[0] * fwd.used[i * 2] + lam[1] * fwd.used[i * 2 + 1])
+            .collect();
+        let useful = pareto(&fwd.used, &val, 2, &[]);
+        let mut r1: Vec<f64> = useful.iter().map(|&i| fwd.used[i * 2 + 1]).collect();
+        r1.sort_by(f64::total_cmp);
+        r1.dedup();
+        let mut pts: Vec<(f64, usize, f64)> = useful
+            .iter()
+            .map(|&i| {
+                let u0 = fwd.used[i * 2];
+                let u1 = fwd.used[i * 2 + 1];
+                let rank = r1.partition_point(|&v| v < u1) + 1;
+                (u0, rank, val[i])
+            })
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(Partner { pts, r1, room, off })
+    }
+
+    /// Drops from `keep` (candidates sorted by row 0, as `pareto` returns them) the
+    /// backward states after stage `s` that no forward state can complete below `zb`.
+    fn filter(&self, s: usize, keep: &mut Vec<usize>, u: &[f64], ls: &[f64], zb: f64) {
+        let n = self.r1.len();
+        let mut tree = vec![f64::INFINITY; n + 1];
+        let mut next = 0;
+        let room = &self.room[s * 2..s * 2 + 2];
+        let off = self.off[s];
+        let slack = 1e-12 * (1.0 + abs(zb));
+        let mut ok = vec![false; keep.len()];
+        // Room falls as row-0 use rises: walk the states from the most used, so the
+        // forward states that fit only grow.
+        for (pos, &j) in keep.iter().enumerate().rev() {
+            let x0 = room[0] - u[j * 2];
+            while next < self.pts.len() && self.pts[next].0 <= x0 {
+                let (_, rank, v) = self.pts[next];
+                let mut p = rank;
+                while p <= n {
+                    if v < tree[p] {
+                        tree[p] = v;
+                    }
+                    p += p & p.wrapping_neg();
+                }
+                next += 1;
+            }
+            let x1 = room[1] - u[j * 2 + 1];
+            let mut p = self.r1.partition_point(|&v| v <= x1);
+            let mut mn = f64::INFINITY;
+            while p > 0 {
+                if tree[p] < mn {
+                    mn = tree[p];
+                }
+                p &= p - 1;
+            }
+            ok[pos] = ls[j] + mn + off < zb + slack;
+        }
+        let mut i = 0;
+        keep.retain(|_| {
+            i += 1;
+            ok[i - 1]
+        });
     }
 }
 
