@@ -1,6 +1,6 @@
 //! Times exact solves of one benchmark kind: `cargo run --release -p limpq-solver --example
 //! dbg1000 -- KIND SEEDS LIMIT` (compile + solve per seed), or the 100-point ResNet-50 sweep
-//! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`).
+//! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`, for both).
 use std::time::Instant;
 
 fn main() {
@@ -53,6 +53,9 @@ fn main() {
         let tc = t.elapsed();
         let mut o = limpq_solver::SolveOptions::default();
         o.node_limit = limit;
+        if let Some(f) = std::env::var("FIRST").ok().and_then(|v| v.parse().ok()) {
+            o.first_pass_states = f;
+        }
         let s = c.solve(&o).unwrap();
         println!(
             "{kind} seed {seed}: compile {tc:?} total {:?} optimal {} nodes {} obj {:.9} lb {:.9}",

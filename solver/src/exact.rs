@@ -578,21 +578,25 @@ fn branch(
         Some(h) if h > 0.0 && lb + h < z0 => lb + h,
         _ => z0,
     };
+    // Large searches skip the first pass (`SolveOptions::first_pass_max_groups`).
+    let multi = (0..w.groups()).filter(|&g| w.range(g).len() > 1).count();
+    let first_states = if gap_hint.is_none() && multi >= opts.first_pass_max_groups {
+        0
+    } else {
+        opts.first_pass_states.min(state_limit)
+    };
     let first = match restrict(w, lam_w, lb, t0) {
-        Some(wt) => search(
-            &wt,
-            lam_w,
-            lb,
-            t0,
-            &feas_tol,
-            opts.first_pass_states.min(state_limit),
-            order_min,
-        ),
         None => Search {
             states: 0,
             complete: true,
             found: None,
         },
+        Some(_) if first_states == 0 => Search {
+            states: 0,
+            complete: false,
+            found: None,
+        },
+        Some(wt) => search(&wt, lam_w, lb, t0, &feas_tol, first_states, order_min),
     };
     states += first.states;
     let mut complete = false;
@@ -1169,7 +1173,7 @@ impl Ctx<'_> {
                 runs.push(cand.len());
             }
             let mut keep = pareto(&cand_u, &cand_cost, m, &runs);
-            if let Some(p) = partner {
+            if let Some(p) = partner.filter(|_| keep.len() >= PARTNER_MIN_STATES) {
                 p.filter(s, &mut keep, &cand_u, &cand_ls, zb);
             }
             let mut nused = Vec::with_capacity(keep.len() * m);
@@ -1400,6 +1404,10 @@ fn join2(w: &Work, f: &Dp, b: &Dp, base: &Base, feas_tol: &[f64]) -> Option<(usi
     }
     best
 }
+
+/// A backward stage that keeps fewer states than this skips the partner bound (it
+/// would cost more than the states it could drop).
+const PARTNER_MIN_STATES: usize = 32;
 
 /// The first threshold probe is at lb + (incumbent − lb) / PROBE_START.
 const PROBE_START: f64 = 16.0;

@@ -220,10 +220,20 @@ fn search_configurations_agree_on_200_layer_instances() {
         let p = limpq_solver::gen::bench_problem("random200", seed).expect("known kind");
         let c = p.compile().unwrap();
         let mut objs = Vec::new();
-        for (first, order_min) in [(20_000, 64), (0, 0), (0, usize::MAX), (u64::MAX, 64)] {
+        // (first-pass states, coarse-first from, first pass up to this many groups):
+        // the default, probes only in either order, an uncut first pass, and the first
+        // pass of 20k states that searches this size skip by default.
+        for (first, order_min, first_max) in [
+            (20_000, 64, 64),
+            (0, 0, 64),
+            (0, usize::MAX, 64),
+            (u64::MAX, 64, usize::MAX),
+            (20_000, 64, usize::MAX),
+        ] {
             let mut o = SolveOptions::default();
             o.first_pass_states = first;
             o.coarse_first_min_groups = order_min;
+            o.first_pass_max_groups = first_max;
             let s = c.solve(&o).unwrap();
             assert!(
                 s.proof.optimal,
