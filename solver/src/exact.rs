@@ -566,7 +566,6 @@ fn branch(
     gap_hint: Option<f64>,
 ) -> Exact {
     let state_limit = opts.node_limit;
-    let order_min = opts.coarse_first_min_groups;
     let mut states: u64 = 0;
     let mut proven = best_lb;
     let mut best: Option<Vec<usize>> = None;
@@ -596,7 +595,7 @@ fn branch(
             complete: false,
             found: None,
         },
-        Some(wt) => search(&wt, lam_w, lb, t0, &feas_tol, first_states, order_min),
+        Some(wt) => search(&wt, lam_w, lb, t0, &feas_tol, first_states, opts),
     };
     states += first.states;
     let mut complete = false;
@@ -631,7 +630,7 @@ fn branch(
                 let tt = if last { below(z) } else { t };
                 let left = state_limit.saturating_sub(states);
                 let out = match restrict(w, lam_w, lb, tt) {
-                    Some(wt) => search(&wt, lam_w, lb, tt, &feas_tol, left, order_min),
+                    Some(wt) => search(&wt, lam_w, lb, tt, &feas_tol, left, opts),
                     None => Search {
                         states: 0,
                         complete: true,
@@ -675,7 +674,7 @@ fn branch(
                 f64::INFINITY,
                 &feas_tol,
                 state_limit.saturating_sub(states),
-                order_min,
+                opts,
             );
             states += out.states;
             if let Some((x, c)) = out.found {
@@ -759,8 +758,9 @@ fn search(
     zb: f64,
     feas_tol: &[f64],
     limit: u64,
-    order_min: usize,
+    opts: &SolveOptions,
 ) -> Search {
+    let order_min = opts.coarse_first_min_groups;
     let m = w.m;
     let ng = w.groups();
     // Reduced costs, choices of each group sorted by them.
@@ -911,6 +911,7 @@ fn search(
         nl,
         lb,
         feas_tol,
+        partner_min: opts.partner_min_states,
     };
     let mut states: u64 = 0;
     let to_input = |x: &[usize]| -> Vec<usize> { x.iter().map(|&c| w.orig[c]).collect() };
@@ -956,7 +957,7 @@ fn search(
             rest_min.extend_from_slice(&pre_min[e * m..(e + 1) * m]);
             rest_off.extend_from_slice(&pre_off[e * nl..(e + 1) * nl]);
         }
-        let partner = Partner::new(w, &fwd, &base, lam_w, &lw, &free, h, feas_tol);
+        let partner = || Partner::new(w, &fwd, &base, lam_w, &lw, &free, h, feas_tol);
         let bwd = ctx.dp(
             &order_b,
             &rest_min,
@@ -964,7 +965,7 @@ fn search(
             &base,
             zb,
             limit.saturating_sub(fwd.states),
-            partner.as_ref(),
+            Some(&partner),
         );
         states += bwd.states;
         if bwd.cut {
@@ -1041,6 +1042,8 @@ struct Ctx<'a> {
     nl: usize,
     lb: f64,
     feas_tol: &'a [f64],
+    /// Backward stages keeping fewer states skip the partner bound.
+    partner_min: usize,
 }
 
 /// States after a DP pass: used rows (m per state), cost, and the path back.
@@ -1084,7 +1087,7 @@ impl Ctx<'_> {
         base: &Base,
         zb: f64,
         limit: u64,
-        partner: Option<&Partner>,
+        partner: Option<&dyn Fn() -> Option<Partner>>,
     ) -> Dp {
         let w = self.w;
         let m = w.m;
@@ -1106,6 +1109,8 @@ impl Ctx<'_> {
         let mut cand_ls: Vec<f64> = Vec::new();
         let mut nu = vec![0.0; m];
         let mut runs: Vec<usize> = Vec::new();
+        // The partner is built when a stage first keeps enough states to use it.
+        let mut built: Option<Option<Partner>> = None;
         for (s, &g) in order.iter().enumerate() {
             cand.clear();
             cand_u.clear();
@@ -1173,8 +1178,10 @@ impl Ctx<'_> {
                 runs.push(cand.len());
             }
             let mut keep = pareto(&cand_u, &cand_cost, m, &runs);
-            if let Some(p) = partner.filter(|_| keep.len() >= PARTNER_MIN_STATES) {
-                p.filter(s, &mut keep, &cand_u, &cand_ls, zb);
+            if let Some(make) = partner.filter(|_| keep.len() >= self.partner_min) {
+                if let Some(p) = built.get_or_insert_with(make) {
+                    p.filter(s, &mut keep, &cand_u, &cand_ls, zb);
+                }
             }
             let mut nused = Vec::with_capacity(keep.len() * m);
             let mut ncost = Vec::with_capacity(keep.len());
@@ -1404,10 +1411,6 @@ fn join2(w: &Work, f: &Dp, b: &Dp, base: &Base, feas_tol: &[f64]) -> Option<(usi
     }
     best
 }
-
-/// A backward stage that keeps fewer states than this skips the partner bound (it
-/// would cost more than the states it could drop).
-const PARTNER_MIN_STATES: usize = 32;
 
 /// The first threshold probe is at lb + (incumbent − lb) / PROBE_START.
 const PROBE_START: f64 = 16.0;

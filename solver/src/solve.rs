@@ -41,6 +41,10 @@ pub struct SolveOptions {
     /// nearly always runs out of its states (random 1000 × 36: 15–40% of all states
     /// spent for nothing). Default 64.
     pub first_pass_max_groups: usize,
+    /// In a meet-in-the-middle pass, a backward stage that keeps at least this many
+    /// states is also bounded by the forward half's final states (fewer: the bound
+    /// costs more than the states it could drop). Default 32; 0 applies it everywhere.
+    pub partner_min_states: usize,
 }
 
 impl Default for SolveOptions {
@@ -50,6 +54,7 @@ impl Default for SolveOptions {
             first_pass_states: 20_000,
             coarse_first_min_groups: 64,
             first_pass_max_groups: 64,
+            partner_min_states: 32,
         }
     }
 }

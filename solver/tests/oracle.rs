@@ -95,13 +95,15 @@ fn exact_and_microlp_agree_on_seeded_instances() {
 
 /// Options that skip the first exact pass: every instance goes through the threshold
 /// probes (which otherwise only run on instances too big for the first pass), with the
-/// group order otherwise used only on large searches.
+/// group order and the partner bound otherwise used only on large searches.
 fn probes_only(node_limit: u64) -> SolveOptions {
     let mut o = SolveOptions::default();
     o.first_pass_states = 0;
     o.node_limit = node_limit;
     // Coarse-first group order on every search, not only on large ones.
     o.coarse_first_min_groups = 0;
+    // The forward half's states bound every backward stage, not only the large ones.
+    o.partner_min_states = 0;
     o
 }
 
