@@ -104,3 +104,20 @@ fn bench_gemm_text_and_unavailable_kind() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("positive"), "{}", stderr(&out));
 }
+
+#[test]
+fn bench_gemm_refuses_a_shape_the_adapter_cannot_hold() {
+    if !have_gpu("bench_gemm_refuses_a_shape_the_adapter_cannot_hold") {
+        return;
+    }
+    // 100000² f32 = 40 GB per operand: refused by name before any allocation (this used to
+    // abort the process trying to allocate it in host memory).
+    let out = limpq(&["bench", "gemm", "--size", "100000", "--kind", "f32"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("operand A (m×k) needs 40000000000 bytes") && err.contains("--size"),
+        "{err}"
+    );
+    assert!(!err.contains("memory allocation"), "{err}");
+}
