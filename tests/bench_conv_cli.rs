@@ -280,3 +280,24 @@ fn bad_override_values_name_the_variable_and_flag() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_batch_the_adapter_cannot_hold_is_refused_by_name() {
+    if have_gpu("a_batch_the_adapter_cannot_hold_is_refused_by_name") {
+        // resnet18 at batch 100000: the stem's input alone is 60 GB; refused before any
+        // allocation (this used to abort the process allocating it in host memory).
+        for args in [
+            &["bench", "conv", "--model", "resnet18", "--batch", "100000"][..],
+            &["bench", "train", "--model", "resnet18", "--batch", "100000"][..],
+        ] {
+            let out = limpq(args);
+            assert!(!out.status.success());
+            let err = text(&out.stderr);
+            assert!(
+                err.contains("--batch 100000") && err.contains("largest storage buffer"),
+                "{err}"
+            );
+            assert!(!err.contains("memory allocation"), "{err}");
+        }
+    }
+}

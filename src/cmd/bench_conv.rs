@@ -28,6 +28,7 @@
 //! quantize-on-load specializations, which this bench does not time separately.
 use std::time::{Duration, Instant};
 
+use super::bench_train::check_fits;
 use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
 use limpq_trainer::kernels::conv::{
     Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo,
@@ -550,6 +551,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let check_n = args.check_batch.min(args.batch);
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let sum = &gpu.summary;
+    for g in &groups {
+        let s = &g.shape;
+        for (what, len) in [
+            ("input", s.input_len()),
+            ("output", s.output_len()),
+            ("weight", s.weight_len()),
+        ] {
+            check_fits(
+                &gpu,
+                &format!(
+                    "--batch {}: the {what} of {}",
+                    args.batch,
+                    g.layers.join(", ")
+                ),
+                len,
+            )?;
+        }
+    }
     let text = args.format == Format::Table;
     let layers: usize = groups.iter().map(|g| g.layers.len()).sum();
 

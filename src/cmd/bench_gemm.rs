@@ -15,6 +15,7 @@
 //! per sample. TFLOP/s = 2·m·n·k / (median seconds per product).
 use std::time::{Duration, Instant};
 
+use super::bench_train::check_fits;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::kernels::gemm::{Gemm, GemmShape};
 use limpq_trainer::kernels::gemm_f16::{round_f16, GemmF16, HalfKind};
@@ -310,21 +311,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let check_shape = parse_check(&args.check)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let s = &gpu.summary;
-    // Every operand is one storage buffer (and is first built in host memory): refuse a
-    // shape whose largest operand the adapter cannot bind, before allocating anything.
-    let max = gpu.limits.max_storage_buffer_binding_size;
+    // Every operand is one storage buffer (and is first built in host memory).
     for (what, r, c) in [("A (m×k)", m, k), ("B (k×n)", k, n), ("C (m×n)", m, n)] {
-        let bytes = r
-            .checked_mul(c)
-            .and_then(|e| e.checked_mul(4))
-            .map_or(u64::MAX, |b| b as u64);
-        if bytes > max {
-            anyhow::bail!(
-                "{m}×{k}×{n}: operand {what} needs {bytes} bytes, more than this adapter's \
-                 largest storage buffer ({max} bytes, {}); pick a smaller --size or --m/--n/--k",
-                s.name
-            );
-        }
+        check_fits(
+            &gpu,
+            &format!("--m/--k/--n {m}×{k}×{n}: operand {what}"),
+            r.saturating_mul(c),
+        )?;
     }
     let wanted: Vec<Which> = match args.kind {
         Kind::F32 => vec![Which::F32],

@@ -88,6 +88,22 @@ pub enum Format {
     Json,
 }
 
+/// Refuses, before anything is allocated, a tensor of `elements` f32 that this adapter could
+/// not bind as one storage buffer (such a tensor would first be built in host memory, where a
+/// huge one aborts the process instead of failing cleanly).
+pub fn check_fits(gpu: &Gpu, what: &str, elements: usize) -> anyhow::Result<()> {
+    let max = gpu.limits.max_storage_buffer_binding_size;
+    let bytes = elements.checked_mul(4).map_or(u64::MAX, |b| b as u64);
+    if bytes > max {
+        anyhow::bail!(
+            "{what} needs {bytes} bytes, more than this adapter's largest storage buffer \
+             ({max} bytes, {}); use a smaller size or batch",
+            gpu.summary.name
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = Model::resolve(&args.model)?;
     if args.batch == 0 {
@@ -102,6 +118,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let gpu = Gpu::new(&opts)?;
     let (c, h, w) = model.input;
+    let per_image = c * h * w;
+    check_fits(
+        &gpu,
+        &format!("--batch {}: the input batch", args.batch),
+        args.batch.saturating_mul(per_image),
+    )?;
     let mut rng = SeededRng::new(args.seed ^ 0xBE4C_0DA7_A000_0001);
     let x: Vec<f32> = (0..args.batch * c * h * w).map(|_| rng.normal()).collect();
     let y: Vec<u32> = (0..args.batch)
