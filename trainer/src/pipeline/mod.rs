@@ -356,14 +356,26 @@ fn stage_fail(stages: &dyn Stages, stage: &str, message: impl fmt::Display) -> P
     }
 }
 
-/// [`PipelineError::Stopped`] when a stop was requested before `stage` starts.
-fn check_stop(stages: &dyn Stages, stage: &str) -> Result<(), PipelineError> {
+/// Starts stage `index` of `total`: [`PipelineError::Stopped`] when a stop was requested,
+/// else the `StageStart` event; returns when it started.
+fn start_stage(
+    stages: &dyn Stages,
+    on_event: &mut dyn FnMut(&Event),
+    index: usize,
+    total: usize,
+    name: &str,
+) -> Result<Instant, PipelineError> {
     if stages.stop_requested() {
         return Err(PipelineError::Stopped {
-            stage: stage.to_string(),
+            stage: name.to_string(),
         });
     }
-    Ok(())
+    on_event(&Event::StageStart {
+        index,
+        total,
+        name: name.to_string(),
+    });
+    Ok(Instant::now())
 }
 
 fn stage_err(stage: &str, message: impl fmt::Display) -> PipelineError {
@@ -448,13 +460,7 @@ pub fn run(
                     (ck, e, fpr)
                 }
                 _ => {
-                    check_stop(&*stages, &name)?;
-                    on_event(&Event::StageStart {
-                        index,
-                        total,
-                        name: name.clone(),
-                    });
-                    let t = Instant::now();
+                    let t = start_stage(&*stages, on_event, index, total, &name)?;
                     let (ck, e) = match &job.pretrain.init {
                         Some(p) => {
                             let ck = Checkpoint::load(p).map_err(|e| {
@@ -529,13 +535,7 @@ pub fn run(
                     ind
                 }
                 None => {
-                    check_stop(&*stages, &name)?;
-                    on_event(&Event::StageStart {
-                        index,
-                        total,
-                        name: name.clone(),
-                    });
-                    let t = Instant::now();
+                    let t = start_stage(&*stages, on_event, index, total, &name)?;
                     let ind = stages
                         .indicators(&init, seed, &mut |ev| on_event(&Event::Train(ev.clone())))
                         .map_err(|m| stage_fail(&*stages, &name, m))?;
@@ -623,13 +623,7 @@ pub fn run(
                         e
                     }
                     None => {
-                        check_stop(&*stages, &name)?;
-                        on_event(&Event::StageStart {
-                            index,
-                            total,
-                            name: name.clone(),
-                        });
-                        let t = Instant::now();
+                        let t = start_stage(&*stages, on_event, index, total, &name)?;
                         let (ck, e) = stages
                             .finetune(&init, &policy, &indicators, seed, &mut |ev| {
                                 on_event(&Event::Train(ev.clone()))
