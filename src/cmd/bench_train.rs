@@ -9,6 +9,7 @@ use std::time::Instant;
 use limpq_trainer::engine::{Network, NetworkConfig, QuantSpec};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::kernels::conv::ConvAlgo;
+use limpq_trainer::kernels::Tensor;
 use limpq_trainer::method::JointConfig;
 use limpq_trainer::model::Model;
 use limpq_trainer::reference::rng::SeededRng;
@@ -89,15 +90,15 @@ pub enum Format {
 }
 
 /// Refuses, before anything is allocated, a tensor of `elements` f32 that this adapter could
-/// not bind as one storage buffer (such a tensor would first be built in host memory, where a
-/// huge one aborts the process instead of failing cleanly).
+/// not hold (the same test as [`Tensor`]'s allocation; such a tensor would first be built in
+/// host memory, where a huge one aborts the process instead of failing cleanly).
 pub fn check_fits(gpu: &Gpu, what: &str, elements: usize) -> anyhow::Result<()> {
-    let max = gpu.limits.max_storage_buffer_binding_size;
-    let bytes = elements.checked_mul(4).map_or(u64::MAX, |b| b as u64);
-    if bytes > max {
+    if !Tensor::fits(gpu, elements) {
         anyhow::bail!(
-            "{what} needs {bytes} bytes, more than this adapter's largest storage buffer \
-             ({max} bytes, {}); use a smaller size or batch",
+            "{what} needs {} bytes, more than this adapter's largest storage buffer \
+             ({} bytes, {}); use a smaller size or batch",
+            Tensor::padded_bytes(elements),
+            gpu.limits.max_storage_buffer_binding_size,
             gpu.summary.name
         );
     }

@@ -362,14 +362,20 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    fn padded_bytes(len: usize) -> u64 {
-        (len.max(1).div_ceil(4) * 16) as u64
+    /// Bytes of the buffer holding `len` f32 (padded to 16 bytes; saturates, never wraps).
+    pub fn padded_bytes(len: usize) -> u64 {
+        (len.max(1).div_ceil(4) as u64).saturating_mul(16)
+    }
+
+    /// Whether a tensor of `len` f32 can be allocated and bound on this adapter.
+    pub fn fits(gpu: &Gpu, len: usize) -> bool {
+        let bytes = Self::padded_bytes(len);
+        bytes <= gpu.limits.max_storage_buffer_binding_size && bytes <= gpu.limits.max_buffer_size
     }
 
     fn alloc(gpu: &Gpu, len: usize, label: &str) -> Result<Tensor, GpuError> {
         let bytes = Self::padded_bytes(len);
-        if bytes > gpu.limits.max_storage_buffer_binding_size || bytes > gpu.limits.max_buffer_size
-        {
+        if !Self::fits(gpu, len) {
             return Err(GpuError::Shape(format!(
                 "tensor {label}: {len} elements ({bytes} bytes) exceed the adapter's \
                  storage binding limit of {} bytes",
