@@ -26,9 +26,9 @@
 //! read the model input, as the engine builds it) with Auto's picks and with the per-shape
 //! fastest f32 algorithm. The quantized (joint) network runs the same kernels with
 //! quantize-on-load specializations, which this bench does not time separately.
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::bench_train::check_fits;
+use super::bench_train::{check_fits, median_duration, time_submission};
 use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
 use limpq_trainer::kernels::conv::{
     Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo,
@@ -416,16 +416,6 @@ fn check(
     Ok(worst)
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
 /// Median and best seconds per op and the timed samples taken, as the module docs
 /// describe; sampling stops early once `--max-ms` have passed and one timed sample exists.
 fn time(gpu: &Gpu, b: &Built, args: &Args) -> anyhow::Result<(f64, f64, usize)> {
@@ -439,17 +429,14 @@ fn time(gpu: &Gpu, b: &Built, args: &Args) -> anyhow::Result<(f64, f64, usize)> 
         for _ in 0..args.reps {
             b.record(&mut rec);
         }
-        gpu.wait()?;
-        let t = Instant::now();
-        rec.submit()?;
-        gpu.wait()?;
+        let t = time_submission(gpu, rec)?;
         if i >= args.warmup {
-            v.push(t.elapsed() / args.reps as u32);
+            v.push(t / args.reps as u32);
         }
     }
     let best = v.iter().min().copied().unwrap_or_default();
     let n = v.len();
-    Ok((median(&mut v).as_secs_f64(), best.as_secs_f64(), n))
+    Ok((median_duration(&v).as_secs_f64(), best.as_secs_f64(), n))
 }
 
 /// The outcome of one (shape, op, algorithm).

@@ -13,9 +13,9 @@
 //! `--reps 1` includes it). The f16 kinds' operands are packed once before timing (f32 →
 //! f16, padded to multiples of 16); the pack of A and B is timed separately, one submission
 //! per sample. TFLOP/s = 2·m·n·k / (median seconds per product).
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::bench_train::check_fits;
+use super::bench_train::{check_fits, median_duration, time_submission};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::kernels::gemm::{Gemm, GemmShape};
 use limpq_trainer::kernels::gemm_f16::{round_f16, GemmF16, HalfKind};
@@ -216,16 +216,6 @@ fn check(gpu: &Gpu, which: Which, (m, k, n): (usize, usize, usize)) -> anyhow::R
     })
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
 struct Timing {
     per_gemm: Duration,
     best: Duration,
@@ -253,11 +243,7 @@ fn time(
                 g.record_product(&mut rec);
             }
         }
-        gpu.wait()?;
-        let t = Instant::now();
-        rec.submit()?;
-        gpu.wait()?;
-        Ok(t.elapsed())
+        time_submission(gpu, rec)
     };
     let pack = if which == Which::F32 {
         None
@@ -269,7 +255,7 @@ fn time(
                 v.push(t);
             }
         }
-        Some(median(&mut v))
+        Some(median_duration(&v))
     };
     let mut v = Vec::new();
     for i in 0..args.warmup + args.iters {
@@ -280,7 +266,7 @@ fn time(
     }
     let best = *v.iter().min().unwrap_or(&Duration::ZERO);
     Ok(Timing {
-        per_gemm: median(&mut v),
+        per_gemm: median_duration(&v),
         best,
         pack,
     })

@@ -4,14 +4,15 @@
 //! then `--steps` timed ones. Every step is one submission whose loss is read back, so each
 //! timed step includes the wait for the GPU to finish it (and the upload of the batch, which
 //! every real training step pays too).
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use limpq_trainer::engine::{Network, NetworkConfig, QuantSpec};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::kernels::conv::ConvAlgo;
-use limpq_trainer::kernels::Tensor;
+use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::method::JointConfig;
 use limpq_trainer::model::Model;
+use limpq_trainer::pipeline::report::median;
 use limpq_trainer::reference::rng::SeededRng;
 
 /// What one timed step is.
@@ -103,6 +104,27 @@ pub fn check_fits(gpu: &Gpu, what: &str, elements: usize) -> anyhow::Result<()> 
         );
     }
     Ok(())
+}
+
+/// Wall time of one recorded submission, from submit to device idle (the device is idled
+/// first, so earlier work is not counted).
+pub fn time_submission(gpu: &Gpu, rec: Recorder<'_>) -> anyhow::Result<Duration> {
+    gpu.wait()?;
+    let t = Instant::now();
+    rec.submit()?;
+    gpu.wait()?;
+    Ok(t.elapsed())
+}
+
+/// Median of timed samples (mean of the middle two for an even count); zero for none.
+pub fn median_duration(v: &[Duration]) -> Duration {
+    let secs: Vec<f64> = v.iter().map(Duration::as_secs_f64).collect();
+    let m = median(&secs);
+    if m.is_finite() {
+        Duration::from_secs_f64(m)
+    } else {
+        Duration::ZERO
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -227,14 +249,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("the loss is {last_loss} after {} steps", args.steps);
     }
     let mean = times.iter().sum::<f64>() / times.len() as f64;
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    let median = if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    };
+    let median = median(&times);
     let ips = args.batch as f64 / mean;
     let s = &gpu.summary;
     match args.format {
