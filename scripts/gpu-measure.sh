@@ -6,13 +6,13 @@
 # full-precision accuracy run with what time is left. Everything goes to $OUT/ (logs,
 # bench.jsonl, peer.jsonl, conv.jsonl, summary.txt).
 #
-# Usage (project root; carry .gl, .data and target/release/limpq):
+# Usage (project root; prepare with scripts/gpu-prepare.sh, carry .gl and .data):
 #   source .gl/gpu-env.sh; bash scripts/gpu-measure.sh [--quick] [--epochs E]
 #   LIMPQ_QUICK=1 bash scripts/gpu-measure.sh     # tiny settings (small_cnn, 2 steps): a
 #                                                 # dry run that works on lavapipe
-# Environment: OUT (default ./gpu-measure-out), LIMPQ_BIN (default target/release/limpq),
-# BUDGET_S (whole run, default 540 s; the accuracy run gets what is left of it), PEER
-# (the peer script, default .gl/torch_lsq_joint.py).
+# Environment: OUT (default ./gpu-measure-out), LIMPQ_BIN (default .gl/limpq, else
+# target/release/limpq), BUDGET_S (whole run, default 540 s; the accuracy run gets what is
+# left of it), PEER (the peer script, default .gl/torch_lsq_joint.py).
 # One step failing or hanging (each runs under `timeout`) does not stop the others; the
 # exit status is 1 if any step failed. No step's timeout reaches past BUDGET_S (a step is
 # cut to the budget left, or skipped when under 10 s are left).
@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --epochs) epochs=${2:?--epochs needs a value}; shift ;;
     --epochs=*) epochs=${1#--epochs=} ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -36,7 +36,12 @@ start=$(date +%s)
 budget=${BUDGET_S:-540}
 OUT=${OUT:-$PWD/gpu-measure-out}
 mkdir -p "$OUT"
-bin=${LIMPQ_BIN:-target/release/limpq}
+# The stripped binary scripts/gpu-prepare.sh puts in .gl/ (the one that fits the carry
+# limit), else the local release build.
+bin=${LIMPQ_BIN:-}
+if [ -z "$bin" ]; then
+  if [ -x .gl/limpq ]; then bin=.gl/limpq; else bin=target/release/limpq; fi
+fi
 peer=${PEER:-.gl/torch_lsq_joint.py}
 [ -f "$peer" ] || peer=../shared/bench/torch_lsq_joint.py
 failed=0
