@@ -144,8 +144,9 @@ fn tiny_pipeline_runs_end_to_end_and_resumes() {
     .unwrap();
     assert_eq!(solved.layers, written.layers);
 
-    // Re-run: every stage done earlier, the same table.
-    let o3 = limpq(&["pipeline", job.to_str().unwrap()], &[]);
+    // Re-run, naming the job's one seed with --seeds: every stage done earlier, the same
+    // table (the flag keeps the per-seed stages' identity).
+    let o3 = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "3"], &[]);
     let (stdout3, stderr3) = text(&o3);
     assert!(o3.status.success(), "{stdout3}\n{stderr3}");
     assert_eq!(
@@ -200,4 +201,18 @@ fn bad_job_files_are_refused_with_the_field() {
         "{stderr}"
     );
     assert!(!out.exists(), "nothing is written for an invalid job");
+
+    std::fs::write(&job, tiny_job(&out)).unwrap();
+    let o = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "1,1"], &[]);
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("--seeds") && stderr.contains("listed twice"),
+        "{stderr}"
+    );
+    let o = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "x"], &[]);
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    assert!(stderr.contains("--seeds"), "{stderr}");
+    assert!(!out.exists(), "nothing is written for refused seeds");
 }

@@ -19,12 +19,22 @@ pub struct Args {
     /// Write into this folder instead of the job's `output`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run only these seeds instead of the job's `seeds` (comma-separated, e.g. `--seeds 0`
+    /// or `--seeds 1,2`). Stages are per seed, so a later run with more seeds in the same
+    /// folder skips the ones already done and reports them all.
+    #[arg(long, value_delimiter = ',', value_name = "S,...")]
+    pub seeds: Option<Vec<u64>>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut job = Job::from_file(&args.job)?;
     if let Some(out) = args.out {
         job.output = out;
+    }
+    if let Some(seeds) = args.seeds {
+        job.seeds = seeds;
+        job.validate()
+            .map_err(|e| anyhow::anyhow!("--seeds: {}", e.trim_start_matches("field `seeds`: ")))?;
     }
     let results = execute(job)?;
     println!("\n{}", report::table(&results));
