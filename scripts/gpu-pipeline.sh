@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Issue 4's measurement on the device machine (../shared/gpu/README.md): the whole method,
+# `limpq pipeline`, on ResNet-20 and all of Fashion-MNIST (examples/resnet20.pipeline.ron:
+# the PyTorch reference recipe), a seed or two per call: one call has ~10 minutes, three
+# seeds need more. The run folder comes back under $OUT/run; carried into the next call as
+# runs/gpu-pipeline it is continued there (finished stages are skipped, pretraining resumes
+# mid-stage), so the seeds can be spread over calls and the last call reports them all.
+#
+# Usage (project root; prepare with scripts/gpu-prepare.sh, carry .gl and .data, and
+# runs/gpu-pipeline when continuing):
+#   source .gl/gpu-env.sh; bash scripts/gpu-pipeline.sh [--seeds 0] [--job JOB.ron]
+#   LIMPQ_QUICK=1 bash scripts/gpu-pipeline.sh   # a tiny small_cnn job: a dry run on any
+#                                                # adapter (lavapipe: ~1 minute)
+# --seeds: the seeds this call runs (comma-separated; default 0) plus every seed already in
+# the carried folder's job, so its report covers them all.
+# Environment: OUT (default ./gpu-pipeline-out), LIMPQ_BIN (default .gl/limpq, else
+# target/release/limpq), BUDGET_S (default 540: at that point the pipeline is stopped like
+# Ctrl-C, after its current step, keeping every finished stage and the pretraining position).
+# Exit status: the pipeline's (0 when every stage of the asked seeds finished).
+set -u -o pipefail
+
+quick=${LIMPQ_QUICK:-}
+seeds=0
+job=examples/resnet20.pipeline.ron
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seeds) seeds=${2:?--seeds needs a value}; shift ;;
+    --seeds=*) seeds=${1#--seeds=} ;;
+    --job) job=${2:?--job needs a value}; shift ;;
+    --job=*) job=${1#--job=} ;;
+    --quick) quick=1 ;;
+    -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$seeds" in ''|*[!0-9,]*) echo "--seeds takes comma-separated whole numbers, got '$seeds'" >&2; exit 2 ;; esac
+
+start=$(date +%s)
+budget=${BUDGET_S:-540}
+OUT=${OUT:-$PWD/gpu-pipeline-out}
+mkdir -p "$OUT"
+bin=${LIMPQ_BIN:-}
+if [ -z "$bin" ]; then
+  if [ -x .gl/limpq ]; then bin=.gl/limpq; else bin=target/release/limpq; fi
+fi
+if [ -z "$quick" ] && [ -z "${VK_DRIVER_FILES:-}" ] && [ -f .gl/gpu-env.sh ]; then
+  # shellcheck disable=SC1091
+  source .gl/gpu-env.sh
+fi
+
+summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
+: > "$OUT/summary.txt"
+summary "gpu-pipeline $(date -u +%Y-%m-%dT%H:%M:%SZ) quick=${quick:-0} budget=${budget}s"
+summary "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binary $bin"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total \
+  --format=csv,noheader 2>&1 | tee -a "$OUT/summary.txt"
+
+if [ -n "$quick" ]; then
+  job=$OUT/quick.pipeline.ron
+  cat > "$job" <<'RON'
+Job(
+    model: "small_cnn",
+    data: (name: "fashion-mnist", train: Some(256), test: Some(256)),
+    seeds: [0],
+    pretrain: (epochs: 3, batch: 32, lr: 0.1),
+    joint: (bits: [2, 3, 4], epochs: 1, batch: 32, lr: 0.01),
+    budgets: ["w2a3", "w3a3"],
+    finetune: (epochs: 1, batch: 32, lr: 0.01),
+    random_policies: 3,
+    output: "unused",
+)
+RON
+fi
+[ -f "$job" ] || { summary "FAILED  no job file $job"; exit 2; }
+
+# Continue a carried run: its folder becomes this call's, and its seeds stay in the report.
+run=$OUT/run
+if [ -d runs/gpu-pipeline ] && [ ! -e "$run" ]; then
+  cp -a runs/gpu-pipeline "$run"
+  summary "continuing the carried runs/gpu-pipeline ($(du -sh "$run" | cut -f1))"
+fi
+if [ -f "$run/job.ron" ]; then
+  earlier=$(tr -d ' \n' < "$run/job.ron" | sed -n 's/.*seeds:\[\([0-9,]*\)\].*/\1/p' | tr -d ' ')
+  [ -n "$earlier" ] && seeds=$(echo "$earlier,$seeds" | tr ',' '\n' | grep -v '^$' | awk '!s[$0]++' | paste -sd,)
+fi
+summary "job $job, seeds $seeds, output $run"
+
+left=$(( budget - ($(date +%s) - start) ))
+[ "$left" -lt 30 ] && left=30
+# SIGINT at the budget: the pipeline stops after its current step (like Ctrl-C) and keeps
+# what it finished; KILL 60 s later if it has not.
+timeout -s INT -k 60 "$left" "$bin" pipeline "$job" --out "$run" --seeds "$seeds" 2>&1 \
+  | tee "$OUT/pipeline.log"
+rc=$?
+dt=$(( $(date +%s) - start ))
+case $rc in
+  0) summary "ok      pipeline (${dt}s)" ;;
+  124|130|137) summary "STOPPED pipeline at the ${budget}s budget (rc=$rc, ${dt}s): continue it by carrying $run back as runs/gpu-pipeline" ;;
+  *) summary "FAILED  pipeline rc=$rc (${dt}s)" ;;
+esac
+grep -E '^\[[0-9]+/[0-9]+\]' "$OUT/pipeline.log" >> "$OUT/summary.txt" || true
+[ -f "$run/report.md" ] && [ $rc -eq 0 ] && cat "$run/report.md" >> "$OUT/summary.txt"
+summary "run folder: $(du -sh "$run" 2>/dev/null | cut -f1)"
+exit $rc
