@@ -254,7 +254,7 @@ fn bad_override_values_name_the_variable_and_flag() {
     // Without an adapter the device error may come first; with one, the override's.
     if have_gpu("bad_override_values_name_the_variable_and_flag") {
         assert!(
-            e.contains("LIMPQ_CONV_ALGO") && e.contains("auto, direct, gemm, blocked"),
+            e.contains("LIMPQ_CONV_ALGO") && e.contains("auto, direct, gemm, blocked, f16gemm"),
             "{e}"
         );
     }
@@ -269,7 +269,7 @@ fn bad_override_values_name_the_variable_and_flag() {
     assert!(!out.status.success());
     let e = text(&out.stderr);
     assert!(
-        e.contains("--conv-algo") && e.contains("auto, direct, gemm, blocked"),
+        e.contains("--conv-algo") && e.contains("auto, direct, gemm, blocked, f16gemm"),
         "{e}"
     );
     let out = limpq(&["bench", "conv", "--model", "small_cnn", "--algo", "fastest"]);

@@ -19,7 +19,9 @@
 //!
 //! `LIMPQ_CONV_ALGO=auto|direct|gemm|blocked` (or [`GpuOptions::with_conv_algo`]) forces
 //! one conv algorithm on every conv op built with `ConvAlgo::Auto` ([`Gpu::conv_algo`]);
-//! any other value makes [`Gpu::new`] fail with [`GpuError::InvalidOption`].
+//! `f16gemm` runs every forward conv it supports with f16 operands (needs `SHADER_F16`)
+//! and leaves the other ops to `Auto`; any other value makes [`Gpu::new`] fail with
+//! [`GpuError::InvalidOption`].
 //!
 //! wgpu reports validation errors asynchronously; a default handler would panic. The context
 //! installs a handler that records them and a device-lost callback, and [`Gpu::check`] turns
@@ -156,7 +158,7 @@ impl GpuOptions {
                 _ => ConvAlgo::Auto,
             },
         };
-        if matches!(algo, ConvAlgo::F16Gemm | ConvAlgo::Pointwise) {
+        if algo == ConvAlgo::Pointwise {
             return Err(GpuError::InvalidOption(format!(
                 "conv algorithm override {algo}: opt-in per op, not a whole-network choice \
                  (allowed: {})",
@@ -468,6 +470,12 @@ impl Gpu {
             GpuError::RequestDevice(format!("{}: no device request succeeded", summary.name))
         })?;
         tracing::debug!(shader_f16, coop_f16, subgroup32, "optional device features");
+        if conv_algo == ConvAlgo::F16Gemm && !shader_f16 {
+            return Err(GpuError::InvalidOption(format!(
+                "conv algorithm override f16gemm ({CONV_ALGO_ENV}): adapter {} was not given                  SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
+                summary.name
+            )));
+        }
 
         let errors = Arc::new(Mutex::new(ErrorSink::default()));
         let sink = errors.clone();

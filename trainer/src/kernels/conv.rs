@@ -262,10 +262,13 @@ pub enum ConvAlgo {
     /// each buffer load lane by lane, and turns barriers into per-invocation coroutine
     /// switches; see docs/ENGINE.md "Software adapter".
     Blocked,
-    /// Forward only, opt-in (never chosen by `Auto`): f16 operands, f32 accumulation —
-    /// im2col into f16 and the f16 / tensor-core GEMM (`kernels::conv_f16`, the best
-    /// `HalfKind` of the device). Groups 1, no bias, no input quantization (else
-    /// `GpuError::Unsupported`). Backward ops given it resolve it as `Auto`.
+    /// Forward only, opt-in (never chosen by the built-in rule): f16 operands, f32
+    /// accumulation — im2col into f16 and the f16 / tensor-core GEMM (`kernels::conv_f16`,
+    /// the best `HalfKind` of the device). Groups 1, no bias, no input quantization: asked
+    /// for by name on another conv, `GpuError::Unsupported`. As the whole-network override
+    /// (`LIMPQ_CONV_ALGO=f16gemm`) it applies to every forward conv it supports, and every
+    /// other conv op (backward ones, grouped, biased or input-quantized forward convs) gets
+    /// `Auto`'s pick; backward ops given it by name resolve it as `Auto` too.
     F16Gemm,
     /// Opt-in (never chosen by `Auto`, not an override value), 1×1 stride-1 pad-0 groups-1
     /// convs only: the conv is a plain GEMM per image on NCHW data, run as one batched
@@ -279,7 +282,7 @@ pub enum ConvAlgo {
 impl ConvAlgo {
     /// The values [`ConvAlgo::from_str`](std::str::FromStr) accepts for a whole-network
     /// override (`LIMPQ_CONV_ALGO`, `--conv-algo`).
-    pub const OVERRIDE_VALUES: &'static str = "auto, direct, gemm, blocked";
+    pub const OVERRIDE_VALUES: &'static str = "auto, direct, gemm, blocked, f16gemm";
 
     /// The short name (`auto`, `direct`, `gemm`, `blocked`, `f16gemm`), as parsed.
     pub fn name(self) -> &'static str {
@@ -303,15 +306,16 @@ impl std::fmt::Display for ConvAlgo {
 impl std::str::FromStr for ConvAlgo {
     type Err = String;
 
-    /// `auto`, `direct`, `gemm` (or `implicit-gemm`), `blocked`; case-insensitive, trimmed.
-    /// `f16gemm` and `pointwise` are refused: they are opt-in per op and cover only some
-    /// ops or shapes, not a whole-network choice.
+    /// `auto`, `direct`, `gemm` (or `implicit-gemm`), `blocked`, `f16gemm` (or `f16-gemm`);
+    /// case-insensitive, trimmed. `pointwise` is refused: it is opt-in per op and covers only
+    /// 1×1 shapes, not a whole-network choice.
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(ConvAlgo::Auto),
             "direct" => Ok(ConvAlgo::Direct),
             "gemm" | "implicit-gemm" | "implicit_gemm" => Ok(ConvAlgo::ImplicitGemm),
             "blocked" => Ok(ConvAlgo::Blocked),
+            "f16gemm" | "f16-gemm" | "f16_gemm" => Ok(ConvAlgo::F16Gemm),
             other => Err(format!(
                 "unknown conv algorithm {other:?} (allowed: {})",
                 Self::OVERRIDE_VALUES
@@ -647,7 +651,16 @@ impl Conv2dForward {
         // Unquantized, the steps binding is never read: bind x there.
         let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
         let buffers = [&x.buffer, &w.buffer, bias_buf, &y.buffer, steps_buf];
-        if algo == ConvAlgo::F16Gemm {
+        // The whole-network f16 override takes the convs the f16 path supports; the others
+        // fall through to Auto's pick below.
+        let by_override = algo == ConvAlgo::Auto
+            && gpu.conv_algo == ConvAlgo::F16Gemm
+            && s.groups == 1
+            && bias.is_none()
+            && !quantized
+            && super::gemm_f16::HalfKind::best(gpu).is_some();
+        if algo == ConvAlgo::F16Gemm || by_override {
+            let algo = ConvAlgo::F16Gemm;
             let no = |m: &str| GpuError::Unsupported(format!("{op} (ConvAlgo::F16Gemm): {m}"));
             if bias.is_some() || quantized {
                 return Err(no("bias or input quantization; use an f32 algorithm"));
