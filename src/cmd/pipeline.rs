@@ -1,16 +1,14 @@
 //! `limpq pipeline JOB.ron`: pretrain → indicators → search at each budget → finetune the
 //! searched, uniform and random policies → report; resumes from `state.ron` when re-run.
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use limpq_trainer::data::DatasetKind;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::interrupt;
 use limpq_trainer::pipeline::gpu::{load_data, GpuStages};
 use limpq_trainer::pipeline::{self, report, Event, Job, Plan, Results};
-use limpq_trainer::train::Event as TrainEvent;
+
+use super::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -75,22 +73,14 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
             eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
         })?),
     };
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg} ETA {eta}")
-            .context("progress bar template")?
-            .progress_chars("=> "),
-    );
-    let mut stage = String::new();
+    let progress = Progress::for_stages()?;
+    let bar = progress.bar();
     let mut on_event = |e: &Event| match e {
         Event::Plan { total } => {
             bar.suspend(|| println!("{total} stages"));
         }
         Event::StageStart { index, total, name } => {
-            stage = format!("[{index}/{total}] {name}");
-            bar.reset();
-            bar.set_prefix(stage.clone());
-            bar.set_message("starting");
+            progress.start_stage(format!("[{index}/{total}] {name}"));
         }
         Event::StageSkipped { index, total, name } => {
             bar.suspend(|| println!("[{index}/{total}] {name}: done earlier, skipped"));
@@ -105,45 +95,10 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
             bar.set_message("");
         }
         Event::Note(n) => bar.suspend(|| eprintln!("note: {n}")),
-        Event::Train(t) => match t {
-            TrainEvent::Start {
-                steps_per_epoch, ..
-            } => bar.set_length(*steps_per_epoch as u64),
-            TrainEvent::Step {
-                epoch,
-                epochs,
-                step,
-                loss,
-                accuracy,
-                images_per_sec,
-                ..
-            } => {
-                bar.set_prefix(format!("{stage} epoch {epoch}/{epochs}"));
-                bar.set_position(*step as u64);
-                bar.set_message(format!(
-                    "loss {loss:.4} acc {:.2}% {images_per_sec:.0} img/s",
-                    accuracy * 100.0
-                ));
-            }
-            TrainEvent::Evaluating { .. } => bar.set_message("evaluating"),
-            TrainEvent::Epoch(s) => {
-                bar.suspend(|| {
-                    eprintln!(
-                        "    epoch {}/{}: train loss {:.4} acc {:.2}% | test acc {:.2}% | {:.1} s",
-                        s.epoch,
-                        s.epochs,
-                        s.train_loss,
-                        s.train_acc * 100.0,
-                        s.test_acc * 100.0,
-                        s.seconds
-                    )
-                });
-            }
-        },
+        Event::Train(t) => progress.event(t),
     };
-    bar.enable_steady_tick(Duration::from_millis(500));
     let result = pipeline::run(&plan, &mut stages, &mut on_event);
-    bar.finish_and_clear();
+    progress.finish();
     let results = match result {
         Err(e @ pipeline::PipelineError::Stopped { .. }) => anyhow::bail!(
             "{e} (pretraining continues from its exact position, a joint or finetune stage \
