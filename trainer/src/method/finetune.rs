@@ -10,7 +10,7 @@ use std::sync::Arc;
 use limpq_solver::{IndicatorSet, Policy};
 
 use super::epochs::{run_epochs, steps_per_epoch, Schedule};
-use super::{MethodError, StopFlag, POLICY_META};
+use super::{MethodError, SgdSettings, StopFlag, POLICY_META};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig, QuantSpec};
@@ -139,15 +139,16 @@ pub fn finetune(
     check_data(model, &train)?;
     check_data(model, &test)?;
     check_checkpoint_model(init, model, "the --init checkpoint")?;
-    if cfg.batch == 0 || cfg.eval_batch == 0 {
-        return Err(MethodError::Config("batch sizes must be positive".into()));
+    SgdSettings {
+        batch: cfg.batch,
+        eval_batch: cfg.eval_batch,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+        label_smoothing: cfg.label_smoothing,
+        clip: cfg.clip,
     }
-    if !(cfg.lr.is_finite() && cfg.lr >= 0.0) {
-        return Err(MethodError::Config(format!(
-            "learning rate {} must be finite and ≥ 0",
-            cfg.lr
-        )));
-    }
+    .check()?;
     steps_per_epoch(train.len(), cfg.batch)?;
     let spec = QuantSpec::policy(model, policy)?;
     let from_ind = match indicators {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use limpq_solver::IndicatorSet;
 
 use super::epochs::{run_epochs, steps_per_epoch, Schedule};
-use super::{utc_now, MethodError, StopFlag};
+use super::{utc_now, MethodError, SgdSettings, StopFlag};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig, QuantSpec};
@@ -101,28 +101,16 @@ fn check_config(cfg: &JointConfig) -> Result<(), MethodError> {
             cfg.bits
         )));
     }
-    if cfg.batch == 0 || cfg.eval_batch == 0 {
-        return Err(MethodError::Config("batch sizes must be positive".into()));
+    SgdSettings {
+        batch: cfg.batch,
+        eval_batch: cfg.eval_batch,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+        label_smoothing: cfg.label_smoothing,
+        clip: Some(cfg.clip),
     }
-    for (v, what) in [
-        (cfg.lr, "learning rate"),
-        (cfg.momentum, "momentum"),
-        (cfg.weight_decay, "weight decay"),
-        (cfg.clip, "clip"),
-    ] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(MethodError::Config(format!(
-                "{what} {v} must be finite and ≥ 0"
-            )));
-        }
-    }
-    if !(0.0..1.0).contains(&cfg.label_smoothing) {
-        return Err(MethodError::Config(format!(
-            "label smoothing {} must be in [0, 1)",
-            cfg.label_smoothing
-        )));
-    }
-    Ok(())
+    .check()
 }
 
 /// [`joint_train`] with the final state, history and monotonicity report.
