@@ -2,7 +2,8 @@
 # The ONE measurement run for the H200 device machine (see ../shared/gpu/README.md and
 # docs/PERFORMANCE.md, "How to measure on the H200"): our training-step bench and the PyTorch
 # peer on the same GPU in the same run, the conv kernels per shape class (`bench conv`,
-# conv.jsonl) and one joint step with every conv forced to the direct kernel, then a short
+# conv.jsonl), one joint step with every conv forced to the direct kernel and one FP32 step
+# with f16-operand forward convs (`--conv-algo f16gemm`), then a short
 # full-precision accuracy run with what time is left. Everything goes to $OUT/ (logs,
 # bench.jsonl, peer.jsonl, conv.jsonl, summary.txt).
 #
@@ -10,9 +11,10 @@
 #   source .gl/gpu-env.sh; bash scripts/gpu-measure.sh [--quick] [--epochs E]
 #   LIMPQ_QUICK=1 bash scripts/gpu-measure.sh     # tiny settings (small_cnn, 2 steps): a
 #                                                 # dry run that works on lavapipe
-# Environment: OUT (default ./gpu-measure-out), LIMPQ_BIN (default .gl/limpq, else
-# target/release/limpq), BUDGET_S (whole run, default 540 s; the accuracy run gets what is
-# left of it), PEER (the peer script, default .gl/torch_lsq_joint.py).
+# Environment: OUT (default ./gpu-measure-out), LIMPQ_BIN (default .gl/limpq — refused when
+# older than target/release/limpq — else target/release/limpq), BUDGET_S (whole run,
+# default 540 s; the accuracy run gets what is left of it), PEER (the peer script, default
+# .gl/torch_lsq_joint.py).
 # One step failing or hanging (each runs under `timeout`) does not stop the others; the
 # exit status is 1 if any step failed. No step's timeout reaches past BUDGET_S (a step is
 # cut to the budget left, or skipped when under 10 s are left).
@@ -36,23 +38,14 @@ start=$(date +%s)
 budget=${BUDGET_S:-540}
 OUT=${OUT:-$PWD/gpu-measure-out}
 mkdir -p "$OUT"
-# The stripped binary scripts/gpu-prepare.sh puts in .gl/ (the one that fits the carry
-# limit), else the local release build.
-bin=${LIMPQ_BIN:-}
-if [ -z "$bin" ]; then
-  if [ -x .gl/limpq ]; then bin=.gl/limpq; else bin=target/release/limpq; fi
-fi
+# shellcheck source=scripts/gpu-common.sh
+source "$(dirname "$0")/gpu-common.sh"
+bin=$(gpu_bin) || exit 2
 peer=${PEER:-.gl/torch_lsq_joint.py}
 [ -f "$peer" ] || peer=../shared/bench/torch_lsq_joint.py
 failed=0
 
-# On the device machine the loader must be set up first; the documented command sources
-# gpu-env.sh itself, this only covers a forgotten `source` (never in quick mode: it unpacks
-# packages into /).
-if [ -z "$quick" ] && [ -z "${VK_DRIVER_FILES:-}" ] && [ -f .gl/gpu-env.sh ]; then
-  # shellcheck disable=SC1091
-  source .gl/gpu-env.sh
-fi
+gpu_env "$quick"
 
 summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
 
@@ -108,6 +101,7 @@ if [ -n "$quick" ]; then
   bench small_cnn 16 single-quant 60 --steps 2 --warmup 1
   conv_runs=(small_cnn:4:60:--iters:1:--warmup:0:--reps:1)
   forced=(small_cnn 16 joint 60 --steps 2 --warmup 1 --conv-algo direct)
+  half=(small_cnn 16 single 60 --steps 2 --warmup 1 --conv-algo f16gemm)
   peer_args=(--only resnet20 --steps 2)
   peer_secs=60
 else
@@ -125,6 +119,9 @@ else
   # per-weight reduction is slow), and one joint step with every conv forced to direct.
   conv_runs=(resnet20:256:40 resnet18:64:40:--iters:3:--reps:5)
   forced=(resnet20 256 joint 40 --conv-algo direct)
+  # A full-precision step with every forward conv on f16 operands (tensor cores where
+  # offered): against `single` above, what f16 forward buys.
+  half=(resnet20 256 single 30 --conv-algo f16gemm)
   peer_args=()
   peer_secs=150
 fi
@@ -141,6 +138,7 @@ for run in "${conv_runs[@]}"; do
   conv "${a[@]}"
 done
 bench "${forced[@]}"
+bench "${half[@]}"
 
 # Conv kernels: per shape, the fastest f32 algorithm of each op against Auto's pick.
 python3 - "$OUT/conv.jsonl" <<'PY' 2>&1 | tee -a "$OUT/summary.txt"

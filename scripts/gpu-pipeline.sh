@@ -13,8 +13,8 @@
 #                                                # adapter (lavapipe: ~1 minute)
 # --seeds: the seeds this call runs (comma-separated; default 0) plus every seed already in
 # the carried folder's job, so its report covers them all.
-# Environment: OUT (default ./gpu-pipeline-out), LIMPQ_BIN (default .gl/limpq, else
-# target/release/limpq), BUDGET_S (default 540: at that point the pipeline is stopped like
+# Environment: OUT (default ./gpu-pipeline-out), LIMPQ_BIN (default .gl/limpq — refused
+# when older than target/release/limpq — else target/release/limpq), BUDGET_S (default 540: at that point the pipeline is stopped like
 # Ctrl-C, after its current step, keeping every finished stage and the pretraining position).
 # Exit status: the pipeline's (0 when every stage of the asked seeds finished).
 set -u -o pipefail
@@ -40,14 +40,10 @@ start=$(date +%s)
 budget=${BUDGET_S:-540}
 OUT=${OUT:-$PWD/gpu-pipeline-out}
 mkdir -p "$OUT"
-bin=${LIMPQ_BIN:-}
-if [ -z "$bin" ]; then
-  if [ -x .gl/limpq ]; then bin=.gl/limpq; else bin=target/release/limpq; fi
-fi
-if [ -z "$quick" ] && [ -z "${VK_DRIVER_FILES:-}" ] && [ -f .gl/gpu-env.sh ]; then
-  # shellcheck disable=SC1091
-  source .gl/gpu-env.sh
-fi
+# shellcheck source=scripts/gpu-common.sh
+source "$(dirname "$0")/gpu-common.sh"
+bin=$(gpu_bin) || exit 2
+gpu_env "$quick"
 
 summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
 : > "$OUT/summary.txt"
