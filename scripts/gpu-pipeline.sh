@@ -14,8 +14,9 @@
 # --seeds: the seeds this call runs (comma-separated; default 0) plus every seed already in
 # the carried folder's job, so its report covers them all.
 # Environment: OUT (default ./gpu-pipeline-out), LIMPQ_BIN (default .gl/limpq — refused
-# when older than target/release/limpq — else target/release/limpq), BUDGET_S (default 540: at that point the pipeline is stopped like
-# Ctrl-C, after its current step, keeping every finished stage and the pretraining position).
+# when older than target/release/limpq — else target/release/limpq), BUDGET_S (default
+# 540: at that point the pipeline is stopped like Ctrl-C, after its current step, keeping
+# every finished stage and the pretraining position).
 # Exit status: the pipeline's (0 when every stage of the asked seeds finished).
 set -u -o pipefail
 
