@@ -402,9 +402,19 @@ fn loader_normalises_crops_and_flips() {
         let want = (ds.image(16)[k] as f32 / 255.0 - m) / s;
         assert!((v - want).abs() < 1e-5, "pixel {k}: {v} vs {want}");
     }
-    // Train (crop pad 2, no flip for Fashion-MNIST): every image is the original shifted by
-    // (dy, dx) in [-2, 2]², zeros (→ -mean/std) where the shift leaves the image.
-    let tr = collect(&ds, &LoaderConfig::train(&ds, 8, 7, 1));
+    // Fashion-MNIST trains with crop pad 2 and flips (the reference recipe).
+    let default = LoaderConfig::train(&ds, 8, 7, 1).augment;
+    assert_eq!((default.crop_pad, default.hflip), (2, true));
+    // Crop only: every image is the original shifted by (dy, dx) in [-2, 2]², zeros
+    // (→ -mean/std) where the shift leaves the image.
+    let crop_only = LoaderConfig {
+        augment: Augment {
+            crop_pad: 2,
+            hflip: false,
+        },
+        ..LoaderConfig::train(&ds, 8, 7, 1)
+    };
+    let tr = collect(&ds, &crop_only);
     let mut shifts = HashSet::new();
     for b in &tr {
         for (j, id) in b.ids.iter().enumerate() {

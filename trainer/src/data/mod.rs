@@ -143,10 +143,15 @@ impl DatasetKind {
     }
 
     /// Training augmentation: random crop with zero padding 2 (28 px) or 4 (32 px); horizontal
-    /// flip for CIFAR-10 only (digits and their orientation-sensitive cousins are not flipped).
+    /// flip for Fashion-MNIST and CIFAR-10 (a mirrored garment or object is the same class;
+    /// the PyTorch reference recipe flips Fashion-MNIST too), not for digits.
     pub fn train_augment(self) -> Augment {
         match self {
-            Self::FashionMnist | Self::Mnist => Augment {
+            Self::FashionMnist => Augment {
+                crop_pad: 2,
+                hflip: true,
+            },
+            Self::Mnist => Augment {
                 crop_pad: 2,
                 hflip: false,
             },
