@@ -2,8 +2,8 @@
 # The ONE measurement run for the H200 device machine (see ../shared/gpu/README.md and
 # docs/PERFORMANCE.md, "How to measure on the H200"): our training-step bench and the PyTorch
 # peer on the same GPU in the same run, the conv kernels per shape class (`bench conv`,
-# conv.jsonl), one joint step with every conv forced to the direct kernel and one FP32 step
-# with f16-operand forward convs (`--conv-algo f16gemm`), then a short
+# conv.jsonl), one joint step with every conv forced to the direct kernel, a joint and an
+# FP32 step with f16-operand forward convs (`--conv-algo f16gemm`), then a short
 # full-precision accuracy run with what time is left. Everything goes to $OUT/ (logs,
 # bench.jsonl, peer.jsonl, conv.jsonl, summary.txt).
 #
@@ -101,7 +101,7 @@ if [ -n "$quick" ]; then
   bench small_cnn 16 single-quant 60 --steps 2 --warmup 1
   conv_runs=(small_cnn:4:60:--iters:1:--warmup:0:--reps:1)
   forced=(small_cnn 16 joint 60 --steps 2 --warmup 1 --conv-algo direct)
-  half=(small_cnn 16 single 60 --steps 2 --warmup 1 --conv-algo f16gemm)
+  half_runs=(small_cnn:16:joint:60:--steps:2:--warmup:1:--conv-algo:f16gemm)
   peer_args=(--only resnet20 --steps 2)
   peer_secs=60
 else
@@ -119,9 +119,10 @@ else
   # per-weight reduction is slow), and one joint step with every conv forced to direct.
   conv_runs=(resnet20:256:40 resnet18:64:40:--iters:3:--reps:5)
   forced=(resnet20 256 joint 40 --conv-algo direct)
-  # A full-precision step with every forward conv on f16 operands (tensor cores where
-  # offered): against `single` above, what f16 forward buys.
-  half=(resnet20 256 single 30 --conv-algo f16gemm)
+  # Steps with the forward convs on f16 operands (tensor cores where offered): the joint
+  # step's quantized convs on exact integer codes, the FP32 step's on rounded values.
+  # Against `joint` / `single` above: what f16 forward buys.
+  half_runs=(resnet20:256:joint:40:--conv-algo:f16gemm resnet20:256:single:30:--conv-algo:f16gemm)
   peer_args=()
   peer_secs=150
 fi
@@ -138,7 +139,10 @@ for run in "${conv_runs[@]}"; do
   conv "${a[@]}"
 done
 bench "${forced[@]}"
-bench "${half[@]}"
+for run in "${half_runs[@]}"; do
+  IFS=: read -r -a a <<< "$run"
+  bench "${a[@]}"
+done
 
 # Conv kernels: per shape, the fastest f32 algorithm of each op against Auto's pick.
 python3 - "$OUT/conv.jsonl" <<'PY' 2>&1 | tee -a "$OUT/summary.txt"

@@ -11,6 +11,12 @@
 // WGSL leaves the rounding of f32 → f16 conversions to the implementation; this way the GPU
 // rounds exactly as the CPU reference (limpq_trainer::kernels::gemm_f16::f32_to_f16_bits).
 // One invocation per output word; dispatch: grid over ceil(batch·rows_p·cols_p/2 / 64).
+//
+// CODES (a pipeline override, off by default): pack the integer codes of an LSQ-quantized
+// operand instead of its values: f16(round(src / s)), s = clamp(steps[p.step], STEP_MIN,
+// STEP_MAX) — src being a fake-quantized tensor q·s (lsq_forward.wgsl), src / s is within an
+// f32 ulp of the integer q, so this recovers q exactly, and f16 holds integers up to 2048
+// exactly (the f16 conv of quantized layers, kernels::conv_f16).
 
 struct Params {
     rows: u32,
@@ -22,11 +28,22 @@ struct Params {
     // Elements between consecutive matrices of the batch, in src (f32) and dst (f16).
     src_stride: u32,
     dst_stride: u32,
+    // CODES: the entry of `steps` that scales src.
+    step: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+// Read only with CODES (otherwise any buffer is bound here).
+@group(0) @binding(3) var<storage, read> steps: array<f32>;
+
+override CODES: bool = false;
+override STEP_MIN: f32 = 1e-5;
+override STEP_MAX: f32 = 1.0;
 
 // f32 → f16 bits, round to nearest even.
 fn f16_bits(x: f32) -> u32 {
@@ -65,10 +82,16 @@ fn load(b: u32, r: u32, c: u32) -> f32 {
     if r >= p.rows || c >= p.cols {
         return 0.0;
     }
+    var v: f32;
     if (p.flags & 1u) != 0u {
-        return src[b * p.src_stride + c * p.rows + r];
+        v = src[b * p.src_stride + c * p.rows + r];
+    } else {
+        v = src[b * p.src_stride + r * p.cols + c];
     }
-    return src[b * p.src_stride + r * p.cols + c];
+    if CODES {
+        v = round(v / clamp(steps[p.step], STEP_MIN, STEP_MAX));
+    }
+    return v;
 }
 
 @compute @workgroup_size(64, 1, 1)

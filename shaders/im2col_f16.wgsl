@@ -8,6 +8,13 @@
 // Rounding as f16_pack.wgsl (round to nearest even in integer arithmetic, subnormals kept),
 // written as raw bits two per u32 word (pixels p, p+1 in the low, high half).
 // One invocation per word; dispatch: grid over ceil(n·K_p·HW_p/2 / 64).
+//
+// QUANT_X (a pipeline override, off by default): gather the LSQ integer codes of x instead of
+// x — round(clamp(x / s, Qn, Qp)), the quantizer of lsq_forward.wgsl without the final · s
+// (s = clamp(steps[q_step], STEP_MIN, STEP_MAX); q_bits bits, q_flags bit 0: signed, Qn =
+// -2^(b-1), Qp = 2^(b-1) - 1, else Qn = 0, Qp = 2^b - 1). Integers up to 2048 are exact in
+// f16, so with codes on both operands the f16 GEMM is exact up to f32 summation; the
+// product is scaled by s_x · s_w afterwards (scale_steps.wgsl).
 
 struct Params {
     n: u32,
@@ -23,14 +30,20 @@ struct Params {
     k: u32,
     kp: u32,
     hwp: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    q_step: u32,
+    q_bits: u32,
+    q_flags: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> col: array<u32>;
+// Read only with QUANT_X (otherwise any buffer is bound here).
+@group(0) @binding(3) var<storage, read> steps: array<f32>;
+
+override QUANT_X: bool = false;
+override STEP_MIN: f32 = 1e-5;
+override STEP_MAX: f32 = 1.0;
 
 // f32 → f16 bits, round to nearest even (the same function as in f16_pack.wgsl).
 fn f16_bits(v: f32) -> u32 {
@@ -80,7 +93,19 @@ fn gather(b: u32, kk: u32, pix: u32) -> f32 {
     if iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w) {
         return 0.0;
     }
-    return x[((b * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+    let v = x[((b * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+    if QUANT_X {
+        let s = clamp(steps[p.q_step], STEP_MIN, STEP_MAX);
+        let bits = p.q_bits;
+        var qn = 0.0;
+        var qp = f32((1u << bits) - 1u);
+        if (p.q_flags & 1u) != 0u {
+            qn = -f32(1u << (bits - 1u));
+            qp = f32((1u << (bits - 1u)) - 1u);
+        }
+        return round(clamp(v / s, qn, qp));
+    }
+    return v;
 }
 
 @compute @workgroup_size(64, 1, 1)

@@ -303,3 +303,140 @@ fn quant_conv_rejects_bad_quantizers() {
         "{e}"
     );
 }
+
+/// The f16 conv of a quantized layer (`Conv2dForwardHalf::quantized`, what the engine runs
+/// under `LIMPQ_CONV_ALGO=f16gemm`): the LSQ codes of the input (quantized on load) and of
+/// the fake-quantized weight in f16, the product scaled by both steps. Codes are exact in
+/// f16, so it must match the CPU conv of the CPU-quantized operands to f32 summation
+/// tolerance — the same tolerance as the f32 kernels, no f16 allowance — and the fused f32
+/// conv the engine runs otherwise. Skips without SHADER_F16 (with the reason).
+#[test]
+fn quant_conv_f16_codes_are_exact() {
+    use limpq_trainer::kernels::conv_f16::Conv2dForwardHalf;
+    use limpq_trainer::kernels::gemm_f16::HalfKind;
+    let Some(gpu) = gpu_or_skip("f16 code conv") else {
+        return;
+    };
+    if !HalfKind::F16.available(gpu) {
+        return eprintln!("SKIP f16 code conv: {}", HalfKind::F16.missing(gpu));
+    }
+    let cases = [
+        // shape, (act bits, act signed, act step), (weight bits, weight step)
+        (
+            shape(2, 3, 9, 7, 5, 3, 1, 1, 1),
+            (2, false, 0.3f32),
+            (2, 0.4f32),
+        ),
+        (
+            shape(1, 16, 8, 8, 24, 3, 2, 1, 1),
+            (4, false, 0.08),
+            (3, 0.2),
+        ),
+        (
+            shape(2, 5, 6, 6, 70, 1, 1, 0, 1),
+            (8, true, 0.01),
+            (8, 0.004),
+        ),
+        (shape(3, 8, 5, 4, 9, 3, 1, 1, 1), (6, false, 2.0), (5, 1e-7)),
+    ];
+    for (i, (s, (ab, asg, a_step), (wb, w_step))) in cases.into_iter().enumerate() {
+        let (qn, qp) = reference::lsq_range(ab, asg);
+        let mut rng = SeededRng::new(0xC0DE + i as u64);
+        let a_eff = a_step.clamp(1e-5, 1.0);
+        let span = (qp + 2.0) * a_eff;
+        let lo = if asg { -span } else { -0.2 * span };
+        let x = rng.vec_uniform(s.input_len(), lo, span);
+        let w = rng.vec_uniform(s.weight_len(), -1.0, 1.0);
+        let xq = reference::lsq_quantize_forward(&x, a_eff, ab, asg);
+        let wq = reference::lsq_quantize_forward(&w, w_step.clamp(1e-5, 1.0), wb, true);
+        let want = reference::conv2d_forward(&s, &xq, &wq, None);
+
+        let a_steps = up(gpu, &[0.25, a_step, 0.5], "act steps");
+        let w_steps = up(gpu, &[0.3, 0.7, w_step], "weight steps");
+        let qx = QuantX {
+            steps: &a_steps,
+            config: LsqConfig {
+                index: 1,
+                bits: ab,
+                signed: asg,
+            },
+        };
+        let qw = QuantX {
+            steps: &w_steps,
+            config: LsqConfig {
+                index: 2,
+                bits: wb,
+                signed: true,
+            },
+        };
+        let (tx, tw) = (up(gpu, &x, "x"), up(gpu, &w, "w"));
+        let twq = nan(gpu, s.weight_len(), "wq");
+        let (ty, ty32) = (
+            nan(gpu, s.output_len(), "y f16"),
+            nan(gpu, s.output_len(), "y f32"),
+        );
+        let lsq_w = LsqQuantize::new(gpu, &tw, &twq, &w_steps, qw.config).unwrap();
+        let half =
+            Conv2dForwardHalf::quantized(gpu, &s, &tx, &twq, &ty, HalfKind::F16, &qx, &qw).unwrap();
+        let f32_conv = Conv2dForward::with_input_quant(
+            gpu,
+            &s,
+            &tx,
+            &twq,
+            None,
+            &ty32,
+            ConvAlgo::Direct,
+            Some(qx),
+        )
+        .unwrap();
+        let mut rec = Recorder::new(gpu);
+        lsq_w.record(&mut rec);
+        half.record(&mut rec);
+        f32_conv.record(&mut rec);
+        let (r, r32) = (rec.read(&ty), rec.read(&ty32));
+        let out = rec.submit().unwrap();
+        let tag = format!("case {i} {s:?} a{ab} w{wb}");
+        let mag = (qn.abs().max(qp) * a_eff).max(1.0);
+        let t = Tol::sum_of(s.c_in * s.kh * s.kw + 1);
+        let tol = Tol {
+            abs: t.abs * mag,
+            rel: t.rel,
+        };
+        assert_close(&format!("f16 codes vs CPU, {tag}"), out.f32(r), &want, tol);
+        assert_close(
+            &format!("f16 codes vs fused f32, {tag}"),
+            out.f32(r),
+            out.f32(r32),
+            tol,
+        );
+    }
+    // Codes wider than f16 holds exactly are refused, not rounded.
+    let s = shape(1, 2, 4, 4, 3, 3, 1, 1, 1);
+    let (tx, tw, ty) = (
+        nan(gpu, s.input_len(), "x"),
+        nan(gpu, s.weight_len(), "w"),
+        nan(gpu, s.output_len(), "y"),
+    );
+    let steps = up(gpu, &[0.1], "steps");
+    let wide = QuantX {
+        steps: &steps,
+        config: LsqConfig {
+            index: 0,
+            bits: 12,
+            signed: false,
+        },
+    };
+    let qw = QuantX {
+        steps: &steps,
+        config: LsqConfig {
+            index: 0,
+            bits: 4,
+            signed: true,
+        },
+    };
+    let r = Conv2dForwardHalf::quantized(gpu, &s, &tx, &tw, &ty, HalfKind::F16, &wide, &qw);
+    assert!(
+        matches!(r, Err(limpq_trainer::gpu::GpuError::Unsupported(_))),
+        "{r:?}"
+    );
+}

@@ -391,11 +391,30 @@ fn opcodes(words: &[u32]) -> std::collections::HashMap<u32, usize> {
 
 /// Parse, validate with `caps`, and write SPIR-V with both of wgpu's bounds-check styles.
 fn spirv(name: &str, src: &str, caps: naga::valid::Capabilities) -> Vec<u32> {
+    spirv_with(name, src, caps, &[])
+}
+
+/// As [`spirv`], with pipeline-overridable constants set (the others keep their defaults),
+/// as wgpu does when it builds a pipeline.
+fn spirv_with(
+    name: &str,
+    src: &str,
+    caps: naga::valid::Capabilities,
+    constants: &[(&str, f64)],
+) -> Vec<u32> {
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+    let mut values = naga::back::PipelineConstants::default();
+    for (k, v) in constants {
+        values.insert((*k).to_string(), *v);
+    }
+    let (module, info) =
+        naga::back::pipeline_constants::process_overrides(&module, &info, None, &values)
+            .unwrap_or_else(|e| panic!("{name} {constants:?}: overrides: {e}"));
+    let (module, info) = (module.as_ref(), info.as_ref());
     let mut words = Vec::new();
     for policy in [
         naga::proc::BoundsCheckPolicy::Unchecked,
@@ -412,7 +431,7 @@ fn spirv(name: &str, src: &str, caps: naga::valid::Capabilities) -> Vec<u32> {
             },
             ..Default::default()
         };
-        words = naga::back::spv::write_vec(&module, &info, &options, None)
+        words = naga::back::spv::write_vec(module, info, &options, None)
             .unwrap_or_else(|e| panic!("{name} SPIR-V ({policy:?}): {e}"));
         assert_eq!(words[0], 0x0723_0203, "{name}: SPIR-V magic");
     }
@@ -488,4 +507,10 @@ fn coop_shader_validates_and_compiles_to_spirv() {
         Caps::default() | Caps::SHADER_FLOAT16,
     );
     spirv("f16_pack.wgsl", PACK_SOURCE, Caps::default());
+    spirv_with(
+        "f16_pack.wgsl",
+        PACK_SOURCE,
+        Caps::default(),
+        &[("CODES", 1.0)],
+    );
 }

@@ -350,11 +350,24 @@ impl<'g> Builder<'g> {
         };
         let l = &self.qb().layers[slot];
         let mut per = Vec::with_capacity(l.info.variants.len());
-        for (k, &(_, ab)) in l.info.variants.iter().enumerate() {
+        for (k, &(wb, ab)) in l.info.variants.iter().enumerate() {
             let q = QuantX {
                 steps: self.pv(l.a_steps),
                 config: lsq(k, ab, l.info.act_signed),
             };
+            // Under LIMPQ_CONV_ALGO=f16gemm: f16 operands holding the integer codes (exact).
+            if bias.is_none() {
+                let qw = QuantX {
+                    steps: self.pv(l.w_steps),
+                    config: lsq(k, wb, true),
+                };
+                let (x, wq) = (self.t(io.input), self.t(io.weight));
+                let half = Conv2dForward::quantized_half(self.gpu, s, x, wq, self.t(y), &q, &qw);
+                if let Some(op) = at(&name, half)? {
+                    per.push(vec![Step::op(op)]);
+                    continue;
+                }
+            }
             let op = Conv2dForward::with_input_quant(
                 self.gpu,
                 s,

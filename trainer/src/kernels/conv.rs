@@ -596,6 +596,41 @@ pub struct Conv2dForward {
 }
 
 impl Conv2dForward {
+    /// The forward conv of a quantized layer (no bias) under the whole-network f16 override
+    /// (`LIMPQ_CONV_ALGO=f16gemm`): f16 operands holding the LSQ integer codes — exact, so
+    /// the result equals [`Conv2dForward::with_input_quant`]'s up to f32 summation
+    /// ([`super::conv_f16::Conv2dForwardHalf::quantized`]). `x` is the raw input quantized
+    /// by `qx` on load, `wq` the fake-quantized weight of quantizer `qw`. `Ok(None)` when the
+    /// override is off, the device has no f16 GEMM, or the shape or bit-widths do not suit
+    /// it: then build the f32 conv.
+    pub fn quantized_half(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        wq: &Tensor,
+        y: &Tensor,
+        qx: &QuantX,
+        qw: &QuantX,
+    ) -> Result<Option<Self>, GpuError> {
+        use super::conv_f16::Conv2dForwardHalf;
+        let kind = super::gemm_f16::HalfKind::best(gpu);
+        let Some(kind) = kind.filter(|_| gpu.conv_algo == ConvAlgo::F16Gemm) else {
+            return Ok(None);
+        };
+        let exact = Conv2dForwardHalf::codes_exact(qx) && Conv2dForwardHalf::codes_exact(qw);
+        if shape.groups != 1 || !exact {
+            return Ok(None);
+        }
+        let half = Conv2dForwardHalf::quantized(gpu, shape, x, wq, y, kind, qx, qw)?;
+        Ok(Some(Conv2dForward {
+            shape: *shape,
+            algo: ConvAlgo::F16Gemm,
+            quant: Some(qx.config),
+            built: None,
+            half: Some(half),
+        }))
+    }
+
     /// `x`: input, `w`: weight, `bias`: `c_out` values or `None`, `y`: output (overwritten).
     pub fn new(
         gpu: &Gpu,

@@ -4,12 +4,24 @@
 //! ([`super::conv::ConvAlgo::F16Gemm`]); the default algorithms stay f32.
 //!
 //! Per image b: `y[b] (c_out × HW) = W (c_out × K) · col[b] (K × HW)`, K = c_in·kh·kw,
-//! HW = h_out·w_out. Supports groups = 1, no bias, no fused input quantization; other
-//! configurations are [`GpuError::Unsupported`] (use an f32 algorithm).
+//! HW = h_out·w_out. Supports groups = 1, no bias; other configurations are
+//! [`GpuError::Unsupported`] (use an f32 algorithm).
 //! The im2col buffer is materialized: n · pad16(K) · pad16(HW) f16 values.
+//!
+//! Quantized layers ([`Conv2dForwardHalf::quantized`]): the operands are the LSQ integer
+//! codes — the input quantized on load by the im2col (`round(clamp(x/s_x, Qn, Qp))`), the
+//! fake-quantized weight `q·s_w` packed as `q` — and the product is scaled by `s_x · s_w`
+//! afterwards (`shaders/scale_steps.wgsl`). Codes of up to 11 bits unsigned / 12 bits
+//! signed are integers of magnitude ≤ 2048, exact in f16, so f16 operands cost no accuracy
+//! here: the result equals the f32 conv of the fake-quantized operands up to f32 summation.
 
+use super::conv::QuantX;
 use super::gemm_f16::{pad16, HalfKind, HalfProduct, PackF16};
-use super::{grid, pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Recorder, Tensor};
+use super::lsq::{STEP_MAX, STEP_MIN};
+use super::{
+    grid, pipeline, specialized_pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Recorder,
+    Specialization, Tensor,
+};
 use crate::gpu::{Gpu, GpuError};
 use crate::shapes::Conv2dShape;
 
@@ -17,8 +29,49 @@ static IM2COL: KernelSpec = KernelSpec {
     id: "im2col_f16",
     source: include_str!("../../../shaders/im2col_f16.wgsl"),
     entry: "main",
-    bindings: &[Binding::Uniform, Binding::ReadOnly, Binding::ReadWrite],
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+        Binding::ReadOnly,
+    ],
 };
+const STEP_RANGE: [(&str, f64); 2] = [("STEP_MIN", STEP_MIN as f64), ("STEP_MAX", STEP_MAX as f64)];
+/// `im2col_f16.wgsl` gathering the input's LSQ codes.
+static IM2COL_CODES: Specialization = Specialization {
+    id: "im2col_f16+qx",
+    spec: &IM2COL,
+    constants: &[("QUANT_X", 1.0), STEP_RANGE[0], STEP_RANGE[1]],
+};
+static SCALE: KernelSpec = KernelSpec {
+    id: "scale_steps",
+    source: include_str!("../../../shaders/scale_steps.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+    ],
+};
+static SCALE_STEPS: Specialization = Specialization {
+    id: "scale_steps+range",
+    spec: &SCALE,
+    constants: &STEP_RANGE,
+};
+
+/// Must match `struct Params` in `shaders/scale_steps.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScaleParams {
+    len: u32,
+    ix: u32,
+    iw: u32,
+    _pad0: u32,
+}
+
+/// The largest code magnitude f16 holds exactly (2^11).
+const EXACT_F16_INT: u32 = 2048;
 
 /// Must match `struct Params` in `shaders/im2col_f16.wgsl`.
 #[repr(C)]
@@ -37,9 +90,9 @@ struct Im2colParams {
     k: u32,
     kp: u32,
     hwp: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    q_step: u32,
+    q_bits: u32,
+    q_flags: u32,
 }
 
 /// `y = conv2d(x, w)` with f16-rounded x and w, f32 accumulation. Build once, record often
@@ -51,7 +104,9 @@ pub struct Conv2dForwardHalf {
     pack_w: PackF16,
     im2col: Dispatch,
     product: HalfProduct,
-    _params: wgpu::Buffer,
+    /// Quantized layers: `y *= s_x · s_w` after the product.
+    scale: Option<Dispatch>,
+    _params: Vec<wgpu::Buffer>,
     _w16: Tensor,
     _col16: Tensor,
 }
@@ -65,8 +120,69 @@ impl Conv2dForwardHalf {
         y: &Tensor,
         kind: HalfKind,
     ) -> Result<Self, GpuError> {
+        Self::build(gpu, shape, x, w, y, kind, None)
+    }
+
+    /// `y = conv2d(Q_x(x), w_q)` of a quantized layer, exact in f16: `x` the raw input,
+    /// quantized on load by `qx`; `wq` the fake-quantized weight (`q·s`) whose quantizer is
+    /// `qw` (signed). Codes wider than f16 holds exactly (over 11 bits unsigned, 12 signed)
+    /// are [`GpuError::Unsupported`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn quantized(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        wq: &Tensor,
+        y: &Tensor,
+        kind: HalfKind,
+        qx: &QuantX,
+        qw: &QuantX,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, shape, x, wq, y, kind, Some((qx, qw)))
+    }
+
+    /// Whether codes of this quantizer are integers f16 holds exactly.
+    pub fn codes_exact(q: &QuantX) -> bool {
+        q.config
+            .range()
+            .is_ok_and(|(qn, qp)| qn.abs().max(qp) <= EXACT_F16_INT as f32)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        w: &Tensor,
+        y: &Tensor,
+        kind: HalfKind,
+        quant: Option<(&QuantX, &QuantX)>,
+    ) -> Result<Self, GpuError> {
         let s = shape;
         let op = format!("conv2d_forward_{}", kind.name());
+        if let Some((qx, qw)) = quant {
+            for (q, what) in [(qx, "input"), (qw, "weight")] {
+                if q.config.index >= q.steps.len() {
+                    return Err(GpuError::Shape(format!(
+                        "{op}: {what} step index {} outside a {}-element step tensor",
+                        q.config.index,
+                        q.steps.len()
+                    )));
+                }
+                if !Self::codes_exact(q) {
+                    return Err(GpuError::Unsupported(format!(
+                        "{op}: {what} quantizer at {} bits: its codes are not exact in f16; \
+                         use an f32 algorithm",
+                        q.config.bits
+                    )));
+                }
+            }
+            if !qw.config.signed {
+                return Err(GpuError::Shape(format!(
+                    "{op}: the weight quantizer must be signed"
+                )));
+            }
+        }
         if s.groups != 1 {
             return Err(GpuError::Unsupported(format!(
                 "{op}: groups = {} (only 1); use an f32 algorithm",
@@ -105,7 +221,18 @@ impl Conv2dForwardHalf {
         to_u32(s.n * kp * hwp, "im2col_f16 elements")?;
         let w16 = Tensor::zeros(gpu, PackF16::words(s.c_out, k, 1), "conv w16")?;
         let col16 = Tensor::zeros(gpu, PackF16::words(k, hw, s.n), "conv im2col f16")?;
-        let pack_w = PackF16::new(gpu, w, s.c_out, k, false, 1, &w16)?;
+        let pack_w = match quant {
+            Some((_, qw)) => PackF16::codes(gpu, w, s.c_out, k, qw.steps, qw.config.index, &w16)?,
+            None => PackF16::new(gpu, w, s.c_out, k, false, 1, &w16)?,
+        };
+        let (q_step, q_bits, q_flags) = match quant {
+            Some((qx, _)) => (
+                to_u32(qx.config.index, "input step index")?,
+                qx.config.bits,
+                u32::from(qx.config.signed),
+            ),
+            None => (0, 0, 0),
+        };
         let params = Im2colParams {
             n: to_u32(s.n, "n")?,
             c_in: to_u32(s.c_in, "c_in")?,
@@ -120,17 +247,43 @@ impl Conv2dForwardHalf {
             k: to_u32(k, "im2col rows")?,
             kp: to_u32(kp, "im2col padded rows")?,
             hwp: to_u32(hwp, "im2col padded columns")?,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
+            q_step,
+            q_bits,
+            q_flags,
         };
         let buf = uniform(gpu, &params, "im2col_f16 params");
         let words = PackF16::words(k, hw, s.n);
-        let im2col = pipeline(gpu, &IM2COL)?.dispatch(
+        let (im2col_pipe, steps) = match quant {
+            Some((qx, _)) => (specialized_pipeline(gpu, &IM2COL_CODES)?, &qx.steps.buffer),
+            // Unquantized, the steps binding is never read: bind x there.
+            None => (pipeline(gpu, &IM2COL)?, &x.buffer),
+        };
+        let im2col = im2col_pipe.dispatch(
             gpu,
-            &[&buf, &x.buffer, &col16.buffer],
+            &[&buf, &x.buffer, &col16.buffer, steps],
             grid(gpu, (words as u64).div_ceil(64))?,
         )?;
+        let mut params = vec![buf];
+        let scale = match quant {
+            Some((qx, qw)) => {
+                let len = s.output_len();
+                let sp = ScaleParams {
+                    len: to_u32(len, "scale_steps elements")?,
+                    ix: to_u32(qx.config.index, "input step index")?,
+                    iw: to_u32(qw.config.index, "weight step index")?,
+                    _pad0: 0,
+                };
+                let sbuf = uniform(gpu, &sp, "scale_steps params");
+                let d = specialized_pipeline(gpu, &SCALE_STEPS)?.dispatch(
+                    gpu,
+                    &[&sbuf, &qx.steps.buffer, &qw.steps.buffer, &y.buffer],
+                    grid(gpu, (len as u64).div_ceil(256))?,
+                )?;
+                params.push(sbuf);
+                Some(d)
+            }
+            None => None,
+        };
         let product = HalfProduct::new(
             gpu,
             kind,
@@ -148,7 +301,8 @@ impl Conv2dForwardHalf {
             pack_w,
             im2col,
             product,
-            _params: buf,
+            scale,
+            _params: params,
             _w16: w16,
             _col16: col16,
         })
@@ -158,5 +312,8 @@ impl Conv2dForwardHalf {
         self.pack_w.record(rec);
         rec.dispatch(&self.im2col);
         self.product.record(rec);
+        if let Some(d) = &self.scale {
+            rec.dispatch(d);
+        }
     }
 }

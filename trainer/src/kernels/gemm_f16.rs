@@ -17,14 +17,33 @@
 //! [`GpuError::Unsupported`].
 
 use super::gemm::GemmShape;
-use super::{grid, pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Recorder, Tensor};
+use super::lsq::{STEP_MAX, STEP_MIN};
+use super::{
+    grid, pipeline, specialized_pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Recorder,
+    Specialization, Tensor,
+};
 use crate::gpu::{Gpu, GpuError};
 
 static PACK: KernelSpec = KernelSpec {
     id: "f16_pack",
     source: include_str!("../../../shaders/f16_pack.wgsl"),
     entry: "main",
-    bindings: &[Binding::Uniform, Binding::ReadOnly, Binding::ReadWrite],
+    bindings: &[
+        Binding::Uniform,
+        Binding::ReadOnly,
+        Binding::ReadWrite,
+        Binding::ReadOnly,
+    ],
+};
+/// `f16_pack.wgsl` packing the integer codes `round(src / s)` of a fake-quantized operand.
+static PACK_CODES: Specialization = Specialization {
+    id: "f16_pack+codes",
+    spec: &PACK,
+    constants: &[
+        ("CODES", 1.0),
+        ("STEP_MIN", STEP_MIN as f64),
+        ("STEP_MAX", STEP_MAX as f64),
+    ],
 };
 
 static GEMM_F16: KernelSpec = KernelSpec {
@@ -253,6 +272,10 @@ struct PackParams {
     batch: u32,
     src_stride: u32,
     dst_stride: u32,
+    step: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 /// An f32 operand rounded to f16 into a zero-padded row-major matrix: build once, record
@@ -285,6 +308,41 @@ impl PackF16 {
         batch: usize,
         dst: &Tensor,
     ) -> Result<PackF16, GpuError> {
+        Self::build(gpu, src, rows, cols, trans, batch, dst, None)
+    }
+
+    /// One `rows×cols` matrix `src` that is fake-quantized with step `steps[index]`
+    /// (`q·s`, as `LsqQuantize` writes it), packed as its integer codes `q` (exact in f16
+    /// for |q| ≤ 2048).
+    pub fn codes(
+        gpu: &Gpu,
+        src: &Tensor,
+        rows: usize,
+        cols: usize,
+        steps: &Tensor,
+        index: usize,
+        dst: &Tensor,
+    ) -> Result<PackF16, GpuError> {
+        if index >= steps.len() {
+            return Err(GpuError::Shape(format!(
+                "f16_pack codes: step index {index} outside a {}-element step tensor",
+                steps.len()
+            )));
+        }
+        Self::build(gpu, src, rows, cols, false, 1, dst, Some((steps, index)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        gpu: &Gpu,
+        src: &Tensor,
+        rows: usize,
+        cols: usize,
+        trans: bool,
+        batch: usize,
+        dst: &Tensor,
+        codes: Option<(&Tensor, usize)>,
+    ) -> Result<PackF16, GpuError> {
         // Plain u32 writes: runs on any device, with or without SHADER_F16.
         let op = "f16_pack";
         let (rows_p, cols_p) = (pad16(rows), pad16(cols));
@@ -315,11 +373,20 @@ impl PackF16 {
             batch: to_u32(batch, "f16_pack batch")?,
             src_stride: to_u32(rows * cols, "f16_pack source stride")?,
             dst_stride: to_u32(rows_p * cols_p, "f16_pack destination stride")?,
+            step: to_u32(codes.map_or(0, |c| c.1), "f16_pack step index")?,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         };
         let buf = uniform(gpu, &params, "f16_pack params");
-        let p = pipeline(gpu, &PACK)?;
+        let p = match codes {
+            Some(_) => specialized_pipeline(gpu, &PACK_CODES)?,
+            None => pipeline(gpu, &PACK)?,
+        };
         let groups = grid(gpu, (words as u64).div_ceil(64))?;
-        let dispatch = p.dispatch(gpu, &[&buf, &src.buffer, &dst.buffer], groups)?;
+        // Without codes the steps binding is never read: bind the source there.
+        let steps = codes.map_or(&src.buffer, |c| &c.0.buffer);
+        let dispatch = p.dispatch(gpu, &[&buf, &src.buffer, &dst.buffer, steps], groups)?;
         Ok(PackF16 {
             rows,
             cols,
