@@ -517,6 +517,12 @@ fn run_writes_report_files_with_the_measured_numbers() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| w2a3 |"), "{md}");
     assert!(md.contains("2 seeds"), "{md}");
+    // The settings name the recipe, including the data's augmentation.
+    assert!(md.contains("finetune (every policy): 1 epoch,"), "{md}");
+    assert!(
+        md.contains("training augmentation: random crop with zero padding 2, horizontal flip"),
+        "{md}"
+    );
 }
 
 fn pr(bitops: u64, acc: f64) -> PolicyResult {

@@ -715,18 +715,32 @@ fn check_indicators(ind: &IndicatorSet, plan: &Plan, path: &Path) -> Result<(), 
     Ok(())
 }
 
+/// "1 epoch", "3 epochs".
+fn epochs(n: usize) -> String {
+    if n == 1 {
+        "1 epoch".into()
+    } else {
+        format!("{n} epochs")
+    }
+}
+
 fn settings(job: &Job) -> Vec<String> {
     let mut s = Vec::new();
     match &job.pretrain.init {
         Some(p) => s.push(format!("FP32 model loaded from {}", p.display())),
         None => s.push(format!(
-            "FP32 pretraining: {} epochs, batch {}, lr {} (cosine)",
-            job.pretrain.epochs, job.pretrain.batch, job.pretrain.lr
+            "FP32 pretraining: {}, batch {}, lr {} (cosine)",
+            epochs(job.pretrain.epochs),
+            job.pretrain.batch,
+            job.pretrain.lr
         )),
     }
     s.push(format!(
-        "joint indicator training: bits {:?}, {} epochs, batch {}, lr {}",
-        job.joint.bits, job.joint.epochs, job.joint.batch, job.joint.lr
+        "joint indicator training: bits {:?}, {}, batch {}, lr {}",
+        job.joint.bits,
+        epochs(job.joint.epochs),
+        job.joint.batch,
+        job.joint.lr
     ));
     s.push(format!(
         "search: exact solver, alpha {}, BitOps budgets {}",
@@ -738,8 +752,10 @@ fn settings(job: &Job) -> Vec<String> {
             .join(", ")
     ));
     s.push(format!(
-        "finetune (every policy): {} epochs, batch {}, lr {}",
-        job.finetune.epochs, job.finetune.batch, job.finetune.lr
+        "finetune (every policy): {}, batch {}, lr {}",
+        epochs(job.finetune.epochs),
+        job.finetune.batch,
+        job.finetune.lr
     ));
     s.push(format!(
         "{} random policies per budget and seed, BitOps in [{:.0}%, 100%] of the budget \
@@ -757,6 +773,18 @@ fn settings(job: &Job) -> Vec<String> {
             .test
             .map_or("all".to_string(), |n| format!("{n} images (fixed subset)"))
     ));
+    if let Ok(kind) = crate::data::DatasetKind::parse(&job.data.name) {
+        let a = kind.train_augment();
+        s.push(format!(
+            "training augmentation: random crop with zero padding {}, {}",
+            a.crop_pad,
+            if a.hflip {
+                "horizontal flip"
+            } else {
+                "no flip"
+            }
+        ));
+    }
     s
 }
 
