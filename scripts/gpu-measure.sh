@@ -134,15 +134,17 @@ else
   summary "skip    peer: python3 has no torch here"
 fi
 
+# The f16 steps first (the tensor-core joint step is the one most likely to beat the peer),
+# then the per-shape conv tables and the forced-direct step.
+for run in "${half_runs[@]}"; do
+  IFS=: read -r -a a <<< "$run"
+  bench "${a[@]}"
+done
 for run in "${conv_runs[@]}"; do
   IFS=: read -r -a a <<< "$run"
   conv "${a[@]}"
 done
 bench "${forced[@]}"
-for run in "${half_runs[@]}"; do
-  IFS=: read -r -a a <<< "$run"
-  bench "${a[@]}"
-done
 
 # Conv kernels: per shape, the fastest f32 algorithm of each op against Auto's pick.
 python3 - "$OUT/conv.jsonl" <<'PY' 2>&1 | tee -a "$OUT/summary.txt"
