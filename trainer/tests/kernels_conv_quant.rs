@@ -339,6 +339,13 @@ fn quant_conv_f16_codes_are_exact() {
         ),
         (shape(3, 8, 5, 4, 9, 3, 1, 1, 1), (6, false, 2.0), (5, 1e-7)),
     ];
+    // Odd cases gather into one scratch sized for the largest (as the engine shares one).
+    let scratch_len = cases
+        .iter()
+        .map(|c| Conv2dForwardHalf::scratch_len(&c.0))
+        .max()
+        .unwrap();
+    let scratch = nan(gpu, scratch_len, "shared im2col");
     for (i, (s, (ab, asg, a_step), (wb, w_step))) in cases.into_iter().enumerate() {
         let (qn, qp) = reference::lsq_range(ab, asg);
         let mut rng = SeededRng::new(0xC0DE + i as u64);
@@ -376,8 +383,10 @@ fn quant_conv_f16_codes_are_exact() {
             nan(gpu, s.output_len(), "y f32"),
         );
         let lsq_w = LsqQuantize::new(gpu, &tw, &twq, &w_steps, qw.config).unwrap();
+        let shared = (i % 2 == 1).then_some(&scratch);
         let half =
-            Conv2dForwardHalf::quantized(gpu, &s, &tx, &twq, &ty, HalfKind::F16, &qx, &qw).unwrap();
+            Conv2dForwardHalf::quantized(gpu, &s, &tx, &twq, &ty, HalfKind::F16, &qx, &qw, shared)
+                .unwrap();
         let f32_conv = Conv2dForward::with_input_quant(
             gpu,
             &s,
@@ -434,9 +443,34 @@ fn quant_conv_f16_codes_are_exact() {
             signed: true,
         },
     };
-    let r = Conv2dForwardHalf::quantized(gpu, &s, &tx, &tw, &ty, HalfKind::F16, &wide, &qw);
+    let r = Conv2dForwardHalf::quantized(gpu, &s, &tx, &tw, &ty, HalfKind::F16, &wide, &qw, None);
     assert!(
         matches!(r, Err(limpq_trainer::gpu::GpuError::Unsupported(_))),
+        "{r:?}"
+    );
+    // A scratch too small for the im2col is refused.
+    let small = nan(gpu, Conv2dForwardHalf::scratch_len(&s) - 1, "small scratch");
+    let qx = QuantX {
+        steps: &steps,
+        config: LsqConfig {
+            index: 0,
+            bits: 4,
+            signed: false,
+        },
+    };
+    let r = Conv2dForwardHalf::quantized(
+        gpu,
+        &s,
+        &tx,
+        &tw,
+        &ty,
+        HalfKind::F16,
+        &qx,
+        &qw,
+        Some(&small),
+    );
+    assert!(
+        matches!(&r, Err(limpq_trainer::gpu::GpuError::Shape(m)) if m.contains("scratch")),
         "{r:?}"
     );
 }

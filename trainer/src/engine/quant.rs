@@ -36,6 +36,7 @@ use crate::gpu::{Gpu, GpuError};
 use crate::kernels::conv::{
     Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo, QuantX,
 };
+use crate::kernels::conv_f16::Conv2dForwardHalf;
 use crate::kernels::elementwise::Axpy;
 use crate::kernels::gemm::{Gemm, GemmShape};
 use crate::kernels::lsq::{LsqBackward, LsqConfig, LsqQuantize};
@@ -156,6 +157,9 @@ pub(super) struct QuantBuild {
     layers: Vec<QLayer>,
     /// Backward scratch tensors by (length, role).
     pool: Vec<(usize, u8, usize)>,
+    /// The im2col buffer every f16 quantized conv shares (`LIMPQ_CONV_ALGO=f16gemm`),
+    /// sized for the largest conv; made on first use.
+    col16: Option<usize>,
 }
 
 impl QuantBuild {
@@ -324,6 +328,29 @@ impl<'g> Builder<'g> {
         })
     }
 
+    /// The shared im2col buffer of the f16 quantized convs, made on first use with the
+    /// length the largest conv of the model needs; `None` unless the device runs convs in
+    /// f16 (`LIMPQ_CONV_ALGO=f16gemm` with `SHADER_F16`).
+    fn col16_scratch(&mut self) -> Result<Option<usize>, GpuError> {
+        let f16 = self.gpu.conv_algo == ConvAlgo::F16Gemm
+            && crate::kernels::gemm_f16::HalfKind::best(self.gpu).is_some();
+        if !f16 {
+            return Ok(None);
+        }
+        if let Some(c) = self.qb().col16 {
+            return Ok(Some(c));
+        }
+        let len = (0..self.model.nodes.len())
+            .filter_map(|i| self.conv_shape(i))
+            .map(|s| Conv2dForwardHalf::scratch_len(&s))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let c = self.zeros(len, "f16 conv im2col (shared)")?;
+        self.qb_mut().col16 = Some(c);
+        Ok(Some(c))
+    }
+
     /// The forward step of conv node `i` reading `io` (from [`Builder::quant_io`]): in a
     /// quantized network one conv per variant of its layer, each quantizing the input on
     /// load at that variant's activation bits ([`Step::Pick`]); else the plain conv.
@@ -336,6 +363,11 @@ impl<'g> Builder<'g> {
         y: usize,
     ) -> Result<Step, GpuError> {
         let name = self.model.nodes[i].name.clone();
+        // Made before the borrows below (the f16 convs of quantized layers share it).
+        let scratch = match self.slot_of(i) {
+            Some(_) if bias.is_none() => self.col16_scratch()?,
+            _ => None,
+        };
         let bias = bias.map(|b| self.pv(b));
         let Some(slot) = self.slot_of(i) else {
             let op = Conv2dForward::new(
@@ -356,13 +388,15 @@ impl<'g> Builder<'g> {
                 config: lsq(k, ab, l.info.act_signed),
             };
             // Under LIMPQ_CONV_ALGO=f16gemm: f16 operands holding the integer codes (exact).
-            if bias.is_none() {
+            if scratch.is_some() {
                 let qw = QuantX {
                     steps: self.pv(l.w_steps),
                     config: lsq(k, wb, true),
                 };
                 let (x, wq) = (self.t(io.input), self.t(io.weight));
-                let half = Conv2dForward::quantized_half(self.gpu, s, x, wq, self.t(y), &q, &qw);
+                let scratch = scratch.map(|c| self.t(c));
+                let half =
+                    Conv2dForward::quantized_half(self.gpu, s, x, wq, self.t(y), &q, &qw, scratch);
                 if let Some(op) = at(&name, half)? {
                     per.push(vec![Step::op(op)]);
                     continue;
@@ -697,6 +731,7 @@ impl<'g> Network<'g> {
             spec: spec.clone(),
             layers: Vec::new(),
             pool: Vec::new(),
+            col16: None,
         };
         Self::build(gpu, model, cfg, Some(qb))
     }

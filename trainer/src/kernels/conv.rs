@@ -602,7 +602,9 @@ impl Conv2dForward {
     /// ([`super::conv_f16::Conv2dForwardHalf::quantized`]). `x` is the raw input quantized
     /// by `qx` on load, `wq` the fake-quantized weight of quantizer `qw`. `Ok(None)` when the
     /// override is off, the device has no f16 GEMM, or the shape or bit-widths do not suit
-    /// it: then build the f32 conv.
+    /// it: then build the f32 conv. `scratch`: a shared im2col buffer of at least
+    /// `Conv2dForwardHalf::scratch_len(shape)` words, or `None` for one of its own.
+    #[allow(clippy::too_many_arguments)]
     pub fn quantized_half(
         gpu: &Gpu,
         shape: &Conv2dShape,
@@ -611,6 +613,7 @@ impl Conv2dForward {
         y: &Tensor,
         qx: &QuantX,
         qw: &QuantX,
+        scratch: Option<&Tensor>,
     ) -> Result<Option<Self>, GpuError> {
         use super::conv_f16::Conv2dForwardHalf;
         let kind = super::gemm_f16::HalfKind::best(gpu);
@@ -621,7 +624,7 @@ impl Conv2dForward {
         if shape.groups != 1 || !exact {
             return Ok(None);
         }
-        let half = Conv2dForwardHalf::quantized(gpu, shape, x, wq, y, kind, qx, qw)?;
+        let half = Conv2dForwardHalf::quantized(gpu, shape, x, wq, y, kind, qx, qw, scratch)?;
         Ok(Some(Conv2dForward {
             shape: *shape,
             algo: ConvAlgo::F16Gemm,

@@ -108,7 +108,8 @@ pub struct Conv2dForwardHalf {
     scale: Option<Dispatch>,
     _params: Vec<wgpu::Buffer>,
     _w16: Tensor,
-    _col16: Tensor,
+    /// The im2col buffer, unless a shared scratch was given.
+    _col16: Option<Tensor>,
 }
 
 impl Conv2dForwardHalf {
@@ -120,13 +121,21 @@ impl Conv2dForwardHalf {
         y: &Tensor,
         kind: HalfKind,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, shape, x, w, y, kind, None)
+        Self::build(gpu, shape, x, w, y, kind, None, None)
+    }
+
+    /// 4-byte words of the im2col buffer of `shape` (at least this much for a `scratch`).
+    pub fn scratch_len(shape: &Conv2dShape) -> usize {
+        let s = shape;
+        PackF16::words(s.c_in * s.kh * s.kw, s.h_out() * s.w_out(), s.n)
     }
 
     /// `y = conv2d(Q_x(x), w_q)` of a quantized layer, exact in f16: `x` the raw input,
     /// quantized on load by `qx`; `wq` the fake-quantized weight (`q·s`) whose quantizer is
     /// `qw` (signed). Codes wider than f16 holds exactly (over 11 bits unsigned, 12 signed)
-    /// are [`GpuError::Unsupported`].
+    /// are [`GpuError::Unsupported`]. With `scratch` (at least [`Self::scratch_len`] words)
+    /// the im2col goes there instead of a buffer of its own: ops recorded one after another
+    /// can share one, as each is done with it before the next starts.
     #[allow(clippy::too_many_arguments)]
     pub fn quantized(
         gpu: &Gpu,
@@ -137,8 +146,9 @@ impl Conv2dForwardHalf {
         kind: HalfKind,
         qx: &QuantX,
         qw: &QuantX,
+        scratch: Option<&Tensor>,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, shape, x, wq, y, kind, Some((qx, qw)))
+        Self::build(gpu, shape, x, wq, y, kind, Some((qx, qw)), scratch)
     }
 
     /// Whether codes of this quantizer are integers f16 holds exactly.
@@ -157,6 +167,7 @@ impl Conv2dForwardHalf {
         y: &Tensor,
         kind: HalfKind,
         quant: Option<(&QuantX, &QuantX)>,
+        scratch: Option<&Tensor>,
     ) -> Result<Self, GpuError> {
         let s = shape;
         let op = format!("conv2d_forward_{}", kind.name());
@@ -220,7 +231,19 @@ impl Conv2dForwardHalf {
         let (kp, hwp) = (pad16(k), pad16(hw));
         to_u32(s.n * kp * hwp, "im2col_f16 elements")?;
         let w16 = Tensor::zeros(gpu, PackF16::words(s.c_out, k, 1), "conv w16")?;
-        let col16 = Tensor::zeros(gpu, PackF16::words(k, hw, s.n), "conv im2col f16")?;
+        let words = PackF16::words(k, hw, s.n);
+        let mut own = None;
+        let col16: &Tensor = match scratch {
+            Some(t) if t.len() < words => {
+                return Err(GpuError::Shape(format!(
+                    "{op}: scratch {} has {} words, the im2col needs {words}",
+                    t.label(),
+                    t.len()
+                )))
+            }
+            Some(t) => t,
+            None => own.insert(Tensor::zeros(gpu, words, "conv im2col f16")?),
+        };
         let pack_w = match quant {
             Some((_, qw)) => PackF16::codes(gpu, w, s.c_out, k, qw.steps, qw.config.index, &w16)?,
             None => PackF16::new(gpu, w, s.c_out, k, false, 1, &w16)?,
@@ -252,7 +275,6 @@ impl Conv2dForwardHalf {
             q_flags,
         };
         let buf = uniform(gpu, &params, "im2col_f16 params");
-        let words = PackF16::words(k, hw, s.n);
         let (im2col_pipe, steps) = match quant {
             Some((qx, _)) => (specialized_pipeline(gpu, &IM2COL_CODES)?, &qx.steps.buffer),
             // Unquantized, the steps binding is never read: bind x there.
@@ -292,7 +314,7 @@ impl Conv2dForwardHalf {
             s.n,
             true,
             &w16,
-            &col16,
+            col16,
             y,
         )?;
         Ok(Conv2dForwardHalf {
@@ -304,7 +326,7 @@ impl Conv2dForwardHalf {
             scale,
             _params: params,
             _w16: w16,
-            _col16: col16,
+            _col16: own,
         })
     }
 
