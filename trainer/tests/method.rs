@@ -677,3 +677,49 @@ fn f16_code_convs_leave_a_quantized_network_unchanged() {
         );
     }
 }
+
+/// The full-precision network under `LIMPQ_CONV_ALGO=f16gemm`: its convs round their
+/// operands to f16 (≈ 3·10⁻⁴ relative per operand, docs/PERFORMANCE.md), all sharing one
+/// im2col buffer. small_cnn's training loss and logits stay within what that rounding
+/// allows of the f32 network's (1e-3 relative: ~3× the operand rounding, far below what
+/// a wrong or missing term would move), and the f16 convs are in the step.
+#[test]
+fn f16_convs_of_a_full_precision_network_round_only() {
+    use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
+    use limpq_trainer::kernels::conv::ConvAlgo;
+    let Some(gpu) = gpu_or_skip("f16 fp convs") else {
+        return;
+    };
+    let gpu16 = match Gpu::new(&GpuOptions::default().with_conv_algo(ConvAlgo::F16Gemm)) {
+        Ok(g) => g,
+        Err(GpuError::InvalidOption(m)) => return eprintln!("SKIP f16 fp convs: {m}"),
+        Err(e) => panic!("f16 override device: {e}"),
+    };
+    let model = limpq_trainer::model::small_cnn();
+    let n = 4;
+    let cfg = NetworkConfig {
+        batch: n,
+        seed: 5,
+        ..NetworkConfig::default()
+    };
+    let mut rng = SeededRng::new(31);
+    let x = rng.vec_uniform(n * 28 * 28, -0.8, 2.5);
+    let y = vec![1u32, 4, 6, 8];
+    let mut nets = [gpu, &gpu16].map(|g| Network::new(g, &model, cfg).unwrap());
+    let loss = nets
+        .each_mut()
+        .map(|net| net.forward_backward(&x, &y).unwrap().loss);
+    assert!(
+        (loss[0] - loss[1]).abs() <= 1e-3 * loss[0].abs(),
+        "loss: f32 {} vs f16 operands {}",
+        loss[0],
+        loss[1]
+    );
+    let logits = nets.each_mut().map(|net| net.eval_logits(&x).unwrap());
+    close("eval logits", &logits[1], &logits[0], 1e-4, 1e-3);
+    let (d32, d16) = (nets[0].train_dispatches(), nets[1].train_dispatches());
+    assert!(
+        d16 > d32,
+        "f16 convs not in the step: {d16} vs {d32} dispatches"
+    );
+}

@@ -287,6 +287,9 @@ struct Builder<'g> {
     pool_argmax: Vec<Option<usize>>,
     /// Fake-quantization plan and build state (`None`: full precision).
     quant: Option<quant::QuantBuild>,
+    /// The im2col buffer every f16 conv shares (`LIMPQ_CONV_ALGO=f16gemm`), sized for the
+    /// largest conv; made on first use.
+    col16: Option<usize>,
 }
 
 impl<'g> Builder<'g> {
@@ -826,6 +829,7 @@ impl<'g> Network<'g> {
             bn_saved: vec![None; count],
             pool_argmax: vec![None; count],
             quant,
+            col16: None,
         };
         b.x = b.zeros(n * c * h * w, "input")?;
         let labels = b.tensor(Tensor::zeros(gpu, n, "labels"))?;

@@ -157,9 +157,6 @@ pub(super) struct QuantBuild {
     layers: Vec<QLayer>,
     /// Backward scratch tensors by (length, role).
     pool: Vec<(usize, u8, usize)>,
-    /// The im2col buffer every f16 quantized conv shares (`LIMPQ_CONV_ALGO=f16gemm`),
-    /// sized for the largest conv; made on first use.
-    col16: Option<usize>,
 }
 
 impl QuantBuild {
@@ -328,16 +325,16 @@ impl<'g> Builder<'g> {
         })
     }
 
-    /// The shared im2col buffer of the f16 quantized convs, made on first use with the
-    /// length the largest conv of the model needs; `None` unless the device runs convs in
-    /// f16 (`LIMPQ_CONV_ALGO=f16gemm` with `SHADER_F16`).
+    /// The shared im2col buffer of the f16 convs, made on first use with the length the
+    /// largest conv of the model needs; `None` unless the device runs convs in f16
+    /// (`LIMPQ_CONV_ALGO=f16gemm` with `SHADER_F16`).
     fn col16_scratch(&mut self) -> Result<Option<usize>, GpuError> {
         let f16 = self.gpu.conv_algo == ConvAlgo::F16Gemm
             && crate::kernels::gemm_f16::HalfKind::best(self.gpu).is_some();
         if !f16 {
             return Ok(None);
         }
-        if let Some(c) = self.qb().col16 {
+        if let Some(c) = self.col16 {
             return Ok(Some(c));
         }
         let len = (0..self.model.nodes.len())
@@ -347,7 +344,7 @@ impl<'g> Builder<'g> {
             .unwrap_or(0)
             .max(1);
         let c = self.zeros(len, "f16 conv im2col (shared)")?;
-        self.qb_mut().col16 = Some(c);
+        self.col16 = Some(c);
         Ok(Some(c))
     }
 
@@ -363,21 +360,22 @@ impl<'g> Builder<'g> {
         y: usize,
     ) -> Result<Step, GpuError> {
         let name = self.model.nodes[i].name.clone();
-        // Made before the borrows below (the f16 convs of quantized layers share it).
-        let scratch = match self.slot_of(i) {
-            Some(_) if bias.is_none() => self.col16_scratch()?,
-            _ => None,
+        // Made before the borrows below (every f16 conv shares it).
+        let scratch = match bias {
+            None => self.col16_scratch()?,
+            Some(_) => None,
         };
         let bias = bias.map(|b| self.pv(b));
         let Some(slot) = self.slot_of(i) else {
-            let op = Conv2dForward::new(
-                self.gpu,
-                s,
-                self.t(io.input),
-                self.t(io.weight),
-                bias,
-                self.t(y),
-            );
+            let (x, w) = (self.t(io.input), self.t(io.weight));
+            if let Some(c) = scratch {
+                let half =
+                    Conv2dForward::f16_override(self.gpu, s, x, w, self.t(y), None, self.t(c));
+                if let Some(op) = at(&name, half)? {
+                    return Ok(Step::op(op));
+                }
+            }
+            let op = Conv2dForward::new(self.gpu, s, x, w, bias, self.t(y));
             return Ok(Step::op(at(&name, op)?));
         };
         let l = &self.qb().layers[slot];
@@ -388,15 +386,15 @@ impl<'g> Builder<'g> {
                 config: lsq(k, ab, l.info.act_signed),
             };
             // Under LIMPQ_CONV_ALGO=f16gemm: f16 operands holding the integer codes (exact).
-            if scratch.is_some() {
+            if let Some(c) = scratch {
                 let qw = QuantX {
                     steps: self.pv(l.w_steps),
                     config: lsq(k, wb, true),
                 };
                 let (x, wq) = (self.t(io.input), self.t(io.weight));
-                let scratch = scratch.map(|c| self.t(c));
+                let codes = Some((&q, &qw));
                 let half =
-                    Conv2dForward::quantized_half(self.gpu, s, x, wq, self.t(y), &q, &qw, scratch);
+                    Conv2dForward::f16_override(self.gpu, s, x, wq, self.t(y), codes, self.t(c));
                 if let Some(op) = at(&name, half)? {
                     per.push(vec![Step::op(op)]);
                     continue;
@@ -731,7 +729,6 @@ impl<'g> Network<'g> {
             spec: spec.clone(),
             layers: Vec::new(),
             pool: Vec::new(),
-            col16: None,
         };
         Self::build(gpu, model, cfg, Some(qb))
     }

@@ -596,39 +596,41 @@ pub struct Conv2dForward {
 }
 
 impl Conv2dForward {
-    /// The forward conv of a quantized layer (no bias) under the whole-network f16 override
-    /// (`LIMPQ_CONV_ALGO=f16gemm`): f16 operands holding the LSQ integer codes — exact, so
-    /// the result equals [`Conv2dForward::with_input_quant`]'s up to f32 summation
-    /// ([`super::conv_f16::Conv2dForwardHalf::quantized`]). `x` is the raw input quantized
-    /// by `qx` on load, `wq` the fake-quantized weight of quantizer `qw`. `Ok(None)` when the
-    /// override is off, the device has no f16 GEMM, or the shape or bit-widths do not suit
-    /// it: then build the f32 conv. `scratch`: a shared im2col buffer of at least
-    /// `Conv2dForwardHalf::scratch_len(shape)` words, or `None` for one of its own.
-    #[allow(clippy::too_many_arguments)]
-    pub fn quantized_half(
+    /// A forward conv (no bias) under the whole-network f16 override
+    /// (`LIMPQ_CONV_ALGO=f16gemm`), its im2col in the shared `scratch` (at least
+    /// `Conv2dForwardHalf::scratch_len(shape)` words; ops recorded one after another can
+    /// share one). With `codes` — the input quantizer applied on load and the quantizer of
+    /// the fake-quantized weight `w` — a quantized layer's conv on f16 operands holding the
+    /// LSQ integer codes, exact: equal to [`Conv2dForward::with_input_quant`]'s result up to
+    /// f32 summation ([`super::conv_f16::Conv2dForwardHalf::quantized`]); without, `x` and
+    /// `w` rounded to f16. `Ok(None)` when the override is off, the device has no f16 GEMM,
+    /// or the shape or bit-widths do not suit it: then build the f32 conv.
+    pub fn f16_override(
         gpu: &Gpu,
         shape: &Conv2dShape,
         x: &Tensor,
-        wq: &Tensor,
+        w: &Tensor,
         y: &Tensor,
-        qx: &QuantX,
-        qw: &QuantX,
-        scratch: Option<&Tensor>,
+        codes: Option<(&QuantX, &QuantX)>,
+        scratch: &Tensor,
     ) -> Result<Option<Self>, GpuError> {
         use super::conv_f16::Conv2dForwardHalf;
         let kind = super::gemm_f16::HalfKind::best(gpu);
         let Some(kind) = kind.filter(|_| gpu.conv_algo == ConvAlgo::F16Gemm) else {
             return Ok(None);
         };
-        let exact = Conv2dForwardHalf::codes_exact(qx) && Conv2dForwardHalf::codes_exact(qw);
+        let exact = codes.is_none_or(|(qx, qw)| {
+            Conv2dForwardHalf::codes_exact(qx) && Conv2dForwardHalf::codes_exact(qw)
+        });
         if shape.groups != 1 || !exact {
             return Ok(None);
         }
-        let half = Conv2dForwardHalf::quantized(gpu, shape, x, wq, y, kind, qx, qw, scratch)?;
+        let half =
+            Conv2dForwardHalf::with_scratch(gpu, shape, x, w, y, kind, codes, Some(scratch))?;
         Ok(Some(Conv2dForward {
             shape: *shape,
             algo: ConvAlgo::F16Gemm,
-            quant: Some(qx.config),
+            quant: codes.map(|(qx, _)| qx.config),
             built: None,
             half: Some(half),
         }))

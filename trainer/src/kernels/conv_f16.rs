@@ -158,6 +158,22 @@ impl Conv2dForwardHalf {
             .is_ok_and(|(qn, qp)| qn.abs().max(qp) <= EXACT_F16_INT as f32)
     }
 
+    /// [`Self::new`] (`codes` `None`) or [`Self::quantized`] (`codes` the input and weight
+    /// quantizers), with the im2col in `scratch` when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_scratch(
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        w: &Tensor,
+        y: &Tensor,
+        kind: HalfKind,
+        codes: Option<(&QuantX, &QuantX)>,
+        scratch: Option<&Tensor>,
+    ) -> Result<Self, GpuError> {
+        Self::build(gpu, shape, x, w, y, kind, codes, scratch)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn build(
         gpu: &Gpu,
