@@ -257,6 +257,18 @@ fn bad_override_values_name_the_variable_and_flag() {
             e.contains("LIMPQ_CONV_ALGO") && e.contains("auto, direct, gemm, blocked, f16gemm"),
             "{e}"
         );
+        // The f16 override on a device without f16 shaders says so, in one sentence.
+        let out = limpq_env(
+            &["bench", "train", "--model", "small_cnn", "--batch", "1"],
+            &[("LIMPQ_CONV_ALGO", "f16gemm"), ("LIMPQ_NO_F16", "1")],
+        );
+        assert!(!out.status.success());
+        let e = text(&out.stderr);
+        assert!(
+            e.contains("override f16gemm (LIMPQ_CONV_ALGO): adapter")
+                && e.contains(" was not given SHADER_F16 (not offered, or LIMPQ_NO_F16 set)"),
+            "{e}"
+        );
     }
     let out = limpq(&[
         "bench",

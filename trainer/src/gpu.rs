@@ -472,7 +472,8 @@ impl Gpu {
         tracing::debug!(shader_f16, coop_f16, subgroup32, "optional device features");
         if conv_algo == ConvAlgo::F16Gemm && !shader_f16 {
             return Err(GpuError::InvalidOption(format!(
-                "conv algorithm override f16gemm ({CONV_ALGO_ENV}): adapter {} was not given                  SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
+                "conv algorithm override f16gemm ({CONV_ALGO_ENV}): adapter {} was not given \
+                 SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
                 summary.name
             )));
         }
