@@ -34,7 +34,8 @@ use super::{
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::gpu::{Gpu, GpuError};
 use crate::kernels::conv::{
-    Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo, QuantX,
+    f16_override_kind, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward,
+    ConvAlgo, QuantX,
 };
 use crate::kernels::conv_f16::Conv2dForwardHalf;
 use crate::kernels::elementwise::Axpy;
@@ -329,9 +330,7 @@ impl<'g> Builder<'g> {
     /// largest conv of the model needs; `None` unless the device runs convs in f16
     /// (`LIMPQ_CONV_ALGO=f16gemm` with `SHADER_F16`).
     fn col16_scratch(&mut self) -> Result<Option<usize>, GpuError> {
-        let f16 = self.gpu.conv_algo == ConvAlgo::F16Gemm
-            && crate::kernels::gemm_f16::HalfKind::best(self.gpu).is_some();
-        if !f16 {
+        if f16_override_kind(self.gpu).is_none() {
             return Ok(None);
         }
         if let Some(c) = self.col16 {

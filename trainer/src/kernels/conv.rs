@@ -197,18 +197,25 @@ pub struct QuantX<'a> {
 }
 
 impl QuantX<'_> {
-    /// `p` with the quantizer's step index, bits and sign (flag bit 1) filled in.
-    fn apply(&self, op: &str, p: ConvParams) -> Result<ConvParams, GpuError> {
+    /// Its bit-width is valid and its step index inside the step tensor; `what` names the
+    /// quantized operand ("input", "weight") in the error.
+    pub(super) fn check(&self, op: &str, what: &str) -> Result<(), GpuError> {
         self.config
             .range()
-            .map_err(|e| GpuError::Shape(format!("{op}: input quantizer: {e}")))?;
+            .map_err(|e| GpuError::Shape(format!("{op}: {what} quantizer: {e}")))?;
         if self.config.index >= self.steps.len() {
             return Err(GpuError::Shape(format!(
-                "{op}: step index {} outside a {}-element step tensor",
+                "{op}: {what} step index {} outside a {}-element step tensor",
                 self.config.index,
                 self.steps.len()
             )));
         }
+        Ok(())
+    }
+
+    /// `p` with the quantizer's step index, bits and sign (flag bit 1) filled in.
+    fn apply(&self, op: &str, p: ConvParams) -> Result<ConvParams, GpuError> {
+        self.check(op, "input")?;
         Ok(ConvParams {
             flags: p.flags | if self.config.signed { 2 } else { 0 },
             q_step: to_u32(self.config.index, "step index")?,
@@ -322,6 +329,13 @@ impl std::str::FromStr for ConvAlgo {
             )),
         }
     }
+}
+
+/// The f16 GEMM kind a forward conv uses under the whole-network f16 override
+/// (`LIMPQ_CONV_ALGO=f16gemm`): the device's best, or `None` when the override is off or the
+/// device has no f16 GEMM.
+pub fn f16_override_kind(gpu: &Gpu) -> Option<super::gemm_f16::HalfKind> {
+    super::gemm_f16::HalfKind::best(gpu).filter(|_| gpu.conv_algo == ConvAlgo::F16Gemm)
 }
 
 /// What `Auto` means on `gpu`: its whole-network override ([`Gpu::conv_algo`], from
@@ -615,8 +629,7 @@ impl Conv2dForward {
         scratch: &Tensor,
     ) -> Result<Option<Self>, GpuError> {
         use super::conv_f16::Conv2dForwardHalf;
-        let kind = super::gemm_f16::HalfKind::best(gpu);
-        let Some(kind) = kind.filter(|_| gpu.conv_algo == ConvAlgo::F16Gemm) else {
+        let Some(kind) = f16_override_kind(gpu) else {
             return Ok(None);
         };
         let exact = codes.is_none_or(|(qx, qw)| {
@@ -694,11 +707,10 @@ impl Conv2dForward {
         // The whole-network f16 override takes the convs the f16 path supports; the others
         // fall through to Auto's pick below.
         let by_override = algo == ConvAlgo::Auto
-            && gpu.conv_algo == ConvAlgo::F16Gemm
             && s.groups == 1
             && bias.is_none()
             && !quantized
-            && super::gemm_f16::HalfKind::best(gpu).is_some();
+            && f16_override_kind(gpu).is_some();
         if algo == ConvAlgo::F16Gemm || by_override {
             let algo = ConvAlgo::F16Gemm;
             let no = |m: &str| GpuError::Unsupported(format!("{op} (ConvAlgo::F16Gemm): {m}"));

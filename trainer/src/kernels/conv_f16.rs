@@ -121,7 +121,7 @@ impl Conv2dForwardHalf {
         y: &Tensor,
         kind: HalfKind,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, shape, x, w, y, kind, None, None)
+        Self::with_scratch(gpu, shape, x, w, y, kind, None, None)
     }
 
     /// 4-byte words of the im2col buffer of `shape` (at least this much for a `scratch`).
@@ -148,7 +148,7 @@ impl Conv2dForwardHalf {
         qw: &QuantX,
         scratch: Option<&Tensor>,
     ) -> Result<Self, GpuError> {
-        Self::build(gpu, shape, x, wq, y, kind, Some((qx, qw)), scratch)
+        Self::with_scratch(gpu, shape, x, wq, y, kind, Some((qx, qw)), scratch)
     }
 
     /// Whether codes of this quantizer are integers f16 holds exactly.
@@ -158,24 +158,10 @@ impl Conv2dForwardHalf {
             .is_ok_and(|(qn, qp)| qn.abs().max(qp) <= EXACT_F16_INT as f32)
     }
 
-    /// [`Self::new`] (`codes` `None`) or [`Self::quantized`] (`codes` the input and weight
+    /// [`Self::new`] (`quant` `None`) or [`Self::quantized`] (`quant` the input and weight
     /// quantizers), with the im2col in `scratch` when given.
     #[allow(clippy::too_many_arguments)]
     pub fn with_scratch(
-        gpu: &Gpu,
-        shape: &Conv2dShape,
-        x: &Tensor,
-        w: &Tensor,
-        y: &Tensor,
-        kind: HalfKind,
-        codes: Option<(&QuantX, &QuantX)>,
-        scratch: Option<&Tensor>,
-    ) -> Result<Self, GpuError> {
-        Self::build(gpu, shape, x, w, y, kind, codes, scratch)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn build(
         gpu: &Gpu,
         shape: &Conv2dShape,
         x: &Tensor,
@@ -189,13 +175,7 @@ impl Conv2dForwardHalf {
         let op = format!("conv2d_forward_{}", kind.name());
         if let Some((qx, qw)) = quant {
             for (q, what) in [(qx, "input"), (qw, "weight")] {
-                if q.config.index >= q.steps.len() {
-                    return Err(GpuError::Shape(format!(
-                        "{op}: {what} step index {} outside a {}-element step tensor",
-                        q.config.index,
-                        q.steps.len()
-                    )));
-                }
+                q.check(&op, what)?;
                 if !Self::codes_exact(q) {
                     return Err(GpuError::Unsupported(format!(
                         "{op}: {what} quantizer at {} bits: its codes are not exact in f16; \
@@ -247,7 +227,7 @@ impl Conv2dForwardHalf {
         let (kp, hwp) = (pad16(k), pad16(hw));
         to_u32(s.n * kp * hwp, "im2col_f16 elements")?;
         let w16 = Tensor::zeros(gpu, PackF16::words(s.c_out, k, 1), "conv w16")?;
-        let words = PackF16::words(k, hw, s.n);
+        let words = Self::scratch_len(s);
         let mut own = None;
         let col16: &Tensor = match scratch {
             Some(t) if t.len() < words => {
