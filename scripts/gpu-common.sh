@@ -1,4 +1,5 @@
-# Sourced by scripts/gpu-measure.sh and scripts/gpu-pipeline.sh (not run on its own).
+# Sourced by scripts/gpu-measure.sh and scripts/gpu-pipeline.sh (not run on its own), after
+# they set OUT.
 
 # gpu_bin: the limpq binary to run — $LIMPQ_BIN, else the stripped .gl/limpq that
 # scripts/gpu-prepare.sh makes (the one that fits the device machine's carry limit), else
@@ -24,5 +25,20 @@ gpu_env() {
   if [ -z "$1" ] && [ -z "${VK_DRIVER_FILES:-}" ] && [ -f .gl/gpu-env.sh ]; then
     # shellcheck disable=SC1091
     source .gl/gpu-env.sh
+  fi
+}
+
+# summary LINE...: print LINE and append it to $OUT/summary.txt.
+summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
+
+# gpu_header TITLE: start $OUT/summary.txt with TITLE, the commit and binary ($bin), and the
+# GPU as nvidia-smi names it (where there is one).
+gpu_header() {
+  : > "$OUT/summary.txt"
+  summary "$1"
+  summary "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binary $bin"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 \
+      | tee -a "$OUT/summary.txt"
   fi
 }

@@ -47,8 +47,6 @@ failed=0
 
 gpu_env "$quick"
 
-summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
-
 # step NAME SECONDS CMD...: run CMD under a timeout, stdout+stderr to $OUT/NAME.log and the
 # terminal; note the outcome in summary.txt.
 step() {
@@ -86,11 +84,8 @@ conv() {
   grep -h '^{' "$OUT/$name.log" >> "$OUT/conv.jsonl" || true
 }
 
-: > "$OUT/summary.txt"; : > "$OUT/bench.jsonl"; : > "$OUT/peer.jsonl"; : > "$OUT/conv.jsonl"
-summary "gpu-measure $(date -u +%Y-%m-%dT%H:%M:%SZ) quick=${quick:-0} epochs=$epochs budget=${budget}s"
-summary "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binary $bin"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total \
-  --format=csv,noheader 2>&1 | tee -a "$OUT/summary.txt"
+: > "$OUT/bench.jsonl"; : > "$OUT/peer.jsonl"; : > "$OUT/conv.jsonl"
+gpu_header "gpu-measure $(date -u +%Y-%m-%dT%H:%M:%SZ) quick=${quick:-0} epochs=$epochs budget=${budget}s"
 
 step devices 30 "$bin" devices
 

@@ -46,12 +46,7 @@ source "$(dirname "$0")/gpu-common.sh"
 bin=$(gpu_bin) || exit 2
 gpu_env "$quick"
 
-summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
-: > "$OUT/summary.txt"
-summary "gpu-pipeline $(date -u +%Y-%m-%dT%H:%M:%SZ) quick=${quick:-0} budget=${budget}s"
-summary "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); binary $bin"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total \
-  --format=csv,noheader 2>&1 | tee -a "$OUT/summary.txt"
+gpu_header "gpu-pipeline $(date -u +%Y-%m-%dT%H:%M:%SZ) quick=${quick:-0} budget=${budget}s"
 
 if [ -n "$quick" ]; then
   job=$OUT/quick.pipeline.ron
