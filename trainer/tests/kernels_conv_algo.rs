@@ -66,14 +66,8 @@ fn gpu_with(algo: ConvAlgo) -> Option<Gpu> {
 /// device is refused with the reason.
 #[test]
 fn f16gemm_override_takes_the_forward_convs_it_supports() {
-    let gpu = match Gpu::new(&GpuOptions::default().with_conv_algo(ConvAlgo::F16Gemm)) {
-        Ok(g) => g,
-        Err(e @ GpuError::NoAdapter { .. }) => return eprintln!("SKIP: no GPU adapter: {e}"),
-        Err(GpuError::InvalidOption(m)) => {
-            assert!(m.contains("f16gemm") && m.contains("SHADER_F16"), "{m}");
-            return eprintln!("SKIP: adapter without SHADER_F16: {m}");
-        }
-        Err(e) => panic!("Gpu::new with the f16gemm override: {e}"),
+    let Some(gpu) = common::f16_override_gpu_or_skip("f16gemm override") else {
+        return;
     };
     let Some(plain) = gpu_with(ConvAlgo::Auto) else {
         return;

@@ -595,15 +595,11 @@ fn joint_step_throughput() {
 /// Skips without SHADER_F16.
 #[test]
 fn f16_code_convs_leave_a_quantized_network_unchanged() {
-    use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
-    use limpq_trainer::kernels::conv::ConvAlgo;
     let Some(gpu) = gpu_or_skip("f16 code convs") else {
         return;
     };
-    let gpu16 = match Gpu::new(&GpuOptions::default().with_conv_algo(ConvAlgo::F16Gemm)) {
-        Ok(g) => g,
-        Err(GpuError::InvalidOption(m)) => return eprintln!("SKIP f16 code convs: {m}"),
-        Err(e) => panic!("f16 override device: {e}"),
+    let Some(gpu16) = common::f16_override_gpu_or_skip("f16 code convs") else {
+        return;
     };
     let model = limpq_trainer::model::small_cnn();
     let n = 4;
@@ -685,15 +681,11 @@ fn f16_code_convs_leave_a_quantized_network_unchanged() {
 /// a wrong or missing term would move), and the f16 convs are in the step.
 #[test]
 fn f16_convs_of_a_full_precision_network_round_only() {
-    use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
-    use limpq_trainer::kernels::conv::ConvAlgo;
     let Some(gpu) = gpu_or_skip("f16 fp convs") else {
         return;
     };
-    let gpu16 = match Gpu::new(&GpuOptions::default().with_conv_algo(ConvAlgo::F16Gemm)) {
-        Ok(g) => g,
-        Err(GpuError::InvalidOption(m)) => return eprintln!("SKIP f16 fp convs: {m}"),
-        Err(e) => panic!("f16 override device: {e}"),
+    let Some(gpu16) = common::f16_override_gpu_or_skip("f16 fp convs") else {
+        return;
     };
     let model = limpq_trainer::model::small_cnn();
     let n = 4;

@@ -76,3 +76,23 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tol) -> f32 {
     );
     worst
 }
+
+/// A device with the whole-network f16 override (`LIMPQ_CONV_ALGO=f16gemm`), or `None` after
+/// printing why the calling test skips: no adapter, or one without SHADER_F16 (whose refusal
+/// must name the override and the missing feature).
+pub fn f16_override_gpu_or_skip(test: &str) -> Option<Gpu> {
+    use limpq_trainer::kernels::conv::ConvAlgo;
+    match Gpu::new(&GpuOptions::default().with_conv_algo(ConvAlgo::F16Gemm)) {
+        Ok(g) => Some(g),
+        Err(e @ GpuError::NoAdapter { .. }) => {
+            eprintln!("SKIP {test}: {e}");
+            None
+        }
+        Err(GpuError::InvalidOption(m)) => {
+            assert!(m.contains("f16gemm") && m.contains("SHADER_F16"), "{m}");
+            eprintln!("SKIP {test}: adapter without SHADER_F16: {m}");
+            None
+        }
+        Err(e) => panic!("{test}: Gpu::new with the f16gemm override: {e}"),
+    }
+}
