@@ -189,18 +189,17 @@ fn groups(model: &Model, n: usize) -> anyhow::Result<Vec<Group>> {
             continue;
         };
         let x = info.input_shapes[0];
-        let shape = Conv2dShape {
+        let shape = Conv2dShape::square(
             n,
-            c_in: x.c,
-            h: x.h,
-            w: x.w,
-            c_out: out_channels,
-            kh: kernel,
-            kw: kernel,
+            x.c,
+            x.h,
+            x.w,
+            out_channels,
+            kernel,
             stride,
-            pad: padding,
+            padding,
             groups,
-        };
+        );
         let reads_input = info.inputs[0] == Source::Input;
         let class = class_of(&shape, reads_input);
         match out

@@ -17,6 +17,33 @@ pub struct Conv2dShape {
 }
 
 impl Conv2dShape {
+    /// A conv with a square `k × k` kernel, as every conv of a model description has.
+    #[allow(clippy::too_many_arguments)] // the conv's own parameters, in PyTorch's order
+    pub fn square(
+        n: usize,
+        c_in: usize,
+        h: usize,
+        w: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+    ) -> Conv2dShape {
+        Conv2dShape {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+            groups,
+        }
+    }
+
     /// Output height, floored as in PyTorch.
     pub fn h_out(&self) -> usize {
         (self.h + 2 * self.pad - self.kh) / self.stride + 1

@@ -1,5 +1,8 @@
 //! The daemon in-process: round trips, concurrent clients, bad input, cancel, shutdown.
 
+mod common;
+use common::TempDir;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -12,23 +15,6 @@ use limpq_trainer::daemon::protocol::{
     read_message, JobInfo, JobState, Request, Response, MAX_FRAME,
 };
 use limpq_trainer::daemon::{self, Config, Handle};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("limpq-dt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(dir: &Path, workers: usize) -> Handle {
     let mut cfg = Config::new(dir.join("d.sock"), dir.join("state"));

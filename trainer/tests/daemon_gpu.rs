@@ -2,7 +2,10 @@
 //! outputs, a shutdown mid-training that resumes from the epoch checkpoint, a GPU error that
 //! fails one job while the next runs.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::TempDir;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use limpq_trainer::checkpoint::Checkpoint;
@@ -10,23 +13,6 @@ use limpq_trainer::daemon::client::Client;
 use limpq_trainer::daemon::job::{EvalJob, JobKind, JobSpec, TrainJob};
 use limpq_trainer::daemon::protocol::{JobState, Request, Response};
 use limpq_trainer::daemon::{self, Config, Handle};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("limpq-dg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(dir: &Path) -> Handle {
     let mut cfg = Config::new(dir.join("d.sock"), dir.join("state"));

@@ -1,31 +1,18 @@
 //! Data readers and the loader: real Fashion-MNIST (skipped with a reason when absent), corrupt
 //! files written to a temp folder, synthetic CIFAR-10 batches, and loader determinism/coverage.
 
+mod common;
+use common::TempDir;
+
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use limpq_trainer::data::*;
 use limpq_trainer::reference::rng::SeededRng;
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-
-/// A fresh temp folder per test (removed at the end of the test if it passes).
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("limpq-data-test-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Self(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut v = vec![0, 0, 0x08, dims.len() as u8];

@@ -253,18 +253,7 @@ fn auto_override_keeps_the_built_in_rule() {
 }
 
 fn pointwise(n: usize, c_in: usize, h: usize, w: usize, c_out: usize) -> Conv2dShape {
-    Conv2dShape {
-        n,
-        c_in,
-        h,
-        w,
-        c_out,
-        kh: 1,
-        kw: 1,
-        stride: 1,
-        pad: 0,
-        groups: 1,
-    }
+    Conv2dShape::square(n, c_in, h, w, c_out, 1, 1, 0, 1)
 }
 
 /// `ConvAlgo::Pointwise` (1×1 stride-1 convs as one batched GEMM with the weight shared):

@@ -16,31 +16,6 @@ use limpq_trainer::reference;
 use limpq_trainer::reference::rng::SeededRng;
 use limpq_trainer::shapes::Conv2dShape;
 
-#[allow(clippy::too_many_arguments)]
-fn shape(
-    n: usize,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-) -> Conv2dShape {
-    Conv2dShape {
-        n,
-        c_in,
-        h,
-        w,
-        c_out,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
-        groups: 1,
-    }
-}
-
 fn rounded(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| round_f16(x)).collect()
 }
@@ -69,12 +44,12 @@ fn check_kind(kind: HalfKind) {
         return;
     }
     for s in [
-        shape(1, 1, 1, 1, 1, 1, 1, 0),
-        shape(2, 3, 7, 5, 4, 3, 1, 1),
-        shape(2, 5, 9, 9, 17, 3, 2, 1),
-        shape(1, 8, 6, 6, 33, 1, 1, 0),
-        shape(3, 4, 11, 8, 6, 5, 2, 2),
-        shape(1, 16, 12, 12, 70, 3, 1, 1),
+        Conv2dShape::square(1, 1, 1, 1, 1, 1, 1, 0, 1),
+        Conv2dShape::square(2, 3, 7, 5, 4, 3, 1, 1, 1),
+        Conv2dShape::square(2, 5, 9, 9, 17, 3, 2, 1, 1),
+        Conv2dShape::square(1, 8, 6, 6, 33, 1, 1, 0, 1),
+        Conv2dShape::square(3, 4, 11, 8, 6, 5, 2, 2, 1),
+        Conv2dShape::square(1, 16, 12, 12, 70, 3, 1, 1, 1),
     ] {
         let mut rng = SeededRng::new(s.input_len() as u64 * 31 + s.weight_len() as u64);
         let x = rng.vec_uniform(s.input_len(), -1.0, 1.0);
@@ -102,7 +77,7 @@ fn conv_algo_f16gemm_is_opt_in_and_checked() {
     let Some(gpu) = gpu_or_skip("conv F16Gemm") else {
         return;
     };
-    let s = shape(2, 3, 7, 5, 4, 3, 1, 1);
+    let s = Conv2dShape::square(2, 3, 7, 5, 4, 3, 1, 1, 1);
     let mut rng = SeededRng::new(5);
     let x = rng.vec_uniform(s.input_len(), -1.0, 1.0);
     let w = rng.vec_uniform(s.weight_len(), -1.0, 1.0);
@@ -161,23 +136,23 @@ fn f16_operand_accuracy_on_resnet_layers() {
     for (name, s) in [
         (
             "resnet20 stage1 3x3 16->16 28x28",
-            shape(2, 16, 28, 28, 16, 3, 1, 1),
+            Conv2dShape::square(2, 16, 28, 28, 16, 3, 1, 1, 1),
         ),
         (
             "resnet20 stage2 3x3 16->32 s2",
-            shape(2, 16, 28, 28, 32, 3, 2, 1),
+            Conv2dShape::square(2, 16, 28, 28, 32, 3, 2, 1, 1),
         ),
         (
             "resnet20 stage3 3x3 64->64 7x7",
-            shape(2, 64, 7, 7, 64, 3, 1, 1),
+            Conv2dShape::square(2, 64, 7, 7, 64, 3, 1, 1, 1),
         ),
         (
             "resnet18 layer4 3x3 512->512 7x7",
-            shape(1, 512, 7, 7, 512, 3, 1, 1),
+            Conv2dShape::square(1, 512, 7, 7, 512, 3, 1, 1, 1),
         ),
         (
             "resnet18 downsample 1x1 128->256 s2",
-            shape(2, 128, 14, 14, 256, 1, 2, 0),
+            Conv2dShape::square(2, 128, 14, 14, 256, 1, 2, 0, 1),
         ),
     ] {
         let mut rng = SeededRng::new(s.weight_len() as u64);

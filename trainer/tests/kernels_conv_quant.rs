@@ -21,32 +21,6 @@ use limpq_trainer::reference;
 use limpq_trainer::reference::rng::SeededRng;
 use limpq_trainer::shapes::Conv2dShape;
 
-#[allow(clippy::too_many_arguments)]
-fn shape(
-    n: usize,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    groups: usize,
-) -> Conv2dShape {
-    Conv2dShape {
-        n,
-        c_in,
-        h,
-        w,
-        c_out,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
-        groups,
-    }
-}
-
 fn up(gpu: &Gpu, data: &[f32], label: &str) -> Tensor {
     Tensor::from_f32(gpu, data, label).unwrap()
 }
@@ -223,23 +197,23 @@ fn run_shape(s: Conv2dShape, seed: u64) {
 
 #[test]
 fn quant_conv_1x1_stride2_and_tiny() {
-    run_shape(shape(1, 1, 1, 1, 1, 1, 1, 0, 1), 1);
+    run_shape(Conv2dShape::square(1, 1, 1, 1, 1, 1, 1, 0, 1), 1);
     // 1×1 stride-2 projection shortcut, uneven spatial size.
-    run_shape(shape(3, 4, 6, 5, 8, 1, 2, 0, 1), 2);
+    run_shape(Conv2dShape::square(3, 4, 6, 5, 8, 1, 2, 0, 1), 2);
 }
 
 #[test]
 fn quant_conv_3x3_stride_padding() {
-    run_shape(shape(2, 3, 5, 7, 4, 3, 1, 1, 1), 3);
-    run_shape(shape(2, 5, 9, 8, 6, 3, 2, 1, 1), 4);
+    run_shape(Conv2dShape::square(2, 3, 5, 7, 4, 3, 1, 1, 1), 3);
+    run_shape(Conv2dShape::square(2, 5, 9, 8, 6, 3, 2, 1, 1), 4);
 }
 
 #[test]
 fn quant_conv_groups_and_tiles() {
-    run_shape(shape(2, 4, 9, 8, 6, 3, 2, 1, 2), 5);
+    run_shape(Conv2dShape::square(2, 4, 9, 8, 6, 3, 2, 1, 2), 5);
     // More than one 64×64 GEMM tile and K longer than one 16-step.
-    run_shape(shape(2, 20, 9, 9, 70, 1, 1, 0, 1), 6);
-    run_shape(shape(1, 70, 5, 5, 4, 3, 2, 1, 1), 7);
+    run_shape(Conv2dShape::square(2, 20, 9, 9, 70, 1, 1, 0, 1), 6);
+    run_shape(Conv2dShape::square(1, 70, 5, 5, 4, 3, 2, 1, 1), 7);
 }
 
 /// Steps outside [1e-5, 1] are clamped as LsqQuantize clamps them.
@@ -248,7 +222,7 @@ fn quant_conv_step_clamp() {
     let Some(gpu) = gpu_or_skip("conv quantize-on-load clamp") else {
         return;
     };
-    let s = shape(2, 3, 5, 5, 4, 3, 1, 1, 1);
+    let s = Conv2dShape::square(2, 3, 5, 5, 4, 3, 1, 1, 1);
     for algo in ALGOS {
         check(gpu, s, algo, 4, false, 3.0, false, 11);
         check(gpu, s, algo, 5, true, 1e-8, true, 12);
@@ -260,7 +234,7 @@ fn quant_conv_rejects_bad_quantizers() {
     let Some(gpu) = gpu_or_skip("conv quantize-on-load errors") else {
         return;
     };
-    let s = shape(1, 2, 4, 4, 2, 3, 1, 1, 1);
+    let s = Conv2dShape::square(1, 2, 4, 4, 2, 3, 1, 1, 1);
     let x = Tensor::zeros(gpu, s.input_len(), "x").unwrap();
     let w = Tensor::zeros(gpu, s.weight_len(), "w").unwrap();
     let y = Tensor::zeros(gpu, s.output_len(), "y").unwrap();
@@ -323,21 +297,25 @@ fn quant_conv_f16_codes_are_exact() {
     let cases = [
         // shape, (act bits, act signed, act step), (weight bits, weight step)
         (
-            shape(2, 3, 9, 7, 5, 3, 1, 1, 1),
+            Conv2dShape::square(2, 3, 9, 7, 5, 3, 1, 1, 1),
             (2, false, 0.3f32),
             (2, 0.4f32),
         ),
         (
-            shape(1, 16, 8, 8, 24, 3, 2, 1, 1),
+            Conv2dShape::square(1, 16, 8, 8, 24, 3, 2, 1, 1),
             (4, false, 0.08),
             (3, 0.2),
         ),
         (
-            shape(2, 5, 6, 6, 70, 1, 1, 0, 1),
+            Conv2dShape::square(2, 5, 6, 6, 70, 1, 1, 0, 1),
             (8, true, 0.01),
             (8, 0.004),
         ),
-        (shape(3, 8, 5, 4, 9, 3, 1, 1, 1), (6, false, 2.0), (5, 1e-7)),
+        (
+            Conv2dShape::square(3, 8, 5, 4, 9, 3, 1, 1, 1),
+            (6, false, 2.0),
+            (5, 1e-7),
+        ),
     ];
     // Odd cases gather into one scratch sized for the largest (as the engine shares one).
     let scratch_len = cases
@@ -420,7 +398,7 @@ fn quant_conv_f16_codes_are_exact() {
         );
     }
     // Codes wider than f16 holds exactly are refused, not rounded.
-    let s = shape(1, 2, 4, 4, 3, 3, 1, 1, 1);
+    let s = Conv2dShape::square(1, 2, 4, 4, 3, 3, 1, 1, 1);
     let (tx, tw, ty) = (
         nan(gpu, s.input_len(), "x"),
         nan(gpu, s.weight_len(), "w"),

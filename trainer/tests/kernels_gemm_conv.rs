@@ -135,32 +135,6 @@ use limpq_trainer::kernels::conv::{
 };
 use limpq_trainer::shapes::Conv2dShape;
 
-#[allow(clippy::too_many_arguments)]
-fn shape(
-    n: usize,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    groups: usize,
-) -> Conv2dShape {
-    Conv2dShape {
-        n,
-        c_in,
-        h,
-        w,
-        c_out,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
-        groups,
-    }
-}
-
 /// Forward (with and without bias), backward data, weight and bias of one shape, all in ONE
 /// submission, each against the CPU reference. The backward-data pass is also fed the GPU's
 /// own forward output as `dy` in the same submission, which fails if dispatches in one
@@ -300,35 +274,35 @@ fn check_conv_on(gpu: &Gpu, s: Conv2dShape, accumulate: bool, algo: ConvAlgo) {
 
 #[test]
 fn conv_tiny_and_1x1() {
-    check_conv(shape(1, 1, 1, 1, 1, 1, 1, 0, 1), false);
+    check_conv(Conv2dShape::square(1, 1, 1, 1, 1, 1, 1, 0, 1), false);
     // 1×1 stride-2 projection shortcut, uneven spatial size.
-    check_conv(shape(3, 4, 6, 5, 8, 1, 2, 0, 1), true);
+    check_conv(Conv2dShape::square(3, 4, 6, 5, 8, 1, 2, 0, 1), true);
 }
 
 #[test]
 fn conv_3x3_stride_padding() {
-    check_conv(shape(2, 3, 5, 7, 4, 3, 1, 1, 1), false);
-    check_conv(shape(2, 5, 9, 8, 6, 3, 2, 1, 1), true);
-    check_conv(shape(2, 3, 7, 6, 5, 3, 2, 0, 1), false);
+    check_conv(Conv2dShape::square(2, 3, 5, 7, 4, 3, 1, 1, 1), false);
+    check_conv(Conv2dShape::square(2, 5, 9, 8, 6, 3, 2, 1, 1), true);
+    check_conv(Conv2dShape::square(2, 3, 7, 6, 5, 3, 2, 0, 1), false);
 }
 
 #[test]
 fn conv_groups_and_depthwise() {
-    check_conv(shape(2, 4, 9, 8, 6, 3, 2, 1, 2), false);
+    check_conv(Conv2dShape::square(2, 4, 9, 8, 6, 3, 2, 1, 2), false);
     // Depthwise (MobileNet): groups = c_in = c_out, stride 2 and 1.
-    check_conv(shape(2, 6, 7, 7, 6, 3, 2, 1, 6), true);
-    check_conv(shape(3, 5, 6, 6, 5, 3, 1, 0, 5), false);
+    check_conv(Conv2dShape::square(2, 6, 7, 7, 6, 3, 2, 1, 6), true);
+    check_conv(Conv2dShape::square(3, 5, 6, 6, 5, 3, 1, 0, 5), false);
     // Depthwise with channel multiplier 2.
-    check_conv(shape(2, 3, 5, 5, 6, 3, 1, 1, 3), false);
+    check_conv(Conv2dShape::square(2, 3, 5, 5, 6, 3, 1, 1, 3), false);
 }
 
 /// More than one 64-row and 64-column tile, K longer than one 16-step: the implicit GEMM's
 /// tiling edges.
 #[test]
 fn conv_several_tiles() {
-    check_conv(shape(2, 20, 9, 9, 70, 1, 1, 0, 1), false);
-    check_conv(shape(1, 70, 5, 5, 4, 3, 2, 1, 1), true);
-    check_conv(shape(1, 12, 6, 6, 132, 1, 1, 0, 2), false);
+    check_conv(Conv2dShape::square(2, 20, 9, 9, 70, 1, 1, 0, 1), false);
+    check_conv(Conv2dShape::square(1, 70, 5, 5, 4, 3, 2, 1, 1), true);
+    check_conv(Conv2dShape::square(1, 12, 6, 6, 132, 1, 1, 0, 2), false);
 }
 
 #[test]
@@ -348,19 +322,37 @@ fn conv_auto_algo_choice() {
     if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
         // Software adapters (lavapipe) always take the register-blocked kernels.
         let b = ConvAlgo::Blocked;
-        assert_eq!(pick(shape(1, 32, 6, 6, 64, 3, 1, 1, 1)), (b, b));
-        assert_eq!(pick(shape(1, 32, 6, 6, 32, 3, 1, 1, 32)), (b, b));
+        assert_eq!(
+            pick(Conv2dShape::square(1, 32, 6, 6, 64, 3, 1, 1, 1)),
+            (b, b)
+        );
+        assert_eq!(
+            pick(Conv2dShape::square(1, 32, 6, 6, 32, 3, 1, 1, 32)),
+            (b, b)
+        );
         return;
     }
-    assert_eq!(pick(shape(1, 32, 6, 6, 64, 3, 1, 1, 1)), (g, g));
-    assert_eq!(pick(shape(1, 16, 6, 6, 16, 3, 1, 1, 1)), (d, d));
-    assert_eq!(pick(shape(1, 32, 6, 6, 32, 3, 1, 1, 32)), (d, d)); // depthwise
-    assert_eq!(pick(shape(1, 3, 6, 6, 64, 3, 1, 1, 1)), (g, d)); // RGB stem
+    assert_eq!(
+        pick(Conv2dShape::square(1, 32, 6, 6, 64, 3, 1, 1, 1)),
+        (g, g)
+    );
+    assert_eq!(
+        pick(Conv2dShape::square(1, 16, 6, 6, 16, 3, 1, 1, 1)),
+        (d, d)
+    );
+    assert_eq!(
+        pick(Conv2dShape::square(1, 32, 6, 6, 32, 3, 1, 1, 32)),
+        (d, d)
+    ); // depthwise
+    assert_eq!(
+        pick(Conv2dShape::square(1, 3, 6, 6, 64, 3, 1, 1, 1)),
+        (g, d)
+    ); // RGB stem
 }
 
 #[test]
 fn conv_7x7_stem() {
-    check_conv(shape(2, 3, 13, 11, 4, 7, 2, 3, 1), false);
+    check_conv(Conv2dShape::square(2, 3, 13, 11, 4, 7, 2, 3, 1), false);
 }
 
 /// More workgroups than one grid dimension allows must be split into a 2-D grid that covers
@@ -377,14 +369,14 @@ fn conv_grid_split_beyond_the_per_dimension_limit() {
     // Workgroups: forward 25 (grid 20×2), backward weight 288 (20×15), data 13, bias 8.
     check_conv_on(
         &gpu,
-        shape(2, 4, 20, 20, 8, 3, 1, 1, 1),
+        Conv2dShape::square(2, 4, 20, 20, 8, 3, 1, 1, 1),
         false,
         ConvAlgo::Direct,
     );
     // Backward weight 144 (20×8).
     check_conv_on(
         &gpu,
-        shape(2, 4, 20, 20, 8, 3, 2, 1, 2),
+        Conv2dShape::square(2, 4, 20, 20, 8, 3, 2, 1, 2),
         true,
         ConvAlgo::Direct,
     );
@@ -401,13 +393,13 @@ fn conv_rejects_bad_shapes() {
     let Some(gpu) = gpu_or_skip("conv_rejects_bad_shapes") else {
         return;
     };
-    let s = shape(1, 3, 4, 4, 4, 3, 1, 1, 2); // 3 channels in 2 groups
+    let s = Conv2dShape::square(1, 3, 4, 4, 4, 3, 1, 1, 2); // 3 channels in 2 groups
     let x = Tensor::zeros(gpu, s.input_len(), "x").unwrap();
     let w = Tensor::zeros(gpu, 4 * 3 * 9, "w").unwrap();
     let y = Tensor::zeros(gpu, s.output_len(), "y").unwrap();
     let e = Conv2dForward::new(gpu, &s, &x, &w, None, &y).unwrap_err();
     assert!(e.to_string().contains("multiples of groups"), "{e}");
-    let s = shape(1, 4, 4, 4, 4, 3, 1, 1, 1);
+    let s = Conv2dShape::square(1, 4, 4, 4, 4, 3, 1, 1, 1);
     let e = Conv2dForward::new(gpu, &s, &x, &w, None, &y).unwrap_err();
     assert!(e.to_string().contains("tensor x"), "{e}");
 }

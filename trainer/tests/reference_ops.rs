@@ -21,32 +21,6 @@ fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|x| *x as f64).collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn shape(
-    n: usize,
-    c_in: usize,
-    h: usize,
-    w: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    groups: usize,
-) -> Conv2dShape {
-    Conv2dShape {
-        n,
-        c_in,
-        h,
-        w,
-        c_out,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
-        groups,
-    }
-}
-
 // ---------------------------------------------------------------- rng
 
 #[test]
@@ -110,13 +84,13 @@ fn conv2d_hand_case_3x3_on_4x4() {
     // Output (2×2): each = (left col weighted 1,2,1) - (right col weighted 1,2,1)
     // window at (0,0): cols 0 and 2 of rows 0..2: left = 1+2*5+9 = 20, right = 3+2*7+11 = 28 → -8.
     // Every window of this linear ramp gives -8. Add bias 0.5 → -7.5.
-    let s = shape(1, 1, 4, 4, 1, 3, 1, 0, 1);
+    let s = Conv2dShape::square(1, 1, 4, 4, 1, 3, 1, 0, 1);
     let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
     let w = [1., 0., -1., 2., 0., -2., 1., 0., -1.];
     assert_eq!(conv2d_forward(&s, &x, &w, Some(&[0.5])), vec![-7.5; 4]);
     // Padding 1, all-ones kernel: the output is the 3×3 box sum with zeros outside.
     // Corner (0,0): 1+2+5+6 = 14; (0,1): 1+2+3+5+6+7 = 24; centre (1,1): 1+2+3+5+6+7+9+10+11 = 54.
-    let s = shape(1, 1, 4, 4, 1, 3, 1, 1, 1);
+    let s = Conv2dShape::square(1, 1, 4, 4, 1, 3, 1, 1, 1);
     let y = conv2d_forward(&s, &x, &[1.0; 9], None);
     assert_eq!(y.len(), 16);
     assert_eq!(
@@ -125,7 +99,7 @@ fn conv2d_hand_case_3x3_on_4x4() {
     );
     // Stride 2, padding 1: output 2×2 centred on input (0,0),(0,2),(2,0),(2,2):
     // 1+2+5+6 = 14; 2+3+4+6+7+8 = 30; 5+6+9+10+13+14 = 57; 6+7+8+10+11+12+14+15+16 = 99.
-    let s = shape(1, 1, 4, 4, 1, 3, 2, 1, 1);
+    let s = Conv2dShape::square(1, 1, 4, 4, 1, 3, 2, 1, 1);
     assert_eq!(
         conv2d_forward(&s, &x, &[1.0; 9], None),
         vec![14.0, 30.0, 57.0, 99.0]
@@ -137,11 +111,11 @@ fn conv2d_groups_equal_separate_convs() {
     // A grouped conv is `groups` independent convs on channel slices; check against that.
     let mut r = SeededRng::new(11);
     let (n, c_in, c_out, groups) = (2, 6, 4, 2);
-    let s = shape(n, c_in, 5, 6, c_out, 3, 2, 1, groups);
+    let s = Conv2dShape::square(n, c_in, 5, 6, c_out, 3, 2, 1, groups);
     let x = r.vec_uniform(s.input_len(), -1.0, 1.0);
     let w = r.vec_uniform(s.weight_len(), -1.0, 1.0);
     let y = conv2d_forward(&s, &x, &w, None);
-    let sg = shape(n, c_in / groups, 5, 6, c_out / groups, 3, 2, 1, 1);
+    let sg = Conv2dShape::square(n, c_in / groups, 5, 6, c_out / groups, 3, 2, 1, 1);
     let plane_in = 5 * 6;
     let plane_out = s.h_out() * s.w_out();
     for g in 0..groups {
@@ -165,7 +139,7 @@ fn conv2d_groups_equal_separate_convs() {
 #[test]
 fn conv2d_depthwise_hand_case() {
     // Depthwise (groups = channels): channel c is convolved with its own kernel only.
-    let s = shape(1, 2, 3, 3, 2, 3, 1, 0, 2);
+    let s = Conv2dShape::square(1, 2, 3, 3, 2, 3, 1, 0, 2);
     let x: Vec<f32> = (0..18).map(|v| v as f32).collect();
     let mut w = vec![0.0; 18];
     w[4] = 2.0; // channel 0: centre tap ×2 → 2·x[0][1][1] = 2·4 = 8
@@ -178,10 +152,10 @@ fn conv2d_matches_im2col_matmul() {
     // Independent implementation: im2col then matmul, per group.
     let mut r = SeededRng::new(5);
     for s in [
-        shape(2, 3, 7, 5, 4, 3, 1, 1, 1),
-        shape(1, 4, 6, 6, 8, 3, 2, 0, 2),
-        shape(3, 5, 5, 5, 5, 3, 2, 1, 5),
-        shape(2, 3, 4, 4, 6, 1, 1, 0, 1),
+        Conv2dShape::square(2, 3, 7, 5, 4, 3, 1, 1, 1),
+        Conv2dShape::square(1, 4, 6, 6, 8, 3, 2, 0, 2),
+        Conv2dShape::square(3, 5, 5, 5, 5, 3, 2, 1, 5),
+        Conv2dShape::square(2, 3, 4, 4, 6, 1, 1, 0, 1),
     ] {
         let x = r.vec_uniform(s.input_len(), -1.0, 1.0);
         let w = r.vec_uniform(s.weight_len(), -1.0, 1.0);
@@ -238,10 +212,10 @@ fn conv2d_backwards_match_finite_differences() {
     // to f32 rounding of the outputs: tolerance 2e-3 absolute + 1e-3 relative.
     let mut r = SeededRng::new(9);
     for s in [
-        shape(2, 3, 5, 4, 4, 3, 1, 1, 1),
-        shape(1, 4, 7, 7, 6, 3, 2, 1, 2),
-        shape(2, 3, 6, 5, 3, 3, 2, 0, 3),
-        shape(1, 2, 3, 3, 3, 1, 1, 0, 1),
+        Conv2dShape::square(2, 3, 5, 4, 4, 3, 1, 1, 1),
+        Conv2dShape::square(1, 4, 7, 7, 6, 3, 2, 1, 2),
+        Conv2dShape::square(2, 3, 6, 5, 3, 3, 2, 0, 3),
+        Conv2dShape::square(1, 2, 3, 3, 3, 1, 1, 0, 1),
     ] {
         let x = r.vec_uniform(s.input_len(), -1.0, 1.0);
         let w = r.vec_uniform(s.weight_len(), -1.0, 1.0);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::gpu_or_skip;
+use common::{gpu_or_skip, TempDir};
 use limpq_trainer::checkpoint::{Checkpoint, NamedTensor};
 use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::Gpu;
@@ -22,23 +22,6 @@ use limpq_trainer::model::Model;
 use limpq_trainer::train::{train_from, Event, Position, Start, TrainConfig, TrainError, Trained};
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("limpq-resume-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Setup {
     gpu: &'static Gpu,

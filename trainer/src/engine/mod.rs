@@ -419,18 +419,17 @@ impl<'g> Builder<'g> {
                 padding,
                 groups,
                 ..
-            } => Some(Conv2dShape {
-                n: self.n,
-                c_in: x.c,
-                h: x.h,
-                w: x.w,
-                c_out: out_channels,
-                kh: kernel,
-                kw: kernel,
+            } => Some(Conv2dShape::square(
+                self.n,
+                x.c,
+                x.h,
+                x.w,
+                out_channels,
+                kernel,
                 stride,
-                pad: padding,
+                padding,
                 groups,
-            }),
+            )),
             _ => None,
         }
     }

@@ -249,18 +249,17 @@ fn infer_node(
             product(&[out_channels, h_out, w_out, x.c / groups, kernel, kernel])
                 .and_then(|m| usize::try_from(m).ok())
                 .ok_or_else(|| too_large(node, "kernel"))?;
-            let conv = Conv2dShape {
-                n: 1,
-                c_in: x.c,
-                h: x.h,
-                w: x.w,
-                c_out: out_channels,
-                kh: kernel,
-                kw: kernel,
+            let conv = Conv2dShape::square(
+                1,
+                x.c,
+                x.h,
+                x.w,
+                out_channels,
+                kernel,
                 stride,
-                pad: padding,
+                padding,
                 groups,
-            };
+            );
             debug_assert_eq!((conv.h_out(), conv.w_out()), (h_out, w_out));
             Ok((output, conv.macs(), conv.weight_len() as u64))
         }

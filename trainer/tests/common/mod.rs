@@ -96,3 +96,28 @@ pub fn f16_override_gpu_or_skip(test: &str) -> Option<Gpu> {
         Err(e) => panic!("{test}: Gpu::new with the f16gemm override: {e}"),
     }
 }
+
+/// A fresh folder under the system temp dir, unique to this test binary's process and
+/// `tag` (so tags must differ within one test file), removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let exe = std::env::current_exe().ok();
+        let suite = exe
+            .as_deref()
+            .and_then(|p| p.file_stem())
+            .and_then(|s| s.to_str())
+            .unwrap_or("test");
+        let p = std::env::temp_dir().join(format!("limpq-{suite}-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
