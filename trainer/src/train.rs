@@ -406,6 +406,56 @@ pub struct Trained {
     pub history: Vec<EpochSummary>,
 }
 
+/// The SGD settings full-precision training, joint training and finetuning share, checked
+/// alike before anything runs: batch sizes positive, every rate finite and ≥ 0, label
+/// smoothing in [0, 1). The error is the sentence; each caller wraps it in its own type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SgdSettings {
+    pub batch: usize,
+    pub eval_batch: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub label_smoothing: f32,
+    pub clip: Option<f32>,
+}
+
+impl SgdSettings {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.batch == 0 || self.eval_batch == 0 {
+            return Err("batch sizes must be positive".into());
+        }
+        let rates = [
+            (Some(self.lr), "learning rate"),
+            (Some(self.momentum), "momentum"),
+            (Some(self.weight_decay), "weight decay"),
+            (self.clip, "clip"),
+        ];
+        for (v, what) in rates {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(format!("{what} {v} must be finite and ≥ 0"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(format!(
+                "label smoothing {} must be in [0, 1)",
+                self.label_smoothing
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Optimizer steps per epoch: whole batches only (the last partial batch is dropped).
+pub(crate) fn steps_per_epoch(images: usize, batch: usize) -> Result<usize, String> {
+    match images.checked_div(batch) {
+        Some(s) if s > 0 => Ok(s),
+        _ => Err(format!(
+            "{images} training images make no full batch of {batch} (the last partial batch is dropped)"
+        )),
+    }
+}
+
 /// The dataset fits the model: same image shape, labels within its classes.
 pub fn check_data(model: &Model, ds: &Dataset) -> Result<(), TrainError> {
     if ds.shape != model.input {
@@ -492,23 +542,18 @@ pub fn train_from(
 ) -> Result<Trained, TrainError> {
     check_data(model, &train)?;
     check_data(model, &test)?;
-    if cfg.batch == 0 || cfg.eval_batch == 0 {
-        return Err(TrainError::Config("batch sizes must be positive".into()));
+    SgdSettings {
+        batch: cfg.batch,
+        eval_batch: cfg.eval_batch,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+        label_smoothing: cfg.label_smoothing,
+        clip: None,
     }
-    if !(cfg.lr.is_finite() && cfg.lr >= 0.0) {
-        return Err(TrainError::Config(format!(
-            "learning rate {} must be finite and ≥ 0",
-            cfg.lr
-        )));
-    }
-    let steps = train.len() / cfg.batch;
-    if steps == 0 {
-        return Err(TrainError::Config(format!(
-            "{} training images make no full batch of {} (the last partial batch is dropped)",
-            train.len(),
-            cfg.batch
-        )));
-    }
+    .check()
+    .map_err(TrainError::Config)?;
+    let steps = steps_per_epoch(train.len(), cfg.batch).map_err(TrainError::Config)?;
     let ncfg = NetworkConfig {
         batch: cfg.batch,
         seed: cfg.seed,
@@ -774,5 +819,83 @@ fn checkpoint(
         step: pos.global_step as u64,
         meta,
         tensors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SgdSettings;
+
+    #[test]
+    fn sgd_settings_refuse_what_cannot_train() {
+        let ok = SgdSettings {
+            batch: 64,
+            eval_batch: 256,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 2.5e-5,
+            label_smoothing: 0.1,
+            clip: None,
+        };
+        assert!(ok.check().is_ok());
+        assert!(SgdSettings {
+            clip: Some(1.0),
+            lr: 0.0,
+            ..ok
+        }
+        .check()
+        .is_ok());
+        let bad = [
+            (SgdSettings { batch: 0, ..ok }, "batch"),
+            (
+                SgdSettings {
+                    eval_batch: 0,
+                    ..ok
+                },
+                "batch",
+            ),
+            (SgdSettings { lr: f32::NAN, ..ok }, "learning rate NaN"),
+            (
+                SgdSettings {
+                    momentum: -0.5,
+                    ..ok
+                },
+                "momentum -0.5",
+            ),
+            (
+                SgdSettings {
+                    weight_decay: f32::INFINITY,
+                    ..ok
+                },
+                "weight decay inf",
+            ),
+            (
+                SgdSettings {
+                    clip: Some(-1.0),
+                    ..ok
+                },
+                "clip -1",
+            ),
+            (
+                SgdSettings {
+                    label_smoothing: 1.0,
+                    ..ok
+                },
+                "label smoothing 1",
+            ),
+            (
+                SgdSettings {
+                    label_smoothing: f32::NAN,
+                    ..ok
+                },
+                "label smoothing NaN",
+            ),
+        ];
+        for (s, want) in bad {
+            match s.check() {
+                Err(m) => assert!(m.contains(want), "{want}: {m}"),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
     }
 }

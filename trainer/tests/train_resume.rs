@@ -219,3 +219,42 @@ fn resume_refuses_a_checkpoint_of_another_run() {
         run(&s, &config(None, None), Start::Resume(&bare), &mut |_| {}).expect_err("no position");
     assert!(err.to_string().contains("no training position"), "{err}");
 }
+
+/// Settings that cannot train are refused before anything runs, with the setting named
+/// (they used to reach the kernels' own checks after the network was built, or pass).
+#[test]
+fn settings_that_cannot_train_are_refused_by_name() {
+    let Some(s) = setup("train settings") else {
+        return;
+    };
+    let bad = [
+        ("momentum NaN", {
+            let mut c = config(None, None);
+            c.momentum = f32::NAN;
+            c
+        }),
+        ("weight decay -1", {
+            let mut c = config(None, None);
+            c.weight_decay = -1.0;
+            c
+        }),
+        ("label smoothing 1 must be in [0, 1)", {
+            let mut c = config(None, None);
+            c.label_smoothing = 1.0;
+            c
+        }),
+        ("128 training images make no full batch of 256", {
+            let mut c = config(None, None);
+            c.batch = 256;
+            c
+        }),
+    ];
+    let mut steps = 0;
+    for (want, cfg) in bad {
+        match run(&s, &cfg, Start::Fresh, &mut |_| steps += 1) {
+            Err(TrainError::Config(m)) => assert!(m.contains(want), "{want}: {m}"),
+            other => panic!("{want}: {:?}", other.map(|_| ())),
+        }
+    }
+    assert_eq!(steps, 0, "no step ran");
+}

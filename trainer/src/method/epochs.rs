@@ -46,12 +46,7 @@ pub(super) type SaveFn<'a> =
 
 /// Full batches per epoch, or an error when there is none.
 pub(super) fn steps_per_epoch(images: usize, batch: usize) -> Result<usize, MethodError> {
-    match images.checked_div(batch) {
-        Some(s) if s > 0 => Ok(s),
-        _ => Err(MethodError::Config(format!(
-            "{images} training images make no full batch of {batch}"
-        ))),
-    }
+    crate::train::steps_per_epoch(images, batch).map_err(MethodError::Config)
 }
 
 /// Runs `s.epochs` epochs. `passes` gives each step's selections (one pass each);

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use limpq_solver::{IndicatorSet, Policy};
 
 use super::epochs::{run_epochs, steps_per_epoch, Schedule};
-use super::{MethodError, SgdSettings, StopFlag, POLICY_META};
+use super::{MethodError, StopFlag, POLICY_META};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
-use crate::train::{check_checkpoint_model, check_data, evaluate, EpochSummary, Event};
+use crate::train::{
+    check_checkpoint_model, check_data, evaluate, EpochSummary, Event, SgdSettings,
+};
 
 /// Settings of a finetune run (defaults: the reference recipe).
 #[derive(Clone, Debug, PartialEq)]
@@ -148,7 +150,8 @@ pub fn finetune(
         label_smoothing: cfg.label_smoothing,
         clip: cfg.clip,
     }
-    .check()?;
+    .check()
+    .map_err(MethodError::Config)?;
     steps_per_epoch(train.len(), cfg.batch)?;
     let spec = QuantSpec::policy(model, policy)?;
     let from_ind = match indicators {

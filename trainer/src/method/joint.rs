@@ -10,14 +10,14 @@ use std::sync::Arc;
 use limpq_solver::IndicatorSet;
 
 use super::epochs::{run_epochs, steps_per_epoch, Schedule};
-use super::{utc_now, MethodError, SgdSettings, StopFlag};
+use super::{utc_now, MethodError, StopFlag};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::reference::rng::SeededRng;
-use crate::train::{check_checkpoint_model, check_data, EpochSummary, Event};
+use crate::train::{check_checkpoint_model, check_data, EpochSummary, Event, SgdSettings};
 
 /// Settings of a joint run (defaults: DESIGN.md's recipe).
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +111,7 @@ fn check_config(cfg: &JointConfig) -> Result<(), MethodError> {
         clip: Some(cfg.clip),
     }
     .check()
+    .map_err(MethodError::Config)
 }
 
 /// [`joint_train`] with the final state, history and monotonicity report.

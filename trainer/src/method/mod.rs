@@ -241,47 +241,6 @@ pub fn policy_cost(model: &Model, policy: &Policy) -> Result<(u64, u64, u64), Me
     ))
 }
 
-/// The SGD settings joint training and finetuning share, checked alike before anything
-/// runs: batch sizes positive, every rate finite and ≥ 0, label smoothing in [0, 1).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SgdSettings {
-    pub batch: usize,
-    pub eval_batch: usize,
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub label_smoothing: f32,
-    pub clip: Option<f32>,
-}
-
-impl SgdSettings {
-    pub(crate) fn check(&self) -> Result<(), MethodError> {
-        if self.batch == 0 || self.eval_batch == 0 {
-            return Err(MethodError::Config("batch sizes must be positive".into()));
-        }
-        let rates = [
-            (Some(self.lr), "learning rate"),
-            (Some(self.momentum), "momentum"),
-            (Some(self.weight_decay), "weight decay"),
-            (self.clip, "clip"),
-        ];
-        for (v, what) in rates {
-            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
-                return Err(MethodError::Config(format!(
-                    "{what} {v} must be finite and ≥ 0"
-                )));
-            }
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(MethodError::Config(format!(
-                "label smoothing {} must be in [0, 1)",
-                self.label_smoothing
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// `YYYY-MM-DDTHH:MM:SSZ` of now (UTC), for provenance in written files.
 pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
@@ -309,81 +268,6 @@ pub fn utc_now() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{MethodError, SgdSettings};
-
-    #[test]
-    fn sgd_settings_refuse_what_cannot_train() {
-        let ok = SgdSettings {
-            batch: 64,
-            eval_batch: 256,
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 2.5e-5,
-            label_smoothing: 0.1,
-            clip: None,
-        };
-        assert!(ok.check().is_ok());
-        assert!(SgdSettings {
-            clip: Some(1.0),
-            lr: 0.0,
-            ..ok
-        }
-        .check()
-        .is_ok());
-        let bad = [
-            (SgdSettings { batch: 0, ..ok }, "batch"),
-            (
-                SgdSettings {
-                    eval_batch: 0,
-                    ..ok
-                },
-                "batch",
-            ),
-            (SgdSettings { lr: f32::NAN, ..ok }, "learning rate NaN"),
-            (
-                SgdSettings {
-                    momentum: -0.5,
-                    ..ok
-                },
-                "momentum -0.5",
-            ),
-            (
-                SgdSettings {
-                    weight_decay: f32::INFINITY,
-                    ..ok
-                },
-                "weight decay inf",
-            ),
-            (
-                SgdSettings {
-                    clip: Some(-1.0),
-                    ..ok
-                },
-                "clip -1",
-            ),
-            (
-                SgdSettings {
-                    label_smoothing: 1.0,
-                    ..ok
-                },
-                "label smoothing 1",
-            ),
-            (
-                SgdSettings {
-                    label_smoothing: f32::NAN,
-                    ..ok
-                },
-                "label smoothing NaN",
-            ),
-        ];
-        for (s, want) in bad {
-            match s.check() {
-                Err(MethodError::Config(m)) => assert!(m.contains(want), "{want}: {m}"),
-                other => panic!("{want}: {other:?}"),
-            }
-        }
-    }
-
     #[test]
     fn utc_now_is_well_formed() {
         let s = super::utc_now();
