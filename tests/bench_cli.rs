@@ -2,27 +2,9 @@
 //! throughput in text and JSON, and a bad model name is an error that names it. Runs on
 //! whatever adapter wgpu finds (lavapipe in CI); skips only without one.
 
-use std::process::{Command, Output};
+mod common;
 
-fn limpq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limpq"))
-        .args(args)
-        .output()
-        .expect("run limpq")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn have_gpu(test: &str) -> bool {
-    let out = limpq(&["devices"]);
-    if !out.status.success() {
-        eprintln!("SKIP {test}: no GPU adapter: {}", text(&out.stderr));
-        return false;
-    }
-    true
-}
+use common::{have_gpu, limpq, refused_with, stderr, stdout};
 
 const TINY: [&str; 11] = [
     "bench",
@@ -46,8 +28,8 @@ fn joint_step_reports_positive_throughput() {
     let mut args = TINY.to_vec();
     args.push("0");
     let out = limpq(&args);
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let stdout = stdout(&out);
     assert!(stdout.contains("small_cnn"), "{stdout}");
     assert!(stdout.contains("6 passes per step"), "{stdout}");
     let line = stdout
@@ -70,8 +52,8 @@ fn json_line_parses_with_peer_keys() {
     let mut args = TINY.to_vec();
     args.extend(["0", "--format", "json"]);
     let out = limpq(&args);
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let stdout = stdout(&out);
     let v: serde_json::Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("not one JSON line ({e}):\n{stdout}"));
     assert_eq!(v["model"], "small_cnn");
@@ -91,7 +73,5 @@ fn json_line_parses_with_peer_keys() {
 #[test]
 fn unknown_model_is_named() {
     let out = limpq(&["bench", "train", "--model", "resnet99x", "--batch", "4"]);
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
-    assert!(err.contains("resnet99x"), "{err}");
+    refused_with(&out, &["resnet99x"]);
 }

@@ -4,32 +4,24 @@
 //! algorithm); bad override values are errors that name the variable / flag. Runs on
 //! whatever adapter wgpu finds (lavapipe in CI); skips only without one.
 
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::{have_gpu, limpq_cmd, refused, refused_with, stderr, stdout, tmp_dir};
+
+/// The binary with `args` and `env`, without the caller's `LIMPQ_CONV_ALGO`: these tests
+/// set that override themselves.
 fn limpq_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_limpq"));
-    c.args(args).env_remove("LIMPQ_CONV_ALGO");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run limpq")
+    limpq_cmd(args)
+        .env_remove("LIMPQ_CONV_ALGO")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run limpq")
 }
 
 fn limpq(args: &[&str]) -> Output {
     limpq_env(args, &[])
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn have_gpu(test: &str) -> bool {
-    let out = limpq(&["devices"]);
-    if !out.status.success() {
-        eprintln!("SKIP {test}: no GPU adapter: {}", text(&out.stderr));
-        return false;
-    }
-    true
 }
 
 /// Six convs, five distinct shapes: a stem, two identical 3×3 (one group), a depthwise 3×3,
@@ -51,9 +43,7 @@ const MODEL: &str = r#"Model(
 )"#;
 
 fn model_file(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("limpq-bench-conv-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("conv_classes.ron");
+    let p = tmp_dir("bench-conv", name).join("conv_classes.ron");
     std::fs::write(&p, MODEL).unwrap();
     p
 }
@@ -78,10 +68,10 @@ fn bench(model: &str, format: &str) -> String {
     assert!(
         out.status.success(),
         "bench conv --model {model} failed: {}\n{}",
-        text(&out.stderr),
-        text(&out.stdout)
+        stderr(&out),
+        stdout(&out)
     );
-    text(&out.stdout)
+    stdout(&out)
 }
 
 /// The table's per-shape header lines (`#k class description`) and the layers lines.
@@ -249,8 +239,7 @@ fn bad_override_values_name_the_variable_and_flag() {
         &["bench", "conv", "--model", "small_cnn", "--batch", "1"],
         &[("LIMPQ_CONV_ALGO", "fastest")],
     );
-    assert!(!out.status.success());
-    let e = text(&out.stderr);
+    let e = refused(&out);
     // Without an adapter the device error may come first; with one, the override's.
     if have_gpu("bad_override_values_name_the_variable_and_flag") {
         assert!(
@@ -262,12 +251,12 @@ fn bad_override_values_name_the_variable_and_flag() {
             &["bench", "train", "--model", "small_cnn", "--batch", "1"],
             &[("LIMPQ_CONV_ALGO", "f16gemm"), ("LIMPQ_NO_F16", "1")],
         );
-        assert!(!out.status.success());
-        let e = text(&out.stderr);
-        assert!(
-            e.contains("override f16gemm (LIMPQ_CONV_ALGO): adapter")
-                && e.contains(" was not given SHADER_F16 (not offered, or LIMPQ_NO_F16 set)"),
-            "{e}"
+        refused_with(
+            &out,
+            &[
+                "override f16gemm (LIMPQ_CONV_ALGO): adapter",
+                " was not given SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
+            ],
         );
     }
     let out = limpq(&[
@@ -278,19 +267,12 @@ fn bad_override_values_name_the_variable_and_flag() {
         "--conv-algo",
         "fastest",
     ]);
-    assert!(!out.status.success());
-    let e = text(&out.stderr);
-    assert!(
-        e.contains("--conv-algo") && e.contains("auto, direct, gemm, blocked, f16gemm"),
-        "{e}"
+    refused_with(
+        &out,
+        &["--conv-algo", "auto, direct, gemm, blocked, f16gemm"],
     );
     let out = limpq(&["bench", "conv", "--model", "small_cnn", "--algo", "fastest"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("--algo"),
-        "{}",
-        text(&out.stderr)
-    );
+    refused_with(&out, &["--algo"]);
 }
 
 #[test]
@@ -303,12 +285,7 @@ fn a_batch_the_adapter_cannot_hold_is_refused_by_name() {
             &["bench", "train", "--model", "resnet18", "--batch", "100000"][..],
         ] {
             let out = limpq(args);
-            assert!(!out.status.success());
-            let err = text(&out.stderr);
-            assert!(
-                err.contains("--batch 100000") && err.contains("largest storage buffer"),
-                "{err}"
-            );
+            let err = refused_with(&out, &["--batch 100000", "largest storage buffer"]);
             assert!(!err.contains("memory allocation"), "{err}");
         }
     }

@@ -3,48 +3,14 @@
 //! errors for a missing dataset and a bad job file. The GPU run skips only without an adapter
 //! or Fashion-MNIST.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-
-fn limpq(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_limpq"));
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run limpq")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{have_gpu_and_data, limpq, limpq_env, refused_with, stderr, stdout, FMNIST};
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("limpq-demo-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn have_gpu_and_data(test: &str) -> bool {
-    if !Path::new(FMNIST)
-        .join("train-images-idx3-ubyte.gz")
-        .exists()
-    {
-        eprintln!("SKIP {test}: no Fashion-MNIST at {FMNIST}");
-        return false;
-    }
-    let out = limpq(&["devices"], &[]);
-    if !out.status.success() {
-        eprintln!("SKIP {test}: no GPU adapter: {}", text(&out).1);
-        return false;
-    }
-    true
+    common::tmp_dir("demo-cli", name)
 }
 
 fn tiny_job(out: &Path) -> String {
@@ -85,14 +51,14 @@ fn tiny_pipeline_runs_end_to_end_and_resumes() {
     let out = dir.join("run");
     let job = dir.join("tiny.pipeline.ron");
     std::fs::write(&job, tiny_job(&out)).unwrap();
-    let o = limpq(&["pipeline", job.to_str().unwrap()], &[]);
-    let (stdout, stderr) = text(&o);
-    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let o = limpq(&["pipeline", job.to_str().unwrap()]);
+    let printed = stdout(&o);
+    assert!(o.status.success(), "{printed}\n{}", stderr(&o));
     // pretrain + indicators + searched + uniform + 3 random.
-    assert!(stdout.contains("7 stages"), "{stdout}");
-    assert!(stdout.contains("[7/7] seed 3: finetune w3a3"), "{stdout}");
-    assert!(!stdout.contains("skipped"), "{stdout}");
-    let cells = row(&stdout, "w3a3");
+    assert!(printed.contains("7 stages"), "{printed}");
+    assert!(printed.contains("[7/7] seed 3: finetune w3a3"), "{printed}");
+    assert!(!printed.contains("skipped"), "{printed}");
+    let cells = row(&printed, "w3a3");
     // budget, BitOps budget, searched BitOps, uniform, searched, random median, each, FP32
     assert_eq!(cells.len(), 8, "{cells:?}");
     for c in [&cells[3], &cells[4], &cells[5], &cells[7]] {
@@ -125,19 +91,19 @@ fn tiny_pipeline_runs_end_to_end_and_resumes() {
             "ron",
         ];
         a.extend_from_slice(extra);
-        limpq(&a, &[])
+        limpq(&a)
     };
     let mut o2 = solve(&[]);
     if !o2.status.success() {
         // The pipeline solves without the non-monotone rule when it makes the budget
         // infeasible, and says so in the report.
-        assert!(text(&o2).1.contains("infeasible"), "{}", text(&o2).1);
+        refused_with(&o2, &["infeasible"]);
         let md = std::fs::read_to_string(out.join("report.md")).unwrap();
         assert!(md.contains("solved without it"), "{md}");
         o2 = solve(&["--allow-non-monotone"]);
     }
-    assert!(o2.status.success(), "{}", text(&o2).1);
-    let solved = limpq_solver::Policy::from_ron_str(&text(&o2).0).unwrap();
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    let solved = limpq_solver::Policy::from_ron_str(&stdout(&o2)).unwrap();
     let written = limpq_solver::Policy::from_ron_str(
         &std::fs::read_to_string(out.join("seed3/policies/w3a3_searched.ron")).unwrap(),
     )
@@ -146,9 +112,9 @@ fn tiny_pipeline_runs_end_to_end_and_resumes() {
 
     // Re-run, naming the job's one seed with --seeds: every stage done earlier, the same
     // table (the flag keeps the per-seed stages' identity).
-    let o3 = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "3"], &[]);
-    let (stdout3, stderr3) = text(&o3);
-    assert!(o3.status.success(), "{stdout3}\n{stderr3}");
+    let o3 = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "3"]);
+    let stdout3 = stdout(&o3);
+    assert!(o3.status.success(), "{stdout3}\n{}", stderr(&o3));
     assert_eq!(
         stdout3.matches("done earlier, skipped").count(),
         7,
@@ -162,7 +128,7 @@ fn missing_fashion_mnist_says_how_to_install_it() {
     let dir = tmp("nodata");
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = limpq(
+    let o = limpq_env(
         &[
             "demo",
             "--quick",
@@ -171,12 +137,7 @@ fn missing_fashion_mnist_says_how_to_install_it() {
         ],
         &[("LIMPQ_DATA", empty.to_str().unwrap())],
     );
-    let (_, stderr) = text(&o);
-    assert!(!o.status.success());
-    assert!(
-        stderr.contains("apt-get install dataset-fashion-mnist") && stderr.contains("LIMPQ_DATA"),
-        "{stderr}"
-    );
+    refused_with(&o, &["apt-get install dataset-fashion-mnist", "LIMPQ_DATA"]);
 }
 
 #[test]
@@ -185,34 +146,17 @@ fn bad_job_files_are_refused_with_the_field() {
     let job = dir.join("bad.pipeline.ron");
     let out = dir.join("run");
     std::fs::write(&job, tiny_job(&out).replace("lr: 0.05", "lr: NaN")).unwrap();
-    let o = limpq(&["pipeline", job.to_str().unwrap()], &[]);
-    let (_, stderr) = text(&o);
-    assert!(!o.status.success());
-    assert!(
-        stderr.contains("bad.pipeline.ron") && stderr.contains("pretrain.lr"),
-        "{stderr}"
-    );
+    let o = limpq(&["pipeline", job.to_str().unwrap()]);
+    refused_with(&o, &["bad.pipeline.ron", "pretrain.lr"]);
     std::fs::write(&job, tiny_job(&out).replace("\"w3a3\"", "\"w1a1\"")).unwrap();
-    let o = limpq(&["pipeline", job.to_str().unwrap()], &[]);
-    let (_, stderr) = text(&o);
-    assert!(!o.status.success());
-    assert!(
-        stderr.contains("w1a1") && stderr.contains("joint.bits"),
-        "{stderr}"
-    );
+    let o = limpq(&["pipeline", job.to_str().unwrap()]);
+    refused_with(&o, &["w1a1", "joint.bits"]);
     assert!(!out.exists(), "nothing is written for an invalid job");
 
     std::fs::write(&job, tiny_job(&out)).unwrap();
-    let o = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "1,1"], &[]);
-    let (_, stderr) = text(&o);
-    assert!(!o.status.success());
-    assert!(
-        stderr.contains("--seeds") && stderr.contains("listed twice"),
-        "{stderr}"
-    );
-    let o = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "x"], &[]);
-    let (_, stderr) = text(&o);
-    assert!(!o.status.success());
-    assert!(stderr.contains("--seeds"), "{stderr}");
+    let o = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "1,1"]);
+    refused_with(&o, &["--seeds", "listed twice"]);
+    let o = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "x"]);
+    refused_with(&o, &["--seeds"]);
     assert!(!out.exists(), "nothing is written for refused seeds");
 }

@@ -1,11 +1,12 @@
 //! `limpq import-limpq`: pickles written by python3's own pickle module, converted by the
 //! binary. Every test skips (with a printed reason) when python3 is not installed.
 
+mod common;
+
+use common::{limpq, limpq_cmd, refused, refused_with, stderr, stdout};
 use limpq_solver::IndicatorSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_limpq");
 
 fn python3() -> Option<&'static str> {
     let ok = Command::new("python3")
@@ -21,12 +22,9 @@ fn python3() -> Option<&'static str> {
     }
 }
 
-/// A fresh directory under the target dir, named after the test.
+/// A fresh directory, named after the test.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("import_limpq_{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::tmp_dir("import-limpq", name)
 }
 
 /// Run a python program that defines `obj`, then pickle it to `out` with `protocol`.
@@ -46,18 +44,13 @@ fn python_pickle(py: &str, program: &str, out: &Path, protocol: u8) {
 }
 
 fn import(pickle: &Path, layers: &str, out: &Path, extra: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("import-limpq")
+    limpq_cmd(&["import-limpq"])
         .arg(pickle)
         .args(["--layers", layers, "-o"])
         .arg(out)
         .args(extra)
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const TABLE_CSV: &str = "\
@@ -256,8 +249,7 @@ fn refuses_code_and_names_the_opcode() {
         python_pickle(py, program, &pkl, *protocol);
         let out = dir.join(format!("bad{k}.ron"));
         let o = import(&pkl, table.to_str().unwrap(), &out, &[]);
-        let err = stderr(&o);
-        assert!(!o.status.success(), "case {k} accepted");
+        let err = refused(&o);
         assert!(
             err.contains(&format!("opcode {opcode} at byte")),
             "case {k}: {err}"
@@ -271,11 +263,7 @@ fn refuses_code_and_names_the_opcode() {
     let pkl = dir.join("reduce.pkl");
     std::fs::write(&pkl, b"\x80\x02)R.").unwrap();
     let o = import(&pkl, table.to_str().unwrap(), &dir.join("r.ron"), &[]);
-    assert!(
-        stderr(&o).contains("opcode REDUCE at byte 3"),
-        "{}",
-        stderr(&o)
-    );
+    refused_with(&o, &["opcode REDUCE at byte 3"]);
 }
 
 #[test]
@@ -325,8 +313,7 @@ fn mismatches_name_the_layer_and_bit() {
         python_pickle(py, &program, &pkl, 4);
         let out = dir.join(format!("m{k}.ron"));
         let o = import(&pkl, table.to_str().unwrap(), &out, &[]);
-        let err = stderr(&o);
-        assert!(!o.status.success(), "case {k} accepted");
+        let err = refused(&o);
         for w in wanted {
             assert!(err.contains(w), "case {k}: wanted {w:?} in: {err}");
         }
@@ -369,8 +356,7 @@ fn truncated_and_random_files_are_errors() {
     ] {
         std::fs::write(&cut_pkl, &bytes[..cut]).unwrap();
         let o = import(&cut_pkl, table.to_str().unwrap(), &out, &[]);
-        let err = stderr(&o);
-        assert!(!o.status.success(), "cut at {cut} accepted");
+        let err = refused(&o);
         assert!(err.contains("truncated"), "cut at {cut}: {err}");
         assert!(err.contains("cut.pkl"), "cut at {cut}: {err}");
         assert!(!out.exists());
@@ -429,20 +415,14 @@ fn converts_checked_in_fixtures_and_refuses_the_exploit() {
 
     // Its __reduce__ would `touch PWNED` in the working directory if anything ran it.
     let out = dir.join("exploit.ron");
-    let o = Command::new(BIN)
+    let o = limpq_cmd(&["import-limpq"])
         .current_dir(&dir)
-        .arg("import-limpq")
         .arg(fixtures.join("exploit_p2.pkl"))
         .args(["--layers", table.to_str().unwrap(), "-o"])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("opcode GLOBAL at byte 48"),
-        "{}",
-        stderr(&o)
-    );
+    refused_with(&o, &["opcode GLOBAL at byte 48"]);
     assert!(!dir.join("PWNED").exists());
     assert!(!out.exists());
 }
@@ -460,20 +440,16 @@ fn solve_accepts_the_imported_file() {
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let help = Command::new(BIN)
-        .args(["solve", "--help"])
-        .output()
-        .unwrap();
-    if !String::from_utf8_lossy(&help.stdout).contains("--bitops") {
+    let help = limpq(&["solve", "--help"]);
+    if !stdout(&help).contains("--bitops") {
         eprintln!("SKIPPED: `limpq solve` is not implemented yet (no --bitops option)");
         return;
     }
-    let o = Command::new(BIN)
-        .arg("solve")
+    let o = limpq_cmd(&["solve"])
         .arg(&out)
         .args(["--bitops", "w4a4"])
         .output()
-        .unwrap();
+        .expect("run limpq");
     assert!(
         o.status.success(),
         "solve refused the imported file: {}",

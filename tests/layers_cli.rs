@@ -1,13 +1,8 @@
 //! `limpq layers` end to end: the sums of issue 2, the example file, and error messages.
 
-use std::process::{Command, Output};
+mod common;
 
-fn limpq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limpq"))
-        .args(args)
-        .output()
-        .expect("run limpq")
-}
+use common::{limpq, refused_with, tmp_dir};
 
 fn stdout_of(args: &[&str]) -> String {
     let out = limpq(args);
@@ -93,8 +88,7 @@ fn ron_output_reads_back_and_matches_the_example() {
     .unwrap();
     assert_eq!(ron_text.trim_end(), example.trim_end());
 
-    let dir = std::env::temp_dir().join(format!("limpq-layers-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tmp_dir("layers-cli", "ron");
     let path = dir.join("r20.ron");
     std::fs::write(&path, stdout_of(&["layers", "resnet20", "--format", "ron"])).unwrap();
     let from_file = stdout_of(&["layers", path.to_str().unwrap()]);
@@ -104,8 +98,7 @@ fn ron_output_reads_back_and_matches_the_example() {
 
 #[test]
 fn errors_name_the_file_and_node() {
-    let dir = std::env::temp_dir().join(format!("limpq-layers-err-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tmp_dir("layers-cli", "err");
     let path = dir.join("broken.ron");
     let text = stdout_of(&["layers", "small_cnn", "--format", "ron"]).replace(
         "out_channels: 16, kernel: 3, stride: 1",
@@ -113,23 +106,13 @@ fn errors_name_the_file_and_node() {
     );
     std::fs::write(&path, text).unwrap();
     let out = limpq(&["layers", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("broken.ron") && err.contains("layer1.0.add") && err.contains("24×7×7"),
-        "{err}"
-    );
+    refused_with(&out, &["broken.ron", "layer1.0.add", "24×7×7"]);
 
     let out = limpq(&["layers", "no-such-model"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no-such-model") && err.contains("resnet50"),
-        "{err}"
-    );
+    refused_with(&out, &["no-such-model", "resnet50"]);
 
     let out = limpq(&["layers", dir.join("absent.ron").to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("absent.ron"));
+    refused_with(&out, &["absent.ron"]);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1,19 +1,19 @@
 //! End-to-end tests of `limpq solve` on the fixtures in tests/fixtures/solver.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{limpq_in, refused_with};
 use limpq_solver::{Frontier, IndicatorSet, Policy, ResourceTable};
 
 const IND: &str = "tests/fixtures/solver/tiny.indicators.ron";
 const LAT: &str = "tests/fixtures/solver/latency.ron";
 
+/// The binary in the package folder, where the fixture paths above are relative to.
 fn limpq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limpq"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("run limpq")
+    limpq_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
 fn ok(args: &[&str]) -> String {
@@ -26,20 +26,8 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn fail(args: &[&str]) -> String {
-    let o = limpq(args);
-    assert!(
-        !o.status.success(),
-        "limpq {args:?} should fail, printed {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stderr).unwrap()
-}
-
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("limpq-solve-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmp_dir("solve-cli", name)
 }
 
 fn indicators() -> IndicatorSet {
@@ -161,41 +149,39 @@ fn json_input_and_output_and_microlp_agree_with_exact() {
 
 #[test]
 fn infeasible_budget_names_the_budget_and_the_floor() {
-    let err = fail(&["solve", IND, "--bitops", "1000"]);
-    assert!(
-        err.contains("BitOps")
-            && err.contains("smallest achievable")
-            && err.contains("tiny.indicators.ron"),
-        "{err}"
+    refused_with(
+        &limpq(&["solve", IND, "--bitops", "1000"]),
+        &["BitOps", "smallest achievable", "tiny.indicators.ron"],
     );
 }
 
 #[test]
 fn bad_input_names_file_layer_and_field() {
-    let err = fail(&["solve", "no/such/file.ron", "--bitops", "w4a4"]);
-    assert!(err.contains("no/such/file.ron"), "{err}");
+    refused_with(
+        &limpq(&["solve", "no/such/file.ron", "--bitops", "w4a4"]),
+        &["no/such/file.ron"],
+    );
     let d = tmp("bad");
     let mut ind = indicators();
     ind.layers[2].act_scale.pop();
     let f = d.join("short.ron");
     std::fs::write(&f, ind.to_ron_string()).unwrap();
-    let err = fail(&["solve", f.to_str().unwrap(), "--bitops", "w4a4"]);
-    assert!(
-        err.contains("layer1.conv2") && err.contains("act_scale") && err.contains("short.ron"),
-        "{err}"
+    refused_with(
+        &limpq(&["solve", f.to_str().unwrap(), "--bitops", "w4a4"]),
+        &["layer1.conv2", "act_scale", "short.ron"],
     );
     let mut ind = indicators();
     ind.layers[3].name = ind.layers[1].name.clone();
     std::fs::write(&f, ind.to_ron_string()).unwrap();
-    let err = fail(&["solve", f.to_str().unwrap(), "--bitops", "w4a4"]);
-    assert!(
-        err.contains("duplicate") && err.contains("layer1.conv1"),
-        "{err}"
+    refused_with(
+        &limpq(&["solve", f.to_str().unwrap(), "--bitops", "w4a4"]),
+        &["duplicate", "layer1.conv1"],
     );
-    let err = fail(&["solve", IND, "--bitops", "w4a4", "--pin", "nope=4,4"]);
-    assert!(err.contains("nope") && err.contains("pinned"), "{err}");
-    let err = fail(&["solve", IND, "--bitops", "w4x4"]);
-    assert!(err.contains("w4x4"), "{err}");
+    refused_with(
+        &limpq(&["solve", IND, "--bitops", "w4a4", "--pin", "nope=4,4"]),
+        &["nope", "pinned"],
+    );
+    refused_with(&limpq(&["solve", IND, "--bitops", "w4x4"]), &["w4x4"]);
 }
 
 #[test]
@@ -269,8 +255,10 @@ fn resource_pin_and_tie_are_honoured() {
         (4, 2)
     );
     assert_eq!(get("layer1.conv2").act, get("layer2.shortcut").act);
-    let err = fail(&["solve", IND, "--bitops", "w4a4", "--resource", LAT]);
-    assert!(err.contains("--max"), "{err}");
+    refused_with(
+        &limpq(&["solve", IND, "--bitops", "w4a4", "--resource", LAT]),
+        &["--max"],
+    );
 }
 
 #[test]

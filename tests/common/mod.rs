@@ -7,10 +7,31 @@ use std::process::{Command, Output};
 /// Where Debian's `dataset-fashion-mnist` installs the data.
 pub const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
 
+/// The binary under test with `args`, for a caller that sets more (folder, environment) or
+/// spawns it.
+pub fn limpq_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_limpq"));
+    c.args(args);
+    c
+}
+
 /// Run the binary under test with `args`.
 pub fn limpq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_limpq"))
-        .args(args)
+    limpq_cmd(args).output().expect("run limpq")
+}
+
+/// Run the binary under test with `args` and the variables `env` set.
+pub fn limpq_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    limpq_cmd(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run limpq")
+}
+
+/// Run the binary under test with `args` in the folder `dir`.
+pub fn limpq_in(dir: &Path, args: &[&str]) -> Output {
+    limpq_cmd(args)
+        .current_dir(dir)
         .output()
         .expect("run limpq")
 }
@@ -23,11 +44,51 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The run failed the way a refused command does: exit status 1 (an error `main` returned)
+/// or 2 (clap's usage error), not 101 (a panic) nor a signal. Returns its stderr.
+pub fn refused(out: &Output) -> String {
+    let err = stderr(out);
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "expected a clean refusal (exit status 1 or 2), got {}\nstderr:\n{err}\nstdout:\n{}",
+        out.status,
+        stdout(out)
+    );
+    err
+}
+
+/// [`refused`], with every one of `needles` in its stderr. Returns the stderr.
+pub fn refused_with(out: &Output, needles: &[&str]) -> String {
+    let err = refused(out);
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
+    }
+    err
+}
+
 /// `name` inside a per-process temp folder of the test suite `suite`.
 pub fn tmp(suite: &str, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("limpq-{suite}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// [`tmp`] as a folder of its own, emptied if an earlier run left it.
+pub fn tmp_dir(suite: &str, name: &str) -> PathBuf {
+    let dir = tmp(suite, name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Skip (with the reason) when wgpu finds no adapter.
+pub fn have_gpu(test: &str) -> bool {
+    let out = limpq(&["devices"]);
+    if !out.status.success() {
+        eprintln!("SKIP {test}: no GPU adapter: {}", stderr(&out));
+        return false;
+    }
+    true
 }
 
 /// Skip (with the reason) when there is no adapter or no Fashion-MNIST.
@@ -39,10 +100,5 @@ pub fn have_gpu_and_data(test: &str) -> bool {
         eprintln!("SKIP {test}: no Fashion-MNIST at {FMNIST}");
         return false;
     }
-    let out = limpq(&["devices"]);
-    if !out.status.success() {
-        eprintln!("SKIP {test}: no GPU adapter: {}", stderr(&out));
-        return false;
-    }
-    true
+    have_gpu(test)
 }
