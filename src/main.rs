@@ -129,6 +129,32 @@ fn init_logging(verbose: u8) {
 mod tests {
     use super::error_text;
 
+    /// Every argument of every command says what it is in `--help` (a flag with a blank
+    /// line there is one users have to guess at), and clap's own consistency checks pass.
+    #[test]
+    fn every_argument_has_help() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, blank: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    blank.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), blank);
+            }
+        }
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let mut blank = Vec::new();
+        walk(&cmd, "limpq", &mut blank);
+        assert!(blank.is_empty(), "arguments without help: {blank:?}");
+    }
+
     #[derive(Debug)]
     struct Inner;
     impl std::fmt::Display for Inner {

@@ -55,6 +55,7 @@ pub struct Args {
     /// Columns of A, rows of B.
     #[arg(long)]
     pub k: Option<usize>,
+    /// Which GEMMs to time (each is checked on the CPU first).
     #[arg(long, value_enum, default_value_t = Kind::All)]
     pub kind: Kind,
     /// Timed samples; the median is reported.

@@ -5,6 +5,7 @@ use super::serve::Endpoint;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The job's id (as `limpq submit` and `limpq jobs` print it).
     pub id: JobId,
     #[command(flatten)]
     pub endpoint: Endpoint,

@@ -17,11 +17,13 @@ pub struct Args {
     /// Dataset (default: the one the checkpoint was trained on).
     #[arg(long)]
     pub data: Option<String>,
+    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Evaluate on N test images drawn with a fixed seed (default: all).
     #[arg(long)]
     pub subset: Option<usize>,
+    /// Images per evaluation batch.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
     /// Evaluate quantized at this policy (default: the policy a `limpq finetune`

@@ -35,8 +35,10 @@ pub struct Args {
 /// Settings `limpq indicators` and `limpq finetune` share: the recipe and the data.
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// Passes over the training set.
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
+    /// Images per optimizer step (the last partial batch of an epoch is dropped).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Initial learning rate; cosine-annealed to 0 per step.
@@ -54,6 +56,7 @@ pub struct RunArgs {
     /// Evaluate on N test images drawn with a fixed seed (default: all).
     #[arg(long)]
     pub test_subset: Option<usize>,
+    /// Seed of the subset drawn, shuffling and augmentation (and of `indicators`' random-policy passes).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Images per evaluation batch.

@@ -78,6 +78,7 @@ pub struct Args {
     /// the frontier (budget, objective, BitOps, size); -o writes it.
     #[arg(long, value_name = "N")]
     pub sweep: Option<usize>,
+    /// Which solver answers (both are exact; `microlp` is the general ILP peer).
     #[arg(long, value_enum, default_value_t = BackendArg::Exact)]
     pub backend: BackendArg,
     /// What to print on stdout.

@@ -24,20 +24,25 @@ pub struct Args {
     /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Passes over the training set.
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
+    /// Images per optimizer step (the last partial batch of an epoch is dropped).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Initial learning rate; cosine-annealed to 0 over the run, per step.
     #[arg(long, default_value_t = 0.1)]
     pub lr: f32,
+    /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f32,
+    /// Nesterov momentum (the reference recipe's).
     #[arg(long)]
     pub nesterov: bool,
     /// Weight decay on conv and linear weights.
     #[arg(long, default_value_t = 5e-4)]
     pub weight_decay: f32,
+    /// Label smoothing of the cross-entropy loss, in [0, 1) (the reference recipe: 0.1).
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f32,
     /// Train on N training images drawn with the seed (default: all).
@@ -46,6 +51,7 @@ pub struct Args {
     /// Evaluate on N test images drawn with a fixed seed (default: all).
     #[arg(long)]
     pub test_subset: Option<usize>,
+    /// Seed of the weight init, the subset drawn, shuffling and augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Start from this checkpoint's parameters and BN statistics.
