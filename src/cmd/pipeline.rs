@@ -7,6 +7,7 @@ use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::interrupt;
 use limpq_trainer::pipeline::gpu::{load_data, GpuStages};
 use limpq_trainer::pipeline::{self, report, Event, Job, Plan, Results};
+use limpq_trainer::train::StopFlag;
 
 use super::progress::Progress;
 
@@ -69,7 +70,7 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
         job: job.clone(),
         train,
         test,
-        stop: Some(interrupt::stop_on_signal(|| {
+        stop: StopFlag::new(interrupt::stop_on_signal(|| {
             eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
         })?),
     };

@@ -9,7 +9,7 @@ use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::interrupt;
 use limpq_trainer::model::Model;
-use limpq_trainer::train::{train_from, Event, Start, TrainConfig, TrainError};
+use limpq_trainer::train::{train_from, Event, Start, StopFlag, TrainConfig, TrainError};
 
 use super::progress::Progress;
 
@@ -135,7 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eval_batch: args.eval_batch,
         checkpoint: Some(args.output.clone()),
         meta: vec![("data".into(), train_ds.kind.name().to_string())],
-        stop: Some(interrupt::stop_on_signal(|| {
+        stop: StopFlag::new(interrupt::stop_on_signal(|| {
             eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
         })?),
     };

@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +17,7 @@ use crate::model::Model;
 use crate::reference::cosine_lr;
 
 /// Hyper-parameters of a run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch: usize,
@@ -39,7 +38,7 @@ pub struct TrainConfig {
     /// Checked before every optimizer step and before each epoch's evaluation: once set,
     /// the run saves its exact position (to `checkpoint` when set) and returns
     /// [`TrainError::Stopped`], from which [`Start::Resume`] continues.
-    pub stop: Option<Arc<AtomicBool>>,
+    pub stop: StopFlag,
 }
 
 impl Default for TrainConfig {
@@ -56,37 +55,38 @@ impl Default for TrainConfig {
             eval_batch: 256,
             checkpoint: None,
             meta: Vec::new(),
-            stop: None,
+            stop: StopFlag::default(),
         }
     }
 }
 
-/// Equal settings; two stop flags are equal when they are the same flag.
-impl PartialEq for TrainConfig {
-    fn eq(&self, o: &Self) -> bool {
-        let same_stop = match (&self.stop, &o.stop) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        self.epochs == o.epochs
-            && self.batch == o.batch
-            && self.lr == o.lr
-            && self.momentum == o.momentum
-            && self.nesterov == o.nesterov
-            && self.weight_decay == o.weight_decay
-            && self.label_smoothing == o.label_smoothing
-            && self.seed == o.seed
-            && self.eval_batch == o.eval_batch
-            && self.checkpoint == o.checkpoint
-            && self.meta == o.meta
-            && same_stop
+/// A flag another thread sets (Ctrl-C, the daemon's cancel and shutdown) to stop a
+/// training, joint or finetune run between two optimizer steps.
+/// Two flags compare equal when they are the same flag (or both absent), so configs
+/// holding one stay comparable.
+#[derive(Clone, Debug, Default)]
+pub struct StopFlag(pub Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
+
+impl StopFlag {
+    /// A flag that [`StopFlag::requested`] reads.
+    pub fn new(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> StopFlag {
+        StopFlag(Some(flag))
+    }
+    /// Whether a stop was asked for.
+    pub fn requested(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
 
-impl TrainConfig {
-    fn stop_requested(&self) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+impl PartialEq for StopFlag {
+    fn eq(&self, o: &StopFlag) -> bool {
+        match (&self.0, &o.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 }
 
@@ -633,7 +633,7 @@ pub fn train_from(
         let first_step = pos.epoch_step;
         let mut seen_here = 0usize;
         while pos.epoch_step < steps {
-            if cfg.stop_requested() {
+            if cfg.stop.requested() {
                 return Err(stopped(&net, model, cfg, &pos));
             }
             let b = loader.next().ok_or_else(early)?;
@@ -668,7 +668,7 @@ pub fn train_from(
                 eta_secs: per_step * (total - pos.global_step) as f64,
             });
         }
-        if cfg.stop_requested() {
+        if cfg.stop.requested() {
             return Err(stopped(&net, model, cfg, &pos));
         }
         let train_secs = started.elapsed().as_secs_f64();

@@ -19,7 +19,9 @@ use limpq_trainer::checkpoint::{Checkpoint, NamedTensor};
 use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::Gpu;
 use limpq_trainer::model::Model;
-use limpq_trainer::train::{train_from, Event, Position, Start, TrainConfig, TrainError, Trained};
+use limpq_trainer::train::{
+    train_from, Event, Position, Start, StopFlag, TrainConfig, TrainError, Trained,
+};
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -64,7 +66,7 @@ fn config(checkpoint: Option<PathBuf>, stop: Option<Arc<AtomicBool>>) -> TrainCo
         seed: 7,
         eval_batch: 64,
         checkpoint,
-        stop,
+        stop: StopFlag(stop),
         ..TrainConfig::default()
     }
 }

@@ -29,8 +29,8 @@ use crate::gpu::{Gpu, GpuOptions};
 use crate::model::Model;
 use crate::pipeline::PipelineError;
 use crate::train::{
-    check_checkpoint_model, check_data, evaluate, train_from, Event, Position, Start, TrainConfig,
-    TrainError,
+    check_checkpoint_model, check_data, evaluate, train_from, Event, Position, Start, StopFlag,
+    TrainConfig, TrainError,
 };
 
 /// Full-precision training of a model (see `limpq train`, whose options these mirror).
@@ -306,7 +306,7 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         eval_batch: job.eval_batch,
         checkpoint: Some(current.clone()),
         meta: vec![("data".into(), train_ds.kind.name().to_string())],
-        stop: Some(stop.clone()),
+        stop: StopFlag::new(stop.clone()),
     };
     let total = job.epochs as u64;
     let ran = {
@@ -495,7 +495,7 @@ pub fn run_pipeline(job: &PipelineJob, ctx: &mut JobContext<'_>) -> Result<Outco
         job: job.clone(),
         train: train_ds,
         test: test_ds,
-        stop: Some(stop.clone()),
+        stop: StopFlag::new(stop.clone()),
     };
     let ran = {
         let ctx = &mut *ctx;

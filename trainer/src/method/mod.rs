@@ -8,6 +8,7 @@ mod epochs;
 mod finetune;
 mod joint;
 
+pub use crate::train::StopFlag;
 use std::fmt;
 use std::sync::Arc;
 
@@ -56,35 +57,6 @@ pub enum MethodError {
         epoch: usize,
         step: usize,
     },
-}
-
-/// A flag another thread sets to stop a joint or finetune run between two optimizer steps.
-/// Two flags compare equal when they are the same flag (or both absent), so configs
-/// holding one stay comparable.
-#[derive(Clone, Debug, Default)]
-pub struct StopFlag(pub Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
-
-impl StopFlag {
-    /// A flag that [`StopFlag::requested`] reads.
-    pub fn new(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> StopFlag {
-        StopFlag(Some(flag))
-    }
-    /// Whether a stop was asked for.
-    pub fn requested(&self) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
-    }
-}
-
-impl PartialEq for StopFlag {
-    fn eq(&self, o: &StopFlag) -> bool {
-        match (&self.0, &o.0) {
-            (None, None) => true,
-            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
 }
 
 impl fmt::Display for MethodError {

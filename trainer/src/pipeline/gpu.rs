@@ -2,7 +2,6 @@
 //! [`crate::method::joint_train`] for the indicators and [`crate::method::finetune`] for
 //! every policy, all on the same train/test subsets.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use limpq_solver::{IndicatorSet, Policy};
@@ -50,7 +49,7 @@ pub struct GpuStages<'g> {
     pub test: Arc<Dataset>,
     /// Set by another thread to stop the running training run after its current step
     /// (the daemon's cancel and shutdown).
-    pub stop: Option<Arc<AtomicBool>>,
+    pub stop: StopFlag,
 }
 
 impl GpuStages<'_> {
@@ -67,7 +66,7 @@ impl GpuStages<'_> {
 
 impl Stages for GpuStages<'_> {
     fn stop_requested(&self) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+        self.stop.requested()
     }
 
     fn pretrain(
@@ -163,7 +162,7 @@ impl Stages for GpuStages<'_> {
             lr: j.lr,
             seed,
             meta: self.meta(seed),
-            stop: StopFlag(self.stop.clone()),
+            stop: self.stop.clone(),
             ..JointConfig::default()
         };
         method::joint_train(
@@ -197,7 +196,7 @@ impl Stages for GpuStages<'_> {
             lr: f.lr,
             seed,
             meta: self.meta(seed),
-            stop: StopFlag(self.stop.clone()),
+            stop: self.stop.clone(),
             ..FinetuneConfig::default()
         };
         let r = method::finetune(
