@@ -614,6 +614,26 @@ fn markdown_table_from_synthetic_results() {
         "{md}"
     );
     assert!(md.contains("91.00 ± 1.41 |"), "{md}");
+    // Paired differences: searched is 1 point above uniform and 11 (w2a3) / 13 (w3a3)
+    // above the random median in every seed.
+    assert!(
+        md.contains("| budget | seed 0 | seed 2 | mean − uniform | mean − random median |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| w2a3 | +1.00 / +11.00 | +1.00 / +11.00 | +1.00 ± 0.00 | +11.00 ± 0.00 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| w3a3 | +1.00 / +13.00 | +1.00 / +13.00 | +1.00 ± 0.00 | +13.00 ± 0.00 |"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("| w2a2 | +"),
+        "skipped budgets have no paired row: {md}"
+    );
+    // One seed: no paired section (the table already is the difference).
+    assert!(!report::markdown(&synthetic(&[0])).contains("seed by seed"));
 }
 
 /// Minimal well-formedness check: tags balance and every `<` opens a known element.

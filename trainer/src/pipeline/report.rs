@@ -192,6 +192,53 @@ pub fn table(r: &Results) -> String {
     o
 }
 
+/// Seed by seed, the searched policy's accuracy minus the uniform one's and minus the
+/// random median, in points, with their mean ± sample std over seeds: the paired view of
+/// the table (each seed's three policies share its pretraining and indicators, so the
+/// differences vary less than the accuracies).
+fn paired(r: &Results) -> String {
+    let seeds: Vec<u64> = r.fp32.iter().map(|(s, _)| *s).collect();
+    let mut o = String::new();
+    let mut head = String::from("| budget |");
+    let mut rule = String::from("|---|");
+    for s in &seeds {
+        let _ = write!(head, " seed {s} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(
+        o,
+        "{head} mean − uniform | mean − random median |\n{rule}---:|---:|"
+    );
+    let signed = |v: &[f64]| match v.len() {
+        0 => "–".to_string(),
+        1 => format!("{:+.2}", v[0] * 100.0),
+        _ => {
+            let (m, sd) = mean_std(v);
+            format!("{:+.2} ± {:.2}", m * 100.0, sd * 100.0)
+        }
+    };
+    for b in r.budgets.iter().filter(|b| b.skipped.is_none()) {
+        let _ = write!(o, "| {} |", b.label);
+        let (mut du, mut dr) = (Vec::new(), Vec::new());
+        for s in &seeds {
+            let Some(x) = b.seeds.iter().find(|x| x.seed == *s) else {
+                o.push_str(" – |");
+                continue;
+            };
+            let acc: Vec<f64> = x.random.iter().map(|p| p.accuracy).collect();
+            let u = x.uniform.as_ref().map(|u| x.searched.accuracy - u.accuracy);
+            let m = (!acc.is_empty()).then(|| x.searched.accuracy - median(&acc));
+            du.extend(u);
+            dr.extend(m);
+            let cell =
+                |d: Option<f64>| d.map_or("–".to_string(), |d| format!("{:+.2}", d * 100.0));
+            let _ = write!(o, " {} / {} |", cell(u), cell(m));
+        }
+        let _ = writeln!(o, " {} | {} |", signed(&du), signed(&dr));
+    }
+    o
+}
+
 /// `report.md`.
 pub fn markdown(r: &Results) -> String {
     let mut o = String::new();
@@ -220,6 +267,10 @@ pub fn markdown(r: &Results) -> String {
     }
     o.push_str(&table(r));
     o.push_str("\n![accuracy against BitOps](accuracy_vs_bitops.svg)\n");
+    if nseeds > 1 && r.budgets.iter().any(|b| b.skipped.is_none()) {
+        o.push_str("\n## Searched minus uniform / minus random median, seed by seed (points)\n\n");
+        o.push_str(&paired(r));
+    }
     // Per-layer bits of the searched policies (first seed).
     let run: Vec<&BudgetResult> = r.budgets.iter().filter(|b| !b.seeds.is_empty()).collect();
     if let Some(first) = run.first() {
