@@ -1,11 +1,15 @@
 // conv2d backward data, register-blocked direct kernel for CPU adapters (lavapipe):
 // dx[n, ci, iy, ix] = Σ dy[n, co, oy, ox] · w[co, ci', ky, kx] over the output channels co of
 // ci's group and the (ky, kx) with oy·s - p + ky = iy, ox·s - p + kx = ix.
-// One invocation computes 4 input channels (of one group) × 4 consecutive ix of one row, so
-// each dy and w load feeds 4 products. No workgroup memory, no barriers; dy columns that do
-// not exist (off the grid or not a multiple of the stride) are loaded from a clamped index
-// and replaced by 0 with select. 64 invocations per workgroup, 2-D grid
-// (flat = wid.x + wid.y · nwg.x); `total` = blocks. Flag bit 0: accumulate into dx.
+// One invocation computes 4 input channels (of one group) × 4 columns of one row, so each dy
+// and w load feeds 4 products. The 4 columns are ix = r + s·(m0 + t), t = 0..3, of ONE
+// residue class r = ix mod s: for a tap kx either all four receive a product (from 4
+// consecutive dy columns) or none does, so a strided conv wastes no lanes on the columns a
+// tap skips (with 4 consecutive columns, stride 2 masked half of them). Stride 1 is the
+// plain 4-consecutive-columns block. No workgroup memory, no barriers; dy columns off the
+// grid are loaded from a clamped index and replaced by 0 with select. 64 invocations per
+// workgroup, 2-D grid (flat = wid.x + wid.y · nwg.x); `total` = blocks =
+// n·groups · ⌈(c_in/groups)/4⌉ · h · s·⌈⌈w/s⌉/4⌉. Flag bit 0: accumulate into dx.
 
 struct Params {
     n: u32,
@@ -43,9 +47,12 @@ fn main(
     }
     let cin_g = p.c_in / p.groups;
     let cout_g = p.c_out / p.groups;
-    let wblocks = (p.w + 3u) / 4u;
+    let s = p.stride;
+    // Column blocks per row: s residue classes of ⌈w/s⌉ columns at most, 4 per block.
+    let mblocks = ((p.w + s - 1u) / s + 3u) / 4u;
+    let wblocks = s * mblocks;
     let cblocks = (cin_g + 3u) / 4u;
-    let ixb = idx % wblocks;
+    let xb = idx % wblocks;
     var r = idx / wblocks;
     let iy = r % p.h;
     r = r / p.h;
@@ -53,6 +60,8 @@ fn main(
     r = r / cblocks;
     let g = r % p.groups;
     let nb = r / p.groups;
+    let rx = xb / mblocks;
+    let m0 = (xb % mblocks) * 4u;
 
     let cl0 = cb * 4u;
     let nci = min(4u, cin_g - cl0);
@@ -64,10 +73,9 @@ fn main(
     let o2 = (cl0 + min(2u, nci - 1u)) * kk;
     let o3 = (cl0 + min(3u, nci - 1u)) * kk;
 
-    let ix0 = ixb * 4u;
-    let s = i32(p.stride);
-    let txb = vec4<i32>(i32(ix0 + p.pad)) + vec4<i32>(0, 1, 2, 3);
+    let si = i32(s);
     let omax = i32(p.w_out) - 1;
+    let lanes = vec4<i32>(i32(m0)) + vec4<i32>(0, 1, 2, 3);
 
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
@@ -80,18 +88,20 @@ fn main(
         for (var ky = 0u; ky < p.kh; ky++) {
             // oy · stride = iy + pad - ky must be a non-negative multiple of stride.
             let ty = i32(iy + p.pad) - i32(ky);
-            if ty < 0 || ty % s != 0 || u32(ty / s) >= p.h_out {
+            if ty < 0 || ty % si != 0 || u32(ty / si) >= p.h_out {
                 continue;
             }
-            let dr = (dy_base + u32(ty / s)) * p.w_out;
+            let dr = (dy_base + u32(ty / si)) * p.w_out;
             let wr = wb + ky * p.kw;
             for (var kx = 0u; kx < p.kw; kx++) {
-                let tx = txb - vec4<i32>(i32(kx));
-                let txc = max(tx, vec4<i32>(0));
-                let ox = txc / vec4<i32>(s);
-                let ok = tx >= vec4<i32>(0) & (txc % vec4<i32>(s)) == vec4<i32>(0)
-                    & ox <= vec4<i32>(omax);
-                let oc = vec4<u32>(min(ox, vec4<i32>(omax)));
+                // Lane t: ox·s = r + pad - kx + s·(m0 + t); the same divisibility for all.
+                let t0 = i32(rx + p.pad) - i32(kx);
+                if t0 % si != 0 {
+                    continue;
+                }
+                let ox = vec4<i32>(t0 / si) + lanes;
+                let ok = ox >= vec4<i32>(0) & ox <= vec4<i32>(omax);
+                let oc = vec4<u32>(clamp(ox, vec4<i32>(0), vec4<i32>(omax)));
                 let dv = select(
                     vec4<f32>(0.0),
                     vec4<f32>(dy[dr + oc.x], dy[dr + oc.y], dy[dr + oc.z], dy[dr + oc.w]),
@@ -106,27 +116,31 @@ fn main(
         }
     }
     let ci0 = g * cin_g + cl0;
-    store(nb, ci0, iy, ix0, a0);
+    store(nb, ci0, iy, rx, m0, a0);
     if nci > 1u {
-        store(nb, ci0 + 1u, iy, ix0, a1);
+        store(nb, ci0 + 1u, iy, rx, m0, a1);
     }
     if nci > 2u {
-        store(nb, ci0 + 2u, iy, ix0, a2);
+        store(nb, ci0 + 2u, iy, rx, m0, a2);
     }
     if nci > 3u {
-        store(nb, ci0 + 3u, iy, ix0, a3);
+        store(nb, ci0 + 3u, iy, rx, m0, a3);
     }
 }
 
-fn store(nb: u32, ci: u32, iy: u32, ix0: u32, v: vec4<f32>) {
-    let base = ((nb * p.c_in + ci) * p.h + iy) * p.w + ix0;
-    let n = min(4u, p.w - ix0);
+// Columns rx + stride·(m0 + t), t = 0..3, those inside the row.
+fn store(nb: u32, ci: u32, iy: u32, rx: u32, m0: u32, v: vec4<f32>) {
+    let row = ((nb * p.c_in + ci) * p.h + iy) * p.w;
     let acc = (p.flags & 1u) != 0u;
-    for (var i = 0u; i < n; i++) {
-        var r = v[i];
-        if acc {
-            r += dx[base + i];
+    for (var t = 0u; t < 4u; t++) {
+        let ix = rx + p.stride * (m0 + t);
+        if ix >= p.w {
+            break;
         }
-        dx[base + i] = r;
+        var r = v[t];
+        if acc {
+            r += dx[row + ix];
+        }
+        dx[row + ix] = r;
     }
 }

@@ -284,6 +284,12 @@ fn conv_3x3_stride_padding() {
     check_conv(Conv2dShape::square(2, 3, 5, 7, 4, 3, 1, 1, 1), false);
     check_conv(Conv2dShape::square(2, 5, 9, 8, 6, 3, 2, 1, 1), true);
     check_conv(Conv2dShape::square(2, 3, 7, 6, 5, 3, 2, 0, 1), false);
+    // Stride 3: three residue classes of columns in the blocked backward data, rows of
+    // 11 and 10 columns (classes of unequal length).
+    check_conv(Conv2dShape::square(2, 5, 10, 11, 6, 3, 3, 1, 1), true);
+    check_conv(Conv2dShape::square(1, 3, 9, 10, 4, 5, 3, 2, 1), false);
+    // Stride larger than the row: some residue classes hold no column at all.
+    check_conv(Conv2dShape::square(2, 3, 2, 2, 4, 1, 3, 0, 1), false);
 }
 
 #[test]

@@ -829,7 +829,9 @@ impl Conv2dBackwardData {
             }
             ConvAlgo::ImplicitGemm => Built::new(gpu, &BACKWARD_DATA_GEMM, p, &buffers, gemm?)?,
             ConvAlgo::Blocked => {
-                let blocks = blocked_count(s.n * s.groups, rows, s.h, s.w);
+                // Blocks of 4 columns of one residue class mod the stride (see the shader).
+                let cols = s.stride * s.w.div_ceil(s.stride).div_ceil(4) * 4;
+                let blocks = blocked_count(s.n * s.groups, rows, s.h, cols);
                 let p = ConvParams {
                     total: to_u32(blocks, "conv2d_backward_data blocks")?,
                     ..p
