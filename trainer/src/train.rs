@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -65,18 +66,16 @@ impl Default for TrainConfig {
 /// Two flags compare equal when they are the same flag (or both absent), so configs
 /// holding one stay comparable.
 #[derive(Clone, Debug, Default)]
-pub struct StopFlag(pub Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
+pub struct StopFlag(pub Option<Arc<AtomicBool>>);
 
 impl StopFlag {
     /// A flag that [`StopFlag::requested`] reads.
-    pub fn new(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> StopFlag {
+    pub fn new(flag: Arc<AtomicBool>) -> StopFlag {
         StopFlag(Some(flag))
     }
     /// Whether a stop was asked for.
     pub fn requested(&self) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+        self.0.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
     }
 }
 
@@ -84,7 +83,7 @@ impl PartialEq for StopFlag {
     fn eq(&self, o: &StopFlag) -> bool {
         match (&self.0, &o.0) {
             (None, None) => true,
-            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
