@@ -188,7 +188,9 @@ impl Position {
         Ok(Some(pos))
     }
 
-    fn meta(&self) -> Vec<(String, String)> {
+    /// The meta entries that [`Position::of`] reads back (joint training and finetuning
+    /// store their positions the same way).
+    pub(crate) fn meta(&self) -> Vec<(String, String)> {
         vec![
             (POS_EPOCH_STEP.into(), self.epoch_step.to_string()),
             (POS_STEPS.into(), self.steps_per_epoch.to_string()),

@@ -3,16 +3,22 @@
 //! passes per step, divergence checks, progress events, and after every epoch a test
 //! evaluation and a checkpoint. What differs — the passes of a step and what a checkpoint
 //! holds — comes from the caller.
+//!
+//! Every checkpoint the loop writes (epoch ends, a stop) carries the run's exact
+//! [`Position`] (the same meta keys `train_from` writes), and the loop starts from any such
+//! position: a run stopped after any step and resumed ends with the same state, bit for
+//! bit, as the run never stopped (same adapter).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{MethodError, StopFlag};
-use crate::checkpoint::NamedTensor;
+use crate::checkpoint::{Checkpoint, NamedTensor, TensorKind};
 use crate::data::{Dataset, Loader, LoaderConfig};
 use crate::engine::Network;
 use crate::reference::cosine_lr;
-use crate::train::{evaluate, EpochSummary, Event};
+use crate::train::{evaluate, EpochSummary, Event, Position, Stopped};
 
 /// How the loop runs.
 pub(super) struct Schedule<'a> {
@@ -25,32 +31,114 @@ pub(super) struct Schedule<'a> {
     /// Seeds the loader's order and augmentation.
     pub seed: u64,
     pub stop: &'a StopFlag,
-    /// Layers whose step sizes get the LSQ init on the first training batch.
+    /// Layers whose step sizes get the LSQ init on the first training batch of the run
+    /// (not on a resumed run past its first step: the state holds the learned steps).
     pub init_steps: Vec<bool>,
-    /// One name per pass of a step, for the divergence error (`"4-bit"`, `"policy"`).
+    /// One name per pass of a step, for the divergence error (`"4-bit"`, `"policy"`); a
+    /// step runs exactly this many passes.
     pub pass_names: Vec<String>,
     /// The selection the evaluation network uses after importing the state, if any.
     pub eval_selection: Option<Vec<usize>>,
+    /// Written (atomically) after every epoch and at a stop, when set.
+    pub checkpoint: Option<&'a Path>,
 }
 
 /// What the loop produced.
 pub(super) struct Ran {
-    pub history: Vec<EpochSummary>,
-    /// Optimizer steps taken.
-    pub steps: usize,
+    /// The end of the run: every epoch done, the history of all of them (the earlier ones
+    /// from the resumed checkpoint).
+    pub position: Position,
+    /// The final state.
+    pub state: Vec<NamedTensor>,
 }
 
-/// Called after every epoch's evaluation: `(epoch, steps so far, history, state)`.
-pub(super) type SaveFn<'a> =
-    dyn FnMut(usize, usize, &[EpochSummary], Vec<NamedTensor>) -> Result<(), MethodError> + 'a;
+/// Builds a checkpoint of the run at a position from the state at that position.
+pub(super) type CheckpointFn<'a> = dyn Fn(&Position, Vec<NamedTensor>) -> Checkpoint + 'a;
 
 /// Full batches per epoch, or an error when there is none.
 pub(super) fn steps_per_epoch(images: usize, batch: usize) -> Result<usize, MethodError> {
     crate::train::steps_per_epoch(images, batch).map_err(MethodError::Config)
 }
 
-/// Runs `s.epochs` epochs. `passes` gives each step's selections (one pass each);
-/// `save(epoch, steps, history, state)` runs after every epoch's evaluation.
+/// The start of a new run.
+pub(super) fn fresh_position(epochs: usize, steps_per_epoch: usize) -> Position {
+    Position {
+        epochs_done: 0,
+        epoch_step: 0,
+        global_step: 0,
+        steps_per_epoch,
+        epochs,
+        loss_sum: 0.0,
+        correct: 0,
+        seen: 0,
+        history: Vec::new(),
+    }
+}
+
+/// The position to resume from, after checking that `ck` was written by a run with the
+/// same settings: `settings` are `(meta key, this run's value)`, `seed` and `steps` this
+/// run's seed and steps per epoch. Differences are named in one [`MethodError::Config`].
+pub(super) fn resume_position(
+    ck: &Checkpoint,
+    settings: &[(&'static str, String)],
+    seed: u64,
+    steps: usize,
+) -> Result<Position, MethodError> {
+    let pos = Position::of(ck)?.ok_or_else(|| {
+        MethodError::Config(
+            "the resume checkpoint carries no position (it is not a state written by a \
+             joint or finetune run of this version); start a new run instead"
+                .into(),
+        )
+    })?;
+    let mut diffs = Vec::new();
+    if ck.seed != seed {
+        diffs.push(format!("seed {} (this run {seed})", ck.seed));
+    }
+    if pos.steps_per_epoch != steps {
+        diffs.push(format!(
+            "{} steps per epoch (this run {steps})",
+            pos.steps_per_epoch
+        ));
+    }
+    for (key, want) in settings {
+        match ck.meta(key) {
+            Some(v) if v == want => {}
+            // A policy is many lines: say that it differs, not what it is.
+            Some(v) if v.contains('\n') || want.contains('\n') => {
+                diffs.push(format!("another {key} (not this run's)"))
+            }
+            Some(v) => diffs.push(format!("{key} {v} (this run {want})")),
+            None => diffs.push(format!("no {key} recorded")),
+        }
+    }
+    if !diffs.is_empty() {
+        return Err(MethodError::Config(format!(
+            "the resume checkpoint was written by a different run: {}",
+            diffs.join(", ")
+        )));
+    }
+    for p in ck.of_kind(TensorKind::Param) {
+        let m = format!("{}.momentum", p.name);
+        if !ck
+            .of_kind(TensorKind::Momentum)
+            .any(|t| t.name == m && t.data.len() == p.data.len())
+        {
+            return Err(MethodError::Config(format!(
+                "the resume checkpoint has no momentum buffer '{m}' of {} values",
+                p.data.len()
+            )));
+        }
+    }
+    Ok(pos)
+}
+
+/// Runs `s.epochs` epochs from `pos` (a [`fresh_position`] or a resumed one). `passes`
+/// gives each step's selections (one pass each); it is called once per step of the whole
+/// run, in order — for a resumed run first once per step already done, results dropped, so
+/// a closure that draws from a generator continues where the stopped run's left off.
+/// `checkpoint(position, state)` builds what is saved to `s.checkpoint` after every
+/// epoch's evaluation and at a stop.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_epochs(
     net: &mut Network<'_>,
@@ -58,11 +146,18 @@ pub(super) fn run_epochs(
     train: &Arc<Dataset>,
     test: &Arc<Dataset>,
     s: &Schedule<'_>,
+    mut pos: Position,
     passes: &mut dyn FnMut() -> Vec<Vec<usize>>,
-    save: &mut SaveFn<'_>,
+    checkpoint: &CheckpointFn<'_>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Ran, MethodError> {
     let steps = steps_per_epoch(train.len(), s.batch)?;
+    if pos.steps_per_epoch != steps || pos.epochs != s.epochs {
+        return Err(MethodError::Config(format!(
+            "internal: position of a run of {} epochs of {} steps, this run has {} of {steps}",
+            pos.epochs, pos.steps_per_epoch, s.epochs
+        )));
+    }
     on_event(&Event::Start {
         epochs: s.epochs,
         steps_per_epoch: steps,
@@ -70,25 +165,40 @@ pub(super) fn run_epochs(
         test_images: test.len(),
     });
     let total = s.epochs * steps;
-    let loader_cfg = LoaderConfig::train(train, s.batch, s.seed, s.epochs);
+    let n_passes = s.pass_names.len().max(1);
+    for _ in 0..pos.global_step {
+        passes();
+    }
+    // Batch order and augmentation are seeded per epoch and per batch, so the loader
+    // starts at the first epoch with batches left; the batches of it already trained are
+    // built and dropped (CPU work only) so the remaining ones are exactly those an
+    // uninterrupted run trains on.
+    let (first_epoch, skip) = if pos.epoch_step == steps {
+        (pos.epochs_done + 1, 0)
+    } else {
+        (pos.epochs_done, pos.epoch_step)
+    };
+    let mut loader_cfg =
+        LoaderConfig::train(train, s.batch, s.seed, s.epochs.saturating_sub(first_epoch));
+    loader_cfg.start_epoch = first_epoch;
     let mut loader = Loader::spawn(train.clone(), loader_cfg)?;
-    let mut history = Vec::new();
-    let mut global = 0usize;
-    let mut initialised = false;
-    for epoch in 1..=s.epochs {
+    let early = || MethodError::Config("the data loader stopped early".into());
+    for _ in 0..skip {
+        loader.next().ok_or_else(early)?;
+    }
+    // The step-size init ran on the first batch of the run; a resumed state holds its result.
+    let mut initialised = pos.global_step > 0;
+    let mut state = None;
+    while pos.epochs_done < s.epochs {
+        let epoch = pos.epochs_done + 1;
         let start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen, mut passes_run) = (0.0f64, 0usize, 0usize, 0);
-        for step in 1..=steps {
+        let first_step = pos.epoch_step;
+        let mut seen_here = 0usize;
+        while pos.epoch_step < steps {
             if s.stop.requested() {
-                return Err(MethodError::Stopped {
-                    stage: s.stage,
-                    epoch,
-                    step,
-                });
+                return Err(stopped(net, s, &pos, checkpoint));
             }
-            let b = loader
-                .next()
-                .ok_or_else(|| MethodError::Config("the data loader stopped early".into()))?;
+            let b = loader.next().ok_or_else(early)?;
             if !initialised {
                 // Step-size init on the first training batch (DESIGN.md).
                 if s.init_steps.iter().any(|&i| i) {
@@ -97,9 +207,11 @@ pub(super) fn run_epochs(
                 initialised = true;
             }
             let sels = passes();
-            let lr = cosine_lr(s.lr, global, total);
+            let lr = cosine_lr(s.lr, pos.global_step, total);
             let stats = net.train_passes(&b.x, &b.y, lr, &sels)?;
-            global += 1;
+            pos.global_step += 1;
+            pos.epoch_step += 1;
+            let step = pos.epoch_step;
             if let Some((i, st)) = stats
                 .iter()
                 .enumerate()
@@ -118,29 +230,33 @@ pub(super) fn run_epochs(
                     lr,
                 });
             }
-            let n_passes = stats.len().max(1);
-            let mean_loss = stats.iter().map(|st| st.loss as f64).sum::<f64>() / n_passes as f64;
-            loss_sum += mean_loss * b.n as f64;
-            correct += stats.iter().map(|st| st.correct).sum::<usize>();
-            seen += b.n;
-            passes_run += b.n * n_passes;
+            let mean_loss =
+                stats.iter().map(|st| st.loss as f64).sum::<f64>() / stats.len().max(1) as f64;
+            pos.loss_sum += mean_loss * b.n as f64;
+            pos.correct += stats.iter().map(|st| st.correct).sum::<usize>();
+            pos.seen += b.n;
+            seen_here += b.n;
             let secs = start.elapsed().as_secs_f64().max(1e-9);
+            let per_step = secs / (step - first_step) as f64;
             on_event(&Event::Step {
                 epoch,
                 epochs: s.epochs,
                 step,
                 steps,
                 loss: mean_loss as f32,
-                accuracy: correct as f64 / passes_run as f64,
+                accuracy: pos.correct as f64 / (pos.seen * n_passes) as f64,
                 lr,
-                images_per_sec: seen as f64 / secs,
-                eta_secs: secs / step as f64 * (total - global) as f64,
+                images_per_sec: seen_here as f64 / secs,
+                eta_secs: per_step * (total - pos.global_step) as f64,
             });
+        }
+        if s.stop.requested() {
+            return Err(stopped(net, s, &pos, checkpoint));
         }
         let train_secs = start.elapsed().as_secs_f64();
         on_event(&Event::Evaluating { epoch });
-        let state = net.export_state()?;
-        eval_net.import_state(&state, false)?;
+        let st = net.export_state()?;
+        eval_net.import_state(&st, false)?;
         if let Some(sel) = &s.eval_selection {
             eval_net.set_selection(sel)?;
         }
@@ -148,19 +264,64 @@ pub(super) fn run_epochs(
         let summary = EpochSummary {
             epoch,
             epochs: s.epochs,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / passes_run as f64,
+            train_loss: pos.loss_sum / pos.seen.max(1) as f64,
+            train_acc: pos.correct as f64 / (pos.seen * n_passes).max(1) as f64,
             test_loss: ev.mean_loss(),
             test_acc: ev.accuracy(),
             seconds: start.elapsed().as_secs_f64(),
-            images_per_sec: seen as f64 / train_secs.max(1e-9),
+            images_per_sec: seen_here as f64 / train_secs.max(1e-9),
         };
         on_event(&Event::Epoch(summary.clone()));
-        history.push(summary);
-        save(epoch, global, &history, state)?;
+        pos.history.push(summary);
+        pos.epochs_done = epoch;
+        pos.epoch_step = 0;
+        pos.loss_sum = 0.0;
+        pos.correct = 0;
+        pos.seen = 0;
+        if let Some(path) = s.checkpoint {
+            checkpoint(&pos, st.clone()).save(path)?;
+        }
+        state = Some(st);
     }
+    // Stop the loader thread before handing back.
+    drop(loader);
+    // No epoch ran (`epochs` 0, or resumed at the end): the state as it is.
+    let state = match state {
+        Some(st) => st,
+        None => net.export_state()?,
+    };
     Ok(Ran {
-        history,
-        steps: global,
+        position: pos,
+        state,
     })
+}
+
+/// Saves the exact position (to `s.checkpoint` when set) and describes the stop; an error
+/// while saving is returned instead.
+fn stopped(
+    net: &Network<'_>,
+    s: &Schedule<'_>,
+    pos: &Position,
+    checkpoint: &CheckpointFn<'_>,
+) -> MethodError {
+    let save = || -> Result<Checkpoint, MethodError> {
+        let ck = checkpoint(pos, net.export_state()?);
+        if let Some(path) = s.checkpoint {
+            ck.save(path)?;
+        }
+        Ok(ck)
+    };
+    match save() {
+        Ok(ck) => MethodError::Stopped {
+            stage: s.stage,
+            epoch: pos.epochs_done + 1,
+            step: pos.epoch_step + 1,
+            state: Box::new(Stopped {
+                position: pos.clone(),
+                checkpoint: ck,
+                saved: s.checkpoint.map(Path::to_path_buf),
+            }),
+        },
+        Err(e) => e,
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use limpq_solver::{IndicatorSet, Policy};
 
-use super::epochs::{run_epochs, steps_per_epoch, Schedule};
+use super::epochs::{fresh_position, resume_position, run_epochs, steps_per_epoch, Schedule};
 use super::{MethodError, StopFlag, POLICY_META};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
@@ -17,7 +17,7 @@ use crate::engine::{Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::train::{
-    check_checkpoint_model, check_data, evaluate, EpochSummary, Event, SgdSettings,
+    check_checkpoint_model, check_data, evaluate, EpochSummary, Event, Position, SgdSettings,
 };
 
 /// Settings of a finetune run (defaults: the reference recipe).
@@ -35,11 +35,21 @@ pub struct FinetuneConfig {
     pub seed: u64,
     pub eval_batch: usize,
     pub meta: Vec<(String, String)>,
-    /// Written after every epoch when set.
+    /// Written (atomically) after every epoch and at a stop when set, with the run's exact
+    /// position.
     pub checkpoint: Option<PathBuf>,
-    /// Checked before every optimizer step: when set, the run returns
-    /// [`MethodError::Stopped`] (the last epoch's checkpoint, if any, stays as it was).
+    /// Checked before every optimizer step and before each epoch's evaluation: once set,
+    /// the run saves its exact position (to `checkpoint` when set) and returns
+    /// [`MethodError::Stopped`], from which `resume` continues.
     pub stop: StopFlag,
+    /// Continue the run that wrote this checkpoint (a stop, an epoch end or the end) from
+    /// its exact position: the state (momentum included), the schedule's step and the
+    /// remaining batches; `init` and the indicators then only have to fit the model. The
+    /// policy, the settings (epochs, batch, lr, momentum, Nesterov, weight decay, label
+    /// smoothing, clip, seed, steps per epoch) and the model must be the ones it records,
+    /// else [`MethodError::Config`] names the difference. The run then ends with the same
+    /// state, bit for bit, as the run never stopped (same adapter).
+    pub resume: Option<Arc<Checkpoint>>,
 }
 
 impl Default for FinetuneConfig {
@@ -58,6 +68,7 @@ impl Default for FinetuneConfig {
             meta: Vec::new(),
             checkpoint: None,
             stop: StopFlag::default(),
+            resume: None,
         }
     }
 }
@@ -152,7 +163,7 @@ pub fn finetune(
     }
     .check()
     .map_err(MethodError::Config)?;
-    steps_per_epoch(train.len(), cfg.batch)?;
+    let steps = steps_per_epoch(train.len(), cfg.batch)?;
     let spec = QuantSpec::policy(model, policy)?;
     let from_ind = match indicators {
         Some(ind) => steps_from_indicators(&spec, ind, model)?,
@@ -180,6 +191,19 @@ pub fn finetune(
             need_init.push(left.contains(&l.weight_step) || left.contains(&l.act_step));
         }
     }
+    let pos = match &cfg.resume {
+        None => fresh_position(cfg.epochs, steps),
+        Some(ck) => {
+            check_checkpoint_model(ck, model, "the resume checkpoint")?;
+            let pos = resume_position(ck, &recorded_settings(cfg, policy), cfg.seed, steps)?;
+            net.import_state(&ck.tensors, true).map_err(|e| {
+                MethodError::Config(format!(
+                    "the resume checkpoint does not hold this policy's finetune state: {e}"
+                ))
+            })?;
+            pos
+        }
+    };
     let mut eval_net = Network::new_quantized(
         gpu,
         model,
@@ -199,74 +223,78 @@ pub fn finetune(
         init_steps: need_init,
         pass_names: vec!["policy".into()],
         eval_selection: None,
+        checkpoint: cfg.checkpoint.as_deref(),
     };
     let sel = vec![vec![0usize; layers.len()]];
-    let mut last_state = None;
     let ran = run_epochs(
         &mut net,
         &mut eval_net,
         &train,
         &test,
         &schedule,
+        pos,
         &mut || sel.clone(),
-        &mut |epoch, steps, history, state| {
-            if let Some(path) = &cfg.checkpoint {
-                checkpoint(model, cfg, policy, epoch, steps, history, state.clone()).save(path)?;
-            }
-            last_state = Some(state);
-            Ok(())
-        },
+        &|pos, state| checkpoint(model, cfg, policy, pos, state),
         on_event,
     )?;
-    let (state, test_accuracy, test_loss) = match (last_state, ran.history.last()) {
-        (Some(state), Some(h)) => (state, h.test_acc, h.test_loss),
-        _ => {
+    let (test_accuracy, test_loss) = match ran.position.history.last() {
+        Some(h) => (h.test_acc, h.test_loss),
+        None => {
             // No epochs: evaluate the initial quantized model.
-            let state = net.export_state()?;
-            eval_net.import_state(&state, false)?;
+            eval_net.import_state(&ran.state, false)?;
             let ev = evaluate(&mut eval_net, &test)?;
-            (state, ev.accuracy(), ev.mean_loss())
+            (ev.accuracy(), ev.mean_loss())
         }
     };
+    let history = ran.position.history.clone();
     Ok(Finetuned {
-        checkpoint: checkpoint(
-            model,
-            cfg,
-            policy,
-            cfg.epochs,
-            ran.steps,
-            &ran.history,
-            state,
-        ),
+        checkpoint: checkpoint(model, cfg, policy, &ran.position, ran.state),
         test_accuracy,
         test_loss,
-        history: ran.history,
+        history,
     })
 }
 
+/// The settings a resumed run must share with the run that wrote its checkpoint, as stored
+/// in the checkpoint's meta (`stage` keeps a joint state from being resumed here).
+fn recorded_settings(cfg: &FinetuneConfig, policy: &Policy) -> Vec<(&'static str, String)> {
+    vec![
+        ("stage", "finetune".into()),
+        ("epochs", cfg.epochs.to_string()),
+        ("batch", cfg.batch.to_string()),
+        ("lr", cfg.lr.to_string()),
+        ("momentum", cfg.momentum.to_string()),
+        ("nesterov", cfg.nesterov.to_string()),
+        ("weight_decay", cfg.weight_decay.to_string()),
+        ("label_smoothing", cfg.label_smoothing.to_string()),
+        ("clip", cfg.clip.map_or("none".into(), |c| c.to_string())),
+        (POLICY_META, policy.to_ron_string()),
+    ]
+}
+
+/// The finetune state at `pos`: the recorded settings (policy included) first, so the
+/// caller's meta cannot shadow them, then the position and the caller's meta.
 fn checkpoint(
     model: &Model,
     cfg: &FinetuneConfig,
     policy: &Policy,
-    epoch: usize,
-    step: usize,
-    history: &[EpochSummary],
+    pos: &Position,
     tensors: Vec<crate::checkpoint::NamedTensor>,
 ) -> Checkpoint {
-    let mut meta = cfg.meta.clone();
-    meta.push(("stage".into(), "finetune".into()));
-    meta.push(("lr".into(), cfg.lr.to_string()));
-    meta.push(("batch".into(), cfg.batch.to_string()));
-    meta.push(("epochs".into(), cfg.epochs.to_string()));
-    if let Some(last) = history.last() {
+    let mut meta: Vec<(String, String)> = recorded_settings(cfg, policy)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    if let Some(last) = pos.history.last() {
         meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
     }
-    meta.push((POLICY_META.into(), policy.to_ron_string()));
+    meta.extend(pos.meta());
+    meta.extend(cfg.meta.iter().cloned());
     Checkpoint {
         model: model.clone(),
         seed: cfg.seed,
-        epoch,
-        step: step as u64,
+        epoch: pos.epochs_done,
+        step: pos.global_step as u64,
         meta,
         tensors,
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use limpq_solver::IndicatorSet;
 
-use super::epochs::{run_epochs, steps_per_epoch, Schedule};
+use super::epochs::{fresh_position, resume_position, run_epochs, steps_per_epoch, Schedule};
 use super::{utc_now, MethodError, StopFlag};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
@@ -17,7 +17,9 @@ use crate::engine::{Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::reference::rng::SeededRng;
-use crate::train::{check_checkpoint_model, check_data, EpochSummary, Event, SgdSettings};
+use crate::train::{
+    check_checkpoint_model, check_data, EpochSummary, Event, Position, SgdSettings,
+};
 
 /// Settings of a joint run (defaults: DESIGN.md's recipe).
 #[derive(Clone, Debug, PartialEq)]
@@ -40,12 +42,21 @@ pub struct JointConfig {
     pub eval_batch: usize,
     /// Provenance copied into the indicator file's and checkpoint's meta (data, init, ...).
     pub meta: Vec<(String, String)>,
-    /// Written after every epoch when set: the whole joint state (weights, switchable BN
-    /// sets, step tensors).
+    /// Written (atomically) after every epoch and at a stop when set: the whole joint state
+    /// (weights, switchable BN sets, step tensors, momentum) with the run's exact position.
     pub checkpoint: Option<PathBuf>,
-    /// Checked before every optimizer step: when set, the run returns
-    /// [`MethodError::Stopped`] (the last epoch's checkpoint, if any, stays as it was).
+    /// Checked before every optimizer step and before each epoch's evaluation: once set,
+    /// the run saves its exact position (to `checkpoint` when set) and returns
+    /// [`MethodError::Stopped`], from which `resume` continues.
     pub stop: StopFlag,
+    /// Continue the run that wrote this checkpoint (a stop, an epoch end or the end) from
+    /// its exact position instead of starting from `init`: the state (momentum included),
+    /// the schedule's step, the remaining batches and the random policies still to draw.
+    /// The settings (bits, epochs, batch, lr, momentum, Nesterov, weight decay, label
+    /// smoothing, clip, seed, steps per epoch) and the model must be the ones it records,
+    /// else [`MethodError::Config`] names the difference. The run then ends with the same
+    /// state and indicators, bit for bit, as the run never stopped (same adapter).
+    pub resume: Option<Arc<Checkpoint>>,
 }
 
 impl Default for JointConfig {
@@ -65,6 +76,7 @@ impl Default for JointConfig {
             meta: Vec::new(),
             checkpoint: None,
             stop: StopFlag::default(),
+            resume: None,
         }
     }
 }
@@ -140,7 +152,22 @@ pub fn joint_train_full(
         grad_clip: Some(cfg.clip),
     };
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
-    net.import_state_lenient(&init.tensors)?;
+    let pos = match &cfg.resume {
+        None => {
+            net.import_state_lenient(&init.tensors)?;
+            fresh_position(cfg.epochs, steps)
+        }
+        Some(ck) => {
+            check_checkpoint_model(ck, model, "the resume checkpoint")?;
+            let pos = resume_position(ck, &recorded_settings(cfg), cfg.seed, steps)?;
+            net.import_state(&ck.tensors, true).map_err(|e| {
+                MethodError::Config(format!(
+                    "the resume checkpoint does not hold a joint state of this run: {e}"
+                ))
+            })?;
+            pos
+        }
+    };
     let mut eval_net = Network::new_quantized(
         gpu,
         model,
@@ -172,6 +199,7 @@ pub fn joint_train_full(
         init_steps: vec![true; layers.len()],
         pass_names,
         eval_selection: Some(top),
+        checkpoint: cfg.checkpoint.as_deref(),
     };
     let ran = run_epochs(
         &mut net,
@@ -179,6 +207,7 @@ pub fn joint_train_full(
         &train,
         &test,
         &schedule,
+        pos,
         &mut || {
             let mut sels = uniform.clone();
             sels.push(
@@ -189,15 +218,10 @@ pub fn joint_train_full(
             );
             sels
         },
-        &mut |epoch, steps, history, state| {
-            if let Some(path) = &cfg.checkpoint {
-                checkpoint(model, cfg, epoch, steps, history, state).save(path)?;
-            }
-            Ok(())
-        },
+        &|pos, state| checkpoint(model, cfg, pos, state),
         on_event,
     )?;
-    let (history, global) = (ran.history, ran.steps);
+    let history = ran.position.history.clone();
     let steps_now = net.read_steps()?;
     let mut ind = model.indicator_skeleton(&cfg.bits, &cfg.bits)?;
     let mut non_monotone = Vec::new();
@@ -266,41 +290,60 @@ pub fn joint_train_full(
         meta.push((format!("non_monotone.{i}"), m.clone()));
     }
     ind.meta = meta;
-    let state = net.export_state()?;
     Ok(JointTrained {
         indicators: ind,
-        checkpoint: checkpoint(model, cfg, cfg.epochs, global, &history, state),
+        checkpoint: checkpoint(model, cfg, &ran.position, ran.state),
         history,
         non_monotone,
     })
 }
 
+/// The settings a resumed run must share with the run that wrote its checkpoint, as stored
+/// in the checkpoint's meta (`stage` keeps a finetune state from being resumed here).
+fn recorded_settings(cfg: &JointConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("stage", "joint".into()),
+        (
+            "bits",
+            cfg.bits
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("epochs", cfg.epochs.to_string()),
+        ("batch", cfg.batch.to_string()),
+        ("lr", cfg.lr.to_string()),
+        ("momentum", cfg.momentum.to_string()),
+        ("nesterov", cfg.nesterov.to_string()),
+        ("weight_decay", cfg.weight_decay.to_string()),
+        ("label_smoothing", cfg.label_smoothing.to_string()),
+        ("clip", cfg.clip.to_string()),
+    ]
+}
+
+/// The joint state at `pos`: the recorded settings first (so the caller's meta cannot
+/// shadow them), the position, then the caller's meta.
 fn checkpoint(
     model: &Model,
     cfg: &JointConfig,
-    epoch: usize,
-    step: usize,
-    history: &[EpochSummary],
+    pos: &Position,
     tensors: Vec<crate::checkpoint::NamedTensor>,
 ) -> Checkpoint {
-    let mut meta = cfg.meta.clone();
-    meta.push(("stage".into(), "joint".into()));
-    meta.push((
-        "bits".into(),
-        cfg.bits
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    ));
-    if let Some(last) = history.last() {
+    let mut meta: Vec<(String, String)> = recorded_settings(cfg)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    if let Some(last) = pos.history.last() {
         meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
     }
+    meta.extend(pos.meta());
+    meta.extend(cfg.meta.iter().cloned());
     Checkpoint {
         model: model.clone(),
         seed: cfg.seed,
-        epoch,
-        step: step as u64,
+        epoch: pos.epochs_done,
+        step: pos.global_step as u64,
         meta,
         tensors,
     }

@@ -8,7 +8,7 @@ mod epochs;
 mod finetune;
 mod joint;
 
-pub use crate::train::StopFlag;
+pub use crate::train::{Position, StopFlag, Stopped};
 use std::fmt;
 use std::sync::Arc;
 
@@ -51,11 +51,17 @@ pub enum MethodError {
     },
     /// Settings or inputs that cannot work together.
     Config(String),
-    /// The run's [`StopFlag`] was set; it stopped between two optimizer steps.
+    /// The run's [`StopFlag`] was set; it stopped between two optimizer steps (or after
+    /// an epoch's last step, before its evaluation: then `step` is one past the last).
+    /// Not a failure: `state` holds the exact position and the state at the stop (also
+    /// saved to the run's `checkpoint` path when it has one), and setting the config's
+    /// `resume` to that checkpoint continues the run.
     Stopped {
         stage: &'static str,
         epoch: usize,
+        /// The step of `epoch` (from 1) that would have run next.
         step: usize,
+        state: Box<Stopped>,
     },
 }
 
@@ -81,11 +87,29 @@ impl fmt::Display for MethodError {
                 write!(f, "layer '{layer}': {message}")
             }
             MethodError::Config(m) => f.write_str(m),
-            MethodError::Stopped { stage, epoch, step } => {
-                write!(
-                    f,
-                    "{stage} stopped on request before step {step} of epoch {epoch}"
-                )
+            MethodError::Stopped {
+                stage,
+                epoch,
+                step,
+                state,
+            } => {
+                if *step > state.position.steps_per_epoch {
+                    write!(
+                        f,
+                        "{stage} stopped on request after the last step of epoch {epoch}, \
+                         before its evaluation"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "{stage} stopped on request before step {step} of epoch {epoch}"
+                    )?;
+                }
+                write!(f, " (global step {})", state.position.global_step)?;
+                match &state.saved {
+                    Some(path) => write!(f, "; its state is saved in {}", path.display()),
+                    None => f.write_str("; no checkpoint path was set, so nothing was saved"),
+                }
             }
         }
     }
