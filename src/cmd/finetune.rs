@@ -9,7 +9,7 @@ use limpq_trainer::data::Split;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig};
 
-use super::indicators::{data_name, RunArgs};
+use super::indicators::{data_name, resume_state, stop_on_ctrl_c, stopped_error, RunArgs};
 use super::progress::Progress;
 use super::solve::read_indicators;
 use super::train::load_split;
@@ -28,9 +28,14 @@ pub struct Args {
     pub indicators: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Quantized checkpoint to write (rewritten after every epoch).
+    /// Quantized checkpoint to write (rewritten after every epoch, and at Ctrl-C with the
+    /// exact position).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Continue the run recorded in --output (stopped with Ctrl-C, or cut short: from its
+    /// last epoch end) exactly where it stopped; the other settings must be the same.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// A policy file (RON, or JSON by extension).
@@ -67,6 +72,7 @@ pub fn cost_line(model: &limpq_trainer::model::Model, policy: &Policy) -> anyhow
 pub fn run(args: Args) -> anyhow::Result<()> {
     let init = Checkpoint::load(&args.init)?;
     let model = init.model.clone();
+    let resume = resume_state(args.resume, Some(&args.output))?;
     let policy = read_policy(&args.policy)?;
     if policy.model != model.name {
         anyhow::bail!(
@@ -108,6 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ("init".into(), args.init.display().to_string()),
         ],
         checkpoint: Some(args.output.clone()),
+        stop: stop_on_ctrl_c()?,
+        resume,
         ..FinetuneConfig::default()
     };
     let progress = Progress::new("finetune")?;
@@ -123,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &mut |e| progress.event(e),
     );
     progress.finish();
-    let ft = result?;
+    let ft = result.map_err(|e| stopped_error(e, "nothing was saved"))?;
     ft.checkpoint.save(&args.output)?;
     println!(
         "quantized test accuracy {:.2}%, loss {:.4}",

@@ -1,11 +1,15 @@
 //! `limpq indicators`: joint LSQ indicator training on the GPU from a full-precision
 //! checkpoint; writes an indicator file `limpq solve` reads unchanged.
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::Split;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::method::{joint_train_full, JointConfig};
+use limpq_trainer::interrupt;
+use limpq_trainer::method::{joint_train_full, JointConfig, MethodError, StopFlag};
 
 use super::progress::Progress;
 use super::solve::write_atomic;
@@ -24,9 +28,14 @@ pub struct Args {
     pub bits: Vec<u32>,
     #[command(flatten)]
     pub run: RunArgs,
-    /// Also keep the joint state (weights, switchable BN sets, step tensors) here.
+    /// Also keep the joint state (weights, switchable BN sets, step tensors, momentum) here:
+    /// rewritten after every epoch, and at Ctrl-C with the exact position.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// Continue the run whose state --checkpoint holds (stopped with Ctrl-C, or cut short:
+    /// from its last epoch end) exactly where it stopped; the other settings must be the same.
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
     /// Indicator file to write (RON; JSON if it ends in .json).
     #[arg(short, long)]
     pub output: PathBuf,
@@ -78,8 +87,39 @@ fn is_json(p: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
+/// The state a `--resume` continues from: `--checkpoint`'s file.
+pub fn resume_state(resume: bool, path: Option<&Path>) -> anyhow::Result<Option<Arc<Checkpoint>>> {
+    match (resume, path) {
+        (true, Some(p)) => {
+            let ck = Checkpoint::load(p)
+                .with_context(|| format!("--resume: no run to continue in {}", p.display()))?;
+            Ok(Some(Arc::new(ck)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Ctrl-C and SIGTERM stop the run after its current step.
+pub fn stop_on_ctrl_c() -> anyhow::Result<StopFlag> {
+    Ok(StopFlag::new(interrupt::stop_on_signal(|| {
+        eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
+    })?))
+}
+
+/// A stop as the final error: where the state is and how to continue.
+pub fn stopped_error(e: MethodError, how: &str) -> anyhow::Error {
+    match &e {
+        MethodError::Stopped { state, .. } if state.saved.is_some() => {
+            anyhow::anyhow!("{e}: add --resume to the same command to continue")
+        }
+        MethodError::Stopped { .. } => anyhow::anyhow!("{e}: {how}"),
+        _ => e.into(),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let init = Checkpoint::load(&args.init)?;
+    let resume = resume_state(args.resume, args.checkpoint.as_deref())?;
     let data = data_name(&args.run.data, &init);
     let model = resolve_model(&args.model, &data)?;
     let dir = args.run.data_dir.as_deref();
@@ -112,6 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eval_batch: args.run.eval_batch,
         meta,
         checkpoint: args.checkpoint.clone(),
+        stop: stop_on_ctrl_c()?,
+        resume,
         ..JointConfig::default()
     };
     let progress = Progress::new("joint")?;
@@ -119,7 +161,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress.event(e)
     });
     progress.finish();
-    let out = result?;
+    let out = result.map_err(|e| {
+        stopped_error(
+            e,
+            "give --checkpoint STATE to keep the state at a stop and continue with --resume",
+        )
+    })?;
     if !out.non_monotone.is_empty() {
         eprintln!(
             "warning: {} indicator pairs are not monotone in bits (listed in the file's meta); \
