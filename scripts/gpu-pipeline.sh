@@ -3,8 +3,9 @@
 # `limpq pipeline`, on ResNet-20 and all of Fashion-MNIST (examples/resnet20.pipeline.ron:
 # the PyTorch reference recipe), a seed or two per call: one call has ~10 minutes, three
 # seeds need more. The run folder comes back under $OUT/run; carried into the next call as
-# runs/gpu-pipeline it is continued there (finished stages are skipped, pretraining resumes
-# mid-stage), so the seeds can be spread over calls and the last call reports them all.
+# runs/gpu-pipeline it is continued there (finished stages are skipped, the stage that was
+# cut resumes at its exact step), so the seeds can be spread over calls and the last call
+# reports them all.
 #
 # Usage (project root; prepare with scripts/gpu-prepare.sh, carry .gl and .data, and
 # runs/gpu-pipeline when continuing):
@@ -16,7 +17,7 @@
 # Environment: OUT (default ./gpu-pipeline-out), LIMPQ_BIN (default .gl/limpq — refused
 # when older than target/release/limpq — else target/release/limpq), BUDGET_S (default
 # 540: at that point the pipeline is stopped like Ctrl-C, after its current step, keeping
-# every finished stage and the pretraining position).
+# every finished stage and the position within the running one).
 # Exit status: the pipeline's (0 when every stage of the asked seeds finished).
 set -u -o pipefail
 

@@ -96,6 +96,7 @@ impl Stages for Fake {
         &mut self,
         _init: &Checkpoint,
         seed: u64,
+        _partial: &Partial,
         _on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<IndicatorSet, String> {
         self.indicators += 1;
@@ -125,6 +126,7 @@ impl Stages for Fake {
         policy: &Policy,
         _indicators: &IndicatorSet,
         seed: u64,
+        _partial: &Partial,
         _on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), String> {
         if self.fail_finetune_at == Some(self.finetunes.len()) {
@@ -249,7 +251,13 @@ fn random_policies_respect_the_budget() {
             model: Some(model.clone()),
             ..Fake::default()
         };
-        let ind = fake.indicators(&ckpt(&model, 0), 0, &mut |_| {}).unwrap();
+        let unused = Partial {
+            path: PathBuf::new(),
+            fingerprint: String::new(),
+        };
+        let ind = fake
+            .indicators(&ckpt(&model, 0), 0, &unused, &mut |_| {})
+            .unwrap();
         let q = model.quantizable_layers().unwrap();
         let searchable_macs: u64 = q.iter().filter(|l| !l.fixed).map(|l| l.macs).sum();
         for (w, a) in [(2u64, 3u64), (3, 3), (4, 4), (3, 5)] {

@@ -11,7 +11,7 @@ use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Split, Subset};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
-use crate::method::{self, FinetuneConfig, JointConfig, StopFlag};
+use crate::method::{self, FinetuneConfig, JointConfig, MethodError, StopFlag};
 use crate::model::Model;
 use crate::train::{self, Event as TrainEvent, Start, TrainConfig, TrainError};
 
@@ -64,6 +64,21 @@ impl GpuStages<'_> {
     }
 }
 
+/// The run's meta plus the stage's fingerprint, so its partial checkpoint names its inputs.
+fn partial_meta(mut meta: Vec<(String, String)>, partial: &Partial) -> Vec<(String, String)> {
+    meta.push((PARTIAL_FINGERPRINT.into(), partial.fingerprint.clone()));
+    meta
+}
+
+/// The progress an earlier run of this very stage (same inputs) left, if any: anything else
+/// there (other inputs, an unreadable file) is ignored and overwritten.
+fn earlier_partial(partial: &Partial) -> Option<Arc<Checkpoint>> {
+    Checkpoint::load(&partial.path)
+        .ok()
+        .filter(|ck| ck.meta(PARTIAL_FINGERPRINT) == Some(partial.fingerprint.as_str()))
+        .map(Arc::new)
+}
+
 impl Stages for GpuStages<'_> {
     fn stop_requested(&self) -> bool {
         self.stop.requested()
@@ -76,8 +91,6 @@ impl Stages for GpuStages<'_> {
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), String> {
         let p = &self.job.pretrain;
-        let mut meta = self.meta(seed);
-        meta.push((PARTIAL_FINGERPRINT.into(), partial.fingerprint.clone()));
         // The reference recipe: SGD Nesterov 0.9, weight decay 5e-4, label smoothing 0.1.
         let cfg = TrainConfig {
             epochs: p.epochs,
@@ -91,14 +104,10 @@ impl Stages for GpuStages<'_> {
             eval_batch: 256,
             // Written at every epoch end and at a stop: the next run continues from it.
             checkpoint: Some(partial.path.clone()),
-            meta,
+            meta: partial_meta(self.meta(seed), partial),
             stop: self.stop.clone(),
         };
-        // Progress of an earlier run of this very stage (same inputs) is resumed; anything
-        // else there (other inputs, an unreadable file) is ignored and overwritten.
-        let earlier = Checkpoint::load(&partial.path)
-            .ok()
-            .filter(|ck| ck.meta(PARTIAL_FINGERPRINT) == Some(partial.fingerprint.as_str()));
+        let earlier = earlier_partial(partial);
         let mut run = |start| {
             train::train_from(
                 self.gpu,
@@ -152,29 +161,45 @@ impl Stages for GpuStages<'_> {
         &mut self,
         init: &Checkpoint,
         seed: u64,
+        partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<IndicatorSet, String> {
         let j = &self.job.joint;
-        let cfg = JointConfig {
+        let mut cfg = JointConfig {
             bits: j.bits.clone(),
             epochs: j.epochs,
             batch: j.batch,
             lr: j.lr,
             seed,
-            meta: self.meta(seed),
+            meta: partial_meta(self.meta(seed), partial),
             stop: self.stop.clone(),
+            // Written at every epoch end and at a stop: the next run continues from it.
+            checkpoint: Some(partial.path.clone()),
             ..JointConfig::default()
         };
-        method::joint_train(
-            self.gpu,
-            &self.model,
-            init,
-            self.train.clone(),
-            self.test.clone(),
-            &cfg,
-            on_event,
-        )
-        .map_err(|e| e.to_string())
+        cfg.resume = earlier_partial(partial);
+        let mut run = |cfg: &JointConfig| {
+            method::joint_train(
+                self.gpu,
+                &self.model,
+                init,
+                self.train.clone(),
+                self.test.clone(),
+                cfg,
+                on_event,
+            )
+        };
+        let mut ind = match run(&cfg) {
+            // A state this run's settings do not match: start over rather than fail.
+            Err(MethodError::Config(_)) if cfg.resume.is_some() => {
+                cfg.resume = None;
+                run(&cfg)
+            }
+            r => r,
+        }
+        .map_err(|e| e.to_string())?;
+        ind.meta.retain(|(k, _)| k != PARTIAL_FINGERPRINT);
+        Ok(ind)
     }
 
     fn data_sizes(&self) -> (usize, usize) {
@@ -187,30 +212,43 @@ impl Stages for GpuStages<'_> {
         policy: &Policy,
         indicators: &IndicatorSet,
         seed: u64,
+        partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), String> {
         let f = &self.job.finetune;
-        let cfg = FinetuneConfig {
+        let mut cfg = FinetuneConfig {
             epochs: f.epochs,
             batch: f.batch,
             lr: f.lr,
             seed,
-            meta: self.meta(seed),
+            meta: partial_meta(self.meta(seed), partial),
             stop: self.stop.clone(),
+            checkpoint: Some(partial.path.clone()),
             ..FinetuneConfig::default()
         };
-        let r = method::finetune(
-            self.gpu,
-            &self.model,
-            init,
-            policy,
-            Some(indicators),
-            self.train.clone(),
-            self.test.clone(),
-            &cfg,
-            on_event,
-        )
+        cfg.resume = earlier_partial(partial);
+        let mut run = |cfg: &FinetuneConfig| {
+            method::finetune(
+                self.gpu,
+                &self.model,
+                init,
+                policy,
+                Some(indicators),
+                self.train.clone(),
+                self.test.clone(),
+                cfg,
+                on_event,
+            )
+        };
+        let mut r = match run(&cfg) {
+            Err(MethodError::Config(_)) if cfg.resume.is_some() => {
+                cfg.resume = None;
+                run(&cfg)
+            }
+            r => r,
+        }
         .map_err(|e| e.to_string())?;
+        r.checkpoint.meta.retain(|(k, _)| k != PARTIAL_FINGERPRINT);
         Ok((
             r.checkpoint,
             Eval {

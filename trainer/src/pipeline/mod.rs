@@ -116,22 +116,26 @@ pub trait Stages {
     ) -> Result<(Checkpoint, Eval), String>;
     /// Test accuracy of a full-precision checkpoint (for `pretrain.init`).
     fn evaluate_fp(&mut self, ckpt: &Checkpoint) -> Result<Eval, String>;
-    /// Joint indicator training from `init`.
+    /// Joint indicator training from `init`; `partial` as for [`Stages::pretrain`].
     fn indicators(
         &mut self,
         init: &Checkpoint,
         seed: u64,
+        partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<IndicatorSet, String>;
     /// Training and test images used (for the report).
     fn data_sizes(&self) -> (usize, usize);
-    /// Quantization-aware finetuning of `policy` from `init`, then its test accuracy.
+    /// Quantization-aware finetuning of `policy` from `init`, then its test accuracy;
+    /// `partial` as for [`Stages::pretrain`].
+    #[allow(clippy::too_many_arguments)]
     fn finetune(
         &mut self,
         init: &Checkpoint,
         policy: &Policy,
         indicators: &IndicatorSet,
         seed: u64,
+        partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), String>;
 }
@@ -536,10 +540,20 @@ pub fn run(
                 }
                 None => {
                     let t = start_stage(&*stages, on_event, index, total, &name)?;
+                    let partial = Partial {
+                        path: out.join(format!("{sdir}/indicators.partial.ckpt")),
+                        fingerprint: ind_fp.clone(),
+                    };
+                    if let Some(dir) = partial.path.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+                    }
                     let ind = stages
-                        .indicators(&init, seed, &mut |ev| on_event(&Event::Train(ev.clone())))
+                        .indicators(&init, seed, &partial, &mut |ev| {
+                            on_event(&Event::Train(ev.clone()))
+                        })
                         .map_err(|m| stage_fail(&*stages, &name, m))?;
                     write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
+                    let _ = std::fs::remove_file(&partial.path);
                     state.record(StageRecord {
                         key,
                         fingerprint: ind_fp.clone(),
@@ -624,12 +638,20 @@ pub fn run(
                     }
                     None => {
                         let t = start_stage(&*stages, on_event, index, total, &name)?;
+                        let partial = Partial {
+                            path: out.join(format!("{sdir}/finetune/{stem}.partial.ckpt")),
+                            fingerprint: fpr.clone(),
+                        };
+                        if let Some(dir) = partial.path.parent() {
+                            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+                        }
                         let (ck, e) = stages
-                            .finetune(&init, &policy, &indicators, seed, &mut |ev| {
+                            .finetune(&init, &policy, &indicators, seed, &partial, &mut |ev| {
                                 on_event(&Event::Train(ev.clone()))
                             })
                             .map_err(|m| stage_fail(&*stages, &name, m))?;
                         save_ckpt(&ck, &ck_path)?;
+                        let _ = std::fs::remove_file(&partial.path);
                         state.record(StageRecord {
                             key,
                             fingerprint: fpr,
