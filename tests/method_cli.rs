@@ -197,4 +197,30 @@ fn finetune_errors_name_the_problem() {
         tmp("i.ron").to_str().unwrap(),
     ]);
     refused_with(&out, &["ascending"]);
+    // --resume needs the state to continue: without --checkpoint it is a usage error, with
+    // a missing one the error names the file.
+    let base = [
+        "indicators",
+        "--model",
+        "small_cnn",
+        "--init",
+        fp,
+        "--subset",
+        "64",
+        "--test-subset",
+        "50",
+        "--data-dir",
+        FMNIST,
+        "-o",
+    ];
+    let ind = tmp("r.ron");
+    let mut args = base.to_vec();
+    args.extend([ind.to_str().unwrap(), "--resume"]);
+    refused_with(&limpq(&args), &["--checkpoint"]);
+    args.extend(["--checkpoint", "/nonexistent/joint.state"]);
+    refused_with(&limpq(&args), &["--resume", "/nonexistent/joint.state"]);
+    // A state of another kind of run (here: a full-precision checkpoint) is refused by name.
+    let mut args = base.to_vec();
+    args.extend([ind.to_str().unwrap(), "--resume", "--checkpoint", fp]);
+    refused_with(&limpq(&args), &["resume"]);
 }
