@@ -767,3 +767,45 @@ fn a_given_fp_checkpoint_replaces_pretraining() {
         "{err}"
     );
 }
+
+/// `keep_finetuned: false`: no finetuned model is written, a rerun still skips every
+/// finished finetune (its accuracy is in state.ron), and switching it back on reruns the
+/// finetunes whose model is missing, writing them.
+#[test]
+fn keep_finetuned_false_writes_no_models_and_still_resumes() {
+    let out = tmpdir("keep");
+    let mut job = Job::from_ron_str(&job_text(&out)).unwrap();
+    job.seeds = vec![0];
+    job.keep_finetuned = false;
+    let plan = Plan::new(job.clone()).unwrap();
+    let mut fake = fake_for(&plan);
+    let first = run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!(fake.finetunes.len(), 15);
+    let models = |out: &Path| {
+        std::fs::read_dir(out.join("seed0/finetune"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(models(&out), 0, "finetuned models were written");
+    assert!(out.join("seed0/policies/w2a3_searched.ron").is_file());
+
+    let mut again = fake_for(&plan);
+    let mut events = Vec::new();
+    let second = run(&plan, &mut again, &mut |e| events.push(e.clone())).unwrap();
+    let (ran, skipped) = event_names(&events);
+    assert!(ran.is_empty(), "reran: {ran:?}");
+    assert_eq!(skipped.len(), plan.stage_count());
+    assert_eq!(second.budgets, first.budgets);
+
+    job.keep_finetuned = true;
+    let plan = Plan::new(job).unwrap();
+    let mut keep = fake_for(&plan);
+    run(&plan, &mut keep, &mut |_| {}).unwrap();
+    assert_eq!(
+        keep.finetunes.len(),
+        15,
+        "the finetunes without a model reran"
+    );
+    assert_eq!(keep.pretrain + keep.indicators, 0);
+    assert_eq!(models(&out), 15);
+}

@@ -11,6 +11,7 @@
 //!     alpha: 2.0,
 //!     finetune: (epochs: 1, batch: 64, lr: 0.01),
 //!     random_policies: 3,
+//!     keep_finetuned: true,
 //!     output: "runs/small_cnn",
 //! )
 //! ```
@@ -209,6 +210,9 @@ fn default_alpha() -> f64 {
 fn default_random() -> usize {
     3
 }
+fn default_true() -> bool {
+    true
+}
 
 /// A whole pipeline run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -229,6 +233,11 @@ pub struct Job {
     /// Random policies drawn and finetuned per budget and seed (at least 3).
     #[serde(default = "default_random")]
     pub random_policies: usize,
+    /// Keep every finetuned model (`seed<S>/finetune/<budget>_<kind>.ckpt`, one per policy;
+    /// ResNet-20: ~2 MB each). `false` keeps only their accuracies (state.ron, the report):
+    /// a small run folder, e.g. to carry between machines. Not part of any fingerprint.
+    #[serde(default = "default_true")]
+    pub keep_finetuned: bool,
     /// Folder for every output (created).
     pub output: PathBuf,
 }

@@ -12,7 +12,8 @@
 //! seed<S>/pretrain.ckpt             full-precision model (absent when `pretrain.init` is set)
 //! seed<S>/indicators.ron            learned indicators (an IndicatorSet)
 //! seed<S>/policies/<budget>_<kind>.ron   kind: searched, uniform, random<k>
-//! seed<S>/finetune/<budget>_<kind>.ckpt  finetuned quantized model
+//! seed<S>/finetune/<budget>_<kind>.ckpt  finetuned quantized model (unless
+//!                                       `keep_finetuned: false`)
 //! results.ron, report.md, accuracy_vs_bitops.svg, bits_<budget>.svg
 //! ```
 //!
@@ -631,7 +632,10 @@ pub fn run(
                 let key = format!("{sdir}/finetune/{stem}");
                 let name = format!("seed {seed}: finetune {label} {kind}");
                 let prior = state.done(&key, &fpr).and_then(|r| r.eval);
-                let eval = match prior.filter(|_| Checkpoint::load(&ck_path).is_ok()) {
+                // Done before, with its model kept (or none asked for).
+                let eval = match prior
+                    .filter(|_| !job.keep_finetuned || Checkpoint::load(&ck_path).is_ok())
+                {
                     Some(e) => {
                         on_event(&Event::StageSkipped { index, total, name });
                         e
@@ -650,12 +654,17 @@ pub fn run(
                                 on_event(&Event::Train(ev.clone()))
                             })
                             .map_err(|m| stage_fail(&*stages, &name, m))?;
-                        save_ckpt(&ck, &ck_path)?;
+                        let outputs = if job.keep_finetuned {
+                            save_ckpt(&ck, &ck_path)?;
+                            vec![ck_rel, pol_rel]
+                        } else {
+                            vec![pol_rel]
+                        };
                         let _ = std::fs::remove_file(&partial.path);
                         state.record(StageRecord {
                             key,
                             fingerprint: fpr,
-                            outputs: vec![ck_rel, pol_rel],
+                            outputs,
                             eval: Some(e),
                             seconds: t.elapsed().as_secs_f64(),
                         });
