@@ -42,3 +42,30 @@ gpu_header() {
       | tee -a "$OUT/summary.txt"
   fi
 }
+
+# gpu_pack NAME: the device machine returns at most 8 files from $OUT, 16 MiB each, none
+# deeper than $OUT/a/b/file (../.library/device/README.md, "Limits"); a run's logs, JSON
+# lines and checkpoints are more than that. So everything under $OUT except summary.txt and
+# the *.tar.gz already there goes into $OUT/NAME.tar.gz and is removed; summary.txt says
+# what was packed and warns when a file would not come back.
+gpu_pack() {
+  local name=$1 items=() f
+  for f in "$OUT"/* "$OUT"/.[!.]*; do
+    [ -e "$f" ] || continue
+    case "$(basename "$f")" in summary.txt|*.tar.gz) ;; *) items+=("$(basename "$f")") ;; esac
+  done
+  if [ ${#items[@]} -gt 0 ]; then
+    tar czf "$OUT/$name.tar.gz" -C "$OUT" "${items[@]}" && (cd "$OUT" && rm -rf "${items[@]}")
+    summary "packed ${items[*]} into $name.tar.gz ($(du -h "$OUT/$name.tar.gz" | cut -f1))"
+  fi
+  local n=0
+  for f in "$OUT"/*; do
+    [ -f "$f" ] || continue
+    n=$((n + 1))
+    if [ "$(stat -c %s "$f")" -gt $((16 * 1024 * 1024)) ]; then
+      summary "WARNING $(basename "$f") is over 16 MiB: it will not come back from the device"
+    fi
+  done
+  [ "$n" -gt 8 ] && summary "WARNING $n files in $OUT: only 8 come back from the device"
+  return 0
+}

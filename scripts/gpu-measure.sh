@@ -4,8 +4,9 @@
 # peer on the same GPU in the same run, the conv kernels per shape class (`bench conv`,
 # conv.jsonl), one joint step with every conv forced to the direct kernel, a joint and an
 # FP32 step with f16-operand forward convs (`--conv-algo f16gemm`), then a short
-# full-precision accuracy run with what time is left. Everything goes to $OUT/ (logs,
-# bench.jsonl, peer.jsonl, conv.jsonl, summary.txt).
+# full-precision accuracy run with what time is left. Everything goes to $OUT/: summary.txt,
+# and measure.tar.gz with the logs, bench.jsonl, peer.jsonl, conv.jsonl and train.ckpt (the
+# device machine returns at most 8 files).
 #
 # Usage (project root; prepare with scripts/gpu-prepare.sh, carry .gl and .data):
 #   source .gl/gpu-env.sh; bash scripts/gpu-measure.sh [--quick] [--epochs E]
@@ -41,6 +42,10 @@ mkdir -p "$OUT"
 # shellcheck source=scripts/gpu-common.sh
 source "$(dirname "$0")/gpu-common.sh"
 bin=$(gpu_bin) || exit 2
+# What comes back from the device is at most 8 files: at the end (or a kill by the call's
+# timeout), everything but summary.txt goes into measure.tar.gz.
+trap 'gpu_pack measure' EXIT
+trap 'exit 143' TERM INT
 peer=${PEER:-.gl/torch_lsq_joint.py}
 [ -f "$peer" ] || peer=../shared/bench/torch_lsq_joint.py
 failed=0

@@ -2,13 +2,15 @@
 # Issue 4's measurement on the device machine (../shared/gpu/README.md): the whole method,
 # `limpq pipeline`, on ResNet-20 and all of Fashion-MNIST (examples/resnet20.pipeline.ron:
 # the PyTorch reference recipe), a seed or two per call: one call has ~10 minutes, three
-# seeds need more. The run folder comes back under $OUT/run; carried into the next call as
-# runs/gpu-pipeline it is continued there (finished stages are skipped, the stage that was
-# cut resumes at its exact step), so the seeds can be spread over calls and the last call
-# reports them all.
+# seeds need more. The run folder comes back packed as $OUT/run.tar.gz (the device returns
+# at most 8 files of 16 MiB: the job runs with keep_finetuned: false, so the folder holds
+# the FP32 checkpoints, indicators, policies and accuracies, ~3 MB a seed); saved here as
+# runs/gpu-pipeline.tar.gz and carried into the next call, it is continued there (finished
+# stages are skipped, the stage that was cut resumes at its exact step), so the seeds can
+# be spread over calls and the last call reports them all. Logs: $OUT/logs.tar.gz.
 #
 # Usage (project root; prepare with scripts/gpu-prepare.sh, carry .gl and .data, and
-# runs/gpu-pipeline when continuing):
+# runs/gpu-pipeline.tar.gz when continuing):
 #   source .gl/gpu-env.sh; bash scripts/gpu-pipeline.sh [--seeds 0] [--job JOB.ron]
 #   LIMPQ_QUICK=1 bash scripts/gpu-pipeline.sh   # a tiny small_cnn job: a dry run on any
 #                                                # adapter (lavapipe: ~1 minute)
@@ -46,6 +48,15 @@ mkdir -p "$OUT"
 source "$(dirname "$0")/gpu-common.sh"
 bin=$(gpu_bin) || exit 2
 gpu_env "$quick"
+# At the end (or a kill by the call's timeout): the run folder into run.tar.gz, the rest
+# (logs, the job as run) into logs.tar.gz.
+pack() {
+  [ -d "$OUT/run" ] && tar czf "$OUT/run.tar.gz" -C "$OUT" run && rm -rf "$OUT/run" \
+    && summary "packed the run folder into run.tar.gz ($(du -h "$OUT/run.tar.gz" | cut -f1))"
+  gpu_pack logs
+}
+trap pack EXIT
+trap 'exit 143' TERM INT
 
 gpu_header "gpu-pipeline $(date -u +%Y-%m-%dT%H:%M:%SZ) quick=${quick:-0} budget=${budget}s"
 
@@ -67,29 +78,40 @@ RON
 fi
 [ -f "$job" ] || { summary "FAILED  no job file $job"; exit 2; }
 
+# The job as run: the given one with keep_finetuned: false (no finetuned models in the
+# folder that has to travel back).
+run_job=$OUT/job.pipeline.ron
+grep -v '^ *keep_finetuned:' "$job" | sed 's/^\( *\)output:/\1keep_finetuned: false,\n\1output:/' > "$run_job"
+grep -q 'keep_finetuned: false' "$run_job" || { summary "FAILED  no 'output:' line in $job"; exit 2; }
+
 # Continue a carried run: its folder becomes this call's, and its seeds stay in the report.
 run=$OUT/run
-if [ -d runs/gpu-pipeline ] && [ ! -e "$run" ]; then
-  cp -a runs/gpu-pipeline "$run"
-  summary "continuing the carried runs/gpu-pipeline ($(du -sh "$run" | cut -f1))"
+if [ ! -e "$run" ]; then
+  if [ -f runs/gpu-pipeline.tar.gz ]; then
+    tar xzf runs/gpu-pipeline.tar.gz -C "$OUT"
+    summary "continuing the carried runs/gpu-pipeline.tar.gz ($(du -sh "$run" | cut -f1))"
+  elif [ -d runs/gpu-pipeline ]; then
+    cp -a runs/gpu-pipeline "$run"
+    summary "continuing the carried runs/gpu-pipeline ($(du -sh "$run" | cut -f1))"
+  fi
 fi
 if [ -f "$run/job.ron" ]; then
   earlier=$(tr -d ' \n' < "$run/job.ron" | sed -n 's/.*seeds:\[\([0-9,]*\)\].*/\1/p' | tr -d ' ')
   [ -n "$earlier" ] && seeds=$(echo "$earlier,$seeds" | tr ',' '\n' | grep -v '^$' | awk '!s[$0]++' | paste -sd,)
 fi
-summary "job $job, seeds $seeds, output $run"
+summary "job $job (run as $run_job), seeds $seeds, output $run"
 
 left=$(( budget - ($(date +%s) - start) ))
 [ "$left" -lt 30 ] && left=30
 # SIGINT at the budget: the pipeline stops after its current step (like Ctrl-C) and keeps
 # what it finished; KILL 60 s later if it has not.
-timeout -s INT -k 60 "$left" "$bin" pipeline "$job" --out "$run" --seeds "$seeds" 2>&1 \
+timeout -s INT -k 60 "$left" "$bin" pipeline "$run_job" --out "$run" --seeds "$seeds" 2>&1 \
   | tee "$OUT/pipeline.log"
 rc=$?
 dt=$(( $(date +%s) - start ))
 case $rc in
   0) summary "ok      pipeline (${dt}s)" ;;
-  124|130|137) summary "STOPPED pipeline at the ${budget}s budget (rc=$rc, ${dt}s): continue it by carrying $run back as runs/gpu-pipeline" ;;
+  124|130|137) summary "STOPPED pipeline at the ${budget}s budget (rc=$rc, ${dt}s): continue it by saving run.tar.gz as runs/gpu-pipeline.tar.gz and carrying that" ;;
   *) summary "FAILED  pipeline rc=$rc (${dt}s)" ;;
 esac
 grep -E '^\[[0-9]+/[0-9]+\]' "$OUT/pipeline.log" >> "$OUT/summary.txt" || true

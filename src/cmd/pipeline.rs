@@ -100,13 +100,7 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
     };
     let result = pipeline::run(&plan, &mut stages, &mut on_event);
     progress.finish();
-    let results = match result {
-        Err(e @ pipeline::PipelineError::Stopped { .. }) => anyhow::bail!(
-            "{e} (pretraining continues from its exact position, a joint or finetune stage \
-             starts over)"
-        ),
-        r => r?,
-    };
+    let results = result?;
     let out = &job.output;
     eprintln!(
         "wrote {}, {} and bits_<budget>.svg",

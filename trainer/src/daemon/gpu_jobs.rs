@@ -11,7 +11,8 @@
 //!
 //! Pipeline jobs: the same flag goes to the pipeline's GPU stages, which pass it to every
 //! training run; `pipeline::run` returns [`PipelineError::Stopped`] after the running
-//! stage's current step, and a rerun resumes from the last completed stage.
+//! stage's current step, and a rerun goes on from where it stopped (completed stages
+//! skipped, the stopped one from its exact step).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -52,7 +52,8 @@ pub enum PipelineError {
     /// A stage failed; `stage` names it (`seed 0: finetune w2a3 searched`).
     Stage { stage: String, message: String },
     /// A stop was requested ([`Stages::stop_requested`]); `stage` is the one that was
-    /// running or about to start. Completed stages are kept: a rerun resumes after them.
+    /// running or about to start. Completed stages are kept, the stopped one's position
+    /// too: a rerun goes on from there.
     Stopped { stage: String },
 }
 
@@ -64,7 +65,8 @@ impl fmt::Display for PipelineError {
             PipelineError::Stage { stage, message } => write!(f, "{stage}: {message}"),
             PipelineError::Stopped { stage } => write!(
                 f,
-                "{stage}: stopped on request; a rerun resumes from the last completed stage"
+                "{stage}: stopped on request; a rerun skips the completed stages and goes on \
+                 with this one from where it stopped"
             ),
         }
     }
