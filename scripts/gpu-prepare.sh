@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares, in the project root, everything a call on the device machine carries
-# (../shared/gpu/README.md; the carry limit is 64 MiB in all):
+# (../shared/gpu/README.md; the working tree and the carried paths: 64 MiB in all):
 #   .gl/        Vulkan loader packages, gpu-env.sh and the PyTorch peer scripts
 #               (../shared/gpu/prepare.sh), plus .gl/limpq: the release binary, stripped
 #   .data/      Fashion-MNIST
@@ -20,11 +20,19 @@ fi
 cargo build --release -p limpq
 strip -o .gl/limpq.tmp target/release/limpq
 mv .gl/limpq.tmp .gl/limpq
-total_k=$(du -sk .gl .data | awk '{s += $1} END {print s}')
+# What travels: the tracked (and untracked, not ignored) files plus the carried paths;
+# a carried pipeline run (scripts/gpu-pipeline.sh) when there is one.
+carry=(.gl .data)
+[ -f runs/gpu-pipeline.tar.gz ] && carry+=(runs/gpu-pipeline.tar.gz)
+tree_k=$(git ls-files -z --cached --others --exclude-standard \
+  | du -ck --files0-from=- 2>/dev/null | awk 'END {print $1}')
+total_k=$(( tree_k + $(du -sk "${carry[@]}" | awk '{s += $1} END {print s}') ))
 limit_k=$((64 * 1024))
-du -sh .gl .data
+du -sh "${carry[@]}"
+echo "working tree: ${tree_k} KiB"
 if [ "$total_k" -gt "$limit_k" ]; then
-  echo "gpu-prepare: .gl + .data is ${total_k} KiB, over the ${limit_k} KiB carry limit" >&2
+  echo "gpu-prepare: working tree + ${carry[*]} is ${total_k} KiB, over the ${limit_k} KiB limit" >&2
   exit 1
 fi
-echo "carry [\".gl\", \".data\"] (${total_k} KiB of ${limit_k}); start the command with: source .gl/gpu-env.sh;"
+list=$(printf '"%s", ' "${carry[@]}")
+echo "carry [${list%, }] (${total_k} KiB of ${limit_k} with the working tree); start the command with: source .gl/gpu-env.sh;"
