@@ -739,9 +739,24 @@ fn resume_position(
                 .into(),
         )
     })?;
+    check_resume(ck, &pos, &recorded_settings(cfg), cfg.seed, steps).map_err(TrainError::Config)?;
+    Ok(pos)
+}
+
+/// Whether `ck`, at `pos`, was written by a run like this one: the same seed, steps per
+/// epoch and `settings` (`(meta key, this run's value)`), and a momentum buffer for every
+/// parameter. The error names every difference; each caller wraps it in its own type
+/// (training, joint training and finetuning resume alike).
+pub(crate) fn check_resume(
+    ck: &Checkpoint,
+    pos: &Position,
+    settings: &[(&'static str, String)],
+    seed: u64,
+    steps: usize,
+) -> Result<(), String> {
     let mut diffs = Vec::new();
-    if ck.seed != cfg.seed {
-        diffs.push(format!("seed {} (this run {})", ck.seed, cfg.seed));
+    if ck.seed != seed {
+        diffs.push(format!("seed {} (this run {seed})", ck.seed));
     }
     if pos.steps_per_epoch != steps {
         diffs.push(format!(
@@ -749,18 +764,22 @@ fn resume_position(
             pos.steps_per_epoch
         ));
     }
-    for (key, want) in recorded_settings(cfg) {
+    for (key, want) in settings {
         match ck.meta(key) {
             Some(v) if v == want => {}
+            // A policy is many lines: say that it differs, not what it is.
+            Some(v) if v.contains('\n') || want.contains('\n') => {
+                diffs.push(format!("another {key} (not this run's)"))
+            }
             Some(v) => diffs.push(format!("{key} {v} (this run {want})")),
             None => diffs.push(format!("no {key} recorded")),
         }
     }
     if !diffs.is_empty() {
-        return Err(TrainError::Config(format!(
+        return Err(format!(
             "the resume checkpoint was written by a different run: {}",
             diffs.join(", ")
-        )));
+        ));
     }
     for p in ck.of_kind(TensorKind::Param) {
         let m = format!("{}.momentum", p.name);
@@ -768,13 +787,13 @@ fn resume_position(
             .of_kind(TensorKind::Momentum)
             .any(|t| t.name == m && t.data.len() == p.data.len())
         {
-            return Err(TrainError::Config(format!(
+            return Err(format!(
                 "the resume checkpoint has no momentum buffer '{m}' of {} values",
                 p.data.len()
-            )));
+            ));
         }
     }
-    Ok(pos)
+    Ok(())
 }
 
 /// Save the exact position (to `cfg.checkpoint` when set) and describe the stop; an error

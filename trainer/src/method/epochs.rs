@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{MethodError, StopFlag};
-use crate::checkpoint::{Checkpoint, NamedTensor, TensorKind};
+use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::data::{Dataset, Loader, LoaderConfig};
 use crate::engine::Network;
 use crate::reference::cosine_lr;
-use crate::train::{evaluate, EpochSummary, Event, Position, Stopped};
+use crate::train::{check_resume, evaluate, EpochSummary, Event, Position, Stopped};
 
 /// How the loop runs.
 pub(super) struct Schedule<'a> {
@@ -91,45 +91,7 @@ pub(super) fn resume_position(
                 .into(),
         )
     })?;
-    let mut diffs = Vec::new();
-    if ck.seed != seed {
-        diffs.push(format!("seed {} (this run {seed})", ck.seed));
-    }
-    if pos.steps_per_epoch != steps {
-        diffs.push(format!(
-            "{} steps per epoch (this run {steps})",
-            pos.steps_per_epoch
-        ));
-    }
-    for (key, want) in settings {
-        match ck.meta(key) {
-            Some(v) if v == want => {}
-            // A policy is many lines: say that it differs, not what it is.
-            Some(v) if v.contains('\n') || want.contains('\n') => {
-                diffs.push(format!("another {key} (not this run's)"))
-            }
-            Some(v) => diffs.push(format!("{key} {v} (this run {want})")),
-            None => diffs.push(format!("no {key} recorded")),
-        }
-    }
-    if !diffs.is_empty() {
-        return Err(MethodError::Config(format!(
-            "the resume checkpoint was written by a different run: {}",
-            diffs.join(", ")
-        )));
-    }
-    for p in ck.of_kind(TensorKind::Param) {
-        let m = format!("{}.momentum", p.name);
-        if !ck
-            .of_kind(TensorKind::Momentum)
-            .any(|t| t.name == m && t.data.len() == p.data.len())
-        {
-            return Err(MethodError::Config(format!(
-                "the resume checkpoint has no momentum buffer '{m}' of {} values",
-                p.data.len()
-            )));
-        }
-    }
+    check_resume(ck, &pos, settings, seed, steps).map_err(MethodError::Config)?;
     Ok(pos)
 }
 
