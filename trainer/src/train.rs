@@ -412,16 +412,33 @@ pub struct Trained {
 /// smoothing in [0, 1). The error is the sentence; each caller wraps it in its own type.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SgdSettings {
+    pub epochs: usize,
     pub batch: usize,
     pub eval_batch: usize,
     pub lr: f32,
     pub momentum: f32,
+    pub nesterov: bool,
     pub weight_decay: f32,
     pub label_smoothing: f32,
     pub clip: Option<f32>,
 }
 
 impl SgdSettings {
+    /// The settings a resumed run must share with the run that wrote its checkpoint, as
+    /// each run records them in the checkpoint's meta (`clip` is left to the runs that
+    /// have one: they spell it differently).
+    pub(crate) fn recorded(&self) -> [(&'static str, String); 7] {
+        [
+            ("lr", self.lr.to_string()),
+            ("batch", self.batch.to_string()),
+            ("epochs", self.epochs.to_string()),
+            ("momentum", self.momentum.to_string()),
+            ("nesterov", self.nesterov.to_string()),
+            ("weight_decay", self.weight_decay.to_string()),
+            ("label_smoothing", self.label_smoothing.to_string()),
+        ]
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.batch == 0 || self.eval_batch == 0 {
             return Err("batch sizes must be positive".into());
@@ -543,17 +560,7 @@ pub fn train_from(
 ) -> Result<Trained, TrainError> {
     check_data(model, &train)?;
     check_data(model, &test)?;
-    SgdSettings {
-        batch: cfg.batch,
-        eval_batch: cfg.eval_batch,
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        weight_decay: cfg.weight_decay,
-        label_smoothing: cfg.label_smoothing,
-        clip: None,
-    }
-    .check()
-    .map_err(TrainError::Config)?;
+    sgd(cfg).check().map_err(TrainError::Config)?;
     let steps = steps_per_epoch(train.len(), cfg.batch).map_err(TrainError::Config)?;
     let ncfg = NetworkConfig {
         batch: cfg.batch,
@@ -712,18 +719,19 @@ pub fn train_from(
     })
 }
 
-/// The settings a resumed run must share with the run that wrote its checkpoint, as stored
-/// in the checkpoint's meta.
-fn recorded_settings(cfg: &TrainConfig) -> [(&'static str, String); 7] {
-    [
-        ("lr", cfg.lr.to_string()),
-        ("batch", cfg.batch.to_string()),
-        ("epochs", cfg.epochs.to_string()),
-        ("momentum", cfg.momentum.to_string()),
-        ("nesterov", cfg.nesterov.to_string()),
-        ("weight_decay", cfg.weight_decay.to_string()),
-        ("label_smoothing", cfg.label_smoothing.to_string()),
-    ]
+/// The run's SGD settings (no clipping in full-precision training).
+fn sgd(cfg: &TrainConfig) -> SgdSettings {
+    SgdSettings {
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        eval_batch: cfg.eval_batch,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        nesterov: cfg.nesterov,
+        weight_decay: cfg.weight_decay,
+        label_smoothing: cfg.label_smoothing,
+        clip: None,
+    }
 }
 
 /// The position to resume from, after checking that `ck` belongs to a run with `cfg`.
@@ -739,7 +747,7 @@ fn resume_position(
                 .into(),
         )
     })?;
-    check_resume(ck, &pos, &recorded_settings(cfg), cfg.seed, steps).map_err(TrainError::Config)?;
+    check_resume(ck, &pos, &sgd(cfg).recorded(), cfg.seed, steps).map_err(TrainError::Config)?;
     Ok(pos)
 }
 
@@ -822,7 +830,8 @@ fn checkpoint(
     pos: &Position,
     tensors: Vec<NamedTensor>,
 ) -> Checkpoint {
-    let mut meta: Vec<(String, String)> = recorded_settings(cfg)
+    let mut meta: Vec<(String, String)> = sgd(cfg)
+        .recorded()
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
@@ -849,6 +858,8 @@ mod tests {
     #[test]
     fn sgd_settings_refuse_what_cannot_train() {
         let ok = SgdSettings {
+            epochs: 1,
+            nesterov: true,
             batch: 64,
             eval_batch: 256,
             lr: 0.01,

@@ -152,17 +152,7 @@ pub fn finetune(
     check_data(model, &train)?;
     check_data(model, &test)?;
     check_checkpoint_model(init, model, "the --init checkpoint")?;
-    SgdSettings {
-        batch: cfg.batch,
-        eval_batch: cfg.eval_batch,
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        weight_decay: cfg.weight_decay,
-        label_smoothing: cfg.label_smoothing,
-        clip: cfg.clip,
-    }
-    .check()
-    .map_err(MethodError::Config)?;
+    sgd(cfg).check().map_err(MethodError::Config)?;
     let steps = steps_per_epoch(train.len(), cfg.batch)?;
     let spec = QuantSpec::policy(model, policy)?;
     let from_ind = match indicators {
@@ -258,18 +248,26 @@ pub fn finetune(
 /// The settings a resumed run must share with the run that wrote its checkpoint, as stored
 /// in the checkpoint's meta (`stage` keeps a joint state from being resumed here).
 fn recorded_settings(cfg: &FinetuneConfig, policy: &Policy) -> Vec<(&'static str, String)> {
-    vec![
-        ("stage", "finetune".into()),
-        ("epochs", cfg.epochs.to_string()),
-        ("batch", cfg.batch.to_string()),
-        ("lr", cfg.lr.to_string()),
-        ("momentum", cfg.momentum.to_string()),
-        ("nesterov", cfg.nesterov.to_string()),
-        ("weight_decay", cfg.weight_decay.to_string()),
-        ("label_smoothing", cfg.label_smoothing.to_string()),
-        ("clip", cfg.clip.map_or("none".into(), |c| c.to_string())),
-        (POLICY_META, policy.to_ron_string()),
-    ]
+    let mut v = vec![("stage", "finetune".into())];
+    v.extend(sgd(cfg).recorded());
+    v.push(("clip", cfg.clip.map_or("none".into(), |c| c.to_string())));
+    v.push((POLICY_META, policy.to_ron_string()));
+    v
+}
+
+/// The run's SGD settings.
+fn sgd(cfg: &FinetuneConfig) -> SgdSettings {
+    SgdSettings {
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        eval_batch: cfg.eval_batch,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        nesterov: cfg.nesterov,
+        weight_decay: cfg.weight_decay,
+        label_smoothing: cfg.label_smoothing,
+        clip: cfg.clip,
+    }
 }
 
 /// The finetune state at `pos`: the recorded settings (policy included) first, so the

@@ -113,17 +113,7 @@ fn check_config(cfg: &JointConfig) -> Result<(), MethodError> {
             cfg.bits
         )));
     }
-    SgdSettings {
-        batch: cfg.batch,
-        eval_batch: cfg.eval_batch,
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        weight_decay: cfg.weight_decay,
-        label_smoothing: cfg.label_smoothing,
-        clip: Some(cfg.clip),
-    }
-    .check()
-    .map_err(MethodError::Config)
+    sgd(cfg).check().map_err(MethodError::Config)
 }
 
 /// [`joint_train`] with the final state, history and monotonicity report.
@@ -301,7 +291,7 @@ pub fn joint_train_full(
 /// The settings a resumed run must share with the run that wrote its checkpoint, as stored
 /// in the checkpoint's meta (`stage` keeps a finetune state from being resumed here).
 fn recorded_settings(cfg: &JointConfig) -> Vec<(&'static str, String)> {
-    vec![
+    let mut v = vec![
         ("stage", "joint".into()),
         (
             "bits",
@@ -311,15 +301,25 @@ fn recorded_settings(cfg: &JointConfig) -> Vec<(&'static str, String)> {
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-        ("epochs", cfg.epochs.to_string()),
-        ("batch", cfg.batch.to_string()),
-        ("lr", cfg.lr.to_string()),
-        ("momentum", cfg.momentum.to_string()),
-        ("nesterov", cfg.nesterov.to_string()),
-        ("weight_decay", cfg.weight_decay.to_string()),
-        ("label_smoothing", cfg.label_smoothing.to_string()),
-        ("clip", cfg.clip.to_string()),
-    ]
+    ];
+    v.extend(sgd(cfg).recorded());
+    v.push(("clip", cfg.clip.to_string()));
+    v
+}
+
+/// The run's SGD settings.
+fn sgd(cfg: &JointConfig) -> SgdSettings {
+    SgdSettings {
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        eval_batch: cfg.eval_batch,
+        lr: cfg.lr,
+        momentum: cfg.momentum,
+        nesterov: cfg.nesterov,
+        weight_decay: cfg.weight_decay,
+        label_smoothing: cfg.label_smoothing,
+        clip: Some(cfg.clip),
+    }
 }
 
 /// The joint state at `pos`: the recorded settings first (so the caller's meta cannot
