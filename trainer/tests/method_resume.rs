@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{gpu_or_skip, TempDir};
+use common::{first_difference, gpu_or_skip, on_steps, TempDir};
 use limpq_solver::{IndicatorSet, LayerBits, Policy};
-use limpq_trainer::checkpoint::{Checkpoint, NamedTensor};
+use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::Gpu;
 use limpq_trainer::method::{
@@ -24,7 +24,7 @@ use limpq_trainer::method::{
     StopFlag, Stopped,
 };
 use limpq_trainer::model::{Model, FIXED_BITS};
-use limpq_trainer::train::{train, EpochSummary, Event, Position, TrainConfig};
+use limpq_trainer::train::{train, EpochSummary, Position, TrainConfig};
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
 /// 128 images / batch 32 × 2 epochs.
@@ -157,7 +157,6 @@ fn run_joint(
     cfg: &JointConfig,
     on_step: &mut dyn FnMut(usize),
 ) -> Result<JointTrained, MethodError> {
-    let mut global = 0;
     joint_train_full(
         s.gpu,
         &s.model,
@@ -165,12 +164,7 @@ fn run_joint(
         s.train.clone(),
         s.test.clone(),
         cfg,
-        &mut |e: &Event| {
-            if let Event::Step { .. } = e {
-                global += 1;
-                on_step(global);
-            }
-        },
+        &mut on_steps(on_step),
     )
 }
 
@@ -179,7 +173,6 @@ fn run_finetune(
     cfg: &FinetuneConfig,
     on_step: &mut dyn FnMut(usize),
 ) -> Result<Finetuned, MethodError> {
-    let mut global = 0;
     finetune(
         s.gpu,
         &s.model,
@@ -189,12 +182,7 @@ fn run_finetune(
         s.train.clone(),
         s.test.clone(),
         cfg,
-        &mut |e: &Event| {
-            if let Event::Step { .. } = e {
-                global += 1;
-                on_step(global);
-            }
-        },
+        &mut on_steps(on_step),
     )
 }
 
@@ -204,27 +192,6 @@ fn stop_of<T>(r: Result<T, MethodError>, what: &str) -> Box<Stopped> {
         Err(e) => panic!("{what}: expected a stop, got error {e}"),
         Ok(_) => panic!("{what}: the run ignored the stop flag"),
     }
-}
-
-/// The first tensor whose bits differ, or None.
-fn first_difference(a: &[NamedTensor], b: &[NamedTensor]) -> Option<String> {
-    if a.len() != b.len() {
-        return Some(format!("{} tensors vs {}", a.len(), b.len()));
-    }
-    for (x, y) in a.iter().zip(b) {
-        assert_eq!((&x.name, x.kind), (&y.name, y.kind));
-        let bits = |t: &NamedTensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        if bits(x) != bits(y) {
-            let worst = x
-                .data
-                .iter()
-                .zip(&y.data)
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0f32, f32::max);
-            return Some(format!("{} differs (max |Δ| {worst:e})", x.name));
-        }
-    }
-    None
 }
 
 /// Per-epoch training and test figures (not the timings).

@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{gpu_or_skip, TempDir};
-use limpq_trainer::checkpoint::{Checkpoint, NamedTensor};
+use common::{first_difference, gpu_or_skip, on_steps, TempDir};
+use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::Gpu;
 use limpq_trainer::model::Model;
 use limpq_trainer::train::{
-    train_from, Event, Position, Start, StopFlag, TrainConfig, TrainError, Trained,
+    train_from, Position, Start, StopFlag, TrainConfig, TrainError, Trained,
 };
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
@@ -77,13 +77,7 @@ fn run(
     start: Start<'_>,
     on_step: &mut dyn FnMut(usize),
 ) -> Result<Trained, TrainError> {
-    let mut global = 0;
-    let mut on_event = |e: &Event| {
-        if let Event::Step { .. } = e {
-            global += 1;
-            on_step(global);
-        }
-    };
+    let mut on_event = on_steps(on_step);
     train_from(
         s.gpu,
         &s.model,
@@ -93,27 +87,6 @@ fn run(
         start,
         &mut on_event,
     )
-}
-
-/// The first tensor whose bits differ, or None.
-fn first_difference(a: &[NamedTensor], b: &[NamedTensor]) -> Option<String> {
-    if a.len() != b.len() {
-        return Some(format!("{} tensors vs {}", a.len(), b.len()));
-    }
-    for (x, y) in a.iter().zip(b) {
-        assert_eq!((&x.name, x.kind), (&y.name, y.kind));
-        let bits = |t: &NamedTensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        if bits(x) != bits(y) {
-            let worst = x
-                .data
-                .iter()
-                .zip(&y.data)
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0f32, f32::max);
-            return Some(format!("{} differs (max |Δ| {worst:e})", x.name));
-        }
-    }
-    None
 }
 
 /// Stop after global step `k` (flag set from the progress callback, as the daemon does),

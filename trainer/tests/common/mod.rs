@@ -121,3 +121,44 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The first tensor whose bits differ (names and kinds must match), or None: for the
+/// tests that a stopped and resumed run ends where an uninterrupted one does.
+pub fn first_difference(
+    a: &[limpq_trainer::checkpoint::NamedTensor],
+    b: &[limpq_trainer::checkpoint::NamedTensor],
+) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("{} tensors vs {}", a.len(), b.len()));
+    }
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!((&x.name, x.kind), (&y.name, y.kind));
+        let bits = |t: &limpq_trainer::checkpoint::NamedTensor| {
+            t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        if bits(x) != bits(y) {
+            let worst = x
+                .data
+                .iter()
+                .zip(&y.data)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max);
+            return Some(format!("{} differs (max |Δ| {worst:e})", x.name));
+        }
+    }
+    None
+}
+
+/// A progress callback that calls `on_step(global step)` after every training step's event
+/// (how the resume tests stop a run at a chosen step, as the daemon does).
+pub fn on_steps<'a>(
+    on_step: &'a mut dyn FnMut(usize),
+) -> impl FnMut(&limpq_trainer::train::Event) + 'a {
+    let mut global = 0;
+    move |e| {
+        if let limpq_trainer::train::Event::Step { .. } = e {
+            global += 1;
+            on_step(global);
+        }
+    }
+}
