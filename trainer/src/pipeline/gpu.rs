@@ -79,6 +79,23 @@ fn earlier_partial(partial: &Partial) -> Option<Arc<Checkpoint>> {
         .map(Arc::new)
 }
 
+/// Runs a joint or finetune stage (`run(resume)`) from the progress an earlier run of it
+/// left, if any; a state this run's settings do not match is dropped and the stage starts
+/// over rather than fail.
+fn from_partial<T>(
+    partial: &Partial,
+    mut run: impl FnMut(Option<Arc<Checkpoint>>) -> Result<T, MethodError>,
+) -> Result<T, String> {
+    match earlier_partial(partial) {
+        Some(ck) => match run(Some(ck)) {
+            Err(MethodError::Config(_)) => run(None),
+            r => r,
+        },
+        None => run(None),
+    }
+    .map_err(|e| e.to_string())
+}
+
 impl Stages for GpuStages<'_> {
     fn stop_requested(&self) -> bool {
         self.stop.requested()
@@ -165,7 +182,7 @@ impl Stages for GpuStages<'_> {
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<IndicatorSet, String> {
         let j = &self.job.joint;
-        let mut cfg = JointConfig {
+        let cfg = JointConfig {
             bits: j.bits.clone(),
             epochs: j.epochs,
             batch: j.batch,
@@ -177,27 +194,20 @@ impl Stages for GpuStages<'_> {
             checkpoint: Some(partial.path.clone()),
             ..JointConfig::default()
         };
-        cfg.resume = earlier_partial(partial);
-        let mut run = |cfg: &JointConfig| {
+        let mut ind = from_partial(partial, |resume| {
             method::joint_train(
                 self.gpu,
                 &self.model,
                 init,
                 self.train.clone(),
                 self.test.clone(),
-                cfg,
+                &JointConfig {
+                    resume,
+                    ..cfg.clone()
+                },
                 on_event,
             )
-        };
-        let mut ind = match run(&cfg) {
-            // A state this run's settings do not match: start over rather than fail.
-            Err(MethodError::Config(_)) if cfg.resume.is_some() => {
-                cfg.resume = None;
-                run(&cfg)
-            }
-            r => r,
-        }
-        .map_err(|e| e.to_string())?;
+        })?;
         ind.meta.retain(|(k, _)| k != PARTIAL_FINGERPRINT);
         Ok(ind)
     }
@@ -216,7 +226,7 @@ impl Stages for GpuStages<'_> {
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), String> {
         let f = &self.job.finetune;
-        let mut cfg = FinetuneConfig {
+        let cfg = FinetuneConfig {
             epochs: f.epochs,
             batch: f.batch,
             lr: f.lr,
@@ -226,8 +236,7 @@ impl Stages for GpuStages<'_> {
             checkpoint: Some(partial.path.clone()),
             ..FinetuneConfig::default()
         };
-        cfg.resume = earlier_partial(partial);
-        let mut run = |cfg: &FinetuneConfig| {
+        let mut r = from_partial(partial, |resume| {
             method::finetune(
                 self.gpu,
                 &self.model,
@@ -236,18 +245,13 @@ impl Stages for GpuStages<'_> {
                 Some(indicators),
                 self.train.clone(),
                 self.test.clone(),
-                cfg,
+                &FinetuneConfig {
+                    resume,
+                    ..cfg.clone()
+                },
                 on_event,
             )
-        };
-        let mut r = match run(&cfg) {
-            Err(MethodError::Config(_)) if cfg.resume.is_some() => {
-                cfg.resume = None;
-                run(&cfg)
-            }
-            r => r,
-        }
-        .map_err(|e| e.to_string())?;
+        })?;
         r.checkpoint.meta.retain(|(k, _)| k != PARTIAL_FINGERPRINT);
         Ok((
             r.checkpoint,
