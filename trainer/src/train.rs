@@ -807,21 +807,31 @@ pub(crate) fn check_resume(
 /// Save the exact position (to `cfg.checkpoint` when set) and describe the stop; an error
 /// while saving is returned instead.
 fn stopped(net: &Network<'_>, model: &Model, cfg: &TrainConfig, pos: &Position) -> TrainError {
-    let save = || -> Result<Checkpoint, TrainError> {
-        let ck = checkpoint(model, cfg, pos, net.export_state()?);
-        if let Some(path) = &cfg.checkpoint {
-            ck.save(path)?;
-        }
-        Ok(ck)
-    };
-    match save() {
-        Ok(checkpoint) => TrainError::Stopped(Box::new(Stopped {
-            position: pos.clone(),
-            checkpoint,
-            saved: cfg.checkpoint.clone(),
-        })),
+    let save = |t| checkpoint(model, cfg, pos, t);
+    match stop_state(net, pos, cfg.checkpoint.as_deref(), save) {
+        Ok(st) => TrainError::Stopped(Box::new(st)),
         Err(e) => e,
     }
+}
+
+/// A run's exact state at a stop: `build` turns the network's state into the run's
+/// checkpoint, saved (atomically) to `path` when given. Training, joint training and
+/// finetuning stop alike.
+pub(crate) fn stop_state<E: From<EngineError> + From<CheckpointError>>(
+    net: &Network<'_>,
+    pos: &Position,
+    path: Option<&std::path::Path>,
+    build: impl FnOnce(Vec<NamedTensor>) -> Checkpoint,
+) -> Result<Stopped, E> {
+    let checkpoint = build(net.export_state()?);
+    if let Some(path) = path {
+        checkpoint.save(path)?;
+    }
+    Ok(Stopped {
+        position: pos.clone(),
+        checkpoint,
+        saved: path.map(std::path::Path::to_path_buf),
+    })
 }
 
 fn checkpoint(

@@ -18,7 +18,7 @@ use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::data::{Dataset, Loader, LoaderConfig};
 use crate::engine::Network;
 use crate::reference::cosine_lr;
-use crate::train::{check_resume, evaluate, EpochSummary, Event, Position, Stopped};
+use crate::train::{check_resume, evaluate, stop_state, EpochSummary, Event, Position};
 
 /// How the loop runs.
 pub(super) struct Schedule<'a> {
@@ -266,23 +266,12 @@ fn stopped(
     pos: &Position,
     checkpoint: &CheckpointFn<'_>,
 ) -> MethodError {
-    let save = || -> Result<Checkpoint, MethodError> {
-        let ck = checkpoint(pos, net.export_state()?);
-        if let Some(path) = s.checkpoint {
-            ck.save(path)?;
-        }
-        Ok(ck)
-    };
-    match save() {
-        Ok(ck) => MethodError::Stopped {
+    match stop_state(net, pos, s.checkpoint, |t| checkpoint(pos, t)) {
+        Ok(st) => MethodError::Stopped {
             stage: s.stage,
             epoch: pos.epochs_done + 1,
             step: pos.epoch_step + 1,
-            state: Box::new(Stopped {
-                position: pos.clone(),
-                checkpoint: ck,
-                saved: s.checkpoint.map(Path::to_path_buf),
-            }),
+            state: Box::new(st),
         },
         Err(e) => e,
     }
