@@ -612,28 +612,8 @@ pub fn train_from(
         test_images: test.len(),
     });
     let total = cfg.epochs * steps;
-    // Batch order and augmentation are seeded per epoch and per batch, so the loader
-    // starts at the first epoch with batches left; the batches of it already trained are
-    // built and dropped (CPU work only, no GPU step) so the remaining ones are exactly those
-    // an uninterrupted run trains on.
-    let (first_epoch, skip) = if pos.epoch_step == steps {
-        (pos.epochs_done + 1, 0)
-    } else {
-        (pos.epochs_done, pos.epoch_step)
-    };
-    let mut loader_cfg = LoaderConfig::train(
-        &train,
-        cfg.batch,
-        cfg.seed,
-        cfg.epochs.saturating_sub(first_epoch),
-    );
-    loader_cfg.start_epoch = first_epoch;
-    loader_cfg.drop_last = true;
-    let mut loader = Loader::spawn(train.clone(), loader_cfg)?;
     let early = || TrainError::Config("the data loader stopped early".into());
-    for _ in 0..skip {
-        loader.next().ok_or_else(early)?;
-    }
+    let mut loader = loader_at(&train, cfg.batch, cfg.seed, &pos, early)?;
     let mut state = None;
     while pos.epochs_done < cfg.epochs {
         let epoch = pos.epochs_done + 1;
@@ -749,6 +729,32 @@ fn resume_position(
     })?;
     check_resume(ck, &pos, &sgd(cfg).recorded(), cfg.seed, steps).map_err(TrainError::Config)?;
     Ok(pos)
+}
+
+/// The training loader of a run at `pos`. Batch order and augmentation are seeded per epoch
+/// and per batch, so it starts at the first epoch with batches left, and the batches of it
+/// already trained are built and dropped (CPU work only, no GPU step): the remaining ones
+/// are exactly those an uninterrupted run trains on. `early`: the error when the loader
+/// ends before that.
+pub(crate) fn loader_at<E: From<DataError>>(
+    train: &Arc<Dataset>,
+    batch: usize,
+    seed: u64,
+    pos: &Position,
+    early: fn() -> E,
+) -> Result<Loader, E> {
+    let (first_epoch, skip) = if pos.epoch_step == pos.steps_per_epoch {
+        (pos.epochs_done + 1, 0)
+    } else {
+        (pos.epochs_done, pos.epoch_step)
+    };
+    let mut cfg = LoaderConfig::train(train, batch, seed, pos.epochs.saturating_sub(first_epoch));
+    cfg.start_epoch = first_epoch;
+    let mut loader = Loader::spawn(train.clone(), cfg)?;
+    for _ in 0..skip {
+        loader.next().ok_or_else(early)?;
+    }
+    Ok(loader)
 }
 
 /// Whether `ck`, at `pos`, was written by a run like this one: the same seed, steps per

@@ -15,10 +15,10 @@ use std::time::Instant;
 
 use super::{MethodError, StopFlag};
 use crate::checkpoint::{Checkpoint, NamedTensor};
-use crate::data::{Dataset, Loader, LoaderConfig};
+use crate::data::Dataset;
 use crate::engine::Network;
 use crate::reference::cosine_lr;
-use crate::train::{check_resume, evaluate, stop_state, EpochSummary, Event, Position};
+use crate::train::{check_resume, evaluate, loader_at, stop_state, EpochSummary, Event, Position};
 
 /// How the loop runs.
 pub(super) struct Schedule<'a> {
@@ -131,23 +131,8 @@ pub(super) fn run_epochs(
     for _ in 0..pos.global_step {
         passes();
     }
-    // Batch order and augmentation are seeded per epoch and per batch, so the loader
-    // starts at the first epoch with batches left; the batches of it already trained are
-    // built and dropped (CPU work only) so the remaining ones are exactly those an
-    // uninterrupted run trains on.
-    let (first_epoch, skip) = if pos.epoch_step == steps {
-        (pos.epochs_done + 1, 0)
-    } else {
-        (pos.epochs_done, pos.epoch_step)
-    };
-    let mut loader_cfg =
-        LoaderConfig::train(train, s.batch, s.seed, s.epochs.saturating_sub(first_epoch));
-    loader_cfg.start_epoch = first_epoch;
-    let mut loader = Loader::spawn(train.clone(), loader_cfg)?;
     let early = || MethodError::Config("the data loader stopped early".into());
-    for _ in 0..skip {
-        loader.next().ok_or_else(early)?;
-    }
+    let mut loader = loader_at(train, s.batch, s.seed, &pos, early)?;
     // The step-size init ran on the first batch of the run; a resumed state holds its result.
     let mut initialised = pos.global_step > 0;
     let mut state = None;
