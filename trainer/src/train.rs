@@ -137,6 +137,21 @@ pub struct Position {
 }
 
 impl Position {
+    /// The start of a new run of `epochs` epochs of `steps_per_epoch` steps.
+    pub fn start(epochs: usize, steps_per_epoch: usize) -> Position {
+        Position {
+            epochs_done: 0,
+            epoch_step: 0,
+            global_step: 0,
+            steps_per_epoch,
+            epochs,
+            loss_sum: 0.0,
+            correct: 0,
+            seen: 0,
+            history: Vec::new(),
+        }
+    }
+
     /// The position a checkpoint carries: `None` for a checkpoint without one (written by
     /// something other than [`train_from`], or an older build); an error naming the key
     /// when it carries a broken one.
@@ -582,17 +597,7 @@ pub fn train_from(
             ..ncfg
         },
     )?;
-    let mut pos = Position {
-        epochs_done: 0,
-        epoch_step: 0,
-        global_step: 0,
-        steps_per_epoch: steps,
-        epochs: cfg.epochs,
-        loss_sum: 0.0,
-        correct: 0,
-        seen: 0,
-        history: Vec::new(),
-    };
+    let mut pos = Position::start(cfg.epochs, steps);
     match start {
         Start::Fresh => {}
         Start::Init(ck) => {

@@ -60,21 +60,6 @@ pub(super) fn steps_per_epoch(images: usize, batch: usize) -> Result<usize, Meth
     crate::train::steps_per_epoch(images, batch).map_err(MethodError::Config)
 }
 
-/// The start of a new run.
-pub(super) fn fresh_position(epochs: usize, steps_per_epoch: usize) -> Position {
-    Position {
-        epochs_done: 0,
-        epoch_step: 0,
-        global_step: 0,
-        steps_per_epoch,
-        epochs,
-        loss_sum: 0.0,
-        correct: 0,
-        seen: 0,
-        history: Vec::new(),
-    }
-}
-
 /// The position to resume from, after checking that `ck` was written by a run with the
 /// same settings: `settings` are `(meta key, this run's value)`, `seed` and `steps` this
 /// run's seed and steps per epoch. Differences are named in one [`MethodError::Config`].
@@ -95,7 +80,7 @@ pub(super) fn resume_position(
     Ok(pos)
 }
 
-/// Runs `s.epochs` epochs from `pos` (a [`fresh_position`] or a resumed one). `passes`
+/// Runs `s.epochs` epochs from `pos` (a [`Position::start`] or a resumed one). `passes`
 /// gives each step's selections (one pass each); it is called once per step of the whole
 /// run, in order — for a resumed run first once per step already done, results dropped, so
 /// a closure that draws from a generator continues where the stopped run's left off.

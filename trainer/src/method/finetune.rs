@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use limpq_solver::{IndicatorSet, Policy};
 
-use super::epochs::{fresh_position, resume_position, run_epochs, steps_per_epoch, Schedule};
+use super::epochs::{resume_position, run_epochs, steps_per_epoch, Schedule};
 use super::{MethodError, StopFlag, POLICY_META};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
@@ -182,7 +182,7 @@ pub fn finetune(
         }
     }
     let pos = match &cfg.resume {
-        None => fresh_position(cfg.epochs, steps),
+        None => Position::start(cfg.epochs, steps),
         Some(ck) => {
             check_checkpoint_model(ck, model, "the resume checkpoint")?;
             let pos = resume_position(ck, &recorded_settings(cfg, policy), cfg.seed, steps)?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use limpq_solver::IndicatorSet;
 
-use super::epochs::{fresh_position, resume_position, run_epochs, steps_per_epoch, Schedule};
+use super::epochs::{resume_position, run_epochs, steps_per_epoch, Schedule};
 use super::{utc_now, MethodError, StopFlag};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
@@ -145,7 +145,7 @@ pub fn joint_train_full(
     let pos = match &cfg.resume {
         None => {
             net.import_state_lenient(&init.tensors)?;
-            fresh_position(cfg.epochs, steps)
+            Position::start(cfg.epochs, steps)
         }
         Some(ck) => {
             check_checkpoint_model(ck, model, "the resume checkpoint")?;
