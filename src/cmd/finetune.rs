@@ -9,7 +9,8 @@ use limpq_trainer::data::Split;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig};
 
-use super::indicators::{data_name, resume_state, stop_on_ctrl_c, stopped_error, RunArgs};
+use super::indicators::{data_name, resume_state, stopped_error, RunArgs};
+use super::progress::stop_on_ctrl_c;
 use super::progress::Progress;
 use super::solve::read_indicators;
 use super::train::load_split;

@@ -8,10 +8,9 @@ use anyhow::Context;
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::Split;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::interrupt;
-use limpq_trainer::method::{joint_train_full, JointConfig, MethodError, StopFlag};
+use limpq_trainer::method::{joint_train_full, JointConfig, MethodError};
 
-use super::progress::Progress;
+use super::progress::{stop_on_ctrl_c, Progress};
 use super::solve::write_atomic;
 use super::train::{load_split, resolve_model};
 
@@ -97,13 +96,6 @@ pub fn resume_state(resume: bool, path: Option<&Path>) -> anyhow::Result<Option<
         }
         _ => Ok(None),
     }
-}
-
-/// Ctrl-C and SIGTERM stop the run after its current step.
-pub fn stop_on_ctrl_c() -> anyhow::Result<StopFlag> {
-    Ok(StopFlag::new(interrupt::stop_on_signal(|| {
-        eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
-    })?))
 }
 
 /// A stop as the final error: where the state is and how to continue.

@@ -4,12 +4,10 @@ use std::path::{Path, PathBuf};
 
 use limpq_trainer::data::DatasetKind;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::interrupt;
 use limpq_trainer::pipeline::gpu::{load_data, GpuStages};
 use limpq_trainer::pipeline::{self, report, Event, Job, Plan, Results};
-use limpq_trainer::train::StopFlag;
 
-use super::progress::Progress;
+use super::progress::{stop_on_ctrl_c, Progress};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -70,9 +68,7 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
         job: job.clone(),
         train,
         test,
-        stop: StopFlag::new(interrupt::stop_on_signal(|| {
-            eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
-        })?),
+        stop: stop_on_ctrl_c()?,
     };
     let progress = Progress::for_stages()?;
     let bar = progress.bar();

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use limpq_trainer::train::Event;
+use limpq_trainer::interrupt;
+use limpq_trainer::train::{Event, StopFlag};
 
 /// A progress bar fed by training [`Event`]s, drawn as `limpq train` draws its own, with a
 /// summary line per epoch.
@@ -126,4 +127,11 @@ impl Progress {
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// Ctrl-C and SIGTERM stop the run after its current step.
+pub fn stop_on_ctrl_c() -> anyhow::Result<StopFlag> {
+    Ok(StopFlag::new(interrupt::stop_on_signal(|| {
+        eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
+    })?))
 }

@@ -7,11 +7,10 @@ use anyhow::Context;
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::interrupt;
 use limpq_trainer::model::Model;
-use limpq_trainer::train::{train_from, Event, Start, StopFlag, TrainConfig, TrainError};
+use limpq_trainer::train::{train_from, Event, Start, TrainConfig, TrainError};
 
-use super::progress::Progress;
+use super::progress::{stop_on_ctrl_c, Progress};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -135,9 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eval_batch: args.eval_batch,
         checkpoint: Some(args.output.clone()),
         meta: vec![("data".into(), train_ds.kind.name().to_string())],
-        stop: StopFlag::new(interrupt::stop_on_signal(|| {
-            eprintln!("\nstopping after the current step (Ctrl-C again to quit at once)")
-        })?),
+        stop: stop_on_ctrl_c()?,
     };
     let progress = Progress::new("")?;
     let mut on_event = |e: &Event| progress.event(e);
