@@ -96,6 +96,20 @@ pub struct Partial {
     pub fingerprint: String,
 }
 
+impl Partial {
+    /// The partial file of a stage at `path` (its folder created) with its inputs'
+    /// fingerprint.
+    fn new(path: PathBuf, fingerprint: &str) -> Result<Partial, PipelineError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        }
+        Ok(Partial {
+            path,
+            fingerprint: fingerprint.to_string(),
+        })
+    }
+}
+
 /// Meta key under which a partial checkpoint records its stage's fingerprint.
 pub const PARTIAL_FINGERPRINT: &str = "pipeline.fingerprint";
 
@@ -479,13 +493,10 @@ pub fn run(
                             (ck, e)
                         }
                         None => {
-                            let partial = Partial {
-                                path: out.join(format!("{sdir}/pretrain.partial.ckpt")),
-                                fingerprint: fpr.clone(),
-                            };
-                            if let Some(dir) = partial.path.parent() {
-                                std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-                            }
+                            let partial = Partial::new(
+                                out.join(format!("{sdir}/pretrain.partial.ckpt")),
+                                &fpr,
+                            )?;
                             let (ck, e) = stages
                                 .pretrain(seed, &partial, &mut |ev| {
                                     on_event(&Event::Train(ev.clone()))
@@ -543,13 +554,8 @@ pub fn run(
                 }
                 None => {
                     let t = start_stage(&*stages, on_event, index, total, &name)?;
-                    let partial = Partial {
-                        path: out.join(format!("{sdir}/indicators.partial.ckpt")),
-                        fingerprint: ind_fp.clone(),
-                    };
-                    if let Some(dir) = partial.path.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-                    }
+                    let partial =
+                        Partial::new(out.join(format!("{sdir}/indicators.partial.ckpt")), &ind_fp)?;
                     let ind = stages
                         .indicators(&init, seed, &partial, &mut |ev| {
                             on_event(&Event::Train(ev.clone()))
@@ -644,13 +650,10 @@ pub fn run(
                     }
                     None => {
                         let t = start_stage(&*stages, on_event, index, total, &name)?;
-                        let partial = Partial {
-                            path: out.join(format!("{sdir}/finetune/{stem}.partial.ckpt")),
-                            fingerprint: fpr.clone(),
-                        };
-                        if let Some(dir) = partial.path.parent() {
-                            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-                        }
+                        let partial = Partial::new(
+                            out.join(format!("{sdir}/finetune/{stem}.partial.ckpt")),
+                            &fpr,
+                        )?;
                         let (ck, e) = stages
                             .finetune(&init, &policy, &indicators, seed, &partial, &mut |ev| {
                                 on_event(&Event::Train(ev.clone()))
