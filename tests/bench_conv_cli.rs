@@ -170,8 +170,8 @@ fn json_lines_cover_every_shape_op_and_algo() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     let (rows, total): (Vec<_>, Vec<_>) = lines.iter().partition(|v| v["bench"] == "conv");
-    // 5 shapes × 3 ops × 5 algorithms.
-    assert_eq!(rows.len(), 5 * 3 * 5, "{out}");
+    // 5 shapes × 3 ops × 6 algorithms.
+    assert_eq!(rows.len(), 5 * 3 * 6, "{out}");
     assert_eq!(total.len(), 1, "{out}");
     for shape_id in 1..=5u64 {
         for op in ["forward", "backward_data", "backward_weight"] {
@@ -182,7 +182,14 @@ fn json_lines_cover_every_shape_op_and_algo() {
             let algos: Vec<&str> = of.iter().filter_map(|v| v["algo"].as_str()).collect();
             assert_eq!(
                 algos,
-                ["direct", "gemm", "blocked", "f16gemm", "pointwise"],
+                [
+                    "direct",
+                    "gemm",
+                    "blocked",
+                    "broadcast",
+                    "f16gemm",
+                    "pointwise"
+                ],
                 "{shape_id} {op}"
             );
             let timed: Vec<_> = of.iter().filter(|v| v.get("ms").is_some()).collect();
@@ -243,7 +250,8 @@ fn bad_override_values_name_the_variable_and_flag() {
     // Without an adapter the device error may come first; with one, the override's.
     if have_gpu("bad_override_values_name_the_variable_and_flag") {
         assert!(
-            e.contains("LIMPQ_CONV_ALGO") && e.contains("auto, direct, gemm, blocked, f16gemm"),
+            e.contains("LIMPQ_CONV_ALGO")
+                && e.contains("auto, direct, gemm, blocked, broadcast, f16gemm"),
             "{e}"
         );
         // The f16 override on a device without f16 shaders says so, in one sentence.
@@ -269,7 +277,10 @@ fn bad_override_values_name_the_variable_and_flag() {
     ]);
     refused_with(
         &out,
-        &["--conv-algo", "auto, direct, gemm, blocked, f16gemm"],
+        &[
+            "--conv-algo",
+            "auto, direct, gemm, blocked, broadcast, f16gemm",
+        ],
     );
     let out = limpq(&["bench", "conv", "--model", "small_cnn", "--algo", "fastest"]);
     refused_with(&out, &["--algo"]);

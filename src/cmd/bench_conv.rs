@@ -17,7 +17,8 @@
 //!
 //! Backward data of a shape whose layers all read the model input (the stem) is never run
 //! in training and is listed as skipped, not timed. Backward weight has two kernels: the per-weight reduction (`direct`; `gemm` would run the
-//! same kernel, so it is listed as skipped) and the register-blocked one (`blocked`). `f16gemm`
+//! same kernel, so it is listed as skipped), the register-blocked one (`blocked`) and the
+//! subgroup-broadcast one (`broadcast`, where subgroups of 8 were given). `f16gemm`
 //! is forward only; `pointwise` covers forward and backward data of 1×1 stride-1 pad-0 convs
 //! (elsewhere the op's `Unsupported` reason is listed). The fastest f32 algorithm per op is marked `*`; `auto` marks what
 //! `ConvAlgo::Auto` resolves to on this adapter today (after any `LIMPQ_CONV_ALGO` override).
@@ -51,16 +52,19 @@ pub enum AlgoArg {
     Gemm,
     /// Register-blocked direct kernels (made for software adapters).
     Blocked,
+    /// Subgroup-broadcast direct kernels (software adapters with subgroups of 8).
+    Broadcast,
     /// Forward only: f16 operands (im2col + f16 / tensor-core GEMM), f32 accumulation.
     F16gemm,
     /// 1×1 stride-1 pad-0 convs only, forward and backward data: one batched GEMM.
     Pointwise,
 }
 
-const ALL: [ConvAlgo; 5] = [
+const ALL: [ConvAlgo; 6] = [
     ConvAlgo::Direct,
     ConvAlgo::ImplicitGemm,
     ConvAlgo::Blocked,
+    ConvAlgo::Broadcast,
     ConvAlgo::F16Gemm,
     ConvAlgo::Pointwise,
 ];
@@ -74,7 +78,7 @@ pub struct Args {
     /// Images per op (the training batch).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Algorithms, a comma list (all, direct, gemm, blocked, f16gemm, pointwise).
+    /// Algorithms, a comma list (all, direct, gemm, blocked, broadcast, f16gemm, pointwise).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub algo: Vec<AlgoArg>,
     /// Timed samples per (shape, op, algorithm); the median is reported.
@@ -525,6 +529,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 AlgoArg::Direct => ConvAlgo::Direct,
                 AlgoArg::Gemm => ConvAlgo::ImplicitGemm,
                 AlgoArg::Blocked => ConvAlgo::Blocked,
+                AlgoArg::Broadcast => ConvAlgo::Broadcast,
                 AlgoArg::F16gemm => ConvAlgo::F16Gemm,
                 AlgoArg::Pointwise => ConvAlgo::Pointwise,
             };

@@ -74,7 +74,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Force one conv algorithm on every conv of the network: auto (the built-in per-shape
-    /// rule), direct, gemm (implicit GEMM), blocked, or f16gemm (f16 operands for every
+    /// rule), direct, gemm (implicit GEMM), blocked, broadcast (CPU adapters with subgroups
+    /// of 8), or f16gemm (f16 operands for every
     /// forward conv that supports them, auto for the rest). Default: LIMPQ_CONV_ALGO, else
     /// auto.
     #[arg(long, value_name = "ALGO", value_parser = parse_conv_algo)]

@@ -15,12 +15,14 @@
 //! for `kernels::gemm_f16`), and with `EXPERIMENTAL_COOPERATIVE_MATRIX` when the adapter also
 //! lists a 16×16×16 f16·f16→f32 configuration and its subgroups fit a 32-invocation
 //! workgroup ([`Gpu::coop_f16`]: tensor-core GEMM). `LIMPQ_NO_F16=1` / `LIMPQ_NO_COOP=1` turn
-//! them off; a device request refused with them is retried without them.
+//! them off; a device request refused with them is retried without them. A CPU adapter with
+//! subgroups of exactly 8 (lavapipe on x86-64) is created with `SUBGROUP` ([`Gpu::subgroup8`]:
+//! the subgroup-broadcast conv kernels); `LIMPQ_NO_SUBGROUP=1` turns that off.
 //!
-//! `LIMPQ_CONV_ALGO=auto|direct|gemm|blocked` (or [`GpuOptions::with_conv_algo`]) forces
+//! `LIMPQ_CONV_ALGO=auto|direct|gemm|blocked|broadcast` (or [`GpuOptions::with_conv_algo`]) forces
 //! one conv algorithm on every conv op built with `ConvAlgo::Auto` ([`Gpu::conv_algo`]);
 //! `f16gemm` runs every forward conv it supports with f16 operands (needs `SHADER_F16`)
-//! and leaves the other ops to `Auto`; any other value makes [`Gpu::new`] fail with
+//! and leaves the other ops to `Auto`; `broadcast` needs [`Gpu::subgroup8`]; any other value makes [`Gpu::new`] fail with
 //! [`GpuError::InvalidOption`].
 //!
 //! wgpu reports validation errors asynchronously; a default handler would panic. The context
@@ -326,6 +328,11 @@ pub struct Gpu {
     /// subgroups are exactly 32 wide, so `shaders/gemm_coop_wg4.wgsl` (4 subgroups per
     /// workgroup, told apart by `subgroup_id`) runs.
     pub subgroup32: bool,
+    /// A CPU adapter whose subgroups are exactly 8 wide (lavapipe on x86-64), created with
+    /// `SUBGROUP` (unless `LIMPQ_NO_SUBGROUP` is set): the `conv2d_*_bcast.wgsl` kernels of
+    /// [`ConvAlgo::Broadcast`](crate::kernels::conv::ConvAlgo::Broadcast) run, and `Auto`
+    /// takes them.
+    pub subgroup8: bool,
     /// The limits kernels plan against: the device's (equal to the adapter's). Lowering one
     /// is allowed (tests lower `max_compute_workgroups_per_dimension` to exercise grid
     /// splitting); raising one past the device's makes wgpu reject the work.
@@ -402,15 +409,21 @@ impl Gpu {
             adapter.features().contains(wgpu::Features::SHADER_F16) && !env_off("LIMPQ_NO_F16");
         let want_coop = want_f16 && !env_off("LIMPQ_NO_COOP") && coop_f16_usable(&adapter);
         let info = adapter.get_info();
-        let want_sg32 = want_coop
-            && adapter.features().contains(wgpu::Features::SUBGROUP)
-            && (info.subgroup_min_size, info.subgroup_max_size) == (32, 32);
-        let request = |f16: bool, coop: bool, sg32: bool| {
+        let has_subgroup = adapter.features().contains(wgpu::Features::SUBGROUP);
+        let sg_sizes = (info.subgroup_min_size, info.subgroup_max_size);
+        let want_sg32 = want_coop && has_subgroup && sg_sizes == (32, 32);
+        // CPU adapters with 8-wide subgroups (lavapipe on x86-64) run the conv kernels that
+        // share loads by subgroup broadcast (`ConvAlgo::Broadcast`).
+        let want_sg8 = has_subgroup
+            && sg_sizes == (8, 8)
+            && summary.device_type == "Cpu"
+            && !env_off("LIMPQ_NO_SUBGROUP");
+        let request = |f16: bool, coop: bool, sg: bool| {
             let mut required_features = wgpu::Features::empty();
             if f16 {
                 required_features |= wgpu::Features::SHADER_F16;
             }
-            if sg32 {
+            if sg {
                 required_features |= wgpu::Features::SUBGROUP;
             }
             let experimental_features = if coop {
@@ -441,8 +454,9 @@ impl Gpu {
         };
         // Ask for what the adapter offers; if refused, drop subgroups, then cooperative
         // matrices, then f16.
-        let mut tries = vec![(want_f16, want_coop, want_sg32)];
-        if want_sg32 {
+        let want_sg = want_sg32 || want_sg8;
+        let mut tries = vec![(want_f16, want_coop, want_sg)];
+        if want_sg {
             tries.push((want_f16, want_coop, false));
         }
         if want_coop {
@@ -452,24 +466,32 @@ impl Gpu {
             tries.push((false, false, false));
         }
         let mut outcome = None;
-        for (f16, coop, sg32) in tries {
-            match request(f16, coop, sg32) {
+        for (f16, coop, sg) in tries {
+            match request(f16, coop, sg) {
                 Ok(dq) => {
-                    outcome = Some((f16, coop, sg32, dq));
+                    outcome = Some((f16, coop, sg, dq));
                     break;
                 }
-                Err(e) if f16 || coop => tracing::warn!(
+                Err(e) if f16 || coop || sg => tracing::warn!(
                     adapter = %summary.name,
                     "device request with shader-f16={f16} cooperative-matrix={coop} \
-                     subgroup={sg32} failed ({e}); retrying with less"
+                     subgroup={sg} failed ({e}); retrying with less"
                 ),
                 Err(e) => return Err(GpuError::RequestDevice(format!("{}: {e}", summary.name))),
             }
         }
-        let (shader_f16, coop_f16, subgroup32, (device, queue)) = outcome.ok_or_else(|| {
+        let (shader_f16, coop_f16, subgroup, (device, queue)) = outcome.ok_or_else(|| {
             GpuError::RequestDevice(format!("{}: no device request succeeded", summary.name))
         })?;
-        tracing::debug!(shader_f16, coop_f16, subgroup32, "optional device features");
+        let subgroup32 = subgroup && want_sg32;
+        let subgroup8 = subgroup && want_sg8;
+        tracing::debug!(
+            shader_f16,
+            coop_f16,
+            subgroup32,
+            subgroup8,
+            "optional device features"
+        );
         if conv_algo == ConvAlgo::F16Gemm && !shader_f16 {
             return Err(GpuError::InvalidOption(format!(
                 "conv algorithm override f16gemm ({CONV_ALGO_ENV}): adapter {} was not given \
@@ -478,6 +500,14 @@ impl Gpu {
             )));
         }
 
+        if conv_algo == ConvAlgo::Broadcast && !subgroup8 {
+            return Err(GpuError::InvalidOption(format!(
+                "conv algorithm override broadcast ({CONV_ALGO_ENV}): adapter {} is not a CPU \
+                 adapter with subgroups of exactly 8 given SUBGROUP (or LIMPQ_NO_SUBGROUP is \
+                 set); use blocked",
+                summary.name
+            )));
+        }
         let errors = Arc::new(Mutex::new(ErrorSink::default()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -507,6 +537,7 @@ impl Gpu {
             shader_f16,
             coop_f16,
             subgroup32,
+            subgroup8,
             limits,
             conv_algo,
             errors,

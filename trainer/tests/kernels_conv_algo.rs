@@ -24,6 +24,7 @@ fn conv_algo_parses_the_override_values() {
         ("gemm", ConvAlgo::ImplicitGemm),
         ("implicit-gemm", ConvAlgo::ImplicitGemm),
         (" Blocked ", ConvAlgo::Blocked),
+        ("broadcast", ConvAlgo::Broadcast),
         ("f16gemm", ConvAlgo::F16Gemm),
         ("F16-GEMM", ConvAlgo::F16Gemm),
     ];
@@ -35,6 +36,7 @@ fn conv_algo_parses_the_override_values() {
         ConvAlgo::Direct,
         ConvAlgo::ImplicitGemm,
         ConvAlgo::Blocked,
+        ConvAlgo::Broadcast,
         ConvAlgo::F16Gemm,
     ] {
         assert_eq!(a.name().parse::<ConvAlgo>(), Ok(a), "round trip of {a}");
@@ -42,7 +44,7 @@ fn conv_algo_parses_the_override_values() {
     for bad in ["", "fast", "pointwise", "direct,gemm"] {
         let e = bad.parse::<ConvAlgo>().unwrap_err();
         assert!(
-            e.contains("auto, direct, gemm, blocked, f16gemm"),
+            e.contains("auto, direct, gemm, blocked, broadcast, f16gemm"),
             "{bad:?}: the error must list the allowed values: {e}"
         );
     }
@@ -156,9 +158,10 @@ const SHAPE: Conv2dShape = Conv2dShape {
     groups: 1,
 };
 
-/// Under each override, `Auto` resolves to the forced kernel (backward weight: `Blocked`, or
-/// the per-weight reduction `Direct` for the others), an explicit algorithm is kept, and
-/// the forced `Auto` ops agree with the CPU reference.
+/// Under each override, `Auto` resolves to the forced kernel (backward weight: `Blocked` /
+/// `Broadcast`, or the per-weight reduction `Direct` for the others), an explicit algorithm
+/// is kept, and the forced `Auto` ops agree with the CPU reference. `Broadcast` where the
+/// adapter has subgroups of 8; elsewhere the device with that override is refused.
 #[test]
 fn override_forces_auto_and_keeps_explicit_choices() {
     let s = SHAPE;
@@ -169,7 +172,23 @@ fn override_forces_auto_and_keeps_explicit_choices() {
     let want_y = reference::conv2d_forward(&s, &x, &w, None);
     let want_dx = reference::conv2d_backward_data(&s, &dy, &w);
     let want_dw = reference::conv2d_backward_weight(&s, &x, &dy);
-    for forced in [ConvAlgo::Direct, ConvAlgo::ImplicitGemm, ConvAlgo::Blocked] {
+    let Some(plain) = gpu_with(ConvAlgo::Auto) else {
+        return;
+    };
+    for forced in [
+        ConvAlgo::Direct,
+        ConvAlgo::ImplicitGemm,
+        ConvAlgo::Blocked,
+        ConvAlgo::Broadcast,
+    ] {
+        if forced == ConvAlgo::Broadcast && !plain.subgroup8 {
+            let Err(e) = Gpu::new(&GpuOptions::default().with_conv_algo(forced)) else {
+                panic!("override broadcast without subgroups of 8 must be refused");
+            };
+            assert!(e.to_string().contains("broadcast"), "{e}");
+            eprintln!("note: {}: {e}", plain.summary.name);
+            continue;
+        }
         let Some(gpu) = gpu_with(forced) else {
             return;
         };
@@ -182,14 +201,9 @@ fn override_forces_auto_and_keeps_explicit_choices() {
         let f = Conv2dForward::new(&gpu, &s, &tx, &tw, None, &ty).unwrap();
         let d = Conv2dBackwardData::new(&gpu, &s, &tdy, &tw, &tdx, false).unwrap();
         let wt = Conv2dBackwardWeight::new(&gpu, &s, &tx, &tdy, &tdw, false).unwrap();
-        let want_bw = if forced == ConvAlgo::Blocked {
-            ConvAlgo::Blocked
-        } else {
-            ConvAlgo::Direct
-        };
         assert_eq!(
             (f.algo, d.algo, wt.algo),
-            (forced, forced, want_bw),
+            (forced, forced, common::backward_weight_algo(forced)),
             "override {forced}"
         );
         // An explicit algorithm wins over the override.
@@ -230,7 +244,7 @@ fn override_forces_auto_and_keeps_explicit_choices() {
 }
 
 /// With the override `Auto`, the built-in rule applies: on a software adapter every op takes
-/// `Blocked`; elsewhere forward / backward data take implicit GEMM for ≥ 32 GEMM rows or the
+/// `Broadcast` (subgroups of 8) or `Blocked`; elsewhere forward / backward data take implicit GEMM for ≥ 32 GEMM rows or the
 /// direct kernel, and backward weight the per-weight reduction.
 #[test]
 fn auto_override_keeps_the_built_in_rule() {
@@ -245,7 +259,12 @@ fn auto_override_keeps_the_built_in_rule() {
     let f = Conv2dForward::new(&gpu, &s, &x, &w, None, &y).unwrap();
     let wt = Conv2dBackwardWeight::new(&gpu, &s, &x, &y, &dw, false).unwrap();
     if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
-        assert_eq!((f.algo, wt.algo), (ConvAlgo::Blocked, ConvAlgo::Blocked));
+        let cpu = if gpu.subgroup8 {
+            ConvAlgo::Broadcast
+        } else {
+            ConvAlgo::Blocked
+        };
+        assert_eq!((f.algo, wt.algo), (cpu, cpu));
     } else {
         // 6 output channels: below the 32-row threshold.
         assert_eq!((f.algo, wt.algo), (ConvAlgo::Direct, ConvAlgo::Direct));

@@ -171,14 +171,12 @@ fn check(
         .count()
 }
 
-const ALGOS: [ConvAlgo; 3] = [ConvAlgo::Direct, ConvAlgo::ImplicitGemm, ConvAlgo::Blocked];
-
 fn run_shape(s: Conv2dShape, seed: u64) {
     let Some(gpu) = gpu_or_skip("conv quantize-on-load") else {
         return;
     };
     let mut clamped = 0;
-    for algo in ALGOS {
+    for algo in common::conv_algos(gpu) {
         for (k, &(bits, signed, step)) in [
             (2, false, 0.3),
             (4, true, 0.08),
@@ -223,7 +221,7 @@ fn quant_conv_step_clamp() {
         return;
     };
     let s = Conv2dShape::square(2, 3, 5, 5, 4, 3, 1, 1, 1);
-    for algo in ALGOS {
+    for algo in common::conv_algos(gpu) {
         check(gpu, s, algo, 4, false, 3.0, false, 11);
         check(gpu, s, algo, 5, true, 1e-8, true, 12);
     }

@@ -146,7 +146,7 @@ fn check_conv(s: Conv2dShape, accumulate: bool) {
     let Some(gpu) = gpu_or_skip("conv") else {
         return;
     };
-    for algo in [ConvAlgo::Direct, ConvAlgo::ImplicitGemm, ConvAlgo::Blocked] {
+    for algo in common::conv_algos(gpu) {
         check_conv_on(gpu, s, accumulate, algo);
     }
 }
@@ -201,14 +201,10 @@ fn check_conv_on(gpu: &Gpu, s: Conv2dShape, accumulate: bool, algo: ConvAlgo) {
     let bd_chain =
         Conv2dBackwardData::with_algo(gpu, &s, &ty, &tw, &tdx_chain, false, algo).unwrap();
     assert_eq!((fwd.algo, bd.algo), (algo, algo));
-    // Backward weight: `Blocked` runs the blocked kernel, the others the per-weight reduction.
+    // Backward weight: `Blocked` / `Broadcast` run their kernels, the others the per-weight
+    // reduction.
     let bw = Conv2dBackwardWeight::with_algo(gpu, &s, &tx, &tdy, &tdw, accumulate, algo).unwrap();
-    let want_bw_algo = if algo == ConvAlgo::Blocked {
-        algo
-    } else {
-        ConvAlgo::Direct
-    };
-    assert_eq!(bw.algo, want_bw_algo);
+    assert_eq!(bw.algo, common::backward_weight_algo(algo));
     let bb = Conv2dBackwardBias::new(gpu, &s, &tdy, &tdb, accumulate).unwrap();
 
     let mut rec = Recorder::new(gpu);
@@ -326,8 +322,13 @@ fn conv_auto_algo_choice() {
     };
     let (d, g) = (ConvAlgo::Direct, ConvAlgo::ImplicitGemm);
     if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
-        // Software adapters (lavapipe) always take the register-blocked kernels.
-        let b = ConvAlgo::Blocked;
+        // Software adapters (lavapipe) always take the CPU kernels: subgroup-broadcast where
+        // subgroups of 8 were given, else register-blocked.
+        let b = if gpu.subgroup8 {
+            ConvAlgo::Broadcast
+        } else {
+            ConvAlgo::Blocked
+        };
         assert_eq!(
             pick(Conv2dShape::square(1, 32, 6, 6, 64, 3, 1, 1, 1)),
             (b, b)

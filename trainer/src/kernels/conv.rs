@@ -117,6 +117,27 @@ static BACKWARD_DATA_BLOCKED: KernelSpec = KernelSpec {
     ],
 };
 
+static FORWARD_BCAST: KernelSpec = KernelSpec {
+    id: "conv2d_forward_bcast",
+    source: include_str!("../../../shaders/conv2d_forward_bcast.wgsl"),
+    entry: "main",
+    bindings: FORWARD_BLOCKED.bindings,
+};
+
+static BACKWARD_DATA_BCAST: KernelSpec = KernelSpec {
+    id: "conv2d_backward_data_bcast",
+    source: include_str!("../../../shaders/conv2d_backward_data_bcast.wgsl"),
+    entry: "main",
+    bindings: BACKWARD_DATA_BLOCKED.bindings,
+};
+
+static BACKWARD_WEIGHT_BCAST: KernelSpec = KernelSpec {
+    id: "conv2d_backward_weight_bcast",
+    source: include_str!("../../../shaders/conv2d_backward_weight_bcast.wgsl"),
+    entry: "main",
+    bindings: BACKWARD_WEIGHT_BLOCKED.bindings,
+};
+
 static BACKWARD_WEIGHT_BLOCKED: KernelSpec = KernelSpec {
     id: "conv2d_backward_weight_blocked",
     source: include_str!("../../../shaders/conv2d_backward_weight_blocked.wgsl"),
@@ -172,6 +193,16 @@ static FORWARD_GEMM_QX: Specialization = Specialization {
 static FORWARD_BLOCKED_QX: Specialization = Specialization {
     id: "conv2d_forward_blocked+qx",
     spec: &FORWARD_BLOCKED,
+    constants: QX,
+};
+static FORWARD_BCAST_QX: Specialization = Specialization {
+    id: "conv2d_forward_bcast+qx",
+    spec: &FORWARD_BCAST,
+    constants: QX,
+};
+static BACKWARD_WEIGHT_BCAST_QX: Specialization = Specialization {
+    id: "conv2d_backward_weight_bcast+qx",
+    spec: &BACKWARD_WEIGHT_BCAST,
     constants: QX,
 };
 static BACKWARD_WEIGHT_QX: Specialization = Specialization {
@@ -247,13 +278,14 @@ const TILE: usize = 64;
 const WG_BLOCKED: u64 = 64;
 
 /// How a convolution is computed. All give the same result up to f32 rounding; the tests run
-/// every one on every shape. For backward weight, `Blocked` selects the register-blocked
-/// kernel and `Direct` / `ImplicitGemm` the one-workgroup-per-weight reduction.
+/// every one on every shape. For backward weight, `Blocked` / `Broadcast` select their own
+/// kernels and `Direct` / `ImplicitGemm` the one-workgroup-per-weight reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
     /// The device's whole-network override when one is set ([`Gpu::conv_algo`]:
     /// `LIMPQ_CONV_ALGO`, `--conv-algo`). Otherwise, on a software (CPU) adapter such as
-    /// lavapipe: `Blocked` (see there). Elsewhere:
+    /// lavapipe: `Broadcast` where it has subgroups of 8 ([`Gpu::subgroup8`]), else
+    /// `Blocked` (see there). Elsewhere:
     /// implicit GEMM when the GEMM's row count (output channels per group for forward, input
     /// channels per group for backward data) is at least 32 and its grid fits, else direct;
     /// backward weight takes the per-weight reduction.
@@ -269,6 +301,12 @@ pub enum ConvAlgo {
     /// each buffer load lane by lane, and turns barriers into per-invocation coroutine
     /// switches; see docs/ENGINE.md "Software adapter".
     Blocked,
+    /// Subgroup-broadcast direct kernels (`conv2d_*_bcast.wgsl`) for CPU adapters with
+    /// subgroups of exactly 8 ([`Gpu::subgroup8`]; elsewhere `GpuError::Unsupported`): the
+    /// invocations of a subgroup share their 8 channels, each loads one of the 8 weights
+    /// (backward weight: a quarter of the 32 inputs) and a subgroup broadcast hands it to
+    /// the others — 32 products per 5 loads against `Blocked`'s 16 per 8.
+    Broadcast,
     /// Forward only, opt-in (never chosen by the built-in rule): f16 operands, f32
     /// accumulation — im2col into f16 and the f16 / tensor-core GEMM (`kernels::conv_f16`,
     /// the best `HalfKind` of the device). Groups 1, no bias, no input quantization: asked
@@ -289,15 +327,17 @@ pub enum ConvAlgo {
 impl ConvAlgo {
     /// The values [`ConvAlgo::from_str`](std::str::FromStr) accepts for a whole-network
     /// override (`LIMPQ_CONV_ALGO`, `--conv-algo`).
-    pub const OVERRIDE_VALUES: &'static str = "auto, direct, gemm, blocked, f16gemm";
+    pub const OVERRIDE_VALUES: &'static str = "auto, direct, gemm, blocked, broadcast, f16gemm";
 
-    /// The short name (`auto`, `direct`, `gemm`, `blocked`, `f16gemm`), as parsed.
+    /// The short name (`auto`, `direct`, `gemm`, `blocked`, `broadcast`, `f16gemm`), as
+    /// parsed.
     pub fn name(self) -> &'static str {
         match self {
             ConvAlgo::Auto => "auto",
             ConvAlgo::Direct => "direct",
             ConvAlgo::ImplicitGemm => "gemm",
             ConvAlgo::Blocked => "blocked",
+            ConvAlgo::Broadcast => "broadcast",
             ConvAlgo::F16Gemm => "f16gemm",
             ConvAlgo::Pointwise => "pointwise",
         }
@@ -313,7 +353,8 @@ impl std::fmt::Display for ConvAlgo {
 impl std::str::FromStr for ConvAlgo {
     type Err = String;
 
-    /// `auto`, `direct`, `gemm` (or `implicit-gemm`), `blocked`, `f16gemm` (or `f16-gemm`);
+    /// `auto`, `direct`, `gemm` (or `implicit-gemm`), `blocked`, `broadcast`, `f16gemm` (or
+    /// `f16-gemm`);
     /// case-insensitive, trimmed. `pointwise` is refused: it is opt-in per op and covers only
     /// 1×1 shapes, not a whole-network choice.
     fn from_str(s: &str) -> Result<Self, String> {
@@ -322,6 +363,7 @@ impl std::str::FromStr for ConvAlgo {
             "direct" => Ok(ConvAlgo::Direct),
             "gemm" | "implicit-gemm" | "implicit_gemm" => Ok(ConvAlgo::ImplicitGemm),
             "blocked" => Ok(ConvAlgo::Blocked),
+            "broadcast" => Ok(ConvAlgo::Broadcast),
             "f16gemm" | "f16-gemm" | "f16_gemm" => Ok(ConvAlgo::F16Gemm),
             other => Err(format!(
                 "unknown conv algorithm {other:?} (allowed: {})",
@@ -348,9 +390,46 @@ fn overridden(gpu: &Gpu, algo: ConvAlgo) -> ConvAlgo {
     }
 }
 
-/// Whether `Auto` should mean `Blocked` on this adapter (a CPU / software adapter).
+/// Whether `Auto` should mean a CPU kernel (`Broadcast` or `Blocked`) on this adapter (a CPU
+/// / software adapter).
 fn software(gpu: &Gpu) -> bool {
     gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu
+}
+
+/// The CPU adapters' kernel: `Broadcast` where subgroups of 8 were given, else `Blocked`.
+fn cpu_algo(gpu: &Gpu) -> ConvAlgo {
+    if gpu.subgroup8 {
+        ConvAlgo::Broadcast
+    } else {
+        ConvAlgo::Blocked
+    }
+}
+
+/// `Broadcast` asked for on a device without subgroups of 8: the error.
+fn check_broadcast(gpu: &Gpu, op: &str) -> Result<(), GpuError> {
+    if gpu.subgroup8 {
+        return Ok(());
+    }
+    Err(GpuError::Unsupported(format!(
+        "{op} (ConvAlgo::Broadcast): needs a CPU adapter with subgroups of exactly 8 and the \
+         SUBGROUP feature ({} has not; LIMPQ_NO_SUBGROUP turns it off); use blocked",
+        gpu.summary.name
+    )))
+}
+
+/// Workgroups of a broadcast kernel: `blocks` invocations of 64 over x (and y), `layers`
+/// independent channel / residue blocks over z.
+fn bcast_groups(gpu: &Gpu, blocks: usize, layers: usize) -> Result<[u32; 3], GpuError> {
+    let mut wg = blocked_groups(gpu, blocks)?;
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    wg[2] = to_u32(layers.max(1), "broadcast kernel channel blocks")?;
+    if wg[2] > max {
+        return Err(GpuError::Shape(format!(
+            "{} channel blocks exceed the {max} workgroups of a grid dimension",
+            wg[2]
+        )));
+    }
+    Ok(wg)
 }
 
 /// Workgroups of a blocked kernel with `blocks` invocations.
@@ -375,7 +454,7 @@ fn gemm_groups(s: &Conv2dShape, rows: usize, cols: usize) -> Result<[u32; 3], Gp
 /// Resolve `Auto` for a GEMM with `rows` rows per group and the given grid.
 fn pick(gpu: &Gpu, algo: ConvAlgo, rows: usize, groups: Result<[u32; 3], GpuError>) -> ConvAlgo {
     match overridden(gpu, algo) {
-        ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => ConvAlgo::Blocked,
+        ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => cpu_algo(gpu),
         ConvAlgo::Auto | ConvAlgo::F16Gemm => {
             let max = gpu.limits.max_compute_workgroups_per_dimension;
             match groups {
@@ -755,6 +834,18 @@ impl Conv2dForward {
                 let pipe = conv_pipeline(gpu, &FORWARD_BLOCKED, &FORWARD_BLOCKED_QX, quantized)?;
                 Built::on(gpu, &pipe, p, &buffers, blocked_groups(gpu, blocks)?)?
             }
+            ConvAlgo::Broadcast => {
+                check_broadcast(gpu, op)?;
+                // Spatial blocks of 4 columns over x/y, blocks of 8 output channels over z.
+                let blocks = s.n * s.h_out() * s.w_out().div_ceil(4);
+                let p = ConvParams {
+                    total: to_u32(blocks, "conv2d_forward blocks")?,
+                    ..p
+                };
+                let wg = bcast_groups(gpu, blocks, s.groups * rows.div_ceil(8))?;
+                let pipe = conv_pipeline(gpu, &FORWARD_BCAST, &FORWARD_BCAST_QX, quantized)?;
+                Built::on(gpu, &pipe, p, &buffers, wg)?
+            }
             _ => {
                 let wg = grid(gpu, (s.output_len() as u64).div_ceil(WG))?;
                 let pipe = conv_pipeline(gpu, &FORWARD, &FORWARD_QX, quantized)?;
@@ -838,6 +929,19 @@ impl Conv2dBackwardData {
                 };
                 let wg = blocked_groups(gpu, blocks)?;
                 Built::new(gpu, &BACKWARD_DATA_BLOCKED, p, &buffers, wg)?
+            }
+            ConvAlgo::Broadcast => {
+                check_broadcast(gpu, op)?;
+                // Per residue class (ry, rx) mod the stride: ⌈h/s⌉ rows of ⌈⌈w/s⌉/4⌉ column
+                // blocks per image over x/y; (channel block of 8, ry, rx) over z.
+                let st = s.stride;
+                let blocks = s.n * s.h.div_ceil(st) * s.w.div_ceil(st).div_ceil(4);
+                let p = ConvParams {
+                    total: to_u32(blocks, "conv2d_backward_data blocks")?,
+                    ..p
+                };
+                let wg = bcast_groups(gpu, blocks, s.groups * rows.div_ceil(8) * st * st)?;
+                Built::new(gpu, &BACKWARD_DATA_BCAST, p, &buffers, wg)?
             }
             _ => {
                 let wg = grid(gpu, (s.input_len() as u64).div_ceil(WG))?;
@@ -928,11 +1032,30 @@ impl Conv2dBackwardWeight {
                      direct or blocked"
                 )))
             }
-            ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => ConvAlgo::Blocked,
+            ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => cpu_algo(gpu),
             ConvAlgo::Blocked => ConvAlgo::Blocked,
+            ConvAlgo::Broadcast => ConvAlgo::Broadcast,
             _ => ConvAlgo::Direct,
         };
-        let built = if algo == ConvAlgo::Blocked {
+        let built = if algo == ConvAlgo::Broadcast {
+            check_broadcast(gpu, op)?;
+            // One workgroup (one subgroup of 8) per 8 output channels × 32 weight positions.
+            let cout_g = s.c_out / s.groups;
+            let q = (s.c_in / s.groups) * s.kh * s.kw;
+            let blocks = s.groups * cout_g.div_ceil(8) * q.div_ceil(32);
+            let p = ConvParams {
+                total: to_u32(blocks, "conv2d_backward_weight blocks")?,
+                ..p
+            };
+            let wg = grid(gpu, blocks as u64)?;
+            let pipe = conv_pipeline(
+                gpu,
+                &BACKWARD_WEIGHT_BCAST,
+                &BACKWARD_WEIGHT_BCAST_QX,
+                quantized,
+            )?;
+            Built::on(gpu, &pipe, p, &buffers, wg)?
+        } else if algo == ConvAlgo::Blocked {
             let q = (s.c_in / s.groups) * s.kh * s.kw;
             let blocks = blocked_count(s.groups, s.c_out / s.groups, 1, q);
             let p = ConvParams {

@@ -162,3 +162,31 @@ pub fn on_steps<'a>(
         }
     }
 }
+
+/// The conv algorithms every conv test runs on `gpu`: direct, implicit GEMM, register-blocked,
+/// and subgroup-broadcast where the device has subgroups of 8 (a note says when it has not).
+pub fn conv_algos(gpu: &Gpu) -> Vec<limpq_trainer::kernels::conv::ConvAlgo> {
+    use limpq_trainer::kernels::conv::ConvAlgo;
+    let mut algos = vec![ConvAlgo::Direct, ConvAlgo::ImplicitGemm, ConvAlgo::Blocked];
+    if gpu.subgroup8 {
+        algos.push(ConvAlgo::Broadcast);
+    } else {
+        eprintln!(
+            "note: {} has no subgroups of 8: ConvAlgo::Broadcast not run",
+            gpu.summary.name
+        );
+    }
+    algos
+}
+
+/// The backward-weight kernel a conv op built with `algo` runs: `Blocked` and `Broadcast`
+/// their own, every other algorithm the per-weight reduction (`Direct`).
+pub fn backward_weight_algo(
+    algo: limpq_trainer::kernels::conv::ConvAlgo,
+) -> limpq_trainer::kernels::conv::ConvAlgo {
+    use limpq_trainer::kernels::conv::ConvAlgo;
+    match algo {
+        ConvAlgo::Blocked | ConvAlgo::Broadcast => algo,
+        _ => ConvAlgo::Direct,
+    }
+}
