@@ -9,6 +9,8 @@
 // skip them. An invocation computes the 8 channels at 4 columns ix = rx + s·(m0 + t),
 // t = 0..3, of one row iy = ry + s·my: per tap it loads its 4 dy values and ONE weight
 // (lane j: input channel j of the block), and the 8 weights reach every lane by broadcast.
+// Under stride 1 the next tap's 4 dy columns are the first 3 and one more to the left, so a
+// row of kw taps loads 4 + (kw - 1) dy values, not 4·kw.
 // dy off the grid is loaded from a clamped index and replaced by 0 with select; invocations
 // past the end, or on a row iy ≥ h, compute a clamped block and skip the store.
 // 64 invocations per workgroup; wid.x + wid.y · nwg.x indexes the blocks of one residue class
@@ -78,6 +80,7 @@ fn main(
     let omax = i32(p.w_out) - 1;
     let hmax = i32(p.h_out) - 1;
     let lanes = vec4<i32>(i32(m0)) + vec4<i32>(0, 1, 2, 3);
+    let unit = s == 1u;
 
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
@@ -102,19 +105,24 @@ fn main(
             let row_ok = oy >= 0 && oy <= hmax;
             let dr = (dy_base + u32(clamp(oy, 0, hmax))) * p.w_out;
             let wr = wb + ky * p.kw;
+            var dv = vec4<f32>(0.0);
             for (var kx = 0u; kx < p.kw; kx++) {
                 let t0 = i32(rx + p.pad) - i32(kx);
                 if t0 % si != 0 {
                     continue;
                 }
                 let ox = vec4<i32>(t0 / si) + lanes;
-                let ok = ox >= vec4<i32>(0) & ox <= vec4<i32>(omax) & vec4<bool>(row_ok);
-                let oc = vec4<u32>(clamp(ox, vec4<i32>(0), vec4<i32>(omax)));
-                let dv = select(
-                    vec4<f32>(0.0),
-                    vec4<f32>(dy[dr + oc.x], dy[dr + oc.y], dy[dr + oc.z], dy[dr + oc.w]),
-                    ok,
-                );
+                if unit && kx > 0u {
+                    // Stride 1: the 4 dy columns move one to the left; load only the new one.
+                    let o = ox.x;
+                    let v = dy[dr + u32(clamp(o, 0, omax))];
+                    dv = vec4<f32>(select(0.0, v, row_ok && o >= 0 && o <= omax), dv.xyz);
+                } else {
+                    let ok = ox >= vec4<i32>(0) & ox <= vec4<i32>(omax) & vec4<bool>(row_ok);
+                    let oc = vec4<u32>(clamp(ox, vec4<i32>(0), vec4<i32>(omax)));
+                    let v = vec4<f32>(dy[dr + oc.x], dy[dr + oc.y], dy[dr + oc.z], dy[dr + oc.w]);
+                    dv = select(vec4<f32>(0.0), v, ok);
+                }
                 let wv = wt[wr + kx];
                 a0 += subgroupBroadcast(wv, 0u) * dv;
                 a1 += subgroupBroadcast(wv, 1u) * dv;

@@ -7,7 +7,9 @@
 // workgroup works on the same 8 output channels (workgroup_id.z = group · ⌈(c_out/groups)/8⌉
 // + channel block) and computes them for 4 consecutive ox of one row: per tap each lane loads
 // its 4 x values and ONE weight (lane j: channel j of the block), and the 8 weights reach every
-// lane by broadcast — 32 products per 5 loads (the register-blocked kernel: 16 per 8).
+// lane by broadcast — 32 products per 5 loads (the register-blocked kernel: 16 per 8). Under
+// stride 1 the next tap's 4 columns are the last 3 and one more, so a row of kw taps loads
+// 4 + (kw - 1) x values, not 4·kw (3×3: 96 products per 9 loads).
 // Control flow is uniform (loops over uniform bounds, rows and columns off the image loaded
 // from a clamped index and replaced by 0 with select, invocations past the end compute a
 // clamped block and skip the store), as subgroup operations need.
@@ -67,7 +69,15 @@ fn quant_params() -> Quant {
     return Quant(s, 0.0, f32((1u << b) - 1u));
 }
 
-// Four loaded x values, quantized when QUANT_X (lane-wise the formula of load_x).
+// One loaded x value, quantized when QUANT_X (the formula of quant4).
+fn quant1(v: f32, q: Quant) -> f32 {
+    if QUANT_X {
+        return round(clamp(v / q.s, q.qn, q.qp)) * q.s;
+    }
+    return v;
+}
+
+// Four loaded x values, quantized when QUANT_X (lane-wise the formula above).
 fn quant4(v: vec4<f32>, q: Quant) -> vec4<f32> {
     if QUANT_X {
         return round(clamp(v / vec4<f32>(q.s), vec4<f32>(q.qn), vec4<f32>(q.qp))) * q.s;
@@ -110,6 +120,7 @@ fn main(
     let wmax = i32(p.w) - 1;
     let hmax = i32(p.h) - 1;
     let iy0 = i32(oy * p.stride) - i32(p.pad);
+    let unit = p.stride == 1u;
 
     let lsq = quant_params();
     var a0 = vec4<f32>(0.0);
@@ -128,15 +139,20 @@ fn main(
             let row_ok = iy >= 0 && iy <= hmax;
             let xr = (x_base + u32(clamp(iy, 0, hmax))) * p.w;
             let wr = wc + ky * p.kw;
+            var xv = vec4<f32>(0.0);
             for (var kx = 0u; kx < p.kw; kx++) {
-                let ix = ixb + vec4<i32>(i32(kx));
-                let ok = ix >= vec4<i32>(0) & ix <= vec4<i32>(wmax) & vec4<bool>(row_ok);
-                let ic = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(wmax)));
-                let xv = select(
-                    vec4<f32>(0.0),
-                    quant4(vec4<f32>(x[xr + ic.x], x[xr + ic.y], x[xr + ic.z], x[xr + ic.w]), lsq),
-                    ok,
-                );
+                if unit && kx > 0u {
+                    // Stride 1: the 4 columns move one to the right; load only the new one.
+                    let i = ixb.w + i32(kx);
+                    let v = quant1(x[xr + u32(clamp(i, 0, wmax))], lsq);
+                    xv = vec4<f32>(xv.yzw, select(0.0, v, row_ok && i >= 0 && i <= wmax));
+                } else {
+                    let ix = ixb + vec4<i32>(i32(kx));
+                    let ok = ix >= vec4<i32>(0) & ix <= vec4<i32>(wmax) & vec4<bool>(row_ok);
+                    let ic = vec4<u32>(clamp(ix, vec4<i32>(0), vec4<i32>(wmax)));
+                    let v = vec4<f32>(x[xr + ic.x], x[xr + ic.y], x[xr + ic.z], x[xr + ic.w]);
+                    xv = select(vec4<f32>(0.0), quant4(v, lsq), ok);
+                }
                 let wv = wt[wr + kx];
                 a0 += subgroupBroadcast(wv, 0u) * xv;
                 a1 += subgroupBroadcast(wv, 1u) * xv;
