@@ -19,11 +19,11 @@
 //! subgroups of exactly 8 (lavapipe on x86-64) is created with `SUBGROUP` ([`Gpu::subgroup8`]:
 //! the subgroup-broadcast conv kernels); `LIMPQ_NO_SUBGROUP=1` turns that off.
 //!
-//! `LIMPQ_CONV_ALGO=auto|direct|gemm|blocked|broadcast` (or [`GpuOptions::with_conv_algo`]) forces
-//! one conv algorithm on every conv op built with `ConvAlgo::Auto` ([`Gpu::conv_algo`]);
+//! `LIMPQ_CONV_ALGO=auto|direct|gemm|blocked|broadcast` (or [`GpuOptions::with_conv_algo`])
+//! forces one conv algorithm on every conv op built with `ConvAlgo::Auto` ([`Gpu::conv_algo`]);
 //! `f16gemm` runs every forward conv it supports with f16 operands (needs `SHADER_F16`)
-//! and leaves the other ops to `Auto`; `broadcast` needs [`Gpu::subgroup8`]; any other value makes [`Gpu::new`] fail with
-//! [`GpuError::InvalidOption`].
+//! and leaves the other ops to `Auto`; `broadcast` needs [`Gpu::subgroup8`]; any other value
+//! makes [`Gpu::new`] fail with [`GpuError::InvalidOption`].
 //!
 //! wgpu reports validation errors asynchronously; a default handler would panic. The context
 //! installs a handler that records them and a device-lost callback, and [`Gpu::check`] turns

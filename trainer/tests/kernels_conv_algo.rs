@@ -244,8 +244,8 @@ fn override_forces_auto_and_keeps_explicit_choices() {
 }
 
 /// With the override `Auto`, the built-in rule applies: on a software adapter every op takes
-/// `Broadcast` (subgroups of 8) or `Blocked`; elsewhere forward / backward data take implicit GEMM for ≥ 32 GEMM rows or the
-/// direct kernel, and backward weight the per-weight reduction.
+/// `Broadcast` (subgroups of 8) or `Blocked`; elsewhere forward / backward data take implicit
+/// GEMM for ≥ 32 GEMM rows or the direct kernel, and backward weight the per-weight reduction.
 #[test]
 fn auto_override_keeps_the_built_in_rule() {
     let Some(gpu) = gpu_with(ConvAlgo::Auto) else {
@@ -259,11 +259,7 @@ fn auto_override_keeps_the_built_in_rule() {
     let f = Conv2dForward::new(&gpu, &s, &x, &w, None, &y).unwrap();
     let wt = Conv2dBackwardWeight::new(&gpu, &s, &x, &y, &dw, false).unwrap();
     if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
-        let cpu = if gpu.subgroup8 {
-            ConvAlgo::Broadcast
-        } else {
-            ConvAlgo::Blocked
-        };
+        let cpu = common::software_conv_algo(&gpu);
         assert_eq!((f.algo, wt.algo), (cpu, cpu));
     } else {
         // 6 output channels: below the 32-row threshold.

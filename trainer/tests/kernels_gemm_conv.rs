@@ -324,11 +324,7 @@ fn conv_auto_algo_choice() {
     if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
         // Software adapters (lavapipe) always take the CPU kernels: subgroup-broadcast where
         // subgroups of 8 were given, else register-blocked.
-        let b = if gpu.subgroup8 {
-            ConvAlgo::Broadcast
-        } else {
-            ConvAlgo::Blocked
-        };
+        let b = common::software_conv_algo(gpu);
         assert_eq!(
             pick(Conv2dShape::square(1, 32, 6, 6, 64, 3, 1, 1, 1)),
             (b, b)

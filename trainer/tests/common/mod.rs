@@ -179,6 +179,17 @@ pub fn conv_algos(gpu: &Gpu) -> Vec<limpq_trainer::kernels::conv::ConvAlgo> {
     algos
 }
 
+/// What `ConvAlgo::Auto` must pick for every conv op on a software adapter: `Broadcast` with
+/// subgroups of 8, else `Blocked`.
+pub fn software_conv_algo(gpu: &Gpu) -> limpq_trainer::kernels::conv::ConvAlgo {
+    use limpq_trainer::kernels::conv::ConvAlgo;
+    if gpu.subgroup8 {
+        ConvAlgo::Broadcast
+    } else {
+        ConvAlgo::Blocked
+    }
+}
+
 /// The backward-weight kernel a conv op built with `algo` runs: `Blocked` and `Broadcast`
 /// their own, every other algorithm the per-weight reduction (`Direct`).
 pub fn backward_weight_algo(
