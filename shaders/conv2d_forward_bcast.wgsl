@@ -93,6 +93,10 @@ fn main(
     @builtin(subgroup_invocation_id) sid: u32,
 ) {
     let flat = (wid.x + wid.y * nwg.x) * 64u + lid;
+    // A subgroup wholly past the end has nothing to store: it leaves as one (uniformly).
+    if subgroupMin(flat) >= p.total {
+        return;
+    }
     let live = flat < p.total;
     let idx = min(flat, p.total - 1u);
     let cin_g = p.c_in / p.groups;
