@@ -27,41 +27,14 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 
-// Optional quantize-on-load of x (LSQ fake quantization, the formula and op order of
-// lsq_forward.wgsl): QUANT_X is set per pipeline (conv.rs), so the plain kernel carries no
-// cost. s = clamp(steps[q_step], STEP_MIN, STEP_MAX); q_bits bits, flag bit 1: signed
-// (Qn = -2^(b-1), Qp = 2^(b-1) - 1), else unsigned (Qn = 0, Qp = 2^b - 1);
-// x_q = round(clamp(x / s, Qn, Qp)) · s. Padding (zero) stays zero.
-override QUANT_X: bool = false;
-override STEP_MIN: f32 = 1e-5;
-override STEP_MAX: f32 = 1.0;
+// Step sizes of x's quantizer (read only when QUANT_X: shaders/include/quant_x.wgsl).
 @group(0) @binding(4) var<storage, read> steps: array<f32>;
 
-struct Quant {
-    s: f32,
-    qn: f32,
-    qp: f32,
-}
-
-fn quant_params() -> Quant {
-    if !QUANT_X {
-        return Quant(1.0, 0.0, 0.0);
-    }
-    let s = clamp(steps[p.q_step], STEP_MIN, STEP_MAX);
-    let b = p.q_bits;
-    if (p.flags & 2u) != 0u {
-        return Quant(s, -f32(1u << (b - 1u)), f32((1u << (b - 1u)) - 1u));
-    }
-    return Quant(s, 0.0, f32((1u << b) - 1u));
-}
+//#include quant_x.wgsl
 
 // x[i], quantized when QUANT_X.
 fn load_x(i: u32, q: Quant) -> f32 {
-    let v = x[i];
-    if QUANT_X {
-        return round(clamp(v / q.s, q.qn, q.qp)) * q.s;
-    }
-    return v;
+    return quant1(x[i], q);
 }
 
 var<workgroup> partial: array<f32, 256>;

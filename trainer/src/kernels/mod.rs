@@ -145,6 +145,41 @@ pub struct Pipeline {
     bindings: &'static [Binding],
 }
 
+/// WGSL fragments shared by several kernels (`shaders/include/`), by the name a kernel's
+/// `//#include NAME` line gives. WGSL has no include of its own.
+const INCLUDES: &[(&str, &str)] = &[(
+    "quant_x.wgsl",
+    include_str!("../../../shaders/include/quant_x.wgsl"),
+)];
+
+/// `source` with every line `//#include NAME` replaced by the fragment `NAME` of
+/// `shaders/include/` (one level: fragments include nothing). An unknown name is an error
+/// naming it. What every pipeline compiles, and what `tests/shaders_validate.rs` validates.
+pub fn expand_includes(source: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    const MARK: &str = "//#include ";
+    if !source.contains(MARK) {
+        return Ok(std::borrow::Cow::Borrowed(source));
+    }
+    let mut out = String::with_capacity(source.len() + 2048);
+    for line in source.lines() {
+        match line.trim().strip_prefix(MARK) {
+            Some(name) => {
+                let name = name.trim();
+                let (_, text) = INCLUDES
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(|| format!("unknown WGSL include {name:?}"))?;
+                out.push_str(text);
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 /// The pipeline for `spec`, built on first use and cached in `gpu` by `spec.id`.
 /// A shader that fails to compile or does not match its layout is an error, not a panic.
 pub fn pipeline(gpu: &Gpu, spec: &'static KernelSpec) -> Result<Arc<Pipeline>, GpuError> {
@@ -184,8 +219,10 @@ fn cached_pipeline(
     if let Some(p) = cache.get(id) {
         return Ok(p.clone());
     }
+    let source = expand_includes(spec.source)
+        .map_err(|e| GpuError::Validation(format!("kernel {id}: {e}")))?;
     let built = gpu
-        .scoped(|| build_pipeline(gpu, spec, id, constants))
+        .scoped(|| build_pipeline(gpu, spec, &source, id, constants))
         .map_err(|e| match e {
             GpuError::Validation(m) => GpuError::Validation(format!("kernel {id}: {m}")),
             other => other,
@@ -198,6 +235,7 @@ fn cached_pipeline(
 fn build_pipeline(
     gpu: &Gpu,
     spec: &'static KernelSpec,
+    source: &str,
     id: &'static str,
     constants: &[(&str, f64)],
 ) -> Pipeline {
@@ -237,7 +275,7 @@ fn build_pipeline(
         .device
         .create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(id),
-            source: wgpu::ShaderSource::Wgsl(spec.source.into()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         });
     let pipeline = gpu
         .device
