@@ -7,24 +7,7 @@
 // K step 16. Dispatch: (ceil(n·h·w / 64), ceil((c_in/groups) / 64), groups).
 // Flag bit 0: accumulate into dx.
 
-struct Params {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    groups: u32,
-    h_out: u32,
-    w_out: u32,
-    flags: u32,
-    total: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+//#include conv_params.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;

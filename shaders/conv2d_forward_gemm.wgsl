@@ -7,24 +7,7 @@
 // invocation decomposes its 4 pixel columns once, and its k once per K step.
 // Dispatch: (ceil(n·h_out·w_out / 64), ceil((c_out/groups) / 64), groups). Flag bit 0: bias.
 
-struct Params {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    groups: u32,
-    h_out: u32,
-    w_out: u32,
-    flags: u32,
-    total: u32,
-    q_step: u32,
-    q_bits: u32,
-}
+//#include conv_params.wgsl
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -548,7 +548,8 @@ fn pointwise_built(
     })
 }
 
-/// Must match `struct Params` in every `shaders/conv2d_*.wgsl`.
+/// Must match `struct Params` of `shaders/include/conv_params.wgsl` (every conv2d_*.wgsl
+/// includes it).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct ConvParams {

@@ -147,10 +147,16 @@ pub struct Pipeline {
 
 /// WGSL fragments shared by several kernels (`shaders/include/`), by the name a kernel's
 /// `//#include NAME` line gives. WGSL has no include of its own.
-const INCLUDES: &[(&str, &str)] = &[(
-    "quant_x.wgsl",
-    include_str!("../../../shaders/include/quant_x.wgsl"),
-)];
+const INCLUDES: &[(&str, &str)] = &[
+    (
+        "conv_params.wgsl",
+        include_str!("../../../shaders/include/conv_params.wgsl"),
+    ),
+    (
+        "quant_x.wgsl",
+        include_str!("../../../shaders/include/quant_x.wgsl"),
+    ),
+];
 
 /// `source` with every line `//#include NAME` replaced by the fragment `NAME` of
 /// `shaders/include/` (one level: fragments include nothing). An unknown name is an error
