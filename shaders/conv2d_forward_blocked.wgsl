@@ -104,14 +104,4 @@ fn main(
     }
 }
 
-fn store(nb: u32, co: u32, oy: u32, ox0: u32, v: vec4<f32>) {
-    var b = 0.0;
-    if (p.flags & 1u) != 0u {
-        b = bias[co];
-    }
-    let base = ((nb * p.c_out + co) * p.h_out + oy) * p.w_out + ox0;
-    let n = min(4u, p.w_out - ox0);
-    for (var i = 0u; i < n; i++) {
-        y[base + i] = v[i] + b;
-    }
-}
+//#include conv_store_forward.wgsl

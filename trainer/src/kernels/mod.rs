@@ -153,6 +153,14 @@ const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../../shaders/include/conv_params.wgsl"),
     ),
     (
+        "conv_store_backward_data.wgsl",
+        include_str!("../../../shaders/include/conv_store_backward_data.wgsl"),
+    ),
+    (
+        "conv_store_forward.wgsl",
+        include_str!("../../../shaders/include/conv_store_forward.wgsl"),
+    ),
+    (
         "quant_x.wgsl",
         include_str!("../../../shaders/include/quant_x.wgsl"),
     ),
