@@ -91,7 +91,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .transpose()?;
     let data = data_name(&args.run.data, &init);
     let dir = args.run.data_dir.as_deref();
-    let train_ds = load_split(&data, dir, Split::Train, args.run.subset, args.run.seed)?;
+    let train_ds = load_split(
+        &data,
+        dir,
+        Split::Train,
+        args.run.subset,
+        args.run.subset_seed.unwrap_or(args.run.seed),
+    )?;
     let test_ds = load_split(&data, dir, Split::Test, args.run.test_subset, 0x7E57)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(

@@ -67,6 +67,11 @@ pub struct RunArgs {
     /// Seed of the subset drawn, shuffling and augmentation (and of `indicators`' random-policy passes).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Seed of the --subset draw alone (default: --seed). `limpq pipeline` draws one
+    /// training subset for every run seed, with seed 55930; pass that to redo one of its
+    /// stages by hand on the same images.
+    #[arg(long)]
+    pub subset_seed: Option<u64>,
     /// Images per evaluation batch.
     #[arg(long, default_value_t = 256)]
     pub eval_batch: usize,
@@ -115,7 +120,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let data = data_name(&args.run.data, &init);
     let model = resolve_model(&args.model, &data)?;
     let dir = args.run.data_dir.as_deref();
-    let train_ds = load_split(&data, dir, Split::Train, args.run.subset, args.run.seed)?;
+    let train_ds = load_split(
+        &data,
+        dir,
+        Split::Train,
+        args.run.subset,
+        args.run.subset_seed.unwrap_or(args.run.seed),
+    )?;
     let test_ds = load_split(&data, dir, Split::Test, args.run.test_subset, 0x7E57)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
@@ -134,6 +145,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ];
     if let Some(n) = args.run.subset {
         meta.push(("subset".into(), n.to_string()));
+    }
+    if let Some(s) = args.run.subset_seed {
+        meta.push(("subset_seed".into(), s.to_string()));
     }
     let cfg = JointConfig {
         bits: args.bits.clone(),
@@ -165,6 +179,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              `limpq solve` forbids the lower bit-width there unless --allow-non-monotone",
             out.non_monotone.len()
         );
+    }
+    match &out.drift {
+        Some(d) if d.is_small() => eprintln!(
+            "note: the step sizes moved from their LSQ init {d}: the indicators are still \
+             mostly the init rule (weight spread, activation size), not learned importance; \
+             more --epochs let them learn"
+        ),
+        Some(d) => eprintln!("the step sizes moved from their LSQ init {d}"),
+        None => {}
     }
     let text = if is_json(&args.output) {
         out.indicators.to_json_string()

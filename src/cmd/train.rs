@@ -53,6 +53,11 @@ pub struct Args {
     /// Seed of the weight init, the subset drawn, shuffling and augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Seed of the --subset draw alone (default: --seed). `limpq pipeline` draws one
+    /// training subset for every run seed, with seed 55930; pass that to redo one of its
+    /// stages by hand on the same images.
+    #[arg(long)]
+    pub subset_seed: Option<u64>,
     /// Start from this checkpoint's parameters and BN statistics.
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -110,7 +115,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let dir = args.data_dir.as_deref();
-    let train_ds = load_split(&args.data, dir, Split::Train, args.subset, args.seed)?;
+    let train_ds = load_split(
+        &args.data,
+        dir,
+        Split::Train,
+        args.subset,
+        args.subset_seed.unwrap_or(args.seed),
+    )?;
     let test_ds = load_split(&args.data, dir, Split::Test, args.test_subset, 0x7E57)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(

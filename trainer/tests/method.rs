@@ -23,7 +23,9 @@ use limpq_trainer::reference::conv::{
 use limpq_trainer::reference::elementwise::{relu_backward, relu_forward};
 use limpq_trainer::reference::linear::{linear_backward, linear_forward};
 use limpq_trainer::reference::loss::softmax_cross_entropy;
-use limpq_trainer::reference::lsq::{lsq_quantize_backward, lsq_quantize_forward};
+use limpq_trainer::reference::lsq::{
+    lsq_init_weight_scale, lsq_quantize_backward, lsq_quantize_forward,
+};
 use limpq_trainer::reference::pool::{global_avg_pool_backward, global_avg_pool_forward};
 use limpq_trainer::reference::rng::SeededRng;
 use limpq_trainer::reference::Nchw;
@@ -407,6 +409,81 @@ fn tiny_joint_run_solve_and_finetune() {
         2 * pairs - w_ok - a_ok,
         "every non-monotone pair is reported"
     );
+    // The joint state records the step sizes the run started from; the weights' are the
+    // LSQ init rule's, computed here from the FP32 weights.
+    let init_text = &jt
+        .checkpoint
+        .meta
+        .iter()
+        .find(|(k, _)| k == "init_steps")
+        .expect("the joint state records the init step sizes")
+        .1;
+    let parse =
+        |t: &str| -> Vec<f32> { t.split_whitespace().map(|x| x.parse().unwrap()).collect() };
+    let init: Vec<(Vec<f32>, Vec<f32>)> = init_text
+        .split(';')
+        .map(|l| {
+            let (w, a) = l.split_once('|').unwrap();
+            (parse(w), parse(a))
+        })
+        .collect();
+    assert_eq!(init.len(), ind.layers.len());
+    let (mut dw, mut da) = (Vec::new(), Vec::new());
+    for (l, (w0, a0)) in ind.layers.iter().zip(&init) {
+        if l.fixed.is_some() {
+            continue;
+        }
+        let wname = format!("{}.weight", l.name);
+        let wt = &fp
+            .checkpoint
+            .tensors
+            .iter()
+            .find(|t| t.name == wname)
+            .unwrap_or_else(|| panic!("no {wname}"))
+            .data;
+        for (k, &b) in jcfg.bits.iter().enumerate() {
+            let want = lsq_init_weight_scale(wt, b);
+            assert!(
+                (w0[k] - want).abs() <= 1e-4 * want,
+                "{} init weight step at {b} bits: {} vs CPU {want}",
+                l.name,
+                w0[k]
+            );
+            assert!(
+                a0[k] > 0.0 && a0[k].is_finite(),
+                "{} act init {}",
+                l.name,
+                a0[k]
+            );
+            dw.push((l.weight_scale[k] / w0[k] as f64 - 1.0).abs());
+            da.push((l.act_scale[k] / a0[k] as f64 - 1.0).abs());
+        }
+    }
+    // The drift the run reports is the one from those values to the indicators.
+    let upper_median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let d = jt.drift.expect("a fresh run reports its drift");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.max(1e-3);
+    let (wm, wx) = upper_median(&mut dw);
+    let (am, ax) = upper_median(&mut da);
+    assert!(
+        close(d.weight_median, wm) && close(d.weight_max, wx),
+        "{d:?} vs {wm} {wx}"
+    );
+    assert!(
+        close(d.act_median, am) && close(d.act_max, ax),
+        "{d:?} vs {am} {ax}"
+    );
+    assert!(
+        wx > 0.0 && ax > 0.0,
+        "the step sizes learned something: {d}"
+    );
+    for key in ["step_drift.weight.median", "step_drift.act.max"] {
+        assert!(ind.meta.iter().any(|(k, _)| k == key), "meta {key}");
+    }
+    eprintln!("step sizes moved from their init {d}");
     // The solver accepts the file unchanged (through its text form, as `limpq solve` reads it).
     let text = ind.to_ron_string();
     let back = limpq_solver::IndicatorSet::from_ron_str(&text).unwrap();

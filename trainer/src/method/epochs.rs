@@ -9,6 +9,7 @@
 //! position: a run stopped after any step and resumed ends with the same state, bit for
 //! bit, as the run never stopped (same adapter).
 
+use std::cell::OnceCell;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use std::time::Instant;
 use super::{MethodError, StopFlag};
 use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::data::Dataset;
-use crate::engine::Network;
+use crate::engine::{LayerSteps, Network};
 use crate::reference::cosine_lr;
 use crate::train::{check_resume, evaluate, loader_at, stop_state, EpochSummary, Event, Position};
 
@@ -41,6 +42,9 @@ pub(super) struct Schedule<'a> {
     pub eval_selection: Option<Vec<usize>>,
     /// Written (atomically) after every epoch and at a stop, when set.
     pub checkpoint: Option<&'a Path>,
+    /// Filled with every quantized layer's step sizes right after their LSQ init on the
+    /// first batch (before the first update), when given: what the run started from.
+    pub init_record: Option<&'a OnceCell<Vec<LayerSteps>>>,
 }
 
 /// What the loop produced.
@@ -135,6 +139,10 @@ pub(super) fn run_epochs(
                 // Step-size init on the first training batch (DESIGN.md).
                 if s.init_steps.iter().any(|&i| i) {
                     net.init_steps(&b.x, &b.y, &s.init_steps)?;
+                }
+                if let Some(rec) = s.init_record {
+                    // Set once per run: a run that starts here has not filled it yet.
+                    let _ = rec.set(net.read_steps()?);
                 }
                 initialised = true;
             }

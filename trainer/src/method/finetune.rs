@@ -211,6 +211,7 @@ pub fn finetune(
         seed: cfg.seed,
         stop: &cfg.stop,
         init_steps: need_init,
+        init_record: None,
         pass_names: vec!["policy".into()],
         eval_selection: None,
         checkpoint: cfg.checkpoint.as_deref(),

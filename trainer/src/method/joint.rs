@@ -4,6 +4,7 @@
 //! generator; its BN follows), gradients summed, every element clipped to ±clip, SGD with
 //! momentum, weight decay on conv/linear weights only, cosine learning rate per step.
 
+use std::cell::OnceCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use super::epochs::{resume_position, run_epochs, steps_per_epoch, Schedule};
 use super::{utc_now, MethodError, StopFlag};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
-use crate::engine::{Network, NetworkConfig, QuantSpec};
+use crate::engine::{LayerSteps, Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::reference::rng::SeededRng;
@@ -91,6 +92,139 @@ pub struct JointTrained {
     pub history: Vec<EpochSummary>,
     /// Indicators that are not monotone in bits (also warned and put in the meta).
     pub non_monotone: Vec<String>,
+    /// How far the searchable layers' step sizes moved from their LSQ init (also in the
+    /// meta); `None` for a run resumed from a checkpoint that does not record the init.
+    pub drift: Option<StepDrift>,
+}
+
+/// How far the learned step sizes of the searchable layers ended from the values the LSQ
+/// init rule gave them on the first batch: |learned / init − 1| over every (layer,
+/// candidate) pair, median and maximum, weights and activations apart. A median of a few
+/// per cent means the indicators are still mostly the init rule (weight spread, activation
+/// magnitude) rather than learned importance: the run was short.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepDrift {
+    pub weight_median: f64,
+    pub weight_max: f64,
+    pub act_median: f64,
+    pub act_max: f64,
+}
+
+impl StepDrift {
+    /// Below this median (weights and activations alike) the drift is called small.
+    pub const SMALL: f64 = 0.05;
+
+    /// Both medians below [`StepDrift::SMALL`].
+    pub fn is_small(&self) -> bool {
+        self.weight_median < Self::SMALL && self.act_median < Self::SMALL
+    }
+
+    /// The drift between `init` and `learned` (per quantized layer, as
+    /// [`Network::read_steps`] gives them) over the layers where `searchable` is set, or
+    /// `None` when there is no pair to measure.
+    pub fn between(
+        init: &[LayerSteps],
+        learned: &[LayerSteps],
+        searchable: &[bool],
+    ) -> Option<StepDrift> {
+        let (mut w, mut a) = (Vec::new(), Vec::new());
+        for ((i, l), &s) in init.iter().zip(learned).zip(searchable) {
+            if !s {
+                continue;
+            }
+            for (out, (iv, lv)) in [(&mut w, (&i.0, &l.0)), (&mut a, (&i.1, &l.1))] {
+                for (&x0, &x1) in iv.iter().zip(lv.iter()) {
+                    let r = (x1 as f64 / x0 as f64 - 1.0).abs();
+                    if x0 > 0.0 && r.is_finite() {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+        let (wm, wx) = median_max(&mut w)?;
+        let (am, ax) = median_max(&mut a)?;
+        Some(StepDrift {
+            weight_median: wm,
+            weight_max: wx,
+            act_median: am,
+            act_max: ax,
+        })
+    }
+
+    /// The meta entries of an indicator file (fractions).
+    pub fn meta(&self) -> Vec<(String, String)> {
+        [
+            ("step_drift.weight.median", self.weight_median),
+            ("step_drift.weight.max", self.weight_max),
+            ("step_drift.act.median", self.act_median),
+            ("step_drift.act.max", self.act_max),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), format!("{v:.6}")))
+        .collect()
+    }
+}
+
+impl std::fmt::Display for StepDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "weights by {:.1} % (median; max {:.1} %), activations by {:.1} % (max {:.1} %)",
+            100.0 * self.weight_median,
+            100.0 * self.weight_max,
+            100.0 * self.act_median,
+            100.0 * self.act_max
+        )
+    }
+}
+
+/// Median (upper of the middle two) and maximum; `None` when empty.
+fn median_max(v: &mut [f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some((v[v.len() / 2], v[v.len() - 1]))
+}
+
+/// Checkpoint meta key of the step sizes right after the LSQ init (so that a resumed run
+/// still reports its drift from them).
+const INIT_STEPS_KEY: &str = "init_steps";
+
+/// Step sizes as text: layers separated by `;`, weight and activation steps by `|`,
+/// values by spaces, each in its shortest exact form.
+fn format_steps(steps: &[LayerSteps]) -> String {
+    let vals = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(" ");
+    steps
+        .iter()
+        .map(|(w, a)| format!("{}|{}", vals(w), vals(a)))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The inverse of [`format_steps`], for `layers` layers.
+fn parse_steps(text: &str, layers: usize) -> Result<Vec<LayerSteps>, String> {
+    let vals = |t: &str| -> Result<Vec<f32>, String> {
+        t.split_whitespace()
+            .map(|x| x.parse::<f32>().map_err(|e| format!("'{x}': {e}")))
+            .collect()
+    };
+    let out = text
+        .split(';')
+        .map(|l| {
+            let (w, a) = l
+                .split_once('|')
+                .ok_or_else(|| format!("layer entry '{l}' has no '|'"))?;
+            Ok((vals(w)?, vals(a)?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if out.len() != layers {
+        return Err(format!(
+            "{} layers recorded, the model has {layers}",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 /// Learn the indicators of `model` from the full-precision checkpoint `init`.
@@ -142,6 +276,7 @@ pub fn joint_train_full(
         grad_clip: Some(cfg.clip),
     };
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
+    let init_record = OnceCell::new();
     let pos = match &cfg.resume {
         None => {
             net.import_state_lenient(&init.tensors)?;
@@ -155,6 +290,15 @@ pub fn joint_train_full(
                     "the resume checkpoint does not hold a joint state of this run: {e}"
                 ))
             })?;
+            // A stop before the first step saved no init; the run makes it then.
+            if let Some(t) = ck.meta(INIT_STEPS_KEY) {
+                let steps = parse_steps(t, net.quant_layers().len()).map_err(|e| {
+                    MethodError::Config(format!(
+                        "the resume checkpoint's meta `{INIT_STEPS_KEY}` is damaged: {e}"
+                    ))
+                })?;
+                let _ = init_record.set(steps);
+            }
             pos
         }
     };
@@ -190,6 +334,7 @@ pub fn joint_train_full(
         pass_names,
         eval_selection: Some(top),
         checkpoint: cfg.checkpoint.as_deref(),
+        init_record: Some(&init_record),
     };
     let ran = run_epochs(
         &mut net,
@@ -208,7 +353,7 @@ pub fn joint_train_full(
             );
             sels
         },
-        &|pos, state| checkpoint(model, cfg, pos, state),
+        &|pos, state| checkpoint(model, cfg, pos, state, init_record.get()),
         on_event,
     )?;
     let history = ran.position.history.clone();
@@ -275,6 +420,12 @@ pub fn joint_train_full(
             format!("{:.6}", last.test_acc),
         ));
     }
+    let drift = init_record
+        .get()
+        .and_then(|i| StepDrift::between(i, &steps_now, &searchable));
+    if let Some(d) = &drift {
+        meta.extend(d.meta());
+    }
     meta.push(("non_monotone".to_string(), non_monotone.len().to_string()));
     for (i, m) in non_monotone.iter().enumerate() {
         meta.push((format!("non_monotone.{i}"), m.clone()));
@@ -282,9 +433,10 @@ pub fn joint_train_full(
     ind.meta = meta;
     Ok(JointTrained {
         indicators: ind,
-        checkpoint: checkpoint(model, cfg, &ran.position, ran.state),
+        checkpoint: checkpoint(model, cfg, &ran.position, ran.state, init_record.get()),
         history,
         non_monotone,
+        drift,
     })
 }
 
@@ -323,12 +475,14 @@ fn sgd(cfg: &JointConfig) -> SgdSettings {
 }
 
 /// The joint state at `pos`: the recorded settings first (so the caller's meta cannot
-/// shadow them), the position, then the caller's meta.
+/// shadow them), the step sizes after the init when known, the position, then the caller's
+/// meta.
 fn checkpoint(
     model: &Model,
     cfg: &JointConfig,
     pos: &Position,
     tensors: Vec<crate::checkpoint::NamedTensor>,
+    init_steps: Option<&Vec<LayerSteps>>,
 ) -> Checkpoint {
     let mut meta: Vec<(String, String)> = recorded_settings(cfg)
         .into_iter()
@@ -336,6 +490,9 @@ fn checkpoint(
         .collect();
     if let Some(last) = pos.history.last() {
         meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
+    }
+    if let Some(i) = init_steps {
+        meta.push((INIT_STEPS_KEY.into(), format_steps(i)));
     }
     meta.extend(pos.meta());
     meta.extend(cfg.meta.iter().cloned());
@@ -346,5 +503,60 @@ fn checkpoint(
         step: pos.global_step as u64,
         meta,
         tensors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_steps_round_trip_exactly() {
+        let steps: Vec<LayerSteps> = vec![
+            (vec![1.0], vec![1.0]),
+            (
+                vec![0.287_903_04, 1e-5, 0.1],
+                vec![0.483_713_7, 3.0e-7, 1.0],
+            ),
+        ];
+        let t = format_steps(&steps);
+        assert_eq!(parse_steps(&t, 2).unwrap(), steps);
+        assert!(parse_steps(&t, 3)
+            .unwrap_err()
+            .contains("2 layers recorded"));
+        assert!(parse_steps("1 2;3|4", 2).unwrap_err().contains("no '|'"));
+        assert!(parse_steps("1 x|2", 1).unwrap_err().contains("'x'"));
+    }
+
+    #[test]
+    fn drift_is_median_and_max_over_searchable_layers() {
+        let init: Vec<LayerSteps> = vec![
+            (vec![1.0, 1.0], vec![1.0, 1.0]),
+            (vec![1.0, 2.0], vec![4.0, 1.0]),
+            (vec![1.0, 1.0], vec![1.0, 1.0]),
+        ];
+        let learned: Vec<LayerSteps> = vec![
+            (vec![9.0, 9.0], vec![9.0, 9.0]),
+            (vec![1.1, 1.0], vec![4.0, 1.5]),
+            (vec![1.0, 1.3], vec![0.9, 1.0]),
+        ];
+        // Layer 0 is fixed: its huge change does not count.
+        let d = StepDrift::between(&init, &learned, &[false, true, true]).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        // Weights: 0.1, 0.5, 0.0, 0.3 -> sorted 0, 0.1, 0.3, 0.5: median (upper) 0.3, max 0.5.
+        assert!(
+            close(d.weight_median, 0.3) && close(d.weight_max, 0.5),
+            "{d:?}"
+        );
+        // Activations: 0.0, 0.5, 0.1, 0.0 -> 0, 0, 0.1, 0.5: median 0.1, max 0.5.
+        assert!(close(d.act_median, 0.1) && close(d.act_max, 0.5), "{d:?}");
+        assert!(!d.is_small());
+        let same = StepDrift::between(&init, &init, &[false, true, true]).unwrap();
+        assert!(same.is_small() && same.weight_max == 0.0 && same.act_max == 0.0);
+        assert_eq!(
+            StepDrift::between(&init, &learned, &[true, false, false]).map(|d| d.weight_max),
+            Some(8.0)
+        );
+        assert!(StepDrift::between(&init, &learned, &[false; 3]).is_none());
     }
 }
