@@ -115,6 +115,13 @@ impl Stages for Fake {
                 .map(|b| 2.0 * c / f64::from(1u32 << b) / (1.0 + l as f64))
                 .collect();
         }
+        // What a joint run records of its step sizes' drift from their init.
+        ind.meta.push((
+            "step_drift.weight.median".into(),
+            format!("{:.6}", 0.01 + 0.1 * seed as f64),
+        ));
+        ind.meta
+            .push(("step_drift.act.median".into(), "0.020000".into()));
         Ok(ind)
     }
     fn data_sizes(&self) -> (usize, usize) {
@@ -527,6 +534,15 @@ fn run_writes_report_files_with_the_measured_numbers() {
     assert!(md.contains("2 seeds"), "{md}");
     // The settings name the recipe, including the data's augmentation.
     assert!(md.contains("finetune (every policy): 1 epoch,"), "{md}");
+    // The indicators' drift from their init, seed by seed, from the indicator files.
+    assert!(
+        md.contains("(weights / activations) of seed 0 1.0 / 2.0 %, seed 1 11.0 / 2.0 %"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("more joint epochs"),
+        "seed 1's drift is not small: {md}"
+    );
     assert!(
         md.contains("training augmentation: random crop with zero padding 2, horizontal flip"),
         "{md}"

@@ -424,6 +424,7 @@ pub fn run(
     let mut index = 0usize;
     let mut notes = Vec::new();
     let mut fp32 = Vec::new();
+    let mut drifts: Vec<(u64, f64, f64)> = Vec::new();
     let mut budgets: Vec<BudgetResult> = job
         .budgets
         .iter()
@@ -587,6 +588,16 @@ pub fn run(
             }
         };
         check_indicators(&indicators, plan, &ind_path)?;
+        let meta_f64 = |k: &str| {
+            let v = indicators.meta.iter().find(|(m, _)| m == k)?;
+            v.1.parse::<f64>().ok()
+        };
+        if let (Some(w), Some(a)) = (
+            meta_f64("step_drift.weight.median"),
+            meta_f64("step_drift.act.median"),
+        ) {
+            drifts.push((seed, w, a));
+        }
         // 3. Policies and finetunes per budget.
         for (bi, budget) in job.budgets.iter().enumerate() {
             if plan.skipped[bi].is_some() {
@@ -703,6 +714,10 @@ pub fn run(
             budgets[bi].seeds.push(seed_result);
         }
     }
+    if let Some(line) = drift_note(&drifts) {
+        on_event(&Event::Note(line.clone()));
+        notes.push(line);
+    }
     let (train_images, test_images) = stages.data_sizes();
     let results = Results {
         model: plan.model.name.clone(),
@@ -722,6 +737,32 @@ pub fn run(
     };
     write_report(out, &results, plan)?;
     Ok(results)
+}
+
+/// One note on how far joint training moved the step sizes from their LSQ init, from the
+/// `(seed, weight median, activation median)` the indicator files record (fractions).
+fn drift_note(drifts: &[(u64, f64, f64)]) -> Option<String> {
+    if drifts.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = drifts
+        .iter()
+        .map(|(s, w, a)| format!("seed {s} {:.1} / {:.1} %", 100.0 * w, 100.0 * a))
+        .collect();
+    let small = drifts.iter().all(|&(_, w, a)| {
+        w < crate::method::StepDrift::SMALL && a < crate::method::StepDrift::SMALL
+    });
+    Some(format!(
+        "joint training moved the step sizes from their LSQ init by a median |learned/init − 1| \
+         (weights / activations) of {}{}",
+        each.join(", "),
+        if small {
+            ": little, so the indicators are still mostly the init rule (weight spread, \
+             activation size) rather than learned importance; more joint epochs let them learn"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// The indicator set fits the model and the job's candidate bits.
@@ -862,4 +903,22 @@ pub fn write_report(out: &Path, results: &Results, plan: &Plan) -> Result<(), Pi
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drift_note;
+
+    #[test]
+    fn drift_note_says_when_every_seed_moved_little() {
+        assert_eq!(drift_note(&[]), None);
+        let small = drift_note(&[(0, 0.012, 0.004), (3, 0.049, 0.0)]).unwrap();
+        assert!(
+            small.contains("seed 0 1.2 / 0.4 %, seed 3 4.9 / 0.0 %"),
+            "{small}"
+        );
+        assert!(small.contains("more joint epochs"), "{small}");
+        let one_large = drift_note(&[(0, 0.012, 0.004), (1, 0.012, 0.05)]).unwrap();
+        assert!(!one_large.contains("more joint epochs"), "{one_large}");
+    }
 }
