@@ -63,11 +63,20 @@ fn indicators_solve_finetune_eval() {
         FMNIST,
         "--seed",
         "4",
+        "--subset-seed",
+        "7",
         "-o",
         ind,
     ]);
     assert!(out.status.success(), "indicators failed: {}", stderr(&out));
     assert!(stdout(&out).contains("joint epoch 1/1"), "{}", stdout(&out));
+    // Two steps leave the step sizes near their init, and the command says so.
+    let err = stderr(&out);
+    assert!(
+        err.contains("the step sizes moved from their LSQ init weights by")
+            && err.contains("more --epochs let them learn"),
+        "{err}"
+    );
     let text = std::fs::read_to_string(ind).unwrap();
     let set = limpq_solver::IndicatorSet::from_ron_str(&text).unwrap();
     assert_eq!(set.model, "small_cnn");
@@ -79,6 +88,8 @@ fn indicators_solve_finetune_eval() {
             .map(|(_, v)| v.clone())
     };
     assert_eq!(meta("seed").as_deref(), Some("4"));
+    assert_eq!(meta("subset_seed").as_deref(), Some("7"));
+    assert!(meta("step_drift.act.median").is_some());
     assert_eq!(meta("init").as_deref(), Some(fp));
     assert_eq!(meta("data").as_deref(), Some("fashion-mnist"));
     assert!(meta("date").is_some());
