@@ -536,7 +536,7 @@ fn run_writes_report_files_with_the_measured_numbers() {
     assert!(md.contains("finetune (every policy): 1 epoch,"), "{md}");
     // The indicators' drift from their init, seed by seed, from the indicator files.
     assert!(
-        md.contains("(weights / activations) of seed 0 1.0 / 2.0 %, seed 1 11.0 / 2.0 %"),
+        md.contains("(weights / activations) of seed 0 1.00 / 2.00 %, seed 1 11.00 / 2.00 %"),
         "{md}"
     );
     assert!(

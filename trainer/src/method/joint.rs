@@ -169,7 +169,7 @@ impl std::fmt::Display for StepDrift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "weights by {:.1} % (median; max {:.1} %), activations by {:.1} % (max {:.1} %)",
+            "weights by {:.2} % (median; max {:.2} %), activations by {:.2} % (max {:.2} %)",
             100.0 * self.weight_median,
             100.0 * self.weight_max,
             100.0 * self.act_median,

@@ -747,7 +747,7 @@ fn drift_note(drifts: &[(u64, f64, f64)]) -> Option<String> {
     }
     let each: Vec<String> = drifts
         .iter()
-        .map(|(s, w, a)| format!("seed {s} {:.1} / {:.1} %", 100.0 * w, 100.0 * a))
+        .map(|(s, w, a)| format!("seed {s} {:.2} / {:.2} %", 100.0 * w, 100.0 * a))
         .collect();
     let small = drifts.iter().all(|&(_, w, a)| {
         w < crate::method::StepDrift::SMALL && a < crate::method::StepDrift::SMALL
@@ -914,7 +914,7 @@ mod tests {
         assert_eq!(drift_note(&[]), None);
         let small = drift_note(&[(0, 0.012, 0.004), (3, 0.049, 0.0)]).unwrap();
         assert!(
-            small.contains("seed 0 1.2 / 0.4 %, seed 3 4.9 / 0.0 %"),
+            small.contains("seed 0 1.20 / 0.40 %, seed 3 4.90 / 0.00 %"),
             "{small}"
         );
         assert!(small.contains("more joint epochs"), "{small}");
