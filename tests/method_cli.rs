@@ -74,7 +74,7 @@ fn indicators_solve_finetune_eval() {
     let err = stderr(&out);
     assert!(
         err.contains("the step sizes moved from their LSQ init weights by")
-            && err.contains("more --epochs let them learn"),
+            && err.contains("more --epochs move them further"),
         "{err}"
     );
     let text = std::fs::read_to_string(ind).unwrap();

@@ -184,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(d) if d.is_small() => eprintln!(
             "note: the step sizes moved from their LSQ init {d}: the indicators are still \
              mostly the init rule (weight spread, activation size), not learned importance; \
-             more --epochs let them learn"
+             more --epochs move them further, the activation steps slowest (docs/METHOD.md)"
         ),
         Some(d) => eprintln!("the step sizes moved from their LSQ init {d}"),
         None => {}

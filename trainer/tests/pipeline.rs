@@ -540,7 +540,7 @@ fn run_writes_report_files_with_the_measured_numbers() {
         "{md}"
     );
     assert!(
-        !md.contains("more joint epochs"),
+        !md.contains("a longer joint run"),
         "seed 1's drift is not small: {md}"
     );
     assert!(

@@ -758,7 +758,7 @@ fn drift_note(drifts: &[(u64, f64, f64)]) -> Option<String> {
         each.join(", "),
         if small {
             ": little, so the indicators are still mostly the init rule (weight spread, \
-             activation size) rather than learned importance; more joint epochs let them learn"
+             activation size) rather than learned importance; a longer joint run moves them further, the activation steps slowest"
         } else {
             ""
         }
@@ -917,8 +917,8 @@ mod tests {
             small.contains("seed 0 1.20 / 0.40 %, seed 3 4.90 / 0.00 %"),
             "{small}"
         );
-        assert!(small.contains("more joint epochs"), "{small}");
+        assert!(small.contains("a longer joint run"), "{small}");
         let one_large = drift_note(&[(0, 0.012, 0.004), (1, 0.012, 0.05)]).unwrap();
-        assert!(!one_large.contains("more joint epochs"), "{one_large}");
+        assert!(!one_large.contains("a longer joint run"), "{one_large}");
     }
 }
