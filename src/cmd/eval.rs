@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::Split;
+use limpq_trainer::data::{Split, TEST_SUBSET_SEED};
 use limpq_trainer::engine::{Network, NetworkConfig};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::train::{check_data, evaluate};
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.data_dir.as_deref(),
         Split::Test,
         args.subset,
-        0x7E57,
+        TEST_SUBSET_SEED,
     )?;
     check_data(&ckpt.model, &test)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use limpq_solver::{IndicatorSet, Policy};
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::Split;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig};
 
@@ -13,7 +12,6 @@ use super::indicators::{data_name, resume_state, stopped_error, RunArgs};
 use super::progress::stop_on_ctrl_c;
 use super::progress::Progress;
 use super::solve::read_indicators;
-use super::train::load_split;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -90,15 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(read_indicators)
         .transpose()?;
     let data = data_name(&args.run.data, &init);
-    let dir = args.run.data_dir.as_deref();
-    let train_ds = load_split(
-        &data,
-        dir,
-        Split::Train,
-        args.run.subset,
-        args.run.subset_seed.unwrap_or(args.run.seed),
-    )?;
-    let test_ds = load_split(&data, dir, Split::Test, args.run.test_subset, 0x7E57)?;
+    let (train_ds, test_ds) = args.run.splits(&data)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "finetuning {} at {} on {} ({} train / {} test images) on {} ({})",

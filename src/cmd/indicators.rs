@@ -6,13 +6,13 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::Split;
+use limpq_trainer::data::Dataset;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{joint_train_full, JointConfig, MethodError};
 
 use super::progress::{stop_on_ctrl_c, Progress};
 use super::solve::write_atomic;
-use super::train::{load_split, resolve_model};
+use super::train::{load_splits, resolve_model};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -77,6 +77,20 @@ pub struct RunArgs {
     pub eval_batch: usize,
 }
 
+impl RunArgs {
+    /// The training split (`--subset`, drawn with `--subset-seed`, else `--seed`) and the
+    /// test split (`--test-subset`) of dataset `data`.
+    pub fn splits(&self, data: &str) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
+        load_splits(
+            data,
+            self.data_dir.as_deref(),
+            self.subset,
+            self.subset_seed.unwrap_or(self.seed),
+            self.test_subset,
+        )
+    }
+}
+
 /// The dataset a command uses: `--data`, else the checkpoint's, else Fashion-MNIST.
 pub fn data_name(arg: &Option<String>, ckpt: &Checkpoint) -> String {
     match (arg, ckpt.meta("data")) {
@@ -119,15 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let resume = resume_state(args.resume, args.checkpoint.as_deref())?;
     let data = data_name(&args.run.data, &init);
     let model = resolve_model(&args.model, &data)?;
-    let dir = args.run.data_dir.as_deref();
-    let train_ds = load_split(
-        &data,
-        dir,
-        Split::Train,
-        args.run.subset,
-        args.run.subset_seed.unwrap_or(args.run.seed),
-    )?;
-    let test_ds = load_split(&data, dir, Split::Test, args.run.test_subset, 0x7E57)?;
+    let (train_ds, test_ds) = args.run.splits(&data)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "joint indicator training of {} at bits {:?} on {} ({} train / {} test images) on {} ({})",

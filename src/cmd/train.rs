@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::{Dataset, Split, Subset};
+use limpq_trainer::data::{Dataset, Split, Subset, TEST_SUBSET_SEED};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::model::Model;
 use limpq_trainer::train::{train_from, Event, Start, TrainConfig, TrainError};
@@ -100,6 +100,21 @@ pub fn load_split(
     Ok(Arc::new(ds))
 }
 
+/// The training split (a subset of `subset` images drawn with `subset_seed` when given) and
+/// the test split (a subset of `test_subset` drawn with [`TEST_SUBSET_SEED`] when given).
+pub fn load_splits(
+    data: &str,
+    dir: Option<&std::path::Path>,
+    subset: Option<usize>,
+    subset_seed: u64,
+    test_subset: Option<usize>,
+) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
+    Ok((
+        load_split(data, dir, Split::Train, subset, subset_seed)?,
+        load_split(data, dir, Split::Test, test_subset, TEST_SUBSET_SEED)?,
+    ))
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = resolve_model(&args.model, &args.data)?;
     let init = match &args.init {
@@ -114,15 +129,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let dir = args.data_dir.as_deref();
-    let train_ds = load_split(
+    let (train_ds, test_ds) = load_splits(
         &args.data,
-        dir,
-        Split::Train,
+        args.data_dir.as_deref(),
         args.subset,
         args.subset_seed.unwrap_or(args.seed),
+        args.test_subset,
     )?;
-    let test_ds = load_split(&args.data, dir, Split::Test, args.test_subset, 0x7E57)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "training {} on {} ({} train / {} test images) on {} ({})",

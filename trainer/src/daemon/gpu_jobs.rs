@@ -111,8 +111,7 @@ fn default_eval_batch() -> usize {
     256
 }
 
-/// Seed of the test subset, as `limpq train` / `limpq eval` use.
-const TEST_SUBSET_SEED: u64 = 0x7E57;
+use crate::data::TEST_SUBSET_SEED;
 
 fn check_hyper(field: &str, v: f32) -> Result<(), String> {
     if !v.is_finite() || v < 0.0 {

@@ -22,6 +22,10 @@ pub const DATA_ENV: &str = "LIMPQ_DATA";
 /// Where Debian's `dataset-fashion-mnist` puts the files; the other datasets follow the pattern.
 pub const SYSTEM_DATA_DIR: &str = "/usr/share/datasets";
 
+/// Seed of every test subset (`--test-subset` of the CLI, the pipeline's and the daemon's
+/// `test` sizes): the same N is the same images everywhere.
+pub const TEST_SUBSET_SEED: u64 = 0x7E57;
+
 /// Everything that can go wrong reading data; every variant names the file or the setting.
 #[derive(Debug)]
 #[non_exhaustive]

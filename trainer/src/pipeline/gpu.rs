@@ -18,8 +18,7 @@ use crate::train::{self, Event as TrainEvent, Start, TrainConfig, TrainError};
 /// Seed of the training subset: one subset for every run seed, so that seeds vary the
 /// initialisation and the batch order only.
 pub const TRAIN_SUBSET_SEED: u64 = 0xDA7A;
-/// Seed of the test subset (the same as `limpq train --test-subset`).
-pub const TEST_SUBSET_SEED: u64 = 0x7E57;
+pub use crate::data::TEST_SUBSET_SEED;
 
 /// Loads the job's train and test splits (subsets as the job asks).
 pub fn load_data(job: &Job) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
