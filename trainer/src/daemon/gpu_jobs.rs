@@ -24,7 +24,7 @@ use super::job::{JobContext, Outcome};
 use super::protocol::Progress;
 use super::state::write_atomic;
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, DatasetKind, Split, Subset};
+use crate::data::{Dataset, DatasetKind, Split, Subset, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::Model;
@@ -110,8 +110,6 @@ fn default_wd() -> f32 {
 fn default_eval_batch() -> usize {
     256
 }
-
-use crate::data::TEST_SUBSET_SEED;
 
 fn check_hyper(field: &str, v: f32) -> Result<(), String> {
     if !v.is_finite() || v < 0.0 {

@@ -8,7 +8,7 @@ use limpq_solver::{IndicatorSet, Policy};
 
 use super::{Eval, Job, Partial, Stages, PARTIAL_FINGERPRINT};
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Split, Subset};
+use crate::data::{Dataset, Split, Subset, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
 use crate::method::{self, FinetuneConfig, JointConfig, MethodError, StopFlag};
@@ -16,9 +16,9 @@ use crate::model::Model;
 use crate::train::{self, Event as TrainEvent, Start, TrainConfig, TrainError};
 
 /// Seed of the training subset: one subset for every run seed, so that seeds vary the
-/// initialisation and the batch order only.
+/// initialisation and the batch order only. 0xDA7A = 55930, the value the CLI's help names
+/// for `--subset-seed` to redo a pipeline stage by hand.
 pub const TRAIN_SUBSET_SEED: u64 = 0xDA7A;
-pub use crate::data::TEST_SUBSET_SEED;
 
 /// Loads the job's train and test splits (subsets as the job asks).
 pub fn load_data(job: &Job) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
