@@ -24,6 +24,7 @@
 extern crate alloc;
 
 pub mod error;
+mod evaluate;
 mod exact;
 pub mod format;
 #[cfg(feature = "std")]
@@ -34,8 +35,11 @@ pub mod problem;
 pub mod solve;
 
 pub use error::{BudgetFloor, Error};
+pub use evaluate::Evaluation;
 pub use format::{
     Frontier, FrontierPoint, IndicatorSet, Layer, LayerBits, Policy, ResourceLayer, ResourceTable,
 };
-pub use problem::{BitOpsBudget, Compiled, Options, Problem, Resource, SizeBudget};
+pub use problem::{
+    BitOpsBudget, Compiled, Options, ParseBudgetError, Problem, Resource, SizeBudget,
+};
 pub use solve::{Backend, Proof, Solution, SolveOptions, Usage};

@@ -31,6 +31,166 @@ pub enum SizeBudget {
     CompressionRatio(f64),
 }
 
+impl BitOpsBudget {
+    /// Parses `w4a4` (any case: every searchable layer at W4 A4) or a number of BitOps
+    /// (`_` separators allowed, e.g. `1_500_000`). The one spelling of a BitOps budget
+    /// everywhere: command lines, job files, pipeline files.
+    pub fn parse(s: &str) -> Result<BitOpsBudget, ParseBudgetError> {
+        let t = s.trim().to_ascii_lowercase();
+        let err = |why: &str| ParseBudgetError(format!("BitOps budget `{s}`: {why}"));
+        if let Some(rest) = t.strip_prefix('w') {
+            let (w, a) = rest
+                .split_once('a')
+                .ok_or_else(|| err("expected wXaY, e.g. w4a4, or a number of BitOps"))?;
+            let bits = |v: &str, what: &str| {
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|b| (1..=32).contains(b))
+                    .ok_or_else(|| err(&format!("{what} bits `{v}` must be in 1..=32")))
+            };
+            return Ok(BitOpsBudget::Uniform {
+                weight: bits(w, "weight")?,
+                act: bits(a, "activation")?,
+            });
+        }
+        let digits: String = t.chars().filter(|&c| c != '_').collect();
+        // Whole numbers in any notation (`1500000`, `1.5e6`).
+        let whole = digits.parse::<u64>().ok().or_else(|| {
+            digits
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 1.0 && *v < u64::MAX as f64)
+                .filter(|v| *v == (*v as u64) as f64)
+                .map(|v| v as u64)
+        });
+        match whole {
+            Some(v) if v > 0 => Ok(BitOpsBudget::Absolute(v)),
+            _ => Err(err(
+                "expected wXaY, e.g. w4a4, or a positive whole number of BitOps",
+            )),
+        }
+    }
+}
+
+impl core::str::FromStr for BitOpsBudget {
+    type Err = ParseBudgetError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BitOpsBudget::parse(s)
+    }
+}
+
+/// `w4a4` or the number: what [`BitOpsBudget::parse`] reads back.
+impl core::fmt::Display for BitOpsBudget {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BitOpsBudget::Absolute(v) => write!(f, "{v}"),
+            BitOpsBudget::Uniform { weight, act } => write!(f, "w{weight}a{act}"),
+        }
+    }
+}
+
+impl SizeBudget {
+    /// Parses `cr:X` (a compression ratio against 32-bit weights of the whole model, X > 0)
+    /// or a number of bytes (`_` separators allowed).
+    pub fn parse(s: &str) -> Result<SizeBudget, ParseBudgetError> {
+        let t = s.trim();
+        let err = |why: &str| ParseBudgetError(format!("size budget `{s}`: {why}"));
+        if let Some(r) = t.strip_prefix("cr:") {
+            return match r.trim().parse::<f64>() {
+                Ok(r) if r.is_finite() && r > 0.0 => Ok(SizeBudget::CompressionRatio(r)),
+                _ => Err(err("the compression ratio must be a positive number")),
+            };
+        }
+        let digits: String = t.chars().filter(|&c| c != '_').collect();
+        digits
+            .parse::<u64>()
+            .map(SizeBudget::Bytes)
+            .map_err(|_| err("expected cr:X or a whole number of bytes"))
+    }
+}
+
+impl core::str::FromStr for SizeBudget {
+    type Err = ParseBudgetError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SizeBudget::parse(s)
+    }
+}
+
+/// `cr:X` or the number of bytes: what [`SizeBudget::parse`] reads back.
+impl core::fmt::Display for SizeBudget {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SizeBudget::Bytes(b) => write!(f, "{b}"),
+            SizeBudget::CompressionRatio(r) => write!(f, "cr:{r}"),
+        }
+    }
+}
+
+/// A budget that does not parse; the message quotes it and says what was expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseBudgetError(pub String);
+
+impl core::fmt::Display for ParseBudgetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl core::error::Error for ParseBudgetError {}
+
+/// Budgets are written as their text (`"w4a4"`, `"1500000"`, `"cr:8"`); a bare number is
+/// read too.
+#[cfg(feature = "serde")]
+mod budget_serde {
+    use super::{BitOpsBudget, SizeBudget};
+    use alloc::string::{String, ToString};
+    use core::fmt;
+    use serde::de::{self, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    struct Text<T>(core::marker::PhantomData<T>);
+
+    impl<T: core::str::FromStr<Err = super::ParseBudgetError>> Visitor<'_> for Text<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a budget: \"wXaY\", \"cr:X\" or a number")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            v.parse().map_err(|e: super::ParseBudgetError| E::custom(e))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
+            self.visit_str(&v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            self.visit_str(&v.to_string())
+        }
+    }
+
+    impl Serialize for BitOpsBudget {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self)
+        }
+    }
+    impl<'de> Deserialize<'de> for BitOpsBudget {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Text(core::marker::PhantomData))
+        }
+    }
+    impl Serialize for SizeBudget {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self)
+        }
+    }
+    impl<'de> Deserialize<'de> for SizeBudget {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Text(core::marker::PhantomData))
+        }
+    }
+}
+
 /// An extra linear resource and its maximum.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {

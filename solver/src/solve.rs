@@ -226,13 +226,47 @@ impl Compiled {
                 }
             }
         }
-        let mut bitops = 0u64;
-        let mut fixed_bitops = 0u64;
-        let mut size = 0u64;
         for l in 0..n {
             if let Some(f) = self.fixed[l] {
                 bits[l] = f;
             }
+        }
+        let (policy, usage, fixed_bitops) = self.account(&bits, objective, optimal);
+        let lb = if optimal {
+            objective
+        } else {
+            lower_bound.min(objective)
+        };
+        Solution {
+            policy,
+            usage,
+            fixed_bitops,
+            proof: Proof {
+                optimal,
+                lower_bound: lb,
+                gap: objective - lb,
+                nodes,
+                backend,
+            },
+        }
+    }
+
+    /// The policy of per-layer `bits` (every layer, fixed ones included) with its
+    /// objective, and its use of every budget: BitOps (searchable layers), size (all
+    /// layers), then each extra resource (fixed layers' listed values included). Also the
+    /// BitOps of the fixed layers. The one accounting behind [`Solution`] and
+    /// [`Evaluation`](crate::Evaluation).
+    pub(crate) fn account(
+        &self,
+        bits: &[(u32, u32)],
+        objective: f64,
+        optimal: bool,
+    ) -> (Policy, Vec<Usage>, u64) {
+        let n = self.layer_names.len();
+        let mut bitops = 0u64;
+        let mut fixed_bitops = 0u64;
+        let mut size = 0u64;
+        for l in 0..n {
             let (w, a) = bits[l];
             let b = self.macs[l].saturating_mul(u64::from(w) * u64::from(a));
             if self.fixed[l].is_some() {
@@ -278,32 +312,17 @@ impl Compiled {
                 act: bits[l].1,
             })
             .collect();
-        let lb = if optimal {
-            objective
-        } else {
-            lower_bound.min(objective)
+        let policy = Policy {
+            model: self.model.clone(),
+            layers,
+            objective,
+            bitops,
+            weight_bits_total: size,
+            optimal,
+            bitops_budget: self.bitops_budget.filter(|&b| b != u64::MAX),
+            size_budget_bits: self.size_budget_bits,
         };
-        Solution {
-            policy: Policy {
-                model: self.model.clone(),
-                layers,
-                objective,
-                bitops,
-                weight_bits_total: size,
-                optimal,
-                bitops_budget: self.bitops_budget.filter(|&b| b != u64::MAX),
-                size_budget_bits: self.size_budget_bits,
-            },
-            usage,
-            fixed_bitops,
-            proof: Proof {
-                optimal,
-                lower_bound: lb,
-                gap: objective - lb,
-                nodes,
-                backend,
-            },
-        }
+        (policy, usage, fixed_bitops)
     }
 }
 
