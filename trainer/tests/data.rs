@@ -188,6 +188,58 @@ fn corrupt_idx_files_are_errors_naming_the_file() {
 }
 
 /// Synthetic CIFAR-10 records: label = (file·7 + r) mod 10, pixel (c, y, x) = c·80 + y + x + r.
+/// A gzip bomb is refused on its header, before the rest of the stream is inflated: each
+/// file below is a valid gzip start (header + 8 MiB of zeros) cut off in the middle, so a
+/// reader that inflated the whole stream first would report a gzip error instead.
+#[test]
+fn idx_headers_are_checked_before_the_data_is_inflated() {
+    let t = TempDir::new("bomb");
+    let p = t.0.join("t10k-images-idx3-ubyte.gz");
+    let cut = |raw: Vec<u8>| {
+        let z = gz(&raw);
+        z[..z.len() / 2].to_vec()
+    };
+    let zeros = vec![0u8; 8 << 20];
+    // Bad magic.
+    let mut raw = idx_bytes(&[1, 28, 28], &zeros);
+    raw[1] = 9;
+    std::fs::write(&p, cut(raw)).unwrap();
+    let e = read_idx(&p).unwrap_err().to_string();
+    assert!(e.contains("magic") && !e.contains("gzip"), "{e}");
+    // Dimensions claiming 2^60 bytes, and ones past the reader's cap.
+    for dims in [[1u32 << 20, 1 << 20, 1 << 20], [1 << 16, 1 << 16, 2]] {
+        std::fs::write(&p, cut(idx_bytes(&dims, &zeros))).unwrap();
+        let e = read_idx(&p).unwrap_err().to_string();
+        assert!(
+            (e.contains("overflow") || e.contains("more than")) && !e.contains("gzip"),
+            "{dims:?}: {e}"
+        );
+    }
+    // Dimensions within the cap but more data than they announce: refused, not truncated.
+    std::fs::write(&p, gz(&idx_bytes(&[2, 2, 2], &[0u8; 9]))).unwrap();
+    let e = read_idx(&p).unwrap_err().to_string();
+    assert!(e.contains("need 8 data bytes, file has more"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn data_files_that_are_not_regular_files_are_refused_without_blocking() {
+    let t = TempDir::new("fifo-data");
+    let p = t.0.join("t10k-labels-idx1-ubyte");
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_idx(&p).map(|_| ()).map_err(|e| e.to_string()));
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("reading a FIFO blocked");
+    let e = r.unwrap_err();
+    assert!(e.contains("FIFO"), "{e}");
+}
+
 fn cifar_file(path: &Path, file: usize, records: usize) {
     let mut v = Vec::new();
     for r in 0..records {

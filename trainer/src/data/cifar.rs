@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::{format_err, idx::read_maybe_gz, DataError, Split};
 
+/// A batch file holds 10000 records (30.7 MB); four times that is refused as corrupt.
+const MAX_BATCH: u64 = 4 * 10_000 * RECORD as u64;
+
 const RECORD: usize = 1 + 3 * 32 * 32;
 
 /// The folder holding the batch files: `dir` or `dir/cifar-10-batches-bin`.
@@ -18,7 +21,7 @@ pub(crate) fn batch_dir(dir: &Path) -> Option<PathBuf> {
 
 /// Reads one batch file: images `[n, 3, 32, 32]` and labels.
 pub fn read_cifar_batch(path: &Path) -> Result<(Vec<u8>, Vec<u8>), DataError> {
-    let bytes = read_maybe_gz(path)?;
+    let bytes = read_maybe_gz(path, MAX_BATCH)?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(format_err(path, format!("{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records (truncated or corrupt)", bytes.len())));
     }

@@ -2,13 +2,14 @@
 //! `ndims` u32 dimensions, then the data. Only unsigned-byte data (type 0x08) is accepted.
 //! Gzipped files are recognised by their magic bytes, whatever their name.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::{format_err, DataError, Split};
 
-/// Decompressed files larger than this are refused (a corrupt header or a gzip bomb).
-const MAX_BYTES: u64 = 1 << 32;
+/// Data larger than this (after decompression) is refused: a corrupt header or a gzip bomb
+/// must not allocate gigabytes. Eight times the largest IDX set in use (EMNIST, ~550 MB).
+pub(crate) const MAX_BYTES: u64 = 4 << 30;
 
 /// The contents of one IDX file of unsigned bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,92 +18,137 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads a whole file, gunzipping it if it starts with the gzip magic.
-pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let io = |source| DataError::Io {
+fn io_err(path: &Path, source: std::io::Error) -> DataError {
+    DataError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let raw = std::fs::read(path).map_err(io)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .take(MAX_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(e.kind(), format!("gzip: {e}")),
-            })?;
-        if out.len() as u64 > MAX_BYTES {
-            return Err(format_err(
-                path,
-                format!("decompresses to more than {MAX_BYTES} bytes"),
-            ));
-        }
-        Ok(out)
-    } else {
-        Ok(raw)
     }
 }
 
-/// Parses and validates an IDX file: magic, type, dimensions, and that the data length is
-/// exactly the product of the dimensions.
-pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
-    let bytes = read_maybe_gz(path)?;
-    if bytes.len() < 4 {
+/// Opens a data file as a stream of its bytes, gunzipped if it starts with the gzip magic.
+/// Only regular files are opened (a FIFO or a device is refused without blocking on it).
+fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>, DataError> {
+    let f = limpq_io::files::open_regular(path).map_err(|e| {
+        io_err(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+        )
+    })?;
+    let mut r = BufReader::new(f);
+    let gz = r
+        .fill_buf()
+        .map_err(|e| io_err(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(r))
+    } else {
+        Box::new(r)
+    })
+}
+
+/// Reads up to `limit` bytes of `r` (`limit + 1` to tell an over-long stream).
+fn read_up_to(
+    path: &Path,
+    r: &mut dyn Read,
+    limit: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    r.take(limit).read_to_end(out).map_err(|e| {
+        io_err(
+            path,
+            std::io::Error::new(e.kind(), format!("gzip or read error: {e}")),
+        )
+    })?;
+    Ok(())
+}
+
+/// Reads a whole data file of at most `limit` bytes after decompression.
+pub(crate) fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
+    let mut r = open_maybe_gz(path)?;
+    let mut out = Vec::new();
+    read_up_to(path, &mut r, limit.saturating_add(1), &mut out)?;
+    if out.len() as u64 > limit {
         return Err(format_err(
             path,
-            format!("IDX file too short for its header ({} bytes)", bytes.len()),
+            format!("decompresses to more than {limit} bytes"),
         ));
     }
-    if bytes[0] != 0 || bytes[1] != 0 {
+    Ok(out)
+}
+
+/// Parses and validates an IDX file: magic, type, dimensions, and that the data length is
+/// exactly the product of the dimensions. The header is read and checked first, and then
+/// only as many bytes as it announces (and one more, to tell a longer file), so a gzip bomb
+/// costs no more memory than its header claims, at most [`MAX_BYTES`].
+pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
+    let mut r = open_maybe_gz(path)?;
+    let mut head = Vec::with_capacity(4);
+    read_up_to(path, &mut r, 4, &mut head)?;
+    if head.len() < 4 {
+        return Err(format_err(
+            path,
+            format!("IDX file too short for its header ({} bytes)", head.len()),
+        ));
+    }
+    if head[0] != 0 || head[1] != 0 {
         return Err(format_err(
             path,
             format!(
                 "bad IDX magic {:02x} {:02x} (expected 00 00)",
-                bytes[0], bytes[1]
+                head[0], head[1]
             ),
         ));
     }
-    if bytes[2] != 0x08 {
+    if head[2] != 0x08 {
         return Err(format_err(
             path,
             format!(
                 "IDX data type 0x{:02x} not supported (expected 0x08, unsigned byte)",
-                bytes[2]
+                head[2]
             ),
         ));
     }
-    let ndims = bytes[3] as usize;
+    let ndims = head[3] as usize;
     if ndims == 0 {
         return Err(format_err(path, "IDX header has 0 dimensions"));
     }
     let header = 4 + 4 * ndims;
-    if bytes.len() < header {
+    let mut raw_dims = Vec::with_capacity(4 * ndims);
+    read_up_to(path, &mut r, 4 * ndims as u64, &mut raw_dims)?;
+    if raw_dims.len() < 4 * ndims {
         return Err(format_err(
             path,
             format!(
                 "truncated IDX header: {ndims} dimensions need {header} bytes, file has {}",
-                bytes.len()
+                4 + raw_dims.len()
             ),
         ));
     }
-    let dims: Vec<usize> = (0..ndims)
-        .map(|i| {
-            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
-        })
+    let dims: Vec<usize> = raw_dims
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let expected = dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d));
-    let data_len = bytes.len() - header;
-    match expected {
-        Some(e) if e == data_len => {}
+    let expected = match dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d)) {
+        Some(e) if e as u64 <= MAX_BYTES => e,
         Some(e) => {
-            return Err(format_err(path, format!("IDX dimensions {dims:?} need {e} data bytes, file has {data_len} (truncated or corrupt)")))
+            return Err(format_err(
+                path,
+                format!("IDX dimensions {dims:?} need {e} data bytes, more than the {MAX_BYTES} this reader accepts"),
+            ))
         }
         None => return Err(format_err(path, format!("IDX dimensions {dims:?} overflow"))),
+    };
+    // Grows with what arrives, not with what the header claims.
+    let mut data = Vec::with_capacity(expected.min(64 << 20));
+    read_up_to(path, &mut r, expected as u64 + 1, &mut data)?;
+    if data.len() != expected {
+        let has = if data.len() > expected {
+            String::from("more")
+        } else {
+            data.len().to_string()
+        };
+        return Err(format_err(path, format!("IDX dimensions {dims:?} need {expected} data bytes, file has {has} (truncated or corrupt)")));
     }
-    let mut data = bytes;
-    data.drain(..header);
     Ok(IdxArray { dims, data })
 }
 
