@@ -12,12 +12,11 @@
 //! checksum u64      FNV-1a 64 of every byte before it
 //! ```
 //!
-//! Written atomically: to `PATH.tmp`, fsync, rename over `PATH`, fsync the directory, so a
-//! crash leaves either the old file or the new one. Loading checks magic, version, length,
+//! Written atomically: to a unique temporary file beside `PATH`, fsync, rename over `PATH`,
+//! fsync the directory, so a crash leaves either the old file or the new one. Loading checks magic, version, length,
 //! checksum and the tensor table, and every error names the file.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +27,8 @@ const MAGIC: &[u8; 8] = b"LIMPQCKP";
 const VERSION: u32 = 1;
 /// Refuse headers larger than this (a corrupt length field must not allocate gigabytes).
 const MAX_HEADER: usize = 64 << 20;
+/// Largest checkpoint file read: 16 GiB, about forty times a ResNet-50 with momentum.
+pub const MAX_FILE: u64 = 16 << 30;
 
 /// What a stored tensor is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,10 +85,8 @@ struct Header {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum CheckpointError {
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// The file could not be read or written (it names the file).
+    File(limpq_io::FileError),
     /// Not a checkpoint, truncated, corrupt, or of another version.
     Format { path: PathBuf, message: String },
     /// A valid checkpoint that does not fit what it is loaded into.
@@ -97,7 +96,7 @@ pub enum CheckpointError {
 impl fmt::Display for CheckpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CheckpointError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            CheckpointError::File(e) => write!(f, "{e}"),
             CheckpointError::Format { path, message } => {
                 write!(
                     f,
@@ -115,7 +114,7 @@ impl fmt::Display for CheckpointError {
 impl std::error::Error for CheckpointError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CheckpointError::Io { source, .. } => Some(source),
+            CheckpointError::File(e) => e.source(),
             _ => None,
         }
     }
@@ -249,43 +248,19 @@ impl Checkpoint {
         })
     }
 
-    /// Write atomically: `PATH.tmp`, fsync, rename, fsync the directory.
+    /// Write atomically (a unique temporary file beside `path`, fsync, rename, fsync of
+    /// the folder; see `limpq_io::files::write_atomic`): a crash leaves the old file or the
+    /// new one, and a path that is not a regular file (a device, FIFO, link) is refused.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), CheckpointError> {
-        let path = path.as_ref();
-        let io = |source| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(".tmp");
-        let tmp = PathBuf::from(tmp_name);
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(|source| CheckpointError::Io {
-                path: tmp.clone(),
-                source,
-            })?;
-            f.write_all(&self.to_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        // Persist the rename itself; directories cannot be opened for sync on every OS.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        limpq_io::files::write_atomic(path.as_ref(), &self.to_bytes())
+            .map_err(CheckpointError::File)
     }
 
-    /// Read and check a checkpoint file.
+    /// Read and check a checkpoint file. Only a regular file of at most [`MAX_FILE`] bytes
+    /// is read (a FIFO or a device such as `/dev/zero` is refused before a byte is read).
     pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint, CheckpointError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = limpq_io::files::read_regular(path, MAX_FILE).map_err(CheckpointError::File)?;
         Self::from_bytes(&bytes, path)
     }
 
