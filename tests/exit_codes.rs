@@ -119,6 +119,17 @@ fn solve_usage_errors_are_2() {
                 IND,
                 "--bitops",
                 "w4a4",
+                "--weight-only",
+                "--act-bits",
+                "2,4",
+            ],
+            &["--act-bits", "--weight-only"],
+        ),
+        (
+            &[
+                IND,
+                "--bitops",
+                "w4a4",
                 "--backend",
                 "microlp",
                 "--time-limit",

@@ -23,7 +23,7 @@ pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success (also when the reader of stdout closes the pipe early)
   1  error (unreadable or malformed input, a failed write, a GPU or solver failure)
-  2  usage error (a flag missing, malformed, or ignored by the chosen mode)
+  2  usage error (a flag missing, malformed, or one the chosen mode would ignore)
   3  no policy meets the budgets (`solve`: the error names the binding budget and its floor)
   4  a policy was found and written, but it is not proven optimal within the limit
      (`solve --time-limit` / `--node-limit`)";

@@ -269,6 +269,11 @@ fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
             )));
         }
     }
+    if let (Some(bits), false) = (a.weight_only, a.act_bits.is_empty()) {
+        return Err(usage(format!(
+            "--act-bits has no effect with --weight-only (activations stay at {bits} bits): leave out one"
+        )));
+    }
     if a.node_limit.is_some() && a.backend != BackendArg::Exact {
         return Err(usage(
             "--node-limit is the exact backend's: leave out --backend microlp (which takes --time-limit)",
