@@ -9,7 +9,7 @@ mod cmd;
 /// (`limpq indicators`), then pick per-layer bits under BitOps / size budgets with an exact
 /// solver (`limpq solve`).
 #[derive(Parser)]
-#[command(name = "limpq", version, about, long_about = None)]
+#[command(name = "limpq", version, about, long_about = None, after_help = cmd::out::EXIT_STATUS_HELP)]
 struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -87,8 +87,13 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_text(&e));
-            std::process::ExitCode::FAILURE
+            let status = cmd::out::status_of(&e);
+            if !cmd::out::is_quiet(&e) {
+                // Not eprintln!: a closed stderr must not turn an error into a panic.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "{}: {}", status.label(), error_text(&e));
+            }
+            status.into()
         }
     }
 }

@@ -278,3 +278,241 @@ fn weight_only_fixes_activations() {
         assert_eq!(b.act, 8, "{}", l.name);
     }
 }
+
+/// `a` equals `b`, the objective to within an ulp (JSON text parses floats to within
+/// one, RON text exactly).
+fn same_policy(mut a: Policy, b: &Policy) {
+    assert!(
+        (a.objective - b.objective).abs() <= 1e-12 * b.objective.abs(),
+        "objective {} vs {}",
+        a.objective,
+        b.objective
+    );
+    a.objective = b.objective;
+    assert_eq!(&a, b);
+}
+
+/// Two documents equal but for the last bits of their floats.
+fn same_value(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-12 * y.abs().max(1.0),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                same_value(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (k, v) in x {
+                same_value(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// `--format json|ron` prints a solve report: the policy file's fields (a policy reader
+/// reads it as the policy written by -o) and everything the table shows.
+#[test]
+fn json_and_ron_reports_carry_what_the_table_shows() {
+    let d = tmp("report");
+    let file = d.join("p.ron");
+    let args = [
+        "solve",
+        IND,
+        "--bitops",
+        "w3a3",
+        "--size",
+        "cr:9",
+        "--resource",
+        LAT,
+        "--max",
+        "20",
+        "--pin",
+        "layer2.conv1=4,2",
+        "-o",
+        file.to_str().unwrap(),
+        "--format",
+    ];
+    let json = ok(&[&args[..], &["json"]].concat());
+    let ron_text = ok(&[&args[..], &["ron"]].concat());
+    let written = Policy::from_ron_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    same_policy(Policy::from_json_str(&json).unwrap(), &written);
+    assert_eq!(Policy::from_ron_str(&ron_text).unwrap(), written);
+    // The RON report holds the same document as the JSON one.
+    let r: serde_json::Value = ron::from_str(&ron_text).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for key in [
+        "objective",
+        "bitops",
+        "fixed_bitops",
+        "resources",
+        "proof",
+        "layers",
+    ] {
+        same_value(&r[key], &j[key], key);
+    }
+
+    let ind = indicators();
+    let fixed: u64 = ind
+        .layers
+        .iter()
+        .filter_map(|l| l.fixed.map(|(w, a)| l.macs * u64::from(w * a)))
+        .sum();
+    assert_eq!(j["fixed_bitops"], fixed);
+    assert_eq!(j["bitops"], bitops(&ind, &written));
+    let total: u64 = ind.layers.iter().map(|l| l.params).sum();
+    let cr = j["compression_ratio"].as_f64().unwrap();
+    assert!((cr - 32.0 * total as f64 / written.weight_bits_total as f64).abs() < 1e-9);
+    let pct = j["bitops_budget_percent"].as_f64().unwrap();
+    let budget = written.bitops_budget.unwrap();
+    assert!((pct - 100.0 * written.bitops as f64 / budget as f64).abs() < 1e-9);
+    assert_eq!(j["searchable_layers"], 4);
+    assert_eq!(j["alpha"], 2.0);
+    assert!(j["solve_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(j["counting"].as_str().unwrap().contains("BitOps"));
+    assert_eq!(j["overflow"], serde_json::json!([]));
+
+    let proof = &j["proof"];
+    assert_eq!(proof["optimal"], true);
+    assert_eq!(proof["backend"], "Exact");
+    assert!(proof["gap"].as_f64().unwrap().abs() < 1e-9);
+    assert!(proof["lower_bound"].as_f64().unwrap() <= written.objective + 1e-9);
+    assert!(proof["nodes"].is_u64());
+
+    let res = j["resources"].as_array().unwrap();
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0]["name"], "latency_us");
+    assert_eq!(res[0]["max"], 20.0);
+    assert!(res[0]["used"].as_f64().unwrap() <= 20.0 + 1e-9);
+
+    let layers = j["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), ind.layers.len());
+    for ((l, b), r) in ind.layers.iter().zip(&written.layers).zip(layers) {
+        assert_eq!(r["name"], l.name.as_str());
+        assert_eq!(r["macs"], l.macs);
+        assert_eq!(r["params"], l.params);
+        assert_eq!(r["bitops"], l.macs * u64::from(b.weight * b.act));
+        assert_eq!(r["fixed"], l.fixed.is_some());
+        assert_eq!(r["pinned"], l.name == "layer2.conv1");
+    }
+}
+
+/// The sweep's report is the frontier file's document plus each point's proof, fixed
+/// BitOps and compression.
+#[test]
+fn sweep_report_is_the_frontier_and_more() {
+    let d = tmp("sweep-report");
+    let file = d.join("f.json");
+    let json = ok(&[
+        "solve",
+        IND,
+        "--sweep",
+        "4",
+        "--format",
+        "json",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let written = Frontier::from_json_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(Frontier::from_json_str(&json).unwrap(), written);
+    let ron_text = ok(&["solve", IND, "--sweep", "4", "--format", "ron"]);
+    let from_ron = Frontier::from_ron_str(&ron_text).unwrap();
+    assert_eq!(from_ron.points.len(), written.points.len());
+    for (a, b) in from_ron.points.iter().zip(&written.points) {
+        // JSON text parses floats to within an ulp, RON text exactly.
+        assert!((a.objective - b.objective).abs() <= 1e-12 * b.objective.abs());
+        assert_eq!(
+            (
+                a.bitops_budget,
+                a.bitops,
+                a.weight_bits_total,
+                a.optimal,
+                &a.layers
+            ),
+            (
+                b.bitops_budget,
+                b.bitops,
+                b.weight_bits_total,
+                b.optimal,
+                &b.layers
+            )
+        );
+    }
+    let j: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let total: u64 = indicators().layers.iter().map(|l| l.params).sum();
+    for (p, r) in written.points.iter().zip(j["points"].as_array().unwrap()) {
+        assert_eq!(r["proof"]["optimal"], p.optimal);
+        assert_eq!(r["fixed_bitops"], 5_578_752u64);
+        let cr = r["compression_ratio"].as_f64().unwrap();
+        assert!((cr - 32.0 * total as f64 / p.weight_bits_total as f64).abs() < 1e-9);
+    }
+    assert!(j["solve_seconds"].as_f64().unwrap() >= 0.0);
+}
+
+/// A 65,536-character layer name (wider than any format width) is printed, not a panic;
+/// the layer column stays narrow for the other rows.
+#[test]
+fn a_huge_layer_name_does_not_break_the_table() {
+    let d = tmp("long-name");
+    let mut ind = indicators();
+    let long = "x".repeat(65_536);
+    ind.layers[1].name = long.clone();
+    let f = d.join("long.ron");
+    std::fs::write(&f, ind.to_ron_string()).unwrap();
+    let out = ok(&["solve", f.to_str().unwrap(), "--bitops", "w3a3"]);
+    assert!(out.contains(&long));
+    let header = out.lines().nth(1).unwrap();
+    assert!(header.len() < 200, "header widened: {} chars", header.len());
+}
+
+/// Totals that do not fit in 64 bits (the solver saturates them) are shown as overflow,
+/// never as the figure u64::MAX.
+#[test]
+fn saturated_totals_are_not_printed_as_figures() {
+    let d = tmp("overflow");
+    let mut ind = indicators();
+    // conv1 is fixed at W8A8: its BitOps and bits of weights exceed 64 bits.
+    assert!(ind.layers[0].fixed.is_some());
+    ind.layers[0].macs = u64::MAX / 2;
+    ind.layers[0].params = u64::MAX / 2;
+    let f = d.join("huge.ron");
+    std::fs::write(&f, ind.to_ron_string()).unwrap();
+    let table = ok(&["solve", f.to_str().unwrap(), "--bitops", "w3a3"]);
+    assert!(!table.contains(&u64::MAX.to_string()), "{table}");
+    let line = |start: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no `{start}` line:\n{table}"))
+            .to_string()
+    };
+    assert!(line("fixed BitOps").contains("overflow"), "{table}");
+    assert!(line("size").contains("overflow"), "{table}");
+    assert!(line("conv1").contains("overflow"), "{table}");
+    // The searchable layers' BitOps still fit and are shown.
+    assert!(!line("BitOps ").contains("overflow"), "{table}");
+    let j: serde_json::Value = serde_json::from_str(&ok(&[
+        "solve",
+        f.to_str().unwrap(),
+        "--bitops",
+        "w3a3",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        j["overflow"],
+        serde_json::json!(["weight_bits_total", "fixed_bitops"])
+    );
+    assert_eq!(j["layers"][0]["bitops"], serde_json::Value::Null);
+    assert_eq!(j["compression_ratio"], serde_json::Value::Null);
+}

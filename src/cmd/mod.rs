@@ -12,6 +12,7 @@ pub mod import_limpq;
 pub mod indicators;
 pub mod jobs;
 pub mod layers;
+pub mod out;
 pub mod pipeline;
 pub mod progress;
 pub mod serve;

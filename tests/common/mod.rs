@@ -44,13 +44,14 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The run failed the way a refused command does: exit status 1 (an error `main` returned)
-/// or 2 (clap's usage error), not 101 (a panic) nor a signal. Returns its stderr.
+/// The run failed the way a refused command does: exit status 1 (an error `main` returned),
+/// 2 (a usage error) or 3 (budgets no policy meets), not 101 (a panic) nor a signal.
+/// Returns its stderr.
 pub fn refused(out: &Output) -> String {
     let err = stderr(out);
     assert!(
-        matches!(out.status.code(), Some(1 | 2)),
-        "expected a clean refusal (exit status 1 or 2), got {}\nstderr:\n{err}\nstdout:\n{}",
+        matches!(out.status.code(), Some(1..=3)),
+        "expected a clean refusal (exit status 1, 2 or 3), got {}\nstderr:\n{err}\nstdout:\n{}",
         out.status,
         stdout(out)
     );

@@ -1,0 +1,330 @@
+//! The exit statuses `limpq --help` and the README promise, and how the binary ends when
+//! its stdout goes away: 0 success (a closed pipe included), 1 error, 2 usage error,
+//! 3 no policy meets the budgets, 4 a policy not proven optimal.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use common::{limpq_cmd, stderr, stdout};
+use limpq_solver::{Frontier, Policy};
+
+const IND: &str = "tests/fixtures/solver/tiny.indicators.ron";
+const LAT: &str = "tests/fixtures/solver/latency.ron";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn limpq(args: &[&str]) -> Output {
+    common::limpq_in(root(), args)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    common::tmp_dir("exit-codes", name)
+}
+
+/// `out` ended with `code`, and its stderr holds every one of `needles`.
+fn exits(out: &Output, code: i32, needles: &[&str]) -> String {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit status {code}, got {}\nstderr:\n{err}\nstdout:\n{}",
+        out.status,
+        stdout(out)
+    );
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+    err
+}
+
+#[test]
+fn help_documents_every_exit_status() {
+    let out = limpq(&["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("Exit status"), "{text}");
+    for line in [
+        "0  success",
+        "1  error",
+        "2  usage",
+        "3  no policy",
+        "4  a policy",
+    ] {
+        assert!(text.contains(line), "--help lacks `{line}`:\n{text}");
+    }
+    let solve = stdout(&limpq(&["solve", "--help"]));
+    assert!(solve.contains("Exit status"), "{solve}");
+}
+
+#[test]
+fn success_is_0_and_errors_are_1() {
+    exits(&limpq(&["solve", IND, "--bitops", "w3a3"]), 0, &[]);
+    let err = exits(
+        &limpq(&["solve", "no/such/file.ron", "--bitops", "w4a4"]),
+        1,
+        &["no/such/file.ron"],
+    );
+    assert!(err.starts_with("error: "), "{err}");
+}
+
+#[test]
+fn clap_usage_errors_are_2() {
+    exits(
+        &limpq(&["solve", IND, "--no-such-flag"]),
+        2,
+        &["--no-such-flag"],
+    );
+    exits(&limpq(&["no-such-command"]), 2, &[]);
+    exits(&limpq(&["solve", IND, "--bitops", "w4x4"]), 2, &["w4x4"]);
+}
+
+/// Every flag combination `solve` cannot honour as given is a usage error (2), said
+/// before any file is read, naming the flags involved.
+#[test]
+fn solve_usage_errors_are_2() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (&[IND], &["--bitops", "--sweep"]),
+        (
+            &[IND, "--bitops", "w4a4", "--pin", "foo"],
+            &["--pin", "foo"],
+        ),
+        (
+            &[IND, "--bitops", "w4a4", "--pin", "a=4"],
+            &["--pin", "a=4"],
+        ),
+        (&[IND, "--bitops", "w4a4", "--pin", "a=x,4"], &["--pin"]),
+        (&[IND, "--bitops", "w4a4", "--resource", LAT], &["--max"]),
+        (&[IND, "--bitops", "w4a4", "--max", "3"], &["--resource"]),
+        (
+            &[IND, "--sweep", "4", "--backend", "microlp"],
+            &["--sweep", "microlp"],
+        ),
+        (&[IND, "--sweep", "0"], &["--sweep 0"]),
+        (&[IND, "--sweep", "100001"], &["--sweep"]),
+        (
+            &[IND, "--sweep", "4", "--bitops", "w4a4"],
+            &["--sweep", "--bitops"],
+        ),
+        (
+            &[IND, "--bitops", "w4a4", "--time-limit", "5"],
+            &["--time-limit", "microlp"],
+        ),
+        (
+            &[
+                IND,
+                "--bitops",
+                "w4a4",
+                "--weight-only",
+                "--act-bits",
+                "2,4",
+            ],
+            &["--act-bits", "--weight-only"],
+        ),
+        (
+            &[
+                IND,
+                "--bitops",
+                "w4a4",
+                "--backend",
+                "microlp",
+                "--time-limit",
+                "0",
+            ],
+            &["--time-limit"],
+        ),
+        (
+            &[
+                IND,
+                "--bitops",
+                "w4a4",
+                "--backend",
+                "microlp",
+                "--node-limit",
+                "5",
+            ],
+            &["--node-limit", "microlp"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let mut a = vec!["solve"];
+        a.extend_from_slice(args);
+        let err = exits(&limpq(&a), 2, needles);
+        assert!(err.starts_with("error: "), "{a:?}: {err}");
+    }
+    // Usage is checked before the indicator file is read: a missing file does not hide it.
+    exits(&limpq(&["solve", "no/such/file.ron"]), 2, &["--bitops"]);
+}
+
+#[test]
+fn infeasible_budgets_are_3() {
+    exits(
+        &limpq(&["solve", IND, "--bitops", "1000"]),
+        3,
+        &["BitOps", "smallest achievable"],
+    );
+    exits(
+        &limpq(&["solve", IND, "--bitops", "w4a4", "--size", "10"]),
+        3,
+        &["size"],
+    );
+}
+
+/// A search stopped by --node-limit keeps its best policy: written, printed, and exit 4
+/// with a warning that it is not proven optimal.
+#[test]
+fn not_proven_optimal_is_4_and_keeps_the_policy() {
+    let d = tmp("unproven");
+    // JSON both: the same text of the objective parses to the same float.
+    let file = d.join("p.json");
+    let out = limpq(&[
+        "solve",
+        IND,
+        "--bitops",
+        "w3a4",
+        "--node-limit",
+        "0",
+        "--format",
+        "json",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let err = exits(&out, 4, &["NOT proven optimal", "--node-limit"]);
+    assert!(err.starts_with("warning: "), "{err}");
+    let printed = Policy::from_json_str(&stdout(&out)).unwrap();
+    let written = Policy::from_json_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(!written.optimal);
+    assert_eq!(printed, written);
+    // Given room, the same search proves its answer and ends with 0.
+    exits(&limpq(&["solve", IND, "--bitops", "w3a4"]), 0, &[]);
+    // A sweep with unproven points ends with 4 as well, its frontier written.
+    let f = d.join("f.ron");
+    let out = limpq(&[
+        "solve",
+        IND,
+        "--sweep",
+        "5",
+        "--node-limit",
+        "0",
+        "-o",
+        f.to_str().unwrap(),
+    ]);
+    exits(&out, 4, &["NOT proven optimal"]);
+    let frontier = Frontier::from_ron_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+    assert_eq!(frontier.points.len(), 5);
+    assert!(frontier.points.iter().any(|p| !p.optimal));
+}
+
+/// A reader that stops early (`limpq solve … | head -1`) ends the command quietly with 0,
+/// and the -o file, written before anything is printed, is complete.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_with_0() {
+    let d = tmp("pipe");
+    let file = d.join("f.json");
+    // Far more than a pipe buffer (64 KiB), so the writer meets the closed pipe however
+    // fast it runs.
+    let mut child = limpq_cmd(&[
+        "solve",
+        IND,
+        "--sweep",
+        "400",
+        "--format",
+        "json",
+        "-o",
+        file.to_str().unwrap(),
+    ])
+    .current_dir(root())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "{");
+    // The reader is dropped: the pipe is closed.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "status {}; stderr:\n{}",
+        out.status,
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out), "", "a closed pipe is not an error");
+    let f = Frontier::from_json_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(f.points.len(), 400);
+
+    // Closed before the first byte, for the table as well.
+    let mut child = limpq_cmd(&["solve", IND, "--sweep", "3000"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
+/// A stdout that cannot take the output (a full disk) is an error naming standard
+/// output, exit 1, not a panic; the -o file was written before.
+#[test]
+fn a_full_stdout_is_an_error_1() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("SKIP a_full_stdout_is_an_error_1: no /dev/full");
+        return;
+    };
+    let d = tmp("full");
+    let file = d.join("p.ron");
+    let out = limpq_cmd(&[
+        "solve",
+        IND,
+        "--bitops",
+        "w3a3",
+        "-o",
+        file.to_str().unwrap(),
+    ])
+    .current_dir(root())
+    .stdout(Stdio::from(full))
+    .output()
+    .unwrap();
+    exits(&out, 1, &["standard output", "error: "]);
+    let p = Policy::from_ron_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(p.optimal);
+}
+
+/// Input is read with a cap: `/dev/zero` is refused after 64 MiB, not read until memory
+/// runs out.
+#[test]
+fn endless_input_is_refused_with_1() {
+    if !Path::new("/dev/zero").exists() {
+        eprintln!("SKIP endless_input_is_refused_with_1: no /dev/zero");
+        return;
+    }
+    exits(
+        &limpq(&["solve", "/dev/zero", "--bitops", "w4a4"]),
+        1,
+        &["/dev/zero", "64 MiB"],
+    );
+    exits(
+        &limpq(&[
+            "solve",
+            IND,
+            "--bitops",
+            "w4a4",
+            "--resource",
+            "/dev/zero",
+            "--max",
+            "1",
+        ]),
+        1,
+        &["/dev/zero", "64 MiB"],
+    );
+}
