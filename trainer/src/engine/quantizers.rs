@@ -234,6 +234,12 @@ impl<'g> Builder<'g> {
             .position(|l| l.info.node == node)
     }
 
+    /// Quantized layer of node `i` and its selection slot; `None` in full precision.
+    fn qlayer(&self, i: usize) -> Option<(usize, &QLayer)> {
+        let slot = self.slot_of(i)?;
+        Some((slot, &self.quant.as_ref()?.layers[slot]))
+    }
+
     /// A scratch tensor of the quantized backward, shared by every layer with the same
     /// length and role.
     fn qscratch(&mut self, len: usize, role: u8) -> Result<usize, GpuError> {
@@ -369,8 +375,7 @@ impl<'g> Builder<'g> {
 
     /// The variants of conv/linear node `i` and its selection slot; `None` in full precision.
     pub(super) fn variants(&self, i: usize) -> Option<(usize, Vec<Variant>)> {
-        let slot = self.slot_of(i)?;
-        let l = &self.quant.as_ref()?.layers[slot];
+        let (slot, l) = self.qlayer(i)?;
         let v = l.info.variants.iter().enumerate();
         let v = v.map(|(k, &(wb, ab))| Variant {
             weight: lsq(k, wb, true),
@@ -389,16 +394,12 @@ impl<'g> Builder<'g> {
         wp: usize,
         src: Source,
     ) -> Result<LayerGrads, GpuError> {
-        let Some(slot) = self.slot_of(i) else {
+        let Some((wq, x)) = self.qlayer(i).map(|(_, l)| (l.wq, l.x)) else {
             return Ok(LayerGrads {
                 dw: self.params[wp].grad,
                 bias_accumulates: false,
                 dx: self.dx_accumulate(src),
             });
-        };
-        let (wq, x) = match self.quant.as_ref() {
-            Some(q) => (q.layers[slot].wq, q.layers[slot].x),
-            None => unreachable!(),
         };
         let wlen = self.tensors[wq].len();
         let xlen = self.tensors[x].len();
@@ -418,12 +419,8 @@ impl<'g> Builder<'g> {
     /// gradient, the input's into the input gradient, both adding their step gradients.
     /// Nothing in full precision.
     pub(super) fn quant_layer_backward(&mut self, i: usize, src: Source) -> Result<(), GpuError> {
-        let Some(slot) = self.slot_of(i) else {
+        let Some((slot, l)) = self.qlayer(i).map(|(s, l)| (s, l.clone())) else {
             return Ok(());
-        };
-        let l = match self.quant.as_ref() {
-            Some(q) => q.layers[slot].clone(),
-            None => unreachable!(),
         };
         let name = l.info.name.as_str();
         let wlen = self.tensors[l.wq].len();

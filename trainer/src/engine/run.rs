@@ -106,16 +106,21 @@ impl<'g> Network<'g> {
         })
     }
 
-    /// One SGD step at learning rate `lr` on a full batch: forward (train-mode BN, running
-    /// statistics updated), loss, backward and the update in ONE submission; reads back only
-    /// the loss and the number of correct predictions.
-    pub fn train_step(&mut self, x: &[f32], y: &[u32], lr: f32) -> Result<StepStats, EngineError> {
+    /// The learning rate of the SGD ops (rewritten only when it changes).
+    fn set_lr(&mut self, lr: f32) {
         if self.lr != Some(lr) {
             for op in &mut self.sgd {
                 op.set_lr(self.gpu, lr);
             }
             self.lr = Some(lr);
         }
+    }
+
+    /// One SGD step at learning rate `lr` on a full batch: forward (train-mode BN, running
+    /// statistics updated), loss, backward and the update in ONE submission; reads back only
+    /// the loss and the number of correct predictions.
+    pub fn train_step(&mut self, x: &[f32], y: &[u32], lr: f32) -> Result<StepStats, EngineError> {
+        self.set_lr(lr);
         self.run_train(x, y, true)
     }
 
@@ -220,12 +225,7 @@ impl<'g> Network<'g> {
         for s in sels {
             self.check_sel(s)?;
         }
-        if self.lr != Some(lr) {
-            for op in &mut self.sgd {
-                op.set_lr(self.gpu, lr);
-            }
-            self.lr = Some(lr);
-        }
+        self.set_lr(lr);
         self.upload(x, y)?;
         let mut rec = Recorder::new(self.gpu);
         for p in &self.params {

@@ -65,6 +65,24 @@ impl<'g> Network<'g> {
             .collect())
     }
 
+    /// Write `(tensor id, name, data)` triples, all or none: every length is checked (the
+    /// error names the tensor) before the first write.
+    fn write_checked(&self, writes: &[(usize, String, &[f32])]) -> Result<(), EngineError> {
+        for (id, name, data) in writes {
+            if data.len() != self.tensors[*id].len() {
+                return Err(EngineError::Input(format!(
+                    "tensor '{name}': {} values stored, the model needs {}",
+                    data.len(),
+                    self.tensors[*id].len()
+                )));
+            }
+        }
+        for (id, _, data) in writes {
+            self.tensors[*id].write_f32(self.gpu, data)?;
+        }
+        Ok(())
+    }
+
     /// Load tensors by name. Every parameter and running statistic must be present with the
     /// right length; momentum buffers are loaded when present and `with_momentum`, else zeroed.
     pub fn import_state(
@@ -99,19 +117,7 @@ impl<'g> Network<'g> {
                 .ok_or_else(|| EngineError::Input(format!("missing running statistic '{name}'")))?;
             writes.push((*id, name.clone(), &t.data));
         }
-        for (id, name, data) in &writes {
-            if data.len() != self.tensors[*id].len() {
-                return Err(EngineError::Input(format!(
-                    "tensor '{name}': {} values stored, the model needs {}",
-                    data.len(),
-                    self.tensors[*id].len()
-                )));
-            }
-        }
-        for (id, _, data) in writes {
-            self.tensors[id].write_f32(self.gpu, data)?;
-        }
-        Ok(())
+        self.write_checked(&writes)
     }
 
     /// Load a (full-precision or quantized) state by name: parameters and running
@@ -133,13 +139,14 @@ impl<'g> Network<'g> {
                     tensors.iter().find(|t| t.kind == kind && t.name == base)
                 })
         };
-        let mut writes: Vec<(usize, String, Vec<f32>)> = Vec::new();
-        for p in &self.params {
+        let mut writes: Vec<(usize, String, &[f32])> = Vec::new();
+        let zeros: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.info.len]).collect();
+        for (p, z) in self.params.iter().zip(&zeros) {
             match find(&p.info.name, TensorKind::Param) {
                 Some(t) if p.info.kind == ParamKind::LsqStep && t.data.len() != p.info.len => {
                     left.push(p.info.name.clone())
                 }
-                Some(t) => writes.push((p.value, p.info.name.clone(), t.data.clone())),
+                Some(t) => writes.push((p.value, p.info.name.clone(), &t.data)),
                 None if p.info.kind == ParamKind::LsqStep => left.push(p.info.name.clone()),
                 None => {
                     return Err(EngineError::Input(format!(
@@ -148,25 +155,14 @@ impl<'g> Network<'g> {
                     )))
                 }
             }
-            writes.push((p.momentum, p.info.name.clone(), vec![0.0; p.info.len]));
+            writes.push((p.momentum, p.info.name.clone(), z));
         }
         for (name, id) in &self.running {
             let t = find(name, TensorKind::RunningStat)
                 .ok_or_else(|| EngineError::Input(format!("missing running statistic '{name}'")))?;
-            writes.push((*id, name.clone(), t.data.clone()));
+            writes.push((*id, name.clone(), &t.data));
         }
-        for (id, name, data) in &writes {
-            if data.len() != self.tensors[*id].len() {
-                return Err(EngineError::Input(format!(
-                    "tensor '{name}': {} values stored, the model needs {}",
-                    data.len(),
-                    self.tensors[*id].len()
-                )));
-            }
-        }
-        for (id, _, data) in writes {
-            self.tensors[id].write_f32(self.gpu, &data)?;
-        }
+        self.write_checked(&writes)?;
         Ok(left)
     }
 
