@@ -63,6 +63,19 @@ impl Step {
     pub(crate) fn op(r: impl Record + 'static) -> Step {
         Step::Op(Box::new(r))
     }
+
+    /// The op lists of a node's variants as one entry: a [`Step::Pick`] on quantized layer
+    /// `slot`; without a slot (one variant, always recorded) the variant's only op itself
+    /// when it is a single op, else a `Pick` that falls back to its first variant.
+    pub(crate) fn choice(slot: Option<usize>, mut variants: Vec<Vec<Step>>) -> Step {
+        match slot {
+            None if variants.len() == 1 && variants[0].len() == 1 => variants.remove(0).remove(0),
+            _ => Step::Pick {
+                slot: slot.unwrap_or(usize::MAX),
+                variants,
+            },
+        }
+    }
 }
 
 /// Build an op or name the graph node it was for.

@@ -2,7 +2,7 @@
 //! LSQ importance indicators ([`joint_train`]), quantization-aware finetuning of a solved
 //! policy ([`finetune`]) and evaluation of a quantized checkpoint ([`evaluate_quantized`]).
 //! The network side — fake quantization, switchable BN, several passes per submission — is
-//! `crate::engine::quant`.
+//! the quantization hook of `crate::engine` (`engine/quantizers.rs`).
 
 mod epochs;
 mod finetune;
