@@ -37,7 +37,7 @@ use std::fmt;
 
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::conv::{Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight};
+use crate::kernels::conv::{Conv2dBackwardBias, ConvPolicy, ConvRule};
 use crate::kernels::elementwise::{Add, Axpy, Relu, ReluBackward};
 use crate::kernels::gemm::{Gemm, GemmShape};
 use crate::kernels::loss::SoftmaxCrossEntropy;
@@ -69,6 +69,9 @@ pub struct NetworkConfig {
     pub weight_decay: f32,
     /// Clip every gradient element to ±clip before the update.
     pub grad_clip: Option<f32>,
+    /// What `ConvAlgo::Auto` means for the network's convs (default: `LIMPQ_CONV_ALGO`,
+    /// else the built-in rule); checked against the device when the network is built.
+    pub conv: ConvPolicy,
 }
 
 impl Default for NetworkConfig {
@@ -81,6 +84,7 @@ impl Default for NetworkConfig {
             nesterov: false,
             weight_decay: 5e-4,
             grad_clip: None,
+            conv: ConvPolicy::FromEnv,
         }
     }
 }
@@ -290,6 +294,8 @@ struct Builder<'g> {
     /// The im2col buffer every f16 conv shares (`LIMPQ_CONV_ALGO=f16gemm`), sized for the
     /// largest conv; made on first use.
     col16: Option<usize>,
+    /// What `Auto` means for this network's convs ([`NetworkConfig::conv`] on this device).
+    conv: ConvRule,
 }
 
 impl<'g> Builder<'g> {
@@ -616,13 +622,14 @@ impl<'g> Builder<'g> {
                 let io = self.layer_io.iter().find(|(n, _)| *n == i).map(|p| p.1);
                 let io = io.unwrap_or_else(|| unreachable!());
                 let wp = my_params[0];
-                let op = Conv2dBackwardWeight::new(
+                let op = self.conv.backward_weight(
                     self.gpu,
                     &s,
                     self.t(io.input),
                     self.t(dy),
                     self.pg(wp),
                     false,
+                    None,
                 );
                 self.bwd(Step::op(at(name, op)?));
                 if let Some(&bp) = my_params.get(1) {
@@ -630,7 +637,7 @@ impl<'g> Builder<'g> {
                     self.bwd(Step::op(at(name, op)?));
                 }
                 if let Some((g, acc)) = self.dx_accumulate(src) {
-                    let op = Conv2dBackwardData::new(
+                    let op = self.conv.backward_data(
                         self.gpu,
                         &s,
                         self.t(dy),
@@ -806,8 +813,10 @@ impl<'g> Network<'g> {
         let n = cfg.batch;
         let (c, h, w) = model.input;
         let count = model.nodes.len();
+        let conv = cfg.conv.rule(gpu)?;
         let mut b = Builder {
             gpu,
+            conv,
             model,
             infos,
             n,

@@ -33,10 +33,7 @@ use super::{
 };
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::conv::{
-    f16_override_kind, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward,
-    ConvAlgo, QuantX,
-};
+use crate::kernels::conv::{Conv2dBackwardBias, QuantX};
 use crate::kernels::conv_f16::Conv2dForwardHalf;
 use crate::kernels::elementwise::Axpy;
 use crate::kernels::gemm::{Gemm, GemmShape};
@@ -330,7 +327,7 @@ impl<'g> Builder<'g> {
     /// largest conv of the model needs; `None` unless the device runs convs in f16
     /// (`LIMPQ_CONV_ALGO=f16gemm` with `SHADER_F16`).
     fn col16_scratch(&mut self) -> Result<Option<usize>, GpuError> {
-        if f16_override_kind(self.gpu).is_none() {
+        if self.conv.f16_kind(self.gpu).is_none() {
             return Ok(None);
         }
         if let Some(c) = self.col16 {
@@ -368,13 +365,14 @@ impl<'g> Builder<'g> {
         let Some(slot) = self.slot_of(i) else {
             let (x, w) = (self.t(io.input), self.t(io.weight));
             if let Some(c) = scratch {
-                let half =
-                    Conv2dForward::f16_override(self.gpu, s, x, w, self.t(y), None, self.t(c));
+                let half = self
+                    .conv
+                    .f16_forward(self.gpu, s, x, w, self.t(y), None, self.t(c));
                 if let Some(op) = at(&name, half)? {
                     return Ok(Step::op(op));
                 }
             }
-            let op = Conv2dForward::new(self.gpu, s, x, w, bias, self.t(y));
+            let op = self.conv.forward(self.gpu, s, x, w, bias, self.t(y));
             return Ok(Step::op(at(&name, op)?));
         };
         let l = &self.qb().layers[slot];
@@ -392,21 +390,21 @@ impl<'g> Builder<'g> {
                 };
                 let (x, wq) = (self.t(io.input), self.t(io.weight));
                 let codes = Some((&q, &qw));
-                let half =
-                    Conv2dForward::f16_override(self.gpu, s, x, wq, self.t(y), codes, self.t(c));
+                let half = self
+                    .conv
+                    .f16_forward(self.gpu, s, x, wq, self.t(y), codes, self.t(c));
                 if let Some(op) = at(&name, half)? {
                     per.push(vec![Step::op(op)]);
                     continue;
                 }
             }
-            let op = Conv2dForward::with_input_quant(
+            let op = self.conv.forward_quant(
                 self.gpu,
                 s,
                 self.t(io.input),
                 self.t(io.weight),
                 bias,
                 self.t(y),
-                ConvAlgo::Auto,
                 Some(q),
             );
             per.push(vec![Step::op(at(&name, op)?)]);
@@ -532,14 +530,13 @@ impl<'g> Builder<'g> {
                         steps: self.pv(l.a_steps),
                         config: lsq(k, ab, l.info.act_signed),
                     };
-                    let op = Conv2dBackwardWeight::with_input_quant(
+                    let op = self.conv.backward_weight(
                         self.gpu,
                         &s,
                         self.t(l.x),
                         self.t(dy),
                         self.t(dwq),
                         false,
-                        ConvAlgo::Auto,
                         Some(q),
                     );
                     per.push(vec![Step::op(at(name, op)?)]);
@@ -552,7 +549,7 @@ impl<'g> Builder<'g> {
                     let op = Conv2dBackwardBias::new(self.gpu, &s, self.t(dy), self.pg(bp), true);
                     self.bwd(Step::op(at(name, op)?));
                 }
-                let op = Conv2dBackwardData::new(
+                let op = self.conv.backward_data(
                     self.gpu,
                     &s,
                     self.t(dy),
