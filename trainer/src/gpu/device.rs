@@ -109,7 +109,8 @@ impl From<wgpu::Error> for GpuError {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct GpuOptions {
-    /// Backends to search; `None` reads `WGPU_BACKEND`, else all backends.
+    /// Backends to search; `None` reads `WGPU_BACKEND`, else Vulkan/Metal/DX12 first and all
+    /// backends only when they offer no adapter to choose.
     pub backends: Option<wgpu::Backends>,
     /// Keep only adapters whose name contains this (case-insensitive); `None` reads
     /// `WGPU_ADAPTER_NAME`.
