@@ -1,5 +1,5 @@
 // conv2d forward, subgroup-broadcast kernel for CPU adapters with subgroups of exactly 8
-// (lavapipe on x86-64; gpu.rs `Gpu::subgroup8`):
+// (lavapipe on x86-64; gpu/device.rs `Gpu::subgroup8`):
 // y[n, co, oy, ox] = bias[co] + Σ x[n, ci, oy·s - p + ky, ox·s - p + kx] · w[co, ci', ky, kx].
 // llvmpipe runs 8 invocations as one SIMD batch and executes every storage-buffer load lane by
 // lane (a loop with a bounds check per lane), so loads, not arithmetic, set its pace, while a

@@ -62,6 +62,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any thread exists: it may set an environment variable.
+    limpq_trainer::gpu::quiet_headless_probing();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {

@@ -1,5 +1,5 @@
 // Quantize-on-load of a conv's input x, shared by the conv kernels that offer it (each says
-// `//#include quant_x.wgsl`; kernels::expand_includes pastes this file there). LSQ fake
+// `//#include quant_x.wgsl`; gpu::expand_includes pastes this file there). LSQ fake
 // quantization with the formula and op order of lsq_forward.wgsl, so a conv sees bit for bit
 // what an LsqQuantize pass would have written: s = clamp(steps[q_step], STEP_MIN, STEP_MAX);
 // q_bits bits, flag bit 1: signed (Qn = -2^(b-1), Qp = 2^(b-1) - 1), else unsigned (Qn = 0,

@@ -32,7 +32,7 @@ use std::time::Instant;
 use super::bench_train::{check_fits, median_duration, time_submission};
 use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
 use limpq_trainer::kernels::conv::{
-    Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo,
+    Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo, ConvPolicy, ConvRule,
 };
 use limpq_trainer::kernels::gemm_f16::round_f16;
 use limpq_trainer::kernels::{Recorder, Tensor};
@@ -477,8 +477,8 @@ fn fastest(rows: &[Row], op: ConvOp) -> Option<(ConvAlgo, f64)> {
         .min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-/// What `Auto` resolves `op` to on `s` (built on zero tensors; nothing is run).
-fn auto_pick(gpu: &Gpu, op: ConvOp, s: &Conv2dShape) -> Result<ConvAlgo, GpuError> {
+/// What `Auto` resolves `op` to on `s` under `rule` (built on zero tensors; nothing is run).
+fn auto_pick(gpu: &Gpu, rule: ConvRule, op: ConvOp, s: &Conv2dShape) -> Result<ConvAlgo, GpuError> {
     let t = Tensors {
         x: Tensor::zeros(gpu, s.input_len(), "auto x")?,
         w: Tensor::zeros(gpu, s.weight_len(), "auto w")?,
@@ -487,7 +487,11 @@ fn auto_pick(gpu: &Gpu, op: ConvOp, s: &Conv2dShape) -> Result<ConvAlgo, GpuErro
         dx: Tensor::zeros(gpu, s.input_len(), "auto dx")?,
         dw: Tensor::zeros(gpu, s.weight_len(), "auto dw")?,
     };
-    Ok(build(gpu, op, s, &t, ConvAlgo::Auto)?.algo())
+    let algo = match op {
+        ConvOp::Forward => rule.forward_algo(gpu, s, false, false),
+        _ => rule.f32_algo(),
+    };
+    Ok(build(gpu, op, s, &t, algo)?.algo())
 }
 
 fn describe(s: &Conv2dShape) -> String {
@@ -541,6 +545,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let check_n = args.check_batch.min(args.batch);
     let gpu = Gpu::new(&GpuOptions::from_env())?;
+    let rule = ConvPolicy::FromEnv.rule(&gpu)?;
     let sum = &gpu.summary;
     for g in &groups {
         let s = &g.shape;
@@ -599,10 +604,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sum.name,
             sum.backend,
             sum.device_type,
-            if gpu.conv_algo == ConvAlgo::Auto {
+            if rule.auto() == ConvAlgo::Auto {
                 "none".to_string()
             } else {
-                format!("{} (LIMPQ_CONV_ALGO)", gpu.conv_algo.name())
+                format!("{} (LIMPQ_CONV_ALGO)", rule.auto().name())
             }
         );
         let (c, h, w) = model.input;
@@ -677,8 +682,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 rows.push(Row { op, algo, outcome });
             }
         }
-        let picks: Vec<Option<ConvAlgo>> =
-            OPS.iter().map(|&op| auto_pick(&gpu, op, s).ok()).collect();
+        let picks: Vec<Option<ConvAlgo>> = OPS
+            .iter()
+            .map(|&op| auto_pick(&gpu, rule, op, s).ok())
+            .collect();
 
         // Per-step contribution: count × (auto time, best time) per op.
         for (oi, &op) in OPS.iter().enumerate() {

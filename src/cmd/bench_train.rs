@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use limpq_trainer::engine::{Network, NetworkConfig, QuantSpec};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::kernels::conv::ConvAlgo;
+use limpq_trainer::kernels::conv::{ConvAlgo, ConvPolicy};
 use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::method::JointConfig;
 use limpq_trainer::model::Model;
@@ -138,11 +138,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.steps == 0 {
         anyhow::bail!("--steps must be positive");
     }
-    let mut opts = GpuOptions::from_env();
-    if let Some(a) = args.conv_algo {
-        opts = opts.with_conv_algo(a);
-    }
-    let gpu = Gpu::new(&opts)?;
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    let conv = ConvPolicy::or_env(args.conv_algo);
+    // Checked here, before any allocation; the network checks it again when built.
+    let conv_algo = conv.rule(&gpu)?.auto();
     let (c, h, w) = model.input;
     let per_image = c * h * w;
     check_fits(
@@ -166,6 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         nesterov: false,
         weight_decay: 0.0,
         grad_clip: None,
+        conv,
     };
     let build_start = Instant::now();
     let (mut net, sels): (Network, Vec<Vec<usize>>) = match args.mode {
@@ -266,7 +266,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "backend": s.backend,
                 "device_type": s.device_type,
                 "passes": passes,
-                "conv_algo": gpu.conv_algo.name(),
+                "conv_algo": conv_algo.name(),
                 "steps": args.steps,
                 "warmup": args.warmup,
                 "step_ms": mean * 1e3,
@@ -291,10 +291,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("batch:        {}", args.batch);
             println!(
                 "conv algo:    {}",
-                if gpu.conv_algo == ConvAlgo::Auto {
+                if conv_algo == ConvAlgo::Auto {
                     "auto (built-in per-shape rule)"
                 } else {
-                    gpu.conv_algo.name()
+                    conv_algo.name()
                 }
             );
             println!(

@@ -4,7 +4,7 @@ use limpq_trainer::gpu::{list_adapters, GpuOptions};
 #[derive(clap::Args)]
 pub struct Args {
     /// Search only these backends (comma list: vulkan, metal, dx12, gl); default WGPU_BACKEND,
-    /// else all.
+    /// else Vulkan/Metal/DX12, and GL only when they offer no adapter.
     #[arg(long)]
     backend: Option<String>,
     /// Choose among adapters whose name contains this (case-insensitive); default

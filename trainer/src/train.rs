@@ -585,6 +585,7 @@ pub fn train_from(
         nesterov: cfg.nesterov,
         weight_decay: cfg.weight_decay,
         grad_clip: None,
+        conv: Default::default(),
     };
     let mut net = Network::new(gpu, model, ncfg)?;
     // Evaluation runs in its own network (its batch size) sharing nothing but the state

@@ -116,6 +116,7 @@ fn gpu_net<'g>(
         nesterov: false,
         weight_decay: wd,
         grad_clip: None,
+        conv: Default::default(),
     };
     let mut g = Network::new(gpu, &model, ncfg).expect("build network");
     let names: Vec<String> = g.param_infos().into_iter().map(|p| p.name).collect();

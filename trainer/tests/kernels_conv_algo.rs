@@ -1,17 +1,16 @@
-//! The whole-network conv override (`Gpu::conv_algo`, `LIMPQ_CONV_ALGO`, `--conv-algo`):
-//! parsing, which kernel `ConvAlgo::Auto` resolves to on a device built with each override,
+//! The whole-network conv override (`ConvPolicy`, `LIMPQ_CONV_ALGO`, `--conv-algo`):
+//! parsing, which kernel `ConvAlgo::Auto` resolves to under the rule each override makes,
 //! that explicit choices are untouched, and that the forced kernels still match the CPU
 //! reference. Skips (with a printed reason) only when no GPU adapter exists.
 
 mod common;
 
 use common::{assert_close, Tol};
-use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
+use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions, Recorder, Tensor};
 use limpq_trainer::kernels::conv::{
-    Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo,
+    Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo, ConvPolicy, ConvRule,
 };
 use limpq_trainer::kernels::gemm_f16::round_f16;
-use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference;
 use limpq_trainer::reference::rng::SeededRng;
 use limpq_trainer::shapes::Conv2dShape;
@@ -50,15 +49,21 @@ fn conv_algo_parses_the_override_values() {
     }
 }
 
-/// A device with `algo` as its override, or `None` (skip) without any adapter.
-fn gpu_with(algo: ConvAlgo) -> Option<Gpu> {
-    match Gpu::new(&GpuOptions::default().with_conv_algo(algo)) {
-        Ok(g) => Some(g),
+/// A device and the rule `algo` as the override makes on it, or `None` (skip) without any
+/// adapter.
+fn gpu_with(algo: ConvAlgo) -> Option<(Gpu, ConvRule)> {
+    match Gpu::new(&GpuOptions::default()) {
+        Ok(g) => {
+            let rule = ConvPolicy::Force(algo)
+                .rule(&g)
+                .unwrap_or_else(|e| panic!("override {algo}: {e}"));
+            Some((g, rule))
+        }
         Err(e @ GpuError::NoAdapter { .. }) => {
             eprintln!("SKIP: no GPU adapter: {e}");
             None
         }
-        Err(e) => panic!("Gpu::new with override {algo}: {e}"),
+        Err(e) => panic!("Gpu::new: {e}"),
     }
 }
 
@@ -71,7 +76,8 @@ fn f16gemm_override_takes_the_forward_convs_it_supports() {
     let Some(gpu) = common::f16_override_gpu_or_skip("f16gemm override") else {
         return;
     };
-    let Some(plain) = gpu_with(ConvAlgo::Auto) else {
+    let rule = ConvPolicy::Force(ConvAlgo::F16Gemm).rule(&gpu).unwrap();
+    let Some((plain, _)) = gpu_with(ConvAlgo::Auto) else {
         return;
     };
     let s = SHAPE;
@@ -85,9 +91,11 @@ fn f16gemm_override_takes_the_forward_convs_it_supports() {
     let tyb = t(&vec![f32::NAN; s.output_len()], "y biased");
     let tb = t(&vec![0.25; s.c_out], "bias");
     let tdx = t(&vec![f32::NAN; s.input_len()], "dx");
-    let f = Conv2dForward::new(&gpu, &s, &tx, &tw, None, &ty).unwrap();
-    let fb = Conv2dForward::new(&gpu, &s, &tx, &tw, Some(&tb), &tyb).unwrap();
-    let d = Conv2dBackwardData::new(&gpu, &s, &tdy, &tw, &tdx, false).unwrap();
+    let f = rule.forward(&gpu, &s, &tx, &tw, None, &ty).unwrap();
+    let fb = rule.forward(&gpu, &s, &tx, &tw, Some(&tb), &tyb).unwrap();
+    let d = rule
+        .backward_data(&gpu, &s, &tdy, &tw, &tdx, false)
+        .unwrap();
     // What Auto picks on this adapter without the override, for the same ops.
     let p = |d: &[f32], l: &str| Tensor::from_f32(&plain, d, l).unwrap();
     let (px, pw, pdy) = (p(&x, "x"), p(&w, "w"), p(&dy, "dy"));
@@ -116,7 +124,7 @@ fn f16gemm_override_takes_the_forward_convs_it_supports() {
     let gx = t(&vec![0.5; grouped.input_len()], "x grouped");
     let gw = t(&vec![0.5; grouped.weight_len()], "w grouped");
     let gy = t(&vec![0.0; grouped.output_len()], "y grouped");
-    let fg = Conv2dForward::new(&gpu, &grouped, &gx, &gw, None, &gy).unwrap();
+    let fg = rule.forward(&gpu, &grouped, &gx, &gw, None, &gy).unwrap();
     assert_ne!(
         fg.algo,
         ConvAlgo::F16Gemm,
@@ -172,7 +180,7 @@ fn override_forces_auto_and_keeps_explicit_choices() {
     let want_y = reference::conv2d_forward(&s, &x, &w, None);
     let want_dx = reference::conv2d_backward_data(&s, &dy, &w);
     let want_dw = reference::conv2d_backward_weight(&s, &x, &dy);
-    let Some(plain) = gpu_with(ConvAlgo::Auto) else {
+    let Some((plain, _)) = gpu_with(ConvAlgo::Auto) else {
         return;
     };
     for forced in [
@@ -182,25 +190,29 @@ fn override_forces_auto_and_keeps_explicit_choices() {
         ConvAlgo::Broadcast,
     ] {
         if forced == ConvAlgo::Broadcast && !plain.subgroup8 {
-            let Err(e) = Gpu::new(&GpuOptions::default().with_conv_algo(forced)) else {
+            let Err(e) = ConvPolicy::Force(forced).rule(&plain) else {
                 panic!("override broadcast without subgroups of 8 must be refused");
             };
             assert!(e.to_string().contains("broadcast"), "{e}");
             eprintln!("note: {}: {e}", plain.summary.name);
             continue;
         }
-        let Some(gpu) = gpu_with(forced) else {
+        let Some((gpu, rule)) = gpu_with(forced) else {
             return;
         };
-        assert_eq!(gpu.conv_algo, forced);
+        assert_eq!(rule.auto(), forced);
         let t = |d: &[f32], l: &str| Tensor::from_f32(&gpu, d, l).unwrap();
         let (tx, tw, tdy) = (t(&x, "x"), t(&w, "w"), t(&dy, "dy"));
         let ty = t(&vec![f32::NAN; s.output_len()], "y");
         let tdx = t(&vec![f32::NAN; s.input_len()], "dx");
         let tdw = t(&vec![f32::NAN; s.weight_len()], "dw");
-        let f = Conv2dForward::new(&gpu, &s, &tx, &tw, None, &ty).unwrap();
-        let d = Conv2dBackwardData::new(&gpu, &s, &tdy, &tw, &tdx, false).unwrap();
-        let wt = Conv2dBackwardWeight::new(&gpu, &s, &tx, &tdy, &tdw, false).unwrap();
+        let f = rule.forward(&gpu, &s, &tx, &tw, None, &ty).unwrap();
+        let d = rule
+            .backward_data(&gpu, &s, &tdy, &tw, &tdx, false)
+            .unwrap();
+        let wt = rule
+            .backward_weight(&gpu, &s, &tx, &tdy, &tdw, false, None)
+            .unwrap();
         assert_eq!(
             (f.algo, d.algo, wt.algo),
             (forced, forced, common::backward_weight_algo(forced)),
@@ -248,7 +260,7 @@ fn override_forces_auto_and_keeps_explicit_choices() {
 /// GEMM for ≥ 32 GEMM rows or the direct kernel, and backward weight the per-weight reduction.
 #[test]
 fn auto_override_keeps_the_built_in_rule() {
-    let Some(gpu) = gpu_with(ConvAlgo::Auto) else {
+    let Some((gpu, rule)) = gpu_with(ConvAlgo::Auto) else {
         return;
     };
     let s = SHAPE;
@@ -256,8 +268,10 @@ fn auto_override_keeps_the_built_in_rule() {
     let w = Tensor::zeros(&gpu, s.weight_len(), "w").unwrap();
     let y = Tensor::zeros(&gpu, s.output_len(), "y").unwrap();
     let dw = Tensor::zeros(&gpu, s.weight_len(), "dw").unwrap();
-    let f = Conv2dForward::new(&gpu, &s, &x, &w, None, &y).unwrap();
-    let wt = Conv2dBackwardWeight::new(&gpu, &s, &x, &y, &dw, false).unwrap();
+    let f = rule.forward(&gpu, &s, &x, &w, None, &y).unwrap();
+    let wt = rule
+        .backward_weight(&gpu, &s, &x, &y, &dw, false, None)
+        .unwrap();
     if gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu {
         let cpu = common::software_conv_algo(&gpu);
         assert_eq!((f.algo, wt.algo), (cpu, cpu));
@@ -411,7 +425,7 @@ fn pointwise_refuses_what_it_cannot_compute() {
     // Not a whole-network override either.
     assert!("pointwise".parse::<ConvAlgo>().is_err());
     assert!(matches!(
-        Gpu::new(&GpuOptions::default().with_conv_algo(p)),
+        ConvPolicy::Force(p).rule(gpu),
         Err(GpuError::InvalidOption(_))
     ));
 }

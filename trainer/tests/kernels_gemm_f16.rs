@@ -14,14 +14,12 @@
 mod common;
 
 use common::{assert_close, gpu_or_skip, Tol};
-use limpq_trainer::gpu::{Gpu, GpuError};
+use limpq_trainer::gpu::{Gpu, GpuError, Recorder, Tensor};
 use limpq_trainer::kernels::gemm::GemmShape;
 use limpq_trainer::kernels::gemm_f16::{
-    f16_bits_to_f32, f32_to_f16_bits, pad16, round_f16, GemmF16, HalfKind, PackF16,
-    COOP_PREFETCH_SOURCE, COOP_SOURCE, COOP_WG4_PREFETCH_SOURCE, COOP_WG4_SOURCE, F16_SOURCE,
-    PACK_SOURCE,
+    f16_bits_to_f32, f32_to_f16_bits, pad16, round_f16, GemmF16, HalfKind, PackF16, COOP_SOURCE,
+    F16_SOURCE, PACK_SOURCE,
 };
-use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference::rng::SeededRng;
 
 #[test]
@@ -391,17 +389,18 @@ fn opcodes(words: &[u32]) -> std::collections::HashMap<u32, usize> {
 
 /// Parse, validate with `caps`, and write SPIR-V with both of wgpu's bounds-check styles.
 fn spirv(name: &str, src: &str, caps: naga::valid::Capabilities) -> Vec<u32> {
-    spirv_with(name, src, caps, &[])
+    spirv_with(name, src, caps, &[]).0
 }
 
 /// As [`spirv`], with pipeline-overridable constants set (the others keep their defaults),
-/// as wgpu does when it builds a pipeline.
+/// as wgpu does when it builds a pipeline; also the entry point's workgroup size after the
+/// constants are applied.
 fn spirv_with(
     name: &str,
     src: &str,
     caps: naga::valid::Capabilities,
     constants: &[(&str, f64)],
-) -> Vec<u32> {
+) -> (Vec<u32>, [u32; 3]) {
     let module = naga::front::wgsl::parse_str(src)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
@@ -435,72 +434,89 @@ fn spirv_with(
             .unwrap_or_else(|e| panic!("{name} SPIR-V ({policy:?}): {e}"));
         assert_eq!(words[0], 0x0723_0203, "{name}: SPIR-V magic");
     }
-    words
+    (words, module.entry_points[0].workgroup_size)
 }
 
 #[test]
 fn coop_shader_validates_and_compiles_to_spirv() {
     use naga::valid::Capabilities as Caps;
-    let caps = Caps::default() | Caps::SHADER_FLOAT16 | Caps::COOPERATIVE_MATRIX;
-    let words = spirv("gemm_coop.wgsl", COOP_SOURCE, caps);
-    let ops = opcodes(&words);
+    let caps = Caps::default() | Caps::SHADER_FLOAT16 | Caps::COOPERATIVE_MATRIX | Caps::SUBGROUP;
     const LOAD: u32 = 4457; // OpCooperativeMatrixLoadKHR
     const STORE: u32 = 4458; // OpCooperativeMatrixStoreKHR
     const MULADD: u32 = 4459; // OpCooperativeMatrixMulAddKHR
-    assert_eq!(
-        ops.get(&MULADD),
-        Some(&16),
-        "16 tile multiply-adds per k step"
-    );
-    assert_eq!(
-        ops.get(&LOAD),
-        Some(&9),
-        "4 A + 4 B tiles per k step, 1 zero tile"
-    );
-    assert_eq!(
-        ops.get(&STORE),
-        Some(&1),
-        "one staging store in the epilogue"
-    );
-    // Without the capability the validator must refuse it (the check above is meaningful).
+                              // Every variant a pipeline asks for, with the constants it asks for.
+    let kinds = [
+        HalfKind::Coop,
+        HalfKind::CoopPrefetch,
+        HalfKind::CoopWg4,
+        HalfKind::CoopWg4Prefetch,
+    ];
+    let mut seen = Vec::new();
+    for kind in kinds {
+        let constants = kind
+            .coop_constants()
+            .unwrap_or_else(|| panic!("{}: no coop constants", kind.name()));
+        let name = format!("gemm_coop.wgsl ({}, {constants:?})", kind.name());
+        let (words, size) = spirv_with(&name, COOP_SOURCE, caps, constants);
+        let value = |key: &str| {
+            constants
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|&(_, v)| v)
+                .unwrap_or_else(|| panic!("{name}: {key} not set"))
+        };
+        let (subgroups, prefetch) = (value("SUBGROUPS"), value("PREFETCH") != 0.0);
+        let wg4 = matches!(kind, HalfKind::CoopWg4 | HalfKind::CoopWg4Prefetch);
+        let pf = matches!(kind, HalfKind::CoopPrefetch | HalfKind::CoopWg4Prefetch);
+        assert_eq!(
+            (subgroups, prefetch),
+            (if wg4 { 4.0 } else { 1.0 }, pf),
+            "{name}: constants of the variant"
+        );
+        assert_eq!(
+            size,
+            [32 * subgroups as u32, 1, 1],
+            "{name}: one subgroup of 32 per SUBGROUPS"
+        );
+        let ops = opcodes(&words);
+        // Both K loops are in the module (the PREFETCH branch is resolved by the driver):
+        // the plain loop's 16 multiply-adds, the pipelined one's 16 in the loop and 16
+        // after it.
+        assert_eq!(ops.get(&MULADD), Some(&48), "{name}: multiply-adds");
+        assert_eq!(
+            ops.get(&LOAD),
+            Some(&25),
+            "{name}: 8 tiles per plain step, 8 + 8 pipelined, 1 zero tile"
+        );
+        assert_eq!(
+            ops.get(&STORE),
+            Some(&1),
+            "{name}: one staging store in the epilogue"
+        );
+        seen.push((subgroups as u32, prefetch));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "four distinct variants: {seen:?}");
+    // Without the capabilities the validator must refuse it (the checks above mean something).
     let module = naga::front::wgsl::parse_str(COOP_SOURCE).unwrap();
-    assert!(
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            Caps::default() | Caps::SHADER_FLOAT16
-        )
-        .validate(&module)
-        .is_err(),
-        "gemm_coop.wgsl validated without COOPERATIVE_MATRIX"
-    );
-    let ops = opcodes(&spirv(
-        "gemm_coop_wg4.wgsl",
-        COOP_WG4_SOURCE,
-        caps | Caps::SUBGROUP,
-    ));
-    assert_eq!(ops.get(&MULADD), Some(&16));
-    assert_eq!(ops.get(&LOAD), Some(&9));
-    assert_eq!(ops.get(&STORE), Some(&1));
-    let ops = opcodes(&spirv(
-        "gemm_coop_wg4_prefetch.wgsl",
-        COOP_WG4_PREFETCH_SOURCE,
-        caps | Caps::SUBGROUP,
-    ));
-    assert_eq!(ops.get(&MULADD), Some(&32));
-    assert_eq!(ops.get(&LOAD), Some(&17));
-    assert_eq!(ops.get(&STORE), Some(&1));
-    let ops = opcodes(&spirv(
-        "gemm_coop_prefetch.wgsl",
-        COOP_PREFETCH_SOURCE,
-        caps,
-    ));
-    assert_eq!(ops.get(&MULADD), Some(&32), "16 in the loop, 16 after it");
-    assert_eq!(
-        ops.get(&LOAD),
-        Some(&17),
-        "8 tiles before the loop, 8 in it, 1 zero tile"
-    );
-    assert_eq!(ops.get(&STORE), Some(&1));
+    for (without, missing) in [
+        (
+            Caps::default() | Caps::SHADER_FLOAT16 | Caps::SUBGROUP,
+            "COOPERATIVE_MATRIX",
+        ),
+        (
+            Caps::default() | Caps::SHADER_FLOAT16 | Caps::COOPERATIVE_MATRIX,
+            "SUBGROUP",
+        ),
+    ] {
+        assert!(
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), without)
+                .validate(&module)
+                .is_err(),
+            "gemm_coop.wgsl validated without {missing}"
+        );
+    }
     spirv(
         "gemm_f16.wgsl",
         F16_SOURCE,

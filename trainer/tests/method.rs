@@ -690,7 +690,12 @@ fn f16_code_convs_leave_a_quantized_network_unchanged() {
     let mut rng = SeededRng::new(29);
     let x = rng.vec_uniform(n * 28 * 28, -0.8, 2.5);
     let y = vec![0u32, 3, 7, 9];
-    let mut nets = [gpu, &gpu16].map(|g| Network::new_quantized(g, &model, cfg, &spec).unwrap());
+    let cfg16 = NetworkConfig {
+        conv: common::F16_OVERRIDE,
+        ..cfg
+    };
+    let mut nets = [(gpu, cfg), (&gpu16, cfg16)]
+        .map(|(g, c)| Network::new_quantized(g, &model, c, &spec).unwrap());
     let layers = nets[0].quant_layers().len();
     // The same step sizes in both: the f32 net's (the f16 net's activation steps come out an
     // ulp away, which at 2 bits can move a value across a rounding boundary).
@@ -774,7 +779,11 @@ fn f16_convs_of_a_full_precision_network_round_only() {
     let mut rng = SeededRng::new(31);
     let x = rng.vec_uniform(n * 28 * 28, -0.8, 2.5);
     let y = vec![1u32, 4, 6, 8];
-    let mut nets = [gpu, &gpu16].map(|g| Network::new(g, &model, cfg).unwrap());
+    let cfg16 = NetworkConfig {
+        conv: common::F16_OVERRIDE,
+        ..cfg
+    };
+    let mut nets = [(gpu, cfg), (&gpu16, cfg16)].map(|(g, c)| Network::new(g, &model, c).unwrap());
     let loss = nets
         .each_mut()
         .map(|net| net.forward_backward(&x, &y).unwrap().loss);

@@ -1,5 +1,5 @@
 //! Every `shaders/*.wgsl` parses and validates with naga, without a GPU, as the pipelines
-//! compile it: with its `//#include` lines expanded (`kernels::expand_includes`), so each
+//! compile it: with its `//#include` lines expanded (`gpu::expand_includes`), so each
 //! fragment of `shaders/include/` is validated inside every kernel that uses it. New shader
 //! files are picked up automatically.
 
@@ -19,7 +19,7 @@ fn every_shader_validates() {
     for path in &files {
         let raw = std::fs::read_to_string(path).expect("read shader");
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let src = match limpq_trainer::kernels::expand_includes(&raw) {
+        let src = match limpq_trainer::gpu::expand_includes(&raw) {
             Ok(s) => s.into_owned(),
             Err(e) => {
                 failures.push(format!("{name}: {e}"));
@@ -83,9 +83,9 @@ fn every_include_is_used_and_unknown_ones_are_refused() {
             sources.iter().any(|s| s.lines().any(|l| l.trim() == line)),
             "shaders/include/{name} is included by no kernel"
         );
-        let expanded = limpq_trainer::kernels::expand_includes(&line).expect("known include");
+        let expanded = limpq_trainer::gpu::expand_includes(&line).expect("known include");
         assert!(expanded.len() > line.len(), "{name}: nothing pasted");
     }
-    let e = limpq_trainer::kernels::expand_includes("//#include nowhere.wgsl\n").unwrap_err();
+    let e = limpq_trainer::gpu::expand_includes("//#include nowhere.wgsl\n").unwrap_err();
     assert!(e.contains("nowhere.wgsl"), "{e}");
 }

@@ -8,10 +8,7 @@ use super::{
     BnSet, EngineError, Fwd, LayerIo, Network, NetworkConfig, Param, ParamInfo, ParamKind,
 };
 use crate::gpu::{Gpu, GpuError};
-use crate::kernels::conv::{
-    f16_override_kind, Conv2dBackwardBias, Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward,
-    ConvAlgo,
-};
+use crate::kernels::conv::{Conv2dBackwardBias, ConvRule};
 use crate::kernels::conv_f16::Conv2dForwardHalf;
 use crate::kernels::elementwise::{Add, Axpy, Relu, ReluBackward};
 use crate::kernels::gemm::{Gemm, GemmShape};
@@ -70,6 +67,8 @@ pub(super) struct Builder<'g> {
     /// The im2col buffer every f16 conv shares (`LIMPQ_CONV_ALGO=f16gemm`), sized for the
     /// largest conv; made on first use.
     pub(super) col16: Option<usize>,
+    /// What `Auto` means for this network's convs ([`NetworkConfig::conv`] on this device).
+    pub(super) conv: ConvRule,
 }
 
 impl<'g> Builder<'g> {
@@ -424,7 +423,7 @@ impl<'g> Builder<'g> {
     /// largest conv of the model needs; `None` unless the device runs convs in f16
     /// (`LIMPQ_CONV_ALGO=f16gemm` with `SHADER_F16`).
     fn col16_scratch(&mut self) -> Result<Option<usize>, GpuError> {
-        if f16_override_kind(self.gpu).is_none() {
+        if self.conv.f16_kind(self.gpu).is_none() {
             return Ok(None);
         }
         if let Some(c) = self.col16 {
@@ -483,22 +482,14 @@ impl<'g> Builder<'g> {
             if let Some(c) = scratch {
                 let qw = v.map(|v| v.weight_quant(self));
                 let codes = q.as_ref().zip(qw.as_ref());
-                let half =
-                    Conv2dForward::f16_override(self.gpu, s, x, w, self.t(y), codes, self.t(c));
+                let half = self
+                    .conv
+                    .f16_forward(self.gpu, s, x, w, self.t(y), codes, self.t(c));
                 if let Some(op) = at(&name, half)? {
                     return Ok(Step::op(op));
                 }
             }
-            let op = Conv2dForward::with_input_quant(
-                self.gpu,
-                s,
-                x,
-                w,
-                bias,
-                self.t(y),
-                ConvAlgo::Auto,
-                q,
-            );
+            let op = self.conv.forward_quant(self.gpu, s, x, w, bias, self.t(y), q);
             Ok(Step::op(at(&name, op)?))
         })
     }
@@ -574,14 +565,13 @@ impl<'g> Builder<'g> {
                 let s = self.conv_shape(i).unwrap_or_else(|| unreachable!());
                 // dW from the input as the forward read it (quantized on load per variant).
                 let step = self.per_variant(i, |v| {
-                    let op = Conv2dBackwardWeight::with_input_quant(
+                    let op = self.conv.backward_weight(
                         self.gpu,
                         &s,
                         self.t(io.input),
                         self.t(dy),
                         self.t(g.dw),
                         false,
-                        ConvAlgo::Auto,
                         v.map(|v| v.act_quant(self)),
                     );
                     Ok(Step::op(at(name, op)?))
@@ -593,7 +583,7 @@ impl<'g> Builder<'g> {
                     self.bwd(Step::op(at(name, op)?));
                 }
                 if let Some((dx, acc)) = g.dx {
-                    let op = Conv2dBackwardData::new(
+                    let op = self.conv.backward_data(
                         self.gpu,
                         &s,
                         self.t(dy),
@@ -716,8 +706,10 @@ impl<'g> Network<'g> {
         let n = cfg.batch;
         let (c, h, w) = model.input;
         let count = model.nodes.len();
+        let conv = cfg.conv.rule(gpu)?;
         let mut b = Builder {
             gpu,
+            conv,
             model,
             infos,
             n,

@@ -49,6 +49,7 @@ mod state;
 use std::fmt;
 
 use crate::gpu::{Gpu, GpuError};
+use crate::kernels::conv::ConvPolicy;
 use crate::kernels::loss::SoftmaxCrossEntropy;
 use crate::kernels::optim::Sgd;
 use crate::kernels::Tensor;
@@ -71,6 +72,9 @@ pub struct NetworkConfig {
     pub weight_decay: f32,
     /// Clip every gradient element to ±clip before the update.
     pub grad_clip: Option<f32>,
+    /// What `ConvAlgo::Auto` means for the network's convs (default: `LIMPQ_CONV_ALGO`,
+    /// else the built-in rule); checked against the device when the network is built.
+    pub conv: ConvPolicy,
 }
 
 impl Default for NetworkConfig {
@@ -83,6 +87,7 @@ impl Default for NetworkConfig {
             nesterov: false,
             weight_decay: 5e-4,
             grad_clip: None,
+            conv: ConvPolicy::FromEnv,
         }
     }
 }

@@ -282,8 +282,8 @@ const WG_BLOCKED: u64 = 64;
 /// kernels and `Direct` / `ImplicitGemm` the one-workgroup-per-weight reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// The device's whole-network override when one is set ([`Gpu::conv_algo`]:
-    /// `LIMPQ_CONV_ALGO`, `--conv-algo`). Otherwise, on a software (CPU) adapter such as
+    /// The built-in per-shape rule (a network's [`ConvRule`] may force another algorithm
+    /// in its place: `LIMPQ_CONV_ALGO`, `--conv-algo`). On a software (CPU) adapter such as
     /// lavapipe: `Broadcast` where it has subgroups of 8 ([`Gpu::subgroup8`]), else
     /// `Blocked` (see there). Elsewhere:
     /// implicit GEMM when the GEMM's row count (output channels per group for forward, input
@@ -373,27 +373,226 @@ impl std::str::FromStr for ConvAlgo {
     }
 }
 
-/// The f16 GEMM kind a forward conv uses under the whole-network f16 override
-/// (`LIMPQ_CONV_ALGO=f16gemm`): the device's best, or `None` when the override is off or the
-/// device has no f16 GEMM.
-pub fn f16_override_kind(gpu: &Gpu) -> Option<super::gemm_f16::HalfKind> {
-    super::gemm_f16::HalfKind::best(gpu).filter(|_| gpu.conv_algo == ConvAlgo::F16Gemm)
+/// Environment variable of the whole-network conv override ([`ConvPolicy::FromEnv`]).
+pub const CONV_ALGO_ENV: &str = "LIMPQ_CONV_ALGO";
+
+/// What `ConvAlgo::Auto` should mean for every conv of a network, as asked for: a
+/// whole-network override for comparisons (`LIMPQ_CONV_ALGO`, `--conv-algo`), or the
+/// built-in per-shape rule. Carried by the engine's configuration and turned into a
+/// [`ConvRule`] against the device when a network is built ([`ConvPolicy::rule`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvPolicy {
+    /// Whatever `LIMPQ_CONV_ALGO` says when the rule is made (unset or empty: `Auto`).
+    #[default]
+    FromEnv,
+    /// This algorithm (`Auto`: the built-in per-shape rule), whatever the environment says.
+    Force(ConvAlgo),
 }
 
-/// What `Auto` means on `gpu`: its whole-network override ([`Gpu::conv_algo`], from
-/// `LIMPQ_CONV_ALGO` or [`GpuOptions::with_conv_algo`](crate::gpu::GpuOptions::with_conv_algo))
-/// when one is set, else `Auto` itself (the built-in per-shape rule). Other values stay.
-fn overridden(gpu: &Gpu, algo: ConvAlgo) -> ConvAlgo {
-    match algo {
-        ConvAlgo::Auto => gpu.conv_algo,
-        other => other,
+impl ConvPolicy {
+    /// `Force(algo)` for a given value (a command-line flag), else [`ConvPolicy::FromEnv`].
+    pub fn or_env(algo: Option<ConvAlgo>) -> Self {
+        algo.map_or(ConvPolicy::FromEnv, ConvPolicy::Force)
+    }
+
+    /// The algorithm asked for: the forced one, else `LIMPQ_CONV_ALGO` (unset or empty =
+    /// `Auto`). A value that does not parse, or `pointwise` (opt-in per op, not a
+    /// whole-network choice), is a [`GpuError::InvalidOption`] naming it.
+    pub fn algo(self) -> Result<ConvAlgo, GpuError> {
+        let algo = match self {
+            ConvPolicy::Force(a) => a,
+            ConvPolicy::FromEnv => match std::env::var(CONV_ALGO_ENV) {
+                Ok(v) if !v.trim().is_empty() => v.parse().map_err(|e: String| {
+                    GpuError::InvalidOption(format!("{CONV_ALGO_ENV}={v:?}: {e}"))
+                })?,
+                _ => ConvAlgo::Auto,
+            },
+        };
+        if algo == ConvAlgo::Pointwise {
+            return Err(GpuError::InvalidOption(format!(
+                "conv algorithm override {algo}: opt-in per op, not a whole-network choice \
+                 (allowed: {})",
+                ConvAlgo::OVERRIDE_VALUES
+            )));
+        }
+        Ok(algo)
+    }
+
+    /// The policy on `gpu`: `f16gemm` needs [`Gpu::shader_f16`] and `broadcast`
+    /// [`Gpu::subgroup8`]; without them (or for a value [`ConvPolicy::algo`] refuses) a
+    /// [`GpuError::InvalidOption`] naming the override, the adapter and what it lacks.
+    pub fn rule(self, gpu: &Gpu) -> Result<ConvRule, GpuError> {
+        let auto = self.algo()?;
+        if auto == ConvAlgo::F16Gemm && !gpu.shader_f16 {
+            return Err(GpuError::InvalidOption(format!(
+                "conv algorithm override f16gemm ({CONV_ALGO_ENV}): adapter {} was not given \
+                 SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
+                gpu.summary.name
+            )));
+        }
+        if auto == ConvAlgo::Broadcast && !gpu.subgroup8 {
+            return Err(GpuError::InvalidOption(format!(
+                "conv algorithm override broadcast ({CONV_ALGO_ENV}): adapter {} is not a CPU \
+                 adapter with subgroups of exactly 8 given SUBGROUP (or LIMPQ_NO_SUBGROUP is \
+                 set); use blocked",
+                gpu.summary.name
+            )));
+        }
+        Ok(ConvRule { auto })
+    }
+}
+
+/// A [`ConvPolicy`] checked against one device: what `Auto` means for the convs one network
+/// builds, and the constructors that apply it. The ops' own `Auto` is always the built-in
+/// rule; an explicit algorithm given to an op is never overridden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvRule {
+    auto: ConvAlgo,
+}
+
+impl ConvRule {
+    /// No override: every op takes the built-in per-shape rule.
+    pub const BUILT_IN: ConvRule = ConvRule {
+        auto: ConvAlgo::Auto,
+    };
+
+    /// The override (`Auto`: none, the built-in rule).
+    pub fn auto(self) -> ConvAlgo {
+        self.auto
+    }
+
+    /// What an f32 conv op gets for `Auto`: the forced algorithm, or `Auto` (the built-in
+    /// rule) when none is forced or the override is `f16gemm` (whose f16 path covers some
+    /// forward convs only; the others take the built-in rule).
+    pub fn f32_algo(self) -> ConvAlgo {
+        match self.auto {
+            ConvAlgo::F16Gemm => ConvAlgo::Auto,
+            a => a,
+        }
+    }
+
+    /// The f16 GEMM kind a forward conv uses under the whole-network f16 override
+    /// (`f16gemm`): the device's best, or `None` when the override is off or the device has
+    /// no f16 GEMM.
+    pub fn f16_kind(self, gpu: &Gpu) -> Option<super::gemm_f16::HalfKind> {
+        super::gemm_f16::HalfKind::best(gpu).filter(|_| self.auto == ConvAlgo::F16Gemm)
+    }
+
+    /// The algorithm a forward conv of shape `s` takes under this rule: `F16Gemm` when the
+    /// f16 override covers it (groups 1, no bias, no input quantization), else
+    /// [`ConvRule::f32_algo`].
+    pub fn forward_algo(self, gpu: &Gpu, s: &Conv2dShape, bias: bool, quantized: bool) -> ConvAlgo {
+        if s.groups == 1 && !bias && !quantized && self.f16_kind(gpu).is_some() {
+            ConvAlgo::F16Gemm
+        } else {
+            self.f32_algo()
+        }
+    }
+
+    /// [`Conv2dForward::new`] under this rule.
+    pub fn forward(
+        self,
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+    ) -> Result<Conv2dForward, GpuError> {
+        self.forward_quant(gpu, shape, x, w, bias, y, None)
+    }
+
+    /// [`Conv2dForward::with_input_quant`] with `Auto` under this rule.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_quant(
+        self,
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        y: &Tensor,
+        quant: Option<QuantX>,
+    ) -> Result<Conv2dForward, GpuError> {
+        let algo = self.forward_algo(gpu, shape, bias.is_some(), quant.is_some());
+        Conv2dForward::with_input_quant(gpu, shape, x, w, bias, y, algo, quant)
+    }
+
+    /// [`Conv2dBackwardData::new`] under this rule.
+    pub fn backward_data(
+        self,
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        dy: &Tensor,
+        w: &Tensor,
+        dx: &Tensor,
+        accumulate: bool,
+    ) -> Result<Conv2dBackwardData, GpuError> {
+        Conv2dBackwardData::with_algo(gpu, shape, dy, w, dx, accumulate, self.f32_algo())
+    }
+
+    /// [`Conv2dBackwardWeight::with_input_quant`] with `Auto` under this rule.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_weight(
+        self,
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        dy: &Tensor,
+        dw: &Tensor,
+        accumulate: bool,
+        quant: Option<QuantX>,
+    ) -> Result<Conv2dBackwardWeight, GpuError> {
+        let algo = self.f32_algo();
+        Conv2dBackwardWeight::with_input_quant(gpu, shape, x, dy, dw, accumulate, algo, quant)
+    }
+
+    /// A forward conv (no bias) under the whole-network f16 override, its im2col in the
+    /// shared `scratch` (at least `Conv2dForwardHalf::scratch_len(shape)` words; ops recorded
+    /// one after another can share one). With `codes` — the input quantizer applied on load
+    /// and the quantizer of the fake-quantized weight `w` — a quantized layer's conv on f16
+    /// operands holding the LSQ integer codes, exact: equal to
+    /// [`Conv2dForward::with_input_quant`]'s result up to f32 summation
+    /// ([`super::conv_f16::Conv2dForwardHalf::quantized`]); without, `x` and `w` rounded to
+    /// f16. `Ok(None)` when the override is off, the device has no f16 GEMM, or the shape or
+    /// bit-widths do not suit it: then build the f32 conv.
+    #[allow(clippy::too_many_arguments)]
+    pub fn f16_forward(
+        self,
+        gpu: &Gpu,
+        shape: &Conv2dShape,
+        x: &Tensor,
+        w: &Tensor,
+        y: &Tensor,
+        codes: Option<(&QuantX, &QuantX)>,
+        scratch: &Tensor,
+    ) -> Result<Option<Conv2dForward>, GpuError> {
+        use super::conv_f16::Conv2dForwardHalf;
+        let Some(kind) = self.f16_kind(gpu) else {
+            return Ok(None);
+        };
+        let exact = codes.is_none_or(|(qx, qw)| {
+            Conv2dForwardHalf::codes_exact(qx) && Conv2dForwardHalf::codes_exact(qw)
+        });
+        if shape.groups != 1 || !exact {
+            return Ok(None);
+        }
+        let half =
+            Conv2dForwardHalf::with_scratch(gpu, shape, x, w, y, kind, codes, Some(scratch))?;
+        Ok(Some(Conv2dForward {
+            shape: *shape,
+            algo: ConvAlgo::F16Gemm,
+            quant: codes.map(|(qx, _)| qx.config),
+            built: None,
+            half: Some(half),
+        }))
     }
 }
 
 /// Whether `Auto` should mean a CPU kernel (`Broadcast` or `Blocked`) on this adapter (a CPU
 /// / software adapter).
 fn software(gpu: &Gpu) -> bool {
-    gpu.adapter.get_info().device_type == wgpu::DeviceType::Cpu
+    gpu.is_cpu()
 }
 
 /// The CPU adapters' kernel: `Broadcast` where subgroups of 8 were given, else `Blocked`.
@@ -453,7 +652,7 @@ fn gemm_groups(s: &Conv2dShape, rows: usize, cols: usize) -> Result<[u32; 3], Gp
 
 /// Resolve `Auto` for a GEMM with `rows` rows per group and the given grid.
 fn pick(gpu: &Gpu, algo: ConvAlgo, rows: usize, groups: Result<[u32; 3], GpuError>) -> ConvAlgo {
-    match overridden(gpu, algo) {
+    match algo {
         ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => cpu_algo(gpu),
         ConvAlgo::Auto | ConvAlgo::F16Gemm => {
             let max = gpu.limits.max_compute_workgroups_per_dimension;
@@ -690,45 +889,6 @@ pub struct Conv2dForward {
 }
 
 impl Conv2dForward {
-    /// A forward conv (no bias) under the whole-network f16 override
-    /// (`LIMPQ_CONV_ALGO=f16gemm`), its im2col in the shared `scratch` (at least
-    /// `Conv2dForwardHalf::scratch_len(shape)` words; ops recorded one after another can
-    /// share one). With `codes` — the input quantizer applied on load and the quantizer of
-    /// the fake-quantized weight `w` — a quantized layer's conv on f16 operands holding the
-    /// LSQ integer codes, exact: equal to [`Conv2dForward::with_input_quant`]'s result up to
-    /// f32 summation ([`super::conv_f16::Conv2dForwardHalf::quantized`]); without, `x` and
-    /// `w` rounded to f16. `Ok(None)` when the override is off, the device has no f16 GEMM,
-    /// or the shape or bit-widths do not suit it: then build the f32 conv.
-    pub fn f16_override(
-        gpu: &Gpu,
-        shape: &Conv2dShape,
-        x: &Tensor,
-        w: &Tensor,
-        y: &Tensor,
-        codes: Option<(&QuantX, &QuantX)>,
-        scratch: &Tensor,
-    ) -> Result<Option<Self>, GpuError> {
-        use super::conv_f16::Conv2dForwardHalf;
-        let Some(kind) = f16_override_kind(gpu) else {
-            return Ok(None);
-        };
-        let exact = codes.is_none_or(|(qx, qw)| {
-            Conv2dForwardHalf::codes_exact(qx) && Conv2dForwardHalf::codes_exact(qw)
-        });
-        if shape.groups != 1 || !exact {
-            return Ok(None);
-        }
-        let half =
-            Conv2dForwardHalf::with_scratch(gpu, shape, x, w, y, kind, codes, Some(scratch))?;
-        Ok(Some(Conv2dForward {
-            shape: *shape,
-            algo: ConvAlgo::F16Gemm,
-            quant: codes.map(|(qx, _)| qx.config),
-            built: None,
-            half: Some(half),
-        }))
-    }
-
     /// `x`: input, `w`: weight, `bias`: `c_out` values or `None`, `y`: output (overwritten).
     pub fn new(
         gpu: &Gpu,
@@ -784,14 +944,7 @@ impl Conv2dForward {
         // Unquantized, the steps binding is never read: bind x there.
         let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
         let buffers = [&x.buffer, &w.buffer, bias_buf, &y.buffer, steps_buf];
-        // The whole-network f16 override takes the convs the f16 path supports; the others
-        // fall through to Auto's pick below.
-        let by_override = algo == ConvAlgo::Auto
-            && s.groups == 1
-            && bias.is_none()
-            && !quantized
-            && f16_override_kind(gpu).is_some();
-        if algo == ConvAlgo::F16Gemm || by_override {
+        if algo == ConvAlgo::F16Gemm {
             let algo = ConvAlgo::F16Gemm;
             let no = |m: &str| GpuError::Unsupported(format!("{op} (ConvAlgo::F16Gemm): {m}"));
             if bias.is_some() || quantized {
@@ -1026,7 +1179,7 @@ impl Conv2dBackwardWeight {
         // Unquantized, the steps binding is never read: bind x there.
         let steps_buf = quant.map_or(&x.buffer, |q| &q.steps.buffer);
         let buffers = [&x.buffer, &dy.buffer, &dw.buffer, steps_buf];
-        let algo = match overridden(gpu, algo) {
+        let algo = match algo {
             ConvAlgo::Pointwise => {
                 return Err(GpuError::Unsupported(format!(
                     "{op} (ConvAlgo::Pointwise): no pointwise backward-weight kernel; use \

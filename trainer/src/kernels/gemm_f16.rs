@@ -70,57 +70,38 @@ static GEMM_COOP: KernelSpec = KernelSpec {
     ],
 };
 
-static GEMM_COOP_PREFETCH: KernelSpec = KernelSpec {
-    id: "gemm_coop_prefetch",
-    source: include_str!("../../../shaders/gemm_coop_prefetch.wgsl"),
-    entry: "main",
-    bindings: &[
-        Binding::Uniform,
-        Binding::ReadOnly,
-        Binding::ReadOnly,
-        Binding::ReadWrite,
-    ],
+/// The tensor-core kernel's variants, one pipeline each: its override constants
+/// (`SUBGROUPS`, `PREFETCH`; see `shaders/gemm_coop.wgsl`), every one set explicitly.
+static GEMM_COOP_PLAIN: Specialization = Specialization {
+    id: "gemm_coop",
+    spec: &GEMM_COOP,
+    constants: &[("SUBGROUPS", 1.0), ("PREFETCH", 0.0)],
+};
+static GEMM_COOP_PREFETCH: Specialization = Specialization {
+    id: "gemm_coop+prefetch",
+    spec: &GEMM_COOP,
+    constants: &[("SUBGROUPS", 1.0), ("PREFETCH", 1.0)],
+};
+static GEMM_COOP_WG4: Specialization = Specialization {
+    id: "gemm_coop+wg4",
+    spec: &GEMM_COOP,
+    constants: &[("SUBGROUPS", 4.0), ("PREFETCH", 0.0)],
+};
+static GEMM_COOP_WG4_PREFETCH: Specialization = Specialization {
+    id: "gemm_coop+wg4+prefetch",
+    spec: &GEMM_COOP,
+    constants: &[("SUBGROUPS", 4.0), ("PREFETCH", 1.0)],
 };
 
-static GEMM_COOP_WG4: KernelSpec = KernelSpec {
-    id: "gemm_coop_wg4",
-    source: include_str!("../../../shaders/gemm_coop_wg4.wgsl"),
-    entry: "main",
-    bindings: &[
-        Binding::Uniform,
-        Binding::ReadOnly,
-        Binding::ReadOnly,
-        Binding::ReadWrite,
-    ],
-};
-
-static GEMM_COOP_WG4_PREFETCH: KernelSpec = KernelSpec {
-    id: "gemm_coop_wg4_prefetch",
-    source: include_str!("../../../shaders/gemm_coop_wg4_prefetch.wgsl"),
-    entry: "main",
-    bindings: &[
-        Binding::Uniform,
-        Binding::ReadOnly,
-        Binding::ReadOnly,
-        Binding::ReadWrite,
-    ],
-};
-
-/// The WGSL source of the tensor-core kernel (for tests that validate it without a device).
+/// The WGSL source of the tensor-core kernel, every variant (for tests that validate it
+/// without a device; [`HalfKind::coop_constants`] gives each variant's constants).
 pub const COOP_SOURCE: &str = include_str!("../../../shaders/gemm_coop.wgsl");
-/// The WGSL source of the software-pipelined tensor-core kernel.
-pub const COOP_PREFETCH_SOURCE: &str = include_str!("../../../shaders/gemm_coop_prefetch.wgsl");
-/// The WGSL source of the 4-subgroup tensor-core kernel.
-pub const COOP_WG4_SOURCE: &str = include_str!("../../../shaders/gemm_coop_wg4.wgsl");
-/// The WGSL source of the 4-subgroup, software-pipelined tensor-core kernel.
-pub const COOP_WG4_PREFETCH_SOURCE: &str =
-    include_str!("../../../shaders/gemm_coop_wg4_prefetch.wgsl");
 /// The WGSL source of the f16-storage kernel.
 pub const F16_SOURCE: &str = include_str!("../../../shaders/gemm_f16.wgsl");
 /// The WGSL source of the f32 → f16 packing kernel.
 pub const PACK_SOURCE: &str = include_str!("../../../shaders/f16_pack.wgsl");
 
-/// Output block edge of the product kernels (twice that for `gemm_coop_wg4`).
+/// Output block edge of the product kernels (twice that for the 4-subgroup coop variants).
 const BLOCK: usize = 64;
 
 /// f32 → IEEE binary16 bits, round to nearest, ties to even; subnormals kept, overflow to
@@ -184,16 +165,17 @@ pub fn pad16(x: usize) -> usize {
 pub enum HalfKind {
     /// f16 storage, f32 multiply-adds (`gemm_f16.wgsl`).
     F16,
-    /// Tensor cores: cooperative-matrix 16×16×16 f16·f16→f32 (`gemm_coop.wgsl`).
+    /// Tensor cores: cooperative-matrix 16×16×16 f16·f16→f32 (`gemm_coop.wgsl`, one
+    /// subgroup per workgroup).
     Coop,
-    /// The same with the K loop software-pipelined (`gemm_coop_prefetch.wgsl`): the next
-    /// step's tiles are loaded before this step's multiply-adds. Same results as `Coop`;
-    /// which is faster is for `limpq bench gemm` on the GPU to say.
+    /// The same with the K loop software-pipelined (`gemm_coop.wgsl` with `PREFETCH`): the
+    /// next step's tiles are loaded before this step's multiply-adds. Same results as
+    /// `Coop`; which is faster is for `limpq bench gemm` on the GPU to say.
     CoopPrefetch,
-    /// Four subgroups of 32 per workgroup on a 128×128 block (`gemm_coop_wg4.wgsl`), so
-    /// that tile loads shared by two subgroups can hit L1; needs [`Gpu::subgroup32`] too.
+    /// Four subgroups of 32 per workgroup on a 128×128 block (`gemm_coop.wgsl` with
+    /// `SUBGROUPS = 4`), so that tile loads shared by two subgroups can hit L1.
     CoopWg4,
-    /// `CoopWg4` with the K loop of `CoopPrefetch` (`gemm_coop_wg4_prefetch.wgsl`).
+    /// `CoopWg4` with the K loop of `CoopPrefetch` (both constants set).
     CoopWg4Prefetch,
 }
 
@@ -202,8 +184,26 @@ impl HalfKind {
     pub fn available(self, gpu: &Gpu) -> bool {
         match self {
             HalfKind::F16 => gpu.shader_f16,
-            HalfKind::Coop | HalfKind::CoopPrefetch => gpu.coop_f16,
-            HalfKind::CoopWg4 | HalfKind::CoopWg4Prefetch => gpu.coop_f16 && gpu.subgroup32,
+            HalfKind::Coop
+            | HalfKind::CoopPrefetch
+            | HalfKind::CoopWg4
+            | HalfKind::CoopWg4Prefetch => gpu.coop_f16 && gpu.subgroup32,
+        }
+    }
+
+    /// The override constants of `gemm_coop.wgsl` this kind's pipeline is built with
+    /// (`None` for [`HalfKind::F16`], another shader).
+    pub fn coop_constants(self) -> Option<&'static [(&'static str, f64)]> {
+        self.coop_specialization().map(|sp| sp.constants)
+    }
+
+    fn coop_specialization(self) -> Option<&'static Specialization> {
+        match self {
+            HalfKind::F16 => None,
+            HalfKind::Coop => Some(&GEMM_COOP_PLAIN),
+            HalfKind::CoopPrefetch => Some(&GEMM_COOP_PREFETCH),
+            HalfKind::CoopWg4 => Some(&GEMM_COOP_WG4),
+            HalfKind::CoopWg4Prefetch => Some(&GEMM_COOP_WG4_PREFETCH),
         }
     }
 
@@ -231,7 +231,7 @@ impl HalfKind {
                 "adapter {} was not given SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
                 gpu.summary.name
             ),
-            HalfKind::CoopWg4 | HalfKind::CoopWg4Prefetch if gpu.coop_f16 => format!(
+            _ if gpu.coop_f16 => format!(
                 "adapter {} was not given SUBGROUP with subgroups of exactly 32",
                 gpu.summary.name
             ),
@@ -240,8 +240,8 @@ impl HalfKind {
             | HalfKind::CoopWg4
             | HalfKind::CoopWg4Prefetch => format!(
                 "adapter {} has no usable cooperative matrix (needs \
-                 EXPERIMENTAL_COOPERATIVE_MATRIX with 16×16×16 f16·f16→f32 tiles, SHADER_F16 \
-                 and subgroups of exactly 32; LIMPQ_NO_COOP unset)",
+                 EXPERIMENTAL_COOPERATIVE_MATRIX with 16×16×16 f16·f16→f32 tiles, SHADER_F16, \
+                 SUBGROUP and subgroups of exactly 32; LIMPQ_NO_COOP unset)",
                 gpu.summary.name
             ),
         }
@@ -501,14 +501,10 @@ impl HalfProduct {
             to_u32(batch.max(1), "gemm_f16 batch")?,
         ];
         let buf = uniform(gpu, &params, "gemm_f16 params");
-        let spec = match kind {
-            HalfKind::F16 => &GEMM_F16,
-            HalfKind::Coop => &GEMM_COOP,
-            HalfKind::CoopPrefetch => &GEMM_COOP_PREFETCH,
-            HalfKind::CoopWg4 => &GEMM_COOP_WG4,
-            HalfKind::CoopWg4Prefetch => &GEMM_COOP_WG4_PREFETCH,
+        let p = match kind.coop_specialization() {
+            Some(sp) => specialized_pipeline(gpu, sp)?,
+            None => pipeline(gpu, &GEMM_F16)?,
         };
-        let p = pipeline(gpu, spec)?;
         let dispatch = p.dispatch(gpu, &[&buf, &a16.buffer, &b16.buffer, &c.buffer], groups)?;
         Ok(HalfProduct {
             kind,

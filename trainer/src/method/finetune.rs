@@ -167,6 +167,7 @@ pub fn finetune(
         nesterov: cfg.nesterov,
         weight_decay: cfg.weight_decay,
         grad_clip: cfg.clip,
+        conv: Default::default(),
     };
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
     let left = net.import_state_lenient(&init.tensors)?;

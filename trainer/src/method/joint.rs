@@ -274,6 +274,7 @@ pub fn joint_train_full(
         nesterov: cfg.nesterov,
         weight_decay: cfg.weight_decay,
         grad_clip: Some(cfg.clip),
+        conv: Default::default(),
     };
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
     let init_record = OnceCell::new();

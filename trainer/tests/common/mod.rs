@@ -77,17 +77,26 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tol) -> f32 {
     worst
 }
 
-/// A device with the whole-network f16 override (`LIMPQ_CONV_ALGO=f16gemm`), or `None` after
+/// The whole-network f16 override (`LIMPQ_CONV_ALGO=f16gemm`) as a network's conv policy.
+pub const F16_OVERRIDE: limpq_trainer::kernels::conv::ConvPolicy =
+    limpq_trainer::kernels::conv::ConvPolicy::Force(
+        limpq_trainer::kernels::conv::ConvAlgo::F16Gemm,
+    );
+
+/// A device the whole-network f16 override ([`F16_OVERRIDE`]) can run on, or `None` after
 /// printing why the calling test skips: no adapter, or one without SHADER_F16 (whose refusal
 /// must name the override and the missing feature).
 pub fn f16_override_gpu_or_skip(test: &str) -> Option<Gpu> {
-    use limpq_trainer::kernels::conv::ConvAlgo;
-    match Gpu::new(&GpuOptions::default().with_conv_algo(ConvAlgo::F16Gemm)) {
-        Ok(g) => Some(g),
+    let gpu = match Gpu::new(&GpuOptions::default()) {
+        Ok(g) => g,
         Err(e @ GpuError::NoAdapter { .. }) => {
             eprintln!("SKIP {test}: {e}");
-            None
+            return None;
         }
+        Err(e) => panic!("{test}: Gpu::new: {e}"),
+    };
+    match F16_OVERRIDE.rule(&gpu) {
+        Ok(_) => Some(gpu),
         Err(GpuError::InvalidOption(m)) => {
             assert!(m.contains("f16gemm") && m.contains("SHADER_F16"), "{m}");
             eprintln!("SKIP {test}: adapter without SHADER_F16: {m}");

@@ -2,7 +2,8 @@
 //!
 //! [`Gpu::new`] picks one adapter among those wgpu enumerates:
 //! - `WGPU_BACKEND` (e.g. `vulkan`, `metal,dx12`) restricts the backends searched; without
-//!   it Vulkan/Metal/DX12 are searched first and GL only when they offer no adapter;
+//!   it Vulkan/Metal/DX12 are searched first and GL only when they offer no adapter to
+//!   choose (GL's EGL probing is slow and prints errors on a headless machine);
 //! - `WGPU_ADAPTER_NAME` keeps only adapters whose name contains it (case-insensitive);
 //! - among the rest a discrete GPU wins over an integrated one, then virtual/other, and a
 //!   software adapter (Mesa lavapipe "llvmpipe") is the last resort.
@@ -12,18 +13,16 @@
 //!
 //! Optional features, each behind a check with an f32 path as the fallback: the device is
 //! requested with `SHADER_F16` when the adapter has it ([`Gpu::shader_f16`]: f16 storage
-//! for `kernels::gemm_f16`), and with `EXPERIMENTAL_COOPERATIVE_MATRIX` when the adapter also
-//! lists a 16×16×16 f16·f16→f32 configuration and its subgroups fit a 32-invocation
-//! workgroup ([`Gpu::coop_f16`]: tensor-core GEMM). `LIMPQ_NO_F16=1` / `LIMPQ_NO_COOP=1` turn
+//! for the f16 GEMM), and with `EXPERIMENTAL_COOPERATIVE_MATRIX` plus `SUBGROUP` when the
+//! adapter also lists a 16×16×16 f16·f16→f32 configuration and its subgroups are exactly 32
+//! wide ([`Gpu::coop_f16`]: tensor-core GEMM). `LIMPQ_NO_F16=1` / `LIMPQ_NO_COOP=1` turn
 //! them off; a device request refused with them is retried without them. A CPU adapter with
 //! subgroups of exactly 8 (lavapipe on x86-64) is created with `SUBGROUP` ([`Gpu::subgroup8`]:
 //! the subgroup-broadcast conv kernels); `LIMPQ_NO_SUBGROUP=1` turns that off.
 //!
-//! `LIMPQ_CONV_ALGO=auto|direct|gemm|blocked|broadcast` (or [`GpuOptions::with_conv_algo`])
-//! forces one conv algorithm on every conv op built with `ConvAlgo::Auto` ([`Gpu::conv_algo`]);
-//! `f16gemm` runs every forward conv it supports with f16 operands (needs `SHADER_F16`)
-//! and leaves the other ops to `Auto`; `broadcast` needs [`Gpu::subgroup8`]; any other value
-//! makes [`Gpu::new`] fail with [`GpuError::InvalidOption`].
+//! The context states facts about the adapter and the device it made; it chooses no
+//! algorithm. Which kernel an op runs is the op's business (e.g. `kernels::conv::ConvPolicy`
+//! reads these facts).
 //!
 //! wgpu reports validation errors asynchronously; a default handler would panic. The context
 //! installs a handler that records them and a device-lost callback, and [`Gpu::check`] turns
@@ -33,10 +32,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::kernels::conv::ConvAlgo;
-
-/// Environment variable of the whole-network conv override ([`Gpu::conv_algo`]).
-pub const CONV_ALGO_ENV: &str = "LIMPQ_CONV_ALGO";
+use super::pipeline::Pipeline;
 
 /// What went wrong with the GPU. Every variant carries a message meant for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,14 +109,12 @@ impl From<wgpu::Error> for GpuError {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct GpuOptions {
-    /// Backends to search; `None` reads `WGPU_BACKEND`, else all backends.
+    /// Backends to search; `None` reads `WGPU_BACKEND`, else Vulkan/Metal/DX12 first and all
+    /// backends only when they offer no adapter to choose.
     pub backends: Option<wgpu::Backends>,
     /// Keep only adapters whose name contains this (case-insensitive); `None` reads
     /// `WGPU_ADAPTER_NAME`.
     pub adapter_name: Option<String>,
-    /// What `ConvAlgo::Auto` means for every conv op built on this device (a whole-network
-    /// override; `Auto` = the built-in per-shape rule); `None` reads `LIMPQ_CONV_ALGO`.
-    pub conv_algo: Option<ConvAlgo>,
 }
 
 impl GpuOptions {
@@ -140,39 +134,6 @@ impl GpuOptions {
     pub fn with_adapter_name(mut self, name: &str) -> Self {
         self.adapter_name = Some(name.to_string());
         self
-    }
-
-    /// Force every conv op that asks for `ConvAlgo::Auto` to use `algo` (`Auto` keeps the
-    /// built-in rule); overrides `LIMPQ_CONV_ALGO`.
-    pub fn with_conv_algo(mut self, algo: ConvAlgo) -> Self {
-        self.conv_algo = Some(algo);
-        self
-    }
-
-    /// The conv override: the option, else `LIMPQ_CONV_ALGO` (unset or empty = `Auto`).
-    fn resolved_conv_algo(&self) -> Result<ConvAlgo, GpuError> {
-        let algo = match self.conv_algo {
-            Some(a) => a,
-            None => match std::env::var(CONV_ALGO_ENV) {
-                Ok(v) if !v.trim().is_empty() => v.parse().map_err(|e: String| {
-                    GpuError::InvalidOption(format!("{CONV_ALGO_ENV}={v:?}: {e}"))
-                })?,
-                _ => ConvAlgo::Auto,
-            },
-        };
-        if algo == ConvAlgo::Pointwise {
-            return Err(GpuError::InvalidOption(format!(
-                "conv algorithm override {algo}: opt-in per op, not a whole-network choice \
-                 (allowed: {})",
-                ConvAlgo::OVERRIDE_VALUES
-            )));
-        }
-        Ok(algo)
-    }
-
-    fn resolved_backends(&self) -> wgpu::Backends {
-        self.backends
-            .unwrap_or_else(|| wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()))
     }
 
     fn resolved_name(&self) -> Option<String> {
@@ -294,13 +255,54 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
-/// Every adapter wgpu sees under `opts`, and the index of the one [`Gpu::new`] would choose
-/// (`None` when none qualifies, e.g. the name filter matches nothing).
+/// The backend sets to search, in order: the explicit choice (the option, else
+/// `WGPU_BACKEND`) alone; without one Vulkan/Metal/DX12 first and every backend only when
+/// they offer nothing usable. GL is probed last because it is slow to start, weakest at
+/// compute, and its EGL probing prints errors on a headless machine.
+fn backend_attempts(opts: &GpuOptions) -> Vec<wgpu::Backends> {
+    match opts.backends.or_else(wgpu::Backends::from_env) {
+        Some(b) => vec![b],
+        None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::all()],
+    }
+}
+
+/// The adapters of the first backend set in [`backend_attempts`] where the name filter finds
+/// one to choose, with the index of that one; else the last set's adapters and why none
+/// qualifies.
+fn search(opts: &GpuOptions) -> (Vec<wgpu::Adapter>, Result<usize, GpuError>) {
+    let name = opts.resolved_name();
+    let mut last = (
+        Vec::new(),
+        Err(GpuError::NoAdapter {
+            backends: "none".into(),
+        }),
+    );
+    for backends in backend_attempts(opts) {
+        let instance = new_instance(backends);
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let chosen = match choose(&adapters, name.as_deref()) {
+            Err(GpuError::NoAdapter { .. }) => Err(GpuError::NoAdapter {
+                backends: format!("{backends:?}"),
+            }),
+            other => other,
+        };
+        if chosen.is_ok() {
+            return (adapters, chosen);
+        }
+        last = (adapters, chosen);
+    }
+    last
+}
+
+/// Every adapter wgpu sees under `opts` on the backends [`Gpu::new`] would search, and the
+/// index of the one it would choose (`None` when none qualifies, e.g. the name filter
+/// matches nothing).
 pub fn list_adapters(opts: &GpuOptions) -> (Vec<AdapterSummary>, Option<usize>) {
-    let instance = new_instance(opts.resolved_backends());
-    let adapters = pollster::block_on(instance.enumerate_adapters(opts.resolved_backends()));
-    let chosen = choose(&adapters, opts.resolved_name().as_deref()).ok();
-    (adapters.iter().map(AdapterSummary::of).collect(), chosen)
+    let (adapters, chosen) = search(opts);
+    (
+        adapters.iter().map(AdapterSummary::of).collect(),
+        chosen.ok(),
+    )
 }
 
 /// Errors wgpu reported outside any error scope, and a device-lost message.
@@ -320,30 +322,24 @@ pub struct Gpu {
     pub summary: AdapterSummary,
     /// The device was created with `SHADER_F16`: `enable f16;` shaders (f16 storage) run.
     pub shader_f16: bool,
-    /// The device was created with `EXPERIMENTAL_COOPERATIVE_MATRIX` and the adapter offers
-    /// 16×16×16 f16·f16→f32 tiles with subgroups of exactly 32 (NVIDIA):
-    /// `shaders/gemm_coop.wgsl` (one workgroup = one subgroup) and its prefetch variant run.
+    /// The device was created with `EXPERIMENTAL_COOPERATIVE_MATRIX` and `SUBGROUP`, and the
+    /// adapter offers 16×16×16 f16·f16→f32 tiles with subgroups of exactly 32 (NVIDIA):
+    /// `shaders/gemm_coop.wgsl` runs, every variant.
     pub coop_f16: bool,
-    /// With `coop_f16`: the device was also created with `SUBGROUP` and the adapter's
-    /// subgroups are exactly 32 wide, so `shaders/gemm_coop_wg4.wgsl` (4 subgroups per
-    /// workgroup, told apart by `subgroup_id`) runs.
+    /// The device was created with `SUBGROUP` and the adapter's subgroups are exactly 32
+    /// wide (true whenever `coop_f16` is: the tensor-core kernel tells its subgroups apart
+    /// by `subgroup_id`).
     pub subgroup32: bool,
     /// A CPU adapter whose subgroups are exactly 8 wide (lavapipe on x86-64), created with
-    /// `SUBGROUP` (unless `LIMPQ_NO_SUBGROUP` is set): the `conv2d_*_bcast.wgsl` kernels of
-    /// [`ConvAlgo::Broadcast`](crate::kernels::conv::ConvAlgo::Broadcast) run, and `Auto`
-    /// takes them.
+    /// `SUBGROUP` (unless `LIMPQ_NO_SUBGROUP` is set): kernels that share loads by subgroup
+    /// broadcast in groups of 8 (the `conv2d_*_bcast.wgsl` kernels) run.
     pub subgroup8: bool,
     /// The limits kernels plan against: the device's (equal to the adapter's). Lowering one
     /// is allowed (tests lower `max_compute_workgroups_per_dimension` to exercise grid
     /// splitting); raising one past the device's makes wgpu reject the work.
     pub limits: wgpu::Limits,
-    /// What `ConvAlgo::Auto` resolves to on this device: `Auto` = the built-in per-shape
-    /// rule ([`ConvAlgo::Auto`]), anything else forces that algorithm on every conv op built
-    /// with `Auto` (whole-network comparisons; [`GpuOptions::with_conv_algo`],
-    /// `LIMPQ_CONV_ALGO`). Ops built with an explicit algorithm are not affected.
-    pub conv_algo: ConvAlgo,
     errors: Arc<Mutex<ErrorSink>>,
-    pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<crate::kernels::Pipeline>>>,
+    pub(crate) pipelines: Mutex<HashMap<&'static str, Arc<Pipeline>>>,
 }
 
 impl fmt::Debug for Gpu {
@@ -357,42 +353,8 @@ impl fmt::Debug for Gpu {
 impl Gpu {
     /// Choose an adapter (see the module docs) and create the device with its full limits.
     pub fn new(opts: &GpuOptions) -> Result<Gpu, GpuError> {
-        let conv_algo = opts.resolved_conv_algo()?;
-        let explicit = opts.backends.or_else(wgpu::Backends::from_env);
-        let name = opts.resolved_name();
-        // Without an explicit choice, look at Vulkan/Metal/DX12 first and only probe GL (slow
-        // to start, noisy on headless machines, weakest compute) when they offer nothing.
-        let mut attempts = match explicit {
-            Some(b) => vec![b],
-            None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::all()],
-        };
-        let mut last_err = None;
-        let mut found = None;
-        for backends in attempts.drain(..) {
-            let instance = new_instance(backends);
-            let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
-            match choose(&adapters, name.as_deref()) {
-                Ok(i) => {
-                    found = Some(adapters.swap_remove(i));
-                    break;
-                }
-                Err(GpuError::NoAdapter { .. }) => {
-                    last_err = Some(GpuError::NoAdapter {
-                        backends: format!("{backends:?}"),
-                    })
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let adapter = match (found, last_err) {
-            (Some(a), _) => a,
-            (None, Some(e)) => return Err(e),
-            (None, None) => {
-                return Err(GpuError::NoAdapter {
-                    backends: "none".into(),
-                })
-            }
-        };
+        let (mut adapters, chosen) = search(opts);
+        let adapter = adapters.swap_remove(chosen?);
         let summary = AdapterSummary::of(&adapter);
         tracing::info!(
             adapter = %summary.name,
@@ -407,11 +369,14 @@ impl Gpu {
         let limits = adapter.limits();
         let want_f16 =
             adapter.features().contains(wgpu::Features::SHADER_F16) && !env_off("LIMPQ_NO_F16");
-        let want_coop = want_f16 && !env_off("LIMPQ_NO_COOP") && coop_f16_usable(&adapter);
         let info = adapter.get_info();
         let has_subgroup = adapter.features().contains(wgpu::Features::SUBGROUP);
         let sg_sizes = (info.subgroup_min_size, info.subgroup_max_size);
-        let want_sg32 = want_coop && has_subgroup && sg_sizes == (32, 32);
+        // The tensor-core kernel names its subgroup (`subgroup_id`), so cooperative matrices
+        // are only asked for together with SUBGROUP (subgroups of 32: `coop_f16_usable`).
+        let want_coop =
+            want_f16 && has_subgroup && !env_off("LIMPQ_NO_COOP") && coop_f16_usable(&adapter);
+        let want_sg32 = want_coop;
         // CPU adapters with 8-wide subgroups (lavapipe on x86-64) run the conv kernels that
         // share loads by subgroup broadcast (`ConvAlgo::Broadcast`).
         let want_sg8 = has_subgroup
@@ -430,16 +395,19 @@ impl Gpu {
                 required_features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
                 // SAFETY: `enabled()` is unsafe because wgpu's experimental features may have
                 // bugs that cause UB when used incorrectly. The only experimental feature
-                // requested is cooperative matrices, and only shaders/gemm_coop*.wgsl use it,
-                // as its API requires: every coopLoadT/coopStoreT pointer is in bounds (the
-                // operands are padded to multiples of 16 and tile origins are clamped into
-                // them; each stored tile is a 256-float slice of a workgroup array), the
-                // matrix ops run in subgroup-uniform control flow, every workgroup is a whole
-                // number of full subgroups (32 or 128 invocations, subgroups of exactly 32:
-                // checked in `coop_f16_usable`), no two subgroups write the same workgroup
-                // memory (one staging tile per subgroup), and
-                // the only tile configuration used (16×16×16 f16·f16→f32) is one the adapter
-                // lists.
+                // requested is cooperative matrices, and only shaders/gemm_coop.wgsl uses
+                // it, as its API requires: every coopLoadT/coopStoreT pointer is in bounds
+                // (the operands are padded to multiples of 16 and tile origins are clamped
+                // into them; each stored tile is a 256-float slice, at `subgroup_id · 256`,
+                // of a 1024-float workgroup array, and `subgroup_id` < 4), the matrix ops run
+                // in subgroup-uniform control flow (the only branch around them is on the
+                // `PREFETCH` override constant), every workgroup is a whole number of full
+                // subgroups (32 or 128 invocations from the `SUBGROUPS` constant, 1 or 4,
+                // subgroups of exactly 32: checked in `coop_f16_usable`), no two subgroups
+                // write the same workgroup memory (one staging tile per subgroup, told apart
+                // by `subgroup_id`, which SUBGROUP, always requested with cooperative
+                // matrices, provides), and the only tile configuration used (16×16×16
+                // f16·f16→f32) is one the adapter lists.
                 unsafe { wgpu::ExperimentalFeatures::enabled() }
             } else {
                 wgpu::ExperimentalFeatures::disabled()
@@ -452,14 +420,11 @@ impl Gpu {
                 ..Default::default()
             }))
         };
-        // Ask for what the adapter offers; if refused, drop subgroups, then cooperative
-        // matrices, then f16.
+        // Ask for what the adapter offers; if refused, drop subgroups (and with them
+        // cooperative matrices, which need them), then f16.
         let want_sg = want_sg32 || want_sg8;
         let mut tries = vec![(want_f16, want_coop, want_sg)];
-        if want_sg {
-            tries.push((want_f16, want_coop, false));
-        }
-        if want_coop {
+        if want_sg || want_coop {
             tries.push((want_f16, false, false));
         }
         if want_f16 {
@@ -492,22 +457,6 @@ impl Gpu {
             subgroup8,
             "optional device features"
         );
-        if conv_algo == ConvAlgo::F16Gemm && !shader_f16 {
-            return Err(GpuError::InvalidOption(format!(
-                "conv algorithm override f16gemm ({CONV_ALGO_ENV}): adapter {} was not given \
-                 SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
-                summary.name
-            )));
-        }
-
-        if conv_algo == ConvAlgo::Broadcast && !subgroup8 {
-            return Err(GpuError::InvalidOption(format!(
-                "conv algorithm override broadcast ({CONV_ALGO_ENV}): adapter {} is not a CPU \
-                 adapter with subgroups of exactly 8 given SUBGROUP (or LIMPQ_NO_SUBGROUP is \
-                 set); use blocked",
-                summary.name
-            )));
-        }
         let errors = Arc::new(Mutex::new(ErrorSink::default()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -539,10 +488,14 @@ impl Gpu {
             subgroup32,
             subgroup8,
             limits,
-            conv_algo,
             errors,
             pipelines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether the adapter is a CPU (software) one, such as Mesa lavapipe.
+    pub fn is_cpu(&self) -> bool {
+        self.adapter.get_info().device_type == wgpu::DeviceType::Cpu
     }
 
     /// The first error wgpu reported outside any scope since the last call (validation,
@@ -585,6 +538,28 @@ impl Gpu {
             .map_err(|e| GpuError::Readback(format!("device poll: {e}")))?;
         self.check()
     }
+}
+
+/// Prepare the process environment for probing GPUs on a headless machine; call it first
+/// thing in `main`, before any thread exists.
+///
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` reorders the adapters so that
+/// the one driving the desktop comes first; to find the desktop it connects to Wayland,
+/// which without a session runtime folder (`XDG_RUNTIME_DIR` unset: servers, containers,
+/// CI) prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on every
+/// probe. [`Gpu::new`] ranks adapters itself (discrete first, software last), so with no
+/// desktop session this sets `NODEVICE_SELECT=1` (the layer's own off switch) — unless the
+/// user set `NODEVICE_SELECT` or asked the layer for a device (`MESA_VK_DEVICE_SELECT`).
+/// Returns whether it set it. With a session, nothing changes.
+pub fn quiet_headless_probing() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if set("XDG_RUNTIME_DIR") || set("NODEVICE_SELECT") || set("MESA_VK_DEVICE_SELECT") {
+        return false;
+    }
+    // The caller runs this before spawning any thread, so nothing reads the environment
+    // concurrently (the only hazard of `set_var`).
+    std::env::set_var("NODEVICE_SELECT", "1");
+    true
 }
 
 /// Whether the environment variable `name` is set to something other than `""` / `0`.
