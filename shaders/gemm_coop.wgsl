@@ -9,9 +9,9 @@
 // One workgroup = 32 invocations = one subgroup (gpu.rs requires the adapter's subgroups to
 // be exactly 32 wide, as on NVIDIA). Each computes a 64×64 block of C as
 // 4×4 tiles of 16×16, its A and B tiles loaded straight from storage (coopLoadT, row-major,
-// stride K_p / N_p) — on the H200 that beat staging tiles in workgroup memory (README of
-// ../shared/gpu). Tile origins past M_p / N_p are clamped to the last tile so that every load
-// is in bounds; their results are never stored. The accumulators start as a zeroed
+// stride K_p / N_p) — on the H200 that beat staging tiles in workgroup memory
+// (docs/PERFORMANCE.md). Tile origins past M_p / N_p are clamped to the last tile so that
+// every load is in bounds; their results are never stored. The accumulators start as a zeroed
 // workgroup tile. The epilogue stores each accumulator into a 16×16 workgroup tile and the 32
 // invocations write its 256 values to C with bounds checks, alpha and beta (beta == 0 never
 // reads C), so M and N need not be multiples of 16.
