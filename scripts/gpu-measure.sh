@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# The ONE measurement run for the H200 device machine (see ../shared/gpu/README.md and
-# docs/PERFORMANCE.md, "How to measure on the H200"): our training-step bench and the PyTorch
+# The ONE measurement run for the H200 device machine (see docs/PERFORMANCE.md, "How to measure on the H200"): our training-step bench and the PyTorch
 # peer on the same GPU in the same run, the conv kernels per shape class (`bench conv`,
 # conv.jsonl), one joint step with every conv forced to the direct kernel, a joint and an
 # FP32 step with f16-operand forward convs (`--conv-algo f16gemm`), then a short
@@ -14,8 +13,9 @@
 #                                                 # dry run that works on lavapipe
 # Environment: OUT (default ./gpu-measure-out), LIMPQ_BIN (default .gl/limpq — refused when
 # older than target/release/limpq — else target/release/limpq), BUDGET_S (whole run,
-# default 540 s; the accuracy run gets what is left of it), PEER (the peer script, default
-# .gl/torch_lsq_joint.py).
+# default 540 s; the accuracy run gets what is left of it), PEER (the PyTorch peer benchmark
+# script, default .gl/torch_lsq_joint.py; it is not shipped with limpq, and the peer step
+# is skipped when it is absent).
 # One step failing or hanging (each runs under `timeout`) does not stop the others; the
 # exit status is 1 if any step failed. No step's timeout reaches past BUDGET_S (a step is
 # cut to the budget left, or skipped when under 10 s are left).
@@ -47,7 +47,6 @@ bin=$(gpu_bin) || exit 2
 trap 'gpu_pack measure' EXIT
 trap 'exit 143' TERM INT
 peer=${PEER:-.gl/torch_lsq_joint.py}
-[ -f "$peer" ] || peer=../shared/bench/torch_lsq_joint.py
 failed=0
 
 gpu_env "$quick"
@@ -127,7 +126,9 @@ else
   peer_secs=150
 fi
 
-if python3 -c 'import torch' 2>/dev/null; then
+if [ ! -f "$peer" ]; then
+  summary "skip    peer: no peer script at $peer (set PEER)"
+elif python3 -c 'import torch' 2>/dev/null; then
   step peer "$peer_secs" python3 "$peer" "${peer_args[@]}"
   grep -h '^{' "$OUT/peer.log" >> "$OUT/peer.jsonl" || true
 else
@@ -193,7 +194,7 @@ else
       --subset 512 --test-subset 256 --batch 64 -o "$OUT/train.ckpt"
   else
     # The recipe of the PyTorch reference run that reached 93.42% in 12 epochs
-    # (torch_limpq_fmnist.py): batch 256, lr 0.1 cosine, Nesterov, weight decay 5e-4, label
+    # (not shipped with limpq): batch 256, lr 0.1 cosine, Nesterov, weight decay 5e-4, label
     # smoothing 0.1.
     step train "$left" "$bin" train --model resnet20 --data fashion-mnist --epochs "$epochs" \
       --batch 256 --lr 0.1 --nesterov --weight-decay 5e-4 --label-smoothing 0.1 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4's measurement on the device machine (../shared/gpu/README.md): the whole method,
+# The whole-method measurement on the GPU device machine (docs/RESULTS.md): the whole method,
 # `limpq pipeline`, on ResNet-20 and all of Fashion-MNIST (examples/resnet20.pipeline.ron:
 # the PyTorch reference recipe), a seed or two per call: one call has ~10 minutes, three
 # seeds need more. The run folder comes back packed as $OUT/run.tar.gz (the device returns

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Prepares, in the project root, everything a call on the device machine carries
-# (../shared/gpu/README.md; the working tree and the carried paths: 64 MiB in all):
-#   .gl/        Vulkan loader packages, gpu-env.sh and the PyTorch peer scripts
-#               (../shared/gpu/prepare.sh), plus .gl/limpq: the release binary, stripped
+# Prepares, in the project root, everything a call on the device machine carries (the
+# working tree and the carried paths: 64 MiB in all):
+#   .gl/        the Vulkan loader, gpu-env.sh (which points the loader at the machine's
+#               driver) and, optionally, the PyTorch peer benchmark scripts. limpq does not
+#               ship these: LIMPQ_GPU_PREPARE names an executable of yours that fills .gl/
+#               with them (docs/PERFORMANCE.md, "How to measure on the H200"); without it,
+#               .gl/ must already hold gpu-env.sh. Then .gl/limpq: the release binary, stripped
 #   .data/      Fashion-MNIST
 # The release profile keeps line tables for profiling (debug = 1), which makes
 # target/release/limpq ~80 MB: over the carry limit on its own. Stripped it is ~12 MB.
@@ -11,12 +14,13 @@
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"
-shared=${LIMPQ_SHARED:-$root/../shared}
-if [ ! -x "$shared/gpu/prepare.sh" ]; then
-  echo "gpu-prepare: $shared/gpu/prepare.sh not found (set LIMPQ_SHARED to the shared folder)" >&2
+if [ -n "${LIMPQ_GPU_PREPARE:-}" ]; then
+  "$LIMPQ_GPU_PREPARE" >/dev/null
+fi
+if [ ! -f .gl/gpu-env.sh ]; then
+  echo "gpu-prepare: .gl/gpu-env.sh not found (set LIMPQ_GPU_PREPARE to a script that fills .gl/)" >&2
   exit 2
 fi
-"$shared/gpu/prepare.sh" >/dev/null
 cargo build --release -p limpq
 strip -o .gl/limpq.tmp target/release/limpq
 mv .gl/limpq.tmp .gl/limpq

@@ -116,48 +116,383 @@ pub struct Frontier {
 #[cfg(feature = "serde")]
 mod text {
     //! RON and JSON reading and writing. Writing files (atomically) is the caller's job.
-    use super::{Frontier, IndicatorSet, Policy, ResourceTable};
+    use super::{versioned, Frontier, IndicatorSet, Policy, ResourceTable};
     use crate::Error;
     use alloc::format;
     use alloc::string::String;
 
-    fn ron_options() -> ron::Options {
-        ron::Options::default()
-    }
-
     macro_rules! text_io {
-        ($ty:ty, $what:literal) => {
+        ($ty:ty, $what:literal, $version:path) => {
             impl $ty {
-                #[doc = concat!("Parses ", $what, " from RON text.")]
+                /// The newest `format_version` of this format that this crate reads (and the
+                /// one it writes).
+                pub const FORMAT_VERSION: u32 = $version;
+
+                #[doc = concat!("Parses ", $what, " from RON text (a newer `format_version` is refused).")]
                 pub fn from_ron_str(s: &str) -> Result<Self, Error> {
-                    ron_options().from_str(s).map_err(|e| Error::Parse {
+                    versioned::from_ron(s, $version).map_err(|e| Error::Parse {
                         what: String::from(concat!("RON ", $what)),
                         message: format!("{e}"),
                     })
                 }
-                #[doc = concat!("Parses ", $what, " from JSON text.")]
+                #[doc = concat!("Parses ", $what, " from JSON text (a newer `format_version` is refused).")]
                 pub fn from_json_str(s: &str) -> Result<Self, Error> {
-                    serde_json::from_str(s).map_err(|e| Error::Parse {
+                    versioned::from_json(s, $version).map_err(|e| Error::Parse {
                         what: String::from(concat!("JSON ", $what)),
                         message: format!("{e}"),
                     })
                 }
-                /// Pretty RON text.
+                /// Pretty RON text, with the current `format_version`.
                 pub fn to_ron_string(&self) -> String {
-                    ron_options()
-                        .to_string_pretty(self, ron::ser::PrettyConfig::default())
+                    versioned::to_ron_pretty(self, $version, ron::ser::PrettyConfig::default())
                         .unwrap_or_else(|e| format!("// serialisation failed: {e}\n"))
                 }
-                /// Pretty JSON text.
+                /// Pretty JSON text, with the current `format_version`.
                 pub fn to_json_string(&self) -> String {
-                    serde_json::to_string_pretty(self)
+                    versioned::to_json_pretty(self, $version)
                         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
                 }
             }
         };
     }
-    text_io!(IndicatorSet, "indicator set");
-    text_io!(Policy, "policy");
-    text_io!(ResourceTable, "resource table");
-    text_io!(Frontier, "frontier");
+    text_io!(IndicatorSet, "indicator set", versioned::INDICATORS);
+    text_io!(Policy, "policy", versioned::POLICY);
+    text_io!(ResourceTable, "resource table", versioned::RESOURCE_TABLE);
+    text_io!(Frontier, "frontier", versioned::FRONTIER);
+}
+
+/// Format versions of the text files (`format_version`, see `docs/FORMATS.md`).
+///
+/// Every text format carries an optional top-level `format_version` field: absent means 1,
+/// a version newer than the reader knows is refused with an error naming the field (the
+/// caller adds the file), and the writers here write the current version. The field is not
+/// part of the Rust types: [`from_ron`] and [`from_json`] take it out of the top-level
+/// struct before the type sees it (so a type with `deny_unknown_fields` still accepts it),
+/// and [`to_ron_pretty`] / [`to_json_pretty`] put it in as the struct's first field.
+#[cfg(feature = "serde")]
+pub mod versioned {
+    use alloc::format;
+    use alloc::string::String;
+    use core::fmt;
+    use core::marker::PhantomData;
+
+    use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde::ser::{self, Serialize, SerializeStruct};
+
+    /// The name of the version field.
+    pub const FIELD: &str = "format_version";
+
+    /// Current version of the indicator format ([`super::IndicatorSet`]).
+    pub const INDICATORS: u32 = 1;
+    /// Current version of the policy format ([`super::Policy`]).
+    pub const POLICY: u32 = 1;
+    /// Current version of the frontier format ([`super::Frontier`]).
+    pub const FRONTIER: u32 = 1;
+    /// Current version of the resource-table format ([`super::ResourceTable`]).
+    pub const RESOURCE_TABLE: u32 = 1;
+
+    /// Checks a `format_version` value against the newest version the reader knows.
+    pub fn check(found: u64, current: u32) -> Result<(), String> {
+        if found == 0 {
+            Err(format!(
+                "field `{FIELD}`: version 0 does not exist (versions start at 1)"
+            ))
+        } else if found > u64::from(current) {
+            Err(format!(
+                "field `{FIELD}`: version {found} is newer than this limpq reads (up to {current}); \
+                 use a newer limpq"
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Parses RON text into `T`, checking and removing a top-level `format_version`.
+    pub fn from_ron<T: DeserializeOwned>(
+        text: &str,
+        current: u32,
+    ) -> Result<T, ron::error::SpannedError> {
+        ron::Options::default().from_str_seed(text, Seed::<T>::new(current))
+    }
+
+    /// Parses JSON text into `T`, checking and removing a top-level `format_version`.
+    pub fn from_json<T: DeserializeOwned>(text: &str, current: u32) -> serde_json::Result<T> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = Seed::<T>::new(current).deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+
+    /// Pretty RON of `value` with `format_version: current` as its first field.
+    pub fn to_ron_pretty<T: Serialize>(
+        value: &T,
+        current: u32,
+        config: ron::ser::PrettyConfig,
+    ) -> ron::Result<String> {
+        ron::Options::default().to_string_pretty(&Versioned(value, current), config)
+    }
+
+    /// Pretty JSON of `value` with `"format_version": current` as its first field.
+    pub fn to_json_pretty<T: Serialize>(value: &T, current: u32) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(&Versioned(value, current))
+    }
+
+    /// `value` serialised with a leading `format_version` field (when it is a struct).
+    pub struct Versioned<'a, T>(pub &'a T, pub u32);
+
+    impl<T: Serialize> Serialize for Versioned<'_, T> {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            self.0.serialize(Ser(s, self.1))
+        }
+    }
+
+    /// A seed deserialising `T` with the version check.
+    pub struct Seed<T>(u32, PhantomData<fn() -> T>);
+
+    impl<T> Seed<T> {
+        pub fn new(current: u32) -> Self {
+            Seed(current, PhantomData)
+        }
+    }
+
+    impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Seed<T> {
+        type Value = T;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+            T::deserialize(De(d, self.0))
+        }
+    }
+
+    /// Forwards everything to the wrapped serializer but adds the version field to the
+    /// top-level struct.
+    struct Ser<S>(S, u32);
+
+    macro_rules! fwd_ser {
+        ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+            fn $name(self, $($arg: $ty),*) -> Result<Self::Ok, Self::Error> {
+                self.0.$name($($arg),*)
+            }
+        )*};
+    }
+
+    impl<S: ser::Serializer> ser::Serializer for Ser<S> {
+        type Ok = S::Ok;
+        type Error = S::Error;
+        type SerializeSeq = S::SerializeSeq;
+        type SerializeTuple = S::SerializeTuple;
+        type SerializeTupleStruct = S::SerializeTupleStruct;
+        type SerializeTupleVariant = S::SerializeTupleVariant;
+        type SerializeMap = S::SerializeMap;
+        type SerializeStruct = S::SerializeStruct;
+        type SerializeStructVariant = S::SerializeStructVariant;
+
+        fwd_ser! {
+            serialize_bool(v: bool);
+            serialize_i8(v: i8);
+            serialize_i16(v: i16);
+            serialize_i32(v: i32);
+            serialize_i64(v: i64);
+            serialize_i128(v: i128);
+            serialize_u8(v: u8);
+            serialize_u16(v: u16);
+            serialize_u32(v: u32);
+            serialize_u64(v: u64);
+            serialize_u128(v: u128);
+            serialize_f32(v: f32);
+            serialize_f64(v: f64);
+            serialize_char(v: char);
+            serialize_str(v: &str);
+            serialize_bytes(v: &[u8]);
+            serialize_none();
+            serialize_unit();
+            serialize_unit_struct(name: &'static str);
+            serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
+        }
+
+        fn serialize_some<V: ?Sized + Serialize>(self, v: &V) -> Result<S::Ok, S::Error> {
+            self.0.serialize_some(v)
+        }
+        fn serialize_newtype_struct<V: ?Sized + Serialize>(
+            self,
+            name: &'static str,
+            v: &V,
+        ) -> Result<S::Ok, S::Error> {
+            self.0.serialize_newtype_struct(name, v)
+        }
+        fn serialize_newtype_variant<V: ?Sized + Serialize>(
+            self,
+            name: &'static str,
+            index: u32,
+            variant: &'static str,
+            v: &V,
+        ) -> Result<S::Ok, S::Error> {
+            self.0.serialize_newtype_variant(name, index, variant, v)
+        }
+        fn serialize_seq(self, len: Option<usize>) -> Result<S::SerializeSeq, S::Error> {
+            self.0.serialize_seq(len)
+        }
+        fn serialize_tuple(self, len: usize) -> Result<S::SerializeTuple, S::Error> {
+            self.0.serialize_tuple(len)
+        }
+        fn serialize_tuple_struct(
+            self,
+            name: &'static str,
+            len: usize,
+        ) -> Result<S::SerializeTupleStruct, S::Error> {
+            self.0.serialize_tuple_struct(name, len)
+        }
+        fn serialize_tuple_variant(
+            self,
+            name: &'static str,
+            index: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> Result<S::SerializeTupleVariant, S::Error> {
+            self.0.serialize_tuple_variant(name, index, variant, len)
+        }
+        fn serialize_map(self, len: Option<usize>) -> Result<S::SerializeMap, S::Error> {
+            self.0.serialize_map(len)
+        }
+        fn serialize_struct(
+            self,
+            name: &'static str,
+            len: usize,
+        ) -> Result<S::SerializeStruct, S::Error> {
+            let mut st = self.0.serialize_struct(name, len + 1)?;
+            st.serialize_field(FIELD, &self.1)?;
+            Ok(st)
+        }
+        fn serialize_struct_variant(
+            self,
+            name: &'static str,
+            index: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> Result<S::SerializeStructVariant, S::Error> {
+            self.0.serialize_struct_variant(name, index, variant, len)
+        }
+        fn is_human_readable(&self) -> bool {
+            self.0.is_human_readable()
+        }
+    }
+
+    /// Forwards everything to the wrapped deserializer but, for the top-level struct, takes
+    /// the version field out of its map and checks it.
+    struct De<D>(D, u32);
+
+    macro_rules! fwd_de {
+        ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+            fn $name<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+                self.0.$name($($arg,)* visitor)
+            }
+        )*};
+    }
+
+    impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for De<D> {
+        type Error = D::Error;
+
+        fwd_de! {
+            deserialize_any();
+            deserialize_bool();
+            deserialize_i8();
+            deserialize_i16();
+            deserialize_i32();
+            deserialize_i64();
+            deserialize_i128();
+            deserialize_u8();
+            deserialize_u16();
+            deserialize_u32();
+            deserialize_u64();
+            deserialize_u128();
+            deserialize_f32();
+            deserialize_f64();
+            deserialize_char();
+            deserialize_str();
+            deserialize_string();
+            deserialize_bytes();
+            deserialize_byte_buf();
+            deserialize_option();
+            deserialize_unit();
+            deserialize_unit_struct(name: &'static str);
+            deserialize_newtype_struct(name: &'static str);
+            deserialize_seq();
+            deserialize_tuple(len: usize);
+            deserialize_tuple_struct(name: &'static str, len: usize);
+            deserialize_map();
+            deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+            deserialize_identifier();
+            deserialize_ignored_any();
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0
+                .deserialize_struct(name, fields, StructVisitor(visitor, self.1))
+        }
+
+        fn is_human_readable(&self) -> bool {
+            self.0.is_human_readable()
+        }
+    }
+
+    struct StructVisitor<V>(V, u32);
+
+    impl<'de, V: Visitor<'de>> Visitor<'de> for StructVisitor<V> {
+        type Value = V::Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.expecting(f)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+            self.0.visit_map(Fields {
+                inner: map,
+                current: self.1,
+            })
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+            self.0.visit_seq(seq)
+        }
+    }
+
+    /// The struct's fields, less `format_version` (checked on the way past).
+    struct Fields<A> {
+        inner: A,
+        current: u32,
+    }
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for Fields<A> {
+        type Error = A::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, A::Error> {
+            loop {
+                let Some(key) = self.inner.next_key::<String>()? else {
+                    return Ok(None);
+                };
+                if key == FIELD {
+                    let found: u64 = self.inner.next_value()?;
+                    check(found, self.current).map_err(de::Error::custom)?;
+                    continue;
+                }
+                return seed
+                    .deserialize(de::value::StringDeserializer::<A::Error>::new(key))
+                    .map(Some);
+            }
+        }
+
+        fn next_value_seed<S: DeserializeSeed<'de>>(
+            &mut self,
+            seed: S,
+        ) -> Result<S::Value, A::Error> {
+            self.inner.next_value_seed(seed)
+        }
+
+        fn size_hint(&self) -> Option<usize> {
+            self.inner.size_hint()
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! `limpq bench train`: training-step throughput on synthetic data (seeded normal images of
 //! the model's input shape, seeded random labels), the same batch every step, as the PyTorch
-//! peer (`torch_lsq_joint.py`) does. The network is built once; `--warmup` untimed steps,
+//! peer benchmark does. The network is built once; `--warmup` untimed steps,
 //! then `--steps` timed ones. Every step is one submission whose loss is read back, so each
 //! timed step includes the wait for the GPU to finish it (and the upload of the batch, which
 //! every real training step pays too).

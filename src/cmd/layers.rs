@@ -45,7 +45,7 @@ pub enum Format {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let model = Model::resolve(&args.model)?;
     match args.format {
-        Format::Ron => println!("{}", model.to_ron()),
+        Format::Ron => println!("{}", model.to_ron_versioned()),
         Format::Table => {
             let infos = model.analyze()?;
             let layers = model.quantizable_layers()?;

@@ -185,7 +185,7 @@ impl Checkpoint {
         let version = word(8);
         if version != VERSION {
             return Err(bad(format!(
-                "format version {version}, this build reads version {VERSION}"
+                "field `version` (bytes 8..12): format version {version}, this build reads version {VERSION}"
             )));
         }
         let hlen = word(12) as usize;

@@ -827,7 +827,7 @@ fn lsq_hand_cases() {
     assert_eq!(ds, 0.0);
     let (_, ds) = lsq_quantize_backward(&x, 0.5, 2, true, &[1.0, 1.0, 3.0, 1.0]);
     assert!((ds as f64 - (-2.0 + 0.5 + 3.0) / 2.0).abs() < 1e-6, "{ds}");
-    // Step-size inits (DESIGN.md): weights max(|m-3σ|, |m+3σ|)/2^(b-1), σ unbiased;
+    // Step-size inits (docs/METHOD.md): weights max(|m-3σ|, |m+3σ|)/2^(b-1), σ unbiased;
     // activations 2·mean|x|/sqrt(Qp).
     let w = [1.0, -1.0, 1.0, -1.0]; // mean 0, unbiased σ = sqrt(4/3)
     assert!((lsq_init_weight_scale(&w, 4) as f64 - 3.0 * (4f64 / 3.0).sqrt() / 8.0).abs() < 1e-6);

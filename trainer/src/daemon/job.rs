@@ -103,17 +103,29 @@ pub struct CountJob {
 }
 
 impl JobSpec {
+    /// The newest `format_version` of daemon job files this build reads.
+    pub const FORMAT_VERSION: u32 = 1;
+
     /// Parse a job file, resolving relative paths against the file's directory.
     pub fn from_file(path: &Path) -> Result<JobSpec, String> {
         let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut spec: JobSpec = match ron::from_str(&text) {
+        // An optional top-level `format_version` (docs/FORMATS.md); a newer one is refused.
+        let parsed = limpq_solver::format::versioned::from_ron(&text, JobSpec::FORMAT_VERSION);
+        let mut spec: JobSpec = match parsed {
             Ok(s) => s,
+            Err(e) if e.to_string().contains("format_version") => {
+                return Err(format!("{}: {e}", path.display()))
+            }
             // A `limpq pipeline` job file, submitted as it is.
             Err(e) => match crate::pipeline::Job::from_ron_str(&text) {
                 Ok(p) => JobSpec {
                     name: String::new(),
                     job: JobKind::Pipeline(p),
                 },
+                // A pipeline job of a newer version: say so, not why it is no JobSpec.
+                Err(pe) if pe.contains("format_version") => {
+                    return Err(format!("{}: {pe}", path.display()))
+                }
                 Err(_) => return Err(format!("{}: {e}", path.display())),
             },
         };

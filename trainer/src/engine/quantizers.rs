@@ -591,7 +591,7 @@ impl<'g> Network<'g> {
         Ok(())
     }
 
-    /// LSQ step-size init (DESIGN.md): for every layer `which[l]` says whether to set it.
+    /// LSQ step-size init (docs/METHOD.md): for every layer `which[l]` says whether to set it.
     /// Weights: `max(|mean-3std|, |mean+3std|) / 2^(b-1)` from the current weights, per
     /// variant. Activations: on the batch `x`, per variant `k`, a train-mode forward with
     /// every layer at its variant `k` (layers with fewer variants at their last) in which

@@ -1,4 +1,4 @@
-//! LSQ fake quantisation (Esser et al. 2020), exactly as DESIGN.md "The method" and
+//! LSQ fake quantisation (Esser et al. 2020), exactly as docs/METHOD.md and
 //! `reference::lsq` define it, with one step size per candidate bit-width held in a `steps`
 //! tensor; an op instance is bound to ONE entry `index` (its bit-width), so the passes at
 //! several bit-widths can be recorded into one submission.

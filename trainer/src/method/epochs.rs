@@ -136,7 +136,7 @@ pub(super) fn run_epochs(
             }
             let b = loader.next().ok_or_else(early)?;
             if !initialised {
-                // Step-size init on the first training batch (DESIGN.md).
+                // Step-size init on the first training batch (docs/METHOD.md).
                 if s.init_steps.iter().any(|&i| i) {
                     net.init_steps(&b.x, &b.y, &s.init_steps)?;
                 }

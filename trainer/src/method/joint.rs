@@ -22,7 +22,7 @@ use crate::train::{
     check_checkpoint_model, check_data, EpochSummary, Event, Position, SgdSettings,
 };
 
-/// Settings of a joint run (defaults: DESIGN.md's recipe).
+/// Settings of a joint run (defaults: the recipe in docs/METHOD.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct JointConfig {
     /// Candidate bit-widths, ascending, distinct (weights and activations alike).

@@ -1,4 +1,4 @@
-//! The method (DESIGN.md "The method", issue 4) on the GPU engine: joint training of the
+//! The method (docs/METHOD.md) on the GPU engine: joint training of the
 //! LSQ importance indicators ([`joint_train`]), quantization-aware finetuning of a solved
 //! policy ([`finetune`]) and evaluation of a quantized checkpoint ([`evaluate_quantized`]).
 //! The network side — fake quantization, switchable BN, several passes per submission — is

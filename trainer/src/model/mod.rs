@@ -280,13 +280,12 @@ impl Model {
             path: path.to_path_buf(),
             source,
         })?;
-        let model: Model =
-            ron::Options::default()
-                .from_str(&text)
-                .map_err(|e| ModelError::Parse {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
+        // An optional top-level `format_version` (docs/FORMATS.md); a newer one is refused.
+        let model: Model = limpq_solver::format::versioned::from_ron(&text, Model::FORMAT_VERSION)
+            .map_err(|e| ModelError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         model.analyze().map_err(|e| match e {
             ModelError::Invalid {
                 origin,
@@ -318,7 +317,20 @@ impl Model {
         })
     }
 
-    /// Pretty RON, one node per line; [`Model::from_ron_file`] reads it back.
+    /// The newest `format_version` of model descriptions this build reads and writes.
+    pub const FORMAT_VERSION: u32 = 1;
+
+    /// [`Model::to_ron`] with `format_version` as its first field: what a file gets.
+    pub fn to_ron_versioned(&self) -> String {
+        let config = ron::ser::PrettyConfig::new()
+            .struct_names(true)
+            .depth_limit(2);
+        limpq_solver::format::versioned::to_ron_pretty(self, Self::FORMAT_VERSION, config)
+            .unwrap_or_else(|e| format!("/* {e} */"))
+    }
+
+    /// Pretty RON, one node per line, without `format_version` (the pipeline's fingerprint
+    /// of the model); [`Model::from_ron_file`] reads it back.
     pub fn to_ron(&self) -> String {
         let config = ron::ser::PrettyConfig::new()
             .struct_names(true)

@@ -256,18 +256,22 @@ impl Job {
     /// Parses and validates RON text (model existence and budgets are checked later,
     /// against the model: see [`super::Plan::new`]).
     pub fn from_ron_str(text: &str) -> Result<Job, String> {
-        let job: Job = ron::Options::default()
-            .from_str(text)
+        // An optional top-level `format_version` (docs/FORMATS.md); a newer one is refused.
+        let job: Job = limpq_solver::format::versioned::from_ron(text, Job::FORMAT_VERSION)
             .map_err(|e| format!("not a valid pipeline job: {e}"))?;
         job.validate()?;
         Ok(job)
     }
 
-    /// Pretty RON that [`Job::from_ron_str`] reads back.
+    /// The newest `format_version` of pipeline jobs this build reads and writes.
+    pub const FORMAT_VERSION: u32 = 1;
+
+    /// Pretty RON that [`Job::from_ron_str`] reads back, with the current `format_version`.
     pub fn to_ron(&self) -> String {
         let cfg = ron::ser::PrettyConfig::new().struct_names(true);
         // A Job holds strings, numbers, options and lists: always representable.
-        ron::ser::to_string_pretty(self, cfg).unwrap_or_else(|e| format!("/* {e} */"))
+        limpq_solver::format::versioned::to_ron_pretty(self, Self::FORMAT_VERSION, cfg)
+            .unwrap_or_else(|e| format!("/* {e} */"))
     }
 
     /// Checks every number and list that does not need the model.

@@ -1,5 +1,5 @@
-//! LSQ fake quantisation (Esser et al. 2020) as DESIGN.md "The method" and
-//! ../shared/bench/torch_lsq_joint.py define it. This is the spec for the GPU kernel:
+//! LSQ fake quantisation (Esser et al. 2020) as docs/METHOD.md defines it (PyTorch
+//! semantics). This is the spec for the GPU kernel:
 //!
 //! - `v = x / s` in f32 (a division, not a multiply by 1/s);
 //! - `q = round_half_even(clamp(v, Qn, Qp)) · s` — `torch.round` and WGSL `round` both round
