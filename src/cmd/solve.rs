@@ -159,17 +159,6 @@ fn read_text(p: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
 }
 
-/// Reads an indicator set (RON or JSON by extension).
-pub fn read_indicators(p: &Path) -> anyhow::Result<IndicatorSet> {
-    let t = read_text(p)?;
-    let r = if is_json(p) {
-        IndicatorSet::from_json_str(&t)
-    } else {
-        IndicatorSet::from_ron_str(&t)
-    };
-    r.with_context(|| format!("in {}", p.display()))
-}
-
 /// Writes `text` to `path` atomically: a temporary file beside it, then a rename.
 pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     let dir = path
@@ -257,7 +246,7 @@ fn build_problem(a: &Args, ind: IndicatorSet) -> anyhow::Result<Problem> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let ind = read_indicators(&a.indicators)?;
+    let ind = limpq_io::documents::read_indicators(&a.indicators)?;
     let file = a.indicators.display().to_string();
     if a.sweep.is_none() && a.bitops.is_none() {
         bail!("--bitops is required (e.g. --bitops w4a4), unless --sweep N is given");

@@ -318,6 +318,18 @@ impl Model {
         })
     }
 
+    /// [`Model::resolve`] for training on the data set `data`: `resnet20` (the 1×28×28
+    /// variant) means its 3×32×32 sibling `resnet20-cifar` when `data` is CIFAR. Every
+    /// command, job and pipeline that names a model and a data set resolves it here.
+    pub fn resolve_for_data(name_or_path: &str, data: &str) -> Result<Model, ModelError> {
+        let name = if name_or_path == "resnet20" && data.to_ascii_lowercase().starts_with("cifar") {
+            "resnet20-cifar"
+        } else {
+            name_or_path
+        };
+        Model::resolve(name)
+    }
+
     /// Pretty RON, one node per line; [`Model::from_ron_file`] reads it back.
     pub fn to_ron(&self) -> String {
         let config = ron::ser::PrettyConfig::new()
