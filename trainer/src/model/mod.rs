@@ -417,3 +417,22 @@ impl Model {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `resnet20` with CIFAR data means the 3×32×32 variant; other names and data pass
+    /// through to [`Model::resolve`].
+    #[test]
+    fn resolve_for_data_picks_the_cifar_sibling() {
+        let m = Model::resolve_for_data("resnet20", "CIFAR10").unwrap();
+        assert_eq!((m.name.as_str(), m.input), ("resnet20-cifar", (3, 32, 32)));
+        let m = Model::resolve_for_data("resnet20", "fashion-mnist").unwrap();
+        assert_eq!((m.name.as_str(), m.input), ("resnet20", (1, 28, 28)));
+        let m = Model::resolve_for_data("small_cnn", "cifar10").unwrap();
+        assert_eq!(m.name, "small_cnn");
+        let e = Model::resolve_for_data("resnet19", "cifar10").unwrap_err();
+        assert!(e.to_string().contains("resnet19"), "{e}");
+    }
+}
