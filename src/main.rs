@@ -26,13 +26,14 @@ enum Command {
     ImportLimpq(cmd::import_limpq::Args),
     /// Print per-layer MACs and parameter counts of a built-in model or MODEL.ron.
     Layers(cmd::layers::Args),
-    /// Time the exact solver against the microlp backend on the same instances.
+    /// Time the exact solver against the microlp backend (the same as `bench solver`).
+    #[command(hide = true)]
     BenchSolver(cmd::bench_solver::Args),
-    /// Benchmarks of the GPU trainer (`bench train`: training-step throughput; `bench conv`:
-    /// conv kernels per model shape; `bench gemm`:
-    /// GEMM TFLOP/s in f32, f16 and on tensor cores).
+    /// Benchmarks (`bench train`: training-step throughput; `bench conv`: conv kernels per
+    /// model shape; `bench gemm`: GEMM TFLOP/s in f32, f16 and on tensor cores; `bench
+    /// solver`: the exact solver against microlp).
     #[command(subcommand)]
-    Bench(cmd::bench_train::Bench),
+    Bench(cmd::bench::Bench),
     /// List the GPU adapters wgpu can see.
     Devices(cmd::devices::Args),
     /// Train a model in full precision on the GPU and write a checkpoint.
@@ -71,7 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::ImportLimpq(a) => cmd::import_limpq::run(a),
         Command::Layers(a) => cmd::layers::run(a),
         Command::BenchSolver(a) => cmd::bench_solver::run(a),
-        Command::Bench(b) => cmd::bench_train::dispatch(b),
+        Command::Bench(b) => cmd::bench::dispatch(b),
         Command::Devices(a) => cmd::devices::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),

@@ -378,6 +378,33 @@ fn truncated_and_random_files_are_errors() {
     }
 }
 
+/// 60 MiB of EMPTY_TUPLE opcodes (within the 64 MiB file cap) once cost the reader ~48
+/// bytes of memory per byte; now the value cap refuses it at the opcode that crosses it,
+/// and bigger files are refused by size without being read. Runs without python3.
+#[test]
+fn huge_pickles_are_refused_by_their_caps() {
+    let dir = temp_dir("huge");
+    let table = dir.join("t.csv");
+    std::fs::write(&table, TABLE_CSV).unwrap();
+    let pkl = dir.join("tuples.pkl");
+    let mut data = vec![0x80, 0x02];
+    data.resize(60 << 20, b')');
+    std::fs::write(&pkl, &data).unwrap();
+    let out = dir.join("tuples.ron");
+    let o = import(&pkl, table.to_str().unwrap(), &out, &[]);
+    let err = refused(&o);
+    assert!(
+        err.contains("tuples.pkl") && err.contains(&format!("at byte {}", 2 + (1 << 20))),
+        "{err}"
+    );
+    assert!(!out.exists());
+    data.resize((64 << 20) + 1, b')');
+    std::fs::write(&pkl, &data).unwrap();
+    let o = import(&pkl, table.to_str().unwrap(), &out, &[]);
+    refused_with(&o, &["tuples.pkl", "larger than the 64 MiB"]);
+    let _ = std::fs::remove_file(&pkl);
+}
+
 /// Checked-in pickles (made by `tests/fixtures/import/make.py`): these run without python3.
 #[test]
 fn converts_checked_in_fixtures_and_refuses_the_exploit() {

@@ -8,9 +8,16 @@
 //!   one refusing FIFOs and devices without blocking on them.
 //! - [`files::Format`]: RON or JSON by the file name's extension, and typed parsing.
 //!
-//! It knows nothing of GPUs or of the solver, so every other crate of the workspace, and a
-//! build without the trainer, can use it.
+//! - [`documents`]: the solver's indicator sets and policies read from disk.
+//! - [`pickle`] and [`import_limpq`]: a plain-data pickle reader that never runs code, and
+//!   the conversion of the PyTorch reference code's indicator pickle to an indicator set.
+//!
+//! It knows nothing of GPUs (it depends on the solver only for its document types), so
+//! every other crate of the workspace, and a build without the trainer, can use it.
 
+pub mod documents;
 pub mod files;
+pub mod import_limpq;
+pub mod pickle;
 
 pub use files::{FileError, Format};

@@ -1,4 +1,5 @@
-//! `limpq bench-solver`: the exact solver and microlp on the same seeded instances.
+//! `limpq bench solver` (also `limpq bench-solver`): the exact solver and microlp on the
+//! same seeded instances; the harness is `limpq_solver::gen::bench`.
 
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ fn ms(d: Duration) -> String {
 pub fn run(a: Args) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!(
-            "warning: debug build; run `cargo run --release -- bench-solver` for real figures"
+            "warning: debug build; run `cargo run --release -- bench solver` for real figures"
         );
     }
     let mut o = BenchOptions::default();

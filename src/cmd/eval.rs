@@ -2,12 +2,10 @@
 use std::path::PathBuf;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::{Split, TEST_SUBSET_SEED};
+use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::engine::{Network, NetworkConfig};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::train::{check_data, evaluate};
-
-use super::train::load_split;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,17 +37,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, Some(d)) => d.to_string(),
         (None, None) => "fashion-mnist".to_string(),
     };
-    let test = load_split(
+    let test = std::sync::Arc::new(Dataset::load_subset(
         &data,
         args.data_dir.as_deref(),
         Split::Test,
         args.subset,
         TEST_SUBSET_SEED,
-    )?;
+    )?);
     check_data(&ckpt.model, &test)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let policy = match &args.policy {
-        Some(p) => Some(super::finetune::read_policy(p)?),
+        Some(p) => Some(limpq_io::documents::read_policy(p)?),
         None => limpq_trainer::method::checkpoint_policy(&ckpt)
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?,
     };

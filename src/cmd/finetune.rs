@@ -1,8 +1,7 @@
 //! `limpq finetune`: quantization-aware training of a solved policy from a full-precision
 //! checkpoint; writes a quantized checkpoint that carries its policy (`limpq eval` reads it).
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use limpq_solver::{IndicatorSet, Policy};
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
@@ -11,7 +10,7 @@ use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig};
 use super::indicators::{data_name, resume_state, stopped_error, RunArgs};
 use super::progress::stop_on_ctrl_c;
 use super::progress::Progress;
-use super::solve::read_indicators;
+use limpq_io::documents::{read_indicators, read_policy};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,20 +34,6 @@ pub struct Args {
     /// last epoch end) exactly where it stopped; the other settings must be the same.
     #[arg(long)]
     pub resume: bool,
-}
-
-/// A policy file (RON, or JSON by extension).
-pub fn read_policy(p: &Path) -> anyhow::Result<Policy> {
-    let t = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-    let r = if p
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-    {
-        Policy::from_json_str(&t)
-    } else {
-        Policy::from_ron_str(&t)
-    };
-    r.with_context(|| format!("in {}", p.display()))
 }
 
 /// One line: BitOps and weight size of a policy on a model.

@@ -12,7 +12,7 @@ use limpq_trainer::method::{joint_train_full, JointConfig, MethodError};
 
 use super::progress::{stop_on_ctrl_c, Progress};
 use super::solve::write_atomic;
-use super::train::{load_splits, resolve_model};
+use super::train::load_splits;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -132,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let init = Checkpoint::load(&args.init)?;
     let resume = resume_state(args.resume, args.checkpoint.as_deref())?;
     let data = data_name(&args.run.data, &init);
-    let model = resolve_model(&args.model, &data)?;
+    let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
     let (train_ds, test_ds) = args.run.splits(&data)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(

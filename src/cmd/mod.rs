@@ -1,4 +1,5 @@
 //! One module per subcommand: its clap `Args` and its `run`.
+pub mod bench;
 pub mod bench_conv;
 pub mod bench_gemm;
 pub mod bench_solver;

@@ -184,17 +184,6 @@ fn read_text(p: &Path) -> anyhow::Result<String> {
     Ok(files::read_text(p, files::MAX_TEXT)?)
 }
 
-/// Reads an indicator set (RON or JSON by extension).
-pub fn read_indicators(p: &Path) -> anyhow::Result<IndicatorSet> {
-    let t = read_text(p)?;
-    let r = if is_json(p) {
-        IndicatorSet::from_json_str(&t)
-    } else {
-        IndicatorSet::from_ron_str(&t)
-    };
-    r.with_context(|| format!("in {}", p.display()))
-}
-
 /// Writes `text` to `path` with [`limpq_io::files::write_atomic`]; kept for the commands
 /// that still call it here (new code calls `files::write_atomic` itself).
 pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -334,7 +323,7 @@ fn solve_options(a: &Args) -> SolveOptions {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let pins = check_usage(&a)?;
-    let ind = read_indicators(&a.indicators)?;
+    let ind = limpq_io::documents::read_indicators(&a.indicators)?;
     let file = a.indicators.display().to_string();
     let p = build_problem(&a, ind, &pins)?;
     let opts = solve_options(&a);

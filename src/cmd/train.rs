@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::{Dataset, Split, Subset, TEST_SUBSET_SEED};
+use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::model::Model;
 use limpq_trainer::train::{train_from, Event, Start, TrainConfig, TrainError};
@@ -74,32 +74,6 @@ pub struct Args {
     pub resume: bool,
 }
 
-/// `resnet20` means the 1×28×28 variant; with CIFAR-10 pick its 3×32×32 sibling.
-pub fn resolve_model(name: &str, data: &str) -> anyhow::Result<Model> {
-    let name = if name == "resnet20" && data.to_ascii_lowercase().starts_with("cifar") {
-        "resnet20-cifar"
-    } else {
-        name
-    };
-    Ok(Model::resolve(name)?)
-}
-
-/// Load a split, optionally a seeded random subset of it.
-pub fn load_split(
-    data: &str,
-    dir: Option<&std::path::Path>,
-    split: Split,
-    subset: Option<usize>,
-    seed: u64,
-) -> anyhow::Result<Arc<Dataset>> {
-    let ds = Dataset::load(data, dir, split)?;
-    let ds = match subset {
-        Some(n) => ds.subset(Subset::Random { n, seed })?,
-        None => ds,
-    };
-    Ok(Arc::new(ds))
-}
-
 /// The training split (a subset of `subset` images drawn with `subset_seed` when given) and
 /// the test split (a subset of `test_subset` drawn with [`TEST_SUBSET_SEED`] when given).
 pub fn load_splits(
@@ -110,13 +84,25 @@ pub fn load_splits(
     test_subset: Option<usize>,
 ) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
     Ok((
-        load_split(data, dir, Split::Train, subset, subset_seed)?,
-        load_split(data, dir, Split::Test, test_subset, TEST_SUBSET_SEED)?,
+        Arc::new(Dataset::load_subset(
+            data,
+            dir,
+            Split::Train,
+            subset,
+            subset_seed,
+        )?),
+        Arc::new(Dataset::load_subset(
+            data,
+            dir,
+            Split::Test,
+            test_subset,
+            TEST_SUBSET_SEED,
+        )?),
     ))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = resolve_model(&args.model, &args.data)?;
+    let model = Model::resolve_for_data(&args.model, &args.data)?;
     let init = match &args.init {
         Some(p) => Some(Checkpoint::load(p)?),
         None => None,

@@ -1,6 +1,7 @@
 //! GPU trainer for limpq: WGSL compute kernels through wgpu, model descriptions, data
 //! loading, and (later) LSQ joint indicator training.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod daemon;
 pub mod data;

@@ -24,7 +24,7 @@ use super::job::{JobContext, Outcome};
 use super::protocol::Progress;
 use super::state::write_atomic;
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, DatasetKind, Split, Subset, TEST_SUBSET_SEED};
+use crate::data::{Dataset, DatasetKind, Split, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::model::Model;
@@ -120,12 +120,7 @@ fn check_hyper(field: &str, v: f32) -> Result<(), String> {
 
 /// `resnet20` with CIFAR-10 means its 3×32×32 sibling (as in `limpq train`).
 fn resolve_model(name: &str, data: &str) -> Result<Model, String> {
-    let name = if name == "resnet20" && data.to_ascii_lowercase().starts_with("cifar") {
-        "resnet20-cifar"
-    } else {
-        name
-    };
-    Model::resolve(name).map_err(|e| format!("train.model: {e}"))
+    Model::resolve_for_data(name, data).map_err(|e| format!("train.model: {e}"))
 }
 
 fn check_data_dir(data: &str, dir: Option<&Path>) -> Result<(), String> {
@@ -223,14 +218,9 @@ fn load_split(
     subset: Option<usize>,
     seed: u64,
 ) -> Result<Arc<Dataset>, String> {
-    let ds = Dataset::load(data, dir, split).map_err(|e| e.to_string())?;
-    let ds = match subset {
-        Some(n) => ds
-            .subset(Subset::Random { n, seed })
-            .map_err(|e| e.to_string())?,
-        None => ds,
-    };
-    Ok(Arc::new(ds))
+    Dataset::load_subset(data, dir, split, subset, seed)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {

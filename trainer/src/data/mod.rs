@@ -217,6 +217,23 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// [`Dataset::load`], then a seeded random subset of `subset` images when given (the
+    /// training split of every command and job, and the test split with
+    /// [`TEST_SUBSET_SEED`]).
+    pub fn load_subset(
+        name: &str,
+        dir: Option<&Path>,
+        split: Split,
+        subset: Option<usize>,
+        seed: u64,
+    ) -> Result<Self, DataError> {
+        let ds = Dataset::load(name, dir, split)?;
+        match subset {
+            Some(n) => ds.subset(Subset::Random { n, seed }),
+            None => Ok(ds),
+        }
+    }
+
     /// Loads `split` of `name` from `dir`, or from [`DatasetKind::default_dir`] when `dir` is None.
     pub fn load(name: &str, dir: Option<&Path>, split: Split) -> Result<Self, DataError> {
         let kind = DatasetKind::parse(name)?;

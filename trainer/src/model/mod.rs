@@ -317,6 +317,18 @@ impl Model {
         })
     }
 
+    /// [`Model::resolve`] for training on the data set `data`: `resnet20` (the 1×28×28
+    /// variant) means its 3×32×32 sibling `resnet20-cifar` when `data` is CIFAR. Every
+    /// command, job and pipeline that names a model and a data set resolves it here.
+    pub fn resolve_for_data(name_or_path: &str, data: &str) -> Result<Model, ModelError> {
+        let name = if name_or_path == "resnet20" && data.to_ascii_lowercase().starts_with("cifar") {
+            "resnet20-cifar"
+        } else {
+            name_or_path
+        };
+        Model::resolve(name)
+    }
+
     /// The newest `format_version` of model descriptions this build reads and writes.
     pub const FORMAT_VERSION: u32 = 1;
 
@@ -415,5 +427,24 @@ impl Model {
             layers,
             meta: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `resnet20` with CIFAR data means the 3×32×32 variant; other names and data pass
+    /// through to [`Model::resolve`].
+    #[test]
+    fn resolve_for_data_picks_the_cifar_sibling() {
+        let m = Model::resolve_for_data("resnet20", "CIFAR10").unwrap();
+        assert_eq!((m.name.as_str(), m.input), ("resnet20-cifar", (3, 32, 32)));
+        let m = Model::resolve_for_data("resnet20", "fashion-mnist").unwrap();
+        assert_eq!((m.name.as_str(), m.input), ("resnet20", (1, 28, 28)));
+        let m = Model::resolve_for_data("small_cnn", "cifar10").unwrap();
+        assert_eq!(m.name, "small_cnn");
+        let e = Model::resolve_for_data("resnet19", "cifar10").unwrap_err();
+        assert!(e.to_string().contains("resnet19"), "{e}");
     }
 }

@@ -292,23 +292,13 @@ pub struct Plan {
     pub skipped: Vec<Option<String>>,
 }
 
-/// `resnet20` means the 1×28×28 variant; with CIFAR-10 its 3×32×32 sibling.
-pub fn resolve_model(name: &str, data: &str) -> Result<Model, String> {
-    let name = if name == "resnet20" && data.to_ascii_lowercase().starts_with("cifar") {
-        "resnet20-cifar"
-    } else {
-        name
-    };
-    Model::resolve(name).map_err(|e| e.to_string())
-}
-
 impl Plan {
     /// Binds the job to its model and checks the budgets against it: below the smallest
     /// possible BitOps is an error; equal to it (every policy is the all-lowest-bits one,
     /// e.g. W2A2 with 2 the lowest candidate) is skipped with a note.
     pub fn new(job: Job) -> Result<Plan, PipelineError> {
         job.validate().map_err(PipelineError::Job)?;
-        let model = resolve_model(&job.model, &job.data.name)
+        let model = Model::resolve_for_data(&job.model, &job.data.name)
             .map_err(|e| PipelineError::Job(format!("field `model`: {e}")))?;
         let skel = model
             .indicator_skeleton(&job.joint.bits, &job.joint.bits)

@@ -21,6 +21,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod finite_diff;
+pub mod gemm;
 pub mod linear;
 pub mod loss;
 pub mod lsq;
@@ -36,6 +37,7 @@ pub use conv::{
 pub use elementwise::{
     add_backward, add_forward, relu6_backward, relu6_forward, relu_backward, relu_forward,
 };
+pub use gemm::gemm_f64;
 pub use linear::{linear_backward, linear_forward};
 pub use loss::{softmax_cross_entropy, CrossEntropy};
 pub use lsq::{

@@ -6,6 +6,14 @@
 //! (GLOBAL, STACK_GLOBAL, REDUCE, BUILD, INST, OBJ, NEWOBJ, PERSID, EXT*, bytes, sets, ...)
 //! is refused with an error naming the opcode and its byte offset. Nothing is ever imported,
 //! called or executed; sizes and nesting are bounded and no input makes it panic.
+//!
+//! Memory is bounded by fixed caps, not by the input's length: at most [`MAX_NODES`] values
+//! are built, [`MAX_ITEMS`] container entries made, [`MAX_STACK`] stack slots and
+//! [`MAX_MEMO`] memo entries held, and [`MAX_EXPANDED_TEXT`] bytes of text produced when
+//! shared references are expanded; the first opcode past a cap is refused with its offset.
+//! None of the caps refuses a pickle whose expanded value fits [`MAX_EXPANDED_NODES`]:
+//! every value built and every container entry is visited at least once when the value is
+//! expanded.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +24,17 @@ pub const MAX_INPUT_BYTES: usize = 64 << 20;
 pub const MAX_DEPTH: usize = 64;
 /// Most values produced when expanding shared (memoised) references into a tree.
 pub const MAX_EXPANDED_NODES: usize = 1 << 20;
+/// Most values the interpreter builds (each is expanded at least once).
+pub const MAX_NODES: usize = MAX_EXPANDED_NODES;
+/// Most container entries (list/tuple items, dict keys and values) the interpreter records.
+pub const MAX_ITEMS: usize = MAX_EXPANDED_NODES;
+/// Deepest interpreter stack: values waiting to go into a container, and MARKs.
+pub const MAX_STACK: usize = 2 * MAX_EXPANDED_NODES;
+/// Most memo entries.
+pub const MAX_MEMO: usize = MAX_EXPANDED_NODES;
+/// Most bytes of text in the expanded value (a memoised string referenced many times
+/// counts each time).
+pub const MAX_EXPANDED_TEXT: usize = 2 * MAX_INPUT_BYTES;
 
 /// A plain Python value.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,8 +90,12 @@ pub enum PickleError {
     Truncated { offset: usize },
     /// The input is well-formed bytes but not a valid pickle program.
     Malformed { offset: usize, reason: String },
-    /// The input exceeds a size or nesting bound.
-    TooLarge { reason: String },
+    /// The input exceeds a size or nesting bound; `offset` is the opcode that crossed it
+    /// (`None` for bounds checked on the whole input or while expanding the value).
+    TooLarge {
+        offset: Option<usize>,
+        reason: String,
+    },
 }
 
 impl fmt::Display for PickleError {
@@ -99,7 +122,14 @@ impl fmt::Display for PickleError {
             PickleError::Malformed { offset, reason } => {
                 write!(f, "malformed pickle at byte {offset}: {reason}")
             }
-            PickleError::TooLarge { reason } => write!(f, "pickle too large: {reason}"),
+            PickleError::TooLarge {
+                offset: Some(offset),
+                reason,
+            } => write!(f, "pickle too large at byte {offset}: {reason}"),
+            PickleError::TooLarge {
+                offset: None,
+                reason,
+            } => write!(f, "pickle too large: {reason}"),
         }
     }
 }
@@ -175,8 +205,16 @@ struct Machine<'a> {
     nodes: Vec<Node>,
     stack: Vec<Slot>,
     memo: HashMap<u32, usize>,
+    /// Container entries recorded so far (bounded by [`MAX_ITEMS`]).
+    items: usize,
     /// Offset of the opcode being interpreted, for error messages.
     op_offset: usize,
+}
+
+/// What the expansion of the node graph may still produce.
+struct Budget {
+    nodes: usize,
+    text: usize,
 }
 
 /// Read a pickle of plain data. Returns the value and the protocol declared by PROTO
@@ -184,6 +222,7 @@ struct Machine<'a> {
 pub fn parse(data: &[u8]) -> Result<(Value, Option<u8>), PickleError> {
     if data.len() > MAX_INPUT_BYTES {
         return Err(PickleError::TooLarge {
+            offset: None,
             reason: format!("{} bytes, the limit is {MAX_INPUT_BYTES}", data.len()),
         });
     }
@@ -193,10 +232,14 @@ pub fn parse(data: &[u8]) -> Result<(Value, Option<u8>), PickleError> {
         nodes: Vec::new(),
         stack: Vec::new(),
         memo: HashMap::new(),
+        items: 0,
         op_offset: 0,
     };
     let (root, proto) = m.run()?;
-    let mut budget = MAX_EXPANDED_NODES;
+    let mut budget = Budget {
+        nodes: MAX_EXPANDED_NODES,
+        text: MAX_EXPANDED_TEXT,
+    };
     let value = m.expand(root, 0, &mut budget)?;
     Ok((value, proto))
 }
@@ -266,9 +309,47 @@ impl<'a> Machine<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| self.malformed("string is not valid UTF-8"))
     }
 
-    fn push_node(&mut self, node: Node) {
+    /// The error for a bound crossed by the current opcode.
+    fn too_large(&self, reason: String) -> PickleError {
+        PickleError::TooLarge {
+            offset: Some(self.op_offset),
+            reason,
+        }
+    }
+
+    /// Room for one more stack slot.
+    fn stack_room(&self) -> Result<(), PickleError> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(self.too_large(format!(
+                "more than {MAX_STACK} values and MARKs on the stack"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records `n` more container entries.
+    fn count_items(&mut self, n: usize) -> Result<(), PickleError> {
+        self.items = self.items.saturating_add(n);
+        if self.items > MAX_ITEMS {
+            return Err(self.too_large(format!("more than {MAX_ITEMS} container entries")));
+        }
+        Ok(())
+    }
+
+    fn push_node(&mut self, node: Node) -> Result<(), PickleError> {
+        if self.nodes.len() >= MAX_NODES {
+            return Err(self.too_large(format!("more than {MAX_NODES} values")));
+        }
+        self.stack_room()?;
         self.nodes.push(node);
         self.stack.push(Slot::Node(self.nodes.len() - 1));
+        Ok(())
+    }
+
+    fn push_mark(&mut self) -> Result<(), PickleError> {
+        self.stack_room()?;
+        self.stack.push(Slot::Mark);
+        Ok(())
     }
 
     fn pop_node(&mut self) -> Result<usize, PickleError> {
@@ -307,6 +388,9 @@ impl<'a> Machine<'a> {
 
     fn memo_put(&mut self, key: u32) -> Result<(), PickleError> {
         let top = self.top_node()?;
+        if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&key) {
+            return Err(self.too_large(format!("more than {MAX_MEMO} memo entries")));
+        }
         self.memo.insert(key, top);
         Ok(())
     }
@@ -314,6 +398,7 @@ impl<'a> Machine<'a> {
     fn memo_get(&mut self, key: u32) -> Result<(), PickleError> {
         match self.memo.get(&key) {
             Some(&i) => {
+                self.stack_room()?;
                 self.stack.push(Slot::Node(i));
                 Ok(())
             }
@@ -347,6 +432,10 @@ impl<'a> Machine<'a> {
                 );
             }
         }
+        if !matches!(self.nodes[dict], Node::Dict(_)) {
+            return Err(self.malformed("SETITEM(S) target is not a dict"));
+        }
+        self.count_items(pairs.len())?;
         let Node::Dict(items) = &mut self.nodes[dict] else {
             return Err(self.malformed("SETITEM(S) target is not a dict"));
         };
@@ -355,6 +444,10 @@ impl<'a> Machine<'a> {
     }
 
     fn append_items(&mut self, list: usize, values: &[usize]) -> Result<(), PickleError> {
+        if !matches!(self.nodes[list], Node::List(_)) {
+            return Err(self.malformed("APPEND(S) target is not a list"));
+        }
+        self.count_items(values.len())?;
         let Node::List(items) = &mut self.nodes[list] else {
             return Err(self.malformed("APPEND(S) target is not a list"));
         };
@@ -399,9 +492,9 @@ impl<'a> Machine<'a> {
                     }
                     return Ok((root, proto));
                 }
-                b'}' => self.push_node(Node::Dict(Vec::new())),
-                b']' => self.push_node(Node::List(Vec::new())),
-                b')' => self.push_node(Node::Tuple(Vec::new())),
+                b'}' => self.push_node(Node::Dict(Vec::new()))?,
+                b']' => self.push_node(Node::List(Vec::new()))?,
+                b')' => self.push_node(Node::Tuple(Vec::new()))?,
                 0x85..=0x87 => {
                     let n = usize::from(op - 0x84);
                     if self.stack.len() < n {
@@ -411,23 +504,26 @@ impl<'a> Machine<'a> {
                     for slot in items.iter_mut().rev() {
                         *slot = self.pop_node()?;
                     }
-                    self.push_node(Node::Tuple(items));
+                    self.count_items(n)?;
+                    self.push_node(Node::Tuple(items))?;
                 }
                 b't' => {
                     let items = self.pop_to_mark()?;
-                    self.push_node(Node::Tuple(items));
+                    self.count_items(items.len())?;
+                    self.push_node(Node::Tuple(items))?;
                 }
                 b'd' => {
                     let items = self.pop_to_mark()?;
-                    self.push_node(Node::Dict(Vec::new()));
+                    self.push_node(Node::Dict(Vec::new()))?;
                     let dict = self.top_node()?;
                     self.set_items(dict, &items)?;
                 }
                 b'l' => {
                     let items = self.pop_to_mark()?;
-                    self.push_node(Node::List(items));
+                    self.count_items(items.len())?;
+                    self.push_node(Node::List(items))?;
                 }
-                b'(' => self.stack.push(Slot::Mark),
+                b'(' => self.push_mark()?,
                 b's' => {
                     let value = self.pop_node()?;
                     let key = self.pop_node()?;
@@ -453,13 +549,13 @@ impl<'a> Machine<'a> {
                     let n = self.le_u32()? as usize;
                     let s = self.take(n)?;
                     let s = self.utf8(s)?;
-                    self.push_node(Node::Str(s));
+                    self.push_node(Node::Str(s))?;
                 }
                 0x8c => {
                     let n = usize::from(self.byte()?);
                     let s = self.take(n)?;
                     let s = self.utf8(s)?;
-                    self.push_node(Node::Str(s));
+                    self.push_node(Node::Str(s))?;
                 }
                 0x8d => {
                     let n = self.le_u64()?;
@@ -468,25 +564,25 @@ impl<'a> Machine<'a> {
                     })?;
                     let s = self.take(n)?;
                     let s = self.utf8(s)?;
-                    self.push_node(Node::Str(s));
+                    self.push_node(Node::Str(s))?;
                 }
                 b'V' => {
                     let text = self.line_bytes()?;
                     let s = decode_raw_unicode_escape(text)
                         .ok_or_else(|| self.malformed("bad raw-unicode-escape string"))?;
-                    self.push_node(Node::Str(s));
+                    self.push_node(Node::Str(s))?;
                 }
                 b'J' => {
                     let v = self.le_u32()? as i32;
-                    self.push_node(Node::Int(i64::from(v)));
+                    self.push_node(Node::Int(i64::from(v)))?;
                 }
                 b'K' => {
                     let v = self.byte()?;
-                    self.push_node(Node::Int(i64::from(v)));
+                    self.push_node(Node::Int(i64::from(v)))?;
                 }
                 b'M' => {
                     let v = self.le_u16()?;
-                    self.push_node(Node::Int(i64::from(v)));
+                    self.push_node(Node::Int(i64::from(v)))?;
                 }
                 b'I' => {
                     let text = self.line()?;
@@ -496,20 +592,20 @@ impl<'a> Machine<'a> {
                         "00" => Node::Bool(false),
                         t => Node::Int(self.parse_int_text(t)?),
                     };
-                    self.push_node(node);
+                    self.push_node(node)?;
                 }
                 0x8a => {
                     let n = usize::from(self.byte()?);
                     let bytes = self.take(n)?;
                     let v = long_le(bytes)
                         .ok_or_else(|| self.malformed("integer does not fit in 64 bits"))?;
-                    self.push_node(Node::Int(v));
+                    self.push_node(Node::Int(v))?;
                 }
                 b'G' => {
                     let b = self.take(8)?;
                     let mut a = [0u8; 8];
                     a.copy_from_slice(b);
-                    self.push_node(Node::Float(f64::from_be_bytes(a)));
+                    self.push_node(Node::Float(f64::from_be_bytes(a)))?;
                 }
                 b'F' => {
                     let text = self.line()?;
@@ -517,11 +613,11 @@ impl<'a> Machine<'a> {
                         .trim()
                         .parse::<f64>()
                         .map_err(|_| self.malformed(format!("bad float {text:?}")))?;
-                    self.push_node(Node::Float(v));
+                    self.push_node(Node::Float(v))?;
                 }
-                b'N' => self.push_node(Node::None),
-                0x88 => self.push_node(Node::Bool(true)),
-                0x89 => self.push_node(Node::Bool(false)),
+                b'N' => self.push_node(Node::None)?,
+                0x88 => self.push_node(Node::Bool(true))?,
+                0x89 => self.push_node(Node::Bool(false))?,
                 0x94 => {
                     let key = u32::try_from(self.memo.len())
                         .map_err(|_| self.malformed("memo is full"))?;
@@ -568,28 +664,42 @@ impl<'a> Machine<'a> {
     }
 
     /// Turn the node graph into a tree, refusing cycles, deep nesting and blow-up by sharing.
-    fn expand(&self, i: usize, depth: usize, budget: &mut usize) -> Result<Value, PickleError> {
+    fn expand(&self, i: usize, depth: usize, budget: &mut Budget) -> Result<Value, PickleError> {
         if depth > MAX_DEPTH {
             return Err(PickleError::TooLarge {
+                offset: None,
                 reason: format!(
                     "containers nested deeper than {MAX_DEPTH} levels (or a container contains itself)"
                 ),
             });
         }
-        if *budget == 0 {
+        if budget.nodes == 0 {
             return Err(PickleError::TooLarge {
+                offset: None,
                 reason: format!(
                     "more than {MAX_EXPANDED_NODES} values once shared references are expanded"
                 ),
             });
         }
-        *budget -= 1;
+        budget.nodes -= 1;
         Ok(match &self.nodes[i] {
             Node::None => Value::None,
             Node::Bool(b) => Value::Bool(*b),
             Node::Int(v) => Value::Int(*v),
             Node::Float(v) => Value::Float(*v),
-            Node::Str(s) => Value::Str(s.clone()),
+            Node::Str(s) => {
+                if s.len() > budget.text {
+                    return Err(PickleError::TooLarge {
+                        offset: None,
+                        reason: format!(
+                            "more than {MAX_EXPANDED_TEXT} bytes of text once shared references \
+                             are expanded"
+                        ),
+                    });
+                }
+                budget.text -= s.len();
+                Value::Str(s.clone())
+            }
             Node::List(items) => Value::List(
                 items
                     .iter()
@@ -815,6 +925,102 @@ mod tests {
         );
         assert_eq!(long_le(&[0, 0, 0, 0, 0, 0, 0, 0x80, 0x00]), None);
         assert_eq!(long_le(&[0, 0, 0, 0, 0, 0, 0, 0, 0x01]), None);
+    }
+
+    /// 60 MiB of EMPTY_TUPLE opcodes once took ~48 bytes of memory per input byte before
+    /// failing. Now the value cap stops the interpreter at the opcode that crosses it.
+    #[test]
+    fn a_long_run_of_empty_tuples_stops_at_the_value_cap() {
+        let mut data = vec![0x80, 0x02];
+        data.resize(60 << 20, b')');
+        let e = parse(&data).unwrap_err();
+        assert_eq!(
+            e,
+            PickleError::TooLarge {
+                offset: Some(2 + MAX_NODES),
+                reason: format!("more than {MAX_NODES} values"),
+            }
+        );
+        assert!(
+            e.to_string()
+                .contains(&format!("at byte {}", 2 + MAX_NODES)),
+            "{e}"
+        );
+    }
+
+    /// MARKs build no value; the stack cap bounds them.
+    #[test]
+    fn a_long_run_of_marks_stops_at_the_stack_cap() {
+        let mut data = vec![0x80, 0x02];
+        data.resize(2 + MAX_STACK + 10, b'(');
+        let e = parse(&data).unwrap_err();
+        assert!(
+            matches!(e, PickleError::TooLarge { offset: Some(o), .. } if o == 2 + MAX_STACK),
+            "{e}"
+        );
+    }
+
+    /// Pushing one memoised value again and again builds no value either.
+    #[test]
+    fn repeated_memo_gets_stop_at_the_stack_cap() {
+        let mut data = b"\x80\x02K\x01q\x00".to_vec();
+        let start = data.len();
+        for _ in 0..MAX_STACK + 10 {
+            data.extend_from_slice(b"h\x00");
+        }
+        let e = parse(&data).unwrap_err();
+        // The first GET finds one value on the stack already.
+        let at = start + 2 * (MAX_STACK - 1);
+        assert!(
+            matches!(e, PickleError::TooLarge { offset: Some(o), .. } if o == at),
+            "{e}"
+        );
+    }
+
+    /// MEMOIZE on the same value gives it a new key each time: the memo cap bounds that.
+    #[test]
+    fn repeated_memoize_stops_at_the_memo_cap() {
+        let mut data = b"\x80\x04K\x01".to_vec();
+        let start = data.len();
+        data.resize(start + MAX_MEMO + 10, 0x94);
+        let e = parse(&data).unwrap_err();
+        assert!(
+            matches!(e, PickleError::TooLarge { offset: Some(o), .. } if o == start + MAX_MEMO),
+            "{e}"
+        );
+    }
+
+    /// Appending one memoised list to another over and over adds entries, not values.
+    #[test]
+    fn repeated_appends_stop_at_the_entry_cap() {
+        let mut data = b"\x80\x02]q\x00]q\x01".to_vec();
+        for _ in 0..MAX_ITEMS + 10 {
+            data.extend_from_slice(b"h\x00a");
+        }
+        let e = parse(&data).unwrap_err();
+        assert!(
+            matches!(&e, PickleError::TooLarge { offset: Some(_), reason } if reason.contains("entries")),
+            "{e}"
+        );
+    }
+
+    /// One 1 MiB string referenced 1000 times would expand to 1 GiB of text.
+    #[test]
+    fn shared_long_strings_are_bounded_when_expanded() {
+        let n = 1usize << 20;
+        let mut data = b"\x80\x02]q\x00X".to_vec();
+        data.extend_from_slice(&(n as u32).to_le_bytes());
+        data.resize(data.len() + n, b'a');
+        data.extend_from_slice(b"q\x01a");
+        for _ in 0..(MAX_EXPANDED_TEXT / n) + 1 {
+            data.extend_from_slice(b"h\x01a");
+        }
+        data.push(b'.');
+        let e = parse(&data).unwrap_err();
+        assert!(
+            matches!(&e, PickleError::TooLarge { offset: None, reason } if reason.contains("bytes of text")),
+            "{e}"
+        );
     }
 
     /// xorshift64*: a tiny seeded generator, so failures reproduce from the printed seed.
