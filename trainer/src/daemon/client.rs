@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::protocol::{
-    read_message, write_message, FrameError, JobId, JobInfo, Request, Response, MAX_FRAME,
+    read_message, write_message, FrameError, JobId, JobInfo, Request, Response, MAX_FRAME, MAX_PAGE,
 };
 
 pub struct Client {
@@ -64,9 +64,41 @@ impl Client {
         }
     }
 
+    /// Every job, fetched page by page (each page one frame, however many jobs there are).
     pub fn list(&mut self) -> Result<Vec<JobInfo>, String> {
-        match self.request(&Request::List)? {
-            Response::Jobs(j) => Ok(j),
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let req = Request::ListPage {
+                after,
+                limit: MAX_PAGE,
+            };
+            match self.request(&req)? {
+                Response::Page { jobs, more } => {
+                    let last = jobs.last().map(|j| j.id);
+                    all.extend(jobs);
+                    match last {
+                        Some(id) if more && id > after => after = id,
+                        _ => return Ok(all),
+                    }
+                }
+                r => return Err(format!("unexpected reply {r:?}")),
+            }
+        }
+    }
+
+    /// Remove a done, failed or cancelled job (and its folder).
+    pub fn remove(&mut self, id: JobId) -> Result<(), String> {
+        match self.request(&Request::Remove(id))? {
+            Response::Ok => Ok(()),
+            r => Err(format!("unexpected reply {r:?}")),
+        }
+    }
+
+    /// Remove every done, failed and cancelled job; returns how many went.
+    pub fn prune(&mut self) -> Result<u64, String> {
+        match self.request(&Request::Prune)? {
+            Response::Removed(n) => Ok(n),
             r => Err(format!("unexpected reply {r:?}")),
         }
     }

@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use super::job::{JobContext, Outcome};
 use super::protocol::Progress;
-use super::state::write_atomic;
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, DatasetKind, Split, Subset, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
@@ -33,6 +32,7 @@ use crate::train::{
     check_checkpoint_model, check_data, evaluate, train_from, Event, Position, Start, StopFlag,
     TrainConfig, TrainError,
 };
+use limpq_io::files::write_private;
 
 /// Full-precision training of a model (see `limpq train`, whose options these mirror).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,7 +125,18 @@ fn resolve_model(name: &str, data: &str) -> Result<Model, String> {
     } else {
         name
     };
+    check_model_file("train.model", name)?;
     Model::resolve(name).map_err(|e| format!("train.model: {e}"))
+}
+
+/// A model given as a file must be a regular file under the cap before it is read (a FIFO
+/// would block the reader, `/dev/zero` would grow it without bound).
+fn check_model_file(field: &str, name: &str) -> Result<(), String> {
+    let path = Path::new(name);
+    if crate::model::builtin(name).is_none() && (name.ends_with(".ron") || path.exists()) {
+        super::job::check_regular(field, path)?;
+    }
+    Ok(())
 }
 
 fn check_data_dir(data: &str, dir: Option<&Path>) -> Result<(), String> {
@@ -379,7 +390,8 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         ron::ser::PrettyConfig::default(),
     )
     .map_err(|e| e.to_string())?;
-    write_atomic(&ctx.output_dir.join("history.ron"), history.as_bytes())?;
+    write_private(&ctx.output_dir.join("history.ron"), history.as_bytes())
+        .map_err(|e| e.to_string())?;
     ctx.log(format!("checkpoint written to {}", out.display()));
     Ok(Outcome::Completed)
 }
@@ -440,7 +452,7 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
     ));
     let text = ron::ser::to_string_pretty(&r, ron::ser::PrettyConfig::default())
         .map_err(|e| e.to_string())?;
-    write_atomic(&ctx.output_dir.join("eval.ron"), text.as_bytes())?;
+    write_private(&ctx.output_dir.join("eval.ron"), text.as_bytes()).map_err(|e| e.to_string())?;
     Ok(Outcome::Completed)
 }
 
@@ -449,6 +461,7 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
 pub type PipelineJob = crate::pipeline::Job;
 
 pub fn validate_pipeline(job: &PipelineJob) -> Result<(), String> {
+    check_model_file("pipeline.model", &job.model)?;
     crate::pipeline::Plan::new(job.clone()).map_err(|e| format!("pipeline: {e}"))?;
     check_data_dir(&job.data.name, job.data.dir.as_deref())?;
     if let Some(p) = &job.pretrain.init {

@@ -7,6 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -16,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 pub use super::gpu_jobs::{EvalJob, PipelineJob, TrainJob};
 use super::protocol::{JobId, Progress};
-use super::state::write_atomic;
+use super::state::create_private_dir;
+use limpq_io::files::{self, write_private};
 
 /// A job file (`JOB.ron`): an optional name and what to run.
 ///
@@ -105,7 +107,8 @@ pub struct CountJob {
 impl JobSpec {
     /// Parse a job file, resolving relative paths against the file's directory.
     pub fn from_file(path: &Path) -> Result<JobSpec, String> {
-        let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Bounded, but any readable file: `limpq submit <(…)` reads a pipe.
+        let text = files::read_text(path, files::MAX_TEXT).map_err(|e| e.to_string())?;
         let mut spec: JobSpec = match ron::from_str(&text) {
             Ok(s) => s,
             // A `limpq pipeline` job file, submitted as it is.
@@ -198,9 +201,29 @@ fn check_nonneg(field: &str, v: f64) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that `path` is a regular file of at most [`files::MAX_TEXT`] bytes without reading
+/// it (a FIFO is refused without blocking, `/dev/zero` without reading a byte).
+pub(super) fn check_regular(field: &str, path: &Path) -> Result<(), String> {
+    let f = files::open_regular(path).map_err(|e| format!("{field}: {e}"))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("{field}: {}: {e}", path.display()))?
+        .len();
+    if len > files::MAX_TEXT {
+        return Err(format!(
+            "{field}: {} is {len} bytes, above the {}-byte cap",
+            path.display(),
+            files::MAX_TEXT
+        ));
+    }
+    Ok(())
+}
+
+/// Reads an indicator file: a regular file of at most [`files::MAX_TEXT`] bytes (a FIFO or
+/// a device is refused without blocking).
 fn load_indicators(path: &Path) -> Result<limpq_solver::IndicatorSet, String> {
-    let text =
-        fs::read_to_string(path).map_err(|e| format!("indicator file {}: {e}", path.display()))?;
+    let text = files::read_regular_text(path, files::MAX_TEXT)
+        .map_err(|e| format!("indicator file: {e}"))?;
     let parsed = if path.extension().is_some_and(|e| e == "json") {
         limpq_solver::IndicatorSet::from_json_str(&text)
     } else {
@@ -252,12 +275,13 @@ impl<'a> JobContext<'a> {
         let checkpoint_dir = job_dir.join("checkpoint");
         let output_dir = job_dir.join("output");
         for d in [&checkpoint_dir, &output_dir] {
-            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            create_private_dir(d)?;
         }
         let log_path = job_dir.join("log.txt");
         let log = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&log_path)
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
         Ok(JobContext {
@@ -336,7 +360,7 @@ fn run_solve(s: &SolveJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> 
     }
     let sol = p.solve().map_err(|e| format!("solve: {e}"))?;
     let out = ctx.output_dir.join("policy.ron");
-    write_atomic(&out, sol.policy.to_ron_string().as_bytes())?;
+    write_private(&out, sol.policy.to_ron_string().as_bytes()).map_err(|e| e.to_string())?;
     ctx.log(format!(
         "policy: objective {:.6}, bitops {}, optimal {}; written to {}",
         sol.policy.objective,
@@ -355,15 +379,14 @@ struct CountCheckpoint {
 
 fn run_count(c: &CountJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
     let ck = ctx.checkpoint_dir.join("count.ron");
-    let mut done = match fs::read_to_string(&ck) {
-        Ok(text) => {
-            let k: CountCheckpoint =
-                ron::from_str(&text).map_err(|e| format!("{}: {e}", ck.display()))?;
-            ctx.log(format!("resumed from checkpoint at step {}", k.done));
-            k.done
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(format!("{}: {e}", ck.display())),
+    let mut done = if ck.exists() {
+        let text = files::read_regular_text(&ck, 4096).map_err(|e| e.to_string())?;
+        let k: CountCheckpoint =
+            ron::from_str(&text).map_err(|e| format!("{}: {e}", ck.display()))?;
+        ctx.log(format!("resumed from checkpoint at step {}", k.done));
+        k.done
+    } else {
+        0
     };
     while done < c.n {
         if ctx.should_stop() {
@@ -380,7 +403,7 @@ fn run_count(c: &CountJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> 
         }
         done = next;
         let text = ron::to_string(&CountCheckpoint { done }).map_err(|e| e.to_string())?;
-        write_atomic(&ck, text.as_bytes())?;
+        write_private(&ck, text.as_bytes()).map_err(|e| e.to_string())?;
         ctx.log(format!("step {done}"));
         ctx.progress(Progress {
             stage: "counting".into(),
@@ -389,9 +412,10 @@ fn run_count(c: &CountJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> 
             ..Progress::default()
         });
     }
-    write_atomic(
+    write_private(
         &ctx.output_dir.join("count.txt"),
         format!("{done}\n").as_bytes(),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     Ok(Outcome::Completed)
 }

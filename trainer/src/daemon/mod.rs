@@ -16,18 +16,18 @@ pub mod job;
 pub mod protocol;
 pub mod state;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{select, tick, unbounded, Receiver, Sender};
 
@@ -50,10 +50,12 @@ pub struct Config {
     pub max_frame: usize,
     /// How often coalesced progress goes out to watchers.
     pub tick: Duration,
-    /// A connection that sends nothing (or only part of a request) for this long, or does
-    /// not read its replies for this long, is closed, so a stuck client cannot hold a
-    /// connection thread forever.
+    /// A connection that sends nothing for this long between requests is closed.
     pub idle_timeout: Duration,
+    /// A request frame must arrive whole within this long of its first byte, and a reply
+    /// must be taken whole within this long, or the connection is closed: a client dripping
+    /// a byte at a time cannot hold a connection thread.
+    pub frame_timeout: Duration,
     /// Connections served at once; one more is answered with an error and closed.
     pub max_connections: usize,
 }
@@ -69,6 +71,7 @@ impl Config {
             max_frame: protocol::MAX_FRAME,
             tick: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(30),
             max_connections: 64,
         }
     }
@@ -167,8 +170,15 @@ impl Drop for Handle {
 
 /// Run a daemon until a `Shutdown` request, SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), DaemonError> {
+    run_then(config, || {})
+}
+
+/// [`run`], calling `ready` once the socket is bound and listening: a start-up banner
+/// printed there never announces a daemon that failed to start.
+pub fn run_then(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let stop = install_signal_flag()?;
     let handle = start_with_flag(config, stop)?;
+    ready();
     handle.join()
 }
 
@@ -183,12 +193,42 @@ fn install_signal_flag() -> Result<Arc<AtomicBool>, DaemonError> {
         .map_err(|e| DaemonError::Io(format!("installing the signal handlers: {e}")))
 }
 
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates the state folder 0700, or checks an existing one: refused when another user owns
+/// it; made 0700 (with a warning) when group or others had any access to it.
+fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    state::create_private_dir(dir).map_err(DaemonError::Io)?;
+    let m = fs::metadata(dir).map_err(|e| io_err(dir, e))?;
+    if m.uid() != euid() {
+        return Err(DaemonError::Config(format!(
+            "state folder {} is owned by uid {}, not by this user (uid {}); refusing to use it",
+            dir.display(),
+            m.uid(),
+            euid()
+        )));
+    }
+    let mode = m.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "state folder {} had mode {mode:o}; made 0700",
+            dir.display()
+        );
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(dir, e))?;
+    }
+    Ok(())
+}
+
 fn lock_state(dir: &Path) -> Result<fs::File, DaemonError> {
     let p = dir.join("lock");
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&p)
         .map_err(|e| io_err(&p, e))?;
     // SAFETY: the fd is owned by `f`, open for the duration of the call.
@@ -202,19 +242,77 @@ fn lock_state(dir: &Path) -> Result<fs::File, DaemonError> {
     Ok(f)
 }
 
+/// The socket file a daemon bound: only this file (same device and inode) is removed at
+/// shutdown, never whatever else has since been put at the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SocketId {
+    dev: u64,
+    ino: u64,
+}
+
+/// Removes the socket at `path` only if it is still the one this daemon bound.
+fn remove_own_socket(path: &Path, id: SocketId) {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() && m.dev() == id.dev && m.ino() == id.ino => {
+            if let Err(e) = fs::remove_file(path) {
+                tracing::warn!("removing {}: {e}", path.display());
+            }
+        }
+        Ok(_) => tracing::warn!(
+            "{} is no longer this daemon's socket; left in place",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+}
+
+/// The socket's folder: created 0700 when missing; an existing one must belong to this user
+/// (or root) and must not let others replace the socket (world-writable without the sticky
+/// bit).
+fn prepare_socket_dir(parent: &Path) -> Result<(), DaemonError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .map_err(|e| io_err(parent, e))?;
+    let m = fs::metadata(parent).map_err(|e| io_err(parent, e))?;
+    if m.uid() != euid() && m.uid() != 0 {
+        return Err(DaemonError::Config(format!(
+            "socket folder {} is owned by uid {}, not by this user (uid {}); refusing to use it",
+            parent.display(),
+            m.uid(),
+            euid()
+        )));
+    }
+    let mode = m.permissions().mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(DaemonError::Config(format!(
+            "socket folder {} is writable by every user (mode {:o}) without the sticky bit, \
+             so anyone could replace the socket; pick another --socket",
+            parent.display(),
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
 /// Bind the socket with mode 0600 and no window where it is more open: bind inside a fresh
-/// 0700 directory, chmod, then rename into place.
-fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+/// 0700 directory, chmod, then rename into place. Something at the path already is replaced
+/// only if it is a socket that nobody answers on (a crashed daemon's); anything else is an
+/// error, never deleted.
+fn bind_socket(path: &Path) -> Result<(UnixListener, SocketId), DaemonError> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&parent)
-        .map_err(|e| io_err(&parent, e))?;
-    if fs::symlink_metadata(path).is_ok() {
+    prepare_socket_dir(&parent)?;
+    if let Ok(m) = fs::symlink_metadata(path) {
+        if !m.file_type().is_socket() {
+            return Err(DaemonError::Config(format!(
+                "{} exists and is not a socket; refusing to replace it (pick another --socket)",
+                path.display()
+            )));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(DaemonError::AlreadyRunning(format!(
                 "{} answers",
@@ -235,8 +333,13 @@ fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
         let l = UnixListener::bind(&tmp).map_err(|e| io_err(&tmp, e))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
             .map_err(|e| io_err(&tmp, e))?;
+        let m = fs::symlink_metadata(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let id = SocketId {
+            dev: m.dev(),
+            ino: m.ino(),
+        };
         fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-        Ok(l)
+        Ok((l, id))
     })();
     let _ = fs::remove_file(&tmp);
     let _ = fs::remove_dir(&private);
@@ -282,20 +385,16 @@ fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, Daem
     if config.workers == 0 {
         return Err(DaemonError::Config("workers must be at least 1".into()));
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.state_dir)
-        .map_err(|e| io_err(&config.state_dir, e))?;
+    prepare_state_dir(&config.state_dir)?;
     let lock = lock_state(&config.state_dir)?;
     let state = StateDir {
         root: config.state_dir.clone(),
     };
     let loaded = state.load().map_err(DaemonError::State)?;
-    for s in &loaded.skipped {
-        tracing::warn!("skipping unreadable job: {s}");
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
     }
-    let listener = bind_socket(&config.socket)?;
+    let (listener, socket_id) = bind_socket(&config.socket)?;
     listener
         .set_nonblocking(true)
         .map_err(|e| io_err(&config.socket, e))?;
@@ -332,7 +431,7 @@ fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, Daem
             // Stop accepting, remove the socket, then let the workers drain.
             listen_stop.store(true, Ordering::SeqCst);
             let _ = listener_thread.join();
-            let _ = fs::remove_file(&config.socket);
+            remove_own_socket(&config.socket, socket_id);
             drop(d);
             for w in workers {
                 let _ = w.join();
@@ -349,13 +448,20 @@ fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, Daem
     })
 }
 
-/// What one connection may use: frame size, idle time, and how many run at once.
+/// What one connection may use: frame size, idle time, frame deadline, and how many run
+/// at once.
 #[derive(Clone, Copy)]
 struct Limits {
     max_frame: usize,
     idle: Duration,
+    frame: Duration,
     max_connections: usize,
+    test_jobs: bool,
 }
+
+/// How long a connection beyond the cap may take to send its one request (only `Shutdown`
+/// is served there).
+const OVERFLOW_DEADLINE: Duration = Duration::from_secs(2);
 
 impl Limits {
     fn of(c: &Config) -> Limits {
@@ -363,7 +469,9 @@ impl Limits {
             max_frame: c.max_frame,
             // A zero timeout means "block forever" to the socket API; keep a floor instead.
             idle: c.idle_timeout.max(Duration::from_millis(1)),
+            frame: c.frame_timeout.max(Duration::from_millis(1)),
             max_connections: c.max_connections.max(1),
+            test_jobs: c.test_jobs,
         }
     }
 }
@@ -377,21 +485,29 @@ impl Drop for Live {
     }
 }
 
-fn listen(
-    listener: UnixListener,
-    req_tx: Sender<(Request, Sender<Response>)>,
-    stop: Arc<AtomicBool>,
-    limits: Limits,
-) {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+/// Takes a slot of `count` if fewer than `cap` are taken.
+fn take_slot(count: &Arc<AtomicUsize>, cap: usize) -> Option<Live> {
+    if count.fetch_add(1, Ordering::SeqCst) >= cap {
+        count.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
+    Some(Live(count.clone()))
+}
+
+type RequestTx = Sender<(Request, Sender<Response>)>;
+
+fn listen(listener: UnixListener, req_tx: RequestTx, stop: Arc<AtomicBool>, limits: Limits) {
+    let me = euid();
     let live = Arc::new(AtomicUsize::new(0));
+    // Connections beyond the cap get a short-lived slot of their own, where a `Shutdown`
+    // is still served: a full house cannot lock the owner out of stopping the daemon.
+    let overflow = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_read_timeout(Some(limits.idle));
-                let _ = stream.set_write_timeout(Some(limits.idle));
+                let _ = stream.set_write_timeout(Some(limits.frame));
                 let refuse = |mut s: UnixStream, why: String| {
                     let _ = write_message(&mut s, &Response::Error(why), limits.max_frame);
                 };
@@ -403,12 +519,27 @@ fn listen(
                         continue;
                     }
                 }
-                if live.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
-                    live.fetch_sub(1, Ordering::SeqCst);
+                let tx = req_tx.clone();
+                let spawned = if let Some(guard) = take_slot(&live, limits.max_connections) {
+                    std::thread::Builder::new()
+                        .name("limpq-conn".into())
+                        .spawn(move || {
+                            let _guard = guard;
+                            connection(stream, tx, limits)
+                        })
+                } else if let Some(guard) = take_slot(&overflow, limits.max_connections) {
                     tracing::warn!(
-                        "refused a connection: {} already open",
+                        "{} connections open; only a shutdown is served on a new one",
                         limits.max_connections
                     );
+                    std::thread::Builder::new()
+                        .name("limpq-overflow".into())
+                        .spawn(move || {
+                            let _guard = guard;
+                            overflow_connection(stream, tx, limits)
+                        })
+                } else {
+                    tracing::warn!("refused a connection: too many open");
                     refuse(
                         stream,
                         format!(
@@ -417,16 +548,7 @@ fn listen(
                         ),
                     );
                     continue;
-                }
-                let guard = Live(live.clone());
-                let tx = req_tx.clone();
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("limpq-conn".into())
-                        .spawn(move || {
-                            let _guard = guard;
-                            connection(stream, tx, limits.max_frame)
-                        });
+                };
                 if let Err(e) = spawned {
                     // The closure (and its guard) was dropped: the count is already back.
                     tracing::warn!("spawning a connection thread: {e}");
@@ -443,20 +565,134 @@ fn listen(
     }
 }
 
+/// A stream whose reads and writes share one deadline per frame: the first byte of a
+/// request may take up to `idle`, the rest of that frame must follow within `frame` of it
+/// (and no single stall may last `idle`); a reply must be written whole within `frame`.
+/// The socket timeout is set to what is left before every system call, so trickling bytes
+/// does not extend it.
+struct Timed<'a> {
+    stream: &'a UnixStream,
+    idle: Duration,
+    frame: Duration,
+    deadline: Option<Instant>,
+}
+
+impl<'a> Timed<'a> {
+    fn new(stream: &'a UnixStream, idle: Duration, frame: Duration) -> Self {
+        Timed {
+            stream,
+            idle,
+            frame,
+            deadline: None,
+        }
+    }
+
+    /// The next read waits for a new frame (up to `idle`).
+    fn next_frame(&mut self) {
+        self.deadline = None;
+    }
+
+    /// The timeout for the next system call: `idle` at most (a stall that long closes the
+    /// connection, inside a frame too), and never past the frame's deadline.
+    fn left(&self) -> std::io::Result<Duration> {
+        match self.deadline {
+            None => Ok(self.idle),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the frame did not arrive within its deadline",
+                    ))
+                } else {
+                    Ok(left.min(self.idle))
+                }
+            }
+        }
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        let n = (&mut &*self.stream).read(buf)?;
+        if n > 0 && self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.frame);
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.frame);
+        }
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&mut &*self.stream).flush()
+    }
+}
+
+/// Writes one reply within the frame deadline. An error reply is cut to
+/// [`protocol::MAX_ERROR`]; a reply too large for a frame becomes an error saying so, so a
+/// client always gets an answer it can read.
+fn send_reply(t: &mut Timed<'_>, resp: &Response, cap: usize) -> Result<(), FrameError> {
+    t.next_frame();
+    let r = match resp {
+        Response::Error(m) if m.len() > protocol::MAX_ERROR => {
+            write_message(t, &Response::Error(protocol::bounded(m.as_str())), cap)
+        }
+        _ => write_message(t, resp, cap),
+    };
+    let r = match r {
+        Err(FrameError::TooLarge { len, cap: c }) => write_message(
+            t,
+            &Response::Error(format!(
+                "the reply of {len} bytes exceeds the {c}-byte frame cap{}",
+                if matches!(resp, Response::Jobs(_)) {
+                    "; list the jobs page by page (ListPage), as `limpq jobs` does"
+                } else {
+                    ""
+                }
+            )),
+            cap,
+        ),
+        r => r,
+    };
+    t.next_frame();
+    r
+}
+
+/// Checks a submitted job and makes its paths absolute, on the connection's own thread: the
+/// files a job names are inspected here (never by the dispatcher), each a regular file under
+/// a size cap, so a FIFO, a device or a huge file delays only this client.
+fn admit(spec: &mut JobSpec, test_jobs: bool) -> Result<(), String> {
+    spec.validate(test_jobs)
+        .map_err(|e| format!("job rejected: {e}"))?;
+    // Paths that are still relative are taken from the daemon's working directory.
+    if let Ok(cwd) = std::env::current_dir() {
+        spec.resolve_paths(&cwd);
+    }
+    Ok(())
+}
+
 /// Serve one client: requests in order; a watch streams until the job finishes.
-fn connection(
-    mut stream: UnixStream,
-    req_tx: Sender<(Request, Sender<Response>)>,
-    max_frame: usize,
-) {
+fn connection(stream: UnixStream, req_tx: RequestTx, limits: Limits) {
+    let max_frame = limits.max_frame;
     let reply_cap = protocol::MAX_FRAME.max(max_frame);
+    let mut t = Timed::new(&stream, limits.idle, limits.frame);
     loop {
-        let body = match read_frame(&mut stream, max_frame) {
+        t.next_frame();
+        let body = match read_frame(&mut t, max_frame) {
             Ok(b) => b,
             Err(FrameError::Closed) => return,
             Err(e @ FrameError::TooLarge { .. }) => {
                 // The stream cannot be resynchronised after an unread body.
-                let _ = write_message(&mut stream, &Response::Error(e.to_string()), reply_cap);
+                let _ = send_reply(&mut t, &Response::Error(e.to_string()), reply_cap);
                 return;
             }
             Err(e) => {
@@ -464,20 +700,28 @@ fn connection(
                 return;
             }
         };
-        let req: Request = match protocol::decode(&body) {
+        let mut req: Request = match protocol::decode(&body) {
             Ok(r) => r,
             Err(e) => {
-                if write_message(&mut stream, &Response::Error(e.to_string()), reply_cap).is_err() {
+                if send_reply(&mut t, &Response::Error(e.to_string()), reply_cap).is_err() {
                     return;
                 }
                 continue;
             }
         };
+        if let Request::Submit(spec) = &mut req {
+            if let Err(e) = admit(spec, limits.test_jobs) {
+                if send_reply(&mut t, &Response::Error(e), reply_cap).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         let streaming = matches!(req, Request::Watch(_));
         let (tx, rx) = unbounded();
         if req_tx.send((req, tx)).is_err() {
-            let _ = write_message(
-                &mut stream,
+            let _ = send_reply(
+                &mut t,
                 &Response::Error("the daemon is shutting down".into()),
                 reply_cap,
             );
@@ -487,8 +731,8 @@ fn connection(
             let resp = match rx.recv() {
                 Ok(r) => r,
                 Err(_) => {
-                    let _ = write_message(
-                        &mut stream,
+                    let _ = send_reply(
+                        &mut t,
                         &Response::Error("the daemon is shutting down".into()),
                         reply_cap,
                     );
@@ -496,7 +740,7 @@ fn connection(
                 }
             };
             let last = !streaming || matches!(resp, Response::Finished(_) | Response::Error(_));
-            if write_message(&mut stream, &resp, reply_cap).is_err() {
+            if send_reply(&mut t, &resp, reply_cap).is_err() {
                 return;
             }
             if last {
@@ -504,6 +748,33 @@ fn connection(
             }
         }
     }
+}
+
+/// A connection beyond the cap: one request within [`OVERFLOW_DEADLINE`]; a `Shutdown` is
+/// served, anything else (or nothing) is answered "too many connections".
+fn overflow_connection(stream: UnixStream, req_tx: RequestTx, limits: Limits) {
+    let cap = protocol::MAX_FRAME.max(limits.max_frame);
+    let deadline = OVERFLOW_DEADLINE.min(limits.frame);
+    let mut t = Timed::new(&stream, deadline, deadline);
+    let busy = Response::Error(format!(
+        "too many connections ({} open); try again later",
+        limits.max_connections
+    ));
+    let req = read_frame(&mut t, limits.max_frame)
+        .ok()
+        .and_then(|b| protocol::decode::<Request>(&b).ok());
+    if req != Some(Request::Shutdown) {
+        let _ = send_reply(&mut t, &busy, cap);
+        return;
+    }
+    let (tx, rx) = unbounded();
+    let resp = if req_tx.send((Request::Shutdown, tx)).is_ok() {
+        rx.recv()
+            .unwrap_or_else(|_| Response::Error("the daemon is shutting down".into()))
+    } else {
+        Response::Error("the daemon is shutting down".into())
+    };
+    let _ = send_reply(&mut t, &resp, cap);
 }
 
 fn worker(jobs: Receiver<Assignment>, events: Sender<WorkerEvent>, jobs_dir: PathBuf) {
@@ -549,6 +820,11 @@ struct Dispatcher {
     idle: usize,
     watchers: HashMap<JobId, Vec<Sender<Response>>>,
     dirty: HashMap<JobId, Progress>,
+    /// Jobs whose status changed without a client to tell (a worker finished them) and whose
+    /// status file could not be written: retried on every tick until it is.
+    unsaved: BTreeSet<JobId>,
+    /// The last state-write error while starting jobs, logged once per streak.
+    start_error: Option<String>,
     job_tx: Option<Sender<Assignment>>,
     stop: Arc<AtomicBool>,
     shutting_down: bool,
@@ -570,12 +846,14 @@ impl Dispatcher {
         for (mut info, spec) in loaded.jobs {
             // A job that was running when the daemon died (or was interrupted by a
             // shutdown) goes first, to resume from its checkpoint.
-            if matches!(info.state, JobState::Running | JobState::Interrupted) {
+            if spec.is_some() && matches!(info.state, JobState::Running | JobState::Interrupted) {
                 info.state = JobState::Queued;
                 info.resumes += 1;
                 resume.push(info.id);
             }
-            specs.insert(info.id, spec);
+            if let Some(spec) = spec {
+                specs.insert(info.id, spec);
+            }
             jobs.insert(info.id, info);
         }
         let mut queue: VecDeque<JobId> = resume.iter().copied().collect();
@@ -584,14 +862,15 @@ impl Dispatcher {
                 queue.push_back(id);
             }
         }
-        // Queued jobs missing from queue.ron (a crash between writing the job and the queue).
+        // Queued jobs missing from queue.ron (a crash between writing the job and the queue,
+        // or a queue file that could not be read).
         for (id, info) in &jobs {
             if info.state == JobState::Queued && !queue.contains(id) {
                 queue.push_back(*id);
             }
         }
         let next_id = max_id + 1;
-        let d = Dispatcher {
+        let mut d = Dispatcher {
             idle: config.workers,
             config,
             state,
@@ -601,6 +880,8 @@ impl Dispatcher {
             running: HashMap::new(),
             watchers: HashMap::new(),
             dirty: HashMap::new(),
+            unsaved: BTreeSet::new(),
+            start_error: None,
             job_tx: Some(job_tx),
             stop,
             shutting_down: false,
@@ -608,20 +889,61 @@ impl Dispatcher {
         };
         for id in resume {
             tracing::info!("job {id} will resume from its checkpoint");
-            d.persist(id);
+            d.persist_or_retry(id);
         }
         d.persist_queue();
         d
     }
 
-    fn persist(&self, id: JobId) {
-        if let Some(info) = self.jobs.get(&id) {
-            if let Err(e) = self.state.save_info(info) {
-                tracing::error!("saving job {id}: {e}");
+    /// Writes a job's status; when that fails the job is retried on every tick (its state
+    /// in memory is already the truth: the worker finished it).
+    fn persist_or_retry(&mut self, id: JobId) {
+        let Some(info) = self.jobs.get(&id) else {
+            return;
+        };
+        match self.state.save_info(info) {
+            Ok(()) => {
+                self.unsaved.remove(&id);
+            }
+            Err(e) => {
+                if self.unsaved.insert(id) {
+                    tracing::error!("saving job {id}: {e}; retrying on every tick");
+                }
             }
         }
     }
 
+    fn retry_unsaved(&mut self) {
+        for id in std::mem::take(&mut self.unsaved) {
+            if let Some(info) = self.jobs.get(&id) {
+                match self.state.save_info(info) {
+                    Ok(()) => tracing::info!("job {id}: status saved"),
+                    Err(_) => {
+                        self.unsaved.insert(id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Changes a job's info on disk first and in memory only once it is written: a client is
+    /// never told of a state that a restart would not find.
+    fn update(&mut self, id: JobId, f: impl FnOnce(&mut JobInfo)) -> Result<(), String> {
+        let Some(old) = self.jobs.get(&id) else {
+            return Err(format!("no job {id}"));
+        };
+        let mut info = old.clone();
+        f(&mut info);
+        self.state
+            .save_info(&info)
+            .map_err(|e| format!("job {id}: the state could not be saved, nothing changed: {e}"))?;
+        self.unsaved.remove(&id);
+        self.jobs.insert(id, info);
+        Ok(())
+    }
+
+    /// The queue file only orders queued jobs (a lost one is rebuilt from their status
+    /// files), so a failure to write it is logged, not fatal.
     fn persist_queue(&self) {
         if let Err(e) = self.state.save_queue(&self.queue) {
             tracing::error!("saving the queue: {e}");
@@ -650,6 +972,7 @@ impl Dispatcher {
                 }
                 recv(ticker) -> _ => {
                     self.flush_progress();
+                    self.retry_unsaved();
                     if self.stop.load(Ordering::SeqCst) && !self.shutting_down {
                         self.begin_shutdown();
                     }
@@ -657,6 +980,7 @@ impl Dispatcher {
             }
             if self.shutting_down && self.running.is_empty() {
                 self.flush_progress();
+                self.retry_unsaved();
                 // Close the job queue so idle workers exit.
                 self.job_tx = None;
                 return Ok(());
@@ -681,20 +1005,31 @@ impl Dispatcher {
             return;
         }
         while self.idle > 0 {
-            let Some(id) = self.queue.pop_front() else {
+            let Some(&id) = self.queue.front() else {
                 break;
             };
             let Some(spec) = self.specs.get(&id).cloned() else {
+                self.queue.pop_front();
                 continue;
             };
-            let flag = Arc::new(AtomicU8::new(RUN));
-            if let Some(info) = self.jobs.get_mut(&id) {
-                info.state = JobState::Running;
-                info.started.get_or_insert(now());
+            // Running is written before the job starts; when it cannot be, the job stays
+            // queued and is tried again on the next event or tick.
+            let started = now();
+            if let Err(e) = self.update(id, |i| {
+                i.state = JobState::Running;
+                i.started.get_or_insert(started);
+            }) {
+                if self.start_error.as_deref() != Some(e.as_str()) {
+                    tracing::error!("cannot start job {id}: {e}");
+                    self.start_error = Some(e);
+                }
+                return;
             }
-            self.persist(id);
+            self.start_error = None;
+            self.queue.pop_front();
             self.persist_queue();
             let Some(tx) = &self.job_tx else { return };
+            let flag = Arc::new(AtomicU8::new(RUN));
             if tx
                 .send(Assignment {
                     id,
@@ -725,6 +1060,7 @@ impl Dispatcher {
             Request::List => {
                 Response::Jobs(self.jobs.keys().filter_map(|&id| self.info(id)).collect())
             }
+            Request::ListPage { after, limit } => self.page(after, limit),
             Request::Status(id) => match self.info(id) {
                 Some(i) => Response::Job(i),
                 None => Response::Error(format!("no job {id}")),
@@ -743,6 +1079,11 @@ impl Dispatcher {
                 None => Response::Error(format!("no job {id}")),
             },
             Request::Cancel(id) => self.cancel(id),
+            Request::Remove(id) => match self.remove(&[id]) {
+                Ok(_) => Response::Ok,
+                Err(e) => Response::Error(e),
+            },
+            Request::Prune => self.prune(),
             Request::Shutdown => {
                 if !self.shutting_down {
                     self.begin_shutdown();
@@ -753,16 +1094,31 @@ impl Dispatcher {
         let _ = reply.send(resp);
     }
 
-    fn submit(&mut self, mut spec: JobSpec) -> Response {
+    /// Jobs after `after`, as many as `limit`, [`protocol::MAX_PAGE`] and one frame allow
+    /// (always at least one, since a single job's info is far below the cap).
+    fn page(&self, after: JobId, limit: u32) -> Response {
+        let limit = limit.clamp(1, protocol::MAX_PAGE) as usize;
+        // Room for the reply's own framing besides the jobs.
+        let budget = protocol::MAX_FRAME.saturating_sub(64 << 10);
+        let mut jobs = Vec::new();
+        let mut size = 0;
+        let mut more = false;
+        for (&id, _) in self.jobs.range(after.saturating_add(1)..) {
+            let Some(info) = self.info(id) else { continue };
+            let len = ron::to_string(&info).map_or(usize::MAX, |t| t.len() + 1);
+            if jobs.len() == limit || (!jobs.is_empty() && size + len > budget) {
+                more = true;
+                break;
+            }
+            size += len;
+            jobs.push(info);
+        }
+        Response::Page { jobs, more }
+    }
+
+    fn submit(&mut self, spec: JobSpec) -> Response {
         if self.shutting_down {
             return Response::Error("the daemon is shutting down".into());
-        }
-        if let Err(e) = spec.validate(self.config.test_jobs) {
-            return Response::Error(format!("job rejected: {e}"));
-        }
-        // Paths that are still relative are taken from the daemon's working directory.
-        if let Ok(cwd) = std::env::current_dir() {
-            spec.resolve_paths(&cwd);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -788,6 +1144,7 @@ impl Dispatcher {
             .save_spec(id, &spec)
             .and_then(|_| self.state.save_info(&info))
         {
+            self.state.discard_new_job(id);
             return Response::Error(format!("could not save job {id}: {e}"));
         }
         self.jobs.insert(id, info);
@@ -799,23 +1156,73 @@ impl Dispatcher {
     }
 
     fn cancel(&mut self, id: JobId) -> Response {
-        let Some(info) = self.jobs.get_mut(&id) else {
+        let Some(info) = self.jobs.get(&id) else {
             return Response::Error(format!("no job {id}"));
         };
         if info.state.is_final() {
             return Response::Error(format!("job {id} is already {}", info.state));
         }
         if let Some(flag) = self.running.get(&id) {
+            // The worker stops at its next step; the cancelled state is written then.
             flag.store(CANCEL, Ordering::SeqCst);
             return Response::Ok;
         }
-        info.state = JobState::Cancelled;
-        info.finished = Some(now());
+        let at = now();
+        if let Err(e) = self.update(id, |i| {
+            i.state = JobState::Cancelled;
+            i.finished = Some(at);
+        }) {
+            return Response::Error(e);
+        }
         self.queue.retain(|&q| q != id);
-        self.persist(id);
         self.persist_queue();
         self.finish_watchers(id);
         Response::Ok
+    }
+
+    /// Forgets done, failed or cancelled jobs and deletes their folders (a pipeline's own
+    /// output folder, outside the state folder, is left alone). Returns how many went.
+    fn remove(&mut self, ids: &[JobId]) -> Result<u64, String> {
+        for id in ids {
+            let Some(info) = self.jobs.get(id) else {
+                return Err(format!("no job {id}"));
+            };
+            if !info.state.is_final() {
+                return Err(format!(
+                    "job {id} is {}; cancel it before removing it",
+                    info.state
+                ));
+            }
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Ids are never reused, even when the newest job goes.
+        self.state.save_last_id(self.next_id - 1)?;
+        let (removed, error) = self.state.remove_jobs(ids);
+        for id in &removed {
+            self.jobs.remove(id);
+            self.specs.remove(id);
+            self.dirty.remove(id);
+            self.unsaved.remove(id);
+        }
+        match error {
+            None => Ok(removed.len() as u64),
+            Some(e) => Err(format!("{e} (after removing {} job(s))", removed.len())),
+        }
+    }
+
+    fn prune(&mut self) -> Response {
+        let finished: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, i)| i.state.is_final())
+            .map(|(&id, _)| id)
+            .collect();
+        match self.remove(&finished) {
+            Ok(n) => Response::Removed(n),
+            Err(e) => Response::Error(e),
+        }
     }
 
     fn event(&mut self, e: WorkerEvent) {
@@ -839,13 +1246,13 @@ impl Dispatcher {
                     Ok(Outcome::Completed) => JobState::Done,
                     Ok(Outcome::Stopped) if flag == Some(CANCEL) => JobState::Cancelled,
                     Ok(Outcome::Stopped) => JobState::Interrupted,
-                    Err(e) => JobState::Failed(e),
+                    Err(e) => JobState::Failed(protocol::bounded(e)),
                 };
                 if info.state != JobState::Interrupted {
                     info.finished = Some(now());
                 }
                 tracing::info!("job {id}: {}", info.state);
-                self.persist(id);
+                self.persist_or_retry(id);
                 self.finish_watchers(id);
             }
         }

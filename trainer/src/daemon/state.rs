@@ -1,44 +1,33 @@
-//! The daemon's state on disk, every file written atomically (tmp, fsync, rename, fsync dir):
+//! The daemon's state on disk, every file written with `limpq_io::files::write_private`
+//! (owner-only, unique temporary name, fsync, rename, fsync folder; no temporary file is left
+//! behind when a write fails):
 //!
 //! ```text
 //! STATE/lock                      flock'd by the running daemon (one daemon per state dir)
-//! STATE/queue.ron                 ids of queued jobs, in order
+//! STATE/queue.ron                 ids of queued jobs, in order (rebuilt from the jobs if lost)
+//! STATE/last_id                   the largest id ever given, written before a job is removed
 //! STATE/jobs/<id>/spec.ron        the submitted JobSpec
 //! STATE/jobs/<id>/status.ron      its JobInfo (state, times, resumes, last progress)
 //! STATE/jobs/<id>/log.txt         append-only log, flushed per line
 //! STATE/jobs/<id>/checkpoint/     what the job resumes from
 //! STATE/jobs/<id>/output/         its results
 //! ```
+//!
+//! Folders are 0700 and files 0600. A job folder whose files cannot be read is not skipped:
+//! it is listed as a failed job saying what is damaged, so nothing vanishes silently.
 
 use std::collections::VecDeque;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use super::job::JobSpec;
-use super::protocol::{JobId, JobInfo};
+use limpq_io::files::{self, FileError};
 
-/// Write `bytes` to `path` so that a crash leaves the old file or the new one, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    {
-        let mut f = File::create(&tmp).map_err(|e| err(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| err(&tmp, e))?;
-        f.sync_all().map_err(|e| err(&tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| err(path, e))?;
-    // Persist the rename itself.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| err(dir, e))
-}
+use super::job::JobSpec;
+use super::protocol::{JobId, JobInfo, JobState};
+
+/// The cap on a job's `spec.ron` / `status.ron` and on `queue.ron` when read back.
+pub const MAX_STATE_FILE: u64 = 16 << 20;
 
 /// The state directory of one daemon.
 pub struct StateDir {
@@ -47,12 +36,31 @@ pub struct StateDir {
 
 /// Everything found in a state directory at start-up.
 pub struct Loaded {
-    pub jobs: Vec<(JobInfo, JobSpec)>,
+    /// Every job folder, in id order; the spec is `None` for a damaged job (its info then
+    /// says `Failed("damaged …")`).
+    pub jobs: Vec<(JobInfo, Option<JobSpec>)>,
     pub queue: VecDeque<JobId>,
-    /// Job directories that could not be read, with why (skipped, reported in the log).
-    pub skipped: Vec<String>,
-    /// The largest job id with a directory, readable or not (ids are never reused).
+    /// What was wrong and how it was handled (damaged jobs, a rebuilt queue), for the log.
+    pub warnings: Vec<String>,
+    /// The largest job id ever given (ids are never reused).
     pub max_id: JobId,
+}
+
+/// Creates `dir` (and its parents) with mode 0700.
+pub fn create_private_dir(dir: &Path) -> Result<(), String> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+fn is_not_found(e: &FileError) -> bool {
+    matches!(e.kind(), files::ErrorKind::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn pretty<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    ron::ser::to_string_pretty(value, ron::ser::PrettyConfig::default()).map_err(|e| e.to_string())
 }
 
 impl StateDir {
@@ -66,77 +74,184 @@ impl StateDir {
 
     pub fn save_spec(&self, id: JobId, spec: &JobSpec) -> Result<(), String> {
         let dir = self.job_dir(id);
-        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let text = ron::ser::to_string_pretty(spec, ron::ser::PrettyConfig::default())
-            .map_err(|e| e.to_string())?;
-        write_atomic(&dir.join("spec.ron"), text.as_bytes())
+        create_private_dir(&dir)?;
+        files::write_private(&dir.join("spec.ron"), pretty(spec)?.as_bytes())
+            .map_err(|e| e.to_string())
     }
 
     pub fn save_info(&self, info: &JobInfo) -> Result<(), String> {
-        let text = ron::ser::to_string_pretty(info, ron::ser::PrettyConfig::default())
-            .map_err(|e| e.to_string())?;
-        write_atomic(&self.job_dir(info.id).join("status.ron"), text.as_bytes())
+        files::write_private(
+            &self.job_dir(info.id).join("status.ron"),
+            pretty(info)?.as_bytes(),
+        )
+        .map_err(|e| e.to_string())
     }
 
     pub fn save_queue(&self, queue: &VecDeque<JobId>) -> Result<(), String> {
         let ids: Vec<JobId> = queue.iter().copied().collect();
         let text = ron::to_string(&ids).map_err(|e| e.to_string())?;
-        write_atomic(&self.root.join("queue.ron"), text.as_bytes())
+        files::write_private(&self.root.join("queue.ron"), text.as_bytes())
+            .map_err(|e| e.to_string())
     }
 
-    /// Read every job and the queue. A job directory without a readable status (a crash
-    /// between creating it and writing it) is skipped, not fatal.
+    /// Records the largest id given so far, so removing the newest job cannot make a later
+    /// start give its id again.
+    pub fn save_last_id(&self, id: JobId) -> Result<(), String> {
+        files::write_private(&self.root.join("last_id"), format!("{id}\n").as_bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Undoes a submission that could not be saved completely: its folder goes when it holds
+    /// nothing else.
+    pub fn discard_new_job(&self, id: JobId) {
+        let dir = self.job_dir(id);
+        let _ = fs::remove_file(dir.join("spec.ron"));
+        let _ = fs::remove_dir(&dir);
+    }
+
+    /// Deletes job folders. Each is first renamed out of the way (atomic), so a job is
+    /// either still complete or gone from the list; the renamed folders are deleted on a
+    /// thread of their own (a big prune does not hold up the daemon), and leftovers of an
+    /// interrupted delete are cleaned at the next start. Returns the ids removed, and the
+    /// error that stopped it early, if any.
+    pub fn remove_jobs(&self, ids: &[JobId]) -> (Vec<JobId>, Option<String>) {
+        let mut done = Vec::new();
+        let mut gone = Vec::new();
+        let mut error = None;
+        for &id in ids {
+            let dir = self.job_dir(id);
+            let to = self.jobs_dir().join(format!(".removed-{id}"));
+            let _ = fs::remove_dir_all(&to);
+            match fs::rename(&dir, &to) {
+                Ok(()) => {
+                    done.push(id);
+                    gone.push(to);
+                }
+                Err(e) => {
+                    error = Some(format!("cannot remove {}: {e}", dir.display()));
+                    break;
+                }
+            }
+        }
+        if !done.is_empty() {
+            if let Err(e) = files::sync_dir(&self.jobs_dir()) {
+                tracing::warn!("{e}");
+            }
+            let _ = std::thread::Builder::new()
+                .name("limpq-remove".into())
+                .spawn(move || {
+                    for d in gone {
+                        if let Err(e) = fs::remove_dir_all(&d) {
+                            tracing::warn!("deleting {}: {e}", d.display());
+                        }
+                    }
+                });
+        }
+        (done, error)
+    }
+
+    /// Read every job and the queue. A job folder whose status or spec is missing, unreadable
+    /// or corrupt becomes a failed job saying so; a corrupt queue is rebuilt from the jobs.
     pub fn load(&self) -> Result<Loaded, String> {
         let jobs_dir = self.jobs_dir();
-        fs::create_dir_all(&jobs_dir).map_err(|e| format!("{}: {e}", jobs_dir.display()))?;
+        create_private_dir(&jobs_dir)?;
         let mut jobs = Vec::new();
-        let mut skipped = Vec::new();
+        let mut warnings = Vec::new();
         let mut max_id = 0;
-        for entry in fs::read_dir(&jobs_dir).map_err(|e| format!("{}: {e}", jobs_dir.display()))? {
-            let entry = entry.map_err(|e| format!("{}: {e}", jobs_dir.display()))?;
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<JobId>().ok())
-            else {
+        let entries = fs::read_dir(&jobs_dir)
+            .map_err(|e| format!("cannot read {}: {e}", jobs_dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot read {}: {e}", jobs_dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".removed-") {
+                let _ = fs::remove_dir_all(entry.path());
+                continue;
+            }
+            let Ok(id) = name.parse::<JobId>() else {
                 continue;
             };
             max_id = max_id.max(id);
             let dir = entry.path();
-            let read = |name: &str| {
-                let p = dir.join(name);
-                fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
-            };
-            let loaded = read("status.ron").and_then(|s| {
-                let info: JobInfo = ron::from_str(&s)
-                    .map_err(|e| format!("{}: {e}", dir.join("status.ron").display()))?;
-                let spec: JobSpec = ron::from_str(&read("spec.ron")?)
-                    .map_err(|e| format!("{}: {e}", dir.join("spec.ron").display()))?;
-                Ok((info, spec))
-            });
-            match loaded {
-                Ok((info, spec)) if info.id == id => jobs.push((info, spec)),
-                Ok(_) => skipped.push(format!(
-                    "{}: id does not match the directory",
-                    dir.display()
-                )),
-                Err(e) => skipped.push(e),
+            match load_job(&dir, id) {
+                Ok((info, spec)) => jobs.push((info, Some(spec))),
+                Err(why) => {
+                    warnings.push(format!("job {id} is damaged and listed as failed: {why}"));
+                    jobs.push((damaged(id, &dir, why), None));
+                }
             }
         }
         jobs.sort_by_key(|(i, _)| i.id);
         let qpath = self.root.join("queue.ron");
-        let queue = match fs::read_to_string(&qpath) {
-            Ok(s) => {
-                ron::from_str::<Vec<JobId>>(&s).map_err(|e| format!("{}: {e}", qpath.display()))?
+        let queue = match files::read_regular_text(&qpath, MAX_STATE_FILE) {
+            Ok(s) => match ron::from_str::<Vec<JobId>>(&s) {
+                Ok(q) => q,
+                Err(e) => {
+                    warnings.push(format!(
+                        "{}: {e}; the queue is rebuilt from the job folders (queued jobs in id order)",
+                        qpath.display()
+                    ));
+                    Vec::new()
+                }
+            },
+            Err(e) if is_not_found(&e) => Vec::new(),
+            Err(e) => {
+                warnings.push(format!(
+                    "{e}; the queue is rebuilt from the job folders (queued jobs in id order)"
+                ));
+                Vec::new()
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(format!("{}: {e}", qpath.display())),
         };
+        let lpath = self.root.join("last_id");
+        match files::read_regular_text(&lpath, 64) {
+            Ok(s) => match s.trim().parse::<JobId>() {
+                Ok(n) => max_id = max_id.max(n),
+                Err(e) => warnings.push(format!("{}: {e}", lpath.display())),
+            },
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => warnings.push(e.to_string()),
+        }
         Ok(Loaded {
             jobs,
             queue: queue.into(),
-            skipped,
+            warnings,
             max_id,
         })
+    }
+}
+
+fn load_job(dir: &Path, id: JobId) -> Result<(JobInfo, JobSpec), String> {
+    let read = |name: &str| -> Result<String, String> {
+        files::read_regular_text(&dir.join(name), MAX_STATE_FILE).map_err(|e| e.to_string())
+    };
+    let spath = dir.join("status.ron");
+    let info: JobInfo =
+        ron::from_str(&read("status.ron")?).map_err(|e| format!("{}: {e}", spath.display()))?;
+    let ppath = dir.join("spec.ron");
+    let spec: JobSpec =
+        ron::from_str(&read("spec.ron")?).map_err(|e| format!("{}: {e}", ppath.display()))?;
+    if info.id != id {
+        return Err(format!(
+            "{}: id {} does not match the folder",
+            spath.display(),
+            info.id
+        ));
+    }
+    Ok((info, spec))
+}
+
+/// The listing of a job whose files could not be read.
+fn damaged(id: JobId, dir: &Path, why: String) -> JobInfo {
+    JobInfo {
+        id,
+        name: "(damaged)".into(),
+        kind: "unknown".into(),
+        state: JobState::Failed(super::protocol::bounded(format!("damaged: {why}"))),
+        submitted: 0,
+        started: None,
+        finished: None,
+        resumes: 0,
+        progress: None,
+        output_dir: dir.join("output").display().to_string(),
     }
 }
