@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 use limpq_io::files::{self, FileError};
 
-use super::job::JobSpec;
-use super::protocol::{JobId, JobInfo, JobState};
+use crate::daemon::job::JobSpec;
+use crate::daemon::protocol::{JobId, JobInfo, JobState};
 
 /// The cap on a job's `spec.ron` / `status.ron` and on `queue.ron` when read back.
 pub const MAX_STATE_FILE: u64 = 16 << 20;
@@ -246,7 +246,7 @@ fn damaged(id: JobId, dir: &Path, why: String) -> JobInfo {
         id,
         name: "(damaged)".into(),
         kind: "unknown".into(),
-        state: JobState::Failed(super::protocol::bounded(format!("damaged: {why}"))),
+        state: JobState::Failed(crate::daemon::protocol::bounded(format!("damaged: {why}"))),
         submitted: 0,
         started: None,
         finished: None,
