@@ -118,17 +118,17 @@ fn fifo_and_device_job_files_are_refused_without_stalling_anyone() {
     let listed = client(&h).list();
     release(&fifo);
     release(&model_fifo);
-    let fifo_err = fifo_err.unwrap_err();
+    let fifo_err = fifo_err.unwrap_err().to_string();
     assert!(
         fifo_err.contains("f.ron") && fifo_err.contains("FIFO"),
         "{fifo_err}"
     );
-    let zero_err = zero_err.unwrap_err();
+    let zero_err = zero_err.unwrap_err().to_string();
     assert!(
         zero_err.contains("/dev/zero") && zero_err.contains("character device"),
         "{zero_err}"
     );
-    let model_err = model_err.unwrap_err();
+    let model_err = model_err.unwrap_err().to_string();
     assert!(
         model_err.contains("m.ron") && model_err.contains("FIFO"),
         "{model_err}"
@@ -184,7 +184,7 @@ fn a_failed_state_write_is_an_error_and_changes_nothing() {
         p
     };
     let pb = block(b);
-    let e = c.request(&Request::Cancel(b)).unwrap_err();
+    let e = c.request(&Request::Cancel(b)).unwrap_err().to_string();
     assert!(
         e.contains("not be saved") && e.contains("status.ron"),
         "{e}"
@@ -214,7 +214,7 @@ fn a_failed_state_write_is_an_error_and_changes_nothing() {
     // A submission whose spec cannot be written is refused and leaves no temporary file.
     let next = dir.0.join(format!("state/jobs/{}", b + 1));
     std::fs::create_dir_all(next.join("spec.ron")).unwrap();
-    let e = c.submit(count(1, 0)).unwrap_err();
+    let e = c.submit(count(1, 0)).unwrap_err().to_string();
     assert!(
         e.contains("could not save") && e.contains("spec.ron"),
         "{e}"
@@ -436,7 +436,7 @@ fn a_job_list_past_one_frame_is_paged_and_old_jobs_can_be_removed() {
     let h = start(&dir.0);
     let mut c = client(&h);
     // The one-shot list does not fit a frame: an error that says so, not a silent drop.
-    let e = c.request(&Request::List).unwrap_err();
+    let e = c.request(&Request::List).unwrap_err().to_string();
     assert!(e.contains("exceeds") && e.contains("ListPage"), "{e}");
     let jobs = c.list().unwrap();
     assert_eq!(jobs.len() as u64, n);
@@ -445,11 +445,11 @@ fn a_job_list_past_one_frame_is_paged_and_old_jobs_can_be_removed() {
 
     // Remove one, refuse to remove a live one, prune the rest.
     c.remove(7).unwrap();
-    assert!(c.status(7).unwrap_err().contains("no job 7"));
+    assert!(c.status(7).unwrap_err().to_string().contains("no job 7"));
     assert!(!dir.0.join("state/jobs/7").exists());
     let live = c.submit(count(100_000, 10)).unwrap();
     assert_eq!(live, n + 1);
-    let e = c.remove(live).unwrap_err();
+    let e = c.remove(live).unwrap_err().to_string();
     assert!(e.contains("cancel it"), "{e}");
     assert_eq!(c.prune().unwrap(), n - 1);
     assert_eq!(c.list().unwrap().len(), 1);

@@ -129,7 +129,7 @@ fn check_data_dir(data: &str, dir: Option<&Path>) -> Result<(), String> {
 }
 
 impl TrainJob {
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         resolve_model(&self.model, &self.data)?;
         check_data_dir(&self.data, self.data_dir.as_deref())?;
         if self.epochs == 0 || self.epochs > 100_000 {
@@ -173,7 +173,7 @@ impl TrainJob {
 }
 
 impl EvalJob {
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if !self.ckpt.is_file() {
             return Err(format!(
                 "eval.ckpt: no checkpoint at {}",
@@ -205,7 +205,7 @@ impl EvalJob {
 /// of `limpq pipeline`. It resumes stage by stage from the `state.ron` in its output folder.
 pub type PipelineJob = crate::pipeline::Job;
 
-pub fn validate_pipeline(job: &PipelineJob) -> Result<(), String> {
+pub(crate) fn validate_pipeline(job: &PipelineJob) -> Result<(), String> {
     check_model_file("pipeline.model", &job.model)?;
     crate::pipeline::Plan::new(job.clone()).map_err(|e| format!("pipeline: {e}"))?;
     check_data_dir(&job.data.name, job.data.dir.as_deref())?;

@@ -6,6 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use limpq_io::files;
+
+use super::error::Error;
 use serde::{Deserialize, Serialize};
 
 pub use super::gpu_specs::{EvalJob, PipelineJob, TrainJob};
@@ -96,9 +98,9 @@ pub struct CountJob {
 
 impl JobSpec {
     /// Parse a job file, resolving relative paths against the file's directory.
-    pub fn from_file(path: &Path) -> Result<JobSpec, String> {
+    pub fn from_file(path: &Path) -> Result<JobSpec, Error> {
         // Bounded, but any readable file: `limpq submit <(…)` reads a pipe.
-        let text = files::read_text(path, files::MAX_TEXT).map_err(|e| e.to_string())?;
+        let text = files::read_text(path, files::MAX_TEXT)?;
         let mut spec: JobSpec = match ron::from_str(&text) {
             Ok(s) => s,
             // A `limpq pipeline` job file, submitted as it is.
@@ -107,7 +109,7 @@ impl JobSpec {
                     name: String::new(),
                     job: JobKind::Pipeline(p),
                 },
-                Err(_) => return Err(format!("{}: {e}", path.display())),
+                Err(_) => return Err(Error::Invalid(format!("{}: {e}", path.display()))),
             },
         };
         let base = path.parent().unwrap_or(Path::new("."));
@@ -116,7 +118,7 @@ impl JobSpec {
         } else {
             base
         })
-        .map_err(|e| format!("{}: {e}", base.display()))?;
+        .map_err(|e| Error::io("cannot resolve", base, e))?;
         spec.resolve_paths(&base);
         Ok(spec)
     }
@@ -147,7 +149,12 @@ impl JobSpec {
     }
 
     /// Checks done at submission, so a bad spec is an error reply rather than a failed job.
-    pub fn validate(&self, test_jobs: bool) -> Result<(), String> {
+    /// The error names the field (and the file, for a file the job reads).
+    pub fn validate(&self, test_jobs: bool) -> Result<(), Error> {
+        self.check(test_jobs).map_err(Error::Invalid)
+    }
+
+    fn check(&self, test_jobs: bool) -> Result<(), String> {
         if self.name.len() > 200 {
             return Err("job name: longer than 200 characters".into());
         }

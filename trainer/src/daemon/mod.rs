@@ -18,6 +18,7 @@
 // The wire side: what clients and the daemon exchange, and the client. None of it
 // depends on the server side.
 pub mod client;
+pub mod error;
 mod gpu_specs;
 pub mod job;
 pub mod protocol;
@@ -26,6 +27,7 @@ pub mod protocol;
 // that run jobs (on the GPU for train, eval and pipeline jobs).
 mod server;
 
+pub use error::Error;
 pub use server::{run, run_then, start, state, Handle};
 
 use std::fmt;

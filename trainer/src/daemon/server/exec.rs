@@ -61,7 +61,7 @@ impl<'a> JobContext<'a> {
         let checkpoint_dir = job_dir.join("checkpoint");
         let output_dir = job_dir.join("output");
         for d in [&checkpoint_dir, &output_dir] {
-            create_private_dir(d)?;
+            create_private_dir(d).map_err(|e| e.to_string())?;
         }
         let log_path = job_dir.join("log.txt");
         let log = OpenOptions::new()

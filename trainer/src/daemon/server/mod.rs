@@ -24,7 +24,7 @@ use super::protocol::{
     self, read_frame, write_message, FrameError, JobId, JobInfo, JobState, Progress, Request,
     Response,
 };
-use super::{Config, DaemonError};
+use super::{Config, DaemonError, Error};
 use exec::{JobContext, Outcome, WorkerEvent, CANCEL, INTERRUPT, RUN};
 use state::StateDir;
 
@@ -107,7 +107,7 @@ fn euid() -> u32 {
 /// Creates the state folder 0700, or checks an existing one: refused when another user owns
 /// it; made 0700 (with a warning) when group or others had any access to it.
 fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
-    state::create_private_dir(dir).map_err(DaemonError::Io)?;
+    state::create_private_dir(dir).map_err(|e| DaemonError::Io(e.to_string()))?;
     let m = fs::metadata(dir).map_err(|e| io_err(dir, e))?;
     if m.uid() != euid() {
         return Err(DaemonError::Config(format!(
@@ -296,7 +296,9 @@ fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, Daem
     let state = StateDir {
         root: config.state_dir.clone(),
     };
-    let loaded = state.load().map_err(DaemonError::State)?;
+    let loaded = state
+        .load()
+        .map_err(|e| DaemonError::State(e.to_string()))?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -835,15 +837,16 @@ impl Dispatcher {
 
     /// Changes a job's info on disk first and in memory only once it is written: a client is
     /// never told of a state that a restart would not find.
-    fn update(&mut self, id: JobId, f: impl FnOnce(&mut JobInfo)) -> Result<(), String> {
+    fn update(&mut self, id: JobId, f: impl FnOnce(&mut JobInfo)) -> Result<(), Error> {
         let Some(old) = self.jobs.get(&id) else {
-            return Err(format!("no job {id}"));
+            return Err(Error::NoJob(id));
         };
         let mut info = old.clone();
         f(&mut info);
-        self.state
-            .save_info(&info)
-            .map_err(|e| format!("job {id}: the state could not be saved, nothing changed: {e}"))?;
+        self.state.save_info(&info).map_err(|e| Error::NotSaved {
+            id,
+            source: Box::new(e),
+        })?;
         self.unsaved.remove(&id);
         self.jobs.insert(id, info);
         Ok(())
@@ -926,6 +929,7 @@ impl Dispatcher {
                 i.state = JobState::Running;
                 i.started.get_or_insert(started);
             }) {
+                let e = e.to_string();
                 if self.start_error.as_deref() != Some(e.as_str()) {
                     tracing::error!("cannot start job {id}: {e}");
                     self.start_error = Some(e);
@@ -988,7 +992,7 @@ impl Dispatcher {
             Request::Cancel(id) => self.cancel(id),
             Request::Remove(id) => match self.remove(&[id]) {
                 Ok(_) => Response::Ok,
-                Err(e) => Response::Error(e),
+                Err(e) => Response::Error(e.to_string()),
             },
             Request::Prune => self.prune(),
             Request::Shutdown => {
@@ -1079,7 +1083,7 @@ impl Dispatcher {
             i.state = JobState::Cancelled;
             i.finished = Some(at);
         }) {
-            return Response::Error(e);
+            return Response::Error(e.to_string());
         }
         self.queue.retain(|&q| q != id);
         self.persist_queue();
@@ -1089,16 +1093,16 @@ impl Dispatcher {
 
     /// Forgets done, failed or cancelled jobs and deletes their folders (a pipeline's own
     /// output folder, outside the state folder, is left alone). Returns how many went.
-    fn remove(&mut self, ids: &[JobId]) -> Result<u64, String> {
-        for id in ids {
-            let Some(info) = self.jobs.get(id) else {
-                return Err(format!("no job {id}"));
+    fn remove(&mut self, ids: &[JobId]) -> Result<u64, Error> {
+        for &id in ids {
+            let Some(info) = self.jobs.get(&id) else {
+                return Err(Error::NoJob(id));
             };
             if !info.state.is_final() {
-                return Err(format!(
-                    "job {id} is {}; cancel it before removing it",
-                    info.state
-                ));
+                return Err(Error::NotFinished {
+                    id,
+                    state: info.state.to_string(),
+                });
             }
         }
         if ids.is_empty() {
@@ -1115,7 +1119,10 @@ impl Dispatcher {
         }
         match error {
             None => Ok(removed.len() as u64),
-            Some(e) => Err(format!("{e} (after removing {} job(s))", removed.len())),
+            Some(e) => Err(Error::PartlyRemoved {
+                removed: removed.len(),
+                source: Box::new(e),
+            }),
         }
     }
 
@@ -1128,7 +1135,7 @@ impl Dispatcher {
             .collect();
         match self.remove(&finished) {
             Ok(n) => Response::Removed(n),
-            Err(e) => Response::Error(e),
+            Err(e) => Response::Error(e.to_string()),
         }
     }
 

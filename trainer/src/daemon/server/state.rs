@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use limpq_io::files::{self, FileError};
 
+use crate::daemon::error::Error;
 use crate::daemon::job::JobSpec;
 use crate::daemon::protocol::{JobId, JobInfo, JobState};
 
@@ -47,20 +48,21 @@ pub struct Loaded {
 }
 
 /// Creates `dir` (and its parents) with mode 0700.
-pub fn create_private_dir(dir: &Path) -> Result<(), String> {
+pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+        .map_err(|e| Error::io("cannot create", dir, e))
 }
 
 fn is_not_found(e: &FileError) -> bool {
     matches!(e.kind(), files::ErrorKind::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
-fn pretty<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    ron::ser::to_string_pretty(value, ron::ser::PrettyConfig::default()).map_err(|e| e.to_string())
+fn pretty<T: serde::Serialize>(value: &T) -> Result<String, Error> {
+    ron::ser::to_string_pretty(value, ron::ser::PrettyConfig::default())
+        .map_err(|e| Error::Format(format!("cannot write the state as RON: {e}")))
 }
 
 impl StateDir {
@@ -72,33 +74,37 @@ impl StateDir {
         self.jobs_dir().join(id.to_string())
     }
 
-    pub fn save_spec(&self, id: JobId, spec: &JobSpec) -> Result<(), String> {
+    pub fn save_spec(&self, id: JobId, spec: &JobSpec) -> Result<(), Error> {
         let dir = self.job_dir(id);
         create_private_dir(&dir)?;
-        files::write_private(&dir.join("spec.ron"), pretty(spec)?.as_bytes())
-            .map_err(|e| e.to_string())
+        Ok(files::write_private(
+            &dir.join("spec.ron"),
+            pretty(spec)?.as_bytes(),
+        )?)
     }
 
-    pub fn save_info(&self, info: &JobInfo) -> Result<(), String> {
-        files::write_private(
+    pub fn save_info(&self, info: &JobInfo) -> Result<(), Error> {
+        Ok(files::write_private(
             &self.job_dir(info.id).join("status.ron"),
             pretty(info)?.as_bytes(),
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 
-    pub fn save_queue(&self, queue: &VecDeque<JobId>) -> Result<(), String> {
+    pub fn save_queue(&self, queue: &VecDeque<JobId>) -> Result<(), Error> {
         let ids: Vec<JobId> = queue.iter().copied().collect();
-        let text = ron::to_string(&ids).map_err(|e| e.to_string())?;
-        files::write_private(&self.root.join("queue.ron"), text.as_bytes())
-            .map_err(|e| e.to_string())
+        Ok(files::write_private(
+            &self.root.join("queue.ron"),
+            pretty(&ids)?.as_bytes(),
+        )?)
     }
 
     /// Records the largest id given so far, so removing the newest job cannot make a later
     /// start give its id again.
-    pub fn save_last_id(&self, id: JobId) -> Result<(), String> {
-        files::write_private(&self.root.join("last_id"), format!("{id}\n").as_bytes())
-            .map_err(|e| e.to_string())
+    pub fn save_last_id(&self, id: JobId) -> Result<(), Error> {
+        Ok(files::write_private(
+            &self.root.join("last_id"),
+            format!("{id}\n").as_bytes(),
+        )?)
     }
 
     /// Undoes a submission that could not be saved completely: its folder goes when it holds
@@ -114,7 +120,7 @@ impl StateDir {
     /// thread of their own (a big prune does not hold up the daemon), and leftovers of an
     /// interrupted delete are cleaned at the next start. Returns the ids removed, and the
     /// error that stopped it early, if any.
-    pub fn remove_jobs(&self, ids: &[JobId]) -> (Vec<JobId>, Option<String>) {
+    pub fn remove_jobs(&self, ids: &[JobId]) -> (Vec<JobId>, Option<Error>) {
         let mut done = Vec::new();
         let mut gone = Vec::new();
         let mut error = None;
@@ -128,7 +134,7 @@ impl StateDir {
                     gone.push(to);
                 }
                 Err(e) => {
-                    error = Some(format!("cannot remove {}: {e}", dir.display()));
+                    error = Some(Error::io("cannot remove", dir, e));
                     break;
                 }
             }
@@ -152,16 +158,15 @@ impl StateDir {
 
     /// Read every job and the queue. A job folder whose status or spec is missing, unreadable
     /// or corrupt becomes a failed job saying so; a corrupt queue is rebuilt from the jobs.
-    pub fn load(&self) -> Result<Loaded, String> {
+    pub fn load(&self) -> Result<Loaded, Error> {
         let jobs_dir = self.jobs_dir();
         create_private_dir(&jobs_dir)?;
         let mut jobs = Vec::new();
         let mut warnings = Vec::new();
         let mut max_id = 0;
-        let entries = fs::read_dir(&jobs_dir)
-            .map_err(|e| format!("cannot read {}: {e}", jobs_dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot read {}: {e}", jobs_dir.display()))?;
+        let list = |e| Error::io("cannot list", &jobs_dir, e);
+        for entry in fs::read_dir(&jobs_dir).map_err(list)? {
+            let entry = entry.map_err(list)?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with(".removed-") {
@@ -177,7 +182,7 @@ impl StateDir {
                 Ok((info, spec)) => jobs.push((info, Some(spec))),
                 Err(why) => {
                     warnings.push(format!("job {id} is damaged and listed as failed: {why}"));
-                    jobs.push((damaged(id, &dir, why), None));
+                    jobs.push((damaged(id, &dir, why.to_string()), None));
                 }
             }
         }
@@ -220,22 +225,21 @@ impl StateDir {
     }
 }
 
-fn load_job(dir: &Path, id: JobId) -> Result<(JobInfo, JobSpec), String> {
-    let read = |name: &str| -> Result<String, String> {
-        files::read_regular_text(&dir.join(name), MAX_STATE_FILE).map_err(|e| e.to_string())
+fn load_job(dir: &Path, id: JobId) -> Result<(JobInfo, JobSpec), Error> {
+    let parse = |name: &str| -> Result<String, Error> {
+        Ok(files::read_regular_text(&dir.join(name), MAX_STATE_FILE)?)
     };
-    let spath = dir.join("status.ron");
-    let info: JobInfo =
-        ron::from_str(&read("status.ron")?).map_err(|e| format!("{}: {e}", spath.display()))?;
-    let ppath = dir.join("spec.ron");
-    let spec: JobSpec =
-        ron::from_str(&read("spec.ron")?).map_err(|e| format!("{}: {e}", ppath.display()))?;
+    let bad = |name: &str, e: &dyn std::fmt::Display| {
+        Error::Format(format!("{}: {e}", dir.join(name).display()))
+    };
+    let info: JobInfo = ron::from_str(&parse("status.ron")?).map_err(|e| bad("status.ron", &e))?;
+    let spec: JobSpec = ron::from_str(&parse("spec.ron")?).map_err(|e| bad("spec.ron", &e))?;
     if info.id != id {
-        return Err(format!(
+        return Err(Error::Format(format!(
             "{}: id {} does not match the folder",
-            spath.display(),
+            dir.join("status.ron").display(),
             info.id
-        ));
+        )));
     }
     Ok((info, spec))
 }
