@@ -374,3 +374,178 @@ fn kill_9_mid_training_resumes_from_the_epoch_checkpoint() {
     let out = std::fs::read(Path::new(&info.output_dir).join("model.ckpt")).unwrap();
     assert!(out.starts_with(b"LIMPQCKP"));
 }
+
+#[test]
+fn serve_refuses_zero_workers_and_a_file_at_the_socket_path_without_a_banner() {
+    let t = TempDir::new("servebad");
+    let o = limpq(&t, &["serve", "--workers", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    std::fs::write(t.socket(), "precious").unwrap();
+    let o = limpq(&t, &["serve"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a socket"), "{err}");
+    assert!(
+        !err.contains("listening"),
+        "a banner before a failed start: {err}"
+    );
+    assert_eq!(std::fs::read_to_string(t.socket()).unwrap(), "precious");
+}
+
+/// Writes `n` finished jobs with 200-character names straight into a state folder.
+fn write_done_jobs(state: &Path, n: u64) {
+    use limpq_trainer::daemon::job::{CountJob, JobKind, JobSpec};
+    for id in 1..=n {
+        let d = state.join(format!("jobs/{id}"));
+        std::fs::create_dir_all(d.join("output")).unwrap();
+        let spec = JobSpec {
+            name: format!("{id:0>200}"),
+            job: JobKind::Count(CountJob {
+                n: 1,
+                step_ms: 0,
+                fail_at: None,
+                panic_at: None,
+            }),
+        };
+        let info = JobInfo {
+            id,
+            name: spec.name.clone(),
+            kind: "count".into(),
+            state: JobState::Done,
+            submitted: 1,
+            started: Some(1),
+            finished: Some(2),
+            resumes: 0,
+            progress: None,
+            output_dir: d.join("output").display().to_string(),
+        };
+        std::fs::write(d.join("spec.ron"), ron::to_string(&spec).unwrap()).unwrap();
+        std::fs::write(d.join("status.ron"), ron::to_string(&info).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn thousands_of_jobs_list_prune_and_pipe_into_head_quietly() {
+    let t = TempDir::new("manyjobs");
+    let n = 3000;
+    write_done_jobs(&t.state(), n);
+    // A corrupt queue file: rebuilt, with a warning in the daemon's log.
+    std::fs::write(t.state().join("queue.ron"), "[").unwrap();
+    let mut d = Daemon::start(&t);
+    let o = limpq(&t, &["jobs"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" done ")).count() as u64,
+        n
+    );
+
+    // `limpq jobs | head -1`: the reader goes away early; the client ends quietly.
+    let mut child = Command::new(BIN)
+        .args(["jobs", "--socket"])
+        .arg(t.socket())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Read;
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("panicked"), "{o:?}");
+
+    let o = limpq(&t, &["jobs", "--remove", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = limpq(&t, &["jobs", "--remove", "5"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no job 5"), "{err}");
+    let o = limpq(&t, &["jobs", "--prune"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains(&format!("{} finished job(s) removed", n - 1)),
+        "{err}"
+    );
+    let o = limpq(&t, &["jobs"]);
+    assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 1);
+    assert!(limpq(&t, &["shutdown"]).status.success());
+    let (st, err) = d.wait(Duration::from_secs(20));
+    assert!(st.success(), "{err}");
+    assert!(err.contains("rebuilt"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "colour codes in a log that is not a terminal: {err:?}"
+    );
+}
+
+/// The kill -9 half of the protocol soak: clients submit as fast as they can while the
+/// daemon is killed; after a restart every submission that was acknowledged is there.
+#[test]
+fn kill_9_during_a_submit_storm_loses_no_acknowledged_job() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let t = TempDir::new("storm");
+    let mut d = Daemon::start(&t);
+    let acks = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|k| {
+            let (socket, acks) = (t.socket(), acks.clone());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let Ok(mut c) = Client::connect(&socket) else {
+                    return got;
+                };
+                let _ = c.set_timeout(Some(Duration::from_secs(10)));
+                for i in 0..200 {
+                    let spec = limpq_trainer::daemon::job::JobSpec {
+                        name: format!("storm {k}.{i}"),
+                        job: limpq_trainer::daemon::job::JobKind::Count(
+                            limpq_trainer::daemon::job::CountJob {
+                                n: 1000,
+                                step_ms: 50,
+                                fail_at: None,
+                                panic_at: None,
+                            },
+                        ),
+                    };
+                    match c.submit(spec) {
+                        Ok(id) => {
+                            got.push(id);
+                            acks.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(30);
+    while acks.load(Ordering::SeqCst) < 40 {
+        assert!(Instant::now() < end, "submissions too slow");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    d.kill9();
+    let acked: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(acked.len() >= 40);
+    let _d = Daemon::start(&t);
+    let mut c = Client::connect(&t.socket()).unwrap();
+    c.set_timeout(Some(Duration::from_secs(20))).unwrap();
+    let jobs: std::collections::BTreeMap<u64, JobInfo> =
+        c.list().unwrap().into_iter().map(|j| (j.id, j)).collect();
+    for id in &acked {
+        let j = jobs
+            .get(id)
+            .unwrap_or_else(|| panic!("acknowledged job {id} lost"));
+        assert!(
+            matches!(j.state, JobState::Queued | JobState::Running),
+            "{j:?}"
+        );
+    }
+    assert!(limpq(&t, &["shutdown"]).status.success());
+}

@@ -39,8 +39,9 @@ impl Endpoint {
 pub struct Args {
     #[command(flatten)]
     pub endpoint: Endpoint,
-    /// Worker threads taking jobs from the queue (one per GPU adapter).
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads taking jobs from the queue (one per GPU adapter; at least 1).
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub workers: usize,
     /// TEST-ONLY: accept the `Count` job kind used by the daemon's tests.
     #[arg(long, hide = true)]
@@ -53,10 +54,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = Config::new(socket.clone(), state.clone());
     cfg.workers = args.workers;
     cfg.test_jobs = args.test_jobs;
-    eprintln!(
-        "limpq daemon: listening on {} (state in {}); stop with Ctrl-C or `limpq shutdown`",
-        socket.display(),
-        state.display()
-    );
-    daemon::run(cfg).context("limpq serve")
+    // Announced once the socket is bound, so a failed start prints only its error.
+    daemon::run_then(cfg, || {
+        eprintln!(
+            "limpq daemon: listening on {} (state in {}); stop with Ctrl-C or `limpq shutdown`",
+            socket.display(),
+            state.display()
+        )
+    })
+    .context("limpq serve")
 }

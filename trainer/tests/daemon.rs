@@ -216,19 +216,26 @@ fn bad_input_gets_error_replies_and_the_daemon_stays_up() {
             compression: None,
         }),
     };
-    let e = c.submit(solve("/nonexistent/ind.ron", None)).unwrap_err();
+    let e = c
+        .submit(solve("/nonexistent/ind.ron", None))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent/ind.ron"), "{e}");
     let ind = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/resnet20.indicators.ron");
     let ind = ind.to_str().unwrap();
-    let e = c.submit(solve(ind, Some(f64::NAN))).unwrap_err();
+    let e = c
+        .submit(solve(ind, Some(f64::NAN)))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("alpha") && e.contains("NaN"), "{e}");
-    let e = c.submit(solve(ind, Some(-1.0))).unwrap_err();
+    let e = c.submit(solve(ind, Some(-1.0))).unwrap_err().to_string();
     assert!(e.contains("alpha") && e.contains("-1"), "{e}");
     // Unknown job ids.
-    assert!(c.status(99).unwrap_err().contains("no job 99"));
+    assert!(c.status(99).unwrap_err().to_string().contains("no job 99"));
     assert!(c
         .request(&Request::Cancel(99))
         .unwrap_err()
+        .to_string()
         .contains("no job 99"));
 
     // A job that fails and one that panics become failed jobs with the message; the next runs.
@@ -262,7 +269,7 @@ fn bad_input_gets_error_replies_and_the_daemon_stays_up() {
 fn test_jobs_are_refused_unless_enabled() {
     let dir = TempDir::new("notest");
     let h = daemon::start(Config::new(dir.0.join("d.sock"), dir.0.join("state"))).unwrap();
-    let e = client(&h).submit(count(1, 0)).unwrap_err();
+    let e = client(&h).submit(count(1, 0)).unwrap_err().to_string();
     assert!(e.contains("test-only"), "{e}");
     h.shutdown().unwrap();
 }
@@ -283,6 +290,7 @@ fn cancel_queued_and_running_jobs() {
     assert!(c
         .request(&Request::Cancel(a))
         .unwrap_err()
+        .to_string()
         .contains("already cancelled"));
     h.shutdown().unwrap();
 }

@@ -106,19 +106,19 @@ fn bad_train_specs_are_refused_and_a_gpu_error_fails_only_its_job() {
     let mut c = client(&h);
     let mut t = tiny_train(1);
     t.model = "resnet9000".into();
-    let e = c.submit(spec(JobKind::Train(t))).unwrap_err();
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("resnet9000"), "{e}");
     let mut t = tiny_train(1);
     t.lr = f32::NAN;
-    let e = c.submit(spec(JobKind::Train(t))).unwrap_err();
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("lr") && e.contains("NaN"), "{e}");
     let mut t = tiny_train(1);
     t.momentum = -0.5;
-    let e = c.submit(spec(JobKind::Train(t))).unwrap_err();
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("momentum"), "{e}");
     let mut t = tiny_train(1);
     t.data_dir = Some(dir.0.join("no-such-data"));
-    let e = c.submit(spec(JobKind::Train(t))).unwrap_err();
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("no-such-data"), "{e}");
     // Data folder exists but holds no dataset: a failed job naming the folder.
     let empty = dir.0.join("empty");

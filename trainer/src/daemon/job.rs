@@ -1,22 +1,16 @@
-//! Job specifications and how a worker runs them.
-//!
-//! A job runs on a worker thread with a [`JobContext`]: a progress sink (coalesced by the
-//! dispatcher before it reaches watchers), a log, a stop flag checked between steps, a
-//! checkpoint directory that survives a crash (a job resumes from what it finds there), and
-//! an output directory.
+//! Job specifications: what a client sends in a `Submit`, and the checks done when it
+//! arrives. How a job runs is the server's business (`server::exec`, `server::gpu`); this
+//! module does not depend on it.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use limpq_io::files;
+
+use super::error::Error;
 use serde::{Deserialize, Serialize};
 
-pub use super::gpu_jobs::{EvalJob, PipelineJob, TrainJob};
-use super::protocol::{JobId, Progress};
-use super::state::write_atomic;
+pub use super::gpu_specs::{EvalJob, PipelineJob, TrainJob};
 
 /// A job file (`JOB.ron`): an optional name and what to run.
 ///
@@ -107,14 +101,15 @@ impl JobSpec {
     pub const FORMAT_VERSION: u32 = 1;
 
     /// Parse a job file, resolving relative paths against the file's directory.
-    pub fn from_file(path: &Path) -> Result<JobSpec, String> {
-        let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<JobSpec, Error> {
+        // Bounded, but any readable file: `limpq submit <(…)` reads a pipe.
+        let text = files::read_text(path, files::MAX_TEXT)?;
         // An optional top-level `format_version` (docs/FORMATS.md); a newer one is refused.
         let parsed = limpq_solver::format::versioned::from_ron(&text, JobSpec::FORMAT_VERSION);
         let mut spec: JobSpec = match parsed {
             Ok(s) => s,
             Err(e) if e.to_string().contains("format_version") => {
-                return Err(format!("{}: {e}", path.display()))
+                return Err(Error::Invalid(format!("{}: {e}", path.display())))
             }
             // A `limpq pipeline` job file, submitted as it is.
             Err(e) => match crate::pipeline::Job::from_ron_str(&text) {
@@ -124,9 +119,9 @@ impl JobSpec {
                 },
                 // A pipeline job of a newer version: say so, not why it is no JobSpec.
                 Err(pe) if pe.contains("format_version") => {
-                    return Err(format!("{}: {pe}", path.display()))
+                    return Err(Error::Invalid(format!("{}: {pe}", path.display())))
                 }
-                Err(_) => return Err(format!("{}: {e}", path.display())),
+                Err(_) => return Err(Error::Invalid(format!("{}: {e}", path.display()))),
             },
         };
         let base = path.parent().unwrap_or(Path::new("."));
@@ -135,7 +130,7 @@ impl JobSpec {
         } else {
             base
         })
-        .map_err(|e| format!("{}: {e}", base.display()))?;
+        .map_err(|e| Error::io("cannot resolve", base, e))?;
         spec.resolve_paths(&base);
         Ok(spec)
     }
@@ -151,7 +146,7 @@ impl JobSpec {
             JobKind::Solve(s) => fix(&mut s.indicators),
             JobKind::Train(t) => t.resolve_paths(base),
             JobKind::Eval(e) => e.resolve_paths(base),
-            JobKind::Pipeline(p) => super::gpu_jobs::resolve_pipeline_paths(p, base),
+            JobKind::Pipeline(p) => super::gpu_specs::resolve_pipeline_paths(p, base),
             JobKind::Count(_) => {}
         }
     }
@@ -166,7 +161,12 @@ impl JobSpec {
     }
 
     /// Checks done at submission, so a bad spec is an error reply rather than a failed job.
-    pub fn validate(&self, test_jobs: bool) -> Result<(), String> {
+    /// The error names the field (and the file, for a file the job reads).
+    pub fn validate(&self, test_jobs: bool) -> Result<(), Error> {
+        self.check(test_jobs).map_err(Error::Invalid)
+    }
+
+    fn check(&self, test_jobs: bool) -> Result<(), String> {
         if self.name.len() > 200 {
             return Err("job name: longer than 200 characters".into());
         }
@@ -189,7 +189,7 @@ impl JobSpec {
             }
             JobKind::Train(t) => t.validate(),
             JobKind::Eval(e) => e.validate(),
-            JobKind::Pipeline(p) => super::gpu_jobs::validate_pipeline(p),
+            JobKind::Pipeline(p) => super::gpu_specs::validate_pipeline(p),
             JobKind::Count(c) => {
                 if !test_jobs {
                     return Err("count is a test-only job kind; this daemon was not started with test jobs enabled".into());
@@ -210,200 +210,33 @@ fn check_nonneg(field: &str, v: f64) -> Result<(), String> {
     Ok(())
 }
 
-fn load_indicators(path: &Path) -> Result<limpq_solver::IndicatorSet, String> {
-    let text =
-        fs::read_to_string(path).map_err(|e| format!("indicator file {}: {e}", path.display()))?;
+/// Checks that `path` is a regular file of at most [`files::MAX_TEXT`] bytes without reading
+/// it (a FIFO is refused without blocking, `/dev/zero` without reading a byte).
+pub(super) fn check_regular(field: &str, path: &Path) -> Result<(), String> {
+    let f = files::open_regular(path).map_err(|e| format!("{field}: {e}"))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("{field}: {}: {e}", path.display()))?
+        .len();
+    if len > files::MAX_TEXT {
+        return Err(format!(
+            "{field}: {} is {len} bytes, above the {}-byte cap",
+            path.display(),
+            files::MAX_TEXT
+        ));
+    }
+    Ok(())
+}
+
+/// Reads an indicator file: a regular file of at most [`files::MAX_TEXT`] bytes (a FIFO or
+/// a device is refused without blocking).
+pub(crate) fn load_indicators(path: &Path) -> Result<limpq_solver::IndicatorSet, String> {
+    let text = files::read_regular_text(path, files::MAX_TEXT)
+        .map_err(|e| format!("indicator file: {e}"))?;
     let parsed = if path.extension().is_some_and(|e| e == "json") {
         limpq_solver::IndicatorSet::from_json_str(&text)
     } else {
         limpq_solver::IndicatorSet::from_ron_str(&text)
     };
     parsed.map_err(|e| format!("indicator file {}: {e}", path.display()))
-}
-
-/// Value of the stop flag: keep going.
-pub const RUN: u8 = 0;
-/// Value of the stop flag: the user cancelled the job.
-pub const CANCEL: u8 = 1;
-/// Value of the stop flag: the daemon is shutting down; checkpoint and stop.
-pub const INTERRUPT: u8 = 2;
-
-/// How a job ended when it did not fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Completed,
-    /// It saw the stop flag, saved a checkpoint and returned early.
-    Stopped,
-}
-
-/// What a worker tells the dispatcher.
-#[derive(Debug)]
-pub enum WorkerEvent {
-    Progress(JobId, Progress),
-    Log(JobId, String),
-    Finished(JobId, Result<Outcome, String>),
-}
-
-/// A running job's view of the daemon.
-pub struct JobContext<'a> {
-    pub id: JobId,
-    pub checkpoint_dir: PathBuf,
-    pub output_dir: PathBuf,
-    stop: &'a AtomicU8,
-    events: &'a Sender<WorkerEvent>,
-    log: File,
-}
-
-impl<'a> JobContext<'a> {
-    pub fn new(
-        id: JobId,
-        job_dir: &Path,
-        stop: &'a AtomicU8,
-        events: &'a Sender<WorkerEvent>,
-    ) -> Result<Self, String> {
-        let checkpoint_dir = job_dir.join("checkpoint");
-        let output_dir = job_dir.join("output");
-        for d in [&checkpoint_dir, &output_dir] {
-            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
-        let log_path = job_dir.join("log.txt");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| format!("{}: {e}", log_path.display()))?;
-        Ok(JobContext {
-            id,
-            checkpoint_dir,
-            output_dir,
-            stop,
-            events,
-            log,
-        })
-    }
-
-    /// Whether the job should checkpoint and return [`Outcome::Stopped`] now.
-    pub fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) != RUN
-    }
-
-    pub fn progress(&self, p: Progress) {
-        let _ = self.events.send(WorkerEvent::Progress(self.id, p));
-    }
-
-    /// Append a line to the job's log (flushed at once, so it survives a kill) and show it
-    /// to watchers.
-    pub fn log(&mut self, line: impl Into<String>) {
-        let line = line.into();
-        let _ = writeln!(self.log, "{line}");
-        let _ = self.log.flush();
-        let _ = self.events.send(WorkerEvent::Log(self.id, line));
-    }
-
-    /// Sleep up to `d`, waking early when the job should stop.
-    fn sleep(&self, d: Duration) {
-        let end = std::time::Instant::now() + d;
-        while !self.should_stop() {
-            let now = std::time::Instant::now();
-            if now >= end {
-                break;
-            }
-            std::thread::sleep((end - now).min(Duration::from_millis(10)));
-        }
-    }
-}
-
-impl JobSpec {
-    /// Run the job to completion, to a stop, or to an error naming what went wrong.
-    pub fn run(&self, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
-        match &self.job {
-            JobKind::Solve(s) => run_solve(s, ctx),
-            JobKind::Train(t) => super::gpu_jobs::run_train(t, ctx),
-            JobKind::Eval(e) => super::gpu_jobs::run_eval(e, ctx),
-            JobKind::Pipeline(p) => super::gpu_jobs::run_pipeline(p, ctx),
-            JobKind::Count(c) => run_count(c, ctx),
-        }
-    }
-}
-
-fn run_solve(s: &SolveJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
-    ctx.progress(Progress {
-        stage: "solving".into(),
-        ..Progress::default()
-    });
-    let ind = load_indicators(&s.indicators)?;
-    let mut p = limpq_solver::Problem::new(ind).alpha(s.alpha.unwrap_or(2.0));
-    match s.bitops {
-        Some(Bitops::Uniform(w, a)) => {
-            p = p.bitops(limpq_solver::BitOpsBudget::Uniform { weight: w, act: a })
-        }
-        Some(Bitops::Absolute(b)) => p = p.bitops(limpq_solver::BitOpsBudget::Absolute(b)),
-        None => {}
-    }
-    if let Some(b) = s.size_bytes {
-        p = p.size(limpq_solver::SizeBudget::Bytes(b));
-    }
-    if let Some(c) = s.compression {
-        p = p.size(limpq_solver::SizeBudget::CompressionRatio(c));
-    }
-    let sol = p.solve().map_err(|e| format!("solve: {e}"))?;
-    let out = ctx.output_dir.join("policy.ron");
-    write_atomic(&out, sol.policy.to_ron_string().as_bytes())?;
-    ctx.log(format!(
-        "policy: objective {:.6}, bitops {}, optimal {}; written to {}",
-        sol.policy.objective,
-        sol.policy.bitops,
-        sol.policy.optimal,
-        out.display()
-    ));
-    Ok(Outcome::Completed)
-}
-
-/// The counter checkpoint of the test-only count job.
-#[derive(Serialize, Deserialize)]
-struct CountCheckpoint {
-    done: u64,
-}
-
-fn run_count(c: &CountJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
-    let ck = ctx.checkpoint_dir.join("count.ron");
-    let mut done = match fs::read_to_string(&ck) {
-        Ok(text) => {
-            let k: CountCheckpoint =
-                ron::from_str(&text).map_err(|e| format!("{}: {e}", ck.display()))?;
-            ctx.log(format!("resumed from checkpoint at step {}", k.done));
-            k.done
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(format!("{}: {e}", ck.display())),
-    };
-    while done < c.n {
-        if ctx.should_stop() {
-            ctx.log(format!("stopped at step {done}"));
-            return Ok(Outcome::Stopped);
-        }
-        ctx.sleep(Duration::from_millis(c.step_ms));
-        let next = done + 1;
-        if c.fail_at == Some(next) {
-            return Err(format!("count: told to fail at step {next}"));
-        }
-        if c.panic_at == Some(next) {
-            panic!("count: told to panic at step {next}");
-        }
-        done = next;
-        let text = ron::to_string(&CountCheckpoint { done }).map_err(|e| e.to_string())?;
-        write_atomic(&ck, text.as_bytes())?;
-        ctx.log(format!("step {done}"));
-        ctx.progress(Progress {
-            stage: "counting".into(),
-            step: Some((done, c.n)),
-            eta_secs: Some((c.n - done) as f64 * c.step_ms as f64 / 1000.0),
-            ..Progress::default()
-        });
-    }
-    write_atomic(
-        &ctx.output_dir.join("count.txt"),
-        format!("{done}\n").as_bytes(),
-    )?;
-    Ok(Outcome::Completed)
 }

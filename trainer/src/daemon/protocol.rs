@@ -14,6 +14,28 @@ use super::job::JobSpec;
 /// Largest frame body accepted or sent: 1 MiB.
 pub const MAX_FRAME: usize = 1 << 20;
 
+/// Longest error text sent in a reply (and kept as a failed job's message): an error that
+/// quotes a client's input is cut here, so the reply to a frame at the cap still fits one.
+pub const MAX_ERROR: usize = 4096;
+
+/// Most jobs in one `Page` reply (fewer when they would not fit one frame).
+pub const MAX_PAGE: u32 = 500;
+
+/// `msg` cut to at most [`MAX_ERROR`] bytes (on a character boundary), saying so.
+pub fn bounded(msg: impl Into<String>) -> String {
+    let mut msg = msg.into();
+    if msg.len() > MAX_ERROR {
+        let mut end = MAX_ERROR - 32;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = msg.len() - end;
+        msg.truncate(end);
+        msg.push_str(&format!("… ({cut} more bytes)"));
+    }
+    msg
+}
+
 /// A job's number, unique within one state directory.
 pub type JobId = u64;
 
@@ -22,8 +44,12 @@ pub type JobId = u64;
 pub enum Request {
     /// Queue a job; answered by `Submitted(id)` or `Error`.
     Submit(Box<JobSpec>),
-    /// Every job the daemon knows; answered by `Jobs`.
+    /// Every job the daemon knows; answered by `Jobs`, or by an `Error` when the list does
+    /// not fit one frame (clients page with `ListPage`).
     List,
+    /// Jobs with ids above `after`, in id order: at most `limit` (and [`MAX_PAGE`]) and as
+    /// many as fit one frame; answered by `Page`.
+    ListPage { after: JobId, limit: u32 },
     /// One job; answered by `Job` or `Error`.
     Status(JobId),
     /// Follow a job: `Job` (its current state), then `Progress`/`Log` as they happen,
@@ -33,6 +59,10 @@ pub enum Request {
     Cancel(JobId),
     /// Stop the daemon (the running job is checkpointed and marked interrupted); `Ok`.
     Shutdown,
+    /// Forget a done, failed or cancelled job and delete its folder; `Ok` or `Error`.
+    Remove(JobId),
+    /// Remove every done, failed and cancelled job; answered by `Removed(count)`.
+    Prune,
 }
 
 /// What the daemon answers.
@@ -49,6 +79,13 @@ pub enum Response {
     Finished(JobInfo),
     Ok,
     Error(String),
+    /// One page of the job list; `more` says whether jobs with larger ids follow.
+    Page {
+        jobs: Vec<JobInfo>,
+        more: bool,
+    },
+    /// How many jobs `Prune` removed.
+    Removed(u64),
 }
 
 /// Where a job is in its life.

@@ -1,5 +1,5 @@
-//! The GPU job kinds: `Train` (full-precision training through [`crate::train::train`]) and
-//! `Eval` (test accuracy of a checkpoint).
+//! The GPU job kinds at work: `Train` (full-precision training through
+//! [`crate::train::train_from`]), `Eval` (test accuracy of a checkpoint) and `Pipeline`.
 //!
 //! Stopping a training run: the job forwards the daemon's stop flag to
 //! [`TrainConfig::stop`]; `train_from` then saves the exact position (epoch, step within it,
@@ -14,202 +14,25 @@
 //! stage's current step, and a rerun goes on from where it stopped (completed stages
 //! skipped, the stopped one from its exact step).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use limpq_io::files::write_private;
+use serde::Serialize;
 
-use super::job::{JobContext, Outcome};
-use super::protocol::Progress;
-use super::state::write_atomic;
+use super::exec::{JobContext, Outcome};
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, DatasetKind, Split, TEST_SUBSET_SEED};
+use crate::daemon::gpu_specs::{default_data, resolve_model, EvalJob, PipelineJob, TrainJob};
+use crate::daemon::protocol::Progress;
+use crate::data::{Dataset, Split, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::{Gpu, GpuOptions};
-use crate::model::Model;
 use crate::pipeline::PipelineError;
 use crate::train::{
     check_checkpoint_model, check_data, evaluate, train_from, Event, Position, Start, StopFlag,
     TrainConfig, TrainError,
 };
-
-/// Full-precision training of a model (see `limpq train`, whose options these mirror).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainJob {
-    /// Built-in model (small_cnn, resnet20, resnet20-cifar, resnet18) or MODEL.ron.
-    pub model: String,
-    #[serde(default = "default_data")]
-    pub data: String,
-    #[serde(default)]
-    pub data_dir: Option<PathBuf>,
-    #[serde(default = "one")]
-    pub epochs: usize,
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    #[serde(default = "default_lr")]
-    pub lr: f32,
-    #[serde(default = "default_momentum")]
-    pub momentum: f32,
-    #[serde(default)]
-    pub nesterov: bool,
-    #[serde(default = "default_wd")]
-    pub weight_decay: f32,
-    #[serde(default)]
-    pub label_smoothing: f32,
-    /// Train on N training images drawn with the seed (default: all).
-    #[serde(default)]
-    pub subset: Option<usize>,
-    /// Evaluate on N test images (default: all).
-    #[serde(default)]
-    pub test_subset: Option<usize>,
-    #[serde(default)]
-    pub seed: u64,
-    /// Start from this checkpoint's parameters and BN statistics.
-    #[serde(default)]
-    pub init: Option<PathBuf>,
-    #[serde(default = "default_eval_batch")]
-    pub eval_batch: usize,
-}
-
-/// Test accuracy of a checkpoint (see `limpq eval`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvalJob {
-    pub ckpt: PathBuf,
-    /// Default: the checkpoint's `data`, else fashion-mnist.
-    #[serde(default)]
-    pub data: Option<String>,
-    #[serde(default)]
-    pub data_dir: Option<PathBuf>,
-    #[serde(default)]
-    pub subset: Option<usize>,
-    #[serde(default = "default_eval_batch")]
-    pub batch: usize,
-}
-
-fn default_data() -> String {
-    "fashion-mnist".into()
-}
-fn one() -> usize {
-    1
-}
-fn default_batch() -> usize {
-    64
-}
-fn default_lr() -> f32 {
-    0.1
-}
-fn default_momentum() -> f32 {
-    0.9
-}
-fn default_wd() -> f32 {
-    5e-4
-}
-fn default_eval_batch() -> usize {
-    256
-}
-
-fn check_hyper(field: &str, v: f32) -> Result<(), String> {
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("train.{field}: {v} must be finite and ≥ 0"));
-    }
-    Ok(())
-}
-
-/// `resnet20` with CIFAR-10 means its 3×32×32 sibling (as in `limpq train`).
-fn resolve_model(name: &str, data: &str) -> Result<Model, String> {
-    Model::resolve_for_data(name, data).map_err(|e| format!("train.model: {e}"))
-}
-
-fn check_data_dir(data: &str, dir: Option<&Path>) -> Result<(), String> {
-    let kind = DatasetKind::parse(data).map_err(|e| format!("data: {e}"))?;
-    let dir = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| kind.default_dir());
-    if !dir.is_dir() {
-        return Err(format!(
-            "data: no {} folder at {}",
-            kind.name(),
-            dir.display()
-        ));
-    }
-    Ok(())
-}
-
-impl TrainJob {
-    pub fn validate(&self) -> Result<(), String> {
-        resolve_model(&self.model, &self.data)?;
-        check_data_dir(&self.data, self.data_dir.as_deref())?;
-        if self.epochs == 0 || self.epochs > 100_000 {
-            return Err(format!(
-                "train.epochs: {} must be in 1..=100000",
-                self.epochs
-            ));
-        }
-        if self.batch == 0 || self.eval_batch == 0 {
-            return Err("train.batch and train.eval_batch must be positive".into());
-        }
-        check_hyper("lr", self.lr)?;
-        check_hyper("momentum", self.momentum)?;
-        check_hyper("weight_decay", self.weight_decay)?;
-        check_hyper("label_smoothing", self.label_smoothing)?;
-        if self.label_smoothing >= 1.0 {
-            return Err(format!(
-                "train.label_smoothing: {} must be below 1",
-                self.label_smoothing
-            ));
-        }
-        if let Some(p) = &self.init {
-            if !p.is_file() {
-                return Err(format!("train.init: no checkpoint at {}", p.display()));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn resolve_paths(&mut self, base: &Path) {
-        for p in [&mut self.data_dir, &mut self.init].into_iter().flatten() {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        // A model given as a relative file path (not a built-in name).
-        if self.model.ends_with(".ron") && Path::new(&self.model).is_relative() {
-            self.model = base.join(&self.model).display().to_string();
-        }
-    }
-}
-
-impl EvalJob {
-    pub fn validate(&self) -> Result<(), String> {
-        if !self.ckpt.is_file() {
-            return Err(format!(
-                "eval.ckpt: no checkpoint at {}",
-                self.ckpt.display()
-            ));
-        }
-        if let Some(d) = &self.data {
-            check_data_dir(d, self.data_dir.as_deref())?;
-        }
-        if self.batch == 0 {
-            return Err("eval.batch must be positive".into());
-        }
-        Ok(())
-    }
-
-    pub fn resolve_paths(&mut self, base: &Path) {
-        for p in [Some(&mut self.ckpt), self.data_dir.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-    }
-}
 
 fn load_split(
     data: &str,
@@ -369,7 +192,8 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         ron::ser::PrettyConfig::default(),
     )
     .map_err(|e| e.to_string())?;
-    write_atomic(&ctx.output_dir.join("history.ron"), history.as_bytes())?;
+    write_private(&ctx.output_dir.join("history.ron"), history.as_bytes())
+        .map_err(|e| e.to_string())?;
     ctx.log(format!("checkpoint written to {}", out.display()));
     Ok(Outcome::Completed)
 }
@@ -430,44 +254,8 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
     ));
     let text = ron::ser::to_string_pretty(&r, ron::ser::PrettyConfig::default())
         .map_err(|e| e.to_string())?;
-    write_atomic(&ctx.output_dir.join("eval.ron"), text.as_bytes())?;
+    write_private(&ctx.output_dir.join("eval.ron"), text.as_bytes()).map_err(|e| e.to_string())?;
     Ok(Outcome::Completed)
-}
-
-/// A whole pipeline run (pretrain → indicators → search → finetunes → report), the job file
-/// of `limpq pipeline`. It resumes stage by stage from the `state.ron` in its output folder.
-pub type PipelineJob = crate::pipeline::Job;
-
-pub fn validate_pipeline(job: &PipelineJob) -> Result<(), String> {
-    crate::pipeline::Plan::new(job.clone()).map_err(|e| format!("pipeline: {e}"))?;
-    check_data_dir(&job.data.name, job.data.dir.as_deref())?;
-    if let Some(p) = &job.pretrain.init {
-        if !p.is_file() {
-            return Err(format!(
-                "pipeline.pretrain.init: no checkpoint at {}",
-                p.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
-pub fn resolve_pipeline_paths(job: &mut PipelineJob, base: &Path) {
-    for p in [
-        job.data.dir.as_mut(),
-        job.pretrain.init.as_mut(),
-        Some(&mut job.output),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if p.is_relative() {
-            *p = base.join(&*p);
-        }
-    }
-    if job.model.ends_with(".ron") && Path::new(&job.model).is_relative() {
-        job.model = base.join(&job.model).display().to_string();
-    }
 }
 
 pub fn run_pipeline(job: &PipelineJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
