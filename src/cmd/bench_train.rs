@@ -157,7 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
 
     let joint = JointConfig::default();
-    let lr = joint.lr;
+    let lr = joint.run.lr;
     let plain = NetworkConfig {
         batch: args.batch,
         seed: args.seed,
@@ -174,11 +174,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let spec = QuantSpec::joint(&model, &args.bits)?;
             let cfg = if args.mode == Mode::Joint {
                 NetworkConfig {
-                    label_smoothing: joint.label_smoothing,
-                    momentum: joint.momentum,
-                    nesterov: joint.nesterov,
-                    weight_decay: joint.weight_decay,
-                    grad_clip: Some(joint.clip),
+                    label_smoothing: joint.run.label_smoothing,
+                    momentum: joint.run.momentum,
+                    nesterov: joint.run.nesterov,
+                    weight_decay: joint.run.weight_decay,
+                    grad_clip: joint.run.clip,
                     ..plain
                 }
             } else {

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod layers;
 pub mod pipeline;
 pub mod progress;
+pub mod run_args;
 pub mod serve;
 pub mod shutdown;
 pub mod solve;
