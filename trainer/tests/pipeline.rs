@@ -914,7 +914,7 @@ fn every_job_file_in_the_repository_parses_and_keeps_its_meaning() {
             }
         };
         let (pre, joint, fine) = (stage("pretrain"), stage("joint"), stage("finetune"));
-        let pre_run = job.pretrain.run(7);
+        let pre_run = job.pretrain.config(7);
         assert_eq!(pre_run.epochs as f64, num(&pre, "epochs", 0.0));
         assert_eq!(pre_run.batch as f64, num(&pre, "batch", 64.0));
         assert_eq!(pre_run.lr, num(&pre, "lr", 0.1) as f32);

@@ -122,13 +122,13 @@ impl Stages for GpuStages<'_> {
         partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), StageError> {
-        // The job's settings over the reference recipe (`PretrainSpec::run`).
+        // The job's settings over the reference recipe (`PretrainSpec::config`).
         let cfg = TrainConfig {
             // Written at every epoch end and at a stop: the next run continues from it.
             checkpoint: Some(partial.path.clone()),
             meta: partial_meta(self.meta(seed), partial),
             stop: self.stop.clone(),
-            ..self.job.pretrain.run(seed)
+            ..self.job.pretrain.config(seed)
         };
         let earlier = earlier_partial(partial);
         let mut run = |start| {

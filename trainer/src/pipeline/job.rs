@@ -29,7 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::PipelineError;
 use crate::method::{FinetuneConfig, JointConfig};
-use crate::train::RunConfig;
+use crate::train::{RunConfig, TrainConfig};
 
 /// A BitOps budget of the job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,9 +157,10 @@ pub struct DataSpec {
 
 /// The run settings a stage of the job may set: the settings of [`RunConfig`] that a job
 /// file chooses (the seed comes from `seeds`; checkpoints, stops and resumes are the
-/// pipeline's). Every one is optional: the stage's recipe ([`PretrainSpec::run`],
-/// [`JointSpec::run`], [`FinetuneSpec::run`]) fills what a job leaves out. In the file they
-/// sit directly in the stage's parentheses: `pretrain: (epochs: 3, batch: 64, lr: 0.1)`.
+/// pipeline's). Every one is optional: the stage's recipe ([`PretrainSpec::config`],
+/// [`JointSpec::config`], [`FinetuneSpec::config`]) fills what a job leaves out. In the
+/// file they sit directly in the stage's parentheses:
+/// `pretrain: (epochs: 3, batch: 64, lr: 0.1)`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunSpec {
     pub epochs: Option<usize>,
@@ -364,7 +365,7 @@ const JOINT_FIELDS: &[&str] = &[
 
 impl PretrainSpec {
     /// The pretraining run of `seed`: the recipe with the job's settings.
-    pub fn run(&self, seed: u64) -> RunConfig {
+    pub fn config(&self, seed: u64) -> TrainConfig {
         self.run.apply(RunConfig {
             epochs: 0,
             nesterov: true,
@@ -378,7 +379,7 @@ impl PretrainSpec {
     /// a job without the newer settings, the text earlier versions hashed, so their runs
     /// resume).
     pub fn fingerprint_text(&self) -> String {
-        let r = self.run(0);
+        let r = self.config(0);
         format!(
             "PretrainSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}, init: {:?}{} }}",
             r.epochs,
@@ -652,7 +653,7 @@ impl Job {
             run.check().map_err(|e| format!("field `{name}`: {e}"))
         };
         if self.pretrain.init.is_none() {
-            stage(self.pretrain.run(0), "pretrain")?;
+            stage(self.pretrain.config(0), "pretrain")?;
         }
         stage(self.joint.config(0).run, "joint")?;
         stage(self.finetune.config(0).run, "finetune")?;

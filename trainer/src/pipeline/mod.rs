@@ -853,7 +853,7 @@ fn epochs(n: usize) -> String {
 
 fn settings(job: &Job) -> Vec<String> {
     let mut s = Vec::new();
-    let pre = job.pretrain.run(0);
+    let pre = job.pretrain.config(0);
     let joint = job.joint.config(0).run;
     let fine = job.finetune.config(0).run;
     match &job.pretrain.init {
