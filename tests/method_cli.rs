@@ -47,7 +47,7 @@ fn indicators_solve_finetune_eval() {
         "indicators",
         "--model",
         "small_cnn",
-        "--init",
+        "--ckpt",
         fp,
         "--bits",
         "2,3,4",
@@ -102,7 +102,7 @@ fn indicators_solve_finetune_eval() {
     let q = q.to_str().unwrap();
     let out = limpq(&[
         "finetune",
-        "--init",
+        "--ckpt",
         fp,
         "--policy",
         pol,
@@ -125,7 +125,15 @@ fn indicators_solve_finetune_eval() {
     let ft = stdout(&out);
     assert!(ft.contains("quantized test accuracy"), "{ft}");
     // eval reads the policy stored in the checkpoint and prints its cost.
-    let out = limpq(&["eval", "--ckpt", q, "--data-dir", FMNIST, "--subset", "50"]);
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        q,
+        "--data-dir",
+        FMNIST,
+        "--test-subset",
+        "50",
+    ]);
     assert!(out.status.success(), "eval failed: {}", stderr(&out));
     let ev = stdout(&out);
     assert!(ev.contains("quantized, on 50 test images"), "{ev}");
@@ -166,6 +174,7 @@ fn finetune_errors_name_the_problem() {
          weight_bits_total: 0, optimal: true, bitops_budget: None, size_budget_bits: None)",
     )
     .unwrap();
+    // `--init`, the older spelling of `--ckpt`, still reads the checkpoint.
     let out = limpq(&[
         "finetune",
         "--init",

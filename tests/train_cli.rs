@@ -44,6 +44,7 @@ fn train_writes_a_checkpoint_that_eval_loads() {
     let summary = stdout(&out);
     assert!(summary.contains("epoch 1/1: train loss"), "{summary}");
     assert!(ckpt.exists());
+    // `eval --subset`, the older spelling of `--test-subset`, still works.
     let out = limpq(&["eval", "--ckpt", c, "--data-dir", FMNIST, "--subset", "50"]);
     assert!(out.status.success(), "eval failed: {}", stderr(&out));
     let text = stdout(&out);

@@ -42,9 +42,10 @@ const QUICK_JOB: &str = r#"Job(
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Output folder (re-running with the same folder resumes).
-    #[arg(long, default_value = "limpq-demo")]
-    pub out: PathBuf,
+    /// Output folder (re-running with the same folder resumes; `--out` is an older
+    /// spelling).
+    #[arg(short, long, alias = "out", default_value = "limpq-demo")]
+    pub output: PathBuf,
     /// A much smaller run (128 training images, two budgets) to check the installation;
     /// its accuracies mean nothing.
     #[arg(long)]
@@ -52,7 +53,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let job = demo_job(args.out, args.quick);
+    let job = demo_job(args.output, args.quick);
     eprintln!(
         "demo: embedded job, written to {} (`limpq pipeline` runs it again)",
         job.output.join("job.ron").display()

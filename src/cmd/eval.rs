@@ -18,12 +18,13 @@ pub struct Args {
     /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Evaluate on N test images drawn with a fixed seed (default: all).
-    #[arg(long)]
-    pub subset: Option<usize>,
-    /// Images per evaluation batch.
-    #[arg(long, default_value_t = 256)]
-    pub batch: usize,
+    /// Evaluate on N test images drawn with a fixed seed (default: all; `--subset` is an
+    /// older spelling).
+    #[arg(long, alias = "subset")]
+    pub test_subset: Option<usize>,
+    /// Images per evaluation batch (`--batch` is an older spelling).
+    #[arg(long, alias = "batch", default_value_t = 256)]
+    pub eval_batch: usize,
     /// Evaluate quantized at this policy (default: the policy a `limpq finetune`
     /// checkpoint stores; none: full precision).
     #[arg(long)]
@@ -41,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &data,
         args.data_dir.as_deref(),
         Split::Test,
-        args.subset,
+        args.test_subset,
         TEST_SUBSET_SEED,
     )?);
     check_data(&ckpt.model, &test)?;
@@ -58,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &ckpt,
             &policy,
             test,
-            args.batch,
+            args.eval_batch,
         )
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?;
         println!(
@@ -76,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let cfg = NetworkConfig {
-        batch: args.batch,
+        batch: args.eval_batch,
         ..NetworkConfig::default()
     };
     let mut net = Network::new(&gpu, &ckpt.model, cfg)?;

@@ -5,18 +5,21 @@ use std::path::PathBuf;
 use limpq_solver::{IndicatorSet, Policy};
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig};
+use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig, RunConfig};
 
-use super::indicators::{data_name, resume_state, stopped_error, RunArgs};
+use super::indicators::{resume_state, stopped_error};
 use super::progress::stop_on_ctrl_c;
 use super::progress::Progress;
 use limpq_io::documents::{read_indicators, read_policy};
 
+use super::run_args::RunArgs;
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// Full-precision checkpoint written by `limpq train` (its model is used).
-    #[arg(long)]
-    pub init: PathBuf,
+    /// Full-precision checkpoint written by `limpq train` (its model is used; `--init` is
+    /// an older spelling).
+    #[arg(long, alias = "init")]
+    pub ckpt: PathBuf,
     /// Policy written by `limpq solve` (RON, or JSON by extension).
     #[arg(long)]
     pub policy: PathBuf,
@@ -54,7 +57,7 @@ pub fn cost_line(model: &limpq_trainer::model::Model, policy: &Policy) -> anyhow
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let init = Checkpoint::load(&args.init)?;
+    let init = Checkpoint::load(&args.ckpt)?;
     let model = init.model.clone();
     let resume = resume_state(args.resume, Some(&args.output))?;
     let policy = read_policy(&args.policy)?;
@@ -63,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "{} is a policy for model '{}', {} holds '{}'",
             args.policy.display(),
             policy.model,
-            args.init.display(),
+            args.ckpt.display(),
             model.name
         );
     }
@@ -72,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(read_indicators)
         .transpose()?;
-    let data = data_name(&args.run.data, &init);
+    let data = args.run.data_name(Some(&init));
     let (train_ds, test_ds) = args.run.splits(&data)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
@@ -85,20 +88,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         gpu.summary.name,
         gpu.summary.backend
     );
+    let mut meta = vec![
+        ("data".into(), train_ds.kind.name().to_string()),
+        ("init".into(), args.ckpt.display().to_string()),
+    ];
+    meta.extend(args.run.subset_meta());
     let cfg = FinetuneConfig {
-        epochs: args.run.epochs,
-        batch: args.run.batch,
-        lr: args.run.lr,
-        seed: args.run.seed,
-        eval_batch: args.run.eval_batch,
-        meta: vec![
-            ("data".into(), train_ds.kind.name().to_string()),
-            ("init".into(), args.init.display().to_string()),
-        ],
-        checkpoint: Some(args.output.clone()),
-        stop: stop_on_ctrl_c()?,
-        resume,
-        ..FinetuneConfig::default()
+        run: RunConfig {
+            meta,
+            checkpoint: Some(args.output.clone()),
+            stop: stop_on_ctrl_c()?,
+            resume,
+            ..args.run.config(FinetuneConfig::default().run)
+        },
     };
     let progress = Progress::new("finetune")?;
     let result = finetune(

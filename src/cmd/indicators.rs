@@ -6,22 +6,22 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::Dataset;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::method::{joint_train_full, JointConfig, MethodError};
+use limpq_trainer::method::{joint_train_full, JointConfig, MethodError, RunConfig};
 
 use super::progress::{stop_on_ctrl_c, Progress};
+use super::run_args::RunArgs;
 use super::solve::write_atomic;
-use super::train::load_splits;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Built-in model (small_cnn, resnet20, ...) or MODEL.ron; must match the checkpoint.
     #[arg(long)]
     pub model: String,
-    /// Full-precision checkpoint written by `limpq train`.
-    #[arg(long)]
-    pub init: PathBuf,
+    /// Full-precision checkpoint written by `limpq train` (`--init` is an older
+    /// spelling).
+    #[arg(long, alias = "init")]
+    pub ckpt: PathBuf,
     /// Candidate bit-widths (weights and activations), ascending.
     #[arg(long, value_delimiter = ',', default_value = "2,3,4,5,6")]
     pub bits: Vec<u32>,
@@ -38,66 +38,6 @@ pub struct Args {
     /// Indicator file to write (RON; JSON if it ends in .json).
     #[arg(short, long)]
     pub output: PathBuf,
-}
-
-/// Settings `limpq indicators` and `limpq finetune` share: the recipe and the data.
-#[derive(clap::Args)]
-pub struct RunArgs {
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
-    /// Images per optimizer step (the last partial batch of an epoch is dropped).
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Initial learning rate; cosine-annealed to 0 per step.
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f32,
-    /// Dataset (default: the one the --init checkpoint was trained on).
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Train on N training images drawn with the seed (default: all).
-    #[arg(long)]
-    pub subset: Option<usize>,
-    /// Evaluate on N test images drawn with a fixed seed (default: all).
-    #[arg(long)]
-    pub test_subset: Option<usize>,
-    /// Seed of the subset drawn, shuffling and augmentation (and of `indicators`' random-policy passes).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Seed of the --subset draw alone (default: --seed). `limpq pipeline` draws one
-    /// training subset for every run seed, with seed 55930; pass that to redo one of its
-    /// stages by hand on the same images.
-    #[arg(long)]
-    pub subset_seed: Option<u64>,
-    /// Images per evaluation batch.
-    #[arg(long, default_value_t = 256)]
-    pub eval_batch: usize,
-}
-
-impl RunArgs {
-    /// The training split (`--subset`, drawn with `--subset-seed`, else `--seed`) and the
-    /// test split (`--test-subset`) of dataset `data`.
-    pub fn splits(&self, data: &str) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
-        load_splits(
-            data,
-            self.data_dir.as_deref(),
-            self.subset,
-            self.subset_seed.unwrap_or(self.seed),
-            self.test_subset,
-        )
-    }
-}
-
-/// The dataset a command uses: `--data`, else the checkpoint's, else Fashion-MNIST.
-pub fn data_name(arg: &Option<String>, ckpt: &Checkpoint) -> String {
-    match (arg, ckpt.meta("data")) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => d.to_string(),
-        (None, None) => "fashion-mnist".to_string(),
-    }
 }
 
 fn is_json(p: &Path) -> bool {
@@ -129,9 +69,9 @@ pub fn stopped_error(e: MethodError, how: &str) -> anyhow::Error {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let init = Checkpoint::load(&args.init)?;
+    let init = Checkpoint::load(&args.ckpt)?;
     let resume = resume_state(args.resume, args.checkpoint.as_deref())?;
-    let data = data_name(&args.run.data, &init);
+    let data = args.run.data_name(Some(&init));
     let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
     let (train_ds, test_ds) = args.run.splits(&data)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
@@ -147,26 +87,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut meta = vec![
         ("data".to_string(), train_ds.kind.name().to_string()),
-        ("init".to_string(), args.init.display().to_string()),
+        ("init".to_string(), args.ckpt.display().to_string()),
     ];
-    if let Some(n) = args.run.subset {
-        meta.push(("subset".into(), n.to_string()));
-    }
-    if let Some(s) = args.run.subset_seed {
-        meta.push(("subset_seed".into(), s.to_string()));
-    }
+    meta.extend(args.run.subset_meta());
     let cfg = JointConfig {
         bits: args.bits.clone(),
-        epochs: args.run.epochs,
-        batch: args.run.batch,
-        lr: args.run.lr,
-        seed: args.run.seed,
-        eval_batch: args.run.eval_batch,
-        meta,
-        checkpoint: args.checkpoint.clone(),
-        stop: stop_on_ctrl_c()?,
-        resume,
-        ..JointConfig::default()
+        run: RunConfig {
+            meta,
+            checkpoint: args.checkpoint.clone(),
+            stop: stop_on_ctrl_c()?,
+            resume,
+            ..args.run.config(JointConfig::default().run)
+        },
     };
     let progress = Progress::new("joint")?;
     let result = joint_train_full(&gpu, &model, &init, train_ds, test_ds, &cfg, &mut |e| {

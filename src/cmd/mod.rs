@@ -16,6 +16,7 @@ pub mod layers;
 pub mod out;
 pub mod pipeline;
 pub mod progress;
+pub mod run_args;
 pub mod serve;
 pub mod shutdown;
 pub mod solve;

@@ -13,9 +13,10 @@ use super::progress::{stop_on_ctrl_c, Progress};
 pub struct Args {
     /// The job file (RON; see docs/PIPELINE.md and examples/*.pipeline.ron).
     pub job: PathBuf,
-    /// Write into this folder instead of the job's `output`.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    /// Write into this folder instead of the job's `output` (`--out` is an older
+    /// spelling).
+    #[arg(short, long, alias = "out")]
+    pub output: Option<PathBuf>,
     /// Run only these seeds instead of the job's `seeds` (comma-separated, e.g. `--seeds 0`
     /// or `--seeds 1,2`). Stages are per seed, so a later run with more seeds in the same
     /// folder skips the ones already done and reports them all.
@@ -25,7 +26,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut job = Job::from_file(&args.job)?;
-    if let Some(out) = args.out {
+    if let Some(out) = args.output {
         job.output = out;
     }
     if let Some(seeds) = args.seeds {

@@ -11,59 +11,21 @@ use limpq_trainer::model::Model;
 use limpq_trainer::train::{train_from, Event, Start, TrainConfig, TrainError};
 
 use super::progress::{stop_on_ctrl_c, Progress};
+use super::run_args::RunArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Built-in model (small_cnn, resnet20, resnet20-cifar, resnet18) or MODEL.ron.
     #[arg(long)]
     pub model: String,
-    /// Dataset: fashion-mnist, mnist or cifar10.
-    #[arg(long, default_value = "fashion-mnist")]
-    pub data: String,
-    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
-    /// Images per optimizer step (the last partial batch of an epoch is dropped).
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Initial learning rate; cosine-annealed to 0 over the run, per step.
-    #[arg(long, default_value_t = 0.1)]
-    pub lr: f32,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f32,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Nesterov momentum (the reference recipe's).
     #[arg(long)]
     pub nesterov: bool,
-    /// Weight decay on conv and linear weights.
-    #[arg(long, default_value_t = 5e-4)]
-    pub weight_decay: f32,
-    /// Label smoothing of the cross-entropy loss, in [0, 1) (the reference recipe: 0.1).
-    #[arg(long, default_value_t = 0.0)]
-    pub label_smoothing: f32,
-    /// Train on N training images drawn with the seed (default: all).
-    #[arg(long)]
-    pub subset: Option<usize>,
-    /// Evaluate on N test images drawn with a fixed seed (default: all).
-    #[arg(long)]
-    pub test_subset: Option<usize>,
-    /// Seed of the weight init, the subset drawn, shuffling and augmentation.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Seed of the --subset draw alone (default: --seed). `limpq pipeline` draws one
-    /// training subset for every run seed, with seed 55930; pass that to redo one of its
-    /// stages by hand on the same images.
-    #[arg(long)]
-    pub subset_seed: Option<u64>,
     /// Start from this checkpoint's parameters and BN statistics.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Images per evaluation batch.
-    #[arg(long, default_value_t = 256)]
-    pub eval_batch: usize,
     /// Where to write the checkpoint (rewritten after every epoch, and at Ctrl-C with the
     /// exact position).
     #[arg(short, long)]
@@ -102,11 +64,11 @@ pub fn load_splits(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = Model::resolve_for_data(&args.model, &args.data)?;
     let init = match &args.init {
         Some(p) => Some(Checkpoint::load(p)?),
         None => None,
     };
+    let model = Model::resolve_for_data(&args.model, &args.run.data_name(init.as_ref()))?;
     let earlier = if args.resume {
         let ck = Checkpoint::load(&args.output).with_context(|| {
             format!("--resume: no run to continue in {}", args.output.display())
@@ -115,13 +77,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let (train_ds, test_ds) = load_splits(
-        &args.data,
-        args.data_dir.as_deref(),
-        args.subset,
-        args.subset_seed.unwrap_or(args.seed),
-        args.test_subset,
-    )?;
+    let data = args.run.data_name(init.as_ref());
+    let (train_ds, test_ds) = args.run.splits(&data)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "training {} on {} ({} train / {} test images) on {} ({})",
@@ -132,19 +89,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         gpu.summary.name,
         gpu.summary.backend
     );
+    let mut meta = vec![("data".into(), train_ds.kind.name().to_string())];
+    meta.extend(args.run.subset_meta());
     let cfg = TrainConfig {
-        epochs: args.epochs,
-        batch: args.batch,
-        lr: args.lr,
-        momentum: args.momentum,
         nesterov: args.nesterov,
-        weight_decay: args.weight_decay,
-        label_smoothing: args.label_smoothing,
-        seed: args.seed,
-        eval_batch: args.eval_batch,
         checkpoint: Some(args.output.clone()),
-        meta: vec![("data".into(), train_ds.kind.name().to_string())],
+        meta,
         stop: stop_on_ctrl_c()?,
+        ..args.run.config(TrainConfig::default())
     };
     let progress = Progress::new("")?;
     let mut on_event = |e: &Event| progress.event(e);

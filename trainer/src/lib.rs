@@ -13,5 +13,7 @@ pub mod method;
 pub mod model;
 pub mod pipeline;
 pub mod reference;
+pub mod rng;
+pub mod schedule;
 pub mod shapes;
 pub mod train;

@@ -11,15 +11,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, NamedTensor, TensorKind};
-use crate::data::{DataError, Dataset, Loader, LoaderConfig};
-use crate::engine::{EngineError, EvalStats, Network, NetworkConfig};
+use crate::data::{Batch, DataError, Dataset, Loader, LoaderConfig};
+use crate::engine::{EngineError, EvalStats, Network, NetworkConfig, StepStats};
 use crate::gpu::Gpu;
 use crate::model::Model;
-use crate::reference::cosine_lr;
+use crate::schedule::cosine_lr;
 
-/// Hyper-parameters of a run.
+/// The settings every run shares: full-precision training ([`TrainConfig`]), joint
+/// training and finetuning (`method::JointConfig`, `method::FinetuneConfig`, which add only
+/// what is theirs). The defaults are full-precision training's.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TrainConfig {
+pub struct RunConfig {
     pub epochs: usize,
     pub batch: usize,
     /// Initial learning rate of the cosine schedule (per step, to 0 at the end).
@@ -29,22 +31,35 @@ pub struct TrainConfig {
     /// On conv and linear weights only.
     pub weight_decay: f32,
     pub label_smoothing: f32,
+    /// Every gradient element clipped to ±clip before the update; `None`: no clipping.
+    pub clip: Option<f32>,
+    /// Seeds the initialisation, the batch order and augmentation (and joint training's
+    /// random policies).
     pub seed: u64,
     /// Images per evaluation batch.
     pub eval_batch: usize,
-    /// Written (atomically) after every epoch, and when the run is stopped, when set.
+    /// Written (atomically) after every epoch, and when the run is stopped, when set, with
+    /// the run's exact [`Position`].
     pub checkpoint: Option<PathBuf>,
-    /// Free-form facts stored in the checkpoint (`data`, ...).
+    /// Free-form facts stored in the checkpoint (`data`, `init`, ...).
     pub meta: Vec<(String, String)>,
     /// Checked before every optimizer step and before each epoch's evaluation: once set,
-    /// the run saves its exact position (to `checkpoint` when set) and returns
-    /// [`TrainError::Stopped`], from which [`Start::Resume`] continues.
+    /// the run saves its exact position (to `checkpoint` when set) and returns a "stopped"
+    /// error ([`TrainError::Stopped`], `MethodError::Stopped`), from which `resume`
+    /// continues.
     pub stop: StopFlag,
+    /// Continue the run that wrote this checkpoint (a stop, an epoch end or the end) from
+    /// its exact position instead of starting afresh or from an init checkpoint: the state
+    /// (momentum included), the schedule's step and the remaining batches. The settings and
+    /// the model must be the ones it records, else a configuration error names the
+    /// difference; the run then ends with the same state, bit for bit, as the run never
+    /// stopped (same adapter).
+    pub resume: Option<Arc<Checkpoint>>,
 }
 
-impl Default for TrainConfig {
+impl Default for RunConfig {
     fn default() -> Self {
-        TrainConfig {
+        RunConfig {
             epochs: 1,
             batch: 64,
             lr: 0.1,
@@ -52,14 +67,94 @@ impl Default for TrainConfig {
             nesterov: false,
             weight_decay: 5e-4,
             label_smoothing: 0.0,
+            clip: None,
             seed: 0,
             eval_batch: 256,
             checkpoint: None,
             meta: Vec::new(),
             stop: StopFlag::default(),
+            resume: None,
         }
     }
 }
+
+impl RunConfig {
+    /// The quantization-aware recipe joint training and finetuning default to (the
+    /// reference's): lr 0.01, Nesterov momentum 0.9, weight decay 2.5e-5, label smoothing
+    /// 0.1, no clipping.
+    pub fn quantized() -> RunConfig {
+        RunConfig {
+            lr: 0.01,
+            nesterov: true,
+            weight_decay: 2.5e-5,
+            label_smoothing: 0.1,
+            ..RunConfig::default()
+        }
+    }
+
+    /// The network settings of the run's training network.
+    pub(crate) fn network(&self) -> NetworkConfig {
+        NetworkConfig {
+            batch: self.batch,
+            seed: self.seed,
+            label_smoothing: self.label_smoothing,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            grad_clip: self.clip,
+            conv: Default::default(),
+        }
+    }
+
+    /// The settings a resumed run must share with the run that wrote its checkpoint, as
+    /// each run records them in the checkpoint's meta (`clip` is left to the caller: the
+    /// runs record it differently).
+    pub(crate) fn recorded(&self) -> [(&'static str, String); 7] {
+        [
+            ("lr", self.lr.to_string()),
+            ("batch", self.batch.to_string()),
+            ("epochs", self.epochs.to_string()),
+            ("momentum", self.momentum.to_string()),
+            ("nesterov", self.nesterov.to_string()),
+            ("weight_decay", self.weight_decay.to_string()),
+            ("label_smoothing", self.label_smoothing.to_string()),
+        ]
+    }
+
+    /// `clip` as a checkpoint records it: the number, or `none`.
+    pub(crate) fn clip_text(&self) -> String {
+        self.clip.map_or("none".into(), |c| c.to_string())
+    }
+
+    /// Refuses what cannot train: batch sizes positive, every rate finite and ≥ 0, label
+    /// smoothing in [0, 1). The error is the sentence; each caller wraps it in its own type.
+    pub fn check(&self) -> Result<(), String> {
+        if self.batch == 0 || self.eval_batch == 0 {
+            return Err("batch sizes must be positive".into());
+        }
+        let rates = [
+            (Some(self.lr), "learning rate"),
+            (Some(self.momentum), "momentum"),
+            (Some(self.weight_decay), "weight decay"),
+            (self.clip, "clip"),
+        ];
+        for (v, what) in rates {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(format!("{what} {v} must be finite and ≥ 0"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(format!(
+                "label smoothing {} must be in [0, 1)",
+                self.label_smoothing
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Full-precision training has no setting of its own: its configuration is the run's.
+pub type TrainConfig = RunConfig;
 
 /// A flag another thread sets (Ctrl-C, the daemon's cancel and shutdown) to stop a
 /// training, joint or finetune run between two optimizer steps.
@@ -422,63 +517,6 @@ pub struct Trained {
     pub history: Vec<EpochSummary>,
 }
 
-/// The SGD settings full-precision training, joint training and finetuning share, checked
-/// alike before anything runs: batch sizes positive, every rate finite and ≥ 0, label
-/// smoothing in [0, 1). The error is the sentence; each caller wraps it in its own type.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SgdSettings {
-    pub epochs: usize,
-    pub batch: usize,
-    pub eval_batch: usize,
-    pub lr: f32,
-    pub momentum: f32,
-    pub nesterov: bool,
-    pub weight_decay: f32,
-    pub label_smoothing: f32,
-    pub clip: Option<f32>,
-}
-
-impl SgdSettings {
-    /// The settings a resumed run must share with the run that wrote its checkpoint, as
-    /// each run records them in the checkpoint's meta (`clip` is left to the runs that
-    /// have one: they spell it differently).
-    pub(crate) fn recorded(&self) -> [(&'static str, String); 7] {
-        [
-            ("lr", self.lr.to_string()),
-            ("batch", self.batch.to_string()),
-            ("epochs", self.epochs.to_string()),
-            ("momentum", self.momentum.to_string()),
-            ("nesterov", self.nesterov.to_string()),
-            ("weight_decay", self.weight_decay.to_string()),
-            ("label_smoothing", self.label_smoothing.to_string()),
-        ]
-    }
-
-    pub(crate) fn check(&self) -> Result<(), String> {
-        if self.batch == 0 || self.eval_batch == 0 {
-            return Err("batch sizes must be positive".into());
-        }
-        let rates = [
-            (Some(self.lr), "learning rate"),
-            (Some(self.momentum), "momentum"),
-            (Some(self.weight_decay), "weight decay"),
-            (self.clip, "clip"),
-        ];
-        for (v, what) in rates {
-            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
-                return Err(format!("{what} {v} must be finite and ≥ 0"));
-            }
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(format!(
-                "label smoothing {} must be in [0, 1)",
-                self.label_smoothing
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Optimizer steps per epoch: whole batches only (the last partial batch is dropped).
 pub(crate) fn steps_per_epoch(images: usize, batch: usize) -> Result<usize, String> {
     match images.checked_div(batch) {
@@ -575,18 +613,9 @@ pub fn train_from(
 ) -> Result<Trained, TrainError> {
     check_data(model, &train)?;
     check_data(model, &test)?;
-    sgd(cfg).check().map_err(TrainError::Config)?;
+    cfg.check().map_err(TrainError::Config)?;
     let steps = steps_per_epoch(train.len(), cfg.batch).map_err(TrainError::Config)?;
-    let ncfg = NetworkConfig {
-        batch: cfg.batch,
-        seed: cfg.seed,
-        label_smoothing: cfg.label_smoothing,
-        momentum: cfg.momentum,
-        nesterov: cfg.nesterov,
-        weight_decay: cfg.weight_decay,
-        grad_clip: None,
-        conv: Default::default(),
-    };
+    let ncfg = cfg.network();
     let mut net = Network::new(gpu, model, ncfg)?;
     // Evaluation runs in its own network (its batch size) sharing nothing but the state
     // copied into it after each epoch.
@@ -599,6 +628,11 @@ pub fn train_from(
         },
     )?;
     let mut pos = Position::start(cfg.epochs, steps);
+    // `cfg.resume` continues a run whatever `start` says.
+    let start = match &cfg.resume {
+        Some(ck) => Start::Resume(ck),
+        None => start,
+    };
     match start {
         Start::Fresh => {}
         Start::Init(ck) => {
@@ -611,6 +645,134 @@ pub fn train_from(
             net.import_state(&ck.tensors, true)?;
         }
     }
+    let (pos, state) = run_epochs(
+        &mut net,
+        &mut eval_net,
+        &train,
+        &test,
+        cfg,
+        pos,
+        &mut FullPrecision { model, cfg },
+        on_event,
+    )?;
+    Ok(Trained {
+        checkpoint: checkpoint(model, cfg, &pos, state),
+        history: pos.history,
+    })
+}
+
+/// What full-precision training adds to the shared epoch loop: one plain pass a step.
+struct FullPrecision<'a> {
+    model: &'a Model,
+    cfg: &'a TrainConfig,
+}
+
+impl EpochRun for FullPrecision<'_> {
+    type Error = TrainError;
+
+    fn step(
+        &mut self,
+        net: &mut Network<'_>,
+        b: &Batch,
+        lr: f32,
+    ) -> Result<Vec<StepStats>, TrainError> {
+        Ok(vec![net.train_step(&b.x, &b.y, lr)?])
+    }
+
+    fn checkpoint(&self, pos: &Position, tensors: Vec<NamedTensor>) -> Checkpoint {
+        checkpoint(self.model, self.cfg, pos, tensors)
+    }
+
+    fn diverged(&self, epoch: usize, step: usize, _pass: usize, loss: f32, lr: f32) -> TrainError {
+        TrainError::Diverged {
+            epoch,
+            step,
+            loss,
+            lr,
+        }
+    }
+
+    fn stopped(&self, _pos: &Position, stopped: Stopped) -> TrainError {
+        TrainError::Stopped(Box::new(stopped))
+    }
+
+    fn config(message: String) -> TrainError {
+        TrainError::Config(message)
+    }
+}
+
+/// What differs between the runs that share [`run_epochs`] (full-precision training,
+/// joint training, finetuning): what a step does, what a checkpoint holds, and the run's
+/// own error type.
+pub(crate) trait EpochRun {
+    type Error: From<EngineError> + From<DataError> + From<CheckpointError>;
+
+    /// How many passes a step runs (the training accuracy counts each).
+    fn passes(&self) -> usize {
+        1
+    }
+
+    /// Called once per run before the loader starts, with the steps the run has already
+    /// done (a resumed run): whatever a step draws is drawn that many times first.
+    fn skip_steps(&mut self, _done: usize) {}
+
+    /// On the first training batch of the run, before its step (not on a resumed run past
+    /// its first step: the state holds the result).
+    fn first_batch(&mut self, _net: &mut Network<'_>, _b: &Batch) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// One optimizer step on `b` at learning rate `lr`: the figures of each pass.
+    fn step(
+        &mut self,
+        net: &mut Network<'_>,
+        b: &Batch,
+        lr: f32,
+    ) -> Result<Vec<StepStats>, Self::Error>;
+
+    /// Prepares the evaluation network once the state is imported into it.
+    fn before_eval(&self, _eval_net: &mut Network<'_>) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// The run's checkpoint at `pos` holding `tensors`.
+    fn checkpoint(&self, pos: &Position, tensors: Vec<NamedTensor>) -> Checkpoint;
+
+    /// Pass `pass` of step `step` (from 1) of epoch `epoch` has a non-finite loss.
+    fn diverged(&self, epoch: usize, step: usize, pass: usize, loss: f32, lr: f32) -> Self::Error;
+
+    /// The run stopped on request at `pos`.
+    fn stopped(&self, pos: &Position, stopped: Stopped) -> Self::Error;
+
+    /// Settings or inputs that cannot work together.
+    fn config(message: String) -> Self::Error;
+}
+
+/// The one epoch loop of every run: `cfg.epochs` epochs from `pos` (a [`Position::start`]
+/// or a resumed one) of whole batches from the seeded loader, the cosine learning rate
+/// per step, stop checks before every step and before each evaluation, divergence checks,
+/// progress events, and after every epoch a test evaluation and a checkpoint (to
+/// `cfg.checkpoint`, when set). What a step does and what a checkpoint holds come from
+/// `run`. Returns the end position (every epoch done, the history of all of them) and the
+/// final state.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_epochs<R: EpochRun>(
+    net: &mut Network<'_>,
+    eval_net: &mut Network<'_>,
+    train: &Arc<Dataset>,
+    test: &Arc<Dataset>,
+    cfg: &RunConfig,
+    mut pos: Position,
+    run: &mut R,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<(Position, Vec<NamedTensor>), R::Error> {
+    let steps = steps_per_epoch(train.len(), cfg.batch).map_err(R::config)?;
+    if pos.steps_per_epoch != steps || pos.epochs != cfg.epochs {
+        return Err(R::config(format!(
+            "internal: position of a run of {} epochs of {} steps, this run has {} of {steps}",
+            pos.epochs, pos.steps_per_epoch, cfg.epochs
+        )));
+    }
     on_event(&Event::Start {
         epochs: cfg.epochs,
         steps_per_epoch: steps,
@@ -618,9 +780,22 @@ pub fn train_from(
         test_images: test.len(),
     });
     let total = cfg.epochs * steps;
-    let early = || TrainError::Config("the data loader stopped early".into());
-    let mut loader = loader_at(&train, cfg.batch, cfg.seed, &pos, early)?;
+    let n_passes = run.passes().max(1);
+    run.skip_steps(pos.global_step);
+    let early = || R::config("the data loader stopped early".into());
+    let mut loader = loader_at(train, cfg.batch, cfg.seed, &pos, early)?;
+    // The first-batch work ran on the first batch of the run; a resumed state holds its
+    // result.
+    let mut initialised = pos.global_step > 0;
     let mut state = None;
+    let stop = |net: &Network<'_>, run: &R, pos: &Position| -> R::Error {
+        match stop_state::<R::Error>(net, pos, cfg.checkpoint.as_deref(), |t| {
+            run.checkpoint(pos, t)
+        }) {
+            Ok(st) => run.stopped(pos, st),
+            Err(e) => e,
+        }
+    };
     while pos.epochs_done < cfg.epochs {
         let epoch = pos.epochs_done + 1;
         let started = Instant::now();
@@ -628,24 +803,30 @@ pub fn train_from(
         let mut seen_here = 0usize;
         while pos.epoch_step < steps {
             if cfg.stop.requested() {
-                return Err(stopped(&net, model, cfg, &pos));
+                return Err(stop(net, run, &pos));
             }
             let b = loader.next().ok_or_else(early)?;
+            if !initialised {
+                run.first_batch(net, &b)?;
+                initialised = true;
+            }
             let lr = cosine_lr(cfg.lr, pos.global_step, total);
-            let s = net.train_step(&b.x, &b.y, lr)?;
+            let stats = run.step(net, &b, lr)?;
             pos.global_step += 1;
             pos.epoch_step += 1;
             let step = pos.epoch_step;
-            if !s.loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch,
-                    step,
-                    loss: s.loss,
-                    lr,
-                });
+            if let Some((i, st)) = stats
+                .iter()
+                .enumerate()
+                .find(|(_, st)| !st.loss.is_finite())
+            {
+                return Err(run.diverged(epoch, step, i, st.loss, lr));
             }
-            pos.loss_sum += s.loss as f64 * b.n as f64;
-            pos.correct += s.correct;
+            // With one pass, exactly that pass's loss.
+            let mean_loss =
+                stats.iter().map(|st| st.loss as f64).sum::<f64>() / stats.len().max(1) as f64;
+            pos.loss_sum += mean_loss * b.n as f64;
+            pos.correct += stats.iter().map(|st| st.correct).sum::<usize>();
             pos.seen += b.n;
             seen_here += b.n;
             let secs = started.elapsed().as_secs_f64().max(1e-9);
@@ -655,26 +836,32 @@ pub fn train_from(
                 epochs: cfg.epochs,
                 step,
                 steps,
-                loss: s.loss,
-                accuracy: pos.correct as f64 / pos.seen as f64,
+                loss: mean_loss as f32,
+                accuracy: pos.correct as f64 / (pos.seen * n_passes) as f64,
                 lr,
                 images_per_sec: seen_here as f64 / secs,
                 eta_secs: per_step * (total - pos.global_step) as f64,
             });
         }
         if cfg.stop.requested() {
-            return Err(stopped(&net, model, cfg, &pos));
+            return Err(stop(net, run, &pos));
         }
         let train_secs = started.elapsed().as_secs_f64();
         on_event(&Event::Evaluating { epoch });
         let st = net.export_state()?;
         eval_net.import_state(&st, false)?;
-        let ev = evaluate(&mut eval_net, &test)?;
+        run.before_eval(eval_net)?;
+        let ev = evaluate(eval_net, test).map_err(|e| match e {
+            TrainError::Engine(e) => R::Error::from(e),
+            TrainError::Data(e) => R::Error::from(e),
+            TrainError::Checkpoint(e) => R::Error::from(e),
+            other => R::config(other.to_string()),
+        })?;
         let summary = EpochSummary {
             epoch,
             epochs: cfg.epochs,
             train_loss: pos.loss_sum / pos.seen.max(1) as f64,
-            train_acc: pos.correct as f64 / pos.seen.max(1) as f64,
+            train_acc: pos.correct as f64 / (pos.seen * n_passes).max(1) as f64,
             test_loss: ev.mean_loss(),
             test_acc: ev.accuracy(),
             seconds: started.elapsed().as_secs_f64(),
@@ -688,36 +875,28 @@ pub fn train_from(
         pos.correct = 0;
         pos.seen = 0;
         if let Some(path) = &cfg.checkpoint {
-            checkpoint(model, cfg, &pos, st.clone()).save(path)?;
+            run.checkpoint(&pos, st.clone()).save(path)?;
         }
         state = Some(st);
     }
-    // No epoch ran (`epochs` 0, or resumed at the end): hand back the state as it is.
-    let state = match state {
-        Some(s) => s,
-        None => net.export_state()?,
-    };
     // Stop the loader thread before handing back.
     drop(loader);
-    Ok(Trained {
-        checkpoint: checkpoint(model, cfg, &pos, state),
-        history: pos.history,
-    })
+    // No epoch ran (`epochs` 0, or resumed at the end): the state as it is.
+    let state = match state {
+        Some(st) => st,
+        None => net.export_state()?,
+    };
+    Ok((pos, state))
 }
 
-/// The run's SGD settings (no clipping in full-precision training).
-fn sgd(cfg: &TrainConfig) -> SgdSettings {
-    SgdSettings {
-        epochs: cfg.epochs,
-        batch: cfg.batch,
-        eval_batch: cfg.eval_batch,
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        nesterov: cfg.nesterov,
-        weight_decay: cfg.weight_decay,
-        label_smoothing: cfg.label_smoothing,
-        clip: None,
+/// The settings a resumed run must share with the run that wrote its checkpoint, as
+/// stored in the checkpoint's meta (`clip` only when set: runs without it record none).
+fn recorded_settings(cfg: &TrainConfig) -> Vec<(&'static str, String)> {
+    let mut v = cfg.recorded().to_vec();
+    if cfg.clip.is_some() {
+        v.push(("clip", cfg.clip_text()));
     }
+    v
 }
 
 /// The position to resume from, after checking that `ck` belongs to a run with `cfg`.
@@ -733,7 +912,7 @@ fn resume_position(
                 .into(),
         )
     })?;
-    check_resume(ck, &pos, &sgd(cfg).recorded(), cfg.seed, steps).map_err(TrainError::Config)?;
+    check_resume(ck, &pos, &recorded_settings(cfg), cfg.seed, steps).map_err(TrainError::Config)?;
     Ok(pos)
 }
 
@@ -747,7 +926,7 @@ pub(crate) fn loader_at<E: From<DataError>>(
     batch: usize,
     seed: u64,
     pos: &Position,
-    early: fn() -> E,
+    early: impl Fn() -> E,
 ) -> Result<Loader, E> {
     let (first_epoch, skip) = if pos.epoch_step == pos.steps_per_epoch {
         (pos.epochs_done + 1, 0)
@@ -758,7 +937,7 @@ pub(crate) fn loader_at<E: From<DataError>>(
     cfg.start_epoch = first_epoch;
     let mut loader = Loader::spawn(train.clone(), cfg)?;
     for _ in 0..skip {
-        loader.next().ok_or_else(early)?;
+        loader.next().ok_or_else(&early)?;
     }
     Ok(loader)
 }
@@ -816,16 +995,6 @@ pub(crate) fn check_resume(
     Ok(())
 }
 
-/// Save the exact position (to `cfg.checkpoint` when set) and describe the stop; an error
-/// while saving is returned instead.
-fn stopped(net: &Network<'_>, model: &Model, cfg: &TrainConfig, pos: &Position) -> TrainError {
-    let save = |t| checkpoint(model, cfg, pos, t);
-    match stop_state(net, pos, cfg.checkpoint.as_deref(), save) {
-        Ok(st) => TrainError::Stopped(Box::new(st)),
-        Err(e) => e,
-    }
-}
-
 /// A run's exact state at a stop: `build` turns the network's state into the run's
 /// checkpoint, saved (atomically) to `path` when given. Training, joint training and
 /// finetuning stop alike.
@@ -852,8 +1021,7 @@ fn checkpoint(
     pos: &Position,
     tensors: Vec<NamedTensor>,
 ) -> Checkpoint {
-    let mut meta: Vec<(String, String)> = sgd(cfg)
-        .recorded()
+    let mut meta: Vec<(String, String)> = recorded_settings(cfg)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
@@ -875,11 +1043,11 @@ fn checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use super::SgdSettings;
+    use super::RunConfig;
 
     #[test]
-    fn sgd_settings_refuse_what_cannot_train() {
-        let ok = SgdSettings {
+    fn run_settings_refuse_what_cannot_train() {
+        let ok = RunConfig {
             epochs: 1,
             nesterov: true,
             batch: 64,
@@ -889,57 +1057,70 @@ mod tests {
             weight_decay: 2.5e-5,
             label_smoothing: 0.1,
             clip: None,
+            ..RunConfig::default()
         };
         assert!(ok.check().is_ok());
-        assert!(SgdSettings {
+        assert!(RunConfig {
             clip: Some(1.0),
             lr: 0.0,
-            ..ok
+            ..ok.clone()
         }
         .check()
         .is_ok());
         let bad = [
-            (SgdSettings { batch: 0, ..ok }, "batch"),
             (
-                SgdSettings {
-                    eval_batch: 0,
-                    ..ok
+                RunConfig {
+                    batch: 0,
+                    ..ok.clone()
                 },
                 "batch",
             ),
-            (SgdSettings { lr: f32::NAN, ..ok }, "learning rate NaN"),
             (
-                SgdSettings {
+                RunConfig {
+                    eval_batch: 0,
+                    ..ok.clone()
+                },
+                "batch",
+            ),
+            (
+                RunConfig {
+                    lr: f32::NAN,
+                    ..ok.clone()
+                },
+                "learning rate NaN",
+            ),
+            (
+                RunConfig {
                     momentum: -0.5,
-                    ..ok
+                    ..ok.clone()
                 },
                 "momentum -0.5",
             ),
             (
-                SgdSettings {
+                RunConfig {
                     weight_decay: f32::INFINITY,
-                    ..ok
+                    ..ok.clone()
                 },
                 "weight decay inf",
             ),
             (
-                SgdSettings {
+                RunConfig {
                     clip: Some(-1.0),
-                    ..ok
+                    ..ok.clone()
                 },
                 "clip -1",
             ),
             (
-                SgdSettings {
+                RunConfig {
                     label_smoothing: 1.0,
-                    ..ok
+                    ..ok.clone()
                 },
                 "label smoothing 1",
             ),
             (
-                SgdSettings {
+                RunConfig {
                     label_smoothing: f32::NAN,
-                    ..ok
+                    ..ok.clone()
                 },
                 "label smoothing NaN",
             ),

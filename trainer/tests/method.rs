@@ -30,7 +30,7 @@ use limpq_trainer::reference::pool::{global_avg_pool_backward, global_avg_pool_f
 use limpq_trainer::reference::rng::SeededRng;
 use limpq_trainer::reference::Nchw;
 use limpq_trainer::shapes::Conv2dShape;
-use limpq_trainer::train::{train, Event, TrainConfig};
+use limpq_trainer::train::{train, Event, RunConfig, TrainConfig};
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -359,12 +359,14 @@ fn tiny_joint_run_solve_and_finetune() {
     let t1 = std::time::Instant::now();
     let jcfg = JointConfig {
         bits: vec![2, 3, 4, 5, 6],
-        epochs: 1,
-        batch: 32,
-        seed: 5,
-        eval_batch: 100,
-        meta: vec![("data".into(), "fashion-mnist subset 256".into())],
-        ..JointConfig::default()
+        run: RunConfig {
+            epochs: 1,
+            batch: 32,
+            seed: 5,
+            eval_batch: 100,
+            meta: vec![("data".into(), "fashion-mnist subset 256".into())],
+            ..JointConfig::default().run
+        },
     };
     let jt = joint_train_full(
         gpu,
@@ -518,11 +520,13 @@ fn tiny_joint_run_solve_and_finetune() {
         joint_ds.clone(),
         test.clone(),
         &FinetuneConfig {
-            epochs: 1,
-            batch: 32,
-            seed: 6,
-            eval_batch: 100,
-            ..FinetuneConfig::default()
+            run: RunConfig {
+                epochs: 1,
+                batch: 32,
+                seed: 6,
+                eval_batch: 100,
+                ..FinetuneConfig::default().run
+            },
         },
         &mut |_| {},
     )
@@ -553,7 +557,10 @@ fn tiny_joint_run_solve_and_finetune() {
         let stop = StopFlag::new(flag.clone());
         let err = if which == "joint" {
             let cfg = JointConfig {
-                stop,
+                run: RunConfig {
+                    stop,
+                    ..jcfg.run.clone()
+                },
                 ..jcfg.clone()
             };
             let r = joint_train_full(
@@ -568,10 +575,12 @@ fn tiny_joint_run_solve_and_finetune() {
             r.err()
         } else {
             let cfg = FinetuneConfig {
-                epochs: 1,
-                batch: 32,
-                stop,
-                ..FinetuneConfig::default()
+                run: RunConfig {
+                    epochs: 1,
+                    batch: 32,
+                    stop,
+                    ..FinetuneConfig::default().run
+                },
             };
             let r = finetune(
                 gpu,

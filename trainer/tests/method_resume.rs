@@ -24,7 +24,7 @@ use limpq_trainer::method::{
     StopFlag, Stopped,
 };
 use limpq_trainer::model::{Model, FIXED_BITS};
-use limpq_trainer::train::{train, EpochSummary, Position, TrainConfig};
+use limpq_trainer::train::{train, EpochSummary, Position, RunConfig, TrainConfig};
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
 /// 128 images / batch 32 × 2 epochs.
@@ -88,16 +88,18 @@ fn joint_config(
 ) -> JointConfig {
     JointConfig {
         bits: vec![2, 4],
-        epochs: 2,
-        batch: 32,
-        lr: 0.05,
-        seed: 11,
-        eval_batch: 64,
-        meta: vec![("data".into(), "fashion-mnist subset 128".into())],
-        checkpoint,
-        stop: StopFlag(stop),
-        resume: resume.map(|c| Arc::new(c.clone())),
-        ..JointConfig::default()
+        run: RunConfig {
+            epochs: 2,
+            batch: 32,
+            lr: 0.05,
+            seed: 11,
+            eval_batch: 64,
+            meta: vec![("data".into(), "fashion-mnist subset 128".into())],
+            checkpoint,
+            stop: StopFlag(stop),
+            resume: resume.map(|c| Arc::new(c.clone())),
+            ..JointConfig::default().run
+        },
     }
 }
 
@@ -107,15 +109,17 @@ fn finetune_config(
     resume: Option<&Checkpoint>,
 ) -> FinetuneConfig {
     FinetuneConfig {
-        epochs: 2,
-        batch: 32,
-        lr: 0.05,
-        seed: 12,
-        eval_batch: 64,
-        checkpoint,
-        stop: StopFlag(stop),
-        resume: resume.map(|c| Arc::new(c.clone())),
-        ..FinetuneConfig::default()
+        run: RunConfig {
+            epochs: 2,
+            batch: 32,
+            lr: 0.05,
+            seed: 12,
+            eval_batch: 64,
+            checkpoint,
+            stop: StopFlag(stop),
+            resume: resume.map(|c| Arc::new(c.clone())),
+            ..FinetuneConfig::default().run
+        },
     }
 }
 
@@ -407,9 +411,9 @@ fn resume_refuses_another_runs_state_naming_the_difference() {
     let finetune_with = |cfg: FinetuneConfig| run_finetune(&s, &cfg, &mut |_| {}).map(|_| ());
 
     let mut other = joint_config(None, None, Some(&joint.checkpoint));
-    other.lr = 0.1;
+    other.run.lr = 0.1;
     other.bits = vec![2, 3, 4];
-    other.seed = 13;
+    other.run.seed = 13;
     refused(
         joint_with(other),
         &[
@@ -419,14 +423,14 @@ fn resume_refuses_another_runs_state_naming_the_difference() {
         ],
     );
     let mut other = joint_config(None, None, Some(&joint.checkpoint));
-    other.batch = 16;
+    other.run.batch = 16;
     refused(
         joint_with(other),
         &["batch 32 (this run 16)", "4 steps per epoch (this run 8)"],
     );
     let mut other = joint_config(None, None, Some(&joint.checkpoint));
-    other.epochs = 3;
-    other.clip = 0.5;
+    other.run.epochs = 3;
+    other.run.clip = Some(0.5);
     refused(
         joint_with(other),
         &["epochs 2 (this run 3)", "clip 1 (this run 0.5)"],

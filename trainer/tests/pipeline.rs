@@ -9,7 +9,9 @@ use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::model::Model;
 use limpq_trainer::pipeline::policies::{self, RANDOM_FLOOR};
 use limpq_trainer::pipeline::report::{self, BudgetResult, PolicyResult, Results, SeedResult};
-use limpq_trainer::pipeline::{run, Eval, Event, Job, Partial, PipelineError, Plan, Stages, State};
+use limpq_trainer::pipeline::{
+    run, Eval, Event, Job, Partial, PipelineError, Plan, StageError, Stages, State,
+};
 use limpq_trainer::train::Event as TrainEvent;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -51,6 +53,8 @@ struct Fake {
     /// training run does when its stop flag is set.
     stop_during_finetune: Option<usize>,
     stopped: bool,
+    /// Fail the finetune call with this index while a stop is requested: still a failure.
+    fail_while_stopping_at: Option<usize>,
 }
 
 fn ckpt(model: &Model, seed: u64) -> Checkpoint {
@@ -73,7 +77,7 @@ impl Stages for Fake {
         seed: u64,
         _partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<(Checkpoint, Eval), String> {
+    ) -> Result<(Checkpoint, Eval), StageError> {
         self.pretrain += 1;
         on_event(&TrainEvent::Evaluating { epoch: 1 });
         let m = self.model.clone().unwrap();
@@ -85,7 +89,7 @@ impl Stages for Fake {
             },
         ))
     }
-    fn evaluate_fp(&mut self, _ckpt: &Checkpoint) -> Result<Eval, String> {
+    fn evaluate_fp(&mut self, _ckpt: &Checkpoint) -> Result<Eval, StageError> {
         self.evaluated += 1;
         Ok(Eval {
             accuracy: 0.9,
@@ -98,7 +102,7 @@ impl Stages for Fake {
         seed: u64,
         _partial: &Partial,
         _on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<IndicatorSet, String> {
+    ) -> Result<IndicatorSet, StageError> {
         self.indicators += 1;
         let m = self.model.clone().unwrap();
         let mut ind = m
@@ -135,13 +139,17 @@ impl Stages for Fake {
         seed: u64,
         _partial: &Partial,
         _on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<(Checkpoint, Eval), String> {
+    ) -> Result<(Checkpoint, Eval), StageError> {
         if self.fail_finetune_at == Some(self.finetunes.len()) {
             return Err("injected failure".into());
         }
+        if self.fail_while_stopping_at == Some(self.finetunes.len()) {
+            self.stopped = true;
+            return Err(StageError::Failed("disk full".into()));
+        }
         if self.stop_during_finetune == Some(self.finetunes.len()) {
             self.stopped = true;
-            return Err("finetuning stopped on request".into());
+            return Err(StageError::Stopped);
         }
         let bits: Vec<String> = policy
             .layers
@@ -477,6 +485,17 @@ fn a_stop_ends_the_run_as_stopped_and_a_rerun_resumes() {
     let err = run(&plan, &mut fake, &mut |_| {}).unwrap_err();
     assert!(matches!(err, PipelineError::Stopped { .. }), "{err:?}");
     assert_eq!(fake.finetunes.len() + fake.pretrain + fake.indicators, 0);
+
+    // A stage that fails while a stop is requested failed: the error says so, not "stopped".
+    let mut fake = fake_for(&plan);
+    fake.fail_while_stopping_at = Some(0);
+    let err = run(&plan, &mut fake, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::Stage { stage, message }
+            if stage.starts_with("seed 0: finetune") && message == "disk full"),
+        "{err:?}"
+    );
+    assert!(!err.is_stop());
 
     // The rerun skips the six completed stages and finishes.
     let mut fake = fake_for(&plan);
@@ -824,4 +843,161 @@ fn keep_finetuned_false_writes_no_models_and_still_resumes() {
     );
     assert_eq!(keep.pretrain + keep.indicators, 0);
     assert_eq!(models(&out), 15);
+}
+
+/// Every job file in the repository (examples/, docs/results/) parses, and the pipeline's
+/// ones mean what they meant when the stage settings were three plain fields: the numbers
+/// read from the file itself (with the old defaults: pretraining 0 epochs, batch 64, lr
+/// 0.1 / 0.01) are the runs' settings, and the stages' fingerprints hash the same text as
+/// before, so runs started from those files resume instead of starting over.
+#[test]
+fn every_job_file_in_the_repository_parses_and_keeps_its_meaning() {
+    use limpq_trainer::daemon::job::JobSpec;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("examples"), root.join("docs/results")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "ron") {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                if name == "job.ron"
+                    || name.ends_with(".job.ron")
+                    || name.ends_with(".pipeline.ron")
+                {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    files.sort();
+    let mut pipelines = 0;
+    for p in &files {
+        JobSpec::from_file(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let text = std::fs::read_to_string(p).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy();
+        if name.ends_with(".job.ron") {
+            continue;
+        }
+        pipelines += 1;
+        let job = Job::from_ron_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let back = Job::from_ron_str(&job.to_ron()).unwrap();
+        assert_eq!(back, job, "{}", p.display());
+        // The stage settings as the file writes them, read without the job types.
+        let value: ron::Value = ron::Options::default().from_str(&text).unwrap();
+        let stage = |key: &str| -> std::collections::BTreeMap<String, ron::Value> {
+            let ron::Value::Map(m) = &value else {
+                panic!("{}: not a struct", p.display())
+            };
+            let v = m
+                .iter()
+                .find(|(k, _)| **k == ron::Value::String(key.into()))
+                .map(|(_, v)| v.clone())
+                .unwrap();
+            let ron::Value::Map(s) = v else {
+                panic!("{}: {key} is not a struct", p.display())
+            };
+            s.iter()
+                .map(|(k, v)| match k {
+                    ron::Value::String(k) => (k.clone(), v.clone()),
+                    k => panic!("{}: key {k:?}", p.display()),
+                })
+                .collect()
+        };
+        let num = |m: &std::collections::BTreeMap<String, ron::Value>, k: &str, d: f64| -> f64 {
+            match m.get(k) {
+                Some(ron::Value::Number(n)) => n.into_f64(),
+                None => d,
+                Some(v) => panic!("{}: {k} = {v:?}", p.display()),
+            }
+        };
+        let (pre, joint, fine) = (stage("pretrain"), stage("joint"), stage("finetune"));
+        let pre_run = job.pretrain.config(7);
+        assert_eq!(pre_run.epochs as f64, num(&pre, "epochs", 0.0));
+        assert_eq!(pre_run.batch as f64, num(&pre, "batch", 64.0));
+        assert_eq!(pre_run.lr, num(&pre, "lr", 0.1) as f32);
+        assert_eq!(
+            (pre_run.momentum, pre_run.nesterov, pre_run.weight_decay),
+            (0.9, true, 5e-4)
+        );
+        assert_eq!((pre_run.label_smoothing, pre_run.seed), (0.1, 7));
+        let j = job.joint.config(7).run;
+        assert_eq!(j.epochs as f64, num(&joint, "epochs", f64::NAN));
+        assert_eq!(j.batch as f64, num(&joint, "batch", 64.0));
+        assert_eq!(j.lr, num(&joint, "lr", 0.01) as f32);
+        assert_eq!((j.clip, j.nesterov, j.seed), (Some(1.0), true, 7));
+        let f = job.finetune.config(7).run;
+        assert_eq!(f.epochs as f64, num(&fine, "epochs", f64::NAN));
+        assert_eq!(f.batch as f64, num(&fine, "batch", 64.0));
+        assert_eq!(f.lr, num(&fine, "lr", 0.01) as f32);
+        assert_eq!((f.clip, f.nesterov, f.seed), (None, true, 7));
+        assert_eq!(
+            job.pretrain.fingerprint_text(),
+            format!(
+                "PretrainSpec {{ epochs: {}, batch: {}, lr: {:?}, init: {:?} }}",
+                num(&pre, "epochs", 0.0),
+                num(&pre, "batch", 64.0),
+                num(&pre, "lr", 0.1) as f32,
+                job.pretrain.init
+            ),
+            "{}",
+            p.display()
+        );
+        assert_eq!(
+            job.finetune.fingerprint_text(),
+            format!(
+                "FinetuneSpec {{ epochs: {}, batch: {}, lr: {:?} }}",
+                num(&fine, "epochs", 0.0),
+                num(&fine, "batch", 64.0),
+                num(&fine, "lr", 0.01) as f32
+            )
+        );
+        assert!(job.joint.fingerprint_text().starts_with(&format!(
+            "JointSpec {{ bits: {:?}, epochs: {}, batch: {}, lr: {:?} }}",
+            job.joint.bits,
+            num(&joint, "epochs", 0.0),
+            num(&joint, "batch", 64.0),
+            num(&joint, "lr", 0.01) as f32
+        )));
+    }
+    assert!(pipelines >= 7, "{files:?}");
+}
+
+#[test]
+fn a_stage_takes_any_run_setting_and_refuses_unknown_or_bad_ones() {
+    let out = tmpdir("run-settings");
+    let text = job_text(&out).replace(
+        "finetune: (epochs: 1, batch: 32, lr: 0.01)",
+        "finetune: (epochs: 1, batch: 32, lr: 0.01, momentum: 0.8, nesterov: false, \
+         weight_decay: 1e-4, label_smoothing: 0.0, clip: 2.0, eval_batch: 50)",
+    );
+    let job = Job::from_ron_str(&text).unwrap();
+    let f = job.finetune.config(3).run;
+    assert_eq!(
+        (f.momentum, f.nesterov, f.weight_decay, f.label_smoothing),
+        (0.8, false, 1e-4, 0.0)
+    );
+    assert_eq!((f.clip, f.eval_batch, f.seed), (Some(2.0), 50, 3));
+    // A setting beyond epochs/batch/lr changes the stage's fingerprint.
+    let plain = Job::from_ron_str(&job_text(&out)).unwrap();
+    assert_ne!(
+        plain.finetune.fingerprint_text(),
+        job.finetune.fingerprint_text()
+    );
+    assert_eq!(Job::from_ron_str(&job.to_ron()).unwrap(), job);
+    for (from, to, want) in [
+        ("lr: 0.01)", "lr: 0.01, momentun: 0.9)", "momentun"),
+        ("lr: 0.01)", "lr: 0.01, lr: 0.02)", "lr"),
+        (
+            "lr: 0.01)",
+            "lr: 0.01, label_smoothing: 1.0)",
+            "field `finetune`",
+        ),
+        ("finetune: (epochs: 1, ", "finetune: (", "epochs"),
+    ] {
+        let err = Job::from_ron_str(&job_text(&out).replace(from, to)).unwrap_err();
+        assert!(err.contains(want), "{to}: {err}");
+    }
 }

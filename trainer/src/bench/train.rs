@@ -112,7 +112,7 @@ pub fn run(
         .collect();
 
     let joint = JointConfig::default();
-    let lr = joint.lr;
+    let lr = joint.run.lr;
     let plain = NetworkConfig {
         batch: cfg.batch,
         seed: cfg.seed,
@@ -130,11 +130,11 @@ pub fn run(
             let spec = QuantSpec::joint(model, &cfg.bits)?;
             let net_cfg = if cfg.mode == Mode::Joint {
                 NetworkConfig {
-                    label_smoothing: joint.label_smoothing,
-                    momentum: joint.momentum,
-                    nesterov: joint.nesterov,
-                    weight_decay: joint.weight_decay,
-                    grad_clip: Some(joint.clip),
+                    label_smoothing: joint.run.label_smoothing,
+                    momentum: joint.run.momentum,
+                    nesterov: joint.run.nesterov,
+                    weight_decay: joint.run.weight_decay,
+                    grad_clip: joint.run.clip,
                     ..plain
                 }
             } else {

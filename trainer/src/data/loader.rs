@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver};
 
 use super::{DataError, Dataset};
-use crate::reference::rng::SeededRng;
+use crate::rng::SeededRng;
 
 /// Per-channel normalisation: `x = (pixel / 255 - mean[c]) / std[c]`.
 #[derive(Clone, Debug, PartialEq)]

@@ -489,7 +489,9 @@ impl<'g> Builder<'g> {
                     return Ok(Step::op(op));
                 }
             }
-            let op = self.conv.forward_quant(self.gpu, s, x, w, bias, self.t(y), q);
+            let op = self
+                .conv
+                .forward_quant(self.gpu, s, x, w, bias, self.t(y), q);
             Ok(Step::op(at(&name, op)?))
         })
     }

@@ -1,8 +1,7 @@
-//! The epoch loop that joint training and finetuning share: stop checks, the seeded loader,
-//! LSQ step init on the first batch, cosine learning rate per step, one submission of
-//! passes per step, divergence checks, progress events, and after every epoch a test
-//! evaluation and a checkpoint. What differs — the passes of a step and what a checkpoint
-//! holds — comes from the caller.
+//! What joint training and finetuning add to the one epoch loop
+//! ([`crate::train::run_epochs`]): LSQ step init on the first batch, one submission of
+//! several passes per step (their selections drawn per step), the evaluation network's
+//! selection, and their own checkpoints and errors.
 //!
 //! Every checkpoint the loop writes (epoch ends, a stop) carries the run's exact
 //! [`Position`] (the same meta keys `train_from` writes), and the loop starts from any such
@@ -10,28 +9,18 @@
 //! bit, as the run never stopped (same adapter).
 
 use std::cell::OnceCell;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::{MethodError, StopFlag};
+use super::{MethodError, Stopped};
 use crate::checkpoint::{Checkpoint, NamedTensor};
-use crate::data::Dataset;
-use crate::engine::{LayerSteps, Network};
-use crate::reference::cosine_lr;
-use crate::train::{check_resume, evaluate, loader_at, stop_state, EpochSummary, Event, Position};
+use crate::data::{Batch, Dataset};
+use crate::engine::{LayerSteps, Network, StepStats};
+use crate::train::{check_resume, run_epochs as run_loop, EpochRun, Event, Position, RunConfig};
 
-/// How the loop runs.
+/// What a quantized run adds to the loop.
 pub(super) struct Schedule<'a> {
     /// Names the run in errors (`"joint training"`, `"finetuning"`).
     pub stage: &'static str,
-    pub epochs: usize,
-    pub batch: usize,
-    /// Peak of the cosine schedule.
-    pub lr: f32,
-    /// Seeds the loader's order and augmentation.
-    pub seed: u64,
-    pub stop: &'a StopFlag,
     /// Layers whose step sizes get the LSQ init on the first training batch of the run
     /// (not on a resumed run past its first step: the state holds the learned steps).
     pub init_steps: Vec<bool>,
@@ -40,8 +29,6 @@ pub(super) struct Schedule<'a> {
     pub pass_names: Vec<String>,
     /// The selection the evaluation network uses after importing the state, if any.
     pub eval_selection: Option<Vec<usize>>,
-    /// Written (atomically) after every epoch and at a stop, when set.
-    pub checkpoint: Option<&'a Path>,
     /// Filled with every quantized layer's step sizes right after their LSQ init on the
     /// first batch (before the first update), when given: what the run started from.
     pub init_record: Option<&'a OnceCell<Vec<LayerSteps>>>,
@@ -84,173 +71,113 @@ pub(super) fn resume_position(
     Ok(pos)
 }
 
-/// Runs `s.epochs` epochs from `pos` (a [`Position::start`] or a resumed one). `passes`
-/// gives each step's selections (one pass each); it is called once per step of the whole
-/// run, in order — for a resumed run first once per step already done, results dropped, so
-/// a closure that draws from a generator continues where the stopped run's left off.
-/// `checkpoint(position, state)` builds what is saved to `s.checkpoint` after every
-/// epoch's evaluation and at a stop.
+/// A quantized run in the loop.
+struct Quantized<'s, 'a> {
+    s: &'s Schedule<'a>,
+    passes: &'s mut dyn FnMut() -> Vec<Vec<usize>>,
+    checkpoint: &'s CheckpointFn<'s>,
+}
+
+impl EpochRun for Quantized<'_, '_> {
+    type Error = MethodError;
+
+    fn passes(&self) -> usize {
+        self.s.pass_names.len()
+    }
+
+    fn skip_steps(&mut self, done: usize) {
+        for _ in 0..done {
+            (self.passes)();
+        }
+    }
+
+    fn first_batch(&mut self, net: &mut Network<'_>, b: &Batch) -> Result<(), MethodError> {
+        // Step-size init on the first training batch.
+        if self.s.init_steps.iter().any(|&i| i) {
+            net.init_steps(&b.x, &b.y, &self.s.init_steps)?;
+        }
+        if let Some(rec) = self.s.init_record {
+            // Set once per run: a run that starts here has not filled it yet.
+            let _ = rec.set(net.read_steps()?);
+        }
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        net: &mut Network<'_>,
+        b: &Batch,
+        lr: f32,
+    ) -> Result<Vec<StepStats>, MethodError> {
+        let sels = (self.passes)();
+        Ok(net.train_passes(&b.x, &b.y, lr, &sels)?)
+    }
+
+    fn before_eval(&self, eval_net: &mut Network<'_>) -> Result<(), MethodError> {
+        if let Some(sel) = &self.s.eval_selection {
+            eval_net.set_selection(sel)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self, pos: &Position, tensors: Vec<NamedTensor>) -> Checkpoint {
+        (self.checkpoint)(pos, tensors)
+    }
+
+    fn diverged(&self, epoch: usize, step: usize, pass: usize, loss: f32, lr: f32) -> MethodError {
+        MethodError::Diverged {
+            stage: self.s.stage,
+            epoch,
+            step,
+            pass: self
+                .s
+                .pass_names
+                .get(pass)
+                .cloned()
+                .unwrap_or_else(|| format!("#{pass}")),
+            loss,
+            lr,
+        }
+    }
+
+    fn stopped(&self, pos: &Position, state: Stopped) -> MethodError {
+        MethodError::Stopped {
+            stage: self.s.stage,
+            epoch: pos.epochs_done + 1,
+            step: pos.epoch_step + 1,
+            state: Box::new(state),
+        }
+    }
+
+    fn config(message: String) -> MethodError {
+        MethodError::Config(message)
+    }
+}
+
+/// Runs `run.epochs` epochs from `pos` (a [`Position::start`] or a resumed one) in the
+/// shared loop. `passes` gives each step's selections (one pass each); it is called once
+/// per step of the whole run, in order — for a resumed run first once per step already
+/// done, results dropped, so a closure that draws from a generator continues where the
+/// stopped run's left off. `checkpoint(position, state)` builds what is saved to
+/// `run.checkpoint` after every epoch's evaluation and at a stop.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_epochs(
     net: &mut Network<'_>,
     eval_net: &mut Network<'_>,
     train: &Arc<Dataset>,
     test: &Arc<Dataset>,
+    run: &RunConfig,
     s: &Schedule<'_>,
-    mut pos: Position,
+    pos: Position,
     passes: &mut dyn FnMut() -> Vec<Vec<usize>>,
     checkpoint: &CheckpointFn<'_>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Ran, MethodError> {
-    let steps = steps_per_epoch(train.len(), s.batch)?;
-    if pos.steps_per_epoch != steps || pos.epochs != s.epochs {
-        return Err(MethodError::Config(format!(
-            "internal: position of a run of {} epochs of {} steps, this run has {} of {steps}",
-            pos.epochs, pos.steps_per_epoch, s.epochs
-        )));
-    }
-    on_event(&Event::Start {
-        epochs: s.epochs,
-        steps_per_epoch: steps,
-        train_images: steps * s.batch,
-        test_images: test.len(),
-    });
-    let total = s.epochs * steps;
-    let n_passes = s.pass_names.len().max(1);
-    for _ in 0..pos.global_step {
-        passes();
-    }
-    let early = || MethodError::Config("the data loader stopped early".into());
-    let mut loader = loader_at(train, s.batch, s.seed, &pos, early)?;
-    // The step-size init ran on the first batch of the run; a resumed state holds its result.
-    let mut initialised = pos.global_step > 0;
-    let mut state = None;
-    while pos.epochs_done < s.epochs {
-        let epoch = pos.epochs_done + 1;
-        let start = Instant::now();
-        let first_step = pos.epoch_step;
-        let mut seen_here = 0usize;
-        while pos.epoch_step < steps {
-            if s.stop.requested() {
-                return Err(stopped(net, s, &pos, checkpoint));
-            }
-            let b = loader.next().ok_or_else(early)?;
-            if !initialised {
-                // Step-size init on the first training batch (docs/METHOD.md).
-                if s.init_steps.iter().any(|&i| i) {
-                    net.init_steps(&b.x, &b.y, &s.init_steps)?;
-                }
-                if let Some(rec) = s.init_record {
-                    // Set once per run: a run that starts here has not filled it yet.
-                    let _ = rec.set(net.read_steps()?);
-                }
-                initialised = true;
-            }
-            let sels = passes();
-            let lr = cosine_lr(s.lr, pos.global_step, total);
-            let stats = net.train_passes(&b.x, &b.y, lr, &sels)?;
-            pos.global_step += 1;
-            pos.epoch_step += 1;
-            let step = pos.epoch_step;
-            if let Some((i, st)) = stats
-                .iter()
-                .enumerate()
-                .find(|(_, st)| !st.loss.is_finite())
-            {
-                return Err(MethodError::Diverged {
-                    stage: s.stage,
-                    epoch,
-                    step,
-                    pass: s
-                        .pass_names
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| format!("#{i}")),
-                    loss: st.loss,
-                    lr,
-                });
-            }
-            let mean_loss =
-                stats.iter().map(|st| st.loss as f64).sum::<f64>() / stats.len().max(1) as f64;
-            pos.loss_sum += mean_loss * b.n as f64;
-            pos.correct += stats.iter().map(|st| st.correct).sum::<usize>();
-            pos.seen += b.n;
-            seen_here += b.n;
-            let secs = start.elapsed().as_secs_f64().max(1e-9);
-            let per_step = secs / (step - first_step) as f64;
-            on_event(&Event::Step {
-                epoch,
-                epochs: s.epochs,
-                step,
-                steps,
-                loss: mean_loss as f32,
-                accuracy: pos.correct as f64 / (pos.seen * n_passes) as f64,
-                lr,
-                images_per_sec: seen_here as f64 / secs,
-                eta_secs: per_step * (total - pos.global_step) as f64,
-            });
-        }
-        if s.stop.requested() {
-            return Err(stopped(net, s, &pos, checkpoint));
-        }
-        let train_secs = start.elapsed().as_secs_f64();
-        on_event(&Event::Evaluating { epoch });
-        let st = net.export_state()?;
-        eval_net.import_state(&st, false)?;
-        if let Some(sel) = &s.eval_selection {
-            eval_net.set_selection(sel)?;
-        }
-        let ev = evaluate(eval_net, test)?;
-        let summary = EpochSummary {
-            epoch,
-            epochs: s.epochs,
-            train_loss: pos.loss_sum / pos.seen.max(1) as f64,
-            train_acc: pos.correct as f64 / (pos.seen * n_passes).max(1) as f64,
-            test_loss: ev.mean_loss(),
-            test_acc: ev.accuracy(),
-            seconds: start.elapsed().as_secs_f64(),
-            images_per_sec: seen_here as f64 / train_secs.max(1e-9),
-        };
-        on_event(&Event::Epoch(summary.clone()));
-        pos.history.push(summary);
-        pos.epochs_done = epoch;
-        pos.epoch_step = 0;
-        pos.loss_sum = 0.0;
-        pos.correct = 0;
-        pos.seen = 0;
-        if let Some(path) = s.checkpoint {
-            checkpoint(&pos, st.clone()).save(path)?;
-        }
-        state = Some(st);
-    }
-    // Stop the loader thread before handing back.
-    drop(loader);
-    // No epoch ran (`epochs` 0, or resumed at the end): the state as it is.
-    let state = match state {
-        Some(st) => st,
-        None => net.export_state()?,
+    let mut q = Quantized {
+        s,
+        passes,
+        checkpoint,
     };
-    Ok(Ran {
-        position: pos,
-        state,
-    })
-}
-
-/// Saves the exact position (to `s.checkpoint` when set) and describes the stop; an error
-/// while saving is returned instead.
-fn stopped(
-    net: &Network<'_>,
-    s: &Schedule<'_>,
-    pos: &Position,
-    checkpoint: &CheckpointFn<'_>,
-) -> MethodError {
-    match stop_state(net, pos, s.checkpoint, |t| checkpoint(pos, t)) {
-        Ok(st) => MethodError::Stopped {
-            stage: s.stage,
-            epoch: pos.epochs_done + 1,
-            step: pos.epoch_step + 1,
-            state: Box::new(st),
-        },
-        Err(e) => e,
-    }
+    let (position, state) = run_loop(net, eval_net, train, test, run, pos, &mut q, on_event)?;
+    Ok(Ran { position, state })
 }

@@ -4,71 +4,38 @@
 //! the full-precision checkpoint), SGD with momentum, weight decay on conv/linear weights,
 //! cosine learning rate per step, evaluation of the test split after every epoch.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use limpq_solver::{IndicatorSet, Policy};
 
 use super::epochs::{resume_position, run_epochs, steps_per_epoch, Schedule};
-use super::{MethodError, StopFlag, POLICY_META};
+use super::{MethodError, POLICY_META};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::train::{
-    check_checkpoint_model, check_data, evaluate, EpochSummary, Event, Position, SgdSettings,
+    check_checkpoint_model, check_data, evaluate, EpochSummary, Event, Position, RunConfig,
 };
 
-/// Settings of a finetune run (defaults: the reference recipe).
+/// Settings of a finetune run (defaults: the reference recipe, [`RunConfig::quantized`]:
+/// no clipping).
+///
+/// `run.resume` continues the run that wrote that checkpoint (a stop, an epoch end or the
+/// end) from its exact position; `init` and the indicators then only have to fit the model.
+/// The policy, the run settings (epochs, batch, lr, momentum, Nesterov, weight decay, label
+/// smoothing, clip, seed, steps per epoch) and the model must be the ones it records, else
+/// [`MethodError::Config`] names the difference.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinetuneConfig {
-    pub epochs: usize,
-    pub batch: usize,
-    pub lr: f32,
-    pub momentum: f32,
-    pub nesterov: bool,
-    pub weight_decay: f32,
-    pub label_smoothing: f32,
-    /// Optional ±clip of every gradient element (the reference finetune does not clip).
-    pub clip: Option<f32>,
-    pub seed: u64,
-    pub eval_batch: usize,
-    pub meta: Vec<(String, String)>,
-    /// Written (atomically) after every epoch and at a stop when set, with the run's exact
-    /// position.
-    pub checkpoint: Option<PathBuf>,
-    /// Checked before every optimizer step and before each epoch's evaluation: once set,
-    /// the run saves its exact position (to `checkpoint` when set) and returns
-    /// [`MethodError::Stopped`], from which `resume` continues.
-    pub stop: StopFlag,
-    /// Continue the run that wrote this checkpoint (a stop, an epoch end or the end) from
-    /// its exact position: the state (momentum included), the schedule's step and the
-    /// remaining batches; `init` and the indicators then only have to fit the model. The
-    /// policy, the settings (epochs, batch, lr, momentum, Nesterov, weight decay, label
-    /// smoothing, clip, seed, steps per epoch) and the model must be the ones it records,
-    /// else [`MethodError::Config`] names the difference. The run then ends with the same
-    /// state, bit for bit, as the run never stopped (same adapter).
-    pub resume: Option<Arc<Checkpoint>>,
+    pub run: RunConfig,
 }
 
 impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
-            epochs: 1,
-            batch: 64,
-            lr: 0.01,
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 2.5e-5,
-            label_smoothing: 0.1,
-            clip: None,
-            seed: 0,
-            eval_batch: 256,
-            meta: Vec::new(),
-            checkpoint: None,
-            stop: StopFlag::default(),
-            resume: None,
+            run: RunConfig::quantized(),
         }
     }
 }
@@ -152,23 +119,15 @@ pub fn finetune(
     check_data(model, &train)?;
     check_data(model, &test)?;
     check_checkpoint_model(init, model, "the --init checkpoint")?;
-    sgd(cfg).check().map_err(MethodError::Config)?;
-    let steps = steps_per_epoch(train.len(), cfg.batch)?;
+    let run = &cfg.run;
+    run.check().map_err(MethodError::Config)?;
+    let steps = steps_per_epoch(train.len(), run.batch)?;
     let spec = QuantSpec::policy(model, policy)?;
     let from_ind = match indicators {
         Some(ind) => steps_from_indicators(&spec, ind, model)?,
         None => vec![None; spec.layers.len()],
     };
-    let ncfg = NetworkConfig {
-        batch: cfg.batch,
-        seed: cfg.seed,
-        label_smoothing: cfg.label_smoothing,
-        momentum: cfg.momentum,
-        nesterov: cfg.nesterov,
-        weight_decay: cfg.weight_decay,
-        grad_clip: cfg.clip,
-        conv: Default::default(),
-    };
+    let ncfg = run.network();
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
     let left = net.import_state_lenient(&init.tensors)?;
     let layers = net.quant_layers();
@@ -182,11 +141,11 @@ pub fn finetune(
             need_init.push(left.contains(&l.weight_step) || left.contains(&l.act_step));
         }
     }
-    let pos = match &cfg.resume {
-        None => Position::start(cfg.epochs, steps),
+    let pos = match &run.resume {
+        None => Position::start(run.epochs, steps),
         Some(ck) => {
             check_checkpoint_model(ck, model, "the resume checkpoint")?;
-            let pos = resume_position(ck, &recorded_settings(cfg, policy), cfg.seed, steps)?;
+            let pos = resume_position(ck, &recorded_settings(cfg, policy), run.seed, steps)?;
             net.import_state(&ck.tensors, true).map_err(|e| {
                 MethodError::Config(format!(
                     "the resume checkpoint does not hold this policy's finetune state: {e}"
@@ -199,23 +158,17 @@ pub fn finetune(
         gpu,
         model,
         NetworkConfig {
-            batch: cfg.eval_batch,
+            batch: run.eval_batch,
             ..ncfg
         },
         &spec,
     )?;
     let schedule = Schedule {
         stage: "finetuning",
-        epochs: cfg.epochs,
-        batch: cfg.batch,
-        lr: cfg.lr,
-        seed: cfg.seed,
-        stop: &cfg.stop,
         init_steps: need_init,
         init_record: None,
         pass_names: vec!["policy".into()],
         eval_selection: None,
-        checkpoint: cfg.checkpoint.as_deref(),
     };
     let sel = vec![vec![0usize; layers.len()]];
     let ran = run_epochs(
@@ -223,6 +176,7 @@ pub fn finetune(
         &mut eval_net,
         &train,
         &test,
+        run,
         &schedule,
         pos,
         &mut || sel.clone(),
@@ -251,25 +205,10 @@ pub fn finetune(
 /// in the checkpoint's meta (`stage` keeps a joint state from being resumed here).
 fn recorded_settings(cfg: &FinetuneConfig, policy: &Policy) -> Vec<(&'static str, String)> {
     let mut v = vec![("stage", "finetune".into())];
-    v.extend(sgd(cfg).recorded());
-    v.push(("clip", cfg.clip.map_or("none".into(), |c| c.to_string())));
+    v.extend(cfg.run.recorded());
+    v.push(("clip", cfg.run.clip_text()));
     v.push((POLICY_META, policy.to_ron_string()));
     v
-}
-
-/// The run's SGD settings.
-fn sgd(cfg: &FinetuneConfig) -> SgdSettings {
-    SgdSettings {
-        epochs: cfg.epochs,
-        batch: cfg.batch,
-        eval_batch: cfg.eval_batch,
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        nesterov: cfg.nesterov,
-        weight_decay: cfg.weight_decay,
-        label_smoothing: cfg.label_smoothing,
-        clip: cfg.clip,
-    }
 }
 
 /// The finetune state at `pos`: the recorded settings (policy included) first, so the
@@ -289,10 +228,10 @@ fn checkpoint(
         meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
     }
     meta.extend(pos.meta());
-    meta.extend(cfg.meta.iter().cloned());
+    meta.extend(cfg.run.meta.iter().cloned());
     Checkpoint {
         model: model.clone(),
-        seed: cfg.seed,
+        seed: cfg.run.seed,
         epoch: pos.epochs_done,
         step: pos.global_step as u64,
         meta,

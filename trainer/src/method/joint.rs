@@ -5,79 +5,45 @@
 //! momentum, weight decay on conv/linear weights only, cosine learning rate per step.
 
 use std::cell::OnceCell;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use limpq_solver::IndicatorSet;
 
 use super::epochs::{resume_position, run_epochs, steps_per_epoch, Schedule};
-use super::{utc_now, MethodError, StopFlag};
+use super::{utc_now, MethodError};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::engine::{LayerSteps, Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::model::Model;
-use crate::reference::rng::SeededRng;
-use crate::train::{
-    check_checkpoint_model, check_data, EpochSummary, Event, Position, SgdSettings,
-};
+use crate::rng::SeededRng;
+use crate::train::{check_checkpoint_model, check_data, EpochSummary, Event, Position, RunConfig};
 
-/// Settings of a joint run (defaults: the recipe in docs/METHOD.md).
+/// Settings of a joint run (defaults: the reference recipe, [`RunConfig::quantized`] with
+/// every gradient element clipped to ±1).
+///
+/// `run.resume` continues the run that wrote that checkpoint instead of starting from
+/// `init`: the state, the schedule's step, the remaining batches and the random policies
+/// still to draw. The bits, the run settings (epochs, batch, lr, momentum, Nesterov, weight
+/// decay, label smoothing, clip, seed, steps per epoch) and the model must be the ones it
+/// records, else [`MethodError::Config`] names the difference. `run.checkpoint` receives
+/// the whole joint state (weights, switchable BN sets, step tensors, momentum); `run.meta`
+/// is copied into the indicator file's and the checkpoint's meta.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JointConfig {
     /// Candidate bit-widths, ascending, distinct (weights and activations alike).
     pub bits: Vec<u32>,
-    pub epochs: usize,
-    pub batch: usize,
-    pub lr: f32,
-    pub momentum: f32,
-    /// The PyTorch reference recipe uses Nesterov momentum.
-    pub nesterov: bool,
-    /// On conv/linear weights only.
-    pub weight_decay: f32,
-    pub label_smoothing: f32,
-    /// Every gradient element is clipped to ±clip before the update.
-    pub clip: f32,
-    pub seed: u64,
-    /// Images per evaluation batch.
-    pub eval_batch: usize,
-    /// Provenance copied into the indicator file's and checkpoint's meta (data, init, ...).
-    pub meta: Vec<(String, String)>,
-    /// Written (atomically) after every epoch and at a stop when set: the whole joint state
-    /// (weights, switchable BN sets, step tensors, momentum) with the run's exact position.
-    pub checkpoint: Option<PathBuf>,
-    /// Checked before every optimizer step and before each epoch's evaluation: once set,
-    /// the run saves its exact position (to `checkpoint` when set) and returns
-    /// [`MethodError::Stopped`], from which `resume` continues.
-    pub stop: StopFlag,
-    /// Continue the run that wrote this checkpoint (a stop, an epoch end or the end) from
-    /// its exact position instead of starting from `init`: the state (momentum included),
-    /// the schedule's step, the remaining batches and the random policies still to draw.
-    /// The settings (bits, epochs, batch, lr, momentum, Nesterov, weight decay, label
-    /// smoothing, clip, seed, steps per epoch) and the model must be the ones it records,
-    /// else [`MethodError::Config`] names the difference. The run then ends with the same
-    /// state and indicators, bit for bit, as the run never stopped (same adapter).
-    pub resume: Option<Arc<Checkpoint>>,
+    pub run: RunConfig,
 }
 
 impl Default for JointConfig {
     fn default() -> Self {
         JointConfig {
             bits: vec![2, 3, 4, 5, 6],
-            epochs: 1,
-            batch: 64,
-            lr: 0.01,
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 2.5e-5,
-            label_smoothing: 0.1,
-            clip: 1.0,
-            seed: 0,
-            eval_batch: 256,
-            meta: Vec::new(),
-            checkpoint: None,
-            stop: StopFlag::default(),
-            resume: None,
+            run: RunConfig {
+                clip: Some(1.0),
+                ..RunConfig::quantized()
+            },
         }
     }
 }
@@ -247,7 +213,7 @@ fn check_config(cfg: &JointConfig) -> Result<(), MethodError> {
             cfg.bits
         )));
     }
-    sgd(cfg).check().map_err(MethodError::Config)
+    cfg.run.check().map_err(MethodError::Config)
 }
 
 /// [`joint_train`] with the final state, history and monotonicity report.
@@ -264,28 +230,20 @@ pub fn joint_train_full(
     check_data(model, &train)?;
     check_data(model, &test)?;
     check_checkpoint_model(init, model, "the --init checkpoint")?;
-    let steps = steps_per_epoch(train.len(), cfg.batch)?;
+    let run = &cfg.run;
+    let steps = steps_per_epoch(train.len(), run.batch)?;
     let spec = QuantSpec::joint(model, &cfg.bits)?;
-    let ncfg = NetworkConfig {
-        batch: cfg.batch,
-        seed: cfg.seed,
-        label_smoothing: cfg.label_smoothing,
-        momentum: cfg.momentum,
-        nesterov: cfg.nesterov,
-        weight_decay: cfg.weight_decay,
-        grad_clip: Some(cfg.clip),
-        conv: Default::default(),
-    };
+    let ncfg = run.network();
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
     let init_record = OnceCell::new();
-    let pos = match &cfg.resume {
+    let pos = match &run.resume {
         None => {
             net.import_state_lenient(&init.tensors)?;
-            Position::start(cfg.epochs, steps)
+            Position::start(run.epochs, steps)
         }
         Some(ck) => {
             check_checkpoint_model(ck, model, "the resume checkpoint")?;
-            let pos = resume_position(ck, &recorded_settings(cfg), cfg.seed, steps)?;
+            let pos = resume_position(ck, &recorded_settings(cfg), run.seed, steps)?;
             net.import_state(&ck.tensors, true).map_err(|e| {
                 MethodError::Config(format!(
                     "the resume checkpoint does not hold a joint state of this run: {e}"
@@ -307,7 +265,7 @@ pub fn joint_train_full(
         gpu,
         model,
         NetworkConfig {
-            batch: cfg.eval_batch,
+            batch: run.eval_batch,
             ..ncfg
         },
         &spec,
@@ -322,19 +280,13 @@ pub fn joint_train_full(
     let top = uniform[nb - 1].clone();
     let mut pass_names: Vec<String> = cfg.bits.iter().map(|b| format!("{b}-bit")).collect();
     pass_names.push("random-policy".into());
-    let mut policy_rng = SeededRng::new(cfg.seed ^ 0x5EED_0F4A_11D0_E5E5);
+    let mut policy_rng = SeededRng::new(run.seed ^ 0x5EED_0F4A_11D0_E5E5);
 
     let schedule = Schedule {
         stage: "joint training",
-        epochs: cfg.epochs,
-        batch: cfg.batch,
-        lr: cfg.lr,
-        seed: cfg.seed,
-        stop: &cfg.stop,
         init_steps: vec![true; layers.len()],
         pass_names,
         eval_selection: Some(top),
-        checkpoint: cfg.checkpoint.as_deref(),
         init_record: Some(&init_record),
     };
     let ran = run_epochs(
@@ -342,6 +294,7 @@ pub fn joint_train_full(
         &mut eval_net,
         &train,
         &test,
+        run,
         &schedule,
         pos,
         &mut || {
@@ -399,8 +352,8 @@ pub fn joint_train_full(
     }
     let mut meta = vec![
         ("model".to_string(), model.name.clone()),
-        ("seed".to_string(), cfg.seed.to_string()),
-        ("epochs".to_string(), cfg.epochs.to_string()),
+        ("seed".to_string(), run.seed.to_string()),
+        ("epochs".to_string(), run.epochs.to_string()),
         (
             "bits".to_string(),
             cfg.bits
@@ -409,12 +362,12 @@ pub fn joint_train_full(
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-        ("batch".to_string(), cfg.batch.to_string()),
-        ("lr".to_string(), cfg.lr.to_string()),
-        ("train_images".to_string(), (steps * cfg.batch).to_string()),
+        ("batch".to_string(), run.batch.to_string()),
+        ("lr".to_string(), run.lr.to_string()),
+        ("train_images".to_string(), (steps * run.batch).to_string()),
         ("date".to_string(), utc_now()),
     ];
-    meta.extend(cfg.meta.iter().cloned());
+    meta.extend(run.meta.iter().cloned());
     if let Some(last) = history.last() {
         meta.push((
             format!("test_acc_{}bit", cfg.bits[nb - 1]),
@@ -455,24 +408,9 @@ fn recorded_settings(cfg: &JointConfig) -> Vec<(&'static str, String)> {
                 .join(","),
         ),
     ];
-    v.extend(sgd(cfg).recorded());
-    v.push(("clip", cfg.clip.to_string()));
+    v.extend(cfg.run.recorded());
+    v.push(("clip", cfg.run.clip_text()));
     v
-}
-
-/// The run's SGD settings.
-fn sgd(cfg: &JointConfig) -> SgdSettings {
-    SgdSettings {
-        epochs: cfg.epochs,
-        batch: cfg.batch,
-        eval_batch: cfg.eval_batch,
-        lr: cfg.lr,
-        momentum: cfg.momentum,
-        nesterov: cfg.nesterov,
-        weight_decay: cfg.weight_decay,
-        label_smoothing: cfg.label_smoothing,
-        clip: Some(cfg.clip),
-    }
 }
 
 /// The joint state at `pos`: the recorded settings first (so the caller's meta cannot
@@ -496,10 +434,10 @@ fn checkpoint(
         meta.push((INIT_STEPS_KEY.into(), format_steps(i)));
     }
     meta.extend(pos.meta());
-    meta.extend(cfg.meta.iter().cloned());
+    meta.extend(cfg.run.meta.iter().cloned());
     Checkpoint {
         model: model.clone(),
-        seed: cfg.seed,
+        seed: cfg.run.seed,
         epoch: pos.epochs_done,
         step: pos.global_step as u64,
         meta,

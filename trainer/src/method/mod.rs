@@ -8,7 +8,7 @@ mod epochs;
 mod finetune;
 mod joint;
 
-pub use crate::train::{Position, StopFlag, Stopped};
+pub use crate::train::{Position, RunConfig, StopFlag, Stopped};
 use std::fmt;
 use std::sync::Arc;
 

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use limpq_solver::{IndicatorSet, Policy};
 
-use super::{Eval, Job, Partial, Stages, PARTIAL_FINGERPRINT};
+use super::{Eval, Job, Partial, StageError, Stages, PARTIAL_FINGERPRINT};
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Split, Subset, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
 use crate::method::{self, FinetuneConfig, JointConfig, MethodError, StopFlag};
 use crate::model::Model;
-use crate::train::{self, Event as TrainEvent, Start, TrainConfig, TrainError};
+use crate::train::{self, Event as TrainEvent, RunConfig, Start, TrainConfig, TrainError};
 
 /// Seed of the training subset: one subset for every run seed, so that seeds vary the
 /// initialisation and the batch order only. 0xDA7A = 55930, the value the CLI's help names
@@ -78,13 +78,29 @@ fn earlier_partial(partial: &Partial) -> Option<Arc<Checkpoint>> {
         .map(Arc::new)
 }
 
+/// A training run's error as the pipeline sees it: a stop, or a failure with its message.
+fn train_stage_error(e: TrainError) -> StageError {
+    match e {
+        TrainError::Stopped(_) => StageError::Stopped,
+        e => StageError::Failed(e.to_string()),
+    }
+}
+
+/// A joint or finetune run's error as the pipeline sees it.
+fn method_stage_error(e: MethodError) -> StageError {
+    match e {
+        MethodError::Stopped { .. } => StageError::Stopped,
+        e => StageError::Failed(e.to_string()),
+    }
+}
+
 /// Runs a joint or finetune stage (`run(resume)`) from the progress an earlier run of it
 /// left, if any; a state this run's settings do not match is dropped and the stage starts
 /// over rather than fail.
 fn from_partial<T>(
     partial: &Partial,
     mut run: impl FnMut(Option<Arc<Checkpoint>>) -> Result<T, MethodError>,
-) -> Result<T, String> {
+) -> Result<T, StageError> {
     match earlier_partial(partial) {
         Some(ck) => match run(Some(ck)) {
             Err(MethodError::Config(_)) => run(None),
@@ -92,7 +108,7 @@ fn from_partial<T>(
         },
         None => run(None),
     }
-    .map_err(|e| e.to_string())
+    .map_err(method_stage_error)
 }
 
 impl Stages for GpuStages<'_> {
@@ -105,23 +121,14 @@ impl Stages for GpuStages<'_> {
         seed: u64,
         partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<(Checkpoint, Eval), String> {
-        let p = &self.job.pretrain;
-        // The reference recipe: SGD Nesterov 0.9, weight decay 5e-4, label smoothing 0.1.
+    ) -> Result<(Checkpoint, Eval), StageError> {
+        // The job's settings over the reference recipe (`PretrainSpec::config`).
         let cfg = TrainConfig {
-            epochs: p.epochs,
-            batch: p.batch,
-            lr: p.lr,
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 5e-4,
-            label_smoothing: 0.1,
-            seed,
-            eval_batch: 256,
             // Written at every epoch end and at a stop: the next run continues from it.
             checkpoint: Some(partial.path.clone()),
             meta: partial_meta(self.meta(seed), partial),
             stop: self.stop.clone(),
+            ..self.job.pretrain.config(seed)
         };
         let earlier = earlier_partial(partial);
         let mut run = |start| {
@@ -143,7 +150,7 @@ impl Stages for GpuStages<'_> {
             },
             None => run(Start::Fresh),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(train_stage_error)?;
         let last = t.history.last().ok_or("pretraining ran no epoch")?.clone();
         let mut ck = t.checkpoint;
         ck.meta.retain(|(k, _)| k != PARTIAL_FINGERPRINT);
@@ -156,7 +163,7 @@ impl Stages for GpuStages<'_> {
         ))
     }
 
-    fn evaluate_fp(&mut self, ckpt: &Checkpoint) -> Result<Eval, String> {
+    fn evaluate_fp(&mut self, ckpt: &Checkpoint) -> Result<Eval, StageError> {
         train::check_checkpoint_model(ckpt, &self.model, "field `pretrain.init`")
             .map_err(|e| e.to_string())?;
         let cfg = NetworkConfig {
@@ -179,20 +186,12 @@ impl Stages for GpuStages<'_> {
         seed: u64,
         partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<IndicatorSet, String> {
-        let j = &self.job.joint;
-        let cfg = JointConfig {
-            bits: j.bits.clone(),
-            epochs: j.epochs,
-            batch: j.batch,
-            lr: j.lr,
-            seed,
-            meta: partial_meta(self.meta(seed), partial),
-            stop: self.stop.clone(),
-            // Written at every epoch end and at a stop: the next run continues from it.
-            checkpoint: Some(partial.path.clone()),
-            ..JointConfig::default()
-        };
+    ) -> Result<IndicatorSet, StageError> {
+        let mut cfg = self.job.joint.config(seed);
+        cfg.run.meta = partial_meta(self.meta(seed), partial);
+        cfg.run.stop = self.stop.clone();
+        // Written at every epoch end and at a stop: the next run continues from it.
+        cfg.run.checkpoint = Some(partial.path.clone());
         let mut ind = from_partial(partial, |resume| {
             method::joint_train(
                 self.gpu,
@@ -201,7 +200,10 @@ impl Stages for GpuStages<'_> {
                 self.train.clone(),
                 self.test.clone(),
                 &JointConfig {
-                    resume,
+                    run: RunConfig {
+                        resume,
+                        ..cfg.run.clone()
+                    },
                     ..cfg.clone()
                 },
                 on_event,
@@ -223,18 +225,11 @@ impl Stages for GpuStages<'_> {
         seed: u64,
         partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<(Checkpoint, Eval), String> {
-        let f = &self.job.finetune;
-        let cfg = FinetuneConfig {
-            epochs: f.epochs,
-            batch: f.batch,
-            lr: f.lr,
-            seed,
-            meta: partial_meta(self.meta(seed), partial),
-            stop: self.stop.clone(),
-            checkpoint: Some(partial.path.clone()),
-            ..FinetuneConfig::default()
-        };
+    ) -> Result<(Checkpoint, Eval), StageError> {
+        let mut cfg = self.job.finetune.config(seed);
+        cfg.run.meta = partial_meta(self.meta(seed), partial);
+        cfg.run.stop = self.stop.clone();
+        cfg.run.checkpoint = Some(partial.path.clone());
         let mut r = from_partial(partial, |resume| {
             method::finetune(
                 self.gpu,
@@ -245,8 +240,10 @@ impl Stages for GpuStages<'_> {
                 self.train.clone(),
                 self.test.clone(),
                 &FinetuneConfig {
-                    resume,
-                    ..cfg.clone()
+                    run: RunConfig {
+                        resume,
+                        ..cfg.run.clone()
+                    },
                 },
                 on_event,
             )

@@ -23,10 +23,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, Visitor};
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::PipelineError;
+use crate::method::{FinetuneConfig, JointConfig};
+use crate::train::{RunConfig, TrainConfig};
 
 /// A BitOps budget of the job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,55 +155,393 @@ pub struct DataSpec {
     pub test: Option<usize>,
 }
 
-/// Full-precision pretraining, or a checkpoint to start from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The run settings a stage of the job may set: the settings of [`RunConfig`] that a job
+/// file chooses (the seed comes from `seeds`; checkpoints, stops and resumes are the
+/// pipeline's). Every one is optional: the stage's recipe ([`PretrainSpec::config`],
+/// [`JointSpec::config`], [`FinetuneSpec::config`]) fills what a job leaves out. In the
+/// file they sit directly in the stage's parentheses:
+/// `pretrain: (epochs: 3, batch: 64, lr: 0.1)`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunSpec {
+    pub epochs: Option<usize>,
+    pub batch: Option<usize>,
+    pub lr: Option<f32>,
+    pub momentum: Option<f32>,
+    pub nesterov: Option<bool>,
+    pub weight_decay: Option<f32>,
+    pub label_smoothing: Option<f32>,
+    /// ±clip of every gradient element.
+    pub clip: Option<f32>,
+    pub eval_batch: Option<usize>,
+}
+
+/// The field names of [`RunSpec`] in a job file.
+const RUN_FIELDS: [&str; 9] = [
+    "epochs",
+    "batch",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "label_smoothing",
+    "clip",
+    "eval_batch",
+];
+
+impl RunSpec {
+    /// `base` with every setting this spec gives.
+    pub fn apply(&self, base: RunConfig) -> RunConfig {
+        RunConfig {
+            epochs: self.epochs.unwrap_or(base.epochs),
+            batch: self.batch.unwrap_or(base.batch),
+            lr: self.lr.unwrap_or(base.lr),
+            momentum: self.momentum.unwrap_or(base.momentum),
+            nesterov: self.nesterov.unwrap_or(base.nesterov),
+            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+            label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
+            clip: self.clip.or(base.clip),
+            eval_batch: self.eval_batch.unwrap_or(base.eval_batch),
+            ..base
+        }
+    }
+
+    /// Reads the value of field `key` (one of [`RUN_FIELDS`]); `false` for another key.
+    fn read<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+            slot: &mut Option<T>,
+            key: &'static str,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            if slot.is_some() {
+                return Err(de::Error::duplicate_field(key));
+            }
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+        match key {
+            "epochs" => once(&mut self.epochs, "epochs", map)?,
+            "batch" => once(&mut self.batch, "batch", map)?,
+            "lr" => once(&mut self.lr, "lr", map)?,
+            "momentum" => once(&mut self.momentum, "momentum", map)?,
+            "nesterov" => once(&mut self.nesterov, "nesterov", map)?,
+            "weight_decay" => once(&mut self.weight_decay, "weight_decay", map)?,
+            "label_smoothing" => once(&mut self.label_smoothing, "label_smoothing", map)?,
+            "clip" => once(&mut self.clip, "clip", map)?,
+            "eval_batch" => once(&mut self.eval_batch, "eval_batch", map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Writes the settings that are set.
+    fn write<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
+        fn opt<T: Serialize, S: SerializeStruct>(
+            st: &mut S,
+            key: &'static str,
+            v: &Option<T>,
+        ) -> Result<(), S::Error> {
+            match v {
+                Some(v) => st.serialize_field(key, v),
+                None => st.skip_field(key),
+            }
+        }
+        opt(st, "epochs", &self.epochs)?;
+        opt(st, "batch", &self.batch)?;
+        opt(st, "lr", &self.lr)?;
+        opt(st, "momentum", &self.momentum)?;
+        opt(st, "nesterov", &self.nesterov)?;
+        opt(st, "weight_decay", &self.weight_decay)?;
+        opt(st, "label_smoothing", &self.label_smoothing)?;
+        opt(st, "clip", &self.clip)?;
+        opt(st, "eval_batch", &self.eval_batch)
+    }
+
+    /// The settings beyond epochs, batch and lr that are set, as `, key: value` (Debug
+    /// forms), for a stage's fingerprint text.
+    fn extra_text(&self) -> String {
+        let mut t = String::new();
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                t.push_str(&format!(", {k}: {v}"));
+            }
+        };
+        add("momentum", self.momentum.map(|v| format!("{v:?}")));
+        add("nesterov", self.nesterov.map(|v| format!("{v:?}")));
+        add("weight_decay", self.weight_decay.map(|v| format!("{v:?}")));
+        add(
+            "label_smoothing",
+            self.label_smoothing.map(|v| format!("{v:?}")),
+        );
+        add("clip", self.clip.map(|v| format!("{v:?}")));
+        add("eval_batch", self.eval_batch.map(|v| format!("{v:?}")));
+        t
+    }
+}
+
+/// A key of a stage's parentheses, read as an identifier (RON) or a string (JSON).
+struct Key(String);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// A stage of the job: its [`RunSpec`] and its own fields, read from one pair of
+/// parentheses. `extra` reads a field of the stage's own (`false` for an unknown one).
+fn read_stage<'de, A: MapAccess<'de>>(
+    mut map: A,
+    fields: &'static [&'static str],
+    mut extra: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
+) -> Result<RunSpec, A::Error> {
+    let mut run = RunSpec::default();
+    while let Some(Key(key)) = map.next_key()? {
+        if !run.read(&key, &mut map)? && !extra(&key, &mut map)? {
+            return Err(de::Error::unknown_field(&key, fields));
+        }
+    }
+    Ok(run)
+}
+
+/// Full-precision pretraining, or a checkpoint to start from. Recipe: SGD with Nesterov
+/// momentum 0.9, lr 0.1, weight decay 5e-4, label smoothing 0.1, batch 64.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PretrainSpec {
-    #[serde(default)]
-    pub epochs: usize,
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    #[serde(default = "default_pretrain_lr")]
-    pub lr: f32,
+    /// `epochs` is needed unless `init` is set.
+    pub run: RunSpec,
     /// Load this full-precision checkpoint instead of training (every seed shares it).
-    #[serde(default)]
     pub init: Option<PathBuf>,
 }
 
-/// Joint indicator training.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Joint indicator training. Recipe: [`JointConfig::default`] (`epochs` needed).
+#[derive(Clone, Debug, PartialEq)]
 pub struct JointSpec {
     /// Candidate bit-widths, for weights and activations alike.
-    #[serde(default = "default_bits")]
     pub bits: Vec<u32>,
-    pub epochs: usize,
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    #[serde(default = "default_qat_lr")]
-    pub lr: f32,
+    pub run: RunSpec,
 }
 
-/// Quantization-aware finetuning, the same recipe for every policy.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Quantization-aware finetuning, the same recipe for every policy: [`FinetuneConfig::default`]
+/// (`epochs` needed).
+#[derive(Clone, Debug, PartialEq)]
 pub struct FinetuneSpec {
-    pub epochs: usize,
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    #[serde(default = "default_qat_lr")]
-    pub lr: f32,
+    pub run: RunSpec,
 }
 
-fn default_batch() -> usize {
-    64
+const PRETRAIN_FIELDS: &[&str] = &[
+    "epochs",
+    "batch",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "label_smoothing",
+    "clip",
+    "eval_batch",
+    "init",
+];
+const JOINT_FIELDS: &[&str] = &[
+    "bits",
+    "epochs",
+    "batch",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "label_smoothing",
+    "clip",
+    "eval_batch",
+];
+
+impl PretrainSpec {
+    /// The pretraining run of `seed`: the recipe with the job's settings.
+    pub fn config(&self, seed: u64) -> TrainConfig {
+        self.run.apply(RunConfig {
+            epochs: 0,
+            nesterov: true,
+            label_smoothing: 0.1,
+            seed,
+            ..RunConfig::default()
+        })
+    }
+
+    /// The text the stage's fingerprint hashes: every setting the stage depends on (for
+    /// a job without the newer settings, the text earlier versions hashed, so their runs
+    /// resume).
+    pub fn fingerprint_text(&self) -> String {
+        let r = self.config(0);
+        format!(
+            "PretrainSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}, init: {:?}{} }}",
+            r.epochs,
+            r.batch,
+            r.lr,
+            self.init,
+            self.run.extra_text()
+        )
+    }
 }
-fn default_pretrain_lr() -> f32 {
-    0.1
+
+impl JointSpec {
+    /// The joint run of `seed`: [`JointConfig::default`] with the job's settings.
+    pub fn config(&self, seed: u64) -> JointConfig {
+        let base = JointConfig::default().run;
+        JointConfig {
+            bits: self.bits.clone(),
+            run: self.run.apply(RunConfig { seed, ..base }),
+        }
+    }
+
+    /// As [`PretrainSpec::fingerprint_text`].
+    pub fn fingerprint_text(&self) -> String {
+        let r = self.config(0).run;
+        format!(
+            "JointSpec {{ bits: {:?}, epochs: {:?}, batch: {:?}, lr: {:?}{} }}",
+            self.bits,
+            r.epochs,
+            r.batch,
+            r.lr,
+            self.run.extra_text()
+        )
+    }
 }
-fn default_qat_lr() -> f32 {
-    0.01
+
+impl FinetuneSpec {
+    /// The finetune run of `seed`: [`FinetuneConfig::default`] with the job's settings.
+    pub fn config(&self, seed: u64) -> FinetuneConfig {
+        let base = FinetuneConfig::default().run;
+        FinetuneConfig {
+            run: self.run.apply(RunConfig { seed, ..base }),
+        }
+    }
+
+    /// As [`PretrainSpec::fingerprint_text`].
+    pub fn fingerprint_text(&self) -> String {
+        let r = self.config(0).run;
+        format!(
+            "FinetuneSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}{} }}",
+            r.epochs,
+            r.batch,
+            r.lr,
+            self.run.extra_text()
+        )
+    }
 }
+
+impl<'de> Deserialize<'de> for PretrainSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PretrainSpec, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PretrainSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the pretraining settings: (epochs: …, batch: …, lr: …, init: …)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PretrainSpec, A::Error> {
+                let mut init: Option<Option<PathBuf>> = None;
+                let run = read_stage(map, PRETRAIN_FIELDS, |k, map| match k {
+                    "init" if init.is_some() => Err(de::Error::duplicate_field("init")),
+                    "init" => {
+                        init = Some(map.next_value()?);
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                })?;
+                Ok(PretrainSpec {
+                    run,
+                    init: init.flatten(),
+                })
+            }
+        }
+        d.deserialize_struct("PretrainSpec", PRETRAIN_FIELDS, V)
+    }
+}
+
+impl<'de> Deserialize<'de> for JointSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<JointSpec, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JointSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the joint training settings: (bits: […], epochs: …, …)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<JointSpec, A::Error> {
+                let mut bits: Option<Vec<u32>> = None;
+                let run = read_stage(map, JOINT_FIELDS, |k, map| match k {
+                    "bits" if bits.is_some() => Err(de::Error::duplicate_field("bits")),
+                    "bits" => {
+                        bits = Some(map.next_value()?);
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                })?;
+                if run.epochs.is_none() {
+                    return Err(de::Error::missing_field("epochs"));
+                }
+                Ok(JointSpec {
+                    bits: bits.unwrap_or_else(default_bits),
+                    run,
+                })
+            }
+        }
+        d.deserialize_struct("JointSpec", JOINT_FIELDS, V)
+    }
+}
+
+impl<'de> Deserialize<'de> for FinetuneSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FinetuneSpec, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FinetuneSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the finetune settings: (epochs: …, batch: …, lr: …)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FinetuneSpec, A::Error> {
+                let run = read_stage(map, &RUN_FIELDS, |_, _| Ok(false))?;
+                if run.epochs.is_none() {
+                    return Err(de::Error::missing_field("epochs"));
+                }
+                Ok(FinetuneSpec { run })
+            }
+        }
+        d.deserialize_struct("FinetuneSpec", &RUN_FIELDS, V)
+    }
+}
+
+impl Serialize for PretrainSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("PretrainSpec", PRETRAIN_FIELDS.len())?;
+        self.run.write(&mut st)?;
+        st.serialize_field("init", &self.init)?;
+        st.end()
+    }
+}
+
+impl Serialize for JointSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("JointSpec", JOINT_FIELDS.len())?;
+        st.serialize_field("bits", &self.bits)?;
+        self.run.write(&mut st)?;
+        st.end()
+    }
+}
+
+impl Serialize for FinetuneSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("FinetuneSpec", RUN_FIELDS.len())?;
+        self.run.write(&mut st)?;
+        st.end()
+    }
+}
+
 fn default_bits() -> Vec<u32> {
     vec![2, 3, 4, 5, 6]
 }
@@ -309,17 +650,17 @@ impl Job {
         if let Some(n) = self.data.test {
             pos(n, "data.test")?;
         }
+        let stage = |run: RunConfig, name: &str| -> Result<(), String> {
+            pos(run.epochs, &format!("{name}.epochs"))?;
+            pos(run.batch, &format!("{name}.batch"))?;
+            lr(run.lr, &format!("{name}.lr"))?;
+            run.check().map_err(|e| format!("field `{name}`: {e}"))
+        };
         if self.pretrain.init.is_none() {
-            pos(self.pretrain.epochs, "pretrain.epochs")?;
-            pos(self.pretrain.batch, "pretrain.batch")?;
-            lr(self.pretrain.lr, "pretrain.lr")?;
+            stage(self.pretrain.config(0), "pretrain")?;
         }
-        pos(self.joint.epochs, "joint.epochs")?;
-        pos(self.joint.batch, "joint.batch")?;
-        lr(self.joint.lr, "joint.lr")?;
-        pos(self.finetune.epochs, "finetune.epochs")?;
-        pos(self.finetune.batch, "finetune.batch")?;
-        lr(self.finetune.lr, "finetune.lr")?;
+        stage(self.joint.config(0).run, "joint")?;
+        stage(self.finetune.config(0).run, "finetune")?;
         if self.joint.bits.len() < 2 {
             return Err("field `joint.bits`: give at least two candidate bit-widths".into());
         }

@@ -38,7 +38,7 @@ use crate::checkpoint::Checkpoint;
 use crate::model::Model;
 use crate::train::Event as TrainEvent;
 
-pub use job::{Budget, DataSpec, FinetuneSpec, Job, JointSpec, PretrainSpec};
+pub use job::{Budget, DataSpec, FinetuneSpec, Job, JointSpec, PretrainSpec, RunSpec};
 pub use report::{BudgetResult, PolicyResult, Results, SeedResult};
 
 /// Why a pipeline stopped. Every message names the job field, file or stage.
@@ -116,9 +116,10 @@ pub const PARTIAL_FINGERPRINT: &str = "pipeline.fingerprint";
 /// The GPU work of the pipeline. [`gpu::GpuStages`] runs it on a GPU; tests substitute
 /// their own.
 pub trait Stages {
-    /// Whether a stop was requested: checked before every stage, and a stage that fails
-    /// while it is set is reported as [`PipelineError::Stopped`]. Stages should stop their
-    /// training runs promptly once it is set (the GPU stages pass it to every run).
+    /// Whether a stop was requested: checked before every stage. Stages should stop their
+    /// training runs promptly once it is set (the GPU stages pass it to every run) and then
+    /// return [`StageError::Stopped`], which ends the pipeline with
+    /// [`PipelineError::Stopped`].
     fn stop_requested(&self) -> bool {
         false
     }
@@ -130,9 +131,9 @@ pub trait Stages {
         seed: u64,
         partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<(Checkpoint, Eval), String>;
+    ) -> Result<(Checkpoint, Eval), StageError>;
     /// Test accuracy of a full-precision checkpoint (for `pretrain.init`).
-    fn evaluate_fp(&mut self, ckpt: &Checkpoint) -> Result<Eval, String>;
+    fn evaluate_fp(&mut self, ckpt: &Checkpoint) -> Result<Eval, StageError>;
     /// Joint indicator training from `init`; `partial` as for [`Stages::pretrain`].
     fn indicators(
         &mut self,
@@ -140,7 +141,7 @@ pub trait Stages {
         seed: u64,
         partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<IndicatorSet, String>;
+    ) -> Result<IndicatorSet, StageError>;
     /// Training and test images used (for the report).
     fn data_sizes(&self) -> (usize, usize);
     /// Quantization-aware finetuning of `policy` from `init`, then its test accuracy;
@@ -154,7 +155,7 @@ pub trait Stages {
         seed: u64,
         partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
-    ) -> Result<(Checkpoint, Eval), String>;
+    ) -> Result<(Checkpoint, Eval), StageError>;
 }
 
 /// Progress of a pipeline run.
@@ -355,38 +356,45 @@ impl Plan {
     }
 }
 
-/// A stage's failure, or [`PipelineError::Stopped`] when it failed because a stop was
-/// requested.
-fn stage_fail(stages: &dyn Stages, stage: &str, message: impl fmt::Display) -> PipelineError {
-    if stages.stop_requested() {
-        PipelineError::Stopped {
-            stage: stage.to_string(),
+/// Why a stage of [`Stages`] did not finish: typed, so that a stop is never mistaken for a
+/// failure (nor the other way round).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StageError {
+    /// The stage's run was stopped on request and kept its position (its partial file): a
+    /// rerun goes on from there. Not a failure.
+    Stopped,
+    /// The stage failed; the message says why.
+    Failed(String),
+}
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StageError::Stopped => f.write_str("stopped on request"),
+            StageError::Failed(m) => f.write_str(m),
         }
-    } else {
-        stage_err(stage, message)
     }
 }
 
-/// Starts stage `index` of `total`: [`PipelineError::Stopped`] when a stop was requested,
-/// else the `StageStart` event; returns when it started.
-fn start_stage(
-    stages: &dyn Stages,
-    on_event: &mut dyn FnMut(&Event),
-    index: usize,
-    total: usize,
-    name: &str,
-) -> Result<Instant, PipelineError> {
-    if stages.stop_requested() {
-        return Err(PipelineError::Stopped {
-            stage: name.to_string(),
-        });
+impl std::error::Error for StageError {}
+
+impl From<String> for StageError {
+    fn from(m: String) -> Self {
+        StageError::Failed(m)
     }
-    on_event(&Event::StageStart {
-        index,
-        total,
-        name: name.to_string(),
-    });
-    Ok(Instant::now())
+}
+
+impl From<&str> for StageError {
+    fn from(m: &str) -> Self {
+        StageError::Failed(m.to_string())
+    }
+}
+
+impl PipelineError {
+    /// Whether the run ended because a stop was requested (not a failure).
+    pub fn is_stop(&self) -> bool {
+        matches!(self, PipelineError::Stopped { .. })
+    }
 }
 
 fn stage_err(stage: &str, message: impl fmt::Display) -> PipelineError {
@@ -394,6 +402,105 @@ fn stage_err(stage: &str, message: impl fmt::Display) -> PipelineError {
         stage: stage.to_string(),
         message: message.to_string(),
     }
+}
+
+/// What went wrong inside a stage's body: the stage itself ([`Stages`]) or the pipeline's
+/// own files and inputs.
+enum StageFail {
+    Stage(StageError),
+    Pipeline(PipelineError),
+}
+
+impl From<StageError> for StageFail {
+    fn from(e: StageError) -> Self {
+        StageFail::Stage(e)
+    }
+}
+
+impl From<PipelineError> for StageFail {
+    fn from(e: PipelineError) -> Self {
+        StageFail::Pipeline(e)
+    }
+}
+
+/// What a stage that ran hands back to [`Runner::stage`].
+struct Done<T> {
+    value: T,
+    /// Files it wrote, relative to the output folder.
+    outputs: Vec<String>,
+    eval: Option<Eval>,
+    /// The `StageDone` line, without the seconds (appended).
+    summary: String,
+}
+
+/// Runs the stages one after another: numbering, skipping what `state.ron` records as done,
+/// stop checks, events, and recording each completed stage.
+struct Runner<'a> {
+    out: &'a Path,
+    state: State,
+    index: usize,
+    total: usize,
+    on_event: &'a mut dyn FnMut(&Event),
+}
+
+impl Runner<'_> {
+    /// One stage: `key` in `state.ron` with `fingerprint`. When it is recorded as done
+    /// with that fingerprint and `skip` can load what it produced, that is returned (a
+    /// `StageSkipped` event); else, unless a stop was requested, `body` runs it, and the
+    /// stage is recorded and announced done.
+    fn stage<T>(
+        &mut self,
+        stages: &mut dyn Stages,
+        name: String,
+        key: String,
+        fingerprint: &str,
+        skip: impl FnOnce(&StageRecord) -> Option<T>,
+        body: impl FnOnce(&mut dyn Stages, &mut dyn FnMut(&Event)) -> Result<Done<T>, StageFail>,
+    ) -> Result<T, PipelineError> {
+        self.index += 1;
+        let (index, total) = (self.index, self.total);
+        if let Some(v) = self.state.done(&key, fingerprint).and_then(skip) {
+            (self.on_event)(&Event::StageSkipped { index, total, name });
+            return Ok(v);
+        }
+        if stages.stop_requested() {
+            return Err(PipelineError::Stopped { stage: name });
+        }
+        (self.on_event)(&Event::StageStart {
+            index,
+            total,
+            name: name.clone(),
+        });
+        let t = Instant::now();
+        let done = match body(stages, &mut *self.on_event) {
+            Ok(d) => d,
+            Err(StageFail::Stage(StageError::Stopped)) => {
+                return Err(PipelineError::Stopped { stage: name })
+            }
+            Err(StageFail::Stage(StageError::Failed(m))) => return Err(stage_err(&name, m)),
+            Err(StageFail::Pipeline(e)) => return Err(e),
+        };
+        self.state.record(StageRecord {
+            key,
+            fingerprint: fingerprint.to_string(),
+            outputs: done.outputs,
+            eval: done.eval,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        self.state.save(self.out)?;
+        (self.on_event)(&Event::StageDone {
+            index,
+            total,
+            name,
+            summary: format!("{} ({:.1} s)", done.summary, t.elapsed().as_secs_f64()),
+        });
+        Ok(done.value)
+    }
+}
+
+/// Forwards a stage's training events as [`Event::Train`].
+fn train_events(on_event: &mut dyn FnMut(&Event)) -> impl FnMut(&TrainEvent) + '_ {
+    move |ev| on_event(&Event::Train(ev.clone()))
 }
 
 /// Runs (or resumes) the plan with `stages` doing the GPU work, writes the report into the
@@ -411,7 +518,6 @@ pub fn run(
     state.version = 1;
     let total = plan.stage_count();
     on_event(&Event::Plan { total });
-    let mut index = 0usize;
     let mut notes = Vec::new();
     let mut fp32 = Vec::new();
     let mut drifts: Vec<(u64, f64, f64)> = Vec::new();
@@ -432,151 +538,104 @@ pub fn run(
     }
     let model_fp = fingerprint(&[&plan.model.to_ron()]);
     let data_fp = format!("{:?}", job.data);
+    let mut runner = Runner {
+        out,
+        state,
+        index: 0,
+        total,
+        on_event,
+    };
     for &seed in &job.seeds {
         let sdir = format!("seed{seed}");
         // 1. Pretrain or load.
-        let (init, fp_eval, pre_fp) = {
-            index += 1;
-            let name = format!("seed {seed}: pretrain");
-            let key = format!("{sdir}/pretrain");
-            let (fpr, rel) = match &job.pretrain.init {
-                Some(p) => (
-                    fingerprint(&[&model_fp, &data_fp, "init", &p.display().to_string()]),
-                    None,
-                ),
-                None => (
-                    fingerprint(&[
-                        &model_fp,
-                        &data_fp,
-                        &seed.to_string(),
-                        &format!("{:?}", job.pretrain),
-                    ]),
-                    Some(format!("{sdir}/pretrain.ckpt")),
-                ),
-            };
-            let ckpt_path = match (&job.pretrain.init, &rel) {
-                (Some(p), _) => p.clone(),
-                (None, Some(r)) => out.join(r),
-                (None, None) => unreachable!("rel is set when init is not"),
-            };
-            let prior = state
-                .done(&key, &fpr)
-                .and_then(|r| r.eval.map(|e| (r.clone(), e)));
-            let loaded = match &prior {
-                Some(_) => Checkpoint::load(&ckpt_path).ok(),
-                None => None,
-            };
-            match (prior, loaded) {
-                (Some((_, e)), Some(ck)) => {
-                    on_event(&Event::StageSkipped { index, total, name });
-                    (ck, e, fpr)
-                }
-                _ => {
-                    let t = start_stage(&*stages, on_event, index, total, &name)?;
-                    let (ck, e) = match &job.pretrain.init {
-                        Some(p) => {
-                            let ck = Checkpoint::load(p).map_err(|e| {
-                                PipelineError::Job(format!("field `pretrain.init`: {e}"))
-                            })?;
-                            let e = stages
-                                .evaluate_fp(&ck)
-                                .map_err(|m| stage_fail(&*stages, &name, m))?;
-                            (ck, e)
-                        }
-                        None => {
-                            let partial = Partial::new(
-                                out.join(format!("{sdir}/pretrain.partial.ckpt")),
-                                &fpr,
-                            )?;
-                            let (ck, e) = stages
-                                .pretrain(seed, &partial, &mut |ev| {
-                                    on_event(&Event::Train(ev.clone()))
-                                })
-                                .map_err(|m| stage_fail(&*stages, &name, m))?;
-                            save_ckpt(&ck, &ckpt_path)?;
-                            // Only now is the progress file redundant.
-                            let _ = std::fs::remove_file(&partial.path);
-                            (ck, e)
-                        }
-                    };
-                    state.record(StageRecord {
-                        key,
-                        fingerprint: fpr.clone(),
-                        outputs: rel.into_iter().collect(),
-                        eval: Some(e),
-                        seconds: t.elapsed().as_secs_f64(),
-                    });
-                    state.save(out)?;
-                    on_event(&Event::StageDone {
-                        index,
-                        total,
-                        name,
-                        summary: format!(
-                            "FP32 test accuracy {:.2}% ({:.1} s)",
-                            e.accuracy * 100.0,
-                            t.elapsed().as_secs_f64()
-                        ),
-                    });
-                    (ck, e, fpr)
-                }
-            }
+        let (fpr, rel) = match &job.pretrain.init {
+            Some(p) => (
+                fingerprint(&[&model_fp, &data_fp, "init", &p.display().to_string()]),
+                None,
+            ),
+            None => (
+                fingerprint(&[
+                    &model_fp,
+                    &data_fp,
+                    &seed.to_string(),
+                    &job.pretrain.fingerprint_text(),
+                ]),
+                Some(format!("{sdir}/pretrain.ckpt")),
+            ),
         };
+        let ckpt_path = match (&job.pretrain.init, &rel) {
+            (Some(p), _) => p.clone(),
+            (_, Some(r)) => out.join(r),
+            (None, None) => return Err(PipelineError::Job("internal: no pretrain path".into())),
+        };
+        let pre_fp = fpr.clone();
+        let (init, fp_eval) = runner.stage(
+            stages,
+            format!("seed {seed}: pretrain"),
+            format!("{sdir}/pretrain"),
+            &fpr,
+            |r| Some((Checkpoint::load(&ckpt_path).ok()?, r.eval?)),
+            |stages, on_event| {
+                let (ck, e) = match &job.pretrain.init {
+                    Some(p) => {
+                        let ck = Checkpoint::load(p).map_err(|e| {
+                            PipelineError::Job(format!("field `pretrain.init`: {e}"))
+                        })?;
+                        let e = stages.evaluate_fp(&ck)?;
+                        (ck, e)
+                    }
+                    None => {
+                        let partial =
+                            Partial::new(out.join(format!("{sdir}/pretrain.partial.ckpt")), &fpr)?;
+                        let (ck, e) =
+                            stages.pretrain(seed, &partial, &mut train_events(on_event))?;
+                        save_ckpt(&ck, &ckpt_path)?;
+                        // Only now is the progress file redundant.
+                        let _ = std::fs::remove_file(&partial.path);
+                        (ck, e)
+                    }
+                };
+                Ok(Done {
+                    summary: format!("FP32 test accuracy {:.2}%", e.accuracy * 100.0),
+                    value: (ck, e),
+                    outputs: rel.clone().into_iter().collect(),
+                    eval: Some(e),
+                })
+            },
+        )?;
         fp32.push((seed, fp_eval.accuracy));
         // 2. Indicators.
         let ind_rel = format!("{sdir}/indicators.ron");
         let ind_path = out.join(&ind_rel);
-        let ind_fp = fingerprint(&[&pre_fp, &format!("{:?}", job.joint)]);
-        let indicators = {
-            index += 1;
-            let name = format!("seed {seed}: indicators");
-            let key = format!("{sdir}/indicators");
-            let prior = state.done(&key, &ind_fp).is_some();
-            let loaded = if prior {
+        let ind_fp = fingerprint(&[&pre_fp, &job.joint.fingerprint_text()]);
+        let indicators = runner.stage(
+            stages,
+            format!("seed {seed}: indicators"),
+            format!("{sdir}/indicators"),
+            &ind_fp,
+            |_| {
                 std::fs::read_to_string(&ind_path)
                     .ok()
                     .and_then(|t| IndicatorSet::from_ron_str(&t).ok())
-            } else {
-                None
-            };
-            match loaded {
-                Some(ind) => {
-                    on_event(&Event::StageSkipped { index, total, name });
-                    ind
-                }
-                None => {
-                    let t = start_stage(&*stages, on_event, index, total, &name)?;
-                    let partial =
-                        Partial::new(out.join(format!("{sdir}/indicators.partial.ckpt")), &ind_fp)?;
-                    let ind = stages
-                        .indicators(&init, seed, &partial, &mut |ev| {
-                            on_event(&Event::Train(ev.clone()))
-                        })
-                        .map_err(|m| stage_fail(&*stages, &name, m))?;
-                    write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
-                    let _ = std::fs::remove_file(&partial.path);
-                    state.record(StageRecord {
-                        key,
-                        fingerprint: ind_fp.clone(),
-                        outputs: vec![ind_rel.clone()],
-                        eval: None,
-                        seconds: t.elapsed().as_secs_f64(),
-                    });
-                    state.save(out)?;
-                    on_event(&Event::StageDone {
-                        index,
-                        total,
-                        name,
-                        summary: format!(
-                            "{} layers × {} bit-widths ({:.1} s)",
-                            ind.layers.len(),
-                            ind.weight_bits.len(),
-                            t.elapsed().as_secs_f64()
-                        ),
-                    });
-                    ind
-                }
-            }
-        };
+            },
+            |stages, on_event| {
+                let partial =
+                    Partial::new(out.join(format!("{sdir}/indicators.partial.ckpt")), &ind_fp)?;
+                let ind = stages.indicators(&init, seed, &partial, &mut train_events(on_event))?;
+                write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
+                let _ = std::fs::remove_file(&partial.path);
+                Ok(Done {
+                    summary: format!(
+                        "{} layers × {} bit-widths",
+                        ind.layers.len(),
+                        ind.weight_bits.len()
+                    ),
+                    value: ind,
+                    outputs: vec![ind_rel.clone()],
+                    eval: None,
+                })
+            },
+        )?;
         check_indicators(&indicators, plan, &ind_path)?;
         let meta_f64 = |k: &str| {
             let v = indicators.meta.iter().find(|(m, _)| m == k)?;
@@ -599,7 +658,7 @@ pub fn run(
                 .map_err(|e| stage_err(&format!("seed {seed}: search at {label}"), e))?;
             if let Some(note) = note {
                 let line = format!("seed {seed}, {label}: {note}");
-                on_event(&Event::Note(line.clone()));
+                (runner.on_event)(&Event::Note(line.clone()));
                 notes.push(line);
             }
             let mut list: Vec<(String, Policy)> = vec![("searched".into(), searched)];
@@ -626,7 +685,6 @@ pub fn run(
                 random: Vec::new(),
             };
             for (kind, policy) in list {
-                index += 1;
                 let stem = format!("{label}_{kind}");
                 let pol_rel = format!("{sdir}/policies/{stem}.ron");
                 write_atomic(&out.join(&pol_rel), policy.to_ron_string().as_bytes())?;
@@ -637,58 +695,50 @@ pub fn run(
                     .iter()
                     .map(|l| format!("{}:{}:{}", l.name, l.weight, l.act))
                     .collect();
-                let fpr = fingerprint(&[&ind_fp, &format!("{:?}", job.finetune), &bits.join(",")]);
-                let key = format!("{sdir}/finetune/{stem}");
-                let name = format!("seed {seed}: finetune {label} {kind}");
-                let prior = state.done(&key, &fpr).and_then(|r| r.eval);
-                // Done before, with its model kept (or none asked for).
-                let eval = match prior
-                    .filter(|_| !job.keep_finetuned || Checkpoint::load(&ck_path).is_ok())
-                {
-                    Some(e) => {
-                        on_event(&Event::StageSkipped { index, total, name });
-                        e
-                    }
-                    None => {
-                        let t = start_stage(&*stages, on_event, index, total, &name)?;
+                let fpr =
+                    fingerprint(&[&ind_fp, &job.finetune.fingerprint_text(), &bits.join(",")]);
+                let eval = runner.stage(
+                    stages,
+                    format!("seed {seed}: finetune {label} {kind}"),
+                    format!("{sdir}/finetune/{stem}"),
+                    &fpr,
+                    // Done before, with its model kept (or none asked for).
+                    |r| {
+                        r.eval
+                            .filter(|_| !job.keep_finetuned || Checkpoint::load(&ck_path).is_ok())
+                    },
+                    |stages, on_event| {
                         let partial = Partial::new(
                             out.join(format!("{sdir}/finetune/{stem}.partial.ckpt")),
                             &fpr,
                         )?;
-                        let (ck, e) = stages
-                            .finetune(&init, &policy, &indicators, seed, &partial, &mut |ev| {
-                                on_event(&Event::Train(ev.clone()))
-                            })
-                            .map_err(|m| stage_fail(&*stages, &name, m))?;
+                        let (ck, e) = stages.finetune(
+                            &init,
+                            &policy,
+                            &indicators,
+                            seed,
+                            &partial,
+                            &mut train_events(on_event),
+                        )?;
                         let outputs = if job.keep_finetuned {
                             save_ckpt(&ck, &ck_path)?;
-                            vec![ck_rel, pol_rel]
+                            vec![ck_rel.clone(), pol_rel.clone()]
                         } else {
-                            vec![pol_rel]
+                            vec![pol_rel.clone()]
                         };
                         let _ = std::fs::remove_file(&partial.path);
-                        state.record(StageRecord {
-                            key,
-                            fingerprint: fpr,
+                        Ok(Done {
+                            summary: format!(
+                                "{:.2}% at {} BitOps",
+                                e.accuracy * 100.0,
+                                report::human(policy.bitops as f64)
+                            ),
+                            value: e,
                             outputs,
                             eval: Some(e),
-                            seconds: t.elapsed().as_secs_f64(),
-                        });
-                        state.save(out)?;
-                        on_event(&Event::StageDone {
-                            index,
-                            total,
-                            name,
-                            summary: format!(
-                                "{:.2}% at {} BitOps ({:.1} s)",
-                                e.accuracy * 100.0,
-                                report::human(policy.bitops as f64),
-                                t.elapsed().as_secs_f64()
-                            ),
-                        });
-                        e
-                    }
-                };
+                        })
+                    },
+                )?;
                 let r = PolicyResult {
                     bitops: policy.bitops,
                     accuracy: eval.accuracy,
@@ -705,7 +755,7 @@ pub fn run(
         }
     }
     if let Some(line) = drift_note(&drifts) {
-        on_event(&Event::Note(line.clone()));
+        (runner.on_event)(&Event::Note(line.clone()));
         notes.push(line);
     }
     let (train_images, test_images) = stages.data_sizes();
@@ -793,21 +843,24 @@ fn epochs(n: usize) -> String {
 
 fn settings(job: &Job) -> Vec<String> {
     let mut s = Vec::new();
+    let pre = job.pretrain.config(0);
+    let joint = job.joint.config(0).run;
+    let fine = job.finetune.config(0).run;
     match &job.pretrain.init {
         Some(p) => s.push(format!("FP32 model loaded from {}", p.display())),
         None => s.push(format!(
             "FP32 pretraining: {}, batch {}, lr {} (cosine)",
-            epochs(job.pretrain.epochs),
-            job.pretrain.batch,
-            job.pretrain.lr
+            epochs(pre.epochs),
+            pre.batch,
+            pre.lr
         )),
     }
     s.push(format!(
         "joint indicator training: bits {:?}, {}, batch {}, lr {}",
         job.joint.bits,
-        epochs(job.joint.epochs),
-        job.joint.batch,
-        job.joint.lr
+        epochs(joint.epochs),
+        joint.batch,
+        joint.lr
     ));
     s.push(format!(
         "search: exact solver, alpha {}, BitOps budgets {}",
@@ -820,9 +873,9 @@ fn settings(job: &Job) -> Vec<String> {
     ));
     s.push(format!(
         "finetune (every policy): {}, batch {}, lr {}",
-        epochs(job.finetune.epochs),
-        job.finetune.batch,
-        job.finetune.lr
+        epochs(fine.epochs),
+        fine.batch,
+        fine.lr
     ));
     s.push(format!(
         "{} random policies per budget and seed, BitOps in [{:.0}%, 100%] of the budget \

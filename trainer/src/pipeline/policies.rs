@@ -13,7 +13,7 @@
 
 use limpq_solver::{BitOpsBudget, Error as SolverError, IndicatorSet, LayerBits, Policy, Problem};
 
-use crate::reference::rng::SeededRng;
+use crate::rng::SeededRng;
 
 /// A random policy must use at least this fraction of its BitOps budget.
 pub const RANDOM_FLOOR: f64 = 0.9;

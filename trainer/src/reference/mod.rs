@@ -29,8 +29,11 @@ pub mod net;
 pub mod norm;
 pub mod optim;
 pub mod pool;
-pub mod rng;
 
+/// The seeded generator lives with the production code; the oracle uses the same one.
+pub use crate::rng;
+
+pub use crate::schedule::cosine_lr;
 pub use conv::{
     conv2d_backward_bias, conv2d_backward_data, conv2d_backward_weight, conv2d_forward, matmul,
 };
@@ -48,7 +51,7 @@ pub use norm::{
     batch_norm_backward, batch_norm_eval_backward, batch_norm_eval_forward,
     batch_norm_train_forward, BatchNormConfig, BatchNormSaved,
 };
-pub use optim::{cosine_lr, sgd_step, SgdConfig};
+pub use optim::{sgd_step, SgdConfig};
 pub use pool::{
     avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
     max_pool2d_backward, max_pool2d_forward, Pool2d,

@@ -118,6 +118,7 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         checkpoint: Some(current.clone()),
         meta: vec![("data".into(), train_ds.kind.name().to_string())],
         stop: StopFlag::new(stop.clone()),
+        ..TrainConfig::default()
     };
     let total = job.epochs as u64;
     let ran = {

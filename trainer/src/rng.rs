@@ -1,5 +1,6 @@
-//! A small deterministic PRNG (splitmix64) for seeded test data, shuffles and augmentation.
-//! Not cryptographic; the same seed gives the same stream on every platform.
+//! A small deterministic PRNG (splitmix64) for seeded initialisation, shuffles, augmentation,
+//! random policies and test data. Not cryptographic; the same seed gives the same stream on
+//! every platform.
 
 /// splitmix64 (Steele, Lea, Flood 2014): one u64 of state, full period 2^64.
 #[derive(Clone, Debug)]

@@ -1,0 +1,112 @@
+//! Argument groups the training commands share (`#[command(flatten)]`), so that one idea
+//! has one spelling everywhere: the run settings ([`RunArgs`]: `train`, `indicators`,
+//! `finetune`) and the data a run reads.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::data::Dataset;
+use limpq_trainer::train::RunConfig;
+
+use super::train::load_splits;
+
+/// The run settings and the data of `train`, `indicators` and `finetune`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Images per optimizer step (the last partial batch of an epoch is dropped).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Initial learning rate, cosine-annealed to 0 over the run, per step (default: 0.1 for
+    /// `train`, 0.01 for `indicators` and `finetune`).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// SGD momentum (default: 0.9).
+    #[arg(long)]
+    pub momentum: Option<f32>,
+    /// Weight decay on conv and linear weights (default: 5e-4 for `train`, 2.5e-5 for
+    /// `indicators` and `finetune`).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Label smoothing of the cross-entropy loss, in [0, 1) (default: 0 for `train`, 0.1
+    /// for `indicators` and `finetune`).
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Seed of the weight init, the --subset draw, shuffling and augmentation (and of
+    /// `indicators`' random-policy passes).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per evaluation batch.
+    #[arg(long, default_value_t = 256)]
+    pub eval_batch: usize,
+    /// Dataset: fashion-mnist, mnist or cifar10 (default: the one the input checkpoint was
+    /// trained on, else fashion-mnist).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Train on N training images drawn with --subset-seed (default: all).
+    #[arg(long)]
+    pub subset: Option<usize>,
+    /// Evaluate on N test images drawn with a fixed seed (default: all).
+    #[arg(long)]
+    pub test_subset: Option<usize>,
+    /// Seed of the --subset draw alone (default: --seed). `limpq pipeline` draws one
+    /// training subset for every run seed, with seed 55930; pass that to redo one of its
+    /// stages by hand on the same images.
+    #[arg(long)]
+    pub subset_seed: Option<u64>,
+}
+
+impl RunArgs {
+    /// `base` (the command's recipe) with the settings given here.
+    pub fn config(&self, base: RunConfig) -> RunConfig {
+        RunConfig {
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr.unwrap_or(base.lr),
+            momentum: self.momentum.unwrap_or(base.momentum),
+            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+            label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
+            seed: self.seed,
+            eval_batch: self.eval_batch,
+            ..base
+        }
+    }
+
+    /// The dataset: `--data`, else the checkpoint's, else Fashion-MNIST.
+    pub fn data_name(&self, ckpt: Option<&Checkpoint>) -> String {
+        match (&self.data, ckpt.and_then(|c| c.meta("data"))) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => "fashion-mnist".to_string(),
+        }
+    }
+
+    /// The training split (`--subset`, drawn with `--subset-seed`, else `--seed`) and the
+    /// test split (`--test-subset`) of dataset `data`.
+    pub fn splits(&self, data: &str) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
+        load_splits(
+            data,
+            self.data_dir.as_deref(),
+            self.subset,
+            self.subset_seed.unwrap_or(self.seed),
+            self.test_subset,
+        )
+    }
+
+    /// Provenance of the data for a checkpoint's or indicator file's meta.
+    pub fn subset_meta(&self) -> Vec<(String, String)> {
+        let mut meta = Vec::new();
+        if let Some(n) = self.subset {
+            meta.push(("subset".into(), n.to_string()));
+        }
+        if let Some(s) = self.subset_seed {
+            meta.push(("subset_seed".into(), s.to_string()));
+        }
+        meta
+    }
+}
