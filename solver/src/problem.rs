@@ -12,7 +12,7 @@ use crate::error::{BudgetFloor, Error};
 use crate::format::{IndicatorSet, ResourceTable};
 
 /// A BitOps budget. BitOps = Σ over searchable (non-`fixed`) layers of MACs · wbits · abits.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BitOpsBudget {
     /// An absolute number of BitOps.
@@ -69,6 +69,32 @@ impl BitOpsBudget {
                 "expected wXaY, e.g. w4a4, or a positive whole number of BitOps",
             )),
         }
+    }
+}
+
+impl BitOpsBudget {
+    /// This budget in BitOps for `ind`: the number itself, or Σ over `ind`'s searchable
+    /// layers of MACs · weight · act bits (saturating). The one place a uniform budget
+    /// becomes a number.
+    pub fn bitops(&self, ind: &IndicatorSet) -> u64 {
+        match *self {
+            BitOpsBudget::Absolute(v) => v,
+            BitOpsBudget::Uniform { weight, act } => ind
+                .layers
+                .iter()
+                .filter(|l| l.fixed.is_none())
+                .fold(0u64, |s, l| {
+                    s.saturating_add(l.macs.saturating_mul(u64::from(weight) * u64::from(act)))
+                }),
+        }
+    }
+
+    /// The smallest BitOps any policy of `ind` can have: every searchable layer at the
+    /// file's lowest weight and activation bits.
+    pub fn floor(ind: &IndicatorSet) -> u64 {
+        let w = ind.weight_bits.iter().copied().min().unwrap_or(0);
+        let a = ind.act_bits.iter().copied().min().unwrap_or(0);
+        BitOpsBudget::Uniform { weight: w, act: a }.bitops(ind)
     }
 }
 
@@ -138,8 +164,8 @@ impl core::fmt::Display for ParseBudgetError {
 
 impl core::error::Error for ParseBudgetError {}
 
-/// Budgets are written as their text (`"w4a4"`, `"1500000"`, `"cr:8"`); a bare number is
-/// read too.
+/// Budgets are written as their text (`"w4a4"`, `"cr:8"`) or, when a plain number, as the
+/// number (`1500000`); text and numbers are read back either way.
 #[cfg(feature = "serde")]
 mod budget_serde {
     use super::{BitOpsBudget, SizeBudget};
@@ -165,13 +191,27 @@ mod budget_serde {
             self.visit_str(&v.to_string())
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            if v < 0 {
+                return Err(E::custom(alloc::format!("budget {v} is negative")));
+            }
             self.visit_str(&v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            // Whole numbers written with a fraction or exponent (`1.5e6`) are read as such.
+            if v.is_finite() && v >= 0.0 && v < u64::MAX as f64 && v == (v as u64) as f64 {
+                self.visit_u64(v as u64)
+            } else {
+                Err(E::custom(alloc::format!("{v} is not a whole number")))
+            }
         }
     }
 
     impl Serialize for BitOpsBudget {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(self)
+            match self {
+                BitOpsBudget::Absolute(v) => s.serialize_u64(*v),
+                BitOpsBudget::Uniform { .. } => s.collect_str(self),
+            }
         }
     }
     impl<'de> Deserialize<'de> for BitOpsBudget {
@@ -181,7 +221,10 @@ mod budget_serde {
     }
     impl Serialize for SizeBudget {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(self)
+            match self {
+                SizeBudget::Bytes(b) => s.serialize_u64(*b),
+                SizeBudget::CompressionRatio(_) => s.collect_str(self),
+            }
         }
     }
     impl<'de> Deserialize<'de> for SizeBudget {
@@ -647,13 +690,7 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
                         "uniform budget needs bits > 0",
                     ));
                 }
-                searchable.iter().fold(0u64, |s, &i| {
-                    s.saturating_add(
-                        ind.layers[i]
-                            .macs
-                            .saturating_mul(u64::from(weight) * u64::from(act)),
-                    )
-                })
+                b.bitops(ind)
             }
         };
         bitops_budget = Some(v);

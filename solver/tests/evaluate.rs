@@ -255,6 +255,17 @@ fn budgets_serialise_as_their_text() {
     let n: Doc = serde_json::from_str(r#"{"bitops": 123456, "size": 4096}"#).unwrap();
     assert_eq!(n.bitops, BitOpsBudget::Absolute(123456));
     assert_eq!(n.size, Some(SizeBudget::Bytes(4096)));
+    let abs = Doc {
+        bitops: BitOpsBudget::Absolute(1_500_000),
+        size: Some(SizeBudget::Bytes(4096)),
+    };
+    let j = serde_json::to_string(&abs).unwrap();
+    assert_eq!(j, r#"{"bitops":1500000,"size":4096}"#);
+    assert_eq!(serde_json::from_str::<Doc>(&j).unwrap(), abs);
+    assert_eq!(
+        ron::from_str::<Doc>(&ron::to_string(&abs).unwrap()).unwrap(),
+        abs
+    );
     let e = serde_json::from_str::<Doc>(r#"{"bitops": "w9x9"}"#).unwrap_err();
     assert!(e.to_string().contains("w9x9"), "{e}");
 }
