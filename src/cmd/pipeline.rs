@@ -56,7 +56,7 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
         job.seeds.len(),
         job.budgets
             .iter()
-            .map(|b| b.label())
+            .map(|b| b.to_string())
             .collect::<Vec<_>>()
             .join(", "),
         gpu.summary.name,

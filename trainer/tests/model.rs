@@ -595,3 +595,59 @@ fn random_edits_never_panic() {
     // Both outcomes occur, so the edits reach past the first check.
     assert!(ok > 50 && err > 50, "ok {ok}, err {err}");
 }
+
+/// `method::policy_cost` prices a policy with the solver's accounting: checked against sums
+/// written out here from the model's own layer table, for a mixed policy with and without
+/// its fixed layers listed.
+#[test]
+fn policy_cost_matches_the_layer_table() {
+    use limpq_solver::{LayerBits, Policy};
+    let model = Model::resolve("resnet20").unwrap();
+    let layers = model.quantizable_layers().unwrap();
+    let bits = |i: usize| [(2u32, 3u32), (4, 4), (3, 6), (5, 2)][i % 4];
+    let mut listed = Vec::new();
+    let (mut bitops, mut fixed_bitops, mut size) = (0u64, 0u64, 0u64);
+    for (i, l) in layers.iter().enumerate() {
+        let (w, a) = if l.fixed { (8, 8) } else { bits(i) };
+        if l.fixed {
+            fixed_bitops += l.macs * u64::from(w * a);
+        } else {
+            bitops += l.macs * u64::from(w * a);
+        }
+        size += l.params * u64::from(w);
+        listed.push(LayerBits {
+            name: l.name.clone(),
+            weight: w,
+            act: a,
+        });
+    }
+    let policy = |layers: Vec<LayerBits>| Policy {
+        model: model.name.clone(),
+        layers,
+        objective: 0.0,
+        bitops: 0,
+        weight_bits_total: 0,
+        optimal: false,
+        bitops_budget: None,
+        size_budget_bits: None,
+    };
+    let full = limpq_trainer::method::policy_cost(&model, &policy(listed.clone())).unwrap();
+    assert_eq!(full, (bitops, fixed_bitops, size));
+    // Fixed layers left out count at their fixed bits.
+    let searchable: Vec<LayerBits> = listed
+        .iter()
+        .zip(&layers)
+        .filter(|(_, l)| !l.fixed)
+        .map(|(b, _)| b.clone())
+        .collect();
+    let short = limpq_trainer::method::policy_cost(&model, &policy(searchable)).unwrap();
+    assert_eq!(short, full);
+    // A searchable layer missing is an error naming it.
+    let mut missing = listed.clone();
+    let gone = layers.iter().position(|l| !l.fixed).unwrap();
+    missing.remove(gone);
+    let e = limpq_trainer::method::policy_cost(&model, &policy(missing))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&layers[gone].name), "{e}");
+}

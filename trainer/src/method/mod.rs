@@ -197,21 +197,33 @@ pub fn evaluate_quantized(
     Ok(evaluate(&mut net, &test)?)
 }
 
-/// What a policy costs on `model`, computed by the solver (every searchable layer pinned
-/// to the policy's bits): `(BitOps of the searchable layers, BitOps of the fixed layers,
-/// weight storage of the whole model in bits)`.
+/// What a policy costs on `model`, priced by the solver's [`limpq_solver::Problem::evaluate`]:
+/// `(BitOps of the searchable layers, BitOps of the fixed layers, weight storage of the
+/// whole model in bits)`. Fixed layers the policy leaves out count at their fixed bits.
 pub fn policy_cost(model: &Model, policy: &Policy) -> Result<(u64, u64, u64), MethodError> {
     let layers = model.quantizable_layers()?;
     let mut bits: Vec<u32> = Vec::new();
-    let mut pins = Vec::new();
-    for l in layers.iter().filter(|l| !l.fixed) {
-        let p = policy
-            .layers
-            .iter()
-            .find(|p| p.name == l.name)
-            .ok_or_else(|| MethodError::Config(format!("policy has no layer '{}'", l.name)))?;
-        bits.extend([p.weight, p.act]);
-        pins.push((l.name.clone(), p.weight, p.act));
+    let mut chosen = Vec::with_capacity(layers.len());
+    for l in &layers {
+        let given = policy.layers.iter().find(|p| p.name == l.name);
+        let lb = match (given, l.fixed) {
+            (Some(p), _) => p.clone(),
+            (None, true) => limpq_solver::LayerBits {
+                name: l.name.clone(),
+                weight: crate::model::FIXED_BITS.0,
+                act: crate::model::FIXED_BITS.1,
+            },
+            (None, false) => {
+                return Err(MethodError::Config(format!(
+                    "policy has no layer '{}'",
+                    l.name
+                )))
+            }
+        };
+        if !l.fixed {
+            bits.extend([lb.weight, lb.act]);
+        }
+        chosen.push(lb);
     }
     bits.sort_unstable();
     bits.dedup();
@@ -223,18 +235,11 @@ pub fn policy_cost(model: &Model, policy: &Policy) -> Result<(u64, u64, u64), Me
         l.weight_scale.iter_mut().for_each(|v| *v = 1.0);
         l.act_scale.iter_mut().for_each(|v| *v = 1.0);
     }
-    let mut problem = limpq_solver::Problem::new(ind).non_monotone_rule(false);
-    for (name, w, a) in &pins {
-        problem = problem.pin(name, *w, *a);
-    }
-    let sol = problem
-        .solve()
+    let e = limpq_solver::Problem::new(ind)
+        .non_monotone_rule(false)
+        .evaluate(&chosen)
         .map_err(|e| MethodError::Config(format!("cost of the policy: {e}")))?;
-    Ok((
-        sol.policy.bitops,
-        sol.fixed_bitops,
-        sol.policy.weight_bits_total,
-    ))
+    Ok((e.policy.bitops, e.fixed_bitops, e.policy.weight_bits_total))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of now (UTC), for provenance in written files.

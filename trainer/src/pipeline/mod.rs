@@ -304,19 +304,18 @@ impl Plan {
         let skel = model
             .indicator_skeleton(&job.joint.bits, &job.joint.bits)
             .map_err(|e| PipelineError::Job(format!("field `model`: {e}")))?;
-        let macs = policies::searchable_macs(&skel);
-        if macs.is_empty() {
+        if policies::searchable(&skel).is_empty() {
             return Err(PipelineError::Job(format!(
                 "field `model`: '{}' has no searchable layer (only the fixed stem and classifier)",
                 model.name
             )));
         }
-        let min = policies::min_bitops(&skel);
+        let min = Budget::floor(&skel);
         let lo = job.joint.bits.iter().copied().min().unwrap_or(2);
         let mut bitops = Vec::new();
         let mut skipped = Vec::new();
         for b in &job.budgets {
-            let n = b.bitops(&macs);
+            let n = b.bitops(&skel);
             if n < min {
                 return Err(PipelineError::Job(format!(
                     "field `budgets`: {b} = {n} BitOps is below the smallest possible {min} \
@@ -527,7 +526,7 @@ pub fn run(
         .zip(&plan.bitops)
         .zip(&plan.skipped)
         .map(|((b, &n), s)| BudgetResult {
-            label: b.label(),
+            label: b.to_string(),
             bitops_budget: n,
             seeds: Vec::new(),
             skipped: s.clone(),
@@ -653,7 +652,7 @@ pub fn run(
                 continue;
             }
             let n = plan.bitops[bi];
-            let label = budget.label();
+            let label = budget.to_string();
             let (searched, note) = policies::searched_policy(&indicators, job.alpha, n)
                 .map_err(|e| stage_err(&format!("seed {seed}: search at {label}"), e))?;
             if let Some(note) = note {
@@ -867,7 +866,7 @@ fn settings(job: &Job) -> Vec<String> {
         job.alpha,
         job.budgets
             .iter()
-            .map(|b| b.label())
+            .map(|b| b.to_string())
             .collect::<Vec<_>>()
             .join(", ")
     ));

@@ -35,31 +35,9 @@ pub fn searchable_macs(ind: &IndicatorSet) -> Vec<u64> {
         .collect()
 }
 
-/// BitOps over the searchable layers (the solver's definition), saturating.
-pub fn bitops(ind: &IndicatorSet, layers: &[LayerBits]) -> u64 {
-    ind.layers
-        .iter()
-        .zip(layers)
-        .filter(|(l, _)| l.fixed.is_none())
-        .map(|(l, b)| {
-            l.macs
-                .saturating_mul(u64::from(b.weight) * u64::from(b.act))
-        })
-        .fold(0u64, u64::saturating_add)
-}
-
-/// The smallest BitOps any policy can have: every searchable layer at the lowest candidates.
-pub fn min_bitops(ind: &IndicatorSet) -> u64 {
-    let w = ind.weight_bits.iter().copied().min().unwrap_or(0);
-    let a = ind.act_bits.iter().copied().min().unwrap_or(0);
-    searchable_macs(ind)
-        .iter()
-        .map(|m| m.saturating_mul(u64::from(w) * u64::from(a)))
-        .fold(0u64, u64::saturating_add)
-}
-
 /// A full policy from the searchable layers' `(weight, act)` bits, fixed layers at their
-/// fixed bits, with the objective, BitOps and size computed as the solver does.
+/// fixed bits, with the objective, BitOps and size the solver's [`Problem::evaluate`] gives
+/// it under the BitOps budget.
 pub fn policy_from_bits(
     ind: &IndicatorSet,
     alpha: f64,
@@ -74,49 +52,30 @@ pub fn policy_from_bits(
             searchable_bits.len()
         ));
     }
-    let mut layers = Vec::with_capacity(ind.layers.len());
-    let mut objective = 0.0;
-    let mut k = 0;
-    for l in &ind.layers {
-        let (w, a) = match l.fixed {
-            Some(f) => f,
-            None => {
-                let (w, a) = searchable_bits[k];
-                k += 1;
-                let wi = ind.weight_bits.iter().position(|&b| b == w);
-                let ai = ind.act_bits.iter().position(|&b| b == a);
-                let (Some(wi), Some(ai)) = (wi, ai) else {
-                    return Err(format!(
-                        "layer `{}`: W{w}A{a} is not among the candidate bits",
-                        l.name
-                    ));
-                };
-                objective += l.act_scale[ai] + alpha * l.weight_scale[wi];
-                (w, a)
-            }
-        };
-        layers.push(LayerBits {
-            name: l.name.clone(),
-            weight: w,
-            act: a,
-        });
-    }
-    let weight_bits_total = ind
+    let mut bits = searchable_bits.iter();
+    let layers: Vec<LayerBits> = ind
         .layers
         .iter()
-        .zip(&layers)
-        .map(|(l, b)| l.params.saturating_mul(u64::from(b.weight)))
-        .fold(0u64, u64::saturating_add);
-    Ok(Policy {
-        model: ind.model.clone(),
-        bitops: bitops(ind, &layers),
-        layers,
-        objective,
-        weight_bits_total,
-        optimal: false,
-        bitops_budget,
-        size_budget_bits: None,
-    })
+        .map(|l| {
+            let (weight, act) = match l.fixed {
+                Some(f) => f,
+                None => *bits.next().unwrap_or(&(0, 0)),
+            };
+            LayerBits {
+                name: l.name.clone(),
+                weight,
+                act,
+            }
+        })
+        .collect();
+    let mut problem = Problem::new(ind.clone()).alpha(alpha);
+    if let Some(b) = bitops_budget {
+        problem = problem.bitops(BitOpsBudget::Absolute(b));
+    }
+    problem
+        .evaluate(&layers)
+        .map(|e| e.policy)
+        .map_err(|e| e.to_string())
 }
 
 /// Every searchable layer at `weight`/`act` bits.
