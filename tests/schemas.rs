@@ -560,6 +560,7 @@ fn pipeline_and_daemon_jobs_check_their_version() {
 #[test]
 fn checkpoints_check_their_header_version() {
     let ck = Checkpoint {
+        origin: None,
         model: builtin("small_cnn").unwrap(),
         seed: 1,
         epoch: 0,

@@ -234,3 +234,92 @@ fn ctrl_c_saves_the_position_and_resume_finishes_the_run() {
     let out = limpq(&bad);
     refused_with(&out, &["nothing-here.ckpt"]);
 }
+
+/// A checkpoint whose tensors do not fit its own model is refused by every command that
+/// starts from one, and the error names the file.
+#[test]
+fn a_checkpoint_whose_tensors_do_not_fit_is_named() {
+    if !have_gpu_and_data("checkpoint whose tensors do not fit") {
+        return;
+    }
+    use limpq_trainer::checkpoint::{Checkpoint, NamedTensor, TensorKind};
+    let path = tmp("forged.ckpt");
+    Checkpoint {
+        model: limpq_trainer::model::Model::resolve("small_cnn").unwrap(),
+        seed: 0,
+        epoch: 1,
+        step: 1,
+        meta: vec![("data".into(), "fashion-mnist".into())],
+        tensors: vec![NamedTensor {
+            name: "conv1.weight".into(),
+            kind: TensorKind::Param,
+            data: vec![0.0; 3],
+        }],
+        origin: None,
+    }
+    .save(&path)
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let common = [
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "32",
+        "--test-subset",
+        "32",
+        "--batch",
+        "16",
+        "--epochs",
+        "1",
+    ];
+    let policy = tmp("w4a4.ron");
+    let layers = limpq_trainer::model::Model::resolve("small_cnn")
+        .unwrap()
+        .quantizable_layers()
+        .unwrap();
+    let pol = limpq_solver::Policy {
+        model: "small_cnn".into(),
+        layers: layers
+            .iter()
+            .map(|l| limpq_solver::LayerBits {
+                name: l.name.clone(),
+                weight: if l.fixed { 8 } else { 4 },
+                act: if l.fixed { 8 } else { 4 },
+            })
+            .collect(),
+        objective: 0.0,
+        bitops: 0,
+        weight_bits_total: 0,
+        optimal: false,
+        bitops_budget: None,
+        size_budget_bits: None,
+    };
+    std::fs::write(&policy, pol.to_ron_string()).unwrap();
+    let out_ckpt = tmp("never.ckpt");
+    let out_ind = tmp("never.ron");
+    let runs: [Vec<&str>; 3] = [
+        vec!["train", "--model", "small_cnn", "--init", p],
+        vec![
+            "indicators",
+            "--model",
+            "small_cnn",
+            "--ckpt",
+            p,
+            "--bits",
+            "2,4",
+        ],
+        vec![
+            "finetune",
+            "--ckpt",
+            p,
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    ];
+    for (run, o) in runs.iter().zip([&out_ckpt, &out_ind, &out_ckpt]) {
+        let mut args = run.clone();
+        args.extend(common);
+        args.extend(["-o", o.to_str().unwrap()]);
+        refused_with(&limpq(&args), &[p, "missing parameter"]);
+    }
+}

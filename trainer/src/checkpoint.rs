@@ -50,7 +50,7 @@ pub struct NamedTensor {
 }
 
 /// Everything a checkpoint holds.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Checkpoint {
     pub model: Model,
     /// Seed the run was started with.
@@ -62,6 +62,22 @@ pub struct Checkpoint {
     /// Free-form facts (`data`, `test_acc`, `lr`, ...), kept as text.
     pub meta: Vec<(String, String)>,
     pub tensors: Vec<NamedTensor>,
+    /// The file it was read from (set by [`Checkpoint::load`] and [`Checkpoint::from_bytes`];
+    /// `None` for one made in memory), so that a run refusing its tensors can name the file.
+    /// Not stored in the file and not part of equality.
+    pub origin: Option<PathBuf>,
+}
+
+/// Two checkpoints are equal when they hold the same things, wherever they were read from.
+impl PartialEq for Checkpoint {
+    fn eq(&self, o: &Checkpoint) -> bool {
+        self.model == o.model
+            && self.seed == o.seed
+            && self.epoch == o.epoch
+            && self.step == o.step
+            && self.meta == o.meta
+            && self.tensors == o.tensors
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -245,6 +261,7 @@ impl Checkpoint {
             step: header.step,
             meta: header.meta,
             tensors,
+            origin: Some(path.to_path_buf()),
         })
     }
 
@@ -262,6 +279,15 @@ impl Checkpoint {
         let path = path.as_ref();
         let bytes = limpq_io::files::read_regular(path, MAX_FILE).map_err(CheckpointError::File)?;
         Self::from_bytes(&bytes, path)
+    }
+
+    /// The file this checkpoint was read from, for messages, or `a checkpoint made in
+    /// memory`.
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            Some(p) => p.display().to_string(),
+            None => String::from("a checkpoint made in memory"),
+        }
     }
 
     /// The tensors of one kind.

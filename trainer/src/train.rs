@@ -637,12 +637,14 @@ pub fn train_from(
         Start::Fresh => {}
         Start::Init(ck) => {
             check_checkpoint_model(ck, model, "the --init checkpoint")?;
-            net.import_state(&ck.tensors, false)?;
+            net.import_state(&ck.tensors, false)
+                .map_err(|e| TrainError::Config(format!("{}: {e}", ck.describe())))?;
         }
         Start::Resume(ck) => {
             check_checkpoint_model(ck, model, "the resume checkpoint")?;
             pos = resume_position(ck, cfg, steps)?;
-            net.import_state(&ck.tensors, true)?;
+            net.import_state(&ck.tensors, true)
+                .map_err(|e| TrainError::Config(format!("{}: {e}", ck.describe())))?;
         }
     }
     let (pos, state) = run_epochs(
@@ -1032,6 +1034,7 @@ fn checkpoint(
     meta.extend(pos.meta());
     meta.extend(cfg.meta.iter().cloned());
     Checkpoint {
+        origin: None,
         model: model.clone(),
         seed: cfg.seed,
         epoch: pos.epochs_done,

@@ -6,6 +6,7 @@ use limpq_trainer::model::Model;
 
 fn ckpt() -> Checkpoint {
     Checkpoint {
+        origin: None,
         model: Model::resolve("small_cnn").unwrap(),
         seed: 1,
         epoch: 0,

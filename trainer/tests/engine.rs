@@ -344,6 +344,7 @@ fn checkpoint_round_trip_restores_the_network() {
     a.train_step(&x, &y, 0.1).unwrap();
     a.train_step(&x, &y, 0.1).unwrap();
     let ckpt = Checkpoint {
+        origin: None,
         model: a.model().clone(),
         seed: 1,
         epoch: 1,
@@ -401,6 +402,7 @@ fn builtin_models_build_and_step() {
 fn checkpoint_refuses_bad_files() {
     let cfg = config(PoolKind::Avg);
     let ckpt = Checkpoint {
+        origin: None,
         model: small_net_model(&cfg),
         seed: 3,
         epoch: 0,

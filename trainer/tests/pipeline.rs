@@ -59,6 +59,7 @@ struct Fake {
 
 fn ckpt(model: &Model, seed: u64) -> Checkpoint {
     Checkpoint {
+        origin: None,
         model: model.clone(),
         seed,
         epoch: 1,

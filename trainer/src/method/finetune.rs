@@ -129,7 +129,9 @@ pub fn finetune(
     };
     let ncfg = run.network();
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
-    let left = net.import_state_lenient(&init.tensors)?;
+    let left = net
+        .import_state_lenient(&init.tensors)
+        .map_err(|e| MethodError::Config(format!("{}: {e}", init.describe())))?;
     let layers = net.quant_layers();
     let mut need_init = Vec::with_capacity(layers.len());
     for (li, l) in layers.iter().enumerate() {
@@ -148,7 +150,8 @@ pub fn finetune(
             let pos = resume_position(ck, &recorded_settings(cfg, policy), run.seed, steps)?;
             net.import_state(&ck.tensors, true).map_err(|e| {
                 MethodError::Config(format!(
-                    "the resume checkpoint does not hold this policy's finetune state: {e}"
+                    "the resume checkpoint {} does not hold this policy's finetune state: {e}",
+                    ck.describe()
                 ))
             })?;
             pos
@@ -230,6 +233,7 @@ fn checkpoint(
     meta.extend(pos.meta());
     meta.extend(cfg.run.meta.iter().cloned());
     Checkpoint {
+        origin: None,
         model: model.clone(),
         seed: cfg.run.seed,
         epoch: pos.epochs_done,

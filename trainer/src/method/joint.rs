@@ -238,7 +238,8 @@ pub fn joint_train_full(
     let init_record = OnceCell::new();
     let pos = match &run.resume {
         None => {
-            net.import_state_lenient(&init.tensors)?;
+            net.import_state_lenient(&init.tensors)
+                .map_err(|e| MethodError::Config(format!("{}: {e}", init.describe())))?;
             Position::start(run.epochs, steps)
         }
         Some(ck) => {
@@ -246,7 +247,8 @@ pub fn joint_train_full(
             let pos = resume_position(ck, &recorded_settings(cfg), run.seed, steps)?;
             net.import_state(&ck.tensors, true).map_err(|e| {
                 MethodError::Config(format!(
-                    "the resume checkpoint does not hold a joint state of this run: {e}"
+                    "the resume checkpoint {} does not hold a joint state of this run: {e}",
+                    ck.describe()
                 ))
             })?;
             // A stop before the first step saved no init; the run makes it then.
@@ -436,6 +438,7 @@ fn checkpoint(
     meta.extend(pos.meta());
     meta.extend(cfg.run.meta.iter().cloned());
     Checkpoint {
+        origin: None,
         model: model.clone(),
         seed: cfg.run.seed,
         epoch: pos.epochs_done,

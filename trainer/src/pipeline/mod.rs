@@ -243,20 +243,17 @@ impl State {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename (creating the folder).
+/// Writes `bytes` to `path` with `limpq_io::files::write_atomic` (unique temporary, fsync,
+/// rename, fsync of the folder; never over anything but a regular file), creating the
+/// folder first.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
-    use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-    f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    limpq_io::files::write_atomic(path, bytes).map_err(|e| PipelineError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Saves a checkpoint (atomically, by [`Checkpoint::save`]), creating its folder.
