@@ -27,13 +27,3 @@ pub fn dispatch(b: Bench) -> anyhow::Result<()> {
         Bench::Solver(a) => super::bench_solver::run(a),
     }
 }
-
-/// `--batch N: ` before a tensor the adapter cannot hold, so the refusal names the flag.
-pub fn name_flag(flag: String, e: limpq_trainer::bench::BenchError) -> anyhow::Error {
-    match e {
-        e @ limpq_trainer::bench::BenchError::DoesNotFit { .. } => {
-            anyhow::anyhow!("{flag}: {e}")
-        }
-        e => e.into(),
-    }
-}

@@ -109,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         check_batch: args.check_batch,
     };
     let r = conv::run(&gpu, &model, &cfg)
-        .map_err(|e| super::bench::name_flag(format!("--batch {}", args.batch), e))?;
+        .map_err(|e| super::out::name_flag(format!("--batch {}", args.batch), e))?;
     if args.format == Format::Table {
         print_table(&gpu, &model, &args, &r);
     } else {

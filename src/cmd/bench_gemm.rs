@@ -111,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         reps: args.reps,
     };
     let rows = gemm::run(&gpu, &cfg)
-        .map_err(|e| super::bench::name_flag(format!("--m/--k/--n {m}×{k}×{n}"), e))?;
+        .map_err(|e| super::out::name_flag(format!("--m/--k/--n {m}×{k}×{n}"), e))?;
     let s = &gpu.summary;
     let text = args.format == Format::Text;
     if text {

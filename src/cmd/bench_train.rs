@@ -100,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         conv,
     };
     let r = train::run(&gpu, &model, &cfg)
-        .map_err(|e| super::bench::name_flag(format!("--batch {}", args.batch), e))?;
+        .map_err(|e| super::out::name_flag(format!("--batch {}", args.batch), e))?;
     let (mean, median, ips) = (r.mean_s(), r.median_s(), r.images_per_s(args.batch));
     let passes = r.passes;
     let s = &gpu.summary;

@@ -195,6 +195,16 @@ pub fn render<T: Serialize>(format: Format, value: &T) -> anyhow::Result<String>
         .map_err(|e| anyhow::anyhow!("cannot write the {format} output: {e}"))
 }
 
+/// `--batch N: ` before a tensor the adapter cannot hold, so the refusal names the flag.
+pub fn name_flag(flag: String, e: limpq_trainer::bench::BenchError) -> anyhow::Error {
+    match e {
+        e @ limpq_trainer::bench::BenchError::DoesNotFit { .. } => {
+            anyhow::anyhow!("{flag}: {e}")
+        }
+        e => e.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,10 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::Dataset;
+use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::train::RunConfig;
-
-use super::train::load_splits;
 
 /// The run settings and the data of `train`, `indicators` and `finetune`.
 #[derive(clap::Args)]
@@ -109,4 +107,31 @@ impl RunArgs {
         }
         meta
     }
+}
+
+/// The training split (a subset of `subset` images drawn with `subset_seed` when given) and
+/// the test split (a subset of `test_subset` drawn with [`TEST_SUBSET_SEED`] when given).
+pub fn load_splits(
+    data: &str,
+    dir: Option<&std::path::Path>,
+    subset: Option<usize>,
+    subset_seed: u64,
+    test_subset: Option<usize>,
+) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
+    Ok((
+        Arc::new(Dataset::load_subset(
+            data,
+            dir,
+            Split::Train,
+            subset,
+            subset_seed,
+        )?),
+        Arc::new(Dataset::load_subset(
+            data,
+            dir,
+            Split::Test,
+            test_subset,
+            TEST_SUBSET_SEED,
+        )?),
+    ))
 }

@@ -1,11 +1,9 @@
 //! `limpq train`: full-precision training on the GPU with a progress bar on stderr and one
 //! summary line per epoch on stdout; the final state is written as a checkpoint.
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::model::Model;
 use limpq_trainer::train::{train_from, Event, Start, TrainConfig, TrainError};
@@ -34,33 +32,6 @@ pub struct Args {
     /// last epoch end) exactly where it stopped; the other settings must be the same.
     #[arg(long, conflicts_with = "init")]
     pub resume: bool,
-}
-
-/// The training split (a subset of `subset` images drawn with `subset_seed` when given) and
-/// the test split (a subset of `test_subset` drawn with [`TEST_SUBSET_SEED`] when given).
-pub fn load_splits(
-    data: &str,
-    dir: Option<&std::path::Path>,
-    subset: Option<usize>,
-    subset_seed: u64,
-    test_subset: Option<usize>,
-) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
-    Ok((
-        Arc::new(Dataset::load_subset(
-            data,
-            dir,
-            Split::Train,
-            subset,
-            subset_seed,
-        )?),
-        Arc::new(Dataset::load_subset(
-            data,
-            dir,
-            Split::Test,
-            test_subset,
-            TEST_SUBSET_SEED,
-        )?),
-    ))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
