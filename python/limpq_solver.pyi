@@ -1,0 +1,163 @@
+"""Exact mixed-precision bit-width search (limpq-solver) from Python. See docs/SOLVER.md."""
+
+import os
+from typing import (
+    Any,
+    Dict,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    TypeVar,
+    TypedDict,
+    Union,
+    final,
+    type_check_only,
+)
+
+__all__ = ["Problem", "SolverError", "InfeasibleError", "__version__"]
+
+__version__: str
+
+_T_co = TypeVar("_T_co", covariant=True)
+
+@type_check_only
+class _Array(Protocol[_T_co]):
+    """A list, tuple or numpy array (anything with a length and integer indexing)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> _T_co: ...
+
+_Path = Union[str, "os.PathLike[str]"]
+_Budget = Union[str, int]
+_Bits = Tuple[int, int]
+_TableRow = Union[
+    Tuple[str, int, int],
+    Tuple[str, int, int, Optional[_Bits]],
+    Mapping[str, Any],
+]
+
+# Types of the returned dicts: for annotations only (not importable at run time).
+@type_check_only
+class Use(TypedDict):
+    used: float
+    budget: Optional[float]
+
+@type_check_only
+class Proof(TypedDict):
+    optimal: bool
+    lower_bound: float
+    gap: float
+    nodes: int
+    backend: Literal["exact", "microlp"]
+
+@type_check_only
+class Priced(TypedDict):
+    model: str
+    policy: Dict[str, _Bits]
+    """Every layer (fixed ones included), in model order: name -> (weight bits, act bits)."""
+    objective: float
+    bitops: int
+    """BitOps of the searchable layers."""
+    weight_bits_total: int
+    """Weight storage of every layer, in bits."""
+    fixed_bitops: int
+    """BitOps of the fixed layers at their bits (not in `bitops`)."""
+    bitops_budget: Optional[int]
+    size_budget_bits: Optional[int]
+    usage: Dict[str, Use]
+    """"BitOps", "size", then each extra resource by name."""
+
+@type_check_only
+class Solution(Priced):
+    proof: Proof
+
+@type_check_only
+class Evaluation(Priced):
+    feasible: bool
+    violations: List[str]
+
+@type_check_only
+class Floor(TypedDict):
+    name: str
+    budget: float
+    smallest: float
+
+class SolverError(ValueError):
+    """Anything the solver refuses; the message is the solver's own."""
+
+    layer: Optional[str]
+    """Malformed input only: the layer named, or None."""
+    field: str
+    """Malformed input only: the field named."""
+    reason: str
+    """Malformed input only: what is wrong."""
+
+class InfeasibleError(SolverError):
+    """No policy meets the budgets."""
+
+    binding: str
+    floors: List[Floor]
+
+@final
+class Problem:
+    @staticmethod
+    def from_arrays(
+        names: _Array[str],
+        macs: _Array[int],
+        params: _Array[int],
+        weight_scale: _Array[_Array[float]],
+        act_scale: _Array[_Array[float]],
+        weight_bits: _Array[int],
+        act_bits: _Array[int],
+        fixed: Optional[Mapping[str, _Bits]] = None,
+        model: str = "model",
+    ) -> Problem:
+        """One entry (row) per layer; `weight_scale` is layers x len(weight_bits) (numpy
+        arrays welcome), `act_scale` likewise; `fixed` maps a layer to its fixed bits."""
+    @staticmethod
+    def from_file(path: _Path) -> Problem:
+        """An indicator file: JSON for a `.json` name, RON otherwise."""
+    @staticmethod
+    def from_text(text: str, format: Literal["ron", "json"] = "ron") -> Problem: ...
+    @staticmethod
+    def from_limpq(
+        indicators: Union[Mapping[str, Any], _Path],
+        layers: Union[_Path, Sequence[_TableRow]],
+        model: str = "model",
+        fix_missing: bool = False,
+    ) -> Problem:
+        """The reference code's indicator dict (or its pickle's path, read without running
+        code) joined with a layer table (CSV/RON path or rows), as `limpq import-limpq`."""
+    def alpha(self, alpha: float) -> "Problem": ...
+    def bitops(self, budget: _Budget) -> "Problem":
+        """"wXaY" or a number of BitOps."""
+    def size(self, budget: _Budget) -> "Problem":
+        """"cr:X" or a number of bytes."""
+    def weight_bits(self, bits: Sequence[int]) -> "Problem": ...
+    def act_bits(self, bits: Sequence[int]) -> "Problem": ...
+    def weight_only(self, act_bits: int = 8) -> "Problem": ...
+    def pin(self, layer: str, weight: int, act: int) -> "Problem": ...
+    def tie_weights(self, layers: Sequence[str]) -> "Problem": ...
+    def tie_acts(self, layers: Sequence[str]) -> "Problem": ...
+    def non_monotone_rule(self, on: bool) -> "Problem": ...
+    def resource(
+        self,
+        table: Union[_Path, Mapping[str, Sequence[Tuple[int, int, float]]]],
+        max: float,
+        name: str = "resource",
+    ) -> "Problem": ...
+    def node_limit(self, states: int) -> "Problem": ...
+    def copy(self) -> Problem: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def layers(self) -> List[str]: ...
+    def indicators_text(self, format: Literal["ron", "json"] = "ron") -> str: ...
+    def solve(self) -> Solution:
+        """Raises InfeasibleError when no policy meets the budgets, SolverError on bad input."""
+    def sweep(self, points: int) -> List[Solution]: ...
+    def evaluate(self, policy: Mapping[str, _Bits]) -> Evaluation: ...

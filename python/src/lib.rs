@@ -1,0 +1,649 @@
+//! `limpq_solver`: the exact bit-width search of `limpq-solver` as a Python module.
+//!
+//! A thin layer: every rule, every figure and every message comes from `limpq-solver`
+//! (the search, `Problem::evaluate`) and `limpq-io` (indicator files, the reference code's
+//! pickles and layer tables); this file only turns Python values into the Rust types and
+//! the answers into plain dicts, lists and tuples. The stubs are `limpq_solver.pyi`; the
+//! tests `python/tests/`. See `docs/SOLVER.md`, "From Python".
+
+use std::path::PathBuf;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use limpq_io::import_limpq::{self, Indicators, TableRow};
+use limpq_io::pickle::Value;
+use limpq_solver::{
+    BitOpsBudget, Error, IndicatorSet, Layer, LayerBits, Policy, Resource, ResourceLayer,
+    ResourceTable, SizeBudget, Solution, SolveOptions, Usage,
+};
+
+create_exception!(
+    limpq_solver,
+    SolverError,
+    PyValueError,
+    "Anything the solver refuses: malformed input (with `layer`, `field` and `reason` \
+     attributes where the solver names them), a budget that does not parse, a file that \
+     cannot be read or parsed. The message is the solver's own."
+);
+create_exception!(
+    limpq_solver,
+    InfeasibleError,
+    SolverError,
+    "No policy meets the budgets: `binding` names the budget that cannot be met, `floors` \
+     lists per budget the smallest value reachable on its own (dicts with `name`, `budget`, \
+     `smallest`)."
+);
+
+/// The solver's error as a Python exception with its message and its fields as attributes.
+fn solver_err(e: Error) -> PyErr {
+    Python::attach(|py| {
+        let msg = e.to_string();
+        let err = match &e {
+            Error::Infeasible { .. } => InfeasibleError::new_err(msg),
+            _ => SolverError::new_err(msg),
+        };
+        let v = err.value(py);
+        let set = |k: &str, val: Bound<'_, PyAny>| {
+            // Attributes on a fresh exception instance cannot fail; if they did, the
+            // message still says everything.
+            let _ = v.setattr(k, val);
+        };
+        match e {
+            Error::InvalidInput {
+                layer,
+                field,
+                reason,
+            } => {
+                set("layer", opt_str(py, layer.as_deref()));
+                set("field", PyString::new(py, &field).into_any());
+                set("reason", PyString::new(py, &reason).into_any());
+            }
+            Error::Infeasible { binding, floors } => {
+                set("binding", PyString::new(py, &binding).into_any());
+                let list = PyList::empty(py);
+                for f in floors {
+                    let d = PyDict::new(py);
+                    let _ = d.set_item("name", f.name);
+                    let _ = d.set_item("budget", f.budget);
+                    let _ = d.set_item("smallest", f.smallest);
+                    let _ = list.append(d);
+                }
+                set("floors", list.into_any());
+            }
+            _ => {}
+        }
+        err
+    })
+}
+
+fn opt_str<'py>(py: Python<'py>, s: Option<&str>) -> Bound<'py, PyAny> {
+    match s {
+        Some(s) => PyString::new(py, s).into_any(),
+        None => py.None().into_bound(py),
+    }
+}
+
+/// Any other refusal (files, pickles, budgets, shapes) as a [`SolverError`].
+fn err(msg: impl std::fmt::Display) -> PyErr {
+    SolverError::new_err(msg.to_string())
+}
+
+/// A bit-width search: an indicator set and everything the search takes besides it.
+///
+/// Build one with `from_arrays`, `from_file`, `from_text` or `from_limpq`; set budgets and
+/// rules with the chaining methods (each changes this problem and returns it); then
+/// `solve()`, `sweep(n)` or `evaluate(policy)`.
+#[pyclass(module = "limpq_solver", name = "Problem")]
+#[derive(Clone)]
+struct PyProblem {
+    p: limpq_solver::Problem,
+    node_limit: Option<u64>,
+}
+
+impl PyProblem {
+    fn new(ind: IndicatorSet) -> PyProblem {
+        PyProblem {
+            p: limpq_solver::Problem::new(ind),
+            node_limit: None,
+        }
+    }
+
+    fn options(&self) -> SolveOptions {
+        let mut o = SolveOptions::default();
+        if let Some(n) = self.node_limit {
+            o.node_limit = n;
+        }
+        o
+    }
+}
+
+/// A file path: `str` or `os.PathLike`, never a container.
+fn as_path(o: &Bound<'_, PyAny>) -> Option<PathBuf> {
+    if o.is_instance_of::<PyString>() || o.hasattr("__fspath__").unwrap_or(false) {
+        o.extract::<PathBuf>().ok()
+    } else {
+        None
+    }
+}
+
+#[pymethods]
+impl PyProblem {
+    /// An indicator set from arrays, one entry (row) per layer in model order.
+    #[staticmethod]
+    #[pyo3(signature = (names, macs, params, weight_scale, act_scale, weight_bits, act_bits, fixed=None, model="model"))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_arrays(
+        names: Vec<String>,
+        macs: Vec<u64>,
+        params: Vec<u64>,
+        weight_scale: Vec<Vec<f64>>,
+        act_scale: Vec<Vec<f64>>,
+        weight_bits: Vec<u32>,
+        act_bits: Vec<u32>,
+        fixed: Option<std::collections::HashMap<String, (u32, u32)>>,
+        model: &str,
+    ) -> PyResult<PyProblem> {
+        let n = names.len();
+        for (what, len) in [
+            ("macs", macs.len()),
+            ("params", params.len()),
+            ("weight_scale", weight_scale.len()),
+            ("act_scale", act_scale.len()),
+        ] {
+            if len != n {
+                return Err(err(format!(
+                    "field `{what}`: {len} entries for {n} layer names"
+                )));
+            }
+        }
+        let mut fixed = fixed.unwrap_or_default();
+        let layers: Vec<Layer> = names
+            .into_iter()
+            .zip(macs)
+            .zip(params)
+            .zip(weight_scale.into_iter().zip(act_scale))
+            .map(
+                |(((name, macs), params), (weight_scale, act_scale))| Layer {
+                    fixed: fixed.remove(&name),
+                    name,
+                    macs,
+                    params,
+                    weight_scale,
+                    act_scale,
+                },
+            )
+            .collect();
+        if let Some(name) = fixed.keys().min() {
+            return Err(err(format!(
+                "layer `{name}`, field `fixed`: no such layer in `names`"
+            )));
+        }
+        Ok(PyProblem::new(IndicatorSet {
+            model: model.to_string(),
+            weight_bits,
+            act_bits,
+            layers,
+            meta: Vec::new(),
+        }))
+    }
+
+    /// An indicator file: JSON when the name ends in `.json`, RON otherwise (as `limpq solve`).
+    #[staticmethod]
+    fn from_file(path: PathBuf) -> PyResult<PyProblem> {
+        let ind = limpq_io::documents::read_indicators(&path).map_err(err)?;
+        Ok(PyProblem::new(ind))
+    }
+
+    /// An indicator set from its text, `format` "ron" or "json".
+    #[staticmethod]
+    #[pyo3(signature = (text, format="ron"))]
+    fn from_text(text: &str, format: &str) -> PyResult<PyProblem> {
+        let ind = match format {
+            "ron" => IndicatorSet::from_ron_str(text),
+            "json" => IndicatorSet::from_json_str(text),
+            other => {
+                return Err(err(format!(
+                    "format `{other}`: expected \"ron\" or \"json\""
+                )))
+            }
+        }
+        .map_err(solver_err)?;
+        Ok(PyProblem::new(ind))
+    }
+
+    /// The reference code's indicators (`{'layer_name': [...], 'weight': {...}, 'act': {...}}`)
+    /// joined with a layer table, as `limpq import-limpq` does. `indicators` is the dict
+    /// (e.g. from `pickle.load`) or the path of the pickle (then read by limpq's plain-data
+    /// reader, which runs no code); `layers` is a CSV or RON table's path or a list of rows
+    /// `(name, macs, params)` / `(name, macs, params, (w, a) or None)` in model order.
+    #[staticmethod]
+    #[pyo3(signature = (indicators, layers, model="model", fix_missing=false))]
+    fn from_limpq(
+        indicators: &Bound<'_, PyAny>,
+        layers: &Bound<'_, PyAny>,
+        model: &str,
+        fix_missing: bool,
+    ) -> PyResult<PyProblem> {
+        let (value, source) = match as_path(indicators) {
+            Some(path) => {
+                let (v, _) = import_limpq::read_pickle(&path).map_err(err)?;
+                (v, path.display().to_string())
+            }
+            None => (to_value(indicators, 0)?, String::from("a Python object")),
+        };
+        let (rows, table) = match as_path(layers) {
+            Some(path) => (
+                import_limpq::read_table(&path).map_err(err)?,
+                path.display().to_string(),
+            ),
+            None => (table_rows(layers)?, String::from("a Python list")),
+        };
+        let ind = Indicators::from_value(&value)
+            .map_err(|e| err(format!("indicators from {source}: {e}")))?;
+        let mut set = import_limpq::convert(&ind, &rows, model, fix_missing).map_err(|e| {
+            err(format!(
+                "matching {source} against layer table {table}: {e}"
+            ))
+        })?;
+        set.meta = vec![
+            ("source".into(), source),
+            ("layers_table".into(), table),
+            (
+                "importer".into(),
+                format!("limpq_solver (Python) {}", env!("CARGO_PKG_VERSION")),
+            ),
+        ];
+        Ok(PyProblem::new(set))
+    }
+
+    /// Weight of the weight indicators in the objective (Σ act + α · weight); default 2.
+    fn alpha(mut slf: PyRefMut<'_, Self>, alpha: f64) -> PyRefMut<'_, Self> {
+        slf.p.options.alpha = alpha;
+        slf
+    }
+
+    /// BitOps budget: "wXaY" (every searchable layer at X/Y bits) or a number of BitOps.
+    fn bitops<'a>(
+        mut slf: PyRefMut<'a, Self>,
+        budget: &Bound<'_, PyAny>,
+    ) -> PyResult<PyRefMut<'a, Self>> {
+        let b = match budget.extract::<u64>() {
+            Ok(n) => BitOpsBudget::Absolute(n),
+            Err(_) => BitOpsBudget::parse(&budget_text(budget)?).map_err(err)?,
+        };
+        slf.p.options.bitops = Some(b);
+        Ok(slf)
+    }
+
+    /// Size budget: "cr:X" (32-bit weights of the whole model / X) or a number of bytes.
+    fn size<'a>(
+        mut slf: PyRefMut<'a, Self>,
+        budget: &Bound<'_, PyAny>,
+    ) -> PyResult<PyRefMut<'a, Self>> {
+        let b = match budget.extract::<u64>() {
+            Ok(n) => SizeBudget::Bytes(n),
+            Err(_) => SizeBudget::parse(&budget_text(budget)?).map_err(err)?,
+        };
+        slf.p.options.size = Some(b);
+        Ok(slf)
+    }
+
+    /// Candidate weight bits (a subset of the file's).
+    fn weight_bits(mut slf: PyRefMut<'_, Self>, bits: Vec<u32>) -> PyRefMut<'_, Self> {
+        slf.p.options.weight_bits = Some(bits);
+        slf
+    }
+
+    /// Candidate activation bits (a subset of the file's).
+    fn act_bits(mut slf: PyRefMut<'_, Self>, bits: Vec<u32>) -> PyRefMut<'_, Self> {
+        slf.p.options.act_bits = Some(bits);
+        slf
+    }
+
+    /// Search weights only, every searchable layer's activations at `act_bits`.
+    #[pyo3(signature = (act_bits=8))]
+    fn weight_only(mut slf: PyRefMut<'_, Self>, act_bits: u32) -> PyRefMut<'_, Self> {
+        slf.p.options.weight_only = Some(act_bits);
+        slf
+    }
+
+    /// Holds `layer` at (weight, act) bits.
+    fn pin(
+        mut slf: PyRefMut<'_, Self>,
+        layer: String,
+        weight: u32,
+        act: u32,
+    ) -> PyRefMut<'_, Self> {
+        slf.p.options.pinned.push((layer, weight, act));
+        slf
+    }
+
+    /// These layers take the same weight bits.
+    fn tie_weights(mut slf: PyRefMut<'_, Self>, layers: Vec<String>) -> PyRefMut<'_, Self> {
+        slf.p.options.tie_weight.push(layers);
+        slf
+    }
+
+    /// These layers take the same activation bits.
+    fn tie_acts(mut slf: PyRefMut<'_, Self>, layers: Vec<String>) -> PyRefMut<'_, Self> {
+        slf.p.options.tie_act.push(layers);
+        slf
+    }
+
+    /// The non-monotone rule (on by default; `limpq solve --allow-non-monotone` turns it off).
+    fn non_monotone_rule(mut slf: PyRefMut<'_, Self>, on: bool) -> PyRefMut<'_, Self> {
+        slf.p.options.non_monotone_rule = on;
+        slf
+    }
+
+    /// An extra linear resource: `table` is a resource-table file's path (RON, or JSON for
+    /// `.json`) or a dict layer → [(w, a, value), ...] (then `name` names it); at most `max`.
+    #[pyo3(signature = (table, max, name="resource"))]
+    fn resource<'a>(
+        mut slf: PyRefMut<'a, Self>,
+        table: &Bound<'_, PyAny>,
+        max: f64,
+        name: &str,
+    ) -> PyResult<PyRefMut<'a, Self>> {
+        let t = match as_path(table) {
+            Some(path) => limpq_io::files::read_document_with(&path, |text, format| match format {
+                limpq_io::Format::Json => ResourceTable::from_json_str(text),
+                limpq_io::Format::Ron => ResourceTable::from_ron_str(text),
+            })
+            .map_err(err)?,
+            None => {
+                let d = table.cast::<PyDict>().map_err(|_| {
+                    err("a resource table is a file path or a dict layer -> [(w, a, value), ...]")
+                })?;
+                let mut layers = Vec::with_capacity(d.len());
+                for (k, v) in d.iter() {
+                    layers.push(ResourceLayer {
+                        name: k.extract()?,
+                        costs: v.extract()?,
+                    });
+                }
+                ResourceTable {
+                    name: name.to_string(),
+                    layers,
+                }
+            }
+        };
+        slf.p.options.resources.push(Resource { table: t, max });
+        Ok(slf)
+    }
+
+    /// Search states the exact solver may use before it returns its best policy unproven
+    /// (`proof["optimal"]` False); default 20 000 000 (`limpq solve --node-limit`).
+    fn node_limit(mut slf: PyRefMut<'_, Self>, states: u64) -> PyRefMut<'_, Self> {
+        slf.node_limit = Some(states);
+        slf
+    }
+
+    /// An independent copy (the chaining methods change the problem they are called on).
+    fn copy(&self) -> PyProblem {
+        self.clone()
+    }
+
+    /// The model name of the indicator set.
+    #[getter]
+    fn model(&self) -> String {
+        self.p.indicators.model.clone()
+    }
+
+    /// Every layer's name, in model order (fixed layers included).
+    #[getter]
+    fn layers(&self) -> Vec<String> {
+        self.p
+            .indicators
+            .layers
+            .iter()
+            .map(|l| l.name.clone())
+            .collect()
+    }
+
+    /// The indicator set as an indicator file's text (`format` "ron" or "json"), e.g. to
+    /// hand a set built from arrays to `limpq solve`.
+    #[pyo3(signature = (format="ron"))]
+    fn indicators_text(&self, format: &str) -> PyResult<String> {
+        match format {
+            "ron" => Ok(self.p.indicators.to_ron_string()),
+            "json" => Ok(self.p.indicators.to_json_string()),
+            other => Err(err(format!(
+                "format `{other}`: expected \"ron\" or \"json\""
+            ))),
+        }
+    }
+
+    /// The optimal policy under the budgets, with its usage and proof (a dict, see the stubs).
+    fn solve<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.p.clone();
+        let opts = self.options();
+        let s = py
+            .detach(move || p.compile()?.solve(&opts))
+            .map_err(solver_err)?;
+        solution_dict(py, &s)
+    }
+
+    /// Optimal policies at `points` BitOps budgets spread evenly from the smallest feasible
+    /// BitOps to every layer at its highest bits (`limpq solve --sweep N`); a BitOps budget
+    /// set on the problem is ignored.
+    fn sweep<'py>(&self, py: Python<'py>, points: usize) -> PyResult<Bound<'py, PyList>> {
+        if points == 0 || points > 100_000 {
+            return Err(err(format!(
+                "a sweep takes 1 to 100000 points, not {points}"
+            )));
+        }
+        let mut p = self.p.clone();
+        p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
+        let opts = self.options();
+        let sols = py
+            .detach(move || p.compile()?.sweep(points, &opts))
+            .map_err(solver_err)?;
+        let out = PyList::empty(py);
+        for s in &sols {
+            out.append(solution_dict(py, s)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Prices a policy (dict layer → (w, a), every layer) under this problem with the
+    /// solver's own accounting: objective, usage, feasibility and why not.
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        policy: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = policy
+            .cast::<PyDict>()
+            .map_err(|_| err("a policy is a dict layer -> (weight bits, act bits)"))?;
+        let mut layers = Vec::with_capacity(d.len());
+        for (k, v) in d.iter() {
+            let (weight, act): (u32, u32) = v.extract()?;
+            layers.push(LayerBits {
+                name: k.extract()?,
+                weight,
+                act,
+            });
+        }
+        let e = self.p.evaluate(&layers).map_err(solver_err)?;
+        let out = policy_fields(py, &e.policy, &e.usage, e.fixed_bitops)?;
+        out.set_item("feasible", e.feasible)?;
+        out.set_item("violations", e.violations)?;
+        Ok(out)
+    }
+
+    fn __repr__(&self) -> String {
+        let ind = &self.p.indicators;
+        format!(
+            "Problem(model={:?}, layers={}, weight_bits={:?}, act_bits={:?})",
+            ind.model,
+            ind.layers.len(),
+            ind.weight_bits,
+            ind.act_bits
+        )
+    }
+}
+
+/// A budget given as text (`"w4a4"`, `"cr:8"`, `"1_500_000"`).
+fn budget_text(b: &Bound<'_, PyAny>) -> PyResult<String> {
+    b.extract::<String>().map_err(|_| {
+        err(format!(
+            "a budget is a str or a non-negative int, not {}",
+            type_name(b)
+        ))
+    })
+}
+
+fn type_name(o: &Bound<'_, PyAny>) -> String {
+    o.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| String::from("?"))
+}
+
+/// The policy's fields shared by a solution and an evaluation.
+fn policy_fields<'py>(
+    py: Python<'py>,
+    p: &Policy,
+    usage: &[Usage],
+    fixed_bitops: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("model", &p.model)?;
+    let bits = PyDict::new(py);
+    for l in &p.layers {
+        bits.set_item(&l.name, (l.weight, l.act))?;
+    }
+    d.set_item("policy", bits)?;
+    d.set_item("objective", p.objective)?;
+    d.set_item("bitops", p.bitops)?;
+    d.set_item("weight_bits_total", p.weight_bits_total)?;
+    d.set_item("fixed_bitops", fixed_bitops)?;
+    d.set_item("bitops_budget", p.bitops_budget)?;
+    d.set_item("size_budget_bits", p.size_budget_bits)?;
+    let u = PyDict::new(py);
+    for x in usage {
+        let e = PyDict::new(py);
+        e.set_item("used", x.used)?;
+        e.set_item("budget", x.budget)?;
+        u.set_item(&x.name, e)?;
+    }
+    d.set_item("usage", u)?;
+    Ok(d)
+}
+
+fn solution_dict<'py>(py: Python<'py>, s: &Solution) -> PyResult<Bound<'py, PyDict>> {
+    let d = policy_fields(py, &s.policy, &s.usage, s.fixed_bitops)?;
+    let pr = PyDict::new(py);
+    pr.set_item("optimal", s.proof.optimal)?;
+    pr.set_item("lower_bound", s.proof.lower_bound)?;
+    pr.set_item("gap", s.proof.gap)?;
+    pr.set_item("nodes", s.proof.nodes)?;
+    pr.set_item(
+        "backend",
+        match s.proof.backend {
+            limpq_solver::Backend::Exact => "exact",
+            limpq_solver::Backend::Microlp => "microlp",
+            _ => "other",
+        },
+    )?;
+    d.set_item("proof", pr)?;
+    Ok(d)
+}
+
+/// Rows of a layer table given as a list of tuples or dicts.
+fn table_rows(layers: &Bound<'_, PyAny>) -> PyResult<Vec<TableRow>> {
+    let mut rows = Vec::new();
+    for (i, row) in layers.try_iter()?.enumerate() {
+        let row = row?;
+        let r = if let Ok(d) = row.cast::<PyDict>() {
+            let get = |k: &str| -> PyResult<Bound<'_, PyAny>> {
+                d.get_item(k)?
+                    .ok_or_else(|| err(format!("layer table row {i}: no `{k}`")))
+            };
+            TableRow {
+                name: get("name")?.extract()?,
+                macs: get("macs")?.extract()?,
+                params: get("params")?.extract()?,
+                fixed: match d.get_item("fixed")? {
+                    Some(f) => f.extract()?,
+                    None => None,
+                },
+            }
+        } else {
+            let t: Vec<Bound<'_, PyAny>> = row.extract()?;
+            if !(3..=4).contains(&t.len()) {
+                return Err(err(format!(
+                    "layer table row {i}: expected (name, macs, params[, fixed]), got {} items",
+                    t.len()
+                )));
+            }
+            TableRow {
+                name: t[0].extract()?,
+                macs: t[1].extract()?,
+                params: t[2].extract()?,
+                fixed: match t.get(3) {
+                    Some(f) => f.extract()?,
+                    None => None,
+                },
+            }
+        };
+        rows.push(r);
+    }
+    Ok(rows)
+}
+
+/// Plain Python data as the pickle reader's value (what the reference code pickles).
+fn to_value(o: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    if depth > limpq_io::pickle::MAX_DEPTH {
+        return Err(err("the indicators nest too deeply"));
+    }
+    let all = |it: Vec<Bound<'_, PyAny>>| -> PyResult<Vec<Value>> {
+        it.iter().map(|x| to_value(x, depth + 1)).collect()
+    };
+    Ok(if o.is_none() {
+        Value::None
+    } else if let Ok(b) = o.cast::<PyBool>() {
+        Value::Bool(b.is_true())
+    } else if o.is_instance_of::<PyInt>() {
+        Value::Int(
+            o.extract()
+                .map_err(|_| err(format!("integer {o} does not fit in 64 bits")))?,
+        )
+    } else if o.is_instance_of::<PyFloat>() {
+        Value::Float(o.extract()?)
+    } else if let Ok(s) = o.cast::<PyString>() {
+        Value::Str(s.extract()?)
+    } else if let Ok(l) = o.cast::<PyList>() {
+        Value::List(all(l.iter().collect())?)
+    } else if let Ok(t) = o.cast::<PyTuple>() {
+        Value::Tuple(all(t.iter().collect())?)
+    } else if let Ok(d) = o.cast::<PyDict>() {
+        let mut items = Vec::with_capacity(d.len());
+        for (k, v) in d.iter() {
+            items.push((to_value(&k, depth + 1)?, to_value(&v, depth + 1)?));
+        }
+        Value::Dict(items)
+    } else if let Ok(x) = o.extract::<f64>() {
+        // numpy / torch scalars: their value, as `float(t)` would give.
+        Value::Float(x)
+    } else {
+        return Err(err(format!(
+            "a {} in the indicators: expected plain data (dict, list, str, int, float)",
+            type_name(o)
+        )));
+    })
+}
+
+#[pymodule(name = "limpq_solver")]
+fn limpq_solver_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<PyProblem>()?;
+    m.add("SolverError", py.get_type::<SolverError>())?;
+    m.add("InfeasibleError", py.get_type::<InfeasibleError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

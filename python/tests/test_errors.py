@@ -1,0 +1,97 @@
+"""The solver's refusals arrive as SolverError (a ValueError) with the solver's message."""
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+import limpq_solver as ls
+from conftest import RESNET20
+
+
+def toy(**kw):
+    args = dict(
+        names=["a", "b"],
+        macs=[1000, 4000],
+        params=[100, 400],
+        weight_scale=[[0.1, 0.05, 0.03], [0.2, 0.1, 0.05]],
+        act_scale=[[0.5, 0.3, 0.2], [0.4, 0.3, 0.1]],
+        weight_bits=[2, 4, 8],
+        act_bits=[2, 4, 8],
+    )
+    args.update(kw)
+    return ls.Problem.from_arrays(**args)
+
+
+def test_hierarchy():
+    assert issubclass(ls.SolverError, ValueError)
+    assert issubclass(ls.InfeasibleError, ls.SolverError)
+
+
+def test_infeasible_names_the_budget_and_floors(limpq):
+    with pytest.raises(ls.InfeasibleError) as e:
+        ls.Problem.from_file(RESNET20).bitops(1000).solve()
+    assert e.value.binding.startswith("the BitOps budget 1000")
+    (floor,) = e.value.floors
+    assert floor["name"] == "BitOps" and floor["budget"] == 1000 and floor["smallest"] > 1000
+    cli = limpq.run("solve", RESNET20, "--bitops", "1000", expect=3)
+    assert str(e.value) in cli.stderr
+
+
+def test_malformed_input_carries_layer_and_field():
+    with pytest.raises(ls.SolverError) as e:
+        toy(weight_scale=np.array([[0.1, math.nan, 0.03], [0.2, 0.1, 0.05]])).bitops("w4a4").solve()
+    assert (e.value.layer, e.value.field) == ("a", "weight_scale")
+    assert str(e.value).startswith("layer `a`, field `weight_scale`:")
+    with pytest.raises(ls.SolverError, match="layer `nope`"):
+        toy().bitops("w4a4").pin("nope", 4, 4).solve()
+    with pytest.raises(ls.SolverError, match="weight_scale"):
+        toy(weight_scale=[[0.1, 0.05], [0.2, 0.1]]).bitops("w4a4").solve()
+    with pytest.raises(ls.SolverError, match="2 entries for 3 layer names"):
+        toy(names=["a", "b", "c"])
+    with pytest.raises(ls.SolverError, match="no such layer"):
+        toy(fixed={"c": (8, 8)})
+
+
+def test_budgets_that_do_not_parse():
+    with pytest.raises(ls.SolverError, match="BitOps budget `w3`"):
+        toy().bitops("w3")
+    with pytest.raises(ls.SolverError, match="cr:0"):
+        toy().size("cr:0")
+    with pytest.raises(ls.SolverError, match="a budget is a str or a non-negative int"):
+        toy().bitops(1.5)
+
+
+def test_files_and_text():
+    with pytest.raises(ls.SolverError, match="missing.ron"):
+        ls.Problem.from_file("missing.ron")
+    with pytest.raises(ls.SolverError, match="cannot parse RON indicator set"):
+        ls.Problem.from_text("IndicatorSet(model: 3)")
+    with pytest.raises(ls.SolverError, match="format_version"):
+        ls.Problem.from_text('{"format_version": 99, "model": "m", "weight_bits": [], '
+                             '"act_bits": [], "layers": []}', "json")
+    with pytest.raises(ls.SolverError, match="expected \"ron\" or \"json\""):
+        ls.Problem.from_text("", "yaml")
+
+
+def test_evaluate_refuses_unknown_or_missing_layers():
+    p = toy().bitops("w4a4")
+    with pytest.raises(ls.SolverError, match="layer missing from the policy"):
+        p.evaluate({"a": (4, 4)})
+    with pytest.raises(ls.SolverError, match="no such layer"):
+        p.evaluate({"a": (4, 4), "b": (4, 4), "c": (4, 4)})
+
+
+def test_not_proven_within_the_node_limit_is_an_answer_not_an_error():
+    sol = ls.Problem.from_file(RESNET20).bitops("w3a3").size("cr:10").node_limit(0).solve()
+    assert sol["bitops"] <= sol["bitops_budget"]
+    assert sol["proof"]["lower_bound"] <= sol["objective"]
+
+
+def test_pickled_tensors_are_refused_with_a_hint():
+    class Tensorish:
+        pass
+
+    bad = {"layer_name": ["a"], "weight": {"a": {"2": Tensorish()}}, "act": {"a": {"2": 0.1}}}
+    with pytest.raises(ls.SolverError, match="Tensorish in the indicators"):
+        ls.Problem.from_limpq(bad, [("a", 10, 10)])
