@@ -211,6 +211,25 @@ fn kill_9_mid_job_then_restart_resumes_from_the_checkpoint() {
         3,
         "{table}"
     );
+    // `--format json` lists the same jobs with the same id, state, kind and name.
+    let o = limpq(&t, &["jobs", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let jobs: Vec<JobInfo> = serde_json::from_slice(&o.stdout).expect("a JSON list of jobs");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(jobs.len(), rows.len(), "{table}");
+    for (j, row) in jobs.iter().zip(&rows) {
+        let state = j.state.to_string();
+        assert_eq!(
+            [j.id.to_string().as_str(), state.as_str(), &j.kind, &j.name],
+            row[..4],
+            "{table}"
+        );
+    }
+    assert_eq!(jobs.iter().filter(|j| j.state == JobState::Done).count(), 3);
 }
 
 #[test]

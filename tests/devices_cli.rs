@@ -35,3 +35,55 @@ fn a_headless_run_prints_no_error_line() {
         errors.join("\n")
     );
 }
+
+/// `--format json` lists the adapters the table lists, with the same figures, and the
+/// same chosen one; a closed pipe ends the command quietly.
+#[test]
+fn json_carries_what_the_table_shows() {
+    let table = limpq_cmd(&["devices"]).output().expect("run limpq");
+    if !table.status.success() {
+        eprintln!(
+            "SKIP json_carries_what_the_table_shows: no GPU adapter: {}",
+            stderr(&table)
+        );
+        return;
+    }
+    let table = stdout(&table);
+    let json = limpq_cmd(&["devices", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(json.status.success(), "{}", stderr(&json));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("JSON");
+    let adapters = v["adapters"].as_array().unwrap();
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(adapters.len(), rows.len(), "{table}");
+    for (i, (a, row)) in adapters.iter().zip(&rows).enumerate() {
+        let mib = a["max_storage_buffer_binding_size"].as_u64().unwrap() >> 20;
+        for cell in [
+            a["name"].as_str().unwrap().to_string(),
+            a["device_type"].as_str().unwrap().to_string(),
+            a["backend"].as_str().unwrap().to_string(),
+            format!("  {mib}  "),
+            a["max_compute_invocations_per_workgroup"].to_string(),
+        ] {
+            assert!(row.contains(&cell), "row {i} `{row}` lacks `{cell}`");
+        }
+        assert_eq!(row.starts_with('*'), v["chosen"] == i, "{row}");
+    }
+    let chosen = &adapters[v["chosen"].as_u64().unwrap() as usize];
+    let name = chosen["name"].as_str().unwrap();
+    assert!(table.contains(&format!("* chosen: {name} (")), "{table}");
+
+    let mut child = limpq_cmd(&["devices"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{limpq, refused_with, tmp_dir};
+use common::{limpq, limpq_cmd, refused_with, tmp_dir};
 
 fn stdout_of(args: &[&str]) -> String {
     let out = limpq(args);
@@ -80,7 +80,7 @@ fn table_rows_and_other_sums() {
 
 #[test]
 fn ron_output_reads_back_and_matches_the_example() {
-    let ron_text = stdout_of(&["layers", "small_cnn", "--format", "ron"]);
+    let ron_text = stdout_of(&["layers", "small_cnn", "--description"]);
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/small_cnn.model.ron"
@@ -90,7 +90,7 @@ fn ron_output_reads_back_and_matches_the_example() {
 
     let dir = tmp_dir("layers-cli", "ron");
     let path = dir.join("r20.ron");
-    std::fs::write(&path, stdout_of(&["layers", "resnet20", "--format", "ron"])).unwrap();
+    std::fs::write(&path, stdout_of(&["layers", "resnet20", "--description"])).unwrap();
     let from_file = stdout_of(&["layers", path.to_str().unwrap()]);
     assert_eq!(from_file, stdout_of(&["layers", "resnet20"]));
     std::fs::remove_dir_all(&dir).ok();
@@ -100,7 +100,7 @@ fn ron_output_reads_back_and_matches_the_example() {
 fn errors_name_the_file_and_node() {
     let dir = tmp_dir("layers-cli", "err");
     let path = dir.join("broken.ron");
-    let text = stdout_of(&["layers", "small_cnn", "--format", "ron"]).replace(
+    let text = stdout_of(&["layers", "small_cnn", "--description"]).replace(
         "out_channels: 16, kernel: 3, stride: 1",
         "out_channels: 24, kernel: 3, stride: 1",
     );
@@ -139,4 +139,91 @@ fn all_lists_every_node_with_its_shapes() {
     };
     assert_eq!(sums(&table), sums(&plain));
     assert!(!plain.lines().any(|l| l.starts_with("bn1")));
+}
+
+/// A number as the table prints it (`1,813,561,344`).
+fn number(cell: &str) -> u64 {
+    cell.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {cell}"))
+}
+
+/// `--format json` and `ron` carry the table's rows, shapes and sums, with the same figures.
+#[test]
+fn json_and_ron_carry_what_the_table_shows() {
+    let table = stdout_of(&["layers", "resnet18", "--all"]);
+    let json = stdout_of(&["layers", "resnet18", "--all", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(v["model"], "resnet18");
+    assert_eq!(v["input"], serde_json::json!([3, 224, 224]));
+    let sums = v["sums"].as_array().unwrap();
+    assert_eq!(sums.len(), 4);
+    for s in sums {
+        let over = s["over"].as_str().unwrap();
+        let (macs, params) = sum_line(&table, over);
+        assert_eq!(s["macs"].as_u64(), Some(number(&macs)), "{over}");
+        assert_eq!(s["params"].as_u64(), Some(number(&params)), "{over}");
+    }
+    let rows = v["rows"].as_array().unwrap();
+    let table_rows: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(rows.len(), table_rows.len(), "one JSON row per table row");
+    for (r, line) in rows.iter().zip(&table_rows) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(r["name"].as_str(), Some(cells[0]), "{line}");
+        assert_eq!(r["kind"].as_str(), Some(cells[1]), "{line}");
+        let out = r["output"].as_array().unwrap();
+        let shape = format!("→ {}×{}×{}", out[0], out[1], out[2]);
+        assert!(line.contains(&shape), "{line} lacks {shape}");
+        match r["macs"].as_u64() {
+            Some(m) => {
+                assert!(
+                    line.contains(&format!(" {} ", sep(m))),
+                    "{line} lacks MACs {m}"
+                );
+                let bits = if r["fixed"] == true {
+                    "fixed 8/8"
+                } else {
+                    "searched"
+                };
+                assert!(line.ends_with(bits), "{line}: {bits}");
+            }
+            None => assert!(r["fixed"].is_null() && r["params"].is_null(), "{r}"),
+        }
+    }
+    let ron_text = stdout_of(&["layers", "resnet18", "--all", "--format", "ron"]);
+    let r: ron::Value = ron::from_str(&ron_text).expect("RON");
+    let back: serde_json::Value = serde_json::to_value(&r).unwrap();
+    assert_eq!(back["sums"], v["sums"], "RON and JSON agree");
+}
+
+fn sep(n: u64) -> String {
+    let d = n.to_string();
+    let mut s = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            s.push(',');
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// A reader that closed the pipe before the first byte ends `layers` quietly with 0.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    for format in ["table", "json"] {
+        let mut child = limpq_cmd(&["layers", "resnet50", "--all", "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}: {:?}", out);
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{format}");
+    }
 }

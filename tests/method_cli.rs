@@ -156,6 +156,29 @@ fn indicators_solve_finetune_eval() {
         acc(&ev, "accuracy"),
         "{ft}\n{ev}"
     );
+    // `--format json` carries the same accuracy and the policy's cost.
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        q,
+        "--data-dir",
+        FMNIST,
+        "--test-subset",
+        "50",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "eval --format json: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["quantized"], true);
+    let a = v["accuracy"].as_f64().unwrap() * 100.0;
+    assert_eq!(format!("{a:.2}"), acc(&ev, "accuracy"), "{v}");
+    assert_eq!(v["cost"]["bitops"].as_u64(), Some(policy.bitops), "{v}");
+    let fixed = v["cost"]["fixed_bitops"].as_u64().unwrap();
+    assert!(
+        ev.contains(&format!("(+{fixed} in fixed 8-bit layers)")),
+        "{ev} vs {v}"
+    );
 }
 
 #[test]

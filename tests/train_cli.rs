@@ -63,6 +63,37 @@ fn train_writes_a_checkpoint_that_eval_loads() {
         after(test_part, "acc"),
         "{summary} / {text}"
     );
+    // `--format json` carries the figures of the line above.
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        c,
+        "--data-dir",
+        FMNIST,
+        "--test-subset",
+        "50",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "eval --format json: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["model"], "small_cnn");
+    assert_eq!(v["data"], "fashion-mnist");
+    assert_eq!(v["quantized"], false);
+    assert_eq!(v["images"], 50);
+    assert!(v["cost"].is_null(), "{v}");
+    let (correct, acc) = (
+        v["correct"].as_u64().unwrap(),
+        v["accuracy"].as_f64().unwrap(),
+    );
+    assert!(text.contains(&format!("({correct}/50)")), "{text} vs {v}");
+    assert_eq!(
+        format!("{:.2}", acc * 100.0),
+        after(&text, "accuracy"),
+        "{v}"
+    );
+    let loss = v["loss"].as_f64().unwrap();
+    assert!(text.contains(&format!("loss {loss:.4}")), "{text} vs {v}");
 
     // --init from that checkpoint is accepted for the same model and refused for another.
     let out = limpq(&[

@@ -1,10 +1,11 @@
-//! The solver's documents read from disk: indicator sets and policies, RON or JSON by
-//! extension, at most [`MAX_TEXT`](crate::files::MAX_TEXT) bytes, errors naming the file.
-//! Every command and library that reads one calls these.
+//! The solver's documents on disk: indicator sets, policies, resource tables and
+//! frontiers, RON or JSON by extension, read at most [`MAX_TEXT`](crate::files::MAX_TEXT)
+//! bytes with errors naming the file, written atomically with their `format_version`.
+//! Every command and library that reads or writes one calls these.
 
 use std::path::Path;
 
-use limpq_solver::{IndicatorSet, Policy};
+use limpq_solver::{Frontier, IndicatorSet, Policy, ResourceTable};
 
 use crate::files::{self, FileError, Format};
 
@@ -21,6 +22,44 @@ pub fn read_policy(path: &Path) -> Result<Policy, FileError> {
     files::read_document_with(path, |text, format| match format {
         Format::Json => Policy::from_json_str(text),
         Format::Ron => Policy::from_ron_str(text),
+    })
+}
+
+/// Reads an extra resource table (`limpq solve --resource`).
+pub fn read_resource_table(path: &Path) -> Result<ResourceTable, FileError> {
+    files::read_document_with(path, |text, format| match format {
+        Format::Json => ResourceTable::from_json_str(text),
+        Format::Ron => ResourceTable::from_ron_str(text),
+    })
+}
+
+/// Writes `text_of(format)`, the document in the format `path`'s extension names,
+/// atomically.
+fn write_with(path: &Path, text_of: impl FnOnce(Format) -> String) -> Result<(), FileError> {
+    files::write_atomic(path, text_of(Format::of(path)).as_bytes())
+}
+
+/// Writes an indicator set (`limpq indicators`).
+pub fn write_indicators(path: &Path, set: &IndicatorSet) -> Result<(), FileError> {
+    write_with(path, |f| match f {
+        Format::Json => set.to_json_string(),
+        Format::Ron => set.to_ron_string(),
+    })
+}
+
+/// Writes a policy (`limpq solve -o`).
+pub fn write_policy(path: &Path, policy: &Policy) -> Result<(), FileError> {
+    write_with(path, |f| match f {
+        Format::Json => policy.to_json_string(),
+        Format::Ron => policy.to_ron_string(),
+    })
+}
+
+/// Writes a frontier (`limpq solve --sweep -o`).
+pub fn write_frontier(path: &Path, frontier: &Frontier) -> Result<(), FileError> {
+    write_with(path, |f| match f {
+        Format::Json => frontier.to_json_string(),
+        Format::Ron => frontier.to_ron_string(),
     })
 }
 
@@ -55,6 +94,10 @@ mod tests {
         for name in ["a.ron", "a.json"] {
             let p = d.join(name);
             files::write_document(&p, &set).unwrap();
+            assert_eq!(read_indicators(&p).unwrap(), set, "{name}");
+            write_indicators(&p, &set).unwrap();
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(text.contains("format_version"), "{name}: {text}");
             assert_eq!(read_indicators(&p).unwrap(), set, "{name}");
         }
         let bad = d.join("bad.json");

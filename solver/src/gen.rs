@@ -284,6 +284,52 @@ pub struct BenchRow {
     pub disagreements: usize,
 }
 
+/// The benchmark's table (`limpq bench solver`): a row per instance kind, then what each
+/// column means under `o`.
+pub fn bench_table(rows: &[BenchRow], o: &BenchOptions) -> String {
+    use std::fmt::Write as _;
+    let ms = |d: std::time::Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+    let mut s = format!(
+        "{:<24} {:>6} {:>8} {:>14} {:>8} {:>10} {:>16} {:>15} {:>6}\n",
+        "instance",
+        "groups",
+        "choices",
+        "exact median",
+        "proven",
+        "max states",
+        "microlp median",
+        "microlp ran",
+        "agree"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<24} {:>6} {:>8} {:>14} {:>8} {:>10} {:>16} {:>15} {:>6}",
+            r.name,
+            r.groups,
+            r.choices,
+            ms(r.exact_median),
+            format!("{}/{}", r.exact_proven, r.instances),
+            r.exact_max_nodes,
+            r.microlp_median.map_or(String::from("-"), ms),
+            format!(
+                "{}/{} ({} opt)",
+                r.microlp_runs, r.instances, r.microlp_optimal
+            ),
+            if r.disagreements == 0 {
+                String::from("yes")
+            } else {
+                format!("{} NO", r.disagreements)
+            },
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "exact median: compile + solve over {} instances × {} repeats (once if a solve takes > 100 ms; sweep: whole sweep, up to 10 repeats).", o.instances, o.repeats);
+    let _ = writeln!(s, "proven: instances (sweep: points) whose exact solve proved optimality within the default budget of {} DP states; max states: the most any one solve used.", crate::SolveOptions::default().node_limit);
+    let _ = writeln!(s, "microlp: one solve per instance, each capped at {} s, at most {} s per kind (later instances skipped); the sweep row scales microlp's per-point time to all points if it stopped early. 'agree' compares objectives where both proved optimality.", o.microlp_limit.as_secs_f64(), o.microlp_budget.as_secs_f64());
+    s
+}
+
 #[cfg(feature = "microlp")]
 fn median(mut v: Vec<std::time::Duration>) -> std::time::Duration {
     v.sort();

@@ -32,6 +32,7 @@ pub mod gen;
 #[cfg(feature = "microlp")]
 mod milp;
 pub mod problem;
+pub mod report;
 pub mod solve;
 
 pub use error::{BudgetFloor, Error};
@@ -42,4 +43,5 @@ pub use format::{
 pub use problem::{
     BitOpsBudget, Compiled, Options, ParseBudgetError, Problem, Resource, SizeBudget,
 };
+pub use report::{SolveReport, SweepReport};
 pub use solve::{Backend, Proof, Solution, SolveOptions, Usage};

@@ -105,9 +105,14 @@ impl Problem {
     /// feasible BitOps (under the other budgets) to the BitOps of every layer at its
     /// highest allowed bits. Any BitOps budget set on the problem is ignored.
     pub fn sweep(&self, points: usize) -> Result<Vec<Solution>, Error> {
+        self.sweep_with(points, &SolveOptions::default())
+    }
+
+    /// [`Problem::sweep`] with the exact solver's options.
+    pub fn sweep_with(&self, points: usize, opts: &SolveOptions) -> Result<Vec<Solution>, Error> {
         let mut p = self.clone();
         p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
-        p.compile()?.sweep(points, &SolveOptions::default())
+        p.compile()?.sweep(points, opts)
     }
 }
 

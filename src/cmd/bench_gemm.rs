@@ -1,6 +1,7 @@
 //! `limpq bench gemm`: TFLOP/s of the GEMM kernels at one shape, each checked against the
 //! CPU first; the harness is `limpq_trainer::bench::gemm` (its docs say what a sample is).
-use limpq_trainer::bench::gemm::{self, GemmBenchConfig, Outcome, Which};
+use limpq_trainer::bench::gemm::{self, GemmBenchConfig, Which};
+use limpq_trainer::bench::report;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::kernels::gemm_f16::HalfKind;
 
@@ -112,108 +113,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let rows = gemm::run(&gpu, &cfg)
         .map_err(|e| super::out::name_flag(format!("--m/--k/--n {m}×{k}×{n}"), e))?;
-    let s = &gpu.summary;
-    let text = args.format == Format::Text;
-    if text {
-        println!(
-            "adapter:  {} ({}, {}); shader-f16 {}, cooperative matrix 16×16×16 f16→f32 {}",
-            s.name,
-            s.backend,
-            s.device_type,
-            if gpu.shader_f16 { "yes" } else { "no" },
-            if gpu.coop_f16 { "yes" } else { "no" }
-        );
-        println!(
-            "shape:    {m}×{k}×{n} (m×k×n), {:.3} GFLOP per GEMM; median of {} samples after \
-             {} warm-up; a sample = one submission of {} dispatches",
-            2.0 * (m * n * k) as f64 / 1e9,
-            args.iters,
-            args.warmup,
-            args.reps
-        );
-        let (cm, ck, cn) = check_shape;
-        println!(
-            "check:    {cm}×{ck}×{cn} against a CPU f64 reference (f16 kinds: operands rounded \
-             to f16 as the pack kernel does)"
-        );
-        println!(
-            "{:<17} {:>10} {:>10} {:>9} {:>10} {:>11} {:>12} {:>13}",
-            "kind",
-            "ms/GEMM",
-            "best ms",
-            "TFLOP/s",
-            "GFLOP/s",
-            "pack ms",
-            "check |err|",
-            "rel err vs f32"
-        );
-    }
+    let text = match args.format {
+        Format::Text => report::gemm_text(&gpu, &cfg, &rows),
+        Format::Json => report::gemm_json_lines(&gpu.summary, &cfg, &rows),
+    };
+    super::out::print(&text)?;
     // A kind that failed (check out of tolerance, shader refused by the driver) is
     // reported with the others; the command fails at the end.
-    let mut failed = Vec::new();
-    for row in &rows {
-        let name = row.which.name();
-        match &row.outcome {
-            Outcome::Skipped(why) => {
-                if text {
-                    println!("{name:<17} skipped: {why}");
-                } else {
-                    let v = serde_json::json!({
-                        "tool": "limpq", "bench": "gemm", "kind": name,
-                        "device": s.name, "skipped": why,
-                    });
-                    println!("{v}");
-                }
-            }
-            Outcome::Failed(e) => {
-                if text {
-                    println!("{name:<17} FAILED: {e}");
-                } else {
-                    let v = serde_json::json!({
-                        "tool": "limpq", "bench": "gemm", "kind": name,
-                        "device": s.name, "error": e,
-                    });
-                    println!("{v}");
-                }
-                failed.push(format!("{name}: {e}"));
-            }
-            Outcome::Timed {
-                check: c,
-                timing: t,
-            } => {
-                let secs = t.per_gemm.as_secs_f64();
-                let tflops = row.tflops(cfg.shape).unwrap_or(f64::NAN);
-                let pack_ms = t.pack.map(|p| p.as_secs_f64() * 1e3);
-                if text {
-                    println!(
-                        "{:<17} {:>10.3} {:>10.3} {:>9.3} {:>10.2} {:>11} {:>12.1e} {:>13.2e}",
-                        name,
-                        secs * 1e3,
-                        t.best.as_secs_f64() * 1e3,
-                        tflops,
-                        tflops * 1e3,
-                        pack_ms.map_or("-".to_string(), |p| format!("{p:.3}")),
-                        c.worst,
-                        c.rel_vs_f32
-                    );
-                } else {
-                    let v = serde_json::json!({
-                        "tool": "limpq", "bench": "gemm", "kind": name,
-                        "device": s.name, "backend": s.backend, "device_type": s.device_type,
-                        "m": m, "n": n, "k": k, "iters": args.iters, "warmup": args.warmup,
-                        "reps_per_submit": args.reps,
-                        "ms_per_gemm_median": secs * 1e3,
-                        "ms_per_gemm_best": t.best.as_secs_f64() * 1e3,
-                        "tflops": tflops, "pack_ms": pack_ms,
-                        "check": { "m": check_shape.0, "k": check_shape.1, "n": check_shape.2,
-                                   "worst_abs_err": c.worst, "tolerance": c.tol,
-                                   "rel_err_vs_f32_operands": c.rel_vs_f32 },
-                    });
-                    println!("{v}");
-                }
-            }
-        }
-    }
+    let failed = report::gemm_failures(&rows);
     if !failed.is_empty() {
         anyhow::bail!("{} kind(s) failed: {}", failed.len(), failed.join("; "));
     }

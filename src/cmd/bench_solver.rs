@@ -1,9 +1,10 @@
 //! `limpq bench solver` (also `limpq bench-solver`): the exact solver and microlp on the
-//! same seeded instances; the harness is `limpq_solver::gen::bench`.
+//! same seeded instances; the harness and its table are `limpq_solver::gen::{bench,
+//! bench_table}`.
 
 use std::time::Duration;
 
-use limpq_solver::gen::{bench, BenchOptions};
+use limpq_solver::gen::{bench, bench_table, BenchOptions};
 
 /// Time the exact solver against the microlp backend on the same instances.
 ///
@@ -33,10 +34,6 @@ pub struct Args {
     pub sweep_points: usize,
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
 pub fn run(a: Args) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!(
@@ -50,43 +47,5 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     o.microlp_budget = Duration::from_secs_f64(a.microlp_budget.max(0.0));
     o.sweep_points = a.sweep_points.max(1);
     let rows = bench(&o, |k| eprintln!("running {k} ..."))?;
-    println!(
-        "{:<24} {:>6} {:>8} {:>14} {:>8} {:>10} {:>16} {:>15} {:>6}",
-        "instance",
-        "groups",
-        "choices",
-        "exact median",
-        "proven",
-        "max states",
-        "microlp median",
-        "microlp ran",
-        "agree"
-    );
-    for r in &rows {
-        let ml = r.microlp_median.map_or(String::from("-"), ms);
-        println!(
-            "{:<24} {:>6} {:>8} {:>14} {:>8} {:>10} {:>16} {:>15} {:>6}",
-            r.name,
-            r.groups,
-            r.choices,
-            ms(r.exact_median),
-            format!("{}/{}", r.exact_proven, r.instances),
-            r.exact_max_nodes,
-            ml,
-            format!(
-                "{}/{} ({} opt)",
-                r.microlp_runs, r.instances, r.microlp_optimal
-            ),
-            if r.disagreements == 0 {
-                String::from("yes")
-            } else {
-                format!("{} NO", r.disagreements)
-            },
-        );
-    }
-    println!();
-    println!("exact median: compile + solve over {} instances × {} repeats (once if a solve takes > 100 ms; sweep: whole sweep, up to 10 repeats).", o.instances, o.repeats);
-    println!("proven: instances (sweep: points) whose exact solve proved optimality within the default budget of {} DP states; max states: the most any one solve used.", limpq_solver::SolveOptions::default().node_limit);
-    println!("microlp: one solve per instance, each capped at {} s, at most {} s per kind (later instances skipped); the sweep row scales microlp's per-point time to all points if it stopped early. 'agree' compares objectives where both proved optimality.", a.microlp_limit, a.microlp_budget);
-    Ok(())
+    super::out::print(&bench_table(&rows, &o))
 }

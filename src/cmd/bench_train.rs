@@ -89,10 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let conv = ConvPolicy::or_env(args.conv_algo);
     // Checked here, before any allocation; the network checks it again when built.
     let conv_algo = conv.rule(&gpu)?.auto();
-    let mode = Mode::from(args.mode);
     let cfg = TrainBenchConfig {
         batch: args.batch,
-        mode,
+        mode: Mode::from(args.mode),
         steps: args.steps,
         warmup: args.warmup,
         bits: args.bits.clone(),
@@ -101,69 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let r = train::run(&gpu, &model, &cfg)
         .map_err(|e| super::out::name_flag(format!("--batch {}", args.batch), e))?;
-    let (mean, median, ips) = (r.mean_s(), r.median_s(), r.images_per_s(args.batch));
-    let passes = r.passes;
-    let s = &gpu.summary;
-    match args.format {
-        Format::Json => {
-            let v = serde_json::json!({
-                "tool": "limpq",
-                "model": model.name,
-                "batch": args.batch,
-                "mode": mode.peer_label(),
-                "device": s.name,
-                "backend": s.backend,
-                "device_type": s.device_type,
-                "passes": passes,
-                "conv_algo": conv_algo.name(),
-                "steps": args.steps,
-                "warmup": args.warmup,
-                "step_ms": mean * 1e3,
-                "step_ms_median": median * 1e3,
-                "images_per_s": ips,
-                "build_s": r.build_s,
-                "warmup_s": r.warmup_s,
-                "loss": r.loss,
-                mode.peer_label(): { "step_ms": mean * 1e3, "images_per_s": ips },
-            });
-            println!("{v}");
-        }
-        Format::Text => {
-            let (c, h, w) = model.input;
-            println!(
-                "adapter:      {} ({}, {})",
-                s.name, s.backend, s.device_type
-            );
-            println!(
-                "model:        {} ({c}×{h}×{w}, {} classes)",
-                model.name, model.classes
-            );
-            println!("batch:        {}", args.batch);
-            println!(
-                "conv algo:    {}",
-                if conv_algo == ConvAlgo::Auto {
-                    "auto (built-in per-shape rule)"
-                } else {
-                    conv_algo.name()
-                }
-            );
-            println!(
-                "mode:         {} ({passes} pass{} per step)",
-                mode.peer_label(),
-                if passes == 1 { "" } else { "es" }
-            );
-            println!(
-                "steps:        {} timed after {} warmup ({:.2} s); build {:.2} s",
-                args.steps, args.warmup, r.warmup_s, r.build_s
-            );
-            println!(
-                "ms per step:  median {:.3}, mean {:.3}",
-                median * 1e3,
-                mean * 1e3
-            );
-            println!("images/s:     {ips:.1} (batch / mean step)");
-            println!("final loss:   {:.4}", r.loss);
-        }
-    }
-    Ok(())
+    let text = match args.format {
+        Format::Json => r.to_json_line(&gpu.summary, &model, &cfg, conv_algo),
+        Format::Text => r.to_text(&gpu.summary, &model, &cfg, conv_algo),
+    };
+    super::out::print(&text)
 }

@@ -1,11 +1,14 @@
-//! `limpq eval`: test accuracy of a checkpoint.
+//! `limpq eval`: test accuracy of a checkpoint; the evaluation is
+//! `limpq_trainer::method::evaluate_checkpoint`.
 use std::path::PathBuf;
 
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
-use limpq_trainer::engine::{Network, NetworkConfig};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::train::{check_data, evaluate};
+use limpq_trainer::method::{checkpoint_policy, evaluate_checkpoint};
+use limpq_trainer::train::check_data;
+
+use super::out::OutputFormat;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,10 +32,15 @@ pub struct Args {
     /// checkpoint stores; none: full precision).
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// `table`: one line (and the policy's cost when quantized); `json` / `ron`: the
+    /// checkpoint, model, data, images, correct, accuracy, loss and the policy's cost.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let ckpt = Checkpoint::load(&args.ckpt)?;
+    let name = args.ckpt.display().to_string();
     let data = match (&args.data, ckpt.meta("data")) {
         (Some(d), _) => d.clone(),
         (None, Some(d)) => d.to_string(),
@@ -49,51 +57,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let policy = match &args.policy {
         Some(p) => Some(limpq_io::documents::read_policy(p)?),
-        None => limpq_trainer::method::checkpoint_policy(&ckpt)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?,
+        None => checkpoint_policy(&ckpt).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
     };
-    if let Some(policy) = policy {
-        let stats = limpq_trainer::method::evaluate_quantized(
-            &gpu,
-            &ckpt.model,
-            &ckpt,
-            &policy,
-            test,
-            args.eval_batch,
-        )
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?;
-        println!(
-            "{}: {} quantized, on {} test images of {}: accuracy {:.2}% ({}/{}), loss {:.4}",
-            args.ckpt.display(),
-            ckpt.model.name,
-            stats.count,
-            data,
-            stats.accuracy() * 100.0,
-            stats.correct,
-            stats.count,
-            stats.mean_loss()
-        );
-        println!("{}", super::finetune::cost_line(&ckpt.model, &policy)?);
-        return Ok(());
-    }
-    let cfg = NetworkConfig {
-        batch: args.eval_batch,
-        ..NetworkConfig::default()
-    };
-    let mut net = Network::new(&gpu, &ckpt.model, cfg)?;
-    net.import_state(&ckpt.tensors, false)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?;
-    let stats = evaluate(&mut net, &test)?;
-    println!(
-        "{}: {} on {} test images of {}: accuracy {:.2}% ({}/{}), loss {:.4}",
-        args.ckpt.display(),
-        ckpt.model.name,
-        stats.count,
-        data,
-        stats.accuracy() * 100.0,
-        stats.correct,
-        stats.count,
-        stats.mean_loss()
-    );
-    Ok(())
+    let report = evaluate_checkpoint(
+        &gpu,
+        &ckpt,
+        &name,
+        policy.as_ref(),
+        &data,
+        test,
+        args.eval_batch,
+    )?;
+    args.format.print(&report, || report.to_text())
 }

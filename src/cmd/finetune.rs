@@ -2,10 +2,10 @@
 //! checkpoint; writes a quantized checkpoint that carries its policy (`limpq eval` reads it).
 use std::path::PathBuf;
 
-use limpq_solver::{IndicatorSet, Policy};
+use limpq_solver::IndicatorSet;
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::method::{finetune, policy_cost, FinetuneConfig, RunConfig};
+use limpq_trainer::method::{finetune, FinetuneConfig, PolicyCost, RunConfig};
 
 use super::indicators::{resume_state, stopped_error};
 use super::progress::stop_on_ctrl_c;
@@ -37,23 +37,6 @@ pub struct Args {
     /// last epoch end) exactly where it stopped; the other settings must be the same.
     #[arg(long)]
     pub resume: bool,
-}
-
-/// One line: BitOps and weight size of a policy on a model.
-pub fn cost_line(model: &limpq_trainer::model::Model, policy: &Policy) -> anyhow::Result<String> {
-    let (bitops, fixed, bits) = policy_cost(model, policy)?;
-    Ok(format!(
-        "policy: {} BitOps in searched layers (+{} in fixed 8-bit layers), weights {} bytes ({:.2}× smaller than fp32)",
-        bitops,
-        fixed,
-        bits.div_ceil(8),
-        model
-            .quantizable_layers()?
-            .iter()
-            .map(|l| l.params as f64 * 32.0)
-            .sum::<f64>()
-            / bits.max(1) as f64
-    ))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -122,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ft.test_accuracy * 100.0,
         ft.test_loss
     );
-    println!("{}", cost_line(&model, &policy)?);
+    println!("{}", PolicyCost::of(&model, &policy)?.line());
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

@@ -11,7 +11,6 @@ use limpq_trainer::method::{joint_train_full, JointConfig, MethodError, RunConfi
 
 use super::progress::{stop_on_ctrl_c, Progress};
 use super::run_args::RunArgs;
-use super::solve::write_atomic;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,11 +37,6 @@ pub struct Args {
     /// Indicator file to write (RON; JSON if it ends in .json).
     #[arg(short, long)]
     pub output: PathBuf,
-}
-
-fn is_json(p: &Path) -> bool {
-    p.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
 /// The state a `--resume` continues from: `--checkpoint`'s file.
@@ -127,12 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(d) => eprintln!("the step sizes moved from their LSQ init {d}"),
         None => {}
     }
-    let text = if is_json(&args.output) {
-        out.indicators.to_json_string()
-    } else {
-        out.indicators.to_ron_string()
-    };
-    write_atomic(&args.output, &text)?;
+    limpq_io::documents::write_indicators(&args.output, &out.indicators)?;
     if let Some(p) = &args.checkpoint {
         out.checkpoint.save(p)?;
     }

@@ -1,8 +1,9 @@
 //! `limpq jobs`: list the daemon's jobs, or remove finished ones (`--remove ID`, `--prune`).
-use std::io::Write;
+use std::fmt::Write as _;
 
 use limpq_trainer::daemon::protocol::{JobInfo, JobState};
 
+use super::out::OutputFormat;
 use super::serve::Endpoint;
 
 #[derive(clap::Args)]
@@ -14,6 +15,10 @@ pub struct Args {
     /// Remove one done, failed or cancelled job (cancel a live job first).
     #[arg(long, value_name = "ID")]
     pub remove: Option<u64>,
+    /// `table`: a row per job; `json` / `ron`: the list of jobs with every field the daemon
+    /// reports (state and failure, times, resumes, progress, output folder).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }
@@ -31,19 +36,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let jobs = client.list().map_err(anyhow::Error::msg)?;
-    match print_table(&mut std::io::stdout().lock(), &jobs) {
-        // A reader that stopped early (`limpq jobs | head -1`) is not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(Into::into),
-    }
+    args.format.print(&jobs, || table(&jobs))
 }
 
-fn print_table(out: &mut impl Write, jobs: &[JobInfo]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{:>4}  {:<12}  {:<8}  {:<24}  progress",
+fn table(jobs: &[JobInfo]) -> String {
+    let mut out = format!(
+        "{:>4}  {:<12}  {:<8}  {:<24}  progress\n",
         "id", "state", "kind", "name"
-    )?;
+    );
     for j in jobs {
         let state = match &j.state {
             JobState::Failed(_) => "failed".to_string(),
@@ -55,14 +55,14 @@ fn print_table(out: &mut impl Write, jobs: &[JobInfo]) -> std::io::Result<()> {
             (Some(p), true) => super::watch::describe(p),
             _ => String::new(),
         };
-        writeln!(
+        let _ = writeln!(
             out,
             "{:>4}  {:<12}  {:<8}  {:<24}  {progress}",
             j.id, state, j.kind, j.name
-        )?;
+        );
         if let JobState::Failed(m) = &j.state {
-            writeln!(out, "      {m}")?;
+            let _ = writeln!(out, "      {m}");
         }
     }
-    out.flush()
+    out
 }

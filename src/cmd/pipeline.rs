@@ -1,8 +1,7 @@
 //! `limpq pipeline JOB.ron`: pretrain → indicators → search at each budget → finetune the
 //! searched, uniform and random policies → report; resumes from `state.ron` when re-run.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use limpq_trainer::data::DatasetKind;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::pipeline::gpu::{load_data, GpuStages};
 use limpq_trainer::pipeline::{self, report, Event, Job, Plan, Results};
@@ -39,12 +38,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the data (with an install hint when Fashion-MNIST is missing), opens the GPU and
+/// Loads the data (with an install hint when the data set is missing), opens the GPU and
 /// runs the job with a progress bar on stderr and one line per stage on stdout.
 pub fn execute(job: Job) -> anyhow::Result<Results> {
     let plan = Plan::new(job)?;
     let job = &plan.job;
-    let (train, test) = load_data(job).map_err(|e| data_hint(&job.data.name, e))?;
+    let (train, test) = load_data(job).map_err(anyhow::Error::msg)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "pipeline: {} on {} ({} train / {} test images), {} seed(s), budgets {}, on {} ({}); \
@@ -105,28 +104,4 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
         out.join("accuracy_vs_bitops.svg").display()
     );
     Ok(results)
-}
-
-/// A missing dataset folder gets the ways to install it.
-fn data_hint(name: &str, message: String) -> anyhow::Error {
-    let kind = DatasetKind::parse(name).ok();
-    let dir = kind.map(|k| k.default_dir());
-    let missing = dir.as_deref().is_some_and(|d| !Path::new(d).is_dir())
-        || message.contains("not found")
-        || message.contains("No such file");
-    if !missing {
-        return anyhow::anyhow!("{message}");
-    }
-    let install = match kind {
-        Some(DatasetKind::FashionMnist) => {
-            "install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu: files in \
-             /usr/share/datasets/fashion-mnist), or download the four *-idx?-ubyte.gz files and \
-             set LIMPQ_DATA to their folder (or its parent)"
-        }
-        _ => {
-            "set LIMPQ_DATA to the folder holding the dataset (or its parent), or give \
-             `data.dir` in the job"
-        }
-    };
-    anyhow::anyhow!("{message}\n{name} is not installed: {install} (see docs/DATA.md)")
 }

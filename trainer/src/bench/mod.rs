@@ -5,6 +5,8 @@
 //! - [`gemm`]: GEMM TFLOP/s of the f32, f16 and tensor-core kernels (`limpq bench gemm`).
 //! - [`conv`]: the conv kernels per distinct conv shape of a model (`limpq bench conv`).
 //!
+//! - [`report`]: their figures as readable text and as JSON lines.
+//!
 //! Every kernel is checked against the CPU reference ([`crate::reference`]) before it is
 //! timed; a wrong kernel is reported, not timed. Nothing here asserts a speed.
 use std::fmt;
@@ -18,6 +20,7 @@ use crate::pipeline::report::median;
 
 pub mod conv;
 pub mod gemm;
+pub mod report;
 pub mod train;
 
 /// Why a benchmark did not run (a kernel that fails its check is a result, not an error).

@@ -145,7 +145,7 @@ impl GpuOptions {
 }
 
 /// One adapter as `limpq devices` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AdapterSummary {
     pub name: String,
     pub backend: String,
@@ -303,6 +303,86 @@ pub fn list_adapters(opts: &GpuOptions) -> (Vec<AdapterSummary>, Option<usize>) 
         adapters.iter().map(AdapterSummary::of).collect(),
         chosen.ok(),
     )
+}
+
+/// What `limpq devices` shows: every adapter wgpu sees and the one training would use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AdapterList {
+    pub adapters: Vec<AdapterSummary>,
+    /// Index into `adapters` of the one [`Gpu::new`] would choose.
+    pub chosen: Option<usize>,
+}
+
+impl AdapterList {
+    /// [`list_adapters`] under `opts`.
+    pub fn new(opts: &GpuOptions) -> AdapterList {
+        let (adapters, chosen) = list_adapters(opts);
+        AdapterList { adapters, chosen }
+    }
+
+    /// The table: a row per adapter (`*` marks the chosen one), then the choice, or
+    /// `no adapter qualifies` followed by `why_none`.
+    pub fn to_text(&self, why_none: &str) -> String {
+        let header = [
+            "",
+            "#",
+            "name",
+            "type",
+            "backend",
+            "driver",
+            "storage MiB",
+            "wg/dim",
+            "inv/wg",
+            "features",
+        ];
+        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+        for (i, a) in self.adapters.iter().enumerate() {
+            let driver = if a.driver_info.is_empty() {
+                a.driver.clone()
+            } else {
+                format!("{} {}", a.driver, a.driver_info)
+            };
+            rows.push(vec![
+                if self.chosen == Some(i) { "*" } else { "" }.to_string(),
+                i.to_string(),
+                a.name.clone(),
+                a.device_type.clone(),
+                a.backend.clone(),
+                driver,
+                (a.max_storage_buffer_binding_size >> 20).to_string(),
+                a.max_compute_workgroups_per_dimension.to_string(),
+                a.max_compute_invocations_per_workgroup.to_string(),
+                if a.features.is_empty() {
+                    "-".to_string()
+                } else {
+                    a.features.join(",")
+                },
+            ]);
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out += line.join("  ").trim_end();
+            out.push('\n');
+        }
+        match self.chosen.and_then(|i| self.adapters.get(i)) {
+            Some(a) => {
+                out += &format!(
+                    "\n* chosen: {} ({}, {})\n",
+                    a.name, a.device_type, a.backend
+                )
+            }
+            None => out += &format!("\nno adapter qualifies{why_none}\n"),
+        }
+        out
+    }
 }
 
 /// Errors wgpu reported outside any error scope, and a device-lost message.

@@ -37,7 +37,7 @@ pub mod recorder;
 pub mod tensor;
 
 pub use device::{
-    list_adapters, quiet_headless_probing, AdapterSummary, Gpu, GpuError, GpuOptions,
+    list_adapters, quiet_headless_probing, AdapterList, AdapterSummary, Gpu, GpuError, GpuOptions,
 };
 pub use kernel::{expand_includes, Binding, KernelSpec, Specialization};
 pub use pipeline::{

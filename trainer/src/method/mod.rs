@@ -5,6 +5,7 @@
 //! the quantization hook of `crate::engine` (`engine/quantizers.rs`).
 
 mod epochs;
+mod eval;
 mod finetune;
 mod joint;
 
@@ -21,6 +22,7 @@ use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
 
+pub use eval::{evaluate_checkpoint, EvalReport, PolicyCost};
 pub use finetune::{finetune, FinetuneConfig, Finetuned};
 pub use joint::{joint_train, joint_train_full, JointConfig, JointTrained, StepDrift};
 

@@ -12,6 +12,7 @@
 
 mod builtins;
 mod infer;
+mod table;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use limpq_solver::{IndicatorSet, Layer};
 use serde::{Deserialize, Serialize};
 
 pub use builtins::{builtin, resnet18, resnet20, resnet50, small_cnn, BUILTIN_NAMES};
+pub use table::{thousands, LayerRow, LayerSum, LayerTable};
 
 /// The reserved name by which nodes refer to the model's input image.
 pub const INPUT: &str = "input";

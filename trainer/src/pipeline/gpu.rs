@@ -8,7 +8,7 @@ use limpq_solver::{IndicatorSet, Policy};
 
 use super::{Eval, Job, Partial, StageError, Stages, PARTIAL_FINGERPRINT};
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Split, Subset, TEST_SUBSET_SEED};
+use crate::data::{Dataset, DatasetKind, Split, Subset, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
 use crate::method::{self, FinetuneConfig, JointConfig, MethodError, StopFlag};
@@ -20,8 +20,36 @@ use crate::train::{self, Event as TrainEvent, RunConfig, Start, TrainConfig, Tra
 /// for `--subset-seed` to redo a pipeline stage by hand.
 pub const TRAIN_SUBSET_SEED: u64 = 0xDA7A;
 
-/// Loads the job's train and test splits (subsets as the job asks).
+/// Loads the job's train and test splits (subsets as the job asks). A data set that is
+/// not installed gets the ways to install it.
 pub fn load_data(job: &Job) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
+    load_splits(job).map_err(|e| install_hint(&job.data.name, e))
+}
+
+/// `message` and, when the data set's folder is missing, how to install it.
+fn install_hint(name: &str, message: String) -> String {
+    let kind = DatasetKind::parse(name).ok();
+    let missing = kind.is_some_and(|k| !k.default_dir().is_dir())
+        || message.contains("not found")
+        || message.contains("No such file");
+    if !missing {
+        return message;
+    }
+    let install = match kind {
+        Some(DatasetKind::FashionMnist) => {
+            "install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu: files in \
+             /usr/share/datasets/fashion-mnist), or download the four *-idx?-ubyte.gz files and \
+             set LIMPQ_DATA to their folder (or its parent)"
+        }
+        _ => {
+            "set LIMPQ_DATA to the folder holding the dataset (or its parent), or give \
+             `data.dir` in the job"
+        }
+    };
+    format!("{message}\n{name} is not installed: {install} (see docs/DATA.md)")
+}
+
+fn load_splits(job: &Job) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
     let dir = job.data.dir.as_deref();
     let load = |split: Split, n: Option<usize>, seed: u64| -> Result<Arc<Dataset>, String> {
         let ds = Dataset::load(&job.data.name, dir, split).map_err(|e| e.to_string())?;
