@@ -329,12 +329,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = solve_options(&a);
     if let Some(n) = a.sweep {
         let t = Instant::now();
-        // As `Problem::sweep`, with our options: the BitOps row spans every budget.
-        let mut all = p.clone();
-        all.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
-        let sols = all
-            .compile()
-            .and_then(|c| c.sweep(n, &opts))
+        let sols = p
+            .sweep_with(n, &opts)
             .with_context(|| format!("solving {file}"))?;
         let dt = t.elapsed();
         let frontier = Frontier {
