@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-// Text format of [`limpq_problem_from_text`] and [`limpq_problem_add_resource_text`]:
+// Text format of `limpq_problem_from_text` and `limpq_problem_add_resource_text`:
 // JSON when the first character other than white space is `{`, RON otherwise.
 #define LIMPQ_FORMAT_AUTO 0
 
@@ -32,13 +32,13 @@
 // JSON text.
 #define LIMPQ_FORMAT_JSON 2
 
-// The most points [`limpq_problem_sweep`] takes (as `limpq solve --sweep`).
+// The most points `limpq_problem_sweep` takes (as `limpq solve --sweep`).
 #define LIMPQ_MAX_SWEEP_POINTS 100000
 
-// The most bytes [`limpq_problem_from_file`] reads (as `limpq solve`).
+// The most bytes `limpq_problem_from_file` reads (as `limpq solve`).
 #define LIMPQ_MAX_FILE_BYTES (64 << 20)
 
-// What a call did. `LIMPQ_OK` is success; for every other value [`limpq_last_error`]
+// What a call did. `LIMPQ_OK` is success; for every other value `limpq_last_error`
 // says what went wrong.
 typedef enum LimpqStatus {
     // Success.
@@ -80,7 +80,7 @@ typedef struct LimpqSolution LimpqSolution;
 // The solutions of a sweep over BitOps budgets, in increasing budget order.
 typedef struct LimpqSweep LimpqSweep;
 
-// One layer of [`LimpqIndicators`].
+// One layer of `LimpqIndicators`.
 typedef struct LimpqLayer {
     // Layer name (NUL-terminated UTF-8, unique).
     const char *name;
@@ -116,7 +116,7 @@ typedef struct LimpqIndicators {
     size_t n_layers;
 } LimpqIndicators;
 
-// One entry of an extra resource table ([`limpq_problem_add_resource`]).
+// One entry of an extra resource table (`limpq_problem_add_resource`).
 typedef struct LimpqResourceCost {
     // Layer name.
     const char *layer;
@@ -126,7 +126,7 @@ typedef struct LimpqResourceCost {
     double value;
 } LimpqResourceCost;
 
-// Bits of one layer: read from a policy, or given to [`limpq_problem_evaluate`].
+// Bits of one layer: read from a policy, or given to `limpq_problem_evaluate`.
 typedef struct LimpqLayerBits {
     // Layer name (read from a policy: borrowed from it).
     const char *name;
@@ -140,7 +140,7 @@ typedef struct LimpqProof {
     bool optimal;
     // A proven lower bound on the objective of every feasible policy.
     double lower_bound;
-    // objective − lower_bound (0 when optimal).
+    // objective - lower_bound (0 when optimal).
     double gap;
     // Search states (DP states) explored.
     uint64_t nodes;
@@ -163,7 +163,7 @@ extern "C" {
 
 // Builds a problem from an indicator file's text (`len` bytes at `text`, no NUL needed;
 // `format`: `LIMPQ_FORMAT_AUTO`, `_RON` or `_JSON`). The problem starts with the
-// defaults: α = 2, no budget, the file's candidate bits, the non-monotone rule on.
+// defaults: alpha = 2, no budget, the file's candidate bits, the non-monotone rule on.
 //
 // # Safety
 // `text` points to `len` readable bytes (or is NULL with `len` 0); `out` is NULL or
@@ -180,7 +180,7 @@ enum LimpqStatus limpq_problem_from_text(const char *text,
 // `path` is NULL or a NUL-terminated string; `out` is NULL or valid for writing a pointer.
 enum LimpqStatus limpq_problem_from_file(const char *path, struct LimpqProblem **out);
 
-// Builds a problem from plain arrays (see [`LimpqIndicators`]). The arrays are copied;
+// Builds a problem from plain arrays (see `LimpqIndicators`). The arrays are copied;
 // they need not outlive the call. Values are checked when the problem is solved.
 //
 // # Safety
@@ -197,8 +197,8 @@ enum LimpqStatus limpq_problem_from_arrays(const struct LimpqIndicators *indicat
 // `problem` is NULL or a problem from this library not freed yet; it is not used again.
 void limpq_problem_free(struct LimpqProblem *problem);
 
-// Sets α, the weight of the weight indicators in the objective (Σ act + α · weight;
-// default 2). Checked when solving.
+// Sets alpha, the weight of the weight indicators in the objective (sum of act +
+// alpha * weight; default 2). Checked when solving.
 //
 // # Safety
 // `problem` is NULL or a live problem that no other call uses meanwhile.
@@ -216,12 +216,13 @@ enum LimpqStatus limpq_problem_set_weight_bits(struct LimpqProblem *problem,
 // Restricts the candidate activation bits to `bits` (a subset of the file's).
 //
 // # Safety
-// As [`limpq_problem_set_weight_bits`].
+// As `limpq_problem_set_weight_bits`.
 enum LimpqStatus limpq_problem_set_act_bits(struct LimpqProblem *problem,
                                             const uint32_t *bits,
                                             size_t n);
 
-// Sets the BitOps budget to a number of BitOps (searchable layers: Σ MACs · w · a).
+// Sets the BitOps budget to a number of BitOps (sum over searchable layers of
+// MACs * w * a).
 //
 // # Safety
 // `problem` is NULL or a live problem that no other call uses meanwhile.
@@ -259,7 +260,7 @@ enum LimpqStatus limpq_problem_set_size_ratio(struct LimpqProblem *problem, doub
 // Sets the size budget from text as `limpq solve --size` reads it: `cr:X` or bytes.
 //
 // # Safety
-// As [`limpq_problem_set_bitops_text`].
+// As `limpq_problem_set_bitops_text`.
 enum LimpqStatus limpq_problem_set_size_text(struct LimpqProblem *problem, const char *budget);
 
 // Adds an extra linear resource named `name` with its maximum: `n` entries (layer,
@@ -277,7 +278,7 @@ enum LimpqStatus limpq_problem_add_resource(struct LimpqProblem *problem,
                                             double max);
 
 // Adds an extra resource from a resource table file's text (`len` bytes; `format` as
-// for [`limpq_problem_from_text`]) with its maximum.
+// for `limpq_problem_from_text`) with its maximum.
 //
 // # Safety
 // `problem` is NULL or a live problem that no other call uses meanwhile; `text` points
@@ -317,7 +318,7 @@ enum LimpqStatus limpq_problem_tie_weights(struct LimpqProblem *problem,
 // Makes the `n` layers share their activation bits.
 //
 // # Safety
-// As [`limpq_problem_tie_weights`].
+// As `limpq_problem_tie_weights`.
 enum LimpqStatus limpq_problem_tie_acts(struct LimpqProblem *problem,
                                         const char *const *layers,
                                         size_t n);
@@ -349,7 +350,7 @@ enum LimpqStatus limpq_problem_solve(const struct LimpqProblem *problem,
 // bits. The problem's own BitOps budget is ignored. At most `LIMPQ_MAX_SWEEP_POINTS`.
 //
 // # Safety
-// As [`limpq_problem_solve`].
+// As `limpq_problem_solve`.
 enum LimpqStatus limpq_problem_sweep(const struct LimpqProblem *problem,
                                      size_t points,
                                      struct LimpqSweep **out);
@@ -367,7 +368,7 @@ enum LimpqStatus limpq_problem_evaluate(const struct LimpqProblem *problem,
                                         size_t n,
                                         struct LimpqEvaluation **out);
 
-// Frees a solution from [`limpq_problem_solve`] (NULL is accepted). Never pass a sweep's
+// Frees a solution from `limpq_problem_solve` (NULL is accepted). Never pass a sweep's
 // point: it belongs to the sweep.
 //
 // # Safety
@@ -469,7 +470,7 @@ enum LimpqStatus limpq_policy_layer(const struct LimpqPolicy *policy,
                                     size_t index,
                                     struct LimpqLayerBits *out);
 
-// The objective: Σ over searchable layers of act indicator + α · weight indicator (the
+// The objective: sum over searchable layers of act indicator + alpha * weight indicator (the
 // act term left out with weight-only).
 //
 // # Safety

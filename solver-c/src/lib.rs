@@ -679,9 +679,8 @@ fn empty_indicators() -> IndicatorSet {
     }
 }
 
-/// Sets alpha, the weight of the weight indicators in the objective (sum of act + alpha *
-/// weight;
-/// default 2). Checked when solving.
+/// Sets alpha, the weight of the weight indicators in the objective (sum of act +
+/// alpha * weight; default 2). Checked when solving.
 ///
 /// # Safety
 /// `problem` is NULL or a live problem that no other call uses meanwhile.
@@ -733,7 +732,7 @@ pub unsafe extern "C" fn limpq_problem_set_act_bits(
     }
 }
 
-/// Sets the BitOps budget to a number of BitOps (searchable layers: sum of
+/// Sets the BitOps budget to a number of BitOps (sum over searchable layers of
 /// MACs * w * a).
 ///
 /// # Safety
