@@ -35,6 +35,7 @@ use limpq_solver::{
 /// says what went wrong.
 #[allow(non_camel_case_types)]
 #[repr(C)]
+#[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimpqStatus {
     /// Success.
