@@ -35,7 +35,8 @@
 // The most points `limpq_problem_sweep` takes (as `limpq solve --sweep`).
 #define LIMPQ_MAX_SWEEP_POINTS 100000
 
-// The most bytes `limpq_problem_from_file` reads (as `limpq solve`).
+// The most bytes `limpq_problem_from_file` reads (`limpq_io::files::MAX_TEXT`, as
+// `limpq solve`).
 #define LIMPQ_MAX_FILE_BYTES (64 << 20)
 
 // What a call did. `LIMPQ_OK` is success; for every other value `limpq_last_error`
@@ -173,8 +174,10 @@ enum LimpqStatus limpq_problem_from_text(const char *text,
                                          uint32_t format,
                                          struct LimpqProblem **out);
 
-// Builds a problem from an indicator file (JSON when the name ends in `.json`, RON
-// otherwise; at most `LIMPQ_MAX_FILE_BYTES`). Errors name the file.
+// Builds a problem from an indicator file, read as `limpq solve` reads one (JSON when the
+// name ends in `.json`, RON otherwise; at most `LIMPQ_MAX_FILE_BYTES`). Errors name the
+// file: `LIMPQ_IO_ERROR` when it cannot be read, `LIMPQ_PARSE_ERROR` when it is not
+// UTF-8 or does not parse.
 //
 // # Safety
 // `path` is NULL or a NUL-terminated string; `out` is NULL or valid for writing a pointer.

@@ -22,10 +22,11 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
-use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::ptr;
 
+use limpq_io::files::ErrorKind;
 use limpq_solver::{
     BitOpsBudget, Error, Evaluation, IndicatorSet, Layer, LayerBits, Policy, Problem, Proof,
     ResourceLayer, ResourceTable, SizeBudget, Solution, SolveOptions, Usage,
@@ -72,7 +73,8 @@ pub const LIMPQ_FORMAT_JSON: u32 = 2;
 /// The most points `limpq_problem_sweep` takes (as `limpq solve --sweep`).
 pub const LIMPQ_MAX_SWEEP_POINTS: usize = 100_000;
 
-/// The most bytes `limpq_problem_from_file` reads (as `limpq solve`).
+/// The most bytes `limpq_problem_from_file` reads (`limpq_io::files::MAX_TEXT`, as
+/// `limpq solve`).
 pub const LIMPQ_MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// One layer of `LimpqIndicators`.
@@ -526,8 +528,10 @@ pub unsafe extern "C" fn limpq_problem_from_text(
     })
 }
 
-/// Builds a problem from an indicator file (JSON when the name ends in `.json`, RON
-/// otherwise; at most `LIMPQ_MAX_FILE_BYTES`). Errors name the file.
+/// Builds a problem from an indicator file, read as `limpq solve` reads one (JSON when the
+/// name ends in `.json`, RON otherwise; at most `LIMPQ_MAX_FILE_BYTES`). Errors name the
+/// file: `LIMPQ_IO_ERROR` when it cannot be read, `LIMPQ_PARSE_ERROR` when it is not
+/// UTF-8 or does not parse.
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string; `out` is NULL or valid for writing a pointer.
@@ -539,21 +543,12 @@ pub unsafe extern "C" fn limpq_problem_from_file(
     guard(|| {
         // SAFETY: `out` and `path` are as this function's contract says.
         let (out, path) = unsafe { (ptr_slot(out, "out")?, text(path, "path")?) };
-        let io = |e: std::io::Error| fail(LimpqStatus::LIMPQ_IO_ERROR, format!("{path}: {e}"));
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(LIMPQ_MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
-            .map_err(io)?;
-        if bytes.len() as u64 > LIMPQ_MAX_FILE_BYTES {
-            return Err(fail(
-                LimpqStatus::LIMPQ_IO_ERROR,
-                format!("{path}: larger than {LIMPQ_MAX_FILE_BYTES} bytes"),
-            ));
-        }
-        let s = utf8(&bytes, path)?;
-        let ind = parse_indicators(s, path.ends_with(".json")).map_err(|mut f| {
-            f.message = format!("{path}: {}", f.message);
-            f
+        let ind = limpq_io::documents::read_indicators(Path::new(path)).map_err(|e| {
+            let status = match e.kind() {
+                ErrorKind::Parse { .. } | ErrorKind::NotText => LimpqStatus::LIMPQ_PARSE_ERROR,
+                _ => LimpqStatus::LIMPQ_IO_ERROR,
+            };
+            fail(status, e.to_string())
         })?;
         give(out, new_problem(ind)?);
         Ok(())

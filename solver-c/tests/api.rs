@@ -696,10 +696,25 @@ fn errors_come_back_as_status_and_message() {
     let st = unsafe { limpq_problem_from_file(c"/nonexistent/x.ron".as_ptr(), &mut p) };
     assert_eq!(st, LIMPQ_IO_ERROR);
     assert!(
-        last_error().starts_with("/nonexistent/x.ron: "),
+        last_error().starts_with("cannot read /nonexistent/x.ron: "),
         "{}",
         last_error()
     );
+    assert!(p.is_null());
+    // A file that does not parse: the message names it.
+    let path = std::env::temp_dir().join(format!("limpq-solver-c-bad-{}.json", std::process::id()));
+    std::fs::write(&path, "{").unwrap();
+    let cpath = c(path.to_str().unwrap());
+    // SAFETY: as above.
+    let st = unsafe { limpq_problem_from_file(cpath.as_ptr(), &mut p) };
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(st, LIMPQ_PARSE_ERROR);
+    assert!(
+        last_error().starts_with(&format!("{}: JSON: ", path.display())),
+        "{}",
+        last_error()
+    );
+    assert_eq!(LIMPQ_MAX_FILE_BYTES, limpq_io::files::MAX_TEXT);
 
     let p = from_text(&text, LIMPQ_FORMAT_RON).unwrap();
     // SAFETY: a live problem; NUL-terminated strings; NULL where a NULL is being tested.
