@@ -266,8 +266,9 @@ fn panic_next_call() {
 /// and a panic is caught here and becomes `LIMPQ_INTERNAL_ERROR`.
 fn guard(body: impl FnOnce() -> Res) -> LimpqStatus {
     // AssertUnwindSafe: after a caught panic the caller gets an error and the handles
-    // involved stay memory-safe (Rust's guarantee under unwinding); at worst a setter's
-    // change is half made, and the message says a bug happened.
+    // involved stay memory-safe (Rust's guarantee under unwinding). At worst a problem
+    // whose setter panicked is left without its indicators (`build`), so it fails to solve
+    // with an error; the message says a bug happened.
     let result = catch_unwind(AssertUnwindSafe(|| {
         #[cfg(test)]
         if PANIC_NEXT.with(|p| p.replace(false)) {
@@ -658,7 +659,8 @@ unsafe fn set(p: *mut LimpqProblem, f: impl FnOnce(&mut LimpqProblem) -> Res) ->
     })
 }
 
-/// Changes the problem through the Rust builder method `f`.
+/// Changes the problem through the Rust builder method `f` (which takes the problem by
+/// value; a placeholder with no layers stands in meanwhile).
 fn build(p: &mut LimpqProblem, f: impl FnOnce(Problem) -> Problem) -> Res {
     let old = std::mem::replace(&mut p.problem, Problem::new(empty_indicators()));
     p.problem = f(old);
