@@ -4,9 +4,10 @@
 //! shipped ResNet-20 example under a budget, price the policy, sweep, and hit an
 //! infeasible budget; each printed line is compared with the Rust solver's answer.
 //!
-//! The static library: cargo builds this crate's `staticlib` next to the test binary
-//! (`target/<profile>/deps/liblimpq_solver_c.a`) when it builds the library for the test;
-//! linking it needs `-lpthread -ldl -lm` besides the C library.
+//! The libraries: cargo builds this crate's `staticlib` and `cdylib` next to the test
+//! binary (`target/<profile>/deps/liblimpq_solver_c.{a,so}`) when it builds the library
+//! for the test. Linking the static one needs `-lpthread -ldl -lm` besides the C library;
+//! one program is also linked against the shared one.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,17 +50,32 @@ fn static_lib() -> PathBuf {
     lib
 }
 
+/// How a program links the library.
+#[derive(Clone, Copy)]
+enum Link {
+    Static,
+    /// `-L<dir> -llimpq_solver_c`: the shared library beside the static one.
+    Shared,
+}
+
 /// Compiles `source` with `compiler` (overridden by the environment variable `env`) into
 /// the test's scratch directory.
-fn compile(compiler: &str, env: &str, std: &str, source: &str, name: &str) -> PathBuf {
+fn compile(compiler: &str, env: &str, std: &str, source: &str, name: &str, link: Link) -> PathBuf {
     let compiler = std::env::var(env).unwrap_or_else(|_| String::from(compiler));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let result = Command::new(&compiler)
-        .args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+    let lib = static_lib();
+    let mut cmd = Command::new(&compiler);
+    cmd.args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
         .arg(crate_dir().join("include"))
-        .arg(crate_dir().join(source))
-        .arg(static_lib())
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(crate_dir().join(source));
+    match link {
+        Link::Static => cmd.arg(&lib).args(["-lpthread", "-ldl", "-lm"]),
+        Link::Shared => cmd
+            .arg(format!("-L{}", lib.parent().unwrap().display()))
+            .arg("-llimpq_solver_c"),
+    };
+    let result = cmd
+        .arg("-o")
         .arg(&out)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
@@ -74,6 +90,8 @@ fn compile(compiler: &str, env: &str, std: &str, source: &str, name: &str) -> Pa
 /// Runs a compiled program on the example and parses its JSON lines.
 fn run(program: &Path) -> Vec<Value> {
     let result = Command::new(program)
+        // Where a program linked with `Link::Shared` finds the library.
+        .env("LD_LIBRARY_PATH", static_lib().parent().unwrap())
         .arg(example())
         .args([BITOPS, SIZE, &POINTS.to_string()])
         .output()
@@ -226,20 +244,24 @@ fn check_output(lines: &[Value], want: &Expected, program: &str) {
 
 #[test]
 fn c_program_matches_the_rust_solver() {
-    let program = compile("cc", "CC", "-std=c99", "tests/c/solve.c", "solve_c");
+    let c = "tests/c/solve.c";
+    let program = compile("cc", "CC", "-std=c99", c, "solve_c", Link::Static);
     check_output(&run(&program), &expected(), "C");
 }
 
 #[test]
 fn cpp_program_matches_the_rust_solver() {
-    let program = compile(
-        "c++",
-        "CXX",
-        "-std=c++17",
-        "tests/cpp/solve.cpp",
-        "solve_cpp",
-    );
+    let cpp = "tests/cpp/solve.cpp";
+    let program = compile("c++", "CXX", "-std=c++17", cpp, "solve_cpp", Link::Static);
     check_output(&run(&program), &expected(), "C++");
+}
+
+/// The same C program against the shared library, as SOLVER.md shows it linked.
+#[test]
+fn c_program_runs_on_the_shared_library() {
+    let c = "tests/c/solve.c";
+    let program = compile("cc", "CC", "-std=c99", c, "solve_c_shared", Link::Shared);
+    check_output(&run(&program), &expected(), "C, shared library");
 }
 
 /// docs/SOLVER.md shows the C program that `c_program_matches_the_rust_solver` runs,
