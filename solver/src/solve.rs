@@ -98,7 +98,12 @@ pub struct Solution {
 impl Problem {
     /// Compiles and solves with the exact solver.
     pub fn solve(&self) -> Result<Solution, Error> {
-        self.compile()?.solve(&SolveOptions::default())
+        self.solve_with(&SolveOptions::default())
+    }
+
+    /// Compiles and solves with the exact solver under `opts` (a node limit, say).
+    pub fn solve_with(&self, opts: &SolveOptions) -> Result<Solution, Error> {
+        self.compile()?.solve(opts)
     }
 
     /// Optimal policies for `points` BitOps budgets spread evenly from the smallest
@@ -108,8 +113,9 @@ impl Problem {
         self.sweep_with(points, &SolveOptions::default())
     }
 
-    /// [`Problem::sweep`] with the exact solver's options.
+    /// [`Problem::sweep`] with the exact solver under `opts`.
     pub fn sweep_with(&self, points: usize, opts: &SolveOptions) -> Result<Vec<Solution>, Error> {
+        // The compiled BitOps row spans every budget; each point sets its own.
         let mut p = self.clone();
         p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
         p.compile()?.sweep(points, opts)

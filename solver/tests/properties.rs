@@ -185,3 +185,43 @@ fn non_monotone_rule_forbids_the_lower_bit() {
         .unwrap();
     assert_eq!(s.policy.layers[0].weight, 2);
 }
+
+/// `solve_with` and `sweep_with` are `solve` and `sweep` under the options given: the
+/// defaults give the same answers, and a state budget of 0 stops searches that the default
+/// budget proves.
+#[test]
+fn solve_with_and_sweep_with_take_their_options() {
+    use limpq_solver::SolveOptions;
+    let defaults = SolveOptions::default();
+    let mut none = SolveOptions::default();
+    none.node_limit = 0;
+    let (mut stopped, mut stopped_points) = (0, 0);
+    for seed in 0..40 {
+        let p = random_problem(seed, 12, None);
+        match (p.solve(), p.solve_with(&defaults)) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "seed {seed}"),
+            (Err(a), Err(b)) => assert_eq!(a, b, "seed {seed}"),
+            (a, b) => panic!("seed {seed}: {a:?} vs {b:?}"),
+        }
+        if let Ok(s) = p.solve_with(&none) {
+            check_policy(&p, &s.policy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            stopped += usize::from(!s.proof.optimal);
+        }
+        match (p.sweep(3), p.sweep_with(3, &defaults)) {
+            (Ok(a), Ok(b)) => {
+                assert!(a.iter().all(|s| s.proof.optimal), "seed {seed}");
+                assert_eq!(a, b, "seed {seed}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "seed {seed}"),
+            (a, b) => panic!("seed {seed}: {a:?} vs {b:?}"),
+        }
+        if let Ok(pts) = p.sweep_with(3, &none) {
+            stopped_points += pts.iter().filter(|s| !s.proof.optimal).count();
+        }
+    }
+    assert!(stopped > 0, "no solve was stopped by a node limit of 0");
+    assert!(
+        stopped_points > 0,
+        "no sweep point was stopped by a node limit of 0"
+    );
+}
