@@ -11,8 +11,12 @@ use limpq_solver::gen::{bench, BenchOptions};
 /// choices per layer; stem and classifier fixed at 8 bits), random 200- and 1000-layer
 /// models with bits {2,3,4,5,6,8} (36 choices); budgets: BitOps of uniform W4A4 and a
 /// weight size of 3.5 (25 choices) or 4.5 (36) bits per weight on average, fixed layers
-/// included. Then a Pareto sweep over BitOps budgets on ResNet-50. Times include compiling
-/// the problem (validation, tie handling, dominance removal). Build with --release.
+/// included. The `-real` kinds have indicators shaped like those of real LIMPQ runs
+/// (`limpq_solver::gen::real_like_indicators`): harder than the synthetic ones. Then every
+/// `--indicators` file (default: examples/resnet20.indicators.ron when run from the
+/// repository) under the same budgets, and a Pareto sweep over BitOps budgets on ResNet-50.
+/// Times: compile (validation, tie handling, dominance removal), solve, and both together.
+/// Build with --release.
 #[derive(clap::Args)]
 pub struct Args {
     /// Seeded instances per kind.
@@ -31,6 +35,15 @@ pub struct Args {
     /// Points of the ResNet-50 sweep.
     #[arg(long, default_value_t = 100)]
     pub sweep_points: usize,
+    /// Indicator files (RON or JSON) to time as well, under BitOps W4A4 and 3.5 bits per
+    /// weight on average (4.5 with 6 or more weight bit-widths). Repeatable. Default:
+    /// examples/resnet20.indicators.ron if it exists (run from the repository root).
+    #[arg(long = "indicators", value_name = "FILE")]
+    pub indicators: Vec<std::path::PathBuf>,
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
 fn ms(d: Duration) -> String {
@@ -49,13 +62,30 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     o.microlp_limit = Duration::from_secs_f64(a.microlp_limit.max(0.001));
     o.microlp_budget = Duration::from_secs_f64(a.microlp_budget.max(0.0));
     o.sweep_points = a.sweep_points.max(1);
+    let mut files = a.indicators.clone();
+    if files.is_empty() {
+        let def = std::path::PathBuf::from("examples/resnet20.indicators.ron");
+        if def.exists() {
+            files.push(def);
+        }
+    }
+    for f in &files {
+        let ind = limpq_io::documents::read_indicators(f)?;
+        let name = f.file_name().map_or_else(
+            || f.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        o.files.push((name, limpq_solver::gen::bench_budgets(ind)));
+    }
     let rows = bench(&o, |k| eprintln!("running {k} ..."))?;
     println!(
-        "{:<24} {:>6} {:>8} {:>14} {:>8} {:>10} {:>16} {:>15} {:>6}",
+        "{:<28} {:>6} {:>8} {:>11} {:>11} {:>11} {:>8} {:>10} {:>16} {:>15} {:>6}",
         "instance",
         "groups",
         "choices",
-        "exact median",
+        "compile",
+        "solve",
+        "total",
         "proven",
         "max states",
         "microlp median",
@@ -64,12 +94,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     for r in &rows {
         let ml = r.microlp_median.map_or(String::from("-"), ms);
+        let sweep = r.compile_median.is_zero() && r.solve_median.is_zero();
+        let (c, s) = if sweep {
+            (String::from("-"), String::from("-"))
+        } else {
+            (us(r.compile_median), us(r.solve_median))
+        };
+        let total = if r.exact_median.as_secs_f64() < 1e-2 {
+            us(r.exact_median)
+        } else {
+            ms(r.exact_median)
+        };
         println!(
-            "{:<24} {:>6} {:>8} {:>14} {:>8} {:>10} {:>16} {:>15} {:>6}",
+            "{:<28} {:>6} {:>8} {:>11} {:>11} {:>11} {:>8} {:>10} {:>16} {:>15} {:>6}",
             r.name,
             r.groups,
             r.choices,
-            ms(r.exact_median),
+            c,
+            s,
+            total,
             format!("{}/{}", r.exact_proven, r.instances),
             r.exact_max_nodes,
             ml,
@@ -85,7 +128,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("exact median: compile + solve over {} instances × {} repeats (once if a solve takes > 100 ms; sweep: whole sweep, up to 10 repeats).", o.instances, o.repeats);
+    println!("compile, solve, total: medians over {} instances × {} repeats of Problem::compile, Compiled::solve and both together, in-process (once if a solve takes > 100 ms; a file is one instance; sweep: whole sweep, up to 10 repeats).", o.instances, o.repeats);
     println!("proven: instances (sweep: points) whose exact solve proved optimality within the default budget of {} DP states; max states: the most any one solve used.", limpq_solver::SolveOptions::default().node_limit);
     println!("microlp: one solve per instance, each capped at {} s, at most {} s per kind (later instances skipped); the sweep row scales microlp's per-point time to all points if it stopped early. 'agree' compares objectives where both proved optimality.", a.microlp_limit, a.microlp_budget);
     Ok(())
