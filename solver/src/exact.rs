@@ -693,6 +693,18 @@ fn branch(
                     if c < z {
                         z = c;
                         best = Some(x);
+                        if !below_t {
+                            // Not proven optimal: the local search may improve it, and
+                            // the probes then stop at a tighter incumbent.
+                            if let Some((y, cy)) =
+                                polish(w, lam_w, lb, best.as_deref().unwrap_or(&[]), &feas_tol)
+                            {
+                                if cy < z {
+                                    z = cy;
+                                    best = Some(y);
+                                }
+                            }
+                        }
                     }
                     if below_t {
                         complete = true; // the cheapest policy, and none is below tt
@@ -748,6 +760,31 @@ fn branch(
         lambda: unscale(lam, rows, scales, m_all),
         root_lb: best_lb,
     })
+}
+
+/// Runs the local search on `x` (input indices, every choice in `w`): the improved
+/// policy (input indices) and its cost, or `None` if no move improved it.
+fn polish(
+    w: &Work,
+    lam_w: &[f64],
+    lb: f64,
+    x: &[usize],
+    feas_tol: &[f64],
+) -> Option<(Vec<usize>, f64)> {
+    if x.len() != w.groups() {
+        return None;
+    }
+    let mut local = Vec::with_capacity(x.len());
+    for (g, &xi) in x.iter().enumerate() {
+        local.push(w.range(g).find(|&c| w.orig[c] == xi)?);
+    }
+    let before = local.clone();
+    local_search(w, lam_w, lb, &mut local, feas_tol);
+    if local == before {
+        return None;
+    }
+    let cost = cost_of(w, &local);
+    Some((local.iter().map(|&c| w.orig[c]).collect(), cost))
 }
 
 /// The choices of `w` whose reduced cost at `lam_w` keeps lb + rc below `t`; `None` if a
