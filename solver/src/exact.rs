@@ -405,10 +405,31 @@ fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
     let by_slope = w.slope_orders();
     let mut best = w.lagrangian(lam, arg);
     let rounds = if w.m <= 1 { 1 } else { DUAL_ROUNDS };
+    // A line search is a function of λ alone: the multipliers it last started from and
+    // what it set λ_k to, per row, so that a search from the same λ is not run again.
+    let mut memo: Vec<Option<(Vec<f64>, f64)>> = vec![None; w.m];
     for _ in 0..rounds {
         let before = best;
+        let mut ran = false;
         for k in 0..w.m {
+            if let Some((from, to)) = &memo[k] {
+                if from
+                    .iter()
+                    .zip(lam.iter())
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+                {
+                    lam[k] = *to;
+                    continue;
+                }
+            }
+            let from = lam.to_vec();
             w.line_search(lam, k, &by_slope, &mut bps);
+            memo[k] = Some((from, lam[k]));
+            ran = true;
+        }
+        if !ran {
+            // λ is where the last round left it: L(λ) and its minimisers too.
+            break;
         }
         best = w.lagrangian(lam, arg);
         if best <= before + 1e-13 * (1.0 + abs(before)) {
