@@ -1,6 +1,8 @@
 //! Prints, per benchmark instance, the optimal objective (exact bits), a hash of the policy
 //! and the search states, to check that a change to the search leaves every answer as it was:
 //! `cargo run --release -p limpq-solver --example fingerprint > before.txt`, then diff.
+//! With `--features serde`, arguments are indicator files (RON) solved under the
+//! benchmark's budgets (`gen::bench_budgets`) as well.
 
 fn hash(s: &limpq_solver::Solution) -> u64 {
     // FNV-1a over the chosen bits of every layer.
@@ -44,6 +46,13 @@ fn main() {
             let s = p.solve().unwrap();
             line(&format!("{kind} seed {seed}"), &s);
         }
+    }
+    #[cfg(feature = "serde")]
+    for f in std::env::args().skip(1) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let ind = limpq_solver::IndicatorSet::from_ron_str(&text).unwrap();
+        let s = limpq_solver::gen::bench_budgets(ind).solve().unwrap();
+        line(&f, &s);
     }
     let mut p = limpq_solver::gen::bench_problem("resnet50", 0).unwrap();
     p.options.bitops = None;
