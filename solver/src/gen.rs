@@ -261,48 +261,22 @@ pub fn bench_problem(kind: &str, seed: u64) -> Option<crate::Problem> {
     let mut rng = Rng(seed);
     let b25: &[u32] = &[2, 3, 4, 5, 6];
     let b36: &[u32] = &[2, 3, 4, 5, 6, 8];
-    let (ind, bits) = match kind {
-        "resnet18" => (
-            indicators("resnet18", &resnet18(), b25, b25, 0.0, &mut rng),
-            b25,
-        ),
-        "resnet50" => (
-            indicators("resnet50", &resnet50(), b25, b25, 0.0, &mut rng),
-            b25,
-        ),
-        "resnet18-real" => (
-            real_like_indicators("resnet18", &resnet18(), b25, b25, &mut rng),
-            b25,
-        ),
-        "resnet50-real" => (
-            real_like_indicators("resnet50", &resnet50(), b25, b25, &mut rng),
-            b25,
-        ),
-        "random200" => (
-            indicators(
-                "random200",
-                &random_shapes(200, &mut rng),
-                b36,
-                b36,
-                0.0,
-                &mut rng,
-            ),
-            b36,
-        ),
-        "random1000" => (
-            indicators(
-                "random1000",
-                &random_shapes(1000, &mut rng),
-                b36,
-                b36,
-                0.0,
-                &mut rng,
-            ),
-            b36,
-        ),
+    let r = &mut rng;
+    let ind = match kind {
+        "resnet18" => indicators("resnet18", &resnet18(), b25, b25, 0.0, r),
+        "resnet50" => indicators("resnet50", &resnet50(), b25, b25, 0.0, r),
+        "resnet18-real" => real_like_indicators("resnet18", &resnet18(), b25, b25, r),
+        "resnet50-real" => real_like_indicators("resnet50", &resnet50(), b25, b25, r),
+        "random200" => {
+            let shapes = random_shapes(200, r);
+            indicators("random200", &shapes, b36, b36, 0.0, r)
+        }
+        "random1000" => {
+            let shapes = random_shapes(1000, r);
+            indicators("random1000", &shapes, b36, b36, 0.0, r)
+        }
         _ => return None,
     };
-    let _ = bits;
     Some(bench_budgets(ind))
 }
 
