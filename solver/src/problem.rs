@@ -1008,19 +1008,37 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
         kept_res.clear();
         for &c in &idx {
             let rc = &ch.res[c * m..(c + 1) * m];
-            let dominated = m == 0 && !kept.is_empty()
-                || kept_res
-                    .chunks_exact(m.max(1))
-                    .any(|d| d.iter().zip(rc).all(|(x, y)| x <= y));
+            let dominated = match m {
+                0 => !kept.is_empty(),
+                2 => {
+                    let (a, b) = (rc[0], rc[1]);
+                    let mut j = 0;
+                    let mut d = false;
+                    while j + 1 < kept_res.len() {
+                        if kept_res[j] <= a && kept_res[j + 1] <= b {
+                            d = true;
+                            break;
+                        }
+                        j += 2;
+                    }
+                    d
+                }
+                _ => kept_res
+                    .chunks_exact(m)
+                    .any(|d| d.iter().zip(rc).all(|(x, y)| x <= y)),
+            };
             if !dominated {
                 kept.push(c);
                 kept_res.extend_from_slice(rc);
             }
         }
-        for (j, &c) in kept.iter().enumerate() {
+        out.res.extend_from_slice(&kept_res);
+        for &c in &kept {
             out.cost.push(ch.cost[c]);
-            out.res.extend_from_slice(&kept_res[j * m..(j + 1) * m]);
-            out.bits.extend_from_slice(ch.bits_of(c));
+            match ch.bits_of(c) {
+                &[one] => out.bits.push(one),
+                more => out.bits.extend_from_slice(more),
+            }
             out.bstart.push(out.bits.len());
         }
         out.start.push(out.cost.len());
