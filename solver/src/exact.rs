@@ -51,6 +51,27 @@ impl Work {
     fn range(&self, g: usize) -> core::ops::Range<usize> {
         self.start[g]..self.start[g + 1]
     }
+    /// For each row, every group's choices (as positions in the choice list, within the
+    /// group's range) sorted by their use of that row, largest first; equal uses in
+    /// `f64::total_cmp` order and then by index.
+    fn slope_orders(&self) -> Vec<Vec<u32>> {
+        let m = self.m;
+        (0..m)
+            .map(|k| {
+                let mut v: Vec<u32> = (0..self.cost.len() as u32).collect();
+                for g in 0..self.groups() {
+                    v[self.range(g)].sort_unstable_by(|&a, &b| {
+                        let (a, b) = (a as usize, b as usize);
+                        self.r[b * m + k]
+                            .total_cmp(&self.r[a * m + k])
+                            .then(a.cmp(&b))
+                    });
+                }
+                v
+            })
+            .collect()
+    }
+
     /// Lagrangian cost of choice c.
     fn lcost(&self, lam: &[f64], c: usize) -> f64 {
         let mut v = self.cost[c];
@@ -85,8 +106,16 @@ impl Work {
     }
 
     /// Maximises L over λ_k with the other multipliers fixed, exactly: L is the sum of
-    /// each group's lower envelope of lines in λ_k, minus λ_k · cap_k.
-    fn line_search(&self, lam: &mut [f64], k: usize, bps: &mut Vec<(f64, f64)>) {
+    /// each group's lower envelope of lines in λ_k, minus λ_k · cap_k. `by_slope[k]`
+    /// holds every group's choices sorted by their use of row k, largest first
+    /// ([`Work::slope_orders`]; the slopes do not depend on λ, so they are sorted once).
+    fn line_search(
+        &self,
+        lam: &mut [f64],
+        k: usize,
+        by_slope: &[Vec<u32>],
+        bps: &mut Vec<(f64, f64)>,
+    ) {
         let m = self.m;
         bps.clear();
         let mut slope = -self.cap[k];
@@ -98,13 +127,23 @@ impl Work {
         let mut hull: Vec<(f64, f64)> = Vec::new();
         // λ_k where the envelope passes from line p to line q (slope p > slope q).
         let cross = |p: (f64, f64), q: (f64, f64)| (q.0 - p.0) / (p.1 - q.1);
+        let order = &by_slope[k];
         for g in 0..self.groups() {
+            // Steepest first; of equal slopes only the lowest intercept (the others
+            // would be skipped below).
             lines.clear();
-            for c in self.range(g) {
-                lines.push((self.lcost(lam, c), self.r[c * m + k]));
+            for &c in &order[self.range(g)] {
+                let c = c as usize;
+                let l = (self.lcost(lam, c), self.r[c * m + k]);
+                match lines.last_mut() {
+                    Some(top) if top.1.to_bits() == l.1.to_bits() => {
+                        if l.0.total_cmp(&top.0).is_lt() {
+                            top.0 = l.0;
+                        }
+                    }
+                    _ => lines.push(l),
+                }
             }
-            // Steepest first; of equal slopes the lowest intercept first.
-            lines.sort_unstable_by(|x, y| y.1.total_cmp(&x.1).then(x.0.total_cmp(&y.0)));
             hull.clear();
             for &l in lines.iter() {
                 if let Some(&top) = hull.last() {
@@ -284,6 +323,13 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
                 .fold(f64::INFINITY, f64::min)
         })
         .collect();
+    // Reduced cost of every choice at `lam` (fixed for the whole search).
+    let mut rcs = Vec::with_capacity(w.cost.len());
+    for g in 0..ng {
+        for c in w.range(g) {
+            rcs.push(w.lcost(lam, c) - mins[g]);
+        }
+    }
     let mut used = used_of(w, x);
     let mut z = cost_of(w, x);
     let mut moves: Vec<Move> = Vec::new();
@@ -294,7 +340,7 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
         for g in 0..ng {
             let cur = x[g];
             for c in w.range(g) {
-                if c != cur && w.lcost(lam, c) - mins[g] < thr {
+                if c != cur && rcs[c] < thr {
                     moves.push(Move {
                         g,
                         c,
@@ -356,12 +402,34 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
 /// Maximises the Lagrangian dual by exact coordinate ascent from `lam`.
 fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
     let mut bps = Vec::new();
+    let by_slope = w.slope_orders();
     let mut best = w.lagrangian(lam, arg);
     let rounds = if w.m <= 1 { 1 } else { DUAL_ROUNDS };
+    // A line search is a function of λ alone: the multipliers it last started from and
+    // what it set λ_k to, per row, so that a search from the same λ is not run again.
+    let mut memo: Vec<Option<(Vec<f64>, f64)>> = vec![None; w.m];
     for _ in 0..rounds {
         let before = best;
+        let mut ran = false;
         for k in 0..w.m {
-            w.line_search(lam, k, &mut bps);
+            if let Some((from, to)) = &memo[k] {
+                if from
+                    .iter()
+                    .zip(lam.iter())
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+                {
+                    lam[k] = *to;
+                    continue;
+                }
+            }
+            let from = lam.to_vec();
+            w.line_search(lam, k, &by_slope, &mut bps);
+            memo[k] = Some((from, lam[k]));
+            ran = true;
+        }
+        if !ran {
+            // λ is where the last round left it: L(λ) and its minimisers too.
+            break;
         }
         best = w.lagrangian(lam, arg);
         if best <= before + 1e-13 * (1.0 + abs(before)) {
@@ -646,6 +714,18 @@ fn branch(
                     if c < z {
                         z = c;
                         best = Some(x);
+                        if !below_t {
+                            // Not proven optimal: the local search may improve it, and
+                            // the probes then stop at a tighter incumbent.
+                            if let Some((y, cy)) =
+                                polish(w, lam_w, lb, best.as_deref().unwrap_or(&[]), &feas_tol)
+                            {
+                                if cy < z {
+                                    z = cy;
+                                    best = Some(y);
+                                }
+                            }
+                        }
                     }
                     if below_t {
                         complete = true; // the cheapest policy, and none is below tt
@@ -701,6 +781,31 @@ fn branch(
         lambda: unscale(lam, rows, scales, m_all),
         root_lb: best_lb,
     })
+}
+
+/// Runs the local search on `x` (input indices, every choice in `w`): the improved
+/// policy (input indices) and its cost, or `None` if no move improved it.
+fn polish(
+    w: &Work,
+    lam_w: &[f64],
+    lb: f64,
+    x: &[usize],
+    feas_tol: &[f64],
+) -> Option<(Vec<usize>, f64)> {
+    if x.len() != w.groups() {
+        return None;
+    }
+    let mut local = Vec::with_capacity(x.len());
+    for (g, &xi) in x.iter().enumerate() {
+        local.push(w.range(g).find(|&c| w.orig[c] == xi)?);
+    }
+    let before = local.clone();
+    local_search(w, lam_w, lb, &mut local, feas_tol);
+    if local == before {
+        return None;
+    }
+    let cost = cost_of(w, &local);
+    Some((local.iter().map(|&c| w.orig[c]).collect(), cost))
 }
 
 /// The choices of `w` whose reduced cost at `lam_w` keeps lb + rc below `t`; `None` if a
@@ -1524,11 +1629,17 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
                 while q < stair.len() && stair[q].1 >= cost[i] {
                     q += 1;
                 }
-                if p > 0 && stair[p - 1].0 == u1 {
-                    // Same row 1 as the step before: it had a larger cost; replace it.
-                    stair.splice(p - 1..q, core::iter::once((u1, cost[i])));
+                // Same row 1 as the step before: it had a larger cost; replace it.
+                let p = if p > 0 && stair[p - 1].0 == u1 {
+                    p - 1
                 } else {
-                    stair.splice(p..q, core::iter::once((u1, cost[i])));
+                    p
+                };
+                if p < q {
+                    stair[p] = (u1, cost[i]);
+                    stair.drain(p + 1..q);
+                } else {
+                    stair.insert(p, (u1, cost[i]));
                 }
             }
         }

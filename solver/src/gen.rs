@@ -4,6 +4,7 @@
 
 use std::format;
 use std::string::String;
+use std::vec;
 use std::vec::Vec;
 
 use crate::format::{IndicatorSet, Layer};
@@ -183,53 +184,111 @@ pub fn indicators(
     }
 }
 
+/// Indicators shaped like those of real LIMPQ runs (learned LSQ step sizes), for `shapes`.
+///
+/// What real indicator sets look like (`examples/resnet20.indicators.ron`, the indicator
+/// files the pipeline writes): per layer, a weight and an activation scale that fall
+/// roughly geometrically with the bits (each extra bit multiplies the step size by
+/// 0.45–0.65), with a level that varies from layer to layer by about ±40% but does *not*
+/// follow the layer's size, and weight and activation scales of the same order (weights
+/// 0.2–0.45 at 2 bits, activations 0.4–0.9), so with α = 2 both halves of a choice matter.
+/// The synthetic [`indicators`] instead draw activation levels 10–100× the weight ones and
+/// independent noise per bit, which makes most layers' choices easy to rank.
+///
+/// Here: per layer a level `exp(N(ln 0.3, 0.25))` (weights) and `exp(N(ln 0.65, 0.25))`
+/// (activations), a decay per bit drawn from U(0.45, 0.65) per layer and list, and
+/// per-value noise `exp(N(0, 0.08))` (so a list is occasionally not monotone, as in real
+/// files; the non-monotone rule handles it). Fixed layers get placeholder scales 1.0.
+pub fn real_like_indicators(
+    model: &str,
+    shapes: &[Shape],
+    weight_bits: &[u32],
+    act_bits: &[u32],
+    rng: &mut Rng,
+) -> IndicatorSet {
+    fn normal(rng: &mut Rng) -> f64 {
+        // Box–Muller, one value per call.
+        let u1 = 1.0 - rng.uniform();
+        let u2 = rng.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * core::f64::consts::PI * u2).cos()
+    }
+    let list = |bits: &[u32], level: f64, rng: &mut Rng| -> Vec<f64> {
+        let decay = 0.45 + 0.2 * rng.uniform();
+        let b0 = bits.first().copied().unwrap_or(2) as i32;
+        bits.iter()
+            .map(|&b| level * decay.powi(b as i32 - b0) * (0.08 * normal(rng)).exp())
+            .collect()
+    };
+    let mut layers = Vec::with_capacity(shapes.len());
+    for s in shapes {
+        let (ws, acts) = if s.fixed {
+            (vec![1.0; weight_bits.len()], vec![1.0; act_bits.len()])
+        } else {
+            let lw = (0.3f64.ln() + 0.25 * normal(rng)).exp();
+            let la = (0.65f64.ln() + 0.25 * normal(rng)).exp();
+            (list(weight_bits, lw, rng), list(act_bits, la, rng))
+        };
+        layers.push(Layer {
+            name: s.name.clone(),
+            macs: s.macs,
+            params: s.params,
+            weight_scale: ws,
+            act_scale: acts,
+            fixed: if s.fixed { Some((8, 8)) } else { None },
+        });
+    }
+    IndicatorSet {
+        model: String::from(model),
+        weight_bits: weight_bits.to_vec(),
+        act_bits: act_bits.to_vec(),
+        layers,
+        meta: Vec::new(),
+    }
+}
+
+/// The kinds [`bench_problem`] knows, in the benchmark's order.
+pub const BENCH_KINDS: &[&str] = &[
+    "resnet18",
+    "resnet50",
+    "resnet18-real",
+    "resnet50-real",
+    "random200",
+    "random1000",
+];
+
 /// A benchmark instance: name and problem.
 pub fn bench_problem(kind: &str, seed: u64) -> Option<crate::Problem> {
-    use crate::{BitOpsBudget, Problem, SizeBudget};
     let mut rng = Rng(seed);
     let b25: &[u32] = &[2, 3, 4, 5, 6];
     let b36: &[u32] = &[2, 3, 4, 5, 6, 8];
-    let (ind, bits) = match kind {
-        "resnet18" => (
-            indicators("resnet18", &resnet18(), b25, b25, 0.0, &mut rng),
-            b25,
-        ),
-        "resnet50" => (
-            indicators("resnet50", &resnet50(), b25, b25, 0.0, &mut rng),
-            b25,
-        ),
-        "random200" => (
-            indicators(
-                "random200",
-                &random_shapes(200, &mut rng),
-                b36,
-                b36,
-                0.0,
-                &mut rng,
-            ),
-            b36,
-        ),
-        "random1000" => (
-            indicators(
-                "random1000",
-                &random_shapes(1000, &mut rng),
-                b36,
-                b36,
-                0.0,
-                &mut rng,
-            ),
-            b36,
-        ),
+    let r = &mut rng;
+    let ind = match kind {
+        "resnet18" => indicators("resnet18", &resnet18(), b25, b25, 0.0, r),
+        "resnet50" => indicators("resnet50", &resnet50(), b25, b25, 0.0, r),
+        "resnet18-real" => real_like_indicators("resnet18", &resnet18(), b25, b25, r),
+        "resnet50-real" => real_like_indicators("resnet50", &resnet50(), b25, b25, r),
+        "random200" => {
+            let shapes = random_shapes(200, r);
+            indicators("random200", &shapes, b36, b36, 0.0, r)
+        }
+        "random1000" => {
+            let shapes = random_shapes(1000, r);
+            indicators("random1000", &shapes, b36, b36, 0.0, r)
+        }
         _ => return None,
     };
-    // Budgets: BitOps of uniform W4A4; weights at 3.5 (25 choices) or 4.5 (36) bits on
-    // average counting fixed layers at 8: both rows bind.
-    let avg = if bits.len() == 5 { 3.5 } else { 4.5 };
-    Some(
-        Problem::new(ind)
-            .bitops(BitOpsBudget::Uniform { weight: 4, act: 4 })
-            .size(SizeBudget::CompressionRatio(32.0 / avg)),
-    )
+    Some(bench_budgets(ind))
+}
+
+/// The benchmark's budgets on any indicator set: BitOps of uniform W4A4 and weights at
+/// 3.5 bits on average (4.5 when the file has 6 or more weight bit-widths), fixed layers
+/// counted at their bits; on the generated kinds both rows bind.
+pub fn bench_budgets(ind: IndicatorSet) -> crate::Problem {
+    use crate::{BitOpsBudget, Problem, SizeBudget};
+    let avg = if ind.weight_bits.len() <= 5 { 3.5 } else { 4.5 };
+    Problem::new(ind)
+        .bitops(BitOpsBudget::Uniform { weight: 4, act: 4 })
+        .size(SizeBudget::CompressionRatio(32.0 / avg))
 }
 
 /// Settings of [`bench`].
@@ -246,6 +305,9 @@ pub struct BenchOptions {
     pub microlp_budget: std::time::Duration,
     /// Points of the ResNet-50 sweep.
     pub sweep_points: usize,
+    /// Indicator files (name, problem with the benchmark's budgets, see [`bench_budgets`])
+    /// timed after the generated kinds, one row each.
+    pub files: Vec<(String, crate::Problem)>,
 }
 
 impl Default for BenchOptions {
@@ -256,6 +318,7 @@ impl Default for BenchOptions {
             microlp_limit: std::time::Duration::from_secs(10),
             microlp_budget: std::time::Duration::from_secs(30),
             sweep_points: 100,
+            files: Vec::new(),
         }
     }
 }
@@ -268,6 +331,10 @@ pub struct BenchRow {
     pub choices: usize,
     /// Median wall time of compile + exact solve (or the whole sweep).
     pub exact_median: std::time::Duration,
+    /// Median wall time of `Problem::compile` alone, and of the exact solve alone
+    /// (`Compiled::solve`), over the same runs (zero for the sweep row).
+    pub compile_median: std::time::Duration,
+    pub solve_median: std::time::Duration,
     pub exact_runs: usize,
     /// Every exact run proved optimality.
     pub exact_all_optimal: bool,
@@ -289,12 +356,15 @@ pub struct BenchRow {
 pub fn bench_table(rows: &[BenchRow], o: &BenchOptions) -> String {
     use std::fmt::Write as _;
     let ms = |d: std::time::Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+    let us = |d: std::time::Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
     let mut s = format!(
-        "{:<24} {:>6} {:>8} {:>14} {:>8} {:>10} {:>16} {:>15} {:>6}\n",
+        "{:<28} {:>6} {:>8} {:>11} {:>11} {:>11} {:>8} {:>10} {:>16} {:>15} {:>6}\n",
         "instance",
         "groups",
         "choices",
-        "exact median",
+        "compile",
+        "solve",
+        "total",
         "proven",
         "max states",
         "microlp median",
@@ -302,13 +372,26 @@ pub fn bench_table(rows: &[BenchRow], o: &BenchOptions) -> String {
         "agree"
     );
     for r in rows {
+        let sweep = r.compile_median.is_zero() && r.solve_median.is_zero();
+        let (c, sv) = if sweep {
+            (String::from("-"), String::from("-"))
+        } else {
+            (us(r.compile_median), us(r.solve_median))
+        };
+        let total = if r.exact_median.as_secs_f64() < 1e-2 {
+            us(r.exact_median)
+        } else {
+            ms(r.exact_median)
+        };
         let _ = writeln!(
             s,
-            "{:<24} {:>6} {:>8} {:>14} {:>8} {:>10} {:>16} {:>15} {:>6}",
+            "{:<28} {:>6} {:>8} {:>11} {:>11} {:>11} {:>8} {:>10} {:>16} {:>15} {:>6}",
             r.name,
             r.groups,
             r.choices,
-            ms(r.exact_median),
+            c,
+            sv,
+            total,
             format!("{}/{}", r.exact_proven, r.instances),
             r.exact_max_nodes,
             r.microlp_median.map_or(String::from("-"), ms),
@@ -324,7 +407,7 @@ pub fn bench_table(rows: &[BenchRow], o: &BenchOptions) -> String {
         );
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "exact median: compile + solve over {} instances × {} repeats (once if a solve takes > 100 ms; sweep: whole sweep, up to 10 repeats).", o.instances, o.repeats);
+    let _ = writeln!(s, "compile, solve, total: medians over {} instances × {} repeats of Problem::compile, Compiled::solve and both together, in-process (once if a solve takes > 100 ms; a file is one instance; sweep: whole sweep, up to 10 repeats).", o.instances, o.repeats);
     let _ = writeln!(s, "proven: instances (sweep: points) whose exact solve proved optimality within the default budget of {} DP states; max states: the most any one solve used.", crate::SolveOptions::default().node_limit);
     let _ = writeln!(s, "microlp: one solve per instance, each capped at {} s, at most {} s per kind (later instances skipped); the sweep row scales microlp's per-point time to all points if it stopped early. 'agree' compares objectives where both proved optimality.", o.microlp_limit.as_secs_f64(), o.microlp_budget.as_secs_f64());
     s
@@ -344,15 +427,32 @@ pub fn bench(
 ) -> Result<Vec<BenchRow>, crate::Error> {
     use std::time::Instant;
     let mut rows = Vec::new();
-    for kind in ["resnet18", "resnet50", "random200", "random1000"] {
+    let mut instances: Vec<(String, Vec<crate::Problem>)> = Vec::new();
+    for kind in BENCH_KINDS {
+        let ps = (0..o.instances)
+            .map(|seed| {
+                bench_problem(kind, seed)
+                    .ok_or_else(|| crate::Error::input(None, "kind", "unknown"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        instances.push((String::from(*kind), ps));
+    }
+    for (name, p) in &o.files {
+        instances.push((name.clone(), vec![p.clone()]));
+    }
+    for (kind, problems) in &instances {
         progress(kind);
         let mut ex = Vec::new();
+        let mut tc = Vec::new();
+        let mut ts = Vec::new();
         let mut ml = Vec::new();
         let mut row = BenchRow {
-            name: String::from(kind),
+            name: kind.clone(),
             groups: 0,
             choices: 0,
             exact_median: Default::default(),
+            compile_median: Default::default(),
+            solve_median: Default::default(),
             exact_runs: 0,
             exact_all_optimal: true,
             exact_proven: 0,
@@ -360,19 +460,22 @@ pub fn bench(
             microlp_median: None,
             microlp_runs: 0,
             microlp_optimal: 0,
-            instances: o.instances as usize,
+            instances: problems.len(),
             disagreements: 0,
         };
         let mut ml_spent = std::time::Duration::ZERO;
-        for seed in 0..o.instances {
-            let p = bench_problem(kind, seed)
-                .ok_or_else(|| crate::Error::input(None, "kind", "unknown"))?;
+        for p in problems {
             let mut sol = None;
             for _ in 0..o.repeats {
                 let t = Instant::now();
-                let s = p.compile()?.solve(&Default::default())?;
-                let dt = t.elapsed();
+                let c = p.compile()?;
+                let t1 = Instant::now();
+                let s = c.solve(&Default::default())?;
+                let t2 = Instant::now();
+                let dt = t2 - t;
                 ex.push(dt);
+                tc.push(t1 - t);
+                ts.push(t2 - t1);
                 let slow = dt > std::time::Duration::from_millis(100);
                 row.exact_all_optimal &= s.proof.optimal;
                 row.exact_max_nodes = row.exact_max_nodes.max(s.proof.nodes);
@@ -407,6 +510,8 @@ pub fn bench(
         }
         row.exact_runs = ex.len();
         row.exact_median = median(ex);
+        row.compile_median = median(tc);
+        row.solve_median = median(ts);
         if !ml.is_empty() {
             row.microlp_median = Some(median(ml));
         }
@@ -464,6 +569,8 @@ pub fn bench(
         choices: c.choices().0,
         exact_runs: times.len(),
         exact_median: median(times),
+        compile_median: Default::default(),
+        solve_median: Default::default(),
         exact_all_optimal: all_opt,
         exact_proven: pts.iter().filter(|s| s.proof.optimal).count(),
         exact_max_nodes: nodes,

@@ -608,43 +608,56 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
             .and_then(|i| scales.get(i).copied())
             .unwrap_or(0.0)
     };
-    let allowed = |scales: &[f64], file_bits: &[u32], cand: &[u32]| -> Vec<(u32, f64)> {
-        let mut v = Vec::new();
-        for (i, &b) in cand.iter().enumerate() {
-            let s = scale_at(scales, file_bits, b);
-            if o.non_monotone_rule {
-                if let Some(&next) = cand.get(i + 1) {
-                    if s < scale_at(scales, file_bits, next) {
-                        continue;
-                    }
+    // Position of each candidate bit-width in the file's list (found once, not per layer).
+    let wpos: Vec<Option<usize>> = wcand
+        .iter()
+        .map(|b| ind.weight_bits.iter().position(|x| x == b))
+        .collect();
+    let apos: Vec<Option<usize>> = acand
+        .iter()
+        .map(|b| ind.act_bits.iter().position(|x| x == b))
+        .collect();
+    let allowed =
+        |scales: &[f64], pos: &[Option<usize>], cand: &[u32], out: &mut Vec<(u32, f64)>| {
+            let at = |i: usize| pos[i].and_then(|p| scales.get(p).copied()).unwrap_or(0.0);
+            for (i, &b) in cand.iter().enumerate() {
+                let s = at(i);
+                if o.non_monotone_rule && i + 1 < cand.len() && s < at(i + 1) {
+                    continue;
                 }
+                out.push((b, s));
             }
-            v.push((b, s));
-        }
-        v
-    };
-    let mut wopts: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
-    let mut aopts: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
+        };
+    // Allowed (bits, indicator) of every layer, one list after another.
+    let mut wflat: Vec<(u32, f64)> = Vec::with_capacity(n * wcand.len());
+    let mut aflat: Vec<(u32, f64)> = Vec::with_capacity(n * acand.len());
+    let mut wrange = vec![0..0; n];
+    let mut arange = vec![0..0; n];
     for (i, l) in ind.layers.iter().enumerate() {
         if l.fixed.is_some() {
             continue;
         }
+        let (w0, a0) = (wflat.len(), aflat.len());
         if let Some((w, a)) = pinned[i] {
-            wopts[i] = vec![(w, scale_at(&l.weight_scale, &ind.weight_bits, w))];
+            wflat.push((w, scale_at(&l.weight_scale, &ind.weight_bits, w)));
             let s = if o.weight_only.is_some() {
                 0.0
             } else {
                 scale_at(&l.act_scale, &ind.act_bits, a)
             };
-            aopts[i] = vec![(a, s)];
+            aflat.push((a, s));
         } else {
-            wopts[i] = allowed(&l.weight_scale, &ind.weight_bits, &wcand);
-            aopts[i] = match o.weight_only {
-                Some(a) => vec![(a, 0.0)],
-                None => allowed(&l.act_scale, &ind.act_bits, &acand),
-            };
+            allowed(&l.weight_scale, &wpos, &wcand, &mut wflat);
+            match o.weight_only {
+                Some(a) => aflat.push((a, 0.0)),
+                None => allowed(&l.act_scale, &apos, &acand, &mut aflat),
+            }
         }
+        wrange[i] = w0..wflat.len();
+        arange[i] = a0..aflat.len();
     }
+    let wopts: Vec<&[(u32, f64)]> = wrange.iter().map(|r| &wflat[r.clone()]).collect();
+    let aopts: Vec<&[(u32, f64)]> = arange.iter().map(|r| &aflat[r.clone()]).collect();
 
     // Tie classes and components.
     let mut wuf = Uf((0..n).collect());
@@ -772,8 +785,8 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
             if let Some((w, a)) = l.fixed {
                 fixed_part += table.get(&(i, w, a)).copied().unwrap_or(0.0);
             } else {
-                for &(w, _) in &wopts[i] {
-                    for &(a, _) in &aopts[i] {
+                for &(w, _) in wopts[i] {
+                    for &(a, _) in aopts[i] {
                         if !table.contains_key(&(i, w, a)) {
                             return Err(Error::input(
                                 Some(&l.name),
@@ -813,6 +826,33 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     full.bstart.reserve(guess);
     let mut group_layers = Vec::new();
     for layers in comp_layers.into_values() {
+        if let [i] = layers[..] {
+            // A layer in no tie (the usual case): its choices are its allowed weight bits
+            // × act bits, weight bits varying fastest, with the same values, in the same
+            // order, as the general odometer below gives them, without its allocations.
+            let l = &ind.layers[i];
+            for &(a, as_) in aopts[i] {
+                for &(w, ws) in wopts[i] {
+                    let mut cost = 0.0;
+                    cost += as_ + o.alpha * ws;
+                    for (k, row) in rows.iter().enumerate() {
+                        res[k] = 0.0;
+                        res[k] += match row.kind {
+                            RowKind::BitOps => (l.macs as f64) * f64::from(w) * f64::from(a),
+                            RowKind::Size => (l.params as f64) * f64::from(w),
+                            RowKind::Extra(e) => extra[e].get(&(i, w, a)).copied().unwrap_or(0.0),
+                        };
+                    }
+                    full.bits.push((w, a));
+                    full.cost.push(cost);
+                    full.res.extend_from_slice(&res);
+                    full.bstart.push(full.bits.len());
+                }
+            }
+            full.start.push(full.cost.len());
+            group_layers.push(layers);
+            continue;
+        }
         // Tie classes (weight and act) of the component with their common allowed bits.
         let mut wclass: Vec<(usize, Vec<u32>)> = Vec::new();
         let mut aclass: Vec<(usize, Vec<u32>)> = Vec::new();
@@ -820,8 +860,8 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         let mut la = Vec::new();
         for &i in &layers {
             for (uf, opts, classes, idx, field) in [
-                (&mut wuf, &wopts[i], &mut wclass, &mut lw, "tie_weight"),
-                (&mut auf, &aopts[i], &mut aclass, &mut la, "tie_act"),
+                (&mut wuf, wopts[i], &mut wclass, &mut lw, "tie_weight"),
+                (&mut auf, aopts[i], &mut aclass, &mut la, "tie_act"),
             ] {
                 let root = uf.find(i);
                 let bits: Vec<u32> = opts.iter().map(|x| x.0).collect();
@@ -910,19 +950,36 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
 /// Drops choices that another choice of the same group matches or beats in cost and in
 /// every budget row (keeping the first of exact duplicates).
 pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
+    let n = ch.cost.len();
     let mut out = Choices {
-        start: vec![0],
-        bstart: vec![0],
-        ..Default::default()
+        start: Vec::with_capacity(ch.start.len()),
+        bstart: Vec::with_capacity(n + 1),
+        cost: Vec::with_capacity(n),
+        res: Vec::with_capacity(n * m),
+        bits: Vec::with_capacity(ch.bits.len()),
     };
+    out.start.push(0);
+    out.bstart.push(0);
     let mut idx: Vec<usize> = Vec::new();
+    let mut keyed: Vec<(i64, usize)> = Vec::new();
+    // Rows of the choices kept so far in this group, one after another.
+    let mut kept_res: Vec<f64> = Vec::new();
     let mut kept: Vec<usize> = Vec::new();
     for g in 0..ch.groups() {
         let (s, e) = (ch.start[g], ch.start[g + 1]);
+        // Sort by cost, then by resources, then by index, so a dominator comes before
+        // what it dominates: first by (cost, index) as integer keys (f64::total_cmp's
+        // order), then runs of equal cost by the whole comparison (rare).
+        let key = |x: f64| {
+            let b = x.to_bits() as i64;
+            b ^ ((((b >> 63) as u64) >> 1) as i64)
+        };
+        keyed.clear();
+        keyed.extend((s..e).map(|c| (key(ch.cost[c]), c)));
+        keyed.sort_unstable();
         idx.clear();
-        idx.extend(s..e);
-        // Sort by cost, then by resources, so a dominator comes before what it dominates.
-        idx.sort_by(|&a, &b| {
+        idx.extend(keyed.iter().map(|x| x.1));
+        let full_cmp = |&a: &usize, &b: &usize| {
             ch.cost[a]
                 .total_cmp(&ch.cost[b])
                 .then_with(|| {
@@ -935,20 +992,53 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
                     core::cmp::Ordering::Equal
                 })
                 .then(a.cmp(&b))
-        });
+        };
+        let mut r0 = 0;
+        while r0 < keyed.len() {
+            let mut r1 = r0 + 1;
+            while r1 < keyed.len() && keyed[r1].0 == keyed[r0].0 {
+                r1 += 1;
+            }
+            if r1 - r0 > 1 {
+                idx[r0..r1].sort_unstable_by(full_cmp);
+            }
+            r0 = r1;
+        }
         kept.clear();
+        kept_res.clear();
         for &c in &idx {
-            let dominated = kept
-                .iter()
-                .any(|&d| (0..m).all(|k| ch.res[d * m + k] <= ch.res[c * m + k]));
+            let rc = &ch.res[c * m..(c + 1) * m];
+            let dominated = match m {
+                0 => !kept.is_empty(),
+                2 => {
+                    let (a, b) = (rc[0], rc[1]);
+                    let mut j = 0;
+                    let mut d = false;
+                    while j + 1 < kept_res.len() {
+                        if kept_res[j] <= a && kept_res[j + 1] <= b {
+                            d = true;
+                            break;
+                        }
+                        j += 2;
+                    }
+                    d
+                }
+                _ => kept_res
+                    .chunks_exact(m)
+                    .any(|d| d.iter().zip(rc).all(|(x, y)| x <= y)),
+            };
             if !dominated {
                 kept.push(c);
+                kept_res.extend_from_slice(rc);
             }
         }
+        out.res.extend_from_slice(&kept_res);
         for &c in &kept {
             out.cost.push(ch.cost[c]);
-            out.res.extend_from_slice(&ch.res[c * m..(c + 1) * m]);
-            out.bits.extend_from_slice(ch.bits_of(c));
+            match ch.bits_of(c) {
+                &[one] => out.bits.push(one),
+                more => out.bits.extend_from_slice(more),
+            }
             out.bstart.push(out.bits.len());
         }
         out.start.push(out.cost.len());

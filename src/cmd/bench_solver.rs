@@ -12,8 +12,12 @@ use limpq_solver::gen::{bench, bench_table, BenchOptions};
 /// choices per layer; stem and classifier fixed at 8 bits), random 200- and 1000-layer
 /// models with bits {2,3,4,5,6,8} (36 choices); budgets: BitOps of uniform W4A4 and a
 /// weight size of 3.5 (25 choices) or 4.5 (36) bits per weight on average, fixed layers
-/// included. Then a Pareto sweep over BitOps budgets on ResNet-50. Times include compiling
-/// the problem (validation, tie handling, dominance removal). Build with --release.
+/// included. The `-real` kinds have indicators shaped like those of real LIMPQ runs
+/// (`limpq_solver::gen::real_like_indicators`): harder than the synthetic ones. Then every
+/// `--indicators` file (default: examples/resnet20.indicators.ron when run from the
+/// repository) under the same budgets, and a Pareto sweep over BitOps budgets on ResNet-50.
+/// Times: compile (validation, tie handling, dominance removal), solve, and both together.
+/// Build with --release.
 #[derive(clap::Args)]
 pub struct Args {
     /// Seeded instances per kind.
@@ -32,6 +36,11 @@ pub struct Args {
     /// Points of the ResNet-50 sweep.
     #[arg(long, default_value_t = 100)]
     pub sweep_points: usize,
+    /// Indicator files (RON or JSON) to time as well, under BitOps W4A4 and 3.5 bits per
+    /// weight on average (4.5 with 6 or more weight bit-widths). Repeatable. Default:
+    /// examples/resnet20.indicators.ron if it exists (run from the repository root).
+    #[arg(long = "indicators", value_name = "FILE")]
+    pub indicators: Vec<std::path::PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -46,6 +55,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     o.microlp_limit = Duration::from_secs_f64(a.microlp_limit.max(0.001));
     o.microlp_budget = Duration::from_secs_f64(a.microlp_budget.max(0.0));
     o.sweep_points = a.sweep_points.max(1);
+    let mut files = a.indicators.clone();
+    if files.is_empty() {
+        let def = std::path::PathBuf::from("examples/resnet20.indicators.ron");
+        if def.exists() {
+            files.push(def);
+        }
+    }
+    for f in &files {
+        let ind = limpq_io::documents::read_indicators(f)?;
+        let name = f.file_name().map_or_else(
+            || f.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        o.files.push((name, limpq_solver::gen::bench_budgets(ind)));
+    }
     let rows = bench(&o, |k| eprintln!("running {k} ..."))?;
     super::out::print(&bench_table(&rows, &o))
 }
