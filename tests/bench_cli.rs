@@ -75,3 +75,54 @@ fn unknown_model_is_named() {
     let out = limpq(&["bench", "train", "--model", "resnet99x", "--batch", "4"]);
     refused_with(&out, &["resnet99x"]);
 }
+
+/// `bench solver` (CPU only): every kind has a row with compile, solve and total figures, all
+/// proven optimal, the file given with `--indicators` is timed, and a missing file is named.
+#[test]
+fn solver_bench_times_every_kind_and_the_given_file() {
+    let out = limpq(&[
+        "bench",
+        "solver",
+        "--instances",
+        "1",
+        "--repeats",
+        "1",
+        "--microlp-budget",
+        "0",
+        "--sweep-points",
+        "2",
+        "--indicators",
+        "examples/resnet20.indicators.ron",
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    let header = text.lines().next().unwrap_or_default();
+    for col in ["compile", "solve", "total", "proven", "microlp median"] {
+        assert!(header.contains(col), "no {col} column in {header}");
+    }
+    for kind in [
+        "resnet18 ",
+        "resnet50 ",
+        "resnet18-real",
+        "resnet50-real",
+        "random200",
+        "random1000",
+        "resnet20.indicators.ron",
+        "resnet50 sweep ×2",
+    ] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} row in:\n{text}"));
+        let f: Vec<&str> = row.split_whitespace().collect();
+        let proven = f.iter().find(|c| c.contains('/')).expect("a proven column");
+        let (a, b) = proven.split_once('/').expect("k/n");
+        assert_eq!(a, b, "not every instance proven in {row}");
+        assert!(
+            row.contains("µs") || row.contains("ms"),
+            "no timing in {row}"
+        );
+    }
+    let out = limpq(&["bench", "solver", "--indicators", "no/such.ron"]);
+    refused_with(&out, &["no/such.ron"]);
+}
