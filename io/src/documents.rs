@@ -108,4 +108,76 @@ mod tests {
         assert!(e.contains("missing.ron"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
+
+    /// Every f64 a file holds reads back to the same bits, in both formats: a solve from a
+    /// JSON copy of an indicator file is the solve of the original.
+    #[test]
+    fn floats_read_back_bit_for_bit_in_both_formats() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // A finite value of any magnitude: random mantissa, exponent in [-60, 60].
+            let m = 1.0 + (x >> 12) as f64 / (1u64 << 52) as f64;
+            m * 2f64.powi((x % 121) as i32 - 60)
+        };
+        let layers = (0..200)
+            .map(|i| limpq_solver::Layer {
+                name: format!("l{i}"),
+                macs: 10 + i,
+                params: 5 + i,
+                weight_scale: (0..4).map(|_| next()).collect(),
+                act_scale: (0..4).map(|_| next()).collect(),
+                fixed: None,
+            })
+            .collect();
+        let set = IndicatorSet {
+            model: "m".into(),
+            weight_bits: vec![2, 3, 4, 8],
+            act_bits: vec![2, 3, 4, 8],
+            layers,
+            meta: Vec::new(),
+        };
+        let table = ResourceTable {
+            name: "latency".into(),
+            layers: (0..200)
+                .map(|i| limpq_solver::ResourceLayer {
+                    name: format!("l{i}"),
+                    costs: vec![(2, 2, next()), (8, 8, next())],
+                })
+                .collect(),
+        };
+        let d = dir("floats");
+        for name in ["f.ron", "f.json"] {
+            let p = d.join(name);
+            write_indicators(&p, &set).unwrap();
+            let back = read_indicators(&p).unwrap();
+            for (a, b) in set.layers.iter().zip(&back.layers) {
+                for (x, y) in a
+                    .weight_scale
+                    .iter()
+                    .chain(&a.act_scale)
+                    .zip(b.weight_scale.iter().chain(&b.act_scale))
+                {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{name}: {x:e} read back as {y:e}");
+                }
+            }
+            let p = d.join(format!("t.{name}"));
+            files::write_document(&p, &table).unwrap();
+            let back = read_resource_table(&p).unwrap();
+            for (a, b) in table.layers.iter().zip(&back.layers) {
+                for (x, y) in a.costs.iter().zip(&b.costs) {
+                    assert_eq!(
+                        x.2.to_bits(),
+                        y.2.to_bits(),
+                        "{name}: {:e} read back as {:e}",
+                        x.2,
+                        y.2
+                    );
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
