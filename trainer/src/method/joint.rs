@@ -214,9 +214,7 @@ pub fn check_bits(bits: &[u32]) -> Result<(), String> {
         return Err("give at least two candidate bit-widths".into());
     }
     if bits.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(format!(
-            "{bits:?} must be ascending, each bit-width once"
-        ));
+        return Err(format!("{bits:?} must be ascending, each bit-width once"));
     }
     if let Some(b) = bits.iter().find(|b| !(2..=16).contains(*b)) {
         return Err(format!(

@@ -29,8 +29,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::PipelineError;
 use crate::method::{FinetuneConfig, JointConfig};
-pub use crate::train::RunSpec;
 use crate::train::run_spec::{read_fields, RUN_FIELDS};
+pub use crate::train::RunSpec;
 use crate::train::{RunConfig, TrainConfig};
 
 /// A BitOps budget of the job: `"w2a3"` (every searchable layer at W2 A3; also the uniform
