@@ -296,6 +296,31 @@ fn bad_job_files_and_unknown_ids_are_errors_with_the_reason() {
     let o = limpq(&t, &["submit", missing.to_str().unwrap()]);
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(!o.status.success() && err.contains("nope.ron"), "{err}");
+    // The indicators and finetune kinds: a missing checkpoint, bad bits, a missing policy.
+    for (name, text, want) in [
+        (
+            "ind.job.ron",
+            "(job: Indicators((model: \"small_cnn\", ckpt: \"fp.ckpt\")))",
+            &["indicators.ckpt", "fp.ckpt"][..],
+        ),
+        (
+            "bits.job.ron",
+            "(job: Indicators((model: \"small_cnn\", ckpt: \"bits.job.ron\", bits: [3, 3])))",
+            &["indicators.bits", "ascending"][..],
+        ),
+        (
+            "ft.job.ron",
+            "(job: Finetune((ckpt: \"ft.job.ron\", policy: \"p.ron\", epochs: 1)))",
+            &["finetune.policy", "p.ron"][..],
+        ),
+    ] {
+        let f = t.0.join(name);
+        std::fs::write(&f, text).unwrap();
+        let o = limpq(&t, &["submit", f.to_str().unwrap()]);
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(want.iter().all(|w| err.contains(w)), "{want:?}: {err}");
+    }
     let o = limpq(&t, &["watch", "77"]);
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(!o.status.success() && err.contains("no job 77"), "{err}");

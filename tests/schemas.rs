@@ -289,11 +289,15 @@ fn a_value_of_every_type_is_valid_under_its_schema() {
     let train = JobSpec::from_file(&root().join("examples/train.job.ron")).unwrap();
     let solve = JobSpec::from_file(&root().join("examples/solve.job.ron")).unwrap();
     let eval = JobSpec::from_file(&root().join("examples/eval.job.ron")).unwrap();
+    let indicators = JobSpec::from_file(&root().join("examples/indicators.job.ron")).unwrap();
+    let finetune = JobSpec::from_file(&root().join("examples/finetune.job.ron")).unwrap();
     let pipeline = Job::from_file(&root().join("examples/small_cnn.pipeline.ron")).unwrap();
     let kinds = [
         train.job,
         solve.job,
         eval.job,
+        indicators.job,
+        finetune.job,
         JobKind::Pipeline(pipeline),
         JobKind::Count(CountJob {
             n: 3,
@@ -305,7 +309,7 @@ fn a_value_of_every_type_is_valid_under_its_schema() {
     let mut names: Vec<&str> = kinds.iter().map(JobKind::name).collect();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 5, "one job of every kind");
+    assert_eq!(names.len(), 7, "one job of every kind");
     for job in kinds {
         let what = job.name();
         let spec = JobSpec {
@@ -527,13 +531,15 @@ fn pipeline_and_daemon_jobs_check_their_version() {
         refused_for_version(&e, v);
     }
 
+    // Daemon job files are at version 2 (the solver's budgets); version 1 still reads.
+    assert_eq!(JobSpec::FORMAT_VERSION, 2);
     let spec_text = std::fs::read_to_string(root().join("examples/solve.job.ron"))
         .unwrap()
-        .replacen("format_version: 1,", "", 1);
+        .replacen("format_version: 2,", "", 1);
     let ind = dir.join("resnet20.indicators.ron");
     std::fs::copy(root().join("examples/resnet20.indicators.ron"), &ind).unwrap();
     let body_at = spec_text.find("\n(").unwrap() + 1;
-    for (v, ok) in [(1u64, true), (0, false), (2, false)] {
+    for (v, ok) in [(1u64, true), (2, true), (0, false), (3, false)] {
         let path = dir.join(format!("solve-v{v}.job.ron"));
         let text = format!(
             "{}{}",

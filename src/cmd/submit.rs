@@ -7,7 +7,9 @@ use super::serve::Endpoint;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Job file (RON); relative paths inside it are taken from its directory.
+    /// Job file (RON: a Solve, Train, Indicators, Finetune, Eval or Pipeline job, or a
+    /// `limpq pipeline` job file as it is); relative paths inside it are taken from its
+    /// directory.
     pub job: PathBuf,
     /// Follow the job with a progress bar until it ends.
     #[arg(long)]

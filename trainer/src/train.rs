@@ -17,6 +17,9 @@ use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::schedule::cosine_lr;
 
+pub mod run_spec;
+pub use run_spec::RunSpec;
+
 /// The settings every run shares: full-precision training ([`TrainConfig`]), joint
 /// training and finetuning (`method::JointConfig`, `method::FinetuneConfig`, which add only
 /// what is theirs). The defaults are full-precision training's.

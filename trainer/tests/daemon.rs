@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use limpq_trainer::daemon::client::Client;
-use limpq_trainer::daemon::job::{Bitops, CountJob, JobKind, JobSpec, SolveJob};
+use limpq_trainer::daemon::job::{BitOpsBudget, CountJob, JobKind, JobSpec, SizeBudget, SolveJob};
 use limpq_trainer::daemon::protocol::{
     read_message, JobInfo, JobState, Request, Response, MAX_FRAME,
 };
@@ -102,9 +102,8 @@ fn solve_job_writes_a_policy() {
         job: JobKind::Solve(SolveJob {
             indicators: ind,
             alpha: None,
-            bitops: Some(Bitops::Uniform(3, 3)),
-            size_bytes: None,
-            compression: None,
+            bitops: Some(BitOpsBudget::Uniform { weight: 3, act: 3 }),
+            size: None,
         }),
     };
     let mut c = client(&h);
@@ -116,6 +115,119 @@ fn solve_job_writes_a_policy() {
     assert!(!policy.layers.is_empty());
     assert!(policy.bitops <= policy.bitops_budget.unwrap());
     h.shutdown().unwrap();
+}
+
+/// Format version 1 spelled budgets as the daemon's own enum and two size fields; those
+/// files still read, as the solver's budgets, and are written back in the current form.
+#[test]
+fn version_1_solve_jobs_still_read_as_the_solvers_budgets() {
+    let read = |text: &str| ron::from_str::<JobSpec>(text).map(|s| s.job);
+    let solve = |bitops, size| {
+        JobKind::Solve(SolveJob {
+            indicators: "i.ron".into(),
+            alpha: None,
+            bitops,
+            size,
+        })
+    };
+    let w3a3 = Some(BitOpsBudget::Uniform { weight: 3, act: 3 });
+    assert_eq!(
+        read(r#"(job: Solve((indicators: "i.ron", bitops: Some(Uniform(3, 3)))))"#).unwrap(),
+        solve(w3a3, None)
+    );
+    assert_eq!(
+        read(r#"(job: Solve((indicators: "i.ron", bitops: Some("w3a3"))))"#).unwrap(),
+        solve(w3a3, None)
+    );
+    assert_eq!(
+        read(
+            r#"(job: Solve((indicators: "i.ron", bitops: Some(Absolute(5)), size_bytes: Some(9))))"#
+        )
+        .unwrap(),
+        solve(Some(BitOpsBudget::Absolute(5)), Some(SizeBudget::Bytes(9)))
+    );
+    assert_eq!(
+        read(r#"(job: Solve((indicators: "i.ron", bitops: Some(5), compression: Some(8.0))))"#)
+            .unwrap(),
+        solve(
+            Some(BitOpsBudget::Absolute(5)),
+            Some(SizeBudget::CompressionRatio(8.0))
+        )
+    );
+    assert_eq!(
+        read(r#"(job: Solve((indicators: "i.ron", size: Some("cr:8"))))"#).unwrap(),
+        solve(None, Some(SizeBudget::CompressionRatio(8.0)))
+    );
+    for bad in [
+        r#"(job: Solve((indicators: "i.ron", size: Some(9), size_bytes: Some(9))))"#,
+        r#"(job: Solve((indicators: "i.ron", size_bytes: Some(9), compression: Some(8.0))))"#,
+        r#"(job: Solve((indicators: "i.ron", bitops: Some("three bits"))))"#,
+        r#"(job: Solve((indicators: "i.ron", bitops: Some(Uniform(3, 3, 3)))))"#,
+    ] {
+        assert!(read(bad).is_err(), "{bad}");
+    }
+    // Written in the current form, which reads back the same.
+    let job = solve(w3a3, Some(SizeBudget::CompressionRatio(8.0)));
+    let text = ron::to_string(&job).unwrap();
+    assert!(
+        text.contains(r#"bitops:Some("w3a3")"#) && text.contains(r#""cr:8""#),
+        "{text}"
+    );
+    assert_eq!(ron::from_str::<JobKind>(&text).unwrap(), job);
+}
+
+/// The training jobs' run settings are one vocabulary (the pipeline's): every setting
+/// reads, a duplicate or unknown one is refused, and a spec round-trips.
+#[test]
+fn training_jobs_read_the_shared_run_settings() {
+    let text = r#"Indicators((model: "small_cnn", ckpt: "a.ckpt", bits: [2, 4], epochs: 2,
+        batch: 16, lr: 0.02, momentum: 0.8, nesterov: false, weight_decay: 0.0,
+        label_smoothing: 0.0, clip: 0.5, eval_batch: 32, data: "mnist", subset: Some(10),
+        seed: 3, output: Some("x.json")))"#;
+    let job: JobKind = ron::from_str(text).unwrap();
+    let JobKind::Indicators(ind) = &job else {
+        panic!("{job:?}")
+    };
+    let cfg = ind.config();
+    assert_eq!(cfg.bits, vec![2, 4]);
+    assert_eq!(
+        (
+            cfg.run.epochs,
+            cfg.run.batch,
+            cfg.run.lr,
+            cfg.run.clip,
+            cfg.run.seed
+        ),
+        (2, 16, 0.02, Some(0.5), 3)
+    );
+    assert!(!cfg.run.nesterov);
+    assert_eq!(ind.data.data.as_deref(), Some("mnist"));
+    let again = ron::to_string(&job).unwrap();
+    assert_eq!(ron::from_str::<JobKind>(&again).unwrap(), job);
+    // Left out: the CLI command's recipe.
+    let ft: JobKind = ron::from_str(r#"Finetune((ckpt: "a.ckpt", policy: "p.ron"))"#).unwrap();
+    let JobKind::Finetune(ft) = ft else { panic!() };
+    assert_eq!(
+        ft.config().run,
+        limpq_trainer::method::FinetuneConfig::default().run
+    );
+    let ind: JobKind = ron::from_str(r#"Indicators((model: "m", ckpt: "a.ckpt"))"#).unwrap();
+    let JobKind::Indicators(ind) = ind else {
+        panic!()
+    };
+    assert_eq!(ind.config(), limpq_trainer::method::JointConfig::default());
+    let tr: JobKind = ron::from_str(r#"Train((model: "small_cnn"))"#).unwrap();
+    let JobKind::Train(tr) = tr else { panic!() };
+    assert_eq!(tr.config(), limpq_trainer::train::RunConfig::default());
+    for bad in [
+        r#"Train((model: "m", lr: 0.1, lr: 0.2))"#,
+        r#"Train((model: "m", bogus: 1))"#,
+        r#"Train((epochs: 1))"#,
+        r#"Finetune((ckpt: "a.ckpt"))"#,
+        r#"Indicators((model: "m", ckpt: "a.ckpt", seed: 1, seed: 2))"#,
+    ] {
+        assert!(ron::from_str::<JobKind>(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]
@@ -212,8 +324,7 @@ fn bad_input_gets_error_replies_and_the_daemon_stays_up() {
             indicators: PathBuf::from(ind),
             alpha,
             bitops: None,
-            size_bytes: None,
-            compression: None,
+            size: None,
         }),
     };
     let e = c

@@ -109,22 +109,22 @@ fn bad_train_specs_are_refused_and_a_gpu_error_fails_only_its_job() {
     let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("resnet9000"), "{e}");
     let mut t = tiny_train(1);
-    t.lr = f32::NAN;
+    t.run.lr = Some(f32::NAN);
     let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("lr") && e.contains("NaN"), "{e}");
     let mut t = tiny_train(1);
-    t.momentum = -0.5;
+    t.run.momentum = Some(-0.5);
     let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("momentum"), "{e}");
     let mut t = tiny_train(1);
-    t.data_dir = Some(dir.0.join("no-such-data"));
+    t.data.data_dir = Some(dir.0.join("no-such-data"));
     let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("no-such-data"), "{e}");
     // Data folder exists but holds no dataset: a failed job naming the folder.
     let empty = dir.0.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let mut t = tiny_train(1);
-    t.data_dir = Some(empty.clone());
+    t.data.data_dir = Some(empty.clone());
     let f = c.submit(spec(JobKind::Train(t))).unwrap();
     let fi = c.watch(f, |_| {}).unwrap();
     assert!(
@@ -327,5 +327,258 @@ fn a_pipeline_job_file_runs_through_the_daemon() {
         log.contains("done earlier, skipped") && !log.contains("epoch"),
         "{log}"
     );
+    h.shutdown().unwrap();
+}
+
+/// The settings every indicators/finetune test below shares: tiny, on lavapipe.
+const TINY: &str = "epochs: 1, batch: 32, eval_batch: 32, subset: Some(128), test_subset: Some(32)";
+
+fn tiny_data() -> (
+    std::sync::Arc<limpq_trainer::data::Dataset>,
+    std::sync::Arc<limpq_trainer::data::Dataset>,
+) {
+    use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
+    let load = |split, n, seed| {
+        std::sync::Arc::new(
+            Dataset::load_subset("fashion-mnist", None, split, Some(n), seed).unwrap(),
+        )
+    };
+    (
+        load(Split::Train, 128, 0),
+        load(Split::Test, 32, TEST_SUBSET_SEED),
+    )
+}
+
+/// A full-precision checkpoint from a tiny train job.
+fn fp_checkpoint(c: &mut Client, dir: &Path) -> std::path::PathBuf {
+    let id = c.submit(spec(JobKind::Train(tiny_train(1)))).unwrap();
+    let fin = c.watch(id, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    let ck = dir.join("fp.ckpt");
+    std::fs::copy(Path::new(&fin.output_dir).join("model.ckpt"), &ck).unwrap();
+    ck
+}
+
+/// Indicators and finetune jobs give what the library functions `limpq indicators` and
+/// `limpq finetune` call give for the same settings, bit for bit, including an indicators
+/// job stopped by a shutdown after its first step and resumed by the next daemon.
+#[test]
+fn indicators_and_finetune_jobs_equal_the_library_runs_and_resume() {
+    use limpq_trainer::daemon::job::{FinetuneJob, IndicatorsJob};
+    use limpq_trainer::gpu::{Gpu, GpuOptions};
+    use limpq_trainer::method::{finetune, joint_train_full};
+
+    let dir = TempDir::new("indft");
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let fp = fp_checkpoint(&mut c, &dir.0);
+
+    // Indicators, shut down after the first step.
+    let ind_job: IndicatorsJob = ron::from_str(&format!(
+        "(model: \"small_cnn\", ckpt: {:?}, bits: [2, 4], {TINY})",
+        fp.display().to_string()
+    ))
+    .unwrap();
+    let id = c
+        .submit(spec(JobKind::Indicators(ind_job.clone())))
+        .unwrap();
+    let mut stages = Vec::new();
+    let fin = c
+        .watch(id, |r| {
+            if let Response::Progress(_, p) = r {
+                if p.step.is_some() && stages.is_empty() {
+                    h.request_shutdown();
+                }
+                stages.push(p.stage.clone());
+            }
+        })
+        .unwrap();
+    assert_eq!(fin.state, JobState::Interrupted, "{fin:?}");
+    assert!(stages.iter().any(|s| s == "joint training"), "{stages:?}");
+    h.join().unwrap();
+    let state = dir.0.join(format!("state/jobs/{id}/checkpoint/joint.ckpt"));
+    assert!(state.is_file(), "no joint state saved at the stop");
+
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let fin = c.watch(id, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    assert_eq!(fin.resumes, 1);
+    let log = std::fs::read_to_string(dir.0.join(format!("state/jobs/{id}/log.txt"))).unwrap();
+    assert!(log.contains("resumed from checkpoint"), "{log}");
+    let ind_path = Path::new(&fin.output_dir).join("indicators.ron");
+    let from_job =
+        limpq_solver::IndicatorSet::from_ron_str(&std::fs::read_to_string(&ind_path).unwrap())
+            .unwrap();
+
+    // The same run through the library, uninterrupted.
+    let gpu = Gpu::new(&GpuOptions::from_env()).unwrap();
+    let init = Checkpoint::load(&fp).unwrap();
+    let model = init.model.clone();
+    let (train, test) = tiny_data();
+    let lib = joint_train_full(
+        &gpu,
+        &model,
+        &init,
+        train.clone(),
+        test.clone(),
+        &ind_job.config(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let lib_ind =
+        limpq_solver::IndicatorSet::from_ron_str(&lib.indicators.to_ron_string()).unwrap();
+    assert_eq!(from_job.layers, lib_ind.layers);
+    assert_eq!(from_job.weight_bits, vec![2, 4]);
+
+    // A policy from those indicators, then finetuning with the indicators' step sizes.
+    let policy = limpq_solver::Problem::new(from_job.clone())
+        .bitops(limpq_solver::BitOpsBudget::Uniform { weight: 2, act: 4 })
+        .solve()
+        .unwrap()
+        .policy;
+    let policy_path = dir.0.join("policy.ron");
+    std::fs::write(&policy_path, policy.to_ron_string()).unwrap();
+    let out = dir.0.join("ft.ckpt");
+    let ft_job: FinetuneJob = ron::from_str(&format!(
+        "(ckpt: {:?}, policy: {:?}, indicators: Some({:?}), output: Some({:?}), {TINY})",
+        fp.display().to_string(),
+        policy_path.display().to_string(),
+        ind_path.display().to_string(),
+        out.display().to_string()
+    ))
+    .unwrap();
+    let ft = c.submit(spec(JobKind::Finetune(ft_job.clone()))).unwrap();
+    let mut seen = Vec::new();
+    let fin = c
+        .watch(ft, |r| {
+            if let Response::Progress(_, p) = r {
+                seen.push(p.stage.clone());
+            }
+        })
+        .unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    assert!(seen.iter().any(|s| s == "finetuning"), "{seen:?}");
+    let from_job = Checkpoint::load(&out).unwrap();
+    let lib = finetune(
+        &gpu,
+        &model,
+        &init,
+        &policy,
+        Some(&from_job_indicators(&ind_path)),
+        train,
+        test,
+        &ft_job.config(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(from_job.tensors, lib.checkpoint.tensors);
+    assert_eq!(from_job.step, lib.checkpoint.step);
+    h.shutdown().unwrap();
+}
+
+fn from_job_indicators(p: &Path) -> limpq_solver::IndicatorSet {
+    limpq_solver::IndicatorSet::from_ron_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// Bad indicators and finetune specs are refused at submission, naming the field.
+#[test]
+fn bad_indicators_and_finetune_specs_are_refused() {
+    use limpq_trainer::daemon::job::{FinetuneJob, IndicatorsJob};
+    let dir = TempDir::new("badindft");
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let ck = dir.0.join("fp.ckpt");
+    std::fs::write(&ck, b"not read at submission").unwrap();
+    let ind = |extra: &str| -> JobSpec {
+        let text = format!(
+            "(model: \"small_cnn\", ckpt: {:?}, {TINY}{extra})",
+            ck.display().to_string()
+        );
+        spec(JobKind::Indicators(
+            ron::from_str::<IndicatorsJob>(&text).unwrap(),
+        ))
+    };
+    let refused = |c: &mut Client, s: JobSpec, want: &[&str]| {
+        let e = c.submit(s).unwrap_err().to_string();
+        assert!(want.iter().all(|w| e.contains(w)), "{want:?}: {e}");
+    };
+    refused(
+        &mut c,
+        ind(", bits: [4, 2]"),
+        &["indicators.bits", "ascending"],
+    );
+    refused(
+        &mut c,
+        ind(", bits: [1, 2]"),
+        &["indicators.bits", "outside"],
+    );
+    refused(&mut c, ind(", bits: [4]"), &["indicators.bits", "two"]);
+    refused(&mut c, ind(", lr: -1.0"), &["indicators.lr"]);
+    refused(&mut c, ind(", clip: inf"), &["indicators.clip"]);
+    refused(&mut c, ind(", label_smoothing: 1.0"), &["label_smoothing"]);
+    refused(
+        &mut c,
+        ind(", output: Some(\"/no/such/folder/i.ron\")"),
+        &["indicators.output", "/no/such/folder"],
+    );
+    let mut j = ron::from_str::<IndicatorsJob>("(model: \"resnet9000\", ckpt: \"x\")").unwrap();
+    j.ckpt = ck.clone();
+    refused(&mut c, spec(JobKind::Indicators(j)), &["resnet9000"]);
+    let mut j = ron::from_str::<IndicatorsJob>("(model: \"small_cnn\", ckpt: \"x\")").unwrap();
+    j.ckpt = dir.0.join("missing.ckpt");
+    refused(
+        &mut c,
+        spec(JobKind::Indicators(j)),
+        &["indicators.ckpt", "missing.ckpt"],
+    );
+
+    let policy = dir.0.join("policy.ron");
+    std::fs::write(&policy, "not a policy").unwrap();
+    let ft = |policy: &Path, indicators: Option<&Path>| -> JobSpec {
+        spec(JobKind::Finetune(FinetuneJob {
+            ckpt: ck.clone(),
+            policy: policy.to_path_buf(),
+            indicators: indicators.map(Path::to_path_buf),
+            data: Default::default(),
+            run: Default::default(),
+            output: None,
+        }))
+    };
+    refused(
+        &mut c,
+        ft(&policy, None),
+        &["finetune.policy", "policy.ron"],
+    );
+    refused(
+        &mut c,
+        ft(&dir.0.join("nope.ron"), None),
+        &["finetune.policy", "nope.ron"],
+    );
+    refused(
+        &mut c,
+        ft(Path::new("/dev/zero"), None),
+        &["finetune.policy", "/dev/zero"],
+    );
+    let good_policy = dir.0.join("good.ron");
+    let ind_set = limpq_solver::IndicatorSet::from_ron_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/resnet20.indicators.ron"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let p = limpq_solver::Problem::new(ind_set).solve().unwrap().policy;
+    std::fs::write(&good_policy, p.to_ron_string()).unwrap();
+    refused(
+        &mut c,
+        ft(&good_policy, Some(&dir.0.join("none.ron"))),
+        &["finetune.indicators", "none.ron"],
+    );
+    let mut bad = ft(&good_policy, None);
+    if let JobKind::Finetune(f) = &mut bad.job {
+        f.run.epochs = Some(0);
+    }
+    refused(&mut c, bad, &["finetune.epochs"]);
     h.shutdown().unwrap();
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use limpq_trainer::daemon::client::Client;
-use limpq_trainer::daemon::job::{Bitops, CountJob, JobKind, JobSpec, SolveJob, TrainJob};
+use limpq_trainer::daemon::job::{BitOpsBudget, CountJob, JobKind, JobSpec, SolveJob, TrainJob};
 use limpq_trainer::daemon::protocol::{
     read_message, JobInfo, JobState, Request, Response, MAX_ERROR, MAX_FRAME,
 };
@@ -53,9 +53,8 @@ fn solve(indicators: &Path) -> JobSpec {
         job: JobKind::Solve(SolveJob {
             indicators: indicators.to_path_buf(),
             alpha: None,
-            bitops: Some(Bitops::Uniform(3, 3)),
-            size_bytes: None,
-            compression: None,
+            bitops: Some(BitOpsBudget::Uniform { weight: 3, act: 3 }),
+            size: None,
         }),
     }
 }

@@ -10,12 +10,13 @@ use limpq_io::files;
 use super::error::Error;
 use serde::{Deserialize, Serialize};
 
-pub use super::gpu_specs::{EvalJob, PipelineJob, TrainJob};
+pub use super::gpu_specs::{EvalJob, FinetuneJob, IndicatorsJob, JobData, PipelineJob, TrainJob};
+pub use limpq_solver::{BitOpsBudget, SizeBudget};
 
 /// A job file (`JOB.ron`): an optional name and what to run.
 ///
 /// ```ron
-/// (name: "w3a3 search", job: Solve((indicators: "resnet20.indicators.ron", bitops: Some(Uniform(3, 3)))))
+/// (name: "w3a3 search", job: Solve((indicators: "resnet20.indicators.ron", bitops: Some("w3a3"))))
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +35,11 @@ pub enum JobKind {
     Solve(SolveJob),
     /// Full-precision training on the GPU; writes `model.ckpt` and `history.ron`.
     Train(TrainJob),
+    /// Joint indicator training on the GPU (`limpq indicators`); writes `indicators.ron`.
+    Indicators(IndicatorsJob),
+    /// Quantization-aware finetuning of a policy on the GPU (`limpq finetune`); writes
+    /// `model.ckpt`.
+    Finetune(FinetuneJob),
     /// Test accuracy of a checkpoint on the GPU; writes `eval.ron`.
     Eval(EvalJob),
     /// The whole method (a `limpq pipeline` job file); writes into its `output` folder.
@@ -50,6 +56,8 @@ impl JobKind {
         match self {
             JobKind::Solve(_) => "solve",
             JobKind::Train(_) => "train",
+            JobKind::Indicators(_) => "indicators",
+            JobKind::Finetune(_) => "finetune",
             JobKind::Eval(_) => "eval",
             JobKind::Pipeline(_) => "pipeline",
             JobKind::Count(_) => "count",
@@ -57,30 +65,114 @@ impl JobKind {
     }
 }
 
-/// A BitOps budget of a solve job.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Bitops {
-    /// The BitOps of all searchable layers at (weight bits, activation bits).
-    Uniform(u32, u32),
-    Absolute(u64),
-}
-
+/// The bit-width search of `limpq solve` on an indicator file. Budgets are the solver's own
+/// types, written as `limpq solve` takes them: `bitops: Some("w3a3")` (the BitOps of every
+/// searchable layer at W3 A3) or `Some(278175744)`; `size: Some("cr:8")` (a compression
+/// ratio against 32-bit weights) or `Some(250000)` (bytes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "SolveJobFile")]
 pub struct SolveJob {
     /// Indicator file (RON or JSON); relative to the job file's directory.
     pub indicators: PathBuf,
     /// Weight of the weight indicators in the objective (default 2).
-    #[serde(default)]
     pub alpha: Option<f64>,
+    pub bitops: Option<BitOpsBudget>,
+    /// Weight-size budget.
+    pub size: Option<SizeBudget>,
+}
+
+/// A solve job as files spell it: the current fields, and those of format version 1
+/// (`bitops: Some(Uniform(3, 3))` / `Some(Absolute(n))`, `size_bytes`, `compression`),
+/// still read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SolveJobFile {
+    indicators: PathBuf,
     #[serde(default)]
-    pub bitops: Option<Bitops>,
-    /// Weight-size budget in bytes.
+    alpha: Option<f64>,
     #[serde(default)]
-    pub size_bytes: Option<u64>,
-    /// Weight-size budget as a compression ratio against 32-bit weights.
+    bitops: Option<BitOpsField>,
     #[serde(default)]
-    pub compression: Option<f64>,
+    size: Option<SizeBudget>,
+    #[serde(default)]
+    size_bytes: Option<u64>,
+    #[serde(default)]
+    compression: Option<f64>,
+}
+
+impl TryFrom<SolveJobFile> for SolveJob {
+    type Error = String;
+    fn try_from(f: SolveJobFile) -> Result<SolveJob, String> {
+        let old = match (f.size_bytes, f.compression) {
+            (Some(_), Some(_)) => {
+                return Err("solve: give size_bytes or compression, not both".into())
+            }
+            (Some(b), None) => Some(SizeBudget::Bytes(b)),
+            (None, Some(c)) => Some(SizeBudget::CompressionRatio(c)),
+            (None, None) => None,
+        };
+        let size = match (f.size, old) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "solve: give size, or the older size_bytes / compression, not both".into(),
+                )
+            }
+            (s, o) => s.or(o),
+        };
+        Ok(SolveJob {
+            indicators: f.indicators,
+            alpha: f.alpha,
+            bitops: f.bitops.map(|b| b.0),
+            size,
+        })
+    }
+}
+
+/// A BitOps budget as the solver reads it (`"w3a3"`, a number), or in the form of format
+/// version 1: `Uniform(3, 3)` or `Absolute(n)` (RON hands those over as a sequence of two
+/// numbers or of one).
+struct BitOpsField(BitOpsBudget);
+
+impl<'de> Deserialize<'de> for BitOpsField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<BitOpsField, D::Error> {
+        use serde::de::{self, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BitOpsField;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a BitOps budget: \"w3a3\" or a number of BitOps")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BitOpsField, E> {
+                v.parse().map(BitOpsField).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BitOpsField, E> {
+                Ok(BitOpsField(BitOpsBudget::Absolute(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BitOpsField, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("a BitOps budget of {v}: must be ≥ 0")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BitOpsField, A::Error> {
+                let first: u64 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let budget = match seq.next_element::<u32>()? {
+                    None => BitOpsBudget::Absolute(first),
+                    Some(act) => BitOpsBudget::Uniform {
+                        weight: u32::try_from(first)
+                            .map_err(|_| de::Error::custom("weight bits above u32"))?,
+                        act,
+                    },
+                };
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::invalid_length(3, &self));
+                }
+                Ok(BitOpsField(budget))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// TEST-ONLY job (see [`JobKind::Count`]).
@@ -100,7 +192,9 @@ pub struct CountJob {
 
 impl JobSpec {
     /// The newest `format_version` of daemon job files this build reads.
-    pub const FORMAT_VERSION: u32 = 1;
+    /// Version 2: solve budgets are the solver's (`bitops: Some("w3a3")`, `size`); the
+    /// training jobs take `clip`; `Indicators` and `Finetune` jobs. Version 1 files still read.
+    pub const FORMAT_VERSION: u32 = 2;
 
     /// Parse a job file, resolving relative paths against the file's directory.
     pub fn from_file(path: &Path) -> Result<JobSpec, Error> {
@@ -147,6 +241,8 @@ impl JobSpec {
         match &mut self.job {
             JobKind::Solve(s) => fix(&mut s.indicators),
             JobKind::Train(t) => t.resolve_paths(base),
+            JobKind::Indicators(t) => t.resolve_paths(base),
+            JobKind::Finetune(t) => t.resolve_paths(base),
             JobKind::Eval(e) => e.resolve_paths(base),
             JobKind::Pipeline(p) => super::gpu_specs::resolve_pipeline_paths(p, base),
             JobKind::Count(_) => {}
@@ -178,18 +274,17 @@ impl JobSpec {
                 if let Some(a) = s.alpha {
                     check_nonneg("solve.alpha", a)?;
                 }
-                if let Some(c) = s.compression {
-                    check_nonneg("solve.compression", c)?;
+                if let Some(SizeBudget::CompressionRatio(c)) = s.size {
+                    check_nonneg("solve.size", c)?;
                     if c == 0.0 {
-                        return Err("solve.compression: must be positive".into());
+                        return Err("solve.size: a compression ratio must be positive".into());
                     }
-                }
-                if s.size_bytes.is_some() && s.compression.is_some() {
-                    return Err("solve: give size_bytes or compression, not both".into());
                 }
                 Ok(())
             }
             JobKind::Train(t) => t.validate(),
+            JobKind::Indicators(t) => t.validate(),
+            JobKind::Finetune(t) => t.validate(),
             JobKind::Eval(e) => e.validate(),
             JobKind::Pipeline(p) => super::gpu_specs::validate_pipeline(p),
             JobKind::Count(c) => {

@@ -206,6 +206,24 @@ pub fn joint_train(
     joint_train_full(gpu, model, init, train, test, cfg, on_event).map(|r| r.indicators)
 }
 
+/// Refuses candidate bit-widths joint training cannot use: at least two, ascending, each
+/// once, each in 2..=16 (LSQ needs a sign bit and a step). The error is the sentence; each
+/// caller names its field.
+pub fn check_bits(bits: &[u32]) -> Result<(), String> {
+    if bits.len() < 2 {
+        return Err("give at least two candidate bit-widths".into());
+    }
+    if bits.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("{bits:?} must be ascending, each bit-width once"));
+    }
+    if let Some(b) = bits.iter().find(|b| !(2..=16).contains(*b)) {
+        return Err(format!(
+            "{b} bits is outside 2..=16 (LSQ needs a sign bit and a step)"
+        ));
+    }
+    Ok(())
+}
+
 fn check_config(cfg: &JointConfig) -> Result<(), MethodError> {
     if cfg.bits.is_empty() || cfg.bits.windows(2).any(|w| w[0] >= w[1]) {
         return Err(MethodError::Config(format!(

@@ -24,7 +24,7 @@ use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
 
 pub use eval::{evaluate_checkpoint, EvalReport, PolicyCost};
 pub use finetune::{finetune, FinetuneConfig, Finetuned};
-pub use joint::{joint_train, joint_train_full, JointConfig, JointTrained, StepDrift};
+pub use joint::{check_bits, joint_train, joint_train_full, JointConfig, JointTrained, StepDrift};
 
 /// Meta key under which a finetuned checkpoint stores its policy (RON text).
 pub const POLICY_META: &str = "policy";

@@ -29,6 +29,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::PipelineError;
 use crate::method::{FinetuneConfig, JointConfig};
+use crate::train::run_spec::{read_fields, RUN_FIELDS};
+pub use crate::train::RunSpec;
 use crate::train::{RunConfig, TrainConfig};
 
 /// A BitOps budget of the job: `"w2a3"` (every searchable layer at W2 A3; also the uniform
@@ -51,164 +53,6 @@ pub struct DataSpec {
     /// Test images: a random subset with a fixed seed (default: all).
     #[serde(default)]
     pub test: Option<usize>,
-}
-
-/// The run settings a stage of the job may set: the settings of [`RunConfig`] that a job
-/// file chooses (the seed comes from `seeds`; checkpoints, stops and resumes are the
-/// pipeline's). Every one is optional: the stage's recipe ([`PretrainSpec::config`],
-/// [`JointSpec::config`], [`FinetuneSpec::config`]) fills what a job leaves out. In the
-/// file they sit directly in the stage's parentheses:
-/// `pretrain: (epochs: 3, batch: 64, lr: 0.1)`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RunSpec {
-    pub epochs: Option<usize>,
-    pub batch: Option<usize>,
-    pub lr: Option<f32>,
-    pub momentum: Option<f32>,
-    pub nesterov: Option<bool>,
-    pub weight_decay: Option<f32>,
-    pub label_smoothing: Option<f32>,
-    /// ±clip of every gradient element.
-    pub clip: Option<f32>,
-    pub eval_batch: Option<usize>,
-}
-
-/// The field names of [`RunSpec`] in a job file.
-const RUN_FIELDS: [&str; 9] = [
-    "epochs",
-    "batch",
-    "lr",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "label_smoothing",
-    "clip",
-    "eval_batch",
-];
-
-impl RunSpec {
-    /// `base` with every setting this spec gives.
-    pub fn apply(&self, base: RunConfig) -> RunConfig {
-        RunConfig {
-            epochs: self.epochs.unwrap_or(base.epochs),
-            batch: self.batch.unwrap_or(base.batch),
-            lr: self.lr.unwrap_or(base.lr),
-            momentum: self.momentum.unwrap_or(base.momentum),
-            nesterov: self.nesterov.unwrap_or(base.nesterov),
-            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
-            label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
-            clip: self.clip.or(base.clip),
-            eval_batch: self.eval_batch.unwrap_or(base.eval_batch),
-            ..base
-        }
-    }
-
-    /// Reads the value of field `key` (one of [`RUN_FIELDS`]); `false` for another key.
-    fn read<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
-            slot: &mut Option<T>,
-            key: &'static str,
-            map: &mut A,
-        ) -> Result<(), A::Error> {
-            if slot.is_some() {
-                return Err(de::Error::duplicate_field(key));
-            }
-            *slot = Some(map.next_value()?);
-            Ok(())
-        }
-        match key {
-            "epochs" => once(&mut self.epochs, "epochs", map)?,
-            "batch" => once(&mut self.batch, "batch", map)?,
-            "lr" => once(&mut self.lr, "lr", map)?,
-            "momentum" => once(&mut self.momentum, "momentum", map)?,
-            "nesterov" => once(&mut self.nesterov, "nesterov", map)?,
-            "weight_decay" => once(&mut self.weight_decay, "weight_decay", map)?,
-            "label_smoothing" => once(&mut self.label_smoothing, "label_smoothing", map)?,
-            "clip" => once(&mut self.clip, "clip", map)?,
-            "eval_batch" => once(&mut self.eval_batch, "eval_batch", map)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
-    /// Writes the settings that are set.
-    fn write<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
-        fn opt<T: Serialize, S: SerializeStruct>(
-            st: &mut S,
-            key: &'static str,
-            v: &Option<T>,
-        ) -> Result<(), S::Error> {
-            match v {
-                Some(v) => st.serialize_field(key, v),
-                None => st.skip_field(key),
-            }
-        }
-        opt(st, "epochs", &self.epochs)?;
-        opt(st, "batch", &self.batch)?;
-        opt(st, "lr", &self.lr)?;
-        opt(st, "momentum", &self.momentum)?;
-        opt(st, "nesterov", &self.nesterov)?;
-        opt(st, "weight_decay", &self.weight_decay)?;
-        opt(st, "label_smoothing", &self.label_smoothing)?;
-        opt(st, "clip", &self.clip)?;
-        opt(st, "eval_batch", &self.eval_batch)
-    }
-
-    /// The settings beyond epochs, batch and lr that are set, as `, key: value` (Debug
-    /// forms), for a stage's fingerprint text.
-    fn extra_text(&self) -> String {
-        let mut t = String::new();
-        let mut add = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                t.push_str(&format!(", {k}: {v}"));
-            }
-        };
-        add("momentum", self.momentum.map(|v| format!("{v:?}")));
-        add("nesterov", self.nesterov.map(|v| format!("{v:?}")));
-        add("weight_decay", self.weight_decay.map(|v| format!("{v:?}")));
-        add(
-            "label_smoothing",
-            self.label_smoothing.map(|v| format!("{v:?}")),
-        );
-        add("clip", self.clip.map(|v| format!("{v:?}")));
-        add("eval_batch", self.eval_batch.map(|v| format!("{v:?}")));
-        t
-    }
-}
-
-/// A key of a stage's parentheses, read as an identifier (RON) or a string (JSON).
-struct Key(String);
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(Key(v.to_string()))
-            }
-        }
-        d.deserialize_identifier(V)
-    }
-}
-
-/// A stage of the job: its [`RunSpec`] and its own fields, read from one pair of
-/// parentheses. `extra` reads a field of the stage's own (`false` for an unknown one).
-fn read_stage<'de, A: MapAccess<'de>>(
-    mut map: A,
-    fields: &'static [&'static str],
-    mut extra: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
-) -> Result<RunSpec, A::Error> {
-    let mut run = RunSpec::default();
-    while let Some(Key(key)) = map.next_key()? {
-        if !run.read(&key, &mut map)? && !extra(&key, &mut map)? {
-            return Err(de::Error::unknown_field(&key, fields));
-        }
-    }
-    Ok(run)
 }
 
 /// Full-precision pretraining, or a checkpoint to start from. Recipe: SGD with Nesterov
@@ -345,7 +189,7 @@ impl<'de> Deserialize<'de> for PretrainSpec {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PretrainSpec, A::Error> {
                 let mut init: Option<Option<PathBuf>> = None;
-                let run = read_stage(map, PRETRAIN_FIELDS, |k, map| match k {
+                let run = read_fields(map, PRETRAIN_FIELDS, |k, map| match k {
                     "init" if init.is_some() => Err(de::Error::duplicate_field("init")),
                     "init" => {
                         init = Some(map.next_value()?);
@@ -373,7 +217,7 @@ impl<'de> Deserialize<'de> for JointSpec {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<JointSpec, A::Error> {
                 let mut bits: Option<Vec<u32>> = None;
-                let run = read_stage(map, JOINT_FIELDS, |k, map| match k {
+                let run = read_fields(map, JOINT_FIELDS, |k, map| match k {
                     "bits" if bits.is_some() => Err(de::Error::duplicate_field("bits")),
                     "bits" => {
                         bits = Some(map.next_value()?);
@@ -403,7 +247,7 @@ impl<'de> Deserialize<'de> for FinetuneSpec {
                 f.write_str("the finetune settings: (epochs: …, batch: …, lr: …)")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FinetuneSpec, A::Error> {
-                let run = read_stage(map, &RUN_FIELDS, |_, _| Ok(false))?;
+                let run = read_fields(map, &RUN_FIELDS, |_, _| Ok(false))?;
                 if run.epochs.is_none() {
                     return Err(de::Error::missing_field("epochs"));
                 }
@@ -559,20 +403,8 @@ impl Job {
         }
         stage(self.joint.config(0).run, "joint")?;
         stage(self.finetune.config(0).run, "finetune")?;
-        if self.joint.bits.len() < 2 {
-            return Err("field `joint.bits`: give at least two candidate bit-widths".into());
-        }
-        if self.joint.bits.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!(
-                "field `joint.bits`: {:?} must be ascending, each bit-width once",
-                self.joint.bits
-            ));
-        }
-        if let Some(b) = self.joint.bits.iter().find(|b| !(2..=16).contains(*b)) {
-            return Err(format!(
-                "field `joint.bits`: {b} bits is outside 2..=16 (LSQ needs a sign bit and a step)"
-            ));
-        }
+        crate::method::check_bits(&self.joint.bits)
+            .map_err(|e| format!("field `joint.bits`: {e}"))?;
         if !(self.alpha.is_finite() && self.alpha >= 0.0) {
             return Err(format!(
                 "field `alpha`: {} must be finite and ≥ 0",

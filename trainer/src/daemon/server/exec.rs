@@ -15,7 +15,7 @@ use limpq_io::files::{self, write_private};
 use serde::{Deserialize, Serialize};
 
 use super::state::create_private_dir;
-use crate::daemon::job::{load_indicators, Bitops, CountJob, JobKind, JobSpec, SolveJob};
+use crate::daemon::job::{load_indicators, CountJob, JobKind, JobSpec, SolveJob};
 use crate::daemon::protocol::{JobId, Progress};
 
 /// Value of the stop flag: keep going.
@@ -116,6 +116,8 @@ pub fn run(spec: &JobSpec, ctx: &mut JobContext<'_>) -> Result<Outcome, String> 
     match &spec.job {
         JobKind::Solve(s) => run_solve(s, ctx),
         JobKind::Train(t) => super::gpu::run_train(t, ctx),
+        JobKind::Indicators(t) => super::gpu::run_indicators(t, ctx),
+        JobKind::Finetune(t) => super::gpu::run_finetune(t, ctx),
         JobKind::Eval(e) => super::gpu::run_eval(e, ctx),
         JobKind::Pipeline(p) => super::gpu::run_pipeline(p, ctx),
         JobKind::Count(c) => run_count(c, ctx),
@@ -129,18 +131,11 @@ fn run_solve(s: &SolveJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> 
     });
     let ind = load_indicators(&s.indicators)?;
     let mut p = limpq_solver::Problem::new(ind).alpha(s.alpha.unwrap_or(2.0));
-    match s.bitops {
-        Some(Bitops::Uniform(w, a)) => {
-            p = p.bitops(limpq_solver::BitOpsBudget::Uniform { weight: w, act: a })
-        }
-        Some(Bitops::Absolute(b)) => p = p.bitops(limpq_solver::BitOpsBudget::Absolute(b)),
-        None => {}
+    if let Some(b) = s.bitops {
+        p = p.bitops(b);
     }
-    if let Some(b) = s.size_bytes {
-        p = p.size(limpq_solver::SizeBudget::Bytes(b));
-    }
-    if let Some(c) = s.compression {
-        p = p.size(limpq_solver::SizeBudget::CompressionRatio(c));
+    if let Some(b) = s.size {
+        p = p.size(b);
     }
     let sol = p.solve().map_err(|e| format!("solve: {e}"))?;
     let out = ctx.output_dir.join("policy.ron");

@@ -14,24 +14,30 @@
 //! stage's current step, and a rerun goes on from where it stopped (completed stages
 //! skipped, the stopped one from its exact step).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use limpq_io::files::write_private;
+use limpq_io::documents::{read_indicators, read_policy};
+use limpq_io::files::{self, write_private};
 use serde::Serialize;
 
 use super::exec::{JobContext, Outcome};
 use crate::checkpoint::Checkpoint;
-use crate::daemon::gpu_specs::{default_data, resolve_model, EvalJob, PipelineJob, TrainJob};
+use crate::daemon::gpu_specs::{
+    default_data, resolve_model, EvalJob, FinetuneJob, IndicatorsJob, JobData, PipelineJob,
+    TrainJob,
+};
+use crate::daemon::job::check_regular;
 use crate::daemon::protocol::Progress;
 use crate::data::{Dataset, Split, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::{Gpu, GpuOptions};
+use crate::method::{finetune, joint_train_full, FinetuneConfig, JointConfig, MethodError};
 use crate::pipeline::PipelineError;
 use crate::train::{
-    check_checkpoint_model, check_data, evaluate, train_from, Event, Position, Start, StopFlag,
-    TrainConfig, TrainError,
+    check_checkpoint_model, check_data, evaluate, train_from, Event, Position, RunConfig, Start,
+    StopFlag, TrainConfig, TrainError,
 };
 
 fn load_split(
@@ -46,6 +52,121 @@ fn load_split(
         .map_err(|e| e.to_string())
 }
 
+/// The training split (a subset drawn with the job's seed) and the test split (a subset
+/// drawn with [`TEST_SUBSET_SEED`]) of data set `name`, as the CLI's training commands load
+/// them.
+fn load_splits(name: &str, d: &JobData) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
+    let dir = d.data_dir.as_deref();
+    Ok((
+        load_split(name, dir, Split::Train, d.subset, d.seed)?,
+        load_split(name, dir, Split::Test, d.test_subset, TEST_SUBSET_SEED)?,
+    ))
+}
+
+/// A run's event as the job's progress (steps, evaluations) or log line (epochs).
+fn report(ctx: &mut JobContext<'_>, stage: &str, epochs: usize, e: &Event) {
+    let total = epochs as u64;
+    match e {
+        Event::Start { .. } => {}
+        Event::Step {
+            epoch,
+            step,
+            steps,
+            loss,
+            accuracy,
+            images_per_sec,
+            eta_secs,
+            ..
+        } => ctx.progress(Progress {
+            stage: stage.into(),
+            epoch: Some((*epoch as u64, total)),
+            step: Some((*step as u64, *steps as u64)),
+            loss: Some(*loss as f64),
+            accuracy: Some(*accuracy),
+            images_per_sec: Some(*images_per_sec),
+            eta_secs: Some(*eta_secs),
+        }),
+        Event::Evaluating { epoch } => ctx.progress(Progress {
+            stage: "evaluating".into(),
+            epoch: Some((*epoch as u64, total)),
+            ..Progress::default()
+        }),
+        Event::Epoch(s) => ctx.log(format!(
+            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
+            s.epoch,
+            total,
+            s.train_loss,
+            s.train_acc * 100.0,
+            s.test_loss,
+            s.test_acc * 100.0,
+            s.seconds,
+            s.images_per_sec
+        )),
+    }
+}
+
+/// The data's provenance for a checkpoint's or indicator file's meta, as the CLI writes it.
+fn data_meta(train: &Dataset, init: &Path, d: &JobData) -> Vec<(String, String)> {
+    let mut meta = vec![
+        ("data".to_string(), train.kind.name().to_string()),
+        ("init".to_string(), init.display().to_string()),
+    ];
+    if let Some(n) = d.subset {
+        meta.push(("subset".into(), n.to_string()));
+    }
+    meta
+}
+
+/// A state file the job resumes from, when an earlier run of it left one.
+fn resume_from(ctx: &mut JobContext<'_>, path: &Path) -> Result<Option<Arc<Checkpoint>>, String> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
+    match Position::of(&ck) {
+        Ok(Some(pos)) => ctx.log(format!(
+            "resumed from checkpoint at epoch {} of {}, step {} of {} in the next epoch \
+             (global step {}); schedule, momentum and batch order continue exactly",
+            pos.epochs_done, pos.epochs, pos.epoch_step, pos.steps_per_epoch, pos.global_step
+        )),
+        _ => ctx.log(format!("resuming from {}", path.display())),
+    }
+    Ok(Some(Arc::new(ck)))
+}
+
+/// How a stopped method run ends the job: stopped (its state saved, resumed next time),
+/// or an error.
+fn method_end<T>(
+    ran: Result<T, MethodError>,
+    ctx: &mut JobContext<'_>,
+) -> Result<Result<T, Outcome>, String> {
+    match ran {
+        Ok(t) => Ok(Ok(t)),
+        Err(e @ MethodError::Stopped { .. }) => {
+            ctx.log(format!("{e}; the job resumes from there"));
+            Ok(Err(Outcome::Stopped))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes `text` to the job's own output folder (`name`) or to the file the job named.
+fn write_output(
+    ctx: &JobContext<'_>,
+    named: Option<&Path>,
+    name: &str,
+    bytes: &[u8],
+) -> Result<PathBuf, String> {
+    let out = named.map_or_else(|| ctx.output_dir.join(name), Path::to_path_buf);
+    let written = if named.is_some() {
+        files::write_atomic(&out, bytes)
+    } else {
+        write_private(&out, bytes)
+    };
+    written.map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {
     let g = Gpu::new(&GpuOptions::from_env()).map_err(|e| format!("GPU: {e}"))?;
     ctx.log(format!(
@@ -56,7 +177,9 @@ fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {
 }
 
 pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
-    let model = resolve_model(&job.model, &job.data)?;
+    let data = job.data_name();
+    let model = resolve_model("train.model", &job.model, &data)?;
+    let run = job.config();
     let current = ctx.checkpoint_dir.join("current.ckpt");
     // What the job starts from: its own last checkpoint (an exact position), else the
     // spec's init (weights only, a new run), else a fresh initialisation.
@@ -76,7 +199,7 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         ctx.log(format!(
             "resumed from checkpoint at epoch {} of {}, step {} of {} in the next epoch \
              (global step {}); schedule, momentum and batch order continue exactly",
-            pos.epochs_done, job.epochs, pos.epoch_step, pos.steps_per_epoch, pos.global_step
+            pos.epochs_done, run.epochs, pos.epoch_step, pos.steps_per_epoch, pos.global_step
         ));
         Some(ck)
     } else {
@@ -91,76 +214,22 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         (None, Some(ck)) => Start::Init(ck),
         (None, None) => Start::Fresh,
     };
-    let dir = job.data_dir.as_deref();
-    let train_ds = load_split(&job.data, dir, Split::Train, job.subset, job.seed)?;
-    let test_ds = load_split(
-        &job.data,
-        dir,
-        Split::Test,
-        job.test_subset,
-        TEST_SUBSET_SEED,
-    )?;
+    let (train_ds, test_ds) = load_splits(&data, &job.data)?;
     let gpu = gpu(ctx)?;
     // The daemon's stop flag (cancel or shutdown) is an AtomicU8 owned by the worker; the
     // progress callback, which runs after every step, forwards it to train's own flag,
     // which train checks before the next step and before each evaluation.
     let stop = Arc::new(AtomicBool::new(false));
     let cfg = TrainConfig {
-        epochs: job.epochs,
-        batch: job.batch,
-        lr: job.lr,
-        momentum: job.momentum,
-        nesterov: job.nesterov,
-        weight_decay: job.weight_decay,
-        label_smoothing: job.label_smoothing,
-        seed: job.seed,
-        eval_batch: job.eval_batch,
         checkpoint: Some(current.clone()),
         meta: vec![("data".into(), train_ds.kind.name().to_string())],
         stop: StopFlag::new(stop.clone()),
-        ..TrainConfig::default()
+        ..run
     };
-    let total = job.epochs as u64;
     let ran = {
         let ctx = &mut *ctx;
         let mut on_event = |e: &Event| {
-            match e {
-                Event::Start { .. } => {}
-                Event::Step {
-                    epoch,
-                    step,
-                    steps,
-                    loss,
-                    accuracy,
-                    images_per_sec,
-                    eta_secs,
-                    ..
-                } => ctx.progress(Progress {
-                    stage: "training".into(),
-                    epoch: Some((*epoch as u64, total)),
-                    step: Some((*step as u64, *steps as u64)),
-                    loss: Some(*loss as f64),
-                    accuracy: Some(*accuracy),
-                    images_per_sec: Some(*images_per_sec),
-                    eta_secs: Some(*eta_secs),
-                }),
-                Event::Evaluating { epoch } => ctx.progress(Progress {
-                    stage: "evaluating".into(),
-                    epoch: Some((*epoch as u64, total)),
-                    ..Progress::default()
-                }),
-                Event::Epoch(s) => ctx.log(format!(
-                    "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
-                    s.epoch,
-                    total,
-                    s.train_loss,
-                    s.train_acc * 100.0,
-                    s.test_loss,
-                    s.test_acc * 100.0,
-                    s.seconds,
-                    s.images_per_sec
-                )),
-            }
+            report(ctx, "training", cfg.epochs, e);
             if ctx.should_stop() {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -337,4 +406,165 @@ pub fn run_pipeline(job: &PipelineJob, ctx: &mut JobContext<'_>) -> Result<Outco
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Joint indicator training (`limpq indicators`) through
+/// [`crate::method::joint_train_full`]. Its state is `checkpoint/joint.ckpt`, written after
+/// every epoch and at a stop with the exact position; a resumed job continues from it.
+pub fn run_indicators(job: &IndicatorsJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
+    let init = Checkpoint::load(&job.ckpt).map_err(|e| e.to_string())?;
+    let data = job.data.name(init.meta("data"));
+    let model = resolve_model("indicators.model", &job.model, &data)?;
+    let state = ctx.checkpoint_dir.join("joint.ckpt");
+    let resume = resume_from(ctx, &state)?;
+    let (train_ds, test_ds) = load_splits(&data, &job.data)?;
+    let gpu = gpu(ctx)?;
+    ctx.log(format!(
+        "joint indicator training of {} at bits {:?} on {} ({} train / {} test images)",
+        model.name,
+        job.bits,
+        train_ds.kind.name(),
+        train_ds.len(),
+        test_ds.len()
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = job.config();
+    let cfg = JointConfig {
+        bits: base.bits,
+        run: RunConfig {
+            meta: data_meta(&train_ds, &job.ckpt, &job.data),
+            checkpoint: Some(state),
+            stop: StopFlag::new(stop.clone()),
+            resume,
+            ..base.run
+        },
+    };
+    let ran = {
+        let ctx = &mut *ctx;
+        let mut on_event = |e: &Event| {
+            report(ctx, "joint training", cfg.run.epochs, e);
+            if ctx.should_stop() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        };
+        joint_train_full(&gpu, &model, &init, train_ds, test_ds, &cfg, &mut on_event)
+    };
+    let out = match method_end(ran, ctx)? {
+        Ok(out) => out,
+        Err(stopped) => return Ok(stopped),
+    };
+    if !out.non_monotone.is_empty() {
+        ctx.log(format!(
+            "warning: {} indicator pairs are not monotone in bits (listed in the file's meta)",
+            out.non_monotone.len()
+        ));
+    }
+    if let Some(d) = &out.drift {
+        ctx.log(format!("the step sizes moved from their LSQ init {d}"));
+    }
+    let named = job.output.as_deref();
+    let json = named.is_some_and(|p| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    });
+    let text = if json {
+        out.indicators.to_json_string()
+    } else {
+        out.indicators.to_ron_string()
+    };
+    let path = write_output(ctx, named, "indicators.ron", text.as_bytes())?;
+    if let Some(p) = &job.checkpoint {
+        out.checkpoint.save(p).map_err(|e| e.to_string())?;
+        ctx.log(format!("joint state written to {}", p.display()));
+    }
+    ctx.log(format!("indicators written to {}", path.display()));
+    Ok(Outcome::Completed)
+}
+
+/// Finetuning of a policy (`limpq finetune`) through [`crate::method::finetune`]. Its state
+/// is `checkpoint/current.ckpt`, written after every epoch and at a stop with the exact
+/// position; a resumed job continues from it.
+pub fn run_finetune(job: &FinetuneJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
+    let init = Checkpoint::load(&job.ckpt).map_err(|e| e.to_string())?;
+    let model = init.model.clone();
+    // Checked again: the files may have changed since the submission.
+    check_regular("finetune.policy", &job.policy)?;
+    let policy = read_policy(&job.policy).map_err(|e| e.to_string())?;
+    if policy.model != model.name {
+        return Err(format!(
+            "{} is a policy for model '{}', {} holds '{}'",
+            job.policy.display(),
+            policy.model,
+            job.ckpt.display(),
+            model.name
+        ));
+    }
+    let indicators = match &job.indicators {
+        Some(p) => {
+            check_regular("finetune.indicators", p)?;
+            Some(read_indicators(p).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let data = job.data.name(init.meta("data"));
+    let state = ctx.checkpoint_dir.join("current.ckpt");
+    let resume = resume_from(ctx, &state)?;
+    let (train_ds, test_ds) = load_splits(&data, &job.data)?;
+    let gpu = gpu(ctx)?;
+    ctx.log(format!(
+        "finetuning {} at {} on {} ({} train / {} test images)",
+        model.name,
+        job.policy.display(),
+        train_ds.kind.name(),
+        train_ds.len(),
+        test_ds.len()
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let base = job.config();
+    let cfg = FinetuneConfig {
+        run: RunConfig {
+            meta: data_meta(&train_ds, &job.ckpt, &job.data),
+            checkpoint: Some(state),
+            stop: StopFlag::new(stop.clone()),
+            resume,
+            ..base.run
+        },
+    };
+    let ran = {
+        let ctx = &mut *ctx;
+        let mut on_event = |e: &Event| {
+            report(ctx, "finetuning", cfg.run.epochs, e);
+            if ctx.should_stop() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        };
+        finetune(
+            &gpu,
+            &model,
+            &init,
+            &policy,
+            indicators.as_ref(),
+            train_ds,
+            test_ds,
+            &cfg,
+            &mut on_event,
+        )
+    };
+    let ft = match method_end(ran, ctx)? {
+        Ok(ft) => ft,
+        Err(stopped) => return Ok(stopped),
+    };
+    let path = write_output(
+        ctx,
+        job.output.as_deref(),
+        "model.ckpt",
+        &ft.checkpoint.to_bytes(),
+    )?;
+    ctx.log(format!(
+        "quantized test accuracy {:.2}%, loss {:.4}; checkpoint written to {}",
+        ft.test_accuracy * 100.0,
+        ft.test_loss,
+        path.display()
+    ));
+    Ok(Outcome::Completed)
 }
