@@ -3,8 +3,8 @@
 //! say how shapes are grouped and classed, what a sample is and what the totals sum), its
 //! text and JSON lines `limpq_trainer::bench::report`.
 use limpq_trainer::bench::conv::{self, ConvBenchConfig, ALL_ALGOS};
+use limpq_trainer::bench::ConvAlgo;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::kernels::conv::ConvAlgo;
 use limpq_trainer::model::Model;
 
 /// Which algorithms to run.

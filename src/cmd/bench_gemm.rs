@@ -2,8 +2,8 @@
 //! CPU first; the harness is `limpq_trainer::bench::gemm` (its docs say what a sample is).
 use limpq_trainer::bench::gemm::{self, GemmBenchConfig, Which};
 use limpq_trainer::bench::report;
+use limpq_trainer::bench::HalfKind;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::kernels::gemm_f16::HalfKind;
 
 /// Which kernels to time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -1,8 +1,8 @@
 //! `limpq bench train`: training-step throughput on synthetic data; the harness is
 //! `limpq_trainer::bench::train`.
 use limpq_trainer::bench::train::{self, Mode, TrainBenchConfig};
+use limpq_trainer::bench::{ConvAlgo, ConvPolicy};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::kernels::conv::{ConvAlgo, ConvPolicy};
 use limpq_trainer::model::Model;
 
 /// What one timed step is.
