@@ -18,9 +18,18 @@ from typing import (
     type_check_only,
 )
 
-__all__ = ["Problem", "SolverError", "InfeasibleError", "__version__"]
+__all__ = [
+    "Problem",
+    "SolverError",
+    "InfeasibleError",
+    "bench_problem",
+    "BENCH_KINDS",
+    "__version__",
+]
 
 __version__: str
+BENCH_KINDS: Tuple[str, ...]
+"""The instance kinds of `limpq bench solver`, in its order."""
 
 _T_co = TypeVar("_T_co", covariant=True)
 
@@ -79,6 +88,35 @@ class Solution(Priced):
 class Evaluation(Priced):
     feasible: bool
     violations: List[str]
+
+@type_check_only
+class Timing(TypedDict):
+    repeats: int
+    total_ns: int
+    """Median of compile + solve, nanoseconds (each median on its own)."""
+    compile_ns: int
+    solve_ns: int
+    solution: Solution
+    """The last run's answer, as `solve()` returns it."""
+
+@type_check_only
+class IlpRow(TypedDict):
+    coef: List[float]
+    """Per choice: what it uses of this budget."""
+    capacity: float
+    """The budget less the fixed layers' part."""
+
+@type_check_only
+class Ilp(TypedDict):
+    groups: List[List[str]]
+    """Layers of each group (one unless tied)."""
+    start: List[int]
+    """Group g's choices are start[g]:start[g+1]."""
+    objective: List[float]
+    bits: List[List[_Bits]]
+    """Per choice: (weight bits, act bits) per layer of its group."""
+    rows: Dict[str, IlpRow]
+    """"BitOps", "size" (weight bits), then each extra resource, where budgeted."""
 
 @type_check_only
 class Floor(TypedDict):
@@ -161,3 +199,12 @@ class Problem:
         """Raises InfeasibleError when no policy meets the budgets, SolverError on bad input."""
     def sweep(self, points: int) -> List[Solution]: ...
     def evaluate(self, policy: Mapping[str, _Bits]) -> Evaluation: ...
+    def bench_budgets(self) -> "Problem":
+        """The budgets of `limpq bench solver`: BitOps of W4A4, 3.5 (or 4.5) bits a weight."""
+    def time_solve(self, repeats: int = 20) -> Timing:
+        """Times compile + solve `repeats` times inside Rust; medians in nanoseconds."""
+    def ilp(self) -> Ilp:
+        """The compiled problem as a 0-1 ILP (every allowed choice), for another solver."""
+
+def bench_problem(kind: str, seed: int = 0) -> Problem:
+    """A seeded instance of `limpq bench solver` (kind in BENCH_KINDS), with its budgets."""

@@ -419,7 +419,8 @@ impl PyProblem {
 
     /// The optimal policy under the budgets, with its usage and proof (a dict, see the stubs).
     fn solve<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let p = self.p.clone();
+        // Compiled from the problem in place (no copy): `self` stays borrowed meanwhile.
+        let p = &self.p;
         let opts = self.options();
         let s = py
             .detach(move || p.compile()?.solve(&opts))
@@ -473,6 +474,93 @@ impl PyProblem {
         out.set_item("feasible", e.feasible)?;
         out.set_item("violations", e.violations)?;
         Ok(out)
+    }
+
+    /// Sets the budgets of `limpq bench solver` for this problem's indicator set: BitOps of
+    /// uniform W4A4 and weights at 3.5 bits on average (4.5 with 6 or more weight
+    /// bit-widths), fixed layers counted (as its `--indicators` rows).
+    fn bench_budgets(mut slf: PyRefMut<'_, Self>) -> PyRefMut<'_, Self> {
+        let b = limpq_solver::gen::bench_budgets(slf.p.indicators.clone());
+        slf.p.options.bitops = b.options.bitops;
+        slf.p.options.size = b.options.size;
+        slf
+    }
+
+    /// Times `repeats` solves inside Rust (no Python in the loop): each run compiles the
+    /// problem and solves it, as `solve()` does. Returns the medians in nanoseconds of
+    /// compile, solve and both together (each a median on its own) and the last run's
+    /// solution (the dict `solve()` returns).
+    #[pyo3(signature = (repeats=20))]
+    fn time_solve<'py>(&self, py: Python<'py>, repeats: usize) -> PyResult<Bound<'py, PyDict>> {
+        if repeats == 0 || repeats > 10_000_000 {
+            return Err(err(format!(
+                "time_solve takes 1 to 10000000 repeats, not {repeats}"
+            )));
+        }
+        let p = &self.p;
+        let opts = self.options();
+        let (s, mut tc, mut ts, mut tt) = py
+            .detach(move || -> Result<_, Error> {
+                use std::time::Instant;
+                let (mut tc, mut ts, mut tt) = (
+                    Vec::with_capacity(repeats),
+                    Vec::with_capacity(repeats),
+                    Vec::with_capacity(repeats),
+                );
+                let mut last = None;
+                for _ in 0..repeats {
+                    let t0 = Instant::now();
+                    let c = p.compile()?;
+                    let t1 = Instant::now();
+                    let s = c.solve(&opts)?;
+                    let t2 = Instant::now();
+                    tc.push((t1 - t0).as_nanos());
+                    ts.push((t2 - t1).as_nanos());
+                    tt.push((t2 - t0).as_nanos());
+                    last = Some(s);
+                }
+                let s = last.ok_or_else(|| Error::Backend(String::from("no run")))?;
+                Ok((s, tc, ts, tt))
+            })
+            .map_err(solver_err)?;
+        let median = |v: &mut Vec<u128>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        let d = PyDict::new(py);
+        d.set_item("repeats", repeats)?;
+        d.set_item("total_ns", median(&mut tt))?;
+        d.set_item("compile_ns", median(&mut tc))?;
+        d.set_item("solve_ns", median(&mut ts))?;
+        d.set_item("solution", solution_dict(py, &s)?)?;
+        Ok(d)
+    }
+
+    /// The compiled problem as a 0-1 ILP, to hand to another solver: one binary per
+    /// allowed choice (dominated ones included), exactly one choice per group, each budget
+    /// row `≤` its capacity; minimising `objective` gives `solve()`'s objective. A dict:
+    /// `groups` (layers of each group), `start` (group g's choices are
+    /// `start[g]:start[g+1]`), per choice `objective` and `bits` ((w, a) per layer of its
+    /// group), and `rows`: budget name → {"coef": per choice, "capacity": the budget less
+    /// the fixed layers' part}.
+    fn ilp<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let ilp = self.p.compile().map_err(solver_err)?.ilp();
+        let d = PyDict::new(py);
+        d.set_item("groups", &ilp.groups)?;
+        d.set_item("start", &ilp.start)?;
+        d.set_item("objective", &ilp.cost)?;
+        d.set_item("bits", &ilp.bits)?;
+        let rows = PyDict::new(py);
+        let m = ilp.rows.len();
+        for (k, name) in ilp.rows.iter().enumerate() {
+            let r = PyDict::new(py);
+            let coef: Vec<f64> = ilp.coef.iter().skip(k).step_by(m).copied().collect();
+            r.set_item("coef", coef)?;
+            r.set_item("capacity", ilp.capacity[k])?;
+            rows.set_item(name, r)?;
+        }
+        d.set_item("rows", rows)?;
+        Ok(d)
     }
 
     fn __repr__(&self) -> String {
@@ -638,10 +726,32 @@ fn to_value(o: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     })
 }
 
+/// An instance of `limpq bench solver`: `kind` one of `BENCH_KINDS`, the same seeded
+/// indicator set and budgets as the benchmark's row for that kind.
+#[pyfunction]
+#[pyo3(signature = (kind, seed=0))]
+fn bench_problem(kind: &str, seed: u64) -> PyResult<PyProblem> {
+    let p = limpq_solver::gen::bench_problem(kind, seed).ok_or_else(|| {
+        err(format!(
+            "kind `{kind}`: expected one of {}",
+            limpq_solver::gen::BENCH_KINDS.join(", ")
+        ))
+    })?;
+    Ok(PyProblem {
+        p,
+        node_limit: None,
+    })
+}
+
 #[pymodule(name = "limpq_solver")]
 fn limpq_solver_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<PyProblem>()?;
+    m.add_function(wrap_pyfunction!(bench_problem, m)?)?;
+    m.add(
+        "BENCH_KINDS",
+        PyTuple::new(py, limpq_solver::gen::BENCH_KINDS)?,
+    )?;
     m.add("SolverError", py.get_type::<SolverError>())?;
     m.add("InfeasibleError", py.get_type::<InfeasibleError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

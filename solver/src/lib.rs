@@ -41,7 +41,7 @@ pub use format::{
     Frontier, FrontierPoint, IndicatorSet, Layer, LayerBits, Policy, ResourceLayer, ResourceTable,
 };
 pub use problem::{
-    BitOpsBudget, Compiled, Options, ParseBudgetError, Problem, Resource, SizeBudget,
+    BitOpsBudget, Compiled, Ilp, Options, ParseBudgetError, Problem, Resource, SizeBudget,
 };
 pub use report::{SolveReport, SweepReport};
 pub use solve::{Backend, Proof, Solution, SolveOptions, Usage};

@@ -1099,6 +1099,50 @@ impl Compiled {
     pub fn choices(&self) -> (usize, usize) {
         (self.full.cost.len(), self.reduced.cost.len())
     }
+
+    /// The problem as a 0-1 ILP, for handing to another solver (the model
+    /// `solve_microlp` builds): one binary per allowed choice (dominated ones included),
+    /// one "exactly one" equality per group, one `≤ capacity` row per budget. Its optimal
+    /// objective is the solver's `Policy::objective`.
+    pub fn ilp(&self) -> Ilp {
+        let ch = &self.full;
+        Ilp {
+            groups: self
+                .group_layers
+                .iter()
+                .map(|ls| ls.iter().map(|&l| self.layer_names[l].clone()).collect())
+                .collect(),
+            start: ch.start.clone(),
+            cost: ch.cost.clone(),
+            bits: (0..ch.cost.len()).map(|c| ch.bits_of(c).to_vec()).collect(),
+            rows: self.rows.iter().map(|r| r.name.clone()).collect(),
+            coef: ch.res.clone(),
+            capacity: self.caps(),
+        }
+    }
+}
+
+/// A compiled problem as a 0-1 ILP ([`Compiled::ilp`]): minimise `Σ cost[c]·x[c]` over
+/// binaries `x` subject to `Σ x[c] = 1` over `start[g]..start[g + 1]` for every group `g`
+/// and `Σ coef[c * rows.len() + k]·x[c] ≤ capacity[k]` for every budget row `k`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Ilp {
+    /// Layers of each group, in model order (one layer unless layers are tied).
+    pub groups: Vec<Vec<String>>,
+    /// Choices of group `g` are `start[g]..start[g + 1]` (`groups.len() + 1` entries).
+    pub start: Vec<usize>,
+    /// Objective coefficient of each choice: Σ act indicator + α · weight indicator.
+    pub cost: Vec<f64>,
+    /// (weight bits, act bits) of each choice, per layer of its group.
+    pub bits: Vec<Vec<(u32, u32)>>,
+    /// Budget rows, in order: "BitOps" (BitOps), "size" (weight bits), then extras.
+    pub rows: Vec<String>,
+    /// What choice `c` uses of row `k`: `coef[c * rows.len() + k]`.
+    pub coef: Vec<f64>,
+    /// What each row leaves to the searchable layers: the budget less the fixed layers'
+    /// part.
+    pub capacity: Vec<f64>,
 }
 
 /// Absolute feasibility tolerance of a row with capacity `cap`: far below one unit of an
