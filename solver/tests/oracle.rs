@@ -310,3 +310,60 @@ fn resnet50_sweep_matches_independent_single_solves() {
         check_policy(&q, &s.policy).unwrap_or_else(|e| panic!("budget {b}: {e}"));
     }
 }
+
+/// `Compiled::ilp` (the model handed to other solvers) enumerated directly has the brute-force
+/// optimum of the problem, and is infeasible exactly when the problem is.
+#[test]
+fn ilp_enumerated_matches_brute_force() {
+    let mut solved = 0;
+    for seed in 0..400u64 {
+        let p = random_problem(seed, 4, None);
+        if oracle_size(&p) > 5_000 {
+            continue;
+        }
+        let Ok(c) = p.compile() else { continue };
+        let ilp = c.ilp();
+        let (g, m) = (ilp.groups.len(), ilp.rows.len());
+        assert_eq!(ilp.start.len(), g + 1);
+        assert_eq!(ilp.cost.len(), *ilp.start.last().unwrap_or(&0));
+        assert_eq!(ilp.bits.len(), ilp.cost.len());
+        assert_eq!(ilp.coef.len(), ilp.cost.len() * m);
+        assert_eq!(ilp.capacity.len(), m);
+        let mut pick: Vec<usize> = ilp.start[..g].to_vec();
+        let mut best: Option<f64> = None;
+        loop {
+            let fits = (0..m).all(|k| {
+                let used: f64 = pick.iter().map(|&c| ilp.coef[c * m + k]).sum();
+                let cap = ilp.capacity[k];
+                used <= cap + 1e-9 + cap.abs() * 1e-12
+            });
+            if fits {
+                let v: f64 = pick.iter().map(|&c| ilp.cost[c]).sum();
+                if best.is_none_or(|b| v < b) {
+                    best = Some(v);
+                }
+            }
+            let mut d = 0;
+            while d < g {
+                pick[d] += 1;
+                if pick[d] < ilp.start[d + 1] {
+                    break;
+                }
+                pick[d] = ilp.start[d];
+                d += 1;
+            }
+            if d == g {
+                break;
+            }
+        }
+        match (best, oracle(&p)) {
+            (Some(a), Some(b)) => {
+                assert!(close(a, b), "seed {seed}: ILP {a}, oracle {b}");
+                solved += 1;
+            }
+            (None, None) => {}
+            (a, b) => panic!("seed {seed}: ILP {a:?}, oracle {b:?}"),
+        }
+    }
+    assert!(solved > 100, "only {solved} instances compared");
+}
