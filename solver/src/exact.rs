@@ -1214,6 +1214,10 @@ impl Ctx<'_> {
         let mut cand_ls: Vec<f64> = Vec::new();
         let mut nu = vec![0.0; m];
         let mut runs: Vec<usize> = Vec::new();
+        let mut pbuf = ParetoBuf::default();
+        let mut keep: Vec<usize> = Vec::new();
+        // The next stage's states, swapped with the current ones after each stage.
+        let (mut nused, mut ncost, mut nrcs, mut nls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // The partner is built when a stage first keeps enough states to use it.
         let mut built: Option<Option<Partner>> = None;
         for (s, &g) in order.iter().enumerate() {
@@ -1282,16 +1286,16 @@ impl Ctx<'_> {
             if *runs.last().unwrap_or(&0) < cand.len() {
                 runs.push(cand.len());
             }
-            let mut keep = pareto(&cand_u, &cand_cost, m, &runs);
+            pareto_into(&cand_u, &cand_cost, m, &runs, &mut pbuf, &mut keep);
             if let Some(make) = partner.filter(|_| keep.len() >= self.partner_min) {
                 if let Some(p) = built.get_or_insert_with(make) {
                     p.filter(s, &mut keep, &cand_u, &cand_ls, zb);
                 }
             }
-            let mut nused = Vec::with_capacity(keep.len() * m);
-            let mut ncost = Vec::with_capacity(keep.len());
-            let mut nrcs = Vec::with_capacity(keep.len());
-            let mut nls = Vec::with_capacity(keep.len());
+            nused.clear();
+            ncost.clear();
+            nrcs.clear();
+            nls.clear();
             let mut nback = Vec::with_capacity(keep.len());
             for &j in &keep {
                 let (i, c) = cand[j];
@@ -1301,10 +1305,10 @@ impl Ctx<'_> {
                 nls.push(cand_ls[j]);
                 nback.push((i, c));
             }
-            used = nused;
-            cost = ncost;
-            rcs = nrcs;
-            ls = nls;
+            core::mem::swap(&mut used, &mut nused);
+            core::mem::swap(&mut cost, &mut ncost);
+            core::mem::swap(&mut rcs, &mut nrcs);
+            core::mem::swap(&mut ls, &mut nls);
             back.push(nback);
             if cost.is_empty() {
                 break;
@@ -1531,6 +1535,32 @@ const PROBE_GROWTH: f64 = 1.25;
 /// needs the order to be non-decreasing in row 0; ties broken by the other rows and the
 /// cost make it drop more.
 fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
+    let mut keep = Vec::new();
+    pareto_into(u, cost, m, runs, &mut ParetoBuf::default(), &mut keep);
+    keep
+}
+
+/// Scratch vectors of [`pareto_into`], kept across the stages of a pass so that a stage
+/// allocates nothing once they have grown.
+#[derive(Default)]
+struct ParetoBuf {
+    idx: Vec<usize>,
+    tmp: Vec<usize>,
+    bounds: Vec<usize>,
+    nb: Vec<usize>,
+    stair: Vec<(f64, f64)>,
+}
+
+/// [`pareto`] into `keep` (cleared first), with scratch space from `buf`.
+fn pareto_into(
+    u: &[f64],
+    cost: &[f64],
+    m: usize,
+    runs: &[usize],
+    buf: &mut ParetoBuf,
+    keep: &mut Vec<usize>,
+) {
+    keep.clear();
     let n = cost.len();
     let key = |i: usize, k: usize| u[i * m + k];
     let less = |a: usize, b: usize| -> bool {
@@ -1542,11 +1572,22 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
         }
         cost[a] < cost[b]
     };
-    let mut idx: Vec<usize> = (0..n).collect();
-    let mut tmp: Vec<usize> = vec![0; n];
-    let mut bounds: Vec<usize> = runs.to_vec();
+    let ParetoBuf {
+        idx,
+        tmp,
+        bounds,
+        nb,
+        stair,
+    } = buf;
+    idx.clear();
+    idx.extend(0..n);
+    tmp.clear();
+    tmp.resize(n, 0);
+    bounds.clear();
+    bounds.extend_from_slice(runs);
     if bounds.first() != Some(&0) || bounds.last() != Some(&n) || m == 0 {
-        bounds = vec![0, n];
+        bounds.clear();
+        bounds.extend_from_slice(&[0, n]);
         idx.sort_by(|&a, &b| {
             if less(a, b) {
                 core::cmp::Ordering::Less
@@ -1560,7 +1601,8 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
     // Pairwise merges of neighbouring runs until one is left.
     while bounds.len() > 2 {
         let runs_n = bounds.len() - 1;
-        let mut nb = vec![0];
+        nb.clear();
+        nb.push(0);
         let mut j = 0;
         while j < runs_n {
             let lo = bounds[j];
@@ -1583,8 +1625,8 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             nb.push(hi);
             j += 2;
         }
-        core::mem::swap(&mut idx, &mut tmp);
-        bounds = nb;
+        core::mem::swap(idx, tmp);
+        core::mem::swap(bounds, nb);
     }
     // Adding a choice's use can round values that differed into equal ones, so the
     // runs are sorted by row 0 but not always by the later keys among equal row-0
@@ -1596,7 +1638,6 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             j -= 1;
         }
     }
-    let mut keep = Vec::new();
     match m {
         0 => {
             if let Some(&i) = idx.iter().min_by(|&&a, &&b| cost[a].total_cmp(&cost[b])) {
@@ -1605,7 +1646,7 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
         }
         1 => {
             let mut best = f64::INFINITY;
-            for &i in &idx {
+            for &i in idx.iter() {
                 if cost[i] < best {
                     best = cost[i];
                     keep.push(i);
@@ -1616,8 +1657,8 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             // Sorted by row 0; a staircase of kept states over (row 1, cost), row 1
             // rising and cost falling, answers "is there a kept state with row 1 ≤ x
             // and cost ≤ y": the last step at or below x has the least such cost.
-            let mut stair: Vec<(f64, f64)> = Vec::new();
-            for &i in &idx {
+            stair.clear();
+            for &i in idx.iter() {
                 let u1 = key(i, 1);
                 let p = stair.partition_point(|st| st.0 <= u1);
                 if p > 0 && stair[p - 1].1 <= cost[i] {
@@ -1644,7 +1685,7 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             }
         }
         _ => {
-            for &i in &idx {
+            for &i in idx.iter() {
                 let dominated = keep
                     .iter()
                     .any(|&j: &usize| cost[j] <= cost[i] && (0..m).all(|k| key(j, k) <= key(i, k)));
@@ -1654,7 +1695,6 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             }
         }
     }
-    keep
 }
 
 /// Rounds of coordinate ascent on the dual with two or more rows.
