@@ -1581,8 +1581,10 @@ fn pareto_into(
     } = buf;
     idx.clear();
     idx.extend(0..n);
-    tmp.clear();
-    tmp.resize(n, 0);
+    // Every slot the merges read is written first: only the length matters.
+    if tmp.len() < n {
+        tmp.resize(n, 0);
+    }
     bounds.clear();
     bounds.extend_from_slice(runs);
     if bounds.first() != Some(&0) || bounds.last() != Some(&n) || m == 0 {
@@ -1628,6 +1630,8 @@ fn pareto_into(
         core::mem::swap(idx, tmp);
         core::mem::swap(bounds, nb);
     }
+    // `tmp` may have been longer than n before it became `idx`.
+    idx.truncate(n);
     // Adding a choice's use can round values that differed into equal ones, so the
     // runs are sorted by row 0 but not always by the later keys among equal row-0
     // values: insertion sort restores the full order (it moves only those few).
