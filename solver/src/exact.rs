@@ -946,7 +946,7 @@ fn search(
     let mut mk = Vec::new();
     let mut coef = Vec::new();
     for k in 0..m {
-        for f in [0.0, 0.5, 0.85, 0.95, 1.05, 1.2, 2.0] {
+        for f in MULT_FACTORS {
             let mut l = lam_w.to_vec();
             l[k] *= f;
             lams.push(l);
@@ -1261,15 +1261,21 @@ impl Ctx<'_> {
                     if nls + coef[hint] * nu[mk[hint]] + offn[hint] >= zb {
                         continue;
                     }
+                    // Every multiplier without branches (the multipliers of row k are
+                    // MULT_FACTORS.len() in a row), then the first that pruned as the hint.
                     let mut pruned = false;
-                    for j in 0..nl {
-                        if nls + coef[j] * nu[mk[j]] + offn[j] >= zb {
-                            hint = j;
-                            pruned = true;
-                            break;
+                    for k in 0..m {
+                        let x = nu[k];
+                        let at = k * NF;
+                        let (cf, of) = (&coef[at..at + NF], &offn[at..at + NF]);
+                        for f in 0..NF {
+                            pruned |= nls + cf[f] * x + of[f] >= zb;
                         }
                     }
                     if pruned {
+                        hint = (0..nl)
+                            .find(|&j| nls + coef[j] * nu[mk[j]] + offn[j] >= zb)
+                            .unwrap_or(hint);
                         continue;
                     }
                     cand.push((i as u32, c as u32));
@@ -1700,6 +1706,11 @@ fn pareto_into(
         }
     }
 }
+
+/// Factors on one row's multiplier of the extra multipliers the DP bounds states with
+/// (λ_j is λ with row k scaled by one of these); row k's are `NF` in a row.
+const MULT_FACTORS: [f64; 7] = [0.0, 0.5, 0.85, 0.95, 1.05, 1.2, 2.0];
+const NF: usize = MULT_FACTORS.len();
 
 /// Rounds of coordinate ascent on the dual with two or more rows.
 const DUAL_ROUNDS: usize = 30;
