@@ -993,7 +993,11 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
                 })
                 .then(a.cmp(&b))
         };
-        let mut r0 = 0;
+        let mut r0 = if keyed.windows(2).any(|p| p[0].0 == p[1].0) {
+            0
+        } else {
+            keyed.len() // no run of equal cost
+        };
         while r0 < keyed.len() {
             let mut r1 = r0 + 1;
             while r1 < keyed.len() && keyed[r1].0 == keyed[r0].0 {
