@@ -830,23 +830,35 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
             // A layer in no tie (the usual case): its choices are its allowed weight bits
             // × act bits, weight bits varying fastest, with the same values, in the same
             // order, as the general odometer below gives them, without its allocations.
+            // Rows are filled one row at a time (one match per row, not per choice).
             let l = &ind.layers[i];
+            let r0 = full.res.len();
             for &(a, as_) in aopts[i] {
                 for &(w, ws) in wopts[i] {
                     let mut cost = 0.0;
                     cost += as_ + o.alpha * ws;
-                    for (k, row) in rows.iter().enumerate() {
-                        res[k] = 0.0;
-                        res[k] += match row.kind {
-                            RowKind::BitOps => (l.macs as f64) * f64::from(w) * f64::from(a),
-                            RowKind::Size => (l.params as f64) * f64::from(w),
-                            RowKind::Extra(e) => extra[e].get(&(i, w, a)).copied().unwrap_or(0.0),
-                        };
-                    }
                     full.bits.push((w, a));
                     full.cost.push(cost);
-                    full.res.extend_from_slice(&res);
                     full.bstart.push(full.bits.len());
+                }
+            }
+            let nc = aopts[i].len() * wopts[i].len();
+            full.res.resize(r0 + nc * m, 0.0);
+            let out = &mut full.res[r0..];
+            for (k, row) in rows.iter().enumerate() {
+                let mut at = k;
+                for &(a, _) in aopts[i] {
+                    for &(w, _) in wopts[i] {
+                        out[at] = 0.0
+                            + match row.kind {
+                                RowKind::BitOps => (l.macs as f64) * f64::from(w) * f64::from(a),
+                                RowKind::Size => (l.params as f64) * f64::from(w),
+                                RowKind::Extra(e) => {
+                                    extra[e].get(&(i, w, a)).copied().unwrap_or(0.0)
+                                }
+                            };
+                        at += m;
+                    }
                 }
             }
             full.start.push(full.cost.len());
