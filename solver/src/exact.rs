@@ -73,10 +73,17 @@ impl Work {
     }
 
     /// Lagrangian cost of choice c.
+    #[inline]
     fn lcost(&self, lam: &[f64], c: usize) -> f64 {
+        let m = self.m;
         let mut v = self.cost[c];
-        for k in 0..self.m {
-            v += lam[k] * self.r[c * self.m + k];
+        // Same sum in the same order as row by row; one slice, no check per row.
+        let r = &self.r[c * m..(c + 1) * m];
+        if let ([l0, l1], [r0, r1]) = (lam, r) {
+            return v + l0 * r0 + l1 * r1;
+        }
+        for (l, x) in lam.iter().zip(r) {
+            v += l * x;
         }
         v
     }
