@@ -566,12 +566,13 @@ pub(crate) fn solve(
     if z.is_finite() {
         let mut nw = Work {
             m,
-            start: vec![0],
-            cost: Vec::new(),
-            r: Vec::new(),
+            start: Vec::with_capacity(w.groups() + 1),
+            cost: Vec::with_capacity(w.cost.len()),
+            r: Vec::with_capacity(w.r.len()),
             cap: w.cap.clone(),
-            orig: Vec::new(),
+            orig: Vec::with_capacity(w.cost.len()),
         };
+        nw.start.push(0);
         for g in 0..w.groups() {
             let mn = w
                 .range(g)
@@ -821,12 +822,13 @@ fn restrict(w: &Work, lam_w: &[f64], lb: f64, t: f64) -> Option<Work> {
     let m = w.m;
     let mut nw = Work {
         m,
-        start: vec![0],
-        cost: Vec::new(),
-        r: Vec::new(),
+        start: Vec::with_capacity(w.groups() + 1),
+        cost: Vec::with_capacity(w.cost.len()),
+        r: Vec::with_capacity(w.r.len()),
         cap: w.cap.clone(),
-        orig: Vec::new(),
+        orig: Vec::with_capacity(w.cost.len()),
     };
+    nw.start.push(0);
     for g in 0..w.groups() {
         let mn = w
             .range(g)
@@ -1228,10 +1230,17 @@ impl Ctx<'_> {
         // The partner is built when a stage first keeps enough states to use it.
         let mut built: Option<Option<Partner>> = None;
         for (s, &g) in order.iter().enumerate() {
+            // Room for this stage's candidates (capped: passes near the state limit
+            // grow as they go).
             cand.clear();
             cand_u.clear();
             cand_cost.clear();
             cand_ls.clear();
+            let want = (cost.len() * self.order_in[g].len()).min(1 << 12);
+            cand.reserve(want);
+            cand_cost.reserve(want);
+            cand_ls.reserve(want);
+            cand_u.reserve(want * m);
             let list = &self.order_in[g];
             let offn = &rest_off[s * nl..(s + 1) * nl];
             let rmin = &rest_min[s * m..(s + 1) * m];
