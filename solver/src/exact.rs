@@ -1586,6 +1586,19 @@ fn pareto_into(
     let n = cost.len();
     let key = |i: usize, k: usize| u[i * m + k];
     let less = |a: usize, b: usize| -> bool {
+        if m == 2 {
+            // The loop below for two rows, unrolled.
+            let (x, y) = (&u[a * 2..a * 2 + 2], &u[b * 2..b * 2 + 2]);
+            let o = x[0].total_cmp(&y[0]);
+            if o.is_ne() {
+                return o.is_lt();
+            }
+            let o = x[1].total_cmp(&y[1]);
+            if o.is_ne() {
+                return o.is_lt();
+            }
+            return cost[a] < cost[b];
+        }
         for k in 0..m {
             let o = key(a, k).total_cmp(&key(b, k));
             if o.is_ne() {
