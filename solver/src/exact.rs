@@ -121,8 +121,9 @@ impl Work {
         lam: &mut [f64],
         k: usize,
         by_slope: &[Vec<u32>],
-        bps: &mut Vec<(f64, f64)>,
+        bufs: &mut LineBufs,
     ) {
+        let LineBufs { bps, lines, hull } = bufs;
         let m = self.m;
         bps.clear();
         let mut slope = -self.cap[k];
@@ -130,8 +131,6 @@ impl Work {
         lam[k] = 0.0;
         // Per group: the lower envelope of its lines a_c + s_c·λ_k for λ_k ≥ 0, by the
         // convex-hull trick over the choices sorted by slope (steepest first).
-        let mut lines: Vec<(f64, f64)> = Vec::new();
-        let mut hull: Vec<(f64, f64)> = Vec::new();
         // λ_k where the envelope passes from line p to line q (slope p > slope q).
         let cross = |p: (f64, f64), q: (f64, f64)| (q.0 - p.0) / (p.1 - q.1);
         let order = &by_slope[k];
@@ -406,9 +405,24 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
     }
 }
 
+/// Scratch of [`Work::line_search`], kept across the line searches of one dual solve:
+/// the breakpoints, one group's lines and their lower envelope.
+#[derive(Default)]
+struct LineBufs {
+    bps: Vec<(f64, f64)>,
+    lines: Vec<(f64, f64)>,
+    hull: Vec<(f64, f64)>,
+}
+
 /// Maximises the Lagrangian dual by exact coordinate ascent from `lam`.
 fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
-    let mut bps = Vec::new();
+    // Breakpoints: fewer than the choices; lines and hull: at most one group's.
+    let widest = (0..w.groups()).map(|g| w.range(g).len()).max().unwrap_or(0);
+    let mut bufs = LineBufs {
+        bps: Vec::with_capacity(w.cost.len()),
+        lines: Vec::with_capacity(widest),
+        hull: Vec::with_capacity(widest),
+    };
     let by_slope = w.slope_orders();
     let mut best = w.lagrangian(lam, arg);
     let rounds = if w.m <= 1 { 1 } else { DUAL_ROUNDS };
@@ -430,7 +444,7 @@ fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
                 }
             }
             let from = lam.to_vec();
-            w.line_search(lam, k, &by_slope, &mut bps);
+            w.line_search(lam, k, &by_slope, &mut bufs);
             memo[k] = Some((from, lam[k]));
             ran = true;
         }
