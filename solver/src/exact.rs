@@ -322,18 +322,15 @@ struct Move {
 fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64]) {
     let m = w.m;
     let ng = w.groups();
-    let mins: Vec<f64> = (0..ng)
-        .map(|g| {
-            w.range(g)
-                .map(|c| w.lcost(lam, c))
-                .fold(f64::INFINITY, f64::min)
-        })
-        .collect();
-    // Reduced cost of every choice at `lam` (fixed for the whole search).
+    // Reduced cost of every choice at `lam` (fixed for the whole search): its Lagrangian
+    // cost less the least of its group's (each computed once).
     let mut rcs = Vec::with_capacity(w.cost.len());
     for g in 0..ng {
-        for c in w.range(g) {
-            rcs.push(w.lcost(lam, c) - mins[g]);
+        let at = rcs.len();
+        rcs.extend(w.range(g).map(|c| w.lcost(lam, c)));
+        let mn = rcs[at..].iter().copied().fold(f64::INFINITY, f64::min);
+        for v in &mut rcs[at..] {
+            *v -= mn;
         }
     }
     let mut used = used_of(w, x);
