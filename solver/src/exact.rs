@@ -889,16 +889,15 @@ fn search(
     let m = w.m;
     let ng = w.groups();
     // Reduced costs, choices of each group sorted by them.
+    // Lagrangian cost of each choice at λ (computed once, used below as well).
+    let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam_w, c)).collect();
     let mut rc = vec![0.0; w.cost.len()];
     let mut order_in: Vec<Vec<usize>> = Vec::with_capacity(ng);
     for g in 0..ng {
-        let mn = w
-            .range(g)
-            .map(|c| w.lcost(lam_w, c))
-            .fold(f64::INFINITY, f64::min);
+        let mn = w.range(g).map(|c| lw[c]).fold(f64::INFINITY, f64::min);
         let mut v: Vec<usize> = w.range(g).collect();
         for &c in &v {
-            rc[c] = w.lcost(lam_w, c) - mn;
+            rc[c] = lw[c] - mn;
         }
         v.sort_by(|&a, &b| rc[a].total_cmp(&rc[b]));
         order_in.push(v);
@@ -974,7 +973,6 @@ fn search(
             coef.push((f - 1.0) * lam_w[k]);
         }
     }
-    let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam_w, c)).collect();
     let nl = lams.len();
     // gmin[d * nl + j]: least Lagrangian cost at multiplier j of free group d.
     // off[d * nl + j]: Σ over free groups d.. of gmin − λ_j · cap.
