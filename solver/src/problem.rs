@@ -973,7 +973,9 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
     out.start.push(0);
     out.bstart.push(0);
     let mut idx: Vec<usize> = Vec::new();
-    let mut keyed: Vec<(i64, usize)> = Vec::new();
+    // (cost key, index) packed in one u128 (key with its sign bit flipped, so unsigned
+    // order is the key's order): one comparison per pair when sorting.
+    let mut keyed: Vec<u128> = Vec::new();
     // Rows of the choices kept so far in this group, one after another.
     let mut kept_res: Vec<f64> = Vec::new();
     let mut kept: Vec<usize> = Vec::new();
@@ -987,10 +989,12 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
             b ^ ((((b >> 63) as u64) >> 1) as i64)
         };
         keyed.clear();
-        keyed.extend((s..e).map(|c| (key(ch.cost[c]), c)));
+        keyed.extend((s..e).map(|c| {
+            (u128::from((key(ch.cost[c]) as u64) ^ (1 << 63)) << 64) | c as u128
+        }));
         keyed.sort_unstable();
         idx.clear();
-        idx.extend(keyed.iter().map(|x| x.1));
+        idx.extend(keyed.iter().map(|&x| x as u64 as usize));
         let full_cmp = |&a: &usize, &b: &usize| {
             ch.cost[a]
                 .total_cmp(&ch.cost[b])
@@ -1005,14 +1009,15 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
                 })
                 .then(a.cmp(&b))
         };
-        let mut r0 = if keyed.windows(2).any(|p| p[0].0 == p[1].0) {
+        let hi = |x: u128| (x >> 64) as u64;
+        let mut r0 = if keyed.windows(2).any(|p| hi(p[0]) == hi(p[1])) {
             0
         } else {
             keyed.len() // no run of equal cost
         };
         while r0 < keyed.len() {
             let mut r1 = r0 + 1;
-            while r1 < keyed.len() && keyed[r1].0 == keyed[r0].0 {
+            while r1 < keyed.len() && hi(keyed[r1]) == hi(keyed[r0]) {
                 r1 += 1;
             }
             if r1 - r0 > 1 {
