@@ -809,10 +809,19 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     let m = rows.len();
 
     // Groups: one per component, choices = product of its tie classes' common bits.
-    let mut comp_layers: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for &i in &searchable {
-        comp_layers.entry(cuf.find(i)).or_default().push(i);
-    }
+    // Components in the order of their root, layers in `searchable` order within each
+    // (what a map from root to a list of layers gives, without a map): a stable sort of
+    // (root, layer) by root, then one exactly sized list per run of equal roots.
+    // ((root, position in `searchable`) is unique, so an unstable sort is that stable one.)
+    let mut by_root: Vec<(usize, usize)> = searchable
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| (cuf.find(i), pos))
+        .collect();
+    by_root.sort_unstable();
+    let comp_layers = by_root
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|run| run.iter().map(|p| searchable[p.1]).collect::<Vec<usize>>());
     let mut full = Choices {
         start: vec![0],
         bstart: vec![0],
@@ -824,8 +833,8 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     full.res.reserve(guess * m);
     full.bits.reserve(guess);
     full.bstart.reserve(guess);
-    let mut group_layers = Vec::new();
-    for layers in comp_layers.into_values() {
+    let mut group_layers = Vec::with_capacity(searchable.len());
+    for layers in comp_layers {
         if let [i] = layers[..] {
             // A layer in no tie (the usual case): its choices are its allowed weight bits
             // × act bits, weight bits varying fastest, with the same values, in the same
