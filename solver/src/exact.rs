@@ -116,13 +116,7 @@ impl Work {
     /// each group's lower envelope of lines in λ_k, minus λ_k · cap_k. `by_slope[k]`
     /// holds every group's choices sorted by their use of row k, largest first
     /// ([`Work::slope_orders`]; the slopes do not depend on λ, so they are sorted once).
-    fn line_search(
-        &self,
-        lam: &mut [f64],
-        k: usize,
-        by_slope: &[Vec<u32>],
-        bufs: &mut LineBufs,
-    ) {
+    fn line_search(&self, lam: &mut [f64], k: usize, by_slope: &[Vec<u32>], bufs: &mut LineBufs) {
         let LineBufs { bps, lines, hull } = bufs;
         let m = self.m;
         bps.clear();
@@ -1235,7 +1229,8 @@ impl Ctx<'_> {
         let mut pbuf = ParetoBuf::default();
         let mut keep: Vec<usize> = Vec::new();
         // The next stage's states, swapped with the current ones after each stage.
-        let (mut nused, mut ncost, mut nrcs, mut nls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut nused, mut ncost, mut nrcs, mut nls) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // The partner is built when a stage first keeps enough states to use it.
         let mut built: Option<Option<Partner>> = None;
         for (s, &g) in order.iter().enumerate() {

@@ -998,9 +998,9 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
             b ^ ((((b >> 63) as u64) >> 1) as i64)
         };
         keyed.clear();
-        keyed.extend((s..e).map(|c| {
-            (u128::from((key(ch.cost[c]) as u64) ^ (1 << 63)) << 64) | c as u128
-        }));
+        keyed.extend(
+            (s..e).map(|c| (u128::from((key(ch.cost[c]) as u64) ^ (1 << 63)) << 64) | c as u128),
+        );
         keyed.sort_unstable();
         idx.clear();
         idx.extend(keyed.iter().map(|&x| x as u64 as usize));
