@@ -533,9 +533,27 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
             "the indicator set has no layers",
         ));
     }
-    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    // Layer names sorted (then by position) for lookups by name; the first layer whose
+    // name an earlier layer has is reported, at its place in the checks below (as a map
+    // filled in layer order would find it).
+    let mut index: Vec<(&str, usize)> = ind
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), i))
+        .collect();
+    index.sort_unstable();
+    let first_dup = index
+        .windows(2)
+        .filter(|p| p[0].0 == p[1].0)
+        .map(|p| p[1].1)
+        .min();
+    let by_name = |name: &str| -> Option<usize> {
+        let k = index.partition_point(|e| e.0 < name);
+        index.get(k).filter(|e| e.0 == name).map(|e| e.1)
+    };
     for (i, l) in ind.layers.iter().enumerate() {
-        if index.insert(l.name.as_str(), i).is_some() {
+        if first_dup == Some(i) {
             return Err(Error::input(Some(&l.name), "name", "duplicate layer name"));
         }
         let fixed = l.fixed.is_some();
@@ -573,8 +591,7 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         }
     }
     let lookup = |name: &str, field: &str| -> Result<usize, Error> {
-        let &i = index
-            .get(name)
+        let i = by_name(name)
             .ok_or_else(|| Error::input(Some(name), field, "no such layer in the indicator set"))?;
         if ind.layers[i].fixed.is_some() {
             return Err(Error::input(
@@ -760,7 +777,7 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         }
         let mut table = BTreeMap::new();
         for rl in &r.table.layers {
-            let &i = index.get(rl.name.as_str()).ok_or_else(|| {
+            let i = by_name(rl.name.as_str()).ok_or_else(|| {
                 Error::input(Some(&rl.name), &field, "no such layer in the indicator set")
             })?;
             for &(w, a, v) in &rl.costs {
