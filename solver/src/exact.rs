@@ -73,10 +73,17 @@ impl Work {
     }
 
     /// Lagrangian cost of choice c.
+    #[inline]
     fn lcost(&self, lam: &[f64], c: usize) -> f64 {
+        let m = self.m;
         let mut v = self.cost[c];
-        for k in 0..self.m {
-            v += lam[k] * self.r[c * self.m + k];
+        // Same sum in the same order as row by row; one slice, no check per row.
+        let r = &self.r[c * m..(c + 1) * m];
+        if let ([l0, l1], [r0, r1]) = (lam, r) {
+            return v + l0 * r0 + l1 * r1;
+        }
+        for (l, x) in lam.iter().zip(r) {
+            v += l * x;
         }
         v
     }
@@ -109,13 +116,8 @@ impl Work {
     /// each group's lower envelope of lines in λ_k, minus λ_k · cap_k. `by_slope[k]`
     /// holds every group's choices sorted by their use of row k, largest first
     /// ([`Work::slope_orders`]; the slopes do not depend on λ, so they are sorted once).
-    fn line_search(
-        &self,
-        lam: &mut [f64],
-        k: usize,
-        by_slope: &[Vec<u32>],
-        bps: &mut Vec<(f64, f64)>,
-    ) {
+    fn line_search(&self, lam: &mut [f64], k: usize, by_slope: &[Vec<u32>], bufs: &mut LineBufs) {
+        let LineBufs { bps, lines, hull } = bufs;
         let m = self.m;
         bps.clear();
         let mut slope = -self.cap[k];
@@ -123,8 +125,6 @@ impl Work {
         lam[k] = 0.0;
         // Per group: the lower envelope of its lines a_c + s_c·λ_k for λ_k ≥ 0, by the
         // convex-hull trick over the choices sorted by slope (steepest first).
-        let mut lines: Vec<(f64, f64)> = Vec::new();
-        let mut hull: Vec<(f64, f64)> = Vec::new();
         // λ_k where the envelope passes from line p to line q (slope p > slope q).
         let cross = |p: (f64, f64), q: (f64, f64)| (q.0 - p.0) / (p.1 - q.1);
         let order = &by_slope[k];
@@ -316,18 +316,15 @@ struct Move {
 fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64]) {
     let m = w.m;
     let ng = w.groups();
-    let mins: Vec<f64> = (0..ng)
-        .map(|g| {
-            w.range(g)
-                .map(|c| w.lcost(lam, c))
-                .fold(f64::INFINITY, f64::min)
-        })
-        .collect();
-    // Reduced cost of every choice at `lam` (fixed for the whole search).
+    // Reduced cost of every choice at `lam` (fixed for the whole search): its Lagrangian
+    // cost less the least of its group's (each computed once).
     let mut rcs = Vec::with_capacity(w.cost.len());
     for g in 0..ng {
-        for c in w.range(g) {
-            rcs.push(w.lcost(lam, c) - mins[g]);
+        let at = rcs.len();
+        rcs.extend(w.range(g).map(|c| w.lcost(lam, c)));
+        let mn = rcs[at..].iter().copied().fold(f64::INFINITY, f64::min);
+        for v in &mut rcs[at..] {
+            *v -= mn;
         }
     }
     let mut used = used_of(w, x);
@@ -399,9 +396,24 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
     }
 }
 
+/// Scratch of [`Work::line_search`], kept across the line searches of one dual solve:
+/// the breakpoints, one group's lines and their lower envelope.
+#[derive(Default)]
+struct LineBufs {
+    bps: Vec<(f64, f64)>,
+    lines: Vec<(f64, f64)>,
+    hull: Vec<(f64, f64)>,
+}
+
 /// Maximises the Lagrangian dual by exact coordinate ascent from `lam`.
 fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
-    let mut bps = Vec::new();
+    // Breakpoints: fewer than the choices; lines and hull: at most one group's.
+    let widest = (0..w.groups()).map(|g| w.range(g).len()).max().unwrap_or(0);
+    let mut bufs = LineBufs {
+        bps: Vec::with_capacity(w.cost.len()),
+        lines: Vec::with_capacity(widest),
+        hull: Vec::with_capacity(widest),
+    };
     let by_slope = w.slope_orders();
     let mut best = w.lagrangian(lam, arg);
     let rounds = if w.m <= 1 { 1 } else { DUAL_ROUNDS };
@@ -423,7 +435,7 @@ fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
                 }
             }
             let from = lam.to_vec();
-            w.line_search(lam, k, &by_slope, &mut bps);
+            w.line_search(lam, k, &by_slope, &mut bufs);
             memo[k] = Some((from, lam[k]));
             ran = true;
         }
@@ -559,12 +571,13 @@ pub(crate) fn solve(
     if z.is_finite() {
         let mut nw = Work {
             m,
-            start: vec![0],
-            cost: Vec::new(),
-            r: Vec::new(),
+            start: Vec::with_capacity(w.groups() + 1),
+            cost: Vec::with_capacity(w.cost.len()),
+            r: Vec::with_capacity(w.r.len()),
             cap: w.cap.clone(),
-            orig: Vec::new(),
+            orig: Vec::with_capacity(w.cost.len()),
         };
+        nw.start.push(0);
         for g in 0..w.groups() {
             let mn = w
                 .range(g)
@@ -814,12 +827,13 @@ fn restrict(w: &Work, lam_w: &[f64], lb: f64, t: f64) -> Option<Work> {
     let m = w.m;
     let mut nw = Work {
         m,
-        start: vec![0],
-        cost: Vec::new(),
-        r: Vec::new(),
+        start: Vec::with_capacity(w.groups() + 1),
+        cost: Vec::with_capacity(w.cost.len()),
+        r: Vec::with_capacity(w.r.len()),
         cap: w.cap.clone(),
-        orig: Vec::new(),
+        orig: Vec::with_capacity(w.cost.len()),
     };
+    nw.start.push(0);
     for g in 0..w.groups() {
         let mn = w
             .range(g)
@@ -869,16 +883,15 @@ fn search(
     let m = w.m;
     let ng = w.groups();
     // Reduced costs, choices of each group sorted by them.
+    // Lagrangian cost of each choice at λ (computed once, used below as well).
+    let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam_w, c)).collect();
     let mut rc = vec![0.0; w.cost.len()];
     let mut order_in: Vec<Vec<usize>> = Vec::with_capacity(ng);
     for g in 0..ng {
-        let mn = w
-            .range(g)
-            .map(|c| w.lcost(lam_w, c))
-            .fold(f64::INFINITY, f64::min);
+        let mn = w.range(g).map(|c| lw[c]).fold(f64::INFINITY, f64::min);
         let mut v: Vec<usize> = w.range(g).collect();
         for &c in &v {
-            rc[c] = w.lcost(lam_w, c) - mn;
+            rc[c] = lw[c] - mn;
         }
         v.sort_by(|&a, &b| rc[a].total_cmp(&rc[b]));
         order_in.push(v);
@@ -946,7 +959,7 @@ fn search(
     let mut mk = Vec::new();
     let mut coef = Vec::new();
     for k in 0..m {
-        for f in [0.0, 0.5, 0.85, 0.95, 1.05, 1.2, 2.0] {
+        for f in MULT_FACTORS {
             let mut l = lam_w.to_vec();
             l[k] *= f;
             lams.push(l);
@@ -954,7 +967,6 @@ fn search(
             coef.push((f - 1.0) * lam_w[k]);
         }
     }
-    let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam_w, c)).collect();
     let nl = lams.len();
     // gmin[d * nl + j]: least Lagrangian cost at multiplier j of free group d.
     // off[d * nl + j]: Σ over free groups d.. of gmin − λ_j · cap.
@@ -1214,13 +1226,25 @@ impl Ctx<'_> {
         let mut cand_ls: Vec<f64> = Vec::new();
         let mut nu = vec![0.0; m];
         let mut runs: Vec<usize> = Vec::new();
+        let mut pbuf = ParetoBuf::default();
+        let mut keep: Vec<usize> = Vec::new();
+        // The next stage's states, swapped with the current ones after each stage.
+        let (mut nused, mut ncost, mut nrcs, mut nls) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // The partner is built when a stage first keeps enough states to use it.
         let mut built: Option<Option<Partner>> = None;
         for (s, &g) in order.iter().enumerate() {
+            // Room for this stage's candidates (capped: passes near the state limit
+            // grow as they go).
             cand.clear();
             cand_u.clear();
             cand_cost.clear();
             cand_ls.clear();
+            let want = (cost.len() * self.order_in[g].len()).min(1 << 12);
+            cand.reserve(want);
+            cand_cost.reserve(want);
+            cand_ls.reserve(want);
+            cand_u.reserve(want * m);
             let list = &self.order_in[g];
             let offn = &rest_off[s * nl..(s + 1) * nl];
             let rmin = &rest_min[s * m..(s + 1) * m];
@@ -1257,15 +1281,21 @@ impl Ctx<'_> {
                     if nls + coef[hint] * nu[mk[hint]] + offn[hint] >= zb {
                         continue;
                     }
+                    // Every multiplier without branches (the multipliers of row k are
+                    // MULT_FACTORS.len() in a row), then the first that pruned as the hint.
                     let mut pruned = false;
-                    for j in 0..nl {
-                        if nls + coef[j] * nu[mk[j]] + offn[j] >= zb {
-                            hint = j;
-                            pruned = true;
-                            break;
+                    for k in 0..m {
+                        let x = nu[k];
+                        let at = k * NF;
+                        let (cf, of) = (&coef[at..at + NF], &offn[at..at + NF]);
+                        for f in 0..NF {
+                            pruned |= nls + cf[f] * x + of[f] >= zb;
                         }
                     }
                     if pruned {
+                        hint = (0..nl)
+                            .find(|&j| nls + coef[j] * nu[mk[j]] + offn[j] >= zb)
+                            .unwrap_or(hint);
                         continue;
                     }
                     cand.push((i as u32, c as u32));
@@ -1282,16 +1312,16 @@ impl Ctx<'_> {
             if *runs.last().unwrap_or(&0) < cand.len() {
                 runs.push(cand.len());
             }
-            let mut keep = pareto(&cand_u, &cand_cost, m, &runs);
+            pareto_into(&cand_u, &cand_cost, m, &runs, &mut pbuf, &mut keep);
             if let Some(make) = partner.filter(|_| keep.len() >= self.partner_min) {
                 if let Some(p) = built.get_or_insert_with(make) {
                     p.filter(s, &mut keep, &cand_u, &cand_ls, zb);
                 }
             }
-            let mut nused = Vec::with_capacity(keep.len() * m);
-            let mut ncost = Vec::with_capacity(keep.len());
-            let mut nrcs = Vec::with_capacity(keep.len());
-            let mut nls = Vec::with_capacity(keep.len());
+            nused.clear();
+            ncost.clear();
+            nrcs.clear();
+            nls.clear();
             let mut nback = Vec::with_capacity(keep.len());
             for &j in &keep {
                 let (i, c) = cand[j];
@@ -1301,10 +1331,10 @@ impl Ctx<'_> {
                 nls.push(cand_ls[j]);
                 nback.push((i, c));
             }
-            used = nused;
-            cost = ncost;
-            rcs = nrcs;
-            ls = nls;
+            core::mem::swap(&mut used, &mut nused);
+            core::mem::swap(&mut cost, &mut ncost);
+            core::mem::swap(&mut rcs, &mut nrcs);
+            core::mem::swap(&mut ls, &mut nls);
             back.push(nback);
             if cost.is_empty() {
                 break;
@@ -1531,9 +1561,48 @@ const PROBE_GROWTH: f64 = 1.25;
 /// needs the order to be non-decreasing in row 0; ties broken by the other rows and the
 /// cost make it drop more.
 fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
+    let mut keep = Vec::new();
+    pareto_into(u, cost, m, runs, &mut ParetoBuf::default(), &mut keep);
+    keep
+}
+
+/// Scratch vectors of [`pareto_into`], kept across the stages of a pass so that a stage
+/// allocates nothing once they have grown.
+#[derive(Default)]
+struct ParetoBuf {
+    idx: Vec<usize>,
+    tmp: Vec<usize>,
+    bounds: Vec<usize>,
+    nb: Vec<usize>,
+    stair: Vec<(f64, f64)>,
+}
+
+/// [`pareto`] into `keep` (cleared first), with scratch space from `buf`.
+fn pareto_into(
+    u: &[f64],
+    cost: &[f64],
+    m: usize,
+    runs: &[usize],
+    buf: &mut ParetoBuf,
+    keep: &mut Vec<usize>,
+) {
+    keep.clear();
     let n = cost.len();
     let key = |i: usize, k: usize| u[i * m + k];
     let less = |a: usize, b: usize| -> bool {
+        if m == 2 {
+            // The loop below for two rows, unrolled.
+            let (x, y) = (&u[a * 2..a * 2 + 2], &u[b * 2..b * 2 + 2]);
+            let o = x[0].total_cmp(&y[0]);
+            if o.is_ne() {
+                return o.is_lt();
+            }
+            let o = x[1].total_cmp(&y[1]);
+            if o.is_ne() {
+                return o.is_lt();
+            }
+            return cost[a] < cost[b];
+        }
         for k in 0..m {
             let o = key(a, k).total_cmp(&key(b, k));
             if o.is_ne() {
@@ -1542,11 +1611,24 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
         }
         cost[a] < cost[b]
     };
-    let mut idx: Vec<usize> = (0..n).collect();
-    let mut tmp: Vec<usize> = vec![0; n];
-    let mut bounds: Vec<usize> = runs.to_vec();
+    let ParetoBuf {
+        idx,
+        tmp,
+        bounds,
+        nb,
+        stair,
+    } = buf;
+    idx.clear();
+    idx.extend(0..n);
+    // Every slot the merges read is written first: only the length matters.
+    if tmp.len() < n {
+        tmp.resize(n, 0);
+    }
+    bounds.clear();
+    bounds.extend_from_slice(runs);
     if bounds.first() != Some(&0) || bounds.last() != Some(&n) || m == 0 {
-        bounds = vec![0, n];
+        bounds.clear();
+        bounds.extend_from_slice(&[0, n]);
         idx.sort_by(|&a, &b| {
             if less(a, b) {
                 core::cmp::Ordering::Less
@@ -1560,7 +1642,8 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
     // Pairwise merges of neighbouring runs until one is left.
     while bounds.len() > 2 {
         let runs_n = bounds.len() - 1;
-        let mut nb = vec![0];
+        nb.clear();
+        nb.push(0);
         let mut j = 0;
         while j < runs_n {
             let lo = bounds[j];
@@ -1583,9 +1666,11 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             nb.push(hi);
             j += 2;
         }
-        core::mem::swap(&mut idx, &mut tmp);
-        bounds = nb;
+        core::mem::swap(idx, tmp);
+        core::mem::swap(bounds, nb);
     }
+    // `tmp` may have been longer than n before it became `idx`.
+    idx.truncate(n);
     // Adding a choice's use can round values that differed into equal ones, so the
     // runs are sorted by row 0 but not always by the later keys among equal row-0
     // values: insertion sort restores the full order (it moves only those few).
@@ -1596,7 +1681,6 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             j -= 1;
         }
     }
-    let mut keep = Vec::new();
     match m {
         0 => {
             if let Some(&i) = idx.iter().min_by(|&&a, &&b| cost[a].total_cmp(&cost[b])) {
@@ -1605,7 +1689,7 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
         }
         1 => {
             let mut best = f64::INFINITY;
-            for &i in &idx {
+            for &i in idx.iter() {
                 if cost[i] < best {
                     best = cost[i];
                     keep.push(i);
@@ -1616,8 +1700,8 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             // Sorted by row 0; a staircase of kept states over (row 1, cost), row 1
             // rising and cost falling, answers "is there a kept state with row 1 ≤ x
             // and cost ≤ y": the last step at or below x has the least such cost.
-            let mut stair: Vec<(f64, f64)> = Vec::new();
-            for &i in &idx {
+            stair.clear();
+            for &i in idx.iter() {
                 let u1 = key(i, 1);
                 let p = stair.partition_point(|st| st.0 <= u1);
                 if p > 0 && stair[p - 1].1 <= cost[i] {
@@ -1644,7 +1728,7 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             }
         }
         _ => {
-            for &i in &idx {
+            for &i in idx.iter() {
                 let dominated = keep
                     .iter()
                     .any(|&j: &usize| cost[j] <= cost[i] && (0..m).all(|k| key(j, k) <= key(i, k)));
@@ -1654,8 +1738,12 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
             }
         }
     }
-    keep
 }
+
+/// Factors on one row's multiplier of the extra multipliers the DP bounds states with
+/// (λ_j is λ with row k scaled by one of these); row k's are `NF` in a row.
+const MULT_FACTORS: [f64; 7] = [0.0, 0.5, 0.85, 0.95, 1.05, 1.2, 2.0];
+const NF: usize = MULT_FACTORS.len();
 
 /// Rounds of coordinate ascent on the dual with two or more rows.
 const DUAL_ROUNDS: usize = 30;

@@ -533,9 +533,27 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
             "the indicator set has no layers",
         ));
     }
-    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    // Layer names sorted (then by position) for lookups by name; the first layer whose
+    // name an earlier layer has is reported, at its place in the checks below (as a map
+    // filled in layer order would find it).
+    let mut index: Vec<(&str, usize)> = ind
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), i))
+        .collect();
+    index.sort_unstable();
+    let first_dup = index
+        .windows(2)
+        .filter(|p| p[0].0 == p[1].0)
+        .map(|p| p[1].1)
+        .min();
+    let by_name = |name: &str| -> Option<usize> {
+        let k = index.partition_point(|e| e.0 < name);
+        index.get(k).filter(|e| e.0 == name).map(|e| e.1)
+    };
     for (i, l) in ind.layers.iter().enumerate() {
-        if index.insert(l.name.as_str(), i).is_some() {
+        if first_dup == Some(i) {
             return Err(Error::input(Some(&l.name), "name", "duplicate layer name"));
         }
         let fixed = l.fixed.is_some();
@@ -573,8 +591,7 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         }
     }
     let lookup = |name: &str, field: &str| -> Result<usize, Error> {
-        let &i = index
-            .get(name)
+        let i = by_name(name)
             .ok_or_else(|| Error::input(Some(name), field, "no such layer in the indicator set"))?;
         if ind.layers[i].fixed.is_some() {
             return Err(Error::input(
@@ -760,7 +777,7 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         }
         let mut table = BTreeMap::new();
         for rl in &r.table.layers {
-            let &i = index.get(rl.name.as_str()).ok_or_else(|| {
+            let i = by_name(rl.name.as_str()).ok_or_else(|| {
                 Error::input(Some(&rl.name), &field, "no such layer in the indicator set")
             })?;
             for &(w, a, v) in &rl.costs {
@@ -809,10 +826,19 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     let m = rows.len();
 
     // Groups: one per component, choices = product of its tie classes' common bits.
-    let mut comp_layers: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for &i in &searchable {
-        comp_layers.entry(cuf.find(i)).or_default().push(i);
-    }
+    // Components in the order of their root, layers in `searchable` order within each
+    // (what a map from root to a list of layers gives, without a map): a stable sort of
+    // (root, layer) by root, then one exactly sized list per run of equal roots.
+    // ((root, position in `searchable`) is unique, so an unstable sort is that stable one.)
+    let mut by_root: Vec<(usize, usize)> = searchable
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| (cuf.find(i), pos))
+        .collect();
+    by_root.sort_unstable();
+    let comp_layers = by_root
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|run| run.iter().map(|p| searchable[p.1]).collect::<Vec<usize>>());
     let mut full = Choices {
         start: vec![0],
         bstart: vec![0],
@@ -824,29 +850,41 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     full.res.reserve(guess * m);
     full.bits.reserve(guess);
     full.bstart.reserve(guess);
-    let mut group_layers = Vec::new();
-    for layers in comp_layers.into_values() {
+    let mut group_layers = Vec::with_capacity(searchable.len());
+    for layers in comp_layers {
         if let [i] = layers[..] {
             // A layer in no tie (the usual case): its choices are its allowed weight bits
             // × act bits, weight bits varying fastest, with the same values, in the same
             // order, as the general odometer below gives them, without its allocations.
+            // Rows are filled one row at a time (one match per row, not per choice).
             let l = &ind.layers[i];
+            let r0 = full.res.len();
             for &(a, as_) in aopts[i] {
                 for &(w, ws) in wopts[i] {
                     let mut cost = 0.0;
                     cost += as_ + o.alpha * ws;
-                    for (k, row) in rows.iter().enumerate() {
-                        res[k] = 0.0;
-                        res[k] += match row.kind {
-                            RowKind::BitOps => (l.macs as f64) * f64::from(w) * f64::from(a),
-                            RowKind::Size => (l.params as f64) * f64::from(w),
-                            RowKind::Extra(e) => extra[e].get(&(i, w, a)).copied().unwrap_or(0.0),
-                        };
-                    }
                     full.bits.push((w, a));
                     full.cost.push(cost);
-                    full.res.extend_from_slice(&res);
                     full.bstart.push(full.bits.len());
+                }
+            }
+            let nc = aopts[i].len() * wopts[i].len();
+            full.res.resize(r0 + nc * m, 0.0);
+            let out = &mut full.res[r0..];
+            for (k, row) in rows.iter().enumerate() {
+                let mut at = k;
+                for &(a, _) in aopts[i] {
+                    for &(w, _) in wopts[i] {
+                        out[at] = 0.0
+                            + match row.kind {
+                                RowKind::BitOps => (l.macs as f64) * f64::from(w) * f64::from(a),
+                                RowKind::Size => (l.params as f64) * f64::from(w),
+                                RowKind::Extra(e) => {
+                                    extra[e].get(&(i, w, a)).copied().unwrap_or(0.0)
+                                }
+                            };
+                        at += m;
+                    }
                 }
             }
             full.start.push(full.cost.len());
@@ -961,7 +999,9 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
     out.start.push(0);
     out.bstart.push(0);
     let mut idx: Vec<usize> = Vec::new();
-    let mut keyed: Vec<(i64, usize)> = Vec::new();
+    // (cost key, index) packed in one u128 (key with its sign bit flipped, so unsigned
+    // order is the key's order): one comparison per pair when sorting.
+    let mut keyed: Vec<u128> = Vec::new();
     // Rows of the choices kept so far in this group, one after another.
     let mut kept_res: Vec<f64> = Vec::new();
     let mut kept: Vec<usize> = Vec::new();
@@ -975,10 +1015,12 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
             b ^ ((((b >> 63) as u64) >> 1) as i64)
         };
         keyed.clear();
-        keyed.extend((s..e).map(|c| (key(ch.cost[c]), c)));
+        keyed.extend(
+            (s..e).map(|c| (u128::from((key(ch.cost[c]) as u64) ^ (1 << 63)) << 64) | c as u128),
+        );
         keyed.sort_unstable();
         idx.clear();
-        idx.extend(keyed.iter().map(|x| x.1));
+        idx.extend(keyed.iter().map(|&x| x as u64 as usize));
         let full_cmp = |&a: &usize, &b: &usize| {
             ch.cost[a]
                 .total_cmp(&ch.cost[b])
@@ -993,10 +1035,15 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
                 })
                 .then(a.cmp(&b))
         };
-        let mut r0 = 0;
+        let hi = |x: u128| (x >> 64) as u64;
+        let mut r0 = if keyed.windows(2).any(|p| hi(p[0]) == hi(p[1])) {
+            0
+        } else {
+            keyed.len() // no run of equal cost
+        };
         while r0 < keyed.len() {
             let mut r1 = r0 + 1;
-            while r1 < keyed.len() && keyed[r1].0 == keyed[r0].0 {
+            while r1 < keyed.len() && hi(keyed[r1]) == hi(keyed[r0]) {
                 r1 += 1;
             }
             if r1 - r0 > 1 {
