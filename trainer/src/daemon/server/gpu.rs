@@ -31,13 +31,14 @@ use crate::daemon::gpu_specs::{
 use crate::daemon::job::check_regular;
 use crate::daemon::protocol::Progress;
 use crate::data::{Dataset, Split, TEST_SUBSET_SEED};
-use crate::engine::{Network, NetworkConfig};
 use crate::gpu::{Gpu, GpuOptions};
-use crate::method::{finetune, joint_train_full, FinetuneConfig, JointConfig, MethodError};
+use crate::method::{
+    evaluate_checkpoint, finetune, joint_train_full, FinetuneConfig, JointConfig, MethodError,
+};
 use crate::pipeline::PipelineError;
 use crate::train::{
-    check_checkpoint_model, check_data, evaluate, train_from, Event, Position, RunConfig, Start,
-    StopFlag, TrainConfig, TrainError,
+    check_checkpoint_model, check_data, train_from, Event, Position, RunConfig, Start, StopFlag,
+    TrainConfig, TrainError,
 };
 
 fn load_split(
@@ -299,21 +300,17 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
     )?;
     check_data(&ckpt.model, &test).map_err(|e| e.to_string())?;
     let gpu = gpu(ctx)?;
-    let cfg = NetworkConfig {
-        batch: job.batch,
-        ..NetworkConfig::default()
-    };
-    let mut net = Network::new(&gpu, &ckpt.model, cfg).map_err(|e| e.to_string())?;
-    net.import_state(&ckpt.tensors, false)
-        .map_err(|e| format!("{}: {e}", job.ckpt.display()))?;
-    let stats = evaluate(&mut net, &test).map_err(|e| e.to_string())?;
+    // Full precision, as the job always evaluated (no policy is passed).
+    let name = job.ckpt.display().to_string();
+    let rep = evaluate_checkpoint(&gpu, &ckpt, &name, None, &data, test, job.batch)
+        .map_err(|e| e.to_string())?;
     let r = EvalResult {
-        model: ckpt.model.name.clone(),
-        data,
-        images: stats.count,
-        correct: stats.correct,
-        accuracy: stats.accuracy(),
-        loss: stats.mean_loss(),
+        model: rep.model,
+        data: rep.data,
+        images: rep.images,
+        correct: rep.correct,
+        accuracy: rep.accuracy,
+        loss: rep.loss,
     };
     ctx.log(format!(
         "accuracy {:.2}% ({}/{}), loss {:.4}",
