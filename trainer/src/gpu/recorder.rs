@@ -121,33 +121,44 @@ impl<'a> Recorder<'a> {
                 }
                 continue;
             }
-            match self.commands[i] {
-                Command::Copy(src, dst) => {
-                    let n = src.len.min(dst.len) as u64 * 4;
-                    if n > 0 {
-                        encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, n);
-                    }
-                }
-                Command::Clear(t) => encoder.clear_buffer(&t.buffer, 0, None),
-                Command::Read(t) => {
-                    let bytes = Tensor::padded_bytes(t.len);
-                    let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("readback staging"),
-                        size: bytes,
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
-                    encoder.copy_buffer_to_buffer(&t.buffer, 0, &buf, 0, bytes);
-                    staging.push((buf, t.len));
-                }
-                Command::Dispatch(_) => unreachable!("handled above"),
-            }
+            Self::encode_transfer(gpu, &mut encoder, &self.commands[i], &mut staging);
             i += 1;
         }
         // The scope blames validation errors on this submission even when other threads
         // share the device; errors raised later (device lost) still reach `gpu.check()`.
         gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
         Self::finish_reads(gpu, staging)
+    }
+
+    /// Encodes a copy, clear or read (a read also queues its staging buffer in `staging`);
+    /// dispatches are encoded in compute passes by the callers.
+    fn encode_transfer(
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        cmd: &Command<'_>,
+        staging: &mut Vec<(wgpu::Buffer, usize)>,
+    ) {
+        match *cmd {
+            Command::Copy(src, dst) => {
+                let n = src.len.min(dst.len) as u64 * 4;
+                if n > 0 {
+                    encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, n);
+                }
+            }
+            Command::Clear(t) => encoder.clear_buffer(&t.buffer, 0, None),
+            Command::Read(t) => {
+                let bytes = Tensor::padded_bytes(t.len);
+                let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback staging"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                encoder.copy_buffer_to_buffer(&t.buffer, 0, &buf, 0, bytes);
+                staging.push((buf, t.len));
+            }
+            Command::Dispatch(_) => unreachable!("dispatches are encoded by the callers"),
+        }
     }
 
     /// [`Recorder::submit`] while [`profile`] is on: every command is its own submission,
@@ -181,24 +192,7 @@ impl<'a> Recorder<'a> {
                     profile::add(d.id, d.workgroups, t.elapsed());
                     continue;
                 }
-                Command::Copy(src, dst) => {
-                    let n = src.len.min(dst.len) as u64 * 4;
-                    if n > 0 {
-                        encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, n);
-                    }
-                }
-                Command::Clear(t) => encoder.clear_buffer(&t.buffer, 0, None),
-                Command::Read(t) => {
-                    let bytes = Tensor::padded_bytes(t.len);
-                    let buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("readback staging"),
-                        size: bytes,
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    });
-                    encoder.copy_buffer_to_buffer(&t.buffer, 0, &buf, 0, bytes);
-                    staging.push((buf, t.len));
-                }
+                _ => Self::encode_transfer(gpu, &mut encoder, cmd, &mut staging),
             }
             gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
         }
