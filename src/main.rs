@@ -42,6 +42,9 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Learn the LSQ importance indicators jointly from a full-precision checkpoint.
     Indicators(cmd::indicators::Args),
+    /// Measure each layer's loss increase at each bit-width (an indicator file from
+    /// measured sensitivity instead of learned step sizes).
+    Sensitivity(cmd::sensitivity::Args),
     /// Quantization-aware finetuning of a solved policy.
     Finetune(cmd::finetune::Args),
     /// Pretrain, learn indicators, search at each budget, finetune and report (JOB.ron).
@@ -77,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Indicators(a) => cmd::indicators::run(a),
+        Command::Sensitivity(a) => cmd::sensitivity::run(a),
         Command::Finetune(a) => cmd::finetune::run(a),
         Command::Pipeline(a) => cmd::pipeline::run(a),
         Command::Demo(a) => cmd::demo::run(a),

@@ -17,6 +17,7 @@ pub mod out;
 pub mod pipeline;
 pub mod progress;
 pub mod run_args;
+pub mod sensitivity;
 pub mod serve;
 pub mod shutdown;
 pub mod solve;

@@ -591,6 +591,29 @@ impl<'g> Network<'g> {
         Ok(())
     }
 
+    /// A train-mode forward of `x` with every quantized layer at its variant in `sel`,
+    /// reading back the raw input of every quantized layer (what its activation quantizer
+    /// sees), in layer order. BN running statistics of the selected sets are updated.
+    pub fn quant_layer_inputs(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        sel: &[usize],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.check_sel(sel)?;
+        self.upload(x, y)?;
+        let q = self.qnet()?;
+        let mut rec = Recorder::new(self.gpu);
+        self.record_forward(&mut rec, true, sel);
+        let reads: Vec<usize> = q
+            .layers
+            .iter()
+            .map(|l| rec.read(&self.tensors[l.x]))
+            .collect();
+        let out = rec.submit()?;
+        Ok(reads.into_iter().map(|r| out.f32(r).to_vec()).collect())
+    }
+
     /// LSQ step-size init (docs/METHOD.md): for every layer `which[l]` says whether to set it.
     /// Weights: `max(|mean-3std|, |mean+3std|) / 2^(b-1)` from the current weights, per
     /// variant. Activations: on the batch `x`, per variant `k`, a train-mode forward with

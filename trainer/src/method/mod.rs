@@ -8,6 +8,7 @@ mod epochs;
 mod eval;
 mod finetune;
 mod joint;
+mod sensitivity;
 
 pub use crate::train::{Position, RunConfig, StopFlag, Stopped};
 use std::fmt;
@@ -25,6 +26,10 @@ use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
 pub use eval::{evaluate_checkpoint, EvalReport, PolicyCost};
 pub use finetune::{finetune, FinetuneConfig, Finetuned};
 pub use joint::{check_bits, joint_train, joint_train_full, JointConfig, JointTrained, StepDrift};
+pub use sensitivity::{
+    measure_sensitivity, monotone, Sensitivity, SensitivityConfig,
+    FULL_BITS as SENSITIVITY_FULL_BITS,
+};
 
 /// Meta key under which a finetuned checkpoint stores its policy (RON text).
 pub const POLICY_META: &str = "policy";

@@ -1,0 +1,103 @@
+//! `limpq sensitivity`: measured per-layer sensitivity as an indicator file (a second
+//! indicator source beside `limpq indicators`; docs/METHOD.md, "Measured sensitivity").
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::data::{Dataset, Split};
+use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::method::{measure_sensitivity, SensitivityConfig};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Built-in model (small_cnn, resnet20, ...) or MODEL.ron; must match the checkpoint.
+    #[arg(long)]
+    pub model: String,
+    /// Full-precision checkpoint written by `limpq train`.
+    #[arg(long, alias = "ckpt")]
+    pub init: PathBuf,
+    /// Candidate bit-widths (weights and activations), ascending, below 16.
+    #[arg(long, value_delimiter = ',', default_value = "2,3,4,5,6")]
+    pub bits: Vec<u32>,
+    /// Calibration images, drawn from the training set with --seed (whole batches are used).
+    #[arg(long, default_value_t = 1024)]
+    pub images: usize,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Seed of the calibration draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Dataset: fashion-mnist, mnist or cifar10 (default: the one the checkpoint was trained
+    /// on, else fashion-mnist).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Indicator file to write (RON; JSON if it ends in .json).
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let init = Checkpoint::load(&args.init)?;
+    let data = match (&args.data, init.meta("data")) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => "fashion-mnist".to_string(),
+    };
+    let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
+    let calib = Arc::new(Dataset::load_subset(
+        &data,
+        args.data_dir.as_deref(),
+        Split::Train,
+        Some(args.images),
+        args.seed,
+    )?);
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    eprintln!(
+        "sensitivity of {} at bits {:?} on {} calibration images of {} on {} ({})",
+        model.name,
+        args.bits,
+        calib.len(),
+        calib.kind.name(),
+        gpu.summary.name,
+        gpu.summary.backend
+    );
+    let cfg = SensitivityConfig {
+        bits: args.bits.clone(),
+        batch: args.batch,
+        meta: vec![
+            ("data".to_string(), calib.kind.name().to_string()),
+            ("init".to_string(), args.init.display().to_string()),
+            ("calibration_seed".to_string(), args.seed.to_string()),
+        ],
+        ..SensitivityConfig::default()
+    };
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("measured [{bar:30}] {pos}/{len} ETA {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let result = measure_sensitivity(&gpu, &model, &init, calib, &cfg, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    let out = result?;
+    eprintln!(
+        "{} layers × {} bit-widths × weights and activations: {} forward passes of {} images \
+         in {:.1} s (full-precision loss {:.4})",
+        out.raw.len(),
+        args.bits.len(),
+        out.forwards,
+        args.batch,
+        out.seconds,
+        out.base_loss
+    );
+    limpq_io::documents::write_indicators(&args.output, &out.indicators)?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
