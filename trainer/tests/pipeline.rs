@@ -8,9 +8,11 @@ use limpq_solver::{IndicatorSet, LayerBits, Policy};
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::model::Model;
 use limpq_trainer::pipeline::policies::{self, RANDOM_FLOOR};
-use limpq_trainer::pipeline::report::{self, BudgetResult, PolicyResult, Results, SeedResult};
+use limpq_trainer::pipeline::report::{
+    self, BudgetResult, ControlResult, PolicyResult, Results, SeedResult,
+};
 use limpq_trainer::pipeline::{
-    run, Eval, Event, Job, Partial, PipelineError, Plan, StageError, Stages, State,
+    run, Eval, Event, Job, Partial, PipelineError, Plan, SensitivitySpec, StageError, Stages, State,
 };
 use limpq_trainer::train::Event as TrainEvent;
 
@@ -55,6 +57,10 @@ struct Fake {
     stopped: bool,
     /// Fail the finetune call with this index while a stop is requested: still a failure.
     fail_while_stopping_at: Option<usize>,
+    /// Sensitivity measurements made.
+    sensitivity: usize,
+    /// The `source` meta of the indicators each finetune was given.
+    finetune_sources: Vec<String>,
 }
 
 fn ckpt(model: &Model, seed: u64) -> Checkpoint {
@@ -132,11 +138,38 @@ impl Stages for Fake {
     fn data_sizes(&self) -> (usize, usize) {
         (256, 128)
     }
+    fn sensitivity(
+        &mut self,
+        _init: &Checkpoint,
+        bits: &[u32],
+        spec: &SensitivitySpec,
+        seed: u64,
+    ) -> Result<IndicatorSet, StageError> {
+        assert_eq!(spec.images, 64);
+        self.sensitivity += 1;
+        let m = self.model.clone().unwrap();
+        let mut ind = m.indicator_skeleton(bits, bits).unwrap();
+        let n = ind.layers.len();
+        // Loss increases that rank the layers the other way round from the indicators.
+        for (l, layer) in ind.layers.iter_mut().enumerate() {
+            if layer.fixed.is_some() {
+                continue;
+            }
+            let c = (n - l) as f64 * 0.1 + seed as f64 * 0.001;
+            layer.weight_scale = bits.iter().map(|b| c / f64::from(1u32 << b)).collect();
+            layer.act_scale = bits
+                .iter()
+                .map(|b| 0.5 * c / f64::from(1u32 << b))
+                .collect();
+        }
+        ind.meta.push(("source".into(), "sensitivity".into()));
+        Ok(ind)
+    }
     fn finetune(
         &mut self,
         init: &Checkpoint,
         policy: &Policy,
-        _indicators: &IndicatorSet,
+        indicators: &IndicatorSet,
         seed: u64,
         _partial: &Partial,
         _on_event: &mut dyn FnMut(&TrainEvent),
@@ -158,6 +191,13 @@ impl Stages for Fake {
             .map(|l| format!("{}{}", l.weight, l.act))
             .collect();
         self.finetunes.push(bits.join(","));
+        self.finetune_sources.push(
+            indicators
+                .meta
+                .iter()
+                .find(|(k, _)| k == "source")
+                .map_or("learned".to_string(), |(_, v)| v.clone()),
+        );
         let acc = 0.8 + (policy.bitops as f64).ln() * 0.005 - policy.objective * 0.001;
         Ok((
             ckpt(&init.model, seed),
@@ -615,6 +655,7 @@ fn synthetic(seeds: &[u64]) -> Results {
                             pr(n - 30, 0.75 + d),
                             pr(n - 40, 0.60 + d),
                         ],
+                        controls: vec![],
                     }
                 })
                 .collect(),
@@ -1001,4 +1042,112 @@ fn a_stage_takes_any_run_setting_and_refuses_unknown_or_bad_ones() {
         let err = Job::from_ron_str(&job_text(&out).replace(from, to)).unwrap_err();
         assert!(err.contains(want), "{to}: {err}");
     }
+}
+
+#[test]
+fn control_searches_run_beside_the_others_and_resume() {
+    let out = tmpdir("controls");
+    let text = job_text(&out).replace(
+        "random_policies: 3,",
+        "random_policies: 3,\n    controls: [macs_only, shuffled, sensitivity],\n    sensitivity: (images: 64, batch: 32),",
+    );
+    let plan = Plan::new(Job::from_ron_str(&text).unwrap()).unwrap();
+    // Per seed: pretrain, indicators, sensitivity; per budget searched, uniform, 3 random and
+    // the 3 controls.
+    assert_eq!(plan.stage_count(), 2 * (3 + 3 * 8));
+    let mut fake = fake_for(&plan);
+    let res = run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!(fake.sensitivity, 2, "once per seed");
+    assert_eq!(fake.finetunes.len(), 2 * 3 * 8);
+    assert!(
+        fake.finetune_sources.iter().all(|s| s == "learned"),
+        "every policy finetunes from the learned indicators: {:?}",
+        fake.finetune_sources
+    );
+    let read = |rel: &str| std::fs::read_to_string(out.join(rel)).unwrap();
+    let ind = IndicatorSet::from_ron_str(&read("seed1/indicators.ron")).unwrap();
+    let sens = IndicatorSet::from_ron_str(&read("seed1/sensitivity.ron")).unwrap();
+    assert!(sens.meta.contains(&("source".into(), "sensitivity".into())));
+    let policy = |rel: &str| Policy::from_ron_str(&read(rel)).unwrap();
+    let n = plan.bitops[0];
+    let want = [
+        (
+            "macs_only",
+            policies::searched_policy(&policies::macs_only_indicators(&ind), 2.0, n),
+        ),
+        (
+            "shuffled",
+            policies::searched_policy(&policies::shuffled_indicators(&ind, 1), 2.0, n),
+        ),
+        (
+            "sensitivity",
+            policies::searched_policy(&sens, policies::SENSITIVITY_ALPHA, n),
+        ),
+    ];
+    for (kind, p) in want {
+        assert_eq!(
+            policy(&format!("seed1/policies/w2a3_{kind}.ron")),
+            p.unwrap().0,
+            "{kind}"
+        );
+    }
+    for b in &res.budgets {
+        for s in &b.seeds {
+            let kinds: Vec<&str> = s.controls.iter().map(|c| c.kind.as_str()).collect();
+            assert_eq!(kinds, ["macs_only", "shuffled", "sensitivity"]);
+            assert_eq!(s.random.len(), 3);
+        }
+    }
+    let md = read("report.md");
+    assert!(md.contains("## How sure"), "{md}");
+    assert!(md.contains("| w2a3 | sensitivity |"), "{md}");
+    // A rerun measures and finetunes nothing again.
+    let mut again = fake_for(&plan);
+    run(&plan, &mut again, &mut |_| {}).unwrap();
+    assert_eq!((again.sensitivity, again.finetunes.len()), (0, 0));
+    // A control listed twice, or a calibration smaller than a batch, is refused.
+    let twice = text.replace("[macs_only, shuffled, sensitivity]", "[shuffled, shuffled]");
+    assert!(Job::from_ron_str(&twice)
+        .unwrap_err()
+        .contains("`controls`"));
+    let small = text.replace("images: 64", "images: 16");
+    assert!(Job::from_ron_str(&small)
+        .unwrap_err()
+        .contains("`sensitivity`"));
+}
+
+#[test]
+fn confidence_intervals_from_synthetic_results() {
+    let mut r = synthetic(&[0, 1, 2]);
+    // w2a3: searched minus uniform 1, 2 and 3 points over the three seeds: mean 2, sample
+    // std 1, SE 1/√3 = 0.577, t(2) = 4.303, so the 95 % interval is 2 ± 2.48.
+    for (k, s) in r.budgets[0].seeds.iter_mut().enumerate() {
+        let u = s.uniform.as_ref().unwrap().accuracy;
+        s.searched.accuracy = u + 0.01 * (k as f64 + 1.0);
+        s.controls.push(ControlResult {
+            kind: "macs_only".into(),
+            result: pr(500, u - 0.005),
+        });
+    }
+    let md = report::markdown(&r);
+    assert!(md.contains("## How sure"), "{md}");
+    assert!(
+        md.contains(
+            "| w2a3 | searched | 83.00 ± 2.00 | +2.00 ± 0.58 [-0.48, +4.48] (n=3) | \
+             +12.00 ± 0.58 [+9.52, +14.48] (n=3) |"
+        ),
+        "{md}"
+    );
+    // A constant difference has no spread: the interval is the point.
+    assert!(
+        md.contains(
+            "| w2a3 | macs_only | 80.50 ± 1.00 | -0.50 ± 0.00 [-0.50, -0.50] (n=3) | \
+             +9.50 ± 0.00 [+9.50, +9.50] (n=3) |"
+        ),
+        "{md}"
+    );
+    assert!((report::t95(1) - 12.706).abs() < 1e-9);
+    assert!((report::t95(9) - 2.262).abs() < 1e-9);
+    assert!((report::t95(120) - 1.980).abs() < 0.002);
+    assert!(report::mean_se_ci(&[0.1]).is_none());
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use limpq_solver::{IndicatorSet, Policy};
 
-use super::{Eval, Job, Partial, StageError, Stages, PARTIAL_FINGERPRINT};
+use super::{Eval, Job, Partial, SensitivitySpec, StageError, Stages, PARTIAL_FINGERPRINT};
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, DatasetKind, Split, Subset, TEST_SUBSET_SEED};
 use crate::engine::{Network, NetworkConfig};
@@ -243,6 +243,39 @@ impl Stages for GpuStages<'_> {
 
     fn data_sizes(&self) -> (usize, usize) {
         (self.train.len(), self.test.len())
+    }
+
+    fn sensitivity(
+        &mut self,
+        init: &Checkpoint,
+        bits: &[u32],
+        spec: &SensitivitySpec,
+        seed: u64,
+    ) -> Result<IndicatorSet, StageError> {
+        // Calibration images from the run's own training images, drawn with the run seed.
+        let n = spec.images.min(self.train.len());
+        let calib = self
+            .train
+            .subset(Subset::Random { n, seed })
+            .map_err(|e| StageError::Failed(e.to_string()))?;
+        let mut meta = self.meta(seed);
+        meta.push(("calibration_seed".into(), seed.to_string()));
+        let cfg = method::SensitivityConfig {
+            bits: bits.to_vec(),
+            batch: spec.batch,
+            meta,
+            ..method::SensitivityConfig::default()
+        };
+        method::measure_sensitivity(
+            self.gpu,
+            &self.model,
+            init,
+            Arc::new(calib),
+            &cfg,
+            &mut |_, _| {},
+        )
+        .map(|s| s.indicators)
+        .map_err(method_stage_error)
     }
 
     fn finetune(

@@ -11,6 +11,8 @@
 //!     alpha: 2.0,
 //!     finetune: (epochs: 1, batch: 64, lr: 0.01),
 //!     random_policies: 3,
+//!     controls: [macs_only, shuffled, sensitivity],
+//!     sensitivity: (images: 1024, batch: 256),
 //!     keep_finetuned: true,
 //!     output: "runs/small_cnn",
 //! )
@@ -296,6 +298,68 @@ fn default_random() -> usize {
 fn default_true() -> bool {
     true
 }
+fn is_default_sens(s: &SensitivitySpec) -> bool {
+    *s == SensitivitySpec::default()
+}
+
+/// A control search run beside the searched, uniform and random policies at every budget
+/// (docs/PIPELINE.md, "Control searches"): the same exact search with other indicators,
+/// finetuned with the same recipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Every layer the same indicator profile: only MACs and parameters steer the search.
+    MacsOnly,
+    /// The learned indicators permuted among the layers (seeded by the run seed).
+    Shuffled,
+    /// Measured per-layer loss increases (`limpq sensitivity`) instead of step sizes.
+    Sensitivity,
+}
+
+impl Control {
+    /// The policy kind's name in file names and the report.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Control::MacsOnly => "macs_only",
+            Control::Shuffled => "shuffled",
+            Control::Sensitivity => "sensitivity",
+        }
+    }
+}
+
+/// The calibration of the `sensitivity` control: images drawn from the run's training
+/// images with the run seed, measured in whole batches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensitivitySpec {
+    #[serde(default = "default_sens_images")]
+    pub images: usize,
+    #[serde(default = "default_sens_batch")]
+    pub batch: usize,
+}
+
+impl Default for SensitivitySpec {
+    fn default() -> Self {
+        SensitivitySpec {
+            images: default_sens_images(),
+            batch: default_sens_batch(),
+        }
+    }
+}
+
+impl SensitivitySpec {
+    /// What the sensitivity stage's result depends on beyond the pretrained model.
+    pub fn fingerprint_text(&self) -> String {
+        format!("sensitivity images={} batch={}", self.images, self.batch)
+    }
+}
+
+fn default_sens_images() -> usize {
+    1024
+}
+fn default_sens_batch() -> usize {
+    256
+}
 
 /// A whole pipeline run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -316,6 +380,12 @@ pub struct Job {
     /// Random policies drawn and finetuned per budget and seed (at least 3).
     #[serde(default = "default_random")]
     pub random_policies: usize,
+    /// Control searches to run beside them (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<Control>,
+    /// Calibration of the `sensitivity` control.
+    #[serde(default, skip_serializing_if = "is_default_sens")]
+    pub sensitivity: SensitivitySpec,
     /// Keep every finetuned model (`seed<S>/finetune/<budget>_<kind>.ckpt`, one per policy;
     /// ResNet-20: ~2 MB each). `false` keeps only their accuracies (state.ron, the report):
     /// a small run folder, e.g. to carry between machines. Not part of any fingerprint.
@@ -434,6 +504,21 @@ impl Job {
             return Err(format!(
                 "field `random_policies`: {} is too few for a median; give at least 3",
                 self.random_policies
+            ));
+        }
+        for (i, c) in self.controls.iter().enumerate() {
+            if self.controls[..i].contains(c) {
+                return Err(format!("field `controls`: {} is listed twice", c.kind()));
+            }
+        }
+        pos(self.sensitivity.images, "sensitivity.images")?;
+        pos(self.sensitivity.batch, "sensitivity.batch")?;
+        if self.controls.contains(&Control::Sensitivity)
+            && self.sensitivity.images < self.sensitivity.batch
+        {
+            return Err(format!(
+                "field `sensitivity`: {} images cannot fill one batch of {}",
+                self.sensitivity.images, self.sensitivity.batch
             ));
         }
         if self.output.as_os_str().is_empty() {

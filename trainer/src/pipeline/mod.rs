@@ -38,8 +38,10 @@ use crate::checkpoint::Checkpoint;
 use crate::model::Model;
 use crate::train::Event as TrainEvent;
 
-pub use job::{Budget, DataSpec, FinetuneSpec, Job, JointSpec, PretrainSpec, RunSpec};
-pub use report::{BudgetResult, PolicyResult, Results, SeedResult};
+pub use job::{
+    Budget, Control, DataSpec, FinetuneSpec, Job, JointSpec, PretrainSpec, RunSpec, SensitivitySpec,
+};
+pub use report::{BudgetResult, ControlResult, PolicyResult, Results, SeedResult};
 
 /// Why a pipeline stopped. Every message names the job field, file or stage.
 #[derive(Debug)]
@@ -142,6 +144,19 @@ pub trait Stages {
         partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<IndicatorSet, StageError>;
+    /// Measured sensitivity of the full-precision `init` (the `sensitivity` control): an
+    /// indicator file over `bits` from calibration images drawn with `seed`.
+    fn sensitivity(
+        &mut self,
+        _init: &Checkpoint,
+        _bits: &[u32],
+        _spec: &SensitivitySpec,
+        _seed: u64,
+    ) -> Result<IndicatorSet, StageError> {
+        Err(StageError::Failed(
+            "this runner cannot measure sensitivity".into(),
+        ))
+    }
     /// Training and test images used (for the report).
     fn data_sizes(&self) -> (usize, usize);
     /// Quantization-aware finetuning of `policy` from `init`, then its test accuracy;
@@ -345,10 +360,13 @@ impl Plan {
             .zip(&self.skipped)
             .filter(|(_, s)| s.is_none())
             .map(|(b, _)| {
-                1 + self.job.random_policies + usize::from(matches!(b, Budget::Uniform { .. }))
+                1 + self.job.random_policies
+                    + usize::from(matches!(b, Budget::Uniform { .. }))
+                    + self.job.controls.len()
             })
             .sum();
-        self.job.seeds.len() * (2 + per_budget)
+        let sensitivity = usize::from(self.job.controls.contains(&Control::Sensitivity));
+        self.job.seeds.len() * (2 + sensitivity + per_budget)
     }
 }
 
@@ -643,6 +661,45 @@ pub fn run(
         ) {
             drifts.push((seed, w, a));
         }
+        // Measured sensitivity, when the `sensitivity` control runs.
+        let sensitivity = if job.controls.contains(&Control::Sensitivity) {
+            let rel = format!("{sdir}/sensitivity.ron");
+            let path = out.join(&rel);
+            let fpr = fingerprint(&[
+                &pre_fp,
+                &job.sensitivity.fingerprint_text(),
+                &format!("{:?}", job.joint.bits),
+            ]);
+            let ind = runner.stage(
+                stages,
+                format!("seed {seed}: sensitivity"),
+                format!("{sdir}/sensitivity"),
+                &fpr,
+                |_| {
+                    std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| IndicatorSet::from_ron_str(&t).ok())
+                },
+                |stages, _| {
+                    let ind = stages.sensitivity(&init, &job.joint.bits, &job.sensitivity, seed)?;
+                    write_atomic(&path, ind.to_ron_string().as_bytes())?;
+                    Ok(Done {
+                        summary: format!(
+                            "{} layers × {} bit-widths measured",
+                            ind.layers.iter().filter(|l| l.fixed.is_none()).count(),
+                            ind.weight_bits.len()
+                        ),
+                        value: ind,
+                        outputs: vec![rel.clone()],
+                        eval: None,
+                    })
+                },
+            )?;
+            check_indicators(&ind, plan, &path)?;
+            Some(ind)
+        } else {
+            None
+        };
         // 3. Policies and finetunes per budget.
         for (bi, budget) in job.budgets.iter().enumerate() {
             if plan.skipped[bi].is_some() {
@@ -669,6 +726,31 @@ pub fn run(
             for (k, p) in randoms.into_iter().enumerate() {
                 list.push((format!("random{k}"), p));
             }
+            for &c in &job.controls {
+                let (ind_c, alpha_c) = match c {
+                    Control::MacsOnly => (policies::macs_only_indicators(&indicators), job.alpha),
+                    Control::Shuffled => {
+                        (policies::shuffled_indicators(&indicators, seed), job.alpha)
+                    }
+                    Control::Sensitivity => match &sensitivity {
+                        Some(s) => (s.clone(), policies::SENSITIVITY_ALPHA),
+                        None => {
+                            return Err(PipelineError::Job(
+                                "internal: no sensitivity file for its control".into(),
+                            ))
+                        }
+                    },
+                };
+                let (p, note) = policies::searched_policy(&ind_c, alpha_c, n).map_err(|e| {
+                    stage_err(&format!("seed {seed}: {} search at {label}", c.kind()), e)
+                })?;
+                if let Some(note) = note {
+                    let line = format!("seed {seed}, {label}, {}: {note}", c.kind());
+                    (runner.on_event)(&Event::Note(line.clone()));
+                    notes.push(line);
+                }
+                list.push((c.kind().to_string(), p));
+            }
             let mut seed_result = SeedResult {
                 seed,
                 uniform: None,
@@ -679,6 +761,7 @@ pub fn run(
                     layers: Vec::new(),
                 },
                 random: Vec::new(),
+                controls: Vec::new(),
             };
             for (kind, policy) in list {
                 let stem = format!("{label}_{kind}");
@@ -744,7 +827,8 @@ pub fn run(
                 match kind.as_str() {
                     "searched" => seed_result.searched = r,
                     "uniform" => seed_result.uniform = Some(r),
-                    _ => seed_result.random.push(r),
+                    k if k.starts_with("random") => seed_result.random.push(r),
+                    _ => seed_result.controls.push(ControlResult { kind, result: r }),
                 }
             }
             budgets[bi].seeds.push(seed_result);

@@ -15,6 +15,10 @@ use limpq_solver::{BitOpsBudget, Error as SolverError, IndicatorSet, LayerBits, 
 
 use crate::rng::SeededRng;
 
+/// α of the `sensitivity` control's search: its weight and activation values are both loss
+/// increases, in the same unit, so neither counts double.
+pub const SENSITIVITY_ALPHA: f64 = 1.0;
+
 /// A random policy must use at least this fraction of its BitOps budget.
 pub const RANDOM_FLOOR: f64 = 0.9;
 /// Redraws allowed per random policy.
@@ -255,4 +259,145 @@ pub fn random_policies(
         .iter()
         .map(|bits| policy_from_bits(ind, alpha, bits, Some(bitops_budget)))
         .collect()
+}
+
+/// Sets a meta entry, replacing an earlier one of the same key.
+fn set_meta(ind: &mut IndicatorSet, key: &str, value: String) {
+    ind.meta.retain(|(k, _)| k != key);
+    ind.meta.push((key.to_string(), value));
+}
+
+/// The MACs-only control: every searchable layer gets the same indicator profile, `2^-b`
+/// at `b` bits for weights and activations alike (the shape of an LSQ init step as bits
+/// rise), so the search sees nothing of a layer but its MACs and parameters: it raises the
+/// bits of the layers that are cheapest to raise. Fixed layers are kept as they are.
+pub fn macs_only_indicators(ind: &IndicatorSet) -> IndicatorSet {
+    let profile =
+        |bits: &[u32]| -> Vec<f64> { bits.iter().map(|&b| (-(b as f64)).exp2()).collect() };
+    let mut out = ind.clone();
+    for l in out.layers.iter_mut().filter(|l| l.fixed.is_none()) {
+        l.weight_scale = profile(&ind.weight_bits);
+        l.act_scale = profile(&ind.act_bits);
+    }
+    set_meta(&mut out, "source", "macs-only control".into());
+    out
+}
+
+/// The shuffled control: the searchable layers' indicator rows (a layer's weight and
+/// activation values together) permuted among the searchable layers with a draw seeded by
+/// `seed`, so the search keeps the indicators' values but not which layer has which. MACs,
+/// parameters and fixed layers stay where they are.
+pub fn shuffled_indicators(ind: &IndicatorSet, seed: u64) -> IndicatorSet {
+    let idx = searchable(ind);
+    let mut order = idx.clone();
+    SeededRng::new(seed ^ 0x5_4FF1_ED5E_ED00).shuffle(&mut order);
+    let mut out = ind.clone();
+    for (&to, &from) in idx.iter().zip(&order) {
+        out.layers[to].weight_scale = ind.layers[from].weight_scale.clone();
+        out.layers[to].act_scale = ind.layers[from].act_scale.clone();
+    }
+    set_meta(&mut out, "source", "shuffled control".into());
+    set_meta(&mut out, "shuffle_seed", seed.to_string());
+    out
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+    use limpq_solver::Layer;
+
+    fn layer(name: &str, macs: u64, w: [f64; 2], a: [f64; 2], fixed: bool) -> Layer {
+        Layer {
+            name: name.into(),
+            macs,
+            params: macs / 10,
+            weight_scale: w.to_vec(),
+            act_scale: a.to_vec(),
+            fixed: fixed.then_some((8, 8)),
+        }
+    }
+
+    /// stem (fixed), three searchable layers of 100, 10 and 1 MACs, classifier (fixed);
+    /// bits 2 and 4; indicators that favour raising the BIG layer.
+    fn set() -> IndicatorSet {
+        IndicatorSet {
+            model: "m".into(),
+            weight_bits: vec![2, 4],
+            act_bits: vec![2, 4],
+            layers: vec![
+                layer("stem", 50, [1.0, 1.0], [1.0, 1.0], true),
+                layer("big", 100, [9.0, 0.1], [9.0, 0.1], false),
+                layer("mid", 10, [0.2, 0.1], [0.2, 0.1], false),
+                layer("small", 1, [0.3, 0.1], [0.3, 0.1], false),
+                layer("fc", 5, [1.0, 1.0], [1.0, 1.0], true),
+            ],
+            meta: vec![("source".into(), "test".into())],
+        }
+    }
+
+    fn bits_of(p: &Policy, name: &str) -> (u32, u32) {
+        let l = p.layers.iter().find(|l| l.name == name).unwrap();
+        (l.weight, l.act)
+    }
+
+    #[test]
+    fn the_macs_only_search_raises_the_layers_cheapest_to_raise() {
+        let ind = set();
+        // All searchable at W2A2: 4·111 = 444 BitOps, and 400 more. The indicators spend
+        // them on `big` at W4A2 (α = 2: a weight raise counts double), which costs all 400.
+        // With the same profile everywhere, raising `mid` (+120) and `small` (+12) to W4A4
+        // gains three times what `big` at W4A2 does, and the 268 left raise nothing of `big`.
+        let budget = 444 + 400;
+        let (learned, _) = searched_policy(&ind, 2.0, budget).unwrap();
+        assert_eq!(
+            bits_of(&learned, "big"),
+            (4, 2),
+            "the indicators' own choice"
+        );
+        assert_eq!(bits_of(&learned, "mid"), (2, 2));
+        let control = macs_only_indicators(&ind);
+        let (p, _) = searched_policy(&control, 2.0, budget).unwrap();
+        assert_eq!(bits_of(&p, "big"), (2, 2));
+        assert_eq!(bits_of(&p, "mid"), (4, 4));
+        assert_eq!(bits_of(&p, "small"), (4, 4));
+        assert_eq!(control.layers[0], ind.layers[0], "fixed layers untouched");
+        assert_eq!(control.layers[1].weight_scale, vec![0.25, 0.0625]);
+        assert!(control
+            .meta
+            .contains(&("source".into(), "macs-only control".into())));
+        assert_eq!(
+            control.meta.iter().filter(|(k, _)| k == "source").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_shuffled_control_permutes_whole_rows_among_searchable_layers() {
+        let ind = set();
+        let rows = |s: &IndicatorSet| -> Vec<(Vec<f64>, Vec<f64>)> {
+            s.layers
+                .iter()
+                .map(|l| (l.weight_scale.clone(), l.act_scale.clone()))
+                .collect()
+        };
+        let mut moved = 0;
+        for seed in 0..8 {
+            let s = shuffled_indicators(&ind, seed);
+            assert_eq!(s, shuffled_indicators(&ind, seed), "seeded");
+            for (a, b) in s.layers.iter().zip(&ind.layers) {
+                assert_eq!(
+                    (&a.name, a.macs, a.params, a.fixed),
+                    (&b.name, b.macs, b.params, b.fixed)
+                );
+            }
+            assert_eq!(s.layers[0], ind.layers[0]);
+            assert_eq!(s.layers[4], ind.layers[4]);
+            let (mut got, mut want) = (rows(&s)[1..4].to_vec(), rows(&ind)[1..4].to_vec());
+            got.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            want.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            assert_eq!(got, want, "the same rows");
+            moved += usize::from(rows(&s) != rows(&ind));
+        }
+        assert!(moved >= 6, "only {moved} of 8 seeds moved a row");
+    }
 }

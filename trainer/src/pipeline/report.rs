@@ -19,6 +19,13 @@ pub struct PolicyResult {
     pub layers: Vec<LayerBits>,
 }
 
+/// A control search's finetuned policy (`macs_only`, `shuffled`, `sensitivity`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControlResult {
+    pub kind: String,
+    pub result: PolicyResult,
+}
+
 /// One seed's results at one budget.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SeedResult {
@@ -26,6 +33,9 @@ pub struct SeedResult {
     pub uniform: Option<PolicyResult>,
     pub searched: PolicyResult,
     pub random: Vec<PolicyResult>,
+    /// The control searches the job asked for, in its order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<ControlResult>,
 }
 
 /// Everything measured at one budget.
@@ -239,6 +249,109 @@ fn paired(r: &Results) -> String {
     o
 }
 
+/// Two-sided 95 % quantile of Student's t with `df` degrees of freedom (exact to three
+/// decimals up to 30; beyond, `1.96 + 2.5/df`, within 0.002 of the true value).
+pub fn t95(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => T[df - 1],
+        _ => 1.96 + 2.5 / df as f64,
+    }
+}
+
+/// Mean, standard error and the 95 % confidence interval (Student's t) of paired
+/// differences; `None` for fewer than two.
+pub fn mean_se_ci(d: &[f64]) -> Option<(f64, f64, f64, f64)> {
+    if d.len() < 2 {
+        return None;
+    }
+    let (m, sd) = mean_std(d);
+    let se = sd / (d.len() as f64).sqrt();
+    let h = t95(d.len() - 1) * se;
+    Some((m, se, m - h, m + h))
+}
+
+/// The kinds compared in the confidence section: `searched`, then each control, with each
+/// seed's accuracy (NaN where a seed lacks it).
+fn kinds(b: &BudgetResult) -> Vec<(String, Vec<(u64, f64)>)> {
+    let mut out = vec![(
+        "searched".to_string(),
+        b.seeds
+            .iter()
+            .map(|x| (x.seed, x.searched.accuracy))
+            .collect(),
+    )];
+    for x in &b.seeds {
+        for c in &x.controls {
+            let at = match out.iter().position(|(k, _)| *k == c.kind) {
+                Some(i) => i,
+                None => {
+                    out.push((c.kind.clone(), Vec::new()));
+                    out.len() - 1
+                }
+            };
+            out[at].1.push((x.seed, c.result.accuracy));
+        }
+    }
+    out
+}
+
+/// Per budget and kind (searched and every control), the paired differences to uniform and
+/// to the random median over seeds: mean, standard error and 95 % confidence interval in
+/// points; and each control's mean accuracy.
+fn confidence(r: &Results) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "| budget | kind | accuracy | − uniform: mean ± SE [95% CI] | − random median: mean ± SE [95% CI] |"
+    );
+    let _ = writeln!(o, "|---|---|---:|---|---|");
+    let cell = |d: &[f64]| match mean_se_ci(d) {
+        Some((m, se, lo, hi)) => format!(
+            "{:+.2} ± {:.2} [{:+.2}, {:+.2}] (n={})",
+            m * 100.0,
+            se * 100.0,
+            lo * 100.0,
+            hi * 100.0,
+            d.len()
+        ),
+        None if d.len() == 1 => format!("{:+.2} (n=1)", d[0] * 100.0),
+        None => "–".into(),
+    };
+    for b in r.budgets.iter().filter(|b| b.skipped.is_none()) {
+        for (kind, accs) in kinds(b) {
+            let (mut du, mut dr) = (Vec::new(), Vec::new());
+            for &(seed, acc) in &accs {
+                let Some(x) = b.seeds.iter().find(|x| x.seed == seed) else {
+                    continue;
+                };
+                if let Some(u) = &x.uniform {
+                    du.push(acc - u.accuracy);
+                }
+                let rand: Vec<f64> = x.random.iter().map(|p| p.accuracy).collect();
+                if !rand.is_empty() {
+                    dr.push(acc - median(&rand));
+                }
+            }
+            let a: Vec<f64> = accs.iter().map(|x| x.1).collect();
+            let _ = writeln!(
+                o,
+                "| {} | {kind} | {} | {} | {} |",
+                b.label,
+                pct(&a),
+                cell(&du),
+                cell(&dr)
+            );
+        }
+    }
+    o
+}
+
 /// `report.md`.
 pub fn markdown(r: &Results) -> String {
     let mut o = String::new();
@@ -270,6 +383,19 @@ pub fn markdown(r: &Results) -> String {
     if nseeds > 1 && r.budgets.iter().any(|b| b.skipped.is_none()) {
         o.push_str("\n## Searched minus uniform / minus random median, seed by seed (points)\n\n");
         o.push_str(&paired(r));
+    }
+    let controls = r
+        .budgets
+        .iter()
+        .any(|b| b.seeds.iter().any(|x| !x.controls.is_empty()));
+    if (nseeds > 1 || controls) && r.budgets.iter().any(|b| b.skipped.is_none()) {
+        o.push_str(
+            "\n## How sure: paired differences over seeds (points)\n\nEach kind's accuracy \
+             minus the same seed's uniform policy and random median: mean ± standard error and \
+             the 95 % confidence interval of the mean (Student's t, n − 1 degrees of \
+             freedom). An interval that holds 0 does not tell the two apart.\n\n",
+        );
+        o.push_str(&confidence(r));
     }
     // Per-layer bits of the searched policies (first seed).
     let run: Vec<&BudgetResult> = r.budgets.iter().filter(|b| !b.seeds.is_empty()).collect();
