@@ -9,6 +9,16 @@ need=()
 ldconfig -p | grep -q 'libvulkan.so.1' || need+=(libvulkan1)
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 command -v c++ >/dev/null || need+=(g++)
+# With --mpi (CI passes it): Open MPI and what the `mpi` feature's bindings need to build
+# (libclang for bindgen), for the data-parallel tests under `mpirun -np 2`. The default build
+# and `cargo test --workspace` need none of it.
+if [ "${1:-}" = "--mpi" ]; then
+  command -v mpirun >/dev/null || need+=(openmpi-bin)
+  [ -e /usr/include/x86_64-linux-gnu/openmpi/mpi.h ] || [ -e /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] \
+    || need+=(libopenmpi-dev)
+  ldconfig -p | grep -q 'libclang' || need+=(libclang-dev)
+  command -v pkg-config >/dev/null || need+=(pkg-config)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -70,6 +70,15 @@ fn main() -> std::process::ExitCode {
     limpq_trainer::gpu::quiet_headless_probing();
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    #[cfg(feature = "mpi")]
+    let job = match mpi_job::join(&cli.command) {
+        Ok(job) => job,
+        Err(e) => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            return std::process::ExitCode::from(cmd::out::Status::Usage.code());
+        }
+    };
     let result = match cli.command {
         Command::Solve(a) => cmd::solve::run(a),
         Command::ImportLimpq(a) => cmd::import_limpq::run(a),
@@ -91,6 +100,11 @@ fn main() -> std::process::ExitCode {
         Command::Cancel(a) => cmd::cancel::run(a),
         Command::Shutdown(a) => cmd::shutdown::run(a),
     };
+    #[cfg(feature = "mpi")]
+    let result = match job {
+        Some(job) => job.end(result),
+        None => result,
+    };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -102,6 +116,123 @@ fn main() -> std::process::ExitCode {
             }
             status.into()
         }
+    }
+}
+
+/// Data-parallel runs under `mpirun` or `srun` (the `mpi` feature): joining the job at
+/// start, and ending it so that no rank waits for one that failed.
+#[cfg(feature = "mpi")]
+mod mpi_job {
+    use std::fs::File;
+    use std::io::Write as _;
+    use std::sync::Arc;
+
+    use limpq_trainer::dist::mpi::{self, Mpi, Session};
+    use limpq_trainer::dist::{Comm, Dist};
+
+    use super::Command;
+
+    /// This process's place in an MPI job of more than one rank.
+    pub struct Job {
+        comm: Arc<Mpi>,
+        /// Where this rank reports its own error: stderr as it was at start (ranks other
+        /// than 0 run with stdout and stderr on /dev/null, rank 0 speaking for the run).
+        stderr: File,
+        _session: Session,
+    }
+
+    /// Joins the MPI job when launched by `mpirun`/`srun`: `None` when not launched by one
+    /// or when the job has a single rank (the ordinary path). Commands other than `train`,
+    /// `indicators` and `finetune` are refused with more than one rank (they do not run
+    /// data-parallel yet, and every rank would repeat them).
+    pub fn join(command: &Command) -> Result<Option<Job>, String> {
+        if !mpi::launched() {
+            return Ok(None);
+        }
+        let (comm, session) = mpi::init()?;
+        if comm.size() == 1 {
+            return Ok(None);
+        }
+        if !matches!(
+            command,
+            Command::Train(_) | Command::Indicators(_) | Command::Finetune(_)
+        ) {
+            // Every rank refuses alike, so leaving without the abort path cannot hang.
+            return Err(format!(
+                "this command does not run data-parallel; under mpirun only `train`, \
+                 `indicators` and `finetune` do (this job has {} ranks: start the command \
+                 without mpirun, or with -np 1)",
+                comm.size()
+            ));
+        }
+        let stderr = keep_stderr()?;
+        if comm.rank() != 0 {
+            quiet()?;
+        }
+        Dist::set_global(Dist::new(comm.clone()));
+        Ok(Some(Job {
+            comm,
+            stderr,
+            _session: session,
+        }))
+    }
+
+    impl Job {
+        /// Ends this rank: a success waits for every rank; an error is printed, naming the
+        /// rank, and ends the whole job through MPI's abort (the other ranks may be waiting
+        /// in a collective this rank will never join).
+        pub fn end(mut self, result: anyhow::Result<()>) -> anyhow::Result<()> {
+            match result {
+                Ok(()) => {
+                    self.comm.barrier();
+                    Ok(())
+                }
+                Err(e) => {
+                    let status = crate::cmd::out::status_of(&e);
+                    let _ = writeln!(
+                        self.stderr,
+                        "{}: rank {} of {}: {}; ending every rank of the job",
+                        status.label(),
+                        self.comm.rank(),
+                        self.comm.size(),
+                        crate::error_text(&e)
+                    );
+                    let _ = self.stderr.flush();
+                    self.comm.abort(i32::from(status.code()).max(1))
+                }
+            }
+        }
+    }
+
+    /// A copy of the stderr descriptor, kept for this rank's own error message.
+    fn keep_stderr() -> Result<File, String> {
+        use std::os::fd::AsFd as _;
+        let fd = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("cannot duplicate stderr: {e}"))?;
+        Ok(File::from(fd))
+    }
+
+    /// Points stdout and stderr at /dev/null.
+    fn quiet() -> Result<(), String> {
+        use std::os::fd::AsRawFd as _;
+        let null = File::options()
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| format!("cannot open /dev/null: {e}"))?;
+        for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+            // SAFETY: dup2 takes two plain descriptor numbers and touches no Rust memory;
+            // `null` is open for the whole call, and replacing descriptor 1 or 2 leaves the
+            // `Stdout`/`Stderr` handles valid (they write to whatever the number names).
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                return Err(format!(
+                    "cannot redirect descriptor {fd}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -71,6 +71,8 @@ impl RunArgs {
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
             seed: self.seed,
             eval_batch: self.eval_batch,
+            // Under `mpirun`, the job's ranks (set once at start); else a single process.
+            dist: limpq_trainer::dist::Dist::global(),
             ..base
         }
     }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod daemon;
 pub mod data;
+pub mod dist;
 pub mod engine;
 pub mod gpu;
 pub mod interrupt;

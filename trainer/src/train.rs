@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, NamedTensor, TensorKind};
 use crate::data::{Batch, DataError, Dataset, Loader, LoaderConfig};
+use crate::dist::{Comm, Dist};
 use crate::engine::{EngineError, EvalStats, Network, NetworkConfig, StepStats};
 use crate::gpu::Gpu;
 use crate::model::Model;
@@ -58,6 +59,13 @@ pub struct RunConfig {
     /// difference; the run then ends with the same state, bit for bit, as the run never
     /// stopped (same adapter).
     pub resume: Option<Arc<Checkpoint>>,
+    /// The ranks the run is data-parallel over (default: a single process). Every rank
+    /// draws the same seeded global batch of `batch` images and trains on its equal part
+    /// (`batch` must divide by the number of ranks); gradients are averaged over the ranks
+    /// before every update, so the run follows the one-process run of the same `batch`
+    /// up to float rounding. Rank 0 alone writes checkpoints; a checkpoint holds nothing of
+    /// a rank, so a run stopped at N ranks resumes at any other number.
+    pub dist: Dist,
 }
 
 impl Default for RunConfig {
@@ -77,6 +85,7 @@ impl Default for RunConfig {
             meta: Vec::new(),
             stop: StopFlag::default(),
             resume: None,
+            dist: Dist::single(),
         }
     }
 }
@@ -98,7 +107,7 @@ impl RunConfig {
     /// The network settings of the run's training network.
     pub(crate) fn network(&self) -> NetworkConfig {
         NetworkConfig {
-            batch: self.batch,
+            batch: self.local_batch(),
             seed: self.seed,
             label_smoothing: self.label_smoothing,
             momentum: self.momentum,
@@ -124,6 +133,11 @@ impl RunConfig {
         ]
     }
 
+    /// Images of each global batch this rank trains on: `batch` over the number of ranks.
+    pub fn local_batch(&self) -> usize {
+        self.batch / self.dist.size().max(1)
+    }
+
     /// `clip` as a checkpoint records it: the number, or `none`.
     pub(crate) fn clip_text(&self) -> String {
         self.clip.map_or("none".into(), |c| c.to_string())
@@ -134,6 +148,14 @@ impl RunConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.batch == 0 || self.eval_batch == 0 {
             return Err("batch sizes must be positive".into());
+        }
+        let ranks = self.dist.size();
+        if self.batch % ranks != 0 {
+            return Err(format!(
+                "batch {} does not divide among {ranks} ranks: every rank trains on an equal \
+                 part of each batch (use a multiple of {ranks})",
+                self.batch
+            ));
         }
         let rates = [
             (Some(self.lr), "learning rate"),
@@ -680,8 +702,12 @@ impl EpochRun for FullPrecision<'_> {
         net: &mut Network<'_>,
         b: &Batch,
         lr: f32,
+        dist: &Dist,
     ) -> Result<Vec<StepStats>, TrainError> {
-        Ok(vec![net.train_step(&b.x, &b.y, lr)?])
+        Ok(match dist.peers() {
+            None => vec![net.train_step(&b.x, &b.y, lr)?],
+            Some(c) => net.train_step_synced(&b.x, &b.y, lr, None, &mut |g| mean_grads(c, g))?,
+        })
     }
 
     fn checkpoint(&self, pos: &Position, tensors: Vec<NamedTensor>) -> Checkpoint {
@@ -721,18 +747,27 @@ pub(crate) trait EpochRun {
     /// done (a resumed run): whatever a step draws is drawn that many times first.
     fn skip_steps(&mut self, _done: usize) {}
 
-    /// On the first training batch of the run, before its step (not on a resumed run past
-    /// its first step: the state holds the result).
-    fn first_batch(&mut self, _net: &mut Network<'_>, _b: &Batch) -> Result<(), Self::Error> {
+    /// On the first training batch of the run (this rank's part of it), before its step
+    /// (not on a resumed run past its first step: the state holds the result). Whatever it
+    /// derives from the batch must agree across `dist`'s ranks.
+    fn first_batch(
+        &mut self,
+        _net: &mut Network<'_>,
+        _b: &Batch,
+        _dist: &Dist,
+    ) -> Result<(), Self::Error> {
         Ok(())
     }
 
-    /// One optimizer step on `b` at learning rate `lr`: the figures of each pass.
+    /// One optimizer step on `b` (this rank's part of the batch) at learning rate `lr`:
+    /// the figures of each pass on `b`. With peers in `dist`, the gradients are averaged
+    /// over the ranks ([`mean_grads`]) before the update.
     fn step(
         &mut self,
         net: &mut Network<'_>,
         b: &Batch,
         lr: f32,
+        dist: &Dist,
     ) -> Result<Vec<StepStats>, Self::Error>;
 
     /// Prepares the evaluation network once the state is imported into it.
@@ -772,6 +807,15 @@ pub(crate) fn run_epochs<R: EpochRun>(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<(Position, Vec<NamedTensor>), R::Error> {
     let steps = steps_per_epoch(train.len(), cfg.batch).map_err(R::config)?;
+    let dist = &cfg.dist;
+    cfg.check().map_err(R::config)?;
+    if net.batch() != cfg.local_batch() {
+        return Err(R::config(format!(
+            "internal: a training network of batch {} for {} images per rank",
+            net.batch(),
+            cfg.local_batch()
+        )));
+    }
     if pos.steps_per_epoch != steps || pos.epochs != cfg.epochs {
         return Err(R::config(format!(
             "internal: position of a run of {} epochs of {} steps, this run has {} of {steps}",
@@ -793,10 +837,10 @@ pub(crate) fn run_epochs<R: EpochRun>(
     // result.
     let mut initialised = pos.global_step > 0;
     let mut state = None;
+    // Rank 0 alone writes the run's files.
+    let ckpt_path = cfg.checkpoint.as_deref().filter(|_| dist.is_root());
     let stop = |net: &Network<'_>, run: &R, pos: &Position| -> R::Error {
-        match stop_state::<R::Error>(net, pos, cfg.checkpoint.as_deref(), |t| {
-            run.checkpoint(pos, t)
-        }) {
+        match stop_state::<R::Error>(net, dist, pos, ckpt_path, |t| run.checkpoint(pos, t)) {
             Ok(st) => run.stopped(pos, st),
             Err(e) => e,
         }
@@ -807,16 +851,21 @@ pub(crate) fn run_epochs<R: EpochRun>(
         let first_step = pos.epoch_step;
         let mut seen_here = 0usize;
         while pos.epoch_step < steps {
-            if cfg.stop.requested() {
+            if stop_requested(cfg) {
                 return Err(stop(net, run, &pos));
             }
-            let b = loader.next().ok_or_else(early)?;
+            let global = loader.next().ok_or_else(early)?;
+            let b = rank_part(global, dist);
             if !initialised {
-                run.first_batch(net, &b)?;
+                run.first_batch(net, &b, dist)?;
                 initialised = true;
             }
             let lr = cosine_lr(cfg.lr, pos.global_step, total);
-            let stats = run.step(net, &b, lr)?;
+            let mut stats = run.step(net, &b, lr, dist)?;
+            let b = Batch { n: cfg.batch, ..b };
+            if let Some(c) = dist.peers() {
+                global_stats(c, &mut stats);
+            }
             pos.global_step += 1;
             pos.epoch_step += 1;
             let step = pos.epoch_step;
@@ -848,15 +897,15 @@ pub(crate) fn run_epochs<R: EpochRun>(
                 eta_secs: per_step * (total - pos.global_step) as f64,
             });
         }
-        if cfg.stop.requested() {
+        if stop_requested(cfg) {
             return Err(stop(net, run, &pos));
         }
         let train_secs = started.elapsed().as_secs_f64();
         on_event(&Event::Evaluating { epoch });
-        let st = net.export_state()?;
+        let st = export_synced(net, dist)?;
         eval_net.import_state(&st, false)?;
         run.before_eval(eval_net)?;
-        let ev = evaluate(eval_net, test).map_err(|e| match e {
+        let ev = evaluate_part(eval_net, test, dist).map_err(|e| match e {
             TrainError::Engine(e) => R::Error::from(e),
             TrainError::Data(e) => R::Error::from(e),
             TrainError::Checkpoint(e) => R::Error::from(e),
@@ -879,7 +928,7 @@ pub(crate) fn run_epochs<R: EpochRun>(
         pos.loss_sum = 0.0;
         pos.correct = 0;
         pos.seen = 0;
-        if let Some(path) = &cfg.checkpoint {
+        if let Some(path) = ckpt_path {
             run.checkpoint(&pos, st.clone()).save(path)?;
         }
         state = Some(st);
@@ -889,9 +938,133 @@ pub(crate) fn run_epochs<R: EpochRun>(
     // No epoch ran (`epochs` 0, or resumed at the end): the state as it is.
     let state = match state {
         Some(st) => st,
-        None => net.export_state()?,
+        None => export_synced(net, dist)?,
     };
     Ok((pos, state))
+}
+
+/// Whether the run stops before its next step. With peers, every rank takes the same
+/// decision (a stop asked on any rank stops all), so none waits for a step the others
+/// never take.
+fn stop_requested(cfg: &RunConfig) -> bool {
+    let here = cfg.stop.requested();
+    match cfg.dist.peers() {
+        None => here,
+        Some(c) => {
+            let mut v = [f64::from(u8::from(here))];
+            c.sum_f64(&mut v);
+            v[0] > 0.0
+        }
+    }
+}
+
+/// This rank's part of a global batch: images `[r·n/N, (r+1)·n/N)` (`n` divides by `N`:
+/// [`RunConfig::check`]).
+pub(crate) fn rank_part(b: Batch, dist: &Dist) -> Batch {
+    let (r, size) = (dist.rank(), dist.size());
+    if size <= 1 || b.n == 0 {
+        return b;
+    }
+    let n = b.n / size;
+    let per = b.x.len() / b.n;
+    let (lo, hi) = (r * n, (r + 1) * n);
+    Batch {
+        x: b.x[lo * per..hi * per].to_vec(),
+        y: b.y[lo..hi].to_vec(),
+        n,
+        epoch: b.epoch,
+        index: b.index,
+        ids: b.ids.get(lo..hi).map(<[u32]>::to_vec).unwrap_or_default(),
+    }
+}
+
+/// Replaces every gradient by its mean over `c`'s ranks (one collective for all of them,
+/// in rank order: reproducible for a given number of ranks). Each rank's gradients are
+/// those of the mean loss over its equal part of the batch, so their mean is the gradient
+/// of the mean loss over the whole batch.
+pub(crate) fn mean_grads(c: &dyn Comm, grads: &mut [Vec<f32>]) {
+    let mut flat: Vec<f32> = Vec::with_capacity(grads.iter().map(Vec::len).sum());
+    for g in grads.iter() {
+        flat.extend_from_slice(g);
+    }
+    c.mean_f32(&mut flat);
+    let mut at = 0;
+    for g in grads.iter_mut() {
+        let n = g.len();
+        g.copy_from_slice(&flat[at..at + n]);
+        at += n;
+    }
+}
+
+/// A step's figures over the whole batch: each pass's loss the mean of the ranks' (equal
+/// parts), its correct predictions their sum.
+fn global_stats(c: &dyn Comm, stats: &mut [StepStats]) {
+    let mut v: Vec<f64> = stats.iter().map(|s| f64::from(s.loss)).collect();
+    v.extend(stats.iter().map(|s| s.correct as f64));
+    c.sum_f64(&mut v);
+    let k = stats.len();
+    let ranks = c.size() as f64;
+    for (i, s) in stats.iter_mut().enumerate() {
+        s.loss = (v[i] / ranks) as f32;
+        s.correct = v[k + i].round() as usize;
+    }
+}
+
+/// The network's state, with BN running statistics averaged over the ranks (each rank's
+/// follow its own part of the batches). The running update is linear, so the average is
+/// what a run whose batch statistics were the ranks' average would hold: exact for the
+/// means; for the variances it leaves out the spread of the ranks' means (without
+/// synchronised BN, each rank normalises by its own part's statistics anyway). Parameters
+/// and momentum are the same on every rank (same init, same averaged gradients).
+pub(crate) fn export_synced(
+    net: &Network<'_>,
+    dist: &Dist,
+) -> Result<Vec<NamedTensor>, EngineError> {
+    let mut st = net.export_state()?;
+    if let Some(c) = dist.peers() {
+        let mut running: Vec<&mut NamedTensor> = st
+            .iter_mut()
+            .filter(|t| t.kind == TensorKind::RunningStat)
+            .collect();
+        let mut flat: Vec<f32> = running
+            .iter()
+            .flat_map(|t| t.data.iter().copied())
+            .collect();
+        c.mean_f32(&mut flat);
+        let mut at = 0;
+        for t in running.iter_mut() {
+            let n = t.data.len();
+            t.data.copy_from_slice(&flat[at..at + n]);
+            at += n;
+        }
+    }
+    Ok(st)
+}
+
+/// [`evaluate`] shared among `dist`'s ranks: rank r evaluates batches r, r + N, ... and
+/// the sums are added over the ranks (every rank gets the whole test set's figures).
+pub(crate) fn evaluate_part(
+    net: &mut Network<'_>,
+    ds: &Arc<Dataset>,
+    dist: &Dist,
+) -> Result<EvalStats, TrainError> {
+    let Some(c) = dist.peers() else {
+        return evaluate(net, ds);
+    };
+    let mut stats = EvalStats::default();
+    let loader = Loader::spawn(ds.clone(), LoaderConfig::eval(ds, net.batch()))?;
+    for (i, b) in loader.enumerate() {
+        if i % c.size() == c.rank() {
+            stats.add(net.eval_batch(&b.x, &b.y)?);
+        }
+    }
+    let mut v = [stats.loss_sum, stats.correct as f64, stats.count as f64];
+    c.sum_f64(&mut v);
+    Ok(EvalStats {
+        loss_sum: v[0],
+        correct: v[1].round() as usize,
+        count: v[2].round() as usize,
+    })
 }
 
 /// The settings a resumed run must share with the run that wrote its checkpoint, as
@@ -1005,11 +1178,12 @@ pub(crate) fn check_resume(
 /// finetuning stop alike.
 pub(crate) fn stop_state<E: From<EngineError> + From<CheckpointError>>(
     net: &Network<'_>,
+    dist: &Dist,
     pos: &Position,
     path: Option<&std::path::Path>,
     build: impl FnOnce(Vec<NamedTensor>) -> Checkpoint,
 ) -> Result<Stopped, E> {
-    let checkpoint = build(net.export_state()?);
+    let checkpoint = build(export_synced(net, dist)?);
     if let Some(path) = path {
         checkpoint.save(path)?;
     }

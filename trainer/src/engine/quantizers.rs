@@ -622,6 +622,21 @@ impl<'g> Network<'g> {
     /// the quantized outputs of earlier ones (as lazy init in the reference code does).
     /// BN running statistics of the variant's sets are updated by these forwards.
     pub fn init_steps(&mut self, x: &[f32], y: &[u32], which: &[bool]) -> Result<(), EngineError> {
+        self.init_steps_synced(x, y, which, &mut |_| {})
+    }
+
+    /// [`Network::init_steps`] in a data-parallel run: each activation step size computed
+    /// on this rank's part of the batch goes through `mean` (the mean over the ranks) before
+    /// it is used, layer by layer, so every rank starts from the same step sizes. With equal
+    /// parts, the mean of the ranks' `2·mean|x|/√Qp` is that of the whole batch (up to
+    /// rounding) as long as the activations themselves agree with the one-process run's.
+    pub fn init_steps_synced(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        which: &[bool],
+        mean: &mut dyn FnMut(&mut [f32]),
+    ) -> Result<(), EngineError> {
         let nl = self.qnet()?.layers.len();
         if which.len() != nl {
             return Err(EngineError::Input(format!(
@@ -672,7 +687,9 @@ impl<'g> Network<'g> {
                 };
                 pos = l.fwd_pos;
                 let (_, ab) = l.info.variants[k];
-                steps[li].1[k] = act_init_scale(&data, ab, l.info.act_signed);
+                let mut scale = [act_init_scale(&data, ab, l.info.act_signed)];
+                mean(&mut scale);
+                steps[li].1[k] = scale[0];
                 let (w, a) = (self.params[l.w_steps].value, self.params[l.a_steps].value);
                 self.tensors[w].write_f32(self.gpu, &steps[li].0)?;
                 self.tensors[a].write_f32(self.gpu, &steps[li].1)?;

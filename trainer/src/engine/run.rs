@@ -255,6 +255,78 @@ impl<'g> Network<'g> {
             .collect())
     }
 
+    /// A data-parallel optimizer step: the work of [`Network::train_step`] (`sels` `None`:
+    /// one pass at the current selection) or [`Network::train_passes`] (`Some`: one pass
+    /// per selection, gradients summed) split in two submissions. The first runs the
+    /// passes and reads back every parameter gradient; `sync` then replaces them (the mean
+    /// over the job's ranks), they are written back, and the second submission runs the
+    /// SGD update alone. With a `sync` that changes nothing the result is the one-submission
+    /// step's, bit for bit (the same ops on the same values).
+    pub fn train_step_synced(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        lr: f32,
+        sels: Option<&[Vec<usize>]>,
+        sync: &mut dyn FnMut(&mut [Vec<f32>]),
+    ) -> Result<Vec<StepStats>, EngineError> {
+        let (sels, clear) = match sels {
+            Some(s) => {
+                for sel in s {
+                    self.check_sel(sel)?;
+                }
+                (s.to_vec(), true)
+            }
+            None => (vec![self.sel.clone()], self.accumulate_grads),
+        };
+        self.set_lr(lr);
+        self.upload(x, y)?;
+        let (mut grads, stats) = {
+            let mut rec = Recorder::new(self.gpu);
+            if clear {
+                for p in &self.params {
+                    rec.clear(&self.tensors[p.grad]);
+                }
+            }
+            let mut reads = Vec::new();
+            for sel in &sels {
+                self.record_forward(&mut rec, true, sel);
+                self.loss_op.record(&mut rec);
+                let l = rec.read(&self.tensors[self.loss]);
+                let c = rec.read(&self.tensors[self.correct]);
+                reads.push((l, c));
+                for s in &self.backward {
+                    self.step(s, &mut rec, sel);
+                }
+            }
+            let g: Vec<usize> = self
+                .params
+                .iter()
+                .map(|p| rec.read(&self.tensors[p.grad]))
+                .collect();
+            let out = rec.submit()?;
+            let stats: Vec<StepStats> = reads
+                .into_iter()
+                .map(|(l, c)| StepStats {
+                    loss: out.f32(l).first().copied().unwrap_or(f32::NAN),
+                    correct: out.f32(c).first().copied().unwrap_or(0.0).max(0.0).round() as usize,
+                })
+                .collect();
+            let grads: Vec<Vec<f32>> = g.iter().map(|&i| out.f32(i).to_vec()).collect();
+            (grads, stats)
+        };
+        sync(&mut grads);
+        for (p, g) in self.params.iter().zip(&grads) {
+            self.tensors[p.grad].write_f32(self.gpu, g)?;
+        }
+        let mut rec = Recorder::new(self.gpu);
+        for op in &self.sgd {
+            op.record(&mut rec);
+        }
+        rec.submit()?;
+        Ok(stats)
+    }
+
     /// Dispatches of a [`Network::train_passes`] submission with these selections.
     pub fn passes_dispatches(&self, sels: &[Vec<usize>]) -> usize {
         let mut rec = Recorder::new(self.gpu);

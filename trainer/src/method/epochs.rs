@@ -14,8 +14,11 @@ use std::sync::Arc;
 use super::{MethodError, Stopped};
 use crate::checkpoint::{Checkpoint, NamedTensor};
 use crate::data::{Batch, Dataset};
+use crate::dist::Dist;
 use crate::engine::{LayerSteps, Network, StepStats};
-use crate::train::{check_resume, run_epochs as run_loop, EpochRun, Event, Position, RunConfig};
+use crate::train::{
+    check_resume, mean_grads, run_epochs as run_loop, EpochRun, Event, Position, RunConfig,
+};
 
 /// What a quantized run adds to the loop.
 pub(super) struct Schedule<'a> {
@@ -91,10 +94,20 @@ impl EpochRun for Quantized<'_, '_> {
         }
     }
 
-    fn first_batch(&mut self, net: &mut Network<'_>, b: &Batch) -> Result<(), MethodError> {
+    fn first_batch(
+        &mut self,
+        net: &mut Network<'_>,
+        b: &Batch,
+        dist: &Dist,
+    ) -> Result<(), MethodError> {
         // Step-size init on the first training batch.
         if self.s.init_steps.iter().any(|&i| i) {
-            net.init_steps(&b.x, &b.y, &self.s.init_steps)?;
+            match dist.peers() {
+                None => net.init_steps(&b.x, &b.y, &self.s.init_steps)?,
+                Some(c) => {
+                    net.init_steps_synced(&b.x, &b.y, &self.s.init_steps, &mut |v| c.mean_f32(v))?
+                }
+            }
         }
         if let Some(rec) = self.s.init_record {
             // Set once per run: a run that starts here has not filled it yet.
@@ -108,9 +121,15 @@ impl EpochRun for Quantized<'_, '_> {
         net: &mut Network<'_>,
         b: &Batch,
         lr: f32,
+        dist: &Dist,
     ) -> Result<Vec<StepStats>, MethodError> {
         let sels = (self.passes)();
-        Ok(net.train_passes(&b.x, &b.y, lr, &sels)?)
+        Ok(match dist.peers() {
+            None => net.train_passes(&b.x, &b.y, lr, &sels)?,
+            Some(c) => {
+                net.train_step_synced(&b.x, &b.y, lr, Some(&sels), &mut |g| mean_grads(c, g))?
+            }
+        })
     }
 
     fn before_eval(&self, eval_net: &mut Network<'_>) -> Result<(), MethodError> {
