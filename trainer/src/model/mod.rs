@@ -12,6 +12,7 @@
 
 mod builtins;
 mod infer;
+pub mod onnx;
 mod table;
 
 use std::fmt;
