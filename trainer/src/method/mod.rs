@@ -7,6 +7,7 @@
 mod epochs;
 mod eval;
 mod finetune;
+mod infer;
 mod joint;
 
 pub use crate::train::{Position, RunConfig, StopFlag, Stopped};
@@ -24,6 +25,7 @@ use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
 
 pub use eval::{evaluate_checkpoint, EvalReport, PolicyCost};
 pub use finetune::{finetune, FinetuneConfig, Finetuned};
+pub use infer::infer_logits;
 pub use joint::{check_bits, joint_train, joint_train_full, JointConfig, JointTrained, StepDrift};
 
 /// Meta key under which a finetuned checkpoint stores its policy (RON text).
