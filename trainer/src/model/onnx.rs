@@ -478,6 +478,11 @@ impl Reader<'_> {
         let base = weight
             .and_then(param_stem)
             .or_else(|| n.name.as_deref().and_then(torch_path))
+            // A top-level functional call (`/Flatten`): its op, lower-cased.
+            .or_else(|| {
+                let top = n.name.as_deref()?.strip_prefix('/')?;
+                (!top.is_empty() && !top.contains('/')).then(|| top.to_ascii_lowercase())
+            })
             .or_else(|| n.name.clone().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| {
                 format!(
@@ -1199,5 +1204,194 @@ mod tests {
             "layer1.0.downsample.1"
         );
         assert_eq!(bn_name_after("stem"), "stem.bn");
+    }
+
+    use limpq_onnx::proto::{
+        tensor_shape_proto::Dimension, type_proto::Tensor as TensorType, OperatorSetIdProto,
+        TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+
+    fn init(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(DataType::Float as i32),
+            float_data: data,
+            ..Default::default()
+        }
+    }
+
+    fn node(
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        out: &str,
+        attrs: Vec<AttributeProto>,
+    ) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            attribute: attrs,
+            ..Default::default()
+        }
+    }
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            ints: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|d| Dimension {
+                value: Some(match d {
+                    Some(v) => dimension::Value::DimValue(*v),
+                    None => dimension::Value::DimParam("batch".into()),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(TensorType {
+                    elem_type: Some(DataType::Float as i32),
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A folded export: conv (with the folded bias) → ReLU → GAP → Flatten → Gemm.
+    fn tiny() -> ModelProto {
+        ModelProto {
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(17),
+            }],
+            graph: Some(GraphProto {
+                name: Some("tiny".into()),
+                node: vec![
+                    node(
+                        "Conv",
+                        "/layer1/layer1.0/conv1/Conv",
+                        &["x", "onnx::Conv_1", "onnx::Conv_2"],
+                        "c",
+                        vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+                    ),
+                    node("Relu", "/relu/Relu", &["c"], "r", vec![]),
+                    node(
+                        "GlobalAveragePool",
+                        "/avgpool/GlobalAveragePool",
+                        &["r"],
+                        "p",
+                        vec![],
+                    ),
+                    node("Flatten", "/Flatten", &["p"], "f", vec![]),
+                    node(
+                        "Gemm",
+                        "/fc/Gemm",
+                        &["f", "fc.weight", "fc.bias"],
+                        "y",
+                        vec![AttributeProto {
+                            name: Some("transB".into()),
+                            i: Some(1),
+                            ..Default::default()
+                        }],
+                    ),
+                ],
+                initializer: vec![
+                    init(
+                        "onnx::Conv_1",
+                        &[4, 2, 3, 3],
+                        (0..72).map(|i| i as f32 * 0.01).collect(),
+                    ),
+                    init("onnx::Conv_2", &[4], vec![0.1, -0.2, 0.3, -0.4]),
+                    init("fc.weight", &[3, 4], vec![0.5; 12]),
+                    init("fc.bias", &[3], vec![0.0; 3]),
+                ],
+                input: vec![value_info("x", &[None, Some(2), Some(5), Some(5)])],
+                output: vec![value_info("y", &[None, Some(3)])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_folded_export_gets_its_bn_back() {
+        let m = import(&tiny(), &ImportOptions::default()).unwrap();
+        let names: Vec<&str> = m.model.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "layer1.0.conv1",
+                "layer1.0.bn1",
+                "relu",
+                "avgpool",
+                "flatten",
+                "fc"
+            ]
+        );
+        assert_eq!((m.model.input, m.model.classes), ((2, 5, 5), 3));
+        let t = |n: &str| &m.tensors.iter().find(|t| t.name == n).unwrap().data;
+        assert_eq!(t("layer1.0.bn1.bias"), &vec![0.1, -0.2, 0.3, -0.4]);
+        assert!(m.tensors.iter().all(|t| t.name != "layer1.0.conv1.bias"));
+        let keep = ImportOptions {
+            folded_bn: FoldedBn::Keep,
+            ..Default::default()
+        };
+        let m = import(&tiny(), &keep).unwrap();
+        assert!(m.model.nodes.iter().all(|n| n.op != Op::BatchNorm));
+    }
+
+    #[test]
+    fn bad_graphs_are_named_errors() {
+        let mut g = tiny();
+        g.graph.as_mut().unwrap().node[1].op_type = Some("Sigmoid".into());
+        let e = import(&g, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'/relu/Relu' (Sigmoid)") && e.contains("supported: Conv"),
+            "{e}"
+        );
+        let mut g = tiny();
+        g.graph.as_mut().unwrap().initializer[2].float_data.pop();
+        let e = import(&g, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fc.weight") && e.contains("11 values"), "{e}");
+        let mut g = tiny();
+        g.opset_import[0].version = Some(99);
+        let e = import(&g, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("opset 99"), "{e}");
+    }
+
+    /// Every prefix of a valid file, and every single-byte change, is an error or a model,
+    /// never a panic.
+    #[test]
+    fn no_bytes_panic() {
+        let bytes = limpq_onnx::write_model(&tiny());
+        for len in 0..bytes.len() {
+            let _ = import_bytes(&bytes[..len], &ImportOptions::default());
+        }
+        for i in 0..bytes.len() {
+            for v in [0u8, 1, 0x7f, 0xff] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                let _ = import_bytes(&b, &ImportOptions::default());
+            }
+        }
     }
 }
