@@ -24,6 +24,8 @@ enum Command {
     Solve(cmd::solve::Args),
     /// Convert the PyTorch reference code's indicator pickle to an indicator file.
     ImportLimpq(cmd::import_limpq::Args),
+    /// Import an ONNX model as a model description and a checkpoint of its weights.
+    ImportOnnx(cmd::import_onnx::Args),
     /// Print per-layer MACs and parameter counts of a built-in model or MODEL.ron.
     Layers(cmd::layers::Args),
     /// Time the exact solver against the microlp backend (the same as `bench solver`).
@@ -40,6 +42,8 @@ enum Command {
     Train(cmd::train::Args),
     /// Test accuracy of a checkpoint.
     Eval(cmd::eval::Args),
+    /// Logits of a checkpoint on inputs from a .npy file, written as .npy.
+    Infer(cmd::infer::Args),
     /// Learn the LSQ importance indicators jointly from a full-precision checkpoint.
     Indicators(cmd::indicators::Args),
     /// Measure each layer's loss increase at each bit-width (an indicator file from
@@ -82,12 +86,14 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Solve(a) => cmd::solve::run(a),
         Command::ImportLimpq(a) => cmd::import_limpq::run(a),
+        Command::ImportOnnx(a) => cmd::import_onnx::run(a),
         Command::Layers(a) => cmd::layers::run(a),
         Command::BenchSolver(a) => cmd::bench_solver::run(a),
         Command::Bench(b) => cmd::bench::dispatch(b),
         Command::Devices(a) => cmd::devices::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Infer(a) => cmd::infer::run(a),
         Command::Indicators(a) => cmd::indicators::run(a),
         Command::Sensitivity(a) => cmd::sensitivity::run(a),
         Command::Finetune(a) => cmd::finetune::run(a),

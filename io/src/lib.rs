@@ -12,12 +12,15 @@
 //! - [`pickle`] and [`import_limpq`]: a plain-data pickle reader that never runs code, and
 //!   the conversion of the PyTorch reference code's indicator pickle to an indicator set.
 //!
+//! - [`npy`]: NumPy `.npy` float arrays (`limpq infer`'s inputs and logits).
+//!
 //! It knows nothing of GPUs (it depends on the solver only for its document types), so
 //! every other crate of the workspace, and a build without the trainer, can use it.
 
 pub mod documents;
 pub mod files;
 pub mod import_limpq;
+pub mod npy;
 pub mod pickle;
 
 pub use files::{FileError, Format};

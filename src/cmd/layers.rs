@@ -21,13 +21,15 @@ first conv and the last linear layer (stem, fc) are fixed at 8 bits and not sear
 
 Examples:
   limpq layers resnet18
+  limpq layers mobilenetv2   # torchvision's: 300.8M MACs, 3.5M params with BN and bias
   limpq layers resnet20-cifar --all   # every node: BN, ReLU, add, pooling too
   limpq layers resnet18 --format json   # the table as JSON: rows, shapes, sums
   limpq layers small_cnn --description > my_model.ron   # start a custom model from a built-in
   limpq layers my_model.ron")]
 pub struct Args {
-    /// A built-in model (small_cnn, resnet20, resnet20-cifar, resnet18, resnet50) or the
-    /// path of a RON model description (docs/MODELS.md).
+    /// A built-in model (small_cnn, resnet20, resnet20-cifar, resnet18, resnet50,
+    /// mobilenetv2) or the path of a RON model description (docs/MODELS.md; `limpq
+    /// import-onnx` writes one from an ONNX file).
     #[arg(value_name = "MODEL")]
     pub model: String,
     /// `table`: the per-layer table and sums; `json` / `ron`: the same rows, shapes and

@@ -212,6 +212,9 @@ fn quant_conv_groups_and_tiles() {
     // More than one 64×64 GEMM tile and K longer than one 16-step.
     run_shape(Conv2dShape::square(2, 20, 9, 9, 70, 1, 1, 0, 1), 6);
     run_shape(Conv2dShape::square(1, 70, 5, 5, 4, 3, 2, 1, 1), 7);
+    // Depthwise (MobileNetV2) on odd sizes, stride 2 and 1, and with channel multiplier 2.
+    run_shape(Conv2dShape::square(2, 5, 7, 7, 5, 3, 2, 1, 5), 8);
+    run_shape(Conv2dShape::square(1, 3, 5, 5, 6, 3, 1, 1, 3), 9);
 }
 
 /// Steps outside [1e-5, 1] are clamped as LsqQuantize clamps them.

@@ -50,6 +50,59 @@ fn whole_model_params_match_torchvision() {
     }
 }
 
+/// torchvision's `mobilenet_v2()` at width 1.0: 3,504,872 parameters (convs, BN's 2 per
+/// channel, classifier weights and bias) and 300.8M multiply-accumulates at 224² (the
+/// figure torchvision and the paper publish: "300M mult-adds").
+#[test]
+fn mobilenetv2_matches_torchvision() {
+    let m = builtin("mobilenetv2").unwrap();
+    let infos = m.analyze().unwrap();
+    let weights: u64 = infos.iter().map(|i| i.params).sum();
+    let bn: u64 = m
+        .nodes
+        .iter()
+        .zip(&infos)
+        .filter(|(n, _)| n.op == Op::BatchNorm)
+        .map(|(_, i)| 2 * i.output.c as u64)
+        .sum();
+    assert_eq!(weights + bn + 1000, 3_504_872);
+    let macs: u64 = infos.iter().map(|i| i.macs).sum();
+    let published = 300_800_000f64;
+    assert!(
+        (macs as f64 - published).abs() / published < 0.005,
+        "{macs} MACs, torchvision publishes 300.8M"
+    );
+    let layers = m.quantizable_layers().unwrap();
+    // 52 convs (stem, 17 blocks of 2 or 3, the last 1×1) and the classifier.
+    assert_eq!(layers.len(), 53);
+    let names: Vec<&str> = m.nodes.iter().map(|n| n.name.as_str()).collect();
+    for expected in [
+        "features.0.0",
+        "features.0.1",
+        "features.1.conv.0.0",
+        "features.1.conv.1",
+        "features.2.conv.1.0",
+        "features.2.conv.3",
+        "features.18.0",
+        "classifier.1",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing");
+    }
+    let dw = m
+        .nodes
+        .iter()
+        .find(|n| n.name == "features.2.conv.1.0")
+        .unwrap();
+    assert!(matches!(
+        dw.op,
+        Op::Conv2d {
+            groups: 96,
+            stride: 2,
+            ..
+        }
+    ));
+}
+
 #[test]
 fn quantizable_layers_fix_stem_and_fc() {
     let m = builtin("resnet20").unwrap();

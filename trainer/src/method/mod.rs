@@ -7,6 +7,7 @@
 mod epochs;
 mod eval;
 mod finetune;
+mod infer;
 mod joint;
 mod sensitivity;
 
@@ -25,6 +26,7 @@ use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
 
 pub use eval::{evaluate_checkpoint, EvalReport, PolicyCost};
 pub use finetune::{finetune, FinetuneConfig, Finetuned};
+pub use infer::infer_logits;
 pub use joint::{check_bits, joint_train, joint_train_full, JointConfig, JointTrained, StepDrift};
 pub use sensitivity::{
     measure_sensitivity, monotone, Sensitivity, SensitivityConfig,

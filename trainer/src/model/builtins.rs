@@ -12,11 +12,12 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "resnet20-cifar",
     "resnet18",
     "resnet50",
+    "mobilenetv2",
 ];
 
 /// A built-in model by name: `small_cnn` (1×28×28, 10 classes), `resnet20` (1×28×28,
 /// Fashion-MNIST), `resnet20-cifar` (3×32×32, CIFAR-10), `resnet18` and `resnet50`
-/// (3×224×224, 1000 classes).
+/// (3×224×224, 1000 classes), `mobilenetv2` (3×224×224, 1000 classes).
 pub fn builtin(name: &str) -> Option<Model> {
     Some(match name {
         "small_cnn" => small_cnn(),
@@ -28,6 +29,7 @@ pub fn builtin(name: &str) -> Option<Model> {
         }
         "resnet18" => resnet18(),
         "resnet50" => resnet50(),
+        "mobilenetv2" => mobilenet_v2((3, 224, 224), 1000),
         _ => return None,
     })
 }
@@ -60,15 +62,75 @@ impl Graph {
         stride: usize,
         pad: usize,
     ) -> String {
+        self.grouped_conv(name, x, out, k, stride, pad, 1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn grouped_conv(
+        &mut self,
+        name: String,
+        x: &str,
+        out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        groups: usize,
+    ) -> String {
         let op = Op::Conv2d {
             out_channels: out,
             kernel: k,
             stride,
             padding: pad,
-            groups: 1,
+            groups,
             bias: false,
         };
         self.push(name, op, &[x])
+    }
+
+    /// torchvision's `Conv2dNormActivation` with ReLU6: `{prefix}0` conv (padding k/2),
+    /// `{prefix}1` BN, `{prefix}2` ReLU6.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn_relu6(
+        &mut self,
+        prefix: &str,
+        x: &str,
+        out: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+    ) -> String {
+        let c = self.grouped_conv(format!("{prefix}0"), x, out, k, stride, k / 2, groups);
+        let b = self.unary(format!("{prefix}1"), Op::BatchNorm, &c);
+        self.unary(format!("{prefix}2"), Op::Relu6, &b)
+    }
+
+    /// torchvision's MobileNetV2 `InvertedResidual` `{prefix}` (= `features.{i}.`): an
+    /// expansion 1×1 (unless `expand` is 1), a depthwise 3×3 with the stride, a linear 1×1
+    /// projection and its BN, and the residual add when stride is 1 and `c_in == out`.
+    fn inverted_residual(
+        &mut self,
+        prefix: &str,
+        x: &str,
+        c_in: usize,
+        out: usize,
+        stride: usize,
+        expand: usize,
+    ) -> String {
+        let hidden = c_in * expand;
+        let mut y = x.to_string();
+        let mut i = 0;
+        if expand != 1 {
+            y = self.conv_bn_relu6(&format!("{prefix}conv.{i}."), &y, hidden, 1, 1, 1);
+            i += 1;
+        }
+        y = self.conv_bn_relu6(&format!("{prefix}conv.{i}."), &y, hidden, 3, stride, hidden);
+        let p = self.conv(format!("{prefix}conv.{}", i + 1), &y, out, 1, 1, 0);
+        let b = self.unary(format!("{prefix}conv.{}", i + 2), Op::BatchNorm, &p);
+        if stride == 1 && c_in == out {
+            self.add(format!("{prefix}add"), &b, x)
+        } else {
+            b
+        }
     }
 
     fn unary(&mut self, name: String, op: Op, x: &str) -> String {
@@ -268,4 +330,55 @@ pub fn resnet50() -> Model {
     }
     g.head(&x, 1000);
     g.finish("resnet50", (3, 224, 224), 1000)
+}
+
+/// torchvision's `mobilenet_v2` (width 1.0, ReLU6, inverted residuals), named as its
+/// modules: `features.0.0` (stem conv), `features.{1..17}.conv.*`, `features.18.0` (last
+/// 1×1 conv), `avgpool`, `classifier.1` (the linear layer; `classifier.0` is the dropout,
+/// absent in evaluation). `stages` keeps the first that many `[t, c, n, s]` rows of the
+/// paper's table (7 for the real network), for small test variants.
+pub fn mobilenet_v2_stages(
+    input: (usize, usize, usize),
+    classes: usize,
+    stages: usize,
+    last_channels: usize,
+) -> Model {
+    const SETTINGS: [(usize, usize, usize, usize); 7] = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ];
+    let mut g = Graph::new();
+    let mut x = g.conv_bn_relu6("features.0.", "input", 32, 3, 2, 1);
+    let mut c_in = 32;
+    let mut index = 1;
+    for &(t, c, n, s) in SETTINGS.iter().take(stages) {
+        for k in 0..n {
+            let stride = if k == 0 { s } else { 1 };
+            x = g.inverted_residual(&format!("features.{index}."), &x, c_in, c, stride, t);
+            c_in = c;
+            index += 1;
+        }
+    }
+    let x = g.conv_bn_relu6(&format!("features.{index}."), &x, last_channels, 1, 1, 1);
+    let p = g.unary("avgpool".to_string(), Op::GlobalAvgPool, &x);
+    g.unary(
+        "classifier.1".to_string(),
+        Op::Linear {
+            out_features: classes,
+            bias: true,
+        },
+        &p,
+    );
+    g.finish("mobilenetv2", input, classes)
+}
+
+/// torchvision's `mobilenet_v2` at width 1.0: [`mobilenet_v2_stages`] with all 7 stages and
+/// 1280 last channels.
+pub fn mobilenet_v2(input: (usize, usize, usize), classes: usize) -> Model {
+    mobilenet_v2_stages(input, classes, 7, 1280)
 }

@@ -51,6 +51,31 @@ fn checked_shape(c: usize, h: usize, w: usize) -> Option<Shape> {
 }
 
 pub(super) fn analyze(model: &Model) -> Result<Vec<NodeInfo>, GraphError> {
+    let infos = analyze_graph(model)?;
+    let last = model.nodes.len() - 1;
+    let out = infos[last].output;
+    if out
+        != (Shape {
+            c: model.classes,
+            h: 1,
+            w: 1,
+        })
+    {
+        return Err(node_err(
+            &model.nodes[last],
+            "op",
+            format!(
+                "the last node is the model output and must be {}×1×1 (classes), got {out}",
+                model.classes
+            ),
+        ));
+    }
+    Ok(infos)
+}
+
+/// [`analyze`] without the check of the last node's shape against `classes` (an importer
+/// reads the classes from that shape).
+pub(super) fn analyze_graph(model: &Model) -> Result<Vec<NodeInfo>, GraphError> {
     let (c, h, w) = model.input;
     if c == 0 || h == 0 || w == 0 {
         return Err(model_err(
@@ -155,23 +180,6 @@ pub(super) fn analyze(model: &Model) -> Result<Vec<NodeInfo>, GraphError> {
             &model.nodes[unused],
             "name",
             "output is never used (only the last node is the model output)".to_string(),
-        ));
-    }
-    let out = infos[last].output;
-    if out
-        != (Shape {
-            c: model.classes,
-            h: 1,
-            w: 1,
-        })
-    {
-        return Err(node_err(
-            &model.nodes[last],
-            "op",
-            format!(
-                "the last node is the model output and must be {}×1×1 (classes), got {out}",
-                model.classes
-            ),
         ));
     }
     Ok(infos)

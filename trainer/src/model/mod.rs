@@ -12,6 +12,7 @@
 
 mod builtins;
 mod infer;
+pub mod onnx;
 mod table;
 
 use std::fmt;
@@ -20,7 +21,10 @@ use std::path::{Path, PathBuf};
 use limpq_solver::{IndicatorSet, Layer};
 use serde::{Deserialize, Serialize};
 
-pub use builtins::{builtin, resnet18, resnet20, resnet50, small_cnn, BUILTIN_NAMES};
+pub use builtins::{
+    builtin, mobilenet_v2, mobilenet_v2_stages, resnet18, resnet20, resnet50, small_cnn,
+    BUILTIN_NAMES,
+};
 pub use table::{thousands, LayerRow, LayerSum, LayerTable};
 
 /// The reserved name by which nodes refer to the model's input image.

@@ -1,0 +1,1397 @@
+//! ONNX in: a model file exported from PyTorch (or built with the `onnx` package) turned into
+//! a [`Model`] description plus its pretrained weights, as named tensors of a checkpoint.
+//!
+//! The graph is read node by node in its (topological) order. Supported operators of the
+//! default domain: Conv (any `group`), BatchNormalization, Relu, Clip (as ReLU6 or ReLU),
+//! Add, MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape to 2-D, Gemm, MatMul
+//! (with a following Add of a bias), Identity, Dropout and Constant. Anything else, a
+//! shape the engine cannot run, or a malformed tensor is an [`OnnxError`] naming the node,
+//! its op type and what is supported. Nothing here panics on any input.
+//!
+//! Names: a layer's name comes from its weight initializer (`layer1.0.conv1.weight` →
+//! `layer1.0.conv1`), else from the node name's module path as `torch.onnx.export` writes it
+//! (`/layer1/layer1.0/conv1/Conv` → `layer1.0.conv1`), else from the node name itself, else
+//! `{op}_{index}`.
+//!
+//! BatchNorms folded into the conv before them (what `torch.onnx.export` of an eval-mode
+//! model does) are re-inserted by default ([`FoldedBn::Reinsert`]): a conv with a bias and
+//! no BatchNormalization after it becomes a bias-free conv followed by a BatchNorm with
+//! scale 1, shift = the bias, running mean 0 and running variance `1 − eps`, which
+//! reproduces the folded conv in evaluation and gives the method its per-bit-width BNs to
+//! train. docs/IMPORT.md says why.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use limpq_onnx::proto::{
+    tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, AttributeProto, GraphProto,
+    ModelProto, NodeProto, TensorProto,
+};
+
+use super::{Model, Node, Op, INPUT};
+use crate::checkpoint::{NamedTensor, TensorKind};
+use crate::kernels::norm::BN_EPS;
+
+/// Lowest and highest opset of the default domain read.
+pub const MIN_OPSET: i64 = 7;
+/// The newest opset whose operators above this module has checked.
+pub const MAX_OPSET: i64 = 28;
+
+/// The operators [`import`] reads, for messages and docs.
+pub const SUPPORTED_OPS: &str = "Conv, BatchNormalization, Relu, Clip (0..6 or 0..inf), Add, \
+MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape (to 2-D), Gemm, MatMul (+Add), \
+Identity, Dropout, Constant";
+
+/// What to do with a conv that has a bias and no BatchNormalization after it (a BatchNorm
+/// folded into it by the exporter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FoldedBn {
+    /// Re-insert a BatchNorm with identity statistics after it (the default).
+    #[default]
+    Reinsert,
+    /// Keep the conv's bias and train without a BatchNorm there.
+    Keep,
+}
+
+/// Options of [`import`].
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// The model's name (default: the graph's name, else `onnx`).
+    pub name: Option<String>,
+    pub folded_bn: FoldedBn,
+}
+
+/// An imported model: the description and its parameters and BN running statistics, named
+/// as the engine names them (`conv1.weight`, `bn1.running_mean`, ...).
+#[derive(Clone, Debug)]
+pub struct Imported {
+    pub model: Model,
+    pub tensors: Vec<NamedTensor>,
+    /// Convs whose folded BatchNorm was re-inserted: `(conv, new BatchNorm node)`.
+    pub reinserted_bn: Vec<(String, String)>,
+    /// The default-domain opset the file declares.
+    pub opset: i64,
+}
+
+/// Why an ONNX file could not be imported. `node`: the node's name (or its first output) and
+/// op type, when one node is at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxError {
+    pub node: Option<(String, String)>,
+    pub message: String,
+}
+
+impl fmt::Display for OnnxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((name, op)) = &self.node {
+            write!(f, "node '{name}' ({op}): ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OnnxError {}
+
+fn err(message: impl Into<String>) -> OnnxError {
+    OnnxError {
+        node: None,
+        message: message.into(),
+    }
+}
+
+type R<T> = Result<T, OnnxError>;
+
+/// Decodes the bytes of a `.onnx` file and imports it.
+pub fn import_bytes(bytes: &[u8], opts: &ImportOptions) -> R<Imported> {
+    let model = limpq_onnx::read_model(bytes).map_err(|e| err(e.to_string()))?;
+    import(&model, opts)
+}
+
+/// What a graph value is while reading.
+#[derive(Clone, Debug)]
+enum Value {
+    /// The output of a node of the model (or the input), and whether it is 2-D (`N×F`,
+    /// after Flatten / Gemm) rather than `N×C×H×W`.
+    Act { src: String, flat: bool },
+    /// A constant tensor (initializer or Constant node).
+    Const(Tensor),
+}
+
+#[derive(Clone, Debug)]
+struct Tensor {
+    dims: Vec<i64>,
+    /// Every value as f64 (floats, doubles and integers are all exact in f64 up to 2^53).
+    data: Vec<f64>,
+    /// The initializer's name, when it came from one.
+    name: String,
+}
+
+impl Tensor {
+    fn f32s(&self) -> Vec<f32> {
+        self.data.iter().map(|&v| v as f32).collect()
+    }
+}
+
+/// Elements of a tensor of `dims`, refusing negative dims and overflow.
+fn numel(dims: &[i64], what: &str) -> R<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| {
+        let d = usize::try_from(d).map_err(|_| err(format!("{what}: negative dimension {d}")))?;
+        acc.checked_mul(d)
+            .ok_or_else(|| err(format!("{what}: dimensions {dims:?} overflow")))
+    })
+}
+
+/// The values of a tensor, from whichever field holds them; every length checked.
+fn tensor_values(t: &TensorProto, what: &str) -> R<Tensor> {
+    if t.data_location == Some(1) || !t.external_data.is_empty() {
+        return Err(err(format!(
+            "{what}: tensor data stored in an external file; re-export with the weights inside \
+             the model (onnx.save(model, path, save_as_external_data=False))"
+        )));
+    }
+    if t.segment.is_some() {
+        return Err(err(format!("{what}: segmented tensors are not supported")));
+    }
+    let n = numel(&t.dims, what)?;
+    let dt = t.data_type.unwrap_or(0);
+    let raw = t.raw_data.as_deref().filter(|r| !r.is_empty());
+    let width = match DataType::try_from(dt) {
+        Ok(DataType::Float) | Ok(DataType::Int32) => 4,
+        Ok(DataType::Double) | Ok(DataType::Int64) => 8,
+        _ => {
+            return Err(err(format!(
+                "{what}: data type {} not supported (float, double, int32, int64)",
+                DataType::try_from(dt).map_or_else(|_| dt.to_string(), |d| d.as_str_name().into())
+            )))
+        }
+    };
+    let data: Vec<f64> = if let Some(raw) = raw {
+        if raw.len() != n.saturating_mul(width) {
+            return Err(err(format!(
+                "{what}: raw data of {} bytes, dims {:?} of {width}-byte values need {}",
+                raw.len(),
+                t.dims,
+                n.saturating_mul(width)
+            )));
+        }
+        raw.chunks_exact(width)
+            .map(|c| match (DataType::try_from(dt), c) {
+                (Ok(DataType::Float), &[a, b, c, d]) => f32::from_le_bytes([a, b, c, d]) as f64,
+                (Ok(DataType::Int32), &[a, b, c, d]) => i32::from_le_bytes([a, b, c, d]) as f64,
+                (Ok(DataType::Double), c) => f64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
+                (_, c) => i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64,
+            })
+            .collect()
+    } else {
+        match DataType::try_from(dt) {
+            Ok(DataType::Float) => t.float_data.iter().map(|&v| v as f64).collect(),
+            Ok(DataType::Int32) => t.int32_data.iter().map(|&v| v as f64).collect(),
+            Ok(DataType::Double) => t.double_data.clone(),
+            _ => t.int64_data.iter().map(|&v| v as f64).collect(),
+        }
+    };
+    if data.len() != n {
+        return Err(err(format!(
+            "{what}: {} values stored, dims {:?} need {n}",
+            data.len(),
+            t.dims
+        )));
+    }
+    Ok(Tensor {
+        dims: t.dims.clone(),
+        data,
+        name: t.name.clone().unwrap_or_default(),
+    })
+}
+
+/// One node's attributes, by name.
+struct Attrs<'a>(&'a [AttributeProto]);
+
+impl<'a> Attrs<'a> {
+    fn get(&self, name: &str) -> Option<&'a AttributeProto> {
+        self.0.iter().find(|a| a.name.as_deref() == Some(name))
+    }
+    fn int(&self, name: &str, default: i64) -> i64 {
+        self.get(name).and_then(|a| a.i).unwrap_or(default)
+    }
+    fn float(&self, name: &str) -> Option<f32> {
+        self.get(name).and_then(|a| a.f)
+    }
+    fn ints(&self, name: &str) -> Option<&'a [i64]> {
+        self.get(name).map(|a| a.ints.as_slice())
+    }
+    fn string(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .and_then(|a| a.s.as_ref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+    }
+}
+
+/// The module path `torch.onnx.export` writes into node names: `/layer1/layer1.0/conv1/Conv`
+/// → `layer1.0.conv1`, `/features/features.0/features.0.0/Conv` → `features.0.0`.
+fn torch_path(node_name: &str) -> Option<String> {
+    let rest = node_name.strip_prefix('/')?;
+    let mut segs: Vec<&str> = rest.split('/').collect();
+    segs.pop(); // the op's own name (`Conv`, `Relu_1`)
+                // Each scope is a child's name (`conv`) or, inside a Sequential, the name of the scope
+                // before it extended by an index (`conv.0` after `conv`): then it replaces that scope.
+    let join = |a: &str, b: &str| {
+        if a.is_empty() {
+            b.to_string()
+        } else {
+            format!("{a}.{b}")
+        }
+    };
+    let (mut base, mut path, mut prev) = (String::new(), String::new(), "");
+    for s in segs.into_iter().filter(|s| !s.is_empty()) {
+        if !prev.is_empty() && s.starts_with(prev) && s[prev.len()..].starts_with('.') {
+            path = join(&base, s);
+        } else {
+            base = path.clone();
+            path = join(&path, s);
+        }
+        prev = s;
+    }
+    (!path.is_empty()).then_some(path)
+}
+
+/// A weight initializer's name without `.weight`, unless it is one the exporter made up
+/// (`onnx::Conv_193`).
+fn param_stem(t: &Tensor) -> Option<String> {
+    let stem = t.name.strip_suffix(".weight")?;
+    (!stem.is_empty() && !stem.contains("::")).then(|| stem.to_string())
+}
+
+struct Reader<'m> {
+    graph: &'m GraphProto,
+    opts: &'m ImportOptions,
+    values: HashMap<String, Value>,
+    nodes: Vec<Node>,
+    tensors: Vec<NamedTensor>,
+    names: HashSet<String>,
+    reinserted: Vec<(String, String)>,
+    /// How many nodes read each value (to fuse MatMul + Add and find folded BNs).
+    consumers: HashMap<String, Vec<usize>>,
+    /// Node indices (into the graph) already consumed by a fusion.
+    fused: HashSet<usize>,
+}
+
+/// Imports a decoded ONNX model.
+pub fn import(model: &ModelProto, opts: &ImportOptions) -> R<Imported> {
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| {
+            o.domain.as_deref().unwrap_or("").is_empty() || o.domain.as_deref() == Some("ai.onnx")
+        })
+        .and_then(|o| o.version)
+        .ok_or_else(|| err("the model declares no opset of the default ONNX domain"))?;
+    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+        return Err(err(format!(
+            "opset {opset} of the default domain; opsets {MIN_OPSET} to {MAX_OPSET} are supported"
+        )));
+    }
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| err("the model has no graph"))?;
+    let mut r = Reader {
+        graph,
+        opts,
+        values: HashMap::new(),
+        nodes: Vec::new(),
+        tensors: Vec::new(),
+        names: HashSet::new(),
+        reinserted: Vec::new(),
+        consumers: HashMap::new(),
+        fused: HashSet::new(),
+    };
+    if !graph.sparse_initializer.is_empty() {
+        return Err(err("sparse initializers are not supported"));
+    }
+    for t in &graph.initializer {
+        let name = t.name.clone().unwrap_or_default();
+        let v = tensor_values(t, &format!("initializer '{name}'"))?;
+        r.values.insert(name, Value::Const(v));
+    }
+    let input = r.read_input()?;
+    for (i, n) in graph.node.iter().enumerate() {
+        for inp in n.input.iter().filter(|s| !s.is_empty()) {
+            r.consumers.entry(inp.clone()).or_default().push(i);
+        }
+    }
+    for (i, n) in graph.node.iter().enumerate() {
+        if r.fused.contains(&i) {
+            continue;
+        }
+        r.node(n, opset).map_err(|mut e| {
+            if e.node.is_none() {
+                e.node = Some((node_label(n), n.op_type.clone().unwrap_or_default()));
+            }
+            e
+        })?;
+    }
+    r.finish(input, opset)
+}
+
+fn node_label(n: &NodeProto) -> String {
+    match n.name.as_deref() {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => n
+            .output
+            .first()
+            .map(|o| format!("output {o}"))
+            .unwrap_or_else(|| "unnamed".into()),
+    }
+}
+
+impl Reader<'_> {
+    /// The one graph input that is not an initializer: `N×C×H×W` with C, H, W fixed.
+    fn read_input(&mut self) -> R<(usize, usize, usize)> {
+        let inputs: Vec<_> = self
+            .graph
+            .input
+            .iter()
+            .filter(|v| !self.values.contains_key(v.name.as_deref().unwrap_or("")))
+            .collect();
+        let [vi] = inputs.as_slice() else {
+            return Err(err(format!(
+                "the graph has {} inputs besides its initializers; exactly one image input \
+                 (N×C×H×W) is supported",
+                inputs.len()
+            )));
+        };
+        let name = vi.name.clone().unwrap_or_default();
+        let shape = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(type_proto::Value::TensorType(t)) => {
+                if t.elem_type != Some(DataType::Float as i32) {
+                    return Err(err(format!("input '{name}': element type must be float")));
+                }
+                t.shape.as_ref()
+            }
+            _ => None,
+        }
+        .ok_or_else(|| err(format!("input '{name}': no tensor shape given")))?;
+        if shape.dim.len() != 4 {
+            return Err(err(format!(
+                "input '{name}': rank {}; an image input N×C×H×W is supported",
+                shape.dim.len()
+            )));
+        }
+        let mut chw = [0usize; 3];
+        for (k, d) in shape.dim[1..].iter().enumerate() {
+            let v = match &d.value {
+                Some(dimension::Value::DimValue(v)) if *v > 0 => *v as usize,
+                other => {
+                    return Err(err(format!(
+                        "input '{name}': dimension {} is {}; C, H and W must be fixed positive \
+                         sizes (only the batch dimension may be symbolic); re-export with a fixed \
+                         input size",
+                        k + 1,
+                        match other {
+                            Some(dimension::Value::DimParam(p)) => format!("symbolic '{p}'"),
+                            Some(dimension::Value::DimValue(v)) => v.to_string(),
+                            None => "unknown".into(),
+                        }
+                    )))
+                }
+            };
+            chw[k] = v;
+        }
+        self.values.insert(
+            name,
+            Value::Act {
+                src: INPUT.to_string(),
+                flat: false,
+            },
+        );
+        Ok((chw[0], chw[1], chw[2]))
+    }
+
+    fn value(&self, name: &str) -> R<&Value> {
+        self.values.get(name).ok_or_else(|| {
+            err(format!(
+                "input '{name}' is produced by no earlier node, initializer or graph input"
+            ))
+        })
+    }
+
+    fn act(&self, n: &NodeProto, k: usize) -> R<(String, bool)> {
+        let name = n
+            .input
+            .get(k)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| err(format!("input {k} missing")))?;
+        match self.value(name)? {
+            Value::Act { src, flat } => Ok((src.clone(), *flat)),
+            Value::Const(_) => Err(err(format!(
+                "input {k} ('{name}') is a constant; it must be computed from the image"
+            ))),
+        }
+    }
+
+    fn constant(&self, n: &NodeProto, k: usize) -> R<Option<Tensor>> {
+        let Some(name) = n.input.get(k).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        match self.value(name)? {
+            Value::Const(t) => Ok(Some(t.clone())),
+            Value::Act { .. } => Err(err(format!(
+                "input {k} ('{name}') must be a constant (an initializer or a Constant node)"
+            ))),
+        }
+    }
+
+    fn need_constant(&self, n: &NodeProto, k: usize, what: &str) -> R<Tensor> {
+        self.constant(n, k)?
+            .ok_or_else(|| err(format!("input {k} ({what}) missing")))
+    }
+
+    fn output(&mut self, n: &NodeProto, src: String, flat: bool) -> R<()> {
+        let out = n
+            .output
+            .first()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| err("no output"))?;
+        self.values.insert(out.clone(), Value::Act { src, flat });
+        Ok(())
+    }
+
+    /// A unique node name from `base`.
+    fn unique(&mut self, base: &str) -> String {
+        let base = if base.is_empty() || base == INPUT {
+            format!("{base}_")
+        } else {
+            base.to_string()
+        };
+        let mut name = base.clone();
+        let mut k = 1;
+        while self.names.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.names.insert(name.clone());
+        name
+    }
+
+    fn name_for(&mut self, n: &NodeProto, weight: Option<&Tensor>) -> String {
+        let base = weight
+            .and_then(param_stem)
+            .or_else(|| n.name.as_deref().and_then(torch_path))
+            // A top-level functional call (`/Flatten`): its op, lower-cased.
+            .or_else(|| {
+                let top = n.name.as_deref()?.strip_prefix('/')?;
+                (!top.is_empty() && !top.contains('/')).then(|| top.to_ascii_lowercase())
+            })
+            .or_else(|| n.name.clone().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| {
+                format!(
+                    "{}_{}",
+                    n.op_type.as_deref().unwrap_or("node").to_ascii_lowercase(),
+                    self.nodes.len()
+                )
+            });
+        self.unique(&base)
+    }
+
+    fn push(&mut self, name: String, op: Op, inputs: Vec<String>) {
+        self.nodes.push(Node { name, op, inputs });
+    }
+
+    fn param(&mut self, name: String, kind: TensorKind, data: Vec<f32>) {
+        self.tensors.push(NamedTensor { name, kind, data });
+    }
+
+    fn node(&mut self, n: &NodeProto, opset: i64) -> R<()> {
+        let op = n.op_type.as_deref().unwrap_or("");
+        let domain = n.domain.as_deref().unwrap_or("");
+        if !(domain.is_empty() || domain == "ai.onnx") {
+            return Err(err(format!(
+                "operator of domain '{domain}' is not supported; supported (default domain): \
+                 {SUPPORTED_OPS}"
+            )));
+        }
+        let a = Attrs(&n.attribute);
+        match op {
+            "Constant" => {
+                let t = constant_node(&a)?;
+                let out = n.output.first().cloned().unwrap_or_default();
+                self.values.insert(out, Value::Const(t));
+                Ok(())
+            }
+            "Identity" | "Dropout" => {
+                if op == "Dropout"
+                    && n.output.get(1).is_some_and(|m| !m.is_empty())
+                    && self.consumers.contains_key(&n.output[1])
+                {
+                    return Err(err("the dropout mask output is used; only inference dropout (a pass-through) is supported"));
+                }
+                let v = self
+                    .value(n.input.first().map_or("", |s| s.as_str()))?
+                    .clone();
+                let out = n.output.first().cloned().unwrap_or_default();
+                self.values.insert(out, v);
+                Ok(())
+            }
+            "Conv" => self.conv(n, &a),
+            "BatchNormalization" => self.batch_norm(n, &a),
+            "Relu" => {
+                let (x, flat) = self.act(n, 0)?;
+                let name = self.name_for(n, None);
+                self.push(name.clone(), Op::Relu, vec![x]);
+                self.output(n, name, flat)
+            }
+            "Clip" => self.clip(n, &a, opset),
+            "Add" => self.add(n),
+            "MaxPool" | "AveragePool" => self.pool(n, &a, op == "MaxPool"),
+            "GlobalAveragePool" => {
+                let (x, flat) = self.act(n, 0)?;
+                if flat {
+                    return Err(err("input is 2-D; GlobalAveragePool needs N×C×H×W"));
+                }
+                let name = self.name_for(n, None);
+                self.push(name.clone(), Op::GlobalAvgPool, vec![x]);
+                self.output(n, name, false)
+            }
+            "Flatten" => {
+                let axis = a.int("axis", 1);
+                if axis != 1 {
+                    return Err(err(format!(
+                        "axis {axis}; only axis 1 (N×C×H×W → N×(C·H·W)) is supported"
+                    )));
+                }
+                let (x, _) = self.act(n, 0)?;
+                let name = self.name_for(n, None);
+                self.push(name.clone(), Op::Flatten, vec![x]);
+                self.output(n, name, true)
+            }
+            "Reshape" => self.reshape(n),
+            "Gemm" => self.gemm(n, &a),
+            "MatMul" => self.matmul(n),
+            other => Err(err(format!(
+                "operator '{other}' is not supported; supported: {SUPPORTED_OPS}"
+            ))),
+        }
+    }
+
+    fn conv(&mut self, n: &NodeProto, a: &Attrs) -> R<()> {
+        let (x, flat) = self.act(n, 0)?;
+        if flat {
+            return Err(err("input is 2-D; Conv needs N×C×H×W"));
+        }
+        let w = self.need_constant(n, 1, "weight")?;
+        let b = self.constant(n, 2)?;
+        let [o, _ipg, kh, kw] = w.dims[..] else {
+            return Err(err(format!(
+                "weight '{}' has dims {:?}; a 2-D convolution's weight is [out, in/groups, kh, kw]",
+                w.name, w.dims
+            )));
+        };
+        if kh != kw {
+            return Err(err(format!(
+                "kernel {kh}×{kw}; only square kernels are supported"
+            )));
+        }
+        if let Some(ks) = a.ints("kernel_shape") {
+            if ks != [kh, kw] {
+                return Err(err(format!(
+                    "kernel_shape {ks:?} disagrees with the weight's {:?}",
+                    &w.dims[2..]
+                )));
+            }
+        }
+        let (stride, padding) = window(a)?;
+        let groups = a.int("group", 1);
+        if groups < 1 {
+            return Err(err(format!("group {groups}; must be at least 1")));
+        }
+        let out = o as usize;
+        if let Some(b) = &b {
+            if b.data.len() != out {
+                return Err(err(format!(
+                    "bias '{}' has {} values; the conv has {out} output channels",
+                    b.name,
+                    b.data.len()
+                )));
+            }
+        }
+        // A conv with a bias whose every reader is not a BatchNormalization: a folded BN.
+        let out_name = n.output.first().cloned().unwrap_or_default();
+        let followed_by_bn = self.consumers.get(&out_name).is_some_and(|c| {
+            !c.is_empty()
+                && c.iter()
+                    .all(|&j| self.graph.node[j].op_type.as_deref() == Some("BatchNormalization"))
+        });
+        let reinsert = b.is_some() && !followed_by_bn && self.opts.folded_bn == FoldedBn::Reinsert;
+        let name = self.name_for(n, Some(&w));
+        self.push(
+            name.clone(),
+            Op::Conv2d {
+                out_channels: out,
+                kernel: kh as usize,
+                stride,
+                padding,
+                groups: groups as usize,
+                bias: b.is_some() && !reinsert,
+            },
+            vec![x],
+        );
+        self.param(format!("{name}.weight"), TensorKind::Param, w.f32s());
+        let Some(b) = b else {
+            return self.output(n, name, false);
+        };
+        if !reinsert {
+            self.param(format!("{name}.bias"), TensorKind::Param, b.f32s());
+            return self.output(n, name, false);
+        }
+        let bn = self.unique(&bn_name_after(&name));
+        self.push(bn.clone(), Op::BatchNorm, vec![name.clone()]);
+        // eval: (y - 0) / sqrt((1 - eps) + eps) · 1 + bias = y + bias.
+        self.param(format!("{bn}.weight"), TensorKind::Param, vec![1.0; out]);
+        self.param(format!("{bn}.bias"), TensorKind::Param, b.f32s());
+        self.param(
+            format!("{bn}.running_mean"),
+            TensorKind::RunningStat,
+            vec![0.0; out],
+        );
+        self.param(
+            format!("{bn}.running_var"),
+            TensorKind::RunningStat,
+            vec![1.0 - BN_EPS; out],
+        );
+        self.reinserted.push((name, bn.clone()));
+        self.output(n, bn, false)
+    }
+
+    fn batch_norm(&mut self, n: &NodeProto, a: &Attrs) -> R<()> {
+        let (x, flat) = self.act(n, 0)?;
+        if flat {
+            return Err(err(
+                "input is 2-D; only BatchNormalization over N×C×H×W is supported",
+            ));
+        }
+        if a.int("training_mode", 0) != 0 || n.output.iter().skip(1).any(|o| !o.is_empty()) {
+            return Err(err("training-mode BatchNormalization (more than one output) is not supported; export in eval mode"));
+        }
+        let eps = a.float("epsilon").unwrap_or(1e-5) as f64;
+        let scale = self.need_constant(n, 1, "scale")?;
+        let bias = self.need_constant(n, 2, "B")?;
+        let mean = self.need_constant(n, 3, "mean")?;
+        let var = self.need_constant(n, 4, "var")?;
+        let c = scale.data.len();
+        for (t, what) in [(&bias, "B"), (&mean, "mean"), (&var, "var")] {
+            if t.data.len() != c {
+                return Err(err(format!(
+                    "{what} '{}' has {} values, scale has {c}",
+                    t.name,
+                    t.data.len()
+                )));
+            }
+        }
+        let name = self.name_for(n, Some(&scale));
+        self.push(name.clone(), Op::BatchNorm, vec![x]);
+        self.param(format!("{name}.weight"), TensorKind::Param, scale.f32s());
+        self.param(format!("{name}.bias"), TensorKind::Param, bias.f32s());
+        self.param(
+            format!("{name}.running_mean"),
+            TensorKind::RunningStat,
+            mean.f32s(),
+        );
+        // The engine adds its own eps: var + eps_file = var' + eps_engine.
+        let var: Vec<f32> = var
+            .data
+            .iter()
+            .map(|&v| (v + eps - BN_EPS as f64).max(0.0) as f32)
+            .collect();
+        self.param(format!("{name}.running_var"), TensorKind::RunningStat, var);
+        self.output(n, name, false)
+    }
+
+    fn clip(&mut self, n: &NodeProto, a: &Attrs, opset: i64) -> R<()> {
+        let (x, flat) = self.act(n, 0)?;
+        let scalar = |t: Option<Tensor>, what: &str| -> R<Option<f64>> {
+            match t {
+                None => Ok(None),
+                Some(t) if t.data.len() == 1 => Ok(Some(t.data[0])),
+                Some(t) => Err(err(format!(
+                    "{what} '{}' has {} values; a scalar is needed",
+                    t.name,
+                    t.data.len()
+                ))),
+            }
+        };
+        let (lo, hi) = if opset < 11 {
+            (a.float("min").map(f64::from), a.float("max").map(f64::from))
+        } else {
+            (
+                scalar(self.constant(n, 1)?, "min")?,
+                scalar(self.constant(n, 2)?, "max")?,
+            )
+        };
+        let op = if lo == Some(0.0) && hi == Some(6.0) {
+            Op::Relu6
+        } else if lo == Some(0.0) && hi.is_none_or(|h| h == f64::INFINITY) {
+            Op::Relu
+        } else {
+            return Err(err(format!(
+                "bounds {lo:?}..{hi:?}; supported: 0..6 (ReLU6) and 0..(none) (ReLU)"
+            )));
+        };
+        let name = self.name_for(n, None);
+        self.push(name.clone(), op, vec![x]);
+        self.output(n, name, flat)
+    }
+
+    fn add(&mut self, n: &NodeProto) -> R<()> {
+        if n.input.len() != 2 {
+            return Err(err(format!("{} inputs; Add takes 2", n.input.len())));
+        }
+        let (a, fa) = self.act(n, 0)?;
+        let (b, fb) = self.act(n, 1).map_err(|e| {
+            err(format!(
+                "{}; an Add of a constant is supported only as the bias after a MatMul",
+                e.message
+            ))
+        })?;
+        if fa != fb {
+            return Err(err("adds a 2-D and a 4-D tensor"));
+        }
+        let name = self.name_for(n, None);
+        self.push(name.clone(), Op::Add, vec![a, b]);
+        self.output(n, name, fa)
+    }
+
+    fn pool(&mut self, n: &NodeProto, a: &Attrs, max: bool) -> R<()> {
+        let (x, flat) = self.act(n, 0)?;
+        if flat {
+            return Err(err("input is 2-D; pooling needs N×C×H×W"));
+        }
+        let k = match a.ints("kernel_shape") {
+            Some([h, w]) if h == w && *h > 0 => *h,
+            other => {
+                return Err(err(format!(
+                    "kernel_shape {other:?}; a square 2-D kernel is supported"
+                )))
+            }
+        };
+        let (stride, padding) = window(a)?;
+        if a.int("ceil_mode", 0) != 0 {
+            return Err(err("ceil_mode 1 is not supported (floor only)"));
+        }
+        if max && a.int("storage_order", 0) != 0 {
+            return Err(err("storage_order 1 is not supported"));
+        }
+        if !max && padding > 0 && a.int("count_include_pad", 0) == 0 {
+            return Err(err(
+                "padded average pooling with count_include_pad 0; the engine counts padded zeros \
+                 (PyTorch's default, exported as count_include_pad 1)",
+            ));
+        }
+        let kernel = k as usize;
+        let op = if max {
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            }
+        } else {
+            Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+            }
+        };
+        let name = self.name_for(n, None);
+        self.push(name.clone(), op, vec![x]);
+        self.output(n, name, false)
+    }
+
+    fn reshape(&mut self, n: &NodeProto) -> R<()> {
+        let (x, _) = self.act(n, 0)?;
+        let shape = self.need_constant(n, 1, "shape")?;
+        let ok = match shape.data[..] {
+            // [N or 0 or -1, -1 or F]: flatten to 2-D (F is checked by the Linear after it).
+            [b, f] => {
+                (b == 0.0 || b == -1.0 || b >= 1.0)
+                    && (f == -1.0 || f >= 1.0)
+                    && !(b == -1.0 && f == -1.0)
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(err(format!(
+                "shape {:?}; only a reshape to 2-D (N, -1) is supported",
+                shape.data
+            )));
+        }
+        let name = self.name_for(n, None);
+        self.push(name.clone(), Op::Flatten, vec![x]);
+        self.output(n, name, true)
+    }
+
+    /// A linear layer from `[out, in]` weights and an optional bias.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &mut self,
+        n: &NodeProto,
+        x: String,
+        w: &Tensor,
+        weights: Vec<f32>,
+        out: usize,
+        bias: Option<Vec<f32>>,
+        out_value: &str,
+    ) -> R<()> {
+        if let Some(b) = &bias {
+            if b.len() != out {
+                return Err(err(format!(
+                    "bias has {} values; the layer has {out} outputs",
+                    b.len()
+                )));
+            }
+        }
+        let name = self.name_for(n, Some(w));
+        self.push(
+            name.clone(),
+            Op::Linear {
+                out_features: out,
+                bias: bias.is_some(),
+            },
+            vec![x],
+        );
+        self.param(format!("{name}.weight"), TensorKind::Param, weights);
+        if let Some(b) = bias {
+            self.param(format!("{name}.bias"), TensorKind::Param, b);
+        }
+        self.values.insert(
+            out_value.to_string(),
+            Value::Act {
+                src: name,
+                flat: true,
+            },
+        );
+        Ok(())
+    }
+
+    fn gemm(&mut self, n: &NodeProto, a: &Attrs) -> R<()> {
+        let (x, flat) = self.act(n, 0)?;
+        if !flat {
+            return Err(err(
+                "input is 4-D; Gemm needs a 2-D input (Flatten before it)",
+            ));
+        }
+        if a.int("transA", 0) != 0 {
+            return Err(err("transA 1 is not supported"));
+        }
+        let alpha = a.float("alpha").unwrap_or(1.0);
+        let beta = a.float("beta").unwrap_or(1.0);
+        let w = self.need_constant(n, 1, "B")?;
+        let [r, c] = w.dims[..] else {
+            return Err(err(format!(
+                "weight '{}' has dims {:?}; 2-D needed",
+                w.name, w.dims
+            )));
+        };
+        let (r, c) = (r as usize, c as usize);
+        let trans_b = a.int("transB", 0) != 0;
+        let (out, inf) = if trans_b { (r, c) } else { (c, r) };
+        let mut weights = vec![0f32; out * inf];
+        for o in 0..out {
+            for k in 0..inf {
+                let v = if trans_b {
+                    w.data[o * inf + k]
+                } else {
+                    w.data[k * out + o]
+                };
+                weights[o * inf + k] = (v * alpha as f64) as f32;
+            }
+        }
+        let bias = match self.constant(n, 2)? {
+            None => None,
+            Some(b) if b.data.len() == out => {
+                Some(b.data.iter().map(|&v| (v * beta as f64) as f32).collect())
+            }
+            Some(b) if b.data.len() == 1 => Some(vec![(b.data[0] * beta as f64) as f32; out]),
+            Some(b) => {
+                return Err(err(format!(
+                    "C '{}' has {} values; {out} (or 1) needed",
+                    b.name,
+                    b.data.len()
+                )))
+            }
+        };
+        let out_value = n.output.first().cloned().unwrap_or_default();
+        self.linear(n, x, &w, weights, out, bias, &out_value)
+    }
+
+    fn matmul(&mut self, n: &NodeProto) -> R<()> {
+        let (x, flat) = self.act(n, 0)?;
+        if !flat {
+            return Err(err(
+                "input is 4-D; MatMul is supported only on a 2-D input (Flatten / Reshape before it)",
+            ));
+        }
+        let w = self.need_constant(n, 1, "B")?;
+        let [inf, out] = w.dims[..] else {
+            return Err(err(format!(
+                "weight '{}' has dims {:?}; 2-D [in, out] needed",
+                w.name, w.dims
+            )));
+        };
+        let (inf, out) = (inf as usize, out as usize);
+        let mut weights = vec![0f32; out * inf];
+        for o in 0..out {
+            for k in 0..inf {
+                weights[o * inf + k] = w.data[k * out + o] as f32;
+            }
+        }
+        // MatMul → Add(bias constant), the Add its only reader: one linear layer with a bias.
+        let mut out_value = n.output.first().cloned().unwrap_or_default();
+        let mut bias = None;
+        if let Some([j]) = self.consumers.get(&out_value).map(|c| c.as_slice()) {
+            let add = &self.graph.node[*j];
+            if add.op_type.as_deref() == Some("Add") && add.input.len() == 2 {
+                let other = if add.input[0] == out_value {
+                    &add.input[1]
+                } else {
+                    &add.input[0]
+                };
+                if let Some(Value::Const(b)) = self.values.get(other) {
+                    if b.data.len() != out {
+                        return Err(err(format!(
+                            "the bias '{}' added after it has {} values; {out} needed",
+                            b.name,
+                            b.data.len()
+                        )));
+                    }
+                    bias = Some(b.f32s());
+                    self.fused.insert(*j);
+                    out_value = add.output.first().cloned().unwrap_or_default();
+                }
+            }
+        }
+        self.linear(n, x, &w, weights, out, bias, &out_value)
+    }
+
+    fn finish(self, input: (usize, usize, usize), opset: i64) -> R<Imported> {
+        let [out] = self.graph.output.as_slice() else {
+            return Err(err(format!(
+                "the graph has {} outputs; one (the logits) is supported",
+                self.graph.output.len()
+            )));
+        };
+        let out_name = out.name.clone().unwrap_or_default();
+        let src = match self.values.get(&out_name) {
+            Some(Value::Act { src, .. }) => src.clone(),
+            _ => {
+                return Err(err(format!(
+                    "graph output '{out_name}' is not computed by any node"
+                )))
+            }
+        };
+        if self.nodes.last().map(|n| &n.name) != Some(&src) {
+            return Err(err(format!(
+                "graph output '{out_name}' is not the last operation of the graph; nodes after \
+                 it (or unused branches) are not supported"
+            )));
+        }
+        let name = self
+            .opts
+            .name
+            .clone()
+            .or_else(|| self.graph.name.clone().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "onnx".into());
+        let mut model = Model {
+            name,
+            input,
+            classes: 1,
+            nodes: self.nodes,
+        };
+        // The classes are the last node's output channels; analyze checks every shape.
+        analyze_loose(&mut model)?;
+        check_lengths(&model, &self.tensors)?;
+        Ok(Imported {
+            model,
+            tensors: self.tensors,
+            reinserted_bn: self.reinserted,
+            opset,
+        })
+    }
+}
+
+/// Runs the model's shape check with `classes` set from the last node's output.
+fn analyze_loose(model: &mut Model) -> R<()> {
+    let infos = super::infer::analyze_graph(model).map_err(|e| {
+        err(format!(
+            "{}{}{}",
+            e.node.map(|n| format!("node '{n}': ")).unwrap_or_default(),
+            e.field
+                .map(|f| format!("field '{f}': "))
+                .unwrap_or_default(),
+            e.message
+        ))
+    })?;
+    let last = infos
+        .last()
+        .ok_or_else(|| err("the graph has no operations"))?
+        .output;
+    if last.h != 1 || last.w != 1 {
+        return Err(err(format!(
+            "the output is {last}; logits of shape N×classes are needed"
+        )));
+    }
+    model.classes = last.c;
+    model.analyze().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// Every conv and linear weight has the length its input shape needs (an initializer of the
+/// wrong size names the layer).
+fn check_lengths(model: &Model, tensors: &[NamedTensor]) -> R<()> {
+    let infos = model.analyze().map_err(|e| err(e.to_string()))?;
+    for (node, info) in model.nodes.iter().zip(&infos) {
+        let want = match node.op {
+            Op::Conv2d {
+                out_channels,
+                kernel,
+                groups,
+                ..
+            } => out_channels * (info.input_shapes[0].c / groups.max(1)) * kernel * kernel,
+            Op::Linear { out_features, .. } => out_features * info.input_shapes[0].numel(),
+            _ => continue,
+        };
+        let wname = format!("{}.weight", node.name);
+        let have = tensors
+            .iter()
+            .find(|t| t.name == wname)
+            .map_or(0, |t| t.data.len());
+        if have != want {
+            return Err(OnnxError {
+                node: Some((node.name.clone(), node.op.kind().to_string())),
+                message: format!(
+                    "weight has {have} values; its input {} needs {want}",
+                    info.input_shapes[0]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `stride` and `padding` of a square window: equal strides, equal pads on every side, no
+/// dilation, `auto_pad` NOTSET (or VALID).
+fn window(a: &Attrs) -> R<(usize, usize)> {
+    let stride = match a.ints("strides") {
+        None | Some([]) => 1,
+        Some([h, w]) if h == w && *h > 0 => *h,
+        Some(s) => {
+            return Err(err(format!(
+                "strides {s:?}; equal positive strides are supported"
+            )))
+        }
+    };
+    let pad = match a.ints("pads") {
+        None | Some([]) => 0,
+        Some([t, l, b, r]) if t == l && l == b && b == r && *t >= 0 => *t,
+        Some(p) => {
+            return Err(err(format!(
+                "pads {p:?}; the same padding on every side is supported"
+            )))
+        }
+    };
+    match a.string("auto_pad").as_deref() {
+        None | Some("NOTSET") | Some("") => {}
+        Some("VALID") if pad == 0 => {}
+        Some(other) => {
+            return Err(err(format!(
+                "auto_pad {other}; explicit pads are supported (NOTSET)"
+            )))
+        }
+    }
+    if let Some(d) = a.ints("dilations") {
+        if d.iter().any(|&v| v != 1) {
+            return Err(err(format!("dilations {d:?}; only 1 is supported")));
+        }
+    }
+    Ok((stride as usize, pad as usize))
+}
+
+/// The value of a Constant node.
+fn constant_node(a: &Attrs) -> R<Tensor> {
+    if let Some(t) = a.get("value").and_then(|v| v.t.as_ref()) {
+        return tensor_values(t, "Constant value");
+    }
+    let scalar = |data: Vec<f64>, dims: Vec<i64>| Tensor {
+        dims,
+        data,
+        name: String::new(),
+    };
+    if let Some(f) = a.float("value_float") {
+        return Ok(scalar(vec![f as f64], vec![]));
+    }
+    if let Some(v) = a.get("value_int").and_then(|v| v.i) {
+        return Ok(scalar(vec![v as f64], vec![]));
+    }
+    if let Some(v) = a.get("value_floats") {
+        return Ok(scalar(
+            v.floats.iter().map(|&f| f as f64).collect(),
+            vec![v.floats.len() as i64],
+        ));
+    }
+    if let Some(v) = a.get("value_ints") {
+        return Ok(scalar(
+            v.ints.iter().map(|&f| f as f64).collect(),
+            vec![v.ints.len() as i64],
+        ));
+    }
+    Err(err(
+        "a Constant needs a value, value_float(s) or value_int(s) attribute",
+    ))
+}
+
+/// The name of a BatchNorm re-inserted after conv `conv`, in the style of the module that
+/// usually follows it: `layer1.0.conv1` → `layer1.0.bn1`, `features.0.0` → `features.0.1`,
+/// `layer1.0.downsample.0` → `layer1.0.downsample.1`, else `{conv}.bn`.
+fn bn_name_after(conv: &str) -> String {
+    let (head, last) = match conv.rsplit_once('.') {
+        Some((h, l)) => (format!("{h}."), l),
+        None => (String::new(), conv),
+    };
+    if let Ok(k) = last.parse::<u64>() {
+        return format!("{head}{}", k + 1);
+    }
+    if let Some(rest) = last.strip_prefix("conv") {
+        if rest.is_empty() || rest.chars().all(|c| c.is_ascii_digit()) {
+            return format!("{head}bn{rest}");
+        }
+    }
+    format!("{conv}.bn")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torch_paths() {
+        assert_eq!(
+            torch_path("/layer1/layer1.0/conv1/Conv").as_deref(),
+            Some("layer1.0.conv1")
+        );
+        assert_eq!(
+            torch_path("/features/features.0/features.0.0/Conv").as_deref(),
+            Some("features.0.0")
+        );
+        assert_eq!(
+            torch_path("/features/features.1/conv/conv.0/conv.0.0/Conv").as_deref(),
+            Some("features.1.conv.0.0")
+        );
+        assert_eq!(
+            torch_path("/layer1/layer1.0/downsample/downsample.0/Conv").as_deref(),
+            Some("layer1.0.downsample.0")
+        );
+        assert_eq!(torch_path("/conv1/Conv").as_deref(), Some("conv1"));
+        assert_eq!(torch_path("/Flatten").as_deref(), None);
+        assert_eq!(torch_path("Conv_0"), None);
+    }
+
+    #[test]
+    fn bn_names() {
+        assert_eq!(bn_name_after("layer1.0.conv1"), "layer1.0.bn1");
+        assert_eq!(bn_name_after("conv1"), "bn1");
+        assert_eq!(bn_name_after("features.0.0"), "features.0.1");
+        assert_eq!(
+            bn_name_after("layer1.0.downsample.0"),
+            "layer1.0.downsample.1"
+        );
+        assert_eq!(bn_name_after("stem"), "stem.bn");
+    }
+
+    use limpq_onnx::proto::{
+        tensor_shape_proto::Dimension, type_proto::Tensor as TensorType, OperatorSetIdProto,
+        TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+
+    fn init(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
+        TensorProto {
+            name: Some(name.into()),
+            dims: dims.to_vec(),
+            data_type: Some(DataType::Float as i32),
+            float_data: data,
+            ..Default::default()
+        }
+    }
+
+    fn node(
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        out: &str,
+        attrs: Vec<AttributeProto>,
+    ) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            attribute: attrs,
+            ..Default::default()
+        }
+    }
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            ints: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|d| Dimension {
+                value: Some(match d {
+                    Some(v) => dimension::Value::DimValue(*v),
+                    None => dimension::Value::DimParam("batch".into()),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(TensorType {
+                    elem_type: Some(DataType::Float as i32),
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A folded export: conv (with the folded bias) → ReLU → GAP → Flatten → Gemm.
+    fn tiny() -> ModelProto {
+        ModelProto {
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(17),
+            }],
+            graph: Some(GraphProto {
+                name: Some("tiny".into()),
+                node: vec![
+                    node(
+                        "Conv",
+                        "/layer1/layer1.0/conv1/Conv",
+                        &["x", "onnx::Conv_1", "onnx::Conv_2"],
+                        "c",
+                        vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+                    ),
+                    node("Relu", "/relu/Relu", &["c"], "r", vec![]),
+                    node(
+                        "GlobalAveragePool",
+                        "/avgpool/GlobalAveragePool",
+                        &["r"],
+                        "p",
+                        vec![],
+                    ),
+                    node("Flatten", "/Flatten", &["p"], "f", vec![]),
+                    node(
+                        "Gemm",
+                        "/fc/Gemm",
+                        &["f", "fc.weight", "fc.bias"],
+                        "y",
+                        vec![AttributeProto {
+                            name: Some("transB".into()),
+                            i: Some(1),
+                            ..Default::default()
+                        }],
+                    ),
+                ],
+                initializer: vec![
+                    init(
+                        "onnx::Conv_1",
+                        &[4, 2, 3, 3],
+                        (0..72).map(|i| i as f32 * 0.01).collect(),
+                    ),
+                    init("onnx::Conv_2", &[4], vec![0.1, -0.2, 0.3, -0.4]),
+                    init("fc.weight", &[3, 4], vec![0.5; 12]),
+                    init("fc.bias", &[3], vec![0.0; 3]),
+                ],
+                input: vec![value_info("x", &[None, Some(2), Some(5), Some(5)])],
+                output: vec![value_info("y", &[None, Some(3)])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_folded_export_gets_its_bn_back() {
+        let m = import(&tiny(), &ImportOptions::default()).unwrap();
+        let names: Vec<&str> = m.model.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "layer1.0.conv1",
+                "layer1.0.bn1",
+                "relu",
+                "avgpool",
+                "flatten",
+                "fc"
+            ]
+        );
+        assert_eq!((m.model.input, m.model.classes), ((2, 5, 5), 3));
+        let t = |n: &str| &m.tensors.iter().find(|t| t.name == n).unwrap().data;
+        assert_eq!(t("layer1.0.bn1.bias"), &vec![0.1, -0.2, 0.3, -0.4]);
+        assert!(m.tensors.iter().all(|t| t.name != "layer1.0.conv1.bias"));
+        let keep = ImportOptions {
+            folded_bn: FoldedBn::Keep,
+            ..Default::default()
+        };
+        let m = import(&tiny(), &keep).unwrap();
+        assert!(m.model.nodes.iter().all(|n| n.op != Op::BatchNorm));
+    }
+
+    #[test]
+    fn bad_graphs_are_named_errors() {
+        let mut g = tiny();
+        g.graph.as_mut().unwrap().node[1].op_type = Some("Sigmoid".into());
+        let e = import(&g, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'/relu/Relu' (Sigmoid)") && e.contains("supported: Conv"),
+            "{e}"
+        );
+        let mut g = tiny();
+        g.graph.as_mut().unwrap().initializer[2].float_data.pop();
+        let e = import(&g, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fc.weight") && e.contains("11 values"), "{e}");
+        let mut g = tiny();
+        g.opset_import[0].version = Some(99);
+        let e = import(&g, &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("opset 99"), "{e}");
+    }
+
+    /// Every prefix of a valid file, and every single-byte change, is an error or a model,
+    /// never a panic.
+    #[test]
+    fn no_bytes_panic() {
+        let bytes = limpq_onnx::write_model(&tiny());
+        for len in 0..bytes.len() {
+            let _ = import_bytes(&bytes[..len], &ImportOptions::default());
+        }
+        for i in 0..bytes.len() {
+            for v in [0u8, 1, 0x7f, 0xff] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                let _ = import_bytes(&b, &ImportOptions::default());
+            }
+        }
+    }
+}
