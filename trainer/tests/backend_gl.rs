@@ -10,6 +10,10 @@
 //! the included files (they need subgroups, which GL lacks: `common::conv_algos` leaves
 //! them out and says so).
 
+// Each included file declares `mod common;` and so gets its own copy of the helpers: its own
+// GL device and its own one-test-at-a-time lock, as when it runs alone.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "kernels_ops.rs"]
 mod ops;
 
