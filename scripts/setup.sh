@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Installs what limpq's GPU tests and demo need on a Debian machine: the software Vulkan
-# adapter (Mesa lavapipe) and Fashion-MNIST; and the C++ compiler the C ABI's tests build
+# adapter (Mesa lavapipe), Mesa's EGL / GLES with llvmpipe for the GL backend, and
+# Fashion-MNIST; and the C++ compiler the C ABI's tests build
 # their C++ program with (the C one, `cc`, is rustc's linker already). Skips what is
 # already there.
 set -euo pipefail
 need=()
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need+=(mesa-vulkan-drivers)
 ldconfig -p | grep -q 'libvulkan.so.1' || need+=(libvulkan1)
+# wgpu's GL backend (tests/backend_gl.rs): EGL with Mesa's vendor library, and llvmpipe's
+# DRI driver (swrast) it opens headless.
+ldconfig -p | grep -q 'libEGL.so.1' || need+=(libegl1)
+ldconfig -p | grep -q 'libEGL_mesa.so.0' || need+=(libegl-mesa0)
+ldconfig -p | grep -q 'libGLESv2.so.2' || need+=(libgles2)
+[ -n "$(ls /usr/lib/*/dri/swrast_dri.so 2>/dev/null)" ] || need+=(libgl1-mesa-dri)
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 command -v c++ >/dev/null || need+=(g++)
 # With --mpi (CI passes it): Open MPI and what the `mpi` feature's bindings need to build

@@ -78,11 +78,14 @@ fn main(
             let wr = wb + ky * p.kw;
             for (var kx = 0u; kx < p.kw; kx++) {
                 // Lane t: ox·s = r + pad - kx + s·(m0 + t); the same divisibility for all.
-                let t0 = i32(rx + p.pad) - i32(kx);
-                if t0 % si != 0 {
+                // t0 = r + pad - kx may be negative; shifted by s·kw it is not, so `%` and
+                // `/` see no negative operand (WGSL truncates there, but GLSL leaves it
+                // undefined and llvmpipe's GL computes it unsigned: -1 % 3 == 0).
+                let tu = rx + p.pad + s * p.kw - kx;
+                if tu % s != 0u {
                     continue;
                 }
-                let ox = vec4<i32>(t0 / si) + lanes;
+                let ox = vec4<i32>(i32(tu / s) - i32(p.kw)) + lanes;
                 let ok = ox >= vec4<i32>(0) & ox <= vec4<i32>(omax);
                 let oc = vec4<u32>(clamp(ox, vec4<i32>(0), vec4<i32>(omax)));
                 let dv = select(

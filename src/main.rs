@@ -14,6 +14,12 @@ struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// The GPU adapter of every command that opens one: its index or (part of) its name as
+    /// `limpq devices` lists them, a backend (vulkan, metal, dx12, gl), or BACKEND:INDEX /
+    /// BACKEND:NAME; default LIMPQ_ADAPTER, else the preferred adapter (discrete first,
+    /// software last, GL after the others).
+    #[arg(long, global = true, value_name = "N|NAME|BACKEND[:N|NAME]")]
+    adapter: Option<limpq_trainer::gpu::AdapterPick>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +79,11 @@ fn main() -> std::process::ExitCode {
     // Before any thread exists: it may set an environment variable.
     limpq_trainer::gpu::quiet_headless_probing();
     let cli = Cli::parse();
+    if let Some(pick) = &cli.adapter {
+        // Still before any thread exists. Every command (and every daemon worker without
+        // an adapter of its own) opens its GPU with `GpuOptions::from_env`, which reads it.
+        std::env::set_var(limpq_trainer::gpu::ADAPTER_ENV, &pick.text);
+    }
     init_logging(cli.verbose);
     #[cfg(feature = "mpi")]
     let job = match mpi_job::join(&cli.command) {
@@ -266,8 +277,16 @@ fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
+    // wgpu's GL backend logs an error for every EGL platform it probes and cannot open on
+    // a headless machine (`DRI2: failed to load driver`) before it finds one it can; those
+    // show from -vv on.
+    let default = if verbose < 2 {
+        format!("{level},wgpu_hal::gles::egl=off")
+    } else {
+        level.to_string()
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,23 +1,24 @@
-//! `limpq devices`: the adapters wgpu sees, and the one training would use; the list is
+//! `limpq devices`: every adapter wgpu sees on every backend, numbered as `--adapter N`
+//! counts them, and the one a command would open; the list is
 //! `limpq_trainer::gpu::AdapterList`.
-use limpq_trainer::gpu::{AdapterList, GpuOptions};
+use limpq_trainer::gpu::{AdapterList, Gpu, GpuOptions};
 
 use super::out::OutputFormat;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Search only these backends (comma list: vulkan, metal, dx12, gl); default WGPU_BACKEND,
-    /// else Vulkan/Metal/DX12, and GL only when they offer no adapter.
+    /// List only these backends (comma list: vulkan, metal, dx12, gl); default WGPU_BACKEND,
+    /// else all of them.
     #[arg(long)]
     backend: Option<String>,
-    /// Choose among adapters whose name contains this (case-insensitive); default
-    /// WGPU_ADAPTER_NAME.
-    #[arg(long)]
-    adapter: Option<String>,
     /// `table`: a row per adapter; `json` / `ron`: every adapter's name, type, backend,
     /// driver, limits and features, and the index of the chosen one.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     format: OutputFormat,
+    /// Also open the chosen adapter (create its device, as a training command would) and
+    /// print `opened: NAME (BACKEND, TYPE)` and the optional features it was given.
+    #[arg(long)]
+    open: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -25,23 +26,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(b) = &args.backend {
         opts = opts.with_backend_list(b);
     }
-    if let Some(a) = &args.adapter {
-        opts = opts.with_adapter_name(a);
-    }
-    let list = AdapterList::new(&opts);
+    let (list, why) = AdapterList::new(&opts);
     if list.adapters.is_empty() {
         anyhow::bail!(
             "wgpu sees no adapter; install a Vulkan driver (Mesa lavapipe: mesa-vulkan-drivers) \
              or check WGPU_BACKEND"
         );
     }
-    let why_none = match args
-        .adapter
-        .clone()
-        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
-    {
-        Some(n) => format!(": no name contains {n:?} (--adapter / WGPU_ADAPTER_NAME)"),
-        None => String::new(),
-    };
-    args.format.print(&list, || list.to_text(&why_none))
+    let why_none = why.map(|e| format!(": {e}")).unwrap_or_default();
+    args.format.print(&list, || list.to_text(&why_none))?;
+    if list.chosen.is_none() {
+        anyhow::bail!("no adapter qualifies{why_none}");
+    }
+    if args.open {
+        let gpu = Gpu::new(&opts)?;
+        let caps = gpu.caps();
+        println!(
+            "opened: {} ({}, {}); shader-f16={} subgroups-of-8={} cooperative-matrix={}",
+            gpu.summary.name,
+            gpu.summary.backend,
+            gpu.summary.device_type,
+            caps.shader_f16,
+            caps.subgroup8,
+            caps.coop_f16
+        );
+    }
+    Ok(())
 }

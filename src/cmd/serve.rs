@@ -43,6 +43,11 @@ pub struct Args {
     #[arg(long, default_value_t = 1,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub workers: usize,
+    /// The adapter of one worker (repeat: the first for worker 0, the next for worker 1, ...;
+    /// as `--adapter` writes it). As many workers as values are started unless `--workers`
+    /// asks for more; workers without one take `--adapter` / LIMPQ_ADAPTER's choice.
+    #[arg(long = "worker-adapter", value_name = "N|NAME|BACKEND[:N|NAME]")]
+    pub worker_adapter: Vec<limpq_trainer::gpu::AdapterPick>,
     /// TEST-ONLY: accept the `Count` job kind used by the daemon's tests.
     #[arg(long, hide = true)]
     pub test_jobs: bool,
@@ -52,7 +57,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let state = args.endpoint.state_dir()?;
     let socket = args.endpoint.socket_path()?;
     let mut cfg = Config::new(socket.clone(), state.clone());
-    cfg.workers = args.workers;
+    cfg.workers = args.workers.max(args.worker_adapter.len());
+    cfg.worker_adapters = args.worker_adapter;
     cfg.test_jobs = args.test_jobs;
     // Announced once the socket is bound, so a failed start prints only its error.
     daemon::run_then(cfg, || {

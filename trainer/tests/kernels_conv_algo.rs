@@ -6,7 +6,7 @@
 mod common;
 
 use common::{assert_close, Tol};
-use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions, Recorder, Tensor};
+use limpq_trainer::gpu::{Gpu, GpuError, Recorder, Tensor};
 use limpq_trainer::kernels::conv::{
     Conv2dBackwardData, Conv2dBackwardWeight, Conv2dForward, ConvAlgo, ConvPolicy, ConvRule,
 };
@@ -52,7 +52,7 @@ fn conv_algo_parses_the_override_values() {
 /// A device and the rule `algo` as the override makes on it, or `None` (skip) without any
 /// adapter.
 fn gpu_with(algo: ConvAlgo) -> Option<(Gpu, ConvRule)> {
-    match Gpu::new(&GpuOptions::default()) {
+    match Gpu::new(&common::gpu_options()) {
         Ok(g) => {
             let rule = ConvPolicy::Force(algo)
                 .rule(&g)

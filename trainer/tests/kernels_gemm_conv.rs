@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, gpu_or_skip, Tol};
-use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::gpu::Gpu;
 use limpq_trainer::kernels::gemm::{Gemm, GemmShape};
 use limpq_trainer::kernels::{Recorder, Tensor};
 use limpq_trainer::reference;
@@ -367,7 +367,7 @@ fn conv_grid_split_beyond_the_per_dimension_limit() {
     if gpu_or_skip("conv_grid_split").is_none() {
         return;
     }
-    let mut gpu = Gpu::new(&GpuOptions::from_env()).unwrap();
+    let mut gpu = Gpu::new(&common::gpu_options()).unwrap();
     gpu.limits.max_compute_workgroups_per_dimension = 20;
     // Workgroups: forward 25 (grid 20×2), backward weight 288 (20×15), data 13, bias 8.
     check_conv_on(

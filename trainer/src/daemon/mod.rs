@@ -41,6 +41,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Worker threads (one per adapter; more only in tests).
     pub workers: usize,
+    /// The adapter worker `i` opens for its GPU jobs (`worker_adapters[i]`); workers past
+    /// the list's end (all of them when it is empty) take the process's choice
+    /// (`LIMPQ_ADAPTER`, else the preferred adapter).
+    pub worker_adapters: Vec<crate::gpu::AdapterPick>,
     /// Accept the test-only `Count` job kind.
     pub test_jobs: bool,
     /// Largest request frame accepted.
@@ -64,6 +68,7 @@ impl Config {
             socket,
             state_dir,
             workers: 1,
+            worker_adapters: Vec::new(),
             test_jobs: false,
             max_frame: protocol::MAX_FRAME,
             tick: Duration::from_millis(100),

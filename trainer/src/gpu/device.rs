@@ -42,6 +42,13 @@ pub enum GpuError {
     NoAdapter { backends: String },
     /// `WGPU_ADAPTER_NAME` (or [`GpuOptions::adapter_name`]) matched none of the adapters.
     NoMatchingAdapter { wanted: String, seen: Vec<String> },
+    /// `--adapter` / `LIMPQ_ADAPTER` ([`AdapterPick`]) matched none of the adapters; `seen`
+    /// lists them as `limpq devices` numbers them.
+    NoSuchAdapter {
+        wanted: String,
+        source: String,
+        seen: Vec<String>,
+    },
     /// The adapter refused the device request.
     RequestDevice(String),
     /// The device was lost (driver reset, out of memory on some drivers, destroyed).
@@ -80,6 +87,20 @@ impl fmt::Display for GpuError {
                     seen.join(", ")
                 }
             ),
+            GpuError::NoSuchAdapter {
+                wanted,
+                source,
+                seen,
+            } => write!(
+                f,
+                "no adapter matches {wanted:?} ({source}: an index, a name or part of one, a \
+                 backend, or BACKEND:INDEX / BACKEND:NAME); adapters (`limpq devices`): {}",
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.join("; ")
+                }
+            ),
             GpuError::RequestDevice(m) => write!(f, "device request failed: {m}"),
             GpuError::DeviceLost(m) => write!(f, "GPU device lost: {m}"),
             GpuError::Validation(m) => write!(f, "GPU validation error: {m}"),
@@ -115,6 +136,141 @@ pub struct GpuOptions {
     /// Keep only adapters whose name contains this (case-insensitive); `None` reads
     /// `WGPU_ADAPTER_NAME`.
     pub adapter_name: Option<String>,
+    /// One adapter by index, name or backend ([`AdapterPick`]); `None` reads
+    /// `LIMPQ_ADAPTER`. When set, every backend is searched (GL included) and the adapter
+    /// is picked from the list `limpq devices` shows.
+    pub adapter: Option<AdapterPick>,
+}
+
+/// Environment variable naming the adapter every command opens (`--adapter` sets it).
+pub const ADAPTER_ENV: &str = "LIMPQ_ADAPTER";
+
+/// Which adapter to open, as `--adapter` / `LIMPQ_ADAPTER` write it: `N` (the index
+/// `limpq devices` shows), `NAME` (case-insensitive part of the adapter's name), a backend
+/// (`vulkan`, `metal`, `dx12`, `gl`: the preferred adapter of that backend), or
+/// `BACKEND:N` / `BACKEND:NAME` (the index counts that backend's adapters only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterPick {
+    /// The text as given, for messages.
+    pub text: String,
+    pub backend: Option<wgpu::Backend>,
+    pub which: Which,
+}
+
+/// The adapter part of an [`AdapterPick`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// The preferred one (discrete first, software last, GL after the others).
+    Preferred,
+    /// This position in the list.
+    Index(usize),
+    /// The preferred one whose name contains this (lower case).
+    Name(String),
+}
+
+fn parse_backend(s: &str) -> Option<wgpu::Backend> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Some(wgpu::Backend::Vulkan),
+        "metal" | "mtl" => Some(wgpu::Backend::Metal),
+        "dx12" | "d3d12" => Some(wgpu::Backend::Dx12),
+        "gl" | "gles" | "opengl" => Some(wgpu::Backend::Gl),
+        _ => None,
+    }
+}
+
+impl std::str::FromStr for AdapterPick {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim();
+        if text.is_empty() {
+            return Err(
+                "empty adapter choice (give an index, a name, a backend, or \
+                        BACKEND:INDEX / BACKEND:NAME)"
+                    .into(),
+            );
+        }
+        let (backend, rest) = match text.split_once(':') {
+            Some((b, rest)) => match parse_backend(b) {
+                Some(b) => (Some(b), rest.trim()),
+                None => {
+                    return Err(format!(
+                        "{text:?}: unknown backend {b:?} before ':' (allowed: vulkan, metal, \
+                         dx12, gl)"
+                    ))
+                }
+            },
+            None => match parse_backend(text) {
+                Some(b) => (Some(b), ""),
+                None => (None, text),
+            },
+        };
+        let which = if rest.is_empty() {
+            Which::Preferred
+        } else if rest.bytes().all(|c| c.is_ascii_digit()) {
+            Which::Index(
+                rest.parse()
+                    .map_err(|_| format!("{text:?}: adapter index {rest} is too large"))?,
+            )
+        } else {
+            Which::Name(rest.to_lowercase())
+        };
+        Ok(AdapterPick {
+            text: text.to_string(),
+            backend,
+            which,
+        })
+    }
+}
+
+/// A line naming adapter `i` of a list, for errors.
+fn adapter_line(i: usize, info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{i}: {} ({:?}, {:?})",
+        info.name, info.backend, info.device_type
+    )
+}
+
+/// Index into `infos` (the list `limpq devices` shows) of the adapter `pick` names;
+/// `source` says where the choice came from, for the error.
+pub fn pick_adapter(
+    infos: &[wgpu::AdapterInfo],
+    pick: &AdapterPick,
+    source: &str,
+) -> Result<usize, GpuError> {
+    let candidates: Vec<usize> = (0..infos.len())
+        .filter(|&i| pick.backend.is_none_or(|b| infos[i].backend == b))
+        .collect();
+    let preferred = |among: &[usize]| {
+        among.iter().copied().min_by_key(|&i| {
+            (
+                type_rank(infos[i].device_type),
+                backend_rank(infos[i].backend),
+                i,
+            )
+        })
+    };
+    let found = match &pick.which {
+        Which::Preferred => preferred(&candidates),
+        Which::Index(n) => candidates.get(*n).copied(),
+        Which::Name(name) => {
+            let named: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&i| infos[i].name.to_lowercase().contains(name.as_str()))
+                .collect();
+            preferred(&named)
+        }
+    };
+    found.ok_or_else(|| GpuError::NoSuchAdapter {
+        wanted: pick.text.clone(),
+        source: source.to_string(),
+        seen: infos
+            .iter()
+            .enumerate()
+            .map(|(i, a)| adapter_line(i, a))
+            .collect(),
+    })
 }
 
 impl GpuOptions {
@@ -134,6 +290,27 @@ impl GpuOptions {
     pub fn with_adapter_name(mut self, name: &str) -> Self {
         self.adapter_name = Some(name.to_string());
         self
+    }
+
+    /// Open the adapter `pick` names; overrides `LIMPQ_ADAPTER`.
+    pub fn with_adapter(mut self, pick: AdapterPick) -> Self {
+        self.adapter = Some(pick);
+        self
+    }
+
+    /// The adapter choice: the option, else `LIMPQ_ADAPTER` (empty: none), with where it
+    /// came from; a value that does not parse is an error naming the variable.
+    fn resolved_pick(&self) -> Result<Option<(AdapterPick, &'static str)>, GpuError> {
+        if let Some(p) = &self.adapter {
+            return Ok(Some((p.clone(), "--adapter")));
+        }
+        match std::env::var(ADAPTER_ENV) {
+            Ok(v) if !v.trim().is_empty() => v
+                .parse()
+                .map(|p| Some((p, "--adapter / LIMPQ_ADAPTER")))
+                .map_err(|e| GpuError::InvalidOption(format!("{ADAPTER_ENV}={v:?}: {e}"))),
+            _ => Ok(None),
+        }
     }
 
     fn resolved_name(&self) -> Option<String> {
@@ -158,6 +335,9 @@ pub struct AdapterSummary {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_compute_workgroup_storage_size: u32,
     pub max_storage_buffers_per_shader_stage: u32,
+    /// Subgroup sizes the adapter reports (min, max); meaningful with `subgroup`.
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
     /// Features of interest the adapter offers: `shader-f16`, `subgroup`,
     /// `cooperative-matrix`, `timestamp-query`. Not requested yet; noted for later kernels.
     pub features: Vec<&'static str>,
@@ -194,6 +374,8 @@ impl AdapterSummary {
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
             max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
             features,
         }
     }
@@ -270,6 +452,16 @@ fn backend_attempts(opts: &GpuOptions) -> Vec<wgpu::Backends> {
 /// one to choose, with the index of that one; else the last set's adapters and why none
 /// qualifies.
 fn search(opts: &GpuOptions) -> (Vec<wgpu::Adapter>, Result<usize, GpuError>) {
+    match opts.resolved_pick() {
+        Err(e) => return (Vec::new(), Err(e)),
+        Ok(Some((pick, source))) => {
+            let adapters = all_adapters(opts);
+            let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+            let chosen = pick_adapter(&infos, &pick, source);
+            return (adapters, chosen);
+        }
+        Ok(None) => {}
+    }
     let name = opts.resolved_name();
     let mut last = (
         Vec::new(),
@@ -294,15 +486,46 @@ fn search(opts: &GpuOptions) -> (Vec<wgpu::Adapter>, Result<usize, GpuError>) {
     last
 }
 
-/// Every adapter wgpu sees under `opts` on the backends [`Gpu::new`] would search, and the
-/// index of the one it would choose (`None` when none qualifies, e.g. the name filter
-/// matches nothing).
-pub fn list_adapters(opts: &GpuOptions) -> (Vec<AdapterSummary>, Option<usize>) {
-    let (adapters, chosen) = search(opts);
-    (
-        adapters.iter().map(AdapterSummary::of).collect(),
-        chosen.ok(),
-    )
+/// Every adapter of every backend `opts` allows (the option, else `WGPU_BACKEND`, else all,
+/// GL included), in wgpu's order, without the no-op stub: the list `limpq devices` numbers
+/// and [`AdapterPick`] indexes.
+fn all_adapters(opts: &GpuOptions) -> Vec<wgpu::Adapter> {
+    let backends = opts
+        .backends
+        .or_else(wgpu::Backends::from_env)
+        .unwrap_or(wgpu::Backends::all());
+    let instance = new_instance(backends);
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .filter(|a| a.get_info().backend != wgpu::Backend::Noop)
+        .collect()
+}
+
+/// Every adapter wgpu sees under `opts` on every backend allowed (see [`all_adapters`]), and
+/// the index of the one [`Gpu::new`] would choose, or why none qualifies.
+pub fn list_adapters(opts: &GpuOptions) -> (Vec<AdapterSummary>, Result<usize, GpuError>) {
+    let adapters = all_adapters(opts);
+    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+    let chosen = match opts.resolved_pick() {
+        Err(e) => Err(e),
+        Ok(Some((pick, source))) => pick_adapter(&infos, &pick, source),
+        Ok(None) => default_choice(&infos, opts.resolved_name().as_deref()),
+    };
+    (adapters.iter().map(AdapterSummary::of).collect(), chosen)
+}
+
+/// What [`Gpu::new`] chooses without an [`AdapterPick`] from a list of every backend's
+/// adapters: among the non-GL ones first (it searches Vulkan/Metal/DX12 before GL unless a
+/// backend was named), else among all.
+fn default_choice(infos: &[wgpu::AdapterInfo], name: Option<&str>) -> Result<usize, GpuError> {
+    let primary: Vec<usize> = (0..infos.len())
+        .filter(|&i| infos[i].backend != wgpu::Backend::Gl)
+        .collect();
+    let sub: Vec<wgpu::AdapterInfo> = primary.iter().map(|&i| infos[i].clone()).collect();
+    match choose_info(&sub, name) {
+        Ok(j) => Ok(primary[j]),
+        Err(_) => choose_info(infos, name),
+    }
 }
 
 /// What `limpq devices` shows: every adapter wgpu sees and the one training would use.
@@ -314,10 +537,14 @@ pub struct AdapterList {
 }
 
 impl AdapterList {
-    /// [`list_adapters`] under `opts`.
-    pub fn new(opts: &GpuOptions) -> AdapterList {
+    /// [`list_adapters`] under `opts`, with why none was chosen (if so).
+    pub fn new(opts: &GpuOptions) -> (AdapterList, Option<GpuError>) {
         let (adapters, chosen) = list_adapters(opts);
-        AdapterList { adapters, chosen }
+        let (chosen, why) = match chosen {
+            Ok(i) => (Some(i), None),
+            Err(e) => (None, Some(e)),
+        };
+        (AdapterList { adapters, chosen }, why)
     }
 
     /// The table: a row per adapter (`*` marks the chosen one), then the choice, or
@@ -355,7 +582,19 @@ impl AdapterList {
                 if a.features.is_empty() {
                     "-".to_string()
                 } else {
-                    a.features.join(",")
+                    a.features
+                        .iter()
+                        .map(|f| match *f {
+                            "subgroup" if a.subgroup_min_size == a.subgroup_max_size => {
+                                format!("subgroup({})", a.subgroup_min_size)
+                            }
+                            "subgroup" => {
+                                format!("subgroup({}-{})", a.subgroup_min_size, a.subgroup_max_size)
+                            }
+                            f => f.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
                 },
             ]);
         }
@@ -382,6 +621,62 @@ impl AdapterList {
             None => out += &format!("\nno adapter qualifies{why_none}\n"),
         }
         out
+    }
+}
+
+/// The optional device features kernels are chosen by, as plain facts: what
+/// [`Gpu::caps`] reports for a device, and what [`DeviceCaps::planned`] would ask an adapter
+/// for. Kernel selection (`HalfKind::allowed`, `ConvAlgo` on software adapters, the conv
+/// override checks) reads only this, so it can be checked against any backend's feature
+/// set without a device (`trainer/tests/shaders_backends.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceCaps {
+    /// `SHADER_F16`: `enable f16;` shaders (f16 storage) run.
+    pub shader_f16: bool,
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX` with 16×16×16 f16·f16→f32 tiles (and `SUBGROUP`,
+    /// subgroups of exactly 32): `shaders/gemm_coop.wgsl` runs.
+    pub coop_f16: bool,
+    /// `SUBGROUP` with subgroups of exactly 32 (true whenever `coop_f16` is).
+    pub subgroup32: bool,
+    /// A CPU adapter with `SUBGROUP` and subgroups of exactly 8: the `conv2d_*_bcast.wgsl`
+    /// kernels run.
+    pub subgroup8: bool,
+    /// A CPU (software) adapter: conv `Auto` takes the CPU kernels.
+    pub cpu: bool,
+}
+
+impl DeviceCaps {
+    /// What [`Gpu::new`] asks for on an adapter of `device_type` offering `features` (after
+    /// the `LIMPQ_NO_*` switches took theirs away), with subgroups of `subgroup_sizes`
+    /// (min, max), `coop_tile` telling whether it lists a 16×16×16 f16·f16→f32
+    /// cooperative-matrix configuration:
+    /// - f16 storage wherever `SHADER_F16` is offered;
+    /// - cooperative matrices only with f16, `SUBGROUP` and subgroups of exactly 32 (the
+    ///   tensor-core kernel names its subgroup, and a 32-invocation workgroup must be one
+    ///   whole subgroup), and the tile listed;
+    /// - subgroups of 8 on CPU adapters with `SUBGROUP` and subgroups of exactly 8
+    ///   (lavapipe on x86-64).
+    pub fn planned(
+        features: wgpu::Features,
+        subgroup_sizes: (u32, u32),
+        device_type: wgpu::DeviceType,
+        coop_tile: bool,
+    ) -> DeviceCaps {
+        let cpu = device_type == wgpu::DeviceType::Cpu;
+        let shader_f16 = features.contains(wgpu::Features::SHADER_F16);
+        let subgroup = features.contains(wgpu::Features::SUBGROUP);
+        let coop_f16 = shader_f16
+            && subgroup
+            && features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && coop_tile
+            && subgroup_sizes == (32, 32);
+        DeviceCaps {
+            shader_f16,
+            coop_f16,
+            subgroup32: coop_f16,
+            subgroup8: subgroup && cpu && subgroup_sizes == (8, 8),
+            cpu,
+        }
     }
 }
 
@@ -447,22 +742,28 @@ impl Gpu {
             tracing::warn!(adapter = %summary.name, "using a software adapter: expect it to be slow");
         }
         let limits = adapter.limits();
-        let want_f16 =
-            adapter.features().contains(wgpu::Features::SHADER_F16) && !env_off("LIMPQ_NO_F16");
         let info = adapter.get_info();
-        let has_subgroup = adapter.features().contains(wgpu::Features::SUBGROUP);
-        let sg_sizes = (info.subgroup_min_size, info.subgroup_max_size);
-        // The tensor-core kernel names its subgroup (`subgroup_id`), so cooperative matrices
-        // are only asked for together with SUBGROUP (subgroups of 32: `coop_f16_usable`).
-        let want_coop =
-            want_f16 && has_subgroup && !env_off("LIMPQ_NO_COOP") && coop_f16_usable(&adapter);
-        let want_sg32 = want_coop;
-        // CPU adapters with 8-wide subgroups (lavapipe on x86-64) run the conv kernels that
-        // share loads by subgroup broadcast (`ConvAlgo::Broadcast`).
-        let want_sg8 = has_subgroup
-            && sg_sizes == (8, 8)
-            && summary.device_type == "Cpu"
-            && !env_off("LIMPQ_NO_SUBGROUP");
+        // The switches take a feature away before the plan sees it.
+        let mut offered = adapter.features();
+        if env_off("LIMPQ_NO_F16") {
+            offered.remove(wgpu::Features::SHADER_F16);
+        }
+        if env_off("LIMPQ_NO_COOP") {
+            offered.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        }
+        if env_off("LIMPQ_NO_SUBGROUP") && info.device_type == wgpu::DeviceType::Cpu {
+            offered.remove(wgpu::Features::SUBGROUP);
+        }
+        let plan = DeviceCaps::planned(
+            offered,
+            (info.subgroup_min_size, info.subgroup_max_size),
+            info.device_type,
+            coop_f16_tile(&adapter),
+        );
+        let want_f16 = plan.shader_f16;
+        let want_coop = plan.coop_f16;
+        let want_sg32 = plan.subgroup32;
+        let want_sg8 = plan.subgroup8;
         let request = |f16: bool, coop: bool, sg: bool| {
             let mut required_features = wgpu::Features::empty();
             if f16 {
@@ -573,6 +874,17 @@ impl Gpu {
         })
     }
 
+    /// The optional features this device was created with, as kernel selection reads them.
+    pub fn caps(&self) -> DeviceCaps {
+        DeviceCaps {
+            shader_f16: self.shader_f16,
+            coop_f16: self.coop_f16,
+            subgroup32: self.subgroup32,
+            subgroup8: self.subgroup8,
+            cpu: self.is_cpu(),
+        }
+    }
+
     /// Whether the adapter is a CPU (software) one, such as Mesa lavapipe.
     pub fn is_cpu(&self) -> bool {
         self.adapter.get_info().device_type == wgpu::DeviceType::Cpu
@@ -647,22 +959,13 @@ fn env_off(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Whether `shaders/gemm_coop.wgsl` can run on `adapter`: it offers cooperative matrices with
-/// a 16×16×16 f16·f16→f32 configuration, and its subgroups are exactly 32 wide (so the
-/// kernel's 32-invocation workgroup is one full subgroup).
-fn coop_f16_usable(adapter: &wgpu::Adapter) -> bool {
-    if !adapter
+/// Whether `adapter` lists a 16×16×16 f16·f16→f32 cooperative-matrix configuration (the
+/// subgroup width `shaders/gemm_coop.wgsl` also needs is [`DeviceCaps::planned`]'s business).
+fn coop_f16_tile(adapter: &wgpu::Adapter) -> bool {
+    adapter
         .features()
         .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
-    {
-        return false;
-    }
-    let info = adapter.get_info();
-    coop_config_ok(
-        &adapter.cooperative_matrix_properties(),
-        info.subgroup_min_size,
-        info.subgroup_max_size,
-    )
+        && coop_config_ok(&adapter.cooperative_matrix_properties(), 32, 32)
 }
 
 fn coop_config_ok(
@@ -750,5 +1053,90 @@ mod tests {
             choose_info(&[info("noop", T::Other, B::Noop)], None),
             Err(GpuError::NoAdapter { .. })
         ));
+    }
+
+    #[test]
+    fn adapter_pick_parses_index_name_backend() {
+        let p = |s: &str| s.parse::<AdapterPick>();
+        assert_eq!(p("1").unwrap().which, Which::Index(1));
+        assert_eq!(p(" 1 ").unwrap().backend, None);
+        assert_eq!(p("LLVMpipe").unwrap().which, Which::Name("llvmpipe".into()));
+        let gl = p("GL").unwrap();
+        assert_eq!(
+            (gl.backend, gl.which),
+            (Some(wgpu::Backend::Gl), Which::Preferred)
+        );
+        let v0 = p("vulkan:0").unwrap();
+        assert_eq!(
+            (v0.backend, v0.which),
+            (Some(wgpu::Backend::Vulkan), Which::Index(0))
+        );
+        let vn = p("dx12:Radeon RX").unwrap();
+        assert_eq!(
+            (vn.backend, vn.which),
+            (Some(wgpu::Backend::Dx12), Which::Name("radeon rx".into()))
+        );
+        for bad in ["", "  ", "opengles:1", "99999999999999999999999"] {
+            let e = p(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad:?}");
+        }
+        assert!(p("opengles:1").unwrap_err().contains("opengles"));
+    }
+
+    #[test]
+    fn pick_adapter_by_index_name_and_backend() {
+        use wgpu::{Backend as B, DeviceType as T};
+        // As `limpq devices` lists a two-GPU workstation with lavapipe and GL.
+        let list = [
+            info("NVIDIA H200", T::DiscreteGpu, B::Vulkan),
+            info("NVIDIA RTX 4090", T::DiscreteGpu, B::Vulkan),
+            info("llvmpipe (LLVM 15)", T::Cpu, B::Vulkan),
+            info("NVIDIA H200/PCIe", T::DiscreteGpu, B::Gl),
+            info("llvmpipe (LLVM 15)", T::Cpu, B::Gl),
+        ];
+        let pick = |s: &str| pick_adapter(&list, &s.parse().unwrap(), "--adapter");
+        assert_eq!(pick("1"), Ok(1));
+        assert_eq!(pick("4"), Ok(4));
+        assert_eq!(pick("rtx"), Ok(1));
+        // A name on two backends: the non-GL one; a backend narrows it.
+        assert_eq!(pick("LLVMPIPE"), Ok(2));
+        assert_eq!(pick("gl:llvmpipe"), Ok(4));
+        // An index after a backend counts that backend's adapters.
+        assert_eq!(pick("gl:0"), Ok(3));
+        assert_eq!(pick("vulkan:2"), Ok(2));
+        // A backend alone: its preferred adapter (discrete first).
+        assert_eq!(pick("gl"), Ok(3));
+        assert_eq!(pick("vulkan"), Ok(0));
+        for bad in ["5", "radeon", "gl:2", "metal", "dx12:0"] {
+            match pick(bad) {
+                Err(e @ GpuError::NoSuchAdapter { .. }) => {
+                    let m = e.to_string();
+                    assert!(m.contains(&format!("{bad:?}")), "{m}");
+                    assert!(m.contains("--adapter"), "{m}");
+                    assert!(
+                        m.contains("0: NVIDIA H200 (Vulkan, DiscreteGpu)")
+                            && m.contains("4: llvmpipe (LLVM 15) (Gl, Cpu)"),
+                        "the error lists every adapter: {m}"
+                    );
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            pick_adapter(&[], &"0".parse().unwrap(), "LIMPQ_ADAPTER"),
+            Err(GpuError::NoSuchAdapter { .. })
+        ));
+    }
+
+    #[test]
+    fn default_choice_prefers_non_gl_like_the_search() {
+        use wgpu::{Backend as B, DeviceType as T};
+        let list = [
+            info("llvmpipe", T::Cpu, B::Vulkan),
+            info("NVIDIA", T::DiscreteGpu, B::Gl),
+        ];
+        assert_eq!(default_choice(&list, None), Ok(0));
+        assert_eq!(default_choice(&list[1..], None), Ok(0));
+        assert_eq!(default_choice(&list, Some("nvidia")), Ok(1));
     }
 }

@@ -37,7 +37,8 @@ pub mod recorder;
 pub mod tensor;
 
 pub use device::{
-    list_adapters, quiet_headless_probing, AdapterList, AdapterSummary, Gpu, GpuError, GpuOptions,
+    list_adapters, pick_adapter, quiet_headless_probing, AdapterList, AdapterPick, AdapterSummary,
+    DeviceCaps, Gpu, GpuError, GpuOptions, Which, ADAPTER_ENV,
 };
 pub use kernel::{expand_includes, Binding, KernelSpec, Specialization};
 pub use pipeline::{

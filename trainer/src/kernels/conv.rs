@@ -19,7 +19,7 @@ use super::{
     grid, pipeline, specialized_pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Pipeline,
     Recorder, Specialization, Tensor,
 };
-use crate::gpu::{Gpu, GpuError};
+use crate::gpu::{DeviceCaps, Gpu, GpuError};
 use crate::shapes::Conv2dShape;
 
 static FORWARD: KernelSpec = KernelSpec {
@@ -423,14 +423,15 @@ impl ConvPolicy {
     /// [`GpuError::InvalidOption`] naming the override, the adapter and what it lacks.
     pub fn rule(self, gpu: &Gpu) -> Result<ConvRule, GpuError> {
         let auto = self.algo()?;
-        if auto == ConvAlgo::F16Gemm && !gpu.shader_f16 {
+        let caps = gpu.caps();
+        if auto == ConvAlgo::F16Gemm && !auto.allowed(&caps) {
             return Err(GpuError::InvalidOption(format!(
                 "conv algorithm override f16gemm ({CONV_ALGO_ENV}): adapter {} was not given \
                  SHADER_F16 (not offered, or LIMPQ_NO_F16 set)",
                 gpu.summary.name
             )));
         }
-        if auto == ConvAlgo::Broadcast && !gpu.subgroup8 {
+        if auto == ConvAlgo::Broadcast && !auto.allowed(&caps) {
             return Err(GpuError::InvalidOption(format!(
                 "conv algorithm override broadcast ({CONV_ALGO_ENV}): adapter {} is not a CPU \
                  adapter with subgroups of exactly 8 given SUBGROUP (or LIMPQ_NO_SUBGROUP is \
@@ -589,24 +590,48 @@ impl ConvRule {
     }
 }
 
+impl ConvAlgo {
+    /// Whether a device with `caps` can run this algorithm's kernels: `Broadcast` needs
+    /// subgroups of 8 ([`DeviceCaps::subgroup8`]), `F16Gemm` f16 storage; the others run
+    /// everywhere.
+    pub fn allowed(self, caps: &DeviceCaps) -> bool {
+        match self {
+            ConvAlgo::Broadcast => caps.subgroup8,
+            ConvAlgo::F16Gemm => caps.shader_f16,
+            _ => true,
+        }
+    }
+
+    /// What `Auto` may resolve to on a device with `caps`: the CPU kernel on a software
+    /// adapter (`Broadcast` with subgroups of 8, else `Blocked`), else implicit GEMM or
+    /// direct by shape.
+    pub fn auto_choices(caps: &DeviceCaps) -> &'static [ConvAlgo] {
+        if caps.cpu {
+            if caps.subgroup8 {
+                &[ConvAlgo::Broadcast]
+            } else {
+                &[ConvAlgo::Blocked]
+            }
+        } else {
+            &[ConvAlgo::ImplicitGemm, ConvAlgo::Direct]
+        }
+    }
+}
+
 /// Whether `Auto` should mean a CPU kernel (`Broadcast` or `Blocked`) on this adapter (a CPU
 /// / software adapter).
 fn software(gpu: &Gpu) -> bool {
-    gpu.is_cpu()
+    gpu.caps().cpu
 }
 
 /// The CPU adapters' kernel: `Broadcast` where subgroups of 8 were given, else `Blocked`.
 fn cpu_algo(gpu: &Gpu) -> ConvAlgo {
-    if gpu.subgroup8 {
-        ConvAlgo::Broadcast
-    } else {
-        ConvAlgo::Blocked
-    }
+    ConvAlgo::auto_choices(&gpu.caps())[0]
 }
 
 /// `Broadcast` asked for on a device without subgroups of 8: the error.
 fn check_broadcast(gpu: &Gpu, op: &str) -> Result<(), GpuError> {
-    if gpu.subgroup8 {
+    if ConvAlgo::Broadcast.allowed(&gpu.caps()) {
         return Ok(());
     }
     Err(GpuError::Unsupported(format!(
@@ -1276,4 +1301,47 @@ impl Conv2dBackwardBias {
     pub fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
         self.built.record(rec);
     }
+}
+
+/// Every pipeline of this module ([`super::pipelines`]), with the algorithms that build it.
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    use super::{Needs, PipelineEntry as E, SelectedBy::Conv};
+    use ConvAlgo as A;
+    // `Auto` resolves to one of the named algorithms; every one may also be asked for by
+    // name, so each pipeline is listed under the algorithms whose kernels include it.
+    const DIRECT: &[ConvAlgo] = &[A::Direct];
+    const GEMM: &[ConvAlgo] = &[A::ImplicitGemm];
+    // Backward weight of `Direct` and `ImplicitGemm`: the per-weight reduction.
+    const REDUCTION: &[ConvAlgo] = &[A::Direct, A::ImplicitGemm];
+    const BLOCKED: &[ConvAlgo] = &[A::Blocked];
+    const BCAST: &[ConvAlgo] = &[A::Broadcast];
+    const POINTWISE: &[ConvAlgo] = &[A::Pointwise];
+    let sg8 = Needs {
+        subgroup8: true,
+        ..Needs::NONE
+    };
+    vec![
+        E::spec(&FORWARD).by(Conv(DIRECT)),
+        E::specialized(&FORWARD_QX).by(Conv(DIRECT)),
+        E::spec(&BACKWARD_DATA).by(Conv(DIRECT)),
+        E::spec(&FORWARD_GEMM).by(Conv(GEMM)),
+        E::specialized(&FORWARD_GEMM_QX).by(Conv(GEMM)),
+        E::spec(&BACKWARD_DATA_GEMM).by(Conv(GEMM)),
+        E::spec(&BACKWARD_WEIGHT).by(Conv(REDUCTION)),
+        E::specialized(&BACKWARD_WEIGHT_QX).by(Conv(REDUCTION)),
+        E::spec(&FORWARD_BLOCKED).by(Conv(BLOCKED)),
+        E::specialized(&FORWARD_BLOCKED_QX).by(Conv(BLOCKED)),
+        E::spec(&BACKWARD_DATA_BLOCKED).by(Conv(BLOCKED)),
+        E::spec(&BACKWARD_WEIGHT_BLOCKED).by(Conv(BLOCKED)),
+        E::specialized(&BACKWARD_WEIGHT_BLOCKED_QX).by(Conv(BLOCKED)),
+        E::spec(&FORWARD_BCAST).by(Conv(BCAST)).needs(sg8),
+        E::specialized(&FORWARD_BCAST_QX).by(Conv(BCAST)).needs(sg8),
+        E::spec(&BACKWARD_DATA_BCAST).by(Conv(BCAST)).needs(sg8),
+        E::spec(&BACKWARD_WEIGHT_BCAST).by(Conv(BCAST)).needs(sg8),
+        E::specialized(&BACKWARD_WEIGHT_BCAST_QX)
+            .by(Conv(BCAST))
+            .needs(sg8),
+        E::spec(&POINTWISE_GEMM).by(Conv(POINTWISE)),
+        E::spec(&BACKWARD_BIAS),
+    ]
 }

@@ -335,3 +335,13 @@ impl Conv2dForwardHalf {
         }
     }
 }
+
+/// Every pipeline of this module ([`super::pipelines`]): built around any f16 GEMM kind.
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    use super::{PipelineEntry, SelectedBy};
+    vec![
+        PipelineEntry::spec(&IM2COL).by(SelectedBy::AnyHalf),
+        PipelineEntry::specialized(&IM2COL_CODES).by(SelectedBy::AnyHalf),
+        PipelineEntry::specialized(&SCALE_STEPS).by(SelectedBy::AnyHalf),
+    ]
+}

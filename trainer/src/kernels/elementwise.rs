@@ -274,3 +274,11 @@ impl Fill {
         self.launch.record(rec);
     }
 }
+
+/// Every pipeline of this module ([`super::pipelines`]).
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    [&RELU_FORWARD, &RELU_BACKWARD, &ADD, &AXPY, &FILL]
+        .into_iter()
+        .map(super::PipelineEntry::spec)
+        .collect()
+}

@@ -159,3 +159,8 @@ impl Gemm {
         }
     }
 }
+
+/// Every pipeline of this module ([`super::pipelines`]).
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    vec![super::PipelineEntry::spec(&GEMM)]
+}

@@ -22,7 +22,7 @@ use super::{
     grid, pipeline, specialized_pipeline, to_u32, uniform, Binding, Dispatch, KernelSpec, Recorder,
     Specialization, Tensor,
 };
-use crate::gpu::{Gpu, GpuError};
+use crate::gpu::{DeviceCaps, Gpu, GpuError};
 
 static PACK: KernelSpec = KernelSpec {
     id: "f16_pack",
@@ -180,15 +180,34 @@ pub enum HalfKind {
 }
 
 impl HalfKind {
+    /// Every kind.
+    pub const ALL: [HalfKind; 5] = [
+        HalfKind::F16,
+        HalfKind::Coop,
+        HalfKind::CoopPrefetch,
+        HalfKind::CoopWg4,
+        HalfKind::CoopWg4Prefetch,
+    ];
+
     /// Whether `gpu`'s device was created with what this kind needs.
     pub fn available(self, gpu: &Gpu) -> bool {
+        self.allowed(&gpu.caps())
+    }
+
+    /// Whether a device with `caps` has what this kind needs.
+    pub fn allowed(self, caps: &DeviceCaps) -> bool {
         match self {
-            HalfKind::F16 => gpu.shader_f16,
+            HalfKind::F16 => caps.shader_f16,
             HalfKind::Coop
             | HalfKind::CoopPrefetch
             | HalfKind::CoopWg4
-            | HalfKind::CoopWg4Prefetch => gpu.coop_f16 && gpu.subgroup32,
+            | HalfKind::CoopWg4Prefetch => caps.coop_f16 && caps.subgroup32,
         }
+    }
+
+    /// The product pipeline this kind builds (the packing kernels come with every kind).
+    pub fn pipeline_id(self) -> &'static str {
+        self.coop_specialization().map_or(GEMM_F16.id, |sp| sp.id)
     }
 
     /// The override constants of `gemm_coop.wgsl` this kind's pipeline is built with
@@ -209,9 +228,14 @@ impl HalfKind {
 
     /// Tensor cores where available, else the f16-storage kernel, else `None` (use f32).
     pub fn best(gpu: &Gpu) -> Option<HalfKind> {
+        Self::best_for(&gpu.caps())
+    }
+
+    /// [`HalfKind::best`] for a device with `caps`.
+    pub fn best_for(caps: &DeviceCaps) -> Option<HalfKind> {
         [HalfKind::Coop, HalfKind::F16]
             .into_iter()
-            .find(|k| k.available(gpu))
+            .find(|k| k.allowed(caps))
     }
 
     pub fn name(self) -> &'static str {
@@ -610,4 +634,29 @@ impl GemmF16 {
     pub fn record_product<'a>(&'a self, rec: &mut Recorder<'a>) {
         self.product.record(rec);
     }
+}
+
+/// Every pipeline of this module ([`super::pipelines`]): the packing kernels around every
+/// kind, and each kind's product kernel with the features it needs.
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    use super::{Needs, PipelineEntry, SelectedBy};
+    let mut out = vec![
+        PipelineEntry::spec(&PACK).by(SelectedBy::AnyHalf),
+        PipelineEntry::specialized(&PACK_CODES).by(SelectedBy::AnyHalf),
+    ];
+    for kind in HalfKind::ALL {
+        let entry = match kind.coop_specialization() {
+            None => PipelineEntry::spec(&GEMM_F16).needs(Needs {
+                f16: true,
+                ..Needs::NONE
+            }),
+            Some(sp) => PipelineEntry::specialized(sp).needs(Needs {
+                f16: true,
+                coop: true,
+                ..Needs::NONE
+            }),
+        };
+        out.push(entry.by(SelectedBy::Half(kind)));
+    }
+    out
 }

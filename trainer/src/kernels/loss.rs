@@ -137,3 +137,11 @@ impl SoftmaxCrossEntropy {
         self.reduce.record(rec);
     }
 }
+
+/// Every pipeline of this module ([`super::pipelines`]).
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    [&ROWS, &REDUCE]
+        .into_iter()
+        .map(super::PipelineEntry::spec)
+        .collect()
+}

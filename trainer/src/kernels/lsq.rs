@@ -255,3 +255,11 @@ impl LsqBackward {
         self.fin.record(rec);
     }
 }
+
+/// Every pipeline of this module ([`super::pipelines`]).
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    [&FORWARD, &BACKWARD]
+        .into_iter()
+        .map(super::PipelineEntry::spec)
+        .collect()
+}

@@ -385,3 +385,18 @@ impl BatchNorm2dBackward {
         }
     }
 }
+
+/// Every pipeline of this module ([`super::pipelines`]).
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    [
+        &STATS_PARTIAL,
+        &STATS_FINALIZE,
+        &APPLY,
+        &BACKWARD_PARTIAL,
+        &BACKWARD_FINALIZE,
+        &BACKWARD_APPLY,
+    ]
+    .into_iter()
+    .map(super::PipelineEntry::spec)
+    .collect()
+}

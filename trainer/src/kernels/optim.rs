@@ -128,3 +128,8 @@ impl Sgd {
         self.launch.record(rec);
     }
 }
+
+/// Every pipeline of this module ([`super::pipelines`]).
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    vec![super::PipelineEntry::spec(&SGD)]
+}

@@ -369,3 +369,18 @@ impl GlobalAvgPoolBackward {
     }
 }
 record_impl!(GlobalAvgPoolBackward);
+
+/// Every pipeline of this module ([`super::pipelines`]).
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    [
+        &MAX_FORWARD,
+        &MAX_BACKWARD,
+        &AVG_FORWARD,
+        &AVG_BACKWARD,
+        &GAP_FORWARD,
+        &GAP_BACKWARD,
+    ]
+    .into_iter()
+    .map(super::PipelineEntry::spec)
+    .collect()
+}

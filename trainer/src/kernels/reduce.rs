@@ -116,3 +116,11 @@ impl Sum {
         self.fin.record(rec);
     }
 }
+
+/// Every pipeline of this module ([`super::pipelines`]).
+pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
+    [&PARTIAL, &FINAL]
+        .into_iter()
+        .map(super::PipelineEntry::spec)
+        .collect()
+}

@@ -10,18 +10,64 @@
 use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
 use std::sync::OnceLock;
 
+/// Whether this test binary runs the kernel tests on wgpu's GL backend: `tests/backend_gl.rs`
+/// includes kernel test files, which reach their device through this module.
+pub fn on_gl() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .is_some_and(|s| s.starts_with("backend_gl"))
+}
+
+/// The adapter options of this test binary: GL in `backend_gl`, else the environment's
+/// (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `LIMPQ_ADAPTER`).
+pub fn gpu_options() -> GpuOptions {
+    if on_gl() {
+        GpuOptions::from_env().with_backend_list("gl")
+    } else {
+        GpuOptions::from_env()
+    }
+}
+
 /// One device per test binary: creating a Vulkan device on lavapipe costs ~100 ms and tests
 /// run on several threads.
 pub fn shared_gpu() -> &'static Result<Gpu, GpuError> {
     static GPU: OnceLock<Result<Gpu, GpuError>> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new(&GpuOptions::from_env()))
+    GPU.get_or_init(|| Gpu::new(&gpu_options()))
+}
+
+/// On GL one test at a time uses the device: wgpu's GL backend guards its one context with
+/// a lock it gives up on (panics) after 6 seconds, which tests waiting on each other's work
+/// on a busy software adapter exceed. The calling test thread holds the lock until it ends
+/// (libtest runs each test on a thread of its own; a thread that holds it already, as when
+/// tests run on one thread, keeps it).
+fn serialize_gl(gpu: &Gpu) {
+    use std::cell::RefCell;
+    use std::sync::{Mutex, MutexGuard};
+    static LOCK: Mutex<()> = Mutex::new(());
+    thread_local! {
+        static HELD: RefCell<Option<MutexGuard<'static, ()>>> = const { RefCell::new(None) };
+    }
+    if gpu.summary.backend != "Gl" {
+        return;
+    }
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.is_none() {
+            // A test that panicked while holding it poisoned it; the device is still usable.
+            *h = Some(LOCK.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    });
 }
 
 /// The shared GPU, or `None` after printing why the calling test skips. Only "no adapter"
 /// skips; any other failure to create the device fails the test.
 pub fn gpu_or_skip(test: &str) -> Option<&'static Gpu> {
     match shared_gpu() {
-        Ok(g) => Some(g),
+        Ok(g) => {
+            serialize_gl(g);
+            Some(g)
+        }
         Err(e @ GpuError::NoAdapter { .. }) => {
             eprintln!("SKIP {test}: {e}");
             None
@@ -87,7 +133,7 @@ pub const F16_OVERRIDE: limpq_trainer::kernels::conv::ConvPolicy =
 /// printing why the calling test skips: no adapter, or one without SHADER_F16 (whose refusal
 /// must name the override and the missing feature).
 pub fn f16_override_gpu_or_skip(test: &str) -> Option<Gpu> {
-    let gpu = match Gpu::new(&GpuOptions::default()) {
+    let gpu = match Gpu::new(&gpu_options()) {
         Ok(g) => g,
         Err(e @ GpuError::NoAdapter { .. }) => {
             eprintln!("SKIP {test}: {e}");

@@ -49,6 +49,9 @@ pub struct JobContext<'a> {
     stop: &'a AtomicU8,
     events: &'a Sender<WorkerEvent>,
     log: File,
+    /// The adapter this worker's GPU jobs open (`--worker-adapter`); `None`: the process's
+    /// choice (`--adapter` / `LIMPQ_ADAPTER`, else the preferred one).
+    pub adapter: Option<crate::gpu::AdapterPick>,
 }
 
 impl<'a> JobContext<'a> {
@@ -77,6 +80,7 @@ impl<'a> JobContext<'a> {
             stop,
             events,
             log,
+            adapter: None,
         })
     }
 

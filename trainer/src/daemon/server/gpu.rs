@@ -169,7 +169,11 @@ fn write_output(
 }
 
 fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {
-    let g = Gpu::new(&GpuOptions::from_env()).map_err(|e| format!("GPU: {e}"))?;
+    let mut opts = GpuOptions::from_env();
+    if let Some(pick) = &ctx.adapter {
+        opts = opts.with_adapter(pick.clone());
+    }
+    let g = Gpu::new(&opts).map_err(|e| format!("GPU: {e}"))?;
     ctx.log(format!(
         "adapter: {} ({})",
         g.summary.name, g.summary.backend

@@ -291,6 +291,13 @@ fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, Daem
     if config.workers == 0 {
         return Err(DaemonError::Config("workers must be at least 1".into()));
     }
+    if config.worker_adapters.len() > config.workers {
+        return Err(DaemonError::Config(format!(
+            "{} worker adapters given for {} workers (at most one per worker)",
+            config.worker_adapters.len(),
+            config.workers
+        )));
+    }
     prepare_state_dir(&config.state_dir)?;
     let lock = lock_state(&config.state_dir)?;
     let state = StateDir {
@@ -313,9 +320,10 @@ fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, Daem
     let mut workers = Vec::new();
     for w in 0..config.workers {
         let (rx, tx, jobs_dir) = (job_rx.clone(), ev_tx.clone(), state.jobs_dir());
+        let adapter = config.worker_adapters.get(w).cloned();
         let t = std::thread::Builder::new()
             .name(format!("limpq-worker-{w}"))
-            .spawn(move || worker(rx, tx, jobs_dir))
+            .spawn(move || worker(rx, tx, jobs_dir, adapter))
             .map_err(|e| DaemonError::Io(format!("spawning a worker: {e}")))?;
         workers.push(t);
     }
@@ -685,11 +693,17 @@ fn overflow_connection(stream: UnixStream, req_tx: RequestTx, limits: Limits) {
     let _ = send_reply(&mut t, &resp, cap);
 }
 
-fn worker(jobs: Receiver<Assignment>, events: Sender<WorkerEvent>, jobs_dir: PathBuf) {
+fn worker(
+    jobs: Receiver<Assignment>,
+    events: Sender<WorkerEvent>,
+    jobs_dir: PathBuf,
+    adapter: Option<crate::gpu::AdapterPick>,
+) {
     for a in jobs {
         let dir = jobs_dir.join(a.id.to_string());
         let result = match JobContext::new(a.id, &dir, &a.stop, &events) {
             Ok(mut ctx) => {
+                ctx.adapter = adapter.clone();
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     exec::run(&a.spec, &mut ctx)
                 }));
