@@ -1,25 +1,44 @@
-//! One module per subcommand: its clap `Args` and its `run`.
+//! One module per subcommand: its clap `Args` and its `run`. Those that need the GPU
+//! trainer (or its daemon) exist only with the `gpu` feature.
 pub mod bench;
+#[cfg(feature = "gpu")]
 pub mod bench_conv;
+#[cfg(feature = "gpu")]
 pub mod bench_gemm;
 pub mod bench_solver;
+#[cfg(feature = "gpu")]
 pub mod bench_train;
+#[cfg(feature = "gpu")]
 pub mod cancel;
+#[cfg(feature = "gpu")]
 pub mod demo;
+#[cfg(feature = "gpu")]
 pub mod devices;
+#[cfg(feature = "gpu")]
 pub mod eval;
+#[cfg(feature = "gpu")]
 pub mod finetune;
 pub mod import_limpq;
+#[cfg(feature = "gpu")]
 pub mod indicators;
+#[cfg(feature = "gpu")]
 pub mod jobs;
 pub mod layers;
 pub mod out;
+#[cfg(feature = "gpu")]
 pub mod pipeline;
+#[cfg(feature = "gpu")]
 pub mod progress;
+#[cfg(feature = "gpu")]
 pub mod run_args;
+#[cfg(feature = "gpu")]
 pub mod serve;
+#[cfg(feature = "gpu")]
 pub mod shutdown;
 pub mod solve;
+#[cfg(feature = "gpu")]
 pub mod submit;
+#[cfg(feature = "gpu")]
 pub mod train;
+#[cfg(feature = "gpu")]
 pub mod watch;
