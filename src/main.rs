@@ -10,6 +10,7 @@ mod cmd;
 /// solver (`limpq solve`).
 #[derive(Parser)]
 #[command(name = "limpq", version, about, long_about = None, after_help = cmd::out::EXIT_STATUS_HELP)]
+#[cfg_attr(not(feature = "gpu"), command(before_help = SOLVER_ONLY_HELP))]
 struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -18,18 +19,30 @@ struct Cli {
     /// `limpq devices` lists them, a backend (vulkan, metal, dx12, gl), or BACKEND:INDEX /
     /// BACKEND:NAME; default LIMPQ_ADAPTER, else the preferred adapter (discrete first,
     /// software last, GL after the others).
+    #[cfg(feature = "gpu")]
     #[arg(long, global = true, value_name = "N|NAME|BACKEND[:N|NAME]")]
     adapter: Option<limpq_trainer::gpu::AdapterPick>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// What `--help` says in a build without the GPU trainer.
+#[cfg(not(feature = "gpu"))]
+const SOLVER_ONLY_HELP: &str = "\
+This limpq is built without the `gpu` feature: the solver-only commands below. Training,
+evaluation, indicators, finetuning, the pipeline, the GPU benchmarks and the daemon need a
+build with it (the default: `cargo install --path .`).";
+
+// One value per process, parsed once: its size does not matter (without the `gpu` feature
+// `Solve`'s arguments are much larger than those of the commands left).
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Solve the bit-width search for an indicator file under budgets.
     Solve(cmd::solve::Args),
     /// Convert the PyTorch reference code's indicator pickle to an indicator file.
     ImportLimpq(cmd::import_limpq::Args),
+    #[cfg(feature = "gpu")]
     /// Import an ONNX model as a model description and a checkpoint of its weights.
     ImportOnnx(cmd::import_onnx::Args),
     /// Print per-layer MACs and parameter counts of a built-in model or MODEL.ron.
@@ -41,44 +54,68 @@ enum Command {
     /// model shape; `bench gemm`: GEMM TFLOP/s in f32, f16 and on tensor cores; `bench
     /// solver`: the exact solver against microlp).
     #[command(subcommand)]
+    #[cfg_attr(
+        not(feature = "gpu"),
+        command(
+            about = "Benchmarks (`bench solver`: the exact solver against microlp; the GPU \
+                         benchmarks need the `gpu` feature)"
+        )
+    )]
     Bench(cmd::bench::Bench),
+    #[cfg(feature = "gpu")]
     /// List the GPU adapters wgpu can see.
     Devices(cmd::devices::Args),
+    #[cfg(feature = "gpu")]
     /// Train a model in full precision on the GPU and write a checkpoint.
     Train(cmd::train::Args),
+    #[cfg(feature = "gpu")]
     /// Test accuracy of a checkpoint.
     Eval(cmd::eval::Args),
+    #[cfg(feature = "gpu")]
     /// Logits of a checkpoint on inputs from a .npy file, written as .npy.
     Infer(cmd::infer::Args),
+    #[cfg(feature = "gpu")]
     /// Learn the LSQ importance indicators jointly from a full-precision checkpoint.
     Indicators(cmd::indicators::Args),
+    #[cfg(feature = "gpu")]
     /// Measure each layer's loss increase at each bit-width (an indicator file from
     /// measured sensitivity instead of learned step sizes).
     Sensitivity(cmd::sensitivity::Args),
+    #[cfg(feature = "gpu")]
     /// Quantization-aware finetuning of a solved policy.
     Finetune(cmd::finetune::Args),
+    #[cfg(feature = "gpu")]
     /// Pretrain, learn indicators, search at each budget, finetune and report (JOB.ron).
     Pipeline(cmd::pipeline::Args),
+    #[cfg(feature = "gpu")]
     /// The whole method on embedded defaults (small CNN, Fashion-MNIST subset), in minutes.
     Demo(cmd::demo::Args),
+    #[cfg(feature = "gpu")]
     /// Run the trainer daemon (jobs from `limpq submit`) in the foreground.
     Serve(cmd::serve::Args),
+    #[cfg(feature = "gpu")]
     /// Queue a job file on the daemon.
     Submit(cmd::submit::Args),
+    #[cfg(feature = "gpu")]
     /// List the daemon's jobs.
     Jobs(cmd::jobs::Args),
+    #[cfg(feature = "gpu")]
     /// Follow a daemon job's progress until it ends.
     Watch(cmd::watch::Args),
+    #[cfg(feature = "gpu")]
     /// Cancel a queued or running daemon job.
     Cancel(cmd::cancel::Args),
+    #[cfg(feature = "gpu")]
     /// Stop the daemon (a running job checkpoints and resumes on the next start).
     Shutdown(cmd::shutdown::Args),
 }
 
 fn main() -> std::process::ExitCode {
     // Before any thread exists: it may set an environment variable.
+    #[cfg(feature = "gpu")]
     limpq_trainer::gpu::quiet_headless_probing();
     let cli = Cli::parse();
+    #[cfg(feature = "gpu")]
     if let Some(pick) = &cli.adapter {
         // Still before any thread exists. Every command (and every daemon worker without
         // an adapter of its own) opens its GPU with `GpuOptions::from_env`, which reads it.
@@ -97,25 +134,41 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Solve(a) => cmd::solve::run(a),
         Command::ImportLimpq(a) => cmd::import_limpq::run(a),
+        #[cfg(feature = "gpu")]
         Command::ImportOnnx(a) => cmd::import_onnx::run(a),
         Command::Layers(a) => cmd::layers::run(a),
         Command::BenchSolver(a) => cmd::bench_solver::run(a),
         Command::Bench(b) => cmd::bench::dispatch(b),
+        #[cfg(feature = "gpu")]
         Command::Devices(a) => cmd::devices::run(a),
+        #[cfg(feature = "gpu")]
         Command::Train(a) => cmd::train::run(a),
+        #[cfg(feature = "gpu")]
         Command::Eval(a) => cmd::eval::run(a),
+        #[cfg(feature = "gpu")]
         Command::Infer(a) => cmd::infer::run(a),
+        #[cfg(feature = "gpu")]
         Command::Indicators(a) => cmd::indicators::run(a),
+        #[cfg(feature = "gpu")]
         Command::Sensitivity(a) => cmd::sensitivity::run(a),
+        #[cfg(feature = "gpu")]
         Command::Finetune(a) => cmd::finetune::run(a),
+        #[cfg(feature = "gpu")]
         Command::Pipeline(a) => cmd::pipeline::run(a),
+        #[cfg(feature = "gpu")]
         Command::Demo(a) => cmd::demo::run(a),
-        Command::Serve(a) => cmd::serve::run(a),
-        Command::Submit(a) => cmd::submit::run(a),
-        Command::Jobs(a) => cmd::jobs::run(a),
-        Command::Watch(a) => cmd::watch::run(a),
-        Command::Cancel(a) => cmd::cancel::run(a),
-        Command::Shutdown(a) => cmd::shutdown::run(a),
+        #[cfg(feature = "gpu")]
+        Command::Serve(a) => daemon_available().and_then(|()| cmd::serve::run(a)),
+        #[cfg(feature = "gpu")]
+        Command::Submit(a) => daemon_available().and_then(|()| cmd::submit::run(a)),
+        #[cfg(feature = "gpu")]
+        Command::Jobs(a) => daemon_available().and_then(|()| cmd::jobs::run(a)),
+        #[cfg(feature = "gpu")]
+        Command::Watch(a) => daemon_available().and_then(|()| cmd::watch::run(a)),
+        #[cfg(feature = "gpu")]
+        Command::Cancel(a) => daemon_available().and_then(|()| cmd::cancel::run(a)),
+        #[cfg(feature = "gpu")]
+        Command::Shutdown(a) => daemon_available().and_then(|()| cmd::shutdown::run(a)),
     };
     #[cfg(feature = "mpi")]
     let result = match job {
@@ -250,6 +303,17 @@ mod mpi_job {
             }
         }
         Ok(())
+    }
+}
+
+/// The daemon commands refuse at once where there is no daemon (no Unix-domain sockets:
+/// Windows), before reading a job file or looking for a state folder.
+#[cfg(feature = "gpu")]
+fn daemon_available() -> anyhow::Result<()> {
+    if cfg!(unix) {
+        Ok(())
+    } else {
+        anyhow::bail!(limpq_trainer::daemon::UNSUPPORTED)
     }
 }
 

@@ -1,5 +1,7 @@
 //! The `limpq` binary as a daemon: kill -9 mid-job and resume, SIGTERM/SIGINT clean exit,
 //! socket permissions, and the client commands.
+// The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
+#![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

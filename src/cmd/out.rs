@@ -196,6 +196,7 @@ pub fn render<T: Serialize>(format: Format, value: &T) -> anyhow::Result<String>
 }
 
 /// `--batch N: ` before a tensor the adapter cannot hold, so the refusal names the flag.
+#[cfg(feature = "gpu")]
 pub fn name_flag(flag: String, e: limpq_trainer::bench::BenchError) -> anyhow::Error {
     match e {
         e @ limpq_trainer::bench::BenchError::DoesNotFit { .. } => {

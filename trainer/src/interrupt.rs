@@ -1,60 +1,72 @@
 //! Ctrl-C and SIGTERM as a stop flag: the first signal sets the flag (long runs check it
-//! between steps, save their exact position and return); the handlers are then reset to the
-//! default, so a second signal ends the process at once.
+//! between steps, save their exact position and return); a second signal ends the process
+//! at once (exit status 130), without waiting for the step.
+//!
+//! The handler is the `ctrlc` crate's (with its `termination` feature): SIGINT, SIGTERM and
+//! SIGHUP on Unix; Ctrl-C and Ctrl-Break on Windows. It runs on a
+//! thread of its own, not in signal context, so it may take a lock and call `on_first`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
 
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
+/// Status of a process ended by a second signal: 128 + SIGINT, what shells report for Ctrl-C.
+pub const SECOND_SIGNAL_EXIT: i32 = 130;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    SIGNALLED.store(true, Ordering::SeqCst);
+type OnFirst = Box<dyn FnOnce() + Send>;
+
+/// Whether a signal has arrived, and the flags (with their `on_first`) waiting for one.
+struct Waiting {
+    signalled: bool,
+    flags: Vec<(Arc<AtomicBool>, OnFirst)>,
 }
 
-const SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
+static WAITING: Mutex<Waiting> = Mutex::new(Waiting {
+    signalled: false,
+    flags: Vec::new(),
+});
 
-/// Installs `handler` (a function pointer as `usize`, or `SIG_DFL`) for SIGTERM and SIGINT.
-fn set_handlers(handler: libc::sighandler_t) -> std::io::Result<()> {
-    for sig in SIGNALS {
-        // SAFETY: `sa` is fully initialised (zeroed, then handler, flags and an empty mask)
-        // before use; the handler is either SIG_DFL or `on_signal`, which only performs an
-        // atomic store (async-signal-safe); the pointers passed to sigemptyset/sigaction
-        // point to a live local, and a null old-action pointer is allowed.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = handler;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
+/// The one process-wide handler, installed on the first call (`ctrlc` allows only one).
+static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+
+fn lock() -> std::sync::MutexGuard<'static, Waiting> {
+    // A panicking `on_first` never runs under the lock, so poisoning carries no broken state.
+    WAITING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn on_signal() {
+    let waiting = {
+        let mut w = lock();
+        if w.signalled {
+            drop(w);
+            std::process::exit(SECOND_SIGNAL_EXIT);
         }
+        w.signalled = true;
+        std::mem::take(&mut w.flags)
+    };
+    for (flag, on_first) in waiting {
+        flag.store(true, Ordering::SeqCst);
+        on_first();
     }
-    Ok(())
 }
 
-/// A flag set on the first SIGINT or SIGTERM; `on_first` runs once when it is set (e.g. to
-/// tell the user that the run stops after its current step).
+/// A flag set on the first SIGINT, SIGTERM or SIGHUP (Ctrl-C or Ctrl-Break on Windows);
+/// `on_first` runs once when it is set (e.g. to tell the user that the run stops after its
+/// current step). Flags asked for after a signal has arrived are set at once.
 pub fn stop_on_signal(
     on_first: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<Arc<AtomicBool>> {
-    set_handlers(on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t)?;
+    INSTALLED
+        .get_or_init(|| ctrlc::set_handler(on_signal).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(std::io::Error::other)?;
     let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    std::thread::Builder::new()
-        .name("limpq-signals".into())
-        .spawn(move || loop {
-            if SIGNALLED.load(Ordering::SeqCst) {
-                f.store(true, Ordering::SeqCst);
-                // A second signal should not wait for the step to finish.
-                let _ = set_handlers(libc::SIG_DFL);
-                on_first();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        })?;
+    let mut w = lock();
+    if w.signalled {
+        drop(w);
+        flag.store(true, Ordering::SeqCst);
+        on_first();
+    } else {
+        w.flags.push((flag.clone(), Box::new(on_first)));
+    }
     Ok(flag)
 }

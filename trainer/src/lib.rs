@@ -1,20 +1,38 @@
 //! GPU trainer for limpq: WGSL compute kernels through wgpu, model descriptions, data
 //! loading, and (later) LSQ joint indicator training.
+//!
+//! Without the default `gpu` feature only the model descriptions ([`model`], [`shapes`])
+//! are built: what a solver-only `limpq` needs, with no wgpu.
 
+#[cfg(feature = "gpu")]
 pub mod bench;
+#[cfg(feature = "gpu")]
 pub mod checkpoint;
+#[cfg(feature = "gpu")]
 pub mod daemon;
+#[cfg(feature = "gpu")]
 pub mod data;
+#[cfg(feature = "gpu")]
 pub mod dist;
+#[cfg(feature = "gpu")]
 pub mod engine;
+#[cfg(feature = "gpu")]
 pub mod gpu;
+#[cfg(feature = "gpu")]
 pub mod interrupt;
+#[cfg(feature = "gpu")]
 pub mod kernels;
+#[cfg(feature = "gpu")]
 pub mod method;
 pub mod model;
+#[cfg(feature = "gpu")]
 pub mod pipeline;
+#[cfg(feature = "gpu")]
 pub mod reference;
+#[cfg(feature = "gpu")]
 pub mod rng;
+#[cfg(feature = "gpu")]
 pub mod schedule;
 pub mod shapes;
+#[cfg(feature = "gpu")]
 pub mod train;

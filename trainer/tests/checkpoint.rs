@@ -1,5 +1,7 @@
 //! Checkpoint files on disk: what is refused before a byte is read, and what a save never
 //! replaces or leaves behind.
+// Every case needs a FIFO, a device or a symbolic link: Unix only.
+#![cfg(unix)]
 
 use limpq_trainer::checkpoint::{Checkpoint, NamedTensor, TensorKind};
 use limpq_trainer::model::Model;
@@ -36,7 +38,6 @@ fn names(d: &std::path::Path) -> Vec<String> {
     v
 }
 
-#[cfg(unix)]
 #[test]
 fn devices_and_fifos_are_refused_before_reading() {
     let e = Checkpoint::load("/dev/zero").unwrap_err().to_string();
@@ -64,7 +65,6 @@ fn devices_and_fifos_are_refused_before_reading() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-#[cfg(unix)]
 #[test]
 fn a_save_replaces_only_regular_files_and_leaves_nothing_behind() {
     let d = scratch("save");

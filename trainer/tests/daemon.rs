@@ -1,4 +1,6 @@
 //! The daemon in-process: round trips, concurrent clients, bad input, cancel, shutdown.
+// The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
+#![cfg(unix)]
 
 mod common;
 use common::TempDir;

@@ -1,6 +1,8 @@
 //! Train and eval jobs through the daemon on the software adapter (tiny shapes): progress,
 //! outputs, a shutdown mid-training that resumes from the epoch checkpoint, a GPU error that
 //! fails one job while the next runs.
+// The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
+#![cfg(unix)]
 
 mod common;
 use common::TempDir;

@@ -1,6 +1,8 @@
 //! The daemon against a hostile client or a damaged state folder on the same machine: file
 //! paths that block or never end, the socket path, failed state writes, corrupt state
 //! files, folder modes, trickling clients, oversized errors and a job list past one frame.
+// The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
+#![cfg(unix)]
 
 mod common;
 use common::TempDir;

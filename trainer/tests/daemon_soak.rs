@@ -3,6 +3,8 @@
 //! hang, every frame that is answered gets a well-formed reply, the daemon keeps serving,
 //! and every submission it acknowledged is listed and runs. (The `kill -9` half, against the
 //! `limpq serve` binary, is in `tests/daemon_cli.rs`.)
+// The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
+#![cfg(unix)]
 
 mod common;
 use common::TempDir;

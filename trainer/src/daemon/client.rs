@@ -1,5 +1,9 @@
 //! A blocking client of the daemon's socket.
+//!
+//! On platforms without Unix-domain sockets (Windows) [`Client::connect`] refuses with
+//! [`Error::Unsupported`]: no `Client` can exist there.
 
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,12 +18,42 @@ pub struct Client {
     socket: PathBuf,
 }
 
+/// Where no Unix-domain sockets exist a client has no stream: this type has no values, so
+/// every method of a `Client` there is unreachable, and `connect` is the only way in.
+#[cfg(not(unix))]
+enum UnixStream {}
+
+#[cfg(not(unix))]
+impl UnixStream {
+    fn set_read_timeout(&self, _: Option<Duration>) -> std::io::Result<()> {
+        match *self {}
+    }
+}
+
+#[cfg(not(unix))]
+impl std::io::Read for UnixStream {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        match *self {}
+    }
+}
+
+#[cfg(not(unix))]
+impl std::io::Write for UnixStream {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        match *self {}
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match *self {}
+    }
+}
+
 fn unexpected<T>(r: Response) -> Result<T, Error> {
     Err(Error::UnexpectedReply(format!("{r:?}")))
 }
 
 impl Client {
     /// Connect to a daemon's socket; the error says how to start one when none answers.
+    #[cfg(unix)]
     pub fn connect(socket: &Path) -> Result<Client, Error> {
         match UnixStream::connect(socket) {
             Ok(stream) => Ok(Client {
@@ -31,6 +65,12 @@ impl Client {
                 source,
             }),
         }
+    }
+
+    /// The daemon needs Unix-domain sockets (docs/DAEMON.md, Platforms).
+    #[cfg(not(unix))]
+    pub fn connect(_socket: &Path) -> Result<Client, Error> {
+        Err(Error::Unsupported)
     }
 
     /// Give up on a reply after `d` (none by default).

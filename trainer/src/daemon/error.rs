@@ -44,6 +44,8 @@ pub enum Error {
     NotSaved { id: JobId, source: Box<Error> },
     /// Removing jobs stopped at an error after removing some.
     PartlyRemoved { removed: usize, source: Box<Error> },
+    /// This platform has no daemon (no Unix-domain sockets): [`super::UNSUPPORTED`].
+    Unsupported,
 }
 
 impl Error {
@@ -84,6 +86,7 @@ impl fmt::Display for Error {
             Error::PartlyRemoved { removed, source } => {
                 write!(f, "{source} (after removing {removed} job(s))")
             }
+            Error::Unsupported => f.write_str(super::UNSUPPORTED),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The trainer daemon: one process owns the GPU(s); clients submit, watch and cancel jobs
 //! over a Unix socket (mode 0600) with length-prefixed RON frames ([`protocol`]).
+//! Unix only: elsewhere (Windows) [`run`] and [`client::Client::connect`] refuse with
+//! [`UNSUPPORTED`] (docs/DAEMON.md, Platforms).
 //!
 //! Threads: a listener accepting connections, one thread per connection, one dispatcher
 //! that owns all state and `select!`s over client requests, worker events and a timer, and
@@ -24,11 +26,32 @@ pub mod job;
 pub mod protocol;
 
 // The server side: listener, connections, dispatcher, state on disk, and the executors
-// that run jobs (on the GPU for train, eval and pipeline jobs).
+// that run jobs (on the GPU for train, eval and pipeline jobs). Unix only.
+#[cfg(unix)]
 mod server;
 
 pub use error::Error;
+#[cfg(unix)]
 pub use server::{run, run_then, start, state, Handle};
+
+/// Why there is no daemon on this platform: it serves only a Unix-domain socket whose peer
+/// the kernel proves to be the same user (docs/DAEMON.md, Platforms).
+pub const UNSUPPORTED: &str = "the limpq daemon (serve, submit, jobs, watch, cancel, \
+     shutdown) needs Unix-domain sockets with peer credentials, which this platform lacks; \
+     run the same work in the foreground with `limpq train`, `indicators`, `finetune`, \
+     `eval` or `pipeline` (docs/DAEMON.md, Platforms)";
+
+/// Refuses: no daemon on this platform ([`UNSUPPORTED`]).
+#[cfg(not(unix))]
+pub fn run(config: Config) -> Result<(), DaemonError> {
+    run_then(config, || {})
+}
+
+/// Refuses: no daemon on this platform ([`UNSUPPORTED`]).
+#[cfg(not(unix))]
+pub fn run_then(_config: Config, _ready: impl FnOnce()) -> Result<(), DaemonError> {
+    Err(DaemonError::Config(UNSUPPORTED.into()))
+}
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@
 
 mod builtins;
 mod infer;
+#[cfg(feature = "gpu")]
 pub mod onnx;
 mod table;
 

@@ -252,7 +252,9 @@ fn bind_socket(path: &Path) -> Result<(UnixListener, SocketId), DaemonError> {
     bound
 }
 
-/// The uid of the process at the other end of `s`.
+/// The uid of the process at the other end of `s`: `SO_PEERCRED` (the credentials the
+/// kernel recorded at `connect`) on Linux.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn peer_uid(s: &UnixStream) -> Option<u32> {
     let mut cred = libc::ucred {
         pid: 0,
@@ -272,6 +274,39 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
         )
     };
     (rc == 0).then_some(cred.uid)
+}
+
+/// The uid of the process at the other end of `s`: `getpeereid` on macOS and the BSDs (the
+/// effective uid the kernel recorded at `connect`; LOCAL_PEERCRED underneath).
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+))]
+fn peer_uid(s: &UnixStream) -> Option<u32> {
+    let mut uid: libc::uid_t = 0;
+    let mut gid: libc::gid_t = 0;
+    // SAFETY: `uid` and `gid` are live locals of the types getpeereid writes; the fd is
+    // owned by `s` for the duration of the call.
+    let rc = unsafe { libc::getpeereid(s.as_raw_fd(), &mut uid, &mut gid) };
+    (rc == 0).then_some(uid)
+}
+
+/// Other Unixes: no peer-credential call is wired up, so no peer can be proven to be this
+/// user and every connection is refused (the daemon is safe but unusable there).
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+)))]
+fn peer_uid(_: &UnixStream) -> Option<u32> {
+    None
 }
 
 fn now() -> u64 {
