@@ -99,7 +99,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     progress.finish();
     let ft = result.map_err(|e| stopped_error(e, "nothing was saved"))?;
-    ft.checkpoint.save(&args.output)?;
+    // In a data-parallel run every rank holds the same result and rank 0 alone writes it.
+    if limpq_trainer::dist::Dist::global().is_root() {
+        ft.checkpoint.save(&args.output)?;
+    }
     println!(
         "quantized test accuracy {:.2}%, loss {:.4}",
         ft.test_accuracy * 100.0,

@@ -121,9 +121,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(d) => eprintln!("the step sizes moved from their LSQ init {d}"),
         None => {}
     }
-    limpq_io::documents::write_indicators(&args.output, &out.indicators)?;
-    if let Some(p) = &args.checkpoint {
-        out.checkpoint.save(p)?;
+    // In a data-parallel run every rank holds the same result and rank 0 alone writes it.
+    if limpq_trainer::dist::Dist::global().is_root() {
+        limpq_io::documents::write_indicators(&args.output, &out.indicators)?;
+        if let Some(p) = &args.checkpoint {
+            out.checkpoint.save(p)?;
+        }
     }
     eprintln!("wrote {}", args.output.display());
     Ok(())

@@ -84,8 +84,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         r => r?,
     };
-    // Also covers --epochs 0, where no per-epoch checkpoint was written.
-    trained.checkpoint.save(&args.output)?;
+    // Also covers --epochs 0, where no per-epoch checkpoint was written. In a data-parallel
+    // run every rank holds the same result and rank 0 alone writes it.
+    if limpq_trainer::dist::Dist::global().is_root() {
+        trained.checkpoint.save(&args.output)?;
+    }
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }
