@@ -44,6 +44,8 @@ enum Command {
     Indicators(cmd::indicators::Args),
     /// Quantization-aware finetuning of a solved policy.
     Finetune(cmd::finetune::Args),
+    /// A finetuned checkpoint as an ONNX QDQ model, or a policy's bits for a runtime.
+    Export(cmd::export::Args),
     /// Pretrain, learn indicators, search at each budget, finetune and report (JOB.ron).
     Pipeline(cmd::pipeline::Args),
     /// The whole method on embedded defaults (small CNN, Fashion-MNIST subset), in minutes.
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Indicators(a) => cmd::indicators::run(a),
         Command::Finetune(a) => cmd::finetune::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Pipeline(a) => cmd::pipeline::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Serve(a) => cmd::serve::run(a),

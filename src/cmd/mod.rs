@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod demo;
 pub mod devices;
 pub mod eval;
+pub mod export;
 pub mod finetune;
 pub mod import_limpq;
 pub mod indicators;

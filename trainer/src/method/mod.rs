@@ -6,8 +6,10 @@
 
 mod epochs;
 mod eval;
+pub mod export;
 mod finetune;
 mod joint;
+pub mod runtime;
 
 pub use crate::train::{Position, RunConfig, StopFlag, Stopped};
 use std::fmt;
