@@ -77,18 +77,24 @@ pub fn torch_scope_layer(node_name: &str) -> Option<String> {
     let rest = node_name.strip_prefix('/')?;
     let mut parts: Vec<&str> = rest.split('/').collect();
     parts.pop()?; // the op type
+                  // A scope is the module's attribute name, or `PARENT.CHILD` with the scope before it
+                  // (`layer1.0` under `layer1`, `downsample.0` under `downsample`).
     let mut acc = String::new();
+    let mut prev = "";
     for p in parts {
         if p.is_empty() {
             return None;
         }
-        if acc.is_empty() {
-            acc = p.to_string();
-        } else if p.starts_with(&format!("{acc}.")) {
-            acc = p.to_string();
-        } else {
-            acc = format!("{acc}.{p}");
+        let own = p
+            .strip_prefix(prev)
+            .and_then(|r| r.strip_prefix('.'))
+            .filter(|_| !prev.is_empty())
+            .unwrap_or(p);
+        if !acc.is_empty() {
+            acc.push('.');
         }
+        acc.push_str(own);
+        prev = p;
     }
     (!acc.is_empty()).then_some(acc)
 }
@@ -395,6 +401,14 @@ mod tests {
             torch_scope_layer("/layer1/0/conv1/Conv").as_deref(),
             Some("layer1.0.conv1")
         );
+        assert_eq!(
+            torch_scope_layer("/layer1/layer1.0/downsample/downsample.0/Conv").as_deref(),
+            Some("layer1.0.downsample.0")
+        );
+        assert_eq!(
+            torch_scope_layer("/features/features.1/conv/conv.0/conv.0.0/Conv").as_deref(),
+            Some("features.1.conv.0.0")
+        );
         assert_eq!(torch_scope_layer("conv1"), None);
         assert_eq!(torch_scope_layer("/Conv"), None);
     }
@@ -420,7 +434,8 @@ mod tests {
         assert_eq!(o["/relu/Relu_output_0"][0]["quant_type"], "QUInt8");
         assert_eq!(o["fc.weight"][0]["quant_type"], "QInt8");
         assert_eq!(o["f"][0]["quant_type"], "QUInt8");
-        assert_eq!(o.as_object().unwrap().len(), 8);
+        // Four weights, three activation tensors (one read twice).
+        assert_eq!(o.as_object().unwrap().len(), 7);
     }
 
     #[test]
