@@ -336,7 +336,7 @@ impl<'a> Graph<'a> {
 
     /// `x` as a 4-D `N×C×1×1` tensor when it is 2-D (`N×C`, after a flatten or a linear
     /// layer) and a 4-D op reads it.
-    fn to_4d(&mut self, x: &(String, usize), c: usize, reader: &str) -> String {
+    fn as_4d(&mut self, x: &(String, usize), c: usize, reader: &str) -> String {
         if x.1 == 4 {
             return x.0.clone();
         }
@@ -453,7 +453,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 let w = g.tensor(&format!("{name}.weight"), wlen)?;
                 let ws = g.step(&format!("{name}.weight_step"))?;
                 let as_ = g.step(&format!("{name}.act_step"))?;
-                let x4 = g.to_4d(&x, xs.c, name);
+                let x4 = g.as_4d(&x, xs.c, name);
                 let xq = g.act_qdq(name, &x4, ab, signed, as_);
                 let (wq, wt) = g.weight_dq(name, w, &dims, wb, ws);
                 let mut ins = vec![xq, wq];
@@ -549,7 +549,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 let mut names = Vec::new();
                 for (k, t) in ins.iter().enumerate() {
                     if rank == 4 {
-                        names.push(g.to_4d(t, xs.c, &format!("{name}.{k}")));
+                        names.push(g.as_4d(t, xs.c, &format!("{name}.{k}")));
                     } else {
                         names.push(t.0.clone());
                     }
@@ -577,7 +577,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 stride,
                 padding,
             } => {
-                let x4 = g.to_4d(&x, xs.c, name);
+                let x4 = g.as_4d(&x, xs.c, name);
                 let avg = matches!(n.op, Op::AvgPool { .. });
                 let op = if avg { "AveragePool" } else { "MaxPool" };
                 let mut p = node(op, name, &[&x4], name);
@@ -594,7 +594,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 (name.to_string(), 4)
             }
             Op::GlobalAvgPool => {
-                let x4 = g.to_4d(&x, xs.c, name);
+                let x4 = g.as_4d(&x, xs.c, name);
                 g.nodes.push(node("GlobalAveragePool", name, &[&x4], name));
                 (name.to_string(), 4)
             }
