@@ -85,6 +85,9 @@ enum Command {
     /// Quantization-aware finetuning of a solved policy.
     Finetune(cmd::finetune::Args),
     #[cfg(feature = "gpu")]
+    /// A finetuned checkpoint as an ONNX QDQ model, or a policy's bits for a runtime.
+    Export(cmd::export::Args),
+    #[cfg(feature = "gpu")]
     /// Pretrain, learn indicators, search at each budget, finetune and report (JOB.ron).
     Pipeline(cmd::pipeline::Args),
     #[cfg(feature = "gpu")]
@@ -153,6 +156,8 @@ fn main() -> std::process::ExitCode {
         Command::Sensitivity(a) => cmd::sensitivity::run(a),
         #[cfg(feature = "gpu")]
         Command::Finetune(a) => cmd::finetune::run(a),
+        #[cfg(feature = "gpu")]
+        Command::Export(a) => cmd::export::run(a),
         #[cfg(feature = "gpu")]
         Command::Pipeline(a) => cmd::pipeline::run(a),
         #[cfg(feature = "gpu")]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
+use limpq_trainer::method::export::{checkpoint_logits, npy_f32, npy_i64, predictions};
 use limpq_trainer::method::{checkpoint_policy, evaluate_checkpoint};
 use limpq_trainer::train::check_data;
 
@@ -36,6 +37,14 @@ pub struct Args {
     /// checkpoint, model, data, images, correct, accuracy, loss and the policy's cost.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Also write each test image's predicted class to this file (NumPy .npy, int64, in
+    /// the data set's order).
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    /// Also write each test image's logits to this file (NumPy .npy, float32, images ×
+    /// classes, in the data set's order).
+    #[arg(long)]
+    pub logits: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -65,8 +74,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &name,
         policy.as_ref(),
         &data,
-        test,
+        test.clone(),
         args.eval_batch,
     )?;
+    if args.predictions.is_some() || args.logits.is_some() {
+        let logits = checkpoint_logits(&gpu, &ckpt, policy.as_ref(), test, args.eval_batch)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let classes = ckpt.model.classes;
+        if let Some(p) = &args.predictions {
+            limpq_io::files::write_atomic(p, &npy_i64(&predictions(&logits, classes)))?;
+        }
+        if let Some(p) = &args.logits {
+            let shape = [logits.len() / classes.max(1), classes];
+            limpq_io::files::write_atomic(p, &npy_f32(&logits, &shape))?;
+        }
+    }
     args.format.print(&report, || report.to_text())
 }

@@ -17,6 +17,8 @@ pub mod devices;
 #[cfg(feature = "gpu")]
 pub mod eval;
 #[cfg(feature = "gpu")]
+pub mod export;
+#[cfg(feature = "gpu")]
 pub mod finetune;
 pub mod import_limpq;
 #[cfg(feature = "gpu")]

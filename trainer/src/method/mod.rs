@@ -6,10 +6,12 @@
 
 mod epochs;
 mod eval;
+pub mod export;
 mod finetune;
 mod infer;
 mod joint;
 mod sensitivity;
+pub mod runtime;
 
 pub use crate::train::{Position, RunConfig, StopFlag, Stopped};
 use std::fmt;

@@ -1,0 +1,153 @@
+//! `limpq export`: a finetuned checkpoint as an ONNX QDQ model (`--onnx`), or a policy's
+//! per-layer bits for a runtime (`--format ort|tensorrt|json|csv`). The work is
+//! `limpq_trainer::method::export` and `limpq_trainer::method::runtime`; docs/DEPLOY.md.
+use std::path::{Path, PathBuf};
+
+use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::method::checkpoint_policy;
+use limpq_trainer::method::export::export_onnx;
+use limpq_trainer::method::runtime::{runtime_config, RuntimeFormat};
+
+use super::out::{print, usage};
+
+/// The per-layer formats of `--format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    /// ONNX Runtime's TensorQuantOverrides (JSON) for its static quantizer; needs --onnx-model.
+    Ort,
+    /// trtexec flags: --layerPrecisions=LAYER:int8,... (TensorRT runs ≤ 8 bits as int8).
+    Tensorrt,
+    /// A per-layer table (bits, runtime types, ONNX names) as JSON.
+    Json,
+    /// The same table as CSV.
+    Csv,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A checkpoint written by `limpq finetune` (for --onnx; with --format its stored policy
+    /// is used), or a policy file written by `limpq solve` (for --format).
+    pub input: PathBuf,
+    /// Write the checkpoint as an ONNX QDQ model to this file.
+    #[arg(long, conflicts_with = "format")]
+    pub onnx: Option<PathBuf>,
+    /// The policy of --onnx (default: the policy the finetuned checkpoint stores).
+    #[arg(long, requires = "onnx")]
+    pub policy: Option<PathBuf>,
+    /// Write the policy's per-layer bits in this runtime's form.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// The float ONNX model the runtime will read: its node and tensor names are used
+    /// (required by --format ort; optional for the others).
+    #[arg(long, requires = "format")]
+    pub onnx_model: Option<PathBuf>,
+    /// Write the --format output to this file (default: standard output).
+    #[arg(short, long, requires = "format")]
+    pub output: Option<PathBuf>,
+}
+
+/// Largest ONNX model read for its names.
+const MAX_ONNX: u64 = 4 << 30;
+
+fn is_checkpoint(path: &Path) -> anyhow::Result<bool> {
+    use std::io::Read as _;
+    let mut f = limpq_io::files::open_regular(path)?;
+    let mut magic = [0u8; 8];
+    let n = f.read(&mut magic).unwrap_or(0);
+    Ok(n == 8 && &magic == b"LIMPQCKP")
+}
+
+fn stored_policy(ckpt: &Checkpoint, path: &Path) -> anyhow::Result<limpq_solver::Policy> {
+    checkpoint_policy(ckpt)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: the checkpoint holds no policy (a full-precision checkpoint?): export \
+                 the checkpoint of `limpq finetune`, or give --policy",
+                path.display()
+            )
+        })
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match (&args.onnx, args.format) {
+        (Some(out), None) => export_model(&args, out),
+        (None, Some(format)) => export_format(&args, format),
+        _ => Err(usage(
+            "give --onnx FILE (a finetuned checkpoint as ONNX QDQ) or --format \
+             ort|tensorrt|json|csv (a policy's per-layer bits)",
+        )),
+    }
+}
+
+fn export_model(args: &Args, out: &Path) -> anyhow::Result<()> {
+    let ckpt = Checkpoint::load(&args.input)?;
+    let policy = match &args.policy {
+        Some(p) => limpq_io::documents::read_policy(p)?,
+        None => stored_policy(&ckpt, &args.input)?,
+    };
+    let name = args.input.display().to_string();
+    let export = export_onnx(&ckpt, &policy).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let bytes = limpq_onnx::write_model(&export.model);
+    limpq_io::files::write_atomic(out, &bytes)?;
+    let mut text = format!(
+        "{}: {} as ONNX QDQ (opset {}, {} bytes) from {name}\n",
+        out.display(),
+        ckpt.model.name,
+        limpq_trainer::method::export::ONNX_OPSET,
+        bytes.len()
+    );
+    for l in &export.layers {
+        text += &format!(
+            "  {:<24} W{}A{}  weights {} codes, step {:.6}; input {} codes, step {:.6}{}\n",
+            l.name,
+            l.weight_bits,
+            l.act_bits,
+            l.weight_container,
+            l.weight_step,
+            l.act_container,
+            l.act_step,
+            if l.fixed { " (fixed)" } else { "" }
+        );
+    }
+    print(&text)
+}
+
+fn export_format(args: &Args, format: Format) -> anyhow::Result<()> {
+    let policy = if is_checkpoint(&args.input)? {
+        let ckpt = Checkpoint::load(&args.input)?;
+        stored_policy(&ckpt, &args.input)?
+    } else {
+        limpq_io::documents::read_policy(&args.input)?
+    };
+    let model = match &args.onnx_model {
+        Some(p) => {
+            let bytes = limpq_io::files::read_regular(p, MAX_ONNX)?;
+            Some(
+                limpq_onnx::read_model(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let format = match format {
+        Format::Ort => RuntimeFormat::Ort,
+        Format::Tensorrt => RuntimeFormat::TensorRt,
+        Format::Json => RuntimeFormat::Json,
+        Format::Csv => RuntimeFormat::Csv,
+    };
+    let text = runtime_config(&policy, format, model.as_ref()).map_err(|e| {
+        let from = args
+            .onnx_model
+            .as_ref()
+            .map_or_else(String::new, |p| format!(" and {}", p.display()));
+        anyhow::anyhow!("{}{from}: {e}", args.input.display())
+    })?;
+    match &args.output {
+        Some(p) => {
+            limpq_io::files::write_atomic(p, text.as_bytes())?;
+            Ok(())
+        }
+        None => print(&text),
+    }
+}

@@ -1,0 +1,493 @@
+//! A policy's per-layer bits in the forms runtimes read (`limpq export POLICY --format
+//! ort|tensorrt|json|csv`, docs/DEPLOY.md):
+//!
+//! - `ort`: ONNX Runtime's `TensorQuantOverrides` for its static quantizer
+//!   (`quantize_static(..., extra_options={"TensorQuantOverrides": ...})`): per tensor a
+//!   list with one dictionary `{"quant_type": "QInt4", "symmetric": true}` for the weight and
+//!   `{"quant_type": "QUInt8"}` for the input activation of every layer. The bits go to the
+//!   smallest container ONNX Runtime has: ≤ 4 bits → 4-bit types, ≤ 8 → 8-bit, ≤ 16 →
+//!   16-bit; a 3-bit layer runs as 4 bits, a 6-bit one as 8. Keys are tensor names of the
+//!   float ONNX model the quantizer reads, so this format needs that model (see
+//!   [`LayerTensors`] for how layers are found in it).
+//! - `tensorrt`: `trtexec` flags with the per-layer precision list, `--layerPrecisions=
+//!   NAME:int8,...`. TensorRT has no per-layer bit-width below 8 for activations: every layer
+//!   at ≤ 8 bits (weights and activations) runs as `int8` (what a 2–7-bit layer gains in
+//!   the policy is lost, its accuracy is that of 8 bits), a layer above 8 bits as `fp16`.
+//! - `json`, `csv`: a plain per-layer table (layer, bits, the containers above and, with a
+//!   model, the node and tensor names).
+//!
+//! Without a model, the names are the policy's layer names: the node names of
+//! `limpq export --onnx`, and of a model imported with `limpq import-onnx`, which keeps
+//! the graph's names.
+
+use limpq_onnx::proto::ModelProto;
+use limpq_solver::Policy;
+use serde::Serialize;
+
+use super::MethodError;
+
+/// The per-layer formats of `limpq export --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeFormat {
+    /// ONNX Runtime's `TensorQuantOverrides` (JSON).
+    Ort,
+    /// `trtexec` flags with `--layerPrecisions`.
+    TensorRt,
+    /// A per-layer table as JSON.
+    Json,
+    /// A per-layer table as CSV.
+    Csv,
+}
+
+/// Where a layer of the policy is in an ONNX model: its Conv/Gemm/MatMul node, the weight
+/// tensor (input 1) and the activation tensor it reads (input 0).
+///
+/// A node is the layer's when (in this order) its name is the layer's name, its name is
+/// the scope path `torch.onnx.export` gives it (`/layer1/layer1.0/conv1/Conv` is layer
+/// `layer1.0.conv1`), or its weight is the initializer `LAYER.weight` (PyTorch's parameter
+/// name, which an export without folding keeps).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LayerTensors {
+    pub node: String,
+    pub weight: String,
+    pub act: String,
+    /// The activation tensor is the graph's input (quantized signed).
+    pub act_is_input: bool,
+}
+
+/// One row of the per-layer table.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerRow {
+    pub layer: String,
+    pub weight_bits: u32,
+    pub act_bits: u32,
+    /// ONNX Runtime's `QuantType` for the weight and the activation.
+    pub ort_weight_type: String,
+    pub ort_act_type: String,
+    /// TensorRT's precision for the layer.
+    pub tensorrt: &'static str,
+    /// Where the layer is in the given ONNX model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<LayerTensors>,
+}
+
+/// The layer a `torch.onnx.export` scope path names: `/layer1/layer1.0/conv1/Conv` →
+/// `layer1.0.conv1`, `/fc/Gemm` → `fc`; `None` for a name that is not a path.
+pub fn torch_scope_layer(node_name: &str) -> Option<String> {
+    let rest = node_name.strip_prefix('/')?;
+    let mut parts: Vec<&str> = rest.split('/').collect();
+    parts.pop()?; // the op type
+                  // A scope is the module's attribute name, or `PARENT.CHILD` with the scope before it
+                  // (`layer1.0` under `layer1`, `downsample.0` under `downsample`).
+    let mut acc = String::new();
+    let mut prev = "";
+    for p in parts {
+        if p.is_empty() {
+            return None;
+        }
+        let own = p
+            .strip_prefix(prev)
+            .and_then(|r| r.strip_prefix('.'))
+            .filter(|_| !prev.is_empty())
+            .unwrap_or(p);
+        if !acc.is_empty() {
+            acc.push('.');
+        }
+        acc.push_str(own);
+        prev = p;
+    }
+    (!acc.is_empty()).then_some(acc)
+}
+
+/// Finds every layer of `policy` in `model` (see [`LayerTensors`]); an error names the
+/// first layer not found and the nodes that could have been it.
+pub fn find_layers(policy: &Policy, model: &ModelProto) -> Result<Vec<LayerTensors>, MethodError> {
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| MethodError::Config("the ONNX model has no graph".into()))?;
+    let inputs: Vec<&str> = graph
+        .input
+        .iter()
+        .filter_map(|v| v.name.as_deref())
+        .collect();
+    let layers: Vec<&limpq_onnx::proto::NodeProto> = graph
+        .node
+        .iter()
+        .filter(|n| matches!(n.op_type.as_deref(), Some("Conv" | "Gemm" | "MatMul")))
+        .collect();
+    let mut out = Vec::new();
+    for l in &policy.layers {
+        let weight = format!("{}.weight", l.name);
+        let by = |f: &dyn Fn(&limpq_onnx::proto::NodeProto) -> bool| {
+            layers.iter().find(|n| f(n)).copied()
+        };
+        let found = by(&|n| n.name.as_deref() == Some(l.name.as_str()))
+            .or_else(|| {
+                by(&|n| {
+                    n.name.as_deref().and_then(torch_scope_layer).as_deref()
+                        == Some(l.name.as_str())
+                })
+            })
+            .or_else(|| by(&|n| n.input.get(1) == Some(&weight)));
+        let Some(n) = found else {
+            let names: Vec<&str> = layers
+                .iter()
+                .take(8)
+                .map(|n| n.name.as_deref().unwrap_or("(unnamed)"))
+                .collect();
+            return Err(MethodError::Config(format!(
+                "layer '{}' of the policy is not in the ONNX model: no Conv/Gemm/MatMul node \
+                 named '{}', with the scope path of that module, or reading '{weight}' \
+                 (its Conv/Gemm/MatMul nodes: {}{})",
+                l.name,
+                l.name,
+                names.join(", "),
+                if layers.len() > 8 { ", ..." } else { "" }
+            )));
+        };
+        let (Some(act), Some(w)) = (n.input.first(), n.input.get(1)) else {
+            return Err(MethodError::Config(format!(
+                "node '{}' ({}) has fewer than two inputs",
+                n.name.as_deref().unwrap_or(""),
+                n.op_type.as_deref().unwrap_or("")
+            )));
+        };
+        out.push(LayerTensors {
+            node: n.name.clone().unwrap_or_default(),
+            weight: w.clone(),
+            act: act.clone(),
+            act_is_input: inputs.contains(&act.as_str()),
+        });
+    }
+    Ok(out)
+}
+
+/// ONNX Runtime's `QuantType` for `bits` (`QInt4`, `QUInt8`, ...).
+fn ort_type(bits: u32, signed: bool) -> Result<String, String> {
+    let width = match bits {
+        1..=4 => 4,
+        5..=8 => 8,
+        9..=16 => 16,
+        _ => return Err(format!("{bits} bits: ONNX Runtime quantizes to at most 16")),
+    };
+    Ok(format!("Q{}Int{width}", if signed { "" } else { "U" }))
+}
+
+/// The per-layer table of `policy`, with node and tensor names from `model` when given.
+pub fn layer_table(
+    policy: &Policy,
+    model: Option<&ModelProto>,
+) -> Result<Vec<LayerRow>, MethodError> {
+    let found = model.map(|m| find_layers(policy, m)).transpose()?;
+    let mut rows = Vec::new();
+    for (k, l) in policy.layers.iter().enumerate() {
+        let onnx = found.as_ref().map(|f| f[k].clone());
+        let signed = onnx.as_ref().is_some_and(|t| t.act_is_input);
+        let named = |e: String| MethodError::Config(format!("layer '{}': {e}", l.name));
+        rows.push(LayerRow {
+            layer: l.name.clone(),
+            weight_bits: l.weight,
+            act_bits: l.act,
+            ort_weight_type: ort_type(l.weight, true).map_err(named)?,
+            ort_act_type: ort_type(l.act, signed).map_err(named)?,
+            tensorrt: if l.weight <= 8 && l.act <= 8 {
+                "int8"
+            } else {
+                "fp16"
+            },
+            onnx,
+        });
+    }
+    Ok(rows)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `policy` in `format` (see the module doc); `model`: the float ONNX model whose tensor
+/// names the `ort` format needs (optional for the others).
+pub fn runtime_config(
+    policy: &Policy,
+    format: RuntimeFormat,
+    model: Option<&ModelProto>,
+) -> Result<String, MethodError> {
+    if format == RuntimeFormat::Ort && model.is_none() {
+        return Err(MethodError::Config(
+            "the ort format keys ONNX Runtime's TensorQuantOverrides by tensor names: give the \
+             float ONNX model the quantizer will read (--onnx-model MODEL.onnx)"
+                .into(),
+        ));
+    }
+    let rows = layer_table(policy, model)?;
+    Ok(match format {
+        RuntimeFormat::Ort => {
+            let mut map = serde_json::Map::new();
+            for r in &rows {
+                let t = r.onnx.as_ref().ok_or_else(|| {
+                    MethodError::Config(format!("layer '{}': not found in the model", r.layer))
+                })?;
+                let w = serde_json::json!([{"quant_type": r.ort_weight_type, "symmetric": true}]);
+                map.insert(t.weight.clone(), w);
+                let a = serde_json::json!([{"quant_type": r.ort_act_type}]);
+                // One tensor read by several layers (a block's input feeding its conv and
+                // its shortcut): the most bits of them, so no reader gets fewer than its own.
+                let keep = match map.get(&t.act) {
+                    Some(old) => container_width(old) >= container_width(&a),
+                    None => false,
+                };
+                if !keep {
+                    map.insert(t.act.clone(), a);
+                }
+            }
+            let doc = serde_json::json!({ "TensorQuantOverrides": map });
+            serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+        }
+        RuntimeFormat::TensorRt => {
+            let mut specs = Vec::new();
+            let mut fp16 = false;
+            for r in &rows {
+                let name = r
+                    .onnx
+                    .as_ref()
+                    .map_or(r.layer.as_str(), |t| t.node.as_str());
+                if name.contains([',', ':']) || name.is_empty() {
+                    return Err(MethodError::Config(format!(
+                        "layer '{}': TensorRT layer name '{name}' cannot be written in \
+                         --layerPrecisions (empty, or holds ',' or ':')",
+                        r.layer
+                    )));
+                }
+                fp16 |= r.tensorrt == "fp16";
+                specs.push(format!("{name}:{}", r.tensorrt));
+            }
+            format!(
+                "--int8{} --precisionConstraints=obey --layerPrecisions={}\n",
+                if fp16 { " --fp16" } else { "" },
+                specs.join(",")
+            )
+        }
+        RuntimeFormat::Json => {
+            let doc = serde_json::json!({ "model": policy.model, "layers": rows });
+            serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+        }
+        RuntimeFormat::Csv => {
+            let mut s = String::from(
+                "layer,weight_bits,act_bits,ort_weight_type,ort_act_type,tensorrt,onnx_node,onnx_weight,onnx_act\n",
+            );
+            for r in &rows {
+                let (n, w, a) = r.onnx.as_ref().map_or(("", "", ""), |t| {
+                    (t.node.as_str(), t.weight.as_str(), t.act.as_str())
+                });
+                s += &format!(
+                    "{},{},{},{},{},{},{},{},{}\n",
+                    csv_field(&r.layer),
+                    r.weight_bits,
+                    r.act_bits,
+                    r.ort_weight_type,
+                    r.ort_act_type,
+                    r.tensorrt,
+                    csv_field(n),
+                    csv_field(w),
+                    csv_field(a)
+                );
+            }
+            s
+        }
+    })
+}
+
+/// The container width of an override list (`[{"quant_type": "QUInt4"}]` → 4).
+fn container_width(v: &serde_json::Value) -> u32 {
+    v.get(0)
+        .and_then(|d| d.get("quant_type"))
+        .and_then(|t| t.as_str())
+        .and_then(|t| t.rsplit("Int").next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use limpq_onnx::proto::{GraphProto, NodeProto, ValueInfoProto};
+    use limpq_solver::LayerBits;
+
+    fn policy(layers: &[(&str, u32, u32)]) -> Policy {
+        Policy {
+            model: "imported".into(),
+            layers: layers
+                .iter()
+                .map(|&(n, w, a)| LayerBits {
+                    name: n.into(),
+                    weight: w,
+                    act: a,
+                })
+                .collect(),
+            objective: 0.0,
+            bitops: 0,
+            weight_bits_total: 0,
+            optimal: true,
+            bitops_budget: None,
+            size_budget_bits: None,
+        }
+    }
+
+    fn n(op: &str, name: &str, inputs: &[&str], out: &str) -> NodeProto {
+        NodeProto {
+            name: Some(name.into()),
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            ..Default::default()
+        }
+    }
+
+    /// A float model as `torch.onnx.export` names it: scope-path node names, folded
+    /// weights with generated names, one block input read by two convs.
+    fn torch_like() -> ModelProto {
+        ModelProto {
+            graph: Some(GraphProto {
+                input: vec![ValueInfoProto {
+                    name: Some("x".into()),
+                    ..Default::default()
+                }],
+                node: vec![
+                    n(
+                        "Conv",
+                        "/conv1/Conv",
+                        &["x", "onnx::Conv_10"],
+                        "/conv1/Conv_output_0",
+                    ),
+                    n(
+                        "Relu",
+                        "/relu/Relu",
+                        &["/conv1/Conv_output_0"],
+                        "/relu/Relu_output_0",
+                    ),
+                    n(
+                        "Conv",
+                        "/layer1/layer1.0/conv1/Conv",
+                        &["/relu/Relu_output_0", "onnx::Conv_13"],
+                        "a",
+                    ),
+                    n(
+                        "Conv",
+                        "/layer1/layer1.0/downsample/downsample.0/Conv",
+                        &["/relu/Relu_output_0", "onnx::Conv_16"],
+                        "b",
+                    ),
+                    n("Gemm", "/fc/Gemm", &["f", "fc.weight", "fc.bias"], "y"),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn torch_scope_paths_name_their_module() {
+        assert_eq!(torch_scope_layer("/fc/Gemm").as_deref(), Some("fc"));
+        assert_eq!(
+            torch_scope_layer("/layer1/layer1.0/conv1/Conv").as_deref(),
+            Some("layer1.0.conv1")
+        );
+        assert_eq!(
+            torch_scope_layer("/layer1/0/conv1/Conv").as_deref(),
+            Some("layer1.0.conv1")
+        );
+        assert_eq!(
+            torch_scope_layer("/layer1/layer1.0/downsample/downsample.0/Conv").as_deref(),
+            Some("layer1.0.downsample.0")
+        );
+        assert_eq!(
+            torch_scope_layer("/features/features.1/conv/conv.0/conv.0.0/Conv").as_deref(),
+            Some("features.1.conv.0.0")
+        );
+        assert_eq!(torch_scope_layer("conv1"), None);
+        assert_eq!(torch_scope_layer("/Conv"), None);
+    }
+
+    #[test]
+    fn ort_overrides_use_the_models_tensor_names() {
+        let p = policy(&[
+            ("conv1", 8, 8),
+            ("layer1.0.conv1", 3, 2),
+            ("layer1.0.downsample.0", 6, 5),
+            ("fc", 8, 8),
+        ]);
+        let text = runtime_config(&p, RuntimeFormat::Ort, Some(&torch_like())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let o = &v["TensorQuantOverrides"];
+        assert_eq!(o["onnx::Conv_10"][0]["quant_type"], "QInt8");
+        assert_eq!(o["onnx::Conv_10"][0]["symmetric"], true);
+        // The graph input is quantized signed, as limpq quantizes the image.
+        assert_eq!(o["x"][0]["quant_type"], "QInt8");
+        assert_eq!(o["onnx::Conv_13"][0]["quant_type"], "QInt4");
+        assert_eq!(o["onnx::Conv_16"][0]["quant_type"], "QInt8");
+        // Read by a 2-bit and a 5-bit layer: the 8-bit container of the wider one.
+        assert_eq!(o["/relu/Relu_output_0"][0]["quant_type"], "QUInt8");
+        assert_eq!(o["fc.weight"][0]["quant_type"], "QInt8");
+        assert_eq!(o["f"][0]["quant_type"], "QUInt8");
+        // Four weights, three activation tensors (one read twice).
+        assert_eq!(o.as_object().unwrap().len(), 7);
+    }
+
+    #[test]
+    fn ort_needs_the_model_and_names_a_missing_layer() {
+        let p = policy(&[("conv1", 8, 8), ("head.proj", 4, 4)]);
+        let e = runtime_config(&p, RuntimeFormat::Ort, None).unwrap_err();
+        assert!(e.to_string().contains("--onnx-model"), "{e}");
+        let e = runtime_config(&p, RuntimeFormat::Ort, Some(&torch_like())).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("'head.proj'") && e.contains("/conv1/Conv"),
+            "{e}"
+        );
+    }
+
+    /// Layer names of an imported model are just strings: the table and TensorRT's list
+    /// carry them as they are.
+    #[test]
+    fn tensorrt_json_and_csv_from_a_hand_written_policy() {
+        let p = policy(&[
+            ("features.0.0", 8, 8),
+            ("features.1.conv.0.0", 2, 3),
+            ("block,odd", 16, 16),
+            ("classifier.1", 8, 8),
+        ]);
+        let csv = runtime_config(&p, RuntimeFormat::Csv, None).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[2], "features.1.conv.0.0,2,3,QInt4,QUInt4,int8,,,");
+        assert_eq!(lines[3], "\"block,odd\",16,16,QInt16,QUInt16,fp16,,,");
+        let json = runtime_config(&p, RuntimeFormat::Json, None).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["model"], "imported");
+        assert_eq!(v["layers"][1]["layer"], "features.1.conv.0.0");
+        assert_eq!(v["layers"][1]["weight_bits"], 2);
+        assert_eq!(v["layers"][2]["tensorrt"], "fp16");
+        // A ',' cannot be written in --layerPrecisions: refused, naming the layer.
+        let e = runtime_config(&p, RuntimeFormat::TensorRt, None).unwrap_err();
+        assert!(e.to_string().contains("'block,odd'"), "{e}");
+        let p = policy(&[("features.0.0", 8, 8), ("features.1.conv.0.0", 2, 3)]);
+        let trt = runtime_config(&p, RuntimeFormat::TensorRt, None).unwrap();
+        assert_eq!(
+            trt,
+            "--int8 --precisionConstraints=obey \
+             --layerPrecisions=features.0.0:int8,features.1.conv.0.0:int8\n"
+        );
+    }
+
+    #[test]
+    fn more_than_16_bits_is_refused() {
+        let p = policy(&[("a", 17, 8)]);
+        let e = runtime_config(&p, RuntimeFormat::Json, None).unwrap_err();
+        assert!(e.to_string().contains("layer 'a'"), "{e}");
+    }
+}
