@@ -10,8 +10,8 @@ pub mod export;
 mod finetune;
 mod infer;
 mod joint;
-mod sensitivity;
 pub mod runtime;
+mod sensitivity;
 
 pub use crate::train::{Position, RunConfig, StopFlag, Stopped};
 use std::fmt;
