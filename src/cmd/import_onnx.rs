@@ -1,12 +1,12 @@
 //! `limpq import-onnx MODEL.onnx -o MODEL.ron --weights MODEL.ckpt`: an ONNX model as a
 //! model description and a full-precision checkpoint of its pretrained weights. The import
-//! is `limpq_trainer::model::onnx`; this command reads the file and writes the two results.
+//! is `limpq_trainer::import`; this command reads the file and writes the two results.
 //! See docs/IMPORT.md.
 
 use std::path::PathBuf;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::model::onnx::{self, FoldedBn, ImportOptions};
+use limpq_trainer::import::{self as onnx, FoldedBn, ImportOptions};
 
 /// Largest ONNX file read (protobuf itself caps a message at 2 GiB).
 const MAX_ONNX: u64 = 2 << 30;

@@ -19,6 +19,8 @@ pub mod engine;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 #[cfg(feature = "gpu")]
+pub mod import;
+#[cfg(feature = "gpu")]
 pub mod interrupt;
 #[cfg(feature = "gpu")]
 pub mod kernels;

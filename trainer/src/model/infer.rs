@@ -6,7 +6,7 @@ use super::{Model, Node, NodeInfo, Op, Shape, Source, INPUT};
 use crate::shapes::Conv2dShape;
 
 /// A problem found in the graph; `Model::analyze` adds the origin.
-pub(super) struct GraphError {
+pub(crate) struct GraphError {
     pub node: Option<String>,
     pub field: Option<&'static str>,
     pub message: String,
@@ -75,7 +75,7 @@ pub(super) fn analyze(model: &Model) -> Result<Vec<NodeInfo>, GraphError> {
 
 /// [`analyze`] without the check of the last node's shape against `classes` (an importer
 /// reads the classes from that shape).
-pub(super) fn analyze_graph(model: &Model) -> Result<Vec<NodeInfo>, GraphError> {
+pub(crate) fn analyze_graph(model: &Model) -> Result<Vec<NodeInfo>, GraphError> {
     let (c, h, w) = model.input;
     if c == 0 || h == 0 || w == 0 {
         return Err(model_err(

@@ -12,8 +12,7 @@
 
 mod builtins;
 mod infer;
-#[cfg(feature = "gpu")]
-pub mod onnx;
+pub(crate) use infer::analyze_graph;
 mod table;
 
 use std::fmt;

@@ -28,7 +28,7 @@ use limpq_onnx::proto::{
     ModelProto, NodeProto, TensorProto,
 };
 
-use super::{Model, Node, Op, INPUT};
+use crate::model::{Model, Node, Op, INPUT};
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::kernels::norm::BN_EPS;
 
@@ -1020,7 +1020,7 @@ impl Reader<'_> {
 
 /// Runs the model's shape check with `classes` set from the last node's output.
 fn analyze_loose(model: &mut Model) -> R<()> {
-    let infos = super::infer::analyze_graph(model).map_err(|e| {
+    let infos = crate::model::analyze_graph(model).map_err(|e| {
         err(format!(
             "{}{}{}",
             e.node.map(|n| format!("node '{n}': ")).unwrap_or_default(),
