@@ -584,3 +584,68 @@ fn bad_indicators_and_finetune_specs_are_refused() {
     refused(&mut c, bad, &["finetune.epochs"]);
     h.shutdown().unwrap();
 }
+
+/// `Config::worker_adapters` (`limpq serve --worker-adapter`): a worker opens its own
+/// adapter for its GPU jobs, not the process's preferred one. One worker on GL (Mesa's
+/// llvmpipe here) while the preferred adapter is Vulkan (lavapipe): the train and eval jobs'
+/// logs name the GL adapter, and the eval gives the accuracy the training measured.
+#[test]
+fn a_worker_opens_the_adapter_it_was_given() {
+    use limpq_trainer::gpu::{AdapterPick, Gpu, GpuOptions};
+    let open = |pick: &str| Gpu::new(&GpuOptions::default().with_adapter(pick.parse().unwrap()));
+    let preferred = Gpu::new(&GpuOptions::default());
+    if open("gl").is_err()
+        || preferred
+            .as_ref()
+            .map_or(true, |g| g.summary.backend.to_lowercase() == "gl")
+    {
+        eprintln!("SKIP a_worker_opens_the_adapter_it_was_given: needs a GL adapter and another preferred one");
+        return;
+    }
+    drop(preferred);
+    let dir = TempDir::new("workeradapter");
+    let mut cfg = Config::new(dir.0.join("d.sock"), dir.0.join("state"));
+    cfg.tick = Duration::from_millis(20);
+    cfg.workers = 1;
+    cfg.worker_adapters = vec!["gl".parse::<AdapterPick>().unwrap()];
+    let h = daemon::start(cfg).expect("daemon starts");
+    let mut c = client(&h);
+    let t = c.submit(spec(JobKind::Train(tiny_train(1)))).unwrap();
+    let ti = c.watch(t, |_| {}).unwrap();
+    assert_eq!(ti.state, JobState::Done, "{ti:?}");
+    let ck = Path::new(&ti.output_dir).join("model.ckpt");
+    let eval = EvalJob {
+        ckpt: ck,
+        data: None,
+        data_dir: None,
+        subset: Some(64),
+        batch: 64,
+    };
+    let e = c.submit(spec(JobKind::Eval(eval))).unwrap();
+    let fin = c.watch(e, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    for id in [t, e] {
+        let log = std::fs::read_to_string(dir.0.join(format!("state/jobs/{id}/log.txt"))).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.starts_with("adapter: "))
+            .unwrap_or_else(|| panic!("job {id}: no adapter line in {log}"));
+        assert!(line.to_lowercase().ends_with("(gl)"), "job {id}: {line}");
+    }
+    let history = std::fs::read_to_string(Path::new(&ti.output_dir).join("history.ron")).unwrap();
+    let history: Vec<(usize, f64, f64, f64, f64)> = ron::from_str(&history).unwrap();
+    let text = std::fs::read_to_string(Path::new(&fin.output_dir).join("eval.ron")).unwrap();
+    let acc: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("accuracy: "))
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap();
+    assert!(
+        (acc - history[0].4).abs() < 1e-9,
+        "eval {acc} vs train's {}",
+        history[0].4
+    );
+    h.shutdown().unwrap();
+}
