@@ -45,6 +45,9 @@ enum Command {
     #[cfg(feature = "gpu")]
     /// Import an ONNX model as a model description and a checkpoint of its weights.
     ImportOnnx(cmd::import_onnx::Args),
+    #[cfg(feature = "gpu")]
+    /// Import PyTorch weights (safetensors, PyTorch names) as a checkpoint of a model.
+    ImportSafetensors(cmd::import_safetensors::Args),
     /// Print per-layer MACs and parameter counts of a built-in model or MODEL.ron.
     Layers(cmd::layers::Args),
     /// Time the exact solver against the microlp backend (the same as `bench solver`).
@@ -139,6 +142,8 @@ fn main() -> std::process::ExitCode {
         Command::ImportLimpq(a) => cmd::import_limpq::run(a),
         #[cfg(feature = "gpu")]
         Command::ImportOnnx(a) => cmd::import_onnx::run(a),
+        #[cfg(feature = "gpu")]
+        Command::ImportSafetensors(a) => cmd::import_safetensors::run(a),
         Command::Layers(a) => cmd::layers::run(a),
         Command::BenchSolver(a) => cmd::bench_solver::run(a),
         Command::Bench(b) => cmd::bench::dispatch(b),

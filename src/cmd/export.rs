@@ -31,6 +31,10 @@ pub struct Args {
     /// Write the checkpoint as an ONNX QDQ model to this file.
     #[arg(long, conflicts_with = "format")]
     pub onnx: Option<PathBuf>,
+    /// Write a full-precision (or finetuned) checkpoint's float weights as safetensors with
+    /// PyTorch's parameter names, for `load_state_dict` (docs/IMPORT.md).
+    #[arg(long, conflicts_with_all = ["format", "onnx"])]
+    pub safetensors: Option<PathBuf>,
     /// The policy of --onnx (default: the policy the finetuned checkpoint stores).
     #[arg(long, requires = "onnx")]
     pub policy: Option<PathBuf>,
@@ -70,14 +74,32 @@ fn stored_policy(ckpt: &Checkpoint, path: &Path) -> anyhow::Result<limpq_solver:
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(out) = &args.safetensors {
+        return export_weights(&args.input, out);
+    }
     match (&args.onnx, args.format) {
         (Some(out), None) => export_model(&args, out),
         (None, Some(format)) => export_format(&args, format),
         _ => Err(usage(
-            "give --onnx FILE (a finetuned checkpoint as ONNX QDQ) or --format \
-             ort|tensorrt|json|csv (a policy's per-layer bits)",
+            "give --onnx FILE (a finetuned checkpoint as ONNX QDQ), --safetensors FILE (its \
+             float weights for PyTorch) or --format ort|tensorrt|json|csv (a policy's \
+             per-layer bits)",
         )),
     }
+}
+
+fn export_weights(input: &Path, out: &Path) -> anyhow::Result<()> {
+    let ckpt = Checkpoint::load(input)?;
+    let bytes = limpq_trainer::weights::export_safetensors(&ckpt)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    limpq_io::files::write_atomic(out, &bytes)?;
+    eprintln!(
+        "wrote {}: the float weights of '{}' ({} bytes)",
+        out.display(),
+        ckpt.model.name,
+        bytes.len()
+    );
+    Ok(())
 }
 
 fn export_model(args: &Args, out: &Path) -> anyhow::Result<()> {

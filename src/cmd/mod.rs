@@ -24,6 +24,8 @@ pub mod import_limpq;
 #[cfg(feature = "gpu")]
 pub mod import_onnx;
 #[cfg(feature = "gpu")]
+pub mod import_safetensors;
+#[cfg(feature = "gpu")]
 pub mod indicators;
 #[cfg(feature = "gpu")]
 pub mod infer;

@@ -38,3 +38,5 @@ pub mod schedule;
 pub mod shapes;
 #[cfg(feature = "gpu")]
 pub mod train;
+#[cfg(feature = "gpu")]
+pub mod weights;
