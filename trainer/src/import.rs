@@ -28,9 +28,9 @@ use limpq_onnx::proto::{
     ModelProto, NodeProto, TensorProto,
 };
 
-use crate::model::{Model, Node, Op, INPUT};
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::kernels::norm::BN_EPS;
+use crate::model::{Model, Node, Op, INPUT};
 
 /// Lowest and highest opset of the default domain read.
 pub const MIN_OPSET: i64 = 7;

@@ -12,6 +12,7 @@
 
 mod builtins;
 mod infer;
+#[cfg(feature = "gpu")]
 pub(crate) use infer::analyze_graph;
 mod table;
 
