@@ -35,6 +35,17 @@ fn tiny_train(epochs: usize) -> TrainJob {
     .unwrap()
 }
 
+/// The accuracy an eval job wrote to `eval.ron` in its output folder.
+fn eval_accuracy(output_dir: &str) -> f64 {
+    let text = std::fs::read_to_string(Path::new(output_dir).join("eval.ron")).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("accuracy: "))
+        .unwrap_or_else(|| panic!("no accuracy in {text}"))
+        .trim_end_matches(',')
+        .parse()
+        .unwrap()
+}
+
 fn spec(job: JobKind) -> JobSpec {
     JobSpec {
         name: String::new(),
@@ -86,13 +97,7 @@ fn train_then_eval_through_the_daemon() {
     let text = std::fs::read_to_string(Path::new(&fin.output_dir).join("eval.ron")).unwrap();
     assert!(text.contains("images: 64"), "{text}");
     // The eval job's accuracy is the one train measured on the same 64 test images.
-    let acc: f64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("accuracy: "))
-        .unwrap()
-        .trim_end_matches(',')
-        .parse()
-        .unwrap();
+    let acc = eval_accuracy(&fin.output_dir);
     assert!(
         (acc - history[1].4).abs() < 1e-9,
         "eval {acc} vs train's test acc {}",
@@ -634,14 +639,7 @@ fn a_worker_opens_the_adapter_it_was_given() {
     }
     let history = std::fs::read_to_string(Path::new(&ti.output_dir).join("history.ron")).unwrap();
     let history: Vec<(usize, f64, f64, f64, f64)> = ron::from_str(&history).unwrap();
-    let text = std::fs::read_to_string(Path::new(&fin.output_dir).join("eval.ron")).unwrap();
-    let acc: f64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("accuracy: "))
-        .unwrap()
-        .trim_end_matches(',')
-        .parse()
-        .unwrap();
+    let acc = eval_accuracy(&fin.output_dir);
     assert!(
         (acc - history[0].4).abs() < 1e-9,
         "eval {acc} vs train's {}",
