@@ -106,6 +106,23 @@ fn report(ctx: &mut JobContext<'_>, stage: &str, epochs: usize, e: &Event) {
     }
 }
 
+/// The progress callback of a training run in a job: reports each event as `stage`, and
+/// forwards the daemon's stop (cancel or shutdown) to the run's own flag, which the run
+/// checks before its next step.
+fn run_events<'a, 'j>(
+    ctx: &'a mut JobContext<'j>,
+    stage: &'static str,
+    epochs: usize,
+    stop: &'a AtomicBool,
+) -> impl FnMut(&Event) + use<'a, 'j> {
+    move |e: &Event| {
+        report(ctx, stage, epochs, e);
+        if ctx.should_stop() {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The data's provenance for a checkpoint's or indicator file's meta, as the CLI writes it.
 fn data_meta(train: &Dataset, init: &Path, d: &JobData) -> Vec<(String, String)> {
     let mut meta = vec![
@@ -232,13 +249,7 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         ..run
     };
     let ran = {
-        let ctx = &mut *ctx;
-        let mut on_event = |e: &Event| {
-            report(ctx, "training", cfg.epochs, e);
-            if ctx.should_stop() {
-                stop.store(true, Ordering::SeqCst);
-            }
-        };
+        let mut on_event = run_events(ctx, "training", cfg.epochs, &stop);
         train_from(&gpu, &model, train_ds, test_ds, &cfg, start, &mut on_event)
     };
     let trained = match ran {
@@ -441,13 +452,7 @@ pub fn run_indicators(job: &IndicatorsJob, ctx: &mut JobContext<'_>) -> Result<O
         },
     };
     let ran = {
-        let ctx = &mut *ctx;
-        let mut on_event = |e: &Event| {
-            report(ctx, "joint training", cfg.run.epochs, e);
-            if ctx.should_stop() {
-                stop.store(true, Ordering::SeqCst);
-            }
-        };
+        let mut on_event = run_events(ctx, "joint training", cfg.run.epochs, &stop);
         joint_train_full(&gpu, &model, &init, train_ds, test_ds, &cfg, &mut on_event)
     };
     let out = match method_end(ran, ctx)? {
@@ -532,13 +537,7 @@ pub fn run_finetune(job: &FinetuneJob, ctx: &mut JobContext<'_>) -> Result<Outco
         },
     };
     let ran = {
-        let ctx = &mut *ctx;
-        let mut on_event = |e: &Event| {
-            report(ctx, "finetuning", cfg.run.epochs, e);
-            if ctx.should_stop() {
-                stop.store(true, Ordering::SeqCst);
-            }
-        };
+        let mut on_event = run_events(ctx, "finetuning", cfg.run.epochs, &stop);
         finetune(
             &gpu,
             &model,
