@@ -245,6 +245,14 @@ impl<'a> Graph<'a> {
         Ok(v.clamp(STEP_MIN, STEP_MAX))
     }
 
+    /// Layer `name`'s bias (`len` values) as an initializer of the same name; returns it.
+    fn bias_init(&mut self, name: &str, len: usize) -> Result<String, MethodError> {
+        let bn = format!("{name}.bias");
+        let b = self.tensor(&bn, len)?;
+        self.float_init(&bn, &[len as i64], b);
+        Ok(bn)
+    }
+
     fn float_init(&mut self, name: &str, dims: &[i64], data: &[f32]) {
         self.init.push(float_tensor(name, dims, data));
     }
@@ -458,10 +466,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 let (wq, wt) = g.weight_dq(name, w, &dims, wb, ws);
                 let mut ins = vec![xq, wq];
                 if *bias {
-                    let b = g.tensor(&format!("{name}.bias"), *out_channels)?;
-                    let bn = format!("{name}.bias");
-                    g.float_init(&bn, &[*out_channels as i64], b);
-                    ins.push(bn);
+                    ins.push(g.bias_init(name, *out_channels)?);
                 }
                 let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
                 let mut c = node("Conv", name, &refs, name);
@@ -504,10 +509,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 let (wq, wt) = g.weight_dq(name, w, &[*out_features as i64, in_f as i64], wb, ws);
                 let mut ins = vec![xq, wq];
                 if *bias {
-                    let b = g.tensor(&format!("{name}.bias"), *out_features)?;
-                    let bn = format!("{name}.bias");
-                    g.float_init(&bn, &[*out_features as i64], b);
-                    ins.push(bn);
+                    ins.push(g.bias_init(name, *out_features)?);
                 }
                 let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
                 let mut gm = node("Gemm", name, &refs, name);
