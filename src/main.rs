@@ -50,6 +50,8 @@ enum Command {
     ImportSafetensors(cmd::import_safetensors::Args),
     /// Print per-layer MACs and parameter counts of a built-in model or MODEL.ron.
     Layers(cmd::layers::Args),
+    /// Rank-correlate two indicator files layer by layer (which layers each says matter).
+    Compare(cmd::compare::Args),
     /// Time the exact solver against the microlp backend (the same as `bench solver`).
     #[command(hide = true)]
     BenchSolver(cmd::bench_solver::Args),
@@ -145,6 +147,7 @@ fn main() -> std::process::ExitCode {
         #[cfg(feature = "gpu")]
         Command::ImportSafetensors(a) => cmd::import_safetensors::run(a),
         Command::Layers(a) => cmd::layers::run(a),
+        Command::Compare(a) => cmd::compare::run(a),
         Command::BenchSolver(a) => cmd::bench_solver::run(a),
         Command::Bench(b) => cmd::bench::dispatch(b),
         #[cfg(feature = "gpu")]

@@ -10,6 +10,7 @@ pub mod bench_solver;
 pub mod bench_train;
 #[cfg(feature = "gpu")]
 pub mod cancel;
+pub mod compare;
 #[cfg(feature = "gpu")]
 pub mod demo;
 #[cfg(feature = "gpu")]

@@ -1,9 +1,11 @@
 //! GPU trainer for limpq: WGSL compute kernels through wgpu, model descriptions, data
-//! loading, and (later) LSQ joint indicator training.
+//! loading, LSQ joint indicator training, finetuning, the pipeline and the daemon.
 //!
 //! Without the default `gpu` feature only the model descriptions ([`model`], [`shapes`])
-//! are built: what a solver-only `limpq` needs, with no wgpu.
+//! and the comparison of indicator files ([`analysis`]) are built: what a solver-only
+//! `limpq` needs, with no wgpu.
 
+pub mod analysis;
 #[cfg(feature = "gpu")]
 pub mod bench;
 #[cfg(feature = "gpu")]

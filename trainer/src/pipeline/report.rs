@@ -249,20 +249,7 @@ fn paired(r: &Results) -> String {
     o
 }
 
-/// Two-sided 95 % quantile of Student's t with `df` degrees of freedom (exact to three
-/// decimals up to 30; beyond, `1.96 + 2.5/df`, within 0.002 of the true value).
-pub fn t95(df: usize) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => T[df - 1],
-        _ => 1.96 + 2.5 / df as f64,
-    }
-}
+pub use crate::analysis::t95;
 
 /// Mean, standard error and the 95 % confidence interval (Student's t) of paired
 /// differences; `None` for fewer than two.
