@@ -1101,6 +1101,13 @@ fn control_searches_run_beside_the_others_and_resume() {
     let md = read("report.md");
     assert!(md.contains("## How sure"), "{md}");
     assert!(md.contains("| w2a3 | sensitivity |"), "{md}");
+    // The fake's weight increments grow with the layer index and its measured ones shrink
+    // (rho -1); both activation increments shrink (rho +1).
+    assert!(
+        md.contains("weights 2-3 -1.00, 3-4 -1.00, 4-5 -1.00, 5-6 -1.00; activations 2-3 +1.00"),
+        "{md}"
+    );
+    assert!(md.contains("limpq compare seed1/indicators.ron seed1/sensitivity.ron"));
     // A rerun measures and finetunes nothing again.
     let mut again = fake_for(&plan);
     run(&plan, &mut again, &mut |_| {}).unwrap();

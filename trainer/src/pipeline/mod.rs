@@ -696,6 +696,11 @@ pub fn run(
                 },
             )?;
             check_indicators(&ind, plan, &path)?;
+            if let Ok(g) = crate::analysis::compare_indicators(&indicators, &ind) {
+                let line = format!("seed {seed}: {}", sensitivity_agreement(&g, &sdir));
+                (runner.on_event)(&Event::Note(line.clone()));
+                notes.push(line);
+            }
             Some(ind)
         } else {
             None
@@ -883,6 +888,38 @@ fn drift_note(drifts: &[(u64, f64, f64)]) -> Option<String> {
             ""
         }
     ))
+}
+
+/// The report's line on how the joint run's indicators rank the layers against measured
+/// sensitivity (`limpq compare`, docs/RESULTS.md).
+fn sensitivity_agreement(g: &crate::analysis::Agreement, sdir: &str) -> String {
+    let side = |name: &str| -> String {
+        g.rows
+            .iter()
+            .filter(|r| r.side == name && r.step != "all")
+            .map(|r| {
+                let rho = r.rho.map_or("n/a".to_string(), |x| format!("{x:+.2}"));
+                format!("{} {rho}", r.step)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let critical = g
+        .rows
+        .iter()
+        .find(|r| r.step != "all")
+        .and_then(|r| r.critical)
+        .map_or(String::new(), |c| {
+            format!("; |rho| above {c:.2} differs from 0 at the 5 % level")
+        });
+    format!(
+        "the joint run's indicators against measured sensitivity, Spearman's rho of the \
+         {} searchable layers' increments per bit step: weights {}; activations {}{critical} \
+         (`limpq compare {sdir}/indicators.ron {sdir}/sensitivity.ron`)",
+        g.layers.len(),
+        side("weight"),
+        side("act")
+    )
 }
 
 /// The indicator set fits the model and the job's candidate bits.
