@@ -481,6 +481,39 @@ fn indicators_and_finetune_jobs_equal_the_library_runs_and_resume() {
     .unwrap();
     assert_eq!(from_job.tensors, lib.checkpoint.tensors);
     assert_eq!(from_job.step, lib.checkpoint.step);
+
+    // An eval job of the finetuned checkpoint evaluates it at its policy, as `limpq eval`.
+    let eval = EvalJob {
+        ckpt: out.clone(),
+        data: None,
+        data_dir: None,
+        subset: Some(32),
+        batch: 32,
+    };
+    let e = c.submit(spec(JobKind::Eval(eval))).unwrap();
+    let fin = c.watch(e, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    let text = std::fs::read_to_string(Path::new(&fin.output_dir).join("eval.ron")).unwrap();
+    let loss: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("loss: "))
+        .unwrap_or_else(|| panic!("no loss in {text}"))
+        .trim_end_matches(',')
+        .parse()
+        .unwrap();
+    let (_, test) = tiny_data();
+    let at_policy = limpq_trainer::method::evaluate_checkpoint(
+        &gpu,
+        &from_job,
+        "ft",
+        Some(&policy),
+        "fashion-mnist",
+        test,
+        32,
+    )
+    .unwrap();
+    assert_eq!(eval_accuracy(&fin.output_dir), at_policy.accuracy);
+    assert_eq!(loss, at_policy.loss, "{text}");
     h.shutdown().unwrap();
 }
 

@@ -33,7 +33,8 @@ use crate::daemon::protocol::Progress;
 use crate::data::{Dataset, Split, TEST_SUBSET_SEED};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::method::{
-    evaluate_checkpoint, finetune, joint_train_full, FinetuneConfig, JointConfig, MethodError,
+    checkpoint_policy, evaluate_checkpoint, finetune, joint_train_full, FinetuneConfig,
+    JointConfig, MethodError,
 };
 use crate::pipeline::PipelineError;
 use crate::train::{
@@ -315,9 +316,17 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
     )?;
     check_data(&ckpt.model, &test).map_err(|e| e.to_string())?;
     let gpu = gpu(ctx)?;
-    // Full precision, as the job always evaluated (no policy is passed).
+    // As `limpq eval`: a finetuned checkpoint at the policy it stores (the model it is),
+    // a full-precision one in full precision.
     let name = job.ckpt.display().to_string();
-    let rep = evaluate_checkpoint(&gpu, &ckpt, &name, None, &data, test, job.batch)
+    let policy = checkpoint_policy(&ckpt).map_err(|e| format!("{name}: {e}"))?;
+    if let Some(p) = &policy {
+        ctx.log(format!(
+            "quantized at the checkpoint's policy ({} layers)",
+            p.layers.len()
+        ));
+    }
+    let rep = evaluate_checkpoint(&gpu, &ckpt, &name, policy.as_ref(), &data, test, job.batch)
         .map_err(|e| e.to_string())?;
     let r = EvalResult {
         model: rep.model,
