@@ -330,6 +330,7 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
     let mut used = used_of(w, x);
     let mut z = cost_of(w, x);
     let mut moves: Vec<Move> = Vec::new();
+    let mut drs: Vec<f64> = Vec::new();
     let mut room = vec![0.0; m];
     for _ in 0..10_000 {
         let thr = z - lb;
@@ -350,14 +351,22 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
         for k in 0..m {
             room[k] = w.cap[k] + feas_tol[k] - used[k];
         }
-        let dr = |mv: &Move, k: usize| w.r[mv.c * m + k] - w.r[x[mv.g] * m + k];
+        // Each move's change of every row, computed once (the pair search reads them
+        // many times).
+        drs.clear();
+        for mv in moves.iter() {
+            for k in 0..m {
+                drs.push(w.r[mv.c * m + k] - w.r[x[mv.g] * m + k]);
+            }
+        }
+        let dr = |i: usize, k: usize| drs[i * m + k];
         // Best single move (the first feasible one in cost order).
         let mut best: Option<(f64, usize, Option<usize>)> = None;
         for (i, mv) in moves.iter().enumerate() {
             if mv.dcost >= 0.0 {
                 break;
             }
-            if (0..m).all(|k| dr(mv, k) <= room[k]) {
+            if (0..m).all(|k| dr(i, k) <= room[k]) {
                 best = Some((mv.dcost, i, None));
                 break;
             }
@@ -378,7 +387,7 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
                 if a.g == b.g {
                     continue;
                 }
-                if (0..m).all(|k| dr(a, k) + dr(b, k) <= room[k]) {
+                if (0..m).all(|k| dr(i, k) + dr(j, k) <= room[k]) {
                     best = Some((a.dcost + b.dcost, i, Some(j)));
                     break; // later j cost more
                 }
