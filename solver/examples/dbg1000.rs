@@ -1,6 +1,7 @@
 //! Times exact solves of one benchmark kind: `cargo run --release -p limpq-solver --example
 //! dbg1000 -- KIND SEEDS LIMIT` (compile + solve per seed), or the 100-point ResNet-50 sweep
-//! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`, for both).
+//! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`, for both; COLD
+//! `cold_first_pass_states` and SURMIN `surrogate_min_candidates`, per seed).
 use std::time::Instant;
 
 fn main() {
@@ -55,6 +56,12 @@ fn main() {
         o.node_limit = limit;
         if let Some(f) = std::env::var("FIRST").ok().and_then(|v| v.parse().ok()) {
             o.first_pass_states = f;
+        }
+        if let Some(f) = std::env::var("COLD").ok().and_then(|v| v.parse().ok()) {
+            o.cold_first_pass_states = f;
+        }
+        if let Some(f) = std::env::var("SURMIN").ok().and_then(|v| v.parse().ok()) {
+            o.surrogate_min_candidates = f;
         }
         let s = c.solve(&o).unwrap();
         println!(

@@ -330,6 +330,7 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
     let mut used = used_of(w, x);
     let mut z = cost_of(w, x);
     let mut moves: Vec<Move> = Vec::new();
+    let mut drs: Vec<f64> = Vec::new();
     let mut room = vec![0.0; m];
     for _ in 0..10_000 {
         let thr = z - lb;
@@ -350,14 +351,22 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
         for k in 0..m {
             room[k] = w.cap[k] + feas_tol[k] - used[k];
         }
-        let dr = |mv: &Move, k: usize| w.r[mv.c * m + k] - w.r[x[mv.g] * m + k];
+        // Each move's change of every row, computed once (the pair search reads them
+        // many times).
+        drs.clear();
+        for mv in moves.iter() {
+            for k in 0..m {
+                drs.push(w.r[mv.c * m + k] - w.r[x[mv.g] * m + k]);
+            }
+        }
+        let dr = |i: usize, k: usize| drs[i * m + k];
         // Best single move (the first feasible one in cost order).
         let mut best: Option<(f64, usize, Option<usize>)> = None;
         for (i, mv) in moves.iter().enumerate() {
             if mv.dcost >= 0.0 {
                 break;
             }
-            if (0..m).all(|k| dr(mv, k) <= room[k]) {
+            if (0..m).all(|k| dr(i, k) <= room[k]) {
                 best = Some((mv.dcost, i, None));
                 break;
             }
@@ -378,7 +387,7 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
                 if a.g == b.g {
                     continue;
                 }
-                if (0..m).all(|k| dr(a, k) + dr(b, k) <= room[k]) {
+                if (0..m).all(|k| dr(i, k) + dr(j, k) <= room[k]) {
                     best = Some((a.dcost + b.dcost, i, Some(j)));
                     break; // later j cost more
                 }
@@ -660,10 +669,14 @@ fn branch(
     };
     // Large searches skip the first pass (`SolveOptions::first_pass_max_groups`).
     let multi = (0..w.groups()).filter(|&g| w.range(g).len() > 1).count();
-    let first_states = if gap_hint.is_none() && multi >= opts.first_pass_max_groups {
+    let first_states = if gap_hint.is_some() {
+        opts.first_pass_states.min(state_limit)
+    } else if multi >= opts.first_pass_max_groups {
         0
     } else {
-        opts.first_pass_states.min(state_limit)
+        opts.cold_first_pass_states
+            .min(opts.first_pass_states)
+            .min(state_limit)
     };
     let first = match restrict(w, lam_w, lb, t0) {
         None => Search {
@@ -676,7 +689,15 @@ fn branch(
             complete: false,
             found: None,
         },
-        Some(wt) => search(&wt, lam_w, lb, t0, &feas_tol, first_states, opts),
+        Some(wt) => {
+            // Against a loose incumbent the surrogate's staircases are long and the pass
+            // is cut anyway when the search is hard: only a sweep's hinted pass builds it.
+            let mut fo = opts.clone();
+            if gap_hint.is_none() {
+                fo.surrogate_min_candidates = usize::MAX;
+            }
+            search(&wt, lam_w, lb, t0, &feas_tol, first_states, &fo)
+        }
     };
     states += first.states;
     let mut complete = false;
@@ -1029,6 +1050,7 @@ fn search(
         lb,
         feas_tol,
         partner_min: opts.partner_min_states,
+        sur_min: opts.surrogate_min_candidates,
     };
     let mut states: u64 = 0;
     let to_input = |x: &[usize]| -> Vec<usize> { x.iter().map(|&c| w.orig[c]).collect() };
@@ -1040,6 +1062,9 @@ fn search(
         // replaced by states that use no more and cost no more), so the join finds it (or
         // one as good): the pass stays exact.
         let h = d_max / 2;
+        // The forward half is bounded by the surrogate of the rest as well, built when a
+        // stage first has enough candidates to pay for it.
+        let make_sur = |lo: usize| Surrogate::new(w, lam_w, &lw, &free, &base, lo, zb, feas_tol);
         let fwd = ctx.dp(
             &free[..h],
             &suffix[m..(h + 1) * m],
@@ -1048,6 +1073,7 @@ fn search(
             zb,
             limit,
             None,
+            Some(&make_sur),
         );
         states += fwd.states;
         if fwd.cut {
@@ -1083,6 +1109,7 @@ fn search(
             zb,
             limit.saturating_sub(fwd.states),
             Some(&partner),
+            None,
         );
         states += bwd.states;
         if bwd.cut {
@@ -1114,7 +1141,16 @@ fn search(
             found: fits.then(|| (to_input(&fixed_choice), base_cost)),
         };
     }
-    let out = ctx.dp(&free, &suffix[m..], &off[nl..], &base, zb, limit, None);
+    let out = ctx.dp(
+        &free,
+        &suffix[m..],
+        &off[nl..],
+        &base,
+        zb,
+        limit,
+        None,
+        None,
+    );
     states += out.states;
     let mut found = None;
     if !out.cut && out.complete_len == d_max && !out.cost.is_empty() {
@@ -1161,6 +1197,9 @@ struct Ctx<'a> {
     feas_tol: &'a [f64],
     /// Backward stages keeping fewer states skip the partner bound.
     partner_min: usize,
+    /// A forward stage with at least this many candidates (states × choices) builds the
+    /// surrogate bound of the rest (the stages after it use it too).
+    sur_min: usize,
 }
 
 /// States after a DP pass: used rows (m per state), cost, and the path back.
@@ -1205,7 +1244,10 @@ impl Ctx<'_> {
         zb: f64,
         limit: u64,
         partner: Option<&dyn Fn() -> Option<Partner>>,
+        sur: Option<&dyn Fn(usize) -> Surrogate>,
     ) -> Dp {
+        // The surrogate bound, once a stage has enough candidates to build it.
+        let mut sur_built: Option<Surrogate> = None;
         let w = self.w;
         let m = w.m;
         let nl = self.nl;
@@ -1246,6 +1288,11 @@ impl Ctx<'_> {
             cand_ls.reserve(want);
             cand_u.reserve(want * m);
             let list = &self.order_in[g];
+            if sur_built.is_none() && cost.len() * list.len() >= self.sur_min {
+                if let Some(make) = sur {
+                    sur_built = Some(make(s + 1));
+                }
+            }
             let offn = &rest_off[s * nl..(s + 1) * nl];
             let rmin = &rest_min[s * m..(s + 1) * m];
             let min_rcs = rcs.iter().copied().fold(f64::INFINITY, f64::min);
@@ -1297,6 +1344,12 @@ impl Ctx<'_> {
                             .find(|&j| nls + coef[j] * nu[mk[j]] + offn[j] >= zb)
                             .unwrap_or(hint);
                         continue;
+                    }
+                    if let Some(sg) = &sur_built {
+                        let rest = sg.least(s + 1, &nu);
+                        if cost[i] + w.cost[c] + rest >= zb + 1e-12 * (1.0 + abs(zb)) {
+                            continue;
+                        }
                     }
                     cand.push((i as u32, c as u32));
                     cand_u.extend_from_slice(&nu);
@@ -1487,6 +1540,164 @@ impl Partner {
             i += 1;
             ok[i - 1]
         });
+    }
+}
+
+/// The least cost of the groups `free[d..]` (for each suffix start d) under the two rows
+/// combined into one budget with the weights λ (a surrogate relaxation): a policy that keeps
+/// both budgets keeps λ·used ≤ λ·cap, so the cheapest completion under that one budget is a
+/// lower bound on the cheapest one under both. Unlike the Lagrangian bound it is exact in
+/// the integrality of the completion, which is where the gap of a partial policy lies.
+/// Each suffix is a staircase: combined use ascending, cost strictly descending.
+struct Surrogate {
+    /// at[d]..at[d + 1]: suffix d's steps in `v` / `cost` (d from `lo` to d_max).
+    at: Vec<usize>,
+    lo: usize,
+    v: Vec<f64>,
+    cost: Vec<f64>,
+    lam: [f64; 2],
+    /// λ·(cap + tol) plus a little slack for rounding.
+    room: f64,
+}
+
+impl Surrogate {
+    /// Suffixes `free[lo..]`..`free[d_max..]`, keeping only partial policies that some
+    /// policy below `zb` could contain (bounded by the Lagrangian of the groups before).
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        w: &Work,
+        lam: &[f64],
+        lw: &[f64],
+        free: &[usize],
+        base: &Base,
+        lo: usize,
+        zb: f64,
+        feas_tol: &[f64],
+    ) -> Surrogate {
+        let d_max = free.len();
+        let lam2 = [lam[0], lam[1]];
+        let vof = |c: usize| lam2[0] * w.r[c * 2] + lam2[1] * w.r[c * 2 + 1];
+        let capv = lam2[0] * (w.cap[0] + feas_tol[0]) + lam2[1] * (w.cap[1] + feas_tol[1]);
+        let room = capv + 1e-9 * (1.0 + abs(capv));
+        // Before suffix d: base plus free[..d], their least combined use and least
+        // Lagrangian cost.
+        let mut pre_v = vec![0.0; d_max + 1];
+        const TS: [f64; 8] = [0.5, 0.8, 0.9, 0.97, 1.03, 1.1, 1.25, 2.0];
+        const NT: usize = TS.len();
+        let mut pre_l = vec![0.0; d_max + 1];
+        let mut pre_t = vec![0.0; (d_max + 1) * NT];
+        let base_v = lam2[0] * base.used[0] + lam2[1] * base.used[1];
+        pre_v[0] = base_v;
+        pre_l[0] = base.ls - capv;
+        for t in 0..NT {
+            pre_t[t] = base.cost + TS[t] * (base_v - capv);
+        }
+        for e in 0..d_max {
+            let g = free[e];
+            pre_v[e + 1] = pre_v[e] + w.range(g).map(vof).fold(f64::INFINITY, f64::min);
+            pre_l[e + 1] = pre_l[e] + w.range(g).map(|c| lw[c]).fold(f64::INFINITY, f64::min);
+            for t in 0..NT {
+                pre_t[(e + 1) * NT + t] = pre_t[e * NT + t]
+                    + w.range(g)
+                        .map(|c| w.cost[c] + TS[t] * vof(c))
+                        .fold(f64::INFINITY, f64::min);
+            }
+        }
+        let slack = 1e-12 * (1.0 + abs(zb));
+        let mut steps: Vec<Vec<(f64, f64)>> = vec![Vec::new(); d_max + 1];
+        steps[d_max].push((0.0, 0.0));
+        // Each choice shifts the next suffix's staircase (still a staircase); the
+        // stage's staircase is their running merge.
+        let mut run: Vec<(f64, f64)> = Vec::new();
+        let mut acc: Vec<(f64, f64)> = Vec::new();
+        let mut tmp: Vec<(f64, f64)> = Vec::new();
+        for d in (lo..d_max).rev() {
+            let g = free[d];
+            acc.clear();
+            let (next, rest) = steps[d..].split_at_mut(1);
+            let prev = &rest[0];
+            for c in w.range(g) {
+                let (vc, cc) = (vof(c), w.cost[c]);
+                run.clear();
+                for &(v, cost) in prev.iter() {
+                    let nv = v + vc;
+                    if nv + pre_v[d] > room {
+                        break; // v only grows along the staircase
+                    }
+                    let nc = cost + cc;
+                    if nc + nv + pre_l[d] >= zb + slack {
+                        continue;
+                    }
+                    let pt = &pre_t[d * NT..(d + 1) * NT];
+                    let mut pr = false;
+                    for t in 0..NT {
+                        pr |= nc + TS[t] * nv + pt[t] >= zb + slack;
+                    }
+                    if pr {
+                        continue;
+                    }
+                    run.push((nv, nc));
+                }
+                merge_stairs(&acc, &run, &mut tmp);
+                core::mem::swap(&mut acc, &mut tmp);
+            }
+            next[0].extend_from_slice(&acc);
+        }
+        let mut at = Vec::with_capacity(d_max + 2);
+        let (mut v, mut cost) = (Vec::new(), Vec::new());
+        for st in &steps[lo..] {
+            at.push(v.len());
+            for &(a, b) in st {
+                v.push(a);
+                cost.push(b);
+            }
+        }
+        at.push(v.len());
+        Surrogate {
+            at,
+            lo,
+            v,
+            cost,
+            lam: lam2,
+            room,
+        }
+    }
+
+    /// The least cost of suffix d within the combined room that `used` leaves (infinite
+    /// if nothing fits).
+    #[inline]
+    fn least(&self, d: usize, used: &[f64]) -> f64 {
+        let rho = self.room - (self.lam[0] * used[0] + self.lam[1] * used[1]);
+        let (a, b) = (self.at[d - self.lo], self.at[d - self.lo + 1]);
+        let p = self.v[a..b].partition_point(|&x| x <= rho);
+        if p == 0 {
+            f64::INFINITY
+        } else {
+            self.cost[a + p - 1]
+        }
+    }
+}
+
+/// Merges two staircases (use ascending, cost strictly descending) into `out`: the steps
+/// of either that no step of the other beats in both.
+fn merge_stairs(a: &[(f64, f64)], b: &[(f64, f64)], out: &mut Vec<(f64, f64)>) {
+    out.clear();
+    let (mut i, mut j) = (0, 0);
+    let mut last = f64::INFINITY;
+    while i < a.len() || j < b.len() {
+        let take_a = j == b.len()
+            || (i < a.len() && (a[i].0 < b[j].0 || (a[i].0 == b[j].0 && a[i].1 <= b[j].1)));
+        let x = if take_a {
+            i += 1;
+            a[i - 1]
+        } else {
+            j += 1;
+            b[j - 1]
+        };
+        if x.1 < last {
+            out.push(x);
+            last = x.1;
+        }
     }
 }
 

@@ -28,12 +28,20 @@ pub struct SolveOptions {
     /// Branch-and-bound nodes before giving up the proof (the best policy found is
     /// still returned, with `Proof::optimal == false`).
     pub node_limit: u64,
-    /// DP states of the first exact pass (against the incumbent) before the search turns
-    /// to threshold probes. Default 3 000 (was 20 000: on ResNet-50 with indicators like
-    /// real runs' the pass against a loose incumbent ran out of 20k states on 8 of 10
-    /// seeds, half of all states; 3 000 leaves the synthetic kinds and the sweep's states
-    /// unchanged); 0 goes straight to the probes.
+    /// DP states of the first exact pass (against the incumbent, or within the gap a
+    /// sweep hints at) before the search turns to threshold probes. Default 3 000 (was
+    /// 20 000: on ResNet-50 with indicators like real runs' the pass against a loose
+    /// incumbent ran out of 20k states on 8 of 10 seeds, half of all states); 0 goes
+    /// straight to the probes. Without a sweep's hint the pass gets at most
+    /// [`SolveOptions::cold_first_pass_states`].
     pub first_pass_states: u64,
+    /// The first pass's states when no sweep hints at the gap (it then runs against the
+    /// incumbent, which is often loose): the smaller of this and `first_pass_states`.
+    /// Default 1 000: the synthetic kinds' first passes finish within 902 states, and on
+    /// `resnet50-real` the 3 000 that the pass ran out of were a fifth of all states; a
+    /// sweep point's pass, within the previous point's gap, finishes more often and keeps
+    /// `first_pass_states`.
+    pub cold_first_pass_states: u64,
     /// Searches with at least this many free groups order them coarse-first (the
     /// groups that move the most-weighted budget row the most); smaller ones keep the
     /// layer order. Default 64.
@@ -48,6 +56,13 @@ pub struct SolveOptions {
     /// states is also bounded by the forward half's final states (fewer: the bound
     /// costs more than the states it could drop). Default 32; 0 applies it everywhere.
     pub partner_min_states: usize,
+    /// With two budget rows, a forward stage of a meet-in-the-middle pass with at least
+    /// this many candidates (states × choices) builds the surrogate bound of the groups
+    /// after it (the exact least cost of the rest under the two rows combined with the
+    /// Lagrangian multipliers into one budget), which then bounds that stage and the
+    /// later ones. Fewer: building it costs more than the states it drops. Default 256;
+    /// 0 builds it at the first stage, `usize::MAX` never.
+    pub surrogate_min_candidates: usize,
 }
 
 impl Default for SolveOptions {
@@ -58,6 +73,8 @@ impl Default for SolveOptions {
             coarse_first_min_groups: 64,
             first_pass_max_groups: 64,
             partner_min_states: 32,
+            cold_first_pass_states: 1_000,
+            surrogate_min_candidates: 256,
         }
     }
 }

@@ -104,6 +104,8 @@ fn probes_only(node_limit: u64) -> SolveOptions {
     o.coarse_first_min_groups = 0;
     // The forward half's states bound every backward stage, not only the large ones.
     o.partner_min_states = 0;
+    // The surrogate bound of the rest bounds every forward stage, not only the large ones.
+    o.surrogate_min_candidates = 0;
     o
 }
 
@@ -234,8 +236,16 @@ fn search_configurations_agree_on_200_layer_instances() {
         ] {
             let mut o = SolveOptions::default();
             o.first_pass_states = first;
+            o.cold_first_pass_states = first;
             o.coarse_first_min_groups = order_min;
             o.first_pass_max_groups = first_max;
+            // The uncut first pass runs without the surrogate bound, the others with it
+            // as by default or at every stage.
+            o.surrogate_min_candidates = match (first, order_min) {
+                (u64::MAX, _) => usize::MAX,
+                (0, 0) => 0,
+                _ => o.surrogate_min_candidates,
+            };
             let s = c.solve(&o).unwrap();
             assert!(
                 s.proof.optimal,
