@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             checkpoint: Some(args.output.clone()),
             stop: stop_on_ctrl_c()?,
             resume,
-            ..args.run.config(FinetuneConfig::default().run)
+            ..args.run.config(FinetuneConfig::default().run)?
         },
     };
     let progress = Progress::new("finetune")?;

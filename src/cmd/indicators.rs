@@ -91,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             checkpoint: args.checkpoint.clone(),
             stop: stop_on_ctrl_c()?,
             resume,
-            ..args.run.config(JointConfig::default().run)
+            ..args.run.config(JointConfig::default().run)?
         },
     };
     let progress = Progress::new("joint")?;

@@ -368,6 +368,7 @@ fn tiny_joint_run_solve_and_finetune() {
             ..JointConfig::default().run
         },
     };
+    let mut lrs = Vec::new();
     let jt = joint_train_full(
         gpu,
         &model,
@@ -375,9 +376,16 @@ fn tiny_joint_run_solve_and_finetune() {
         joint_ds.clone(),
         test.clone(),
         &jcfg,
-        &mut |_| {},
+        &mut |e| {
+            if let Event::Step { lr, .. } = e {
+                lrs.push(*lr);
+            }
+        },
     )
     .unwrap();
+    // The reference's schedule steps once per epoch: a one-epoch run keeps the base rate.
+    assert_eq!(lrs.len(), 128 / 32);
+    assert!(lrs.iter().all(|&lr| lr == jcfg.run.lr), "{lrs:?}");
     let ind = &jt.indicators;
     eprintln!(
         "joint: {:.1}s, 6-bit test acc {:.1}%",

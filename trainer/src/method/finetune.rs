@@ -2,7 +2,8 @@
 //! bits with ONE step size per quantizer (initialised from the learned indicators at those
 //! bits when given, else by the LSQ init rule on the first batch), one BN per layer (from
 //! the full-precision checkpoint), SGD with momentum, weight decay on conv/linear weights,
-//! cosine learning rate per step, evaluation of the test split after every epoch.
+//! the run's learning-rate schedule (by default cosine stepped once per epoch down to 1e-5,
+//! as the reference), evaluation of the test split after every epoch.
 
 use std::sync::Arc;
 

@@ -2,7 +2,8 @@
 //! candidate bit-width (all searchable layers at b, BN set b) and one random-policy pass
 //! (each searchable layer at its own uniformly drawn b, drawn on the CPU from a seeded
 //! generator; its BN follows), gradients summed, every element clipped to ±clip, SGD with
-//! momentum, weight decay on conv/linear weights only, cosine learning rate per step.
+//! momentum, weight decay on conv/linear weights only, the run's learning-rate schedule
+//! (by default the reference's: cosine stepped once per epoch down to 1e-5).
 
 use std::cell::OnceCell;
 use std::sync::Arc;
