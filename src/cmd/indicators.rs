@@ -93,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             resume,
             ..args.run.config(JointConfig::default().run)?
         },
+        ..JointConfig::default()
     };
     let progress = Progress::new("joint")?;
     let result = joint_train_full(&gpu, &model, &init, train_ds, test_ds, &cfg, &mut |e| {

@@ -104,6 +104,7 @@ struct CpuGrads {
 
 /// The tiny network's loss and gradients composed from the reference ops; `b` is conv2's
 /// bit-width, `s` the steps used: (conv1 w, conv1 a, conv2 w, conv2 a, fc w, fc a).
+/// `fp_fixed`: conv1 and fc in full precision (their steps unused, no step gradients).
 #[allow(clippy::too_many_arguments)]
 fn cpu_tiny(
     n: usize,
@@ -117,7 +118,23 @@ fn cpu_tiny(
     b3: &[f32],
     s: [f32; 6],
     b: u32,
+    fp_fixed: bool,
 ) -> CpuGrads {
+    // Quantized at 8 bits, or passed through unchanged (full precision).
+    let q8 = |x: &[f32], s: f32, signed: bool| {
+        if fp_fixed {
+            x.to_vec()
+        } else {
+            lsq_quantize_forward(x, s, 8, signed)
+        }
+    };
+    let q8_back = |x: &[f32], s: f32, signed: bool, dy: &[f32]| {
+        if fp_fixed {
+            (dy.to_vec(), 0.0)
+        } else {
+            lsq_quantize_backward(x, s, 8, signed, dy)
+        }
+    };
     let c1 = Conv2dShape {
         n,
         c_in: 1,
@@ -135,8 +152,8 @@ fn cpu_tiny(
         c_out: 5,
         ..c1
     };
-    let xq1 = lsq_quantize_forward(x, s[1], 8, true);
-    let w1q = lsq_quantize_forward(w1, s[0], 8, true);
+    let xq1 = q8(x, s[1], true);
+    let w1q = q8(w1, s[0], true);
     let y1 = conv2d_forward(&c1, &xq1, &w1q, Some(b1));
     let r1 = relu_forward(&y1);
     let xq2 = lsq_quantize_forward(&r1, s[3], b, false);
@@ -145,13 +162,13 @@ fn cpu_tiny(
     let r2 = relu_forward(&y2);
     let d2 = Nchw::new(n, 5, 6, 6);
     let g = global_avg_pool_forward(&d2, &r2);
-    let xq3 = lsq_quantize_forward(&g, s[5], 8, false);
-    let w3q = lsq_quantize_forward(w3, s[4], 8, true);
+    let xq3 = q8(&g, s[5], false);
+    let w3q = q8(w3, s[4], true);
     let logits = linear_forward(n, 5, 3, &xq3, &w3q, Some(b3));
     let ce = softmax_cross_entropy(n, 3, &logits, y, 0.1);
     let (dxq3, dw3q, db3) = linear_backward(n, 5, 3, &xq3, &w3q, &ce.dlogits);
-    let (dg, ds3a) = lsq_quantize_backward(&g, s[5], 8, false, &dxq3);
-    let (dw3, ds3w) = lsq_quantize_backward(w3, s[4], 8, true, &dw3q);
+    let (dg, ds3a) = q8_back(&g, s[5], false, &dxq3);
+    let (dw3, ds3w) = q8_back(w3, s[4], true, &dw3q);
     let dr2 = global_avg_pool_backward(&d2, &dg);
     let dy2 = relu_backward(&y2, &dr2);
     let dxq2 = conv2d_backward_data(&c2, &dy2, &w2q);
@@ -163,24 +180,30 @@ fn cpu_tiny(
     let db1 = conv2d_backward_bias(&c1, &dy1);
     let dw1q = conv2d_backward_weight(&c1, &xq1, &dy1);
     let dxq1 = conv2d_backward_data(&c1, &dy1, &w1q);
-    let (_, ds1a) = lsq_quantize_backward(x, s[1], 8, true, &dxq1);
-    let (dw1, ds1w) = lsq_quantize_backward(w1, s[0], 8, true, &dw1q);
+    let (_, ds1a) = q8_back(x, s[1], true, &dxq1);
+    let (dw1, ds1w) = q8_back(w1, s[0], true, &dw1q);
+    let mut grads: Vec<(String, Vec<f32>)> = vec![
+        ("conv1.weight".into(), dw1),
+        ("conv1.bias".into(), db1),
+        ("conv2.bias".into(), db2),
+        ("conv1.weight_step".into(), vec![ds1w]),
+        ("conv1.act_step".into(), vec![ds1a]),
+        ("conv2.weight".into(), dw2),
+        ("conv2.weight_step".into(), vec![ds2w]),
+        ("conv2.act_step".into(), vec![ds2a]),
+        ("fc.weight".into(), dw3),
+        ("fc.bias".into(), db3),
+        ("fc.weight_step".into(), vec![ds3w]),
+        ("fc.act_step".into(), vec![ds3a]),
+    ];
+    if fp_fixed {
+        grads.retain(|(n, _)| {
+            !(n.starts_with("conv1.") || n.starts_with("fc.")) || !n.ends_with("_step")
+        });
+    }
     CpuGrads {
         loss: ce.loss,
-        grads: vec![
-            ("conv1.weight".into(), dw1),
-            ("conv1.bias".into(), db1),
-            ("conv2.bias".into(), db2),
-            ("conv1.weight_step".into(), vec![ds1w]),
-            ("conv1.act_step".into(), vec![ds1a]),
-            ("conv2.weight".into(), dw2),
-            ("conv2.weight_step".into(), vec![ds2w]),
-            ("conv2.act_step".into(), vec![ds2a]),
-            ("fc.weight".into(), dw3),
-            ("fc.bias".into(), db3),
-            ("fc.weight_step".into(), vec![ds3w]),
-            ("fc.act_step".into(), vec![ds3a]),
-        ],
+        grads,
     }
 }
 
@@ -250,7 +273,7 @@ fn quantized_network_matches_reference_composition() {
             steps[2].0[0],
             steps[2].1[0],
         ];
-        let cpu = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits);
+        let cpu = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits, false);
         if std::env::var("DBG").is_ok() {
             eprintln!("loss {} vs {} steps {s:?}", st.loss, cpu.loss);
         }
@@ -306,6 +329,110 @@ fn quantized_network_matches_reference_composition() {
     let one = net.passes_dispatches(&[vec![0, 0, 0]]);
     let two = net.passes_dispatches(&[vec![0, 0, 0], vec![0, 1, 0]]);
     assert!(two > one, "{two} vs {one}");
+}
+
+/// The reference's joint training keeps the stem and the classifier in full precision:
+/// with `QuantSpec::joint_with(.., None)` they get no quantizer and no step tensor, the
+/// network's loss and gradients equal the reference composition with those two layers
+/// unquantized, and a two-pass step still sums every gradient, the full-precision layers'
+/// included.
+#[test]
+fn joint_network_with_full_precision_fixed_layers_matches_reference() {
+    let Some(gpu) = gpu_or_skip("full-precision fixed layers") else {
+        return;
+    };
+    let model = tiny();
+    let n = 3;
+    let spec = QuantSpec::joint_with(&model, &[2, 4], None).unwrap();
+    assert!(spec.layers[0].1.is_empty() && spec.layers[2].1.is_empty());
+    assert_eq!(spec.layers[1].1, vec![(2, 2), (4, 4)]);
+    let cfg = NetworkConfig {
+        batch: n,
+        seed: 3,
+        label_smoothing: 0.1,
+        ..NetworkConfig::default()
+    };
+    let mut net = Network::new_quantized(gpu, &model, cfg, &spec).unwrap();
+    let quantized: Vec<String> = net.quant_layers().into_iter().map(|l| l.name).collect();
+    assert_eq!(quantized, ["conv2"]);
+    let infos = net.param_infos();
+    let steps_of: Vec<&str> = infos
+        .iter()
+        .filter(|p| p.kind == ParamKind::LsqStep)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(steps_of, ["conv2.weight_step", "conv2.act_step"]);
+    let mut rng = SeededRng::new(17);
+    let x = rng.vec_uniform(n * 36, -1.0, 1.5);
+    let y = vec![0u32, 2, 1];
+    let params = net.read_params().unwrap();
+    let get = |name: &str| -> Vec<f32> {
+        let i = infos.iter().position(|p| p.name == name).unwrap();
+        params[i].clone()
+    };
+    let (w1, b1, w2, b2, w3, b3) = (
+        get("conv1.weight"),
+        get("conv1.bias"),
+        get("conv2.weight"),
+        get("conv2.bias"),
+        get("fc.weight"),
+        get("fc.bias"),
+    );
+    net.init_steps(&x, &y, &[true]).unwrap();
+    let steps = net.read_steps().unwrap();
+    let s2a = [0.09f32, 0.03];
+    net.write_steps(0, &steps[0].0, &s2a).unwrap();
+    for k in 0..2 {
+        let bits = [2, 4][k];
+        net.set_selection(&[k]).unwrap();
+        let st = net.forward_backward(&x, &y).unwrap();
+        let grads = net.read_grads().unwrap();
+        // conv1's and fc's steps are unused in full precision.
+        let s = [1.0, 1.0, steps[0].0[k], s2a[k], 1.0, 1.0];
+        let cpu = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits, true);
+        assert!(
+            (st.loss - cpu.loss).abs() < 1e-5 + 1e-5 * cpu.loss.abs(),
+            "loss {} vs {}",
+            st.loss,
+            cpu.loss
+        );
+        // The 8-bit stem and classifier would give another loss: the test can tell.
+        let q8 = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits, false);
+        assert!(
+            (q8.loss - cpu.loss).abs() > 1e-4,
+            "{} vs {}",
+            q8.loss,
+            cpu.loss
+        );
+        for (name, want) in &cpu.grads {
+            let i = infos.iter().position(|p| p.name == *name).unwrap();
+            let got = &grads[i];
+            let got: Vec<f32> = if name.ends_with("_step") {
+                assert_eq!(got[1 - k], 0.0, "{name}: unselected entry untouched");
+                vec![got[k]]
+            } else {
+                got.clone()
+            };
+            close(&format!("{name} at {bits} bits"), &got, want, 2e-5, 1e-3);
+        }
+    }
+    // A two-pass step at lr 0 sums both passes' gradients, full-precision layers' too.
+    let mut single = Vec::new();
+    for k in 0..2 {
+        net.set_selection(&[k]).unwrap();
+        net.forward_backward(&x, &y).unwrap();
+        single.push(net.read_grads().unwrap());
+    }
+    net.train_passes(&x, &y, 0.0, &[vec![0], vec![1]]).unwrap();
+    let summed = net.read_grads().unwrap();
+    for (i, p) in infos.iter().enumerate() {
+        let want: Vec<f32> = single[0][i]
+            .iter()
+            .zip(&single[1][i])
+            .map(|(a, b)| a + b)
+            .collect();
+        close(&format!("summed {}", p.name), &summed[i], &want, 1e-6, 1e-5);
+    }
 }
 
 /// Pretrain small_cnn briefly, learn indicators jointly on a few hundred images, check them,
@@ -367,6 +494,7 @@ fn tiny_joint_run_solve_and_finetune() {
             meta: vec![("data".into(), "fashion-mnist subset 256".into())],
             ..JointConfig::default().run
         },
+        ..JointConfig::default()
     };
     let mut lrs = Vec::new();
     let jt = joint_train_full(
@@ -437,12 +565,18 @@ fn tiny_joint_run_solve_and_finetune() {
             (parse(w), parse(a))
         })
         .collect();
-    assert_eq!(init.len(), ind.layers.len());
+    // The stem and the classifier ran in full precision: no steps, no step tensors.
+    let searchable: Vec<_> = ind.layers.iter().filter(|l| l.fixed.is_none()).collect();
+    assert_eq!(init.len(), searchable.len());
+    for l in ind.layers.iter().filter(|l| l.fixed.is_some()) {
+        let step = format!("{}.weight_step", l.name);
+        assert!(
+            !jt.checkpoint.tensors.iter().any(|t| t.name == step),
+            "{step} in the joint state"
+        );
+    }
     let (mut dw, mut da) = (Vec::new(), Vec::new());
-    for (l, (w0, a0)) in ind.layers.iter().zip(&init) {
-        if l.fixed.is_some() {
-            continue;
-        }
+    for (l, (w0, a0)) in searchable.into_iter().zip(&init) {
         let wname = format!("{}.weight", l.name);
         let wt = &fp
             .checkpoint

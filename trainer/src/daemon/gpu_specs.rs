@@ -501,6 +501,7 @@ impl IndicatorsJob {
                 seed: self.data.seed,
                 ..base
             }),
+            ..JointConfig::default()
         }
     }
 

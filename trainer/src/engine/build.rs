@@ -620,7 +620,7 @@ impl<'g> Builder<'g> {
             }
             _ => unreachable!(),
         }
-        self.quant_layer_backward(i, src)
+        self.quant_layer_backward(i, wp, src)
     }
 
     /// Backward of BN node `i`, one op per parameter set (the selected one runs); dγ, dβ go

@@ -34,6 +34,12 @@ use crate::train::{check_checkpoint_model, check_data, EpochSummary, Event, Posi
 pub struct JointConfig {
     /// Candidate bit-widths, ascending, distinct (weights and activations alike).
     pub bits: Vec<u32>,
+    /// The bits of the fixed layers (first conv, last linear) during the run: `None` (the
+    /// default) keeps them in full precision, as the reference's joint training does;
+    /// `Some((w, a))` quantizes them at those bits with learned steps. Their indicator
+    /// entries say `fixed: Some((8, 8))` either way (the bits they are finetuned and
+    /// deployed at).
+    pub fixed_bits: Option<(u32, u32)>,
     pub run: RunConfig,
 }
 
@@ -41,6 +47,7 @@ impl Default for JointConfig {
     fn default() -> Self {
         JointConfig {
             bits: vec![2, 3, 4, 5, 6],
+            fixed_bits: None,
             run: RunConfig {
                 clip: Some(1.0),
                 ..RunConfig::quantized()
@@ -251,7 +258,7 @@ pub fn joint_train_full(
     check_checkpoint_model(init, model, "the --init checkpoint")?;
     let run = &cfg.run;
     let steps = steps_per_epoch(train.len(), run.batch)?;
-    let spec = QuantSpec::joint(model, &cfg.bits)?;
+    let spec = QuantSpec::joint_with(model, &cfg.bits, cfg.fixed_bits)?;
     let ncfg = run.network();
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
     let init_record = OnceCell::new();
@@ -335,16 +342,20 @@ pub fn joint_train_full(
     let steps_now = net.read_steps()?;
     let mut ind = model.indicator_skeleton(&cfg.bits, &cfg.bits)?;
     let mut non_monotone = Vec::new();
-    for ((l, info), (w, a)) in ind.layers.iter_mut().zip(&layers).zip(&steps_now) {
-        if info.name != l.name {
-            return Err(MethodError::Config(format!(
-                "internal: layer order differs ('{}' vs '{}')",
-                info.name, l.name
-            )));
-        }
+    for l in ind.layers.iter_mut() {
         if l.fixed.is_some() {
             continue;
         }
+        let Some((w, a)) = layers
+            .iter()
+            .position(|info| info.name == l.name)
+            .map(|i| &steps_now[i])
+        else {
+            return Err(MethodError::Config(format!(
+                "internal: searchable layer '{}' is not quantized",
+                l.name
+            )));
+        };
         for (what, vals) in [("weight", w), ("activation", a)] {
             if let Some(v) = vals.iter().find(|v| !v.is_finite()) {
                 return Err(MethodError::BadIndicator {
@@ -385,6 +396,8 @@ pub fn joint_train_full(
         ),
         ("batch".to_string(), run.batch.to_string()),
         ("lr".to_string(), run.lr.to_string()),
+        ("lr_schedule".to_string(), run.schedule.text()),
+        ("fixed_bits".to_string(), fixed_bits_text(cfg.fixed_bits)),
         ("train_images".to_string(), (steps * run.batch).to_string()),
         ("date".to_string(), utc_now()),
     ];
@@ -428,10 +441,17 @@ fn recorded_settings(cfg: &JointConfig) -> Vec<(&'static str, String)> {
                 .collect::<Vec<_>>()
                 .join(","),
         ),
+        ("fixed_bits", fixed_bits_text(cfg.fixed_bits)),
     ];
     v.extend(cfg.run.recorded());
     v.push(("clip", cfg.run.clip_text()));
     v
+}
+
+/// The fixed layers' bits as a checkpoint and an indicator file's meta record them:
+/// `full_precision`, or `wWaA`.
+fn fixed_bits_text(fixed: Option<(u32, u32)>) -> String {
+    fixed.map_or("full_precision".into(), |(w, a)| format!("w{w}a{a}"))
 }
 
 /// The joint state at `pos`: the recorded settings first (so the caller's meta cannot

@@ -142,6 +142,7 @@ impl JointSpec {
         JointConfig {
             bits: self.bits.clone(),
             run: self.run.apply(RunConfig { seed, ..base }),
+            ..JointConfig::default()
         }
     }
 

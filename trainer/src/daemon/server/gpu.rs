@@ -443,6 +443,7 @@ pub fn run_indicators(job: &IndicatorsJob, ctx: &mut JobContext<'_>) -> Result<O
     let base = job.config();
     let cfg = JointConfig {
         bits: base.bits,
+        fixed_bits: base.fixed_bits,
         run: RunConfig {
             meta: data_meta(&train_ds, &job.ckpt, &job.data),
             checkpoint: Some(state),
