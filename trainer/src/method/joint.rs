@@ -1,5 +1,6 @@
 //! Joint indicator training: every optimizer step is ONE submission holding a pass per
-//! candidate bit-width (all searchable layers at b, BN set b) and one random-policy pass
+//! candidate bit-width, from the highest down (all searchable layers at b, BN set b), as
+//! the reference's loop, and then one random-policy pass
 //! (each searchable layer at its own uniformly drawn b, drawn on the CPU from a seeded
 //! generator; its BN follows), gradients summed, every element clipped to ±clip, SGD with
 //! momentum, weight decay on conv/linear weights only, the run's learning-rate schedule
@@ -214,6 +215,20 @@ pub fn joint_train(
     joint_train_full(gpu, model, init, train, test, cfg, on_event).map(|r| r.indicators)
 }
 
+/// The uniform passes of a joint step, in the reference's order: from the highest
+/// candidate bit-width down (its loop over `target_bits = [6, 5, 4, 3, 2]`). Each is a
+/// selection (searchable layers at that candidate's variant, the others at their only
+/// one) with its name (`"6-bit"`). `bits` ascending, as the variants are.
+fn uniform_passes(searchable: &[bool], bits: &[u32]) -> (Vec<Vec<usize>>, Vec<String>) {
+    (0..bits.len())
+        .rev()
+        .map(|k| {
+            let sel = searchable.iter().map(|&s| if s { k } else { 0 }).collect();
+            (sel, format!("{}-bit", bits[k]))
+        })
+        .unzip()
+}
+
 /// Refuses candidate bit-widths joint training cannot use: at least two, ascending, each
 /// once, each in 2..=16 (LSQ needs a sign bit and a step). The error is the sentence; each
 /// caller names its field.
@@ -301,12 +316,8 @@ pub fn joint_train_full(
     let layers = net.quant_layers();
     let nb = cfg.bits.len();
     let searchable: Vec<bool> = layers.iter().map(|l| l.variants.len() > 1).collect();
-    // Pass k: searchable layers at candidate k, fixed layers at their only variant.
-    let uniform: Vec<Vec<usize>> = (0..nb)
-        .map(|k| searchable.iter().map(|&s| if s { k } else { 0 }).collect())
-        .collect();
-    let top = uniform[nb - 1].clone();
-    let mut pass_names: Vec<String> = cfg.bits.iter().map(|b| format!("{b}-bit")).collect();
+    let (uniform, mut pass_names) = uniform_passes(&searchable, &cfg.bits);
+    let top = uniform[0].clone();
     pass_names.push("random-policy".into());
     let mut policy_rng = SeededRng::new(run.seed ^ 0x5EED_0F4A_11D0_E5E5);
 
@@ -490,6 +501,17 @@ fn checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uniform_passes_run_from_the_highest_bit_width_down() {
+        let (sels, names) = uniform_passes(&[false, true, true, false], &[2, 4, 6]);
+        assert_eq!(names, ["6-bit", "4-bit", "2-bit"]);
+        assert_eq!(
+            sels,
+            [vec![0, 2, 2, 0], vec![0, 1, 1, 0], vec![0, 0, 0, 0]],
+            "variant k is bits[k]; fixed layers at their only variant"
+        );
+    }
 
     #[test]
     fn init_steps_round_trip_exactly() {
