@@ -23,10 +23,13 @@ pub struct Args {
     /// Policy written by `limpq solve` (RON, or JSON by extension).
     #[arg(long)]
     pub policy: PathBuf,
-    /// Indicator file of the joint run: step sizes start from its values at the policy's
-    /// bits (default: the LSQ init rule on the first batch).
+    /// Indicator file of the joint run, read with --steps-from-indicators.
     #[arg(long)]
     pub indicators: Option<PathBuf>,
+    /// Start the step sizes from --indicators at the policy's bits instead of the LSQ init
+    /// rule on the first training batch (the default, as the reference re-initialises them).
+    #[arg(long, requires = "indicators")]
+    pub steps_from_indicators: bool,
     #[command(flatten)]
     pub run: RunArgs,
     /// Quantized checkpoint to write (rewritten after every epoch, and at Ctrl-C with the
@@ -84,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             resume,
             ..args.run.config(FinetuneConfig::default().run)?
         },
+        steps_from_indicators: args.steps_from_indicators,
     };
     let progress = Progress::new("finetune")?;
     let result = finetune(

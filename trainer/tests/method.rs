@@ -669,6 +669,7 @@ fn tiny_joint_run_solve_and_finetune() {
                 eval_batch: 100,
                 ..FinetuneConfig::default().run
             },
+            ..FinetuneConfig::default()
         },
         &mut |_| {},
     )
@@ -678,6 +679,61 @@ fn tiny_joint_run_solve_and_finetune() {
         100.0 * ft.test_accuracy,
         t2.elapsed().as_secs_f64()
     );
+    // Where finetuning's step sizes start: at lr 0 they stay there. By default the LSQ
+    // init rule at the policy's bits (the reference re-initialises them), computed here
+    // from the FP32 weights; with steps_from_indicators, the indicators at those bits.
+    for from_ind in [false, true] {
+        let still = finetune(
+            gpu,
+            &model,
+            &fp.checkpoint,
+            &policy,
+            Some(ind),
+            joint_ds.clone(),
+            test.clone(),
+            &FinetuneConfig {
+                run: RunConfig {
+                    epochs: 1,
+                    batch: 64,
+                    lr: 0.0,
+                    eval_batch: 100,
+                    ..FinetuneConfig::default().run
+                },
+                steps_from_indicators: from_ind,
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        let tensor = |ck: &limpq_trainer::checkpoint::Checkpoint, name: &str| -> Vec<f32> {
+            let t = ck.tensors.iter().find(|t| t.name == name);
+            t.unwrap_or_else(|| panic!("no {name}")).data.clone()
+        };
+        let mut moved = 0;
+        for p in &policy.layers {
+            let l = ind.layers.iter().find(|l| l.name == p.name).unwrap();
+            if l.fixed.is_some() {
+                continue;
+            }
+            let got = tensor(&still.checkpoint, &format!("{}.weight_step", p.name))[0];
+            let k = ind.weight_bits.iter().position(|&b| b == p.weight).unwrap();
+            let learned = l.weight_scale[k] as f32;
+            let rule = lsq_init_weight_scale(
+                &tensor(&fp.checkpoint, &format!("{}.weight", p.name)),
+                p.weight,
+            );
+            let want = if from_ind { learned } else { rule };
+            assert!(
+                (got - want).abs() <= 1e-5 * want,
+                "{} (from indicators: {from_ind}): weight step {got}, want {want}",
+                p.name
+            );
+            moved += usize::from((learned / rule - 1.0).abs() > 1e-4);
+        }
+        assert!(
+            moved > 0,
+            "the indicators equal the init rule: the test tells nothing"
+        );
+    }
     assert!(ft.test_accuracy > 0.3, "accuracy {}", ft.test_accuracy);
     // The checkpoint evaluates to the same accuracy through evaluate_quantized, and it
     // carries its policy.
@@ -723,6 +779,7 @@ fn tiny_joint_run_solve_and_finetune() {
                     stop,
                     ..FinetuneConfig::default().run
                 },
+                ..FinetuneConfig::default()
             };
             let r = finetune(
                 gpu,

@@ -121,6 +121,7 @@ fn finetune_config(
             resume: resume.map(|c| Arc::new(c.clone())),
             ..FinetuneConfig::default().run
         },
+        ..FinetuneConfig::default()
     }
 }
 

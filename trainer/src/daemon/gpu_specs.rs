@@ -547,6 +547,7 @@ impl FinetuneJob {
                 seed: self.data.seed,
                 ..base
             }),
+            ..FinetuneConfig::default()
         }
     }
 

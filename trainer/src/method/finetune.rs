@@ -1,6 +1,7 @@
 //! Quantization-aware finetuning of one policy: every conv/linear layer at the policy's
-//! bits with ONE step size per quantizer (initialised from the learned indicators at those
-//! bits when given, else by the LSQ init rule on the first batch), one BN per layer (from
+//! bits with ONE step size per quantizer (initialised by the LSQ init rule on the first
+//! batch, as the reference does, or from the learned indicators at those bits when
+//! [`FinetuneConfig::steps_from_indicators`] says so), one BN per layer (from
 //! the full-precision checkpoint), SGD with momentum, weight decay on conv/linear weights,
 //! the run's learning-rate schedule (by default cosine stepped once per epoch down to 1e-5,
 //! as the reference), evaluation of the test split after every epoch.
@@ -31,12 +32,17 @@ use crate::train::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinetuneConfig {
     pub run: RunConfig,
+    /// Start the step sizes from the indicators given to [`finetune`] at the policy's bits
+    /// (the joint run's learned steps) instead of the LSQ init rule on the first training
+    /// batch at those bits. Default `false`: the reference re-initialises them.
+    pub steps_from_indicators: bool,
 }
 
 impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
             run: RunConfig::quantized(),
+            steps_from_indicators: false,
         }
     }
 }
@@ -105,6 +111,7 @@ fn steps_from_indicators(
 }
 
 /// Finetune `model` from the full-precision checkpoint `init` at `policy`'s bits.
+/// `indicators` seed the step sizes only with [`FinetuneConfig::steps_from_indicators`].
 #[allow(clippy::too_many_arguments)]
 pub fn finetune(
     gpu: &Gpu,
@@ -124,7 +131,7 @@ pub fn finetune(
     run.check().map_err(MethodError::Config)?;
     let steps = steps_per_epoch(train.len(), run.batch)?;
     let spec = QuantSpec::policy(model, policy)?;
-    let from_ind = match indicators {
+    let from_ind = match indicators.filter(|_| cfg.steps_from_indicators) {
         Some(ind) => steps_from_indicators(&spec, ind, model)?,
         None => vec![None; spec.layers.len()],
     };
@@ -208,7 +215,17 @@ pub fn finetune(
 /// The settings a resumed run must share with the run that wrote its checkpoint, as stored
 /// in the checkpoint's meta (`stage` keeps a joint state from being resumed here).
 fn recorded_settings(cfg: &FinetuneConfig, policy: &Policy) -> Vec<(&'static str, String)> {
-    let mut v = vec![("stage", "finetune".into())];
+    let mut v = vec![
+        ("stage", "finetune".into()),
+        (
+            "step_init",
+            if cfg.steps_from_indicators {
+                "indicators".into()
+            } else {
+                "lsq_init".into()
+            },
+        ),
+    ];
     v.extend(cfg.run.recorded());
     v.push(("clip", cfg.run.clip_text()));
     v.push((POLICY_META, policy.to_ron_string()));

@@ -166,6 +166,7 @@ impl FinetuneSpec {
         let base = FinetuneConfig::default().run;
         FinetuneConfig {
             run: self.run.apply(RunConfig { seed, ..base }),
+            ..FinetuneConfig::default()
         }
     }
 

@@ -536,6 +536,7 @@ pub fn run_finetune(job: &FinetuneJob, ctx: &mut JobContext<'_>) -> Result<Outco
             resume,
             ..base.run
         },
+        ..base
     };
     let ran = {
         let mut on_event = run_events(ctx, "finetuning", cfg.run.epochs, &stop);
