@@ -30,6 +30,10 @@ pub struct Args {
     /// rule on the first training batch (the default, as the reference re-initialises them).
     #[arg(long, requires = "indicators")]
     pub steps_from_indicators: bool,
+    /// Recalibrate the BN statistics on this many training images before every
+    /// evaluation, as the reference does (0: never; at most the training split).
+    #[arg(long, default_value_t = limpq_trainer::method::RECALIBRATION_IMAGES)]
+    pub bn_recalibration: usize,
     #[command(flatten)]
     pub run: RunArgs,
     /// Quantized checkpoint to write (rewritten after every epoch, and at Ctrl-C with the
@@ -88,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..args.run.config(FinetuneConfig::default().run)?
         },
         steps_from_indicators: args.steps_from_indicators,
+        bn_recalibration: args.bn_recalibration,
     };
     let progress = Progress::new("finetune")?;
     let result = finetune(

@@ -778,9 +778,11 @@ pub(crate) trait EpochRun {
         dist: &Dist,
     ) -> Result<Vec<StepStats>, Self::Error>;
 
-    /// Prepares the evaluation network once the state is imported into it.
-    fn before_eval(&self, _eval_net: &mut Network<'_>) -> Result<(), Self::Error> {
-        Ok(())
+    /// Prepares the evaluation network once the state is imported into it; `true` when it
+    /// changed the network's BN running statistics (a recalibration), which the saved
+    /// state then takes from it.
+    fn before_eval(&self, _eval_net: &mut Network<'_>) -> Result<bool, Self::Error> {
+        Ok(false)
     }
 
     /// The run's checkpoint at `pos` holding `tensors`.
@@ -910,9 +912,16 @@ pub(crate) fn run_epochs<R: EpochRun>(
         }
         let train_secs = started.elapsed().as_secs_f64();
         on_event(&Event::Evaluating { epoch });
-        let st = export_synced(net, dist)?;
+        let mut st = export_synced(net, dist)?;
         eval_net.import_state(&st, false)?;
-        run.before_eval(eval_net)?;
+        if run.before_eval(eval_net)? {
+            let recalibrated = eval_net.export_state()?;
+            for t in st.iter_mut().filter(|t| t.kind == TensorKind::RunningStat) {
+                if let Some(r) = recalibrated.iter().find(|r| r.name == t.name) {
+                    t.data.clone_from(&r.data);
+                }
+            }
+        }
         let ev = evaluate_part(eval_net, test, dist).map_err(|e| match e {
             TrainError::Engine(e) => R::Error::from(e),
             TrainError::Data(e) => R::Error::from(e),

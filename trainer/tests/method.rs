@@ -435,6 +435,144 @@ fn joint_network_with_full_precision_fixed_layers_matches_reference() {
     }
 }
 
+/// BN recalibration (the reference's, before evaluating a quantized model): the running
+/// statistics become the mean over the given batches of each batch's mean and unbiased
+/// variance, computed here on the CPU from the reference conv, in a quantized network
+/// (the conv's input and weight quantized) and in a full-precision one.
+#[test]
+fn bn_recalibration_is_the_mean_of_the_batch_statistics() {
+    let Some(gpu) = gpu_or_skip("bn recalibration") else {
+        return;
+    };
+    let conv = Op::Conv2d {
+        out_channels: 4,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        groups: 1,
+        bias: false,
+    };
+    let model = Model {
+        name: "tiny_bn".into(),
+        input: (1, 6, 6),
+        classes: 3,
+        nodes: vec![
+            node("conv1", conv, "input"),
+            node("bn1", Op::BatchNorm, "conv1"),
+            node("relu1", Op::Relu, "bn1"),
+            node("gap", Op::GlobalAvgPool, "relu1"),
+            node(
+                "fc",
+                Op::Linear {
+                    out_features: 3,
+                    bias: true,
+                },
+                "gap",
+            ),
+        ],
+    };
+    let n = 5;
+    let shape = Conv2dShape {
+        n,
+        c_in: 1,
+        h: 6,
+        w: 6,
+        c_out: 4,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
+    let cfg = NetworkConfig {
+        batch: n,
+        seed: 4,
+        ..NetworkConfig::default()
+    };
+    let mut rng = SeededRng::new(23);
+    let batches: Vec<(Vec<f32>, Vec<u32>)> = (0..3)
+        .map(|k| {
+            // Batches with different statistics, so that a mean differs from each.
+            let x = rng.vec_uniform(n * 36, -1.0 + k as f32, 1.5 + 2.0 * k as f32);
+            (x, vec![0u32; n])
+        })
+        .collect();
+    for quantized in [false, true] {
+        let spec = QuantSpec {
+            layers: vec![("conv1".into(), vec![(4, 4)]), ("fc".into(), vec![(8, 8)])],
+        };
+        let mut net = if quantized {
+            Network::new_quantized(gpu, &model, cfg, &spec).unwrap()
+        } else {
+            Network::new(gpu, &model, cfg).unwrap()
+        };
+        let infos = net.param_infos();
+        let params = net.read_params().unwrap();
+        let w = params[infos.iter().position(|p| p.name == "conv1.weight").unwrap()].clone();
+        let (sw, sa) = (0.05f32, 0.2f32);
+        // What the conv reads: its input and weight quantized at 4 bits, or as they are.
+        let xq = |x: &[f32]| -> Vec<f32> {
+            if quantized {
+                lsq_quantize_forward(x, sa, 4, true)
+            } else {
+                x.to_vec()
+            }
+        };
+        let wq = if quantized {
+            net.write_steps(0, &[sw], &[sa]).unwrap();
+            lsq_quantize_forward(&w, sw, 4, true)
+        } else {
+            w.clone()
+        };
+        let mut it = batches.iter().cloned();
+        let used = net.recalibrate_bn(&mut || it.next()).unwrap();
+        assert_eq!(used, 3);
+        let (mut want_m, mut want_v) = (vec![0f64; 4], vec![0f64; 4]);
+        for (x, _) in &batches {
+            let y = conv2d_forward(&shape, &xq(x), &wq, None);
+            for c in 0..4 {
+                let vals: Vec<f64> = (0..n)
+                    .flat_map(|i| y[(i * 4 + c) * 36..(i * 4 + c + 1) * 36].iter())
+                    .map(|&v| v as f64)
+                    .collect();
+                let m = vals.iter().sum::<f64>() / vals.len() as f64;
+                let var =
+                    vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (vals.len() - 1) as f64;
+                want_m[c] += m / 3.0;
+                want_v[c] += var / 3.0;
+            }
+        }
+        let st = net.export_state().unwrap();
+        let get = |name: &str| st.iter().find(|t| t.name == name).unwrap().data.clone();
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let what = if quantized {
+            "quantized"
+        } else {
+            "full precision"
+        };
+        close(
+            &format!("{what} running mean"),
+            &get("bn1.running_mean"),
+            &f(&want_m),
+            1e-5,
+            1e-4,
+        );
+        close(
+            &format!("{what} running var"),
+            &get("bn1.running_var"),
+            &f(&want_v),
+            1e-5,
+            1e-4,
+        );
+        // Not the statistics of any one batch (the mean over the batches is really taken).
+        let last = {
+            let y = conv2d_forward(&shape, &xq(&batches[2].0), &wq, None);
+            y[..36].iter().sum::<f32>() / 36.0
+        };
+        assert!((get("bn1.running_mean")[0] - last).abs() > 1e-3);
+    }
+}
+
 /// Pretrain small_cnn briefly, learn indicators jointly on a few hundred images, check them,
 /// solve at the BitOps of uniform W3A3, finetune the policy and evaluate it.
 ///
@@ -700,6 +838,7 @@ fn tiny_joint_run_solve_and_finetune() {
                     ..FinetuneConfig::default().run
                 },
                 steps_from_indicators: from_ind,
+                ..FinetuneConfig::default()
             },
             &mut |_| {},
         )

@@ -36,6 +36,11 @@ pub struct FinetuneConfig {
     /// (the joint run's learned steps) instead of the LSQ init rule on the first training
     /// batch at those bits. Default `false`: the reference re-initialises them.
     pub steps_from_indicators: bool,
+    /// Training images the BN statistics are recalibrated on before every evaluation
+    /// ([`Recalibration`](super::Recalibration)), as the reference does; 0: none. Default
+    /// [`RECALIBRATION_IMAGES`](super::RECALIBRATION_IMAGES) (the reference's 6000),
+    /// at most one pass over the training split.
+    pub bn_recalibration: usize,
 }
 
 impl Default for FinetuneConfig {
@@ -43,6 +48,7 @@ impl Default for FinetuneConfig {
         FinetuneConfig {
             run: RunConfig::quantized(),
             steps_from_indicators: false,
+            bn_recalibration: super::RECALIBRATION_IMAGES,
         }
     }
 }
@@ -180,6 +186,11 @@ pub fn finetune(
         init_record: None,
         pass_names: vec!["policy".into()],
         eval_selection: None,
+        recalibrate: (cfg.bn_recalibration > 0).then(|| super::Recalibration {
+            train: train.clone(),
+            images: cfg.bn_recalibration,
+            seed: run.seed ^ RECALIBRATION_SEED,
+        }),
     };
     let sel = vec![vec![0usize; layers.len()]];
     let ran = run_epochs(
@@ -199,6 +210,9 @@ pub fn finetune(
         None => {
             // No epochs: evaluate the initial quantized model.
             eval_net.import_state(&ran.state, false)?;
+            if let Some(r) = &schedule.recalibrate {
+                r.apply(&mut eval_net)?;
+            }
             let ev = evaluate(&mut eval_net, &test)?;
             (ev.accuracy(), ev.mean_loss())
         }
@@ -211,6 +225,9 @@ pub fn finetune(
         history,
     })
 }
+
+/// Mixed into the run's seed for the recalibration images' draw.
+const RECALIBRATION_SEED: u64 = 0xBA7C_4A11_B2A7_10E5;
 
 /// The settings a resumed run must share with the run that wrote its checkpoint, as stored
 /// in the checkpoint's meta (`stage` keeps a joint state from being resumed here).
@@ -226,6 +243,7 @@ fn recorded_settings(cfg: &FinetuneConfig, policy: &Policy) -> Vec<(&'static str
             },
         ),
     ];
+    v.push(("bn_recalibration", cfg.bn_recalibration.to_string()));
     v.extend(cfg.run.recorded());
     v.push(("clip", cfg.run.clip_text()));
     v.push((POLICY_META, policy.to_ron_string()));

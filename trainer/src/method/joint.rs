@@ -327,6 +327,7 @@ pub fn joint_train_full(
         pass_names,
         eval_selection: Some(top),
         init_record: Some(&init_record),
+        recalibrate: None,
     };
     let ran = run_epochs(
         &mut net,

@@ -317,7 +317,7 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
     let gpu = gpu(ctx)?;
     // Full precision, as the job always evaluated (no policy is passed).
     let name = job.ckpt.display().to_string();
-    let rep = evaluate_checkpoint(&gpu, &ckpt, &name, None, &data, test, job.batch)
+    let rep = evaluate_checkpoint(&gpu, &ckpt, &name, None, &data, test, job.batch, None)
         .map_err(|e| e.to_string())?;
     let r = EvalResult {
         model: rep.model,
