@@ -5,6 +5,9 @@
 //   below / above:          dx = 0,  t = qn / qp
 // partials[w] = sum of dy * t (strided per thread, then a fixed tree). reduce_final turns
 // the partials into dsteps[index] = g * sum, g = 1 / sqrt(N * qp).
+// The clamp is part of the model (torch.clamp in the reference): its gradient is 1 inside
+// [step_min, step_max], bounds included, and 0 outside, so a stored step outside the range
+// (or NaN) gets a zero step gradient and stays where it is; dx is unaffected.
 
 struct Params {
     len: u32,
@@ -40,7 +43,10 @@ fn main(
     if start >= p.len && w > 0u {
         return;
     }
-    let s = clamp(steps[p.index], p.step_min, p.step_max);
+    let raw = steps[p.index];
+    let s = clamp(raw, p.step_min, p.step_max);
+    // Uniform: every thread reads the same step.
+    let frozen = !(raw >= p.step_min && raw <= p.step_max);
     let end = min(start + CHUNK, p.len);
     var a = 0.0;
     for (var i = start + t; i < end; i += 256u) {
@@ -57,7 +63,9 @@ fn main(
             dx[i] = g;
             tv = round(v) - v;
         }
-        a += g * tv;
+        if !frozen {
+            a += g * tv;
+        }
     }
     acc[t] = a;
     workgroupBarrier();

@@ -6,7 +6,7 @@ use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::export::{checkpoint_logits, npy_f32, npy_i64, predictions};
-use limpq_trainer::method::{checkpoint_policy, evaluate_checkpoint};
+use limpq_trainer::method::{checkpoint_policy, evaluate_checkpoint, Recalibration};
 use limpq_trainer::train::check_data;
 
 use super::out::OutputFormat;
@@ -41,6 +41,11 @@ pub struct Args {
     /// the data set's order).
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// Recalibrate the BN statistics of a quantized model on this many training images
+    /// before evaluating (train-mode forwards, no update; as `limpq finetune` does before
+    /// every evaluation, which stores the result in its checkpoint). Default: none.
+    #[arg(long)]
+    pub recalibrate_bn: Option<usize>,
     /// Also write each test image's logits to this file (NumPy .npy, float32, images ×
     /// classes, in the data set's order).
     #[arg(long)]
@@ -68,6 +73,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => Some(limpq_io::documents::read_policy(p)?),
         None => checkpoint_policy(&ckpt).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
     };
+    let recalibrate = match args.recalibrate_bn {
+        Some(_) if policy.is_none() => {
+            anyhow::bail!("--recalibrate-bn applies to a quantized model (give --policy)")
+        }
+        Some(images) => {
+            let train = Dataset::load(&data, args.data_dir.as_deref(), Split::Train)?;
+            check_data(&ckpt.model, &train)?;
+            Some(Recalibration {
+                train: std::sync::Arc::new(train),
+                images,
+                seed: ckpt.seed,
+            })
+        }
+        None => None,
+    };
     let report = evaluate_checkpoint(
         &gpu,
         &ckpt,
@@ -76,6 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &data,
         test.clone(),
         args.eval_batch,
+        recalibrate.as_ref(),
     )?;
     if args.predictions.is_some() || args.logits.is_some() {
         let logits = checkpoint_logits(&gpu, &ckpt, policy.as_ref(), test, args.eval_batch)

@@ -23,10 +23,17 @@ pub struct Args {
     /// Policy written by `limpq solve` (RON, or JSON by extension).
     #[arg(long)]
     pub policy: PathBuf,
-    /// Indicator file of the joint run: step sizes start from its values at the policy's
-    /// bits (default: the LSQ init rule on the first batch).
+    /// Indicator file of the joint run, read with --steps-from-indicators.
     #[arg(long)]
     pub indicators: Option<PathBuf>,
+    /// Start the step sizes from --indicators at the policy's bits instead of the LSQ init
+    /// rule on the first training batch (the default, as the reference re-initialises them).
+    #[arg(long, requires = "indicators")]
+    pub steps_from_indicators: bool,
+    /// Recalibrate the BN statistics on this many training images before every
+    /// evaluation, as the reference does (0: never; at most the training split).
+    #[arg(long, default_value_t = limpq_trainer::method::RECALIBRATION_IMAGES)]
+    pub bn_recalibration: usize,
     #[command(flatten)]
     pub run: RunArgs,
     /// Quantized checkpoint to write (rewritten after every epoch, and at Ctrl-C with the
@@ -82,8 +89,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             checkpoint: Some(args.output.clone()),
             stop: stop_on_ctrl_c()?,
             resume,
-            ..args.run.config(FinetuneConfig::default().run)
+            ..args.run.config(FinetuneConfig::default().run)?
         },
+        steps_from_indicators: args.steps_from_indicators,
+        bn_recalibration: args.bn_recalibration,
     };
     let progress = Progress::new("finetune")?;
     let result = finetune(

@@ -91,8 +91,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             checkpoint: args.checkpoint.clone(),
             stop: stop_on_ctrl_c()?,
             resume,
-            ..args.run.config(JointConfig::default().run)
+            ..args.run.config(JointConfig::default().run)?
         },
+        ..JointConfig::default()
     };
     let progress = Progress::new("joint")?;
     let result = joint_train_full(&gpu, &model, &init, train_ds, test_ds, &cfg, &mut |e| {

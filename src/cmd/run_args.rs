@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
+use limpq_trainer::schedule::LrSchedule;
 use limpq_trainer::train::RunConfig;
 
 /// The run settings and the data of `train`, `indicators` and `finetune`.
@@ -17,10 +18,19 @@ pub struct RunArgs {
     /// Images per optimizer step (the last partial batch of an epoch is dropped).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Initial learning rate, cosine-annealed to 0 over the run, per step (default: 0.1 for
-    /// `train`, 0.01 for `indicators` and `finetune`).
+    /// Initial learning rate, cosine-annealed over the run as --lr-schedule says (default:
+    /// 0.1 for `train`, 0.01 for `indicators` and `finetune`).
     #[arg(long)]
     pub lr: Option<f32>,
+    /// How the learning rate falls: `per-epoch` (cosine stepped once per epoch down to
+    /// --lr-floor, constant within an epoch: the reference's, default of `indicators` and
+    /// `finetune`) or `per-step` (cosine every step down to 0: default of `train`).
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<ScheduleArg>,
+    /// Floor of the per-epoch schedule (default 1e-5); implies `--lr-schedule per-epoch`
+    /// when that is not given, and is refused with `per-step`.
+    #[arg(long)]
+    pub lr_floor: Option<f32>,
     /// SGD momentum (default: 0.9).
     #[arg(long)]
     pub momentum: Option<f32>,
@@ -59,13 +69,34 @@ pub struct RunArgs {
     pub subset_seed: Option<u64>,
 }
 
+/// `--lr-schedule`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleArg {
+    PerEpoch,
+    PerStep,
+}
+
 impl RunArgs {
+    /// The schedule `--lr-schedule` and `--lr-floor` choose, `base`'s when neither is given.
+    fn schedule(&self, base: LrSchedule) -> anyhow::Result<LrSchedule> {
+        let floor = self.lr_floor.unwrap_or(LrSchedule::REFERENCE_FLOOR);
+        Ok(match (self.lr_schedule, self.lr_floor) {
+            (Some(ScheduleArg::PerStep), Some(_)) => {
+                anyhow::bail!("--lr-floor applies to --lr-schedule per-epoch only")
+            }
+            (Some(ScheduleArg::PerStep), None) => LrSchedule::PerStep,
+            (Some(ScheduleArg::PerEpoch), _) | (None, Some(_)) => LrSchedule::PerEpoch { floor },
+            (None, None) => base,
+        })
+    }
+
     /// `base` (the command's recipe) with the settings given here.
-    pub fn config(&self, base: RunConfig) -> RunConfig {
-        RunConfig {
+    pub fn config(&self, base: RunConfig) -> anyhow::Result<RunConfig> {
+        Ok(RunConfig {
             epochs: self.epochs,
             batch: self.batch,
             lr: self.lr.unwrap_or(base.lr),
+            schedule: self.schedule(base.schedule)?,
             momentum: self.momentum.unwrap_or(base.momentum),
             weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
@@ -74,7 +105,7 @@ impl RunArgs {
             // Under `mpirun`, the job's ranks (set once at start); else a single process.
             dist: limpq_trainer::dist::Dist::global(),
             ..base
-        }
+        })
     }
 
     /// The dataset: `--data`, else the checkpoint's, else Fashion-MNIST.

@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         checkpoint: Some(args.output.clone()),
         meta,
         stop: stop_on_ctrl_c()?,
-        ..args.run.config(TrainConfig::default())
+        ..args.run.config(TrainConfig::default())?
     };
     let progress = Progress::new("")?;
     let mut on_event = |e: &Event| progress.event(e);

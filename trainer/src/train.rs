@@ -16,7 +16,7 @@ use crate::dist::{Comm, Dist};
 use crate::engine::{EngineError, EvalStats, Network, NetworkConfig, StepStats};
 use crate::gpu::Gpu;
 use crate::model::Model;
-use crate::schedule::cosine_lr;
+use crate::schedule::LrSchedule;
 
 pub mod run_spec;
 pub use run_spec::RunSpec;
@@ -28,8 +28,11 @@ pub use run_spec::RunSpec;
 pub struct RunConfig {
     pub epochs: usize,
     pub batch: usize,
-    /// Initial learning rate of the cosine schedule (per step, to 0 at the end).
+    /// Initial learning rate of the cosine schedule.
     pub lr: f32,
+    /// How the learning rate falls from `lr`: per step to 0 (full-precision training's
+    /// default) or per epoch to a floor (the quantized recipe, [`RunConfig::quantized`]).
+    pub schedule: LrSchedule,
     pub momentum: f32,
     pub nesterov: bool,
     /// On conv and linear weights only.
@@ -74,6 +77,7 @@ impl Default for RunConfig {
             epochs: 1,
             batch: 64,
             lr: 0.1,
+            schedule: LrSchedule::PerStep,
             momentum: 0.9,
             nesterov: false,
             weight_decay: 5e-4,
@@ -92,11 +96,13 @@ impl Default for RunConfig {
 
 impl RunConfig {
     /// The quantization-aware recipe joint training and finetuning default to (the
-    /// reference's): lr 0.01, Nesterov momentum 0.9, weight decay 2.5e-5, label smoothing
-    /// 0.1, no clipping.
+    /// reference's): lr 0.01 with a cosine stepped once per epoch down to a floor of 1e-5
+    /// ([`LrSchedule::reference`]), Nesterov momentum 0.9, weight decay 2.5e-5, label
+    /// smoothing 0.1, no clipping.
     pub fn quantized() -> RunConfig {
         RunConfig {
             lr: 0.01,
+            schedule: LrSchedule::reference(),
             nesterov: true,
             weight_decay: 2.5e-5,
             label_smoothing: 0.1,
@@ -121,9 +127,10 @@ impl RunConfig {
     /// The settings a resumed run must share with the run that wrote its checkpoint, as
     /// each run records them in the checkpoint's meta (`clip` is left to the caller: the
     /// runs record it differently).
-    pub(crate) fn recorded(&self) -> [(&'static str, String); 7] {
+    pub(crate) fn recorded(&self) -> [(&'static str, String); 8] {
         [
             ("lr", self.lr.to_string()),
+            ("schedule", self.schedule.text()),
             ("batch", self.batch.to_string()),
             ("epochs", self.epochs.to_string()),
             ("momentum", self.momentum.to_string()),
@@ -168,6 +175,7 @@ impl RunConfig {
                 return Err(format!("{what} {v} must be finite and ≥ 0"));
             }
         }
+        self.schedule.check()?;
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(format!(
                 "label smoothing {} must be in [0, 1)",
@@ -770,9 +778,11 @@ pub(crate) trait EpochRun {
         dist: &Dist,
     ) -> Result<Vec<StepStats>, Self::Error>;
 
-    /// Prepares the evaluation network once the state is imported into it.
-    fn before_eval(&self, _eval_net: &mut Network<'_>) -> Result<(), Self::Error> {
-        Ok(())
+    /// Prepares the evaluation network once the state is imported into it; `true` when it
+    /// changed the network's BN running statistics (a recalibration), which the saved
+    /// state then takes from it.
+    fn before_eval(&self, _eval_net: &mut Network<'_>) -> Result<bool, Self::Error> {
+        Ok(false)
     }
 
     /// The run's checkpoint at `pos` holding `tensors`.
@@ -789,8 +799,8 @@ pub(crate) trait EpochRun {
 }
 
 /// The one epoch loop of every run: `cfg.epochs` epochs from `pos` (a [`Position::start`]
-/// or a resumed one) of whole batches from the seeded loader, the cosine learning rate
-/// per step, stop checks before every step and before each evaluation, divergence checks,
+/// or a resumed one) of whole batches from the seeded loader, the learning rate of
+/// `cfg.schedule`, stop checks before every step and before each evaluation, divergence checks,
 /// progress events, and after every epoch a test evaluation and a checkpoint (to
 /// `cfg.checkpoint`, when set). What a step does and what a checkpoint holds come from
 /// `run`. Returns the end position (every epoch done, the history of all of them) and the
@@ -860,7 +870,7 @@ pub(crate) fn run_epochs<R: EpochRun>(
                 run.first_batch(net, &b, dist)?;
                 initialised = true;
             }
-            let lr = cosine_lr(cfg.lr, pos.global_step, total);
+            let lr = cfg.schedule.lr(cfg.lr, pos.global_step, steps, cfg.epochs);
             let mut stats = run.step(net, &b, lr, dist)?;
             let b = Batch { n: cfg.batch, ..b };
             if let Some(c) = dist.peers() {
@@ -902,9 +912,16 @@ pub(crate) fn run_epochs<R: EpochRun>(
         }
         let train_secs = started.elapsed().as_secs_f64();
         on_event(&Event::Evaluating { epoch });
-        let st = export_synced(net, dist)?;
+        let mut st = export_synced(net, dist)?;
         eval_net.import_state(&st, false)?;
-        run.before_eval(eval_net)?;
+        if run.before_eval(eval_net)? {
+            let recalibrated = eval_net.export_state()?;
+            for t in st.iter_mut().filter(|t| t.kind == TensorKind::RunningStat) {
+                if let Some(r) = recalibrated.iter().find(|r| r.name == t.name) {
+                    t.data.clone_from(&r.data);
+                }
+            }
+        }
         let ev = evaluate_part(eval_net, test, dist).map_err(|e| match e {
             TrainError::Engine(e) => R::Error::from(e),
             TrainError::Data(e) => R::Error::from(e),

@@ -510,6 +510,7 @@ fn indicators_and_finetune_jobs_equal_the_library_runs_and_resume() {
         "fashion-mnist",
         test,
         32,
+        None,
     )
     .unwrap();
     assert_eq!(eval_accuracy(&fin.output_dir), at_policy.accuracy);

@@ -37,12 +37,20 @@ fn ds_tol(n: usize, bits: u32, signed: bool) -> Tol {
 }
 
 /// One bit-width on `x`: returns how many elements fell outside [Qn, Qp] (to show the case is
-/// exercised). `step_raw` is what the steps tensor holds; the reference gets the clamped one.
-fn check_lsq(gpu: &Gpu, x: &[f32], dy: &[f32], step_raw: f32, bits: u32, signed: bool) -> usize {
+/// exercised) and the GPU's step gradient. `step_raw` is what the steps tensor holds; the
+/// reference clamps it as the model does (`lsq_clamped_backward`).
+fn check_lsq(
+    gpu: &Gpu,
+    x: &[f32],
+    dy: &[f32],
+    step_raw: f32,
+    bits: u32,
+    signed: bool,
+) -> (usize, f32) {
     let n = x.len();
     let s = step_raw.clamp(1e-5, 1.0);
     let want_y = reference::lsq_quantize_forward(x, s, bits, signed);
-    let (want_dx, want_ds) = reference::lsq_quantize_backward(x, s, bits, signed, dy);
+    let (want_dx, want_ds) = reference::lsq_clamped_backward(x, step_raw, bits, signed, dy);
     // Slot 1 of 3; the others hold sentinels that must survive.
     let steps = up(gpu, &[0.5, step_raw, 0.5]);
     let dsteps = up(gpu, &[7.0, f32::NAN, -7.0]);
@@ -76,7 +84,8 @@ fn check_lsq(gpu: &Gpu, x: &[f32], dy: &[f32], step_raw: f32, bits: u32, signed:
         ds_tol(n, bits, signed),
     );
     let (qn, qp) = reference::lsq_range(bits, signed);
-    x.iter().filter(|v| *v / s < qn || *v / s > qp).count()
+    let outside = x.iter().filter(|v| *v / s < qn || *v / s > qp).count();
+    (outside, ds[1])
 }
 
 #[test]
@@ -99,7 +108,7 @@ fn lsq_matches_reference_signed_and_unsigned() {
             (4, false, 0.03),
             (1, false, 0.6),
         ] {
-            let outside = check_lsq(gpu, &x, &dy, step, bits, signed);
+            let (outside, _) = check_lsq(gpu, &x, &dy, step, bits, signed);
             assert!(
                 outside > 0 && outside < n,
                 "n {n} bits {bits} signed {signed}: {outside} of {n} outside; want both cases"
@@ -117,10 +126,19 @@ fn lsq_step_is_clamped_when_used() {
     let x: Vec<f32> = rng.vec_uniform(300, -3.0, 3.0);
     let dy = rng.vec_uniform(300, -1.0, 1.0);
     // Above 1: used as 1 (values beyond ±Qp·1 saturate); below 1e-5 (and negative): used as
-    // 1e-5, nearly every value saturates.
-    for step in [2.5f32, 1e-9, -0.5] {
+    // 1e-5, nearly every value saturates. Outside the range the step gets no gradient (the
+    // clamp's derivative is 0 there, as torch.clamp's): it freezes.
+    for step in [2.5f32, 1.0 + 1e-6, 1e-9, 9.9e-6, -0.5] {
         for (bits, signed) in [(2, true), (3, false)] {
-            check_lsq(gpu, &x, &dy, step, bits, signed);
+            let (_, ds) = check_lsq(gpu, &x, &dy, step, bits, signed);
+            assert_eq!(ds, 0.0, "step {step} bits {bits}: a frozen step's gradient");
+        }
+    }
+    // On the bounds (included) and inside, the step learns.
+    for step in [1.0f32, 1e-5, 0.5] {
+        for (bits, signed) in [(2, true), (3, false)] {
+            let (_, ds) = check_lsq(gpu, &x, &dy, step, bits, signed);
+            assert!(ds != 0.0, "step {step} bits {bits}: no gradient");
         }
     }
     // The clamp must actually change the result (else the test above proves nothing).

@@ -104,6 +104,7 @@ struct CpuGrads {
 
 /// The tiny network's loss and gradients composed from the reference ops; `b` is conv2's
 /// bit-width, `s` the steps used: (conv1 w, conv1 a, conv2 w, conv2 a, fc w, fc a).
+/// `fp_fixed`: conv1 and fc in full precision (their steps unused, no step gradients).
 #[allow(clippy::too_many_arguments)]
 fn cpu_tiny(
     n: usize,
@@ -117,7 +118,23 @@ fn cpu_tiny(
     b3: &[f32],
     s: [f32; 6],
     b: u32,
+    fp_fixed: bool,
 ) -> CpuGrads {
+    // Quantized at 8 bits, or passed through unchanged (full precision).
+    let q8 = |x: &[f32], s: f32, signed: bool| {
+        if fp_fixed {
+            x.to_vec()
+        } else {
+            lsq_quantize_forward(x, s, 8, signed)
+        }
+    };
+    let q8_back = |x: &[f32], s: f32, signed: bool, dy: &[f32]| {
+        if fp_fixed {
+            (dy.to_vec(), 0.0)
+        } else {
+            lsq_quantize_backward(x, s, 8, signed, dy)
+        }
+    };
     let c1 = Conv2dShape {
         n,
         c_in: 1,
@@ -135,8 +152,8 @@ fn cpu_tiny(
         c_out: 5,
         ..c1
     };
-    let xq1 = lsq_quantize_forward(x, s[1], 8, true);
-    let w1q = lsq_quantize_forward(w1, s[0], 8, true);
+    let xq1 = q8(x, s[1], true);
+    let w1q = q8(w1, s[0], true);
     let y1 = conv2d_forward(&c1, &xq1, &w1q, Some(b1));
     let r1 = relu_forward(&y1);
     let xq2 = lsq_quantize_forward(&r1, s[3], b, false);
@@ -145,13 +162,13 @@ fn cpu_tiny(
     let r2 = relu_forward(&y2);
     let d2 = Nchw::new(n, 5, 6, 6);
     let g = global_avg_pool_forward(&d2, &r2);
-    let xq3 = lsq_quantize_forward(&g, s[5], 8, false);
-    let w3q = lsq_quantize_forward(w3, s[4], 8, true);
+    let xq3 = q8(&g, s[5], false);
+    let w3q = q8(w3, s[4], true);
     let logits = linear_forward(n, 5, 3, &xq3, &w3q, Some(b3));
     let ce = softmax_cross_entropy(n, 3, &logits, y, 0.1);
     let (dxq3, dw3q, db3) = linear_backward(n, 5, 3, &xq3, &w3q, &ce.dlogits);
-    let (dg, ds3a) = lsq_quantize_backward(&g, s[5], 8, false, &dxq3);
-    let (dw3, ds3w) = lsq_quantize_backward(w3, s[4], 8, true, &dw3q);
+    let (dg, ds3a) = q8_back(&g, s[5], false, &dxq3);
+    let (dw3, ds3w) = q8_back(w3, s[4], true, &dw3q);
     let dr2 = global_avg_pool_backward(&d2, &dg);
     let dy2 = relu_backward(&y2, &dr2);
     let dxq2 = conv2d_backward_data(&c2, &dy2, &w2q);
@@ -163,24 +180,30 @@ fn cpu_tiny(
     let db1 = conv2d_backward_bias(&c1, &dy1);
     let dw1q = conv2d_backward_weight(&c1, &xq1, &dy1);
     let dxq1 = conv2d_backward_data(&c1, &dy1, &w1q);
-    let (_, ds1a) = lsq_quantize_backward(x, s[1], 8, true, &dxq1);
-    let (dw1, ds1w) = lsq_quantize_backward(w1, s[0], 8, true, &dw1q);
+    let (_, ds1a) = q8_back(x, s[1], true, &dxq1);
+    let (dw1, ds1w) = q8_back(w1, s[0], true, &dw1q);
+    let mut grads: Vec<(String, Vec<f32>)> = vec![
+        ("conv1.weight".into(), dw1),
+        ("conv1.bias".into(), db1),
+        ("conv2.bias".into(), db2),
+        ("conv1.weight_step".into(), vec![ds1w]),
+        ("conv1.act_step".into(), vec![ds1a]),
+        ("conv2.weight".into(), dw2),
+        ("conv2.weight_step".into(), vec![ds2w]),
+        ("conv2.act_step".into(), vec![ds2a]),
+        ("fc.weight".into(), dw3),
+        ("fc.bias".into(), db3),
+        ("fc.weight_step".into(), vec![ds3w]),
+        ("fc.act_step".into(), vec![ds3a]),
+    ];
+    if fp_fixed {
+        grads.retain(|(n, _)| {
+            !(n.starts_with("conv1.") || n.starts_with("fc.")) || !n.ends_with("_step")
+        });
+    }
     CpuGrads {
         loss: ce.loss,
-        grads: vec![
-            ("conv1.weight".into(), dw1),
-            ("conv1.bias".into(), db1),
-            ("conv2.bias".into(), db2),
-            ("conv1.weight_step".into(), vec![ds1w]),
-            ("conv1.act_step".into(), vec![ds1a]),
-            ("conv2.weight".into(), dw2),
-            ("conv2.weight_step".into(), vec![ds2w]),
-            ("conv2.act_step".into(), vec![ds2a]),
-            ("fc.weight".into(), dw3),
-            ("fc.bias".into(), db3),
-            ("fc.weight_step".into(), vec![ds3w]),
-            ("fc.act_step".into(), vec![ds3a]),
-        ],
+        grads,
     }
 }
 
@@ -250,7 +273,7 @@ fn quantized_network_matches_reference_composition() {
             steps[2].0[0],
             steps[2].1[0],
         ];
-        let cpu = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits);
+        let cpu = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits, false);
         if std::env::var("DBG").is_ok() {
             eprintln!("loss {} vs {} steps {s:?}", st.loss, cpu.loss);
         }
@@ -306,6 +329,248 @@ fn quantized_network_matches_reference_composition() {
     let one = net.passes_dispatches(&[vec![0, 0, 0]]);
     let two = net.passes_dispatches(&[vec![0, 0, 0], vec![0, 1, 0]]);
     assert!(two > one, "{two} vs {one}");
+}
+
+/// The reference's joint training keeps the stem and the classifier in full precision:
+/// with `QuantSpec::joint_with(.., None)` they get no quantizer and no step tensor, the
+/// network's loss and gradients equal the reference composition with those two layers
+/// unquantized, and a two-pass step still sums every gradient, the full-precision layers'
+/// included.
+#[test]
+fn joint_network_with_full_precision_fixed_layers_matches_reference() {
+    let Some(gpu) = gpu_or_skip("full-precision fixed layers") else {
+        return;
+    };
+    let model = tiny();
+    let n = 3;
+    let spec = QuantSpec::joint_with(&model, &[2, 4], None).unwrap();
+    assert!(spec.layers[0].1.is_empty() && spec.layers[2].1.is_empty());
+    assert_eq!(spec.layers[1].1, vec![(2, 2), (4, 4)]);
+    let cfg = NetworkConfig {
+        batch: n,
+        seed: 3,
+        label_smoothing: 0.1,
+        ..NetworkConfig::default()
+    };
+    let mut net = Network::new_quantized(gpu, &model, cfg, &spec).unwrap();
+    let quantized: Vec<String> = net.quant_layers().into_iter().map(|l| l.name).collect();
+    assert_eq!(quantized, ["conv2"]);
+    let infos = net.param_infos();
+    let steps_of: Vec<&str> = infos
+        .iter()
+        .filter(|p| p.kind == ParamKind::LsqStep)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(steps_of, ["conv2.weight_step", "conv2.act_step"]);
+    let mut rng = SeededRng::new(17);
+    let x = rng.vec_uniform(n * 36, -1.0, 1.5);
+    let y = vec![0u32, 2, 1];
+    let params = net.read_params().unwrap();
+    let get = |name: &str| -> Vec<f32> {
+        let i = infos.iter().position(|p| p.name == name).unwrap();
+        params[i].clone()
+    };
+    let (w1, b1, w2, b2, w3, b3) = (
+        get("conv1.weight"),
+        get("conv1.bias"),
+        get("conv2.weight"),
+        get("conv2.bias"),
+        get("fc.weight"),
+        get("fc.bias"),
+    );
+    net.init_steps(&x, &y, &[true]).unwrap();
+    let steps = net.read_steps().unwrap();
+    let s2a = [0.09f32, 0.03];
+    net.write_steps(0, &steps[0].0, &s2a).unwrap();
+    for k in 0..2 {
+        let bits = [2, 4][k];
+        net.set_selection(&[k]).unwrap();
+        let st = net.forward_backward(&x, &y).unwrap();
+        let grads = net.read_grads().unwrap();
+        // conv1's and fc's steps are unused in full precision.
+        let s = [1.0, 1.0, steps[0].0[k], s2a[k], 1.0, 1.0];
+        let cpu = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits, true);
+        assert!(
+            (st.loss - cpu.loss).abs() < 1e-5 + 1e-5 * cpu.loss.abs(),
+            "loss {} vs {}",
+            st.loss,
+            cpu.loss
+        );
+        // The 8-bit stem and classifier would give another loss: the test can tell.
+        let q8 = cpu_tiny(n, &x, &y, &w1, &b1, &w2, &b2, &w3, &b3, s, bits, false);
+        assert!(
+            (q8.loss - cpu.loss).abs() > 1e-4,
+            "{} vs {}",
+            q8.loss,
+            cpu.loss
+        );
+        for (name, want) in &cpu.grads {
+            let i = infos.iter().position(|p| p.name == *name).unwrap();
+            let got = &grads[i];
+            let got: Vec<f32> = if name.ends_with("_step") {
+                assert_eq!(got[1 - k], 0.0, "{name}: unselected entry untouched");
+                vec![got[k]]
+            } else {
+                got.clone()
+            };
+            close(&format!("{name} at {bits} bits"), &got, want, 2e-5, 1e-3);
+        }
+    }
+    // A two-pass step at lr 0 sums both passes' gradients, full-precision layers' too.
+    let mut single = Vec::new();
+    for k in 0..2 {
+        net.set_selection(&[k]).unwrap();
+        net.forward_backward(&x, &y).unwrap();
+        single.push(net.read_grads().unwrap());
+    }
+    net.train_passes(&x, &y, 0.0, &[vec![0], vec![1]]).unwrap();
+    let summed = net.read_grads().unwrap();
+    for (i, p) in infos.iter().enumerate() {
+        let want: Vec<f32> = single[0][i]
+            .iter()
+            .zip(&single[1][i])
+            .map(|(a, b)| a + b)
+            .collect();
+        close(&format!("summed {}", p.name), &summed[i], &want, 1e-6, 1e-5);
+    }
+}
+
+/// BN recalibration (the reference's, before evaluating a quantized model): the running
+/// statistics become the mean over the given batches of each batch's mean and unbiased
+/// variance, computed here on the CPU from the reference conv, in a quantized network
+/// (the conv's input and weight quantized) and in a full-precision one.
+#[test]
+fn bn_recalibration_is_the_mean_of_the_batch_statistics() {
+    let Some(gpu) = gpu_or_skip("bn recalibration") else {
+        return;
+    };
+    let conv = Op::Conv2d {
+        out_channels: 4,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        groups: 1,
+        bias: false,
+    };
+    let model = Model {
+        name: "tiny_bn".into(),
+        input: (1, 6, 6),
+        classes: 3,
+        nodes: vec![
+            node("conv1", conv, "input"),
+            node("bn1", Op::BatchNorm, "conv1"),
+            node("relu1", Op::Relu, "bn1"),
+            node("gap", Op::GlobalAvgPool, "relu1"),
+            node(
+                "fc",
+                Op::Linear {
+                    out_features: 3,
+                    bias: true,
+                },
+                "gap",
+            ),
+        ],
+    };
+    let n = 5;
+    let shape = Conv2dShape {
+        n,
+        c_in: 1,
+        h: 6,
+        w: 6,
+        c_out: 4,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
+    let cfg = NetworkConfig {
+        batch: n,
+        seed: 4,
+        ..NetworkConfig::default()
+    };
+    let mut rng = SeededRng::new(23);
+    let batches: Vec<(Vec<f32>, Vec<u32>)> = (0..3)
+        .map(|k| {
+            // Batches with different statistics, so that a mean differs from each.
+            let x = rng.vec_uniform(n * 36, -1.0 + k as f32, 1.5 + 2.0 * k as f32);
+            (x, vec![0u32; n])
+        })
+        .collect();
+    for quantized in [false, true] {
+        let spec = QuantSpec {
+            layers: vec![("conv1".into(), vec![(4, 4)]), ("fc".into(), vec![(8, 8)])],
+        };
+        let mut net = if quantized {
+            Network::new_quantized(gpu, &model, cfg, &spec).unwrap()
+        } else {
+            Network::new(gpu, &model, cfg).unwrap()
+        };
+        let infos = net.param_infos();
+        let params = net.read_params().unwrap();
+        let w = params[infos.iter().position(|p| p.name == "conv1.weight").unwrap()].clone();
+        let (sw, sa) = (0.05f32, 0.2f32);
+        // What the conv reads: its input and weight quantized at 4 bits, or as they are.
+        let xq = |x: &[f32]| -> Vec<f32> {
+            if quantized {
+                lsq_quantize_forward(x, sa, 4, true)
+            } else {
+                x.to_vec()
+            }
+        };
+        let wq = if quantized {
+            net.write_steps(0, &[sw], &[sa]).unwrap();
+            lsq_quantize_forward(&w, sw, 4, true)
+        } else {
+            w.clone()
+        };
+        let mut it = batches.iter().cloned();
+        let used = net.recalibrate_bn(&mut || it.next()).unwrap();
+        assert_eq!(used, 3);
+        let (mut want_m, mut want_v) = (vec![0f64; 4], vec![0f64; 4]);
+        for (x, _) in &batches {
+            let y = conv2d_forward(&shape, &xq(x), &wq, None);
+            for c in 0..4 {
+                let vals: Vec<f64> = (0..n)
+                    .flat_map(|i| y[(i * 4 + c) * 36..(i * 4 + c + 1) * 36].iter())
+                    .map(|&v| v as f64)
+                    .collect();
+                let m = vals.iter().sum::<f64>() / vals.len() as f64;
+                let var =
+                    vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (vals.len() - 1) as f64;
+                want_m[c] += m / 3.0;
+                want_v[c] += var / 3.0;
+            }
+        }
+        let st = net.export_state().unwrap();
+        let get = |name: &str| st.iter().find(|t| t.name == name).unwrap().data.clone();
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let what = if quantized {
+            "quantized"
+        } else {
+            "full precision"
+        };
+        close(
+            &format!("{what} running mean"),
+            &get("bn1.running_mean"),
+            &f(&want_m),
+            1e-5,
+            1e-4,
+        );
+        close(
+            &format!("{what} running var"),
+            &get("bn1.running_var"),
+            &f(&want_v),
+            1e-5,
+            1e-4,
+        );
+        // Not the statistics of any one batch (the mean over the batches is really taken).
+        let last = {
+            let y = conv2d_forward(&shape, &xq(&batches[2].0), &wq, None);
+            y[..36].iter().sum::<f32>() / 36.0
+        };
+        assert!((get("bn1.running_mean")[0] - last).abs() > 1e-3);
+    }
 }
 
 /// Pretrain small_cnn briefly, learn indicators jointly on a few hundred images, check them,
@@ -367,7 +632,9 @@ fn tiny_joint_run_solve_and_finetune() {
             meta: vec![("data".into(), "fashion-mnist subset 256".into())],
             ..JointConfig::default().run
         },
+        ..JointConfig::default()
     };
+    let mut lrs = Vec::new();
     let jt = joint_train_full(
         gpu,
         &model,
@@ -375,9 +642,16 @@ fn tiny_joint_run_solve_and_finetune() {
         joint_ds.clone(),
         test.clone(),
         &jcfg,
-        &mut |_| {},
+        &mut |e| {
+            if let Event::Step { lr, .. } = e {
+                lrs.push(*lr);
+            }
+        },
     )
     .unwrap();
+    // The reference's schedule steps once per epoch: a one-epoch run keeps the base rate.
+    assert_eq!(lrs.len(), 128 / 32);
+    assert!(lrs.iter().all(|&lr| lr == jcfg.run.lr), "{lrs:?}");
     let ind = &jt.indicators;
     eprintln!(
         "joint: {:.1}s, 6-bit test acc {:.1}%",
@@ -429,12 +703,18 @@ fn tiny_joint_run_solve_and_finetune() {
             (parse(w), parse(a))
         })
         .collect();
-    assert_eq!(init.len(), ind.layers.len());
+    // The stem and the classifier ran in full precision: no steps, no step tensors.
+    let searchable: Vec<_> = ind.layers.iter().filter(|l| l.fixed.is_none()).collect();
+    assert_eq!(init.len(), searchable.len());
+    for l in ind.layers.iter().filter(|l| l.fixed.is_some()) {
+        let step = format!("{}.weight_step", l.name);
+        assert!(
+            !jt.checkpoint.tensors.iter().any(|t| t.name == step),
+            "{step} in the joint state"
+        );
+    }
     let (mut dw, mut da) = (Vec::new(), Vec::new());
-    for (l, (w0, a0)) in ind.layers.iter().zip(&init) {
-        if l.fixed.is_some() {
-            continue;
-        }
+    for (l, (w0, a0)) in searchable.into_iter().zip(&init) {
         let wname = format!("{}.weight", l.name);
         let wt = &fp
             .checkpoint
@@ -527,6 +807,7 @@ fn tiny_joint_run_solve_and_finetune() {
                 eval_batch: 100,
                 ..FinetuneConfig::default().run
             },
+            ..FinetuneConfig::default()
         },
         &mut |_| {},
     )
@@ -536,6 +817,62 @@ fn tiny_joint_run_solve_and_finetune() {
         100.0 * ft.test_accuracy,
         t2.elapsed().as_secs_f64()
     );
+    // Where finetuning's step sizes start: at lr 0 they stay there. By default the LSQ
+    // init rule at the policy's bits (the reference re-initialises them), computed here
+    // from the FP32 weights; with steps_from_indicators, the indicators at those bits.
+    for from_ind in [false, true] {
+        let still = finetune(
+            gpu,
+            &model,
+            &fp.checkpoint,
+            &policy,
+            Some(ind),
+            joint_ds.clone(),
+            test.clone(),
+            &FinetuneConfig {
+                run: RunConfig {
+                    epochs: 1,
+                    batch: 64,
+                    lr: 0.0,
+                    eval_batch: 100,
+                    ..FinetuneConfig::default().run
+                },
+                steps_from_indicators: from_ind,
+                ..FinetuneConfig::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        let tensor = |ck: &limpq_trainer::checkpoint::Checkpoint, name: &str| -> Vec<f32> {
+            let t = ck.tensors.iter().find(|t| t.name == name);
+            t.unwrap_or_else(|| panic!("no {name}")).data.clone()
+        };
+        let mut moved = 0;
+        for p in &policy.layers {
+            let l = ind.layers.iter().find(|l| l.name == p.name).unwrap();
+            if l.fixed.is_some() {
+                continue;
+            }
+            let got = tensor(&still.checkpoint, &format!("{}.weight_step", p.name))[0];
+            let k = ind.weight_bits.iter().position(|&b| b == p.weight).unwrap();
+            let learned = l.weight_scale[k] as f32;
+            let rule = lsq_init_weight_scale(
+                &tensor(&fp.checkpoint, &format!("{}.weight", p.name)),
+                p.weight,
+            );
+            let want = if from_ind { learned } else { rule };
+            assert!(
+                (got - want).abs() <= 1e-5 * want,
+                "{} (from indicators: {from_ind}): weight step {got}, want {want}",
+                p.name
+            );
+            moved += usize::from((learned / rule - 1.0).abs() > 1e-4);
+        }
+        assert!(
+            moved > 0,
+            "the indicators equal the init rule: the test tells nothing"
+        );
+    }
     assert!(ft.test_accuracy > 0.3, "accuracy {}", ft.test_accuracy);
     // The checkpoint evaluates to the same accuracy through evaluate_quantized, and it
     // carries its policy.
@@ -581,6 +918,7 @@ fn tiny_joint_run_solve_and_finetune() {
                     stop,
                     ..FinetuneConfig::default().run
                 },
+                ..FinetuneConfig::default()
             };
             let r = finetune(
                 gpu,

@@ -100,6 +100,7 @@ fn joint_config(
             resume: resume.map(|c| Arc::new(c.clone())),
             ..JointConfig::default().run
         },
+        ..JointConfig::default()
     }
 }
 
@@ -120,6 +121,7 @@ fn finetune_config(
             resume: resume.map(|c| Arc::new(c.clone())),
             ..FinetuneConfig::default().run
         },
+        ..FinetuneConfig::default()
     }
 }
 

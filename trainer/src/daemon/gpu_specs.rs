@@ -148,8 +148,9 @@ pub struct FinetuneJob {
     pub ckpt: PathBuf,
     /// Policy file written by `limpq solve` or a solve job (RON, or JSON by extension).
     pub policy: PathBuf,
-    /// Indicator file of the joint run: step sizes start from its values at the policy's
-    /// bits (default: the LSQ init rule on the first batch).
+    /// Indicator file of the joint run. Read, but the step sizes start from the LSQ init
+    /// rule on the first batch, as `limpq finetune` does by default (the reference's
+    /// recipe); a job cannot yet ask for `--steps-from-indicators`.
     pub indicators: Option<PathBuf>,
     pub data: JobData,
     /// Default: [`FinetuneConfig::default`], as `limpq finetune`.
@@ -501,6 +502,7 @@ impl IndicatorsJob {
                 seed: self.data.seed,
                 ..base
             }),
+            ..JointConfig::default()
         }
     }
 
@@ -546,6 +548,7 @@ impl FinetuneJob {
                 seed: self.data.seed,
                 ..base
             }),
+            ..FinetuneConfig::default()
         }
     }
 

@@ -620,7 +620,7 @@ impl<'g> Builder<'g> {
             }
             _ => unreachable!(),
         }
-        self.quant_layer_backward(i, src)
+        self.quant_layer_backward(i, wp, src)
     }
 
     /// Backward of BN node `i`, one op per parameter set (the selected one runs); dγ, dβ go
@@ -778,6 +778,19 @@ impl<'g> Network<'g> {
             b.build_backward(i, dy)?;
         }
         let accumulate_grads = b.grads_accumulate();
+        let mut bn_saved = Vec::new();
+        for (i, saved) in b.bn_saved.iter().enumerate() {
+            if let Some((sm, si)) = *saved {
+                let x = b.infos[i].input_shapes[0];
+                bn_saved.push(super::BnSaved {
+                    node: i,
+                    slot: b.bn_set_names(i).0,
+                    saved_mean: sm,
+                    saved_invstd: si,
+                    count: cfg.batch * x.h * x.w,
+                });
+            }
+        }
         let quant = b.quant.take().map(QuantBuild::finish);
         let sel = vec![0; quant.as_ref().map_or(0, |q| q.layers.len())];
         let mut sgd = Vec::with_capacity(b.params.len());
@@ -821,6 +834,7 @@ impl<'g> Network<'g> {
             pad_x: Vec::new(),
             layer_io: b.layer_io,
             bn_sets: b.bn_sets,
+            bn_saved,
             tensors: b.tensors,
             accumulate_grads,
             quant,

@@ -224,6 +224,19 @@ enum Fwd {
     Mode { train: Step, eval: Step },
 }
 
+/// A BN node's batch statistics as its train-mode forward saves them, and which of its
+/// sets runs (for [`Network::recalibrate_bn`]).
+#[derive(Clone, Copy, Debug)]
+struct BnSaved {
+    node: usize,
+    /// Selection slot of the quantized layer whose variant picks the set; `None`: one set.
+    slot: Option<usize>,
+    saved_mean: usize,
+    saved_invstd: usize,
+    /// Values per channel in a batch (N·H·W).
+    count: usize,
+}
+
 /// A model on the GPU at a fixed batch size.
 pub struct Network<'g> {
     gpu: &'g Gpu,
@@ -249,6 +262,8 @@ pub struct Network<'g> {
     /// Layer inputs/weights per conv/linear node and BN sets per BN node (extension points).
     layer_io: Vec<(usize, LayerIo)>,
     bn_sets: Vec<(usize, Vec<BnSet>)>,
+    /// Per BN node, what recalibration reads: [`BnSaved`].
+    bn_saved: Vec<BnSaved>,
     /// Whether backward ops ADD to the parameter gradients (set by the quantization hook:
     /// several passes of one submission sum), so every training submission clears them first.
     accumulate_grads: bool,

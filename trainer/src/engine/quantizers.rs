@@ -45,24 +45,41 @@ use crate::reference::lsq::lsq_init_weight_scale;
 /// `(weight steps, act steps)` of one quantized layer, one entry per variant.
 pub type LayerSteps = (Vec<f32>, Vec<f32>);
 
-/// Bit-width variants of every quantized (conv/linear) layer, in node order.
+/// Bit-width variants of every conv/linear layer, in node order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantSpec {
-    /// `(layer name, variants)`; a variant is `(weight bits, act bits)`.
+    /// `(layer name, variants)`; a variant is `(weight bits, act bits)`. A layer with no
+    /// variant stays in full precision: no quantizer, no step tensors, not a quantized
+    /// layer of the network (not in [`Network::quant_layers`] nor in a selection).
     pub layers: Vec<(String, Vec<(u32, u32)>)>,
 }
 
 impl QuantSpec {
-    /// Joint training: searchable layers get `(b, b)` for every candidate `b`; the fixed
-    /// layers (first conv, last linear) one variant at [`FIXED_BITS`].
+    /// Joint training with the fixed layers quantized: searchable layers get `(b, b)` for
+    /// every candidate `b`; the fixed layers (first conv, last linear) one variant at
+    /// [`FIXED_BITS`]. [`QuantSpec::joint_with`] `(model, bits, Some(FIXED_BITS))`.
     pub fn joint(model: &Model, bits: &[u32]) -> Result<QuantSpec, EngineError> {
+        Self::joint_with(model, bits, Some(FIXED_BITS))
+    }
+
+    /// Joint training: searchable layers get `(b, b)` for every candidate `b`; the fixed
+    /// layers (first conv, last linear) one variant at `fixed` bits, or none (full
+    /// precision, as the reference's joint training) when `fixed` is `None`.
+    pub fn joint_with(
+        model: &Model,
+        bits: &[u32],
+        fixed: Option<(u32, u32)>,
+    ) -> Result<QuantSpec, EngineError> {
         check_bits(bits)?;
+        if let Some((w, a)) = fixed {
+            check_bits(&[w, a])?;
+        }
         let layers = model
             .quantizable_layers()?
             .into_iter()
             .map(|l| {
                 let v = if l.fixed {
-                    vec![FIXED_BITS]
+                    fixed.into_iter().collect()
                 } else {
                     bits.iter().map(|&b| (b, b)).collect()
                 };
@@ -280,7 +297,7 @@ impl<'g> Builder<'g> {
             return Ok(io);
         };
         let name = self.model.nodes[i].name.clone();
-        let variants = qb
+        let variants: Vec<(u32, u32)> = qb
             .spec
             .layers
             .iter()
@@ -292,9 +309,8 @@ impl<'g> Builder<'g> {
                 ))
             })?;
         if variants.is_empty() {
-            return Err(GpuError::Shape(format!(
-                "node '{name}': no bit-width variants"
-            )));
+            // A full-precision layer of a quantized network: it reads its own tensors.
+            return Ok(io);
         }
         let act_signed = self.infos[i].inputs[0] == Source::Input;
         let on_load = matches!(self.model.nodes[i].op, Op::Conv2d { .. });
@@ -387,7 +403,10 @@ impl<'g> Builder<'g> {
     }
 
     /// Backward hook, before a conv/linear node's own backward ops: where they write (see
-    /// [`LayerGrads`]). `wp` is the weight parameter, `src` the layer's input.
+    /// [`LayerGrads`]). `wp` is the weight parameter, `src` the layer's input. A
+    /// full-precision layer of a quantized network writes its weight gradient to a scratch
+    /// that [`Builder::quant_layer_backward`] adds to the gradient (several passes in one
+    /// submission sum), and adds its bias gradient.
     pub(super) fn layer_grads(
         &mut self,
         i: usize,
@@ -395,9 +414,16 @@ impl<'g> Builder<'g> {
         src: Source,
     ) -> Result<LayerGrads, GpuError> {
         let Some((wq, x)) = self.qlayer(i).map(|(_, l)| (l.wq, l.x)) else {
+            let accumulate = self.grads_accumulate();
+            let dw = if accumulate {
+                let wlen = self.tensors[self.params[wp].value].len();
+                self.qscratch(wlen, ROLE_DW)?
+            } else {
+                self.params[wp].grad
+            };
             return Ok(LayerGrads {
-                dw: self.params[wp].grad,
-                bias_accumulates: false,
+                dw,
+                bias_accumulates: accumulate,
                 dx: self.dx_accumulate(src),
             });
         };
@@ -417,9 +443,22 @@ impl<'g> Builder<'g> {
     /// [`LayerGrads`] of [`Builder::layer_grads`]): in a quantized network, through the
     /// quantizers — the weight's LSQ backward into a scratch summed into the weight
     /// gradient, the input's into the input gradient, both adding their step gradients.
-    /// Nothing in full precision.
-    pub(super) fn quant_layer_backward(&mut self, i: usize, src: Source) -> Result<(), GpuError> {
+    /// A full-precision layer of a quantized network adds its weight gradient's scratch to
+    /// the gradient of `wp`, its weight parameter; nothing in a full-precision network.
+    pub(super) fn quant_layer_backward(
+        &mut self,
+        i: usize,
+        wp: usize,
+        src: Source,
+    ) -> Result<(), GpuError> {
         let Some((slot, l)) = self.qlayer(i).map(|(s, l)| (s, l.clone())) else {
+            if self.grads_accumulate() {
+                let wlen = self.tensors[self.params[wp].value].len();
+                let dw = self.qscratch(wlen, ROLE_DW)?;
+                let op = Axpy::new(self.gpu, self.t(dw), self.pg(wp), 1.0);
+                let name = self.model.nodes[i].name.clone();
+                self.bwd(Step::op(at(&name, op)?));
+            }
             return Ok(());
         };
         let name = l.info.name.as_str();
@@ -511,7 +550,7 @@ pub fn act_init_scale(x: &[f32], bits: u32, signed: bool) -> f32 {
 
 impl<'g> Network<'g> {
     /// A quantization-aware network: every conv/linear layer fake-quantized with the
-    /// variants of `spec` (see the module doc). Step sizes start at 1: call
+    /// variants of `spec` (see the module doc), those without variants in full precision. Step sizes start at 1: call
     /// [`Network::init_steps`] after loading the weights.
     pub fn new_quantized(
         gpu: &'g Gpu,
@@ -532,11 +571,7 @@ impl<'g> Network<'g> {
             )));
         }
         for (n, v) in &spec.layers {
-            if v.is_empty() {
-                return Err(EngineError::Input(format!(
-                    "layer '{n}': no bit-width variants"
-                )));
-            }
+            // No variant: the layer stays in full precision.
             for &(w, a) in v {
                 check_bits(&[w, a]).map_err(|e| EngineError::Input(format!("layer '{n}': {e}")))?;
             }

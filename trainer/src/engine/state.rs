@@ -3,6 +3,7 @@
 
 use super::{EngineError, LayerSteps, Network, ParamKind};
 use crate::checkpoint::{NamedTensor, TensorKind};
+use crate::kernels::norm::BN_EPS;
 use crate::kernels::Recorder;
 
 impl<'g> Network<'g> {
@@ -39,6 +40,64 @@ impl<'g> Network<'g> {
         }
         self.tensors[p.value].write_f32(self.gpu, data)?;
         Ok(())
+    }
+
+    /// BN recalibration, as the reference does before evaluating a quantized model: the
+    /// running statistics of every BN set the current selection uses are replaced by the
+    /// mean over the batches `next` gives (each exactly [`Network::batch`] images) of each
+    /// batch's statistics in a train-mode forward — its mean and its unbiased variance —
+    /// which is what PyTorch's BN computes with `momentum = None` after
+    /// `reset_running_stats()`. Nothing else changes (no backward, no update). Returns the
+    /// number of batches; with none, the statistics are left as they were.
+    pub fn recalibrate_bn(
+        &mut self,
+        next: &mut dyn FnMut() -> Option<(Vec<f32>, Vec<u32>)>,
+    ) -> Result<usize, EngineError> {
+        let sel = self.sel.clone();
+        let lens: Vec<usize> = (self.bn_saved.iter())
+            .map(|b| self.tensors[b.saved_mean].len())
+            .collect();
+        let mut sums: Vec<(Vec<f64>, Vec<f64>)> =
+            lens.iter().map(|&c| (vec![0.0; c], vec![0.0; c])).collect();
+        let mut batches = 0usize;
+        while let Some((x, y)) = next() {
+            self.upload(&x, &y)?;
+            let mut rec = Recorder::new(self.gpu);
+            self.record_forward(&mut rec, true, &sel);
+            let reads: Vec<(usize, usize)> = (self.bn_saved.iter())
+                .map(|b| {
+                    let m = rec.read(&self.tensors[b.saved_mean]);
+                    (m, rec.read(&self.tensors[b.saved_invstd]))
+                })
+                .collect();
+            let out = rec.submit()?;
+            for ((b, (m, v)), (rm, ri)) in self.bn_saved.iter().zip(sums.iter_mut()).zip(reads) {
+                let n = b.count as f64;
+                let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+                for (c, (&mean, &invstd)) in out.f32(rm).iter().zip(out.f32(ri)).enumerate() {
+                    let invstd = invstd as f64;
+                    // invstd = 1 / sqrt(biased var + eps)
+                    let biased = (1.0 / (invstd * invstd) - BN_EPS as f64).max(0.0);
+                    m[c] += mean as f64;
+                    v[c] += biased * unbias;
+                }
+            }
+            batches += 1;
+        }
+        if batches == 0 {
+            return Ok(0);
+        }
+        for (b, (m, v)) in self.bn_saved.iter().zip(&sums) {
+            let sets = self.bn_sets.iter().find(|(n, _)| *n == b.node);
+            let Some((_, sets)) = sets else { continue };
+            let k = b.slot.map_or(0, |s| sel[s]);
+            let Some(set) = sets.get(k) else { continue };
+            let avg =
+                |s: &[f64]| -> Vec<f32> { s.iter().map(|x| (x / batches as f64) as f32).collect() };
+            self.tensors[set.running_mean].write_f32(self.gpu, &avg(m))?;
+            self.tensors[set.running_var].write_f32(self.gpu, &avg(v))?;
+        }
+        Ok(batches)
     }
 
     /// Parameters, BN running statistics and momentum buffers, named for a checkpoint.

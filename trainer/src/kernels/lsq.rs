@@ -8,9 +8,11 @@
 //!   (WGSL `round` rounds half to even, as `torch.round` and the reference do);
 //! - backward: `dx = dy` where `Qn ≤ v ≤ Qp` (bounds included), else 0 (straight-through
 //!   estimator); `dsteps[index] = g · Σ dy·t` with `t = round(v) - v` inside, `Qn` below,
-//!   `Qp` above, `g = 1 / sqrt(N · Qp)`, N = elements of `x`. The gradient is that of the
-//!   clamped step (the clamp is a guard, not part of the model: straight-through as in the
-//!   reference code). Other entries of `dsteps` are untouched; `dsteps[index]` is
+//!   `Qp` above, `g = 1 / sqrt(N · Qp)`, N = elements of `x`, when the stored step lies in
+//!   `[1e-5, 1]` (bounds included), else `dsteps[index] = 0`: the clamp is part of the
+//!   model, as `torch.clamp(s, 1e-5, 1)` in the reference code, whose gradient is zero
+//!   outside the range, so a step that leaves it freezes there (`reference::lsq::
+//!   lsq_clamped_backward`). Other entries of `dsteps` are untouched; `dsteps[index]` is
 //!   overwritten by [`LsqBackward::new`], added to by [`LsqBackward::new_accumulating`]
 //!   (two passes at the same bit-width in one step, e.g. the random-policy pass).
 //!
@@ -27,7 +29,7 @@ use super::reduce::{final_launch, partial_count};
 use super::{to_u32, Binding, KernelSpec, Recorder, Tensor};
 use crate::gpu::{Gpu, GpuError};
 
-/// Steps are clamped to `[STEP_MIN, STEP_MAX]` when used.
+/// Steps are clamped to `[STEP_MIN, STEP_MAX]` when used; a step outside gets no gradient.
 pub const STEP_MIN: f32 = 1e-5;
 pub const STEP_MAX: f32 = 1.0;
 
@@ -163,7 +165,8 @@ impl LsqQuantize {
 }
 
 /// LSQ backward: `dx` (straight-through, overwritten) and `dsteps[index]` (the step-size
-/// gradient, overwritten; other entries untouched).
+/// gradient, zero for a stored step outside `[STEP_MIN, STEP_MAX]`; overwritten, other
+/// entries untouched).
 #[derive(Debug)]
 pub struct LsqBackward {
     pub config: LsqConfig,

@@ -35,6 +35,9 @@ pub(super) struct Schedule<'a> {
     /// Filled with every quantized layer's step sizes right after their LSQ init on the
     /// first batch (before the first update), when given: what the run started from.
     pub init_record: Option<&'a OnceCell<Vec<LayerSteps>>>,
+    /// BN recalibration of the evaluation network before every evaluation, when given;
+    /// the saved state then holds the recalibrated statistics.
+    pub recalibrate: Option<super::Recalibration>,
 }
 
 /// What the loop produced.
@@ -132,11 +135,14 @@ impl EpochRun for Quantized<'_, '_> {
         })
     }
 
-    fn before_eval(&self, eval_net: &mut Network<'_>) -> Result<(), MethodError> {
+    fn before_eval(&self, eval_net: &mut Network<'_>) -> Result<bool, MethodError> {
         if let Some(sel) = &self.s.eval_selection {
             eval_net.set_selection(sel)?;
         }
-        Ok(())
+        match &self.s.recalibrate {
+            Some(r) => Ok(r.apply(eval_net)? > 0),
+            None => Ok(false),
+        }
     }
 
     fn checkpoint(&self, pos: &Position, tensors: Vec<NamedTensor>) -> Checkpoint {

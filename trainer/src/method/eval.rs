@@ -7,7 +7,7 @@ use std::sync::Arc;
 use limpq_solver::Policy;
 use serde::Serialize;
 
-use super::{evaluate_quantized, policy_cost, MethodError};
+use super::{evaluate_quantized_with, policy_cost, MethodError, Recalibration};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig};
@@ -98,6 +98,7 @@ impl EvalReport {
 /// Evaluates `ckpt` on `test` in batches of `batch`: at `policy`'s bits (a checkpoint
 /// written by `finetune`), else in full precision. `name` names the checkpoint in the
 /// report and in errors; `data` is the data set's name.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_checkpoint(
     gpu: &Gpu,
     ckpt: &Checkpoint,
@@ -106,12 +107,14 @@ pub fn evaluate_checkpoint(
     data: &str,
     test: Arc<Dataset>,
     batch: usize,
+    recalibrate: Option<&Recalibration>,
 ) -> Result<EvalReport, MethodError> {
     let named = |e: MethodError| MethodError::Config(format!("{name}: {e}"));
     let model = &ckpt.model;
     let (stats, cost) = match policy {
         Some(p) => (
-            evaluate_quantized(gpu, model, ckpt, p, test, batch).map_err(named)?,
+            evaluate_quantized_with(gpu, model, ckpt, p, test, batch, recalibrate)
+                .map_err(named)?,
             Some(PolicyCost::of(model, p)?),
         ),
         None => {

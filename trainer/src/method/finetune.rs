@@ -1,8 +1,10 @@
 //! Quantization-aware finetuning of one policy: every conv/linear layer at the policy's
-//! bits with ONE step size per quantizer (initialised from the learned indicators at those
-//! bits when given, else by the LSQ init rule on the first batch), one BN per layer (from
+//! bits with ONE step size per quantizer (initialised by the LSQ init rule on the first
+//! batch, as the reference does, or from the learned indicators at those bits when
+//! [`FinetuneConfig::steps_from_indicators`] says so), one BN per layer (from
 //! the full-precision checkpoint), SGD with momentum, weight decay on conv/linear weights,
-//! cosine learning rate per step, evaluation of the test split after every epoch.
+//! the run's learning-rate schedule (by default cosine stepped once per epoch down to 1e-5,
+//! as the reference), evaluation of the test split after every epoch.
 
 use std::sync::Arc;
 
@@ -30,12 +32,23 @@ use crate::train::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinetuneConfig {
     pub run: RunConfig,
+    /// Start the step sizes from the indicators given to [`finetune`] at the policy's bits
+    /// (the joint run's learned steps) instead of the LSQ init rule on the first training
+    /// batch at those bits. Default `false`: the reference re-initialises them.
+    pub steps_from_indicators: bool,
+    /// Training images the BN statistics are recalibrated on before every evaluation
+    /// ([`Recalibration`](super::Recalibration)), as the reference does; 0: none. Default
+    /// [`RECALIBRATION_IMAGES`](super::RECALIBRATION_IMAGES) (the reference's 6000),
+    /// at most one pass over the training split.
+    pub bn_recalibration: usize,
 }
 
 impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
             run: RunConfig::quantized(),
+            steps_from_indicators: false,
+            bn_recalibration: super::RECALIBRATION_IMAGES,
         }
     }
 }
@@ -104,6 +117,7 @@ fn steps_from_indicators(
 }
 
 /// Finetune `model` from the full-precision checkpoint `init` at `policy`'s bits.
+/// `indicators` seed the step sizes only with [`FinetuneConfig::steps_from_indicators`].
 #[allow(clippy::too_many_arguments)]
 pub fn finetune(
     gpu: &Gpu,
@@ -123,7 +137,7 @@ pub fn finetune(
     run.check().map_err(MethodError::Config)?;
     let steps = steps_per_epoch(train.len(), run.batch)?;
     let spec = QuantSpec::policy(model, policy)?;
-    let from_ind = match indicators {
+    let from_ind = match indicators.filter(|_| cfg.steps_from_indicators) {
         Some(ind) => steps_from_indicators(&spec, ind, model)?,
         None => vec![None; spec.layers.len()],
     };
@@ -172,6 +186,11 @@ pub fn finetune(
         init_record: None,
         pass_names: vec!["policy".into()],
         eval_selection: None,
+        recalibrate: (cfg.bn_recalibration > 0).then(|| super::Recalibration {
+            train: train.clone(),
+            images: cfg.bn_recalibration,
+            seed: run.seed ^ RECALIBRATION_SEED,
+        }),
     };
     let sel = vec![vec![0usize; layers.len()]];
     let ran = run_epochs(
@@ -191,6 +210,9 @@ pub fn finetune(
         None => {
             // No epochs: evaluate the initial quantized model.
             eval_net.import_state(&ran.state, false)?;
+            if let Some(r) = &schedule.recalibrate {
+                r.apply(&mut eval_net)?;
+            }
             let ev = evaluate(&mut eval_net, &test)?;
             (ev.accuracy(), ev.mean_loss())
         }
@@ -204,10 +226,24 @@ pub fn finetune(
     })
 }
 
+/// Mixed into the run's seed for the recalibration images' draw.
+const RECALIBRATION_SEED: u64 = 0xBA7C_4A11_B2A7_10E5;
+
 /// The settings a resumed run must share with the run that wrote its checkpoint, as stored
 /// in the checkpoint's meta (`stage` keeps a joint state from being resumed here).
 fn recorded_settings(cfg: &FinetuneConfig, policy: &Policy) -> Vec<(&'static str, String)> {
-    let mut v = vec![("stage", "finetune".into())];
+    let mut v = vec![
+        ("stage", "finetune".into()),
+        (
+            "step_init",
+            if cfg.steps_from_indicators {
+                "indicators".into()
+            } else {
+                "lsq_init".into()
+            },
+        ),
+    ];
+    v.push(("bn_recalibration", cfg.bn_recalibration.to_string()));
     v.extend(cfg.run.recorded());
     v.push(("clip", cfg.run.clip_text()));
     v.push((POLICY_META, policy.to_ron_string()));

@@ -1,8 +1,10 @@
 //! Joint indicator training: every optimizer step is ONE submission holding a pass per
-//! candidate bit-width (all searchable layers at b, BN set b) and one random-policy pass
+//! candidate bit-width, from the highest down (all searchable layers at b, BN set b), as
+//! the reference's loop, and then one random-policy pass
 //! (each searchable layer at its own uniformly drawn b, drawn on the CPU from a seeded
 //! generator; its BN follows), gradients summed, every element clipped to ±clip, SGD with
-//! momentum, weight decay on conv/linear weights only, cosine learning rate per step.
+//! momentum, weight decay on conv/linear weights only, the run's learning-rate schedule
+//! (by default the reference's: cosine stepped once per epoch down to 1e-5).
 
 use std::cell::OnceCell;
 use std::sync::Arc;
@@ -33,6 +35,12 @@ use crate::train::{check_checkpoint_model, check_data, EpochSummary, Event, Posi
 pub struct JointConfig {
     /// Candidate bit-widths, ascending, distinct (weights and activations alike).
     pub bits: Vec<u32>,
+    /// The bits of the fixed layers (first conv, last linear) during the run: `None` (the
+    /// default) keeps them in full precision, as the reference's joint training does;
+    /// `Some((w, a))` quantizes them at those bits with learned steps. Their indicator
+    /// entries say `fixed: Some((8, 8))` either way (the bits they are finetuned and
+    /// deployed at).
+    pub fixed_bits: Option<(u32, u32)>,
     pub run: RunConfig,
 }
 
@@ -40,6 +48,7 @@ impl Default for JointConfig {
     fn default() -> Self {
         JointConfig {
             bits: vec![2, 3, 4, 5, 6],
+            fixed_bits: None,
             run: RunConfig {
                 clip: Some(1.0),
                 ..RunConfig::quantized()
@@ -206,6 +215,20 @@ pub fn joint_train(
     joint_train_full(gpu, model, init, train, test, cfg, on_event).map(|r| r.indicators)
 }
 
+/// The uniform passes of a joint step, in the reference's order: from the highest
+/// candidate bit-width down (its loop over `target_bits = [6, 5, 4, 3, 2]`). Each is a
+/// selection (searchable layers at that candidate's variant, the others at their only
+/// one) with its name (`"6-bit"`). `bits` ascending, as the variants are.
+fn uniform_passes(searchable: &[bool], bits: &[u32]) -> (Vec<Vec<usize>>, Vec<String>) {
+    (0..bits.len())
+        .rev()
+        .map(|k| {
+            let sel = searchable.iter().map(|&s| if s { k } else { 0 }).collect();
+            (sel, format!("{}-bit", bits[k]))
+        })
+        .unzip()
+}
+
 /// Refuses candidate bit-widths joint training cannot use: at least two, ascending, each
 /// once, each in 2..=16 (LSQ needs a sign bit and a step). The error is the sentence; each
 /// caller names its field.
@@ -250,7 +273,7 @@ pub fn joint_train_full(
     check_checkpoint_model(init, model, "the --init checkpoint")?;
     let run = &cfg.run;
     let steps = steps_per_epoch(train.len(), run.batch)?;
-    let spec = QuantSpec::joint(model, &cfg.bits)?;
+    let spec = QuantSpec::joint_with(model, &cfg.bits, cfg.fixed_bits)?;
     let ncfg = run.network();
     let mut net = Network::new_quantized(gpu, model, ncfg, &spec)?;
     let init_record = OnceCell::new();
@@ -293,12 +316,8 @@ pub fn joint_train_full(
     let layers = net.quant_layers();
     let nb = cfg.bits.len();
     let searchable: Vec<bool> = layers.iter().map(|l| l.variants.len() > 1).collect();
-    // Pass k: searchable layers at candidate k, fixed layers at their only variant.
-    let uniform: Vec<Vec<usize>> = (0..nb)
-        .map(|k| searchable.iter().map(|&s| if s { k } else { 0 }).collect())
-        .collect();
-    let top = uniform[nb - 1].clone();
-    let mut pass_names: Vec<String> = cfg.bits.iter().map(|b| format!("{b}-bit")).collect();
+    let (uniform, mut pass_names) = uniform_passes(&searchable, &cfg.bits);
+    let top = uniform[0].clone();
     pass_names.push("random-policy".into());
     let mut policy_rng = SeededRng::new(run.seed ^ 0x5EED_0F4A_11D0_E5E5);
 
@@ -308,6 +327,7 @@ pub fn joint_train_full(
         pass_names,
         eval_selection: Some(top),
         init_record: Some(&init_record),
+        recalibrate: None,
     };
     let ran = run_epochs(
         &mut net,
@@ -334,16 +354,20 @@ pub fn joint_train_full(
     let steps_now = net.read_steps()?;
     let mut ind = model.indicator_skeleton(&cfg.bits, &cfg.bits)?;
     let mut non_monotone = Vec::new();
-    for ((l, info), (w, a)) in ind.layers.iter_mut().zip(&layers).zip(&steps_now) {
-        if info.name != l.name {
-            return Err(MethodError::Config(format!(
-                "internal: layer order differs ('{}' vs '{}')",
-                info.name, l.name
-            )));
-        }
+    for l in ind.layers.iter_mut() {
         if l.fixed.is_some() {
             continue;
         }
+        let Some((w, a)) = layers
+            .iter()
+            .position(|info| info.name == l.name)
+            .map(|i| &steps_now[i])
+        else {
+            return Err(MethodError::Config(format!(
+                "internal: searchable layer '{}' is not quantized",
+                l.name
+            )));
+        };
         for (what, vals) in [("weight", w), ("activation", a)] {
             if let Some(v) = vals.iter().find(|v| !v.is_finite()) {
                 return Err(MethodError::BadIndicator {
@@ -384,6 +408,8 @@ pub fn joint_train_full(
         ),
         ("batch".to_string(), run.batch.to_string()),
         ("lr".to_string(), run.lr.to_string()),
+        ("lr_schedule".to_string(), run.schedule.text()),
+        ("fixed_bits".to_string(), fixed_bits_text(cfg.fixed_bits)),
         ("train_images".to_string(), (steps * run.batch).to_string()),
         ("date".to_string(), utc_now()),
     ];
@@ -427,10 +453,17 @@ fn recorded_settings(cfg: &JointConfig) -> Vec<(&'static str, String)> {
                 .collect::<Vec<_>>()
                 .join(","),
         ),
+        ("fixed_bits", fixed_bits_text(cfg.fixed_bits)),
     ];
     v.extend(cfg.run.recorded());
     v.push(("clip", cfg.run.clip_text()));
     v
+}
+
+/// The fixed layers' bits as a checkpoint and an indicator file's meta record them:
+/// `full_precision`, or `wWaA`.
+fn fixed_bits_text(fixed: Option<(u32, u32)>) -> String {
+    fixed.map_or("full_precision".into(), |(w, a)| format!("w{w}a{a}"))
 }
 
 /// The joint state at `pos`: the recorded settings first (so the caller's meta cannot
@@ -469,6 +502,17 @@ fn checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uniform_passes_run_from_the_highest_bit_width_down() {
+        let (sels, names) = uniform_passes(&[false, true, true, false], &[2, 4, 6]);
+        assert_eq!(names, ["6-bit", "4-bit", "2-bit"]);
+        assert_eq!(
+            sels,
+            [vec![0, 2, 2, 0], vec![0, 1, 1, 0], vec![0, 0, 0, 0]],
+            "variant k is bits[k]; fixed layers at their only variant"
+        );
+    }
 
     #[test]
     fn init_steps_round_trip_exactly() {

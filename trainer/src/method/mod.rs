@@ -178,6 +178,38 @@ pub fn checkpoint_policy(ckpt: &Checkpoint) -> Result<Option<Policy>, MethodErro
     }
 }
 
+/// BN recalibration before an evaluation, as the reference does before every evaluation
+/// of a quantized model: `images` training images (whole batches of the evaluating
+/// network's size, rounded up, at most one pass over `train`), shuffled with `seed` and
+/// augmented as in training, run through train-mode forwards; every BN's running
+/// statistics become the mean of those batches' statistics ([`Network::recalibrate_bn`]).
+#[derive(Clone, Debug)]
+pub struct Recalibration {
+    pub train: Arc<Dataset>,
+    pub images: usize,
+    pub seed: u64,
+}
+
+/// The images the reference recalibrates BN statistics on (`calibration_samples` in its
+/// finetuning code).
+pub const RECALIBRATION_IMAGES: usize = 6000;
+
+impl Recalibration {
+    /// Recalibrates `net` (its current selection); returns the images used (0 when the
+    /// training split holds no whole batch of `net`'s size: the statistics stay).
+    pub fn apply(&self, net: &mut Network<'_>) -> Result<usize, MethodError> {
+        let batch = net.batch();
+        let wanted = self.images.div_ceil(batch.max(1));
+        if wanted == 0 || self.train.len() < batch {
+            return Ok(0);
+        }
+        let cfg = crate::data::LoaderConfig::train(&self.train, batch, self.seed, 1);
+        let mut loader = crate::data::Loader::spawn(self.train.clone(), cfg)?.take(wanted);
+        let n = net.recalibrate_bn(&mut || loader.next().map(|b| (b.x, b.y)))?;
+        Ok(n * batch)
+    }
+}
+
 /// Test accuracy and loss of a quantized checkpoint (written by [`finetune`]) at `policy`'s
 /// bits: eval-mode BN, every conv/linear fake-quantized with the stored step sizes.
 pub fn evaluate_quantized(
@@ -187,6 +219,20 @@ pub fn evaluate_quantized(
     policy: &Policy,
     test: Arc<Dataset>,
     batch: usize,
+) -> Result<EvalStats, MethodError> {
+    evaluate_quantized_with(gpu, model, ckpt, policy, test, batch, None)
+}
+
+/// [`evaluate_quantized`], with the BN statistics recalibrated first when `recalibrate`
+/// is given.
+pub fn evaluate_quantized_with(
+    gpu: &Gpu,
+    model: &Model,
+    ckpt: &Checkpoint,
+    policy: &Policy,
+    test: Arc<Dataset>,
+    batch: usize,
+    recalibrate: Option<&Recalibration>,
 ) -> Result<EvalStats, MethodError> {
     check_data(model, &test)?;
     check_checkpoint_model(ckpt, model, "the checkpoint")?;
@@ -205,6 +251,10 @@ pub fn evaluate_quantized(
              was it written by `limpq finetune` with this policy?"
         ))
     })?;
+    if let Some(r) = recalibrate {
+        check_data(model, &r.train)?;
+        r.apply(&mut net)?;
+    }
     Ok(evaluate(&mut net, &test)?)
 }
 

@@ -305,6 +305,7 @@ impl Stages for GpuStages<'_> {
                         resume,
                         ..cfg.run.clone()
                     },
+                    ..cfg.clone()
                 },
                 on_event,
             )

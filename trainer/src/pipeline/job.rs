@@ -142,6 +142,7 @@ impl JointSpec {
         JointConfig {
             bits: self.bits.clone(),
             run: self.run.apply(RunConfig { seed, ..base }),
+            ..JointConfig::default()
         }
     }
 
@@ -165,6 +166,7 @@ impl FinetuneSpec {
         let base = FinetuneConfig::default().run;
         FinetuneConfig {
             run: self.run.apply(RunConfig { seed, ..base }),
+            ..FinetuneConfig::default()
         }
     }
 

@@ -9,7 +9,9 @@
 //! - `dx = dy` inside, 0 outside (straight-through estimator);
 //! - `ds = g · Σ dy · t`, with `t = round(v) - v` inside, `Qn` below, `Qp` above, and
 //!   `g = 1 / sqrt(N · Qp)`, N = number of elements of `x`;
-//! - the caller clamps `s` to [1e-5, 1] before calling.
+//! - the caller clamps `s` to [1e-5, 1] before calling; [`lsq_clamped_backward`] does it
+//!   from the stored step as the model does (`torch.clamp(s, 1e-5, 1)`: no step gradient
+//!   outside the range).
 
 /// Signed (weights): `Qn = -2^(b-1)`, `Qp = 2^(b-1) - 1`; unsigned (activations): `0`, `2^b - 1`.
 pub fn lsq_range(bits: u32, signed: bool) -> (f32, f32) {
@@ -67,6 +69,26 @@ pub fn lsq_quantize_backward(
         ds += *gv as f64 * t as f64;
     }
     (dx, (ds * g) as f32)
+}
+
+/// The range a stored step is clamped to when used (`torch.clamp(s, 1e-5, 1)`).
+pub const STEP_RANGE: (f32, f32) = (1e-5, 1.0);
+
+/// [`lsq_quantize_backward`] from the STORED step `step`: the step used is `step` clamped
+/// to [`STEP_RANGE`], and the step gradient goes through the clamp, whose derivative is 1
+/// inside the range (bounds included, as `torch.clamp`'s backward) and 0 outside: a step
+/// outside the range (or NaN) gets `ds = 0`. `dx` is that of the clamped step.
+pub fn lsq_clamped_backward(
+    x: &[f32],
+    step: f32,
+    bits: u32,
+    signed: bool,
+    dy: &[f32],
+) -> (Vec<f32>, f32) {
+    let (lo, hi) = STEP_RANGE;
+    let (dx, ds) = lsq_quantize_backward(x, step.clamp(lo, hi), bits, signed, dy);
+    let inside = step >= lo && step <= hi;
+    (dx, if inside { ds } else { 0.0 })
 }
 
 /// Weight step-size init: `max(|mean - 3·std|, |mean + 3·std|) / 2^(b-1)`, std unbiased

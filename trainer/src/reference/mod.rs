@@ -44,8 +44,8 @@ pub use gemm::gemm_f64;
 pub use linear::{linear_backward, linear_forward};
 pub use loss::{softmax_cross_entropy, CrossEntropy};
 pub use lsq::{
-    lsq_init_act_scale, lsq_init_weight_scale, lsq_quantize_backward, lsq_quantize_forward,
-    lsq_range,
+    lsq_clamped_backward, lsq_init_act_scale, lsq_init_weight_scale, lsq_quantize_backward,
+    lsq_quantize_forward, lsq_range,
 };
 pub use norm::{
     batch_norm_backward, batch_norm_eval_backward, batch_norm_eval_forward,

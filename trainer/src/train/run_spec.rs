@@ -18,6 +18,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::RunConfig;
+use crate::schedule::LrSchedule;
 
 /// The settings of [`RunConfig`] that a job file chooses (seeds, checkpoints, stops and
 /// resumes belong to whoever runs it). Every one is optional: the run's recipe fills what
@@ -27,6 +28,8 @@ pub struct RunSpec {
     pub epochs: Option<usize>,
     pub batch: Option<usize>,
     pub lr: Option<f32>,
+    /// `PerStep`, or `PerEpoch(floor: F)` ([`LrSchedule`]).
+    pub schedule: Option<LrSchedule>,
     pub momentum: Option<f32>,
     pub nesterov: Option<bool>,
     pub weight_decay: Option<f32>,
@@ -37,10 +40,11 @@ pub struct RunSpec {
 }
 
 /// The field names of [`RunSpec`] in a file.
-pub const RUN_FIELDS: [&str; 9] = [
+pub const RUN_FIELDS: [&str; 10] = [
     "epochs",
     "batch",
     "lr",
+    "schedule",
     "momentum",
     "nesterov",
     "weight_decay",
@@ -56,6 +60,7 @@ impl RunSpec {
             epochs: self.epochs.unwrap_or(base.epochs),
             batch: self.batch.unwrap_or(base.batch),
             lr: self.lr.unwrap_or(base.lr),
+            schedule: self.schedule.unwrap_or(base.schedule),
             momentum: self.momentum.unwrap_or(base.momentum),
             nesterov: self.nesterov.unwrap_or(base.nesterov),
             weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
@@ -76,6 +81,7 @@ impl RunSpec {
             "epochs" => once(&mut self.epochs, "epochs", map)?,
             "batch" => once(&mut self.batch, "batch", map)?,
             "lr" => once(&mut self.lr, "lr", map)?,
+            "schedule" => once(&mut self.schedule, "schedule", map)?,
             "momentum" => once(&mut self.momentum, "momentum", map)?,
             "nesterov" => once(&mut self.nesterov, "nesterov", map)?,
             "weight_decay" => once(&mut self.weight_decay, "weight_decay", map)?,
@@ -92,6 +98,7 @@ impl RunSpec {
         write_opt(st, "epochs", &self.epochs)?;
         write_opt(st, "batch", &self.batch)?;
         write_opt(st, "lr", &self.lr)?;
+        write_opt(st, "schedule", &self.schedule)?;
         write_opt(st, "momentum", &self.momentum)?;
         write_opt(st, "nesterov", &self.nesterov)?;
         write_opt(st, "weight_decay", &self.weight_decay)?;
@@ -109,6 +116,7 @@ impl RunSpec {
                 t.push_str(&format!(", {k}: {v}"));
             }
         };
+        add("schedule", self.schedule.map(|v| format!("{v:?}")));
         add("momentum", self.momentum.map(|v| format!("{v:?}")));
         add("nesterov", self.nesterov.map(|v| format!("{v:?}")));
         add("weight_decay", self.weight_decay.map(|v| format!("{v:?}")));

@@ -326,7 +326,7 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
             p.layers.len()
         ));
     }
-    let rep = evaluate_checkpoint(&gpu, &ckpt, &name, policy.as_ref(), &data, test, job.batch)
+    let rep = evaluate_checkpoint(&gpu, &ckpt, &name, policy.as_ref(), &data, test, job.batch, None)
         .map_err(|e| e.to_string())?;
     let r = EvalResult {
         model: rep.model,
@@ -452,6 +452,7 @@ pub fn run_indicators(job: &IndicatorsJob, ctx: &mut JobContext<'_>) -> Result<O
     let base = job.config();
     let cfg = JointConfig {
         bits: base.bits,
+        fixed_bits: base.fixed_bits,
         run: RunConfig {
             meta: data_meta(&train_ds, &job.ckpt, &job.data),
             checkpoint: Some(state),
@@ -544,6 +545,7 @@ pub fn run_finetune(job: &FinetuneJob, ctx: &mut JobContext<'_>) -> Result<Outco
             resume,
             ..base.run
         },
+        ..base
     };
     let ran = {
         let mut on_event = run_events(ctx, "finetuning", cfg.run.epochs, &stop);
