@@ -891,7 +891,8 @@ fn keep_finetuned_false_writes_no_models_and_still_resumes() {
 /// ones mean what they meant when the stage settings were three plain fields: the numbers
 /// read from the file itself (with the old defaults: pretraining 0 epochs, batch 64, lr
 /// 0.1 / 0.01) are the runs' settings, and the stages' fingerprints hash the same text as
-/// before, so runs started from those files resume instead of starting over.
+/// before (plus, for joint training and finetuning, the recipe's version), so runs started
+/// from those files resume instead of starting over wherever the recipe did not change.
 #[test]
 fn every_job_file_in_the_repository_parses_and_keeps_its_meaning() {
     use limpq_trainer::daemon::job::JobSpec;
@@ -987,22 +988,27 @@ fn every_job_file_in_the_repository_parses_and_keeps_its_meaning() {
             "{}",
             p.display()
         );
+        // Joint training and finetuning also hash the recipe's version: their defaults
+        // changed (recipe 2), so run folders made with the old ones redo those stages.
         assert_eq!(
             job.finetune.fingerprint_text(),
             format!(
-                "FinetuneSpec {{ epochs: {}, batch: {}, lr: {:?} }}",
+                "FinetuneSpec {{ epochs: {}, batch: {}, lr: {:?} }} {}",
                 num(&fine, "epochs", 0.0),
                 num(&fine, "batch", 64.0),
-                num(&fine, "lr", 0.01) as f32
+                num(&fine, "lr", 0.01) as f32,
+                limpq_trainer::pipeline::job::RECIPE
             )
         );
         assert!(job.joint.fingerprint_text().starts_with(&format!(
-            "JointSpec {{ bits: {:?}, epochs: {}, batch: {}, lr: {:?} }}",
+            "JointSpec {{ bits: {:?}, epochs: {}, batch: {}, lr: {:?} }} {}",
             job.joint.bits,
             num(&joint, "epochs", 0.0),
             num(&joint, "batch", 64.0),
-            num(&joint, "lr", 0.01) as f32
+            num(&joint, "lr", 0.01) as f32,
+            limpq_trainer::pipeline::job::RECIPE
         )));
+        assert!(limpq_trainer::pipeline::job::RECIPE.starts_with("recipe 2"));
     }
     assert!(pipelines >= 7, "{files:?}");
 }

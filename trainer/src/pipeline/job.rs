@@ -135,6 +135,16 @@ impl PretrainSpec {
     }
 }
 
+/// The version of the joint-training and finetuning recipe the stages' fingerprints carry.
+/// Settings a job file leaves out take the recipe's defaults, so when those defaults change
+/// (docs/METHOD.md, "Where we follow the reference, and where not") a run folder made with
+/// the old ones must redo its joint and finetune stages instead of mixing two recipes in
+/// one report; bumping this text does that. Pretraining and the sensitivity measurement did
+/// not change and keep their fingerprints.
+pub const RECIPE: &str =
+    "recipe 2 (reference schedule, clamp, full-precision stem in joint training, \
+     fresh finetune steps, BN recalibration)";
+
 impl JointSpec {
     /// The joint run of `seed`: [`JointConfig::default`] with the job's settings.
     pub fn config(&self, seed: u64) -> JointConfig {
@@ -150,7 +160,7 @@ impl JointSpec {
     pub fn fingerprint_text(&self) -> String {
         let r = self.config(0).run;
         format!(
-            "JointSpec {{ bits: {:?}, epochs: {:?}, batch: {:?}, lr: {:?}{} }}",
+            "JointSpec {{ bits: {:?}, epochs: {:?}, batch: {:?}, lr: {:?}{} }} {RECIPE}",
             self.bits,
             r.epochs,
             r.batch,
@@ -174,7 +184,7 @@ impl FinetuneSpec {
     pub fn fingerprint_text(&self) -> String {
         let r = self.config(0).run;
         format!(
-            "FinetuneSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}{} }}",
+            "FinetuneSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}{} }} {RECIPE}",
             r.epochs,
             r.batch,
             r.lr,
