@@ -245,7 +245,21 @@ mod mpi_job {
                 comm.size()
             ));
         }
-        let stderr = keep_stderr()?;
+        let mut stderr = keep_stderr()?;
+        // The node-local rank picks its adapter, unless --adapter / LIMPQ_ADAPTER names
+        // one. Said on every rank (before the quiet ranks lose their stderr).
+        let (rank, size, local) = (comm.rank(), comm.size(), comm.local_rank());
+        let opts = limpq_trainer::gpu::GpuOptions::from_env();
+        let took = match limpq_trainer::gpu::rank_adapter(&opts, local) {
+            Ok(Some((pick, line))) => {
+                limpq_trainer::gpu::set_rank_adapter(pick);
+                format!("adapter {line} (node-local rank {local})")
+            }
+            Ok(None) => "the adapter --adapter / LIMPQ_ADAPTER names".to_string(),
+            // Opening the GPU will say what is wrong, on the rank that tries.
+            Err(e) => format!("no adapter by the node-local rank rule: {e}"),
+        };
+        let _ = writeln!(stderr, "rank {rank} of {size}: {took}");
         if comm.rank() != 0 {
             quiet()?;
         }
