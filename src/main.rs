@@ -223,8 +223,8 @@ mod mpi_job {
 
     /// Joins the MPI job when launched by `mpirun`/`srun`: `None` when not launched by one
     /// or when the job has a single rank (the ordinary path). Commands other than `train`,
-    /// `indicators` and `finetune` are refused with more than one rank (they do not run
-    /// data-parallel yet, and every rank would repeat them).
+    /// `indicators`, `finetune` and `pipeline` are refused with more than one rank (they do
+    /// not run data-parallel, and every rank would repeat them).
     pub fn join(command: &Command) -> Result<Option<Job>, String> {
         if !mpi::launched() {
             return Ok(None);
@@ -235,13 +235,16 @@ mod mpi_job {
         }
         if !matches!(
             command,
-            Command::Train(_) | Command::Indicators(_) | Command::Finetune(_)
+            Command::Train(_)
+                | Command::Indicators(_)
+                | Command::Finetune(_)
+                | Command::Pipeline(_)
         ) {
             // Every rank refuses alike, so leaving without the abort path cannot hang.
             return Err(format!(
                 "this command does not run data-parallel; under mpirun only `train`, \
-                 `indicators` and `finetune` do (this job has {} ranks: start the command \
-                 without mpirun, or with -np 1)",
+                 `indicators`, `finetune` and `pipeline` do (this job has {} ranks: start the \
+                 command without mpirun, or with -np 1)",
                 comm.size()
             ));
         }
