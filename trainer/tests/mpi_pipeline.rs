@@ -306,7 +306,7 @@ fn main() {
     }
     // Rank 1 ran a finetune (the second of the first round): rank 0 recorded it.
     assert!(
-        log.contains("finetune w3a3 uniform: on another rank"),
+        log.contains("finetune w3a3 uniform: ") && log.contains("% on rank 1 ("),
         "rank 0 names the finetune rank 1 ran:\n{log}"
     );
 

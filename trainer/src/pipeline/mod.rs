@@ -618,9 +618,10 @@ impl Runner<'_> {
                     accuracy: row[1],
                     loss: row[2],
                 };
-                let (outputs, summary) = summaries[i - start]
-                    .take()
-                    .unwrap_or_else(|| (Vec::new(), "on another rank".to_string()));
+                let (outputs, summary) = summaries[i - start].take().unwrap_or_else(|| {
+                    let on = format!("{:.2}% on rank {}", eval.accuracy * 100.0, i - start);
+                    (Vec::new(), on)
+                });
                 self.state.record(StageRecord {
                     key: key.clone(),
                     fingerprint: fpr.clone(),
