@@ -2,7 +2,9 @@
 // elements chunk*4096 .. +4096 of the channel's m = n*hw values (element i is x[n', ch, j]
 // with n' = i / hw, j = i % hw), the shifted values x - K and (x - K)^2, K = x[0, ch, 0].
 // Thread t takes elements t, t + 256, ... of the chunk (coalesced), then a fixed tree in
-// workgroup memory. partials[(ch * chunks + chunk) * 2 + {0, 1}] = the two sums.
+// workgroup memory. partials[(ch * chunks + chunk) * 2 + {0, 1}] = the two sums; chunk 0
+// also writes the shift, partials[2 * c * chunks + ch] = K (synchronised BN combines the
+// ranks' sums on the host and needs each rank's K).
 
 struct Params {
     n: u32,
@@ -58,5 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let o = (ch * p.chunks + chunk) * 2u;
         partials[o] = s1[0];
         partials[o + 1u] = s2[0];
+        if chunk == 0u {
+            partials[2u * p.c * p.chunks + ch] = shift;
+        }
     }
 }

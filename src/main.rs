@@ -226,8 +226,8 @@ mod mpi_job {
 
     /// Joins the MPI job when launched by `mpirun`/`srun`: `None` when not launched by one
     /// or when the job has a single rank (the ordinary path). Commands other than `train`,
-    /// `indicators` and `finetune` are refused with more than one rank (they do not run
-    /// data-parallel yet, and every rank would repeat them).
+    /// `indicators`, `finetune` and `pipeline` are refused with more than one rank (they do
+    /// not run data-parallel, and every rank would repeat them).
     pub fn join(command: &Command) -> Result<Option<Job>, String> {
         if !mpi::launched() {
             return Ok(None);
@@ -238,17 +238,34 @@ mod mpi_job {
         }
         if !matches!(
             command,
-            Command::Train(_) | Command::Indicators(_) | Command::Finetune(_)
+            Command::Train(_)
+                | Command::Indicators(_)
+                | Command::Finetune(_)
+                | Command::Pipeline(_)
         ) {
             // Every rank refuses alike, so leaving without the abort path cannot hang.
             return Err(format!(
                 "this command does not run data-parallel; under mpirun only `train`, \
-                 `indicators` and `finetune` do (this job has {} ranks: start the command \
-                 without mpirun, or with -np 1)",
+                 `indicators`, `finetune` and `pipeline` do (this job has {} ranks: start the \
+                 command without mpirun, or with -np 1)",
                 comm.size()
             ));
         }
-        let stderr = keep_stderr()?;
+        let mut stderr = keep_stderr()?;
+        // The node-local rank picks its adapter, unless --adapter / LIMPQ_ADAPTER names
+        // one. Said on every rank (before the quiet ranks lose their stderr).
+        let (rank, size, local) = (comm.rank(), comm.size(), comm.local_rank());
+        let opts = limpq_trainer::gpu::GpuOptions::from_env();
+        let took = match limpq_trainer::gpu::rank_adapter(&opts, local) {
+            Ok(Some((pick, line))) => {
+                limpq_trainer::gpu::set_rank_adapter(pick);
+                format!("adapter {line} (node-local rank {local})")
+            }
+            Ok(None) => "the adapter --adapter / LIMPQ_ADAPTER names".to_string(),
+            // Opening the GPU will say what is wrong, on the rank that tries.
+            Err(e) => format!("no adapter by the node-local rank rule: {e}"),
+        };
+        let _ = writeln!(stderr, "rank {rank} of {size}: {took}");
         if comm.rank() != 0 {
             quiet()?;
         }

@@ -67,6 +67,11 @@ pub struct RunArgs {
     /// stages by hand on the same images.
     #[arg(long)]
     pub subset_seed: Option<u64>,
+    /// Under `mpirun` with several ranks: batch norm over the whole global batch (every
+    /// rank's part), not over each rank's part; costs an exchange per BN layer in the
+    /// forward and the backward (docs/SCALING.md). No effect in a single process.
+    #[arg(long)]
+    pub sync_bn: bool,
 }
 
 /// `--lr-schedule`.
@@ -104,6 +109,7 @@ impl RunArgs {
             eval_batch: self.eval_batch,
             // Under `mpirun`, the job's ranks (set once at start); else a single process.
             dist: limpq_trainer::dist::Dist::global(),
+            sync_bn: self.sync_bn,
             ..base
         })
     }

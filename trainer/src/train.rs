@@ -69,6 +69,11 @@ pub struct RunConfig {
     /// up to float rounding. Rank 0 alone writes checkpoints; a checkpoint holds nothing of
     /// a rank, so a run stopped at N ranks resumes at any other number.
     pub dist: Dist,
+    /// Synchronised batch norm in a data-parallel run: every BN layer (per-bit BN sets
+    /// included) normalises by the statistics of the whole global batch, not of the rank's
+    /// part, so the run follows the one-process run of the same `batch` with BN too (see
+    /// [`Network::set_bn_sync`]). Ignored without peers.
+    pub sync_bn: bool,
 }
 
 impl Default for RunConfig {
@@ -90,6 +95,7 @@ impl Default for RunConfig {
             stop: StopFlag::default(),
             resume: None,
             dist: Dist::single(),
+            sync_bn: false,
         }
     }
 }
@@ -819,6 +825,9 @@ pub(crate) fn run_epochs<R: EpochRun>(
     let steps = steps_per_epoch(train.len(), cfg.batch).map_err(R::config)?;
     let dist = &cfg.dist;
     cfg.check().map_err(R::config)?;
+    if cfg.sync_bn && dist.peers().is_some() && !net.bn_synced() {
+        net.set_bn_sync(dist.clone());
+    }
     if net.batch() != cfg.local_batch() {
         return Err(R::config(format!(
             "internal: a training network of batch {} for {} images per rank",

@@ -184,7 +184,8 @@ fn default_bits() -> Vec<u32> {
 macro_rules! job_fields {
     ($($own:literal),*) => {
         &[$($own,)* "data", "data_dir", "subset", "test_subset", "seed", "epochs", "batch",
-          "lr", "momentum", "nesterov", "weight_decay", "label_smoothing", "clip", "eval_batch"]
+          "lr", "momentum", "nesterov", "weight_decay", "label_smoothing", "clip", "eval_batch",
+          "sync_bn"]
     };
 }
 const TRAIN_FIELDS: &[&str] = job_fields!("model", "init");

@@ -534,7 +534,7 @@ impl<'g> Builder<'g> {
             };
             let t = BatchNorm2d::new(self.gpu, shape, self.t(x), self.t(y), &bt, BnMode::Train);
             let e = BatchNorm2d::new(self.gpu, shape, self.t(x), self.t(y), &bt, BnMode::Eval);
-            train.push(vec![Step::op(at(&name, t)?)]);
+            train.push(vec![Step::BnTrain(Box::new(at(&name, t)?))]);
             eval.push(vec![Step::op(at(&name, e)?)]);
         }
         self.forward.push(Fwd::Mode {
@@ -670,7 +670,7 @@ impl<'g> Builder<'g> {
                 dg,
                 db,
             );
-            let mut ops = vec![Step::op(at(&name, op)?)];
+            let mut ops = vec![Step::BnBackward(Box::new(at(&name, op)?))];
             if scratch.is_some() {
                 let ag = Axpy::new(self.gpu, dg, self.pg(set.gamma), 1.0);
                 let ab = Axpy::new(self.gpu, db, self.pg(set.beta), 1.0);
@@ -839,6 +839,7 @@ impl<'g> Network<'g> {
             accumulate_grads,
             quant,
             sel,
+            bn_sync: crate::dist::Dist::single(),
         })
     }
 }

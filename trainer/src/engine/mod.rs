@@ -37,6 +37,7 @@
 //! - `quantizers.rs`: the quantization hook (LSQ quantizers, switchable BN, per-layer variant
 //!   selection) and the quantization-aware constructor, step-size init and selection;
 //! - `run.rs`: recording and submitting training and evaluation passes;
+//! - `seg.rs`: the recorder of a pass, which synchronised BN cuts into several submissions;
 //! - `state.rs`: parameters, running statistics, momentum and step sizes in and out;
 //! - `ops.rs`: the op-list entries the runner records.
 
@@ -44,6 +45,7 @@ mod build;
 mod ops;
 mod quantizers;
 mod run;
+mod seg;
 mod state;
 
 use std::fmt;
@@ -270,6 +272,8 @@ pub struct Network<'g> {
     /// Quantization-aware networks only: quantized layers and per-layer variant selection.
     quant: Option<quantizers::QuantNet>,
     sel: Vec<usize>,
+    /// The ranks BN statistics are synchronised over ([`Network::set_bn_sync`]).
+    bn_sync: crate::dist::Dist,
 }
 
 impl<'g> Network<'g> {

@@ -6,6 +6,7 @@ use crate::kernels::conv::{
 };
 use crate::kernels::elementwise::{Add, Axpy, Relu, ReluBackward};
 use crate::kernels::gemm::Gemm;
+use crate::kernels::norm::{BatchNorm2d, BatchNorm2dBackward};
 use crate::kernels::Recorder;
 
 /// Anything that appends its dispatches to a [`Recorder`].
@@ -34,8 +35,8 @@ impl_record!(
     Add,
     Axpy,
     crate::kernels::loss::SoftmaxCrossEntropy,
-    crate::kernels::norm::BatchNorm2d,
-    crate::kernels::norm::BatchNorm2dBackward,
+    BatchNorm2d,
+    BatchNorm2dBackward,
     crate::kernels::pool::MaxPool2d,
     crate::kernels::pool::MaxPool2dBackward,
     crate::kernels::pool::AvgPool2d,
@@ -49,6 +50,11 @@ impl_record!(
 /// One entry of an op list: a kernel, or a buffer copy done by the encoder.
 pub(crate) enum Step {
     Op(Box<dyn Record>),
+    /// A train-mode BN forward: with synchronised BN the submission ends after its partial
+    /// sums, which are combined over the ranks before the rest runs.
+    BnTrain(Box<BatchNorm2d>),
+    /// A BN backward: the same, for its partial sums of dy and dy·x̂.
+    BnBackward(Box<BatchNorm2dBackward>),
     /// Copy tensor `.0` into tensor `.1` (ids into the network's tensor table).
     Copy(usize, usize),
     /// Quantization-aware networks: one op list per bit-width variant of quantized layer
@@ -62,6 +68,19 @@ pub(crate) enum Step {
 impl Step {
     pub(crate) fn op(r: impl Record + 'static) -> Step {
         Step::Op(Box::new(r))
+    }
+
+    /// Calls `f` on every train-mode BN forward in this entry (every variant of a pick).
+    pub(crate) fn each_bn_train(&self, f: &mut dyn FnMut(&BatchNorm2d)) {
+        match self {
+            Step::BnTrain(op) => f(op),
+            Step::Pick { variants, .. } => {
+                for s in variants.iter().flatten() {
+                    s.each_bn_train(f);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The op lists of a node's variants as one entry: a [`Step::Pick`] on quantized layer

@@ -38,7 +38,6 @@ use crate::gpu::{Gpu, GpuError};
 use crate::kernels::conv::QuantX;
 use crate::kernels::elementwise::Axpy;
 use crate::kernels::lsq::{LsqBackward, LsqConfig, LsqQuantize};
-use crate::kernels::Recorder;
 use crate::model::{Model, Op, Source, FIXED_BITS};
 use crate::reference::lsq::lsq_init_weight_scale;
 
@@ -638,7 +637,7 @@ impl<'g> Network<'g> {
         self.check_sel(sel)?;
         self.upload(x, y)?;
         let q = self.qnet()?;
-        let mut rec = Recorder::new(self.gpu);
+        let mut rec = self.seg();
         self.record_forward(&mut rec, true, sel);
         let reads: Vec<usize> = q
             .layers
@@ -712,7 +711,7 @@ impl<'g> Network<'g> {
                 }
                 // Run the forward up to (not including) this layer's quantizers.
                 let data = {
-                    let mut rec = Recorder::new(self.gpu);
+                    let mut rec = self.seg();
                     for f in &self.forward[pos..l.fwd_pos] {
                         self.record_fwd(f, &mut rec, true, &sel);
                     }

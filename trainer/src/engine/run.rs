@@ -2,22 +2,53 @@
 //! pass set or evaluation batch, and the few numbers read back.
 
 use super::ops::Step;
+use super::seg::Seg;
 use super::{EngineError, EvalStats, Fwd, Network, StepStats};
-use crate::kernels::Recorder;
+use crate::dist::Dist;
 
 impl<'g> Network<'g> {
     /// Number of kernel dispatches of one training step (forward, loss, backward, SGD).
     pub fn train_dispatches(&self) -> usize {
-        let mut rec = Recorder::new(self.gpu);
+        let mut rec = Seg::new(self.gpu, None);
         self.record_train(&mut rec, true, &self.sel);
         rec.dispatches()
     }
 
+    /// A recorder for one pass: it stops at every BN layer to combine statistics over
+    /// the ranks when BN is synchronised ([`Network::set_bn_sync`]).
+    pub(super) fn seg(&self) -> Seg<'_> {
+        Seg::new(self.gpu, self.bn_sync.peers())
+    }
+
+    /// Synchronised batch norm over `dist`'s ranks: every train-mode BN layer (each set of
+    /// a switchable BN included) normalises by the mean and variance of all ranks' parts of
+    /// the batch, its backward uses their Σdy and Σdy·x̂, and the running statistics get
+    /// the same update on every rank. Each BN layer then costs a read-back, an exchange and
+    /// a write-back of its partial sums in the forward and again in the backward. Without
+    /// peers (`Dist::single`) BN is per process again.
+    pub fn set_bn_sync(&mut self, dist: Dist) {
+        let ranks = dist.peers().map_or(1, |c| c.size());
+        let gpu = self.gpu;
+        for f in &self.forward {
+            if let Fwd::Mode { train, .. } = f {
+                train.each_bn_train(&mut |op| op.set_ranks(gpu, ranks));
+            }
+        }
+        self.bn_sync = dist;
+    }
+
+    /// Whether BN statistics are synchronised over peers.
+    pub fn bn_synced(&self) -> bool {
+        self.bn_sync.peers().is_some()
+    }
+
     /// Record one op-list entry; `sel[slot]` picks the variant of a quantized layer's ops.
-    pub(super) fn step<'a>(&'a self, s: &'a Step, rec: &mut Recorder<'a>, sel: &[usize]) {
+    pub(super) fn step<'a>(&'a self, s: &'a Step, rec: &mut Seg<'a>, sel: &[usize]) {
         match s {
-            Step::Op(op) => op.record(rec),
-            Step::Copy(a, b) => rec.copy(&self.tensors[*a], &self.tensors[*b]),
+            Step::Op(op) => op.record(rec.rec()),
+            Step::BnTrain(op) => rec.bn_train(op),
+            Step::BnBackward(op) => rec.bn_backward(op),
+            Step::Copy(a, b) => rec.rec().copy(&self.tensors[*a], &self.tensors[*b]),
             Step::Pick { slot, variants } => {
                 let k = sel.get(*slot).copied().unwrap_or(0);
                 if let Some(v) = variants.get(k).or_else(|| variants.first()) {
@@ -29,7 +60,7 @@ impl<'g> Network<'g> {
         }
     }
 
-    pub(super) fn record_forward<'a>(&'a self, rec: &mut Recorder<'a>, train: bool, sel: &[usize]) {
+    pub(super) fn record_forward<'a>(&'a self, rec: &mut Seg<'a>, train: bool, sel: &[usize]) {
         for f in &self.forward {
             self.record_fwd(f, rec, train, sel);
         }
@@ -38,7 +69,7 @@ impl<'g> Network<'g> {
     pub(super) fn record_fwd<'a>(
         &'a self,
         f: &'a Fwd,
-        rec: &mut Recorder<'a>,
+        rec: &mut Seg<'a>,
         train: bool,
         sel: &[usize],
     ) {
@@ -48,22 +79,22 @@ impl<'g> Network<'g> {
         }
     }
 
-    pub(super) fn record_train<'a>(&'a self, rec: &mut Recorder<'a>, update: bool, sel: &[usize]) {
+    pub(super) fn record_train<'a>(&'a self, rec: &mut Seg<'a>, update: bool, sel: &[usize]) {
         // Quantization-aware backward ops accumulate into parameter gradients (several
         // passes per step): start from zero.
         if self.accumulate_grads {
             for p in &self.params {
-                rec.clear(&self.tensors[p.grad]);
+                rec.rec().clear(&self.tensors[p.grad]);
             }
         }
         self.record_forward(rec, true, sel);
-        self.loss_op.record(rec);
+        self.loss_op.record(rec.rec());
         for s in &self.backward {
             self.step(s, rec, sel);
         }
         if update {
             for op in &self.sgd {
-                op.record(rec);
+                op.record(rec.rec());
             }
         }
     }
@@ -93,7 +124,7 @@ impl<'g> Network<'g> {
 
     fn run_train(&mut self, x: &[f32], y: &[u32], update: bool) -> Result<StepStats, EngineError> {
         self.upload(x, y)?;
-        let mut rec = Recorder::new(self.gpu);
+        let mut rec = self.seg();
         self.record_train(&mut rec, update, &self.sel);
         let l = rec.read(&self.tensors[self.loss]);
         let c = rec.read(&self.tensors[self.correct]);
@@ -133,9 +164,9 @@ impl<'g> Network<'g> {
     /// Train-mode loss only (forward + loss; running statistics are updated).
     pub fn train_loss(&mut self, x: &[f32], y: &[u32]) -> Result<f32, EngineError> {
         self.upload(x, y)?;
-        let mut rec = Recorder::new(self.gpu);
+        let mut rec = self.seg();
         self.record_forward(&mut rec, true, &self.sel);
-        self.loss_op.record(&mut rec);
+        self.loss_op.record(rec.rec());
         let l = rec.read(&self.tensors[self.loss]);
         let out = rec.submit()?;
         Ok(out.f32(l).first().copied().unwrap_or(f32::NAN))
@@ -162,7 +193,7 @@ impl<'g> Network<'g> {
             self.pad_x.resize(n * per, 0.0);
             self.tensors[self.x].write_f32(self.gpu, &self.pad_x)?;
         }
-        let mut rec = Recorder::new(self.gpu);
+        let mut rec = self.seg();
         self.record_forward(&mut rec, false, &self.sel);
         let l = rec.read(&self.tensors[self.logits]);
         let out = rec.submit()?;
@@ -227,14 +258,14 @@ impl<'g> Network<'g> {
         }
         self.set_lr(lr);
         self.upload(x, y)?;
-        let mut rec = Recorder::new(self.gpu);
+        let mut rec = self.seg();
         for p in &self.params {
-            rec.clear(&self.tensors[p.grad]);
+            rec.rec().clear(&self.tensors[p.grad]);
         }
         let mut reads = Vec::new();
         for sel in sels {
             self.record_forward(&mut rec, true, sel);
-            self.loss_op.record(&mut rec);
+            self.loss_op.record(rec.rec());
             let l = rec.read(&self.tensors[self.loss]);
             let c = rec.read(&self.tensors[self.correct]);
             reads.push((l, c));
@@ -243,7 +274,7 @@ impl<'g> Network<'g> {
             }
         }
         for op in &self.sgd {
-            op.record(&mut rec);
+            op.record(rec.rec());
         }
         let out = rec.submit()?;
         Ok(reads
@@ -282,16 +313,16 @@ impl<'g> Network<'g> {
         self.set_lr(lr);
         self.upload(x, y)?;
         let (mut grads, stats) = {
-            let mut rec = Recorder::new(self.gpu);
+            let mut rec = self.seg();
             if clear {
                 for p in &self.params {
-                    rec.clear(&self.tensors[p.grad]);
+                    rec.rec().clear(&self.tensors[p.grad]);
                 }
             }
             let mut reads = Vec::new();
             for sel in &sels {
                 self.record_forward(&mut rec, true, sel);
-                self.loss_op.record(&mut rec);
+                self.loss_op.record(rec.rec());
                 let l = rec.read(&self.tensors[self.loss]);
                 let c = rec.read(&self.tensors[self.correct]);
                 reads.push((l, c));
@@ -319,9 +350,9 @@ impl<'g> Network<'g> {
         for (p, g) in self.params.iter().zip(&grads) {
             self.tensors[p.grad].write_f32(self.gpu, g)?;
         }
-        let mut rec = Recorder::new(self.gpu);
+        let mut rec = self.seg();
         for op in &self.sgd {
-            op.record(&mut rec);
+            op.record(rec.rec());
         }
         rec.submit()?;
         Ok(stats)
@@ -329,16 +360,16 @@ impl<'g> Network<'g> {
 
     /// Dispatches of a [`Network::train_passes`] submission with these selections.
     pub fn passes_dispatches(&self, sels: &[Vec<usize>]) -> usize {
-        let mut rec = Recorder::new(self.gpu);
+        let mut rec = Seg::new(self.gpu, None);
         for sel in sels {
             self.record_forward(&mut rec, true, sel);
-            self.loss_op.record(&mut rec);
+            self.loss_op.record(rec.rec());
             for s in &self.backward {
                 self.step(s, &mut rec, sel);
             }
         }
         for op in &self.sgd {
-            op.record(&mut rec);
+            op.record(rec.rec());
         }
         rec.dispatches()
     }

@@ -298,9 +298,20 @@ impl GpuOptions {
         self
     }
 
-    /// The adapter choice: the option, else `LIMPQ_ADAPTER` (empty: none), with where it
-    /// came from; a value that does not parse is an error naming the variable.
+    /// The adapter choice: the option, else `LIMPQ_ADAPTER` (empty: none), else the one
+    /// [`set_rank_adapter`] stored, with where it came from; a value that does not parse is
+    /// an error naming the variable.
     fn resolved_pick(&self) -> Result<Option<(AdapterPick, &'static str)>, GpuError> {
+        if let Some(p) = self.given_pick()? {
+            return Ok(Some(p));
+        }
+        Ok(RANK_ADAPTER
+            .get()
+            .map(|p| (p.clone(), "the node-local rank's adapter")))
+    }
+
+    /// The option, else `LIMPQ_ADAPTER`: an adapter the user named.
+    fn given_pick(&self) -> Result<Option<(AdapterPick, &'static str)>, GpuError> {
         if let Some(p) = &self.adapter {
             return Ok(Some((p.clone(), "--adapter")));
         }
@@ -512,6 +523,71 @@ pub fn list_adapters(opts: &GpuOptions) -> (Vec<AdapterSummary>, Result<usize, G
         Ok(None) => default_choice(&infos, opts.resolved_name().as_deref()),
     };
     (adapters.iter().map(AdapterSummary::of).collect(), chosen)
+}
+
+/// The adapter of a process that no `--adapter` / `LIMPQ_ADAPTER` names
+/// ([`set_rank_adapter`]).
+static RANK_ADAPTER: std::sync::OnceLock<AdapterPick> = std::sync::OnceLock::new();
+
+/// Makes `pick` the adapter of every GPU this process opens without `--adapter` /
+/// `LIMPQ_ADAPTER` (a data-parallel job sets it once, from [`rank_adapter`]); only the
+/// first call counts (returns whether it did).
+pub fn set_rank_adapter(pick: AdapterPick) -> bool {
+    RANK_ADAPTER.set(pick).is_ok()
+}
+
+/// Which of `kinds` (every adapter's backend and type, in the order `limpq devices` lists
+/// them) node-local rank `local_rank` opens, `default` being the one a single process
+/// would open: the adapters of the default's backend and type (the node's GPUs of that
+/// kind, in list order, the default first) are dealt round the node's ranks,
+/// `local_rank mod their count`. Rank 0 keeps the default; with one such adapter every
+/// rank shares it.
+pub fn rank_adapter_index(
+    kinds: &[(wgpu::Backend, wgpu::DeviceType)],
+    default: usize,
+    local_rank: usize,
+) -> usize {
+    let Some(&kind) = kinds.get(default) else {
+        return default;
+    };
+    let same: Vec<usize> = (0..kinds.len()).filter(|&i| kinds[i] == kind).collect();
+    same.get(local_rank % same.len().max(1))
+        .copied()
+        .unwrap_or(default)
+}
+
+/// A data-parallel job's adapter for node-local rank `local_rank` under `opts`
+/// ([`rank_adapter_index`]), as an [`AdapterPick`] (`BACKEND:N`, N counting that backend's
+/// adapters) and a line naming it; `None` when `--adapter` / `LIMPQ_ADAPTER` names one
+/// (the user's choice stands, for every rank).
+pub fn rank_adapter(
+    opts: &GpuOptions,
+    local_rank: usize,
+) -> Result<Option<(AdapterPick, String)>, GpuError> {
+    if opts.given_pick()?.is_some() {
+        return Ok(None);
+    }
+    let infos: Vec<wgpu::AdapterInfo> = all_adapters(opts).iter().map(|a| a.get_info()).collect();
+    let default = default_choice(&infos, opts.resolved_name().as_deref())?;
+    let kinds: Vec<_> = infos.iter().map(|i| (i.backend, i.device_type)).collect();
+    let i = rank_adapter_index(&kinds, default, local_rank);
+    let backend = infos[i].backend;
+    let nth = infos[..i].iter().filter(|a| a.backend == backend).count();
+    let name = match backend {
+        wgpu::Backend::Vulkan => "vulkan",
+        wgpu::Backend::Metal => "metal",
+        wgpu::Backend::Dx12 => "dx12",
+        wgpu::Backend::Gl => "gl",
+        // No other backend opens adapters here; index the whole list then.
+        _ => "",
+    };
+    let text = if name.is_empty() {
+        i.to_string()
+    } else {
+        format!("{name}:{nth}")
+    };
+    let pick = text.parse().map_err(GpuError::InvalidOption)?;
+    Ok(Some((pick, adapter_line(i, &infos[i]))))
 }
 
 /// What [`Gpu::new`] chooses without an [`AdapterPick`] from a list of every backend's
@@ -994,6 +1070,38 @@ mod tests {
         let mut i = wgpu::AdapterInfo::new(device_type, backend);
         i.name = name.to_string();
         i
+    }
+
+    #[test]
+    fn node_local_ranks_are_dealt_the_default_kind_of_adapter() {
+        use wgpu::{Backend as B, DeviceType as T};
+        // Four discrete Vulkan GPUs among an integrated one, lavapipe and GL adapters;
+        // the default (what one process opens) is the first discrete Vulkan one, index 1.
+        let kinds = [
+            (B::Vulkan, T::IntegratedGpu),
+            (B::Vulkan, T::DiscreteGpu),
+            (B::Gl, T::DiscreteGpu),
+            (B::Vulkan, T::DiscreteGpu),
+            (B::Vulkan, T::Cpu),
+            (B::Vulkan, T::DiscreteGpu),
+            (B::Vulkan, T::DiscreteGpu),
+        ];
+        let infos: Vec<_> = kinds.iter().map(|&(b, t)| info("x", t, b)).collect();
+        let default = default_choice(&infos, None).unwrap();
+        assert_eq!(default, 1);
+        let got: Vec<usize> = (0..6)
+            .map(|r| rank_adapter_index(&kinds, default, r))
+            .collect();
+        assert_eq!(
+            got,
+            [1, 3, 5, 6, 1, 3],
+            "local rank mod the 4 discrete Vulkan GPUs"
+        );
+        // One adapter (lavapipe, as in CI): every rank shares it.
+        let one = [(B::Vulkan, T::Cpu)];
+        assert!((0..3).all(|r| rank_adapter_index(&one, 0, r) == 0));
+        // A default outside the list changes nothing.
+        assert_eq!(rank_adapter_index(&one, 4, 2), 4);
     }
 
     #[test]

@@ -37,8 +37,9 @@ pub mod recorder;
 pub mod tensor;
 
 pub use device::{
-    list_adapters, pick_adapter, quiet_headless_probing, AdapterList, AdapterPick, AdapterSummary,
-    DeviceCaps, Gpu, GpuError, GpuOptions, Which, ADAPTER_ENV,
+    list_adapters, pick_adapter, quiet_headless_probing, rank_adapter, rank_adapter_index,
+    set_rank_adapter, AdapterList, AdapterPick, AdapterSummary, DeviceCaps, Gpu, GpuError,
+    GpuOptions, Which, ADAPTER_ENV,
 };
 pub use kernel::{expand_includes, Binding, KernelSpec, Specialization};
 pub use pipeline::{

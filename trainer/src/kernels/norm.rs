@@ -4,7 +4,8 @@
 //! Train-mode forward, three kernels:
 //! 1. `bn_stats_partial`: workgroup (chunk, channel) sums `x - K` and `(x - K)²` over
 //!    [`CHUNK`] consecutive elements of the channel's `m = n·hw` values, K = the channel's
-//!    first element (a shift that keeps the one-pass variance accurate) → partials;
+//!    first element (a shift that keeps the one-pass variance accurate) → partials (and,
+//!    after them, each channel's K, for synchronised BN);
 //! 2. `bn_stats_finalize`: one workgroup per channel sums its partials in a fixed tree, writes
 //!    `saved_mean`, `saved_invstd` and updates `running_mean` / `running_var`;
 //! 3. `bn_apply`: `y = (x - mean) · invstd · gamma + beta`, one thread per element.
@@ -12,6 +13,11 @@
 //! Eval mode runs only `bn_apply`, with the running statistics. The train-mode backward
 //! mirrors it: `bn_backward_partial` (Σdy, Σdy·x̂ per chunk) → `bn_backward_finalize`
 //! (dbeta, dgamma) → `bn_backward_apply` (dx). No atomics: every sum has a fixed order.
+//!
+//! Synchronised BN (data-parallel runs) ends a submission after each partial kernel: the
+//! host reads the partials back, combines them over the ranks and writes them back before
+//! the finalize kernel runs ([`BatchNorm2d::partials`], [`BatchNorm2d::set_ranks`],
+//! [`combine_stats`]).
 
 use super::elementwise::{check_len, Launch, WG};
 use super::{to_u32, Binding, KernelSpec, Recorder, Tensor};
@@ -204,7 +210,8 @@ pub struct BatchNorm2d {
     pub shape: BnShape,
     pub mode: BnMode,
     launches: Vec<Launch>,
-    _partials: Option<Tensor>,
+    partials: Option<Tensor>,
+    params: BnParams,
 }
 
 impl BatchNorm2d {
@@ -241,7 +248,7 @@ impl BatchNorm2d {
         let (mean, stat) = if eval {
             (t.running_mean, t.running_var)
         } else {
-            let part = Tensor::zeros(gpu, 2 * shape.c * p.chunks as usize, "bn partials")?;
+            let part = Tensor::zeros(gpu, stats_partials_len(shape), "bn partials")?;
             launches.push(partial_launch(
                 gpu,
                 &STATS_PARTIAL,
@@ -284,13 +291,121 @@ impl BatchNorm2d {
             shape,
             mode,
             launches,
-            _partials: partials,
+            partials,
+            params: p,
         })
     }
 
     pub fn record<'a>(&'a self, rec: &mut Recorder<'a>) {
         for l in &self.launches {
             l.record(rec);
+        }
+    }
+
+    /// Train mode: the statistics' partial sums (`bn_stats_partial`), the first part of
+    /// [`BatchNorm2d::record`]; eval mode records nothing.
+    pub fn record_partial<'a>(&'a self, rec: &mut Recorder<'a>) {
+        if self.mode == BnMode::Train {
+            self.launches[0].record(rec);
+        }
+    }
+
+    /// The rest of [`BatchNorm2d::record`] after [`BatchNorm2d::record_partial`].
+    pub fn record_rest<'a>(&'a self, rec: &mut Recorder<'a>) {
+        let skip = usize::from(self.mode == BnMode::Train);
+        for l in &self.launches[skip..] {
+            l.record(rec);
+        }
+    }
+
+    /// Train mode: the partial sums the finalize kernel reads (layout in
+    /// [`combine_stats`]); `None` in eval mode.
+    pub fn partials(&self) -> Option<&Tensor> {
+        self.partials.as_ref()
+    }
+
+    /// Train mode: makes the finalize kernel count `ranks` times this op's `n·hw` values
+    /// (the mean, the variance and the running variance's `m/(m-1)`), for partials that
+    /// [`combine_stats`] replaced by the sums over `ranks` equal parts. `ranks` 1 restores
+    /// the one-process op.
+    pub fn set_ranks(&self, gpu: &Gpu, ranks: usize) {
+        if self.mode != BnMode::Train {
+            return;
+        }
+        let m = self.shape.per_channel() as f64 * ranks.max(1) as f64;
+        let mut p = self.params;
+        p.inv_m = (1.0 / m) as f32;
+        p.unbias = if m > 1.0 { (m / (m - 1.0)) as f32 } else { 1.0 };
+        gpu.queue
+            .write_buffer(&self.launches[1].params, 0, bytemuck::bytes_of(&p));
+    }
+}
+
+/// Length of a train-mode forward's partials: `2·c·chunks` sums, then `c` shifts.
+pub fn stats_partials_len(shape: BnShape) -> usize {
+    let chunks = shape.per_channel().div_ceil(CHUNK);
+    2 * shape.c * chunks + shape.c
+}
+
+/// Synchronised BN, forward: replaces this rank's `partials` (of a train-mode forward of
+/// `shape`, laid out `[(ch·chunks + chunk)·2 + {0: Σ(x−K), 1: Σ(x−K)²}]` then `K[ch]`) by
+/// partials from which a finalize kernel counting `ranks·n·hw` values
+/// ([`BatchNorm2d::set_ranks`]) computes the statistics of all ranks' values together.
+///
+/// `gather` must turn a `ranks × 3c` table in which only this rank's row is filled into
+/// the whole table, every rank's row (a sum over the ranks, as [`crate::dist::Comm::sum_f64`]
+/// gives). The ranks' rows are combined in rank order in f64 (Chan's pairwise update of
+/// mean and squared deviations), so every rank computes the same statistics.
+pub fn combine_stats(
+    shape: BnShape,
+    rank: usize,
+    ranks: usize,
+    partials: &mut [f32],
+    gather: &mut dyn FnMut(&mut [f64]),
+) {
+    let c = shape.c;
+    let chunks = shape.per_channel().div_ceil(CHUNK);
+    if partials.len() != stats_partials_len(shape) || rank >= ranks {
+        return;
+    }
+    let m = shape.per_channel() as f64;
+    let mut table = vec![0.0f64; ranks * 3 * c];
+    for ch in 0..c {
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for k in 0..chunks {
+            let o = (ch * chunks + k) * 2;
+            s1 += partials[o] as f64;
+            s2 += partials[o + 1] as f64;
+        }
+        let row = &mut table[(rank * c + ch) * 3..][..3];
+        row.copy_from_slice(&[s1, s2, partials[2 * c * chunks + ch] as f64]);
+    }
+    gather(&mut table);
+    for ch in 0..c {
+        let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+        for r in 0..ranks {
+            let row = &table[(r * c + ch) * 3..][..3];
+            let (s1, s2, k) = (row[0], row[1], row[2]);
+            let (mean_r, m2_r) = (k + s1 / m, (s2 - s1 * s1 / m).max(0.0));
+            let total = n + m;
+            let delta = mean_r - mean;
+            mean += delta * m / total;
+            m2 += m2_r + delta * delta * n * m / total;
+            n = total;
+        }
+        let var = (m2 / n).max(0.0);
+        // In this rank's frame (its own K, which the finalize kernel adds back): all the
+        // sums in chunk 0, the other chunks zero.
+        let d = mean - partials[2 * c * chunks + ch] as f64;
+        for k in 0..chunks {
+            let o = (ch * chunks + k) * 2;
+            let (a, b) = if k == 0 {
+                (n * d, n * (var + d * d))
+            } else {
+                (0.0, 0.0)
+            };
+            partials[o] = a as f32;
+            partials[o + 1] = b as f32;
         }
     }
 }
@@ -301,7 +416,7 @@ impl BatchNorm2d {
 pub struct BatchNorm2dBackward {
     pub shape: BnShape,
     launches: [Launch; 3],
-    _partials: Tensor,
+    partials: Tensor,
 }
 
 impl BatchNorm2dBackward {
@@ -375,7 +490,7 @@ impl BatchNorm2dBackward {
         Ok(BatchNorm2dBackward {
             shape,
             launches: [partial, finalize, apply],
-            _partials: part,
+            partials: part,
         })
     }
 
@@ -383,6 +498,28 @@ impl BatchNorm2dBackward {
         for l in &self.launches {
             l.record(rec);
         }
+    }
+
+    /// The partial sums of Σdy and Σdy·x̂ (`bn_backward_partial`), the first part of
+    /// [`BatchNorm2dBackward::record`].
+    pub fn record_partial<'a>(&'a self, rec: &mut Recorder<'a>) {
+        self.launches[0].record(rec);
+    }
+
+    /// The rest of [`BatchNorm2dBackward::record`].
+    pub fn record_rest<'a>(&'a self, rec: &mut Recorder<'a>) {
+        for l in &self.launches[1..] {
+            l.record(rec);
+        }
+    }
+
+    /// The partial sums the finalize kernel adds up. Synchronised BN replaces them by their
+    /// mean over the ranks (every rank's loss is its own part's mean, so the mean of the
+    /// ranks' sums is the whole batch's sum for the batch's mean loss): dγ and dβ are then
+    /// the mean over ranks that the gradient all-reduce keeps, and dx, whose kernel divides
+    /// by this rank's `n·hw`, gets the whole batch's Σdy/M and Σdy·x̂/M.
+    pub fn partials(&self) -> &Tensor {
+        &self.partials
     }
 }
 
@@ -399,4 +536,83 @@ pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
     .into_iter()
     .map(super::PipelineEntry::spec)
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The partials `bn_stats_partial` writes for `x` (`[n, c, hw]`), in f64 then rounded.
+    fn partials(x: &[f32], s: BnShape) -> Vec<f32> {
+        let chunks = s.per_channel().div_ceil(CHUNK);
+        let mut p = vec![0.0f32; stats_partials_len(s)];
+        for ch in 0..s.c {
+            let k = x[ch * s.hw];
+            for i in 0..s.per_channel() {
+                let v = (x[(i / s.hw * s.c + ch) * s.hw + i % s.hw] - k) as f64;
+                let o = (ch * chunks + i / CHUNK) * 2;
+                p[o] += v as f32;
+                p[o + 1] += (v * v) as f32;
+            }
+            p[2 * s.c * chunks + ch] = k;
+        }
+        p
+    }
+
+    #[test]
+    fn combined_partials_give_the_whole_batch_statistics() {
+        // Two ranks of 3 images, 2 channels of 1500 values (chunks: 2 per rank), values
+        // with a large offset and different per-rank means.
+        let s = BnShape::new(3, 2, 1500);
+        let x: Vec<Vec<f32>> = (0..2)
+            .map(|r| {
+                (0..s.len())
+                    .map(|i| 100.0 + r as f32 * 0.7 + ((i * 7919 + r * 31) % 1000) as f32 / 300.0)
+                    .collect()
+            })
+            .collect();
+        let mut rows = vec![0.0f64; 2 * 3 * s.c];
+        let mut parts: Vec<Vec<f32>> = x.iter().map(|x| partials(x, s)).collect();
+        for (r, p) in parts.iter().enumerate() {
+            let mut q = p.clone();
+            combine_stats(s, r, 2, &mut q, &mut |t| {
+                for (a, b) in rows.iter_mut().zip(t.iter()) {
+                    *a += *b;
+                }
+            });
+        }
+        let chunks = s.per_channel().div_ceil(CHUNK);
+        let m = 2.0 * s.per_channel() as f64;
+        for (r, p) in parts.iter_mut().enumerate() {
+            combine_stats(s, r, 2, p, &mut |t| t.copy_from_slice(&rows));
+            for ch in 0..s.c {
+                let all: Vec<f64> = x
+                    .iter()
+                    .flat_map(|x| {
+                        (0..s.per_channel())
+                            .map(move |i| x[(i / s.hw * s.c + ch) * s.hw + i % s.hw] as f64)
+                    })
+                    .collect();
+                let mean = all.iter().sum::<f64>() / m;
+                let var = all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
+                // What the finalize kernel computes from the partials (chunks summed).
+                let (mut s1, mut s2) = (0.0f64, 0.0f64);
+                for k in 0..chunks {
+                    s1 += p[(ch * chunks + k) * 2] as f64;
+                    s2 += p[(ch * chunks + k) * 2 + 1] as f64;
+                }
+                let d = s1 / m;
+                let got_mean = p[2 * s.c * chunks + ch] as f64 + d;
+                let got_var = s2 / m - d * d;
+                assert!(
+                    (got_mean - mean).abs() < 1e-5,
+                    "rank {r} ch {ch}: mean {got_mean} vs {mean}"
+                );
+                assert!(
+                    (got_var - var).abs() < 1e-5 * var,
+                    "rank {r} ch {ch}: var {got_var} vs {var}"
+                );
+            }
+        }
+    }
 }

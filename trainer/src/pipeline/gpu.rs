@@ -9,6 +9,7 @@ use limpq_solver::{IndicatorSet, Policy};
 use super::{Eval, Job, Partial, SensitivitySpec, StageError, Stages, PARTIAL_FINGERPRINT};
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, DatasetKind, Split, Subset, TEST_SUBSET_SEED};
+use crate::dist::Dist;
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
 use crate::method::{self, FinetuneConfig, JointConfig, MethodError, StopFlag};
@@ -156,6 +157,8 @@ impl Stages for GpuStages<'_> {
             checkpoint: Some(partial.path.clone()),
             meta: partial_meta(self.meta(seed), partial),
             stop: self.stop.clone(),
+            // Data-parallel over the job's ranks under `mpirun` (else one process).
+            dist: Dist::global(),
             ..self.job.pretrain.config(seed)
         };
         let earlier = earlier_partial(partial);
@@ -218,6 +221,8 @@ impl Stages for GpuStages<'_> {
         let mut cfg = self.job.joint.config(seed);
         cfg.run.meta = partial_meta(self.meta(seed), partial);
         cfg.run.stop = self.stop.clone();
+        // Data-parallel over the job's ranks under `mpirun` (else one process).
+        cfg.run.dist = Dist::global();
         // Written at every epoch end and at a stop: the next run continues from it.
         cfg.run.checkpoint = Some(partial.path.clone());
         let mut ind = from_partial(partial, |resume| {

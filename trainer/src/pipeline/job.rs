@@ -92,6 +92,7 @@ const PRETRAIN_FIELDS: &[&str] = &[
     "label_smoothing",
     "clip",
     "eval_batch",
+    "sync_bn",
     "init",
 ];
 const JOINT_FIELDS: &[&str] = &[
@@ -105,6 +106,7 @@ const JOINT_FIELDS: &[&str] = &[
     "label_smoothing",
     "clip",
     "eval_batch",
+    "sync_bn",
 ];
 
 impl PretrainSpec {

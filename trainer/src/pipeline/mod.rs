@@ -21,6 +21,16 @@
 //! it with the same fingerprint (a hash of every setting it depends on, the policy's bits
 //! included) and its output files exist and load; anything else runs again. The GPU work is
 //! behind the [`Stages`] trait so that the orchestration is tested without a GPU.
+//!
+//! Under `mpirun` with several ranks ([`Dist::global`]), every rank runs [`run`]:
+//! pretraining and joint training are data-parallel over all ranks (the GPU stages give
+//! them the job's ranks); the finetunes of a budget are dealt round the ranks, one each per
+//! round (finetune `i` of the budget to rank `i mod N`), each a one-process run on its
+//! rank's adapter, and after each round every rank's result reaches every rank. Rank 0
+//! alone writes the job's shared files (`state.ron`, the pretrained checkpoint, indicator,
+//! sensitivity and policy files, the report); a finetune's own files (its partial and kept
+//! checkpoints) are written by the rank that runs it. The output folder must be on a file
+//! system every rank sees.
 
 pub mod gpu;
 pub mod job;
@@ -35,6 +45,7 @@ use limpq_solver::{IndicatorSet, Policy};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
+use crate::dist::Dist;
 use crate::model::Model;
 use crate::train::Event as TrainEvent;
 
@@ -451,6 +462,8 @@ struct Done<T> {
 /// stop checks, events, and recording each completed stage.
 struct Runner<'a> {
     out: &'a Path,
+    /// The job's ranks: rank 0 alone saves `state.ron` (every rank keeps it in memory).
+    dist: Dist,
     state: State,
     index: usize,
     total: usize,
@@ -501,7 +514,7 @@ impl Runner<'_> {
             eval: done.eval,
             seconds: t.elapsed().as_secs_f64(),
         });
-        self.state.save(self.out)?;
+        self.save()?;
         (self.on_event)(&Event::StageDone {
             index,
             total,
@@ -509,6 +522,131 @@ impl Runner<'_> {
             summary: format!("{} ({:.1} s)", done.summary, t.elapsed().as_secs_f64()),
         });
         Ok(done.value)
+    }
+}
+
+/// Runs independent stage `i` of [`Runner::shared_stages`].
+type SharedBody<'a> =
+    dyn FnMut(usize, &mut dyn Stages, &mut dyn FnMut(&Event)) -> Result<Done<Eval>, StageFail> + 'a;
+
+impl Runner<'_> {
+    /// Saves `state.ron` (rank 0 only).
+    fn save(&self) -> Result<(), PipelineError> {
+        if self.dist.is_root() {
+            self.state.save(self.out)?;
+        }
+        Ok(())
+    }
+
+    /// Independent stages, each with its `(name, key, fingerprint)`, dealt round the
+    /// ranks: in rounds of N, item `i` of a round runs on rank `i` (one process: `body`
+    /// gets its index), then every rank's evaluation reaches every rank, each finished
+    /// stage is recorded on every rank and rank 0 saves the state. A stage `state.ron`
+    /// records (and `skip` accepts) is not run again. With one rank: one stage after
+    /// another, as [`Runner::stage`] runs them. Returns each stage's evaluation.
+    fn shared_stages(
+        &mut self,
+        stages: &mut dyn Stages,
+        items: &[(String, String, String)],
+        skip: &dyn Fn(usize, &StageRecord) -> Option<Eval>,
+        body: &mut SharedBody<'_>,
+    ) -> Result<Vec<Eval>, PipelineError> {
+        let (rank, ranks) = (self.dist.rank(), self.dist.size());
+        let mut evals: Vec<Option<Eval>> = vec![None; items.len()];
+        let first = self.index;
+        for start in (0..items.len()).step_by(ranks.max(1)) {
+            let round = start..(start + ranks).min(items.len());
+            // [ran, accuracy, loss, seconds] per rank; this rank fills its own row.
+            let mut table = vec![0.0f64; 4 * ranks];
+            let mut summaries: Vec<Option<(Vec<String>, String)>> = vec![None; ranks];
+            for i in round.clone() {
+                let (name, key, fpr) = &items[i];
+                self.index = first + i + 1;
+                let (index, total) = (self.index, self.total);
+                if let Some(e) = self.state.done(key, fpr).and_then(|r| skip(i, r)) {
+                    (self.on_event)(&Event::StageSkipped {
+                        index,
+                        total,
+                        name: name.clone(),
+                    });
+                    evals[i] = Some(e);
+                    continue;
+                }
+                if i - start != rank {
+                    continue;
+                }
+                if stages.stop_requested() {
+                    return Err(PipelineError::Stopped {
+                        stage: name.clone(),
+                    });
+                }
+                (self.on_event)(&Event::StageStart {
+                    index,
+                    total,
+                    name: name.clone(),
+                });
+                let t = Instant::now();
+                let done = match body(i, stages, &mut *self.on_event) {
+                    Ok(d) => d,
+                    Err(StageFail::Stage(StageError::Stopped)) => {
+                        return Err(PipelineError::Stopped {
+                            stage: name.clone(),
+                        })
+                    }
+                    Err(StageFail::Stage(StageError::Failed(m))) => return Err(stage_err(name, m)),
+                    Err(StageFail::Pipeline(e)) => return Err(e),
+                };
+                let e = done.eval.unwrap_or(done.value);
+                table[4 * rank..4 * rank + 4].copy_from_slice(&[
+                    1.0,
+                    e.accuracy,
+                    e.loss,
+                    t.elapsed().as_secs_f64(),
+                ]);
+                summaries[rank] = Some((done.outputs, done.summary));
+            }
+            if let Some(c) = self.dist.peers() {
+                c.sum_f64(&mut table);
+            }
+            for i in round.clone() {
+                let row = &table[4 * (i - start)..4 * (i - start) + 4];
+                if row[0] != 1.0 {
+                    continue;
+                }
+                let (name, key, fpr) = &items[i];
+                let eval = Eval {
+                    accuracy: row[1],
+                    loss: row[2],
+                };
+                let (outputs, summary) = summaries[i - start].take().unwrap_or_else(|| {
+                    let on = format!("{:.2}% on rank {}", eval.accuracy * 100.0, i - start);
+                    (Vec::new(), on)
+                });
+                self.state.record(StageRecord {
+                    key: key.clone(),
+                    fingerprint: fpr.clone(),
+                    outputs,
+                    eval: Some(eval),
+                    seconds: row[3],
+                });
+                (self.on_event)(&Event::StageDone {
+                    index: first + i + 1,
+                    total: self.total,
+                    name: name.clone(),
+                    summary: format!("{summary} ({:.1} s)", row[3]),
+                });
+                evals[i] = Some(eval);
+            }
+            self.save()?;
+        }
+        self.index = first + items.len();
+        evals
+            .into_iter()
+            .zip(items)
+            .map(|(e, (name, _, _))| {
+                e.ok_or_else(|| stage_err(name, "internal: no result from any rank"))
+            })
+            .collect()
     }
 }
 
@@ -526,10 +664,18 @@ pub fn run(
 ) -> Result<Results, PipelineError> {
     let job = &plan.job;
     let out = job.output.as_path();
+    let dist = Dist::global();
+    let root = dist.is_root();
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
-    write_atomic(&out.join("job.ron"), job.to_ron().as_bytes())?;
     let mut state = State::load(out)?;
     state.version = 1;
+    if let Some(c) = dist.peers() {
+        // Every rank has read the state before rank 0 writes anything.
+        c.barrier();
+    }
+    if root {
+        write_atomic(&out.join("job.ron"), job.to_ron().as_bytes())?;
+    }
     let total = plan.stage_count();
     on_event(&Event::Plan { total });
     let mut notes = Vec::new();
@@ -554,6 +700,7 @@ pub fn run(
     let data_fp = format!("{:?}", job.data);
     let mut runner = Runner {
         out,
+        dist: dist.clone(),
         state,
         index: 0,
         total,
@@ -603,9 +750,11 @@ pub fn run(
                             Partial::new(out.join(format!("{sdir}/pretrain.partial.ckpt")), &fpr)?;
                         let (ck, e) =
                             stages.pretrain(seed, &partial, &mut train_events(on_event))?;
-                        save_ckpt(&ck, &ckpt_path)?;
-                        // Only now is the progress file redundant.
-                        let _ = std::fs::remove_file(&partial.path);
+                        if root {
+                            save_ckpt(&ck, &ckpt_path)?;
+                            // Only now is the progress file redundant.
+                            let _ = std::fs::remove_file(&partial.path);
+                        }
                         (ck, e)
                     }
                 };
@@ -636,8 +785,10 @@ pub fn run(
                 let partial =
                     Partial::new(out.join(format!("{sdir}/indicators.partial.ckpt")), &ind_fp)?;
                 let ind = stages.indicators(&init, seed, &partial, &mut train_events(on_event))?;
-                write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
-                let _ = std::fs::remove_file(&partial.path);
+                if root {
+                    write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
+                    let _ = std::fs::remove_file(&partial.path);
+                }
                 Ok(Done {
                     summary: format!(
                         "{} layers × {} bit-widths",
@@ -681,8 +832,11 @@ pub fn run(
                         .and_then(|t| IndicatorSet::from_ron_str(&t).ok())
                 },
                 |stages, _| {
+                    // Every rank measures (the same figures); rank 0 writes them.
                     let ind = stages.sensitivity(&init, &job.joint.bits, &job.sensitivity, seed)?;
-                    write_atomic(&path, ind.to_ron_string().as_bytes())?;
+                    if root {
+                        write_atomic(&path, ind.to_ron_string().as_bytes())?;
+                    }
                     Ok(Done {
                         summary: format!(
                             "{} layers × {} bit-widths measured",
@@ -768,12 +922,16 @@ pub fn run(
                 random: Vec::new(),
                 controls: Vec::new(),
             };
-            for (kind, policy) in list {
+            // Each finetune: its files, its stage name, key and fingerprint.
+            let mut items = Vec::new();
+            let mut files = Vec::new();
+            for (kind, policy) in &list {
                 let stem = format!("{label}_{kind}");
                 let pol_rel = format!("{sdir}/policies/{stem}.ron");
-                write_atomic(&out.join(&pol_rel), policy.to_ron_string().as_bytes())?;
+                if root {
+                    write_atomic(&out.join(&pol_rel), policy.to_ron_string().as_bytes())?;
+                }
                 let ck_rel = format!("{sdir}/finetune/{stem}.ckpt");
-                let ck_path = out.join(&ck_rel);
                 let bits: Vec<String> = policy
                     .layers
                     .iter()
@@ -781,48 +939,57 @@ pub fn run(
                     .collect();
                 let fpr =
                     fingerprint(&[&ind_fp, &job.finetune.fingerprint_text(), &bits.join(",")]);
-                let eval = runner.stage(
-                    stages,
+                items.push((
                     format!("seed {seed}: finetune {label} {kind}"),
                     format!("{sdir}/finetune/{stem}"),
-                    &fpr,
-                    // Done before, with its model kept (or none asked for).
-                    |r| {
-                        r.eval
-                            .filter(|_| !job.keep_finetuned || Checkpoint::load(&ck_path).is_ok())
-                    },
-                    |stages, on_event| {
-                        let partial = Partial::new(
-                            out.join(format!("{sdir}/finetune/{stem}.partial.ckpt")),
-                            &fpr,
-                        )?;
-                        let (ck, e) = stages.finetune(
-                            &init,
-                            &policy,
-                            &indicators,
-                            seed,
-                            &partial,
-                            &mut train_events(on_event),
-                        )?;
-                        let outputs = if job.keep_finetuned {
-                            save_ckpt(&ck, &ck_path)?;
-                            vec![ck_rel.clone(), pol_rel.clone()]
-                        } else {
-                            vec![pol_rel.clone()]
-                        };
-                        let _ = std::fs::remove_file(&partial.path);
-                        Ok(Done {
-                            summary: format!(
-                                "{:.2}% at {} BitOps",
-                                e.accuracy * 100.0,
-                                report::human(policy.bitops as f64)
-                            ),
-                            value: e,
-                            outputs,
-                            eval: Some(e),
-                        })
-                    },
+                    fpr,
+                ));
+                files.push((stem, pol_rel, ck_rel));
+            }
+            let skip = |i: usize, r: &StageRecord| {
+                // Done before, with its model kept (or none asked for).
+                r.eval.filter(|_| {
+                    !job.keep_finetuned || Checkpoint::load(out.join(&files[i].2)).is_ok()
+                })
+            };
+            let mut body = |i: usize,
+                            stages: &mut dyn Stages,
+                            on_event: &mut dyn FnMut(&Event)|
+             -> Result<Done<Eval>, StageFail> {
+                let (stem, pol_rel, ck_rel) = &files[i];
+                let policy = &list[i].1;
+                let partial = Partial::new(
+                    out.join(format!("{sdir}/finetune/{stem}.partial.ckpt")),
+                    &items[i].2,
                 )?;
+                let (ck, e) = stages.finetune(
+                    &init,
+                    policy,
+                    &indicators,
+                    seed,
+                    &partial,
+                    &mut train_events(on_event),
+                )?;
+                let outputs = if job.keep_finetuned {
+                    save_ckpt(&ck, &out.join(ck_rel))?;
+                    vec![ck_rel.clone(), pol_rel.clone()]
+                } else {
+                    vec![pol_rel.clone()]
+                };
+                let _ = std::fs::remove_file(&partial.path);
+                Ok(Done {
+                    summary: format!(
+                        "{:.2}% at {} BitOps",
+                        e.accuracy * 100.0,
+                        report::human(policy.bitops as f64)
+                    ),
+                    value: e,
+                    outputs,
+                    eval: Some(e),
+                })
+            };
+            let evals = runner.shared_stages(stages, &items, &skip, &mut body)?;
+            for ((kind, policy), eval) in list.into_iter().zip(evals) {
                 let r = PolicyResult {
                     bitops: policy.bitops,
                     accuracy: eval.accuracy,
@@ -860,7 +1027,9 @@ pub fn run(
             .chain(notes)
             .collect(),
     };
-    write_report(out, &results, plan)?;
+    if root {
+        write_report(out, &results, plan)?;
+    }
     Ok(results)
 }
 

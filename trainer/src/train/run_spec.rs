@@ -37,6 +37,8 @@ pub struct RunSpec {
     /// ±clip of every gradient element.
     pub clip: Option<f32>,
     pub eval_batch: Option<usize>,
+    /// Synchronised batch norm in a data-parallel run ([`RunConfig::sync_bn`]).
+    pub sync_bn: Option<bool>,
 }
 
 /// The field names of [`RunSpec`] in a file.
@@ -51,6 +53,7 @@ pub const RUN_FIELDS: [&str; 10] = [
     "label_smoothing",
     "clip",
     "eval_batch",
+    "sync_bn",
 ];
 
 impl RunSpec {
@@ -67,6 +70,7 @@ impl RunSpec {
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
             clip: self.clip.or(base.clip),
             eval_batch: self.eval_batch.unwrap_or(base.eval_batch),
+            sync_bn: self.sync_bn.unwrap_or(base.sync_bn),
             ..base
         }
     }
@@ -88,6 +92,7 @@ impl RunSpec {
             "label_smoothing" => once(&mut self.label_smoothing, "label_smoothing", map)?,
             "clip" => once(&mut self.clip, "clip", map)?,
             "eval_batch" => once(&mut self.eval_batch, "eval_batch", map)?,
+            "sync_bn" => once(&mut self.sync_bn, "sync_bn", map)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -104,7 +109,8 @@ impl RunSpec {
         write_opt(st, "weight_decay", &self.weight_decay)?;
         write_opt(st, "label_smoothing", &self.label_smoothing)?;
         write_opt(st, "clip", &self.clip)?;
-        write_opt(st, "eval_batch", &self.eval_batch)
+        write_opt(st, "eval_batch", &self.eval_batch)?;
+        write_opt(st, "sync_bn", &self.sync_bn)
     }
 
     /// The settings beyond epochs, batch and lr that are set, as `, key: value` (Debug
@@ -126,6 +132,7 @@ impl RunSpec {
         );
         add("clip", self.clip.map(|v| format!("{v:?}")));
         add("eval_batch", self.eval_batch.map(|v| format!("{v:?}")));
+        add("sync_bn", self.sync_bn.map(|v| format!("{v:?}")));
         t
     }
 }
