@@ -291,6 +291,14 @@ fn pipeline_on_an_imported_onnx_model_and_an_image_folder_then_export() {
     // The searched policy's finetuned model exports as ONNX QDQ.
     let ft = out_dir.join("seed0/finetune/w4a4_searched.ckpt");
     assert!(ft.is_file(), "no {}", ft.display());
+    // The pipeline's checkpoints record the folder and transform: eval needs no flags.
+    let out = limpq(&["eval", "--ckpt", ft.to_str().unwrap()]);
+    assert!(out.status.success(), "eval failed: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("quantized, on 8 test images of folder"),
+        "{}",
+        stdout(&out)
+    );
     let q = dir.join("q.onnx");
     let out = limpq(&[
         "export",

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::{DataSource, Dataset, Split, Transform, TEST_SUBSET_SEED};
+use limpq_trainer::data::{
+    DataSource, Dataset, Split, Transform, META_DATA_DIR, META_TRANSFORM, TEST_SUBSET_SEED,
+};
 use limpq_trainer::train::RunConfig;
 
 /// The run settings and the data of `train`, `indicators` and `finetune`.
@@ -133,29 +135,9 @@ impl RunArgs {
     }
 }
 
-/// Meta keys under which a checkpoint records its image folder and transform.
-pub const META_DATA_DIR: &str = "data_dir";
-pub const META_TRANSFORM: &str = "data_transform";
-
 /// An image folder's path and transform as meta entries (nothing for other datasets).
-pub fn folder_meta(ds: &Dataset) -> Vec<(String, String)> {
-    let Some(f) = &ds.folder else {
-        return Vec::new();
-    };
-    let root = f.dir.parent().unwrap_or(&f.dir);
-    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-    let s = &f.settings;
-    let t = Transform {
-        resize: s.resize,
-        crop: 0,
-        flip: s.flip,
-        mean: s.normalize.mean.clone(),
-        std: s.normalize.std.clone(),
-    };
-    vec![
-        (META_DATA_DIR.into(), root.display().to_string()),
-        (META_TRANSFORM.into(), t.to_ron()),
-    ]
+fn folder_meta(ds: &Dataset) -> Vec<(String, String)> {
+    ds.folder_meta()
 }
 
 /// The data folder and image-folder transform: the flags, else what `ckpt` recorded.

@@ -29,6 +29,11 @@ pub const DATA_ENV: &str = "LIMPQ_DATA";
 /// Where Debian's `dataset-fashion-mnist` puts the files; the other datasets follow the pattern.
 pub const SYSTEM_DATA_DIR: &str = "/usr/share/datasets";
 
+/// Meta key under which a checkpoint records the image folder it was trained on.
+pub const META_DATA_DIR: &str = "data_dir";
+/// Meta key under which a checkpoint records its image folder's transform (RON).
+pub const META_TRANSFORM: &str = "data_transform";
+
 /// Seed of every test subset (`--test-subset` of the CLI, the pipeline's and the daemon's
 /// `test` sizes): the same N is the same images everywhere.
 pub const TEST_SUBSET_SEED: u64 = 0x7E57;
@@ -396,6 +401,29 @@ impl Dataset {
             },
             None => self.kind.train_augment(),
         }
+    }
+
+    /// An image folder's root (absolute) and transform as checkpoint meta entries
+    /// ([`META_DATA_DIR`], [`META_TRANSFORM`]), so later commands find them; nothing for
+    /// the other datasets.
+    pub fn folder_meta(&self) -> Vec<(String, String)> {
+        let Some(f) = &self.folder else {
+            return Vec::new();
+        };
+        let root = f.dir.parent().unwrap_or(&f.dir);
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let s = &f.settings;
+        let t = Transform {
+            resize: s.resize,
+            crop: 0,
+            flip: s.flip,
+            mean: s.normalize.mean.clone(),
+            std: s.normalize.std.clone(),
+        };
+        vec![
+            (META_DATA_DIR.into(), root.display().to_string()),
+            (META_TRANSFORM.into(), t.to_ron()),
+        ]
     }
 
     /// The class names of a folder dataset (others: None, their classes are 0..10).

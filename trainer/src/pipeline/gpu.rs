@@ -100,13 +100,16 @@ pub struct GpuStages<'g> {
 
 impl GpuStages<'_> {
     fn meta(&self, seed: u64) -> Vec<(String, String)> {
-        vec![
+        let mut meta = vec![
             ("data".into(), self.train.kind.name().to_string()),
             ("train_images".into(), self.train.len().to_string()),
             ("test_images".into(), self.test.len().to_string()),
             ("run_seed".into(), seed.to_string()),
             ("pipeline".into(), self.job.output.display().to_string()),
-        ]
+        ];
+        // An image folder's path and transform, so `limpq eval --ckpt` finds them.
+        meta.extend(self.train.folder_meta());
+        meta
     }
 }
 
