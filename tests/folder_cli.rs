@@ -75,6 +75,56 @@ fn train_and_eval_on_an_image_folder() {
         "{}",
         stdout(&out)
     );
+    // Its weights as safetensors start a pipeline of the same model description: imported
+    // into the run folder, evaluated as the FP32 start (the same images, the same accuracy
+    // as the eval above).
+    let st = dir.join("w.safetensors");
+    let out = limpq(&[
+        "export",
+        ckpt.to_str().unwrap(),
+        "--safetensors",
+        st.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "export --safetensors: {}",
+        stderr(&out)
+    );
+    let run = dir.join("run");
+    let job = dir.join("job.ron");
+    std::fs::write(
+        &job,
+        format!(
+            r#"Job(
+    model: "small_cnn",
+    data: (name: "folder", dir: Some("{}"), transform: Some((resize: 32, mean: [0.5], std: [0.25]))),
+    seeds: [0],
+    pretrain: (init: Some("{}")),
+    joint: (bits: [2, 4], epochs: 1, batch: 8),
+    budgets: ["w4a4"],
+    finetune: (epochs: 1, batch: 8),
+    output: "{}",
+)"#,
+            imgs.display(),
+            st.display(),
+            run.display()
+        ),
+    )
+    .unwrap();
+    let out = limpq(&["pipeline", job.to_str().unwrap()]);
+    assert!(out.status.success(), "pipeline: {}", stderr(&out));
+    assert!(run.join("imported/weights.ckpt").is_file());
+    let eval_acc = stdout(&limpq(&["eval", "--ckpt", ckpt.to_str().unwrap()]))
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|t| t.split('%').next())
+        .map(str::to_string)
+        .expect("accuracy");
+    assert!(
+        stdout(&out).contains(&format!("FP32 test accuracy {eval_acc}%")),
+        "{} / eval {eval_acc}",
+        stdout(&out)
+    );
     // A corrupt image stops the run with an error naming it (no hang, no panic).
     let bad = imgs.join("train/dark/2.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\ntruncated").unwrap();
