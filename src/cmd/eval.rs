@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
+use limpq_trainer::data::{DataSource, Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::export::{checkpoint_logits, npy_f32, npy_i64, predictions};
 use limpq_trainer::method::{checkpoint_policy, evaluate_checkpoint, Recalibration};
@@ -19,9 +19,14 @@ pub struct Args {
     /// Dataset (default: the one the checkpoint was trained on).
     #[arg(long)]
     pub data: Option<String>,
-    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
+    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME;
+    /// an image folder's: the one the checkpoint recorded).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Image folders: the transform, in RON (default: the checkpoint's; docs/DATA.md).
+    /// Evaluation takes the centre crop and never flips.
+    #[arg(long)]
+    pub transform: Option<String>,
     /// Evaluate on N test images drawn with a fixed seed (default: all; `--subset` is an
     /// older spelling).
     #[arg(long, alias = "subset")]
@@ -60,9 +65,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, Some(d)) => d.to_string(),
         (None, None) => "fashion-mnist".to_string(),
     };
-    let test = std::sync::Arc::new(Dataset::load_subset(
-        &data,
+    let (dir, transform) = super::run_args::folder_args(
         args.data_dir.as_deref(),
+        args.transform.as_deref(),
+        Some(&ckpt),
+    )?;
+    let source = DataSource {
+        name: &data,
+        dir: dir.as_deref(),
+        input: Some(ckpt.model.input),
+        transform: transform.as_ref(),
+    };
+    let test = std::sync::Arc::new(Dataset::load_subset_for(
+        &source,
         Split::Test,
         args.test_subset,
         TEST_SUBSET_SEED,

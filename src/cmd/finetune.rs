@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(read_indicators)
         .transpose()?;
     let data = args.run.data_name(Some(&init));
-    let (train_ds, test_ds) = args.run.splits(&data)?;
+    let (train_ds, test_ds) = args.run.splits(&data, model.input, Some(&init))?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "finetuning {} at {} on {} ({} train / {} test images) on {} ({})",
@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("data".into(), train_ds.kind.name().to_string()),
         ("init".into(), args.ckpt.display().to_string()),
     ];
-    meta.extend(args.run.subset_meta());
+    meta.extend(args.run.subset_meta(&train_ds));
     let cfg = FinetuneConfig {
         run: RunConfig {
             meta,

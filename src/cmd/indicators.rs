@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let resume = resume_state(args.resume, args.checkpoint.as_deref())?;
     let data = args.run.data_name(Some(&init));
     let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
-    let (train_ds, test_ds) = args.run.splits(&data)?;
+    let (train_ds, test_ds) = args.run.splits(&data, model.input, Some(&init))?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "joint indicator training of {} at bits {:?} on {} ({} train / {} test images) on {} ({})",
@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("data".to_string(), train_ds.kind.name().to_string()),
         ("init".to_string(), args.ckpt.display().to_string()),
     ];
-    meta.extend(args.run.subset_meta());
+    meta.extend(args.run.subset_meta(&train_ds));
     let cfg = JointConfig {
         bits: args.bits.clone(),
         run: RunConfig {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::pipeline::gpu::{load_data, GpuStages};
+use limpq_trainer::pipeline::gpu::{load_plan_data, GpuStages};
 use limpq_trainer::pipeline::{self, report, Event, Job, Plan, Results};
 
 use super::progress::{stop_on_ctrl_c, Progress};
@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub fn execute(job: Job) -> anyhow::Result<Results> {
     let plan = Plan::new(job)?;
     let job = &plan.job;
-    let (train, test) = load_data(job).map_err(anyhow::Error::msg)?;
+    let (train, test) = load_plan_data(&plan).map_err(anyhow::Error::msg)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "pipeline: {} on {} ({} train / {} test images), {} seed(s), budgets {}, on {} ({}); \

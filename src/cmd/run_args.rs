@@ -1,11 +1,13 @@
 //! Argument groups the training commands share (`#[command(flatten)]`), so that one idea
 //! has one spelling everywhere: the run settings ([`RunArgs`]: `train`, `indicators`,
 //! `finetune`) and the data a run reads.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::{Dataset, Split, TEST_SUBSET_SEED};
+use limpq_trainer::data::{
+    DataSource, Dataset, Split, Transform, META_DATA_DIR, META_TRANSFORM, TEST_SUBSET_SEED,
+};
 use limpq_trainer::schedule::LrSchedule;
 use limpq_trainer::train::RunConfig;
 
@@ -49,13 +51,20 @@ pub struct RunArgs {
     /// Images per evaluation batch.
     #[arg(long, default_value_t = 256)]
     pub eval_batch: usize,
-    /// Dataset: fashion-mnist, mnist or cifar10 (default: the one the input checkpoint was
-    /// trained on, else fashion-mnist).
+    /// Dataset: fashion-mnist, mnist, cifar10, or folder (an image folder, ROOT/train/<class>/
+    /// and ROOT/val/<class>/ of PNG or JPEG files, at --data-dir; its path works too)
+    /// (default: the one the input checkpoint was trained on, else fashion-mnist).
     #[arg(long)]
     pub data: Option<String>,
-    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).
+    /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME;
+    /// an image folder's: the one the input checkpoint recorded).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Image folders: how images become inputs, in RON, e.g. `(resize: 256, flip: false,
+    /// mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])` (default: the input checkpoint's, else
+    /// resize to 8/7 of the input, random crop and flip, ImageNet normalisation; docs/DATA.md).
+    #[arg(long)]
+    pub transform: Option<String>,
     /// Train on N training images drawn with --subset-seed (default: all).
     #[arg(long)]
     pub subset: Option<usize>,
@@ -124,20 +133,35 @@ impl RunArgs {
     }
 
     /// The training split (`--subset`, drawn with `--subset-seed`, else `--seed`) and the
-    /// test split (`--test-subset`) of dataset `data`.
-    pub fn splits(&self, data: &str) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
+    /// test split (`--test-subset`) of dataset `data`, for a model whose input is `input`
+    /// (an image folder is read at that size). `ckpt`: the input checkpoint, whose recorded
+    /// image folder and transform are the defaults.
+    pub fn splits(
+        &self,
+        data: &str,
+        input: (usize, usize, usize),
+        ckpt: Option<&Checkpoint>,
+    ) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
+        let (dir, transform) =
+            folder_args(self.data_dir.as_deref(), self.transform.as_deref(), ckpt)?;
+        let source = DataSource {
+            name: data,
+            dir: dir.as_deref(),
+            input: Some(input),
+            transform: transform.as_ref(),
+        };
         load_splits(
-            data,
-            self.data_dir.as_deref(),
+            &source,
             self.subset,
             self.subset_seed.unwrap_or(self.seed),
             self.test_subset,
         )
     }
 
-    /// Provenance of the data for a checkpoint's or indicator file's meta.
-    pub fn subset_meta(&self) -> Vec<(String, String)> {
-        let mut meta = Vec::new();
+    /// Provenance of the data for a checkpoint's or indicator file's meta (and an image
+    /// folder's path and transform, so later commands find them).
+    pub fn subset_meta(&self, train: &Dataset) -> Vec<(String, String)> {
+        let mut meta = folder_meta(train);
         if let Some(n) = self.subset {
             meta.push(("subset".into(), n.to_string()));
         }
@@ -148,26 +172,52 @@ impl RunArgs {
     }
 }
 
+/// An image folder's path and transform as meta entries (nothing for other datasets).
+fn folder_meta(ds: &Dataset) -> Vec<(String, String)> {
+    ds.folder_meta()
+}
+
+/// The data folder and image-folder transform: the flags, else what `ckpt` recorded.
+pub fn folder_args(
+    dir: Option<&Path>,
+    transform: Option<&str>,
+    ckpt: Option<&Checkpoint>,
+) -> anyhow::Result<(Option<PathBuf>, Option<Transform>)> {
+    let dir = dir
+        .map(Path::to_path_buf)
+        .or_else(|| ckpt.and_then(|c| c.meta(META_DATA_DIR)).map(PathBuf::from));
+    let transform = match transform {
+        Some(t) => {
+            Some(Transform::from_ron_str(t).map_err(|e| anyhow::anyhow!("--transform: {e}"))?)
+        }
+        None => match ckpt.and_then(|c| c.meta(META_TRANSFORM)) {
+            Some(t) => Some(
+                Transform::from_ron_str(t)
+                    .map_err(|e| anyhow::anyhow!("the checkpoint's {META_TRANSFORM}: {e}"))?,
+            ),
+            None => None,
+        },
+    };
+    Ok((dir, transform))
+}
+
 /// The training split (a subset of `subset` images drawn with `subset_seed` when given) and
 /// the test split (a subset of `test_subset` drawn with [`TEST_SUBSET_SEED`] when given).
 pub fn load_splits(
-    data: &str,
-    dir: Option<&std::path::Path>,
+    source: &DataSource<'_>,
     subset: Option<usize>,
     subset_seed: u64,
     test_subset: Option<usize>,
 ) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
     Ok((
-        Arc::new(Dataset::load_subset(
-            data,
-            dir,
+        Arc::new(Dataset::load_subset_for(
+            source,
             Split::Train,
             subset,
             subset_seed,
         )?),
-        Arc::new(Dataset::load_subset(
-            data,
-            dir,
+        Arc::new(Dataset::load_subset_for(
+            source,
             Split::Test,
             test_subset,
             TEST_SUBSET_SEED,

@@ -50,9 +50,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => "fashion-mnist".to_string(),
     };
     let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
-    let calib = Arc::new(Dataset::load_subset(
-        &data,
-        args.data_dir.as_deref(),
+    let (dir, transform) =
+        super::run_args::folder_args(args.data_dir.as_deref(), None, Some(&init))?;
+    let source = limpq_trainer::data::DataSource {
+        name: &data,
+        dir: dir.as_deref(),
+        input: Some(model.input),
+        transform: transform.as_ref(),
+    };
+    let calib = Arc::new(Dataset::load_subset_for(
+        &source,
         Split::Train,
         Some(args.images),
         args.seed,

@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let data = args.run.data_name(init.as_ref());
-    let (train_ds, test_ds) = args.run.splits(&data)?;
+    let (train_ds, test_ds) = args.run.splits(&data, model.input, init.as_ref())?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
         "training {} on {} ({} train / {} test images) on {} ({})",
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         gpu.summary.backend
     );
     let mut meta = vec![("data".into(), train_ds.kind.name().to_string())];
-    meta.extend(args.run.subset_meta());
+    meta.extend(args.run.subset_meta(&train_ds));
     let cfg = TrainConfig {
         nesterov: args.nesterov,
         checkpoint: Some(args.output.clone()),

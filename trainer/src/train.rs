@@ -610,8 +610,8 @@ pub fn check_checkpoint_model(
 /// Evaluate `net` (eval-mode BN) on every example of `ds`.
 pub fn evaluate(net: &mut Network<'_>, ds: &Arc<Dataset>) -> Result<EvalStats, TrainError> {
     let mut stats = EvalStats::default();
-    let loader = Loader::spawn(ds.clone(), LoaderConfig::eval(ds, net.batch()))?;
-    for b in loader {
+    let mut loader = Loader::spawn(ds.clone(), LoaderConfig::eval(ds, net.batch()))?;
+    while let Some(b) = loader.next_batch()? {
         stats.add(net.eval_batch(&b.x, &b.y)?);
     }
     Ok(stats)
@@ -873,7 +873,7 @@ pub(crate) fn run_epochs<R: EpochRun>(
             if stop_requested(cfg) {
                 return Err(stop(net, run, &pos));
             }
-            let global = loader.next().ok_or_else(early)?;
+            let global = loader.next_batch()?.ok_or_else(early)?;
             let b = rank_part(global, dist);
             if !initialised {
                 run.first_batch(net, &b, dist)?;
@@ -1078,11 +1078,13 @@ pub(crate) fn evaluate_part(
         return evaluate(net, ds);
     };
     let mut stats = EvalStats::default();
-    let loader = Loader::spawn(ds.clone(), LoaderConfig::eval(ds, net.batch()))?;
-    for (i, b) in loader.enumerate() {
+    let mut loader = Loader::spawn(ds.clone(), LoaderConfig::eval(ds, net.batch()))?;
+    let mut i = 0;
+    while let Some(b) = loader.next_batch()? {
         if i % c.size() == c.rank() {
             stats.add(net.eval_batch(&b.x, &b.y)?);
         }
+        i += 1;
     }
     let mut v = [stats.loss_sum, stats.correct as f64, stats.count as f64];
     c.sum_f64(&mut v);
@@ -1141,7 +1143,7 @@ pub(crate) fn loader_at<E: From<DataError>>(
     cfg.start_epoch = first_epoch;
     let mut loader = Loader::spawn(train.clone(), cfg)?;
     for _ in 0..skip {
-        loader.next().ok_or_else(&early)?;
+        loader.next_batch()?.ok_or_else(&early)?;
     }
     Ok(loader)
 }

@@ -343,9 +343,10 @@ fn small_dataset() -> Dataset {
     Dataset {
         kind: DatasetKind::FashionMnist,
         images,
-        labels: (0..n).map(|i| (i % 10) as u8).collect(),
+        labels: (0..n).map(|i| (i % 10) as u16).collect(),
         shape: (1, 28, 28),
         classes: 10,
+        folder: None,
     }
 }
 
@@ -450,6 +451,7 @@ fn loader_normalises_crops_and_flips() {
         augment: Augment {
             crop_pad: 2,
             hflip: false,
+            ..Augment::default()
         },
         ..LoaderConfig::train(&ds, 8, 7, 1)
     };
@@ -485,6 +487,7 @@ fn loader_normalises_crops_and_flips() {
         augment: Augment {
             crop_pad: 0,
             hflip: true,
+            ..Augment::default()
         },
         ..LoaderConfig::train(&ds, 8, 9, 1)
     };

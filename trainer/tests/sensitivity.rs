@@ -230,9 +230,10 @@ fn sensitivity_equals_the_loss_increases_computed_directly() {
         images: (0..count * HW * HW)
             .map(|_| (rng.next_u64() % 256) as u8)
             .collect(),
-        labels: (0..count).map(|_| (rng.next_u64() % 3) as u8).collect(),
+        labels: (0..count).map(|_| (rng.next_u64() % 3) as u16).collect(),
         shape: (1, HW, HW),
         classes: 3,
+        folder: None,
     });
     let cfg = SensitivityConfig {
         bits: BITS.to_vec(),

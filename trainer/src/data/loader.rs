@@ -1,6 +1,6 @@
-//! The batch loader: a thread that shuffles (seeded, per epoch), crops, flips and normalises on
-//! the CPU and hands `Batch`es over a bounded crossbeam channel. Dropping the `Loader` (or its
-//! receiver side) stops the thread at its next send.
+//! The batch loader: worker threads that shuffle (seeded, per epoch), decode (image folders),
+//! crop, flip and normalise on the CPU and hand `Batch`es over bounded crossbeam channels, in
+//! order. Dropping the `Loader` stops the threads at their next send.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,6 +25,8 @@ pub struct Augment {
     pub crop_pad: usize,
     /// Mirror left-right with probability 1/2.
     pub hflip: bool,
+    /// Image folders: crop the resized image at a random offset (else in the centre).
+    pub random_crop: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -53,8 +55,8 @@ impl LoaderConfig {
             shuffle: true,
             seed,
             drop_last: true,
-            augment: ds.kind.train_augment(),
-            normalize: ds.kind.normalize(),
+            augment: ds.train_augment(),
+            normalize: ds.normalize(),
             start_epoch: 0,
             epochs,
             prefetch: 4,
@@ -159,11 +161,17 @@ pub fn make_batch(
             ds.len()
         )));
     }
-    Ok(build_batch(ds, ids, cfg, rng))
+    build_batch(ds, ids, cfg, rng)
 }
 
-/// [`make_batch`] after the checks.
-fn build_batch(ds: &Dataset, ids: &[u32], cfg: &LoaderConfig, rng: &mut SeededRng) -> Batch {
+/// [`make_batch`] after the checks. An image folder's files are read and decoded here; an
+/// unreadable one is the error (naming the file).
+fn build_batch(
+    ds: &Dataset,
+    ids: &[u32],
+    cfg: &LoaderConfig,
+    rng: &mut SeededRng,
+) -> Result<Batch, DataError> {
     let (c, h, w) = ds.shape;
     let plane = h * w;
     let mut x = Vec::with_capacity(ids.len() * c * plane);
@@ -176,8 +184,16 @@ fn build_batch(ds: &Dataset, ids: &[u32], cfg: &LoaderConfig, rng: &mut SeededRn
             )
         })
         .collect();
+    let mut decoded;
     for &id in ids {
-        let img = ds.image(id as usize);
+        let img = match &ds.folder {
+            Some(f) => {
+                let crop_rng = cfg.augment.random_crop.then_some(&mut *rng);
+                decoded = f.load(id as usize, crop_rng)?;
+                decoded.as_slice()
+            }
+            None => ds.image(id as usize),
+        };
         let (oy, ox) = if p > 0 {
             (rng.below(2 * p + 1), rng.below(2 * p + 1))
         } else {
@@ -201,32 +217,49 @@ fn build_batch(ds: &Dataset, ids: &[u32], cfg: &LoaderConfig, rng: &mut SeededRn
             }
         }
     }
-    Batch {
+    Ok(Batch {
         x,
         y: ids.iter().map(|&i| ds.labels[i as usize] as u32).collect(),
         n: ids.len(),
         epoch: 0,
         index: 0,
         ids: ids.to_vec(),
-    }
+    })
 }
 
 /// Produces every batch of every configured epoch, in order, calling `emit` until it returns
-/// false. The loader thread runs this; it is also usable synchronously.
+/// false. The loader threads run this; it is also usable synchronously.
 pub fn produce(
     ds: &Dataset,
     cfg: &LoaderConfig,
+    emit: impl FnMut(Batch) -> bool,
+) -> Result<(), DataError> {
+    produce_part(ds, cfg, 0, 1, emit)
+}
+
+/// [`produce`] of the batches whose position in the run (counted over every epoch) is
+/// `part` modulo `parts`: worker `part` of `parts`.
+fn produce_part(
+    ds: &Dataset,
+    cfg: &LoaderConfig,
+    part: usize,
+    parts: usize,
     mut emit: impl FnMut(Batch) -> bool,
 ) -> Result<(), DataError> {
     cfg.check(ds)?;
+    let mut seq = 0usize;
     for epoch in cfg.start_epoch..cfg.start_epoch + cfg.epochs {
         let order = epoch_order(ds.len(), cfg, epoch);
         for (index, ids) in order.chunks(cfg.batch_size).enumerate() {
             if cfg.drop_last && ids.len() < cfg.batch_size {
                 break;
             }
+            seq += 1;
+            if (seq - 1) % parts != part {
+                continue;
+            }
             let mut rng = SeededRng::new(stream_seed(cfg.seed, 2 + epoch as u64, index as u64));
-            let mut b = build_batch(ds, ids, cfg, &mut rng);
+            let mut b = build_batch(ds, ids, cfg, &mut rng)?;
             b.epoch = epoch;
             b.index = index;
             if !emit(b) {
@@ -237,47 +270,113 @@ pub fn produce(
     Ok(())
 }
 
-/// The loader thread and its receiving end. Iterate it for batches; drop it to stop the thread.
+/// Worker threads a loader starts for `ds`: one for data in memory (copying pixels is cheap),
+/// up to 8 (and the machine's cores) for an image folder, whose images are decoded per batch.
+pub fn loader_workers(ds: &Dataset) -> usize {
+    if ds.folder.is_none() {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// The loader threads and their receiving ends. Iterate it for batches (or call
+/// [`Loader::next_batch`] to get a decoding error too); drop it to stop the threads.
+///
+/// Worker k of W builds batches k, k + W, k + 2W, … of the run, each from its own seeded
+/// stream, and the loader takes them in turn: the batches are the same, in the same order,
+/// whatever the number of workers.
 pub struct Loader {
-    rx: Option<Receiver<Batch>>,
-    handle: Option<JoinHandle<()>>,
+    rxs: Vec<Receiver<Result<Batch, DataError>>>,
+    handles: Vec<JoinHandle<()>>,
+    /// Position of the next batch in the run.
+    seq: usize,
+    /// The error that ended the batches, until taken.
+    error: Option<DataError>,
+    done: bool,
 }
 
 impl Loader {
     pub fn spawn(ds: Arc<Dataset>, cfg: LoaderConfig) -> Result<Self, DataError> {
         cfg.check(&ds)?;
-        let (tx, rx) = bounded(cfg.prefetch.max(1));
-        let handle = std::thread::Builder::new()
-            .name("limpq-loader".into())
-            .spawn(move || {
-                // Checked above; the only other way out is the receiver going away.
-                let _ = produce(&ds, &cfg, |b| tx.send(b).is_ok());
-            })
-            .map_err(|e| DataError::Invalid(format!("loader: cannot start thread: {e}")))?;
-        Ok(Self {
-            rx: Some(rx),
-            handle: Some(handle),
-        })
+        let workers = loader_workers(&ds);
+        let depth = cfg.prefetch.max(1).div_ceil(workers);
+        let mut loader = Self {
+            rxs: Vec::with_capacity(workers),
+            handles: Vec::with_capacity(workers),
+            seq: 0,
+            error: None,
+            done: false,
+        };
+        for part in 0..workers {
+            let (tx, rx) = bounded(depth);
+            let (ds, cfg) = (ds.clone(), cfg.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("limpq-loader-{part}"))
+                .spawn(move || {
+                    let r = produce_part(&ds, &cfg, part, workers, |b| tx.send(Ok(b)).is_ok());
+                    if let Err(e) = r {
+                        // The consumer sees it in turn; gone, it no longer matters.
+                        let _ = tx.send(Err(e));
+                    }
+                })
+                .map_err(|e| DataError::Invalid(format!("loader: cannot start thread: {e}")))?;
+            // Pushed as started: a failure above drops (and so stops and joins) those before.
+            loader.rxs.push(rx);
+            loader.handles.push(handle);
+        }
+        Ok(loader)
     }
 
-    /// The receiving end, e.g. for `crossbeam_channel::select!`.
-    pub fn receiver(&self) -> &Receiver<Batch> {
-        self.rx.as_ref().expect("receiver present until drop")
+    /// The next batch; `Ok(None)` after the last one; the error (e.g. an image file that
+    /// cannot be decoded, named) that stopped the batches early.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>, DataError> {
+        match self.next() {
+            Some(b) => Ok(Some(b)),
+            None => match self.error.take() {
+                Some(e) => Err(e),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The error that ended the batches early, if any (taken: asked again, None).
+    pub fn take_error(&mut self) -> Option<DataError> {
+        self.error.take()
     }
 }
 
 impl Iterator for Loader {
     type Item = Batch;
+    /// The next batch, None at the end and after an error ([`Loader::take_error`]).
     fn next(&mut self) -> Option<Batch> {
-        self.rx.as_ref()?.recv().ok()
+        if self.done || self.rxs.is_empty() {
+            return None;
+        }
+        let rx = &self.rxs[self.seq % self.rxs.len()];
+        match rx.recv() {
+            Ok(Ok(b)) => {
+                self.seq += 1;
+                Some(b)
+            }
+            Ok(Err(e)) => {
+                self.error = Some(e);
+                self.done = true;
+                None
+            }
+            // The worker of this batch ended without it: every batch was produced.
+            Err(_) => {
+                self.done = true;
+                None
+            }
+        }
     }
 }
 
 impl Drop for Loader {
     fn drop(&mut self) {
         // Disconnect first so a thread blocked on a full channel wakes with a send error.
-        drop(self.rx.take());
-        if let Some(h) = self.handle.take() {
+        self.rxs.clear();
+        for h in self.handles.drain(..) {
             let _ = h.join();
         }
     }

@@ -1,15 +1,22 @@
 //! Datasets and the batch loader: IDX (MNIST, Fashion-MNIST; gzipped or not), CIFAR-10 binary
-//! batches, and a loader thread that shuffles, augments and normalises on the CPU while the GPU
-//! runs. docs/DATA.md describes the formats, paths and environment variables.
+//! batches, image folders (PNG / JPEG, decoded per batch), and loader threads that shuffle,
+//! decode, augment and normalise on the CPU while the GPU runs. docs/DATA.md describes the
+//! formats, paths and environment variables.
 
 mod cifar;
+mod folder;
 mod idx;
 mod loader;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use cifar::read_cifar_batch;
+pub use folder::{
+    resized_dims, split_dir, FolderSettings, ImageFolder, Transform, IMAGENET_MEAN, IMAGENET_STD,
+    IMAGE_EXTENSIONS,
+};
 pub use idx::{read_idx, IdxArray};
 pub use loader::{
     epoch_order, make_batch, produce, Augment, Batch, Loader, LoaderConfig, Normalize,
@@ -21,6 +28,11 @@ use crate::reference::rng::SeededRng;
 pub const DATA_ENV: &str = "LIMPQ_DATA";
 /// Where Debian's `dataset-fashion-mnist` puts the files; the other datasets follow the pattern.
 pub const SYSTEM_DATA_DIR: &str = "/usr/share/datasets";
+
+/// Meta key under which a checkpoint records the image folder it was trained on.
+pub const META_DATA_DIR: &str = "data_dir";
+/// Meta key under which a checkpoint records its image folder's transform (RON).
+pub const META_TRANSFORM: &str = "data_transform";
 
 /// Seed of every test subset (`--test-subset` of the CLI, the pipeline's and the daemon's
 /// `test` sizes): the same N is the same images everywhere.
@@ -92,17 +104,23 @@ pub enum DatasetKind {
     FashionMnist,
     Mnist,
     Cifar10,
+    /// An image folder (`ROOT/train/<class>/*.png`, `ROOT/val/…`), read at the model's
+    /// input size: [`Dataset::load_for`].
+    Folder,
 }
 
 impl DatasetKind {
-    /// Accepts "fashion-mnist" (also "fashion_mnist", "fmnist"), "mnist", "cifar10" ("cifar-10").
+    /// Accepts "fashion-mnist" (also "fashion_mnist", "fmnist"), "mnist", "cifar10"
+    /// ("cifar-10"), "folder".
     pub fn parse(name: &str) -> Result<Self, DataError> {
         match name.to_ascii_lowercase().as_str() {
             "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fmnist" => Ok(Self::FashionMnist),
             "mnist" => Ok(Self::Mnist),
             "cifar10" | "cifar-10" | "cifar_10" => Ok(Self::Cifar10),
+            "folder" | "image-folder" | "imagefolder" => Ok(Self::Folder),
             _ => Err(DataError::Invalid(format!(
-                "unknown dataset {name:?} (expected \"fashion-mnist\", \"mnist\" or \"cifar10\")"
+                "unknown dataset {name:?} (expected \"fashion-mnist\", \"mnist\", \"cifar10\", \
+                 \"folder\" with a folder, or the path of an image folder)"
             ))),
         }
     }
@@ -113,14 +131,17 @@ impl DatasetKind {
             Self::FashionMnist => "fashion-mnist",
             Self::Mnist => "mnist",
             Self::Cifar10 => "cifar10",
+            Self::Folder => "folder",
         }
     }
 
-    /// (channels, height, width).
+    /// (channels, height, width); an image folder has the model's (here 3×224×224, the
+    /// usual ImageNet input, when no model says).
     pub fn shape(self) -> (usize, usize, usize) {
         match self {
             Self::FashionMnist | Self::Mnist => (1, 28, 28),
             Self::Cifar10 => (3, 32, 32),
+            Self::Folder => (3, 224, 224),
         }
     }
 
@@ -143,6 +164,10 @@ impl DatasetKind {
                 mean: vec![0.4914, 0.4822, 0.4465],
                 std: vec![0.2470, 0.2435, 0.2616],
             },
+            Self::Folder => Normalize {
+                mean: IMAGENET_MEAN.to_vec(),
+                std: IMAGENET_STD.to_vec(),
+            },
         }
     }
 
@@ -154,14 +179,22 @@ impl DatasetKind {
             Self::FashionMnist => Augment {
                 crop_pad: 2,
                 hflip: true,
+                ..Augment::default()
             },
             Self::Mnist => Augment {
                 crop_pad: 2,
                 hflip: false,
+                ..Augment::default()
             },
             Self::Cifar10 => Augment {
                 crop_pad: 4,
                 hflip: true,
+                ..Augment::default()
+            },
+            Self::Folder => Augment {
+                crop_pad: 0,
+                hflip: true,
+                random_crop: true,
             },
         }
     }
@@ -174,6 +207,7 @@ impl DatasetKind {
                     || idx::find(dir, "t10k-labels-idx1-ubyte").is_some()
             }
             Self::Cifar10 => cifar::batch_dir(dir).is_some(),
+            Self::Folder => dir.join("train").is_dir(),
         }
     }
 
@@ -192,6 +226,16 @@ impl DatasetKind {
     }
 }
 
+/// What to load: a dataset name (or an image folder's path), its folder, and for an image
+/// folder the model's input (channels, height, width) and the decoding settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataSource<'a> {
+    pub name: &'a str,
+    pub dir: Option<&'a Path>,
+    pub input: Option<(usize, usize, usize)>,
+    pub transform: Option<&'a Transform>,
+}
+
 /// Which examples to keep of a loaded split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subset {
@@ -205,15 +249,18 @@ pub enum Subset {
     },
 }
 
-/// One split of a dataset, in memory: raw pixels `[len, c, h, w]` (u8) and labels.
+/// One split of a dataset: raw pixels `[len, c, h, w]` (u8) in memory, or for an image
+/// folder the files (`folder`, decoded per batch, `images` empty); and the labels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     pub kind: DatasetKind,
     pub images: Vec<u8>,
-    pub labels: Vec<u8>,
+    pub labels: Vec<u16>,
     /// (channels, height, width).
     pub shape: (usize, usize, usize),
     pub classes: usize,
+    /// The image files of a folder dataset (None: the pixels are in `images`).
+    pub folder: Option<Arc<ImageFolder>>,
 }
 
 impl Dataset {
@@ -234,9 +281,79 @@ impl Dataset {
         }
     }
 
-    /// Loads `split` of `name` from `dir`, or from [`DatasetKind::default_dir`] when `dir` is None.
+    /// [`Dataset::load_for`] and a seeded random subset, as [`Dataset::load_subset`].
+    pub fn load_subset_for(
+        source: &DataSource<'_>,
+        split: Split,
+        subset: Option<usize>,
+        seed: u64,
+    ) -> Result<Self, DataError> {
+        let ds = Dataset::load_for(source, split)?;
+        match subset {
+            Some(n) => ds.subset(Subset::Random { n, seed }),
+            None => Ok(ds),
+        }
+    }
+
+    /// Loads `split` of `source`: a dataset of files ([`Dataset::load`]) or an image folder
+    /// read at the model's input. A name that is no dataset's but an existing folder is an
+    /// image folder at that path.
+    pub fn load_for(source: &DataSource<'_>, split: Split) -> Result<Self, DataError> {
+        let (kind, dir) = match DatasetKind::parse(source.name) {
+            Ok(k) => (k, source.dir.map(Path::to_path_buf)),
+            Err(e) => {
+                let p = Path::new(source.name);
+                if source.dir.is_none() && p.join("train").is_dir() {
+                    (DatasetKind::Folder, Some(p.to_path_buf()))
+                } else {
+                    return Err(e);
+                }
+            }
+        };
+        if kind != DatasetKind::Folder {
+            return Dataset::load(kind.name(), dir.as_deref(), split);
+        }
+        let root = dir.ok_or_else(|| {
+            DataError::Invalid(
+                "dataset \"folder\" needs its folder (the CLI's --data-dir, a job's `data.dir`), \
+                 or give the folder's path as the dataset"
+                    .into(),
+            )
+        })?;
+        let input = source.input.ok_or_else(|| {
+            DataError::Invalid(
+                "an image folder is read at a model's input size; this command has no model to                  take it from"
+                    .into(),
+            )
+        })?;
+        let default = Transform::default();
+        let settings = FolderSettings::new(input, source.transform.unwrap_or(&default))?;
+        let (folder, labels) = ImageFolder::open(&root, split, settings)?;
+        Ok(Self {
+            kind,
+            images: Vec::new(),
+            labels,
+            shape: input,
+            classes: folder.classes.len(),
+            folder: Some(Arc::new(folder)),
+        })
+    }
+
+    /// Loads `split` of `name` from `dir`, or from [`DatasetKind::default_dir`] when `dir` is
+    /// None. An image folder needs the model's input: [`Dataset::load_for`].
     pub fn load(name: &str, dir: Option<&Path>, split: Split) -> Result<Self, DataError> {
         let kind = DatasetKind::parse(name)?;
+        if kind == DatasetKind::Folder {
+            return Dataset::load_for(
+                &DataSource {
+                    name,
+                    dir,
+                    input: None,
+                    transform: None,
+                },
+                split,
+            );
+        }
         let dir = dir.map_or_else(|| kind.default_dir(), Path::to_path_buf);
         if !dir.is_dir() {
             return Err(DataError::Io {
@@ -255,14 +372,63 @@ impl Dataset {
                 idx::load_split(&dir, split, kind.shape())?
             }
             DatasetKind::Cifar10 => cifar::load_split(&dir, split)?,
+            DatasetKind::Folder => unreachable!("read by load_for above"),
         };
         Ok(Self {
             kind,
             images,
-            labels,
+            labels: labels.into_iter().map(u16::from).collect(),
             shape: kind.shape(),
             classes: kind.classes(),
+            folder: None,
         })
+    }
+
+    /// The normalisation of this dataset: the folder's settings, else the kind's constants.
+    pub fn normalize(&self) -> Normalize {
+        match &self.folder {
+            Some(f) => f.settings.normalize.clone(),
+            None => self.kind.normalize(),
+        }
+    }
+
+    /// The training augmentation: the folder's flip setting, else the kind's.
+    pub fn train_augment(&self) -> Augment {
+        match &self.folder {
+            Some(f) => Augment {
+                hflip: f.settings.flip,
+                ..DatasetKind::Folder.train_augment()
+            },
+            None => self.kind.train_augment(),
+        }
+    }
+
+    /// An image folder's root (absolute) and transform as checkpoint meta entries
+    /// ([`META_DATA_DIR`], [`META_TRANSFORM`]), so later commands find them; nothing for
+    /// the other datasets.
+    pub fn folder_meta(&self) -> Vec<(String, String)> {
+        let Some(f) = &self.folder else {
+            return Vec::new();
+        };
+        let root = f.dir.parent().unwrap_or(&f.dir);
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let s = &f.settings;
+        let t = Transform {
+            resize: s.resize,
+            crop: 0,
+            flip: s.flip,
+            mean: s.normalize.mean.clone(),
+            std: s.normalize.std.clone(),
+        };
+        vec![
+            (META_DATA_DIR.into(), root.display().to_string()),
+            (META_TRANSFORM.into(), t.to_ron()),
+        ]
+    }
+
+    /// The class names of a folder dataset (others: None, their classes are 0..10).
+    pub fn class_names(&self) -> Option<&[String]> {
+        self.folder.as_deref().map(|f| f.classes.as_slice())
     }
 
     pub fn len(&self) -> usize {
@@ -278,10 +444,11 @@ impl Dataset {
         self.shape.0 * self.shape.1 * self.shape.2
     }
 
-    /// Raw pixels of example `i`, `[c, h, w]`.
+    /// Raw pixels of example `i`, `[c, h, w]`, of a dataset held in memory (an image
+    /// folder's are decoded per batch: [`ImageFolder::load`]; here they are empty).
     pub fn image(&self, i: usize) -> &[u8] {
         let l = self.image_len();
-        &self.images[i * l..(i + 1) * l]
+        self.images.get(i * l..(i + 1) * l).unwrap_or(&[])
     }
 
     /// A new dataset holding only the chosen examples (errors if more are asked than exist).
@@ -304,11 +471,18 @@ impl Dataset {
                 pick
             }
         };
+        let labels = idx.iter().map(|&i| self.labels[i]).collect();
+        if let Some(f) = &self.folder {
+            return Ok(Self {
+                labels,
+                folder: Some(Arc::new(f.select(&idx))),
+                ..self.clone_meta()
+            });
+        }
         let mut images = Vec::with_capacity(idx.len() * self.image_len());
         for &i in &idx {
             images.extend_from_slice(self.image(i));
         }
-        let labels = idx.iter().map(|&i| self.labels[i]).collect();
         Ok(Self {
             images,
             labels,
@@ -323,6 +497,7 @@ impl Dataset {
             labels: Vec::new(),
             shape: self.shape,
             classes: self.classes,
+            folder: None,
         }
     }
 

@@ -801,8 +801,8 @@ pub fn checkpoint_logits(
         .map_err(|e| MethodError::Config(format!("the checkpoint does not fit: {e}")))?;
     let classes = model.classes;
     let mut out = vec![0.0f32; test.len() * classes];
-    let loader = Loader::spawn(test.clone(), LoaderConfig::eval(&test, batch))?;
-    for b in loader {
+    let mut loader = Loader::spawn(test.clone(), LoaderConfig::eval(&test, batch))?;
+    while let Some(b) = loader.next_batch()? {
         let logits = net.eval_logits(&b.x)?;
         for (row, &id) in logits.chunks_exact(classes).zip(&b.ids) {
             let at = id as usize * classes;

@@ -117,9 +117,11 @@ pub fn measure_sensitivity(
             cfg.batch
         )));
     }
-    let batches: Vec<Batch> = Loader::spawn(calib.clone(), LoaderConfig::eval(&calib, cfg.batch))?
-        .filter(|b| b.n == cfg.batch)
-        .collect();
+    let mut loader = Loader::spawn(calib.clone(), LoaderConfig::eval(&calib, cfg.batch))?;
+    let batches: Vec<Batch> = loader.by_ref().filter(|b| b.n == cfg.batch).collect();
+    if let Some(e) = loader.take_error() {
+        return Err(e.into());
+    }
     if batches.is_empty() {
         return Err(MethodError::Config(
             "the calibration loader gave no batch".into(),

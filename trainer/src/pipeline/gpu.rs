@@ -8,7 +8,7 @@ use limpq_solver::{IndicatorSet, Policy};
 
 use super::{Eval, Job, Partial, SensitivitySpec, StageError, Stages, PARTIAL_FINGERPRINT};
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, DatasetKind, Split, Subset, TEST_SUBSET_SEED};
+use crate::data::{DataSource, Dataset, DatasetKind, Split, Subset, TEST_SUBSET_SEED};
 use crate::dist::Dist;
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
@@ -22,14 +22,25 @@ use crate::train::{self, Event as TrainEvent, RunConfig, Start, TrainConfig, Tra
 pub const TRAIN_SUBSET_SEED: u64 = 0xDA7A;
 
 /// Loads the job's train and test splits (subsets as the job asks). A data set that is
-/// not installed gets the ways to install it.
+/// not installed gets the ways to install it. An image folder is read at the input size of
+/// the job's model (resolved, or imported, here: [`load_plan_data`] reuses a plan's).
 pub fn load_data(job: &Job) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
-    load_splits(job).map_err(|e| install_hint(&job.data.name, e))
+    let (model, _) = super::source::resolve(job)?;
+    load_splits(job, model.input).map_err(|e| install_hint(&job.data.name, e))
+}
+
+/// [`load_data`] for the plan's model.
+pub fn load_plan_data(plan: &super::Plan) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
+    let job = &plan.job;
+    load_splits(job, plan.model.input).map_err(|e| install_hint(&job.data.name, e))
 }
 
 /// `message` and, when the data set's folder is missing, how to install it.
 fn install_hint(name: &str, message: String) -> String {
     let kind = DatasetKind::parse(name).ok();
+    if kind == Some(DatasetKind::Folder) || kind.is_none() {
+        return message;
+    }
     let missing = kind.is_some_and(|k| !k.default_dir().is_dir())
         || message.contains("not found")
         || message.contains("No such file");
@@ -50,10 +61,18 @@ fn install_hint(name: &str, message: String) -> String {
     format!("{message}\n{name} is not installed: {install} (see docs/DATA.md)")
 }
 
-fn load_splits(job: &Job) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
-    let dir = job.data.dir.as_deref();
+fn load_splits(
+    job: &Job,
+    input: (usize, usize, usize),
+) -> Result<(Arc<Dataset>, Arc<Dataset>), String> {
+    let source = DataSource {
+        name: &job.data.name,
+        dir: job.data.dir.as_deref(),
+        input: Some(input),
+        transform: job.data.transform.as_ref(),
+    };
     let load = |split: Split, n: Option<usize>, seed: u64| -> Result<Arc<Dataset>, String> {
-        let ds = Dataset::load(&job.data.name, dir, split).map_err(|e| e.to_string())?;
+        let ds = Dataset::load_for(&source, split).map_err(|e| e.to_string())?;
         let ds = match n {
             Some(n) => ds
                 .subset(Subset::Random { n, seed })
@@ -82,13 +101,16 @@ pub struct GpuStages<'g> {
 
 impl GpuStages<'_> {
     fn meta(&self, seed: u64) -> Vec<(String, String)> {
-        vec![
+        let mut meta = vec![
             ("data".into(), self.train.kind.name().to_string()),
             ("train_images".into(), self.train.len().to_string()),
             ("test_images".into(), self.test.len().to_string()),
             ("run_seed".into(), seed.to_string()),
             ("pipeline".into(), self.job.output.display().to_string()),
-        ]
+        ];
+        // An image folder's path and transform, so `limpq eval --ckpt` finds them.
+        meta.extend(self.train.folder_meta());
+        meta
     }
 }
 

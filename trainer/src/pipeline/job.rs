@@ -44,7 +44,7 @@ pub use limpq_solver::BitOpsBudget as Budget;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
-    /// `fashion-mnist`, `mnist` or `cifar10`.
+    /// `fashion-mnist`, `mnist`, `cifar10`, or `folder` (an image folder at `dir`).
     pub name: String,
     /// Folder of the files (default: `$LIMPQ_DATA`, else `/usr/share/datasets/NAME`).
     #[serde(default)]
@@ -55,6 +55,24 @@ pub struct DataSpec {
     /// Test images: a random subset with a fixed seed (default: all).
     #[serde(default)]
     pub test: Option<usize>,
+    /// Image folders: how the images become inputs (default: docs/DATA.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<crate::data::Transform>,
+}
+
+impl DataSpec {
+    /// The text the stages' fingerprints hash: what earlier versions hashed (the derived
+    /// `Debug` of the four first fields) when there is no transform, so their runs resume.
+    pub fn fingerprint_text(&self) -> String {
+        let base = format!(
+            "DataSpec {{ name: {:?}, dir: {:?}, train: {:?}, test: {:?}",
+            self.name, self.dir, self.train, self.test
+        );
+        match &self.transform {
+            None => format!("{base} }}"),
+            Some(t) => format!("{base}, transform: {t:?} }}"),
+        }
+    }
 }
 
 /// Full-precision pretraining, or a checkpoint to start from. Recipe: SGD with Nesterov
@@ -482,7 +500,15 @@ impl Job {
             lr(run.lr, &format!("{name}.lr"))?;
             run.check().map_err(|e| format!("field `{name}`: {e}"))
         };
-        if self.pretrain.init.is_none() {
+        let onnx = super::source::is_onnx(&self.model);
+        if onnx && self.pretrain.init.is_some() {
+            return Err(
+                "field `pretrain.init`: the ONNX model brings its own weights; give either an \
+                 .onnx `model` or `pretrain.init`"
+                    .into(),
+            );
+        }
+        if self.pretrain.init.is_none() && !onnx {
             stage(self.pretrain.config(0), "pretrain")?;
         }
         stage(self.joint.config(0).run, "joint")?;

@@ -36,6 +36,7 @@ pub mod gpu;
 pub mod job;
 pub mod policies;
 pub mod report;
+pub mod source;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -314,6 +315,9 @@ pub struct Plan {
     pub bitops: Vec<u64>,
     /// Why a budget is skipped, aligned with `job.budgets`.
     pub skipped: Vec<Option<String>>,
+    /// Pretrained weights imported with the model (an ONNX `model`, a safetensors
+    /// `pretrain.init`): written into the run folder, every seed's start.
+    pub imported: Option<source::Imported>,
 }
 
 impl Plan {
@@ -322,8 +326,7 @@ impl Plan {
     /// e.g. W2A2 with 2 the lowest candidate) is skipped with a note.
     pub fn new(job: Job) -> Result<Plan, PipelineError> {
         job.validate().map_err(PipelineError::Job)?;
-        let model = Model::resolve_for_data(&job.model, &job.data.name)
-            .map_err(|e| PipelineError::Job(format!("field `model`: {e}")))?;
+        let (model, imported) = source::resolve(&job).map_err(PipelineError::Job)?;
         let skel = model
             .indicator_skeleton(&job.joint.bits, &job.joint.bits)
             .map_err(|e| PipelineError::Job(format!("field `model`: {e}")))?;
@@ -359,6 +362,7 @@ impl Plan {
             model,
             bitops,
             skipped,
+            imported,
         })
     }
 
@@ -697,7 +701,16 @@ pub fn run(
         on_event(&Event::Note(format!("skipped: {s}")));
     }
     let model_fp = fingerprint(&[&plan.model.to_ron()]);
-    let data_fp = format!("{:?}", job.data);
+    let data_fp = job.data.fingerprint_text();
+    // The full-precision start: imported weights (written into the run folder), a
+    // checkpoint given as `pretrain.init`, or none (pretraining).
+    let (init, init_fp) = match &plan.imported {
+        Some(imp) => (
+            Some(source::write(out, imp)?),
+            Some(imp.fingerprint.clone()),
+        ),
+        None => (job.pretrain.init.clone(), None),
+    };
     let mut runner = Runner {
         out,
         dist: dist.clone(),
@@ -709,9 +722,14 @@ pub fn run(
     for &seed in &job.seeds {
         let sdir = format!("seed{seed}");
         // 1. Pretrain or load.
-        let (fpr, rel) = match &job.pretrain.init {
+        let (fpr, rel) = match &init {
             Some(p) => (
-                fingerprint(&[&model_fp, &data_fp, "init", &p.display().to_string()]),
+                fingerprint(&[
+                    &model_fp,
+                    &data_fp,
+                    "init",
+                    init_fp.as_deref().unwrap_or(&p.display().to_string()),
+                ]),
                 None,
             ),
             None => (
@@ -724,7 +742,7 @@ pub fn run(
                 Some(format!("{sdir}/pretrain.ckpt")),
             ),
         };
-        let ckpt_path = match (&job.pretrain.init, &rel) {
+        let ckpt_path = match (&init, &rel) {
             (Some(p), _) => p.clone(),
             (_, Some(r)) => out.join(r),
             (None, None) => return Err(PipelineError::Job("internal: no pretrain path".into())),
@@ -737,7 +755,7 @@ pub fn run(
             &fpr,
             |r| Some((Checkpoint::load(&ckpt_path).ok()?, r.eval?)),
             |stages, on_event| {
-                let (ck, e) = match &job.pretrain.init {
+                let (ck, e) = match &init {
                     Some(p) => {
                         let ck = Checkpoint::load(p).map_err(|e| {
                             PipelineError::Job(format!("field `pretrain.init`: {e}"))
@@ -1133,6 +1151,10 @@ fn settings(job: &Job) -> Vec<String> {
     let joint = job.joint.config(0).run;
     let fine = job.finetune.config(0).run;
     match &job.pretrain.init {
+        _ if source::is_onnx(&job.model) => s.push(format!(
+            "FP32 model and weights imported from {}",
+            job.model
+        )),
         Some(p) => s.push(format!("FP32 model loaded from {}", p.display())),
         None => s.push(format!(
             "FP32 pretraining: {}, batch {}, lr {} (cosine)",
@@ -1179,7 +1201,16 @@ fn settings(job: &Job) -> Vec<String> {
             .test
             .map_or("all".to_string(), |n| format!("{n} images (fixed subset)"))
     ));
-    if let Ok(kind) = crate::data::DatasetKind::parse(&job.data.name) {
+    let kind = crate::data::DatasetKind::parse(&job.data.name).ok();
+    if kind.is_none() || kind == Some(crate::data::DatasetKind::Folder) {
+        s.push(format!(
+            "image folder: {}",
+            job.data.transform.as_ref().map_or_else(
+                || "default transform (docs/DATA.md)".to_string(),
+                |t| format!("transform {}", t.to_ron())
+            )
+        ));
+    } else if let Some(kind) = kind {
         let a = kind.train_augment();
         s.push(format!(
             "training augmentation: random crop with zero padding {}, {}",
