@@ -1,6 +1,7 @@
 //! A network's state in and out: parameters, BN running statistics, momentum buffers and
 //! LSQ step sizes, read back, written, exported for a checkpoint and imported by name.
 
+use super::seg::Seg;
 use super::{EngineError, LayerSteps, Network, ParamKind};
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::kernels::norm::BN_EPS;
@@ -62,7 +63,7 @@ impl<'g> Network<'g> {
         let mut batches = 0usize;
         while let Some((x, y)) = next() {
             self.upload(&x, &y)?;
-            let mut rec = Recorder::new(self.gpu);
+            let mut rec = Seg::new(self.gpu, None);
             self.record_forward(&mut rec, true, &sel);
             let reads: Vec<(usize, usize)> = (self.bn_saved.iter())
                 .map(|b| {

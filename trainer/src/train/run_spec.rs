@@ -42,7 +42,7 @@ pub struct RunSpec {
 }
 
 /// The field names of [`RunSpec`] in a file.
-pub const RUN_FIELDS: [&str; 10] = [
+pub const RUN_FIELDS: [&str; 11] = [
     "epochs",
     "batch",
     "lr",

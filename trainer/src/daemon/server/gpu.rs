@@ -326,8 +326,17 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
             p.layers.len()
         ));
     }
-    let rep = evaluate_checkpoint(&gpu, &ckpt, &name, policy.as_ref(), &data, test, job.batch, None)
-        .map_err(|e| e.to_string())?;
+    let rep = evaluate_checkpoint(
+        &gpu,
+        &ckpt,
+        &name,
+        policy.as_ref(),
+        &data,
+        test,
+        job.batch,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     let r = EvalResult {
         model: rep.model,
         data: rep.data,
