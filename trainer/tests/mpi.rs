@@ -19,7 +19,6 @@
 //! (2e-2 measured), so a missing step, a wrong gradient scale or a shifted batch fails it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +31,9 @@ use limpq_trainer::model::Model;
 use limpq_trainer::train::{train_from, Event, Start, StopFlag, TrainConfig, TrainError};
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-const ROLE: &str = "LIMPQ_MPI_ROLE";
-const OUT: &str = "LIMPQ_MPI_OUT";
+#[path = "common/mpirun.rs"]
+mod mpirun;
+use mpirun::{have_mpirun, mpirun, OUT, ROLE};
 const MODEL_RON: &str = r#"Model(
     format_version: 1,
     name: "no_bn_cnn",
@@ -188,51 +188,6 @@ fn rank_main(role: &str) {
 
 // ---- the parent's side ----
 
-/// `mpirun -np 2` on this binary in `role`, writing to `out`; ends it after `limit`.
-/// Returns (exit success, combined output).
-fn mpirun(role: &str, out: &Path, limit: Duration) -> (bool, String) {
-    let exe = std::env::current_exe().unwrap();
-    let log = out.with_extension("log");
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            // Containers often forbid the cross-memory-attach copy; shared-memory
-            // transport through copy-in/copy-out works everywhere.
-            "--mca",
-            "btl_vader_single_copy_mechanism",
-            "none",
-            "-np",
-            "2",
-        ])
-        .arg(&exe)
-        .env(ROLE, role)
-        .env(OUT, out)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .expect("start mpirun");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    match status {
-        Some(st) => (st.success(), text),
-        None => panic!("mpirun -np 2 ({role}) still running after {limit:?}: a hang\n{text}"),
-    }
-}
-
 fn params(ck: &Checkpoint) -> Vec<(String, Vec<f32>)> {
     ck.of_kind(TensorKind::Param)
         .map(|t| (t.name.clone(), t.data.clone()))
@@ -277,13 +232,7 @@ fn main() {
         rank_main(&role);
         return;
     }
-    let have_mpirun = Command::new("mpirun")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_mpirun {
+    if !have_mpirun() {
         println!("SKIP mpi tests: no mpirun on PATH (install openmpi-bin: scripts/setup.sh --mpi)");
         return;
     }
@@ -329,7 +278,7 @@ fn main() {
 
     // (a) 2 ranks at global batch 16 = 1 rank at batch 16.
     let full = dir.join("full.ckpt");
-    let (ok, log) = mpirun("full", &full, limit);
+    let (ok, log) = mpirun("full", &full, &full.with_extension("log"), limit);
     assert!(ok, "mpirun full failed:\n{log}");
     let two = Checkpoint::load(&full).unwrap();
     let worst = assert_close("2 ranks vs 1", &two, &one);
@@ -343,7 +292,7 @@ fn main() {
 
     // (b) stopped at 2 ranks after step 3, resumed at 1 rank = uninterrupted.
     let stop = dir.join("stop.ckpt");
-    let (ok, log) = mpirun("stop", &stop, limit);
+    let (ok, log) = mpirun("stop", &stop, &stop.with_extension("log"), limit);
     assert!(ok, "mpirun stop failed:\n{log}");
     let at3 = Checkpoint::load(&stop).unwrap();
     assert_eq!(at3.step, 3, "the stop checkpoint's position");
@@ -366,7 +315,7 @@ fn main() {
     // checkpoint (epoch 1's, written by rank 0).
     let died = dir.join("die.ckpt");
     let started = Instant::now();
-    let (ok, log) = mpirun("die", &died, limit);
+    let (ok, log) = mpirun("die", &died, &died.with_extension("log"), limit);
     assert!(!ok, "a job with a dead rank must fail:\n{log}");
     assert!(
         log.contains("dying on purpose") && (log.contains("exit") || log.contains("abort")),

@@ -21,8 +21,7 @@
 //! saying why, without `mpirun`, an adapter or Fashion-MNIST.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use limpq_solver::IndicatorSet;
 use limpq_trainer::checkpoint::{Checkpoint, TensorKind};
@@ -34,8 +33,9 @@ use limpq_trainer::pipeline::{run, Event, Job, Plan};
 use limpq_trainer::train::StopFlag;
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-const ROLE: &str = "LIMPQ_MPI_ROLE";
-const OUT: &str = "LIMPQ_MPI_OUT";
+#[path = "common/mpirun.rs"]
+mod mpirun;
+use mpirun::{have_mpirun, mpirun, OUT, ROLE};
 const TEST_IMAGES: f64 = 64.0;
 /// Accuracy: within this many test images.
 const IMAGES: f64 = 1.0;
@@ -132,46 +132,6 @@ fn rank_main() {
 
 // ---- the parent's side ----
 
-fn mpirun(out: &Path, log: &Path, limit: Duration) -> (bool, String) {
-    let exe = std::env::current_exe().unwrap();
-    let file = std::fs::File::create(log).unwrap();
-    let mut child = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--mca",
-            "btl_vader_single_copy_mechanism",
-            "none",
-            "-np",
-            "2",
-        ])
-        .arg(&exe)
-        .env(ROLE, "pipeline")
-        .env(OUT, out)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .expect("start mpirun");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    match status {
-        Some(st) => (st.success(), text),
-        None => panic!("mpirun -np 2 pipeline still running after {limit:?}: a hang\n{text}"),
-    }
-}
-
 fn same_policy(what: &str, got: &PolicyResult, want: &PolicyResult) {
     assert_eq!(got.layers, want.layers, "{what}: the policy's bits");
     assert_eq!(got.bitops, want.bitops, "{what}: BitOps");
@@ -198,13 +158,7 @@ fn main() {
         rank_main();
         return;
     }
-    let have_mpirun = Command::new("mpirun")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_mpirun {
+    if !have_mpirun() {
         println!("SKIP mpi pipeline test: no mpirun on PATH (scripts/setup.sh --mpi)");
         return;
     }
@@ -225,7 +179,7 @@ fn main() {
     let one = pipeline(&gpu, &dir.join("one"));
     let two_dir = dir.join("two");
     let limit = Duration::from_secs(400);
-    let (ok, log) = mpirun(&two_dir, &dir.join("first.log"), limit);
+    let (ok, log) = mpirun("pipeline", &two_dir, &dir.join("first.log"), limit);
     assert!(ok, "mpirun pipeline failed:\n{log}");
     let text = std::fs::read_to_string(two_dir.join("results.ron")).unwrap();
     let two: Results = ron::from_str(&text).unwrap();
@@ -311,7 +265,7 @@ fn main() {
     );
 
     // Run again on 2 ranks: every stage, whichever rank finished it, is skipped.
-    let (ok, log) = mpirun(&two_dir, &dir.join("again.log"), limit);
+    let (ok, log) = mpirun("pipeline", &two_dir, &dir.join("again.log"), limit);
     assert!(ok, "mpirun pipeline (again) failed:\n{log}");
     let skipped = log.matches("stage skipped:").count();
     assert!(

@@ -24,9 +24,8 @@
 //! unsynchronised run's per-part statistics change: that run must break it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use limpq_trainer::checkpoint::{Checkpoint, TensorKind};
 use limpq_trainer::data::{Dataset, Split, Subset};
@@ -37,8 +36,9 @@ use limpq_trainer::model::Model;
 use limpq_trainer::train::{train_from, RunConfig, Start, TrainConfig};
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-const ROLE: &str = "LIMPQ_MPI_ROLE";
-const OUT: &str = "LIMPQ_MPI_OUT";
+#[path = "common/mpirun.rs"]
+mod mpirun;
+use mpirun::{have_mpirun, mpirun, OUT, ROLE};
 const MODEL_RON: &str = r#"Model(
     format_version: 1,
     name: "bn_cnn",
@@ -126,6 +126,7 @@ fn joint_config(dist: Dist, sync_bn: bool) -> JointConfig {
             sync_bn,
             ..JointConfig::default().run
         },
+        ..JointConfig::default()
     }
 }
 
@@ -187,47 +188,6 @@ fn rank_main() {
 
 // ---- the parent's side ----
 
-fn mpirun(out: &Path, limit: Duration) -> (bool, String) {
-    let exe = std::env::current_exe().unwrap();
-    let log = out.with_extension("log");
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--mca",
-            "btl_vader_single_copy_mechanism",
-            "none",
-            "-np",
-            "2",
-        ])
-        .arg(&exe)
-        .env(ROLE, "all")
-        .env(OUT, out)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .expect("start mpirun");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    match status {
-        Some(st) => (st.success(), text),
-        None => panic!("mpirun -np 2 still running after {limit:?}: a hang\n{text}"),
-    }
-}
-
 /// Parameters (step sizes included) and running statistics, by name.
 fn state(ck: &Checkpoint) -> Vec<(String, Vec<f32>)> {
     ck.tensors
@@ -280,13 +240,7 @@ fn main() {
         rank_main();
         return;
     }
-    let have_mpirun = Command::new("mpirun")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_mpirun {
+    if !have_mpirun() {
         println!("SKIP sync-BN tests: no mpirun on PATH (scripts/setup.sh --mpi)");
         return;
     }
@@ -306,7 +260,12 @@ fn main() {
     one.save(out.with_extension("init")).unwrap();
     let one_joint = joint(&s, &one, &joint_config(Dist::single(), true));
 
-    let (ok, log) = mpirun(&out, Duration::from_secs(400));
+    let (ok, log) = mpirun(
+        "all",
+        &out,
+        &out.with_extension("log"),
+        Duration::from_secs(400),
+    );
     assert!(ok, "mpirun failed:\n{log}");
     let load = |name: &str| Checkpoint::load(out.with_extension(name)).unwrap();
 
