@@ -6,10 +6,13 @@
 //! `mpi` feature, [`mpi::init`] joins the job `mpirun` or `srun` started and returns the
 //! MPI implementation.
 //!
-//! Sums are reproducible for a given number of ranks: every contribution is gathered on
-//! rank 0, added there in rank order (in f64), and the result sent back to every rank, so
-//! the order of the additions never depends on message timing or on MPI's choice of a
-//! reduction algorithm.
+//! Sums are reproducible for a given number of ranks: the MPI implementation runs its own
+//! ring all-reduce ([`ring_sum`]: a reduce-scatter then an all-gather between neighbours,
+//! in f64), in which the part of the data in chunk `c` is always added up starting at rank
+//! `c`, then `c + 1`, … around the ring. So the order of the additions never depends on
+//! message timing or on MPI's choice of a reduction algorithm, every rank ends with the
+//! same bits, and each rank sends and receives about 2·(N − 1)/N of the data whatever N is
+//! (docs/SCALING.md). With two ranks the result is exactly the rank-order sum.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -25,10 +28,11 @@ pub trait Comm: Send + Sync {
     fn local_rank(&self) -> usize;
     /// Ranks on this node.
     fn local_size(&self) -> usize;
-    /// Replaces `data` on every rank by the sum over ranks, added in rank order in f64.
+    /// Replaces `data` on every rank by the sum over ranks, added in f64 in an order fixed
+    /// for a given number of ranks (module doc).
     fn sum_f64(&self, data: &mut [f64]);
-    /// Replaces `data` on every rank by the mean over ranks: the sum in rank order in f64,
-    /// divided by the number of ranks, rounded once to f32.
+    /// Replaces `data` on every rank by the mean over ranks: the sum in f64 (as
+    /// [`Comm::sum_f64`]), divided by the number of ranks, rounded once to f32.
     fn mean_f32(&self, data: &mut [f32]);
     /// Every rank receives rank 0's `data`.
     fn broadcast_f32(&self, data: &mut [f32]);
@@ -162,6 +166,51 @@ pub fn mean_in_rank_order(parts: &[&[f32]], out: &mut [f32]) {
     }
 }
 
+/// The elements of chunk `c` of `len` split into `n` chunks (sizes differ by at most one).
+fn ring_chunk(c: usize, len: usize, n: usize) -> std::ops::Range<usize> {
+    c * len / n..(c + 1) * len / n
+}
+
+/// One rank's side of a ring all-reduce (sum) over `n` ranks: on return `acc` holds, on
+/// every rank, the sum of every rank's `acc`. `exchange(send, recv)` sends `send` to rank
+/// `rank + 1` and fills `recv` from rank `rank − 1` (mod `n`), both at once.
+///
+/// Reduce-scatter: in step `s` (0 ≤ s < n − 1) rank `r` passes its partial sum of chunk
+/// `r − s` on and adds its own values to the partial sum of chunk `r − s − 1` it receives
+/// (received + own, so chunk `c` is added up from rank `c` onward). Rank `r` then holds
+/// the whole sum of chunk `r + 1`; the all-gather passes the finished chunks around.
+pub fn ring_sum(
+    rank: usize,
+    n: usize,
+    acc: &mut [f64],
+    exchange: &mut dyn FnMut(&[f64], &mut [f64]),
+) {
+    if n < 2 {
+        return;
+    }
+    let len = acc.len();
+    let mut recv = vec![0.0f64; len / n + 1];
+    let mut send = Vec::with_capacity(len / n + 1);
+    for s in 0..n - 1 {
+        let out = ring_chunk((rank + n - s) % n, len, n);
+        let into = ring_chunk((rank + 2 * n - s - 1) % n, len, n);
+        send.clear();
+        send.extend_from_slice(&acc[out]);
+        let got = &mut recv[..into.len()];
+        exchange(&send, got);
+        for (a, p) in acc[into].iter_mut().zip(got.iter()) {
+            *a += *p;
+        }
+    }
+    for s in 0..n - 1 {
+        let out = ring_chunk((rank + 1 + n - s) % n, len, n);
+        let into = ring_chunk((rank + n - s) % n, len, n);
+        send.clear();
+        send.extend_from_slice(&acc[out]);
+        exchange(&send, &mut acc[into]);
+    }
+}
+
 #[cfg(feature = "mpi")]
 pub mod mpi;
 
@@ -182,6 +231,74 @@ mod tests {
         assert_eq!(Dist::single(), Dist::default());
         assert_ne!(one, Dist::single());
         assert_eq!(one.clone(), one);
+    }
+
+    /// `n` ranks on threads, each sending to the next through a channel.
+    fn ring_on_threads(data: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+        use std::sync::mpsc;
+        let n = data.len();
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Vec<f64>>()).unzip();
+        let mut rx: Vec<Option<mpsc::Receiver<Vec<f64>>>> = rx.into_iter().map(Some).collect();
+        let handles: Vec<_> = data
+            .into_iter()
+            .enumerate()
+            .map(|(r, mut acc)| {
+                let to_next = tx[(r + 1) % n].clone();
+                let from_prev = rx[r].take().unwrap();
+                std::thread::spawn(move || {
+                    ring_sum(r, n, &mut acc, &mut |send, recv| {
+                        to_next.send(send.to_vec()).unwrap();
+                        let got = from_prev.recv().unwrap();
+                        recv.copy_from_slice(&got);
+                    });
+                    acc
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn ring_sum_adds_each_chunk_from_its_rank_onward_and_agrees_everywhere() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        for (n, len) in [(2, 7), (3, 10), (4, 3), (5, 23), (3, 0)] {
+            let data: Vec<Vec<f64>> = (0..n)
+                .map(|_| (0..len).map(|_| next() * 1e3).collect())
+                .collect();
+            let out = ring_on_threads(data.clone());
+            // The documented order: chunk c from rank c around the ring.
+            let mut want = vec![0.0f64; len];
+            for c in 0..n {
+                for i in ring_chunk(c, len, n) {
+                    let mut s = data[c][i];
+                    for k in 1..n {
+                        s += data[(c + k) % n][i];
+                    }
+                    want[i] = s;
+                }
+            }
+            let parts: Vec<&[f64]> = data.iter().map(|v| v.as_slice()).collect();
+            let mut rank_order = vec![0.0f64; len];
+            sum_in_rank_order(&parts, &mut rank_order);
+            for (r, o) in out.iter().enumerate() {
+                assert_eq!(o, &want, "n {n}, rank {r}");
+                for (a, b) in o.iter().zip(&rank_order) {
+                    assert!(
+                        (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                        "n {n}: {a} vs {b}"
+                    );
+                }
+                if n == 2 {
+                    assert_eq!(o, &rank_order, "two ranks: exactly the rank-order sum");
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ use ::mpi::topology::SimpleCommunicator;
 use ::mpi::traits::*;
 use ::mpi::Threading;
 
-use super::{mean_in_rank_order, sum_in_rank_order, Comm};
+use ::mpi::point_to_point::send_receive_into;
+
+use super::{ring_sum, Comm};
 
 /// Whether this process was started by an MPI launcher (`mpirun`/`mpiexec` of Open MPI or
 /// MPICH, `srun` with PMI or PMIx): the variables those launchers set in every rank.
@@ -72,26 +74,21 @@ impl Mpi {
         self.lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Gathers `data` from every rank on rank 0; there, `reduce` sees every rank's slice in
-    /// rank order and writes the result into `data`, which is then broadcast to all.
-    fn gather_reduce_bcast<T>(&self, data: &mut [T], reduce: impl FnOnce(&[&[T]], &mut [T]))
-    where
-        T: ::mpi::datatype::Equivalence + Copy + Default,
-    {
+    /// The sum of `acc` over every rank, on every rank: [`ring_sum`] with each step's
+    /// exchange one `MPI_Sendrecv` with the ring's neighbours.
+    fn ring(&self, acc: &mut [f64]) {
         let _turn = self.turn();
-        let world = SimpleCommunicator::world();
-        let root = world.process_at_rank(0);
-        if self.rank == 0 {
-            let mut all = vec![T::default(); data.len() * self.size];
-            root.gather_into_root(&data[..], &mut all[..]);
-            let parts: Vec<&[T]> = all.chunks_exact(data.len().max(1)).collect();
-            if !data.is_empty() {
-                reduce(&parts, data);
-            }
-        } else {
-            root.gather_into(&data[..]);
+        let n = self.size;
+        if n < 2 {
+            return;
         }
-        root.broadcast_into(data);
+        let world = SimpleCommunicator::world();
+        let rank_of = |r: usize| i32::try_from(r).unwrap_or(0);
+        let next = world.process_at_rank(rank_of((self.rank + 1) % n));
+        let prev = world.process_at_rank(rank_of((self.rank + n - 1) % n));
+        ring_sum(self.rank, n, acc, &mut |send, recv| {
+            send_receive_into(send, &next, recv, &prev);
+        });
     }
 }
 
@@ -109,10 +106,15 @@ impl Comm for Mpi {
         self.local_size
     }
     fn sum_f64(&self, data: &mut [f64]) {
-        self.gather_reduce_bcast(data, sum_in_rank_order);
+        self.ring(data);
     }
     fn mean_f32(&self, data: &mut [f32]) {
-        self.gather_reduce_bcast(data, mean_in_rank_order);
+        let mut acc: Vec<f64> = data.iter().map(|&x| f64::from(x)).collect();
+        self.ring(&mut acc);
+        let n = self.size.max(1) as f64;
+        for (d, s) in data.iter_mut().zip(&acc) {
+            *d = (s / n) as f32;
+        }
     }
     fn broadcast_f32(&self, data: &mut [f32]) {
         let _turn = self.turn();
