@@ -8,11 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{have_gpu, limpq, stderr, stdout};
-use limpq_onnx::proto::{
-    tensor_proto::DataType, tensor_shape_proto::dimension, tensor_shape_proto::Dimension,
-    type_proto, type_proto::Tensor as TensorType, AttributeProto, GraphProto, ModelProto,
-    NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
+use limpq_onnx::build::{float_init, ints, node, value_info};
+use limpq_onnx::proto::{AttributeProto, GraphProto, ModelProto, OperatorSetIdProto};
 
 /// `root/{train,val}/{bright,dark}/i.png`, `w`×`w` RGB: bright or dark noise, easy to tell.
 fn make_folder(root: &Path, train: u32, val: u32, w: u32) {
@@ -149,59 +146,6 @@ fn train_and_eval_on_an_image_folder() {
     );
 }
 
-fn init(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(DataType::Float as i32),
-        float_data: data,
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], out: &str, attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(name.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![out.into()],
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| Dimension {
-            value: Some(match d {
-                Some(v) => dimension::Value::DimValue(*v),
-                None => dimension::Value::DimParam("batch".into()),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(TensorType {
-                elem_type: Some(DataType::Float as i32),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// Seeded values in [-a, a].
 fn values(n: usize, seed: u64, a: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -263,14 +207,14 @@ fn tiny_resnet() -> ModelProto {
                 ),
             ],
             initializer: vec![
-                init("conv1.weight", &[8, 3, 3, 3], values(216, 1, 0.3)),
-                init("conv1.bias", &[8], values(8, 2, 0.1)),
-                init("layer1.0.conv1.weight", &[8, 8, 3, 3], values(576, 3, 0.15)),
-                init("layer1.0.conv1.bias", &[8], values(8, 4, 0.1)),
-                init("layer1.0.conv2.weight", &[8, 8, 3, 3], values(576, 5, 0.15)),
-                init("layer1.0.conv2.bias", &[8], values(8, 6, 0.1)),
-                init("fc.weight", &[2, 8], values(16, 7, 0.5)),
-                init("fc.bias", &[2], vec![0.0; 2]),
+                float_init("conv1.weight", &[8, 3, 3, 3], values(216, 1, 0.3)),
+                float_init("conv1.bias", &[8], values(8, 2, 0.1)),
+                float_init("layer1.0.conv1.weight", &[8, 8, 3, 3], values(576, 3, 0.15)),
+                float_init("layer1.0.conv1.bias", &[8], values(8, 4, 0.1)),
+                float_init("layer1.0.conv2.weight", &[8, 8, 3, 3], values(576, 5, 0.15)),
+                float_init("layer1.0.conv2.bias", &[8], values(8, 6, 0.1)),
+                float_init("fc.weight", &[2, 8], values(16, 7, 0.5)),
+                float_init("fc.bias", &[2], vec![0.0; 2]),
             ],
             input: vec![value_info("x", &[None, Some(3), Some(8), Some(8)])],
             output: vec![value_info("y", &[None, Some(2)])],

@@ -11,6 +11,8 @@
 //!
 //! which parses the `.proto` in Rust (protox), so no `protoc` is needed at any time.
 //!
+//! [`build`] has small constructors of the messages, for graphs written by hand.
+//!
 //! [`read_model`] and [`write_model`] turn bytes into a `ModelProto` and back. Decoding
 //! never panics: a truncated or malformed file is a [`DecodeError`] saying where.
 
@@ -19,6 +21,8 @@
 pub mod proto {
     include!("onnx.rs");
 }
+
+pub mod build;
 
 use prost::Message;
 

@@ -1206,69 +1206,8 @@ mod tests {
         assert_eq!(bn_name_after("stem"), "stem.bn");
     }
 
-    use limpq_onnx::proto::{
-        tensor_shape_proto::Dimension, type_proto::Tensor as TensorType, OperatorSetIdProto,
-        TensorShapeProto, TypeProto, ValueInfoProto,
-    };
-
-    fn init(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
-        TensorProto {
-            name: Some(name.into()),
-            dims: dims.to_vec(),
-            data_type: Some(DataType::Float as i32),
-            float_data: data,
-            ..Default::default()
-        }
-    }
-
-    fn node(
-        op: &str,
-        name: &str,
-        inputs: &[&str],
-        out: &str,
-        attrs: Vec<AttributeProto>,
-    ) -> NodeProto {
-        NodeProto {
-            op_type: Some(op.into()),
-            name: Some(name.into()),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.into()],
-            attribute: attrs,
-            ..Default::default()
-        }
-    }
-
-    fn ints(name: &str, v: &[i64]) -> AttributeProto {
-        AttributeProto {
-            name: Some(name.into()),
-            ints: v.to_vec(),
-            ..Default::default()
-        }
-    }
-
-    fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
-        let dim = dims
-            .iter()
-            .map(|d| Dimension {
-                value: Some(match d {
-                    Some(v) => dimension::Value::DimValue(*v),
-                    None => dimension::Value::DimParam("batch".into()),
-                }),
-                ..Default::default()
-            })
-            .collect();
-        ValueInfoProto {
-            name: Some(name.into()),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(TensorType {
-                    elem_type: Some(DataType::Float as i32),
-                    shape: Some(TensorShapeProto { dim }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use limpq_onnx::build::{float_init as init, ints, node, value_info};
+    use limpq_onnx::proto::OperatorSetIdProto;
 
     /// A folded export: conv (with the folded bias) → ReLU → GAP → Flatten → Gemm.
     fn tiny() -> ModelProto {
