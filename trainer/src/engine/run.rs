@@ -242,6 +242,28 @@ impl<'g> Network<'g> {
         Ok(stats)
     }
 
+    /// Per selection: a train-mode forward at that selection, the loss, reads of the loss
+    /// and the correct count, and the backward (gradients add up over the passes).
+    /// Returns each pass's (loss, correct) read handles.
+    fn record_passes<'a>(
+        &'a self,
+        rec: &mut Seg<'a>,
+        sels: &'a [Vec<usize>],
+    ) -> Vec<(usize, usize)> {
+        let mut reads = Vec::with_capacity(sels.len());
+        for sel in sels {
+            self.record_forward(rec, true, sel);
+            self.loss_op.record(rec.rec());
+            let l = rec.read(&self.tensors[self.loss]);
+            let c = rec.read(&self.tensors[self.correct]);
+            reads.push((l, c));
+            for s in &self.backward {
+                self.step(s, rec, sel);
+            }
+        }
+        reads
+    }
+
     /// One optimizer step made of several passes on the same batch, ONE submission: clear
     /// every gradient, then per selection a train-mode forward with every quantized layer at
     /// its selected variant, the loss, the backward (gradients summed over the passes); then
@@ -262,17 +284,7 @@ impl<'g> Network<'g> {
         for p in &self.params {
             rec.rec().clear(&self.tensors[p.grad]);
         }
-        let mut reads = Vec::new();
-        for sel in sels {
-            self.record_forward(&mut rec, true, sel);
-            self.loss_op.record(rec.rec());
-            let l = rec.read(&self.tensors[self.loss]);
-            let c = rec.read(&self.tensors[self.correct]);
-            reads.push((l, c));
-            for s in &self.backward {
-                self.step(s, &mut rec, sel);
-            }
-        }
+        let reads = self.record_passes(&mut rec, sels);
         for op in &self.sgd {
             op.record(rec.rec());
         }
@@ -319,17 +331,7 @@ impl<'g> Network<'g> {
                     rec.rec().clear(&self.tensors[p.grad]);
                 }
             }
-            let mut reads = Vec::new();
-            for sel in &sels {
-                self.record_forward(&mut rec, true, sel);
-                self.loss_op.record(rec.rec());
-                let l = rec.read(&self.tensors[self.loss]);
-                let c = rec.read(&self.tensors[self.correct]);
-                reads.push((l, c));
-                for s in &self.backward {
-                    self.step(s, &mut rec, sel);
-                }
-            }
+            let reads = self.record_passes(&mut rec, &sels);
             let g: Vec<usize> = self
                 .params
                 .iter()
