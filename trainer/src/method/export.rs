@@ -409,6 +409,15 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
         }
     }
     let qlayers = model.quantizable_layers()?;
+    // A quantizable layer's (weight bits, activation bits, fixed).
+    let layer_bits = |name: &str| -> Result<(u32, u32, bool), MethodError> {
+        let (_, wb, ab) = bits
+            .iter()
+            .find(|(l, _, _)| l == name)
+            .cloned()
+            .ok_or_else(|| MethodError::Config(format!("layer '{name}' has no bits")))?;
+        Ok((wb, ab, qlayers.iter().any(|l| l.name == name && l.fixed)))
+    };
     let tensors = ckpt
         .tensors
         .iter()
@@ -443,13 +452,8 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 groups,
                 bias,
             } => {
-                let (_, wb, ab) = bits
-                    .iter()
-                    .find(|(l, _, _)| l == name)
-                    .cloned()
-                    .ok_or_else(|| MethodError::Config(format!("layer '{name}' has no bits")))?;
+                let (wb, ab, fixed) = layer_bits(name)?;
                 let signed = info.inputs[0] == Source::Input;
-                let fixed = qlayers.iter().any(|l| l.name == name && l.fixed);
                 let cin_g = xs.c / groups;
                 let dims = [
                     *out_channels as i64,
@@ -485,13 +489,8 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 (name.to_string(), 4)
             }
             Op::Linear { out_features, bias } => {
-                let (_, wb, ab) = bits
-                    .iter()
-                    .find(|(l, _, _)| l == name)
-                    .cloned()
-                    .ok_or_else(|| MethodError::Config(format!("layer '{name}' has no bits")))?;
+                let (wb, ab, fixed) = layer_bits(name)?;
                 let signed = info.inputs[0] == Source::Input;
-                let fixed = qlayers.iter().any(|l| l.name == name && l.fixed);
                 let in_f = xs.numel();
                 let w = g.tensor(&format!("{name}.weight"), out_features * in_f)?;
                 let ws = g.step(&format!("{name}.weight_step"))?;
