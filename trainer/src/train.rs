@@ -720,7 +720,7 @@ impl EpochRun for FullPrecision<'_> {
     ) -> Result<Vec<StepStats>, TrainError> {
         Ok(match dist.peers() {
             None => vec![net.train_step(&b.x, &b.y, lr)?],
-            Some(c) => net.train_step_synced(&b.x, &b.y, lr, None, &mut |g| mean_grads(c, g))?,
+            Some(c) => net.train_step_synced(&b.x, &b.y, lr, None, &|g| mean_grads(c, g))?,
         })
     }
 
@@ -1004,22 +1004,12 @@ pub(crate) fn rank_part(b: Batch, dist: &Dist) -> Batch {
     }
 }
 
-/// Replaces every gradient by its mean over `c`'s ranks (one collective for all of them,
-/// in rank order: reproducible for a given number of ranks). Each rank's gradients are
-/// those of the mean loss over its equal part of the batch, so their mean is the gradient
-/// of the mean loss over the whole batch.
-pub(crate) fn mean_grads(c: &dyn Comm, grads: &mut [Vec<f32>]) {
-    let mut flat: Vec<f32> = Vec::with_capacity(grads.iter().map(Vec::len).sum());
-    for g in grads.iter() {
-        flat.extend_from_slice(g);
-    }
-    c.mean_f32(&mut flat);
-    let mut at = 0;
-    for g in grads.iter_mut() {
-        let n = g.len();
-        g.copy_from_slice(&flat[at..at + n]);
-        at += n;
-    }
+/// Replaces gradients (flattened: all of them, or one bucket of them) by their mean over
+/// `c`'s ranks, in a reduction order fixed for a given number of ranks. Each rank's
+/// gradients are those of the mean loss over its equal part of the batch, so their mean is
+/// the gradient of the mean loss over the whole batch.
+pub(crate) fn mean_grads(c: &dyn Comm, grads: &mut [f32]) {
+    c.mean_f32(grads);
 }
 
 /// A step's figures over the whole batch: each pass's loss the mean of the ranks' (equal

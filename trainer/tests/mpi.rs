@@ -33,7 +33,7 @@ use limpq_trainer::train::{train_from, Event, Start, StopFlag, TrainConfig, Trai
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
 #[path = "common/mpirun.rs"]
 mod mpirun;
-use mpirun::{have_mpirun, mpirun, OUT, ROLE};
+use mpirun::{have_mpirun, mpirun, mpirun_env, OUT, ROLE};
 const MODEL_RON: &str = r#"Model(
     format_version: 1,
     name: "no_bn_cnn",
@@ -289,6 +289,27 @@ fn main() {
         "ok: 2 ranks = 1 rank after 8 steps (worst weight difference {worst:e}, one step \
          moves them up to {step:e})"
     );
+
+    // The exchange in buckets overlapping the backward (above) against all gradients at
+    // once after it: with two ranks each sum is rank 0's value plus rank 1's either way,
+    // so the two runs agree bit for bit.
+    let whole = dir.join("whole.ckpt");
+    let (ok, log) = mpirun_env(
+        "full",
+        &whole,
+        &whole.with_extension("log"),
+        limit,
+        &[("LIMPQ_GRAD_BUCKET_MB", "0")],
+    );
+    assert!(ok, "mpirun full (no buckets) failed:\n{log}");
+    let whole = Checkpoint::load(&whole).unwrap();
+    for ((n, a), (_, b)) in params(&two).iter().zip(&params(&whole)) {
+        assert!(
+            a == b,
+            "{n}: bucketed exchange vs exchange after the backward"
+        );
+    }
+    println!("ok: gradients exchanged in buckets during the backward = all at once after it");
 
     // (b) stopped at 2 ranks after step 3, resumed at 1 rank = uninterrupted.
     let stop = dir.join("stop.ckpt");

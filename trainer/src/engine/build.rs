@@ -48,6 +48,9 @@ pub(super) struct Builder<'g> {
     pub(super) running: Vec<(String, usize)>,
     pub(super) forward: Vec<Fwd>,
     pub(super) backward: Vec<Step>,
+    /// Per node: the length of `backward` once that node's backward ops are in it (its
+    /// parameters' gradients are complete there: every one is written by its own node).
+    pub(super) bw_end: Vec<usize>,
     /// Activation tensor of each node (Flatten shares its input's).
     pub(super) act: Vec<usize>,
     /// Gradient tensor of each node's activation (shared along Flatten views).
@@ -721,6 +724,7 @@ impl<'g> Network<'g> {
             running: Vec::new(),
             forward: Vec::new(),
             backward: Vec::new(),
+            bw_end: vec![0; count],
             act: Vec::with_capacity(count),
             grad: vec![usize::MAX; count],
             written: Vec::new(),
@@ -776,6 +780,7 @@ impl<'g> Network<'g> {
         for i in (0..count).rev() {
             let dy = b.grad[i];
             b.build_backward(i, dy)?;
+            b.bw_end[i] = b.backward.len();
         }
         let accumulate_grads = b.grads_accumulate();
         let mut bn_saved = Vec::new();
@@ -829,6 +834,8 @@ impl<'g> Network<'g> {
             forward: b.forward,
             loss_op,
             backward: b.backward,
+            bw_end: b.bw_end,
+            grad_bucket_bytes: super::grad_bucket_bytes_from_env()?,
             sgd,
             lr: None,
             pad_x: Vec::new(),

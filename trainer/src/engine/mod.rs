@@ -59,6 +59,28 @@ use crate::model::{Model, ModelError};
 use ops::Step;
 pub use quantizers::{act_init_scale, LayerSteps, QuantLayerInfo, QuantSpec};
 
+/// Overrides [`GRAD_BUCKET_BYTES`] for every network built after it is set: the bucket size
+/// of data-parallel steps in MiB (fractions allowed); `0` exchanges every gradient at once
+/// after the backward, as a run without overlap does.
+pub const GRAD_BUCKET_ENV: &str = "LIMPQ_GRAD_BUCKET_MB";
+
+/// Bytes of gradients per bucket of a data-parallel step ([`Network::set_grad_bucket_bytes`]):
+/// large enough that a bucket's read-back and exchange are not dominated by their fixed
+/// costs, small enough that a ResNet-18 (47 MB of gradients) makes several.
+pub const GRAD_BUCKET_BYTES: usize = 8 << 20;
+
+fn grad_bucket_bytes_from_env() -> Result<usize, GpuError> {
+    match std::env::var(GRAD_BUCKET_ENV) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
+            Ok(mb) if mb.is_finite() && mb >= 0.0 => Ok((mb * (1u64 << 20) as f64) as usize),
+            _ => Err(GpuError::InvalidOption(format!(
+                "{GRAD_BUCKET_ENV}={v:?}: expected a size in MiB, 0 or more"
+            ))),
+        },
+        _ => Ok(GRAD_BUCKET_BYTES),
+    }
+}
+
 /// Build-time settings of a [`Network`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NetworkConfig {
@@ -257,6 +279,12 @@ pub struct Network<'g> {
     forward: Vec<Fwd>,
     loss_op: SoftmaxCrossEntropy,
     backward: Vec<Step>,
+    /// Per node: where its backward ops end in `backward` (its gradients are complete).
+    bw_end: Vec<usize>,
+    /// Data-parallel steps: gradients are exchanged in buckets of about this many bytes
+    /// while the backward goes on ([`Network::set_grad_bucket_bytes`]); 0: all at once
+    /// after the backward.
+    grad_bucket_bytes: usize,
     sgd: Vec<Sgd>,
     lr: Option<f32>,
     /// Host copy of a padded eval batch.

@@ -2,9 +2,10 @@
 //! pass set or evaluation batch, and the few numbers read back.
 
 use super::ops::Step;
-use super::seg::Seg;
+use super::seg::{Seg, SegOut, SegPending};
 use super::{EngineError, EvalStats, Fwd, Network, StepStats};
 use crate::dist::Dist;
+use crate::gpu::GpuError;
 
 impl<'g> Network<'g> {
     /// Number of kernel dispatches of one training step (forward, loss, backward, SGD).
@@ -289,29 +290,30 @@ impl<'g> Network<'g> {
             op.record(rec.rec());
         }
         let out = rec.submit()?;
-        Ok(reads
-            .into_iter()
-            .map(|(l, c)| StepStats {
-                loss: out.f32(l).first().copied().unwrap_or(f32::NAN),
-                correct: out.f32(c).first().copied().unwrap_or(0.0).max(0.0).round() as usize,
-            })
-            .collect())
+        Ok(pass_stats(&out, reads))
     }
 
     /// A data-parallel optimizer step: the work of [`Network::train_step`] (`sels` `None`:
     /// one pass at the current selection) or [`Network::train_passes`] (`Some`: one pass
-    /// per selection, gradients summed) split in two submissions. The first runs the
-    /// passes and reads back every parameter gradient; `sync` then replaces them (the mean
-    /// over the job's ranks), they are written back, and the second submission runs the
-    /// SGD update alone. With a `sync` that changes nothing the result is the one-submission
-    /// step's, bit for bit (the same ops on the same values).
+    /// per selection, gradients summed), with every parameter gradient read back, replaced
+    /// by `sync` (the mean over the job's ranks) and written back before the SGD update,
+    /// which runs in a submission of its own.
+    ///
+    /// `sync` takes gradients flattened in parameter order. With buckets
+    /// ([`Network::set_grad_bucket_bytes`], not with synchronised BN) it is called once per
+    /// bucket, on a thread of its own, as soon as the bucket's gradients are complete
+    /// (a bucket holds the parameters of consecutive layers in backward order), while the GPU
+    /// runs the rest of the last pass's backward; otherwise once on every gradient after the
+    /// backward. Either way each gradient goes through `sync` once, in a fixed order, and
+    /// with a `sync` that changes nothing the result is the one-submission step's, bit for
+    /// bit (the same ops on the same values).
     pub fn train_step_synced(
         &mut self,
         x: &[f32],
         y: &[u32],
         lr: f32,
         sels: Option<&[Vec<usize>]>,
-        sync: &mut dyn FnMut(&mut [Vec<f32>]),
+        sync: &(dyn Fn(&mut [f32]) + Sync),
     ) -> Result<Vec<StepStats>, EngineError> {
         let (sels, clear) = match sels {
             Some(s) => {
@@ -324,34 +326,11 @@ impl<'g> Network<'g> {
         };
         self.set_lr(lr);
         self.upload(x, y)?;
-        let (mut grads, stats) = {
-            let mut rec = self.seg();
-            if clear {
-                for p in &self.params {
-                    rec.rec().clear(&self.tensors[p.grad]);
-                }
-            }
-            let reads = self.record_passes(&mut rec, &sels);
-            let g: Vec<usize> = self
-                .params
-                .iter()
-                .map(|p| rec.read(&self.tensors[p.grad]))
-                .collect();
-            let out = rec.submit()?;
-            let stats: Vec<StepStats> = reads
-                .into_iter()
-                .map(|(l, c)| StepStats {
-                    loss: out.f32(l).first().copied().unwrap_or(f32::NAN),
-                    correct: out.f32(c).first().copied().unwrap_or(0.0).max(0.0).round() as usize,
-                })
-                .collect();
-            let grads: Vec<Vec<f32>> = g.iter().map(|&i| out.f32(i).to_vec()).collect();
-            (grads, stats)
+        let stats = if self.bn_sync.peers().is_some() || self.grad_bucket_bytes == 0 {
+            self.passes_then_sync(&sels, clear, sync)?
+        } else {
+            self.passes_overlapped(&sels, clear, sync)?
         };
-        sync(&mut grads);
-        for (p, g) in self.params.iter().zip(&grads) {
-            self.tensors[p.grad].write_f32(self.gpu, g)?;
-        }
         let mut rec = self.seg();
         for op in &self.sgd {
             op.record(rec.rec());
@@ -360,6 +339,183 @@ impl<'g> Network<'g> {
         Ok(stats)
     }
 
+    /// The size of the gradient buckets of [`Network::train_step_synced`] (bytes; the
+    /// default [`super::GRAD_BUCKET_BYTES`] or [`super::GRAD_BUCKET_ENV`]); 0: no buckets,
+    /// every gradient exchanged after the backward.
+    pub fn set_grad_bucket_bytes(&mut self, bytes: usize) {
+        self.grad_bucket_bytes = bytes;
+    }
+
+    /// The bytes of gradients in each bucket of a data-parallel step, in the order they are
+    /// exchanged (one entry: no overlap).
+    pub fn grad_bucket_sizes(&self) -> Vec<usize> {
+        if self.grad_bucket_bytes == 0 || self.bn_sync.peers().is_some() {
+            return vec![self.params.iter().map(|p| p.info.len * 4).sum()];
+        }
+        self.grad_buckets()
+            .iter()
+            .map(|(_, ps)| ps.iter().map(|&p| self.params[p].info.len * 4).sum())
+            .collect()
+    }
+
+    /// The parameters in buckets of about `grad_bucket_bytes`, in the backward's order: per
+    /// bucket, the end of its last layer's backward ops in `backward` and its parameters.
+    /// The last bucket ends with the backward.
+    pub(super) fn grad_buckets(&self) -> Vec<(usize, Vec<usize>)> {
+        let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); self.bw_end.len()];
+        for (k, p) in self.params.iter().enumerate() {
+            if let Some(v) = by_node.get_mut(p.info.node) {
+                v.push(k);
+            }
+        }
+        let mut buckets = Vec::new();
+        let (mut cur, mut bytes) = (Vec::new(), 0usize);
+        for node in (0..by_node.len()).rev() {
+            for &k in &by_node[node] {
+                cur.push(k);
+                bytes += self.params[k].info.len * 4;
+            }
+            if !cur.is_empty() && bytes >= self.grad_bucket_bytes {
+                buckets.push((self.bw_end[node], std::mem::take(&mut cur)));
+                bytes = 0;
+            }
+        }
+        if !cur.is_empty() {
+            buckets.push((self.backward.len(), cur));
+        }
+        if let Some(last) = buckets.last_mut() {
+            last.0 = self.backward.len();
+        }
+        buckets
+    }
+
+    /// Every pass in one submission, every gradient read back at its end, `sync` once on
+    /// all of them (flattened in parameter order), written back.
+    fn passes_then_sync(
+        &self,
+        sels: &[Vec<usize>],
+        clear: bool,
+        sync: &(dyn Fn(&mut [f32]) + Sync),
+    ) -> Result<Vec<StepStats>, EngineError> {
+        let mut rec = self.seg();
+        if clear {
+            for p in &self.params {
+                rec.rec().clear(&self.tensors[p.grad]);
+            }
+        }
+        let reads = self.record_passes(&mut rec, sels);
+        let g: Vec<usize> = self
+            .params
+            .iter()
+            .map(|p| rec.read(&self.tensors[p.grad]))
+            .collect();
+        let out = rec.submit()?;
+        let mut flat: Vec<f32> = Vec::with_capacity(self.params.iter().map(|p| p.info.len).sum());
+        for &h in &g {
+            flat.extend_from_slice(out.f32(h));
+        }
+        sync(&mut flat);
+        self.write_grads(self.params.iter().map(|p| p.grad), &flat)?;
+        Ok(pass_stats(&out, reads))
+    }
+
+    /// Writes `flat` back into the gradient tensors `grads`, in order.
+    fn write_grads(
+        &self,
+        grads: impl Iterator<Item = usize>,
+        flat: &[f32],
+    ) -> Result<(), EngineError> {
+        let mut at = 0;
+        for g in grads {
+            let t = &self.tensors[g];
+            let part = flat.get(at..at + t.len()).ok_or_else(|| {
+                EngineError::Input(format!(
+                    "gradient sync returned {} values, fewer than the gradients hold",
+                    flat.len()
+                ))
+            })?;
+            t.write_f32(self.gpu, part)?;
+            at += t.len();
+        }
+        Ok(())
+    }
+
+    /// The passes with the last one's backward cut at the end of each gradient bucket:
+    /// each part is submitted without waiting and handed to a thread that waits for it,
+    /// reads the bucket's gradients back, runs `sync` on them and writes them back, while
+    /// this thread records and submits the next part. Queue order guarantees the write-back
+    /// lands before anything submitted later, and nothing later touches a finished bucket.
+    fn passes_overlapped(
+        &self,
+        sels: &[Vec<usize>],
+        clear: bool,
+        sync: &(dyn Fn(&mut [f32]) + Sync),
+    ) -> Result<Vec<StepStats>, EngineError> {
+        let Some((last, first)) = sels.split_last() else {
+            return Ok(Vec::new());
+        };
+        let buckets = self.grad_buckets();
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, SegPending<'_>, Vec<usize>)>();
+            let buckets = &buckets;
+            let worker = scope.spawn(move || -> Result<(), EngineError> {
+                for (k, pending, handles) in rx {
+                    let out = pending.wait()?;
+                    let ps = &buckets[k].1;
+                    let mut flat: Vec<f32> =
+                        Vec::with_capacity(ps.iter().map(|&p| self.params[p].info.len).sum());
+                    for &h in &handles {
+                        flat.extend_from_slice(out.f32(h));
+                    }
+                    sync(&mut flat);
+                    self.write_grads(ps.iter().map(|&p| self.params[p].grad), &flat)?;
+                }
+                Ok(())
+            });
+            let submitted = (|| -> Result<(SegPending<'_>, Vec<(usize, usize)>), EngineError> {
+                // Every pass but the last, and the last one's forward and loss.
+                let mut rec = self.seg();
+                if clear {
+                    for p in &self.params {
+                        rec.rec().clear(&self.tensors[p.grad]);
+                    }
+                }
+                let mut reads = self.record_passes(&mut rec, first);
+                self.record_forward(&mut rec, true, last);
+                self.loss_op.record(rec.rec());
+                let l = rec.read(&self.tensors[self.loss]);
+                let c = rec.read(&self.tensors[self.correct]);
+                reads.push((l, c));
+                let head = rec.submit_pending()?;
+                let mut start = 0;
+                for (k, (end, ps)) in buckets.iter().enumerate() {
+                    let mut rec = self.seg();
+                    for s in &self.backward[start..*end] {
+                        self.step(s, &mut rec, last);
+                    }
+                    start = *end;
+                    let handles: Vec<usize> = ps
+                        .iter()
+                        .map(|&p| rec.read(&self.tensors[self.params[p].grad]))
+                        .collect();
+                    if tx.send((k, rec.submit_pending()?, handles)).is_err() {
+                        break; // the thread stopped on an error; join() returns it
+                    }
+                }
+                Ok((head, reads))
+            })();
+            drop(tx);
+            let joined = worker.join().unwrap_or_else(|_| {
+                Err(EngineError::Gpu(GpuError::Internal(
+                    "the gradient exchange thread panicked".into(),
+                )))
+            });
+            let (head, reads) = submitted?;
+            joined?;
+            let out = head.wait()?;
+            Ok(pass_stats(&out, reads))
+        })
+    }
     /// Dispatches of a [`Network::train_passes`] submission with these selections.
     pub fn passes_dispatches(&self, sels: &[Vec<usize>]) -> usize {
         let mut rec = Seg::new(self.gpu, None);
@@ -375,4 +531,15 @@ impl<'g> Network<'g> {
         }
         rec.dispatches()
     }
+}
+
+/// Each pass's loss and correct count from the (loss, correct) read handles.
+fn pass_stats(out: &SegOut, reads: Vec<(usize, usize)>) -> Vec<StepStats> {
+    reads
+        .into_iter()
+        .map(|(l, c)| StepStats {
+            loss: out.f32(l).first().copied().unwrap_or(f32::NAN),
+            correct: out.f32(c).first().copied().unwrap_or(0.0).max(0.0).round() as usize,
+        })
+        .collect()
 }

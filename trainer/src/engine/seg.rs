@@ -6,6 +6,7 @@
 //! peers it is one recorder and one submission, exactly as before.
 
 use crate::dist::Comm;
+use crate::gpu::recorder::Pending;
 use crate::gpu::{Gpu, GpuError};
 use crate::kernels::norm::{combine_stats, BatchNorm2d, BatchNorm2dBackward};
 use crate::kernels::{Readbacks, Recorder, Tensor};
@@ -35,6 +36,21 @@ impl SegOut {
             Some(&(s, i)) => self.done.get(s).map_or(&[], |r| r.f32(i)),
             None => &[],
         }
+    }
+}
+
+/// A submitted, uncut [`Seg`] whose reads are not mapped yet ([`Seg::submit_pending`]).
+pub(crate) struct SegPending<'a> {
+    pending: Pending<'a>,
+    handles: Vec<(usize, usize)>,
+}
+
+impl SegPending<'_> {
+    pub(crate) fn wait(self) -> Result<SegOut, GpuError> {
+        Ok(SegOut {
+            done: vec![self.pending.wait()?],
+            handles: self.handles,
+        })
     }
 }
 
@@ -125,6 +141,23 @@ impl<'a> Seg<'a> {
         c.mean_f32(&mut data);
         self.write_back(op.partials(), &data);
         op.record_rest(&mut self.rec);
+    }
+
+    /// Submits without waiting (a pass that was never cut: no synchronised BN); the
+    /// returned [`SegPending`] waits for this submission alone, on any thread.
+    pub(crate) fn submit_pending(self) -> Result<SegPending<'a>, GpuError> {
+        if let Some(e) = self.err {
+            return Err(e);
+        }
+        if !self.done.is_empty() {
+            return Err(GpuError::Internal(
+                "a pass cut for synchronised BN cannot be left pending".into(),
+            ));
+        }
+        Ok(SegPending {
+            pending: self.rec.submit_pending()?,
+            handles: self.handles,
+        })
     }
 
     /// Submits the last part and returns everything read.

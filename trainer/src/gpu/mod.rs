@@ -45,5 +45,5 @@ pub use kernel::{expand_includes, Binding, KernelSpec, Specialization};
 pub use pipeline::{
     grid, pipeline, specialized_pipeline, to_u32, uniform, write_uniform, Dispatch, Pipeline,
 };
-pub use recorder::{Readbacks, Recorder};
+pub use recorder::{Pending, Readbacks, Recorder};
 pub use tensor::Tensor;

@@ -95,8 +95,16 @@ impl<'a> Recorder<'a> {
     /// Encode everything, submit once, and — only if something was read — wait and map the
     /// staging buffers. Errors wgpu reported meanwhile come back as `Err`.
     pub fn submit(self) -> Result<Readbacks, GpuError> {
+        self.submit_pending()?.wait()
+    }
+
+    /// Encode everything and submit once without waiting: the returned [`Pending`] waits
+    /// for this submission alone (not for later ones) and maps its reads, on whichever
+    /// thread calls [`Pending::wait`]. Later submissions may be recorded and submitted
+    /// meanwhile; the queue runs them in order.
+    pub fn submit_pending(self) -> Result<Pending<'a>, GpuError> {
         if profile::enabled() {
-            return self.submit_profiled();
+            return self.submit_profiled().map(Pending::Ready);
         }
         let gpu = self.gpu;
         let mut encoder = gpu
@@ -126,8 +134,8 @@ impl<'a> Recorder<'a> {
         }
         // The scope blames validation errors on this submission even when other threads
         // share the device; errors raised later (device lost) still reach `gpu.check()`.
-        gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
-        Self::finish_reads(gpu, staging)
+        let index = gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
+        Ok(Pending::start(gpu, Some(index), staging))
     }
 
     /// Encodes a copy, clear or read (a read also queues its staging buffer in `staging`);
@@ -196,38 +204,87 @@ impl<'a> Recorder<'a> {
             }
             gpu.scoped(|| gpu.queue.submit(Some(encoder.finish())))?;
         }
-        Self::finish_reads(gpu, staging)
+        Pending::start(gpu, None, staging).wait()
     }
+}
 
-    /// Wait for and map the staging buffers of one submission (none: just check errors).
-    fn finish_reads(gpu: &Gpu, staging: Vec<(wgpu::Buffer, usize)>) -> Result<Readbacks, GpuError> {
-        if staging.is_empty() {
-            return gpu.check().map(|_| Readbacks::default());
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
+/// A submitted [`Recorder`] whose reads are not mapped yet ([`Recorder::submit_pending`]).
+pub enum Pending<'a> {
+    /// Already complete (a profiled submission waits as it goes).
+    Ready(Readbacks),
+    InFlight {
+        gpu: &'a Gpu,
+        /// The submission to wait for; `None`: whatever was submitted last.
+        index: Option<wgpu::SubmissionIndex>,
+        staging: Vec<(wgpu::Buffer, usize)>,
+        mapped: std::sync::mpsc::Receiver<(usize, Result<(), wgpu::BufferAsyncError>)>,
+    },
+}
+
+impl<'a> Pending<'a> {
+    /// Asks for every staging buffer to be mapped once the submission has run.
+    fn start(
+        gpu: &'a Gpu,
+        index: Option<wgpu::SubmissionIndex>,
+        staging: Vec<(wgpu::Buffer, usize)>,
+    ) -> Pending<'a> {
+        let (tx, mapped) = std::sync::mpsc::channel();
         for (k, (buf, _)) in staging.iter().enumerate() {
             let tx = tx.clone();
             buf.slice(..)
                 .map_async(wgpu::MapMode::Read, move |r| drop(tx.send((k, r))));
         }
-        drop(tx);
-        gpu.wait()?;
+        Pending::InFlight {
+            gpu,
+            index,
+            staging,
+            mapped,
+        }
+    }
+
+    /// Waits for the submission (and, through the queue's order, everything submitted
+    /// before it), maps the staging buffers and copies the values out. Errors wgpu reported
+    /// meanwhile come back as `Err`.
+    pub fn wait(self) -> Result<Readbacks, GpuError> {
+        let (gpu, index, staging, mapped) = match self {
+            Pending::Ready(r) => return Ok(r),
+            Pending::InFlight {
+                gpu,
+                index,
+                staging,
+                mapped,
+            } => (gpu, index, staging, mapped),
+        };
+        let poll = || {
+            gpu.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: index.clone(),
+                    timeout: None,
+                })
+                .map_err(|e| GpuError::Readback(format!("device poll: {e}")))?;
+            gpu.check()
+        };
+        if staging.is_empty() {
+            // Nothing to read: no reason to wait (a later read or poll waits for it).
+            return gpu.check().map(|_| Readbacks::default());
+        }
+        poll()?;
         // Another thread's poll may be the one running our callbacks; wait for all of them.
         let mut ok = vec![false; staging.len()];
         for _ in 0..staging.len() {
             let (k, r) = loop {
-                match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                match mapped.recv_timeout(std::time::Duration::from_millis(20)) {
                     Ok(msg) => break msg,
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        gpu.wait()?;
-                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => poll()?,
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                         return Err(GpuError::Readback("map callback dropped".into()));
                     }
                 }
             };
             r.map_err(|e| GpuError::Readback(e.to_string()))?;
-            ok[k] = true;
+            if let Some(slot) = ok.get_mut(k) {
+                *slot = true;
+            }
         }
         let mut words = Vec::with_capacity(staging.len());
         for ((buf, len), mapped) in staging.iter().zip(ok) {

@@ -129,9 +129,7 @@ impl EpochRun for Quantized<'_, '_> {
         let sels = (self.passes)();
         Ok(match dist.peers() {
             None => net.train_passes(&b.x, &b.y, lr, &sels)?,
-            Some(c) => {
-                net.train_step_synced(&b.x, &b.y, lr, Some(&sels), &mut |g| mean_grads(c, g))?
-            }
+            Some(c) => net.train_step_synced(&b.x, &b.y, lr, Some(&sels), &|g| mean_grads(c, g))?,
         })
     }
 

@@ -15,7 +15,23 @@ pub const OUT: &str = "LIMPQ_MPI_OUT";
 /// Runs this test binary as 2 ranks with `ROLE=role` and `OUT=out`, its output in `log`;
 /// returns whether it succeeded and the log. A job still running after `limit` is killed
 /// and the test fails: a hang is a bug.
+///
+/// Gradients are exchanged in 1 KiB buckets (`LIMPQ_GRAD_BUCKET_MB`), so the tiny test
+/// models make a bucket of nearly every layer and the exchange overlaps the backward as a
+/// large model's does; [`mpirun_env`] sets other variables.
+#[allow(dead_code)] // not every suite calls both
 pub fn mpirun(role: &str, out: &Path, log: &Path, limit: Duration) -> (bool, String) {
+    mpirun_env(role, out, log, limit, &[("LIMPQ_GRAD_BUCKET_MB", "0.001")])
+}
+
+/// [`mpirun`] with these environment variables set for the ranks.
+pub fn mpirun_env(
+    role: &str,
+    out: &Path,
+    log: &Path,
+    limit: Duration,
+    env: &[(&str, &str)],
+) -> (bool, String) {
     let exe = std::env::current_exe().unwrap();
     let file = std::fs::File::create(log).unwrap();
     let mut child = Command::new("mpirun")
@@ -33,6 +49,7 @@ pub fn mpirun(role: &str, out: &Path, log: &Path, limit: Duration) -> (bool, Str
         .arg(&exe)
         .env(ROLE, role)
         .env(OUT, out)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
