@@ -592,3 +592,65 @@ fn checkpoints_check_their_header_version() {
         );
     }
 }
+
+/// The pipeline job's stages in the schema list exactly the fields the parser reads (every
+/// run setting and each stage's own), and a job that sets every one of them is valid: a
+/// setting added to the parser without the schema, or the other way round, fails here.
+#[test]
+fn pipeline_stage_fields_match_the_schema() {
+    use limpq_trainer::pipeline::job::{FINETUNE_FIELDS, JOINT_FIELDS, PRETRAIN_FIELDS};
+    let s = Schemas::load();
+    let text =
+        std::fs::read_to_string(root().join("docs/schemas/pipeline-job.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    for (stage, fields) in [
+        ("pretrain", PRETRAIN_FIELDS),
+        ("joint", JOINT_FIELDS),
+        ("finetune", FINETUNE_FIELDS),
+    ] {
+        let props = schema["properties"][stage]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{stage}: no properties"));
+        let mut in_schema: Vec<&str> = props.keys().map(String::as_str).collect();
+        let mut parsed: Vec<&str> = fields.to_vec();
+        in_schema.sort_unstable();
+        parsed.sort_unstable();
+        assert_eq!(in_schema, parsed, "{stage}: schema vs parser");
+    }
+    let every = r#"Job(
+        model: "small_cnn",
+        data: (name: "fashion-mnist"),
+        seeds: [0],
+        pretrain: (epochs: 1, batch: 32, lr: 0.1, schedule: PerEpoch(floor: 1e-5),
+                   momentum: 0.9, nesterov: true, weight_decay: 5e-4, label_smoothing: 0.1,
+                   clip: 1.0, eval_batch: 100, sync_bn: true, init: None),
+        joint: (bits: [2, 4], epochs: 1, batch: 32, lr: 0.01, schedule: PerStep,
+                momentum: 0.9, nesterov: false, weight_decay: 0.0, label_smoothing: 0.0,
+                clip: 1.0, eval_batch: 100, sync_bn: false, fixed_bits: Some((8, 8))),
+        budgets: ["w2a4"],
+        finetune: (epochs: 1, batch: 32, lr: 0.01, schedule: PerEpoch(floor: 0.0),
+                   momentum: 0.9, nesterov: true, weight_decay: 1e-4, label_smoothing: 0.0,
+                   clip: 2.0, eval_batch: 100, sync_bn: true, steps_from_indicators: true,
+                   bn_recalibration: 512),
+        output: "runs/every",
+    )"#;
+    let job = Job::from_ron_str(every).unwrap_or_else(|e| panic!("{e}"));
+    let v = serde_json::to_value(&job).unwrap();
+    for (stage, fields) in [
+        ("pretrain", PRETRAIN_FIELDS),
+        ("joint", JOINT_FIELDS),
+        ("finetune", FINETUNE_FIELDS),
+    ] {
+        for f in fields.iter().filter(|f| **f != "init") {
+            assert!(
+                !v[stage][*f].is_null(),
+                "{stage}.{f} not written: {}",
+                v[stage]
+            );
+        }
+    }
+    s.check("pipeline-job", "a job with every stage field", &v);
+    let mut bad = v.clone();
+    bad["joint"]["fixed_bits"] = serde_json::json!([8]);
+    assert!(s.errors("pipeline-job", &bad).is_some());
+}

@@ -1050,6 +1050,90 @@ fn a_stage_takes_any_run_setting_and_refuses_unknown_or_bad_ones() {
     }
 }
 
+/// The recipe's choices a job may change: the stem's and classifier's bits in joint
+/// training, and the finetune's step-size start and BN recalibration. Each reaches the run's
+/// config, survives a write and read, and changes its stage's fingerprint only when set (a
+/// job without them resumes the run folders earlier versions wrote).
+#[test]
+fn a_job_chooses_the_recipes_fixed_bits_steps_and_recalibration() {
+    let out = tmpdir("recipe-choices");
+    let plain = Job::from_ron_str(&job_text(&out)).unwrap();
+    let joint = plain.joint.config(1);
+    let fine = plain.finetune.config(1);
+    assert_eq!(
+        joint.fixed_bits, None,
+        "recipe: full-precision stem and classifier"
+    );
+    assert!(
+        !fine.steps_from_indicators,
+        "recipe: steps from the init rule"
+    );
+    assert_eq!(
+        fine.bn_recalibration, 6000,
+        "recipe: the reference's 6000 images"
+    );
+    let text = job_text(&out)
+        .replace(
+            "finetune: (epochs: 1, batch: 32, lr: 0.01)",
+            "finetune: (epochs: 1, batch: 32, lr: 0.01, steps_from_indicators: true, \
+             bn_recalibration: 0)",
+        )
+        .replace(
+            "joint: (bits: [2, 3, 4, 5, 6]",
+            "joint: (fixed_bits: Some((8, 6)), bits: [2, 3, 4, 5, 6]",
+        );
+    assert_ne!(
+        text,
+        job_text(&out),
+        "the job text has the fields to replace"
+    );
+    let job = Job::from_ron_str(&text).unwrap();
+    assert_eq!(job.joint.config(1).fixed_bits, Some((8, 6)));
+    let f = job.finetune.config(1);
+    assert!(f.steps_from_indicators);
+    assert_eq!(f.bn_recalibration, 0);
+    assert_eq!(f.run, fine.run, "the run settings are the recipe's still");
+    assert_eq!(Job::from_ron_str(&job.to_ron()).unwrap(), job);
+    for (a, b) in [
+        (plain.joint.fingerprint_text(), job.joint.fingerprint_text()),
+        (
+            plain.finetune.fingerprint_text(),
+            job.finetune.fingerprint_text(),
+        ),
+    ] {
+        assert_ne!(a, b);
+        assert!(
+            !a.contains("fixed_bits:") && !a.contains("bn_recalibration:"),
+            "{a}"
+        );
+    }
+    for (from, to, want) in [
+        (
+            "bn_recalibration: 0",
+            "bn_recalibration: -1",
+            "bn_recalibration",
+        ),
+        (
+            "bn_recalibration: 0",
+            "bn_recalibration: 0, bn_recalibration: 5",
+            "bn_recalibration",
+        ),
+        (
+            "Some((8, 6))",
+            "Some((8, 6)), fixed_bits: None",
+            "fixed_bits",
+        ),
+        (
+            "steps_from_indicators: true",
+            "steps_from_indicator: true",
+            "steps_from_indicators",
+        ),
+    ] {
+        let err = Job::from_ron_str(&text.replace(from, to)).unwrap_err();
+        assert!(err.contains(want), "{to}: {err}");
+    }
+}
+
 #[test]
 fn control_searches_run_beside_the_others_and_resume() {
     let out = tmpdir("controls");

@@ -31,7 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::PipelineError;
 use crate::method::{FinetuneConfig, JointConfig};
-use crate::train::run_spec::{read_fields, RUN_FIELDS};
+use crate::train::run_spec::{once, read_fields, write_opt};
 pub use crate::train::RunSpec;
 use crate::train::{RunConfig, TrainConfig};
 
@@ -90,6 +90,9 @@ pub struct PretrainSpec {
 pub struct JointSpec {
     /// Candidate bit-widths, for weights and activations alike.
     pub bits: Vec<u32>,
+    /// The stem's and classifier's bits during joint training ([`JointConfig::fixed_bits`]):
+    /// absent or `None`, full precision (the recipe); `Some((8, 8))` quantizes them.
+    pub fixed_bits: Option<(u32, u32)>,
     pub run: RunSpec,
 }
 
@@ -98,12 +101,19 @@ pub struct JointSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinetuneSpec {
     pub run: RunSpec,
+    /// [`FinetuneConfig::steps_from_indicators`] (absent: the recipe's `false`).
+    pub steps_from_indicators: Option<bool>,
+    /// [`FinetuneConfig::bn_recalibration`] (absent: the recipe's 6000 images; 0: none).
+    pub bn_recalibration: Option<usize>,
 }
 
-const PRETRAIN_FIELDS: &[&str] = &[
+/// The fields of the stages' parentheses (the run settings and each stage's own), as the
+/// parser names them in its errors and docs/schemas/pipeline-job.schema.json lists them.
+pub const PRETRAIN_FIELDS: &[&str] = &[
     "epochs",
     "batch",
     "lr",
+    "schedule",
     "momentum",
     "nesterov",
     "weight_decay",
@@ -113,11 +123,12 @@ const PRETRAIN_FIELDS: &[&str] = &[
     "sync_bn",
     "init",
 ];
-const JOINT_FIELDS: &[&str] = &[
+pub const JOINT_FIELDS: &[&str] = &[
     "bits",
     "epochs",
     "batch",
     "lr",
+    "schedule",
     "momentum",
     "nesterov",
     "weight_decay",
@@ -125,6 +136,22 @@ const JOINT_FIELDS: &[&str] = &[
     "clip",
     "eval_batch",
     "sync_bn",
+    "fixed_bits",
+];
+pub const FINETUNE_FIELDS: &[&str] = &[
+    "epochs",
+    "batch",
+    "lr",
+    "schedule",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "label_smoothing",
+    "clip",
+    "eval_batch",
+    "sync_bn",
+    "steps_from_indicators",
+    "bn_recalibration",
 ];
 
 impl PretrainSpec {
@@ -171,8 +198,8 @@ impl JointSpec {
         let base = JointConfig::default().run;
         JointConfig {
             bits: self.bits.clone(),
+            fixed_bits: self.fixed_bits,
             run: self.run.apply(RunConfig { seed, ..base }),
-            ..JointConfig::default()
         }
     }
 
@@ -180,12 +207,16 @@ impl JointSpec {
     pub fn fingerprint_text(&self) -> String {
         let r = self.config(0).run;
         format!(
-            "JointSpec {{ bits: {:?}, epochs: {:?}, batch: {:?}, lr: {:?}{} }} {RECIPE}",
+            "JointSpec {{ bits: {:?}, epochs: {:?}, batch: {:?}, lr: {:?}{}{} }} {RECIPE}",
             self.bits,
             r.epochs,
             r.batch,
             r.lr,
-            self.run.extra_text()
+            self.run.extra_text(),
+            // Only when set: a job without it keeps the fingerprint earlier versions wrote.
+            self.fixed_bits
+                .map(|b| format!(", fixed_bits: {b:?}"))
+                .unwrap_or_default()
         )
     }
 }
@@ -194,9 +225,13 @@ impl FinetuneSpec {
     /// The finetune run of `seed`: [`FinetuneConfig::default`] with the job's settings.
     pub fn config(&self, seed: u64) -> FinetuneConfig {
         let base = FinetuneConfig::default().run;
+        let recipe = FinetuneConfig::default();
         FinetuneConfig {
             run: self.run.apply(RunConfig { seed, ..base }),
-            ..FinetuneConfig::default()
+            steps_from_indicators: self
+                .steps_from_indicators
+                .unwrap_or(recipe.steps_from_indicators),
+            bn_recalibration: self.bn_recalibration.unwrap_or(recipe.bn_recalibration),
         }
     }
 
@@ -204,11 +239,18 @@ impl FinetuneSpec {
     pub fn fingerprint_text(&self) -> String {
         let r = self.config(0).run;
         format!(
-            "FinetuneSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}{} }} {RECIPE}",
+            "FinetuneSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}{}{}{} }} {RECIPE}",
             r.epochs,
             r.batch,
             r.lr,
-            self.run.extra_text()
+            self.run.extra_text(),
+            // Only when set, as in JointSpec::fingerprint_text.
+            self.steps_from_indicators
+                .map(|v| format!(", steps_from_indicators: {v:?}"))
+                .unwrap_or_default(),
+            self.bn_recalibration
+                .map(|v| format!(", bn_recalibration: {v:?}"))
+                .unwrap_or_default()
         )
     }
 }
@@ -251,12 +293,10 @@ impl<'de> Deserialize<'de> for JointSpec {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<JointSpec, A::Error> {
                 let mut bits: Option<Vec<u32>> = None;
+                let mut fixed_bits: Option<Option<(u32, u32)>> = None;
                 let run = read_fields(map, JOINT_FIELDS, |k, map| match k {
-                    "bits" if bits.is_some() => Err(de::Error::duplicate_field("bits")),
-                    "bits" => {
-                        bits = Some(map.next_value()?);
-                        Ok(true)
-                    }
+                    "bits" => once(&mut bits, "bits", map).map(|_| true),
+                    "fixed_bits" => once(&mut fixed_bits, "fixed_bits", map).map(|_| true),
                     _ => Ok(false),
                 })?;
                 if run.epochs.is_none() {
@@ -264,6 +304,7 @@ impl<'de> Deserialize<'de> for JointSpec {
                 }
                 Ok(JointSpec {
                     bits: bits.unwrap_or_else(default_bits),
+                    fixed_bits: fixed_bits.flatten(),
                     run,
                 })
             }
@@ -281,14 +322,25 @@ impl<'de> Deserialize<'de> for FinetuneSpec {
                 f.write_str("the finetune settings: (epochs: …, batch: …, lr: …)")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FinetuneSpec, A::Error> {
-                let run = read_fields(map, &RUN_FIELDS, |_, _| Ok(false))?;
+                let (mut from_ind, mut recal) = (None, None);
+                let run = read_fields(map, FINETUNE_FIELDS, |k, map| match k {
+                    "steps_from_indicators" => {
+                        once(&mut from_ind, "steps_from_indicators", map).map(|_| true)
+                    }
+                    "bn_recalibration" => once(&mut recal, "bn_recalibration", map).map(|_| true),
+                    _ => Ok(false),
+                })?;
                 if run.epochs.is_none() {
                     return Err(de::Error::missing_field("epochs"));
                 }
-                Ok(FinetuneSpec { run })
+                Ok(FinetuneSpec {
+                    run,
+                    steps_from_indicators: from_ind,
+                    bn_recalibration: recal,
+                })
             }
         }
-        d.deserialize_struct("FinetuneSpec", &RUN_FIELDS, V)
+        d.deserialize_struct("FinetuneSpec", FINETUNE_FIELDS, V)
     }
 }
 
@@ -306,14 +358,21 @@ impl Serialize for JointSpec {
         let mut st = s.serialize_struct("JointSpec", JOINT_FIELDS.len())?;
         st.serialize_field("bits", &self.bits)?;
         self.run.write(&mut st)?;
+        write_opt(&mut st, "fixed_bits", &self.fixed_bits.map(Some))?;
         st.end()
     }
 }
 
 impl Serialize for FinetuneSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("FinetuneSpec", RUN_FIELDS.len())?;
+        let mut st = s.serialize_struct("FinetuneSpec", FINETUNE_FIELDS.len())?;
         self.run.write(&mut st)?;
+        write_opt(
+            &mut st,
+            "steps_from_indicators",
+            &self.steps_from_indicators,
+        )?;
+        write_opt(&mut st, "bn_recalibration", &self.bn_recalibration)?;
         st.end()
     }
 }

@@ -137,7 +137,8 @@ impl RunSpec {
     }
 }
 
-/// Reads the next value into `slot`, refusing a field given twice.
+/// Reads the next value into `slot`, refusing a field given twice; a bad value's error
+/// names the field.
 pub fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
     slot: &mut Option<T>,
     key: &'static str,
@@ -146,7 +147,11 @@ pub fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
     if slot.is_some() {
         return Err(de::Error::duplicate_field(key));
     }
-    *slot = Some(map.next_value()?);
+    // Name the field: a value's own error (`Integer is out of bounds`) does not.
+    *slot = Some(
+        map.next_value()
+            .map_err(|e| de::Error::custom(format_args!("field `{key}`: {e}")))?,
+    );
     Ok(())
 }
 
