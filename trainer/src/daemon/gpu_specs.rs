@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::data::DatasetKind;
 use crate::method::{FinetuneConfig, JointConfig};
 use crate::model::Model;
-use crate::train::run_spec::{once, read_fields, RunSpec};
+use crate::train::run_spec::{once, read_fields, with_run_fields, RunSpec};
 use crate::train::RunConfig;
 
 /// The data a training job reads (as `limpq train`'s `--data`, `--data-dir`, `--subset`,
@@ -183,9 +183,7 @@ fn default_bits() -> Vec<u32> {
 /// The field names of a job: its own, the data's and the run settings'.
 macro_rules! job_fields {
     ($($own:literal),*) => {
-        &[$($own,)* "data", "data_dir", "subset", "test_subset", "seed", "epochs", "batch",
-          "lr", "momentum", "nesterov", "weight_decay", "label_smoothing", "clip", "eval_batch",
-          "sync_bn"]
+        with_run_fields!($($own,)* "data", "data_dir", "subset", "test_subset", "seed")
     };
 }
 const TRAIN_FIELDS: &[&str] = job_fields!("model", "init");

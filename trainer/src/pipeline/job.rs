@@ -31,7 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::PipelineError;
 use crate::method::{FinetuneConfig, JointConfig};
-use crate::train::run_spec::{once, read_fields, write_opt};
+use crate::train::run_spec::{once, read_fields, with_run_fields, write_opt};
 pub use crate::train::RunSpec;
 use crate::train::{RunConfig, TrainConfig};
 
@@ -109,50 +109,9 @@ pub struct FinetuneSpec {
 
 /// The fields of the stages' parentheses (the run settings and each stage's own), as the
 /// parser names them in its errors and docs/schemas/pipeline-job.schema.json lists them.
-pub const PRETRAIN_FIELDS: &[&str] = &[
-    "epochs",
-    "batch",
-    "lr",
-    "schedule",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "label_smoothing",
-    "clip",
-    "eval_batch",
-    "sync_bn",
-    "init",
-];
-pub const JOINT_FIELDS: &[&str] = &[
-    "bits",
-    "epochs",
-    "batch",
-    "lr",
-    "schedule",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "label_smoothing",
-    "clip",
-    "eval_batch",
-    "sync_bn",
-    "fixed_bits",
-];
-pub const FINETUNE_FIELDS: &[&str] = &[
-    "epochs",
-    "batch",
-    "lr",
-    "schedule",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "label_smoothing",
-    "clip",
-    "eval_batch",
-    "sync_bn",
-    "steps_from_indicators",
-    "bn_recalibration",
-];
+pub const PRETRAIN_FIELDS: &[&str] = with_run_fields!("init");
+pub const JOINT_FIELDS: &[&str] = with_run_fields!("bits", "fixed_bits");
+pub const FINETUNE_FIELDS: &[&str] = with_run_fields!("steps_from_indicators", "bn_recalibration");
 
 impl PretrainSpec {
     /// The pretraining run of `seed`: the recipe with the job's settings.

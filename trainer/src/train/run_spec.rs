@@ -41,20 +41,19 @@ pub struct RunSpec {
     pub sync_bn: Option<bool>,
 }
 
+/// `&[…]` of the field names given, then the run settings' ([`RUN_FIELDS`]): the field
+/// list of a pair of parentheses holding a [`RunSpec`] and fields of its own, for the
+/// parser's errors (one list, so no file kind forgets a setting).
+macro_rules! with_run_fields {
+    ($($own:literal),* $(,)?) => {
+        &[$($own,)* "epochs", "batch", "lr", "schedule", "momentum", "nesterov",
+          "weight_decay", "label_smoothing", "clip", "eval_batch", "sync_bn"]
+    };
+}
+pub(crate) use with_run_fields;
+
 /// The field names of [`RunSpec`] in a file.
-pub const RUN_FIELDS: [&str; 11] = [
-    "epochs",
-    "batch",
-    "lr",
-    "schedule",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "label_smoothing",
-    "clip",
-    "eval_batch",
-    "sync_bn",
-];
+pub const RUN_FIELDS: &[&str] = with_run_fields!();
 
 impl RunSpec {
     /// `base` with every setting this spec gives.
