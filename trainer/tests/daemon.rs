@@ -213,6 +213,29 @@ fn training_jobs_read_the_shared_run_settings() {
         ft.config().run,
         limpq_trainer::method::FinetuneConfig::default().run
     );
+    let recipe = limpq_trainer::method::FinetuneConfig::default();
+    assert_eq!(
+        (
+            ft.config().steps_from_indicators,
+            ft.config().bn_recalibration
+        ),
+        (recipe.steps_from_indicators, recipe.bn_recalibration)
+    );
+    // The recipe's two finetune choices, as `limpq finetune --steps-from-indicators
+    // --bn-recalibration N` makes them.
+    let chosen: JobKind = ron::from_str(
+        r#"Finetune((ckpt: "a.ckpt", policy: "p.ron", indicators: Some("i.ron"),
+                     steps_from_indicators: true, bn_recalibration: 0))"#,
+    )
+    .unwrap();
+    let JobKind::Finetune(f) = &chosen else {
+        panic!()
+    };
+    assert!(f.config().steps_from_indicators);
+    assert_eq!(f.config().bn_recalibration, 0);
+    assert_eq!(f.config().run, ft.config().run);
+    let again = ron::to_string(&chosen).unwrap();
+    assert_eq!(ron::from_str::<JobKind>(&again).unwrap(), chosen);
     let ind: JobKind = ron::from_str(r#"Indicators((model: "m", ckpt: "a.ckpt"))"#).unwrap();
     let JobKind::Indicators(ind) = ind else {
         panic!()

@@ -583,6 +583,8 @@ fn bad_indicators_and_finetune_specs_are_refused() {
             indicators: indicators.map(Path::to_path_buf),
             data: Default::default(),
             run: Default::default(),
+            steps_from_indicators: None,
+            bn_recalibration: None,
             output: None,
         }))
     };
@@ -621,6 +623,15 @@ fn bad_indicators_and_finetune_specs_are_refused() {
         f.run.epochs = Some(0);
     }
     refused(&mut c, bad, &["finetune.epochs"]);
+    let mut no_ind = ft(&good_policy, None);
+    if let JobKind::Finetune(f) = &mut no_ind.job {
+        f.steps_from_indicators = Some(true);
+    }
+    refused(
+        &mut c,
+        no_ind,
+        &["finetune.steps_from_indicators", "finetune.indicators"],
+    );
     h.shutdown().unwrap();
 }
 

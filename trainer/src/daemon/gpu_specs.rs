@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::data::DatasetKind;
 use crate::method::{FinetuneConfig, JointConfig};
 use crate::model::Model;
-use crate::train::run_spec::{once, read_fields, with_run_fields, RunSpec};
+use crate::train::run_spec::{once, read_fields, with_run_fields, write_opt, RunSpec};
 use crate::train::RunConfig;
 
 /// The data a training job reads (as `limpq train`'s `--data`, `--data-dir`, `--subset`,
@@ -148,13 +148,19 @@ pub struct FinetuneJob {
     pub ckpt: PathBuf,
     /// Policy file written by `limpq solve` or a solve job (RON, or JSON by extension).
     pub policy: PathBuf,
-    /// Indicator file of the joint run. Read, but the step sizes start from the LSQ init
-    /// rule on the first batch, as `limpq finetune` does by default (the reference's
-    /// recipe); a job cannot yet ask for `--steps-from-indicators`.
+    /// Indicator file of the joint run: the step sizes start from its learned steps at the
+    /// policy's bits with `steps_from_indicators: true`; otherwise it is read and checked,
+    /// and the steps start from the LSQ init rule on the first batch (the reference's
+    /// recipe, `limpq finetune`'s default).
     pub indicators: Option<PathBuf>,
     pub data: JobData,
     /// Default: [`FinetuneConfig::default`], as `limpq finetune`.
     pub run: RunSpec,
+    /// [`FinetuneConfig::steps_from_indicators`] (`--steps-from-indicators`; needs
+    /// `indicators`). Default `false`.
+    pub steps_from_indicators: Option<bool>,
+    /// [`FinetuneConfig::bn_recalibration`] (`--bn-recalibration`). Default 6000; 0: none.
+    pub bn_recalibration: Option<usize>,
     /// Where to write the quantized checkpoint; default `model.ckpt` in the job's output
     /// folder.
     pub output: Option<PathBuf>,
@@ -188,7 +194,14 @@ macro_rules! job_fields {
 }
 const TRAIN_FIELDS: &[&str] = job_fields!("model", "init");
 const INDICATORS_FIELDS: &[&str] = job_fields!("model", "ckpt", "bits", "output", "checkpoint");
-const FINETUNE_FIELDS: &[&str] = job_fields!("ckpt", "policy", "indicators", "output");
+const FINETUNE_FIELDS: &[&str] = job_fields!(
+    "ckpt",
+    "policy",
+    "indicators",
+    "output",
+    "steps_from_indicators",
+    "bn_recalibration"
+);
 
 fn required<T, E: de::Error>(v: Option<T>, key: &'static str) -> Result<T, E> {
     v.ok_or_else(|| de::Error::missing_field(key))
@@ -307,6 +320,7 @@ impl<'de> Deserialize<'de> for FinetuneJob {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FinetuneJob, A::Error> {
                 let (mut ckpt, mut policy, mut indicators, mut output) = (None, None, None, None);
+                let (mut from_ind, mut recal) = (None, None);
                 let mut data = DataFields::default();
                 let run = read_fields(map, FINETUNE_FIELDS, |k, map| {
                     match k {
@@ -314,6 +328,10 @@ impl<'de> Deserialize<'de> for FinetuneJob {
                         "policy" => once(&mut policy, "policy", map)?,
                         "indicators" => once_opt(&mut indicators, "indicators", map)?,
                         "output" => once_opt(&mut output, "output", map)?,
+                        "steps_from_indicators" => {
+                            once(&mut from_ind, "steps_from_indicators", map)?
+                        }
+                        "bn_recalibration" => once(&mut recal, "bn_recalibration", map)?,
                         _ => return data.read(k, map),
                     }
                     Ok(true)
@@ -324,6 +342,8 @@ impl<'de> Deserialize<'de> for FinetuneJob {
                     indicators: indicators.flatten(),
                     data: data.finish(),
                     run,
+                    steps_from_indicators: from_ind,
+                    bn_recalibration: recal,
                     output: output.flatten(),
                 })
             }
@@ -340,6 +360,12 @@ impl Serialize for FinetuneJob {
         st.serialize_field("indicators", &self.indicators)?;
         self.data.write(&mut st)?;
         self.run.write(&mut st)?;
+        write_opt(
+            &mut st,
+            "steps_from_indicators",
+            &self.steps_from_indicators,
+        )?;
+        write_opt(&mut st, "bn_recalibration", &self.bn_recalibration)?;
         st.serialize_field("output", &self.output)?;
         st.end()
     }
@@ -542,12 +568,16 @@ impl FinetuneJob {
     /// settings.
     pub fn config(&self) -> FinetuneConfig {
         let base = FinetuneConfig::default().run;
+        let recipe = FinetuneConfig::default();
         FinetuneConfig {
             run: self.run.apply(RunConfig {
                 seed: self.data.seed,
                 ..base
             }),
-            ..FinetuneConfig::default()
+            steps_from_indicators: self
+                .steps_from_indicators
+                .unwrap_or(recipe.steps_from_indicators),
+            bn_recalibration: self.bn_recalibration.unwrap_or(recipe.bn_recalibration),
         }
     }
 
@@ -560,6 +590,13 @@ impl FinetuneJob {
             super::job::check_regular("finetune.indicators", p)?;
             limpq_io::documents::read_indicators(p)
                 .map_err(|e| format!("finetune.indicators: {e}"))?;
+        }
+        if self.steps_from_indicators == Some(true) && self.indicators.is_none() {
+            return Err(
+                "finetune.steps_from_indicators: true needs finetune.indicators (the joint \
+                 run's indicator file the steps come from)"
+                    .into(),
+            );
         }
         self.data.check(None)?;
         check_run("finetune", &self.run, &self.config().run)?;
