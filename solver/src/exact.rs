@@ -895,7 +895,7 @@ struct Search {
 /// (dominance), when its bound reaches `zb` (bound), or when the least the remaining
 /// groups use would break a budget (feasibility). With two rows and four or more free
 /// groups it meets in the middle, `split` per cent of them forward (updated for the next
-/// pass, [`SPLIT_START`]).
+/// pass: [`SPLIT_START`]).
 #[allow(clippy::too_many_arguments)]
 fn search(
     w: &Work,
@@ -1081,11 +1081,11 @@ fn search(
             zb,
             limit,
             None,
-            Some(&make_sur),
+            Some((&make_sur, ctx.sur_min)),
         );
         states += fwd.states;
         if fwd.cut {
-            *split = split.saturating_sub(SPLIT_STEP).max(SPLIT_RANGE.0);
+            *split = split.saturating_sub(SPLIT_DOWN).max(SPLIT_RANGE.0);
             return Search {
                 states,
                 complete: false,
@@ -1110,6 +1110,9 @@ fn search(
             rest_off.extend_from_slice(&pre_off[e * nl..(e + 1) * nl]);
         }
         let partner = || Partner::new(w, &fwd, &base, lam_w, &lw, &free, h, feas_tol);
+        let free_rev: Vec<usize> = free.iter().rev().copied().collect();
+        let make_sur_b =
+            |lo: usize| Surrogate::new(w, lam_w, &lw, &free_rev, &base, lo, zb, feas_tol);
         let bwd = ctx.dp(
             &order_b,
             &rest_min,
@@ -1118,14 +1121,14 @@ fn search(
             zb,
             limit.saturating_sub(fwd.states),
             Some(&partner),
-            None,
+            Some((&make_sur_b, BSUR)),
         );
         states += bwd.states;
         // The next pass gives more groups to the half that kept fewer states.
         *split = if fwd.states > bwd.states {
-            split.saturating_sub(SPLIT_STEP).max(SPLIT_RANGE.0)
+            split.saturating_sub(SPLIT_DOWN).max(SPLIT_RANGE.0)
         } else {
-            (*split + SPLIT_STEP).min(SPLIT_RANGE.1)
+            (*split + SPLIT_UP).min(SPLIT_RANGE.1)
         };
         if bwd.cut {
             return Search {
@@ -1259,7 +1262,7 @@ impl Ctx<'_> {
         zb: f64,
         limit: u64,
         partner: Option<&dyn Fn() -> Option<Partner>>,
-        sur: Option<&dyn Fn(usize) -> Surrogate>,
+        sur: Option<(&dyn Fn(usize) -> Surrogate, usize)>,
     ) -> Dp {
         // The surrogate bound, once a stage has enough candidates to build it.
         let mut sur_built: Option<Surrogate> = None;
@@ -1303,9 +1306,11 @@ impl Ctx<'_> {
             cand_ls.reserve(want);
             cand_u.reserve(want * m);
             let list = &self.order_in[g];
-            if sur_built.is_none() && cost.len() * list.len() >= self.sur_min {
-                if let Some(make) = sur {
-                    sur_built = Some(make(s + 1));
+            if sur_built.is_none() {
+                if let Some((make, min)) = sur {
+                    if cost.len() * list.len() >= min {
+                        sur_built = Some(make(s + 1));
+                    }
                 }
             }
             let offn = &rest_off[s * nl..(s + 1) * nl];
@@ -1970,17 +1975,22 @@ fn pareto_into(
 /// (λ_j is λ with row k scaled by one of these); row k's are `NF` in a row.
 const MULT_FACTORS: [f64; 7] = [0.0, 0.5, 0.85, 0.95, 1.05, 1.2, 2.0];
 const NF: usize = MULT_FACTORS.len();
+const BSUR: usize = 16384;
 
 /// Per cent of the free groups that the first meet-in-the-middle pass of a search takes
-/// forward; each later pass moves [`SPLIT_STEP`] points towards the half that kept fewer
-/// states in the pass before, within [`SPLIT_RANGE`]. The forward half is bounded by the
-/// Lagrangian and the surrogate of the rest, the backward half by the forward half's exact
-/// states, and which of the two keeps more depends on the instance: on `resnet50-real`
-/// the forward half held most of the states (a third of the groups forward instead of half:
-/// a third fewer instructions), on `random200` the backward half (70% forward: a third
-/// fewer, while a third forward takes 2.5 times as many), so no fixed split suits both.
+/// forward; after each pass the share moves towards the half that kept fewer states
+/// ([`SPLIT_DOWN`] points down, [`SPLIT_UP`] up), within [`SPLIT_RANGE`]. The forward half
+/// is bounded by the Lagrangian and the surrogate of the rest, the backward half by the
+/// forward half's exact states, and which of the two keeps more depends on the instance:
+/// on `resnet50-real` the forward half held most of the states (a third of the groups
+/// forward instead of half: a third fewer instructions), on `random200` the backward half
+/// (70% forward: a third fewer, while a third forward takes 2.5 times as many), so no
+/// fixed split suits both. The early, cheap probes of a search settle the share for the
+/// late, costly ones; moving up more slowly than down measured best on the real-like
+/// kinds (docs/PERFORMANCE.md).
 const SPLIT_START: usize = 50;
-const SPLIT_STEP: usize = 8;
+const SPLIT_DOWN: usize = 8;
+const SPLIT_UP: usize = 2;
 const SPLIT_RANGE: (usize, usize) = (10, 90);
 
 /// Rounds of coordinate ascent on the dual with two or more rows.
