@@ -1995,3 +1995,140 @@ const SPLIT_RANGE: (usize, usize) = (10, 90);
 
 /// Rounds of coordinate ascent on the dual with two or more rows.
 const DUAL_ROUNDS: usize = 30;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (splitmix64), so the instances need no crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// The cheapest policy of `w` within its budgets (+ `tol`), by enumeration.
+    fn brute(w: &Work, tol: f64) -> Option<f64> {
+        let ng = w.groups();
+        let mut pick = vec![0usize; ng];
+        let mut best: Option<f64> = None;
+        loop {
+            let (mut c, mut u) = (0.0, [0.0; 2]);
+            for g in 0..ng {
+                let k = w.start[g] + pick[g];
+                c += w.cost[k];
+                u[0] += w.r[k * 2];
+                u[1] += w.r[k * 2 + 1];
+            }
+            if u[0] <= w.cap[0] + tol && u[1] <= w.cap[1] + tol && best.is_none_or(|b| c < b) {
+                best = Some(c);
+            }
+            let mut g = 0;
+            loop {
+                if g == ng {
+                    return best;
+                }
+                pick[g] += 1;
+                if pick[g] < w.range(g).len() {
+                    break;
+                }
+                pick[g] = 0;
+                g += 1;
+            }
+        }
+    }
+
+    /// Every split of a meet-in-the-middle pass, from one group forward to all but one,
+    /// finds the optimum below a threshold just above it and proves that nothing lies
+    /// below a threshold just under it.
+    #[test]
+    fn meet_in_the_middle_is_exact_at_every_split() {
+        let mut checked = 0;
+        for seed in 0..300u64 {
+            let mut rng = Rng(seed);
+            let ng = 4 + (rng.next() * 4.0) as usize;
+            let mut w = Work {
+                m: 2,
+                start: vec![0],
+                cost: Vec::new(),
+                r: Vec::new(),
+                cap: vec![0.0; 2],
+                orig: Vec::new(),
+            };
+            let mut most = [0.0f64; 2];
+            for _ in 0..ng {
+                let nc = 2 + (rng.next() * 3.0) as usize;
+                let mut top = [0.0f64; 2];
+                for _ in 0..nc {
+                    // Cheaper choices use more, as with bit widths.
+                    let (a, b) = (rng.next(), rng.next());
+                    w.cost.push(1.0 - 0.5 * (a + b) + 0.2 * rng.next());
+                    w.r.extend_from_slice(&[a, b]);
+                    w.orig.push(w.orig.len());
+                    top = [top[0].max(a), top[1].max(b)];
+                }
+                most = [most[0] + top[0], most[1] + top[1]];
+                w.start.push(w.cost.len());
+            }
+            w.cap = vec![
+                most[0] * (0.3 + 0.4 * rng.next()),
+                most[1] * (0.3 + 0.4 * rng.next()),
+            ];
+            let tol = 1e-12;
+            let Some(opt) = brute(&w, tol) else { continue };
+            let mut lam = vec![0.0; 2];
+            let mut arg = vec![0; ng];
+            let lb = dual(&w, &mut lam, &mut arg);
+            let opts = SolveOptions {
+                partner_min_states: 0,
+                surrogate_min_candidates: 0,
+                ..SolveOptions::default()
+            };
+            let eps = 1e-9 * (1.0 + opt.abs());
+            for share in [0, 25, 50, 75, 100] {
+                let mut split = share;
+                let above = search(
+                    &w,
+                    &lam,
+                    lb,
+                    opt + eps,
+                    &[tol; 2],
+                    u64::MAX,
+                    &opts,
+                    &mut split,
+                );
+                assert!(above.complete, "seed {seed}, split {share}");
+                let (_, found) = above.found.unwrap_or_else(|| {
+                    panic!("seed {seed}, split {share}: optimum {opt} not found")
+                });
+                assert!(
+                    (found - opt).abs() <= eps,
+                    "seed {seed}, split {share}: {found} vs {opt}"
+                );
+                let mut split = share;
+                let under = search(
+                    &w,
+                    &lam,
+                    lb,
+                    opt - eps,
+                    &[tol; 2],
+                    u64::MAX,
+                    &opts,
+                    &mut split,
+                );
+                assert!(under.complete, "seed {seed}, split {share}");
+                assert!(
+                    under.found.is_none_or(|(_, c)| c >= opt - eps),
+                    "seed {seed}, split {share}: below the optimum"
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked > 100, "only {checked} feasible instances");
+    }
+}
