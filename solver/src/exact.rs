@@ -1110,6 +1110,8 @@ fn search(
             rest_off.extend_from_slice(&pre_off[e * nl..(e + 1) * nl]);
         }
         let partner = || Partner::new(w, &fwd, &base, lam_w, &lw, &free, h, feas_tol);
+        // The backward half's mirror of the surrogate: the least cost of the groups it
+        // has not taken (the forward half's and the middle), built for large stages only.
         let free_rev: Vec<usize> = free.iter().rev().copied().collect();
         let make_sur_b =
             |lo: usize| Surrogate::new(w, lam_w, &lw, &free_rev, &base, lo, zb, feas_tol);
@@ -1121,7 +1123,7 @@ fn search(
             zb,
             limit.saturating_sub(fwd.states),
             Some(&partner),
-            Some((&make_sur_b, BSUR)),
+            Some((&make_sur_b, opts.surrogate_back_min_candidates)),
         );
         states += bwd.states;
         // The next pass gives more groups to the half that kept fewer states.
@@ -1979,7 +1981,6 @@ fn pareto_into(
 /// (λ_j is λ with row k scaled by one of these); row k's are `NF` in a row.
 const MULT_FACTORS: [f64; 7] = [0.0, 0.5, 0.85, 0.95, 1.05, 1.2, 2.0];
 const NF: usize = MULT_FACTORS.len();
-const BSUR: usize = 16384;
 
 /// Per cent of the free groups that the first meet-in-the-middle pass of a search takes
 /// forward; after each pass the share moves towards the half that kept fewer states
@@ -2091,6 +2092,7 @@ mod tests {
             let opts = SolveOptions {
                 partner_min_states: 0,
                 surrogate_min_candidates: 0,
+                surrogate_back_min_candidates: 0,
                 ..SolveOptions::default()
             };
             let eps = 1e-9 * (1.0 + opt.abs());
