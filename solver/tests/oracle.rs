@@ -106,6 +106,8 @@ fn probes_only(node_limit: u64) -> SolveOptions {
     o.partner_min_states = 0;
     // The surrogate bound of the rest bounds every forward stage, not only the large ones.
     o.surrogate_min_candidates = 0;
+    // And the backward half's surrogate every backward stage.
+    o.surrogate_back_min_candidates = 0;
     o
 }
 
