@@ -2,8 +2,8 @@
 //! bench_table}`), built with the solver crate alone (no CLI, no trainer):
 //! `cargo run --release -p limpq-solver --features microlp,serde --example bench --
 //! [--microlp-budget SECONDS] [--repeats N] [FILE.ron ...]` (files default to
-//! examples/resnet20.indicators.ron when run from the repository root; each is solved
-//! under `gen::bench_budgets`).
+//! `gen::BENCH_FILES` when run from the repository root; each is solved under
+//! `gen::bench_budgets`).
 use std::time::Duration;
 
 use limpq_solver::gen::{bench, bench_budgets, bench_table, BenchOptions};
@@ -26,8 +26,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => files.push(a),
         }
     }
-    if files.is_empty() && std::path::Path::new("examples/resnet20.indicators.ron").exists() {
-        files.push("examples/resnet20.indicators.ron".into());
+    if files.is_empty() {
+        files.extend(
+            limpq_solver::gen::BENCH_FILES
+                .iter()
+                .filter(|f| std::path::Path::new(f).exists())
+                .map(|f| f.to_string()),
+        );
     }
     for f in &files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;

@@ -280,6 +280,19 @@ pub fn bench_problem(kind: &str, seed: u64) -> Option<crate::Problem> {
     Some(bench_budgets(ind))
 }
 
+/// The indicator files `limpq bench solver` and the `bench` example time when given none
+/// (paths from the repository root; those missing are skipped): the shipped example, and
+/// files our own runs wrote under docs/results — resnet20_lite's learned indicators after 2
+/// and 8 joint epochs and its measured sensitivity, and a ResNet-50 at 64×64 near its init
+/// (docs/results/resnet50_64/make.sh).
+pub const BENCH_FILES: &[&str] = &[
+    "examples/resnet20.indicators.ron",
+    "docs/results/indicator_probe/indicators_e2_recipe2.ron",
+    "docs/results/indicator_probe/indicators_e8_recipe2.ron",
+    "docs/results/indicator_probe/sensitivity_1024.ron",
+    "docs/results/resnet50_64/resnet50_64.indicators.ron",
+];
+
 /// The benchmark's budgets on any indicator set: BitOps of uniform W4A4 and weights at
 /// 3.5 bits on average (4.5 when the file has 6 or more weight bit-widths), fixed layers
 /// counted at their bits; on the generated kinds both rows bind.

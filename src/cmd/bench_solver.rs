@@ -14,8 +14,8 @@ use limpq_solver::gen::{bench, bench_table, BenchOptions};
 /// weight size of 3.5 (25 choices) or 4.5 (36) bits per weight on average, fixed layers
 /// included. The `-real` kinds have indicators shaped like those of real LIMPQ runs
 /// (`limpq_solver::gen::real_like_indicators`): harder than the synthetic ones. Then every
-/// `--indicators` file (default: examples/resnet20.indicators.ron when run from the
-/// repository) under the same budgets, and a Pareto sweep over BitOps budgets on ResNet-50.
+/// `--indicators` file (default: the shipped example and the files our own runs wrote under
+/// docs/results, when run from the repository) under the same budgets, and a Pareto sweep over BitOps budgets on ResNet-50.
 /// Times: compile (validation, tie handling, dominance removal), solve, and both together.
 /// Build with --release.
 #[derive(clap::Args)]
@@ -37,8 +37,9 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub sweep_points: usize,
     /// Indicator files (RON or JSON) to time as well, under BitOps W4A4 and 3.5 bits per
-    /// weight on average (4.5 with 6 or more weight bit-widths). Repeatable. Default:
-    /// examples/resnet20.indicators.ron if it exists (run from the repository root).
+    /// weight on average (4.5 with 6 or more weight bit-widths). Repeatable. Default: the
+    /// shipped example and the indicator files our own runs wrote under docs/results, those
+    /// that exist (run from the repository root).
     #[arg(long = "indicators", value_name = "FILE")]
     pub indicators: Vec<std::path::PathBuf>,
 }
@@ -57,10 +58,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     o.sweep_points = a.sweep_points.max(1);
     let mut files = a.indicators.clone();
     if files.is_empty() {
-        let def = std::path::PathBuf::from("examples/resnet20.indicators.ron");
-        if def.exists() {
-            files.push(def);
-        }
+        files.extend(
+            limpq_solver::gen::BENCH_FILES
+                .iter()
+                .map(std::path::PathBuf::from)
+                .filter(|f| f.exists()),
+        );
     }
     for f in &files {
         let ind = limpq_io::documents::read_indicators(f)?;
