@@ -5,10 +5,12 @@
 //! this shows how much the training dynamics of a model amplify such differences, apart
 //! from anything the data-parallel code does.
 //!
-//! `cargo run --release -p limpq-trainer --example rounding_drift [-- MODEL STEPS LR]`
+//! `cargo run --release -p limpq-trainer --example rounding_drift [-- MODEL STEPS LR [ALGO]]`
 //! (default: small_cnn 16 0.05; Fashion-MNIST, 256 training images, batch 32, SGD with
 //! Nesterov momentum 0.9, weight decay 5e-4, label smoothing 0.1: the pipeline's
-//! pretraining recipe).
+//! pretraining recipe). With ALGO (`direct`, `gemm`, `blocked`, …: `LIMPQ_CONV_ALGO`'s
+//! values) run b computes every conv with that kernel family instead of moving a weight:
+//! rounding-sized differences in every step, as a different summation order makes them.
 
 use limpq_trainer::data::{Dataset, Split};
 use limpq_trainer::engine::{Network, NetworkConfig};
@@ -35,19 +37,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         label_smoothing: 0.1,
         ..NetworkConfig::default()
     };
+    let algo: Option<limpq_trainer::kernels::conv::ConvAlgo> =
+        args.get(3).map(|s| s.parse()).transpose()?;
     let mut a = Network::new(&gpu, &model, cfg)?;
-    let mut b = Network::new(&gpu, &model, cfg)?;
+    let cfg_b = NetworkConfig {
+        conv: limpq_trainer::kernels::conv::ConvPolicy::or_env(algo),
+        ..cfg
+    };
+    let mut b = Network::new(&gpu, &model, cfg_b)?;
     let infos = a.param_infos();
     let first = &infos[0];
-    let mut w = a.read_params()?.swap_remove(0);
-    w[0] = f32::from_bits(w[0].to_bits() + 1);
-    b.set_param(&first.name, &w)?;
+    if algo.is_none() {
+        let mut w = a.read_params()?.swap_remove(0);
+        w[0] = f32::from_bits(w[0].to_bits() + 1);
+        b.set_param(&first.name, &w)?;
+    }
     let per = ds.image_len();
     let n = ds.labels.len() / batch;
-    println!(
-        "{name}: {}[0] moved by one ulp in run b; lr {lr}, batch {batch}",
-        first.name
-    );
+    match algo {
+        None => println!(
+            "{name}: {}[0] moved by one ulp in run b; lr {lr}, batch {batch}",
+            first.name
+        ),
+        Some(al) => println!("{name}: run b's convs all {al:?}; lr {lr}, batch {batch}"),
+    }
     println!("step  largest |a - b| of any parameter (where)   relative to |a|");
     for step in 0..steps {
         let k = step % n;
