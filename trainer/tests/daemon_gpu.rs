@@ -583,8 +583,7 @@ fn bad_indicators_and_finetune_specs_are_refused() {
             indicators: indicators.map(Path::to_path_buf),
             data: Default::default(),
             run: Default::default(),
-            steps_from_indicators: None,
-            bn_recalibration: None,
+            choices: Default::default(),
             output: None,
         }))
     };
@@ -625,7 +624,7 @@ fn bad_indicators_and_finetune_specs_are_refused() {
     refused(&mut c, bad, &["finetune.epochs"]);
     let mut no_ind = ft(&good_policy, None);
     if let JobKind::Finetune(f) = &mut no_ind.job {
-        f.steps_from_indicators = Some(true);
+        f.choices.steps_from_indicators = Some(true);
     }
     refused(
         &mut c,

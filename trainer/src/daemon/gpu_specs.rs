@@ -18,9 +18,9 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::data::DatasetKind;
-use crate::method::{FinetuneConfig, JointConfig};
+use crate::method::{FinetuneChoices, FinetuneConfig, JointConfig};
 use crate::model::Model;
-use crate::train::run_spec::{once, read_fields, with_run_fields, write_opt, RunSpec};
+use crate::train::run_spec::{once, read_fields, with_run_fields, RunSpec};
 use crate::train::RunConfig;
 
 /// The data a training job reads (as `limpq train`'s `--data`, `--data-dir`, `--subset`,
@@ -156,11 +156,9 @@ pub struct FinetuneJob {
     pub data: JobData,
     /// Default: [`FinetuneConfig::default`], as `limpq finetune`.
     pub run: RunSpec,
-    /// [`FinetuneConfig::steps_from_indicators`] (`--steps-from-indicators`; needs
-    /// `indicators`). Default `false`.
-    pub steps_from_indicators: Option<bool>,
-    /// [`FinetuneConfig::bn_recalibration`] (`--bn-recalibration`). Default 6000; 0: none.
-    pub bn_recalibration: Option<usize>,
+    /// `steps_from_indicators` (`--steps-from-indicators`; needs `indicators`; default
+    /// `false`) and `bn_recalibration` (`--bn-recalibration`; default 6000; 0: none).
+    pub choices: FinetuneChoices,
     /// Where to write the quantized checkpoint; default `model.ckpt` in the job's output
     /// folder.
     pub output: Option<PathBuf>,
@@ -320,7 +318,7 @@ impl<'de> Deserialize<'de> for FinetuneJob {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FinetuneJob, A::Error> {
                 let (mut ckpt, mut policy, mut indicators, mut output) = (None, None, None, None);
-                let (mut from_ind, mut recal) = (None, None);
+                let mut choices = FinetuneChoices::default();
                 let mut data = DataFields::default();
                 let run = read_fields(map, FINETUNE_FIELDS, |k, map| {
                     match k {
@@ -328,10 +326,7 @@ impl<'de> Deserialize<'de> for FinetuneJob {
                         "policy" => once(&mut policy, "policy", map)?,
                         "indicators" => once_opt(&mut indicators, "indicators", map)?,
                         "output" => once_opt(&mut output, "output", map)?,
-                        "steps_from_indicators" => {
-                            once(&mut from_ind, "steps_from_indicators", map)?
-                        }
-                        "bn_recalibration" => once(&mut recal, "bn_recalibration", map)?,
+                        _ if choices.read(k, map)? => {}
                         _ => return data.read(k, map),
                     }
                     Ok(true)
@@ -342,8 +337,7 @@ impl<'de> Deserialize<'de> for FinetuneJob {
                     indicators: indicators.flatten(),
                     data: data.finish(),
                     run,
-                    steps_from_indicators: from_ind,
-                    bn_recalibration: recal,
+                    choices,
                     output: output.flatten(),
                 })
             }
@@ -360,12 +354,7 @@ impl Serialize for FinetuneJob {
         st.serialize_field("indicators", &self.indicators)?;
         self.data.write(&mut st)?;
         self.run.write(&mut st)?;
-        write_opt(
-            &mut st,
-            "steps_from_indicators",
-            &self.steps_from_indicators,
-        )?;
-        write_opt(&mut st, "bn_recalibration", &self.bn_recalibration)?;
+        self.choices.write(&mut st)?;
         st.serialize_field("output", &self.output)?;
         st.end()
     }
@@ -568,17 +557,13 @@ impl FinetuneJob {
     /// settings.
     pub fn config(&self) -> FinetuneConfig {
         let base = FinetuneConfig::default().run;
-        let recipe = FinetuneConfig::default();
-        FinetuneConfig {
+        self.choices.apply(FinetuneConfig {
             run: self.run.apply(RunConfig {
                 seed: self.data.seed,
                 ..base
             }),
-            steps_from_indicators: self
-                .steps_from_indicators
-                .unwrap_or(recipe.steps_from_indicators),
-            bn_recalibration: self.bn_recalibration.unwrap_or(recipe.bn_recalibration),
-        }
+            ..FinetuneConfig::default()
+        })
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -591,7 +576,7 @@ impl FinetuneJob {
             limpq_io::documents::read_indicators(p)
                 .map_err(|e| format!("finetune.indicators: {e}"))?;
         }
-        if self.steps_from_indicators == Some(true) && self.indicators.is_none() {
+        if self.choices.steps_from_indicators == Some(true) && self.indicators.is_none() {
             return Err(
                 "finetune.steps_from_indicators: true needs finetune.indicators (the joint \
                  run's indicator file the steps come from)"

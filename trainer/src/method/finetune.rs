@@ -53,6 +53,69 @@ impl Default for FinetuneConfig {
     }
 }
 
+/// The job-file side of [`FinetuneConfig`]'s two recipe choices, shared by the pipeline's
+/// `finetune:` stage and the daemon's finetune jobs: each optional, the recipe's default
+/// ([`FinetuneConfig::default`]) when a file leaves it out.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FinetuneChoices {
+    /// [`FinetuneConfig::steps_from_indicators`].
+    pub steps_from_indicators: Option<bool>,
+    /// [`FinetuneConfig::bn_recalibration`].
+    pub bn_recalibration: Option<usize>,
+}
+
+impl FinetuneChoices {
+    /// Reads field `key` when it is one of the two (`false` for another key).
+    pub fn read<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        use crate::train::run_spec::once;
+        match key {
+            "steps_from_indicators" => once(
+                &mut self.steps_from_indicators,
+                "steps_from_indicators",
+                map,
+            )?,
+            "bn_recalibration" => once(&mut self.bn_recalibration, "bn_recalibration", map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Writes the choices that are made.
+    pub fn write<S: serde::ser::SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
+        use crate::train::run_spec::write_opt;
+        write_opt(st, "steps_from_indicators", &self.steps_from_indicators)?;
+        write_opt(st, "bn_recalibration", &self.bn_recalibration)
+    }
+
+    /// `base` with the choices that are made.
+    pub fn apply(&self, base: FinetuneConfig) -> FinetuneConfig {
+        FinetuneConfig {
+            steps_from_indicators: self
+                .steps_from_indicators
+                .unwrap_or(base.steps_from_indicators),
+            bn_recalibration: self.bn_recalibration.unwrap_or(base.bn_recalibration),
+            ..base
+        }
+    }
+
+    /// `, key: value` for each choice made, for a fingerprint text (nothing when none is,
+    /// so files without them keep the fingerprints earlier versions wrote).
+    pub fn text(&self) -> String {
+        let mut t = String::new();
+        if let Some(v) = self.steps_from_indicators {
+            t.push_str(&format!(", steps_from_indicators: {v:?}"));
+        }
+        if let Some(v) = self.bn_recalibration {
+            t.push_str(&format!(", bn_recalibration: {v:?}"));
+        }
+        t
+    }
+}
+
 /// The finetuned model and its final test figures.
 #[derive(Clone, Debug)]
 pub struct Finetuned {

@@ -27,7 +27,7 @@ use crate::model::Model;
 use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
 
 pub use eval::{evaluate_checkpoint, EvalReport, PolicyCost};
-pub use finetune::{finetune, FinetuneConfig, Finetuned};
+pub use finetune::{finetune, FinetuneChoices, FinetuneConfig, Finetuned};
 pub use infer::infer_logits;
 pub use joint::{check_bits, joint_train, joint_train_full, JointConfig, JointTrained, StepDrift};
 pub use sensitivity::{

@@ -30,7 +30,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::PipelineError;
-use crate::method::{FinetuneConfig, JointConfig};
+use crate::method::{FinetuneChoices, FinetuneConfig, JointConfig};
 use crate::train::run_spec::{once, read_fields, with_run_fields, write_opt};
 pub use crate::train::RunSpec;
 use crate::train::{RunConfig, TrainConfig};
@@ -101,10 +101,9 @@ pub struct JointSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FinetuneSpec {
     pub run: RunSpec,
-    /// [`FinetuneConfig::steps_from_indicators`] (absent: the recipe's `false`).
-    pub steps_from_indicators: Option<bool>,
-    /// [`FinetuneConfig::bn_recalibration`] (absent: the recipe's 6000 images; 0: none).
-    pub bn_recalibration: Option<usize>,
+    /// `steps_from_indicators` (absent: the recipe's `false`) and `bn_recalibration`
+    /// (absent: the recipe's 6000 images; 0: none).
+    pub choices: FinetuneChoices,
 }
 
 /// The fields of the stages' parentheses (the run settings and each stage's own), as the
@@ -184,32 +183,22 @@ impl FinetuneSpec {
     /// The finetune run of `seed`: [`FinetuneConfig::default`] with the job's settings.
     pub fn config(&self, seed: u64) -> FinetuneConfig {
         let base = FinetuneConfig::default().run;
-        let recipe = FinetuneConfig::default();
-        FinetuneConfig {
+        self.choices.apply(FinetuneConfig {
             run: self.run.apply(RunConfig { seed, ..base }),
-            steps_from_indicators: self
-                .steps_from_indicators
-                .unwrap_or(recipe.steps_from_indicators),
-            bn_recalibration: self.bn_recalibration.unwrap_or(recipe.bn_recalibration),
-        }
+            ..FinetuneConfig::default()
+        })
     }
 
     /// As [`PretrainSpec::fingerprint_text`].
     pub fn fingerprint_text(&self) -> String {
         let r = self.config(0).run;
         format!(
-            "FinetuneSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}{}{}{} }} {RECIPE}",
+            "FinetuneSpec {{ epochs: {:?}, batch: {:?}, lr: {:?}{}{} }} {RECIPE}",
             r.epochs,
             r.batch,
             r.lr,
             self.run.extra_text(),
-            // Only when set, as in JointSpec::fingerprint_text.
-            self.steps_from_indicators
-                .map(|v| format!(", steps_from_indicators: {v:?}"))
-                .unwrap_or_default(),
-            self.bn_recalibration
-                .map(|v| format!(", bn_recalibration: {v:?}"))
-                .unwrap_or_default()
+            self.choices.text()
         )
     }
 }
@@ -281,22 +270,12 @@ impl<'de> Deserialize<'de> for FinetuneSpec {
                 f.write_str("the finetune settings: (epochs: …, batch: …, lr: …)")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FinetuneSpec, A::Error> {
-                let (mut from_ind, mut recal) = (None, None);
-                let run = read_fields(map, FINETUNE_FIELDS, |k, map| match k {
-                    "steps_from_indicators" => {
-                        once(&mut from_ind, "steps_from_indicators", map).map(|_| true)
-                    }
-                    "bn_recalibration" => once(&mut recal, "bn_recalibration", map).map(|_| true),
-                    _ => Ok(false),
-                })?;
+                let mut choices = FinetuneChoices::default();
+                let run = read_fields(map, FINETUNE_FIELDS, |k, map| choices.read(k, map))?;
                 if run.epochs.is_none() {
                     return Err(de::Error::missing_field("epochs"));
                 }
-                Ok(FinetuneSpec {
-                    run,
-                    steps_from_indicators: from_ind,
-                    bn_recalibration: recal,
-                })
+                Ok(FinetuneSpec { run, choices })
             }
         }
         d.deserialize_struct("FinetuneSpec", FINETUNE_FIELDS, V)
@@ -326,12 +305,7 @@ impl Serialize for FinetuneSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("FinetuneSpec", FINETUNE_FIELDS.len())?;
         self.run.write(&mut st)?;
-        write_opt(
-            &mut st,
-            "steps_from_indicators",
-            &self.steps_from_indicators,
-        )?;
-        write_opt(&mut st, "bn_recalibration", &self.bn_recalibration)?;
+        self.choices.write(&mut st)?;
         st.end()
     }
 }
