@@ -84,9 +84,7 @@ impl<'g> Network<'g> {
         // Quantization-aware backward ops accumulate into parameter gradients (several
         // passes per step): start from zero.
         if self.accumulate_grads {
-            for p in &self.params {
-                rec.rec().clear(&self.tensors[p.grad]);
-            }
+            self.clear_grads(rec);
         }
         self.record_forward(rec, true, sel);
         self.loss_op.record(rec.rec());
@@ -243,6 +241,23 @@ impl<'g> Network<'g> {
         Ok(stats)
     }
 
+    /// Zeroes every parameter gradient (the backward ops of quantization-aware networks
+    /// add to them).
+    fn clear_grads<'a>(&'a self, rec: &mut Seg<'a>) {
+        for p in &self.params {
+            rec.rec().clear(&self.tensors[p.grad]);
+        }
+    }
+
+    /// A train-mode forward at `sel` and the loss; returns the (loss, correct) read handles.
+    fn record_forward_loss<'a>(&'a self, rec: &mut Seg<'a>, sel: &[usize]) -> (usize, usize) {
+        self.record_forward(rec, true, sel);
+        self.loss_op.record(rec.rec());
+        let l = rec.read(&self.tensors[self.loss]);
+        let c = rec.read(&self.tensors[self.correct]);
+        (l, c)
+    }
+
     /// Per selection: a train-mode forward at that selection, the loss, reads of the loss
     /// and the correct count, and the backward (gradients add up over the passes).
     /// Returns each pass's (loss, correct) read handles.
@@ -253,11 +268,7 @@ impl<'g> Network<'g> {
     ) -> Vec<(usize, usize)> {
         let mut reads = Vec::with_capacity(sels.len());
         for sel in sels {
-            self.record_forward(rec, true, sel);
-            self.loss_op.record(rec.rec());
-            let l = rec.read(&self.tensors[self.loss]);
-            let c = rec.read(&self.tensors[self.correct]);
-            reads.push((l, c));
+            reads.push(self.record_forward_loss(rec, sel));
             for s in &self.backward {
                 self.step(s, rec, sel);
             }
@@ -282,9 +293,7 @@ impl<'g> Network<'g> {
         self.set_lr(lr);
         self.upload(x, y)?;
         let mut rec = self.seg();
-        for p in &self.params {
-            rec.rec().clear(&self.tensors[p.grad]);
-        }
+        self.clear_grads(&mut rec);
         let reads = self.record_passes(&mut rec, sels);
         for op in &self.sgd {
             op.record(rec.rec());
@@ -326,10 +335,10 @@ impl<'g> Network<'g> {
         };
         self.set_lr(lr);
         self.upload(x, y)?;
-        let stats = if self.bn_sync.peers().is_some() || self.grad_bucket_bytes == 0 {
-            self.passes_then_sync(&sels, clear, sync)?
-        } else {
+        let stats = if self.overlaps() {
             self.passes_overlapped(&sels, clear, sync)?
+        } else {
+            self.passes_then_sync(&sels, clear, sync)?
         };
         let mut rec = self.seg();
         for op in &self.sgd {
@@ -349,13 +358,20 @@ impl<'g> Network<'g> {
     /// The bytes of gradients in each bucket of a data-parallel step, in the order they are
     /// exchanged (one entry: no overlap).
     pub fn grad_bucket_sizes(&self) -> Vec<usize> {
-        if self.grad_bucket_bytes == 0 || self.bn_sync.peers().is_some() {
+        if !self.overlaps() {
             return vec![self.params.iter().map(|p| p.info.len * 4).sum()];
         }
         self.grad_buckets()
             .iter()
             .map(|(_, ps)| ps.iter().map(|&p| self.params[p].info.len * 4).sum())
             .collect()
+    }
+
+    /// Whether a data-parallel step exchanges its gradients in buckets during the backward:
+    /// buckets are on, and BN is not synchronised (its cuts' exchanges would interleave
+    /// with the buckets').
+    fn overlaps(&self) -> bool {
+        self.grad_bucket_bytes > 0 && self.bn_sync.peers().is_none()
     }
 
     /// The parameters in buckets of about `grad_bucket_bytes`, in the backward's order: per
@@ -399,9 +415,7 @@ impl<'g> Network<'g> {
     ) -> Result<Vec<StepStats>, EngineError> {
         let mut rec = self.seg();
         if clear {
-            for p in &self.params {
-                rec.rec().clear(&self.tensors[p.grad]);
-            }
+            self.clear_grads(&mut rec);
         }
         let reads = self.record_passes(&mut rec, sels);
         let g: Vec<usize> = self
@@ -410,10 +424,7 @@ impl<'g> Network<'g> {
             .map(|p| rec.read(&self.tensors[p.grad]))
             .collect();
         let out = rec.submit()?;
-        let mut flat: Vec<f32> = Vec::with_capacity(self.params.iter().map(|p| p.info.len).sum());
-        for &h in &g {
-            flat.extend_from_slice(out.f32(h));
-        }
+        let mut flat = concat_reads(&out, &g);
         sync(&mut flat);
         self.write_grads(self.params.iter().map(|p| p.grad), &flat)?;
         Ok(pass_stats(&out, reads))
@@ -460,13 +471,8 @@ impl<'g> Network<'g> {
             let buckets = &buckets;
             let worker = scope.spawn(move || -> Result<(), EngineError> {
                 for (k, pending, handles) in rx {
-                    let out = pending.wait()?;
                     let ps = &buckets[k].1;
-                    let mut flat: Vec<f32> =
-                        Vec::with_capacity(ps.iter().map(|&p| self.params[p].info.len).sum());
-                    for &h in &handles {
-                        flat.extend_from_slice(out.f32(h));
-                    }
+                    let mut flat = concat_reads(&pending.wait()?, &handles);
                     sync(&mut flat);
                     self.write_grads(ps.iter().map(|&p| self.params[p].grad), &flat)?;
                 }
@@ -476,16 +482,10 @@ impl<'g> Network<'g> {
                 // Every pass but the last, and the last one's forward and loss.
                 let mut rec = self.seg();
                 if clear {
-                    for p in &self.params {
-                        rec.rec().clear(&self.tensors[p.grad]);
-                    }
+                    self.clear_grads(&mut rec);
                 }
                 let mut reads = self.record_passes(&mut rec, first);
-                self.record_forward(&mut rec, true, last);
-                self.loss_op.record(rec.rec());
-                let l = rec.read(&self.tensors[self.loss]);
-                let c = rec.read(&self.tensors[self.correct]);
-                reads.push((l, c));
+                reads.push(self.record_forward_loss(&mut rec, last));
                 let head = rec.submit_pending()?;
                 let mut start = 0;
                 for (k, (end, ps)) in buckets.iter().enumerate() {
@@ -516,6 +516,7 @@ impl<'g> Network<'g> {
             Ok(pass_stats(&out, reads))
         })
     }
+
     /// Dispatches of a [`Network::train_passes`] submission with these selections.
     pub fn passes_dispatches(&self, sels: &[Vec<usize>]) -> usize {
         let mut rec = Seg::new(self.gpu, None);
@@ -531,6 +532,15 @@ impl<'g> Network<'g> {
         }
         rec.dispatches()
     }
+}
+
+/// The values of the reads `handles`, one after another (gradients flattened for `sync`).
+fn concat_reads(out: &SegOut, handles: &[usize]) -> Vec<f32> {
+    let mut flat = Vec::with_capacity(handles.iter().map(|&h| out.f32(h).len()).sum());
+    for &h in handles {
+        flat.extend_from_slice(out.f32(h));
+    }
+    flat
 }
 
 /// Each pass's loss and correct count from the (loss, correct) read handles.
