@@ -214,11 +214,7 @@ impl<'de> Deserialize<'de> for PretrainSpec {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PretrainSpec, A::Error> {
                 let mut init: Option<Option<PathBuf>> = None;
                 let run = read_fields(map, PRETRAIN_FIELDS, |k, map| match k {
-                    "init" if init.is_some() => Err(de::Error::duplicate_field("init")),
-                    "init" => {
-                        init = Some(map.next_value()?);
-                        Ok(true)
-                    }
+                    "init" => once(&mut init, "init", map).map(|_| true),
                     _ => Ok(false),
                 })?;
                 Ok(PretrainSpec {
