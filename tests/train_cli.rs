@@ -32,7 +32,9 @@ fn train_writes_a_checkpoint_that_eval_loads() {
         "--batch",
         "32",
         "--epochs",
-        "1",
+        "2",
+        "--eval-every",
+        "2",
         "--lr",
         "0.05",
         "--seed",
@@ -42,7 +44,21 @@ fn train_writes_a_checkpoint_that_eval_loads() {
     ]);
     assert!(out.status.success(), "train failed: {}", stderr(&out));
     let summary = stdout(&out);
-    assert!(summary.contains("epoch 1/1: train loss"), "{summary}");
+    // `--eval-every 2`: epoch 1 is not evaluated, the last always is.
+    let line = |e: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with(e))
+            .unwrap_or_else(|| panic!("no '{e}' line in {summary}"))
+    };
+    assert!(
+        line("epoch 1/2: train loss").contains("| not evaluated |"),
+        "{summary}"
+    );
+    assert!(
+        line("epoch 2/2: train loss").contains("| test loss"),
+        "{summary}"
+    );
     assert!(ckpt.exists());
     // `eval --subset`, the older spelling of `--test-subset`, still works.
     let out = limpq(&["eval", "--ckpt", c, "--data-dir", FMNIST, "--subset", "50"]);

@@ -104,14 +104,13 @@ impl Progress {
             Event::Evaluating { .. } => bar.set_message("evaluating"),
             Event::Epoch(s) => {
                 let line = format!(
-                    "{}epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
+                    "{}epoch {}/{}: train loss {:.4} acc {:.2}%{} | {:.1} s, {:.0} img/s",
                     self.prefix,
                     s.epoch,
                     s.epochs,
                     s.train_loss,
                     s.train_acc * 100.0,
-                    s.test_loss,
-                    s.test_acc * 100.0,
+                    s.test_text(),
                     s.seconds,
                     s.images_per_sec
                 );

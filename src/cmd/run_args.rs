@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// Images per evaluation batch.
     #[arg(long, default_value_t = 256)]
     pub eval_batch: usize,
+    /// Evaluate on the test set after every N-th epoch and after the last (1: after every
+    /// epoch). Skipped evaluations change no weight and no final figure; on a large test
+    /// set they are most of a short run's time.
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
     /// Dataset: fashion-mnist, mnist, cifar10, or folder (an image folder, ROOT/train/<class>/
     /// and ROOT/val/<class>/ of PNG or JPEG files, at --data-dir; its path works too)
     /// (default: the one the input checkpoint was trained on, else fashion-mnist).
@@ -116,6 +121,7 @@ impl RunArgs {
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
             seed: self.seed,
             eval_batch: self.eval_batch,
+            eval_every: self.eval_every,
             // Under `mpirun`, the job's ranks (set once at start); else a single process.
             dist: limpq_trainer::dist::Dist::global(),
             sync_bn: self.sync_bn,

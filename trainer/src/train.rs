@@ -45,6 +45,11 @@ pub struct RunConfig {
     pub seed: u64,
     /// Images per evaluation batch.
     pub eval_batch: usize,
+    /// The test set is evaluated after every `eval_every`-th epoch and after the last (1:
+    /// after every epoch). Skipping evaluations changes no weight and no final figure,
+    /// only what the history shows along the way (an epoch not evaluated has no test
+    /// loss or accuracy).
+    pub eval_every: usize,
     /// Written (atomically) after every epoch, and when the run is stopped, when set, with
     /// the run's exact [`Position`].
     pub checkpoint: Option<PathBuf>,
@@ -90,6 +95,7 @@ impl Default for RunConfig {
             clip: None,
             seed: 0,
             eval_batch: 256,
+            eval_every: 1,
             checkpoint: None,
             meta: Vec::new(),
             stop: StopFlag::default(),
@@ -161,6 +167,9 @@ impl RunConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.batch == 0 || self.eval_batch == 0 {
             return Err("batch sizes must be positive".into());
+        }
+        if self.eval_every == 0 {
+            return Err("eval_every must be at least 1 (1: evaluate after every epoch)".into());
         }
         let ranks = self.dist.size();
         if self.batch % ranks != 0 {
@@ -354,7 +363,8 @@ impl Position {
 }
 
 /// Epoch summaries as `epoch epochs train_loss train_acc test_loss test_acc seconds ips`,
-/// separated by `;` (floats in their exact shortest form).
+/// separated by `;` (floats in their exact shortest form; `-` for the test figures of an
+/// epoch not evaluated).
 fn format_history(h: &[EpochSummary]) -> String {
     h.iter()
         .map(|s| {
@@ -364,8 +374,8 @@ fn format_history(h: &[EpochSummary]) -> String {
                 s.epochs,
                 s.train_loss,
                 s.train_acc,
-                s.test_loss,
-                s.test_acc,
+                opt_text(s.test_loss),
+                opt_text(s.test_acc),
                 s.seconds,
                 s.images_per_sec
             )
@@ -374,10 +384,16 @@ fn format_history(h: &[EpochSummary]) -> String {
         .join(";")
 }
 
+/// A figure of [`format_history`]: the number, or `-` when absent.
+fn opt_text(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
 fn parse_history(text: &str) -> Result<Vec<EpochSummary>, TrainError> {
     let bad = |part: &str| {
         TrainError::Config(format!(
-            "checkpoint position: meta '{POS_HISTORY}' entry {part:?} is not 8 numbers"
+            "checkpoint position: meta '{POS_HISTORY}' entry {part:?} is not 8 numbers (`-` \
+             for the test figures of an epoch not evaluated)"
         ))
     };
     text.split(';')
@@ -389,13 +405,20 @@ fn parse_history(text: &str) -> Result<Vec<EpochSummary>, TrainError> {
             }
             let u = |i: usize| f[i].parse::<usize>().map_err(|_| bad(part));
             let x = |i: usize| f[i].parse::<f64>().map_err(|_| bad(part));
+            let ox = |i: usize| {
+                if f[i] == "-" {
+                    Ok(None)
+                } else {
+                    x(i).map(Some)
+                }
+            };
             Ok(EpochSummary {
                 epoch: u(0)?,
                 epochs: u(1)?,
                 train_loss: x(2)?,
                 train_acc: x(3)?,
-                test_loss: x(4)?,
-                test_acc: x(5)?,
+                test_loss: ox(4)?,
+                test_acc: ox(5)?,
                 seconds: x(6)?,
                 images_per_sec: x(7)?,
             })
@@ -459,10 +482,22 @@ pub struct EpochSummary {
     pub epochs: usize,
     pub train_loss: f64,
     pub train_acc: f64,
-    pub test_loss: f64,
-    pub test_acc: f64,
+    /// `None` for an epoch the run did not evaluate ([`RunConfig::eval_every`]).
+    pub test_loss: Option<f64>,
+    pub test_acc: Option<f64>,
     pub seconds: f64,
     pub images_per_sec: f64,
+}
+
+impl EpochSummary {
+    /// ` | test loss L acc A%`, or ` | not evaluated` for an epoch the run did not
+    /// evaluate: the test half of an epoch's progress line.
+    pub fn test_text(&self) -> String {
+        match (self.test_loss, self.test_acc) {
+            (Some(l), Some(a)) => format!(" | test loss {l:.4} acc {:.2}%", a * 100.0),
+            _ => " | not evaluated".into(),
+        }
+    }
 }
 
 /// Why a run stopped.
@@ -920,30 +955,35 @@ pub(crate) fn run_epochs<R: EpochRun>(
             return Err(stop(net, run, &pos));
         }
         let train_secs = started.elapsed().as_secs_f64();
-        on_event(&Event::Evaluating { epoch });
         let mut st = export_synced(net, dist)?;
-        eval_net.import_state(&st, false)?;
-        if run.before_eval(eval_net)? {
-            let recalibrated = eval_net.export_state()?;
-            for t in st.iter_mut().filter(|t| t.kind == TensorKind::RunningStat) {
-                if let Some(r) = recalibrated.iter().find(|r| r.name == t.name) {
-                    t.data.clone_from(&r.data);
+        let evaluated = if epoch == cfg.epochs || epoch % cfg.eval_every.max(1) == 0 {
+            on_event(&Event::Evaluating { epoch });
+            eval_net.import_state(&st, false)?;
+            if run.before_eval(eval_net)? {
+                let recalibrated = eval_net.export_state()?;
+                for t in st.iter_mut().filter(|t| t.kind == TensorKind::RunningStat) {
+                    if let Some(r) = recalibrated.iter().find(|r| r.name == t.name) {
+                        t.data.clone_from(&r.data);
+                    }
                 }
             }
-        }
-        let ev = evaluate_part(eval_net, test, dist).map_err(|e| match e {
-            TrainError::Engine(e) => R::Error::from(e),
-            TrainError::Data(e) => R::Error::from(e),
-            TrainError::Checkpoint(e) => R::Error::from(e),
-            other => R::config(other.to_string()),
-        })?;
+            let ev = evaluate_part(eval_net, test, dist).map_err(|e| match e {
+                TrainError::Engine(e) => R::Error::from(e),
+                TrainError::Data(e) => R::Error::from(e),
+                TrainError::Checkpoint(e) => R::Error::from(e),
+                other => R::config(other.to_string()),
+            })?;
+            Some(ev)
+        } else {
+            None
+        };
         let summary = EpochSummary {
             epoch,
             epochs: cfg.epochs,
             train_loss: pos.loss_sum / pos.seen.max(1) as f64,
             train_acc: pos.correct as f64 / (pos.seen * n_passes).max(1) as f64,
-            test_loss: ev.mean_loss(),
-            test_acc: ev.accuracy(),
+            test_loss: evaluated.as_ref().map(|ev| ev.mean_loss()),
+            test_acc: evaluated.as_ref().map(|ev| ev.accuracy()),
             seconds: started.elapsed().as_secs_f64(),
             images_per_sec: seen_here as f64 / train_secs.max(1e-9),
         };
@@ -1223,7 +1263,9 @@ fn checkpoint(
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     if let Some(last) = pos.history.last() {
-        meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
+        if let Some(acc) = last.test_acc {
+            meta.push(("test_acc".into(), format!("{acc:.6}")));
+        }
         meta.push(("train_loss".into(), format!("{:.6}", last.train_loss)));
     }
     meta.extend(pos.meta());
@@ -1279,6 +1321,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "batch",
+            ),
+            (
+                RunConfig {
+                    eval_every: 0,
+                    ..ok.clone()
+                },
+                "eval_every must be at least 1",
             ),
             (
                 RunConfig {

@@ -184,8 +184,8 @@ fn version_1_solve_jobs_still_read_as_the_solvers_budgets() {
 fn training_jobs_read_the_shared_run_settings() {
     let text = r#"Indicators((model: "small_cnn", ckpt: "a.ckpt", bits: [2, 4], epochs: 2,
         batch: 16, lr: 0.02, momentum: 0.8, nesterov: false, weight_decay: 0.0,
-        label_smoothing: 0.0, clip: 0.5, eval_batch: 32, data: "mnist", subset: Some(10),
-        seed: 3, output: Some("x.json")))"#;
+        label_smoothing: 0.0, clip: 0.5, eval_batch: 32, eval_every: 2, data: "mnist",
+        subset: Some(10), seed: 3, output: Some("x.json")))"#;
     let job: JobKind = ron::from_str(text).unwrap();
     let JobKind::Indicators(ind) = &job else {
         panic!("{job:?}")
@@ -198,9 +198,10 @@ fn training_jobs_read_the_shared_run_settings() {
             cfg.run.batch,
             cfg.run.lr,
             cfg.run.clip,
-            cfg.run.seed
+            cfg.run.seed,
+            cfg.run.eval_every
         ),
-        (2, 16, 0.02, Some(0.5), 3)
+        (2, 16, 0.02, Some(0.5), 3, 2)
     );
     assert!(!cfg.run.nesterov);
     assert_eq!(ind.data.data.as_deref(), Some("mnist"));

@@ -615,7 +615,7 @@ fn tiny_joint_run_solve_and_finetune() {
         &mut |_| {},
     )
     .unwrap();
-    let fp_acc = fp.history.last().unwrap().test_acc;
+    let fp_acc = fp.history.last().unwrap().test_acc.unwrap();
     eprintln!(
         "fp: {:.1}% in {:.1}s",
         100.0 * fp_acc,
@@ -656,7 +656,7 @@ fn tiny_joint_run_solve_and_finetune() {
     eprintln!(
         "joint: {:.1}s, 6-bit test acc {:.1}%",
         t1.elapsed().as_secs_f64(),
-        100.0 * jt.history[0].test_acc
+        100.0 * jt.history[0].test_acc.unwrap()
     );
     // Shape of the file: every conv/linear, stem and fc fixed, provenance recorded.
     let q = model.quantizable_layers().unwrap();

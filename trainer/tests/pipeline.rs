@@ -1044,10 +1044,28 @@ fn a_stage_takes_any_run_setting_and_refuses_unknown_or_bad_ones() {
             "field `finetune`",
         ),
         ("finetune: (epochs: 1, ", "finetune: (", "epochs"),
+        (
+            "lr: 0.01)",
+            "lr: 0.01, eval_every: 0)",
+            "eval_every must be at least 1",
+        ),
     ] {
         let err = Job::from_ron_str(&job_text(&out).replace(from, to)).unwrap_err();
         assert!(err.contains(want), "{to}: {err}");
     }
+    // `eval_every` reaches the run but not the fingerprint: it changes no result, so a
+    // file that adds it keeps the stages already done.
+    let sparse = Job::from_ron_str(&job_text(&out).replace(
+        "finetune: (epochs: 1, batch: 32, lr: 0.01)",
+        "finetune: (epochs: 1, batch: 32, lr: 0.01, eval_every: 3)",
+    ))
+    .unwrap();
+    assert_eq!(sparse.finetune.config(3).run.eval_every, 3);
+    assert_eq!(
+        sparse.finetune.fingerprint_text(),
+        plain.finetune.fingerprint_text()
+    );
+    assert_eq!(Job::from_ron_str(&sparse.to_ron()).unwrap(), sparse);
 }
 
 /// The recipe's choices a job may change: the stem's and classifier's bits in joint

@@ -20,7 +20,7 @@ use limpq_trainer::data::{Dataset, Split, Subset};
 use limpq_trainer::gpu::Gpu;
 use limpq_trainer::model::Model;
 use limpq_trainer::train::{
-    train_from, Position, Start, StopFlag, TrainConfig, TrainError, Trained,
+    train_from, Event, Position, Start, StopFlag, TrainConfig, TrainError, Trained,
 };
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
@@ -163,6 +163,110 @@ fn a_stopped_run_resumes_bitwise_where_it_stopped() {
     stop_and_resume(&s, &a, 4, "edge");
     // Mid-epoch 1.
     stop_and_resume(&s, &a, 1, "first");
+}
+
+/// Evaluating after every second epoch (and the last) changes no weight, no statistic and
+/// no final figure, only the test figures of the epochs it skips, which the checkpoint's
+/// position records as absent and a resume reads back.
+#[test]
+fn skipped_evaluations_change_only_the_history() {
+    let Some(s) = setup("train eval_every") else {
+        return;
+    };
+    // The run and how many evaluations it made.
+    let counted = |cfg: &TrainConfig, start: Start<'_>, stop_at: Option<(usize, &AtomicBool)>| {
+        let (mut evals, mut steps) = (0, 0);
+        let t = train_from(
+            s.gpu,
+            &s.model,
+            s.train.clone(),
+            s.test.clone(),
+            cfg,
+            start,
+            &mut |e| match e {
+                Event::Evaluating { .. } => evals += 1,
+                Event::Step { .. } => {
+                    steps += 1;
+                    if let Some((k, flag)) = stop_at {
+                        if steps == k {
+                            flag.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
+                _ => {}
+            },
+        );
+        (t, evals)
+    };
+    let every = TrainConfig {
+        epochs: 3,
+        ..config(None, None)
+    };
+    let (a, na) = counted(&every, Start::Fresh, None);
+    let a = a.unwrap();
+    let second = TrainConfig {
+        eval_every: 2,
+        ..every.clone()
+    };
+    let (b, nb) = counted(&second, Start::Fresh, None);
+    let b = b.unwrap();
+    assert_eq!(
+        (na, nb),
+        (3, 2),
+        "evaluations: every epoch, then epochs 2 and 3"
+    );
+    assert_eq!(
+        first_difference(&a.checkpoint.tensors, &b.checkpoint.tensors),
+        None
+    );
+    assert_eq!(a.history.len(), 3);
+    for (x, y) in a.history.iter().zip(&b.history) {
+        assert_eq!(
+            (x.epoch, x.train_loss, x.train_acc),
+            (y.epoch, y.train_loss, y.train_acc)
+        );
+        if y.epoch == 1 {
+            assert_eq!((y.test_loss, y.test_acc), (None, None));
+            assert!(x.test_acc.is_some());
+        } else {
+            assert!(y.test_acc.is_some());
+            assert_eq!((x.test_loss, x.test_acc), (y.test_loss, y.test_acc));
+        }
+    }
+    assert!(
+        b.checkpoint.meta("test_acc").is_some(),
+        "the last epoch's accuracy"
+    );
+
+    // Stopped in epoch 2, after epoch 1 went unevaluated: the absent figures cross the file.
+    let dir = TempDir::new("eval_every");
+    let path = dir.0.join("run.ckpt");
+    let flag = Arc::new(AtomicBool::new(false));
+    let stopping = TrainConfig {
+        checkpoint: Some(path.clone()),
+        stop: StopFlag(Some(flag.clone())),
+        ..second.clone()
+    };
+    let (stopped, _) = counted(&stopping, Start::Fresh, Some((6, &flag)));
+    assert!(matches!(stopped, Err(TrainError::Stopped(_))), "stopped");
+    let saved = Checkpoint::load(&path).unwrap();
+    let pos = Position::of(&saved).unwrap().unwrap();
+    assert_eq!(pos.history.len(), 1);
+    assert_eq!(pos.history[0].test_acc, None);
+    let (c, nc) = counted(&second, Start::Resume(&saved), None);
+    let c = c.unwrap();
+    assert_eq!(nc, 2);
+    assert_eq!(
+        first_difference(&b.checkpoint.tensors, &c.checkpoint.tensors),
+        None
+    );
+    let figures = |t: &Trained| {
+        t.history
+            .iter()
+            .map(|h| (h.epoch, h.train_loss, h.train_acc, h.test_loss, h.test_acc))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(figures(&b), figures(&c));
 }
 
 #[test]

@@ -390,6 +390,11 @@ fn check_run(job: &str, spec: &RunSpec, cfg: &RunConfig) -> Result<(), String> {
     if cfg.batch == 0 || cfg.eval_batch == 0 {
         return Err(format!("{job}.batch and {job}.eval_batch must be positive"));
     }
+    if cfg.eval_every == 0 {
+        return Err(format!(
+            "{job}.eval_every must be at least 1 (1: evaluate after every epoch)"
+        ));
+    }
     check_hyper(job, "lr", spec.lr)?;
     check_hyper(job, "momentum", spec.momentum)?;
     check_hyper(job, "weight_decay", spec.weight_decay)?;

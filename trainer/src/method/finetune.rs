@@ -268,8 +268,10 @@ pub fn finetune(
         &|pos, state| checkpoint(model, cfg, policy, pos, state),
         on_event,
     )?;
-    let (test_accuracy, test_loss) = match ran.position.history.last() {
-        Some(h) => (h.test_acc, h.test_loss),
+    // The last epoch is always evaluated ([`RunConfig::eval_every`]).
+    let last = ran.position.history.last();
+    let (test_accuracy, test_loss) = match last.and_then(|h| h.test_acc.zip(h.test_loss)) {
+        Some(t) => t,
         None => {
             // No epochs: evaluate the initial quantized model.
             eval_net.import_state(&ran.state, false)?;
@@ -326,8 +328,8 @@ fn checkpoint(
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    if let Some(last) = pos.history.last() {
-        meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
+    if let Some(acc) = pos.history.last().and_then(|h| h.test_acc) {
+        meta.push(("test_acc".into(), format!("{acc:.6}")));
     }
     meta.extend(pos.meta());
     meta.extend(cfg.run.meta.iter().cloned());

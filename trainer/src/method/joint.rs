@@ -414,10 +414,10 @@ pub fn joint_train_full(
         ("date".to_string(), utc_now()),
     ];
     meta.extend(run.meta.iter().cloned());
-    if let Some(last) = history.last() {
+    if let Some(acc) = history.last().and_then(|h| h.test_acc) {
         meta.push((
             format!("test_acc_{}bit", cfg.bits[nb - 1]),
-            format!("{:.6}", last.test_acc),
+            format!("{acc:.6}"),
         ));
     }
     let drift = init_record
@@ -480,8 +480,8 @@ fn checkpoint(
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    if let Some(last) = pos.history.last() {
-        meta.push(("test_acc".into(), format!("{:.6}", last.test_acc)));
+    if let Some(acc) = pos.history.last().and_then(|h| h.test_acc) {
+        meta.push(("test_acc".into(), format!("{acc:.6}")));
     }
     if let Some(i) = init_steps {
         meta.push((INIT_STEPS_KEY.into(), format_steps(i)));

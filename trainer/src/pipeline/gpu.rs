@@ -205,15 +205,13 @@ impl Stages for GpuStages<'_> {
         }
         .map_err(train_stage_error)?;
         let last = t.history.last().ok_or("pretraining ran no epoch")?.clone();
+        // The last epoch is always evaluated ([`RunConfig::eval_every`]).
+        let (Some(accuracy), Some(loss)) = (last.test_acc, last.test_loss) else {
+            return Err("pretraining's last epoch was not evaluated".into());
+        };
         let mut ck = t.checkpoint;
         ck.meta.retain(|(k, _)| k != PARTIAL_FINGERPRINT);
-        Ok((
-            ck,
-            Eval {
-                accuracy: last.test_acc,
-                loss: last.test_loss,
-            },
-        ))
+        Ok((ck, Eval { accuracy, loss }))
     }
 
     fn evaluate_fp(&mut self, ckpt: &Checkpoint) -> Result<Eval, StageError> {

@@ -37,6 +37,8 @@ pub struct RunSpec {
     /// ±clip of every gradient element.
     pub clip: Option<f32>,
     pub eval_batch: Option<usize>,
+    /// Evaluate after every N-th epoch and the last ([`RunConfig::eval_every`]).
+    pub eval_every: Option<usize>,
     /// Synchronised batch norm in a data-parallel run ([`RunConfig::sync_bn`]).
     pub sync_bn: Option<bool>,
 }
@@ -47,7 +49,7 @@ pub struct RunSpec {
 macro_rules! with_run_fields {
     ($($own:literal),* $(,)?) => {
         &[$($own,)* "epochs", "batch", "lr", "schedule", "momentum", "nesterov",
-          "weight_decay", "label_smoothing", "clip", "eval_batch", "sync_bn"]
+          "weight_decay", "label_smoothing", "clip", "eval_batch", "eval_every", "sync_bn"]
     };
 }
 pub(crate) use with_run_fields;
@@ -69,6 +71,7 @@ impl RunSpec {
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),
             clip: self.clip.or(base.clip),
             eval_batch: self.eval_batch.unwrap_or(base.eval_batch),
+            eval_every: self.eval_every.unwrap_or(base.eval_every),
             sync_bn: self.sync_bn.unwrap_or(base.sync_bn),
             ..base
         }
@@ -91,6 +94,7 @@ impl RunSpec {
             "label_smoothing" => once(&mut self.label_smoothing, "label_smoothing", map)?,
             "clip" => once(&mut self.clip, "clip", map)?,
             "eval_batch" => once(&mut self.eval_batch, "eval_batch", map)?,
+            "eval_every" => once(&mut self.eval_every, "eval_every", map)?,
             "sync_bn" => once(&mut self.sync_bn, "sync_bn", map)?,
             _ => return Ok(false),
         }
@@ -109,6 +113,7 @@ impl RunSpec {
         write_opt(st, "label_smoothing", &self.label_smoothing)?;
         write_opt(st, "clip", &self.clip)?;
         write_opt(st, "eval_batch", &self.eval_batch)?;
+        write_opt(st, "eval_every", &self.eval_every)?;
         write_opt(st, "sync_bn", &self.sync_bn)
     }
 
@@ -132,6 +137,8 @@ impl RunSpec {
         add("clip", self.clip.map(|v| format!("{v:?}")));
         add("eval_batch", self.eval_batch.map(|v| format!("{v:?}")));
         add("sync_bn", self.sync_bn.map(|v| format!("{v:?}")));
+        // Not `eval_every`: it skips evaluations along the way and changes no result, so
+        // a finished stage stays valid when a file adds it.
         t
     }
 }

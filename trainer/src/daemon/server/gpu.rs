@@ -94,13 +94,12 @@ fn report(ctx: &mut JobContext<'_>, stage: &str, epochs: usize, e: &Event) {
             ..Progress::default()
         }),
         Event::Epoch(s) => ctx.log(format!(
-            "epoch {}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s, {:.0} img/s",
+            "epoch {}/{}: train loss {:.4} acc {:.2}%{} | {:.1} s, {:.0} img/s",
             s.epoch,
             total,
             s.train_loss,
             s.train_acc * 100.0,
-            s.test_loss,
-            s.test_acc * 100.0,
+            s.test_text(),
             s.seconds,
             s.images_per_sec
         )),
@@ -274,7 +273,12 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
         &trained
             .history
             .iter()
-            .map(|s| (s.epoch, s.train_loss, s.train_acc, s.test_loss, s.test_acc))
+            // NaN: an epoch not evaluated (`eval_every`).
+            .map(|s| {
+                let nan = f64::NAN;
+                let (tl, ta) = (s.test_loss.unwrap_or(nan), s.test_acc.unwrap_or(nan));
+                (s.epoch, s.train_loss, s.train_acc, tl, ta)
+            })
             .collect::<Vec<_>>(),
         ron::ser::PrettyConfig::default(),
     )
