@@ -32,6 +32,8 @@ fn joint_step_reports_positive_throughput() {
     let stdout = stdout(&out);
     assert!(stdout.contains("small_cnn"), "{stdout}");
     assert!(stdout.contains("6 passes per step"), "{stdout}");
+    // The joint step runs the stem and classifier as `limpq indicators` does.
+    assert!(stdout.contains("fixed layers: full precision"), "{stdout}");
     let line = stdout
         .lines()
         .find(|l| l.starts_with("images/s:"))
@@ -60,6 +62,7 @@ fn json_line_parses_with_peer_keys() {
     assert_eq!(v["batch"], 4);
     assert_eq!(v["mode"], "joint");
     assert_eq!(v["passes"], 6);
+    assert!(v["fixed_bits"].is_null(), "{v}");
     let ips = v["joint"]["images_per_s"]
         .as_f64()
         .expect("joint.images_per_s");
@@ -68,6 +71,19 @@ fn json_line_parses_with_peer_keys() {
     // images/s is batch / mean step time, as the peer computes it.
     assert!((ips * ms / 1e3 - 4.0).abs() < 1e-6, "{v}");
     assert!(v["loss"].as_f64().is_some_and(f64::is_finite), "{v}");
+    // The single quantized pass runs them at 8 bits, as finetuning does.
+    let mut args = TINY.to_vec();
+    args.extend(["0", "--format", "json"]);
+    let at = args.iter().position(|a| *a == "joint").unwrap();
+    args[at] = "single-quant";
+    let out = limpq(&args);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = common::stdout(&out);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(
+        (v["passes"].clone(), v["fixed_bits"].clone()),
+        (1.into(), serde_json::json!([8, 8]))
+    );
 }
 
 #[test]

@@ -367,6 +367,14 @@ impl TrainBenchResult {
         );
         let _ = writeln!(
             out,
+            "fixed layers: {} (stem, classifier)",
+            match self.fixed_bits {
+                Some((w, a)) => format!("W{w}A{a}"),
+                None => "full precision".into(),
+            }
+        );
+        let _ = writeln!(
+            out,
             "steps:        {} timed after {} warmup ({:.2} s); build {:.2} s",
             cfg.steps, cfg.warmup, self.warmup_s, self.build_s
         );
@@ -404,6 +412,7 @@ impl TrainBenchResult {
             "backend": s.backend,
             "device_type": s.device_type,
             "passes": self.passes,
+            "fixed_bits": self.fixed_bits.map(|(w, a)| [w, a]),
             "conv_algo": conv_algo.name(),
             "steps": cfg.steps,
             "warmup": cfg.warmup,

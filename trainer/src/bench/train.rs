@@ -11,7 +11,7 @@ use crate::engine::{Network, NetworkConfig, QuantSpec};
 use crate::gpu::Gpu;
 use crate::kernels::conv::ConvPolicy;
 use crate::method::JointConfig;
-use crate::model::Model;
+use crate::model::{Model, FIXED_BITS};
 use crate::pipeline::report::median;
 use crate::reference::rng::SeededRng;
 
@@ -73,6 +73,8 @@ pub struct TrainBenchResult {
     pub step_s: Vec<f64>,
     /// The loss of the last step.
     pub loss: f32,
+    /// The bits the fixed layers (stem, classifier) ran at; `None`: full precision.
+    pub fixed_bits: Option<(u32, u32)>,
 }
 
 impl TrainBenchResult {
@@ -123,11 +125,19 @@ pub fn run(
         grad_clip: None,
         conv: cfg.conv,
     };
+    // The fixed layers as the step timed runs them: in the joint step as `limpq
+    // indicators` trains them (the recipe's `fixed_bits`, full precision by default); in
+    // the single quantized pass at 8 bits, as finetuning and deployment run them.
+    let fixed_bits = match cfg.mode {
+        Mode::Single => None,
+        Mode::Joint => joint.fixed_bits,
+        Mode::SingleQuant => Some(FIXED_BITS),
+    };
     let build_start = Instant::now();
     let (mut net, sels): (Network, Vec<Vec<usize>>) = match cfg.mode {
         Mode::Single => (Network::new(gpu, model, plain)?, Vec::new()),
         Mode::Joint | Mode::SingleQuant => {
-            let spec = QuantSpec::joint(model, &cfg.bits)?;
+            let spec = QuantSpec::joint_with(model, &cfg.bits, fixed_bits)?;
             let net_cfg = if cfg.mode == Mode::Joint {
                 NetworkConfig {
                     label_smoothing: joint.run.label_smoothing,
@@ -219,5 +229,6 @@ pub fn run(
         warmup_s,
         step_s,
         loss,
+        fixed_bits,
     })
 }
