@@ -200,8 +200,11 @@ fn stop_of<T>(r: Result<T, MethodError>, what: &str) -> Box<Stopped> {
     }
 }
 
+/// An epoch's number, training loss and accuracy, test loss and accuracy.
+type Figures = (usize, f64, f64, Option<f64>, Option<f64>);
+
 /// Per-epoch training and test figures (not the timings).
-fn figures(h: &[EpochSummary]) -> Vec<(usize, f64, f64, Option<f64>, Option<f64>)> {
+fn figures(h: &[EpochSummary]) -> Vec<Figures> {
     h.iter()
         .map(|h| (h.epoch, h.train_loss, h.train_acc, h.test_loss, h.test_acc))
         .collect()
