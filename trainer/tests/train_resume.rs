@@ -77,7 +77,16 @@ fn run(
     start: Start<'_>,
     on_step: &mut dyn FnMut(usize),
 ) -> Result<Trained, TrainError> {
-    let mut on_event = on_steps(on_step);
+    run_events(s, cfg, start, &mut on_steps(on_step))
+}
+
+/// [`run`] with every event.
+fn run_events(
+    s: &Setup,
+    cfg: &TrainConfig,
+    start: Start<'_>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Trained, TrainError> {
     train_from(
         s.gpu,
         &s.model,
@@ -85,7 +94,7 @@ fn run(
         s.test.clone(),
         cfg,
         start,
-        &mut on_event,
+        on_event,
     )
 }
 
@@ -176,26 +185,18 @@ fn skipped_evaluations_change_only_the_history() {
     // The run and how many evaluations it made.
     let counted = |cfg: &TrainConfig, start: Start<'_>, stop_at: Option<(usize, &AtomicBool)>| {
         let (mut evals, mut steps) = (0, 0);
-        let t = train_from(
-            s.gpu,
-            &s.model,
-            s.train.clone(),
-            s.test.clone(),
-            cfg,
-            start,
-            &mut |e| match e {
-                Event::Evaluating { .. } => evals += 1,
-                Event::Step { .. } => {
-                    steps += 1;
-                    if let Some((k, flag)) = stop_at {
-                        if steps == k {
-                            flag.store(true, Ordering::SeqCst);
-                        }
+        let t = run_events(&s, cfg, start, &mut |e| match e {
+            Event::Evaluating { .. } => evals += 1,
+            Event::Step { .. } => {
+                steps += 1;
+                if let Some((k, flag)) = stop_at {
+                    if steps == k {
+                        flag.store(true, Ordering::SeqCst);
                     }
                 }
-                _ => {}
-            },
-        );
+            }
+            _ => {}
+        });
         (t, evals)
     };
     let every = TrainConfig {
