@@ -331,6 +331,8 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
     let mut z = cost_of(w, x);
     let mut moves: Vec<Move> = Vec::new();
     let mut drs: Vec<f64> = Vec::new();
+    let (mut dcs, mut gs): (Vec<f64>, Vec<usize>) = (Vec::new(), Vec::new());
+    let stride = m.max(1);
     let mut room = vec![0.0; m];
     for _ in 0..10_000 {
         let thr = z - lb;
@@ -352,14 +354,18 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
             room[k] = w.cap[k] + feas_tol[k] - used[k];
         }
         // Each move's change of every row, computed once (the pair search reads them
-        // many times).
+        // many times); `stride` values a move (a 0 stands in when no row binds, so that
+        // every move still has a chunk).
         drs.clear();
         for mv in moves.iter() {
             for k in 0..m {
                 drs.push(w.r[mv.c * m + k] - w.r[x[mv.g] * m + k]);
             }
+            if m == 0 {
+                drs.push(0.0);
+            }
         }
-        let dr = |i: usize, k: usize| drs[i * m + k];
+        let dr = |i: usize, k: usize| drs[i * stride + k];
         // Best single move (the first feasible one in cost order).
         let mut best: Option<(f64, usize, Option<usize>)> = None;
         for (i, mv) in moves.iter().enumerate() {
@@ -372,25 +378,35 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
             }
         }
         // Best pair: the first move of a profitable pair has the smaller (negative) change.
+        // The moves' cost changes and groups are copied out beside `drs`, so that the
+        // inner loop, most of the local search's work, walks contiguous slices.
+        dcs.clear();
+        dcs.extend(moves.iter().map(|mv| mv.dcost));
+        gs.clear();
+        gs.extend(moves.iter().map(|mv| mv.g));
         for i in 0..moves.len() {
-            let a = &moves[i];
+            let (a, ga) = (dcs[i], gs[i]);
+            // `best` changes only where the inner loop ends, so its bound holds for it.
             let bound = best.map_or(0.0, |b| b.0);
-            if a.dcost >= 0.0 || a.dcost + a.dcost >= bound {
+            if a >= 0.0 || a + a >= bound {
                 break;
             }
-            for j in i + 1..moves.len() {
-                let b = &moves[j];
-                let bound = best.map_or(0.0, |b| b.0);
-                if a.dcost + b.dcost >= bound {
-                    break;
-                }
-                if a.g == b.g {
-                    continue;
-                }
-                if (0..m).all(|k| dr(i, k) + dr(j, k) <= room[k]) {
-                    best = Some((a.dcost + b.dcost, i, Some(j)));
-                    break; // later j cost more
-                }
+            let da = &drs[i * stride..i * stride + m];
+            let later = dcs[i + 1..]
+                .iter()
+                .zip(&gs[i + 1..])
+                .zip(drs[(i + 1) * stride..].chunks_exact(stride));
+            let found = match (da, &room[..]) {
+                // Two rows (the common case), without the loop.
+                (&[x0, x1], &[r0, r1]) => first_pair(later, a, ga, bound, |db| {
+                    x0 + db[0] <= r0 && x1 + db[1] <= r1
+                }),
+                _ => first_pair(later, a, ga, bound, |db| {
+                    da.iter().zip(db).zip(&room).all(|((x, y), r)| x + y <= *r)
+                }),
+            };
+            if let Some((j, c)) = found {
+                best = Some((c, i, Some(i + 1 + j)));
             }
         }
         let Some((_, i, j)) = best else { break };
@@ -403,6 +419,28 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
         }
         z = cost_of(w, x);
     }
+}
+
+/// The first of `later` (cost change, group, row changes; in rising cost order) that pairs
+/// with move `a` of group `ga` below `bound` and `fits`: its position in `later` and the
+/// pair's cost change.
+#[inline(always)]
+fn first_pair<'a>(
+    later: impl Iterator<Item = ((&'a f64, &'a usize), &'a [f64])>,
+    a: f64,
+    ga: usize,
+    bound: f64,
+    fits: impl Fn(&[f64]) -> bool,
+) -> Option<(usize, f64)> {
+    for (j, ((&b, &gb), db)) in later.enumerate() {
+        if a + b >= bound {
+            break;
+        }
+        if ga != gb && fits(db) {
+            return Some((j, a + b)); // later ones cost more
+        }
+    }
+    None
 }
 
 /// Scratch of [`Work::line_search`], kept across the line searches of one dual solve:
