@@ -1111,7 +1111,7 @@ fn search(
         // The forward half is bounded by the surrogate of the rest as well, built when a
         // stage first has enough candidates to pay for it.
         let make_sur = |lo: usize| Surrogate::new(w, lam_w, &lw, &free, &base, lo, zb, feas_tol);
-        let fwd = ctx.dp(
+        let fwd = ctx.dp::<2>(
             &free[..h],
             &suffix[m..(h + 1) * m],
             &off[nl..(h + 1) * nl],
@@ -1153,7 +1153,7 @@ fn search(
         let free_rev: Vec<usize> = free.iter().rev().copied().collect();
         let make_sur_b =
             |lo: usize| Surrogate::new(w, lam_w, &lw, &free_rev, &base, lo, zb, feas_tol);
-        let bwd = ctx.dp(
+        let bwd = ctx.dp::<2>(
             &order_b,
             &rest_min,
             &rest_off,
@@ -1199,7 +1199,9 @@ fn search(
             found: fits.then(|| (to_input(&fixed_choice), base_cost)),
         };
     }
-    let out = ctx.dp(
+    let one_way = if m == 2 { Ctx::dp::<2> } else { Ctx::dp::<0> };
+    let out = one_way(
+        &ctx,
         &free,
         &suffix[m..],
         &off[nl..],
@@ -1293,7 +1295,7 @@ impl Ctx<'_> {
     /// backward half of a meet-in-the-middle pass) the states kept after each stage are
     /// also bounded by the forward half's final states ([`Partner`]).
     #[allow(clippy::too_many_arguments)]
-    fn dp(
+    fn dp<const M: usize>(
         &self,
         order: &[usize],
         rest_min: &[f64],
@@ -1307,7 +1309,9 @@ impl Ctx<'_> {
         // The surrogate bound, once a stage has enough candidates to build it.
         let mut sur_built: Option<Surrogate> = None;
         let w = self.w;
-        let m = w.m;
+        // `M` is the rows' count when known when compiled (2, the common case: the loops
+        // over rows unroll), else 0 and the count is the work's.
+        let m = if M > 0 { M } else { w.m };
         let nl = self.nl;
         let (rc, lw) = (self.rc, self.lw);
         let (mk, coef) = (self.mk, self.coef);
