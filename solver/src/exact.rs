@@ -117,7 +117,7 @@ impl Work {
     /// holds every group's choices sorted by their use of row k, largest first
     /// ([`Work::slope_orders`]; the slopes do not depend on λ, so they are sorted once).
     fn line_search(&self, lam: &mut [f64], k: usize, by_slope: &[Vec<u32>], bufs: &mut LineBufs) {
-        let LineBufs { bps, lines, hull } = bufs;
+        let LineBufs { bps, hull } = bufs;
         let m = self.m;
         bps.clear();
         let mut slope = -self.cap[k];
@@ -130,25 +130,13 @@ impl Work {
         let order = &by_slope[k];
         for g in 0..self.groups() {
             // Steepest first; of equal slopes only the lowest intercept (the others
-            // would be skipped below).
-            lines.clear();
-            for &c in &order[self.range(g)] {
-                let c = c as usize;
-                let l = (self.lcost(lam, c), self.r[c * m + k]);
-                match lines.last_mut() {
-                    Some(top) if top.1.to_bits() == l.1.to_bits() => {
-                        if l.0.total_cmp(&top.0).is_lt() {
-                            top.0 = l.0;
-                        }
-                    }
-                    _ => lines.push(l),
-                }
-            }
+            // would be skipped below). Each line enters the hull once the next one's slope
+            // differs, so no list of lines is kept.
             hull.clear();
-            for &l in lines.iter() {
+            let mut add = |l: (f64, f64)| {
                 if let Some(&top) = hull.last() {
                     if top.1 == l.1 {
-                        continue; // same slope, intercept no lower
+                        return; // same slope, intercept no lower
                     }
                 }
                 while hull.len() >= 2 {
@@ -161,6 +149,26 @@ impl Work {
                     }
                 }
                 hull.push(l);
+            };
+            let mut pending: Option<(f64, f64)> = None;
+            for &c in &order[self.range(g)] {
+                let c = c as usize;
+                let l = (self.lcost(lam, c), self.r[c * m + k]);
+                match &mut pending {
+                    Some(top) if top.1.to_bits() == l.1.to_bits() => {
+                        if l.0.total_cmp(&top.0).is_lt() {
+                            top.0 = l.0;
+                        }
+                    }
+                    _ => {
+                        if let Some(p) = pending.replace(l) {
+                            add(p);
+                        }
+                    }
+                }
+            }
+            if let Some(p) = pending {
+                add(p);
             }
             // The line in force just right of λ_k = 0 (ties at 0 go to the flatter one).
             let mut i = 0;
@@ -444,21 +452,19 @@ fn first_pair<'a>(
 }
 
 /// Scratch of [`Work::line_search`], kept across the line searches of one dual solve:
-/// the breakpoints, one group's lines and their lower envelope.
+/// the breakpoints and one group's lower envelope.
 #[derive(Default)]
 struct LineBufs {
     bps: Vec<(f64, f64)>,
-    lines: Vec<(f64, f64)>,
     hull: Vec<(f64, f64)>,
 }
 
 /// Maximises the Lagrangian dual by exact coordinate ascent from `lam`.
 fn dual(w: &Work, lam: &mut [f64], arg: &mut [usize]) -> f64 {
-    // Breakpoints: fewer than the choices; lines and hull: at most one group's.
+    // Breakpoints: fewer than the choices; the hull: at most one group's.
     let widest = (0..w.groups()).map(|g| w.range(g).len()).max().unwrap_or(0);
     let mut bufs = LineBufs {
         bps: Vec::with_capacity(w.cost.len()),
-        lines: Vec::with_capacity(widest),
         hull: Vec::with_capacity(widest),
     };
     let by_slope = w.slope_orders();
