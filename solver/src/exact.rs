@@ -958,24 +958,24 @@ fn search(
     // Lagrangian cost of each choice at λ (computed once, used below as well).
     let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam_w, c)).collect();
     let mut rc = vec![0.0; w.cost.len()];
-    let mut order_in: Vec<Vec<usize>> = Vec::with_capacity(ng);
+    // Every group's choices in its own range of one list (no list per group).
+    let mut order: Vec<usize> = (0..w.cost.len()).collect();
     for g in 0..ng {
         let mn = w.range(g).map(|c| lw[c]).fold(f64::INFINITY, f64::min);
-        let mut v: Vec<usize> = w.range(g).collect();
-        for &c in &v {
+        for c in w.range(g) {
             rc[c] = lw[c] - mn;
         }
-        v.sort_by(|&a, &b| rc[a].total_cmp(&rc[b]));
-        order_in.push(v);
+        order[w.range(g)].sort_by(|&a, &b| rc[a].total_cmp(&rc[b]));
     }
+    let order_in = |g: usize| &order[w.range(g)];
     let mut base_used = vec![0.0; m];
     let mut base_cost = 0.0;
     let mut base_rc = 0.0;
     let mut fixed_choice = vec![usize::MAX; ng];
     let mut free = Vec::new();
     for g in 0..ng {
-        if order_in[g].len() == 1 {
-            let c = order_in[g][0];
+        if order_in(g).len() == 1 {
+            let c = order_in(g)[0];
             fixed_choice[g] = c;
             base_cost += w.cost[c];
             base_rc += rc[c];
@@ -993,8 +993,8 @@ fn search(
     // layer order does (random 1000 x 36: 2-4x fewer states).
     if m > 0 && d_max > 1 && d_max >= order_min {
         let spread = |g: usize, k: usize| -> f64 {
-            let b = order_in[g][0];
-            order_in[g]
+            let b = order_in(g)[0];
+            order_in(g)
                 .iter()
                 .map(|&c| abs(w.r[c * m + k] - w.r[b * m + k]))
                 .fold(0.0, f64::max)
@@ -1092,7 +1092,7 @@ fn search(
     };
     let ctx = Ctx {
         w,
-        order_in: &order_in,
+        order: &order,
         rc: &rc,
         lw: &lw,
         mk: &mk,
@@ -1251,7 +1251,8 @@ struct Base<'a> {
 /// What every DP pass of one search shares.
 struct Ctx<'a> {
     w: &'a Work,
-    order_in: &'a [Vec<usize>],
+    /// Every group's choices by reduced cost, in the group's range of the work.
+    order: &'a [usize],
     rc: &'a [f64],
     /// Lagrangian cost of each choice at λ.
     lw: &'a [f64],
@@ -1350,12 +1351,12 @@ impl Ctx<'_> {
             cand_u.clear();
             cand_cost.clear();
             cand_ls.clear();
-            let want = (cost.len() * self.order_in[g].len()).min(1 << 12);
+            let list = &self.order[w.range(g)];
+            let want = (cost.len() * list.len()).min(1 << 12);
             cand.reserve(want);
             cand_cost.reserve(want);
             cand_ls.reserve(want);
             cand_u.reserve(want * m);
-            let list = &self.order_in[g];
             if sur_built.is_none() {
                 if let Some((make, min)) = sur {
                     if cost.len() * list.len() >= min {
