@@ -558,6 +558,7 @@ fn bad_indicators_and_finetune_specs_are_refused() {
     refused(&mut c, ind(", lr: -1.0"), &["indicators.lr"]);
     refused(&mut c, ind(", clip: inf"), &["indicators.clip"]);
     refused(&mut c, ind(", label_smoothing: 1.0"), &["label_smoothing"]);
+    refused(&mut c, ind(", eval_every: 0"), &["indicators.eval_every"]);
     refused(
         &mut c,
         ind(", output: Some(\"/no/such/folder/i.ron\")"),
