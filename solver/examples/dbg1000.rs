@@ -1,7 +1,9 @@
 //! Times exact solves of one benchmark kind: `cargo run --release -p limpq-solver --example
 //! dbg1000 -- KIND SEEDS LIMIT` (compile + solve per seed), or the 100-point ResNet-50 sweep
 //! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`, for both; COLD
-//! `cold_first_pass_states` and SURMIN `surrogate_min_candidates`, per seed).
+//! `cold_first_pass_states` and SURMIN `surrogate_min_candidates`, per seed). With the
+//! `serde` feature, KIND may be an indicator file (`.ron` or `.json`), solved SEEDS times
+//! under the bench's budgets (`gen::bench_budgets`).
 use std::time::Instant;
 
 fn main() {
@@ -47,8 +49,11 @@ fn main() {
         return;
     }
     let limit: u64 = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
+    let file = file_problem(kind);
     for seed in 0..seeds {
-        let p = limpq_solver::gen::bench_problem(kind, seed).unwrap();
+        let p = file.clone().unwrap_or_else(|| {
+            limpq_solver::gen::bench_problem(kind, seed).unwrap_or_else(|| panic!("no kind {kind}"))
+        });
         let t = Instant::now();
         let c = p.compile().unwrap();
         let tc = t.elapsed();
@@ -73,4 +78,25 @@ fn main() {
             s.proof.lower_bound
         );
     }
+}
+
+/// The indicator file `kind` under the bench's budgets, read once (`None`: a kind).
+fn file_problem(kind: &str) -> Option<limpq_solver::Problem> {
+    if !(kind.ends_with(".ron") || kind.ends_with(".json")) {
+        return None;
+    }
+    #[cfg(feature = "serde")]
+    {
+        let text = std::fs::read_to_string(kind).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let ind = if kind.ends_with(".ron") {
+            limpq_solver::IndicatorSet::from_ron_str(&text)
+        } else {
+            limpq_solver::IndicatorSet::from_json_str(&text)
+        };
+        Some(limpq_solver::gen::bench_budgets(
+            ind.unwrap_or_else(|e| panic!("{kind}: {e}")),
+        ))
+    }
+    #[cfg(not(feature = "serde"))]
+    panic!("{kind}: reading indicator files needs the serde feature")
 }
