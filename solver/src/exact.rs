@@ -665,6 +665,12 @@ pub(crate) fn solve(
     )
 }
 
+/// The policies the choices of `w` combine into (their product over the groups), at
+/// most `u64::MAX`.
+fn combinations(w: &Work) -> u64 {
+    (0..w.groups()).fold(1u64, |p, g| p.saturating_mul(w.range(g).len() as u64))
+}
+
 fn unscale(lam: &[f64], rows: &[usize], scales: &[f64], m_all: usize) -> Vec<f64> {
     let mut out = vec![0.0; m_all];
     for (j, &k) in rows.iter().enumerate() {
@@ -736,6 +742,13 @@ fn branch(
             complete: false,
             found: None,
         },
+        Some(wt) if gap_hint.is_none() && combinations(&wt) > opts.first_pass_max_combinations => {
+            Search {
+                states: 0,
+                complete: false,
+                found: None,
+            }
+        }
         Some(wt) => {
             // Against a loose incumbent the surrogate's staircases are long and the pass
             // is cut anyway when the search is hard: only a sweep's hinted pass builds it.

@@ -52,6 +52,13 @@ pub struct SolveOptions {
     /// nearly always runs out of its states (random 1000 × 36: 15–40% of all states
     /// spent for nothing). Default 64.
     pub first_pass_max_groups: usize,
+    /// Without a sweep's hint, the first pass is skipped as well when the choices left at
+    /// the incumbent's threshold combine into more than this many policies (the product
+    /// of every group's count): such a pass runs out of its `cold_first_pass_states`
+    /// before it ends. Default 2^42: on the bench's ResNet kinds (seeds 0–9) the first
+    /// passes that finished had at most 2^40.6 combinations, and all but one of those that
+    /// ran out 2^43.6 or more (docs/PERFORMANCE.md, 13:25 UTC).
+    pub first_pass_max_combinations: u64,
     /// In a meet-in-the-middle pass, a backward stage that keeps at least this many
     /// states is also bounded by the forward half's final states (fewer: the bound
     /// costs more than the states it could drop). Default 32; 0 applies it everywhere.
@@ -79,6 +86,7 @@ impl Default for SolveOptions {
             first_pass_states: 3_000,
             coarse_first_min_groups: 64,
             first_pass_max_groups: 64,
+            first_pass_max_combinations: 1 << 42,
             partner_min_states: 32,
             cold_first_pass_states: 1_000,
             surrogate_min_candidates: 256,

@@ -241,6 +241,11 @@ fn search_configurations_agree_on_200_layer_instances() {
             o.cold_first_pass_states = first;
             o.coarse_first_min_groups = order_min;
             o.first_pass_max_groups = first_max;
+            // The configurations with a first pass on searches this size run it at any
+            // number of combinations too.
+            if first_max == usize::MAX {
+                o.first_pass_max_combinations = u64::MAX;
+            }
             // The uncut first pass runs without the surrogate bound, the others with it
             // as by default or at every stage.
             o.surrogate_min_candidates = match (first, order_min) {
@@ -259,6 +264,31 @@ fn search_configurations_agree_on_200_layer_instances() {
         for &o in &objs[1..] {
             assert!(close(objs[0], o), "seed {seed}: objectives {objs:?}");
         }
+    }
+}
+
+/// A cold first pass over more combinations than `first_pass_max_combinations` is skipped
+/// (the real-like ResNet-50's are, at the default), and the answer is the same either way.
+#[test]
+fn a_first_pass_over_too_many_combinations_is_skipped_with_the_same_answer() {
+    for seed in 0..3u64 {
+        let p = limpq_solver::gen::bench_problem("resnet50-real", seed).expect("known kind");
+        let c = p.compile().unwrap();
+        let skipped = c.solve(&SolveOptions::default()).unwrap();
+        let mut o = SolveOptions::default();
+        o.first_pass_max_combinations = u64::MAX;
+        let ran = c.solve(&o).unwrap();
+        assert!(skipped.proof.optimal && ran.proof.optimal, "seed {seed}");
+        check_policy(&p, &skipped.policy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(
+            close(skipped.policy.objective, ran.policy.objective),
+            "seed {seed}: {} against {}",
+            skipped.policy.objective,
+            ran.policy.objective
+        );
+        // The first pass ran out of its states in one search and was not run in the
+        // other: they differ by at least those states.
+        assert_ne!(skipped.proof.nodes, ran.proof.nodes, "seed {seed}");
     }
 }
 
