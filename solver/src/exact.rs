@@ -737,12 +737,12 @@ fn branch(
             complete: true,
             found: None,
         },
-        Some(_) if first_states == 0 => Search {
-            states: 0,
-            complete: false,
-            found: None,
-        },
-        Some(wt) if gap_hint.is_none() && combinations(&wt) > opts.first_pass_max_combinations => {
+        // Skipped: no states for it, or a cold pass over more combinations than it can
+        // finish (`SolveOptions::first_pass_max_combinations`).
+        Some(wt)
+            if first_states == 0
+                || (gap_hint.is_none() && combinations(&wt) > opts.first_pass_max_combinations) =>
+        {
             Search {
                 states: 0,
                 complete: false,
