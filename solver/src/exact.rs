@@ -400,19 +400,27 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
                 break;
             }
             let da = &drs[i * stride..i * stride + m];
-            let later = dcs[i + 1..]
-                .iter()
-                .zip(&gs[i + 1..])
-                .zip(drs[(i + 1) * stride..].chunks_exact(stride));
+            // The moves are in rising cost order, and so is a + b: the pairs below
+            // `bound` are a prefix of the later moves.
+            let later = &dcs[i + 1..];
+            let end = later.partition_point(|&b| a + b < bound);
+            let (later, groups) = (&later[..end], &gs[i + 1..i + 1 + end]);
+            let rows = &drs[(i + 1) * stride..(i + 1 + end) * stride];
             let found = match (da, &room[..]) {
-                // Two rows (the common case), without the loop.
-                (&[x0, x1], &[r0, r1]) => first_pair(later, a, ga, bound, |db| {
-                    x0 + db[0] <= r0 && x1 + db[1] <= r1
-                }),
-                _ => first_pair(later, a, ga, bound, |db| {
-                    da.iter().zip(db).zip(&room).all(|((x, y), r)| x + y <= *r)
-                }),
-            };
+                // Two rows (the common case): without the loop over rows or a branch
+                // per test.
+                (&[x0, x1], &[r0, r1]) => groups
+                    .iter()
+                    .zip(rows.chunks_exact(2))
+                    .position(|(&gb, db)| (ga != gb) & (x0 + db[0] <= r0) & (x1 + db[1] <= r1)),
+                _ => groups
+                    .iter()
+                    .zip(rows.chunks_exact(stride))
+                    .position(|(&gb, db)| {
+                        ga != gb && da.iter().zip(db).zip(&room).all(|((x, y), r)| x + y <= *r)
+                    }),
+            }
+            .map(|j| (j, a + later[j]));
             if let Some((j, c)) = found {
                 best = Some((c, i, Some(i + 1 + j)));
             }
@@ -427,28 +435,6 @@ fn local_search(w: &Work, lam: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
         }
         z = cost_of(w, x);
     }
-}
-
-/// The first of `later` (cost change, group, row changes; in rising cost order) that pairs
-/// with move `a` of group `ga` below `bound` and `fits`: its position in `later` and the
-/// pair's cost change.
-#[inline(always)]
-fn first_pair<'a>(
-    later: impl Iterator<Item = ((&'a f64, &'a usize), &'a [f64])>,
-    a: f64,
-    ga: usize,
-    bound: f64,
-    fits: impl Fn(&[f64]) -> bool,
-) -> Option<(usize, f64)> {
-    for (j, ((&b, &gb), db)) in later.enumerate() {
-        if a + b >= bound {
-            break;
-        }
-        if ga != gb && fits(db) {
-            return Some((j, a + b)); // later ones cost more
-        }
-    }
-    None
 }
 
 /// Scratch of [`Work::line_search`], kept across the line searches of one dual solve:
