@@ -1249,7 +1249,7 @@ fn confidence_intervals_from_synthetic_results() {
     assert!(
         md.contains(
             "| w2a3 | searched | 83.00 ± 2.00 | +2.00 ± 0.58 [-0.48, +4.48] (n=3) | \
-             +12.00 ± 0.58 [+9.52, +14.48] (n=3) |"
+             +12.00 ± 0.58 [+9.52, +14.48] (n=3) | – |"
         ),
         "{md}"
     );
@@ -1257,7 +1257,7 @@ fn confidence_intervals_from_synthetic_results() {
     assert!(
         md.contains(
             "| w2a3 | macs_only | 80.50 ± 1.00 | -0.50 ± 0.00 [-0.50, -0.50] (n=3) | \
-             +9.50 ± 0.00 [+9.50, +9.50] (n=3) |"
+             +9.50 ± 0.00 [+9.50, +9.50] (n=3) | -2.50 ± 0.58 [-4.98, -0.02] (n=3) |"
         ),
         "{md}"
     );

@@ -288,16 +288,16 @@ fn kinds(b: &BudgetResult) -> Vec<(String, Vec<(u64, f64)>)> {
     out
 }
 
-/// Per budget and kind (searched and every control), the paired differences to uniform and
-/// to the random median over seeds: mean, standard error and 95 % confidence interval in
-/// points; and each control's mean accuracy.
+/// Per budget and kind (searched and every control), the paired differences to uniform, to
+/// the random median and (controls) to the searched policy over seeds: mean, standard
+/// error and 95 % confidence interval in points; and each control's mean accuracy.
 fn confidence(r: &Results) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "| budget | kind | accuracy | − uniform: mean ± SE [95% CI] | − random median: mean ± SE [95% CI] |"
+        "| budget | kind | accuracy | − uniform: mean ± SE [95% CI] | − random median: mean ± SE [95% CI] | − searched: mean ± SE [95% CI] |"
     );
-    let _ = writeln!(o, "|---|---|---:|---|---|");
+    let _ = writeln!(o, "|---|---|---:|---|---|---|");
     let cell = |d: &[f64]| match mean_se_ci(d) {
         Some((m, se, lo, hi)) => format!(
             "{:+.2} ± {:.2} [{:+.2}, {:+.2}] (n={})",
@@ -312,13 +312,16 @@ fn confidence(r: &Results) -> String {
     };
     for b in r.budgets.iter().filter(|b| b.skipped.is_none()) {
         for (kind, accs) in kinds(b) {
-            let (mut du, mut dr) = (Vec::new(), Vec::new());
+            let (mut du, mut dr, mut ds) = (Vec::new(), Vec::new(), Vec::new());
             for &(seed, acc) in &accs {
                 let Some(x) = b.seeds.iter().find(|x| x.seed == seed) else {
                     continue;
                 };
                 if let Some(u) = &x.uniform {
                     du.push(acc - u.accuracy);
+                }
+                if kind != "searched" {
+                    ds.push(acc - x.searched.accuracy);
                 }
                 let rand: Vec<f64> = x.random.iter().map(|p| p.accuracy).collect();
                 if !rand.is_empty() {
@@ -328,11 +331,12 @@ fn confidence(r: &Results) -> String {
             let a: Vec<f64> = accs.iter().map(|x| x.1).collect();
             let _ = writeln!(
                 o,
-                "| {} | {kind} | {} | {} | {} |",
+                "| {} | {kind} | {} | {} | {} | {} |",
                 b.label,
                 pct(&a),
                 cell(&du),
-                cell(&dr)
+                cell(&dr),
+                cell(&ds)
             );
         }
     }
@@ -378,9 +382,10 @@ pub fn markdown(r: &Results) -> String {
     if (nseeds > 1 || controls) && r.budgets.iter().any(|b| b.skipped.is_none()) {
         o.push_str(
             "\n## How sure: paired differences over seeds (points)\n\nEach kind's accuracy \
-             minus the same seed's uniform policy and random median: mean ± standard error and \
-             the 95 % confidence interval of the mean (Student's t, n − 1 degrees of \
-             freedom). An interval that holds 0 does not tell the two apart.\n\n",
+             minus the same seed's uniform policy, random median and (for the controls) \
+             searched policy: mean ± standard error and the 95 % confidence interval of the \
+             mean (Student's t, n − 1 degrees of freedom). An interval that holds 0 does not \
+             tell the two apart.\n\n",
         );
         o.push_str(&confidence(r));
     }
