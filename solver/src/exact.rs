@@ -764,6 +764,7 @@ fn branch(
     // Per cent of the free groups in the forward half of a meet-in-the-middle pass,
     // moved towards the half that kept fewer states after each pass.
     let mut split = SPLIT_START;
+    let mut scratch = DpScratch::default();
     let mut proven = best_lb;
     let mut best: Option<Vec<usize>> = None;
     // The first pass runs at the incumbent, or below it at lb + the hinted gap (a sweep
@@ -810,7 +811,17 @@ fn branch(
             if gap_hint.is_none() {
                 fo.surrogate_min_candidates = usize::MAX;
             }
-            search(&wt, lam_w, lb, t0, &feas_tol, first_states, &fo, &mut split)
+            search(
+                &wt,
+                lam_w,
+                lb,
+                t0,
+                &feas_tol,
+                first_states,
+                &fo,
+                &mut split,
+                &mut scratch,
+            )
         }
     };
     states += first.states;
@@ -846,7 +857,17 @@ fn branch(
                 let tt = if last { below(z) } else { t };
                 let left = state_limit.saturating_sub(states);
                 let out = match restrict(w, lam_w, lb, tt) {
-                    Some(wt) => search(&wt, lam_w, lb, tt, &feas_tol, left, opts, &mut split),
+                    Some(wt) => search(
+                        &wt,
+                        lam_w,
+                        lb,
+                        tt,
+                        &feas_tol,
+                        left,
+                        opts,
+                        &mut split,
+                        &mut scratch,
+                    ),
                     None => Search {
                         states: 0,
                         complete: true,
@@ -904,6 +925,7 @@ fn branch(
                 state_limit.saturating_sub(states),
                 opts,
                 &mut split,
+                &mut scratch,
             );
             states += out.states;
             if let Some((x, c)) = out.found {
@@ -1017,6 +1039,7 @@ fn search(
     limit: u64,
     opts: &SolveOptions,
     split: &mut usize,
+    scratch: &mut DpScratch,
 ) -> Search {
     let order_min = opts.coarse_first_min_groups;
     let m = w.m;
@@ -1193,6 +1216,7 @@ fn search(
             limit,
             None,
             Some((&make_sur, ctx.sur_min)),
+            scratch,
         );
         states += fwd.states;
         if fwd.cut {
@@ -1235,6 +1259,7 @@ fn search(
             limit.saturating_sub(fwd.states),
             Some(&partner),
             Some((&make_sur_b, opts.surrogate_back_min_candidates)),
+            scratch,
         );
         states += bwd.states;
         // The next pass gives more groups to the half that kept fewer states.
@@ -1283,6 +1308,7 @@ fn search(
         limit,
         None,
         None,
+        scratch,
     );
     states += out.states;
     let mut found = None;
@@ -1360,6 +1386,23 @@ impl Dp {
     }
 }
 
+/// The buffers of a DP pass, kept from one pass of a solve to the next so that each pass
+/// does not allocate and grow them again (a solve runs a pass per probe, two halves each).
+#[derive(Default)]
+struct DpScratch {
+    cand: Vec<(u32, u32)>,
+    cand_u: Vec<f64>,
+    cand_cost: Vec<f64>,
+    cand_ls: Vec<f64>,
+    runs: Vec<usize>,
+    pbuf: ParetoBuf,
+    keep: Vec<usize>,
+    rcs: Vec<f64>,
+    ls: Vec<f64>,
+    nrcs: Vec<f64>,
+    nls: Vec<f64>,
+}
+
 impl Ctx<'_> {
     /// One DP pass over `order`'s groups: `rest_min[s]` (m per stage) is the least use
     /// of each row by the groups not yet taken after stage s, `rest_off[s]` (nl per
@@ -1379,6 +1422,7 @@ impl Ctx<'_> {
         limit: u64,
         partner: Option<&dyn Fn() -> Option<Partner>>,
         sur: Option<(&dyn Fn(usize) -> Surrogate, usize)>,
+        scratch: &mut DpScratch,
     ) -> Dp {
         // The surrogate bound, once a stage has enough candidates to build it.
         let mut sur_built: Option<Surrogate> = None;
@@ -1389,26 +1433,33 @@ impl Ctx<'_> {
         let nl = self.nl;
         let (rc, lw) = (self.rc, self.lw);
         let (mk, coef) = (self.mk, self.coef);
+        let DpScratch {
+            cand,
+            cand_u,
+            cand_cost,
+            cand_ls,
+            runs,
+            pbuf,
+            keep,
+            rcs,
+            ls,
+            nrcs,
+            nls,
+        } = scratch;
         let mut used = base.used.to_vec();
         let mut cost = vec![base.cost];
-        let mut rcs = vec![base.rc];
+        rcs.clear();
+        rcs.push(base.rc);
         // cost + λ·used of each state (λ the search's multipliers).
-        let mut ls = vec![base.ls];
+        ls.clear();
+        ls.push(base.ls);
         let mut hint = 0usize;
         let mut back: Vec<Vec<(u32, u32)>> = Vec::with_capacity(order.len());
         let mut cut = false;
         let mut states = 0u64;
-        let mut cand: Vec<(u32, u32)> = Vec::new();
-        let mut cand_u: Vec<f64> = Vec::new();
-        let mut cand_cost: Vec<f64> = Vec::new();
-        let mut cand_ls: Vec<f64> = Vec::new();
         let mut nu = vec![0.0; m];
-        let mut runs: Vec<usize> = Vec::new();
-        let mut pbuf = ParetoBuf::default();
-        let mut keep: Vec<usize> = Vec::new();
         // The next stage's states, swapped with the current ones after each stage.
-        let (mut nused, mut ncost, mut nrcs, mut nls) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut nused, mut ncost) = (Vec::new(), Vec::new());
         // The partner is built when a stage first keeps enough states to use it.
         let mut built: Option<Option<Partner>> = None;
         for (s, &g) in order.iter().enumerate() {
@@ -1503,10 +1554,10 @@ impl Ctx<'_> {
             if *runs.last().unwrap_or(&0) < cand.len() {
                 runs.push(cand.len());
             }
-            pareto_into(&cand_u, &cand_cost, m, &runs, &mut pbuf, &mut keep);
+            pareto_into(cand_u, cand_cost, m, runs, pbuf, keep);
             if let Some(make) = partner.filter(|_| keep.len() >= self.partner_min) {
                 if let Some(p) = built.get_or_insert_with(make) {
-                    p.filter(s, &mut keep, &cand_u, &cand_ls, zb);
+                    p.filter(s, keep, cand_u, cand_ls, zb);
                 }
             }
             nused.clear();
@@ -1514,7 +1565,7 @@ impl Ctx<'_> {
             nrcs.clear();
             nls.clear();
             let mut nback = Vec::with_capacity(keep.len());
-            for &j in &keep {
+            for &j in keep.iter() {
                 let (i, c) = cand[j];
                 nused.extend_from_slice(&cand_u[j * m..(j + 1) * m]);
                 ncost.push(cand_cost[j]);
@@ -1524,8 +1575,8 @@ impl Ctx<'_> {
             }
             core::mem::swap(&mut used, &mut nused);
             core::mem::swap(&mut cost, &mut ncost);
-            core::mem::swap(&mut rcs, &mut nrcs);
-            core::mem::swap(&mut ls, &mut nls);
+            core::mem::swap(rcs, nrcs);
+            core::mem::swap(ls, nls);
             back.push(nback);
             if cost.is_empty() {
                 break;
@@ -2283,6 +2334,7 @@ mod tests {
                     u64::MAX,
                     &opts,
                     &mut split,
+                    &mut DpScratch::default(),
                 );
                 assert!(above.complete, "seed {seed}, split {share}");
                 let (_, found) = above.found.unwrap_or_else(|| {
@@ -2302,6 +2354,7 @@ mod tests {
                     u64::MAX,
                     &opts,
                     &mut split,
+                    &mut DpScratch::default(),
                 );
                 assert!(under.complete, "seed {seed}, split {share}");
                 assert!(
