@@ -11,7 +11,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::problem::{tol, Choices};
+use crate::problem::{keyed_index, tol, total_order_key, Choices};
 use crate::solve::SolveOptions;
 
 /// Result of one exact solve, in indices of the input [`Choices`].
@@ -56,16 +56,19 @@ impl Work {
     /// `f64::total_cmp` order and then by index.
     fn slope_orders(&self) -> Vec<Vec<u32>> {
         let m = self.m;
+        let mut keyed: Vec<u128> = Vec::new();
         (0..m)
             .map(|k| {
-                let mut v: Vec<u32> = (0..self.cost.len() as u32).collect();
+                let mut v: Vec<u32> = Vec::with_capacity(self.cost.len());
                 for g in 0..self.groups() {
-                    v[self.range(g)].sort_unstable_by(|&a, &b| {
-                        let (a, b) = (a as usize, b as usize);
-                        self.r[b * m + k]
-                            .total_cmp(&self.r[a * m + k])
-                            .then(a.cmp(&b))
-                    });
+                    // Largest use first: the negated key sorts in reverse, the index still
+                    // ascending among equal uses.
+                    keyed.clear();
+                    keyed.extend(self.range(g).map(|c| {
+                        (u128::from(!total_order_key(self.r[c * m + k])) << 64) | c as u128
+                    }));
+                    keyed.sort_unstable();
+                    v.extend(keyed.iter().map(|&x| x as u32));
                 }
                 v
             })
@@ -1049,13 +1052,18 @@ fn search(
     let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam_w, c)).collect();
     let mut rc = vec![0.0; w.cost.len()];
     // Every group's choices in its own range of one list (no list per group).
-    let mut order: Vec<usize> = (0..w.cost.len()).collect();
+    let mut order: Vec<usize> = Vec::with_capacity(w.cost.len());
+    let mut keyed: Vec<u128> = Vec::new();
     for g in 0..ng {
         let mn = w.range(g).map(|c| lw[c]).fold(f64::INFINITY, f64::min);
         for c in w.range(g) {
             rc[c] = lw[c] - mn;
         }
-        order[w.range(g)].sort_by(|&a, &b| rc[a].total_cmp(&rc[b]));
+        // By reduced cost, equal ones by index.
+        keyed.clear();
+        keyed.extend(w.range(g).map(|c| keyed_index(rc[c], c)));
+        keyed.sort_unstable();
+        order.extend(keyed.iter().map(|&x| x as u64 as usize));
     }
     let order_in = |g: usize| &order[w.range(g)];
     let mut base_used = vec![0.0; m];

@@ -987,6 +987,18 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
 
 /// Drops choices that another choice of the same group matches or beats in cost and in
 /// every budget row (keeping the first of exact duplicates).
+/// `x` as an unsigned integer in `f64::total_cmp`'s order.
+pub(crate) fn total_order_key(x: f64) -> u64 {
+    let b = x.to_bits() as i64;
+    ((b ^ ((((b >> 63) as u64) >> 1) as i64)) as u64) ^ (1 << 63)
+}
+
+/// (`x`, `i`) packed in one integer that sorts by `x` (`f64::total_cmp`'s order), then by
+/// `i`: one integer comparison per pair when sorting.
+pub(crate) fn keyed_index(x: f64, i: usize) -> u128 {
+    (u128::from(total_order_key(x)) << 64) | i as u128
+}
+
 pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
     let n = ch.cost.len();
     let mut out = Choices {
@@ -1010,14 +1022,8 @@ pub(crate) fn remove_dominated(ch: &Choices, m: usize) -> Choices {
         // Sort by cost, then by resources, then by index, so a dominator comes before
         // what it dominates: first by (cost, index) as integer keys (f64::total_cmp's
         // order), then runs of equal cost by the whole comparison (rare).
-        let key = |x: f64| {
-            let b = x.to_bits() as i64;
-            b ^ ((((b >> 63) as u64) >> 1) as i64)
-        };
         keyed.clear();
-        keyed.extend(
-            (s..e).map(|c| (u128::from((key(ch.cost[c]) as u64) ^ (1 << 63)) << 64) | c as u128),
-        );
+        keyed.extend((s..e).map(|c| keyed_index(ch.cost[c], c)));
         keyed.sort_unstable();
         idx.clear();
         idx.extend(keyed.iter().map(|&x| x as u64 as usize));
