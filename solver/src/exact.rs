@@ -1984,6 +1984,8 @@ fn pareto(u: &[f64], cost: &[f64], m: usize, runs: &[usize]) -> Vec<usize> {
 struct ParetoBuf {
     idx: Vec<usize>,
     tmp: Vec<usize>,
+    /// Row 0 of each candidate as an integer in `f64::total_cmp`'s order (two rows).
+    k0: Vec<u64>,
     bounds: Vec<usize>,
     nb: Vec<usize>,
     stair: Vec<(f64, f64)>,
@@ -2001,15 +2003,20 @@ fn pareto_into(
     keep.clear();
     let n = cost.len();
     let key = |i: usize, k: usize| u[i * m + k];
+    let k0 = &mut buf.k0;
+    k0.clear();
+    if m == 2 {
+        k0.extend(u.chunks_exact(2).map(|x| total_order_key(x[0])));
+    }
+    let k0 = &buf.k0;
     let less = |a: usize, b: usize| -> bool {
         if m == 2 {
-            // The loop below for two rows, unrolled.
-            let (x, y) = (&u[a * 2..a * 2 + 2], &u[b * 2..b * 2 + 2]);
-            let o = x[0].total_cmp(&y[0]);
-            if o.is_ne() {
-                return o.is_lt();
+            // The loop below for two rows, unrolled, row 0 by its integer key.
+            let (ka, kb) = (k0[a], k0[b]);
+            if ka != kb {
+                return ka < kb;
             }
-            let o = x[1].total_cmp(&y[1]);
+            let o = u[a * 2 + 1].total_cmp(&u[b * 2 + 1]);
             if o.is_ne() {
                 return o.is_lt();
             }
@@ -2029,6 +2036,7 @@ fn pareto_into(
         bounds,
         nb,
         stair,
+        ..
     } = buf;
     idx.clear();
     idx.extend(0..n);
