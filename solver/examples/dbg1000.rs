@@ -1,7 +1,8 @@
 //! Times exact solves of one benchmark kind: `cargo run --release -p limpq-solver --example
 //! dbg1000 -- KIND SEEDS LIMIT` (compile + solve per seed), or the 100-point ResNet-50 sweep
 //! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`, for both; COLD
-//! `cold_first_pass_states` and SURMIN `surrogate_min_candidates`, per seed). With the
+//! `cold_first_pass_states`, SURMIN `surrogate_min_candidates` and SURBACK
+//! `surrogate_back_min_candidates`, per seed). With the
 //! `serde` feature, KIND may be an indicator file (`.ron` or `.json`), solved SEEDS times
 //! under the bench's budgets (`gen::bench_budgets`).
 use std::time::Instant;
@@ -67,6 +68,9 @@ fn main() {
         }
         if let Some(f) = std::env::var("SURMIN").ok().and_then(|v| v.parse().ok()) {
             o.surrogate_min_candidates = f;
+        }
+        if let Some(f) = std::env::var("SURBACK").ok().and_then(|v| v.parse().ok()) {
+            o.surrogate_back_min_candidates = f;
         }
         let s = c.solve(&o).unwrap();
         println!(
