@@ -1235,10 +1235,12 @@ fn control_searches_run_beside_the_others_and_resume() {
 fn confidence_intervals_from_synthetic_results() {
     let mut r = synthetic(&[0, 1, 2]);
     // w2a3: searched minus uniform 1, 2 and 3 points over the three seeds: mean 2, sample
-    // std 1, SE 1/√3 = 0.577, t(2) = 4.303, so the 95 % interval is 2 ± 2.48.
+    // std 1, SE 1/√3 = 0.577, t(2) = 4.303, so the 95 % interval is 2 ± 2.48. Test losses
+    // likewise: uniform 0.1, searched 0.1 − 0.01·(k + 1).
     for (k, s) in r.budgets[0].seeds.iter_mut().enumerate() {
         let u = s.uniform.as_ref().unwrap().accuracy;
         s.searched.accuracy = u + 0.01 * (k as f64 + 1.0);
+        s.searched.loss = 0.1 - 0.01 * (k as f64 + 1.0);
         s.controls.push(ControlResult {
             kind: "macs_only".into(),
             result: pr(500, u - 0.005),
@@ -1259,6 +1261,26 @@ fn confidence_intervals_from_synthetic_results() {
             "| w2a3 | macs_only | 80.50 ± 1.00 | -0.50 ± 0.00 [-0.50, -0.50] (n=3) | \
              +9.50 ± 0.00 [+9.50, +9.50] (n=3) | -2.50 ± 0.58 [-4.98, -0.02] (n=3) |"
         ),
+        "{md}"
+    );
+    // The test-loss table: every kind with its paired difference to uniform.
+    assert!(md.contains("## Test loss"), "{md}");
+    assert!(
+        md.contains("| w2a3 | uniform | 0.1000 ± 0.0000 | – |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| w2a3 | searched | 0.0800 ± 0.0100 | -0.0200 ± 0.0058 [-0.0448, +0.0048] (n=3) |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| w2a3 | random median | 0.1000 ± 0.0000 | +0.0000 ± 0.0000"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| w2a3 | macs_only | 0.1000 ± 0.0000 | +0.0000 ± 0.0000"),
         "{md}"
     );
     assert!((report::t95(1) - 12.706).abs() < 1e-9);

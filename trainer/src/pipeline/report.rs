@@ -343,6 +343,64 @@ fn confidence(r: &Results) -> String {
     o
 }
 
+/// Per budget, the test loss of every kind (uniform, searched, the random median and each
+/// control) over seeds, and its paired difference to the same seed's uniform policy: mean,
+/// standard error and 95 % confidence interval.
+fn losses(r: &Results) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "| budget | kind | test loss | − uniform: mean ± SE [95% CI] |\n|---|---|---:|---|"
+    );
+    let num = |v: &[f64]| match v.len() {
+        0 => "–".to_string(),
+        1 => format!("{:.4}", v[0]),
+        _ => {
+            let (m, sd) = mean_std(v);
+            format!("{m:.4} ± {sd:.4}")
+        }
+    };
+    let cell = |d: &[f64]| match mean_se_ci(d) {
+        Some((m, se, lo, hi)) => {
+            format!("{m:+.4} ± {se:.4} [{lo:+.4}, {hi:+.4}] (n={})", d.len())
+        }
+        None if d.len() == 1 => format!("{:+.4} (n=1)", d[0]),
+        None => "–".into(),
+    };
+    for b in r.budgets.iter().filter(|b| b.skipped.is_none()) {
+        // Per kind, per seed: the loss and that seed's uniform loss, if any.
+        type Losses = Vec<(f64, Option<f64>)>;
+        let mut rows: Vec<(String, Losses)> = Vec::new();
+        let mut add = |kind: &str, loss: f64, uniform: Option<f64>| match rows
+            .iter_mut()
+            .find(|(k, _)| k == kind)
+        {
+            Some((_, v)) => v.push((loss, uniform)),
+            None => rows.push((kind.to_string(), vec![(loss, uniform)])),
+        };
+        for x in &b.seeds {
+            let u = x.uniform.as_ref().map(|p| p.loss);
+            if let Some(u) = u {
+                add("uniform", u, None);
+            }
+            add("searched", x.searched.loss, u);
+            let rand: Vec<f64> = x.random.iter().map(|p| p.loss).collect();
+            if !rand.is_empty() {
+                add("random median", median(&rand), u);
+            }
+            for c in &x.controls {
+                add(&c.kind, c.result.loss, u);
+            }
+        }
+        for (kind, v) in rows {
+            let l: Vec<f64> = v.iter().map(|x| x.0).collect();
+            let d: Vec<f64> = v.iter().filter_map(|&(l, u)| Some(l - u?)).collect();
+            let _ = writeln!(o, "| {} | {kind} | {} | {} |", b.label, num(&l), cell(&d));
+        }
+    }
+    o
+}
+
 /// `report.md`.
 pub fn markdown(r: &Results) -> String {
     let mut o = String::new();
@@ -388,6 +446,11 @@ pub fn markdown(r: &Results) -> String {
              tell the two apart.\n\n",
         );
         o.push_str(&confidence(r));
+        o.push_str(
+            "\n## Test loss (mean ± sample standard deviation over seeds; paired differences \
+             to uniform as above)\n\n",
+        );
+        o.push_str(&losses(r));
     }
     // Per-layer bits of the searched policies (first seed).
     let run: Vec<&BudgetResult> = r.budgets.iter().filter(|b| !b.seeds.is_empty()).collect();
