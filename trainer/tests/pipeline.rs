@@ -1271,7 +1271,7 @@ fn confidence_intervals_from_synthetic_results() {
     );
     assert!(
         md.contains(
-            "| w2a3 | searched | 0.0800 ± 0.0100 | -0.0200 ± 0.0058 [-0.0448, +0.0048] (n=3) |"
+            "| w2a3 | searched | 0.0800 ± 0.0100 | -0.0200 ± 0.0058 [-0.0448, +0.0048] (n=3) | – |"
         ),
         "{md}"
     );
@@ -1280,7 +1280,10 @@ fn confidence_intervals_from_synthetic_results() {
         "{md}"
     );
     assert!(
-        md.contains("| w2a3 | macs_only | 0.1000 ± 0.0000 | +0.0000 ± 0.0000"),
+        md.contains(
+            "| w2a3 | macs_only | 0.1000 ± 0.0000 | +0.0000 ± 0.0000 [+0.0000, +0.0000] (n=3) | \
+             +0.0200 ± 0.0058 [-0.0048, +0.0448] (n=3) |"
+        ),
         "{md}"
     );
     assert!((report::t95(1) - 12.706).abs() < 1e-9);

@@ -344,13 +344,14 @@ fn confidence(r: &Results) -> String {
 }
 
 /// Per budget, the test loss of every kind (uniform, searched, the random median and each
-/// control) over seeds, and its paired difference to the same seed's uniform policy: mean,
-/// standard error and 95 % confidence interval.
+/// control) over seeds, and its paired differences to the same seed's uniform policy and
+/// (controls) searched policy: mean, standard error and 95 % confidence interval.
 fn losses(r: &Results) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "| budget | kind | test loss | − uniform: mean ± SE [95% CI] |\n|---|---|---:|---|"
+        "| budget | kind | test loss | − uniform: mean ± SE [95% CI] | − searched: mean ± SE \
+         [95% CI] |\n|---|---|---:|---|---|"
     );
     let num = |v: &[f64]| match v.len() {
         0 => "–".to_string(),
@@ -368,34 +369,43 @@ fn losses(r: &Results) -> String {
         None => "–".into(),
     };
     for b in r.budgets.iter().filter(|b| b.skipped.is_none()) {
-        // Per kind, per seed: the loss and that seed's uniform loss, if any.
-        type Losses = Vec<(f64, Option<f64>)>;
+        // Per kind, per seed: the loss, that seed's uniform loss (if any) and its searched
+        // policy's loss (for the controls).
+        type Losses = Vec<(f64, Option<f64>, Option<f64>)>;
         let mut rows: Vec<(String, Losses)> = Vec::new();
-        let mut add = |kind: &str, loss: f64, uniform: Option<f64>| match rows
-            .iter_mut()
-            .find(|(k, _)| k == kind)
-        {
-            Some((_, v)) => v.push((loss, uniform)),
-            None => rows.push((kind.to_string(), vec![(loss, uniform)])),
+        let mut add = |kind: &str, at: (f64, Option<f64>, Option<f64>)| {
+            if let Some((_, v)) = rows.iter_mut().find(|(k, _)| k == kind) {
+                v.push(at);
+            } else {
+                rows.push((kind.to_string(), vec![at]));
+            }
         };
         for x in &b.seeds {
             let u = x.uniform.as_ref().map(|p| p.loss);
             if let Some(u) = u {
-                add("uniform", u, None);
+                add("uniform", (u, None, None));
             }
-            add("searched", x.searched.loss, u);
+            add("searched", (x.searched.loss, u, None));
             let rand: Vec<f64> = x.random.iter().map(|p| p.loss).collect();
             if !rand.is_empty() {
-                add("random median", median(&rand), u);
+                add("random median", (median(&rand), u, None));
             }
             for c in &x.controls {
-                add(&c.kind, c.result.loss, u);
+                add(&c.kind, (c.result.loss, u, Some(x.searched.loss)));
             }
         }
         for (kind, v) in rows {
             let l: Vec<f64> = v.iter().map(|x| x.0).collect();
-            let d: Vec<f64> = v.iter().filter_map(|&(l, u)| Some(l - u?)).collect();
-            let _ = writeln!(o, "| {} | {kind} | {} | {} |", b.label, num(&l), cell(&d));
+            let du: Vec<f64> = v.iter().filter_map(|&(l, u, _)| Some(l - u?)).collect();
+            let ds: Vec<f64> = v.iter().filter_map(|&(l, _, s)| Some(l - s?)).collect();
+            let _ = writeln!(
+                o,
+                "| {} | {kind} | {} | {} | {} |",
+                b.label,
+                num(&l),
+                cell(&du),
+                cell(&ds)
+            );
         }
     }
     o
@@ -448,7 +458,7 @@ pub fn markdown(r: &Results) -> String {
         o.push_str(&confidence(r));
         o.push_str(
             "\n## Test loss (mean ± sample standard deviation over seeds; paired differences \
-             to uniform as above)\n\n",
+             as above)\n\n",
         );
         o.push_str(&losses(r));
     }
