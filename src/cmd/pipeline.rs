@@ -21,6 +21,11 @@ pub struct Args {
     /// folder skips the ones already done and reports them all.
     #[arg(long, value_delimiter = ',', value_name = "S,...")]
     pub seeds: Option<Vec<u64>>,
+    /// Train nothing: render `report.md` and the plots again from the output folder's
+    /// `results.ron` (what an earlier run measured), e.g. after an upgrade of limpq added
+    /// a table. Needs neither the data nor a GPU.
+    #[arg(long)]
+    pub report_only: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -32,6 +37,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         job.seeds = seeds;
         job.validate()
             .map_err(|e| anyhow::anyhow!("--seeds: {}", e.trim_start_matches("field `seeds`: ")))?;
+    }
+    if args.report_only {
+        let plan = Plan::new(job)?;
+        let results = pipeline::rewrite_report(&plan)?;
+        eprintln!(
+            "wrote {} from {}",
+            plan.job.output.join("report.md").display(),
+            plan.job.output.join("results.ron").display()
+        );
+        println!("{}", report::table(&results));
+        return Ok(());
     }
     let results = execute(job)?;
     println!("\n{}", report::table(&results));

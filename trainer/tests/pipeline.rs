@@ -609,6 +609,47 @@ fn run_writes_report_files_with_the_measured_numbers() {
     );
 }
 
+#[test]
+fn a_report_is_rendered_again_from_results_alone() {
+    let out = tmpdir("report-again");
+    let plan = plan_for(&out);
+    // Before any run there is nothing to render: the error names the file.
+    let err = limpq_trainer::pipeline::rewrite_report(&plan)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("results.ron"), "{err}");
+    let mut fake = fake_for(&plan);
+    let res = run(&plan, &mut fake, &mut |_| {}).unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let svg = std::fs::read_to_string(out.join("bits_w3a3.svg")).unwrap();
+    // Stale or missing report files, and nothing else of the run: the run folder's
+    // stages are not needed.
+    std::fs::write(out.join("report.md"), "stale").unwrap();
+    std::fs::remove_file(out.join("bits_w3a3.svg")).unwrap();
+    std::fs::remove_dir_all(out.join("seed0")).unwrap();
+    let again = limpq_trainer::pipeline::rewrite_report(&plan).unwrap();
+    assert_eq!(again, res);
+    assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), md);
+    assert_eq!(
+        std::fs::read_to_string(out.join("bits_w3a3.svg")).unwrap(),
+        svg
+    );
+    // Results of another model are refused, naming both.
+    let text = std::fs::read_to_string(out.join("results.ron")).unwrap();
+    let other = text.replacen(&format!("model: \"{}\"", res.model), "model: \"other\"", 1);
+    assert_ne!(other, text);
+    std::fs::write(out.join("results.ron"), other).unwrap();
+    let err = limpq_trainer::pipeline::rewrite_report(&plan)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("'other'") && err.contains(&res.model), "{err}");
+    std::fs::write(out.join("results.ron"), "Results(").unwrap();
+    let err = limpq_trainer::pipeline::rewrite_report(&plan)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("results.ron"), "{err}");
+}
+
 fn pr(bitops: u64, acc: f64) -> PolicyResult {
     PolicyResult {
         bitops,

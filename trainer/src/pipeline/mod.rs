@@ -1225,6 +1225,31 @@ fn settings(job: &Job) -> Vec<String> {
     s
 }
 
+/// Renders the report of a finished run again from its `results.ron` (in the job's
+/// output folder), with no data and no GPU: `report.md` and the plots take what this
+/// version of limpq shows (a table added since, say) from the numbers already measured.
+pub fn rewrite_report(plan: &Plan) -> Result<Results, PipelineError> {
+    let path = plan.job.output.join("results.ron");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        io_err(
+            &path,
+            format!("{e} (run the job first; `results.ron` is what it measured)"),
+        )
+    })?;
+    let results: Results = ron::from_str(&text).map_err(|e| io_err(&path, e))?;
+    if results.model != plan.model.name {
+        return Err(io_err(
+            &path,
+            format!(
+                "field `model`: the results are of '{}', the job's model is '{}'",
+                results.model, plan.model.name
+            ),
+        ));
+    }
+    write_report(&plan.job.output, &results, plan)?;
+    Ok(results)
+}
+
 /// Writes `results.ron`, `report.md`, `accuracy_vs_bitops.svg` and `bits_<budget>.svg`.
 pub fn write_report(out: &Path, results: &Results, plan: &Plan) -> Result<(), PipelineError> {
     let cfg = ron::ser::PrettyConfig::new().struct_names(true);
