@@ -54,9 +54,10 @@ fn tiny_pipeline_runs_end_to_end_and_resumes() {
     let o = limpq(&["pipeline", job.to_str().unwrap()]);
     let printed = stdout(&o);
     assert!(o.status.success(), "{printed}\n{}", stderr(&o));
-    // pretrain + indicators + searched + uniform + 3 random.
-    assert!(printed.contains("7 stages"), "{printed}");
-    assert!(printed.contains("[7/7] seed 3: finetune w3a3"), "{printed}");
+    // pretrain + indicators + sensitivity + searched + uniform + 3 random.
+    assert!(printed.contains("8 stages"), "{printed}");
+    assert!(printed.contains("[3/8] seed 3: sensitivity"), "{printed}");
+    assert!(printed.contains("[8/8] seed 3: finetune w3a3"), "{printed}");
     assert!(!printed.contains("skipped"), "{printed}");
     let cells = row(&printed, "w3a3");
     // budget, BitOps budget, searched BitOps, uniform, searched, random median, each, FP32
@@ -73,20 +74,24 @@ fn tiny_pipeline_runs_end_to_end_and_resumes() {
         "state.ron",
         "seed3/pretrain.ckpt",
         "seed3/indicators.ron",
+        "seed3/sensitivity.ron",
         "seed3/policies/w3a3_searched.ron",
         "seed3/finetune/w3a3_random2.ckpt",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     // The searched policy is a policy file `limpq solve` wrote the same way: check it
-    // against the indicators with the solver's own command.
-    let ind = out.join("seed3/indicators.ron");
+    // against the measured sensitivity (the default search, α = 1) with the solver's own
+    // command.
+    let ind = out.join("seed3/sensitivity.ron");
     let solve = |extra: &[&str]| {
         let mut a = vec![
             "solve",
             ind.to_str().unwrap(),
             "--bitops",
             "w3a3",
+            "--alpha",
+            "1",
             "--format",
             "ron",
         ];
@@ -117,7 +122,7 @@ fn tiny_pipeline_runs_end_to_end_and_resumes() {
     assert!(o3.status.success(), "{stdout3}\n{}", stderr(&o3));
     assert_eq!(
         stdout3.matches("done earlier, skipped").count(),
-        7,
+        8,
         "{stdout3}"
     );
     assert_eq!(row(&stdout3, "w3a3"), cells);

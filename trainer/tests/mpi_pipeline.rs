@@ -75,6 +75,9 @@ fn job(out: &Path) -> Job {
     pretrain: (epochs: 2, batch: 32, lr: 0.05, sync_bn: true),
     joint: (bits: [2, 3, 4], epochs: 1, batch: 32, lr: 0.01, sync_bn: true),
     budgets: ["w3a3"],
+    // The learned indicators: this test is about the data-parallel and resumable
+    // stages, not the sensitivity measurement (which every rank makes whole).
+    search: learned,
     finetune: (epochs: 1, batch: 32, lr: 0.01),
     random_policies: 3,
     output: "{}",

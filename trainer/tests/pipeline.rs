@@ -12,7 +12,8 @@ use limpq_trainer::pipeline::report::{
     self, BudgetResult, ControlResult, PolicyResult, Results, SeedResult,
 };
 use limpq_trainer::pipeline::{
-    run, Eval, Event, Job, Partial, PipelineError, Plan, SensitivitySpec, StageError, Stages, State,
+    run, Eval, Event, Job, Partial, PipelineError, Plan, Search, SensitivitySpec, StageError,
+    Stages, State,
 };
 use limpq_trainer::train::Event as TrainEvent;
 
@@ -32,6 +33,7 @@ fn job_text(out: &Path) -> String {
     pretrain: (epochs: 1, batch: 32, lr: 0.1),
     joint: (bits: [2, 3, 4, 5, 6], epochs: 1, batch: 32),
     budgets: ["w2a3", "w3a3", "w4a4"],
+    search: learned,
     alpha: 2.0,
     finetune: (epochs: 1, batch: 32, lr: 0.01),
     random_policies: 3,
@@ -1270,6 +1272,100 @@ fn control_searches_run_beside_the_others_and_resume() {
     assert!(Job::from_ron_str(&small)
         .unwrap_err()
         .contains("`sensitivity`"));
+}
+
+/// With `search` left out the searched policy comes from measured sensitivity (α = 1), the
+/// `learned` control searches the joint run's step sizes with the job's α, and the shuffled
+/// control permutes what the search uses; every finetune still starts from the joint run.
+#[test]
+fn the_default_search_uses_measured_sensitivity_and_learned_is_a_control() {
+    let out = tmpdir("search-sensitivity");
+    let text = job_text(&out)
+        .replace("    search: learned,\n", "")
+        .replace(
+            "random_policies: 3,",
+            "random_policies: 3,\n    controls: [learned, shuffled],\n    sensitivity: (images: 64, batch: 32),",
+        );
+    let job = Job::from_ron_str(&text).unwrap();
+    assert_eq!(job.search, Search::Sensitivity);
+    assert!(
+        job.to_ron().contains("search: sensitivity"),
+        "{}",
+        job.to_ron()
+    );
+    let plan = Plan::new(job).unwrap();
+    // Per seed: pretrain, indicators, sensitivity; per budget searched, uniform, 3 random and
+    // the 2 controls.
+    assert_eq!(plan.stage_count(), 2 * (3 + 3 * 7));
+    let mut fake = fake_for(&plan);
+    let res = run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!((fake.sensitivity, fake.indicators), (2, 2));
+    assert!(
+        fake.finetune_sources.iter().all(|s| s == "learned"),
+        "{:?}",
+        fake.finetune_sources
+    );
+    let read = |rel: &str| std::fs::read_to_string(out.join(rel)).unwrap();
+    let ind = IndicatorSet::from_ron_str(&read("seed1/indicators.ron")).unwrap();
+    let sens = IndicatorSet::from_ron_str(&read("seed1/sensitivity.ron")).unwrap();
+    let policy = |rel: &str| Policy::from_ron_str(&read(rel)).unwrap();
+    for (bi, label) in ["w2a3", "w3a3", "w4a4"].iter().enumerate() {
+        let n = plan.bitops[bi];
+        let by_sens = policies::searched_policy(&sens, policies::SENSITIVITY_ALPHA, n)
+            .unwrap()
+            .0;
+        let by_learned = policies::searched_policy(&ind, 2.0, n).unwrap().0;
+        let shuffled = policies::searched_policy(
+            &policies::shuffled_indicators(&sens, 1),
+            policies::SENSITIVITY_ALPHA,
+            n,
+        )
+        .unwrap()
+        .0;
+        assert_eq!(
+            policy(&format!("seed1/policies/{label}_searched.ron")),
+            by_sens
+        );
+        assert_eq!(
+            policy(&format!("seed1/policies/{label}_learned.ron")),
+            by_learned
+        );
+        assert_eq!(
+            policy(&format!("seed1/policies/{label}_shuffled.ron")),
+            shuffled
+        );
+    }
+    // The fake's measured and learned increments rank the layers the other way round, so
+    // the two searches must differ somewhere for this test to tell them apart.
+    assert_ne!(
+        read("seed1/policies/w2a3_searched.ron"),
+        read("seed1/policies/w2a3_learned.ron")
+    );
+    for b in &res.budgets {
+        for s in &b.seeds {
+            let kinds: Vec<&str> = s.controls.iter().map(|c| c.kind.as_str()).collect();
+            assert_eq!(kinds, ["learned", "shuffled"]);
+        }
+    }
+    let md = read("report.md");
+    assert!(
+        md.contains(
+            "search: exact solver, measured sensitivity (64 calibration images) with alpha 1,"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("| w2a3 | learned |"), "{md}");
+    // The control that would repeat the search is refused, naming the field.
+    for (search, control) in [("", "sensitivity"), ("    search: learned,\n", "learned")] {
+        let t = text
+            .replace(
+                "controls: [learned, shuffled]",
+                &format!("controls: [{control}]"),
+            )
+            .replace("    alpha: 2.0,", &format!("{search}    alpha: 2.0,"));
+        let err = Job::from_ron_str(&t).unwrap_err();
+        assert!(err.contains("`controls`") && err.contains(control), "{err}");
+    }
 }
 
 #[test]

@@ -28,6 +28,9 @@ fn job(out: &Path) -> Job {
     pretrain: (epochs: 1, batch: 32, lr: 0.05),
     joint: (bits: [2, 3], epochs: 2, batch: 32, lr: 0.01),
     budgets: ["w3a3"],
+    // The learned indicators: this test stops and resumes training stages; the
+    // sensitivity measurement has no partial state.
+    search: learned,
     finetune: (epochs: 2, batch: 32, lr: 0.01),
     random_policies: 3,
     output: "{}",

@@ -287,7 +287,8 @@ impl Stages for GpuStages<'_> {
         meta.push(("calibration_seed".into(), seed.to_string()));
         let cfg = method::SensitivityConfig {
             bits: bits.to_vec(),
-            batch: spec.batch,
+            // Fewer training images than a batch: one batch of them all.
+            batch: spec.batch.min(n),
             meta,
             ..method::SensitivityConfig::default()
         };

@@ -8,10 +8,11 @@
 //!     pretrain: (epochs: 3, batch: 64, lr: 0.1, init: None),
 //!     joint: (bits: [2, 3, 4, 5, 6], epochs: 1, batch: 64, lr: 0.01),
 //!     budgets: ["w2a3", "w3a3", "w4a4", 1500000],
+//!     search: sensitivity,
 //!     alpha: 2.0,
 //!     finetune: (epochs: 1, batch: 64, lr: 0.01),
 //!     random_policies: 3,
-//!     controls: [macs_only, shuffled, sensitivity],
+//!     controls: [macs_only, shuffled, learned],
 //!     sensitivity: (images: 1024, batch: 256),
 //!     keep_finetuned: true,
 //!     output: "runs/small_cnn",
@@ -322,6 +323,38 @@ fn is_default_sens(s: &SensitivitySpec) -> bool {
     *s == SensitivitySpec::default()
 }
 
+/// Which indicators the `searched` policy is searched with (docs/PIPELINE.md, "Which
+/// indicators"). Either way the joint run runs: the `learned` control, the rank
+/// correlations of the report and `finetune.steps_from_indicators` use its step sizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Search {
+    /// Measured per-layer loss increases of the pretrained model (`limpq sensitivity`),
+    /// searched with α = 1: the default since the control searches of docs/RESULTS.md.
+    #[default]
+    Sensitivity,
+    /// The joint run's learned step sizes (LIMPQ's indicators), searched with the job's α.
+    Learned,
+}
+
+impl Search {
+    /// The source's name in the job file and the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Search::Sensitivity => "sensitivity",
+            Search::Learned => "learned",
+        }
+    }
+
+    /// The control that would search with the same indicators (refused beside it).
+    fn control(self) -> Control {
+        match self {
+            Search::Sensitivity => Control::Sensitivity,
+            Search::Learned => Control::Learned,
+        }
+    }
+}
+
 /// A control search run beside the searched, uniform and random policies at every budget
 /// (docs/PIPELINE.md, "Control searches"): the same exact search with other indicators,
 /// finetuned with the same recipe.
@@ -330,10 +363,12 @@ fn is_default_sens(s: &SensitivitySpec) -> bool {
 pub enum Control {
     /// Every layer the same indicator profile: only MACs and parameters steer the search.
     MacsOnly,
-    /// The learned indicators permuted among the layers (seeded by the run seed).
+    /// The searched policy's indicators permuted among the layers (seeded by the run seed).
     Shuffled,
-    /// Measured per-layer loss increases (`limpq sensitivity`) instead of step sizes.
+    /// Measured per-layer loss increases (`limpq sensitivity`), when `search` is `learned`.
     Sensitivity,
+    /// The joint run's learned step sizes, when `search` is `sensitivity`.
+    Learned,
 }
 
 impl Control {
@@ -343,6 +378,7 @@ impl Control {
             Control::MacsOnly => "macs_only",
             Control::Shuffled => "shuffled",
             Control::Sensitivity => "sensitivity",
+            Control::Learned => "learned",
         }
     }
 }
@@ -393,7 +429,12 @@ pub struct Job {
     pub pretrain: PretrainSpec,
     pub joint: JointSpec,
     pub budgets: Vec<Budget>,
-    /// Weight of the weight indicators in the search objective.
+    /// Which indicators the `searched` policy uses (default: measured sensitivity).
+    #[serde(default)]
+    pub search: Search,
+    /// Weight of the weight indicators in the search objective with the learned step sizes
+    /// (`search: learned`, the `learned` control); measured sensitivity is searched with
+    /// α = 1, its weight and activation values being loss increases alike.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
     pub finetune: FinetuneSpec,
@@ -403,7 +444,8 @@ pub struct Job {
     /// Control searches to run beside them (default: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub controls: Vec<Control>,
-    /// Calibration of the `sensitivity` control.
+    /// Calibration of the sensitivity measurement (`search: sensitivity`, the `sensitivity`
+    /// control).
     #[serde(default, skip_serializing_if = "is_default_sens")]
     pub sensitivity: SensitivitySpec,
     /// Keep every finetuned model (`seed<S>/finetune/<budget>_<kind>.ckpt`, one per policy;
@@ -445,6 +487,11 @@ impl Job {
         // A Job holds strings, numbers, options and lists: always representable.
         limpq_solver::format::versioned::to_ron_pretty(self, Self::FORMAT_VERSION, cfg)
             .unwrap_or_else(|e| format!("/* {e} */"))
+    }
+
+    /// Whether every seed measures the pretrained model's sensitivity (a stage of its own).
+    pub fn measures_sensitivity(&self) -> bool {
+        self.search == Search::Sensitivity || self.controls.contains(&Control::Sensitivity)
     }
 
     /// Checks every number and list that does not need the model.
@@ -538,12 +585,18 @@ impl Job {
             if self.controls[..i].contains(c) {
                 return Err(format!("field `controls`: {} is listed twice", c.kind()));
             }
+            if *c == self.search.control() {
+                return Err(format!(
+                    "field `controls`: {} is what `search: {}` searches with already (the \
+                     searched policy)",
+                    c.kind(),
+                    self.search.name()
+                ));
+            }
         }
         pos(self.sensitivity.images, "sensitivity.images")?;
         pos(self.sensitivity.batch, "sensitivity.batch")?;
-        if self.controls.contains(&Control::Sensitivity)
-            && self.sensitivity.images < self.sensitivity.batch
-        {
+        if self.measures_sensitivity() && self.sensitivity.images < self.sensitivity.batch {
             return Err(format!(
                 "field `sensitivity`: {} images cannot fill one batch of {}",
                 self.sensitivity.images, self.sensitivity.batch

@@ -51,7 +51,8 @@ use crate::model::Model;
 use crate::train::Event as TrainEvent;
 
 pub use job::{
-    Budget, Control, DataSpec, FinetuneSpec, Job, JointSpec, PretrainSpec, RunSpec, SensitivitySpec,
+    Budget, Control, DataSpec, FinetuneSpec, Job, JointSpec, PretrainSpec, RunSpec, Search,
+    SensitivitySpec,
 };
 pub use report::{BudgetResult, ControlResult, PolicyResult, Results, SeedResult};
 
@@ -380,7 +381,7 @@ impl Plan {
                     + self.job.controls.len()
             })
             .sum();
-        let sensitivity = usize::from(self.job.controls.contains(&Control::Sensitivity));
+        let sensitivity = usize::from(self.job.measures_sensitivity());
         self.job.seeds.len() * (2 + sensitivity + per_budget)
     }
 }
@@ -830,8 +831,8 @@ pub fn run(
         ) {
             drifts.push((seed, w, a));
         }
-        // Measured sensitivity, when the `sensitivity` control runs.
-        let sensitivity = if job.controls.contains(&Control::Sensitivity) {
+        // Measured sensitivity, when the search or the `sensitivity` control uses it.
+        let sensitivity = if job.measures_sensitivity() {
             let rel = format!("{sdir}/sensitivity.ron");
             let path = out.join(&rel);
             let fpr = fingerprint(&[
@@ -877,6 +878,16 @@ pub fn run(
         } else {
             None
         };
+        // The searched policy's indicators and α.
+        let missing_sens =
+            || PipelineError::Job("internal: no sensitivity file for the search".into());
+        let (source, source_alpha) = match job.search {
+            Search::Learned => (&indicators, job.alpha),
+            Search::Sensitivity => (
+                sensitivity.as_ref().ok_or_else(missing_sens)?,
+                policies::SENSITIVITY_ALPHA,
+            ),
+        };
         // 3. Policies and finetunes per budget.
         for (bi, budget) in job.budgets.iter().enumerate() {
             if plan.skipped[bi].is_some() {
@@ -884,7 +895,7 @@ pub fn run(
             }
             let n = plan.bitops[bi];
             let label = budget.to_string();
-            let (searched, note) = policies::searched_policy(&indicators, job.alpha, n)
+            let (searched, note) = policies::searched_policy(source, source_alpha, n)
                 .map_err(|e| stage_err(&format!("seed {seed}: search at {label}"), e))?;
             if let Some(note) = note {
                 let line = format!("seed {seed}, {label}: {note}");
@@ -907,16 +918,13 @@ pub fn run(
                 let (ind_c, alpha_c) = match c {
                     Control::MacsOnly => (policies::macs_only_indicators(&indicators), job.alpha),
                     Control::Shuffled => {
-                        (policies::shuffled_indicators(&indicators, seed), job.alpha)
+                        (policies::shuffled_indicators(source, seed), source_alpha)
                     }
-                    Control::Sensitivity => match &sensitivity {
-                        Some(s) => (s.clone(), policies::SENSITIVITY_ALPHA),
-                        None => {
-                            return Err(PipelineError::Job(
-                                "internal: no sensitivity file for its control".into(),
-                            ))
-                        }
-                    },
+                    Control::Sensitivity => (
+                        sensitivity.clone().ok_or_else(missing_sens)?,
+                        policies::SENSITIVITY_ALPHA,
+                    ),
+                    Control::Learned => (indicators.clone(), job.alpha),
                 };
                 let (p, note) = policies::searched_policy(&ind_c, alpha_c, n).map_err(|e| {
                     stage_err(&format!("seed {seed}: {} search at {label}", c.kind()), e)
@@ -1171,8 +1179,17 @@ fn settings(job: &Job) -> Vec<String> {
         joint.lr
     ));
     s.push(format!(
-        "search: exact solver, alpha {}, BitOps budgets {}",
-        job.alpha,
+        "search: exact solver, {}, BitOps budgets {}",
+        match job.search {
+            Search::Sensitivity => format!(
+                "measured sensitivity ({} calibration images) with alpha {}",
+                job.data
+                    .train
+                    .map_or(job.sensitivity.images, |t| t.min(job.sensitivity.images)),
+                policies::SENSITIVITY_ALPHA
+            ),
+            Search::Learned => format!("learned step sizes with alpha {}", job.alpha),
+        },
         job.budgets
             .iter()
             .map(|b| b.to_string())
