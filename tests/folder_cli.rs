@@ -267,7 +267,8 @@ fn pipeline_on_an_imported_onnx_model_and_an_image_folder_then_export() {
     assert!(out_dir.join("imported/weights.ckpt").is_file());
     let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
     assert!(report.contains("imported from"), "{report}");
-    let ind = std::fs::read_to_string(out_dir.join("seed0/indicators.ron")).unwrap();
+    // The default search's measured sensitivity names the graph's layers.
+    let ind = std::fs::read_to_string(out_dir.join("seed0/sensitivity.ron")).unwrap();
     assert!(ind.contains("layer1.0.conv2"), "{ind}");
     // A rerun has nothing left to do.
     let again = limpq(&["pipeline", job.to_str().unwrap()]);

@@ -1368,6 +1368,67 @@ fn the_default_search_uses_measured_sensitivity_and_learned_is_a_control() {
     }
 }
 
+/// When nothing uses the learned step sizes (the default search, no `learned` control,
+/// finetunes from the LSQ init rule) no seed runs joint training; asking for the steps in
+/// the finetunes brings it back.
+#[test]
+fn the_joint_run_runs_only_when_something_uses_it() {
+    let out = tmpdir("no-joint");
+    let text = job_text(&out).replace("    search: learned,\n", "").replace(
+        "random_policies: 3,",
+        "random_policies: 3,\n    controls: [macs_only, shuffled],\n    sensitivity: (images: 64, batch: 32),",
+    );
+    let job = Job::from_ron_str(&text).unwrap();
+    assert!(!job.runs_joint());
+    let plan = Plan::new(job).unwrap();
+    // Per seed: pretrain, sensitivity; per budget searched, uniform, 3 random, 2 controls.
+    assert_eq!(plan.stage_count(), 2 * (2 + 3 * 7));
+    let mut fake = fake_for(&plan);
+    let mut events = Vec::new();
+    let res = run(&plan, &mut fake, &mut |e| events.push(e.clone())).unwrap();
+    assert_eq!((fake.indicators, fake.sensitivity), (0, 2));
+    assert!(!out.join("seed0/indicators.ron").exists());
+    let (ran, _) = event_names(&events);
+    assert!(!ran.iter().any(|n| n.contains("indicators")), "{ran:?}");
+    let read = |rel: &str| std::fs::read_to_string(out.join(rel)).unwrap();
+    let sens = IndicatorSet::from_ron_str(&read("seed0/sensitivity.ron")).unwrap();
+    let n = plan.bitops[1];
+    let policy = |rel: &str| Policy::from_ron_str(&read(rel)).unwrap();
+    assert_eq!(
+        policy("seed0/policies/w3a3_searched.ron"),
+        policies::searched_policy(&sens, policies::SENSITIVITY_ALPHA, n)
+            .unwrap()
+            .0
+    );
+    assert_eq!(
+        policy("seed0/policies/w3a3_macs_only.ron").layers,
+        policies::searched_policy(&policies::macs_only_indicators(&sens), 2.0, n)
+            .unwrap()
+            .0
+            .layers
+    );
+    assert_eq!(res.budgets[1].seeds[0].controls.len(), 2);
+    let md = read("report.md");
+    assert!(md.contains("no joint indicator training"), "{md}");
+    assert!(!md.contains("joint training moved"), "{md}");
+    // A rerun skips every stage.
+    let mut again = fake_for(&plan);
+    run(&plan, &mut again, &mut |_| {}).unwrap();
+    assert_eq!(
+        (again.sensitivity, again.indicators, again.finetunes.len()),
+        (0, 0, 0)
+    );
+    // Finetunes that start from the learned steps need the joint run.
+    let steps = text.replace(
+        "finetune: (epochs: 1, batch: 32, lr: 0.01),",
+        "finetune: (epochs: 1, batch: 32, lr: 0.01, steps_from_indicators: true),",
+    );
+    assert_ne!(steps, text);
+    let job = Job::from_ron_str(&steps).unwrap();
+    assert!(job.runs_joint());
+    assert_eq!(Plan::new(job).unwrap().stage_count(), 2 * (3 + 3 * 7));
+}
+
 #[test]
 fn confidence_intervals_from_synthetic_results() {
     let mut r = synthetic(&[0, 1, 2]);

@@ -324,8 +324,8 @@ fn is_default_sens(s: &SensitivitySpec) -> bool {
 }
 
 /// Which indicators the `searched` policy is searched with (docs/PIPELINE.md, "Which
-/// indicators"). Either way the joint run runs: the `learned` control, the rank
-/// correlations of the report and `finetune.steps_from_indicators` use its step sizes.
+/// indicators"). The joint run runs when something uses its step sizes
+/// ([`Job::runs_joint`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Search {
@@ -492,6 +492,15 @@ impl Job {
     /// Whether every seed measures the pretrained model's sensitivity (a stage of its own).
     pub fn measures_sensitivity(&self) -> bool {
         self.search == Search::Sensitivity || self.controls.contains(&Control::Sensitivity)
+    }
+
+    /// Whether every seed runs joint indicator training: only when something uses the
+    /// learned step sizes (`search: learned`, the `learned` control, or
+    /// `finetune.steps_from_indicators`).
+    pub fn runs_joint(&self) -> bool {
+        self.search == Search::Learned
+            || self.controls.contains(&Control::Learned)
+            || self.finetune.config(0).steps_from_indicators
     }
 
     /// Checks every number and list that does not need the model.

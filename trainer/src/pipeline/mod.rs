@@ -1,7 +1,8 @@
 //! `limpq pipeline JOB.ron`: the whole method end to end, resumable.
 //!
-//! For every seed: full-precision pretraining (or a given checkpoint) → joint indicator
-//! training → at every budget the searched policy (exact solver), the uniform policy and
+//! For every seed: full-precision pretraining (or a given checkpoint) → the indicators
+//! (measured sensitivity and/or joint indicator training, [`Job::runs_joint`]) → at every
+//! budget the searched policy (exact solver), the uniform policy and
 //! random policies at the same BitOps (see [`policies`]) → the same finetuning recipe for
 //! each → test accuracy. Then `report.md`, `accuracy_vs_bitops.svg` and `bits_<budget>.svg`.
 //!
@@ -10,7 +11,8 @@
 //! ```text
 //! state.ron                         completed stages with their input fingerprints
 //! seed<S>/pretrain.ckpt             full-precision model (absent when `pretrain.init` is set)
-//! seed<S>/indicators.ron            learned indicators (an IndicatorSet)
+//! seed<S>/indicators.ron            learned indicators (an IndicatorSet), when the joint run runs
+//! seed<S>/sensitivity.ron           measured sensitivity, when measured
 //! seed<S>/policies/<budget>_<kind>.ron   kind: searched, uniform, random<k>
 //! seed<S>/finetune/<budget>_<kind>.ckpt  finetuned quantized model (unless
 //!                                       `keep_finetuned: false`)
@@ -382,7 +384,8 @@ impl Plan {
             })
             .sum();
         let sensitivity = usize::from(self.job.measures_sensitivity());
-        self.job.seeds.len() * (2 + sensitivity + per_budget)
+        let joint = usize::from(self.job.runs_joint());
+        self.job.seeds.len() * (1 + joint + sensitivity + per_budget)
     }
 }
 
@@ -786,51 +789,60 @@ pub fn run(
             },
         )?;
         fp32.push((seed, fp_eval.accuracy));
-        // 2. Indicators.
+        // 2. Indicators: the joint run, when the search, a control or the finetunes use it.
         let ind_rel = format!("{sdir}/indicators.ron");
         let ind_path = out.join(&ind_rel);
         let ind_fp = fingerprint(&[&pre_fp, &job.joint.fingerprint_text()]);
-        let indicators = runner.stage(
-            stages,
-            format!("seed {seed}: indicators"),
-            format!("{sdir}/indicators"),
-            &ind_fp,
-            |_| {
-                std::fs::read_to_string(&ind_path)
-                    .ok()
-                    .and_then(|t| IndicatorSet::from_ron_str(&t).ok())
-            },
-            |stages, on_event| {
-                let partial =
-                    Partial::new(out.join(format!("{sdir}/indicators.partial.ckpt")), &ind_fp)?;
-                let ind = stages.indicators(&init, seed, &partial, &mut train_events(on_event))?;
-                if root {
-                    write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
-                    let _ = std::fs::remove_file(&partial.path);
-                }
-                Ok(Done {
-                    summary: format!(
-                        "{} layers × {} bit-widths",
-                        ind.layers.len(),
-                        ind.weight_bits.len()
-                    ),
-                    value: ind,
-                    outputs: vec![ind_rel.clone()],
-                    eval: None,
-                })
-            },
-        )?;
-        check_indicators(&indicators, plan, &ind_path)?;
-        let meta_f64 = |k: &str| {
-            let v = indicators.meta.iter().find(|(m, _)| m == k)?;
-            v.1.parse::<f64>().ok()
+        let learned = if job.runs_joint() {
+            let indicators = runner.stage(
+                stages,
+                format!("seed {seed}: indicators"),
+                format!("{sdir}/indicators"),
+                &ind_fp,
+                |_| {
+                    std::fs::read_to_string(&ind_path)
+                        .ok()
+                        .and_then(|t| IndicatorSet::from_ron_str(&t).ok())
+                },
+                |stages, on_event| {
+                    let partial =
+                        Partial::new(out.join(format!("{sdir}/indicators.partial.ckpt")), &ind_fp)?;
+                    let ind =
+                        stages.indicators(&init, seed, &partial, &mut train_events(on_event))?;
+                    if root {
+                        write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
+                        let _ = std::fs::remove_file(&partial.path);
+                    }
+                    Ok(Done {
+                        summary: format!(
+                            "{} layers × {} bit-widths",
+                            ind.layers.len(),
+                            ind.weight_bits.len()
+                        ),
+                        value: ind,
+                        outputs: vec![ind_rel.clone()],
+                        eval: None,
+                    })
+                },
+            )?;
+            check_indicators(&indicators, plan, &ind_path)?;
+            let meta_f64 = |k: &str| {
+                let v = indicators.meta.iter().find(|(m, _)| m == k)?;
+                v.1.parse::<f64>().ok()
+            };
+            if let (Some(w), Some(a)) = (
+                meta_f64("step_drift.weight.median"),
+                meta_f64("step_drift.act.median"),
+            ) {
+                drifts.push((seed, w, a));
+            }
+            Some(indicators)
+        } else {
+            None
         };
-        if let (Some(w), Some(a)) = (
-            meta_f64("step_drift.weight.median"),
-            meta_f64("step_drift.act.median"),
-        ) {
-            drifts.push((seed, w, a));
-        }
+        // The finetunes depend on the joint run only through it (kept so for the runs
+        // started before it could be left out).
+        let fine_fp = if learned.is_some() { &ind_fp } else { &pre_fp };
         // Measured sensitivity, when the search or the `sensitivity` control uses it.
         let sensitivity = if job.measures_sensitivity() {
             let rel = format!("{sdir}/sensitivity.ron");
@@ -869,7 +881,10 @@ pub fn run(
                 },
             )?;
             check_indicators(&ind, plan, &path)?;
-            if let Ok(g) = crate::analysis::compare_indicators(&indicators, &ind) {
+            if let Some(Ok(g)) = learned
+                .as_ref()
+                .map(|l| crate::analysis::compare_indicators(l, &ind))
+            {
                 let line = format!("seed {seed}: {}", sensitivity_agreement(&g, &sdir));
                 (runner.on_event)(&Event::Note(line.clone()));
                 notes.push(line);
@@ -878,13 +893,29 @@ pub fn run(
         } else {
             None
         };
+        let missing = |what: &str| {
+            PipelineError::Job(format!("internal: the {what} a search needs were not made"))
+        };
+        // Layer shapes and MACs for the uniform, random and MACs-only policies, and what
+        // the finetunes are given (used only with `finetune.steps_from_indicators`, which
+        // makes the joint run run).
+        let indicators = match (&learned, &sensitivity) {
+            (Some(l), _) => l.clone(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => return Err(missing("indicators")),
+        };
         // The searched policy's indicators and α.
-        let missing_sens =
-            || PipelineError::Job("internal: no sensitivity file for the search".into());
         let (source, source_alpha) = match job.search {
-            Search::Learned => (&indicators, job.alpha),
+            Search::Learned => (
+                learned
+                    .as_ref()
+                    .ok_or_else(|| missing("learned indicators"))?,
+                job.alpha,
+            ),
             Search::Sensitivity => (
-                sensitivity.as_ref().ok_or_else(missing_sens)?,
+                sensitivity
+                    .as_ref()
+                    .ok_or_else(|| missing("sensitivity figures"))?,
                 policies::SENSITIVITY_ALPHA,
             ),
         };
@@ -921,10 +952,17 @@ pub fn run(
                         (policies::shuffled_indicators(source, seed), source_alpha)
                     }
                     Control::Sensitivity => (
-                        sensitivity.clone().ok_or_else(missing_sens)?,
+                        sensitivity
+                            .clone()
+                            .ok_or_else(|| missing("sensitivity figures"))?,
                         policies::SENSITIVITY_ALPHA,
                     ),
-                    Control::Learned => (indicators.clone(), job.alpha),
+                    Control::Learned => (
+                        learned
+                            .clone()
+                            .ok_or_else(|| missing("learned indicators"))?,
+                        job.alpha,
+                    ),
                 };
                 let (p, note) = policies::searched_policy(&ind_c, alpha_c, n).map_err(|e| {
                     stage_err(&format!("seed {seed}: {} search at {label}", c.kind()), e)
@@ -964,7 +1002,7 @@ pub fn run(
                     .map(|l| format!("{}:{}:{}", l.name, l.weight, l.act))
                     .collect();
                 let fpr =
-                    fingerprint(&[&ind_fp, &job.finetune.fingerprint_text(), &bits.join(",")]);
+                    fingerprint(&[fine_fp, &job.finetune.fingerprint_text(), &bits.join(",")]);
                 items.push((
                     format!("seed {seed}: finetune {label} {kind}"),
                     format!("{sdir}/finetune/{stem}"),
@@ -1171,13 +1209,21 @@ fn settings(job: &Job) -> Vec<String> {
             pre.lr
         )),
     }
-    s.push(format!(
-        "joint indicator training: bits {:?}, {}, batch {}, lr {}",
-        job.joint.bits,
-        epochs(joint.epochs),
-        joint.batch,
-        joint.lr
-    ));
+    if job.runs_joint() {
+        s.push(format!(
+            "joint indicator training: bits {:?}, {}, batch {}, lr {}",
+            job.joint.bits,
+            epochs(joint.epochs),
+            joint.batch,
+            joint.lr
+        ));
+    } else {
+        s.push(format!(
+            "candidate bits {:?}; no joint indicator training (neither the search, a control \
+             nor the finetunes use learned step sizes)",
+            job.joint.bits
+        ));
+    }
     s.push(format!(
         "search: exact solver, {}, BitOps budgets {}",
         match job.search {
