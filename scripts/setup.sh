@@ -23,7 +23,7 @@ if [ "${1:-}" = "--mpi" ]; then
   command -v mpirun >/dev/null || need+=(openmpi-bin)
   [ -e /usr/include/x86_64-linux-gnu/openmpi/mpi.h ] || [ -e /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] \
     || need+=(libopenmpi-dev)
-  ldconfig -p | grep -q 'libclang' || need+=(libclang-dev)
+  ldconfig -p | grep -qE 'libclang(-[0-9.]+)?\.so' || need+=(libclang-dev)   # not libclang-cpp
   command -v pkg-config >/dev/null || need+=(pkg-config)
 fi
 if [ ${#need[@]} -gt 0 ]; then
