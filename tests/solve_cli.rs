@@ -516,3 +516,25 @@ fn saturated_totals_are_not_printed_as_figures() {
     assert_eq!(j["layers"][0]["bitops"], serde_json::Value::Null);
     assert_eq!(j["compression_ratio"], serde_json::Value::Null);
 }
+
+/// A measured-sensitivity file (meta `source: sensitivity`) is solved with α = 1 unless
+/// `--alpha` says otherwise; any other file with α = 2.
+#[test]
+fn a_sensitivity_file_is_solved_with_alpha_one_by_default() {
+    let dir = tmp("sens-alpha");
+    let mut ind = indicators();
+    ind.meta.retain(|(k, _)| k != "source");
+    ind.meta.push(("source".into(), "sensitivity".into()));
+    let file = dir.join("sens.ron");
+    std::fs::write(&file, ind.to_ron_string()).unwrap();
+    let f = file.to_str().unwrap();
+    let alpha = |file: &str, extra: &[&str]| -> f64 {
+        let mut args = vec!["solve", file, "--bitops", "w4a4", "--format", "json"];
+        args.extend_from_slice(extra);
+        let j: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        j["alpha"].as_f64().unwrap()
+    };
+    assert_eq!(alpha(f, &[]), 1.0);
+    assert_eq!(alpha(f, &["--alpha", "3"]), 3.0);
+    assert_eq!(alpha(IND, &[]), 2.0);
+}

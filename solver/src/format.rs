@@ -23,6 +23,23 @@ pub struct IndicatorSet {
     pub meta: Vec<(String, String)>,
 }
 
+impl IndicatorSet {
+    /// The α of a search that names none: 1 for measured sensitivity (meta `source:
+    /// sensitivity`, as `limpq sensitivity` writes: its weight and activation values are
+    /// loss increases alike), else 2, the method's weight of learned weight step sizes.
+    pub fn default_alpha(&self) -> f64 {
+        let measured = self
+            .meta
+            .iter()
+            .any(|(k, v)| k == "source" && v == "sensitivity");
+        if measured {
+            1.0
+        } else {
+            2.0
+        }
+    }
+}
+
 /// One quantizable layer's cost figures and indicators.
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -59,9 +59,11 @@ pub struct Args {
     /// model) or a number of bytes.
     #[arg(long, value_parser = SizeBudget::parse)]
     pub size: Option<SizeBudget>,
-    /// Weight of the weight indicators in the objective.
-    #[arg(long, default_value_t = 2.0)]
-    pub alpha: f64,
+    /// Weight of the weight indicators in the objective. Default 2 (learned step sizes),
+    /// or 1 for a file whose meta says `source: sensitivity` (`limpq sensitivity`: weights
+    /// and activations are loss increases alike).
+    #[arg(long)]
+    pub alpha: Option<f64>,
     /// Search weight bits only; activations of searchable layers at BITS (default 8).
     #[arg(long, value_name = "BITS", num_args = 0..=1, default_missing_value = "8", require_equals = true)]
     pub weight_only: Option<u32>,
@@ -206,8 +208,9 @@ fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
 }
 
 fn build_problem(a: &Args, ind: IndicatorSet, pins: &[Pin]) -> anyhow::Result<Problem> {
+    let alpha = a.alpha.unwrap_or_else(|| ind.default_alpha());
     let mut p = Problem::new(ind)
-        .alpha(a.alpha)
+        .alpha(alpha)
         .non_monotone_rule(!a.allow_non_monotone);
     if let Some(b) = a.bitops {
         p = p.bitops(b);

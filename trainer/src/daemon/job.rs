@@ -74,7 +74,8 @@ impl JobKind {
 pub struct SolveJob {
     /// Indicator file (RON or JSON); relative to the job file's directory.
     pub indicators: PathBuf,
-    /// Weight of the weight indicators in the objective (default 2).
+    /// Weight of the weight indicators in the objective (default: the file's,
+    /// [`limpq_solver::IndicatorSet::default_alpha`]).
     pub alpha: Option<f64>,
     pub bitops: Option<BitOpsBudget>,
     /// Weight-size budget.

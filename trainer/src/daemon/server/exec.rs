@@ -134,7 +134,8 @@ fn run_solve(s: &SolveJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> 
         ..Progress::default()
     });
     let ind = load_indicators(&s.indicators)?;
-    let mut p = limpq_solver::Problem::new(ind).alpha(s.alpha.unwrap_or(2.0));
+    let alpha = s.alpha.unwrap_or_else(|| ind.default_alpha());
+    let mut p = limpq_solver::Problem::new(ind).alpha(alpha);
     if let Some(b) = s.bitops {
         p = p.bitops(b);
     }
