@@ -1,7 +1,9 @@
 //! The pipeline under `mpirun -np 2` on the software adapter (the `mpi` feature): a tiny
 //! job (a 4-layer CNN, 256 Fashion-MNIST training images, 64 test images, bits 2–4, one
 //! budget, five finetunes) run on 2 ranks gives the report figures of the same job run in
-//! one process, and run again on 2 ranks in the same folder it redoes nothing.
+//! one process, and run again on 2 ranks in the same folder it redoes nothing. The same job
+//! with the default search (measured sensitivity, no joint run) runs on 2 ranks too, its
+//! searched policy the one its written sensitivity file gives.
 //!
 //! The model has no batch norm, so that the data-parallel stages follow the one-process
 //! runs up to float rounding alone (synchronised BN is tested in `tests/mpi_sync_bn.rs`;
@@ -29,7 +31,7 @@ use limpq_trainer::dist::{Comm, Dist};
 use limpq_trainer::gpu::{Gpu, GpuError, GpuOptions};
 use limpq_trainer::pipeline::gpu::{load_data, GpuStages};
 use limpq_trainer::pipeline::report::{PolicyResult, Results};
-use limpq_trainer::pipeline::{run, Event, Job, Plan};
+use limpq_trainer::pipeline::{policies, run, Event, Job, Plan, Search};
 use limpq_trainer::train::StopFlag;
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
@@ -61,12 +63,24 @@ const MODEL_RON: &str = r#"Model(
     ],
 )"#;
 
-/// The job writing into `out`; its model file is beside `out`.
+/// The job writing into `out`; its model file is beside `out`. Into a folder named
+/// `default`, the same job with the default search (measured sensitivity, no joint run).
 fn job(out: &Path) -> Job {
     let model = out.parent().unwrap().join("pipe_cnn.model.ron");
     if !model.exists() {
         std::fs::write(&model, MODEL_RON).unwrap();
     }
+    let mut job = learned_job(&model, out);
+    if out.ends_with(DEFAULT_SEARCH) {
+        job.search = Search::Sensitivity;
+    }
+    job
+}
+
+/// The folder name that selects the default search.
+const DEFAULT_SEARCH: &str = "default";
+
+fn learned_job(model: &Path, out: &Path) -> Job {
     Job::from_ron_str(&format!(
         r#"Job(
     model: "{}",
@@ -276,5 +290,26 @@ fn main() {
         "the second run must skip all 7 stages (pretrain, indicators, 5 finetunes):\n{log}"
     );
     println!("ok: run again on 2 ranks, all {skipped} stages skipped");
+
+    // The default search on 2 ranks: every rank measures the sensitivity (rank 0 writes
+    // it), no joint run, and the searched policy is the one the written file gives.
+    let def_dir = dir.join(DEFAULT_SEARCH);
+    let (ok, log) = mpirun("pipeline", &def_dir, &dir.join("default.log"), limit);
+    assert!(ok, "mpirun pipeline (default search) failed:\n{log}");
+    assert!(
+        !def_dir.join("seed0/indicators.ron").exists(),
+        "the default search ran a joint run"
+    );
+    let sens = std::fs::read_to_string(def_dir.join("seed0/sensitivity.ron")).unwrap();
+    let sens = IndicatorSet::from_ron_str(&sens).unwrap();
+    let text = std::fs::read_to_string(def_dir.join("results.ron")).unwrap();
+    let def: Results = ron::from_str(&text).unwrap();
+    let plan = Plan::new(job(&def_dir)).unwrap();
+    let want = policies::searched_policy(&sens, policies::SENSITIVITY_ALPHA, plan.bitops[0])
+        .unwrap()
+        .0;
+    assert_eq!(def.budgets[0].seeds[0].searched.layers, want.layers);
+    assert_eq!(def.budgets[0].seeds[0].random.len(), 3);
+    println!("ok: the default search on 2 ranks, its policy from the written sensitivity");
     let _ = std::fs::remove_dir_all(&dir);
 }
