@@ -1407,6 +1407,11 @@ fn the_joint_run_runs_only_when_something_uses_it() {
             .0
             .layers
     );
+    // The uniform policy's objective is given in the search's terms.
+    assert_eq!(
+        policy("seed0/policies/w3a3_uniform.ron"),
+        policies::uniform_policy(&sens, policies::SENSITIVITY_ALPHA, 3, 3, n).unwrap()
+    );
     assert_eq!(res.budgets[1].seeds[0].controls.len(), 2);
     let md = read("report.md");
     assert!(md.contains("no joint indicator training"), "{md}");

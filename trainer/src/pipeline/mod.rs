@@ -896,15 +896,8 @@ pub fn run(
         let missing = |what: &str| {
             PipelineError::Job(format!("internal: the {what} a search needs were not made"))
         };
-        // Layer shapes and MACs for the uniform, random and MACs-only policies, and what
-        // the finetunes are given (used only with `finetune.steps_from_indicators`, which
-        // makes the joint run run).
-        let indicators = match (&learned, &sensitivity) {
-            (Some(l), _) => l.clone(),
-            (None, Some(s)) => s.clone(),
-            (None, None) => return Err(missing("indicators")),
-        };
-        // The searched policy's indicators and α.
+        // The searched policy's indicators and α; the uniform and random policies' objective
+        // values are given in the same terms (their bits depend on MACs alone).
         let (source, source_alpha) = match job.search {
             Search::Learned => (
                 learned
@@ -935,19 +928,19 @@ pub fn run(
             }
             let mut list: Vec<(String, Policy)> = vec![("searched".into(), searched)];
             if let Budget::Uniform { weight, act } = *budget {
-                let u = policies::uniform_policy(&indicators, job.alpha, weight, act, n)
+                let u = policies::uniform_policy(source, source_alpha, weight, act, n)
                     .map_err(|e| stage_err(&format!("seed {seed}: uniform {label}"), e))?;
                 list.push(("uniform".into(), u));
             }
             let randoms =
-                policies::random_policies(&indicators, job.alpha, n, job.random_policies, seed)
+                policies::random_policies(source, source_alpha, n, job.random_policies, seed)
                     .map_err(|e| stage_err(&format!("seed {seed}: random at {label}"), e))?;
             for (k, p) in randoms.into_iter().enumerate() {
                 list.push((format!("random{k}"), p));
             }
             for &c in &job.controls {
                 let (ind_c, alpha_c) = match c {
-                    Control::MacsOnly => (policies::macs_only_indicators(&indicators), job.alpha),
+                    Control::MacsOnly => (policies::macs_only_indicators(source), job.alpha),
                     Control::Shuffled => {
                         (policies::shuffled_indicators(source, seed), source_alpha)
                     }
@@ -1029,7 +1022,9 @@ pub fn run(
                 let (ck, e) = stages.finetune(
                     &init,
                     policy,
-                    &indicators,
+                    // Read only with `finetune.steps_from_indicators`, which makes the joint
+                    // run run.
+                    learned.as_ref().unwrap_or(source),
                     seed,
                     &partial,
                     &mut train_events(on_event),
