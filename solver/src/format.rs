@@ -24,18 +24,24 @@ pub struct IndicatorSet {
 }
 
 impl IndicatorSet {
-    /// The α of a search that names none: 1 for measured sensitivity (meta `source:
-    /// sensitivity`, as `limpq sensitivity` writes: its weight and activation values are
-    /// loss increases alike), else 2, the method's weight of learned weight step sizes.
+    /// α of learned step sizes: the method's weight of the weight indicators.
+    pub const LEARNED_ALPHA: f64 = 2.0;
+    /// α of measured sensitivity: its weight and activation values are both loss
+    /// increases, in the same unit, so neither counts double.
+    pub const SENSITIVITY_ALPHA: f64 = 1.0;
+
+    /// The α of a search that names none: [`Self::SENSITIVITY_ALPHA`] for measured
+    /// sensitivity (meta `source: sensitivity`, as `limpq sensitivity` writes), else
+    /// [`Self::LEARNED_ALPHA`].
     pub fn default_alpha(&self) -> f64 {
         let measured = self
             .meta
             .iter()
             .any(|(k, v)| k == "source" && v == "sensitivity");
         if measured {
-            1.0
+            Self::SENSITIVITY_ALPHA
         } else {
-            2.0
+            Self::LEARNED_ALPHA
         }
     }
 }

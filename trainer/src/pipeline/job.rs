@@ -311,7 +311,7 @@ fn default_bits() -> Vec<u32> {
     vec![2, 3, 4, 5, 6]
 }
 fn default_alpha() -> f64 {
-    2.0
+    limpq_solver::IndicatorSet::LEARNED_ALPHA
 }
 fn default_random() -> usize {
     3

@@ -896,22 +896,20 @@ pub fn run(
         let missing = |what: &str| {
             PipelineError::Job(format!("internal: the {what} a search needs were not made"))
         };
+        // A source's indicators and α, for the search and for the control of the other.
+        let by_source = |s: Search| match s {
+            Search::Learned => learned
+                .as_ref()
+                .map(|l| (l, job.alpha))
+                .ok_or_else(|| missing("learned indicators")),
+            Search::Sensitivity => sensitivity
+                .as_ref()
+                .map(|s| (s, policies::SENSITIVITY_ALPHA))
+                .ok_or_else(|| missing("sensitivity figures")),
+        };
         // The searched policy's indicators and α; the uniform and random policies' objective
         // values are given in the same terms (their bits depend on MACs alone).
-        let (source, source_alpha) = match job.search {
-            Search::Learned => (
-                learned
-                    .as_ref()
-                    .ok_or_else(|| missing("learned indicators"))?,
-                job.alpha,
-            ),
-            Search::Sensitivity => (
-                sensitivity
-                    .as_ref()
-                    .ok_or_else(|| missing("sensitivity figures"))?,
-                policies::SENSITIVITY_ALPHA,
-            ),
-        };
+        let (source, source_alpha) = by_source(job.search)?;
         // 3. Policies and finetunes per budget.
         for (bi, budget) in job.budgets.iter().enumerate() {
             if plan.skipped[bi].is_some() {
@@ -944,18 +942,10 @@ pub fn run(
                     Control::Shuffled => {
                         (policies::shuffled_indicators(source, seed), source_alpha)
                     }
-                    Control::Sensitivity => (
-                        sensitivity
-                            .clone()
-                            .ok_or_else(|| missing("sensitivity figures"))?,
-                        policies::SENSITIVITY_ALPHA,
-                    ),
-                    Control::Learned => (
-                        learned
-                            .clone()
-                            .ok_or_else(|| missing("learned indicators"))?,
-                        job.alpha,
-                    ),
+                    Control::Sensitivity => {
+                        by_source(Search::Sensitivity).map(|(i, a)| (i.clone(), a))?
+                    }
+                    Control::Learned => by_source(Search::Learned).map(|(i, a)| (i.clone(), a))?,
                 };
                 let (p, note) = policies::searched_policy(&ind_c, alpha_c, n).map_err(|e| {
                     stage_err(&format!("seed {seed}: {} search at {label}", c.kind()), e)

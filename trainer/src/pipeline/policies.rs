@@ -15,9 +15,9 @@ use limpq_solver::{BitOpsBudget, Error as SolverError, IndicatorSet, LayerBits, 
 
 use crate::rng::SeededRng;
 
-/// α of the `sensitivity` control's search: its weight and activation values are both loss
-/// increases, in the same unit, so neither counts double.
-pub const SENSITIVITY_ALPHA: f64 = 1.0;
+/// α of a search with measured sensitivity (the default search, the `sensitivity` control):
+/// the solver's [`IndicatorSet::SENSITIVITY_ALPHA`].
+pub const SENSITIVITY_ALPHA: f64 = IndicatorSet::SENSITIVITY_ALPHA;
 
 /// A random policy must use at least this fraction of its BitOps budget.
 pub const RANDOM_FLOOR: f64 = 0.9;
