@@ -81,6 +81,19 @@ fn clap_usage_errors_are_2() {
     );
     exits(&limpq(&["no-such-command"]), 2, &[]);
     exits(&limpq(&["solve", IND, "--bitops", "w4x4"]), 2, &["w4x4"]);
+    // A re-rendered report holds every seed of results.ron: a seed filter beside it
+    // would be silently ignored, so it is refused before any file is read.
+    exits(
+        &limpq(&[
+            "pipeline",
+            "no-such-job.ron",
+            "--report-only",
+            "--seeds",
+            "0",
+        ]),
+        2,
+        &["--report-only", "--seeds"],
+    );
 }
 
 /// Every flag combination `solve` cannot honour as given is a usage error (2), said

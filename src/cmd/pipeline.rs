@@ -23,8 +23,9 @@ pub struct Args {
     pub seeds: Option<Vec<u64>>,
     /// Train nothing: render `report.md` and the plots again from the output folder's
     /// `results.ron` (what an earlier run measured), e.g. after an upgrade of limpq added
-    /// a table. Needs neither the data nor a GPU.
-    #[arg(long)]
+    /// a table. Needs neither the data nor a GPU. The report holds every seed of
+    /// `results.ron`, so `--seeds` is refused beside it.
+    #[arg(long, conflicts_with = "seeds")]
     pub report_only: bool,
 }
 
