@@ -2,7 +2,7 @@
 //! dbg1000 -- KIND SEEDS LIMIT` (compile + solve per seed), or the 100-point ResNet-50 sweep
 //! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`, for both; COLD
 //! `cold_first_pass_states`, SURMIN `surrogate_min_candidates` and SURBACK
-//! `surrogate_back_min_candidates`, per seed). With the
+//! `surrogate_back_min_candidates`, per seed; SEED=n solves only seed n). With the
 //! `serde` feature, KIND may be an indicator file (`.ron` or `.json`), solved SEEDS times
 //! under the bench's budgets (`gen::bench_budgets`).
 use std::time::Instant;
@@ -51,7 +51,11 @@ fn main() {
     }
     let limit: u64 = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
     let file = file_problem(kind);
+    let only: Option<u64> = std::env::var("SEED").ok().and_then(|v| v.parse().ok());
     for seed in 0..seeds {
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
         let p = file.clone().unwrap_or_else(|| {
             limpq_solver::gen::bench_problem(kind, seed).unwrap_or_else(|| panic!("no kind {kind}"))
         });

@@ -70,12 +70,13 @@ pub struct SolveOptions {
     /// later ones. Fewer: building it costs more than the states it drops. Default 256;
     /// 0 builds it at the first stage, `usize::MAX` never.
     pub surrogate_min_candidates: usize,
-    /// The same for a backward stage of a meet-in-the-middle pass, with the surrogate of
-    /// the groups it has not taken (the forward half's and the middle ones). Default
-    /// 16 384: it only fires on large backward stages (never on the ResNet kinds, where
-    /// it cost 0.3% more instructions in the check; at 256 or 1 024 candidates
-    /// `resnet50-real` took 4% more or the same), and there it pays: random 1000 × 36,
-    /// seeds 0–9, 3.67G → 1.91G instructions.
+    /// The same for a backward stage of a meet-in-the-middle pass, with staircases of
+    /// the groups it has not taken (the forward half's and the middle ones) that keep
+    /// one row exact and relax the other at λ (a partial Lagrangian relaxation; both
+    /// rows are tried in lockstep and the one with the smaller staircases kept). Default
+    /// 256 (before: the λ-combined surrogate at 16 384; with these staircases at 256,
+    /// `resnet50-real` 10 seeds 66.3M → 58.9M instructions, `random200` 3 seeds 66.2M →
+    /// 45.5M, `random1000` 10 seeds 1.69G → 1.41G).
     pub surrogate_back_min_candidates: usize,
 }
 
@@ -90,7 +91,7 @@ impl Default for SolveOptions {
             partner_min_states: 32,
             cold_first_pass_states: 1_000,
             surrogate_min_candidates: 256,
-            surrogate_back_min_candidates: 16_384,
+            surrogate_back_min_candidates: 256,
         }
     }
 }
