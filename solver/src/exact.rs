@@ -1271,10 +1271,7 @@ fn search(
         let lam2 = [lam_w[0], lam_w[1]];
         // Either row kept exact, the other moved into the cost at λ (see the backward
         // half below).
-        let rows = [
-            ([1.0, 0.0], [0.0, lam2[1]], lam2[0]),
-            ([0.0, 1.0], [lam2[0], 0.0], lam2[1]),
-        ];
+        let rows = [Relax::row(0, lam2), Relax::row(1, lam2)];
         // The λ-combined surrogate until a backward half has raced the two rows, then
         // the row it kept: random 1000 × 36, seeds 0–4, 360M → 343M instructions; on the
         // ResNet kinds and `random200` seeds 0–2 the forward staircases are all built
@@ -1283,12 +1280,9 @@ fn search(
         // states); racing the rows in the forward half keeps the smaller staircase, which
         // there is not the one that prunes better (`random200` 2.2× the states).
         let row_f = *sur_row;
-        let make_sur = |lo: usize| match row_f {
-            Some(k) => {
-                let (a, b, t) = rows[k];
-                Surrogate::new(w, a, b, t, &free, &base, lo, zb, feas_tol)
-            }
-            None => Surrogate::new(w, lam2, [0.0, 0.0], 1.0, &free, &base, lo, zb, feas_tol),
+        let make_sur = |lo: usize| {
+            let rx = row_f.map_or(Relax::combined(lam2), |k| rows[k]);
+            Surrogate::race(w, &[rx], &free, &base, lo, zb, feas_tol).0
         };
         let fwd = ctx.dp::<2>(
             &free[..h],
@@ -1855,6 +1849,39 @@ struct Surrogate {
     room: f64,
 }
 
+/// What a staircase keeps exact and what it relaxes: the budget a·used ≤ a·(cap + tol)
+/// exactly, b·(used − cap − tol) moved into the cost; `t` scales the multipliers of a's
+/// budget tried when pruning steps ([`SUR_TS`]).
+#[derive(Clone, Copy)]
+struct Relax {
+    a: [f64; 2],
+    b: [f64; 2],
+    t: f64,
+}
+
+impl Relax {
+    /// The two rows weighted by λ and added into one budget (the surrogate).
+    fn combined(lam: [f64; 2]) -> Relax {
+        Relax {
+            a: lam,
+            b: [0.0, 0.0],
+            t: 1.0,
+        }
+    }
+
+    /// Row k exact, the other moved into the cost at its multiplier.
+    fn row(k: usize, lam: [f64; 2]) -> Relax {
+        let mut r = Relax {
+            a: [0.0, 0.0],
+            b: lam,
+            t: lam[k],
+        };
+        r.a[k] = 1.0;
+        r.b[k] = 0.0;
+        r
+    }
+}
+
 /// One staircase family being built, suffix by suffix (see [`Surrogate::race`]).
 struct SurBuild {
     a: [f64; 2],
@@ -1884,16 +1911,8 @@ const SUR_TS: [f64; 9] = [0.5, 0.8, 0.9, 0.97, 1.0, 1.03, 1.1, 1.25, 2.0];
 const SUR_NT: usize = SUR_TS.len();
 
 impl SurBuild {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        w: &Work,
-        a: [f64; 2],
-        b: [f64; 2],
-        tscale: f64,
-        free: &[usize],
-        base: &Base,
-        feas_tol: &[f64],
-    ) -> SurBuild {
+    fn new(w: &Work, rx: Relax, free: &[usize], base: &Base, feas_tol: &[f64]) -> SurBuild {
+        let Relax { a, b, t: tscale } = rx;
         let d_max = free.len();
         let vof = |c: usize| a[0] * w.r[c * 2] + a[1] * w.r[c * 2 + 1];
         let cof = |c: usize| w.cost[c] + b[0] * w.r[c * 2] + b[1] * w.r[c * 2 + 1];
@@ -2072,38 +2091,15 @@ impl SurBuild {
 
 impl Surrogate {
     /// Suffixes `free[lo..]`..`free[d_max..]`, keeping only partial policies that some
-    /// policy below `zb` could contain (bounded by the Lagrangian of the groups before).
-    /// `a` combines the rows into the one budget the staircases keep exactly, `b` moves
-    /// the rest into the cost (Lagrangian), `tscale` scales the multipliers of `a`'s
-    /// budget tried when pruning steps.
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        w: &Work,
-        a: [f64; 2],
-        b: [f64; 2],
-        tscale: f64,
-        free: &[usize],
-        base: &Base,
-        lo: usize,
-        zb: f64,
-        feas_tol: &[f64],
-    ) -> Surrogate {
-        let mut sb = SurBuild::new(w, a, b, tscale, free, base, feas_tol);
-        let (mut run, mut acc, mut tmp) = (Vec::new(), Vec::new(), Vec::new());
-        for d in (lo..free.len()).rev() {
-            sb.advance(w, free, d, zb, &mut run, &mut acc, &mut tmp);
-        }
-        sb.finish()
-    }
-
-    /// Several staircase families built in lockstep, suffix by suffix; a family whose
-    /// steps so far exceed [`RACE_RATIO`] times the smallest one's (plus
-    /// [`RACE_EXTRA`]) stops being built. The family with the fewest steps is returned,
-    /// with its index in `cfgs`.
+    /// policy below `zb` could contain (bounded by the Lagrangian of the groups before),
+    /// for each relaxation of `cfgs`: the families are built in lockstep, suffix by
+    /// suffix, and a family whose steps so far exceed [`RACE_RATIO`] times the smallest
+    /// one's (plus [`RACE_EXTRA`]) stops being built. The family with the fewest steps is
+    /// returned, with its index in `cfgs` (one relaxation: its staircases).
     #[allow(clippy::too_many_arguments)]
     fn race(
         w: &Work,
-        cfgs: &[([f64; 2], [f64; 2], f64)],
+        cfgs: &[Relax],
         free: &[usize],
         base: &Base,
         lo: usize,
@@ -2113,7 +2109,7 @@ impl Surrogate {
         let mut bs: Vec<(usize, SurBuild)> = cfgs
             .iter()
             .enumerate()
-            .map(|(i, &(a, b, t))| (i, SurBuild::new(w, a, b, t, free, base, feas_tol)))
+            .map(|(i, &rx)| (i, SurBuild::new(w, rx, free, base, feas_tol)))
             .collect();
         let (mut run, mut acc, mut tmp) = (Vec::new(), Vec::new(), Vec::new());
         for d in (lo..free.len()).rev() {
