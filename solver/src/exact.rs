@@ -1839,10 +1839,9 @@ struct Surrogate {
     len: Vec<usize>,
     v: Vec<f64>,
     cost: Vec<f64>,
-    /// The budget the staircase is exact in: a·used ≤ a·(cap + tol).
-    a: [f64; 2],
-    /// The rows relaxed into the cost: a step's cost is cost + b·used.
-    b: [f64; 2],
+    /// The budget kept exact and the rows moved into the cost (a step's cost is
+    /// cost + b·used).
+    rx: Relax,
     /// b·(cap + tol).
     bcap: f64,
     /// a·(cap + tol) plus a little slack for rounding.
@@ -1880,12 +1879,23 @@ impl Relax {
         r.b[k] = 0.0;
         r
     }
+
+    /// a·x: what `x` (two rows) uses of the budget kept exact.
+    #[inline]
+    fn kept(&self, x: &[f64]) -> f64 {
+        self.a[0] * x[0] + self.a[1] * x[1]
+    }
+
+    /// cost + b·x: `cost` with what `x` uses of the relaxed rows moved into it.
+    #[inline]
+    fn with_moved(&self, cost: f64, x: &[f64]) -> f64 {
+        cost + self.b[0] * x[0] + self.b[1] * x[1]
+    }
 }
 
 /// One staircase family being built, suffix by suffix (see [`Surrogate::race`]).
 struct SurBuild {
-    a: [f64; 2],
-    b: [f64; 2],
+    rx: Relax,
     bcap: f64,
     room: f64,
     pre_v: Vec<f64>,
@@ -1912,24 +1922,24 @@ const SUR_NT: usize = SUR_TS.len();
 
 impl SurBuild {
     fn new(w: &Work, rx: Relax, free: &[usize], base: &Base, feas_tol: &[f64]) -> SurBuild {
-        let Relax { a, b, t: tscale } = rx;
         let d_max = free.len();
-        let vof = |c: usize| a[0] * w.r[c * 2] + a[1] * w.r[c * 2 + 1];
-        let cof = |c: usize| w.cost[c] + b[0] * w.r[c * 2] + b[1] * w.r[c * 2 + 1];
-        let capv = a[0] * (w.cap[0] + feas_tol[0]) + a[1] * (w.cap[1] + feas_tol[1]);
-        let bcap = b[0] * (w.cap[0] + feas_tol[0]) + b[1] * (w.cap[1] + feas_tol[1]);
+        let vof = |c: usize| rx.kept(&w.r[c * 2..c * 2 + 2]);
+        let cof = |c: usize| rx.with_moved(w.cost[c], &w.r[c * 2..c * 2 + 2]);
+        let cap_tol = [w.cap[0] + feas_tol[0], w.cap[1] + feas_tol[1]];
+        let capv = rx.kept(&cap_tol);
+        let bcap = rx.with_moved(0.0, &cap_tol);
         let room = capv + 1e-9 * (1.0 + abs(capv));
         const NT: usize = SUR_NT;
         let mut tv = [0.0; NT];
         for t in 0..NT {
-            tv[t] = SUR_TS[t] * tscale;
+            tv[t] = SUR_TS[t] * rx.t;
         }
         // Before suffix d: base plus free[..d], their least combined use and least
         // Lagrangian cost at multipliers t·a on the budget (b on the rest).
         let mut pre_v = vec![0.0; d_max + 1];
         let mut pre_t = vec![0.0; (d_max + 1) * NT];
-        let base_v = a[0] * base.used[0] + a[1] * base.used[1];
-        let base_c = base.cost + b[0] * base.used[0] + b[1] * base.used[1];
+        let base_v = rx.kept(base.used);
+        let base_c = rx.with_moved(base.cost, base.used);
         pre_v[0] = base_v;
         for t in 0..NT {
             pre_t[t] = base_c - bcap + tv[t] * (base_v - capv);
@@ -1955,8 +1965,7 @@ impl SurBuild {
         let mut len = vec![0; d_max + 1];
         len[d_max] = 1;
         SurBuild {
-            a,
-            b,
+            rx,
             bcap,
             room,
             pre_v,
@@ -1983,7 +1992,7 @@ impl SurBuild {
         tmp: &mut Vec<(f64, f64)>,
     ) {
         const NT: usize = SUR_NT;
-        let (a, b) = (self.a, self.b);
+        let rx = self.rx;
         let lim = zb + 1e-12 * (1.0 + abs(zb));
         let g = free[d];
         acc.clear();
@@ -2033,8 +2042,8 @@ impl SurBuild {
         };
         let c_last = prev_c.last().copied().unwrap_or(f64::INFINITY);
         for c in w.range(g) {
-            let vc = a[0] * w.r[c * 2] + a[1] * w.r[c * 2 + 1];
-            let cc = w.cost[c] + b[0] * w.r[c * 2] + b[1] * w.r[c * 2 + 1];
+            let r = &w.r[c * 2..c * 2 + 2];
+            let (vc, cc) = (rx.kept(r), rx.with_moved(w.cost[c], r));
             run.clear();
             if pn == 0 {
                 continue;
@@ -2081,8 +2090,7 @@ impl SurBuild {
             len: self.len,
             v: self.v,
             cost: self.cost,
-            a: self.a,
-            b: self.b,
+            rx: self.rx,
             bcap: self.bcap,
             room: self.room,
         }
@@ -2132,13 +2140,13 @@ impl Surrogate {
     /// b·(used − cap − tol) (infinite if nothing fits).
     #[inline]
     fn least(&self, d: usize, used: &[f64]) -> f64 {
-        let rho = self.room - (self.a[0] * used[0] + self.a[1] * used[1]);
+        let rho = self.room - self.rx.kept(used);
         let (a, b) = (self.at[d], self.at[d] + self.len[d]);
         let p = self.v[a..b].partition_point(|&x| x <= rho);
         if p == 0 {
             f64::INFINITY
         } else {
-            self.cost[a + p - 1] + self.b[0] * used[0] + self.b[1] * used[1] - self.bcap
+            self.rx.with_moved(self.cost[a + p - 1], used) - self.bcap
         }
     }
 }
