@@ -1,7 +1,8 @@
 //! Medians of in-process compile, solve and total times per benchmark kind:
 //! `cargo run --release -p limpq-solver --example timing -- [KIND,KIND,...] [SEEDS] [REPEATS]`
 //! (default: every kind of `gen::BENCH_KINDS` but the random ones, 5 seeds, 200 repeats;
-//! the seeds are interleaved so that load on the machine hits every seed alike).
+//! the seeds are interleaved so that load on the machine hits every seed alike; a second
+//! line gives each seed's median total).
 use std::time::{Duration, Instant};
 
 fn med(v: &mut [Duration]) -> Duration {
@@ -29,6 +30,7 @@ fn main() {
             .collect();
         let (mut tc, mut ts, mut tt) = (Vec::new(), Vec::new(), Vec::new());
         let mut nodes = vec![0; ps.len()];
+        let mut per: Vec<Vec<Duration>> = vec![Vec::new(); ps.len()];
         for _ in 0..reps {
             for (i, p) in ps.iter().enumerate() {
                 let t0 = Instant::now();
@@ -39,6 +41,7 @@ fn main() {
                 tc.push(t1 - t0);
                 ts.push(t2 - t1);
                 tt.push(t2 - t0);
+                per[i].push(t2 - t0);
                 nodes[i] = s.proof.nodes;
                 std::hint::black_box(s);
             }
@@ -51,5 +54,10 @@ fn main() {
             tt.len(),
             nodes
         );
+        let per: Vec<String> = per
+            .iter_mut()
+            .map(|v| format!("{:.1}", med(v).as_secs_f64() * 1e6))
+            .collect();
+        println!("{:<16} total per seed (µs): {}", "", per.join(" "));
     }
 }

@@ -1471,8 +1471,11 @@ struct Ctx<'a> {
 struct Dp {
     used: Vec<f64>,
     cost: Vec<f64>,
-    /// back[s][i] = (parent state, choice) of state i after stage s.
-    back: Vec<Vec<(u32, u32)>>,
+    /// back[at[s] + i] = (parent state, choice) of state i after stage s: every stage's
+    /// in one list (a list per stage was an allocation per stage).
+    back: Vec<(u32, u32)>,
+    /// Where each stage's states start in `back`, and where the last one ends.
+    at: Vec<usize>,
     /// Stages completed (fewer than asked when every state was dropped).
     complete_len: usize,
     /// A state was dropped for a reason other than bound, dominance or feasibility.
@@ -1481,10 +1484,15 @@ struct Dp {
 }
 
 impl Dp {
+    /// Stages taken.
+    fn stages(&self) -> usize {
+        self.at.len() - 1
+    }
+
     /// Writes state `i`'s choices into `x` (groups in `order`, the pass's order).
     fn trace(&self, mut i: usize, order: &[usize], x: &mut [usize]) {
-        for s in (0..self.back.len()).rev() {
-            let (p, c) = self.back[s][i];
+        for s in (0..self.stages()).rev() {
+            let (p, c) = self.back[self.at[s] + i];
             x[order[s]] = c as usize;
             i = p as usize;
         }
@@ -1506,6 +1514,8 @@ struct DpScratch {
     ls: Vec<f64>,
     nrcs: Vec<f64>,
     nls: Vec<f64>,
+    nuse: Vec<f64>,
+    ncst: Vec<f64>,
 }
 
 impl Ctx<'_> {
@@ -1550,6 +1560,8 @@ impl Ctx<'_> {
             ls,
             nrcs,
             nls,
+            nuse,
+            ncst,
         } = scratch;
         let mut used = base.used.to_vec();
         let mut cost = vec![base.cost];
@@ -1559,12 +1571,14 @@ impl Ctx<'_> {
         ls.clear();
         ls.push(base.ls);
         let mut hint = 0usize;
-        let mut back: Vec<Vec<(u32, u32)>> = Vec::with_capacity(order.len());
+        let mut back: Vec<(u32, u32)> = Vec::new();
+        let mut at = vec![0];
         let mut cut = false;
         let mut states = 0u64;
         let mut nu = vec![0.0; m];
-        // The next stage's states, swapped with the current ones after each stage.
-        let (mut nused, mut ncost) = (Vec::new(), Vec::new());
+        // The next stage's states, swapped with the current ones after each stage (from
+        // the scratch, and the one not returned goes back to it).
+        let (mut nused, mut ncost) = (core::mem::take(nuse), core::mem::take(ncst));
         // The partner is built when a stage first keeps enough states to use it.
         let mut built: Option<Option<Partner>> = None;
         for (s, &g) in order.iter().enumerate() {
@@ -1669,29 +1683,31 @@ impl Ctx<'_> {
             ncost.clear();
             nrcs.clear();
             nls.clear();
-            let mut nback = Vec::with_capacity(keep.len());
             for &j in keep.iter() {
                 let (i, c) = cand[j];
                 nused.extend_from_slice(&cand_u[j * m..(j + 1) * m]);
                 ncost.push(cand_cost[j]);
                 nrcs.push(rcs[i as usize] + rc[c as usize]);
                 nls.push(cand_ls[j]);
-                nback.push((i, c));
+                back.push((i, c));
             }
             core::mem::swap(&mut used, &mut nused);
             core::mem::swap(&mut cost, &mut ncost);
             core::mem::swap(rcs, nrcs);
             core::mem::swap(ls, nls);
-            back.push(nback);
+            at.push(back.len());
             if cost.is_empty() {
                 break;
             }
         }
+        *nuse = nused;
+        *ncst = ncost;
         Dp {
-            complete_len: if cost.is_empty() { 0 } else { back.len() },
+            complete_len: if cost.is_empty() { 0 } else { at.len() - 1 },
             used,
             cost,
             back,
+            at,
             cut,
             states,
         }
@@ -1736,7 +1752,7 @@ impl Partner {
         h: usize,
         feas_tol: &[f64],
     ) -> Option<Partner> {
-        if w.m != 2 || fwd.complete_len != fwd.back.len() || fwd.cost.is_empty() {
+        if w.m != 2 || fwd.complete_len != fwd.stages() || fwd.cost.is_empty() {
             return None;
         }
         let d = free.len();
@@ -2195,7 +2211,7 @@ fn merge_stairs(a: &[(f64, f64)], b: &[(f64, f64)], out: &mut Vec<(f64, f64)>) {
 /// The cheapest pair of a forward and a backward state (two rows) whose joint use fits
 /// the budgets: (forward index, backward index, cost). Both include the base once each.
 fn join2(w: &Work, f: &Dp, b: &Dp, base: &Base, feas_tol: &[f64]) -> Option<(usize, usize, f64)> {
-    if f.complete_len != f.back.len() || b.complete_len != b.back.len() {
+    if f.complete_len != f.stages() || b.complete_len != b.stages() {
         return None;
     }
     if f.cost.is_empty() || b.cost.is_empty() {
