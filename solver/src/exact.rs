@@ -1213,12 +1213,17 @@ fn search(
     // gmin[d * nl + j]: least Lagrangian cost at multiplier j of free group d.
     // off[d * nl + j]: Σ over free groups d.. of gmin − λ_j · cap.
     let mut gmin = vec![f64::INFINITY; d_max * nl];
-    for d in 0..d_max {
+    // Slices per group and per choice, so that the loop over the multipliers (most of a
+    // probe's set-up) runs without a bounds check per value.
+    let (coef_s, mk_s) = (&coef[..nl], &mk[..nl]);
+    // (`max(1)`: with no row to bound there is no multiplier, and `gmin` is empty.)
+    for (d, gm) in gmin.chunks_exact_mut(nl.max(1)).enumerate() {
         for c in w.range(free[d]) {
-            for j in 0..nl {
-                let v = lw[c] + coef[j] * w.r[c * m + mk[j]];
-                if v < gmin[d * nl + j] {
-                    gmin[d * nl + j] = v;
+            let (l, r) = (lw[c], &w.r[c * m..(c + 1) * m]);
+            for ((g, &cf), &k) in gm.iter_mut().zip(coef_s).zip(mk_s) {
+                let v = l + cf * r[k];
+                if v < *g {
+                    *g = v;
                 }
             }
         }
