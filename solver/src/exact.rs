@@ -1574,6 +1574,9 @@ impl Ctx<'_> {
         let mut cut = false;
         let mut states = 0u64;
         let mut nu = vec![0.0; m];
+        // Each row's capacity with its tolerance.
+        let cap_tol: Vec<f64> = (0..m).map(|k| w.cap[k] + self.feas_tol[k]).collect();
+        let cap_tol = &cap_tol[..m];
         // The next stage's states, swapped with the current ones after each stage (from
         // the scratch, and the one not returned goes back to it).
         let (mut nused, mut ncost) = (core::mem::take(nuse), core::mem::take(ncst));
@@ -1602,6 +1605,12 @@ impl Ctx<'_> {
             let offn = &rest_off[s * nl..(s + 1) * nl];
             let rmin = &rest_min[s * m..(s + 1) * m];
             let min_rcs = rcs.iter().copied().fold(f64::INFINITY, f64::min);
+            // The states as slices of known length, so that the loop below indexes them
+            // without a check per value.
+            let ns = cost.len();
+            let (st_cost, st_rcs, st_ls) = (&cost[..ns], &rcs[..ns], &ls[..ns]);
+            let st_used = &used[..ns * m];
+            let nu = &mut nu[..m];
             // Choice-major: the states are sorted by row 0, so each choice's candidates
             // come out sorted too and the dominance sort below only merges runs.
             runs.clear();
@@ -1614,22 +1623,23 @@ impl Ctx<'_> {
                     break; // later choices have larger reduced costs
                 }
                 let rcc = &w.r[c * m..(c + 1) * m];
-                for i in 0..cost.len() {
-                    if self.lb + rcs[i] + rc[c] >= zb {
+                let (rc_c, lw_c, cost_c) = (rc[c], lw[c], w.cost[c]);
+                for i in 0..ns {
+                    if self.lb + st_rcs[i] + rc_c >= zb {
                         continue;
                     }
-                    let ui = &used[i * m..(i + 1) * m];
+                    let ui = &st_used[i * m..(i + 1) * m];
                     let mut ok = true;
                     for k in 0..m {
                         nu[k] = ui[k] + rcc[k];
-                        ok &= nu[k] + rmin[k] <= w.cap[k] + self.feas_tol[k];
+                        ok &= nu[k] + rmin[k] <= cap_tol[k];
                     }
                     if !ok {
                         continue;
                     }
                     // Bound at multiplier j: cost + λ_j·used + off_j, where λ_j is λ with
                     // row mk[j] scaled: ls + coef_j · used[mk[j]] + off_j.
-                    let nls = ls[i] + lw[c];
+                    let nls = st_ls[i] + lw_c;
                     // The multiplier that pruned last is tried first.
                     if nls + coef[hint] * nu[mk[hint]] + offn[hint] >= zb {
                         continue;
@@ -1652,14 +1662,14 @@ impl Ctx<'_> {
                         continue;
                     }
                     if let Some(sg) = &sur_built {
-                        let rest = sg.least(s + 1, &nu);
-                        if cost[i] + w.cost[c] + rest >= zb + 1e-12 * (1.0 + abs(zb)) {
+                        let rest = sg.least(s + 1, nu);
+                        if st_cost[i] + cost_c + rest >= zb + 1e-12 * (1.0 + abs(zb)) {
                             continue;
                         }
                     }
                     cand.push((i as u32, c as u32));
-                    cand_u.extend_from_slice(&nu);
-                    cand_cost.push(cost[i] + w.cost[c]);
+                    cand_u.extend_from_slice(nu);
+                    cand_cost.push(st_cost[i] + cost_c);
                     cand_ls.push(nls);
                 }
             }
