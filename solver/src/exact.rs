@@ -1691,14 +1691,18 @@ impl Ctx<'_> {
             ncost.clear();
             nrcs.clear();
             nls.clear();
+            // One pass per list, each from an iterator of known length (no capacity
+            // check per value).
             for &j in keep.iter() {
-                let (i, c) = cand[j];
                 nused.extend_from_slice(&cand_u[j * m..(j + 1) * m]);
-                ncost.push(cand_cost[j]);
-                nrcs.push(rcs[i as usize] + rc[c as usize]);
-                nls.push(cand_ls[j]);
-                back.push((i, c));
             }
+            ncost.extend(keep.iter().map(|&j| cand_cost[j]));
+            nrcs.extend(keep.iter().map(|&j| {
+                let (i, c) = cand[j];
+                rcs[i as usize] + rc[c as usize]
+            }));
+            nls.extend(keep.iter().map(|&j| cand_ls[j]));
+            back.extend(keep.iter().map(|&j| cand[j]));
             core::mem::swap(&mut used, &mut nused);
             core::mem::swap(&mut cost, &mut ncost);
             core::mem::swap(rcs, nrcs);
