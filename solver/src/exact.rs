@@ -325,6 +325,9 @@ fn cost_of(w: &Work, x: &[usize]) -> f64 {
     x.iter().map(|&c| w.cost[c]).sum()
 }
 
+/// Moves per block of the local search's pair scan ([`local_search`]).
+const LS_BLOCK: usize = 16;
+
 /// One candidate move of the local search: group, new choice, cost change.
 struct Move {
     g: usize,
@@ -348,6 +351,7 @@ fn local_search(w: &Work, rcs: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
     let (mut dcs, mut gs): (Vec<f64>, Vec<usize>) = (Vec::new(), Vec::new());
     let stride = m.max(1);
     let mut room = vec![0.0; m];
+    let mut bmin: Vec<f64> = Vec::new();
     for _ in 0..10_000 {
         let thr = z - lb;
         moves.clear();
@@ -393,11 +397,25 @@ fn local_search(w: &Work, rcs: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
         }
         // Best pair: the first move of a profitable pair has the smaller (negative) change.
         // The moves' cost changes and groups are copied out beside `drs`, so that the
-        // inner loop, most of the local search's work, walks contiguous slices.
+        // inner loop walks contiguous slices.
         dcs.clear();
         dcs.extend(moves.iter().map(|mv| mv.dcost));
         gs.clear();
         gs.extend(moves.iter().map(|mv| mv.g));
+        // The least change of each row over every block of `LS_BLOCK` moves: a block whose
+        // least change already breaks a budget beside the first move is skipped whole
+        // (`x + d ≤ r` is monotone in `d`, so no move of the block could pass). Almost
+        // every pair breaks a budget, so most blocks fall to this one test (on
+        // `resnet50-real` seed 0, a scan pair by pair tests 20k pairs; the local search
+        // takes 246k instructions, 429k without the blocks). The pair found is still the
+        // first in the moves' order.
+        bmin.clear();
+        for blk in drs.chunks(LS_BLOCK * stride) {
+            for k in 0..stride {
+                let it = blk.chunks_exact(stride).map(|d| d[k]);
+                bmin.push(it.fold(f64::INFINITY, f64::min));
+            }
+        }
         for i in 0..moves.len() {
             let (a, ga) = (dcs[i], gs[i]);
             // `best` changes only where the inner loop ends, so its bound holds for it.
@@ -408,27 +426,36 @@ fn local_search(w: &Work, rcs: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
             let da = &drs[i * stride..i * stride + m];
             // The moves are in rising cost order, and so is a + b: the pairs below
             // `bound` are a prefix of the later moves.
-            let later = &dcs[i + 1..];
-            let end = later.partition_point(|&b| a + b < bound);
-            let (later, groups) = (&later[..end], &gs[i + 1..i + 1 + end]);
-            let rows = &drs[(i + 1) * stride..(i + 1 + end) * stride];
-            let found = match (da, &room[..]) {
-                // Two rows (the common case): without the loop over rows or a branch
-                // per test.
-                (&[x0, x1], &[r0, r1]) => groups
+            let end = i + 1 + dcs[i + 1..].partition_point(|&b| a + b < bound);
+            // Whether move j fits beside move i; given a block's least changes, whether
+            // any move of the block may (rows are finite, so a sum is never NaN).
+            let fits = |d: &[f64]| match (da, &room[..]) {
+                // Two rows (the common case): without the loop over rows or a branch.
+                (&[x0, x1], &[r0, r1]) => (x0 + d[0] <= r0) & (x1 + d[1] <= r1),
+                _ => da.iter().zip(d).zip(&room).all(|((x, y), r)| x + y <= *r),
+            };
+            let mut j = i + 1;
+            let mut found = None;
+            while j < end {
+                // The next block from j's on that may hold a fitting move.
+                let (b0, b1) = (j / LS_BLOCK, (end - 1) / LS_BLOCK + 1);
+                let mut blocks = bmin[b0 * stride..b1 * stride].chunks_exact(stride);
+                let Some(b) = blocks.position(fits).map(|o| b0 + o) else {
+                    break;
+                };
+                let from = j.max(b * LS_BLOCK);
+                let to = ((b + 1) * LS_BLOCK).min(end);
+                let mut tail = gs[from..to]
                     .iter()
-                    .zip(rows.chunks_exact(2))
-                    .position(|(&gb, db)| (ga != gb) & (x0 + db[0] <= r0) & (x1 + db[1] <= r1)),
-                _ => groups
-                    .iter()
-                    .zip(rows.chunks_exact(stride))
-                    .position(|(&gb, db)| {
-                        ga != gb && da.iter().zip(db).zip(&room).all(|((x, y), r)| x + y <= *r)
-                    }),
+                    .zip(drs[from * stride..to * stride].chunks_exact(stride));
+                if let Some(t) = tail.position(|(&gb, d)| ga != gb && fits(d)) {
+                    found = Some(from + t);
+                    break;
+                }
+                j = to;
             }
-            .map(|j| (j, a + later[j]));
-            if let Some((j, c)) = found {
-                best = Some((c, i, Some(i + 1 + j)));
+            if let Some(j) = found {
+                best = Some((a + dcs[j], i, Some(j)));
             }
         }
         let Some((_, i, j)) = best else { break };
