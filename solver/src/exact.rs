@@ -349,23 +349,40 @@ fn repair_and_improve(w: &Work, x: &mut [usize], feas_tol: f64) -> bool {
         x[g] = c;
     }
     // Improve: best cost decrease that stays feasible.
+    let lim: Vec<f64> = w.cap.iter().map(|c| c + feas_tol).collect();
+    let mut rest = vec![0.0; m];
     loop {
         guard += 1;
         if guard > 100_000 {
             break;
         }
         let mut best: Option<(usize, usize, f64)> = None;
+        // The least change so far (0 before any): only a move below it is tested. The
+        // group's costs are walked as a slice and the others' use is taken once per group
+        // (the same sums; on `resnet50-real` seed 2: 64k → 51k instructions in here).
+        let mut least = 0.0;
         for g in 0..w.groups() {
             let cur = x[g];
-            for c in w.range(g) {
-                let d = w.cost[c] - w.cost[cur];
-                if d >= 0.0 || best.is_some_and(|b| d >= b.2) {
+            let (lo, hi) = (w.start[g], w.start[g + 1]);
+            let cc = w.cost[cur];
+            // What the other groups use, per row.
+            for k in 0..m {
+                rest[k] = used[k] - w.r[cur * m + k];
+            }
+            for (c, &cost) in (lo..hi).zip(&w.cost[lo..hi]) {
+                let d = cost - cc;
+                if d >= 0.0 || d >= least {
                     continue;
                 }
-                let ok = (0..m)
-                    .all(|k| used[k] - w.r[cur * m + k] + w.r[c * m + k] <= w.cap[k] + feas_tol);
+                let rc = &w.r[c * m..(c + 1) * m];
+                let ok = rc
+                    .iter()
+                    .zip(&rest)
+                    .zip(&lim)
+                    .all(|((r, u), l)| u + r <= *l);
                 if ok {
                     best = Some((g, c, d));
+                    least = d;
                 }
             }
         }
@@ -414,8 +431,9 @@ fn local_search(w: &Work, rcs: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
         moves.clear();
         for g in 0..ng {
             let cur = x[g];
-            for c in w.range(g) {
-                if c != cur && rcs[c] < thr {
+            let (lo, hi) = (w.start[g], w.start[g + 1]);
+            for (c, &rc) in (lo..hi).zip(&rcs[lo..hi]) {
+                if c != cur && rc < thr {
                     moves.push(Move {
                         g,
                         c,
@@ -432,12 +450,15 @@ fn local_search(w: &Work, rcs: &[f64], lb: f64, x: &mut [usize], feas_tol: &[f64
         // many times); `stride` values a move (a 0 stands in when no row binds, so that
         // every move still has a chunk).
         drs.clear();
-        for mv in moves.iter() {
-            for k in 0..m {
-                drs.push(w.r[mv.c * m + k] - w.r[x[mv.g] * m + k]);
-            }
-            if m == 0 {
-                drs.push(0.0);
+        drs.resize(moves.len() * stride, 0.0);
+        if m > 0 {
+            // Written through chunks of known length, not pushed row by row.
+            for (d, mv) in drs.chunks_exact_mut(m).zip(&moves) {
+                let (a, b) = (mv.c * m, x[mv.g] * m);
+                let (to, from) = (&w.r[a..a + m], &w.r[b..b + m]);
+                for ((d, t), f) in d.iter_mut().zip(to).zip(from) {
+                    *d = t - f;
+                }
             }
         }
         let dr = |i: usize, k: usize| drs[i * stride + k];
@@ -727,9 +748,16 @@ pub(crate) fn solve(
     for k in 0..m_all {
         let (mut mx, mut mn) = (0.0, 0.0);
         for g in 0..ng {
-            let it = (ch.start[g]..ch.start[g + 1]).map(|c| ch.res[c * m_all + k]);
-            mx += it.clone().fold(f64::NEG_INFINITY, f64::max);
-            mn += it.fold(f64::INFINITY, f64::min);
+            // The group's largest and least use in one walk, by one comparison each (a
+            // NaN is passed over as by `f64::max`; which zero is kept cannot matter).
+            let (mut gmx, mut gmn) = (f64::NEG_INFINITY, f64::INFINITY);
+            for r in ch.res[ch.start[g] * m_all..ch.start[g + 1] * m_all].chunks_exact(m_all) {
+                let v = r[k];
+                gmx = if v > gmx { v } else { gmx };
+                gmn = if v < gmn { v } else { gmn };
+            }
+            mx += gmx;
+            mn += gmn;
         }
         if mn > caps[k] + tol(caps[k]) {
             return Exact::Infeasible;
@@ -752,9 +780,19 @@ pub(crate) fn solve(
             .collect(),
         orig: (0..ch.cost.len()).collect(),
     };
-    for c in 0..ch.cost.len() {
-        for (j, &k) in rows.iter().enumerate() {
-            w.r.push(ch.res[c * m_all + k] / scales[j]);
+    if m > 0 && m == m_all {
+        // Every row can bind (the common case): the uses in bulk, then scaled in place.
+        w.r.extend_from_slice(&ch.res[..ch.cost.len() * m]);
+        for r in w.r.chunks_exact_mut(m) {
+            for (x, s) in r.iter_mut().zip(&scales) {
+                *x /= s;
+            }
+        }
+    } else {
+        for c in 0..ch.cost.len() {
+            for (j, &k) in rows.iter().enumerate() {
+                w.r.push(ch.res[c * m_all + k] / scales[j]);
+            }
         }
     }
     let feas_tol: Vec<f64> = rows
@@ -815,29 +853,29 @@ pub(crate) fn solve(
     let lam_w = lam.clone();
     let (mut kept_lw, mut kept_rc) = (lw, rc);
     if z.is_finite() {
-        let (mut nlw, mut nrc) = (Vec::new(), Vec::new());
-        let mut nw = Work {
-            m,
-            start: Vec::with_capacity(w.groups() + 1),
-            cost: Vec::with_capacity(w.cost.len()),
-            r: Vec::with_capacity(w.r.len()),
-            cap: w.cap.clone(),
-            orig: Vec::with_capacity(w.cost.len()),
-        };
-        nw.start.push(0);
+        // The choices kept move down in place, group by group, instead of being pushed
+        // into a new work (on `resnet50-real` seed 2, that and the two walks above save
+        // 58k instructions a solve).
+        let (lw, rc) = (&mut kept_lw, &mut kept_rc);
+        let mut j = 0;
         for g in 0..w.groups() {
-            for c in w.range(g) {
-                if cur_lb + kept_rc[c] < below(z) {
-                    nw.cost.push(w.cost[c]);
-                    nw.r.extend_from_slice(&w.r[c * m..(c + 1) * m]);
-                    nw.orig.push(w.orig[c]);
+            let (lo, hi) = (w.start[g], w.start[g + 1]);
+            w.start[g] = j;
+            for c in lo..hi {
+                if cur_lb + rc[c] < below(z) {
+                    w.cost[j] = w.cost[c];
+                    for k in 0..m {
+                        w.r[j * m + k] = w.r[c * m + k];
+                    }
+                    w.orig[j] = w.orig[c];
                     // Each group keeps its least Lagrangian cost (reduced cost 0), so the
                     // reduced costs stay those of the group left.
-                    nlw.push(kept_lw[c]);
-                    nrc.push(kept_rc[c]);
+                    lw[j] = lw[c];
+                    rc[j] = rc[c];
+                    j += 1;
                 }
             }
-            if nw.cost.len() == *nw.start.last().unwrap_or(&0) {
+            if j == w.start[g] {
                 // No choice of this group can beat the incumbent: it is optimal.
                 return Exact::Solved(Outcome {
                     choice: inc.unwrap_or_default(),
@@ -849,10 +887,13 @@ pub(crate) fn solve(
                     root_lb: lb,
                 });
             }
-            nw.start.push(nw.cost.len());
         }
-        w = nw;
-        (kept_lw, kept_rc) = (nlw, nrc);
+        w.start[ng] = j;
+        w.cost.truncate(j);
+        w.r.truncate(j * m);
+        w.orig.truncate(j);
+        lw.truncate(j);
+        rc.truncate(j);
     }
     let pr = Priced::with(&w, kept_lw, kept_rc);
     branch(
@@ -1158,13 +1199,21 @@ impl Priced {
 /// Every choice's Lagrangian cost at `lam` and its reduced cost: that less the least of
 /// its group's.
 fn reduced_costs(w: &Work, lam: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let lw: Vec<f64> = (0..w.cost.len()).map(|c| w.lcost(lam, c)).collect();
-    let mut rc = vec![0.0; w.cost.len()];
+    let (n, m) = (w.cost.len(), w.m);
+    // Through slices, no bounds check per choice (on `resnet50-real` seed 2: 56k → 21k
+    // instructions).
+    let mut lw: Vec<f64> = Vec::with_capacity(n);
+    if m == 0 {
+        lw.extend_from_slice(&w.cost);
+    } else {
+        let rows = w.r.chunks_exact(m);
+        lw.extend(w.cost.iter().zip(rows).map(|(&c, r)| lcost_of(lam, c, r)));
+    }
+    let mut rc: Vec<f64> = Vec::with_capacity(n);
     for g in 0..w.groups() {
-        let mn = w.range(g).map(|c| lw[c]).fold(f64::INFINITY, f64::min);
-        for c in w.range(g) {
-            rc[c] = lw[c] - mn;
-        }
+        let l = &lw[w.range(g)];
+        let mn = l.iter().copied().fold(f64::INFINITY, f64::min);
+        rc.extend(l.iter().map(|&v| v - mn));
     }
     (lw, rc)
 }
