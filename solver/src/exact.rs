@@ -939,13 +939,14 @@ fn branch(
 ) -> Exact {
     let state_limit = opts.node_limit;
     let mut states: u64 = 0;
-    // Per cent of the free groups in the forward half of a meet-in-the-middle pass,
-    // moved towards the half that kept fewer states after each pass.
-    let mut split = SPLIT_START;
-    // The row the backward half's staircases last kept exact (`Surrogate::race`), for
-    // the forward half's.
-    let mut sur_row = None;
-    let mut scratch = DpScratch::with_room(ROOM);
+    let mut passes = Passes {
+        lam_w,
+        lb,
+        feas_tol: &feas_tol,
+        split: SPLIT_START,
+        sur_row: None,
+        scratch: DpScratch::with_room(ROOM),
+    };
     let mut proven = best_lb;
     let mut best: Option<Vec<usize>> = None;
     // The first pass runs at the incumbent, or below it at lb + the hinted gap (a sweep
@@ -992,18 +993,7 @@ fn branch(
             if gap_hint.is_none() {
                 fo.surrogate_min_candidates = usize::MAX;
             }
-            search(
-                &kt,
-                lam_w,
-                lb,
-                t0,
-                &feas_tol,
-                first_states,
-                &fo,
-                &mut split,
-                &mut sur_row,
-                &mut scratch,
-            )
+            passes.search(&kt, t0, first_states, &fo)
         }
     };
     states += first.states;
@@ -1039,18 +1029,7 @@ fn branch(
                 let tt = if last { below(z) } else { t };
                 let left = state_limit.saturating_sub(states);
                 let out = match Kept::below(w, pr, lb, tt) {
-                    Some(kt) => search(
-                        &kt,
-                        lam_w,
-                        lb,
-                        tt,
-                        &feas_tol,
-                        left,
-                        opts,
-                        &mut split,
-                        &mut sur_row,
-                        &mut scratch,
-                    ),
+                    Some(kt) => passes.search(&kt, tt, left, opts),
                     None => Search {
                         states: 0,
                         complete: true,
@@ -1099,17 +1078,11 @@ fn branch(
                 }
             }
         } else {
-            let out = search(
+            let out = passes.search(
                 &Kept::all(w, pr),
-                lam_w,
-                lb,
                 f64::INFINITY,
-                &feas_tol,
                 state_limit.saturating_sub(states),
                 opts,
-                &mut split,
-                &mut sur_row,
-                &mut scratch,
             );
             states += out.states;
             if let Some((x, c)) = out.found {
@@ -1276,6 +1249,32 @@ struct Search {
     found: Option<(Vec<usize>, f64)>,
 }
 
+/// What the passes of one solve share: its multipliers λ, its bound and the rows'
+/// tolerances, and what each pass leaves the next.
+struct Passes<'a> {
+    lam_w: &'a [f64],
+    lb: f64,
+    feas_tol: &'a [f64],
+    /// Per cent of the free groups in the forward half of a meet-in-the-middle pass,
+    /// moved towards the half that kept fewer states after each pass.
+    split: usize,
+    /// The row the backward half's staircases last kept exact (`Surrogate::race`), for
+    /// the forward half's.
+    sur_row: Option<usize>,
+    scratch: DpScratch,
+}
+
+impl Passes<'_> {
+    /// One exact pass over the choices `kept` at threshold `zb` ([`search`]).
+    fn search(&mut self, kept: &Kept, zb: f64, limit: u64, opts: &SolveOptions) -> Search {
+        // The set-up's lists come from the scratch and go back to it.
+        let mut bufs = core::mem::take(&mut self.scratch.probe);
+        let out = search(self, kept, zb, limit, opts, &mut bufs);
+        self.scratch.probe = bufs;
+        out
+    }
+}
+
 /// One exact pass over `w` at threshold `zb`: dynamic programming over the groups with
 /// more than one choice, one stage per group, whose states are partial policies (rows
 /// used, cost). A state is dropped when another uses no more of any row at no more cost
@@ -1283,41 +1282,12 @@ struct Search {
 /// groups use would break a budget (feasibility). With two rows and four or more free
 /// groups it meets in the middle, `split` per cent of them forward (updated for the next
 /// pass: [`SPLIT_START`]).
-#[allow(clippy::too_many_arguments)]
 fn search(
+    ps: &mut Passes,
     kept: &Kept,
-    lam_w: &[f64],
-    lb: f64,
     zb: f64,
-    feas_tol: &[f64],
     limit: u64,
     opts: &SolveOptions,
-    split: &mut usize,
-    sur_row: &mut Option<usize>,
-    scratch: &mut DpScratch,
-) -> Search {
-    // The set-up's lists come from the scratch and go back to it.
-    let mut bufs = core::mem::take(&mut scratch.probe);
-    let out = search_with(
-        kept, lam_w, lb, zb, feas_tol, limit, opts, split, sur_row, scratch, &mut bufs,
-    );
-    scratch.probe = bufs;
-    out
-}
-
-/// [`search`] with its set-up lists in `bufs`.
-#[allow(clippy::too_many_arguments)]
-fn search_with(
-    kept: &Kept,
-    lam_w: &[f64],
-    lb: f64,
-    zb: f64,
-    feas_tol: &[f64],
-    limit: u64,
-    opts: &SolveOptions,
-    split: &mut usize,
-    sur_row: &mut Option<usize>,
-    scratch: &mut DpScratch,
     bufs: &mut ProbeBufs,
 ) -> Search {
     let ProbeBufs {
@@ -1338,6 +1308,8 @@ fn search_with(
         rest_min,
         rest_off,
     } = bufs;
+    let (lam_w, lb, feas_tol) = (ps.lam_w, ps.lb, ps.feas_tol);
+    let (split, sur_row, scratch) = (&mut ps.split, &mut ps.sur_row, &mut ps.scratch);
     let order_min = opts.coarse_first_min_groups;
     let w = kept.w;
     let m = w.m;
@@ -2505,20 +2477,26 @@ impl SurBuild {
             let steps = first..end.max(first);
             let (sv, sc) = (&prev_v[steps.clone()], &prev_c[steps]);
             let cl = c_last + cc;
+            // This choice's steps that are not pruned, in order.
+            let steps = sv
+                .iter()
+                .zip(sc)
+                .map_while(|(&x, &y)| {
+                    let (nv, nc) = (x + vc, y + cc);
+                    let e = env(&mut p, nv);
+                    if nc + e < lim {
+                        Some(Some((nv, nc)))
+                    } else if cl + e >= lim {
+                        None
+                    } else {
+                        Some(None)
+                    }
+                })
+                .flatten();
             if acc.is_empty() {
                 // The first choice with steps: they are the staircase so far (as they
                 // are, even where adding cc rounded two costs to one).
-                for (&x, &y) in sv.iter().zip(sc) {
-                    let (nv, nc) = (x + vc, y + cc);
-                    let e = env(&mut p, nv);
-                    if nc + e >= lim {
-                        if cl + e >= lim {
-                            break;
-                        }
-                        continue;
-                    }
-                    acc.push((nv, nc));
-                }
+                acc.extend(steps);
                 continue;
             }
             // The other choices' steps are merged into the staircase as they come: the
@@ -2529,15 +2507,7 @@ impl SurBuild {
             tmp.clear();
             let mut i = 0;
             let mut last = f64::INFINITY;
-            for (&x, &y) in sv.iter().zip(sc) {
-                let (nv, nc) = (x + vc, y + cc);
-                let e = env(&mut p, nv);
-                if nc + e >= lim {
-                    if cl + e >= lim {
-                        break;
-                    }
-                    continue;
-                }
+            for (nv, nc) in steps {
                 // The staircase's steps before this one (less use, or as much and no
                 // more cost).
                 while i < acc.len() && (acc[i].0 < nv || (acc[i].0 == nv && acc[i].1 <= nc)) {
@@ -3204,21 +3174,16 @@ mod tests {
             };
             let eps = 1e-9 * (1.0 + opt.abs());
             for share in [0, 25, 50, 75, 100] {
-                let mut split = share;
-                let mut sur_row = None;
                 let pr = Priced::new(&w, &lam);
-                let above = search(
-                    &Kept::all(&w, &pr),
-                    &lam,
+                let mut passes = Passes {
+                    lam_w: &lam,
                     lb,
-                    opt + eps,
-                    &[tol; 2],
-                    u64::MAX,
-                    &opts,
-                    &mut split,
-                    &mut sur_row,
-                    &mut DpScratch::default(),
-                );
+                    feas_tol: &[tol; 2],
+                    split: share,
+                    sur_row: None,
+                    scratch: DpScratch::default(),
+                };
+                let above = passes.search(&Kept::all(&w, &pr), opt + eps, u64::MAX, &opts);
                 assert!(above.complete, "seed {seed}, split {share}");
                 let (_, found) = above.found.unwrap_or_else(|| {
                     panic!("seed {seed}, split {share}: optimum {opt} not found")
@@ -3227,20 +3192,15 @@ mod tests {
                     (found - opt).abs() <= eps,
                     "seed {seed}, split {share}: {found} vs {opt}"
                 );
-                let mut split = share;
-                let mut sur_row = None;
-                let under = search(
-                    &Kept::all(&w, &pr),
-                    &lam,
+                let mut passes = Passes {
+                    lam_w: &lam,
                     lb,
-                    opt - eps,
-                    &[tol; 2],
-                    u64::MAX,
-                    &opts,
-                    &mut split,
-                    &mut sur_row,
-                    &mut DpScratch::default(),
-                );
+                    feas_tol: &[tol; 2],
+                    split: share,
+                    sur_row: None,
+                    scratch: DpScratch::default(),
+                };
+                let under = passes.search(&Kept::all(&w, &pr), opt - eps, u64::MAX, &opts);
                 assert!(under.complete, "seed {seed}, split {share}");
                 assert!(
                     under.found.is_none_or(|(_, c)| c >= opt - eps),
