@@ -566,13 +566,7 @@ fn lcost_of(lam: &[f64], cost: f64, r: &[f64]) -> f64 {
 /// `x.total_cmp(&y).is_lt()`, by one float comparison unless the two are equal or NaN.
 #[inline]
 fn total_lt(x: f64, y: f64) -> bool {
-    if x < y {
-        true
-    } else if x > y {
-        false
-    } else {
-        x.total_cmp(&y).is_lt()
-    }
+    total_order_lt(x, y).unwrap_or(false)
 }
 
 /// The inverse of [`total_order_key`].
@@ -2740,26 +2734,24 @@ impl Cand2 {
     /// and it is equal only for equal bits, so most comparisons take two tests.
     #[inline(always)]
     fn less(&self, b: &Cand2) -> bool {
-        let a = self;
-        if a.u0 < b.u0 {
-            return true;
-        }
-        if a.u0 > b.u0 {
-            return false;
-        }
-        if a.u0.to_bits() != b.u0.to_bits() {
-            return a.u0.total_cmp(&b.u0).is_lt();
-        }
-        if a.u1 < b.u1 {
-            return true;
-        }
-        if a.u1 > b.u1 {
-            return false;
-        }
-        if a.u1.to_bits() != b.u1.to_bits() {
-            return a.u1.total_cmp(&b.u1).is_lt();
-        }
-        a.c < b.c
+        total_order_lt(self.u0, b.u0)
+            .or_else(|| total_order_lt(self.u1, b.u1))
+            .unwrap_or(self.c < b.c)
+    }
+}
+
+/// Whether `x` comes before `y` in `f64::total_cmp`'s order, or `None` if their bits are
+/// equal: `<` or `>` decides where it holds, `total_cmp` only what is left (±0, NaN).
+#[inline(always)]
+fn total_order_lt(x: f64, y: f64) -> Option<bool> {
+    if x < y {
+        Some(true)
+    } else if x > y {
+        Some(false)
+    } else if x.to_bits() != y.to_bits() {
+        Some(x.total_cmp(&y).is_lt())
+    } else {
+        None
     }
 }
 
