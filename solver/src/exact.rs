@@ -1133,8 +1133,8 @@ fn polish(
 /// Every choice of a work priced at the search's multipliers λ: its Lagrangian cost, its
 /// reduced cost (that less the least of its group's), and every group's choices by
 /// reduced cost. They do not depend on the threshold, so a solve prices its work once and
-/// each probe's [`restrict`] copies what it keeps (it and each pass's set-up priced every
-/// choice again: on `resnet50-real`, 8 times a solve).
+/// each probe keeps a prefix of every group's order ([`Kept`]; before, each probe and
+/// each pass's set-up priced every choice again: on `resnet50-real`, 8 times a solve).
 struct Priced {
     lw: Vec<f64>,
     rc: Vec<f64>,
@@ -1739,7 +1739,7 @@ struct DpScratch {
     probe: ProbeBufs,
 }
 
-/// A probe's set-up lists ([`search_with`]), kept from one probe of a solve to the next:
+/// A probe's set-up lists ([`search`]), kept from one probe of a solve to the next:
 /// with the multipliers as [`Lanes`] (no list per multiplier), on `resnet50-real` ×10
 /// 42.3M → 41.1M instructions (~35 allocations a probe before).
 #[derive(Default)]
@@ -2404,36 +2404,29 @@ impl SurBuild {
         // here once per suffix and walked with v (which rises along a run), one line a
         // step instead of all NT. Its value is one of the NT values each step used to
         // take the largest of, so it prunes no step those did not.
-        let mut hs = [0.0; NT];
-        let mut hi = [0.0; NT];
+        let mut lines = [(0.0, 0.0); NT];
         let mut nh = 0;
         for t in 0..NT {
             let (s1, i1) = (self.tv[t], pt[t]);
-            if nh > 0 && hs[nh - 1] == s1 {
+            if nh > 0 && lines[nh - 1].0 == s1 {
                 // Equal slopes (a zero multiplier): the higher line.
-                if hi[nh - 1] < i1 {
-                    hi[nh - 1] = i1;
+                if lines[nh - 1].1 < i1 {
+                    lines[nh - 1].1 = i1;
                 }
                 continue;
             }
             // The last line is never on top if the new one overtakes it no later than
             // it overtook the one before.
             while nh > 1 {
-                let (sa, ia) = (hs[nh - 2], hi[nh - 2]);
-                let (sb, ib) = (hs[nh - 1], hi[nh - 1]);
+                let ((sa, ia), (sb, ib)) = (lines[nh - 2], lines[nh - 1]);
                 if (i1 - ib) * (sb - sa) >= (ib - ia) * (s1 - sb) {
                     nh -= 1;
                 } else {
                     break;
                 }
             }
-            hs[nh] = s1;
-            hi[nh] = i1;
+            lines[nh] = (s1, i1);
             nh += 1;
-        }
-        let mut lines = [(0.0, 0.0); NT];
-        for (l, (&s1, &i1)) in lines.iter_mut().zip(hs.iter().zip(&hi)).take(nh) {
-            *l = (s1, i1);
         }
         let lines = &lines[..nh];
         // The envelope at v, from line *p on (the line on top at v is left in *p).
@@ -2452,10 +2445,9 @@ impl SurBuild {
             cur
         };
         let c_last = prev_c.last().copied().unwrap_or(f64::INFINITY);
-        for &c in kept.of(g) {
-            if pn == 0 {
-                continue;
-            }
+        // (No step to extend: no choice makes one.)
+        let choices = if pn == 0 { &[][..] } else { kept.of(g) };
+        for &c in choices {
             let r = &w.r[c * 2..c * 2 + 2];
             let (vc, cc) = (rx.kept(r), rx.with_moved(w.cost[c], r));
             let mut p = 0;
