@@ -408,12 +408,12 @@ fn cost_of(w: &Work, x: &[usize]) -> f64 {
 /// Moves per block of the local search's pair scan ([`local_search`]).
 const LS_BLOCK: usize = 16;
 
-/// One candidate move of the local search as a sort key: its cost change (as a
-/// [`total_order_key`]) in the high 64 bits, then its group and its new choice (below
-/// 2^32 each, as positions in the choice list are), so that one integer comparison
-/// orders moves by cost change, then group, then choice.
+/// One candidate move of the local search as a sort key: [`keyed_index`] of its cost
+/// change and its new choice, with its group in the bits above the choice (group and
+/// choice below 2^32 each, as positions in the choice list are), so that one integer
+/// comparison orders moves by cost change, then group, then choice.
 fn move_key(dcost: f64, g: usize, c: usize) -> u128 {
-    (u128::from(total_order_key(dcost)) << 64) | ((g as u128) << 32) | c as u128
+    keyed_index(dcost, c) | ((g as u128) << 32)
 }
 
 /// A move's group and new choice ([`move_key`]).
@@ -3213,17 +3213,22 @@ mod tests {
                 ..SolveOptions::default()
             };
             let eps = 1e-9 * (1.0 + opt.abs());
+            let ftol = [tol; 2];
             for share in [0, 25, 50, 75, 100] {
                 let pr = Priced::new(&w, &lam);
-                let mut passes = Passes {
-                    lam_w: &lam,
-                    lb,
-                    feas_tol: &[tol; 2],
-                    split: share,
-                    sur_row: None,
-                    scratch: DpScratch::default(),
+                // A pass at the given threshold, as the first of a solve with this share.
+                let pass = |zb: f64| {
+                    let mut passes = Passes {
+                        lam_w: &lam,
+                        lb,
+                        feas_tol: &ftol,
+                        split: share,
+                        sur_row: None,
+                        scratch: DpScratch::default(),
+                    };
+                    passes.search(&Kept::all(&w, &pr), zb, u64::MAX, &opts)
                 };
-                let above = passes.search(&Kept::all(&w, &pr), opt + eps, u64::MAX, &opts);
+                let above = pass(opt + eps);
                 assert!(above.complete, "seed {seed}, split {share}");
                 let (_, found) = above.found.unwrap_or_else(|| {
                     panic!("seed {seed}, split {share}: optimum {opt} not found")
@@ -3232,15 +3237,7 @@ mod tests {
                     (found - opt).abs() <= eps,
                     "seed {seed}, split {share}: {found} vs {opt}"
                 );
-                let mut passes = Passes {
-                    lam_w: &lam,
-                    lb,
-                    feas_tol: &[tol; 2],
-                    split: share,
-                    sur_row: None,
-                    scratch: DpScratch::default(),
-                };
-                let under = passes.search(&Kept::all(&w, &pr), opt - eps, u64::MAX, &opts);
+                let under = pass(opt - eps);
                 assert!(under.complete, "seed {seed}, split {share}");
                 assert!(
                     under.found.is_none_or(|(_, c)| c >= opt - eps),
