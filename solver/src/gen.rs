@@ -256,8 +256,77 @@ pub const BENCH_KINDS: &[&str] = &[
     "random1000",
 ];
 
+/// Kinds with a third budget: a [`BENCH_KINDS`] kind and a latency-like resource table
+/// ([`latency_like_table`]) limited to 95% of its value at uniform W4A4. [`bench_problem`]
+/// knows them too; the benchmark times them after [`BENCH_KINDS`].
+pub const BENCH_KINDS_LATENCY: &[&str] = &["resnet50+lat", "resnet50-real+lat"];
+
+/// A latency-like resource table for `ind` (an illustration, not a measured device): per
+/// layer and (weight, act) bits, `MACs · max(w, a)^0.8 · 10⁻⁹ + params · w · 2·10⁻⁸ +
+/// 0.01`. Compute runs at the wider of the two bit-widths and gains less than linearly
+/// from fewer bits, weights cost memory traffic by their size, and every layer has a
+/// fixed overhead; so the table is neither BitOps nor size, as a table profiled on a
+/// device would not be. Fixed layers get their row at their fixed bits.
+pub fn latency_like_table(ind: &IndicatorSet) -> crate::format::ResourceTable {
+    use crate::format::{ResourceLayer, ResourceTable};
+    let value = |l: &Layer, w: u32, a: u32| {
+        l.macs as f64 * f64::from(w.max(a)).powf(0.8) * 1e-9
+            + l.params as f64 * f64::from(w) * 2e-8
+            + 0.01
+    };
+    let layers = ind
+        .layers
+        .iter()
+        .map(|l| {
+            let costs = match l.fixed {
+                Some((w, a)) => vec![(w, a, value(l, w, a))],
+                None => ind
+                    .weight_bits
+                    .iter()
+                    .flat_map(|&w| ind.act_bits.iter().map(move |&a| (w, a)))
+                    .map(|(w, a)| (w, a, value(l, w, a)))
+                    .collect(),
+            };
+            ResourceLayer {
+                name: l.name.clone(),
+                costs,
+            }
+        })
+        .collect();
+    ResourceTable {
+        name: String::from("latency"),
+        layers,
+    }
+}
+
 /// A benchmark instance: name and problem.
 pub fn bench_problem(kind: &str, seed: u64) -> Option<crate::Problem> {
+    if let Some(base) = kind.strip_suffix("+lat") {
+        if !BENCH_KINDS_LATENCY.contains(&kind) {
+            return None;
+        }
+        let p = bench_problem(base, seed)?;
+        let table = latency_like_table(&p.indicators);
+        // 95% of the table's value with every searchable layer at W4A4.
+        let at = |name: &str, w: u32, a: u32| {
+            table
+                .layers
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.costs.iter().find(|c| (c.0, c.1) == (w, a)))
+                .map_or(0.0, |c| c.2)
+        };
+        let w4a4: f64 = p
+            .indicators
+            .layers
+            .iter()
+            .map(|l| {
+                let (w, a) = l.fixed.unwrap_or((4, 4));
+                at(&l.name, w, a)
+            })
+            .sum();
+        return Some(p.resource(table, 0.95 * w4a4));
+    }
     let mut rng = Rng(seed);
     let b25: &[u32] = &[2, 3, 4, 5, 6];
     let b36: &[u32] = &[2, 3, 4, 5, 6, 8];
@@ -444,7 +513,7 @@ pub fn bench(
     use std::time::Instant;
     let mut rows = Vec::new();
     let mut instances: Vec<(String, Vec<crate::Problem>)> = Vec::new();
-    for kind in BENCH_KINDS {
+    for kind in BENCH_KINDS.iter().chain(BENCH_KINDS_LATENCY) {
         let ps = (0..o.instances)
             .map(|seed| {
                 bench_problem(kind, seed)
@@ -598,4 +667,43 @@ pub fn bench(
         disagreements: dis,
     });
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The latency kinds add a third row that binds: uniform W4A4 (the BitOps budget's own
+    /// policy) breaks it, and the optimum keeps all three budgets.
+    #[test]
+    fn latency_kinds_bind_a_third_budget() {
+        assert!(
+            bench_problem("resnet18+lat", 0).is_none(),
+            "not a listed kind"
+        );
+        for kind in BENCH_KINDS_LATENCY {
+            let p = bench_problem(kind, 0).expect("a listed kind");
+            let w4a4: Vec<crate::format::LayerBits> = p
+                .indicators
+                .layers
+                .iter()
+                .map(|l| {
+                    let (weight, act) = l.fixed.unwrap_or((4, 4));
+                    crate::format::LayerBits {
+                        name: l.name.clone(),
+                        weight,
+                        act,
+                    }
+                })
+                .collect();
+            let e = p.evaluate(&w4a4).expect("a valid policy");
+            assert_eq!(e.usage.len(), 3, "{kind}");
+            let lat = &e.usage[2];
+            assert!(lat.used > lat.budget.expect("a budget"), "{kind}: {lat:?}");
+            let s = p.solve().expect("feasible");
+            assert!(s.proof.optimal, "{kind}");
+            let e = p.evaluate(&s.policy.layers).expect("a valid policy");
+            assert!(e.feasible, "{kind}: {:?}", e.violations);
+        }
+    }
 }
