@@ -2766,6 +2766,194 @@ struct ParetoBuf {
     bounds: Vec<usize>,
     nb: Vec<usize>,
     stair: Vec<(f64, f64)>,
+    /// Three rows: [`Pareto3`].
+    p3: Pareto3,
+}
+
+/// Up to this many candidates, a three-row [`pareto`] tests all pairs (and so does
+/// [`Pareto3`] within a range this long).
+const P3_BRUTE: usize = 16;
+
+/// A three-row [`pareto`] of n candidates goes to [`Pareto3`] when its longest run (the
+/// states a choice was added to: about as many as the stage will keep) holds at least
+/// this many times ⌈log₂ n⌉; below, the all-pairs test against the few kept is cheaper.
+/// Measured with a third budget (a latency-like table at 95% of its W4A4 value) on
+/// `resnet50` and `resnet50-real`, seeds 0–4: 16 and 32 are within a few per cent of
+/// each other and of the cheaper of the two tests on every seed; 0 (always
+/// [`Pareto3`]) makes synthetic `resnet50` seed 0 1.8× slower, 128 `resnet50-real`
+/// seeds 0 and 4 1.8× slower.
+const P3_STATES: usize = 32;
+
+/// The longest of the runs `runs` cuts n candidates into (n without runs).
+fn longest_run(runs: &[usize], n: usize) -> usize {
+    runs.windows(2).map(|r| r[1] - r[0]).max().unwrap_or(n)
+}
+
+/// ⌈log₂ n⌉ for n ≥ 2 (the bits n − 1 takes); 1 below.
+fn log2_ceil(n: usize) -> usize {
+    (usize::BITS - (n.max(2) - 1).leading_zeros()) as usize
+}
+
+/// The dominance test of a three-row [`pareto`] in O(n log² n): which candidates (in
+/// scan order: sorted by row 0, then the other rows and the cost) some earlier candidate
+/// is at or below in every row and in the cost.
+///
+/// The all-pairs test asks that of the earlier *kept* candidates only; the answer is the
+/// same, since dominance is transitive and the earliest chain of dominators ends at a
+/// kept one. An earlier candidate is at or below in row 0 by the scan order, so what
+/// is left is a three-dimensional dominance test (rows 1 and 2, cost) against earlier
+/// points, done by divide and conquer on the scan order: each half first, then the
+/// pairs across, the later half's candidates in order of row 1 against a Fenwick tree
+/// of the earlier half's least cost by rank of row 2. Rows compare by rank, with values
+/// equal under `==` (±0) given one rank, so that rank order is `<=`'s.
+#[derive(Default)]
+struct Pareto3 {
+    /// Per candidate in scan order: row 1, rank of row 2, cost, dominated.
+    a: Vec<f64>,
+    b: Vec<u32>,
+    c: Vec<f64>,
+    dom: Vec<bool>,
+    /// Scan positions sorted by row 1 per finished range, and merge space.
+    ord: Vec<u32>,
+    tmp: Vec<u32>,
+    /// Prefix minima of the cost by row-2 rank (1-based; ∞ where empty).
+    fen: Vec<f64>,
+    /// Row 2's sort keys with scan positions.
+    keys: Vec<(u64, u32)>,
+}
+
+impl Pareto3 {
+    /// The candidates `idx` (in scan order) of rows `u` (three a candidate) and `cost`.
+    fn fill(&mut self, u: &[f64], cost: &[f64], idx: &[usize]) {
+        let n = idx.len();
+        self.a.clear();
+        self.a.extend(idx.iter().map(|&i| u[i * 3 + 1]));
+        self.c.clear();
+        self.c.extend(idx.iter().map(|&i| cost[i]));
+        // Row 2 by rank: one sort of its keys (`total_cmp`'s order), equal ranks for
+        // values equal under `==` (-0 sorts just before +0 and shares its rank).
+        // Positions stay below 2^32: a stage's candidates are counted in u32 too.
+        self.keys.clear();
+        self.keys.extend(
+            idx.iter()
+                .enumerate()
+                .map(|(p, &i)| (total_order_key(u[i * 3 + 2]), p as u32)),
+        );
+        self.keys.sort_unstable();
+        self.b.clear();
+        self.b.resize(n, 0);
+        let mut rank = 0u32;
+        let mut prev = None;
+        for &(k, p) in &self.keys {
+            let x = from_total_order_key(k);
+            if prev.is_some_and(|y: f64| y != x) {
+                rank += 1;
+            }
+            prev = Some(x);
+            self.b[p as usize] = rank;
+        }
+        self.dom.clear();
+        self.dom.resize(n, false);
+        self.ord.clear();
+        self.ord.resize(n, 0);
+        self.tmp.clear();
+        self.tmp.resize(n, 0);
+        self.fen.clear();
+        self.fen.resize(rank as usize + 2, f64::INFINITY);
+    }
+
+    fn run(&mut self) {
+        let n = self.c.len();
+        self.range(0, n);
+    }
+
+    /// Marks in `lo..hi` what an earlier candidate of `lo..hi` dominates, and leaves
+    /// `ord[lo..hi]` those positions by row-1 rank.
+    fn range(&mut self, lo: usize, hi: usize) {
+        let (a, b, c) = (&self.a, &self.b, &self.c);
+        if hi - lo <= P3_BRUTE {
+            // Without branches per pair (their outcomes are close to random).
+            for i in lo + 1..hi {
+                let (ai, bi, ci) = (a[i], b[i], c[i]);
+                let mut d = false;
+                for j in lo..i {
+                    d |= !self.dom[j] & (a[j] <= ai) & (b[j] <= bi) & (c[j] <= ci);
+                }
+                self.dom[i] = d;
+            }
+            for (o, i) in self.ord[lo..hi].iter_mut().zip(lo..) {
+                *o = i as u32;
+            }
+            // Stable: equal ranks keep scan order.
+            let ord = &mut self.ord[lo..hi];
+            for i in 1..ord.len() {
+                let x = ord[i];
+                let mut j = i;
+                while j > 0 && a[ord[j - 1] as usize] > a[x as usize] {
+                    ord[j] = ord[j - 1];
+                    j -= 1;
+                }
+                ord[j] = x;
+            }
+            return;
+        }
+        let mid = lo + (hi - lo) / 2;
+        self.range(lo, mid);
+        self.range(mid, hi);
+        let (a, b, c) = (&self.a, &self.b, &self.c);
+        let (ord, fen, dom) = (&self.ord, &mut self.fen, &mut self.dom);
+        // The later half by row 1; the earlier half's candidates at or below it in row 1
+        // go into the tree first. One already marked dominated is left out: its kept
+        // dominator is earlier still and meets every later candidate it dominates in
+        // this range or an enclosing one.
+        let mut l = lo;
+        for &q in &ord[mid..hi] {
+            let q = q as usize;
+            while l < mid && a[ord[l] as usize] <= a[q] {
+                let j = ord[l] as usize;
+                if !dom[j] {
+                    let mut x = b[j] as usize + 1;
+                    while x < fen.len() {
+                        fen[x] = fen[x].min(c[j]);
+                        x += x & x.wrapping_neg();
+                    }
+                }
+                l += 1;
+            }
+            if !dom[q] {
+                let mut x = b[q] as usize + 1;
+                let mut least = f64::INFINITY;
+                while x > 0 {
+                    least = least.min(fen[x]);
+                    x &= x - 1;
+                }
+                dom[q] = least <= c[q];
+            }
+        }
+        for &j in &ord[lo..l] {
+            let mut x = b[j as usize] as usize + 1;
+            while x < fen.len() {
+                fen[x] = f64::INFINITY;
+                x += x & x.wrapping_neg();
+            }
+        }
+        // Merge the halves by row 1 (stable: the earlier half first among equals).
+        let (ord, tmp) = (&mut self.ord, &mut self.tmp);
+        let (mut i, mut j, mut o) = (lo, mid, lo);
+        while i < mid && j < hi {
+            // Branch-free: which side moves is data (close to random).
+            let (x, y) = (ord[i], ord[j]);
+            let right = a[y as usize] < a[x as usize];
+            tmp[o] = if right { y } else { x };
+            j += usize::from(right);
+            i += usize::from(!right);
+            o += 1;
+        }
+        tmp[o..o + (mid - i)].copy_from_slice(&ord[i..mid]);
+        o += mid - i;
+        tmp[o..o + (hi - j)].copy_from_slice(&ord[j..hi]);
+        ord[lo..hi].copy_from_slice(&tmp[lo..hi]);
+    }
 }
 
 /// A candidate of a two-row [`pareto`]: row 0, row 1, cost and its index.
@@ -2823,6 +3011,7 @@ fn pareto_into(
         bounds,
         nb,
         stair,
+        p3,
     } = buf;
     if m == 2 {
         cands.clear();
@@ -2914,7 +3103,16 @@ fn pareto_into(
                 }
             }
         }
+        3 if n > P3_BRUTE && longest_run(runs, n) >= P3_STATES * log2_ceil(n) => {
+            p3.fill(u, cost, idx);
+            p3.run();
+            keep.extend(idx.iter().zip(&p3.dom).filter(|x| !*x.1).map(|x| *x.0));
+        }
         _ => {
+            // Each candidate against the kept ones before it: cheap while few are kept.
+            // It grows with the square of a stage's candidates when many are (with three
+            // rows, 97% of a three-budget `resnet50-real` solve of 10⁵ states), which is
+            // where [`Pareto3`] takes over.
             let key = |i: usize, k: usize| u[i * m + k];
             for &i in idx.iter() {
                 let dominated = keep
@@ -3349,6 +3547,32 @@ mod tests {
                 .collect();
         }
         keep
+    }
+
+    /// Three rows at the sizes where [`Pareto3`] divides and conquers (up to ~2,000
+    /// candidates; values from small grids, so rows and costs tie often, with ±0): the
+    /// same states in the same order as the all-pairs test of [`pareto_by_index`].
+    #[test]
+    fn pareto_three_rows_matches_all_pairs() {
+        let mut rng = Rng(11);
+        let mut buf = ParetoBuf::default();
+        let mut keep = Vec::new();
+        for round in 0..300 {
+            let n = 1 + (rng.next() * [40.0, 300.0, 2000.0][round % 3]) as usize;
+            let levels = 2 + (rng.next() * [3.0, 12.0, 1000.0][round / 3 % 3]) as usize;
+            let mut pick = || {
+                let v = (rng.next() * levels as f64) as usize as f64;
+                if v == 0.0 && rng.next() < 0.5 {
+                    -0.0
+                } else {
+                    v
+                }
+            };
+            let u: Vec<f64> = (0..n * 3).map(|_| pick()).collect();
+            let cost: Vec<f64> = (0..n).map(|_| pick()).collect();
+            pareto_into(&u, &cost, 3, &[], &mut buf, &mut keep);
+            assert_eq!(keep, pareto_by_index(&u, &cost, 3, &[]), "round {round}");
+        }
     }
 
     /// Stages as the DP makes them (each choice adds its use to states sorted by row 0),
