@@ -340,12 +340,7 @@ impl Compiled {
         for (e, table) in self.extra.iter().enumerate() {
             let row = self.rows.iter().find(|r| r.kind == RowKind::Extra(e));
             let used: f64 = (0..n)
-                .map(|l| {
-                    table
-                        .get(&(l, bits[l].0, bits[l].1))
-                        .copied()
-                        .unwrap_or(0.0)
-                })
+                .map(|l| table.get(&(l, bits[l].0, bits[l].1)).unwrap_or(0.0))
                 .sum();
             usage.push(Usage {
                 name: row.map(|r| r.name.clone()).unwrap_or_default(),
