@@ -1540,7 +1540,7 @@ fn search(
     };
     let mut states: u64 = 0;
     let to_input = |x: &[usize]| -> Vec<usize> { x.iter().map(|&c| w.orig[c]).collect() };
-    if m == 2 && d_max >= 4 {
+    if m >= 2 && d_max >= 4 {
         // Meet in the middle: the first free groups forward, the others backward (each
         // bounded by the Lagrangian of the other half, as the one-way pass is by the
         // rest), then the cheapest pair of a forward and a backward state that fits the
@@ -1567,17 +1567,33 @@ fn search(
             let rx = row_f.map_or(Relax::combined(lam2), |k| rows[k]);
             Surrogate::race(kept, &[rx], free, &base, lo, zb, feas_tol).0
         };
-        let fwd = ctx.dp::<2>(
-            &free[..h],
-            &suffix[m..(h + 1) * m],
-            &off[m..(h + 1) * m],
-            &base,
-            zb,
-            limit,
-            None,
-            Some((&make_sur, ctx.sur_min)),
-            scratch,
-        );
+        // With more rows the halves are bounded by the Lagrangian alone (no staircases,
+        // no partner bound: both are built for two rows).
+        let fwd = if m == 2 {
+            ctx.dp::<2>(
+                &free[..h],
+                &suffix[m..(h + 1) * m],
+                &off[m..(h + 1) * m],
+                &base,
+                zb,
+                limit,
+                None,
+                Some((&make_sur, ctx.sur_min)),
+                scratch,
+            )
+        } else {
+            ctx.dp::<0>(
+                &free[..h],
+                &suffix[m..(h + 1) * m],
+                &off[m..(h + 1) * m],
+                &base,
+                zb,
+                limit,
+                None,
+                None,
+                scratch,
+            )
+        };
         states += fwd.states;
         if fwd.cut {
             *split = split.saturating_sub(SPLIT_DOWN).max(SPLIT_RANGE.0);
@@ -1623,17 +1639,31 @@ fn search(
             raced.set(Some(k));
             sg
         };
-        let bwd = ctx.dp::<2>(
-            order_b,
-            rest_min,
-            rest_off,
-            &base,
-            zb,
-            limit.saturating_sub(fwd.states),
-            Some(&partner),
-            Some((&make_sur_b, opts.surrogate_back_min_candidates)),
-            scratch,
-        );
+        let bwd = if m == 2 {
+            ctx.dp::<2>(
+                order_b,
+                rest_min,
+                rest_off,
+                &base,
+                zb,
+                limit.saturating_sub(fwd.states),
+                Some(&partner),
+                Some((&make_sur_b, opts.surrogate_back_min_candidates)),
+                scratch,
+            )
+        } else {
+            ctx.dp::<0>(
+                order_b,
+                rest_min,
+                rest_off,
+                &base,
+                zb,
+                limit.saturating_sub(fwd.states),
+                None,
+                None,
+                scratch,
+            )
+        };
         states += bwd.states;
         if let Some(k) = raced.get() {
             *sur_row = Some(k);
@@ -1646,7 +1676,8 @@ fn search(
         };
         let mut found = None;
         if !bwd.cut {
-            if let Some((fi, bi, bc)) = join2(w, &fwd, &bwd, &base, feas_tol) {
+            let join = if m == 2 { join2 } else { join_rows };
+            if let Some((fi, bi, bc)) = join(w, &fwd, &bwd, &base, feas_tol) {
                 let mut x = fixed_choice.clone();
                 fwd.trace(fi, &free[..h], &mut x);
                 bwd.trace(bi, order_b, &mut x);
@@ -2722,6 +2753,52 @@ fn join2(w: &Work, f: &Dp, b: &Dp, base: &Base, feas_tol: &[f64]) -> Option<(usi
             if best.is_none_or(|bb| c < bb.2) {
                 best = Some((i, mn.1, c));
             }
+        }
+    }
+    best
+}
+
+/// [`join2`] for any number of rows: the cheapest pair of a forward and a backward final
+/// state that fits every budget, by scanning the backward states in order of cost for
+/// each forward state (also in order of cost), up to the best pair's cost so far.
+fn join_rows(
+    w: &Work,
+    f: &Dp,
+    b: &Dp,
+    base: &Base,
+    feas_tol: &[f64],
+) -> Option<(usize, usize, f64)> {
+    if f.complete_len != f.stages() || b.complete_len != b.stages() {
+        return None;
+    }
+    let m = w.m;
+    let by_cost = |d: &Dp| {
+        let mut v: Vec<usize> = (0..d.cost.len()).collect();
+        v.sort_by(|&x, &y| d.cost[x].total_cmp(&d.cost[y]).then(x.cmp(&y)));
+        v
+    };
+    let (fi, bi) = (by_cost(f), by_cost(b));
+    let mut room = vec![0.0; m];
+    let mut best: Option<(usize, usize, f64)> = None;
+    for &i in &fi {
+        let fc = f.cost[i] - base.cost;
+        for (k, r) in room.iter_mut().enumerate() {
+            *r = w.cap[k] + feas_tol[k] + base.used[k] - f.used[i * m + k];
+        }
+        for &j in &bi {
+            let c = fc + b.cost[j];
+            if best.is_some_and(|bb| c >= bb.2) {
+                break;
+            }
+            if (0..m).all(|k| b.used[j * m + k] <= room[k]) {
+                best = Some((i, j, c));
+                break;
+            }
+        }
+        // Later forward states cost more: none can pair below the best with the
+        // cheapest backward state.
+        if best.is_some_and(|bb| bi.first().is_none_or(|&j| fc + b.cost[j] >= bb.2)) {
+            break;
         }
     }
     best
