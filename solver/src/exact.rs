@@ -3355,14 +3355,17 @@ mod tests {
         let mut pick = vec![0usize; ng];
         let mut best: Option<f64> = None;
         loop {
-            let (mut c, mut u) = (0.0, [0.0; 2]);
+            let m = w.m;
+            let (mut c, mut u) = (0.0, vec![0.0; m]);
             for g in 0..ng {
                 let k = w.start[g] + pick[g];
                 c += w.cost[k];
-                u[0] += w.r[k * 2];
-                u[1] += w.r[k * 2 + 1];
+                for (x, r) in u.iter_mut().zip(&w.r[k * m..(k + 1) * m]) {
+                    *x += r;
+                }
             }
-            if u[0] <= w.cap[0] + tol && u[1] <= w.cap[1] + tol && best.is_none_or(|b| c < b) {
+            let fits = u.iter().zip(&w.cap).all(|(x, cap)| *x <= cap + tol);
+            if fits && best.is_none_or(|b| c < b) {
                 best = Some(c);
             }
             let mut g = 0;
@@ -3407,33 +3410,40 @@ mod tests {
 
     /// Random two-row instances whose choices trade cost against both rows.
     fn random_work(rng: &mut Rng, ng: usize, per_group: usize) -> Work {
+        random_work_rows(rng, ng, per_group, 2)
+    }
+
+    /// [`random_work`] with `m` rows.
+    fn random_work_rows(rng: &mut Rng, ng: usize, per_group: usize, m: usize) -> Work {
         let mut w = Work {
-            m: 2,
+            m,
             start: vec![0],
             cost: Vec::new(),
             r: Vec::new(),
-            cap: vec![0.0; 2],
+            cap: vec![0.0; m],
             orig: Vec::new(),
         };
-        let mut most = [0.0f64; 2];
+        let mut most = vec![0.0f64; m];
         for _ in 0..ng {
             let nc = 2 + (rng.next() * per_group as f64) as usize;
-            let mut top = [0.0f64; 2];
+            let mut top = vec![0.0f64; m];
             for _ in 0..nc {
                 // Cheaper choices use more, as with bit widths.
-                let (a, b) = (rng.next(), rng.next());
-                w.cost.push(1.0 - 0.5 * (a + b) + 0.2 * rng.next());
-                w.r.extend_from_slice(&[a, b]);
+                let u: Vec<f64> = (0..m).map(|_| rng.next()).collect();
+                let mean = u.iter().sum::<f64>() / m as f64;
+                w.cost.push(1.0 - mean + 0.2 * rng.next());
+                w.r.extend_from_slice(&u);
                 w.orig.push(w.orig.len());
-                top = [top[0].max(a), top[1].max(b)];
+                for (t, x) in top.iter_mut().zip(&u) {
+                    *t = t.max(*x);
+                }
             }
-            most = [most[0] + top[0], most[1] + top[1]];
+            for (a, t) in most.iter_mut().zip(&top) {
+                *a += t;
+            }
             w.start.push(w.cost.len());
         }
-        w.cap = vec![
-            most[0] * (0.3 + 0.4 * rng.next()),
-            most[1] * (0.3 + 0.4 * rng.next()),
-        ];
+        w.cap = most.iter().map(|x| x * (0.3 + 0.4 * rng.next())).collect();
         w
     }
 
@@ -3472,13 +3482,15 @@ mod tests {
     #[test]
     fn meet_in_the_middle_is_exact_at_every_split() {
         let mut checked = 0;
-        for seed in 0..300u64 {
+        for seed in 0..450u64 {
             let mut rng = Rng(seed);
             let ng = 4 + (rng.next() * 4.0) as usize;
-            let w = random_work(&mut rng, ng, 3);
+            // Two rows (the staircases and the partner bound), three (neither), and four.
+            let m = [2, 2, 3, 2, 2, 3, 4, 2, 3][seed as usize % 9];
+            let w = random_work_rows(&mut rng, ng, 3, m);
             let tol = 1e-12;
             let Some(opt) = brute(&w, tol) else { continue };
-            let mut lam = vec![0.0; 2];
+            let mut lam = vec![0.0; m];
             let mut arg = vec![0; ng];
             let lb = dual(&w, &mut lam, &mut arg);
             let opts = SolveOptions {
@@ -3488,7 +3500,7 @@ mod tests {
                 ..SolveOptions::default()
             };
             let eps = 1e-9 * (1.0 + opt.abs());
-            let ftol = [tol; 2];
+            let ftol = vec![tol; m];
             for share in [0, 25, 50, 75, 100] {
                 let pr = Priced::new(&w, &lam);
                 // A pass at the given threshold, as the first of a solve with this share.
@@ -3521,7 +3533,7 @@ mod tests {
             }
             checked += 1;
         }
-        assert!(checked > 100, "only {checked} feasible instances");
+        assert!(checked > 150, "only {checked} feasible instances");
     }
 
     /// [`pareto`] as it was before the two-row candidates carried their values: the
