@@ -24,12 +24,15 @@ __all__ = [
     "InfeasibleError",
     "bench_problem",
     "BENCH_KINDS",
+    "BENCH_KINDS_LATENCY",
     "__version__",
 ]
 
 __version__: str
 BENCH_KINDS: Tuple[str, ...]
 """The instance kinds of `limpq bench solver`, in its order."""
+BENCH_KINDS_LATENCY: Tuple[str, ...]
+"""Kinds with a third budget (a latency-like resource table), timed after BENCH_KINDS."""
 
 _T_co = TypeVar("_T_co", covariant=True)
 
@@ -207,4 +210,5 @@ class Problem:
         """The compiled problem as a 0-1 ILP (every allowed choice), for another solver."""
 
 def bench_problem(kind: str, seed: int = 0) -> Problem:
-    """A seeded instance of `limpq bench solver` (kind in BENCH_KINDS), with its budgets."""
+    """A seeded instance of `limpq bench solver` (kind in BENCH_KINDS or
+    BENCH_KINDS_LATENCY), with its budgets."""

@@ -10,7 +10,8 @@ One row per instance kind of `limpq bench solver` (seeds 0..N-1, the same genera
 budgets: `limpq_solver.bench_problem`) and one for examples/resnet20.indicators.ron under
 the benchmark's budgets (`Problem.bench_budgets`). What each column times is printed under
 the table. HiGHS gets exactly the model the solver compiles (`Problem.ilp()`: a binary per
-allowed choice, one choice per layer, the BitOps and size rows), solved to a zero gap.
+allowed choice, one choice per layer, every budget row: BitOps, size and, for
+the latency kinds, the latency table), solved to a zero gap.
 Without highspy the HiGHS columns are skipped with a note. This is a benchmark, not a test:
 nothing here fails on a slow figure.
 """
@@ -132,8 +133,9 @@ def main():
                     help="HiGHS solves per instance (default 3)")
     ap.add_argument("--highs-limit", type=float, default=20.0,
                     help="HiGHS time limit per solve, seconds (default 20)")
-    ap.add_argument("--kinds", default=",".join(ls.BENCH_KINDS),
-                    help="comma-separated kinds (default: all of BENCH_KINDS)")
+    ap.add_argument("--kinds", default=",".join(ls.BENCH_KINDS + ls.BENCH_KINDS_LATENCY),
+                    help="comma-separated kinds (default: all of BENCH_KINDS and "
+                         "BENCH_KINDS_LATENCY)")
     ap.add_argument("--no-file", action="store_true", help="skip the resnet20 file row")
     a = ap.parse_args()
 
@@ -216,7 +218,7 @@ def main():
           f"in-process ones, the same medians. Py/in: their ratio; worst: the largest ratio of "
           f"one instance's own medians.")
     print(f"HiGHS: highspy's Highs.run() alone on the same 0-1 model (Problem.ilp(): a binary "
-          f"per allowed choice, one per layer, the BitOps and size rows scaled to ~1), passed "
+          f"per allowed choice, one per layer, every budget row scaled to ~1), passed "
           f"in beforehand (building it is not timed), fresh Highs object each time, "
           f"mip_rel_gap = mip_abs_gap = 0, feasibility tolerances 1e-9, time limit "
           f"{a.highs_limit:g} s; median of {a.highs_repeats} solves per instance. "

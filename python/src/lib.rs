@@ -726,15 +726,17 @@ fn to_value(o: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     })
 }
 
-/// An instance of `limpq bench solver`: `kind` one of `BENCH_KINDS`, the same seeded
-/// indicator set and budgets as the benchmark's row for that kind.
+/// An instance of `limpq bench solver`: `kind` one of `BENCH_KINDS` or
+/// `BENCH_KINDS_LATENCY`, the same seeded indicator set and budgets as the benchmark's row
+/// for that kind.
 #[pyfunction]
 #[pyo3(signature = (kind, seed=0))]
 fn bench_problem(kind: &str, seed: u64) -> PyResult<PyProblem> {
     let p = limpq_solver::gen::bench_problem(kind, seed).ok_or_else(|| {
         err(format!(
-            "kind `{kind}`: expected one of {}",
-            limpq_solver::gen::BENCH_KINDS.join(", ")
+            "kind `{kind}`: expected one of {}, {}",
+            limpq_solver::gen::BENCH_KINDS.join(", "),
+            limpq_solver::gen::BENCH_KINDS_LATENCY.join(", ")
         ))
     })?;
     Ok(PyProblem {
@@ -751,6 +753,10 @@ fn limpq_solver_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "BENCH_KINDS",
         PyTuple::new(py, limpq_solver::gen::BENCH_KINDS)?,
+    )?;
+    m.add(
+        "BENCH_KINDS_LATENCY",
+        PyTuple::new(py, limpq_solver::gen::BENCH_KINDS_LATENCY)?,
     )?;
     m.add("SolverError", py.get_type::<SolverError>())?;
     m.add("InfeasibleError", py.get_type::<InfeasibleError>())?;

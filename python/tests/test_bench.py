@@ -21,8 +21,27 @@ def test_kinds():
     assert ls.BENCH_KINDS == (
         "resnet18", "resnet50", "resnet18-real", "resnet50-real", "random200", "random1000",
     )
+    assert ls.BENCH_KINDS_LATENCY == ("resnet50+lat", "resnet50-real+lat")
     with pytest.raises(ls.SolverError, match="expected one of resnet18"):
         ls.bench_problem("resnet19")
+    with pytest.raises(ls.SolverError, match="resnet50-real\\+lat"):
+        ls.bench_problem("resnet18+lat")
+
+
+@pytest.mark.parametrize("kind", ls.BENCH_KINDS_LATENCY)
+def test_latency_kinds_have_a_third_budget(kind):
+    """The latency kinds are the ResNet-50 kinds with a third row that the optimum keeps
+    and that binds: the same instance without it solves to a cheaper policy over it."""
+    p = ls.bench_problem(kind, 1)
+    assert list(p.ilp()["rows"]) == ["BitOps", "size", "latency"]
+    sol = p.solve()
+    assert sol["proof"]["optimal"]
+    lat = sol["usage"]["latency"]
+    assert lat["used"] <= lat["budget"]
+    two = ls.bench_problem(kind.removesuffix("+lat"), 1).solve()
+    assert two["objective"] < sol["objective"]
+    over = p.evaluate(two["policy"])
+    assert not over["feasible"] and any("latency" in v for v in over["violations"])
 
 
 @pytest.mark.parametrize("kind", ls.BENCH_KINDS)
