@@ -2900,11 +2900,12 @@ struct Pareto3 {
 }
 
 impl Pareto3 {
-    /// The candidates `idx` (in scan order) of rows `u` (three a candidate) and `cost`.
-    fn fill(&mut self, u: &[f64], cost: &[f64], idx: &[usize]) {
+    /// The candidates `idx` (in scan order) of rows `u` (`m` a candidate, rows 1 and 2
+    /// taken) and `cost`.
+    fn fill(&mut self, u: &[f64], m: usize, cost: &[f64], idx: &[usize]) {
         let n = idx.len();
         self.a.clear();
-        self.a.extend(idx.iter().map(|&i| u[i * 3 + 1]));
+        self.a.extend(idx.iter().map(|&i| u[i * m + 1]));
         self.c.clear();
         self.c.extend(idx.iter().map(|&i| cost[i]));
         // Row 2 by rank: one sort of its keys (`total_cmp`'s order), equal ranks for
@@ -2914,7 +2915,7 @@ impl Pareto3 {
         self.keys.extend(
             idx.iter()
                 .enumerate()
-                .map(|(p, &i)| (total_order_key(u[i * 3 + 2]), p as u32)),
+                .map(|(p, &i)| (total_order_key(u[i * m + 2]), p as u32)),
         );
         self.keys.sort_unstable();
         self.b.clear();
@@ -3181,7 +3182,7 @@ fn pareto_into(
             }
         }
         3 if n > P3_BRUTE && longest_run(runs, n) >= P3_STATES * log2_ceil(n) => {
-            p3.fill(u, cost, idx);
+            p3.fill(u, 3, cost, idx);
             p3.run();
             keep.extend(idx.iter().zip(&p3.dom).filter(|x| !*x.1).map(|x| *x.0));
         }
@@ -3189,12 +3190,20 @@ fn pareto_into(
             // Each candidate against the kept ones before it: cheap while few are kept.
             // It grows with the square of a stage's candidates when many are (with three
             // rows, 97% of a three-budget `resnet50-real` solve of 10⁵ states), which is
-            // where [`Pareto3`] takes over.
+            // where [`Pareto3`] takes over. With four rows or more it runs on rows 0–2
+            // and the cost alone: a candidate no earlier one is at or below there is not
+            // dominated, and only the others are tested against the kept ones in full.
             let key = |i: usize, k: usize| u[i * m + k];
-            for &i in idx.iter() {
-                let dominated = keep
-                    .iter()
-                    .any(|&j: &usize| cost[j] <= cost[i] && (0..m).all(|k| key(j, k) <= key(i, k)));
+            let screen = m > 3 && n > P3_BRUTE && longest_run(runs, n) >= P3_STATES * log2_ceil(n);
+            if screen {
+                p3.fill(u, m, cost, idx);
+                p3.run();
+            }
+            for (p, &i) in idx.iter().enumerate() {
+                let dominated = (!screen || p3.dom[p])
+                    && keep.iter().any(|&j: &usize| {
+                        cost[j] <= cost[i] && (0..m).all(|k| key(j, k) <= key(i, k))
+                    });
                 if !dominated {
                     keep.push(i);
                 }
@@ -3638,16 +3647,16 @@ mod tests {
         keep
     }
 
-    /// Three rows at the sizes where [`Pareto3`] divides and conquers (up to ~2,000
-    /// candidates; values from small grids, so rows and costs tie often, with ±0): the
-    /// same states in the same order as the all-pairs test of [`pareto_by_index`].
+    /// Three and four rows at the sizes where [`Pareto3`] divides and conquers (up to
+    /// ~2,000 candidates; values from small grids, so rows and costs tie often, with ±0):
+    /// the same states in the same order as the all-pairs test of [`pareto_by_index`].
     #[test]
-    fn pareto_three_rows_matches_all_pairs() {
+    fn pareto_three_and_four_rows_match_all_pairs() {
         let mut rng = Rng(11);
         let mut buf = ParetoBuf::default();
         let mut keep = Vec::new();
-        for round in 0..300 {
-            let n = 1 + (rng.next() * [40.0, 300.0, 2000.0][round % 3]) as usize;
+        for round in 0..400 {
+            let n = 1 + (rng.next() * [40.0, 300.0, 2000.0][round / 2 % 3]) as usize;
             let levels = 2 + (rng.next() * [3.0, 12.0, 1000.0][round / 3 % 3]) as usize;
             let mut pick = || {
                 let v = (rng.next() * levels as f64) as usize as f64;
@@ -3657,10 +3666,11 @@ mod tests {
                     v
                 }
             };
-            let u: Vec<f64> = (0..n * 3).map(|_| pick()).collect();
+            let m = 3 + round % 2;
+            let u: Vec<f64> = (0..n * m).map(|_| pick()).collect();
             let cost: Vec<f64> = (0..n).map(|_| pick()).collect();
-            pareto_into(&u, &cost, 3, &[], &mut buf, &mut keep);
-            assert_eq!(keep, pareto_by_index(&u, &cost, 3, &[]), "round {round}");
+            pareto_into(&u, &cost, m, &[], &mut buf, &mut keep);
+            assert_eq!(keep, pareto_by_index(&u, &cost, m, &[]), "round {round}");
         }
     }
 
