@@ -2843,7 +2843,7 @@ struct ParetoBuf {
     bounds: Vec<usize>,
     nb: Vec<usize>,
     stair: Vec<(f64, f64)>,
-    /// Three rows: [`Pareto3`].
+    /// Three rows or more: [`Pareto3`].
     p3: Pareto3,
 }
 
@@ -2855,7 +2855,8 @@ const P3_BRUTE: usize = 16;
 /// states a choice was added to: about as many as the stage will keep) holds at least
 /// this many times ⌈log₂ n⌉; below, the all-pairs test against the few kept is cheaper.
 /// Measured with a third budget (a latency-like table at 95% of its W4A4 value) on
-/// `resnet50` and `resnet50-real`, seeds 0–4: 16 and 32 are within a few per cent of
+/// `resnet50` and `resnet50-real`, seeds 0–4, with one forward pass a probe (before the
+/// meet in the middle ran with three rows): 16 and 32 are within a few per cent of
 /// each other and of the cheaper of the two tests on every seed; 0 (always
 /// [`Pareto3`]) makes synthetic `resnet50` seed 0 1.8× slower, 128 `resnet50-real`
 /// seeds 0 and 4 1.8× slower.
@@ -2873,7 +2874,8 @@ fn log2_ceil(n: usize) -> usize {
 
 /// The dominance test of a three-row [`pareto`] in O(n log² n): which candidates (in
 /// scan order: sorted by row 0, then the other rows and the cost) some earlier candidate
-/// is at or below in every row and in the cost.
+/// is at or below in every row and in the cost. With more rows, the same test on rows
+/// 0–2 and the cost screens out the candidates that need no test in full.
 ///
 /// The all-pairs test asks that of the earlier *kept* candidates only; the answer is the
 /// same, since dominance is transitive and the earliest chain of dominators ends at a
@@ -2881,8 +2883,9 @@ fn log2_ceil(n: usize) -> usize {
 /// is left is a three-dimensional dominance test (rows 1 and 2, cost) against earlier
 /// points, done by divide and conquer on the scan order: each half first, then the
 /// pairs across, the later half's candidates in order of row 1 against a Fenwick tree
-/// of the earlier half's least cost by rank of row 2. Rows compare by rank, with values
-/// equal under `==` (±0) given one rank, so that rank order is `<=`'s.
+/// of the earlier half's least cost by rank of row 2. Row 1 compares by value (`<=`, as
+/// the all-pairs test: ±0 equal); row 2 by rank, values equal under `==` sharing one, so
+/// that rank order is `<=`'s.
 #[derive(Default)]
 struct Pareto3 {
     /// Per candidate in scan order: row 1, rank of row 2, cost, dominated.
@@ -2946,7 +2949,7 @@ impl Pareto3 {
     }
 
     /// Marks in `lo..hi` what an earlier candidate of `lo..hi` dominates, and leaves
-    /// `ord[lo..hi]` those positions by row-1 rank.
+    /// `ord[lo..hi]` those positions by row 1 (stable).
     fn range(&mut self, lo: usize, hi: usize) {
         let (a, b, c) = (&self.a, &self.b, &self.c);
         if hi - lo <= P3_BRUTE {
@@ -2962,7 +2965,7 @@ impl Pareto3 {
             for (o, i) in self.ord[lo..hi].iter_mut().zip(lo..) {
                 *o = i as u32;
             }
-            // Stable: equal ranks keep scan order.
+            // Stable: equal values keep scan order.
             let ord = &mut self.ord[lo..hi];
             for i in 1..ord.len() {
                 let x = ord[i];
