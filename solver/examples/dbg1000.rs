@@ -1,8 +1,9 @@
 //! Times exact solves of one benchmark kind: `cargo run --release -p limpq-solver --example
 //! dbg1000 -- KIND SEEDS LIMIT` (compile + solve per seed), or the 100-point ResNet-50 sweep
-//! N times: `-- sweep N` (env FIRST sets `SolveOptions::first_pass_states`, for both; COLD
+//! N times: `-- sweep N` (`-- sweep N KIND`: another kind's seed 0, e.g. a latency kind).
+//! Env FIRST sets `SolveOptions::first_pass_states`, for both; COLD
 //! `cold_first_pass_states`, SURMIN `surrogate_min_candidates` and SURBACK
-//! `surrogate_back_min_candidates`, per seed; SEED=n solves only seed n). With the
+//! `surrogate_back_min_candidates`, per seed; SEED=n solves only seed n. With the
 //! `serde` feature, KIND may be an indicator file (`.ron` or `.json`), solved SEEDS times
 //! under the bench's budgets (`gen::bench_budgets`).
 use std::time::Instant;
@@ -12,7 +13,10 @@ fn main() {
     let kind = a.get(1).map_or("random1000", |s| s.as_str());
     let seeds: u64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
     if kind == "sweep" {
-        let mut p = limpq_solver::gen::bench_problem("resnet50", 0).unwrap();
+        // `-- sweep N KIND`: the sweep of another bench kind (seed 0).
+        let of = a.get(3).map_or("resnet50", |s| s.as_str());
+        let mut p =
+            limpq_solver::gen::bench_problem(of, 0).unwrap_or_else(|| panic!("no kind {of}"));
         p.options.bitops = None;
         let mut o = limpq_solver::SolveOptions::default();
         if let Some(f) = std::env::var("FIRST").ok().and_then(|v| v.parse().ok()) {
