@@ -123,6 +123,8 @@ fn solver_bench_times_every_kind_and_the_given_file() {
         "resnet50-real",
         "random200",
         "random1000",
+        "resnet50+lat",
+        "resnet50-real+lat",
         "resnet20.indicators.ron",
         "resnet50 sweep ×2",
     ] {
