@@ -1569,31 +1569,20 @@ fn search(
         };
         // With more rows the halves are bounded by the Lagrangian alone (no staircases,
         // no partner bound: both are built for two rows).
-        let fwd = if m == 2 {
-            ctx.dp::<2>(
-                &free[..h],
-                &suffix[m..(h + 1) * m],
-                &off[m..(h + 1) * m],
-                &base,
-                zb,
-                limit,
-                None,
-                Some((&make_sur, ctx.sur_min)),
-                scratch,
-            )
-        } else {
-            ctx.dp::<0>(
-                &free[..h],
-                &suffix[m..(h + 1) * m],
-                &off[m..(h + 1) * m],
-                &base,
-                zb,
-                limit,
-                None,
-                None,
-                scratch,
-            )
-        };
+        let two = m == 2;
+        let half = if two { Ctx::dp::<2> } else { Ctx::dp::<0> };
+        let fwd = half(
+            &ctx,
+            &free[..h],
+            &suffix[m..(h + 1) * m],
+            &off[m..(h + 1) * m],
+            &base,
+            zb,
+            limit,
+            None,
+            two.then_some((&make_sur as &dyn Fn(usize) -> Surrogate, ctx.sur_min)),
+            scratch,
+        );
         states += fwd.states;
         if fwd.cut {
             *split = split.saturating_sub(SPLIT_DOWN).max(SPLIT_RANGE.0);
@@ -1639,31 +1628,21 @@ fn search(
             raced.set(Some(k));
             sg
         };
-        let bwd = if m == 2 {
-            ctx.dp::<2>(
-                order_b,
-                rest_min,
-                rest_off,
-                &base,
-                zb,
-                limit.saturating_sub(fwd.states),
-                Some(&partner),
-                Some((&make_sur_b, opts.surrogate_back_min_candidates)),
-                scratch,
-            )
-        } else {
-            ctx.dp::<0>(
-                order_b,
-                rest_min,
-                rest_off,
-                &base,
-                zb,
-                limit.saturating_sub(fwd.states),
-                None,
-                None,
-                scratch,
-            )
-        };
+        let bwd = half(
+            &ctx,
+            order_b,
+            rest_min,
+            rest_off,
+            &base,
+            zb,
+            limit.saturating_sub(fwd.states),
+            two.then_some(&partner as &dyn Fn() -> Option<Partner>),
+            two.then_some((
+                &make_sur_b as &dyn Fn(usize) -> Surrogate,
+                opts.surrogate_back_min_candidates,
+            )),
+            scratch,
+        );
         states += bwd.states;
         if let Some(k) = raced.get() {
             *sur_row = Some(k);

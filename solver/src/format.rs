@@ -24,6 +24,23 @@ pub struct IndicatorSet {
 }
 
 impl IndicatorSet {
+    /// Every searchable layer at (`weight`, `act`) bits, fixed layers at theirs (tests
+    /// price such uniform policies).
+    #[cfg(test)]
+    pub(crate) fn uniform_policy(&self, weight: u32, act: u32) -> Vec<LayerBits> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let (weight, act) = l.fixed.unwrap_or((weight, act));
+                LayerBits {
+                    name: l.name.clone(),
+                    weight,
+                    act,
+                }
+            })
+            .collect()
+    }
+
     /// α of learned step sizes: the method's weight of the weight indicators.
     pub const LEARNED_ALPHA: f64 = 2.0;
     /// α of measured sensitivity: its weight and activation values are both loss

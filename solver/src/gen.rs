@@ -683,20 +683,9 @@ mod tests {
         );
         for kind in BENCH_KINDS_LATENCY {
             let p = bench_problem(kind, 0).expect("a listed kind");
-            let w4a4: Vec<crate::format::LayerBits> = p
-                .indicators
-                .layers
-                .iter()
-                .map(|l| {
-                    let (weight, act) = l.fixed.unwrap_or((4, 4));
-                    crate::format::LayerBits {
-                        name: l.name.clone(),
-                        weight,
-                        act,
-                    }
-                })
-                .collect();
-            let e = p.evaluate(&w4a4).expect("a valid policy");
+            let e = p
+                .evaluate(&p.indicators.uniform_policy(4, 4))
+                .expect("a valid policy");
             assert_eq!(e.usage.len(), 3, "{kind}");
             let lat = &e.usage[2];
             assert!(lat.used > lat.budget.expect("a budget"), "{kind}: {lat:?}");

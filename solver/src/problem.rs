@@ -1450,18 +1450,7 @@ mod tests {
         );
         // Priced as given: the fixed layer at its bits, the others at the policy's.
         let p = Problem::new(ind.clone()).resource(table(all()), 100.0);
-        let layers: Vec<crate::format::LayerBits> = ind
-            .layers
-            .iter()
-            .map(|l| {
-                let (weight, act) = l.fixed.unwrap_or((2, 4));
-                crate::format::LayerBits {
-                    name: l.name.clone(),
-                    weight,
-                    act,
-                }
-            })
-            .collect();
+        let layers = ind.uniform_policy(2, 4);
         let fixed = ind.layers.iter().filter(|l| l.fixed.is_some()).count() as f64;
         let e = p.evaluate(&layers).expect("valid");
         assert_eq!(e.usage[2].used, 5.0 * fixed + 2.0 * (6.0 - fixed));
