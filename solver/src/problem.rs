@@ -1381,14 +1381,23 @@ mod tests {
     /// order the table gives its entries; a valid table prices the layers it lists.
     #[test]
     fn resource_table_errors_come_in_the_order_given() {
-        use crate::format::{ResourceLayer, ResourceTable};
-        let ind = crate::gen::real_like_indicators(
-            "t",
-            &crate::gen::resnet18()[..6],
-            &[2, 4],
-            &[2, 4],
-            &mut crate::gen::Rng(1),
-        );
+        use crate::format::{IndicatorSet, Layer, ResourceLayer, ResourceTable};
+        let ind = IndicatorSet {
+            model: String::from("t"),
+            weight_bits: vec![2, 4],
+            act_bits: vec![2, 4],
+            layers: (0..6u32)
+                .map(|i| Layer {
+                    name: format!("l{i}"),
+                    macs: 1000 * u64::from(i + 1),
+                    params: 100 * u64::from(i + 1),
+                    weight_scale: vec![0.3, 0.1],
+                    act_scale: vec![0.6, 0.2 + 0.01 * f64::from(i)],
+                    fixed: (i == 0).then_some((8, 8)),
+                })
+                .collect(),
+            meta: Vec::new(),
+        };
         let full = |name: &str| ResourceLayer {
             name: String::from(name),
             costs: vec![
@@ -1409,7 +1418,7 @@ mod tests {
                 .resource(table(layers), 100.0)
                 .compile()
                 .err()
-                .map(|e| e.to_string())
+                .map(|e| format!("{e}"))
                 .unwrap_or_default()
         };
         let all = || names.iter().map(|n| full(n)).collect::<Vec<_>>();
