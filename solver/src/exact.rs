@@ -3148,6 +3148,8 @@ fn pareto_into(
     idx.extend(0..n);
     let less = |a: &usize, b: &usize| less_rows(u, cost, m, *a, *b);
     sort_runs(idx, tmp, order, runs, m == 0, bounds, nb, less);
+    // With three rows or more, a stage keeping many states goes to [`Pareto3`].
+    let many = m >= 3 && n > P3_BRUTE && longest_run(runs, n) >= P3_STATES * log2_ceil(n);
     match m {
         0 => {
             if let Some(&i) = idx.iter().min_by(|&&a, &&b| cost[a].total_cmp(&cost[b])) {
@@ -3163,7 +3165,7 @@ fn pareto_into(
                 }
             }
         }
-        3 if n > P3_BRUTE && longest_run(runs, n) >= P3_STATES * log2_ceil(n) => {
+        3 if many => {
             p3.fill(u, 3, cost, idx);
             p3.run();
             keep.extend(idx.iter().zip(&p3.dom).filter(|x| !*x.1).map(|x| *x.0));
@@ -3176,7 +3178,7 @@ fn pareto_into(
             // and the cost alone: a candidate no earlier one is at or below there is not
             // dominated, and only the others are tested against the kept ones in full.
             let key = |i: usize, k: usize| u[i * m + k];
-            let screen = m > 3 && n > P3_BRUTE && longest_run(runs, n) >= P3_STATES * log2_ceil(n);
+            let screen = m > 3 && many;
             if screen {
                 p3.fill(u, m, cost, idx);
                 p3.run();

@@ -307,22 +307,18 @@ pub fn bench_problem(kind: &str, seed: u64) -> Option<crate::Problem> {
         }
         let p = bench_problem(base, seed)?;
         let table = latency_like_table(&p.indicators);
-        // 95% of the table's value with every searchable layer at W4A4.
-        let at = |name: &str, w: u32, a: u32| {
-            table
-                .layers
-                .iter()
-                .find(|r| r.name == name)
-                .and_then(|r| r.costs.iter().find(|c| (c.0, c.1) == (w, a)))
-                .map_or(0.0, |c| c.2)
-        };
-        let w4a4: f64 = p
-            .indicators
+        // 95% of the table's value with every searchable layer at W4A4 (the table has
+        // a row per layer, in the indicator set's order).
+        let w4a4: f64 = table
             .layers
             .iter()
-            .map(|l| {
+            .zip(&p.indicators.layers)
+            .map(|(row, l)| {
                 let (w, a) = l.fixed.unwrap_or((4, 4));
-                at(&l.name, w, a)
+                row.costs
+                    .iter()
+                    .find(|c| (c.0, c.1) == (w, a))
+                    .map_or(0.0, |c| c.2)
             })
             .sum();
         return Some(p.resource(table, 0.95 * w4a4));
