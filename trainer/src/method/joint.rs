@@ -67,6 +67,9 @@ pub struct JointTrained {
     pub history: Vec<EpochSummary>,
     /// Indicators that are not monotone in bits (also warned and put in the meta).
     pub non_monotone: Vec<String>,
+    /// Step sizes stored below `STEP_MIN` (SGD can push a small one below zero), written as
+    /// `STEP_MIN`, the step the quantizer used (also warned and put in the meta).
+    pub clamped: Vec<String>,
     /// How far the searchable layers' step sizes moved from their LSQ init (also in the
     /// meta); `None` for a run resumed from a checkpoint that does not record the init.
     pub drift: Option<StepDrift>,
@@ -354,6 +357,7 @@ pub fn joint_train_full(
     let steps_now = net.read_steps()?;
     let mut ind = model.indicator_skeleton(&cfg.bits, &cfg.bits)?;
     let mut non_monotone = Vec::new();
+    let mut clamped = Vec::new();
     for l in ind.layers.iter_mut() {
         if l.fixed.is_some() {
             continue;
@@ -368,31 +372,25 @@ pub fn joint_train_full(
                 l.name
             )));
         };
-        for (what, vals) in [("weight", w), ("activation", a)] {
-            if let Some(v) = vals.iter().find(|v| !v.is_finite()) {
-                return Err(MethodError::BadIndicator {
-                    layer: l.name.clone(),
-                    message: format!("learned {what} step size is {v}"),
-                });
+        let mut lists = [Vec::new(), Vec::new()];
+        for ((what, vals), list) in [("weight", w), ("activation", a)]
+            .into_iter()
+            .zip(&mut lists)
+        {
+            let steps = effective_steps(&l.name, what, vals, &cfg.bits)?;
+            for msg in &steps.clamped {
+                tracing::warn!("step size clamped: {msg}");
             }
-            // Step sizes must fall as bits rise: s at b-1 smaller than s at b is suspect.
-            for (k, pair) in vals.windows(2).enumerate() {
-                if pair[0] < pair[1] {
-                    let msg = format!(
-                        "{} {what}: s({}) = {:.4e} < s({}) = {:.4e}",
-                        l.name,
-                        cfg.bits[k],
-                        pair[0],
-                        cfg.bits[k + 1],
-                        pair[1]
-                    );
-                    tracing::warn!("non-monotone indicator: {msg}");
-                    non_monotone.push(msg);
-                }
+            for msg in &steps.non_monotone {
+                tracing::warn!("non-monotone indicator: {msg}");
             }
+            clamped.extend(steps.clamped);
+            non_monotone.extend(steps.non_monotone);
+            *list = steps.values;
         }
-        l.weight_scale = w.iter().map(|&v| v as f64).collect();
-        l.act_scale = a.iter().map(|&v| v as f64).collect();
+        let [weight_scale, act_scale] = lists;
+        l.weight_scale = weight_scale;
+        l.act_scale = act_scale;
     }
     let mut meta = vec![
         ("model".to_string(), model.name.clone()),
@@ -426,6 +424,12 @@ pub fn joint_train_full(
     if let Some(d) = &drift {
         meta.extend(d.meta());
     }
+    if !clamped.is_empty() {
+        meta.push(("clamped_steps".to_string(), clamped.len().to_string()));
+        for (i, m) in clamped.iter().enumerate() {
+            meta.push((format!("clamped_steps.{i}"), m.clone()));
+        }
+    }
     meta.push(("non_monotone".to_string(), non_monotone.len().to_string()));
     for (i, m) in non_monotone.iter().enumerate() {
         meta.push((format!("non_monotone.{i}"), m.clone()));
@@ -436,12 +440,77 @@ pub fn joint_train_full(
         checkpoint: checkpoint(model, cfg, &ran.position, ran.state, init_record.get()),
         history,
         non_monotone,
+        clamped,
         drift,
     })
 }
 
 /// The settings a resumed run must share with the run that wrote its checkpoint, as stored
 /// in the checkpoint's meta (`stage` keeps a finetune state from being resumed here).
+/// One quantizer list of a layer as the indicator file records it ([`effective_steps`]).
+struct StepList {
+    values: Vec<f64>,
+    /// A message per value raised to `STEP_MIN`.
+    clamped: Vec<String>,
+    /// A message per pair of neighbouring bit-widths whose values rise with the bits.
+    non_monotone: Vec<String>,
+}
+
+/// The step sizes of a layer's quantizers at `bits` as the indicator file records them:
+/// the stored (learned) values, as the reference records its step parameters, except
+/// that a value below `STEP_MIN` is written as `STEP_MIN`, the step the quantizer used
+/// (the kernels clamp a step to `[STEP_MIN, STEP_MAX]` when they quantize,
+/// `kernels::lsq`). SGD can push a small step (a weight quantizer at 5 or 6 bits) below
+/// zero, and a negative step is not an indicator any file reader takes. A value above
+/// `STEP_MAX` is kept: it is frozen there (no gradient outside the range), so it is the
+/// value the init rule gave it, as in the reference's files. A non-finite value is an
+/// error (the run diverged).
+fn effective_steps(
+    layer: &str,
+    what: &str,
+    stored: &[f32],
+    bits: &[u32],
+) -> Result<StepList, MethodError> {
+    use crate::kernels::lsq::STEP_MIN;
+    if let Some(v) = stored.iter().find(|v| !v.is_finite()) {
+        return Err(MethodError::BadIndicator {
+            layer: layer.to_string(),
+            message: format!("learned {what} step size is {v}"),
+        });
+    }
+    let mut clamped = Vec::new();
+    let values: Vec<f64> = stored
+        .iter()
+        .zip(bits)
+        .map(|(&v, b)| {
+            let c = v.max(STEP_MIN);
+            if c != v {
+                clamped.push(format!(
+                    "{layer} {what}: s({b}) = {v:.4e} stored, {c:.4e} used"
+                ));
+            }
+            f64::from(c)
+        })
+        .collect();
+    // Step sizes must fall as bits rise: s at b-1 smaller than s at b is suspect.
+    let non_monotone = values
+        .windows(2)
+        .zip(bits.windows(2))
+        .filter(|(pair, _)| pair[0] < pair[1])
+        .map(|(pair, b)| {
+            format!(
+                "{layer} {what}: s({}) = {:.4e} < s({}) = {:.4e}",
+                b[0], pair[0], b[1], pair[1]
+            )
+        })
+        .collect();
+    Ok(StepList {
+        values,
+        clamped,
+        non_monotone,
+    })
+}
+
 fn recorded_settings(cfg: &JointConfig) -> Vec<(&'static str, String)> {
     let mut v = vec![
         ("stage", "joint".into()),
@@ -502,6 +571,52 @@ fn checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_below_the_quantizer_range_are_written_as_used() {
+        use crate::kernels::lsq::{STEP_MAX, STEP_MIN};
+        let bits = [2, 3, 4, 5, 6];
+        // A weight list whose 5-bit step SGD pushed below zero (as a ResNet-50 joint run
+        // on a GPU did), and a 2-bit step over STEP_MAX (frozen at its init: kept).
+        let stored = [1.5f32, 0.3, 0.1, -0.011, 0.02];
+        assert!(stored[0] > STEP_MAX);
+        let l = effective_steps("layer2.3.conv3", "weight", &stored, &bits).unwrap();
+        assert_eq!(
+            l.values,
+            [
+                1.5,
+                0.3f32.into(),
+                0.1f32.into(),
+                f64::from(STEP_MIN),
+                0.02f32.into()
+            ]
+        );
+        assert_eq!(l.clamped.len(), 1);
+        assert!(
+            l.clamped[0].starts_with("layer2.3.conv3 weight: s(5) = -1.1000e-2 stored"),
+            "{:?}",
+            l.clamped
+        );
+        // Monotonicity is judged on the values written: 1e-5 < 0.02 at 5 → 6 bits.
+        assert_eq!(l.non_monotone.len(), 1);
+        assert!(
+            l.non_monotone[0].contains("s(5) = 1.0000e-5 < s(6) = 2.0000e-2"),
+            "{:?}",
+            l.non_monotone
+        );
+        // Every value is one the solver's reader takes.
+        assert!(l.values.iter().all(|v| v.is_finite() && *v > 0.0));
+        // In range: written as stored, nothing reported.
+        let ok =
+            effective_steps("l", "activation", &[0.5, 0.25, 0.125, 0.06, 0.03], &bits).unwrap();
+        assert!(ok.clamped.is_empty() && ok.non_monotone.is_empty());
+        assert_eq!(ok.values[1], 0.25);
+        // A diverged run is an error naming the layer.
+        let err = effective_steps("fc", "weight", &[f32::NAN; 5], &bits)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("fc"), "{err}");
+    }
 
     #[test]
     fn uniform_passes_run_from_the_highest_bit_width_down() {

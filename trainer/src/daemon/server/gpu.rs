@@ -482,6 +482,13 @@ pub fn run_indicators(job: &IndicatorsJob, ctx: &mut JobContext<'_>) -> Result<O
         Ok(out) => out,
         Err(stopped) => return Ok(stopped),
     };
+    if !out.clamped.is_empty() {
+        ctx.log(format!(
+            "warning: {} step sizes were stored below the quantizer's least step (1e-5) and are \
+             written as that, the step it used (listed in the file's meta)",
+            out.clamped.len()
+        ));
+    }
     if !out.non_monotone.is_empty() {
         ctx.log(format!(
             "warning: {} indicator pairs are not monotone in bits (listed in the file's meta)",
