@@ -438,8 +438,15 @@ pub fn bench_table(rows: &[BenchRow], o: &BenchOptions) -> String {
     use std::fmt::Write as _;
     let ms = |d: std::time::Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
     let us = |d: std::time::Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
+    // The name column fits the longest name (indicator files' names can be long).
+    let w = rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(28);
     let mut s = format!(
-        "{:<28} {:>6} {:>8} {:>11} {:>11} {:>11} {:>8} {:>10} {:>16} {:>15} {:>6}\n",
+        "{:<w$} {:>6} {:>8} {:>11} {:>11} {:>11} {:>8} {:>10} {:>16} {:>15} {:>6}\n",
         "instance",
         "groups",
         "choices",
@@ -466,7 +473,7 @@ pub fn bench_table(rows: &[BenchRow], o: &BenchOptions) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<28} {:>6} {:>8} {:>11} {:>11} {:>11} {:>8} {:>10} {:>16} {:>15} {:>6}",
+            "{:<w$} {:>6} {:>8} {:>11} {:>11} {:>11} {:>8} {:>10} {:>16} {:>15} {:>6}",
             r.name,
             r.groups,
             r.choices,
