@@ -11,8 +11,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::options::SolveOptions;
 use crate::problem::{keyed_index, tol, total_order_key, Choices};
-use crate::solve::SolveOptions;
 
 /// Result of one exact solve, in indices of the input [`Choices`].
 #[derive(Clone, Debug)]

@@ -157,7 +157,7 @@ pub struct Frontier {
 mod text {
     //! RON and JSON reading and writing. Writing files (atomically) is the caller's job.
     use super::{versioned, Frontier, IndicatorSet, Policy, ResourceTable};
-    use crate::Error;
+    use crate::error::Error;
     use alloc::format;
     use alloc::string::String;
 

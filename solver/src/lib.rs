@@ -31,6 +31,7 @@ pub mod format;
 pub mod gen;
 #[cfg(feature = "microlp")]
 mod milp;
+mod options;
 pub mod problem;
 pub mod report;
 pub mod solve;
