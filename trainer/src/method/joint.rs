@@ -445,8 +445,6 @@ pub fn joint_train_full(
     })
 }
 
-/// The settings a resumed run must share with the run that wrote its checkpoint, as stored
-/// in the checkpoint's meta (`stage` keeps a finetune state from being resumed here).
 /// One quantizer list of a layer as the indicator file records it ([`effective_steps`]).
 struct StepList {
     values: Vec<f64>,
@@ -462,9 +460,9 @@ struct StepList {
 /// (the kernels clamp a step to `[STEP_MIN, STEP_MAX]` when they quantize,
 /// `kernels::lsq`). SGD can push a small step (a weight quantizer at 5 or 6 bits) below
 /// zero, and a negative step is not an indicator any file reader takes. A value above
-/// `STEP_MAX` is kept: it is frozen there (no gradient outside the range), so it is the
-/// value the init rule gave it, as in the reference's files. A non-finite value is an
-/// error (the run diverged).
+/// `STEP_MAX` is kept: it is frozen there (no gradient outside the range) at the value the
+/// init rule gave it, and the reference's step parameter keeps that value too. A
+/// non-finite value is an error (the run diverged).
 fn effective_steps(
     layer: &str,
     what: &str,
@@ -511,6 +509,8 @@ fn effective_steps(
     })
 }
 
+/// The settings a resumed run must share with the run that wrote its checkpoint, as stored
+/// in the checkpoint's meta (`stage` keeps a finetune state from being resumed here).
 fn recorded_settings(cfg: &JointConfig) -> Vec<(&'static str, String)> {
     let mut v = vec![
         ("stage", "joint".into()),
