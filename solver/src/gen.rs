@@ -351,8 +351,9 @@ pub fn bench_problem(kind: &str, seed: u64) -> Option<crate::Problem> {
 /// and 8 joint epochs and its measured sensitivity, a ResNet-50 at 64×64 near its init
 /// (docs/results/resnet50_64/make.sh), the same ResNet-50 trained on a GPU (3 epochs in
 /// full precision, 1 joint: docs/results/resnet50_64_trained/make.sh), and the hardest of
-/// the twenty files of the 3–6-bit control run (docs/results/controls/bits3to6: seed 8's measured sensitivity, 1,452
-/// states under the bench's budgets, where the others take 10–873).
+/// the twenty files of the 3–6-bit control run (docs/results/controls/bits3to6: seed 8's
+/// measured sensitivity, 1,452 states under the bench's budgets, where the others take
+/// 10–873).
 pub const BENCH_FILES: &[&str] = &[
     "examples/resnet20.indicators.ron",
     "docs/results/indicator_probe/indicators_e2_recipe2.ron",

@@ -106,12 +106,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "give --checkpoint STATE to keep the state at a stop and continue with --resume",
         )
     })?;
-    if !out.clamped.is_empty() {
-        eprintln!(
-            "warning: {} step sizes were stored below the quantizer's least step (1e-5) and are \
-             written as that, the step it used (listed in the file's meta)",
-            out.clamped.len()
-        );
+    if let Some(w) = out.clamped_warning() {
+        eprintln!("{w}");
     }
     if !out.non_monotone.is_empty() {
         eprintln!(

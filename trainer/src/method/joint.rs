@@ -75,6 +75,21 @@ pub struct JointTrained {
     pub drift: Option<StepDrift>,
 }
 
+impl JointTrained {
+    /// The warning for the step sizes written as `STEP_MIN` ([`JointTrained::clamped`]),
+    /// if there are any: what `limpq indicators` prints and the daemon's job log says.
+    pub fn clamped_warning(&self) -> Option<String> {
+        (!self.clamped.is_empty()).then(|| {
+            format!(
+                "warning: {} step sizes were stored below the quantizer's least step ({:e}) \
+                 and are written as that, the step it used (listed in the file's meta)",
+                self.clamped.len(),
+                crate::kernels::lsq::STEP_MIN
+            )
+        })
+    }
+}
+
 /// How far the learned step sizes of the searchable layers ended from the values the LSQ
 /// init rule gave them on the first batch: |learned / init − 1| over every (layer,
 /// candidate) pair, median and maximum, weights and activations apart. A median of a few

@@ -482,12 +482,8 @@ pub fn run_indicators(job: &IndicatorsJob, ctx: &mut JobContext<'_>) -> Result<O
         Ok(out) => out,
         Err(stopped) => return Ok(stopped),
     };
-    if !out.clamped.is_empty() {
-        ctx.log(format!(
-            "warning: {} step sizes were stored below the quantizer's least step (1e-5) and are \
-             written as that, the step it used (listed in the file's meta)",
-            out.clamped.len()
-        ));
+    if let Some(w) = out.clamped_warning() {
+        ctx.log(w);
     }
     if !out.non_monotone.is_empty() {
         ctx.log(format!(
