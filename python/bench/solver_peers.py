@@ -7,8 +7,8 @@ Run from a virtual environment with the package and highspy installed:
     python python/bench/solver_peers.py [--instances N] [--repeats R] [--rounds K]
 
 One row per instance kind of `limpq bench solver` (seeds 0..N-1, the same generator and
-budgets: `limpq_solver.bench_problem`) and one for examples/resnet20.indicators.ron under
-the benchmark's budgets (`Problem.bench_budgets`). What each column times is printed under
+budgets: `limpq_solver.bench_problem`) and one per indicator file (`--file`, default
+examples/resnet20.indicators.ron) under the benchmark's budgets (`Problem.bench_budgets`). What each column times is printed under
 the table. HiGHS gets exactly the model the solver compiles (`Problem.ilp()`: a binary per
 allowed choice, one choice per layer, every budget row: BitOps, size and, for
 the latency kinds, the latency table), solved to a zero gap.
@@ -136,14 +136,18 @@ def main():
     ap.add_argument("--kinds", default=",".join(ls.BENCH_KINDS + ls.BENCH_KINDS_LATENCY),
                     help="comma-separated kinds (default: all of BENCH_KINDS and "
                          "BENCH_KINDS_LATENCY)")
-    ap.add_argument("--no-file", action="store_true", help="skip the resnet20 file row")
+    ap.add_argument("--file", action="append", type=Path, default=None, metavar="PATH",
+                    help="an indicator file to time under the benchmark's budgets (repeat for "
+                         "more; default: examples/resnet20.indicators.ron)")
+    ap.add_argument("--no-file", action="store_true", help="skip the file rows")
     a = ap.parse_args()
 
     cases = []
     for kind in a.kinds.split(","):
         cases.append((kind, [ls.bench_problem(kind, s) for s in range(a.instances)]))
     if not a.no_file:
-        cases.append((RESNET20.name, [ls.Problem.from_file(RESNET20).bench_budgets()]))
+        for f in a.file or [RESNET20]:
+            cases.append((f.name, [ls.Problem.from_file(f).bench_budgets()]))
 
     highs_version = "-"
     if highspy is not None:
@@ -168,7 +172,8 @@ def main():
     if highspy is None:
         print(f"note: HiGHS skipped ({HIGHS_MISSING}); pip install highspy numpy")
     print()
-    head = (f"{'instance':<24} {'groups':>6} {'choices':>7} {'in-process':>11} {'Python call':>11} "
+    w = max([24] + [len(name) for name, _ in cases])
+    head = (f"{'instance':<{w}} {'groups':>6} {'choices':>7} {'in-process':>11} {'Python call':>11} "
             f"{'Py/in':>6} {'worst':>6} {'HiGHS':>11} {'HiGHS/in':>9} {'HiGHS status':>16} {'agree':>6}")
     print(head, flush=True)
     for name, problems in cases:
@@ -205,7 +210,7 @@ def main():
         mp = statistics.median(pycall)
         mh = statistics.median(highs) if highs else None
         status = ", ".join(f"{k} {v}" for k, v in statuses.items()) if statuses else "-"
-        print(f"{name:<24} {groups:>6} {choices:>7} {fmt_ns(mi):>11} {fmt_ns(mp):>11} "
+        print(f"{name:<{w}} {groups:>6} {choices:>7} {fmt_ns(mi):>11} {fmt_ns(mp):>11} "
               f"{mp / mi:>6.2f} {max(ratios):>6.2f} {fmt_ns(mh):>11} "
               f"{'-' if mh is None else f'{mh / mi:.0f}×':>9} {status:>16} "
               f"{f'{agree}/{compared}' if highs else '-':>6}", flush=True)
