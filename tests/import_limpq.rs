@@ -139,7 +139,9 @@ fn converts_reference_pickles_of_every_protocol() {
         let out = dir.join(format!("ind_p{protocol}.ron"));
         let o = import(&pkl, table.to_str().unwrap(), &out, &[]);
         assert!(o.status.success(), "protocol {protocol}: {}", stderr(&o));
-        let set: IndicatorSet = ron::from_str(&std::fs::read_to_string(&out).unwrap())
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("format_version: 1"), "protocol {protocol}: {text}");
+        let set: IndicatorSet = ron::from_str(&text)
             .unwrap_or_else(|e| panic!("protocol {protocol}: output does not parse: {e}"));
         check_good(&set);
         assert_eq!(set.model, "resnet_part");

@@ -4,7 +4,7 @@
 //! See `docs/IMPORT.md`.
 
 use anyhow::bail;
-use limpq_io::files;
+use limpq_io::documents;
 use limpq_io::import_limpq::{self, TableRow};
 use limpq_trainer::model::{self as models, Model};
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (rows, table_model) = load_table(&args.layers)?;
     let model = args.model.clone().unwrap_or(table_model);
     let set = import_limpq::import(&args.pickle, &rows, &args.layers, &model, args.fix_missing)?;
-    files::write_document(&args.output, &set)?;
+    documents::write_indicators(&args.output, &set)?;
     let searched = set.layers.iter().filter(|l| l.fixed.is_none()).count();
     eprintln!(
         "wrote {}: {} layers ({} searched, {} fixed), weight bits {:?}, act bits {:?}",
