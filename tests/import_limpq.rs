@@ -485,3 +485,76 @@ fn solve_accepts_the_imported_file() {
         stderr(&o)
     );
 }
+
+/// The LIMPQ authors' published ResNet-50 indicators (ImageNet; the pickle their search
+/// reads, docs/results/reference_resnet50). Converted with the built-in table they are the
+/// committed benchmark file. Converted with the reference's own counting (its stride-2
+/// convs at a float output size, `reference_counting.csv`) and searched under the
+/// reference's default budgets (BitOps of W3A4, 12.2× compression), they give, layer for
+/// layer, the policy the authors published for that search (their finetuning config,
+/// solved by PuLP + CBC). Under limpq's counting that policy is over the BitOps budget,
+/// and the search's answer, feasible and proven, differs in five layers.
+#[test]
+fn the_authors_resnet50_search_is_reproduced() {
+    use limpq_solver::{BitOpsBudget, Policy, Problem, SizeBudget};
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/results/reference_resnet50");
+    let pickle = d.join("importance_indicators_resnet50.pkl");
+    let dir = temp_dir("reference");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+
+    let ours = dir.join("ours.ron");
+    let o = import(&pickle, "resnet50", &ours, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = read(&ours);
+    assert!(text.contains("format_version: 1"), "{text}");
+    let ours = IndicatorSet::from_ron_str(&text).unwrap();
+    let committed =
+        IndicatorSet::from_ron_str(&read(&d.join("reference_resnet50.indicators.ron"))).unwrap();
+    assert_eq!(ours.layers, committed.layers);
+    assert_eq!(
+        (ours.layers.len(), ours.weight_bits.len(), ours.act_bits.len()),
+        (54, 5, 5)
+    );
+
+    let theirs = dir.join("theirs.ron");
+    let table = d.join("reference_counting.csv");
+    let o = import(&pickle, table.to_str().unwrap(), &theirs, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let solved = dir.join("solved.ron");
+    let o = limpq_cmd(&["solve"])
+        .arg(&theirs)
+        .args(["--bitops", "w3a4", "--size", "cr:12.2", "-o"])
+        .arg(&solved)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let solved = Policy::from_ron_str(&read(&solved)).unwrap();
+    let published =
+        Policy::from_ron_str(&read(&d.join("published_w3a4_cr12.2.policy.ron"))).unwrap();
+    assert!(solved.optimal);
+    assert_eq!(solved.layers, published.layers);
+    assert!((solved.objective - published.objective).abs() < 1e-12);
+
+    let problem = Problem::new(committed)
+        .bitops(BitOpsBudget::Uniform { weight: 3, act: 4 })
+        .size(SizeBudget::CompressionRatio(12.2));
+    let e = problem.evaluate(&published.layers).unwrap();
+    assert!(!e.feasible);
+    assert!(
+        e.violations.len() == 1 && e.violations[0].starts_with("BitOps"),
+        "{:?}",
+        e.violations
+    );
+    let s = problem.solve().unwrap();
+    assert!(s.proof.optimal);
+    assert!(problem.evaluate(&s.policy.layers).unwrap().feasible);
+    assert!(s.policy.objective > published.objective);
+    let differ = s
+        .policy
+        .layers
+        .iter()
+        .zip(&published.layers)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(differ, 5);
+}

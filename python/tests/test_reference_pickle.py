@@ -1,10 +1,14 @@
 """Indicators cached by the PyTorch reference code, read with Python's own pickle and
 searched offline: the same answer as `limpq import-limpq` + `limpq solve`."""
 import pickle
+import re
 
 import pytest
 
 import limpq_solver as ls
+from conftest import ROOT
+
+REFERENCE = ROOT / "docs" / "results" / "reference_resnet50"
 
 # The reference extractor's layout (docs/IMPORT.md), names as nn.DataParallel writes them.
 NAMES = ["module.layer1.0.conv1", "module.layer1.0.conv2", "module.layer2.0.downsample.0"]
@@ -81,3 +85,20 @@ def test_the_plain_data_reader_refuses_code(tmp_path):
         pickle.dump({"layer_name": ["a"], "weight": Exploit()}, f, protocol=2)
     with pytest.raises(ls.SolverError, match="GLOBAL|STACK_GLOBAL|REDUCE"):
         ls.Problem.from_limpq(pkl, ROWS)
+
+
+def test_the_authors_resnet50_pickle_searched_offline_gives_their_published_policy():
+    """The LIMPQ authors' own ImageNet ResNet-50 indicators (docs/results/reference_resnet50),
+    read with Python's pickle, joined with the reference's BitOps counting and searched at
+    the reference's default budgets: the policy the authors published, layer for layer."""
+    with open(REFERENCE / "importance_indicators_resnet50.pkl", "rb") as f:
+        cached = pickle.load(f)
+    assert len(cached["layer_name"]) == 52
+    problem = ls.Problem.from_limpq(cached, str(REFERENCE / "reference_counting.csv"))
+    sol = problem.bitops("w3a4").size("cr:12.2").solve()
+    assert sol["proof"]["optimal"]
+    text = (REFERENCE / "published_w3a4_cr12.2.policy.ron").read_text()
+    published = {n: (int(w), int(a)) for n, w, a in re.findall(
+        r'name: "([^"]+)",\s*weight: (\d+),\s*act: (\d+)', text)}
+    assert len(published) == 54
+    assert sol["policy"] == published
