@@ -93,7 +93,8 @@ fn unknown_model_is_named() {
 }
 
 /// `bench solver` (CPU only): every kind has a row with compile, solve and total figures, all
-/// proven optimal, the file given with `--indicators` is timed, and a missing file is named.
+/// proven optimal, the file given with `--indicators` is timed (also under the budgets a
+/// `FILE@BITOPS,SIZE` entry names), and a missing file or a bad budget is named.
 #[test]
 fn solver_bench_times_every_kind_and_the_given_file() {
     let out = limpq(&[
@@ -109,6 +110,8 @@ fn solver_bench_times_every_kind_and_the_given_file() {
         "2",
         "--indicators",
         "examples/resnet20.indicators.ron",
+        "--indicators",
+        "examples/resnet20.indicators.ron@w3a4,cr:8",
     ]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let text = stdout(&out);
@@ -125,7 +128,8 @@ fn solver_bench_times_every_kind_and_the_given_file() {
         "random1000",
         "resnet50+lat",
         "resnet50-real+lat",
-        "resnet20.indicators.ron",
+        "resnet20.indicators.ron ",
+        "resnet20.indicators.ron@w3a4,cr:8 ",
         "resnet50 sweep ×2",
     ] {
         let row = text
@@ -143,4 +147,11 @@ fn solver_bench_times_every_kind_and_the_given_file() {
     }
     let out = limpq(&["bench", "solver", "--indicators", "no/such.ron"]);
     refused_with(&out, &["no/such.ron"]);
+    let out = limpq(&[
+        "bench",
+        "solver",
+        "--indicators",
+        "examples/resnet20.indicators.ron@w3x4,cr:8",
+    ]);
+    refused_with(&out, &["resnet20.indicators.ron@w3x4,cr:8", "BitOps budget `w3x4`"]);
 }

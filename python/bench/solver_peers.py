@@ -8,7 +8,10 @@ Run from a virtual environment with the package and highspy installed:
 
 One row per instance kind of `limpq bench solver` (seeds 0..N-1, the same generator and
 budgets: `limpq_solver.bench_problem`) and one per indicator file (`--file`, default
-examples/resnet20.indicators.ron) under the benchmark's budgets (`Problem.bench_budgets`). What each column times is printed under
+examples/resnet20.indicators.ron) under the benchmark's budgets (`Problem.bench_budgets`),
+or under those `PATH@BITOPS,SIZE` names (e.g. `--file
+docs/results/reference_resnet50/reference_resnet50.indicators.ron@w3a4,cr:12.2`, the
+budgets of the method's authors' own search). What each column times is printed under
 the table. HiGHS gets exactly the model the solver compiles (`Problem.ilp()`: a binary per
 allowed choice, one choice per layer, every budget row: BitOps, size and, for
 the latency kinds, the latency table), solved to a zero gap.
@@ -122,6 +125,18 @@ def fmt_ns(ns):
     return f"{ns / 1e6:.2f} ms"
 
 
+def file_case(entry):
+    """(row name, [problem]) of a `--file` entry: `PATH` under the benchmark's budgets, or
+    `PATH@BITOPS,SIZE` under those (as `limpq_solver.gen::bench_entry` splits it)."""
+    path, at, budgets = entry.rpartition("@")
+    if not at or "," not in budgets:
+        f = Path(entry)
+        return f.name, [ls.Problem.from_file(f).bench_budgets()]
+    bitops, _, size = budgets.partition(",")
+    f = Path(path)
+    return f"{f.name}@{budgets}", [ls.Problem.from_file(f).bitops(bitops).size(size)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--instances", type=int, default=5, help="seeds per kind (default 5)")
@@ -136,9 +151,10 @@ def main():
     ap.add_argument("--kinds", default=",".join(ls.BENCH_KINDS + ls.BENCH_KINDS_LATENCY),
                     help="comma-separated kinds (default: all of BENCH_KINDS and "
                          "BENCH_KINDS_LATENCY)")
-    ap.add_argument("--file", action="append", type=Path, default=None, metavar="PATH",
-                    help="an indicator file to time under the benchmark's budgets (repeat for "
-                         "more; default: examples/resnet20.indicators.ron)")
+    ap.add_argument("--file", action="append", default=None, metavar="PATH[@BITOPS,SIZE]",
+                    help="an indicator file to time under the benchmark's budgets, or under "
+                         "BITOPS and SIZE as `limpq solve` spells them (repeat for more; "
+                         "default: examples/resnet20.indicators.ron)")
     ap.add_argument("--no-file", action="store_true", help="skip the file rows")
     a = ap.parse_args()
 
@@ -146,8 +162,8 @@ def main():
     for kind in a.kinds.split(","):
         cases.append((kind, [ls.bench_problem(kind, s) for s in range(a.instances)]))
     if not a.no_file:
-        for f in a.file or [RESNET20]:
-            cases.append((f.name, [ls.Problem.from_file(f).bench_budgets()]))
+        for entry in a.file or [str(RESNET20)]:
+            cases.append(file_case(entry))
 
     highs_version = "-"
     if highspy is not None:

@@ -3,10 +3,11 @@
 //! `cargo run --release -p limpq-solver --features microlp,serde --example bench --
 //! [--microlp-budget SECONDS] [--repeats N] [FILE.ron ...]` (files default to
 //! `gen::BENCH_FILES` when run from the repository root; each is solved under
-//! `gen::bench_budgets`).
+//! `gen::bench_budgets`, or under the budgets a `FILE.ron@BITOPS,SIZE` entry names, e.g.
+//! `@w3a4,cr:12.2`).
 use std::time::Duration;
 
-use limpq_solver::gen::{bench, bench_budgets, bench_table, BenchOptions};
+use limpq_solver::gen::{bench, bench_entry, bench_table, entry_problem, BenchOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut o = BenchOptions::default();
@@ -30,18 +31,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         files.extend(
             limpq_solver::gen::BENCH_FILES
                 .iter()
-                .filter(|f| std::path::Path::new(f).exists())
+                .filter(|f| std::path::Path::new(bench_entry(f).0).exists())
                 .map(|f| f.to_string()),
         );
     }
-    for f in &files {
+    for entry in &files {
+        let (f, budgets) = bench_entry(entry);
         let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
         let ind =
             limpq_solver::IndicatorSet::from_ron_str(&text).map_err(|e| format!("{f}: {e}"))?;
-        let name = std::path::Path::new(f)
+        let mut name = std::path::Path::new(f)
             .file_name()
-            .map_or_else(|| f.clone(), |n| n.to_string_lossy().into_owned());
-        o.files.push((name, bench_budgets(ind)));
+            .map_or_else(|| f.to_string(), |n| n.to_string_lossy().into_owned());
+        if let Some(b) = budgets {
+            name = format!("{name}@{b}");
+        }
+        o.files.push((name, entry_problem(ind, budgets)?));
     }
     let rows = bench(&o, |k| eprintln!("running {k} ..."))?;
     print!("{}", bench_table(&rows, &o));

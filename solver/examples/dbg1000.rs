@@ -5,7 +5,8 @@
 //! `cold_first_pass_states`, SURMIN `surrogate_min_candidates` and SURBACK
 //! `surrogate_back_min_candidates`, per seed; SEED=n solves only seed n. With the
 //! `serde` feature, KIND may be an indicator file (`.ron` or `.json`), solved SEEDS times
-//! under the bench's budgets (`gen::bench_budgets`).
+//! under the bench's budgets (`gen::bench_budgets`), or `FILE@BITOPS,SIZE` under those
+//! (`gen::bench_entry`, e.g. `@w3a4,cr:12.2`).
 use std::time::Instant;
 
 fn main() {
@@ -92,8 +93,9 @@ fn main() {
     }
 }
 
-/// The indicator file `kind` under the bench's budgets, read once (`None`: a kind).
-fn file_problem(kind: &str) -> Option<limpq_solver::Problem> {
+/// The indicator file entry `kind` under its budgets, read once (`None`: a kind).
+fn file_problem(entry: &str) -> Option<limpq_solver::Problem> {
+    let (kind, budgets) = limpq_solver::gen::bench_entry(entry);
     if !(kind.ends_with(".ron") || kind.ends_with(".json")) {
         return None;
     }
@@ -105,10 +107,15 @@ fn file_problem(kind: &str) -> Option<limpq_solver::Problem> {
         } else {
             limpq_solver::IndicatorSet::from_json_str(&text)
         };
-        Some(limpq_solver::gen::bench_budgets(
-            ind.unwrap_or_else(|e| panic!("{kind}: {e}")),
-        ))
+        let ind = ind.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        Some(
+            limpq_solver::gen::entry_problem(ind, budgets)
+                .unwrap_or_else(|e| panic!("{entry}: {e}")),
+        )
     }
     #[cfg(not(feature = "serde"))]
-    panic!("{kind}: reading indicator files needs the serde feature")
+    {
+        let _ = budgets;
+        panic!("{kind}: reading indicator files needs the serde feature")
+    }
 }

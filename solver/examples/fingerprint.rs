@@ -2,7 +2,8 @@
 //! and the search states, to check that a change to the search leaves every answer as it was:
 //! `cargo run --release -p limpq-solver --example fingerprint > before.txt`, then diff.
 //! With `--features serde`, arguments are indicator files (RON) solved under the
-//! benchmark's budgets (`gen::bench_budgets`) as well.
+//! benchmark's budgets (`gen::bench_budgets`) as well, or `FILE@BITOPS,SIZE` entries under
+//! theirs (`gen::bench_entry`).
 
 fn hash(s: &limpq_solver::Solution) -> u64 {
     // FNV-1a over the chosen bits of every layer.
@@ -48,11 +49,12 @@ fn main() {
         }
     }
     #[cfg(feature = "serde")]
-    for f in std::env::args().skip(1) {
-        let text = std::fs::read_to_string(&f).unwrap();
+    for entry in std::env::args().skip(1) {
+        let (f, budgets) = limpq_solver::gen::bench_entry(&entry);
+        let text = std::fs::read_to_string(f).unwrap();
         let ind = limpq_solver::IndicatorSet::from_ron_str(&text).unwrap();
-        let s = limpq_solver::gen::bench_budgets(ind).solve().unwrap();
-        line(&f, &s);
+        let p = limpq_solver::gen::entry_problem(ind, budgets).unwrap();
+        line(&entry, &p.solve().unwrap());
     }
     let mut p = limpq_solver::gen::bench_problem("resnet50", 0).unwrap();
     p.options.bitops = None;

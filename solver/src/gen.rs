@@ -353,7 +353,10 @@ pub fn bench_problem(kind: &str, seed: u64) -> Option<crate::Problem> {
 /// full precision, 1 joint: docs/results/resnet50_64_trained/make.sh), and the hardest of
 /// the twenty files of the 3–6-bit control run (docs/results/controls/bits3to6: seed 8's
 /// measured sensitivity, 1,452 states under the bench's budgets, where the others take
-/// 10–873).
+/// 10–873) — and the LIMPQ authors' ImageNet ResNet-50 indicators
+/// (docs/results/reference_resnet50), under the bench's budgets and under the budgets of
+/// their own search. An entry `PATH@BITOPS,SIZE` is timed under those budgets instead of
+/// the bench's (see [`bench_entry`]).
 pub const BENCH_FILES: &[&str] = &[
     "examples/resnet20.indicators.ron",
     "docs/results/indicator_probe/indicators_e2_recipe2.ron",
@@ -362,7 +365,36 @@ pub const BENCH_FILES: &[&str] = &[
     "docs/results/resnet50_64/resnet50_64.indicators.ron",
     "docs/results/resnet50_64_trained/resnet50_64_trained.indicators.ron",
     "docs/results/controls/bits3to6/seed8/sensitivity.ron",
+    "docs/results/reference_resnet50/reference_resnet50.indicators.ron",
+    "docs/results/reference_resnet50/reference_resnet50.indicators.ron@w3a4,cr:12.2",
 ];
+
+/// Splits a benchmark file entry into its path and the budgets it names: `PATH` (the
+/// bench's budgets, [`bench_budgets`]) or `PATH@BITOPS,SIZE`, the budgets as `limpq solve
+/// --bitops BITOPS --size SIZE` spells them (e.g. `@w3a4,cr:12.2`). Only the last `@`
+/// counts, so a path may hold one.
+pub fn bench_entry(entry: &str) -> (&str, Option<&str>) {
+    match entry.rsplit_once('@') {
+        Some((path, budgets)) if budgets.contains(',') => (path, Some(budgets)),
+        _ => (entry, None),
+    }
+}
+
+/// The problem a benchmark file entry times: `ind` under [`bench_budgets`], or under the
+/// `BITOPS,SIZE` budgets [`bench_entry`] split off.
+pub fn entry_problem(
+    ind: IndicatorSet,
+    budgets: Option<&str>,
+) -> Result<crate::Problem, crate::ParseBudgetError> {
+    use crate::{BitOpsBudget, Problem, SizeBudget};
+    let Some(b) = budgets else {
+        return Ok(bench_budgets(ind));
+    };
+    let (bitops, size) = b.split_once(',').unwrap_or((b, ""));
+    Ok(Problem::new(ind)
+        .bitops(BitOpsBudget::parse(bitops)?)
+        .size(SizeBudget::parse(size)?))
+}
 
 /// The benchmark's budgets on any indicator set: BitOps of uniform W4A4 and weights at
 /// 3.5 bits on average (4.5 when the file has 6 or more weight bit-widths), fixed layers

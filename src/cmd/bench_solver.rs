@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use limpq_solver::gen::{bench, bench_table, BenchOptions};
+use limpq_solver::gen::{bench, bench_entry, bench_table, entry_problem, BenchOptions, BENCH_FILES};
 
 /// Time the exact solver against the microlp backend on the same instances.
 ///
@@ -37,11 +37,13 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub sweep_points: usize,
     /// Indicator files (RON or JSON) to time as well, under BitOps W4A4 and 3.5 bits per
-    /// weight on average (4.5 with 6 or more weight bit-widths). Repeatable. Default: the
-    /// shipped example and the indicator files our own runs wrote under docs/results, those
-    /// that exist (run from the repository root).
-    #[arg(long = "indicators", value_name = "FILE")]
-    pub indicators: Vec<std::path::PathBuf>,
+    /// weight on average (4.5 with 6 or more weight bit-widths), or under the budgets
+    /// `FILE@BITOPS,SIZE` names, spelled as for `limpq solve` (e.g. `FILE@w3a4,cr:12.2`).
+    /// Repeatable. Default: the shipped example, the indicator files our own runs wrote
+    /// under docs/results and the method's authors' ResNet-50 file, those that exist (run
+    /// from the repository root).
+    #[arg(long = "indicators", value_name = "FILE[@BITOPS,SIZE]")]
+    pub indicators: Vec<String>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -59,19 +61,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut files = a.indicators.clone();
     if files.is_empty() {
         files.extend(
-            limpq_solver::gen::BENCH_FILES
+            BENCH_FILES
                 .iter()
-                .map(std::path::PathBuf::from)
-                .filter(|f| f.exists()),
+                .filter(|e| std::path::Path::new(bench_entry(e).0).exists())
+                .map(|e| e.to_string()),
         );
     }
-    for f in &files {
+    for entry in &files {
+        let (f, budgets) = bench_entry(entry);
+        let f = std::path::Path::new(f);
         let ind = limpq_io::documents::read_indicators(f)?;
-        let name = f.file_name().map_or_else(
+        let mut name = f.file_name().map_or_else(
             || f.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        o.files.push((name, limpq_solver::gen::bench_budgets(ind)));
+        if let Some(b) = budgets {
+            name = format!("{name}@{b}");
+        }
+        let problem = entry_problem(ind, budgets).map_err(|e| anyhow::anyhow!("{entry}: {e}"))?;
+        o.files.push((name, problem));
     }
     let rows = bench(&o, |k| eprintln!("running {k} ..."))?;
     super::out::print(&bench_table(&rows, &o))
