@@ -7,11 +7,12 @@ Run from a virtual environment with the package and highspy installed:
     python python/bench/solver_peers.py [--instances N] [--repeats R] [--rounds K]
 
 One row per instance kind of `limpq bench solver` (seeds 0..N-1, the same generator and
-budgets: `limpq_solver.bench_problem`) and one per indicator file (`--file`, default
-examples/resnet20.indicators.ron) under the benchmark's budgets (`Problem.bench_budgets`),
-or under those `PATH@BITOPS,SIZE` names (e.g. `--file
+budgets: `limpq_solver.bench_problem`) and one per indicator file (`--file`; default
+examples/resnet20.indicators.ron, and the method's authors' ResNet-50 file twice) under
+the benchmark's budgets (`Problem.bench_budgets`), or under those a `PATH@BITOPS,SIZE`
+entry names (e.g. `--file
 docs/results/reference_resnet50/reference_resnet50.indicators.ron@w3a4,cr:12.2`, the
-budgets of the method's authors' own search). What each column times is printed under
+budgets of the authors' own search). What each column times is printed under
 the table. HiGHS gets exactly the model the solver compiles (`Problem.ilp()`: a binary per
 allowed choice, one choice per layer, every budget row: BitOps, size and, for
 the latency kinds, the latency table), solved to a zero gap.
@@ -40,6 +41,10 @@ except ImportError as e:  # the HiGHS columns need both
 
 ROOT = Path(__file__).resolve().parents[2]
 RESNET20 = ROOT / "examples" / "resnet20.indicators.ron"
+# The method's authors' ImageNet ResNet-50 indicators, under the bench's budgets and under
+# those of their own search (docs/results/reference_resnet50).
+REFERENCE = ROOT / "docs" / "results" / "reference_resnet50" / "reference_resnet50.indicators.ron"
+DEFAULT_FILES = [str(RESNET20), str(REFERENCE), f"{REFERENCE}@w3a4,cr:12.2"]
 
 
 def python_calls(p, repeats):
@@ -154,7 +159,8 @@ def main():
     ap.add_argument("--file", action="append", default=None, metavar="PATH[@BITOPS,SIZE]",
                     help="an indicator file to time under the benchmark's budgets, or under "
                          "BITOPS and SIZE as `limpq solve` spells them (repeat for more; "
-                         "default: examples/resnet20.indicators.ron)")
+                         "default: examples/resnet20.indicators.ron and the authors' ResNet-50 "
+                         "file under both budgets)")
     ap.add_argument("--no-file", action="store_true", help="skip the file rows")
     a = ap.parse_args()
 
@@ -162,7 +168,7 @@ def main():
     for kind in a.kinds.split(","):
         cases.append((kind, [ls.bench_problem(kind, s) for s in range(a.instances)]))
     if not a.no_file:
-        for entry in a.file or [str(RESNET20)]:
+        for entry in a.file or DEFAULT_FILES:
             cases.append(file_case(entry))
 
     highs_version = "-"
