@@ -153,5 +153,8 @@ fn solver_bench_times_every_kind_and_the_given_file() {
         "--indicators",
         "examples/resnet20.indicators.ron@w3x4,cr:8",
     ]);
-    refused_with(&out, &["resnet20.indicators.ron@w3x4,cr:8", "BitOps budget `w3x4`"]);
+    refused_with(
+        &out,
+        &["resnet20.indicators.ron@w3x4,cr:8", "BitOps budget `w3x4`"],
+    );
 }

@@ -140,7 +140,10 @@ fn converts_reference_pickles_of_every_protocol() {
         let o = import(&pkl, table.to_str().unwrap(), &out, &[]);
         assert!(o.status.success(), "protocol {protocol}: {}", stderr(&o));
         let text = std::fs::read_to_string(&out).unwrap();
-        assert!(text.contains("format_version: 1"), "protocol {protocol}: {text}");
+        assert!(
+            text.contains("format_version: 1"),
+            "protocol {protocol}: {text}"
+        );
         let set: IndicatorSet = ron::from_str(&text)
             .unwrap_or_else(|e| panic!("protocol {protocol}: output does not parse: {e}"));
         check_good(&set);
@@ -507,7 +510,11 @@ fn the_authors_resnet50_search_is_reproduced() {
         IndicatorSet::from_ron_str(&read(&d.join("reference_resnet50.indicators.ron"))).unwrap();
     assert_eq!(ours.layers, committed.layers);
     assert_eq!(
-        (ours.layers.len(), ours.weight_bits.len(), ours.act_bits.len()),
+        (
+            ours.layers.len(),
+            ours.weight_bits.len(),
+            ours.act_bits.len()
+        ),
         (54, 5, 5)
     );
 

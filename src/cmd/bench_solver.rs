@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use limpq_solver::gen::{bench, bench_entry, bench_table, entry_problem, BenchOptions, BENCH_FILES};
+use limpq_solver::gen::{
+    bench, bench_entry, bench_table, entry_problem, BenchOptions, BENCH_FILES,
+};
 
 /// Time the exact solver against the microlp backend on the same instances.
 ///
