@@ -1623,8 +1623,20 @@ fn search(
         tmp.extend(free.iter().rev());
         let free_rev = &tmp[..];
         let raced = core::cell::Cell::new(None);
+        // Once a pass has raced them, later passes build only the row that won (the
+        // loser was built until it fell behind, in every pass): same answers, the
+        // states of every kind but `random1000` the same, instructions −2.8% on
+        // `random1000` ×5, −2.1% on `random200` ×3, −1.1% on the authors' ResNet-50 at
+        // W3A4 / 12.2×, −0.3% on `resnet50-real` ×10.
         let make_sur_b = |lo: usize| {
-            let (sg, k) = Surrogate::race(kept, &rows, free_rev, &base, lo, zb, feas_tol);
+            let (sg, k) = match row_f {
+                Some(k) => {
+                    let one = &rows[k..=k];
+                    let sg = Surrogate::race(kept, one, free_rev, &base, lo, zb, feas_tol).0;
+                    (sg, k)
+                }
+                None => Surrogate::race(kept, &rows, free_rev, &base, lo, zb, feas_tol),
+            };
             raced.set(Some(k));
             sg
         };
