@@ -23,6 +23,7 @@ __all__ = [
     "SolverError",
     "InfeasibleError",
     "bench_problem",
+    "bench_entry",
     "BENCH_KINDS",
     "BENCH_KINDS_LATENCY",
     "__version__",
@@ -202,8 +203,9 @@ class Problem:
         """Raises InfeasibleError when no policy meets the budgets, SolverError on bad input."""
     def sweep(self, points: int) -> List[Solution]: ...
     def evaluate(self, policy: Mapping[str, _Bits]) -> Evaluation: ...
-    def bench_budgets(self) -> "Problem":
-        """The budgets of `limpq bench solver`: BitOps of W4A4, 3.5 (or 4.5) bits a weight."""
+    def bench_budgets(self, budgets: Optional[str] = None) -> "Problem":
+        """The budgets of `limpq bench solver`: BitOps of W4A4, 3.5 (or 4.5) bits a weight;
+        or `budgets` ("BITOPS,SIZE", as `bench_entry` splits off an entry's `@` part)."""
     def time_solve(self, repeats: int = 20) -> Timing:
         """Times compile + solve `repeats` times inside Rust; medians in nanoseconds."""
     def ilp(self) -> Ilp:
@@ -212,3 +214,6 @@ class Problem:
 def bench_problem(kind: str, seed: int = 0) -> Problem:
     """A seeded instance of `limpq bench solver` (kind in BENCH_KINDS or
     BENCH_KINDS_LATENCY), with its budgets."""
+
+def bench_entry(entry: str) -> Tuple[str, Optional[str]]:
+    """A benchmark file entry, "PATH" or "PATH@BITOPS,SIZE", as (path, budgets or None)."""

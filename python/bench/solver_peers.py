@@ -132,14 +132,10 @@ def fmt_ns(ns):
 
 def file_case(entry):
     """(row name, [problem]) of a `--file` entry: `PATH` under the benchmark's budgets, or
-    `PATH@BITOPS,SIZE` under those (as `limpq_solver.gen::bench_entry` splits it)."""
-    path, at, budgets = entry.rpartition("@")
-    if not at or "," not in budgets:
-        f = Path(entry)
-        return f.name, [ls.Problem.from_file(f).bench_budgets()]
-    bitops, _, size = budgets.partition(",")
-    f = Path(path)
-    return f"{f.name}@{budgets}", [ls.Problem.from_file(f).bitops(bitops).size(size)]
+    `PATH@BITOPS,SIZE` under those (`limpq_solver.bench_entry`)."""
+    path, budgets = ls.bench_entry(entry)
+    name = Path(path).name + (f"@{budgets}" if budgets else "")
+    return name, [ls.Problem.from_file(path).bench_budgets(budgets)]
 
 
 def main():

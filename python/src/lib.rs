@@ -478,12 +478,18 @@ impl PyProblem {
 
     /// Sets the budgets of `limpq bench solver` for this problem's indicator set: BitOps of
     /// uniform W4A4 and weights at 3.5 bits on average (4.5 with 6 or more weight
-    /// bit-widths), fixed layers counted (as its `--indicators` rows).
-    fn bench_budgets(mut slf: PyRefMut<'_, Self>) -> PyRefMut<'_, Self> {
-        let b = limpq_solver::gen::bench_budgets(slf.p.indicators.clone());
+    /// bit-widths), fixed layers counted (as its `--indicators` rows); or, given
+    /// `budgets` (`"BITOPS,SIZE"`, the part of a benchmark entry after its `@`, see
+    /// `bench_entry`), those.
+    #[pyo3(signature = (budgets=None))]
+    fn bench_budgets<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        budgets: Option<&str>,
+    ) -> PyResult<PyRefMut<'py, Self>> {
+        let b = limpq_solver::gen::entry_problem(slf.p.indicators.clone(), budgets).map_err(err)?;
         slf.p.options.bitops = b.options.bitops;
         slf.p.options.size = b.options.size;
-        slf
+        Ok(slf)
     }
 
     /// Times `repeats` solves inside Rust (no Python in the loop): each run compiles the
@@ -745,11 +751,20 @@ fn bench_problem(kind: &str, seed: u64) -> PyResult<PyProblem> {
     })
 }
 
+/// A benchmark file entry split into its path and the budgets it names: `"PATH"` →
+/// `(PATH, None)`, `"PATH@BITOPS,SIZE"` → `(PATH, "BITOPS,SIZE")` (as `limpq bench solver
+/// --indicators` reads it).
+#[pyfunction]
+fn bench_entry(entry: &str) -> (&str, Option<&str>) {
+    limpq_solver::gen::bench_entry(entry)
+}
+
 #[pymodule(name = "limpq_solver")]
 fn limpq_solver_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<PyProblem>()?;
     m.add_function(wrap_pyfunction!(bench_problem, m)?)?;
+    m.add_function(wrap_pyfunction!(bench_entry, m)?)?;
     m.add(
         "BENCH_KINDS",
         PyTuple::new(py, limpq_solver::gen::BENCH_KINDS)?,

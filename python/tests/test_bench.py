@@ -142,3 +142,16 @@ def test_ilp_of_a_bench_instance():
                 if ilp["bits"][c] == [sol["policy"][layer]]]
         total += ilp["objective"][c]
     assert math.isclose(total, sol["objective"], rel_tol=1e-12)
+
+
+def test_bench_entry_and_its_budgets():
+    """A benchmark file entry as `limpq bench solver --indicators` reads it: the path, and
+    the budgets after its `@`, which `bench_budgets` sets as `bitops`/`size` would."""
+    assert ls.bench_entry(str(RESNET20)) == (str(RESNET20), None)
+    assert ls.bench_entry("a@b/x.ron@w3a4,cr:8") == ("a@b/x.ron", "w3a4,cr:8")
+    path, budgets = ls.bench_entry(f"{RESNET20}@w3a4,cr:8")
+    p = ls.Problem.from_file(path).bitops("w8a8").bench_budgets(budgets)
+    q = ls.Problem.from_file(RESNET20).bitops("w3a4").size("cr:8")
+    assert p.solve() == q.solve()
+    with pytest.raises(ls.SolverError, match="BitOps budget `w3x4`"):
+        ls.Problem.from_file(RESNET20).bench_budgets("w3x4,cr:8")
