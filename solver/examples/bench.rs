@@ -7,7 +7,9 @@
 //! `@w3a4,cr:12.2`).
 use std::time::Duration;
 
-use limpq_solver::gen::{bench, bench_entry, bench_table, entry_problem, BenchOptions};
+use limpq_solver::gen::{
+    bench, bench_entry, bench_table, entry_name, entry_problem, present_bench_files, BenchOptions,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut o = BenchOptions::default();
@@ -28,25 +30,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if files.is_empty() {
-        files.extend(
-            limpq_solver::gen::BENCH_FILES
-                .iter()
-                .filter(|f| std::path::Path::new(bench_entry(f).0).exists())
-                .map(|f| f.to_string()),
-        );
+        files = present_bench_files();
     }
     for entry in &files {
         let (f, budgets) = bench_entry(entry);
         let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
         let ind =
             limpq_solver::IndicatorSet::from_ron_str(&text).map_err(|e| format!("{f}: {e}"))?;
-        let mut name = std::path::Path::new(f)
-            .file_name()
-            .map_or_else(|| f.to_string(), |n| n.to_string_lossy().into_owned());
-        if let Some(b) = budgets {
-            name = format!("{name}@{b}");
-        }
-        o.files.push((name, entry_problem(ind, budgets)?));
+        o.files
+            .push((entry_name(entry), entry_problem(ind, budgets)?));
     }
     let rows = bench(&o, |k| eprintln!("running {k} ..."))?;
     print!("{}", bench_table(&rows, &o));

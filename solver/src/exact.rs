@@ -1629,15 +1629,9 @@ fn search(
         // `random1000` ×5, −2.1% on `random200` ×3, −1.1% on the authors' ResNet-50 at
         // W3A4 / 12.2×, −0.3% on `resnet50-real` ×10.
         let make_sur_b = |lo: usize| {
-            let (sg, k) = match row_f {
-                Some(k) => {
-                    let one = &rows[k..=k];
-                    let sg = Surrogate::race(kept, one, free_rev, &base, lo, zb, feas_tol).0;
-                    (sg, k)
-                }
-                None => Surrogate::race(kept, &rows, free_rev, &base, lo, zb, feas_tol),
-            };
-            raced.set(Some(k));
+            let cfgs = row_f.map_or(&rows[..], |k| &rows[k..=k]);
+            let (sg, i) = Surrogate::race(kept, cfgs, free_rev, &base, lo, zb, feas_tol);
+            raced.set(Some(row_f.unwrap_or(i)));
             sg
         };
         let bwd = half(

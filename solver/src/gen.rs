@@ -380,6 +380,29 @@ pub fn bench_entry(entry: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The name a benchmark row gives a file entry: the file's name, with `@BITOPS,SIZE` when
+/// the entry names budgets (`docs/x.ron@w3a4,cr:12.2` → `x.ron@w3a4,cr:12.2`).
+pub fn entry_name(entry: &str) -> String {
+    let (path, budgets) = bench_entry(entry);
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    match budgets {
+        Some(b) => format!("{name}@{b}"),
+        None => name,
+    }
+}
+
+/// The entries of [`BENCH_FILES`] whose file exists (paths from the current directory: the
+/// repository root).
+pub fn present_bench_files() -> Vec<String> {
+    BENCH_FILES
+        .iter()
+        .filter(|e| std::path::Path::new(bench_entry(e).0).exists())
+        .map(|e| e.to_string())
+        .collect()
+}
+
 /// The problem a benchmark file entry times: `ind` under [`bench_budgets`], or under the
 /// `BITOPS,SIZE` budgets [`bench_entry`] split off.
 pub fn entry_problem(
@@ -710,6 +733,19 @@ pub fn bench(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file entry's row name is its file's name, with the budgets it names; a path may
+    /// hold an `@` of its own.
+    #[test]
+    fn entry_names() {
+        assert_eq!(entry_name("docs/x/a.ron"), "a.ron");
+        assert_eq!(
+            entry_name("docs/x/a.ron@w3a4,cr:12.2"),
+            "a.ron@w3a4,cr:12.2"
+        );
+        assert_eq!(entry_name("d@v/a.ron"), "a.ron");
+        assert_eq!(entry_name("d@v/a.ron@w4a4,4"), "a.ron@w4a4,4");
+    }
 
     /// The latency kinds add a third row that binds: uniform W4A4 (the BitOps budget's own
     /// policy) breaks it, and the optimum keeps all three budgets.

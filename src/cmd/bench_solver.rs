@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use limpq_solver::gen::{
-    bench, bench_entry, bench_table, entry_problem, BenchOptions, BENCH_FILES,
+    bench, bench_entry, bench_table, entry_name, entry_problem, present_bench_files, BenchOptions,
 };
 
 /// Time the exact solver against the microlp backend on the same instances.
@@ -62,26 +62,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     o.sweep_points = a.sweep_points.max(1);
     let mut files = a.indicators.clone();
     if files.is_empty() {
-        files.extend(
-            BENCH_FILES
-                .iter()
-                .filter(|e| std::path::Path::new(bench_entry(e).0).exists())
-                .map(|e| e.to_string()),
-        );
+        files = present_bench_files();
     }
     for entry in &files {
         let (f, budgets) = bench_entry(entry);
-        let f = std::path::Path::new(f);
-        let ind = limpq_io::documents::read_indicators(f)?;
-        let mut name = f.file_name().map_or_else(
-            || f.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        if let Some(b) = budgets {
-            name = format!("{name}@{b}");
-        }
+        let ind = limpq_io::documents::read_indicators(std::path::Path::new(f))?;
         let problem = entry_problem(ind, budgets).map_err(|e| anyhow::anyhow!("{entry}: {e}"))?;
-        o.files.push((name, problem));
+        o.files.push((entry_name(entry), problem));
     }
     let rows = bench(&o, |k| eprintln!("running {k} ..."))?;
     super::out::print(&bench_table(&rows, &o))
