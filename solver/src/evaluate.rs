@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 
 use crate::error::Error;
 use crate::format::{LayerBits, Policy};
-use crate::problem::{tol, Problem};
+use crate::problem::{tol, Problem, RowKind};
 use crate::solve::Usage;
 
 /// What a policy costs under a [`Problem`] and whether it meets it.
@@ -125,9 +125,13 @@ impl Problem {
         }
 
         let (policy, usage, fixed_bitops) = c.account(&all, objective, false);
-        for u in &usage {
+        // `account` lists BitOps, size, then the extra resources in order.
+        let kinds = [RowKind::BitOps, RowKind::Size]
+            .into_iter()
+            .chain((0..).map(RowKind::Extra));
+        for (u, kind) in usage.iter().zip(kinds) {
             if let Some(b) = u.budget {
-                if u.used > b + tol(b) {
+                if u.used > b + tol(kind, b) {
                     violations.push(format!(
                         "{} {} is over its budget {}",
                         u.name,

@@ -12,7 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::options::SolveOptions;
-use crate::problem::{keyed_index, tol, total_order_key, Choices};
+use crate::problem::{keyed_index, total_order_key, Choices};
 
 /// Result of one exact solve, in indices of the input [`Choices`].
 #[derive(Clone, Debug)]
@@ -786,12 +786,29 @@ fn abs(x: f64) -> f64 {
     }
 }
 
-/// Solves the knapsack over `ch` with capacities `caps` (one per row of `ch`).
+/// The least power of two at or above `x` (finite, > 0), or 1 where that is not a normal
+/// number. Rows are divided by it: dividing by a power of two is exact, so an integral
+/// row's scaled values and their sums stay exact (see `problem::tol`).
+fn pow2_at_least(x: f64) -> f64 {
+    // The exponent bits alone: 2^⌊log2 x⌋ for a normal x.
+    let p = f64::from_bits(x.to_bits() & 0x7FF0_0000_0000_0000);
+    let p = if p < x { p * 2.0 } else { p };
+    if p.is_normal() {
+        p
+    } else {
+        1.0
+    }
+}
+
+/// Solves the knapsack over `ch` with capacities `caps` (one per row of `ch`) and
+/// feasibility tolerances `tols` (absolute, one per row: `problem::tol`).
 /// `warm`: multipliers and a candidate incumbent (input indices) from a related solve.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn solve(
     ch: &Choices,
     m_all: usize,
     caps: &[f64],
+    tols: &[f64],
     warm: Option<(&[f64], &[usize])>,
     gap_hint: Option<f64>,
     opts: &SolveOptions,
@@ -814,12 +831,12 @@ pub(crate) fn solve(
             mx += gmx;
             mn += gmn;
         }
-        if mn > caps[k] + tol(caps[k]) {
+        if mn > caps[k] + tols[k] {
             return Exact::Infeasible;
         }
-        if mx > caps[k] + tol(caps[k]) {
+        if mx > caps[k] + tols[k] {
             rows.push(k);
-            scales.push(if mx > 0.0 { mx } else { 1.0 });
+            scales.push(pow2_at_least(mx));
         }
     }
     let m = rows.len();
@@ -853,7 +870,7 @@ pub(crate) fn solve(
     let feas_tol: Vec<f64> = rows
         .iter()
         .zip(&scales)
-        .map(|(&k, s)| tol(caps[k]) / s)
+        .map(|(&k, s)| tols[k] / s)
         .collect();
     let ftol = feas_tol.iter().copied().fold(f64::INFINITY, f64::min);
     let feasible = |w: &Work, x: &[usize]| {

@@ -68,7 +68,7 @@ impl Compiled {
         }
         for k in 0..m {
             let used: f64 = choice.iter().map(|&c| ch.res[c * m + k]).sum();
-            if used > caps[k] + tol(caps[k]) {
+            if used > caps[k] + tol(self.rows[k].kind, caps[k]) {
                 return Err(Error::Backend(format!(
                     "rounded solution exceeds the {} budget ({used} > {})",
                     self.rows[k].name,

@@ -1065,6 +1065,7 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         full.start.push(full.cost.len());
         group_layers.push(layers);
     }
+    check_totals(&full, &rows, &group_layers, ind, o.alpha)?;
     let reduced = remove_dominated(&full, m);
     let c = Compiled {
         model: ind.model.clone(),
@@ -1081,6 +1082,98 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         extra,
     };
     Ok(c)
+}
+
+/// Integral rows (BitOps, size) are counted exactly below this: every integer up to it
+/// is an `f64`, and so is every sum of them that stays below it.
+pub(crate) const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// Refuses a problem the solver's arithmetic cannot carry: the objective or a row whose
+/// largest choices add up past the largest finite number (every sum would then be
+/// infinite, and every policy look as costly or as light as any other), or an integral
+/// row (BitOps, size) that can reach 2^53 (its sums would round, and a policy over its
+/// budget by a few units could pass for one within it). The error names the layer whose
+/// largest choice is the largest.
+fn check_totals(
+    full: &Choices,
+    rows: &[Row],
+    group_layers: &[Vec<usize>],
+    ind: &IndicatorSet,
+    alpha: f64,
+) -> Result<(), Error> {
+    let m = rows.len();
+    // Σ over groups of the group's largest value (plus the fixed layers' part), and the
+    // group with the largest one; `k == m` is the objective.
+    let total = |k: usize| {
+        let value = |c: usize| {
+            if k == m {
+                full.cost[c]
+            } else {
+                full.res[c * m + k]
+            }
+        };
+        let (mut sum, mut top) = (0.0, (f64::NEG_INFINITY, 0));
+        for g in 0..full.groups() {
+            let mx = (full.start[g]..full.start[g + 1])
+                .map(value)
+                .fold(0.0, f64::max);
+            sum += mx;
+            if mx > top.0 {
+                top = (mx, g);
+            }
+        }
+        (sum + rows.get(k).map_or(0.0, |r| r.fixed_part), top.1)
+    };
+    let layer_of = |g: usize| {
+        group_layers
+            .get(g)
+            .and_then(|ls| ls.first())
+            .map(|&l| ind.layers[l].name.as_str())
+    };
+    for k in 0..=m {
+        let (sum, g) = total(k);
+        let layer = layer_of(g);
+        let kind = rows.get(k).map(|r| r.kind);
+        match kind {
+            Some(kind @ (RowKind::BitOps | RowKind::Size))
+                if sum >= EXACT_INTEGERS || sum.is_nan() =>
+            {
+                let (field, what) = match kind {
+                    RowKind::BitOps => ("macs", "BitOps"),
+                    _ => ("params", "weight bits"),
+                };
+                return Err(Error::input(
+                    layer,
+                    field,
+                    format!(
+                        "the model's {what} at its largest bits add up to {}, at or past 2^53 \
+                         (about 9.0e15), beyond which the solver cannot count them exactly",
+                        crate::error::Num(sum)
+                    ),
+                ));
+            }
+            Some(RowKind::Extra(_)) if !sum.is_finite() => {
+                return Err(Error::input(
+                    layer,
+                    &format!("resource `{}`", rows[k].name),
+                    "the values of the layers' largest choices add up past the largest \
+                     finite number",
+                ));
+            }
+            None if !sum.is_finite() => {
+                return Err(Error::input(
+                    layer,
+                    "weight_scale/act_scale",
+                    format!(
+                        "act_scale + alpha ({alpha}) · weight_scale of the layers' largest \
+                         choices add up past the largest finite number"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `x` as an unsigned integer in `f64::total_cmp`'s order.
@@ -1278,6 +1371,15 @@ impl Compiled {
         self.rows.iter().map(|r| r.budget - r.fixed_part).collect()
     }
 
+    /// Each row's feasibility tolerance ([`tol`]) at capacities `caps`.
+    pub(crate) fn tols(&self, caps: &[f64]) -> Vec<f64> {
+        self.rows
+            .iter()
+            .zip(caps)
+            .map(|(r, &c)| tol(r.kind, c))
+            .collect()
+    }
+
     /// The infeasibility error for these capacities.
     pub(crate) fn infeasible(&self, caps: &[f64]) -> Error {
         let m = self.m();
@@ -1292,7 +1394,7 @@ impl Compiled {
                     .fold(f64::INFINITY, f64::min);
                 s += mn;
             }
-            if binding.is_none() && s > caps[k] + row.fixed_part + tol(caps[k]) {
+            if binding.is_none() && s > caps[k] + row.fixed_part + tol(row.kind, caps[k]) {
                 binding = Some(format!(
                     "the {} budget {} is below the smallest achievable {}",
                     row.name,
@@ -1366,11 +1468,23 @@ pub struct Ilp {
     pub capacity: Vec<f64>,
 }
 
-/// Absolute feasibility tolerance of a row with capacity `cap`: far below one unit of an
-/// integral resource (BitOps, bits) yet above f64 round-off of a sum.
-pub(crate) fn tol(cap: f64) -> f64 {
-    let a = if cap < 0.0 { -cap } else { cap };
-    1e-9 + a * 1e-12
+/// Absolute feasibility tolerance of a row of `kind` with capacity `cap`.
+///
+/// An integral row (BitOps, bits) is counted exactly: compile refuses one that can reach
+/// 2^53, so its values and every sum of them are exact integers, and the exact search
+/// scales rows by powers of two, which keeps them exact. Half a unit then admits a policy
+/// exactly at its budget and none a unit over it. (A tolerance relative to the budget,
+/// as extra rows have, let a policy over a budget of 4e14 BitOps by one through.)
+///
+/// An extra row's values are any reals: its tolerance is above f64 round-off of a sum.
+pub(crate) fn tol(kind: RowKind, cap: f64) -> f64 {
+    match kind {
+        RowKind::BitOps | RowKind::Size => 0.5,
+        RowKind::Extra(_) => {
+            let a = if cap < 0.0 { -cap } else { cap };
+            1e-9 + a * 1e-12
+        }
+    }
 }
 
 #[cfg(test)]

@@ -91,7 +91,8 @@ impl Compiled {
     /// Solves with the exact solver.
     pub fn solve(&self, opts: &SolveOptions) -> Result<Solution, Error> {
         let caps = self.caps();
-        match exact::solve(&self.reduced, self.m(), &caps, None, None, opts) {
+        let tols = self.tols(&caps);
+        match exact::solve(&self.reduced, self.m(), &caps, &tols, None, None, opts) {
             Exact::Infeasible => Err(self.infeasible(&caps)),
             Exact::Solved(o) => Ok(self.solution(
                 &self.reduced,
@@ -129,7 +130,9 @@ impl Compiled {
             }
         }
         let ocaps: Vec<f64> = others.iter().map(|&k| caps[k]).collect();
-        let lo = match exact::solve(&by_bitops, others.len(), &ocaps, None, None, opts) {
+        let tols = self.tols(&caps);
+        let otols: Vec<f64> = others.iter().map(|&k| tols[k]).collect();
+        let lo = match exact::solve(&by_bitops, others.len(), &ocaps, &otols, None, None, opts) {
             Exact::Infeasible => return Err(self.infeasible(&caps)),
             Exact::Solved(o) => (o.objective + 0.5) as u64,
         };
@@ -139,7 +142,8 @@ impl Compiled {
             let mx = (full.start[g]..full.start[g + 1])
                 .map(|c| full.res[c * m + kb])
                 .fold(0.0, f64::max);
-            hi += mx as u64;
+            // BitOps near u64::MAX (a hostile file) saturate instead of overflowing.
+            hi = hi.saturating_add(mx as u64);
         }
         let hi = hi.max(lo);
         let mut out = Vec::with_capacity(points);
@@ -154,7 +158,8 @@ impl Compiled {
             let mut c = caps.clone();
             c[kb] = budget as f64;
             let w = warm.as_ref().map(|(l, x)| (l.as_slice(), x.as_slice()));
-            match exact::solve(ch, m, &c, w, gap_hint, opts) {
+            let t = self.tols(&c);
+            match exact::solve(ch, m, &c, &t, w, gap_hint, opts) {
                 Exact::Infeasible => return Err(self.infeasible(&c)),
                 Exact::Solved(o) => {
                     let mut s = self.solution(
