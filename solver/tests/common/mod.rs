@@ -229,7 +229,7 @@ fn check_with(p: &Problem, opts: &[Vec<(u32, u32)>], bits: &[(u32, u32)]) -> Res
         .iter()
         .zip(bits)
         .filter(|(l, _)| l.fixed.is_none())
-        .map(|(l, &(w, a))| l.macs as u128 * (w * a) as u128)
+        .map(|(l, &(w, a))| l.macs as u128 * w as u128 * a as u128)
         .sum();
     let budget = match o.bitops {
         Some(BitOpsBudget::Absolute(b)) => Some(b as u128),
@@ -237,7 +237,7 @@ fn check_with(p: &Problem, opts: &[Vec<(u32, u32)>], bits: &[(u32, u32)]) -> Res
             ind.layers
                 .iter()
                 .filter(|l| l.fixed.is_none())
-                .map(|l| l.macs as u128 * (weight * act) as u128)
+                .map(|l| l.macs as u128 * weight as u128 * act as u128)
                 .sum(),
         ),
         Some(_) => panic!("unknown budget kind"),
@@ -306,25 +306,28 @@ pub fn check_policy(p: &Problem, pol: &Policy) -> Result<(), String> {
             pol.objective
         ));
     }
-    let bitops: u64 = ind
+    // Exact, then saturated at u64::MAX as the policy reports it.
+    let bitops: u128 = ind
         .layers
         .iter()
         .zip(&bits)
         .filter(|(l, _)| l.fixed.is_none())
-        .map(|(l, &(w, a))| l.macs * u64::from(w * a))
+        .map(|(l, &(w, a))| l.macs as u128 * w as u128 * a as u128)
         .sum();
+    let bitops = bitops.min(u64::MAX.into()) as u64;
     if bitops != pol.bitops {
         return Err(format!(
             "reported BitOps {} but recomputed {bitops}",
             pol.bitops
         ));
     }
-    let size: u64 = ind
+    let size: u128 = ind
         .layers
         .iter()
         .zip(&bits)
-        .map(|(l, &(w, _))| l.params * u64::from(w))
+        .map(|(l, &(w, _))| l.params as u128 * w as u128)
         .sum();
+    let size = size.min(u64::MAX.into()) as u64;
     if size != pol.weight_bits_total {
         return Err(format!(
             "reported size {} but recomputed {size}",
