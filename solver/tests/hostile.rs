@@ -491,3 +491,147 @@ fn numbers_past_exact_or_finite_sums_are_refused() {
     let p = Problem::new(ind).resource(table, 1.5);
     names(p.solve().unwrap_err(), "a", "resource `lat`");
 }
+
+/// Tokens a mutated file gets: numbers past every type's range, special floats, the
+/// version field, and the punctuation that holds a file together.
+#[cfg(feature = "serde")]
+const TOKENS: &[&str] = &[
+    "-",
+    "-1",
+    "0",
+    "1e400",
+    "-1e400",
+    "NaN",
+    "inf",
+    "-inf",
+    "1.7976931348623157e308",
+    "18446744073709551615",
+    "18446744073709551616",
+    "4294967296",
+    "99999999999999999999999",
+    "5e-324",
+    "\"\"",
+    "\"",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "Some((0, 0))",
+    "None",
+    "null",
+    "format_version: 2,",
+    "\"format_version\": 4294967297,",
+    "\u{0}",
+    "é",
+    "\\u0000",
+];
+
+/// Numbers past every type's range, and special floats.
+#[cfg(feature = "serde")]
+const NUMBERS: &[&str] = &[
+    "-1",
+    "0",
+    "1e400",
+    "-1e400",
+    "NaN",
+    "inf",
+    "1.7976931348623157e308",
+    "5e-324",
+    "18446744073709551615",
+    "18446744073709551616",
+    "4294967296",
+    "33",
+    "1e15",
+    "-0.0",
+];
+
+/// `text` with 1 to 4 random edits: mostly a number put in place of another (the file
+/// still parses, and its values reach the solver), else a token put in place of a span,
+/// in front of a character, or a span cut out.
+#[cfg(feature = "serde")]
+fn mutate(text: &str, rng: &mut Rng) -> String {
+    let mut t: Vec<char> = text.chars().collect();
+    for _ in 0..rng.range(1, 4) {
+        let at = rng.range(0, t.len() as u64) as usize;
+        let kind = rng.range(0, 5);
+        if kind < 3 {
+            // The first number at or after `at`.
+            let num = |c: &char| c.is_ascii_digit() || ".-+e".contains(*c);
+            let Some(b) = (at..t.len()).find(|&i| t[i].is_ascii_digit()) else {
+                continue;
+            };
+            let b = (0..b).rev().take_while(|&i| num(&t[i])).last().unwrap_or(b);
+            let e = (b..t.len()).find(|&i| !num(&t[i])).unwrap_or(t.len());
+            t.splice(b..e, pick(rng, NUMBERS).chars());
+            continue;
+        }
+        let len = (rng.range(0, 12) as usize).min(t.len() - at);
+        let tok: Vec<char> = pick(rng, TOKENS).chars().collect();
+        match kind {
+            3 if rng.uniform() < 0.5 => drop(t.splice(at..at + len, tok)),
+            3 => drop(t.splice(at..at, tok)),
+            _ => drop(t.drain(at..at + len)),
+        }
+    }
+    t.into_iter().collect()
+}
+
+/// Reads `text` as every format, and solves and evaluates what reads as an indicator set.
+#[cfg(feature = "serde")]
+fn read_all(text: &str) {
+    use limpq_solver::{Frontier, Policy};
+    for json in [false, true] {
+        let read = |t| {
+            if json {
+                IndicatorSet::from_json_str(t)
+            } else {
+                IndicatorSet::from_ron_str(t)
+            }
+        };
+        if let Ok(ind) = read(text) {
+            let p = Problem::new(ind)
+                .bitops(BitOpsBudget::Uniform { weight: 4, act: 4 })
+                .size(SizeBudget::CompressionRatio(8.0));
+            let mut opts = SolveOptions::default();
+            opts.node_limit = 20_000;
+            if let Ok(s) = p.solve_with(&opts) {
+                let _ = p.evaluate(&s.policy.layers);
+            }
+        }
+        let _ = (Policy::from_ron_str(text), Policy::from_json_str(text));
+        let _ = (
+            ResourceTable::from_ron_str(text),
+            ResourceTable::from_json_str(text),
+        );
+        let _ = (Frontier::from_ron_str(text), Frontier::from_json_str(text));
+    }
+}
+
+#[cfg(feature = "serde")]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    /// The shipped indicator file (RON and JSON) and a solved policy, a few edits away
+    /// from valid: every reader and the solver answer with an error or a result.
+    #[test]
+    fn mutated_files_never_panic(seed in any::<u64>()) {
+        static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let texts = TEXTS.get_or_init(|| {
+            let ron = include_str!("../../examples/resnet20.indicators.ron");
+            let ind = IndicatorSet::from_ron_str(ron).expect("the shipped example reads");
+            let p = Problem::new(ind.clone()).bitops(BitOpsBudget::Uniform { weight: 4, act: 4 });
+            let policy = p.solve().expect("the shipped example solves").policy;
+            vec![ron.into(), ind.to_json_string(), policy.to_ron_string(), policy.to_json_string()]
+        });
+        let mut rng = Rng(seed);
+        let base = &texts[rng.range(0, texts.len() as u64 - 1) as usize];
+        let text = mutate(base, &mut rng);
+        if catch_unwind(AssertUnwindSafe(|| read_all(&text))).is_err() {
+            return Err(TestCaseError::fail(format!("seed {seed}: panicked on\n{text}")));
+        }
+    }
+}
