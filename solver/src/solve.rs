@@ -142,7 +142,8 @@ impl Compiled {
             let mx = (full.start[g]..full.start[g + 1])
                 .map(|c| full.res[c * m + kb])
                 .fold(0.0, f64::max);
-            // BitOps near u64::MAX (a hostile file) saturate instead of overflowing.
+            // Compile keeps a BitOps row below 2^53; saturating all the same (this sum once
+            // overflowed on MACs near u64::MAX).
             hi = hi.saturating_add(mx as u64);
         }
         let hi = hi.max(lo);
