@@ -492,24 +492,11 @@ fn numbers_past_exact_or_finite_sums_are_refused() {
     names(p.solve().unwrap_err(), "a", "resource `lat`");
 }
 
-/// Tokens a mutated file gets: numbers past every type's range, special floats, the
-/// version field, and the punctuation that holds a file together.
+/// Tokens other than numbers a mutated file gets: the version field, and the
+/// punctuation that holds a file together.
 #[cfg(feature = "serde")]
 const TOKENS: &[&str] = &[
     "-",
-    "-1",
-    "0",
-    "1e400",
-    "-1e400",
-    "NaN",
-    "inf",
-    "-inf",
-    "1.7976931348623157e308",
-    "18446744073709551615",
-    "18446744073709551616",
-    "4294967296",
-    "99999999999999999999999",
-    "5e-324",
     "\"\"",
     "\"",
     "(",
@@ -547,6 +534,8 @@ const NUMBERS: &[&str] = &[
     "33",
     "1e15",
     "-0.0",
+    "-inf",
+    "99999999999999999999999",
 ];
 
 /// `text` with 1 to 4 random edits: mostly a number put in place of another (the file
@@ -570,7 +559,8 @@ fn mutate(text: &str, rng: &mut Rng) -> String {
             continue;
         }
         let len = (rng.range(0, 12) as usize).min(t.len() - at);
-        let tok: Vec<char> = pick(rng, TOKENS).chars().collect();
+        let from = if rng.uniform() < 0.5 { NUMBERS } else { TOKENS };
+        let tok: Vec<char> = pick(rng, from).chars().collect();
         match kind {
             3 if rng.uniform() < 0.5 => drop(t.splice(at..at + len, tok)),
             3 => drop(t.splice(at..at, tok)),
