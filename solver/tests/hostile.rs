@@ -625,3 +625,26 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+    /// Budget strings as a command line, job or pipeline file gives them: any text, and
+    /// text near the spellings (`w4a4`, numbers with `_` and exponents, `cr:X`), is read
+    /// or refused, never a panic; what reads prints back as itself.
+    #[test]
+    fn budget_strings_never_panic(
+        any_text in "\\PC{0,12}",
+        near in "[wWaA]?[0-9_.eE+-]{0,24}[aA]?[0-9]{0,3}",
+        ratio in "(cr:)?[0-9.eE+-]{0,12}",
+    ) {
+        for s in [&any_text, &near, &ratio] {
+            if let Ok(b) = BitOpsBudget::parse(s) {
+                prop_assert_eq!(BitOpsBudget::parse(&b.to_string()).ok(), Some(b), "{}", s);
+            }
+            if let Ok(z) = SizeBudget::parse(s) {
+                prop_assert_eq!(SizeBudget::parse(&z.to_string()).ok(), Some(z), "{}", s);
+            }
+        }
+    }
+}
