@@ -1,7 +1,7 @@
 //! Hostile input: the library never panics on what a caller or a file hands it. Every
 //! number a file or a builder call can carry is drawn from its whole range's edges
 //! (0, 1, the type's maximum, NaN, ±∞, negative, subnormal, huge), names collide or
-//! are missing, bit lists repeat or are empty; then the problem is compiled, solved,
+//! are missing, bit lists repeat or are empty; then the problem is compiled (by the solve),
 //! swept and evaluated. Each may fail with an error; none may panic, and an answer
 //! that comes back must meet its own budgets.
 //!
@@ -309,15 +309,10 @@ fn exercise(p: &Problem, rng: &mut Rng) -> Result<(), String> {
     opts.node_limit = 20_000;
     let solved = p.solve_with(&opts);
     if let Ok(s) = &solved {
-        // An answer meets its own budgets, whatever the input was.
-        if s.proof.optimal {
-            check_policy(p, &s.policy)?;
-        }
+        // An answer meets its own budgets, whatever the input was (proven or not).
+        check_policy(p, &s.policy)?;
     }
     let _ = p.sweep_with(rng.range(0, 4) as usize, &opts);
-    let _ = p.compile().map(|c| {
-        let _ = c.groups();
-    });
     let mut guess = Vec::new();
     for l in &p.indicators.layers {
         if rng.uniform() < 0.05 {

@@ -256,9 +256,14 @@ fn check_with(p: &Problem, opts: &[Vec<(u32, u32)>], bits: &[(u32, u32)]) -> Res
         .sum();
     let sb = match o.size {
         Some(SizeBudget::Bytes(b)) => Some(b as u128 * 8),
-        Some(SizeBudget::CompressionRatio(r)) => {
-            Some((ind.layers.iter().map(|l| l.params).sum::<u64>() as f64 * 32.0 / r) as u128)
-        }
+        Some(SizeBudget::CompressionRatio(r)) => Some(
+            (ind.layers
+                .iter()
+                .map(|l| u128::from(l.params))
+                .sum::<u128>() as f64
+                * 32.0
+                / r) as u128,
+        ),
         Some(_) => panic!("unknown size kind"),
         None => None,
     };
