@@ -925,7 +925,14 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
         });
         extra.push(table);
     }
-    check_totals(ind, &searchable, (&wopts, &aopts), &rows, o.alpha)?;
+    check_totals(
+        ind,
+        &searchable,
+        (&wopts, &aopts),
+        fixed_size,
+        &rows,
+        o.alpha,
+    )?;
     let m = rows.len();
 
     // Groups: one per component, choices = product of its tie classes' common bits.
@@ -1117,6 +1124,7 @@ fn check_totals(
     ind: &IndicatorSet,
     searchable: &[usize],
     (wopts, aopts): (&[Opts<'_>], &[Opts<'_>]),
+    fixed_size: u64,
     rows: &[Row],
     alpha: f64,
 ) -> Result<(), Error> {
@@ -1147,11 +1155,9 @@ fn check_totals(
             cost.1 = (c, i);
         }
     }
-    for l in &ind.layers {
-        if let Some((w, _)) = l.fixed {
-            size.0 += u128::from(l.params) * u128::from(w);
-        }
-    }
+    // The fixed layers' weight bits, as compile summed them: saturated at u64::MAX only
+    // far past 2^53, so the refusal is the same as with the exact sum.
+    size.0 += u128::from(fixed_size);
     let limit = 1u128 << 53;
     for (kind, (total, (_, i)), field, what) in [
         (RowKind::BitOps, bitops, "macs", "BitOps"),
