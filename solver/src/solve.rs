@@ -159,8 +159,9 @@ impl Compiled {
             let mut c = caps.clone();
             c[kb] = budget as f64;
             let w = warm.as_ref().map(|(l, x)| (l.as_slice(), x.as_slice()));
-            let t = self.tols(&c);
-            match exact::solve(ch, m, &c, &t, w, gap_hint, opts) {
+            // Only the BitOps row's capacity moves, and its tolerance (integral) does not
+            // depend on it: the tolerances of `caps` hold for every point.
+            match exact::solve(ch, m, &c, &tols, w, gap_hint, opts) {
                 Exact::Infeasible => return Err(self.infeasible(&c)),
                 Exact::Solved(o) => {
                     let mut s = self.solution(
