@@ -141,6 +141,19 @@ fn numel(dims: &[i64], what: &str) -> R<usize> {
     })
 }
 
+/// Refuses a weight with a zero dimension. Such a tensor holds no values whatever its other
+/// dimensions say, so they are not bounded by the file's size: a `[0, 2^40]` Gemm weight
+/// would make a layer of 2^40 outputs (an endless copy loop, then a 4 TB bias).
+fn nonempty_weight(w: &Tensor) -> R<()> {
+    if w.dims.contains(&0) {
+        return Err(err(format!(
+            "weight '{}' has dims {:?}; every dimension must be at least 1",
+            w.name, w.dims
+        )));
+    }
+    Ok(())
+}
+
 /// The values of a tensor, from whichever field holds them; every length checked.
 fn tensor_values(t: &TensorProto, what: &str) -> R<Tensor> {
     if t.data_location == Some(1) || !t.external_data.is_empty() {
@@ -587,6 +600,7 @@ impl Reader<'_> {
                 w.name, w.dims
             )));
         };
+        nonempty_weight(&w)?;
         if kh != kw {
             return Err(err(format!(
                 "kernel {kh}×{kw}; only square kernels are supported"
@@ -891,6 +905,7 @@ impl Reader<'_> {
                 w.name, w.dims
             )));
         };
+        nonempty_weight(&w)?;
         let (r, c) = (r as usize, c as usize);
         let trans_b = a.int("transB", 0) != 0;
         let (out, inf) = if trans_b { (r, c) } else { (c, r) };
@@ -937,6 +952,7 @@ impl Reader<'_> {
                 w.name, w.dims
             )));
         };
+        nonempty_weight(&w)?;
         let (inf, out) = (inf as usize, out as usize);
         let mut weights = vec![0f32; out * inf];
         for o in 0..out {
@@ -1044,34 +1060,40 @@ fn analyze_loose(model: &mut Model) -> R<()> {
     Ok(())
 }
 
-/// Every conv and linear weight has the length its input shape needs (an initializer of the
-/// wrong size names the layer).
+/// Every conv and linear weight, and every batch norm's four tensors, has the length its
+/// input shape needs (an initializer of the wrong size names the layer).
 fn check_lengths(model: &Model, tensors: &[NamedTensor]) -> R<()> {
     let infos = model.analyze().map_err(|e| err(e.to_string()))?;
     for (node, info) in model.nodes.iter().zip(&infos) {
-        let want = match node.op {
+        let Some(&x) = info.input_shapes.first() else {
+            continue;
+        };
+        let (want, names): (usize, &[&str]) = match node.op {
             Op::Conv2d {
                 out_channels,
                 kernel,
                 groups,
                 ..
-            } => out_channels * (info.input_shapes[0].c / groups.max(1)) * kernel * kernel,
-            Op::Linear { out_features, .. } => out_features * info.input_shapes[0].numel(),
+            } => (
+                out_channels * (x.c / groups.max(1)) * kernel * kernel,
+                &["weight"],
+            ),
+            Op::Linear { out_features, .. } => (out_features * x.numel(), &["weight"]),
+            Op::BatchNorm => (x.c, &["weight", "bias", "running_mean", "running_var"]),
             _ => continue,
         };
-        let wname = format!("{}.weight", node.name);
-        let have = tensors
-            .iter()
-            .find(|t| t.name == wname)
-            .map_or(0, |t| t.data.len());
-        if have != want {
-            return Err(OnnxError {
-                node: Some((node.name.clone(), node.op.kind().to_string())),
-                message: format!(
-                    "weight has {have} values; its input {} needs {want}",
-                    info.input_shapes[0]
-                ),
-            });
+        for suffix in names {
+            let name = format!("{}.{suffix}", node.name);
+            let have = tensors
+                .iter()
+                .find(|t| t.name == name)
+                .map_or(0, |t| t.data.len());
+            if have != want {
+                return Err(OnnxError {
+                    node: Some((node.name.clone(), node.op.kind().to_string())),
+                    message: format!("{suffix} has {have} values; its input {x} needs {want}"),
+                });
+            }
         }
     }
     Ok(())
