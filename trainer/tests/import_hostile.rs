@@ -1,0 +1,596 @@
+//! ONNX import on hostile graphs: seeded structural edits of two valid graphs (dimensions,
+//! data, data types, attributes, operators, wiring, the graph's input and output, the
+//! opset), each imported in a thread of its own under a deadline. Every import must end,
+//! in an error or in a model whose shapes check and whose tensors have the lengths the
+//! model needs; never in a panic, a hang or an allocation the file does not pay for.
+//!
+//! The byte-level side (every prefix of a file, every single-byte change) is the import
+//! module's own `no_bytes_panic` test.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use limpq_onnx::build::{float_init as init, ints, node, value_info};
+use limpq_onnx::proto::tensor_shape_proto::dimension;
+use limpq_onnx::proto::{
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+};
+use limpq_trainer::import::{import, FoldedBn, ImportOptions};
+use limpq_trainer::model::Op;
+
+fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, chw: [i64; 3], out: i64) -> ModelProto {
+    ModelProto {
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(GraphProto {
+            name: Some("hostile".into()),
+            node: nodes,
+            initializer: inits,
+            input: vec![value_info(
+                "x",
+                &[None, Some(chw[0]), Some(chw[1]), Some(chw[2])],
+            )],
+            output: vec![value_info("y", &[None, Some(out)])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn attr_i(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+/// A folded export: conv with its folded bias → ReLU → global average pool → Flatten → Gemm.
+fn folded() -> ModelProto {
+    model(
+        vec![
+            node(
+                "Conv",
+                "/layer1/layer1.0/conv1/Conv",
+                &["x", "w1", "b1"],
+                "c",
+                vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+            ),
+            node("Relu", "/relu/Relu", &["c"], "r", vec![]),
+            node("GlobalAveragePool", "/avgpool/GAP", &["r"], "p", vec![]),
+            node("Flatten", "/Flatten", &["p"], "f", vec![]),
+            node(
+                "Gemm",
+                "/fc/Gemm",
+                &["f", "fc.weight", "fc.bias"],
+                "y",
+                vec![attr_i("transB", 1)],
+            ),
+        ],
+        vec![
+            init(
+                "w1",
+                &[4, 2, 3, 3],
+                (0..72).map(|i| i as f32 * 0.01).collect(),
+            ),
+            init("b1", &[4], vec![0.1, -0.2, 0.3, -0.4]),
+            init("fc.weight", &[3, 4], vec![0.5; 12]),
+            init("fc.bias", &[3], vec![0.0; 3]),
+        ],
+        [2, 5, 5],
+        3,
+    )
+}
+
+/// Every operator the importer reads: conv → BatchNormalization → Clip(0, 6) → MaxPool →
+/// conv (biased: a re-inserted BN) → Add (the residual) → ReLU → AveragePool → Dropout →
+/// Reshape (a Constant shape) → MatMul → Add (its bias) → Identity.
+fn every_op() -> ModelProto {
+    let shape = NodeProto {
+        op_type: Some("Constant".into()),
+        name: Some("/Constant".into()),
+        output: vec!["shape".into()],
+        attribute: vec![ints("value_ints", &[0, -1])],
+        ..Default::default()
+    };
+    model(
+        vec![
+            node(
+                "Conv",
+                "/conv1/Conv",
+                &["x", "conv1.weight"],
+                "c1",
+                vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+            ),
+            node(
+                "BatchNormalization",
+                "/bn1/BatchNormalization",
+                &["c1", "bn1.weight", "bn1.bias", "bn1.mean", "bn1.var"],
+                "b1",
+                vec![],
+            ),
+            node("Clip", "/act/Clip", &["b1", "zero", "six"], "a1", vec![]),
+            node(
+                "MaxPool",
+                "/pool/MaxPool",
+                &["a1"],
+                "m1",
+                vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+            ),
+            node(
+                "Conv",
+                "/conv2/Conv",
+                &["m1", "conv2.weight", "conv2.bias"],
+                "c2",
+                vec![
+                    ints("kernel_shape", &[3, 3]),
+                    ints("pads", &[1, 1, 1, 1]),
+                    ints("strides", &[1, 1]),
+                    attr_i("group", 1),
+                ],
+            ),
+            node("Add", "/add/Add", &["c2", "m1"], "s", vec![]),
+            node("Relu", "/relu/Relu", &["s"], "r", vec![]),
+            node(
+                "AveragePool",
+                "/avg/AveragePool",
+                &["r"],
+                "v",
+                vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+            ),
+            node("Dropout", "/drop/Dropout", &["v"], "d", vec![]),
+            shape,
+            node("Reshape", "/Reshape", &["d", "shape"], "f", vec![]),
+            node("MatMul", "/fc/MatMul", &["f", "fc.weight"], "mm", vec![]),
+            node("Add", "/fc/Add", &["mm", "fc.bias"], "z", vec![]),
+            node("Identity", "/out/Identity", &["z"], "y", vec![]),
+        ],
+        vec![
+            init(
+                "conv1.weight",
+                &[4, 2, 3, 3],
+                (0..72).map(|i| i as f32 * 0.01).collect(),
+            ),
+            init("bn1.weight", &[4], vec![1.0, 0.5, 2.0, 1.5]),
+            init("bn1.bias", &[4], vec![0.0, 0.1, -0.1, 0.2]),
+            init("bn1.mean", &[4], vec![0.0; 4]),
+            init("bn1.var", &[4], vec![1.0; 4]),
+            init("zero", &[], vec![0.0]),
+            init("six", &[], vec![6.0]),
+            init(
+                "conv2.weight",
+                &[4, 4, 3, 3],
+                (0..144).map(|i| (i % 7) as f32 * 0.02 - 0.05).collect(),
+            ),
+            init("conv2.bias", &[4], vec![0.01; 4]),
+            init("fc.weight", &[16, 3], vec![0.25; 48]),
+            init("fc.bias", &[3], vec![0.0, 1.0, -1.0]),
+        ],
+        [2, 8, 8],
+        3,
+    )
+}
+
+/// xorshift64*: the cases are reproducible from their seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len())]
+    }
+}
+
+/// Integers at the edges of what the importer converts, multiplies and allocates by.
+const INTS: &[i64] = &[
+    0,
+    1,
+    2,
+    3,
+    4,
+    16,
+    -1,
+    -2,
+    (1 << 31) - 1,
+    1 << 31,
+    1 << 32,
+    1 << 40,
+    1 << 62,
+    i64::MAX,
+    i64::MIN,
+];
+
+const FLOATS: &[f32] = &[
+    0.0,
+    -0.0,
+    1.0,
+    6.0,
+    -1.0,
+    f32::NAN,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::MAX,
+    f32::MIN_POSITIVE,
+    1e-45,
+];
+
+const ATTRS: &[&str] = &[
+    "kernel_shape",
+    "strides",
+    "pads",
+    "group",
+    "dilations",
+    "auto_pad",
+    "transA",
+    "transB",
+    "alpha",
+    "beta",
+    "axis",
+    "epsilon",
+    "training_mode",
+    "ceil_mode",
+    "count_include_pad",
+    "storage_order",
+    "min",
+    "max",
+    "value",
+    "value_ints",
+    "value_floats",
+    "value_int",
+    "value_float",
+];
+
+const OPS: &[&str] = &[
+    "Conv",
+    "BatchNormalization",
+    "Relu",
+    "Clip",
+    "Add",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Reshape",
+    "Gemm",
+    "MatMul",
+    "Constant",
+    "Identity",
+    "Dropout",
+    "Sigmoid",
+    "",
+];
+
+/// Data types: float, int32, int64, double, and ones the importer refuses.
+const DTYPES: &[i32] = &[1, 6, 7, 11, 0, 10, 16, -1, 999];
+
+fn edge_dims(rng: &mut Rng) -> Vec<i64> {
+    (0..rng.below(5)).map(|_| rng.pick(INTS)).collect()
+}
+
+/// A tensor of edge dimensions and data: zero-sized with huge other dimensions, raw bytes
+/// of a length near the right one, values that are not finite.
+fn edge_tensor(rng: &mut Rng, mut t: TensorProto) -> TensorProto {
+    match rng.below(7) {
+        0 => {
+            if t.dims.is_empty() {
+                t.dims.push(1);
+            }
+            let k = rng.below(t.dims.len());
+            t.dims[k] = rng.pick(INTS);
+        }
+        1 => {
+            // Zero elements, however large the other dimensions (of the same rank, so that
+            // the operator still reads it).
+            if t.dims.is_empty() {
+                t.dims.push(1);
+            }
+            for d in t.dims.iter_mut() {
+                if rng.below(2) == 0 {
+                    *d = rng.pick(&[1 << 20, 1 << 31, 1 << 40, 1 << 62, i64::MAX]);
+                }
+            }
+            let k = rng.below(t.dims.len());
+            t.dims[k] = 0;
+            t.float_data.clear();
+            t.raw_data = None;
+        }
+        2 => {
+            let n = t.float_data.len();
+            match rng.below(4) {
+                0 => t.float_data.truncate(rng.below(n + 1)),
+                1 => t.float_data.push(rng.pick(FLOATS)),
+                2 if n > 0 => {
+                    let k = rng.below(n);
+                    t.float_data[k] = rng.pick(FLOATS);
+                }
+                _ => t.float_data.clear(),
+            }
+        }
+        3 => {
+            t.data_type = Some(rng.pick(DTYPES));
+            if rng.below(2) == 0 {
+                let n = t.float_data.len() * rng.pick(&[4usize, 8]);
+                let len = (n + rng.below(3)).saturating_sub(1);
+                t.raw_data = Some((0..len).map(|_| rng.next() as u8).collect());
+            }
+        }
+        4 => t.dims = edge_dims(rng),
+        5 => {
+            // One value (a bias broadcast over every output).
+            t.dims = vec![1];
+            t.float_data = vec![rng.pick(FLOATS)];
+            t.raw_data = None;
+        }
+        _ => {
+            t.data_location = Some(1);
+        }
+    }
+    t
+}
+
+/// One structural edit of `m`.
+fn edit(m: &mut ModelProto, rng: &mut Rng) {
+    let Some(g) = m.graph.as_mut() else {
+        return;
+    };
+    // Names that exist in the graph, for rewiring.
+    let mut names: Vec<String> = vec!["x".into(), "y".into(), String::new(), "nope".into()];
+    names.extend(g.initializer.iter().filter_map(|t| t.name.clone()));
+    names.extend(g.node.iter().flat_map(|n| n.output.iter().cloned()));
+    let nn = g.node.len();
+    match rng.below(14) {
+        0 | 1 if !g.initializer.is_empty() => {
+            let k = rng.below(g.initializer.len());
+            let t = std::mem::take(&mut g.initializer[k]);
+            g.initializer[k] = edge_tensor(rng, t);
+        }
+        2 if !g.initializer.is_empty() => {
+            let k = rng.below(g.initializer.len());
+            g.initializer[k].name = Some(names[rng.below(names.len())].clone());
+        }
+        3 | 4 if nn > 0 => {
+            let n = &mut g.node[rng.below(nn)];
+            let name = rng.pick(ATTRS);
+            n.attribute.retain(|a| a.name.as_deref() != Some(name));
+            let mut a = AttributeProto {
+                name: Some(name.into()),
+                ..Default::default()
+            };
+            match rng.below(6) {
+                0 => a.i = Some(rng.pick(INTS)),
+                1 => a.f = Some(rng.pick(FLOATS)),
+                2 => a.ints = (0..rng.below(6)).map(|_| rng.pick(INTS)).collect(),
+                3 => a.floats = (0..rng.below(4)).map(|_| rng.pick(FLOATS)).collect(),
+                4 => {
+                    a.s = Some(
+                        rng.pick(&[&b"VALID"[..], b"SAME_UPPER", b"NOTSET", b"\xff\xfe", b""])
+                            .to_vec(),
+                    )
+                }
+                _ => {
+                    let t = init("t", &[2], vec![rng.pick(FLOATS), 1.0]);
+                    a.t = Some(edge_tensor(rng, t))
+                }
+            }
+            if rng.below(4) != 0 {
+                n.attribute.push(a);
+            }
+        }
+        5 if nn > 0 => {
+            let k = rng.below(nn);
+            g.node[k].op_type = Some(rng.pick(OPS).into());
+        }
+        6 | 7 if nn > 0 => {
+            let n = &mut g.node[rng.below(nn)];
+            let name = names[rng.below(names.len())].clone();
+            match rng.below(3) {
+                0 if !n.input.is_empty() => {
+                    let k = rng.below(n.input.len());
+                    n.input.remove(k);
+                }
+                1 if !n.input.is_empty() => {
+                    let k = rng.below(n.input.len());
+                    n.input[k] = name;
+                }
+                _ => n.input.push(name),
+            }
+        }
+        8 if nn > 0 => {
+            let n = &mut g.node[rng.below(nn)];
+            let name = names[rng.below(names.len())].clone();
+            match rng.below(3) {
+                0 => n.output = vec![name],
+                1 => n.output.push(name),
+                _ => n.output.clear(),
+            }
+        }
+        9 => {
+            if let Some(vi) = g.input.first_mut() {
+                if let Some(type_proto::Value::TensorType(t)) =
+                    vi.r#type.as_mut().and_then(|t| t.value.as_mut())
+                {
+                    if let Some(s) = t.shape.as_mut() {
+                        match rng.below(4) {
+                            0 if !s.dim.is_empty() => {
+                                let k = rng.below(s.dim.len());
+                                s.dim[k].value = Some(dimension::Value::DimValue(rng.pick(INTS)));
+                            }
+                            1 if !s.dim.is_empty() => {
+                                let k = rng.below(s.dim.len());
+                                s.dim[k].value = None;
+                            }
+                            2 => {
+                                s.dim.pop();
+                            }
+                            _ => t.elem_type = Some(rng.pick(DTYPES)),
+                        }
+                    }
+                }
+            } else {
+                g.input
+                    .push(value_info("x", &[None, Some(2), Some(5), Some(5)]));
+            }
+        }
+        10 => {
+            let name = names[rng.below(names.len())].clone();
+            match rng.below(3) {
+                0 => g.output = vec![value_info(&name, &[None, Some(3)])],
+                1 => g.output.push(value_info(&name, &[None, Some(3)])),
+                _ => g.output.clear(),
+            }
+        }
+        11 if nn > 0 => {
+            let k = rng.below(nn);
+            match rng.below(3) {
+                0 => {
+                    g.node.remove(k);
+                }
+                1 => {
+                    let n = g.node[k].clone();
+                    g.node.insert(rng.below(nn + 1), n);
+                }
+                _ => g.node.swap(k, rng.below(nn)),
+            }
+        }
+        12 => {
+            m.opset_import[0].version = Some(rng.pick(&[1, 7, 10, 11, 13, 17, 21, 99, -1]));
+        }
+        _ if nn > 0 => {
+            let k = rng.below(nn);
+            g.node[k].domain = Some(rng.pick(&["", "ai.onnx", "com.microsoft"]).into());
+        }
+        _ => {}
+    }
+}
+
+/// Imports `m` in a thread under a deadline: `Some(Ok)` with the model's check, `Some(Err)`,
+/// or a failure naming the seed when it panics or does not end.
+fn import_within(m: ModelProto, opts: ImportOptions, seed: u64) -> bool {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = import(&m, &opts).map(|im| {
+            // What imports is a model whose shapes check and whose layers and tensors the
+            // rest of the tool reads.
+            im.model.analyze().expect("an imported model analyzes");
+            im.model
+                .quantizable_layers()
+                .expect("an imported model lists its layers");
+            for n in &im.model.nodes {
+                if let Op::Linear { out_features, .. }
+                | Op::Conv2d {
+                    out_channels: out_features,
+                    ..
+                } = n.op
+                {
+                    let w = im
+                        .tensors
+                        .iter()
+                        .find(|t| t.name == format!("{}.weight", n.name));
+                    assert!(
+                        out_features > 0 && w.is_some_and(|w| !w.data.is_empty()),
+                        "layer {} imported without weights",
+                        n.name
+                    );
+                }
+            }
+        });
+        let _ = tx.send(r.is_ok());
+    });
+    // Generous for a graph of a dozen nodes on a loaded 2-core machine.
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(ok) => ok,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("seed {seed}: the import did not end within 10 s")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("seed {seed}: the import panicked (its message is above)")
+        }
+    }
+}
+
+#[test]
+fn the_base_graphs_import() {
+    for m in [folded(), every_op()] {
+        let im = import(&m, &ImportOptions::default()).expect("a valid graph");
+        assert_eq!(im.model.classes, 3);
+    }
+}
+
+#[test]
+fn hostile_graphs_end_in_a_model_or_an_error() {
+    let cases: u64 = std::env::var("LIMPQ_HOSTILE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut imported = 0;
+    for seed in 0..cases {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut m = if rng.below(2) == 0 {
+            folded()
+        } else {
+            every_op()
+        };
+        for _ in 0..1 + rng.below(4) {
+            edit(&mut m, &mut rng);
+        }
+        let opts = ImportOptions {
+            folded_bn: if rng.below(2) == 0 {
+                FoldedBn::Reinsert
+            } else {
+                FoldedBn::Keep
+            },
+            ..Default::default()
+        };
+        imported += usize::from(import_within(m, opts, seed));
+    }
+    // Most edits break the graph; some must leave one that imports, or the deeper checks
+    // were never reached.
+    assert!(
+        imported as u64 > cases / 50,
+        "only {imported} of {cases} edited graphs imported"
+    );
+}
+
+/// What the shape check alone cannot see is refused at import, naming the tensor or layer:
+/// a weight with a zero dimension (it holds no values, so its other dimensions are not
+/// bounded by the file) and batch-norm tensors of another length than the channels.
+#[test]
+fn sizes_the_shapes_do_not_check_are_refused_by_name() {
+    let mut m = folded();
+    let g = m.graph.as_mut().expect("a graph");
+    g.initializer[2] = init("fc.weight", &[1 << 40, 0], vec![]);
+    g.initializer[3] = init("fc.bias", &[1], vec![0.0]);
+    let e = import(&m, &ImportOptions::default())
+        .expect_err("a zero-sized weight")
+        .to_string();
+    assert!(
+        e.contains("'fc.weight'") && e.contains("every dimension must be at least 1"),
+        "{e}"
+    );
+
+    let mut m = every_op();
+    let g = m.graph.as_mut().expect("a graph");
+    for t in &mut g.initializer {
+        if t.name.as_deref().is_some_and(|n| n.starts_with("bn1.")) {
+            t.dims = vec![3];
+            t.float_data.truncate(3);
+        }
+    }
+    let e = import(&m, &ImportOptions::default())
+        .expect_err("a batch norm of 3 values over 4 channels")
+        .to_string();
+    assert!(
+        e.contains("'bn1'") && e.contains("weight has 3 values") && e.contains("needs 4"),
+        "{e}"
+    );
+}
