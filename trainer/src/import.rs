@@ -282,6 +282,10 @@ struct Reader<'m> {
     nodes: Vec<Node>,
     tensors: Vec<NamedTensor>,
     names: HashSet<String>,
+    /// Per base name, the suffix [`Reader::unique`] tries next: names are never given back,
+    /// so every smaller suffix is taken, and a graph of many nodes of one name costs one
+    /// lookup per node instead of one per earlier namesake.
+    next_suffix: HashMap<String, usize>,
     reinserted: Vec<(String, String)>,
     /// How many nodes read each value (to fuse MatMul + Add and find folded BNs).
     consumers: HashMap<String, Vec<usize>>,
@@ -315,6 +319,7 @@ pub fn import(model: &ModelProto, opts: &ImportOptions) -> R<Imported> {
         nodes: Vec::new(),
         tensors: Vec::new(),
         names: HashSet::new(),
+        next_suffix: HashMap::new(),
         reinserted: Vec::new(),
         consumers: HashMap::new(),
         fused: HashSet::new(),
@@ -477,12 +482,17 @@ impl Reader<'_> {
         } else {
             base.to_string()
         };
-        let mut name = base.clone();
-        let mut k = 1;
+        let next = self.next_suffix.entry(base.clone()).or_insert(0);
+        let mut name = if *next == 0 {
+            base.clone()
+        } else {
+            format!("{base}_{next}")
+        };
         while self.names.contains(&name) {
-            name = format!("{base}_{k}");
-            k += 1;
+            *next += 1;
+            name = format!("{base}_{next}");
         }
+        *next += 1;
         self.names.insert(name.clone());
         name
     }
