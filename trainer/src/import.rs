@@ -1074,6 +1074,13 @@ fn analyze_loose(model: &mut Model) -> R<()> {
 /// input shape needs (an initializer of the wrong size names the layer).
 fn check_lengths(model: &Model, tensors: &[NamedTensor]) -> R<()> {
     let infos = model.analyze().map_err(|e| err(e.to_string()))?;
+    // By name: a lookup per tensor, not a walk of every tensor per layer (quadratic in a
+    // graph of many layers).
+    let lens: HashMap<&str, usize> = tensors
+        .iter()
+        .rev()
+        .map(|t| (t.name.as_str(), t.data.len()))
+        .collect();
     for (node, info) in model.nodes.iter().zip(&infos) {
         let Some(&x) = info.input_shapes.first() else {
             continue;
@@ -1094,10 +1101,7 @@ fn check_lengths(model: &Model, tensors: &[NamedTensor]) -> R<()> {
         };
         for suffix in names {
             let name = format!("{}.{suffix}", node.name);
-            let have = tensors
-                .iter()
-                .find(|t| t.name == name)
-                .map_or(0, |t| t.data.len());
+            let have = lens.get(name.as_str()).copied().unwrap_or(0);
             if have != want {
                 return Err(OnnxError {
                     node: Some((node.name.clone(), node.op.kind().to_string())),
