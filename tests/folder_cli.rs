@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{have_gpu, limpq, stderr, stdout};
-use limpq_onnx::build::{float_init, ints, node, value_info};
-use limpq_onnx::proto::{AttributeProto, GraphProto, ModelProto, OperatorSetIdProto};
+use limpq_onnx::build::{float_init, gap_fc_head, ints, model, node};
+use limpq_onnx::proto::ModelProto;
 
 /// `root/{train,val}/{bright,dark}/i.png`, `w`×`w` RGB: bright or dark noise, easy to tell.
 fn make_folder(root: &Path, train: u32, val: u32, w: u32) {
@@ -171,57 +171,33 @@ fn tiny_resnet() -> ModelProto {
             vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
         )
     };
-    ModelProto {
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(GraphProto {
-            name: Some("tiny_resnet".into()),
-            node: vec![
-                conv("conv1", "/conv1/Conv", "x", "c1"),
-                node("Relu", "/relu/Relu", &["c1"], "r1", vec![]),
-                conv("layer1.0.conv1", "/layer1/layer1.0/conv1/Conv", "r1", "c2"),
-                node("Relu", "/layer1/layer1.0/relu/Relu", &["c2"], "r2", vec![]),
-                conv("layer1.0.conv2", "/layer1/layer1.0/conv2/Conv", "r2", "c3"),
-                node("Add", "/layer1/layer1.0/Add", &["c3", "r1"], "a", vec![]),
-                node("Relu", "/layer1/layer1.0/relu_1/Relu", &["a"], "r3", vec![]),
-                node(
-                    "GlobalAveragePool",
-                    "/avgpool/GlobalAveragePool",
-                    &["r3"],
-                    "p",
-                    vec![],
-                ),
-                node("Flatten", "/Flatten", &["p"], "f", vec![]),
-                node(
-                    "Gemm",
-                    "/fc/Gemm",
-                    &["f", "fc.weight", "fc.bias"],
-                    "y",
-                    vec![AttributeProto {
-                        name: Some("transB".into()),
-                        i: Some(1),
-                        ..Default::default()
-                    }],
-                ),
-            ],
-            initializer: vec![
-                float_init("conv1.weight", &[8, 3, 3, 3], values(216, 1, 0.3)),
-                float_init("conv1.bias", &[8], values(8, 2, 0.1)),
-                float_init("layer1.0.conv1.weight", &[8, 8, 3, 3], values(576, 3, 0.15)),
-                float_init("layer1.0.conv1.bias", &[8], values(8, 4, 0.1)),
-                float_init("layer1.0.conv2.weight", &[8, 8, 3, 3], values(576, 5, 0.15)),
-                float_init("layer1.0.conv2.bias", &[8], values(8, 6, 0.1)),
-                float_init("fc.weight", &[2, 8], values(16, 7, 0.5)),
-                float_init("fc.bias", &[2], vec![0.0; 2]),
-            ],
-            input: vec![value_info("x", &[None, Some(3), Some(8), Some(8)])],
-            output: vec![value_info("y", &[None, Some(2)])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    model(
+        "tiny_resnet",
+        vec![
+            conv("conv1", "/conv1/Conv", "x", "c1"),
+            node("Relu", "/relu/Relu", &["c1"], "r1", vec![]),
+            conv("layer1.0.conv1", "/layer1/layer1.0/conv1/Conv", "r1", "c2"),
+            node("Relu", "/layer1/layer1.0/relu/Relu", &["c2"], "r2", vec![]),
+            conv("layer1.0.conv2", "/layer1/layer1.0/conv2/Conv", "r2", "c3"),
+            node("Add", "/layer1/layer1.0/Add", &["c3", "r1"], "a", vec![]),
+            node("Relu", "/layer1/layer1.0/relu_1/Relu", &["a"], "r3", vec![]),
+        ]
+        .into_iter()
+        .chain(gap_fc_head("r3"))
+        .collect(),
+        vec![
+            float_init("conv1.weight", &[8, 3, 3, 3], values(216, 1, 0.3)),
+            float_init("conv1.bias", &[8], values(8, 2, 0.1)),
+            float_init("layer1.0.conv1.weight", &[8, 8, 3, 3], values(576, 3, 0.15)),
+            float_init("layer1.0.conv1.bias", &[8], values(8, 4, 0.1)),
+            float_init("layer1.0.conv2.weight", &[8, 8, 3, 3], values(576, 5, 0.15)),
+            float_init("layer1.0.conv2.bias", &[8], values(8, 6, 0.1)),
+            float_init("fc.weight", &[2, 8], values(16, 7, 0.5)),
+            float_init("fc.bias", &[2], vec![0.0; 2]),
+        ],
+        [3, 8, 8],
+        2,
+    )
 }
 
 #[test]

@@ -1,81 +1,45 @@
-//! ONNX import on hostile graphs: seeded structural edits of two valid graphs (dimensions,
-//! data, data types, attributes, operators, wiring, the graph's input and output, the
-//! opset), each imported in a thread of its own under a deadline. Every import must end,
-//! in an error or in a model whose shapes check and whose tensors have the lengths the
-//! model needs; never in a panic, a hang or an allocation the file does not pay for.
-//!
-//! The byte-level side (every prefix of a file, every single-byte change) is the import
-//! module's own `no_bytes_panic` test.
+//! ONNX import through its public API: a folded export gets its batch norm back, broken
+//! graphs are errors naming the node, and hostile input ends in an error, never a panic or
+//! a hang: every prefix and single-byte change of a file; seeded structural edits of two
+//! valid graphs (dimensions, data, data types, attributes, operators, wiring, the graph's
+//! input and output, the opset), each imported in a thread of its own under a deadline, in
+//! an error or in a model whose shapes check and whose tensors have the lengths the model
+//! needs; and large graphs, imported in time linear in their nodes.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use limpq_onnx::build::{float_init as init, ints, node, value_info};
+use limpq_onnx::build::{float_init as init, gap_fc_head, int, ints, model, node, value_info};
 use limpq_onnx::proto::tensor_shape_proto::dimension;
-use limpq_onnx::proto::{
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-};
-use limpq_trainer::import::{import, FoldedBn, ImportOptions, Imported};
+use limpq_onnx::proto::{type_proto, AttributeProto, ModelProto, NodeProto, TensorProto};
+use limpq_solver::gen::Rng;
+use limpq_trainer::import::{import, import_bytes, FoldedBn, ImportOptions, Imported};
 use limpq_trainer::model::Op;
 
-fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, chw: [i64; 3], out: i64) -> ModelProto {
-    ModelProto {
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(GraphProto {
-            name: Some("hostile".into()),
-            node: nodes,
-            initializer: inits,
-            input: vec![value_info(
-                "x",
-                &[None, Some(chw[0]), Some(chw[1]), Some(chw[2])],
-            )],
-            output: vec![value_info("y", &[None, Some(out)])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn attr_i(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        i: Some(v),
-        ..Default::default()
-    }
-}
-
-/// A folded export: conv with its folded bias → ReLU → global average pool → Flatten → Gemm.
+/// A folded export: conv (with the folded bias) → ReLU → GAP → Flatten → Gemm.
 fn folded() -> ModelProto {
     model(
+        "tiny",
         vec![
             node(
                 "Conv",
                 "/layer1/layer1.0/conv1/Conv",
-                &["x", "w1", "b1"],
+                &["x", "onnx::Conv_1", "onnx::Conv_2"],
                 "c",
                 vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
             ),
             node("Relu", "/relu/Relu", &["c"], "r", vec![]),
-            node("GlobalAveragePool", "/avgpool/GAP", &["r"], "p", vec![]),
-            node("Flatten", "/Flatten", &["p"], "f", vec![]),
-            node(
-                "Gemm",
-                "/fc/Gemm",
-                &["f", "fc.weight", "fc.bias"],
-                "y",
-                vec![attr_i("transB", 1)],
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(gap_fc_head("r"))
+        .collect(),
         vec![
             init(
-                "w1",
+                "onnx::Conv_1",
                 &[4, 2, 3, 3],
                 (0..72).map(|i| i as f32 * 0.01).collect(),
             ),
-            init("b1", &[4], vec![0.1, -0.2, 0.3, -0.4]),
+            init("onnx::Conv_2", &[4], vec![0.1, -0.2, 0.3, -0.4]),
             init("fc.weight", &[3, 4], vec![0.5; 12]),
             init("fc.bias", &[3], vec![0.0; 3]),
         ],
@@ -96,6 +60,7 @@ fn every_op() -> ModelProto {
         ..Default::default()
     };
     model(
+        "hostile",
         vec![
             node(
                 "Conv",
@@ -128,7 +93,7 @@ fn every_op() -> ModelProto {
                     ints("kernel_shape", &[3, 3]),
                     ints("pads", &[1, 1, 1, 1]),
                     ints("strides", &[1, 1]),
-                    attr_i("group", 1),
+                    int("group", 1),
                 ],
             ),
             node("Add", "/add/Add", &["c2", "m1"], "s", vec![]),
@@ -173,22 +138,82 @@ fn every_op() -> ModelProto {
     )
 }
 
-/// xorshift64*: the cases are reproducible from their seed.
-struct Rng(u64);
+#[test]
+fn a_folded_export_gets_its_bn_back() {
+    let m = import(&folded(), &ImportOptions::default()).unwrap();
+    let names: Vec<&str> = m.model.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "layer1.0.conv1",
+            "layer1.0.bn1",
+            "relu",
+            "avgpool",
+            "flatten",
+            "fc"
+        ]
+    );
+    assert_eq!((m.model.input, m.model.classes), ((2, 5, 5), 3));
+    let t = |n: &str| &m.tensors.iter().find(|t| t.name == n).unwrap().data;
+    assert_eq!(t("layer1.0.bn1.bias"), &vec![0.1, -0.2, 0.3, -0.4]);
+    assert!(m.tensors.iter().all(|t| t.name != "layer1.0.conv1.bias"));
+    let keep = ImportOptions {
+        folded_bn: FoldedBn::Keep,
+        ..Default::default()
+    };
+    let m = import(&folded(), &keep).unwrap();
+    assert!(m.model.nodes.iter().all(|n| n.op != Op::BatchNorm));
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+#[test]
+fn bad_graphs_are_named_errors() {
+    let mut g = folded();
+    g.graph.as_mut().unwrap().node[1].op_type = Some("Sigmoid".into());
+    let e = import(&g, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'/relu/Relu' (Sigmoid)") && e.contains("supported: Conv"),
+        "{e}"
+    );
+    let mut g = folded();
+    g.graph.as_mut().unwrap().initializer[2].float_data.pop();
+    let e = import(&g, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fc.weight") && e.contains("11 values"), "{e}");
+    let mut g = folded();
+    g.opset_import[0].version = Some(99);
+    let e = import(&g, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("opset 99"), "{e}");
+}
+
+/// Every prefix of a valid file, and every single-byte change, is an error or a model,
+/// never a panic.
+#[test]
+fn no_bytes_panic() {
+    let bytes = limpq_onnx::write_model(&folded());
+    for len in 0..bytes.len() {
+        let _ = import_bytes(&bytes[..len], &ImportOptions::default());
     }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+    for i in 0..bytes.len() {
+        for v in [0u8, 1, 0x7f, 0xff] {
+            let mut b = bytes.clone();
+            b[i] = v;
+            let _ = import_bytes(&b, &ImportOptions::default());
+        }
     }
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len())]
-    }
+}
+
+/// An index below `n` (0 for an empty list).
+fn below(rng: &mut Rng, n: usize) -> usize {
+    rng.range(0, n.max(1) as u64 - 1) as usize
+}
+
+fn pick<T: Copy>(rng: &mut Rng, from: &[T]) -> T {
+    from[below(rng, from.len())]
 }
 
 /// Integers at the edges of what the importer converts, multiplies and allocates by.
@@ -274,19 +299,19 @@ const OPS: &[&str] = &[
 const DTYPES: &[i32] = &[1, 6, 7, 11, 0, 10, 16, -1, 999];
 
 fn edge_dims(rng: &mut Rng) -> Vec<i64> {
-    (0..rng.below(5)).map(|_| rng.pick(INTS)).collect()
+    (0..below(rng, 5)).map(|_| pick(rng, INTS)).collect()
 }
 
 /// A tensor of edge dimensions and data: zero-sized with huge other dimensions, raw bytes
 /// of a length near the right one, values that are not finite.
 fn edge_tensor(rng: &mut Rng, mut t: TensorProto) -> TensorProto {
-    match rng.below(7) {
+    match below(rng, 7) {
         0 => {
             if t.dims.is_empty() {
                 t.dims.push(1);
             }
-            let k = rng.below(t.dims.len());
-            t.dims[k] = rng.pick(INTS);
+            let k = below(rng, t.dims.len());
+            t.dims[k] = pick(rng, INTS);
         }
         1 => {
             // Zero elements, however large the other dimensions (of the same rank, so that
@@ -295,40 +320,40 @@ fn edge_tensor(rng: &mut Rng, mut t: TensorProto) -> TensorProto {
                 t.dims.push(1);
             }
             for d in t.dims.iter_mut() {
-                if rng.below(2) == 0 {
-                    *d = rng.pick(&[1 << 20, 1 << 31, 1 << 40, 1 << 62, i64::MAX]);
+                if below(rng, 2) == 0 {
+                    *d = pick(rng, &[1 << 20, 1 << 31, 1 << 40, 1 << 62, i64::MAX]);
                 }
             }
-            let k = rng.below(t.dims.len());
+            let k = below(rng, t.dims.len());
             t.dims[k] = 0;
             t.float_data.clear();
             t.raw_data = None;
         }
         2 => {
             let n = t.float_data.len();
-            match rng.below(4) {
-                0 => t.float_data.truncate(rng.below(n + 1)),
-                1 => t.float_data.push(rng.pick(FLOATS)),
+            match below(rng, 4) {
+                0 => t.float_data.truncate(below(rng, n + 1)),
+                1 => t.float_data.push(pick(rng, FLOATS)),
                 2 if n > 0 => {
-                    let k = rng.below(n);
-                    t.float_data[k] = rng.pick(FLOATS);
+                    let k = below(rng, n);
+                    t.float_data[k] = pick(rng, FLOATS);
                 }
                 _ => t.float_data.clear(),
             }
         }
         3 => {
-            t.data_type = Some(rng.pick(DTYPES));
-            if rng.below(2) == 0 {
-                let n = t.float_data.len() * rng.pick(&[4usize, 8]);
-                let len = (n + rng.below(3)).saturating_sub(1);
-                t.raw_data = Some((0..len).map(|_| rng.next() as u8).collect());
+            t.data_type = Some(pick(rng, DTYPES));
+            if below(rng, 2) == 0 {
+                let n = t.float_data.len() * pick(rng, &[4usize, 8]);
+                let len = (n + below(rng, 3)).saturating_sub(1);
+                t.raw_data = Some((0..len).map(|_| rng.next_u64() as u8).collect());
             }
         }
         4 => t.dims = edge_dims(rng),
         5 => {
             // One value (a bias broadcast over every output).
             t.dims = vec![1];
-            t.float_data = vec![rng.pick(FLOATS)];
+            t.float_data = vec![pick(rng, FLOATS)];
             t.raw_data = None;
         }
         _ => {
@@ -348,67 +373,70 @@ fn edit(m: &mut ModelProto, rng: &mut Rng) {
     names.extend(g.initializer.iter().filter_map(|t| t.name.clone()));
     names.extend(g.node.iter().flat_map(|n| n.output.iter().cloned()));
     let nn = g.node.len();
-    match rng.below(14) {
+    match below(rng, 14) {
         0 | 1 if !g.initializer.is_empty() => {
-            let k = rng.below(g.initializer.len());
+            let k = below(rng, g.initializer.len());
             let t = std::mem::take(&mut g.initializer[k]);
             g.initializer[k] = edge_tensor(rng, t);
         }
         2 if !g.initializer.is_empty() => {
-            let k = rng.below(g.initializer.len());
-            g.initializer[k].name = Some(names[rng.below(names.len())].clone());
+            let k = below(rng, g.initializer.len());
+            g.initializer[k].name = Some(names[below(rng, names.len())].clone());
         }
         3 | 4 if nn > 0 => {
-            let n = &mut g.node[rng.below(nn)];
-            let name = rng.pick(ATTRS);
+            let n = &mut g.node[below(rng, nn)];
+            let name = pick(rng, ATTRS);
             n.attribute.retain(|a| a.name.as_deref() != Some(name));
             let mut a = AttributeProto {
                 name: Some(name.into()),
                 ..Default::default()
             };
-            match rng.below(6) {
-                0 => a.i = Some(rng.pick(INTS)),
-                1 => a.f = Some(rng.pick(FLOATS)),
-                2 => a.ints = (0..rng.below(6)).map(|_| rng.pick(INTS)).collect(),
-                3 => a.floats = (0..rng.below(4)).map(|_| rng.pick(FLOATS)).collect(),
+            match below(rng, 6) {
+                0 => a.i = Some(pick(rng, INTS)),
+                1 => a.f = Some(pick(rng, FLOATS)),
+                2 => a.ints = (0..below(rng, 6)).map(|_| pick(rng, INTS)).collect(),
+                3 => a.floats = (0..below(rng, 4)).map(|_| pick(rng, FLOATS)).collect(),
                 4 => {
                     a.s = Some(
-                        rng.pick(&[&b"VALID"[..], b"SAME_UPPER", b"NOTSET", b"\xff\xfe", b""])
-                            .to_vec(),
+                        pick(
+                            rng,
+                            &[&b"VALID"[..], b"SAME_UPPER", b"NOTSET", b"\xff\xfe", b""],
+                        )
+                        .to_vec(),
                     )
                 }
                 _ => {
-                    let t = init("t", &[2], vec![rng.pick(FLOATS), 1.0]);
+                    let t = init("t", &[2], vec![pick(rng, FLOATS), 1.0]);
                     a.t = Some(edge_tensor(rng, t))
                 }
             }
-            if rng.below(4) != 0 {
+            if below(rng, 4) != 0 {
                 n.attribute.push(a);
             }
         }
         5 if nn > 0 => {
-            let k = rng.below(nn);
-            g.node[k].op_type = Some(rng.pick(OPS).into());
+            let k = below(rng, nn);
+            g.node[k].op_type = Some(pick(rng, OPS).into());
         }
         6 | 7 if nn > 0 => {
-            let n = &mut g.node[rng.below(nn)];
-            let name = names[rng.below(names.len())].clone();
-            match rng.below(3) {
+            let n = &mut g.node[below(rng, nn)];
+            let name = names[below(rng, names.len())].clone();
+            match below(rng, 3) {
                 0 if !n.input.is_empty() => {
-                    let k = rng.below(n.input.len());
+                    let k = below(rng, n.input.len());
                     n.input.remove(k);
                 }
                 1 if !n.input.is_empty() => {
-                    let k = rng.below(n.input.len());
+                    let k = below(rng, n.input.len());
                     n.input[k] = name;
                 }
                 _ => n.input.push(name),
             }
         }
         8 if nn > 0 => {
-            let n = &mut g.node[rng.below(nn)];
-            let name = names[rng.below(names.len())].clone();
-            match rng.below(3) {
+            let n = &mut g.node[below(rng, nn)];
+            let name = names[below(rng, names.len())].clone();
+            match below(rng, 3) {
                 0 => n.output = vec![name],
                 1 => n.output.push(name),
                 _ => n.output.clear(),
@@ -420,19 +448,19 @@ fn edit(m: &mut ModelProto, rng: &mut Rng) {
                     vi.r#type.as_mut().and_then(|t| t.value.as_mut())
                 {
                     if let Some(s) = t.shape.as_mut() {
-                        match rng.below(4) {
+                        match below(rng, 4) {
                             0 if !s.dim.is_empty() => {
-                                let k = rng.below(s.dim.len());
-                                s.dim[k].value = Some(dimension::Value::DimValue(rng.pick(INTS)));
+                                let k = below(rng, s.dim.len());
+                                s.dim[k].value = Some(dimension::Value::DimValue(pick(rng, INTS)));
                             }
                             1 if !s.dim.is_empty() => {
-                                let k = rng.below(s.dim.len());
+                                let k = below(rng, s.dim.len());
                                 s.dim[k].value = None;
                             }
                             2 => {
                                 s.dim.pop();
                             }
-                            _ => t.elem_type = Some(rng.pick(DTYPES)),
+                            _ => t.elem_type = Some(pick(rng, DTYPES)),
                         }
                     }
                 }
@@ -442,32 +470,32 @@ fn edit(m: &mut ModelProto, rng: &mut Rng) {
             }
         }
         10 => {
-            let name = names[rng.below(names.len())].clone();
-            match rng.below(3) {
+            let name = names[below(rng, names.len())].clone();
+            match below(rng, 3) {
                 0 => g.output = vec![value_info(&name, &[None, Some(3)])],
                 1 => g.output.push(value_info(&name, &[None, Some(3)])),
                 _ => g.output.clear(),
             }
         }
         11 if nn > 0 => {
-            let k = rng.below(nn);
-            match rng.below(3) {
+            let k = below(rng, nn);
+            match below(rng, 3) {
                 0 => {
                     g.node.remove(k);
                 }
                 1 => {
                     let n = g.node[k].clone();
-                    g.node.insert(rng.below(nn + 1), n);
+                    g.node.insert(below(rng, nn + 1), n);
                 }
-                _ => g.node.swap(k, rng.below(nn)),
+                _ => g.node.swap(k, below(rng, nn)),
             }
         }
         12 => {
-            m.opset_import[0].version = Some(rng.pick(&[1, 7, 10, 11, 13, 17, 21, 99, -1]));
+            m.opset_import[0].version = Some(pick(rng, &[1, 7, 10, 11, 13, 17, 21, 99, -1]));
         }
         _ if nn > 0 => {
-            let k = rng.below(nn);
-            g.node[k].domain = Some(rng.pick(&["", "ai.onnx", "com.microsoft"]).into());
+            let k = below(rng, nn);
+            g.node[k].domain = Some(pick(rng, &["", "ai.onnx", "com.microsoft"]).into());
         }
         _ => {}
     }
@@ -538,17 +566,17 @@ fn hostile_graphs_end_in_a_model_or_an_error() {
         .unwrap_or(20_000);
     let mut imported = 0;
     for seed in 0..cases {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        let mut m = if rng.below(2) == 0 {
+        let mut rng = Rng(seed);
+        let mut m = if below(&mut rng, 2) == 0 {
             folded()
         } else {
             every_op()
         };
-        for _ in 0..1 + rng.below(4) {
+        for _ in 0..1 + below(&mut rng, 4) {
             edit(&mut m, &mut rng);
         }
         let opts = ImportOptions {
-            folded_bn: if rng.below(2) == 0 {
+            folded_bn: if below(&mut rng, 2) == 0 {
                 FoldedBn::Reinsert
             } else {
                 FoldedBn::Keep
@@ -614,7 +642,13 @@ fn large_graphs_import_within_the_deadline() {
     }
     let last = format!("f{n}");
     nodes.push(node("MatMul", "/fc/MatMul", &[&last, "w"], "y", vec![]));
-    let m = model(nodes, vec![init("w", &[4, 2], vec![0.5; 8])], [1, 2, 2], 2);
+    let m = model(
+        "namesakes",
+        nodes,
+        vec![init("w", &[4, 2], vec![0.5; 8])],
+        [1, 2, 2],
+        2,
+    );
     let im = import_within(m, ImportOptions::default(), "100,000 ReLUs of one name")
         .expect("a valid graph");
     let names: Vec<&str> = im.model.nodes.iter().map(|n| n.name.as_str()).collect();
@@ -640,7 +674,7 @@ fn large_graphs_import_within_the_deadline() {
     nodes.push(node("Flatten", "/Flatten", &[&last], "f", vec![]));
     nodes.push(node("MatMul", "/fc/MatMul", &["f", "w"], "y", vec![]));
     inits.push(init("w", &[1, 2], vec![0.5; 2]));
-    let m = model(nodes, inits, [1, 1, 1], 2);
+    let m = model("convs", nodes, inits, [1, 1, 1], 2);
     let im = import_within(m, ImportOptions::default(), "150,000 convs").expect("a valid graph");
     assert_eq!(im.model.nodes.len(), n + 2);
     assert_eq!(im.tensors.len(), n + 1);
