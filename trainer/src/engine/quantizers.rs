@@ -29,7 +29,9 @@
 //!   training submission clears them first. So several passes in one submission sum.
 //! - Step sizes are clamped to `[1e-5, 1]` by the kernels when used.
 
-use limpq_solver::Policy;
+use std::collections::{HashMap, HashSet};
+
+use limpq_solver::{LayerBits, Policy};
 
 use super::build::Builder;
 use super::ops::{at, Step};
@@ -91,9 +93,15 @@ impl QuantSpec {
     /// One variant per layer at a policy's bits. Every searchable layer must be in the
     /// policy; a fixed layer missing from it stays at [`FIXED_BITS`].
     pub fn policy(model: &Model, policy: &Policy) -> Result<QuantSpec, EngineError> {
+        // By name, the first of a name as a search would find it: one lookup per layer and
+        // per policy entry, not a walk of the other list (quadratic in a large model).
+        let mut by_name: HashMap<&str, &LayerBits> = HashMap::new();
+        for p in &policy.layers {
+            by_name.entry(p.name.as_str()).or_insert(p);
+        }
         let mut layers = Vec::new();
         for l in model.quantizable_layers()? {
-            let found = policy.layers.iter().find(|p| p.name == l.name);
+            let found = by_name.get(l.name.as_str()).copied();
             let v = match (found, l.fixed) {
                 (Some(p), _) => (p.weight, p.act),
                 (None, true) => FIXED_BITS,
@@ -107,8 +115,9 @@ impl QuantSpec {
             check_bits(&[v.0, v.1])?;
             layers.push((l.name, vec![v]));
         }
+        let known: HashSet<&str> = layers.iter().map(|(n, _)| n.as_str()).collect();
         for p in &policy.layers {
-            if !layers.iter().any(|(n, _)| *n == p.name) {
+            if !known.contains(p.name.as_str()) {
                 return Err(EngineError::Input(format!(
                     "policy layer '{}' is not a conv/linear layer of model '{}'",
                     p.name, model.name
@@ -735,5 +744,72 @@ impl<'g> Network<'g> {
             self.tensors[a].write_f32(self.gpu, &steps[li].1)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(layers: &[(&str, u32, u32)]) -> Policy {
+        Policy {
+            model: "small_cnn".into(),
+            layers: layers
+                .iter()
+                .map(|&(n, w, a)| LayerBits {
+                    name: n.into(),
+                    weight: w,
+                    act: a,
+                })
+                .collect(),
+            objective: 0.0,
+            bitops: 0,
+            weight_bits_total: 0,
+            optimal: true,
+            bitops_budget: None,
+            size_budget_bits: None,
+        }
+    }
+
+    /// A policy's layers are matched to the model's by name: each searchable layer must be
+    /// there, a fixed one missing stays at the fixed bits, and a name the model lacks is
+    /// refused; of two entries of one name, the first counts.
+    #[test]
+    fn a_policy_is_matched_to_the_layers_by_name() {
+        let model = crate::model::small_cnn();
+        let layers = model.quantizable_layers().expect("a valid model");
+        let searched: Vec<&str> = layers
+            .iter()
+            .filter(|l| !l.fixed)
+            .map(|l| l.name.as_str())
+            .collect();
+        assert!(searched.len() >= 2 && layers.iter().any(|l| l.fixed));
+        let mut entries: Vec<(&str, u32, u32)> = searched
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, 2 + i as u32 % 3, 3))
+            .collect();
+        // Listed in reverse, with a second entry for the first layer that must not count.
+        entries.reverse();
+        entries.push((searched[0], 8, 8));
+        let spec = QuantSpec::policy(&model, &policy(&entries)).expect("every layer is there");
+        for (l, (name, variants)) in layers.iter().zip(&spec.layers) {
+            assert_eq!(&l.name, name);
+            let want = match searched.iter().position(|&n| n == l.name) {
+                Some(i) => (2 + i as u32 % 3, 3),
+                None => FIXED_BITS,
+            };
+            assert_eq!(variants, &vec![want], "layer {name}");
+        }
+
+        let e = QuantSpec::policy(&model, &policy(&entries[1..])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("has no layer '{}'", searched[searched.len() - 1])),
+            "{e}"
+        );
+        entries.push(("nope", 4, 4));
+        let e = QuantSpec::policy(&model, &policy(&entries)).unwrap_err();
+        assert!(e.to_string().contains("policy layer 'nope'"), "{e}");
     }
 }
