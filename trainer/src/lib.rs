@@ -42,3 +42,31 @@ pub mod shapes;
 pub mod train;
 #[cfg(feature = "gpu")]
 pub mod weights;
+
+/// What several modules' unit tests build alike.
+#[cfg(all(test, feature = "gpu"))]
+pub(crate) mod test_support {
+    use limpq_solver::{LayerBits, Policy};
+
+    /// A policy of `model` at `(layer, weight bits, act bits)`, its summary figures zero:
+    /// for tests that read only the bits.
+    pub(crate) fn policy(model: &str, layers: &[(&str, u32, u32)]) -> Policy {
+        Policy {
+            model: model.into(),
+            layers: layers
+                .iter()
+                .map(|&(n, w, a)| LayerBits {
+                    name: n.into(),
+                    weight: w,
+                    act: a,
+                })
+                .collect(),
+            objective: 0.0,
+            bitops: 0,
+            weight_bits_total: 0,
+            optimal: true,
+            bitops_budget: None,
+            size_budget_bits: None,
+        }
+    }
+}

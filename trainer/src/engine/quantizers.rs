@@ -752,23 +752,7 @@ mod tests {
     use super::*;
 
     fn policy(layers: &[(&str, u32, u32)]) -> Policy {
-        Policy {
-            model: "small_cnn".into(),
-            layers: layers
-                .iter()
-                .map(|&(n, w, a)| LayerBits {
-                    name: n.into(),
-                    weight: w,
-                    act: a,
-                })
-                .collect(),
-            objective: 0.0,
-            bitops: 0,
-            weight_bits_total: 0,
-            optimal: true,
-            bitops_budget: None,
-            size_budget_bits: None,
-        }
+        crate::test_support::policy("small_cnn", layers)
     }
 
     /// A policy's layers are matched to the model's by name: each searchable layer must be

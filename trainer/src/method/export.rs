@@ -833,7 +833,6 @@ mod tests {
     use super::*;
     use crate::checkpoint::{NamedTensor, TensorKind};
     use crate::reference::lsq::lsq_quantize_forward;
-    use limpq_solver::LayerBits;
 
     fn model() -> Model {
         let text = r#"Model(name: "tiny", input: (1, 6, 6), classes: 3, nodes: [
@@ -893,22 +892,8 @@ mod tests {
         }
     }
 
-    fn policy(mid: (u32, u32)) -> Policy {
-        let l = |n: &str, (w, a): (u32, u32)| LayerBits {
-            name: n.into(),
-            weight: w,
-            act: a,
-        };
-        Policy {
-            model: "tiny".into(),
-            layers: vec![l("stem", (8, 8)), l("mid", mid), l("fc", (8, 8))],
-            objective: 0.0,
-            bitops: 0,
-            weight_bits_total: 0,
-            optimal: true,
-            bitops_budget: None,
-            size_budget_bits: None,
-        }
+    fn policy((w, a): (u32, u32)) -> Policy {
+        crate::test_support::policy("tiny", &[("stem", 8, 8), ("mid", w, a), ("fc", 8, 8)])
     }
 
     fn init<'a>(m: &'a ModelProto, name: &str) -> &'a TensorProto {

@@ -316,26 +316,9 @@ fn container_width(v: &serde_json::Value) -> u32 {
 mod tests {
     use super::*;
     use limpq_onnx::proto::{GraphProto, NodeProto, ValueInfoProto};
-    use limpq_solver::LayerBits;
 
     fn policy(layers: &[(&str, u32, u32)]) -> Policy {
-        Policy {
-            model: "imported".into(),
-            layers: layers
-                .iter()
-                .map(|&(n, w, a)| LayerBits {
-                    name: n.into(),
-                    weight: w,
-                    act: a,
-                })
-                .collect(),
-            objective: 0.0,
-            bitops: 0,
-            weight_bits_total: 0,
-            optimal: true,
-            bitops_budget: None,
-            size_budget_bits: None,
-        }
+        crate::test_support::policy("imported", layers)
     }
 
     fn n(op: &str, name: &str, inputs: &[&str], out: &str) -> NodeProto {
