@@ -30,7 +30,7 @@ use limpq_onnx::proto::{
 
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::kernels::norm::BN_EPS;
-use crate::model::{Model, Node, Op, INPUT};
+use crate::model::{Model, Node, NodeInfo, Op, INPUT};
 
 /// Lowest and highest opset of the default domain read.
 pub const MIN_OPSET: i64 = 7;
@@ -1033,8 +1033,8 @@ impl Reader<'_> {
             nodes: self.nodes,
         };
         // The classes are the last node's output channels; analyze checks every shape.
-        analyze_loose(&mut model)?;
-        check_lengths(&model, &self.tensors)?;
+        let infos = analyze_loose(&mut model)?;
+        check_lengths(&model, &infos, &self.tensors)?;
         Ok(Imported {
             model,
             tensors: self.tensors,
@@ -1044,8 +1044,9 @@ impl Reader<'_> {
     }
 }
 
-/// Runs the model's shape check with `classes` set from the last node's output.
-fn analyze_loose(model: &mut Model) -> R<()> {
+/// Runs the model's shape check with `classes` set from the last node's output; the
+/// nodes' shapes, for [`check_lengths`].
+fn analyze_loose(model: &mut Model) -> R<Vec<NodeInfo>> {
     let infos = crate::model::analyze_graph(model).map_err(|e| {
         err(format!(
             "{}{}{}",
@@ -1066,14 +1067,13 @@ fn analyze_loose(model: &mut Model) -> R<()> {
         )));
     }
     model.classes = last.c;
-    model.analyze().map_err(|e| err(e.to_string()))?;
-    Ok(())
+    model.analyze().map_err(|e| err(e.to_string()))
 }
 
 /// Every conv and linear weight, and every batch norm's four tensors, has the length its
-/// input shape needs (an initializer of the wrong size names the layer).
-fn check_lengths(model: &Model, tensors: &[NamedTensor]) -> R<()> {
-    let infos = model.analyze().map_err(|e| err(e.to_string()))?;
+/// input shape (`infos`, the model's analysis) needs (an initializer of the wrong size
+/// names the layer).
+fn check_lengths(model: &Model, infos: &[NodeInfo], tensors: &[NamedTensor]) -> R<()> {
     // By name: a lookup per tensor, not a walk of every tensor per layer (quadratic in a
     // graph of many layers).
     let lens: HashMap<&str, usize> = tensors
@@ -1081,7 +1081,7 @@ fn check_lengths(model: &Model, tensors: &[NamedTensor]) -> R<()> {
         .rev()
         .map(|t| (t.name.as_str(), t.data.len()))
         .collect();
-    for (node, info) in model.nodes.iter().zip(&infos) {
+    for (node, info) in model.nodes.iter().zip(infos) {
         let Some(&x) = info.input_shapes.first() else {
             continue;
         };
