@@ -31,7 +31,7 @@ const MAX_HEADER: usize = 64 << 20;
 pub const MAX_FILE: u64 = 16 << 30;
 
 /// What a stored tensor is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TensorKind {
     /// A trained parameter (conv/linear weight or bias, BN gamma/beta).
     Param,

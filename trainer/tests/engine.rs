@@ -7,7 +7,7 @@
 mod common;
 
 use common::gpu_or_skip;
-use limpq_trainer::checkpoint::{Checkpoint, TensorKind};
+use limpq_trainer::checkpoint::{Checkpoint, NamedTensor, TensorKind};
 use limpq_trainer::engine::{Network, NetworkConfig, ParamKind};
 use limpq_trainer::model::{Model, Node, Op};
 use limpq_trainer::reference::net::{PoolKind, SmallNet, SmallNetConfig};
@@ -362,6 +362,31 @@ fn checkpoint_round_trip_restores_the_network() {
     a.train_step(&x, &y, 0.1).unwrap();
     b.train_step(&x, &y, 0.1).unwrap();
     assert_eq!(a.read_params().unwrap(), b.read_params().unwrap());
+    // A tensor is found by kind and name, and the first of namesakes is the one loaded:
+    // later copies with other values, under the same or another kind, change nothing.
+    let mut dup = Checkpoint {
+        tensors: a.export_state().unwrap(),
+        ..back.clone()
+    };
+    let fc = dup
+        .tensors
+        .iter()
+        .find(|t| t.name == "fc.bias")
+        .unwrap()
+        .clone();
+    for kind in [TensorKind::Param, TensorKind::RunningStat] {
+        dup.tensors.push(NamedTensor {
+            kind,
+            data: vec![f32::NAN; fc.data.len()],
+            ..fc.clone()
+        });
+    }
+    let mut c = Network::new(gpu, &model, *a.config()).unwrap();
+    c.import_state(&dup.tensors, true).unwrap();
+    assert_eq!(a.eval_logits(&x).unwrap(), c.eval_logits(&x).unwrap());
+    let mut d = Network::new(gpu, &model, *a.config()).unwrap();
+    d.import_state_lenient(&dup.tensors).unwrap();
+    assert_eq!(a.eval_logits(&x).unwrap(), d.eval_logits(&x).unwrap());
     // A checkpoint of another model is refused with the tensor named.
     let mut other = back.clone();
     other.tensors.retain(|t| t.name != "fc.bias");

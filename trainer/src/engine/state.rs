@@ -6,6 +6,18 @@ use super::{EngineError, LayerSteps, Network, ParamKind};
 use crate::checkpoint::{NamedTensor, TensorKind};
 use crate::kernels::norm::BN_EPS;
 use crate::kernels::Recorder;
+use std::collections::HashMap;
+
+/// A checkpoint's tensors by kind and name, the first of each (kind, name) as a linear
+/// search would find it: one map instead of a search of every tensor per parameter, which
+/// grew with the square of a model's layers.
+fn by_name(tensors: &[NamedTensor]) -> HashMap<(TensorKind, &str), &NamedTensor> {
+    let mut map = HashMap::with_capacity(tensors.len());
+    for t in tensors {
+        map.entry((t.kind, t.name.as_str())).or_insert(t);
+    }
+    map
+}
 
 impl<'g> Network<'g> {
     pub(super) fn read_many(&self, ids: &[usize]) -> Result<Vec<Vec<f32>>, EngineError> {
@@ -150,9 +162,8 @@ impl<'g> Network<'g> {
         tensors: &[NamedTensor],
         with_momentum: bool,
     ) -> Result<(), EngineError> {
-        let find = |name: &str, kind: TensorKind| {
-            tensors.iter().find(|t| t.kind == kind && t.name == name)
-        };
+        let map = by_name(tensors);
+        let find = |name: &str, kind: TensorKind| map.get(&(kind, name)).copied();
         let mut writes: Vec<(usize, String, &[f32])> = Vec::new();
         let zeros: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.info.len]).collect();
         for (p, z) in self.params.iter().zip(&zeros) {
@@ -190,14 +201,13 @@ impl<'g> Network<'g> {
         tensors: &[NamedTensor],
     ) -> Result<Vec<String>, EngineError> {
         let mut left = Vec::new();
+        let map = by_name(tensors);
         let find = |name: &str, kind: TensorKind| -> Option<&NamedTensor> {
-            tensors
-                .iter()
-                .find(|t| t.kind == kind && t.name == name)
-                .or_else(|| {
-                    let base = strip_set(name)?;
-                    tensors.iter().find(|t| t.kind == kind && t.name == base)
-                })
+            if let Some(t) = map.get(&(kind, name)) {
+                return Some(t);
+            }
+            let base = strip_set(name)?;
+            map.get(&(kind, base.as_str())).copied()
         };
         let mut writes: Vec<(usize, String, &[f32])> = Vec::new();
         let zeros: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.info.len]).collect();
