@@ -20,6 +20,8 @@
 //! `limpq export --onnx`, and of a model imported with `limpq import-onnx`, which keeps
 //! the graph's names.
 
+use std::collections::{HashMap, HashSet};
+
 use limpq_onnx::proto::ModelProto;
 use limpq_solver::Policy;
 use serde::Serialize;
@@ -106,7 +108,7 @@ pub fn find_layers(policy: &Policy, model: &ModelProto) -> Result<Vec<LayerTenso
         .graph
         .as_ref()
         .ok_or_else(|| MethodError::Config("the ONNX model has no graph".into()))?;
-    let inputs: Vec<&str> = graph
+    let inputs: HashSet<&str> = graph
         .input
         .iter()
         .filter_map(|v| v.name.as_deref())
@@ -116,20 +118,30 @@ pub fn find_layers(policy: &Policy, model: &ModelProto) -> Result<Vec<LayerTenso
         .iter()
         .filter(|n| matches!(n.op_type.as_deref(), Some("Conv" | "Gemm" | "MatMul")))
         .collect();
+    // The three ways a layer is found, each a map to the first node (in graph order) it
+    // matches, made once: a search of the nodes per layer grew with the square of the
+    // model's size.
+    let (mut by_name, mut by_scope, mut by_weight) =
+        (HashMap::new(), HashMap::new(), HashMap::new());
+    for &n in &layers {
+        if let Some(name) = n.name.as_deref() {
+            by_name.entry(name).or_insert(n);
+            if let Some(scope) = torch_scope_layer(name) {
+                by_scope.entry(scope).or_insert(n);
+            }
+        }
+        if let Some(w) = n.input.get(1) {
+            by_weight.entry(w.as_str()).or_insert(n);
+        }
+    }
     let mut out = Vec::new();
     for l in &policy.layers {
         let weight = format!("{}.weight", l.name);
-        let by = |f: &dyn Fn(&limpq_onnx::proto::NodeProto) -> bool| {
-            layers.iter().find(|n| f(n)).copied()
-        };
-        let found = by(&|n| n.name.as_deref() == Some(l.name.as_str()))
-            .or_else(|| {
-                by(&|n| {
-                    n.name.as_deref().and_then(torch_scope_layer).as_deref()
-                        == Some(l.name.as_str())
-                })
-            })
-            .or_else(|| by(&|n| n.input.get(1) == Some(&weight)));
+        let found = by_name
+            .get(l.name.as_str())
+            .or_else(|| by_scope.get(&l.name))
+            .or_else(|| by_weight.get(weight.as_str()))
+            .copied();
         let Some(n) = found else {
             let names: Vec<&str> = layers
                 .iter()
@@ -419,6 +431,64 @@ mod tests {
         assert_eq!(o["f"][0]["quant_type"], "QUInt8");
         // Four weights, three activation tensors (one read twice).
         assert_eq!(o.as_object().unwrap().len(), 7);
+    }
+
+    fn graph(node: Vec<NodeProto>) -> ModelProto {
+        ModelProto {
+            graph: Some(GraphProto {
+                node,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A layer is the first node named as it, else the first of its scope path, else the
+    /// first reading its `.weight`, whatever comes earlier in the graph.
+    #[test]
+    fn a_layer_is_found_by_name_then_scope_then_weight_first_node_first() {
+        let m = graph(vec![
+            n("Conv", "/a/Conv", &["x", "b.weight"], "o0"),
+            n("Conv", "a", &["x", "w1"], "o1"),
+            n("Conv", "/b/Conv", &["x", "w2"], "o2"),
+            n("Conv", "a", &["x", "w3"], "o3"),
+            n("Conv", "c1", &["x", "c.weight"], "o4"),
+            n("Conv", "/b/Conv", &["x", "w5"], "o5"),
+            n("Conv", "c2", &["x", "c.weight"], "o6"),
+        ]);
+        let found = find_layers(&policy(&[("a", 4, 4), ("b", 4, 4), ("c", 4, 4)]), &m).unwrap();
+        let weights: Vec<&str> = found.iter().map(|t| t.weight.as_str()).collect();
+        assert_eq!(weights, ["w1", "w2", "c.weight"]);
+        assert_eq!(found[2].node, "c1");
+    }
+
+    /// Policies and graphs of many layers are matched in time linear in their size: a
+    /// policy of 100,000 layers, in the reverse order of the graph's, found by scope path
+    /// and by weight name, within a deadline.
+    #[test]
+    fn large_policies_are_matched_within_a_deadline() {
+        let k = 100_000;
+        let nodes: Vec<NodeProto> = (0..k)
+            .map(|i| {
+                let (name, weight) = if i % 2 == 0 {
+                    (format!("/l{i}/Conv"), format!("w{i}"))
+                } else {
+                    (format!("n{i}"), format!("l{i}.weight"))
+                };
+                n("Conv", &name, &["x", &weight], &format!("o{i}"))
+            })
+            .collect();
+        let m = graph(nodes);
+        let names: Vec<String> = (0..k).rev().map(|i| format!("l{i}")).collect();
+        let layers: Vec<(&str, u32, u32)> = names.iter().map(|s| (s.as_str(), 4, 4)).collect();
+        let p = policy(&layers);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(find_layers(&p, &m).map(|f| f.len())));
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("matched within 20 s")
+            .unwrap();
+        assert_eq!(got, k);
     }
 
     #[test]
