@@ -384,6 +384,19 @@ mod round_trip {
     use super::*;
     use crate::model::Node;
 
+    /// A checkpoint of `tensors` for `model`, made in memory.
+    fn checkpoint(model: &Model, tensors: &[NamedTensor]) -> Checkpoint {
+        Checkpoint {
+            model: model.clone(),
+            seed: 0,
+            epoch: 0,
+            step: 0,
+            meta: vec![],
+            tensors: tensors.to_vec(),
+            origin: None,
+        }
+    }
+
     #[test]
     fn a_checkpoint_exported_and_imported_is_the_same_checkpoint() {
         let m = Model::resolve("small_cnn").unwrap();
@@ -402,15 +415,7 @@ mod round_trip {
                     .collect(),
             })
             .collect();
-        let ck = Checkpoint {
-            model: m.clone(),
-            seed: 0,
-            epoch: 0,
-            step: 0,
-            meta: vec![],
-            tensors: tensors.clone(),
-            origin: None,
-        };
+        let ck = checkpoint(&m, &tensors);
         let bytes = export_safetensors(&ck).unwrap();
         let file = SafeTensors::deserialize(&bytes).unwrap();
         assert_eq!(file.tensor("conv1.weight").unwrap().shape(), [8, 1, 3, 3]);
@@ -489,15 +494,7 @@ mod round_trip {
                     kind: s.kind,
                 })
                 .collect();
-            let ck = Checkpoint {
-                model: m.clone(),
-                seed: 0,
-                epoch: 0,
-                step: 0,
-                meta: vec![],
-                tensors: tensors.clone(),
-                origin: None,
-            };
+            let ck = checkpoint(&m, &tensors);
             let bytes = export_safetensors(&ck).unwrap();
             let back = import_safetensors(&bytes, &m).unwrap();
             let stored = Checkpoint::from_bytes(&ck.to_bytes(), "mem.ckpt".as_ref()).unwrap();
