@@ -1274,6 +1274,33 @@ fn control_searches_run_beside_the_others_and_resume() {
         .contains("`sensitivity`"));
 }
 
+/// A budget listed twice is refused by name, and a long list is checked for repeats in
+/// time linear in its length: 200,000 budgets within a 20 s deadline (~0.2 s; a search
+/// of the budgets before each missed it).
+#[test]
+fn budgets_listed_twice_are_refused_and_long_lists_checked_quickly() {
+    let out = tmpdir("budgets-twice");
+    let text = job_text(&out);
+    let twice = text.replace(
+        r#"["w2a3", "w3a3", "w4a4"]"#,
+        r#"["w2a3", 1500000, "w2a3"]"#,
+    );
+    let e = Job::from_ron_str(&twice).unwrap_err();
+    assert!(e.contains("`budgets`: w2a3 is listed twice"), "{e}");
+    let many: Vec<String> = (1..=200_000u64).map(|b| (b * 1000).to_string()).collect();
+    let long = text.replace(
+        r#"["w2a3", "w3a3", "w4a4"]"#,
+        &format!("[{}]", many.join(", ")),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(Job::from_ron_str(&long).map(|j| j.budgets.len())));
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("checked within 20 s");
+    assert_eq!(got, Ok(200_000));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// With `search` left out the searched policy comes from measured sensitivity (α = 1), the
 /// `learned` control searches the joint run's step sizes with the job's α, and the shuffled
 /// control permutes what the search uses; every finetune still starts from the joint run.

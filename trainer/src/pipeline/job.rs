@@ -568,8 +568,11 @@ impl Job {
         if self.budgets.is_empty() {
             return Err("field `budgets`: give at least one budget".into());
         }
-        for (i, b) in self.budgets.iter().enumerate() {
-            if self.budgets[..i].contains(b) {
+        // A set, not a search of the budgets before each: a long list must not stall the
+        // check.
+        let mut seen = std::collections::HashSet::with_capacity(self.budgets.len());
+        for b in &self.budgets {
+            if !seen.insert(*b) {
                 return Err(format!("field `budgets`: {b} is listed twice"));
             }
             if let Budget::Uniform { weight, act } = *b {
