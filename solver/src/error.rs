@@ -33,6 +33,11 @@ pub enum Error {
         binding: String,
         floors: Vec<BudgetFloor>,
     },
+    /// The search stopped at its limit (the exact solver's `SolveOptions::node_limit`,
+    /// the microlp backend's time limit) before it found any policy that meets every
+    /// budget. Unlike [`Error::Infeasible`] this proves nothing: a larger limit may find
+    /// one. `limit` names the limit as it was set (`"node limit of 1000 states"`).
+    LimitReached { limit: String },
     /// A text file could not be parsed (`what` names the format and file kind).
     Parse { what: String, message: String },
     /// The microlp backend failed or returned something unusable.
@@ -76,6 +81,11 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::LimitReached { limit } => write!(
+                f,
+                "the {limit} was reached before any policy meeting every budget was found \
+                 (none is proven to exist or not: raise the limit)"
+            ),
             Error::Parse { what, message } => write!(f, "cannot parse {what}: {message}"),
             Error::Backend(m) => write!(f, "microlp backend: {m}"),
         }

@@ -31,7 +31,11 @@ pub(crate) struct Outcome {
 /// A solved instance or the reason there is none.
 pub(crate) enum Exact {
     Solved(Outcome),
+    /// Proven: no policy meets the budgets.
     Infeasible,
+    /// The search stopped at its state limit before it found any policy that meets the
+    /// budgets: nothing is proven either way.
+    Unfinished,
 }
 
 struct Work {
@@ -1169,7 +1173,9 @@ fn branch(
     let choice: Vec<usize> = match (best, inc) {
         (Some(x), _) => x,
         (None, Some(io)) => io,
-        (None, None) => return Exact::Infeasible,
+        // No policy: proven only if the search finished.
+        (None, None) if complete => return Exact::Infeasible,
+        (None, None) => return Exact::Unfinished,
     };
     let lower = if complete { z } else { proven.min(z) };
     Exact::Solved(Outcome {

@@ -53,9 +53,12 @@ impl Compiled {
         let sol = match outcome {
             SolveOutcome::Solution(s) => s,
             SolveOutcome::Interrupted(_) => {
-                return Err(Error::Backend(String::from(
-                    "time limit reached before any feasible policy",
-                )))
+                return Err(Error::LimitReached {
+                    limit: match time_limit {
+                        Some(t) => std::format!("microlp time limit of {} s", t.as_secs_f64()),
+                        None => String::from("microlp time limit"),
+                    },
+                })
             }
         };
         let optimal = sol.status() == microlp::SolutionStatus::Optimal;

@@ -87,6 +87,13 @@ impl Problem {
     }
 }
 
+/// The error of a search cut at `opts.node_limit` before it found any policy.
+fn limit_reached(opts: &SolveOptions) -> Error {
+    Error::LimitReached {
+        limit: alloc::format!("node limit of {} states", opts.node_limit),
+    }
+}
+
 impl Compiled {
     /// Solves with the exact solver.
     pub fn solve(&self, opts: &SolveOptions) -> Result<Solution, Error> {
@@ -94,6 +101,7 @@ impl Compiled {
         let tols = self.tols(&caps);
         match exact::solve(&self.reduced, self.m(), &caps, &tols, None, None, opts) {
             Exact::Infeasible => Err(self.infeasible(&caps)),
+            Exact::Unfinished => Err(limit_reached(opts)),
             Exact::Solved(o) => Ok(self.solution(
                 &self.reduced,
                 &o.choice,
@@ -134,6 +142,7 @@ impl Compiled {
         let otols: Vec<f64> = others.iter().map(|&k| tols[k]).collect();
         let lo = match exact::solve(&by_bitops, others.len(), &ocaps, &otols, None, None, opts) {
             Exact::Infeasible => return Err(self.infeasible(&caps)),
+            Exact::Unfinished => return Err(limit_reached(opts)),
             Exact::Solved(o) => (o.objective + 0.5) as u64,
         };
         let full = &self.full;
@@ -163,6 +172,7 @@ impl Compiled {
             // depend on it: the tolerances of `caps` hold for every point.
             match exact::solve(ch, m, &c, &tols, w, gap_hint, opts) {
                 Exact::Infeasible => return Err(self.infeasible(&c)),
+                Exact::Unfinished => return Err(limit_reached(opts)),
                 Exact::Solved(o) => {
                     let mut s = self.solution(
                         ch,

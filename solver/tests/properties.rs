@@ -225,3 +225,82 @@ fn solve_with_and_sweep_with_take_their_options() {
         "no sweep point was stopped by a node limit of 0"
     );
 }
+
+/// Two layers and a latency table on which the first policy (the Lagrangian relaxation's,
+/// repaired) breaks a budget; `tests/fixtures/solver/cut.*.ron` hold the same problem for
+/// the command-line, C and Python tests.
+fn cut_before_any_policy() -> Problem {
+    use limpq_solver::{ResourceLayer, ResourceTable};
+    let layer = |name: &str, macs, params, ws: [f64; 2], as_: [f64; 3]| Layer {
+        name: name.into(),
+        macs,
+        params,
+        weight_scale: ws.to_vec(),
+        act_scale: as_.to_vec(),
+        fixed: None,
+    };
+    let ind = IndicatorSet {
+        model: "cut".into(),
+        weight_bits: vec![4, 8],
+        act_bits: vec![2, 3, 4],
+        layers: vec![
+            layer(
+                "l0",
+                1850,
+                7,
+                [0.0007085180124761525, 0.011166321292039254],
+                [1.1223583352659983, 0.7049699672320613, 0.6116357389945698],
+            ),
+            layer(
+                "l1",
+                3563,
+                235,
+                [0.011227833273283774, 0.0008004802577482053],
+                [1.4845434236496378, 1.836737660644505, 0.8660887604780626],
+            ),
+        ],
+        meta: vec![],
+    };
+    let costs = |v: [f64; 6]| {
+        let wa = [(4, 2), (4, 3), (4, 4), (8, 2), (8, 3), (8, 4)];
+        wa.iter().zip(v).map(|(&(w, a), x)| (w, a, x)).collect()
+    };
+    let table = ResourceTable {
+        name: "latency".into(),
+        layers: vec![
+            ResourceLayer {
+                name: "l0".into(),
+                costs: costs([8.0, 5.75, 19.75, 23.25, 2.5, 10.0]),
+            },
+            ResourceLayer {
+                name: "l1".into(),
+                costs: costs([7.0, 7.5, 6.5, 2.75, 11.5, 20.25]),
+            },
+        ],
+    };
+    Problem::new(ind)
+        .alpha(0.5)
+        .bitops(BitOpsBudget::Absolute(87337))
+        .resource(table, 28.25)
+}
+
+/// A search cut at its node limit before it found any policy proves nothing, so it is not
+/// reported as infeasible: the error names the limit, and the same search without it finds
+/// the optimum (W8A3, W4A3).
+#[test]
+fn a_search_cut_before_any_policy_reports_its_limit_not_infeasibility() {
+    let c = cut_before_any_policy().compile().unwrap();
+    let mut o = limpq_solver::SolveOptions::default();
+    o.node_limit = 0;
+    match c.solve(&o) {
+        Err(Error::LimitReached { limit }) => assert_eq!(limit, "node limit of 0 states"),
+        other => panic!("expected LimitReached, got {other:?}"),
+    }
+    let e = c.solve(&o).unwrap_err().to_string();
+    assert!(e.contains("none is proven to exist or not"), "{e}");
+    let s = c.solve(&Default::default()).unwrap();
+    assert!(s.proof.optimal);
+    let bits: Vec<(u32, u32)> = s.policy.layers.iter().map(|l| (l.weight, l.act)).collect();
+    assert_eq!(bits, [(8, 3), (4, 3)]);
+    check_policy(&cut_before_any_policy(), &s.policy).unwrap();
+}
