@@ -1,6 +1,7 @@
 //! The exit statuses `limpq --help` and the README promise, and how the binary ends when
 //! its stdout goes away: 0 success (a closed pipe included), 1 error, 2 usage error,
-//! 3 no policy meets the budgets, 4 a policy not proven optimal.
+//! 3 no policy meets the budgets, 4 a policy not proven optimal, 5 a limit reached before
+//! any policy was found.
 
 mod common;
 
@@ -13,6 +14,9 @@ use limpq_solver::{Frontier, Policy};
 
 const IND: &str = "tests/fixtures/solver/tiny.indicators.ron";
 const LAT: &str = "tests/fixtures/solver/latency.ron";
+/// Two layers whose first policy breaks a budget (see the test that uses them).
+const CUT: &str = "tests/fixtures/solver/cut.indicators.ron";
+const CUT_LAT: &str = "tests/fixtures/solver/cut.latency.ron";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,6 +58,7 @@ fn help_documents_every_exit_status() {
         "2  usage",
         "3  no policy",
         "4  a policy",
+        "5  the limit",
     ] {
         assert!(text.contains(line), "--help lacks `{line}`:\n{text}");
     }
@@ -230,6 +235,49 @@ fn not_proven_optimal_is_4_and_keeps_the_policy() {
     let frontier = Frontier::from_ron_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
     assert_eq!(frontier.points.len(), 5);
     assert!(frontier.points.iter().any(|p| !p.optimal));
+}
+
+/// A search stopped by --node-limit before it found any policy proves nothing: exit 5, an
+/// error naming the limit (not infeasibility), and no file written. The fixture's first
+/// policy, repaired from the relaxation's, breaks a budget, so at a node limit of 0 there
+/// is none; without the limit the same search finds the optimum.
+#[test]
+fn a_limit_reached_before_any_policy_is_5_and_writes_nothing() {
+    let d = tmp("cut");
+    let file = d.join("p.ron");
+    let args = |limit: Option<&'static str>| {
+        let mut a = vec![
+            "solve",
+            CUT,
+            "--bitops",
+            "87337",
+            "--resource",
+            CUT_LAT,
+            "--max",
+            "28.25",
+            "--alpha",
+            "0.5",
+            "-o",
+            file.to_str().unwrap(),
+        ];
+        if let Some(n) = limit {
+            a.extend(["--node-limit", n]);
+        }
+        a
+    };
+    let err = exits(
+        &limpq(&args(Some("0"))),
+        5,
+        &["node limit of 0 states", "raise the limit"],
+    );
+    assert!(
+        err.starts_with("error: ") && !err.contains("infeasible"),
+        "{err}"
+    );
+    assert!(!file.exists(), "a policy was written");
+    exits(&limpq(&args(None)), 0, &[]);
+    let p = Policy::from_ron_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(p.optimal);
 }
 
 /// A reader that stops early (`limpq solve … | head -1`) ends the command quietly with 0,

@@ -4,7 +4,8 @@
 //! - A command's `run` returns `anyhow::Result<()>`; `main` turns an error into one
 //!   `error: …` line on stderr and the status [`status_of`] finds in it: a [`Coded`]
 //!   error anywhere in the chain gives its own status, a solver `Infeasible` error gives
-//!   [`Status::Infeasible`], anything else [`Status::Failure`].
+//!   [`Status::Infeasible`], a solver `LimitReached` error [`Status::LimitReached`],
+//!   anything else [`Status::Failure`].
 //! - [`usage`] makes a usage error (exit 2, as clap's own): a flag missing, malformed, or
 //!   one the chosen mode would ignore.
 //! - Everything meant for stdout goes through [`print`] (or [`outln!`]): a reader that
@@ -26,7 +27,9 @@ Exit status:
   2  usage error (a flag missing, malformed, or one the chosen mode would ignore)
   3  no policy meets the budgets (`solve`: the error names the binding budget and its floor)
   4  a policy was found and written, but it is not proven optimal within the limit
-     (`solve --time-limit` / `--node-limit`)";
+     (`solve --time-limit` / `--node-limit`)
+  5  the limit was reached before any policy meeting the budgets was found (`solve
+     --time-limit` / `--node-limit`): nothing written, and nothing proven either way";
 
 /// How `limpq` ends. The numbers are its exit statuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +44,8 @@ pub enum Status {
     Infeasible = 3,
     /// The answer is printed and written, but the search stopped before proving it optimal.
     NotOptimal = 4,
+    /// The search stopped at its limit before it found any policy (nothing is proven).
+    LimitReached = 5,
 }
 
 impl Status {
@@ -98,17 +103,14 @@ pub fn status_of(e: &anyhow::Error) -> Status {
     if let Some(c) = e.downcast_ref::<Coded>() {
         return c.status;
     }
-    if let Some(limpq_solver::Error::Infeasible { .. }) = e.downcast_ref::<limpq_solver::Error>() {
-        return Status::Infeasible;
-    }
     for cause in e.chain() {
         if let Some(c) = cause.downcast_ref::<Coded>() {
             return c.status;
         }
-        if let Some(limpq_solver::Error::Infeasible { .. }) =
-            cause.downcast_ref::<limpq_solver::Error>()
-        {
-            return Status::Infeasible;
+        match cause.downcast_ref::<limpq_solver::Error>() {
+            Some(limpq_solver::Error::Infeasible { .. }) => return Status::Infeasible,
+            Some(limpq_solver::Error::LimitReached { .. }) => return Status::LimitReached,
+            _ => {}
         }
     }
     Status::Failure
@@ -242,6 +244,12 @@ mod tests {
             .context("solving f")
             .context("search");
         assert_eq!(status_of(&e), Status::Infeasible);
+        let cut = limpq_solver::Error::LimitReached {
+            limit: String::from("node limit of 0 states"),
+        };
+        let e = anyhow::Error::new(cut).context("solving f");
+        assert_eq!(status_of(&e), Status::LimitReached);
+        assert_eq!(Status::LimitReached.code(), 5);
         assert_eq!(status_of(&anyhow::anyhow!("plain")), Status::Failure);
     }
 }

@@ -37,7 +37,8 @@ Output:
 
 Exit status: 0 solved and proven optimal; 1 error; 2 usage error; 3 no policy meets the
   budgets; 4 a policy was found, printed and written, but not proven optimal within
-  --time-limit / --node-limit.";
+  --time-limit / --node-limit; 5 that limit was reached before any policy meeting the
+  budgets was found (nothing written; a larger limit may find one).";
 
 /// The most points a sweep solves (each is a full policy kept in memory).
 pub const MAX_SWEEP: usize = 100_000;
