@@ -63,6 +63,10 @@ typedef enum LimpqStatus {
     // An internal error: a panic caught at the boundary (a bug in limpq; please report
     // it with the message).
     LIMPQ_INTERNAL_ERROR = 7,
+    // The search stopped at its node limit (`limpq_problem_set_node_limit`) before it
+    // found any policy that meets every budget. Unlike `LIMPQ_INFEASIBLE` this proves
+    // nothing: a larger limit may find one.
+    LIMPQ_LIMIT_REACHED = 8,
 } LimpqStatus;
 
 // A given policy priced under a problem.
@@ -334,7 +338,8 @@ enum LimpqStatus limpq_problem_tie_acts(struct LimpqProblem *problem,
 enum LimpqStatus limpq_problem_set_non_monotone_rule(struct LimpqProblem *problem, bool on);
 
 // Sets the search states the exact solver may use before it gives up the proof (the
-// best policy found is still returned, not proven optimal). Default 20 000 000.
+// best policy found is still returned, not proven optimal; with none found yet the solve
+// fails with `LIMPQ_LIMIT_REACHED`). Default 20 000 000.
 //
 // # Safety
 // `problem` is NULL or a live problem that no other call uses meanwhile.

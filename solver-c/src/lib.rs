@@ -60,6 +60,10 @@ pub enum LimpqStatus {
     /// An internal error: a panic caught at the boundary (a bug in limpq; please report
     /// it with the message).
     LIMPQ_INTERNAL_ERROR = 7,
+    /// The search stopped at its node limit (`limpq_problem_set_node_limit`) before it
+    /// found any policy that meets every budget. Unlike `LIMPQ_INFEASIBLE` this proves
+    /// nothing: a larger limit may find one.
+    LIMPQ_LIMIT_REACHED = 8,
 }
 
 /// Text format of `limpq_problem_from_text` and `limpq_problem_add_resource_text`:
@@ -228,6 +232,7 @@ impl From<Error> for Failure {
         let status = match &e {
             Error::InvalidInput { .. } => LimpqStatus::LIMPQ_INVALID_INPUT,
             Error::Infeasible { .. } => LimpqStatus::LIMPQ_INFEASIBLE,
+            Error::LimitReached { .. } => LimpqStatus::LIMPQ_LIMIT_REACHED,
             Error::Parse { .. } => LimpqStatus::LIMPQ_PARSE_ERROR,
             // The microlp backend is not built into this library; anything else the
             // solver adds later is unexpected here.
@@ -1011,7 +1016,8 @@ pub unsafe extern "C" fn limpq_problem_set_non_monotone_rule(
 }
 
 /// Sets the search states the exact solver may use before it gives up the proof (the
-/// best policy found is still returned, not proven optimal). Default 20 000 000.
+/// best policy found is still returned, not proven optimal; with none found yet the solve
+/// fails with `LIMPQ_LIMIT_REACHED`). Default 20 000 000.
 ///
 /// # Safety
 /// `problem` is NULL or a live problem that no other call uses meanwhile.

@@ -650,6 +650,45 @@ fn evaluate_prices_a_policy_as_rust_does() {
     }
 }
 
+/// A search cut at its node limit before it found any policy is `LIMPQ_LIMIT_REACHED`
+/// with the solver's message, not `LIMPQ_INFEASIBLE`; without the limit the same problem
+/// solves. The problem: `tests/fixtures/solver/cut.*.ron`, whose first policy breaks a
+/// budget.
+#[test]
+fn a_limit_reached_before_any_policy_is_its_own_status() {
+    let fixture = |name: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(dir.join("../tests/fixtures/solver").join(name)).unwrap()
+    };
+    let table = fixture("cut.latency.ron");
+    let p = from_text(&fixture("cut.indicators.ron"), LIMPQ_FORMAT_RON).unwrap();
+    // SAFETY: a live problem; `table` is `len` readable bytes.
+    unsafe {
+        status(limpq_problem_set_alpha(p.0, 0.5)).unwrap();
+        status(limpq_problem_set_bitops(p.0, 87_337)).unwrap();
+        let t = &table;
+        let st = limpq_problem_add_resource_text(
+            p.0,
+            t.as_ptr().cast(),
+            t.len(),
+            LIMPQ_FORMAT_RON,
+            28.25,
+        );
+        status(st).unwrap();
+        status(limpq_problem_set_node_limit(p.0, 0)).unwrap();
+    }
+    let (st, message) = solve(&p).err().unwrap();
+    assert_eq!(st, LIMPQ_LIMIT_REACHED);
+    assert!(message.contains("node limit of 0 states"), "{message}");
+    // SAFETY: a live problem.
+    status(unsafe { limpq_problem_set_node_limit(p.0, 20_000_000) }).unwrap();
+    let r = solve(&p).unwrap();
+    assert_eq!(
+        r.layers,
+        [("l0".to_string(), 8, 3), ("l1".to_string(), 4, 3)]
+    );
+}
+
 #[test]
 fn errors_come_back_as_status_and_message() {
     let text = example_text();
