@@ -22,6 +22,7 @@ __all__ = [
     "Problem",
     "SolverError",
     "InfeasibleError",
+    "LimitReachedError",
     "bench_problem",
     "bench_entry",
     "BENCH_KINDS",
@@ -144,6 +145,12 @@ class InfeasibleError(SolverError):
     binding: str
     floors: List[Floor]
 
+class LimitReachedError(SolverError):
+    """The node limit ran out before any policy meeting the budgets was found; nothing is
+    proven (a larger `node_limit` may find one)."""
+
+    limit: str
+
 @final
 class Problem:
     @staticmethod
@@ -200,7 +207,8 @@ class Problem:
     def layers(self) -> List[str]: ...
     def indicators_text(self, format: Literal["ron", "json"] = "ron") -> str: ...
     def solve(self) -> Solution:
-        """Raises InfeasibleError when no policy meets the budgets, SolverError on bad input."""
+        """Raises InfeasibleError when no policy meets the budgets, LimitReachedError when the
+        node limit runs out before any policy is found, SolverError on bad input."""
     def sweep(self, points: int) -> List[Solution]: ...
     def evaluate(self, policy: Mapping[str, _Bits]) -> Evaluation: ...
     def bench_budgets(self, budgets: Optional[str] = None) -> "Problem":

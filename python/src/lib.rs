@@ -37,12 +37,21 @@ create_exception!(
      `smallest`)."
 );
 
+create_exception!(
+    limpq_solver,
+    LimitReachedError,
+    SolverError,
+    "The node limit ran out before any policy meeting the budgets was found: nothing is \
+     proven (a larger `node_limit` may find one). `limit` names the limit."
+);
+
 /// The solver's error as a Python exception with its message and its fields as attributes.
 fn solver_err(e: Error) -> PyErr {
     Python::attach(|py| {
         let msg = e.to_string();
         let err = match &e {
             Error::Infeasible { .. } => InfeasibleError::new_err(msg),
+            Error::LimitReached { .. } => LimitReachedError::new_err(msg),
             _ => SolverError::new_err(msg),
         };
         let v = err.value(py);
@@ -72,6 +81,9 @@ fn solver_err(e: Error) -> PyErr {
                     let _ = list.append(d);
                 }
                 set("floors", list.into_any());
+            }
+            Error::LimitReached { limit } => {
+                set("limit", PyString::new(py, &limit).into_any());
             }
             _ => {}
         }
@@ -775,6 +787,7 @@ fn limpq_solver_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("SolverError", py.get_type::<SolverError>())?;
     m.add("InfeasibleError", py.get_type::<InfeasibleError>())?;
+    m.add("LimitReachedError", py.get_type::<LimitReachedError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

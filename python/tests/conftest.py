@@ -10,6 +10,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RESNET20 = ROOT / "examples" / "resnet20.indicators.ron"
 TINY = ROOT / "tests" / "fixtures" / "solver" / "tiny.indicators.ron"
 LATENCY = ROOT / "tests" / "fixtures" / "solver" / "latency.ron"
+# Two layers whose first policy breaks a budget (a node limit of 0 finds no policy).
+CUT = ROOT / "tests" / "fixtures" / "solver" / "cut.indicators.ron"
+CUT_LATENCY = ROOT / "tests" / "fixtures" / "solver" / "cut.latency.ron"
 
 
 def _find_limpq():

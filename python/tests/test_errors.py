@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import limpq_solver as ls
-from conftest import RESNET20
+from conftest import CUT, CUT_LATENCY, RESNET20
 
 
 def toy(**kw):
@@ -26,6 +26,8 @@ def toy(**kw):
 def test_hierarchy():
     assert issubclass(ls.SolverError, ValueError)
     assert issubclass(ls.InfeasibleError, ls.SolverError)
+    assert issubclass(ls.LimitReachedError, ls.SolverError)
+    assert not issubclass(ls.LimitReachedError, ls.InfeasibleError)
 
 
 def test_infeasible_names_the_budget_and_floors(limpq):
@@ -86,6 +88,19 @@ def test_not_proven_within_the_node_limit_is_an_answer_not_an_error():
     sol = ls.Problem.from_file(RESNET20).bitops("w3a3").size("cr:10").node_limit(0).solve()
     assert sol["bitops"] <= sol["bitops_budget"]
     assert sol["proof"]["lower_bound"] <= sol["objective"]
+
+
+def test_no_policy_within_the_node_limit_is_limit_reached_not_infeasible(limpq):
+    # The fixture's first policy breaks a budget: at a node limit of 0 there is none yet.
+    p = ls.Problem.from_file(CUT).alpha(0.5).bitops(87337).resource(str(CUT_LATENCY), 28.25)
+    with pytest.raises(ls.LimitReachedError) as e:
+        p.copy().node_limit(0).solve()
+    assert e.value.limit == "node limit of 0 states"
+    cli = limpq.run("solve", CUT, "--bitops", "87337", "--resource", CUT_LATENCY,
+                    "--max", "28.25", "--alpha", "0.5", "--node-limit", "0", expect=5)
+    assert str(e.value) in cli.stderr
+    sol = p.solve()
+    assert sol["proof"]["optimal"] and sol["policy"] == {"l0": (8, 3), "l1": (4, 3)}
 
 
 def test_pickled_tensors_are_refused_with_a_hint():
