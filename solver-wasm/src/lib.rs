@@ -110,6 +110,9 @@ fn solver_error(e: Error) -> Value {
                 "name": f.name, "budget": f.budget, "smallest": f.smallest,
             })).collect::<Vec<_>>(),
         }),
+        Error::LimitReached { limit } => json!({
+            "kind": "limit_reached", "message": message, "limit": limit,
+        }),
         Error::Parse { .. } => json!({ "kind": "parse", "message": message }),
         _ => json!({ "kind": "backend", "message": message }),
     }
@@ -365,6 +368,29 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("indicators"));
+    }
+
+    /// The node limit running out before any policy was found is `limit_reached`, not
+    /// `infeasible` (`tests/fixtures/solver/cut.*.ron`: the first policy breaks a budget).
+    #[test]
+    fn a_limit_reached_before_any_policy_is_its_own_kind() {
+        let table = limpq_solver::ResourceTable::from_ron_str(include_str!(
+            "../../tests/fixtures/solver/cut.latency.ron"
+        ))
+        .unwrap();
+        let table: Value = serde_json::from_str(&table.to_json_string()).unwrap();
+        let req = |limit: u64| {
+            json!({
+                "indicators_ron": include_str!("../../tests/fixtures/solver/cut.indicators.ron"),
+                "alpha": 0.5, "bitops": 87337, "node_limit": limit,
+                "resources": [{ "table": table, "max": 28.25 }],
+            })
+        };
+        let v = ask(req(0));
+        assert_eq!(v["error"]["kind"], "limit_reached", "{v}");
+        assert_eq!(v["error"]["limit"], "node limit of 0 states");
+        let v = ask(req(20_000_000));
+        assert_eq!(v["solution"]["proof"]["optimal"], true, "{v}");
     }
 
     #[test]
