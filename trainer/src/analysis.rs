@@ -163,17 +163,17 @@ pub fn compare_indicators(a: &IndicatorSet, b: &IndicatorSet) -> Result<Agreemen
     let names_b = searchable(b);
     // Sets and maps by name, so that files of many layers compare in time linear in their
     // layers (a search per name took a minute for two files of 100,000 layers).
-    let set = |v: &[String]| -> HashSet<String> { v.iter().cloned().collect() };
-    let (set_a, set_b) = (set(&names), set(&names_b));
+    let set_a: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let set_b: HashSet<&str> = names_b.iter().map(String::as_str).collect();
     for n in &names {
-        if !set_b.contains(n) {
+        if !set_b.contains(n.as_str()) {
             return Err(format!(
                 "searchable layer '{n}' of the first file is not a searchable layer of the second"
             ));
         }
     }
     for n in &names_b {
-        if !set_a.contains(n) {
+        if !set_a.contains(n.as_str()) {
             return Err(format!(
                 "searchable layer '{n}' of the second file is not a searchable layer of the first"
             ));

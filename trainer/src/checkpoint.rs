@@ -16,6 +16,7 @@
 //! fsync the directory, so a crash leaves either the old file or the new one. Loading checks magic, version, length,
 //! checksum and the tensor table, and every error names the file.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,17 @@ pub struct NamedTensor {
     pub name: String,
     pub kind: TensorKind,
     pub data: Vec<f32>,
+}
+
+/// `tensors` by kind and name, the first of each (kind, name) as a search from the start
+/// would find it: one lookup per tensor wanted, where a search of every tensor for each
+/// grew with the square of a model's layers.
+pub fn by_kind_and_name(tensors: &[NamedTensor]) -> HashMap<(TensorKind, &str), &NamedTensor> {
+    let mut map = HashMap::with_capacity(tensors.len());
+    for t in tensors {
+        map.entry((t.kind, t.name.as_str())).or_insert(t);
+    }
+    map
 }
 
 /// Everything a checkpoint holds.

@@ -18,7 +18,7 @@ use std::fmt;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::checkpoint::{Checkpoint, NamedTensor, TensorKind};
+use crate::checkpoint::{by_kind_and_name, Checkpoint, NamedTensor, TensorKind};
 use crate::model::{Model, ModelError, Op};
 
 /// One tensor a full-precision model holds.
@@ -212,12 +212,7 @@ pub fn import_safetensors(bytes: &[u8], model: &Model) -> Result<Vec<NamedTensor
 /// names and shapes; the model's name in the header's metadata).
 pub fn export_safetensors(ck: &Checkpoint) -> Result<Vec<u8>, WeightsError> {
     let specs = tensor_specs(&ck.model)?;
-    // The checkpoint's tensors by kind and name, the first of each as a search would find
-    // it: a search per tensor grew with the square of the model's layers.
-    let mut held: HashMap<(TensorKind, &str), &NamedTensor> = HashMap::new();
-    for t in &ck.tensors {
-        held.entry((t.kind, t.name.as_str())).or_insert(t);
-    }
+    let held = by_kind_and_name(&ck.tensors);
     let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(specs.len());
     for s in specs {
         let t = held.get(&(s.kind, s.name.as_str())).ok_or_else(|| {

@@ -261,10 +261,17 @@ pub fn split_dir(root: &Path, split: Split) -> PathBuf {
 /// per entry of the other, so that tens of thousands of class folders do not make the
 /// error take minutes (or fill a screen).
 fn class_diff(train: &[String], other: &[String]) -> String {
-    let set = |v: &[String]| -> std::collections::HashSet<String> { v.iter().cloned().collect() };
-    let (in_train, in_other) = (set(train), set(other));
-    let missing: Vec<&String> = train.iter().filter(|c| !in_other.contains(*c)).collect();
-    let extra: Vec<&String> = other.iter().filter(|c| !in_train.contains(*c)).collect();
+    use std::collections::HashSet;
+    let in_train: HashSet<&str> = train.iter().map(String::as_str).collect();
+    let in_other: HashSet<&str> = other.iter().map(String::as_str).collect();
+    let missing: Vec<&String> = train
+        .iter()
+        .filter(|c| !in_other.contains(c.as_str()))
+        .collect();
+    let extra: Vec<&String> = other
+        .iter()
+        .filter(|c| !in_train.contains(c.as_str()))
+        .collect();
     let list = |v: &[&String]| {
         let more = v.len().saturating_sub(DIFF_SHOWN);
         let shown = &v[..v.len().min(DIFF_SHOWN)];

@@ -3,21 +3,9 @@
 
 use super::seg::Seg;
 use super::{EngineError, LayerSteps, Network, ParamKind};
-use crate::checkpoint::{NamedTensor, TensorKind};
+use crate::checkpoint::{by_kind_and_name, NamedTensor, TensorKind};
 use crate::kernels::norm::BN_EPS;
 use crate::kernels::Recorder;
-use std::collections::HashMap;
-
-/// A checkpoint's tensors by kind and name, the first of each (kind, name) as a linear
-/// search would find it: one map instead of a search of every tensor per parameter, which
-/// grew with the square of a model's layers.
-fn by_name(tensors: &[NamedTensor]) -> HashMap<(TensorKind, &str), &NamedTensor> {
-    let mut map = HashMap::with_capacity(tensors.len());
-    for t in tensors {
-        map.entry((t.kind, t.name.as_str())).or_insert(t);
-    }
-    map
-}
 
 impl<'g> Network<'g> {
     pub(super) fn read_many(&self, ids: &[usize]) -> Result<Vec<Vec<f32>>, EngineError> {
@@ -162,7 +150,7 @@ impl<'g> Network<'g> {
         tensors: &[NamedTensor],
         with_momentum: bool,
     ) -> Result<(), EngineError> {
-        let map = by_name(tensors);
+        let map = by_kind_and_name(tensors);
         let find = |name: &str, kind: TensorKind| map.get(&(kind, name)).copied();
         let mut writes: Vec<(usize, String, &[f32])> = Vec::new();
         let zeros: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.info.len]).collect();
@@ -201,7 +189,7 @@ impl<'g> Network<'g> {
         tensors: &[NamedTensor],
     ) -> Result<Vec<String>, EngineError> {
         let mut left = Vec::new();
-        let map = by_name(tensors);
+        let map = by_kind_and_name(tensors);
         let find = |name: &str, kind: TensorKind| -> Option<&NamedTensor> {
             if let Some(t) = map.get(&(kind, name)) {
                 return Some(t);
