@@ -2,6 +2,8 @@
 //! `--adapter N|NAME|BACKEND[:N|NAME]` (or `LIMPQ_ADAPTER`) opens exactly that one
 //! (`devices --open` creates its device and says which it opened). Skips only when wgpu
 //! finds no adapter at all.
+// These commands exist only with the default `gpu` feature.
+#![cfg(feature = "gpu")]
 
 mod common;
 

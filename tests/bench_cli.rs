@@ -86,6 +86,7 @@ fn json_line_parses_with_peer_keys() {
     );
 }
 
+#[cfg(feature = "gpu")] // `bench train` comes with the default `gpu` feature
 #[test]
 fn unknown_model_is_named() {
     let out = limpq(&["bench", "train", "--model", "resnet99x", "--batch", "4"]);

@@ -3,6 +3,8 @@
 //! timed or skipped with a reason, the JSON lines parse and cover every (shape, op,
 //! algorithm); bad override values are errors that name the variable / flag. Runs on
 //! whatever adapter wgpu finds (lavapipe in CI); skips only without one.
+// These commands exist only with the default `gpu` feature.
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! against the CPU and reports a positive throughput; kinds it lacks are reported as skipped
 //! with the reason (`--kind all`) or are an error naming the missing feature (asked for
 //! explicitly). Runs on whatever adapter wgpu finds (lavapipe here); skips only without one.
+// These commands exist only with the default `gpu` feature.
+#![cfg(feature = "gpu")]
 
 mod common;
 

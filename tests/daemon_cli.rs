@@ -1,7 +1,9 @@
 //! The `limpq` binary as a daemon: kill -9 mid-job and resume, SIGTERM/SIGINT clean exit,
 //! socket permissions, and the client commands.
-// The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
-#![cfg(unix)]
+// The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms). It
+// exists only with the default `gpu` feature: the solver-only build
+// (`--no-default-features`) has no `serve` to test.
+#![cfg(all(unix, feature = "gpu"))]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

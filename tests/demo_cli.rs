@@ -2,6 +2,8 @@
 //! adapter wgpu finds (lavapipe in CI), its re-run resuming with nothing left to do, and the
 //! errors for a missing dataset and a bad job file. The GPU run skips only without an adapter
 //! or Fashion-MNIST.
+// These commands exist only with the default `gpu` feature.
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! nothing the graphics stack calls an error (the GL/EGL backend, probed only when Vulkan,
 //! Metal and DX12 offer nothing, prints `XDG_RUNTIME_DIR` errors without a display session).
 //! Skips only when wgpu finds no adapter at all.
+// These commands exist only with the default `gpu` feature.
+#![cfg(feature = "gpu")]
 
 mod common;
 

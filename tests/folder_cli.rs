@@ -2,6 +2,10 @@
 //! and `limpq pipeline` on an imported ONNX model and an image folder, then `limpq export
 //! --onnx` of its finetuned model. Tiny PNGs and a tiny ONNX graph written by the test; runs
 //! on whatever adapter wgpu finds (lavapipe in CI), skips only without one.
+// These tests call the trainer's and the ONNX crate's own APIs, which exist only with
+// the default `gpu` feature; the solver-only build (`--no-default-features`) has no
+// `train` to test.
+#![cfg(feature = "gpu")]
 
 mod common;
 

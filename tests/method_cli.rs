@@ -1,6 +1,8 @@
 //! `limpq indicators` → `limpq solve` → `limpq finetune` → `limpq eval` on the real binary
 //! with a tiny Fashion-MNIST subset, and the errors that name what is wrong.
 //! Runs on whatever adapter wgpu finds (lavapipe in CI); skips only without one.
+// These commands exist only with the default `gpu` feature.
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -10,6 +10,11 @@
 //! - each reader accepts `format_version` 1 or none, and refuses 0 and a newer version
 //!   with an error that names the field (and the file, where it reads one).
 
+// The trainer's formats (checkpoints, models, pipeline and daemon jobs) exist only with
+// the default `gpu` feature; the solver's own crate checks its formats' versions in every
+// build.
+#![cfg(feature = "gpu")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,6 +1,10 @@
 //! `limpq train` and `limpq eval` end to end on a tiny Fashion-MNIST subset: the checkpoint
 //! written by train loads in eval, and data / model / checkpoint errors name what is wrong.
 //! Runs on whatever adapter wgpu finds (lavapipe in CI); skips only without one.
+// These tests call the trainer's and the ONNX crate's own APIs, which exist only with
+// the default `gpu` feature; the solver-only build (`--no-default-features`) has no
+// `train` to test.
+#![cfg(feature = "gpu")]
 
 mod common;
 

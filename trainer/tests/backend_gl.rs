@@ -9,7 +9,8 @@
 //! `tests/shaders_backends.rs` checks the selection), and the broadcast conv kernels inside
 //! the included files (they need subgroups, which GL lacks: `common::conv_algos` leaves
 //! them out and says so).
-
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 // Each included file declares `mod common;` and so gets its own copy of the helpers: its own
 // GL device and its own one-test-at-a-time lock, as when it runs alone.
 #![allow(clippy::duplicate_mod)]

@@ -1,7 +1,8 @@
 //! Checkpoint files on disk: what is refused before a byte is read, and what a save never
 //! replaces or leaves behind.
 // Every case needs a FIFO, a device or a symbolic link: Unix only.
-#![cfg(unix)]
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(all(unix, feature = "gpu"))]
 
 use limpq_trainer::checkpoint::{Checkpoint, NamedTensor, TensorKind};
 use limpq_trainer::model::Model;

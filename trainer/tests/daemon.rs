@@ -1,6 +1,7 @@
 //! The daemon in-process: round trips, concurrent clients, bad input, cancel, shutdown.
 // The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
-#![cfg(unix)]
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(all(unix, feature = "gpu"))]
 
 mod common;
 use common::TempDir;

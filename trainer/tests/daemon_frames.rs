@@ -1,5 +1,7 @@
 //! The frame decoder on hostile input: random bytes never panic, never allocate more than
 //! the cap (measured with a counting global allocator), and valid frames round-trip.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

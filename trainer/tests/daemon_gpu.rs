@@ -2,7 +2,8 @@
 //! outputs, a shutdown mid-training that resumes from the epoch checkpoint, a GPU error that
 //! fails one job while the next runs.
 // The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
-#![cfg(unix)]
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(all(unix, feature = "gpu"))]
 
 mod common;
 use common::TempDir;

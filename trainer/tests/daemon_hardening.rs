@@ -2,7 +2,8 @@
 //! paths that block or never end, the socket path, failed state writes, corrupt state
 //! files, folder modes, trickling clients, oversized errors and a job list past one frame.
 // The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
-#![cfg(unix)]
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(all(unix, feature = "gpu"))]
 
 mod common;
 use common::TempDir;

@@ -4,7 +4,8 @@
 //! and every submission it acknowledged is listed and runs. (The `kill -9` half, against the
 //! `limpq serve` binary, is in `tests/daemon_cli.rs`.)
 // The daemon serves a Unix-domain socket: Unix only (docs/DAEMON.md, Platforms).
-#![cfg(unix)]
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(all(unix, feature = "gpu"))]
 
 mod common;
 use common::TempDir;

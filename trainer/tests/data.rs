@@ -1,5 +1,7 @@
 //! Data readers and the loader: real Fashion-MNIST (skipped with a reason when absent), corrupt
 //! files written to a temp folder, synthetic CIFAR-10 batches, and loader determinism/coverage.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 use common::TempDir;

@@ -1,6 +1,8 @@
 //! Image-folder datasets: class listing, decoding, resizing, cropping and normalisation
 //! against a hand computation, determinism, and named errors for corrupt images and class
 //! folders that differ between train/ and val/. Tiny PNG and JPEG files written here.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

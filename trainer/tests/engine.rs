@@ -3,6 +3,8 @@
 //! against `reference::net::SmallNet` on the CPU — loss, every parameter gradient, BN running
 //! statistics, the SGD update — and a finite-difference check through the GPU loss itself.
 //! Plus checkpoint round trips and refusals. GPU tests skip only when no adapter exists.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

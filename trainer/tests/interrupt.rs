@@ -1,6 +1,7 @@
 //! `interrupt::stop_on_signal`: the first SIGTERM / SIGINT sets every waiting flag and runs
 //! each `on_first` once; a second one ends the process with status 130.
-#![cfg(unix)]
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(all(unix, feature = "gpu"))]
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,6 +2,8 @@
 //! parsing, which kernel `ConvAlgo::Auto` resolves to under the rule each override makes,
 //! that explicit choices are untouched, and that the forced kernels still match the CPU
 //! reference. Skips (with a printed reason) only when no GPU adapter exists.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! only by f32 summation: tolerance `Tol::sum_of(c_in·kh·kw)`), for the f16-storage and (where
 //! the adapter has it) the tensor-core product; and the accuracy cost of f16 operands on
 //! ResNet-like shapes and data, printed (run with --nocapture) and bounded.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -9,6 +9,8 @@
 //! Signed and unsigned quantizers, 2 to 8 bits, step sizes inside and outside the clamp
 //! range [1e-5, 1], 1×1 / 3×3 / stride 2 / grouped / several GEMM tiles. Skips (with a
 //! printed reason) only when no GPU adapter exists; lavapipe runs them.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

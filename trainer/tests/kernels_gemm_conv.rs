@@ -1,5 +1,7 @@
 //! GEMM and conv2d kernels against the CPU reference on seeded U(-1,1) data.
 //! Skips (with a printed reason) only when no GPU adapter exists; lavapipe runs them.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

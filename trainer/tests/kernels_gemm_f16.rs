@@ -10,6 +10,8 @@
 //! naga (parse, validate with the capabilities wgpu grants, SPIR-V generation — where naga 30
 //! panics on some coop index expressions) and its runtime test prints why it skipped; on an
 //! adapter with the feature (the H200) the runtime test runs.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! with g = 1/sqrt(N·Qp), signed and unsigned, values outside [Qn, Qp], exact ties (round
 //! half to even), the step clamp to [1e-5, 1], and several bit-widths in one submission.
 //! Skips (with a printed reason) only when no GPU adapter exists; lavapipe runs them.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! (`limpq_trainer::reference`) on seeded U(-1,1) data, forward and backward, with shapes
 //! smaller than a workgroup, uneven, batched and 1×1 spatial. Tolerances are stated per op.
 //! Skips (with a printed reason) only when no GPU adapter exists; lavapipe runs them.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! CPU composition of the reference ops (LSQ step-size and STE weight gradients included),
 //! gradient accumulation over the passes of a joint step, and on the software adapter a
 //! tiny joint run → indicators the solver accepts → finetune of the solved policy.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -7,6 +7,8 @@
 //! exact state and position. What a resume must restore — the schedule's step, momentum, the
 //! remaining batches, the random policies still to draw, no second step-size init —
 //! each changes the bits when missing.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -651,7 +651,8 @@ fn random_edits_never_panic() {
 
 /// `method::policy_cost` prices a policy with the solver's accounting: checked against sums
 /// written out here from the model's own layer table, for a mixed policy with and without
-/// its fixed layers listed.
+/// its fixed layers listed. (`method` comes with the default `gpu` feature.)
+#[cfg(feature = "gpu")]
 #[test]
 fn policy_cost_matches_the_layer_table() {
     use limpq_solver::{LayerBits, Policy};

@@ -5,6 +5,8 @@
 //! input and output, the opset), each imported in a thread of its own under a deadline, in
 //! an error or in a model whose shapes check and whose tensors have the lengths the model
 //! needs; and large graphs, imported in time linear in their nodes.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 use std::sync::mpsc;
 use std::time::Duration;

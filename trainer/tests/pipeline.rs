@@ -1,6 +1,8 @@
 //! The pipeline without a GPU: job validation, budgets, random policy draws (checked
 //! independently of the code that draws them), resume from `state.ron`, and the report.
 //! A fake [`Stages`] stands in for the GPU work and counts what it was asked to do.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,8 @@
 //! checkpoint holds (not from its first step), the partial files go once their stage is
 //! done, and the results equal those of a run never stopped. small_cnn on a few
 //! Fashion-MNIST images; skips without an adapter or the data.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -9,6 +9,8 @@
 //! the ReLU masks and max-pool argmaxes of the two perturbed forwards; an element whose
 //! perturbation changes them is skipped and counted, and the test requires most elements to be
 //! checked.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 use limpq_trainer::reference::net::{
     PoolKind, SmallNet, SmallNetActivations, SmallNetConfig, SmallNetParams,

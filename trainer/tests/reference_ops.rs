@@ -1,5 +1,7 @@
 //! The CPU reference ops checked against hand-computed cases and against central finite
 //! differences of their own forwards. Tolerances are stated per check.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 use limpq_trainer::reference::finite_diff::{dot, numeric_grad, worst_error};
 use limpq_trainer::reference::rng::SeededRng;

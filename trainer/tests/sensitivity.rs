@@ -2,6 +2,8 @@
 //! loss increases of a tiny network with batch norm, composed on the CPU from the reference
 //! ops, one layer's weights (or input) quantized at a time; and the 16-bit stand-in for full
 //! precision against true full precision.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -12,6 +12,8 @@
 //! Each pipeline's declared [`Needs`] is also checked against the shader: it validates with
 //! exactly the naga capabilities of its needs, and a pipeline that needs something fails to
 //! validate without it.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

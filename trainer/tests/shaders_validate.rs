@@ -2,6 +2,8 @@
 //! compile it: with its `//#include` lines expanded (`gpu::expand_includes`), so each
 //! fragment of `shaders/include/` is validated inside every kernel that uses it. New shader
 //! files are picked up automatically.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 use std::path::PathBuf;
 

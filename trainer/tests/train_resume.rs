@@ -7,6 +7,8 @@
 //! position, momentum and the remaining batches (order and augmentation) are restored. A
 //! wrong global step (schedule), zeroed momentum or a shifted batch order changes the bits;
 //! the weights-only restart below shows that such a difference is detected.
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 

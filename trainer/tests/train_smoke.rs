@@ -1,5 +1,7 @@
 //! Training smoke test on the software adapter: small_cnn on a few hundred Fashion-MNIST
 //! images reaches a test accuracy well above chance. Plus throughput figures (ignored test).
+// Needs the default `gpu` feature (the trainer's GPU half).
+#![cfg(feature = "gpu")]
 
 mod common;
 
