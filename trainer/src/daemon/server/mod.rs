@@ -789,6 +789,32 @@ struct Dispatcher {
     next_id: JobId,
 }
 
+/// The queue a restarted daemon runs: the jobs to resume first (in `resume`'s order), then
+/// the queued jobs in `queue.ron`'s order (`listed`; an id listed twice, or whose job is not
+/// queued, is skipped), then queued jobs missing from it (a crash between writing the job
+/// and the queue, or a queue file that could not be read) in id order.
+fn restored_queue(
+    resume: &[JobId],
+    listed: VecDeque<JobId>,
+    jobs: &BTreeMap<JobId, JobInfo>,
+) -> VecDeque<JobId> {
+    let mut queue: VecDeque<JobId> = resume.iter().copied().collect();
+    // Which ids the queue holds, as a set rather than a search of the queue for each id.
+    let mut in_queue: BTreeSet<JobId> = resume.iter().copied().collect();
+    let queued = |id: &JobId| jobs.get(id).is_some_and(|i| i.state == JobState::Queued);
+    for id in listed {
+        if queued(&id) && in_queue.insert(id) {
+            queue.push_back(id);
+        }
+    }
+    for &id in jobs.keys() {
+        if queued(&id) && in_queue.insert(id) {
+            queue.push_back(id);
+        }
+    }
+    queue
+}
+
 impl Dispatcher {
     fn new(
         config: Config,
@@ -814,19 +840,7 @@ impl Dispatcher {
             }
             jobs.insert(info.id, info);
         }
-        let mut queue: VecDeque<JobId> = resume.iter().copied().collect();
-        for id in loaded.queue {
-            if !queue.contains(&id) && jobs.get(&id).is_some_and(|i| i.state == JobState::Queued) {
-                queue.push_back(id);
-            }
-        }
-        // Queued jobs missing from queue.ron (a crash between writing the job and the queue,
-        // or a queue file that could not be read).
-        for (id, info) in &jobs {
-            if info.state == JobState::Queued && !queue.contains(id) {
-                queue.push_back(*id);
-            }
-        }
+        let queue = restored_queue(&resume, loaded.queue, &jobs);
         let next_id = max_id + 1;
         let mut d = Dispatcher {
             idle: config.workers,
@@ -1259,5 +1273,48 @@ impl Drop for Dispatcher {
             }
         }
         let _ = std::io::stderr().flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: JobId, state: JobState) -> JobInfo {
+        JobInfo {
+            id,
+            name: String::from("count"),
+            kind: String::from("count"),
+            state,
+            submitted: 0,
+            started: None,
+            finished: None,
+            resumes: 0,
+            progress: None,
+            output_dir: String::new(),
+        }
+    }
+
+    /// Resumed jobs first, then `queue.ron`'s order (repeats, unknown ids and jobs no longer
+    /// queued skipped), then the queued jobs it lacks, in id order.
+    #[test]
+    fn the_restored_queue_keeps_resumed_listed_then_missing_order() {
+        let jobs: BTreeMap<JobId, JobInfo> = [
+            info(1, JobState::Queued), // resumed (was running)
+            info(2, JobState::Queued),
+            info(3, JobState::Queued),
+            info(4, JobState::Done),
+            info(5, JobState::Queued), // missing from queue.ron
+            info(6, JobState::Queued),
+        ]
+        .into_iter()
+        .map(|i| (i.id, i))
+        .collect();
+        let listed = VecDeque::from([6, 3, 1, 3, 4, 99, 2]);
+        let q = restored_queue(&[1], listed, &jobs);
+        assert_eq!(q, VecDeque::from([1, 6, 3, 2, 5]));
+        // No queue file: the queued jobs in id order.
+        let q = restored_queue(&[], VecDeque::new(), &jobs);
+        assert_eq!(q, VecDeque::from([1, 2, 3, 5, 6]));
     }
 }
