@@ -206,9 +206,11 @@ mod text {
 /// Every text format carries an optional top-level `format_version` field: absent means 1,
 /// a version newer than the reader knows is refused with an error naming the field (the
 /// caller adds the file), and the writers here write the current version. The field is not
-/// part of the Rust types: [`from_ron`] and [`from_json`] take it out of the top-level
-/// struct before the type sees it (so a type with `deny_unknown_fields` still accepts it),
-/// and [`to_ron_pretty`] / [`to_json_pretty`] put it in as the struct's first field.
+/// part of the Rust types: [`from_ron`](versioned::from_ron) and
+/// [`from_json`](versioned::from_json) take it out of the top-level struct before the type
+/// sees it (so a type with `deny_unknown_fields` still accepts it), and
+/// [`to_ron_pretty`](versioned::to_ron_pretty) / [`to_json_pretty`](versioned::to_json_pretty)
+/// put it in as the struct's first field.
 #[cfg(feature = "serde")]
 pub mod versioned {
     use alloc::format;

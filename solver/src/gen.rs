@@ -430,7 +430,7 @@ pub fn bench_budgets(ind: IndicatorSet) -> crate::Problem {
         .size(SizeBudget::CompressionRatio(32.0 / avg))
 }
 
-/// Settings of [`bench`].
+/// Settings of [`bench`](fn@bench).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct BenchOptions {

@@ -8,7 +8,7 @@
 //!   anything else [`Status::Failure`].
 //! - [`usage`] makes a usage error (exit 2, as clap's own): a flag missing, malformed, or
 //!   one the chosen mode would ignore.
-//! - Everything meant for stdout goes through [`print`] (or [`outln!`]): a reader that
+//! - Everything meant for stdout goes through [`print`](fn@print) (or [`outln!`](crate::outln)): a reader that
 //!   closed the pipe (`limpq … | head -1`) ends the command quietly with exit 0, and any
 //!   other write error (a full disk behind `> file`) is an error naming standard output,
 //!   never a panic as with `print!`.
@@ -128,7 +128,7 @@ pub fn print(text: &str) -> anyhow::Result<()> {
     write_to(&mut io::stdout().lock(), text)
 }
 
-/// [`print`] and a newline.
+/// [`print`](fn@print) and a newline.
 #[allow(dead_code)] // for the commands that print line by line (`outln!`)
 pub fn println(text: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
@@ -136,7 +136,7 @@ pub fn println(text: &str) -> anyhow::Result<()> {
     write_to(&mut out, "\n")
 }
 
-/// [`print`] into any writer (tests pass a failing one).
+/// [`print`](fn@print) into any writer (tests pass a failing one).
 pub fn write_to(w: &mut impl Write, text: &str) -> anyhow::Result<()> {
     match w.write_all(text.as_bytes()).and_then(|()| w.flush()) {
         Ok(()) => Ok(()),
@@ -147,7 +147,7 @@ pub fn write_to(w: &mut impl Write, text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// `println!` through [`println`]: `outln!("{x}")?;`.
+/// `println!` through [`println`](fn@println): `outln!("{x}")?;`.
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {

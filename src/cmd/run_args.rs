@@ -56,6 +56,8 @@ pub struct RunArgs {
     /// set they are most of a short run's time.
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
+    // This comment is also `--help` text, where `<class>` is a placeholder, not HTML.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Dataset: fashion-mnist, mnist, cifar10, or folder (an image folder, ROOT/train/<class>/
     /// and ROOT/val/<class>/ of PNG or JPEG files, at --data-dir; its path works too)
     /// (default: the one the input checkpoint was trained on, else fashion-mnist).

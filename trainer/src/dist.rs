@@ -3,7 +3,7 @@
 //!
 //! A single process is the default ([`Dist::single`]): rank 0 of 1, every collective the
 //! identity, so a run without peers takes exactly the path it always took. Built with the
-//! `mpi` feature, [`mpi::init`] joins the job `mpirun` or `srun` started and returns the
+//! `mpi` feature, `mpi::init` joins the job `mpirun` or `srun` started and returns the
 //! MPI implementation.
 //!
 //! Sums are reproducible for a given number of ranks: the MPI implementation runs its own

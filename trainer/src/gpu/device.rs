@@ -512,7 +512,7 @@ fn all_adapters(opts: &GpuOptions) -> Vec<wgpu::Adapter> {
         .collect()
 }
 
-/// Every adapter wgpu sees under `opts` on every backend allowed (see [`all_adapters`]), and
+/// Every adapter wgpu sees under `opts` on every backend allowed (see `all_adapters`), and
 /// the index of the one [`Gpu::new`] would choose, or why none qualifies.
 pub fn list_adapters(opts: &GpuOptions) -> (Vec<AdapterSummary>, Result<usize, GpuError>) {
     let adapters = all_adapters(opts);

@@ -5,7 +5,7 @@
 //! Inputs and outputs must be distinct tensors (wgpu forbids binding one buffer both
 //! read-only and read-write in a dispatch); `Axpy` updates `y` in place by design.
 //!
-//! Also holds the small helpers the other kernel modules share ([`Launch`], [`check_len`]).
+//! Also holds the small helpers the other kernel modules share (`Launch`, `check_len`).
 
 use super::{
     grid, pipeline, to_u32, uniform, write_uniform, Binding, Dispatch, KernelSpec, Recorder, Tensor,
