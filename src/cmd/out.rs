@@ -8,10 +8,10 @@
 //!   anything else [`Status::Failure`].
 //! - [`usage`] makes a usage error (exit 2, as clap's own): a flag missing, malformed, or
 //!   one the chosen mode would ignore.
-//! - Everything meant for stdout goes through [`print`](fn@print) (or [`outln!`](crate::outln)): a reader that
-//!   closed the pipe (`limpq … | head -1`) ends the command quietly with exit 0, and any
-//!   other write error (a full disk behind `> file`) is an error naming standard output,
-//!   never a panic as with `print!`.
+//! - Everything meant for stdout goes through [`print`](fn@print) (or
+//!   [`outln!`](crate::outln)): a reader that closed the pipe (`limpq … | head -1`) ends
+//!   the command quietly with exit 0, and any other write error (a full disk behind
+//!   `> file`) is an error naming standard output, never a panic as with `print!`.
 
 use std::fmt;
 use std::io::{self, Write};

@@ -79,7 +79,7 @@ pub(crate) fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>, DataErro
 /// Parses and validates an IDX file: magic, type, dimensions, and that the data length is
 /// exactly the product of the dimensions. The header is read and checked first, and then
 /// only as many bytes as it announces (and one more, to tell a longer file), so a gzip bomb
-/// costs no more memory than its header claims, at most 4 GiB.
+/// costs no more memory than its header claims, at most `MAX_BYTES` (4 GiB).
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     let mut r = open_maybe_gz(path)?;
     let mut head = Vec::with_capacity(4);
