@@ -80,10 +80,21 @@ impl Problem {
 
     /// [`Problem::sweep`] with the exact solver under `opts`.
     pub fn sweep_with(&self, points: usize, opts: &SolveOptions) -> Result<Vec<Solution>, Error> {
+        self.sweep_reporting(points, opts, &mut |_| {})
+    }
+
+    /// [`Problem::sweep_with`], calling `solved(k)` once each point is solved (k = 1, 2, …,
+    /// `points`, in order), e.g. to show the progress of a long sweep.
+    pub fn sweep_reporting(
+        &self,
+        points: usize,
+        opts: &SolveOptions,
+        solved: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Solution>, Error> {
         // The compiled BitOps row spans every budget; each point sets its own.
         let mut p = self.clone();
         p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
-        p.compile()?.sweep(points, opts)
+        p.compile()?.sweep_reporting(points, opts, solved)
     }
 }
 
@@ -116,6 +127,17 @@ impl Compiled {
     /// The sweep over BitOps budgets (the problem must have a BitOps row; see
     /// [`Problem::sweep`]).
     pub fn sweep(&self, points: usize, opts: &SolveOptions) -> Result<Vec<Solution>, Error> {
+        self.sweep_reporting(points, opts, &mut |_| {})
+    }
+
+    /// [`Compiled::sweep`], calling `solved(k)` once each point is solved (see
+    /// [`Problem::sweep_reporting`]).
+    pub fn sweep_reporting(
+        &self,
+        points: usize,
+        opts: &SolveOptions,
+        solved: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Solution>, Error> {
         let m = self.m();
         let Some(kb) = self.rows.iter().position(|r| r.kind == RowKind::BitOps) else {
             return Err(Error::input(None, "bitops", "a sweep needs a BitOps row"));
@@ -187,6 +209,7 @@ impl Compiled {
                         u.budget = Some(budget as f64);
                     }
                     out.push(s);
+                    solved(out.len());
                     // The next point's first pass looks for a policy within this
                     // point's gap (times SWEEP_GAP_MARGIN) of its own bound.
                     gap_hint = (o.optimal && o.objective > o.root_lb)

@@ -226,6 +226,40 @@ fn solve_with_and_sweep_with_take_their_options() {
     );
 }
 
+/// `sweep_reporting` is `sweep_with`, and says once per point, in order, how many points
+/// are solved; a sweep that fails reports only the points solved before it failed.
+#[test]
+fn a_sweep_reports_each_point_as_it_is_solved() {
+    use limpq_solver::SolveOptions;
+    let opts = SolveOptions::default();
+    let (mut swept, mut failed) = (0, 0);
+    for seed in 0..40 {
+        let p = random_problem(seed, 12, None);
+        for points in [1, 5] {
+            let mut seen = Vec::new();
+            let got = p.sweep_reporting(points, &opts, &mut |k| seen.push(k));
+            match (got, p.sweep_with(points, &opts)) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "seed {seed}");
+                    assert_eq!(seen, (1..=points).collect::<Vec<_>>(), "seed {seed}");
+                    swept += 1;
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a, b, "seed {seed}");
+                    assert!(seen.len() < points, "seed {seed}: {seen:?}");
+                    assert!(seen.iter().copied().eq(1..=seen.len()), "seed {seed}");
+                    failed += 1;
+                }
+                (a, b) => panic!("seed {seed}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+    assert!(
+        swept > 20,
+        "only {swept} sweeps succeeded ({failed} failed)"
+    );
+}
+
 /// Two layers and a latency table on which the first policy (the Lagrangian relaxation's,
 /// repaired) breaks a budget; `tests/fixtures/solver/cut.*.ron` hold the same problem for
 /// the command-line, C and Python tests.
