@@ -538,3 +538,65 @@ fn a_sensitivity_file_is_solved_with_alpha_one_by_default() {
     assert_eq!(alpha(f, &["--alpha", "3"]), 3.0);
     assert_eq!(alpha(IND, &[]), 2.0);
 }
+
+/// A long sweep shows `sweep: K/N points, T s` on a terminal and clears it at the end; with
+/// stderr a pipe (scripts, logs) it prints no progress at all. The terminal is `script`'s
+/// (util-linux), skipped, saying so, without it. The sweep runs ~2–6 s in a debug build
+/// here; one that ends within 1.5 s may rightly show nothing, and is not checked.
+#[test]
+fn a_long_sweep_shows_progress_on_a_terminal_only() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = [
+        "solve",
+        "examples/resnet20.indicators.ron",
+        "--sweep",
+        "20000",
+        "--size",
+        "cr:8",
+    ];
+    let t = std::time::Instant::now();
+    let piped = limpq_in(dir, &args);
+    let took = t.elapsed();
+    assert!(piped.status.success(), "{}", common::stderr(&piped));
+    assert!(
+        !common::stderr(&piped).contains("sweep:"),
+        "progress written to a pipe: {}",
+        common::stderr(&piped)
+    );
+
+    let found = std::process::Command::new("script")
+        .arg("--version")
+        .output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: no `script` to run the sweep on a terminal");
+        return;
+    }
+    let line = format!(
+        "'{}' {} > /dev/null",
+        env!("CARGO_BIN_EXE_limpq"),
+        args.join(" ")
+    );
+    let t = std::time::Instant::now();
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(dir)
+        .output()
+        .expect("run script");
+    let took_tty = t.elapsed();
+    assert!(tty.status.success(), "{}", common::stderr(&tty));
+    // What the terminal received: stderr only (stdout went to /dev/null).
+    let screen = String::from_utf8_lossy(&tty.stdout).into_owned();
+    if took.min(took_tty) < std::time::Duration::from_millis(1500) {
+        eprintln!("not checked: the sweep took {took:?} / {took_tty:?}, too short for progress");
+        return;
+    }
+    assert!(
+        screen.contains("\rsweep: "),
+        "no progress shown: {screen:?}"
+    );
+    assert!(screen.contains("/20000 points, "), "{screen:?}");
+    assert!(
+        screen.ends_with("\r\x1b[2K"),
+        "the line is not cleared: {screen:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `limpq solve`: pick per-layer bits for an indicator file under budgets.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -95,7 +96,8 @@ pub struct Args {
     pub allow_non_monotone: bool,
     /// Solve for N BitOps budgets (1 to 100000) from the smallest feasible to
     /// all-highest-bits and print the frontier (budget, objective, BitOps, size); -o
-    /// writes it. Exact backend only; not with --bitops.
+    /// writes it. Exact backend only; not with --bitops. A sweep that runs over a second
+    /// shows its progress on stderr when stderr is a terminal.
     #[arg(long, value_name = "N")]
     pub sweep: Option<usize>,
     /// Which solver answers (both are exact; `microlp` is the general ILP peer).
@@ -245,6 +247,52 @@ fn build_problem(a: &Args, ind: IndicatorSet, pins: &[Pin]) -> anyhow::Result<Pr
     Ok(p)
 }
 
+/// A sweep's progress on stderr, `sweep: K/N points, T s`, redrawn at most five times a
+/// second once the sweep has run for a second, and only when stderr is a terminal: a short
+/// sweep, or one whose stderr is a file or a pipe, prints nothing.
+struct SweepProgress {
+    points: usize,
+    start: Instant,
+    next: Instant,
+    on: bool,
+    drawn: bool,
+}
+
+impl SweepProgress {
+    fn new(points: usize, start: Instant) -> Self {
+        SweepProgress {
+            points,
+            start,
+            next: start + Duration::from_secs(1),
+            on: std::io::stderr().is_terminal(),
+            drawn: false,
+        }
+    }
+
+    fn solved(&mut self, k: usize) {
+        let now = Instant::now();
+        if !self.on || now < self.next {
+            return;
+        }
+        self.next = now + Duration::from_millis(200);
+        let secs = (now - self.start).as_secs_f64();
+        // Best effort: a progress line that cannot be written is not worth stopping for.
+        let _ = write!(
+            std::io::stderr(),
+            "\rsweep: {k}/{} points, {secs:.1} s",
+            self.points
+        );
+        self.drawn = true;
+    }
+
+    /// Clears the line, so the table or an error starts on a clean one.
+    fn finish(&self) {
+        if self.drawn {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        }
+    }
+}
+
 fn solve_options(a: &Args) -> SolveOptions {
     let mut o = SolveOptions::default();
     if let Some(n) = a.node_limit {
@@ -261,9 +309,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = solve_options(&a);
     if let Some(n) = a.sweep {
         let t = Instant::now();
-        let sols = p
-            .sweep_with(n, &opts)
-            .with_context(|| format!("solving {file}"))?;
+        let mut progress = SweepProgress::new(n, t);
+        let sols = p.sweep_reporting(n, &opts, &mut |k| progress.solved(k));
+        progress.finish();
+        let sols = sols.with_context(|| format!("solving {file}"))?;
         let dt = t.elapsed();
         let frontier = report::frontier(&p.indicators.model, &sols);
         if let Some(o) = &a.output {
