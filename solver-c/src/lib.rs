@@ -258,13 +258,20 @@ fn set_last_error(message: &str) {
 
 #[cfg(test)]
 thread_local! {
-    /// Test hook: the next entry point called on this thread panics inside its guard.
-    static PANIC_NEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Test hook: the next entry point called on this thread panics inside its guard, with
+    /// a message, or with this payload when one is set (`panic_next_call_with`).
+    static PANIC_NEXT: std::cell::Cell<Option<Option<Box<dyn std::any::Any + Send>>>> =
+        const { std::cell::Cell::new(None) };
 }
 
 #[cfg(test)]
 fn panic_next_call() {
-    PANIC_NEXT.with(|p| p.set(true));
+    PANIC_NEXT.with(|p| p.set(Some(None)));
+}
+
+#[cfg(test)]
+fn panic_next_call_with(payload: Box<dyn std::any::Any + Send>) {
+    PANIC_NEXT.with(|p| p.set(Some(Some(payload))));
 }
 
 /// Runs an entry point's body: its failure becomes a status and the thread's last error,
@@ -276,8 +283,10 @@ fn guard(body: impl FnOnce() -> Res) -> LimpqStatus {
     // with an error; the message says a bug happened.
     let result = catch_unwind(AssertUnwindSafe(|| {
         #[cfg(test)]
-        if PANIC_NEXT.with(|p| p.replace(false)) {
-            panic!("injected by the test hook");
+        match PANIC_NEXT.with(|p| p.take()) {
+            Some(None) => panic!("injected by the test hook"),
+            Some(Some(payload)) => std::panic::resume_unwind(payload),
+            None => {}
         }
         body()
     }));
@@ -293,9 +302,12 @@ fn guard(body: impl FnOnce() -> Res) -> LimpqStatus {
                 .map(|s| String::from(*s))
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| String::from("(no message)"));
-            // A payload's destructor could itself panic, and nothing would catch that:
-            // leak it instead (this path is a bug already).
-            std::mem::forget(payload);
+            // A payload's destructor could itself panic: drop it under a second
+            // `catch_unwind`, and leak only the payload of a panic in that destructor
+            // (whose own destructor could panic in turn; this path is a bug twice over).
+            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(again);
+            }
             set_last_error(&format!("internal error (a bug in limpq): panic: {what}"));
             LimpqStatus::LIMPQ_INTERNAL_ERROR
         }

@@ -3,6 +3,7 @@
 //! returns `LIMPQ_INTERNAL_ERROR` with a message instead of unwinding into C.
 
 use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn last_error() -> String {
     // SAFETY: `limpq_last_error` never returns NULL, and its string lives until the next
@@ -305,6 +306,59 @@ fn the_hook_is_per_thread_and_fires_once() {
             limpq_sweep_len(ptr::null(), &mut n),
             LimpqStatus::LIMPQ_INTERNAL_ERROR
         );
+        assert_eq!(
+            limpq_sweep_len(ptr::null(), &mut n),
+            LimpqStatus::LIMPQ_NULL_ARGUMENT
+        );
+    }
+    assert_eq!(last_error(), "`sweep` is NULL");
+}
+
+/// A caught panic's payload is dropped, not leaked: a toolchain that keeps the library
+/// loaded through many calls loses no memory to a bug's panics.
+#[test]
+fn a_caught_panics_payload_is_dropped() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    panic_next_call_with(Box::new(Counted));
+    let mut n = 0;
+    // SAFETY: a NULL sweep and a valid out-pointer (the hook panics before either is used).
+    let st = unsafe { limpq_sweep_len(ptr::null(), &mut n) };
+    assert_eq!(st, LimpqStatus::LIMPQ_INTERNAL_ERROR);
+    assert!(
+        last_error().contains("panic: (no message)"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(DROPS.load(Ordering::SeqCst), 1);
+}
+
+/// A payload whose destructor panics too: that second panic is caught as well, and the
+/// boundary still answers with a status (a panic escaping into C would abort it).
+#[test]
+fn a_payload_whose_destructor_panics_is_contained() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            panic!("the payload's destructor panics");
+        }
+    }
+    panic_next_call_with(Box::new(Bomb));
+    let mut n = 0;
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(
+            limpq_sweep_len(ptr::null(), &mut n),
+            LimpqStatus::LIMPQ_INTERNAL_ERROR
+        );
+        assert_eq!(DROPS.load(Ordering::SeqCst), 1);
         assert_eq!(
             limpq_sweep_len(ptr::null(), &mut n),
             LimpqStatus::LIMPQ_NULL_ARGUMENT
