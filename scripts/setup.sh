@@ -2,8 +2,8 @@
 # Installs what limpq's GPU tests and demo need on a Debian machine: the software Vulkan
 # adapter (Mesa lavapipe), Mesa's EGL / GLES with llvmpipe for the GL backend, and
 # Fashion-MNIST; and the C++ compiler the C ABI's tests build
-# their C++ program with (the C one, `cc`, is rustc's linker already). Skips what is
-# already there.
+# their C++ program with (the C one, `cc`, is rustc's linker already), and valgrind, which
+# they run both programs under. Skips what is already there.
 set -euo pipefail
 need=()
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need+=(mesa-vulkan-drivers)
@@ -16,6 +16,7 @@ ldconfig -p | grep -q 'libGLESv2.so.2' || need+=(libgles2)
 [ -n "$(ls /usr/lib/*/dri/swrast_dri.so 2>/dev/null)" ] || need+=(libgl1-mesa-dri)
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
 command -v c++ >/dev/null || need+=(g++)
+command -v valgrind >/dev/null || need+=(valgrind)
 # With --mpi (CI passes it): Open MPI and what the `mpi` feature's bindings need to build
 # (libclang for bindgen), for the data-parallel tests under `mpirun -np 2`. The default build
 # and `cargo test --workspace` need none of it.

@@ -2,7 +2,8 @@
 //! with the system compilers (`cc` and `c++`, or `$CC` and `$CXX`) against
 //! `include/limpq_solver.h` and the static library this test was built with, solve the
 //! shipped ResNet-20 example under a budget, price the policy, sweep, and hit an
-//! infeasible budget; each printed line is compared with the Rust solver's answer.
+//! infeasible budget; each printed line is compared with the Rust solver's answer. Both
+//! also run under valgrind's memcheck, where it is installed.
 //!
 //! The libraries: cargo builds this crate's `staticlib` and `cdylib` next to the test
 //! binary (`target/<profile>/deps/liblimpq_solver_c.{a,so}`) when it builds the library
@@ -89,7 +90,20 @@ fn compile(compiler: &str, env: &str, std: &str, source: &str, name: &str, link:
 
 /// Runs a compiled program on the example and parses its JSON lines.
 fn run(program: &Path) -> Vec<Value> {
-    let result = Command::new(program)
+    run_under(&[], program)
+}
+
+/// [`run`] under a wrapper command (`wrapper[0]` with its arguments, then the program's).
+fn run_under(wrapper: &[&str], program: &Path) -> Vec<Value> {
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    let result = cmd
         // Where a program linked with `Link::Shared` finds the library.
         .env("LD_LIBRARY_PATH", static_lib().parent().unwrap())
         .arg(example())
@@ -262,6 +276,46 @@ fn c_program_runs_on_the_shared_library() {
     let c = "tests/c/solve.c";
     let program = compile("cc", "CC", "-std=c99", c, "solve_c_shared", Link::Shared);
     check_output(&run(&program), &expected(), "C, shared library");
+}
+
+/// Valgrind's memcheck finds no invalid read or write, no use of uninitialised memory and
+/// no memory lost (definitely or indirectly) in the C and C++ programs, which call every
+/// kind of function the header has: the library's side of the boundary, and the programs
+/// as SOLVER.md shows them to be copied. Skipped, saying so, where valgrind is not
+/// installed (`scripts/setup.sh` installs it on Debian).
+#[test]
+fn the_programs_run_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("skipped: valgrind is not installed");
+        return;
+    }
+    let memcheck = [
+        "valgrind",
+        "--quiet",
+        "--leak-check=full",
+        "--show-leak-kinds=definite,indirect",
+        "--errors-for-leak-kinds=definite,indirect",
+        "--error-exitcode=99",
+    ];
+    let want = expected();
+    let c = compile(
+        "cc",
+        "CC",
+        "-std=c99",
+        "tests/c/solve.c",
+        "solve_c_memcheck",
+        Link::Static,
+    );
+    check_output(&run_under(&memcheck, &c), &want, "C under valgrind");
+    let cpp = compile(
+        "c++",
+        "CXX",
+        "-std=c++17",
+        "tests/cpp/solve.cpp",
+        "solve_cpp_memcheck",
+        Link::Static,
+    );
+    check_output(&run_under(&memcheck, &cpp), &want, "C++ under valgrind");
 }
 
 /// docs/SOLVER.md shows the C program that `c_program_matches_the_rust_solver` runs,
