@@ -256,22 +256,29 @@ fn set_last_error(message: &str) {
     let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c_string(message));
 }
 
+/// What the test hook makes the next guarded call panic with.
+#[cfg(test)]
+enum Injected {
+    /// `panic!` with a message.
+    Message,
+    /// This payload (`resume_unwind`).
+    Payload(Box<dyn std::any::Any + Send>),
+}
+
 #[cfg(test)]
 thread_local! {
-    /// Test hook: the next entry point called on this thread panics inside its guard, with
-    /// a message, or with this payload when one is set (`panic_next_call_with`).
-    static PANIC_NEXT: std::cell::Cell<Option<Option<Box<dyn std::any::Any + Send>>>> =
-        const { std::cell::Cell::new(None) };
+    /// Test hook: the next entry point called on this thread panics inside its guard.
+    static PANIC_NEXT: std::cell::Cell<Option<Injected>> = const { std::cell::Cell::new(None) };
 }
 
 #[cfg(test)]
 fn panic_next_call() {
-    PANIC_NEXT.with(|p| p.set(Some(None)));
+    PANIC_NEXT.with(|p| p.set(Some(Injected::Message)));
 }
 
 #[cfg(test)]
 fn panic_next_call_with(payload: Box<dyn std::any::Any + Send>) {
-    PANIC_NEXT.with(|p| p.set(Some(Some(payload))));
+    PANIC_NEXT.with(|p| p.set(Some(Injected::Payload(payload))));
 }
 
 /// Runs an entry point's body: its failure becomes a status and the thread's last error,
@@ -284,8 +291,8 @@ fn guard(body: impl FnOnce() -> Res) -> LimpqStatus {
     let result = catch_unwind(AssertUnwindSafe(|| {
         #[cfg(test)]
         match PANIC_NEXT.with(|p| p.take()) {
-            Some(None) => panic!("injected by the test hook"),
-            Some(Some(payload)) => std::panic::resume_unwind(payload),
+            Some(Injected::Message) => panic!("injected by the test hook"),
+            Some(Injected::Payload(payload)) => std::panic::resume_unwind(payload),
             None => {}
         }
         body()
