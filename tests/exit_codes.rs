@@ -363,8 +363,8 @@ fn a_full_stdout_is_an_error_1() {
     assert!(p.optimal);
 }
 
-/// Input is read with a cap: `/dev/zero` is refused after 64 MiB, not read until memory
-/// runs out.
+/// Input is read with a cap: `/dev/zero` is refused after 64 MiB (or at once, where only
+/// a regular file is read), not read until memory runs out.
 #[test]
 fn endless_input_is_refused_with_1() {
     if !Path::new("/dev/zero").exists() {
@@ -389,5 +389,11 @@ fn endless_input_is_refused_with_1() {
         ]),
         1,
         &["/dev/zero", "64 MiB"],
+    );
+    // A model description is read only from a regular file: refused before a byte is read.
+    exits(
+        &limpq(&["layers", "/dev/zero"]),
+        1,
+        &["/dev/zero", "not a regular file"],
     );
 }

@@ -4,6 +4,9 @@
 // Needs the default `gpu` feature (the trainer's GPU half).
 #![cfg(feature = "gpu")]
 
+#[path = "common/blocking.rs"]
+mod blocking;
+
 use std::path::{Path, PathBuf};
 
 use limpq_solver::{IndicatorSet, LayerBits, Policy};
@@ -238,6 +241,36 @@ fn example_jobs_parse_and_plan() {
         }
     }
     assert!(n >= 1, "no examples/*.pipeline.ron found");
+}
+
+/// The job file and the output folder's own files (`state.ron`, a stage's indicator file)
+/// are read only when they are regular files: `limpq pipeline /dev/zero` read until memory
+/// ran out, and a FIFO in the output folder blocked the run.
+#[cfg(unix)]
+#[test]
+fn devices_and_fifos_are_refused_as_job_and_state_files() {
+    use blocking::{mkfifo, within_20s};
+    let e = within_20s(|| {
+        Job::from_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let out = tmpdir("fifo");
+    if !mkfifo(&out.join("job.ron")) || !mkfifo(&out.join("state.ron")) {
+        return;
+    }
+    let job = out.join("job.ron");
+    let e = within_20s(move || Job::from_file(&job).unwrap_err().to_string());
+    assert!(e.contains("job.ron") && e.contains("FIFO"), "{e}");
+    let o = out.clone();
+    let e = within_20s(move || State::load(&o).unwrap_err());
+    assert!(matches!(e, PipelineError::File(_)), "{e:?}");
+    assert!(e.to_string().contains("state.ron"), "{e}");
+    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]

@@ -217,11 +217,10 @@ pub struct QuantLayer {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ModelError {
-    /// The file could not be read.
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    /// The file could not be read: missing, unreadable, not a regular file (a FIFO or a
+    /// device is refused without blocking on it), larger than
+    /// [`limpq_io::files::MAX_TEXT`], or not UTF-8. The error names the file.
+    File(limpq_io::FileError),
     /// The file is not valid RON for a [`Model`]; `message` holds line and column.
     Parse { path: PathBuf, message: String },
     /// Neither a built-in name nor an existing file.
@@ -238,7 +237,7 @@ pub enum ModelError {
 impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ModelError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            ModelError::File(e) => e.fmt(f),
             ModelError::Parse { path, message } => {
                 write!(
                     f,
@@ -273,7 +272,7 @@ impl fmt::Display for ModelError {
 impl std::error::Error for ModelError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ModelError::Io { source, .. } => Some(source),
+            ModelError::File(e) => Some(e),
             _ => None,
         }
     }
@@ -283,10 +282,10 @@ impl Model {
     /// Reads and checks a RON model description; every error names `path`.
     pub fn from_ron_file(path: impl AsRef<Path>) -> Result<Model, ModelError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // Bounded, and only a regular file: `limpq layers /dev/zero` would otherwise read
+        // until memory ran out, and a FIFO (named by a daemon client, say) block forever.
+        let text = limpq_io::files::read_regular_text(path, limpq_io::files::MAX_TEXT)
+            .map_err(ModelError::File)?;
         // An optional top-level `format_version` (docs/FORMATS.md); a newer one is refused.
         let model: Model = limpq_solver::format::versioned::from_ron(&text, Model::FORMAT_VERSION)
             .map_err(|e| ModelError::Parse {

@@ -460,9 +460,9 @@ pub struct Job {
 impl Job {
     /// Reads and validates a job file; errors name the file.
     pub fn from_file(path: &Path) -> Result<Job, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            PipelineError::Job(format!("{}: cannot read the job file: {e}", path.display()))
-        })?;
+        // Bounded, and only a regular file (a FIFO or a device is refused without blocking).
+        let text = limpq_io::files::read_regular_text(path, limpq_io::files::MAX_TEXT)
+            .map_err(|e| PipelineError::Job(format!("cannot read the job file: {e}")))?;
         let job = Job::from_ron_str(&text)
             .map_err(|e| PipelineError::Job(format!("{}: {e}", path.display())))?;
         Ok(job)

@@ -66,6 +66,9 @@ pub enum PipelineError {
     Job(String),
     /// A file of the output folder could not be written or read.
     Io { path: PathBuf, message: String },
+    /// A file of the output folder could not be read (missing where it must be there,
+    /// not a regular file, too large, not text); the error names it.
+    File(limpq_io::FileError),
     /// A stage failed; `stage` names it (`seed 0: finetune w2a3 searched`).
     Stage { stage: String, message: String },
     /// A stop was requested ([`Stages::stop_requested`]); `stage` is the one that was
@@ -79,6 +82,7 @@ impl fmt::Display for PipelineError {
         match self {
             PipelineError::Job(m) => write!(f, "pipeline job: {m}"),
             PipelineError::Io { path, message } => write!(f, "{}: {message}", path.display()),
+            PipelineError::File(e) => e.fmt(f),
             PipelineError::Stage { stage, message } => write!(f, "{stage}: {message}"),
             PipelineError::Stopped { stage } => write!(
                 f,
@@ -90,6 +94,13 @@ impl fmt::Display for PipelineError {
 }
 
 impl std::error::Error for PipelineError {}
+
+/// Reads a text file of the job's output folder: a regular file of at most
+/// [`limpq_io::files::MAX_TEXT`] bytes, so a FIFO or a device put in its place is refused
+/// without blocking and `/dev/zero` is not read until memory runs out.
+fn read_output(path: &Path) -> Result<String, limpq_io::FileError> {
+    limpq_io::files::read_regular_text(path, limpq_io::files::MAX_TEXT)
+}
 
 fn io_err(path: &Path, e: impl fmt::Display) -> PipelineError {
     PipelineError::Io {
@@ -241,16 +252,16 @@ impl State {
     /// Reads `state.ron` in `out`, or an empty state when there is none.
     pub fn load(out: &Path) -> Result<State, PipelineError> {
         let path = out.join("state.ron");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => ron::Options::default()
-                .from_str(&text)
-                .map_err(|e| io_err(&path, format!("not a valid pipeline state: {e}"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
+        if !path.exists() {
+            return Ok(State {
                 version: 1,
                 stages: Vec::new(),
-            }),
-            Err(e) => Err(io_err(&path, e)),
+            });
         }
+        let text = read_output(&path).map_err(PipelineError::File)?;
+        ron::Options::default()
+            .from_str(&text)
+            .map_err(|e| io_err(&path, format!("not a valid pipeline state: {e}")))
     }
 
     pub fn save(&self, out: &Path) -> Result<(), PipelineError> {
@@ -800,7 +811,7 @@ pub fn run(
                 format!("{sdir}/indicators"),
                 &ind_fp,
                 |_| {
-                    std::fs::read_to_string(&ind_path)
+                    read_output(&ind_path)
                         .ok()
                         .and_then(|t| IndicatorSet::from_ron_str(&t).ok())
                 },
@@ -858,7 +869,7 @@ pub fn run(
                 format!("{sdir}/sensitivity"),
                 &fpr,
                 |_| {
-                    std::fs::read_to_string(&path)
+                    read_output(&path)
                         .ok()
                         .and_then(|t| IndicatorSet::from_ron_str(&t).ok())
                 },
@@ -1278,11 +1289,16 @@ fn settings(job: &Job) -> Vec<String> {
 /// version of limpq shows (a table added since, say) from the numbers already measured.
 pub fn rewrite_report(plan: &Plan) -> Result<Results, PipelineError> {
     let path = plan.job.output.join("results.ron");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        io_err(
-            &path,
-            format!("{e} (run the job first; `results.ron` is what it measured)"),
-        )
+    let text = read_output(&path).map_err(|e| match e.kind() {
+        limpq_io::files::ErrorKind::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            io_err(
+                &path,
+                "not found (run the job first; `results.ron` is what it measured)",
+            )
+        }
+        _ => PipelineError::File(e),
     })?;
     let results: Results = ron::from_str(&text).map_err(|e| io_err(&path, e))?;
     if results.model != plan.model.name {
