@@ -66,8 +66,8 @@ pub enum PipelineError {
     Job(String),
     /// A file of the output folder could not be written or read.
     Io { path: PathBuf, message: String },
-    /// A file of the output folder could not be read (missing where it must be there,
-    /// not a regular file, too large, not text); the error names it.
+    /// A file of the output folder could not be read (unreadable, not a regular file,
+    /// too large, not text); the error names it.
     File(limpq_io::FileError),
     /// A stage failed; `stage` names it (`seed 0: finetune w2a3 searched`).
     Stage { stage: String, message: String },
