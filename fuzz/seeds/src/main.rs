@@ -134,6 +134,14 @@ fn main() {
         put("pickle_import", f, &bytes);
     }
 
+    for e in std::fs::read_dir(root().join("examples")).expect("examples folder") {
+        let p = e.expect("examples entry").path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.ends_with(".pipeline.ron") || name.ends_with(".job.ron") {
+            put("job_files", name, &std::fs::read(&p).expect("example job"));
+        }
+    }
+
     let text = std::fs::read_to_string(root().join("examples/resnet20.indicators.ron"))
         .expect("example indicators");
     let set = IndicatorSet::from_ron_str(&text).expect("example indicators parse");
