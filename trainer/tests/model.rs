@@ -1,10 +1,10 @@
 //! Model descriptions: built-in MAC/param sums against torchvision's published figures,
 //! RON round trips, and errors (never panics) on broken descriptions.
 
+#[cfg(unix)]
 #[path = "common/blocking.rs"]
 mod blocking;
 
-use blocking::{mkfifo, within_20s};
 use limpq_trainer::model::{
     builtin, resnet20, LayerKind, Model, ModelError, Node, Op, Shape, BUILTIN_NAMES,
 };
@@ -446,29 +446,28 @@ fn absurd_sizes_are_errors_not_panics() {
 /// A model file that is a device or a FIFO is refused before a byte is read: `/dev/zero`
 /// was read until memory ran out, and a FIFO with no writer blocked the reader (the
 /// daemon's, for a job naming one) forever.
+#[cfg(unix)]
 #[test]
 fn devices_and_fifos_are_refused_as_model_files() {
-    #[cfg(unix)]
-    {
-        let e = within_20s(|| Model::from_ron_file("/dev/zero").unwrap_err().to_string());
+    use blocking::{mkfifo, within_20s};
+    let e = within_20s(|| Model::from_ron_file("/dev/zero").unwrap_err().to_string());
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let dir = std::env::temp_dir().join(format!("limpq-model-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("m.ron");
+    if mkfifo(&fifo) {
+        let f = fifo.clone();
+        let e = within_20s(move || Model::resolve(f.to_str().unwrap()).unwrap_err());
+        assert!(matches!(e, ModelError::File(_)), "{e:?}");
         assert!(
-            e.contains("/dev/zero") && e.contains("not a regular file"),
+            e.to_string().contains("m.ron") && e.to_string().contains("FIFO"),
             "{e}"
         );
-        let dir = std::env::temp_dir().join(format!("limpq-model-fifo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("m.ron");
-        if mkfifo(&fifo) {
-            let f = fifo.clone();
-            let e = within_20s(move || Model::resolve(f.to_str().unwrap()).unwrap_err());
-            assert!(matches!(e, ModelError::File(_)), "{e:?}");
-            assert!(
-                e.to_string().contains("m.ron") && e.to_string().contains("FIFO"),
-                "{e}"
-            );
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

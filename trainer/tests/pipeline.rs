@@ -4,6 +4,7 @@
 // Needs the default `gpu` feature (the trainer's GPU half).
 #![cfg(feature = "gpu")]
 
+#[cfg(unix)]
 #[path = "common/blocking.rs"]
 mod blocking;
 

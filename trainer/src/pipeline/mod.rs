@@ -1289,17 +1289,13 @@ fn settings(job: &Job) -> Vec<String> {
 /// version of limpq shows (a table added since, say) from the numbers already measured.
 pub fn rewrite_report(plan: &Plan) -> Result<Results, PipelineError> {
     let path = plan.job.output.join("results.ron");
-    let text = read_output(&path).map_err(|e| match e.kind() {
-        limpq_io::files::ErrorKind::Io { source, .. }
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            io_err(
-                &path,
-                "not found (run the job first; `results.ron` is what it measured)",
-            )
-        }
-        _ => PipelineError::File(e),
-    })?;
+    if !path.exists() {
+        return Err(io_err(
+            &path,
+            "not found (run the job first; `results.ron` is what it measured)",
+        ));
+    }
+    let text = read_output(&path).map_err(PipelineError::File)?;
     let results: Results = ron::from_str(&text).map_err(|e| io_err(&path, e))?;
     if results.model != plan.model.name {
         return Err(io_err(
