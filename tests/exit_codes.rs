@@ -86,6 +86,24 @@ fn clap_usage_errors_are_2() {
     );
     exits(&limpq(&["no-such-command"]), 2, &[]);
     exits(&limpq(&["solve", IND, "--bitops", "w4x4"]), 2, &["w4x4"]);
+    // The solver bench's seconds: refused before anything runs (infinity panicked).
+    for (flag, value) in [
+        ("--microlp-limit", "inf"),
+        ("--microlp-limit", "0"),
+        ("--microlp-budget", "-1"),
+        ("--microlp-budget", "nan"),
+    ] {
+        exits(&limpq(&["bench", "solver", flag, value]), 2, &[flag, value]);
+    }
+    // The training commands' rates: refused before a GPU or a dataset is opened.
+    #[cfg(feature = "gpu")]
+    for (cmd, flag, value) in [
+        ("train", "--lr", "nan"),
+        ("indicators", "--momentum", "inf"),
+        ("finetune", "--weight-decay", "-1"),
+    ] {
+        exits(&limpq(&[cmd, flag, value]), 2, &[flag, value]);
+    }
     // A re-rendered report holds every seed of results.ron: a seed filter beside it
     // would be silently ignored, so it is refused before any file is read. (`pipeline`
     // comes with the default `gpu` feature.)
@@ -168,6 +186,29 @@ fn solve_usage_errors_are_2() {
                 "5",
             ],
             &["--node-limit", "microlp"],
+        ),
+        // Numbers the flag's type admits but the command cannot use: refused as usage,
+        // not sent to the library (where NaN was reported as the file's field) or turned
+        // into a duration (where more seconds than one holds panicked).
+        (
+            &[IND, "--bitops", "w4a4", "--alpha", "nan"],
+            &["--alpha", "nan"],
+        ),
+        (
+            &[IND, "--bitops", "w4a4", "--alpha", "-1"],
+            &["--alpha", "-1"],
+        ),
+        (
+            &[
+                IND,
+                "--bitops",
+                "w4a4",
+                "--backend",
+                "microlp",
+                "--time-limit",
+                "1e300",
+            ],
+            &["--time-limit", "more seconds than a duration"],
         ),
     ];
     for (args, needles) in cases {

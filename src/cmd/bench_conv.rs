@@ -50,7 +50,7 @@ pub struct Args {
     /// Stop sampling one (shape, op, algorithm) once this many milliseconds have passed
     /// (warm-up included) and one timed sample exists, so a very slow kernel cannot eat the
     /// run; the samples taken are reported.
-    #[arg(long, default_value_t = 2000.0)]
+    #[arg(long, default_value_t = 2000.0, value_parser = super::num::non_negative, allow_negative_numbers = true)]
     pub max_ms: f64,
     /// Batch of the correctness check against the CPU reference (capped at --batch).
     #[arg(long, default_value_t = 2)]

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::num;
+
 use limpq_solver::gen::{
     bench, bench_entry, bench_table, entry_name, entry_problem, present_bench_files, BenchOptions,
 };
@@ -30,11 +32,11 @@ pub struct Args {
     /// (an instance whose first solve takes over 100 ms is timed once)
     pub repeats: usize,
     /// Time limit of one microlp solve, seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub microlp_limit: f64,
+    #[arg(long, value_name = "S", default_value = "10", value_parser = num::positive_seconds, allow_negative_numbers = true)]
+    pub microlp_limit: Duration,
     /// Total seconds microlp may spend per kind; instances after that are skipped.
-    #[arg(long, default_value_t = 30.0)]
-    pub microlp_budget: f64,
+    #[arg(long, value_name = "S", default_value = "30", value_parser = num::seconds, allow_negative_numbers = true)]
+    pub microlp_budget: Duration,
     /// Points of the ResNet-50 sweep.
     #[arg(long, default_value_t = 100)]
     pub sweep_points: usize,
@@ -57,8 +59,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut o = BenchOptions::default();
     o.instances = a.instances.max(1);
     o.repeats = a.repeats.max(1);
-    o.microlp_limit = Duration::from_secs_f64(a.microlp_limit.max(0.001));
-    o.microlp_budget = Duration::from_secs_f64(a.microlp_budget.max(0.0));
+    o.microlp_limit = a.microlp_limit;
+    o.microlp_budget = a.microlp_budget;
     o.sweep_points = a.sweep_points.max(1);
     let mut files = a.indicators.clone();
     if files.is_empty() {

@@ -33,6 +33,7 @@ pub mod infer;
 #[cfg(feature = "gpu")]
 pub mod jobs;
 pub mod layers;
+pub mod num;
 pub mod out;
 #[cfg(feature = "gpu")]
 pub mod pipeline;

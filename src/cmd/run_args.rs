@@ -22,7 +22,7 @@ pub struct RunArgs {
     pub batch: usize,
     /// Initial learning rate, cosine-annealed over the run as --lr-schedule says (default:
     /// 0.1 for `train`, 0.01 for `indicators` and `finetune`).
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::non_negative_f32, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// How the learning rate falls: `per-epoch` (cosine stepped once per epoch down to
     /// --lr-floor, constant within an epoch: the reference's, default of `indicators` and
@@ -31,14 +31,14 @@ pub struct RunArgs {
     pub lr_schedule: Option<ScheduleArg>,
     /// Floor of the per-epoch schedule (default 1e-5); implies `--lr-schedule per-epoch`
     /// when that is not given, and is refused with `per-step`.
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::non_negative_f32, allow_negative_numbers = true)]
     pub lr_floor: Option<f32>,
     /// SGD momentum (default: 0.9).
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::non_negative_f32, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
     /// Weight decay on conv and linear weights (default: 5e-4 for `train`, 2.5e-5 for
     /// `indicators` and `finetune`).
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::non_negative_f32, allow_negative_numbers = true)]
     pub weight_decay: Option<f32>,
     /// Label smoothing of the cross-entropy loss, in [0, 1) (default: 0 for `train`, 0.1
     /// for `indicators` and `finetune`).

@@ -8,6 +8,7 @@ use anyhow::Context;
 use limpq_io::documents;
 use limpq_solver::{report, BitOpsBudget, IndicatorSet, Problem, SizeBudget, SolveOptions};
 
+use super::num;
 use super::out::{usage, Coded, OutputFormat, Status};
 
 const COUNTING: &str = "\
@@ -45,7 +46,7 @@ Exit status: 0 solved and proven optimal; 1 error; 2 usage error; 3 no policy me
 pub const MAX_SWEEP: usize = 100_000;
 
 /// The default time limit of the microlp backend, seconds.
-const DEFAULT_TIME_LIMIT: f64 = 600.0;
+const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(600);
 
 /// Solve the bit-width search for an indicator file under budgets.
 #[derive(clap::Args)]
@@ -64,7 +65,7 @@ pub struct Args {
     /// Weight of the weight indicators in the objective. Default 2 (learned step sizes),
     /// or 1 for a file whose meta says `source: sensitivity` (`limpq sensitivity`: weights
     /// and activations are loss increases alike).
-    #[arg(long)]
+    #[arg(long, value_parser = num::non_negative, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
     /// Search weight bits only; activations of searchable layers at BITS (default 8).
     #[arg(long, value_name = "BITS", num_args = 0..=1, default_missing_value = "8", require_equals = true)]
@@ -113,8 +114,8 @@ pub struct Args {
     pub output: Option<PathBuf>,
     /// Time limit of the microlp backend in seconds (default 600); past it the best
     /// policy found is kept, not proven optimal (exit status 4). Only with --backend microlp.
-    #[arg(long, value_name = "S")]
-    pub time_limit: Option<f64>,
+    #[arg(long, value_name = "S", value_parser = num::positive_seconds, allow_negative_numbers = true)]
+    pub time_limit: Option<Duration>,
     /// Search states of the exact backend before it stops proving (default 20000000);
     /// past it the best policy found is kept, not proven optimal (exit status 4).
     #[arg(long, value_name = "N")]
@@ -185,17 +186,10 @@ fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
             a.max.len()
         )));
     }
-    if let Some(t) = a.time_limit {
-        if a.backend != BackendArg::Microlp {
-            return Err(usage(
-                "--time-limit is the microlp backend's: add --backend microlp (the exact backend takes --node-limit)",
-            ));
-        }
-        if !(t.is_finite() && t > 0.0) {
-            return Err(usage(format!(
-                "--time-limit {t}: expected a positive number of seconds"
-            )));
-        }
+    if a.time_limit.is_some() && a.backend != BackendArg::Microlp {
+        return Err(usage(
+            "--time-limit is the microlp backend's: add --backend microlp (the exact backend takes --node-limit)",
+        ));
     }
     if let (Some(bits), false) = (a.weight_only, a.act_bits.is_empty()) {
         return Err(usage(format!(
@@ -340,8 +334,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let sol = match a.backend {
         BackendArg::Exact => compiled.solve(&opts),
         BackendArg::Microlp => {
-            let lim = a.time_limit.unwrap_or(DEFAULT_TIME_LIMIT);
-            compiled.solve_microlp(Some(Duration::from_secs_f64(lim)))
+            compiled.solve_microlp(Some(a.time_limit.unwrap_or(DEFAULT_TIME_LIMIT)))
         }
     }
     .with_context(|| format!("solving {file}"))?;

@@ -1,0 +1,65 @@
+//! Value parsers for numeric flags whose Rust type admits values the command cannot use:
+//! NaN, infinities, negatives, more seconds than a `Duration` holds. Each refuses them as
+//! a usage error (exit status 2; clap names the flag and the value) before any file is
+//! read, where otherwise they would reach the library as a misattributed error or, for a
+//! duration, end in a panic.
+use std::time::Duration;
+
+/// A finite number, zero or more.
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        Ok(_) => Err("expected a finite number, zero or more".into()),
+        Err(e) => Err(format!("expected a number ({e})")),
+    }
+}
+
+/// A finite `f32`, zero or more (a learning rate, momentum, weight decay).
+#[cfg(feature = "gpu")]
+pub fn non_negative_f32(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        Ok(_) => Err("expected a finite number, zero or more".into()),
+        Err(e) => Err(format!("expected a number ({e})")),
+    }
+}
+
+/// Seconds, zero or more, that a `Duration` can hold.
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    let x = non_negative(s)?;
+    Duration::try_from_secs_f64(x).map_err(|_| "more seconds than a duration can hold".into())
+}
+
+/// Seconds, more than zero, that a `Duration` can hold.
+pub fn positive_seconds(s: &str) -> Result<Duration, String> {
+    match seconds(s)? {
+        Duration::ZERO => Err("expected a positive number of seconds".into()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_a_command_cannot_use() {
+        assert_eq!(non_negative("0"), Ok(0.0));
+        assert_eq!(non_negative(" 2.5 "), Ok(2.5));
+        for bad in ["nan", "NaN", "inf", "-inf", "-1", "1e400", "", "two"] {
+            assert!(non_negative(bad).is_err(), "{bad}");
+        }
+        #[cfg(feature = "gpu")]
+        {
+            assert_eq!(non_negative_f32("0.1"), Ok(0.1));
+            for bad in ["nan", "-0.5", "1e39"] {
+                assert!(non_negative_f32(bad).is_err(), "{bad}");
+            }
+        }
+        assert_eq!(seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(seconds("1e300").unwrap_err().contains("more seconds than"));
+        assert!(positive_seconds("0").unwrap_err().contains("positive"));
+        assert_eq!(positive_seconds("0.001"), Ok(Duration::from_millis(1)));
+    }
+}
