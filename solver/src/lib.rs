@@ -42,7 +42,7 @@ pub use format::{
     Frontier, FrontierPoint, IndicatorSet, Layer, LayerBits, Policy, ResourceLayer, ResourceTable,
 };
 pub use problem::{
-    BitOpsBudget, Compiled, Ilp, Options, ParseBudgetError, Problem, Resource, SizeBudget,
+    BitOpsBudget, Compiled, Ilp, Options, ParseBudgetError, Problem, Resource, SizeBudget, MAX_BITS,
 };
 pub use report::{SolveReport, SweepReport};
 pub use solve::{Backend, Proof, Solution, SolveOptions, Usage};

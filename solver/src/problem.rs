@@ -10,6 +10,10 @@ use alloc::vec::Vec;
 use crate::error::{BudgetFloor, Error};
 use crate::format::{IndicatorSet, ResourceTable};
 
+/// The largest bit-width a layer may take (candidates, pins, fixed layers, `weight_only`):
+/// every bit-width is in `1..=MAX_BITS`.
+pub const MAX_BITS: u32 = 32;
+
 /// A BitOps budget. BitOps = Σ over searchable (non-`fixed`) layers of MACs · wbits · abits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -44,8 +48,8 @@ impl BitOpsBudget {
             let bits = |v: &str, what: &str| {
                 v.parse::<u32>()
                     .ok()
-                    .filter(|b| (1..=32).contains(b))
-                    .ok_or_else(|| err(&format!("{what} bits `{v}` must be in 1..=32")))
+                    .filter(|b| (1..=MAX_BITS).contains(b))
+                    .ok_or_else(|| err(&format!("{what} bits `{v}` must be in 1..={MAX_BITS}")))
             };
             return Ok(BitOpsBudget::Uniform {
                 weight: bits(w, "weight")?,
@@ -492,11 +496,11 @@ fn check_bits(list: &[u32], field: &str) -> Result<(), Error> {
         return Err(Error::input(None, field, "empty list of bit-widths"));
     }
     for (i, &b) in list.iter().enumerate() {
-        if b == 0 || b > 32 {
+        if b == 0 || b > MAX_BITS {
             return Err(Error::input(
                 None,
                 field,
-                format!("bit-width {b} is not in 1..=32"),
+                format!("bit-width {b} is not in 1..={MAX_BITS}"),
             ));
         }
         if list[..i].contains(&b) {
@@ -632,21 +636,21 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
             fixed,
         )?;
         if let Some((w, a)) = l.fixed {
-            if w == 0 || a == 0 || w > 32 || a > 32 {
+            if w == 0 || a == 0 || w > MAX_BITS || a > MAX_BITS {
                 return Err(Error::input(
                     Some(&l.name),
                     "fixed",
-                    format!("({w}, {a}) bits are not in 1..=32"),
+                    format!("({w}, {a}) bits are not in 1..={MAX_BITS}"),
                 ));
             }
         }
     }
     if let Some(a) = o.weight_only {
-        if a == 0 || a > 32 {
+        if a == 0 || a > MAX_BITS {
             return Err(Error::input(
                 None,
                 "weight_only",
-                format!("{a} activation bits are not in 1..=32"),
+                format!("{a} activation bits are not in 1..={MAX_BITS}"),
             ));
         }
     }
@@ -666,11 +670,11 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     let mut pinned: Vec<Option<(u32, u32)>> = vec![None; n];
     for (name, w, a) in &o.pinned {
         let i = lookup(name, "pinned")?;
-        if *w == 0 || *a == 0 || *w > 32 || *a > 32 {
+        if *w == 0 || *a == 0 || *w > MAX_BITS || *a > MAX_BITS {
             return Err(Error::input(
                 Some(name),
                 "pinned",
-                format!("({w}, {a}) bits are not in 1..=32"),
+                format!("({w}, {a}) bits are not in 1..={MAX_BITS}"),
             ));
         }
         if pinned[i].replace((*w, *a)).is_some() {
