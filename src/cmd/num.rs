@@ -1,9 +1,20 @@
 //! Value parsers for numeric flags whose Rust type admits values the command cannot use:
-//! NaN, infinities, negatives, more seconds than a `Duration` holds. Each refuses them as
+//! NaN, infinities, negatives, bit-widths out of range, more seconds than a `Duration`
+//! holds. Each refuses them as
 //! a usage error (exit status 2; clap names the flag and the value) before any file is
 //! read, where otherwise they would reach the library as a misattributed error or, for a
 //! duration, end in a panic.
 use std::time::Duration;
+
+use limpq_solver::MAX_BITS;
+
+/// A bit-width the solver accepts, 1 to `MAX_BITS`.
+pub fn bits(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(b) if (1..=MAX_BITS).contains(&b) => Ok(b),
+        _ => Err(format!("expected a bit-width, 1 to {MAX_BITS}")),
+    }
+}
 
 /// A finite number, zero or more.
 pub fn non_negative(s: &str) -> Result<f64, String> {
@@ -44,6 +55,11 @@ mod tests {
 
     #[test]
     fn refuses_what_a_command_cannot_use() {
+        assert_eq!(bits("1"), Ok(1));
+        assert_eq!(bits(" 32"), Ok(32));
+        for bad in ["0", "33", "-1", "4.0", ""] {
+            assert!(bits(bad).is_err(), "{bad}");
+        }
         assert_eq!(non_negative("0"), Ok(0.0));
         assert_eq!(non_negative(" 2.5 "), Ok(2.5));
         for bad in ["nan", "NaN", "inf", "-inf", "-1", "1e400", "", "two"] {

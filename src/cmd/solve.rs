@@ -68,19 +68,19 @@ pub struct Args {
     #[arg(long, value_parser = num::non_negative, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
     /// Search weight bits only; activations of searchable layers at BITS (default 8).
-    #[arg(long, value_name = "BITS", num_args = 0..=1, default_missing_value = "8", require_equals = true)]
+    #[arg(long, value_name = "BITS", num_args = 0..=1, default_missing_value = "8", require_equals = true, value_parser = num::bits)]
     pub weight_only: Option<u32>,
     /// Extra linear resource table (format below); give one --max per --resource, in order.
     #[arg(long, value_name = "FILE")]
     pub resource: Vec<PathBuf>,
     /// Maximum of the matching --resource.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", value_parser = num::non_negative, allow_negative_numbers = true)]
     pub max: Vec<f64>,
     /// Candidate weight bits, comma separated (default: the file's).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = num::bits)]
     pub weight_bits: Vec<u32>,
     /// Candidate activation bits, comma separated (default: the file's).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = num::bits)]
     pub act_bits: Vec<u32>,
     /// Hold a layer at given bits: `LAYER=W,A` (repeatable).
     #[arg(long, value_name = "LAYER=W,A")]
@@ -144,8 +144,11 @@ fn parse_pin(pin: &str) -> anyhow::Result<Pin> {
     if name.is_empty() {
         return Err(bad("no layer name"));
     }
-    let weight = w.trim().parse().map_err(|_| bad("bad weight bits"))?;
-    let act = x.trim().parse().map_err(|_| bad("bad activation bits"))?;
+    let bits = |v: &str, what: &str| {
+        num::bits(v).map_err(|e| usage(format!("--pin `{pin}`: {what} bits `{v}`: {e}")))
+    };
+    let weight = bits(w, "weight")?;
+    let act = bits(x, "activation")?;
     Ok(Pin {
         layer: name.to_string(),
         weight,
@@ -200,6 +203,19 @@ fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
         return Err(usage(
             "--node-limit is the exact backend's: leave out --backend microlp (which takes --time-limit)",
         ));
+    }
+    for (flag, lists) in [
+        ("--tie-weights", &a.tie_weights),
+        ("--tie-acts", &a.tie_acts),
+    ] {
+        if let Some(t) = lists
+            .iter()
+            .find(|t| t.split(',').any(|n| n.trim().is_empty()))
+        {
+            return Err(usage(format!(
+                "{flag} `{t}`: an empty layer name; expected L1,L2,.."
+            )));
+        }
     }
     a.pin.iter().map(|p| parse_pin(p)).collect()
 }
