@@ -644,6 +644,13 @@ pub fn check_checkpoint_model(
 
 /// Evaluate `net` (eval-mode BN) on every example of `ds`.
 pub fn evaluate(net: &mut Network<'_>, ds: &Arc<Dataset>) -> Result<EvalStats, TrainError> {
+    if ds.is_empty() {
+        // An accuracy over no examples would be a made-up figure, not 0%.
+        return Err(TrainError::Config(format!(
+            "no {} examples to evaluate on",
+            ds.kind.name()
+        )));
+    }
     let mut stats = EvalStats::default();
     let mut loader = Loader::spawn(ds.clone(), LoaderConfig::eval(ds, net.batch()))?;
     while let Some(b) = loader.next_batch()? {

@@ -571,5 +571,10 @@ fn subsets() {
     let set: HashSet<&[u8]> = (0..12).map(|i| r1.image(i)).collect();
     assert_eq!(set.len(), 12);
     assert!(ds.subset(Subset::First(38)).is_err());
+    // An empty subset is refused, not evaluated to a made-up accuracy.
+    for empty in [Subset::First(0), Subset::Random { n: 0, seed: 5 }] {
+        let e = ds.subset(empty).unwrap_err().to_string();
+        assert!(e.contains("subset of 0 examples"), "{e}");
+    }
     assert_eq!(ds.subset(Subset::All).unwrap(), ds);
 }

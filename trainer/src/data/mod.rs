@@ -455,6 +455,13 @@ impl Dataset {
     pub fn subset(&self, which: Subset) -> Result<Self, DataError> {
         let idx: Vec<usize> = match which {
             Subset::All => return Ok(self.clone()),
+            // An empty subset trains nothing and evaluates to a made-up 0% accuracy.
+            Subset::First(0) | Subset::Random { n: 0, .. } => {
+                return Err(DataError::Invalid(format!(
+                    "a subset of 0 examples of {} asked: give at least 1",
+                    self.kind.name()
+                )))
+            }
             Subset::First(n) | Subset::Random { n, .. } if n > self.len() => {
                 return Err(DataError::Invalid(format!(
                     "subset of {n} asked, {} has only {} examples",

@@ -109,7 +109,12 @@ pub fn measure_sensitivity(
     }
     check_data(model, &calib)?;
     check_checkpoint_model(init, model, "the --init checkpoint")?;
-    if cfg.batch == 0 || calib.len() < cfg.batch {
+    if cfg.batch == 0 {
+        return Err(MethodError::Config(
+            "the batch size must be at least 1".into(),
+        ));
+    }
+    if calib.len() < cfg.batch {
         return Err(MethodError::Config(format!(
             "{} calibration images cannot fill one batch of {}: give more images or a smaller \
              batch",
