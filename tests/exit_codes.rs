@@ -101,6 +101,10 @@ fn clap_usage_errors_are_2() {
         ("train", "--lr", "nan"),
         ("indicators", "--momentum", "inf"),
         ("finetune", "--weight-decay", "-1"),
+        // Zero counts: an empty test subset was evaluated to a made-up 0% accuracy.
+        ("eval", "--test-subset", "0"),
+        ("train", "--batch", "0"),
+        ("sensitivity", "--images", "0"),
     ] {
         exits(&limpq(&[cmd, flag, value]), 2, &[flag, value]);
     }

@@ -29,10 +29,10 @@ pub struct Args {
     pub transform: Option<String>,
     /// Evaluate on N test images drawn with a fixed seed (default: all; `--subset` is an
     /// older spelling).
-    #[arg(long, alias = "subset")]
+    #[arg(long, alias = "subset", value_parser = super::num::count)]
     pub test_subset: Option<usize>,
     /// Images per evaluation batch (`--batch` is an older spelling).
-    #[arg(long, alias = "batch", default_value_t = 256)]
+    #[arg(long, alias = "batch", default_value_t = 256, value_parser = super::num::count)]
     pub eval_batch: usize,
     /// Evaluate quantized at this policy (default: the policy a `limpq finetune`
     /// checkpoint stores; none: full precision).
@@ -49,7 +49,7 @@ pub struct Args {
     /// Recalibrate the BN statistics of a quantized model on this many training images
     /// before evaluating (train-mode forwards, no update; as `limpq finetune` does before
     /// every evaluation, which stores the result in its checkpoint). Default: none.
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::count)]
     pub recalibrate_bn: Option<usize>,
     /// Also write each test image's logits to this file (NumPy .npy, float32, images ×
     /// classes, in the data set's order).

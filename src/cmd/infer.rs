@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// Images per GPU batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::num::count)]
     pub batch: usize,
 }
 

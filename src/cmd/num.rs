@@ -1,5 +1,5 @@
 //! Value parsers for numeric flags whose Rust type admits values the command cannot use:
-//! NaN, infinities, negatives, bit-widths out of range, more seconds than a `Duration`
+//! NaN, infinities, negatives, zero counts, bit-widths out of range, more seconds than a `Duration`
 //! holds. Each refuses them as
 //! a usage error (exit status 2; clap names the flag and the value) before any file is
 //! read, where otherwise they would reach the library as a misattributed error or, for a
@@ -7,6 +7,15 @@
 use std::time::Duration;
 
 use limpq_solver::MAX_BITS;
+
+/// A count of at least 1 (images, a batch, epochs between evaluations).
+#[cfg(feature = "gpu")]
+pub fn count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number, 1 or more".into()),
+    }
+}
 
 /// A bit-width the solver accepts, 1 to `MAX_BITS`.
 pub fn bits(s: &str) -> Result<u32, String> {
@@ -67,6 +76,10 @@ mod tests {
         }
         #[cfg(feature = "gpu")]
         {
+            assert_eq!(count("1"), Ok(1));
+            for bad in ["0", "-1", "1.5", ""] {
+                assert!(count(bad).is_err(), "{bad}");
+            }
             assert_eq!(non_negative_f32("0.1"), Ok(0.1));
             for bad in ["nan", "-0.5", "1e39"] {
                 assert!(non_negative_f32(bad).is_err(), "{bad}");

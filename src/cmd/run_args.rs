@@ -18,7 +18,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     /// Images per optimizer step (the last partial batch of an epoch is dropped).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::num::count)]
     pub batch: usize,
     /// Initial learning rate, cosine-annealed over the run as --lr-schedule says (default:
     /// 0.1 for `train`, 0.01 for `indicators` and `finetune`).
@@ -49,12 +49,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Images per evaluation batch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::num::count)]
     pub eval_batch: usize,
     /// Evaluate on the test set after every N-th epoch and after the last (1: after every
     /// epoch). Skipped evaluations change no weight and no final figure; on a large test
     /// set they are most of a short run's time.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::num::count)]
     pub eval_every: usize,
     // This comment is also `--help` text, where `<class>` is a placeholder, not HTML.
     #[allow(rustdoc::invalid_html_tags)]
@@ -73,10 +73,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub transform: Option<String>,
     /// Train on N training images drawn with --subset-seed (default: all).
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::count)]
     pub subset: Option<usize>,
     /// Evaluate on N test images drawn with a fixed seed (default: all).
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::count)]
     pub test_subset: Option<usize>,
     /// Seed of the --subset draw alone (default: --seed). `limpq pipeline` draws one
     /// training subset for every run seed, with seed 55930; pass that to redo one of its

@@ -22,10 +22,10 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "2,3,4,5,6")]
     pub bits: Vec<u32>,
     /// Calibration images, drawn from the training set with --seed (whole batches are used).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = super::num::count)]
     pub images: usize,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::num::count)]
     pub batch: usize,
     /// Seed of the calibration draw.
     #[arg(long, default_value_t = 0)]
