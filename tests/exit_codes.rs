@@ -95,7 +95,7 @@ fn clap_usage_errors_are_2() {
     ] {
         exits(&limpq(&["bench", "solver", flag, value]), 2, &[flag, value]);
     }
-    // The training commands' rates: refused before a GPU or a dataset is opened.
+    // The GPU commands' numbers and names: refused before a GPU or a dataset is opened.
     #[cfg(feature = "gpu")]
     for (cmd, flag, value) in [
         ("train", "--lr", "nan"),
@@ -105,6 +105,8 @@ fn clap_usage_errors_are_2() {
         ("eval", "--test-subset", "0"),
         ("train", "--batch", "0"),
         ("sensitivity", "--images", "0"),
+        // An unknown backend name was skipped with a log line, leaving no backend.
+        ("devices", "--backend", "nosuch"),
     ] {
         exits(&limpq(&[cmd, flag, value]), 2, &[flag, value]);
     }

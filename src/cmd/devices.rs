@@ -3,7 +3,7 @@
 //! `limpq_trainer::gpu::AdapterList`.
 use limpq_trainer::gpu::{AdapterList, Gpu, GpuOptions};
 
-use super::out::OutputFormat;
+use super::out::{usage, OutputFormat};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,7 +24,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut opts = GpuOptions::from_env();
     if let Some(b) = &args.backend {
-        opts = opts.with_backend_list(b);
+        opts = opts
+            .with_backend_list(b)
+            .map_err(|e| usage(format!("--backend: {e}")))?;
     }
     let (list, why) = AdapterList::new(&opts);
     if list.adapters.is_empty() {

@@ -280,10 +280,22 @@ impl GpuOptions {
     }
 
     /// Search only these backends, a comma list as in `WGPU_BACKEND` (`vulkan`, `metal`,
-    /// `dx12`, `gl`, case-insensitive); overrides the environment.
-    pub fn with_backend_list(mut self, list: &str) -> Self {
-        self.backends = Some(wgpu::Backends::from_comma_list(list));
-        self
+    /// `dx12`, `gl`, case-insensitive); overrides the environment. An unknown name is an
+    /// error, where wgpu's own reading of the list skips it with a log line and, with no
+    /// name left, searches nothing.
+    pub fn with_backend_list(mut self, list: &str) -> Result<Self, String> {
+        let mut backends = wgpu::Backends::empty();
+        for name in list.split(',') {
+            let b = parse_backend(name).ok_or_else(|| {
+                format!(
+                    "unknown backend {:?} in {list:?} (allowed: vulkan, metal, dx12, gl)",
+                    name.trim()
+                )
+            })?;
+            backends |= b.into();
+        }
+        self.backends = Some(backends);
+        Ok(self)
     }
 
     /// Keep only adapters whose name contains `name`; overrides `WGPU_ADAPTER_NAME`.

@@ -23,7 +23,9 @@ pub fn on_gl() -> bool {
 /// (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `LIMPQ_ADAPTER`).
 pub fn gpu_options() -> GpuOptions {
     if on_gl() {
-        GpuOptions::from_env().with_backend_list("gl")
+        GpuOptions::from_env()
+            .with_backend_list("gl")
+            .expect("a known backend")
     } else {
         GpuOptions::from_env()
     }
