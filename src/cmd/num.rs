@@ -1,9 +1,10 @@
 //! Value parsers for numeric flags whose Rust type admits values the command cannot use:
-//! NaN, infinities, negatives, zero counts, bit-widths out of range, more seconds than a `Duration`
-//! holds. Each refuses them as
-//! a usage error (exit status 2; clap names the flag and the value) before any file is
-//! read, where otherwise they would reach the library as a misattributed error or, for a
-//! duration, end in a panic.
+//! NaN, infinities, negatives, zero counts, bit-widths out of range, more seconds than a
+//! `Duration` holds. Each refuses them as a usage error (exit status 2; clap names the
+//! flag and the value) before any file is read or a GPU opened, where otherwise they would
+//! reach the library late, be reported as a file's field, or, for a duration, panic.
+use std::fmt::Display;
+use std::str::FromStr;
 use std::time::Duration;
 
 use limpq_solver::MAX_BITS;
@@ -25,23 +26,33 @@ pub fn bits(s: &str) -> Result<u32, String> {
     }
 }
 
+/// A finite number of type `T`, zero or more (a value past `T`'s range is infinite).
+fn finite_non_negative<T>(s: &str) -> Result<T, String>
+where
+    T: FromStr + Into<f64> + Copy,
+    T::Err: Display,
+{
+    let x: T = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("expected a number ({e})"))?;
+    let v: f64 = x.into();
+    if v.is_finite() && v >= 0.0 {
+        Ok(x)
+    } else {
+        Err("expected a finite number, zero or more".into())
+    }
+}
+
 /// A finite number, zero or more.
 pub fn non_negative(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
-        Ok(_) => Err("expected a finite number, zero or more".into()),
-        Err(e) => Err(format!("expected a number ({e})")),
-    }
+    finite_non_negative(s)
 }
 
 /// A finite `f32`, zero or more (a learning rate, momentum, weight decay).
 #[cfg(feature = "gpu")]
 pub fn non_negative_f32(s: &str) -> Result<f32, String> {
-    match s.trim().parse::<f32>() {
-        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
-        Ok(_) => Err("expected a finite number, zero or more".into()),
-        Err(e) => Err(format!("expected a number ({e})")),
-    }
+    finite_non_negative(s)
 }
 
 /// Seconds, zero or more, that a `Duration` can hold.
