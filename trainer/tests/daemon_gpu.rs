@@ -124,6 +124,11 @@ fn bad_train_specs_are_refused_and_a_gpu_error_fails_only_its_job() {
     t.run.momentum = Some(-0.5);
     let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
     assert!(e.contains("momentum"), "{e}");
+    // An empty subset is refused at submission, not run to a made-up 0% accuracy.
+    let mut t = tiny_train(1);
+    t.data.test_subset = Some(0);
+    let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
+    assert!(e.contains("test_subset") && e.contains("at least 1"), "{e}");
     let mut t = tiny_train(1);
     t.data.data_dir = Some(dir.0.join("no-such-data"));
     let e = c.submit(spec(JobKind::Train(t))).unwrap_err().to_string();
@@ -152,6 +157,12 @@ fn bad_train_specs_are_refused_and_a_gpu_error_fails_only_its_job() {
         subset: Some(64),
         batch: 1 << 22,
     };
+    let none = EvalJob {
+        subset: Some(0),
+        ..huge.clone()
+    };
+    let e = c.submit(spec(JobKind::Eval(none))).unwrap_err().to_string();
+    assert!(e.contains("eval.subset"), "{e}");
     let g = c.submit(spec(JobKind::Eval(huge))).unwrap();
     let ok = EvalJob {
         ckpt: ck,

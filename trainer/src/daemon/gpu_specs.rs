@@ -98,8 +98,14 @@ impl JobData {
         }
     }
 
-    /// The data folder exists (when the data set is known before the checkpoint is read).
+    /// The subsets, when given, hold an image at least, and the data folder exists (when
+    /// the data set is known before the checkpoint is read).
     fn check(&self, default: Option<&str>) -> Result<(), String> {
+        for (field, n) in [("subset", self.subset), ("test_subset", self.test_subset)] {
+            if n == Some(0) {
+                return Err(format!("{field}: must be at least 1"));
+            }
+        }
         match self.data.as_deref().or(default) {
             Some(d) => check_data_dir(d, self.data_dir.as_deref()),
             None => Ok(()),
@@ -493,7 +499,7 @@ impl TrainJob {
 
     pub(crate) fn validate(&self) -> Result<(), String> {
         resolve_model("train.model", &self.model, &self.data_name())?;
-        check_data_dir(&self.data_name(), self.data.data_dir.as_deref())?;
+        self.data.check(Some(&self.data_name()))?;
         check_run("train", &self.run, &self.config())?;
         if let Some(p) = &self.init {
             check_ckpt("train.init", p)?;
@@ -625,6 +631,9 @@ impl EvalJob {
         }
         if self.batch == 0 {
             return Err("eval.batch must be positive".into());
+        }
+        if self.subset == Some(0) {
+            return Err("eval.subset: must be at least 1".into());
         }
         Ok(())
     }
