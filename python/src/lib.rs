@@ -17,7 +17,7 @@ use limpq_io::import_limpq::{self, Indicators, TableRow};
 use limpq_io::pickle::Value;
 use limpq_solver::{
     BitOpsBudget, Error, IndicatorSet, Layer, LayerBits, Policy, Resource, ResourceLayer,
-    ResourceTable, SizeBudget, Solution, SolveOptions, Usage,
+    ResourceTable, SizeBudget, Solution, SolveOptions, Usage, MAX_SWEEP_POINTS,
 };
 
 create_exception!(
@@ -444,9 +444,9 @@ impl PyProblem {
     /// BitOps to every layer at its highest bits (`limpq solve --sweep N`); a BitOps budget
     /// set on the problem is ignored.
     fn sweep<'py>(&self, py: Python<'py>, points: usize) -> PyResult<Bound<'py, PyList>> {
-        if points == 0 || points > 100_000 {
+        if points == 0 || points > MAX_SWEEP_POINTS {
             return Err(err(format!(
-                "a sweep takes 1 to 100000 points, not {points}"
+                "a sweep takes 1 to {MAX_SWEEP_POINTS} points, not {points}"
             )));
         }
         let mut p = self.p.clone();

@@ -76,6 +76,8 @@ pub const LIMPQ_FORMAT_JSON: u32 = 2;
 
 /// The most points `limpq_problem_sweep` takes (as `limpq solve --sweep`).
 pub const LIMPQ_MAX_SWEEP_POINTS: usize = 100_000;
+// The header needs the number written out; the library's bound is the one that holds.
+const _: () = assert!(LIMPQ_MAX_SWEEP_POINTS == limpq_solver::MAX_SWEEP_POINTS);
 
 /// The most bytes `limpq_problem_from_file` reads (`limpq_io::files::MAX_TEXT`, as
 /// `limpq solve`).

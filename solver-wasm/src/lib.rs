@@ -12,7 +12,7 @@
 
 use limpq_solver::{
     BitOpsBudget, Error, IndicatorSet, LayerBits, Problem, ResourceTable, SizeBudget, Solution,
-    SolveOptions, Usage,
+    SolveOptions, Usage, MAX_SWEEP_POINTS,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -169,9 +169,9 @@ fn run(request: &str) -> Result<Value, Value> {
     match (r.sweep, &r.evaluate) {
         (Some(_), Some(_)) => Err(request_error("give at most one of `sweep` and `evaluate`")),
         (Some(n), None) => {
-            if n == 0 || n > 100_000 {
+            if n == 0 || n > MAX_SWEEP_POINTS {
                 return Err(request_error(format!(
-                    "a sweep takes 1 to 100000 points, not {n}"
+                    "a sweep takes 1 to {MAX_SWEEP_POINTS} points, not {n}"
                 )));
             }
             p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));

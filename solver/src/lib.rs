@@ -45,4 +45,4 @@ pub use problem::{
     BitOpsBudget, Compiled, Ilp, Options, ParseBudgetError, Problem, Resource, SizeBudget, MAX_BITS,
 };
 pub use report::{SolveReport, SweepReport};
-pub use solve::{Backend, Proof, Solution, SolveOptions, Usage};
+pub use solve::{Backend, Proof, Solution, SolveOptions, Usage, MAX_SWEEP_POINTS};

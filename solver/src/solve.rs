@@ -16,6 +16,11 @@ use crate::format::{LayerBits, Policy};
 pub use crate::options::SolveOptions;
 use crate::problem::{BitOpsBudget, Choices, Compiled, Problem, RowKind};
 
+/// The most points a sweep takes: each is a solve, and a larger count is a mistake that
+/// would otherwise ask for memory ahead of the first (every face of the solver refuses
+/// it the same way: the CLI's `--sweep`, Python's `Problem.sweep`, the C ABI, WebAssembly).
+pub const MAX_SWEEP_POINTS: usize = 100_000;
+
 /// Which backend produced a solution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -73,7 +78,8 @@ impl Problem {
 
     /// Optimal policies for `points` BitOps budgets spread evenly from the smallest
     /// feasible BitOps (under the other budgets) to the BitOps of every layer at its
-    /// highest allowed bits. Any BitOps budget set on the problem is ignored.
+    /// highest allowed bits. Any BitOps budget set on the problem is ignored. More than
+    /// [`MAX_SWEEP_POINTS`] points is an [`Error::InvalidInput`]; none, an empty list.
     pub fn sweep(&self, points: usize) -> Result<Vec<Solution>, Error> {
         self.sweep_with(points, &SolveOptions::default())
     }
@@ -142,6 +148,13 @@ impl Compiled {
         let Some(kb) = self.rows.iter().position(|r| r.kind == RowKind::BitOps) else {
             return Err(Error::input(None, "bitops", "a sweep needs a BitOps row"));
         };
+        if points > MAX_SWEEP_POINTS {
+            return Err(Error::input(
+                None,
+                "points",
+                alloc::format!("a sweep takes at most {MAX_SWEEP_POINTS} points, not {points}"),
+            ));
+        }
         if points == 0 {
             return Ok(Vec::new());
         }

@@ -673,3 +673,24 @@ fn a_large_tie_component_compiles_within_a_deadline() {
         Err(e) => panic!("no answer within 10 s ({e:?})"),
     }
 }
+
+/// A sweep's point count is the caller's number: one past `MAX_SWEEP_POINTS`, or
+/// `usize::MAX`, is an error naming the limit. The count went straight to a
+/// `Vec::with_capacity`, which panics ("capacity overflow") or aborts the process
+/// (allocation failure) before the first point is solved.
+#[test]
+fn sweeps_of_too_many_points_are_refused() {
+    use limpq_solver::{Error, MAX_SWEEP_POINTS};
+    let p = limpq_solver::gen::bench_problem("resnet18", 0).expect("a bench kind");
+    for points in [MAX_SWEEP_POINTS + 1, usize::MAX / 2, usize::MAX] {
+        let e = catch_unwind(AssertUnwindSafe(|| p.sweep(points)))
+            .unwrap_or_else(|_| panic!("sweep({points}) panicked"))
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidInput { field, .. } if field == "points"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(&MAX_SWEEP_POINTS.to_string()), "{e}");
+    }
+    assert!(p.sweep(0).unwrap().is_empty());
+}

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use limpq_io::documents;
-use limpq_solver::{report, BitOpsBudget, IndicatorSet, Problem, SizeBudget, SolveOptions};
+use limpq_solver::{
+    report, BitOpsBudget, IndicatorSet, Problem, SizeBudget, SolveOptions, MAX_SWEEP_POINTS,
+};
 
 use super::num;
 use super::out::{usage, Coded, OutputFormat, Status};
@@ -41,9 +43,6 @@ Exit status: 0 solved and proven optimal; 1 error; 2 usage error; 3 no policy me
   budgets; 4 a policy was found, printed and written, but not proven optimal within
   --time-limit / --node-limit; 5 that limit was reached before any policy meeting the
   budgets was found (nothing written; a larger limit may find one).";
-
-/// The most points a sweep solves (each is a full policy kept in memory).
-pub const MAX_SWEEP: usize = 100_000;
 
 /// The default time limit of the microlp backend, seconds.
 const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(600);
@@ -170,9 +169,9 @@ fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
                 "--sweep uses the exact backend only: leave out --backend microlp",
             ))
         }
-        Some(n) if n == 0 || n > MAX_SWEEP => {
+        Some(n) if n == 0 || n > MAX_SWEEP_POINTS => {
             return Err(usage(format!(
-                "--sweep {n}: the number of budgets must be 1 to {MAX_SWEEP}"
+                "--sweep {n}: the number of budgets must be 1 to {MAX_SWEEP_POINTS}"
             )))
         }
         None if a.bitops.is_none() => {
