@@ -593,8 +593,16 @@ impl PyProblem {
     }
 }
 
-/// A budget given as text (`"w4a4"`, `"cr:8"`, `"1_500_000"`).
+/// A budget given as text (`"w4a4"`, `"cr:8"`, `"1_500_000"`); an int that is not a
+/// `u64` (the caller tried that first) is refused with its value.
 fn budget_text(b: &Bound<'_, PyAny>) -> PyResult<String> {
+    if b.is_instance_of::<PyInt>() && !b.is_instance_of::<PyBool>() {
+        return Err(err(format!(
+            "an int budget is 0 to {}, not {}",
+            u64::MAX,
+            b.str().map(|s| s.to_string()).unwrap_or_default()
+        )));
+    }
     b.extract::<String>().map_err(|_| {
         err(format!(
             "a budget is a str or a non-negative int, not {}",

@@ -62,6 +62,11 @@ def test_budgets_that_do_not_parse():
         toy().size("cr:0")
     with pytest.raises(ls.SolverError, match="a budget is a str or a non-negative int"):
         toy().bitops(1.5)
+    # An int out of range names its value rather than its type.
+    with pytest.raises(ls.SolverError, match="an int budget is 0 to 18446744073709551615, not -5"):
+        toy().bitops(-5)
+    with pytest.raises(ls.SolverError, match=f"not {2**70}"):
+        toy().size(2**70)
 
 
 def test_files_and_text():
