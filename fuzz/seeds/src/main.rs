@@ -152,6 +152,53 @@ fn main() {
     let mut json = set.to_json_string().into_bytes();
     json.extend_from_slice(&[2 + 7, 0]);
     put("indicators_solve", "resnet20.json", &json);
+    // Requests to the WebAssembly face: a solve with every kind of option, a sweep, a
+    // policy to price, and the indicator set given as RON text.
+    let read = |f: &str| {
+        std::fs::read_to_string(root().join("tests/fixtures/solver").join(f)).expect("fixture")
+    };
+    let tiny = IndicatorSet::from_ron_str(&read("tiny.indicators.ron")).expect("tiny parses");
+    let tiny_json: serde_json::Value =
+        serde_json::from_str(&tiny.to_json_string()).expect("JSON of a set");
+    let lat = limpq_solver::ResourceTable::from_ron_str(&read("latency.ron")).expect("table");
+    let lat_json: serde_json::Value =
+        serde_json::from_str(&lat.to_json_string()).expect("JSON of a table");
+    let requests = [
+        (
+            "solve.json",
+            serde_json::json!({
+                "indicators": tiny_json, "bitops": "w3a3", "size": "cr:9", "alpha": 1.5,
+                "weight_bits": [2, 3, 4], "pins": [["layer1.conv1", 4, 4]],
+                "tie_weights": [["layer2.conv1", "layer2.shortcut"]],
+                "tie_acts": [["layer1.conv2", "layer2.conv1"]],
+                "resources": [{"table": lat_json, "max": 20.0}],
+            }),
+        ),
+        (
+            "sweep.json",
+            serde_json::json!({"indicators": tiny_json, "size": "cr:8", "sweep": 3}),
+        ),
+        (
+            "evaluate.json",
+            serde_json::json!({
+                "indicators": tiny_json, "bitops": "w3a3",
+                "evaluate": tiny.layers.iter().map(|l| {
+                    let (w, a) = l.fixed.unwrap_or((3, 3));
+                    serde_json::json!({"name": l.name, "weight": w, "act": a})
+                }).collect::<Vec<_>>(),
+            }),
+        ),
+        (
+            "ron.json",
+            serde_json::json!({
+                "indicators_ron": read("tiny.indicators.ron"), "bitops": 900000,
+                "weight_only": 8, "node_limit": 100,
+            }),
+        ),
+    ];
+    for (name, r) in requests {
+        put("wasm_request", name, r.to_string().as_bytes());
+    }
     println!(
         "seeds written under {}",
         root().join("fuzz/corpus").display()
