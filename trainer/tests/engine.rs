@@ -333,6 +333,35 @@ fn eval_of_a_short_batch_matches_the_full_batch() {
     assert!(err.contains("label"), "{err}");
 }
 
+/// A batch whose tensors cannot fit the adapter is refused when the network is built,
+/// naming the batch; `usize::MAX` images made the input's element count wrap (a panic
+/// under overflow checks, a wrong count without).
+#[test]
+fn batches_past_the_adapter_are_refused_at_build() {
+    let Some(gpu) = gpu_or_skip("engine huge batch") else {
+        return;
+    };
+    let model = small_net_model(&config(PoolKind::Max));
+    for batch in [usize::MAX, usize::MAX / 3, 1 << 40] {
+        let ncfg = NetworkConfig {
+            batch,
+            seed: 1,
+            label_smoothing: 0.0,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            grad_clip: None,
+            conv: Default::default(),
+        };
+        let e = Network::new(gpu, &model, ncfg).err().expect("refused");
+        let e = e.to_string();
+        assert!(
+            e.contains(&format!("batch size {batch}")) && e.contains("exceeds"),
+            "{e}"
+        );
+    }
+}
+
 /// Export → checkpoint bytes → import into a fresh network gives identical eval logits.
 #[test]
 fn checkpoint_round_trip_restores_the_network() {

@@ -710,6 +710,25 @@ impl<'g> Network<'g> {
         }
         let n = cfg.batch;
         let (c, h, w) = model.input;
+        // The largest tensor of one image, times the batch, must fit the adapter: a batch
+        // past that is refused here, before any product of it (`n * c * h * w` below, and
+        // the ops' own) can overflow, which a huge `--eval-batch` made wrap.
+        let per_image = infos
+            .iter()
+            .map(|i| i.output.numel())
+            .chain([c * h * w, model.classes])
+            .max()
+            .unwrap_or(1);
+        if !n
+            .checked_mul(per_image)
+            .is_some_and(|len| Tensor::fits(gpu, len))
+        {
+            return Err(EngineError::Input(format!(
+                "batch size {n}: its largest tensor ({per_image} values an image) exceeds the \
+                 adapter's storage binding limit of {} bytes",
+                gpu.limits.max_storage_buffer_binding_size
+            )));
+        }
         let count = model.nodes.len();
         let conv = cfg.conv.rule(gpu)?;
         let mut b = Builder {
