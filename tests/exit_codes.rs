@@ -75,6 +75,44 @@ fn success_is_0_and_errors_are_1() {
         &["no/such/file.ron"],
     );
     assert!(err.starts_with("error: "), "{err}");
+    // An output in a folder that is not there: said of the file asked for.
+    let err = exits(
+        &limpq(&["solve", IND, "--bitops", "w3a3", "-o", "no/such/dir/p.ron"]),
+        1,
+        &["no/such/dir/p.ron", "its folder no/such/dir does not exist"],
+    );
+    assert!(!err.contains(".tmp"), "{err}");
+    // The long commands check their outputs before any work: a run of hours must not end
+    // by failing to write (before, `train` wrote its first epoch's checkpoint and failed).
+    #[cfg(feature = "gpu")]
+    for args in [
+        &["train", "--model", "small_cnn", "-o", "no/such/dir/x.ckpt"][..],
+        &[
+            "indicators",
+            "--model",
+            "small_cnn",
+            "--ckpt",
+            "a.ckpt",
+            "-o",
+            "no/such/dir/i.ron",
+        ],
+        &[
+            "sensitivity",
+            "--model",
+            "small_cnn",
+            "--init",
+            "a.ckpt",
+            "-o",
+            "no/such/dir/s.ron",
+        ],
+        &["eval", "--ckpt", "a.ckpt", "--logits", "no/such/dir/l.npy"],
+    ] {
+        exits(
+            &limpq(args),
+            1,
+            &["no/such/dir/", "its folder no/such/dir does not exist"],
+        );
+    }
 }
 
 #[test]

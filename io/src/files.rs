@@ -170,9 +170,9 @@ pub fn write_atomic_with(path: &Path, bytes: &[u8], access: Access) -> Result<()
         )
     })?;
     refuse_non_regular(path)?;
-    let dir = parent(path);
+    let dir = folder_of(path)?;
     let tmp = dir.join(temp_name(name));
-    let written = write_temp(&tmp, bytes, access).and_then(|()| {
+    let written = write_temp(path, &tmp, bytes, access).and_then(|()| {
         // Checked again right before the rename: what the rename replaces is what we saw.
         refuse_non_regular(path)?;
         fs::rename(&tmp, path).map_err(|e| FileError::io(path, "cannot replace", e))
@@ -182,6 +182,40 @@ pub fn write_atomic_with(path: &Path, bytes: &[u8], access: Access) -> Result<()
         return Err(e);
     }
     sync_dir(dir)
+}
+
+/// Checks, before long work whose result goes to `path`, that [`write_atomic`] could write
+/// it: `path` names a file, is a regular file or absent, and its folder exists. A run that
+/// would end by failing to write (a mistyped folder, `-o` on a device) fails at once
+/// instead. The write itself can still fail later (a full disk, the folder removed
+/// meanwhile), and says so then.
+pub fn check_writable(path: &Path) -> Result<(), FileError> {
+    if path.file_name().is_none() {
+        return Err(FileError::new(
+            path,
+            ErrorKind::NotRegular {
+                is: "not a file name",
+            },
+        ));
+    }
+    refuse_non_regular(path)?;
+    folder_of(path).map(|_| ())
+}
+
+/// The folder `path` is written into, which must exist and be a folder; errors name `path`
+/// (the file asked for, not the temporary file a write makes beside it).
+fn folder_of(path: &Path) -> Result<&Path, FileError> {
+    let dir = parent(path);
+    let why = match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(dir),
+        Ok(_) => io::Error::other(format!("{} is not a folder", dir.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("its folder {} does not exist", dir.display()),
+        ),
+        Err(e) => e,
+    };
+    Err(FileError::io(path, "cannot write", why))
 }
 
 /// Serialises `value` as RON or JSON by `path`'s extension and writes it atomically.
@@ -234,7 +268,9 @@ fn refuse_non_regular(path: &Path) -> Result<(), FileError> {
     }
 }
 
-fn write_temp(tmp: &Path, bytes: &[u8], access: Access) -> Result<(), FileError> {
+/// Writes `tmp`, the temporary file for `path`; errors name `path`, the file the caller
+/// asked for.
+fn write_temp(path: &Path, tmp: &Path, bytes: &[u8], access: Access) -> Result<(), FileError> {
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -249,11 +285,11 @@ fn write_temp(tmp: &Path, bytes: &[u8], access: Access) -> Result<(), FileError>
     let _ = access;
     let mut f = opts
         .open(tmp)
-        .map_err(|e| FileError::io(tmp, "cannot create", e))?;
+        .map_err(|e| FileError::io(path, "cannot create the temporary file for", e))?;
     f.write_all(bytes)
-        .map_err(|e| FileError::io(tmp, "cannot write", e))?;
+        .map_err(|e| FileError::io(path, "cannot write", e))?;
     f.sync_all()
-        .map_err(|e| FileError::io(tmp, "cannot sync", e))
+        .map_err(|e| FileError::io(path, "cannot sync", e))
 }
 
 /// Makes a rename or a new file in `dir` durable.
@@ -493,8 +529,13 @@ mod tests {
     fn a_failed_write_leaves_no_temporary_file() {
         use std::os::unix::fs::PermissionsExt;
         let d = scratch("failed");
-        // The folder of the target is missing: the temporary cannot be made at all.
-        assert!(write_atomic(&d.join("missing/a.ron"), b"x").is_err());
+        // The folder of the target is missing: said of the target, not of a temporary.
+        let e = write_atomic(&d.join("missing/a.ron"), b"x").unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("missing/a.ron") && e.contains("its folder") && !e.contains(".tmp"),
+            "{e}"
+        );
         // A read-only folder (root ignores modes, so only checked as a user).
         let ro = d.join("ro");
         fs::create_dir(&ro).unwrap();
@@ -502,11 +543,39 @@ mod tests {
         let r = write_atomic(&ro.join("a.ron"), b"x");
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            assert!(r.is_err());
+            let e = r.unwrap_err().to_string();
+            assert!(
+                e.contains("temporary file for") && e.contains("ro/a.ron"),
+                "{e}"
+            );
         }
         fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
         assert!(entries(&ro).iter().all(|n| !n.ends_with(".tmp")));
         assert_eq!(entries(&d), ["ro"]);
+    }
+
+    #[test]
+    fn check_writable_says_what_a_write_would_meet() {
+        let d = scratch("checkable");
+        check_writable(&d.join("new.ron")).unwrap();
+        fs::write(d.join("old.ron"), b"x").unwrap();
+        check_writable(&d.join("old.ron")).unwrap();
+        let e = check_writable(&d.join("gone/new.ron"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gone/new.ron") && e.contains("does not exist"),
+            "{e}"
+        );
+        // A file where its folder should be (the system's words: "Not a directory").
+        let e = check_writable(&d.join("old.ron/new.ron"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("old.ron/new.ron"), "{e}");
+        let e = check_writable(&d).unwrap_err().to_string();
+        assert!(e.contains("folder"), "{e}");
+        assert!(check_writable(Path::new("/dev/null")).is_err());
+        assert_eq!(entries(&d), ["old.ron"]);
     }
 
     #[cfg(unix)]

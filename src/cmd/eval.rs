@@ -58,6 +58,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Before the evaluation: it must not end by failing to write what was asked.
+    for p in [&args.predictions, &args.logits].into_iter().flatten() {
+        limpq_io::files::check_writable(p)?;
+    }
     let ckpt = Checkpoint::load(&args.ckpt)?;
     let name = args.ckpt.display().to_string();
     let data = match (&args.data, ckpt.meta("data")) {

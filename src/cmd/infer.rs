@@ -43,6 +43,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    limpq_io::files::check_writable(&args.output)?;
     let ckpt = Checkpoint::load(&args.ckpt)?;
     let bytes = limpq_io::files::read_regular(&args.input, MAX_INPUT)?;
     let x = npy::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;

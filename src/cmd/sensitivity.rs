@@ -43,6 +43,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Before the measurements: they must not end by failing to write.
+    limpq_io::files::check_writable(&args.output)?;
     let init = Checkpoint::load(&args.init)?;
     let data = match (&args.data, init.meta("data")) {
         (Some(d), _) => d.clone(),

@@ -35,6 +35,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Before any training: a run must not end by failing to write its checkpoint.
+    limpq_io::files::check_writable(&args.output)?;
     let init = match &args.init {
         Some(p) => Some(Checkpoint::load(p)?),
         None => None,

@@ -425,17 +425,7 @@ fn check_ckpt(field: &str, p: &Path) -> Result<(), String> {
 /// An output file the job names: its folder exists and nothing but a regular file is
 /// in its place (it is replaced atomically at the end).
 fn check_output(field: &str, p: &Path) -> Result<(), String> {
-    let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(d) = parent.filter(|d| !d.is_dir()) {
-        return Err(format!("{field}: no folder {} to write into", d.display()));
-    }
-    if p.exists() && !p.is_file() {
-        return Err(format!(
-            "{field}: {} exists and is not a regular file",
-            p.display()
-        ));
-    }
-    Ok(())
+    limpq_io::files::check_writable(p).map_err(|e| format!("{field}: {e}"))
 }
 
 fn absolute(base: &Path, p: &mut PathBuf) {
