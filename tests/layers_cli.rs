@@ -96,6 +96,46 @@ fn ron_output_reads_back_and_matches_the_example() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A checkpoint names its model: `limpq layers` prints that model's table (it said the
+/// file "is not UTF-8 text").
+#[cfg(feature = "gpu")]
+#[test]
+fn a_checkpoint_shows_the_model_it_holds() {
+    use limpq_trainer::checkpoint::{Checkpoint, NamedTensor};
+    use limpq_trainer::model::builtin;
+    let dir = tmp_dir("layers-cli", "ckpt");
+    let path = dir.join("r20.ckpt");
+    let model = builtin("resnet20").unwrap();
+    let tensors = limpq_trainer::weights::tensor_specs(&model)
+        .unwrap()
+        .into_iter()
+        .map(|s| NamedTensor {
+            data: vec![0.0; s.shape.iter().product()],
+            name: s.name,
+            kind: s.kind,
+        })
+        .collect();
+    let ck = Checkpoint {
+        origin: None,
+        model,
+        seed: 0,
+        epoch: 0,
+        step: 0,
+        meta: Vec::new(),
+        tensors,
+    };
+    ck.save(&path).unwrap();
+    let p = path.to_str().unwrap();
+    assert_eq!(
+        stdout_of(&["layers", p]),
+        stdout_of(&["layers", "resnet20"])
+    );
+    // A file that is neither: the description's error, as before.
+    std::fs::write(&path, b"\xff\xfe not a model").unwrap();
+    refused_with(&limpq(&["layers", p]), &["r20.ckpt", "not UTF-8 text"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn errors_name_the_file_and_node() {
     let dir = tmp_dir("layers-cli", "err");

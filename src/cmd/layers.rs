@@ -25,11 +25,12 @@ Examples:
   limpq layers resnet20-cifar --all   # every node: BN, ReLU, add, pooling too
   limpq layers resnet18 --format json   # the table as JSON: rows, shapes, sums
   limpq layers small_cnn --description > my_model.ron   # start a custom model from a built-in
-  limpq layers my_model.ron")]
+  limpq layers my_model.ron
+  limpq layers fp.ckpt   # the model a checkpoint holds")]
 pub struct Args {
     /// A built-in model (small_cnn, resnet20, resnet20-cifar, resnet18, resnet50,
-    /// mobilenetv2) or the path of a RON model description (docs/MODELS.md; `limpq
-    /// import-onnx` writes one from an ONNX file).
+    /// mobilenetv2), the path of a RON model description (docs/MODELS.md; `limpq
+    /// import-onnx` writes one from an ONNX file), or a checkpoint (the model it holds).
     #[arg(value_name = "MODEL")]
     pub model: String,
     /// `table`: the per-layer table and sums; `json` / `ron`: the same rows, shapes and
@@ -47,10 +48,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = Model::resolve(&args.model)?;
+    let model = resolve(&args.model)?;
     if args.description {
         return out::println(&model.to_ron_versioned());
     }
     let table = model.layer_table(args.all)?;
     args.format.print(&table, || table.to_text())
+}
+
+/// The model `arg` names: a built-in, a model description, or (with the GPU half, which
+/// reads checkpoints) the model a checkpoint file holds.
+fn resolve(arg: &str) -> anyhow::Result<Model> {
+    let described = Model::resolve(arg);
+    #[cfg(feature = "gpu")]
+    if described.is_err() && std::path::Path::new(arg).is_file() {
+        // Not a description: a checkpoint carries its model's. Where it is neither, the
+        // description's error is the one to show.
+        if let Ok(ck) = limpq_trainer::checkpoint::Checkpoint::load(arg) {
+            return Ok(ck.model);
+        }
+    }
+    Ok(described?)
 }
