@@ -162,6 +162,14 @@ fn bad_job_files_are_refused_with_the_field() {
     assert!(!out.exists(), "nothing is written for an invalid job");
 
     std::fs::write(&job, tiny_job(&out)).unwrap();
+    // An output that is a file: refused before the data is read, not at the first write.
+    let o = limpq(&[
+        "pipeline",
+        job.to_str().unwrap(),
+        "-o",
+        job.to_str().unwrap(),
+    ]);
+    refused_with(&o, &["bad.pipeline.ron", "exists and is not a folder"]);
     let o = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "1,1"]);
     refused_with(&o, &["--seeds", "listed twice"]);
     let o = limpq(&["pipeline", job.to_str().unwrap(), "--seeds", "x"]);

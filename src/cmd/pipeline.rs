@@ -60,6 +60,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub fn execute(job: Job) -> anyhow::Result<Results> {
     let plan = Plan::new(job)?;
     let job = &plan.job;
+    // Before the data is read: a run must not stop at its first write.
+    pipeline::check_output(&job.output)?;
     let (train, test) = load_plan_data(&plan).map_err(anyhow::Error::msg)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(

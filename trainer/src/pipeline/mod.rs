@@ -674,6 +674,18 @@ fn train_events(on_event: &mut dyn FnMut(&Event)) -> impl FnMut(&TrainEvent) + '
     move |ev| on_event(&Event::Train(ev.clone()))
 }
 
+/// Checks that the output folder `out` can be the run's: it is a folder or does not exist
+/// yet. Front ends call it before they load data or open a GPU; [`run`] calls it too.
+pub fn check_output(out: &Path) -> Result<(), PipelineError> {
+    match std::fs::metadata(out) {
+        Ok(m) if !m.is_dir() => Err(io_err(
+            out,
+            "exists and is not a folder (the pipeline writes a folder of stages and reports)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Runs (or resumes) the plan with `stages` doing the GPU work, writes the report into the
 /// output folder and returns the results.
 pub fn run(
@@ -685,6 +697,7 @@ pub fn run(
     let out = job.output.as_path();
     let dist = Dist::global();
     let root = dist.is_root();
+    check_output(out)?;
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let mut state = State::load(out)?;
     state.version = 1;
