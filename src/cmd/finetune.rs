@@ -47,11 +47,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let resume = resume_state(args.resume, Some(&args.output))?;
     // Before any training: a run must not end by failing to write its checkpoint.
     limpq_io::files::check_writable(&args.output)?;
     let init = Checkpoint::load(&args.ckpt)?;
     let model = init.model.clone();
-    let resume = resume_state(args.resume, Some(&args.output))?;
     let policy = read_policy(&args.policy)?;
     if policy.model != model.name {
         anyhow::bail!(

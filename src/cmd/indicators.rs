@@ -63,13 +63,13 @@ pub fn stopped_error(e: MethodError, how: &str) -> anyhow::Error {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let resume = resume_state(args.resume, args.checkpoint.as_deref())?;
     // Before any training: a run must not end by failing to write its results.
     limpq_io::files::check_writable(&args.output)?;
     if let Some(p) = &args.checkpoint {
         limpq_io::files::check_writable(p)?;
     }
     let init = Checkpoint::load(&args.ckpt)?;
-    let resume = resume_state(args.resume, args.checkpoint.as_deref())?;
     let data = args.run.data_name(Some(&init));
     let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
     let (train_ds, test_ds) = args.run.splits(&data, model.input, Some(&init))?;

@@ -35,13 +35,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    // Before any training: a run must not end by failing to write its checkpoint.
-    limpq_io::files::check_writable(&args.output)?;
-    let init = match &args.init {
-        Some(p) => Some(Checkpoint::load(p)?),
-        None => None,
-    };
-    let model = Model::resolve_for_data(&args.model, &args.run.data_name(init.as_ref()))?;
     let earlier = if args.resume {
         let ck = Checkpoint::load(&args.output).with_context(|| {
             format!("--resume: no run to continue in {}", args.output.display())
@@ -50,6 +43,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Before any training: a run must not end by failing to write its checkpoint.
+    limpq_io::files::check_writable(&args.output)?;
+    let init = match &args.init {
+        Some(p) => Some(Checkpoint::load(p)?),
+        None => None,
+    };
+    let model = Model::resolve_for_data(&args.model, &args.run.data_name(init.as_ref()))?;
     let data = args.run.data_name(init.as_ref());
     let (train_ds, test_ds) = args.run.splits(&data, model.input, init.as_ref())?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
