@@ -161,16 +161,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
 
 /// [`write_atomic`] with a choice of [`Access`].
 pub fn write_atomic_with(path: &Path, bytes: &[u8], access: Access) -> Result<(), FileError> {
-    let name = path.file_name().ok_or_else(|| {
-        FileError::new(
-            path,
-            ErrorKind::NotRegular {
-                is: "not a file name",
-            },
-        )
-    })?;
-    refuse_non_regular(path)?;
-    let dir = folder_of(path)?;
+    let (name, dir) = target(path)?;
     let tmp = dir.join(temp_name(name));
     let written = write_temp(path, &tmp, bytes, access).and_then(|()| {
         // Checked again right before the rename: what the rename replaces is what we saw.
@@ -190,16 +181,22 @@ pub fn write_atomic_with(path: &Path, bytes: &[u8], access: Access) -> Result<()
 /// instead. The write itself can still fail later (a full disk, the folder removed
 /// meanwhile), and says so then.
 pub fn check_writable(path: &Path) -> Result<(), FileError> {
-    if path.file_name().is_none() {
-        return Err(FileError::new(
+    target(path).map(|_| ())
+}
+
+/// What a write to `path` needs, checked in this order: its file name, `path` a regular
+/// file or absent, and its folder, which exists. Returns the name and the folder.
+fn target(path: &Path) -> Result<(&std::ffi::OsStr, &Path), FileError> {
+    let name = path.file_name().ok_or_else(|| {
+        FileError::new(
             path,
             ErrorKind::NotRegular {
                 is: "not a file name",
             },
-        ));
-    }
+        )
+    })?;
     refuse_non_regular(path)?;
-    folder_of(path).map(|_| ())
+    Ok((name, folder_of(path)?))
 }
 
 /// The folder `path` is written into, which must exist and be a folder; errors name `path`
