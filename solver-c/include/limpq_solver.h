@@ -420,6 +420,17 @@ enum LimpqStatus limpq_sweep_point(const struct LimpqSweep *sweep,
                                    size_t index,
                                    const struct LimpqSolution **out);
 
+// The sweep as the frontier file `limpq solve --sweep -o` writes (`format`:
+// `LIMPQ_FORMAT_RON` or `_JSON`, with its `format_version`): the same bytes the CLI
+// writes for the same problem and points. NUL-terminated and borrowed: lives until the
+// sweep is freed.
+//
+// # Safety
+// `sweep` is NULL or a live sweep; `out` is NULL or valid for writing a pointer.
+enum LimpqStatus limpq_sweep_text(const struct LimpqSweep *sweep,
+                                  uint32_t format,
+                                  const char **out);
+
 // Frees an evaluation (NULL is accepted).
 //
 // # Safety
@@ -462,6 +473,18 @@ enum LimpqStatus limpq_evaluation_violation(const struct LimpqEvaluation *evalua
 // # Safety
 // `policy` is NULL or a live policy; `out` is NULL or valid for writing a pointer.
 enum LimpqStatus limpq_policy_model(const struct LimpqPolicy *policy, const char **out);
+
+// The policy as the policy file `limpq solve -o` writes (`format`: `LIMPQ_FORMAT_RON`
+// or `_JSON`, with its `format_version`): the same bytes the CLI writes for the same
+// problem, a file that `limpq finetune --policy`, `limpq export` and the pipeline read.
+// An evaluation's policy says `optimal: false`. NUL-terminated and borrowed: lives until
+// the solution, sweep or evaluation it came from is freed.
+//
+// # Safety
+// `policy` is NULL or a live policy; `out` is NULL or valid for writing a pointer.
+enum LimpqStatus limpq_policy_text(const struct LimpqPolicy *policy,
+                                   uint32_t format,
+                                   const char **out);
 
 // The number of layers (every layer of the indicator set, fixed ones included).
 //

@@ -25,6 +25,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr;
+use std::sync::OnceLock;
 
 use limpq_io::files::ErrorKind;
 use limpq_solver::{
@@ -187,6 +188,40 @@ pub struct LimpqPolicy {
     model: CString,
     names: Vec<CString>,
     usage_names: Vec<CString>,
+    /// The policy file's text, RON and JSON, made at the first `limpq_policy_text` asking
+    /// for it (`OnceLock`: calls on a `const` handle may overlap).
+    text: Texts,
+}
+
+/// A document's RON and JSON text, each made once, when first asked for.
+#[derive(Default)]
+struct Texts([OnceLock<CString>; 2]);
+
+impl Texts {
+    /// The text in `format` (`LIMPQ_FORMAT_RON` or `_JSON`), made by `ron` or `json` the
+    /// first time.
+    fn get(
+        &self,
+        format: u32,
+        ron: impl FnOnce() -> String,
+        json: impl FnOnce() -> String,
+    ) -> Res<&CString> {
+        Ok(match format {
+            LIMPQ_FORMAT_RON => self.0[0].get_or_init(|| c_string(&ron())),
+            LIMPQ_FORMAT_JSON => self.0[1].get_or_init(|| c_string(&json())),
+            LIMPQ_FORMAT_AUTO => {
+                return Err(invalid(
+                    "LIMPQ_FORMAT_AUTO picks a format when reading text; to write, name \
+                     LIMPQ_FORMAT_RON or LIMPQ_FORMAT_JSON",
+                ))
+            }
+            f => {
+                return Err(invalid(format!(
+                    "unknown format {f} (LIMPQ_FORMAT_RON or LIMPQ_FORMAT_JSON)"
+                )))
+            }
+        })
+    }
 }
 
 /// A solved problem: the policy and the proof.
@@ -198,6 +233,10 @@ pub struct LimpqSolution {
 /// The solutions of a sweep over BitOps budgets, in increasing budget order.
 pub struct LimpqSweep {
     points: Vec<LimpqSolution>,
+    /// The problem's model, the frontier file's `model`.
+    model: String,
+    /// The frontier file's text (as `LimpqPolicy::text`).
+    text: Texts,
 }
 
 /// A given policy priced under a problem.
@@ -1068,6 +1107,7 @@ impl LimpqPolicy {
             policy,
             usage,
             fixed_bitops,
+            text: Texts::default(),
         }
     }
 }
@@ -1125,6 +1165,8 @@ pub unsafe extern "C" fn limpq_problem_sweep(
             out,
             LimpqSweep {
                 points: sols.into_iter().map(LimpqSolution::from).collect(),
+                model: p.problem.indicators.model.clone(),
+                text: Texts::default(),
             },
         );
         Ok(())
@@ -1299,6 +1341,36 @@ pub unsafe extern "C" fn limpq_sweep_point(
     })
 }
 
+/// The sweep as the frontier file `limpq solve --sweep -o` writes (`format`:
+/// `LIMPQ_FORMAT_RON` or `_JSON`, with its `format_version`): the same bytes the CLI
+/// writes for the same problem and points. NUL-terminated and borrowed: lives until the
+/// sweep is freed.
+///
+/// # Safety
+/// `sweep` is NULL or a live sweep; `out` is NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn limpq_sweep_text(
+    sweep: *const LimpqSweep,
+    format: u32,
+    out: *mut *const c_char,
+) -> LimpqStatus {
+    guard(|| {
+        // SAFETY: as this function's contract says.
+        let (mut out, s) = unsafe { (ptr_slot(out, "out")?, handle(sweep, "sweep")?) };
+        let frontier = || {
+            let points = s.points.iter().map(|p| (&p.policy.policy, p.proof.optimal));
+            limpq_solver::report::frontier_of(&s.model, points)
+        };
+        let text = s.text.get(
+            format,
+            || frontier().to_ron_string(),
+            || frontier().to_json_string(),
+        )?;
+        out.put(text.as_ptr());
+        Ok(())
+    })
+}
+
 /// Frees an evaluation (NULL is accepted).
 ///
 /// # Safety
@@ -1387,6 +1459,33 @@ pub unsafe extern "C" fn limpq_policy_model(
         // SAFETY: as this function's contract says.
         let (mut out, p) = unsafe { (ptr_slot(out, "out")?, handle(policy, "policy")?) };
         out.put(p.model.as_ptr());
+        Ok(())
+    })
+}
+
+/// The policy as the policy file `limpq solve -o` writes (`format`: `LIMPQ_FORMAT_RON`
+/// or `_JSON`, with its `format_version`): the same bytes the CLI writes for the same
+/// problem, a file that `limpq finetune --policy`, `limpq export` and the pipeline read.
+/// An evaluation's policy says `optimal: false`. NUL-terminated and borrowed: lives until
+/// the solution, sweep or evaluation it came from is freed.
+///
+/// # Safety
+/// `policy` is NULL or a live policy; `out` is NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn limpq_policy_text(
+    policy: *const LimpqPolicy,
+    format: u32,
+    out: *mut *const c_char,
+) -> LimpqStatus {
+    guard(|| {
+        // SAFETY: as this function's contract says.
+        let (mut out, p) = unsafe { (ptr_slot(out, "out")?, handle(policy, "policy")?) };
+        let text = p.text.get(
+            format,
+            || p.policy.to_ron_string(),
+            || p.policy.to_json_string(),
+        )?;
+        out.put(text.as_ptr());
         Ok(())
     })
 }

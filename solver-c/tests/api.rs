@@ -969,3 +969,125 @@ fn version_is_the_crate_version() {
     let v = unsafe { CStr::from_ptr(limpq_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+/// `limpq_policy_text` and `limpq_sweep_text` give the bytes `limpq solve -o` writes
+/// (`Policy::to_ron_string` and the like, which `io::documents::write_policy` writes), the
+/// same pointer on every call, from any thread; a format they cannot write is refused.
+#[test]
+fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
+    let p = from_text(&example_text(), LIMPQ_FORMAT_RON).unwrap();
+    let rust = Problem::new(example())
+        .bitops(BitOpsBudget::parse("w4a4").unwrap())
+        .size(SizeBudget::parse("cr:8").unwrap());
+    let want = rust.solve().unwrap();
+    let want_sweep = rust.sweep(3).unwrap();
+    let frontier = limpq_solver::report::frontier(&want.policy.model, &want_sweep);
+    // SAFETY: a live problem; NUL-terminated strings; writable out-pointers; the solution
+    // and sweep are freed after the last read of text borrowed from them.
+    unsafe {
+        assert_eq!(
+            limpq_problem_set_bitops_text(p.0, c"w4a4".as_ptr()),
+            LIMPQ_OK
+        );
+        assert_eq!(limpq_problem_set_size_text(p.0, c"cr:8".as_ptr()), LIMPQ_OK);
+        let (mut s, mut sw) = (ptr::null_mut(), ptr::null_mut());
+        assert_eq!(limpq_problem_solve(p.0, &mut s), LIMPQ_OK);
+        assert_eq!(limpq_problem_sweep(p.0, 3, &mut sw), LIMPQ_OK);
+        let mut pol = ptr::null();
+        assert_eq!(limpq_solution_policy(s, &mut pol), LIMPQ_OK);
+
+        let text = |f: u32| {
+            let mut t = ptr::null();
+            assert_eq!(limpq_policy_text(pol, f, &mut t), LIMPQ_OK);
+            t
+        };
+        let (ron, json) = (text(LIMPQ_FORMAT_RON), text(LIMPQ_FORMAT_JSON));
+        assert_eq!(cstr(ron), want.policy.to_ron_string());
+        assert_eq!(cstr(json), want.policy.to_json_string());
+        assert!(cstr(ron).starts_with("(\n    format_version: 1,"));
+        // Made once: the same pointer again, and from other threads at once.
+        assert_eq!(text(LIMPQ_FORMAT_RON), ron);
+        let shared = pol as usize;
+        let from_threads: Vec<usize> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    sc.spawn(move || {
+                        let mut t = ptr::null();
+                        let pol = shared as *const LimpqPolicy;
+                        assert_eq!(limpq_policy_text(pol, LIMPQ_FORMAT_JSON, &mut t), LIMPQ_OK);
+                        t as usize
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(from_threads.iter().all(|&t| t == json as usize));
+
+        let mut t = ptr::null();
+        assert_eq!(limpq_sweep_text(sw, LIMPQ_FORMAT_RON, &mut t), LIMPQ_OK);
+        assert_eq!(cstr(t), frontier.to_ron_string());
+        assert_eq!(limpq_sweep_text(sw, LIMPQ_FORMAT_JSON, &mut t), LIMPQ_OK);
+        assert_eq!(cstr(t), frontier.to_json_string());
+
+        // Formats it cannot write; NULL arguments.
+        let mut t = c"left alone".as_ptr();
+        assert_eq!(
+            limpq_policy_text(pol, LIMPQ_FORMAT_AUTO, &mut t),
+            LIMPQ_INVALID_ARGUMENT
+        );
+        assert!(t.is_null(), "the out-pointer is NULL after a failure");
+        assert_eq!(
+            last_error(),
+            "LIMPQ_FORMAT_AUTO picks a format when reading text; to write, name \
+             LIMPQ_FORMAT_RON or LIMPQ_FORMAT_JSON"
+        );
+        assert_eq!(limpq_sweep_text(sw, 7, &mut t), LIMPQ_INVALID_ARGUMENT);
+        assert_eq!(
+            last_error(),
+            "unknown format 7 (LIMPQ_FORMAT_RON or LIMPQ_FORMAT_JSON)"
+        );
+        assert_eq!(
+            limpq_policy_text(ptr::null(), LIMPQ_FORMAT_RON, &mut t),
+            LIMPQ_NULL_ARGUMENT
+        );
+        assert_eq!(last_error(), "`policy` is NULL");
+        assert_eq!(
+            limpq_sweep_text(sw, LIMPQ_FORMAT_RON, ptr::null_mut()),
+            LIMPQ_NULL_ARGUMENT
+        );
+        assert_eq!(last_error(), "`out` is NULL");
+
+        // An evaluation's policy file says it is not proven optimal.
+        let mut e = ptr::null_mut();
+        let bits: Vec<_> = want
+            .policy
+            .layers
+            .iter()
+            .map(|l| (c(&l.name), l.weight, l.act))
+            .collect();
+        let bits: Vec<LimpqLayerBits> = bits
+            .iter()
+            .map(|(n, w, a)| LimpqLayerBits {
+                name: n.as_ptr(),
+                weight: *w,
+                act: *a,
+            })
+            .collect();
+        assert_eq!(
+            limpq_problem_evaluate(p.0, bits.as_ptr(), bits.len(), &mut e),
+            LIMPQ_OK
+        );
+        let mut priced = ptr::null();
+        assert_eq!(limpq_evaluation_policy(e, &mut priced), LIMPQ_OK);
+        assert_eq!(
+            limpq_policy_text(priced, LIMPQ_FORMAT_RON, &mut t),
+            LIMPQ_OK
+        );
+        let read = limpq_solver::Policy::from_ron_str(&cstr(t)).unwrap();
+        assert!(!read.optimal);
+        assert_eq!(read.layers, want.policy.layers);
+        limpq_evaluation_free(e);
+        limpq_sweep_free(sw);
+        limpq_solution_free(s);
+    }
+}

@@ -1,8 +1,10 @@
 //! The C and C++ example programs (`tests/c/solve.c`, `tests/cpp/solve.cpp`), compiled
 //! with the system compilers (`cc` and `c++`, or `$CC` and `$CXX`) against
 //! `include/limpq_solver.h` and the static library this test was built with, solve the
-//! shipped ResNet-20 example under a budget, price the policy, sweep, and hit an
-//! infeasible budget; each printed line is compared with the Rust solver's answer. Both
+//! shipped ResNet-20 example under a budget, price the policy, sweep, take the policy and
+//! the sweep as file text, and hit an infeasible budget; each printed line is compared
+//! with the Rust solver's answer, the texts byte for byte with what `limpq solve -o`
+//! writes (`Policy::to_ron_string` and the like, `io::documents::write_policy`). Both
 //! also run under valgrind's memcheck, where it is installed.
 //!
 //! The libraries: cargo builds this crate's `staticlib` and `cdylib` next to the test
@@ -213,8 +215,43 @@ fn check_solution(v: &Value, s: &Solution, what: &str) {
     assert_eq!(p["nodes"], want.nodes, "{what}: nodes");
 }
 
-fn check_output(lines: &[Value], want: &Expected, program: &str) {
-    assert_eq!(lines.len(), 3 + POINTS, "{program}: {lines:?}");
+/// A file text a program prints on its `files` line.
+#[derive(Clone, Copy)]
+enum File {
+    SolvedPolicyRon,
+    PricedPolicyJson,
+    FrontierRon,
+    FrontierJson,
+}
+
+impl File {
+    fn key(self) -> &'static str {
+        match self {
+            File::SolvedPolicyRon => "policy_ron",
+            File::PricedPolicyJson => "policy_json",
+            File::FrontierRon => "frontier_ron",
+            File::FrontierJson => "frontier_json",
+        }
+    }
+
+    /// The text the CLI writes for it.
+    fn want(self, want: &Expected) -> String {
+        let frontier = || limpq_solver::report::frontier(&want.solution.policy.model, &want.sweep);
+        match self {
+            File::SolvedPolicyRon => want.solution.policy.to_ron_string(),
+            File::PricedPolicyJson => want.evaluation.policy.to_json_string(),
+            File::FrontierRon => frontier().to_ron_string(),
+            File::FrontierJson => frontier().to_json_string(),
+        }
+    }
+}
+
+/// What each program prints on its `files` line.
+const C_FILES: [File; 2] = [File::SolvedPolicyRon, File::FrontierJson];
+const CPP_FILES: [File; 2] = [File::PricedPolicyJson, File::FrontierRon];
+
+fn check_output(lines: &[Value], want: &Expected, files: &[File], program: &str) {
+    assert_eq!(lines.len(), 4 + POINTS, "{program}: {lines:?}");
     let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds[..2], ["solve", "evaluate"], "{program}");
     assert!(want.solution.proof.optimal);
@@ -245,7 +282,30 @@ fn check_output(lines: &[Value], want: &Expected, program: &str) {
         check_solution(l, s, &format!("{program} sweep point {i}"));
     }
 
-    let err = &lines[2 + POINTS];
+    let f = &lines[2 + POINTS];
+    assert_eq!(f["kind"], "files", "{program}");
+    for &file in files {
+        let got = f[file.key()]
+            .as_str()
+            .unwrap_or_else(|| panic!("{program}: no {} in {f}", file.key()));
+        assert_eq!(got, file.want(want), "{program}: {}", file.key());
+    }
+    // The texts read back as the documents they are (the evaluation's says not optimal).
+    if let Some(t) = f["policy_json"].as_str() {
+        let p = Policy::from_json_str(t).expect("the priced policy's JSON reads back");
+        assert_eq!(p, want.evaluation.policy, "{program}");
+        assert!(
+            !p.optimal,
+            "{program}: a priced policy is not proven optimal"
+        );
+    }
+    if let Some(t) = f["policy_ron"].as_str() {
+        let p = Policy::from_ron_str(t).expect("the policy's RON reads back");
+        assert_eq!(p, want.solution.policy, "{program}");
+        assert!(p.optimal, "{program}");
+    }
+
+    let err = &lines[3 + POINTS];
     assert_eq!(err["kind"], "error", "{program}");
     assert_eq!(err["status"], 5, "{program}: LIMPQ_INFEASIBLE");
     assert_eq!(err["infeasible"], true, "{program}");
@@ -260,14 +320,14 @@ fn check_output(lines: &[Value], want: &Expected, program: &str) {
 fn c_program_matches_the_rust_solver() {
     let c = "tests/c/solve.c";
     let program = compile("cc", "CC", "-std=c99", c, "solve_c", Link::Static);
-    check_output(&run(&program), &expected(), "C");
+    check_output(&run(&program), &expected(), &C_FILES, "C");
 }
 
 #[test]
 fn cpp_program_matches_the_rust_solver() {
     let cpp = "tests/cpp/solve.cpp";
     let program = compile("c++", "CXX", "-std=c++17", cpp, "solve_cpp", Link::Static);
-    check_output(&run(&program), &expected(), "C++");
+    check_output(&run(&program), &expected(), &CPP_FILES, "C++");
 }
 
 /// The same C program against the shared library, as SOLVER.md shows it linked.
@@ -275,7 +335,7 @@ fn cpp_program_matches_the_rust_solver() {
 fn c_program_runs_on_the_shared_library() {
     let c = "tests/c/solve.c";
     let program = compile("cc", "CC", "-std=c99", c, "solve_c_shared", Link::Shared);
-    check_output(&run(&program), &expected(), "C, shared library");
+    check_output(&run(&program), &expected(), &C_FILES, "C, shared library");
 }
 
 /// Valgrind's memcheck finds no invalid read or write, no use of uninitialised memory and
@@ -306,7 +366,12 @@ fn the_programs_run_clean_under_valgrind() {
         "solve_c_memcheck",
         Link::Static,
     );
-    check_output(&run_under(&memcheck, &c), &want, "C under valgrind");
+    check_output(
+        &run_under(&memcheck, &c),
+        &want,
+        &C_FILES,
+        "C under valgrind",
+    );
     let cpp = compile(
         "c++",
         "CXX",
@@ -315,7 +380,12 @@ fn the_programs_run_clean_under_valgrind() {
         "solve_cpp_memcheck",
         Link::Static,
     );
-    check_output(&run_under(&memcheck, &cpp), &want, "C++ under valgrind");
+    check_output(
+        &run_under(&memcheck, &cpp),
+        &want,
+        &CPP_FILES,
+        "C++ under valgrind",
+    );
 }
 
 /// docs/SOLVER.md shows the C program that `c_program_matches_the_rust_solver` runs,

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 use core::time::Duration;
 
-use crate::format::{Frontier, FrontierPoint, IndicatorSet, LayerBits};
+use crate::format::{Frontier, FrontierPoint, IndicatorSet, LayerBits, Policy};
 use crate::problem::Problem;
 use crate::solve::Solution;
 
@@ -132,17 +132,27 @@ pub struct SweepReport<'a> {
 
 /// The frontier file of a sweep's solutions (`Problem::sweep`, `Compiled::sweep`).
 pub fn frontier(model: &str, sols: &[Solution]) -> Frontier {
+    frontier_of(model, sols.iter().map(|s| (&s.policy, s.proof.optimal)))
+}
+
+/// The frontier file of a sweep's points given as (policy, proven optimal), in budget
+/// order: what [`frontier`] writes, for a caller that keeps its points' policies
+/// elsewhere than in [`Solution`]s (the C ABI's sweep handle).
+pub fn frontier_of<'a>(
+    model: &str,
+    points: impl IntoIterator<Item = (&'a Policy, bool)>,
+) -> Frontier {
     Frontier {
         model: String::from(model),
-        points: sols
-            .iter()
-            .map(|s| FrontierPoint {
-                bitops_budget: s.policy.bitops_budget.unwrap_or(0),
-                objective: s.policy.objective,
-                bitops: s.policy.bitops,
-                weight_bits_total: s.policy.weight_bits_total,
-                optimal: s.proof.optimal,
-                layers: s.policy.layers.clone(),
+        points: points
+            .into_iter()
+            .map(|(p, optimal)| FrontierPoint {
+                bitops_budget: p.bitops_budget.unwrap_or(0),
+                objective: p.objective,
+                bitops: p.bitops,
+                weight_bits_total: p.weight_bits_total,
+                optimal,
+                layers: p.layers.clone(),
             })
             .collect(),
     }

@@ -1,6 +1,7 @@
 /* The limpq solver from C: solve an indicator file under a BitOps and a size budget,
- * price the solved policy again, sweep the BitOps range, and read an infeasible budget's
- * error. Prints one JSON line per result.
+ * price the solved policy again, sweep the BitOps range, take the policy and the sweep
+ * as the files `limpq solve -o` writes, and read an infeasible budget's error. Prints
+ * one JSON line per result.
  *
  *   cargo build --release -p limpq-solver-c
  *   cc -std=c99 -I solver-c/include solver-c/tests/c/solve.c \
@@ -157,6 +158,18 @@ int main(int argc, char **argv) {
             return 1;
         printf("}\n");
     }
+
+    /* The policy and the sweep as the files `limpq solve -o` and `limpq solve --sweep -o`
+     * write (the policy file is what `limpq finetune --policy` and `limpq export` read):
+     * text borrowed from the solution and the sweep, to save or pass on. */
+    const char *policy_file, *frontier_file;
+    CHECK(limpq_policy_text(policy, LIMPQ_FORMAT_RON, &policy_file));
+    CHECK(limpq_sweep_text(sweep, LIMPQ_FORMAT_JSON, &frontier_file));
+    printf("{\"kind\":\"files\",\"policy_ron\":");
+    print_string(policy_file);
+    printf(",\"frontier_json\":");
+    print_string(frontier_file);
+    printf("}\n");
 
     /* A budget no policy meets: the status says which kind of error, the message why. */
     LimpqSolution *none = NULL;

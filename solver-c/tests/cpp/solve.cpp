@@ -1,5 +1,6 @@
 // The limpq solver from C++: the same runs as tests/c/solve.c (solve under a BitOps and
-// a size budget, price the policy, sweep, an infeasible budget's error) with the handles
+// a size budget, price the policy, sweep, the files `limpq solve -o` writes, an
+// infeasible budget's error) with the handles
 // owned by std::unique_ptr and failures thrown as exceptions. The indicator file is read
 // here and handed over as text (limpq_problem_from_text). One JSON line per result.
 //
@@ -175,6 +176,15 @@ int run(int argc, char **argv) {
         std::cout << "{\"kind\":\"sweep\",\"index\":" << i << "," << solution_fields(point)
                   << "}\n";
     }
+
+    // The priced policy as a JSON policy file (it says `optimal: false`), the sweep as a
+    // RON frontier file.
+    const char *policy_file;
+    const char *frontier_file;
+    LIMPQ(limpq_policy_text(priced, LIMPQ_FORMAT_JSON, &policy_file));
+    LIMPQ(limpq_sweep_text(sweep.get(), LIMPQ_FORMAT_RON, &frontier_file));
+    std::cout << "{\"kind\":\"files\",\"policy_json\":" << quoted(policy_file)
+              << ",\"frontier_ron\":" << quoted(frontier_file) << "}\n";
 
     LIMPQ(limpq_problem_set_bitops(problem.get(), 1));
     LimpqSolution *none = nullptr;
