@@ -25,6 +25,9 @@ __all__ = [
     "LimitReachedError",
     "bench_problem",
     "bench_entry",
+    "read_policy",
+    "policy_text",
+    "frontier_text",
     "BENCH_KINDS",
     "BENCH_KINDS_LATENCY",
     "__version__",
@@ -93,6 +96,18 @@ class Solution(Priced):
 class Evaluation(Priced):
     feasible: bool
     violations: List[str]
+
+@type_check_only
+class PolicyFile(TypedDict):
+    """A policy file's fields (`read_policy`)."""
+    model: str
+    policy: Dict[str, _Bits]
+    objective: float
+    bitops: int
+    weight_bits_total: int
+    optimal: bool
+    bitops_budget: Optional[int]
+    size_budget_bits: Optional[int]
 
 @type_check_only
 class Timing(TypedDict):
@@ -225,3 +240,15 @@ def bench_problem(kind: str, seed: int = 0) -> Problem:
 
 def bench_entry(entry: str) -> Tuple[str, Optional[str]]:
     """A benchmark file entry, "PATH" or "PATH@BITOPS,SIZE", as (path, budgets or None)."""
+
+def read_policy(path: _Path) -> PolicyFile:
+    """A policy file as `limpq solve -o` writes it (JSON for a .json name, RON otherwise)."""
+
+def policy_text(
+    policy: Union[Solution, Evaluation, PolicyFile], format: Literal["ron", "json"] = "ron"
+) -> str:
+    """The policy file's text, as `limpq solve -o` writes it: what `limpq finetune
+    --policy`, `limpq export` and a pipeline read. An evaluation's says `optimal: false`."""
+
+def frontier_text(sweep: Sequence[Solution], format: Literal["ron", "json"] = "ron") -> str:
+    """The frontier file's text of a sweep, as `limpq solve --sweep N -o` writes it."""

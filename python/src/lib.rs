@@ -213,14 +213,10 @@ impl PyProblem {
     #[staticmethod]
     #[pyo3(signature = (text, format="ron"))]
     fn from_text(text: &str, format: &str) -> PyResult<PyProblem> {
-        let ind = match format {
-            "ron" => IndicatorSet::from_ron_str(text),
-            "json" => IndicatorSet::from_json_str(text),
-            other => {
-                return Err(err(format!(
-                    "format `{other}`: expected \"ron\" or \"json\""
-                )))
-            }
+        let ind = if text_format(format)? {
+            IndicatorSet::from_json_str(text)
+        } else {
+            IndicatorSet::from_ron_str(text)
         }
         .map_err(solver_err)?;
         Ok(PyProblem::new(ind))
@@ -420,13 +416,11 @@ impl PyProblem {
     /// hand a set built from arrays to `limpq solve`.
     #[pyo3(signature = (format="ron"))]
     fn indicators_text(&self, format: &str) -> PyResult<String> {
-        match format {
-            "ron" => Ok(self.p.indicators.to_ron_string()),
-            "json" => Ok(self.p.indicators.to_json_string()),
-            other => Err(err(format!(
-                "format `{other}`: expected \"ron\" or \"json\""
-            ))),
-        }
+        Ok(if text_format(format)? {
+            self.p.indicators.to_json_string()
+        } else {
+            self.p.indicators.to_ron_string()
+        })
     }
 
     /// The optimal policy under the budgets, with its usage and proof (a dict, see the stubs).
@@ -618,13 +612,9 @@ fn type_name(o: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| String::from("?"))
 }
 
-/// The policy's fields shared by a solution and an evaluation.
-fn policy_fields<'py>(
-    py: Python<'py>,
-    p: &Policy,
-    usage: &[Usage],
-    fixed_bitops: u64,
-) -> PyResult<Bound<'py, PyDict>> {
+/// The policy file's fields, but `optimal` (a solution says it in its proof): `model`,
+/// `policy`, `objective`, `bitops`, `weight_bits_total`, the budgets.
+fn policy_file_fields<'py>(py: Python<'py>, p: &Policy) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("model", &p.model)?;
     let bits = PyDict::new(py);
@@ -635,9 +625,20 @@ fn policy_fields<'py>(
     d.set_item("objective", p.objective)?;
     d.set_item("bitops", p.bitops)?;
     d.set_item("weight_bits_total", p.weight_bits_total)?;
-    d.set_item("fixed_bitops", fixed_bitops)?;
     d.set_item("bitops_budget", p.bitops_budget)?;
     d.set_item("size_budget_bits", p.size_budget_bits)?;
+    Ok(d)
+}
+
+/// The policy's fields shared by a solution and an evaluation.
+fn policy_fields<'py>(
+    py: Python<'py>,
+    p: &Policy,
+    usage: &[Usage],
+    fixed_bitops: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = policy_file_fields(py, p)?;
+    d.set_item("fixed_bitops", fixed_bitops)?;
     let u = PyDict::new(py);
     for x in usage {
         let e = PyDict::new(py);
@@ -779,12 +780,181 @@ fn bench_entry(entry: &str) -> (&str, Option<&str>) {
     limpq_solver::gen::bench_entry(entry)
 }
 
+/// The text format named by `format`, or the error naming it.
+fn text_format(format: &str) -> PyResult<bool> {
+    match format {
+        "ron" => Ok(false),
+        "json" => Ok(true),
+        other => Err(err(format!(
+            "format `{other}`: expected \"ron\" or \"json\""
+        ))),
+    }
+}
+
+/// `d[key]` as a `T`, the error naming the key and what it takes.
+fn item<'py, T: FromPyObjectOwned<'py>>(
+    d: &Bound<'py, PyDict>,
+    key: &str,
+    what: &str,
+) -> PyResult<T> {
+    let v = d
+        .get_item(key)?
+        .ok_or_else(|| err(format!("the policy has no `{key}`")))?;
+    v.extract()
+        .map_err(|_| err(format!("`{key}`: expected {what}, not {}", shown(&v))))
+}
+
+/// A number or bool by its `repr`, anything else by its type's name (for messages).
+fn shown(v: &Bound<'_, PyAny>) -> String {
+    if v.is_instance_of::<PyInt>() || v.is_instance_of::<PyFloat>() {
+        v.repr().map(|r| r.to_string()).unwrap_or_default()
+    } else {
+        type_name(v)
+    }
+}
+
+/// What an unsigned 64-bit field takes.
+const U64: &str = "an int 0 to 18446744073709551615";
+
+/// `d[key]` as an optional `u64` (absent or None: None).
+fn opt_u64(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<u64>> {
+    match d.get_item(key)? {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => v.extract().map(Some).map_err(|_| {
+            err(format!(
+                "`{key}`: expected None or {U64}, not {}",
+                shown(&v)
+            ))
+        }),
+    }
+}
+
+/// A policy dict (a solution, an evaluation or `read_policy`'s) as the policy file's
+/// fields. `optimal` is the solution's proof, else the dict's `optimal`, else false (an
+/// evaluation proves nothing).
+fn policy_from_dict(o: &Bound<'_, PyAny>) -> PyResult<Policy> {
+    let d = o.cast::<PyDict>().map_err(|_| {
+        err(format!(
+            "a policy to write is a dict (from solve, sweep, evaluate or read_policy), not {}",
+            type_name(o)
+        ))
+    })?;
+    let bits: Bound<'_, PyDict> = item(d, "policy", "a dict layer -> (weight bits, act bits)")?;
+    let mut layers = Vec::with_capacity(bits.len());
+    for (k, v) in bits.iter() {
+        let name: String = k.extract().map_err(|_| {
+            err(format!(
+                "`policy`: a layer name is a str, not {}",
+                type_name(&k)
+            ))
+        })?;
+        let (weight, act): (u32, u32) = v.extract().map_err(|_| {
+            err(format!(
+                "`policy`: layer `{name}`: expected (weight bits, act bits), not {}",
+                shown(&v)
+            ))
+        })?;
+        layers.push(LayerBits { name, weight, act });
+    }
+    let optimal = match d.get_item("proof")? {
+        Some(proof) => {
+            let proof = proof.cast::<PyDict>().map_err(|_| {
+                err(format!(
+                    "`proof`: expected a dict, not {}",
+                    type_name(&proof)
+                ))
+            })?;
+            item(proof, "optimal", "a bool")?
+        }
+        None => match d.get_item("optimal")? {
+            Some(_) => item(d, "optimal", "a bool")?,
+            None => false,
+        },
+    };
+    Ok(Policy {
+        model: item(d, "model", "a str")?,
+        layers,
+        objective: item(d, "objective", "a float")?,
+        bitops: item(d, "bitops", U64)?,
+        weight_bits_total: item(d, "weight_bits_total", U64)?,
+        optimal,
+        bitops_budget: opt_u64(d, "bitops_budget")?,
+        size_budget_bits: opt_u64(d, "size_budget_bits")?,
+    })
+}
+
+/// A policy file (`limpq solve -o`, or its `--format json` report) as a dict: `model`,
+/// `policy` (layer → (weight bits, act bits), in model order), `objective`, `bitops`,
+/// `weight_bits_total`, `optimal`, `bitops_budget`, `size_budget_bits`. JSON when the
+/// name ends in `.json`, RON otherwise.
+#[pyfunction]
+fn read_policy<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let p = limpq_io::documents::read_policy(&path).map_err(err)?;
+    let d = policy_file_fields(py, &p)?;
+    d.set_item("optimal", p.optimal)?;
+    Ok(d)
+}
+
+/// The policy file's text, as `limpq solve -o` writes it (`format` "ron" or "json"), of
+/// a solution, an evaluation (`optimal: false`) or a dict from `read_policy`: the file
+/// that `limpq finetune --policy`, `limpq export` and a pipeline's `policy` read.
+#[pyfunction]
+#[pyo3(signature = (policy, format="ron"))]
+fn policy_text(policy: &Bound<'_, PyAny>, format: &str) -> PyResult<String> {
+    let json = text_format(format)?;
+    let p = policy_from_dict(policy)?;
+    Ok(if json {
+        p.to_json_string()
+    } else {
+        p.to_ron_string()
+    })
+}
+
+/// The frontier file's text of a sweep's solutions, as `limpq solve --sweep N -o` writes
+/// it (`format` "ron" or "json").
+#[pyfunction]
+#[pyo3(signature = (sweep, format="ron"))]
+fn frontier_text(sweep: Vec<Bound<'_, PyAny>>, format: &str) -> PyResult<String> {
+    let json = text_format(format)?;
+    let points = sweep
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            // The message alone (`Display` of a `PyErr` puts its type first).
+            policy_from_dict(s).map_err(|e| err(format!("sweep point {i}: {}", e.value(s.py()))))
+        })
+        .collect::<PyResult<Vec<Policy>>>()?;
+    let Some(first) = points.first() else {
+        return Err(err("a frontier needs at least one sweep point"));
+    };
+    if let Some((i, p)) = points
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.model != first.model)
+    {
+        return Err(err(format!(
+            "sweep point {i} is of model `{}`, point 0 of `{}`",
+            p.model, first.model
+        )));
+    }
+    let f = limpq_solver::report::frontier_of(&first.model, points.iter().map(|p| (p, p.optimal)));
+    Ok(if json {
+        f.to_json_string()
+    } else {
+        f.to_ron_string()
+    })
+}
+
 #[pymodule(name = "limpq_solver")]
 fn limpq_solver_py(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<PyProblem>()?;
     m.add_function(wrap_pyfunction!(bench_problem, m)?)?;
     m.add_function(wrap_pyfunction!(bench_entry, m)?)?;
+    m.add_function(wrap_pyfunction!(read_policy, m)?)?;
+    m.add_function(wrap_pyfunction!(policy_text, m)?)?;
+    m.add_function(wrap_pyfunction!(frontier_text, m)?)?;
     m.add(
         "BENCH_KINDS",
         PyTuple::new(py, limpq_solver::gen::BENCH_KINDS)?,
