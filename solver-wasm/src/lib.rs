@@ -10,9 +10,10 @@
 //! The request and answer are described at [`handle`]; `docs/SOLVER.md` ("From
 //! WebAssembly") has a complete Node.js caller, which `tests/node.rs` runs.
 
+use limpq_solver::format::versioned::Versioned;
 use limpq_solver::{
-    BitOpsBudget, Error, IndicatorSet, LayerBits, Problem, ResourceTable, SizeBudget, Solution,
-    SolveOptions, Usage, MAX_SWEEP_POINTS,
+    BitOpsBudget, Error, IndicatorSet, LayerBits, Policy, Problem, ResourceTable, SizeBudget,
+    Solution, SolveOptions, Usage, MAX_SWEEP_POINTS,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -76,8 +77,8 @@ fn yes() -> bool {
 
 /// Answers one JSON request with one JSON document.
 ///
-/// - solve (default): `{"ok": true, "solution": S}`, S = `{"policy": <policy JSON, as
-///   limpq solve -o writes it>, "usage": [{"name", "used", "budget"}], "fixed_bitops",
+/// - solve (default): `{"ok": true, "solution": S}`, S = `{"policy": <the policy file's
+///   JSON, `format_version` included, as limpq solve -o writes it>, "usage": [{"name", "used", "budget"}], "fixed_bitops",
 ///   "proof": {"optimal", "lower_bound", "gap", "nodes"}}`;
 /// - `"sweep": N`: `{"ok": true, "sweep": [S, ...]}`;
 /// - `"evaluate": [...]`: `{"ok": true, "evaluation": {"policy", "usage", "fixed_bitops",
@@ -184,7 +185,8 @@ fn run(request: &str) -> Result<Value, Value> {
         (None, Some(layers)) => {
             let e = p.evaluate(layers).map_err(solver_error)?;
             Ok(json!({ "ok": true, "evaluation": {
-                "policy": e.policy, "usage": usage(&e.usage), "fixed_bitops": e.fixed_bitops,
+                "policy": policy_file(&e.policy), "usage": usage(&e.usage),
+                "fixed_bitops": e.fixed_bitops,
                 "feasible": e.feasible, "violations": e.violations,
             }}))
         }
@@ -204,9 +206,15 @@ fn usage(u: &[Usage]) -> Value {
         .collect()
 }
 
+/// A policy as the policy file's JSON, `format_version` first (as `limpq solve -o`
+/// writes it, but on one line): saved as it is, limpq's commands read it.
+fn policy_file(p: &Policy) -> Value {
+    json!(Versioned(p, Policy::FORMAT_VERSION))
+}
+
 fn solution(s: &Solution) -> Value {
     json!({
-        "policy": s.policy,
+        "policy": policy_file(&s.policy),
         "usage": usage(&s.usage),
         "fixed_bitops": s.fixed_bitops,
         "proof": {
@@ -277,7 +285,12 @@ mod tests {
     /// serde_json reads floats to within an ulp (no `float_roundtrip`): the objective is
     /// compared to 1e-12, everything else exactly.
     pub(crate) fn assert_same_policy(got: &Value, want: &limpq_solver::Policy) {
-        let mut w = serde_json::to_value(want).unwrap();
+        let mut w = serde_json::to_value(Versioned(want, Policy::FORMAT_VERSION)).unwrap();
+        assert_eq!(got["format_version"], Policy::FORMAT_VERSION);
+        // Saved as it is, it is a policy file.
+        let read = Policy::from_json_str(&got.to_string()).unwrap();
+        assert_eq!(read.layers, want.layers);
+        assert_eq!(read.optimal, want.optimal);
         let (go, wo) = (got["objective"].as_f64().unwrap(), want.objective);
         assert!(
             (go - wo).abs() <= 1e-12 * wo.abs().max(1.0),

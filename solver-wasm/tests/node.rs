@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use limpq_solver::{BitOpsBudget, IndicatorSet, Problem, SizeBudget};
+use limpq_solver::format::versioned::Versioned;
+use limpq_solver::{BitOpsBudget, IndicatorSet, Policy, Problem, SizeBudget};
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
@@ -166,7 +167,8 @@ fn node_runs_the_module_and_agrees_with_rust() {
     let objective = policy["objective"].as_f64().unwrap();
     assert!((objective - native.policy.objective).abs() <= 1e-12 * native.policy.objective);
     policy["objective"] = json!(native.policy.objective);
-    assert_eq!(policy, serde_json::to_value(&native.policy).unwrap());
+    let versioned = Versioned(&native.policy, Policy::FORMAT_VERSION);
+    assert_eq!(policy, serde_json::to_value(versioned).unwrap());
     assert_eq!(first["solution"]["proof"]["optimal"], true);
     let second: Value =
         serde_json::from_str(&limpq_solver_wasm::handle(&requests[1].to_string())).unwrap();
