@@ -376,6 +376,22 @@ enum LimpqStatus limpq_problem_evaluate(const struct LimpqProblem *problem,
                                         size_t n,
                                         struct LimpqEvaluation **out);
 
+// Prices the policy of a policy file's text (`len` bytes at `text`, no NUL needed;
+// `format`: `LIMPQ_FORMAT_AUTO`, `_RON` or `_JSON`), as `limpq solve -o` or
+// `limpq_policy_text` wrote it, under the problem: its layers' bits as
+// `limpq_problem_evaluate` takes them (the file's own objective, usage and model name
+// are not read). `LIMPQ_PARSE_ERROR` when the text does not parse.
+//
+// # Safety
+// `problem` is NULL or a live problem that no call changes meanwhile; `text` points to
+// `len` readable bytes (or is NULL with `len` 0); `out` is NULL or valid for writing a
+// pointer.
+enum LimpqStatus limpq_problem_evaluate_text(const struct LimpqProblem *problem,
+                                             const char *text,
+                                             size_t len,
+                                             uint32_t format,
+                                             struct LimpqEvaluation **out);
+
 // Frees a solution from `limpq_problem_solve` (NULL is accepted). Never pass a sweep's
 // point: it belongs to the sweep.
 //

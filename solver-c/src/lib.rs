@@ -1206,21 +1206,57 @@ pub unsafe extern "C" fn limpq_problem_evaluate(
                 act: l.act,
             });
         }
-        let Evaluation {
-            policy,
-            usage,
-            fixed_bitops,
-            feasible,
-            violations,
-            ..
-        } = p.problem.evaluate(&bits)?;
+        give(out, LimpqEvaluation::from(p.problem.evaluate(&bits)?));
+        Ok(())
+    })
+}
+
+impl From<Evaluation> for LimpqEvaluation {
+    fn from(e: Evaluation) -> Self {
+        LimpqEvaluation {
+            violations: e.violations.iter().map(|v| c_string(v)).collect(),
+            policy: LimpqPolicy::new(e.policy, e.usage, e.fixed_bitops),
+            feasible: e.feasible,
+        }
+    }
+}
+
+/// Prices the policy of a policy file's text (`len` bytes at `text`, no NUL needed;
+/// `format`: `LIMPQ_FORMAT_AUTO`, `_RON` or `_JSON`), as `limpq solve -o` or
+/// `limpq_policy_text` wrote it, under the problem: its layers' bits as
+/// `limpq_problem_evaluate` takes them (the file's own objective, usage and model name
+/// are not read). `LIMPQ_PARSE_ERROR` when the text does not parse.
+///
+/// # Safety
+/// `problem` is NULL or a live problem that no call changes meanwhile; `text` points to
+/// `len` readable bytes (or is NULL with `len` 0); `out` is NULL or valid for writing a
+/// pointer.
+#[no_mangle]
+pub unsafe extern "C" fn limpq_problem_evaluate_text(
+    problem: *const LimpqProblem,
+    text: *const c_char,
+    len: usize,
+    format: u32,
+    out: *mut *mut LimpqEvaluation,
+) -> LimpqStatus {
+    guard(|| {
+        // SAFETY: as this function's contract says.
+        let (out, p, bytes) = unsafe {
+            (
+                ptr_slot(out, "out")?,
+                handle(problem, "problem")?,
+                array(text.cast::<u8>(), len, "text")?,
+            )
+        };
+        let s = utf8(bytes, "text")?;
+        let policy = if parse_format(format, s)? {
+            Policy::from_json_str(s)?
+        } else {
+            Policy::from_ron_str(s)?
+        };
         give(
             out,
-            LimpqEvaluation {
-                policy: LimpqPolicy::new(policy, usage, fixed_bitops),
-                feasible,
-                violations: violations.iter().map(|v| c_string(v)).collect(),
-            },
+            LimpqEvaluation::from(p.problem.evaluate(&policy.layers)?),
         );
         Ok(())
     })

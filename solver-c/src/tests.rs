@@ -207,6 +207,9 @@ fn every_entry_point_turns_a_panic_into_an_internal_error() {
         panics_are_caught("evaluate", || {
             limpq_problem_evaluate(p, &bits, 0, &mut new_e)
         });
+        panics_are_caught("evaluate_text", || {
+            limpq_problem_evaluate_text(p, t, TOY.len(), 0, &mut new_e)
+        });
         panics_are_caught("solution_policy", || limpq_solution_policy(s, &mut cp));
         panics_are_caught("solution_proof", || limpq_solution_proof(s, &mut proof));
         panics_are_caught("sweep_len", || limpq_sweep_len(sw, &mut n));

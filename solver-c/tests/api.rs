@@ -972,7 +972,8 @@ fn version_is_the_crate_version() {
 
 /// `limpq_policy_text` and `limpq_sweep_text` give the bytes `limpq solve -o` writes
 /// (`Policy::to_ron_string` and the like, which `io::documents::write_policy` writes), the
-/// same pointer on every call, from any thread; a format they cannot write is refused.
+/// same pointer on every call, from any thread; a format they cannot write is refused;
+/// `limpq_problem_evaluate_text` prices such a text as its layers.
 #[test]
 fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
     let p = from_text(&example_text(), LIMPQ_FORMAT_RON).unwrap();
@@ -1083,10 +1084,60 @@ fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
             limpq_policy_text(priced, LIMPQ_FORMAT_RON, &mut t),
             LIMPQ_OK
         );
-        let read = limpq_solver::Policy::from_ron_str(&cstr(t)).unwrap();
+        let ev_ron = cstr(t);
+        let read = limpq_solver::Policy::from_ron_str(&ev_ron).unwrap();
         assert!(!read.optimal);
         assert_eq!(read.layers, want.policy.layers);
         limpq_evaluation_free(e);
+
+        // A policy file's text, priced: the same evaluation as its layers give.
+        for (text, format) in [
+            (want.policy.to_ron_string(), LIMPQ_FORMAT_RON),
+            (want.policy.to_json_string(), LIMPQ_FORMAT_AUTO),
+            (ev_ron.clone(), LIMPQ_FORMAT_AUTO),
+        ] {
+            let mut e = ptr::null_mut();
+            assert_eq!(
+                limpq_problem_evaluate_text(p.0, text.as_ptr().cast(), text.len(), format, &mut e),
+                LIMPQ_OK,
+                "{}",
+                last_error()
+            );
+            let (mut feasible, mut obj, mut priced) = (false, 0.0, ptr::null());
+            assert_eq!(limpq_evaluation_feasible(e, &mut feasible), LIMPQ_OK);
+            assert_eq!(limpq_evaluation_policy(e, &mut priced), LIMPQ_OK);
+            assert_eq!(limpq_policy_objective(priced, &mut obj), LIMPQ_OK);
+            assert!(feasible);
+            assert_eq!(obj, want.policy.objective);
+            limpq_evaluation_free(e);
+        }
+        // Text that does not parse, and a policy of a layer the problem does not have.
+        let mut e = ptr::null_mut();
+        let broken = "(layers: [";
+        assert_eq!(
+            limpq_problem_evaluate_text(p.0, broken.as_ptr().cast(), broken.len(), 0, &mut e),
+            LIMPQ_PARSE_ERROR
+        );
+        assert_eq!(
+            last_error(),
+            limpq_solver::Policy::from_ron_str(broken)
+                .unwrap_err()
+                .to_string()
+        );
+        let mut other = want.policy.clone();
+        other.layers[1].name = "nosuch".into();
+        let want_err = rust.evaluate(&other.layers).unwrap_err().to_string();
+        let other = other.to_json_string();
+        assert_eq!(
+            limpq_problem_evaluate_text(p.0, other.as_ptr().cast(), other.len(), 2, &mut e),
+            LIMPQ_INVALID_INPUT
+        );
+        assert_eq!(last_error(), want_err);
+        assert!(e.is_null());
+        assert_eq!(
+            limpq_problem_evaluate_text(p.0, ptr::null(), 3, 0, &mut e),
+            LIMPQ_NULL_ARGUMENT
+        );
         limpq_sweep_free(sw);
         limpq_solution_free(s);
     }
