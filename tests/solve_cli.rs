@@ -601,3 +601,108 @@ fn a_long_sweep_shows_progress_on_a_terminal_only() {
         "the line is not cleared: {screen:?}"
     );
 }
+
+/// `--price POLICY` prices a policy file under the same flags, as the search counts it:
+/// the solved policy at its own budgets is feasible at its objective; under a smaller
+/// budget or against a pin it is not (exit 3, each reason named); the report reads as a
+/// policy; flags of a search are refused.
+#[test]
+fn a_given_policy_is_priced_as_the_search_counts_it() {
+    let d = tmp("price");
+    let out = d.join("p.json");
+    let flags = [
+        "--bitops",
+        "w4a4",
+        "--resource",
+        LAT,
+        "--max",
+        "20",
+        "--tie-acts",
+        "layer1.conv2,layer2.shortcut",
+    ];
+    let o = out.to_str().unwrap();
+    let solve: serde_json::Value = serde_json::from_str(&ok(&[
+        &["solve", IND, "--format", "json", "-o", o][..],
+        &flags[..],
+    ]
+    .concat()))
+    .unwrap();
+    let report = ok(&[
+        &["solve", IND, "--price", o, "--format", "json"][..],
+        &flags[..],
+    ]
+    .concat());
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(v["feasible"], true);
+    assert_eq!(v["violations"], serde_json::json!([]));
+    assert_eq!(v["optimal"], false, "a priced policy is not proven optimal");
+    for k in [
+        "objective",
+        "bitops",
+        "weight_bits_total",
+        "bitops_budget",
+        "fixed_bitops",
+    ] {
+        assert_eq!(v[k], solve[k], "{k}");
+    }
+    let usage = v["usage"].as_array().unwrap();
+    let names: Vec<&str> = usage.iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["BitOps", "size", "latency_us"]);
+    assert_eq!(usage[2]["max"], 20.0);
+    assert_eq!(usage[2]["used"], solve["resources"][0]["used"]);
+    // The report reads as the policy it priced.
+    let read = Policy::from_json_str(&report).unwrap();
+    let solved = Policy::from_json_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(read.layers, solved.layers);
+
+    // Under a smaller BitOps budget, and against a pin it does not hold: exit 3, each
+    // reason on stderr, the table on stdout.
+    let pinned = solved
+        .layers
+        .iter()
+        .find(|b| b.name == "layer2.conv1")
+        .map(|b| {
+            format!(
+                "layer2.conv1={},{}",
+                if b.weight == 2 { 3 } else { 2 },
+                b.act
+            )
+        })
+        .unwrap();
+    let r = limpq(&[
+        "solve", IND, "--price", o, "--bitops", "w2a2", "--pin", &pinned,
+    ]);
+    assert_eq!(r.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains(&format!("{o} does not meet the budgets and rules")),
+        "{err}"
+    );
+    assert!(err.contains("is over its budget"), "{err}");
+    assert!(err.contains("layer2.conv1"), "{err}");
+    let table = String::from_utf8_lossy(&r.stdout);
+    assert!(table.contains("feasible      NO:"), "{table}");
+    assert!(table.contains("objective"), "{table}");
+
+    // No BitOps budget is needed; the flags of a search are refused; the file is named.
+    let table = ok(&["solve", IND, "--price", o]);
+    assert!(table.contains("feasible      yes"), "{table}");
+    for extra in [
+        &["--sweep", "3"][..],
+        &["-o", "x.ron"],
+        &["--node-limit", "5"],
+        &["--backend", "microlp"],
+    ] {
+        refused_with(
+            &limpq(&[&["solve", IND, "--price", o][..], extra].concat()),
+            &[
+                "--price prices a given policy and searches nothing",
+                extra[0],
+            ],
+        );
+    }
+    let missing = d.join("none.ron");
+    let r = limpq(&["solve", IND, "--price", missing.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("none.ron"));
+}

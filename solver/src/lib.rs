@@ -44,5 +44,5 @@ pub use format::{
 pub use problem::{
     BitOpsBudget, Compiled, Ilp, Options, ParseBudgetError, Problem, Resource, SizeBudget, MAX_BITS,
 };
-pub use report::{SolveReport, SweepReport};
+pub use report::{EvaluationReport, SolveReport, SweepReport};
 pub use solve::{Backend, Proof, Solution, SolveOptions, Usage, MAX_SWEEP_POINTS};

@@ -14,9 +14,10 @@ use alloc::vec::Vec;
 use core::fmt::Write as _;
 use core::time::Duration;
 
+use crate::evaluate::Evaluation;
 use crate::format::{Frontier, FrontierPoint, IndicatorSet, LayerBits, Policy};
 use crate::problem::Problem;
-use crate::solve::Solution;
+use crate::solve::{Solution, Usage};
 
 /// The counting rules in one line, as the table's last line and the report's `counting`.
 pub const COUNTING_LINE: &str = "BitOps = Σ searchable MACs·W·A (fixed layers excluded, shown apart); size = Σ all layers params·W (fixed at their bits)";
@@ -95,6 +96,79 @@ pub struct SolveReport<'a> {
     /// Totals that did not fit in 64 bits (their figures above are saturated).
     pub overflow: Vec<&'static str>,
     pub counting: &'static str,
+}
+
+/// The report of a given policy priced under a problem (`limpq solve --price`): the policy
+/// file's fields under the same names (`optimal` false: nothing was proven), so a policy
+/// reader reads it as a policy, then its use of every budget and whether it meets them.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct EvaluationReport<'a> {
+    pub model: &'a str,
+    pub layers: &'a [LayerBits],
+    pub objective: f64,
+    pub bitops: u64,
+    pub weight_bits_total: u64,
+    pub optimal: bool,
+    pub bitops_budget: Option<u64>,
+    pub size_budget_bits: Option<u64>,
+    /// Where the indicators came from (the file name).
+    pub indicators: &'a str,
+    pub alpha: f64,
+    /// BitOps of the fixed layers at their fixed bits (not in `bitops` nor the budget).
+    pub fixed_bitops: u64,
+    /// 32-bit weights of every layer over `weight_bits_total`.
+    pub compression_ratio: Option<f64>,
+    /// BitOps, size, then each extra resource, against its budget or max.
+    pub usage: Vec<ResourceUse<'a>>,
+    /// Every budget met and every layer at a choice the search allows.
+    pub feasible: bool,
+    /// Why not, one sentence each.
+    pub violations: &'a [String],
+    /// Totals that did not fit in 64 bits (their figures above are saturated).
+    pub overflow: Vec<&'static str>,
+    pub counting: &'static str,
+}
+
+/// The report of `e`, a policy priced under `p`; `indicators` names the indicators'
+/// source (a file name).
+pub fn evaluation_report<'a>(
+    indicators: &'a str,
+    p: &'a Problem,
+    e: &'a Evaluation,
+) -> EvaluationReport<'a> {
+    let pol = &e.policy;
+    EvaluationReport {
+        model: &pol.model,
+        layers: &pol.layers,
+        objective: pol.objective,
+        bitops: pol.bitops,
+        weight_bits_total: pol.weight_bits_total,
+        optimal: pol.optimal,
+        bitops_budget: pol.bitops_budget,
+        size_budget_bits: pol.size_budget_bits,
+        indicators,
+        alpha: p.options.alpha,
+        fixed_bitops: e.fixed_bitops,
+        compression_ratio: compression(&p.indicators, pol.weight_bits_total),
+        usage: e
+            .usage
+            .iter()
+            .map(|u| ResourceUse {
+                name: &u.name,
+                used: u.used,
+                max: u.budget,
+            })
+            .collect(),
+        feasible: e.feasible,
+        violations: &e.violations,
+        overflow: overflowed(&[
+            ("bitops", pol.bitops),
+            ("weight_bits_total", pol.weight_bits_total),
+            ("fixed_bitops", e.fixed_bitops),
+        ]),
+        counting: COUNTING_LINE,
+    }
 }
 
 /// One point of the sweep report: the frontier file's fields and the rest of a solve.
@@ -258,8 +332,34 @@ pub fn sweep_report<'a>(
 
 /// The human-readable report of one solve.
 pub fn table(p: &Problem, sol: &Solution, dt: Duration) -> String {
+    let mut s = policy_table(p, &sol.policy, &sol.usage, sol.fixed_bitops);
+    let pr = &sol.proof;
+    let _ = writeln!(
+        s,
+        "solve time    {:.3} ms ({:?} backend, parse excluded)",
+        dt.as_secs_f64() * 1e3,
+        pr.backend
+    );
+    let _ = writeln!(
+        s,
+        "proof         {}; lower bound {:.6}, gap {:.3e}, {} search states",
+        if pr.optimal {
+            "optimal (proven)"
+        } else {
+            "NOT proven optimal"
+        },
+        pr.lower_bound,
+        pr.gap,
+        pr.nodes
+    );
+    let _ = writeln!(s, "counting      {COUNTING_LINE}");
+    s
+}
+
+/// The table's layers and totals, which a solve and a priced policy share: `pol` with its
+/// `usage` (BitOps, size, then each extra resource) and its fixed layers' BitOps.
+fn policy_table(p: &Problem, pol: &Policy, usage: &[Usage], fixed_bitops: u64) -> String {
     let ind = &p.indicators;
-    let pol = &sol.policy;
     let mut s = String::new();
     // Capped: a format width must fit in 16 bits, and a huge name must not widen every row.
     let w = ind
@@ -321,7 +421,7 @@ pub fn table(p: &Problem, sol: &Solution, dt: Duration) -> String {
     let _ = writeln!(
         s,
         "fixed BitOps  {}  [{}; not in the budget]",
-        figure(sol.fixed_bitops),
+        figure(fixed_bitops),
         if fixed.is_empty() {
             String::from("no fixed layers")
         } else {
@@ -347,7 +447,7 @@ pub fn table(p: &Problem, sol: &Solution, dt: Duration) -> String {
         "size          {size} of budget {sb}, compression {cr} vs 32-bit  [all {} layers, fixed at their bits]",
         ind.layers.len()
     );
-    for u in sol.usage.iter().skip(2) {
+    for u in usage.iter().skip(2) {
         let _ = writeln!(
             s,
             "{:<13} {} of max {}",
@@ -356,25 +456,24 @@ pub fn table(p: &Problem, sol: &Solution, dt: Duration) -> String {
             u.budget.map_or(String::from("none"), |b| b.to_string())
         );
     }
-    let pr = &sol.proof;
-    let _ = writeln!(
-        s,
-        "solve time    {:.3} ms ({:?} backend, parse excluded)",
-        dt.as_secs_f64() * 1e3,
-        pr.backend
-    );
-    let _ = writeln!(
-        s,
-        "proof         {}; lower bound {:.6}, gap {:.3e}, {} search states",
-        if pr.optimal {
-            "optimal (proven)"
-        } else {
-            "NOT proven optimal"
-        },
-        pr.lower_bound,
-        pr.gap,
-        pr.nodes
-    );
+    s
+}
+
+/// The human-readable report of a given policy priced under `p` ([`Problem::evaluate`]):
+/// the solve's table, then whether it meets the budgets and rules and why not.
+pub fn evaluation_table(p: &Problem, e: &Evaluation) -> String {
+    let mut s = policy_table(p, &e.policy, &e.usage, e.fixed_bitops);
+    if e.feasible {
+        let _ = writeln!(
+            s,
+            "feasible      yes: every budget met, every layer at a choice the search allows"
+        );
+    } else {
+        let _ = writeln!(s, "feasible      NO:");
+        for v in &e.violations {
+            let _ = writeln!(s, "  - {v}");
+        }
+    }
     let _ = writeln!(s, "counting      {COUNTING_LINE}");
     s
 }

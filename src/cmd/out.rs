@@ -25,7 +25,8 @@ Exit status:
   0  success (also when the reader of stdout closes the pipe early)
   1  error (unreadable or malformed input, a failed write, a GPU or solver failure)
   2  usage error (a flag missing, malformed, or one the chosen mode would ignore)
-  3  no policy meets the budgets (`solve`: the error names the binding budget and its floor)
+  3  no policy meets the budgets (`solve`: the error names the binding budget and its floor;
+     `solve --price`: the given policy does not, and the error says why)
   4  a policy was found and written, but it is not proven optimal within the limit
      (`solve --time-limit` / `--node-limit`)
   5  the limit was reached before any policy meeting the budgets was found (`solve

@@ -39,8 +39,9 @@ Output:
   compression, each extra resource against its max, the proof (optimal, lower bound, gap,
   search states, backend) and the solve time. A policy reader reads the report as a policy.
 
-Exit status: 0 solved and proven optimal; 1 error; 2 usage error; 3 no policy meets the
-  budgets; 4 a policy was found, printed and written, but not proven optimal within
+Exit status: 0 solved and proven optimal (with --price: the policy meets the budgets);
+  1 error; 2 usage error; 3 no policy meets the budgets (with --price: this one does
+  not); 4 a policy was found, printed and written, but not proven optimal within
   --time-limit / --node-limit; 5 that limit was reached before any policy meeting the
   budgets was found (nothing written; a larger limit may find one).";
 
@@ -119,6 +120,13 @@ pub struct Args {
     /// past it the best policy found is kept, not proven optimal (exit status 4).
     #[arg(long, value_name = "N")]
     pub node_limit: Option<u64>,
+    /// Price this policy file instead of searching: its objective and its use of every
+    /// budget under the same flags, counted as a search counts them, and whether it meets
+    /// the budgets and the layer rules (pins, ties, candidate bits, the non-monotone rule).
+    /// --bitops is optional; writes nothing. Exit status 3 when it does not meet them, each
+    /// reason on stderr.
+    #[arg(long, value_name = "POLICY")]
+    pub price: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +166,20 @@ fn parse_pin(pin: &str) -> anyhow::Result<Pin> {
 /// Refuses, as usage errors (exit status 2), flags that are missing, malformed, or that
 /// the chosen mode would ignore; returns the parsed pins. Runs before any file is read.
 fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
+    if a.price.is_some() {
+        let searching = [
+            (a.sweep.is_some(), "--sweep"),
+            (a.backend != BackendArg::Exact, "--backend"),
+            (a.time_limit.is_some(), "--time-limit"),
+            (a.node_limit.is_some(), "--node-limit"),
+            (a.output.is_some(), "-o"),
+        ];
+        if let Some((_, flag)) = searching.iter().find(|(given, _)| *given) {
+            return Err(usage(format!(
+                "--price prices a given policy and searches nothing: leave out {flag}"
+            )));
+        }
+    }
     match a.sweep {
         Some(_) if a.bitops.is_some() => {
             return Err(usage(
@@ -174,9 +196,9 @@ fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
                 "--sweep {n}: the number of budgets must be 1 to {MAX_SWEEP_POINTS}"
             )))
         }
-        None if a.bitops.is_none() => {
+        None if a.bitops.is_none() && a.price.is_none() => {
             return Err(usage(
-                "--bitops is required (e.g. --bitops w4a4), unless --sweep N is given",
+                "--bitops is required (e.g. --bitops w4a4), unless --sweep N or --price is given",
             ))
         }
         _ => {}
@@ -315,6 +337,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let ind = limpq_io::documents::read_indicators(&a.indicators)?;
     let file = a.indicators.display().to_string();
     let p = build_problem(&a, ind, &pins)?;
+    if let Some(given) = &a.price {
+        return price(&a, &p, &file, given);
+    }
     let opts = solve_options(&a);
     if let Some(n) = a.sweep {
         let t = Instant::now();
@@ -377,4 +402,28 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .into());
     }
     printed
+}
+
+/// `--price POLICY`: the policy file's layers priced under the problem.
+fn price(a: &Args, p: &Problem, file: &str, given: &std::path::Path) -> anyhow::Result<()> {
+    let policy = documents::read_policy(given)?;
+    let e = p
+        .evaluate(&policy.layers)
+        .with_context(|| format!("pricing {} under {file}", given.display()))?;
+    a.format
+        .print(&report::evaluation_report(file, p, &e), || {
+            report::evaluation_table(p, &e)
+        })?;
+    if e.feasible {
+        return Ok(());
+    }
+    Err(Coded::new(
+        Status::Infeasible,
+        format!(
+            "{} does not meet the budgets and rules: {}",
+            given.display(),
+            e.violations.join("; ")
+        ),
+    )
+    .into())
 }
