@@ -151,15 +151,7 @@ pub fn evaluation_report<'a>(
         alpha: p.options.alpha,
         fixed_bitops: e.fixed_bitops,
         compression_ratio: compression(&p.indicators, pol.weight_bits_total),
-        usage: e
-            .usage
-            .iter()
-            .map(|u| ResourceUse {
-                name: &u.name,
-                used: u.used,
-                max: u.budget,
-            })
-            .collect(),
+        usage: uses(e.usage.iter()),
         feasible: e.feasible,
         violations: &e.violations,
         overflow: overflowed(&[
@@ -591,10 +583,13 @@ fn proof_report(sol: &Solution) -> ProofReport {
     }
 }
 
+/// The extra resources of a solution (its usage past BitOps and size).
 fn resources(sol: &Solution) -> Vec<ResourceUse<'_>> {
-    sol.usage
-        .iter()
-        .skip(2)
+    uses(sol.usage.iter().skip(2))
+}
+
+fn uses<'a>(usage: impl Iterator<Item = &'a Usage>) -> Vec<ResourceUse<'a>> {
+    usage
         .map(|u| ResourceUse {
             name: &u.name,
             used: u.used,
