@@ -198,6 +198,15 @@ enum LimpqStatus limpq_problem_from_file(const char *path, struct LimpqProblem *
 enum LimpqStatus limpq_problem_from_arrays(const struct LimpqIndicators *indicators,
                                            struct LimpqProblem **out);
 
+// A new problem, independent of `problem`, with its indicators, budgets, layer rules and
+// node limit: to try other budgets or pins from a common start (pins and ties only
+// accumulate on one problem). Free it with `limpq_problem_free`.
+//
+// # Safety
+// `problem` is NULL or a live problem that no call changes meanwhile; `out` is NULL or
+// valid for writing a pointer.
+enum LimpqStatus limpq_problem_copy(const struct LimpqProblem *problem, struct LimpqProblem **out);
+
 // Frees a problem (NULL is accepted).
 //
 // # Safety

@@ -702,6 +702,32 @@ unsafe fn scales<'a>(p: *const f64, n: usize, l: &LimpqLayer, what: &str) -> Res
     unsafe { array(p, n, what) }
 }
 
+/// A new problem, independent of `problem`, with its indicators, budgets, layer rules and
+/// node limit: to try other budgets or pins from a common start (pins and ties only
+/// accumulate on one problem). Free it with `limpq_problem_free`.
+///
+/// # Safety
+/// `problem` is NULL or a live problem that no call changes meanwhile; `out` is NULL or
+/// valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn limpq_problem_copy(
+    problem: *const LimpqProblem,
+    out: *mut *mut LimpqProblem,
+) -> LimpqStatus {
+    guard(|| {
+        // SAFETY: as this function's contract says.
+        let (out, p) = unsafe { (ptr_slot(out, "out")?, handle(problem, "problem")?) };
+        give(
+            out,
+            LimpqProblem {
+                problem: p.problem.clone(),
+                options: p.options.clone(),
+            },
+        );
+        Ok(())
+    })
+}
+
 /// Frees a problem (NULL is accepted).
 ///
 /// # Safety

@@ -167,6 +167,7 @@ fn every_entry_point_turns_a_panic_into_an_internal_error() {
         panics_are_caught("from_arrays", || {
             limpq_problem_from_arrays(&ind, &mut new_p)
         });
+        panics_are_caught("copy", || limpq_problem_copy(p, &mut new_p));
         panics_are_caught("set_alpha", || limpq_problem_set_alpha(p, 1.0));
         panics_are_caught("set_weight_bits", || {
             limpq_problem_set_weight_bits(p, w.as_ptr(), 2)

@@ -1142,3 +1142,37 @@ fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
         limpq_solution_free(s);
     }
 }
+
+/// `limpq_problem_copy` gives an independent problem: a pin set on the copy leaves the
+/// original's answer as it was, and the copy outlives the original.
+#[test]
+fn a_copied_problem_is_independent_of_its_original() {
+    let p = from_text(&example_text(), LIMPQ_FORMAT_RON).unwrap();
+    let base = Problem::new(example()).bitops(BitOpsBudget::parse("w3a3").unwrap());
+    let pinned = base.clone().pin("layer1.0.conv1", 6, 6);
+    // SAFETY: live problems; NUL-terminated strings; writable out-pointers.
+    unsafe {
+        assert_eq!(
+            limpq_problem_set_bitops_text(p.0, c"w3a3".as_ptr()),
+            LIMPQ_OK
+        );
+        let mut q = ptr::null_mut();
+        assert_eq!(limpq_problem_copy(p.0, &mut q), LIMPQ_OK);
+        let q = P(q);
+        assert_eq!(
+            limpq_problem_pin(q.0, c"layer1.0.conv1".as_ptr(), 6, 6),
+            LIMPQ_OK
+        );
+        let opts = SolveOptions::default();
+        assert_eq!(solve(&p).unwrap(), rust_solve(&base, &opts).unwrap());
+        drop(p);
+        let got = solve(&q).unwrap();
+        assert_eq!(got, rust_solve(&pinned, &opts).unwrap());
+        assert!(got.layers.contains(&("layer1.0.conv1".into(), 6, 6)));
+
+        let mut r = ptr::null_mut();
+        assert_eq!(limpq_problem_copy(ptr::null(), &mut r), LIMPQ_NULL_ARGUMENT);
+        assert_eq!(last_error(), "`problem` is NULL");
+        assert!(r.is_null());
+    }
+}
