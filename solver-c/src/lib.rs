@@ -557,11 +557,25 @@ fn new_problem(ind: IndicatorSet) -> Res<LimpqProblem> {
     })
 }
 
-fn parse_indicators(s: &str, json: bool) -> Res<IndicatorSet> {
-    Ok(if json {
-        IndicatorSet::from_json_str(s)?
+/// A document read from the `len` bytes at `text`, in `format` (`LIMPQ_FORMAT_AUTO`: JSON
+/// when it opens with `{`), by its type's `ron` or `json` reader: what every entry point
+/// that takes a file's text does.
+///
+/// # Safety
+/// `text` points to `len` readable bytes (or is NULL with `len` 0), unchanged meanwhile.
+unsafe fn read_text<T>(
+    text: *const c_char,
+    len: usize,
+    format: u32,
+    ron: fn(&str) -> Result<T, Error>,
+    json: fn(&str) -> Result<T, Error>,
+) -> Res<T> {
+    // SAFETY: forwarded: the caller meets `array`'s contract for `text` and `len`.
+    let s = utf8(unsafe { array(text.cast::<u8>(), len, "text") }?, "text")?;
+    Ok(if parse_format(format, s)? {
+        json(s)?
     } else {
-        IndicatorSet::from_ron_str(s)?
+        ron(s)?
     })
 }
 
@@ -581,15 +595,19 @@ pub unsafe extern "C" fn limpq_problem_from_text(
 ) -> LimpqStatus {
     guard(|| {
         // SAFETY: `out` and `text`/`len` are as this function's contract says.
-        let (out, bytes) = unsafe {
+        let (out, ind) = unsafe {
             (
                 ptr_slot(out, "out")?,
-                array(text.cast::<u8>(), len, "text")?,
+                read_text(
+                    text,
+                    len,
+                    format,
+                    IndicatorSet::from_ron_str,
+                    IndicatorSet::from_json_str,
+                )?,
             )
         };
-        let s = utf8(bytes, "text")?;
-        let json = parse_format(format, s)?;
-        give(out, new_problem(parse_indicators(s, json)?)?);
+        give(out, new_problem(ind)?);
         Ok(())
     })
 }
@@ -988,12 +1006,13 @@ pub unsafe extern "C" fn limpq_problem_add_resource_text(
     // SAFETY: as this function's contract says.
     unsafe {
         set(problem, |p| {
-            let s = utf8(array(text.cast::<u8>(), len, "text")?, "text")?;
-            let table = if parse_format(format, s)? {
-                ResourceTable::from_json_str(s)?
-            } else {
-                ResourceTable::from_ron_str(s)?
-            };
+            let table = read_text(
+                text,
+                len,
+                format,
+                ResourceTable::from_ron_str,
+                ResourceTable::from_json_str,
+            )?;
             add_resource(p, table, max)
         })
     }
@@ -1267,18 +1286,18 @@ pub unsafe extern "C" fn limpq_problem_evaluate_text(
 ) -> LimpqStatus {
     guard(|| {
         // SAFETY: as this function's contract says.
-        let (out, p, bytes) = unsafe {
+        let (out, p, policy) = unsafe {
             (
                 ptr_slot(out, "out")?,
                 handle(problem, "problem")?,
-                array(text.cast::<u8>(), len, "text")?,
+                read_text(
+                    text,
+                    len,
+                    format,
+                    Policy::from_ron_str,
+                    Policy::from_json_str,
+                )?,
             )
-        };
-        let s = utf8(bytes, "text")?;
-        let policy = if parse_format(format, s)? {
-            Policy::from_json_str(s)?
-        } else {
-            Policy::from_ron_str(s)?
         };
         give(
             out,
