@@ -431,7 +431,9 @@ impl Format {
     /// Parses `text` in this format.
     pub fn parse<T: DeserializeOwned>(self, text: &str) -> Result<T, String> {
         match self {
-            Format::Ron => ron::from_str(text).map_err(|e| e.to_string()),
+            Format::Ron => {
+                limpq_solver::format::versioned::ron_from_str(text).map_err(|e| e.to_string())
+            }
             Format::Json => serde_json::from_str(text).map_err(|e| e.to_string()),
         }
     }
@@ -679,5 +681,21 @@ mod tests {
         fs::write(d.join("bin.ron"), [0xff, 0xfe]).unwrap();
         let e = read_document::<Doc>(&d.join("bin.ron")).unwrap_err();
         assert!(e.to_string().contains("not UTF-8"), "{e}");
+        // Nested past the RON reader's limit: refused in words for the file's author, with
+        // the file and the position (the `ron` crate's own message advised its options).
+        let deep = format!(
+            "(name: \"x\", bits: [], extra: {}{})",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        fs::write(d.join("deep.ron"), deep).unwrap();
+        let t = read_document::<Doc>(&d.join("deep.ron"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            t.contains("deep.ron") && t.contains("nested too deeply") && t.contains("1:"),
+            "{t}"
+        );
+        assert!(!t.contains("serde_stacker"), "{t}");
     }
 }

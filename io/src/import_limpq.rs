@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
+use limpq_solver::format::versioned::ron_from_str;
 use limpq_solver::{IndicatorSet, Layer};
 
 use crate::files;
@@ -390,11 +391,11 @@ pub fn read_table(path: &Path) -> Result<Vec<TableRow>> {
 
 /// A RON table: rows, or an indicator set whose layers are the rows.
 pub fn parse_ron(text: &str) -> Result<Vec<TableRow>> {
-    let rows_err = match ron::from_str::<Vec<TableRow>>(text) {
+    let rows_err = match ron_from_str::<Vec<TableRow>>(text) {
         Ok(rows) => return Ok(rows),
         Err(e) => e,
     };
-    match ron::from_str::<IndicatorSet>(text) {
+    match ron_from_str::<IndicatorSet>(text) {
         Ok(set) => Ok(set
             .layers
             .into_iter()

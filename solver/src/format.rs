@@ -254,7 +254,30 @@ pub mod versioned {
         text: &str,
         current: u32,
     ) -> Result<T, ron::error::SpannedError> {
-        ron::Options::default().from_str_seed(text, Seed::<T>::new(current))
+        ron::Options::default()
+            .from_str_seed(text, Seed::<T>::new(current))
+            .map_err(plain_ron_error)
+    }
+
+    /// Parses RON text into `T` (no version field): `ron::from_str` with
+    /// [`plain_ron_error`]'s wording. Every RON file limpq reads goes through this or
+    /// [`from_ron`].
+    pub fn ron_from_str<T: DeserializeOwned>(text: &str) -> Result<T, ron::error::SpannedError> {
+        ron::from_str(text).map_err(plain_ron_error)
+    }
+
+    /// `e`, with the `ron` crate's message for text nested past its limit (advice to the
+    /// programmer about its options) replaced by one for the person who gave the file. The
+    /// position is kept. The limit (the crate's default, 128, which keeps hostile text from
+    /// overflowing the stack) counts about two for each level of brackets.
+    pub fn plain_ron_error(mut e: ron::error::SpannedError) -> ron::error::SpannedError {
+        if matches!(e.code, ron::Error::ExceededRecursionLimit) {
+            e.code = ron::Error::Message(String::from(
+                "nested too deeply: brackets or parentheses inside each other past the \
+                 reader's limit (about 60 levels); no limpq file nests more than a few",
+            ));
+        }
+        e
     }
 
     /// Parses JSON text into `T`, checking and removing a top-level `format_version`.

@@ -694,3 +694,52 @@ fn sweeps_of_too_many_points_are_refused() {
     }
     assert!(p.sweep(0).unwrap().is_empty());
 }
+
+/// RON text nested past the reader's limit is refused in words for the person who gave the
+/// file, at its position: the `ron` crate's own message advised its programmer to raise an
+/// option and add a stack-growing crate. Shallower nesting still reads.
+#[cfg(feature = "serde")]
+#[test]
+fn ron_nested_past_the_limit_is_refused_in_plain_words() {
+    use limpq_solver::format::versioned::ron_from_str;
+    use limpq_solver::{Frontier, Policy};
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let set = |depth: usize| {
+        format!(
+            "(model: \"m\", weight_bits: [4], act_bits: [4], layers: [(name: \"a\", macs: 1, \
+             params: 1, weight_scale: [0.1], act_scale: [0.1])], extra: {})",
+            nested(depth)
+        )
+    };
+    let shallow = IndicatorSet::from_ron_str(&set(8));
+    assert!(shallow.is_ok(), "{shallow:?}");
+    let deep = 200;
+    let errors = [
+        IndicatorSet::from_ron_str(&set(deep))
+            .unwrap_err()
+            .to_string(),
+        Policy::from_ron_str(&format!("(model: \"m\", extra: {})", nested(deep)))
+            .unwrap_err()
+            .to_string(),
+        Frontier::from_ron_str(&format!("(model: \"m\", extra: {})", nested(deep)))
+            .unwrap_err()
+            .to_string(),
+        ResourceTable::from_ron_str(&format!("(name: \"t\", extra: {})", nested(deep)))
+            .unwrap_err()
+            .to_string(),
+        ron_from_str::<serde::de::IgnoredAny>(&nested(deep))
+            .unwrap_err()
+            .to_string(),
+    ];
+    for e in errors {
+        assert!(
+            e.contains("nested too deeply: brackets or parentheses inside each other"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("serde_stacker") && !e.contains("recursion_limit"),
+            "{e}"
+        );
+        assert!(e.contains("1:"), "the position is kept: {e}");
+    }
+}

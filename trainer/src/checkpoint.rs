@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use limpq_solver::format::versioned::ron_from_str;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Model;
@@ -228,9 +229,7 @@ impl Checkpoint {
         sum.copy_from_slice(&bytes[body_end..]);
         let text = std::str::from_utf8(&bytes[16..16 + hlen])
             .map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
-        let header: Header = ron::Options::default()
-            .from_str(text)
-            .map_err(|e| bad(format!("header: {e}")))?;
+        let header: Header = ron_from_str(text).map_err(|e| bad(format!("header: {e}")))?;
         let want: usize = header
             .tensors
             .iter()

@@ -141,3 +141,17 @@ fn the_allocation_counter_sees_allocations() {
     assert!(v.capacity() >= 10_000);
     assert!(largest >= 10_000, "counter saw {largest}");
 }
+
+/// A body nested past the RON reader's limit is a malformed frame whose message is for
+/// the client, not advice about the reader's options.
+#[test]
+fn deeply_nested_bodies_are_refused_in_plain_words() {
+    let body = format!("{}{}", "[".repeat(500), "]".repeat(500));
+    match decode::<serde::de::IgnoredAny>(body.as_bytes()) {
+        Err(FrameError::Malformed(m)) => {
+            assert!(m.contains("nested too deeply"), "{m}");
+            assert!(!m.contains("serde_stacker"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

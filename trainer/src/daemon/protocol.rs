@@ -7,6 +7,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
+use limpq_solver::format::versioned::ron_from_str;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::job::JobSpec;
@@ -227,7 +228,7 @@ pub fn read_frame(r: &mut impl Read, cap: usize) -> Result<Vec<u8>, FrameError> 
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     let text =
         std::str::from_utf8(body).map_err(|e| FrameError::Malformed(format!("not UTF-8: {e}")))?;
-    ron::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))
+    ron_from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
 /// Read one frame and parse it.

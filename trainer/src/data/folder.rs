@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use limpq_solver::format::versioned::ron_from_str;
 use serde::{Deserialize, Serialize};
 
 use super::{format_err, DataError, Normalize, Split};
@@ -80,7 +81,7 @@ fn yes() -> bool {
 impl Transform {
     /// Reads the RON form, `(resize: 36, flip: false)`; errors say what is accepted.
     pub fn from_ron_str(text: &str) -> Result<Transform, DataError> {
-        ron::from_str(text).map_err(|e| {
+        ron_from_str(text).map_err(|e| {
             DataError::Invalid(format!(
                 "transform {text:?}: {e} (expected e.g. `(resize: 256, crop: 224, flip: true, \
                  mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])`)"

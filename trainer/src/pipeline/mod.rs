@@ -44,6 +44,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use limpq_solver::format::versioned::ron_from_str;
 use limpq_solver::{IndicatorSet, Policy};
 use serde::{Deserialize, Serialize};
 
@@ -259,9 +260,7 @@ impl State {
             });
         }
         let text = read_output(&path).map_err(PipelineError::File)?;
-        ron::Options::default()
-            .from_str(&text)
-            .map_err(|e| io_err(&path, format!("not a valid pipeline state: {e}")))
+        ron_from_str(&text).map_err(|e| io_err(&path, format!("not a valid pipeline state: {e}")))
     }
 
     pub fn save(&self, out: &Path) -> Result<(), PipelineError> {
@@ -1309,7 +1308,7 @@ pub fn rewrite_report(plan: &Plan) -> Result<Results, PipelineError> {
         ));
     }
     let text = read_output(&path).map_err(PipelineError::File)?;
-    let results: Results = ron::from_str(&text).map_err(|e| io_err(&path, e))?;
+    let results: Results = ron_from_str(&text).map_err(|e| io_err(&path, e))?;
     if results.model != plan.model.name {
         return Err(io_err(
             &path,

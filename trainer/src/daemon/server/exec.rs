@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use limpq_io::files::{self, write_private};
+use limpq_solver::format::versioned::ron_from_str;
 use serde::{Deserialize, Serialize};
 
 use super::state::create_private_dir;
@@ -166,7 +167,7 @@ fn run_count(c: &CountJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> 
     let mut done = if ck.exists() {
         let text = files::read_regular_text(&ck, 4096).map_err(|e| e.to_string())?;
         let k: CountCheckpoint =
-            ron::from_str(&text).map_err(|e| format!("{}: {e}", ck.display()))?;
+            ron_from_str(&text).map_err(|e| format!("{}: {e}", ck.display()))?;
         ctx.log(format!("resumed from checkpoint at step {}", k.done));
         k.done
     } else {

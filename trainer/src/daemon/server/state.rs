@@ -22,6 +22,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use limpq_io::files::{self, FileError};
+use limpq_solver::format::versioned::ron_from_str;
 
 use crate::daemon::error::Error;
 use crate::daemon::job::JobSpec;
@@ -189,7 +190,7 @@ impl StateDir {
         jobs.sort_by_key(|(i, _)| i.id);
         let qpath = self.root.join("queue.ron");
         let queue = match files::read_regular_text(&qpath, MAX_STATE_FILE) {
-            Ok(s) => match ron::from_str::<Vec<JobId>>(&s) {
+            Ok(s) => match ron_from_str::<Vec<JobId>>(&s) {
                 Ok(q) => q,
                 Err(e) => {
                     warnings.push(format!(
@@ -232,8 +233,8 @@ fn load_job(dir: &Path, id: JobId) -> Result<(JobInfo, JobSpec), Error> {
     let bad = |name: &str, e: &dyn std::fmt::Display| {
         Error::Format(format!("{}: {e}", dir.join(name).display()))
     };
-    let info: JobInfo = ron::from_str(&parse("status.ron")?).map_err(|e| bad("status.ron", &e))?;
-    let spec: JobSpec = ron::from_str(&parse("spec.ron")?).map_err(|e| bad("spec.ron", &e))?;
+    let info: JobInfo = ron_from_str(&parse("status.ron")?).map_err(|e| bad("status.ron", &e))?;
+    let spec: JobSpec = ron_from_str(&parse("spec.ron")?).map_err(|e| bad("spec.ron", &e))?;
     if info.id != id {
         return Err(Error::Format(format!(
             "{}: id {} does not match the folder",
