@@ -305,6 +305,16 @@ enum LimpqStatus limpq_problem_add_resource_text(struct LimpqProblem *problem,
                                                  uint32_t format,
                                                  double max);
 
+// Adds an extra resource from a resource table file, read as `limpq solve --resource`
+// reads one (errors as for `limpq_problem_from_file`), with its maximum.
+//
+// # Safety
+// `problem` is NULL or a live problem that no other call uses meanwhile; `path` is NULL
+// or a NUL-terminated string.
+enum LimpqStatus limpq_problem_add_resource_file(struct LimpqProblem *problem,
+                                                 const char *path,
+                                                 double max);
+
 // Searches weights only: every searchable layer's activations at `act_bits` (the
 // activation indicators leave the objective).
 //
@@ -399,6 +409,17 @@ enum LimpqStatus limpq_problem_evaluate_text(const struct LimpqProblem *problem,
                                              const char *text,
                                              size_t len,
                                              uint32_t format,
+                                             struct LimpqEvaluation **out);
+
+// Prices the policy of a policy file, read as `limpq solve --price` reads one (errors as
+// for `limpq_problem_from_file`), under the problem, as `limpq_problem_evaluate_text`
+// prices its text.
+//
+// # Safety
+// `problem` is NULL or a live problem that no call changes meanwhile; `path` is NULL or a
+// NUL-terminated string; `out` is NULL or valid for writing a pointer.
+enum LimpqStatus limpq_problem_evaluate_file(const struct LimpqProblem *problem,
+                                             const char *path,
                                              struct LimpqEvaluation **out);
 
 // Frees a solution from `limpq_problem_solve` (NULL is accepted). Never pass a sweep's

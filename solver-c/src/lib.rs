@@ -626,16 +626,37 @@ pub unsafe extern "C" fn limpq_problem_from_file(
 ) -> LimpqStatus {
     guard(|| {
         // SAFETY: `out` and `path` are as this function's contract says.
-        let (out, path) = unsafe { (ptr_slot(out, "out")?, text(path, "path")?) };
-        let ind = limpq_io::documents::read_indicators(Path::new(path)).map_err(|e| {
-            let status = match e.kind() {
-                ErrorKind::Parse { .. } | ErrorKind::NotText => LimpqStatus::LIMPQ_PARSE_ERROR,
-                _ => LimpqStatus::LIMPQ_IO_ERROR,
-            };
-            fail(status, e.to_string())
-        })?;
+        let (out, ind) = unsafe {
+            (
+                ptr_slot(out, "out")?,
+                read_file(path, limpq_io::documents::read_indicators)?,
+            )
+        };
         give(out, new_problem(ind)?);
         Ok(())
+    })
+}
+
+/// A document read from the file at `path` by `read`, one of the readers the CLI reads
+/// its files with (JSON when the name ends in `.json`, RON otherwise; at most
+/// `LIMPQ_MAX_FILE_BYTES`): what every entry point that takes a file's path does.
+/// `LIMPQ_IO_ERROR` when the file cannot be read, `LIMPQ_PARSE_ERROR` when it is not UTF-8
+/// or does not parse; the messages name the file.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+unsafe fn read_file<T>(
+    path: *const c_char,
+    read: fn(&Path) -> Result<T, limpq_io::files::FileError>,
+) -> Res<T> {
+    // SAFETY: forwarded: the caller meets `text`'s contract for `path`.
+    let path = unsafe { text(path, "path") }?;
+    read(Path::new(path)).map_err(|e| {
+        let status = match e.kind() {
+            ErrorKind::Parse { .. } | ErrorKind::NotText => LimpqStatus::LIMPQ_PARSE_ERROR,
+            _ => LimpqStatus::LIMPQ_IO_ERROR,
+        };
+        fail(status, e.to_string())
     })
 }
 
@@ -1018,6 +1039,27 @@ pub unsafe extern "C" fn limpq_problem_add_resource_text(
     }
 }
 
+/// Adds an extra resource from a resource table file, read as `limpq solve --resource`
+/// reads one (errors as for `limpq_problem_from_file`), with its maximum.
+///
+/// # Safety
+/// `problem` is NULL or a live problem that no other call uses meanwhile; `path` is NULL
+/// or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn limpq_problem_add_resource_file(
+    problem: *mut LimpqProblem,
+    path: *const c_char,
+    max: f64,
+) -> LimpqStatus {
+    // SAFETY: as this function's contract says.
+    unsafe {
+        set(problem, |p| {
+            let table = read_file(path, limpq_io::documents::read_resource_table)?;
+            add_resource(p, table, max)
+        })
+    }
+}
+
 /// Searches weights only: every searchable layer's activations at `act_bits` (the
 /// activation indicators leave the objective).
 ///
@@ -1297,6 +1339,36 @@ pub unsafe extern "C" fn limpq_problem_evaluate_text(
                     Policy::from_ron_str,
                     Policy::from_json_str,
                 )?,
+            )
+        };
+        give(
+            out,
+            LimpqEvaluation::from(p.problem.evaluate(&policy.layers)?),
+        );
+        Ok(())
+    })
+}
+
+/// Prices the policy of a policy file, read as `limpq solve --price` reads one (errors as
+/// for `limpq_problem_from_file`), under the problem, as `limpq_problem_evaluate_text`
+/// prices its text.
+///
+/// # Safety
+/// `problem` is NULL or a live problem that no call changes meanwhile; `path` is NULL or a
+/// NUL-terminated string; `out` is NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn limpq_problem_evaluate_file(
+    problem: *const LimpqProblem,
+    path: *const c_char,
+    out: *mut *mut LimpqEvaluation,
+) -> LimpqStatus {
+    guard(|| {
+        // SAFETY: as this function's contract says.
+        let (out, p, policy) = unsafe {
+            (
+                ptr_slot(out, "out")?,
+                handle(problem, "problem")?,
+                read_file(path, limpq_io::documents::read_policy)?,
             )
         };
         give(

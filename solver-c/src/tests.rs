@@ -193,6 +193,9 @@ fn every_entry_point_turns_a_panic_into_an_internal_error() {
         panics_are_caught("add_resource_text", || {
             limpq_problem_add_resource_text(p, t, 0, 0, 1.0)
         });
+        panics_are_caught("add_resource_file", || {
+            limpq_problem_add_resource_file(p, c"x.ron".as_ptr(), 1.0)
+        });
         panics_are_caught("set_weight_only", || limpq_problem_set_weight_only(p, 8));
         panics_are_caught("pin", || limpq_problem_pin(p, c"a".as_ptr(), 4, 4));
         panics_are_caught("tie_weights", || {
@@ -210,6 +213,9 @@ fn every_entry_point_turns_a_panic_into_an_internal_error() {
         });
         panics_are_caught("evaluate_text", || {
             limpq_problem_evaluate_text(p, t, TOY.len(), 0, &mut new_e)
+        });
+        panics_are_caught("evaluate_file", || {
+            limpq_problem_evaluate_file(p, c"x.ron".as_ptr(), &mut new_e)
         });
         panics_are_caught("solution_policy", || limpq_solution_policy(s, &mut cp));
         panics_are_caught("solution_proof", || limpq_solution_proof(s, &mut proof));

@@ -530,6 +530,27 @@ fn every_setter_does_what_the_rust_builder_does() {
             opts: SolveOptions::default(),
         },
         Case {
+            name: "a resource from a JSON file",
+            c: |p| unsafe {
+                let path = std::env::temp_dir().join(format!(
+                    "limpq-solver-c-latency-{}.json",
+                    std::process::id()
+                ));
+                std::fs::write(&path, latency().to_json_string()).unwrap();
+                let cpath = c(path.to_str().unwrap());
+                let st = limpq_problem_add_resource_file(p.0, cpath.as_ptr(), LATENCY_MAX);
+                std::fs::remove_file(&path).unwrap();
+                status(st)?;
+                status(limpq_problem_set_bitops_uniform(p.0, 5, 5))
+            },
+            rust: |p| {
+                let t = ResourceTable::from_json_str(&latency().to_json_string()).unwrap();
+                p.resource(t, LATENCY_MAX)
+                    .bitops(BitOpsBudget::Uniform { weight: 5, act: 5 })
+            },
+            opts: SolveOptions::default(),
+        },
+        Case {
             name: "a node limit of 0",
             c: |p| unsafe {
                 status(limpq_problem_set_node_limit(p.0, 0))?;
@@ -1111,6 +1132,61 @@ fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
             assert_eq!(obj, want.policy.objective);
             limpq_evaluation_free(e);
         }
+        // A policy file, read as `limpq solve --price` reads one: the same evaluation;
+        // a file that is not there and one that does not parse are named.
+        let dir = std::env::temp_dir().join(format!("limpq-solver-c-price-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            ("policy.ron", want.policy.to_ron_string()),
+            ("policy.json", want.policy.to_json_string()),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let cpath = c(path.to_str().unwrap());
+            let mut e = ptr::null_mut();
+            assert_eq!(
+                limpq_problem_evaluate_file(p.0, cpath.as_ptr(), &mut e),
+                LIMPQ_OK,
+                "{}",
+                last_error()
+            );
+            let (mut feasible, mut obj, mut priced) = (false, 0.0, ptr::null());
+            assert_eq!(limpq_evaluation_feasible(e, &mut feasible), LIMPQ_OK);
+            assert_eq!(limpq_evaluation_policy(e, &mut priced), LIMPQ_OK);
+            assert_eq!(limpq_policy_objective(priced, &mut obj), LIMPQ_OK);
+            assert!(feasible, "{name}");
+            assert_eq!(obj, want.policy.objective, "{name}");
+            limpq_evaluation_free(e);
+        }
+        let mut e = ptr::null_mut();
+        let missing = c(dir.join("nosuch.ron").to_str().unwrap());
+        assert_eq!(
+            limpq_problem_evaluate_file(p.0, missing.as_ptr(), &mut e),
+            LIMPQ_IO_ERROR
+        );
+        assert!(
+            last_error().starts_with(&format!("cannot read {}", dir.join("nosuch.ron").display())),
+            "{}",
+            last_error()
+        );
+        std::fs::write(dir.join("broken.json"), "{\"layers\": [").unwrap();
+        let broken = c(dir.join("broken.json").to_str().unwrap());
+        assert_eq!(
+            limpq_problem_evaluate_file(p.0, broken.as_ptr(), &mut e),
+            LIMPQ_PARSE_ERROR
+        );
+        assert!(
+            last_error().starts_with(&format!("{}: JSON: ", dir.join("broken.json").display())),
+            "{}",
+            last_error()
+        );
+        assert!(e.is_null());
+        assert_eq!(
+            limpq_problem_evaluate_file(p.0, ptr::null(), &mut e),
+            LIMPQ_NULL_ARGUMENT
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+
         // Text that does not parse, and a policy of a layer the problem does not have.
         let mut e = ptr::null_mut();
         let broken = "(layers: [";
