@@ -5,6 +5,7 @@
 // (`--no-default-features`) has no `serve` to test.
 #![cfg(all(unix, feature = "gpu"))]
 
+use limpq_solver::format::versioned::ron_from_str;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -145,7 +146,7 @@ fn wait_until(t: &TempDir, id: u64, what: &str, pred: impl Fn(&JobInfo) -> bool)
 
 fn on_disk(t: &TempDir, id: u64) -> JobInfo {
     let p = t.state().join(format!("jobs/{id}/status.ron"));
-    ron::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    ron_from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn step(i: &JobInfo) -> u64 {

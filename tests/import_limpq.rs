@@ -4,6 +4,7 @@
 mod common;
 
 use common::{limpq_cmd, refused, refused_with, stderr};
+use limpq_solver::format::versioned::ron_from_str;
 use limpq_solver::IndicatorSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -144,7 +145,7 @@ fn converts_reference_pickles_of_every_protocol() {
             text.contains("format_version: 1"),
             "protocol {protocol}: {text}"
         );
-        let set: IndicatorSet = ron::from_str(&text)
+        let set: IndicatorSet = ron_from_str(&text)
             .unwrap_or_else(|e| panic!("protocol {protocol}: output does not parse: {e}"));
         check_good(&set);
         assert_eq!(set.model, "resnet_part");
@@ -210,7 +211,7 @@ fn builtin_model_supplies_macs_and_params() {
     let out = dir.join("r20.ron");
     let o = import(&pkl, "resnet20", &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let set: IndicatorSet = ron::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let set: IndicatorSet = ron_from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(set.model, "resnet20");
     assert_eq!(set.weight_bits, vec![2, 3, 4]);
     // Issue 2's figures for resnet20's conv layers (1×28×28 input).
@@ -335,7 +336,7 @@ fn mismatches_name_the_layer_and_bit() {
     let out = dir.join("fix.ron");
     let o = import(&pkl, table.to_str().unwrap(), &out, &["--fix-missing"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let set: IndicatorSet = ron::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let set: IndicatorSet = ron_from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(set.layers[3].fixed, Some((8, 8)));
 }
 
@@ -425,7 +426,7 @@ fn converts_checked_in_fixtures_and_refuses_the_exploit() {
             &[],
         );
         assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let set: IndicatorSet = ron::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let set: IndicatorSet = ron_from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         check_good(&set);
 
         // The written indicator file is itself a valid --layers table.
@@ -441,7 +442,7 @@ fn converts_checked_in_fixtures_and_refuses_the_exploit() {
             "{name} with an IndicatorSet table: {}",
             stderr(&o)
         );
-        let set2: IndicatorSet = ron::from_str(&std::fs::read_to_string(&again).unwrap()).unwrap();
+        let set2: IndicatorSet = ron_from_str(&std::fs::read_to_string(&again).unwrap()).unwrap();
         assert_eq!(set2.layers, set.layers);
     }
 

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{limpq, limpq_cmd, refused_with, tmp_dir};
+use limpq_solver::format::versioned::ron_from_str;
 
 fn stdout_of(args: &[&str]) -> String {
     let out = limpq(args);
@@ -235,7 +236,7 @@ fn json_and_ron_carry_what_the_table_shows() {
         }
     }
     let ron_text = stdout_of(&["layers", "resnet18", "--all", "--format", "ron"]);
-    let r: ron::Value = ron::from_str(&ron_text).expect("RON");
+    let r: ron::Value = ron_from_str(&ron_text).expect("RON");
     let back: serde_json::Value = serde_json::to_value(&r).unwrap();
     assert_eq!(back["sums"], v["sums"], "RON and JSON agree");
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use limpq_solver::format::versioned::ron_from_str;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -348,7 +349,7 @@ fn json_and_ron_reports_carry_what_the_table_shows() {
     same_policy(Policy::from_json_str(&json).unwrap(), &written);
     assert_eq!(Policy::from_ron_str(&ron_text).unwrap(), written);
     // The RON report holds the same document as the JSON one.
-    let r: serde_json::Value = ron::from_str(&ron_text).unwrap();
+    let r: serde_json::Value = ron_from_str(&ron_text).unwrap();
     let j: serde_json::Value = serde_json::from_str(&json).unwrap();
     for key in [
         "objective",

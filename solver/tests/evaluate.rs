@@ -236,6 +236,7 @@ fn budgets_parse_print_and_round_trip() {
 #[cfg(feature = "serde")]
 #[test]
 fn budgets_serialise_as_their_text() {
+    use limpq_solver::format::versioned::ron_from_str;
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Doc {
         bitops: BitOpsBudget,
@@ -247,7 +248,7 @@ fn budgets_serialise_as_their_text() {
     };
     let r = ron::to_string(&d).unwrap();
     assert_eq!(r, r#"(bitops:"w2a3",size:Some("cr:8"))"#);
-    assert_eq!(ron::from_str::<Doc>(&r).unwrap(), d);
+    assert_eq!(ron_from_str::<Doc>(&r).unwrap(), d);
     let j = serde_json::to_string(&d).unwrap();
     assert_eq!(j, r#"{"bitops":"w2a3","size":"cr:8"}"#);
     assert_eq!(serde_json::from_str::<Doc>(&j).unwrap(), d);
@@ -263,7 +264,7 @@ fn budgets_serialise_as_their_text() {
     assert_eq!(j, r#"{"bitops":1500000,"size":4096}"#);
     assert_eq!(serde_json::from_str::<Doc>(&j).unwrap(), abs);
     assert_eq!(
-        ron::from_str::<Doc>(&ron::to_string(&abs).unwrap()).unwrap(),
+        ron_from_str::<Doc>(&ron::to_string(&abs).unwrap()).unwrap(),
         abs
     );
     let e = serde_json::from_str::<Doc>(r#"{"bitops": "w9x9"}"#).unwrap_err();

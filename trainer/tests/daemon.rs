@@ -5,6 +5,7 @@
 
 mod common;
 use common::TempDir;
+use limpq_solver::format::versioned::ron_from_str;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -124,7 +125,7 @@ fn solve_job_writes_a_policy() {
 /// files still read, as the solver's budgets, and are written back in the current form.
 #[test]
 fn version_1_solve_jobs_still_read_as_the_solvers_budgets() {
-    let read = |text: &str| ron::from_str::<JobSpec>(text).map(|s| s.job);
+    let read = |text: &str| ron_from_str::<JobSpec>(text).map(|s| s.job);
     let solve = |bitops, size| {
         JobKind::Solve(SolveJob {
             indicators: "i.ron".into(),
@@ -176,7 +177,7 @@ fn version_1_solve_jobs_still_read_as_the_solvers_budgets() {
         text.contains(r#"bitops:Some("w3a3")"#) && text.contains(r#""cr:8""#),
         "{text}"
     );
-    assert_eq!(ron::from_str::<JobKind>(&text).unwrap(), job);
+    assert_eq!(ron_from_str::<JobKind>(&text).unwrap(), job);
 }
 
 /// The training jobs' run settings are one vocabulary (the pipeline's): every setting
@@ -187,7 +188,7 @@ fn training_jobs_read_the_shared_run_settings() {
         batch: 16, lr: 0.02, momentum: 0.8, nesterov: false, weight_decay: 0.0,
         label_smoothing: 0.0, clip: 0.5, eval_batch: 32, eval_every: 2, data: "mnist",
         subset: Some(10), seed: 3, output: Some("x.json")))"#;
-    let job: JobKind = ron::from_str(text).unwrap();
+    let job: JobKind = ron_from_str(text).unwrap();
     let JobKind::Indicators(ind) = &job else {
         panic!("{job:?}")
     };
@@ -207,9 +208,9 @@ fn training_jobs_read_the_shared_run_settings() {
     assert!(!cfg.run.nesterov);
     assert_eq!(ind.data.data.as_deref(), Some("mnist"));
     let again = ron::to_string(&job).unwrap();
-    assert_eq!(ron::from_str::<JobKind>(&again).unwrap(), job);
+    assert_eq!(ron_from_str::<JobKind>(&again).unwrap(), job);
     // Left out: the CLI command's recipe.
-    let ft: JobKind = ron::from_str(r#"Finetune((ckpt: "a.ckpt", policy: "p.ron"))"#).unwrap();
+    let ft: JobKind = ron_from_str(r#"Finetune((ckpt: "a.ckpt", policy: "p.ron"))"#).unwrap();
     let JobKind::Finetune(ft) = ft else { panic!() };
     assert_eq!(
         ft.config().run,
@@ -225,7 +226,7 @@ fn training_jobs_read_the_shared_run_settings() {
     );
     // The recipe's two finetune choices, as `limpq finetune --steps-from-indicators
     // --bn-recalibration N` makes them.
-    let chosen: JobKind = ron::from_str(
+    let chosen: JobKind = ron_from_str(
         r#"Finetune((ckpt: "a.ckpt", policy: "p.ron", indicators: Some("i.ron"),
                      steps_from_indicators: true, bn_recalibration: 0))"#,
     )
@@ -237,13 +238,13 @@ fn training_jobs_read_the_shared_run_settings() {
     assert_eq!(f.config().bn_recalibration, 0);
     assert_eq!(f.config().run, ft.config().run);
     let again = ron::to_string(&chosen).unwrap();
-    assert_eq!(ron::from_str::<JobKind>(&again).unwrap(), chosen);
-    let ind: JobKind = ron::from_str(r#"Indicators((model: "m", ckpt: "a.ckpt"))"#).unwrap();
+    assert_eq!(ron_from_str::<JobKind>(&again).unwrap(), chosen);
+    let ind: JobKind = ron_from_str(r#"Indicators((model: "m", ckpt: "a.ckpt"))"#).unwrap();
     let JobKind::Indicators(ind) = ind else {
         panic!()
     };
     assert_eq!(ind.config(), limpq_trainer::method::JointConfig::default());
-    let tr: JobKind = ron::from_str(r#"Train((model: "small_cnn"))"#).unwrap();
+    let tr: JobKind = ron_from_str(r#"Train((model: "small_cnn"))"#).unwrap();
     let JobKind::Train(tr) = tr else { panic!() };
     assert_eq!(tr.config(), limpq_trainer::train::RunConfig::default());
     for bad in [
@@ -253,7 +254,7 @@ fn training_jobs_read_the_shared_run_settings() {
         r#"Finetune((ckpt: "a.ckpt"))"#,
         r#"Indicators((model: "m", ckpt: "a.ckpt", seed: 1, seed: 2))"#,
     ] {
-        assert!(ron::from_str::<JobKind>(bad).is_err(), "{bad}");
+        assert!(ron_from_str::<JobKind>(bad).is_err(), "{bad}");
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod common;
 use common::TempDir;
+use limpq_solver::format::versioned::ron_from_str;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ fn client(h: &Handle) -> Client {
 }
 
 fn tiny_train(epochs: usize) -> TrainJob {
-    ron::from_str(&format!(
+    ron_from_str(&format!(
         "(model: \"small_cnn\", epochs: {epochs}, batch: 32, lr: 0.05, subset: Some(256), test_subset: Some(64), eval_batch: 64)"
     ))
     .unwrap()
@@ -82,7 +83,7 @@ fn train_then_eval_through_the_daemon() {
     assert_eq!(ck.epoch, 2);
     assert_eq!(ck.step, 2 * (256 / 32));
     let history = std::fs::read_to_string(Path::new(&fin.output_dir).join("history.ron")).unwrap();
-    let history: Vec<(usize, f64, f64, f64, f64)> = ron::from_str(&history).unwrap();
+    let history: Vec<(usize, f64, f64, f64, f64)> = ron_from_str(&history).unwrap();
     assert_eq!(history.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 2]);
 
     let eval = EvalJob {
@@ -245,7 +246,7 @@ fn shutdown_mid_training_resumes_from_the_epoch_checkpoint() {
 
 fn c_status_on_disk(dir: &Path, id: u64) -> String {
     let text = std::fs::read_to_string(dir.join(format!("state/jobs/{id}/status.ron"))).unwrap();
-    let info: limpq_trainer::daemon::protocol::JobInfo = ron::from_str(&text).unwrap();
+    let info: limpq_trainer::daemon::protocol::JobInfo = ron_from_str(&text).unwrap();
     format!("{:?}", info.state)
 }
 
@@ -393,7 +394,7 @@ fn indicators_and_finetune_jobs_equal_the_library_runs_and_resume() {
     let fp = fp_checkpoint(&mut c, &dir.0);
 
     // Indicators, shut down after the first step.
-    let ind_job: IndicatorsJob = ron::from_str(&format!(
+    let ind_job: IndicatorsJob = ron_from_str(&format!(
         "(model: \"small_cnn\", ckpt: {:?}, bits: [2, 4], {TINY})",
         fp.display().to_string()
     ))
@@ -459,7 +460,7 @@ fn indicators_and_finetune_jobs_equal_the_library_runs_and_resume() {
     let policy_path = dir.0.join("policy.ron");
     std::fs::write(&policy_path, policy.to_ron_string()).unwrap();
     let out = dir.0.join("ft.ckpt");
-    let ft_job: FinetuneJob = ron::from_str(&format!(
+    let ft_job: FinetuneJob = ron_from_str(&format!(
         "(ckpt: {:?}, policy: {:?}, indicators: Some({:?}), output: Some({:?}), {TINY})",
         fp.display().to_string(),
         policy_path.display().to_string(),
@@ -549,7 +550,7 @@ fn bad_indicators_and_finetune_specs_are_refused() {
             ck.display().to_string()
         );
         spec(JobKind::Indicators(
-            ron::from_str::<IndicatorsJob>(&text).unwrap(),
+            ron_from_str::<IndicatorsJob>(&text).unwrap(),
         ))
     };
     let refused = |c: &mut Client, s: JobSpec, want: &[&str]| {
@@ -576,10 +577,10 @@ fn bad_indicators_and_finetune_specs_are_refused() {
         ind(", output: Some(\"/no/such/folder/i.ron\")"),
         &["indicators.output", "/no/such/folder"],
     );
-    let mut j = ron::from_str::<IndicatorsJob>("(model: \"resnet9000\", ckpt: \"x\")").unwrap();
+    let mut j = ron_from_str::<IndicatorsJob>("(model: \"resnet9000\", ckpt: \"x\")").unwrap();
     j.ckpt = ck.clone();
     refused(&mut c, spec(JobKind::Indicators(j)), &["resnet9000"]);
-    let mut j = ron::from_str::<IndicatorsJob>("(model: \"small_cnn\", ckpt: \"x\")").unwrap();
+    let mut j = ron_from_str::<IndicatorsJob>("(model: \"small_cnn\", ckpt: \"x\")").unwrap();
     j.ckpt = dir.0.join("missing.ckpt");
     refused(
         &mut c,
@@ -695,7 +696,7 @@ fn a_worker_opens_the_adapter_it_was_given() {
         assert!(line.to_lowercase().ends_with("(gl)"), "job {id}: {line}");
     }
     let history = std::fs::read_to_string(Path::new(&ti.output_dir).join("history.ron")).unwrap();
-    let history: Vec<(usize, f64, f64, f64, f64)> = ron::from_str(&history).unwrap();
+    let history: Vec<(usize, f64, f64, f64, f64)> = ron_from_str(&history).unwrap();
     let acc = eval_accuracy(&fin.output_dir);
     assert!(
         (acc - history[0].4).abs() < 1e-9,

@@ -77,7 +77,7 @@ fn wait_for(c: &mut Client, id: u64, what: &str, pred: impl Fn(&JobInfo) -> bool
 fn on_disk(dir: &Path, id: u64) -> Option<JobInfo> {
     let p = dir.join(format!("state/jobs/{id}/status.ron"));
     let text = std::fs::read_to_string(p).ok()?;
-    ron::from_str(&text).ok()
+    limpq_solver::format::versioned::ron_from_str(&text).ok()
 }
 
 fn mkfifo(p: &Path) {
@@ -112,7 +112,8 @@ fn fifo_and_device_job_files_are_refused_without_stalling_anyone() {
         name: String::new(),
         job: JobKind::Train(TrainJob {
             model: model_fifo.display().to_string(),
-            ..ron::from_str::<TrainJob>("(model: \"small_cnn\")").unwrap()
+            ..limpq_solver::format::versioned::ron_from_str::<TrainJob>("(model: \"small_cnn\")")
+                .unwrap()
         }),
     };
     let model_err = client(&h).submit(train);

@@ -5,6 +5,7 @@
 #[path = "common/blocking.rs"]
 mod blocking;
 
+use limpq_solver::format::versioned::ron_from_str;
 use limpq_trainer::model::{
     builtin, resnet20, LayerKind, Model, ModelError, Node, Op, Shape, BUILTIN_NAMES,
 };
@@ -205,7 +206,7 @@ fn every_builtin_round_trips_through_ron() {
     for name in BUILTIN_NAMES {
         let m = builtin(name).unwrap();
         let text = m.to_ron();
-        let back: Model = ron::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let back: Model = ron_from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(back, m, "{name}");
         // One node per line keeps files diffable.
         assert!(text.lines().count() > m.nodes.len(), "{name}");
@@ -231,7 +232,7 @@ fn optional_fields_take_defaults() {
         Node(name: "f", op: Flatten, inputs: ["p"]),
         Node(name: "fc", op: Linear(out_features: 3), inputs: ["f"]),
     ])"#;
-    let m: Model = ron::from_str(text).unwrap();
+    let m: Model = ron_from_str(text).unwrap();
     let infos = m.analyze().unwrap();
     assert_eq!(infos[0].output, Shape { c: 4, h: 6, w: 6 });
     assert_eq!(infos[1].output, Shape { c: 4, h: 3, w: 3 });
@@ -544,7 +545,7 @@ fn resnet20_indicator_example_matches_the_model() {
         "/../examples/resnet20.indicators.ron"
     );
     let text = std::fs::read_to_string(path).unwrap();
-    let set: limpq_solver::IndicatorSet = ron::from_str(&text).unwrap();
+    let set: limpq_solver::IndicatorSet = ron_from_str(&text).unwrap();
     let skeleton = builtin("resnet20")
         .unwrap()
         .indicator_skeleton(&[2, 3, 4, 5, 6], &[2, 3, 4, 5, 6])

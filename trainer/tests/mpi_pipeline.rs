@@ -22,6 +22,7 @@
 //! As `tests/mpi.rs`, this binary is its own MPI program (`LIMPQ_MPI_ROLE`); it skips,
 //! saying why, without `mpirun`, an adapter or Fashion-MNIST.
 
+use limpq_solver::format::versioned::ron_from_str;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -199,7 +200,7 @@ fn main() {
     let (ok, log) = mpirun("pipeline", &two_dir, &dir.join("first.log"), limit);
     assert!(ok, "mpirun pipeline failed:\n{log}");
     let text = std::fs::read_to_string(two_dir.join("results.ron")).unwrap();
-    let two: Results = ron::from_str(&text).unwrap();
+    let two: Results = ron_from_str(&text).unwrap();
 
     // The data-parallel stages' outputs.
     let ck = |d: &str| Checkpoint::load(dir.join(d).join("seed0/pretrain.ckpt")).unwrap();
@@ -303,7 +304,7 @@ fn main() {
     let sens = std::fs::read_to_string(def_dir.join("seed0/sensitivity.ron")).unwrap();
     let sens = IndicatorSet::from_ron_str(&sens).unwrap();
     let text = std::fs::read_to_string(def_dir.join("results.ron")).unwrap();
-    let def: Results = ron::from_str(&text).unwrap();
+    let def: Results = ron_from_str(&text).unwrap();
     let plan = Plan::new(job(&def_dir)).unwrap();
     let want = policies::searched_policy(&sens, policies::SENSITIVITY_ALPHA, plan.bitops[0])
         .unwrap()

@@ -8,6 +8,7 @@
 #[path = "common/blocking.rs"]
 mod blocking;
 
+use limpq_solver::format::versioned::ron_from_str;
 use std::path::{Path, PathBuf};
 
 use limpq_solver::{IndicatorSet, LayerBits, Policy};
@@ -1008,7 +1009,7 @@ fn every_job_file_in_the_repository_parses_and_keeps_its_meaning() {
         let back = Job::from_ron_str(&job.to_ron()).unwrap();
         assert_eq!(back, job, "{}", p.display());
         // The stage settings as the file writes them, read without the job types.
-        let value: ron::Value = ron::Options::default().from_str(&text).unwrap();
+        let value: ron::Value = ron_from_str(&text).unwrap();
         let stage = |key: &str| -> std::collections::BTreeMap<String, ron::Value> {
             let ron::Value::Map(m) = &value else {
                 panic!("{}: not a struct", p.display())

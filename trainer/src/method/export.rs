@@ -844,7 +844,7 @@ mod tests {
             Node(name: "gap", op: GlobalAvgPool, inputs: ["relu6"]),
             Node(name: "fc", op: Linear(out_features: 3, bias: true), inputs: ["gap"]),
         ])"#;
-        let m: Model = ron::from_str(text).unwrap();
+        let m: Model = limpq_solver::format::versioned::ron_from_str(text).unwrap();
         m.analyze().unwrap();
         m
     }
