@@ -1111,6 +1111,15 @@ fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
         assert_eq!(read.layers, want.policy.layers);
         limpq_evaluation_free(e);
 
+        // An evaluation's feasibility and objective; the evaluation is freed.
+        let feasible_objective = |e: *mut LimpqEvaluation| {
+            let (mut feasible, mut obj, mut priced) = (false, 0.0, ptr::null());
+            assert_eq!(limpq_evaluation_feasible(e, &mut feasible), LIMPQ_OK);
+            assert_eq!(limpq_evaluation_policy(e, &mut priced), LIMPQ_OK);
+            assert_eq!(limpq_policy_objective(priced, &mut obj), LIMPQ_OK);
+            limpq_evaluation_free(e);
+            (feasible, obj)
+        };
         // A policy file's text, priced: the same evaluation as its layers give.
         for (text, format) in [
             (want.policy.to_ron_string(), LIMPQ_FORMAT_RON),
@@ -1124,13 +1133,7 @@ fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
                 "{}",
                 last_error()
             );
-            let (mut feasible, mut obj, mut priced) = (false, 0.0, ptr::null());
-            assert_eq!(limpq_evaluation_feasible(e, &mut feasible), LIMPQ_OK);
-            assert_eq!(limpq_evaluation_policy(e, &mut priced), LIMPQ_OK);
-            assert_eq!(limpq_policy_objective(priced, &mut obj), LIMPQ_OK);
-            assert!(feasible);
-            assert_eq!(obj, want.policy.objective);
-            limpq_evaluation_free(e);
+            assert_eq!(feasible_objective(e), (true, want.policy.objective));
         }
         // A policy file, read as `limpq solve --price` reads one: the same evaluation;
         // a file that is not there and one that does not parse are named.
@@ -1150,13 +1153,11 @@ fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
                 "{}",
                 last_error()
             );
-            let (mut feasible, mut obj, mut priced) = (false, 0.0, ptr::null());
-            assert_eq!(limpq_evaluation_feasible(e, &mut feasible), LIMPQ_OK);
-            assert_eq!(limpq_evaluation_policy(e, &mut priced), LIMPQ_OK);
-            assert_eq!(limpq_policy_objective(priced, &mut obj), LIMPQ_OK);
-            assert!(feasible, "{name}");
-            assert_eq!(obj, want.policy.objective, "{name}");
-            limpq_evaluation_free(e);
+            assert_eq!(
+                feasible_objective(e),
+                (true, want.policy.objective),
+                "{name}"
+            );
         }
         let mut e = ptr::null_mut();
         let missing = c(dir.join("nosuch.ron").to_str().unwrap());
