@@ -11,15 +11,31 @@ use crate::files::{self, FileError, Format};
 
 /// Reads an indicator set (`limpq indicators`, `limpq import-limpq`).
 pub fn read_indicators(path: &Path) -> Result<IndicatorSet, FileError> {
-    files::read_document_with(path, |text, format| match format {
+    read_solver_document(path, |text, format| match format {
         Format::Json => IndicatorSet::from_json_str(text),
         Format::Ron => IndicatorSet::from_ron_str(text),
     })
 }
 
+/// [`files::read_document_with`] for the solver's own readers. Their parse errors say
+/// "cannot parse RON indicator set: …"; the file error names the path and the format
+/// already, so only the parser's message is kept ("PATH: RON: 1:22-1:23: …", not
+/// "PATH: RON: cannot parse RON indicator set: 1:22-1:23: …").
+fn read_solver_document<T>(
+    path: &Path,
+    parse: impl FnOnce(&str, Format) -> Result<T, limpq_solver::Error>,
+) -> Result<T, FileError> {
+    files::read_document_with(path, |text, format| {
+        parse(text, format).map_err(|e| match e {
+            limpq_solver::Error::Parse { message, .. } => message,
+            other => other.to_string(),
+        })
+    })
+}
+
 /// Reads a policy (`limpq solve`).
 pub fn read_policy(path: &Path) -> Result<Policy, FileError> {
-    files::read_document_with(path, |text, format| match format {
+    read_solver_document(path, |text, format| match format {
         Format::Json => Policy::from_json_str(text),
         Format::Ron => Policy::from_ron_str(text),
     })
@@ -27,7 +43,7 @@ pub fn read_policy(path: &Path) -> Result<Policy, FileError> {
 
 /// Reads an extra resource table (`limpq solve --resource`).
 pub fn read_resource_table(path: &Path) -> Result<ResourceTable, FileError> {
-    files::read_document_with(path, |text, format| match format {
+    read_solver_document(path, |text, format| match format {
         Format::Json => ResourceTable::from_json_str(text),
         Format::Ron => ResourceTable::from_ron_str(text),
     })
@@ -103,7 +119,26 @@ mod tests {
         let bad = d.join("bad.json");
         std::fs::write(&bad, "{\"model\": 3}").unwrap();
         let e = read_indicators(&bad).unwrap_err().to_string();
-        assert!(e.contains("bad.json"), "{e}");
+        assert!(e.starts_with(&format!("{}: JSON: ", bad.display())), "{e}");
+        // The path and the format are said once: the solver's own "cannot parse JSON
+        // indicator set" is not repeated after them.
+        assert!(!e.contains("cannot parse"), "{e}");
+        let bad = d.join("bad.ron");
+        std::fs::write(&bad, "(format_version: 1, layers: [").unwrap();
+        for e in [
+            read_indicators(&bad).unwrap_err(),
+            read_policy(&bad).unwrap_err(),
+            read_resource_table(&bad).unwrap_err(),
+        ] {
+            assert!(matches!(e.kind(), files::ErrorKind::Parse { .. }), "{e:?}");
+            let e = e.to_string();
+            assert!(e.starts_with(&format!("{}: RON: 1:", bad.display())), "{e}");
+            assert!(!e.contains("cannot parse"), "{e}");
+        }
+        std::fs::write(&bad, "(format_version: 99)").unwrap();
+        let e = read_policy(&bad).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: RON: ", bad.display())), "{e}");
+        assert!(e.contains("version 99 is newer"), "{e}");
         let e = read_policy(&d.join("missing.ron")).unwrap_err().to_string();
         assert!(e.contains("missing.ron"), "{e}");
         let _ = std::fs::remove_dir_all(&d);

@@ -357,11 +357,7 @@ impl PyProblem {
         name: &str,
     ) -> PyResult<PyRefMut<'a, Self>> {
         let t = match as_path(table) {
-            Some(path) => limpq_io::files::read_document_with(&path, |text, format| match format {
-                limpq_io::Format::Json => ResourceTable::from_json_str(text),
-                limpq_io::Format::Ron => ResourceTable::from_ron_str(text),
-            })
-            .map_err(err)?,
+            Some(path) => limpq_io::documents::read_resource_table(&path).map_err(err)?,
             None => {
                 let d = table.cast::<PyDict>().map_err(|_| {
                     err("a resource table is a file path or a dict layer -> [(w, a, value), ...]")

@@ -69,9 +69,16 @@ def test_budgets_that_do_not_parse():
         toy().size(2**70)
 
 
-def test_files_and_text():
+def test_files_and_text(tmp_path):
     with pytest.raises(ls.SolverError, match="missing.ron"):
         ls.Problem.from_file("missing.ron")
+    # A file's error names the file and the format once, then the parser's position.
+    bad = tmp_path / "bad.ron"
+    bad.write_text("(format_version: 1, layers: [")
+    with pytest.raises(ls.SolverError) as e:
+        ls.Problem.from_file(bad)
+    assert str(e.value).startswith(f"{bad}: RON: 1:"), str(e.value)
+    assert "cannot parse" not in str(e.value)
     with pytest.raises(ls.SolverError, match="cannot parse RON indicator set"):
         ls.Problem.from_text("IndicatorSet(model: 3)")
     with pytest.raises(ls.SolverError, match="format_version"):
