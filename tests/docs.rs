@@ -186,3 +186,61 @@ fn the_readers_of_this_test_see_what_a_renderer_sees() {
         ["B.md#c", "https://e"]
     );
 }
+
+/// The fields of a format section's first table in docs/FORMATS.md: `| `name` | …` rows.
+fn table_fields(formats: &str, heading: &str) -> Vec<String> {
+    let section = formats
+        .split(&format!("\n## {heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("docs/FORMATS.md has no section {heading}"));
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .map(String::from)
+        .collect()
+}
+
+/// Each format's table in docs/FORMATS.md names the top-level fields its JSON Schema
+/// allows (the schemas are kept equal to the readers by tests/schemas.rs), no more and no
+/// fewer: a field added to a reader and its schema but not to the table fails here.
+#[test]
+fn every_format_table_lists_its_schemas_fields() {
+    let formats = fs::read_to_string(Path::new(ROOT).join("docs/FORMATS.md")).unwrap();
+    let mut bad = Vec::new();
+    for (heading, schema) in [
+        ("Indicator file", "indicators"),
+        ("Policy file", "policy"),
+        ("Frontier file", "frontier"),
+        ("Resource table", "resource-table"),
+        ("Model description", "model"),
+        ("Pipeline job", "pipeline-job"),
+    ] {
+        let path = Path::new(ROOT).join(format!("docs/schemas/{schema}.schema.json"));
+        let s: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let want: Vec<&str> = s["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{}: no top-level properties", path.display()))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let have = table_fields(&formats, heading);
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|f| !have.iter().any(|h| h == *f))
+            .collect();
+        let extra: Vec<_> = have
+            .iter()
+            .filter(|h| !want.contains(&h.as_str()))
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            bad.push(format!(
+                "FORMATS.md, {heading}: missing {missing:?}, not in {schema}.schema.json {extra:?}"
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
