@@ -482,3 +482,218 @@ fn endless_input_is_refused_with_1() {
         &["/dev/zero", "not a regular file"],
     );
 }
+
+/// An output that is one of the command's inputs (however spelled) or another of its
+/// outputs is a usage error, found before anything is read or written: the input is left
+/// as it was. `limpq solve ind.ron … -o ind.ron` used to replace the indicator file with
+/// the policy.
+#[test]
+fn an_output_that_is_an_input_is_2_and_leaves_the_input() {
+    let d = tmp("output-is-input");
+    let ind = d.join("ind.ron");
+    std::fs::copy(root().join(IND), &ind).unwrap();
+    let kept = std::fs::read(&ind).unwrap();
+    let (ind_s, dir_s) = (ind.to_str().unwrap(), d.to_str().unwrap());
+    // The same file by another spelling: through `.` and, on Unix, a hard link.
+    let dotted = format!("{dir_s}/./ind.ron");
+    let mut spellings = vec![ind_s.to_string(), dotted];
+    #[cfg(unix)]
+    {
+        let linked = d.join("linked.ron");
+        std::fs::hard_link(&ind, &linked).unwrap();
+        spellings.push(linked.to_str().unwrap().to_string());
+    }
+    for out in &spellings {
+        exits(
+            &limpq(&["solve", ind_s, "--bitops", "w4a4", "-o", out]),
+            2,
+            &[&format!(
+                "-o {out} is the same file as the indicator file {ind_s}"
+            )],
+        );
+        assert_eq!(std::fs::read(&ind).unwrap(), kept, "-o {out}");
+    }
+    let lat = d.join("lat.ron");
+    std::fs::copy(root().join(LAT), &lat).unwrap();
+    let lat_s = lat.to_str().unwrap();
+    exits(
+        &limpq(&[
+            "solve",
+            ind_s,
+            "--bitops",
+            "w4a4",
+            "--resource",
+            lat_s,
+            "--max",
+            "1e9",
+            "-o",
+            lat_s,
+        ]),
+        2,
+        &["is the same file as --resource"],
+    );
+    // A distinct output is written as before.
+    let pol = d.join("p.ron");
+    exits(
+        &limpq(&[
+            "solve",
+            ind_s,
+            "--bitops",
+            "w4a4",
+            "-o",
+            pol.to_str().unwrap(),
+        ]),
+        0,
+        &[],
+    );
+    assert_eq!(std::fs::read(&ind).unwrap(), kept);
+
+    // The pickle and the layer table of `import-limpq`.
+    let pkl = root().join("docs/results/reference_resnet50/importance_indicators_resnet50.pkl");
+    let csv = root().join("docs/results/reference_resnet50/reference_counting.csv");
+    let (pkl_c, csv_c) = (d.join("i.pkl"), d.join("t.csv"));
+    std::fs::copy(&pkl, &pkl_c).unwrap();
+    std::fs::copy(&csv, &csv_c).unwrap();
+    let (pkl_s, csv_s) = (pkl_c.to_str().unwrap(), csv_c.to_str().unwrap());
+    for (out, what) in [(pkl_s, "the pickle"), (csv_s, "--layers")] {
+        exits(
+            &limpq(&["import-limpq", pkl_s, "--layers", csv_s, "-o", out]),
+            2,
+            &[&format!("is the same file as {what}")],
+        );
+    }
+    assert_eq!(std::fs::read(&pkl_c).unwrap(), std::fs::read(&pkl).unwrap());
+    assert_eq!(std::fs::read(&csv_c).unwrap(), std::fs::read(&csv).unwrap());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The same rule in every command that writes files from others (refused before a GPU
+/// is opened or an input read, so stand-in inputs do).
+#[cfg(feature = "gpu")]
+#[test]
+fn every_command_refuses_an_output_that_is_an_input() {
+    let d = tmp("outputs-everywhere");
+    let f = |name: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, b"keep").unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (ck, pol, ind, x) = (f("a.ckpt"), f("p.ron"), f("i.ron"), f("x.npy"));
+    let (onnx, st) = (f("m.onnx"), f("w.safetensors"));
+    let fresh = d.join("new.ron").to_str().unwrap().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["export", &pol, "--format", "json", "-o", &pol], "-o"),
+        (vec!["export", &ck, "--onnx", &ck], "--onnx"),
+        (vec!["export", &ck, "--safetensors", &ck], "--safetensors"),
+        (
+            vec!["infer", &ck, "--input", &x, "--output", &x],
+            "--output",
+        ),
+        (
+            vec!["eval", "--ckpt", &ck, "--predictions", &ck],
+            "--predictions",
+        ),
+        (
+            vec![
+                "eval",
+                "--ckpt",
+                &ck,
+                "--predictions",
+                &fresh,
+                "--logits",
+                &fresh,
+            ],
+            "--predictions and --logits name the same file",
+        ),
+        (
+            vec![
+                "indicators",
+                "--model",
+                "resnet20",
+                "--ckpt",
+                &ck,
+                "-o",
+                &ck,
+            ],
+            "-o",
+        ),
+        (
+            vec![
+                "indicators",
+                "--model",
+                "resnet20",
+                "--ckpt",
+                &ck,
+                "-o",
+                &ind,
+                "--checkpoint",
+                &ck,
+            ],
+            "--checkpoint",
+        ),
+        (
+            vec![
+                "sensitivity",
+                "--model",
+                "resnet20",
+                "--init",
+                &ck,
+                "-o",
+                &ck,
+            ],
+            "-o",
+        ),
+        (
+            vec![
+                "finetune", "--ckpt", &ck, "--policy", &pol, "--epochs", "1", "-o", &pol,
+            ],
+            "-o",
+        ),
+        (
+            vec![
+                "finetune",
+                "--ckpt",
+                &ck,
+                "--policy",
+                &pol,
+                "--indicators",
+                &ind,
+                "--epochs",
+                "1",
+                "-o",
+                &ind,
+            ],
+            "-o",
+        ),
+        (
+            vec!["import-safetensors", &st, "--model", "resnet20", "-o", &st],
+            "-o",
+        ),
+        (
+            vec!["import-onnx", &onnx, "-o", &onnx, "--weights", &ck],
+            "-o",
+        ),
+        (
+            vec!["import-onnx", &onnx, "-o", &fresh, "--weights", &fresh],
+            "-o and --weights name the same file",
+        ),
+        (
+            vec![
+                "train", "--model", "resnet20", "--init", &ck, "--epochs", "1", "-o", &ck,
+            ],
+            "-o",
+        ),
+    ];
+    for (args, flag) in cases {
+        let err = exits(&limpq(&args), 2, &[flag]);
+        assert!(
+            err.contains("is the same file as") || err.contains("name the same file"),
+            "{args:?}: {err}"
+        );
+    }
+    for p in [&ck, &pol, &ind, &x, &onnx, &st] {
+        assert_eq!(std::fs::read(p).unwrap(), b"keep", "{p}");
+    }
+    assert!(!Path::new(&fresh).exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -184,6 +184,28 @@ pub fn check_writable(path: &Path) -> Result<(), FileError> {
     target(path).map(|_| ())
 }
 
+/// Whether `a` and `b` name one existing file, however each is spelled (`./x` and `x`, a
+/// symbolic link and its target, two hard links): on Unix the same device and inode,
+/// elsewhere the same canonical path (hard links are not seen there). False when either
+/// is absent or cannot be examined.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (fs::canonicalize(a), fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
 /// What a write to `path` needs, checked in this order: its file name, `path` a regular
 /// file or absent, and its folder, which exists. Returns the name and the folder.
 fn target(path: &Path) -> Result<(&std::ffi::OsStr, &Path), FileError> {

@@ -58,6 +58,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[
+            ("--predictions", args.predictions.as_deref()),
+            ("--logits", args.logits.as_deref()),
+        ],
+        &[
+            ("--ckpt", Some(&args.ckpt)),
+            ("--policy", args.policy.as_deref()),
+        ],
+    )?;
     // Before the evaluation: it must not end by failing to write what was asked.
     for p in [&args.predictions, &args.logits].into_iter().flatten() {
         limpq_io::files::check_writable(p)?;

@@ -74,6 +74,18 @@ fn stored_policy(ckpt: &Checkpoint, path: &Path) -> anyhow::Result<limpq_solver:
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[
+            ("--onnx", args.onnx.as_deref()),
+            ("--safetensors", args.safetensors.as_deref()),
+            ("-o", args.output.as_deref()),
+        ],
+        &[
+            ("the input", Some(&args.input)),
+            ("--policy", args.policy.as_deref()),
+            ("--onnx-model", args.onnx_model.as_deref()),
+        ],
+    )?;
     if let Some(out) = &args.safetensors {
         return export_weights(&args.input, out);
     }

@@ -47,6 +47,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[("-o", Some(&args.output))],
+        &[
+            ("--ckpt", Some(&args.ckpt)),
+            ("--policy", Some(&args.policy)),
+            ("--indicators", args.indicators.as_deref()),
+        ],
+    )?;
     let resume = resume_state(args.resume, Some(&args.output))?;
     // Before any training: a run must not end by failing to write its checkpoint.
     limpq_io::files::check_writable(&args.output)?;

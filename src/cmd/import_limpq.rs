@@ -32,6 +32,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[("-o", Some(&args.output))],
+        &[
+            ("the pickle", Some(&args.pickle)),
+            ("--layers", Some(Path::new(&args.layers))),
+        ],
+    )?;
     let (rows, table_model) = load_table(&args.layers)?;
     let model = args.model.clone().unwrap_or(table_model);
     let set = import_limpq::import(&args.pickle, &rows, &args.layers, &model, args.fix_missing)?;

@@ -53,6 +53,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[
+            ("-o", Some(&args.output)),
+            ("--weights", Some(&args.weights)),
+        ],
+        &[("the ONNX model", Some(&args.onnx))],
+    )?;
     let bytes = limpq_io::files::read_regular(&args.onnx, MAX_ONNX)?;
     let name = args.name.clone().or_else(|| {
         args.onnx

@@ -3,7 +3,7 @@
 //! model description whose layers carry the PyTorch module's names. The reading is
 //! `limpq_trainer::weights`; docs/IMPORT.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::model::Model;
@@ -34,6 +34,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[("-o", Some(&args.output))],
+        &[
+            ("the weights", Some(&args.weights)),
+            ("--model", Some(Path::new(&args.model))),
+        ],
+    )?;
     let model = match &args.data {
         Some(d) => Model::resolve_for_data(&args.model, d)?,
         None => Model::resolve(&args.model)?,

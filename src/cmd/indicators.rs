@@ -63,6 +63,16 @@ pub fn stopped_error(e: MethodError, how: &str) -> anyhow::Error {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[
+            ("-o", Some(&args.output)),
+            ("--checkpoint", args.checkpoint.as_deref()),
+        ],
+        &[
+            ("--ckpt", Some(&args.ckpt)),
+            ("--model", Some(Path::new(&args.model))),
+        ],
+    )?;
     let resume = resume_state(args.resume, args.checkpoint.as_deref())?;
     // Before any training: a run must not end by failing to write its results.
     limpq_io::files::check_writable(&args.output)?;

@@ -43,6 +43,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[("--output", Some(&args.output))],
+        &[
+            ("the checkpoint", Some(&args.ckpt)),
+            ("--input", Some(&args.input)),
+            ("--policy", args.policy.as_deref()),
+        ],
+    )?;
     limpq_io::files::check_writable(&args.output)?;
     let ckpt = Checkpoint::load(&args.ckpt)?;
     let bytes = limpq_io::files::read_regular(&args.input, MAX_INPUT)?;

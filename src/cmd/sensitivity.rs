@@ -1,6 +1,6 @@
 //! `limpq sensitivity`: measured per-layer sensitivity as an indicator file (a second
 //! indicator source beside `limpq indicators`; docs/METHOD.md, "Measured sensitivity").
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use limpq_trainer::checkpoint::Checkpoint;
@@ -43,6 +43,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[("-o", Some(&args.output))],
+        &[
+            ("--init", Some(&args.init)),
+            ("--model", Some(Path::new(&args.model))),
+        ],
+    )?;
     // Before the measurements: they must not end by failing to write.
     limpq_io::files::check_writable(&args.output)?;
     let init = Checkpoint::load(&args.init)?;

@@ -334,6 +334,9 @@ fn solve_options(a: &Args) -> SolveOptions {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let pins = check_usage(&a)?;
+    let mut inputs = vec![("the indicator file", Some(a.indicators.as_path()))];
+    inputs.extend(a.resource.iter().map(|r| ("--resource", Some(r.as_path()))));
+    super::out::distinct_outputs(&[("-o", a.output.as_deref())], &inputs)?;
     let ind = limpq_io::documents::read_indicators(&a.indicators)?;
     let file = a.indicators.display().to_string();
     let p = build_problem(&a, ind, &pins)?;

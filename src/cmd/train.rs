@@ -1,6 +1,6 @@
 //! `limpq train`: full-precision training on the GPU with a progress bar on stderr and one
 //! summary line per epoch on stdout; the final state is written as a checkpoint.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use limpq_trainer::checkpoint::Checkpoint;
@@ -35,6 +35,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::out::distinct_outputs(
+        &[("-o", Some(&args.output))],
+        &[
+            ("--init", args.init.as_deref()),
+            ("--model", Some(Path::new(&args.model))),
+        ],
+    )?;
     let earlier = if args.resume {
         let ck = Checkpoint::load(&args.output).with_context(|| {
             format!("--resume: no run to continue in {}", args.output.display())
