@@ -659,3 +659,77 @@ fn pipeline_stage_fields_match_the_schema() {
     bad["joint"]["fixed_bits"] = serde_json::json!([8]);
     assert!(s.errors("pipeline-job", &bad).is_some());
 }
+
+/// A newer `format_version` followed by a field the expected type lacks is most likely a
+/// file of another kind (the daemon's job files are version 2, the others 1): the refusal
+/// says so instead of only sending the user for a newer limpq. A newer file of the right
+/// kind is still refused for its version alone.
+#[test]
+fn a_file_of_another_kind_is_not_sent_for_a_newer_limpq() {
+    for (args, kind) in [
+        (
+            vec!["solve", "examples/solve.job.ron", "--bitops", "w4a4"],
+            "IndicatorSet",
+        ),
+        (vec!["pipeline", "examples/train.job.ron"], "Job"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_limpq"))
+            .current_dir(root())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "field `name` is not one of `{kind}`'s: is this another kind of file?"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("version 2 is newer"), "{args:?}: {err}");
+    }
+    for json in [false, true] {
+        let (ron_text, json_text) = (
+            "(format_version: 2, model: \"m\", weight_bits: [], act_bits: [], layers: [])",
+            r#"{"format_version": 2, "model": "m", "weight_bits": [], "act_bits": [], "layers": []}"#,
+        );
+        let read = |t: &str| match json {
+            false => IndicatorSet::from_ron_str(t),
+            true => IndicatorSet::from_json_str(t),
+        };
+        // The right kind, newer: only the version.
+        let e = read(if json { json_text } else { ron_text })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("version 2 is newer"), "{e}");
+        assert!(e.contains("use a newer limpq") && !e.contains("another kind"), "{e}");
+        // Another kind (a policy's `objective` where the set's fields belong), newer.
+        let other = if json {
+            r#"{"format_version": 2, "objective": 1.0}"#
+        } else {
+            "(format_version: 2, objective: 1.0)"
+        };
+        let e = read(other).unwrap_err().to_string();
+        assert!(
+            e.contains("field `objective` is not one of `IndicatorSet`'s"),
+            "{e}"
+        );
+        // A version the reader knows: the type's own refusal (here a missing field).
+        let known = if json {
+            r#"{"format_version": 1, "objective": 1.0}"#
+        } else {
+            "(format_version: 1, objective: 1.0)"
+        };
+        let e = read(known).unwrap_err().to_string();
+        assert!(!e.contains("another kind") && !e.contains("newer"), "{e}");
+        assert!(e.contains("model"), "{e}");
+        // The version as the last field: refused for it.
+        let last = if json {
+            r#"{"model": "m", "weight_bits": [], "act_bits": [], "layers": [], "format_version": 3}"#
+        } else {
+            "(model: \"m\", weight_bits: [], act_bits: [], layers: [], format_version: 3)"
+        };
+        let e = read(last).unwrap_err().to_string();
+        assert!(e.contains("version 3 is newer"), "{e}");
+    }
+}

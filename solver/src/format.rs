@@ -498,8 +498,16 @@ pub mod versioned {
             fields: &'static [&'static str],
             visitor: V,
         ) -> Result<V::Value, D::Error> {
-            self.0
-                .deserialize_struct(name, fields, StructVisitor(visitor, self.1))
+            self.0.deserialize_struct(
+                name,
+                fields,
+                StructVisitor {
+                    visitor,
+                    current: self.1,
+                    name,
+                    fields,
+                },
+            )
         }
 
         fn is_human_readable(&self) -> bool {
@@ -507,28 +515,46 @@ pub mod versioned {
         }
     }
 
-    struct StructVisitor<V>(V, u32);
+    struct StructVisitor<V> {
+        visitor: V,
+        current: u32,
+        /// The type's name and fields, for the refusal of a newer version.
+        name: &'static str,
+        fields: &'static [&'static str],
+    }
 
     impl<'de, V: Visitor<'de>> Visitor<'de> for StructVisitor<V> {
         type Value = V::Value;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            self.0.expecting(f)
+            self.visitor.expecting(f)
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-            self.0.visit_map(Fields {
+            self.visitor.visit_map(Fields {
                 inner: map,
-                current: self.1,
+                current: self.current,
+                name: self.name,
+                fields: self.fields,
+                newer: None,
             })
         }
         fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-            self.0.visit_seq(seq)
+            self.visitor.visit_seq(seq)
         }
     }
 
     /// The struct's fields, less `format_version` (checked on the way past).
+    ///
+    /// A version newer than the reader's is refused at the key that follows it, which is
+    /// looked at first: when the type has no such field, the file is likely of another
+    /// kind (a daemon job, version 2, given where an indicator set, version 1, belongs),
+    /// and the refusal says so rather than only sending its reader for a newer limpq.
     struct Fields<A> {
         inner: A,
         current: u32,
+        name: &'static str,
+        fields: &'static [&'static str],
+        /// A newer version found, its refusal held until the next key is seen.
+        newer: Option<u64>,
     }
 
     impl<'de, A: MapAccess<'de>> MapAccess<'de> for Fields<A> {
@@ -539,12 +565,32 @@ pub mod versioned {
             seed: K,
         ) -> Result<Option<K::Value>, A::Error> {
             loop {
-                let Some(key) = self.inner.next_key::<String>()? else {
-                    return Ok(None);
+                let key = match (self.inner.next_key::<String>(), self.newer.take()) {
+                    (Ok(Some(key)), None) => key,
+                    (Ok(Some(key)), Some(found)) if !self.fields.contains(&key.as_str()) => {
+                        return Err(de::Error::custom(format!(
+                            "field `{FIELD}`: version {found} is newer than this limpq reads \
+                             (up to {}), and field `{key}` is not one of `{}`'s: is this \
+                             another kind of file? (If not, use a newer limpq.)",
+                            self.current, self.name
+                        )))
+                    }
+                    (Ok(None), None) => return Ok(None),
+                    (Err(e), None) => return Err(e),
+                    (_, Some(found)) => {
+                        let refusal = check(found, self.current).err().unwrap_or_default();
+                        return Err(de::Error::custom(refusal));
+                    }
                 };
                 if key == FIELD {
                     let found: u64 = self.inner.next_value()?;
-                    check(found, self.current).map_err(de::Error::custom)?;
+                    match check(found, self.current) {
+                        Ok(()) => {}
+                        Err(_) if found > u64::from(self.current) && !self.fields.is_empty() => {
+                            self.newer = Some(found)
+                        }
+                        Err(m) => return Err(de::Error::custom(m)),
+                    }
                     continue;
                 }
                 return seed
