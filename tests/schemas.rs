@@ -702,7 +702,10 @@ fn a_file_of_another_kind_is_not_sent_for_a_newer_limpq() {
             .unwrap_err()
             .to_string();
         assert!(e.contains("version 2 is newer"), "{e}");
-        assert!(e.contains("use a newer limpq") && !e.contains("another kind"), "{e}");
+        assert!(
+            e.contains("use a newer limpq") && !e.contains("another kind"),
+            "{e}"
+        );
         // Another kind (a policy's `objective` where the set's fields belong), newer.
         let other = if json {
             r#"{"format_version": 2, "objective": 1.0}"#

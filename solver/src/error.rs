@@ -13,6 +13,22 @@ pub struct BudgetFloor {
     pub budget: f64,
     /// The smallest achievable value under the layer rules (pins, ties, non-monotone rule).
     pub smallest: f64,
+    /// The unit both values are in, for messages: `"bits"` for the size budget, empty for
+    /// BitOps and extra resources (whose unit is their table's).
+    pub unit: &'static str,
+}
+
+/// `v` with its unit: `545920 bits (68240 bytes)` for bits, else the number alone.
+pub(crate) struct WithUnit(pub f64, pub &'static str);
+
+impl fmt::Display for WithUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            "bits" => write!(f, "{} bits ({} bytes)", Num(self.0), Num(self.0 / 8.0)),
+            "" => write!(f, "{}", Num(self.0)),
+            u => write!(f, "{} {u}", Num(self.0)),
+        }
+    }
 }
 
 /// Everything that can go wrong building or solving a [`crate::Problem`].
@@ -71,12 +87,15 @@ impl fmt::Display for Error {
                 write!(f, "infeasible: {binding}; smallest achievable values:")?;
                 for (i, fl) in floors.iter().enumerate() {
                     let sep = if i == 0 { " " } else { ", " };
+                    let u = if fl.unit.is_empty() { "" } else { " " };
                     write!(
                         f,
-                        "{sep}{} {} (budget {})",
+                        "{sep}{} {}{u}{} (budget {}{u}{})",
                         fl.name,
                         Num(fl.smallest),
-                        Num(fl.budget)
+                        fl.unit,
+                        Num(fl.budget),
+                        fl.unit
                     )?;
                 }
                 Ok(())

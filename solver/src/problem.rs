@@ -1437,18 +1437,23 @@ impl Compiled {
                     .fold(f64::INFINITY, f64::min);
                 s += mn;
             }
+            let unit = match row.kind {
+                RowKind::Size => "bits",
+                _ => "",
+            };
             if binding.is_none() && s > caps[k] + row.fixed_part + tol(row.kind, caps[k]) {
                 binding = Some(format!(
                     "the {} budget {} is below the smallest achievable {}",
                     row.name,
-                    crate::error::Num(row.budget),
-                    crate::error::Num(s)
+                    crate::error::WithUnit(row.budget, unit),
+                    crate::error::WithUnit(s, unit)
                 ));
             }
             floors.push(BudgetFloor {
                 name: row.name.clone(),
                 budget: row.budget,
                 smallest: s,
+                unit,
             });
         }
         let binding = binding

@@ -168,6 +168,24 @@ fn infeasible_names_binding_budget_and_floors() {
     };
     assert!(binding.contains("size"), "{binding}");
     assert_eq!(floors[0].smallest, 278.0);
+    // The size budget is given in bytes and counted in bits: the message says which.
+    assert_eq!(
+        binding,
+        "the size budget 272 bits (34 bytes) is below the smallest achievable 278 bits \
+         (34.75 bytes)"
+    );
+    assert_eq!((floors[0].unit, floors[0].budget), ("bits", 272.0));
+    assert!(
+        e.to_string()
+            .ends_with("values: size 278 bits (budget 272 bits)"),
+        "{e}"
+    );
+    let e = err(Problem::new(toy()).bitops(BitOpsBudget::Absolute(1999)));
+    assert!(
+        e.to_string()
+            .ends_with("below the smallest achievable 2000; smallest achievable values: BitOps 2000 (budget 1999)"),
+        "{e}"
+    );
 }
 
 #[test]
