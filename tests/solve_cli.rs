@@ -262,6 +262,42 @@ fn resource_pin_and_tie_are_honoured() {
     );
 }
 
+/// A resource table that lacks a value is blamed on the table's file, not on the indicator
+/// file beside it, when solving, sweeping and pricing.
+#[test]
+fn an_incomplete_resource_table_names_its_own_file() {
+    let d = tmp("incomplete-table");
+    let table = d.join("holes.ron");
+    std::fs::write(
+        &table,
+        "(name: \"holes\", layers: [(name: \"layer2.conv1\", costs: [(4, 4, 1.0)])])",
+    )
+    .unwrap();
+    let policy = d.join("p.ron");
+    ok(&[
+        "solve",
+        IND,
+        "--bitops",
+        "w4a4",
+        "-o",
+        policy.to_str().unwrap(),
+    ]);
+    let t = table.to_str().unwrap();
+    for extra in [
+        &["--bitops", "w4a4"][..],
+        &["--sweep", "3"],
+        &["--bitops", "w4a4", "--price", policy.to_str().unwrap()],
+    ] {
+        let mut args = vec!["solve", IND, "--resource", t, "--max", "3"];
+        args.extend_from_slice(extra);
+        let err = refused_with(&limpq(&args), &[&format!("in {t} (--resource) for {IND}")]);
+        assert!(
+            err.contains("resource `holes`") && err.contains("no value"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn weight_only_fixes_activations() {
     let p = Policy::from_ron_str(&ok(&[

@@ -241,6 +241,26 @@ fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
     a.pin.iter().map(|p| parse_pin(p)).collect()
 }
 
+/// The context of a solver error: `{verb} {file}`, or, for an error in an extra resource
+/// table (its field is `resource `NAME``), the table's file, which the error is about.
+fn context(a: &Args, file: &str, verb: &str, e: &anyhow::Error) -> String {
+    let table = match e.downcast_ref::<limpq_solver::Error>() {
+        Some(limpq_solver::Error::InvalidInput { field, .. }) => field
+            .strip_prefix("resource `")
+            .and_then(|r| r.strip_suffix('`')),
+        _ => None,
+    };
+    let path = table.and_then(|name| {
+        a.resource
+            .iter()
+            .find(|f| documents::read_resource_table(f).is_ok_and(|t| t.name == name))
+    });
+    match path {
+        Some(path) => format!("in {} (--resource) for {file}", path.display()),
+        None => format!("{verb} {file}"),
+    }
+}
+
 fn build_problem(a: &Args, ind: IndicatorSet, pins: &[Pin]) -> anyhow::Result<Problem> {
     let alpha = a.alpha.unwrap_or_else(|| ind.default_alpha());
     let mut p = Problem::new(ind)
@@ -349,7 +369,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let mut progress = SweepProgress::new(n, t);
         let sols = p.sweep_reporting(n, &opts, &mut |k| progress.solved(k));
         progress.finish();
-        let sols = sols.with_context(|| format!("solving {file}"))?;
+        let sols = sols.map_err(|e| {
+            let e = anyhow::Error::new(e);
+            let c = context(&a, &file, "solving", &e);
+            e.context(c)
+        })?;
         let dt = t.elapsed();
         let frontier = report::frontier(&p.indicators.model, &sols);
         if let Some(o) = &a.output {
@@ -373,7 +397,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return printed;
     }
     let t = Instant::now();
-    let compiled = p.compile().with_context(|| format!("in {file}"))?;
+    let compiled = p.compile().map_err(|e| {
+        let e = anyhow::Error::new(e);
+        let c = context(&a, &file, "in", &e);
+        e.context(c)
+    })?;
     let sol = match a.backend {
         BackendArg::Exact => compiled.solve(&opts),
         BackendArg::Microlp => {
@@ -410,9 +438,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 /// `--price POLICY`: the policy file's layers priced under the problem.
 fn price(a: &Args, p: &Problem, file: &str, given: &std::path::Path) -> anyhow::Result<()> {
     let policy = documents::read_policy(given)?;
-    let e = p
-        .evaluate(&policy.layers)
-        .with_context(|| format!("pricing {} under {file}", given.display()))?;
+    let e = p.evaluate(&policy.layers).map_err(|e| {
+        let e = anyhow::Error::new(e);
+        let c = context(a, file, &format!("pricing {} under", given.display()), &e);
+        e.context(c)
+    })?;
     a.format
         .print(&report::evaluation_report(file, p, &e), || {
             report::evaluation_table(p, &e)
