@@ -742,4 +742,23 @@ fn a_given_policy_is_priced_as_the_search_counts_it() {
     let r = limpq(&["solve", IND, "--price", missing.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("none.ron"));
+
+    // A policy for another model is refused, as finetune refuses it, though its layer
+    // names would all be found.
+    let model = solved.model.clone();
+    let other = d.join("other-model.ron");
+    let elsewhere = Policy {
+        model: "elsewhere".into(),
+        ..solved.clone()
+    };
+    std::fs::write(&other, elsewhere.to_ron_string()).unwrap();
+    let r = limpq(&["solve", IND, "--price", other.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains(&format!(
+            "is a policy for model 'elsewhere', {IND} holds indicators of '{model}'"
+        )),
+        "{err}"
+    );
 }

@@ -391,10 +391,21 @@ fn policy_table(p: &Problem, pol: &Policy, usage: &[Usage], fixed_bitops: u64) -
         );
     }
     let searchable = ind.layers.iter().filter(|l| l.fixed.is_none()).count();
+    // The bits counted are the policy's; a priced policy may hold a fixed layer elsewhere
+    // (it is then infeasible, and the rule's line says so).
     let fixed: Vec<String> = ind
         .layers
         .iter()
-        .filter_map(|l| l.fixed.map(|(w, a)| format!("{} at W{w}A{a}", l.name)))
+        .zip(&pol.layers)
+        .filter_map(|(l, b)| {
+            let (w, a) = l.fixed?;
+            let at = format!("{} at W{}A{}", l.name, b.weight, b.act);
+            Some(if (b.weight, b.act) == (w, a) {
+                at
+            } else {
+                format!("{at} (fixed at W{w}A{a})")
+            })
+        })
         .collect();
     let _ = writeln!(s);
     let _ = writeln!(s, "objective     {:.6}", pol.objective);
@@ -666,6 +677,26 @@ mod tests {
         assert_eq!(r.proof.backend, "Exact");
         assert_eq!(r.solve_seconds, 0.003);
         assert!(r.overflow.is_empty());
+    }
+
+    /// A priced policy that holds a fixed layer at other bits: the fixed BitOps line names
+    /// the bits it counted (the policy's) and the ones the set fixes.
+    #[test]
+    fn a_priced_fixed_layer_is_named_at_the_bits_counted() {
+        let p = problem();
+        let mut pol = p.solve().unwrap().policy;
+        pol.layers[0].weight = 4;
+        let e = p.evaluate(&pol.layers).unwrap();
+        assert!(!e.feasible);
+        assert_eq!(e.fixed_bitops, 500 * 4 * 8);
+        let t = evaluation_table(&p, &e);
+        assert!(
+            t.contains(&format!(
+                "fixed BitOps  {}  [stem at W4A8 (fixed at W8A8); not in the budget]",
+                500 * 4 * 8
+            )),
+            "{t}"
+        );
     }
 
     #[test]
