@@ -66,6 +66,19 @@ impl BitOpsBudget {
                 .filter(|v| *v == (*v as u64) as f64)
                 .map(|v| v as u64)
         });
+        // A whole number past what a 64-bit count holds (u64::MAX itself stands for "no
+        // BitOps budget" inside a sweep).
+        let too_large = whole == Some(u64::MAX)
+            || (whole.is_none()
+                && digits
+                    .parse::<f64>()
+                    .is_ok_and(|v| v.is_finite() && v >= u64::MAX as f64));
+        if too_large {
+            return Err(err(&format!(
+                "more BitOps than a 64-bit count holds (at most {})",
+                u64::MAX - 1
+            )));
+        }
         match whole {
             Some(v) if v > 0 => Ok(BitOpsBudget::Absolute(v)),
             _ => Err(err(
@@ -131,10 +144,18 @@ impl SizeBudget {
             };
         }
         let digits: String = t.chars().filter(|&c| c != '_').collect();
-        digits
-            .parse::<u64>()
-            .map(SizeBudget::Bytes)
-            .map_err(|_| err("expected cr:X or a whole number of bytes"))
+        // The budget is counted in bits: eight times the bytes must fit a 64-bit count.
+        let most = u64::MAX / 8;
+        match digits.parse::<u64>() {
+            Ok(b) if b <= most => Ok(SizeBudget::Bytes(b)),
+            Ok(_) => Err(err(&format!(
+                "more bits than a 64-bit count holds (at most {most} bytes)"
+            ))),
+            Err(_) if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) => Err(err(
+                &format!("more bits than a 64-bit count holds (at most {most} bytes)"),
+            )),
+            Err(_) => Err(err("expected cr:X or a whole number of bytes")),
+        }
     }
 }
 

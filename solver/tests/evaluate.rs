@@ -231,6 +231,46 @@ fn budgets_parse_print_and_round_trip() {
     for bad in ["cr:0", "cr:-1", "cr:x", "1.5", "cr:inf"] {
         assert!(bad.parse::<SizeBudget>().is_err(), "{bad}");
     }
+    // Past what a 64-bit count holds: said so, with the largest value that is read.
+    let most = (u64::MAX - 1).to_string();
+    assert_eq!(
+        most.parse::<BitOpsBudget>().unwrap(),
+        BitOpsBudget::Absolute(u64::MAX - 1)
+    );
+    for big in [
+        u64::MAX.to_string().as_str(),
+        "99999999999999999999999999",
+        "1e30",
+    ] {
+        let e = big.parse::<BitOpsBudget>().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "more BitOps than a 64-bit count holds (at most {most})"
+            )),
+            "{big}: {e}"
+        );
+    }
+    for other in ["inf", "NaN", "1e400"] {
+        let e = other.parse::<BitOpsBudget>().unwrap_err().to_string();
+        assert!(
+            e.contains("positive whole number of BitOps"),
+            "{other}: {e}"
+        );
+    }
+    let most = u64::MAX / 8;
+    assert_eq!(
+        most.to_string().parse::<SizeBudget>().unwrap(),
+        SizeBudget::Bytes(most)
+    );
+    for big in [(most + 1).to_string().as_str(), "99999999999999999999999"] {
+        let e = big.parse::<SizeBudget>().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "more bits than a 64-bit count holds (at most {most} bytes)"
+            )),
+            "{big}: {e}"
+        );
+    }
 }
 
 #[cfg(feature = "serde")]

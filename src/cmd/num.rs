@@ -61,11 +61,16 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(x).map_err(|_| "more seconds than a duration can hold".into())
 }
 
-/// Seconds, more than zero, that a `Duration` can hold.
+/// Seconds, more than zero, that a `Duration` can hold. Everything else (zero, a negative
+/// number, NaN, infinity, text) gets the one message of what is expected.
 pub fn positive_seconds(s: &str) -> Result<Duration, String> {
-    match seconds(s)? {
-        Duration::ZERO => Err("expected a positive number of seconds".into()),
-        d => Ok(d),
+    let positive = || "expected a positive number of seconds".to_string();
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => match seconds(s)? {
+            Duration::ZERO => Err(positive()),
+            d => Ok(d),
+        },
+        _ => Err(positive()),
     }
 }
 
@@ -99,7 +104,14 @@ mod tests {
         assert_eq!(seconds("0"), Ok(Duration::ZERO));
         assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert!(seconds("1e300").unwrap_err().contains("more seconds than"));
-        assert!(positive_seconds("0").unwrap_err().contains("positive"));
+        for not_positive in ["0", "-1", "-0.5", "NaN", "inf", "x", "1e-300"] {
+            assert_eq!(
+                positive_seconds(not_positive).unwrap_err(),
+                "expected a positive number of seconds",
+                "{not_positive}"
+            );
+        }
+        assert!(positive_seconds("1e300").unwrap_err().contains("duration can hold"));
         assert_eq!(positive_seconds("0.001"), Ok(Duration::from_millis(1)));
     }
 }
