@@ -56,3 +56,44 @@ fn files_with_other_layers_are_refused_by_name() {
     let out = limpq(&["compare", EXAMPLE, "/nonexistent/x.ron"]);
     refused_with(&out, &["/nonexistent/x.ron"]);
 }
+
+/// Values a solve refuses (NaN, negative, one missing) are refused here too, naming the
+/// file, the layer and the field: a rank correlation of NaN printed a confident-looking
+/// figure before.
+#[test]
+fn values_the_solver_refuses_are_refused() {
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let dir = tmp_dir("compare", "values");
+    let layer = "weight_scale: [0.4217, 0.2418, 0.1141, 0.06857, 0.03666]";
+    assert!(text.contains(layer));
+    for (name, value, why) in [
+        (
+            "nan.ron",
+            "weight_scale: [NaN, 0.2418, 0.1141, 0.06857, 0.03666]",
+            "value NaN is not a finite non-negative number",
+        ),
+        (
+            "negative.ron",
+            "weight_scale: [-0.4, 0.2418, 0.1141, 0.06857, 0.03666]",
+            "value -0.4 is not a finite non-negative number",
+        ),
+        (
+            "short.ron",
+            "weight_scale: [0.4217, 0.2418, 0.1141, 0.06857]",
+            "has 4 values but the bit list has 5",
+        ),
+    ] {
+        let b = dir.join(name);
+        std::fs::write(&b, text.replacen(layer, value, 1)).unwrap();
+        let b = b.to_str().unwrap();
+        // Either side.
+        for args in [["compare", EXAMPLE, b], ["compare", b, EXAMPLE]] {
+            refused_with(
+                &limpq(&args),
+                &[&format!(
+                    "in {b}: layer `layer1.0.conv1`, field `weight_scale`: {why}"
+                )],
+            );
+        }
+    }
+}

@@ -557,6 +557,38 @@ fn check_scales(layer: &str, field: &str, v: &[f64], n: usize, fixed: bool) -> R
     Ok(())
 }
 
+impl IndicatorSet {
+    /// The checks a solve makes of the set itself, without a problem around it: the bit
+    /// lists, each layer's scales (one finite, non-negative value per bit-width; none
+    /// needed for a fixed layer), fixed bits in range, no layer name twice. For readers of
+    /// indicator files that do not solve (`limpq compare`), so they refuse what the solver
+    /// refuses, with the same words. The first problem in layer order is the error.
+    pub fn check(&self) -> Result<(), Error> {
+        check_bits(&self.weight_bits, "weight_bits")?;
+        check_bits(&self.act_bits, "act_bits")?;
+        let mut seen = alloc::collections::BTreeSet::new();
+        for l in &self.layers {
+            if !seen.insert(l.name.as_str()) {
+                return Err(Error::input(Some(&l.name), "name", "duplicate layer name"));
+            }
+            let fixed = l.fixed.is_some();
+            let n = (self.weight_bits.len(), self.act_bits.len());
+            check_scales(&l.name, "weight_scale", &l.weight_scale, n.0, fixed)?;
+            check_scales(&l.name, "act_scale", &l.act_scale, n.1, fixed)?;
+            if let Some((w, a)) = l.fixed {
+                if w == 0 || a == 0 || w > MAX_BITS || a > MAX_BITS {
+                    return Err(Error::input(
+                        Some(&l.name),
+                        "fixed",
+                        format!("({w}, {a}) bits are not in 1..={MAX_BITS}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Uf(Vec<usize>);
 impl Uf {
     fn find(&mut self, mut x: usize) -> usize {

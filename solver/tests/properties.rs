@@ -85,6 +85,30 @@ fn names(e: &Error, layer: Option<&str>, field: &str) -> bool {
     matches!(e, Error::InvalidInput { layer: l, field: f, .. } if l.as_deref() == layer && f.contains(field))
 }
 
+/// `IndicatorSet::check` refuses what a solve refuses of the set, with the same error.
+#[test]
+fn checking_a_set_alone_refuses_what_a_solve_refuses() {
+    assert_eq!(toy().check(), Ok(()));
+    let broken: Vec<fn(&mut IndicatorSet)> = vec![
+        |i| i.layers[1].act_scale.truncate(2),
+        |i| i.layers[0].weight_scale[1] = f64::NAN,
+        |i| i.layers[0].weight_scale[2] = -1.0,
+        |i| i.layers[1].act_scale[0] = f64::INFINITY,
+        |i| i.layers[1].name = "a".into(),
+        |i| i.layers[2].fixed = Some((0, 8)),
+        |i| i.weight_bits = vec![],
+        |i| i.act_bits = vec![2, 2, 8],
+        |i| i.weight_bits[0] = 33,
+    ];
+    for (k, f) in broken.into_iter().enumerate() {
+        let mut i = toy();
+        f(&mut i);
+        let alone = i.check().expect_err("check should refuse");
+        let solved = err(Problem::new(i).bitops(BitOpsBudget::Absolute(1 << 20)));
+        assert_eq!(alone, solved, "case {k}");
+    }
+}
+
 #[test]
 fn invalid_input_names_layer_and_field() {
     let mut i = toy();

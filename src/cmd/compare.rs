@@ -36,6 +36,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let a = limpq_io::documents::read_indicators(&args.a)?;
     let b = limpq_io::documents::read_indicators(&args.b)?;
+    // What a solve would refuse (NaN, negative or missing values) is refused here too: a
+    // rank correlation of such values would print figures that mean nothing.
+    for (set, path) in [(&a, &args.a), (&b, &args.b)] {
+        set.check()
+            .map_err(|e| anyhow::anyhow!("in {}: {e}", path.display()))?;
+    }
     let agreement = compare_indicators(&a, &b).map_err(|e| {
         anyhow::anyhow!(
             "cannot compare {} with {}: {e}",

@@ -111,7 +111,9 @@ mod tests {
                 "{not_positive}"
             );
         }
-        assert!(positive_seconds("1e300").unwrap_err().contains("duration can hold"));
+        assert!(positive_seconds("1e300")
+            .unwrap_err()
+            .contains("duration can hold"));
         assert_eq!(positive_seconds("0.001"), Ok(Duration::from_millis(1)));
     }
 }
