@@ -163,6 +163,32 @@ fn clap_usage_errors_are_2() {
         2,
         &["--report-only", "--seeds"],
     );
+    // A flag of one `export` mode given in another was ignored (clap drops a `requires`
+    // whose target conflicts with a flag given): refused before any file is read.
+    #[cfg(feature = "gpu")]
+    for (args, flag) in [
+        (
+            &["export", "x.ron", "--format", "csv", "--policy", "y.ron"][..],
+            "--policy is --onnx's",
+        ),
+        (
+            &["export", "x.ckpt", "--onnx", "x.onnx", "-o", "y"],
+            "-o is --format's",
+        ),
+        (
+            &[
+                "export",
+                "x.ckpt",
+                "--safetensors",
+                "x.st",
+                "--onnx-model",
+                "m.onnx",
+            ],
+            "--onnx-model is --format's",
+        ),
+    ] {
+        exits(&limpq(args), 2, &[flag]);
+    }
 }
 
 /// Every flag combination `solve` cannot honour as given is a usage error (2), said

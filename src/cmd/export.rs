@@ -61,19 +61,60 @@ fn is_checkpoint(path: &Path) -> anyhow::Result<bool> {
     Ok(n == 8 && &magic == b"LIMPQCKP")
 }
 
-fn stored_policy(ckpt: &Checkpoint, path: &Path) -> anyhow::Result<limpq_solver::Policy> {
+/// The policy a finetuned checkpoint stores; `instead` says what else the command takes.
+fn stored_policy(
+    ckpt: &Checkpoint,
+    path: &Path,
+    instead: &str,
+) -> anyhow::Result<limpq_solver::Policy> {
     checkpoint_policy(ckpt)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "{}: the checkpoint holds no policy (a full-precision checkpoint?): export \
-                 the checkpoint of `limpq finetune`, or give --policy",
+                 the checkpoint of `limpq finetune`, or {instead}",
                 path.display()
             )
         })
 }
 
+/// Flags of one mode given in another. clap cannot say it: a `requires` is dropped when
+/// what it requires conflicts with a flag given (`--policy` requires `--onnx`, which
+/// conflicts with `--format`), so `export p.ron --format csv --policy q.ron` ran and
+/// ignored `--policy`.
+fn check_modes(args: &Args) -> anyhow::Result<()> {
+    let stray = |flag: &str, given: bool, mode: &str| {
+        if given {
+            Err(usage(format!("{flag} is {mode}: leave it out here")))
+        } else {
+            Ok(())
+        }
+    };
+    if args.onnx.is_none() {
+        stray(
+            "--policy",
+            args.policy.is_some(),
+            "--onnx's (the policy a model is exported at; with --format the input is the \
+             policy)",
+        )?;
+    }
+    if args.format.is_none() {
+        stray(
+            "-o",
+            args.output.is_some(),
+            "--format's output file (--onnx and --safetensors name their own)",
+        )?;
+        stray(
+            "--onnx-model",
+            args.onnx_model.is_some(),
+            "--format's (the float model whose names the per-layer bits use)",
+        )?;
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    check_modes(&args)?;
     super::out::distinct_outputs(
         &[
             ("--onnx", args.onnx.as_deref()),
@@ -118,10 +159,18 @@ fn export_model(args: &Args, out: &Path) -> anyhow::Result<()> {
     let ckpt = Checkpoint::load(&args.input)?;
     let policy = match &args.policy {
         Some(p) => limpq_io::documents::read_policy(p)?,
-        None => stored_policy(&ckpt, &args.input)?,
+        None => stored_policy(&ckpt, &args.input, "give --policy")?,
     };
     let name = args.input.display().to_string();
-    let export = export_onnx(&ckpt, &policy).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    // Some of the exporter's errors name the checkpoint already (it knows where it was
+    // loaded from); the others get its name here, once.
+    let export = export_onnx(&ckpt, &policy).map_err(|e| {
+        let e = e.to_string();
+        match e.starts_with(&format!("{name}:")) {
+            true => anyhow::anyhow!(e),
+            false => anyhow::anyhow!("{name}: {e}"),
+        }
+    })?;
     let bytes = limpq_onnx::write_model(&export.model);
     limpq_io::files::write_atomic(out, &bytes)?;
     let mut text = format!(
@@ -150,7 +199,11 @@ fn export_model(args: &Args, out: &Path) -> anyhow::Result<()> {
 fn export_format(args: &Args, format: Format) -> anyhow::Result<()> {
     let policy = if is_checkpoint(&args.input)? {
         let ckpt = Checkpoint::load(&args.input)?;
-        stored_policy(&ckpt, &args.input)?
+        stored_policy(
+            &ckpt,
+            &args.input,
+            "give a policy file (`limpq solve -o`) as the input",
+        )?
     } else {
         limpq_io::documents::read_policy(&args.input)?
     };
