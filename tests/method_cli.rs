@@ -126,6 +126,43 @@ fn indicators_solve_finetune_eval() {
     assert!(out.status.success(), "finetune failed: {}", stderr(&out));
     let ft = stdout(&out);
     assert!(ft.contains("quantized test accuracy"), "{ft}");
+    // --indicators without --steps-from-indicators is read for nothing, and it says so.
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: --indicators {ind} is read only with --steps-from-indicators"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // Measured sensitivity is loss increases, not step sizes: refused as a start for them,
+    // before any training.
+    let mut sens = set.clone();
+    sens.meta.push(("source".into(), "sensitivity".into()));
+    let sens_path = tmp("sens.ron");
+    std::fs::write(&sens_path, sens.to_ron_string()).unwrap();
+    let out = limpq(&[
+        "finetune",
+        "--ckpt",
+        fp,
+        "--policy",
+        pol,
+        "--indicators",
+        sens_path.to_str().unwrap(),
+        "--steps-from-indicators",
+        "--epochs",
+        "1",
+        "--data-dir",
+        FMNIST,
+        "-o",
+        tmp("q-sens.ckpt").to_str().unwrap(),
+    ]);
+    refused_with(
+        &out,
+        &[
+            "measured sensitivity",
+            "--steps-from-indicators needs the joint run's indicators",
+        ],
+    );
     // eval reads the policy stored in the checkpoint and prints its cost.
     let out = limpq(&[
         "eval",
@@ -264,8 +301,20 @@ fn finetune_errors_name_the_problem() {
     refused_with(&limpq(&args), &["--checkpoint"]);
     args.extend(["--checkpoint", "/nonexistent/joint.state"]);
     refused_with(&limpq(&args), &["--resume", "/nonexistent/joint.state"]);
-    // A state of another kind of run (here: a full-precision checkpoint) is refused by name.
+    // A state of another kind of run (here: a copy of a full-precision checkpoint) is
+    // refused by name.
+    let copy = tmp("fp2-copy.ckpt");
+    std::fs::copy(fp, &copy).unwrap();
+    let mut args = base.to_vec();
+    args.extend([
+        ind.to_str().unwrap(),
+        "--resume",
+        "--checkpoint",
+        copy.to_str().unwrap(),
+    ]);
+    refused_with(&limpq(&args), &["resume"]);
+    // The --init checkpoint itself as the state: refused before it could be replaced.
     let mut args = base.to_vec();
     args.extend([ind.to_str().unwrap(), "--resume", "--checkpoint", fp]);
-    refused_with(&limpq(&args), &["resume"]);
+    refused_with(&limpq(&args), &["is the same file as --ckpt"]);
 }

@@ -47,15 +47,19 @@ impl IndicatorSet {
     /// increases, in the same unit, so neither counts double.
     pub const SENSITIVITY_ALPHA: f64 = 1.0;
 
+    /// Whether the set holds measured sensitivity (meta `source: sensitivity`, as `limpq
+    /// sensitivity` writes): loss increases, not learned step sizes.
+    pub fn is_measured_sensitivity(&self) -> bool {
+        self.meta
+            .iter()
+            .any(|(k, v)| k == "source" && v == "sensitivity")
+    }
+
     /// The α of a search that names none: [`Self::SENSITIVITY_ALPHA`] for measured
     /// sensitivity (meta `source: sensitivity`, as `limpq sensitivity` writes), else
     /// [`Self::LEARNED_ALPHA`].
     pub fn default_alpha(&self) -> f64 {
-        let measured = self
-            .meta
-            .iter()
-            .any(|(k, v)| k == "source" && v == "sensitivity");
-        if measured {
+        if self.is_measured_sensitivity() {
             Self::SENSITIVITY_ALPHA
         } else {
             Self::LEARNED_ALPHA

@@ -75,6 +75,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(read_indicators)
         .transpose()?;
+    if let (Some(p), false) = (&args.indicators, args.steps_from_indicators) {
+        // Not refused: runs recorded under docs/results give it this way.
+        eprintln!(
+            "warning: --indicators {} is read only with --steps-from-indicators; the step \
+             sizes start from the LSQ init rule",
+            p.display()
+        );
+    }
+    if let (Some(ind), Some(p)) = (&indicators, &args.indicators) {
+        // Before the GPU and the data: the method refuses it too, later.
+        if args.steps_from_indicators && ind.is_measured_sensitivity() {
+            anyhow::bail!(
+                "{}: measured sensitivity (`limpq sensitivity`), loss increases, not step \
+                 sizes: --steps-from-indicators needs the joint run's indicators (`limpq \
+                 indicators`)",
+                p.display()
+            );
+        }
+    }
     let data = args.run.data_name(Some(&init));
     let (train_ds, test_ds) = args.run.splits(&data, model.input, Some(&init))?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;

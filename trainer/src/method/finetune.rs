@@ -139,6 +139,14 @@ fn steps_from_indicators(
             ind.model, model.name
         )));
     }
+    if ind.is_measured_sensitivity() {
+        return Err(MethodError::Config(
+            "the indicators are measured sensitivity (meta `source: sensitivity`, `limpq \
+             sensitivity`): loss increases, not step sizes; start the step sizes from the \
+             joint run's indicators (`limpq indicators`), or leave them to the LSQ init rule"
+                .into(),
+        ));
+    }
     let mut out = Vec::new();
     for (name, variants) in &spec.layers {
         let (wb, ab) = variants[0];
