@@ -145,8 +145,69 @@ fn clap_usage_errors_are_2() {
         ("sensitivity", "--images", "0"),
         // An unknown backend name was skipped with a log line, leaving no backend.
         ("devices", "--backend", "nosuch"),
+        // Found by the trainer after the GPU and the data were opened (exit 1).
+        ("train", "--label-smoothing", "NaN"),
+        ("finetune", "--label-smoothing", "1"),
     ] {
         exits(&limpq(&[cmd, flag, value]), 2, &[flag, value]);
+    }
+    // Combinations a run cannot honour, found before any file is read (they were exit 1,
+    // some after a GPU was opened).
+    #[cfg(feature = "gpu")]
+    for (args, says) in [
+        (
+            &[
+                "train",
+                "--model",
+                "small_cnn",
+                "--lr-floor",
+                "0.5",
+                "--lr-schedule",
+                "per-step",
+                "-o",
+                "x.ckpt",
+            ][..],
+            "--lr-floor applies to --lr-schedule per-epoch only",
+        ),
+        (
+            &[
+                "indicators",
+                "--model",
+                "small_cnn",
+                "--ckpt",
+                "none.ckpt",
+                "--bits",
+                "6,4,2",
+                "-o",
+                "i.ron",
+            ],
+            "--bits [6, 4, 2]: must be ascending",
+        ),
+        (
+            &[
+                "sensitivity",
+                "--model",
+                "small_cnn",
+                "--init",
+                "none.ckpt",
+                "--bits",
+                "3,2",
+                "-o",
+                "i.ron",
+            ],
+            "--bits: [3, 2] must be ascending",
+        ),
+        (
+            &[
+                "pipeline",
+                "examples/small_cnn.pipeline.ron",
+                "--seeds",
+                "5,5",
+            ],
+            "--seeds: a seed is listed twice",
+        ),
+    ] {
+        exits(&limpq(args), 2, &[says]);
     }
     // A re-rendered report holds every seed of results.ron: a seed filter beside it
     // would be silently ignored, so it is refused before any file is read. (`pipeline`

@@ -249,6 +249,20 @@ fn finetune_errors_name_the_problem() {
         tmp("x.ckpt").to_str().unwrap(),
     ]);
     refused_with(&out, &["policy for model 'resnet20'"]);
+    // BN recalibration of a full-precision model: a usage error, before a GPU is opened.
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        fp,
+        "--recalibrate-bn",
+        "64",
+        "--test-subset",
+        "10",
+        "--data-dir",
+        FMNIST,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--recalibrate-bn applies to a quantized model"));
     // Indicators from a missing checkpoint.
     let out = limpq(&[
         "indicators",

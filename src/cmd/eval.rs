@@ -97,15 +97,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         TEST_SUBSET_SEED,
     )?);
     check_data(&ckpt.model, &test)?;
-    let gpu = Gpu::new(&GpuOptions::from_env())?;
     let policy = match &args.policy {
         Some(p) => Some(limpq_io::documents::read_policy(p)?),
         None => checkpoint_policy(&ckpt).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
     };
+    if args.recalibrate_bn.is_some() && policy.is_none() {
+        return Err(super::out::usage(
+            "--recalibrate-bn applies to a quantized model (give --policy)",
+        ));
+    }
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
     let recalibrate = match args.recalibrate_bn {
-        Some(_) if policy.is_none() => {
-            anyhow::bail!("--recalibrate-bn applies to a quantized model (give --policy)")
-        }
         Some(images) => {
             let train = Dataset::load(&data, args.data_dir.as_deref(), Split::Train)?;
             check_data(&ckpt.model, &train)?;

@@ -47,6 +47,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    args.run.check()?;
     super::out::distinct_outputs(
         &[("-o", Some(&args.output))],
         &[

@@ -44,6 +44,15 @@ where
     }
 }
 
+/// A label smoothing: a number in [0, 1).
+#[cfg(feature = "gpu")]
+pub fn fraction_below_one(s: &str) -> Result<f32, String> {
+    match finite_non_negative::<f32>(s) {
+        Ok(x) if x < 1.0 => Ok(x),
+        _ => Err("expected a number in [0, 1)".into()),
+    }
+}
+
 /// A finite number, zero or more.
 pub fn non_negative(s: &str) -> Result<f64, String> {
     finite_non_negative(s)

@@ -36,8 +36,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(seeds) = args.seeds {
         job.seeds = seeds;
-        job.validate()
-            .map_err(|e| anyhow::anyhow!("--seeds: {}", e.trim_start_matches("field `seeds`: ")))?;
+        job.validate().map_err(|e| {
+            super::out::usage(format!(
+                "--seeds: {}",
+                e.trim_start_matches("field `seeds`: ")
+            ))
+        })?;
     }
     if args.report_only {
         let plan = Plan::new(job)?;

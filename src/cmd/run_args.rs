@@ -42,7 +42,7 @@ pub struct RunArgs {
     pub weight_decay: Option<f32>,
     /// Label smoothing of the cross-entropy loss, in [0, 1) (default: 0 for `train`, 0.1
     /// for `indicators` and `finetune`).
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::fraction_below_one, allow_negative_numbers = true)]
     pub label_smoothing: Option<f32>,
     /// Seed of the weight init, the --subset draw, shuffling and augmentation (and of
     /// `indicators`' random-policy passes).
@@ -103,12 +103,20 @@ impl RunArgs {
         let floor = self.lr_floor.unwrap_or(LrSchedule::REFERENCE_FLOOR);
         Ok(match (self.lr_schedule, self.lr_floor) {
             (Some(ScheduleArg::PerStep), Some(_)) => {
-                anyhow::bail!("--lr-floor applies to --lr-schedule per-epoch only")
+                return Err(super::out::usage(
+                    "--lr-floor applies to --lr-schedule per-epoch only",
+                ))
             }
             (Some(ScheduleArg::PerStep), None) => LrSchedule::PerStep,
             (Some(ScheduleArg::PerEpoch), _) | (None, Some(_)) => LrSchedule::PerEpoch { floor },
             (None, None) => base,
         })
+    }
+
+    /// The flags' combinations a run cannot honour, as usage errors: for a command to call
+    /// first, before it reads a file or opens a GPU.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.schedule(LrSchedule::PerStep).map(drop)
     }
 
     /// `base` (the command's recipe) with the settings given here.

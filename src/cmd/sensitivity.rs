@@ -43,6 +43,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    limpq_trainer::method::check_bits(&args.bits)
+        .map_err(|e| super::out::usage(format!("--bits: {e}")))?;
     super::out::distinct_outputs(
         &[("-o", Some(&args.output))],
         &[
