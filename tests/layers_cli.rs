@@ -131,6 +131,14 @@ fn a_checkpoint_shows_the_model_it_holds() {
         stdout_of(&["layers", p]),
         stdout_of(&["layers", "resnet20"])
     );
+    // A damaged checkpoint: the checkpoint's error, not "not UTF-8 text".
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.join("cut.ckpt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    refused_with(
+        &limpq(&["layers", cut.to_str().unwrap()]),
+        &["cut.ckpt", "not a valid limpq checkpoint", "truncated"],
+    );
     // A file that is neither: the description's error, as before.
     std::fs::write(&path, b"\xff\xfe not a model").unwrap();
     refused_with(&limpq(&["layers", p]), &["r20.ckpt", "not UTF-8 text"]);

@@ -53,14 +53,6 @@ pub struct Args {
 /// Largest ONNX model read for its names.
 const MAX_ONNX: u64 = 4 << 30;
 
-fn is_checkpoint(path: &Path) -> anyhow::Result<bool> {
-    use std::io::Read as _;
-    let mut f = limpq_io::files::open_regular(path)?;
-    let mut magic = [0u8; 8];
-    let n = f.read(&mut magic).unwrap_or(0);
-    Ok(n == 8 && &magic == b"LIMPQCKP")
-}
-
 /// The policy a finetuned checkpoint stores; `instead` says what else the command takes.
 fn stored_policy(
     ckpt: &Checkpoint,
@@ -197,7 +189,7 @@ fn export_model(args: &Args, out: &Path) -> anyhow::Result<()> {
 }
 
 fn export_format(args: &Args, format: Format) -> anyhow::Result<()> {
-    let policy = if is_checkpoint(&args.input)? {
+    let policy = if Checkpoint::looks_like_one(&args.input)? {
         let ckpt = Checkpoint::load(&args.input)?;
         stored_policy(
             &ckpt,

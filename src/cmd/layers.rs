@@ -62,10 +62,13 @@ fn resolve(arg: &str) -> anyhow::Result<Model> {
     let described = Model::resolve(arg);
     #[cfg(feature = "gpu")]
     if described.is_err() && std::path::Path::new(arg).is_file() {
-        // Not a description: a checkpoint carries its model's. Where it is neither, the
-        // description's error is the one to show.
-        if let Ok(ck) = limpq_trainer::checkpoint::Checkpoint::load(arg) {
-            return Ok(ck.model);
+        // Not a description: a checkpoint carries its model's. A file that begins as a
+        // checkpoint gets the checkpoint's error (truncated, corrupt); one that is neither
+        // gets the description's.
+        use limpq_trainer::checkpoint::Checkpoint;
+        let path = std::path::Path::new(arg);
+        if Checkpoint::looks_like_one(path).unwrap_or(false) {
+            return Ok(Checkpoint::load(path)?.model);
         }
     }
     Ok(described?)

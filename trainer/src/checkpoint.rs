@@ -286,6 +286,17 @@ impl Checkpoint {
 
     /// Read and check a checkpoint file. Only a regular file of at most [`MAX_FILE`] bytes
     /// is read (a FIFO or a device such as `/dev/zero` is refused before a byte is read).
+    /// Whether the file at `path` begins as a checkpoint does (its magic), whatever
+    /// follows: for a command that takes several kinds of file, to say what is wrong with
+    /// a damaged checkpoint rather than that it is not some other kind. Reads 8 bytes.
+    pub fn looks_like_one(path: &Path) -> Result<bool, limpq_io::files::FileError> {
+        use std::io::Read as _;
+        let mut f = limpq_io::files::open_regular(path)?;
+        let mut magic = [0u8; 8];
+        let n = f.read(&mut magic).unwrap_or(0);
+        Ok(n == 8 && &magic == MAGIC)
+    }
+
     pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint, CheckpointError> {
         let path = path.as_ref();
         let bytes = limpq_io::files::read_regular(path, MAX_FILE).map_err(CheckpointError::File)?;
