@@ -326,6 +326,28 @@ fn bad_job_files_and_unknown_ids_are_errors_with_the_reason() {
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(want.iter().all(|w| err.contains(w)), "{want:?}: {err}");
     }
+    // A job that fails while it runs: watched, its error is printed once (the job's log
+    // line), and the command's own error points at it.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/resnet20.indicators.ron"),
+        t.0.join("ind.ron"),
+    )
+    .unwrap();
+    let tight = t.0.join("tight.job.ron");
+    std::fs::write(
+        &tight,
+        "(job: Solve((indicators: \"ind.ron\", bitops: Some(\"100\"))))",
+    )
+    .unwrap();
+    let o = limpq(&t, &["submit", tight.to_str().unwrap(), "--watch"]);
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("smallest achievable").count(), 2, "{err}"); // binding + floors
+    assert_eq!(err.matches("infeasible").count(), 1, "{err}");
+    assert!(
+        err.contains("failed: its error is the log line above"),
+        "{err}"
+    );
     let o = limpq(&t, &["watch", "77"]);
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(!o.status.success() && err.contains("no job 77"), "{err}");

@@ -206,6 +206,18 @@ fn clap_usage_errors_are_2() {
             ],
             "--seeds: a seed is listed twice",
         ),
+        (
+            &[
+                "train",
+                "--model",
+                "small_cnn",
+                "--transform",
+                "(resize: 0)",
+                "-o",
+                "x.ckpt",
+            ],
+            "--transform applies to an image folder (--data folder), not to fashion-mnist",
+        ),
     ] {
         exits(&limpq(args), 2, &[says]);
     }

@@ -276,3 +276,19 @@ fn a_closed_pipe_ends_quietly() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{format}");
     }
 }
+
+/// Where a command's help lists the built-in models, it lists every one (train's list had
+/// fallen behind the models added since).
+#[cfg(feature = "gpu")]
+#[test]
+fn help_that_lists_built_in_models_lists_them_all() {
+    for cmd in ["train", "layers", "import-limpq"] {
+        let help = stdout_of(&[cmd, "--help"]);
+        for name in limpq_trainer::model::BUILTIN_NAMES {
+            assert!(
+                help.contains(name),
+                "`limpq {cmd} --help` lacks {name}:\n{help}"
+            );
+        }
+    }
+}

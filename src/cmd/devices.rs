@@ -29,6 +29,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map_err(|e| usage(format!("--backend: {e}")))?;
     }
     let (list, why) = AdapterList::new(&opts);
+    if let (true, Some(b)) = (list.adapters.is_empty(), &args.backend) {
+        anyhow::bail!(
+            "wgpu sees no adapter on --backend {b} (Metal is macOS's, DX12 Windows's, Vulkan \
+             and GL need their drivers); `limpq devices` without --backend lists every adapter"
+        );
+    }
     if list.adapters.is_empty() {
         anyhow::bail!(
             "wgpu sees no adapter; install a Vulkan driver (Mesa lavapipe: mesa-vulkan-drivers) \
@@ -36,7 +42,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let why_none = why.map(|e| format!(": {e}")).unwrap_or_default();
-    args.format.print(&list, || list.to_text(&why_none))?;
+    // The table says that none qualifies; the error below says why, once (on stderr, so
+    // it is seen when the table goes to a file).
+    args.format.print(&list, || list.to_text())?;
     if list.chosen.is_none() {
         anyhow::bail!("no adapter qualifies{why_none}");
     }

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// The reference code's indicator pickle (`importance_indicators.pkl`).
     pub pickle: PathBuf,
-    /// Per-layer MACs and params: a built-in model (resnet18, resnet50, resnet20), a model
+    /// Per-layer MACs and params: a built-in model (resnet18, resnet50 and resnet20, those of
+    /// the reference code; small_cnn, resnet20-cifar, mobilenetv2 too), a model
     /// description (MODEL.ron), or a table file (.csv `name,macs,params[,fixed_w,fixed_a]`,
     /// or .ron rows / an IndicatorSet). See docs/IMPORT.md.
     #[arg(long = "layers", value_name = "TABLE")]

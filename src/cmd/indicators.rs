@@ -90,6 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let init = Checkpoint::load(&args.ckpt)?;
     let data = args.run.data_name(Some(&init));
     let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
+    // Before the data and the GPU (the joint run checks it too).
+    limpq_trainer::train::check_checkpoint_model(&init, &model, &init.describe())?;
     let (train_ds, test_ds) = args.run.splits(&data, model.input, Some(&init))?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(

@@ -75,7 +75,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => checkpoint_policy(&ckpt).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
     };
     let gpu = Gpu::new(&GpuOptions::from_env())?;
-    let logits = infer_logits(&gpu, &ckpt, policy.as_ref(), &x.data, args.batch)?;
+    let logits =
+        infer_logits(&gpu, &ckpt, policy.as_ref(), &x.data, args.batch).map_err(|e| match &args
+            .policy
+        {
+            Some(p) => anyhow::anyhow!("{name} with {}: {e}", p.display()),
+            None => anyhow::anyhow!("{name}: {e}"),
+        })?;
     let classes = ckpt.model.classes;
     limpq_io::files::write_atomic(&args.output, &npy::to_bytes(&[images, classes], &logits))?;
     eprintln!(

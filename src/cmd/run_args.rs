@@ -158,6 +158,15 @@ impl RunArgs {
         input: (usize, usize, usize),
         ckpt: Option<&Checkpoint>,
     ) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
+        // --transform shapes an image folder's images; the fixed datasets have none to
+        // shape, and it was ignored for them.
+        let fixed = limpq_trainer::data::DatasetKind::parse(data)
+            .is_ok_and(|k| k != limpq_trainer::data::DatasetKind::Folder);
+        if self.transform.is_some() && fixed {
+            return Err(super::out::usage(format!(
+                "--transform applies to an image folder (--data folder), not to {data}"
+            )));
+        }
         let (dir, transform) =
             folder_args(self.data_dir.as_deref(), self.transform.as_deref(), ckpt)?;
         let source = DataSource {

@@ -30,8 +30,8 @@ pub struct Args {
     /// Seed of the calibration draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Dataset: fashion-mnist, mnist or cifar10 (default: the one the checkpoint was trained
-    /// on, else fashion-mnist).
+    /// Dataset: fashion-mnist, mnist, cifar10, or folder (an image folder at --data-dir,
+    /// docs/DATA.md) (default: the one the checkpoint was trained on, else fashion-mnist).
     #[arg(long)]
     pub data: Option<String>,
     /// Folder holding the dataset's files (default: $LIMPQ_DATA, else /usr/share/datasets/NAME).

@@ -13,7 +13,8 @@ use super::run_args::RunArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Built-in model (small_cnn, resnet20, resnet20-cifar, resnet18) or MODEL.ron.
+    /// Built-in model (small_cnn, resnet20, resnet20-cifar, resnet18, resnet50,
+    /// mobilenetv2) or MODEL.ron.
     #[arg(long)]
     pub model: String,
     #[command(flatten)]

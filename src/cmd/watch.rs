@@ -52,6 +52,9 @@ pub fn follow(client: &mut Client, id: JobId) -> anyhow::Result<()> {
     );
     bar.set_prefix(id.to_string());
     let hidden = bar.is_hidden();
+    // The job's last log line: a failed job logs its error as `error: …`, which then
+    // need not be printed a second time as the command's own error.
+    let mut last_line = String::new();
     let info = client
         .watch(id, |r| match r {
             Response::Progress(_, p) => {
@@ -62,6 +65,7 @@ pub fn follow(client: &mut Client, id: JobId) -> anyhow::Result<()> {
                 bar.set_message(describe(p));
             }
             Response::Log(_, line) => {
+                last_line.clone_from(line);
                 if hidden {
                     eprintln!("job {id}: {line}");
                 } else {
@@ -81,6 +85,9 @@ pub fn follow(client: &mut Client, id: JobId) -> anyhow::Result<()> {
         JobState::Interrupted => anyhow::bail!(
             "job {id} was interrupted by a daemon shutdown; it resumes from its checkpoint when the daemon restarts"
         ),
+        JobState::Failed(m) if last_line.strip_prefix("error: ") == Some(m.as_str()) => {
+            anyhow::bail!("job {id} failed: its error is the log line above")
+        }
         s => anyhow::bail!("job {id} {s}"),
     }
 }

@@ -717,7 +717,7 @@ pub fn train_from(
     match start {
         Start::Fresh => {}
         Start::Init(ck) => {
-            check_checkpoint_model(ck, model, "the --init checkpoint")?;
+            check_checkpoint_model(ck, model, &ck.describe())?;
             net.import_state(&ck.tensors, false)
                 .map_err(|e| TrainError::Config(format!("{}: {e}", ck.describe())))?;
         }

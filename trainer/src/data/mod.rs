@@ -354,16 +354,19 @@ impl Dataset {
                 split,
             );
         }
+        // Where the folder was the default, say how to give another; where it was given,
+        // the path is the news.
+        let hint = match dir {
+            Some(_) => String::new(),
+            None => format!(" (set {DATA_ENV} or pass a folder)"),
+        };
         let dir = dir.map_or_else(|| kind.default_dir(), Path::to_path_buf);
         if !dir.is_dir() {
             return Err(DataError::Io {
                 path: dir.clone(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!(
-                        "{} data folder not found (set {DATA_ENV} or pass a folder)",
-                        kind.name()
-                    ),
+                    format!("{} data folder not found{hint}", kind.name()),
                 ),
             });
         }

@@ -636,8 +636,8 @@ impl AdapterList {
     }
 
     /// The table: a row per adapter (`*` marks the chosen one), then the choice, or
-    /// `no adapter qualifies` followed by `why_none`.
-    pub fn to_text(&self, why_none: &str) -> String {
+    /// `no adapter qualifies` (why is the caller's error to give, once).
+    pub fn to_text(&self) -> String {
         let header = [
             "",
             "#",
@@ -706,7 +706,7 @@ impl AdapterList {
                     a.name, a.device_type, a.backend
                 )
             }
-            None => out += &format!("\nno adapter qualifies{why_none}\n"),
+            None => out += "\nno adapter qualifies\n",
         }
         out
     }

@@ -203,7 +203,7 @@ pub fn finetune(
 ) -> Result<Finetuned, MethodError> {
     check_data(model, &train)?;
     check_data(model, &test)?;
-    check_checkpoint_model(init, model, "the --init checkpoint")?;
+    check_checkpoint_model(init, model, &init.describe())?;
     let run = &cfg.run;
     run.check().map_err(MethodError::Config)?;
     let steps = steps_per_epoch(train.len(), run.batch)?;

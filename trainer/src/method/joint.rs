@@ -288,7 +288,7 @@ pub fn joint_train_full(
     check_config(cfg)?;
     check_data(model, &train)?;
     check_data(model, &test)?;
-    check_checkpoint_model(init, model, "the --init checkpoint")?;
+    check_checkpoint_model(init, model, &init.describe())?;
     let run = &cfg.run;
     let steps = steps_per_epoch(train.len(), run.batch)?;
     let spec = QuantSpec::joint_with(model, &cfg.bits, cfg.fixed_bits)?;

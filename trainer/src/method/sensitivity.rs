@@ -108,7 +108,7 @@ pub fn measure_sensitivity(
         )));
     }
     check_data(model, &calib)?;
-    check_checkpoint_model(init, model, "the --init checkpoint")?;
+    check_checkpoint_model(init, model, &init.describe())?;
     if cfg.batch == 0 {
         return Err(MethodError::Config(
             "the batch size must be at least 1".into(),
