@@ -6,7 +6,6 @@ from typing import (
     Dict,
     List,
     Literal,
-    Mapping,
     Optional,
     Protocol,
     Sequence,
@@ -54,7 +53,7 @@ _Bits = Tuple[int, int]
 _TableRow = Union[
     Tuple[str, int, int],
     Tuple[str, int, int, Optional[_Bits]],
-    Mapping[str, Any],
+    Dict[str, Any],
 ]
 
 # Types of the returned dicts: for annotations only (not importable at run time).
@@ -148,11 +147,11 @@ class SolverError(ValueError):
     """Anything the solver refuses; the message is the solver's own."""
 
     layer: Optional[str]
-    """Malformed input only: the layer named, or None."""
-    field: str
-    """Malformed input only: the field named."""
-    reason: str
-    """Malformed input only: what is wrong."""
+    """Malformed input only: the layer named; else None."""
+    field: Optional[str]
+    """Malformed input only: the field named; else None."""
+    reason: Optional[str]
+    """Malformed input only: what is wrong; else None."""
 
 class InfeasibleError(SolverError):
     """No policy meets the budgets."""
@@ -177,7 +176,7 @@ class Problem:
         act_scale: _Array[_Array[float]],
         weight_bits: _Array[int],
         act_bits: _Array[int],
-        fixed: Optional[Mapping[str, _Bits]] = None,
+        fixed: Optional[Dict[str, _Bits]] = None,
         model: str = "model",
     ) -> Problem:
         """One entry (row) per layer; `weight_scale` is layers x len(weight_bits) (numpy
@@ -189,7 +188,7 @@ class Problem:
     def from_text(text: str, format: Literal["ron", "json"] = "ron") -> Problem: ...
     @staticmethod
     def from_limpq(
-        indicators: Union[Mapping[str, Any], _Path],
+        indicators: Union[Dict[str, Any], _Path],
         layers: Union[_Path, Sequence[_TableRow]],
         model: str = "model",
         fix_missing: bool = False,
@@ -210,9 +209,9 @@ class Problem:
     def non_monotone_rule(self, on: bool) -> "Problem": ...
     def resource(
         self,
-        table: Union[_Path, Mapping[str, Sequence[Tuple[int, int, float]]]],
+        table: Union[_Path, Dict[str, Sequence[Tuple[int, int, float]]]],
         max: float,
-        name: str = "resource",
+        name: Optional[str] = None,
     ) -> "Problem": ...
     def node_limit(self, states: int) -> "Problem": ...
     def copy(self) -> Problem: ...
@@ -225,7 +224,7 @@ class Problem:
         """Raises InfeasibleError when no policy meets the budgets, LimitReachedError when the
         node limit runs out before any policy is found, SolverError on bad input."""
     def sweep(self, points: int) -> List[Solution]: ...
-    def evaluate(self, policy: Mapping[str, _Bits]) -> Evaluation: ...
+    def evaluate(self, policy: Dict[str, _Bits]) -> Evaluation: ...
     def bench_budgets(self, budgets: Optional[str] = None) -> "Problem":
         """The budgets of `limpq bench solver`: BitOps of W4A4, 3.5 (or 4.5) bits a weight;
         or `budgets` ("BITOPS,SIZE", as `bench_entry` splits off an entry's `@` part)."""

@@ -757,7 +757,7 @@ fn a_given_policy_is_priced_as_the_search_counts_it() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(
         err.contains(&format!(
-            "is a policy for model 'elsewhere', {IND} holds indicators of '{model}'"
+            "field `model`: the policy is for model 'elsewhere', the indicators are of '{model}'"
         )),
         "{err}"
     );

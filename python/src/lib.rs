@@ -47,8 +47,15 @@ create_exception!(
 
 /// The solver's error as a Python exception with its message and its fields as attributes.
 fn solver_err(e: Error) -> PyErr {
+    let msg = e.to_string();
+    solver_err_saying(e, msg)
+}
+
+/// [`solver_err`] whose message is `msg` (the error's own, with where it was found).
+/// Every `SolverError` has `layer`, `field` and `reason`: None where the error is not
+/// about malformed input.
+fn solver_err_saying(e: Error, msg: String) -> PyErr {
     Python::attach(|py| {
-        let msg = e.to_string();
         let err = match &e {
             Error::Infeasible { .. } => InfeasibleError::new_err(msg),
             Error::LimitReached { .. } => LimitReachedError::new_err(msg),
@@ -60,6 +67,9 @@ fn solver_err(e: Error) -> PyErr {
             // message still says everything.
             let _ = v.setattr(k, val);
         };
+        for k in ["layer", "field", "reason"] {
+            set(k, py.None().into_bound(py));
+        }
         match e {
             Error::InvalidInput {
                 layer,
@@ -98,9 +108,16 @@ fn opt_str<'py>(py: Python<'py>, s: Option<&str>) -> Bound<'py, PyAny> {
     }
 }
 
-/// Any other refusal (files, pickles, budgets, shapes) as a [`SolverError`].
+/// Any other refusal (files, pickles, budgets, shapes) as a [`SolverError`] (its `layer`,
+/// `field` and `reason` None).
 fn err(msg: impl std::fmt::Display) -> PyErr {
-    SolverError::new_err(msg.to_string())
+    let e = SolverError::new_err(msg.to_string());
+    Python::attach(|py| {
+        for k in ["layer", "field", "reason"] {
+            let _ = e.value(py).setattr(k, py.None());
+        }
+    });
+    e
 }
 
 /// A bit-width search: an indicator set and everything the search takes besides it.
@@ -206,6 +223,11 @@ impl PyProblem {
     #[staticmethod]
     fn from_file(path: PathBuf) -> PyResult<PyProblem> {
         let ind = limpq_io::documents::read_indicators(&path).map_err(err)?;
+        // Refused here, naming the file, rather than at the first solve without it.
+        if let Err(e) = ind.check() {
+            let msg = format!("in {}: {e}", path.display());
+            return Err(solver_err_saying(e, msg));
+        }
         Ok(PyProblem::new(ind))
     }
 
@@ -348,15 +370,16 @@ impl PyProblem {
     }
 
     /// An extra linear resource: `table` is a resource-table file's path (RON, or JSON for
-    /// `.json`) or a dict layer → [(w, a, value), ...] (then `name` names it); at most `max`.
-    #[pyo3(signature = (table, max, name="resource"))]
+    /// `.json`) or a dict layer → [(w, a, value), ...]; at most `max`. `name` names it
+    /// (default: a file's own name, else "resource"); each resource needs its own.
+    #[pyo3(signature = (table, max, name=None))]
     fn resource<'a>(
         mut slf: PyRefMut<'a, Self>,
         table: &Bound<'_, PyAny>,
         max: f64,
-        name: &str,
+        name: Option<String>,
     ) -> PyResult<PyRefMut<'a, Self>> {
-        let t = match as_path(table) {
+        let mut t = match as_path(table) {
             Some(path) => limpq_io::documents::read_resource_table(&path).map_err(err)?,
             None => {
                 let d = table.cast::<PyDict>().map_err(|_| {
@@ -364,17 +387,27 @@ impl PyProblem {
                 })?;
                 let mut layers = Vec::with_capacity(d.len());
                 for (k, v) in d.iter() {
-                    layers.push(ResourceLayer {
-                        name: k.extract()?,
-                        costs: v.extract()?,
-                    });
+                    let name: String = k.extract().map_err(|_| {
+                        err(format!("a layer name is a str, not {}", type_name(&k)))
+                    })?;
+                    let costs = v.extract().map_err(|_| {
+                        err(format!(
+                            "layer `{name}`: expected a list of (weight bits, act bits, \
+                             value), not {}",
+                            shown(&v)
+                        ))
+                    })?;
+                    layers.push(ResourceLayer { name, costs });
                 }
                 ResourceTable {
-                    name: name.to_string(),
+                    name: String::from("resource"),
                     layers,
                 }
             }
         };
+        if let Some(n) = name {
+            t.name = n;
+        }
         slf.p.options.resources.push(Resource { table: t, max });
         Ok(slf)
     }
@@ -439,11 +472,10 @@ impl PyProblem {
                 "a sweep takes 1 to {MAX_SWEEP_POINTS} points, not {points}"
             )));
         }
-        let mut p = self.p.clone();
-        p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
+        let p = self.p.clone();
         let opts = self.options();
         let sols = py
-            .detach(move || p.compile()?.sweep(points, &opts))
+            .detach(move || p.compile_for_sweep()?.sweep(points, &opts))
             .map_err(solver_err)?;
         let out = PyList::empty(py);
         for s in &sols {
@@ -459,18 +491,19 @@ impl PyProblem {
         py: Python<'py>,
         policy: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let d = policy
-            .cast::<PyDict>()
-            .map_err(|_| err("a policy is a dict layer -> (weight bits, act bits)"))?;
-        let mut layers = Vec::with_capacity(d.len());
-        for (k, v) in d.iter() {
-            let (weight, act): (u32, u32) = v.extract()?;
-            layers.push(LayerBits {
-                name: k.extract()?,
-                weight,
-                act,
-            });
+        let d = policy.cast::<PyDict>().map_err(|_| {
+            err(format!(
+                "a policy is a dict layer -> (weight bits, act bits), not {} (a solution's \
+                 is its \"policy\")",
+                type_name(policy)
+            ))
+        })?;
+        if d.contains("policy")? && d.contains("objective")? {
+            return Err(err(
+                "a solution, not a policy: evaluate its \"policy\" (solution[\"policy\"])",
+            ));
         }
+        let layers = layer_bits(d, "")?;
         let e = self.p.evaluate(&layers).map_err(solver_err)?;
         let out = policy_fields(py, &e.policy, &e.usage, e.fixed_bitops)?;
         out.set_item("feasible", e.feasible)?;
@@ -829,6 +862,37 @@ fn opt_u64(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<u64>> {
 /// A policy dict (a solution, an evaluation or `read_policy`'s) as the policy file's
 /// fields. `optimal` is the solution's proof, else the dict's `optimal`, else false (an
 /// evaluation proves nothing).
+/// A policy's bits, a dict layer -> (weight bits, act bits), as the solver's layers: each
+/// pair a tuple or a list (a solution through `json.loads(json.dumps(...))` has lists) of
+/// two non-negative ints; anything else a [`SolverError`] naming the layer (`what` before
+/// it).
+fn layer_bits(bits: &Bound<'_, PyDict>, what: &str) -> PyResult<Vec<LayerBits>> {
+    let mut layers = Vec::with_capacity(bits.len());
+    for (k, v) in bits.iter() {
+        let name: String = k.extract().map_err(|_| {
+            err(format!(
+                "{what}a layer name is a str, not {}",
+                type_name(&k)
+            ))
+        })?;
+        let pair = v.extract::<(u32, u32)>().ok().or_else(|| {
+            match v.extract::<Vec<u32>>().ok()?.as_slice() {
+                &[w, a] => Some((w, a)),
+                _ => None,
+            }
+        });
+        let Some((weight, act)) = pair else {
+            return Err(err(format!(
+                "{what}layer `{name}`: expected (weight bits, act bits), two ints 0 or more, \
+                 not {}",
+                shown(&v)
+            )));
+        };
+        layers.push(LayerBits { name, weight, act });
+    }
+    Ok(layers)
+}
+
 fn policy_from_dict(o: &Bound<'_, PyAny>) -> PyResult<Policy> {
     let d = o.cast::<PyDict>().map_err(|_| {
         err(format!(
@@ -837,22 +901,7 @@ fn policy_from_dict(o: &Bound<'_, PyAny>) -> PyResult<Policy> {
         ))
     })?;
     let bits: Bound<'_, PyDict> = item(d, "policy", "a dict layer -> (weight bits, act bits)")?;
-    let mut layers = Vec::with_capacity(bits.len());
-    for (k, v) in bits.iter() {
-        let name: String = k.extract().map_err(|_| {
-            err(format!(
-                "`policy`: a layer name is a str, not {}",
-                type_name(&k)
-            ))
-        })?;
-        let (weight, act): (u32, u32) = v.extract().map_err(|_| {
-            err(format!(
-                "`policy`: layer `{name}`: expected (weight bits, act bits), not {}",
-                shown(&v)
-            ))
-        })?;
-        layers.push(LayerBits { name, weight, act });
-    }
+    let layers = layer_bits(&bits, "`policy`: ")?;
     let optimal = match d.get_item("proof")? {
         Some(proof) => {
             let proof = proof.cast::<PyDict>().map_err(|_| {

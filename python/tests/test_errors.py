@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import limpq_solver as ls
-from conftest import CUT, CUT_LATENCY, RESNET20
+from conftest import CUT, CUT_LATENCY, RESNET20, ROOT
 
 
 def toy(**kw):
@@ -122,3 +122,72 @@ def test_pickled_tensors_are_refused_with_a_hint():
     bad = {"layer_name": ["a"], "weight": {"a": {"2": Tensorish()}}, "act": {"a": {"2": 0.1}}}
     with pytest.raises(ls.SolverError, match="Tensorish in the indicators"):
         ls.Problem.from_limpq(bad, [("a", 10, 10)])
+
+
+def test_the_same_problem_as_the_cli(limpq, tmp_path):
+    """What the CLI refuses of a problem, Python refuses with the library's words; a file
+    of measured sensitivity is searched with the CLI's alpha (1), and gives its policy."""
+    sens = ROOT / "docs/results/controls/bits3to6/seed0/sensitivity.ron"
+    cli = limpq.run("solve", sens, "--bitops", "w4a4", "--format", "json")
+    import json
+
+    want = json.loads(cli.stdout)
+    sol = ls.Problem.from_file(sens).bitops("w4a4").solve()
+    assert sol["objective"] == pytest.approx(want["objective"], rel=1e-12)
+    assert {k: list(v) for k, v in sol["policy"].items()} == {
+        l["name"]: [l["weight"], l["act"]] for l in want["layers"]
+    }
+    with pytest.raises(ls.SolverError, match="at most 18446744073709551614"):
+        toy().bitops(2**64 - 1).solve()
+    with pytest.raises(ls.SolverError, match="more bits than a 64-bit count holds|at most 2305843009213693951 bytes"):
+        toy().bitops("w4a4").size(2**62).solve()
+    with pytest.raises(ls.SolverError, match="no effect with weight_only"):
+        toy().bitops("w4a4").weight_only(8).act_bits([4]).solve()
+    with pytest.raises(ls.SolverError, match="1 to 100000 points, not 0"):
+        toy().sweep(0)
+    # A resource may not take a budget's name, nor another resource's: Python's `usage`
+    # and `ilp()` key rows by name, and one replaced the other.
+    costs = {n: [(w, a, 1.0) for w in (2, 4, 8) for a in (2, 4, 8)] for n in ("a", "b")}
+    with pytest.raises(ls.SolverError, match="the name is taken") as e:
+        toy().bitops("w4a4").resource(costs, 40.0, name="size").solve()
+    assert e.value.field == "resource `size`"
+    with pytest.raises(ls.SolverError, match="the name is taken"):
+        toy().bitops("w4a4").resource(costs, 40.0).resource(costs, 40.0).solve()
+    two = toy().bitops("w4a4").resource(costs, 40.0).resource(costs, 40.0, name="energy")
+    assert set(two.solve()["usage"]) == {"BitOps", "size", "resource", "energy"}
+
+
+def test_every_solver_error_has_its_fields(tmp_path):
+    """layer, field and reason exist on every SolverError: None where the error is not
+    about malformed input."""
+    with pytest.raises(ls.InfeasibleError) as e:
+        toy().bitops(10).solve()
+    assert (e.value.layer, e.value.field, e.value.reason) == (None, None, None)
+    with pytest.raises(ls.SolverError) as e:
+        ls.Problem.from_file("missing.ron")
+    assert (e.value.layer, e.value.field, e.value.reason) == (None, None, None)
+    # A file with a NaN value is refused when read, naming the file, layer and field.
+    bad = tmp_path / "nan.ron"
+    text = open(RESNET20).read().replace("weight_scale: [0.4217", "weight_scale: [NaN", 1)
+    bad.write_text(text)
+    with pytest.raises(ls.SolverError) as e:
+        ls.Problem.from_file(bad)
+    assert str(e.value).startswith(f"in {bad}: layer `layer1.0.conv1`, field `weight_scale`")
+    assert (e.value.layer, e.value.field) == ("layer1.0.conv1", "weight_scale")
+
+
+def test_a_policy_is_read_as_tuples_or_lists_and_refused_by_layer():
+    p = toy().bitops("w4a4")
+    sol = p.solve()
+    import json
+
+    through_json = json.loads(json.dumps(sol["policy"]))
+    assert p.evaluate(through_json)["objective"] == sol["objective"]
+    with pytest.raises(ls.SolverError, match="layer `a`: expected \\(weight bits, act bits\\)"):
+        p.evaluate({"a": (-1, 8), "b": (4, 4)})
+    with pytest.raises(ls.SolverError, match="a solution, not a policy"):
+        p.evaluate(sol)
+    with pytest.raises(ls.SolverError, match="not list \\(a solution's is its \"policy\"\\)"):
+        p.evaluate([("a", (4, 4))])
+    with pytest.raises(ls.SolverError, match="layer `a`: expected a list of"):
+        p.resource({"a": [(8, 8, "x")]}, 1.0)

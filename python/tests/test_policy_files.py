@@ -63,7 +63,7 @@ def test_what_cannot_be_written_is_refused_with_the_reason():
         (lambda: ls.policy_text({k: v for k, v in sol.items() if k != "bitops"}), "the policy has no `bitops`"),
         (lambda: ls.policy_text({**sol, "model": 3}), "`model`: expected a str, not 3"),
         (lambda: ls.policy_text({**sol, "bitops": -1}), "`bitops`: expected an int 0 to 18446744073709551615, not -1"),
-        (lambda: ls.policy_text({**sol, "policy": {"conv1": 8}}), "`policy`: layer `conv1`: expected (weight bits, act bits), not 8"),
+        (lambda: ls.policy_text({**sol, "policy": {"conv1": 8}}), "`policy`: layer `conv1`: expected (weight bits, act bits), two ints 0 or more, not 8"),
         (lambda: ls.policy_text({**sol, "policy": {1: (8, 8)}}), "`policy`: a layer name is a str, not int"),
         (lambda: ls.policy_text({**sol, "proof": {}}), "the policy has no `optimal`"),
         (lambda: ls.policy_text({**sol, "size_budget_bits": -2}), "`size_budget_bits`: expected None or an int 0 to 18446744073709551615, not -2"),

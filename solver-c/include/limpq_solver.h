@@ -181,7 +181,8 @@ enum LimpqStatus limpq_problem_from_text(const char *text,
 // Builds a problem from an indicator file, read as `limpq solve` reads one (JSON when the
 // name ends in `.json`, RON otherwise; at most `LIMPQ_MAX_FILE_BYTES`). Errors name the
 // file: `LIMPQ_IO_ERROR` when it cannot be read, `LIMPQ_PARSE_ERROR` when it is not
-// UTF-8 or does not parse.
+// UTF-8 or does not parse, `LIMPQ_INVALID_INPUT` when a value is one the solver refuses
+// (NaN, negative, missing).
 //
 // # Safety
 // `path` is NULL or a NUL-terminated string; `out` is NULL or valid for writing a pointer.
@@ -398,8 +399,9 @@ enum LimpqStatus limpq_problem_evaluate(const struct LimpqProblem *problem,
 // Prices the policy of a policy file's text (`len` bytes at `text`, no NUL needed;
 // `format`: `LIMPQ_FORMAT_AUTO`, `_RON` or `_JSON`), as `limpq solve -o` or
 // `limpq_policy_text` wrote it, under the problem: its layers' bits as
-// `limpq_problem_evaluate` takes them (the file's own objective, usage and model name
-// are not read). `LIMPQ_PARSE_ERROR` when the text does not parse.
+// `limpq_problem_evaluate` takes them (the file's own objective and usage are not read).
+// `LIMPQ_PARSE_ERROR` when the text does not parse, `LIMPQ_INVALID_INPUT` when its
+// `model` is not the indicator set's (as `limpq solve --price` refuses it).
 //
 // # Safety
 // `problem` is NULL or a live problem that no call changes meanwhile; `text` points to

@@ -581,7 +581,8 @@ unsafe fn read_text<T>(
 
 /// Builds a problem from an indicator file's text (`len` bytes at `text`, no NUL needed;
 /// `format`: `LIMPQ_FORMAT_AUTO`, `_RON` or `_JSON`). The problem starts with the
-/// defaults: alpha = 2, no budget, the file's candidate bits, the non-monotone rule on.
+/// defaults: alpha the file's (1 for measured sensitivity, meta `source: sensitivity`,
+/// else 2), no budget, the file's candidate bits, the non-monotone rule on.
 ///
 /// # Safety
 /// `text` points to `len` readable bytes (or is NULL with `len` 0); `out` is NULL or
@@ -615,7 +616,8 @@ pub unsafe extern "C" fn limpq_problem_from_text(
 /// Builds a problem from an indicator file, read as `limpq solve` reads one (JSON when the
 /// name ends in `.json`, RON otherwise; at most `LIMPQ_MAX_FILE_BYTES`). Errors name the
 /// file: `LIMPQ_IO_ERROR` when it cannot be read, `LIMPQ_PARSE_ERROR` when it is not
-/// UTF-8 or does not parse.
+/// UTF-8 or does not parse, `LIMPQ_INVALID_INPUT` when a value is one the solver refuses
+/// (NaN, negative, missing).
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string; `out` is NULL or valid for writing a pointer.
@@ -632,6 +634,16 @@ pub unsafe extern "C" fn limpq_problem_from_file(
                 read_file(path, limpq_io::documents::read_indicators)?,
             )
         };
+        // Values the solver refuses (NaN, negative, missing) are refused here, naming the
+        // file, rather than at the first solve without it.
+        if let Err(e) = ind.check() {
+            let mut f = Failure::from(e);
+            // SAFETY: `path` was read above as a NUL-terminated string; reading it again
+            // under the same contract.
+            let shown = unsafe { text(path, "path") }?;
+            f.message = format!("in {shown}: {}", f.message);
+            return Err(f);
+        }
         give(out, new_problem(ind)?);
         Ok(())
     })
@@ -1311,8 +1323,9 @@ impl From<Evaluation> for LimpqEvaluation {
 /// Prices the policy of a policy file's text (`len` bytes at `text`, no NUL needed;
 /// `format`: `LIMPQ_FORMAT_AUTO`, `_RON` or `_JSON`), as `limpq solve -o` or
 /// `limpq_policy_text` wrote it, under the problem: its layers' bits as
-/// `limpq_problem_evaluate` takes them (the file's own objective, usage and model name
-/// are not read). `LIMPQ_PARSE_ERROR` when the text does not parse.
+/// `limpq_problem_evaluate` takes them (the file's own objective and usage are not read).
+/// `LIMPQ_PARSE_ERROR` when the text does not parse, `LIMPQ_INVALID_INPUT` when its
+/// `model` is not the indicator set's (as `limpq solve --price` refuses it).
 ///
 /// # Safety
 /// `problem` is NULL or a live problem that no call changes meanwhile; `text` points to
@@ -1343,7 +1356,7 @@ pub unsafe extern "C" fn limpq_problem_evaluate_text(
         };
         give(
             out,
-            LimpqEvaluation::from(p.problem.evaluate(&policy.layers)?),
+            LimpqEvaluation::from(p.problem.evaluate_policy(&policy)?),
         );
         Ok(())
     })
@@ -1373,7 +1386,7 @@ pub unsafe extern "C" fn limpq_problem_evaluate_file(
         };
         give(
             out,
-            LimpqEvaluation::from(p.problem.evaluate(&policy.layers)?),
+            LimpqEvaluation::from(p.problem.evaluate_policy(&policy)?),
         );
         Ok(())
     })

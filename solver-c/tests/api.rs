@@ -710,6 +710,64 @@ fn a_limit_reached_before_any_policy_is_its_own_status() {
     );
 }
 
+/// What the CLI refuses of a problem, the C ABI refuses too, with the library's words
+/// (these passed before: a sweep of 0 points, a BitOps budget of UINT64_MAX that meant no
+/// budget, W33, a size whose bits overflow, an indicator file with NaN until its solve).
+#[test]
+fn the_c_abi_refuses_what_the_cli_refuses() {
+    let p = from_text(&example_text(), LIMPQ_FORMAT_RON).unwrap();
+    let refused = |p: &P, says: &str| {
+        let e = solve(p).err().unwrap();
+        assert_eq!(e.0, LIMPQ_INVALID_INPUT, "{}", e.1);
+        assert!(e.1.contains(says), "{}", e.1);
+    };
+    // SAFETY: a live problem.
+    unsafe {
+        assert_eq!(limpq_problem_set_bitops(p.0, u64::MAX), LIMPQ_OK);
+    }
+    refused(&p, "at most 18446744073709551614");
+    // SAFETY: a live problem.
+    unsafe {
+        assert_eq!(limpq_problem_set_bitops_uniform(p.0, 33, 4), LIMPQ_OK);
+    }
+    refused(&p, "bits must be in 1..=32");
+    // SAFETY: a live problem.
+    unsafe {
+        assert_eq!(
+            limpq_problem_set_bitops_text(p.0, c"w3a3".as_ptr()),
+            LIMPQ_OK
+        );
+        assert_eq!(limpq_problem_set_size_bytes(p.0, 1 << 62), LIMPQ_OK);
+    }
+    refused(&p, "more bits than a 64-bit count holds");
+    let p = from_text(&example_text(), LIMPQ_FORMAT_RON).unwrap();
+    let e = sweep(&p, 0).err().unwrap();
+    assert_eq!(e.0, LIMPQ_INVALID_INPUT, "{}", e.1);
+    assert!(e.1.contains("a sweep takes 1 to"), "{}", e.1);
+    // An indicator file with a NaN: refused when read, naming the file.
+    let dir = std::env::temp_dir().join(format!("limpq-solver-c-nan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("nan.ron");
+    let text = example_text().replacen("weight_scale: [0.4217", "weight_scale: [NaN", 1);
+    assert_ne!(text, example_text());
+    std::fs::write(&path, text).unwrap();
+    let cpath = c(path.to_str().unwrap());
+    let mut q = ptr::null_mut();
+    // SAFETY: a NUL-terminated path and a writable out-pointer.
+    let st = unsafe { limpq_problem_from_file(cpath.as_ptr(), &mut q) };
+    assert_eq!(st, LIMPQ_INVALID_INPUT);
+    assert!(q.is_null());
+    assert!(
+        last_error().starts_with(&format!(
+            "in {}: layer `layer1.0.conv1`, field `weight_scale`",
+            path.display()
+        )),
+        "{}",
+        last_error()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn errors_come_back_as_status_and_message() {
     let text = example_text();
@@ -1186,6 +1244,28 @@ fn policy_and_sweep_texts_are_the_files_the_cli_writes() {
             limpq_problem_evaluate_file(p.0, ptr::null(), &mut e),
             LIMPQ_NULL_ARGUMENT
         );
+        // A policy for another model is refused, as `limpq solve --price` refuses it.
+        let other = limpq_solver::Policy {
+            model: "other_net".into(),
+            ..want.policy.clone()
+        };
+        std::fs::write(dir.join("other.ron"), other.to_ron_string()).unwrap();
+        let other_path = c(dir.join("other.ron").to_str().unwrap());
+        assert_eq!(
+            limpq_problem_evaluate_file(p.0, other_path.as_ptr(), &mut e),
+            LIMPQ_INVALID_INPUT
+        );
+        assert!(
+            last_error().contains("the policy is for model 'other_net'"),
+            "{}",
+            last_error()
+        );
+        let text = other.to_json_string();
+        assert_eq!(
+            limpq_problem_evaluate_text(p.0, text.as_ptr().cast(), text.len(), 0, &mut e),
+            LIMPQ_INVALID_INPUT
+        );
+        assert!(e.is_null());
         std::fs::remove_dir_all(&dir).unwrap();
 
         // Text that does not parse, and a policy of a layer the problem does not have.

@@ -84,9 +84,9 @@ fn yes() -> bool {
 /// - `"evaluate": [...]`: `{"ok": true, "evaluation": {"policy", "usage", "fixed_bitops",
 ///   "feasible", "violations"}}`;
 /// - any failure: `{"ok": false, "error": {"kind", "message", ...}}`, `kind` one of
-///   `"request"` (the request itself), `"invalid_input"` (with `layer`, `field`),
-///   `"infeasible"` (with `binding`, `floors`), `"parse"`, `"backend"`; the message is the
-///   solver's.
+///   `"request"` (the request itself), `"invalid_input"` (with `layer`, `field`,
+///   `reason`), `"infeasible"` (with `binding`, `floors`), `"limit_reached"` (with
+///   `limit`), `"parse"`, `"backend"`; the message is the solver's.
 pub fn handle(request: &str) -> String {
     let answer = match run(request) {
         Ok(v) => v,
@@ -102,8 +102,13 @@ fn request_error(message: impl std::fmt::Display) -> Value {
 fn solver_error(e: Error) -> Value {
     let message = e.to_string();
     match e {
-        Error::InvalidInput { layer, field, .. } => json!({
+        Error::InvalidInput {
+            layer,
+            field,
+            reason,
+        } => json!({
             "kind": "invalid_input", "message": message, "layer": layer, "field": field,
+            "reason": reason,
         }),
         Error::Infeasible { binding, floors } => json!({
             "kind": "infeasible", "message": message, "binding": binding,
@@ -170,14 +175,19 @@ fn run(request: &str) -> Result<Value, Value> {
     match (r.sweep, &r.evaluate) {
         (Some(_), Some(_)) => Err(request_error("give at most one of `sweep` and `evaluate`")),
         (Some(n), None) => {
+            // As `limpq solve --sweep` refuses `--bitops`: the budget would be ignored.
+            if r.bitops.is_some() {
+                return Err(request_error(
+                    "a `sweep` picks its own BitOps budgets: leave out `bitops`",
+                ));
+            }
             if n == 0 || n > MAX_SWEEP_POINTS {
                 return Err(request_error(format!(
                     "a sweep takes 1 to {MAX_SWEEP_POINTS} points, not {n}"
                 )));
             }
-            p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
             let sols = p
-                .compile()
+                .compile_for_sweep()
                 .and_then(|c| c.sweep(n, &opts))
                 .map_err(solver_error)?;
             Ok(json!({ "ok": true, "sweep": sols.iter().map(solution).collect::<Vec<_>>() }))
@@ -363,6 +373,14 @@ mod tests {
         let v = ask(json!({ "indicators_ron": TINY, "bitops": "w3a3", "pins": [["nope", 4, 4]] }));
         assert_eq!(v["error"]["kind"], "invalid_input");
         assert_eq!(v["error"]["layer"], "nope");
+        assert_eq!(v["error"]["reason"], "no such layer in the indicator set");
+        // A sweep picks its own budgets: a `bitops` beside it was ignored.
+        let v = ask(json!({ "indicators_ron": TINY, "bitops": 1, "sweep": 2 }));
+        assert_eq!(v["error"]["kind"], "request", "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("leave out `bitops`"));
         let v = ask(json!({ "indicators_ron": TINY, "bitops": "w3" }));
         assert_eq!(v["error"]["kind"], "request");
         assert!(v["error"]["message"]

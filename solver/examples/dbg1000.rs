@@ -23,13 +23,7 @@ fn main() {
         if let Some(f) = std::env::var("FIRST").ok().and_then(|v| v.parse().ok()) {
             o.first_pass_states = f;
         }
-        let sweep = |p: &limpq_solver::Problem| {
-            p.clone()
-                .bitops(limpq_solver::BitOpsBudget::Absolute(u64::MAX))
-                .compile()
-                .unwrap()
-                .sweep(100, &o)
-        };
+        let sweep = |p: &limpq_solver::Problem| p.compile_for_sweep().unwrap().sweep(100, &o);
         let mut ts = Vec::new();
         for _ in 0..seeds {
             let t = Instant::now();

@@ -32,6 +32,25 @@ pub struct Evaluation {
 }
 
 impl Problem {
+    /// Prices a policy file's policy: [`Self::evaluate`] of its layers, after checking that
+    /// it is a policy for this problem's model (its `model` is the indicator set's). The
+    /// file's own objective and usage are not read: they are computed anew. What
+    /// `limpq solve --price` and the C ABI's policy-file entry points use.
+    pub fn evaluate_policy(&self, policy: &Policy) -> Result<Evaluation, Error> {
+        if policy.model != self.indicators.model {
+            return Err(Error::input(
+                None,
+                "model",
+                format!(
+                    "the policy is for model '{}', the indicators are of '{}' (if they are the \
+                     same network, make the policy's `model` say so)",
+                    policy.model, self.indicators.model
+                ),
+            ));
+        }
+        self.evaluate(&policy.layers)
+    }
+
     /// Prices `layers` (one entry per layer of the indicator set, any order) under this
     /// problem: the objective as the search counts it (Σ act indicator + α · weight
     /// indicator over searchable layers; the act term left out with weight-only), BitOps

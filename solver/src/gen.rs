@@ -705,10 +705,7 @@ pub fn bench(
             }
         }
     }
-    let c = p
-        .clone()
-        .bitops(crate::BitOpsBudget::Absolute(u64::MAX))
-        .compile()?;
+    let c = p.compile_for_sweep()?;
     rows.push(BenchRow {
         name: format!("resnet50 sweep ×{}", o.sweep_points),
         groups: c.groups(),

@@ -319,10 +319,17 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// The search of `indicators` with the default options, α the file's own default
+    /// ([`IndicatorSet::default_alpha`]: 1 for measured sensitivity, else 2), so every face
+    /// (the CLI, C, Python, WebAssembly) searches a file alike.
     pub fn new(indicators: IndicatorSet) -> Self {
+        let alpha = indicators.default_alpha();
         Problem {
             indicators,
-            options: Options::default(),
+            options: Options {
+                alpha,
+                ..Options::default()
+            },
         }
     }
     pub fn with_options(indicators: IndicatorSet, options: Options) -> Self {
@@ -380,7 +387,16 @@ impl Problem {
 
     /// Validates and compiles the problem.
     pub fn compile(&self) -> Result<Compiled, Error> {
-        compile(self)
+        compile(self, false)
+    }
+
+    /// [`Self::compile`] for a sweep ([`Compiled::sweep`]): a BitOps row that spans every
+    /// budget (`u64::MAX`, which a caller's budget may not be), each point setting its own;
+    /// a BitOps budget set on the problem is replaced.
+    pub fn compile_for_sweep(&self) -> Result<Compiled, Error> {
+        let mut p = self.clone();
+        p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
+        compile(&p, true)
     }
 }
 
@@ -620,7 +636,7 @@ impl Uf {
 /// Largest number of joint choices a tie component may have.
 pub const MAX_COMPONENT_CHOICES: usize = 4096;
 
-fn compile(p: &Problem) -> Result<Compiled, Error> {
+fn compile(p: &Problem, sweep: bool) -> Result<Compiled, Error> {
     let ind = &p.indicators;
     let o = &p.options;
     check_bits(&ind.weight_bits, "weight_bits")?;
@@ -692,6 +708,16 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
                 None,
                 "weight_only",
                 format!("{a} activation bits are not in 1..={MAX_BITS}"),
+            ));
+        }
+        if o.act_bits.is_some() {
+            return Err(Error::input(
+                None,
+                "act_bits",
+                format!(
+                    "candidate activation bits have no effect with weight_only (activations \
+                     stay at {a} bits): give one of the two"
+                ),
             ));
         }
     }
@@ -821,13 +847,24 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     let mut bitops_budget = None;
     if let Some(b) = o.bitops {
         let v = match b {
+            // u64::MAX stands for "no budget" in a sweep's row and in the policy written.
+            BitOpsBudget::Absolute(v) if v == u64::MAX && !sweep => {
+                return Err(Error::input(
+                    None,
+                    "bitops",
+                    format!(
+                        "a BitOps budget of {v} is more than a 64-bit count holds (at most {})",
+                        u64::MAX - 1
+                    ),
+                ))
+            }
             BitOpsBudget::Absolute(v) => v,
             BitOpsBudget::Uniform { weight, act } => {
-                if weight == 0 || act == 0 {
+                if weight == 0 || act == 0 || weight > MAX_BITS || act > MAX_BITS {
                     return Err(Error::input(
                         None,
                         "bitops",
-                        "uniform budget needs bits > 0",
+                        format!("uniform budget W{weight}A{act}: bits must be in 1..={MAX_BITS}"),
                     ));
                 }
                 b.bitops(ind)
@@ -849,7 +886,17 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     let mut size_budget_bits = None;
     if let Some(s) = o.size {
         let bits = match s {
-            SizeBudget::Bytes(b) => b.saturating_mul(8),
+            SizeBudget::Bytes(b) if b > u64::MAX / 8 => {
+                return Err(Error::input(
+                    None,
+                    "size",
+                    format!(
+                        "{b} bytes is more bits than a 64-bit count holds (at most {} bytes)",
+                        u64::MAX / 8
+                    ),
+                ))
+            }
+            SizeBudget::Bytes(b) => b * 8,
             SizeBudget::CompressionRatio(r) => {
                 if !r.is_finite() || r <= 0.0 {
                     return Err(Error::input(
@@ -878,6 +925,18 @@ fn compile(p: &Problem) -> Result<Compiled, Error> {
     for (ri, r) in o.resources.iter().enumerate() {
         let rname = &r.table.name;
         let field = format!("resource `{rname}`");
+        // Every report keys a budget's use by its name (Python's `usage` is a dict): a
+        // resource must not take the name of a built-in budget or of another resource.
+        let taken = ["BitOps", "size"].contains(&rname.as_str())
+            || o.resources[..ri].iter().any(|q| q.table.name == *rname);
+        if taken {
+            return Err(Error::input(
+                None,
+                &field,
+                "the name is taken (by BitOps, size or another resource): give each resource \
+                 its own name",
+            ));
+        }
         if !r.max.is_finite() || r.max < 0.0 {
             return Err(Error::input(
                 None,

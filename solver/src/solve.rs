@@ -14,7 +14,7 @@ use crate::format::{LayerBits, Policy};
 /// The exact solver's options live in their own module, which the exact search imports
 /// without importing this one; `limpq_solver::solve::SolveOptions` stays a public path.
 pub use crate::options::SolveOptions;
-use crate::problem::{BitOpsBudget, Choices, Compiled, Problem, RowKind};
+use crate::problem::{Choices, Compiled, Problem, RowKind};
 
 /// The most points a sweep takes: each is a solve, and a larger count is a mistake that
 /// would otherwise ask for memory ahead of the first (every face of the solver refuses
@@ -98,9 +98,8 @@ impl Problem {
         solved: &mut dyn FnMut(usize),
     ) -> Result<Vec<Solution>, Error> {
         // The compiled BitOps row spans every budget; each point sets its own.
-        let mut p = self.clone();
-        p.options.bitops = Some(BitOpsBudget::Absolute(u64::MAX));
-        p.compile()?.sweep_reporting(points, opts, solved)
+        self.compile_for_sweep()?
+            .sweep_reporting(points, opts, solved)
     }
 }
 
@@ -148,15 +147,12 @@ impl Compiled {
         let Some(kb) = self.rows.iter().position(|r| r.kind == RowKind::BitOps) else {
             return Err(Error::input(None, "bitops", "a sweep needs a BitOps row"));
         };
-        if points > MAX_SWEEP_POINTS {
+        if points == 0 || points > MAX_SWEEP_POINTS {
             return Err(Error::input(
                 None,
                 "points",
-                alloc::format!("a sweep takes at most {MAX_SWEEP_POINTS} points, not {points}"),
+                alloc::format!("a sweep takes 1 to {MAX_SWEEP_POINTS} points, not {points}"),
             ));
-        }
-        if points == 0 {
-            return Ok(Vec::new());
         }
         let caps = self.caps();
         // Smallest feasible BitOps: the same knapsack with BitOps as the cost.

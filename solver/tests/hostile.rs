@@ -682,7 +682,8 @@ fn a_large_tie_component_compiles_within_a_deadline() {
 fn sweeps_of_too_many_points_are_refused() {
     use limpq_solver::{Error, MAX_SWEEP_POINTS};
     let p = limpq_solver::gen::bench_problem("resnet18", 0).expect("a bench kind");
-    for points in [MAX_SWEEP_POINTS + 1, usize::MAX / 2, usize::MAX] {
+    // 0 too: every face refused it but the C ABI, which passed it to an empty frontier.
+    for points in [0, MAX_SWEEP_POINTS + 1, usize::MAX / 2, usize::MAX] {
         let e = catch_unwind(AssertUnwindSafe(|| p.sweep(points)))
             .unwrap_or_else(|_| panic!("sweep({points}) panicked"))
             .unwrap_err();
@@ -690,9 +691,14 @@ fn sweeps_of_too_many_points_are_refused() {
             matches!(&e, Error::InvalidInput { field, .. } if field == "points"),
             "{e:?}"
         );
-        assert!(e.to_string().contains(&MAX_SWEEP_POINTS.to_string()), "{e}");
+        assert!(
+            e.to_string().contains(&format!(
+                "a sweep takes 1 to {MAX_SWEEP_POINTS} points, not {points}"
+            )),
+            "{e}"
+        );
     }
-    assert!(p.sweep(0).unwrap().is_empty());
+    assert_eq!(p.sweep(1).unwrap().len(), 1);
 }
 
 /// RON text nested past the reader's limit is refused in words for the person who gave the

@@ -2,7 +2,9 @@
 mod common;
 
 use common::{check_policy, random_problem};
-use limpq_solver::{BitOpsBudget, Error, IndicatorSet, Layer, Problem, SizeBudget};
+use limpq_solver::{
+    BitOpsBudget, Error, IndicatorSet, Layer, Problem, ResourceLayer, ResourceTable, SizeBudget,
+};
 use proptest::prelude::*;
 
 fn layer(name: &str, macs: u64, ws: Vec<f64>, as_: Vec<f64>) -> Layer {
@@ -83,6 +85,86 @@ fn err(p: Problem) -> Error {
 
 fn names(e: &Error, layer: Option<&str>, field: &str) -> bool {
     matches!(e, Error::InvalidInput { layer: l, field: f, .. } if l.as_deref() == layer && f.contains(field))
+}
+
+/// What the library refuses of a problem's settings, for every face alike (the CLI's
+/// parsers refused these, C and Python passed them: a BitOps budget of u64::MAX meant no
+/// budget, a size in bytes past u64::MAX / 8 saturated, W33 was taken, act_bits beside
+/// weight_only was ignored, a resource named "size" replaced the size row in Python's
+/// usage); and the α of a file of measured sensitivity, which the CLI took as 1 and the
+/// other faces as 2.
+#[test]
+fn every_face_gets_the_same_problem() {
+    let field_of = |p: Problem| match p.solve() {
+        Err(Error::InvalidInput { field, reason, .. }) => (field, reason),
+        other => panic!("{other:?}"),
+    };
+    let (f, r) = field_of(Problem::new(toy()).bitops(BitOpsBudget::Absolute(u64::MAX)));
+    assert_eq!(f, "bitops");
+    assert!(r.contains("at most 18446744073709551614"), "{r}");
+    let max = Problem::new(toy()).bitops(BitOpsBudget::Absolute(u64::MAX - 1));
+    assert_eq!(
+        max.solve().unwrap().policy.bitops_budget,
+        Some(u64::MAX - 1)
+    );
+    let (f, r) = field_of(Problem::new(toy()).bitops(BitOpsBudget::Uniform { weight: 33, act: 4 }));
+    assert_eq!(
+        (f.as_str(), r.as_str()),
+        ("bitops", "uniform budget W33A4: bits must be in 1..=32")
+    );
+    let (f, r) = field_of(Problem::new(toy()).size(SizeBudget::Bytes(u64::MAX / 8 + 1)));
+    assert_eq!(f, "size");
+    assert!(
+        r.contains(&format!("at most {} bytes", u64::MAX / 8)),
+        "{r}"
+    );
+    assert!(Problem::new(toy())
+        .size(SizeBudget::Bytes(u64::MAX / 8))
+        .solve()
+        .is_ok());
+    let (f, _) = field_of(Problem::new(toy()).weight_only(8).act_bits(&[4]));
+    assert_eq!(f, "act_bits");
+    let table = |name: &str| ResourceTable {
+        name: name.into(),
+        layers: ["a", "b"]
+            .iter()
+            .map(|l| ResourceLayer {
+                name: (*l).into(),
+                costs: vec![
+                    (2, 2, 1.0),
+                    (2, 4, 1.0),
+                    (2, 8, 1.0),
+                    (4, 2, 1.0),
+                    (4, 4, 1.0),
+                    (4, 8, 1.0),
+                    (8, 2, 1.0),
+                    (8, 4, 1.0),
+                    (8, 8, 1.0),
+                ],
+            })
+            .collect(),
+    };
+    for names in [&["size"][..], &["BitOps"], &["lat", "lat"]] {
+        let mut p = Problem::new(toy()).bitops(BitOpsBudget::Absolute(1 << 20));
+        for n in names {
+            p = p.resource(table(n), 10.0);
+        }
+        let (f, r) = field_of(p);
+        assert!(
+            f.starts_with("resource `") && r.contains("the name is taken"),
+            "{names:?}: {f}: {r}"
+        );
+    }
+    let mut p = Problem::new(toy()).bitops(BitOpsBudget::Absolute(1 << 20));
+    for n in ["lat", "energy"] {
+        p = p.resource(table(n), 10.0);
+    }
+    assert!(p.solve().is_ok());
+    // Measured sensitivity: α = 1 from the file, as the CLI has it; learned: 2.
+    let mut sens = toy();
+    sens.meta.push(("source".into(), "sensitivity".into()));
+    assert_eq!(Problem::new(sens).options.alpha, 1.0);
+    assert_eq!(Problem::new(toy()).options.alpha, 2.0);
 }
 
 /// `IndicatorSet::check` refuses what a solve refuses of the set, with the same error.

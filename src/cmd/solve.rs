@@ -438,18 +438,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 /// `--price POLICY`: the policy file's layers priced under the problem.
 fn price(a: &Args, p: &Problem, file: &str, given: &std::path::Path) -> anyhow::Result<()> {
     let policy = documents::read_policy(given)?;
-    // As `limpq finetune` refuses a policy for another model: layers of the same names
-    // would be priced, but against another network's indicators.
-    if policy.model != p.indicators.model {
-        anyhow::bail!(
-            "{} is a policy for model '{}', {file} holds indicators of '{}' (if they are \
-             the same network, make the policy's `model` say so)",
-            given.display(),
-            policy.model,
-            p.indicators.model
-        );
-    }
-    let e = p.evaluate(&policy.layers).map_err(|e| {
+    // A policy for another model is refused (as `limpq finetune` refuses one): layers of
+    // the same names would be priced against another network's indicators.
+    let e = p.evaluate_policy(&policy).map_err(|e| {
         let e = anyhow::Error::new(e);
         let c = context(a, file, &format!("pricing {} under", given.display()), &e);
         e.context(c)
