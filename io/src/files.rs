@@ -502,6 +502,30 @@ mod tests {
     }
 
     #[test]
+    fn the_same_file_by_any_spelling() {
+        let d = scratch("same");
+        let a = d.join("a.ron");
+        fs::write(&a, b"x").unwrap();
+        let b = d.join("b.ron");
+        fs::write(&b, b"x").unwrap();
+        assert!(same_file(&a, &a));
+        assert!(same_file(&a, &d.join(".").join("a.ron")));
+        assert!(!same_file(&a, &b), "equal contents are not the same file");
+        assert!(!same_file(&a, &d.join("absent.ron")));
+        assert!(!same_file(&d.join("absent.ron"), &d.join("absent.ron")));
+        #[cfg(unix)]
+        {
+            let link = d.join("hard.ron");
+            fs::hard_link(&a, &link).unwrap();
+            assert!(same_file(&a, &link));
+            let sym = d.join("sym.ron");
+            std::os::unix::fs::symlink(&a, &sym).unwrap();
+            assert!(same_file(&sym, &a));
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn writes_and_replaces_a_regular_file_leaving_nothing_else() {
         let d = scratch("replace");
         let p = d.join("a.ron");
