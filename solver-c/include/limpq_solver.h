@@ -168,7 +168,8 @@ extern "C" {
 
 // Builds a problem from an indicator file's text (`len` bytes at `text`, no NUL needed;
 // `format`: `LIMPQ_FORMAT_AUTO`, `_RON` or `_JSON`). The problem starts with the
-// defaults: alpha = 2, no budget, the file's candidate bits, the non-monotone rule on.
+// defaults: alpha the file's (1 for measured sensitivity, meta `source: sensitivity`,
+// else 2), no budget, the file's candidate bits, the non-monotone rule on.
 //
 // # Safety
 // `text` points to `len` readable bytes (or is NULL with `len` 0); `out` is NULL or
