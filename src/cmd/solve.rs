@@ -241,11 +241,12 @@ fn check_usage(a: &Args) -> anyhow::Result<Vec<Pin>> {
     a.pin.iter().map(|p| parse_pin(p)).collect()
 }
 
-/// The context of a solver error: `{verb} {file}`, or, for an error in an extra resource
-/// table (its field is `resource `NAME``), the table's file, which the error is about.
-fn context(a: &Args, file: &str, verb: &str, e: &anyhow::Error) -> String {
-    let table = match e.downcast_ref::<limpq_solver::Error>() {
-        Some(limpq_solver::Error::InvalidInput { field, .. }) => field
+/// A solver error with its context: `{verb} {file}`, or, for an error in an extra resource
+/// table (its field is `resource `NAME``), the --resource file that table came from, which
+/// the error is about. `p` holds the tables as read, in --resource order.
+fn blame(a: &Args, p: &Problem, file: &str, verb: &str, e: limpq_solver::Error) -> anyhow::Error {
+    let table = match &e {
+        limpq_solver::Error::InvalidInput { field, .. } => field
             .strip_prefix("resource `")
             .and_then(|r| r.strip_suffix('`')),
         _ => None,
@@ -253,12 +254,15 @@ fn context(a: &Args, file: &str, verb: &str, e: &anyhow::Error) -> String {
     let path = table.and_then(|name| {
         a.resource
             .iter()
-            .find(|f| documents::read_resource_table(f).is_ok_and(|t| t.name == name))
+            .zip(&p.options.resources)
+            .find(|(_, r)| r.table.name == name)
+            .map(|(f, _)| f)
     });
-    match path {
+    let context = match path {
         Some(path) => format!("in {} (--resource) for {file}", path.display()),
         None => format!("{verb} {file}"),
-    }
+    };
+    anyhow::Error::new(e).context(context)
 }
 
 fn build_problem(a: &Args, ind: IndicatorSet, pins: &[Pin]) -> anyhow::Result<Problem> {
@@ -369,11 +373,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let mut progress = SweepProgress::new(n, t);
         let sols = p.sweep_reporting(n, &opts, &mut |k| progress.solved(k));
         progress.finish();
-        let sols = sols.map_err(|e| {
-            let e = anyhow::Error::new(e);
-            let c = context(&a, &file, "solving", &e);
-            e.context(c)
-        })?;
+        let sols = sols.map_err(|e| blame(&a, &p, &file, "solving", e))?;
         let dt = t.elapsed();
         let frontier = report::frontier(&p.indicators.model, &sols);
         if let Some(o) = &a.output {
@@ -397,11 +397,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return printed;
     }
     let t = Instant::now();
-    let compiled = p.compile().map_err(|e| {
-        let e = anyhow::Error::new(e);
-        let c = context(&a, &file, "in", &e);
-        e.context(c)
-    })?;
+    let compiled = p.compile().map_err(|e| blame(&a, &p, &file, "in", e))?;
     let sol = match a.backend {
         BackendArg::Exact => compiled.solve(&opts),
         BackendArg::Microlp => {
@@ -440,11 +436,9 @@ fn price(a: &Args, p: &Problem, file: &str, given: &std::path::Path) -> anyhow::
     let policy = documents::read_policy(given)?;
     // A policy for another model is refused (as `limpq finetune` refuses one): layers of
     // the same names would be priced against another network's indicators.
-    let e = p.evaluate_policy(&policy).map_err(|e| {
-        let e = anyhow::Error::new(e);
-        let c = context(a, file, &format!("pricing {} under", given.display()), &e);
-        e.context(c)
-    })?;
+    let e = p
+        .evaluate_policy(&policy)
+        .map_err(|e| blame(a, p, file, &format!("pricing {} under", given.display()), e))?;
     a.format
         .print(&report::evaluation_report(file, p, &e), || {
             report::evaluation_table(p, &e)
