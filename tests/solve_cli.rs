@@ -183,6 +183,15 @@ fn bad_input_names_file_layer_and_field() {
         &["nope", "pinned"],
     );
     refused_with(&limpq(&["solve", IND, "--bitops", "w4x4"]), &["w4x4"]);
+    // A ratio so small that the budget's bits pass a 64-bit count: the flag is named, and
+    // the ratio is not taken as "no budget".
+    refused_with(
+        &limpq(&["solve", IND, "--bitops", "w4a4", "--size", "cr:1e-20"]),
+        &[
+            "--size cr:1e-20 for",
+            "compression ratio 1e-20 gives more bits than a 64-bit count holds",
+        ],
+    );
 }
 
 #[test]

@@ -171,6 +171,8 @@ impl core::fmt::Display for SizeBudget {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             SizeBudget::Bytes(b) => write!(f, "{b}"),
+            // Rust prints an f64 without an exponent: `cr:1e-20` would be 24 digits.
+            SizeBudget::CompressionRatio(r) if !(1e-4..1e16).contains(r) => write!(f, "cr:{r:e}"),
             SizeBudget::CompressionRatio(r) => write!(f, "cr:{r}"),
         }
     }
@@ -910,7 +912,19 @@ fn compile(p: &Problem, sweep: bool) -> Result<Compiled, Error> {
                     .iter()
                     .map(|l| l.params)
                     .fold(0, u64::saturating_add);
-                (total as f64 * 32.0 / r) as u64
+                let bits = total as f64 * 32.0 / r;
+                // `as u64` would saturate: a tiny ratio is refused, not taken as no budget.
+                if bits >= u64::MAX as f64 {
+                    return Err(Error::input(
+                        None,
+                        "size",
+                        format!(
+                            "compression ratio {r:e} gives more bits than a 64-bit count \
+                             holds (the model's weights at 32 bits are {total} × 32 bits)"
+                        ),
+                    ));
+                }
+                bits as u64
             }
         };
         size_budget_bits = Some(bits);

@@ -228,6 +228,16 @@ fn budgets_parse_print_and_round_trip() {
         assert_eq!(s, want, "{text}");
         assert_eq!(s.to_string().parse::<SizeBudget>().unwrap(), s);
     }
+    // Far from 1 a ratio prints with an exponent, and reads back the same.
+    for (text, r) in [
+        ("cr:1e-20", 1e-20),
+        ("cr:2.5e20", 2.5e20),
+        ("cr:0.0001", 1e-4),
+    ] {
+        let s = SizeBudget::CompressionRatio(r);
+        assert_eq!(s.to_string(), text);
+        assert_eq!(text.parse::<SizeBudget>().unwrap(), s);
+    }
     for bad in ["cr:0", "cr:-1", "cr:x", "1.5", "cr:inf"] {
         assert!(bad.parse::<SizeBudget>().is_err(), "{bad}");
     }
@@ -270,6 +280,30 @@ fn budgets_parse_print_and_round_trip() {
             )),
             "{big}: {e}"
         );
+    }
+}
+
+#[test]
+fn a_compression_ratio_past_a_64_bit_count_is_refused() {
+    // 510 weights × 32 bits / 1e-15 is ~1.6e19 bits, under u64::MAX (~1.8e19); / 1e-16 is past:
+    // `as u64` saturated it to "no budget". Refused, naming the ratio.
+    for (r, refused) in [(1e-15, false), (1e-16, true), (1e-300, true)] {
+        let got = toy()
+            .bitops(BitOpsBudget::Uniform { weight: 4, act: 4 })
+            .size(SizeBudget::CompressionRatio(r))
+            .compile();
+        match got {
+            Err(e) if refused => {
+                let e = e.to_string();
+                assert!(
+                    e.contains(&format!("compression ratio {r:e} gives more bits")),
+                    "{e}"
+                );
+            }
+            Ok(_) if !refused => {}
+            Err(e) => panic!("cr:{r} refused: {e}"),
+            Ok(_) => panic!("cr:{r} taken"),
+        }
     }
 }
 

@@ -258,9 +258,18 @@ fn blame(a: &Args, p: &Problem, file: &str, verb: &str, e: limpq_solver::Error) 
             .find(|(_, r)| r.table.name == name)
             .map(|(f, _)| f)
     });
-    let context = match path {
-        Some(path) => format!("in {} (--resource) for {file}", path.display()),
-        None => format!("{verb} {file}"),
+    // A budget the parser took but the model cannot (a `cr:X` so small that the bits pass
+    // a 64-bit count) is the flag's fault, not the file's.
+    let flag = match (&e, a.size) {
+        (limpq_solver::Error::InvalidInput { field, .. }, Some(s)) if field == "size" => {
+            Some(format!("--size {s}"))
+        }
+        _ => None,
+    };
+    let context = match (path, flag) {
+        (Some(path), _) => format!("in {} (--resource) for {file}", path.display()),
+        (None, Some(flag)) => format!("{flag} for {file}"),
+        (None, None) => format!("{verb} {file}"),
     };
     anyhow::Error::new(e).context(context)
 }
