@@ -300,9 +300,9 @@ impl PyProblem {
         mut slf: PyRefMut<'a, Self>,
         budget: &Bound<'_, PyAny>,
     ) -> PyResult<PyRefMut<'a, Self>> {
-        let b = match budget.extract::<u64>() {
-            Ok(n) => BitOpsBudget::Absolute(n),
-            Err(_) => BitOpsBudget::parse(&budget_text(budget)?).map_err(err)?,
+        let b = match budget_int(budget) {
+            Some(n) => BitOpsBudget::Absolute(n),
+            None => BitOpsBudget::parse(&budget_text(budget)?).map_err(err)?,
         };
         slf.p.options.bitops = Some(b);
         Ok(slf)
@@ -313,9 +313,9 @@ impl PyProblem {
         mut slf: PyRefMut<'a, Self>,
         budget: &Bound<'_, PyAny>,
     ) -> PyResult<PyRefMut<'a, Self>> {
-        let b = match budget.extract::<u64>() {
-            Ok(n) => SizeBudget::Bytes(n),
-            Err(_) => SizeBudget::parse(&budget_text(budget)?).map_err(err)?,
+        let b = match budget_int(budget) {
+            Some(n) => SizeBudget::Bytes(n),
+            None => SizeBudget::parse(&budget_text(budget)?).map_err(err)?,
         };
         slf.p.options.size = Some(b);
         Ok(slf)
@@ -618,6 +618,15 @@ impl PyProblem {
 
 /// A budget given as text (`"w4a4"`, `"cr:8"`, `"1_500_000"`); an int that is not a
 /// `u64` (the caller tried that first) is refused with its value.
+/// A budget given as an int. A bool is an int to Python, but `bitops(True)` is a mistake,
+/// not a budget of 1: it is left to [`budget_text`], which refuses it by its type.
+fn budget_int(b: &Bound<'_, PyAny>) -> Option<u64> {
+    if b.is_instance_of::<PyBool>() {
+        return None;
+    }
+    b.extract::<u64>().ok()
+}
+
 fn budget_text(b: &Bound<'_, PyAny>) -> PyResult<String> {
     if b.is_instance_of::<PyInt>() && !b.is_instance_of::<PyBool>() {
         return Err(err(format!(

@@ -93,6 +93,34 @@ def test_sweep_like_the_cli(limpq):
     assert objectives == sorted(objectives, reverse=True)
 
 
+def test_threads_search_one_problem_at_once(limpq):
+    # solve() and sweep() release the GIL while they search (SOLVER.md, "From Python"):
+    # four threads searching one Problem all get the CLI's answer.
+    import threading
+
+    report = limpq.json("solve", RESNET20, "--bitops", "w3a4", "--size", "cr:8")
+    p = ls.Problem.from_file(RESNET20).bitops("w3a4").size("cr:8")
+    got, errors = [], []
+
+    def search():
+        try:
+            for _ in range(20):
+                got.append(p.solve())
+            p.sweep(2)
+        except Exception as e:  # noqa: BLE001 - any failure is the test's to report
+            errors.append(e)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(got) == 80
+    for sol in got:
+        assert_same(sol, report)
+
+
 def test_numpy_arrays_give_the_files_answer(limpq):
     """The indicator file taken apart into numpy arrays and rebuilt solves the same."""
     import json

@@ -67,6 +67,10 @@ def test_budgets_that_do_not_parse():
         toy().bitops(-5)
     with pytest.raises(ls.SolverError, match=f"not {2**70}"):
         toy().size(2**70)
+    # A bool is an int to Python, but not a budget: `bitops(True)` was a budget of 1.
+    for setter in (lambda p: p.bitops(True), lambda p: p.size(False)):
+        with pytest.raises(ls.SolverError, match="a budget is a str or a non-negative int, not bool"):
+            setter(toy())
 
 
 def test_files_and_text(tmp_path):
@@ -141,6 +145,9 @@ def test_the_same_problem_as_the_cli(limpq, tmp_path):
         toy().bitops(2**64 - 1).solve()
     with pytest.raises(ls.SolverError, match="more bits than a 64-bit count holds|at most 2305843009213693951 bytes"):
         toy().bitops("w4a4").size(2**62).solve()
+    # A ratio so small that the bits pass 2^64 is refused, not taken as no budget.
+    with pytest.raises(ls.SolverError, match="compression ratio 1e-300 gives more bits"):
+        toy().bitops("w4a4").size("cr:1e-300").solve()
     with pytest.raises(ls.SolverError, match="no effect with weight_only"):
         toy().bitops("w4a4").weight_only(8).act_bits([4]).solve()
     with pytest.raises(ls.SolverError, match="1 to 100000 points, not 0"):
