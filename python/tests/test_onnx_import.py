@@ -32,10 +32,14 @@ class Builder:
     """Appends torch-named nodes and initializers; tracks the longest dot product (K) and
     the number of layers that sum products (depth), which bound the rounding error."""
 
-    def __init__(self, seed, fold, opset):
+    def __init__(self, seed, fold, opset, eps=EPS, tiny_var=False):
         self.rng = np.random.default_rng(seed)
         self.fold = fold
         self.opset = opset
+        # BatchNormalization's epsilon, and running variances of 1e-8..1e-6 (the conv's
+        # weights and the running mean scaled to match, so activations stay O(1)).
+        self.eps = eps
+        self.tiny_var = tiny_var
         self.nodes = []
         self.inits = []
         self.k_max = 0
@@ -59,12 +63,16 @@ class Builder:
         beta = self.rng.normal(0, 0.1, c_out).astype(np.float32)
         mean = self.rng.normal(0, 0.1, c_out).astype(np.float32)
         var = self.rng.uniform(0.5, 2.0, c_out).astype(np.float32)
+        if self.tiny_var:
+            var = self.rng.uniform(1e-8, 1e-6, c_out).astype(np.float32)
+            w = (w * np.sqrt(var)[:, None, None, None]).astype(np.float32)
+            mean = (mean * np.sqrt(var)).astype(np.float32)
         self.k_max = max(self.k_max, fan_in)
         self.depth += 1
         attrs = dict(kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups)
         y = f"{scope}/Conv_output_0"
         if self.fold:
-            scale = gamma / np.sqrt(var + EPS)
+            scale = gamma / np.sqrt(var + self.eps)
             wf = (w * scale[:, None, None, None]).astype(np.float32)
             bf = (beta - mean * scale).astype(np.float32)
             wn, bn = self.init(self.anon_name(), wf), self.init(self.anon_name(), bf)
@@ -77,7 +85,7 @@ class Builder:
         names = [self.init(f"{bn_path}.{n}", v) for n, v in
                  [("weight", gamma), ("bias", beta), ("running_mean", mean), ("running_var", var)]]
         self.nodes.append(helper.make_node("BatchNormalization", [y, *names], [z],
-                                           name=f"{bscope}/BatchNormalization", epsilon=EPS))
+                                           name=f"{bscope}/BatchNormalization", epsilon=self.eps))
         return z
 
     def unary(self, op, path, x, **attrs):
@@ -136,10 +144,11 @@ def path_scopes(path):
     return scopes
 
 
-def resnet_style(fold, seed=1, opset=17):
+def resnet_style(fold, seed=1, opset=17, **bn):
     """conv1/bn1/relu, maxpool, layer1.0 (BasicBlock 8→8), layer2.0 (8→16, stride 2,
-    downsample), avgpool, flatten, fc (Gemm) — 3×32×32, 10 classes."""
-    b = Builder(seed, fold, opset)
+    downsample), avgpool, flatten, fc (Gemm) — 3×32×32, 10 classes. `bn`: the Builder's
+    `eps` and `tiny_var`."""
+    b = Builder(seed, fold, opset, **bn)
     x = b.conv_bn("conv1", "input", 3, 8, 3, 1, bn_path="bn1")
     x = b.unary("Relu", "relu", x)
     x = b.unary("MaxPool", "maxpool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
@@ -242,6 +251,16 @@ def test_logits_equal_onnx_runtime(limpq, tmp_path, build, fold):
         # The folded BNs come back as BatchNorm nodes, named as the modules they were.
         bn = "features.0.1" if build is mobilenet_style else "layer1.0.bn1"
         assert f'name: "{bn}"' in ron
+
+
+def test_bn_epsilon_below_the_engines(limpq, tmp_path):
+    """epsilon 1e-8 with running variances of 1e-8..1e-6: var + epsilon is below the
+    engine's own eps (1e-5), which no running variance can make up. The importer moves the
+    difference into the BN's scale; the logits were ~10 times ONNX Runtime's before."""
+    model, b = resnet_style(False, eps=1e-8, tiny_var=True)
+    got, want, _, _ = run_both(limpq, tmp_path, model, "tiny_eps")
+    assert float(np.abs(want).max()) > 0.1
+    assert float(np.abs(got - want).max()) <= tolerance(b, want)
 
 
 def test_folded_bn_kept_as_bias(limpq, tmp_path):

@@ -712,22 +712,47 @@ impl Reader<'_> {
                 )));
             }
         }
+        if !eps.is_finite() || eps < 0.0 {
+            return Err(err(format!("epsilon {eps} is not a finite number ≥ 0")));
+        }
+        if let Some((ch, v)) = (var.data.iter().enumerate()).find(|&(_, &v)| !(v + eps > 0.0)) {
+            return Err(err(format!(
+                "var '{}' channel {ch} is {v} with epsilon {eps}: the output divides by \
+                 √(var + epsilon), which must be positive",
+                var.name
+            )));
+        }
+        // The engine adds its own eps: var + eps_file = var' + eps_engine. Where var + eps_file
+        // is below eps_engine, var' = 0 and the scale takes the difference:
+        // scale / √(var + eps_file) = scale' / √eps_engine. Either way the inference output
+        // is the file's.
+        let engine_eps = BN_EPS as f64;
+        let mut weight = Vec::with_capacity(c);
+        let mut running_var = Vec::with_capacity(c);
+        for (&g, &v) in scale.data.iter().zip(&var.data) {
+            let v = v + eps;
+            if v >= engine_eps {
+                weight.push(g as f32);
+                running_var.push((v - engine_eps) as f32);
+            } else {
+                weight.push((g * (engine_eps / v).sqrt()) as f32);
+                running_var.push(0.0);
+            }
+        }
         let name = self.name_for(n, Some(&scale));
         self.push(name.clone(), Op::BatchNorm, vec![x]);
-        self.param(format!("{name}.weight"), TensorKind::Param, scale.f32s());
+        self.param(format!("{name}.weight"), TensorKind::Param, weight);
         self.param(format!("{name}.bias"), TensorKind::Param, bias.f32s());
         self.param(
             format!("{name}.running_mean"),
             TensorKind::RunningStat,
             mean.f32s(),
         );
-        // The engine adds its own eps: var + eps_file = var' + eps_engine.
-        let var: Vec<f32> = var
-            .data
-            .iter()
-            .map(|&v| (v + eps - BN_EPS as f64).max(0.0) as f32)
-            .collect();
-        self.param(format!("{name}.running_var"), TensorKind::RunningStat, var);
+        self.param(
+            format!("{name}.running_var"),
+            TensorKind::RunningStat,
+            running_var,
+        );
         self.output(n, name, false)
     }
 

@@ -190,6 +190,19 @@ fn bad_graphs_are_named_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("opset 99"), "{e}");
+    // A variance whose sum with epsilon is not positive: ONNX Runtime divides by its root.
+    let mut g = every_op();
+    let var = (g.graph.as_mut().unwrap().initializer.iter_mut())
+        .find(|t| t.name.as_deref() == Some("bn1.var"))
+        .unwrap();
+    var.float_data[2] = -1.0;
+    let e = import(&g, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("var 'bn1.var' channel 2 is -1") && e.contains("must be positive"),
+        "{e}"
+    );
 }
 
 /// Every prefix of a valid file, and every single-byte change, is an error or a model,
