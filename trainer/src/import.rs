@@ -291,6 +291,9 @@ struct Reader<'m> {
     consumers: HashMap<String, Vec<usize>>,
     /// Node indices (into the graph) already consumed by a fusion.
     fused: HashSet<usize>,
+    /// For each of `nodes`, the ONNX node it came from: its label ([`node_label`]) and op
+    /// type, so that an error found in the whole model names the file's node.
+    origins: Vec<(String, String)>,
 }
 
 /// Imports a decoded ONNX model.
@@ -323,6 +326,7 @@ pub fn import(model: &ModelProto, opts: &ImportOptions) -> R<Imported> {
         reinserted: Vec::new(),
         consumers: HashMap::new(),
         fused: HashSet::new(),
+        origins: Vec::new(),
     };
     if !graph.sparse_initializer.is_empty() {
         return Err(err("sparse initializers are not supported"));
@@ -342,12 +346,14 @@ pub fn import(model: &ModelProto, opts: &ImportOptions) -> R<Imported> {
         if r.fused.contains(&i) {
             continue;
         }
+        let origin = (node_label(n), n.op_type.clone().unwrap_or_default());
         r.node(n, opset).map_err(|mut e| {
             if e.node.is_none() {
-                e.node = Some((node_label(n), n.op_type.clone().unwrap_or_default()));
+                e.node = Some(origin.clone());
             }
             e
         })?;
+        r.origins.resize(r.nodes.len(), origin);
     }
     r.finish(input, opset)
 }
@@ -1058,8 +1064,13 @@ impl Reader<'_> {
             nodes: self.nodes,
         };
         // The classes are the last node's output channels; analyze checks every shape.
-        let infos = analyze_loose(&mut model)?;
-        check_lengths(&model, &infos, &self.tensors)?;
+        let origins: HashMap<String, (String, String)> = (model.nodes.iter())
+            .map(|n| n.name.clone())
+            .zip(self.origins)
+            .collect();
+        let origin = |name: &str| origins.get(name).cloned();
+        let infos = analyze_loose(&mut model, &origin)?;
+        check_lengths(&model, &infos, &self.tensors, &origin)?;
         Ok(Imported {
             model,
             tensors: self.tensors,
@@ -1071,16 +1082,16 @@ impl Reader<'_> {
 
 /// Runs the model's shape check with `classes` set from the last node's output; the
 /// nodes' shapes, for [`check_lengths`].
-fn analyze_loose(model: &mut Model) -> R<Vec<NodeInfo>> {
+fn analyze_loose(model: &mut Model, origin: &Origin<'_>) -> R<Vec<NodeInfo>> {
     let infos = crate::model::analyze_graph(model).map_err(|e| {
-        err(format!(
-            "{}{}{}",
-            e.node.map(|n| format!("node '{n}': ")).unwrap_or_default(),
-            e.field
-                .map(|f| format!("field '{f}': "))
-                .unwrap_or_default(),
-            e.message
-        ))
+        let field = e
+            .field
+            .map(|f| format!("field '{f}': "))
+            .unwrap_or_default();
+        match e.node {
+            Some(name) => in_node(&name, origin, format!("{field}{}", e.message)),
+            None => err(format!("{field}{}", e.message)),
+        }
     })?;
     let last = infos
         .last()
@@ -1095,10 +1106,30 @@ fn analyze_loose(model: &mut Model) -> R<Vec<NodeInfo>> {
     model.analyze().map_err(|e| err(e.to_string()))
 }
 
+/// The ONNX node (label, op type) an imported node came from, by the imported name.
+type Origin<'a> = dyn Fn(&str) -> Option<(String, String)> + 'a;
+
+/// An error found in the imported node `name`: it names the file's node it came from, and
+/// the name it was given (which the later commands and files use).
+fn in_node(name: &str, origin: &Origin<'_>, message: String) -> OnnxError {
+    match origin(name) {
+        Some(from) => OnnxError {
+            node: Some(from),
+            message: format!("imported as '{name}': {message}"),
+        },
+        None => err(format!("node '{name}': {message}")),
+    }
+}
+
 /// Every conv and linear weight, and every batch norm's four tensors, has the length its
 /// input shape (`infos`, the model's analysis) needs (an initializer of the wrong size
 /// names the layer).
-fn check_lengths(model: &Model, infos: &[NodeInfo], tensors: &[NamedTensor]) -> R<()> {
+fn check_lengths(
+    model: &Model,
+    infos: &[NodeInfo],
+    tensors: &[NamedTensor],
+    origin: &Origin<'_>,
+) -> R<()> {
     // By name: a lookup per tensor, not a walk of every tensor per layer (quadratic in a
     // graph of many layers).
     let lens: HashMap<&str, usize> = tensors
@@ -1128,10 +1159,11 @@ fn check_lengths(model: &Model, infos: &[NodeInfo], tensors: &[NamedTensor]) -> 
             let name = format!("{}.{suffix}", node.name);
             let have = lens.get(name.as_str()).copied().unwrap_or(0);
             if have != want {
-                return Err(OnnxError {
-                    node: Some((node.name.clone(), node.op.kind().to_string())),
-                    message: format!("{suffix} has {have} values; its input {x} needs {want}"),
-                });
+                return Err(in_node(
+                    &node.name,
+                    origin,
+                    format!("{suffix} has {have} values; its input {x} needs {want}"),
+                ));
             }
         }
     }

@@ -410,38 +410,49 @@ fn broken_graphs_are_errors_naming_node_and_field() {
 
 #[test]
 fn absurd_sizes_are_errors_not_panics() {
+    let conv = |out_channels, kernel, stride, padding| Op::Conv2d {
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        groups: 1,
+        bias: false,
+    };
+    // The engine indexes with 32 bits: a size, kernel, stride or padding past u32, or an
+    // image's tensor of more values, is refused when the model is read, naming the field.
+    for (op, field) in [
+        (conv(usize::MAX, 3, 1, 1), "'out_channels'"),
+        (conv(4, usize::MAX, 1, usize::MAX), "'kernel'"),
+        (conv(4, 3, 1 << 33, 1), "'stride'"),
+        (conv(4, 3, 1, 1 << 33), "'padding'"),
+        // 2^27 channels of 6×6: 2^27 · 36 values an image.
+        (conv(1 << 27, 3, 1, 1), "'output'"),
+    ] {
+        let e = error_of(|m| set_op(m, "a", op));
+        assert!(
+            e.contains("node 'a'") && e.contains(field) && e.contains("32-bit indices"),
+            "{e}"
+        );
+    }
+    // 4 inputs × 2^31 outputs: a weight of 2^33 values.
     let e = error_of(|m| {
         set_op(
             m,
-            "a",
-            Op::Conv2d {
-                out_channels: usize::MAX,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-                groups: 1,
-                bias: false,
+            "fc",
+            Op::Linear {
+                out_features: 1 << 31,
+                bias: true,
             },
         )
     });
-    assert!(e.contains("node 'a'") && e.contains("overflow"), "{e}");
-    let e = error_of(|m| {
-        set_op(
-            m,
-            "a",
-            Op::Conv2d {
-                out_channels: 4,
-                kernel: usize::MAX,
-                stride: 1,
-                padding: usize::MAX,
-                groups: 1,
-                bias: false,
-            },
-        )
-    });
-    assert!(e.contains("node 'a'") && e.contains("overflow"), "{e}");
-    let e = error_of(|m| m.input = (usize::MAX, usize::MAX, 2));
-    assert!(e.contains("'input'"), "{e}");
+    assert!(
+        e.contains("node 'fc'") && e.contains("'weights'") && e.contains("32-bit indices"),
+        "{e}"
+    );
+    for input in [(usize::MAX, usize::MAX, 2), (1, 1 << 16, 1 << 16)] {
+        let e = error_of(|m| m.input = input);
+        assert!(e.contains("'input'") && e.contains("32-bit indices"), "{e}");
+    }
 }
 
 /// A model file that is a device or a FIFO is refused before a byte is read: `/dev/zero`

@@ -637,7 +637,28 @@ fn sizes_the_shapes_do_not_check_are_refused_by_name() {
         .expect_err("a batch norm of 3 values over 4 channels")
         .to_string();
     assert!(
-        e.contains("'bn1'") && e.contains("weight has 3 values") && e.contains("needs 4"),
+        e.contains("node '/bn1/BatchNormalization' (BatchNormalization): imported as 'bn1'")
+            && e.contains("weight has 3 values")
+            && e.contains("needs 4"),
+        "{e}"
+    );
+
+    // Past the engine's 32-bit indices: refused at import, naming the file's node, not when
+    // a later command loads the model (`limpq infer` was the first to say so).
+    let mut m = every_op();
+    let g = m.graph.as_mut().expect("a graph");
+    let pool = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("MaxPool"));
+    pool.expect("a MaxPool").attribute[1] = ints("strides", &[1 << 40, 1 << 40]);
+    let e = import(&m, &ImportOptions::default())
+        .expect_err("a stride of 2^40")
+        .to_string();
+    assert!(
+        e.contains("node '/pool/MaxPool' (MaxPool): imported as 'pool'")
+            && e.contains("field 'stride'")
+            && e.contains("32-bit indices"),
         "{e}"
     );
 }

@@ -84,7 +84,16 @@ pub(crate) fn analyze_graph(model: &Model) -> Result<Vec<NodeInfo>, GraphError> 
         ));
     }
     let input = checked_shape(c, h, w)
-        .ok_or_else(|| model_err("input", "input too large (arithmetic overflow)".to_string()))?;
+        .filter(|s| s.numel() as u64 <= ENGINE_MAX)
+        .ok_or_else(|| {
+            model_err(
+                "input",
+                format!(
+                    "{c}×{h}×{w} is past the engine's 32-bit indices (at most {ENGINE_MAX} \
+                     values an image)"
+                ),
+            )
+        })?;
     if model.classes == 0 {
         return Err(model_err("classes", "must be positive".to_string()));
     }
@@ -165,6 +174,19 @@ pub(crate) fn analyze_graph(model: &Model) -> Result<Vec<NodeInfo>, GraphError> 
             ));
         }
         let (output, macs, params) = infer_node(node, &node.inputs, &shapes)?;
+        // Per image: the batch is a run's choice, checked when a run sizes its buffers.
+        let values = product(&[output.c, output.h, output.w]).unwrap_or(u64::MAX);
+        if values > ENGINE_MAX {
+            return Err(node_err(
+                node,
+                "output",
+                format!(
+                    "the output {output} is {values} values an image, past the engine's \
+                     32-bit indices (at most {ENGINE_MAX})"
+                ),
+            ));
+        }
+        fits_engine(node, "weights", params)?;
         infos.push(NodeInfo {
             inputs: sources,
             input_shapes: shapes,
@@ -188,6 +210,22 @@ pub(crate) fn analyze_graph(model: &Model) -> Result<Vec<NodeInfo>, GraphError> 
 fn check_positive(node: &Node, field: &'static str, value: usize) -> Result<(), GraphError> {
     if value == 0 {
         return Err(node_err(node, field, "must be positive".to_string()));
+    }
+    fits_engine(node, field, value as u64)
+}
+
+/// The engine's kernels index with 32 bits: every size, kernel, stride and padding, and
+/// each image's tensors, must fit u32. Checked here, so that a model file or an imported
+/// model is refused when it is read, not when a command loads it into the engine.
+const ENGINE_MAX: u64 = u32::MAX as u64;
+
+fn fits_engine(node: &Node, field: &'static str, value: u64) -> Result<(), GraphError> {
+    if value > ENGINE_MAX {
+        return Err(node_err(
+            node,
+            field,
+            format!("{value} is past the engine's 32-bit indices (at most {ENGINE_MAX})"),
+        ));
     }
     Ok(())
 }
@@ -235,6 +273,7 @@ fn infer_node(
             check_positive(node, "kernel", kernel)?;
             check_positive(node, "stride", stride)?;
             check_positive(node, "groups", groups)?;
+            fits_engine(node, "padding", padding as u64)?;
             if x.c % groups != 0 {
                 return Err(node_err(
                     node,
