@@ -341,3 +341,61 @@ def test_symbolic_image_size(limpq, tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
     err = import_error(limpq, tmp_path, model.SerializeToString())
     assert "symbolic 'height'" in err and "fixed" in err, err
+
+
+def test_runtime_formats_of_an_imported_model(limpq, tmp_path):
+    """DEPLOY.md's recipe for ONNX Runtime's own quantizer, run: `limpq export --format ort`
+    on the float model, `quantize_static` with those overrides, and the quantized model
+    loaded and run. 4-bit types exist from opset 21; for an older model the export is
+    refused with the remedy (ONNX Runtime wrote a model it then refused to load)."""
+    import json
+
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    layers = {"conv1": (8, 8), "layer1.0.conv1": (4, 4), "layer1.0.conv2": (3, 6),
+              "layer2.0.conv1": (6, 2), "layer2.0.conv2": (5, 5),
+              "layer2.0.downsample.0": (4, 8), "fc": (8, 8)}
+    rows = "".join(f'(name: "{k}", weight: {w}, act: {a}), ' for k, (w, a) in layers.items())
+    policy = tmp_path / "policy.ron"
+    policy.write_text(f'(model: "resnet_style", layers: [{rows}], objective: 0.0, bitops: 0, '
+                      f"weight_bits_total: 0, optimal: false)\n")
+    old, _ = resnet_style(False, opset=17)
+    onnx.save(old, tmp_path / "old.onnx")
+    r = limpq.run("export", policy, "--format", "ort", "--onnx-model", tmp_path / "old.onnx",
+                  expect=1)
+    assert "opset 21" in r.stderr and "model is opset 17" in r.stderr, r.stderr
+
+    model, _ = resnet_style(False, opset=21)
+    float_path, ov_path, q_path = tmp_path / "m.onnx", tmp_path / "ov.json", tmp_path / "q.onnx"
+    onnx.save(model, float_path)
+    limpq.run("export", policy, "--format", "ort", "--onnx-model", float_path, "-o", ov_path)
+    ov = json.loads(ov_path.read_text())["TensorQuantOverrides"]
+    assert ov["layer1.0.conv1.weight"] == [{"quant_type": "QInt4", "symmetric": True}]
+    for entries in ov.values():
+        for e in entries:
+            e["quant_type"] = QuantType.from_string(e["quant_type"])
+    x = np.random.default_rng(3).normal(0, 1, (4, 3, 32, 32)).astype(np.float32)
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": x[i:i + 1]} for i in range(len(x))])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(float_path), str(q_path), Calibration(), quant_format=QuantFormat.QDQ,
+                    extra_options={"TensorQuantOverrides": ov})
+    q = onnx.load(q_path)
+    types = {t.name: t.data_type for t in q.graph.initializer}
+    assert TensorProto.INT4 in types.values()
+    sess = ort.InferenceSession(q_path.read_bytes(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x})[0]
+    assert got.shape == (4, 10) and np.isfinite(got).all()
+
+    # TensorRT's layer names: the float model's node names with --onnx-model; without it the
+    # policy's, and a note says they are not the float model's.
+    trt = limpq.run("export", policy, "--format", "tensorrt", "--onnx-model", float_path)
+    assert "/layer1/layer1.0/conv1/Conv:int8" in trt.stdout and "note:" not in trt.stderr
+    trt = limpq.run("export", policy, "--format", "tensorrt")
+    assert "layer1.0.conv1:int8" in trt.stdout and "--onnx-model" in trt.stderr, trt.stderr

@@ -215,6 +215,18 @@ fn export_format(args: &Args, format: Format) -> anyhow::Result<()> {
         Format::Json => RuntimeFormat::Json,
         Format::Csv => RuntimeFormat::Csv,
     };
+    // A model the user brought (not one of limpq's built-ins) has its layers named by the
+    // importer: they are the node names of limpq's own `--onnx` export, not of the float
+    // model the user started from, where TensorRT would match none of them.
+    let builtin = limpq_trainer::model::BUILTIN_NAMES.contains(&policy.model.as_str());
+    if format == RuntimeFormat::TensorRt && model.is_none() && !builtin {
+        eprintln!(
+            "note: the layer names are the policy's, which are the node names of `limpq \
+             export --onnx`'s model; for the float ONNX model '{}' was imported from, give \
+             it with --onnx-model and its node names are used",
+            policy.model
+        );
+    }
     let text = runtime_config(&policy, format, model.as_ref()).map_err(|e| {
         let from = args
             .onnx_model

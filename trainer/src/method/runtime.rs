@@ -239,6 +239,7 @@ pub fn runtime_config(
     let rows = layer_table(policy, model)?;
     Ok(match format {
         RuntimeFormat::Ort => {
+            four_bits_need_opset_21(&rows, model)?;
             let mut map = serde_json::Map::new();
             for r in &rows {
                 let t = r.onnx.as_ref().ok_or_else(|| {
@@ -312,6 +313,34 @@ pub fn runtime_config(
             s
         }
     })
+}
+
+/// ONNX's 4-bit types (`QInt4`/`QUInt4` become int4/uint4 Q/DQ nodes) exist from opset 21:
+/// in an older model ONNX Runtime writes the quantized model but refuses to load it.
+fn four_bits_need_opset_21(
+    rows: &[LayerRow],
+    model: Option<&ModelProto>,
+) -> Result<(), MethodError> {
+    let opset = model.and_then(|m| {
+        (m.opset_import.iter())
+            .find(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+            .and_then(|o| o.version)
+    });
+    let four = rows
+        .iter()
+        .find(|r| r.ort_weight_type.ends_with("Int4") || r.ort_act_type.ends_with("Int4"));
+    match (four, opset) {
+        (Some(r), Some(v)) if v < 21 => Err(MethodError::Config(format!(
+            "layer '{}' takes a 4-bit type of ONNX Runtime (weights {} bits: {}, activations \
+             {} bits: {}), which ONNX has from opset 21, and the model is opset {v}: ONNX \
+             Runtime would write a quantized model it cannot load. Convert the float model \
+             first (in Python: onnx.save(onnx.version_converter.convert_version(\
+             onnx.load(\"model.onnx\"), 21), \"model21.onnx\")) and give that one to \
+             --onnx-model and to the quantizer",
+            r.layer, r.weight_bits, r.ort_weight_type, r.act_bits, r.ort_act_type
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The container width of an override list (`[{"quant_type": "QUInt4"}]` → 4).
@@ -431,6 +460,37 @@ mod tests {
         assert_eq!(o["f"][0]["quant_type"], "QUInt8");
         // Four weights, three activation tensors (one read twice).
         assert_eq!(o.as_object().unwrap().len(), 7);
+
+        // int4 and uint4 exist from opset 21: an older model is refused with the remedy.
+        let at = |v: i64| {
+            let mut m = torch_like();
+            m.opset_import = vec![limpq_onnx::proto::OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(v),
+            }];
+            runtime_config(&p, RuntimeFormat::Ort, Some(&m))
+        };
+        let e = at(17).unwrap_err().to_string();
+        assert!(
+            e.contains("layer 'layer1.0.conv1' takes a 4-bit type")
+                && e.contains("weights 3 bits: QInt4")
+                && e.contains("model is opset 17")
+                && e.contains("convert_version"),
+            "{e}"
+        );
+        assert_eq!(at(21).unwrap(), text);
+        let eight = policy(&[
+            ("conv1", 8, 8),
+            ("layer1.0.conv1", 5, 6),
+            ("layer1.0.downsample.0", 6, 5),
+            ("fc", 8, 8),
+        ]);
+        let mut m = torch_like();
+        m.opset_import = vec![limpq_onnx::proto::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(13),
+        }];
+        assert!(runtime_config(&eight, RuntimeFormat::Ort, Some(&m)).is_ok());
     }
 
     fn graph(node: Vec<NodeProto>) -> ModelProto {
