@@ -963,6 +963,13 @@ impl Reader<'_> {
         }
         let bias = match self.constant(n, 2)? {
             None => None,
+            Some(b) if !per_output(&b, out) => {
+                return Err(err(format!(
+                    "C '{}' has dims {:?}; a bias of [{out}], [1, {out}] or one value is \
+                     supported (another shape adds per image, not per output)",
+                    b.name, b.dims
+                )))
+            }
             Some(b) if b.data.len() == out => {
                 Some(b.data.iter().map(|&v| (v * beta as f64) as f32).collect())
             }
@@ -1013,11 +1020,11 @@ impl Reader<'_> {
                     &add.input[0]
                 };
                 if let Some(Value::Const(b)) = self.values.get(other) {
-                    if b.data.len() != out {
+                    if b.data.len() != out || !per_output(b, out) {
                         return Err(err(format!(
-                            "the bias '{}' added after it has {} values; {out} needed",
-                            b.name,
-                            b.data.len()
+                            "the bias '{}' added after it has dims {:?}; [{out}] or [1, {out}] \
+                             needed",
+                            b.name, b.dims
                         )));
                     }
                     bias = Some(b.f32s());
@@ -1104,6 +1111,15 @@ fn analyze_loose(model: &mut Model, origin: &Origin<'_>) -> R<Vec<NodeInfo>> {
     }
     model.classes = last.c;
     model.analyze().map_err(|e| err(e.to_string()))
+}
+
+/// A bias of `out` values (or one) added to an `N×out` output alike for every image: every
+/// dimension but the last is 1 (ONNX broadcasting; `[out, 1]` would add per image).
+fn per_output(b: &Tensor, out: usize) -> bool {
+    match b.dims.split_last() {
+        None => true,
+        Some((&last, rest)) => rest.iter().all(|&d| d == 1) && (last == 1 || last == out as i64),
+    }
 }
 
 /// The ONNX node (label, op type) an imported node came from, by the imported name.

@@ -203,6 +203,34 @@ fn bad_graphs_are_named_errors() {
         e.contains("var 'bn1.var' channel 2 is -1") && e.contains("must be positive"),
         "{e}"
     );
+    // A bias of shape [out, 1] adds per image (ONNX broadcasting), not per output: refused
+    // for Gemm's C and for the Add after a MatMul, where its length alone passed.
+    let mut g = folded();
+    g.graph.as_mut().unwrap().initializer[3].dims = vec![3, 1];
+    let e = import(&g, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'/fc/Gemm' (Gemm)") && e.contains("C 'fc.bias' has dims [3, 1]"),
+        "{e}"
+    );
+    let mut g = every_op();
+    let bias = (g.graph.as_mut().unwrap().initializer.iter_mut())
+        .find(|t| t.name.as_deref() == Some("fc.bias"))
+        .unwrap();
+    let out = bias.dims[0];
+    bias.dims = vec![out, 1];
+    let e = import(&g, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'/fc/MatMul' (MatMul)") && e.contains(&format!("dims [{out}, 1]")),
+        "{e}"
+    );
+    // [1, out] and one value are per output.
+    let mut g = folded();
+    g.graph.as_mut().unwrap().initializer[3].dims = vec![1, 3];
+    import(&g, &ImportOptions::default()).unwrap();
 }
 
 /// Every prefix of a valid file, and every single-byte change, is an error or a model,
