@@ -224,11 +224,26 @@ impl<'a> Attrs<'a> {
     fn get(&self, name: &str) -> Option<&'a AttributeProto> {
         self.0.iter().find(|a| a.name.as_deref() == Some(name))
     }
-    fn int(&self, name: &str, default: i64) -> i64 {
-        self.get(name).and_then(|a| a.i).unwrap_or(default)
+    /// An int attribute, or `default` when the node has none. One that is there but holds
+    /// no int (a `transB` written as a float) is an error, not the default.
+    fn int(&self, name: &str, default: i64) -> R<i64> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(a) => {
+                a.i.ok_or_else(|| err(format!("attribute '{name}' holds no int")))
+            }
+        }
     }
-    fn float(&self, name: &str) -> Option<f32> {
-        self.get(name).and_then(|a| a.f)
+    /// A float attribute, or None when the node has none; one that holds no float is an
+    /// error.
+    fn float(&self, name: &str) -> R<Option<f32>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(a) => match a.f {
+                Some(f) => Ok(Some(f)),
+                None => Err(err(format!("attribute '{name}' holds no float"))),
+            },
+        }
     }
     fn ints(&self, name: &str) -> Option<&'a [i64]> {
         self.get(name).map(|a| a.ints.as_slice())
@@ -583,7 +598,7 @@ impl Reader<'_> {
                 self.output(n, name, false)
             }
             "Flatten" => {
-                let axis = a.int("axis", 1);
+                let axis = a.int("axis", 1)?;
                 if axis != 1 {
                     return Err(err(format!(
                         "axis {axis}; only axis 1 (N×C×H×W → N×(C·H·W)) is supported"
@@ -631,7 +646,7 @@ impl Reader<'_> {
             }
         }
         let (stride, padding) = window(a)?;
-        let groups = a.int("group", 1);
+        let groups = a.int("group", 1)?;
         if groups < 1 {
             return Err(err(format!("group {groups}; must be at least 1")));
         }
@@ -700,10 +715,10 @@ impl Reader<'_> {
                 "input is 2-D; only BatchNormalization over N×C×H×W is supported",
             ));
         }
-        if a.int("training_mode", 0) != 0 || n.output.iter().skip(1).any(|o| !o.is_empty()) {
+        if a.int("training_mode", 0)? != 0 || n.output.iter().skip(1).any(|o| !o.is_empty()) {
             return Err(err("training-mode BatchNormalization (more than one output) is not supported; export in eval mode"));
         }
-        let eps = a.float("epsilon").unwrap_or(1e-5) as f64;
+        let eps = a.float("epsilon")?.unwrap_or(1e-5) as f64;
         let scale = self.need_constant(n, 1, "scale")?;
         let bias = self.need_constant(n, 2, "B")?;
         let mean = self.need_constant(n, 3, "mean")?;
@@ -776,7 +791,10 @@ impl Reader<'_> {
             }
         };
         let (lo, hi) = if opset < 11 {
-            (a.float("min").map(f64::from), a.float("max").map(f64::from))
+            (
+                a.float("min")?.map(f64::from),
+                a.float("max")?.map(f64::from),
+            )
         } else {
             (
                 scalar(self.constant(n, 1)?, "min")?,
@@ -830,13 +848,13 @@ impl Reader<'_> {
             }
         };
         let (stride, padding) = window(a)?;
-        if a.int("ceil_mode", 0) != 0 {
+        if a.int("ceil_mode", 0)? != 0 {
             return Err(err("ceil_mode 1 is not supported (floor only)"));
         }
-        if max && a.int("storage_order", 0) != 0 {
+        if max && a.int("storage_order", 0)? != 0 {
             return Err(err("storage_order 1 is not supported"));
         }
-        if !max && padding > 0 && a.int("count_include_pad", 0) == 0 {
+        if !max && padding > 0 && a.int("count_include_pad", 0)? == 0 {
             return Err(err(
                 "padded average pooling with count_include_pad 0; the engine counts padded zeros \
                  (PyTorch's default, exported as count_include_pad 1)",
@@ -934,11 +952,11 @@ impl Reader<'_> {
                 "input is 4-D; Gemm needs a 2-D input (Flatten before it)",
             ));
         }
-        if a.int("transA", 0) != 0 {
+        if a.int("transA", 0)? != 0 {
             return Err(err("transA 1 is not supported"));
         }
-        let alpha = a.float("alpha").unwrap_or(1.0);
-        let beta = a.float("beta").unwrap_or(1.0);
+        let alpha = a.float("alpha")?.unwrap_or(1.0);
+        let beta = a.float("beta")?.unwrap_or(1.0);
         let w = self.need_constant(n, 1, "B")?;
         let [r, c] = w.dims[..] else {
             return Err(err(format!(
@@ -948,7 +966,7 @@ impl Reader<'_> {
         };
         nonempty_weight(&w)?;
         let (r, c) = (r as usize, c as usize);
-        let trans_b = a.int("transB", 0) != 0;
+        let trans_b = a.int("transB", 0)? != 0;
         let (out, inf) = if trans_b { (r, c) } else { (c, r) };
         let mut weights = vec![0f32; out * inf];
         for o in 0..out {
@@ -1234,7 +1252,7 @@ fn constant_node(a: &Attrs) -> R<Tensor> {
         data,
         name: String::new(),
     };
-    if let Some(f) = a.float("value_float") {
+    if let Some(f) = a.float("value_float")? {
         return Ok(scalar(vec![f as f64], vec![]));
     }
     if let Some(v) = a.get("value_int").and_then(|v| v.i) {

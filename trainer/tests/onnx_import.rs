@@ -227,6 +227,22 @@ fn bad_graphs_are_named_errors() {
         e.contains("'/fc/MatMul' (MatMul)") && e.contains(&format!("dims [{out}, 1]")),
         "{e}"
     );
+    // An attribute that is there but holds no value of its kind: an error, not the default
+    // (a `transB` written as a float was read as 0, the weight untransposed).
+    let mut g = folded();
+    let gemm = g.graph.as_mut().unwrap().node.last_mut().unwrap();
+    gemm.attribute = vec![AttributeProto {
+        name: Some("transB".into()),
+        f: Some(1.0),
+        ..Default::default()
+    }];
+    let e = import(&g, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'/fc/Gemm' (Gemm): attribute 'transB' holds no int"),
+        "{e}"
+    );
     // [1, out] and one value are per output.
     let mut g = folded();
     g.graph.as_mut().unwrap().initializer[3].dims = vec![1, 3];
