@@ -375,6 +375,46 @@ fn a_trickling_client_is_cut_and_shutdown_gets_through_a_full_house() {
     assert!(t.elapsed() < Duration::from_secs(5));
 }
 
+/// A client that watches a queued job and goes away frees its connection slot: the watch
+/// waited on the dispatcher, which sends a queued job's watchers nothing, so the thread
+/// never learned its client had gone, and as many abandoned watches as the cap locked every
+/// client out until the job started.
+#[test]
+fn an_abandoned_watch_of_a_queued_job_frees_its_slot() {
+    use limpq_trainer::daemon::protocol::write_message;
+    let dir = TempDir::new("abandoned");
+    let mut cfg = config(&dir.0);
+    cfg.max_connections = 2;
+    let h = daemon::start(cfg).unwrap();
+    let mut c = client(&h);
+    let running = c.submit(count(100_000, 50)).unwrap();
+    let queued = c.submit(count(1, 1)).unwrap();
+    wait_for(&mut c, running, "ran", |i| i.state == JobState::Running);
+    drop(c);
+    for _ in 0..5 {
+        let mut w = UnixStream::connect(h.socket()).unwrap();
+        write_message(&mut w, &Request::Watch(queued), MAX_FRAME).unwrap();
+        // Until this client goes, it holds one of the two slots.
+        std::thread::sleep(Duration::from_millis(50));
+        drop(w);
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    let jobs = loop {
+        match Client::connect(h.socket()).and_then(|mut c| c.list()) {
+            Ok(jobs) => break jobs,
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("too many connections"), "{e}");
+                assert!(Instant::now() < end, "the slots were never freed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(client(&h).status(queued).unwrap().state, JobState::Queued);
+    h.shutdown().unwrap();
+}
+
 #[test]
 fn a_malformed_frame_at_the_cap_gets_a_bounded_error_reply() {
     let dir = TempDir::new("bigerr");

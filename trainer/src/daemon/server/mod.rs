@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{select, tick, unbounded, Receiver, Sender};
+use crossbeam_channel::{select, tick, unbounded, Receiver, RecvTimeoutError, Sender};
 
 use super::job::{self, JobSpec};
 use super::protocol::{
@@ -408,6 +408,8 @@ struct Limits {
     frame: Duration,
     max_connections: usize,
     test_jobs: bool,
+    /// How often a watching connection checks that its client is still there.
+    probe: Duration,
 }
 
 /// How long a connection beyond the cap may take to send its one request (only `Shutdown`
@@ -423,6 +425,9 @@ impl Limits {
             frame: c.frame_timeout.max(Duration::from_millis(1)),
             max_connections: c.max_connections.max(1),
             test_jobs: c.test_jobs,
+            probe: c
+                .tick
+                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
         }
     }
 }
@@ -679,9 +684,22 @@ fn connection(stream: UnixStream, req_tx: RequestTx, limits: Limits) {
             return;
         }
         loop {
-            let resp = match rx.recv() {
+            // A watch waits on the dispatcher for as long as its job runs, or is queued (a
+            // queued job's watchers get nothing). A client that went away in the meantime is
+            // noticed here, so its slot is freed: 64 abandoned watches of a queued job once
+            // locked every client out until the job started.
+            let got = if streaming {
+                match rx.recv_timeout(limits.probe) {
+                    Err(RecvTimeoutError::Timeout) if peer_gone(&stream) => return,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    r => r.map_err(|_| ()),
+                }
+            } else {
+                rx.recv().map_err(|_| ())
+            };
+            let resp = match got {
                 Ok(r) => r,
-                Err(_) => {
+                Err(()) => {
                     let _ = send_reply(
                         &mut t,
                         &Response::Error("the daemon is shutting down".into()),
@@ -698,6 +716,31 @@ fn connection(stream: UnixStream, req_tx: RequestTx, limits: Limits) {
                 break;
             }
         }
+    }
+}
+
+/// Whether the client has closed its end of `stream` (or the connection failed): a peek
+/// that finds the end of the stream, without blocking and without taking any byte.
+fn peer_gone(stream: &UnixStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: the descriptor is `stream`'s, open for as long as the borrow; the buffer is one
+    // writable byte owned by this frame, and its length is 1. MSG_PEEK leaves any data in
+    // the socket, MSG_DONTWAIT returns at once; recv writes at most 1 byte.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => true,
+        n if n > 0 => false,
+        _ => !matches!(
+            std::io::Error::last_os_error().kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ),
     }
 }
 
