@@ -58,11 +58,40 @@ fn table(jobs: &[JobInfo]) -> String {
         let _ = writeln!(
             out,
             "{:>4}  {:<12}  {:<8}  {:<24}  {progress}",
-            j.id, state, j.kind, j.name
+            j.id,
+            state,
+            j.kind,
+            printable(&j.name)
         );
         if let JobState::Failed(m) = &j.state {
-            let _ = writeln!(out, "      {m}");
+            let _ = writeln!(out, "      {}", printable(m));
         }
     }
     out
+}
+
+/// `s` with its control characters escaped (`\n`, `\u{1b}`): a job's name or error is one
+/// line of the table, and an escape sequence in it would reach the terminal. (Names with
+/// control characters are refused at submission; a state folder may still hold one.)
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            super::printable("évil\n   9  done\u{1b}[31mRED"),
+            "évil\\n   9  done\\u{1b}[31mRED"
+        );
+    }
 }

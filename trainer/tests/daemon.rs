@@ -552,3 +552,88 @@ fn idle_and_half_sent_connections_are_closed_and_connections_are_capped() {
     }
     h.shutdown().unwrap();
 }
+
+/// A job file's relative paths are taken from its folder: model files too, whatever their
+/// extension (a pipeline's `net.onnx` was looked for in the daemon's working folder), while
+/// a built-in model's name and a name that is no file are left as they are.
+#[test]
+fn a_job_files_relative_model_paths_are_taken_from_its_folder() {
+    let dir = TempDir::new("relmodel");
+    let sub = dir.0.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let sub = std::fs::canonicalize(&sub).unwrap();
+    let pipeline = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/small_cnn.pipeline.ron"
+    ))
+    .unwrap();
+    let model_of = |text: String| {
+        let f = sub.join("job.ron");
+        std::fs::write(&f, text).unwrap();
+        match JobSpec::from_file(&f).unwrap().job {
+            JobKind::Pipeline(p) => p.model,
+            JobKind::Train(t) => t.model,
+            other => panic!("{other:?}"),
+        }
+    };
+    let with =
+        |model: &str| pipeline.replace("model: \"small_cnn\"", &format!("model: \"{model}\""));
+    assert_eq!(
+        model_of(with("net.onnx")),
+        sub.join("net.onnx").display().to_string()
+    );
+    assert_eq!(model_of(with("small_cnn")), "small_cnn");
+    assert_eq!(model_of(with("small_cnnn")), "small_cnnn");
+    // A model description without the `.ron` extension, beside the job file.
+    std::fs::write(sub.join("mine.model"), "").unwrap();
+    let train = |model: &str| format!("(job: Train((model: \"{model}\")))");
+    assert_eq!(
+        model_of(train("mine.model")),
+        sub.join("mine.model").display().to_string()
+    );
+    assert_eq!(model_of(train("resnet20")), "resnet20");
+}
+
+/// A job's name: up to 200 characters (not bytes: 150 `é` are 300 bytes), and no control
+/// character, which `limpq jobs` would print into its table (a newline forges a row, an
+/// escape sequence recolours the terminal).
+#[test]
+fn job_names_are_counted_in_characters_and_hold_no_control_character() {
+    let named = |name: &str| {
+        let mut s = count(1, 1);
+        s.name = name.into();
+        s
+    };
+    assert!(named(&"é".repeat(150)).validate(true).is_ok());
+    let e = named(&"é".repeat(201))
+        .validate(true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("longer than 200 characters"), "{e}");
+    for bad in ["evil\n   9  done  x", "red\u{1b}[31m"] {
+        let e = named(bad).validate(true).unwrap_err().to_string();
+        assert!(e.contains("job name: holds the control character"), "{e}");
+    }
+}
+
+/// A relative state folder is made absolute when the daemon starts: the output folders it
+/// reports (replies, `status.ron`) are read by clients in other folders.
+#[test]
+fn a_relative_state_folder_gives_absolute_output_folders() {
+    let dir = TempDir::new("relstate");
+    let cwd = std::env::current_dir().unwrap();
+    let up: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+    let rel = up.join(dir.0.strip_prefix("/").unwrap()).join("state");
+    assert!(rel.is_relative());
+    let mut cfg = Config::new(dir.0.join("d.sock"), rel);
+    cfg.test_jobs = true;
+    cfg.tick = Duration::from_millis(20);
+    let h = daemon::start(cfg).unwrap();
+    let mut c = client(&h);
+    let id = c.submit(count(1, 1)).unwrap();
+    let done = wait_for(&mut c, id, "done", |i| i.state == JobState::Done);
+    let out = Path::new(&done.output_dir);
+    assert!(out.is_absolute(), "{}", out.display());
+    assert!(out.join("count.txt").is_file(), "{}", out.display());
+    h.shutdown().unwrap();
+}

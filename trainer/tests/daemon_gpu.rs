@@ -353,6 +353,36 @@ fn a_pipeline_job_file_runs_through_the_daemon() {
 /// The settings every indicators/finetune test below shares: tiny, on lavapipe.
 const TINY: &str = "epochs: 1, batch: 32, eval_batch: 32, subset: Some(128), test_subset: Some(32)";
 
+/// A train job with an `init` and no `data` trains on the data set the init was trained
+/// on, as `limpq train --init` does (DAEMON.md); it took fashion-mnist whatever the init's.
+#[test]
+fn a_train_job_takes_its_inits_data_set() {
+    let dir = TempDir::new("initdata");
+    let h = start(&dir.0);
+    let mut c = client(&h);
+    let fp = fp_checkpoint(&mut c, &dir.0);
+    let mut ck = Checkpoint::load(&fp).unwrap();
+    assert_eq!(ck.meta("data"), Some("fashion-mnist"));
+    // MNIST and Fashion-MNIST share the IDX format and file names: the fashion files stand
+    // in for MNIST's, and the checkpoint the job writes says which set it trained on.
+    for (k, v) in &mut ck.meta {
+        if k == "data" {
+            *v = "mnist".into();
+        }
+    }
+    let init = dir.0.join("mnist.ckpt");
+    ck.save(&init).unwrap();
+    let mut t = tiny_train(1);
+    t.init = Some(init);
+    t.data.data_dir = Some(limpq_trainer::data::DatasetKind::FashionMnist.default_dir());
+    let id = c.submit(spec(JobKind::Train(t))).unwrap();
+    let fin = c.watch(id, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    let out = Checkpoint::load(Path::new(&fin.output_dir).join("model.ckpt")).unwrap();
+    assert_eq!(out.meta("data"), Some("mnist"));
+    h.shutdown().unwrap();
+}
+
 fn tiny_data() -> (
     std::sync::Arc<limpq_trainer::data::Dataset>,
     std::sync::Arc<limpq_trainer::data::Dataset>,

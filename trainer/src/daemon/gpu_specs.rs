@@ -435,9 +435,20 @@ fn absolute(base: &Path, p: &mut PathBuf) {
 }
 
 /// A model given as a relative file path (not a built-in name) is taken from `base`.
+/// A relative model path is taken from `base` (the job file's folder). A model is a path
+/// when it is no built-in's name and it is a `.ron` model description or an `.onnx` model
+/// (a pipeline's), or a file of that name is in `base`; other names (a misspelt built-in)
+/// are left for the model's own error.
 fn resolve_model_path(base: &Path, model: &mut String) {
-    if model.ends_with(".ron") && Path::new(model.as_str()).is_relative() {
-        *model = base.join(&*model).display().to_string();
+    let path = Path::new(model.as_str());
+    let named_file = [".ron", ".onnx"]
+        .iter()
+        .any(|e| model.to_ascii_lowercase().ends_with(e));
+    if crate::model::builtin(model).is_none()
+        && path.is_relative()
+        && (named_file || base.join(path).exists())
+    {
+        *model = base.join(path).display().to_string();
     }
 }
 
@@ -482,14 +493,19 @@ impl TrainJob {
         })
     }
 
-    /// The dataset (default fashion-mnist).
-    pub fn data_name(&self) -> String {
-        self.data.name(None)
+    /// The dataset: the job's `data`, else `init`'s (`init_data`: its `data` meta, as
+    /// `limpq train --init` takes it), else fashion-mnist.
+    pub fn data_name(&self, init_data: Option<&str>) -> String {
+        self.data.name(init_data)
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        resolve_model("train.model", &self.model, &self.data_name())?;
-        self.data.check(Some(&self.data_name()))?;
+        // With an `init` the data set may be the checkpoint's, read when the job runs: the
+        // model name is checked here against the job's data, or fashion-mnist, and the data
+        // folder when the job runs.
+        resolve_model("train.model", &self.model, &self.data_name(None))?;
+        let known = self.init.is_none().then(|| self.data_name(None));
+        self.data.check(known.as_deref())?;
         check_run("train", &self.run, &self.config())?;
         if let Some(p) = &self.init {
             check_ckpt("train.init", p)?;
@@ -673,7 +689,5 @@ pub fn resolve_pipeline_paths(job: &mut PipelineJob, base: &Path) {
             *p = base.join(&*p);
         }
     }
-    if job.model.ends_with(".ron") && Path::new(&job.model).is_relative() {
-        job.model = base.join(&job.model).display().to_string();
-    }
+    resolve_model_path(base, &mut job.model);
 }

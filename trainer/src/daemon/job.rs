@@ -266,8 +266,13 @@ impl JobSpec {
     }
 
     fn check(&self, test_jobs: bool) -> Result<(), String> {
-        if self.name.len() > 200 {
+        if self.name.chars().count() > 200 {
             return Err("job name: longer than 200 characters".into());
+        }
+        // A name is printed in `limpq jobs`' table: a newline or an escape sequence would
+        // forge rows or recolour the terminal.
+        if let Some(c) = self.name.chars().find(|c| c.is_control()) {
+            return Err(format!("job name: holds the control character {:?}", c));
         }
         match &self.job {
             JobKind::Solve(s) => {

@@ -199,17 +199,32 @@ fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {
 }
 
 pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
-    let data = job.data_name();
-    let model = resolve_model("train.model", &job.model, &data)?;
     let run = job.config();
     let current = ctx.checkpoint_dir.join("current.ckpt");
     // What the job starts from: its own last checkpoint (an exact position), else the
     // spec's init (weights only, a new run), else a fresh initialisation.
     let resume = if current.is_file() {
-        let ck = Checkpoint::load(&current).map_err(|e| e.to_string())?;
-        check_checkpoint_model(&ck, &model, &current.display().to_string())
+        Some(Checkpoint::load(&current).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let init = match (&resume, &job.init) {
+        (None, Some(p)) => Some(Checkpoint::load(p).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    // The data set is the job's, else the one the run (or its init) was trained on, as
+    // `limpq train --init` takes it.
+    let data = job.data_name(
+        resume
+            .as_ref()
+            .or(init.as_ref())
+            .and_then(|c| c.meta("data")),
+    );
+    let model = resolve_model("train.model", &job.model, &data)?;
+    if let Some(ck) = &resume {
+        check_checkpoint_model(ck, &model, &current.display().to_string())
             .map_err(|e| e.to_string())?;
-        let pos = Position::of(&ck)
+        let pos = Position::of(ck)
             .map_err(|e| format!("{}: {e}", current.display()))?
             .ok_or_else(|| {
                 format!(
@@ -223,14 +238,7 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
              (global step {}); schedule, momentum and batch order continue exactly",
             pos.epochs_done, run.epochs, pos.epoch_step, pos.steps_per_epoch, pos.global_step
         ));
-        Some(ck)
-    } else {
-        None
-    };
-    let init = match (&resume, &job.init) {
-        (None, Some(p)) => Some(Checkpoint::load(p).map_err(|e| e.to_string())?),
-        _ => None,
-    };
+    }
     let start = match (&resume, &init) {
         (Some(ck), _) => Start::Resume(ck),
         (None, Some(ck)) => Start::Init(ck),
@@ -434,7 +442,8 @@ pub fn run_pipeline(job: &PipelineJob, ctx: &mut JobContext<'_>) -> Result<Outco
         }
         Err(PipelineError::Stopped { stage }) => {
             ctx.log(format!(
-                "stopped during {stage}; resumes from the last completed stage"
+                "stopped during {stage}; resumes there: completed stages are kept, and a \
+                 training stage continues from its partial checkpoint"
             ));
             Ok(Outcome::Stopped)
         }

@@ -322,7 +322,11 @@ struct Assignment {
     stop: Arc<AtomicU8>,
 }
 
-fn start_with_flag(config: Config, stop: Arc<AtomicBool>) -> Result<Handle, DaemonError> {
+fn start_with_flag(mut config: Config, stop: Arc<AtomicBool>) -> Result<Handle, DaemonError> {
+    // Every path the daemon reports (a job's output folder in `status.ron`, replies, logs)
+    // is read by clients in other folders: a relative state folder is made absolute here.
+    config.state_dir =
+        std::path::absolute(&config.state_dir).map_err(|e| io_err(&config.state_dir, e))?;
     if config.workers == 0 {
         return Err(DaemonError::Config("workers must be at least 1".into()));
     }
