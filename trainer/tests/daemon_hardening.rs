@@ -375,6 +375,29 @@ fn a_trickling_client_is_cut_and_shutdown_gets_through_a_full_house() {
     assert!(t.elapsed() < Duration::from_secs(5));
 }
 
+/// Something already at the bind folder's old name (`.limpq-bind-PID`, guessable by any
+/// user of a shared socket folder) neither stops the daemon from starting nor is removed.
+#[test]
+fn a_squatted_bind_folder_name_does_not_stop_the_daemon() {
+    let dir = TempDir::new("squat");
+    let squat = dir.0.join(format!(".limpq-bind-{}", std::process::id()));
+    std::fs::write(&squat, b"not yours").unwrap();
+    let h = start(&dir.0);
+    assert_eq!(client(&h).list().unwrap().len(), 0);
+    h.shutdown().unwrap();
+    assert_eq!(std::fs::read(&squat).unwrap(), b"not yours");
+    // The daemon's own bind folder is gone once it is bound.
+    let left: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.starts_with(".limpq-bind-") && *n != squat.file_name().unwrap().to_string_lossy()
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// A client that watches a queued job and goes away frees its connection slot: the watch
 /// waited on the dispatcher, which sends a queued job's watchers nothing, so the thread
 /// never learned its client had gone, and as many abandoned watches as the cap locked every

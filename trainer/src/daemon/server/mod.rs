@@ -228,12 +228,7 @@ fn bind_socket(path: &Path) -> Result<(UnixListener, SocketId), DaemonError> {
         // A stale socket from a crashed daemon.
         fs::remove_file(path).map_err(|e| io_err(path, e))?;
     }
-    let private = parent.join(format!(".limpq-bind-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&private);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&private)
-        .map_err(|e| io_err(&private, e))?;
+    let private = private_bind_dir(&parent)?;
     let tmp = private.join("s");
     let bound = (|| {
         let l = UnixListener::bind(&tmp).map_err(|e| io_err(&tmp, e))?;
@@ -250,6 +245,32 @@ fn bind_socket(path: &Path) -> Result<(UnixListener, SocketId), DaemonError> {
     let _ = fs::remove_file(&tmp);
     let _ = fs::remove_dir(&private);
     bound
+}
+
+/// A new folder (0700) beside the socket to bind in. Its name is not guessable from the pid
+/// alone, and a name that exists is never reused or removed: in a shared sticky folder
+/// (`--socket /tmp/x.sock`) another user could create `.limpq-bind-PID` first, which the
+/// daemon could neither remove nor use, and it failed to start.
+fn private_bind_dir(parent: &Path) -> Result<PathBuf, DaemonError> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    for k in 0..16u32 {
+        let dir = parent.join(format!(
+            ".limpq-bind-{}-{:08x}",
+            std::process::id(),
+            nanos.rotate_left(k * 5) ^ k
+        ));
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(&dir, e)),
+        }
+    }
+    Err(DaemonError::Config(format!(
+        "16 names for the socket's bind folder were taken in {}; pick another --socket",
+        parent.display()
+    )))
 }
 
 /// The uid of the process at the other end of `s`: `SO_PEERCRED` (the credentials the
