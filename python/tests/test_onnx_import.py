@@ -144,10 +144,37 @@ def path_scopes(path):
     return scopes
 
 
-def resnet_style(fold, seed=1, opset=17, **bn):
+def view_flatten(b, x):
+    """`x.view(x.size(0), -1)` as torch exports it with a free batch: Shape, Gather of
+    entry 0, Unsqueeze of it and of -1 (axes an attribute before opset 13, an input from
+    it), Concat, Reshape."""
+    def const(name, value):
+        b.nodes.append(helper.make_node("Constant", [], [name], name=f"/{name}",
+                                        value=numpy_helper.from_array(np.array(value, np.int64))))
+        return name
+
+    b.nodes.append(helper.make_node("Shape", [x], ["/Shape_output_0"], name="/Shape"))
+    b.nodes.append(helper.make_node("Gather", ["/Shape_output_0", const("zero", 0)],
+                                    ["/Gather_output_0"], name="/Gather", axis=0))
+    parts = []
+    for i, v in enumerate(["/Gather_output_0", const("minus_one", -1)]):
+        out = f"/Unsqueeze_{i}_output_0"
+        if b.opset < 13:
+            b.nodes.append(helper.make_node("Unsqueeze", [v], [out], name=f"/Unsqueeze_{i}", axes=[0]))
+        else:
+            b.nodes.append(helper.make_node("Unsqueeze", [v, const(f"axes_{i}", [0])], [out],
+                                            name=f"/Unsqueeze_{i}"))
+        parts.append(out)
+    b.nodes.append(helper.make_node("Concat", parts, ["/Concat_output_0"], name="/Concat", axis=0))
+    b.nodes.append(helper.make_node("Reshape", [x, "/Concat_output_0"], ["/Reshape_output_0"],
+                                    name="/Reshape"))
+    return "/Reshape_output_0"
+
+
+def resnet_style(fold, seed=1, opset=17, view=False, **bn):
     """conv1/bn1/relu, maxpool, layer1.0 (BasicBlock 8→8), layer2.0 (8→16, stride 2,
-    downsample), avgpool, flatten, fc (Gemm) — 3×32×32, 10 classes. `bn`: the Builder's
-    `eps` and `tiny_var`."""
+    downsample), avgpool, flatten (or `view`: `x.view(x.size(0), -1)`), fc (Gemm) —
+    3×32×32, 10 classes. `bn`: the Builder's `eps` and `tiny_var`."""
     b = Builder(seed, fold, opset, **bn)
     x = b.conv_bn("conv1", "input", 3, 8, 3, 1, bn_path="bn1")
     x = b.unary("Relu", "relu", x)
@@ -162,7 +189,7 @@ def resnet_style(fold, seed=1, opset=17, **bn):
         y = b.add(name, y, skip)
         x = b.unary("Relu", f"{name}.relu_1", y)
     x = b.unary("GlobalAveragePool", "avgpool", x)
-    x = b.unary("Flatten", "flatten", x, axis=1)
+    x = view_flatten(b, x) if view else b.unary("Flatten", "flatten", x, axis=1)
     w = b.rng.normal(0, 0.25, (10, 16)).astype(np.float32)
     bias = b.rng.normal(0, 0.1, 10).astype(np.float32)
     b.k_max, b.depth = max(b.k_max, 16), b.depth + 1
@@ -261,6 +288,16 @@ def test_bn_epsilon_below_the_engines(limpq, tmp_path):
     got, want, _, _ = run_both(limpq, tmp_path, model, "tiny_eps")
     assert float(np.abs(want).max()) > 0.1
     assert float(np.abs(got - want).max()) <= tolerance(b, want)
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_a_view_on_the_batch_imports_as_flatten(limpq, tmp_path, opset):
+    """`x.view(x.size(0), -1)` with a free batch exports to a shape computation (Shape,
+    Gather, Unsqueeze, Concat) feeding the Reshape; it was refused as an unknown operator."""
+    model, b = resnet_style(False, opset=opset, view=True)
+    got, want, ron, _ = run_both(limpq, tmp_path, model, f"view{opset}")
+    assert float(np.abs(got - want).max()) <= tolerance(b, want)
+    assert "Flatten" in ron
 
 
 def test_folded_bn_kept_as_bias(limpq, tmp_path):

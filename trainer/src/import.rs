@@ -40,7 +40,7 @@ pub const MAX_OPSET: i64 = 28;
 /// The operators [`import`] reads, for messages and docs.
 pub const SUPPORTED_OPS: &str = "Conv, BatchNormalization, Relu, Clip (0..6 or 0..inf), Add, \
 MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape (to 2-D), Gemm, MatMul (+Add), \
-Identity, Dropout, Constant";
+Identity, Dropout, Constant; Shape, Gather, Unsqueeze, Concat, Cast on a shape (for Reshape)";
 
 /// What to do with a conv that has a bias and no BatchNormalization after it (a BatchNorm
 /// folded into it by the exporter).
@@ -115,6 +115,28 @@ enum Value {
     Act { src: String, flat: bool },
     /// A constant tensor (initializer or Constant node).
     Const(Tensor),
+    /// A shape computed from an activation's (`Shape`, then `Gather`, `Unsqueeze`,
+    /// `Concat`, `Cast`): what `x.view(x.size(0), -1)` exports to with a free batch.
+    Dims(Dims),
+}
+
+/// A 1-D integer tensor computed from an activation's shape, or a scalar (`scalar`: the
+/// result of a `Gather` with a scalar index, before its `Unsqueeze`).
+#[derive(Clone, Debug)]
+struct Dims {
+    dims: Vec<Dim>,
+    scalar: bool,
+}
+
+/// One entry of a computed shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Dim {
+    /// The batch: limpq's own choice, whatever the file's.
+    Batch,
+    /// A number, from a constant.
+    Known(i64),
+    /// A size the importer does not track (channels, height, width).
+    Unknown,
 }
 
 #[derive(Clone, Debug)]
@@ -466,6 +488,10 @@ impl Reader<'_> {
             Value::Const(_) => Err(err(format!(
                 "input {k} ('{name}') is a constant; it must be computed from the image"
             ))),
+            Value::Dims(_) => Err(err(format!(
+                "input {k} ('{name}') is computed from a Shape; it must be computed from the \
+                 image"
+            ))),
         }
     }
 
@@ -478,7 +504,144 @@ impl Reader<'_> {
             Value::Act { .. } => Err(err(format!(
                 "input {k} ('{name}') must be a constant (an initializer or a Constant node)"
             ))),
+            Value::Dims(_) => Err(err(format!(
+                "input {k} ('{name}') is computed from a Shape; a shape computed from the \
+                 input is supported only as Reshape's shape"
+            ))),
         }
+    }
+
+    /// Input `k` as a computed shape: a `Dims` value, or a constant of whole numbers.
+    fn dims(&self, n: &NodeProto, k: usize) -> R<Dims> {
+        let name = n
+            .input
+            .get(k)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| err(format!("input {k} missing")))?;
+        match self.value(name)? {
+            Value::Dims(d) => Ok(d.clone()),
+            Value::Const(t) => Ok(Dims {
+                dims: whole_numbers(t)?.into_iter().map(Dim::Known).collect(),
+                scalar: t.dims.is_empty(),
+            }),
+            Value::Act { .. } => Err(err(format!(
+                "input {k} ('{name}') is computed from the image; {} is supported only on \
+                 shapes (Shape, then Gather, Unsqueeze, Concat, Cast, as `x.view(x.size(0), \
+                 -1)` exports)",
+                n.op_type.as_deref().unwrap_or("")
+            ))),
+        }
+    }
+
+    fn output_dims(&mut self, n: &NodeProto, d: Dims) -> R<()> {
+        let out = n
+            .output
+            .first()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| err("no output"))?;
+        self.values.insert(out.clone(), Value::Dims(d));
+        Ok(())
+    }
+
+    /// `Shape`: the batch, then sizes not tracked (2 for a 2-D activation, 4 otherwise),
+    /// sliced by `start` / `end` (opset 15).
+    fn shape_of(&mut self, n: &NodeProto, a: &Attrs) -> R<()> {
+        let (_, flat) = self.act(n, 0)?;
+        let rank = if flat { 2 } else { 4 };
+        let at = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+        let start = at(a.int("start", 0)?);
+        let end = at(a.int("end", rank)?);
+        let all: Vec<Dim> = (0..rank as usize)
+            .map(|i| if i == 0 { Dim::Batch } else { Dim::Unknown })
+            .collect();
+        let dims = all.get(start..end.max(start)).unwrap_or(&[]).to_vec();
+        self.output_dims(
+            n,
+            Dims {
+                dims,
+                scalar: false,
+            },
+        )
+    }
+
+    /// `Gather` on a computed shape, along axis 0.
+    fn gather(&mut self, n: &NodeProto, a: &Attrs) -> R<()> {
+        let data = self.dims(n, 0)?;
+        if a.int("axis", 0)? != 0 || data.scalar {
+            return Err(err(
+                "only a Gather along axis 0 of a 1-D shape is supported",
+            ));
+        }
+        let idx = self.need_constant(n, 1, "indices")?;
+        if idx.dims.len() > 1 {
+            return Err(err(format!(
+                "indices '{}' of dims {:?}; a scalar or a list is supported",
+                idx.name, idx.dims
+            )));
+        }
+        let len = data.dims.len() as i64;
+        let mut dims = Vec::new();
+        for i in whole_numbers(&idx)? {
+            let j = if i < 0 { i + len } else { i };
+            if !(0..len).contains(&j) {
+                return Err(err(format!("index {i} of a shape of {len} entries")));
+            }
+            dims.push(data.dims[j as usize]);
+        }
+        self.output_dims(
+            n,
+            Dims {
+                dims,
+                scalar: idx.dims.is_empty(),
+            },
+        )
+    }
+
+    /// `Unsqueeze` of a scalar from a computed shape into a 1-entry list (axes `[0]`, an
+    /// attribute before opset 13 and an input from it).
+    fn unsqueeze(&mut self, n: &NodeProto, a: &Attrs, opset: i64) -> R<()> {
+        let d = self.dims(n, 0)?;
+        let axes = if opset < 13 {
+            a.ints("axes").map(<[i64]>::to_vec).unwrap_or_default()
+        } else {
+            whole_numbers(&self.need_constant(n, 1, "axes")?)?
+        };
+        if !d.scalar || !matches!(axes[..], [0] | [-1]) {
+            return Err(err(format!(
+                "axes {axes:?}; only a scalar unsqueezed at axis 0 is supported"
+            )));
+        }
+        self.output_dims(
+            n,
+            Dims {
+                dims: d.dims,
+                scalar: false,
+            },
+        )
+    }
+
+    /// `Concat` of 1-D shapes along axis 0.
+    fn concat(&mut self, n: &NodeProto, a: &Attrs) -> R<()> {
+        if !matches!(a.int("axis", 0)?, 0 | -1) {
+            return Err(err("only a Concat of 1-D shapes along axis 0 is supported"));
+        }
+        let mut dims = Vec::new();
+        for k in 0..n.input.len() {
+            let d = self.dims(n, k)?;
+            if d.scalar {
+                return Err(err(format!(
+                    "input {k} is a scalar; Concat needs 1-D inputs"
+                )));
+            }
+            dims.extend(d.dims);
+        }
+        self.output_dims(
+            n,
+            Dims {
+                dims,
+                scalar: false,
+            },
+        )
     }
 
     fn need_constant(&self, n: &NodeProto, k: usize, what: &str) -> R<Tensor> {
@@ -610,6 +773,16 @@ impl Reader<'_> {
                 self.output(n, name, true)
             }
             "Reshape" => self.reshape(n),
+            "Shape" => self.shape_of(n, &a),
+            "Gather" => self.gather(n, &a),
+            "Unsqueeze" => self.unsqueeze(n, &a, opset),
+            "Concat" => self.concat(n, &a),
+            // On a computed shape, or a constant of whole numbers: casts between integer
+            // types (and to float) leave them as they are.
+            "Cast" => {
+                let d = self.dims(n, 0)?;
+                self.output_dims(n, d)
+            }
             "Gemm" => self.gemm(n, &a),
             "MatMul" => self.matmul(n),
             other => Err(err(format!(
@@ -881,7 +1054,37 @@ impl Reader<'_> {
 
     fn reshape(&mut self, n: &NodeProto) -> R<()> {
         let (x, _) = self.act(n, 0)?;
-        let shape = self.need_constant(n, 1, "shape")?;
+        // A shape computed from the input's: the batch first (Reshape's 0, "this dimension
+        // of the input"), then numbers.
+        let shape = match self.value(n.input.get(1).map_or("", |s| s.as_str()))? {
+            Value::Dims(_) => {
+                let d = self.dims(n, 1)?;
+                let mut data = Vec::with_capacity(d.dims.len());
+                for (i, dim) in d.dims.iter().enumerate() {
+                    data.push(match dim {
+                        Dim::Batch if i == 0 => 0.0,
+                        Dim::Known(v) => *v as f64,
+                        _ => {
+                            return Err(err(format!(
+                                "shape entry {i} is computed from the input's {}; only the \
+                                 batch (first) is supported there",
+                                if *dim == Dim::Batch {
+                                    "batch"
+                                } else {
+                                    "C, H or W"
+                                }
+                            )))
+                        }
+                    });
+                }
+                Tensor {
+                    dims: vec![data.len() as i64],
+                    data,
+                    name: n.input[1].clone(),
+                }
+            }
+            _ => self.need_constant(n, 1, "shape")?,
+        };
         let ok = match shape.data[..] {
             // [N or 0 or -1, -1 or F]: flatten to 2-D (F is checked by the Linear after it).
             [b, f] => {
@@ -1240,6 +1443,23 @@ fn window(a: &Attrs) -> R<(usize, usize)> {
         }
     }
     Ok((stride as usize, pad as usize))
+}
+
+/// A constant's values as whole numbers (shapes, indices, axes).
+fn whole_numbers(t: &Tensor) -> R<Vec<i64>> {
+    t.data
+        .iter()
+        .map(|&v| {
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                Ok(v as i64)
+            } else {
+                Err(err(format!(
+                    "'{}' holds {v}; whole numbers are needed there",
+                    t.name
+                )))
+            }
+        })
+        .collect()
 }
 
 /// The value of a Constant node.

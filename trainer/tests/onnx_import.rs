@@ -243,6 +243,68 @@ fn bad_graphs_are_named_errors() {
         e.contains("'/fc/Gemm' (Gemm): attribute 'transB' holds no int"),
         "{e}"
     );
+    // A shape computed from the input: the batch may lead a Reshape's shape, the other
+    // sizes (not tracked) may not, and a shape is no operand of the model's operations.
+    let view = |index: f32| {
+        let mut g = every_op();
+        let graph = g.graph.as_mut().unwrap();
+        let at = graph
+            .node
+            .iter()
+            .position(|n| n.op_type.as_deref() == Some("Reshape"));
+        let at = at.unwrap();
+        graph.node[at].input[1] = "cat".into();
+        let computed = [
+            node("Shape", "/Shape", &["d"], "sh", vec![]),
+            node("Gather", "/Gather", &["sh", "index"], "g", vec![]),
+            node("Unsqueeze", "/Unsqueeze", &["g", "axes"], "u", vec![]),
+            node(
+                "Concat",
+                "/Concat",
+                &["u", "minus_one"],
+                "cat",
+                vec![int("axis", 0)],
+            ),
+        ];
+        graph.node.splice(at..at, computed);
+        graph.initializer.extend([
+            init("index", &[], vec![index]),
+            init("axes", &[1], vec![0.0]),
+            init("minus_one", &[1], vec![-1.0]),
+        ]);
+        import(&g, &ImportOptions::default()).map(|m| m.model.nodes.len())
+    };
+    assert_eq!(
+        view(0.0).unwrap(),
+        import(&every_op(), &ImportOptions::default())
+            .unwrap()
+            .model
+            .nodes
+            .len()
+    );
+    let e = view(1.0).unwrap_err().to_string();
+    assert!(
+        e.contains("'/Reshape' (Reshape)")
+            && e.contains("shape entry 0 is computed from the input's C, H or W"),
+        "{e}"
+    );
+    let mut g = every_op();
+    let graph = g.graph.as_mut().unwrap();
+    graph
+        .node
+        .insert(0, node("Shape", "/Shape", &["x"], "sh", vec![]));
+    let add = graph
+        .node
+        .iter_mut()
+        .find(|n| n.name.as_deref() == Some("/add/Add"));
+    add.unwrap().input[1] = "sh".into();
+    let e = import(&g, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'/add/Add' (Add)") && e.contains("computed from a Shape"),
+        "{e}"
+    );
     // [1, out] and one value are per output.
     let mut g = folded();
     g.graph.as_mut().unwrap().initializer[3].dims = vec![1, 3];
@@ -332,6 +394,10 @@ const ATTRS: &[&str] = &[
     "value_floats",
     "value_int",
     "value_float",
+    "start",
+    "end",
+    "axes",
+    "to",
 ];
 
 const OPS: &[&str] = &[
@@ -350,6 +416,11 @@ const OPS: &[&str] = &[
     "Constant",
     "Identity",
     "Dropout",
+    "Shape",
+    "Gather",
+    "Unsqueeze",
+    "Concat",
+    "Cast",
     "Sigmoid",
     "",
 ];
