@@ -733,6 +733,18 @@ impl Reader<'_> {
                 {
                     return Err(err("the dropout mask output is used; only inference dropout (a pass-through) is supported"));
                 }
+                // Opset 12: `training_mode` is an input; true drops values at inference.
+                if op == "Dropout" {
+                    let training = match self.values.get(n.input.get(2).map_or("", |s| s.as_str()))
+                    {
+                        None => false,
+                        Some(Value::Const(t)) => t.data.iter().any(|&v| v != 0.0),
+                        Some(_) => true,
+                    };
+                    if training {
+                        return Err(err("training_mode is not a constant false; only inference dropout (a pass-through) is supported"));
+                    }
+                }
                 let v = self
                     .value(n.input.first().map_or("", |s| s.as_str()))?
                     .clone();

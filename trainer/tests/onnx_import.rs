@@ -305,6 +305,28 @@ fn bad_graphs_are_named_errors() {
         e.contains("'/add/Add' (Add)") && e.contains("computed from a Shape"),
         "{e}"
     );
+    // A Dropout in training mode (opset 12's input) drops values at inference: refused.
+    for (flag, refused) in [(1.0, true), (0.0, false)] {
+        let mut g = every_op();
+        let graph = g.graph.as_mut().unwrap();
+        let drop = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op_type.as_deref() == Some("Dropout"));
+        drop.unwrap().input = vec!["v".into(), String::new(), "train".into()];
+        graph.initializer.push(init("train", &[], vec![flag]));
+        let got = import(&g, &ImportOptions::default());
+        match got {
+            Err(e) if refused => assert!(
+                e.to_string()
+                    .contains("'/drop/Dropout' (Dropout): training_mode"),
+                "{e}"
+            ),
+            Ok(_) if !refused => {}
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a training-mode Dropout imported"),
+        }
+    }
     // [1, out] and one value are per output.
     let mut g = folded();
     g.graph.as_mut().unwrap().initializer[3].dims = vec![1, 3];
