@@ -921,7 +921,9 @@ impl Reader<'_> {
         if !eps.is_finite() || eps < 0.0 {
             return Err(err(format!("epsilon {eps} is not a finite number ≥ 0")));
         }
-        if let Some((ch, v)) = (var.data.iter().enumerate()).find(|&(_, &v)| !(v + eps > 0.0)) {
+        if let Some((ch, v)) =
+            (var.data.iter().enumerate()).find(|&(_, &v)| (v + eps).is_nan() || v + eps <= 0.0)
+        {
             return Err(err(format!(
                 "var '{}' channel {ch} is {v} with epsilon {eps}: the output divides by \
                  √(var + epsilon), which must be positive",
