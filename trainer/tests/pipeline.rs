@@ -10,6 +10,8 @@ mod blocking;
 
 use limpq_solver::format::versioned::ron_from_str;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use limpq_solver::{IndicatorSet, LayerBits, Policy};
 use limpq_trainer::checkpoint::Checkpoint;
@@ -70,6 +72,9 @@ struct Fake {
     sensitivity: usize,
     /// The `source` meta of the indicators each finetune was given.
     finetune_sources: Vec<String>,
+    /// In the first pretraining: say so on the sender, then wait for the receiver (a run
+    /// held in the middle, its output folder locked).
+    hold_in_pretrain: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
 }
 
 fn ckpt(model: &Model, seed: u64) -> Checkpoint {
@@ -95,6 +100,10 @@ impl Stages for Fake {
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), StageError> {
         self.pretrain += 1;
+        if let Some((entered, release)) = self.hold_in_pretrain.take() {
+            entered.send(()).unwrap();
+            let _ = release.recv();
+        }
         on_event(&TrainEvent::Evaluating { epoch: 1 });
         let m = self.model.clone().unwrap();
         Ok((
@@ -584,6 +593,217 @@ fn a_stop_ends_the_run_as_stopped_and_a_rerun_resumes() {
     let (ran, skipped) = event_names(&events);
     assert_eq!(skipped.len(), 6, "{skipped:?}");
     assert_eq!(ran.len(), plan.stage_count() - 6);
+}
+
+/// Starts a run of `plan` on a thread, held in its first pretraining (its output folder
+/// locked): returns once it is there, with the sender that lets it go on and its handle.
+fn held_run(
+    plan: &Plan,
+) -> (
+    mpsc::Sender<()>,
+    std::thread::JoinHandle<Result<Fake, PipelineError>>,
+) {
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let mut fake = fake_for(plan);
+    fake.hold_in_pretrain = Some((entered_tx, release_rx));
+    let plan = plan.clone();
+    let handle = std::thread::spawn(move || run(&plan, &mut fake, &mut |_| {}).map(|_| fake));
+    entered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the held run did not reach its pretraining");
+    (release, handle)
+}
+
+/// The error of a run of `plan` that must fail at once; a run that waits fails the test
+/// instead of hanging it.
+fn refused_at_once(plan: &Plan) -> (String, Fake) {
+    let (tx, rx) = mpsc::channel();
+    let plan = plan.clone();
+    std::thread::spawn(move || {
+        let mut fake = fake_for(&plan);
+        let r = run(&plan, &mut fake, &mut |_| {});
+        let _ = tx.send((r.map(|_| ()), fake));
+    });
+    let (r, fake) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the second run waited for the first instead of failing");
+    (
+        r.expect_err("a second run on a locked folder ran")
+            .to_string(),
+        fake,
+    )
+}
+
+/// Two runs on one output folder (`limpq pipeline JOB --seeds 0 & limpq pipeline JOB
+/// --seeds 1`) each wrote back their own copy of `state.ron`, losing the other's stages: the
+/// second is refused at once, naming the folder, and runs again once the first has ended.
+#[test]
+fn a_second_run_on_the_same_folder_is_refused_while_one_runs() {
+    let out = tmpdir("locked");
+    let mut seed0 = plan_for(&out);
+    seed0.job.seeds = vec![0];
+    let mut seed1 = plan_for(&out);
+    seed1.job.seeds = vec![1];
+    let (release, first) = held_run(&seed0);
+
+    let (err, fake) = refused_at_once(&seed1);
+    assert!(
+        err.contains(&out.display().to_string()) && err.contains("another pipeline run holds"),
+        "{err}"
+    );
+    assert_eq!(fake.pretrain + fake.indicators + fake.finetunes.len(), 0);
+
+    release.send(()).unwrap();
+    let first = first.join().unwrap().unwrap();
+    assert_eq!((first.pretrain, first.indicators), (1, 1));
+    // Released when the run returned: seed 1 runs now, and both seeds' stages are kept.
+    let mut fake = fake_for(&seed1);
+    run(&seed1, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!((fake.pretrain, fake.indicators), (1, 1));
+    let plan = plan_for(&out);
+    let mut fake = fake_for(&plan);
+    let mut events = Vec::new();
+    run(&plan, &mut fake, &mut |e| events.push(e.clone())).unwrap();
+    let (ran, skipped) = event_names(&events);
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(skipped.len(), plan.stage_count());
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Set for the child process of `a_killed_run_leaves_its_folder_unlocked`: the folder it
+/// holds a run in until it is killed.
+const HOLD_ENV: &str = "LIMPQ_TEST_PIPELINE_HOLD";
+
+/// The lock is the system's: a run whose process is killed leaves no lock behind, and a
+/// run in another process is refused while it holds the folder.
+#[test]
+fn a_killed_run_leaves_its_folder_unlocked() {
+    use std::io::BufRead;
+    if let Some(dir) = std::env::var_os(HOLD_ENV) {
+        // The child: hold a run in the folder and wait to be killed.
+        let (_release, _run) = held_run(&plan_for(Path::new(&dir)));
+        println!("holding");
+        std::thread::sleep(Duration::from_secs(300));
+        return;
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = tmpdir("killed");
+    let plan = plan_for(&out);
+    let mut child = Kill(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_killed_run_leaves_its_folder_unlocked",
+                "--nocapture",
+            ])
+            .env(HOLD_ENV, &out)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if line.is_ok_and(|l| l == "holding") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the child run did not start");
+    let (err, _) = refused_at_once(&plan);
+    assert!(err.contains("another pipeline run holds"), "{err}");
+
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let mut fake = fake_for(&plan);
+    run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!((fake.pretrain, fake.indicators), (2, 2));
+    drop(child);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// `state.ron` of a newer version (a newer limpq's) is refused, naming the file, and left
+/// as it was: it used to be read as this version's and written back as version 1.
+#[test]
+fn a_state_of_a_newer_version_is_refused_and_kept() {
+    let out = tmpdir("state-version");
+    let plan = plan_for(&out);
+    let newer = "State(version: 99, stages: [])";
+    std::fs::write(out.join("state.ron"), newer).unwrap();
+    let err = State::load(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("state.ron")
+            && err.contains("version 99 is newer")
+            && err.contains("use a newer limpq"),
+        "{err}"
+    );
+    let mut fake = fake_for(&plan);
+    let err = run(&plan, &mut fake, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("state.ron") && err.contains("version 99"),
+        "{err}"
+    );
+    assert_eq!(fake.pretrain, 0);
+    assert_eq!(
+        std::fs::read_to_string(out.join("state.ron")).unwrap(),
+        newer
+    );
+    // This version reads back.
+    std::fs::write(out.join("state.ron"), "State(version: 1, stages: [])").unwrap();
+    assert_eq!(State::load(&out).unwrap().version, State::VERSION);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The plan's errors (checked against the model) name the job file as the job's own
+/// checks do; a job given as text has no file to name.
+#[test]
+fn plan_errors_name_the_job_file() {
+    let out = tmpdir("plan-errors");
+    let file = out.join("bad.ron");
+    let base = job_text(&out.join("run"));
+    for (from, to, needle) in [
+        (
+            "\"w4a4\"]",
+            "5]",
+            "field `budgets`: 5 = 5 BitOps is below the smallest",
+        ),
+        (
+            "small_cnn",
+            "no_such_model",
+            "unknown model 'no_such_model'",
+        ),
+        ("lr: 0.1)", "lr: -1.0)", "field `pretrain.lr`"),
+    ] {
+        std::fs::write(&file, base.replacen(from, to, 1)).unwrap();
+        let err = Job::from_file(&file)
+            .and_then(Plan::new)
+            .unwrap_err()
+            .to_string();
+        let named = format!("pipeline job: {}: ", file.display());
+        assert!(
+            err.starts_with(&named) && err.contains(needle),
+            "{to}: {err}"
+        );
+    }
+    let job = Job::from_ron_str(&base.replacen("\"w4a4\"]", "5]", 1)).unwrap();
+    assert_eq!(job.file(), None);
+    let err = Plan::new(job).unwrap_err().to_string();
+    assert!(err.starts_with("pipeline job: field `budgets`: "), "{err}");
+    // Where the job came from does not make two jobs differ.
+    std::fs::write(&file, &base).unwrap();
+    let read = Job::from_file(&file).unwrap();
+    assert_eq!(read.file(), Some(file.as_path()));
+    assert_eq!(read, Job::from_ron_str(&base).unwrap());
+    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]

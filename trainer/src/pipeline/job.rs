@@ -455,17 +455,49 @@ pub struct Job {
     pub keep_finetuned: bool,
     /// Folder for every output (created).
     pub output: PathBuf,
+    /// The file the job was read from ([`Job::from_file`]), which the errors of planning
+    /// ([`super::Plan::new`]) name. Not part of the job: never written, and two jobs that
+    /// differ only here are equal.
+    #[serde(skip)]
+    file: JobFile,
+}
+
+/// Where a [`Job`] was read from: equal to every other, so that it does not make two jobs
+/// differ.
+#[derive(Clone, Debug, Default)]
+struct JobFile(Option<PathBuf>);
+
+impl PartialEq for JobFile {
+    fn eq(&self, _: &JobFile) -> bool {
+        true
+    }
 }
 
 impl Job {
-    /// Reads and validates a job file; errors name the file.
+    /// Reads and validates a job file; errors name the file, and so do those of planning
+    /// it ([`super::Plan::new`]).
     pub fn from_file(path: &Path) -> Result<Job, PipelineError> {
         // Bounded, and only a regular file (a FIFO or a device is refused without blocking).
         let text = limpq_io::files::read_regular_text(path, limpq_io::files::MAX_TEXT)
             .map_err(|e| PipelineError::Job(format!("cannot read the job file: {e}")))?;
-        let job = Job::from_ron_str(&text)
+        let mut job = Job::from_ron_str(&text)
             .map_err(|e| PipelineError::Job(format!("{}: {e}", path.display())))?;
+        job.file = JobFile(Some(path.to_path_buf()));
         Ok(job)
+    }
+
+    /// The file the job was read from, when it was read from one ([`Job::from_file`]).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.0.as_deref()
+    }
+
+    /// An error of the job: `message` (which names the field) after the job file's path,
+    /// as [`Job::from_file`] words its own, when the job was read from a file.
+    pub fn error(&self, message: impl fmt::Display) -> PipelineError {
+        match self.file() {
+            Some(p) => PipelineError::Job(format!("{}: {message}", p.display())),
+            None => PipelineError::Job(message.to_string()),
+        }
     }
 
     /// Parses and validates RON text (model existence and budgets are checked later,

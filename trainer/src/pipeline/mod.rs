@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! state.ron                         completed stages with their input fingerprints
+//! pipeline.lock                     locked by the run in progress (see [`lock`]); empty
 //! seed<S>/pretrain.ckpt             full-precision model (absent when `pretrain.init` is set)
 //! seed<S>/indicators.ron            learned indicators (an IndicatorSet), when the joint run runs
 //! seed<S>/sensitivity.ron           measured sensitivity, when measured
@@ -22,7 +23,9 @@
 //! Every file is written atomically. A stage is skipped on a re-run when `state.ron` records
 //! it with the same fingerprint (a hash of every setting it depends on, the policy's bits
 //! included) and its output files exist and load; anything else runs again. The GPU work is
-//! behind the [`Stages`] trait so that the orchestration is tested without a GPU.
+//! behind the [`Stages`] trait so that the orchestration is tested without a GPU. One run
+//! at a time per output folder: [`run`] locks it ([`lock::OutputLock`]) and a second run
+//! on the same folder fails at once, naming the folder.
 //!
 //! Under `mpirun` with several ranks ([`Dist::global`]), every rank runs [`run`]:
 //! pretraining and joint training are data-parallel over all ranks (the GPU stages give
@@ -36,6 +39,7 @@
 
 pub mod gpu;
 pub mod job;
+pub mod lock;
 pub mod policies;
 pub mod report;
 pub mod source;
@@ -250,17 +254,35 @@ pub struct State {
 }
 
 impl State {
-    /// Reads `state.ron` in `out`, or an empty state when there is none.
+    /// The newest `version` of `state.ron` this build reads and writes.
+    pub const VERSION: u32 = 1;
+
+    /// Reads `state.ron` in `out`, or an empty state when there is none. A state of a newer
+    /// `version` than [`State::VERSION`] (written by a newer limpq) is refused: its records
+    /// may not mean what this build takes them to mean, and a run would overwrite them.
     pub fn load(out: &Path) -> Result<State, PipelineError> {
         let path = out.join("state.ron");
         if !path.exists() {
             return Ok(State {
-                version: 1,
+                version: State::VERSION,
                 stages: Vec::new(),
             });
         }
         let text = read_output(&path).map_err(PipelineError::File)?;
-        ron_from_str(&text).map_err(|e| io_err(&path, format!("not a valid pipeline state: {e}")))
+        let state: State = ron_from_str(&text)
+            .map_err(|e| io_err(&path, format!("not a valid pipeline state: {e}")))?;
+        if state.version > State::VERSION {
+            return Err(io_err(
+                &path,
+                format!(
+                    "field `version`: version {} is newer than this limpq reads (up to {}); \
+                     use a newer limpq",
+                    state.version,
+                    State::VERSION
+                ),
+            ));
+        }
+        Ok(state)
     }
 
     pub fn save(&self, out: &Path) -> Result<(), PipelineError> {
@@ -336,15 +358,16 @@ pub struct Plan {
 impl Plan {
     /// Binds the job to its model and checks the budgets against it: below the smallest
     /// possible BitOps is an error; equal to it (every policy is the all-lowest-bits one,
-    /// e.g. W2A2 with 2 the lowest candidate) is skipped with a note.
+    /// e.g. W2A2 with 2 the lowest candidate) is skipped with a note. Every error names
+    /// the job's field, and its file when it was read from one ([`Job::error`]).
     pub fn new(job: Job) -> Result<Plan, PipelineError> {
-        job.validate().map_err(PipelineError::Job)?;
-        let (model, imported) = source::resolve(&job).map_err(PipelineError::Job)?;
+        job.validate().map_err(|e| job.error(e))?;
+        let (model, imported) = source::resolve(&job).map_err(|e| job.error(e))?;
         let skel = model
             .indicator_skeleton(&job.joint.bits, &job.joint.bits)
-            .map_err(|e| PipelineError::Job(format!("field `model`: {e}")))?;
+            .map_err(|e| job.error(format!("field `model`: {e}")))?;
         if policies::searchable(&skel).is_empty() {
-            return Err(PipelineError::Job(format!(
+            return Err(job.error(format!(
                 "field `model`: '{}' has no searchable layer (only the fixed stem and classifier)",
                 model.name
             )));
@@ -356,7 +379,7 @@ impl Plan {
         for b in &job.budgets {
             let n = b.bitops(&skel);
             if n < min {
-                return Err(PipelineError::Job(format!(
+                return Err(job.error(format!(
                     "field `budgets`: {b} = {n} BitOps is below the smallest possible {min} \
                      (every searchable layer of '{}' at W{lo}A{lo})",
                     model.name
@@ -698,8 +721,16 @@ pub fn run(
     let root = dist.is_root();
     check_output(out)?;
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    // One run per folder: a second one would rewrite `state.ron` from its own copy and
+    // lose this one's stages. Held (by rank 0, which alone writes) until the run returns;
+    // the system releases it when the process ends, however it ends.
+    let _lock = if root {
+        lock::OutputLock::acquire(out, on_event)?
+    } else {
+        None
+    };
     let mut state = State::load(out)?;
-    state.version = 1;
+    state.version = State::VERSION;
     if let Some(c) = dist.peers() {
         // Every rank has read the state before rank 0 writes anything.
         c.barrier();
@@ -784,9 +815,8 @@ pub fn run(
             |stages, on_event| {
                 let (ck, e) = match &init {
                     Some(p) => {
-                        let ck = Checkpoint::load(p).map_err(|e| {
-                            PipelineError::Job(format!("field `pretrain.init`: {e}"))
-                        })?;
+                        let ck = Checkpoint::load(p)
+                            .map_err(|e| job.error(format!("field `pretrain.init`: {e}")))?;
                         let e = stages.evaluate_fp(&ck)?;
                         (ck, e)
                     }
