@@ -296,6 +296,11 @@ fn invalid_jobs_are_refused_naming_the_field() {
             "random_policies: 2",
             "random_policies",
         ),
+        (
+            "random_policies: 3",
+            "random_policies: 100000",
+            "random_policies`: 100000 is more than 1000",
+        ),
         ("seeds: [0, 1]", "seeds: []", "seeds"),
         ("seeds: [0, 1]", "seeds: [1, 1]", "seeds"),
         ("alpha: 2.0", "alpha: -1.0", "alpha"),

@@ -473,6 +473,9 @@ impl PartialEq for JobFile {
     }
 }
 
+/// The most random policies a job may ask for per budget and seed.
+pub const MAX_RANDOM_POLICIES: usize = 1000;
+
 impl Job {
     /// Reads and validates a job file; errors name the file, and so do those of planning
     /// it ([`super::Plan::new`]).
@@ -622,6 +625,14 @@ impl Job {
         if self.random_policies < 3 {
             return Err(format!(
                 "field `random_policies`: {} is too few for a median; give at least 3",
+                self.random_policies
+            ));
+        }
+        // Each is finetuned, per budget and seed: more is a typo, not a plan.
+        if self.random_policies > MAX_RANDOM_POLICIES {
+            return Err(format!(
+                "field `random_policies`: {} is more than {MAX_RANDOM_POLICIES} (each one is \
+                 finetuned at every budget and seed)",
                 self.random_policies
             ));
         }

@@ -323,9 +323,13 @@ fn save_ckpt(ck: &Checkpoint, path: &Path) -> Result<(), PipelineError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     }
-    ck.save(path).map_err(|e| PipelineError::Io {
-        path: path.to_path_buf(),
-        message: format!("cannot write the checkpoint: {e}"),
+    // save's only error is the write's, which names the file already.
+    ck.save(path).map_err(|e| match e {
+        crate::checkpoint::CheckpointError::File(f) => PipelineError::File(f),
+        other => PipelineError::Io {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
     })
 }
 

@@ -216,6 +216,8 @@ pub fn random_policies(
     let mut rng = random_rng(seed, bitops_budget);
     let floor = (bitops_budget as f64 * RANDOM_FLOOR).ceil() as u64;
     let mut drawn: Vec<Vec<(u32, u32)>> = Vec::new();
+    // Drawn so far, for the repeat test in one lookup rather than a walk of every draw.
+    let mut seen: std::collections::HashSet<Vec<(u32, u32)>> = Default::default();
     for k in 0..count {
         let mut fallback = None;
         let mut picked = None;
@@ -239,7 +241,7 @@ pub fn random_policies(
             if b < floor {
                 continue;
             }
-            if drawn.contains(&bits) {
+            if seen.contains(&bits) {
                 fallback.get_or_insert(bits);
                 continue;
             }
@@ -253,6 +255,7 @@ pub fn random_policies(
                 RANDOM_FLOOR * 100.0
             )
         })?;
+        seen.insert(bits.clone());
         drawn.push(bits);
     }
     drawn
