@@ -64,8 +64,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub fn execute(job: Job) -> anyhow::Result<Results> {
     let plan = Plan::new(job)?;
     let job = &plan.job;
-    // Before the data is read: a run must not stop at its first write.
+    // Before the data is read: a run must not stop at its first write, at another run's
+    // lock on the folder (taken for real by `pipeline::run`), or at a state it cannot read.
     pipeline::check_output(&job.output)?;
+    if job.output.is_dir() {
+        drop(pipeline::lock::OutputLock::acquire(&job.output, &mut |_| {})?);
+        pipeline::State::load(&job.output)?;
+    }
     let (train, test) = load_plan_data(&plan).map_err(anyhow::Error::msg)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
