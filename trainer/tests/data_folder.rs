@@ -367,3 +367,78 @@ fn class_folders_that_differ_between_splits_are_named() {
     .unwrap_err();
     assert!(e.to_string().contains("nothing/train"), "{e}");
 }
+
+/// A link to a folder that holds it (`ln -s .. up`, `ln -s . again`) made the listing repeat
+/// another class's images under this class's label, or never end (two links to `.` grow it
+/// exponentially): refused, naming the link. A link to a folder elsewhere is followed.
+#[cfg(unix)]
+#[test]
+fn links_to_a_folder_that_holds_them_are_refused() {
+    use std::os::unix::fs::symlink;
+    let root = tmp_root("links");
+    make_folder(&root, &["a", "b"], 2, 4, 4);
+    let outside = tmp_root("links-outside");
+    write_rgb(&outside.join("extra.png"), 99, 4, 4);
+    symlink(&outside, root.join("train/a/more")).unwrap();
+    let ds = load(&root, Split::Train, (3, 4, 4), &Transform::default()).unwrap();
+    assert_eq!(ds.len(), 5);
+    for (link, to) in [("up", ".."), ("again", ".")] {
+        let at = root.join("train/a").join(link);
+        symlink(to, &at).unwrap();
+        let e = load(&root, Split::Train, (3, 4, 4), &Transform::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(at.to_str().unwrap()) && e.contains("the listing would loop"),
+            "{e}"
+        );
+        std::fs::remove_file(&at).unwrap();
+    }
+}
+
+/// A long, thin picture resized on its shorter side grows on its longer one: 1×65536 at 16384
+/// is 2^30 pixels, which was allocated (17 GB at the default channel count) or, past u32,
+/// panicked the loader with an error naming no file. Refused, naming the file.
+#[test]
+fn a_picture_that_would_resize_past_the_limit_is_refused_naming_it() {
+    let root = tmp_root("thin");
+    make_folder(&root, &["a"], 1, 4, 4);
+    let thin = root.join("train/a/thin.png");
+    image::GrayImage::from_pixel(1, 65536, image::Luma([7]))
+        .save(&thin)
+        .unwrap();
+    let t = Transform {
+        resize: 16384,
+        ..Transform::default()
+    };
+    let ds = load(&root, Split::Train, (1, 4, 4), &t).unwrap();
+    let f = ds.folder.as_ref().unwrap();
+    let i = f.files.iter().position(|p| *p == thin).unwrap();
+    let e = f.load(i, None).unwrap_err().to_string();
+    assert!(
+        e.starts_with(thin.to_str().unwrap())
+            && e.contains("1×65536 pixels resized to 16384×1073741824")
+            && e.contains("more than 67108864 pixels"),
+        "{e}"
+    );
+    assert_eq!(
+        limpq_trainer::data::resized_dims(1, usize::MAX, 8).1,
+        usize::MAX
+    );
+}
+
+/// A class folder whose name is not UTF-8 was shown with a replacement character and then
+/// looked for under that changed name ("No such file"): refused, saying why.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_class_name_that_is_not_utf8_is_refused_saying_so() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = tmp_root("nonutf8");
+    make_folder(&root, &["a"], 1, 4, 4);
+    let odd = std::ffi::OsStr::from_bytes(b"b\xff");
+    write_rgb(&root.join("train").join(odd).join("0.png"), 1, 4, 4);
+    let e = load(&root, Split::Train, (3, 4, 4), &Transform::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not UTF-8"), "{e}");
+}

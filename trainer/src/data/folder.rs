@@ -200,25 +200,60 @@ fn class_dirs(dir: &Path) -> Result<Vec<String>, DataError> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        let raw = entry.file_name();
+        let lossy = raw.to_string_lossy();
+        if lossy.starts_with('.') {
             continue;
         }
         // Follows symbolic links (a folder of links to class folders is common).
         if entry.path().is_dir() {
-            names.push(name);
+            // A class is known by its name (in checkpoints, reports, `eval`): one that is
+            // not UTF-8 was shown changed and then looked for under the changed name.
+            let Some(name) = raw.to_str() else {
+                return Err(format_err(
+                    &entry.path(),
+                    format!(
+                        "the class folder's name ({lossy}) is not UTF-8; rename it (class \
+                         names are kept as text)"
+                    ),
+                ));
+            };
+            names.push(name.to_string());
         }
     }
     names.sort();
     Ok(names)
 }
 
-/// Image files under `dir` (recursively; sorted by path).
+/// Image files under `dir` (recursively; sorted by path). Links are followed, but a link to
+/// a folder that holds it (`ln -s .. up`, `ln -s . again`) is refused: it made the listing
+/// repeat images under the wrong class, or never end.
 fn image_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    image_files_within(dir, &mut Vec::new(), out)
+}
+
+/// [`image_files`], with the real paths of the folders being listed (`dir`'s ancestors in
+/// this walk).
+fn image_files_within(
+    dir: &Path,
+    open: &mut Vec<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), DataError> {
     let io = |e| DataError::Io {
         path: dir.to_path_buf(),
         source: e,
     };
+    let real = std::fs::canonicalize(dir).map_err(io)?;
+    if open.contains(&real) {
+        return Err(format_err(
+            dir,
+            format!(
+                "a link to {}, a folder that holds it: the listing would loop; remove the link",
+                real.display()
+            ),
+        ));
+    }
+    open.push(real);
     let mut entries: Vec<PathBuf> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -229,7 +264,7 @@ fn image_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            image_files(&p, out)?;
+            image_files_within(&p, open, out)?;
         } else if p
             .extension()
             .and_then(|e| e.to_str())
@@ -238,6 +273,7 @@ fn image_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
             out.push(p);
         }
     }
+    open.pop();
     Ok(())
 }
 
@@ -413,6 +449,18 @@ impl ImageFolder {
         let plane = decode(path, &bytes, c)?;
         let (pw, ph) = (plane.width as usize, plane.height as usize);
         let (nw, nh) = resized_dims(pw, ph, self.settings.resize as usize);
+        // A long, thin picture resized on its short side grows on its long one: 1×65536
+        // at 16384 is 2^38 pixels. Held to the decoder's own limit, naming the file.
+        if (nw as u64).saturating_mul(nh as u64) > MAX_PIXELS {
+            return Err(format_err(
+                path,
+                format!(
+                    "image of {pw}×{ph} pixels resized to {nw}×{nh} (its shorter side to \
+                     {}): more than {MAX_PIXELS} pixels",
+                    self.settings.resize
+                ),
+            ));
+        }
         let plane = if (nw, nh) == (pw, ph) {
             plane
         } else {
@@ -438,10 +486,11 @@ impl ImageFolder {
 /// The size after resizing the shorter side to `side` (the longer one scaled alike and
 /// rounded down, as torchvision's `Resize(int)`; never below `side`).
 pub fn resized_dims(w: usize, h: usize, side: usize) -> (usize, usize) {
+    // Saturating: a size past any limit is refused by the caller, not wrapped.
     if w <= h {
-        (side, (h * side / w).max(side))
+        (side, (h.saturating_mul(side) / w.max(1)).max(side))
     } else {
-        ((w * side / h).max(side), side)
+        ((w.saturating_mul(side) / h.max(1)).max(side), side)
     }
 }
 
