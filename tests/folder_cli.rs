@@ -76,6 +76,89 @@ fn train_and_eval_on_an_image_folder() {
         "{}",
         stdout(&out)
     );
+    // `--data ROOT` names the folder itself, whatever folder the checkpoint recorded (it
+    // was refused as an unknown dataset).
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--data",
+        imgs.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "eval --data ROOT: {}", stderr(&out));
+    // BN recalibration reads the training split as eval reads the test split: from the
+    // checkpoint's folder, at the model's input (it failed: "needs its folder").
+    let layers = limpq_trainer::model::builtin("small_cnn")
+        .unwrap()
+        .quantizable_layers()
+        .unwrap();
+    let rows: String = layers
+        .iter()
+        .map(|l| format!("(name: \"{}\", weight: 8, act: 8), ", l.name))
+        .collect();
+    let policy = dir.join("w8a8.ron");
+    std::fs::write(
+        &policy,
+        format!(
+            "(model: \"small_cnn\", layers: [{rows}], objective: 0.0, bitops: 0, \
+             weight_bits_total: 0, optimal: false)"
+        ),
+    )
+    .unwrap();
+    let ft = dir.join("ft.ckpt");
+    let out = limpq(&[
+        "finetune",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--bn-recalibration",
+        "0",
+        "-o",
+        ft.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "finetune: {}", stderr(&out));
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        ft.to_str().unwrap(),
+        "--recalibrate-bn",
+        "8",
+    ]);
+    assert!(
+        out.status.success(),
+        "eval --recalibrate-bn: {}",
+        stderr(&out)
+    );
+    // --transform is for an image folder (exit 2 for a fixed dataset, as `train` says), and
+    // one that does not parse is a usage error too.
+    let ck = ckpt.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec![
+                "eval",
+                "--ckpt",
+                ck,
+                "--data",
+                "fashion-mnist",
+                "--transform",
+                "(resize: 32)",
+            ],
+            "--transform applies to an image folder",
+        ),
+        (
+            vec!["eval", "--ckpt", ck, "--transform", "garbage"],
+            "--transform:",
+        ),
+    ] {
+        let out = limpq(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
     // Its weights as safetensors start a pipeline of the same model description: imported
     // into the run folder, evaluated as the FP32 start (the same images, the same accuracy
     // as the eval above).

@@ -79,7 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, Some(d)) => d.to_string(),
         (None, None) => "fashion-mnist".to_string(),
     };
+    super::run_args::transform_applies(&data, args.transform.as_deref())?;
     let (dir, transform) = super::run_args::folder_args(
+        &data,
         args.data_dir.as_deref(),
         args.transform.as_deref(),
         Some(&ckpt),
@@ -109,7 +111,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let recalibrate = match args.recalibrate_bn {
         Some(images) => {
-            let train = Dataset::load(&data, args.data_dir.as_deref(), Split::Train)?;
+            // Read as the test split is: the checkpoint's folder, at the model's input.
+            let train = Dataset::load_for(&source, Split::Train)?;
             check_data(&ckpt.model, &train)?;
             Some(Recalibration {
                 train: std::sync::Arc::new(train),

@@ -158,17 +158,13 @@ impl RunArgs {
         input: (usize, usize, usize),
         ckpt: Option<&Checkpoint>,
     ) -> anyhow::Result<(Arc<Dataset>, Arc<Dataset>)> {
-        // --transform shapes an image folder's images; the fixed datasets have none to
-        // shape, and it was ignored for them.
-        let fixed = limpq_trainer::data::DatasetKind::parse(data)
-            .is_ok_and(|k| k != limpq_trainer::data::DatasetKind::Folder);
-        if self.transform.is_some() && fixed {
-            return Err(super::out::usage(format!(
-                "--transform applies to an image folder (--data folder), not to {data}"
-            )));
-        }
-        let (dir, transform) =
-            folder_args(self.data_dir.as_deref(), self.transform.as_deref(), ckpt)?;
+        transform_applies(data, self.transform.as_deref())?;
+        let (dir, transform) = folder_args(
+            data,
+            self.data_dir.as_deref(),
+            self.transform.as_deref(),
+            ckpt,
+        )?;
         let source = DataSource {
             name: data,
             dir: dir.as_deref(),
@@ -202,19 +198,41 @@ fn folder_meta(ds: &Dataset) -> Vec<(String, String)> {
     ds.folder_meta()
 }
 
-/// The data folder and image-folder transform: the flags, else what `ckpt` recorded.
+/// --transform shapes an image folder's images; the fixed datasets have none to shape, and
+/// it was ignored for them: a usage error there.
+pub fn transform_applies(data: &str, transform: Option<&str>) -> anyhow::Result<()> {
+    let fixed = limpq_trainer::data::DatasetKind::parse(data)
+        .is_ok_and(|k| k != limpq_trainer::data::DatasetKind::Folder);
+    if transform.is_some() && fixed {
+        return Err(super::out::usage(format!(
+            "--transform applies to an image folder (--data folder), not to {data}"
+        )));
+    }
+    Ok(())
+}
+
+/// The data folder and image-folder transform for dataset `data`: the flags, else what
+/// `ckpt` recorded. The checkpoint's image folder is the default only for `data` "folder":
+/// `--data ROOT` (a folder's path) names its own, and a fixed dataset's files are elsewhere.
 pub fn folder_args(
+    data: &str,
     dir: Option<&Path>,
     transform: Option<&str>,
     ckpt: Option<&Checkpoint>,
 ) -> anyhow::Result<(Option<PathBuf>, Option<Transform>)> {
-    let dir = dir
-        .map(Path::to_path_buf)
-        .or_else(|| ckpt.and_then(|c| c.meta(META_DATA_DIR)).map(PathBuf::from));
+    let folder = limpq_trainer::data::DatasetKind::parse(data)
+        .is_ok_and(|k| k == limpq_trainer::data::DatasetKind::Folder);
+    let dir = dir.map(Path::to_path_buf).or_else(|| {
+        ckpt.filter(|_| folder)
+            .and_then(|c| c.meta(META_DATA_DIR))
+            .map(PathBuf::from)
+    });
     let transform = match transform {
-        Some(t) => {
-            Some(Transform::from_ron_str(t).map_err(|e| anyhow::anyhow!("--transform: {e}"))?)
-        }
+        // A flag that does not parse is a usage error (exit 2), as every other flag's.
+        Some(t) => Some(
+            Transform::from_ron_str(t)
+                .map_err(|e| super::out::usage(format!("--transform: {e}")))?,
+        ),
         None => match ckpt.and_then(|c| c.meta(META_TRANSFORM)) {
             Some(t) => Some(
                 Transform::from_ron_str(t)

@@ -62,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
     let (dir, transform) =
-        super::run_args::folder_args(args.data_dir.as_deref(), None, Some(&init))?;
+        super::run_args::folder_args(&data, args.data_dir.as_deref(), None, Some(&init))?;
     let source = limpq_trainer::data::DataSource {
         name: &data,
         dir: dir.as_deref(),

@@ -322,7 +322,8 @@ impl Dataset {
         })?;
         let input = source.input.ok_or_else(|| {
             DataError::Invalid(
-                "an image folder is read at a model's input size; this command has no model to                  take it from"
+                "an image folder is read at a model's input size; this command has no model to \
+                 take it from"
                     .into(),
             )
         })?;
