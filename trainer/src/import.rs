@@ -478,11 +478,7 @@ impl Reader<'_> {
     }
 
     fn act(&self, n: &NodeProto, k: usize) -> R<(String, bool)> {
-        let name = n
-            .input
-            .get(k)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| err(format!("input {k} missing")))?;
+        let name = input_name(n, k)?;
         match self.value(name)? {
             Value::Act { src, flat } => Ok((src.clone(), *flat)),
             Value::Const(_) => Err(err(format!(
@@ -513,11 +509,7 @@ impl Reader<'_> {
 
     /// Input `k` as a computed shape: a `Dims` value, or a constant of whole numbers.
     fn dims(&self, n: &NodeProto, k: usize) -> R<Dims> {
-        let name = n
-            .input
-            .get(k)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| err(format!("input {k} missing")))?;
+        let name = input_name(n, k)?;
         match self.value(name)? {
             Value::Dims(d) => Ok(d.clone()),
             Value::Const(t) => Ok(Dims {
@@ -534,12 +526,7 @@ impl Reader<'_> {
     }
 
     fn output_dims(&mut self, n: &NodeProto, d: Dims) -> R<()> {
-        let out = n
-            .output
-            .first()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| err("no output"))?;
-        self.values.insert(out.clone(), Value::Dims(d));
+        self.values.insert(output_name(n)?.clone(), Value::Dims(d));
         Ok(())
     }
 
@@ -650,12 +637,8 @@ impl Reader<'_> {
     }
 
     fn output(&mut self, n: &NodeProto, src: String, flat: bool) -> R<()> {
-        let out = n
-            .output
-            .first()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| err("no output"))?;
-        self.values.insert(out.clone(), Value::Act { src, flat });
+        self.values
+            .insert(output_name(n)?.clone(), Value::Act { src, flat });
         Ok(())
     }
 
@@ -1457,6 +1440,22 @@ fn window(a: &Attrs) -> R<(usize, usize)> {
         }
     }
     Ok((stride as usize, pad as usize))
+}
+
+/// The name of node `n`'s input `k`, which must be given.
+fn input_name(n: &NodeProto, k: usize) -> R<&String> {
+    n.input
+        .get(k)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| err(format!("input {k} missing")))
+}
+
+/// The name of node `n`'s (first) output, which must be given.
+fn output_name(n: &NodeProto) -> R<&String> {
+    n.output
+        .first()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| err("no output"))
 }
 
 /// A constant's values as whole numbers (shapes, indices, axes).
