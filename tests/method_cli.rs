@@ -126,6 +126,42 @@ fn indicators_solve_finetune_eval() {
     assert!(out.status.success(), "finetune failed: {}", stderr(&out));
     let ft = stdout(&out);
     assert!(ft.contains("quantized test accuracy"), "{ft}");
+    // BN recalibration (on by default) runs on a training split smaller than the
+    // evaluation batch (64 images, batch 256): it used to take whole batches only and so
+    // did nothing, the statistics the same as with --bn-recalibration 0.
+    let q0 = tmp("q0.ckpt");
+    let out0 = limpq(&[
+        "finetune",
+        "--ckpt",
+        fp,
+        "--policy",
+        pol,
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--subset",
+        "64",
+        "--test-subset",
+        "50",
+        "--data-dir",
+        FMNIST,
+        "--bn-recalibration",
+        "0",
+        "-o",
+        q0.to_str().unwrap(),
+    ]);
+    assert!(out0.status.success(), "finetune failed: {}", stderr(&out0));
+    let stats = |p: &str| -> Vec<Vec<f32>> {
+        let ck = limpq_trainer::checkpoint::Checkpoint::load(p).unwrap();
+        (ck.tensors.iter())
+            .filter(|t| t.name.ends_with("running_mean") || t.name.ends_with("running_var"))
+            .map(|t| t.data.clone())
+            .collect()
+    };
+    let (with, without) = (stats(q), stats(q0.to_str().unwrap()));
+    assert!(!with.is_empty());
+    assert_ne!(with, without, "recalibration changed no BN statistic");
     // --indicators without --steps-from-indicators is read for nothing, and it says so.
     assert!(
         stderr(&out).contains(&format!(

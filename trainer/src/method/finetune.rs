@@ -246,7 +246,7 @@ pub fn finetune(
         gpu,
         model,
         NetworkConfig {
-            batch: run.eval_batch,
+            batch: super::recalibration_batch(run.eval_batch, cfg.bn_recalibration, train.len()),
             ..ncfg
         },
         &spec,

@@ -194,6 +194,19 @@ pub struct Recalibration {
 /// finetuning code).
 pub const RECALIBRATION_IMAGES: usize = 6000;
 
+/// The batch of a network that evaluates `batch` images at a time and recalibrates its BN
+/// on up to `images` of a training split of `train_len`: recalibration takes whole batches,
+/// so a split smaller than the batch (128 images against the default 256) was silently not
+/// recalibrated at all; the batch is then the split's size. Evaluation gives the same
+/// results at any batch (BN in eval mode treats each image alone).
+pub fn recalibration_batch(batch: usize, images: usize, train_len: usize) -> usize {
+    if images > 0 && train_len > 0 && train_len < batch {
+        train_len
+    } else {
+        batch
+    }
+}
+
 impl Recalibration {
     /// Recalibrates `net` (its current selection); returns the images used (0 when the
     /// training split holds no whole batch of `net`'s size: the statistics stay).
@@ -240,6 +253,10 @@ pub fn evaluate_quantized_with(
         return Err(MethodError::Config("batch size must be positive".into()));
     }
     let spec = QuantSpec::policy(model, policy)?;
+    let batch = match recalibrate {
+        Some(r) => recalibration_batch(batch, r.images, r.train.len()),
+        None => batch,
+    };
     let cfg = NetworkConfig {
         batch,
         ..NetworkConfig::default()
