@@ -162,6 +162,80 @@ fn indicators_solve_finetune_eval() {
     let (with, without) = (stats(q), stats(q0.to_str().unwrap()));
     assert!(!with.is_empty());
     assert_ne!(with, without, "recalibration changed no BN statistic");
+    // A checkpoint finetuned at one policy: evaluating it at another is refused (its step
+    // sizes are those bits'), and finetuning it at another starts the changed layers' step
+    // sizes afresh (a W3 step was kept at W2), the others' kept.
+    let mut other =
+        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
+    let l = other.layers.iter_mut().find(|l| l.name == "conv2").unwrap();
+    l.weight = if l.weight == 2 { 4 } else { 2 };
+    let new_bits = l.weight;
+    let pol2 = tmp("pol2.ron");
+    std::fs::write(&pol2, other.to_ron_string()).unwrap();
+    let pol2 = pol2.to_str().unwrap();
+    let out2 = limpq(&[
+        "eval",
+        "--ckpt",
+        q,
+        "--policy",
+        pol2,
+        "--data-dir",
+        FMNIST,
+        "--test-subset",
+        "50",
+    ]);
+    refused_with(&out2, &["layer 'conv2': the checkpoint was finetuned at"]);
+    let q2 = tmp("q2.ckpt");
+    let out2 = limpq(&[
+        "finetune",
+        "--ckpt",
+        q,
+        "--policy",
+        pol2,
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--subset",
+        "64",
+        "--test-subset",
+        "50",
+        "--data-dir",
+        FMNIST,
+        "-o",
+        q2.to_str().unwrap(),
+    ]);
+    assert!(
+        out2.status.success(),
+        "finetune at another policy: {}",
+        stderr(&out2)
+    );
+    assert!(
+        stderr(&out2).contains("finetuned at other bits in 1 layer(s) (first 'conv2'"),
+        "{}",
+        stderr(&out2)
+    );
+    let step = |p: &str, name: &str| -> Vec<f32> {
+        let ck = limpq_trainer::checkpoint::Checkpoint::load(p).unwrap();
+        let t = ck.tensors.iter().find(|t| t.name == name);
+        t.unwrap_or_else(|| panic!("{p} has no {name}"))
+            .data
+            .clone()
+    };
+    // Two small steps later conv2's weight step is near the LSQ init at its new bits
+    // (2·mean|w|/√Qp), not near the step it had at the old ones.
+    let q2 = q2.to_str().unwrap();
+    let w = step(q, "conv2.weight");
+    let mean_abs = w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64;
+    let init = 2.0 * mean_abs / (((1u64 << (new_bits - 1)) - 1) as f64).sqrt();
+    let (old_step, new_step) = (
+        step(q, "conv2.weight_step")[0] as f64,
+        step(q2, "conv2.weight_step")[0] as f64,
+    );
+    assert!(
+        (new_step - init).abs() < (new_step - old_step).abs(),
+        "conv2's step {new_step}: LSQ init at W{new_bits} {init}, the finetuned one {old_step}"
+    );
     // --indicators without --steps-from-indicators is read for nothing, and it says so.
     assert!(
         stderr(&out).contains(&format!(

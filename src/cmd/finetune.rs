@@ -71,6 +71,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             model.name
         );
     }
+    // A checkpoint finetuned at other bits: the layers whose bits change start their step
+    // sizes afresh (the library's rule); say which.
+    let changes = limpq_trainer::method::policy_changes(&init, &policy)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?;
+    if let Some((name, (sw, sa), (w, a))) = changes.first() {
+        eprintln!(
+            "note: {} was finetuned at other bits in {} layer(s) (first '{name}': W{sw}A{sa}, \
+             now W{w}A{a}); their step sizes start afresh from the LSQ init",
+            args.ckpt.display(),
+            changes.len()
+        );
+    }
     let indicators: Option<IndicatorSet> = args
         .indicators
         .as_deref()

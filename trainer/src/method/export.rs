@@ -397,17 +397,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
     let model = &ckpt.model;
     let infos = model.analyze()?;
     let bits = export_bits(model, policy)?;
-    if let Some(stored) = super::checkpoint_policy(ckpt)? {
-        let stored = export_bits(model, &stored)?;
-        for ((name, w, a), (_, sw, sa)) in bits.iter().zip(&stored) {
-            if (w, a) != (sw, sa) {
-                return Err(MethodError::Config(format!(
-                    "layer '{name}': the checkpoint was finetuned at W{sw}A{sa}, the policy \
-                     says W{w}A{a}; its step sizes are those of the finetuned bits"
-                )));
-            }
-        }
-    }
+    super::check_finetuned_policy(ckpt, policy)?;
     let qlayers = model.quantizable_layers()?;
     // A quantizable layer's (weight bits, activation bits, fixed).
     let layer_bits = |name: &str| -> Result<(u32, u32, bool), MethodError> {

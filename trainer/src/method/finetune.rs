@@ -218,11 +218,20 @@ pub fn finetune(
         .import_state_lenient(&init.tensors)
         .map_err(|e| MethodError::Config(format!("{}: {e}", init.describe())))?;
     let layers = net.quant_layers();
+    // A checkpoint finetuned at other bits holds step sizes of those bits: a layer whose
+    // bits change starts its steps afresh (the LSQ init), as from full precision; they were
+    // kept, a W4 step used at W2.
+    let changed: Vec<String> = super::policy_changes(init, policy)?
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
     let mut need_init = Vec::with_capacity(layers.len());
     for (li, l) in layers.iter().enumerate() {
         if let Some((w, a)) = from_ind[li] {
             net.write_steps(li, &[w], &[a])?;
             need_init.push(false);
+        } else if changed.contains(&spec.layers[li].0) {
+            need_init.push(true);
         } else {
             // Steps stored in `init` (a checkpoint of this policy) are kept.
             need_init.push(left.contains(&l.weight_step) || left.contains(&l.act_step));

@@ -178,6 +178,43 @@ pub fn checkpoint_policy(ckpt: &Checkpoint) -> Result<Option<Policy>, MethodErro
     }
 }
 
+/// The layers `policy` gives other bits than the policy `ckpt` was finetuned at (stored in
+/// its meta): name, the finetuned (weight, act) bits and the policy's. Empty for a
+/// checkpoint with no stored policy (full precision) or the same bits everywhere.
+pub fn policy_changes(
+    ckpt: &Checkpoint,
+    policy: &Policy,
+) -> Result<Vec<(String, (u32, u32), (u32, u32))>, MethodError> {
+    let Some(stored) = checkpoint_policy(ckpt)? else {
+        return Ok(Vec::new());
+    };
+    let was: std::collections::HashMap<&str, (u32, u32)> = (stored.layers.iter())
+        .map(|l| (l.name.as_str(), (l.weight, l.act)))
+        .collect();
+    Ok(policy
+        .layers
+        .iter()
+        .filter_map(|l| {
+            let now = (l.weight, l.act);
+            let before = was.get(l.name.as_str()).copied().unwrap_or((0, 0));
+            (before != now).then(|| (l.name.clone(), before, now))
+        })
+        .collect())
+}
+
+/// An error for the first of [`policy_changes`]: a checkpoint's step sizes are those of the
+/// bits it was finetuned at, and evaluating or exporting it at others is not that model.
+pub fn check_finetuned_policy(ckpt: &Checkpoint, policy: &Policy) -> Result<(), MethodError> {
+    match policy_changes(ckpt, policy)?.first() {
+        None => Ok(()),
+        Some((name, (sw, sa), (w, a))) => Err(MethodError::Config(format!(
+            "layer '{name}': the checkpoint was finetuned at W{sw}A{sa}, the policy says \
+             W{w}A{a}; its step sizes are those of the finetuned bits (finetune it at this \
+             policy first)"
+        ))),
+    }
+}
+
 /// BN recalibration before an evaluation, as the reference does before every evaluation
 /// of a quantized model: `images` training images (whole batches of the evaluating
 /// network's size, rounded up, at most one pass over `train`), shuffled with `seed` and
@@ -252,6 +289,7 @@ pub fn evaluate_quantized_with(
     if batch == 0 {
         return Err(MethodError::Config("batch size must be positive".into()));
     }
+    check_finetuned_policy(ckpt, policy)?;
     let spec = QuantSpec::policy(model, policy)?;
     let batch = match recalibrate {
         Some(r) => recalibration_batch(batch, r.images, r.train.len()),
