@@ -75,7 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // sizes afresh (the library's rule); say which.
     let changes = limpq_trainer::method::policy_changes(&init, &policy)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.ckpt.display()))?;
-    if let Some((name, (sw, sa), (w, a))) = changes.first() {
+    if let Some(limpq_trainer::method::BitsChange {
+        layer: name,
+        was: (sw, sa),
+        now: (w, a),
+    }) = changes.first()
+    {
         eprintln!(
             "note: {} was finetuned at other bits in {} layer(s) (first '{name}': W{sw}A{sa}, \
              now W{w}A{a}); their step sizes start afresh from the LSQ init",

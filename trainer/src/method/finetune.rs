@@ -223,7 +223,7 @@ pub fn finetune(
     // kept, a W4 step used at W2.
     let changed: Vec<String> = super::policy_changes(init, policy)?
         .into_iter()
-        .map(|(name, _, _)| name)
+        .map(|c| c.layer)
         .collect();
     let mut need_init = Vec::with_capacity(layers.len());
     for (li, l) in layers.iter().enumerate() {

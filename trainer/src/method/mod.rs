@@ -178,13 +178,19 @@ pub fn checkpoint_policy(ckpt: &Checkpoint) -> Result<Option<Policy>, MethodErro
     }
 }
 
+/// A layer whose (weight, act) bits differ between two policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BitsChange {
+    pub layer: String,
+    /// The bits it was finetuned at ((0, 0) where that policy lacks the layer).
+    pub was: (u32, u32),
+    pub now: (u32, u32),
+}
+
 /// The layers `policy` gives other bits than the policy `ckpt` was finetuned at (stored in
 /// its meta): name, the finetuned (weight, act) bits and the policy's. Empty for a
 /// checkpoint with no stored policy (full precision) or the same bits everywhere.
-pub fn policy_changes(
-    ckpt: &Checkpoint,
-    policy: &Policy,
-) -> Result<Vec<(String, (u32, u32), (u32, u32))>, MethodError> {
+pub fn policy_changes(ckpt: &Checkpoint, policy: &Policy) -> Result<Vec<BitsChange>, MethodError> {
     let Some(stored) = checkpoint_policy(ckpt)? else {
         return Ok(Vec::new());
     };
@@ -197,7 +203,11 @@ pub fn policy_changes(
         .filter_map(|l| {
             let now = (l.weight, l.act);
             let before = was.get(l.name.as_str()).copied().unwrap_or((0, 0));
-            (before != now).then(|| (l.name.clone(), before, now))
+            (before != now).then(|| BitsChange {
+                layer: l.name.clone(),
+                was: before,
+                now,
+            })
         })
         .collect())
 }
@@ -207,7 +217,11 @@ pub fn policy_changes(
 pub fn check_finetuned_policy(ckpt: &Checkpoint, policy: &Policy) -> Result<(), MethodError> {
     match policy_changes(ckpt, policy)?.first() {
         None => Ok(()),
-        Some((name, (sw, sa), (w, a))) => Err(MethodError::Config(format!(
+        Some(BitsChange {
+            layer: name,
+            was: (sw, sa),
+            now: (w, a),
+        }) => Err(MethodError::Config(format!(
             "layer '{name}': the checkpoint was finetuned at W{sw}A{sa}, the policy says \
              W{w}A{a}; its step sizes are those of the finetuned bits (finetune it at this \
              policy first)"
