@@ -374,3 +374,47 @@ fn a_checkpoint_whose_tensors_do_not_fit_is_named() {
         refused_with(&limpq(&args), &[p, "missing parameter"]);
     }
 }
+
+/// `--resume` continues only the run of the same data: another `--subset-seed` (other
+/// images of the same count, so the same steps per epoch) or another `--subset` is refused,
+/// naming each difference; it used to resume silently on the other images and record them.
+#[test]
+fn a_resume_on_other_data_is_refused() {
+    if !have_gpu_and_data("resume on other data") {
+        return;
+    }
+    let ckpt = tmp("other-data.ckpt");
+    let c = ckpt.to_str().unwrap();
+    let run = |subset: &'static str, seed: &'static str, resume: bool| {
+        let mut args = vec![
+            "train",
+            "--model",
+            "small_cnn",
+            "--data-dir",
+            FMNIST,
+            "--subset",
+            subset,
+            "--subset-seed",
+            seed,
+            "--test-subset",
+            "32",
+            "--batch",
+            "32",
+            "--epochs",
+            "1",
+            "-o",
+            c,
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        limpq(&args)
+    };
+    let out = run("64", "7", false);
+    assert!(out.status.success(), "train failed: {}", stderr(&out));
+    refused_with(
+        &run("64", "99", true),
+        &["--resume", "other-data.ckpt", "subset_seed 7 (this run 99)"],
+    );
+    refused_with(&run("32", "7", true), &["subset 64 (this run 32)"]);
+}

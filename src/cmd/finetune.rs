@@ -130,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("init".into(), args.ckpt.display().to_string()),
     ];
     meta.extend(args.run.subset_meta(&train_ds));
+    super::run_args::check_resume_data(resume.as_deref(), &meta)?;
     let cfg = FinetuneConfig {
         run: RunConfig {
             meta,

@@ -193,6 +193,46 @@ impl RunArgs {
     }
 }
 
+/// Refuses a `--resume` whose checkpoint was written by a run on other data than this one's
+/// (`meta`, the entries this run records): the data set, `--subset`, `--subset-seed`, the
+/// image folder and its transform. The other settings are compared by the library; these
+/// were not, and a resumed run went on silently with other images.
+pub fn check_resume_data(
+    resume: Option<&Checkpoint>,
+    meta: &[(String, String)],
+) -> anyhow::Result<()> {
+    let Some(ck) = resume else {
+        return Ok(());
+    };
+    let now = |k: &str| meta.iter().find(|(m, _)| m == k).map(|(_, v)| v.as_str());
+    let diffs: Vec<String> = [
+        "data",
+        "subset",
+        "subset_seed",
+        META_DATA_DIR,
+        META_TRANSFORM,
+    ]
+    .into_iter()
+    .filter(|&k| ck.meta(k) != now(k))
+    .map(|k| {
+        format!(
+            "{k} {} (this run {})",
+            ck.meta(k).unwrap_or("none"),
+            now(k).unwrap_or("none")
+        )
+    })
+    .collect();
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow::anyhow!(
+        "--resume: {} was written by a run on other data: {}; give the same data flags, or \
+         start afresh without --resume",
+        ck.describe(),
+        diffs.join(", ")
+    ))
+}
+
 /// An image folder's path and transform as meta entries (nothing for other datasets).
 fn folder_meta(ds: &Dataset) -> Vec<(String, String)> {
     ds.folder_meta()

@@ -73,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut meta = vec![("data".into(), train_ds.kind.name().to_string())];
     meta.extend(args.run.subset_meta(&train_ds));
+    super::run_args::check_resume_data(earlier.as_ref(), &meta)?;
     let cfg = TrainConfig {
         nesterov: args.nesterov,
         checkpoint: Some(args.output.clone()),
