@@ -898,8 +898,7 @@ pub(crate) fn run_epochs<R: EpochRun>(
     // result.
     let mut initialised = pos.global_step > 0;
     let mut state = None;
-    // Rank 0 alone writes the run's files.
-    let ckpt_path = cfg.checkpoint.as_deref().filter(|_| dist.is_root());
+    let ckpt_path = cfg.checkpoint.as_deref();
     let stop = |net: &Network<'_>, run: &R, pos: &Position| -> R::Error {
         match stop_state::<R::Error>(net, dist, pos, ckpt_path, |t| run.checkpoint(pos, t)) {
             Ok(st) => run.stopped(pos, st),
@@ -1001,7 +1000,8 @@ pub(crate) fn run_epochs<R: EpochRun>(
         pos.loss_sum = 0.0;
         pos.correct = 0;
         pos.seen = 0;
-        if let Some(path) = ckpt_path {
+        // Rank 0 alone writes the run's files.
+        if let Some(path) = ckpt_path.filter(|_| dist.is_root()) {
             run.checkpoint(&pos, st.clone()).save(path)?;
         }
         state = Some(st);
@@ -1239,7 +1239,7 @@ pub(crate) fn check_resume(
 }
 
 /// A run's exact state at a stop: `build` turns the network's state into the run's
-/// checkpoint, saved (atomically) to `path` when given. Training, joint training and
+/// checkpoint, saved (atomically, by rank 0) to `path` when given. Training, joint training and
 /// finetuning stop alike.
 pub(crate) fn stop_state<E: From<EngineError> + From<CheckpointError>>(
     net: &Network<'_>,
@@ -1249,7 +1249,9 @@ pub(crate) fn stop_state<E: From<EngineError> + From<CheckpointError>>(
     build: impl FnOnce(Vec<NamedTensor>) -> Checkpoint,
 ) -> Result<Stopped, E> {
     let checkpoint = build(export_synced(net, dist)?);
-    if let Some(path) = path {
+    // Rank 0 alone writes the run's files; every rank reports where the state is (another
+    // rank said "no checkpoint path was set, so nothing was saved" beside rank 0's "saved").
+    if let Some(path) = path.filter(|_| dist.is_root()) {
         checkpoint.save(path)?;
     }
     Ok(Stopped {

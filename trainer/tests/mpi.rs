@@ -165,7 +165,12 @@ fn rank_main(role: &str) {
                     flag.store(true, Ordering::SeqCst);
                 }
             }) {
-                Err(TrainError::Stopped(st)) => assert_eq!(st.position.global_step, 3),
+                Err(TrainError::Stopped(st)) => {
+                    assert_eq!(st.position.global_step, 3);
+                    // Every rank says where rank 0 saved the state (rank 1 said nothing
+                    // was saved).
+                    assert_eq!(st.saved.as_deref(), Some(out.as_path()), "rank {rank}");
+                }
                 other => panic!("rank {rank}: expected a stop, got {:?}", other.map(|_| ())),
             }
         }
