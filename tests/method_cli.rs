@@ -359,6 +359,94 @@ fn finetune_errors_name_the_problem() {
         tmp("x.ckpt").to_str().unwrap(),
     ]);
     refused_with(&out, &["policy for model 'resnet20'"]);
+    // A joint-training state (one batch norm per bit-width) is no model to finetune or
+    // evaluate: said so, not "missing parameter 'bn2.weight'".
+    let mut joint = limpq_trainer::checkpoint::Checkpoint::load(fp).unwrap();
+    joint.meta.push(("stage".into(), "joint".into()));
+    let joint_path = tmp("joint-state.ckpt");
+    joint.save(&joint_path).unwrap();
+    let jp = joint_path.to_str().unwrap();
+    let layers = limpq_trainer::model::builtin("small_cnn")
+        .unwrap()
+        .quantizable_layers()
+        .unwrap();
+    let rows: String = (layers.iter())
+        .map(|l| {
+            let bits = if l.fixed { 8 } else { 5 };
+            format!("(name: \"{}\", weight: {bits}, act: {bits}), ", l.name)
+        })
+        .collect();
+    let w5 = tmp("w5.ron");
+    std::fs::write(
+        &w5,
+        format!(
+            "(model: \"small_cnn\", layers: [{rows}], objective: 0.0, bitops: 0, \
+             weight_bits_total: 0, optimal: false)"
+        ),
+    )
+    .unwrap();
+    let w5 = w5.to_str().unwrap();
+    for args in [
+        vec![
+            "finetune",
+            "--ckpt",
+            jp,
+            "--policy",
+            w5,
+            "-o",
+            "/tmp/never.ckpt",
+        ],
+        vec!["eval", "--ckpt", jp],
+    ] {
+        refused_with(
+            &limpq(&args),
+            &["joint-state.ckpt is a joint-training state"],
+        );
+    }
+    // Steps from indicators that lack the policy's bits (W5 against 2, 3, 4): the error
+    // names the indicator file.
+    let mut ind = limpq_solver::IndicatorSet {
+        model: "small_cnn".into(),
+        weight_bits: vec![2, 3, 4],
+        act_bits: vec![2, 3, 4],
+        layers: vec![],
+        meta: vec![],
+    };
+    for l in &layers {
+        ind.layers.push(limpq_solver::Layer {
+            name: l.name.clone(),
+            macs: l.macs,
+            params: l.params,
+            weight_scale: if l.fixed {
+                vec![]
+            } else {
+                vec![0.1, 0.05, 0.02]
+            },
+            act_scale: if l.fixed { vec![] } else { vec![0.3, 0.2, 0.1] },
+            fixed: l.fixed.then_some((8, 8)),
+        });
+    }
+    let ind_path = tmp("ind234.ron");
+    std::fs::write(&ind_path, ind.to_ron_string()).unwrap();
+    let out = limpq(&[
+        "finetune",
+        "--ckpt",
+        fp,
+        "--policy",
+        w5,
+        "--indicators",
+        ind_path.to_str().unwrap(),
+        "--steps-from-indicators",
+        "-o",
+        tmp("never.ckpt").to_str().unwrap(),
+    ]);
+    refused_with(
+        &out,
+        &[
+            "ind234.ron",
+            "the policy's W5A5 is not among the indicators' bits",
+        ],
+    );
     // BN recalibration of a full-precision model: a usage error, before a GPU is opened.
     let out = limpq(&[
         "eval",

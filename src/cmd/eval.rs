@@ -73,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         limpq_io::files::check_writable(p)?;
     }
     let ckpt = Checkpoint::load(&args.ckpt)?;
+    limpq_trainer::method::check_not_joint_state(&ckpt)?;
     let name = args.ckpt.display().to_string();
     let data = match (&args.data, ckpt.meta("data")) {
         (Some(d), _) => d.clone(),

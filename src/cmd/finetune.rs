@@ -60,6 +60,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Before any training: a run must not end by failing to write its checkpoint.
     limpq_io::files::check_writable(&args.output)?;
     let init = Checkpoint::load(&args.ckpt)?;
+    // Before the data and the GPU: the library refuses it too, later.
+    limpq_trainer::method::check_not_joint_state(&init)?;
     let model = init.model.clone();
     let policy = read_policy(&args.policy)?;
     if policy.model != model.name {
@@ -110,6 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                  indicators`)",
                 p.display()
             );
+        }
+        if args.steps_from_indicators {
+            limpq_trainer::method::check_steps_from_indicators(&model, &policy, ind)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
         }
     }
     let data = args.run.data_name(Some(&init));

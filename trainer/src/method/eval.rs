@@ -109,6 +109,7 @@ pub fn evaluate_checkpoint(
     batch: usize,
     recalibrate: Option<&Recalibration>,
 ) -> Result<EvalReport, MethodError> {
+    super::check_not_joint_state(ckpt)?;
     let named = |e: MethodError| MethodError::Config(format!("{name}: {e}"));
     let model = &ckpt.model;
     let (stats, cost) = match policy {

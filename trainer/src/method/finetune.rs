@@ -187,6 +187,18 @@ fn steps_from_indicators(
     Ok(out)
 }
 
+/// Whether `indicators` hold a finite step size at `policy`'s bits for every searchable
+/// layer of `model`, as [`FinetuneConfig::steps_from_indicators`] needs: the check
+/// [`finetune`] makes, for a caller to make before it loads data and opens a GPU.
+pub fn check_steps_from_indicators(
+    model: &Model,
+    policy: &Policy,
+    indicators: &IndicatorSet,
+) -> Result<(), MethodError> {
+    let spec = QuantSpec::policy(model, policy)?;
+    steps_from_indicators(&spec, indicators, model).map(|_| ())
+}
+
 /// Finetune `model` from the full-precision checkpoint `init` at `policy`'s bits.
 /// `indicators` seed the step sizes only with [`FinetuneConfig::steps_from_indicators`].
 #[allow(clippy::too_many_arguments)]
@@ -204,6 +216,7 @@ pub fn finetune(
     check_data(model, &train)?;
     check_data(model, &test)?;
     check_checkpoint_model(init, model, &init.describe())?;
+    super::check_not_joint_state(init)?;
     let run = &cfg.run;
     run.check().map_err(MethodError::Config)?;
     let steps = steps_per_epoch(train.len(), run.batch)?;

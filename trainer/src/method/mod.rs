@@ -27,7 +27,9 @@ use crate::model::Model;
 use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
 
 pub use eval::{evaluate_checkpoint, EvalReport, PolicyCost};
-pub use finetune::{finetune, FinetuneChoices, FinetuneConfig, Finetuned};
+pub use finetune::{
+    check_steps_from_indicators, finetune, FinetuneChoices, FinetuneConfig, Finetuned,
+};
 pub use infer::infer_logits;
 pub use joint::{check_bits, joint_train, joint_train_full, JointConfig, JointTrained, StepDrift};
 pub use sensitivity::{
@@ -176,6 +178,21 @@ pub fn checkpoint_policy(ckpt: &Checkpoint) -> Result<Option<Policy>, MethodErro
             .map(Some)
             .map_err(|e| MethodError::Config(format!("policy stored in the checkpoint: {e}"))),
     }
+}
+
+/// Refuses a joint-training state (`limpq indicators --checkpoint`, meta `stage: joint`)
+/// where a full-precision or finetuned model is wanted: it keeps one batch norm per
+/// bit-width, and the refusal used to be "missing parameter 'bn2.weight'".
+pub fn check_not_joint_state(ck: &Checkpoint) -> Result<(), MethodError> {
+    if ck.meta("stage") == Some("joint") {
+        return Err(MethodError::Config(format!(
+            "{} is a joint-training state (`limpq indicators --checkpoint`), which keeps one \
+             batch norm per bit-width: give a full-precision checkpoint (`limpq train`) or a \
+             finetuned one",
+            ck.describe()
+        )));
+    }
+    Ok(())
 }
 
 /// A layer whose (weight, act) bits differ between two policies.
