@@ -68,7 +68,10 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
     // lock on the folder (taken for real by `pipeline::run`), or at a state it cannot read.
     pipeline::check_output(&job.output)?;
     if job.output.is_dir() {
-        drop(pipeline::lock::OutputLock::acquire(&job.output, &mut |_| {})?);
+        drop(pipeline::lock::OutputLock::acquire(
+            &job.output,
+            &mut |_| {},
+        )?);
         pipeline::State::load(&job.output)?;
     }
     let (train, test) = load_plan_data(&plan).map_err(anyhow::Error::msg)?;
