@@ -88,23 +88,8 @@ fn train_and_eval_on_an_image_folder() {
     assert!(out.status.success(), "eval --data ROOT: {}", stderr(&out));
     // BN recalibration reads the training split as eval reads the test split: from the
     // checkpoint's folder, at the model's input (it failed: "needs its folder").
-    let layers = limpq_trainer::model::builtin("small_cnn")
-        .unwrap()
-        .quantizable_layers()
-        .unwrap();
-    let rows: String = layers
-        .iter()
-        .map(|l| format!("(name: \"{}\", weight: 8, act: 8), ", l.name))
-        .collect();
     let policy = dir.join("w8a8.ron");
-    std::fs::write(
-        &policy,
-        format!(
-            "(model: \"small_cnn\", layers: [{rows}], objective: 0.0, bitops: 0, \
-             weight_bits_total: 0, optimal: false)"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&policy, common::uniform_policy("small_cnn", 8)).unwrap();
     let ft = dir.join("ft.ckpt");
     let out = limpq(&[
         "finetune",

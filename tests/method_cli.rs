@@ -370,21 +370,8 @@ fn finetune_errors_name_the_problem() {
         .unwrap()
         .quantizable_layers()
         .unwrap();
-    let rows: String = (layers.iter())
-        .map(|l| {
-            let bits = if l.fixed { 8 } else { 5 };
-            format!("(name: \"{}\", weight: {bits}, act: {bits}), ", l.name)
-        })
-        .collect();
     let w5 = tmp("w5.ron");
-    std::fs::write(
-        &w5,
-        format!(
-            "(model: \"small_cnn\", layers: [{rows}], objective: 0.0, bitops: 0, \
-             weight_bits_total: 0, optimal: false)"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&w5, common::uniform_policy("small_cnn", 5)).unwrap();
     let w5 = w5.to_str().unwrap();
     for args in [
         vec![

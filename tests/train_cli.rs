@@ -324,28 +324,7 @@ fn a_checkpoint_whose_tensors_do_not_fit_is_named() {
         "1",
     ];
     let policy = tmp("w4a4.ron");
-    let layers = limpq_trainer::model::Model::resolve("small_cnn")
-        .unwrap()
-        .quantizable_layers()
-        .unwrap();
-    let pol = limpq_solver::Policy {
-        model: "small_cnn".into(),
-        layers: layers
-            .iter()
-            .map(|l| limpq_solver::LayerBits {
-                name: l.name.clone(),
-                weight: if l.fixed { 8 } else { 4 },
-                act: if l.fixed { 8 } else { 4 },
-            })
-            .collect(),
-        objective: 0.0,
-        bitops: 0,
-        weight_bits_total: 0,
-        optimal: false,
-        bitops_budget: None,
-        size_budget_bits: None,
-    };
-    std::fs::write(&policy, pol.to_ron_string()).unwrap();
+    std::fs::write(&policy, common::uniform_policy("small_cnn", 4)).unwrap();
     let out_ckpt = tmp("never.ckpt");
     let out_ind = tmp("never.ron");
     let runs: [Vec<&str>; 3] = [

@@ -103,3 +103,30 @@ pub fn have_gpu_and_data(test: &str) -> bool {
     }
     have_gpu(test)
 }
+
+/// A policy file's text for built-in `model`: every searchable layer at `bits` (weights and
+/// activations), the fixed ones at 8.
+pub fn uniform_policy(model: &str, bits: u32) -> String {
+    let layers = limpq_trainer::model::builtin(model)
+        .expect("a built-in model")
+        .quantizable_layers()
+        .expect("its layers");
+    let b = |fixed: bool| if fixed { 8 } else { bits };
+    limpq_solver::Policy {
+        model: model.into(),
+        layers: (layers.iter())
+            .map(|l| limpq_solver::LayerBits {
+                name: l.name.clone(),
+                weight: b(l.fixed),
+                act: b(l.fixed),
+            })
+            .collect(),
+        objective: 0.0,
+        bitops: 0,
+        weight_bits_total: 0,
+        optimal: false,
+        bitops_budget: None,
+        size_budget_bits: None,
+    }
+    .to_ron_string()
+}
