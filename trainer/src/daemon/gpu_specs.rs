@@ -434,7 +434,6 @@ fn absolute(base: &Path, p: &mut PathBuf) {
     }
 }
 
-/// A model given as a relative file path (not a built-in name) is taken from `base`.
 /// A relative model path is taken from `base` (the job file's folder). A model is a path
 /// when it is no built-in's name and it is a `.ron` model description or an `.onnx` model
 /// (a pipeline's), or a file of that name is in `base`; other names (a misspelt built-in)
