@@ -199,7 +199,7 @@ pub fn check_not_joint_state(ck: &Checkpoint) -> Result<(), MethodError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BitsChange {
     pub layer: String,
-    /// The bits it was finetuned at ((0, 0) where that policy lacks the layer).
+    /// The bits it was finetuned at.
     pub was: (u32, u32),
     pub now: (u32, u32),
 }
@@ -211,18 +211,16 @@ pub fn policy_changes(ckpt: &Checkpoint, policy: &Policy) -> Result<Vec<BitsChan
     let Some(stored) = checkpoint_policy(ckpt)? else {
         return Ok(Vec::new());
     };
-    let was: std::collections::HashMap<&str, (u32, u32)> = (stored.layers.iter())
-        .map(|l| (l.name.as_str(), (l.weight, l.act)))
-        .collect();
-    Ok(policy
-        .layers
-        .iter()
-        .filter_map(|l| {
-            let now = (l.weight, l.act);
-            let before = was.get(l.name.as_str()).copied().unwrap_or((0, 0));
-            (before != now).then(|| BitsChange {
-                layer: l.name.clone(),
-                was: before,
+    // Both read against the checkpoint's model as every run reads a policy (a fixed layer
+    // left out is at its fixed bits), so that only a real difference counts.
+    let was = QuantSpec::policy(&ckpt.model, &stored)?;
+    let now = QuantSpec::policy(&ckpt.model, policy)?;
+    Ok((was.layers.iter().zip(&now.layers))
+        .filter_map(|((layer, was), (_, now))| {
+            let (was, now) = (was[0], now[0]);
+            (was != now).then(|| BitsChange {
+                layer: layer.clone(),
+                was,
                 now,
             })
         })
@@ -416,6 +414,63 @@ pub fn utc_now() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A policy that leaves the fixed layers out (they count at their fixed bits) is the
+    /// same policy as one that lists them at 8: no change, either way round; a searchable
+    /// layer at other bits is one.
+    #[test]
+    fn policy_changes_read_both_policies_against_the_model() {
+        let model = crate::model::builtin("small_cnn").unwrap();
+        let layers = model.quantizable_layers().unwrap();
+        let full: Vec<(&str, u32, u32)> = (layers.iter())
+            .map(|l| {
+                (
+                    l.name.as_str(),
+                    if l.fixed { 8 } else { 4 },
+                    if l.fixed { 8 } else { 4 },
+                )
+            })
+            .collect();
+        let searchable: Vec<(&str, u32, u32)> = (layers.iter())
+            .filter(|l| !l.fixed)
+            .map(|l| (l.name.as_str(), 4, 4))
+            .collect();
+        assert!(searchable.len() < full.len());
+        let ckpt = |p: &Policy| Checkpoint {
+            model: model.clone(),
+            seed: 0,
+            epoch: 0,
+            step: 0,
+            meta: vec![(POLICY_META.into(), p.to_ron_string())],
+            tensors: vec![],
+            origin: None,
+        };
+        let (full, searchable) = (
+            crate::test_support::policy("small_cnn", &full),
+            crate::test_support::policy("small_cnn", &searchable),
+        );
+        assert_eq!(policy_changes(&ckpt(&searchable), &full).unwrap(), vec![]);
+        assert_eq!(policy_changes(&ckpt(&full), &searchable).unwrap(), vec![]);
+        let mut other = full.clone();
+        let first = layers.iter().find(|l| !l.fixed).unwrap();
+        other
+            .layers
+            .iter_mut()
+            .find(|l| l.name == first.name)
+            .unwrap()
+            .weight = 2;
+        assert_eq!(
+            policy_changes(&ckpt(&searchable), &other).unwrap(),
+            vec![BitsChange {
+                layer: first.name.clone(),
+                was: (4, 4),
+                now: (2, 4),
+            }]
+        );
+        assert!(check_finetuned_policy(&ckpt(&searchable), &full).is_ok());
+    }
+
     #[test]
     fn utc_now_is_well_formed() {
         let s = super::utc_now();
