@@ -1006,8 +1006,23 @@ pub(crate) fn run_epochs<R: EpochRun>(
         }
         state = Some(st);
     }
+    // A run of no epochs still does its first-batch work (a quantized run's LSQ step
+    // init), so its state is where its first step would start, not the network as built.
     // Stop the loader thread before handing back.
     drop(loader);
+    if state.is_none() && !initialised {
+        // The batch the first step of a one-epoch run would take.
+        let mut first = loader_at(
+            train,
+            cfg.batch,
+            cfg.seed,
+            &Position::start(1, steps),
+            early,
+        )?;
+        let global = first.next_batch()?.ok_or_else(early)?;
+        drop(first);
+        run.first_batch(net, &rank_part(global, dist), dist)?;
+    }
     // No epoch ran (`epochs` 0, or resumed at the end): the state as it is.
     let state = match state {
         Some(st) => st,

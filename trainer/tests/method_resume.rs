@@ -496,3 +496,31 @@ fn resume_refuses_another_runs_state_naming_the_difference() {
         &["no momentum buffer"],
     );
 }
+
+/// A finetune of no epochs still runs the LSQ step init on its first batch: it ends with
+/// the step sizes that a one-epoch run at learning rate 0 starts from and keeps, not the
+/// network's values as built.
+#[test]
+fn finetune_of_no_epochs_initialises_its_step_sizes() {
+    let Some(s) = setup("finetune of no epochs") else {
+        return;
+    };
+    let steps = |f: &Finetuned| -> Vec<(String, Vec<f32>)> {
+        f.checkpoint
+            .tensors
+            .iter()
+            .filter(|t| t.name.ends_with("_step"))
+            .map(|t| (t.name.clone(), t.data.clone()))
+            .collect()
+    };
+    let mut cfg = finetune_config(None, None, None);
+    cfg.run.epochs = 0;
+    let none = run_finetune(&s, &cfg, &mut |_| {}).unwrap();
+    assert!(none.history.is_empty());
+    cfg.run.epochs = 1;
+    cfg.run.lr = 0.0;
+    let still = run_finetune(&s, &cfg, &mut |_| {}).unwrap();
+    let (a, b) = (steps(&none), steps(&still));
+    assert_eq!(a.len(), 2 * policy(&s.model).layers.len(), "{a:?}");
+    assert_eq!(a, b);
+}
