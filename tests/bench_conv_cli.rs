@@ -301,5 +301,19 @@ fn a_batch_the_adapter_cannot_hold_is_refused_by_name() {
             let err = refused_with(&out, &["--batch 100000", "largest storage buffer"]);
             assert!(!err.contains("memory allocation"), "{err}");
         }
+        // A batch whose products pass u64 (an overflow panic in the conv's lengths).
+        let out = limpq(&[
+            "bench",
+            "conv",
+            "--model",
+            "small_cnn",
+            "--batch",
+            "18446744073709551615",
+        ]);
+        let err = refused_with(
+            &out,
+            &["--batch 18446744073709551615", "largest storage buffer"],
+        );
+        assert!(!err.contains("panicked"), "{err}");
     }
 }

@@ -106,4 +106,20 @@ fn bench_gemm_refuses_a_shape_the_adapter_cannot_hold() {
         &["operand A (m×k) needs 40000000000 bytes", "smaller size"],
     );
     assert!(!err.contains("memory allocation"), "{err}");
+    // The check's shape too, named by its flag; a side past u64 / 7919 made the check's
+    // seed overflow.
+    for (check, needs) in [
+        ("100000,100000,100000", "needs 40000000000 bytes"),
+        (
+            "9223372036854775808,2,1",
+            "needs 18446744073709551615 bytes",
+        ),
+    ] {
+        let out = limpq(&["bench", "gemm", "--size", "16", "--check", check]);
+        let err = refused_with(&out, &[&format!("--check {check}"), needs]);
+        assert!(
+            !err.contains("memory allocation") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! CPU first; the harness is `limpq_trainer::bench::gemm` (its docs say what a sample is).
 use limpq_trainer::bench::gemm::{self, GemmBenchConfig, Which};
 use limpq_trainer::bench::report;
-use limpq_trainer::bench::HalfKind;
+use limpq_trainer::bench::{BenchError, HalfKind};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 
 /// Which kernels to time.
@@ -111,8 +111,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         warmup: args.warmup,
         reps: args.reps,
     };
-    let rows = gemm::run(&gpu, &cfg)
-        .map_err(|e| super::out::name_flag(format!("--m/--k/--n {m}×{k}×{n}"), e))?;
+    let rows = gemm::run(&gpu, &cfg).map_err(|e| {
+        let (cm, ck, cn) = check_shape;
+        let flag = match &e {
+            BenchError::DoesNotFit { what, .. } if what.contains("of the check") => {
+                format!("--check {cm},{ck},{cn}")
+            }
+            _ => format!("--m/--k/--n {m}×{k}×{n}"),
+        };
+        super::out::name_flag(flag, e)
+    })?;
     let text = match args.format {
         Format::Text => report::gemm_text(&gpu, &cfg, &rows),
         Format::Json => report::gemm_json_lines(&gpu.summary, &cfg, &rows),

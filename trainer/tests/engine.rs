@@ -362,6 +362,46 @@ fn batches_past_the_adapter_are_refused_at_build() {
     }
 }
 
+/// A layer whose weights cannot fit the adapter is refused when the network is built,
+/// naming the layer, before its weights are drawn: a 65535 × 65536 linear layer drew 17 GB
+/// of host memory first (an allocation abort where less was free).
+#[test]
+fn weights_past_the_adapter_are_refused_at_build() {
+    let Some(gpu) = gpu_or_skip("engine huge weights") else {
+        return;
+    };
+    let node = |name: &str, out_features, inputs: &str| Node {
+        name: name.to_string(),
+        op: Op::Linear {
+            out_features,
+            bias: true,
+        },
+        inputs: vec![inputs.to_string()],
+    };
+    let model = Model {
+        name: "huge_weights".into(),
+        input: (1, 256, 256),
+        classes: 10,
+        nodes: vec![node("fc1", 65535, "input"), node("fc", 10, "fc1")],
+    };
+    let ncfg = NetworkConfig {
+        batch: 1,
+        seed: 1,
+        label_smoothing: 0.0,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        grad_clip: None,
+        conv: Default::default(),
+    };
+    let e = Network::new(gpu, &model, ncfg).err().expect("refused");
+    let e = e.to_string();
+    assert!(
+        e.contains("layer 'fc1': 4294901760 weights") && e.contains("exceed"),
+        "{e}"
+    );
+}
+
 /// Export → checkpoint bytes → import into a fresh network gives identical eval logits.
 #[test]
 fn checkpoint_round_trip_restores_the_network() {

@@ -600,11 +600,13 @@ pub fn run(gpu: &Gpu, model: &Model, cfg: &ConvBenchConfig) -> Result<ConvBenchR
     let check_n = cfg.check_batch.min(cfg.batch);
     let rule = ConvPolicy::FromEnv.rule(gpu)?;
     for g in &groups {
-        let s = &g.shape;
+        // One image's lengths (the model check bounds them) times the batch, saturated: a
+        // huge `--batch` is refused here, before any product of it can overflow.
+        let one = Conv2dShape { n: 1, ..g.shape };
         for (what, len) in [
-            ("input", s.input_len()),
-            ("output", s.output_len()),
-            ("weight", s.weight_len()),
+            ("input", one.input_len().saturating_mul(cfg.batch)),
+            ("output", one.output_len().saturating_mul(cfg.batch)),
+            ("weight", one.weight_len()),
         ] {
             check_fits(gpu, &format!("the {what} of {}", g.layers.join(", ")), len)?;
         }

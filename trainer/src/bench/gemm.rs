@@ -172,7 +172,14 @@ pub fn run(gpu: &Gpu, cfg: &GemmBenchConfig) -> Result<Vec<Row>, BenchError> {
         return Err(BenchError::Config("iters and reps must be positive".into()));
     }
     // Every operand is one storage buffer (and is first built in host memory).
-    for (what, r, c) in [("A (m×k)", m, k), ("B (k×n)", k, n), ("C (m×n)", m, n)] {
+    for (what, r, c) in [
+        ("A (m×k)", m, k),
+        ("B (k×n)", k, n),
+        ("C (m×n)", m, n),
+        ("A of the check (m×k)", cm, ck),
+        ("B of the check (k×n)", ck, cn),
+        ("C of the check (m×n)", cm, cn),
+    ] {
         check_fits(gpu, &format!("operand {what}"), r.saturating_mul(c))?;
     }
     if let [only] = cfg.kinds[..] {
@@ -201,7 +208,11 @@ pub fn check(
     which: Which,
     (m, k, n): (usize, usize, usize),
 ) -> Result<CheckResult, BenchError> {
-    let mut rng = SeededRng::new(0xC4EC_0000 ^ (m * 7919 + k * 31 + n) as u64);
+    let seed = m
+        .wrapping_mul(7919)
+        .wrapping_add(k.wrapping_mul(31))
+        .wrapping_add(n);
+    let mut rng = SeededRng::new(0xC4EC_0000 ^ seed as u64);
     let a = rng.vec_uniform(m * k, -1.0, 1.0);
     let b = rng.vec_uniform(k * n, -1.0, 1.0);
     let ta = Tensor::from_f32(gpu, &a, "check a")?;

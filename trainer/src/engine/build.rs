@@ -432,9 +432,12 @@ impl<'g> Builder<'g> {
         if let Some(c) = self.col16 {
             return Ok(Some(c));
         }
+        // Over the convs whose im2col fits the adapter; the others run in f32
+        // ([`Builder::conv_forward_step`]), as under any other choice of kernel.
         let len = (0..self.model.nodes.len())
             .filter_map(|i| self.conv_shape(i))
             .map(|s| Conv2dForwardHalf::scratch_len(&s))
+            .filter(|&len| Tensor::fits(self.gpu, len))
             .max()
             .unwrap_or(0)
             .max(1);
@@ -473,7 +476,9 @@ impl<'g> Builder<'g> {
         let name = self.model.nodes[i].name.clone();
         // Made before the borrows below (every f16 conv shares it).
         let scratch = match bias {
-            None => self.col16_scratch()?,
+            None => self
+                .col16_scratch()?
+                .filter(|&c| Conv2dForwardHalf::scratch_len(s) <= self.t(c).len()),
             Some(_) => None,
         };
         let bias = bias.map(|b| self.pv(b));
@@ -728,6 +733,21 @@ impl<'g> Network<'g> {
                  adapter's storage binding limit of {} bytes",
                 gpu.limits.max_storage_buffer_binding_size
             )));
+        }
+        // Each layer's weights must fit too: they are drawn on the host before their
+        // tensor is made, which for a weight past the limit meant gigabytes of host memory
+        // (or an allocation abort) before the refusal.
+        for (node, info) in model.nodes.iter().zip(&infos) {
+            if !usize::try_from(info.params).is_ok_and(|len| Tensor::fits(gpu, len)) {
+                return Err(EngineError::Input(format!(
+                    "layer '{}': {} weights ({} bytes) exceed the adapter's storage binding \
+                     limit of {} bytes",
+                    node.name,
+                    info.params,
+                    u128::from(info.params) * 4,
+                    gpu.limits.max_storage_buffer_binding_size
+                )));
+            }
         }
         let count = model.nodes.len();
         let conv = cfg.conv.rule(gpu)?;

@@ -149,7 +149,12 @@ impl Pipeline {
                 entries: &entries,
             })
         })
-        .map_err(|e| GpuError::Validation(format!("kernel {} bind group: {e}", self.id)))
+        .map_err(|e| match e {
+            GpuError::Validation(m) => {
+                GpuError::Validation(format!("kernel {} bind group: {m}", self.id))
+            }
+            other => other,
+        })
     }
 
     /// Bind `buffers` and pair them with workgroup counts: a ready-to-record dispatch.

@@ -36,14 +36,28 @@ impl Tensor {
                 gpu.limits.max_storage_buffer_binding_size
             )));
         }
-        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        // In an error scope: an allocation the device cannot make is reported here, naming
+        // the tensor, not later as an invalid buffer in whichever kernel binds it first.
+        let buffer = gpu
+            .scoped(|| {
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .map_err(|e| match e {
+                GpuError::OutOfMemory(m) => {
+                    GpuError::OutOfMemory(format!("allocating tensor {label} ({bytes} bytes): {m}"))
+                }
+                GpuError::Validation(m) => {
+                    GpuError::Validation(format!("allocating tensor {label} ({bytes} bytes): {m}"))
+                }
+                other => other,
+            })?;
         Ok(Tensor {
             buffer,
             len,

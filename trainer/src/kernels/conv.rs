@@ -480,10 +480,11 @@ impl ConvRule {
     }
 
     /// The algorithm a forward conv of shape `s` takes under this rule: `F16Gemm` when the
-    /// f16 override covers it (groups 1, no bias, no input quantization), else
-    /// [`ConvRule::f32_algo`].
+    /// f16 override covers it (groups 1, no bias, no input quantization, an im2col that
+    /// fits the adapter's buffers), else [`ConvRule::f32_algo`].
     pub fn forward_algo(self, gpu: &Gpu, s: &Conv2dShape, bias: bool, quantized: bool) -> ConvAlgo {
-        if s.groups == 1 && !bias && !quantized && self.f16_kind(gpu).is_some() {
+        let im2col_fits = || Tensor::fits(gpu, super::conv_f16::Conv2dForwardHalf::scratch_len(s));
+        if s.groups == 1 && !bias && !quantized && self.f16_kind(gpu).is_some() && im2col_fits() {
             ConvAlgo::F16Gemm
         } else {
             self.f32_algo()
