@@ -434,6 +434,35 @@ fn finetune_errors_name_the_problem() {
             "the policy's W5A5 is not among the indicators' bits",
         ],
     );
+    // A learning rate that turns the weights to NaN while fake quantization keeps the
+    // loss finite (the quantizer clamps a NaN weight to a level): refused after the epoch,
+    // naming the parameter, and nothing written (this saved all-NaN weights, exit 0).
+    let nan = tmp("nan-weights.ckpt");
+    let _ = std::fs::remove_file(&nan);
+    let out = limpq(&[
+        "finetune",
+        "--ckpt",
+        fp,
+        "--policy",
+        w5,
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "64",
+        "--test-subset",
+        "10",
+        "--batch",
+        "32",
+        "--lr",
+        "1e30",
+        "-o",
+        nan.to_str().unwrap(),
+    ]);
+    refused_with(
+        &out,
+        &["finetuning diverged", "is not finite after epoch 1"],
+    );
+    assert!(!nan.exists());
     // BN recalibration of a full-precision model: a usage error, before a GPU is opened.
     let out = limpq(&[
         "eval",

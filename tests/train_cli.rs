@@ -215,7 +215,69 @@ fn divergence_stops_with_a_clear_error() {
         "-o",
         tmp("nan.ckpt").to_str().unwrap(),
     ]);
-    refused_with(&out, &["training diverged: loss is"]);
+    // Caught at the first step whose loss is not finite, or at the end of epoch 1, whose
+    // weights are no longer finite, whichever comes first.
+    refused_with(&out, &["training diverged: ", "try a smaller --lr"]);
+    // Diverged on the last step: its loss was finite, the test loss is not. Refused, and
+    // the checkpoint of NaN weights not written (this exited 0 with "test loss NaN").
+    let last = tmp("nan-last.ckpt");
+    let _ = std::fs::remove_file(&last);
+    let out = limpq(&[
+        "train",
+        "--model",
+        "small_cnn",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "128",
+        "--test-subset",
+        "64",
+        "--lr",
+        "1e6",
+        "-o",
+        last.to_str().unwrap(),
+    ]);
+    refused_with(&out, &["training diverged"]);
+    assert!(!last.exists());
+}
+
+/// A reader that closes stdout early does not stop a run: the epoch lines it no longer
+/// reads are dropped, the checkpoint is written, and the exit status is 0 (a panic at the
+/// first epoch line lost the checkpoint, exit 101).
+#[test]
+fn a_closed_stdout_does_not_cost_the_checkpoint() {
+    if !have_gpu_and_data("closed stdout") {
+        return;
+    }
+    let ckpt = tmp("closed-stdout.ckpt");
+    let _ = std::fs::remove_file(&ckpt);
+    let mut child = limpq_cmd(&[
+        "train",
+        "--model",
+        "small_cnn",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "64",
+        "--test-subset",
+        "10",
+        "--batch",
+        "32",
+        "--epochs",
+        "2",
+        "-o",
+        ckpt.to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    let ck = limpq_trainer::checkpoint::Checkpoint::load(&ckpt).unwrap();
+    assert_eq!(ck.epoch, 2);
 }
 
 #[test]

@@ -839,6 +839,15 @@ pub(crate) trait EpochRun {
     /// Pass `pass` of step `step` (from 1) of epoch `epoch` has a non-finite loss.
     fn diverged(&self, epoch: usize, step: usize, pass: usize, loss: f32, lr: f32) -> Self::Error;
 
+    /// The error of a run whose state after `epoch` is not finite: `what` names the value
+    /// (`parameter conv1.weight`, `the test loss (NaN)`), `lr` the run's learning rate.
+    fn diverged_state(&self, epoch: usize, what: &str, lr: f32) -> Self::Error {
+        Self::config(format!(
+            "training diverged: {what} is not finite after epoch {epoch} (lr {lr}); try a \
+             smaller --lr; nothing was saved for this epoch"
+        ))
+    }
+
     /// The run stopped on request at `pos`.
     fn stopped(&self, pos: &Position, stopped: Stopped) -> Self::Error;
 
@@ -962,6 +971,14 @@ pub(crate) fn run_epochs<R: EpochRun>(
         }
         let train_secs = started.elapsed().as_secs_f64();
         let mut st = export_synced(net, dist)?;
+        // A finite loss does not prove finite weights: fake quantization clamps a NaN
+        // weight to a level, and a run went on to save all-NaN weights.
+        if let Some(t) = st
+            .iter()
+            .find(|t| t.kind == TensorKind::Param && t.data.iter().any(|v| !v.is_finite()))
+        {
+            return Err(run.diverged_state(epoch, &format!("parameter {}", t.name), cfg.lr));
+        }
         let evaluated = if epoch == cfg.epochs || epoch % cfg.eval_every.max(1) == 0 {
             on_event(&Event::Evaluating { epoch });
             eval_net.import_state(&st, false)?;
@@ -979,6 +996,10 @@ pub(crate) fn run_epochs<R: EpochRun>(
                 TrainError::Checkpoint(e) => R::Error::from(e),
                 other => R::config(other.to_string()),
             })?;
+            if !ev.mean_loss().is_finite() {
+                let what = format!("the test loss ({})", ev.mean_loss());
+                return Err(run.diverged_state(epoch, &what, cfg.lr));
+            }
             Some(ev)
         } else {
             None
@@ -993,23 +1014,24 @@ pub(crate) fn run_epochs<R: EpochRun>(
             seconds: started.elapsed().as_secs_f64(),
             images_per_sec: seen_here as f64 / train_secs.max(1e-9),
         };
-        on_event(&Event::Epoch(summary.clone()));
-        pos.history.push(summary);
+        pos.history.push(summary.clone());
         pos.epochs_done = epoch;
         pos.epoch_step = 0;
         pos.loss_sum = 0.0;
         pos.correct = 0;
         pos.seen = 0;
-        // Rank 0 alone writes the run's files.
+        // Rank 0 alone writes the run's files; saved before the epoch is announced, so
+        // nothing the listener does can cost the epoch's checkpoint.
         if let Some(path) = ckpt_path.filter(|_| dist.is_root()) {
             run.checkpoint(&pos, st.clone()).save(path)?;
         }
+        on_event(&Event::Epoch(summary));
         state = Some(st);
     }
-    // A run of no epochs still does its first-batch work (a quantized run's LSQ step
-    // init), so its state is where its first step would start, not the network as built.
     // Stop the loader thread before handing back.
     drop(loader);
+    // A run of no epochs still does its first-batch work (a quantized run's LSQ step
+    // init), so its state is where its first step would start, not the network as built.
     if state.is_none() && !initialised {
         // The batch the first step of a one-epoch run would take.
         let mut first = loader_at(

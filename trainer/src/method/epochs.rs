@@ -172,6 +172,14 @@ impl EpochRun for Quantized<'_, '_> {
         }
     }
 
+    fn diverged_state(&self, epoch: usize, what: &str, lr: f32) -> MethodError {
+        MethodError::Config(format!(
+            "{} diverged: {what} is not finite after epoch {epoch} (lr {lr}); try a smaller \
+             --lr; nothing was saved for this epoch",
+            self.s.stage
+        ))
+    }
+
     fn config(message: String) -> MethodError {
         MethodError::Config(message)
     }
