@@ -59,6 +59,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         job.output.join("job.ron").display()
     );
     let results = super::pipeline::execute(job)?;
-    println!("\n{}", report::table(&results));
-    Ok(())
+    super::out::println(&format!("\n{}", report::table(&results)))
 }

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.open {
         let gpu = Gpu::new(&opts)?;
         let caps = gpu.caps();
-        println!(
+        crate::outln!(
             "opened: {} ({}, {}); shader-f16={} subgroups-of-8={} cooperative-matrix={}",
             gpu.summary.name,
             gpu.summary.backend,
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             caps.shader_f16,
             caps.subgroup8,
             caps.coop_f16
-        );
+        )?;
     }
     Ok(())
 }

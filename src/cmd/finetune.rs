@@ -166,12 +166,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if limpq_trainer::dist::Dist::global().is_root() {
         ft.checkpoint.save(&args.output)?;
     }
-    println!(
+    crate::outln!(
         "quantized test accuracy {:.2}%, loss {:.4}",
         ft.test_accuracy * 100.0,
         ft.test_loss
-    );
-    println!("{}", PolicyCost::of(&model, &policy)?.line());
+    )?;
+    crate::outln!("{}", PolicyCost::of(&model, &policy)?.line())?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

@@ -174,11 +174,17 @@ pub fn print(text: &str) -> anyhow::Result<()> {
 }
 
 /// [`print`](fn@print) and a newline.
-#[allow(dead_code)] // for the commands that print line by line (`outln!`)
 pub fn println(text: &str) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     write_to(&mut out, text)?;
     write_to(&mut out, "\n")
+}
+
+/// A progress line on stdout during a run (an epoch's figures, a pipeline stage). A write
+/// that fails, a pipe its reader closed among them, is dropped: the run's files are its
+/// result, and the run goes on to write them rather than stop at a line nobody reads.
+pub fn progress_line(text: &str) {
+    let _ = println(text);
 }
 
 /// [`print`](fn@print) into any writer (tests pass a failing one).

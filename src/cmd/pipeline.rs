@@ -51,12 +51,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             plan.job.output.join("report.md").display(),
             plan.job.output.join("results.ron").display()
         );
-        println!("{}", report::table(&results));
-        return Ok(());
+        return super::out::println(&report::table(&results));
     }
     let results = execute(job)?;
-    println!("\n{}", report::table(&results));
-    Ok(())
+    super::out::println(&format!("\n{}", report::table(&results)))
 }
 
 /// Loads the data (with an install hint when the data set is missing), opens the GPU and
@@ -105,13 +103,17 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
     let bar = progress.bar();
     let mut on_event = |e: &Event| match e {
         Event::Plan { total } => {
-            bar.suspend(|| println!("{total} stages"));
+            bar.suspend(|| super::out::progress_line(&format!("{total} stages")));
         }
         Event::StageStart { index, total, name } => {
             progress.start_stage(format!("[{index}/{total}] {name}"));
         }
         Event::StageSkipped { index, total, name } => {
-            bar.suspend(|| println!("[{index}/{total}] {name}: done earlier, skipped"));
+            bar.suspend(|| {
+                super::out::progress_line(&format!(
+                    "[{index}/{total}] {name}: done earlier, skipped"
+                ))
+            });
         }
         Event::StageDone {
             index,
@@ -119,7 +121,9 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
             name,
             summary,
         } => {
-            bar.suspend(|| println!("[{index}/{total}] {name}: {summary}"));
+            bar.suspend(|| {
+                super::out::progress_line(&format!("[{index}/{total}] {name}: {summary}"))
+            });
             bar.set_message("");
         }
         Event::Note(n) => bar.suspend(|| eprintln!("note: {n}")),

@@ -116,7 +116,7 @@ impl Progress {
                 );
                 bar.suspend(|| match self.stage {
                     Some(_) => eprintln!("{line}"),
-                    None => println!("{line}"),
+                    None => super::out::progress_line(&line),
                 });
                 bar.reset();
             }

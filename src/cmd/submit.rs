@@ -22,7 +22,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let spec = JobSpec::from_file(&args.job).map_err(anyhow::Error::msg)?;
     let mut client = args.endpoint.connect()?;
     let id = client.submit(spec).map_err(anyhow::Error::msg)?;
-    println!("{id}");
+    crate::outln!("{id}")?;
     if args.watch {
         super::watch::follow(&mut client, id)?;
     }
