@@ -459,3 +459,33 @@ fn a_resume_on_other_data_is_refused() {
     );
     refused_with(&run("32", "7", true), &["subset 64 (this run 32)"]);
 }
+
+/// Epochs times steps past a usize is refused by name (an overflow panic in the loop).
+#[test]
+fn epochs_past_counting_are_refused() {
+    if !have_gpu_and_data("huge --epochs") {
+        return;
+    }
+    let out = limpq(&[
+        "train",
+        "--model",
+        "small_cnn",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "64",
+        "--test-subset",
+        "10",
+        "--batch",
+        "32",
+        "--epochs",
+        "18446744073709551615",
+        "-o",
+        tmp("huge-epochs.ckpt").to_str().unwrap(),
+    ]);
+    let err = refused_with(
+        &out,
+        &["18446744073709551615 epochs of 2 steps are more steps than can be counted"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

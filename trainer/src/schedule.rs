@@ -38,7 +38,7 @@ impl LrSchedule {
     /// `steps_per_epoch` steps, from `base`.
     pub fn lr(&self, base: f32, step: usize, steps_per_epoch: usize, epochs: usize) -> f32 {
         match *self {
-            LrSchedule::PerStep => cosine_lr(base, step, epochs * steps_per_epoch),
+            LrSchedule::PerStep => cosine_lr(base, step, epochs.saturating_mul(steps_per_epoch)),
             LrSchedule::PerEpoch { floor } => {
                 cosine_epoch_lr(base, floor, step / steps_per_epoch.max(1), epochs)
             }

@@ -898,7 +898,13 @@ pub(crate) fn run_epochs<R: EpochRun>(
         train_images: steps * cfg.batch,
         test_images: test.len(),
     });
-    let total = cfg.epochs * steps;
+    // Every step of the run is counted in a usize (the schedule's, the position's).
+    let total = cfg.epochs.checked_mul(steps).ok_or_else(|| {
+        R::config(format!(
+            "{} epochs of {steps} steps are more steps than can be counted; use fewer epochs",
+            cfg.epochs
+        ))
+    })?;
     let n_passes = run.passes().max(1);
     run.skip_steps(pos.global_step);
     let early = || R::config("the data loader stopped early".into());
