@@ -54,6 +54,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let job = demo_job(args.output, args.quick);
+    // Before saying where the job goes: an output the run cannot take is refused first.
+    limpq_trainer::pipeline::check_output(&job)?;
     eprintln!(
         "demo: embedded job, written to {} (`limpq pipeline` runs it again)",
         job.output.join("job.ron").display()

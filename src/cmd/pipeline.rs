@@ -64,7 +64,7 @@ pub fn execute(job: Job) -> anyhow::Result<Results> {
     let job = &plan.job;
     // Before the data is read: a run must not stop at its first write, at another run's
     // lock on the folder (taken for real by `pipeline::run`), or at a state it cannot read.
-    pipeline::check_output(&job.output)?;
+    pipeline::check_output(job)?;
     if job.output.is_dir() {
         drop(pipeline::lock::OutputLock::acquire(
             &job.output,

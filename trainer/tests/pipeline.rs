@@ -1783,3 +1783,59 @@ fn confidence_intervals_from_synthetic_results() {
     assert!((report::t95(120) - 1.980).abs() < 0.002);
     assert!(report::mean_se_ci(&[0.1]).is_none());
 }
+
+/// A folder with no `state.ron` is no earlier run's: its `report.md`, `results.ron` or a
+/// `job.ron` of another job would be replaced, and are refused by name. A `job.ron` that
+/// holds this job (the user's own job file, comments and all) is run and left as it is,
+/// unless `--seeds` / `--output` changed the job it holds.
+#[test]
+fn files_of_the_folder_that_no_run_wrote_are_kept() {
+    let out = tmpdir("foreign-files");
+    let run_plan = |job: Job| {
+        let plan = Plan::new(job).unwrap();
+        let mut fake = fake_for(&plan);
+        run(&plan, &mut fake, &mut |_| {}).map(|_| ())
+    };
+    std::fs::write(out.join("report.md"), "my notes\n").unwrap();
+    let job = Job::from_ron_str(&job_text(&out)).unwrap();
+    let err = run_plan(job.clone()).unwrap_err().to_string();
+    assert!(
+        err.contains("report.md") && err.contains("no state.ron"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("report.md")).unwrap(),
+        "my notes\n"
+    );
+    std::fs::remove_file(out.join("report.md")).unwrap();
+
+    // Another job's file named job.ron: refused, kept.
+    let other = job_text(&out).replace("seeds: [0, 1]", "seeds: [7]");
+    std::fs::write(out.join("job.ron"), &other).unwrap();
+    let err = run_plan(job.clone()).unwrap_err().to_string();
+    assert!(err.contains("job.ron"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("job.ron")).unwrap(), other);
+
+    // The job's own file in the folder, with a comment: run from it, left byte for byte.
+    let mine = format!("// my job\n{}\n", job_text(&out));
+    let path = out.join("job.ron");
+    std::fs::write(&path, &mine).unwrap();
+    let from_file = Job::from_file(&path).unwrap();
+    run_plan(from_file.clone()).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), mine);
+    // The same file with other seeds (`--seeds`): refused before it is rewritten.
+    let mut seeds = from_file;
+    seeds.seeds = vec![0];
+    let err = run_plan(seeds).unwrap_err().to_string();
+    assert!(err.contains("--seeds or --output change that job"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), mine);
+
+    // Once a run has written state.ron, the folder's files are the runs' own: a run of a
+    // changed job (from elsewhere) records it in job.ron.
+    let changed =
+        Job::from_ron_str(&job_text(&out).replace("random_policies: 3", "random_policies: 4"))
+            .unwrap();
+    run_plan(changed.clone()).unwrap();
+    let recorded = Job::from_file(&path).unwrap();
+    assert_eq!(recorded.random_policies, 4);
+}

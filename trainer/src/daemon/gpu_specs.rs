@@ -663,7 +663,7 @@ pub(crate) fn validate_pipeline(job: &PipelineJob) -> Result<(), String> {
     check_model_file("pipeline.model", &job.model)?;
     crate::pipeline::Plan::new(job.clone()).map_err(|e| format!("pipeline: {e}"))?;
     check_data_dir(&job.data.name, job.data.dir.as_deref())?;
-    crate::pipeline::check_output(&job.output).map_err(|e| format!("pipeline.output: {e}"))?;
+    crate::pipeline::check_output(job).map_err(|e| format!("pipeline.output: {e}"))?;
     if let Some(p) = &job.pretrain.init {
         if !p.is_file() {
             return Err(format!(

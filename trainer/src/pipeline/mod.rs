@@ -700,16 +700,60 @@ fn train_events(on_event: &mut dyn FnMut(&Event)) -> impl FnMut(&TrainEvent) + '
     move |ev| on_event(&Event::Train(ev.clone()))
 }
 
-/// Checks that the output folder `out` can be the run's: it is a folder or does not exist
-/// yet. Front ends call it before they load data or open a GPU; [`run`] calls it too.
-pub fn check_output(out: &Path) -> Result<(), PipelineError> {
-    match std::fs::metadata(out) {
-        Ok(m) if !m.is_dir() => Err(io_err(
-            out,
-            "exists and is not a folder (the pipeline writes a folder of stages and reports)",
-        )),
-        _ => Ok(()),
+/// Checks that the output folder (`job.output`) can be the run's: it is a folder or does
+/// not exist yet. Front ends call it before they load data or open a GPU; [`run`] calls it
+/// too.
+///
+/// A folder without `state.ron` is no earlier run's, so a `job.ron`, `results.ron` or
+/// `report.md` in it is someone else's file, which the run would replace: refused, naming
+/// it (a `job.ron` that holds this very job is left as it is). The job file itself may be
+/// the folder's `job.ron` (the record an earlier run wrote, or the user's own) when the
+/// run does not change the job it holds (`--seeds`, `--output`).
+pub fn check_output(job: &Job) -> Result<(), PipelineError> {
+    let out = job.output.as_path();
+    if let Ok(m) = std::fs::metadata(out) {
+        if !m.is_dir() {
+            return Err(io_err(
+                out,
+                "exists and is not a folder (the pipeline writes a folder of stages and reports)",
+            ));
+        }
     }
+    let record = out.join("job.ron");
+    if let Some(file) = job.file() {
+        if limpq_io::files::same_file(file, &record) && !records(job, &record) {
+            return Err(job.error(
+                "this is the output folder's job.ron, where the run records the job it runs, \
+                 and --seeds or --output change that job; run a copy of the file kept outside \
+                 the folder",
+            ));
+        }
+    }
+    if !out.join("state.ron").exists() {
+        for name in ["job.ron", "results.ron", "report.md"] {
+            let p = out.join(name);
+            if p.exists() && !(name == "job.ron" && records(job, &p)) {
+                return Err(io_err(
+                    &p,
+                    "exists, and the folder holds no state.ron of an earlier run: the pipeline \
+                     would replace it; move it or choose another output folder",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the file at `path` holds `job` (its output aside, which a job file may give
+/// relative to itself): then the run leaves it as it is, comments and layout kept.
+fn records(job: &Job, path: &Path) -> bool {
+    limpq_io::files::read_regular_text(path, limpq_io::files::MAX_TEXT)
+        .ok()
+        .and_then(|t| Job::from_ron_str(&t).ok())
+        .is_some_and(|mut j| {
+            j.output = job.output.clone();
+            j.to_ron() == job.to_ron()
+        })
 }
 
 /// Runs (or resumes) the plan with `stages` doing the GPU work, writes the report into the
@@ -723,7 +767,7 @@ pub fn run(
     let out = job.output.as_path();
     let dist = Dist::global();
     let root = dist.is_root();
-    check_output(out)?;
+    check_output(job)?;
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     // One run per folder: a second one would rewrite `state.ron` from its own copy and
     // lose this one's stages. Held (by rank 0, which alone writes) until the run returns;
@@ -740,7 +784,14 @@ pub fn run(
         c.barrier();
     }
     if root {
-        write_atomic(&out.join("job.ron"), job.to_ron().as_bytes())?;
+        // `state.ron` first: it marks the folder as a run's from here on, so the job.ron
+        // written next (and the reports) are the runs' own files to rewrite.
+        if !out.join("state.ron").exists() {
+            state.save(out)?;
+        }
+        if !records(job, &out.join("job.ron")) {
+            write_atomic(&out.join("job.ron"), job.to_ron().as_bytes())?;
+        }
     }
     let total = plan.stage_count();
     on_event(&Event::Plan { total });
