@@ -184,6 +184,46 @@ pub fn check_writable(path: &Path) -> Result<(), FileError> {
     target(path).map(|_| ())
 }
 
+/// The first output that is one of `inputs` or an earlier output, as a message naming both
+/// by the flag or field that gave them; `None` when every output is distinct. Files are
+/// compared as [`same_file`] does, and two outputs also by their absolute paths (not yet
+/// written, they are equal when spelled alike). An absent entry (`None`) is skipped.
+pub fn output_clash<'a>(
+    outputs: &[(&'a str, Option<&'a Path>)],
+    inputs: &[(&'a str, Option<&'a Path>)],
+) -> Option<String> {
+    let given = |v: &[(&'a str, Option<&'a Path>)]| -> Vec<(&'a str, &'a Path)> {
+        v.iter().filter_map(|&(f, p)| Some((f, p?))).collect()
+    };
+    let (outputs, inputs) = (given(outputs), given(inputs));
+    for (i, &(flag, out)) in outputs.iter().enumerate() {
+        for &(other, input) in &inputs {
+            if same_file(out, input) {
+                return Some(format!(
+                    "{flag} {} is the same file as {other} {}: writing it would replace that \
+                     input; give another path",
+                    out.display(),
+                    input.display()
+                ));
+            }
+        }
+        for &(other, out2) in &outputs[..i] {
+            let spelled_alike = matches!(
+                (std::path::absolute(out), std::path::absolute(out2)),
+                (Ok(x), Ok(y)) if x == y
+            );
+            if spelled_alike || same_file(out, out2) {
+                return Some(format!(
+                    "{other} and {flag} name the same file ({}): one would replace the \
+                     other; give two paths",
+                    out.display()
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Whether `a` and `b` name one existing file, however each is spelled (`./x` and `x`, a
 /// symbolic link and its target, two hard links): on Unix the same device and inode,
 /// elsewhere the same canonical path (hard links are not seen there). False when either

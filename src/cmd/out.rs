@@ -103,44 +103,17 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 /// Refuses, as a usage error, an output that is one of the command's inputs or another of
 /// its outputs: `limpq solve ind.ron … -o ind.ron` would replace the indicator file it
 /// read, and the next solve would find a policy there. Each path comes with the flag or
-/// argument that named it, for the message. Files are compared as
-/// [`limpq_io::files::same_file`] does, and two outputs also by their absolute paths (not
-/// yet written, they are equal when spelled alike). An input is only ever an existing
-/// file: a `--model` that names a built-in model matches no output.
+/// argument that named it, for the message ([`limpq_io::files::output_clash`] compares
+/// them). An input is only ever an existing file: a `--model` that names a built-in model
+/// matches no output.
 pub fn distinct_outputs<'a>(
     outputs: &[(&'static str, Option<&'a Path>)],
     inputs: &[(&'static str, Option<&'a Path>)],
 ) -> anyhow::Result<()> {
-    let given = |v: &[(&'static str, Option<&'a Path>)]| -> Vec<(&'static str, &'a Path)> {
-        v.iter().filter_map(|&(f, p)| Some((f, p?))).collect()
-    };
-    let (outputs, inputs) = (given(outputs), given(inputs));
-    for (i, &(flag, out)) in outputs.iter().enumerate() {
-        for &(other, input) in &inputs {
-            if limpq_io::files::same_file(out, input) {
-                return Err(usage(format!(
-                    "{flag} {} is the same file as {other} {}: writing it would replace that \
-                     input; give another path",
-                    out.display(),
-                    input.display()
-                )));
-            }
-        }
-        for &(other, out2) in &outputs[..i] {
-            let spelled_alike = matches!(
-                (std::path::absolute(out), std::path::absolute(out2)),
-                (Ok(x), Ok(y)) if x == y
-            );
-            if spelled_alike || limpq_io::files::same_file(out, out2) {
-                return Err(usage(format!(
-                    "{other} and {flag} name the same file ({}): one would replace the \
-                     other; give two paths",
-                    out.display()
-                )));
-            }
-        }
+    match limpq_io::files::output_clash(outputs, inputs) {
+        Some(m) => Err(usage(m)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The exit status an error ends `limpq` with (see the module documentation).

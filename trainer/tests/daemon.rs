@@ -637,3 +637,45 @@ fn a_relative_state_folder_gives_absolute_output_folders() {
     assert!(out.join("count.txt").is_file(), "{}", out.display());
     h.shutdown().unwrap();
 }
+
+/// A job's output that is one of its inputs is refused at submission, as the commands
+/// refuse it: a finetune job wrote its result over its own full-precision checkpoint, an
+/// indicators job its joint state over the checkpoint it started from.
+#[test]
+fn a_job_output_that_is_one_of_its_inputs_is_refused() {
+    let dir = TempDir::new("output-is-input");
+    let d = &dir.0;
+    std::fs::write(d.join("fp.ckpt"), b"stands in for a checkpoint").unwrap();
+    std::fs::write(
+        d.join("p.ron"),
+        "Policy(model: \"small_cnn\", layers: [], objective: 0.0, bitops: 0, \
+         weight_bits_total: 0, optimal: true, bitops_budget: None, size_budget_bits: None)",
+    )
+    .unwrap();
+    let refused = |job: &str, needle: &str| {
+        let f = d.join("job.ron");
+        std::fs::write(&f, job).unwrap();
+        let e = JobSpec::from_file(&f)
+            .and_then(|s| s.validate(false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{job}: {e}");
+    };
+    refused(
+        r#"(job: Finetune((ckpt: "fp.ckpt", policy: "p.ron", output: Some("./fp.ckpt"))))"#,
+        "finetune.output",
+    );
+    refused(
+        r#"(job: Finetune((ckpt: "fp.ckpt", policy: "p.ron", output: Some("p.ron"))))"#,
+        "is the same file as finetune.policy",
+    );
+    refused(
+        r#"(job: Indicators((model: "small_cnn", ckpt: "fp.ckpt", checkpoint: Some("fp.ckpt"))))"#,
+        "is the same file as indicators.ckpt",
+    );
+    refused(
+        r#"(job: Indicators((model: "small_cnn", ckpt: "fp.ckpt", output: Some("i.ron"),
+                             checkpoint: Some("i.ron"))))"#,
+        "name the same file",
+    );
+}

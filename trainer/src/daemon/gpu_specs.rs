@@ -428,6 +428,18 @@ fn check_output(field: &str, p: &Path) -> Result<(), String> {
     limpq_io::files::check_writable(p).map_err(|e| format!("{field}: {e}"))
 }
 
+/// No output of a job is one of its inputs or another output (a finetune job writing its
+/// result over its own checkpoint), as the commands refuse it.
+fn distinct_outputs(
+    outputs: &[(&str, Option<&Path>)],
+    inputs: &[(&str, Option<&Path>)],
+) -> Result<(), String> {
+    match limpq_io::files::output_clash(outputs, inputs) {
+        Some(m) => Err(m),
+        None => Ok(()),
+    }
+}
+
 fn absolute(base: &Path, p: &mut PathBuf) {
     if p.is_relative() {
         *p = base.join(&*p);
@@ -552,7 +564,16 @@ impl IndicatorsJob {
                 check_output(field, p)?;
             }
         }
-        Ok(())
+        distinct_outputs(
+            &[
+                ("indicators.output", self.output.as_deref()),
+                ("indicators.checkpoint", self.checkpoint.as_deref()),
+            ],
+            &[
+                ("indicators.ckpt", Some(&self.ckpt)),
+                ("indicators.model", Some(Path::new(&self.model))),
+            ],
+        )
     }
 
     pub fn resolve_paths(&mut self, base: &Path) {
@@ -604,7 +625,14 @@ impl FinetuneJob {
         if let Some(p) = &self.output {
             check_output("finetune.output", p)?;
         }
-        Ok(())
+        distinct_outputs(
+            &[("finetune.output", self.output.as_deref())],
+            &[
+                ("finetune.ckpt", Some(&self.ckpt)),
+                ("finetune.policy", Some(&self.policy)),
+                ("finetune.indicators", self.indicators.as_deref()),
+            ],
+        )
     }
 
     pub fn resolve_paths(&mut self, base: &Path) {
