@@ -330,6 +330,13 @@ fn ctrl_c_saves_the_position_and_resume_finishes_the_run() {
         stderr(&out)
     );
     refused_with(&out, &["training stopped after step", "--resume"]);
+    // The same command without --resume would replace the stopped run: refused, the file
+    // kept as it was.
+    let stopped = std::fs::read(&ckpt).unwrap();
+    let out = limpq(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    refused_with(&out, &["holds a run stopped in epoch", "add --resume"]);
+    assert_eq!(std::fs::read(&ckpt).unwrap(), stopped);
 
     let mut resume: Vec<&str> = args.to_vec();
     resume.push("--resume");

@@ -39,7 +39,8 @@ pub struct Args {
     pub output: PathBuf,
 }
 
-/// The state a `--resume` continues from: `--checkpoint`'s file.
+/// The state a `--resume` continues from: `--checkpoint`'s file. Without `--resume`, a
+/// run stopped in that file is refused ([`refuse_stopped_run`]).
 pub fn resume_state(resume: bool, path: Option<&Path>) -> anyhow::Result<Option<Arc<Checkpoint>>> {
     match (resume, path) {
         (true, Some(p)) => {
@@ -47,8 +48,39 @@ pub fn resume_state(resume: bool, path: Option<&Path>) -> anyhow::Result<Option<
                 .with_context(|| format!("--resume: no run to continue in {}", p.display()))?;
             Ok(Some(Arc::new(ck)))
         }
-        _ => Ok(None),
+        (false, Some(p)) => {
+            refuse_stopped_run(p)?;
+            Ok(None)
+        }
+        (_, None) => Ok(None),
     }
+}
+
+/// Refuses, as a usage error, to start a new run over `path` when it holds a run that
+/// stopped before its end (Ctrl-C, a kill after a checkpoint): the new run would replace
+/// it, and `--resume` was most likely forgotten. A finished run's file, or any other
+/// file, is left for the run to replace.
+pub fn refuse_stopped_run(path: &Path) -> anyhow::Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let Ok(ck) = Checkpoint::load(path) else {
+        return Ok(());
+    };
+    if let Ok(Some(pos)) = limpq_trainer::train::Position::of(&ck) {
+        if pos.epochs_done < pos.epochs {
+            return Err(super::out::usage(format!(
+                "{} holds a run stopped in epoch {} of {} (step {} of {}); add --resume to \
+                 continue it, or remove the file to start over",
+                path.display(),
+                pos.epochs_done + 1,
+                pos.epochs,
+                pos.epoch_step,
+                pos.steps_per_epoch
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A stop as the final error: where the state is and how to continue.

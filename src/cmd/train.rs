@@ -50,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
         Some(ck)
     } else {
+        super::indicators::refuse_stopped_run(&args.output)?;
         None
     };
     // Before any training: a run must not end by failing to write its checkpoint.
