@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::import::{self as onnx, FoldedBn, ImportOptions};
 
@@ -97,8 +99,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tensors: imported.tensors,
         origin: None,
     };
-    limpq_io::files::write_atomic(&args.output, model.to_ron_versioned().as_bytes())?;
+    // The weights first: the larger write, the one a full disk stops, so that a failure
+    // leaves both files as they were. The model description, a few kilobytes, follows.
     ckpt.save(&args.weights)?;
+    limpq_io::files::write_atomic(&args.output, model.to_ron_versioned().as_bytes()).with_context(
+        || {
+            format!(
+                "{} was written, but not the model it belongs to; import again before using it",
+                args.weights.display()
+            )
+        },
+    )?;
     let layers = model.quantizable_layers()?;
     let params: u64 = layers.iter().map(|l| l.params).sum();
     let macs: u64 = layers.iter().map(|l| l.macs).sum();
