@@ -90,7 +90,7 @@ fn bench_gemm_text_and_unavailable_kind() {
         refused_with(&out, &["cooperative matrix"]);
     }
     let out = limpq(&["bench", "gemm", "--size", "0"]);
-    refused_with(&out, &["positive"]);
+    refused_with(&out, &["--size", "1 or more"]);
 }
 
 #[test]

@@ -130,8 +130,83 @@ fn clap_usage_errors_are_2() {
         ("--microlp-limit", "0"),
         ("--microlp-budget", "-1"),
         ("--microlp-budget", "nan"),
+        // Counts of 0 were run as 1.
+        ("--instances", "0"),
+        ("--repeats", "0"),
+        ("--sweep-points", "0"),
     ] {
         exits(&limpq(&["bench", "solver", flag, value]), 2, &[flag, value]);
+    }
+    // The GPU benches' counts and shapes: usage errors before a GPU opens (they were exit
+    // 1, after it).
+    #[cfg(feature = "gpu")]
+    for (args, flag) in [
+        (
+            &["bench", "train", "--model", "small_cnn", "--batch", "0"][..],
+            "--batch",
+        ),
+        (
+            &["bench", "train", "--model", "small_cnn", "--steps", "0"],
+            "--steps",
+        ),
+        (
+            &[
+                "bench",
+                "conv",
+                "--model",
+                "small_cnn",
+                "--check-batch",
+                "0",
+            ],
+            "--check-batch",
+        ),
+        (
+            &["bench", "conv", "--model", "small_cnn", "--iters", "0"],
+            "--iters",
+        ),
+        (&["bench", "gemm", "--size", "0"], "--size"),
+        (&["bench", "gemm", "--reps", "0"], "--reps"),
+    ] {
+        exits(&limpq(args), 2, &[flag, "1 or more"]);
+    }
+    // Candidate bits: out of order (`6,2` ran at 6 bits, not the lowest), twice, or out
+    // of the engine's range (refused after the GPU opened).
+    #[cfg(feature = "gpu")]
+    {
+        let train = |more: &[&'static str]| {
+            let mut v = vec!["bench", "train", "--model", "small_cnn"];
+            v.extend_from_slice(more);
+            v
+        };
+        for (args, says) in [
+            (train(&["--bits", "6,2"]), &["--bits", "ascending"][..]),
+            (train(&["--bits", "2,2"]), &["--bits", "ascending"]),
+            (
+                train(&["--mode", "single-quant", "--bits", "1"]),
+                &["--bits", "outside 2..=16"],
+            ),
+            (train(&["--bits", "16,17"]), &["--bits", "outside 2..=16"]),
+            (
+                vec!["bench", "gemm", "--check", "1,2"],
+                &["--check", "M,K,N"],
+            ),
+            (
+                vec![
+                    "indicators",
+                    "--model",
+                    "small_cnn",
+                    "--ckpt",
+                    "x.ckpt",
+                    "--bits",
+                    "1,2",
+                    "-o",
+                    "x.ron",
+                ],
+                &["--bits", "outside 2..=16"],
+            ),
+        ] {
+            exits(&limpq(&args), 2, says);
+        }
     }
     // The GPU commands' numbers and names: refused before a GPU or a dataset is opened.
     #[cfg(feature = "gpu")]
@@ -181,7 +256,7 @@ fn clap_usage_errors_are_2() {
                 "-o",
                 "i.ron",
             ],
-            "--bits [6, 4, 2]: must be ascending",
+            "--bits: [6, 4, 2] must be ascending",
         ),
         (
             &[

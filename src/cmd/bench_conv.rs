@@ -33,19 +33,19 @@ pub struct Args {
     #[arg(long)]
     pub model: String,
     /// Images per op (the training batch).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::num::count)]
     pub batch: usize,
     /// Algorithms, a comma list (all, direct, gemm, blocked, broadcast, f16gemm, pointwise).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub algo: Vec<AlgoArg>,
     /// Timed samples per (shape, op, algorithm); the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::num::count)]
     pub iters: usize,
     /// Untimed samples first (pipeline compilation, clocks).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Dispatches of the op per submission (per sample).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::num::count)]
     pub reps: usize,
     /// Stop sampling one (shape, op, algorithm) once this many milliseconds have passed
     /// (warm-up included) and one timed sample exists, so a very slow kernel cannot eat the
@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2000.0, value_parser = super::num::non_negative, allow_negative_numbers = true)]
     pub max_ms: f64,
     /// Batch of the correctness check against the CPU reference (capped at --batch).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::num::count)]
     pub check_batch: usize,
     /// table: a readable table per shape; json: one JSON line per (shape, op, algorithm),
     /// then one summary line.
@@ -90,12 +90,6 @@ fn algos(args: &[AlgoArg]) -> Vec<ConvAlgo> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.batch == 0 || args.check_batch == 0 {
-        anyhow::bail!("--batch and --check-batch must be positive");
-    }
-    if args.iters == 0 || args.reps == 0 {
-        anyhow::bail!("--iters and --reps must be positive");
-    }
     let model = Model::resolve(&args.model)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let cfg = ConvBenchConfig {

@@ -27,28 +27,28 @@ pub enum Kind {
 #[derive(clap::Args)]
 pub struct Args {
     /// Square shape m = n = k (overridden per dimension by --m / --n / --k).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = super::num::count)]
     pub size: usize,
     /// Rows of A and C.
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::count)]
     pub m: Option<usize>,
     /// Columns of B and C.
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::count)]
     pub n: Option<usize>,
     /// Columns of A, rows of B.
-    #[arg(long)]
+    #[arg(long, value_parser = super::num::count)]
     pub k: Option<usize>,
     /// Which GEMMs to time (each is checked on the CPU first).
     #[arg(long, value_enum, default_value_t = Kind::All)]
     pub kind: Kind,
     /// Timed samples; the median is reported.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::num::count)]
     pub iters: usize,
     /// Untimed samples first (pipeline compilation, clocks).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// GEMM dispatches per submission (per sample).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::num::count)]
     pub reps: usize,
     /// Shape of the correctness check against the CPU reference (m = n = k would be slow on
     /// the CPU; the default is uneven on purpose: edge tiles and padding).
@@ -70,10 +70,12 @@ fn parse_check(s: &str) -> anyhow::Result<(usize, usize, usize)> {
         .split(',')
         .map(|x| x.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("--check {s:?}: {e} (want M,K,N)"))?;
+        .map_err(|e| super::out::usage(format!("--check {s:?}: {e} (want M,K,N)")))?;
     match v[..] {
         [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
-        _ => anyhow::bail!("--check {s:?}: want three positive numbers M,K,N"),
+        _ => Err(super::out::usage(format!(
+            "--check {s:?}: want three positive numbers M,K,N"
+        ))),
     }
 }
 
@@ -81,12 +83,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let m = args.m.unwrap_or(args.size);
     let n = args.n.unwrap_or(args.size);
     let k = args.k.unwrap_or(args.size);
-    if m == 0 || n == 0 || k == 0 {
-        anyhow::bail!("--m/--n/--k/--size must be positive (got {m}x{k}x{n})");
-    }
-    if args.iters == 0 || args.reps == 0 {
-        anyhow::bail!("--iters and --reps must be positive");
-    }
     let check_shape = parse_check(&args.check)?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let kinds: Vec<Which> = match args.kind {

@@ -25,10 +25,10 @@ use limpq_solver::gen::{
 #[derive(clap::Args)]
 pub struct Args {
     /// Seeded instances per kind.
-    #[arg(long, default_value_t = 5)]
-    pub instances: u64,
+    #[arg(long, default_value_t = 5, value_parser = num::count)]
+    pub instances: usize,
     /// Timed exact solves per instance.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = num::count)]
     /// (an instance whose first solve takes over 100 ms is timed once)
     pub repeats: usize,
     /// Time limit of one microlp solve, seconds.
@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, value_name = "S", default_value = "30", value_parser = num::seconds, allow_negative_numbers = true)]
     pub microlp_budget: Duration,
     /// Points of the ResNet-50 sweep.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = num::count)]
     pub sweep_points: usize,
     /// Indicator files (RON or JSON) to time as well, under BitOps W4A4 and 3.5 bits per
     /// weight on average (4.5 with 6 or more weight bit-widths), or under the budgets
@@ -57,11 +57,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let mut o = BenchOptions::default();
-    o.instances = a.instances.max(1);
-    o.repeats = a.repeats.max(1);
+    o.instances = a.instances as u64;
+    o.repeats = a.repeats;
     o.microlp_limit = a.microlp_limit;
     o.microlp_budget = a.microlp_budget;
-    o.sweep_points = a.sweep_points.max(1);
+    o.sweep_points = a.sweep_points;
     let mut files = a.indicators.clone();
     if files.is_empty() {
         files = present_bench_files();

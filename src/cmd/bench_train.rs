@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long)]
     pub model: String,
     /// Images per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::num::count)]
     pub batch: usize,
     /// joint: the LIMPQ joint step (a pass per candidate bit-width + one random-policy pass);
     /// single: one full-precision step; single-quant: one quantized pass at the lowest
@@ -43,7 +43,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = ModeArg::Joint)]
     pub mode: ModeArg,
     /// Timed steps.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = super::num::count)]
     pub steps: usize,
     /// Untimed steps first (pipeline compilation, allocation, clocks).
     #[arg(long, default_value_t = 3)]
@@ -77,14 +77,37 @@ pub enum Format {
     Json,
 }
 
+/// The candidate bits of a quantized mode: ascending, each once, each in the engine's
+/// 2..=16; the joint step needs two or more, as `limpq indicators` does.
+fn check_candidate_bits(bits: &[u32], joint: bool) -> Result<(), String> {
+    if joint {
+        return limpq_trainer::method::check_bits(bits);
+    }
+    if bits.is_empty() {
+        return Err("give at least one bit-width".into());
+    }
+    if bits.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("must be ascending, each bit-width once".into());
+    }
+    match bits.iter().find(|b| !(2..=16).contains(*b)) {
+        Some(b) => Err(format!("{b} bits is outside 2..=16")),
+        None => Ok(()),
+    }
+}
+
+fn join(bits: &[u32]) -> String {
+    let v: Vec<String> = bits.iter().map(u32::to_string).collect();
+    v.join(",")
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // The joint step's candidate bits (single-quant takes the lowest): ascending, each in
+    // the engine's range, as `limpq indicators` takes them.
+    if args.mode != ModeArg::Single {
+        check_candidate_bits(&args.bits, args.mode == ModeArg::Joint)
+            .map_err(|e| super::out::usage(format!("--bits {}: {e}", join(&args.bits))))?;
+    }
     let model = Model::resolve(&args.model)?;
-    if args.batch == 0 {
-        anyhow::bail!("--batch must be positive");
-    }
-    if args.steps == 0 {
-        anyhow::bail!("--steps must be positive");
-    }
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let conv = ConvPolicy::or_env(args.conv_algo);
     // Checked here, before any allocation; the network checks it again when built.

@@ -97,12 +97,8 @@ pub fn stopped_error(e: MethodError, how: &str) -> anyhow::Error {
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.run.check()?;
     // What the joint run refuses, refused as a usage error before anything is read.
-    if args.bits.is_empty() || args.bits.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(super::out::usage(format!(
-            "--bits {:?}: must be ascending, each bit-width once",
-            args.bits
-        )));
-    }
+    limpq_trainer::method::check_bits(&args.bits)
+        .map_err(|e| super::out::usage(format!("--bits: {e}")))?;
     super::out::distinct_outputs(
         &[
             ("-o", Some(&args.output)),

@@ -10,7 +10,6 @@ use std::time::Duration;
 use limpq_solver::MAX_BITS;
 
 /// A count of at least 1 (images, a batch, epochs between evaluations).
-#[cfg(feature = "gpu")]
 pub fn count(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
