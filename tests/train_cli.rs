@@ -496,3 +496,48 @@ fn epochs_past_counting_are_refused() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `infer` refuses an input holding NaN or infinity, naming the image: ReLU and max
+/// pooling pass over a NaN, and it was answered with finite logits.
+#[test]
+fn infer_refuses_non_finite_inputs() {
+    if !have_gpu_and_data("infer of NaN") {
+        return;
+    }
+    let ckpt = tmp("infer-init.ckpt");
+    let out = limpq(&[
+        "train",
+        "--model",
+        "small_cnn",
+        "--data-dir",
+        FMNIST,
+        "--subset",
+        "64",
+        "--test-subset",
+        "10",
+        "--epochs",
+        "0",
+        "-o",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut x = vec![0.5f32; 2 * 28 * 28];
+    x[28 * 28 + 3] = f32::NAN;
+    let input = tmp("nan-input.npy");
+    std::fs::write(&input, limpq_io::npy::to_bytes(&[2, 1, 28, 28], &x)).unwrap();
+    let logits = tmp("nan-logits.npy");
+    let _ = std::fs::remove_file(&logits);
+    let out = limpq(&[
+        "infer",
+        ckpt.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        logits.to_str().unwrap(),
+    ]);
+    refused_with(
+        &out,
+        &["nan-input.npy: value NaN of image 1 (element 787) is not finite"],
+    );
+    assert!(!logits.exists());
+}

@@ -69,6 +69,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if images == 0 {
         anyhow::bail!("{}: no images (N = 0)", args.input.display());
     }
+    // A NaN input gives finite logits (ReLU and max pooling pass over it): refused, not
+    // answered with logits that mean nothing.
+    if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
+        let per_image = c * h * w;
+        anyhow::bail!(
+            "{}: value {} of image {} (element {i}) is not finite",
+            args.input.display(),
+            x.data[i],
+            i / per_image.max(1)
+        );
+    }
     let name = args.ckpt.display().to_string();
     let policy = match &args.policy {
         Some(p) => Some(limpq_io::documents::read_policy(p)?),
