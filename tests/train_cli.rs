@@ -521,6 +521,20 @@ fn infer_refuses_non_finite_inputs() {
         ckpt.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // An evaluation batch far past the test images is cut to them, not refused as a
+    // network the adapter cannot hold.
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--data-dir",
+        FMNIST,
+        "--test-subset",
+        "16",
+        "--eval-batch",
+        "100000000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let mut x = vec![0.5f32; 2 * 28 * 28];
     x[28 * 28 + 3] = f32::NAN;
     let input = tmp("nan-input.npy");

@@ -704,7 +704,7 @@ pub fn train_from(
         gpu,
         model,
         NetworkConfig {
-            batch: cfg.eval_batch,
+            batch: eval_batch(cfg.eval_batch, test.len()),
             ..ncfg
         },
     )?;
@@ -1057,6 +1057,17 @@ pub(crate) fn run_epochs<R: EpochRun>(
         None => export_synced(net, dist)?,
     };
     Ok((pos, state))
+}
+
+/// The batch of a network that evaluates `images` images in batches of `batch`: no more
+/// than the images. A larger one only allocates more, and past the adapter's limits it
+/// refused an evaluation of a few images (`--eval-batch 100000000`).
+pub(crate) fn eval_batch(batch: usize, images: usize) -> usize {
+    if images > 0 {
+        batch.min(images)
+    } else {
+        batch
+    }
 }
 
 /// Whether the run stops before its next step. With peers, every rank takes the same

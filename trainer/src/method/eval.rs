@@ -120,7 +120,7 @@ pub fn evaluate_checkpoint(
         ),
         None => {
             let cfg = NetworkConfig {
-                batch,
+                batch: crate::train::eval_batch(batch, test.len()),
                 ..NetworkConfig::default()
             };
             let mut net = Network::new(gpu, model, cfg)?;

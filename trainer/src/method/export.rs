@@ -779,7 +779,7 @@ pub fn checkpoint_logits(
         return Err(MethodError::Config("batch size must be positive".into()));
     }
     let cfg = NetworkConfig {
-        batch,
+        batch: crate::train::eval_batch(batch, test.len()),
         ..NetworkConfig::default()
     };
     let mut net = match policy {

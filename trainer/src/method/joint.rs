@@ -326,7 +326,7 @@ pub fn joint_train_full(
         gpu,
         model,
         NetworkConfig {
-            batch: run.eval_batch,
+            batch: crate::train::eval_batch(run.eval_batch, test.len()),
             ..ncfg
         },
         &spec,

@@ -322,7 +322,7 @@ pub fn evaluate_quantized_with(
     let spec = QuantSpec::policy(model, policy)?;
     let batch = match recalibrate {
         Some(r) => recalibration_batch(batch, r.images, r.train.len()),
-        None => batch,
+        None => crate::train::eval_batch(batch, test.len()),
     };
     let cfg = NetworkConfig {
         batch,
