@@ -143,13 +143,14 @@ pub enum Access {
 }
 
 /// Writes `bytes` to `path` so that a crash or a full disk leaves the old file or the new
-/// one, never a mix, and never a stray temporary file.
+/// one, never a mix. A file replaced keeps its permissions.
 ///
 /// Refuses when `path` exists and is not a regular file (a symbolic link, FIFO, device,
 /// socket or folder), so `-o /dev/null` cannot turn a device into a file. The data go to a
 /// temporary file with a unique name in the same folder (created exclusively), which is
 /// fsynced and renamed over `path`; then the folder is fsynced so the rename survives a
-/// power cut. On any failure the temporary file is removed.
+/// power cut. On any failure the temporary file is removed; one that a process killed
+/// mid-write left behind is removed by the next write of the same file (on Unix).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     write_atomic_with(path, bytes, Access::Default)
 }
@@ -162,6 +163,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
 /// [`write_atomic`] with a choice of [`Access`].
 pub fn write_atomic_with(path: &Path, bytes: &[u8], access: Access) -> Result<(), FileError> {
     let (name, dir) = target(path)?;
+    remove_stale_temps(name, dir);
     let tmp = dir.join(temp_name(name));
     let written = write_temp(path, &tmp, bytes, access).and_then(|()| {
         // Checked again right before the rename: what the rename replaces is what we saw.
@@ -313,6 +315,67 @@ fn temp_name(name: &std::ffi::OsStr) -> String {
     )
 }
 
+/// Removes the temporary files ([`temp_name`]) that earlier writes of `name` in `dir` left
+/// behind when their process ended mid-write (Ctrl-C, a kill, a power cut): those of a
+/// process that no longer runs. This process's own, and any of a live process (one
+/// writing the same file now), are left. Best effort: a file that cannot be listed or
+/// removed is left as it is. On systems other than Unix nothing is removed (no check of a
+/// process's life without more code than the stray file is worth).
+fn remove_stale_temps(name: &std::ffi::OsStr, dir: &Path) {
+    #[cfg(unix)]
+    {
+        let prefix = format!(".{}.", name.to_string_lossy());
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(&prefix))
+                .and_then(|rest| rest.strip_suffix(".tmp"))
+                .and_then(temp_pid)
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !process_runs(pid) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (name, dir);
+}
+
+/// The pid of a temporary file's `PID.N.NANOS` (what [`temp_name`] puts between the name
+/// and `.tmp`), or `None` when the text is not of that form.
+#[cfg(unix)]
+fn temp_pid(middle: &str) -> Option<u32> {
+    let mut parts = middle.split('.');
+    let (pid, n, nanos) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |t: &str, radix: u32| !t.is_empty() && t.chars().all(|c| c.is_digit(radix));
+    if parts.next().is_some() || !digits(pid, 10) || !digits(n, 10) || !digits(nanos, 16) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether a process with this pid exists (when unsure, it does).
+#[cfg(unix)]
+fn process_runs(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: `kill` with signal 0 sends nothing; it only checks that the process exists
+    // and may be signalled. It takes two integers and touches no memory of ours. `pid` is
+    // positive, so it names one process, never a group or every process.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 fn refuse_non_regular(path: &Path) -> Result<(), FileError> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_file() => Ok(()),
@@ -340,11 +403,24 @@ fn write_temp(path: &Path, tmp: &Path, bytes: &[u8], access: Access) -> Result<(
             Access::Private => 0o600,
         });
     }
-    #[cfg(not(unix))]
-    let _ = access;
     let mut f = opts
         .open(tmp)
         .map_err(|e| FileError::io(path, "cannot create the temporary file for", e))?;
+    // A file replaced keeps its permissions (a policy made private stays so), less the
+    // set-id bits; a new one gets the umask's.
+    #[cfg(unix)]
+    if access == Access::Default {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = fs::symlink_metadata(path) {
+            if m.file_type().is_file() {
+                let mode = m.permissions().mode() & 0o777;
+                f.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(|e| FileError::io(path, "cannot set the permissions of", e))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = access;
     f.write_all(bytes)
         .map_err(|e| FileError::io(path, "cannot write", e))?;
     f.sync_all()
@@ -664,6 +740,52 @@ mod tests {
     }
 
     #[cfg(unix)]
+    /// A write removes the temporaries an earlier write of the same file left when its
+    /// process died mid-write, and only those: not this process's, not a live process's,
+    /// not another file's, not a name of another form.
+    #[cfg(unix)]
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_by_the_next_write() {
+        let d = scratch("stale");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let stale = format!(".out.ron.{dead}.0.1f.tmp");
+        let kept = [
+            format!(".out.ron.{me}.7.2a.tmp"),
+            ".out.ron.1.0.3b.tmp".to_string(),
+            format!(".other.ron.{dead}.0.1f.tmp"),
+            format!(".out.ron.{dead}.x.1f.tmp"),
+            "notes.txt".to_string(),
+        ];
+        for n in kept.iter().chain([&stale]) {
+            fs::write(d.join(n), b"partial").unwrap();
+        }
+        write_atomic(&d.join("out.ron"), b"new").unwrap();
+        let mut want: Vec<String> = kept.to_vec();
+        want.push("out.ron".into());
+        want.sort();
+        assert_eq!(entries(&d), want);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// A file replaced keeps its permissions: a policy made owner-only stays so.
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_file_keeps_its_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = scratch("mode");
+        let p = d.join("priv.ron");
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"new").unwrap();
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        let _ = fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn private_files_are_owner_only() {
         use std::os::unix::fs::PermissionsExt;
