@@ -137,6 +137,28 @@ fn a_name_or_index_that_matches_nothing_lists_the_adapters() {
         err.contains("LIMPQ_ADAPTER") && err.contains("warp"),
         "{err}"
     );
+    // A value that is not text was ignored (the default adapter opened, no word said).
+    #[cfg(unix)]
+    for var in ["LIMPQ_ADAPTER", "WGPU_BACKEND"] {
+        use std::os::unix::ffi::OsStrExt;
+        let not_text = std::ffi::OsStr::from_bytes(b"\xff");
+        let out = limpq_cmd(&["devices", "--open"])
+            .env(var, not_text)
+            .output()
+            .unwrap();
+        let err = refused(&out);
+        assert!(err.contains(var) && err.contains("not text"), "{err}");
+    }
+    // A WGPU_BACKEND naming no backend was taken for none ("wgpu sees no adapter"); a
+    // blank one for none as well, where it means what unset means.
+    let out = limpq_env(&["devices"], &[("WGPU_BACKEND", "vulcan")]);
+    let err = refused(&out);
+    assert!(
+        err.contains("WGPU_BACKEND=\"vulcan\" names no backend"),
+        "{err}"
+    );
+    let out = limpq_env(&["devices"], &[("WGPU_BACKEND", "")]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// A command that opens the GPU to work (here `bench gemm`) is refused up front, naming the

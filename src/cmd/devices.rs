@@ -36,6 +36,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if list.adapters.is_empty() {
+        // A reason the options give (a WGPU_BACKEND naming no backend) comes first.
+        if let Some(e) = why {
+            return Err(e.into());
+        }
         anyhow::bail!(
             "wgpu sees no adapter; install a Vulkan driver (Mesa lavapipe: mesa-vulkan-drivers) \
              or check WGPU_BACKEND"

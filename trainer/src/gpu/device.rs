@@ -324,6 +324,9 @@ impl GpuOptions {
 
     /// The option, else `LIMPQ_ADAPTER`: an adapter the user named.
     fn given_pick(&self) -> Result<Option<(AdapterPick, &'static str)>, GpuError> {
+        if self.backends.is_none() {
+            check_backend_env()?;
+        }
         if let Some(p) = &self.adapter {
             return Ok(Some((p.clone(), "--adapter")));
         }
@@ -332,6 +335,9 @@ impl GpuOptions {
                 .parse()
                 .map(|p| Some((p, "--adapter / LIMPQ_ADAPTER")))
                 .map_err(|e| GpuError::InvalidOption(format!("{ADAPTER_ENV}={v:?}: {e}"))),
+            Err(std::env::VarError::NotUnicode(v)) => Err(GpuError::InvalidOption(format!(
+                "{ADAPTER_ENV}={v:?}: not text; give an index, a name or a backend"
+            ))),
             _ => Ok(None),
         }
     }
@@ -460,12 +466,36 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
+/// `WGPU_BACKEND`, as wgpu reads it (a comma-separated list of backend names); unset or
+/// blank, `None` (every backend), where wgpu took a blank value for no backend at all.
+fn env_backends() -> Option<wgpu::Backends> {
+    match std::env::var("WGPU_BACKEND") {
+        Ok(v) if !v.trim().is_empty() => Some(wgpu::Backends::from_comma_list(&v)),
+        _ => None,
+    }
+}
+
+/// A `WGPU_BACKEND` that names no backend (a typo: `vulcan`), or is not text, is an error
+/// naming it; wgpu took it for no backend, and the search then found no adapter.
+fn check_backend_env() -> Result<(), GpuError> {
+    let names = "vulkan, metal, dx12, gl, comma-separated";
+    match std::env::var("WGPU_BACKEND") {
+        Err(std::env::VarError::NotUnicode(v)) => Err(GpuError::InvalidOption(format!(
+            "WGPU_BACKEND={v:?}: not text; give backend names ({names})"
+        ))),
+        Ok(v) if env_backends().is_some_and(|b| b.is_empty()) => Err(GpuError::InvalidOption(
+            format!("WGPU_BACKEND={v:?} names no backend ({names})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The backend sets to search, in order: the explicit choice (the option, else
 /// `WGPU_BACKEND`) alone; without one Vulkan/Metal/DX12 first and every backend only when
 /// they offer nothing usable. GL is probed last because it is slow to start, weakest at
 /// compute, and its EGL probing prints errors on a headless machine.
 fn backend_attempts(opts: &GpuOptions) -> Vec<wgpu::Backends> {
-    match opts.backends.or_else(wgpu::Backends::from_env) {
+    match opts.backends.or_else(env_backends) {
         Some(b) => vec![b],
         None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::all()],
     }
@@ -515,7 +545,7 @@ fn search(opts: &GpuOptions) -> (Vec<wgpu::Adapter>, Result<usize, GpuError>) {
 fn all_adapters(opts: &GpuOptions) -> Vec<wgpu::Adapter> {
     let backends = opts
         .backends
-        .or_else(wgpu::Backends::from_env)
+        .or_else(env_backends)
         .unwrap_or(wgpu::Backends::all());
     let instance = new_instance(backends);
     pollster::block_on(instance.enumerate_adapters(backends))
@@ -527,6 +557,11 @@ fn all_adapters(opts: &GpuOptions) -> Vec<wgpu::Adapter> {
 /// Every adapter wgpu sees under `opts` on every backend allowed (see `all_adapters`), and
 /// the index of the one [`Gpu::new`] would choose, or why none qualifies.
 pub fn list_adapters(opts: &GpuOptions) -> (Vec<AdapterSummary>, Result<usize, GpuError>) {
+    if opts.backends.is_none() {
+        if let Err(e) = check_backend_env() {
+            return (Vec::new(), Err(e));
+        }
+    }
     let adapters = all_adapters(opts);
     let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
     let chosen = match opts.resolved_pick() {

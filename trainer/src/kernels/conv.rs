@@ -405,6 +405,11 @@ impl ConvPolicy {
                 Ok(v) if !v.trim().is_empty() => v.parse().map_err(|e: String| {
                     GpuError::InvalidOption(format!("{CONV_ALGO_ENV}={v:?}: {e}"))
                 })?,
+                Err(std::env::VarError::NotUnicode(v)) => {
+                    return Err(GpuError::InvalidOption(format!(
+                        "{CONV_ALGO_ENV}={v:?}: not text; give an algorithm name"
+                    )))
+                }
                 _ => ConvAlgo::Auto,
             },
         };
