@@ -402,6 +402,59 @@ fn weights_past_the_adapter_are_refused_at_build() {
     );
 }
 
+/// A depthwise conv of more channel blocks than a grid dimension holds runs under the
+/// automatic choice: on a CPU adapter the broadcast kernel (channel blocks on z) was chosen
+/// and refused ("70000 channel blocks exceed the 65535 workgroups"), where the blocked
+/// kernel runs it.
+#[test]
+fn a_depthwise_conv_past_a_grid_dimension_runs_under_auto() {
+    let Some(gpu) = gpu_or_skip("engine wide depthwise") else {
+        return;
+    };
+    let c = 70_000;
+    let model = Model {
+        name: "wide_depthwise".into(),
+        input: (c, 1, 1),
+        classes: 10,
+        nodes: vec![
+            Node {
+                name: "dw1".into(),
+                op: Op::Conv2d {
+                    out_channels: c,
+                    kernel: 1,
+                    stride: 1,
+                    padding: 0,
+                    groups: c,
+                    bias: false,
+                },
+                inputs: vec!["input".into()],
+            },
+            Node {
+                name: "fc".into(),
+                op: Op::Linear {
+                    out_features: 10,
+                    bias: true,
+                },
+                inputs: vec!["dw1".into()],
+            },
+        ],
+    };
+    let ncfg = NetworkConfig {
+        batch: 2,
+        seed: 1,
+        label_smoothing: 0.0,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        grad_clip: None,
+        conv: Default::default(),
+    };
+    let mut net = Network::new(gpu, &model, ncfg).expect("built under auto");
+    let x = vec![0.5f32; 2 * c];
+    let stats = net.train_step(&x, &[1, 2], 0.01).expect("a step runs");
+    assert!(stats.loss.is_finite(), "{}", stats.loss);
+}
+
 /// Export → checkpoint bytes → import into a fresh network gives identical eval logits.
 #[test]
 fn checkpoint_round_trip_restores_the_network() {

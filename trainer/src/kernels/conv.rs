@@ -681,17 +681,26 @@ fn gemm_groups(s: &Conv2dShape, rows: usize, cols: usize) -> Result<[u32; 3], Gp
     ])
 }
 
-/// Resolve `Auto` for a GEMM with `rows` rows per group and the given grid.
-fn pick(gpu: &Gpu, algo: ConvAlgo, rows: usize, groups: Result<[u32; 3], GpuError>) -> ConvAlgo {
+/// Resolve `Auto` for a GEMM with `rows` rows per group and the given grid; on a CPU
+/// adapter the broadcast kernel unless its `bcast_layers` channel blocks pass a grid
+/// dimension (a depthwise conv of 70000 channels), then the blocked one.
+fn pick(
+    gpu: &Gpu,
+    algo: ConvAlgo,
+    rows: usize,
+    groups: Result<[u32; 3], GpuError>,
+    bcast_layers: usize,
+) -> ConvAlgo {
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
     match algo {
-        ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => cpu_algo(gpu),
-        ConvAlgo::Auto | ConvAlgo::F16Gemm => {
-            let max = gpu.limits.max_compute_workgroups_per_dimension;
-            match groups {
-                Ok(g) if rows >= 32 && g.iter().all(|&d| d <= max) => ConvAlgo::ImplicitGemm,
-                _ => ConvAlgo::Direct,
-            }
-        }
+        ConvAlgo::Auto | ConvAlgo::F16Gemm if software(gpu) => match cpu_algo(gpu) {
+            ConvAlgo::Broadcast if bcast_layers > max as usize => ConvAlgo::Blocked,
+            a => a,
+        },
+        ConvAlgo::Auto | ConvAlgo::F16Gemm => match groups {
+            Ok(g) if rows >= 32 && g.iter().all(|&d| d <= max) => ConvAlgo::ImplicitGemm,
+            _ => ConvAlgo::Direct,
+        },
         other => other,
     }
 }
@@ -994,7 +1003,7 @@ impl Conv2dForward {
         }
         let rows = s.c_out / s.groups;
         let gemm = gemm_groups(s, rows, s.n * s.h_out() * s.w_out());
-        let algo = pick(gpu, algo, rows, gemm.clone());
+        let algo = pick(gpu, algo, rows, gemm.clone(), s.groups * rows.div_ceil(8));
         let built = match algo {
             ConvAlgo::Pointwise => {
                 pointwise_shape(s, op)?;
@@ -1097,7 +1106,8 @@ impl Conv2dBackwardData {
         let buffers = [&dy.buffer, &w.buffer, &dx.buffer];
         let rows = s.c_in / s.groups;
         let gemm = gemm_groups(s, rows, s.n * s.h * s.w);
-        let algo = pick(gpu, algo, rows, gemm.clone());
+        let bcast_layers = s.groups * rows.div_ceil(8) * s.stride * s.stride;
+        let algo = pick(gpu, algo, rows, gemm.clone(), bcast_layers);
         let built = match algo {
             ConvAlgo::Pointwise => {
                 pointwise_shape(s, op)?;
