@@ -244,6 +244,21 @@ fn clap_usage_errors_are_2() {
             ][..],
             "--lr-floor applies to --lr-schedule per-epoch only",
         ),
+        // A floor above the rate made the per-epoch schedule rise.
+        (
+            &[
+                "train",
+                "--model",
+                "small_cnn",
+                "--lr",
+                "0.01",
+                "--lr-floor",
+                "1",
+                "-o",
+                "x.ckpt",
+            ][..],
+            "--lr-floor 1 is above the learning rate 0.01",
+        ),
         (
             &[
                 "indicators",

@@ -160,6 +160,19 @@ fn errors_name_the_file_and_node() {
     let out = limpq(&["layers", "no-such-model"]);
     refused_with(&out, &["no-such-model", "resnet50"]);
 
+    // A padding that makes the output plane too large is named, not out_channels.
+    let padded = dir.join("padded.ron");
+    std::fs::write(
+        &padded,
+        "Model(name: \"pad\", input: (1, 28, 28), classes: 10, nodes: [\n\
+         Node(name: \"c1\", op: Conv2d(out_channels: 4, kernel: 3, padding: 4000000000), \
+         inputs: [\"input\"]),\n\
+         Node(name: \"fc\", op: Linear(out_features: 10, bias: true), inputs: [\"c1\"]),\n])\n",
+    )
+    .unwrap();
+    let out = limpq(&["layers", padded.to_str().unwrap()]);
+    refused_with(&out, &["padded.ron", "node 'c1': field 'padding'"]);
+
     let out = limpq(&["layers", dir.join("absent.ron").to_str().unwrap()]);
     refused_with(&out, &["absent.ron"]);
     std::fs::remove_dir_all(&dir).ok();

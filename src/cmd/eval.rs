@@ -34,8 +34,8 @@ pub struct Args {
     /// Images per evaluation batch (`--batch` is an older spelling).
     #[arg(long, alias = "batch", default_value_t = 256, value_parser = super::num::count)]
     pub eval_batch: usize,
-    /// Evaluate quantized at this policy (default: the policy a `limpq finetune`
-    /// checkpoint stores; none: full precision).
+    /// Evaluate quantized at this policy file (default: the policy a `limpq finetune`
+    /// checkpoint stores; a checkpoint that stores none is evaluated in full precision).
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// `table`: one line (and the policy's cost when quantized); `json` / `ron`: the
@@ -48,7 +48,8 @@ pub struct Args {
     pub predictions: Option<PathBuf>,
     /// Recalibrate the BN statistics of a quantized model on this many training images
     /// before evaluating (train-mode forwards, no update; as `limpq finetune` does before
-    /// every evaluation, which stores the result in its checkpoint). Default: none.
+    /// every evaluation, which stores the result in its checkpoint), taken in whole
+    /// batches of --eval-batch (rounded up) and at most the training split. Default: none.
     #[arg(long, value_parser = super::num::count)]
     pub recalibrate_bn: Option<usize>,
     /// Also write each test image's logits to this file (NumPy .npy, float32, images ×

@@ -31,7 +31,8 @@ pub struct Args {
     #[arg(long, requires = "indicators")]
     pub steps_from_indicators: bool,
     /// Recalibrate the BN statistics on this many training images before every
-    /// evaluation, as the reference does (0: never; at most the training split).
+    /// evaluation, as the reference does, taken in whole batches of --eval-batch (rounded
+    /// up; 0: never; at most the training split).
     #[arg(long, default_value_t = limpq_trainer::method::RECALIBRATION_IMAGES)]
     pub bn_recalibration: usize,
     #[command(flatten)]

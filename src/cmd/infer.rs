@@ -32,9 +32,9 @@ pub struct Args {
     /// Where to write the logits, a .npy array N×classes of float32.
     #[arg(long, value_name = "LOGITS.npy")]
     pub output: PathBuf,
-    /// Fake-quantize at this policy with the checkpoint's learned step sizes, as `limpq
-    /// eval --policy` does (default: the policy a `limpq finetune` checkpoint stores; none:
-    /// full precision).
+    /// Fake-quantize at this policy file with the checkpoint's learned step sizes, as
+    /// `limpq eval --policy` does (default: the policy a `limpq finetune` checkpoint
+    /// stores; a checkpoint that stores none runs in full precision).
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// Images per GPU batch.

@@ -14,7 +14,8 @@ use limpq_trainer::train::RunConfig;
 /// The run settings and the data of `train`, `indicators` and `finetune`.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Passes over the training set.
+    /// Passes over the training set (0: no training; the starting model, with a quantized
+    /// run's step sizes initialised on one batch, is evaluated and written).
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     /// Images per optimizer step (the last partial batch of an epoch is dropped).
@@ -121,10 +122,17 @@ impl RunArgs {
 
     /// `base` (the command's recipe) with the settings given here.
     pub fn config(&self, base: RunConfig) -> anyhow::Result<RunConfig> {
+        let lr = self.lr.unwrap_or(base.lr);
+        if let Some(floor) = self.lr_floor.filter(|&f| f > lr) {
+            return Err(super::out::usage(format!(
+                "--lr-floor {floor} is above the learning rate {lr} (--lr, or this command's \
+                 default): the per-epoch schedule falls from the rate to the floor"
+            )));
+        }
         Ok(RunConfig {
             epochs: self.epochs,
             batch: self.batch,
-            lr: self.lr.unwrap_or(base.lr),
+            lr,
             schedule: self.schedule(base.schedule)?,
             momentum: self.momentum.unwrap_or(base.momentum),
             weight_decay: self.weight_decay.unwrap_or(base.weight_decay),

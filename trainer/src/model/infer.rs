@@ -290,8 +290,14 @@ fn infer_node(
             }
             let h_out = window_out(node, "height", x.h, kernel, stride, padding)?;
             let w_out = window_out(node, "width", x.w, kernel, stride, padding)?;
-            let output = checked_shape(out_channels, h_out, w_out)
-                .ok_or_else(|| too_large(node, "out_channels"))?;
+            // An output plane too large on its own comes of the padding (the input is
+            // checked already); else of the channels times the plane.
+            let blame = match checked_shape(1, h_out, w_out) {
+                None => "padding",
+                Some(_) => "out_channels",
+            };
+            let output =
+                checked_shape(out_channels, h_out, w_out).ok_or_else(|| too_large(node, blame))?;
             // Checked first so that Conv2dShape's unchecked arithmetic below cannot overflow.
             product(&[out_channels, h_out, w_out, x.c / groups, kernel, kernel])
                 .and_then(|m| usize::try_from(m).ok())
