@@ -118,11 +118,35 @@ enum Command {
     Shutdown(cmd::shutdown::Args),
 }
 
+/// The end of a command line that did not parse, or asked for help or the version. Help and
+/// the version go to stdout through [`cmd::out::print`], so a write that fails (`limpq
+/// --help > /dev/full`) is exit 1 and a closed pipe exit 0, where clap's own printing
+/// ignored both; on a terminal clap prints them (in colour). Usage errors are clap's.
+fn parse_failure(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    use std::io::IsTerminal as _;
+    let shown = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if !shown || std::io::stdout().is_terminal() {
+        e.exit();
+    }
+    match cmd::out::print(&e.render().to_string()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) if cmd::out::is_quiet(&err) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(cmd::out::Status::Failure.code())
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     // Before any thread exists: it may set an environment variable.
     #[cfg(feature = "gpu")]
     limpq_trainer::gpu::quiet_headless_probing();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_failure(e),
+    };
     #[cfg(feature = "gpu")]
     if let Some(pick) = &cli.adapter {
         // Still before any thread exists. Every command (and every daemon worker without

@@ -635,6 +635,27 @@ fn a_full_stdout_is_an_error_1() {
     exits(&out, 1, &["standard output", "error: "]);
     let p = Policy::from_ron_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert!(p.optimal);
+    // Help and the version too (clap's printing ignored the failed write: exit 0).
+    for args in [
+        &["--help"][..],
+        &["-V"],
+        &["help", "solve"],
+        &["solve", "--help"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = limpq_cmd(args).stdout(Stdio::from(full)).output().unwrap();
+        exits(&out, 1, &["standard output"]);
+    }
+    // And when they are read: the text as clap writes it.
+    let out = limpq(&["-V"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("limpq {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 /// Input is read with a cap: `/dev/zero` is refused after 64 MiB (or at once, where only
