@@ -75,6 +75,8 @@ struct Fake {
     /// In the first pretraining: say so on the sender, then wait for the receiver (a run
     /// held in the middle, its output folder locked).
     hold_in_pretrain: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+    /// Write the stage's progress file in pretraining, as a real run does.
+    write_partials: bool,
 }
 
 fn ckpt(model: &Model, seed: u64) -> Checkpoint {
@@ -96,10 +98,13 @@ impl Stages for Fake {
     fn pretrain(
         &mut self,
         seed: u64,
-        _partial: &Partial,
+        partial: &Partial,
         on_event: &mut dyn FnMut(&TrainEvent),
     ) -> Result<(Checkpoint, Eval), StageError> {
         self.pretrain += 1;
+        if self.write_partials {
+            std::fs::write(&partial.path, b"progress").unwrap();
+        }
         if let Some((entered, release)) = self.hold_in_pretrain.take() {
             entered.send(()).unwrap();
             let _ = release.recv();
@@ -1838,4 +1843,37 @@ fn files_of_the_folder_that_no_run_wrote_are_kept() {
     run_plan(changed.clone()).unwrap();
     let recorded = Job::from_file(&path).unwrap();
     assert_eq!(recorded.random_policies, 4);
+}
+
+/// A stage's progress file is removed only once `state.ron` records the stage: when the
+/// record cannot be written, the progress stays for the rerun to resume from (it was
+/// removed first, and a crash in between reran the whole stage).
+#[test]
+fn a_stage_keeps_its_progress_until_the_state_records_it() {
+    let out = tmpdir("partial-until-recorded");
+    let plan = plan_for(&out);
+    let mut fake = fake_for(&plan);
+    fake.write_partials = true;
+    let state = out.join("state.ron");
+    let err = run(&plan, &mut fake, &mut |e| {
+        if let Event::StageStart { name, .. } = e {
+            if name == "seed 0: pretrain" {
+                // The record of the stage cannot be written: a folder where the file goes.
+                std::fs::remove_file(&state).unwrap();
+                std::fs::create_dir(&state).unwrap();
+            }
+        }
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("state.ron"), "{err}");
+    assert_eq!(fake.pretrain, 1);
+    assert!(out.join("seed0/pretrain.partial.ckpt").exists());
+    // Once the record can be written, the rerun records the stage and removes the file.
+    std::fs::remove_dir(&state).unwrap();
+    let mut fake = fake_for(&plan);
+    fake.write_partials = true;
+    run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert!(!out.join("seed0/pretrain.partial.ckpt").exists());
+    assert!(!out.join("seed1/pretrain.partial.ckpt").exists());
 }

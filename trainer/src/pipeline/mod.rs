@@ -501,6 +501,9 @@ struct Done<T> {
     eval: Option<Eval>,
     /// The `StageDone` line, without the seconds (appended).
     summary: String,
+    /// The stage's progress file (a `*.partial.ckpt`), removed once `state.ron` records the
+    /// stage: removed before, a crash in between reran the whole stage.
+    partial: Option<PathBuf>,
 }
 
 /// Runs the stages one after another: numbering, skipping what `state.ron` records as done,
@@ -560,6 +563,9 @@ impl Runner<'_> {
             seconds: t.elapsed().as_secs_f64(),
         });
         self.save()?;
+        if let Some(p) = done.partial.filter(|_| self.dist.is_root()) {
+            let _ = std::fs::remove_file(p);
+        }
         (self.on_event)(&Event::StageDone {
             index,
             total,
@@ -604,6 +610,8 @@ impl Runner<'_> {
             // [ran, accuracy, loss, seconds] per rank; this rank fills its own row.
             let mut table = vec![0.0f64; 4 * ranks];
             let mut summaries: Vec<Option<(Vec<String>, String)>> = vec![None; ranks];
+            // This rank's stages' progress files, removed once the round is recorded.
+            let mut partials = Vec::new();
             for i in round.clone() {
                 let (name, key, fpr) = &items[i];
                 self.index = first + i + 1;
@@ -641,6 +649,7 @@ impl Runner<'_> {
                     Err(StageFail::Stage(StageError::Failed(m))) => return Err(stage_err(name, m)),
                     Err(StageFail::Pipeline(e)) => return Err(e),
                 };
+                partials.extend(done.partial);
                 let e = done.eval.unwrap_or(done.value);
                 table[4 * rank..4 * rank + 4].copy_from_slice(&[
                     1.0,
@@ -683,6 +692,9 @@ impl Runner<'_> {
                 evals[i] = Some(eval);
             }
             self.save()?;
+            for p in partials {
+                let _ = std::fs::remove_file(p);
+            }
         }
         self.index = first + items.len();
         evals
@@ -868,12 +880,12 @@ pub fn run(
             &fpr,
             |r| Some((Checkpoint::load(&ckpt_path).ok()?, r.eval?)),
             |stages, on_event| {
-                let (ck, e) = match &init {
+                let trained = match &init {
                     Some(p) => {
                         let ck = Checkpoint::load(p)
                             .map_err(|e| job.error(format!("field `pretrain.init`: {e}")))?;
                         let e = stages.evaluate_fp(&ck)?;
-                        (ck, e)
+                        (ck, e, None)
                     }
                     None => {
                         let partial =
@@ -882,17 +894,17 @@ pub fn run(
                             stages.pretrain(seed, &partial, &mut train_events(on_event))?;
                         if root {
                             save_ckpt(&ck, &ckpt_path)?;
-                            // Only now is the progress file redundant.
-                            let _ = std::fs::remove_file(&partial.path);
                         }
-                        (ck, e)
+                        (ck, e, Some(partial.path))
                     }
                 };
+                let (ck, e, partial) = trained;
                 Ok(Done {
                     summary: format!("FP32 test accuracy {:.2}%", e.accuracy * 100.0),
                     value: (ck, e),
                     outputs: rel.clone().into_iter().collect(),
                     eval: Some(e),
+                    partial,
                 })
             },
         )?;
@@ -919,7 +931,6 @@ pub fn run(
                         stages.indicators(&init, seed, &partial, &mut train_events(on_event))?;
                     if root {
                         write_atomic(&ind_path, ind.to_ron_string().as_bytes())?;
-                        let _ = std::fs::remove_file(&partial.path);
                     }
                     Ok(Done {
                         summary: format!(
@@ -930,6 +941,7 @@ pub fn run(
                         value: ind,
                         outputs: vec![ind_rel.clone()],
                         eval: None,
+                        partial: Some(partial.path),
                     })
                 },
             )?;
@@ -985,6 +997,7 @@ pub fn run(
                         value: ind,
                         outputs: vec![rel.clone()],
                         eval: None,
+                        partial: None,
                     })
                 },
             )?;
@@ -1133,7 +1146,6 @@ pub fn run(
                 } else {
                     vec![pol_rel.clone()]
                 };
-                let _ = std::fs::remove_file(&partial.path);
                 Ok(Done {
                     summary: format!(
                         "{:.2}% at {} BitOps",
@@ -1143,6 +1155,7 @@ pub fn run(
                     value: e,
                     outputs,
                     eval: Some(e),
+                    partial: Some(partial.path),
                 })
             };
             let evals = runner.shared_stages(stages, &items, &skip, &mut body)?;
