@@ -337,6 +337,22 @@ fn ctrl_c_saves_the_position_and_resume_finishes_the_run() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     refused_with(&out, &["holds a run stopped in epoch", "add --resume"]);
     assert_eq!(std::fs::read(&ckpt).unwrap(), stopped);
+    // Read as an input (evaluated here), it is used with a note that it is unfinished.
+    let out = limpq(&[
+        "eval",
+        "--ckpt",
+        c,
+        "--data-dir",
+        FMNIST,
+        "--test-subset",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds a run stopped in epoch"),
+        "{}",
+        stderr(&out)
+    );
 
     let mut resume: Vec<&str> = args.to_vec();
     resume.push("--resume");

@@ -2,7 +2,6 @@
 //! `limpq_trainer::method::evaluate_checkpoint`.
 use std::path::PathBuf;
 
-use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{DataSource, Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::export::{checkpoint_logits, npy_f32, npy_i64, predictions};
@@ -73,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for p in [&args.predictions, &args.logits].into_iter().flatten() {
         limpq_io::files::check_writable(p)?;
     }
-    let ckpt = Checkpoint::load(&args.ckpt)?;
+    let ckpt = super::ckpt::load_input(&args.ckpt)?;
     limpq_trainer::method::check_not_joint_state(&ckpt)?;
     let name = args.ckpt.display().to_string();
     let data = match (&args.data, ckpt.meta("data")) {

@@ -134,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn export_weights(input: &Path, out: &Path) -> anyhow::Result<()> {
-    let ckpt = Checkpoint::load(input)?;
+    let ckpt = super::ckpt::load_input(input)?;
     let bytes = limpq_trainer::weights::export_safetensors(&ckpt)
         .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
     limpq_io::files::write_atomic(out, &bytes)?;
@@ -148,7 +148,7 @@ fn export_weights(input: &Path, out: &Path) -> anyhow::Result<()> {
 }
 
 fn export_model(args: &Args, out: &Path) -> anyhow::Result<()> {
-    let ckpt = Checkpoint::load(&args.input)?;
+    let ckpt = super::ckpt::load_input(&args.input)?;
     let policy = match &args.policy {
         Some(p) => limpq_io::documents::read_policy(p)?,
         None => stored_policy(&ckpt, &args.input, "give --policy")?,
@@ -190,7 +190,7 @@ fn export_model(args: &Args, out: &Path) -> anyhow::Result<()> {
 
 fn export_format(args: &Args, format: Format) -> anyhow::Result<()> {
     let policy = if Checkpoint::looks_like_one(&args.input)? {
-        let ckpt = Checkpoint::load(&args.input)?;
+        let ckpt = super::ckpt::load_input(&args.input)?;
         stored_policy(
             &ckpt,
             &args.input,

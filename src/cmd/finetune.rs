@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use limpq_solver::IndicatorSet;
-use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{finetune, FinetuneConfig, PolicyCost, RunConfig};
 
@@ -60,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let resume = resume_state(args.resume, Some(&args.output))?;
     // Before any training: a run must not end by failing to write its checkpoint.
     limpq_io::files::check_writable(&args.output)?;
-    let init = Checkpoint::load(&args.ckpt)?;
+    let init = super::ckpt::load_input(&args.ckpt)?;
     // Before the data and the GPU: the library refuses it too, later.
     limpq_trainer::method::check_not_joint_state(&init)?;
     let model = init.model.clone();

@@ -40,7 +40,7 @@ pub struct Args {
 }
 
 /// The state a `--resume` continues from: `--checkpoint`'s file. Without `--resume`, a
-/// run stopped in that file is refused ([`refuse_stopped_run`]).
+/// run stopped in that file is refused ([`super::ckpt::refuse_stopped_run`]).
 pub fn resume_state(resume: bool, path: Option<&Path>) -> anyhow::Result<Option<Arc<Checkpoint>>> {
     match (resume, path) {
         (true, Some(p)) => {
@@ -49,38 +49,11 @@ pub fn resume_state(resume: bool, path: Option<&Path>) -> anyhow::Result<Option<
             Ok(Some(Arc::new(ck)))
         }
         (false, Some(p)) => {
-            refuse_stopped_run(p)?;
+            super::ckpt::refuse_stopped_run(p)?;
             Ok(None)
         }
         (_, None) => Ok(None),
     }
-}
-
-/// Refuses, as a usage error, to start a new run over `path` when it holds a run that
-/// stopped before its end (Ctrl-C, a kill after a checkpoint): the new run would replace
-/// it, and `--resume` was most likely forgotten. A finished run's file, or any other
-/// file, is left for the run to replace.
-pub fn refuse_stopped_run(path: &Path) -> anyhow::Result<()> {
-    if !path.is_file() {
-        return Ok(());
-    }
-    let Ok(ck) = Checkpoint::load(path) else {
-        return Ok(());
-    };
-    if let Ok(Some(pos)) = limpq_trainer::train::Position::of(&ck) {
-        if pos.epochs_done < pos.epochs {
-            return Err(super::out::usage(format!(
-                "{} holds a run stopped in epoch {} of {} (step {} of {}); add --resume to \
-                 continue it, or remove the file to start over",
-                path.display(),
-                pos.epochs_done + 1,
-                pos.epochs,
-                pos.epoch_step,
-                pos.steps_per_epoch
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// A stop as the final error: where the state is and how to continue.
@@ -115,7 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(p) = &args.checkpoint {
         limpq_io::files::check_writable(p)?;
     }
-    let init = Checkpoint::load(&args.ckpt)?;
+    let init = super::ckpt::load_input(&args.ckpt)?;
     let data = args.run.data_name(Some(&init));
     let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
     // Before the data and the GPU (the joint run checks it too).

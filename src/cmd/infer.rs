@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use limpq_io::npy;
-use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{checkpoint_policy, infer_logits};
 
@@ -52,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ],
     )?;
     limpq_io::files::check_writable(&args.output)?;
-    let ckpt = Checkpoint::load(&args.ckpt)?;
+    let ckpt = super::ckpt::load_input(&args.ckpt)?;
     let bytes = limpq_io::files::read_regular(&args.input, MAX_INPUT)?;
     let x = npy::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
     let (c, h, w) = ckpt.model.input;

@@ -10,6 +10,8 @@ pub mod bench_solver;
 pub mod bench_train;
 #[cfg(feature = "gpu")]
 pub mod cancel;
+#[cfg(feature = "gpu")]
+pub mod ckpt;
 pub mod compare;
 #[cfg(feature = "gpu")]
 pub mod demo;

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{Dataset, Split};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::{measure_sensitivity, SensitivityConfig};
@@ -54,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     // Before the measurements: they must not end by failing to write.
     limpq_io::files::check_writable(&args.output)?;
-    let init = Checkpoint::load(&args.init)?;
+    let init = super::ckpt::load_input(&args.init)?;
     let data = match (&args.data, init.meta("data")) {
         (Some(d), _) => d.clone(),
         (None, Some(d)) => d.to_string(),

@@ -50,13 +50,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
         Some(ck)
     } else {
-        super::indicators::refuse_stopped_run(&args.output)?;
+        super::ckpt::refuse_stopped_run(&args.output)?;
         None
     };
     // Before any training: a run must not end by failing to write its checkpoint.
     limpq_io::files::check_writable(&args.output)?;
     let init = match &args.init {
-        Some(p) => Some(Checkpoint::load(p)?),
+        Some(p) => Some(super::ckpt::load_input(p)?),
         None => None,
     };
     let model = Model::resolve_for_data(&args.model, &args.run.data_name(init.as_ref()))?;
