@@ -663,6 +663,11 @@ fn a_second_run_on_the_same_folder_is_refused_while_one_runs() {
         "{err}"
     );
     assert_eq!(fake.pretrain + fake.indicators + fake.finetunes.len(), 0);
+    // Rewriting the report (`--report-only`) waits its turn as well.
+    let err = limpq_trainer::pipeline::rewrite_report(&seed1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another pipeline run holds"), "{err}");
 
     release.send(()).unwrap();
     let first = first.join().unwrap().unwrap();

@@ -1399,6 +1399,13 @@ fn settings(job: &Job) -> Vec<String> {
 /// version of limpq shows (a table added since, say) from the numbers already measured.
 pub fn rewrite_report(plan: &Plan) -> Result<Results, PipelineError> {
     let path = plan.job.output.join("results.ron");
+    // A run in progress rewrites results.ron and the report when it ends: the lock keeps
+    // the two writers apart, as it keeps two runs apart.
+    let _lock = if plan.job.output.is_dir() {
+        lock::OutputLock::acquire(&plan.job.output, &mut |_| {})?
+    } else {
+        None
+    };
     if !path.exists() {
         return Err(io_err(
             &path,
