@@ -156,6 +156,7 @@ pub fn println(text: &str) -> anyhow::Result<()> {
 /// A progress line on stdout during a run (an epoch's figures, a pipeline stage). A write
 /// that fails, a pipe its reader closed among them, is dropped: the run's files are its
 /// result, and the run goes on to write them rather than stop at a line nobody reads.
+#[cfg(feature = "gpu")]
 pub fn progress_line(text: &str) {
     let _ = println(text);
 }
