@@ -190,13 +190,10 @@ fn missing_checkpoint_is_named() {
     refused_with(&out, &["absent.ckpt"]);
 }
 
-/// A learning rate that blows the weights up stops the run with a clear error.
-#[test]
-fn divergence_stops_with_a_clear_error() {
-    if !have_gpu_and_data("divergence") {
-        return;
-    }
-    let out = limpq(&[
+/// `limpq train` of small_cnn on 64 Fashion-MNIST images (10 to test, batch 32), then
+/// `more`.
+fn small_train<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
         "train",
         "--model",
         "small_cnn",
@@ -208,13 +205,26 @@ fn divergence_stops_with_a_clear_error() {
         "10",
         "--batch",
         "32",
+    ];
+    v.extend_from_slice(more);
+    v
+}
+
+/// A learning rate that blows the weights up stops the run with a clear error.
+#[test]
+fn divergence_stops_with_a_clear_error() {
+    if !have_gpu_and_data("divergence") {
+        return;
+    }
+    let nan = tmp("nan.ckpt");
+    let out = limpq(&small_train(&[
         "--epochs",
         "2",
         "--lr",
         "1e30",
         "-o",
-        tmp("nan.ckpt").to_str().unwrap(),
-    ]);
+        nan.to_str().unwrap(),
+    ]));
     // Caught at the first step whose loss is not finite, or at the end of epoch 1, whose
     // weights are no longer finite, whichever comes first.
     refused_with(&out, &["training diverged: ", "try a smaller --lr"]);
@@ -251,23 +261,12 @@ fn a_closed_stdout_does_not_cost_the_checkpoint() {
     }
     let ckpt = tmp("closed-stdout.ckpt");
     let _ = std::fs::remove_file(&ckpt);
-    let mut child = limpq_cmd(&[
-        "train",
-        "--model",
-        "small_cnn",
-        "--data-dir",
-        FMNIST,
-        "--subset",
-        "64",
-        "--test-subset",
-        "10",
-        "--batch",
-        "32",
+    let mut child = limpq_cmd(&small_train(&[
         "--epochs",
         "2",
         "-o",
         ckpt.to_str().unwrap(),
-    ])
+    ]))
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
     .spawn()
@@ -489,23 +488,13 @@ fn epochs_past_counting_are_refused() {
     if !have_gpu_and_data("huge --epochs") {
         return;
     }
-    let out = limpq(&[
-        "train",
-        "--model",
-        "small_cnn",
-        "--data-dir",
-        FMNIST,
-        "--subset",
-        "64",
-        "--test-subset",
-        "10",
-        "--batch",
-        "32",
+    let huge = tmp("huge-epochs.ckpt");
+    let out = limpq(&small_train(&[
         "--epochs",
         "18446744073709551615",
         "-o",
-        tmp("huge-epochs.ckpt").to_str().unwrap(),
-    ]);
+        huge.to_str().unwrap(),
+    ]));
     let err = refused_with(
         &out,
         &["18446744073709551615 epochs of 2 steps are more steps than can be counted"],
@@ -521,21 +510,12 @@ fn infer_refuses_non_finite_inputs() {
         return;
     }
     let ckpt = tmp("infer-init.ckpt");
-    let out = limpq(&[
-        "train",
-        "--model",
-        "small_cnn",
-        "--data-dir",
-        FMNIST,
-        "--subset",
-        "64",
-        "--test-subset",
-        "10",
+    let out = limpq(&small_train(&[
         "--epochs",
         "0",
         "-o",
         ckpt.to_str().unwrap(),
-    ]);
+    ]));
     assert!(out.status.success(), "{}", stderr(&out));
     // An evaluation batch far past the test images is cut to them, not refused as a
     // network the adapter cannot hold.

@@ -333,6 +333,20 @@ fn eval_of_a_short_batch_matches_the_full_batch() {
     assert!(err.contains("label"), "{err}");
 }
 
+/// A network of `batch` images: seed 1, SGD with momentum 0.9, nothing else.
+fn plain_config(batch: usize) -> NetworkConfig {
+    NetworkConfig {
+        batch,
+        seed: 1,
+        label_smoothing: 0.0,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        grad_clip: None,
+        conv: Default::default(),
+    }
+}
+
 /// A batch whose tensors cannot fit the adapter is refused when the network is built,
 /// naming the batch; `usize::MAX` images made the input's element count wrap (a panic
 /// under overflow checks, a wrong count without).
@@ -343,16 +357,7 @@ fn batches_past_the_adapter_are_refused_at_build() {
     };
     let model = small_net_model(&config(PoolKind::Max));
     for batch in [usize::MAX, usize::MAX / 3, 1 << 40] {
-        let ncfg = NetworkConfig {
-            batch,
-            seed: 1,
-            label_smoothing: 0.0,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-            grad_clip: None,
-            conv: Default::default(),
-        };
+        let ncfg = plain_config(batch);
         let e = Network::new(gpu, &model, ncfg).err().expect("refused");
         let e = e.to_string();
         assert!(
@@ -384,16 +389,7 @@ fn weights_past_the_adapter_are_refused_at_build() {
         classes: 10,
         nodes: vec![node("fc1", 65535, "input"), node("fc", 10, "fc1")],
     };
-    let ncfg = NetworkConfig {
-        batch: 1,
-        seed: 1,
-        label_smoothing: 0.0,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-        grad_clip: None,
-        conv: Default::default(),
-    };
+    let ncfg = plain_config(1);
     let e = Network::new(gpu, &model, ncfg).err().expect("refused");
     let e = e.to_string();
     assert!(
@@ -439,16 +435,7 @@ fn a_depthwise_conv_past_a_grid_dimension_runs_under_auto() {
             },
         ],
     };
-    let ncfg = NetworkConfig {
-        batch: 2,
-        seed: 1,
-        label_smoothing: 0.0,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-        grad_clip: None,
-        conv: Default::default(),
-    };
+    let ncfg = plain_config(2);
     let mut net = Network::new(gpu, &model, ncfg).expect("built under auto");
     let x = vec![0.5f32; 2 * c];
     let stats = net.train_step(&x, &[1, 2], 0.01).expect("a step runs");
