@@ -15,7 +15,7 @@ use limpq_trainer::train::RunConfig;
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// Passes over the training set (0: no training; the starting model, with a quantized
-    /// run's step sizes initialised on one batch, is evaluated and written).
+    /// run's step sizes initialised on one batch, is written).
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     /// Images per optimizer step (the last partial batch of an epoch is dropped).

@@ -223,6 +223,64 @@ fn idx_headers_are_checked_before_the_data_is_inflated() {
     assert!(e.contains("need 8 data bytes, file has more"), "{e}");
 }
 
+/// A split's two headers are checked against each other before either file's data is
+/// read: a labels header claiming 2^32 labels beside 50 images read (or inflated) 4 GB
+/// first. Neither file below holds any data, so a reader that read before checking would
+/// report a truncated file instead. A file of no images is refused by name; zero padding
+/// after a gzip stream is ignored, as gzip(1) ignores it.
+#[test]
+fn a_split_is_checked_at_its_headers_before_its_data_is_read() {
+    let t = TempDir::new("headers-first");
+    let dir = &t.0;
+    let img = dir.join("train-images-idx3-ubyte");
+    let lab = dir.join("train-labels-idx1-ubyte");
+    let load = || Dataset::load("fashion-mnist", Some(dir), Split::Train);
+    std::fs::write(&img, idx_bytes(&[50, 28, 28], &[])).unwrap();
+    std::fs::write(&lab, idx_bytes(&[u32::MAX], &[])).unwrap();
+    let e = err_text(load());
+    assert!(
+        e.contains("train-labels-idx1-ubyte") && e.contains("more than the 1073741824"),
+        "{e}"
+    );
+    std::fs::write(&lab, idx_bytes(&[70], &[])).unwrap();
+    let e = err_text(load());
+    assert!(e.contains("70 labels for 50 images"), "{e}");
+    // No images at all: said so, naming the file (it was "has only 0 examples" later).
+    std::fs::write(&img, idx_bytes(&[0, 28, 28], &[])).unwrap();
+    std::fs::write(&lab, idx_bytes(&[0], &[])).unwrap();
+    let e = err_text(load());
+    assert!(e.contains("train-images-idx3-ubyte: holds 0 images"), "{e}");
+    // Zero padding after the gzip stream (as some tools write it) reads as the stream.
+    std::fs::remove_file(&img).unwrap();
+    std::fs::remove_file(&lab).unwrap();
+    write_idx_split(dir, "train", 3, 28, 28, true);
+    let gzp = dir.join("train-images-idx3-ubyte.gz");
+    let mut padded = std::fs::read(&gzp).unwrap();
+    padded.extend_from_slice(&[0u8; 512]);
+    std::fs::write(&gzp, padded).unwrap();
+    assert_eq!(load().unwrap().len(), 3);
+}
+
+/// A data file that exists but is no regular file (a folder, a dangling link) is named for
+/// what it is, not reported as "neither NAME.gz nor NAME found".
+#[cfg(unix)]
+#[test]
+fn a_data_file_that_is_no_regular_file_is_named_for_what_it_is() {
+    let t = TempDir::new("not-regular");
+    let dir = &t.0;
+    write_idx_split(dir, "t10k", 3, 28, 28, false);
+    let img = dir.join("t10k-images-idx3-ubyte");
+    std::fs::remove_file(&img).unwrap();
+    std::fs::create_dir(&img).unwrap();
+    let e = err_text(Dataset::load("fashion-mnist", Some(dir), Split::Test));
+    assert!(e.contains("is a folder, not a regular file"), "{e}");
+    std::fs::remove_dir(&img).unwrap();
+    std::os::unix::fs::symlink(dir.join("nowhere"), &img).unwrap();
+    let e = err_text(Dataset::load("fashion-mnist", Some(dir), Split::Test));
+    assert!(!e.contains("neither"), "{e}");
+    assert!(e.contains("t10k-images-idx3-ubyte"), "{e}");
+}
+
 #[cfg(unix)]
 #[test]
 fn data_files_that_are_not_regular_files_are_refused_without_blocking() {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::{format_err, DataError, Split};
 
 /// Data larger than this (after decompression) is refused: a corrupt header or a gzip bomb
-/// must not allocate gigabytes. Eight times the largest IDX set in use (EMNIST, ~550 MB).
-pub(crate) const MAX_BYTES: u64 = 4 << 30;
+/// must not allocate gigabytes. About twice the largest IDX set in use (EMNIST, ~550 MB).
+pub(crate) const MAX_BYTES: u64 = 1 << 30;
 
 /// The contents of one IDX file of unsigned bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,11 +76,18 @@ pub(crate) fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>, DataErro
     Ok(out)
 }
 
-/// Parses and validates an IDX file: magic, type, dimensions, and that the data length is
-/// exactly the product of the dimensions. The header is read and checked first, and then
-/// only as many bytes as it announces (and one more, to tell a longer file), so a gzip bomb
-/// costs no more memory than its header claims, at most `MAX_BYTES` (4 GiB).
-pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
+/// An IDX file whose header is read and checked: its dimensions, and the stream at its
+/// first data byte.
+struct IdxHeader {
+    dims: Vec<usize>,
+    /// The data bytes the dimensions announce.
+    len: usize,
+    rest: Box<dyn Read>,
+}
+
+/// Opens an IDX file and reads and checks its header: magic, type, dimensions, and that
+/// the data they announce are at most `MAX_BYTES`. No data byte is read yet.
+fn open_idx(path: &Path) -> Result<IdxHeader, DataError> {
     let mut r = open_maybe_gz(path)?;
     let mut head = Vec::with_capacity(4);
     read_up_to(path, &mut r, 4, &mut head)?;
@@ -128,7 +135,7 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let expected = match dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d)) {
+    let len = match dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d)) {
         Some(e) if e as u64 <= MAX_BYTES => e,
         Some(e) => {
             return Err(format_err(
@@ -138,26 +145,54 @@ pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
         }
         None => return Err(format_err(path, format!("IDX dimensions {dims:?} overflow"))),
     };
-    // Grows with what arrives, not with what the header claims.
-    let mut data = Vec::with_capacity(expected.min(64 << 20));
-    read_up_to(path, &mut r, expected as u64 + 1, &mut data)?;
-    if data.len() != expected {
-        let has = if data.len() > expected {
-            String::from("more")
-        } else {
-            data.len().to_string()
-        };
-        return Err(format_err(path, format!("IDX dimensions {dims:?} need {expected} data bytes, file has {has} (truncated or corrupt)")));
-    }
-    Ok(IdxArray { dims, data })
+    Ok(IdxHeader { dims, len, rest: r })
 }
 
-/// `dir/stem.gz` or `dir/stem` (the canonical file names only; no other spellings are guessed).
+impl IdxHeader {
+    /// Reads the data the header announces, and checks that the file ends there. Bytes
+    /// after a gzip stream's end that are no gzip member (zero padding) are ignored, as
+    /// gzip(1) ignores them.
+    fn read_data(mut self, path: &Path) -> Result<IdxArray, DataError> {
+        let expected = self.len;
+        // Grows with what arrives, not with what the header claims.
+        let mut data = Vec::with_capacity(expected.min(64 << 20));
+        read_up_to(path, &mut self.rest, expected as u64, &mut data)?;
+        let longer = match self.rest.read(&mut [0u8; 1]) {
+            Ok(n) => n > 0,
+            // Only a gzip stream fails here, on what follows its last member.
+            Err(_) => false,
+        };
+        if data.len() != expected || longer {
+            let has = if longer {
+                String::from("more")
+            } else {
+                data.len().to_string()
+            };
+            return Err(format_err(path, format!("IDX dimensions {:?} need {expected} data bytes, file has {has} (truncated or corrupt)", self.dims)));
+        }
+        Ok(IdxArray {
+            dims: self.dims,
+            data,
+        })
+    }
+}
+
+/// Parses and validates an IDX file: magic, type, dimensions, and that the data length is
+/// exactly the product of the dimensions. The header is read and checked first, and then
+/// only as many bytes as it announces (and one more, to tell a longer file), so a gzip bomb
+/// costs no more memory than its header claims, at most `MAX_BYTES` (1 GiB).
+pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
+    open_idx(path)?.read_data(path)
+}
+
+/// `dir/stem.gz` or `dir/stem`, the first that exists as anything (the canonical file names
+/// only; no other spellings are guessed). One that is no regular file (a FIFO, a folder, a
+/// dangling link) is found, and the reader says what it is, rather than "not found".
 pub(crate) fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
     [format!("{stem}.gz"), stem.to_string()]
         .into_iter()
         .map(|n| dir.join(n))
-        .find(|p| p.is_file())
+        .find(|p| p.symlink_metadata().is_ok())
 }
 
 fn find_or_err(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
@@ -182,8 +217,10 @@ pub(crate) fn load_split(
     };
     let ip = find_or_err(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let lp = find_or_err(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-    let images = read_idx(&ip)?;
-    let labels = read_idx(&lp)?;
+    // Both headers are checked against each other before any data is read: a labels file
+    // claiming 2^32 labels is refused at its header, not after reading them.
+    let images = open_idx(&ip)?;
+    let labels = open_idx(&lp)?;
     let (c, h, w) = shape;
     if images.dims.len() != 3 || images.dims[1] != h || images.dims[2] != w || c != 1 {
         return Err(format_err(
@@ -208,6 +245,10 @@ pub(crate) fn load_split(
             ),
         ));
     }
+    if images.dims[0] == 0 {
+        return Err(format_err(&ip, "holds 0 images"));
+    }
+    let (images, labels) = (images.read_data(&ip)?, labels.read_data(&lp)?);
     if let Some((i, l)) = labels.data.iter().enumerate().find(|(_, l)| **l >= 10) {
         return Err(format_err(
             &lp,

@@ -290,7 +290,17 @@ impl Dataset {
     ) -> Result<Self, DataError> {
         let ds = Dataset::load_for(source, split)?;
         match subset {
-            Some(n) => ds.subset(Subset::Random { n, seed }),
+            // Which split the count was asked of: `--subset` and `--test-subset` read alike.
+            Some(n) => ds.subset(Subset::Random { n, seed }).map_err(|e| match e {
+                DataError::Invalid(m) => DataError::Invalid(format!(
+                    "the {} split: {m}",
+                    match split {
+                        Split::Train => "training",
+                        Split::Test => "test",
+                    }
+                )),
+                other => other,
+            }),
             None => Ok(ds),
         }
     }
