@@ -10,7 +10,7 @@ mod common;
 
 use common::gpu_or_skip;
 use limpq_trainer::checkpoint::{Checkpoint, NamedTensor, TensorKind};
-use limpq_trainer::engine::{Network, NetworkConfig, ParamKind};
+use limpq_trainer::engine::{Network, NetworkConfig, ParamKind, QuantSpec};
 use limpq_trainer::model::{Model, Node, Op};
 use limpq_trainer::reference::net::{PoolKind, SmallNet, SmallNetConfig};
 use limpq_trainer::reference::rng::SeededRng;
@@ -440,6 +440,98 @@ fn a_depthwise_conv_past_a_grid_dimension_runs_under_auto() {
     let x = vec![0.5f32; 2 * c];
     let stats = net.train_step(&x, &[1, 2], 0.01).expect("a step runs");
     assert!(stats.loss.is_finite(), "{}", stats.loss);
+}
+
+/// A Flatten is a view: a network with one trains exactly as the same network without it.
+/// A model ending in a Flatten trained with every gradient 0 (the logits' gradient went to
+/// the Flatten, whose backward does nothing); a linear layer reading the model input
+/// through a Flatten quantized it unsigned, clamping its negative pixels to 0.
+#[test]
+fn a_flatten_changes_nothing_trained_or_quantized() {
+    let Some(gpu) = gpu_or_skip("engine flatten views") else {
+        return;
+    };
+    let node = |name: &str, op: Op, input: &str| Node {
+        name: name.to_string(),
+        op,
+        inputs: vec![input.to_string()],
+    };
+    let model = |name: &str, input: (usize, usize, usize), nodes: Vec<Node>| Model {
+        name: name.into(),
+        input,
+        classes: 10,
+        nodes,
+    };
+    let conv = Op::Conv2d {
+        out_channels: 10,
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+        groups: 1,
+        bias: true,
+    };
+    let stem = || {
+        vec![
+            node("conv1", conv.clone(), "input"),
+            node("gap", Op::GlobalAvgPool, "conv1"),
+        ]
+    };
+    let mut flat_last = stem();
+    flat_last.push(node("flat", Op::Flatten, "gap"));
+    let mut r = SeededRng::new(7);
+    let x = r.vec_uniform(2 * 8 * 8, -1.0, 1.0);
+    let y = [3u32, 7];
+    let mut after = Vec::new();
+    for m in [
+        model("plain", (1, 8, 8), stem()),
+        model("flat", (1, 8, 8), flat_last),
+    ] {
+        let mut net = Network::new(gpu, &m, plain_config(2)).unwrap();
+        net.train_step(&x, &y, 0.5).unwrap();
+        let params: Vec<NamedTensor> = net
+            .export_state()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.kind == TensorKind::Param)
+            .collect();
+        after.push(params);
+    }
+    assert_eq!(
+        after[0], after[1],
+        "a trailing Flatten changed the training"
+    );
+
+    // The model input read through a Flatten, quantized: signed, as read directly.
+    let linear = Op::Linear {
+        out_features: 10,
+        bias: true,
+    };
+    let direct = model(
+        "direct",
+        (2, 3, 3),
+        vec![node("fc", linear.clone(), "input")],
+    );
+    let viewed = model(
+        "viewed",
+        (2, 3, 3),
+        vec![
+            node("flat", Op::Flatten, "input"),
+            node("fc", linear, "flat"),
+        ],
+    );
+    let x = r.vec_uniform(2 * 18, -1.0, 1.0);
+    let mut losses = Vec::new();
+    for m in [direct, viewed] {
+        let spec = QuantSpec::joint(&m, &[2, 4]).unwrap();
+        let mut net = Network::new_quantized(gpu, &m, plain_config(2), &spec).unwrap();
+        let all = vec![true; net.quant_layers().len()];
+        net.init_steps(&x, &y, &all).unwrap();
+        losses.push(net.train_step(&x, &y, 0.0).unwrap().loss);
+    }
+    assert_eq!(
+        losses[0], losses[1],
+        "the flattened input was quantized otherwise"
+    );
 }
 
 /// Export → checkpoint bytes → import into a fresh network gives identical eval logits.

@@ -422,6 +422,21 @@ impl<'g> Builder<'g> {
 /// precisions; the quantization hook (`quantizers.rs`) decides what they read and where
 /// their gradients go, and adds its own ops around them.
 impl<'g> Builder<'g> {
+    /// The node whose output node `i`'s output is, looking through Flatten views (Flatten
+    /// of Flatten of `j` is `j`'s); `None` when the chain ends at the model input.
+    pub(super) fn through_views(&self, i: usize) -> Option<usize> {
+        let mut at = i;
+        loop {
+            if !matches!(self.model.nodes[at].op, Op::Flatten) {
+                return Some(at);
+            }
+            match self.infos[at].inputs.first() {
+                Some(Source::Node(j)) => at = *j,
+                _ => return None,
+            }
+        }
+    }
+
     /// The shared im2col buffer of the f16 convs, made on first use with the length the
     /// largest conv of the model needs; `None` unless the device runs convs in f16
     /// (`LIMPQ_CONV_ALGO=f16gemm` with `SHADER_F16`).
@@ -797,9 +812,13 @@ impl<'g> Network<'g> {
             &b.tensors[correct],
             cfg.label_smoothing,
         )?;
-        // Gradient tensors: the logits' is dlogits; a Flatten shares its input's.
+        // Gradient tensors: the logits' is dlogits; a Flatten shares its input's. The logits
+        // are the last node's output, a view of the node the Flatten chain ends on when the
+        // last nodes are Flattens: that node's gradient is dlogits (given to the last node
+        // alone, it reached nothing upstream, as a Flatten's backward does nothing).
+        let logits_node = b.through_views(count - 1);
         for i in 0..count {
-            b.grad[i] = if i == count - 1 {
+            b.grad[i] = if Some(i) == logits_node {
                 dlogits
             } else if let (Op::Flatten, Source::Node(j)) =
                 (&model.nodes[i].op, b.infos[i].inputs[0])
@@ -813,9 +832,8 @@ impl<'g> Network<'g> {
                 b.zeros(len, &format!("{}.grad", model.nodes[i].name))?
             };
         }
-        if let Some(&g) = b.grad.last() {
-            b.written[g] = true;
-        }
+        // Written by the loss, first of all the backward steps.
+        b.written[dlogits] = true;
         for i in (0..count).rev() {
             let dy = b.grad[i];
             b.build_backward(i, dy)?;

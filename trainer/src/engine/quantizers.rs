@@ -320,7 +320,10 @@ impl<'g> Builder<'g> {
             // A full-precision layer of a quantized network: it reads its own tensors.
             return Ok(io);
         }
-        let act_signed = self.infos[i].inputs[0] == Source::Input;
+        // Signed for the model input, also seen through Flatten views of it: an input
+        // flattened into a linear layer is the same input (it was quantized unsigned,
+        // its negative pixels clamped to 0).
+        let act_signed = self.model.reads_input(&self.infos, i);
         let on_load = matches!(self.model.nodes[i].op, Op::Conv2d { .. });
         let nv = variants.len();
         let w_steps = self.param(

@@ -443,7 +443,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 bias,
             } => {
                 let (wb, ab, fixed) = layer_bits(name)?;
-                let signed = info.inputs[0] == Source::Input;
+                let signed = model.reads_input(&infos, i);
                 let cin_g = xs.c / groups;
                 let dims = [
                     *out_channels as i64,
@@ -480,7 +480,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
             }
             Op::Linear { out_features, bias } => {
                 let (wb, ab, fixed) = layer_bits(name)?;
-                let signed = info.inputs[0] == Source::Input;
+                let signed = model.reads_input(&infos, i);
                 let in_f = xs.numel();
                 let w = g.tensor(&format!("{name}.weight"), out_features * in_f)?;
                 let ws = g.step(&format!("{name}.weight_step"))?;

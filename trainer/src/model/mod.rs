@@ -358,6 +358,21 @@ impl Model {
         ron::ser::to_string_pretty(self, config).expect("a Model always serialises to RON")
     }
 
+    /// Whether node `i` (with `infos` from [`Model::analyze`]) reads the model input, also
+    /// through Flatten views of it: its activation quantizer is then signed (the input
+    /// holds negative values), every other one unsigned. The engine, the sensitivity
+    /// measurement and the ONNX export all ask this.
+    pub fn reads_input(&self, infos: &[NodeInfo], i: usize) -> bool {
+        let mut src = infos.get(i).and_then(|n| n.inputs.first().copied());
+        while let Some(Source::Node(j)) = src {
+            if !matches!(self.nodes.get(j).map(|n| &n.op), Some(Op::Flatten)) {
+                return false;
+            }
+            src = infos.get(j).and_then(|n| n.inputs.first().copied());
+        }
+        src == Some(Source::Input)
+    }
+
     /// Checks names, wiring and shapes; returns each node's resolved inputs, shapes and cost.
     pub fn analyze(&self) -> Result<Vec<NodeInfo>, ModelError> {
         infer::analyze(self).map_err(|e| ModelError::Invalid {
