@@ -748,3 +748,30 @@ fn policy_cost_matches_the_layer_table() {
         .to_string();
     assert!(e.contains(&layers[gone].name), "{e}");
 }
+
+/// An activation quantizer is unsigned only where its input cannot be negative (after a
+/// ReLU, through pooling, views and sums of such); the model input and MobileNetV2's
+/// linear bottlenecks (a BatchNorm or a residual sum of them, feeding the next block's
+/// expansion conv) are signed: unsigned, their negative values were clamped to 0.
+#[test]
+fn activation_quantizers_are_signed_where_inputs_can_be_negative() {
+    let signed_layers = |name: &str| -> Vec<String> {
+        let m = limpq_trainer::model::builtin(name).unwrap();
+        let infos = m.analyze().unwrap();
+        let signs = m.act_signs(&infos);
+        m.quantizable_layers()
+            .unwrap()
+            .into_iter()
+            .filter(|l| signs[l.node])
+            .map(|l| l.name)
+            .collect()
+    };
+    // Every ResNet layer but the stem reads a ReLU (or a pooling of one).
+    assert_eq!(signed_layers("resnet20"), ["conv1"]);
+    assert_eq!(signed_layers("resnet50"), ["conv1"]);
+    assert_eq!(signed_layers("small_cnn"), ["conv1"]);
+    let mut want = vec!["features.0.0".to_string()];
+    want.extend((2..=17).map(|n| format!("features.{n}.conv.0.0")));
+    want.push("features.18.0".into());
+    assert_eq!(signed_layers("mobilenetv2"), want);
+}

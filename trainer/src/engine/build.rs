@@ -41,6 +41,8 @@ pub(super) struct Builder<'g> {
     pub(super) gpu: &'g Gpu,
     pub(super) model: &'g Model,
     pub(super) infos: Vec<NodeInfo>,
+    /// Per node, whether its activation quantizer is signed ([`Model::act_signs`]).
+    pub(super) act_signs: Vec<bool>,
     pub(super) n: usize,
     pub(super) tensors: Vec<Tensor>,
     pub(super) rng: SeededRng,
@@ -770,6 +772,7 @@ impl<'g> Network<'g> {
             gpu,
             conv,
             model,
+            act_signs: model.act_signs(&infos),
             infos,
             n,
             tensors: Vec::new(),

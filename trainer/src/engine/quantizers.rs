@@ -320,10 +320,10 @@ impl<'g> Builder<'g> {
             // A full-precision layer of a quantized network: it reads its own tensors.
             return Ok(io);
         }
-        // Signed for the model input, also seen through Flatten views of it: an input
-        // flattened into a linear layer is the same input (it was quantized unsigned,
-        // its negative pixels clamped to 0).
-        let act_signed = self.model.reads_input(&self.infos, i);
+        // Unsigned where the input cannot be negative (after a ReLU), signed elsewhere: the
+        // model input, also through a Flatten, and MobileNetV2's linear bottlenecks, whose
+        // negative values an unsigned quantizer clamped to 0.
+        let act_signed = self.act_signs.get(i).copied().unwrap_or(true);
         let on_load = matches!(self.model.nodes[i].op, Op::Conv2d { .. });
         let nv = variants.len();
         let w_steps = self.param(

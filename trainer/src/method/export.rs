@@ -422,6 +422,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
         shared: HashSet::new(),
     };
     let mut exported = Vec::new();
+    let signs = model.act_signs(&infos);
     // Output tensor and rank (4: N×C×H×W, 2: N×C) of every node.
     let mut outs: Vec<(String, usize)> = Vec::with_capacity(model.nodes.len());
     let input = ("input".to_string(), 4usize);
@@ -443,7 +444,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
                 bias,
             } => {
                 let (wb, ab, fixed) = layer_bits(name)?;
-                let signed = model.reads_input(&infos, i);
+                let signed = signs[i];
                 let cin_g = xs.c / groups;
                 let dims = [
                     *out_channels as i64,
@@ -480,7 +481,7 @@ pub fn export_onnx(ckpt: &Checkpoint, policy: &Policy) -> Result<OnnxExport, Met
             }
             Op::Linear { out_features, bias } => {
                 let (wb, ab, fixed) = layer_bits(name)?;
-                let signed = model.reads_input(&infos, i);
+                let signed = signs[i];
                 let in_f = xs.numel();
                 let w = g.tensor(&format!("{name}.weight"), out_features * in_f)?;
                 let ws = g.step(&format!("{name}.weight_step"))?;

@@ -358,19 +358,37 @@ impl Model {
         ron::ser::to_string_pretty(self, config).expect("a Model always serialises to RON")
     }
 
-    /// Whether node `i` (with `infos` from [`Model::analyze`]) reads the model input, also
-    /// through Flatten views of it: its activation quantizer is then signed (the input
-    /// holds negative values), every other one unsigned. The engine, the sensitivity
-    /// measurement and the ONNX export all ask this.
-    pub fn reads_input(&self, infos: &[NodeInfo], i: usize) -> bool {
-        let mut src = infos.get(i).and_then(|n| n.inputs.first().copied());
-        while let Some(Source::Node(j)) = src {
-            if !matches!(self.nodes.get(j).map(|n| &n.op), Some(Op::Flatten)) {
-                return false;
+    /// For every node (with `infos` from [`Model::analyze`]), whether its activation
+    /// quantizer, if it has one, is signed: unsigned only where its input cannot be
+    /// negative, the output of a ReLU (or ReLU6), also through pooling, Flatten views and
+    /// sums of such; signed where it can: the model input (a normalised image), a
+    /// BatchNorm, conv or linear output (MobileNetV2's linear bottlenecks), a sum with any
+    /// of those. The engine, the sensitivity measurement and the ONNX export all read this.
+    /// One pass: nodes read only earlier nodes (`analyze` checks it).
+    pub fn act_signs(&self, infos: &[NodeInfo]) -> Vec<bool> {
+        fn of(non_negative: &[bool], s: &Source) -> bool {
+            match *s {
+                Source::Node(k) => non_negative.get(k).copied().unwrap_or(false),
+                Source::Input => false,
             }
-            src = infos.get(j).and_then(|n| n.inputs.first().copied());
         }
-        src == Some(Source::Input)
+        let mut non_negative = Vec::with_capacity(self.nodes.len());
+        for (node, info) in self.nodes.iter().zip(infos) {
+            let first = info.inputs.first();
+            let v = match node.op {
+                Op::Relu | Op::Relu6 => true,
+                Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool | Op::Flatten => {
+                    first.is_some_and(|s| of(&non_negative, s))
+                }
+                Op::Add => first.is_some() && info.inputs.iter().all(|s| of(&non_negative, s)),
+                _ => false,
+            };
+            non_negative.push(v);
+        }
+        infos
+            .iter()
+            .map(|info| !info.inputs.first().is_some_and(|s| of(&non_negative, s)))
+            .collect()
     }
 
     /// Checks names, wiring and shapes; returns each node's resolved inputs, shapes and cost.
