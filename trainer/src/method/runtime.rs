@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use limpq_onnx::proto::ModelProto;
+use limpq_onnx::proto::{GraphProto, ModelProto, NodeProto};
 use limpq_solver::Policy;
 use serde::Serialize;
 
@@ -53,8 +53,12 @@ pub struct LayerTensors {
     pub node: String,
     pub weight: String,
     pub act: String,
-    /// The activation tensor is the graph's input (quantized signed).
+    /// The activation tensor is the graph's input.
     pub act_is_input: bool,
+    /// The activation tensor can hold negative values, so its quantizer is signed, as
+    /// limpq's (`Model::act_signs`): unless it is a ReLU's output (`Relu`, or `Clip` from
+    /// 0), also through pooling, Flatten/Reshape and sums of such.
+    pub act_signed: bool,
 }
 
 /// One row of the per-layer table.
@@ -113,7 +117,14 @@ pub fn find_layers(policy: &Policy, model: &ModelProto) -> Result<Vec<LayerTenso
         .iter()
         .filter_map(|v| v.name.as_deref())
         .collect();
-    let layers: Vec<&limpq_onnx::proto::NodeProto> = graph
+    // The node writing each tensor, for the walks of `non_negative`.
+    let mut producers: HashMap<&str, &NodeProto> = HashMap::new();
+    for n in &graph.node {
+        for o in &n.output {
+            producers.entry(o.as_str()).or_insert(n);
+        }
+    }
+    let layers: Vec<&NodeProto> = graph
         .node
         .iter()
         .filter(|n| matches!(n.op_type.as_deref(), Some("Conv" | "Gemm" | "MatMul")))
@@ -170,9 +181,78 @@ pub fn find_layers(policy: &Policy, model: &ModelProto) -> Result<Vec<LayerTenso
             weight: w.clone(),
             act: act.clone(),
             act_is_input: inputs.contains(&act.as_str()),
+            act_signed: !non_negative(graph, &producers, act),
         });
     }
     Ok(out)
+}
+
+/// Whether tensor `name` of `graph` is never negative: a `Relu`'s output, or a `Clip`'s
+/// whose minimum is a constant ≥ 0, also through pooling, Flatten, Reshape, Identity,
+/// Dropout and a quantize / dequantize pair (input 0: limpq's own QDQ export reads as its
+/// float model), and an `Add`/`Sum` of such. Anything else (the graph input, a
+/// BatchNormalization, Conv or Gemm output, an op not known here) may be negative.
+fn non_negative(graph: &GraphProto, producers: &HashMap<&str, &NodeProto>, name: &str) -> bool {
+    let producer = |t: &str| producers.get(t).copied();
+    // Sums branch: a work list, each tensor looked at once (a diamond of sums is linear).
+    let mut todo = vec![name.to_string()];
+    let mut seen = HashSet::new();
+    while let Some(t) = todo.pop() {
+        if !seen.insert(t.clone()) {
+            continue;
+        }
+        let Some(n) = producer(&t) else {
+            return false;
+        };
+        match n.op_type.as_deref() {
+            Some("Relu") => {}
+            Some("Clip") if clip_min(graph, n).is_some_and(|m| m >= 0.0) => {}
+            Some(
+                "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "Flatten"
+                | "Reshape" | "Identity" | "Dropout" | "QuantizeLinear" | "DequantizeLinear",
+            ) => match n.input.first() {
+                Some(i) => todo.push(i.clone()),
+                None => return false,
+            },
+            Some("Add" | "Sum") if !n.input.is_empty() => todo.extend(n.input.iter().cloned()),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A `Clip` node's minimum when it is a constant: the `min` attribute (before opset 11) or
+/// input 1, an initializer or a `Constant` node's value, of one float.
+fn clip_min(graph: &GraphProto, n: &NodeProto) -> Option<f32> {
+    if let Some(a) = n
+        .attribute
+        .iter()
+        .find(|a| a.name.as_deref() == Some("min"))
+    {
+        return a.f;
+    }
+    let name = n.input.get(1).filter(|s| !s.is_empty())?;
+    let tensor = graph
+        .initializer
+        .iter()
+        .find(|t| t.name.as_deref() == Some(name.as_str()))
+        .or_else(|| {
+            let c = graph.node.iter().find(|c| {
+                c.op_type.as_deref() == Some("Constant") && c.output.iter().any(|o| o == name)
+            })?;
+            c.attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some("value"))?
+                .t
+                .as_ref()
+        })?;
+    match (tensor.float_data.as_slice(), tensor.raw_data.as_deref()) {
+        ([v], _) => Some(*v),
+        ([], Some(raw)) if raw.len() == 4 => {
+            Some(f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
+        }
+        _ => None,
+    }
 }
 
 /// ONNX Runtime's `QuantType` for `bits` (`QInt4`, `QUInt8`, ...).
@@ -195,7 +275,7 @@ pub fn layer_table(
     let mut rows = Vec::new();
     for (k, l) in policy.layers.iter().enumerate() {
         let onnx = found.as_ref().map(|f| f[k].clone());
-        let signed = onnx.as_ref().is_some_and(|t| t.act_is_input);
+        let signed = onnx.as_ref().is_some_and(|t| t.act_signed);
         let named = |e: String| MethodError::Config(format!("layer '{}': {e}", l.name));
         rows.push(LayerRow {
             layer: l.name.clone(),
@@ -406,6 +486,9 @@ mod tests {
                         &["/relu/Relu_output_0", "onnx::Conv_16"],
                         "b",
                     ),
+                    n("Relu", "/layer1/relu", &["a"], "r"),
+                    n("GlobalAveragePool", "/avgpool", &["r"], "p"),
+                    n("Flatten", "/flatten", &["p"], "f"),
                     n("Gemm", "/fc/Gemm", &["f", "fc.weight", "fc.bias"], "y"),
                 ],
                 ..Default::default()
@@ -491,6 +574,59 @@ mod tests {
             version: Some(13),
         }];
         assert!(runtime_config(&eight, RuntimeFormat::Ort, Some(&m)).is_ok());
+    }
+
+    /// An activation's type is signed where it can be negative, as limpq quantizes it: the
+    /// graph input, a BatchNormalization's output (MobileNetV2's linear bottleneck), a sum
+    /// with one; unsigned after a Relu or a Clip from 0 (ReLU6), also through pooling and
+    /// sums of such.
+    #[test]
+    fn activation_types_follow_the_sign_of_what_a_layer_reads() {
+        let mut clip = n("Clip", "relu6", &["c0", "zero", "six"], "r6");
+        clip.input.truncate(2);
+        let mut m = graph(vec![
+            n("Conv", "c0", &["x", "w0"], "c0"),
+            clip,
+            n("Conv", "c1", &["r6", "w1"], "c1"),
+            n(
+                "BatchNormalization",
+                "bn",
+                &["c1", "s", "b", "m", "v"],
+                "bn",
+            ),
+            n("Conv", "c2", &["bn", "w2"], "c2"),
+            n("Relu", "relu", &["c2"], "r"),
+            n("Add", "sum_pos", &["r", "r6"], "sp"),
+            n("Conv", "c3", &["sp", "w3"], "c3"),
+            n("Add", "sum_mixed", &["r", "bn"], "sm"),
+            n("Conv", "c4", &["sm", "w4"], "c4"),
+        ]);
+        let g = m.graph.as_mut().unwrap();
+        g.input = vec![ValueInfoProto {
+            name: Some("x".into()),
+            ..Default::default()
+        }];
+        g.initializer = vec![limpq_onnx::proto::TensorProto {
+            name: Some("zero".into()),
+            raw_data: Some(0f32.to_le_bytes().to_vec()),
+            ..Default::default()
+        }];
+        let p = policy(&[
+            ("c0", 4, 4),
+            ("c1", 4, 4),
+            ("c2", 4, 4),
+            ("c3", 4, 4),
+            ("c4", 4, 4),
+        ]);
+        let signed: Vec<bool> = find_layers(&p, &m)
+            .unwrap()
+            .iter()
+            .map(|t| t.act_signed)
+            .collect();
+        assert_eq!(signed, [true, false, true, false, true]);
+        let rows = layer_table(&p, Some(&m)).unwrap();
+        let types: Vec<&str> = rows.iter().map(|r| r.ort_act_type.as_str()).collect();
+        assert_eq!(types, ["QInt4", "QUInt4", "QInt4", "QUInt4", "QInt4"]);
     }
 
     fn graph(node: Vec<NodeProto>) -> ModelProto {
