@@ -184,3 +184,51 @@ def test_bad_inputs_are_named_errors(run, limpq, tmp_path):
     # Neither --onnx nor --format: a usage error.
     limpq.run("export", d / "q.ckpt", expect=2)
     assert not list(tmp_path.glob("x.onnx"))
+
+
+# A conv reading a BatchNorm's output with no ReLU between (a linear bottleneck, as in
+# MobileNetV2): its activations can be negative, so limpq quantizes them signed, and the
+# export must say so; ONNX Runtime then predicts what limpq predicts.
+BOTTLENECK = """Model(name: "bottleneck", input: (1, 28, 28), classes: 10, nodes: [
+  Node(name: "conv1", op: Conv2d(out_channels: 8, kernel: 3, stride: 2, padding: 1), inputs: ["input"]),
+  Node(name: "bn1", op: BatchNorm, inputs: ["conv1"]),
+  Node(name: "relu1", op: Relu, inputs: ["bn1"]),
+  Node(name: "conv2", op: Conv2d(out_channels: 16, kernel: 3, padding: 1), inputs: ["relu1"]),
+  Node(name: "bn2", op: BatchNorm, inputs: ["conv2"]),
+  Node(name: "conv3", op: Conv2d(out_channels: 16, kernel: 1), inputs: ["bn2"]),
+  Node(name: "bn3", op: BatchNorm, inputs: ["conv3"]),
+  Node(name: "relu3", op: Relu, inputs: ["bn3"]),
+  Node(name: "gap", op: GlobalAvgPool, inputs: ["relu3"]),
+  Node(name: "fc", op: Linear(out_features: 10, bias: true), inputs: ["gap"]),
+])
+"""
+
+
+def test_a_linear_bottleneck_is_exported_signed_and_runs_alike(limpq, tmp_path):
+    if not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no Fashion-MNIST in {FMNIST} (scripts/setup.sh installs it)")
+    probe = subprocess.run([str(limpq.path), "devices"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no GPU adapter: {probe.stderr.strip()}")
+    d = tmp_path
+    (d / "m.ron").write_text(BOTTLENECK)
+    (d / "p.ron").write_text("""(model: "bottleneck", layers: [
+        (name: "conv2", weight: 4, act: 4), (name: "conv3", weight: 4, act: 4)],
+        objective: 0.0, bitops: 0, weight_bits_total: 0, optimal: false)""")
+    common = ["--data-dir", FMNIST, "--batch", "64", "--subset", "1024", "--test-subset", "200"]
+    limpq.run("train", "--model", d / "m.ron", *common, "--lr", "0.1", "-o", d / "fp.ckpt")
+    limpq.run("finetune", "--ckpt", d / "fp.ckpt", "--policy", d / "p.ron", *common,
+              "--lr", "0.01", "-o", d / "q.ckpt")
+    report = limpq.json("eval", "--ckpt", d / "q.ckpt", "--data-dir", FMNIST,
+                        "--logits", d / "logits.npy")
+    limpq.run("export", d / "q.ckpt", "--onnx", d / "q.onnx")
+    m = onnx.load(str(d / "q.onnx"))
+    layers = json.loads({p.key: p.value for p in m.metadata_props}["limpq.layers"])
+    containers = {l["name"]: l["act_container"] for l in layers}
+    # The stem reads the image and conv3 the BatchNorm: signed; conv2 and fc a ReLU's output.
+    assert containers == {"conv1": "INT8", "conv2": "UINT8", "conv3": "INT8", "fc": "UINT8"}
+    logits = ort_logits(d / "q.onnx", normalised(idx(FMNIST / "t10k-images-idx3-ubyte.gz")))
+    ours = np.load(d / "logits.npy")
+    agree = float((logits.argmax(axis=1) == ours.argmax(axis=1)).mean())
+    assert report["images"] == len(ours)
+    assert agree >= 0.999, f"onnxruntime agrees with limpq eval on {agree:.4%} of images"
