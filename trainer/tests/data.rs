@@ -226,8 +226,8 @@ fn idx_headers_are_checked_before_the_data_is_inflated() {
 /// A split's two headers are checked against each other before either file's data is
 /// read: a labels header claiming 2^32 labels beside 50 images read (or inflated) 4 GB
 /// first. Neither file below holds any data, so a reader that read before checking would
-/// report a truncated file instead. A file of no images is refused by name; zero padding
-/// after a gzip stream is ignored, as gzip(1) ignores it.
+/// report a truncated file instead. A file of no images is refused by name, and a gzip
+/// stream's trailer is still checked after its last data byte.
 #[test]
 fn a_split_is_checked_at_its_headers_before_its_data_is_read() {
     let t = TempDir::new("headers-first");
@@ -250,15 +250,31 @@ fn a_split_is_checked_at_its_headers_before_its_data_is_read() {
     std::fs::write(&lab, idx_bytes(&[0], &[])).unwrap();
     let e = err_text(load());
     assert!(e.contains("train-images-idx3-ubyte: holds 0 images"), "{e}");
-    // Zero padding after the gzip stream (as some tools write it) reads as the stream.
+    // The gzip trailer is still read and checked once the data are: a wrong checksum, a
+    // cut trailer or bytes after the stream are errors, not data taken as they came.
     std::fs::remove_file(&img).unwrap();
     std::fs::remove_file(&lab).unwrap();
     write_idx_split(dir, "train", 3, 28, 28, true);
     let gzp = dir.join("train-images-idx3-ubyte.gz");
-    let mut padded = std::fs::read(&gzp).unwrap();
-    padded.extend_from_slice(&[0u8; 512]);
-    std::fs::write(&gzp, padded).unwrap();
+    let good = std::fs::read(&gzp).unwrap();
     assert_eq!(load().unwrap().len(), 3);
+    let n = good.len();
+    let mut crc = good.clone();
+    crc[n - 8] ^= 0xff;
+    let mut tail = good.clone();
+    tail.extend_from_slice(b"GARBAGE!");
+    for (what, bytes) in [
+        ("checksum", crc),
+        ("cut", good[..n - 4].to_vec()),
+        ("tail", tail),
+    ] {
+        std::fs::write(&gzp, bytes).unwrap();
+        let e = err_text(load());
+        assert!(
+            e.contains("train-images-idx3-ubyte.gz") && e.contains("gzip"),
+            "{what}: {e}"
+        );
+    }
 }
 
 /// A data file that exists but is no regular file (a folder, a dangling link) is named for

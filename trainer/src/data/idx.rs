@@ -56,7 +56,10 @@ fn read_up_to(
     r.take(limit).read_to_end(out).map_err(|e| {
         io_err(
             path,
-            std::io::Error::new(e.kind(), format!("gzip or read error: {e}")),
+            std::io::Error::new(
+                e.kind(),
+                format!("gzip or read error: {e} (a damaged file, or bytes after its end)"),
+            ),
         )
     })?;
     Ok(())
@@ -149,21 +152,16 @@ fn open_idx(path: &Path) -> Result<IdxHeader, DataError> {
 }
 
 impl IdxHeader {
-    /// Reads the data the header announces, and checks that the file ends there. Bytes
-    /// after a gzip stream's end that are no gzip member (zero padding) are ignored, as
-    /// gzip(1) ignores them.
+    /// Reads the data the header announces, and checks that the file ends there: one
+    /// more byte is asked for, which for a gzip stream also reads its trailer and checks
+    /// its checksum (a corrupt stream fails here, after the last data byte).
     fn read_data(mut self, path: &Path) -> Result<IdxArray, DataError> {
         let expected = self.len;
         // Grows with what arrives, not with what the header claims.
         let mut data = Vec::with_capacity(expected.min(64 << 20));
-        read_up_to(path, &mut self.rest, expected as u64, &mut data)?;
-        let longer = match self.rest.read(&mut [0u8; 1]) {
-            Ok(n) => n > 0,
-            // Only a gzip stream fails here, on what follows its last member.
-            Err(_) => false,
-        };
-        if data.len() != expected || longer {
-            let has = if longer {
+        read_up_to(path, &mut self.rest, expected as u64 + 1, &mut data)?;
+        if data.len() != expected {
+            let has = if data.len() > expected {
                 String::from("more")
             } else {
                 data.len().to_string()
