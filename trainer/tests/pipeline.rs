@@ -663,7 +663,9 @@ fn a_second_run_on_the_same_folder_is_refused_while_one_runs() {
         "{err}"
     );
     assert_eq!(fake.pretrain + fake.indicators + fake.finetunes.len(), 0);
-    // Rewriting the report (`--report-only`) waits its turn as well.
+    // Rewriting the report (`--report-only`) waits its turn as well (the results it
+    // would read need not even parse: the lock comes first).
+    std::fs::write(out.join("results.ron"), "not read").unwrap();
     let err = limpq_trainer::pipeline::rewrite_report(&seed1)
         .unwrap_err()
         .to_string();
@@ -1881,4 +1883,26 @@ fn a_stage_keeps_its_progress_until_the_state_records_it() {
     run(&plan, &mut fake, &mut |_| {}).unwrap();
     assert!(!out.join("seed0/pretrain.partial.ckpt").exists());
     assert!(!out.join("seed1/pretrain.partial.ckpt").exists());
+}
+
+/// `--report-only` on results kept without their run (no `state.ron`, as under
+/// docs/results) rewrites the report and leaves no lock file there.
+#[test]
+fn a_report_of_kept_results_leaves_no_lock_file() {
+    let ran = tmpdir("report-source");
+    let plan = plan_for(&ran);
+    run(&plan, &mut fake_for(&plan), &mut |_| {}).unwrap();
+    let kept = tmpdir("report-kept");
+    std::fs::copy(ran.join("results.ron"), kept.join("results.ron")).unwrap();
+    let results = limpq_trainer::pipeline::rewrite_report(&plan_for(&kept)).unwrap();
+    assert!(!results.budgets.is_empty());
+    assert!(kept.join("report.md").is_file());
+    assert!(!kept.join("pipeline.lock").exists());
+    // A missing results.ron is named, and leaves nothing either.
+    let empty = tmpdir("report-empty");
+    let e = limpq_trainer::pipeline::rewrite_report(&plan_for(&empty))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("results.ron") && e.contains("not found"), "{e}");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }

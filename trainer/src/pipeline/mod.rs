@@ -691,7 +691,25 @@ impl Runner<'_> {
                 });
                 evals[i] = Some(eval);
             }
-            self.save()?;
+            // Each rank removes its stages' progress files once rank 0 has recorded the
+            // round, and only then: every rank learns whether it did (a rank that removed
+            // them before rank 0's save failed or rank 0 died lost the progress).
+            let saved = self.save();
+            let recorded = match self.dist.peers() {
+                Some(c) => {
+                    let mut failed = [f64::from(u8::from(saved.is_err()))];
+                    c.sum_f64(&mut failed);
+                    failed[0] == 0.0
+                }
+                None => saved.is_ok(),
+            };
+            saved?;
+            if !recorded {
+                return Err(io_err(
+                    &self.out.join("state.ron"),
+                    "rank 0 could not record the finished stages; their progress files are kept",
+                ));
+            }
             for p in partials {
                 let _ = std::fs::remove_file(p);
             }
@@ -1398,20 +1416,23 @@ fn settings(job: &Job) -> Vec<String> {
 /// output folder), with no data and no GPU: `report.md` and the plots take what this
 /// version of limpq shows (a table added since, say) from the numbers already measured.
 pub fn rewrite_report(plan: &Plan) -> Result<Results, PipelineError> {
-    let path = plan.job.output.join("results.ron");
-    // A run in progress rewrites results.ron and the report when it ends: the lock keeps
-    // the two writers apart, as it keeps two runs apart.
-    let _lock = if plan.job.output.is_dir() {
-        lock::OutputLock::acquire(&plan.job.output, &mut |_| {})?
-    } else {
-        None
-    };
+    let out = &plan.job.output;
+    let path = out.join("results.ron");
     if !path.exists() {
         return Err(io_err(
             &path,
             "not found (run the job first; `results.ron` is what it measured)",
         ));
     }
+    // A run in progress rewrites results.ron and the report when it ends: the lock keeps
+    // the two writers apart, as it keeps two runs apart. Only in a run's folder (one with
+    // `state.ron`): a folder of results kept without their run (docs/results) gets no lock
+    // file of its own.
+    let _lock = if out.join("state.ron").exists() {
+        lock::OutputLock::acquire(out, &mut |_| {})?
+    } else {
+        None
+    };
     let text = read_output(&path).map_err(PipelineError::File)?;
     let results: Results = ron_from_str(&text).map_err(|e| io_err(&path, e))?;
     if results.model != plan.model.name {
