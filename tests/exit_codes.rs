@@ -706,6 +706,7 @@ fn an_output_that_is_an_input_is_2_and_leaves_the_input() {
     let (ind_s, dir_s) = (ind.to_str().unwrap(), d.to_str().unwrap());
     // The same file by another spelling: through `.` and, on Unix, a hard link.
     let dotted = format!("{dir_s}/./ind.ron");
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut spellings = vec![ind_s.to_string(), dotted];
     #[cfg(unix)]
     {

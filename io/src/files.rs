@@ -739,7 +739,6 @@ mod tests {
         assert_eq!(entries(&d), ["old.ron"]);
     }
 
-    #[cfg(unix)]
     /// A write removes the temporaries an earlier write of the same file left when its
     /// process died mid-write, and only those: not this process's, not a live process's,
     /// not another file's, not a name of another form.
@@ -786,6 +785,7 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
     }
 
+    #[cfg(unix)]
     #[test]
     fn private_files_are_owner_only() {
         use std::os::unix::fs::PermissionsExt;
