@@ -50,5 +50,16 @@ pub fn load_input(path: &Path) -> anyhow::Result<Checkpoint> {
             path.display()
         );
     }
+    let changed = limpq_trainer::method::act_signs_changed(&ck);
+    if let Some(first) = changed.first() {
+        eprintln!(
+            "note: {} was quantized when only the model input's activation quantizer was \
+             signed; {} layer(s) ({first}{}) now quantize their input signed, as it can be \
+             negative, with step sizes learned for the unsigned range: finetune it again",
+            path.display(),
+            changed.len(),
+            if changed.len() > 1 { ", ..." } else { "" }
+        );
+    }
     Ok(ck)
 }

@@ -775,3 +775,33 @@ fn activation_quantizers_are_signed_where_inputs_can_be_negative() {
     want.push("features.18.0".into());
     assert_eq!(signed_layers("mobilenetv2"), want);
 }
+
+/// A quantized checkpoint made when only the model input's activation quantizer was signed
+/// (no `act_signs` meta) names the layers now quantized otherwise: for MobileNetV2 the 17
+/// reading a linear bottleneck; none for a ResNet, a full-precision checkpoint, or one
+/// written under today's rule.
+#[test]
+fn checkpoints_of_the_old_sign_rule_name_the_layers_it_changed() {
+    use limpq_trainer::checkpoint::{Checkpoint, NamedTensor, TensorKind};
+    use limpq_trainer::method::{act_signs_changed, ACT_SIGNS_META, ACT_SIGNS_RULE};
+    let ck = |model: &str, quantized: bool, meta: Vec<(String, String)>| Checkpoint {
+        origin: None,
+        model: builtin(model).unwrap(),
+        seed: 0,
+        epoch: 1,
+        step: 1,
+        meta,
+        tensors: vec![NamedTensor {
+            name: if quantized { "x.act_step" } else { "x.weight" }.into(),
+            kind: TensorKind::Param,
+            data: vec![1.0],
+        }],
+    };
+    let changed = act_signs_changed(&ck("mobilenetv2", true, vec![]));
+    assert_eq!(changed.len(), 17, "{changed:?}");
+    assert_eq!(changed[0], "features.2.conv.0.0");
+    assert!(act_signs_changed(&ck("resnet20", true, vec![])).is_empty());
+    assert!(act_signs_changed(&ck("mobilenetv2", false, vec![])).is_empty());
+    let today = vec![(ACT_SIGNS_META.to_string(), ACT_SIGNS_RULE.to_string())];
+    assert!(act_signs_changed(&ck("mobilenetv2", true, today)).is_empty());
+}

@@ -564,6 +564,7 @@ fn checkpoint(
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+    meta.push((super::ACT_SIGNS_META.into(), super::ACT_SIGNS_RULE.into()));
     if let Some(acc) = pos.history.last().and_then(|h| h.test_acc) {
         meta.push(("test_acc".into(), format!("{acc:.6}")));
     }

@@ -40,6 +40,49 @@ pub use sensitivity::{
 /// Meta key under which a finetuned checkpoint stores its policy (RON text).
 pub const POLICY_META: &str = "policy";
 
+/// Meta key of a quantized checkpoint (finetuned, or a joint-training state) whose
+/// activation quantizers are signed wherever their input can be negative
+/// ([`crate::model::Model::act_signs`]); its value is [`ACT_SIGNS_RULE`]. A quantized
+/// checkpoint without it was trained when only the model input's quantizer was signed:
+/// [`act_signs_changed`] names the layers whose steps it learned for the other range.
+pub const ACT_SIGNS_META: &str = "act_signs";
+
+/// The value of [`ACT_SIGNS_META`].
+pub const ACT_SIGNS_RULE: &str = "signed_where_negative";
+
+/// The quantizable layers of `ck`'s model whose activation quantizer is signed under
+/// today's rule and was not when `ck` was trained (or the reverse): empty for a checkpoint
+/// of today's rule ([`ACT_SIGNS_META`]), one that is not quantized (no `.act_step`
+/// tensor), or a model where the rules agree (every ResNet: only the stem reads a signed
+/// input).
+pub fn act_signs_changed(ck: &Checkpoint) -> Vec<String> {
+    if ck.meta(ACT_SIGNS_META).is_some()
+        || !ck.tensors.iter().any(|t| t.name.ends_with(".act_step"))
+    {
+        return Vec::new();
+    }
+    act_signs_changed_in(&ck.model)
+}
+
+/// The quantizable layers of `model` whose activation quantizer's sign today's rule
+/// ([`crate::model::Model::act_signs`]) changed: signed now, unsigned when only the model
+/// input's was signed. Empty for every ResNet and small_cnn; MobileNetV2's 17 layers that
+/// read a linear bottleneck.
+pub fn act_signs_changed_in(model: &Model) -> Vec<String> {
+    let (Ok(infos), Ok(layers)) = (model.analyze(), model.quantizable_layers()) else {
+        return Vec::new();
+    };
+    let signs = model.act_signs(&infos);
+    layers
+        .into_iter()
+        .filter(|l| {
+            let before = infos[l.node].inputs.first() == Some(&crate::model::Source::Input);
+            signs.get(l.node).is_some_and(|&now| now != before)
+        })
+        .map(|l| l.name)
+        .collect()
+}
+
 /// Why joint training, finetuning or a quantized evaluation stopped.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -844,6 +844,16 @@ pub fn run(
         on_event(&Event::Note(format!("skipped: {s}")));
     }
     let model_fp = fingerprint(&[&plan.model.to_ron()]);
+    // The quantized stages of a model whose activation quantizers changed sign with the
+    // rule of `Model::act_signs` (MobileNetV2's bottlenecks) are redone, not resumed from
+    // what the earlier rule trained; every other model's fingerprints are as they were.
+    let sign_rule = (!crate::method::act_signs_changed_in(&plan.model).is_empty())
+        .then_some(crate::method::ACT_SIGNS_RULE);
+    let quantized_fp = |parts: &[&str]| -> String {
+        let mut parts = parts.to_vec();
+        parts.extend(sign_rule);
+        fingerprint(&parts)
+    };
     let data_fp = job.data.fingerprint_text();
     // The full-precision start: imported weights (written into the run folder), a
     // checkpoint given as `pretrain.init`, or none (pretraining).
@@ -930,7 +940,7 @@ pub fn run(
         // 2. Indicators: the joint run, when the search, a control or the finetunes use it.
         let ind_rel = format!("{sdir}/indicators.ron");
         let ind_path = out.join(&ind_rel);
-        let ind_fp = fingerprint(&[&pre_fp, &job.joint.fingerprint_text()]);
+        let ind_fp = quantized_fp(&[&pre_fp, &job.joint.fingerprint_text()]);
         let learned = if job.runs_joint() {
             let indicators = runner.stage(
                 stages,
@@ -985,7 +995,7 @@ pub fn run(
         let sensitivity = if job.measures_sensitivity() {
             let rel = format!("{sdir}/sensitivity.ron");
             let path = out.join(&rel);
-            let fpr = fingerprint(&[
+            let fpr = quantized_fp(&[
                 &pre_fp,
                 &job.sensitivity.fingerprint_text(),
                 &format!("{:?}", job.joint.bits),
@@ -1124,7 +1134,7 @@ pub fn run(
                     .map(|l| format!("{}:{}:{}", l.name, l.weight, l.act))
                     .collect();
                 let fpr =
-                    fingerprint(&[fine_fp, &job.finetune.fingerprint_text(), &bits.join(",")]);
+                    quantized_fp(&[fine_fp, &job.finetune.fingerprint_text(), &bits.join(",")]);
                 items.push((
                     format!("seed {seed}: finetune {label} {kind}"),
                     format!("{sdir}/finetune/{stem}"),
