@@ -547,7 +547,7 @@ fn infer_refuses_non_finite_inputs() {
     ]);
     refused_with(
         &out,
-        &["nan-input.npy: value NaN of image 1 (element 787) is not finite"],
+        &["nan-input.npy: value NaN of image 1 (its element 3) is not finite"],
     );
     assert!(!logits.exists());
 }

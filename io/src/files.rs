@@ -300,8 +300,8 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
-/// `.NAME.PID.N.tmp`: unique among this process's writes (N counts) and other processes'
-/// (the pid), hidden, and recognisable as ours.
+/// `.NAME.PID.N.NANOS.tmp`: unique among this process's writes (N counts) and other
+/// processes' (the pid), hidden, and recognisable as ours.
 fn temp_name(name: &std::ffi::OsStr) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -319,8 +319,9 @@ fn temp_name(name: &std::ffi::OsStr) -> String {
 /// behind when their process ended mid-write (Ctrl-C, a kill, a power cut): those of a
 /// process that no longer runs. This process's own, and any of a live process (one
 /// writing the same file now), are left. Best effort: a file that cannot be listed or
-/// removed is left as it is. On systems other than Unix nothing is removed (no check of a
-/// process's life without more code than the stray file is worth).
+/// removed is left as it is. The pid is looked up on this machine: two machines writing
+/// one file of a shared folder at once race anyway. On systems other than Unix nothing is
+/// removed (no check of a process's life without more code than the stray file is worth).
 fn remove_stale_temps(name: &std::ffi::OsStr, dir: &Path) {
     #[cfg(unix)]
     {

@@ -71,12 +71,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // A NaN input gives finite logits (ReLU and max pooling pass over it): refused, not
     // answered with logits that mean nothing.
     if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
-        let per_image = c * h * w;
+        let per_image = (c * h * w).max(1);
         anyhow::bail!(
-            "{}: value {} of image {} (element {i}) is not finite",
+            "{}: value {} of image {} (its element {}) is not finite",
             args.input.display(),
             x.data[i],
-            i / per_image.max(1)
+            i / per_image,
+            i % per_image
         );
     }
     let name = args.ckpt.display().to_string();

@@ -123,6 +123,8 @@ impl RunArgs {
     /// `base` (the command's recipe) with the settings given here.
     pub fn config(&self, base: RunConfig) -> anyhow::Result<RunConfig> {
         let lr = self.lr.unwrap_or(base.lr);
+        // The schedule's own refusals first (a floor with the per-step schedule).
+        let schedule = self.schedule(base.schedule)?;
         if let Some(floor) = self.lr_floor.filter(|&f| f > lr) {
             return Err(super::out::usage(format!(
                 "--lr-floor {floor} is above the learning rate {lr} (--lr, or this command's \
@@ -133,7 +135,7 @@ impl RunArgs {
             epochs: self.epochs,
             batch: self.batch,
             lr,
-            schedule: self.schedule(base.schedule)?,
+            schedule,
             momentum: self.momentum.unwrap_or(base.momentum),
             weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
             label_smoothing: self.label_smoothing.unwrap_or(base.label_smoothing),

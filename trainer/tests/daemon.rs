@@ -663,7 +663,7 @@ fn a_job_output_that_is_one_of_its_inputs_is_refused() {
     };
     refused(
         r#"(job: Finetune((ckpt: "fp.ckpt", policy: "p.ron", output: Some("./fp.ckpt"))))"#,
-        "finetune.output",
+        "is the same file as finetune.ckpt",
     );
     refused(
         r#"(job: Finetune((ckpt: "fp.ckpt", policy: "p.ron", output: Some("p.ron"))))"#,

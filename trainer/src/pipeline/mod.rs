@@ -774,8 +774,8 @@ pub fn check_output(job: &Job) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// Whether the file at `path` holds `job` (its output aside, which a job file may give
-/// relative to itself): then the run leaves it as it is, comments and layout kept.
+/// Whether the file at `path` holds `job` (its output aside, which `--output` may have
+/// replaced): then the run leaves it as it is, comments and layout kept.
 fn records(job: &Job, path: &Path) -> bool {
     limpq_io::files::read_regular_text(path, limpq_io::files::MAX_TEXT)
         .ok()
