@@ -780,6 +780,7 @@ fn activation_quantizers_are_signed_where_inputs_can_be_negative() {
 /// (no `act_signs` meta) names the layers now quantized otherwise: for MobileNetV2 the 17
 /// reading a linear bottleneck; none for a ResNet, a full-precision checkpoint, or one
 /// written under today's rule.
+#[cfg(feature = "gpu")]
 #[test]
 fn checkpoints_of_the_old_sign_rule_name_the_layers_it_changed() {
     use limpq_trainer::checkpoint::{Checkpoint, NamedTensor, TensorKind};
