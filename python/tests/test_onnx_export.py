@@ -64,14 +64,19 @@ def ort_logits(path, x):
     return np.concatenate(out)
 
 
-@pytest.fixture(scope="module")
-def run(limpq, tmp_path_factory):
-    """Trains, finetunes at POLICY, evaluates (with predictions) and exports once."""
+def need_data_and_gpu(limpq):
+    """Skips without the data set or a GPU adapter (lavapipe is enough)."""
     if not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no Fashion-MNIST in {FMNIST} (scripts/setup.sh installs it)")
     probe = subprocess.run([str(limpq.path), "devices"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"no GPU adapter: {probe.stderr.strip()}")
+
+
+@pytest.fixture(scope="module")
+def run(limpq, tmp_path_factory):
+    """Trains, finetunes at POLICY, evaluates (with predictions) and exports once."""
+    need_data_and_gpu(limpq)
     d = tmp_path_factory.mktemp("onnx-export")
     common = ["--data-dir", FMNIST, "--batch", "64", "--subset", "4096", "--test-subset", "200"]
     limpq.run("train", "--model", "small_cnn", *common, "--epochs", "3", "--lr", "0.2",
@@ -205,11 +210,7 @@ BOTTLENECK = """Model(name: "bottleneck", input: (1, 28, 28), classes: 10, nodes
 
 
 def test_a_linear_bottleneck_is_exported_signed_and_runs_alike(limpq, tmp_path):
-    if not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"no Fashion-MNIST in {FMNIST} (scripts/setup.sh installs it)")
-    probe = subprocess.run([str(limpq.path), "devices"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"no GPU adapter: {probe.stderr.strip()}")
+    need_data_and_gpu(limpq)
     d = tmp_path
     (d / "m.ron").write_text(BOTTLENECK)
     (d / "p.ron").write_text("""(model: "bottleneck", layers: [
