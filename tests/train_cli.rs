@@ -353,6 +353,23 @@ fn ctrl_c_saves_the_position_and_resume_finishes_the_run() {
         stderr(&out)
     );
 
+    // A resume that fails (here: another learning rate) leaves the stopped run in place,
+    // and a note says how to go on from it.
+    let before = std::fs::read(&ckpt).unwrap();
+    let mut other: Vec<&str> = args.to_vec();
+    let lr = other.len() - 3;
+    other[lr] = "0.01";
+    other.push("--resume");
+    let out = limpq(&other);
+    refused_with(
+        &out,
+        &[
+            "keeps a run stopped in epoch",
+            "--resume continues it with the same settings; remove the file to start over",
+        ],
+    );
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+
     let mut resume: Vec<&str> = args.to_vec();
     resume.push("--resume");
     let out = limpq(&resume);

@@ -40,6 +40,24 @@ pub fn refuse_stopped_run(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// After a run failed (a divergence in a later epoch, a full disk, a refused `--resume`):
+/// when `path` holds a run short of its last epoch (the last epoch this one finished, or
+/// the stopped run it was to continue), a note says so and gives the two ways on, since
+/// the same command without `--resume` is refused while the file holds it. Printed before
+/// the command's error line.
+pub fn note_kept_run(path: &Path) {
+    let Ok(ck) = Checkpoint::load(path) else {
+        return;
+    };
+    if let Some(run) = unfinished(&ck) {
+        eprintln!(
+            "note: {} keeps {run}: --resume continues it with the same settings; remove \
+             the file to start over with others",
+            path.display()
+        );
+    }
+}
+
 /// Loads an input checkpoint; one that holds a run stopped before its end is read (its
 /// state is a model), with a note that says so: exporting or evaluating it is rarely meant.
 pub fn load_input(path: &Path) -> anyhow::Result<Checkpoint> {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use limpq_solver::IndicatorSet;
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::method::{finetune, FinetuneConfig, PolicyCost, RunConfig};
+use limpq_trainer::method::{finetune, FinetuneConfig, MethodError, PolicyCost, RunConfig};
 
 use super::indicators::{resume_state, stopped_error};
 use super::progress::stop_on_ctrl_c;
@@ -161,7 +161,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &mut |e| progress.event(e),
     );
     progress.finish();
-    let ft = result.map_err(|e| stopped_error(e, "nothing was saved"))?;
+    let ft = result.map_err(|e| {
+        if !matches!(e, MethodError::Stopped { .. }) {
+            super::ckpt::note_kept_run(&args.output);
+        }
+        stopped_error(e, "nothing was saved")
+    })?;
     // In a data-parallel run every rank holds the same result and rank 0 alone writes it.
     if limpq_trainer::dist::Dist::global().is_root() {
         ft.checkpoint.save(&args.output)?;

@@ -128,6 +128,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     });
     progress.finish();
     let out = result.map_err(|e| {
+        if let (false, Some(p)) = (matches!(e, MethodError::Stopped { .. }), &args.checkpoint) {
+            super::ckpt::note_kept_run(p);
+        }
         stopped_error(
             e,
             "give --checkpoint STATE to keep the state at a stop and continue with --resume",

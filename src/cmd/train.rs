@@ -95,7 +95,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Err(e @ TrainError::Stopped(_)) => {
             anyhow::bail!("{e}: add --resume to the same command to continue")
         }
-        r => r?,
+        Err(e) => {
+            super::ckpt::note_kept_run(&args.output);
+            return Err(e.into());
+        }
+        Ok(t) => t,
     };
     // Also covers --epochs 0, where no per-epoch checkpoint was written. In a data-parallel
     // run every rank holds the same result and rank 0 alone writes it.
