@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Dispatches of the op per submission (per sample).
-    #[arg(long, default_value_t = 10, value_parser = super::num::count)]
+    #[arg(long, default_value_t = 10, value_parser = super::num::dispatches)]
     pub reps: usize,
     /// Stop sampling one (shape, op, algorithm) once this many milliseconds have passed
     /// (warm-up included) and one timed sample exists, so a very slow kernel cannot eat the

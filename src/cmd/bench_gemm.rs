@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// GEMM dispatches per submission (per sample).
-    #[arg(long, default_value_t = 10, value_parser = super::num::count)]
+    #[arg(long, default_value_t = 10, value_parser = super::num::dispatches)]
     pub reps: usize,
     /// Shape of the correctness check against the CPU reference (m = n = k would be slow on
     /// the CPU; the default is uneven on purpose: edge tiles and padding).

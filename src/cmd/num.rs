@@ -17,6 +17,22 @@ pub fn count(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Dispatches recorded into one GPU submission (`bench conv/gemm --reps`): 1 to
+/// [`MAX_DISPATCHES`]. Each is held in memory until the submission, so a count past what
+/// a timing needs would exhaust the host before the first sample.
+#[cfg(feature = "gpu")]
+pub fn dispatches(s: &str) -> Result<usize, String> {
+    match count(s) {
+        Ok(n) if n <= MAX_DISPATCHES => Ok(n),
+        _ => Err(format!("expected a whole number, 1 to {MAX_DISPATCHES}")),
+    }
+}
+
+/// The most dispatches [`dispatches`] takes: ten thousand times the default, well past
+/// what hides a submission's fixed cost.
+#[cfg(feature = "gpu")]
+pub const MAX_DISPATCHES: usize = 100_000;
+
 /// A bit-width the solver accepts, 1 to `MAX_BITS`.
 pub fn bits(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
@@ -103,6 +119,10 @@ mod tests {
             assert_eq!(count("1"), Ok(1));
             for bad in ["0", "-1", "1.5", ""] {
                 assert!(count(bad).is_err(), "{bad}");
+            }
+            assert_eq!(dispatches("100000"), Ok(MAX_DISPATCHES));
+            for bad in ["0", "100001", "18446744073709551615"] {
+                assert!(dispatches(bad).is_err(), "{bad}");
             }
             assert_eq!(non_negative_f32("0.1"), Ok(0.1));
             for bad in ["nan", "-0.5", "1e39"] {
