@@ -651,6 +651,28 @@ fn tiny_joint_run_solve_and_finetune() {
         },
     )
     .unwrap();
+    // The library refuses what every face refuses: one bit-width, or one LSQ cannot use.
+    for bad in [vec![4], vec![1, 2]] {
+        let cfg = JointConfig {
+            bits: bad.clone(),
+            ..jcfg.clone()
+        };
+        let e = joint_train_full(
+            gpu,
+            &model,
+            &fp.checkpoint,
+            joint_ds.clone(),
+            test.clone(),
+            &cfg,
+            &mut |_| {},
+        )
+        .err()
+        .unwrap_or_else(|| panic!("bits {bad:?} were accepted"));
+        assert!(
+            e.to_string().starts_with("candidate bits: "),
+            "{bad:?}: {e}"
+        );
+    }
     // The reference's schedule steps once per epoch: a one-epoch run keeps the base rate.
     assert_eq!(lrs.len(), 128 / 32);
     assert!(lrs.iter().all(|&lr| lr == jcfg.run.lr), "{lrs:?}");

@@ -265,13 +265,10 @@ pub fn check_bits(bits: &[u32]) -> Result<(), String> {
     Ok(())
 }
 
+/// The library's own check: the one the CLI, the daemon and the pipeline make first
+/// ([`check_bits`]), so a library caller is held to the same rule.
 fn check_config(cfg: &JointConfig) -> Result<(), MethodError> {
-    if cfg.bits.is_empty() || cfg.bits.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(MethodError::Config(format!(
-            "candidate bits {:?} must be non-empty, ascending and distinct",
-            cfg.bits
-        )));
-    }
+    check_bits(&cfg.bits).map_err(|e| MethodError::Config(format!("candidate bits: {e}")))?;
     cfg.run.check().map_err(MethodError::Config)
 }
 
