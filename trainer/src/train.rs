@@ -133,6 +133,7 @@ impl RunConfig {
             weight_decay: self.weight_decay,
             grad_clip: self.clip,
             conv: Default::default(),
+            ranks: self.dist.size().max(1),
         }
     }
 

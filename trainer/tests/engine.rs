@@ -119,6 +119,7 @@ fn gpu_net<'g>(
         weight_decay: wd,
         grad_clip: None,
         conv: Default::default(),
+        ranks: 1,
     };
     let mut g = Network::new(gpu, &model, ncfg).expect("build network");
     let names: Vec<String> = g.param_infos().into_iter().map(|p| p.name).collect();
@@ -344,6 +345,7 @@ fn plain_config(batch: usize) -> NetworkConfig {
         weight_decay: 0.0,
         grad_clip: None,
         conv: Default::default(),
+        ranks: 1,
     }
 }
 

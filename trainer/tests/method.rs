@@ -338,6 +338,90 @@ fn quantized_network_matches_reference_composition() {
 /// network's loss and gradients equal the reference composition with those two layers
 /// unquantized, and a two-pass step still sums every gradient, the full-precision layers'
 /// included.
+/// Data parallelism (docs/SCALING.md): two ranks at half the batch each, their gradients
+/// averaged, give one process's gradients at the whole batch, the activation step sizes'
+/// among them: their gradient scale counts the global batch (`NetworkConfig::ranks`). The
+/// model has no BN, so the halves compute the same forward as the whole. Built for one
+/// process instead, each half's activation steps get √2 times the gradient.
+#[test]
+fn two_ranks_at_half_the_batch_average_to_one_process_gradients() {
+    let Some(gpu) = gpu_or_skip("data-parallel step-size gradients") else {
+        return;
+    };
+    let model = tiny();
+    let spec = QuantSpec::joint(&model, &[2, 4]).unwrap();
+    let b = 8;
+    let config = |batch, ranks| NetworkConfig {
+        batch,
+        seed: 3,
+        ranks,
+        ..NetworkConfig::default()
+    };
+    let mut whole = Network::new_quantized(gpu, &model, config(b, 1), &spec).unwrap();
+    let mut rng = SeededRng::new(17);
+    let x = rng.vec_uniform(b * 36, -1.0, 1.5);
+    let y: Vec<u32> = (0..b as u32).map(|i| i % 3).collect();
+    whole.init_steps(&x, &y, &[true, true, true]).unwrap();
+    let infos = whole.param_infos();
+    let params = whole.read_params().unwrap();
+    let steps = whole.read_steps().unwrap();
+    let mut halves = Vec::new();
+    for ranks in [2, 1] {
+        let mut half = Network::new_quantized(gpu, &model, config(b / 2, ranks), &spec).unwrap();
+        for (info, p) in infos.iter().zip(&params) {
+            half.set_param(&info.name, p).unwrap();
+        }
+        for (l, (w, a)) in steps.iter().enumerate() {
+            half.write_steps(l, w, a).unwrap();
+        }
+        halves.push(half);
+    }
+    let n = x.len() / 2;
+    for k in 0..2 {
+        whole.set_selection(&[0, k, 0]).unwrap();
+        whole.forward_backward(&x, &y).unwrap();
+        let want = whole.read_grads().unwrap();
+        let mut ratios = Vec::new();
+        for half in &mut halves {
+            half.set_selection(&[0, k, 0]).unwrap();
+            half.forward_backward(&x[..n], &y[..b / 2]).unwrap();
+            let g0 = half.read_grads().unwrap();
+            half.forward_backward(&x[n..], &y[b / 2..]).unwrap();
+            let g1 = half.read_grads().unwrap();
+            let mut act = (0.0f64, 0.0f64);
+            for (i, info) in infos.iter().enumerate() {
+                let mean: Vec<f32> = g0[i]
+                    .iter()
+                    .zip(&g1[i])
+                    .map(|(a, c)| (a + c) / 2.0)
+                    .collect();
+                if info.name.ends_with(".act_step") {
+                    act.0 += want[i].iter().map(|v| f64::from(v.abs())).sum::<f64>();
+                    act.1 += mean.iter().map(|v| f64::from(v.abs())).sum::<f64>();
+                }
+                ratios.push((info.name.clone(), mean, want[i].clone()));
+            }
+            assert!(
+                act.0 > 0.0,
+                "variant {k}: no activation step gradient to compare"
+            );
+            ratios.push(("act ratio".into(), vec![(act.1 / act.0) as f32], vec![]));
+        }
+        let (two, one) = ratios.split_at(ratios.len() / 2);
+        for (name, got, want) in &two[..two.len() - 1] {
+            close(&format!("variant {k} {name}"), got, want, 1e-6, 1e-4);
+        }
+        assert!((two.last().unwrap().1[0] - 1.0).abs() < 1e-4, "variant {k}");
+        // The same halves built for one process: the activation steps' gradients are
+        // √2 too large, which is what the test would see without `ranks`.
+        let r = one.last().unwrap().1[0];
+        assert!(
+            (r - std::f32::consts::SQRT_2).abs() < 1e-3,
+            "variant {k}: ratio {r}"
+        );
+    }
+}
+
 #[test]
 fn joint_network_with_full_precision_fixed_layers_matches_reference() {
     let Some(gpu) = gpu_or_skip("full-precision fixed layers") else {

@@ -124,6 +124,7 @@ pub fn run(
         weight_decay: 0.0,
         grad_clip: None,
         conv: cfg.conv,
+        ranks: 1,
     };
     // The fixed layers as the step timed runs them: in the joint step as `limpq
     // indicators` trains them (the recipe's `fixed_bits`, full precision by default); in

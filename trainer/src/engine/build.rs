@@ -44,6 +44,8 @@ pub(super) struct Builder<'g> {
     /// Per node, whether its activation quantizer is signed ([`Model::act_signs`]).
     pub(super) act_signs: Vec<bool>,
     pub(super) n: usize,
+    /// [`NetworkConfig::ranks`], at least 1.
+    pub(super) ranks: usize,
     pub(super) tensors: Vec<Tensor>,
     pub(super) rng: SeededRng,
     pub(super) params: Vec<Param>,
@@ -775,6 +777,7 @@ impl<'g> Network<'g> {
             act_signs: model.act_signs(&infos),
             infos,
             n,
+            ranks: cfg.ranks.max(1),
             tensors: Vec::new(),
             rng: SeededRng::new(cfg.seed),
             params: Vec::new(),

@@ -99,6 +99,12 @@ pub struct NetworkConfig {
     /// What `ConvAlgo::Auto` means for the network's convs (default: `LIMPQ_CONV_ALGO`,
     /// else the built-in rule); checked against the device when the network is built.
     pub conv: ConvPolicy,
+    /// Data-parallel ranks that train one global batch together, `batch` images each (1,
+    /// the default: one process). The activation step sizes' gradient scale
+    /// `1/sqrt(N·Qp)` counts N over the whole global batch, as one process training it
+    /// would: each rank's scale is `1/sqrt(ranks)` of what its own part alone gives. 0 is
+    /// taken as 1.
+    pub ranks: usize,
 }
 
 impl Default for NetworkConfig {
@@ -112,6 +118,7 @@ impl Default for NetworkConfig {
             weight_decay: 5e-4,
             grad_clip: None,
             conv: ConvPolicy::FromEnv,
+            ranks: 1,
         }
     }
 }

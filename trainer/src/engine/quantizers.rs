@@ -493,7 +493,9 @@ impl<'g> Builder<'g> {
                 self.pg(l.w_steps),
                 lsq(k, wb, true),
             );
-            let a = LsqBackward::new_accumulating(
+            // N of the gradient scale: the global batch's elements (one rank holds
+            // `1/ranks` of them), so that the ranks' mean gradient is one process's.
+            let a = LsqBackward::new_accumulating_over(
                 self.gpu,
                 self.t(l.x),
                 self.t(dxq),
@@ -501,6 +503,7 @@ impl<'g> Builder<'g> {
                 self.pv(l.a_steps),
                 self.pg(l.a_steps),
                 lsq(k, ab, l.info.act_signed),
+                self.ranks,
             );
             per.push(vec![Step::op(at(name, w)?), Step::op(at(name, a)?)]);
         }

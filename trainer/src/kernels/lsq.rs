@@ -188,7 +188,7 @@ impl LsqBackward {
         dsteps: &Tensor,
         config: LsqConfig,
     ) -> Result<LsqBackward, GpuError> {
-        Self::build(gpu, x, dy, dx, steps, dsteps, config, false)
+        Self::build(gpu, x, dy, dx, steps, dsteps, config, false, 1)
     }
 
     /// As [`LsqBackward::new`], but ADDS the step gradient to `dsteps[index]` (`dx` is still
@@ -202,7 +202,24 @@ impl LsqBackward {
         dsteps: &Tensor,
         config: LsqConfig,
     ) -> Result<LsqBackward, GpuError> {
-        Self::build(gpu, x, dy, dx, steps, dsteps, config, true)
+        Self::build(gpu, x, dy, dx, steps, dsteps, config, true, 1)
+    }
+
+    /// As [`LsqBackward::new_accumulating`], for `x` that is one of `copies` equal parts
+    /// of the tensor the gradient scale is meant for (one data-parallel rank's part of
+    /// the global batch): `g = 1/sqrt(copies·N·Qp)`, N the elements of `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_accumulating_over(
+        gpu: &Gpu,
+        x: &Tensor,
+        dy: &Tensor,
+        dx: &Tensor,
+        steps: &Tensor,
+        dsteps: &Tensor,
+        config: LsqConfig,
+        copies: usize,
+    ) -> Result<LsqBackward, GpuError> {
+        Self::build(gpu, x, dy, dx, steps, dsteps, config, true, copies)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -215,6 +232,7 @@ impl LsqBackward {
         dsteps: &Tensor,
         config: LsqConfig,
         accumulate: bool,
+        copies: usize,
     ) -> Result<LsqBackward, GpuError> {
         let op = "lsq_backward";
         check_len(op, "dy", dy, x.len())?;
@@ -238,11 +256,12 @@ impl LsqBackward {
             false,
         )?;
         debug_assert_eq!(super::reduce::CHUNK as u64 % WG, 0);
-        // g = 1 / sqrt(N · Qp), computed in f64 like the reference.
+        // g = 1 / sqrt(N · Qp), computed in f64 like the reference; N counts every part.
         let g = if x.is_empty() {
             0.0
         } else {
-            (1.0 / (x.len() as f64 * p.qp as f64).sqrt()) as f32
+            let n = x.len() as f64 * copies.max(1) as f64;
+            (1.0 / (n * p.qp as f64).sqrt()) as f32
         };
         let fin = final_launch(gpu, &partials, dsteps, config.index, g, accumulate)?;
         Ok(LsqBackward {
