@@ -546,3 +546,115 @@ fn finetune_errors_name_the_problem() {
     args.extend([ind.to_str().unwrap(), "--resume", "--checkpoint", fp]);
     refused_with(&limpq(&args), &["is the same file as --ckpt"]);
 }
+
+/// `eval --recalibrate-bn` recalibrates as the checkpoint's finetune did (its training
+/// images, its draw): on a checkpoint finetuned with `--bn-recalibration N`, which keeps
+/// the recalibrated statistics, `--recalibrate-bn N` gives the figure of a plain `eval`.
+/// Its `--predictions` come from that recalibrated model: their count of correct labels is
+/// the report's (they came from the statistics as stored).
+#[test]
+fn eval_recalibrates_as_finetune_did_and_predicts_with_that_model() {
+    if !have_gpu_and_data("eval --recalibrate-bn") {
+        return;
+    }
+    let fp = tmp("recal-fp.ckpt");
+    let fp = fp.to_str().unwrap();
+    train_fp(fp);
+    let policy = tmp("recal-w2a2.ron");
+    std::fs::write(&policy, common::uniform_policy("small_cnn", 2)).unwrap();
+    let finetuned = |recal: &str, out: &std::path::Path| {
+        let o = limpq(&[
+            "finetune",
+            "--ckpt",
+            fp,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--data-dir",
+            FMNIST,
+            "--subset",
+            "96",
+            "--subset-seed",
+            "11",
+            "--test-subset",
+            "50",
+            "--batch",
+            "32",
+            "--eval-batch",
+            "32",
+            "--seed",
+            "4",
+            "--bn-recalibration",
+            recal,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "finetune: {}", stderr(&o));
+    };
+    let eval = |ck: &std::path::Path, more: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "eval",
+            "--ckpt",
+            ck.to_str().unwrap(),
+            "--data-dir",
+            FMNIST,
+            "--test-subset",
+            "50",
+            "--eval-batch",
+            "32",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(more);
+        let o = limpq(&args);
+        assert!(o.status.success(), "eval {more:?}: {}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).expect("JSON")
+    };
+    // Recalibrated by the finetune: a second recalibration of the same draw changes
+    // nothing (it took other images, from the whole split, and another seed).
+    let recal = tmp("recal-64.ckpt");
+    finetuned("64", &recal);
+    let plain = eval(&recal, &[]);
+    let again = eval(&recal, &["--recalibrate-bn", "64"]);
+    assert_eq!(plain["loss"], again["loss"], "{plain}\n{again}");
+    assert_eq!(plain["correct"], again["correct"]);
+    // Not recalibrated by the finetune: the report and the predictions both come from the
+    // recalibrated model.
+    let raw = tmp("recal-0.ckpt");
+    finetuned("0", &raw);
+    let pred = tmp("recal-pred.npy");
+    let rep = eval(
+        &raw,
+        &[
+            "--recalibrate-bn",
+            "64",
+            "--predictions",
+            pred.to_str().unwrap(),
+        ],
+    );
+    let before = eval(&raw, &[]);
+    assert_ne!(rep["loss"], before["loss"], "recalibration changed nothing");
+    let bytes = std::fs::read(&pred).unwrap();
+    let header = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let predicted: Vec<i64> = bytes[header..]
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let test = limpq_trainer::data::Dataset::load_subset_for(
+        &limpq_trainer::data::DataSource {
+            name: "fashion-mnist",
+            dir: Some(std::path::Path::new(FMNIST)),
+            input: None,
+            transform: None,
+        },
+        limpq_trainer::data::Split::Test,
+        Some(50),
+        limpq_trainer::data::TEST_SUBSET_SEED,
+    )
+    .unwrap();
+    let correct = predicted
+        .iter()
+        .zip(&test.labels)
+        .filter(|(p, l)| **p == i64::from(**l))
+        .count();
+    assert_eq!(rep["correct"].as_u64(), Some(correct as u64), "{rep}");
+}

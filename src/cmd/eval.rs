@@ -2,6 +2,7 @@
 //! `limpq_trainer::method::evaluate_checkpoint`.
 use std::path::PathBuf;
 
+use limpq_trainer::checkpoint::Checkpoint;
 use limpq_trainer::data::{DataSource, Dataset, Split, TEST_SUBSET_SEED};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::export::{checkpoint_logits, npy_f32, npy_i64, predictions};
@@ -46,9 +47,12 @@ pub struct Args {
     #[arg(long)]
     pub predictions: Option<PathBuf>,
     /// Recalibrate the BN statistics of a quantized model on this many training images
-    /// before evaluating (train-mode forwards, no update; as `limpq finetune` does before
-    /// every evaluation, which stores the result in its checkpoint), taken in whole
-    /// batches of --eval-batch (rounded up) and at most the training split. Default: none.
+    /// before evaluating (train-mode forwards, no update), as `limpq finetune
+    /// --bn-recalibration` does before every evaluation: the training images of the
+    /// checkpoint's run (its --subset), drawn as its finetuning drew them, in whole batches
+    /// of --eval-batch (rounded up) and at most the training split. With the run's image
+    /// count and --eval-batch this gives the figure the finetune reported. --predictions
+    /// and --logits come from the same recalibrated model. Default: none.
     #[arg(long, value_parser = super::num::count)]
     pub recalibrate_bn: Option<usize>,
     /// Also write each test image's logits to this file (NumPy .npy, float32, images ×
@@ -112,14 +116,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let recalibrate = match args.recalibrate_bn {
         Some(images) => {
-            // Read as the test split is: the checkpoint's folder, at the model's input.
-            let train = Dataset::load_for(&source, Split::Train)?;
+            // Read as the test split is: the checkpoint's folder, at the model's input;
+            // the run's own training images, drawn as its finetuning drew them.
+            let (subset, seed) = run_subset(&ckpt, &data, &name)?;
+            let train = Dataset::load_subset_for(&source, Split::Train, subset, seed)?;
             check_data(&ckpt.model, &train)?;
-            Some(Recalibration {
-                train: std::sync::Arc::new(train),
+            Some(Recalibration::of_finetune(
+                std::sync::Arc::new(train),
                 images,
-                seed: ckpt.seed,
-            })
+                ckpt.seed,
+            ))
         }
         None => None,
     };
@@ -134,8 +140,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         recalibrate.as_ref(),
     )?;
     if args.predictions.is_some() || args.logits.is_some() {
-        let logits = checkpoint_logits(&gpu, &ckpt, policy.as_ref(), test, args.eval_batch)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        // The network of the report: the same policy and, recalibrated, the same draw.
+        let logits = checkpoint_logits(
+            &gpu,
+            &ckpt,
+            policy.as_ref(),
+            test,
+            args.eval_batch,
+            recalibrate.as_ref(),
+        )
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let classes = ckpt.model.classes;
         if let Some(p) = &args.predictions {
             limpq_io::files::write_atomic(p, &npy_i64(&predictions(&logits, classes)))?;
@@ -146,4 +160,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     args.format.print(&report, || report.to_text())
+}
+
+/// The training images of the checkpoint's run, for its recalibration: its `--subset`
+/// and `--subset-seed` as its meta records them (the subset seed defaults to the run's),
+/// when `data` is the run's data set; the whole split otherwise.
+fn run_subset(ckpt: &Checkpoint, data: &str, name: &str) -> anyhow::Result<(Option<usize>, u64)> {
+    if ckpt.meta("data") != Some(data) {
+        return Ok((None, ckpt.seed));
+    }
+    let parse = |key: &str| -> anyhow::Result<Option<u64>> {
+        ckpt.meta(key)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| anyhow::anyhow!("{name}: meta '{key}' = {v:?} is not a count"))
+            })
+            .transpose()
+    };
+    let subset = parse("subset")?
+        .map(|n| usize::try_from(n).map_err(|_| anyhow::anyhow!("{name}: meta 'subset' too large")))
+        .transpose()?;
+    Ok((subset, parse("subset_seed")?.unwrap_or(ckpt.seed)))
 }

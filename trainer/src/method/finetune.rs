@@ -279,10 +279,8 @@ pub fn finetune(
         init_record: None,
         pass_names: vec!["policy".into()],
         eval_selection: None,
-        recalibrate: (cfg.bn_recalibration > 0).then(|| super::Recalibration {
-            train: train.clone(),
-            images: cfg.bn_recalibration,
-            seed: run.seed ^ RECALIBRATION_SEED,
+        recalibrate: (cfg.bn_recalibration > 0).then(|| {
+            super::Recalibration::of_finetune(train.clone(), cfg.bn_recalibration, run.seed)
         }),
     };
     let sel = vec![vec![0usize; layers.len()]];
@@ -320,9 +318,6 @@ pub fn finetune(
         history,
     })
 }
-
-/// Mixed into the run's seed for the recalibration images' draw.
-const RECALIBRATION_SEED: u64 = 0xBA7C_4A11_B2A7_10E5;
 
 /// The settings a resumed run must share with the run that wrote its checkpoint, as stored
 /// in the checkpoint's meta (`stage` keeps a joint state from being resumed here).

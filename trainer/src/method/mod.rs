@@ -299,6 +299,9 @@ pub struct Recalibration {
     pub seed: u64,
 }
 
+/// Mixed into a finetuning run's seed for its recalibration draws.
+const RECALIBRATION_SEED: u64 = 0xBA7C_4A11_B2A7_10E5;
+
 /// The images the reference recalibrates BN statistics on (`calibration_samples` in its
 /// finetuning code).
 pub const RECALIBRATION_IMAGES: usize = 6000;
@@ -317,6 +320,17 @@ pub fn recalibration_batch(batch: usize, images: usize, train_len: usize) -> usi
 }
 
 impl Recalibration {
+    /// The recalibration `limpq finetune` runs before each evaluation of a run seeded
+    /// `run_seed`: `images` of `train` (the run's training images), drawn with a seed of
+    /// their own derived from the run's.
+    pub fn of_finetune(train: Arc<Dataset>, images: usize, run_seed: u64) -> Recalibration {
+        Recalibration {
+            train,
+            images,
+            seed: run_seed ^ RECALIBRATION_SEED,
+        }
+    }
+
     /// Recalibrates `net` (its current selection); returns the images used (0 when the
     /// training split holds no whole batch of `net`'s size: the statistics stay).
     pub fn apply(&self, net: &mut Network<'_>) -> Result<usize, MethodError> {
@@ -357,6 +371,22 @@ pub fn evaluate_quantized_with(
     recalibrate: Option<&Recalibration>,
 ) -> Result<EvalStats, MethodError> {
     check_data(model, &test)?;
+    let mut net = quantized_eval_network(gpu, model, ckpt, policy, test.len(), batch, recalibrate)?;
+    Ok(evaluate(&mut net, &test)?)
+}
+
+/// The network [`evaluate_quantized_with`] evaluates `test_len` test images with: `ckpt`
+/// quantized at `policy`, its BN statistics recalibrated first when `recalibrate` is given.
+/// What `limpq eval` reports and the logits it writes come from networks built alike.
+pub fn quantized_eval_network<'g>(
+    gpu: &'g Gpu,
+    model: &Model,
+    ckpt: &Checkpoint,
+    policy: &Policy,
+    test_len: usize,
+    batch: usize,
+    recalibrate: Option<&Recalibration>,
+) -> Result<Network<'g>, MethodError> {
     check_checkpoint_model(ckpt, model, "the checkpoint")?;
     if batch == 0 {
         return Err(MethodError::Config("batch size must be positive".into()));
@@ -365,7 +395,7 @@ pub fn evaluate_quantized_with(
     let spec = QuantSpec::policy(model, policy)?;
     let batch = match recalibrate {
         Some(r) => recalibration_batch(batch, r.images, r.train.len()),
-        None => crate::train::eval_batch(batch, test.len()),
+        None => crate::train::eval_batch(batch, test_len),
     };
     let cfg = NetworkConfig {
         batch,
@@ -382,7 +412,7 @@ pub fn evaluate_quantized_with(
         check_data(model, &r.train)?;
         r.apply(&mut net)?;
     }
-    Ok(evaluate(&mut net, &test)?)
+    Ok(net)
 }
 
 /// What a policy costs on `model`, priced by the solver's [`limpq_solver::Problem::evaluate`]:
