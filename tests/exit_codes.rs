@@ -165,9 +165,20 @@ fn clap_usage_errors_are_2() {
             "--iters",
         ),
         (&["bench", "gemm", "--size", "0"], "--size"),
-        (&["bench", "gemm", "--reps", "0"], "--reps"),
     ] {
         exits(&limpq(args), 2, &[flag, "1 or more"]);
+    }
+    // Dispatches of one submission: at least one, and not so many that recording them
+    // exhausts the host.
+    #[cfg(feature = "gpu")]
+    for reps in ["0", "100001"] {
+        for bench in ["gemm", "conv"] {
+            exits(
+                &limpq(&["bench", bench, "--reps", reps]),
+                2,
+                &["--reps", "1 to 100000"],
+            );
+        }
     }
     // Candidate bits: out of order (`6,2` ran at 6 bits, not the lowest), twice, or out
     // of the engine's range (refused after the GPU opened).
