@@ -278,7 +278,7 @@ impl Stages for GpuStages<'_> {
         seed: u64,
     ) -> Result<IndicatorSet, StageError> {
         // Calibration images from the run's own training images, drawn with the run seed.
-        let n = spec.images.min(self.train.len());
+        let (n, batch, _) = spec.calibration(self.train.len());
         let calib = self
             .train
             .subset(Subset::Random { n, seed })
@@ -287,8 +287,7 @@ impl Stages for GpuStages<'_> {
         meta.push(("calibration_seed".into(), seed.to_string()));
         let cfg = method::SensitivityConfig {
             bits: bits.to_vec(),
-            // Fewer training images than a batch: one batch of them all.
-            batch: spec.batch.min(n),
+            batch,
             meta,
             ..method::SensitivityConfig::default()
         };

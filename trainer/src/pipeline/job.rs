@@ -404,6 +404,17 @@ impl Default for SensitivitySpec {
 }
 
 impl SensitivitySpec {
+    /// The calibration of a run with `train` training images: `(drawn, batch, used)`.
+    /// `drawn` images are drawn (`images`, at most `train`), measured in batches of
+    /// `batch` (`batch`, at most `drawn`: fewer images than a batch make one batch of them
+    /// all), whole batches only: `used` images in all.
+    pub fn calibration(&self, train: usize) -> (usize, usize, usize) {
+        let drawn = self.images.min(train);
+        let batch = self.batch.min(drawn);
+        let used = drawn.checked_div(batch).map_or(0, |k| k * batch);
+        (drawn, batch, used)
+    }
+
     /// What the sensitivity stage's result depends on beyond the pretrained model.
     pub fn fingerprint_text(&self) -> String {
         format!("sensitivity images={} batch={}", self.images, self.batch)

@@ -1087,7 +1087,8 @@ pub fn run(
             }
             for &c in &job.controls {
                 let (ind_c, alpha_c) = match c {
-                    Control::MacsOnly => (policies::macs_only_indicators(source), job.alpha),
+                    // The searched policy's alpha: the same search, other indicators.
+                    Control::MacsOnly => (policies::macs_only_indicators(source), source_alpha),
                     Control::Shuffled => {
                         (policies::shuffled_indicators(source, seed), source_alpha)
                     }
@@ -1277,7 +1278,8 @@ fn sensitivity_agreement(g: &crate::analysis::Agreement, sdir: &str) -> String {
         .find(|r| r.step != "all")
         .and_then(|r| r.critical)
         .map_or(String::new(), |c| {
-            format!("; |rho| above {c:.2} differs from 0 at the 5 % level")
+            // As `limpq compare` prints it: with 3 layers 0.997, which 2 places made 1.00.
+            format!("; |rho| above {c:.3} differs from 0 at the 5 % level")
         });
     format!(
         "the joint run's indicators against measured sensitivity, Spearman's rho of the \
@@ -1363,9 +1365,10 @@ fn settings(job: &Job) -> Vec<String> {
         match job.search {
             Search::Sensitivity => format!(
                 "measured sensitivity ({} calibration images) with alpha {}",
-                job.data
-                    .train
-                    .map_or(job.sensitivity.images, |t| t.min(job.sensitivity.images)),
+                // Whole batches of them (the whole split: taken to hold them all).
+                job.sensitivity
+                    .calibration(job.data.train.unwrap_or(usize::MAX))
+                    .2,
                 policies::SENSITIVITY_ALPHA
             ),
             Search::Learned => format!("learned step sizes with alpha {}", job.alpha),
@@ -1500,7 +1503,47 @@ pub fn write_report(out: &Path, results: &Results, plan: &Plan) -> Result<(), Pi
 
 #[cfg(test)]
 mod tests {
-    use super::drift_note;
+    use super::{drift_note, sensitivity_agreement};
+    use crate::analysis::{critical_rho, Agreement, AgreementRow};
+
+    #[test]
+    fn calibration_takes_whole_batches_or_one_batch_of_all() {
+        let spec = super::SensitivitySpec {
+            images: 1024,
+            batch: 256,
+        };
+        assert_eq!(spec.calibration(300), (300, 256, 256));
+        assert_eq!(spec.calibration(100), (100, 100, 100));
+        assert_eq!(spec.calibration(usize::MAX), (1024, 256, 1024));
+        let spec = super::SensitivitySpec {
+            images: 1000,
+            batch: 256,
+        };
+        assert_eq!(spec.calibration(usize::MAX), (1000, 256, 768));
+        assert_eq!(spec.calibration(0), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_agreement_note_gives_the_critical_rho_as_compare_does() {
+        // With 3 layers the 5 % threshold is 0.997: two places printed it as 1.00, a
+        // threshold no rho can pass.
+        let row = |side| AgreementRow {
+            side,
+            step: "2-3".into(),
+            n: 3,
+            rho: Some(1.0),
+            critical: critical_rho(3),
+        };
+        let g = Agreement {
+            layers: vec!["a".into(), "b".into(), "c".into()],
+            rows: vec![row("weight"), row("act")],
+        };
+        let note = sensitivity_agreement(&g, "seed0");
+        assert!(
+            note.contains("|rho| above 0.997 differs from 0 at the 5 % level"),
+            "{note}"
+        );
+    }
 
     #[test]
     fn drift_note_says_when_every_seed_moved_little() {
