@@ -1152,6 +1152,13 @@ fn a_given_fp_checkpoint_replaces_pretraining() {
         (fake.evaluated, fake.indicators, fake.finetunes.len()),
         (0, 0, 0)
     );
+    // Another model at the same path (trained again): every stage after it reruns (a
+    // rerun that went by the path kept the old model's results).
+    ckpt(&plan.model, 10).save(&init).unwrap();
+    let mut fake = fake_for(&plan);
+    run(&plan, &mut fake, &mut |_| {}).unwrap();
+    assert_eq!((fake.evaluated, fake.indicators), (2, 2));
+    assert!(!fake.finetunes.is_empty());
     // A missing checkpoint is named with the field.
     let text = text.replace("given.ckpt", "missing.ckpt");
     let plan = Plan::new(Job::from_ron_str(&text).unwrap()).unwrap();

@@ -857,12 +857,20 @@ pub fn run(
     let data_fp = job.data.fingerprint_text();
     // The full-precision start: imported weights (written into the run folder), a
     // checkpoint given as `pretrain.init`, or none (pretraining).
-    let (init, init_fp) = match &plan.imported {
-        Some(imp) => (
+    // A given checkpoint counts by its contents: one replaced at the same path (a model
+    // trained again) reruns every stage after it, as a changed import does.
+    let (init, init_fp) = match (&plan.imported, &job.pretrain.init) {
+        (Some(imp), _) => (
             Some(source::write(out, imp)?),
             Some(imp.fingerprint.clone()),
         ),
-        None => (job.pretrain.init.clone(), None),
+        (None, Some(p)) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| job.error(format!("field `pretrain.init`: {}: {e}", p.display())))?;
+            let fp = fingerprint(&[&source::hash_bytes(&bytes), "checkpoint"]);
+            (Some(p.clone()), Some(fp))
+        }
+        (None, None) => (None, None),
     };
     let mut runner = Runner {
         out,
@@ -875,16 +883,9 @@ pub fn run(
     for &seed in &job.seeds {
         let sdir = format!("seed{seed}");
         // 1. Pretrain or load.
-        let (fpr, rel) = match &init {
-            Some(p) => (
-                fingerprint(&[
-                    &model_fp,
-                    &data_fp,
-                    "init",
-                    init_fp.as_deref().unwrap_or(&p.display().to_string()),
-                ]),
-                None,
-            ),
+        // `init_fp` is set with `init`: an import's or the given checkpoint's contents.
+        let (fpr, rel) = match &init_fp {
+            Some(given) => (fingerprint(&[&model_fp, &data_fp, "init", given]), None),
             None => (
                 fingerprint(&[
                     &model_fp,

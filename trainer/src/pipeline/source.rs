@@ -112,7 +112,7 @@ pub fn resolve(job: &Job) -> Result<(Model, Option<Imported>), String> {
 }
 
 /// FNV-1a 64 of `bytes`, as hex.
-fn hash_bytes(bytes: &[u8]) -> String {
+pub(super) fn hash_bytes(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
