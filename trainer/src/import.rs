@@ -331,6 +331,11 @@ struct Reader<'m> {
     /// For each of `nodes`, the ONNX node it came from: its label ([`node_label`]) and op
     /// type, so that an error found in the whole model names the file's node.
     origins: Vec<(String, String)>,
+    /// The image input's batch dimension, when the file fixes it.
+    batch: Option<i64>,
+    /// Each Reshape imported as a Flatten, with its target `[b, f]`: checked against the
+    /// input's size per image once the model's shapes are known ([`Reader::finish`]).
+    reshapes: Vec<(String, [f64; 2])>,
 }
 
 /// Imports a decoded ONNX model.
@@ -364,6 +369,8 @@ pub fn import(model: &ModelProto, opts: &ImportOptions) -> R<Imported> {
         consumers: HashMap::new(),
         fused: HashSet::new(),
         origins: Vec::new(),
+        batch: None,
+        reshapes: Vec::new(),
     };
     if !graph.sparse_initializer.is_empty() {
         return Err(err("sparse initializers are not supported"));
@@ -458,6 +465,9 @@ impl Reader<'_> {
                 }
             };
             chw[k] = v;
+        }
+        if let Some(dimension::Value::DimValue(n)) = &shape.dim[0].value {
+            self.batch = Some(*n);
         }
         self.values.insert(
             name,
@@ -1082,22 +1092,25 @@ impl Reader<'_> {
             }
             _ => self.need_constant(n, 1, "shape")?,
         };
-        let ok = match shape.data[..] {
-            // [N or 0 or -1, -1 or F]: flatten to 2-D (F is checked by the Linear after it).
-            [b, f] => {
-                (b == 0.0 || b == -1.0 || b >= 1.0)
+        let target = match shape.data[..] {
+            // [N or 0 or -1, -1 or F]: flatten to 2-D; F and N are checked against the
+            // input's size once the shapes are known (`finish`).
+            [b, f]
+                if (b == 0.0 || b == -1.0 || b >= 1.0)
                     && (f == -1.0 || f >= 1.0)
-                    && !(b == -1.0 && f == -1.0)
+                    && !(b == -1.0 && f == -1.0) =>
+            {
+                [b, f]
             }
-            _ => false,
+            _ => {
+                return Err(err(format!(
+                    "shape {:?}; only a reshape to 2-D (N, -1) is supported",
+                    shape.data
+                )))
+            }
         };
-        if !ok {
-            return Err(err(format!(
-                "shape {:?}; only a reshape to 2-D (N, -1) is supported",
-                shape.data
-            )));
-        }
         let name = self.name_for(n, None);
+        self.reshapes.push((name.clone(), target));
         self.push(name.clone(), Op::Flatten, vec![x]);
         self.output(n, name, true)
     }
@@ -1179,7 +1192,13 @@ impl Reader<'_> {
                 weights[o * inf + k] = (v * alpha as f64) as f32;
             }
         }
-        let bias = match self.constant(n, 2)? {
+        // beta = 0: C is not added at all (ONNX Runtime skips it, an infinite C included).
+        let c = if beta == 0.0 {
+            None
+        } else {
+            self.constant(n, 2)?
+        };
+        let bias = match c {
             None => None,
             Some(b) if !per_output(&b, out) => {
                 return Err(err(format!(
@@ -1295,6 +1314,7 @@ impl Reader<'_> {
             .collect();
         let origin = |name: &str| origins.get(name).cloned();
         let infos = analyze_loose(&mut model, &origin)?;
+        check_reshapes(&model, &infos, &self.reshapes, self.batch, &origin)?;
         check_lengths(&model, &infos, &self.tensors, &origin)?;
         Ok(Imported {
             model,
@@ -1353,6 +1373,47 @@ fn in_node(name: &str, origin: &Origin<'_>, message: String) -> OnnxError {
         },
         None => err(format!("node '{name}': {message}")),
     }
+}
+
+/// Every Reshape imported as a Flatten flattens each image: its target is `(N, C·H·W)`,
+/// N written as 0 (the input's), -1 (what is left) or the file's fixed batch, and C·H·W
+/// as -1 or the size itself. Any other target regroups the values across images (`[-1,
+/// 3]` on 6 values an image gives twice the rows), which a Flatten does not do; a Linear
+/// after it would refuse most, but a Reshape with none after it was imported silently.
+fn check_reshapes(
+    model: &Model,
+    infos: &[NodeInfo],
+    reshapes: &[(String, [f64; 2])],
+    batch: Option<i64>,
+    origin: &Origin<'_>,
+) -> R<()> {
+    for (name, [b, f]) in reshapes {
+        let Some(i) = model.nodes.iter().position(|n| &n.name == name) else {
+            continue;
+        };
+        let Some(x) = infos[i].input_shapes.first() else {
+            continue;
+        };
+        let per_image = x.numel() as f64;
+        let rows_ok = *b == 0.0 || *b == -1.0 || batch.is_some_and(|n| n as f64 == *b);
+        let cols_ok = *f == -1.0 || *f == per_image;
+        if !(rows_ok && cols_ok) {
+            let batch = match batch {
+                Some(n) => format!("the input's batch is {n}"),
+                None => "the input's batch is free".into(),
+            };
+            return Err(in_node(
+                name,
+                origin,
+                format!(
+                    "Reshape to [{b}, {f}] of {per_image} values an image ({batch}); only the \
+                     flatten of each image, (N, {per_image}) with N as 0 or -1 and {per_image} \
+                     as -1, is supported"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every conv and linear weight, and every batch norm's four tensors, has the length its

@@ -800,6 +800,94 @@ fn sizes_the_shapes_do_not_check_are_refused_by_name() {
     );
 }
 
+/// Gemm with `beta = 0` adds no C at all, as ONNX Runtime computes it: an infinite C made
+/// the imported bias NaN (0·inf), and a finite one a trainable bias of zeros.
+#[test]
+fn a_gemm_with_beta_zero_has_no_bias() {
+    let mut m = folded();
+    let g = m.graph.as_mut().unwrap();
+    let gemm = g.node.last_mut().unwrap();
+    gemm.attribute.push(AttributeProto {
+        name: Some("beta".into()),
+        f: Some(0.0),
+        ..Default::default()
+    });
+    g.initializer[3] = init("fc.bias", &[3], vec![f32::INFINITY, 1.0, 2.0]);
+    let imp = import(&m, &ImportOptions::default()).unwrap();
+    let fc = imp.model.nodes.last().unwrap();
+    assert!(
+        matches!(fc.op, Op::Linear { bias: false, .. }),
+        "{:?}",
+        fc.op
+    );
+    assert!(imp
+        .tensors
+        .iter()
+        .all(|t| t.data.iter().all(|v| v.is_finite())));
+}
+
+/// A Reshape imports as a Flatten only when it flattens each image: `(N, C·H·W)`, N as 0,
+/// -1 or the file's fixed batch, C·H·W as -1 or itself. A Reshape that regroups values
+/// across images (`[-1, 4]` of 16 values an image: four rows an image) and has no Linear
+/// after it to refuse it was imported silently as a flatten to 16 classes.
+#[test]
+fn a_reshape_that_is_no_flatten_is_refused() {
+    // every_op() cut after its Reshape: 4 channels of 2×2, 16 values an image.
+    let ending_in_reshape = |target: &[i64], batch: Option<i64>| {
+        let mut m = every_op();
+        let g = m.graph.as_mut().unwrap();
+        let at = g
+            .node
+            .iter()
+            .position(|n| n.op_type.as_deref() == Some("Reshape"))
+            .unwrap();
+        g.node.truncate(at + 1);
+        g.node[at].output[0] = "y".into();
+        let shape = g
+            .node
+            .iter_mut()
+            .find(|n| n.name.as_deref() == Some("/Constant"))
+            .unwrap();
+        shape.attribute = vec![ints("value_ints", target)];
+        g.initializer
+            .retain(|t| !t.name.as_deref().unwrap_or("").starts_with("fc."));
+        g.input[0] = value_info("x", &[batch, Some(2), Some(8), Some(8)]);
+        g.output[0] = value_info("y", &[batch, None]);
+        import(&m, &ImportOptions::default())
+    };
+    for (target, batch) in [
+        (&[0, -1][..], None),
+        (&[0, 16], None),
+        (&[-1, 16], None),
+        (&[2, -1], Some(2)),
+        (&[2, 16], Some(2)),
+    ] {
+        let m = ending_in_reshape(target, batch)
+            .unwrap_or_else(|e| panic!("{target:?} (batch {batch:?}): {e}"));
+        assert_eq!(m.model.classes, 16, "{target:?}");
+        assert_eq!(m.model.nodes.last().unwrap().op, Op::Flatten);
+    }
+    for (target, batch, says) in [
+        (&[-1, 4][..], None, "the input's batch is free"),
+        (&[0, 8], None, "the input's batch is free"),
+        (&[2, -1], None, "the input's batch is free"),
+        (&[1, -1], Some(2), "the input's batch is 2"),
+        (&[4, 8], Some(2), "the input's batch is 2"),
+    ] {
+        let e = ending_in_reshape(target, batch)
+            .map(|m| m.model.classes)
+            .expect_err("a reshape across images")
+            .to_string();
+        assert!(
+            e.contains("'/Reshape' (Reshape): imported as")
+                && e.contains("of 16 values an image")
+                && e.contains(says)
+                && e.contains("only the flatten of each image, (N, 16)"),
+            "{target:?}: {e}"
+        );
+    }
+}
+
 /// Large graphs import within the deadline: 100,000 ReLUs of one name (a file of ~4 MB),
 /// named `relu`, `relu_1`, ... in order, and 150,000 1×1 convs, each with its weight. Each
 /// name is made unique in one lookup, not by trying every earlier namesake's (that took
