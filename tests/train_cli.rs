@@ -365,7 +365,23 @@ fn ctrl_c_saves_the_position_and_resume_finishes_the_run() {
         &out,
         &[
             "keeps a run stopped in epoch",
-            "--resume continues it with the same settings; remove the file to start over",
+            "--resume continues it with the same settings (a run that diverged diverges again); \
+             remove the file, or name another, to start over",
+        ],
+    );
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+    // So does one refused for other data (its message said to start afresh without
+    // --resume, which is refused while the file holds the stopped run).
+    let mut other: Vec<&str> = args.to_vec();
+    let subset = other.iter().position(|a| *a == "--subset").unwrap() + 1;
+    other[subset] = "256";
+    other.push("--resume");
+    refused_with(
+        &limpq(&other),
+        &[
+            "subset 512 (this run 256)",
+            "remove the file (or name another) and start afresh",
+            "keeps a run stopped in epoch",
         ],
     );
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);

@@ -40,7 +40,8 @@ pub fn refuse_stopped_run(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// After a run failed (a divergence in a later epoch, a full disk, a refused `--resume`):
+/// After a run failed (a divergence in a later epoch, a full disk, a `--resume` refused for
+/// other settings or other data):
 /// when `path` holds a run short of its last epoch (the last epoch this one finished, or
 /// the stopped run it was to continue), a note says so and gives the two ways on, since
 /// the same command without `--resume` is refused while the file holds it. Printed before
@@ -51,8 +52,9 @@ pub fn note_kept_run(path: &Path) {
     };
     if let Some(run) = unfinished(&ck) {
         eprintln!(
-            "note: {} keeps {run}: --resume continues it with the same settings; remove \
-             the file to start over with others",
+            "note: {} keeps {run}: --resume continues it with the same settings (a run that \
+             diverged diverges again); remove the file, or name another, to start over with \
+             others",
             path.display()
         );
     }

@@ -136,7 +136,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("init".into(), args.ckpt.display().to_string()),
     ];
     meta.extend(args.run.subset_meta(&train_ds));
-    super::run_args::check_resume_data(resume.as_deref(), &meta)?;
+    super::run_args::check_resume_data(resume.as_deref(), &meta).inspect_err(|_| {
+        super::ckpt::note_kept_run(&args.output);
+    })?;
     let cfg = FinetuneConfig {
         run: RunConfig {
             meta,

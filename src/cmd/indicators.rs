@@ -110,7 +110,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("init".to_string(), args.ckpt.display().to_string()),
     ];
     meta.extend(args.run.subset_meta(&train_ds));
-    super::run_args::check_resume_data(resume.as_deref(), &meta)?;
+    super::run_args::check_resume_data(resume.as_deref(), &meta).inspect_err(|_| {
+        if let Some(p) = &args.checkpoint {
+            super::ckpt::note_kept_run(p);
+        }
+    })?;
     let cfg = JointConfig {
         bits: args.bits.clone(),
         run: RunConfig {

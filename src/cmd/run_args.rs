@@ -237,7 +237,7 @@ pub fn check_resume_data(
     }
     Err(anyhow::anyhow!(
         "--resume: {} was written by a run on other data: {}; give the same data flags, or \
-         start afresh without --resume",
+         remove the file (or name another) and start afresh without --resume",
         ck.describe(),
         diffs.join(", ")
     ))

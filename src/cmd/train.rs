@@ -74,7 +74,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut meta = vec![("data".into(), train_ds.kind.name().to_string())];
     meta.extend(args.run.subset_meta(&train_ds));
-    super::run_args::check_resume_data(earlier.as_ref(), &meta)?;
+    super::run_args::check_resume_data(earlier.as_ref(), &meta).inspect_err(|_| {
+        super::ckpt::note_kept_run(&args.output);
+    })?;
     let cfg = TrainConfig {
         nesterov: args.nesterov,
         checkpoint: Some(args.output.clone()),
