@@ -129,6 +129,28 @@ fn tiny_pipeline_runs_end_to_end_and_resumes() {
         "{stdout3}"
     );
     assert_eq!(row(&stdout3, "w3a3"), cells);
+
+    // `eval --recalibrate-bn` draws from the run's own training images (the checkpoint
+    // records the pipeline's subset): recalibrating as the finetune did changes nothing.
+    let ck = out.join("seed3/finetune/w3a3_searched.ckpt");
+    let eval = |more: &[&str]| {
+        let mut a = vec![
+            "eval",
+            "--ckpt",
+            ck.to_str().unwrap(),
+            "--test-subset",
+            "64",
+            "--format",
+            "json",
+        ];
+        a.extend_from_slice(more);
+        let o = limpq(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let plain = eval(&[]);
+    let again = eval(&["--recalibrate-bn", "6000"]);
+    assert_eq!(plain["loss"], again["loss"], "{plain}\n{again}");
 }
 
 #[test]

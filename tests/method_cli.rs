@@ -562,9 +562,11 @@ fn eval_recalibrates_as_finetune_did_and_predicts_with_that_model() {
     train_fp(fp);
     let policy = tmp("recal-w2a2.ron");
     std::fs::write(&policy, common::uniform_policy("small_cnn", 2)).unwrap();
-    let finetuned = |recal: &str, out: &std::path::Path| {
+    let finetuned = |recal: &str, out: &std::path::Path, epochs: &str| {
         let o = limpq(&[
             "finetune",
+            "--epochs",
+            epochs,
             "--ckpt",
             fp,
             "--policy",
@@ -612,15 +614,25 @@ fn eval_recalibrates_as_finetune_did_and_predicts_with_that_model() {
     // Recalibrated by the finetune: a second recalibration of the same draw changes
     // nothing (it took other images, from the whole split, and another seed).
     let recal = tmp("recal-64.ckpt");
-    finetuned("64", &recal);
+    finetuned("64", &recal, "1");
     let plain = eval(&recal, &[]);
     let again = eval(&recal, &["--recalibrate-bn", "64"]);
     assert_eq!(plain["loss"], again["loss"], "{plain}\n{again}");
     assert_eq!(plain["correct"], again["correct"]);
+    // The data set named another way is the same data set (the run's subset is used).
+    let spelled = eval(&recal, &["--data", "fmnist", "--recalibrate-bn", "64"]);
+    assert_eq!(plain["loss"], spelled["loss"], "{plain}\n{spelled}");
+    // A finetune of no epochs keeps the statistics it evaluated with (it saved the ones
+    // before its recalibration).
+    let none = tmp("recal-64-0.ckpt");
+    finetuned("64", &none, "0");
+    let plain = eval(&none, &[]);
+    let again = eval(&none, &["--recalibrate-bn", "64"]);
+    assert_eq!(plain["loss"], again["loss"], "{plain}\n{again}");
     // Not recalibrated by the finetune: the report and the predictions both come from the
     // recalibrated model.
     let raw = tmp("recal-0.ckpt");
-    finetuned("0", &raw);
+    finetuned("0", &raw, "1");
     let pred = tmp("recal-pred.npy");
     let rep = eval(
         &raw,
@@ -657,4 +669,44 @@ fn eval_recalibrates_as_finetune_did_and_predicts_with_that_model() {
         .filter(|(p, l)| **p == i64::from(**l))
         .count();
     assert_eq!(rep["correct"].as_u64(), Some(correct as u64), "{rep}");
+}
+
+/// `limpq sensitivity` says how many calibration images it measures on: whole batches of
+/// those drawn (80 drawn in batches of 32 are 64 measured; it said 80), as the file records.
+#[test]
+fn sensitivity_names_the_images_it_measures_on() {
+    if !have_gpu_and_data("sensitivity images") {
+        return;
+    }
+    let fp = tmp("sens-fp.ckpt");
+    let fp = fp.to_str().unwrap();
+    train_fp(fp);
+    let ind = tmp("sens-80.ron");
+    let out = limpq(&[
+        "sensitivity",
+        "--model",
+        "small_cnn",
+        "--init",
+        fp,
+        "--bits",
+        "2,4",
+        "--images",
+        "80",
+        "--batch",
+        "32",
+        "--data-dir",
+        FMNIST,
+        "-o",
+        ind.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("on 64 calibration images (16 of the 80 drawn left out"),
+        "{}",
+        stderr(&out)
+    );
+    let set =
+        limpq_solver::IndicatorSet::from_ron_str(&std::fs::read_to_string(&ind).unwrap()).unwrap();
+    let recorded = set.meta.iter().find(|(k, _)| k == "calibration_images");
+    assert_eq!(recorded.map(|(_, v)| v.as_str()), Some("64"));
 }

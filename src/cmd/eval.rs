@@ -1,9 +1,11 @@
 //! `limpq eval`: test accuracy of a checkpoint; the evaluation is
 //! `limpq_trainer::method::evaluate_checkpoint`.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::data::{DataSource, Dataset, Split, TEST_SUBSET_SEED};
+use limpq_trainer::data::{
+    DataSource, Dataset, DatasetKind, Split, META_DATA_DIR, TEST_SUBSET_SEED,
+};
 use limpq_trainer::gpu::{Gpu, GpuOptions};
 use limpq_trainer::method::export::{checkpoint_logits, npy_f32, npy_i64, predictions};
 use limpq_trainer::method::{checkpoint_policy, evaluate_checkpoint, Recalibration};
@@ -118,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(images) => {
             // Read as the test split is: the checkpoint's folder, at the model's input;
             // the run's own training images, drawn as its finetuning drew them.
-            let (subset, seed) = run_subset(&ckpt, &data, &name)?;
+            let (subset, seed) = run_subset(&ckpt, &data, dir.as_deref(), &name)?;
             let train = Dataset::load_subset_for(&source, Split::Train, subset, seed)?;
             check_data(&ckpt.model, &train)?;
             Some(Recalibration::of_finetune(
@@ -164,9 +166,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The training images of the checkpoint's run, for its recalibration: its `--subset`
 /// and `--subset-seed` as its meta records them (the subset seed defaults to the run's),
-/// when `data` is the run's data set; the whole split otherwise.
-fn run_subset(ckpt: &Checkpoint, data: &str, name: &str) -> anyhow::Result<(Option<usize>, u64)> {
-    if ckpt.meta("data") != Some(data) {
+/// when `data` (and `dir`, the folder read) is the run's data set; the whole split
+/// otherwise.
+fn run_subset(
+    ckpt: &Checkpoint,
+    data: &str,
+    dir: Option<&Path>,
+    name: &str,
+) -> anyhow::Result<(Option<usize>, u64)> {
+    if !same_data(ckpt, data, dir) {
         return Ok((None, ckpt.seed));
     }
     let parse = |key: &str| -> anyhow::Result<Option<u64>> {
@@ -181,4 +189,31 @@ fn run_subset(ckpt: &Checkpoint, data: &str, name: &str) -> anyhow::Result<(Opti
         .map(|n| usize::try_from(n).map_err(|_| anyhow::anyhow!("{name}: meta 'subset' too large")))
         .transpose()?;
     Ok((subset, parse("subset_seed")?.unwrap_or(ckpt.seed)))
+}
+
+/// Whether `data` names the data set the checkpoint's run trained on: the same kind
+/// (`fmnist` is `fashion-mnist`) and, for an image folder, the same folder (`dir`, or
+/// `data` itself when it is the folder's path).
+fn same_data(ckpt: &Checkpoint, data: &str, dir: Option<&Path>) -> bool {
+    let kind = |name: &str| DatasetKind::parse(name).unwrap_or(DatasetKind::Folder);
+    let Some(ran_on) = ckpt.meta("data") else {
+        return false;
+    };
+    if kind(ran_on) != kind(data) {
+        return false;
+    }
+    if kind(data) != DatasetKind::Folder {
+        return true;
+    }
+    let here = match (dir, DatasetKind::parse(data)) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Err(_)) => PathBuf::from(data),
+        (None, Ok(_)) => return false,
+    };
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    ckpt.meta(META_DATA_DIR)
+        .is_some_and(|there| same(&here, Path::new(there)))
 }

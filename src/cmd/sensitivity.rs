@@ -75,11 +75,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.seed,
     )?);
     let gpu = Gpu::new(&GpuOptions::from_env())?;
+    // The measurement takes whole batches (the file's `calibration_images`).
+    let used = calib.len() / args.batch.max(1) * args.batch;
+    let left = match calib.len() - used {
+        0 => String::new(),
+        n => format!(
+            " ({n} of the {} drawn left out: whole batches only)",
+            calib.len()
+        ),
+    };
     eprintln!(
-        "sensitivity of {} at bits {:?} on {} calibration images of {} on {} ({})",
+        "sensitivity of {} at bits {:?} on {used} calibration images{left} of {} on {} ({})",
         model.name,
         args.bits,
-        calib.len(),
         calib.kind.name(),
         gpu.summary.name,
         gpu.summary.backend

@@ -660,6 +660,24 @@ pub fn evaluate(net: &mut Network<'_>, ds: &Arc<Dataset>) -> Result<EvalStats, T
     Ok(stats)
 }
 
+/// Replaces the BN running statistics of `state` with `net`'s (an evaluation network whose
+/// statistics were recalibrated: the state saved is the model evaluated).
+pub(crate) fn take_running_stats(
+    state: &mut [NamedTensor],
+    net: &Network<'_>,
+) -> Result<(), EngineError> {
+    let recalibrated = net.export_state()?;
+    for t in state
+        .iter_mut()
+        .filter(|t| t.kind == TensorKind::RunningStat)
+    {
+        if let Some(r) = recalibrated.iter().find(|r| r.name == t.name) {
+            t.data.clone_from(&r.data);
+        }
+    }
+    Ok(())
+}
+
 /// Train `model` on `train`, evaluating on `test` after every epoch. `init`: start a new run
 /// from these parameters and BN statistics (momentum zero, the schedule from the top), i.e.
 /// [`train_from`] with [`Start::Init`], else [`Start::Fresh`]. `on_event` sees progress.
@@ -990,12 +1008,7 @@ pub(crate) fn run_epochs<R: EpochRun>(
             on_event(&Event::Evaluating { epoch });
             eval_net.import_state(&st, false)?;
             if run.before_eval(eval_net)? {
-                let recalibrated = eval_net.export_state()?;
-                for t in st.iter_mut().filter(|t| t.kind == TensorKind::RunningStat) {
-                    if let Some(r) = recalibrated.iter().find(|r| r.name == t.name) {
-                        t.data.clone_from(&r.data);
-                    }
-                }
+                take_running_stats(&mut st, eval_net)?;
             }
             let ev = evaluate_part(eval_net, test, dist).map_err(|e| match e {
                 TrainError::Engine(e) => R::Error::from(e),

@@ -298,13 +298,17 @@ pub fn finetune(
     )?;
     // The last epoch is always evaluated ([`RunConfig::eval_every`]).
     let last = ran.position.history.last();
+    let mut state = ran.state;
     let (test_accuracy, test_loss) = match last.and_then(|h| h.test_acc.zip(h.test_loss)) {
         Some(t) => t,
         None => {
-            // No epochs: evaluate the initial quantized model.
-            eval_net.import_state(&ran.state, false)?;
+            // No epochs: evaluate the initial quantized model; recalibrated, the state
+            // saved keeps the statistics evaluated, as an epoch's evaluation does.
+            eval_net.import_state(&state, false)?;
             if let Some(r) = &schedule.recalibrate {
-                r.apply(&mut eval_net)?;
+                if r.apply(&mut eval_net)? > 0 {
+                    crate::train::take_running_stats(&mut state, &eval_net)?;
+                }
             }
             let ev = evaluate(&mut eval_net, &test)?;
             (ev.accuracy(), ev.mean_loss())
@@ -312,7 +316,7 @@ pub fn finetune(
     };
     let history = ran.position.history.clone();
     Ok(Finetuned {
-        checkpoint: checkpoint(model, cfg, policy, &ran.position, ran.state),
+        checkpoint: checkpoint(model, cfg, policy, &ran.position, state),
         test_accuracy,
         test_loss,
         history,

@@ -108,6 +108,12 @@ impl GpuStages<'_> {
             ("run_seed".into(), seed.to_string()),
             ("pipeline".into(), self.job.output.display().to_string()),
         ];
+        // The training subset as the CLI records one, so `limpq eval --recalibrate-bn`
+        // draws from the images the run trained on.
+        if let Some(n) = self.job.data.train {
+            meta.push(("subset".into(), n.to_string()));
+            meta.push(("subset_seed".into(), TRAIN_SUBSET_SEED.to_string()));
+        }
         // An image folder's path and transform, so `limpq eval --ckpt` finds them.
         meta.extend(self.train.folder_meta());
         meta
