@@ -243,7 +243,8 @@ fn lsq_several_bit_widths_in_one_submission() {
         bits: 3,
         signed: true,
     };
-    let acc = LsqBackward::new_accumulating(gpu, &tx, &tdy2, &dx2, &steps, &dsteps, cfg3).unwrap();
+    let acc =
+        LsqBackward::new_accumulating(gpu, &tx, &tdy2, &dx2, &steps, &dsteps, cfg3, 1).unwrap();
     let mut rec = Recorder::new(gpu);
     acc.record(&mut rec);
     let (ids2, idx2) = (rec.read(&dsteps), rec.read(&dx2));

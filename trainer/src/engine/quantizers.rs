@@ -484,6 +484,7 @@ impl<'g> Builder<'g> {
         };
         let mut per = Vec::new();
         for (k, &(wb, ab)) in l.info.variants.iter().enumerate() {
+            // Every rank holds the whole weight tensor.
             let w = LsqBackward::new_accumulating(
                 self.gpu,
                 self.pv(l.weight),
@@ -492,10 +493,11 @@ impl<'g> Builder<'g> {
                 self.pv(l.w_steps),
                 self.pg(l.w_steps),
                 lsq(k, wb, true),
+                1,
             );
             // N of the gradient scale: the global batch's elements (one rank holds
             // `1/ranks` of them), so that the ranks' mean gradient is one process's.
-            let a = LsqBackward::new_accumulating_over(
+            let a = LsqBackward::new_accumulating(
                 self.gpu,
                 self.t(l.x),
                 self.t(dxq),

@@ -192,24 +192,11 @@ impl LsqBackward {
     }
 
     /// As [`LsqBackward::new`], but ADDS the step gradient to `dsteps[index]` (`dx` is still
-    /// overwritten).
-    pub fn new_accumulating(
-        gpu: &Gpu,
-        x: &Tensor,
-        dy: &Tensor,
-        dx: &Tensor,
-        steps: &Tensor,
-        dsteps: &Tensor,
-        config: LsqConfig,
-    ) -> Result<LsqBackward, GpuError> {
-        Self::build(gpu, x, dy, dx, steps, dsteps, config, true, 1)
-    }
-
-    /// As [`LsqBackward::new_accumulating`], for `x` that is one of `copies` equal parts
-    /// of the tensor the gradient scale is meant for (one data-parallel rank's part of
-    /// the global batch): `g = 1/sqrt(copies·N·Qp)`, N the elements of `x`.
+    /// overwritten). `x` is one of `copies` equal parts of the tensor the gradient scale is
+    /// meant for (one data-parallel rank's part of the global batch; 1: all of it):
+    /// `g = 1/sqrt(copies·N·Qp)`, N the elements of `x`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new_accumulating_over(
+    pub fn new_accumulating(
         gpu: &Gpu,
         x: &Tensor,
         dy: &Tensor,
