@@ -19,6 +19,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::checkpoint::{by_kind_and_name, Checkpoint, NamedTensor, TensorKind};
+use crate::kernels::norm::BN_EPS;
 use crate::model::{Model, ModelError, Op};
 
 /// One tensor a full-precision model holds.
@@ -176,10 +177,22 @@ pub fn import_safetensors(bytes: &[u8], model: &Model) -> Result<Vec<NamedTensor
                 s.shape
             )));
         }
+        let data = values(&s.name, &t)?;
+        // A variance the engine's 1/sqrt(var + eps) cannot take (NaN, which a ReLU after
+        // it turned into 0: wrong logits, silently); import-onnx refuses it alike.
+        if s.name.ends_with(".running_var") {
+            if let Some((c, v)) = data.iter().enumerate().find(|(_, v)| !(**v + BN_EPS > 0.0)) {
+                return Err(WeightsError(format!(
+                    "tensor '{}': channel {c} holds the variance {v}; a running variance \
+                     plus the engine's epsilon ({BN_EPS}) must be positive",
+                    s.name
+                )));
+            }
+        }
         out.push(NamedTensor {
             name: s.name.clone(),
             kind: s.kind,
-            data: values(&s.name, &t)?,
+            data,
         });
     }
     let known: std::collections::HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
@@ -331,6 +344,20 @@ mod tests {
         let e = import_safetensors(&file(&nan), &m).unwrap_err().0;
         assert!(e.contains("NaN"), "{e}");
 
+        let mut negative = full.clone();
+        let at = negative
+            .iter()
+            .position(|t| t.0 == "bn1.running_var")
+            .unwrap();
+        let mut var = f32s(8, 0.5);
+        var[8..12].copy_from_slice(&(-1.0f32).to_le_bytes());
+        negative[at].3 = var;
+        let e = import_safetensors(&file(&negative), &m).unwrap_err().0;
+        assert!(
+            e.contains("'bn1.running_var': channel 2 holds the variance -1"),
+            "{e}"
+        );
+
         let mut ints = full.clone();
         let n: usize = ints[1].1.iter().product();
         ints[1] = (ints[1].0, ints[1].1.clone(), Dtype::I32, vec![0; 4 * n]);
@@ -405,7 +432,13 @@ mod round_trip {
                 data: (0..s.shape.iter().product::<usize>())
                     .map(|_| {
                         k += 1.0;
-                        (k * 0.618_034).sin() * 3.0
+                        let v = (k * 0.618_034).sin() * 3.0;
+                        // A variance is never negative (one is refused).
+                        if s.name.ends_with(".running_var") {
+                            v.abs()
+                        } else {
+                            v
+                        }
                     })
                     .collect(),
             })
