@@ -92,6 +92,53 @@ fn real_fashion_mnist() {
     );
 }
 
+/// MNIST and Fashion-MNIST share file names, sizes and format: the files of one read as
+/// the other (a data folder pointing at the wrong set, `LIMPQ_DATA` at MNIST's files for a
+/// Fashion-MNIST run) are refused by their first labels, in full splits only.
+#[test]
+fn the_other_idx_set_is_refused() {
+    if Path::new(FMNIST)
+        .join("t10k-labels-idx1-ubyte.gz")
+        .is_file()
+    {
+        let e = err_text(Dataset::load("mnist", Some(Path::new(FMNIST)), Split::Test));
+        assert!(
+            e.contains("these are fashion-mnist's files")
+                && e.contains("read as mnist; give --data fashion-mnist"),
+            "{e}"
+        );
+    }
+    // MNIST's first labels, in splits of the full size: refused as Fashion-MNIST, read as
+    // MNIST; the same labels in a split of another size are anyone's.
+    let t = TempDir::new("idx-signature");
+    let write = |n: usize, first: &[u8]| {
+        let mut labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        labels[..10].copy_from_slice(first);
+        std::fs::write(
+            t.0.join("t10k-labels-idx1-ubyte"),
+            idx_bytes(&[n as u32], &labels),
+        )
+        .unwrap();
+        std::fs::write(
+            t.0.join("t10k-images-idx3-ubyte"),
+            idx_bytes(&[n as u32, 28, 28], &vec![0; n * 784]),
+        )
+        .unwrap();
+    };
+    let digits = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9];
+    write(10_000, &digits);
+    let e = err_text(Dataset::load("fashion-mnist", Some(&t.0), Split::Test));
+    assert!(e.contains("these are mnist's files"), "{e}");
+    assert_eq!(
+        Dataset::load("mnist", Some(&t.0), Split::Test)
+            .unwrap()
+            .len(),
+        10_000
+    );
+    write(9_999, &digits);
+    assert!(Dataset::load("fashion-mnist", Some(&t.0), Split::Test).is_ok());
+}
+
 #[test]
 fn idx_plain_and_gz_read_the_same() {
     let t = TempDir::new("idx");

@@ -116,7 +116,7 @@ impl DatasetKind {
         match name.to_ascii_lowercase().as_str() {
             "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fmnist" => Ok(Self::FashionMnist),
             "mnist" => Ok(Self::Mnist),
-            "cifar10" | "cifar-10" | "cifar_10" => Ok(Self::Cifar10),
+            n if crate::model::Model::CIFAR10_NAMES.contains(&n) => Ok(Self::Cifar10),
             "folder" | "image-folder" | "imagefolder" => Ok(Self::Folder),
             _ => Err(DataError::Invalid(format!(
                 "unknown dataset {name:?} (expected \"fashion-mnist\", \"mnist\", \"cifar10\", \
@@ -223,6 +223,64 @@ impl DatasetKind {
             return root;
         }
         Path::new(SYSTEM_DATA_DIR).join(self.name())
+    }
+}
+
+/// The first labels of each split of MNIST and Fashion-MNIST: `(dataset, training split's,
+/// test split's)`. Both sets have the same file names, sizes and format, so these are what
+/// tells one from the other.
+const IDX_SIGNATURES: [(DatasetKind, [u8; 10], [u8; 10]); 2] = [
+    (
+        DatasetKind::Mnist,
+        [5, 0, 4, 1, 9, 2, 1, 3, 1, 4],
+        [7, 2, 1, 0, 4, 1, 4, 9, 5, 9],
+    ),
+    (
+        DatasetKind::FashionMnist,
+        [9, 0, 0, 3, 0, 2, 7, 2, 5, 5],
+        [9, 2, 1, 1, 6, 1, 4, 6, 5, 7],
+    ),
+];
+
+/// Refuses the other set's files read as `kind` (`LIMPQ_DATA` pointing straight at MNIST's
+/// files made Fashion-MNIST runs train on digits, with Fashion-MNIST's normalisation and
+/// flips, and record `fashion-mnist`): a full split (60,000 or 10,000 images) whose first
+/// labels are the other set's.
+fn check_not_the_other_idx_set(
+    kind: DatasetKind,
+    split: Split,
+    dir: &Path,
+    labels: &[u8],
+) -> Result<(), DataError> {
+    let full = match split {
+        Split::Train => 60_000,
+        Split::Test => 10_000,
+    };
+    if labels.len() != full {
+        return Ok(());
+    }
+    let first = |s: &(DatasetKind, [u8; 10], [u8; 10])| match split {
+        Split::Train => s.1,
+        Split::Test => s.2,
+    };
+    match IDX_SIGNATURES
+        .iter()
+        .find(|s| s.0 != kind && labels[..10] == first(s))
+    {
+        Some((other, ..)) => Err(DataError::Invalid(format!(
+            "{}: these are {}'s files (their labels begin as its {} split's do), read as {}; \
+             give --data {} or point the data folder at {}'s files",
+            dir.display(),
+            other.name(),
+            match split {
+                Split::Train => "training",
+                Split::Test => "test",
+            },
+            kind.name(),
+            other.name(),
+            kind.name()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -383,7 +441,9 @@ impl Dataset {
         }
         let (images, labels) = match kind {
             DatasetKind::FashionMnist | DatasetKind::Mnist => {
-                idx::load_split(&dir, split, kind.shape())?
+                let (images, labels) = idx::load_split(&dir, split, kind.shape())?;
+                check_not_the_other_idx_set(kind, split, &dir, &labels)?;
+                (images, labels)
             }
             DatasetKind::Cifar10 => cifar::load_split(&dir, split)?,
             DatasetKind::Folder => unreachable!("read by load_for above"),

@@ -323,11 +323,17 @@ impl Model {
         })
     }
 
+    /// The names CIFAR-10 goes by ([`Model::resolve_for_data`]).
+    pub const CIFAR10_NAMES: [&'static str; 3] = ["cifar10", "cifar-10", "cifar_10"];
+
     /// [`Model::resolve`] for training on the data set `data`: `resnet20` (the 1×28×28
-    /// variant) means its 3×32×32 sibling `resnet20-cifar` when `data` is CIFAR. Every
-    /// command, job and pipeline that names a model and a data set resolves it here.
+    /// variant) means its 3×32×32 sibling `resnet20-cifar` when `data` is CIFAR-10 (by one
+    /// of its names, as `data::DatasetKind::parse` takes them; an image folder whose path
+    /// begins with "cifar" is a folder, and its images are read at the model's input).
+    /// Every command, job and pipeline that names a model and a data set resolves it here.
     pub fn resolve_for_data(name_or_path: &str, data: &str) -> Result<Model, ModelError> {
-        let name = if name_or_path == "resnet20" && data.to_ascii_lowercase().starts_with("cifar") {
+        let cifar = Self::CIFAR10_NAMES.contains(&data.to_ascii_lowercase().as_str());
+        let name = if name_or_path == "resnet20" && cifar {
             "resnet20-cifar"
         } else {
             name_or_path
@@ -485,5 +491,15 @@ mod tests {
         assert_eq!(m.name, "small_cnn");
         let e = Model::resolve_for_data("resnet19", "cifar10").unwrap_err();
         assert!(e.to_string().contains("resnet19"), "{e}");
+        // Every name of CIFAR-10 does; an image folder whose path begins with "cifar" is a
+        // folder, read at the model's input however its path is spelled.
+        for cifar in ["cifar-10", "Cifar_10"] {
+            let m = Model::resolve_for_data("resnet20", cifar).unwrap();
+            assert_eq!(m.name, "resnet20-cifar", "{cifar}");
+        }
+        for folder in ["cifarpng", "cifar10-pictures", "./cifarpng"] {
+            let m = Model::resolve_for_data("resnet20", folder).unwrap();
+            assert_eq!(m.name, "resnet20", "{folder}");
+        }
     }
 }
