@@ -179,9 +179,10 @@ pub fn import_safetensors(bytes: &[u8], model: &Model) -> Result<Vec<NamedTensor
         }
         let data = values(&s.name, &t)?;
         // A variance the engine's 1/sqrt(var + eps) cannot take (NaN, which a ReLU after
-        // it turned into 0: wrong logits, silently); import-onnx refuses it alike.
+        // it turned into 0: wrong logits, silently); import-onnx refuses it alike. (Every
+        // value is finite here: `values` refused the others.)
         if s.name.ends_with(".running_var") {
-            if let Some((c, v)) = data.iter().enumerate().find(|(_, v)| !(**v + BN_EPS > 0.0)) {
+            if let Some((c, v)) = data.iter().enumerate().find(|(_, v)| **v + BN_EPS <= 0.0) {
                 return Err(WeightsError(format!(
                     "tensor '{}': channel {c} holds the variance {v}; a running variance \
                      plus the engine's epsilon ({BN_EPS}) must be positive",
