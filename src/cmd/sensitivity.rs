@@ -84,14 +84,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             calib.len()
         ),
     };
-    eprintln!(
-        "sensitivity of {} at bits {:?} on {used} calibration images{left} of {} on {} ({})",
-        model.name,
-        args.bits,
-        calib.kind.name(),
-        gpu.summary.name,
-        gpu.summary.backend
-    );
+    // Fewer images than a batch: the measurement refuses them, naming both.
+    if used > 0 {
+        eprintln!(
+            "sensitivity of {} at bits {:?} on {used} calibration images{left} of {} on {} ({})",
+            model.name,
+            args.bits,
+            calib.kind.name(),
+            gpu.summary.name,
+            gpu.summary.backend
+        );
+    }
     let cfg = SensitivityConfig {
         bits: args.bits.clone(),
         batch: args.batch,
