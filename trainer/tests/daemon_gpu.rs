@@ -368,24 +368,16 @@ fn idx_part(dir: &Path, train: usize, test: usize) -> std::path::PathBuf {
     let from = DatasetKind::FashionMnist.default_dir();
     for (split, prefix, n) in [(Split::Train, "train", train), (Split::Test, "t10k", test)] {
         let ds = Dataset::load("fashion-mnist", Some(&from), split).unwrap();
-        let idx = |dims: &[u32], data: &[u8]| {
-            let mut v = vec![0, 0, 0x08, dims.len() as u8];
-            for d in dims {
-                v.extend_from_slice(&d.to_be_bytes());
-            }
-            v.extend_from_slice(data);
-            v
-        };
         let labels: Vec<u8> = ds.labels[..n].iter().map(|&l| l as u8).collect();
         let images = &ds.images[..n * 28 * 28];
         std::fs::write(
             dir.join(format!("{prefix}-images-idx3-ubyte")),
-            idx(&[n as u32, 28, 28], images),
+            common::idx_bytes(&[n as u32, 28, 28], images),
         )
         .unwrap();
         std::fs::write(
             dir.join(format!("{prefix}-labels-idx1-ubyte")),
-            idx(&[n as u32], &labels),
+            common::idx_bytes(&[n as u32], &labels),
         )
         .unwrap();
     }

@@ -4,7 +4,7 @@
 #![cfg(feature = "gpu")]
 
 mod common;
-use common::TempDir;
+use common::{idx_bytes, TempDir};
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -15,15 +15,6 @@ use limpq_trainer::data::*;
 use limpq_trainer::reference::rng::SeededRng;
 
 const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-
-fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(data);
-    v
-}
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

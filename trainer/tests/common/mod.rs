@@ -258,3 +258,13 @@ pub fn backward_weight_algo(
         _ => ConvAlgo::Direct,
     }
 }
+
+/// An IDX file of unsigned bytes (MNIST's format): the magic, `dims` big-endian, `data`.
+pub fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
