@@ -333,9 +333,10 @@ struct Reader<'m> {
     origins: Vec<(String, String)>,
     /// The image input's batch dimension, when the file fixes it.
     batch: Option<i64>,
-    /// Each Reshape imported as a Flatten, with its target `[b, f]`: checked against the
-    /// input's size per image once the model's shapes are known ([`Reader::finish`]).
-    reshapes: Vec<(String, [f64; 2])>,
+    /// Each Reshape imported as a Flatten, by its index in `nodes` (nodes are only ever
+    /// appended), with its target `[b, f]`: checked against the input's size per image once
+    /// the model's shapes are known ([`Reader::finish`]).
+    reshapes: Vec<(usize, [f64; 2])>,
 }
 
 /// Imports a decoded ONNX model.
@@ -1110,7 +1111,7 @@ impl Reader<'_> {
             }
         };
         let name = self.name_for(n, None);
-        self.reshapes.push((name.clone(), target));
+        self.reshapes.push((self.nodes.len(), target));
         self.push(name.clone(), Op::Flatten, vec![x]);
         self.output(n, name, true)
     }
@@ -1383,20 +1384,21 @@ fn in_node(name: &str, origin: &Origin<'_>, message: String) -> OnnxError {
 fn check_reshapes(
     model: &Model,
     infos: &[NodeInfo],
-    reshapes: &[(String, [f64; 2])],
+    reshapes: &[(usize, [f64; 2])],
     batch: Option<i64>,
     origin: &Origin<'_>,
 ) -> R<()> {
-    for (name, [b, f]) in reshapes {
-        let Some(i) = model.nodes.iter().position(|n| &n.name == name) else {
+    for &(i, [b, f]) in reshapes {
+        let (Some(node), Some(info)) = (model.nodes.get(i), infos.get(i)) else {
             continue;
         };
-        let Some(x) = infos[i].input_shapes.first() else {
+        let name = &node.name;
+        let Some(x) = info.input_shapes.first() else {
             continue;
         };
         let per_image = x.numel() as f64;
-        let rows_ok = *b == 0.0 || *b == -1.0 || batch.is_some_and(|n| n as f64 == *b);
-        let cols_ok = *f == -1.0 || *f == per_image;
+        let rows_ok = b == 0.0 || b == -1.0 || batch.is_some_and(|n| n as f64 == b);
+        let cols_ok = f == -1.0 || f == per_image;
         if !(rows_ok && cols_ok) {
             let batch = match batch {
                 Some(n) => format!("the input's batch is {n}"),
