@@ -307,6 +307,29 @@ def test_folded_bn_kept_as_bias(limpq, tmp_path):
     assert float(np.abs(got - want).max()) <= tolerance(b, want)
 
 
+def test_the_data_set_given_is_checked_and_recorded(limpq, tmp_path):
+    """--data is refused when its images do not fit the model's input, before anything is
+    written; a fitting one is the data set later commands read."""
+    import os
+    import subprocess
+
+    model, _ = resnet_style(False)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    ron, ckpt = tmp_path / "m.ron", tmp_path / "m.ckpt"
+    r = limpq.run("import-onnx", path, "-o", ron, "--weights", ckpt, "--data", "fashion-mnist", expect=2)
+    assert "(1, 28, 28)" in r.stderr and "(3, 32, 32)" in r.stderr, r.stderr
+    assert not ckpt.exists() and not ron.exists()
+    limpq.run("import-onnx", path, "-o", ron, "--weights", ckpt, "--data", "CIFAR-10")
+    # An empty data root: the evaluation stops at the data set the import recorded.
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    env = dict(os.environ, LIMPQ_DATA=str(empty))
+    cmd = [str(limpq.path), "eval", "--ckpt", str(ckpt), "--test-subset", "8"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "cifar10" in r.stderr and "note:" not in r.stderr, r.stderr
+
+
 def test_old_opset_clip_attributes(limpq, tmp_path):
     """Before opset 11 Clip's bounds are attributes."""
     b = Builder(3, False, 10)

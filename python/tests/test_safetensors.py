@@ -129,3 +129,62 @@ def test_a_tensor_that_does_not_fit_is_named(limpq, files):
     r = limpq.run("import-safetensors", d / "missing.safetensors", "--model", model, "-o", d / "x.ckpt", expect=1)
     assert "no tensor 'classifier.weight'" in r.stderr, r.stderr
     assert not (d / "x.ckpt").exists()
+
+
+MODEL28 = """Model(
+    format_version: 1,
+    name: "tiny28",
+    input: (1, 28, 28),
+    classes: 10,
+    nodes: [
+        Node(name: "features.0", op: Conv2d(out_channels: 4, kernel: 3, stride: 2, padding: 1, groups: 1, bias: false), inputs: ["input"]),
+        Node(name: "features.1", op: BatchNorm, inputs: ["features.0"]),
+        Node(name: "features.2", op: Relu, inputs: ["features.1"]),
+        Node(name: "pool", op: GlobalAvgPool, inputs: ["features.2"]),
+        Node(name: "classifier", op: Linear(out_features: 10, bias: true), inputs: ["pool"]),
+    ],
+)
+"""
+
+
+def test_the_data_set_is_recorded_checked_or_said(limpq, tmp_path):
+    """MNIST's and Fashion-MNIST's images have one shape: the data set an import records is
+    the one later commands read, a wrong one is refused, and none recorded is said."""
+    import os
+    import subprocess
+
+    (tmp_path / "m.ron").write_text(MODEL28)
+    rng = np.random.default_rng(0)
+    sd = {
+        "features.0.weight": rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32),
+        "features.1.weight": np.ones(4, np.float32),
+        "features.1.bias": np.zeros(4, np.float32),
+        "features.1.running_mean": np.zeros(4, np.float32),
+        "features.1.running_var": np.ones(4, np.float32),
+        "classifier.weight": rng.normal(0, 0.5, (10, 4)).astype(np.float32),
+        "classifier.bias": np.zeros(10, np.float32),
+    }
+    st.save_file(sd, str(tmp_path / "w.safetensors"))
+    w, m = tmp_path / "w.safetensors", tmp_path / "m.ron"
+    r = limpq.run("import-safetensors", w, "--model", m, "-o", tmp_path / "c.ckpt", "--data", "cifar10", expect=2)
+    assert "(3, 32, 32)" in r.stderr and "tiny28" in r.stderr, r.stderr
+    assert not (tmp_path / "c.ckpt").exists()
+    limpq.run("import-safetensors", w, "--model", m, "-o", tmp_path / "plain.ckpt")
+    limpq.run("import-safetensors", w, "--model", m, "-o", tmp_path / "mnist.ckpt", "--data", "mnist")
+
+    # An empty data root: each evaluation stops at the data set it chose, which its
+    # message names.
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+
+    def evaluate(ckpt):
+        env = dict(os.environ, LIMPQ_DATA=str(empty))
+        cmd = [str(limpq.path), "eval", "--ckpt", str(tmp_path / ckpt), "--test-subset", "8"]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+    r = evaluate("mnist.ckpt")
+    assert r.returncode == 1 and "note:" not in r.stderr, r.stderr
+    assert "mnist" in r.stderr and "fashion-mnist" not in r.stderr, r.stderr
+    r = evaluate("plain.ckpt")
+    assert r.returncode == 1, r.stderr
+    assert "records no data set" in r.stderr and "fashion-mnist" in r.stderr, r.stderr

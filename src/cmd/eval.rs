@@ -81,11 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ckpt = super::ckpt::load_input(&args.ckpt)?;
     limpq_trainer::method::check_not_joint_state(&ckpt)?;
     let name = args.ckpt.display().to_string();
-    let data = match (&args.data, ckpt.meta("data")) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => d.to_string(),
-        (None, None) => "fashion-mnist".to_string(),
-    };
+    let data = super::run_args::data_for(args.data.as_deref(), Some(&ckpt));
     super::run_args::transform_applies(&data, args.transform.as_deref())?;
     let (dir, transform) = super::run_args::folder_args(
         &data,

@@ -52,6 +52,12 @@ pub struct Args {
     /// one per bit-width), or `keep` the bias and train without a BN.
     #[arg(long, value_enum, default_value_t = FoldedBnArg::Reinsert)]
     pub folded_bn: FoldedBnArg,
+    /// The data set the model was trained on (a data set's name, or an image folder's
+    /// path), checked against the model's input and recorded in the checkpoint for later
+    /// commands (default: none recorded; they then read fashion-mnist, with a note, unless
+    /// given --data).
+    #[arg(long)]
+    pub data: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -78,6 +84,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let imported = onnx::import_bytes(&bytes, &opts)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.onnx.display()))?;
     let model = imported.model;
+    let data_meta = match &args.data {
+        Some(d) => super::run_args::import_data_meta(d, &model)?,
+        None => Vec::new(),
+    };
     let ckpt = Checkpoint {
         model: model.clone(),
         seed: 0,
@@ -95,7 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 .into(),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(data_meta)
+        .collect(),
         tensors: imported.tensors,
         origin: None,
     };

@@ -24,8 +24,9 @@ pub struct Args {
     /// A built-in model or MODEL.ron whose layer names match the state_dict's.
     #[arg(long)]
     pub model: String,
-    /// The data set the weights were trained on, recorded for later commands (default:
-    /// none recorded: they then assume fashion-mnist unless told).
+    /// The data set the weights were trained on (a data set's name, or an image folder's
+    /// path), checked against the model's input and recorded for later commands (default:
+    /// none recorded; they then read fashion-mnist, with a note, unless given --data).
     #[arg(long)]
     pub data: Option<String>,
     /// The checkpoint to write.
@@ -45,6 +46,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(d) => Model::resolve_for_data(&args.model, d)?,
         None => Model::resolve(&args.model)?,
     };
+    let data_meta = match &args.data {
+        Some(d) => super::run_args::import_data_meta(d, &model)?,
+        None => Vec::new(),
+    };
     let bytes = limpq_io::files::read_regular(&args.weights, MAX_WEIGHTS)?;
     let tensors = limpq_trainer::weights::import_safetensors(&bytes, &model)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.weights.display()))?;
@@ -55,9 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.weights.display().to_string(),
         ),
     ];
-    if let Some(d) = &args.data {
-        meta.push(("data".to_string(), d.clone()));
-    }
+    meta.extend(data_meta);
     let n: usize = tensors.iter().map(|t| t.data.len()).sum();
     let ckpt = Checkpoint {
         model: model.clone(),

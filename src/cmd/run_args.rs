@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use limpq_trainer::checkpoint::Checkpoint;
+use limpq_trainer::model::Model;
 use limpq_trainer::data::{
     DataSource, Dataset, Split, Transform, META_DATA_DIR, META_TRANSFORM, TEST_SUBSET_SEED,
 };
@@ -149,13 +150,9 @@ impl RunArgs {
         })
     }
 
-    /// The dataset: `--data`, else the checkpoint's, else Fashion-MNIST.
+    /// The dataset: `--data`, else the checkpoint's, else Fashion-MNIST ([`data_for`]).
     pub fn data_name(&self, ckpt: Option<&Checkpoint>) -> String {
-        match (&self.data, ckpt.and_then(|c| c.meta("data"))) {
-            (Some(d), _) => d.clone(),
-            (None, Some(d)) => d.to_string(),
-            (None, None) => "fashion-mnist".to_string(),
-        }
+        data_for(self.data.as_deref(), ckpt)
     }
 
     /// The training split (`--subset`, drawn with `--subset-seed`, else `--seed`) and the
@@ -200,6 +197,66 @@ impl RunArgs {
             meta.push(("subset_seed".into(), s.to_string()));
         }
         meta
+    }
+}
+
+/// The data set of a command: `flag` (its --data), else the one the input checkpoint
+/// records, else Fashion-MNIST. An import records none unless given `--data`, and MNIST's
+/// images have Fashion-MNIST's shape, so nothing else would tell a wrong default: a
+/// checkpoint that records none gets a note on stderr.
+pub fn data_for(flag: Option<&str>, ckpt: Option<&Checkpoint>) -> String {
+    match (flag, ckpt.and_then(|c| c.meta("data"))) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => {
+            if ckpt.is_some() {
+                eprintln!(
+                    "note: the input checkpoint records no data set (an import without --data): \
+                     reading fashion-mnist; --data names another"
+                );
+            }
+            "fashion-mnist".to_string()
+        }
+    }
+}
+
+/// What an import records of `--data` for later commands: the data set's own name, refused
+/// when its images do not fit `model` (shape, classes); or an image folder's path (a folder
+/// holding `train/`), recorded as `limpq train` records one. `model` must take the folder's
+/// images at its input: they are read at that size.
+pub fn import_data_meta(data: &str, model: &Model) -> anyhow::Result<Vec<(String, String)>> {
+    use limpq_trainer::data::DatasetKind;
+    match DatasetKind::parse(data) {
+        Ok(DatasetKind::Folder) => Err(super::out::usage(
+            "--data folder: give the image folder's path (the folder holding train/) instead",
+        )),
+        Ok(kind) => {
+            if kind.shape() != model.input || kind.classes() > model.classes {
+                return Err(super::out::usage(format!(
+                    "--data {data}: its images are {:?} in {} classes; model '{}' takes {:?} \
+                     in {} classes",
+                    kind.shape(),
+                    kind.classes(),
+                    model.name,
+                    model.input,
+                    model.classes
+                )));
+            }
+            Ok(vec![("data".into(), kind.name().into())])
+        }
+        Err(e) => {
+            let root = Path::new(data);
+            if !root.join("train").is_dir() {
+                return Err(super::out::usage(format!(
+                    "--data: {e}; {data} is no folder holding train/"
+                )));
+            }
+            let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+            Ok(vec![
+                ("data".into(), DatasetKind::Folder.name().into()),
+                (META_DATA_DIR.into(), root.display().to_string()),
+            ])
+        }
     }
 }
 
@@ -316,4 +373,43 @@ pub fn load_splits(
             TEST_SUBSET_SEED,
         )?),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(input: (usize, usize, usize), classes: usize) -> Model {
+        let mut m = Model::resolve("small_cnn").unwrap();
+        m.input = input;
+        m.classes = classes;
+        m
+    }
+
+    #[test]
+    fn an_import_records_a_data_set_that_fits_its_model() {
+        let mnist_like = model((1, 28, 28), 10);
+        assert_eq!(
+            import_data_meta("FMNIST", &mnist_like).unwrap(),
+            [("data".to_string(), "fashion-mnist".to_string())]
+        );
+        let e = import_data_meta("cifar10", &mnist_like).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("(3, 32, 32)") && s.contains("(1, 28, 28)"), "{s}");
+        // Fewer classes than the data set's labels.
+        let e = import_data_meta("mnist", &model((1, 28, 28), 5)).unwrap_err();
+        assert!(e.to_string().contains("10 classes"), "{e}");
+        assert!(import_data_meta("folder", &mnist_like).is_err());
+        let e = import_data_meta("/no/such/folder", &mnist_like).unwrap_err();
+        assert!(e.to_string().contains("no folder holding train/"), "{e}");
+
+        // An image folder: recorded as `limpq train` records one, with its absolute path.
+        let root = std::env::temp_dir().join(format!("limpq-import-data-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("train")).unwrap();
+        let meta = import_data_meta(root.to_str().unwrap(), &model((3, 64, 64), 4)).unwrap();
+        assert_eq!(meta[0], ("data".to_string(), "folder".to_string()));
+        assert_eq!(meta[1].0, META_DATA_DIR);
+        assert!(Path::new(&meta[1].1).is_absolute(), "{meta:?}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

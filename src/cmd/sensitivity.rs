@@ -54,11 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Before the measurements: they must not end by failing to write.
     limpq_io::files::check_writable(&args.output)?;
     let init = super::ckpt::load_input(&args.init)?;
-    let data = match (&args.data, init.meta("data")) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => d.to_string(),
-        (None, None) => "fashion-mnist".to_string(),
-    };
+    let data = super::run_args::data_for(args.data.as_deref(), Some(&init));
     let model = limpq_trainer::model::Model::resolve_for_data(&args.model, &data)?;
     let (dir, transform) =
         super::run_args::folder_args(&data, args.data_dir.as_deref(), None, Some(&init))?;

@@ -59,8 +59,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(p) => Some(super::ckpt::load_input(p)?),
         None => None,
     };
-    let model = Model::resolve_for_data(&args.model, &args.run.data_name(init.as_ref()))?;
     let data = args.run.data_name(init.as_ref());
+    let model = Model::resolve_for_data(&args.model, &data)?;
     let (train_ds, test_ds) = args.run.splits(&data, model.input, init.as_ref())?;
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     eprintln!(
