@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use limpq_trainer::checkpoint::Checkpoint;
-use limpq_trainer::model::Model;
 use limpq_trainer::data::{
     DataSource, Dataset, Split, Transform, META_DATA_DIR, META_TRANSFORM, TEST_SUBSET_SEED,
 };
+use limpq_trainer::model::Model;
 use limpq_trainer::schedule::LrSchedule;
 use limpq_trainer::train::RunConfig;
 
@@ -395,7 +395,10 @@ mod tests {
         );
         let e = import_data_meta("cifar10", &mnist_like).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("(3, 32, 32)") && s.contains("(1, 28, 28)"), "{s}");
+        assert!(
+            s.contains("(3, 32, 32)") && s.contains("(1, 28, 28)"),
+            "{s}"
+        );
         // Fewer classes than the data set's labels.
         let e = import_data_meta("mnist", &model((1, 28, 28), 5)).unwrap_err();
         assert!(e.to_string().contains("10 classes"), "{e}");

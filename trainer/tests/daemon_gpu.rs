@@ -87,7 +87,7 @@ fn train_then_eval_through_the_daemon() {
     assert_eq!(history.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 2]);
 
     let eval = EvalJob {
-        ckpt: ckpt_path,
+        ckpt: ckpt_path.clone(),
         data: None,
         data_dir: None,
         subset: Some(64),
@@ -104,6 +104,30 @@ fn train_then_eval_through_the_daemon() {
         (acc - history[1].4).abs() < 1e-9,
         "eval {acc} vs train's test acc {}",
         history[1].4
+    );
+    let log = std::fs::read_to_string(dir.0.join(format!("state/jobs/{e}/log.txt"))).unwrap();
+    assert!(!log.contains("records no data set"), "{log}");
+
+    // A checkpoint that records no data set (an import's): the same images, said in the log.
+    let mut bare = Checkpoint::load(&ckpt_path).unwrap();
+    bare.meta.retain(|(k, _)| k != "data");
+    let bare_path = dir.0.join("bare.ckpt");
+    bare.save(&bare_path).unwrap();
+    let eval = EvalJob {
+        ckpt: bare_path,
+        data: None,
+        data_dir: None,
+        subset: Some(64),
+        batch: 32,
+    };
+    let e = c.submit(spec(JobKind::Eval(eval))).unwrap();
+    let fin = c.watch(e, |_| {}).unwrap();
+    assert_eq!(fin.state, JobState::Done, "{fin:?}");
+    assert_eq!(eval_accuracy(&fin.output_dir), acc);
+    let log = std::fs::read_to_string(dir.0.join(format!("state/jobs/{e}/log.txt"))).unwrap();
+    assert!(
+        log.contains("records no data set") && log.contains("fashion-mnist"),
+        "{log}"
     );
     h.shutdown().unwrap();
 }

@@ -198,6 +198,22 @@ fn gpu(ctx: &mut JobContext<'_>) -> Result<Gpu, String> {
     Ok(g)
 }
 
+/// The data set of a job that starts from `ckpt`: the job's (`given`), else the one the
+/// checkpoint records, else fashion-mnist. An import records none unless told, and MNIST's
+/// images have Fashion-MNIST's shape: the default is then said in the job's log.
+fn job_data(ctx: &mut JobContext<'_>, given: Option<&str>, ckpt: Option<&Checkpoint>) -> String {
+    if let Some(d) = given.or_else(|| ckpt.and_then(|c| c.meta("data"))) {
+        return d.to_string();
+    }
+    if ckpt.is_some() {
+        ctx.log(
+            "note: the input checkpoint records no data set (an import without --data): \
+             reading fashion-mnist; the job's `data` names another",
+        );
+    }
+    default_data()
+}
+
 pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
     let run = job.config();
     let current = ctx.checkpoint_dir.join("current.ckpt");
@@ -214,11 +230,10 @@ pub fn run_train(job: &TrainJob, ctx: &mut JobContext<'_>) -> Result<Outcome, St
     };
     // The data set is the job's, else the one the run (or its init) was trained on, as
     // `limpq train --init` takes it.
-    let data = job.data_name(
-        resume
-            .as_ref()
-            .or(init.as_ref())
-            .and_then(|c| c.meta("data")),
+    let data = job_data(
+        ctx,
+        job.data.data.as_deref(),
+        resume.as_ref().or(init.as_ref()),
     );
     let model = resolve_model("train.model", &job.model, &data)?;
     if let Some(ck) = &resume {
@@ -314,11 +329,7 @@ pub fn run_eval(job: &EvalJob, ctx: &mut JobContext<'_>) -> Result<Outcome, Stri
         ..Progress::default()
     });
     let ckpt = Checkpoint::load(&job.ckpt).map_err(|e| e.to_string())?;
-    let data = match (&job.data, ckpt.meta("data")) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => d.to_string(),
-        (None, None) => default_data(),
-    };
+    let data = job_data(ctx, job.data.as_deref(), Some(&ckpt));
     let test = load_split(
         &data,
         job.data_dir.as_deref(),
@@ -456,7 +467,7 @@ pub fn run_pipeline(job: &PipelineJob, ctx: &mut JobContext<'_>) -> Result<Outco
 /// every epoch and at a stop with the exact position; a resumed job continues from it.
 pub fn run_indicators(job: &IndicatorsJob, ctx: &mut JobContext<'_>) -> Result<Outcome, String> {
     let init = Checkpoint::load(&job.ckpt).map_err(|e| e.to_string())?;
-    let data = job.data.name(init.meta("data"));
+    let data = job_data(ctx, job.data.data.as_deref(), Some(&init));
     let model = resolve_model("indicators.model", &job.model, &data)?;
     let state = ctx.checkpoint_dir.join("joint.ckpt");
     let resume = resume_from(ctx, &state)?;
@@ -547,7 +558,7 @@ pub fn run_finetune(job: &FinetuneJob, ctx: &mut JobContext<'_>) -> Result<Outco
         }
         None => None,
     };
-    let data = job.data.name(init.meta("data"));
+    let data = job_data(ctx, job.data.data.as_deref(), Some(&init));
     let state = ctx.checkpoint_dir.join("current.ckpt");
     let resume = resume_from(ctx, &state)?;
     let (train_ds, test_ds) = load_splits(&data, &job.data)?;
