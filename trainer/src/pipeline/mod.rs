@@ -1218,7 +1218,7 @@ pub fn run(
         test_images,
         fp32,
         budgets,
-        settings: settings(job),
+        settings: settings(job, train_images),
         notes: plan
             .skipped
             .iter()
@@ -1328,7 +1328,9 @@ fn epochs(n: usize) -> String {
     }
 }
 
-fn settings(job: &Job) -> Vec<String> {
+/// The report's settings lines; `train_images`: the training images the run read (the
+/// measured sensitivity's calibration draws from them).
+fn settings(job: &Job, train_images: usize) -> Vec<String> {
     let mut s = Vec::new();
     let pre = job.pretrain.config(0);
     let joint = job.joint.config(0).run;
@@ -1366,10 +1368,8 @@ fn settings(job: &Job) -> Vec<String> {
         match job.search {
             Search::Sensitivity => format!(
                 "measured sensitivity ({} calibration images) with alpha {}",
-                // Whole batches of them (the whole split: taken to hold them all).
-                job.sensitivity
-                    .calibration(job.data.train.unwrap_or(usize::MAX))
-                    .2,
+                // Whole batches of those drawn from the run's training images.
+                job.sensitivity.calibration(train_images).2,
                 policies::SENSITIVITY_ALPHA
             ),
             Search::Learned => format!("learned step sizes with alpha {}", job.alpha),
@@ -1522,6 +1522,33 @@ mod tests {
         };
         assert_eq!(spec.calibration(usize::MAX), (1000, 256, 768));
         assert_eq!(spec.calibration(0), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_settings_count_the_calibration_images_the_run_had() {
+        // No `data.train`: the whole split, which here holds fewer images than `images`.
+        let job = super::Job::from_ron_str(
+            "Job(model: \"small_cnn\", data: (name: \"fashion-mnist\"), seeds: [0], \
+             pretrain: (epochs: 1), joint: (bits: [2, 4], epochs: 1), budgets: [\"w4a4\"], \
+             finetune: (epochs: 1), sensitivity: (images: 1024, batch: 256), output: \"x\")",
+        )
+        .unwrap();
+        let line = |train| {
+            super::settings(&job, train)
+                .into_iter()
+                .find(|l| l.starts_with("search:"))
+                .unwrap()
+        };
+        assert!(
+            line(600).contains("(512 calibration images)"),
+            "{}",
+            line(600)
+        );
+        assert!(
+            line(60_000).contains("(1024 calibration images)"),
+            "{}",
+            line(60_000)
+        );
     }
 
     #[test]
