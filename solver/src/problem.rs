@@ -1634,14 +1634,15 @@ pub struct Ilp {
 ///
 /// An integral row (BitOps, bits) is counted exactly: compile refuses one that can reach
 /// 2^53, so its values and every sum of them are exact integers, and the exact search
-/// scales rows by powers of two, which keeps them exact. Half a unit then admits a policy
-/// exactly at its budget and none a unit over it. (A tolerance relative to the budget,
-/// as extra rows have, let a policy over a budget of 4e14 BitOps by one through.)
+/// scales rows by powers of two, which keeps them exact. It needs no tolerance. (A
+/// tolerance relative to the budget, as extra rows have, let a policy over a budget of
+/// 4e14 BitOps by one through; half a unit did above 2^52, where an odd budget plus a half
+/// rounds up to the next integer.)
 ///
 /// An extra row's values are any reals: its tolerance is above f64 round-off of a sum.
 pub(crate) fn tol(kind: RowKind, cap: f64) -> f64 {
     match kind {
-        RowKind::BitOps | RowKind::Size => 0.5,
+        RowKind::BitOps | RowKind::Size => 0.0,
         RowKind::Extra(_) => {
             let a = if cap < 0.0 { -cap } else { cap };
             1e-9 + a * 1e-12

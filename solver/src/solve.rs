@@ -174,7 +174,9 @@ impl Compiled {
         let lo = match exact::solve(&by_bitops, others.len(), &ocaps, &otols, None, None, opts) {
             Exact::Infeasible => return Err(self.infeasible(&caps)),
             Exact::Unfinished => return Err(limit_reached(opts)),
-            Exact::Solved(o) => (o.objective + 0.5) as u64,
+            // An exact integer (sums of integers below 2^53): adding a half before the
+            // cast rounded an odd sum above 2^52 up to the next even one.
+            Exact::Solved(o) => o.objective as u64,
         };
         let full = &self.full;
         let mut hi = 0u64;
@@ -306,7 +308,12 @@ impl Compiled {
             Usage {
                 name: String::from("BitOps"),
                 used: bitops as f64,
-                budget: budget_of(RowKind::BitOps).filter(|&b| b < u64::MAX as f64),
+                // The policy's budget, as a number: from the f64 row, a budget within 1024 of
+                // u64::MAX rounded to 2^64 and was dropped as "none".
+                budget: self
+                    .bitops_budget
+                    .filter(|&b| b != u64::MAX)
+                    .map(|b| b as f64),
             },
             Usage {
                 name: String::from("size"),
