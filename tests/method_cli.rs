@@ -185,6 +185,128 @@ fn indicators_solve_finetune_eval() {
         "50",
     ]);
     refused_with(&out2, &["layer 'conv2': the checkpoint was finetuned at"]);
+    // infer refuses it alike (it computed logits with the W-old steps at the new bits).
+    let x = tmp("x.npy");
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 28, 28), }";
+    let header = format!("{header:<117}\n");
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    npy.extend(std::iter::repeat_n(0u8, 4 * 28 * 28));
+    std::fs::write(&x, npy).unwrap();
+    let infer = |policy: &str| {
+        limpq(&[
+            "infer",
+            q,
+            "--policy",
+            policy,
+            "--input",
+            x.to_str().unwrap(),
+            "--output",
+            tmp("logits.npy").to_str().unwrap(),
+        ])
+    };
+    let inferred = infer(pol);
+    assert!(
+        inferred.status.success(),
+        "infer at its policy: {}",
+        stderr(&inferred)
+    );
+    refused_with(
+        &infer(pol2),
+        &["layer 'conv2': the checkpoint was finetuned at"],
+    );
+    // A policy that names a layer twice (finetune took the first entry, an ONNX Runtime
+    // export the last), or that was written for another model, is refused by every reader.
+    let mut twice =
+        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
+    let mut again = twice
+        .layers
+        .iter()
+        .find(|l| l.name == "conv2")
+        .unwrap()
+        .clone();
+    again.weight = 8;
+    twice.layers.push(again);
+    let twice_path = tmp("twice.ron");
+    std::fs::write(&twice_path, twice.to_ron_string()).unwrap();
+    let twice_path = twice_path.to_str().unwrap();
+    let mut foreign =
+        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
+    foreign.model = "another".into();
+    let foreign_path = tmp("foreign.ron");
+    std::fs::write(&foreign_path, foreign.to_ron_string()).unwrap();
+    let foreign_path = foreign_path.to_str().unwrap();
+    for args in [
+        vec!["eval", "--ckpt", q, "--policy", twice_path],
+        vec!["export", twice_path, "--format", "csv"],
+        vec![
+            "finetune",
+            "--ckpt",
+            fp,
+            "--policy",
+            twice_path,
+            "--epochs",
+            "0",
+            "-o",
+            tmp("q-twice.ckpt").to_str().unwrap(),
+        ],
+    ] {
+        refused_with(
+            &limpq(&args),
+            &[twice_path, "layer 'conv2' is listed twice"],
+        );
+    }
+    refused_with(&infer(twice_path), &["layer 'conv2' is listed twice"]);
+    let eval_foreign = limpq(&[
+        "eval",
+        "--ckpt",
+        q,
+        "--policy",
+        foreign_path,
+        "--data-dir",
+        FMNIST,
+    ]);
+    refused_with(&eval_foreign, &["the policy is for model 'another'"]);
+    refused_with(&infer(foreign_path), &["the policy is for model 'another'"]);
+    // A bit-width the trainer cannot run is refused with the file and the layer, by
+    // finetune before any data is read, and by the runtime tables of a built-in model.
+    let mut one_bit =
+        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
+    one_bit
+        .layers
+        .iter_mut()
+        .find(|l| l.name == "conv2")
+        .unwrap()
+        .act = 1;
+    let one_bit_path = tmp("one-bit.ron");
+    std::fs::write(&one_bit_path, one_bit.to_ron_string()).unwrap();
+    let one_bit_path = one_bit_path.to_str().unwrap();
+    for args in [
+        vec!["export", one_bit_path, "--format", "tensorrt"],
+        vec![
+            "finetune",
+            "--ckpt",
+            fp,
+            "--policy",
+            one_bit_path,
+            "--epochs",
+            "0",
+            "--data-dir",
+            "/nonexistent",
+            "-o",
+            tmp("q-one.ckpt").to_str().unwrap(),
+        ],
+    ] {
+        refused_with(
+            &limpq(&args),
+            &[
+                one_bit_path,
+                "policy layer 'conv2' at W",
+                "A1: bit-width 1 outside 2..=16",
+            ],
+        );
+    }
     let q2 = tmp("q2.ckpt");
     let out2 = limpq(&[
         "finetune",

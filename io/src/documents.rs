@@ -26,18 +26,33 @@ fn read_solver_document<T>(
     parse: impl FnOnce(&str, Format) -> Result<T, limpq_solver::Error>,
 ) -> Result<T, FileError> {
     files::read_document_with(path, |text, format| {
-        parse(text, format).map_err(|e| match e {
-            limpq_solver::Error::Parse { message, .. } => message,
-            other => other.to_string(),
-        })
+        parse(text, format).map_err(solver_message)
     })
 }
 
-/// Reads a policy (`limpq solve`).
+fn solver_message(e: limpq_solver::Error) -> String {
+    match e {
+        limpq_solver::Error::Parse { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// Reads a policy (`limpq solve`, and every command that quantizes at one). A layer named
+/// twice is refused: the commands took one entry or the other (finetune the first, an ONNX
+/// Runtime export the last) without a word.
 pub fn read_policy(path: &Path) -> Result<Policy, FileError> {
-    read_solver_document(path, |text, format| match format {
-        Format::Json => Policy::from_json_str(text),
-        Format::Ron => Policy::from_ron_str(text),
+    files::read_document_with(path, |text, format| {
+        let policy = match format {
+            Format::Json => Policy::from_json_str(text),
+            Format::Ron => Policy::from_ron_str(text),
+        }
+        .map_err(solver_message)?;
+        let mut names: Vec<&str> = policy.layers.iter().map(|l| l.name.as_str()).collect();
+        names.sort_unstable();
+        match names.windows(2).find(|w| w[0] == w[1]) {
+            Some(w) => Err(format!("layer '{}' is listed twice", w[0])),
+            None => Ok(policy),
+        }
     })
 }
 

@@ -103,7 +103,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?);
     check_data(&ckpt.model, &test)?;
     let policy = match &args.policy {
-        Some(p) => Some(limpq_io::documents::read_policy(p)?),
+        Some(p) => {
+            let policy = limpq_io::documents::read_policy(p)?;
+            // The policy's own faults name its file, before the data and the GPU.
+            let named = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", p.display());
+            limpq_trainer::method::check_policy_model(&policy, &ckpt.model)
+                .map_err(|e| named(&e))?;
+            limpq_trainer::engine::QuantSpec::policy(&ckpt.model, &policy)
+                .map_err(|e| named(&e))?;
+            Some(policy)
+        }
         None => checkpoint_policy(&ckpt).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
     };
     if args.recalibrate_bn.is_some() && policy.is_none() {

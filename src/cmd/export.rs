@@ -219,6 +219,14 @@ fn export_format(args: &Args, format: Format) -> anyhow::Result<()> {
     // importer: they are the node names of limpq's own `--onnx` export, not of the float
     // model the user started from, where TensorRT would match none of them.
     let builtin = limpq_trainer::model::BUILTIN_NAMES.contains(&policy.model.as_str());
+    if builtin {
+        // The model is known: its layers and bits are checked as finetune checks them (a
+        // layer missing, one it does not have, a bit-width the trainer cannot run), where
+        // the table was written with whatever the policy said.
+        let m = limpq_trainer::model::Model::resolve(&policy.model)?;
+        limpq_trainer::engine::QuantSpec::policy(&m, &policy)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+    }
     if format == RuntimeFormat::TensorRt && model.is_none() && !builtin {
         eprintln!(
             "note: the layer names are the policy's, which are the node names of `limpq \

@@ -73,6 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             model.name
         );
     }
+    // Before the data and the GPU: every layer's bits, named with the file (the library
+    // refuses it too, later, without the file).
+    limpq_trainer::engine::QuantSpec::policy(&model, &policy)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.policy.display()))?;
     // A checkpoint finetuned at other bits: the layers whose bits change start their step
     // sizes afresh (the library's rule); say which.
     let changes = limpq_trainer::method::policy_changes(&init, &policy)

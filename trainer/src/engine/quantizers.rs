@@ -112,7 +112,12 @@ impl QuantSpec {
                     )))
                 }
             };
-            check_bits(&[v.0, v.1])?;
+            check_bits(&[v.0, v.1]).map_err(|e| {
+                EngineError::Input(format!(
+                    "policy layer '{}' at W{}A{}: {e}",
+                    l.name, v.0, v.1
+                ))
+            })?;
             layers.push((l.name, vec![v]));
         }
         let known: HashSet<&str> = layers.iter().map(|(n, _)| n.as_str()).collect();
@@ -134,7 +139,7 @@ fn check_bits(bits: &[u32]) -> Result<(), EngineError> {
     }
     if let Some(b) = bits.iter().find(|b| !(2..=16).contains(*b)) {
         return Err(EngineError::Input(format!(
-            "bit-width {b} outside 2..=16 (LSQ needs at least 2 bits for signed weights)"
+            "bit-width {b} outside 2..=16 (LSQ needs at least 2 bits for signed values)"
         )));
     }
     Ok(())

@@ -370,12 +370,7 @@ impl<'a> Graph<'a> {
 /// The bits of every conv/linear layer at `policy` (fixed layers it leaves out at 8/8),
 /// refused when a layer needs more than [`MAX_EXPORT_BITS`].
 fn export_bits(model: &Model, policy: &Policy) -> Result<Vec<(String, u32, u32)>, MethodError> {
-    if policy.model != model.name {
-        return Err(MethodError::Config(format!(
-            "the policy is for model '{}', the checkpoint holds '{}'",
-            policy.model, model.name
-        )));
-    }
+    super::check_policy_model(policy, model)?;
     let spec = QuantSpec::policy(model, policy)?;
     let mut out = Vec::new();
     for (name, v) in spec.layers {

@@ -38,6 +38,9 @@ pub fn infer_logits(
     };
     let mut net = match policy {
         Some(p) => {
+            // As `limpq eval --policy`: the model's policy, at the bits it was finetuned at.
+            super::check_policy_model(p, model)?;
+            super::check_finetuned_policy(ckpt, p)?;
             let spec = QuantSpec::policy(model, p)?;
             let mut net = Network::new_quantized(gpu, model, cfg, &spec)?;
             net.import_state(&ckpt.tensors, false).map_err(|e| {

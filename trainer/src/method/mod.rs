@@ -270,6 +270,18 @@ pub fn policy_changes(ckpt: &Checkpoint, policy: &Policy) -> Result<Vec<BitsChan
         .collect())
 }
 
+/// A policy written for another model is refused (its layers may still match by name,
+/// e.g. two ResNets of one family).
+pub fn check_policy_model(policy: &Policy, model: &Model) -> Result<(), MethodError> {
+    if policy.model != model.name {
+        return Err(MethodError::Config(format!(
+            "the policy is for model '{}', the checkpoint holds '{}'",
+            policy.model, model.name
+        )));
+    }
+    Ok(())
+}
+
 /// An error for the first of [`policy_changes`]: a checkpoint's step sizes are those of the
 /// bits it was finetuned at, and evaluating or exporting it at others is not that model.
 pub fn check_finetuned_policy(ckpt: &Checkpoint, policy: &Policy) -> Result<(), MethodError> {
@@ -391,6 +403,7 @@ pub fn quantized_eval_network<'g>(
     if batch == 0 {
         return Err(MethodError::Config("batch size must be positive".into()));
     }
+    check_policy_model(policy, model)?;
     check_finetuned_policy(ckpt, policy)?;
     let spec = QuantSpec::policy(model, policy)?;
     let batch = match recalibrate {
