@@ -103,7 +103,8 @@ pub struct Policy {
     pub layers: Vec<LayerBits>,
     /// Objective value: Σ act_scale + α · weight_scale over searched layers.
     pub objective: f64,
-    /// BitOps of the policy (MACs · weight bits · act bits), over the layers named in `bitops_counted`.
+    /// BitOps of the policy (MACs · weight bits · act bits) over the searched layers (fixed
+    /// layers are not counted: their BitOps are the same in every policy).
     pub bitops: u64,
     /// Weight storage of the whole model in bits, fixed layers at their fixed bits.
     pub weight_bits_total: u64,
