@@ -1,10 +1,15 @@
-// Batch-norm statistics, stage 1. Workgroup (chunk = wid.x, channel = wid.y) sums, over
-// elements chunk*4096 .. +4096 of the channel's m = n*hw values (element i is x[n', ch, j]
-// with n' = i / hw, j = i % hw), the shifted values x - K and (x - K)^2, K = x[0, ch, 0].
-// Thread t takes elements t, t + 256, ... of the chunk (coalesced), then a fixed tree in
-// workgroup memory. partials[(ch * chunks + chunk) * 2 + {0, 1}] = the two sums; chunk 0
-// also writes the shift, partials[2 * c * chunks + ch] = K (synchronised BN combines the
-// ranks' sums on the host and needs each rank's K).
+// Batch-norm statistics, stage 1. Workgroup (chunk = wid.x, channel = wid.y) takes
+// elements chunk*4096 .. +4096 of the channel's m = n*hw values (element i is
+// x[n', ch, j] with n' = i / hw, j = i % hw) and writes the chunk's mean and its sum of
+// squared deviations from that mean (M2), in two passes over the chunk:
+//   1. mean = K + sum(x - K) / count, K = the chunk's first element;
+//   2. M2 = sum((x - mean)^2).
+// Each is a sum of terms of the data's own spread, so no cancellation: one pass of
+// sum((x - K)^2) - (sum(x - K))^2 / count lost the variance to f32 rounding when K, one
+// sample, was far from the mean (a zero-padded corner, a rare large activation).
+// partials[(ch * chunks + chunk) * 2 + {0, 1}] = (mean, M2); the finalize kernel merges
+// the chunks (Chan's update). Thread t takes elements t, t + 256, ... of the chunk
+// (coalesced), then a fixed tree in workgroup memory.
 
 struct Params {
     n: u32,
@@ -34,34 +39,43 @@ var<workgroup> s2: array<f32, 256>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let chunk = wid.x;
     let ch = wid.y;
-    let shift = x[ch * p.hw];
     let start = chunk * CHUNK;
     let end = min(start + CHUNK, p.m);
+    let first = start / p.hw;
+    let shift = x[(first * p.c + ch) * p.hw + (start - first * p.hw)];
     var a = 0.0;
-    var b = 0.0;
     for (var i = start + t; i < end; i += 256u) {
         let img = i / p.hw;
         let j = i - img * p.hw;
-        let v = x[(img * p.c + ch) * p.hw + j] - shift;
-        a += v;
-        b += v * v;
+        a += x[(img * p.c + ch) * p.hw + j] - shift;
     }
     s1[t] = a;
-    s2[t] = b;
     workgroupBarrier();
     for (var stride = 128u; stride > 0u; stride >>= 1u) {
         if t < stride {
             s1[t] += s1[t + stride];
+        }
+        workgroupBarrier();
+    }
+    let mean = shift + s1[0] / f32(end - start);
+    var b = 0.0;
+    for (var i = start + t; i < end; i += 256u) {
+        let img = i / p.hw;
+        let j = i - img * p.hw;
+        let d = x[(img * p.c + ch) * p.hw + j] - mean;
+        b += d * d;
+    }
+    s2[t] = b;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if t < stride {
             s2[t] += s2[t + stride];
         }
         workgroupBarrier();
     }
     if t == 0u {
         let o = (ch * p.chunks + chunk) * 2u;
-        partials[o] = s1[0];
+        partials[o] = mean;
         partials[o + 1u] = s2[0];
-        if chunk == 0u {
-            partials[2u * p.c * p.chunks + ch] = shift;
-        }
     }
 }

@@ -350,6 +350,73 @@ fn check_bn(gpu: &Gpu, n: usize, c: usize, hw: usize) {
     );
 }
 
+/// A channel whose first value is far from the others (a zero-padded corner, a rare large
+/// activation): the statistics summed x − K and (x − K)² with K that first value, and the
+/// f32 subtraction of the squares lost the variance, by ~1e-7 · (mean − K)² / var
+/// relative (here ~4e-3). Chunk means and squared deviations from them lose nothing.
+#[test]
+fn batch_norm_statistics_with_a_far_first_value() {
+    let Some(gpu) = gpu_or_skip("batch_norm") else {
+        return;
+    };
+    // 4 images × 16,384 values a channel: 16 chunks of 4,096.
+    let (n, c, hw) = (4, 2, 16_384);
+    let mut rng = SeededRng::new(91);
+    let mut x: Vec<f32> = (0..n * c * hw)
+        .map(|_| 10.0 + rng.uniform(-0.05, 0.05))
+        .collect();
+    for ch in 0..c {
+        x[ch * hw] = 0.0;
+    }
+    let d = Nchw::new(n, c, hw, 1);
+    let gamma = vec![1.0f32; c];
+    let beta = vec![0.0f32; c];
+    let (mut rm, mut rv) = (vec![0.0f32; c], vec![1.0f32; c]);
+    let (_, saved) = reference::batch_norm_train_forward(
+        &d,
+        &x,
+        &gamma,
+        &beta,
+        &mut rm,
+        &mut rv,
+        BatchNormConfig::default(),
+    );
+    let shape = BnShape::new(n, c, hw);
+    let (tx, ty) = (up(gpu, &x), poisoned(gpu, x.len()));
+    let (tg, tb) = (up(gpu, &gamma), up(gpu, &beta));
+    let (trm, trv) = (up(gpu, &[0.0; 2]), up(gpu, &[1.0; 2]));
+    let (tsm, tsi) = (poisoned(gpu, c), poisoned(gpu, c));
+    let t = BnTensors {
+        gamma: &tg,
+        beta: &tb,
+        running_mean: &trm,
+        running_var: &trv,
+        saved_mean: &tsm,
+        saved_invstd: &tsi,
+    };
+    let train = BatchNorm2d::new(gpu, shape, &tx, &ty, &t, BnMode::Train).unwrap();
+    let mut rec = Recorder::new(gpu);
+    train.record(&mut rec);
+    let r: Vec<usize> = [&tsm, &tsi, &trv]
+        .into_iter()
+        .map(|t| rec.read(t))
+        .collect();
+    let out = rec.submit().unwrap();
+    // A few f32 roundings of the mean (ulp(10) ≈ 1e-6) and of sums of squares.
+    let stat = Tol {
+        abs: 1e-5,
+        rel: 1e-4,
+    };
+    assert_close("far first value: mean", out.f32(r[0]), &saved.mean, stat);
+    assert_close(
+        "far first value: invstd",
+        out.f32(r[1]),
+        &saved.inv_std,
+        stat,
+    );
+    assert_close("far first value: running var", out.f32(r[2]), &rv, stat);
+}
+
 #[test]
 fn batch_norm_train_eval_backward() {
     let Some(gpu) = gpu_or_skip("batch_norm") else {

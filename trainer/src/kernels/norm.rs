@@ -2,12 +2,12 @@
 //! eps 1e-5, momentum 0.1, biased variance to normalise, unbiased for the running variance).
 //!
 //! Train-mode forward, three kernels:
-//! 1. `bn_stats_partial`: workgroup (chunk, channel) sums `x - K` and `(x - K)²` over
-//!    [`CHUNK`] consecutive elements of the channel's `m = n·hw` values, K = the channel's
-//!    first element (a shift that keeps the one-pass variance accurate) → partials (and,
-//!    after them, each channel's K, for synchronised BN);
-//! 2. `bn_stats_finalize`: one workgroup per channel sums its partials in a fixed tree, writes
-//!    `saved_mean`, `saved_invstd` and updates `running_mean` / `running_var`;
+//! 1. `bn_stats_partial`: workgroup (chunk, channel) takes [`CHUNK`] consecutive elements
+//!    of the channel's `m = n·hw` values and writes their mean and their sum of squared
+//!    deviations from it (M2), in two passes over them → partials;
+//! 2. `bn_stats_finalize`: one workgroup per channel merges its chunks (Chan's update) in
+//!    fixed trees, writes `saved_mean`, `saved_invstd` and updates `running_mean` /
+//!    `running_var`;
 //! 3. `bn_apply`: `y = (x - mean) · invstd · gamma + beta`, one thread per element.
 //!
 //! Eval mode runs only `bn_apply`, with the running statistics. The train-mode backward
@@ -45,7 +45,7 @@ static STATS_FINALIZE: KernelSpec = KernelSpec {
     id: "bn_stats_finalize",
     source: include_str!("../../../shaders/bn_stats_finalize.wgsl"),
     entry: "main",
-    bindings: &[UNI, RO, RO, RW, RW, RW, RW],
+    bindings: &[UNI, RO, RW, RW, RW, RW],
 };
 
 static APPLY: KernelSpec = KernelSpec {
@@ -260,7 +260,6 @@ impl BatchNorm2d {
                 &STATS_FINALIZE,
                 &p,
                 &[
-                    &x.buffer,
                     &part.buffer,
                     &t.saved_mean.buffer,
                     &t.saved_invstd.buffer,
@@ -341,21 +340,27 @@ impl BatchNorm2d {
     }
 }
 
-/// Length of a train-mode forward's partials: `2·c·chunks` sums, then `c` shifts.
+/// Length of a train-mode forward's partials: a (mean, M2) pair per chunk and channel.
 pub fn stats_partials_len(shape: BnShape) -> usize {
     let chunks = shape.per_channel().div_ceil(CHUNK);
-    2 * shape.c * chunks + shape.c
+    2 * shape.c * chunks
+}
+
+/// Values in chunk `k` of a channel of `m`.
+fn chunk_len(m: usize, k: usize) -> usize {
+    CHUNK.min(m - k * CHUNK)
 }
 
 /// Synchronised BN, forward: replaces this rank's `partials` (of a train-mode forward of
-/// `shape`, laid out `[(ch·chunks + chunk)·2 + {0: Σ(x−K), 1: Σ(x−K)²}]` then `K[ch]`) by
-/// partials from which a finalize kernel counting `ranks·n·hw` values
-/// ([`BatchNorm2d::set_ranks`]) computes the statistics of all ranks' values together.
+/// `shape`, laid out `[(ch·chunks + chunk)·2 + {0: mean, 1: M2}]`) by partials from which a
+/// finalize kernel counting `ranks·n·hw` values ([`BatchNorm2d::set_ranks`]) computes the
+/// statistics of all ranks' values together: every chunk gets the mean of all values and
+/// M2 = ranks · its count · their variance.
 ///
 /// `gather` must turn a `ranks × 3c` table in which only this rank's row is filled into
 /// the whole table, every rank's row (a sum over the ranks, as [`crate::dist::Comm::sum_f64`]
-/// gives). The ranks' rows are combined in rank order in f64 (Chan's pairwise update of
-/// mean and squared deviations), so every rank computes the same statistics.
+/// gives). The chunks, then the ranks' rows, are combined in order in f64 (Chan's pairwise
+/// update of mean and squared deviations), so every rank computes the same statistics.
 pub fn combine_stats(
     shape: BnShape,
     rank: usize,
@@ -364,48 +369,49 @@ pub fn combine_stats(
     gather: &mut dyn FnMut(&mut [f64]),
 ) {
     let c = shape.c;
-    let chunks = shape.per_channel().div_ceil(CHUNK);
+    let m = shape.per_channel();
+    let chunks = m.div_ceil(CHUNK);
     if partials.len() != stats_partials_len(shape) || rank >= ranks {
         return;
     }
-    let m = shape.per_channel() as f64;
+    // Merges (count, mean, M2) into the running triple.
+    fn merge(acc: &mut (f64, f64, f64), n: f64, mean: f64, m2: f64) {
+        let total = acc.0 + n;
+        if total == 0.0 {
+            return;
+        }
+        let delta = mean - acc.1;
+        acc.1 += delta * n / total;
+        acc.2 += m2 + delta * delta * acc.0 * n / total;
+        acc.0 = total;
+    }
     let mut table = vec![0.0f64; ranks * 3 * c];
     for ch in 0..c {
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        let mut acc = (0.0, 0.0, 0.0);
         for k in 0..chunks {
             let o = (ch * chunks + k) * 2;
-            s1 += partials[o] as f64;
-            s2 += partials[o + 1] as f64;
+            let n = chunk_len(m, k) as f64;
+            merge(&mut acc, n, partials[o] as f64, partials[o + 1] as f64);
         }
         let row = &mut table[(rank * c + ch) * 3..][..3];
-        row.copy_from_slice(&[s1, s2, partials[2 * c * chunks + ch] as f64]);
+        row.copy_from_slice(&[acc.0, acc.1, acc.2]);
     }
     gather(&mut table);
     for ch in 0..c {
-        let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+        let mut acc = (0.0, 0.0, 0.0);
         for r in 0..ranks {
             let row = &table[(r * c + ch) * 3..][..3];
-            let (s1, s2, k) = (row[0], row[1], row[2]);
-            let (mean_r, m2_r) = (k + s1 / m, (s2 - s1 * s1 / m).max(0.0));
-            let total = n + m;
-            let delta = mean_r - mean;
-            mean += delta * m / total;
-            m2 += m2_r + delta * delta * n * m / total;
-            n = total;
+            merge(&mut acc, row[0], row[1], row[2]);
         }
-        let var = (m2 / n).max(0.0);
-        // In this rank's frame (its own K, which the finalize kernel adds back): all the
-        // sums in chunk 0, the other chunks zero.
-        let d = mean - partials[2 * c * chunks + ch] as f64;
+        let var = if acc.0 > 0.0 {
+            (acc.2 / acc.0).max(0.0)
+        } else {
+            0.0
+        };
         for k in 0..chunks {
             let o = (ch * chunks + k) * 2;
-            let (a, b) = if k == 0 {
-                (n * d, n * (var + d * d))
-            } else {
-                (0.0, 0.0)
-            };
-            partials[o] = a as f32;
-            partials[o + 1] = b as f32;
+            partials[o] = acc.1 as f32;
+            partials[o + 1] = (ranks as f64 * chunk_len(m, k) as f64 * var) as f32;
         }
     }
 }
@@ -542,19 +548,22 @@ pub(super) fn pipelines() -> Vec<super::PipelineEntry> {
 mod tests {
     use super::*;
 
-    /// The partials `bn_stats_partial` writes for `x` (`[n, c, hw]`), in f64 then rounded.
+    /// The partials `bn_stats_partial` writes for `x` (`[n, c, hw]`): each chunk's mean
+    /// and M2, in f64 then rounded.
     fn partials(x: &[f32], s: BnShape) -> Vec<f32> {
-        let chunks = s.per_channel().div_ceil(CHUNK);
+        let m = s.per_channel();
+        let chunks = m.div_ceil(CHUNK);
         let mut p = vec![0.0f32; stats_partials_len(s)];
         for ch in 0..s.c {
-            let k = x[ch * s.hw];
-            for i in 0..s.per_channel() {
-                let v = (x[(i / s.hw * s.c + ch) * s.hw + i % s.hw] - k) as f64;
-                let o = (ch * chunks + i / CHUNK) * 2;
-                p[o] += v as f32;
-                p[o + 1] += (v * v) as f32;
+            for k in 0..chunks {
+                let v: Vec<f64> = (k * CHUNK..k * CHUNK + chunk_len(m, k))
+                    .map(|i| x[(i / s.hw * s.c + ch) * s.hw + i % s.hw] as f64)
+                    .collect();
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                let m2 = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>();
+                p[(ch * chunks + k) * 2] = mean as f32;
+                p[(ch * chunks + k) * 2 + 1] = m2 as f32;
             }
-            p[2 * s.c * chunks + ch] = k;
         }
         p
     }
@@ -595,15 +604,20 @@ mod tests {
                     .collect();
                 let mean = all.iter().sum::<f64>() / m;
                 let var = all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
-                // What the finalize kernel computes from the partials (chunks summed).
-                let (mut s1, mut s2) = (0.0f64, 0.0f64);
-                for k in 0..chunks {
-                    s1 += p[(ch * chunks + k) * 2] as f64;
-                    s2 += p[(ch * chunks + k) * 2 + 1] as f64;
-                }
-                let d = s1 / m;
-                let got_mean = p[2 * s.c * chunks + ch] as f64 + d;
-                let got_var = s2 / m - d * d;
+                // What the finalize kernel computes from the partials (Chan's merge of
+                // the chunks, the variance over every rank's values).
+                let per = s.per_channel();
+                let at = |k: usize, j: usize| p[(ch * chunks + k) * 2 + j] as f64;
+                let n = |k: usize| chunk_len(per, k) as f64;
+                let got_mean = at(0, 0)
+                    + (0..chunks)
+                        .map(|k| n(k) * (at(k, 0) - at(0, 0)))
+                        .sum::<f64>()
+                        / per as f64;
+                let got_var = (0..chunks)
+                    .map(|k| at(k, 1) + n(k) * (at(k, 0) - got_mean).powi(2))
+                    .sum::<f64>()
+                    / m;
                 assert!(
                     (got_mean - mean).abs() < 1e-5,
                     "rank {r} ch {ch}: mean {got_mean} vs {mean}"
