@@ -18,11 +18,9 @@ fn layer(name: &str, macs: u64, params: u64, ws: Vec<f64>, as_: Vec<f64>) -> Lay
     }
 }
 
-/// BitOps: one layer of 360287970189639 MACs, W in {4, 5}, A = 4; budget 7205759403792779
-/// (odd, between 2^52 and 2^53). W5 uses 7205759403792780 = budget + 1 and must be refused;
-/// W4 (5764607523034224) is the only feasible policy.
-#[test]
-fn bitops_one_over_an_odd_budget_above_2_52_is_refused() {
+/// One layer of 360287970189639 MACs, W in {4, 5}, A = 4, under a BitOps budget of
+/// 7205759403792779 (odd, between 2^52 and 2^53), and that budget.
+fn over_2_52() -> (Problem, u64) {
     let ind = IndicatorSet {
         model: "m".into(),
         weight_bits: vec![4, 5],
@@ -37,7 +35,18 @@ fn bitops_one_over_an_odd_budget_above_2_52_is_refused() {
         meta: vec![],
     };
     let budget = 7_205_759_403_792_779u64;
-    let p = Problem::new(ind).bitops(BitOpsBudget::Absolute(budget));
+    (
+        Problem::new(ind).bitops(BitOpsBudget::Absolute(budget)),
+        budget,
+    )
+}
+
+/// BitOps: one layer of 360287970189639 MACs, W in {4, 5}, A = 4; budget 7205759403792779
+/// (odd, between 2^52 and 2^53). W5 uses 7205759403792780 = budget + 1 and must be refused;
+/// W4 (5764607523034224) is the only feasible policy.
+#[test]
+fn bitops_one_over_an_odd_budget_above_2_52_is_refused() {
+    let (p, budget) = over_2_52();
     let s = p.solve().unwrap();
     assert!(
         s.policy.bitops <= budget,
@@ -348,20 +357,7 @@ fn size_one_over_with_capacity_below_2_52_is_refused() {
 /// between 2^52 and 2^53 is called feasible.
 #[test]
 fn evaluate_refuses_one_bitop_over_an_odd_budget_above_2_52() {
-    let ind = IndicatorSet {
-        model: "m".into(),
-        weight_bits: vec![4, 5],
-        act_bits: vec![4],
-        layers: vec![layer(
-            "a",
-            360_287_970_189_639,
-            1,
-            vec![1.0, 0.5],
-            vec![0.1],
-        )],
-        meta: vec![],
-    };
-    let p = Problem::new(ind).bitops(BitOpsBudget::Absolute(7_205_759_403_792_779));
+    let (p, _) = over_2_52();
     let e = p
         .evaluate(&[limpq_solver::LayerBits {
             name: "a".into(),
