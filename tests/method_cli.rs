@@ -269,8 +269,8 @@ fn indicators_solve_finetune_eval() {
     ]);
     refused_with(&eval_foreign, &["the policy is for model 'another'"]);
     refused_with(&infer(foreign_path), &["the policy is for model 'another'"]);
-    // A bit-width the trainer cannot run is refused with the file and the layer, by
-    // finetune before any data is read, and by the runtime tables of a built-in model.
+    // A bit-width the trainer cannot run is refused with the file and the layer: by
+    // finetune and eval before any data is read, and by the runtime tables.
     let mut one_bit =
         limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
     one_bit
@@ -284,6 +284,15 @@ fn indicators_solve_finetune_eval() {
     let one_bit_path = one_bit_path.to_str().unwrap();
     for args in [
         vec!["export", one_bit_path, "--format", "tensorrt"],
+        vec![
+            "eval",
+            "--ckpt",
+            q,
+            "--policy",
+            one_bit_path,
+            "--data-dir",
+            "/nonexistent",
+        ],
         vec![
             "finetune",
             "--ckpt",
@@ -303,7 +312,8 @@ fn indicators_solve_finetune_eval() {
             &[
                 one_bit_path,
                 "policy layer 'conv2' at W",
-                "A1: bit-width 1 outside 2..=16",
+                "A1: bit-width",
+                "outside 2..=16",
             ],
         );
     }

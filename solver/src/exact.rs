@@ -2745,8 +2745,10 @@ fn join2(w: &Work, f: &Dp, b: &Dp, base: &Base, feas_tol: &[f64]) -> Option<(usi
     if f.cost.is_empty() || b.cost.is_empty() {
         return None;
     }
-    // Room each forward state leaves for the backward part (which includes the base).
-    let room = |i: usize, k: usize| w.cap[k] + feas_tol[k] + base.used[k] - f.used[i * 2 + k];
+    // Room each forward state leaves for the backward part (which includes the base). The
+    // forward use less the cap first: cap + base could pass 2^53 units of an integral row
+    // and lose its last one; cap - use and then + base stay within the cap.
+    let room = |i: usize, k: usize| w.cap[k] - f.used[i * 2 + k] + base.used[k] + feas_tol[k];
     let (nf, nb) = (f.cost.len(), b.cost.len());
     let room0: Vec<f64> = (0..nf).map(|i| room(i, 0)).collect();
     // The forward states by room in row 0, ties in index order. They come sorted by
@@ -2808,7 +2810,7 @@ fn join2(w: &Work, f: &Dp, b: &Dp, base: &Base, feas_tol: &[f64]) -> Option<(usi
             p &= p - 1;
         }
         if mn.1 != usize::MAX {
-            let c = f.cost[i] + mn.0 - base.cost;
+            let c = f.cost[i] - base.cost + mn.0;
             if best.is_none_or(|bb| c < bb.2) {
                 best = Some((i, mn.1, c));
             }
@@ -2842,7 +2844,7 @@ fn join_rows(
     for &i in &fi {
         let fc = f.cost[i] - base.cost;
         for (k, r) in room.iter_mut().enumerate() {
-            *r = w.cap[k] + feas_tol[k] + base.used[k] - f.used[i * m + k];
+            *r = w.cap[k] - f.used[i * m + k] + base.used[k] + feas_tol[k];
         }
         for &j in &bi {
             let c = fc + b.cost[j];

@@ -81,6 +81,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ckpt = super::ckpt::load_input(&args.ckpt)?;
     limpq_trainer::method::check_not_joint_state(&ckpt)?;
     let name = args.ckpt.display().to_string();
+    let policy = match &args.policy {
+        Some(p) => {
+            let policy = limpq_io::documents::read_policy(p)?;
+            // The policy's own faults name its file, before the data and the GPU.
+            let named = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", p.display());
+            limpq_trainer::method::check_policy_model(&policy, &ckpt.model)
+                .map_err(|e| named(&e))?;
+            limpq_trainer::engine::QuantSpec::policy(&ckpt.model, &policy)
+                .map_err(|e| named(&e))?;
+            Some(policy)
+        }
+        None => checkpoint_policy(&ckpt).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+    };
     let data = super::run_args::data_for(args.data.as_deref(), Some(&ckpt));
     super::run_args::transform_applies(&data, args.transform.as_deref())?;
     let (dir, transform) = super::run_args::folder_args(
@@ -102,19 +115,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         TEST_SUBSET_SEED,
     )?);
     check_data(&ckpt.model, &test)?;
-    let policy = match &args.policy {
-        Some(p) => {
-            let policy = limpq_io::documents::read_policy(p)?;
-            // The policy's own faults name its file, before the data and the GPU.
-            let named = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}: {e}", p.display());
-            limpq_trainer::method::check_policy_model(&policy, &ckpt.model)
-                .map_err(|e| named(&e))?;
-            limpq_trainer::engine::QuantSpec::policy(&ckpt.model, &policy)
-                .map_err(|e| named(&e))?;
-            Some(policy)
-        }
-        None => checkpoint_policy(&ckpt).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
-    };
     if args.recalibrate_bn.is_some() && policy.is_none() {
         return Err(super::out::usage(
             "--recalibrate-bn applies to a quantized model (give --policy)",

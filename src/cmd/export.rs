@@ -219,13 +219,22 @@ fn export_format(args: &Args, format: Format) -> anyhow::Result<()> {
     // importer: they are the node names of limpq's own `--onnx` export, not of the float
     // model the user started from, where TensorRT would match none of them.
     let builtin = limpq_trainer::model::BUILTIN_NAMES.contains(&policy.model.as_str());
-    if builtin {
-        // The model is known: its layers and bits are checked as finetune checks them (a
-        // layer missing, one it does not have, a bit-width the trainer cannot run), where
-        // the table was written with whatever the policy said.
-        let m = limpq_trainer::model::Model::resolve(&policy.model)?;
-        limpq_trainer::engine::QuantSpec::policy(&m, &policy)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+    // Bits the trainer cannot run are refused as finetune refuses them (a 1-bit layer was
+    // written as int8). The layers themselves are not checked against a built-in model of
+    // the policy's name: an imported model may carry one (`import-onnx resnet18.onnx`).
+    if let Some(l) = policy
+        .layers
+        .iter()
+        .find(|l| !(2..=16).contains(&l.weight) || !(2..=16).contains(&l.act))
+    {
+        anyhow::bail!(
+            "{}: policy layer '{}' at W{}A{}: bit-widths outside 2..=16, which limpq cannot \
+             finetune",
+            args.input.display(),
+            l.name,
+            l.weight,
+            l.act
+        );
     }
     if format == RuntimeFormat::TensorRt && model.is_none() && !builtin {
         eprintln!(

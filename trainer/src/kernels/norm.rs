@@ -324,9 +324,10 @@ impl BatchNorm2d {
     }
 
     /// Train mode: makes the finalize kernel count `ranks` times this op's `n·hw` values
-    /// (the mean, the variance and the running variance's `m/(m-1)`), for partials that
-    /// [`combine_stats`] replaced by the sums over `ranks` equal parts. `ranks` 1 restores
-    /// the one-process op.
+    /// (the variance's divisor and the running variance's `m/(m-1)`), for partials that
+    /// [`combine_stats`] replaced by every rank's: each chunk then holds the mean of all
+    /// values (the mean of equal chunk means is that mean, whatever the count) and its
+    /// count times `ranks` times their variance. `ranks` 1 restores the one-process op.
     pub fn set_ranks(&self, gpu: &Gpu, ranks: usize) {
         if self.mode != BnMode::Train {
             return;

@@ -207,7 +207,7 @@ fn job_data(ctx: &mut JobContext<'_>, given: Option<&str>, ckpt: Option<&Checkpo
     }
     if ckpt.is_some() {
         ctx.log(
-            "note: the input checkpoint records no data set (an import without --data): \
+            "note: the input checkpoint records no data set (imports record one only with --data): \
              reading fashion-mnist; the job's `data` names another",
         );
     }
@@ -551,6 +551,9 @@ pub fn run_finetune(job: &FinetuneJob, ctx: &mut JobContext<'_>) -> Result<Outco
             model.name
         ));
     }
+    // Every layer's bits, named with the file, before the data and the GPU.
+    crate::engine::QuantSpec::policy(&model, &policy)
+        .map_err(|e| format!("{}: {e}", job.policy.display()))?;
     let indicators = match &job.indicators {
         Some(p) => {
             check_regular("finetune.indicators", p)?;
