@@ -211,8 +211,8 @@ pub fn data_for(flag: Option<&str>, ckpt: Option<&Checkpoint>) -> String {
         (None, None) => {
             if ckpt.is_some() {
                 eprintln!(
-                    "note: the input checkpoint records no data set (imports record one only with --data): \
-                     reading fashion-mnist; --data names another"
+                    "note: the input checkpoint records no data set (imports record one only \
+                     with --data): reading fashion-mnist; --data names another"
                 );
             }
             "fashion-mnist".to_string()

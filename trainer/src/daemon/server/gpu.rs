@@ -207,8 +207,8 @@ fn job_data(ctx: &mut JobContext<'_>, given: Option<&str>, ckpt: Option<&Checkpo
     }
     if ckpt.is_some() {
         ctx.log(
-            "note: the input checkpoint records no data set (imports record one only with --data): \
-             reading fashion-mnist; the job's `data` names another",
+            "note: the input checkpoint records no data set (imports record one only with \
+             --data): reading fashion-mnist; the job's `data` names another",
         );
     }
     default_data()
