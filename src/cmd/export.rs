@@ -222,20 +222,8 @@ fn export_format(args: &Args, format: Format) -> anyhow::Result<()> {
     // Bits the trainer cannot run are refused as finetune refuses them (a 1-bit layer was
     // written as int8). The layers themselves are not checked against a built-in model of
     // the policy's name: an imported model may carry one (`import-onnx resnet18.onnx`).
-    if let Some(l) = policy
-        .layers
-        .iter()
-        .find(|l| !(2..=16).contains(&l.weight) || !(2..=16).contains(&l.act))
-    {
-        anyhow::bail!(
-            "{}: policy layer '{}' at W{}A{}: bit-widths outside 2..=16, which limpq cannot \
-             finetune",
-            args.input.display(),
-            l.name,
-            l.weight,
-            l.act
-        );
-    }
+    limpq_trainer::engine::QuantSpec::check_policy_bits(&policy)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
     if format == RuntimeFormat::TensorRt && model.is_none() && !builtin {
         eprintln!(
             "note: the layer names are the policy's, which are the node names of `limpq \

@@ -93,6 +93,8 @@ impl QuantSpec {
     /// One variant per layer at a policy's bits. Every searchable layer must be in the
     /// policy; a fixed layer missing from it stays at [`FIXED_BITS`].
     pub fn policy(model: &Model, policy: &Policy) -> Result<QuantSpec, EngineError> {
+        // Its own entries' bits (a fixed layer it leaves out is at FIXED_BITS).
+        Self::check_policy_bits(policy)?;
         // By name, the first of a name as a search would find it: one lookup per layer and
         // per policy entry, not a walk of the other list (quadratic in a large model).
         let mut by_name: HashMap<&str, &LayerBits> = HashMap::new();
@@ -112,12 +114,6 @@ impl QuantSpec {
                     )))
                 }
             };
-            check_bits(&[v.0, v.1]).map_err(|e| {
-                EngineError::Input(format!(
-                    "policy layer '{}' at W{}A{}: {e}",
-                    l.name, v.0, v.1
-                ))
-            })?;
             layers.push((l.name, vec![v]));
         }
         let known: HashSet<&str> = layers.iter().map(|(n, _)| n.as_str()).collect();
@@ -130,6 +126,22 @@ impl QuantSpec {
             }
         }
         Ok(QuantSpec { layers })
+    }
+}
+
+impl QuantSpec {
+    /// Every layer of `policy` at bits the trainer runs (2..=16), or an error naming the
+    /// first that is not.
+    pub fn check_policy_bits(policy: &Policy) -> Result<(), EngineError> {
+        for l in &policy.layers {
+            check_bits(&[l.weight, l.act]).map_err(|e| {
+                EngineError::Input(format!(
+                    "policy layer '{}' at W{}A{}: {e}",
+                    l.name, l.weight, l.act
+                ))
+            })?;
+        }
+        Ok(())
     }
 }
 
