@@ -75,8 +75,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // Before the data and the GPU: every layer's bits, named with the file (the library
     // refuses it too, later, without the file).
-    limpq_trainer::engine::QuantSpec::policy(&model, &policy)
+    let spec = limpq_trainer::engine::QuantSpec::policy(&model, &policy)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.policy.display()))?;
+    // A layer the model fixes (stem, classifier) at other bits than its fixed ones: obeyed,
+    // as the policy says, and said, since the search never moves them.
+    let fixed = model.quantizable_layers()?;
+    for (l, (name, v)) in fixed.iter().zip(&spec.layers) {
+        let (w, a) = v[0];
+        if l.fixed && l.name == *name && (w, a) != limpq_trainer::model::FIXED_BITS {
+            let (fw, fa) = limpq_trainer::model::FIXED_BITS;
+            eprintln!(
+                "note: {} puts layer '{name}' at W{w}A{a}; the model fixes it at W{fw}A{fa} \
+                 (the search never moves it)",
+                args.policy.display()
+            );
+        }
+    }
     // A checkpoint finetuned at other bits: the layers whose bits change start their step
     // sizes afresh (the library's rule); say which.
     let changes = limpq_trainer::method::policy_changes(&init, &policy)

@@ -45,10 +45,10 @@ impl PolicyCost {
         })
     }
 
-    /// One line: `policy: … BitOps in searched layers (+… in fixed 8-bit layers), …`.
+    /// One line: `policy: … BitOps in searched layers (+… in fixed layers), …`.
     pub fn line(&self) -> String {
         format!(
-            "policy: {} BitOps in searched layers (+{} in fixed 8-bit layers), weights {} bytes ({:.2}× smaller than fp32)",
+            "policy: {} BitOps in searched layers (+{} in fixed layers), weights {} bytes ({:.2}× smaller than fp32)",
             self.bitops, self.fixed_bitops, self.weight_bytes, self.compression
         )
     }
