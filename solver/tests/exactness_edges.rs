@@ -92,7 +92,7 @@ fn size_one_over_an_odd_capacity_above_2_52_is_refused() {
 }
 
 /// Sweep: the smallest feasible BitOps is 9 · 600000000000001 = 5400000000000009 (odd, above
-/// 2^52); the first point's budget must be it (the solver adds 0.5 in f64 and rounds up).
+/// 2^52); the first point's budget must be it (the solver added 0.5 in f64 and rounded up).
 #[test]
 fn sweep_starts_at_the_smallest_bitops() {
     let m = 600_000_000_000_001u64;
@@ -108,8 +108,8 @@ fn sweep_starts_at_the_smallest_bitops() {
     assert_eq!(pts[1].policy.bitops_budget, Some(15 * m));
 }
 
-/// A BitOps budget of u64::MAX - 1 (the documented largest) is reported as no budget in
-/// `Solution::usage` while `Policy::bitops_budget` has it.
+/// A BitOps budget of u64::MAX - 1 (the documented largest) was reported as no budget in
+/// `Solution::usage` while `Policy::bitops_budget` had it.
 #[test]
 fn usage_keeps_the_largest_bitops_budget() {
     let ind = IndicatorSet {
@@ -127,10 +127,11 @@ fn usage_keeps_the_largest_bitops_budget() {
     assert!(s.usage[0].budget.is_some(), "usage {:?}", s.usage[0]);
 }
 
-/// Objective slack: the search counts an improvement only when it beats the incumbent by
+/// Objective slack: the search counted an improvement only when it beat the incumbent by
 /// 1e-9 · (1 + |z|), an absolute 1e-9 for small objectives. Weight-only, 4 layers, W in
 /// {1, 4}: at scale 1 the solver finds the optimum; with every indicator × 1e-12 (the same
-/// problem: every objective × 1e-12) it returns another policy, 8.9% worse, "proven optimal".
+/// problem: every objective × 1e-12) it returned another policy, 8.9% worse, "proven
+/// optimal".
 #[test]
 fn scaling_the_indicators_does_not_change_the_optimum() {
     let ws = [
@@ -176,11 +177,11 @@ fn scaling_the_indicators_does_not_change_the_optimum() {
     );
 }
 
-/// Sweep floor below 2^52: the least BitOps is searched with BitOps as the objective and
-/// the same 1e-9 · (1 + |z|) improvement slack, so at ~1e14 BitOps a floor up to ~1e5 too
-/// high passes as proven. Audit seed 450063, shrunk: 5 layers of ~1e12 MACs, W in {4, 6, 8},
-/// A in {4, 5, 8}, one extra resource; least BitOps 88000000000160 (brute force over the
-/// 9^5 policies), the sweep starts at 88000000000180.
+/// Sweep floor below 2^52: the least BitOps is searched with BitOps as the objective, and
+/// with the old 1e-9 · (1 + |z|) improvement slack a floor up to ~1e5 too high passed as
+/// proven at ~1e14 BitOps. `brute_check` seed 450063, shrunk: 5 layers of ~1e12 MACs, W in
+/// {4, 6, 8}, A in {4, 5, 8}, one extra resource; least BitOps 88000000000160 (brute force
+/// over the 9^5 policies), where the sweep started at 88000000000180.
 #[test]
 fn sweep_floor_is_the_least_bitops_with_large_macs() {
     use limpq_solver::{ResourceLayer, ResourceTable};
@@ -240,8 +241,8 @@ fn sweep_floor_is_the_least_bitops_with_large_macs() {
 
 /// The same +1 on the size row with the capacity left to the searchable layers below 2^52
 /// (4503599627370472 = 2^52 - 24): sums inside the search (capacity + tolerance + other
-/// uses) pass 2^52 and lose the half unit. Audit seed 287195, shrunk: 6 searchable layers
-/// of ~2.25e14 params at W3/W4, 2 fixed layers, one extra resource.
+/// uses) passed 2^52 and lost the half unit. `brute_check` seed 287195, shrunk: 6
+/// searchable layers of ~2.25e14 params at W3/W4, 2 fixed layers, one extra resource.
 #[test]
 fn size_one_over_with_capacity_below_2_52_is_refused() {
     use limpq_solver::{ResourceLayer, ResourceTable};
@@ -353,8 +354,8 @@ fn size_one_over_with_capacity_below_2_52_is_refused() {
     );
 }
 
-/// `Problem::evaluate` has the same rounding: a policy one BitOp over an odd budget
-/// between 2^52 and 2^53 is called feasible.
+/// `Problem::evaluate` had the same rounding: a policy one BitOp over an odd budget
+/// between 2^52 and 2^53 was called feasible.
 #[test]
 fn evaluate_refuses_one_bitop_over_an_odd_budget_above_2_52() {
     let (p, _) = over_2_52();
