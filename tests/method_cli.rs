@@ -8,6 +8,11 @@ mod common;
 
 use common::{have_gpu_and_data, limpq, refused_with, stderr, stdout, FMNIST};
 
+/// The entry of layer `name` in `p`.
+fn layer<'a>(p: &'a mut limpq_solver::Policy, name: &str) -> &'a mut limpq_solver::LayerBits {
+    p.layers.iter_mut().find(|l| l.name == name).unwrap()
+}
+
 fn tmp(name: &str) -> std::path::PathBuf {
     common::tmp("method-cli", name)
 }
@@ -165,14 +170,25 @@ fn indicators_solve_finetune_eval() {
     // A checkpoint finetuned at one policy: evaluating it at another is refused (its step
     // sizes are those bits'), and finetuning it at another starts the changed layers' step
     // sizes afresh (a W3 step was kept at W2), the others' kept.
-    let mut other =
+    let policy =
         limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
-    let l = other.layers.iter_mut().find(|l| l.name == "conv2").unwrap();
-    l.weight = if l.weight == 2 { 4 } else { 2 };
-    let new_bits = l.weight;
-    let pol2 = tmp("pol2.ron");
-    std::fs::write(&pol2, other.to_ron_string()).unwrap();
-    let pol2 = pol2.to_str().unwrap();
+    // The solved policy edited by `edit`, written to `name` in the test folder.
+    let edited = |name: &str, edit: &dyn Fn(&mut limpq_solver::Policy)| -> String {
+        let mut p = policy.clone();
+        edit(&mut p);
+        let path = tmp(name);
+        std::fs::write(&path, p.to_ron_string()).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let conv2 = policy
+        .layers
+        .iter()
+        .find(|l| l.name == "conv2")
+        .unwrap()
+        .clone();
+    let new_bits = if conv2.weight == 2 { 4 } else { 2 };
+    let pol2 = edited("pol2.ron", &|p| layer(p, "conv2").weight = new_bits);
+    let pol2 = pol2.as_str();
     let out2 = limpq(&[
         "eval",
         "--ckpt",
@@ -218,25 +234,15 @@ fn indicators_solve_finetune_eval() {
     );
     // A policy that names a layer twice (finetune took the first entry, an ONNX Runtime
     // export the last), or that was written for another model, is refused by every reader.
-    let mut twice =
-        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
-    let mut again = twice
-        .layers
-        .iter()
-        .find(|l| l.name == "conv2")
-        .unwrap()
-        .clone();
-    again.weight = 8;
-    twice.layers.push(again);
-    let twice_path = tmp("twice.ron");
-    std::fs::write(&twice_path, twice.to_ron_string()).unwrap();
-    let twice_path = twice_path.to_str().unwrap();
-    let mut foreign =
-        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
-    foreign.model = "another".into();
-    let foreign_path = tmp("foreign.ron");
-    std::fs::write(&foreign_path, foreign.to_ron_string()).unwrap();
-    let foreign_path = foreign_path.to_str().unwrap();
+    let twice_path = edited("twice.ron", &|p| {
+        p.layers.push(limpq_solver::LayerBits {
+            weight: 8,
+            ..conv2.clone()
+        })
+    });
+    let twice_path = twice_path.as_str();
+    let foreign_path = edited("foreign.ron", &|p| p.model = "another".into());
+    let foreign_path = foreign_path.as_str();
     for args in [
         vec!["eval", "--ckpt", q, "--policy", twice_path],
         vec!["export", twice_path, "--format", "csv"],
@@ -271,17 +277,8 @@ fn indicators_solve_finetune_eval() {
     refused_with(&infer(foreign_path), &["the policy is for model 'another'"]);
     // A bit-width the trainer cannot run is refused with the file and the layer: by
     // finetune and eval before any data is read, and by the runtime tables.
-    let mut one_bit =
-        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
-    one_bit
-        .layers
-        .iter_mut()
-        .find(|l| l.name == "conv2")
-        .unwrap()
-        .act = 1;
-    let one_bit_path = tmp("one-bit.ron");
-    std::fs::write(&one_bit_path, one_bit.to_ron_string()).unwrap();
-    let one_bit_path = one_bit_path.to_str().unwrap();
+    let one_bit_path = edited("one-bit.ron", &|p| layer(p, "conv2").act = 1);
+    let one_bit_path = one_bit_path.as_str();
     for args in [
         vec!["export", one_bit_path, "--format", "tensorrt"],
         vec![
@@ -318,22 +315,13 @@ fn indicators_solve_finetune_eval() {
         );
     }
     // A fixed layer at other bits is obeyed, and said.
-    let mut stem4 =
-        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
-    stem4
-        .layers
-        .iter_mut()
-        .find(|l| l.name == "conv1")
-        .unwrap()
-        .weight = 4;
-    let stem4_path = tmp("stem4.ron");
-    std::fs::write(&stem4_path, stem4.to_ron_string()).unwrap();
+    let stem4_path = edited("stem4.ron", &|p| layer(p, "conv1").weight = 4);
     let out_stem = limpq(&[
         "finetune",
         "--ckpt",
         fp,
         "--policy",
-        stem4_path.to_str().unwrap(),
+        &stem4_path,
         "--epochs",
         "0",
         "--subset",
@@ -463,8 +451,6 @@ fn indicators_solve_finetune_eval() {
     assert!(ev.contains("quantized, on 50 test images"), "{ev}");
     assert!(ev.contains("BitOps in searched layers"), "{ev}");
     // The BitOps printed are the solver's for that policy.
-    let policy =
-        limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
     assert!(
         ev.contains(&format!("policy: {} BitOps", policy.bitops)),
         "{ev} vs {}",
