@@ -47,6 +47,15 @@ impl Rng {
     fn pick<T: Copy>(&mut self, v: &[T]) -> T {
         v[self.below(v.len() as u64) as usize]
     }
+    /// With probability `p` one of `from`, else any bit-width 1..=`hi` (maybe not a
+    /// candidate).
+    fn pick_or_any(&mut self, from: &[u32], p: f64, hi: u64) -> u32 {
+        if self.chance(p) {
+            self.pick(from)
+        } else {
+            self.range(1, hi) as u32
+        }
+    }
     fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = self.below(i as u64 + 1) as usize;
@@ -230,16 +239,8 @@ fn generate(seed: u64) -> Gen {
             _ => r.range(1, 300),
         };
         let (ws, as_, fx) = if fixed {
-            let fw = if r.chance(0.6) {
-                r.pick(&wb)
-            } else {
-                r.range(1, 8) as u32
-            };
-            let fa = if r.chance(0.6) {
-                r.pick(&ab)
-            } else {
-                r.range(1, 8) as u32
-            };
+            let fw = r.pick_or_any(&wb, 0.6, 8);
+            let fa = r.pick_or_any(&ab, 0.6, 8);
             if r.chance(0.5) {
                 (vec![], vec![], Some((fw, fa)))
             } else {
@@ -301,11 +302,7 @@ fn generate(seed: u64) -> Gen {
     }
     if r.chance(0.12) {
         feat.weight_only = true;
-        let a = if r.chance(0.5) {
-            r.pick(&ab)
-        } else {
-            r.range(1, 8) as u32
-        };
+        let a = r.pick_or_any(&ab, 0.5, 8);
         p = p.weight_only(a);
     }
     if r.chance(0.2) {
@@ -332,16 +329,8 @@ fn generate(seed: u64) -> Gen {
         r.shuffle(&mut s);
         for &li in s.iter().take(np) {
             feat.pin = true;
-            let w = if r.chance(0.7) {
-                r.pick(&wb)
-            } else {
-                r.range(1, 9) as u32
-            };
-            let a = if r.chance(0.7) {
-                r.pick(&ab)
-            } else {
-                r.range(1, 9) as u32
-            };
+            let w = r.pick_or_any(&wb, 0.7, 9);
+            let a = r.pick_or_any(&ab, 0.7, 9);
             p = p.pin(&format!("L{li}"), w, a);
         }
     }
