@@ -10,7 +10,7 @@ mod common;
 
 use std::process::Output;
 
-use common::{have_gpu, limpq_cmd, refused, refused_with, stderr, stdout, tmp_dir};
+use common::{have_gpu, limpq_cmd, refused, refused_with, stderr, stdout};
 
 /// The binary with `args` and `env`, without the caller's `LIMPQ_CONV_ALGO`: these tests
 /// set that override themselves.
@@ -44,8 +44,9 @@ const MODEL: &str = r#"Model(
     ],
 )"#;
 
-fn model_file(name: &str) -> std::path::PathBuf {
-    let p = tmp_dir("bench-conv", name).join("conv_classes.ron");
+/// The model file in a temp folder that goes when the result is dropped.
+fn model_file(name: &str) -> common::Scratch {
+    let p = common::tmp(&format!("bench-conv-{name}"), "conv_classes.ron");
     std::fs::write(&p, MODEL).unwrap();
     p
 }

@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{have_gpu_and_data, limpq, limpq_env, refused_with, stderr, stdout, FMNIST};
 
-fn tmp(name: &str) -> PathBuf {
+fn tmp(name: &str) -> common::Scratch {
     common::tmp_dir("demo-cli", name)
 }
 

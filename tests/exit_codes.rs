@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 
 use common::{limpq_cmd, stderr, stdout};
@@ -26,7 +26,7 @@ fn limpq(args: &[&str]) -> Output {
     common::limpq_in(root(), args)
 }
 
-fn tmp(name: &str) -> PathBuf {
+fn tmp(name: &str) -> common::Scratch {
     common::tmp_dir("exit-codes", name)
 }
 

@@ -6,7 +6,7 @@ mod common;
 use common::{limpq_cmd, refused, refused_with, stderr};
 use limpq_solver::format::versioned::ron_from_str;
 use limpq_solver::IndicatorSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn python3() -> Option<&'static str> {
@@ -24,7 +24,7 @@ fn python3() -> Option<&'static str> {
 }
 
 /// A fresh directory, named after the test.
-fn temp_dir(name: &str) -> PathBuf {
+fn temp_dir(name: &str) -> common::Scratch {
     common::tmp_dir("import-limpq", name)
 }
 

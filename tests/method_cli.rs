@@ -13,7 +13,7 @@ fn layer<'a>(p: &'a mut limpq_solver::Policy, name: &str) -> &'a mut limpq_solve
     p.layers.iter_mut().find(|l| l.name == name).unwrap()
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
+fn tmp(name: &str) -> common::Scratch {
     common::tmp("method-cli", name)
 }
 
@@ -173,12 +173,12 @@ fn indicators_solve_finetune_eval() {
     let policy =
         limpq_solver::Policy::from_ron_str(&std::fs::read_to_string(pol).unwrap()).unwrap();
     // The solved policy edited by `edit`, written to `name` in the test folder.
-    let edited = |name: &str, edit: &dyn Fn(&mut limpq_solver::Policy)| -> String {
+    let edited = |name: &str, edit: &dyn Fn(&mut limpq_solver::Policy)| -> common::Scratch {
         let mut p = policy.clone();
         edit(&mut p);
         let path = tmp(name);
         std::fs::write(&path, p.to_ron_string()).unwrap();
-        path.to_str().unwrap().to_string()
+        path
     };
     let conv2 = policy
         .layers
@@ -188,7 +188,7 @@ fn indicators_solve_finetune_eval() {
         .clone();
     let new_bits = if conv2.weight == 2 { 4 } else { 2 };
     let pol2 = edited("pol2.ron", &|p| layer(p, "conv2").weight = new_bits);
-    let pol2 = pol2.as_str();
+    let pol2 = pol2.to_str().unwrap();
     let out2 = limpq(&[
         "eval",
         "--ckpt",
@@ -240,9 +240,9 @@ fn indicators_solve_finetune_eval() {
             ..conv2.clone()
         })
     });
-    let twice_path = twice_path.as_str();
+    let twice_path = twice_path.to_str().unwrap();
     let foreign_path = edited("foreign.ron", &|p| p.model = "another".into());
-    let foreign_path = foreign_path.as_str();
+    let foreign_path = foreign_path.to_str().unwrap();
     for args in [
         vec!["eval", "--ckpt", q, "--policy", twice_path],
         vec!["export", twice_path, "--format", "csv"],
@@ -278,7 +278,7 @@ fn indicators_solve_finetune_eval() {
     // A bit-width the trainer cannot run is refused with the file and the layer: by
     // finetune and eval before any data is read, and by the runtime tables.
     let one_bit_path = edited("one-bit.ron", &|p| layer(p, "conv2").act = 1);
-    let one_bit_path = one_bit_path.as_str();
+    let one_bit_path = one_bit_path.to_str().unwrap();
     for args in [
         vec!["export", one_bit_path, "--format", "tensorrt"],
         vec![
@@ -321,7 +321,7 @@ fn indicators_solve_finetune_eval() {
         "--ckpt",
         fp,
         "--policy",
-        &stem4_path,
+        stem4_path.to_str().unwrap(),
         "--epochs",
         "0",
         "--subset",

@@ -15,6 +15,8 @@
 // build.
 #![cfg(feature = "gpu")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -89,11 +91,8 @@ impl Schemas {
     }
 }
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("limpq-schemas-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp_dir(name: &str) -> common::Scratch {
+    common::tmp_dir("schemas", name)
 }
 
 fn example_indicators() -> IndicatorSet {

@@ -3,7 +3,7 @@
 mod common;
 
 use limpq_solver::format::versioned::ron_from_str;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use common::{limpq_in, refused_with};
@@ -27,7 +27,7 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn tmp(name: &str) -> PathBuf {
+fn tmp(name: &str) -> common::Scratch {
     common::tmp_dir("solve-cli", name)
 }
 

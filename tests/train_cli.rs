@@ -10,7 +10,7 @@ mod common;
 
 use common::{have_gpu_and_data, limpq, limpq_cmd, refused_with, stderr, stdout, FMNIST};
 
-fn tmp(name: &str) -> std::path::PathBuf {
+fn tmp(name: &str) -> common::Scratch {
     common::tmp("train-cli", name)
 }
 

@@ -98,11 +98,14 @@ pub fn write_frontier(path: &Path, frontier: &Frontier) -> Result<(), FileError>
 mod tests {
     use super::*;
 
-    fn dir(name: &str) -> std::path::PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("limpq-io-documents-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh temp folder, and its path: the folder goes when the first is dropped.
+    fn dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let d = tempfile::Builder::new()
+            .prefix(&format!("limpq-io-documents-{name}-"))
+            .tempdir()
+            .unwrap();
+        let p = d.path().to_path_buf();
+        (d, p)
     }
 
     #[test]
@@ -121,7 +124,7 @@ mod tests {
             }],
             meta: Vec::new(),
         };
-        let d = dir("ind");
+        let (_dir, d) = dir("ind");
         for name in ["a.ron", "a.json"] {
             let p = d.join(name);
             files::write_document(&p, &set).unwrap();
@@ -198,7 +201,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let d = dir("floats");
+        let (_dir, d) = dir("floats");
         for name in ["f.ron", "f.json"] {
             let p = d.join(name);
             write_indicators(&p, &set).unwrap();

@@ -602,11 +602,15 @@ impl fmt::Display for Format {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("limpq-io-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh temp folder, and its path: the folder goes, with all in it, when the first
+    /// is dropped (keep it bound to a name, as `let (_dir, d) = scratch(..)` does).
+    fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::Builder::new()
+            .prefix(&format!("limpq-io-{name}-"))
+            .tempdir()
+            .unwrap();
+        let p = d.path().to_path_buf();
+        (d, p)
     }
 
     fn entries(d: &Path) -> Vec<String> {
@@ -620,7 +624,7 @@ mod tests {
 
     #[test]
     fn the_same_file_by_any_spelling() {
-        let d = scratch("same");
+        let (_d_dir, d) = scratch("same");
         let a = d.join("a.ron");
         fs::write(&a, b"x").unwrap();
         let b = d.join("b.ron");
@@ -644,7 +648,7 @@ mod tests {
 
     #[test]
     fn writes_and_replaces_a_regular_file_leaving_nothing_else() {
-        let d = scratch("replace");
+        let (_d_dir, d) = scratch("replace");
         let p = d.join("a.ron");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
@@ -655,7 +659,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn refuses_symlinks_fifos_devices_and_folders() {
-        let d = scratch("refuse");
+        let (_d_dir, d) = scratch("refuse");
         let target = d.join("target");
         fs::write(&target, b"keep").unwrap();
         let link = d.join("link");
@@ -690,7 +694,7 @@ mod tests {
     #[test]
     fn a_failed_write_leaves_no_temporary_file() {
         use std::os::unix::fs::PermissionsExt;
-        let d = scratch("failed");
+        let (_d_dir, d) = scratch("failed");
         // The folder of the target is missing: said of the target, not of a temporary.
         let e = write_atomic(&d.join("missing/a.ron"), b"x").unwrap_err();
         let e = e.to_string();
@@ -718,7 +722,7 @@ mod tests {
 
     #[test]
     fn check_writable_says_what_a_write_would_meet() {
-        let d = scratch("checkable");
+        let (_d_dir, d) = scratch("checkable");
         check_writable(&d.join("new.ron")).unwrap();
         fs::write(d.join("old.ron"), b"x").unwrap();
         check_writable(&d.join("old.ron")).unwrap();
@@ -746,7 +750,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn temporaries_of_dead_writers_are_removed_by_the_next_write() {
-        let d = scratch("stale");
+        let (_d_dir, d) = scratch("stale");
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
@@ -775,7 +779,7 @@ mod tests {
     #[test]
     fn a_replaced_file_keeps_its_permissions() {
         use std::os::unix::fs::PermissionsExt;
-        let d = scratch("mode");
+        let (_d_dir, d) = scratch("mode");
         let p = d.join("priv.ron");
         fs::write(&p, b"old").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
@@ -790,7 +794,7 @@ mod tests {
     #[test]
     fn private_files_are_owner_only() {
         use std::os::unix::fs::PermissionsExt;
-        let d = scratch("private");
+        let (_d_dir, d) = scratch("private");
         let p = d.join("spec.ron");
         write_private(&p, b"x").unwrap();
         assert_eq!(
@@ -801,7 +805,7 @@ mod tests {
 
     #[test]
     fn concurrent_writers_use_distinct_temporaries() {
-        let d = scratch("concurrent");
+        let (_d_dir, d) = scratch("concurrent");
         let p = d.join("a.ron");
         std::thread::scope(|s| {
             for i in 0..8u8 {
@@ -821,7 +825,7 @@ mod tests {
 
     #[test]
     fn bounded_reads_stop_at_the_cap() {
-        let d = scratch("bounded");
+        let (_d_dir, d) = scratch("bounded");
         let p = d.join("big");
         fs::write(&p, vec![b'x'; 1000]).unwrap();
         assert_eq!(read_bounded(&p, 1000).unwrap().len(), 1000);
@@ -841,7 +845,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn regular_reads_refuse_a_fifo_without_blocking() {
-        let d = scratch("fifo-read");
+        let (_d_dir, d) = scratch("fifo-read");
         let fifo = d.join("f.ron");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
@@ -870,7 +874,7 @@ mod tests {
             name: String,
             bits: Vec<u32>,
         }
-        let d = scratch("docs");
+        let (_d_dir, d) = scratch("docs");
         let doc = Doc {
             name: "x".into(),
             bits: vec![2, 4],

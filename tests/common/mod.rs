@@ -67,19 +67,54 @@ pub fn refused_with(out: &Output, needles: &[&str]) -> String {
     err
 }
 
-/// `name` inside a per-process temp folder of the test suite `suite`.
-pub fn tmp(suite: &str, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("limpq-{suite}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A path in a fresh folder of its own under the system temp dir, which goes, with all
+/// in it, when this is dropped: a test run leaves nothing behind. It reads as the path
+/// (`&Path` by deref, `AsRef<Path>` and `AsRef<OsStr>` for `fs` calls and arguments), so
+/// keep it alive while the path is in use: `tmp(..).to_str()` inside one statement is fine.
+pub struct Scratch {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
 }
 
-/// [`tmp`] as a folder of its own, emptied if an earlier run left it.
-pub fn tmp_dir(suite: &str, name: &str) -> PathBuf {
-    let dir = tmp(suite, name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+fn scratch_dir(suite: &str, name: &str) -> tempfile::TempDir {
+    // The suite and name in the folder's name say whose it is, should one survive a kill.
+    tempfile::Builder::new()
+        .prefix(&format!("limpq-{suite}-{name}-"))
+        .tempdir()
+        .expect("create a temp folder")
+}
+
+/// The file `name` (not created) in a fresh temp folder of the test suite `suite`.
+pub fn tmp(suite: &str, name: &str) -> Scratch {
+    let dir = scratch_dir(suite, name);
+    let path = dir.path().join(name);
+    Scratch { _dir: dir, path }
+}
+
+/// A fresh, empty temp folder of the test suite `suite`.
+pub fn tmp_dir(suite: &str, name: &str) -> Scratch {
+    let dir = scratch_dir(suite, name);
+    let path = dir.path().to_path_buf();
+    Scratch { _dir: dir, path }
 }
 
 /// Skip (with the reason) when wgpu finds no adapter.

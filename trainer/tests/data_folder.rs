@@ -11,11 +11,15 @@ use limpq_trainer::data::{
     produce, DataSource, Dataset, DatasetKind, Loader, LoaderConfig, Split, Subset, Transform,
 };
 
-fn tmp_root(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("limpq-folder-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh temp folder, and its path: the folder goes, with all in it, when the first is
+/// dropped (keep it bound to a name, as `let (_dir, root) = tmp_root(..)` does).
+fn tmp_root(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("limpq-folder-{name}-"))
+        .tempdir()
+        .unwrap();
+    let p = d.path().to_path_buf();
+    (d, p)
 }
 
 /// Pixel (x, y, channel) of test image `k`: distinct values, away from 0 and 255.
@@ -63,7 +67,7 @@ fn load(
 
 #[test]
 fn classes_are_the_sorted_train_folders_and_labels_follow_them() {
-    let root = tmp_root("classes");
+    let (_root_dir, root) = tmp_root("classes");
     make_folder(&root, &["dog", "ant", "cat"], 2, 4, 4);
     // Files that are no images, and hidden ones, are ignored.
     std::fs::write(root.join("train/ant/notes.txt"), "x").unwrap();
@@ -115,7 +119,7 @@ fn norm(p: u8, mean: &[f32], std: &[f32], c: usize) -> f32 {
 
 #[test]
 fn centre_crop_random_crop_flip_and_normalisation_match_a_hand_computation() {
-    let root = tmp_root("hand");
+    let (_root_dir, root) = tmp_root("hand");
     // One 6×4 image per split (wider than high): resize 4 keeps it, the crop is 4×4.
     write_rgb(&root.join("train/a/0.png"), 0, 6, 4);
     write_rgb(&root.join("val/a/0.png"), 0, 6, 4);
@@ -176,7 +180,7 @@ fn centre_crop_random_crop_flip_and_normalisation_match_a_hand_computation() {
 
 #[test]
 fn resize_grayscale_and_defaults() {
-    let root = tmp_root("resize");
+    let (_root_dir, root) = tmp_root("resize");
     // 16×8 gray-valued RGB (R = G = B): resizing the shorter side to 4 gives 8×4, and a
     // 1-channel model reads its luma, the same value.
     for split in ["train", "val"] {
@@ -245,7 +249,7 @@ fn resize_grayscale_and_defaults() {
 
 #[test]
 fn batches_are_deterministic_per_seed_whatever_the_workers() {
-    let root = tmp_root("determinism");
+    let (_root_dir, root) = tmp_root("determinism");
     make_folder(&root, &["a", "b", "c"], 5, 9, 7);
     let ds = Arc::new(load(&root, Split::Train, (3, 6, 6), &Transform::default()).unwrap());
     let cfg = LoaderConfig::train(&ds, 4, 11, 2);
@@ -296,7 +300,7 @@ fn batches_are_deterministic_per_seed_whatever_the_workers() {
 
 #[test]
 fn a_corrupt_image_is_an_error_naming_the_file_and_ends_the_loader() {
-    let root = tmp_root("corrupt");
+    let (_root_dir, root) = tmp_root("corrupt");
     make_folder(&root, &["a", "b"], 6, 5, 5);
     let bad = root.join("train/b/3.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really a png").unwrap();
@@ -339,7 +343,7 @@ fn a_corrupt_image_is_an_error_naming_the_file_and_ends_the_loader() {
 
 #[test]
 fn class_folders_that_differ_between_splits_are_named() {
-    let root = tmp_root("classes-differ");
+    let (_root_dir, root) = tmp_root("classes-differ");
     make_folder(&root, &["a", "b", "c"], 1, 4, 4);
     std::fs::remove_dir_all(root.join("val/b")).unwrap();
     std::fs::create_dir_all(root.join("val/z")).unwrap();
@@ -375,9 +379,9 @@ fn class_folders_that_differ_between_splits_are_named() {
 #[test]
 fn links_to_a_folder_that_holds_them_are_refused() {
     use std::os::unix::fs::symlink;
-    let root = tmp_root("links");
+    let (_root_dir, root) = tmp_root("links");
     make_folder(&root, &["a", "b"], 2, 4, 4);
-    let outside = tmp_root("links-outside");
+    let (_outside_dir, outside) = tmp_root("links-outside");
     write_rgb(&outside.join("extra.png"), 99, 4, 4);
     symlink(&outside, root.join("train/a/more")).unwrap();
     let ds = load(&root, Split::Train, (3, 4, 4), &Transform::default()).unwrap();
@@ -401,7 +405,7 @@ fn links_to_a_folder_that_holds_them_are_refused() {
 /// panicked the loader with an error naming no file. Refused, naming the file.
 #[test]
 fn a_picture_that_would_resize_past_the_limit_is_refused_naming_it() {
-    let root = tmp_root("thin");
+    let (_root_dir, root) = tmp_root("thin");
     make_folder(&root, &["a"], 1, 4, 4);
     let thin = root.join("train/a/thin.png");
     image::GrayImage::from_pixel(1, 65536, image::Luma([7]))
@@ -433,7 +437,7 @@ fn a_picture_that_would_resize_past_the_limit_is_refused_naming_it() {
 #[test]
 fn a_class_name_that_is_not_utf8_is_refused_saying_so() {
     use std::os::unix::ffi::OsStrExt;
-    let root = tmp_root("nonutf8");
+    let (_root_dir, root) = tmp_root("nonutf8");
     make_folder(&root, &["a"], 1, 4, 4);
     let odd = std::ffi::OsStr::from_bytes(b"b\xff");
     write_rgb(&root.join("train").join(odd).join("0.png"), 1, 4, 4);

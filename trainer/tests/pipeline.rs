@@ -26,11 +26,15 @@ use limpq_trainer::pipeline::{
 };
 use limpq_trainer::train::Event as TrainEvent;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("limpq-pipeline-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh temp folder, and its path: the folder goes, with all in it, when the first is
+/// dropped (keep it bound to a name, as `let (_dir, out) = tmpdir(..)` does).
+fn tmpdir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("limpq-pipeline-{name}-"))
+        .tempdir()
+        .unwrap();
+    let p = d.path().to_path_buf();
+    (d, p)
 }
 
 fn job_text(out: &Path) -> String {
@@ -276,7 +280,7 @@ fn devices_and_fifos_are_refused_as_job_and_state_files() {
         e.contains("/dev/zero") && e.contains("not a regular file"),
         "{e}"
     );
-    let out = tmpdir("fifo");
+    let (_out_dir, out) = tmpdir("fifo");
     if !mkfifo(&out.join("job.ron")) || !mkfifo(&out.join("state.ron")) {
         return;
     }
@@ -292,7 +296,7 @@ fn devices_and_fifos_are_refused_as_job_and_state_files() {
 
 #[test]
 fn invalid_jobs_are_refused_naming_the_field() {
-    let out = tmpdir("invalid");
+    let (_out_dir, out) = tmpdir("invalid");
     let base = job_text(&out);
     let cases = [
         ("lr: 0.1)", "lr: NaN)", "pretrain.lr"),
@@ -480,7 +484,7 @@ fn event_names(events: &[Event]) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn a_rerun_resumes_and_skips_completed_stages() {
-    let out = tmpdir("resume");
+    let (_out_dir, out) = tmpdir("resume");
     let plan = plan_for(&out);
     // 2 seeds × (pretrain + indicators + 3 budgets × (searched + uniform + 3 random)).
     assert_eq!(plan.stage_count(), 2 * (2 + 3 * 5));
@@ -566,7 +570,7 @@ fn a_rerun_resumes_and_skips_completed_stages() {
 
 #[test]
 fn a_stop_ends_the_run_as_stopped_and_a_rerun_resumes() {
-    let out = tmpdir("stop");
+    let (_out_dir, out) = tmpdir("stop");
     let plan = plan_for(&out);
     let mut fake = fake_for(&plan);
     fake.stop_during_finetune = Some(4);
@@ -651,7 +655,7 @@ fn refused_at_once(plan: &Plan) -> (String, Fake) {
 /// second is refused at once, naming the folder, and runs again once the first has ended.
 #[test]
 fn a_second_run_on_the_same_folder_is_refused_while_one_runs() {
-    let out = tmpdir("locked");
+    let (_out_dir, out) = tmpdir("locked");
     let mut seed0 = plan_for(&out);
     seed0.job.seeds = vec![0];
     let mut seed1 = plan_for(&out);
@@ -712,7 +716,7 @@ fn a_killed_run_leaves_its_folder_unlocked() {
             let _ = self.0.wait();
         }
     }
-    let out = tmpdir("killed");
+    let (_out_dir, out) = tmpdir("killed");
     let plan = plan_for(&out);
     let mut child = Kill(
         std::process::Command::new(std::env::current_exe().unwrap())
@@ -753,7 +757,7 @@ fn a_killed_run_leaves_its_folder_unlocked() {
 /// as it was: it used to be read as this version's and written back as version 1.
 #[test]
 fn a_state_of_a_newer_version_is_refused_and_kept() {
-    let out = tmpdir("state-version");
+    let (_out_dir, out) = tmpdir("state-version");
     let plan = plan_for(&out);
     let newer = "State(version: 99, stages: [])";
     std::fs::write(out.join("state.ron"), newer).unwrap();
@@ -785,7 +789,7 @@ fn a_state_of_a_newer_version_is_refused_and_kept() {
 /// checks do; a job given as text has no file to name.
 #[test]
 fn plan_errors_name_the_job_file() {
-    let out = tmpdir("plan-errors");
+    let (_out_dir, out) = tmpdir("plan-errors");
     let file = out.join("bad.ron");
     let base = job_text(&out.join("run"));
     for (from, to, needle) in [
@@ -826,7 +830,7 @@ fn plan_errors_name_the_job_file() {
 
 #[test]
 fn run_writes_report_files_with_the_measured_numbers() {
-    let out = tmpdir("report-run");
+    let (_out_dir, out) = tmpdir("report-run");
     let plan = plan_for(&out);
     let mut fake = fake_for(&plan);
     let res = run(&plan, &mut fake, &mut |_| {}).unwrap();
@@ -888,7 +892,7 @@ fn run_writes_report_files_with_the_measured_numbers() {
 
 #[test]
 fn a_report_is_rendered_again_from_results_alone() {
-    let out = tmpdir("report-again");
+    let (_out_dir, out) = tmpdir("report-again");
     let plan = plan_for(&out);
     // Before any run there is nothing to render: the error names the file.
     let err = limpq_trainer::pipeline::rewrite_report(&plan)
@@ -1129,7 +1133,7 @@ fn median_and_mean_std() {
 
 #[test]
 fn a_given_fp_checkpoint_replaces_pretraining() {
-    let out = tmpdir("init");
+    let (_out_dir, out) = tmpdir("init");
     let plan = plan_for(&out);
     let init = out.join("given.ckpt");
     ckpt(&plan.model, 9).save(&init).unwrap();
@@ -1175,7 +1179,7 @@ fn a_given_fp_checkpoint_replaces_pretraining() {
 /// finetunes whose model is missing, writing them.
 #[test]
 fn keep_finetuned_false_writes_no_models_and_still_resumes() {
-    let out = tmpdir("keep");
+    let (_out_dir, out) = tmpdir("keep");
     let mut job = Job::from_ron_str(&job_text(&out)).unwrap();
     job.seeds = vec![0];
     job.keep_finetuned = false;
@@ -1340,7 +1344,7 @@ fn every_job_file_in_the_repository_parses_and_keeps_its_meaning() {
 
 #[test]
 fn a_stage_takes_any_run_setting_and_refuses_unknown_or_bad_ones() {
-    let out = tmpdir("run-settings");
+    let (_out_dir, out) = tmpdir("run-settings");
     let text = job_text(&out).replace(
         "finetune: (epochs: 1, batch: 32, lr: 0.01)",
         "finetune: (epochs: 1, batch: 32, lr: 0.01, momentum: 0.8, nesterov: false, \
@@ -1399,7 +1403,7 @@ fn a_stage_takes_any_run_setting_and_refuses_unknown_or_bad_ones() {
 /// job without them resumes the run folders earlier versions wrote).
 #[test]
 fn a_job_chooses_the_recipes_fixed_bits_steps_and_recalibration() {
-    let out = tmpdir("recipe-choices");
+    let (_out_dir, out) = tmpdir("recipe-choices");
     let plain = Job::from_ron_str(&job_text(&out)).unwrap();
     let joint = plain.joint.config(1);
     let fine = plain.finetune.config(1);
@@ -1479,7 +1483,7 @@ fn a_job_chooses_the_recipes_fixed_bits_steps_and_recalibration() {
 
 #[test]
 fn control_searches_run_beside_the_others_and_resume() {
-    let out = tmpdir("controls");
+    let (_out_dir, out) = tmpdir("controls");
     let text = job_text(&out).replace(
         "random_policies: 3,",
         "random_policies: 3,\n    controls: [macs_only, shuffled, sensitivity],\n    sensitivity: (images: 64, batch: 32),",
@@ -1561,7 +1565,7 @@ fn control_searches_run_beside_the_others_and_resume() {
 /// of the budgets before each missed it).
 #[test]
 fn budgets_listed_twice_are_refused_and_long_lists_checked_quickly() {
-    let out = tmpdir("budgets-twice");
+    let (_out_dir, out) = tmpdir("budgets-twice");
     let text = job_text(&out);
     let twice = text.replace(
         r#"["w2a3", "w3a3", "w4a4"]"#,
@@ -1588,7 +1592,7 @@ fn budgets_listed_twice_are_refused_and_long_lists_checked_quickly() {
 /// control permutes what the search uses; every finetune still starts from the joint run.
 #[test]
 fn the_default_search_uses_measured_sensitivity_and_learned_is_a_control() {
-    let out = tmpdir("search-sensitivity");
+    let (_out_dir, out) = tmpdir("search-sensitivity");
     let text = job_text(&out)
         .replace("    search: learned,\n", "")
         .replace(
@@ -1682,7 +1686,7 @@ fn the_default_search_uses_measured_sensitivity_and_learned_is_a_control() {
 /// the finetunes brings it back.
 #[test]
 fn the_joint_run_runs_only_when_something_uses_it() {
-    let out = tmpdir("no-joint");
+    let (_out_dir, out) = tmpdir("no-joint");
     // 80 images in batches of 32: the measurement takes whole batches, 64 images.
     let text = job_text(&out).replace("    search: learned,\n", "").replace(
         "random_policies: 3,",
@@ -1817,7 +1821,7 @@ fn confidence_intervals_from_synthetic_results() {
 /// unless `--seeds` / `--output` changed the job it holds.
 #[test]
 fn files_of_the_folder_that_no_run_wrote_are_kept() {
-    let out = tmpdir("foreign-files");
+    let (_out_dir, out) = tmpdir("foreign-files");
     let run_plan = |job: Job| {
         let plan = Plan::new(job).unwrap();
         let mut fake = fake_for(&plan);
@@ -1872,7 +1876,7 @@ fn files_of_the_folder_that_no_run_wrote_are_kept() {
 /// removed first, and a crash in between reran the whole stage).
 #[test]
 fn a_stage_keeps_its_progress_until_the_state_records_it() {
-    let out = tmpdir("partial-until-recorded");
+    let (_out_dir, out) = tmpdir("partial-until-recorded");
     let plan = plan_for(&out);
     let mut fake = fake_for(&plan);
     fake.write_partials = true;
@@ -1904,17 +1908,17 @@ fn a_stage_keeps_its_progress_until_the_state_records_it() {
 /// docs/results) rewrites the report and leaves no lock file there.
 #[test]
 fn a_report_of_kept_results_leaves_no_lock_file() {
-    let ran = tmpdir("report-source");
+    let (_ran_dir, ran) = tmpdir("report-source");
     let plan = plan_for(&ran);
     run(&plan, &mut fake_for(&plan), &mut |_| {}).unwrap();
-    let kept = tmpdir("report-kept");
+    let (_kept_dir, kept) = tmpdir("report-kept");
     std::fs::copy(ran.join("results.ron"), kept.join("results.ron")).unwrap();
     let results = limpq_trainer::pipeline::rewrite_report(&plan_for(&kept)).unwrap();
     assert!(!results.budgets.is_empty());
     assert!(kept.join("report.md").is_file());
     assert!(!kept.join("pipeline.lock").exists());
     // A missing results.ron is named, and leaves nothing either.
-    let empty = tmpdir("report-empty");
+    let (_empty_dir, empty) = tmpdir("report-empty");
     let e = limpq_trainer::pipeline::rewrite_report(&plan_for(&empty))
         .unwrap_err()
         .to_string();
