@@ -98,14 +98,8 @@ pub fn write_frontier(path: &Path, frontier: &Frontier) -> Result<(), FileError>
 mod tests {
     use super::*;
 
-    /// A fresh temp folder, and its path: the folder goes when the first is dropped.
     fn dir(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let d = tempfile::Builder::new()
-            .prefix(&format!("limpq-io-documents-{name}-"))
-            .tempdir()
-            .unwrap();
-        let p = d.path().to_path_buf();
-        (d, p)
+        crate::scratch(&format!("documents-{name}"))
     }
 
     #[test]

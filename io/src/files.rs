@@ -601,17 +601,7 @@ impl fmt::Display for Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh temp folder, and its path: the folder goes, with all in it, when the first
-    /// is dropped (keep it bound to a name, as `let (_dir, d) = scratch(..)` does).
-    fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
-        let d = tempfile::Builder::new()
-            .prefix(&format!("limpq-io-{name}-"))
-            .tempdir()
-            .unwrap();
-        let p = d.path().to_path_buf();
-        (d, p)
-    }
+    use crate::scratch;
 
     fn entries(d: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(d)

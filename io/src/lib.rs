@@ -23,4 +23,16 @@ pub mod import_limpq;
 pub mod npy;
 pub mod pickle;
 
+/// A fresh temp folder for a unit test, named after `label`, and its path: the folder goes,
+/// with all in it, when the first is dropped, whether the test passes or fails.
+#[cfg(test)]
+pub(crate) fn scratch(label: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("limpq-io-{label}-"))
+        .tempdir()
+        .expect("create a temp folder");
+    let p = d.path().to_path_buf();
+    (d, p)
+}
+
 pub use files::{FileError, Format};

@@ -4,6 +4,9 @@
 // Needs the default `gpu` feature (the trainer's GPU half).
 #![cfg(feature = "gpu")]
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,15 +14,8 @@ use limpq_trainer::data::{
     produce, DataSource, Dataset, DatasetKind, Loader, LoaderConfig, Split, Subset, Transform,
 };
 
-/// A fresh temp folder, and its path: the folder goes, with all in it, when the first is
-/// dropped (keep it bound to a name, as `let (_dir, root) = tmp_root(..)` does).
 fn tmp_root(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let d = tempfile::Builder::new()
-        .prefix(&format!("limpq-folder-{name}-"))
-        .tempdir()
-        .unwrap();
-    let p = d.path().to_path_buf();
-    (d, p)
+    scratch::dir(&format!("folder-{name}"))
 }
 
 /// Pixel (x, y, channel) of test image `k`: distinct values, away from 0 and 255.

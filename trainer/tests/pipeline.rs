@@ -8,6 +8,9 @@
 #[path = "common/blocking.rs"]
 mod blocking;
 
+#[path = "common/scratch.rs"]
+mod scratch;
+
 use limpq_solver::format::versioned::ron_from_str;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -26,15 +29,8 @@ use limpq_trainer::pipeline::{
 };
 use limpq_trainer::train::Event as TrainEvent;
 
-/// A fresh temp folder, and its path: the folder goes, with all in it, when the first is
-/// dropped (keep it bound to a name, as `let (_dir, out) = tmpdir(..)` does).
 fn tmpdir(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let d = tempfile::Builder::new()
-        .prefix(&format!("limpq-pipeline-{name}-"))
-        .tempdir()
-        .unwrap();
-    let p = d.path().to_path_buf();
-    (d, p)
+    scratch::dir(&format!("pipeline-{name}"))
 }
 
 fn job_text(out: &Path) -> String {
