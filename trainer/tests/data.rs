@@ -355,19 +355,30 @@ fn data_files_that_are_not_regular_files_are_refused_without_blocking() {
 }
 
 fn cifar_file(path: &Path, file: usize, records: usize) {
-    let mut v = Vec::new();
-    for r in 0..records {
-        v.push(((file * 7 + r) % 10) as u8);
-        for c in 0..3 {
-            for y in 0..32 {
-                for x in 0..32 {
-                    v.push(((c * 80 + y + x + r) % 256) as u8);
+    // Record r's pixels are record 0's plus r (mod 256): 256 patterns, copied.
+    let patterns: Vec<Vec<u8>> = (0..256)
+        .map(|r| {
+            let mut p = Vec::with_capacity(3 * 32 * 32);
+            for c in 0..3 {
+                for y in 0..32 {
+                    for x in 0..32 {
+                        p.push(((c * 80 + y + x + r) % 256) as u8);
+                    }
                 }
             }
-        }
+            p
+        })
+        .collect();
+    let mut v = Vec::with_capacity(records * 3073);
+    for r in 0..records {
+        v.push(((file * 7 + r) % 10) as u8);
+        v.extend_from_slice(&patterns[r % 256]);
     }
     std::fs::write(path, v).unwrap();
 }
+
+/// Records in a CIFAR-10 batch file, train or test.
+const CIFAR_RECORDS: usize = 10_000;
 
 #[test]
 fn cifar10_synthetic_batches() {
@@ -375,18 +386,20 @@ fn cifar10_synthetic_batches() {
     let dir = t.0.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&dir).unwrap();
     for i in 1..=5 {
-        cifar_file(&dir.join(format!("data_batch_{i}.bin")), i, 3);
+        cifar_file(&dir.join(format!("data_batch_{i}.bin")), i, CIFAR_RECORDS);
     }
-    cifar_file(&dir.join("test_batch.bin"), 0, 4);
+    cifar_file(&dir.join("test_batch.bin"), 0, CIFAR_RECORDS);
     // Both the parent folder and the batch folder work.
     let train = Dataset::load("cifar10", Some(&t.0), Split::Train).unwrap();
     let test = Dataset::load("cifar-10", Some(&dir), Split::Test).unwrap();
-    assert_eq!((train.len(), test.len()), (15, 4));
+    assert_eq!((train.len(), test.len()), (50_000, 10_000));
     assert_eq!(train.shape, (3, 32, 32));
-    // Example 4 = file 2, record 1: label (14 + 1) % 10 = 5; pixel (c=1, y=2, x=3) = 80+2+3+1.
-    assert_eq!(train.labels[4], 5);
-    assert_eq!(train.image(4)[1024 + 2 * 32 + 3], 86);
-    assert_eq!(test.labels, vec![0, 1, 2, 3]);
+    // Example 10004 = file 2, record 4: label (14 + 4) % 10 = 8; pixel (c=1, y=2, x=3) =
+    // 80+2+3+4.
+    assert_eq!(train.labels[10_004], 8);
+    assert_eq!(train.image(10_004)[1024 + 2 * 32 + 3], 89);
+    assert_eq!(test.labels[..4], [0, 1, 2, 3]);
+    drop((train, test));
     // Truncated record.
     let f = dir.join("data_batch_3.bin");
     let bytes = std::fs::read(&f).unwrap();
@@ -409,6 +422,43 @@ fn cifar10_synthetic_batches() {
     std::fs::remove_file(dir.join("test_batch.bin")).unwrap();
     let e = err_text(Dataset::load("cifar10", Some(&dir), Split::Test));
     assert!(e.contains("test_batch.bin"), "{e}");
+}
+
+/// A batch file cut at a record boundary holds whole records, but fewer than a CIFAR-10
+/// batch file's 10000: it was read as a smaller data set without a word. It is refused,
+/// naming the file and the records found and expected; so is one of more records.
+#[test]
+fn a_cifar10_batch_of_other_than_10000_records_is_refused() {
+    let t = TempDir::new("cifar_short");
+    for (records, what) in [
+        (CIFAR_RECORDS - 1, "truncated"),
+        (3, "truncated"),
+        (CIFAR_RECORDS + 1, "not a CIFAR-10 batch file"),
+    ] {
+        cifar_file(&t.0.join("test_batch.bin"), 0, records);
+        let e = err_text(Dataset::load("cifar10", Some(&t.0), Split::Test));
+        assert!(
+            e.contains("test_batch.bin")
+                && e.contains(&format!("{records} records of 3073 bytes"))
+                && e.contains("a CIFAR-10 batch file holds 10000")
+                && e.contains(what),
+            "{records} records: {e}"
+        );
+    }
+    // A whole file, compressed, reads; cut at a record boundary inside the gzip stream, it
+    // is refused alike.
+    cifar_file(&t.0.join("test_batch.bin"), 0, CIFAR_RECORDS);
+    let whole = std::fs::read(t.0.join("test_batch.bin")).unwrap();
+    std::fs::write(t.0.join("test_batch.bin"), gz(&whole)).unwrap();
+    let test = Dataset::load("cifar10", Some(&t.0), Split::Test).unwrap();
+    assert_eq!(test.len(), CIFAR_RECORDS);
+    std::fs::write(
+        t.0.join("test_batch.bin"),
+        gz(&whole[..(CIFAR_RECORDS - 2) * 3073]),
+    )
+    .unwrap();
+    let e = err_text(Dataset::load("cifar10", Some(&t.0), Split::Test));
+    assert!(e.contains("9998 records of 3073 bytes"), "{e}");
 }
 
 #[test]

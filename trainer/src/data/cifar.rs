@@ -2,13 +2,22 @@
 //! each 32×32 row-major), 10000 records per file. Train: data_batch_1.bin … data_batch_5.bin;
 //! test: test_batch.bin. The folder may be the one holding them or its parent (the archive
 //! unpacks to `cifar-10-batches-bin/`).
+//!
+//! A file of any other number of whole records is refused, naming the records found: one
+//! cut at a record boundary would otherwise be read as a smaller data set without a word
+//! (and results compared with CIFAR-10's would not be). Fewer images are a subset of the
+//! whole files (`--subset`, `--test-subset`, a pipeline job's `train` / `test`).
 
 use std::path::{Path, PathBuf};
 
 use super::{format_err, idx::read_maybe_gz, DataError, Split};
 
-/// A batch file holds 10000 records (30.7 MB); four times that is refused as corrupt.
-const MAX_BATCH: u64 = 4 * 10_000 * RECORD as u64;
+/// The records of every CIFAR-10 batch file, train and test.
+const BATCH_RECORDS: usize = 10_000;
+
+/// A batch file holds 10000 records (30.7 MB). Up to four times that is read, so that a file
+/// of too many records is refused with their number; a longer one is refused unread.
+const MAX_BATCH: u64 = 4 * BATCH_RECORDS as u64 * RECORD as u64;
 
 const RECORD: usize = 1 + 3 * 32 * 32;
 
@@ -19,13 +28,23 @@ pub(crate) fn batch_dir(dir: &Path) -> Option<PathBuf> {
         .find(|d| d.join("test_batch.bin").is_file() || d.join("data_batch_1.bin").is_file())
 }
 
-/// Reads one batch file: images `[n, 3, 32, 32]` and labels.
+/// Reads one batch file: images `[10000, 3, 32, 32]` and labels.
 pub fn read_cifar_batch(path: &Path) -> Result<(Vec<u8>, Vec<u8>), DataError> {
     let bytes = read_maybe_gz(path, MAX_BATCH)?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(format_err(path, format!("{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records (truncated or corrupt)", bytes.len())));
     }
     let n = bytes.len() / RECORD;
+    if n != BATCH_RECORDS {
+        return Err(format_err(
+            path,
+            format!(
+                "{n} records of {RECORD} bytes; a CIFAR-10 batch file holds {BATCH_RECORDS} \
+                 (truncated, or not a CIFAR-10 batch file; for fewer images keep the files \
+                 whole and take a subset)"
+            ),
+        ));
+    }
     let mut images = Vec::with_capacity(n * (RECORD - 1));
     let mut labels = Vec::with_capacity(n);
     for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
