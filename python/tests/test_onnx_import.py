@@ -9,9 +9,10 @@ gets a bias and an `onnx::Conv_N` weight name). Names follow torch's (`layer1.0.
 `/layer1/layer1.0/conv1/Conv`). limpq imports each and its logits on the same inputs must
 equal ONNX Runtime's within the tolerance `tolerance()` states.
 
-Bad files — a truncated protobuf, an unknown operator, an initializer of the wrong size, a
-symbolic image size — are each an error naming the problem, with exit status 1 (the CLI's
-status for malformed input; 2 is kept for usage errors), never a panic.
+Bad files — a truncated protobuf, an unknown operator, an initializer of the wrong size, an
+attribute of another type than ONNX gives it, a symbolic image size — are each an error
+naming the problem, with exit status 1 (the CLI's status for malformed input; 2 is kept for
+usage errors), never a panic.
 
 Needs the `onnx` and `onnxruntime` packages (CI installs them) and a GPU adapter (lavapipe
 in CI); the shapes are tiny (3×32×32) so each run takes seconds.
@@ -394,6 +395,42 @@ def test_wrong_initializer_sizes(limpq, tmp_path):
     v.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(v)[:5], v.name))
     err = import_error(limpq, tmp_path, model.SerializeToString())
     assert "bn1.running_var" in err and "BatchNormalization" in err, err
+
+
+def ort_refuses(model):
+    """ONNX Runtime's error on `model` (graph optimisations off, so that none hides it)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    with pytest.raises(Exception) as e:
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
+            None, {"input": x})
+    return str(e.value)
+
+
+def test_an_attribute_of_another_type(limpq, tmp_path):
+    """A conv's `dilations` written as an INT rather than INTS: it was read as absent and the
+    conv imported without its dilation; ONNX Runtime refuses the model, and limpq says which
+    node, attribute and types."""
+    model, _ = resnet_style(False)
+    conv = next(n for n in model.graph.node if n.name == "/layer1/layer1.0/conv1/Conv")
+    conv.attribute.append(helper.make_attribute("dilations", 2))
+    assert "dilations" in ort_refuses(model)
+    err = import_error(limpq, tmp_path, model.SerializeToString())
+    assert ("node '/layer1/layer1.0/conv1/Conv' (Conv): attribute 'dilations' has type INT; "
+            "INTS expected") in err, err
+
+
+def test_old_opset_batch_norm_spatial_0(limpq, tmp_path):
+    """Opsets 7 and 8: BatchNormalization with `spatial` 0 normalises each element (C×H×W
+    statistics; ONNX Runtime, optimisations off, wants scales of that shape); the engine's
+    BatchNorm is per channel. It was imported as spatial 1; it is refused."""
+    model, _ = resnet_style(False, opset=7)
+    bn = next(n for n in model.graph.node if n.name == "/bn1/BatchNormalization")
+    bn.attribute.append(helper.make_attribute("spatial", 0))
+    ort_refuses(model)
+    err = import_error(limpq, tmp_path, model.SerializeToString())
+    assert "node '/bn1/BatchNormalization' (BatchNormalization): spatial 0" in err, err
 
 
 def test_symbolic_image_size(limpq, tmp_path):

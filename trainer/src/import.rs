@@ -8,6 +8,9 @@
 //! shape the engine cannot run, or a malformed tensor is an [`OnnxError`] naming the node,
 //! its op type and what is supported. Nothing here panics on any input.
 //!
+//! Each attribute read must have the type ONNX gives it: a `dilations` written as an INT
+//! rather than INTS is refused, not read as absent.
+//!
 //! Names: a layer's name comes from its weight initializer (`layer1.0.conv1.weight` →
 //! `layer1.0.conv1`), else from the node name's module path as `torch.onnx.export` writes it
 //! (`/layer1/layer1.0/conv1/Conv` → `layer1.0.conv1`), else from the node name itself, else
@@ -24,8 +27,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use limpq_onnx::proto::{
-    tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, AttributeProto, GraphProto,
-    ModelProto, NodeProto, TensorProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto,
 };
 
 use crate::checkpoint::{NamedTensor, TensorKind};
@@ -239,41 +242,131 @@ fn tensor_values(t: &TensorProto, what: &str) -> R<Tensor> {
     })
 }
 
-/// One node's attributes, by name.
+/// The type of attribute `a`: its `type` field, or where a writer left that out (it is
+/// required from IR version 2; some writers still omit it) the one value field that is set,
+/// as ONNX's first IR version had readers find it. `None`: no type given and no value set.
+fn attr_type(a: &AttributeProto) -> Option<Result<AttributeType, i32>> {
+    use AttributeType as T;
+    if let Some(t) = a.r#type.filter(|&t| t != T::Undefined as i32) {
+        return Some(T::try_from(t).map_err(|_| t));
+    }
+    let set = [
+        (a.f.is_some(), T::Float),
+        (a.i.is_some(), T::Int),
+        (a.s.is_some(), T::String),
+        (a.t.is_some(), T::Tensor),
+        (a.g.is_some(), T::Graph),
+        (a.sparse_tensor.is_some(), T::SparseTensor),
+        (a.tp.is_some(), T::TypeProto),
+        (!a.floats.is_empty(), T::Floats),
+        (!a.ints.is_empty(), T::Ints),
+        (!a.strings.is_empty(), T::Strings),
+        (!a.tensors.is_empty(), T::Tensors),
+        (!a.graphs.is_empty(), T::Graphs),
+        (!a.sparse_tensors.is_empty(), T::SparseTensors),
+        (!a.type_protos.is_empty(), T::TypeProtos),
+    ];
+    set.into_iter()
+        .find(|&(is_set, _)| is_set)
+        .map(|(_, t)| Ok(t))
+}
+
+/// One node's attributes, by name. Each accessor checks the attribute's type: one of
+/// another type (`dilations` written as an INT rather than INTS, a `transB` as a FLOAT) is
+/// an error naming the attribute, the type found and the type expected, never read as
+/// absent or as the default (ONNX Runtime refuses such a node too).
 struct Attrs<'a>(&'a [AttributeProto]);
 
 impl<'a> Attrs<'a> {
     fn get(&self, name: &str) -> Option<&'a AttributeProto> {
         self.0.iter().find(|a| a.name.as_deref() == Some(name))
     }
-    /// An int attribute, or `default` when the node has none. One that is there but holds
-    /// no int (a `transB` written as a float) is an error, not the default.
+
+    /// Attribute `name` if the node has it, checked to be of type `want`. A list attribute
+    /// with no type and no values is an empty list of any kind.
+    fn typed(&self, name: &str, want: AttributeType) -> R<Option<&'a AttributeProto>> {
+        let Some(a) = self.get(name) else {
+            return Ok(None);
+        };
+        let list = matches!(
+            want,
+            AttributeType::Floats | AttributeType::Ints | AttributeType::Strings
+        );
+        match attr_type(a) {
+            Some(Ok(t)) if t == want => Ok(Some(a)),
+            None if list => Ok(Some(a)),
+            found => Err(err(format!(
+                "attribute '{name}' has type {}; {} expected",
+                match found {
+                    Some(Ok(t)) => t.as_str_name().to_string(),
+                    Some(Err(n)) => format!("{n} (no ONNX attribute type)"),
+                    None => "none (no type and no value)".into(),
+                },
+                want.as_str_name()
+            ))),
+        }
+    }
+
+    /// An INT attribute, or `default` when the node has none. One of type INT whose value
+    /// is not set is an error, not the default.
     fn int(&self, name: &str, default: i64) -> R<i64> {
-        match self.get(name) {
+        match self.typed(name, AttributeType::Int)? {
             None => Ok(default),
             Some(a) => {
-                a.i.ok_or_else(|| err(format!("attribute '{name}' holds no int")))
+                a.i.ok_or_else(|| err(format!("attribute '{name}' (INT) holds no value")))
             }
         }
     }
-    /// A float attribute, or None when the node has none; one that holds no float is an
+
+    /// A FLOAT attribute, or None when the node has none; one whose value is not set is an
     /// error.
     fn float(&self, name: &str) -> R<Option<f32>> {
-        match self.get(name) {
+        match self.typed(name, AttributeType::Float)? {
             None => Ok(None),
-            Some(a) => match a.f {
-                Some(f) => Ok(Some(f)),
-                None => Err(err(format!("attribute '{name}' holds no float"))),
-            },
+            Some(a) => {
+                a.f.map(Some)
+                    .ok_or_else(|| err(format!("attribute '{name}' (FLOAT) holds no value")))
+            }
         }
     }
-    fn ints(&self, name: &str) -> Option<&'a [i64]> {
-        self.get(name).map(|a| a.ints.as_slice())
+
+    /// An INTS attribute, or None when the node has none.
+    fn ints(&self, name: &str) -> R<Option<&'a [i64]>> {
+        Ok(self
+            .typed(name, AttributeType::Ints)?
+            .map(|a| a.ints.as_slice()))
     }
-    fn string(&self, name: &str) -> Option<String> {
-        self.get(name)
-            .and_then(|a| a.s.as_ref())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
+
+    /// A FLOATS attribute, or None when the node has none.
+    fn floats(&self, name: &str) -> R<Option<&'a [f32]>> {
+        Ok(self
+            .typed(name, AttributeType::Floats)?
+            .map(|a| a.floats.as_slice()))
+    }
+
+    /// A STRING attribute, or None when the node has none; one whose value is not set is an
+    /// error.
+    fn string(&self, name: &str) -> R<Option<String>> {
+        match self.typed(name, AttributeType::String)? {
+            None => Ok(None),
+            Some(a) => {
+                a.s.as_ref()
+                    .map(|s| Some(String::from_utf8_lossy(s).into_owned()))
+                    .ok_or_else(|| err(format!("attribute '{name}' (STRING) holds no value")))
+            }
+        }
+    }
+
+    /// A TENSOR attribute, or None when the node has none.
+    fn tensor(&self, name: &str) -> R<Option<&'a TensorProto>> {
+        match self.typed(name, AttributeType::Tensor)? {
+            None => Ok(None),
+            Some(a) => {
+                a.t.as_ref()
+                    .map(Some)
+                    .ok_or_else(|| err(format!("attribute '{name}' (TENSOR) holds no value")))
+            }
+        }
     }
 }
 
@@ -600,7 +693,7 @@ impl Reader<'_> {
     fn unsqueeze(&mut self, n: &NodeProto, a: &Attrs, opset: i64) -> R<()> {
         let d = self.dims(n, 0)?;
         let axes = if opset < 13 {
-            a.ints("axes").map(<[i64]>::to_vec).unwrap_or_default()
+            a.ints("axes")?.map(<[i64]>::to_vec).unwrap_or_default()
         } else {
             whole_numbers(&self.need_constant(n, 1, "axes")?)?
         };
@@ -816,7 +909,7 @@ impl Reader<'_> {
                 "kernel {kh}×{kw}; only square kernels are supported"
             )));
         }
-        if let Some(ks) = a.ints("kernel_shape") {
+        if let Some(ks) = a.ints("kernel_shape")? {
             if ks != [kh, kw] {
                 return Err(err(format!(
                     "kernel_shape {ks:?} disagrees with the weight's {:?}",
@@ -896,6 +989,15 @@ impl Reader<'_> {
         }
         if a.int("training_mode", 0)? != 0 || n.output.iter().skip(1).any(|o| !o.is_empty()) {
             return Err(err("training-mode BatchNormalization (more than one output) is not supported; export in eval mode"));
+        }
+        // Opsets 7 and 8: `spatial` 0 normalises each element (C×H×W statistics), not each
+        // channel; the engine's BatchNorm is per channel.
+        let spatial = a.int("spatial", 1)?;
+        if spatial != 1 {
+            return Err(err(format!(
+                "spatial {spatial}: statistics per element (C×H×W) are not supported; only \
+                 spatial 1 (per channel, the only form from opset 9) is"
+            )));
         }
         let eps = a.float("epsilon")?.unwrap_or(1e-5) as f64;
         let scale = self.need_constant(n, 1, "scale")?;
@@ -1020,7 +1122,7 @@ impl Reader<'_> {
         if flat {
             return Err(err("input is 2-D; pooling needs N×C×H×W"));
         }
-        let k = match a.ints("kernel_shape") {
+        let k = match a.ints("kernel_shape")? {
             Some([h, w]) if h == w && *h > 0 => *h,
             other => {
                 return Err(err(format!(
@@ -1470,7 +1572,7 @@ fn check_lengths(
 /// `stride` and `padding` of a square window: equal strides, equal pads on every side, no
 /// dilation, `auto_pad` NOTSET (or VALID).
 fn window(a: &Attrs) -> R<(usize, usize)> {
-    let stride = match a.ints("strides") {
+    let stride = match a.ints("strides")? {
         None | Some([]) => 1,
         Some([h, w]) if h == w && *h > 0 => *h,
         Some(s) => {
@@ -1479,7 +1581,7 @@ fn window(a: &Attrs) -> R<(usize, usize)> {
             )))
         }
     };
-    let pad = match a.ints("pads") {
+    let pad = match a.ints("pads")? {
         None | Some([]) => 0,
         Some([t, l, b, r]) if t == l && l == b && b == r && *t >= 0 => *t,
         Some(p) => {
@@ -1488,7 +1590,7 @@ fn window(a: &Attrs) -> R<(usize, usize)> {
             )))
         }
     };
-    match a.string("auto_pad").as_deref() {
+    match a.string("auto_pad")?.as_deref() {
         None | Some("NOTSET") | Some("") => {}
         Some("VALID") if pad == 0 => {}
         Some(other) => {
@@ -1497,7 +1599,7 @@ fn window(a: &Attrs) -> R<(usize, usize)> {
             )))
         }
     }
-    if let Some(d) = a.ints("dilations") {
+    if let Some(d) = a.ints("dilations")? {
         if d.iter().any(|&v| v != 1) {
             return Err(err(format!("dilations {d:?}; only 1 is supported")));
         }
@@ -1540,7 +1642,7 @@ fn whole_numbers(t: &Tensor) -> R<Vec<i64>> {
 
 /// The value of a Constant node.
 fn constant_node(a: &Attrs) -> R<Tensor> {
-    if let Some(t) = a.get("value").and_then(|v| v.t.as_ref()) {
+    if let Some(t) = a.tensor("value")? {
         return tensor_values(t, "Constant value");
     }
     let scalar = |data: Vec<f64>, dims: Vec<i64>| Tensor {
@@ -1551,19 +1653,20 @@ fn constant_node(a: &Attrs) -> R<Tensor> {
     if let Some(f) = a.float("value_float")? {
         return Ok(scalar(vec![f as f64], vec![]));
     }
-    if let Some(v) = a.get("value_int").and_then(|v| v.i) {
+    if a.get("value_int").is_some() {
+        let v = a.int("value_int", 0)?;
         return Ok(scalar(vec![v as f64], vec![]));
     }
-    if let Some(v) = a.get("value_floats") {
+    if let Some(v) = a.floats("value_floats")? {
         return Ok(scalar(
-            v.floats.iter().map(|&f| f as f64).collect(),
-            vec![v.floats.len() as i64],
+            v.iter().map(|&f| f as f64).collect(),
+            vec![v.len() as i64],
         ));
     }
-    if let Some(v) = a.get("value_ints") {
+    if let Some(v) = a.ints("value_ints")? {
         return Ok(scalar(
-            v.ints.iter().map(|&f| f as f64).collect(),
-            vec![v.ints.len() as i64],
+            v.iter().map(|&f| f as f64).collect(),
+            vec![v.len() as i64],
         ));
     }
     Err(err(

@@ -4,7 +4,8 @@
 //! valid graphs (dimensions, data, data types, attributes, operators, wiring, the graph's
 //! input and output, the opset), each imported in a thread of its own under a deadline, in
 //! an error or in a model whose shapes check and whose tensors have the lengths the model
-//! needs; and large graphs, imported in time linear in their nodes.
+//! needs; large graphs, imported in time linear in their nodes; and the types of
+//! attributes, checked against what ONNX gives them where they are read.
 // Needs the default `gpu` feature (the trainer's GPU half).
 #![cfg(feature = "gpu")]
 
@@ -12,6 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use limpq_onnx::build::{float_init as init, gap_fc_head, int, ints, model, node, value_info};
+use limpq_onnx::proto::attribute_proto::AttributeType;
 use limpq_onnx::proto::tensor_shape_proto::dimension;
 use limpq_onnx::proto::{type_proto, AttributeProto, ModelProto, NodeProto, TensorProto};
 use limpq_solver::gen::Rng;
@@ -227,8 +229,8 @@ fn bad_graphs_are_named_errors() {
         e.contains("'/fc/MatMul' (MatMul)") && e.contains(&format!("dims [{out}, 1]")),
         "{e}"
     );
-    // An attribute that is there but holds no value of its kind: an error, not the default
-    // (a `transB` written as a float was read as 0, the weight untransposed).
+    // An attribute that is there but of another type: an error, not the default (a `transB`
+    // written as a float was read as 0, the weight untransposed).
     let mut g = folded();
     let gemm = g.graph.as_mut().unwrap().node.last_mut().unwrap();
     gemm.attribute = vec![AttributeProto {
@@ -240,7 +242,7 @@ fn bad_graphs_are_named_errors() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("'/fc/Gemm' (Gemm): attribute 'transB' holds no int"),
+        e.contains("'/fc/Gemm' (Gemm): attribute 'transB' has type FLOAT; INT expected"),
         "{e}"
     );
     // A shape computed from the input: the batch may lead a Reshape's shape, the other
@@ -940,4 +942,197 @@ fn large_graphs_import_within_the_deadline() {
     assert_eq!(im.model.nodes.len(), n + 2);
     assert_eq!(im.tensors.len(), n + 1);
     assert_eq!(im.model.nodes[n - 1].name, format!("conv{}", n - 1));
+}
+
+fn import_err(m: &ModelProto) -> String {
+    match import(m, &ImportOptions::default()) {
+        Ok(_) => "imported".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `a` with its `type` field set to `t` (the builders leave it out).
+fn typed(mut a: AttributeProto, t: AttributeType) -> AttributeProto {
+    a.r#type = Some(t as i32);
+    a
+}
+
+/// every_op() with the attribute `a` of node `node` (replacing one of its name).
+fn with_attr(node: &str, a: AttributeProto) -> ModelProto {
+    let mut m = every_op();
+    let n = (m.graph.as_mut().unwrap().node.iter_mut())
+        .find(|n| n.name.as_deref() == Some(node))
+        .unwrap_or_else(|| panic!("no node {node}"));
+    n.attribute.retain(|b| b.name != a.name);
+    n.attribute.push(a);
+    m
+}
+
+/// Each attribute the importer reads must have the type ONNX gives it (its `type` field, or
+/// where that is left out the value field that is set): one of another type is refused,
+/// naming the node, the attribute, the type found and the type expected. A Conv's
+/// `dilations` written as an INT (not INTS) was read as absent, and the conv imported
+/// without its dilation; `strides` alike as a stride of 1, an `auto_pad` of INTS as NOTSET.
+/// ONNX Runtime refuses each of these models.
+#[test]
+fn attributes_of_another_type_are_refused_by_name() {
+    let float = |name: &str, v: f32| AttributeProto {
+        name: Some(name.into()),
+        f: Some(v),
+        ..Default::default()
+    };
+    let conv = "/conv1/Conv";
+    let cases = [
+        (
+            conv,
+            typed(int("dilations", 2), AttributeType::Int),
+            "'dilations' has type INT; INTS expected",
+        ),
+        (
+            conv,
+            int("dilations", 2),
+            "'dilations' has type INT; INTS expected",
+        ),
+        (
+            conv,
+            typed(int("strides", 2), AttributeType::Int),
+            "'strides' has type INT; INTS expected",
+        ),
+        (
+            conv,
+            typed(int("pads", 1), AttributeType::Int),
+            "'pads' has type INT; INTS expected",
+        ),
+        (
+            conv,
+            typed(ints("kernel_shape", &[3, 3]), AttributeType::Floats),
+            "'kernel_shape' has type FLOATS; INTS expected",
+        ),
+        (
+            conv,
+            typed(ints("auto_pad", &[1]), AttributeType::Ints),
+            "'auto_pad' has type INTS; STRING expected",
+        ),
+        (
+            conv,
+            typed(ints("group", &[1]), AttributeType::Ints),
+            "'group' has type INTS; INT expected",
+        ),
+        (
+            conv,
+            typed(int("group", 1), AttributeType::Float),
+            "'group' has type FLOAT; INT expected",
+        ),
+        (
+            "/bn1/BatchNormalization",
+            int("epsilon", 1),
+            "'epsilon' has type INT; FLOAT expected",
+        ),
+        (
+            "/pool/MaxPool",
+            float("ceil_mode", 0.0),
+            "'ceil_mode' has type FLOAT; INT expected",
+        ),
+        (
+            "/pool/MaxPool",
+            typed(int("ceil_mode", 0), AttributeType::Strings),
+            "'ceil_mode' has type STRINGS; INT expected",
+        ),
+        (
+            "/avg/AveragePool",
+            typed(int("ceil_mode", 0), AttributeType::Float),
+            "'ceil_mode' has type FLOAT; INT expected",
+        ),
+        (
+            "/Constant",
+            typed(ints("value_ints", &[0, -1]), AttributeType::Floats),
+            "'value_ints' has type FLOATS; INTS expected",
+        ),
+    ];
+    for (node, a, says) in cases {
+        let what = format!("{a:?}");
+        let e = import_err(&with_attr(node, a));
+        let op = node.rsplit('/').next().unwrap();
+        assert!(
+            e.contains(&format!("node '{node}' ({op}): attribute {says}")),
+            "{what}: {e}"
+        );
+    }
+    // A type UNDEFINED (0) is a type left out: the INT it holds is read.
+    let a = typed(int("group", 1), AttributeType::Undefined);
+    assert_eq!(import_err(&with_attr(conv, a)), "imported");
+    // A number that is no attribute type.
+    let mut a = int("group", 1);
+    a.r#type = Some(99);
+    let e = import_err(&with_attr(conv, a));
+    assert!(
+        e.contains("attribute 'group' has type 99 (no ONNX attribute type); INT expected"),
+        "{e}"
+    );
+    // Every attribute of every_op() typed as ONNX types it imports as the untyped ones do.
+    let mut m = every_op();
+    for n in &mut m.graph.as_mut().unwrap().node {
+        for a in &mut n.attribute {
+            let t = if a.i.is_some() {
+                AttributeType::Int
+            } else {
+                AttributeType::Ints
+            };
+            a.r#type = Some(t as i32);
+        }
+    }
+    let (a, b) = (
+        import(&m, &ImportOptions::default()).unwrap(),
+        import(&every_op(), &ImportOptions::default()).unwrap(),
+    );
+    assert_eq!(format!("{:?}", a.model), format!("{:?}", b.model));
+}
+
+/// Before opset 9 BatchNormalization has `spatial`: 0 normalises each element with C×H×W
+/// statistics, which the engine's per-channel BatchNorm does not compute; it was read as 1.
+/// It is refused; spatial 1, or none, imports.
+#[test]
+fn batch_norm_spatial_0_is_refused() {
+    let bn_model = |opset: i64, spatial: Option<i64>| {
+        let bn_attrs = spatial.map(|s| vec![int("spatial", s)]).unwrap_or_default();
+        let mut m = model(
+            "spatial",
+            [
+                node("Conv", "/conv1/Conv", &["x", "conv1.weight"], "c", vec![]),
+                node(
+                    "BatchNormalization",
+                    "/bn1/BatchNormalization",
+                    &["c", "bn1.weight", "bn1.bias", "bn1.mean", "bn1.var"],
+                    "b",
+                    bn_attrs,
+                ),
+                node("Relu", "/relu/Relu", &["b"], "r", vec![]),
+            ]
+            .into_iter()
+            .chain(gap_fc_head("r"))
+            .collect(),
+            vec![
+                init("conv1.weight", &[4, 2, 1, 1], vec![0.5; 8]),
+                init("bn1.weight", &[4], vec![1.0; 4]),
+                init("bn1.bias", &[4], vec![0.0; 4]),
+                init("bn1.mean", &[4], vec![0.0; 4]),
+                init("bn1.var", &[4], vec![1.0; 4]),
+                init("fc.weight", &[3, 4], vec![0.5; 12]),
+                init("fc.bias", &[3], vec![0.0; 3]),
+            ],
+            [2, 5, 5],
+            3,
+        );
+        m.opset_import[0].version = Some(opset);
+        import_err(&m)
+    };
+    for opset in [7, 8] {
+        let e = bn_model(opset, Some(0));
+        assert!(
+            e.contains("node '/bn1/BatchNormalization' (BatchNormalization): spatial 0: statistics per element (C×H×W) are not supported"),
+            "opset {opset}: {e}"
+        );
+        assert_eq!(bn_model(opset, Some(1)), "imported");
+        assert_eq!(bn_model(opset, None), "imported");
+    }
 }
