@@ -9,10 +9,10 @@ gets a bias and an `onnx::Conv_N` weight name). Names follow torch's (`layer1.0.
 `/layer1/layer1.0/conv1/Conv`). limpq imports each and its logits on the same inputs must
 equal ONNX Runtime's within the tolerance `tolerance()` states.
 
-Bad files — a truncated protobuf, an unknown operator, an initializer of the wrong size, an
-attribute of another type than ONNX gives it, a symbolic image size — are each an error
-naming the problem, with exit status 1 (the CLI's status for malformed input; 2 is kept for
-usage errors), never a panic.
+Bad files — a truncated protobuf, an unknown operator, an initializer of the wrong size, a
+weight or an attribute of another type than ONNX requires, a symbolic image size — are each
+an error naming the problem, with exit status 1 (the CLI's status for malformed input; 2 is
+kept for usage errors), never a panic.
 
 Needs the `onnx` and `onnxruntime` packages (CI installs them) and a GPU adapter (lavapipe
 in CI); the shapes are tiny (3×32×32) so each run takes seconds.
@@ -408,6 +408,21 @@ def ort_refuses(model):
     return str(e.value)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float16, np.int64])
+def test_a_weight_of_another_type_than_float(limpq, tmp_path, dtype):
+    """A conv weight stored as DOUBLE, FLOAT16 or INT64 beside the float input: ONNX requires
+    the input's type, ONNX Runtime refuses the model, and limpq refuses it naming the node,
+    the tensor and its type (a DOUBLE or INT64 weight imported as if it held floats)."""
+    model, _ = resnet_style(False)
+    w = next(t for t in model.graph.initializer if t.name == "layer1.0.conv1.weight")
+    w.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(w) * 4).astype(dtype), w.name))
+    ort_refuses(model)
+    err = import_error(limpq, tmp_path, model.SerializeToString())
+    name = TensorProto.DataType.Name(helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+    assert ("node '/layer1/layer1.0/conv1/Conv' (Conv): weight 'layer1.0.conv1.weight' has "
+            f"element type {name}; FLOAT expected") in err, err
+
+
 def test_an_attribute_of_another_type(limpq, tmp_path):
     """A conv's `dilations` written as an INT rather than INTS: it was read as absent and the
     conv imported without its dilation; ONNX Runtime refuses the model, and limpq says which
@@ -431,6 +446,18 @@ def test_old_opset_batch_norm_spatial_0(limpq, tmp_path):
     ort_refuses(model)
     err = import_error(limpq, tmp_path, model.SerializeToString())
     assert "node '/bn1/BatchNormalization' (BatchNormalization): spatial 0" in err, err
+
+
+def test_opset15_batch_norm_statistics_in_float16(limpq, tmp_path):
+    """From opset 15 a BatchNormalization's mean and variance may be FLOAT16 beside a float
+    input, and ONNX Runtime runs it: limpq reads them as the numbers they hold (they were
+    refused) and its logits agree."""
+    model, b = resnet_style(False, opset=15)
+    for t in model.graph.initializer:
+        if t.name.endswith((".running_mean", ".running_var")):
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    got, want, _, _ = run_both(limpq, tmp_path, model, "bn_f16")
+    assert float(np.abs(got - want).max()) <= tolerance(b, want)
 
 
 def test_symbolic_image_size(limpq, tmp_path):

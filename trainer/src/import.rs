@@ -8,8 +8,12 @@
 //! shape the engine cannot run, or a malformed tensor is an [`OnnxError`] naming the node,
 //! its op type and what is supported. Nothing here panics on any input.
 //!
-//! Each attribute read must have the type ONNX gives it: a `dilations` written as an INT
-//! rather than INTS is refused, not read as absent.
+//! Types are checked where a value is read, as ONNX defines them: a weight, bias or bound
+//! must have the float input's element type (a DOUBLE or INT64 weight is refused, not read
+//! as if it held floats; BatchNormalization's parameters may be any float type from opset
+//! 15), and each attribute its type (a `dilations` written as an INT is refused, not read
+//! as absent). An initializer that cannot be read is an error once a node reads it, naming
+//! that node.
 //!
 //! Names: a layer's name comes from its weight initializer (`layer1.0.conv1.weight` →
 //! `layer1.0.conv1`), else from the node name's module path as `torch.onnx.export` writes it
@@ -121,6 +125,10 @@ enum Value {
     /// A shape computed from an activation's (`Shape`, then `Gather`, `Unsqueeze`,
     /// `Concat`, `Cast`): what `x.view(x.size(0), -1)` exports to with a free batch.
     Dims(Dims),
+    /// An initializer that cannot be read (an element type the importer does not decode,
+    /// data of the wrong length, ...): the reason, an error once a node reads it, so that
+    /// the error names that node too.
+    Bad(String),
 }
 
 /// A 1-D integer tensor computed from an activation's shape, or a scalar (`scalar`: the
@@ -149,6 +157,10 @@ struct Tensor {
     data: Vec<f64>,
     /// The initializer's name, when it came from one.
     name: String,
+    /// The element type the file stores (`TensorProto.data_type`): the values above are
+    /// the same numbers whatever it is, so where ONNX requires a type (a Conv's weight is
+    /// the input's float) it is checked against this.
+    dtype: i32,
 }
 
 impl Tensor {
@@ -179,6 +191,54 @@ fn nonempty_weight(w: &Tensor) -> R<()> {
     Ok(())
 }
 
+/// An element type's ONNX name (`FLOAT`, `DOUBLE`, `FLOAT16`, ...), or its number when it
+/// is none.
+fn dtype_name(dt: i32) -> String {
+    DataType::try_from(dt).map_or_else(
+        |_| format!("{dt} (no ONNX type)"),
+        |d| d.as_str_name().to_string(),
+    )
+}
+
+/// `types` as `FLOAT`, `FLOAT or DOUBLE`, `A, B or C`.
+fn dtype_list(types: &[DataType]) -> String {
+    let names: Vec<&str> = types.iter().map(|t| t.as_str_name()).collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// The float element types BatchNormalization's scale, bias, mean and variance may have
+/// from opset 15 (`T1`, `T2`); before it they are the input's (`T`).
+const BN_PARAM_TYPES: &[DataType] = &[
+    DataType::Float,
+    DataType::Float16,
+    DataType::Bfloat16,
+    DataType::Double,
+];
+
+/// Refuses `t`, input `what` of the node being read, unless its element type is one of
+/// `types`: the values read are the same numbers whatever the type, so a DOUBLE or INT64
+/// weight where ONNX requires the float input's type would import as a model that ONNX
+/// Runtime refuses. `name` is the graph value it was read from.
+fn of_type(t: Tensor, what: &str, name: &str, types: &[DataType]) -> R<Tensor> {
+    if types.iter().any(|&d| d as i32 == t.dtype) {
+        return Ok(t);
+    }
+    Err(err(format!(
+        "{what} '{name}' has element type {}; {} expected (the type ONNX requires there{})",
+        dtype_name(t.dtype),
+        dtype_list(types),
+        if types == [DataType::Float] {
+            ": the float image input's"
+        } else {
+            ""
+        }
+    )))
+}
+
 /// The values of a tensor, from whichever field holds them; every length checked.
 fn tensor_values(t: &TensorProto, what: &str) -> R<Tensor> {
     if t.data_location == Some(1) || !t.external_data.is_empty() {
@@ -193,15 +253,25 @@ fn tensor_values(t: &TensorProto, what: &str) -> R<Tensor> {
     let n = numel(&t.dims, what)?;
     let dt = t.data_type.unwrap_or(0);
     let raw = t.raw_data.as_deref().filter(|r| !r.is_empty());
-    let width = match DataType::try_from(dt) {
-        Ok(DataType::Float) | Ok(DataType::Int32) => 4,
-        Ok(DataType::Double) | Ok(DataType::Int64) => 8,
+    let ty = DataType::try_from(dt).ok();
+    let width = match ty {
+        Some(DataType::Float) | Some(DataType::Int32) => 4,
+        Some(DataType::Double) | Some(DataType::Int64) => 8,
+        Some(DataType::Float16) | Some(DataType::Bfloat16) => 2,
+        Some(DataType::Bool) => 1,
         _ => {
             return Err(err(format!(
-                "{what}: data type {} not supported (float, double, int32, int64)",
-                DataType::try_from(dt).map_or_else(|_| dt.to_string(), |d| d.as_str_name().into())
+                "{what}: element type {} not supported (FLOAT, DOUBLE, FLOAT16, BFLOAT16, \
+                 INT32, INT64, BOOL)",
+                dtype_name(dt)
             )))
         }
+    };
+    // FLOAT16 and BFLOAT16 are bit patterns: two bytes each in `raw_data`, the low 16 bits
+    // of each `int32_data` entry otherwise (as ONNX stores them).
+    let half = |bits: u16| match ty {
+        Some(DataType::Bfloat16) => f64::from(f32::from_bits(u32::from(bits) << 16)),
+        _ => f64::from(crate::kernels::gemm_f16::f16_bits_to_f32(bits)),
     };
     let data: Vec<f64> = if let Some(raw) = raw {
         if raw.len() != n.saturating_mul(width) {
@@ -213,18 +283,34 @@ fn tensor_values(t: &TensorProto, what: &str) -> R<Tensor> {
             )));
         }
         raw.chunks_exact(width)
-            .map(|c| match (DataType::try_from(dt), c) {
-                (Ok(DataType::Float), &[a, b, c, d]) => f32::from_le_bytes([a, b, c, d]) as f64,
-                (Ok(DataType::Int32), &[a, b, c, d]) => i32::from_le_bytes([a, b, c, d]) as f64,
-                (Ok(DataType::Double), c) => f64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
+            .map(|c| match (ty, c) {
+                (Some(DataType::Float), &[a, b, c, d]) => f32::from_le_bytes([a, b, c, d]) as f64,
+                (Some(DataType::Int32), &[a, b, c, d]) => i32::from_le_bytes([a, b, c, d]) as f64,
+                (Some(DataType::Double), c) => f64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
+                (_, &[a, b]) => half(u16::from_le_bytes([a, b])),
+                (_, &[a]) => f64::from(a != 0),
                 (_, c) => i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64,
             })
             .collect()
     } else {
-        match DataType::try_from(dt) {
-            Ok(DataType::Float) => t.float_data.iter().map(|&v| v as f64).collect(),
-            Ok(DataType::Int32) => t.int32_data.iter().map(|&v| v as f64).collect(),
-            Ok(DataType::Double) => t.double_data.clone(),
+        match ty {
+            Some(DataType::Float) => t.float_data.iter().map(|&v| v as f64).collect(),
+            Some(DataType::Int32) => t.int32_data.iter().map(|&v| v as f64).collect(),
+            Some(DataType::Bool) => t.int32_data.iter().map(|&v| f64::from(v != 0)).collect(),
+            Some(DataType::Float16) | Some(DataType::Bfloat16) => {
+                let mut v = Vec::with_capacity(t.int32_data.len());
+                for (i, &bits) in t.int32_data.iter().enumerate() {
+                    let bits = u16::try_from(bits).map_err(|_| {
+                        err(format!(
+                            "{what}: int32_data entry {i} is {bits}; a {} value is 16 bits",
+                            dtype_name(dt)
+                        ))
+                    })?;
+                    v.push(half(bits));
+                }
+                v
+            }
+            Some(DataType::Double) => t.double_data.clone(),
             _ => t.int64_data.iter().map(|&v| v as f64).collect(),
         }
     };
@@ -239,6 +325,7 @@ fn tensor_values(t: &TensorProto, what: &str) -> R<Tensor> {
         dims: t.dims.clone(),
         data,
         name: t.name.clone().unwrap_or_default(),
+        dtype: dt,
     })
 }
 
@@ -471,8 +558,11 @@ pub fn import(model: &ModelProto, opts: &ImportOptions) -> R<Imported> {
     }
     for t in &graph.initializer {
         let name = t.name.clone().unwrap_or_default();
-        let v = tensor_values(t, &format!("initializer '{name}'"))?;
-        r.values.insert(name, Value::Const(v));
+        let v = match tensor_values(t, &format!("initializer '{name}'")) {
+            Ok(v) => Value::Const(v),
+            Err(e) => Value::Bad(e.message),
+        };
+        r.values.insert(name, v);
     }
     let input = r.read_input()?;
     for (i, n) in graph.node.iter().enumerate() {
@@ -527,7 +617,10 @@ impl Reader<'_> {
         let shape = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
             Some(type_proto::Value::TensorType(t)) => {
                 if t.elem_type != Some(DataType::Float as i32) {
-                    return Err(err(format!("input '{name}': element type must be float")));
+                    return Err(err(format!(
+                        "input '{name}': element type {}; it must be FLOAT",
+                        t.elem_type.map_or_else(|| "not given".into(), dtype_name)
+                    )));
                 }
                 t.shape.as_ref()
             }
@@ -592,6 +685,7 @@ impl Reader<'_> {
                 "input {k} ('{name}') is computed from a Shape; it must be computed from the \
                  image"
             ))),
+            Value::Bad(why) => Err(err(why.clone())),
         }
     }
 
@@ -608,7 +702,39 @@ impl Reader<'_> {
                 "input {k} ('{name}') is computed from a Shape; a shape computed from the \
                  input is supported only as Reshape's shape"
             ))),
+            Value::Bad(why) => Err(err(why.clone())),
         }
+    }
+
+    /// Input `k`, if given, as a constant whose element type is one of `types` (`what`: its
+    /// role, for messages).
+    fn typed_constant(
+        &self,
+        n: &NodeProto,
+        k: usize,
+        what: &str,
+        types: &[DataType],
+    ) -> R<Option<Tensor>> {
+        match self.constant(n, k)? {
+            None => Ok(None),
+            Some(t) => of_type(t, what, &n.input[k], types).map(Some),
+        }
+    }
+
+    /// Input `k`, which must be given, as a constant of one of `types`.
+    fn need_typed(&self, n: &NodeProto, k: usize, what: &str, types: &[DataType]) -> R<Tensor> {
+        self.typed_constant(n, k, what, types)?
+            .ok_or_else(|| err(format!("input {k} ({what}) missing")))
+    }
+
+    /// Input `k`, which must be given, as a FLOAT constant: a weight of the float model.
+    fn need_float(&self, n: &NodeProto, k: usize, what: &str) -> R<Tensor> {
+        self.need_typed(n, k, what, &[DataType::Float])
+    }
+
+    /// Input `k`, if given, as a FLOAT constant.
+    fn float_constant(&self, n: &NodeProto, k: usize, what: &str) -> R<Option<Tensor>> {
+        self.typed_constant(n, k, what, &[DataType::Float])
     }
 
     /// Input `k` as a computed shape: a `Dims` value, or a constant of whole numbers.
@@ -626,6 +752,7 @@ impl Reader<'_> {
                  -1)` exports)",
                 n.op_type.as_deref().unwrap_or("")
             ))),
+            Value::Bad(why) => Err(err(why.clone())),
         }
     }
 
@@ -826,6 +953,7 @@ impl Reader<'_> {
                     {
                         None => false,
                         Some(Value::Const(t)) => t.data.iter().any(|&v| v != 0.0),
+                        Some(Value::Bad(why)) => return Err(err(why.clone())),
                         Some(_) => true,
                     };
                     if training {
@@ -840,7 +968,7 @@ impl Reader<'_> {
                 Ok(())
             }
             "Conv" => self.conv(n, &a),
-            "BatchNormalization" => self.batch_norm(n, &a),
+            "BatchNormalization" => self.batch_norm(n, &a, opset),
             "Relu" => {
                 let (x, flat) = self.act(n, 0)?;
                 let name = self.name_for(n, None);
@@ -895,8 +1023,8 @@ impl Reader<'_> {
         if flat {
             return Err(err("input is 2-D; Conv needs N×C×H×W"));
         }
-        let w = self.need_constant(n, 1, "weight")?;
-        let b = self.constant(n, 2)?;
+        let w = self.need_float(n, 1, "weight")?;
+        let b = self.float_constant(n, 2, "bias")?;
         let [o, _ipg, kh, kw] = w.dims[..] else {
             return Err(err(format!(
                 "weight '{}' has dims {:?}; a 2-D convolution's weight is [out, in/groups, kh, kw]",
@@ -980,7 +1108,7 @@ impl Reader<'_> {
         self.output(n, bn, false)
     }
 
-    fn batch_norm(&mut self, n: &NodeProto, a: &Attrs) -> R<()> {
+    fn batch_norm(&mut self, n: &NodeProto, a: &Attrs, opset: i64) -> R<()> {
         let (x, flat) = self.act(n, 0)?;
         if flat {
             return Err(err(
@@ -1000,10 +1128,30 @@ impl Reader<'_> {
             )));
         }
         let eps = a.float("epsilon")?.unwrap_or(1e-5) as f64;
-        let scale = self.need_constant(n, 1, "scale")?;
-        let bias = self.need_constant(n, 2, "B")?;
-        let mean = self.need_constant(n, 3, "mean")?;
-        let var = self.need_constant(n, 4, "var")?;
+        // Before opset 15 every input has the image input's type, float; from it the scale
+        // and bias (T1) and the mean and variance (T2) may each be any float type.
+        let types = if opset < 15 {
+            &[DataType::Float][..]
+        } else {
+            BN_PARAM_TYPES
+        };
+        let scale = self.need_typed(n, 1, "scale", types)?;
+        let bias = self.need_typed(n, 2, "B", types)?;
+        let mean = self.need_typed(n, 3, "mean", types)?;
+        let var = self.need_typed(n, 4, "var", types)?;
+        for (k, first, second) in [(1, &scale, &bias), (3, &mean, &var)] {
+            if first.dtype != second.dtype {
+                return Err(err(format!(
+                    "inputs {k} ('{}') and {} ('{}') have element types {} and {}; ONNX \
+                     requires one type for both",
+                    n.input[k],
+                    k + 1,
+                    n.input[k + 1],
+                    dtype_name(first.dtype),
+                    dtype_name(second.dtype)
+                )));
+            }
+        }
         let c = scale.data.len();
         for (t, what) in [(&bias, "B"), (&mean, "mean"), (&var, "var")] {
             if t.data.len() != c {
@@ -1080,8 +1228,8 @@ impl Reader<'_> {
             )
         } else {
             (
-                scalar(self.constant(n, 1)?, "min")?,
-                scalar(self.constant(n, 2)?, "max")?,
+                scalar(self.float_constant(n, 1, "min")?, "min")?,
+                scalar(self.float_constant(n, 2, "max")?, "max")?,
             )
         };
         let op = if lo == Some(0.0) && hi == Some(6.0) {
@@ -1191,6 +1339,7 @@ impl Reader<'_> {
                     dims: vec![data.len() as i64],
                     data,
                     name: n.input[1].clone(),
+                    dtype: DataType::Int64 as i32,
                 }
             }
             _ => self.need_constant(n, 1, "shape")?,
@@ -1273,7 +1422,7 @@ impl Reader<'_> {
         }
         let alpha = a.float("alpha")?.unwrap_or(1.0);
         let beta = a.float("beta")?.unwrap_or(1.0);
-        let w = self.need_constant(n, 1, "B")?;
+        let w = self.need_float(n, 1, "B")?;
         let [r, c] = w.dims[..] else {
             return Err(err(format!(
                 "weight '{}' has dims {:?}; 2-D needed",
@@ -1299,7 +1448,7 @@ impl Reader<'_> {
         let c = if beta == 0.0 {
             None
         } else {
-            self.constant(n, 2)?
+            self.float_constant(n, 2, "C")?
         };
         let bias = match c {
             None => None,
@@ -1333,7 +1482,7 @@ impl Reader<'_> {
                 "input is 4-D; MatMul is supported only on a 2-D input (Flatten / Reshape before it)",
             ));
         }
-        let w = self.need_constant(n, 1, "B")?;
+        let w = self.need_float(n, 1, "B")?;
         let [inf, out] = w.dims[..] else {
             return Err(err(format!(
                 "weight '{}' has dims {:?}; 2-D [in, out] needed",
@@ -1359,7 +1508,11 @@ impl Reader<'_> {
                 } else {
                     &add.input[0]
                 };
+                if let Some(Value::Bad(why)) = self.values.get(other) {
+                    return Err(err(why.clone()));
+                }
                 if let Some(Value::Const(b)) = self.values.get(other) {
+                    let b = &of_type(b.clone(), "bias", other, &[DataType::Float])?;
                     if b.data.len() != out || !per_output(b, out) {
                         return Err(err(format!(
                             "the bias '{}' added after it has dims {:?}; [{out}] or [1, {out}] \
@@ -1645,28 +1798,31 @@ fn constant_node(a: &Attrs) -> R<Tensor> {
     if let Some(t) = a.tensor("value")? {
         return tensor_values(t, "Constant value");
     }
-    let scalar = |data: Vec<f64>, dims: Vec<i64>| Tensor {
+    let tensor = |data: Vec<f64>, dims: Vec<i64>, dtype: DataType| Tensor {
         dims,
         data,
         name: String::new(),
+        dtype: dtype as i32,
     };
     if let Some(f) = a.float("value_float")? {
-        return Ok(scalar(vec![f as f64], vec![]));
+        return Ok(tensor(vec![f as f64], vec![], DataType::Float));
     }
     if a.get("value_int").is_some() {
         let v = a.int("value_int", 0)?;
-        return Ok(scalar(vec![v as f64], vec![]));
+        return Ok(tensor(vec![v as f64], vec![], DataType::Int64));
     }
     if let Some(v) = a.floats("value_floats")? {
-        return Ok(scalar(
+        return Ok(tensor(
             v.iter().map(|&f| f as f64).collect(),
             vec![v.len() as i64],
+            DataType::Float,
         ));
     }
     if let Some(v) = a.ints("value_ints")? {
-        return Ok(scalar(
+        return Ok(tensor(
             v.iter().map(|&f| f as f64).collect(),
             vec![v.len() as i64],
+            DataType::Int64,
         ));
     }
     Err(err(

@@ -4,8 +4,9 @@
 //! valid graphs (dimensions, data, data types, attributes, operators, wiring, the graph's
 //! input and output, the opset), each imported in a thread of its own under a deadline, in
 //! an error or in a model whose shapes check and whose tensors have the lengths the model
-//! needs; large graphs, imported in time linear in their nodes; and the types of
-//! attributes, checked against what ONNX gives them where they are read.
+//! needs; large graphs, imported in time linear in their nodes; and the element types of
+//! tensors and the types of attributes, checked against what ONNX requires where they are
+//! read.
 // Needs the default `gpu` feature (the trainer's GPU half).
 #![cfg(feature = "gpu")]
 
@@ -14,10 +15,12 @@ use std::time::Duration;
 
 use limpq_onnx::build::{float_init as init, gap_fc_head, int, ints, model, node, value_info};
 use limpq_onnx::proto::attribute_proto::AttributeType;
+use limpq_onnx::proto::tensor_proto::DataType;
 use limpq_onnx::proto::tensor_shape_proto::dimension;
 use limpq_onnx::proto::{type_proto, AttributeProto, ModelProto, NodeProto, TensorProto};
 use limpq_solver::gen::Rng;
 use limpq_trainer::import::{import, import_bytes, FoldedBn, ImportOptions, Imported};
+use limpq_trainer::kernels::gemm_f16::{f16_bits_to_f32, f32_to_f16_bits};
 use limpq_trainer::model::Op;
 
 /// A folded export: conv (with the folded bias) → ReLU → GAP → Flatten → Gemm.
@@ -944,10 +947,254 @@ fn large_graphs_import_within_the_deadline() {
     assert_eq!(im.model.nodes[n - 1].name, format!("conv{}", n - 1));
 }
 
+/// `t`'s float values stored as element type `dt`: in `raw_data`, or (`typed`) in the field
+/// ONNX keeps that type in (`int32_data` for 16-bit floats, bools and small integers).
+fn stored_as(mut t: TensorProto, dt: DataType, typed: bool) -> TensorProto {
+    let v = std::mem::take(&mut t.float_data);
+    let bf16 = |x: f32| (x.to_bits() >> 16) as u16;
+    t.data_type = Some(dt as i32);
+    if typed {
+        match dt {
+            DataType::Float => t.float_data = v,
+            DataType::Double => t.double_data = v.iter().map(|&x| f64::from(x)).collect(),
+            DataType::Int64 => t.int64_data = v.iter().map(|&x| x as i64).collect(),
+            DataType::Float16 => {
+                t.int32_data = v.iter().map(|&x| i32::from(f32_to_f16_bits(x))).collect()
+            }
+            DataType::Bfloat16 => t.int32_data = v.iter().map(|&x| i32::from(bf16(x))).collect(),
+            _ => t.int32_data = v.iter().map(|&x| x as i32).collect(),
+        }
+        return t;
+    }
+    let bytes = |x: f32| -> Vec<u8> {
+        match dt {
+            DataType::Float => x.to_le_bytes().to_vec(),
+            DataType::Double => f64::from(x).to_le_bytes().to_vec(),
+            DataType::Int64 => (x as i64).to_le_bytes().to_vec(),
+            DataType::Int32 => (x as i32).to_le_bytes().to_vec(),
+            DataType::Float16 => f32_to_f16_bits(x).to_le_bytes().to_vec(),
+            DataType::Bfloat16 => bf16(x).to_le_bytes().to_vec(),
+            DataType::Bool | DataType::Uint8 => vec![x as u8],
+            other => panic!("no test encoding for {other:?}"),
+        }
+    };
+    t.raw_data = Some(v.into_iter().flat_map(bytes).collect());
+    t
+}
+
+/// `m` with its initializer `name` stored as `dt` (see [`stored_as`]).
+fn retyped(mut m: ModelProto, names: &[&str], dt: DataType, typed: bool) -> ModelProto {
+    let g = m.graph.as_mut().unwrap();
+    for name in names {
+        let t = (g.initializer.iter_mut())
+            .find(|t| t.name.as_deref() == Some(*name))
+            .unwrap_or_else(|| panic!("no initializer {name}"));
+        *t = stored_as(std::mem::take(t), dt, typed);
+    }
+    m
+}
+
 fn import_err(m: &ModelProto) -> String {
     match import(m, &ImportOptions::default()) {
         Ok(_) => "imported".into(),
         Err(e) => e.to_string(),
+    }
+}
+
+/// Weights, biases and bounds must have the float input's element type, as ONNX requires of
+/// Conv, Gemm, MatMul, Add and Clip: the values are read as the same numbers whatever the
+/// type, and a DOUBLE, INT64 or INT32 weight was imported as if the file held floats (ONNX
+/// Runtime refuses such a model); a FLOAT16 one, and a type not read at all, was refused
+/// without naming the node reading it. Each is refused naming the node, the tensor and its
+/// type, whichever field holds the values.
+#[test]
+fn weights_of_another_element_type_than_float_are_refused_by_name() {
+    let conv = "node '/layer1/layer1.0/conv1/Conv' (Conv): ";
+    let gemm = "node '/fc/Gemm' (Gemm): ";
+    let matmul = "node '/fc/MatMul' (MatMul): ";
+    let clip = "node '/act/Clip' (Clip): ";
+    type Graph = fn() -> ModelProto;
+    let cases: &[(Graph, &str, DataType, String)] = &[
+        (
+            folded,
+            "onnx::Conv_1",
+            DataType::Double,
+            format!("{conv}weight 'onnx::Conv_1' has element type DOUBLE"),
+        ),
+        (
+            folded,
+            "onnx::Conv_1",
+            DataType::Int64,
+            format!("{conv}weight 'onnx::Conv_1' has element type INT64"),
+        ),
+        (
+            folded,
+            "onnx::Conv_1",
+            DataType::Float16,
+            format!("{conv}weight 'onnx::Conv_1' has element type FLOAT16"),
+        ),
+        (
+            folded,
+            "onnx::Conv_2",
+            DataType::Int32,
+            format!("{conv}bias 'onnx::Conv_2' has element type INT32"),
+        ),
+        (
+            folded,
+            "fc.weight",
+            DataType::Double,
+            format!("{gemm}B 'fc.weight' has element type DOUBLE"),
+        ),
+        (
+            folded,
+            "fc.bias",
+            DataType::Bfloat16,
+            format!("{gemm}C 'fc.bias' has element type BFLOAT16"),
+        ),
+        (
+            every_op,
+            "fc.weight",
+            DataType::Float16,
+            format!("{matmul}B 'fc.weight' has element type FLOAT16"),
+        ),
+        (
+            every_op,
+            "fc.bias",
+            DataType::Int64,
+            format!("{matmul}bias 'fc.bias' has element type INT64"),
+        ),
+        (
+            every_op,
+            "six",
+            DataType::Double,
+            format!("{clip}max 'six' has element type DOUBLE"),
+        ),
+    ];
+    for (base, name, dt, says) in cases {
+        for typed in [false, true] {
+            let e = import_err(&retyped(base(), &[name], *dt, typed));
+            assert!(
+                e.contains(&format!("{says}; FLOAT expected")),
+                "{name} as {dt:?} (typed field: {typed}): {e}"
+            );
+        }
+    }
+    // A type the importer does not read names the node that reads it too; one that no node
+    // reads is no error.
+    let e = import_err(&retyped(
+        every_op(),
+        &["conv1.weight"],
+        DataType::Uint8,
+        false,
+    ));
+    assert!(
+        e.contains("node '/conv1/Conv' (Conv): initializer 'conv1.weight': element type UINT8 not supported"),
+        "{e}"
+    );
+    let mut m = every_op();
+    let unused = stored_as(init("unused", &[2], vec![1.0, 2.0]), DataType::Uint8, false);
+    m.graph.as_mut().unwrap().initializer.push(unused);
+    import(&m, &ImportOptions::default()).unwrap();
+}
+
+/// BatchNormalization's scale, bias, mean and variance have the input's type, FLOAT, up to
+/// opset 14; from opset 15 the scale and bias (T1) and the mean and variance (T2) may each
+/// be FLOAT16, BFLOAT16, FLOAT or DOUBLE (ONNX Runtime runs FLOAT16 statistics on a float
+/// input). Those are read as the numbers they hold (they were refused); another type, or a
+/// pair of two types, is refused naming the node.
+#[test]
+fn batch_norm_parameters_of_other_float_types() {
+    let bn = ["bn1.weight", "bn1.bias", "bn1.mean", "bn1.var"];
+    let tensors = |m: &ModelProto| {
+        let im = import(m, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        im.tensors
+            .into_iter()
+            .filter(|t| t.name.starts_with("bn1."))
+            .map(|t| (t.name, t.data))
+            .collect::<Vec<_>>()
+    };
+    for dt in [DataType::Float16, DataType::Bfloat16, DataType::Double] {
+        for names in [&bn[..2], &bn[2..], &bn[..]] {
+            // The float model with the values the type rounds them to (0.1, ...).
+            let round = |x: f32| match dt {
+                DataType::Float16 => f16_bits_to_f32(f32_to_f16_bits(x)),
+                DataType::Bfloat16 => f32::from_bits(x.to_bits() & 0xffff_0000),
+                _ => x,
+            };
+            let mut want = every_op();
+            for t in &mut want.graph.as_mut().unwrap().initializer {
+                if names.contains(&t.name.as_deref().unwrap_or("")) {
+                    t.float_data.iter_mut().for_each(|x| *x = round(*x));
+                }
+            }
+            let want = tensors(&want);
+            for typed in [false, true] {
+                let got = tensors(&retyped(every_op(), names, dt, typed));
+                assert_eq!(got, want, "{names:?} as {dt:?} (typed field: {typed})");
+            }
+        }
+    }
+    let node = "node '/bn1/BatchNormalization' (BatchNormalization): ";
+    let mut m = retyped(every_op(), &bn[2..], DataType::Float16, false);
+    m.opset_import[0].version = Some(14);
+    let e = import_err(&m);
+    assert!(
+        e.contains(&format!(
+            "{node}mean 'bn1.mean' has element type FLOAT16; FLOAT expected"
+        )),
+        "{e}"
+    );
+    let e = import_err(&retyped(
+        every_op(),
+        &["bn1.mean"],
+        DataType::Float16,
+        false,
+    ));
+    assert!(
+        e.contains(&format!(
+            "{node}inputs 3 ('bn1.mean') and 4 ('bn1.var') have element types FLOAT16 and \
+             FLOAT; ONNX requires one type for both"
+        )),
+        "{e}"
+    );
+    let e = import_err(&retyped(every_op(), &bn[..2], DataType::Int64, true));
+    assert!(
+        e.contains(&format!(
+            "{node}scale 'bn1.weight' has element type INT64; FLOAT, FLOAT16, BFLOAT16 or \
+             DOUBLE expected"
+        )),
+        "{e}"
+    );
+}
+
+/// Dropout's `training_mode` (an input from opset 12) is a BOOL: a constant false imports
+/// (a BOOL initializer was refused as a type not supported), true is refused.
+#[test]
+fn a_bool_training_mode_is_read() {
+    for (flag, typed, refused) in [
+        (0.0, false, false),
+        (0.0, true, false),
+        (1.0, false, true),
+        (1.0, true, true),
+    ] {
+        let mut m = every_op();
+        let g = m.graph.as_mut().unwrap();
+        let drop = g
+            .node
+            .iter_mut()
+            .find(|n| n.op_type.as_deref() == Some("Dropout"));
+        drop.unwrap().input = vec!["v".into(), String::new(), "train".into()];
+        let train = stored_as(init("train", &[], vec![flag]), DataType::Bool, typed);
+        g.initializer.push(train);
+        let e = import_err(&m);
+        if refused {
+            assert!(
+                e.contains("'/drop/Dropout' (Dropout): training_mode is not a constant false"),
+                "{e}"
+            );
+        } else {
+            assert_eq!(e, "imported", "training_mode false (typed field: {typed})");
+        }
     }
 }
 
