@@ -711,8 +711,8 @@ fn finetune_errors_name_the_problem() {
 /// `eval --recalibrate-bn` recalibrates as the checkpoint's finetune did (its training
 /// images, its draw): on a checkpoint finetuned with `--bn-recalibration N`, which keeps
 /// the recalibrated statistics, `--recalibrate-bn N` gives the figure of a plain `eval`.
-/// Its `--predictions` come from that recalibrated model: their count of correct labels is
-/// the report's (they came from the statistics as stored).
+/// Its `--predictions` and `--logits` come from that recalibrated model, recalibrated once:
+/// their count of correct labels is the report's (they came from the statistics as stored).
 #[test]
 fn eval_recalibrates_as_finetune_did_and_predicts_with_that_model() {
     if !have_gpu_and_data("eval --recalibrate-bn") {
@@ -795,23 +795,68 @@ fn eval_recalibrates_as_finetune_did_and_predicts_with_that_model() {
     let raw = tmp("recal-0.ckpt");
     finetuned("0", &raw, "1");
     let pred = tmp("recal-pred.npy");
-    let rep = eval(
-        &raw,
-        &[
-            "--recalibrate-bn",
-            "64",
-            "--predictions",
-            pred.to_str().unwrap(),
-        ],
+    let logits = tmp("recal-logits.npy");
+    // One network for the report and both files: recalibrated once (each recalibration
+    // says so on stderr; a second network for the files used to recalibrate again).
+    let o = limpq(&[
+        "eval",
+        "--ckpt",
+        raw.to_str().unwrap(),
+        "--data-dir",
+        FMNIST,
+        "--test-subset",
+        "50",
+        "--eval-batch",
+        "32",
+        "--format",
+        "json",
+        "--recalibrate-bn",
+        "64",
+        "--predictions",
+        pred.to_str().unwrap(),
+        "--logits",
+        logits.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "eval: {}", stderr(&o));
+    let said = stderr(&o);
+    assert_eq!(
+        said.matches("BN statistics recalibrated on 64 of 96 training images (64 asked)")
+            .count(),
+        1,
+        "{said}"
     );
+    let rep: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    // The report without the files is the same figure.
+    assert_eq!(rep, eval(&raw, &["--recalibrate-bn", "64"]));
     let before = eval(&raw, &[]);
     assert_ne!(rep["loss"], before["loss"], "recalibration changed nothing");
-    let bytes = std::fs::read(&pred).unwrap();
-    let header = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let predicted: Vec<i64> = bytes[header..]
+    let payload = |p: &std::path::Path| {
+        let bytes = std::fs::read(p).unwrap();
+        let header = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        bytes[header..].to_vec()
+    };
+    let predicted: Vec<i64> = payload(&pred)
         .chunks_exact(8)
         .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
         .collect();
+    // The logits file is the predictions' model: each row's first largest is the class.
+    let rows: Vec<f32> = payload(&logits)
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let argmax: Vec<i64> = rows
+        .chunks_exact(10)
+        .map(|r| {
+            let mut arg = 0;
+            for (j, v) in r.iter().enumerate() {
+                if *v > r[arg] {
+                    arg = j;
+                }
+            }
+            arg as i64
+        })
+        .collect();
+    assert_eq!(argmax, predicted);
     let test = limpq_trainer::data::Dataset::load_subset_for(
         &limpq_trainer::data::DataSource {
             name: "fashion-mnist",

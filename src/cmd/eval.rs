@@ -1,5 +1,5 @@
 //! `limpq eval`: test accuracy of a checkpoint; the evaluation is
-//! `limpq_trainer::method::evaluate_checkpoint`.
+//! `limpq_trainer::method::evaluate_checkpoint_with`.
 use std::path::{Path, PathBuf};
 
 use limpq_trainer::checkpoint::Checkpoint;
@@ -7,8 +7,8 @@ use limpq_trainer::data::{
     DataSource, Dataset, DatasetKind, Split, META_DATA_DIR, TEST_SUBSET_SEED,
 };
 use limpq_trainer::gpu::{Gpu, GpuOptions};
-use limpq_trainer::method::export::{checkpoint_logits, npy_f32, npy_i64, predictions};
-use limpq_trainer::method::{checkpoint_policy, evaluate_checkpoint, Recalibration};
+use limpq_trainer::method::export::{npy_f32, npy_i64, predictions};
+use limpq_trainer::method::{checkpoint_policy, evaluate_checkpoint_with, Recalibration};
 use limpq_trainer::train::check_data;
 
 use super::out::OutputFormat;
@@ -53,8 +53,9 @@ pub struct Args {
     /// --bn-recalibration` does before every evaluation: the training images of the
     /// checkpoint's run (its --subset), drawn as its finetuning drew them, in whole batches
     /// of --eval-batch (rounded up) and at most the training split. With the run's image
-    /// count and --eval-batch this gives the figure the finetune reported. --predictions
-    /// and --logits come from the same recalibrated model. Default: none.
+    /// count and --eval-batch this gives the figure the finetune reported; stderr says how
+    /// many images it took. --predictions and --logits come from the network the report
+    /// counts (built and recalibrated once). Default: none.
     #[arg(long, value_parser = super::num::count)]
     pub recalibrate_bn: Option<usize>,
     /// Also write each test image's logits to this file (NumPy .npy, float32, images ×
@@ -136,36 +137,47 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let report = evaluate_checkpoint(
+    // One network for the report and the files: built, recalibrated and evaluated once,
+    // so the files hold the logits the report counts.
+    let files = args.predictions.is_some() || args.logits.is_some();
+    let evaluated = evaluate_checkpoint_with(
         &gpu,
         &ckpt,
         &name,
         policy.as_ref(),
         &data,
-        test.clone(),
+        test,
         args.eval_batch,
         recalibrate.as_ref(),
+        files,
     )?;
-    if args.predictions.is_some() || args.logits.is_some() {
-        // The network of the report: the same policy and, recalibrated, the same draw.
-        let logits = checkpoint_logits(
-            &gpu,
-            &ckpt,
-            policy.as_ref(),
-            test,
-            args.eval_batch,
-            recalibrate.as_ref(),
-        )
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    // How many images the recalibration took: whole batches, at most the images it draws
+    // from (the run's --subset), so it may differ from the count asked.
+    match (evaluated.recalibrated, &recalibrate) {
+        (Some(0), Some(r)) => eprintln!(
+            "note: --recalibrate-bn {}: no whole batch of the {} training images; the BN \
+             statistics are the checkpoint's",
+            r.images,
+            r.train.len()
+        ),
+        (Some(used), Some(r)) => eprintln!(
+            "BN statistics recalibrated on {used} of {} training images ({} asked)",
+            r.train.len(),
+            r.images
+        ),
+        _ => {}
+    }
+    if let Some(logits) = &evaluated.logits {
         let classes = ckpt.model.classes;
         if let Some(p) = &args.predictions {
-            limpq_io::files::write_atomic(p, &npy_i64(&predictions(&logits, classes)))?;
+            limpq_io::files::write_atomic(p, &npy_i64(&predictions(logits, classes)))?;
         }
         if let Some(p) = &args.logits {
             let shape = [logits.len() / classes.max(1), classes];
-            limpq_io::files::write_atomic(p, &npy_f32(&logits, &shape))?;
+            limpq_io::files::write_atomic(p, &npy_f32(logits, &shape))?;
         }
     }
+    let report = evaluated.report;
     args.format.print(&report, || report.to_text())
 }
 

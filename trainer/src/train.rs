@@ -645,19 +645,53 @@ pub fn check_checkpoint_model(
 
 /// Evaluate `net` (eval-mode BN) on every example of `ds`.
 pub fn evaluate(net: &mut Network<'_>, ds: &Arc<Dataset>) -> Result<EvalStats, TrainError> {
-    if ds.is_empty() {
-        // An accuracy over no examples would be a made-up figure, not 0%.
-        return Err(TrainError::Config(format!(
-            "no {} examples to evaluate on",
-            ds.kind.name()
-        )));
-    }
+    check_not_empty(ds)?;
     let mut stats = EvalStats::default();
     let mut loader = Loader::spawn(ds.clone(), LoaderConfig::eval(ds, net.batch()))?;
     while let Some(b) = loader.next_batch()? {
         stats.add(net.eval_batch(&b.x, &b.y)?);
     }
     Ok(stats)
+}
+
+/// [`evaluate`], and every example's logits, `[examples, classes]` in `ds`'s order, from
+/// the same forwards: the statistics are those [`evaluate`] gives, counted from these
+/// logits.
+pub fn evaluate_logits(
+    net: &mut Network<'_>,
+    ds: &Arc<Dataset>,
+) -> Result<(EvalStats, Vec<f32>), TrainError> {
+    check_not_empty(ds)?;
+    let classes = net.model().classes;
+    let mut stats = EvalStats::default();
+    let mut out = vec![0.0f32; ds.len() * classes];
+    let mut loader = Loader::spawn(ds.clone(), LoaderConfig::eval(ds, net.batch()))?;
+    while let Some(b) = loader.next_batch()? {
+        let logits = net.eval_logits(&b.x)?;
+        stats.add(EvalStats::of_logits(&logits, &b.y, classes)?);
+        for (row, &id) in logits.chunks_exact(classes.max(1)).zip(&b.ids) {
+            let at = id as usize * classes;
+            let Some(dst) = out.get_mut(at..at + classes) else {
+                return Err(TrainError::Config(format!(
+                    "example {id} is outside the {} examples evaluated",
+                    ds.len()
+                )));
+            };
+            dst.copy_from_slice(row);
+        }
+    }
+    Ok((stats, out))
+}
+
+/// An accuracy over no examples would be a made-up figure, not 0%: refused.
+fn check_not_empty(ds: &Dataset) -> Result<(), TrainError> {
+    if ds.is_empty() {
+        return Err(TrainError::Config(format!(
+            "no {} examples to evaluate on",
+            ds.kind.name()
+        )));
+    }
+    Ok(())
 }
 
 /// Replaces the BN running statistics of `state` with `net`'s (an evaluation network whose

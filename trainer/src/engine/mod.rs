@@ -228,6 +228,51 @@ pub struct EvalStats {
 }
 
 impl EvalStats {
+    /// Loss (cross-entropy, no label smoothing) and correct predictions (the first largest
+    /// logit) of `logits`, `classes` per image, against `labels`: what
+    /// [`Network::eval_batch`] counts of the logits [`Network::eval_logits`] gives.
+    pub fn of_logits(
+        logits: &[f32],
+        labels: &[u32],
+        classes: usize,
+    ) -> Result<EvalStats, EngineError> {
+        if logits.len() != labels.len() * classes {
+            return Err(EngineError::Input(format!(
+                "eval batch: {} labels for {} images",
+                labels.len(),
+                logits.len() / classes.max(1)
+            )));
+        }
+        let mut stats = EvalStats {
+            count: labels.len(),
+            ..EvalStats::default()
+        };
+        for (row, &label) in logits.chunks_exact(classes.max(1)).zip(labels) {
+            let label = label as usize;
+            if label >= classes {
+                return Err(EngineError::Input(format!(
+                    "label {label} out of range for {classes} classes"
+                )));
+            }
+            let mut arg = 0;
+            for (j, v) in row.iter().enumerate() {
+                if *v > row[arg] {
+                    arg = j;
+                }
+            }
+            stats.correct += usize::from(arg == label);
+            let max = row[arg] as f64;
+            let lse = max
+                + row
+                    .iter()
+                    .map(|v| (*v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            stats.loss_sum += lse - row[label] as f64;
+        }
+        Ok(stats)
+    }
+
     pub fn add(&mut self, o: EvalStats) {
         self.loss_sum += o.loss_sum;
         self.correct += o.correct;

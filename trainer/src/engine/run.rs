@@ -203,42 +203,7 @@ impl<'g> Network<'g> {
     /// Eval-mode loss (no label smoothing) and accuracy of up to `batch` images.
     pub fn eval_batch(&mut self, x: &[f32], y: &[u32]) -> Result<EvalStats, EngineError> {
         let logits = self.eval_logits(x)?;
-        let classes = self.model.classes;
-        if logits.len() != y.len() * classes {
-            return Err(EngineError::Input(format!(
-                "eval batch: {} labels for {} images",
-                y.len(),
-                logits.len() / classes
-            )));
-        }
-        let mut stats = EvalStats {
-            count: y.len(),
-            ..EvalStats::default()
-        };
-        for (row, &label) in logits.chunks_exact(classes).zip(y) {
-            let label = label as usize;
-            if label >= classes {
-                return Err(EngineError::Input(format!(
-                    "label {label} out of range for {classes} classes"
-                )));
-            }
-            let mut arg = 0;
-            for (j, v) in row.iter().enumerate() {
-                if *v > row[arg] {
-                    arg = j;
-                }
-            }
-            stats.correct += usize::from(arg == label);
-            let max = row[arg] as f64;
-            let lse = max
-                + row
-                    .iter()
-                    .map(|v| (*v as f64 - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            stats.loss_sum += lse - row[label] as f64;
-        }
-        Ok(stats)
+        EvalStats::of_logits(&logits, y, self.model.classes)
     }
 
     /// Zeroes every parameter gradient (the backward ops of quantization-aware networks

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use limpq_solver::Policy;
 use serde::Serialize;
 
-use super::{evaluate_quantized_with, policy_cost, MethodError, Recalibration};
+use super::{policy_cost, recalibrated_eval_network, MethodError, Recalibration};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::engine::{Network, NetworkConfig};
 use crate::gpu::Gpu;
 use crate::model::Model;
-use crate::train::evaluate;
+use crate::train::{check_data, evaluate, evaluate_logits};
 
 /// BitOps and weight size of a policy on a model.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -95,9 +95,23 @@ impl EvalReport {
     }
 }
 
+/// What [`evaluate_checkpoint_with`] computes.
+#[derive(Clone, Debug)]
+pub struct Evaluated {
+    pub report: EvalReport,
+    /// Every test image's logits, `[images, classes]` in the data set's order, when asked:
+    /// those the report counts.
+    pub logits: Option<Vec<f32>>,
+    /// The training images the BN statistics were recalibrated on, when a recalibration
+    /// was given ([`Recalibration::apply`]: whole batches, at most the training split; 0
+    /// leaves the statistics as stored).
+    pub recalibrated: Option<usize>,
+}
+
 /// Evaluates `ckpt` on `test` in batches of `batch`: at `policy`'s bits (a checkpoint
 /// written by `finetune`), else in full precision. `name` names the checkpoint in the
-/// report and in errors; `data` is the data set's name.
+/// report and in errors; `data` is the data set's name. [`evaluate_checkpoint_with`]
+/// without its logits.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_checkpoint(
     gpu: &Gpu,
@@ -109,16 +123,51 @@ pub fn evaluate_checkpoint(
     batch: usize,
     recalibrate: Option<&Recalibration>,
 ) -> Result<EvalReport, MethodError> {
+    evaluate_checkpoint_with(
+        gpu,
+        ckpt,
+        name,
+        policy,
+        data,
+        test,
+        batch,
+        recalibrate,
+        false,
+    )
+    .map(|e| e.report)
+}
+
+/// [`evaluate_checkpoint`], and with `logits` every test image's logits as well: one
+/// network, its BN statistics recalibrated first when `recalibrate` is given (a quantized
+/// model only), evaluated once, so that the report counts the logits returned (what
+/// `limpq eval --predictions` / `--logits` write).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_checkpoint_with(
+    gpu: &Gpu,
+    ckpt: &Checkpoint,
+    name: &str,
+    policy: Option<&Policy>,
+    data: &str,
+    test: Arc<Dataset>,
+    batch: usize,
+    recalibrate: Option<&Recalibration>,
+    logits: bool,
+) -> Result<Evaluated, MethodError> {
     super::check_not_joint_state(ckpt)?;
     let named = |e: MethodError| MethodError::Config(format!("{name}: {e}"));
     let model = &ckpt.model;
-    let (stats, cost) = match policy {
-        Some(p) => (
-            evaluate_quantized_with(gpu, model, ckpt, p, test, batch, recalibrate)
-                .map_err(named)?,
-            Some(PolicyCost::of(model, p)?),
-        ),
+    let (mut net, recalibrated) = match policy {
+        Some(p) => {
+            check_data(model, &test).map_err(|e| named(e.into()))?;
+            recalibrated_eval_network(gpu, model, ckpt, p, test.len(), batch, recalibrate)
+                .map_err(named)?
+        }
         None => {
+            if recalibrate.is_some() {
+                return Err(MethodError::Config(
+                    "BN recalibration applies to a quantized model (give a policy)".into(),
+                ));
+            }
             let cfg = NetworkConfig {
                 batch: crate::train::eval_batch(batch, test.len()),
                 ..NetworkConfig::default()
@@ -126,10 +175,20 @@ pub fn evaluate_checkpoint(
             let mut net = Network::new(gpu, model, cfg)?;
             net.import_state(&ckpt.tensors, false)
                 .map_err(|e| named(e.into()))?;
-            (evaluate(&mut net, &test)?, None)
+            (net, None)
         }
     };
-    Ok(EvalReport {
+    let (stats, logits) = if logits {
+        let (stats, logits) = evaluate_logits(&mut net, &test).map_err(|e| named(e.into()))?;
+        (stats, Some(logits))
+    } else {
+        (
+            evaluate(&mut net, &test).map_err(|e| named(e.into()))?,
+            None,
+        )
+    };
+    let cost = policy.map(|p| PolicyCost::of(model, p)).transpose()?;
+    let report = EvalReport {
         checkpoint: name.to_string(),
         model: model.name.clone(),
         data: data.to_string(),
@@ -139,5 +198,10 @@ pub fn evaluate_checkpoint(
         accuracy: stats.accuracy(),
         loss: stats.mean_loss(),
         cost,
+    };
+    Ok(Evaluated {
+        report,
+        logits,
+        recalibrated,
     })
 }

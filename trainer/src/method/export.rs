@@ -27,7 +27,6 @@
 //! Opset 21 (the first with INT4 in `DequantizeLinear`), IR version 10.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use limpq_onnx::proto::attribute_proto::AttributeType;
 use limpq_onnx::proto::tensor_proto::DataType;
@@ -39,15 +38,12 @@ use limpq_onnx::proto::{
 use limpq_solver::Policy;
 use serde::Serialize;
 
-use super::{MethodError, Recalibration};
+use super::MethodError;
 use crate::checkpoint::Checkpoint;
-use crate::data::{Dataset, Loader, LoaderConfig};
-use crate::engine::{Network, NetworkConfig, QuantSpec};
-use crate::gpu::Gpu;
+use crate::engine::QuantSpec;
 use crate::kernels::lsq::{STEP_MAX, STEP_MIN};
 use crate::kernels::norm::BN_EPS;
 use crate::model::{Model, Op, Source};
-use crate::train::{check_checkpoint_model, check_data};
 
 /// The ONNX operator set the export targets.
 pub const ONNX_OPSET: i64 = 21;
@@ -756,57 +752,6 @@ fn npy(descr: &str, shape: &[usize], payload: Vec<u8>) -> Vec<u8> {
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(&payload);
     out
-}
-
-/// The logits of every test image, `[images, classes]` in the data set's order, as
-/// `limpq eval` computes them: quantized at `policy` (the network of
-/// [`super::evaluate_quantized_with`], its BN statistics recalibrated first when
-/// `recalibrate` is given) or, without one, in full precision.
-pub fn checkpoint_logits(
-    gpu: &Gpu,
-    ckpt: &Checkpoint,
-    policy: Option<&Policy>,
-    test: Arc<Dataset>,
-    batch: usize,
-    recalibrate: Option<&Recalibration>,
-) -> Result<Vec<f32>, MethodError> {
-    let model = &ckpt.model;
-    check_data(model, &test)?;
-    let mut net = match (policy, recalibrate) {
-        (Some(p), _) => {
-            super::quantized_eval_network(gpu, model, ckpt, p, test.len(), batch, recalibrate)?
-        }
-        (None, Some(_)) => {
-            return Err(MethodError::Config(
-                "BN recalibration applies to a quantized model (give a policy)".into(),
-            ))
-        }
-        (None, None) => {
-            check_checkpoint_model(ckpt, model, "the checkpoint")?;
-            if batch == 0 {
-                return Err(MethodError::Config("batch size must be positive".into()));
-            }
-            let cfg = NetworkConfig {
-                batch: crate::train::eval_batch(batch, test.len()),
-                ..NetworkConfig::default()
-            };
-            let mut net = Network::new(gpu, model, cfg)?;
-            net.import_state(&ckpt.tensors, false)
-                .map_err(|e| MethodError::Config(format!("the checkpoint does not fit: {e}")))?;
-            net
-        }
-    };
-    let classes = model.classes;
-    let mut out = vec![0.0f32; test.len() * classes];
-    let mut loader = Loader::spawn(test.clone(), LoaderConfig::eval(&test, net.batch()))?;
-    while let Some(b) = loader.next_batch()? {
-        let logits = net.eval_logits(&b.x)?;
-        for (row, &id) in logits.chunks_exact(classes).zip(&b.ids) {
-            let at = id as usize * classes;
-            out[at..at + classes].copy_from_slice(row);
-        }
-    }
-    Ok(out)
 }
 
 /// The predicted class of every row of `logits` (`classes` wide): the first largest, as

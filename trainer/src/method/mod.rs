@@ -26,7 +26,7 @@ use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::train::{check_checkpoint_model, check_data, evaluate, TrainError};
 
-pub use eval::{evaluate_checkpoint, EvalReport, PolicyCost};
+pub use eval::{evaluate_checkpoint, evaluate_checkpoint_with, EvalReport, Evaluated, PolicyCost};
 pub use finetune::{
     check_steps_from_indicators, finetune, FinetuneChoices, FinetuneConfig, Finetuned,
 };
@@ -389,7 +389,6 @@ pub fn evaluate_quantized_with(
 
 /// The network [`evaluate_quantized_with`] evaluates `test_len` test images with: `ckpt`
 /// quantized at `policy`, its BN statistics recalibrated first when `recalibrate` is given.
-/// What `limpq eval` reports and the logits it writes come from networks built alike.
 pub fn quantized_eval_network<'g>(
     gpu: &'g Gpu,
     model: &Model,
@@ -399,6 +398,21 @@ pub fn quantized_eval_network<'g>(
     batch: usize,
     recalibrate: Option<&Recalibration>,
 ) -> Result<Network<'g>, MethodError> {
+    recalibrated_eval_network(gpu, model, ckpt, policy, test_len, batch, recalibrate)
+        .map(|(net, _)| net)
+}
+
+/// [`quantized_eval_network`], and the training images its BN statistics were recalibrated
+/// on when `recalibrate` is given ([`Recalibration::apply`]).
+pub(crate) fn recalibrated_eval_network<'g>(
+    gpu: &'g Gpu,
+    model: &Model,
+    ckpt: &Checkpoint,
+    policy: &Policy,
+    test_len: usize,
+    batch: usize,
+    recalibrate: Option<&Recalibration>,
+) -> Result<(Network<'g>, Option<usize>), MethodError> {
     check_checkpoint_model(ckpt, model, "the checkpoint")?;
     if batch == 0 {
         return Err(MethodError::Config("batch size must be positive".into()));
@@ -421,11 +435,14 @@ pub fn quantized_eval_network<'g>(
              was it written by `limpq finetune` with this policy?"
         ))
     })?;
-    if let Some(r) = recalibrate {
-        check_data(model, &r.train)?;
-        r.apply(&mut net)?;
-    }
-    Ok(net)
+    let recalibrated = match recalibrate {
+        Some(r) => {
+            check_data(model, &r.train)?;
+            Some(r.apply(&mut net)?)
+        }
+        None => None,
+    };
+    Ok((net, recalibrated))
 }
 
 /// What a policy costs on `model`, priced by the solver's [`limpq_solver::Problem::evaluate`]:
