@@ -222,7 +222,9 @@ class Problem:
     def indicators_text(self, format: Literal["ron", "json"] = "ron") -> str: ...
     def solve(self) -> Solution:
         """Raises InfeasibleError when no policy meets the budgets, LimitReachedError when the
-        node limit runs out before any policy is found, SolverError on bad input."""
+        node limit runs out before any policy is found, SolverError on bad input. Searches
+        the problem as it is when called, without the GIL; another thread may change the
+        problem meanwhile (for the next search), as with `sweep` and `time_solve`."""
     def sweep(self, points: int) -> List[Solution]: ...
     def evaluate(self, policy: Dict[str, _Bits]) -> Evaluation: ...
     def bench_budgets(self, budgets: Optional[str] = None) -> "Problem":

@@ -7,6 +7,7 @@
 //! tests `python/tests/`. See `docs/SOLVER.md`, "From Python".
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -128,16 +129,38 @@ fn err(msg: impl std::fmt::Display) -> PyErr {
 #[pyclass(module = "limpq_solver", name = "Problem")]
 #[derive(Clone)]
 struct PyProblem {
-    p: limpq_solver::Problem,
+    /// Shared with the searches running on it ([`PyProblem::snapshot`]): a setter changes
+    /// its own copy when one is ([`PyProblem::problem_mut`]), never theirs.
+    p: Arc<limpq_solver::Problem>,
     node_limit: Option<u64>,
 }
 
 impl PyProblem {
     fn new(ind: IndicatorSet) -> PyProblem {
+        PyProblem::of(limpq_solver::Problem::new(ind))
+    }
+
+    fn of(p: limpq_solver::Problem) -> PyProblem {
         PyProblem {
-            p: limpq_solver::Problem::new(ind),
+            p: Arc::new(p),
             node_limit: None,
         }
+    }
+
+    /// The problem to change: this object's own (copied first when a search started from
+    /// it is still running).
+    fn problem_mut(&mut self) -> &mut limpq_solver::Problem {
+        Arc::make_mut(&mut self.p)
+    }
+
+    /// The problem and options as they are now, for a search that runs without the GIL:
+    /// the caller lets go of `slf` before searching, so that another thread may change
+    /// this problem meanwhile (its setters leave the snapshot as it was) instead of being
+    /// refused by the borrow a running search held.
+    fn snapshot(slf: PyRef<'_, Self>) -> (Arc<limpq_solver::Problem>, SolveOptions) {
+        let snap = (Arc::clone(&slf.p), slf.options());
+        drop(slf);
+        snap
     }
 
     fn options(&self) -> SolveOptions {
@@ -291,7 +314,7 @@ impl PyProblem {
 
     /// Weight of the weight indicators in the objective (Σ act + α · weight); default 2.
     fn alpha(mut slf: PyRefMut<'_, Self>, alpha: f64) -> PyRefMut<'_, Self> {
-        slf.p.options.alpha = alpha;
+        slf.problem_mut().options.alpha = alpha;
         slf
     }
 
@@ -304,7 +327,7 @@ impl PyProblem {
             Some(n) => BitOpsBudget::Absolute(n),
             None => BitOpsBudget::parse(&budget_text(budget)?).map_err(err)?,
         };
-        slf.p.options.bitops = Some(b);
+        slf.problem_mut().options.bitops = Some(b);
         Ok(slf)
     }
 
@@ -317,26 +340,26 @@ impl PyProblem {
             Some(n) => SizeBudget::Bytes(n),
             None => SizeBudget::parse(&budget_text(budget)?).map_err(err)?,
         };
-        slf.p.options.size = Some(b);
+        slf.problem_mut().options.size = Some(b);
         Ok(slf)
     }
 
     /// Candidate weight bits (a subset of the file's).
     fn weight_bits(mut slf: PyRefMut<'_, Self>, bits: Vec<u32>) -> PyRefMut<'_, Self> {
-        slf.p.options.weight_bits = Some(bits);
+        slf.problem_mut().options.weight_bits = Some(bits);
         slf
     }
 
     /// Candidate activation bits (a subset of the file's).
     fn act_bits(mut slf: PyRefMut<'_, Self>, bits: Vec<u32>) -> PyRefMut<'_, Self> {
-        slf.p.options.act_bits = Some(bits);
+        slf.problem_mut().options.act_bits = Some(bits);
         slf
     }
 
     /// Search weights only, every searchable layer's activations at `act_bits`.
     #[pyo3(signature = (act_bits=8))]
     fn weight_only(mut slf: PyRefMut<'_, Self>, act_bits: u32) -> PyRefMut<'_, Self> {
-        slf.p.options.weight_only = Some(act_bits);
+        slf.problem_mut().options.weight_only = Some(act_bits);
         slf
     }
 
@@ -347,25 +370,25 @@ impl PyProblem {
         weight: u32,
         act: u32,
     ) -> PyRefMut<'_, Self> {
-        slf.p.options.pinned.push((layer, weight, act));
+        slf.problem_mut().options.pinned.push((layer, weight, act));
         slf
     }
 
     /// These layers take the same weight bits.
     fn tie_weights(mut slf: PyRefMut<'_, Self>, layers: Vec<String>) -> PyRefMut<'_, Self> {
-        slf.p.options.tie_weight.push(layers);
+        slf.problem_mut().options.tie_weight.push(layers);
         slf
     }
 
     /// These layers take the same activation bits.
     fn tie_acts(mut slf: PyRefMut<'_, Self>, layers: Vec<String>) -> PyRefMut<'_, Self> {
-        slf.p.options.tie_act.push(layers);
+        slf.problem_mut().options.tie_act.push(layers);
         slf
     }
 
     /// The non-monotone rule (on by default; `limpq solve --allow-non-monotone` turns it off).
     fn non_monotone_rule(mut slf: PyRefMut<'_, Self>, on: bool) -> PyRefMut<'_, Self> {
-        slf.p.options.non_monotone_rule = on;
+        slf.problem_mut().options.non_monotone_rule = on;
         slf
     }
 
@@ -408,7 +431,10 @@ impl PyProblem {
         if let Some(n) = name {
             t.name = n;
         }
-        slf.p.options.resources.push(Resource { table: t, max });
+        slf.problem_mut()
+            .options
+            .resources
+            .push(Resource { table: t, max });
         Ok(slf)
     }
 
@@ -453,10 +479,12 @@ impl PyProblem {
     }
 
     /// The optimal policy under the budgets, with its usage and proof (a dict, see the stubs).
-    fn solve<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        // Compiled from the problem in place (no copy): `self` stays borrowed meanwhile.
-        let p = &self.p;
-        let opts = self.options();
+    /// Searches the problem as it is when called, without the GIL: another thread may
+    /// change the problem meanwhile, for the next search.
+    fn solve<'py>(slf: PyRef<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
+        // A snapshot, not a copy: a setter called meanwhile copies the problem it changes.
+        let (p, opts) = PyProblem::snapshot(slf);
         let s = py
             .detach(move || p.compile()?.solve(&opts))
             .map_err(solver_err)?;
@@ -465,15 +493,15 @@ impl PyProblem {
 
     /// Optimal policies at `points` BitOps budgets spread evenly from the smallest feasible
     /// BitOps to every layer at its highest bits (`limpq solve --sweep N`); a BitOps budget
-    /// set on the problem is ignored.
-    fn sweep<'py>(&self, py: Python<'py>, points: usize) -> PyResult<Bound<'py, PyList>> {
+    /// set on the problem is ignored. Like `solve()`, of the problem as it is when called.
+    fn sweep<'py>(slf: PyRef<'py, Self>, points: usize) -> PyResult<Bound<'py, PyList>> {
+        let py = slf.py();
         if points == 0 || points > MAX_SWEEP_POINTS {
             return Err(err(format!(
                 "a sweep takes 1 to {MAX_SWEEP_POINTS} points, not {points}"
             )));
         }
-        let p = self.p.clone();
-        let opts = self.options();
+        let (p, opts) = PyProblem::snapshot(slf);
         let sols = py
             .detach(move || p.compile_for_sweep()?.sweep(points, &opts))
             .map_err(solver_err)?;
@@ -522,24 +550,26 @@ impl PyProblem {
         budgets: Option<&str>,
     ) -> PyResult<PyRefMut<'py, Self>> {
         let b = limpq_solver::gen::entry_problem(slf.p.indicators.clone(), budgets).map_err(err)?;
-        slf.p.options.bitops = b.options.bitops;
-        slf.p.options.size = b.options.size;
+        let options = &mut slf.problem_mut().options;
+        options.bitops = b.options.bitops;
+        options.size = b.options.size;
         Ok(slf)
     }
 
     /// Times `repeats` solves inside Rust (no Python in the loop): each run compiles the
     /// problem and solves it, as `solve()` does. Returns the medians in nanoseconds of
     /// compile, solve and both together (each a median on its own) and the last run's
-    /// solution (the dict `solve()` returns).
+    /// solution (the dict `solve()` returns). Like `solve()`, of the problem as it is when
+    /// called.
     #[pyo3(signature = (repeats=20))]
-    fn time_solve<'py>(&self, py: Python<'py>, repeats: usize) -> PyResult<Bound<'py, PyDict>> {
+    fn time_solve<'py>(slf: PyRef<'py, Self>, repeats: usize) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
         if repeats == 0 || repeats > 10_000_000 {
             return Err(err(format!(
                 "time_solve takes 1 to 10000000 repeats, not {repeats}"
             )));
         }
-        let p = &self.p;
-        let opts = self.options();
+        let (p, opts) = PyProblem::snapshot(slf);
         let (s, mut tc, mut ts, mut tt) = py
             .detach(move || -> Result<_, Error> {
                 use std::time::Instant;
@@ -804,10 +834,7 @@ fn bench_problem(kind: &str, seed: u64) -> PyResult<PyProblem> {
             limpq_solver::gen::BENCH_KINDS_LATENCY.join(", ")
         ))
     })?;
-    Ok(PyProblem {
-        p,
-        node_limit: None,
-    })
+    Ok(PyProblem::of(p))
 }
 
 /// A benchmark file entry split into its path and the budgets it names: `"PATH"` →
