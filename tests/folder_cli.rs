@@ -362,3 +362,76 @@ fn pipeline_on_an_imported_onnx_model_and_an_image_folder_then_export() {
     assert!(ops.iter().any(|o| o == "DequantizeLinear"), "{ops:?}");
     assert!(ops.iter().any(|o| o == "Conv"), "{ops:?}");
 }
+
+/// `import-onnx --data FOLDER` and `import-safetensors --data FOLDER` check the folder's
+/// classes (the class folders of its `train/`) against the model's at import: more than
+/// the model has is refused, naming the folder and both counts, before anything is
+/// written, as `train` and `eval` would refuse it later; as many is recorded.
+#[test]
+fn an_import_refuses_an_image_folder_with_more_classes_than_its_model() {
+    let dir = common::tmp_dir("folder-cli", "import-classes");
+    let classes = |name: &str, n: usize| {
+        let root = dir.join(name);
+        for c in 0..n {
+            std::fs::create_dir_all(root.join("train").join(format!("class{c}"))).unwrap();
+        }
+        root.to_str().unwrap().to_string()
+    };
+    let (three, two) = (classes("three", 3), classes("two", 2));
+    let onnx = dir.join("tiny_resnet.onnx");
+    std::fs::write(&onnx, limpq_onnx::write_model(&tiny_resnet())).unwrap();
+    let (ron, ckpt) = (dir.join("m.ron"), dir.join("m.ckpt"));
+    let import_onnx = |data: &str| {
+        limpq(&[
+            "import-onnx",
+            onnx.to_str().unwrap(),
+            "-o",
+            ron.to_str().unwrap(),
+            "--weights",
+            ckpt.to_str().unwrap(),
+            "--data",
+            data,
+        ])
+    };
+    let refused = |out: &std::process::Output| {
+        let err = common::refused(out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&three)
+                && err.contains("has 3 classes")
+                && err.contains("model 'tiny_resnet' has 2 classes"),
+            "{err}"
+        );
+    };
+    refused(&import_onnx(&three));
+    assert!(!ron.exists() && !ckpt.exists());
+    let out = import_onnx(&two);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ck = limpq_trainer::checkpoint::Checkpoint::load(&ckpt).unwrap();
+    assert_eq!(ck.meta("data"), Some("folder"));
+
+    // The same weights as safetensors, imported onto the description import-onnx wrote.
+    let st = dir.join("w.safetensors");
+    std::fs::write(
+        &st,
+        limpq_trainer::weights::export_safetensors(&ck).unwrap(),
+    )
+    .unwrap();
+    let out_ckpt = dir.join("st.ckpt");
+    let import_st = |data: &str| {
+        limpq(&[
+            "import-safetensors",
+            st.to_str().unwrap(),
+            "--model",
+            ron.to_str().unwrap(),
+            "-o",
+            out_ckpt.to_str().unwrap(),
+            "--data",
+            data,
+        ])
+    };
+    refused(&import_st(&three));
+    assert!(!out_ckpt.exists());
+    let out = import_st(&two);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

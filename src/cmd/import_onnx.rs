@@ -53,7 +53,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = FoldedBnArg::Reinsert)]
     pub folded_bn: FoldedBnArg,
     /// The data set the model was trained on (a data set's name, or an image folder's
-    /// path), checked against the model's input and recorded in the checkpoint for later
+    /// path), checked against the model's input and classes (a folder's: the class folders
+    /// of its train/, at most the model's) and recorded in the checkpoint for later
     /// commands (default: none recorded; they then read fashion-mnist, with a note, unless
     /// given --data).
     #[arg(long)]

@@ -25,8 +25,9 @@ pub struct Args {
     #[arg(long)]
     pub model: String,
     /// The data set the weights were trained on (a data set's name, or an image folder's
-    /// path), checked against the model's input and recorded for later commands (default:
-    /// none recorded; they then read fashion-mnist, with a note, unless given --data).
+    /// path), checked against the model's input and classes (a folder's: the class folders
+    /// of its train/, at most the model's) and recorded for later commands (default: none
+    /// recorded; they then read fashion-mnist, with a note, unless given --data).
     #[arg(long)]
     pub data: Option<String>,
     /// The checkpoint to write.

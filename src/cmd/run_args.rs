@@ -222,10 +222,11 @@ pub fn data_for(flag: Option<&str>, ckpt: Option<&Checkpoint>) -> String {
 
 /// What an import records of `--data` for later commands: the data set's own name, refused
 /// when its images do not fit `model` (shape, classes); or an image folder's path (a folder
-/// holding `train/`), recorded as `limpq train` records one. `model` must take the folder's
-/// images at its input: they are read at that size.
+/// holding `train/`), recorded as `limpq train` records one, refused when it has more
+/// classes than `model` (as the commands that read it would refuse it). `model` takes the
+/// folder's images at its input: they are read at that size.
 pub fn import_data_meta(data: &str, model: &Model) -> anyhow::Result<Vec<(String, String)>> {
-    use limpq_trainer::data::DatasetKind;
+    use limpq_trainer::data::{split_dir, DatasetKind, ImageFolder};
     match DatasetKind::parse(data) {
         Ok(DatasetKind::Folder) => Err(super::out::usage(
             "--data folder: give the image folder's path (the folder holding train/) instead",
@@ -249,6 +250,16 @@ pub fn import_data_meta(data: &str, model: &Model) -> anyhow::Result<Vec<(String
             if !root.join("train").is_dir() {
                 return Err(super::out::usage(format!(
                     "--data: {e}; {data} is no folder holding train/"
+                )));
+            }
+            let classes = ImageFolder::class_names(root)?.len();
+            if classes > model.classes {
+                return Err(super::out::usage(format!(
+                    "--data {data}: the image folder has {classes} classes (the class folders \
+                     of {}); model '{}' has {} classes",
+                    split_dir(root, Split::Train).display(),
+                    model.name,
+                    model.classes
                 )));
             }
             let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
@@ -409,10 +420,26 @@ mod tests {
         // An image folder: recorded as `limpq train` records one, with its absolute path.
         let root = std::env::temp_dir().join(format!("limpq-import-data-{}", std::process::id()));
         std::fs::create_dir_all(root.join("train")).unwrap();
-        let meta = import_data_meta(root.to_str().unwrap(), &model((3, 64, 64), 4)).unwrap();
+        let path = root.to_str().unwrap();
+        // No class folders: nothing a later command could read.
+        let e = import_data_meta(path, &model((3, 64, 64), 4)).unwrap_err();
+        assert!(e.to_string().contains("no class folders"), "{e}");
+        for class in ["a", "b", "c", "d"] {
+            std::fs::create_dir_all(root.join("train").join(class)).unwrap();
+        }
+        let meta = import_data_meta(path, &model((3, 64, 64), 4)).unwrap();
         assert_eq!(meta[0], ("data".to_string(), "folder".to_string()));
         assert_eq!(meta[1].0, META_DATA_DIR);
         assert!(Path::new(&meta[1].1).is_absolute(), "{meta:?}");
+        // More classes than the model has: refused, naming the folder and both counts
+        // (fewer are taken, as training and evaluation take them).
+        let e = import_data_meta(path, &model((3, 64, 64), 3)).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains(path) && s.contains("has 4 classes") && s.contains("has 3 classes"),
+            "{s}"
+        );
+        assert!(import_data_meta(path, &model((3, 64, 64), 10)).is_ok());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

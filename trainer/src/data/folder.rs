@@ -332,6 +332,31 @@ fn class_diff(train: &[String], other: &[String]) -> String {
 const DIFF_SHOWN: usize = 10;
 
 impl ImageFolder {
+    /// The classes of the folder at `root`, as [`ImageFolder::open`] reads them: the sorted
+    /// names of the sub-folders of `train/` (label i is the i-th). Lists those folders
+    /// only, not their images. Refused when there are none or more than a label holds.
+    pub fn class_names(root: &Path) -> Result<Vec<String>, DataError> {
+        let train_dir = split_dir(root, Split::Train);
+        let classes = class_dirs(&train_dir)?;
+        if classes.is_empty() {
+            return Err(format_err(
+                &train_dir,
+                "no class folders (expected one sub-folder of images per class)",
+            ));
+        }
+        if classes.len() > u16::MAX as usize {
+            return Err(format_err(
+                &train_dir,
+                format!(
+                    "{} classes; at most {} are supported",
+                    classes.len(),
+                    u16::MAX
+                ),
+            ));
+        }
+        Ok(classes)
+    }
+
     /// Lists `split` of the folder at `root`; returns it and each example's label.
     pub fn open(
         root: &Path,
@@ -352,23 +377,7 @@ impl ImageFolder {
                 });
             }
         }
-        let classes = class_dirs(&train_dir)?;
-        if classes.is_empty() {
-            return Err(format_err(
-                &train_dir,
-                "no class folders (expected one sub-folder of images per class)",
-            ));
-        }
-        if classes.len() > u16::MAX as usize {
-            return Err(format_err(
-                &train_dir,
-                format!(
-                    "{} classes; at most {} are supported",
-                    classes.len(),
-                    u16::MAX
-                ),
-            ));
-        }
+        let classes = ImageFolder::class_names(root)?;
         if split == Split::Test {
             let here = class_dirs(&dir)?;
             if here != classes {
